@@ -1,0 +1,58 @@
+# balancedtorch: two commands for a fresh machine.
+#   make test   set up .venv from nothing, build the extension, run the tests
+#   make bench  the same set-up, then the benchmarks (pytest-benchmark)
+SHELL := /bin/bash
+.DEFAULT_GOAL := test
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip --disable-pip-version-check
+
+export MAX_JOBS ?= 2
+export PYTHONDONTWRITEBYTECODE := 1
+
+SOURCES := $(shell find csrc -name '*.cpp' -o -name '*.cu' -o -name '*.h' -o -name '*.cuh')
+
+STAMP_VENV    := $(VENV)/.stamp-venv
+STAMP_TORCH   := $(VENV)/.stamp-torch
+STAMP_INSTALL := $(VENV)/.stamp-install
+
+.PHONY: install test bench check-build clean
+
+install: $(STAMP_INSTALL)
+
+$(STAMP_VENV):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip setuptools wheel ninja numpy
+	touch $@
+
+# Plain `pip install torch`: on this machine it resolves to the CUDA build from
+# the local mirror, so the CUDA kernels compile even without a GPU.
+$(STAMP_TORCH): $(STAMP_VENV)
+	$(PIP) install --quiet torch
+	touch $@
+
+# Editable install against the torch above (no build isolation). setup.py keeps
+# its ninja build folder in build/, so a rerun recompiles only changed sources.
+$(STAMP_INSTALL): $(STAMP_TORCH) pyproject.toml setup.py $(SOURCES)
+	time $(PIP) install --no-build-isolation -e ".[dev]"
+	touch $@
+
+# Where a CUDA torch and nvcc exist, the CUDA kernels must have been compiled.
+check-build: install
+	$(PY) -c 'import shutil, os, torch, balancedtorch as bt; \
+	info = bt.build_info(); print("build_info:", info); \
+	want = torch.version.cuda is not None and (shutil.which("nvcc") or os.environ.get("CUDA_HOME")) \
+	       and os.environ.get("BALANCEDTORCH_USE_CUDA", "auto") != "0"; \
+	assert info["cuda_compiled"] or not want, "CUDA torch and nvcc are present but the CUDA kernels were not compiled"'
+
+test: install
+	$(PY) -m pytest tests
+	$(MAKE) --no-print-directory check-build
+
+bench: install
+	$(PY) -m pytest benchmarks --benchmark-only --benchmark-columns=min,median,mean,stddev,rounds --benchmark-sort=name
+
+clean:
+	rm -rf build balancedtorch/_C*.so balancedtorch/_build_config.py *.egg-info .pytest_cache .benchmarks

@@ -1,0 +1,11 @@
+"""balancedtorch: fast, drop-in PyTorch parts for training on imbalanced and imperfect data.
+
+Public names only; see README.md for the tour.
+"""
+
+from ._version import __version__
+from ._extension import build_info  # loads balancedtorch._C first: every op below needs it
+from . import ops
+from .weights import class_weights
+
+__all__ = ["__version__", "build_info", "class_weights", "ops"]

@@ -1,0 +1,87 @@
+"""Loads the compiled extension ``balancedtorch._C`` and reports how it was built."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import torch
+
+from ._version import __version__
+
+__all__ = ["build_info"]
+
+_REBUILD = 'pip install --no-build-isolation -e ".[dev]"  (or: make install)'
+
+
+def _build_config() -> Any:
+    try:
+        from . import _build_config as config
+    except ImportError:
+        return None
+    return config
+
+
+def _load() -> None:
+    config = _build_config()
+    built = getattr(config, "TORCH_VERSION", "unknown (no build record found)")
+    try:
+        from . import _C  # noqa: F401  (registers torch.ops.balancedtorch.*)
+    except ImportError as exc:
+        raise ImportError(
+            f"balancedtorch {__version__} could not load its compiled extension balancedtorch._C: {exc}\n"
+            f"  the extension was built against torch {built}; the running torch is {torch.__version__}.\n"
+            f"  Rebuild it against the running torch, from the source folder: {_REBUILD}"
+        ) from exc
+    compiled_against = _native_info().get("torch", "")
+    if compiled_against and compiled_against != torch.__version__.split("+")[0]:
+        warnings.warn(
+            f"balancedtorch._C was compiled against torch {compiled_against} but torch {torch.__version__} "
+            f"is running; custom operators may misbehave. Rebuild: {_REBUILD}",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+
+
+def _native_info() -> dict[str, str]:
+    raw = torch.ops.balancedtorch._build_info()
+    return dict(item.split("=", 1) for item in raw.split(";") if item)
+
+
+def _has_kernel(op: str, dispatch_key: str) -> bool:
+    return bool(torch._C._dispatch_has_kernel_for_dispatch_key(f"balancedtorch::{op}", dispatch_key))
+
+
+def build_info() -> dict[str, Any]:
+    """How this installation of balancedtorch was built, and what it can run.
+
+    Returns:
+        dict with ``version`` (balancedtorch), ``torch_version`` (running torch),
+        ``built_with_torch`` (the torch the extension was compiled against),
+        ``cuda_compiled`` (CUDA kernels are in the extension), ``cuda_arch_list``
+        (architectures they were compiled for), ``cuda_version`` (of the torch
+        build), ``cuda_available`` (a GPU is usable now), ``openmp`` (CPU kernels
+        run in parallel through OpenMP) and ``num_threads``.
+
+    Example:
+        >>> import balancedtorch as bt
+        >>> bt.build_info()["cuda_compiled"]  # doctest: +SKIP
+        True
+    """
+    native = _native_info()
+    config = _build_config()
+    cuda_compiled = native.get("cuda") == "1" and _has_kernel("class_counts", "CUDA")
+    return {
+        "version": __version__,
+        "torch_version": torch.__version__,
+        "built_with_torch": getattr(config, "TORCH_VERSION", native.get("torch")),
+        "cuda_compiled": cuda_compiled,
+        "cuda_arch_list": list(getattr(config, "CUDA_ARCH_LIST", [])) if cuda_compiled else [],
+        "cuda_version": torch.version.cuda,
+        "cuda_available": cuda_compiled and torch.cuda.is_available(),
+        "openmp": native.get("openmp") == "1",
+        "num_threads": torch.get_num_threads(),
+    }
+
+
+_load()

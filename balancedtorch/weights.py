@@ -1,0 +1,180 @@
+"""Per-class loss weights from labels or class counts."""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any, Optional
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .ops.class_counts import class_counts
+
+__all__ = ["class_weights", "SCHEMES", "NORMALIZATIONS"]
+
+SCHEMES = ("inverse", "sqrt_inverse", "effective_number", "median_frequency")
+NORMALIZATIONS = ("mean", "sum", None)
+
+
+def _as_label_tensor(labels: Any) -> Tensor:
+    if isinstance(labels, Tensor):
+        tensor = labels
+    else:
+        array = np.asarray(labels)
+        if array.dtype.kind not in "iu":
+            raise ValueError(f"class_weights: labels must hold integers, got an array of dtype {array.dtype}")
+        if array.dtype.kind == "u" and array.dtype.itemsize > 1:
+            # torch lacks most unsigned dtypes on older releases; int64 holds any label count.
+            if array.size and array.max() > np.iinfo(np.int64).max:
+                raise ValueError(f"class_weights: label {array.max()} is too large")
+            array = array.astype(np.int64)
+        tensor = torch.from_numpy(np.ascontiguousarray(array))
+    if tensor.dtype == torch.bool or tensor.is_floating_point() or tensor.is_complex():
+        raise ValueError(f"class_weights: labels must hold integers, got dtype {tensor.dtype}")
+    if tensor.dim() != 1:
+        raise ValueError(
+            f"class_weights: labels must be 1-D, got shape {tuple(tensor.shape)} "
+            "(for segmentation masks pass labels.flatten(); one-hot targets need argmax first)"
+        )
+    if tensor.numel() == 0:
+        raise ValueError("class_weights: labels is empty")
+    return tensor
+
+
+def _as_count_tensor(counts: Any) -> Tensor:
+    if isinstance(counts, Tensor):
+        tensor = counts.detach()
+    else:
+        array = np.asarray(counts)
+        if array.dtype.kind not in "iuf":
+            raise ValueError(f"class_weights: counts must be numbers, got an array of dtype {array.dtype}")
+        tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float64))
+    if tensor.dtype == torch.bool or tensor.is_complex():
+        raise ValueError(f"class_weights: counts must be real numbers, got dtype {tensor.dtype}")
+    if tensor.dim() != 1:
+        raise ValueError(f"class_weights: counts must be 1-D (one count per class), got shape {tuple(tensor.shape)}")
+    if tensor.numel() == 0:
+        raise ValueError("class_weights: counts is empty")
+    counts64 = tensor.to(torch.float64)
+    bad = ~torch.isfinite(counts64) | (counts64 < 0)
+    if bool(bad.any()):
+        idx = int(bad.nonzero()[0, 0])
+        raise ValueError(f"class_weights: counts must be finite and >= 0, got counts[{idx}] = {counts64[idx].item()}")
+    return counts64
+
+
+def class_weights(
+    labels: Any = None,
+    counts: Any = None,
+    scheme: str = "inverse",
+    beta: float = 0.999,
+    normalize: Optional[str] = "mean",
+    *,
+    num_classes: Optional[int] = None,
+    ignore_index: Optional[int] = None,
+    dtype: torch.dtype = torch.float32,
+) -> Tensor:
+    """Per-class weights that counter class imbalance, ready for a loss's ``weight=``.
+
+    Give either ``labels`` or per-class ``counts``. With ``n_c`` samples of
+    class ``c``, ``N = sum(n_c)`` and frequency ``f_c = n_c / N``, the raw
+    weight of class ``c`` is
+
+    * ``"inverse"``: ``1 / f_c = N / n_c``
+    * ``"sqrt_inverse"``: ``sqrt(N / n_c)``
+    * ``"effective_number"``: ``(1 - beta) / (1 - beta ** n_c)``, the inverse
+      effective number of samples (Cui et al., CVPR 2019); ``beta -> 1``
+      approaches inverse counts, ``beta = 0`` gives equal weights
+    * ``"median_frequency"``: ``median(f) / f_c`` (Eigen & Fergus 2015; the
+      median of the class frequencies, averaging the two middle ones for an
+      even number of classes)
+
+    and ``normalize`` rescales them: ``"mean"`` makes the weights average 1
+    over the classes (so the loss keeps its scale), ``"sum"`` makes them sum to
+    1, ``None`` returns the raw weights.
+
+    Args:
+        labels (Tensor[N] | ndarray | sequence, optional): integer class labels.
+        counts (Tensor[C] | ndarray | sequence, optional): samples per class
+            (non-negative; floats allowed, e.g. weighted counts).
+        scheme (str): one of ``"inverse"``, ``"sqrt_inverse"``,
+            ``"effective_number"``, ``"median_frequency"``. Default ``"inverse"``.
+        beta (float): in ``[0, 1)``, used by ``"effective_number"``. Default 0.999.
+        normalize (str or None): ``"mean"`` (default), ``"sum"`` or ``None``.
+        num_classes (int, optional): number of classes when ``labels`` are
+            given; default ``labels.max() + 1``.
+        ignore_index (int, optional): a label value to leave out of the counts.
+        dtype (torch.dtype): floating dtype of the result. Default float32.
+
+    Returns:
+        Tensor[C]: the weights, on the device of ``labels``/``counts`` when
+        they are tensors, else on the CPU.
+
+    Raises:
+        ValueError: both or neither of ``labels`` and ``counts``; empty,
+            negative or non-finite counts; a class with zero samples (its
+            weight would be infinite); labels out of range; an unknown
+            ``scheme`` or ``normalize``; ``beta`` outside ``[0, 1)``; labels
+            that are not integers.
+        TypeError: ``dtype`` is not a floating dtype.
+
+    Example:
+        >>> bt.class_weights(counts=[56, 3, 41], normalize=None)  # red, yellow, green
+        tensor([ 1.7857, 33.3333,  2.4390])
+    """
+    if scheme not in SCHEMES:
+        raise ValueError(f"class_weights: scheme must be one of {SCHEMES}, got {scheme!r}")
+    if normalize not in NORMALIZATIONS:
+        raise ValueError(f"class_weights: normalize must be one of {NORMALIZATIONS}, got {normalize!r}")
+    if isinstance(beta, bool) or not isinstance(beta, numbers.Real) or not (0.0 <= float(beta) < 1.0):
+        raise ValueError(f"class_weights: beta must be a number in [0, 1), got {beta!r}")
+    if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise TypeError(f"class_weights: dtype must be a floating torch.dtype, got {dtype!r}")
+    if (labels is None) == (counts is None):
+        raise ValueError("class_weights: give exactly one of labels= or counts=")
+
+    if labels is not None:
+        label_tensor = _as_label_tensor(labels)
+        if num_classes is None:
+            valid = label_tensor if ignore_index is None else label_tensor[label_tensor != ignore_index]
+            if valid.numel() == 0:
+                raise ValueError(f"class_weights: every label equals ignore_index={ignore_index}")
+            num_classes = int(valid.max()) + 1
+        elif isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+            raise ValueError(f"class_weights: num_classes must be a positive int, got {num_classes!r}")
+        n = class_counts(label_tensor, num_classes, ignore_index).to(torch.float64)
+    else:
+        if num_classes is not None:
+            raise ValueError("class_weights: num_classes is only used with labels= (counts has one entry per class)")
+        n = _as_count_tensor(counts)
+
+    empty = n == 0
+    if bool(empty.any()):
+        idx = int(empty.nonzero()[0, 0])
+        if bool(empty.all()):
+            raise ValueError(f"class_weights: the counts sum to zero (counts = {n.tolist()[:8]}...)")
+        raise ValueError(
+            f"class_weights: class {idx} has no samples (count 0), so its weight would be infinite; "
+            f"drop the class or give its count explicitly with counts="
+        )
+
+    total = n.sum()
+    if scheme == "inverse":
+        w = total / n
+    elif scheme == "sqrt_inverse":
+        w = torch.sqrt(total / n)
+    elif scheme == "effective_number":
+        # 1 - beta**n without cancellation: -expm1(n * log(beta)); beta = 0 gives log 0 = -inf -> 1.
+        log_beta = math.log(beta) if beta > 0 else -math.inf
+        w = (1.0 - beta) / -torch.expm1(n * log_beta)
+    else:  # median_frequency
+        freq = n / total
+        w = torch.quantile(freq, 0.5) / freq
+
+    if normalize == "mean":
+        w = w * (w.numel() / w.sum())
+    elif normalize == "sum":
+        w = w / w.sum()
+    return w.to(dtype)

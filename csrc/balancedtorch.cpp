@@ -1,0 +1,59 @@
+// Module init and the operator schemas of the `balancedtorch` namespace.
+//
+// Every schema is defined here, once; each backend registers its kernels in
+// its own TORCH_LIBRARY_IMPL file (csrc/<area>/cpu/*.cpp, csrc/<area>/cuda/*.cu),
+// and fake kernels and autograd formulas are registered from Python. The CUDA
+// files are simply left out of a CPU-only build.
+#include <Python.h>
+
+#include <string>
+
+#include <torch/version.h>
+#include <torch/library.h>
+
+extern "C" {
+// `import balancedtorch._C` loads this library, which runs the static
+// TORCH_LIBRARY registrations below. The module itself holds nothing: every
+// op is reached through torch.ops.balancedtorch.
+PyMODINIT_FUNC PyInit__C(void) {
+  static struct PyModuleDef module_def = {
+      PyModuleDef_HEAD_INIT,
+      "_C",
+      "balancedtorch native operators (registered as torch.ops.balancedtorch.*)",
+      -1,
+      nullptr,
+  };
+  return PyModule_Create(&module_def);
+}
+}
+
+namespace balancedtorch {
+namespace {
+
+// Facts fixed when this binary was compiled, as "key=value" pairs joined by ';'.
+std::string build_info() {
+  std::string info = "torch=" TORCH_VERSION;
+#ifdef _OPENMP
+  info += ";openmp=1";
+#else
+  info += ";openmp=0";
+#endif
+#ifdef BALANCEDTORCH_WITH_CUDA
+  info += ";cuda=1";
+#else
+  info += ";cuda=0";
+#endif
+  info += ";cplusplus=" + std::to_string(__cplusplus);
+  return info;
+}
+
+} // namespace
+
+TORCH_LIBRARY(balancedtorch, m) {
+  m.def("_build_info() -> str", &build_info);
+  // Histogram of integer labels with validation: labels outside
+  // [0, num_classes) (other than ignore_index) raise a ValueError.
+  m.def("class_counts(Tensor labels, int num_classes, int? ignore_index=None) -> Tensor");
+}
+
+} // namespace balancedtorch
