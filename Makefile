@@ -52,7 +52,10 @@ test: install
 	$(MAKE) --no-print-directory check-build
 
 bench: install
-	$(PY) -m pytest benchmarks --benchmark-only --benchmark-columns=min,median,mean,stddev,rounds --benchmark-sort=name
+	mkdir -p .benchmarks
+	$(PY) -m pytest benchmarks --benchmark-only --benchmark-columns=min,median,mean,stddev,rounds \
+	    --benchmark-sort=name --benchmark-json=.benchmarks/latest.json
+	$(PY) benchmarks/ratios.py .benchmarks/latest.json
 
 clean:
 	rm -rf build balancedtorch/_C*.so balancedtorch/_build_config.py *.egg-info .pytest_cache .benchmarks

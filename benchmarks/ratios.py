@@ -1,0 +1,30 @@
+"""Prints, per benchmark group, how much faster balancedtorch is than each alternative.
+
+Usage: python benchmarks/ratios.py .benchmarks/latest.json
+Ratio = alternative's median time / balancedtorch's median time (> 1: we are faster).
+"""
+
+import json
+import sys
+from collections import defaultdict
+
+
+def main(path):
+    with open(path) as f:
+        data = json.load(f)
+    groups = defaultdict(dict)
+    for bench in data["benchmarks"]:
+        groups[bench["group"]][bench["extra_info"].get("impl", bench["name"])] = bench["stats"]["median"]
+    machine = data.get("machine_info", {})
+    print(f"machine: {machine.get('cpu', {}).get('brand_raw', '?')}, {machine.get('cpu', {}).get('count', '?')} cores")
+    print(f"{'group':<48} {'implementation':<26} {'median ms':>10} {'ratio':>8}")
+    for group in sorted(groups):
+        impls = groups[group]
+        ours = impls.get("balancedtorch")
+        for impl, median in sorted(impls.items(), key=lambda kv: kv[0] != "balancedtorch"):
+            ratio = f"{median / ours:7.2f}x" if ours and impl != "balancedtorch" else ""
+            print(f"{group:<48} {impl:<26} {median * 1e3:10.3f} {ratio:>8}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else ".benchmarks/latest.json")

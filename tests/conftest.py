@@ -1,0 +1,65 @@
+"""Shared test harness: device parametrisation, CUDA skipping, RNG isolation."""
+
+from __future__ import annotations
+
+import random
+import zlib
+
+import numpy as np
+import pytest
+import torch
+
+import balancedtorch as bt
+
+
+def _cuda_skip_reason() -> str | None:
+    if not bt.build_info()["cuda_compiled"]:
+        return "balancedtorch was built without its CUDA kernels"
+    if not torch.cuda.is_available():
+        return "no CUDA device is visible"
+    return None
+
+
+CUDA_SKIP_REASON = _cuda_skip_reason()
+
+# cpu always; cuda only where a GPU is visible and the CUDA kernels were built.
+DEVICES = [
+    pytest.param("cpu", id="cpu"),
+    pytest.param("cuda", id="cuda", marks=pytest.mark.cuda),
+]
+
+
+def pytest_collection_modifyitems(config, items):
+    if CUDA_SKIP_REASON is None:
+        return
+    skip = pytest.mark.skip(reason=CUDA_SKIP_REASON)
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(params=DEVICES)
+def device(request) -> torch.device:
+    return torch.device(request.param)
+
+
+@pytest.fixture(autouse=True)
+def rng(request):
+    """Seeds every RNG from the test's id, then restores what the test found.
+
+    Tests stay reproducible one by one and in any order, and a test that draws
+    random numbers never shifts the streams of the tests after it.
+    """
+    seed = zlib.crc32(request.node.nodeid.encode())
+    py_state, np_state = random.getstate(), np.random.get_state()
+    torch_state = torch.get_rng_state()
+    cuda_states = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    yield seed
+    random.setstate(py_state)
+    np.random.set_state(np_state)
+    torch.set_rng_state(torch_state)
+    if cuda_states is not None:
+        torch.cuda.set_rng_state_all(cuda_states)

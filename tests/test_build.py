@@ -1,0 +1,79 @@
+"""The extension builds, loads, reports its build, and fails to load clearly."""
+
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import torch
+
+import balancedtorch as bt
+
+
+def test_build_info_fields():
+    info = bt.build_info()
+    assert info["version"] == bt.__version__
+    assert info["torch_version"] == torch.__version__
+    assert info["built_with_torch"] == torch.__version__
+    assert isinstance(info["cuda_compiled"], bool)
+    assert info["openmp"] == torch.backends.openmp.is_available()
+    assert info["num_threads"] == torch.get_num_threads()
+    if info["cuda_compiled"]:
+        assert info["cuda_arch_list"], "CUDA kernels compiled for no architecture"
+        assert torch._C._dispatch_has_kernel_for_dispatch_key("balancedtorch::class_counts", "CUDA")
+    else:
+        assert info["cuda_arch_list"] == []
+        assert not info["cuda_available"]
+
+
+def test_cuda_compiled_where_toolkit_and_cuda_torch_exist():
+    want = (
+        torch.version.cuda is not None
+        and (shutil.which("nvcc") or os.environ.get("CUDA_HOME"))
+        and os.environ.get("BALANCEDTORCH_USE_CUDA", "auto") != "0"
+    )
+    if want:
+        assert bt.build_info()["cuda_compiled"]
+
+
+def test_native_build_info_matches_running_torch():
+    native = torch.ops.balancedtorch._build_info()
+    fields = dict(item.split("=", 1) for item in native.split(";"))
+    assert fields["torch"] == torch.__version__.split("+")[0]
+    assert fields["cuda"] == ("1" if bt.build_info()["cuda_compiled"] else "0")
+
+
+def test_broken_extension_raises_clear_import_error(tmp_path):
+    """A _C that cannot load names both torch versions and the rebuild command."""
+    pkg_src = os.path.dirname(bt.__file__)
+    pkg = tmp_path / "balancedtorch"
+    shutil.copytree(pkg_src, pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in os.listdir(pkg):
+        if name.startswith("_C") and name.endswith(".so"):
+            (pkg / name).write_bytes(b"not a shared library")
+    (pkg / "_build_config.py").write_text("TORCH_VERSION = '1.99.0+fake'\n")
+    code = textwrap.dedent(
+        """
+        try:
+            import balancedtorch
+        except ImportError as exc:
+            print(exc)
+        else:
+            raise SystemExit("import unexpectedly succeeded")
+        """
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    message = proc.stdout
+    assert "balancedtorch._C" in message
+    assert "1.99.0+fake" in message
+    assert torch.__version__ in message
+    assert "pip install --no-build-isolation" in message

@@ -1,0 +1,162 @@
+"""bt.class_weights: every scheme against its formula, sklearn, and bad input."""
+
+import numpy as np
+import pytest
+import torch
+from sklearn.utils.class_weight import compute_class_weight
+
+import balancedtorch as bt
+
+
+def formula(counts, scheme, beta=0.999):
+    """Raw weights straight from the published formulas, in numpy float64."""
+    n = np.asarray(counts, dtype=np.float64)
+    freq = n / n.sum()
+    if scheme == "inverse":
+        return 1.0 / freq
+    if scheme == "sqrt_inverse":
+        return np.sqrt(1.0 / freq)
+    if scheme == "effective_number":  # Cui et al. 2019: (1 - beta) / (1 - beta^n)
+        return (1.0 - beta) / (1.0 - np.power(beta, n))
+    if scheme == "median_frequency":  # Eigen & Fergus 2015
+        return np.median(freq) / freq
+    raise AssertionError(scheme)
+
+
+def random_counts(num_classes):
+    return (np.random.pareto(1.2, size=num_classes) * 50).astype(np.int64) + 1
+
+
+def test_playbook_traffic_lights():
+    w = bt.class_weights(counts=[56, 3, 41], normalize=None)
+    assert w.dtype == torch.float32
+    torch.testing.assert_close(w, torch.tensor([100 / 56, 100 / 3, 100 / 41]))
+    assert [round(x, 1) for x in w.tolist()] == [1.8, 33.3, 2.4]
+
+
+@pytest.mark.parametrize("scheme", bt.weights.SCHEMES)
+@pytest.mark.parametrize("num_classes", [1, 2, 3, 10, 101])
+@pytest.mark.parametrize("normalize", bt.weights.NORMALIZATIONS)
+def test_schemes_match_formulas(scheme, num_classes, normalize):
+    counts = random_counts(num_classes)
+    raw = formula(counts, scheme)
+    expected = {"mean": raw * num_classes / raw.sum(), "sum": raw / raw.sum(), None: raw}[normalize]
+    got = bt.class_weights(counts=counts, scheme=scheme, normalize=normalize, dtype=torch.float64)
+    np.testing.assert_allclose(got.numpy(), expected, rtol=1e-12)
+    if normalize == "mean":
+        assert got.mean().item() == pytest.approx(1.0)
+    if normalize == "sum":
+        assert got.sum().item() == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("beta", [0.0, 0.5, 0.9, 0.99, 0.9999, 1 - 1e-9])
+def test_effective_number_betas(beta):
+    counts = random_counts(12) * 1000
+    got = bt.class_weights(counts=counts, scheme="effective_number", beta=beta, normalize=None, dtype=torch.float64)
+    n = counts.astype(np.float64)
+    expected = (1 - beta) / -np.expm1(n * np.log(beta)) if beta > 0 else np.ones_like(n)
+    np.testing.assert_allclose(got.numpy(), expected, rtol=1e-9)
+    if beta == 0.0:
+        assert torch.equal(got, torch.ones(12, dtype=torch.float64))
+
+
+def test_effective_number_tends_to_inverse_counts():
+    counts = np.array([5000, 120, 37, 9])
+    w = bt.class_weights(counts=counts, scheme="effective_number", beta=1 - 1e-12, normalize="sum", dtype=torch.float64)
+    inv = (1 / counts) / (1 / counts).sum()
+    np.testing.assert_allclose(w.numpy(), inv, rtol=1e-6)
+
+
+def test_median_frequency_even_and_odd():
+    # Odd: the middle frequency gets weight 1. Even: the mean of the two middle ones.
+    w = bt.class_weights(counts=[56, 3, 41], scheme="median_frequency", normalize=None)
+    torch.testing.assert_close(w, torch.tensor([0.41 / 0.56, 0.41 / 0.03, 1.0]))
+    w = bt.class_weights(counts=[10, 20, 30, 40], scheme="median_frequency", normalize=None)
+    torch.testing.assert_close(w, torch.tensor([2.5, 1.25, 2.5 / 3, 0.625]))
+
+
+def test_inverse_matches_sklearn_balanced():
+    labels = np.random.choice(7, size=5000, p=np.array([40, 20, 15, 10, 8, 5, 2]) / 100)
+    sk = compute_class_weight("balanced", classes=np.arange(7), y=labels)
+    ours = bt.class_weights(labels=labels, normalize=None, dtype=torch.float64).numpy()
+    np.testing.assert_allclose(ours / 7, sk, rtol=1e-12)  # sklearn: N / (C * n_c)
+
+
+@pytest.mark.parametrize("kind", ["tensor", "numpy", "list", "int32", "uint8", "uint16"])
+def test_labels_and_counts_agree(kind, device):
+    labels = torch.multinomial(torch.tensor([0.5, 0.1, 0.3, 0.05, 0.05]), 3000, replacement=True)
+    if kind == "tensor":
+        given = labels.to(device)
+    elif kind == "numpy":
+        given = labels.numpy()
+    elif kind == "list":
+        given = labels.tolist()
+    else:
+        given = labels.numpy().astype(kind)
+    counts = torch.bincount(labels, minlength=5)
+    for scheme in bt.weights.SCHEMES:
+        from_labels = bt.class_weights(labels=given, scheme=scheme)
+        from_counts = bt.class_weights(counts=counts, scheme=scheme)
+        torch.testing.assert_close(from_labels.cpu(), from_counts)
+    if kind == "tensor":
+        assert from_labels.device == labels.to(device).device
+
+
+def test_counts_tensor_keeps_device_and_is_not_modified(device):
+    counts = torch.tensor([900.0, 75.5, 24.5], device=device)
+    before = counts.clone()
+    w = bt.class_weights(counts=counts, scheme="sqrt_inverse")
+    assert w.device == counts.device
+    assert torch.equal(counts, before)
+    expected = formula(before.cpu().numpy(), "sqrt_inverse")
+    np.testing.assert_allclose(w.cpu().numpy(), expected * 3 / expected.sum(), rtol=1e-6)
+
+
+def test_num_classes_and_ignore_index():
+    labels = torch.tensor([0, 1, 1, 255, 2, 2, 2, 255])
+    w = bt.class_weights(labels=labels, ignore_index=255, normalize=None)
+    torch.testing.assert_close(w, torch.tensor([6 / 1, 6 / 2, 6 / 3]))
+    with pytest.raises(ValueError, match="class 3 has no samples"):
+        bt.class_weights(labels=torch.tensor([0, 1, 2]), num_classes=4)
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, num_classes=2\)"):
+        bt.class_weights(labels=torch.tensor([0, 1, 2]), num_classes=2)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(counts=[5, -1, 3]), r"counts must be finite and >= 0, got counts\[1\] = -1"),
+        (dict(counts=[5, float("nan")]), r"counts\[1\] = nan"),
+        (dict(counts=[5, float("inf")]), r"counts\[1\] = inf"),
+        (dict(counts=[]), "counts is empty"),
+        (dict(counts=[0, 0, 0]), "counts sum to zero"),
+        (dict(counts=[4, 0, 3]), "class 1 has no samples"),
+        (dict(counts=[[1, 2], [3, 4]]), "counts must be 1-D"),
+        (dict(counts=["a", "b"]), "counts must be numbers"),
+        (dict(labels=[0, -1, 2]), r"labels must lie in \[0, num_classes=3\).*got label -1 at flat index 1"),
+        (dict(labels=[0.0, 1.5]), "labels must hold integers"),
+        (dict(labels=torch.tensor([0.0, 1.0])), "labels must hold integers"),
+        (dict(labels=torch.tensor([True, False])), "labels must hold integers"),
+        (dict(labels=[]), "labels must hold integers|labels is empty"),
+        (dict(labels=torch.empty(0, dtype=torch.long)), "labels is empty"),
+        (dict(labels=torch.zeros(3, 4, dtype=torch.long)), "labels must be 1-D"),
+        (dict(labels=[0, 1], num_classes=0), "num_classes must be a positive int"),
+        (dict(labels=[255, 255], ignore_index=255), "every label equals ignore_index=255"),
+        (dict(counts=[1, 2], num_classes=2), "num_classes is only used with labels"),
+        (dict(), "exactly one of labels= or counts="),
+        (dict(labels=[0, 1], counts=[1, 1]), "exactly one of labels= or counts="),
+        (dict(counts=[1, 2], scheme="balanced"), "scheme must be one of .* got 'balanced'"),
+        (dict(counts=[1, 2], normalize="max"), "normalize must be one of .* got 'max'"),
+        (dict(counts=[1, 2], beta=1.0), r"beta must be a number in \[0, 1\), got 1.0"),
+        (dict(counts=[1, 2], beta=-0.1), r"beta must be a number in \[0, 1\), got -0.1"),
+        (dict(counts=[1, 2], beta=float("nan")), r"beta must be a number in \[0, 1\), got nan"),
+    ],
+)
+def test_bad_input_raises_value_error(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        bt.class_weights(**kwargs)
+
+
+def test_bad_dtype_raises_type_error():
+    with pytest.raises(TypeError, match="dtype must be a floating torch.dtype"):
+        bt.class_weights(counts=[1, 2], dtype=torch.int64)
