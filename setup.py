@@ -10,6 +10,10 @@ Switches (environment variables):
   visible GPUs decide; with no visible GPU the default is ``9.0+PTX``.
 * ``CUDA_HOME``: the CUDA toolkit. When unset it is found from ``nvcc`` on the
   PATH (asking nvcc itself, since nvcc may be a wrapper script).
+* ``BALANCEDTORCH_CPU_CAPABILITY=auto|avx2|default`` (default ``auto``): the
+  SIMD level of the CPU kernels (at::vec). ``auto`` uses AVX2+FMA when the
+  building CPU has them (the extension is built from source for the machine
+  that runs it); ``default`` is portable scalar-width code.
 * ``MAX_JOBS``: parallel compile jobs (ninja).
 
 Install without build isolation, so the extension is built against the torch
@@ -20,6 +24,7 @@ that will import it::
 
 import glob
 import os
+import platform
 import re
 import shutil
 import subprocess
@@ -112,6 +117,27 @@ def _resolve_arch_list():
     return DEFAULT_ARCH_LIST
 
 
+def _cpu_flags():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def _resolve_cpu_capability():
+    mode = os.environ.get("BALANCEDTORCH_CPU_CAPABILITY", "auto").strip().lower()
+    if mode not in ("auto", "avx2", "default"):
+        sys.exit(f"balancedtorch: BALANCEDTORCH_CPU_CAPABILITY must be auto, avx2 or default, got {mode!r}")
+    if mode == "auto":
+        x86 = platform.machine().lower() in ("x86_64", "amd64")
+        mode = "avx2" if x86 and {"avx2", "fma", "f16c"} <= _cpu_flags() else "default"
+    return mode
+
+
 def _nvidia_pip_include_dirs():
     """Header folders of the ``nvidia-*`` pip packages that a CUDA torch wheel brings."""
     dirs = []
@@ -171,6 +197,13 @@ if openmp:
     nvcc_flags += ["-Xcompiler", "-fopenmp"]
 if use_cuda:
     define_macros.append(("BALANCEDTORCH_WITH_CUDA", None))
+cpu_capability = _resolve_cpu_capability()
+if cpu_capability == "avx2":
+    # at::vec picks its AVX2 implementation (exp/log through torch's exported
+    # Sleef) from these macros; the namespace it lives in is named after
+    # CPU_CAPABILITY, so it cannot clash with torch's own copies.
+    # C++ sources only: the CUDA sources never include at::vec.
+    cxx_flags += ["-mavx2", "-mfma", "-mf16c", "-DCPU_CAPABILITY=AVX2", "-DCPU_CAPABILITY_AVX2", "-DBALANCEDTORCH_AVX2"]
 
 include_dirs = [CSRC]
 if use_cuda and not os.path.isfile(os.path.join(cuda_home, "include", "cusparse.h")):
@@ -197,6 +230,7 @@ build_config = {
     "CUDA_HOME": cuda_home if use_cuda else None,
     "CUDA_ARCH_LIST": [a for a in re.split(r"[;,\s]+", arch_list) if a] if use_cuda else [],
     "OPENMP": openmp,
+    "CPU_CAPABILITY": cpu_capability,
     "DEBUG": debug,
 }
 _write_build_config(build_config)
@@ -206,7 +240,7 @@ _log(f"CUDA kernels: {'yes' if use_cuda else 'no'} ({cuda_reason})")
 if use_cuda:
     _log(f"CUDA_HOME={cuda_home}  TORCH_CUDA_ARCH_LIST={arch_list}")
     _log(f"extra include dirs: {include_dirs[1:] or 'none'}")
-_log(f"OpenMP: {openmp}  debug: {debug}  MAX_JOBS={os.environ.get('MAX_JOBS', 'default')}")
+_log(f"CPU capability: {cpu_capability}  OpenMP: {openmp}  debug: {debug}  MAX_JOBS={os.environ.get('MAX_JOBS', 'default')}")
 _log(f"sources: {len(cpp_sources)} C++, {len(cuda_sources)} CUDA")
 
 

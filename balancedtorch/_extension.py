@@ -61,7 +61,8 @@ def build_info() -> dict[str, Any]:
         ``cuda_compiled`` (CUDA kernels are in the extension), ``cuda_arch_list``
         (architectures they were compiled for), ``cuda_version`` (of the torch
         build), ``cuda_available`` (a GPU is usable now), ``openmp`` (CPU kernels
-        run in parallel through OpenMP) and ``num_threads``.
+        run in parallel through OpenMP), ``cpu_capability`` (SIMD level of the
+        CPU kernels: ``"avx2"`` or ``"default"``) and ``num_threads``.
 
     Example:
         >>> import balancedtorch as bt
@@ -80,6 +81,7 @@ def build_info() -> dict[str, Any]:
         "cuda_version": torch.version.cuda,
         "cuda_available": cuda_compiled and torch.cuda.is_available(),
         "openmp": native.get("openmp") == "1",
+        "cpu_capability": native.get("cpu_capability", "default"),
         "num_threads": torch.get_num_threads(),
     }
 

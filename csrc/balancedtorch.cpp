@@ -16,6 +16,17 @@ extern "C" {
 // TORCH_LIBRARY registrations below. The module itself holds nothing: every
 // op is reached through torch.ops.balancedtorch.
 PyMODINIT_FUNC PyInit__C(void) {
+#ifdef BALANCEDTORCH_AVX2
+  // Built for the building machine's AVX2; refuse clearly rather than crash
+  // with an illegal instruction on a CPU without it.
+  if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) {
+    PyErr_SetString(
+        PyExc_ImportError,
+        "balancedtorch._C was compiled with AVX2/FMA but this CPU lacks them; rebuild with "
+        "BALANCEDTORCH_CPU_CAPABILITY=default pip install --no-build-isolation -e .");
+    return nullptr;
+  }
+#endif
   static struct PyModuleDef module_def = {
       PyModuleDef_HEAD_INIT,
       "_C",
@@ -38,6 +49,11 @@ std::string build_info() {
 #else
   info += ";openmp=0";
 #endif
+#ifdef BALANCEDTORCH_AVX2
+  info += ";cpu_capability=avx2";
+#else
+  info += ";cpu_capability=default";
+#endif
 #ifdef BALANCEDTORCH_WITH_CUDA
   info += ";cuda=1";
 #else
@@ -54,6 +70,17 @@ TORCH_LIBRARY(balancedtorch, m) {
   // Histogram of integer labels with validation: labels outside
   // [0, num_classes) (other than ignore_index) raise a ValueError.
   m.def("class_counts(Tensor labels, int num_classes, int? ignore_index=None) -> Tensor");
+  // Fused softmax cross-entropy / focal / logit-adjusted loss (see
+  // csrc/loss/softmax_loss.h). Returns the reduced loss and, when
+  // compute_grad, d(loss)/d(input) already scaled for the reduction (an empty
+  // tensor otherwise). reduction: 0 none, 1 mean, 2 sum.
+  m.def(
+      "softmax_loss(Tensor input, Tensor target, Tensor? weight, Tensor? logit_bias, int ignore_index, "
+      "float label_smoothing, float gamma, int reduction, bool compute_grad) -> (Tensor, Tensor)");
+  // Fused sigmoid focal loss (torchvision's definition plus pos_weight).
+  m.def(
+      "sigmoid_focal_loss(Tensor input, Tensor target, Tensor? pos_weight, float alpha, float gamma, int reduction, "
+      "bool compute_grad) -> (Tensor, Tensor)");
 }
 
 } // namespace balancedtorch

@@ -1,0 +1,311 @@
+"""Fused class-weighted, focal and logit-adjusted losses (functional form).
+
+Each function computes the loss and, when the input requires grad, its
+gradient in one pass over the logits (C++/CUDA kernels); results equal
+``torch.nn.functional.cross_entropy`` and ``torchvision.ops.sigmoid_focal_loss``.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any, Optional
+
+import torch
+from torch import Tensor
+
+from .ops import losses as _losses  # noqa: F401  (registers fake kernels and autograd)
+
+__all__ = ["cross_entropy", "focal_loss", "logit_adjusted_loss", "sigmoid_focal_loss", "logit_adjustment"]
+
+_REDUCTIONS = {"none": 0, "mean": 1, "sum": 2}
+
+
+def _reduction_code(reduction: str) -> int:
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"reduction must be 'none', 'mean' or 'sum', got {reduction!r}")
+    return _REDUCTIONS[reduction]
+
+
+def _real(value: Any, name: str, low: float, high: float = math.inf, high_inclusive: bool = True) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or math.isnan(float(value)):
+        raise ValueError(f"{name} must be a real number, got {value!r}")
+    value = float(value)
+    above = value > high if high_inclusive else value >= high
+    if value < low or above or math.isinf(value):
+        bracket = "]" if high_inclusive else ")"
+        raise ValueError(f"{name} must be in [{low}, {high}{bracket}, got {value!r}")
+    return value
+
+
+def _check_tensor(value: Any, name: str) -> Tensor:
+    if not isinstance(value, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+    return value
+
+
+def _check_class_vector(vec: Optional[Tensor], name: str, validate_values: bool = True) -> Optional[Tensor]:
+    """A per-class vector (weight, pos_weight): 1-D, floating, finite and >= 0."""
+    if vec is None:
+        return None
+    vec = _check_tensor(vec, name)
+    if vec.dim() != 1:
+        raise ValueError(f"{name} must be a 1-D tensor with one entry per class, got shape {tuple(vec.shape)}")
+    if not vec.is_floating_point():
+        raise ValueError(f"{name} must be a floating tensor, got dtype {vec.dtype}")
+    if vec.requires_grad and torch.is_grad_enabled():
+        raise ValueError(f"{name} must not require grad: the fused kernels give no gradient for it")
+    if validate_values and not _is_compiling():
+        bad = ~torch.isfinite(vec) | (vec < 0)
+        if bool(bad.any()):
+            idx = int(bad.nonzero()[0, 0])
+            raise ValueError(f"{name} must be finite and >= 0, got {name}[{idx}] = {vec[idx].item()}")
+    return vec
+
+
+def _is_compiling() -> bool:
+    return _losses._is_compiling()
+
+
+def _softmax_loss(
+    input: Tensor,
+    target: Tensor,
+    *,
+    weight: Optional[Tensor],
+    logit_bias: Optional[Tensor],
+    ignore_index: int,
+    reduction: str,
+    label_smoothing: float,
+    gamma: float,
+    validate: bool,
+) -> Tensor:
+    input = _check_tensor(input, "input")
+    target = _check_tensor(target, "target")
+    code = _reduction_code(reduction)
+    label_smoothing = _real(label_smoothing, "label_smoothing", 0.0, 1.0)
+    gamma = _real(gamma, "gamma", 0.0)
+    if isinstance(ignore_index, bool) or not isinstance(ignore_index, int):
+        raise TypeError(f"ignore_index must be an int, got {ignore_index!r}")
+    weight = _check_class_vector(weight, "weight", validate)
+    if target.requires_grad and torch.is_grad_enabled():
+        raise ValueError("target must not require grad: the fused kernels give no gradient for it")
+    unbatched = input.dim() == 1
+    if unbatched:  # (C,) with a () class index or (C,) probabilities, as torch
+        input = input.unsqueeze(0)
+        target = target.unsqueeze(0)
+    if target.is_floating_point() and target.dtype != input.dtype:
+        target = target.to(input.dtype)
+    compute_grad = input.requires_grad and torch.is_grad_enabled()
+    loss, _ = torch.ops.balancedtorch.softmax_loss(
+        input, target, weight, logit_bias, ignore_index, label_smoothing, gamma, code, compute_grad
+    )
+    if unbatched and code == 0:
+        loss = loss.squeeze(0)
+    return loss
+
+
+def cross_entropy(
+    input: Tensor,
+    target: Tensor,
+    weight: Optional[Tensor] = None,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+    label_smoothing: float = 0.0,
+) -> Tensor:
+    """Cross-entropy, equal to ``torch.nn.functional.cross_entropy`` (fused kernel).
+
+    Args:
+        input (Tensor[N, C] or Tensor[N, C, d1, ..., dk] or Tensor[C]): logits;
+            float16, bfloat16 (accumulated in float32), float32 or float64.
+        target (Tensor[N] or Tensor[N, d1, ..., dk]): class indices (int64,
+            int32 or uint8), or probabilities with the input's shape.
+        weight (Tensor[C], optional): per-class weights, e.g. from
+            :func:`balancedtorch.class_weights`.
+        ignore_index (int): class-index target to skip. Default -100.
+        reduction (str): ``"none"`` | ``"mean"`` | ``"sum"``. ``"mean"`` divides
+            by the summed weights of the non-ignored targets (by the number of
+            samples for probability targets), as torch does.
+        label_smoothing (float): in [0, 1]. Default 0.
+
+    Returns:
+        Tensor: a scalar, or the per-sample losses ``[N, d1, ..., dk]`` for
+        ``reduction="none"``; in the input's dtype.
+
+    Example:
+        >>> logits = torch.randn(8, 3, requires_grad=True)
+        >>> loss = bt.functional.cross_entropy(logits, torch.randint(0, 3, (8,)), weight=torch.tensor([1.8, 33.3, 2.4]))
+        >>> loss.backward()
+    """
+    return _softmax_loss(
+        input,
+        target,
+        weight=weight,
+        logit_bias=None,
+        ignore_index=ignore_index,
+        reduction=reduction,
+        label_smoothing=label_smoothing,
+        gamma=0.0,
+        validate=True,
+    )
+
+
+def focal_loss(
+    input: Tensor,
+    target: Tensor,
+    gamma: float = 2.0,
+    weight: Optional[Tensor] = None,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+    label_smoothing: float = 0.0,
+) -> Tensor:
+    """Softmax focal loss (Lin et al. 2017): ``-w[y] * (1 - p_y)^gamma * log p_y``.
+
+    ``"mean"`` divides by the summed ``w[y]`` of the non-ignored targets, so
+    ``gamma=0`` is exactly :func:`cross_entropy`. With label smoothing or
+    probability targets ``q`` the loss is ``sum_c q_c w_c (1 - p_c)^gamma (-log p_c)``.
+
+    Args:
+        input (Tensor[N, C, *]): logits. target (Tensor[N, *] or Tensor[N, C, *]):
+            class indices or probabilities. gamma (float): focusing parameter
+            >= 0 (default 2). Other arguments as :func:`cross_entropy`.
+
+    Example:
+        >>> loss = bt.functional.focal_loss(logits, target, gamma=2.0)
+    """
+    return _softmax_loss(
+        input,
+        target,
+        weight=weight,
+        logit_bias=None,
+        ignore_index=ignore_index,
+        reduction=reduction,
+        label_smoothing=label_smoothing,
+        gamma=gamma,
+        validate=True,
+    )
+
+
+def logit_adjustment(class_counts: Any, tau: float = 1.0) -> Tensor:
+    """``tau * log(prior)`` per class, the additive logit adjustment of Menon et al. (2021).
+
+    Args:
+        class_counts (Tensor[C] | sequence): samples per class (all > 0).
+        tau (float): temperature >= 0. Default 1 (Balanced Softmax).
+
+    Returns:
+        Tensor[C]: float64 (the kernels read it in their accumulation dtype),
+        on the counts' device.
+    """
+    tau = _real(tau, "tau", 0.0)
+    counts = class_counts if isinstance(class_counts, Tensor) else torch.as_tensor(class_counts)
+    if counts.dim() != 1 or counts.numel() == 0:
+        raise ValueError(f"class_counts must be a non-empty 1-D sequence, got shape {tuple(counts.shape)}")
+    if counts.dtype == torch.bool or counts.is_complex():
+        raise ValueError(f"class_counts must be real numbers, got dtype {counts.dtype}")
+    counts = counts.detach().to(torch.float64)
+    bad = ~torch.isfinite(counts) | (counts <= 0)
+    if bool(bad.any()):
+        idx = int(bad.nonzero()[0, 0])
+        raise ValueError(
+            f"class_counts must be finite and > 0 (log prior of an empty class is -inf), "
+            f"got class_counts[{idx}] = {counts[idx].item()}"
+        )
+    return tau * torch.log(counts / counts.sum())
+
+
+def logit_adjusted_loss(
+    input: Tensor,
+    target: Tensor,
+    class_counts: Any,
+    tau: float = 1.0,
+    gamma: float = 0.0,
+    weight: Optional[Tensor] = None,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+) -> Tensor:
+    """Logit-adjusted softmax loss (Menon et al. 2021): ``tau * log(prior)`` is
+    added to the logits inside the kernel before the (focal) cross-entropy.
+
+    ``tau=1`` is Balanced Softmax. ``gamma > 0`` adds the focal term, ``weight``
+    per-class weights; other arguments as :func:`cross_entropy`. At inference
+    use the raw logits (the adjustment only shapes training).
+
+    Example:
+        >>> loss = bt.functional.logit_adjusted_loss(logits, target, class_counts=[5000, 300, 20])
+    """
+    bias = logit_adjustment(class_counts, tau)
+    if isinstance(input, Tensor):
+        bias = bias.to(input.device)
+    return _softmax_loss(
+        input,
+        target,
+        weight=weight,
+        logit_bias=bias,
+        ignore_index=ignore_index,
+        reduction=reduction,
+        label_smoothing=0.0,
+        gamma=gamma,
+        validate=True,
+    )
+
+
+def _sigmoid_focal_loss(
+    input: Tensor,
+    target: Tensor,
+    *,
+    alpha: float,
+    gamma: float,
+    reduction: str,
+    pos_weight: Optional[Tensor],
+    validate: bool,
+) -> Tensor:
+    input = _check_tensor(input, "input")
+    target = _check_tensor(target, "target")
+    code = _reduction_code(reduction)
+    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or math.isnan(float(alpha)) or float(alpha) > 1:
+        raise ValueError(f"alpha must be a number <= 1 (negative disables it, as torchvision), got {alpha!r}")
+    gamma = _real(gamma, "gamma", 0.0)
+    pos_weight = _check_class_vector(pos_weight, "pos_weight", validate)
+    if not input.is_floating_point():
+        raise ValueError(f"input must be a floating tensor, got dtype {input.dtype}")
+    if target.shape != input.shape:
+        raise ValueError(f"target must have the input's shape {tuple(input.shape)}, got {tuple(target.shape)}")
+    if target.requires_grad and torch.is_grad_enabled():
+        raise ValueError("target must not require grad: the fused kernels give no gradient for it")
+    if target.dtype != input.dtype:
+        target = target.to(input.dtype)
+    compute_grad = input.requires_grad and torch.is_grad_enabled()
+    loss, _ = torch.ops.balancedtorch.sigmoid_focal_loss(
+        input, target, pos_weight, float(alpha), gamma, code, compute_grad
+    )
+    return loss
+
+
+def sigmoid_focal_loss(
+    input: Tensor,
+    target: Tensor,
+    alpha: float = 0.25,
+    gamma: float = 2.0,
+    reduction: str = "mean",
+    pos_weight: Optional[Tensor] = None,
+) -> Tensor:
+    """Sigmoid focal loss, equal to ``torchvision.ops.sigmoid_focal_loss`` (fused kernel).
+
+    ``loss = alpha_t * (1 - p_t)^gamma * BCE(input, target)`` elementwise, with
+    ``alpha_t = alpha * y + (1 - alpha) * (1 - y)`` (``alpha < 0`` disables it)
+    and BCE-with-logits' ``pos_weight`` on the positive term.
+
+    Args:
+        input (Tensor[*, C]): logits of any shape (float16, bfloat16, float32, float64).
+        target (Tensor[*, C]): targets in [0, 1] of the same shape.
+        alpha (float): default 0.25. gamma (float): >= 0, default 2.
+        reduction (str): ``"none"`` | ``"mean"`` (over all elements) | ``"sum"``.
+        pos_weight (Tensor[C], optional): weight of the positive term per class
+            (the last dimension), as ``BCEWithLogitsLoss(pos_weight=...)``.
+
+    Example:
+        >>> loss = bt.functional.sigmoid_focal_loss(logits, multi_hot.float())
+    """
+    return _sigmoid_focal_loss(
+        input, target, alpha=alpha, gamma=gamma, reduction=reduction, pos_weight=pos_weight, validate=True
+    )

@@ -1,0 +1,122 @@
+"""Fake kernels and autograd of the fused loss operators.
+
+``balancedtorch::softmax_loss`` and ``balancedtorch::sigmoid_focal_loss``
+return ``(loss, grad)``: when ``compute_grad`` is set, the forward pass also
+writes d(loss)/d(input), already scaled for the reduction, into a buffer of
+its own. Backward then only multiplies that buffer by ``grad_output`` (in
+place, since the buffer belongs to this graph node alone) and hands it over;
+when ``grad_output`` is exactly 1 on the CPU it is handed over untouched. A
+second backward through a retained graph recomputes the buffer from the
+saved input.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+__all__: list = []
+
+_REDUCTION_NONE = 0
+
+
+def _is_compiling() -> bool:
+    compiler = getattr(torch, "compiler", None)
+    if compiler is not None and hasattr(compiler, "is_compiling"):
+        return bool(compiler.is_compiling())
+    return False
+
+
+@torch.library.register_fake("balancedtorch::softmax_loss")
+def _softmax_loss_fake(
+    input: Tensor,
+    target: Tensor,
+    weight: Optional[Tensor],
+    logit_bias: Optional[Tensor],
+    ignore_index: int,
+    label_smoothing: float,
+    gamma: float,
+    reduction: int,
+    compute_grad: bool,
+):
+    torch._check(input.dim() >= 2, lambda: f"softmax_loss: input must have shape (N, C, ...), got {tuple(input.shape)}")
+    if reduction == _REDUCTION_NONE:
+        loss = input.new_empty((input.shape[0],) + tuple(input.shape[2:]))
+    else:
+        loss = input.new_empty(())
+    grad = input.new_empty(input.shape) if compute_grad else input.new_empty((0,))
+    return loss, grad
+
+
+@torch.library.register_fake("balancedtorch::sigmoid_focal_loss")
+def _sigmoid_focal_loss_fake(
+    input: Tensor,
+    target: Tensor,
+    pos_weight: Optional[Tensor],
+    alpha: float,
+    gamma: float,
+    reduction: int,
+    compute_grad: bool,
+):
+    loss = input.new_empty(input.shape) if reduction == _REDUCTION_NONE else input.new_empty(())
+    grad = input.new_empty(input.shape) if compute_grad else input.new_empty((0,))
+    return loss, grad
+
+
+def _make_autograd(op, name: str, num_args: int, reduction_arg: int, broadcast_dim: Optional[int]):
+    """setup_context/backward for an op returning (loss, prescaled grad buffer)."""
+
+    def setup_context(ctx, inputs, output):
+        _, grad = output
+        ctx.mark_non_differentiable(grad)
+        tensors = [a if isinstance(a, Tensor) else None for a in inputs]
+        ctx.save_for_backward(*[t for t in tensors if t is not None])
+        ctx.tensor_slots = [i for i, t in enumerate(tensors) if t is not None]
+        ctx.other_args = [None if isinstance(a, Tensor) else a for a in inputs]
+        ctx.reduction = inputs[reduction_arg]
+        # A non-differentiable output holds no reference to this node, so
+        # keeping it on ctx makes no reference cycle.
+        ctx.grad_buffer = grad if grad.numel() == inputs[0].numel() and inputs[-1] else None
+
+    def backward(ctx, grad_loss, _grad_of_grad):
+        if torch.is_grad_enabled():
+            raise RuntimeError(
+                f"{name}: double backward (create_graph=True) is not supported by the fused loss kernels; "
+                "use the plain PyTorch loss for higher-order gradients"
+            )
+        grad = ctx.grad_buffer
+        ctx.grad_buffer = None  # handed over: a second backward recomputes it
+        if grad is None:
+            saved = list(ctx.saved_tensors)
+            args = list(ctx.other_args)
+            for slot, tensor in zip(ctx.tensor_slots, saved):
+                args[slot] = tensor
+            args[0] = args[0].detach()
+            args[-1] = True
+            _, grad = op(*args)
+        if ctx.reduction == _REDUCTION_NONE:
+            scale = grad_loss if broadcast_dim is None else grad_loss.unsqueeze(broadcast_dim)
+        else:
+            scale = grad_loss
+        if _is_compiling():
+            grad = grad * scale
+        elif ctx.reduction != _REDUCTION_NONE and scale.device.type == "cpu" and scale.item() == 1.0:
+            pass  # loss.backward(): the buffer already is the gradient
+        else:
+            grad.mul_(scale)
+        return (grad,) + (None,) * (num_args - 1)
+
+    return setup_context, backward
+
+
+_sm_setup, _sm_backward = _make_autograd(
+    torch.ops.balancedtorch.softmax_loss.default, "softmax_loss", num_args=9, reduction_arg=7, broadcast_dim=1
+)
+torch.library.register_autograd("balancedtorch::softmax_loss", _sm_backward, setup_context=_sm_setup)
+
+_sf_setup, _sf_backward = _make_autograd(
+    torch.ops.balancedtorch.sigmoid_focal_loss.default, "sigmoid_focal_loss", num_args=7, reduction_arg=5, broadcast_dim=None
+)
+torch.library.register_autograd("balancedtorch::sigmoid_focal_loss", _sf_backward, setup_context=_sf_setup)

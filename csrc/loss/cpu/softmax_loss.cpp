@@ -1,0 +1,589 @@
+// CPU kernels of balancedtorch::softmax_loss.
+//
+// The input is viewed as [N, C, inner]. With inner == 1 every sample is a
+// contiguous row, vectorised over classes. With inner > 1 (segmentation,
+// NC...) a tile of pixels is vectorised over pixels: for each class the
+// tile's pixels are contiguous, so the class dimension is read with its
+// stride and never permuted. Each sample's logits are read from memory once
+// (later passes hit L1) and, when a gradient is wanted, the gradient is
+// written once, already scaled for the reduction.
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <optional>
+#include <vector>
+
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+#include <ATen/Parallel.h>
+#include <ATen/cpu/vec/functional.h>
+#include <ATen/cpu/vec/vec.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/scalar_tensor.h>
+#include <torch/library.h>
+
+#include "loss/softmax_loss.h"
+#include "loss/softmax_loss_args.h"
+
+namespace balancedtorch {
+namespace loss {
+namespace {
+
+template <typename acc_t>
+struct Problem {
+  int64_t N = 0, C = 0, inner = 0;
+  int mode = kModeTarget;
+  bool soft = false;
+  bool grad = false;
+  const acc_t* weight = nullptr;  // [C] or null
+  const acc_t* bias = nullptr;    // [C] or null
+  acc_t weight_sum = 0;           // sum_c w_c (C without weights)
+  int64_t ignore_index = -100;
+  acc_t eps = 0;                  // label smoothing
+  acc_t gamma = 0;
+  acc_t scale = 1;                // gradient scale of the reduction (1 / denominator for mean)
+};
+
+template <typename acc_t>
+inline acc_t weight_of(const Problem<acc_t>& P, int64_t c) {
+  return P.weight ? P.weight[c] : acc_t(1);
+}
+
+// Reads a target as int64 (validated before the kernel runs).
+template <typename target_t>
+inline int64_t target_at(const target_t* t, int64_t i) {
+  return static_cast<int64_t>(t[i]);
+}
+
+// ---------------------------------------------------------------------------
+// Rows: inner == 1, one contiguous row of C logits per sample.
+// ---------------------------------------------------------------------------
+
+// Loss of one row; writes the scaled gradient of the row to g when P.grad.
+// z: the row's logits (acc_t, contiguous); e: scratch of C (may alias g);
+// q: the row's probability target (soft) or null; h: scratch of C (general mode).
+template <typename acc_t>
+acc_t row_loss(const Problem<acc_t>& P, const acc_t* z, int64_t target, const acc_t* q, acc_t* e, acc_t* g, acc_t* h) {
+  using Vec = at::vec::Vectorized<acc_t>;
+  constexpr int64_t W = Vec::size();
+  const int64_t C = P.C;
+  const acc_t* b = P.bias;
+  const acc_t* w = P.weight;
+  const acc_t inv_c = acc_t(1) / acc_t(C);
+  auto zv = [&](int64_t c) { return b ? Vec::loadu(z + c) + Vec::loadu(b + c) : Vec::loadu(z + c); };
+  auto zs = [&](int64_t c) { return b ? z[c] + b[c] : z[c]; };
+
+  // pass A: max
+  acc_t m = -std::numeric_limits<acc_t>::infinity();
+  {
+    Vec vm(m);
+    int64_t c = 0;
+    for (; c + W <= C; c += W) {
+      vm = at::vec::maximum(vm, zv(c));
+    }
+    m = at::vec::vec_reduce_all<acc_t>([](Vec& x, Vec& y) { return at::vec::maximum(x, y); }, vm);
+    for (; c < C; ++c) {
+      m = std::max(m, zs(c));
+    }
+  }
+  if (!std::isfinite(m)) {
+    // +inf / nan logits: let the scalar formulas propagate nan as torch does.
+    m = std::isnan(m) || m > 0 ? m : acc_t(0);
+  }
+
+  // pass B: e = exp(z - m), S = sum e; linear mode also D = sum a_c (m - z_c), A = sum a_c
+  const bool linear = P.mode == kModeLinear;
+  const bool soft_linear = linear && P.soft;
+  const acc_t smooth = linear && !P.soft ? P.eps * inv_c : acc_t(0);
+  acc_t S = 0, D = 0, A = 0;
+  {
+    const Vec vmv(m);
+    Vec vs(0), vd(0), va(0);
+    const Vec one_minus_eps(acc_t(1) - P.eps), eps_c(P.eps * inv_c);
+    int64_t c = 0;
+    for (; c + W <= C; c += W) {
+      const Vec zc = zv(c);
+      const Vec ec = (zc - vmv).exp();
+      ec.store(e + c);
+      vs = vs + ec;
+      if (soft_linear) {
+        Vec a = at::vec::fmadd(one_minus_eps, Vec::loadu(q + c), eps_c);
+        if (w) {
+          a = a * Vec::loadu(w + c);
+        }
+        va = va + a;
+        vd = at::vec::fmadd(a, vmv - zc, vd);
+      } else if (linear && smooth != acc_t(0)) {
+        vd = w ? at::vec::fmadd(Vec::loadu(w + c), vmv - zc, vd) : vd + (vmv - zc);
+      }
+    }
+    auto sum = [](Vec& x, Vec& y) { return x + y; };
+    S = at::vec::vec_reduce_all<acc_t>(sum, vs);
+    D = at::vec::vec_reduce_all<acc_t>(sum, vd);
+    A = at::vec::vec_reduce_all<acc_t>(sum, va);
+    for (; c < C; ++c) {
+      const acc_t zc = zs(c);
+      const acc_t ec = std::exp(zc - m);
+      e[c] = ec;
+      S += ec;
+      if (soft_linear) {
+        const acc_t a = ((acc_t(1) - P.eps) * q[c] + P.eps * inv_c) * weight_of(P, c);
+        A += a;
+        D += a * (m - zc);
+      } else if (linear && smooth != acc_t(0)) {
+        D += weight_of(P, c) * (m - zc);
+      }
+    }
+  }
+  const acc_t logS = std::log(S);
+  const acc_t scale = P.scale;
+  const acc_t inv_S = acc_t(1) / S;
+
+  if (P.mode == kModeTarget) {
+    const acc_t wt = weight_of(P, target);
+    const acc_t lp = (zs(target) - m) - logS;
+    acc_t pw, u;
+    focal_terms(lp, P.gamma, pw, u);
+    const acc_t hh = wt * pw * u;
+    if (P.grad) {
+      const Vec coef(-hh * scale * inv_S);
+      int64_t c = 0;
+      for (; c + W <= C; c += W) {
+        (Vec::loadu(e + c) * coef).store(g + c);
+      }
+      for (; c < C; ++c) {
+        g[c] = e[c] * (-hh * scale * inv_S);
+      }
+      g[target] += hh * scale;
+    }
+    return -wt * pw * lp;
+  }
+
+  if (linear) {
+    acc_t loss;
+    if (P.soft) {
+      loss = A * logS + D;
+    } else {
+      const acc_t wt = weight_of(P, target);
+      A = (acc_t(1) - P.eps) * wt + smooth * P.weight_sum;
+      loss = A * logS + (acc_t(1) - P.eps) * wt * (m - zs(target)) + smooth * D;
+    }
+    if (P.grad) {
+      const acc_t ce = A * scale * inv_S;
+      const Vec vce(ce), one_minus_eps(acc_t(1) - P.eps), eps_c(P.eps * inv_c), vscale(scale);
+      int64_t c = 0;
+      for (; c + W <= C; c += W) {
+        Vec a;
+        if (P.soft) {
+          a = at::vec::fmadd(one_minus_eps, Vec::loadu(q + c), eps_c);
+        } else {
+          a = eps_c;
+        }
+        if (w) {
+          a = a * Vec::loadu(w + c);
+        }
+        (Vec::loadu(e + c) * vce - a * vscale).store(g + c);
+      }
+      for (; c < C; ++c) {
+        const acc_t qc = P.soft ? (acc_t(1) - P.eps) * q[c] + P.eps * inv_c : P.eps * inv_c;
+        g[c] = e[c] * ce - qc * weight_of(P, c) * scale;
+      }
+      if (!P.soft) {
+        g[target] -= (acc_t(1) - P.eps) * weight_of(P, target) * scale;
+      }
+    }
+    return loss;
+  }
+
+  // general: gamma > 0 with smoothing or probability targets (scalar; rare)
+  acc_t loss = 0, H = 0;
+  for (int64_t c = 0; c < C; ++c) {
+    const acc_t qc = P.soft ? (acc_t(1) - P.eps) * q[c] + P.eps * inv_c : smoothed_q(c == target, P.eps, inv_c);
+    const acc_t a = qc * weight_of(P, c);
+    const acc_t lp = (zs(c) - m) - logS;
+    acc_t pw, u;
+    focal_terms(lp, P.gamma, pw, u);
+    loss -= a * pw * lp;
+    h[c] = a * pw * u;
+    H += h[c];
+  }
+  if (P.grad) {
+    for (int64_t c = 0; c < C; ++c) {
+      g[c] = (h[c] - e[c] * inv_S * H) * scale;
+    }
+  }
+  return loss;
+}
+
+template <typename scalar_t, typename acc_t, typename target_t>
+void rows_kernel(
+    const Problem<acc_t>& P,
+    const scalar_t* x,
+    const target_t* target,
+    const scalar_t* soft,
+    scalar_t* grad,
+    acc_t* losses) {
+  constexpr bool direct = std::is_same_v<scalar_t, acc_t>;
+  const int64_t C = P.C;
+  const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(C, 1));
+  at::parallel_for(0, P.N, grain, [&](int64_t begin, int64_t end) {
+    std::vector<acc_t> zbuf(direct ? 0 : C), qbuf(direct || !P.soft ? 0 : C);
+    std::vector<acc_t> ebuf(direct && P.grad ? 0 : C), gbuf(direct || !P.grad ? 0 : C);
+    std::vector<acc_t> hbuf(P.mode == kModeGeneral ? C : 0);
+    for (int64_t i = begin; i < end; ++i) {
+      const scalar_t* xr = x + i * C;
+      scalar_t* gr = P.grad ? grad + i * C : nullptr;
+      int64_t t = -1;
+      if (!P.soft) {
+        t = target_at(target, i);
+        if (t == P.ignore_index) {
+          losses[i] = acc_t(0);
+          if (gr) {
+            std::fill(gr, gr + C, scalar_t(0));
+          }
+          continue;
+        }
+      }
+      const acc_t* z;
+      const acc_t* q = nullptr;
+      acc_t* g;
+      acc_t* e;
+      if constexpr (direct) {
+        z = xr;
+        q = P.soft ? soft + i * C : nullptr;
+        g = gr;
+        e = gr ? gr : ebuf.data();
+      } else {
+        at::vec::convert(xr, zbuf.data(), C);
+        z = zbuf.data();
+        if (P.soft) {
+          at::vec::convert(soft + i * C, qbuf.data(), C);
+          q = qbuf.data();
+        }
+        g = gbuf.data();
+        e = ebuf.data();
+      }
+      losses[i] = row_loss(P, z, t, q, e, g, hbuf.data());
+      if constexpr (!direct) {
+        if (gr) {
+          at::vec::convert(gbuf.data(), gr, C);
+        }
+      }
+    }
+  });
+}
+
+// ---------------------------------------------------------------------------
+// Columns: inner > 1, [N, C, inner]; a tile of L consecutive pixels of one
+// sample is processed with one vector lane per pixel.
+// ---------------------------------------------------------------------------
+
+template <typename scalar_t, typename acc_t, typename target_t>
+void columns_kernel(
+    const Problem<acc_t>& P,
+    const scalar_t* x,
+    const target_t* target,
+    const scalar_t* soft,
+    scalar_t* grad,
+    acc_t* losses) {
+  using Vec = at::vec::Vectorized<acc_t>;
+  constexpr int64_t L = Vec::size();
+  const int64_t C = P.C, inner = P.inner;
+  const int64_t tiles_per_sample = (inner + L - 1) / L;
+  const int64_t num_tiles = P.N * tiles_per_sample;
+  const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(C * L, 1));
+  const acc_t inv_c = acc_t(1) / acc_t(C);
+  const bool linear = P.mode == kModeLinear;
+
+  at::parallel_for(0, num_tiles, grain, [&](int64_t begin, int64_t end) {
+    std::vector<acc_t> zt(C * L), et(C * L), qt(P.soft ? C * L : 0), ht(P.mode == kModeGeneral ? C * L : 0);
+    for (int64_t tile = begin; tile < end; ++tile) {
+      const int64_t n = tile / tiles_per_sample;
+      const int64_t i0 = (tile % tiles_per_sample) * L;
+      const int64_t cnt = std::min(L, inner - i0);
+      const int64_t base = n * C * inner + i0;
+
+      // targets and valid lanes (padding lanes are treated as ignored)
+      int64_t t[L];
+      bool valid[L];
+      for (int64_t j = 0; j < L; ++j) {
+        valid[j] = j < cnt;
+        t[j] = -1;
+        if (valid[j] && !P.soft) {
+          t[j] = target_at(target, n * inner + i0 + j);
+          valid[j] = t[j] != P.ignore_index;
+        }
+      }
+      // gather the tile (class-major, lane-contiguous), adding the logit bias
+      for (int64_t c = 0; c < C; ++c) {
+        const scalar_t* src = x + base + c * inner;
+        acc_t* dst = zt.data() + c * L;
+        const acc_t bc = P.bias ? P.bias[c] : acc_t(0);
+        for (int64_t j = 0; j < cnt; ++j) {
+          dst[j] = static_cast<acc_t>(src[j]) + bc;
+        }
+        for (int64_t j = cnt; j < L; ++j) {
+          dst[j] = acc_t(0);
+        }
+        if (P.soft) {
+          const scalar_t* qs = soft + base + c * inner;
+          acc_t* qd = qt.data() + c * L;
+          for (int64_t j = 0; j < cnt; ++j) {
+            qd[j] = static_cast<acc_t>(qs[j]);
+          }
+          for (int64_t j = cnt; j < L; ++j) {
+            qd[j] = acc_t(0);
+          }
+        }
+      }
+
+      // pass A: per-lane max
+      Vec vm(-std::numeric_limits<acc_t>::infinity());
+      for (int64_t c = 0; c < C; ++c) {
+        vm = at::vec::maximum(vm, Vec::loadu(zt.data() + c * L));
+      }
+      acc_t m[L];
+      vm.store(m);
+      for (int64_t j = 0; j < L; ++j) {
+        if (!std::isfinite(m[j])) {
+          m[j] = std::isnan(m[j]) || m[j] > 0 ? m[j] : acc_t(0);
+        }
+      }
+      vm = Vec::loadu(m);
+
+      // pass B: e, S (and D, A in linear mode)
+      Vec vs(0), vd(0), va(0);
+      const Vec one_minus_eps(acc_t(1) - P.eps), eps_c(P.eps * inv_c);
+      for (int64_t c = 0; c < C; ++c) {
+        const Vec zc = Vec::loadu(zt.data() + c * L);
+        const Vec ec = (zc - vm).exp();
+        ec.store(et.data() + c * L);
+        vs = vs + ec;
+        if (linear) {
+          Vec a = P.soft ? at::vec::fmadd(one_minus_eps, Vec::loadu(qt.data() + c * L), eps_c) : eps_c;
+          if (P.weight) {
+            a = a * Vec(P.weight[c]);
+          }
+          va = va + a;
+          vd = at::vec::fmadd(a, vm - zc, vd);
+        }
+      }
+      acc_t S[L], D[L], A[L];
+      vs.store(S);
+      vd.store(D);
+      va.store(A);
+
+      // per-lane losses and gradient coefficients
+      acc_t coef_e[L], fix[L], lane_scale[L], loss[L];
+      for (int64_t j = 0; j < L; ++j) {
+        coef_e[j] = fix[j] = lane_scale[j] = loss[j] = acc_t(0);
+        if (!valid[j]) {
+          continue;
+        }
+        const acc_t logS = std::log(S[j]);
+        lane_scale[j] = P.scale;
+        if (P.mode == kModeTarget) {
+          const acc_t wt = weight_of(P, t[j]);
+          const acc_t lp = (zt[t[j] * L + j] - m[j]) - logS;
+          acc_t pw, u;
+          focal_terms(lp, P.gamma, pw, u);
+          const acc_t hh = wt * pw * u;
+          loss[j] = -wt * pw * lp;
+          coef_e[j] = -hh * P.scale / S[j];
+          fix[j] = hh * P.scale;
+        } else if (linear) {
+          if (P.soft) {
+            loss[j] = A[j] * logS + D[j];
+          } else {
+            const acc_t wt = weight_of(P, t[j]);
+            // D holds the smoothing part only (a = eps/C * w): add the target's share.
+            const acc_t At = (acc_t(1) - P.eps) * wt + P.eps * inv_c * P.weight_sum;
+            loss[j] = At * logS + (acc_t(1) - P.eps) * wt * (m[j] - zt[t[j] * L + j]) + D[j];
+            A[j] = At;
+            fix[j] = -(acc_t(1) - P.eps) * wt * P.scale;
+          }
+          coef_e[j] = A[j] * P.scale / S[j];
+        } else {
+          // general mode: scalar over classes for this lane
+          acc_t H = 0;
+          for (int64_t c = 0; c < C; ++c) {
+            const acc_t qc = P.soft ? (acc_t(1) - P.eps) * qt[c * L + j] + P.eps * inv_c : smoothed_q(c == t[j], P.eps, inv_c);
+            const acc_t a = qc * weight_of(P, c);
+            const acc_t lp = (zt[c * L + j] - m[j]) - logS;
+            acc_t pw, u;
+            focal_terms(lp, P.gamma, pw, u);
+            loss[j] -= a * pw * lp;
+            ht[c * L + j] = a * pw * u;
+            H += ht[c * L + j];
+          }
+          coef_e[j] = -H * P.scale / S[j];
+        }
+      }
+      for (int64_t j = 0; j < cnt; ++j) {
+        losses[n * inner + i0 + j] = loss[j];
+      }
+      if (!P.grad) {
+        continue;
+      }
+
+      // pass C: gradient tile (into zt, no longer needed), then scatter
+      const Vec vce = Vec::loadu(coef_e), vls = Vec::loadu(lane_scale);
+      for (int64_t c = 0; c < C; ++c) {
+        Vec gc = Vec::loadu(et.data() + c * L) * vce;
+        if (linear) {
+          Vec a = P.soft ? at::vec::fmadd(one_minus_eps, Vec::loadu(qt.data() + c * L), eps_c) : eps_c;
+          if (P.weight) {
+            a = a * Vec(P.weight[c]);
+          }
+          gc = gc - a * vls;
+        } else if (P.mode == kModeGeneral) {
+          gc = gc + Vec::loadu(ht.data() + c * L) * vls;
+        }
+        gc.store(zt.data() + c * L);
+      }
+      if (P.mode != kModeGeneral && !P.soft) {
+        for (int64_t j = 0; j < L; ++j) {
+          if (valid[j]) {
+            zt[t[j] * L + j] += fix[j];
+          }
+        }
+      }
+      for (int64_t c = 0; c < C; ++c) {
+        scalar_t* dst = grad + base + c * inner;
+        const acc_t* src = zt.data() + c * L;
+        for (int64_t j = 0; j < cnt; ++j) {
+          dst[j] = static_cast<scalar_t>(src[j]);
+        }
+      }
+    }
+  });
+}
+
+// Sum of w[target] over non-ignored targets (the mean's denominator), and
+// validation: returns the first flat index of an out-of-range target, or -1.
+template <typename target_t>
+int64_t target_denominator(
+    const target_t* target,
+    int64_t count,
+    int64_t C,
+    int64_t ignore_index,
+    const double* weight,
+    double& denominator) {
+  const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), count / 65536));
+  const int64_t len = (count + chunks - 1) / chunks;
+  std::vector<double> partial(chunks, 0.0);
+  std::vector<int64_t> bad(chunks, -1);
+  at::parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
+    for (int64_t k = c0; k < c1; ++k) {
+      double acc = 0;
+      for (int64_t i = k * len; i < std::min(count, (k + 1) * len); ++i) {
+        const int64_t t = static_cast<int64_t>(target[i]);
+        if (t == ignore_index) {
+          continue;
+        }
+        if (t < 0 || t >= C) {
+          bad[k] = i;
+          break;
+        }
+        acc += weight ? weight[t] : 1.0;
+      }
+      partial[k] = acc;
+    }
+  });
+  denominator = 0;
+  for (int64_t k = 0; k < chunks; ++k) {
+    if (bad[k] >= 0) {
+      return bad[k];
+    }
+    denominator += partial[k];
+  }
+  return -1;
+}
+
+std::tuple<at::Tensor, at::Tensor> softmax_loss_cpu(
+    const at::Tensor& input,
+    const at::Tensor& target,
+    const std::optional<at::Tensor>& weight,
+    const std::optional<at::Tensor>& logit_bias,
+    int64_t ignore_index,
+    double label_smoothing,
+    double gamma,
+    int64_t reduction,
+    bool compute_grad) {
+  const SoftmaxLossArgs args = check_softmax_loss_args(input, target, weight, logit_bias, ignore_index, label_smoothing, gamma, reduction);
+  TORCH_CHECK(input.device().is_cpu(), "softmax_loss: expected input on the CPU, got ", input.device());
+  const at::Tensor x = input.contiguous();
+  const at::Tensor tgt = target.contiguous();
+  at::Tensor grad = compute_grad ? at::empty(x.sizes(), x.options()) : at::empty({0}, x.options());
+  const at::ScalarType acc_type = input.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  at::Tensor losses = at::empty({args.N * args.inner}, x.options().dtype(acc_type));
+
+  // Weights in double for the denominator, in acc_t for the kernels.
+  const at::Tensor w64 = weight.has_value() ? weight->to(at::kDouble).contiguous() : at::Tensor();
+  double denominator = static_cast<double>(args.N * args.inner);
+  if (!args.soft && args.N * args.inner > 0) {
+    dispatch_target_type(tgt.scalar_type(), [&](auto* tag) {
+      using target_t = std::remove_const_t<std::remove_pointer_t<decltype(tag)>>;
+      const target_t* t = tgt.const_data_ptr<target_t>();
+      const int64_t bad = target_denominator(
+          t, tgt.numel(), args.C, ignore_index, w64.defined() ? w64.const_data_ptr<double>() : nullptr, denominator);
+      if (bad >= 0) {
+        raise_invalid_target(bad, static_cast<int64_t>(t[bad]), args.C, ignore_index);
+      }
+    });
+  } else if (!args.soft) {
+    denominator = 0;
+  }
+
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "softmax_loss_cpu", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    const at::Tensor wacc = weight.has_value() ? weight->to(acc_type).contiguous() : at::Tensor();
+    const at::Tensor bacc = logit_bias.has_value() ? logit_bias->to(acc_type).contiguous() : at::Tensor();
+    Problem<acc_t> P;
+    P.N = args.N;
+    P.C = args.C;
+    P.inner = args.inner;
+    P.mode = args.mode;
+    P.soft = args.soft;
+    P.grad = compute_grad;
+    P.weight = wacc.defined() ? wacc.const_data_ptr<acc_t>() : nullptr;
+    P.bias = bacc.defined() ? bacc.const_data_ptr<acc_t>() : nullptr;
+    P.weight_sum = w64.defined() ? static_cast<acc_t>(w64.sum().item<double>()) : static_cast<acc_t>(args.C);
+    P.ignore_index = ignore_index;
+    P.eps = static_cast<acc_t>(label_smoothing);
+    P.gamma = static_cast<acc_t>(gamma);
+    P.scale = reduction == kReductionMean ? static_cast<acc_t>(1.0 / denominator) : acc_t(1);
+    if (args.N * args.inner == 0) {
+      return;
+    }
+    auto launch = [&](auto* target_ptr) {
+      const scalar_t* soft_ptr = args.soft ? tgt.const_data_ptr<scalar_t>() : nullptr;
+      scalar_t* grad_ptr = compute_grad ? grad.mutable_data_ptr<scalar_t>() : nullptr;
+      if (args.inner == 1) {
+        rows_kernel<scalar_t, acc_t>(P, x.const_data_ptr<scalar_t>(), target_ptr, soft_ptr, grad_ptr, losses.mutable_data_ptr<acc_t>());
+      } else {
+        columns_kernel<scalar_t, acc_t>(P, x.const_data_ptr<scalar_t>(), target_ptr, soft_ptr, grad_ptr, losses.mutable_data_ptr<acc_t>());
+      }
+    };
+    if (args.soft) {
+      launch(static_cast<const int64_t*>(nullptr));
+    } else {
+      dispatch_target_type(tgt.scalar_type(), [&](auto* tag) {
+        using target_t = std::remove_const_t<std::remove_pointer_t<decltype(tag)>>;
+        launch(tgt.const_data_ptr<target_t>());
+      });
+    }
+  });
+
+  const at::Tensor den = at::scalar_tensor(denominator, losses.options());
+  return {reduce_losses(losses, args, reduction, den, input), grad};
+}
+
+} // namespace
+
+TORCH_LIBRARY_IMPL(balancedtorch, CPU, m) {
+  m.impl("softmax_loss", &softmax_loss_cpu);
+}
+
+} // namespace loss
+} // namespace balancedtorch

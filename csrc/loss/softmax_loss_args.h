@@ -1,0 +1,142 @@
+// Host-side argument checks and reduction shared by the CPU and CUDA
+// softmax_loss kernels.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/div.h>
+#include <ATen/ops/sum.h>
+#include <c10/util/Exception.h>
+
+#include "loss/softmax_loss.h"
+
+namespace balancedtorch {
+namespace loss {
+
+struct SoftmaxLossArgs {
+  int64_t N = 0;      // batch
+  int64_t C = 0;      // classes
+  int64_t inner = 1;  // product of the dimensions after the class dimension
+  bool soft = false;  // probability targets
+  int mode = kModeTarget;
+};
+
+inline bool is_hard_target_dtype(c10::ScalarType t) {
+  return t == c10::ScalarType::Long || t == c10::ScalarType::Int || t == c10::ScalarType::Byte;
+}
+
+// Calls f with a null pointer of the target's C++ type (int64, int32, uint8).
+template <typename F>
+void dispatch_target_type(c10::ScalarType t, F&& f) {
+  switch (t) {
+    case c10::ScalarType::Long:
+      f(static_cast<const int64_t*>(nullptr));
+      break;
+    case c10::ScalarType::Int:
+      f(static_cast<const int32_t*>(nullptr));
+      break;
+    case c10::ScalarType::Byte:
+      f(static_cast<const uint8_t*>(nullptr));
+      break;
+    default:
+      TORCH_CHECK_TYPE(false, "target: class indices must be int64, int32 or uint8, got ", t);
+  }
+}
+
+inline SoftmaxLossArgs check_softmax_loss_args(
+    const at::Tensor& input,
+    const at::Tensor& target,
+    const std::optional<at::Tensor>& weight,
+    const std::optional<at::Tensor>& logit_bias,
+    int64_t ignore_index,
+    double label_smoothing,
+    double gamma,
+    int64_t reduction) {
+  TORCH_CHECK_TYPE(
+      at::isFloatingType(input.scalar_type()),
+      "softmax_loss: input must be a floating tensor (float16, bfloat16, float32 or float64), got ", input.scalar_type());
+  TORCH_CHECK_VALUE(input.dim() >= 2, "softmax_loss: input must have shape (N, C) or (N, C, d1, ...), got ", input.sizes());
+  TORCH_CHECK(target.device() == input.device(), "softmax_loss: target is on ", target.device(), " but input is on ", input.device());
+  SoftmaxLossArgs a;
+  a.N = input.size(0);
+  a.C = input.size(1);
+  a.inner = 1;
+  for (int64_t d = 2; d < input.dim(); ++d) {
+    a.inner *= input.size(d);
+  }
+  TORCH_CHECK_VALUE(a.C >= 1, "softmax_loss: input must have at least one class (C = input.size(1) = 0)");
+  a.soft = at::isFloatingType(target.scalar_type());
+  if (a.soft) {
+    TORCH_CHECK_VALUE(
+        target.sizes() == input.sizes(),
+        "softmax_loss: probability target must have the input's shape ", input.sizes(), ", got ", target.sizes());
+    TORCH_CHECK_TYPE(
+        target.scalar_type() == input.scalar_type(),
+        "softmax_loss: probability target must have the input's dtype ", input.scalar_type(), ", got ", target.scalar_type());
+  } else {
+    TORCH_CHECK_TYPE(
+        is_hard_target_dtype(target.scalar_type()),
+        "softmax_loss: target must hold class indices (int64, int32 or uint8) or probabilities (the input's dtype), got ",
+        target.scalar_type());
+    std::vector<int64_t> expected(input.sizes().begin(), input.sizes().end());
+    expected.erase(expected.begin() + 1);
+    TORCH_CHECK_VALUE(
+        target.sizes() == at::IntArrayRef(expected),
+        "softmax_loss: target of class indices must have shape ", at::IntArrayRef(expected), " for input of shape ",
+        input.sizes(), ", got ", target.sizes());
+  }
+  for (const auto* opt : {&weight, &logit_bias}) {
+    if (!opt->has_value()) {
+      continue;
+    }
+    const char* name = opt == &weight ? "weight" : "logit_bias";
+    const at::Tensor& t = opt->value();
+    TORCH_CHECK_TYPE(at::isFloatingType(t.scalar_type()), "softmax_loss: ", name, " must be a floating tensor, got ", t.scalar_type());
+    TORCH_CHECK_VALUE(
+        t.dim() == 1 && t.size(0) == a.C,
+        "softmax_loss: ", name, " must have shape (C,) = (", a.C, ",), got ", t.sizes());
+    TORCH_CHECK(t.device() == input.device(), "softmax_loss: ", name, " is on ", t.device(), " but input is on ", input.device());
+  }
+  TORCH_CHECK_VALUE(
+      label_smoothing >= 0.0 && label_smoothing <= 1.0,
+      "softmax_loss: label_smoothing must be in [0, 1], got ", label_smoothing);
+  TORCH_CHECK_VALUE(std::isfinite(gamma) && gamma >= 0.0, "softmax_loss: gamma must be a finite number >= 0, got ", gamma);
+  TORCH_CHECK_VALUE(
+      reduction == kReductionNone || reduction == kReductionMean || reduction == kReductionSum,
+      "softmax_loss: reduction must be 0 (none), 1 (mean) or 2 (sum), got ", reduction);
+  const bool spread = a.soft || label_smoothing > 0.0;
+  a.mode = !spread ? kModeTarget : (gamma == 0.0 ? kModeLinear : kModeGeneral);
+  return a;
+}
+
+inline void raise_invalid_target(int64_t index, int64_t value, int64_t num_classes, int64_t ignore_index) {
+  TORCH_CHECK_VALUE(
+      false,
+      "softmax_loss: target must hold class indices in [0, C=", num_classes, ") or ignore_index=", ignore_index,
+      ", got target ", value, " at flat index ", index);
+}
+
+// Per-sample losses (acc dtype, flat [N * inner]) -> the loss the user sees.
+inline at::Tensor reduce_losses(
+    const at::Tensor& losses,
+    const SoftmaxLossArgs& a,
+    int64_t reduction,
+    const at::Tensor& denominator,
+    const at::Tensor& input) {
+  if (reduction == kReductionNone) {
+    std::vector<int64_t> shape(input.sizes().begin(), input.sizes().end());
+    shape.erase(shape.begin() + 1);
+    return losses.view(shape).to(input.scalar_type());
+  }
+  at::Tensor total = at::sum(losses);
+  if (reduction == kReductionMean) {
+    total = at::div(total, denominator);
+  }
+  return total.to(input.scalar_type());
+}
+
+} // namespace loss
+} // namespace balancedtorch
