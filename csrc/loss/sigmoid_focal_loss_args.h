@@ -1,0 +1,49 @@
+// Host-side argument checks shared by the CPU and CUDA sigmoid_focal_loss kernels.
+#pragma once
+
+#include <cmath>
+#include <optional>
+
+#include <ATen/core/Tensor.h>
+#include <c10/util/Exception.h>
+
+#include "loss/softmax_loss.h"
+
+namespace balancedtorch {
+namespace loss {
+
+inline void check_sigmoid_focal_loss_args(
+    const at::Tensor& input,
+    const at::Tensor& target,
+    const std::optional<at::Tensor>& pos_weight,
+    double alpha,
+    double gamma,
+    int64_t reduction) {
+  TORCH_CHECK_TYPE(
+      at::isFloatingType(input.scalar_type()),
+      "sigmoid_focal_loss: input must be a floating tensor, got ", input.scalar_type());
+  TORCH_CHECK_TYPE(
+      target.scalar_type() == input.scalar_type(),
+      "sigmoid_focal_loss: target must have the input's dtype ", input.scalar_type(), ", got ", target.scalar_type());
+  TORCH_CHECK_VALUE(
+      target.sizes() == input.sizes(),
+      "sigmoid_focal_loss: target must have the input's shape ", input.sizes(), ", got ", target.sizes());
+  TORCH_CHECK(target.device() == input.device(), "sigmoid_focal_loss: target is on ", target.device(), " but input is on ", input.device());
+  if (pos_weight.has_value()) {
+    const at::Tensor& pw = *pos_weight;
+    const int64_t C = input.dim() > 0 ? input.size(-1) : 1;
+    TORCH_CHECK_TYPE(at::isFloatingType(pw.scalar_type()), "sigmoid_focal_loss: pos_weight must be a floating tensor, got ", pw.scalar_type());
+    TORCH_CHECK_VALUE(
+        pw.dim() == 1 && pw.size(0) == C,
+        "sigmoid_focal_loss: pos_weight must have shape (C,) = (", C, ",) (the input's last dimension), got ", pw.sizes());
+    TORCH_CHECK(pw.device() == input.device(), "sigmoid_focal_loss: pos_weight is on ", pw.device(), " but input is on ", input.device());
+  }
+  TORCH_CHECK_VALUE(!std::isnan(alpha) && alpha <= 1.0, "sigmoid_focal_loss: alpha must be <= 1 (negative disables it), got ", alpha);
+  TORCH_CHECK_VALUE(std::isfinite(gamma) && gamma >= 0.0, "sigmoid_focal_loss: gamma must be a finite number >= 0, got ", gamma);
+  TORCH_CHECK_VALUE(
+      reduction == kReductionNone || reduction == kReductionMean || reduction == kReductionSum,
+      "sigmoid_focal_loss: reduction must be 0 (none), 1 (mean) or 2 (sum), got ", reduction);
+}
+
+} // namespace loss
+} // namespace balancedtorch
