@@ -71,6 +71,9 @@ def _make_autograd(op, name: str, num_args: int, reduction_arg: int, broadcast_d
     def setup_context(ctx, inputs, output):
         _, grad = output
         ctx.mark_non_differentiable(grad)
+        # Otherwise autograd would allocate a zero "gradient" for the grad
+        # buffer output: a logits-sized fill per backward.
+        ctx.set_materialize_grads(False)
         tensors = [a if isinstance(a, Tensor) else None for a in inputs]
         ctx.save_for_backward(*[t for t in tensors if t is not None])
         ctx.tensor_slots = [i for i, t in enumerate(tensors) if t is not None]
@@ -81,6 +84,8 @@ def _make_autograd(op, name: str, num_args: int, reduction_arg: int, broadcast_d
         ctx.grad_buffer = grad if grad.numel() == inputs[0].numel() and inputs[-1] else None
 
     def backward(ctx, grad_loss, _grad_of_grad):
+        if grad_loss is None:
+            return (None,) * num_args
         if torch.is_grad_enabled():
             raise RuntimeError(
                 f"{name}: double backward (create_graph=True) is not supported by the fused loss kernels; "

@@ -16,6 +16,7 @@
 #include <ATen/ops/scalar_tensor.h>
 #include <torch/library.h>
 
+#include "cpu/vec_math.h"
 #include "loss/sigmoid_focal_loss_args.h"
 #include "loss/softmax_loss.h"
 
@@ -57,8 +58,8 @@ acc_t sigmoid_focal_span(
   for (; i + W <= n; i += W) {
     const Vec xv = Vec::loadu(x + i);
     const Vec yv = Vec::loadu(y + i);
-    const Vec e = (xv.abs()).neg().exp();
-    const Vec sp = e.log1p();
+    const Vec e = cpu::exp(xv.abs().neg());
+    const Vec sp = cpu::log1p_unit(e);
     const Vec log_p = at::vec::minimum(xv, zero) - sp;
     const Vec log_1mp = at::vec::minimum(xv.neg(), zero) - sp;
     const Vec inv = (one + e).reciprocal();

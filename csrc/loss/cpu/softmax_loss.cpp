@@ -22,6 +22,7 @@
 #include <ATen/ops/scalar_tensor.h>
 #include <torch/library.h>
 
+#include "cpu/vec_math.h"
 #include "loss/softmax_loss.h"
 #include "loss/softmax_loss_args.h"
 
@@ -103,7 +104,7 @@ acc_t row_loss(const Problem<acc_t>& P, const acc_t* z, int64_t target, const ac
     int64_t c = 0;
     for (; c + W <= C; c += W) {
       const Vec zc = zv(c);
-      const Vec ec = (zc - vmv).exp();
+      const Vec ec = cpu::exp(zc - vmv);
       ec.store(e + c);
       vs = vs + ec;
       if (soft_linear) {
@@ -288,59 +289,83 @@ void columns_kernel(
     acc_t* losses) {
   using Vec = at::vec::Vectorized<acc_t>;
   constexpr int64_t L = Vec::size();
+  constexpr bool direct = std::is_same_v<scalar_t, acc_t>;
   const int64_t C = P.C, inner = P.inner;
   const int64_t tiles_per_sample = (inner + L - 1) / L;
   const int64_t num_tiles = P.N * tiles_per_sample;
   const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(C * L, 1));
   const acc_t inv_c = acc_t(1) / acc_t(C);
   const bool linear = P.mode == kModeLinear;
+  const bool general = P.mode == kModeGeneral;
 
   at::parallel_for(0, num_tiles, grain, [&](int64_t begin, int64_t end) {
-    std::vector<acc_t> zt(C * L), et(C * L), qt(P.soft ? C * L : 0), ht(P.mode == kModeGeneral ? C * L : 0);
+    std::vector<acc_t> zt(C * L), et(C * L), qt(P.soft ? C * L : 0), ht(general ? C * L : 0);
     for (int64_t tile = begin; tile < end; ++tile) {
       const int64_t n = tile / tiles_per_sample;
       const int64_t i0 = (tile % tiles_per_sample) * L;
       const int64_t cnt = std::min(L, inner - i0);
       const int64_t base = n * C * inner + i0;
-
-      // targets and valid lanes (padding lanes are treated as ignored)
-      int64_t t[L];
-      bool valid[L];
-      for (int64_t j = 0; j < L; ++j) {
-        valid[j] = j < cnt;
-        t[j] = -1;
-        if (valid[j] && !P.soft) {
-          t[j] = target_at(target, n * inner + i0 + j);
-          valid[j] = t[j] != P.ignore_index;
+      // Full tiles of float/double read and write memory in place (stride
+      // `inner` between classes); partial tiles and half types go through
+      // lane-contiguous scratch (stride L).
+      const bool in_place = direct && cnt == L;
+      const acc_t* zp;
+      const acc_t* qp = nullptr;
+      int64_t zs;
+      if constexpr (direct) {
+        if (in_place) {
+          zp = x + base;
+          qp = P.soft ? soft + base : nullptr;
+          zs = inner;
         }
       }
-      // gather the tile (class-major, lane-contiguous), adding the logit bias
-      for (int64_t c = 0; c < C; ++c) {
-        const scalar_t* src = x + base + c * inner;
-        acc_t* dst = zt.data() + c * L;
-        const acc_t bc = P.bias ? P.bias[c] : acc_t(0);
-        for (int64_t j = 0; j < cnt; ++j) {
-          dst[j] = static_cast<acc_t>(src[j]) + bc;
-        }
-        for (int64_t j = cnt; j < L; ++j) {
-          dst[j] = acc_t(0);
-        }
-        if (P.soft) {
-          const scalar_t* qs = soft + base + c * inner;
-          acc_t* qd = qt.data() + c * L;
-          for (int64_t j = 0; j < cnt; ++j) {
-            qd[j] = static_cast<acc_t>(qs[j]);
-          }
-          for (int64_t j = cnt; j < L; ++j) {
-            qd[j] = acc_t(0);
+      if (!in_place) {
+        for (int64_t c = 0; c < C; ++c) {
+          for (int64_t j = 0; j < L; ++j) {
+            zt[c * L + j] = j < cnt ? static_cast<acc_t>(x[base + c * inner + j]) : acc_t(0);
+            if (P.soft) {
+              qt[c * L + j] = j < cnt ? static_cast<acc_t>(soft[base + c * inner + j]) : acc_t(0);
+            }
           }
         }
+        zp = zt.data();
+        qp = P.soft ? qt.data() : nullptr;
+        zs = L;
+      }
+      acc_t* ep = et.data();
+      int64_t es = L;
+      if constexpr (direct) {
+        if (in_place && P.grad) {
+          ep = grad + base;  // e lives in the gradient until pass C overwrites it
+          es = inner;
+        }
+      }
+      auto zv = [&](int64_t c) {
+        const Vec v = Vec::loadu(zp + c * zs);
+        return P.bias ? v + Vec(P.bias[c]) : v;
+      };
+      auto zs_at = [&](int64_t c, int64_t j) { return zp[c * zs + j] + (P.bias ? P.bias[c] : acc_t(0)); };
+
+      // targets and valid lanes (padding lanes count as ignored)
+      int64_t t[L];
+      acc_t validf[L], wt[L], zt_t[L];
+      for (int64_t j = 0; j < L; ++j) {
+        bool valid = j < cnt;
+        t[j] = 0;
+        if (valid && !P.soft) {
+          const int64_t tj = target_at(target, n * inner + i0 + j);
+          valid = tj != P.ignore_index;
+          t[j] = valid ? tj : 0;
+        }
+        validf[j] = valid ? acc_t(1) : acc_t(0);
+        wt[j] = valid ? weight_of(P, t[j]) : acc_t(0);
+        zt_t[j] = P.soft ? acc_t(0) : zs_at(t[j], j);
       }
 
       // pass A: per-lane max
       Vec vm(-std::numeric_limits<acc_t>::infinity());
       for (int64_t c = 0; c < C; ++c) {
-        vm = at::vec::maximum(vm, Vec::loadu(zt.data() + c * L));
+        vm = at::vec::maximum(vm, zv(c));
       }
       acc_t m[L];
       vm.store(m);
@@ -351,108 +376,126 @@ void columns_kernel(
       }
       vm = Vec::loadu(m);
 
-      // pass B: e, S (and D, A in linear mode)
+      // pass B: e, S (and D = sum a (m - z), A = sum a in linear mode)
       Vec vs(0), vd(0), va(0);
       const Vec one_minus_eps(acc_t(1) - P.eps), eps_c(P.eps * inv_c);
+      auto coef_a = [&](int64_t c) {
+        Vec a = P.soft ? at::vec::fmadd(one_minus_eps, Vec::loadu(qp + c * zs), eps_c) : eps_c;
+        return P.weight ? a * Vec(P.weight[c]) : a;
+      };
       for (int64_t c = 0; c < C; ++c) {
-        const Vec zc = Vec::loadu(zt.data() + c * L);
-        const Vec ec = (zc - vm).exp();
-        ec.store(et.data() + c * L);
+        const Vec zc = zv(c);
+        const Vec ec = cpu::exp(zc - vm);
+        ec.store(ep + c * es);
         vs = vs + ec;
         if (linear) {
-          Vec a = P.soft ? at::vec::fmadd(one_minus_eps, Vec::loadu(qt.data() + c * L), eps_c) : eps_c;
-          if (P.weight) {
-            a = a * Vec(P.weight[c]);
-          }
+          const Vec a = coef_a(c);
           va = va + a;
           vd = at::vec::fmadd(a, vm - zc, vd);
         }
       }
-      acc_t S[L], D[L], A[L];
-      vs.store(S);
-      vd.store(D);
-      va.store(A);
+      const Vec vlogS = vs.log();
+      const Vec vvalid = Vec::loadu(validf), vwt = Vec::loadu(wt), vzt = Vec::loadu(zt_t), vscale(P.scale);
+      const Vec inv_s = vs.reciprocal();
+      Vec loss(0), coef_e(0), fix(0), lane_scale = vvalid * vscale, hvec(0);
 
-      // per-lane losses and gradient coefficients
-      acc_t coef_e[L], fix[L], lane_scale[L], loss[L];
-      for (int64_t j = 0; j < L; ++j) {
-        coef_e[j] = fix[j] = lane_scale[j] = loss[j] = acc_t(0);
-        if (!valid[j]) {
-          continue;
-        }
-        const acc_t logS = std::log(S[j]);
-        lane_scale[j] = P.scale;
-        if (P.mode == kModeTarget) {
-          const acc_t wt = weight_of(P, t[j]);
-          const acc_t lp = (zt[t[j] * L + j] - m[j]) - logS;
-          acc_t pw, u;
-          focal_terms(lp, P.gamma, pw, u);
-          const acc_t hh = wt * pw * u;
-          loss[j] = -wt * pw * lp;
-          coef_e[j] = -hh * P.scale / S[j];
-          fix[j] = hh * P.scale;
-        } else if (linear) {
-          if (P.soft) {
-            loss[j] = A[j] * logS + D[j];
-          } else {
-            const acc_t wt = weight_of(P, t[j]);
-            // D holds the smoothing part only (a = eps/C * w): add the target's share.
-            const acc_t At = (acc_t(1) - P.eps) * wt + P.eps * inv_c * P.weight_sum;
-            loss[j] = At * logS + (acc_t(1) - P.eps) * wt * (m[j] - zt[t[j] * L + j]) + D[j];
-            A[j] = At;
-            fix[j] = -(acc_t(1) - P.eps) * wt * P.scale;
+      if (P.mode == kModeTarget) {
+        const Vec lp = (vzt - vm) - vlogS;
+        Vec pw(1), u(-1);
+        if (P.gamma != acc_t(0)) {
+          acc_t lpa[L], pwa[L], ua[L];
+          lp.store(lpa);
+          for (int64_t j = 0; j < L; ++j) {
+            focal_terms(std::min(lpa[j], acc_t(0)), P.gamma, pwa[j], ua[j]);
           }
-          coef_e[j] = A[j] * P.scale / S[j];
+          pw = Vec::loadu(pwa);
+          u = Vec::loadu(ua);
+        }
+        const Vec hh = vwt * pw * u;
+        loss = (vwt * pw * lp).neg();
+        coef_e = (hh * vscale * inv_s).neg();
+        fix = hh * vscale;
+      } else if (linear) {
+        if (P.soft) {
+          loss = (va * vlogS + vd) * vvalid;
+          coef_e = va * vscale * inv_s * vvalid;
         } else {
-          // general mode: scalar over classes for this lane
-          acc_t H = 0;
+          const Vec at_ = one_minus_eps * vwt + Vec(P.eps * inv_c * P.weight_sum) * vvalid;
+          loss = at_ * vlogS + one_minus_eps * vwt * (vm - vzt) + vd * vvalid;
+          coef_e = at_ * vscale * inv_s;
+          fix = (one_minus_eps * vwt * vscale).neg();
+        }
+      } else {
+        // general mode: scalar over classes for each lane
+        acc_t la[L], ca[L], logS[L];
+        vlogS.store(logS);
+        for (int64_t j = 0; j < L; ++j) {
+          la[j] = ca[j] = acc_t(0);
+          if (validf[j] == acc_t(0)) {
+            for (int64_t c = 0; c < C; ++c) {
+              ht[c * L + j] = acc_t(0);
+            }
+            continue;
+          }
+          acc_t H = 0, S = 0;
           for (int64_t c = 0; c < C; ++c) {
-            const acc_t qc = P.soft ? (acc_t(1) - P.eps) * qt[c * L + j] + P.eps * inv_c : smoothed_q(c == t[j], P.eps, inv_c);
+            S += ep[c * es + j];
+          }
+          for (int64_t c = 0; c < C; ++c) {
+            const acc_t qc = P.soft ? (acc_t(1) - P.eps) * qp[c * zs + j] + P.eps * inv_c : smoothed_q(c == t[j], P.eps, inv_c);
             const acc_t a = qc * weight_of(P, c);
-            const acc_t lp = (zt[c * L + j] - m[j]) - logS;
+            const acc_t lp = std::min((zs_at(c, j) - m[j]) - logS[j], acc_t(0));
             acc_t pw, u;
             focal_terms(lp, P.gamma, pw, u);
-            loss[j] -= a * pw * lp;
+            la[j] -= a * pw * lp;
             ht[c * L + j] = a * pw * u;
             H += ht[c * L + j];
           }
-          coef_e[j] = -H * P.scale / S[j];
+          ca[j] = -H * P.scale / S;
         }
+        loss = Vec::loadu(la);
+        coef_e = Vec::loadu(ca);
       }
-      for (int64_t j = 0; j < cnt; ++j) {
-        losses[n * inner + i0 + j] = loss[j];
+      // Ignored and padding lanes give exactly 0, even for non-finite logits (as torch).
+      const Vec valid_mask = vvalid != Vec(0);
+      loss = Vec::blendv(Vec(0), loss, valid_mask);
+      {
+        acc_t la[L];
+        loss.store(la);
+        for (int64_t j = 0; j < cnt; ++j) {
+          losses[n * inner + i0 + j] = la[j];
+        }
       }
       if (!P.grad) {
         continue;
       }
 
-      // pass C: gradient tile (into zt, no longer needed), then scatter
-      const Vec vce = Vec::loadu(coef_e), vls = Vec::loadu(lane_scale);
+      // pass C: the gradient, in place (full float tiles) or via scratch
+      acc_t* gp = in_place ? ep : zt.data();
+      const int64_t gs = in_place ? es : L;
       for (int64_t c = 0; c < C; ++c) {
-        Vec gc = Vec::loadu(et.data() + c * L) * vce;
+        Vec gc = Vec::loadu(ep + c * es) * coef_e;
         if (linear) {
-          Vec a = P.soft ? at::vec::fmadd(one_minus_eps, Vec::loadu(qt.data() + c * L), eps_c) : eps_c;
-          if (P.weight) {
-            a = a * Vec(P.weight[c]);
-          }
-          gc = gc - a * vls;
-        } else if (P.mode == kModeGeneral) {
-          gc = gc + Vec::loadu(ht.data() + c * L) * vls;
+          gc = gc - coef_a(c) * lane_scale;
+        } else if (general) {
+          gc = gc + Vec::loadu(ht.data() + c * L) * lane_scale;
         }
-        gc.store(zt.data() + c * L);
+        Vec::blendv(Vec(0), gc, valid_mask).store(gp + c * gs);
       }
-      if (P.mode != kModeGeneral && !P.soft) {
-        for (int64_t j = 0; j < L; ++j) {
-          if (valid[j]) {
-            zt[t[j] * L + j] += fix[j];
-          }
-        }
-      }
-      for (int64_t c = 0; c < C; ++c) {
-        scalar_t* dst = grad + base + c * inner;
-        const acc_t* src = zt.data() + c * L;
+      if (!general && !P.soft) {
+        acc_t fa[L];
+        fix.store(fa);
         for (int64_t j = 0; j < cnt; ++j) {
-          dst[j] = static_cast<scalar_t>(src[j]);
+          if (validf[j] != acc_t(0)) {
+            gp[t[j] * gs + j] += fa[j];
+          }
+        }
+      }
+      if (!in_place) {
+        for (int64_t c = 0; c < C; ++c) {
+          for (int64_t j = 0; j < cnt; ++j) {
+            grad[base + c * inner + j] = static_cast<scalar_t>(zt[c * L + j]);
+          }
         }
       }
     }
