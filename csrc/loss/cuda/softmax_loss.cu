@@ -1,0 +1,537 @@
+// CUDA kernels of balancedtorch::softmax_loss.
+//
+// Layout [N, C, inner]. inner == 1: a warp (C <= 1024) or a block (larger C)
+// per row, threads striding over the classes, so reads are coalesced. inner
+// > 1 (NC... segmentation): a thread per pixel looping over the classes;
+// neighbouring threads read neighbouring pixels of the same class plane, so
+// reads are coalesced there too, with no permute. One online pass gives the
+// max, the sum of exponentials and the linear-mode sums; a second pass over
+// the same logits (served from L2/L1) writes the gradient, already scaled for
+// the reduction. The mean's denominator is computed on the device and read by
+// the kernel through a pointer: no host synchronisation for it.
+#include <algorithm>
+#include <limits>
+#include <optional>
+
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/full.h>
+#include <ATen/ops/reciprocal.h>
+#include <ATen/ops/scalar_tensor.h>
+#include <ATen/ops/sum.h>
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <torch/library.h>
+
+#include "loss/softmax_loss.h"
+#include "loss/softmax_loss_args.h"
+
+namespace balancedtorch {
+namespace loss {
+namespace {
+
+constexpr int kThreads = 256;
+
+template <typename acc_t>
+struct Problem {
+  int64_t N, C, inner;
+  int mode;
+  bool soft, grad;
+  const acc_t* weight;      // [C] or null
+  const acc_t* bias;        // [C] or null
+  const acc_t* weight_sum;  // device scalar, sum_c w_c (null: C)
+  const acc_t* scale;       // device scalar, 1 / denominator for mean (null: 1)
+  int64_t ignore_index;
+  acc_t eps, gamma;
+};
+
+// Running (max, sum of exp, D = sum a (max - z), A = sum a) over a set of classes.
+template <typename acc_t>
+struct Online {
+  acc_t m, s, d, a;
+};
+
+template <typename acc_t>
+__device__ __forceinline__ void online_add(Online<acc_t>& st, acc_t z, acc_t a) {
+  const acc_t neg_inf = -std::numeric_limits<acc_t>::infinity();
+  if (z > st.m || z != z) {
+    st.s = st.s * math_exp(st.m - z) + acc_t(1);
+    if (st.a != acc_t(0)) {
+      st.d += st.a * (z - st.m);
+    }
+    st.m = z;
+  } else if (z > neg_inf) {
+    st.s += math_exp(z - st.m);
+  }
+  if (a != acc_t(0)) {
+    st.d += a * (st.m - z);
+    st.a += a;
+  }
+}
+
+template <typename acc_t>
+__device__ __forceinline__ Online<acc_t> online_merge(const Online<acc_t>& x, const Online<acc_t>& y) {
+  const acc_t neg_inf = -std::numeric_limits<acc_t>::infinity();
+  if (x.m == neg_inf && x.a == acc_t(0)) {
+    return y;
+  }
+  if (y.m == neg_inf && y.a == acc_t(0)) {
+    return x;
+  }
+  const acc_t M = (x.m > y.m || x.m != x.m) ? x.m : y.m;
+  Online<acc_t> r;
+  r.m = M;
+  r.s = (x.m > neg_inf ? x.s * math_exp(x.m - M) : acc_t(0)) + (y.m > neg_inf ? y.s * math_exp(y.m - M) : acc_t(0));
+  r.d = x.d + y.d + (x.a != acc_t(0) ? x.a * (M - x.m) : acc_t(0)) + (y.a != acc_t(0) ? y.a * (M - y.m) : acc_t(0));
+  r.a = x.a + y.a;
+  return r;
+}
+
+template <typename acc_t>
+__device__ __forceinline__ Online<acc_t> warp_merge(Online<acc_t> st) {
+  for (int offset = 16; offset > 0; offset >>= 1) {
+    Online<acc_t> o;
+    o.m = __shfl_xor_sync(0xffffffffu, st.m, offset);
+    o.s = __shfl_xor_sync(0xffffffffu, st.s, offset);
+    o.d = __shfl_xor_sync(0xffffffffu, st.d, offset);
+    o.a = __shfl_xor_sync(0xffffffffu, st.a, offset);
+    st = online_merge(st, o);
+  }
+  return st;
+}
+
+template <typename acc_t>
+__device__ __forceinline__ acc_t warp_sum(acc_t v) {
+  for (int offset = 16; offset > 0; offset >>= 1) {
+    v += __shfl_xor_sync(0xffffffffu, v, offset);
+  }
+  return v;
+}
+
+// Merge across a group of TPR threads (a warp, or the whole block) and
+// broadcast the result to every thread of the group.
+template <int TPR, typename acc_t>
+__device__ __forceinline__ Online<acc_t> group_merge(Online<acc_t> st, Online<acc_t>* smem) {
+  st = warp_merge(st);
+  if constexpr (TPR > 32) {
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    __syncthreads();
+    if (lane == 0) {
+      smem[warp] = st;
+    }
+    __syncthreads();
+    st = smem[0];
+    for (int w = 1; w < TPR / 32; ++w) {
+      st = online_merge(st, smem[w]);
+    }
+  }
+  return st;
+}
+
+template <int TPR, typename acc_t>
+__device__ __forceinline__ acc_t group_sum(acc_t v, acc_t* smem) {
+  v = warp_sum(v);
+  if constexpr (TPR > 32) {
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    __syncthreads();
+    if (lane == 0) {
+      smem[warp] = v;
+    }
+    __syncthreads();
+    v = 0;
+    for (int w = 0; w < TPR / 32; ++w) {
+      v += smem[w];
+    }
+  }
+  return v;
+}
+
+template <typename acc_t>
+__device__ __forceinline__ acc_t weight_at(const Problem<acc_t>& P, int64_t c) {
+  return P.weight ? P.weight[c] : acc_t(1);
+}
+
+// a_c = w_c * q_c for linear/general modes (q: smoothed one-hot or given).
+template <typename scalar_t, typename acc_t>
+__device__ __forceinline__ acc_t coef_a(const Problem<acc_t>& P, int64_t c, int64_t t, const scalar_t* q, int64_t qoff) {
+  const acc_t inv_c = acc_t(1) / acc_t(P.C);
+  const acc_t qc = P.soft ? (acc_t(1) - P.eps) * static_cast<acc_t>(q[qoff]) + P.eps * inv_c : smoothed_q(c == t, P.eps, inv_c);
+  return qc * weight_at(P, c);
+}
+
+// Per-sample closing arithmetic shared by the row and column kernels: from
+// the merged online state, the loss and the gradient coefficients
+//   g_c = exp(z_c - m) * coef_e - a_c * lane_scale   (+ fix at the target)
+template <typename acc_t>
+struct Closing {
+  acc_t loss, coef_e, lane_scale, fix, logS;
+};
+
+template <typename acc_t>
+__device__ __forceinline__ Closing<acc_t> close_sample(const Problem<acc_t>& P, const Online<acc_t>& st, int64_t t, acc_t z_t) {
+  Closing<acc_t> r;
+  const acc_t scale = P.scale ? *P.scale : acc_t(1);
+  r.logS = math_log(st.s);
+  r.lane_scale = scale;
+  r.fix = 0;
+  r.coef_e = 0;
+  if (P.mode == kModeTarget) {
+    const acc_t wt = weight_at(P, t);
+    acc_t lp = (z_t - st.m) - r.logS;
+    lp = lp < acc_t(0) ? lp : acc_t(0);
+    acc_t pw, u;
+    focal_terms(lp, P.gamma, pw, u);
+    const acc_t hh = wt * pw * u;
+    r.loss = -wt * pw * lp;
+    r.coef_e = -hh * scale / st.s;
+    r.fix = hh * scale;
+  } else if (P.mode == kModeLinear) {
+    if (P.soft) {
+      r.loss = st.a * r.logS + st.d;
+      r.coef_e = st.a * scale / st.s;
+    } else {
+      // online sums hold the smoothing part a = eps/C * w only
+      const acc_t wt = weight_at(P, t);
+      const acc_t W = P.weight_sum ? *P.weight_sum : acc_t(P.C);
+      const acc_t At = (acc_t(1) - P.eps) * wt + P.eps / acc_t(P.C) * W;
+      r.loss = At * r.logS + (acc_t(1) - P.eps) * wt * (st.m - z_t) + st.d;
+      r.coef_e = At * scale / st.s;
+      r.fix = -(acc_t(1) - P.eps) * wt * scale;
+    }
+  } else {
+    r.loss = 0;  // general mode: summed in a separate pass
+  }
+  return r;
+}
+
+template <typename scalar_t, typename acc_t>
+__device__ __forceinline__ acc_t linear_a(const Problem<acc_t>& P, int64_t c, const scalar_t* q, int64_t qoff) {
+  // the part of a_c the online pass accumulates: everything for probability
+  // targets, the eps/C smoothing share for class indices
+  if (P.soft) {
+    return coef_a<scalar_t, acc_t>(P, c, -1, q, qoff);
+  }
+  return P.eps / acc_t(P.C) * weight_at(P, c);
+}
+
+template <int TPR, typename scalar_t, typename acc_t, typename target_t>
+__global__ void rows_kernel(
+    Problem<acc_t> P,
+    const scalar_t* __restrict__ x,
+    const target_t* __restrict__ target,
+    const scalar_t* __restrict__ soft,
+    scalar_t* __restrict__ grad,
+    acc_t* __restrict__ losses) {
+  __shared__ Online<acc_t> smem_state[TPR > 32 ? TPR / 32 : 1];
+  __shared__ acc_t smem_sum[TPR > 32 ? TPR / 32 : 1];
+  constexpr int kRowsPerBlock = TPR >= kThreads ? 1 : kThreads / TPR;
+  const int lane = threadIdx.x % TPR;
+  const int64_t row = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock + threadIdx.x / TPR;
+  if (row >= P.N) {
+    return;  // whole groups exit together (TPR > 32 means one row per block)
+  }
+  const int64_t C = P.C;
+  const scalar_t* xr = x + row * C;
+  const scalar_t* qr = P.soft ? soft + row * C : nullptr;
+  int64_t t = -1;
+  if (!P.soft) {
+    t = static_cast<int64_t>(target[row]);
+    if (t == P.ignore_index || t < 0 || t >= C) {  // invalid ones were rejected on the host
+      if (lane == 0) {
+        losses[row] = acc_t(0);
+      }
+      if (P.grad) {
+        for (int64_t c = lane; c < C; c += TPR) {
+          grad[row * C + c] = scalar_t(0);
+        }
+      }
+      return;
+    }
+  }
+  const bool linear = P.mode == kModeLinear;
+  Online<acc_t> st{-std::numeric_limits<acc_t>::infinity(), acc_t(0), acc_t(0), acc_t(0)};
+  for (int64_t c = lane; c < C; c += TPR) {
+    const acc_t z = static_cast<acc_t>(xr[c]) + (P.bias ? P.bias[c] : acc_t(0));
+    online_add(st, z, linear ? linear_a<scalar_t, acc_t>(P, c, qr, c) : acc_t(0));
+  }
+  st = group_merge<TPR>(st, smem_state);
+  const acc_t z_t = P.soft ? acc_t(0) : static_cast<acc_t>(xr[t]) + (P.bias ? P.bias[t] : acc_t(0));
+  Closing<acc_t> cl = close_sample(P, st, t, z_t);
+
+  acc_t H = 0;
+  if (P.mode == kModeGeneral) {
+    acc_t loss_part = 0, h_part = 0;
+    for (int64_t c = lane; c < C; c += TPR) {
+      const acc_t z = static_cast<acc_t>(xr[c]) + (P.bias ? P.bias[c] : acc_t(0));
+      const acc_t a = coef_a<scalar_t, acc_t>(P, c, t, qr, c);
+      acc_t lp = (z - st.m) - cl.logS;
+      lp = lp < acc_t(0) ? lp : acc_t(0);
+      acc_t pw, u;
+      focal_terms(lp, P.gamma, pw, u);
+      loss_part -= a * pw * lp;
+      h_part += a * pw * u;
+    }
+    cl.loss = group_sum<TPR>(loss_part, smem_sum);
+    H = group_sum<TPR>(h_part, smem_sum);
+    cl.coef_e = -H * cl.lane_scale / st.s;
+  }
+  if (lane == 0) {
+    losses[row] = cl.loss;
+  }
+  if (!P.grad) {
+    return;
+  }
+  for (int64_t c = lane; c < C; c += TPR) {
+    const acc_t z = static_cast<acc_t>(xr[c]) + (P.bias ? P.bias[c] : acc_t(0));
+    acc_t g = math_exp(z - st.m) * cl.coef_e;
+    if (linear) {
+      g -= linear_a<scalar_t, acc_t>(P, c, qr, c) * cl.lane_scale;
+    } else if (P.mode == kModeGeneral) {
+      const acc_t a = coef_a<scalar_t, acc_t>(P, c, t, qr, c);
+      acc_t lp = (z - st.m) - cl.logS;
+      lp = lp < acc_t(0) ? lp : acc_t(0);
+      acc_t pw, u;
+      focal_terms(lp, P.gamma, pw, u);
+      g += a * pw * u * cl.lane_scale;
+    }
+    if (c == t && P.mode != kModeGeneral) {
+      g += cl.fix;
+    }
+    grad[row * C + c] = static_cast<scalar_t>(g);
+  }
+}
+
+template <typename scalar_t, typename acc_t, typename target_t>
+__global__ void columns_kernel(
+    Problem<acc_t> P,
+    const scalar_t* __restrict__ x,
+    const target_t* __restrict__ target,
+    const scalar_t* __restrict__ soft,
+    scalar_t* __restrict__ grad,
+    acc_t* __restrict__ losses) {
+  const int64_t pix = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const int64_t inner = P.inner, C = P.C;
+  if (pix >= P.N * inner) {
+    return;
+  }
+  const int64_t n = pix / inner, i = pix % inner;
+  const int64_t base = n * C * inner + i;
+  int64_t t = -1;
+  if (!P.soft) {
+    t = static_cast<int64_t>(target[pix]);
+    if (t == P.ignore_index || t < 0 || t >= C) {
+      losses[pix] = acc_t(0);
+      if (P.grad) {
+        for (int64_t c = 0; c < C; ++c) {
+          grad[base + c * inner] = scalar_t(0);
+        }
+      }
+      return;
+    }
+  }
+  const bool linear = P.mode == kModeLinear;
+  Online<acc_t> st{-std::numeric_limits<acc_t>::infinity(), acc_t(0), acc_t(0), acc_t(0)};
+  for (int64_t c = 0; c < C; ++c) {
+    const int64_t off = base + c * inner;
+    const acc_t z = static_cast<acc_t>(x[off]) + (P.bias ? P.bias[c] : acc_t(0));
+    online_add(st, z, linear ? linear_a<scalar_t, acc_t>(P, c, soft, off) : acc_t(0));
+  }
+  const acc_t z_t = P.soft ? acc_t(0) : static_cast<acc_t>(x[base + t * inner]) + (P.bias ? P.bias[t] : acc_t(0));
+  Closing<acc_t> cl = close_sample(P, st, t, z_t);
+  if (P.mode == kModeGeneral) {
+    acc_t H = 0, loss = 0;
+    for (int64_t c = 0; c < C; ++c) {
+      const int64_t off = base + c * inner;
+      const acc_t z = static_cast<acc_t>(x[off]) + (P.bias ? P.bias[c] : acc_t(0));
+      const acc_t a = coef_a<scalar_t, acc_t>(P, c, t, soft, off);
+      acc_t lp = (z - st.m) - cl.logS;
+      lp = lp < acc_t(0) ? lp : acc_t(0);
+      acc_t pw, u;
+      focal_terms(lp, P.gamma, pw, u);
+      loss -= a * pw * lp;
+      H += a * pw * u;
+    }
+    cl.loss = loss;
+    cl.coef_e = -H * cl.lane_scale / st.s;
+  }
+  losses[pix] = cl.loss;
+  if (!P.grad) {
+    return;
+  }
+  for (int64_t c = 0; c < C; ++c) {
+    const int64_t off = base + c * inner;
+    const acc_t z = static_cast<acc_t>(x[off]) + (P.bias ? P.bias[c] : acc_t(0));
+    acc_t g = math_exp(z - st.m) * cl.coef_e;
+    if (linear) {
+      g -= linear_a<scalar_t, acc_t>(P, c, soft, off) * cl.lane_scale;
+    } else if (P.mode == kModeGeneral) {
+      const acc_t a = coef_a<scalar_t, acc_t>(P, c, t, soft, off);
+      acc_t lp = (z - st.m) - cl.logS;
+      lp = lp < acc_t(0) ? lp : acc_t(0);
+      acc_t pw, u;
+      focal_terms(lp, P.gamma, pw, u);
+      g += a * pw * u * cl.lane_scale;
+    }
+    if (c == t && P.mode != kModeGeneral) {
+      g += cl.fix;
+    }
+    grad[off] = static_cast<scalar_t>(g);
+  }
+}
+
+// Per-block partial sums of w[target] over non-ignored targets, and the
+// smallest flat index of an out-of-range target.
+template <typename target_t, typename acc_t>
+__global__ void target_denominator_kernel(
+    const target_t* __restrict__ target,
+    int64_t count,
+    int64_t C,
+    int64_t ignore_index,
+    const acc_t* __restrict__ weight,
+    acc_t* __restrict__ partial,
+    unsigned long long* __restrict__ first_bad) {
+  __shared__ acc_t smem[kThreads / 32];
+  acc_t sum = 0;
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < count; i += stride) {
+    const int64_t t = static_cast<int64_t>(target[i]);
+    if (t == ignore_index) {
+      continue;
+    }
+    if (t < 0 || t >= C) {
+      atomicMin(first_bad, static_cast<unsigned long long>(i));
+      continue;
+    }
+    sum += weight ? weight[t] : acc_t(1);
+  }
+  sum = group_sum<kThreads>(sum, smem);
+  if (threadIdx.x == 0) {
+    partial[blockIdx.x] = sum;
+  }
+}
+
+int multiprocessor_count(c10::DeviceIndex device) {
+  int count = 0;
+  C10_CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device));
+  return count;
+}
+
+std::tuple<at::Tensor, at::Tensor> softmax_loss_cuda(
+    const at::Tensor& input,
+    const at::Tensor& target,
+    const std::optional<at::Tensor>& weight,
+    const std::optional<at::Tensor>& logit_bias,
+    int64_t ignore_index,
+    double label_smoothing,
+    double gamma,
+    int64_t reduction,
+    bool compute_grad) {
+  const SoftmaxLossArgs args = check_softmax_loss_args(input, target, weight, logit_bias, ignore_index, label_smoothing, gamma, reduction);
+  TORCH_CHECK(input.is_cuda(), "softmax_loss: expected input on a CUDA device, got ", input.device());
+  const c10::cuda::CUDAGuard device_guard(input.device());
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+  const at::Tensor x = input.contiguous();
+  const at::Tensor tgt = target.contiguous();
+  const int64_t rows = args.N * args.inner;
+  at::Tensor grad = compute_grad ? at::empty(x.sizes(), x.options()) : at::empty({0}, x.options());
+  const at::ScalarType acc_type = input.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  at::Tensor losses = at::empty({rows}, x.options().dtype(acc_type));
+  const at::Tensor wacc = weight.has_value() ? weight->to(acc_type).contiguous() : at::Tensor();
+  const at::Tensor bacc = logit_bias.has_value() ? logit_bias->to(acc_type).contiguous() : at::Tensor();
+  const at::Tensor wsum = wacc.defined() ? at::sum(wacc) : at::Tensor();
+
+  at::Tensor denominator;
+  if (args.soft) {
+    denominator = at::scalar_tensor(static_cast<double>(rows), losses.options());
+  } else if (rows == 0) {
+    denominator = at::scalar_tensor(0.0, losses.options());
+  } else {
+    const int64_t blocks = std::min<int64_t>((rows + kThreads - 1) / kThreads, 4 * multiprocessor_count(input.device().index()));
+    at::Tensor partial = at::empty({blocks}, losses.options());
+    at::Tensor first_bad = at::full({1}, rows, tgt.options().dtype(at::kLong));
+    AT_DISPATCH_FLOATING_TYPES(acc_type, "softmax_loss_denominator", [&] {
+      dispatch_target_type(tgt.scalar_type(), [&](auto* tag) {
+        using target_t = std::remove_const_t<std::remove_pointer_t<decltype(tag)>>;
+        target_denominator_kernel<target_t, scalar_t><<<static_cast<unsigned int>(blocks), kThreads, 0, stream>>>(
+            tgt.const_data_ptr<target_t>(),
+            rows,
+            args.C,
+            ignore_index,
+            wacc.defined() ? wacc.const_data_ptr<scalar_t>() : nullptr,
+            partial.mutable_data_ptr<scalar_t>(),
+            reinterpret_cast<unsigned long long*>(first_bad.mutable_data_ptr<int64_t>()));
+        C10_CUDA_KERNEL_LAUNCH_CHECK();
+      });
+    });
+    // The one host synchronisation: an out-of-range class index must raise
+    // here, not corrupt memory or fail later with a device-side assert.
+    const int64_t bad = first_bad.item<int64_t>();
+    if (bad < rows) {
+      raise_invalid_target(bad, tgt.view(-1)[bad].item<int64_t>(), args.C, ignore_index);
+    }
+    denominator = at::sum(partial);
+  }
+  const at::Tensor scale = reduction == kReductionMean ? at::reciprocal(denominator) : at::Tensor();
+
+  if (rows > 0) {
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "softmax_loss_cuda", [&] {
+      using acc_t = at::opmath_type<scalar_t>;
+      Problem<acc_t> P;
+      P.N = args.N;
+      P.C = args.C;
+      P.inner = args.inner;
+      P.mode = args.mode;
+      P.soft = args.soft;
+      P.grad = compute_grad;
+      P.weight = wacc.defined() ? wacc.const_data_ptr<acc_t>() : nullptr;
+      P.bias = bacc.defined() ? bacc.const_data_ptr<acc_t>() : nullptr;
+      P.weight_sum = wsum.defined() ? wsum.const_data_ptr<acc_t>() : nullptr;
+      P.scale = scale.defined() ? scale.const_data_ptr<acc_t>() : nullptr;
+      P.ignore_index = ignore_index;
+      P.eps = static_cast<acc_t>(label_smoothing);
+      P.gamma = static_cast<acc_t>(gamma);
+      const scalar_t* soft_ptr = args.soft ? tgt.const_data_ptr<scalar_t>() : nullptr;
+      scalar_t* grad_ptr = compute_grad ? grad.mutable_data_ptr<scalar_t>() : nullptr;
+      acc_t* loss_ptr = losses.mutable_data_ptr<acc_t>();
+      auto launch = [&](auto* target_ptr) {
+        using target_t = std::remove_const_t<std::remove_pointer_t<decltype(target_ptr)>>;
+        if (args.inner == 1) {
+          if (args.C <= 1024) {
+            constexpr int kRows = kThreads / 32;
+            const int64_t blocks = (args.N + kRows - 1) / kRows;
+            rows_kernel<32, scalar_t, acc_t, target_t><<<static_cast<unsigned int>(blocks), kThreads, 0, stream>>>(
+                P, x.const_data_ptr<scalar_t>(), target_ptr, soft_ptr, grad_ptr, loss_ptr);
+          } else {
+            rows_kernel<512, scalar_t, acc_t, target_t><<<static_cast<unsigned int>(args.N), 512, 0, stream>>>(
+                P, x.const_data_ptr<scalar_t>(), target_ptr, soft_ptr, grad_ptr, loss_ptr);
+          }
+        } else {
+          const int64_t blocks = (rows + kThreads - 1) / kThreads;
+          columns_kernel<scalar_t, acc_t, target_t><<<static_cast<unsigned int>(blocks), kThreads, 0, stream>>>(
+              P, x.const_data_ptr<scalar_t>(), target_ptr, soft_ptr, grad_ptr, loss_ptr);
+        }
+        C10_CUDA_KERNEL_LAUNCH_CHECK();
+      };
+      if (args.soft) {
+        launch(static_cast<const int64_t*>(nullptr));
+      } else {
+        dispatch_target_type(tgt.scalar_type(), [&](auto* tag) {
+          using target_t = std::remove_const_t<std::remove_pointer_t<decltype(tag)>>;
+          launch(tgt.const_data_ptr<target_t>());
+        });
+      }
+    });
+  }
+  return {reduce_losses(losses, args, reduction, denominator, input), grad};
+}
+
+} // namespace
+
+TORCH_LIBRARY_IMPL(balancedtorch, CUDA, m) {
+  m.impl("softmax_loss", &softmax_loss_cuda);
+}
+
+} // namespace loss
+} // namespace balancedtorch
