@@ -65,6 +65,11 @@ def _sigmoid_focal_loss_fake(
     return loss, grad
 
 
+def _traced(t: Tensor) -> bool:
+    """True under torch.compile / AOT tracing (fake or functional tensors)."""
+    return _is_compiling() or type(t) is not torch.Tensor
+
+
 def _make_autograd(op, name: str, num_args: int, reduction_arg: int, broadcast_dim: Optional[int]):
     """setup_context/backward for an op returning (loss, prescaled grad buffer)."""
 
@@ -75,13 +80,22 @@ def _make_autograd(op, name: str, num_args: int, reduction_arg: int, broadcast_d
         # buffer output: a logits-sized fill per backward.
         ctx.set_materialize_grads(False)
         tensors = [a if isinstance(a, Tensor) else None for a in inputs]
-        ctx.save_for_backward(*[t for t in tensors if t is not None])
         ctx.tensor_slots = [i for i, t in enumerate(tensors) if t is not None]
         ctx.other_args = [None if isinstance(a, Tensor) else a for a in inputs]
         ctx.reduction = inputs[reduction_arg]
-        # A non-differentiable output holds no reference to this node, so
-        # keeping it on ctx makes no reference cycle.
-        ctx.grad_buffer = grad if grad.numel() == inputs[0].numel() and inputs[-1] else None
+        has_buffer = bool(inputs[-1]) and grad.numel() == inputs[0].numel()
+        ctx.traced = _traced(grad)
+        saved = [t for t in tensors if t is not None]
+        if ctx.traced:
+            # Graph capture: a plain saved tensor and a functional backward.
+            ctx.save_for_backward(*saved, grad if has_buffer else None)
+            ctx.grad_buffer = None
+        else:
+            ctx.save_for_backward(*saved)
+            # Eager: the buffer is handed over by the first backward. A
+            # non-differentiable output holds no reference to this node, so
+            # keeping it on ctx makes no reference cycle.
+            ctx.grad_buffer = grad if has_buffer else None
 
     def backward(ctx, grad_loss, _grad_of_grad):
         if grad_loss is None:
@@ -91,10 +105,10 @@ def _make_autograd(op, name: str, num_args: int, reduction_arg: int, broadcast_d
                 f"{name}: double backward (create_graph=True) is not supported by the fused loss kernels; "
                 "use the plain PyTorch loss for higher-order gradients"
             )
-        grad = ctx.grad_buffer
+        saved = list(ctx.saved_tensors)
+        grad = saved.pop() if ctx.traced else ctx.grad_buffer
         ctx.grad_buffer = None  # handed over: a second backward recomputes it
         if grad is None:
-            saved = list(ctx.saved_tensors)
             args = list(ctx.other_args)
             for slot, tensor in zip(ctx.tensor_slots, saved):
                 args[slot] = tensor
@@ -105,7 +119,7 @@ def _make_autograd(op, name: str, num_args: int, reduction_arg: int, broadcast_d
             scale = grad_loss if broadcast_dim is None else grad_loss.unsqueeze(broadcast_dim)
         else:
             scale = grad_loss
-        if _is_compiling():
+        if ctx.traced or _traced(scale):
             grad = grad * scale
         elif ctx.reduction != _REDUCTION_NONE and scale.device.type == "cpu" and scale.item() == 1.0:
             pass  # loss.backward(): the buffer already is the gradient

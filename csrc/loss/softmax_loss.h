@@ -63,6 +63,31 @@ C10_HOST_DEVICE inline void focal_terms(acc_t lp, acc_t gamma, acc_t& pw, acc_t&
   u = gamma * p * ratio - acc_t(1);
 }
 
+// Target-class terms from the split of the softmax denominator
+// S = e_t + s_other, e_c = exp(z_c - m) (m: the row max), for class-index
+// targets: 1 - p_t = s_other / S keeps full relative precision as p_t -> 1,
+// and so does log p_t = -log1p(s_other) when the target holds the max
+// (e_t = 1); 1 - p_t is never formed by cancellation. Writes log p_t, the
+// focal factor (1 - p_t)^gamma and u (see the top of this file); returns S.
+template <typename acc_t>
+C10_HOST_DEVICE inline acc_t target_terms(acc_t zt_minus_m, acc_t s_other, acc_t gamma, acc_t& lp, acc_t& pw, acc_t& u) {
+  const acc_t et = math_exp(zt_minus_m);
+  const acc_t S = et + s_other;
+  lp = zt_minus_m >= acc_t(0) ? -math_log1p(s_other) : zt_minus_m - math_log(S);
+  lp = lp > acc_t(0) ? acc_t(0) : lp;
+  if (gamma == acc_t(0)) {
+    pw = acc_t(1);
+    u = acc_t(-1);
+    return S;
+  }
+  const acc_t omp = s_other / S;
+  const acc_t p = et / S;
+  pw = gamma == acc_t(2) ? omp * omp : (gamma == acc_t(1) ? omp : math_pow(omp, gamma));
+  const acc_t ratio = omp > acc_t(0) ? lp / omp : acc_t(-1);
+  u = gamma * p * ratio - acc_t(1);
+  return S;
+}
+
 // Target coefficient q_c for class-index targets with label smoothing eps.
 template <typename acc_t>
 C10_HOST_DEVICE inline acc_t smoothed_q(bool is_target, acc_t eps, acc_t inv_c) {

@@ -94,6 +94,7 @@ acc_t row_loss(const Problem<acc_t>& P, const acc_t* z, int64_t target, const ac
 
   // pass B: e = exp(z - m), S = sum e; linear mode also D = sum a_c (m - z_c), A = sum a_c
   const bool linear = P.mode == kModeLinear;
+  const bool target_mode = P.mode == kModeTarget;
   const bool soft_linear = linear && P.soft;
   const acc_t smooth = linear && !P.soft ? P.eps * inv_c : acc_t(0);
   acc_t S = 0, D = 0, A = 0;
@@ -106,7 +107,15 @@ acc_t row_loss(const Problem<acc_t>& P, const acc_t* z, int64_t target, const ac
       const Vec zc = zv(c);
       const Vec ec = cpu::exp(zc - vmv);
       ec.store(e + c);
-      vs = vs + ec;
+      if (target_mode && target >= c && target < c + W) {
+        // s_other excludes the target (see target_terms)
+        const acc_t saved = e[target];
+        e[target] = acc_t(0);
+        vs = vs + Vec::loadu(e + c);
+        e[target] = saved;
+      } else {
+        vs = vs + ec;
+      }
       if (soft_linear) {
         Vec a = at::vec::fmadd(one_minus_eps, Vec::loadu(q + c), eps_c);
         if (w) {
@@ -126,7 +135,9 @@ acc_t row_loss(const Problem<acc_t>& P, const acc_t* z, int64_t target, const ac
       const acc_t zc = zs(c);
       const acc_t ec = std::exp(zc - m);
       e[c] = ec;
-      S += ec;
+      if (!(target_mode && c == target)) {
+        S += ec;
+      }
       if (soft_linear) {
         const acc_t a = ((acc_t(1) - P.eps) * q[c] + P.eps * inv_c) * weight_of(P, c);
         A += a;
@@ -142,11 +153,11 @@ acc_t row_loss(const Problem<acc_t>& P, const acc_t* z, int64_t target, const ac
 
   if (P.mode == kModeTarget) {
     const acc_t wt = weight_of(P, target);
-    const acc_t lp = (zs(target) - m) - logS;
-    acc_t pw, u;
-    focal_terms(lp, P.gamma, pw, u);
+    acc_t lp, pw, u;
+    const acc_t S_all = target_terms(zs(target) - m, S, P.gamma, lp, pw, u);
     const acc_t hh = wt * pw * u;
     if (P.grad) {
+      const acc_t inv_S = acc_t(1) / S_all;
       const Vec coef(-hh * scale * inv_S);
       int64_t c = 0;
       for (; c + W <= C; c += W) {
@@ -155,7 +166,8 @@ acc_t row_loss(const Problem<acc_t>& P, const acc_t* z, int64_t target, const ac
       for (; c < C; ++c) {
         g[c] = e[c] * (-hh * scale * inv_S);
       }
-      g[target] += hh * scale;
+      // hh (1 - p_t) without the cancellation of hh - hh p_t
+      g[target] = hh * scale * (S * inv_S);
     }
     return -wt * pw * lp;
   }
@@ -383,11 +395,18 @@ void columns_kernel(
         Vec a = P.soft ? at::vec::fmadd(one_minus_eps, Vec::loadu(qp + c * zs), eps_c) : eps_c;
         return P.weight ? a * Vec(P.weight[c]) : a;
       };
+      const bool target_mode = P.mode == kModeTarget;
+      acc_t tf[L];
+      for (int64_t j = 0; j < L; ++j) {
+        tf[j] = validf[j] != acc_t(0) ? static_cast<acc_t>(t[j]) : acc_t(-1);
+      }
+      const Vec vtf = Vec::loadu(tf);
       for (int64_t c = 0; c < C; ++c) {
         const Vec zc = zv(c);
         const Vec ec = cpu::exp(zc - vm);
         ec.store(ep + c * es);
-        vs = vs + ec;
+        // class-index targets: vs = s_other, the sum without the target (see target_terms)
+        vs = vs + (target_mode ? Vec::blendv(ec, Vec(0), vtf == Vec(static_cast<acc_t>(c))) : ec);
         if (linear) {
           const Vec a = coef_a(c);
           va = va + a;
@@ -399,22 +418,29 @@ void columns_kernel(
       const Vec inv_s = vs.reciprocal();
       Vec loss(0), coef_e(0), fix(0), lane_scale = vvalid * vscale, hvec(0);
 
-      if (P.mode == kModeTarget) {
-        const Vec lp = (vzt - vm) - vlogS;
-        Vec pw(1), u(-1);
-        if (P.gamma != acc_t(0)) {
-          acc_t lpa[L], pwa[L], ua[L];
-          lp.store(lpa);
+      if (target_mode) {
+        const Vec dz = vzt - vm;
+        Vec lp, pw(1), u(-1), S;
+        if (P.gamma == acc_t(0)) {
+          S = cpu::exp(dz) + vs;
+          lp = Vec::blendv(dz - S.log(), vs.log1p().neg(), dz >= Vec(0));
+          lp = at::vec::minimum(lp, Vec(0));
+        } else {
+          acc_t dza[L], so[L], lpa[L], pwa[L], ua[L], sa[L];
+          dz.store(dza);
+          vs.store(so);
           for (int64_t j = 0; j < L; ++j) {
-            focal_terms(std::min(lpa[j], acc_t(0)), P.gamma, pwa[j], ua[j]);
+            sa[j] = target_terms(dza[j], so[j], P.gamma, lpa[j], pwa[j], ua[j]);
           }
+          lp = Vec::loadu(lpa);
           pw = Vec::loadu(pwa);
           u = Vec::loadu(ua);
+          S = Vec::loadu(sa);
         }
         const Vec hh = vwt * pw * u;
         loss = (vwt * pw * lp).neg();
-        coef_e = (hh * vscale * inv_s).neg();
-        fix = hh * vscale;
+        coef_e = (hh * vscale / S).neg();
+        fix = hh * vscale * vs / S;  // assigned at the target: hh (1 - p_t), no cancellation
       } else if (linear) {
         if (P.soft) {
           loss = (va * vlogS + vd) * vvalid;
@@ -487,7 +513,8 @@ void columns_kernel(
         fix.store(fa);
         for (int64_t j = 0; j < cnt; ++j) {
           if (validf[j] != acc_t(0)) {
-            gp[t[j] * gs + j] += fa[j];
+            acc_t& gt = gp[t[j] * gs + j];
+            gt = target_mode ? fa[j] : gt + fa[j];
           }
         }
       }

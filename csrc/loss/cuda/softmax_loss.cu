@@ -53,16 +53,18 @@ struct Online {
   acc_t m, s, d, a;
 };
 
+// s sums exp(z - m) over the classes other than the target (is_target), so
+// that 1 - p_t = s / S needs no cancellation (see target_terms).
 template <typename acc_t>
-__device__ __forceinline__ void online_add(Online<acc_t>& st, acc_t z, acc_t a) {
+__device__ __forceinline__ void online_add(Online<acc_t>& st, acc_t z, acc_t a, bool is_target) {
   const acc_t neg_inf = -std::numeric_limits<acc_t>::infinity();
   if (z > st.m || z != z) {
-    st.s = st.s * math_exp(st.m - z) + acc_t(1);
+    st.s = st.s * math_exp(st.m - z) + (is_target ? acc_t(0) : acc_t(1));
     if (st.a != acc_t(0)) {
       st.d += st.a * (z - st.m);
     }
     st.m = z;
-  } else if (z > neg_inf) {
+  } else if (z > neg_inf && !is_target) {
     st.s += math_exp(z - st.m);
   }
   if (a != acc_t(0)) {
@@ -166,38 +168,38 @@ __device__ __forceinline__ acc_t coef_a(const Problem<acc_t>& P, int64_t c, int6
 //   g_c = exp(z_c - m) * coef_e - a_c * lane_scale   (+ fix at the target)
 template <typename acc_t>
 struct Closing {
-  acc_t loss, coef_e, lane_scale, fix, logS;
+  acc_t loss, coef_e, lane_scale, fix, logS, S;
 };
 
 template <typename acc_t>
 __device__ __forceinline__ Closing<acc_t> close_sample(const Problem<acc_t>& P, const Online<acc_t>& st, int64_t t, acc_t z_t) {
   Closing<acc_t> r;
   const acc_t scale = P.scale ? *P.scale : acc_t(1);
-  r.logS = math_log(st.s);
+  // the full softmax denominator: s plus the target's own term
+  r.S = P.soft ? st.s : st.s + math_exp(z_t - st.m);
+  r.logS = math_log(r.S);
   r.lane_scale = scale;
   r.fix = 0;
   r.coef_e = 0;
   if (P.mode == kModeTarget) {
     const acc_t wt = weight_at(P, t);
-    acc_t lp = (z_t - st.m) - r.logS;
-    lp = lp < acc_t(0) ? lp : acc_t(0);
-    acc_t pw, u;
-    focal_terms(lp, P.gamma, pw, u);
+    acc_t lp, pw, u;
+    target_terms(z_t - st.m, st.s, P.gamma, lp, pw, u);
     const acc_t hh = wt * pw * u;
     r.loss = -wt * pw * lp;
-    r.coef_e = -hh * scale / st.s;
-    r.fix = hh * scale;
+    r.coef_e = -hh * scale / r.S;
+    r.fix = hh * scale * (st.s / r.S);  // assigned at the target: hh (1 - p_t)
   } else if (P.mode == kModeLinear) {
     if (P.soft) {
       r.loss = st.a * r.logS + st.d;
-      r.coef_e = st.a * scale / st.s;
+      r.coef_e = st.a * scale / r.S;
     } else {
       // online sums hold the smoothing part a = eps/C * w only
       const acc_t wt = weight_at(P, t);
       const acc_t W = P.weight_sum ? *P.weight_sum : acc_t(P.C);
       const acc_t At = (acc_t(1) - P.eps) * wt + P.eps / acc_t(P.C) * W;
       r.loss = At * r.logS + (acc_t(1) - P.eps) * wt * (st.m - z_t) + st.d;
-      r.coef_e = At * scale / st.s;
+      r.coef_e = At * scale / r.S;
       r.fix = -(acc_t(1) - P.eps) * wt * scale;
     }
   } else {
@@ -254,7 +256,7 @@ __global__ void rows_kernel(
   Online<acc_t> st{-std::numeric_limits<acc_t>::infinity(), acc_t(0), acc_t(0), acc_t(0)};
   for (int64_t c = lane; c < C; c += TPR) {
     const acc_t z = static_cast<acc_t>(xr[c]) + (P.bias ? P.bias[c] : acc_t(0));
-    online_add(st, z, linear ? linear_a<scalar_t, acc_t>(P, c, qr, c) : acc_t(0));
+    online_add(st, z, linear ? linear_a<scalar_t, acc_t>(P, c, qr, c) : acc_t(0), c == t);
   }
   st = group_merge<TPR>(st, smem_state);
   const acc_t z_t = P.soft ? acc_t(0) : static_cast<acc_t>(xr[t]) + (P.bias ? P.bias[t] : acc_t(0));
@@ -267,7 +269,7 @@ __global__ void rows_kernel(
       const acc_t z = static_cast<acc_t>(xr[c]) + (P.bias ? P.bias[c] : acc_t(0));
       const acc_t a = coef_a<scalar_t, acc_t>(P, c, t, qr, c);
       acc_t lp = (z - st.m) - cl.logS;
-      lp = lp < acc_t(0) ? lp : acc_t(0);
+      lp = lp > acc_t(0) ? acc_t(0) : lp;
       acc_t pw, u;
       focal_terms(lp, P.gamma, pw, u);
       loss_part -= a * pw * lp;
@@ -275,7 +277,7 @@ __global__ void rows_kernel(
     }
     cl.loss = group_sum<TPR>(loss_part, smem_sum);
     H = group_sum<TPR>(h_part, smem_sum);
-    cl.coef_e = -H * cl.lane_scale / st.s;
+    cl.coef_e = -H * cl.lane_scale / cl.S;
   }
   if (lane == 0) {
     losses[row] = cl.loss;
@@ -291,12 +293,14 @@ __global__ void rows_kernel(
     } else if (P.mode == kModeGeneral) {
       const acc_t a = coef_a<scalar_t, acc_t>(P, c, t, qr, c);
       acc_t lp = (z - st.m) - cl.logS;
-      lp = lp < acc_t(0) ? lp : acc_t(0);
+      lp = lp > acc_t(0) ? acc_t(0) : lp;
       acc_t pw, u;
       focal_terms(lp, P.gamma, pw, u);
       g += a * pw * u * cl.lane_scale;
     }
-    if (c == t && P.mode != kModeGeneral) {
+    if (c == t && P.mode == kModeTarget) {
+      g = cl.fix;
+    } else if (c == t && linear) {
       g += cl.fix;
     }
     grad[row * C + c] = static_cast<scalar_t>(g);
@@ -336,7 +340,7 @@ __global__ void columns_kernel(
   for (int64_t c = 0; c < C; ++c) {
     const int64_t off = base + c * inner;
     const acc_t z = static_cast<acc_t>(x[off]) + (P.bias ? P.bias[c] : acc_t(0));
-    online_add(st, z, linear ? linear_a<scalar_t, acc_t>(P, c, soft, off) : acc_t(0));
+    online_add(st, z, linear ? linear_a<scalar_t, acc_t>(P, c, soft, off) : acc_t(0), c == t);
   }
   const acc_t z_t = P.soft ? acc_t(0) : static_cast<acc_t>(x[base + t * inner]) + (P.bias ? P.bias[t] : acc_t(0));
   Closing<acc_t> cl = close_sample(P, st, t, z_t);
@@ -347,14 +351,14 @@ __global__ void columns_kernel(
       const acc_t z = static_cast<acc_t>(x[off]) + (P.bias ? P.bias[c] : acc_t(0));
       const acc_t a = coef_a<scalar_t, acc_t>(P, c, t, soft, off);
       acc_t lp = (z - st.m) - cl.logS;
-      lp = lp < acc_t(0) ? lp : acc_t(0);
+      lp = lp > acc_t(0) ? acc_t(0) : lp;
       acc_t pw, u;
       focal_terms(lp, P.gamma, pw, u);
       loss -= a * pw * lp;
       H += a * pw * u;
     }
     cl.loss = loss;
-    cl.coef_e = -H * cl.lane_scale / st.s;
+    cl.coef_e = -H * cl.lane_scale / cl.S;
   }
   losses[pix] = cl.loss;
   if (!P.grad) {
@@ -369,12 +373,14 @@ __global__ void columns_kernel(
     } else if (P.mode == kModeGeneral) {
       const acc_t a = coef_a<scalar_t, acc_t>(P, c, t, soft, off);
       acc_t lp = (z - st.m) - cl.logS;
-      lp = lp < acc_t(0) ? lp : acc_t(0);
+      lp = lp > acc_t(0) ? acc_t(0) : lp;
       acc_t pw, u;
       focal_terms(lp, P.gamma, pw, u);
       g += a * pw * u * cl.lane_scale;
     }
-    if (c == t && P.mode != kModeGeneral) {
+    if (c == t && P.mode == kModeTarget) {
+      g = cl.fix;
+    } else if (c == t && linear) {
       g += cl.fix;
     }
     grad[off] = static_cast<scalar_t>(g);
