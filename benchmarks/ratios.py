@@ -13,17 +13,21 @@ def main(path):
     with open(path) as f:
         data = json.load(f)
     groups = defaultdict(dict)
+    extras = {}
     for bench in data["benchmarks"]:
-        groups[bench["group"]][bench["extra_info"].get("impl", bench["name"])] = bench["stats"]["median"]
+        impl = bench["extra_info"].get("impl", bench["name"])
+        groups[bench["group"]][impl] = bench["stats"]["median"]
+        extra = {k: v for k, v in bench["extra_info"].items() if k not in ("impl", "device")}
+        extras[(bench["group"], impl)] = ", ".join(f"{k}={v}" for k, v in extra.items())
     machine = data.get("machine_info", {})
     print(f"machine: {machine.get('cpu', {}).get('brand_raw', '?')}, {machine.get('cpu', {}).get('count', '?')} cores")
-    print(f"{'group':<48} {'implementation':<26} {'median ms':>10} {'ratio':>8}")
+    print(f"{'group':<48} {'implementation':<26} {'median ms':>10} {'ratio':>8}  extra")
     for group in sorted(groups):
         impls = groups[group]
         ours = impls.get("balancedtorch")
         for impl, median in sorted(impls.items(), key=lambda kv: kv[0] != "balancedtorch"):
             ratio = f"{median / ours:7.2f}x" if ours and impl != "balancedtorch" else ""
-            print(f"{group:<48} {impl:<26} {median * 1e3:10.3f} {ratio:>8}")
+            print(f"{group:<48} {impl:<26} {median * 1e3:10.3f} {ratio:>8}  {extras.get((group, impl), '')}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,162 @@
+"""Fused losses (forward + backward) against what users write instead, in the same run.
+
+CPU: (8192, 1000) fp32 weighted cross-entropy vs F.cross_entropy(weight=w);
+focal loss vs the usual eager focal (log_softmax + gather + pow); segmentation
+(4, 19, 256, 512) vs F.cross_entropy; sigmoid focal vs torchvision.
+GPU (when present): (16384, 32768) fp32 / bf16 and segmentation (8, 19, 512, 1024),
+with the achieved bandwidth as a fraction of a device-to-device copy.
+Peak extra memory of forward + backward is recorded in extra_info.
+"""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import balancedtorch as bt
+
+from _harness import CUDA_OK, sync
+
+torchvision_ops = pytest.importorskip("torchvision.ops")
+
+
+def _eager_focal(logits, target, gamma=2.0):
+    logp = F.log_softmax(logits, dim=1).gather(1, target[:, None]).squeeze(1)
+    return (-((1 - logp.exp()) ** gamma) * logp).mean()
+
+
+def _case(device, shape, dtype=torch.float32):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(shape, generator=g).to(device=device, dtype=dtype).requires_grad_()
+    C = shape[1]
+    tshape = (shape[0],) + tuple(shape[2:])
+    t = torch.randint(0, C, tshape, generator=g).to(device)
+    w = (torch.rand(C, generator=g) + 0.5).to(device)
+    return x, t, w
+
+
+def _fwd_bwd(x, loss_fn):
+    def run():
+        loss = loss_fn()
+        loss.backward()
+        x.grad = None
+        return loss
+
+    return run
+
+
+def _peak_extra_bytes(device, fn):
+    """Peak memory above what was allocated before fn.
+
+    CUDA: the caching allocator's peak. CPU: the running sum of the
+    profiler's per-op allocations and frees, in time order (an op's own
+    transient peak is not seen, so this is a lower bound of the true peak).
+    """
+    if torch.device(device).type == "cuda":
+        sync(device)
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        fn()
+        sync(device)
+        return torch.cuda.max_memory_allocated() - base
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    current = peak = 0
+    for event in sorted(prof.events(), key=lambda e: e.time_range.start):
+        current += event.self_cpu_memory_usage
+        peak = max(peak, current)
+    return peak
+
+
+def _record(benchmark, device, fn):
+    peak = _peak_extra_bytes(device, fn)
+    if peak is not None:
+        benchmark.extra_info["peak_extra_MiB"] = round(peak / 2**20, 1)
+
+
+ROW_IMPLS = {
+    "ce": {
+        "balancedtorch": lambda x, t, w: bt.functional.cross_entropy(x, t, weight=w),
+        "F.cross_entropy": lambda x, t, w: F.cross_entropy(x, t, weight=w),
+    },
+    "focal": {
+        "balancedtorch": lambda x, t, w: bt.functional.focal_loss(x, t, gamma=2.0),
+        "eager focal": lambda x, t, w: _eager_focal(x, t, 2.0),
+    },
+}
+
+
+@pytest.mark.parametrize("loss", ["ce", "focal"])
+@pytest.mark.parametrize("impl", ["balancedtorch", "baseline"])
+def test_cpu_rows(timed, benchmark, loss, impl):
+    x, t, w = _case("cpu", (8192, 1000))
+    name = "balancedtorch" if impl == "balancedtorch" else [k for k in ROW_IMPLS[loss] if k != "balancedtorch"][0]
+    fn = ROW_IMPLS[loss][name]
+    run = _fwd_bwd(x, lambda: fn(x, t, w))
+    timed(run, group=f"{loss} fwd+bwd (8192, 1000) fp32 cpu", impl=name, device="cpu")
+    _record(benchmark, "cpu", run)
+
+
+@pytest.mark.parametrize("impl", ["balancedtorch", "F.cross_entropy"])
+def test_cpu_segmentation(timed, benchmark, impl):
+    x, t, _ = _case("cpu", (4, 19, 256, 512))
+    fn = bt.functional.cross_entropy if impl == "balancedtorch" else F.cross_entropy
+    run = _fwd_bwd(x, lambda: fn(x, t))
+    timed(run, group="ce fwd+bwd (4, 19, 256, 512) fp32 cpu", impl=impl, device="cpu")
+    _record(benchmark, "cpu", run)
+
+
+@pytest.mark.parametrize("impl", ["balancedtorch", "torchvision"])
+def test_cpu_sigmoid_focal(timed, benchmark, impl):
+    g = torch.Generator().manual_seed(0)
+    x = (torch.randn(8192, 1000, generator=g) * 3).requires_grad_()
+    y = (torch.rand(8192, 1000, generator=g) < 0.01).float()
+    fn = bt.functional.sigmoid_focal_loss if impl == "balancedtorch" else torchvision_ops.sigmoid_focal_loss
+    run = _fwd_bwd(x, lambda: fn(x, y, reduction="mean"))
+    timed(run, group="sigmoid focal fwd+bwd (8192, 1000) fp32 cpu", impl=impl, device="cpu")
+    _record(benchmark, "cpu", run)
+
+
+GPU_CASES = [
+    ("rows fp32", (16384, 32768), torch.float32),
+    ("rows bf16", (16384, 32768), torch.bfloat16),
+    ("segmentation fp32", (8, 19, 512, 1024), torch.float32),
+]
+
+
+@pytest.mark.skipif(not CUDA_OK, reason="no CUDA device or kernels")
+@pytest.mark.parametrize("case", GPU_CASES, ids=[c[0] for c in GPU_CASES])
+@pytest.mark.parametrize("impl", ["balancedtorch", "F.cross_entropy", "copy"])
+def test_gpu_cross_entropy(timed, benchmark, case, impl):
+    label, shape, dtype = case
+    x, t, w = _case("cuda", shape, dtype)
+    group = f"ce fwd+bwd {shape} {str(dtype).replace('torch.', '')} cuda"
+    if impl == "copy":
+        # the bandwidth yardstick: read the logits once, write a tensor of their size once
+        src = x.detach()
+        dst = torch.empty_like(src)
+        timed(lambda: dst.copy_(src), group=group, impl="d2d copy (yardstick)", device="cuda")
+        return
+    fn = bt.functional.cross_entropy if impl == "balancedtorch" else F.cross_entropy
+    run = _fwd_bwd(x, lambda: fn(x, t, weight=w))
+    timed(run, group=group, impl=impl, device="cuda")
+    # bytes that must move: logits read once + gradient written once (+ targets)
+    moved = 2 * x.numel() * x.element_size() + t.numel() * t.element_size()
+    benchmark.extra_info["GB_per_s"] = round(moved / benchmark.stats.stats.median / 1e9, 1)
+    _record(benchmark, "cuda", run)
+
+
+@pytest.mark.skipif(not CUDA_OK, reason="no CUDA device or kernels")
+@pytest.mark.parametrize("impl", ["balancedtorch", "torchvision"])
+def test_gpu_sigmoid_focal(timed, impl):
+    g = torch.Generator().manual_seed(0)
+    x = (torch.randn(16384, 4096, generator=g) * 3).cuda().requires_grad_()
+    y = (torch.rand(16384, 4096, generator=g) < 0.01).float().cuda()
+    fn = bt.functional.sigmoid_focal_loss if impl == "balancedtorch" else torchvision_ops.sigmoid_focal_loss
+    timed(
+        _fwd_bwd(x, lambda: fn(x, y, reduction="mean")),
+        group="sigmoid focal fwd+bwd (16384, 4096) fp32 cuda",
+        impl=impl,
+        device="cuda",
+    )
