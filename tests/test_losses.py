@@ -541,3 +541,21 @@ def test_torch_compile_inductor(device):
     ref.backward()
     torch.testing.assert_close(loss, ref)
     torch.testing.assert_close(x.grad, xr.grad)
+
+
+@pytest.mark.parametrize("soft", [False, True])
+@pytest.mark.parametrize("gamma", [0.0, 2.0])
+def test_channels_last_input(device, soft, gamma):
+    x, t, C = make_case((3, 6, 5, 4), device, soft=soft)
+    x = x.to(memory_format=torch.channels_last)
+    xo = x.clone(memory_format=torch.channels_last).requires_grad_()
+    xr = x.double().requires_grad_()
+    got = btf.focal_loss(xo, t, gamma=gamma, label_smoothing=0.1)
+    expected = focal_reference(xr, t, gamma=gamma, label_smoothing=0.1)
+    torch.testing.assert_close(got.double(), expected, rtol=2e-6, atol=1e-7)
+    got.backward()
+    expected.backward()
+    assert xo.grad.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(xo.grad.double(), xr.grad, rtol=1e-4, atol=1e-7)
+    none = btf.cross_entropy(x, t, reduction="none")
+    torch.testing.assert_close(none, F.cross_entropy(x.contiguous(), t, reduction="none"), rtol=1e-6, atol=1e-6)

@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <optional>
 #include <vector>
 
 #include <ATen/core/Tensor.h>
@@ -110,6 +111,22 @@ inline SoftmaxLossArgs check_softmax_loss_args(
   const bool spread = a.soft || label_smoothing > 0.0;
   a.mode = !spread ? kModeTarget : (gamma == 0.0 ? kModeLinear : kModeGeneral);
   return a;
+}
+
+// A channels-last input (N, C, d1, ...) keeps the classes innermost: every
+// pixel is then a contiguous row of C logits and the row kernels apply as is,
+// with no layout copy. Returns that memory format, or nullopt.
+inline std::optional<at::MemoryFormat> class_last_format(const at::Tensor& input) {
+  if (input.is_contiguous()) {
+    return std::nullopt;
+  }
+  if (input.dim() == 4 && input.is_contiguous(at::MemoryFormat::ChannelsLast)) {
+    return at::MemoryFormat::ChannelsLast;
+  }
+  if (input.dim() == 5 && input.is_contiguous(at::MemoryFormat::ChannelsLast3d)) {
+    return at::MemoryFormat::ChannelsLast3d;
+  }
+  return std::nullopt;
 }
 
 inline void raise_invalid_target(int64_t index, int64_t value, int64_t num_classes, int64_t ignore_index) {

@@ -19,6 +19,7 @@
 #include <ATen/cpu/vec/functional.h>
 #include <ATen/cpu/vec/vec.h>
 #include <ATen/ops/empty.h>
+#include <ATen/ops/empty_like.h>
 #include <ATen/ops/scalar_tensor.h>
 #include <torch/library.h>
 
@@ -582,9 +583,11 @@ std::tuple<at::Tensor, at::Tensor> softmax_loss_cpu(
     bool compute_grad) {
   const SoftmaxLossArgs args = check_softmax_loss_args(input, target, weight, logit_bias, ignore_index, label_smoothing, gamma, reduction);
   TORCH_CHECK(input.device().is_cpu(), "softmax_loss: expected input on the CPU, got ", input.device());
-  const at::Tensor x = input.contiguous();
-  const at::Tensor tgt = target.contiguous();
-  at::Tensor grad = compute_grad ? at::empty(x.sizes(), x.options()) : at::empty({0}, x.options());
+  const std::optional<at::MemoryFormat> class_last = class_last_format(input);
+  const at::Tensor x = class_last ? input : input.contiguous();
+  const at::Tensor tgt = class_last && args.soft ? target.contiguous(*class_last) : target.contiguous();
+  const bool row_layout = args.inner == 1 || class_last.has_value();
+  at::Tensor grad = compute_grad ? at::empty_like(x) : at::empty({0}, x.options());
   const at::ScalarType acc_type = input.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
   at::Tensor losses = at::empty({args.N * args.inner}, x.options().dtype(acc_type));
 
@@ -610,9 +613,9 @@ std::tuple<at::Tensor, at::Tensor> softmax_loss_cpu(
     const at::Tensor wacc = weight.has_value() ? weight->to(acc_type).contiguous() : at::Tensor();
     const at::Tensor bacc = logit_bias.has_value() ? logit_bias->to(acc_type).contiguous() : at::Tensor();
     Problem<acc_t> P;
-    P.N = args.N;
+    P.N = row_layout ? args.N * args.inner : args.N;
     P.C = args.C;
-    P.inner = args.inner;
+    P.inner = row_layout ? 1 : args.inner;
     P.mode = args.mode;
     P.soft = args.soft;
     P.grad = compute_grad;
@@ -629,7 +632,7 @@ std::tuple<at::Tensor, at::Tensor> softmax_loss_cpu(
     auto launch = [&](auto* target_ptr) {
       const scalar_t* soft_ptr = args.soft ? tgt.const_data_ptr<scalar_t>() : nullptr;
       scalar_t* grad_ptr = compute_grad ? grad.mutable_data_ptr<scalar_t>() : nullptr;
-      if (args.inner == 1) {
+      if (row_layout) {
         rows_kernel<scalar_t, acc_t>(P, x.const_data_ptr<scalar_t>(), target_ptr, soft_ptr, grad_ptr, losses.mutable_data_ptr<acc_t>());
       } else {
         columns_kernel<scalar_t, acc_t>(P, x.const_data_ptr<scalar_t>(), target_ptr, soft_ptr, grad_ptr, losses.mutable_data_ptr<acc_t>());

@@ -16,6 +16,7 @@
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/ops/empty.h>
+#include <ATen/ops/empty_like.h>
 #include <ATen/ops/full.h>
 #include <ATen/ops/reciprocal.h>
 #include <ATen/ops/scalar_tensor.h>
@@ -438,10 +439,12 @@ std::tuple<at::Tensor, at::Tensor> softmax_loss_cuda(
   TORCH_CHECK(input.is_cuda(), "softmax_loss: expected input on a CUDA device, got ", input.device());
   const c10::cuda::CUDAGuard device_guard(input.device());
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
-  const at::Tensor x = input.contiguous();
-  const at::Tensor tgt = target.contiguous();
+  const std::optional<at::MemoryFormat> class_last = class_last_format(input);
+  const at::Tensor x = class_last ? input : input.contiguous();
+  const at::Tensor tgt = class_last && args.soft ? target.contiguous(*class_last) : target.contiguous();
+  const bool row_layout = args.inner == 1 || class_last.has_value();
   const int64_t rows = args.N * args.inner;
-  at::Tensor grad = compute_grad ? at::empty(x.sizes(), x.options()) : at::empty({0}, x.options());
+  at::Tensor grad = compute_grad ? at::empty_like(x) : at::empty({0}, x.options());
   const at::ScalarType acc_type = input.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
   at::Tensor losses = at::empty({rows}, x.options().dtype(acc_type));
   const at::Tensor wacc = weight.has_value() ? weight->to(acc_type).contiguous() : at::Tensor();
@@ -485,9 +488,9 @@ std::tuple<at::Tensor, at::Tensor> softmax_loss_cuda(
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "softmax_loss_cuda", [&] {
       using acc_t = at::opmath_type<scalar_t>;
       Problem<acc_t> P;
-      P.N = args.N;
+      P.N = row_layout ? args.N * args.inner : args.N;
       P.C = args.C;
-      P.inner = args.inner;
+      P.inner = row_layout ? 1 : args.inner;
       P.mode = args.mode;
       P.soft = args.soft;
       P.grad = compute_grad;
@@ -503,14 +506,14 @@ std::tuple<at::Tensor, at::Tensor> softmax_loss_cuda(
       acc_t* loss_ptr = losses.mutable_data_ptr<acc_t>();
       auto launch = [&](auto* target_ptr) {
         using target_t = std::remove_const_t<std::remove_pointer_t<decltype(target_ptr)>>;
-        if (args.inner == 1) {
+        if (row_layout) {
           if (args.C <= 1024) {
             constexpr int kRows = kThreads / 32;
-            const int64_t blocks = (args.N + kRows - 1) / kRows;
+            const int64_t blocks = (P.N + kRows - 1) / kRows;
             rows_kernel<32, scalar_t, acc_t, target_t><<<static_cast<unsigned int>(blocks), kThreads, 0, stream>>>(
                 P, x.const_data_ptr<scalar_t>(), target_ptr, soft_ptr, grad_ptr, loss_ptr);
           } else {
-            rows_kernel<512, scalar_t, acc_t, target_t><<<static_cast<unsigned int>(args.N), 512, 0, stream>>>(
+            rows_kernel<512, scalar_t, acc_t, target_t><<<static_cast<unsigned int>(P.N), 512, 0, stream>>>(
                 P, x.const_data_ptr<scalar_t>(), target_ptr, soft_ptr, grad_ptr, loss_ptr);
           }
         } else {
