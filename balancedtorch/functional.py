@@ -38,6 +38,13 @@ def _real(value: Any, name: str, low: float, high: float = math.inf, high_inclus
     return value
 
 
+def _alpha(alpha: Any) -> float:
+    """Sigmoid focal alpha: <= 1; negative disables the weighting, as in torchvision."""
+    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or math.isnan(float(alpha)) or float(alpha) > 1:
+        raise ValueError(f"alpha must be a number <= 1 (negative disables it, as torchvision), got {alpha!r}")
+    return float(alpha)
+
+
 def _check_tensor(value: Any, name: str) -> Tensor:
     if not isinstance(value, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
@@ -136,17 +143,7 @@ def cross_entropy(
         >>> loss = bt.functional.cross_entropy(logits, torch.randint(0, 3, (8,)), weight=torch.tensor([1.8, 33.3, 2.4]))
         >>> loss.backward()
     """
-    return _softmax_loss(
-        input,
-        target,
-        weight=weight,
-        logit_bias=None,
-        ignore_index=ignore_index,
-        reduction=reduction,
-        label_smoothing=label_smoothing,
-        gamma=0.0,
-        validate=True,
-    )
+    return focal_loss(input, target, 0.0, weight, ignore_index, reduction, label_smoothing)
 
 
 def focal_loss(
@@ -262,8 +259,7 @@ def _sigmoid_focal_loss(
     input = _check_tensor(input, "input")
     target = _check_tensor(target, "target")
     code = _reduction_code(reduction)
-    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or math.isnan(float(alpha)) or float(alpha) > 1:
-        raise ValueError(f"alpha must be a number <= 1 (negative disables it, as torchvision), got {alpha!r}")
+    alpha = _alpha(alpha)
     gamma = _real(gamma, "gamma", 0.0)
     pos_weight = _check_class_vector(pos_weight, "pos_weight", validate)
     if not input.is_floating_point():

@@ -23,6 +23,19 @@ class _ClassWeightedLoss(nn.Module):
         self.ignore_index = ignore_index
         self.reduction = reduction
 
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        return F._softmax_loss(
+            input,
+            target,
+            weight=self.weight,
+            logit_bias=getattr(self, "logit_bias", None),
+            ignore_index=self.ignore_index,
+            reduction=self.reduction,
+            label_smoothing=getattr(self, "label_smoothing", 0.0),
+            gamma=getattr(self, "gamma", 0.0),
+            validate=False,  # weight was checked once, in __init__
+        )
+
     def _extra(self) -> str:
         parts = [f"reduction={self.reduction!r}"]
         if self.ignore_index != -100:
@@ -54,19 +67,6 @@ class CrossEntropyLoss(_ClassWeightedLoss):
         super().__init__(weight, ignore_index, reduction)
         self.label_smoothing = F._real(label_smoothing, "label_smoothing", 0.0, 1.0)
 
-    def forward(self, input: Tensor, target: Tensor) -> Tensor:
-        return F._softmax_loss(
-            input,
-            target,
-            weight=self.weight,
-            logit_bias=None,
-            ignore_index=self.ignore_index,
-            reduction=self.reduction,
-            label_smoothing=self.label_smoothing,
-            gamma=0.0,
-            validate=False,
-        )
-
     def extra_repr(self) -> str:
         extra = self._extra()
         return extra + (f", label_smoothing={self.label_smoothing}" if self.label_smoothing else "")
@@ -92,19 +92,6 @@ class FocalLoss(_ClassWeightedLoss):
         super().__init__(weight, ignore_index, reduction)
         self.gamma = F._real(gamma, "gamma", 0.0)
         self.label_smoothing = F._real(label_smoothing, "label_smoothing", 0.0, 1.0)
-
-    def forward(self, input: Tensor, target: Tensor) -> Tensor:
-        return F._softmax_loss(
-            input,
-            target,
-            weight=self.weight,
-            logit_bias=None,
-            ignore_index=self.ignore_index,
-            reduction=self.reduction,
-            label_smoothing=self.label_smoothing,
-            gamma=self.gamma,
-            validate=False,
-        )
 
     def extra_repr(self) -> str:
         extra = f"gamma={self.gamma}, " + self._extra()
@@ -139,19 +126,6 @@ class LogitAdjustedLoss(_ClassWeightedLoss):
                 f"weight has {self.weight.numel()} entries but class_counts has {self.logit_bias.numel()}"
             )
 
-    def forward(self, input: Tensor, target: Tensor) -> Tensor:
-        return F._softmax_loss(
-            input,
-            target,
-            weight=self.weight,
-            logit_bias=self.logit_bias,
-            ignore_index=self.ignore_index,
-            reduction=self.reduction,
-            label_smoothing=0.0,
-            gamma=self.gamma,
-            validate=False,
-        )
-
     def extra_repr(self) -> str:
         return f"classes={self.logit_bias.numel()}, tau={self.tau}, gamma={self.gamma}, " + self._extra()
 
@@ -176,9 +150,7 @@ class SigmoidFocalLoss(nn.Module):
         super().__init__()
         F._reduction_code(reduction)
         self.gamma = F._real(gamma, "gamma", 0.0)
-        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not alpha <= 1:
-            raise ValueError(f"alpha must be a number <= 1 (negative disables it), got {alpha!r}")
-        self.alpha = float(alpha)
+        self.alpha = F._alpha(alpha)
         self.reduction = reduction
         self.register_buffer("pos_weight", F._check_class_vector(pos_weight, "pos_weight"))
 

@@ -219,6 +219,50 @@ __device__ __forceinline__ acc_t linear_a(const Problem<acc_t>& P, int64_t c, co
   return P.eps / acc_t(P.C) * weight_at(P, c);
 }
 
+// z_c: the logit plus its adjustment
+template <typename scalar_t, typename acc_t>
+__device__ __forceinline__ acc_t logit_at(const Problem<acc_t>& P, const scalar_t* x, int64_t off, int64_t c) {
+  return static_cast<acc_t>(x[off]) + (P.bias ? P.bias[c] : acc_t(0));
+}
+
+// General mode, one class: returns its loss term and writes h_c = a pw u.
+template <typename acc_t>
+__device__ __forceinline__ acc_t general_terms(const Problem<acc_t>& P, acc_t a, acc_t z, acc_t m, acc_t logS, acc_t& h) {
+  acc_t lp = (z - m) - logS;
+  lp = lp > acc_t(0) ? acc_t(0) : lp;
+  acc_t pw, u;
+  focal_terms(lp, P.gamma, pw, u);
+  h = a * pw * u;
+  return -a * pw * lp;
+}
+
+// d loss / d z_c, already scaled for the reduction.
+template <typename scalar_t, typename acc_t>
+__device__ __forceinline__ acc_t class_grad(
+    const Problem<acc_t>& P,
+    const Closing<acc_t>& cl,
+    acc_t m,
+    acc_t z,
+    int64_t c,
+    int64_t t,
+    const scalar_t* q,
+    int64_t qoff) {
+  acc_t g = math_exp(z - m) * cl.coef_e;
+  if (P.mode == kModeLinear) {
+    g -= linear_a<scalar_t, acc_t>(P, c, q, qoff) * cl.lane_scale;
+    if (c == t) {
+      g += cl.fix;
+    }
+  } else if (P.mode == kModeGeneral) {
+    acc_t h;
+    general_terms(P, coef_a<scalar_t, acc_t>(P, c, t, q, qoff), z, m, cl.logS, h);
+    g += h * cl.lane_scale;
+  } else if (c == t) {
+    g = cl.fix;  // hh (1 - p_t), formed without cancellation
+  }
+  return g;
+}
+
 template <int TPR, typename scalar_t, typename acc_t, typename target_t>
 __global__ void rows_kernel(
     Problem<acc_t> P,
@@ -256,29 +300,20 @@ __global__ void rows_kernel(
   const bool linear = P.mode == kModeLinear;
   Online<acc_t> st{-std::numeric_limits<acc_t>::infinity(), acc_t(0), acc_t(0), acc_t(0)};
   for (int64_t c = lane; c < C; c += TPR) {
-    const acc_t z = static_cast<acc_t>(xr[c]) + (P.bias ? P.bias[c] : acc_t(0));
-    online_add(st, z, linear ? linear_a<scalar_t, acc_t>(P, c, qr, c) : acc_t(0), c == t);
+    online_add(st, logit_at(P, xr, c, c), linear ? linear_a<scalar_t, acc_t>(P, c, qr, c) : acc_t(0), c == t);
   }
   st = group_merge<TPR>(st, smem_state);
-  const acc_t z_t = P.soft ? acc_t(0) : static_cast<acc_t>(xr[t]) + (P.bias ? P.bias[t] : acc_t(0));
+  const acc_t z_t = P.soft ? acc_t(0) : logit_at(P, xr, t, t);
   Closing<acc_t> cl = close_sample(P, st, t, z_t);
-
-  acc_t H = 0;
   if (P.mode == kModeGeneral) {
     acc_t loss_part = 0, h_part = 0;
     for (int64_t c = lane; c < C; c += TPR) {
-      const acc_t z = static_cast<acc_t>(xr[c]) + (P.bias ? P.bias[c] : acc_t(0));
-      const acc_t a = coef_a<scalar_t, acc_t>(P, c, t, qr, c);
-      acc_t lp = (z - st.m) - cl.logS;
-      lp = lp > acc_t(0) ? acc_t(0) : lp;
-      acc_t pw, u;
-      focal_terms(lp, P.gamma, pw, u);
-      loss_part -= a * pw * lp;
-      h_part += a * pw * u;
+      acc_t h;
+      loss_part += general_terms(P, coef_a<scalar_t, acc_t>(P, c, t, qr, c), logit_at(P, xr, c, c), st.m, cl.logS, h);
+      h_part += h;
     }
     cl.loss = group_sum<TPR>(loss_part, smem_sum);
-    H = group_sum<TPR>(h_part, smem_sum);
-    cl.coef_e = -H * cl.lane_scale / cl.S;
+    cl.coef_e = -group_sum<TPR>(h_part, smem_sum) * cl.lane_scale / cl.S;
   }
   if (lane == 0) {
     losses[row] = cl.loss;
@@ -287,24 +322,7 @@ __global__ void rows_kernel(
     return;
   }
   for (int64_t c = lane; c < C; c += TPR) {
-    const acc_t z = static_cast<acc_t>(xr[c]) + (P.bias ? P.bias[c] : acc_t(0));
-    acc_t g = math_exp(z - st.m) * cl.coef_e;
-    if (linear) {
-      g -= linear_a<scalar_t, acc_t>(P, c, qr, c) * cl.lane_scale;
-    } else if (P.mode == kModeGeneral) {
-      const acc_t a = coef_a<scalar_t, acc_t>(P, c, t, qr, c);
-      acc_t lp = (z - st.m) - cl.logS;
-      lp = lp > acc_t(0) ? acc_t(0) : lp;
-      acc_t pw, u;
-      focal_terms(lp, P.gamma, pw, u);
-      g += a * pw * u * cl.lane_scale;
-    }
-    if (c == t && P.mode == kModeTarget) {
-      g = cl.fix;
-    } else if (c == t && linear) {
-      g += cl.fix;
-    }
-    grad[row * C + c] = static_cast<scalar_t>(g);
+    grad[row * C + c] = static_cast<scalar_t>(class_grad(P, cl, st.m, logit_at(P, xr, c, c), c, t, qr, c));
   }
 }
 
@@ -340,23 +358,17 @@ __global__ void columns_kernel(
   Online<acc_t> st{-std::numeric_limits<acc_t>::infinity(), acc_t(0), acc_t(0), acc_t(0)};
   for (int64_t c = 0; c < C; ++c) {
     const int64_t off = base + c * inner;
-    const acc_t z = static_cast<acc_t>(x[off]) + (P.bias ? P.bias[c] : acc_t(0));
-    online_add(st, z, linear ? linear_a<scalar_t, acc_t>(P, c, soft, off) : acc_t(0), c == t);
+    online_add(st, logit_at(P, x, off, c), linear ? linear_a<scalar_t, acc_t>(P, c, soft, off) : acc_t(0), c == t);
   }
-  const acc_t z_t = P.soft ? acc_t(0) : static_cast<acc_t>(x[base + t * inner]) + (P.bias ? P.bias[t] : acc_t(0));
+  const acc_t z_t = P.soft ? acc_t(0) : logit_at(P, x, base + t * inner, t);
   Closing<acc_t> cl = close_sample(P, st, t, z_t);
   if (P.mode == kModeGeneral) {
     acc_t H = 0, loss = 0;
     for (int64_t c = 0; c < C; ++c) {
       const int64_t off = base + c * inner;
-      const acc_t z = static_cast<acc_t>(x[off]) + (P.bias ? P.bias[c] : acc_t(0));
-      const acc_t a = coef_a<scalar_t, acc_t>(P, c, t, soft, off);
-      acc_t lp = (z - st.m) - cl.logS;
-      lp = lp > acc_t(0) ? acc_t(0) : lp;
-      acc_t pw, u;
-      focal_terms(lp, P.gamma, pw, u);
-      loss -= a * pw * lp;
-      H += a * pw * u;
+      acc_t h;
+      loss += general_terms(P, coef_a<scalar_t, acc_t>(P, c, t, soft, off), logit_at(P, x, off, c), st.m, cl.logS, h);
+      H += h;
     }
     cl.loss = loss;
     cl.coef_e = -H * cl.lane_scale / cl.S;
@@ -367,24 +379,7 @@ __global__ void columns_kernel(
   }
   for (int64_t c = 0; c < C; ++c) {
     const int64_t off = base + c * inner;
-    const acc_t z = static_cast<acc_t>(x[off]) + (P.bias ? P.bias[c] : acc_t(0));
-    acc_t g = math_exp(z - st.m) * cl.coef_e;
-    if (linear) {
-      g -= linear_a<scalar_t, acc_t>(P, c, soft, off) * cl.lane_scale;
-    } else if (P.mode == kModeGeneral) {
-      const acc_t a = coef_a<scalar_t, acc_t>(P, c, t, soft, off);
-      acc_t lp = (z - st.m) - cl.logS;
-      lp = lp > acc_t(0) ? acc_t(0) : lp;
-      acc_t pw, u;
-      focal_terms(lp, P.gamma, pw, u);
-      g += a * pw * u * cl.lane_scale;
-    }
-    if (c == t && P.mode == kModeTarget) {
-      g = cl.fix;
-    } else if (c == t && linear) {
-      g += cl.fix;
-    }
-    grad[off] = static_cast<scalar_t>(g);
+    grad[off] = static_cast<scalar_t>(class_grad(P, cl, st.m, logit_at(P, x, off, c), c, t, soft, off));
   }
 }
 
