@@ -6,8 +6,9 @@ Public names only; see README.md for the tour.
 from ._version import __version__
 from ._extension import build_info  # loads balancedtorch._C first: every op below needs it
 from . import ops
+from . import data
 from . import functional
 from . import nn
 from .weights import class_weights
 
-__all__ = ["__version__", "build_info", "class_weights", "functional", "nn", "ops"]
+__all__ = ["__version__", "build_info", "class_weights", "data", "functional", "nn", "ops"]

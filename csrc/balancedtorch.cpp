@@ -70,6 +70,12 @@ TORCH_LIBRARY(balancedtorch, m) {
   // Histogram of integer labels with validation: labels outside
   // [0, num_classes) (other than ignore_index) raise a ValueError.
   m.def("class_counts(Tensor labels, int num_classes, int? ignore_index=None) -> Tensor");
+  // Weighted sampling (CPU): Vose alias table and O(1) draws with replacement
+  // from (k, 2) uniforms; k draws without replacement by Efraimidis-Spirakis
+  // keys from (N,) uniforms, in draw order.
+  m.def("alias_table(Tensor weights) -> (Tensor, Tensor)");
+  m.def("alias_sample(Tensor prob, Tensor alias, Tensor uniforms) -> Tensor");
+  m.def("sample_without_replacement(Tensor weights, Tensor uniforms, int num_samples) -> Tensor");
   // Fused softmax cross-entropy / focal / logit-adjusted loss (see
   // csrc/loss/softmax_loss.h). Returns the reduced loss and, when
   // compute_grad, d(loss)/d(input) already scaled for the reduction (an empty

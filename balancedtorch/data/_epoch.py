@@ -1,0 +1,179 @@
+"""What every balancedtorch sampler shares: epochs, seeds, rank sharding and resumable state."""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any, Dict, Optional, Tuple
+
+import torch
+from torch import Tensor
+
+_MASK63 = (1 << 63) - 1
+
+
+def resolve_replicas(num_replicas: Optional[int], rank: Optional[int]) -> Tuple[int, int]:
+    """(num_replicas, rank), from torch.distributed when not given."""
+    dist = torch.distributed
+    initialized = dist.is_available() and dist.is_initialized()
+    if num_replicas is None:
+        num_replicas = dist.get_world_size() if initialized else 1
+    if rank is None:
+        rank = dist.get_rank() if initialized else 0
+    if isinstance(num_replicas, bool) or not isinstance(num_replicas, numbers.Integral) or num_replicas < 1:
+        raise ValueError(f"num_replicas must be a positive int, got {num_replicas!r}")
+    if isinstance(rank, bool) or not isinstance(rank, numbers.Integral) or not 0 <= rank < num_replicas:
+        raise ValueError(f"rank must be an int in [0, num_replicas={num_replicas}), got {rank!r}")
+    return int(num_replicas), int(rank)
+
+
+def positive_int(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return int(value)
+
+
+def largest_remainder(shares: Tensor, total: int) -> Tensor:
+    """Integer counts proportional to ``shares`` that sum to ``total`` exactly (Hamilton's method)."""
+    shares = shares.double()
+    exact = shares / shares.sum() * total
+    counts = exact.floor().long()
+    short = total - int(counts.sum())
+    if short > 0:
+        # ties go to the lower class index: stable sort of the remainders
+        order = torch.sort(exact - counts, descending=True, stable=True).indices
+        counts[order[:short]] += 1
+    return counts
+
+
+class EpochSampler:
+    """Epoch bookkeeping of a sampler.
+
+    The indices of an epoch are a function of one 63-bit ``epoch seed``: drawn
+    from ``generator`` when one is given (so successive epochs differ and the
+    generator advances, as torch's samplers do), otherwise derived from
+    ``seed`` and ``epoch`` (identical on every rank, as DistributedSampler).
+    Until ``set_epoch`` is first called, a finished pass moves to the next
+    epoch by itself, so single-process loops reshuffle without it.
+    ``state_dict()`` holds the seed, epoch, epoch seed and position, which is
+    all a fresh sampler needs to resume mid-epoch.
+    """
+
+    def __init__(self, generator: Optional[torch.Generator], seed: int, num_replicas: Optional[int], rank: Optional[int]):
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+            raise ValueError(f"seed must be an int, got {seed!r}")
+        self.generator = generator
+        self.seed = int(seed)
+        self.num_replicas, self.rank = resolve_replicas(num_replicas, rank)
+        self.epoch = 0
+        self._explicit_epoch = False
+        self._epoch_seed: Optional[int] = None
+        self._position = 0
+        self._cache: Optional[Tensor] = None
+
+    # -- epochs ---------------------------------------------------------------
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose indices the next iteration yields (reshuffles)."""
+        if isinstance(epoch, bool) or not isinstance(epoch, numbers.Integral) or epoch < 0:
+            raise ValueError(f"epoch must be a non-negative int, got {epoch!r}")
+        if self._explicit_epoch and int(epoch) == self.epoch:
+            return
+        self.epoch = int(epoch)
+        self._explicit_epoch = True
+        self._reset_epoch()
+
+    def _reset_epoch(self) -> None:
+        self._epoch_seed = None
+        self._position = 0
+        self._cache = None
+        self._on_epoch_change()
+
+    def _on_epoch_change(self) -> None:
+        """Hook for samplers whose epoch size depends on the epoch."""
+
+    def _random_epochs(self) -> bool:
+        """Whether epoch seeds are drawn (from a generator) rather than derived from seed and epoch."""
+        return self.generator is not None
+
+    def _draw_epoch_seed(self) -> int:
+        if self.generator is not None:
+            return int(torch.randint(0, _MASK63, (1,), generator=self.generator, dtype=torch.long))
+        # splitmix-style mixing of (seed, epoch): same on every rank
+        z = (self.seed * 0x9E3779B97F4A7C15 + (self.epoch + 1) * 0xBF58476D1CE4E5B9) & ((1 << 64) - 1)
+        z = ((z ^ (z >> 31)) * 0x94D049BB133111EB) & ((1 << 64) - 1)
+        return (z ^ (z >> 29)) & _MASK63
+
+    def _epoch_generator(self) -> torch.Generator:
+        if self._epoch_seed is None:
+            self._epoch_seed = self._draw_epoch_seed()
+        return torch.Generator().manual_seed(self._epoch_seed)
+
+    # -- indices --------------------------------------------------------------
+    def _global_indices(self, generator: torch.Generator) -> Tensor:
+        """All ranks' indices of the epoch (subclasses)."""
+        raise NotImplementedError
+
+    def _shard(self, items: Tensor) -> Tensor:
+        """This rank's share: pad by wrapping to a multiple of num_replicas, then every num_replicas-th item."""
+        if self.num_replicas == 1:
+            return items
+        total = items.shape[0]
+        per_rank = -(-total // self.num_replicas)
+        padded = per_rank * self.num_replicas
+        if padded > total:
+            reps = -(-padded // max(total, 1))
+            items = torch.cat([items] * reps)[:padded]
+        return items[self.rank :: self.num_replicas]
+
+    def indices(self) -> Tensor:
+        """This rank's indices for the current epoch (what iteration yields), as int64."""
+        if self._cache is None:
+            self._cache = self._shard(self._global_indices(self._epoch_generator()))
+        return self._cache
+
+    def _iterate(self):
+        """Yield this rank's items from the saved position on, then close the epoch."""
+        items = self.indices().tolist()
+        for i in range(self._position, len(items)):
+            self._position = i + 1
+            yield items[i]
+        self._finish_epoch()
+
+    def _finish_epoch(self) -> None:
+        if not self._explicit_epoch:
+            self.epoch += 1
+        self._reset_epoch()
+
+    # -- state ----------------------------------------------------------------
+    def state_dict(self) -> Dict[str, Any]:
+        """Everything needed to resume: seed, epoch, epoch seed and position in the epoch."""
+        if self._epoch_seed is None and self._random_epochs():
+            # fix the epoch now, so that a resumed sampler replays this exact epoch
+            self._epoch_seed = self._draw_epoch_seed()
+        return {
+            "seed": self.seed,
+            "epoch": self.epoch,
+            "explicit_epoch": self._explicit_epoch,
+            "epoch_seed": self._epoch_seed,
+            "position": self._position,
+            "num_replicas": self.num_replicas,
+            "rank": self.rank,
+        }
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        """Resume from :meth:`state_dict` (the same data and arguments are assumed)."""
+        missing = {"seed", "epoch", "epoch_seed", "position"} - set(state)
+        if missing:
+            raise ValueError(f"state_dict is missing {sorted(missing)}")
+        if state.get("num_replicas", self.num_replicas) != self.num_replicas:
+            raise ValueError(
+                f"state_dict was saved with num_replicas={state['num_replicas']}, this sampler has {self.num_replicas}"
+            )
+        self.seed = int(state["seed"])
+        self.epoch = int(state["epoch"])
+        self._explicit_epoch = bool(state.get("explicit_epoch", True))
+        self._epoch_seed = None if state["epoch_seed"] is None else int(state["epoch_seed"])
+        self._cache = None
+        self._on_epoch_change()
+        self._position = int(state["position"])

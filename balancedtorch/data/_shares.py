@@ -1,0 +1,51 @@
+"""Per-class target shares of the class-aware samplers."""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any
+
+import torch
+from torch import Tensor
+
+
+def class_shares(counts: Tensor, strategy: Any, name: str = "strategy") -> Tensor:
+    """Target share of each class (float64, sums to 1, zero for classes without samples).
+
+    strategy: ``"balanced"`` (equal), ``"sqrt"`` (p_c ∝ sqrt(n_c)), ``"dataset"``
+    / ``"natural"`` (p_c ∝ n_c), a float alpha (p_c ∝ n_c ** alpha) or a dict
+    ``{class: share}`` (unlisted classes get 0; shares are normalised).
+    """
+    n = counts.double()
+    present = n > 0
+    if isinstance(strategy, str):
+        if strategy == "balanced":
+            raw = present.double()
+        elif strategy == "sqrt":
+            raw = n.sqrt()
+        elif strategy in ("dataset", "natural"):
+            raw = n.clone()
+        else:
+            raise ValueError(f"{name} must be 'balanced', 'sqrt', 'dataset', a float or a dict, got {strategy!r}")
+    elif isinstance(strategy, dict):
+        raw = torch.zeros_like(n)
+        for key, value in strategy.items():
+            if isinstance(key, bool) or not isinstance(key, numbers.Integral) or not 0 <= key < n.numel():
+                raise ValueError(f"{name}: class {key!r} is not in [0, {n.numel()})")
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value < 0:
+                raise ValueError(f"{name}: the share of class {key} must be a finite number >= 0, got {value!r}")
+            if value > 0 and not bool(present[key]):
+                raise ValueError(f"{name}: class {key} has no samples but is given share {value}")
+            raw[int(key)] = float(value)
+    elif isinstance(strategy, numbers.Real) and not isinstance(strategy, bool):
+        alpha = float(strategy)
+        if not math.isfinite(alpha):
+            raise ValueError(f"{name} as a power must be finite, got {strategy!r}")
+        raw = torch.where(present, n.clamp_min(1).pow(alpha), torch.zeros_like(n))
+    else:
+        raise ValueError(f"{name} must be 'balanced', 'sqrt', 'dataset', a float or a dict, got {strategy!r}")
+    total = raw.sum()
+    if not total > 0:
+        raise ValueError(f"{name} gives every class a zero share")
+    return raw / total

@@ -1,0 +1,193 @@
+"""``ClassBalancedSampler``: sample so that classes appear with chosen shares."""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any, Callable, Iterator, Optional, Union
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import Sampler
+
+from ..ops.class_counts import class_counts
+from ..ops.sampling import alias_sample, alias_table, sample_without_replacement
+from ._epoch import EpochSampler, largest_remainder, positive_int
+from ._shares import class_shares
+from .labels import as_labels
+
+__all__ = ["ClassBalancedSampler"]
+
+
+def _schedule_fn(schedule: Any) -> Optional[Callable[[int], float]]:
+    if schedule is None:
+        return None
+    if isinstance(schedule, numbers.Integral) and not isinstance(schedule, bool):
+        if schedule < 1:
+            raise ValueError(f"schedule as a number of epochs must be >= 1, got {schedule}")
+        epochs = int(schedule)
+        return lambda epoch: min(1.0, epoch / epochs)
+    if callable(schedule):
+        return schedule
+    raise ValueError(f"schedule must be None, a number of epochs or a callable epoch -> [0, 1], got {schedule!r}")
+
+
+class ClassBalancedSampler(EpochSampler, Sampler[int]):
+    """Draws indices so that each class gets a target share of the epoch.
+
+    Args:
+        labels (Tensor[N] | array | Dataset): class labels, or a dataset
+            (read with :func:`balancedtorch.data.labels_of`).
+        strategy: class shares — ``"balanced"`` (equal; default), ``"sqrt"``
+            (p_c ∝ sqrt(n_c)), a float alpha (p_c ∝ n_c ** alpha: 0 is balanced,
+            1 the natural distribution), ``"dataset"`` (natural) or a dict
+            ``{class: share}``.
+        num_samples (int, optional): indices per epoch across all ranks.
+            Default ``len(labels)`` with replacement; without replacement the
+            largest epoch the shares allow with every index used at most once.
+        replacement (bool): ``True`` oversamples small classes (indices repeat);
+            ``False`` undersamples large ones (each index at most once per epoch;
+            per-class quotas by largest remainder).
+        generator (torch.Generator, optional): source of randomness (single
+            process); by default epochs derive from ``seed`` and ``epoch``.
+        num_replicas, rank (int, optional): distributed sharding; default from
+            ``torch.distributed`` when initialised. Each rank gets
+            ``ceil(num_samples / num_replicas)`` indices, disjoint positions of
+            one shared epoch.
+        seed (int): base seed shared by all ranks.
+        sample_weights (Tensor[N], optional): per-sample weights within each
+            class (e.g. hard-example mining); class shares are kept.
+        schedule (int or callable, optional): moves the shares from
+            ``strategy`` to the natural distribution as epochs pass: an int T
+            goes linearly over T epochs, a callable maps epoch -> t in [0, 1];
+            shares(t) ∝ strategy_share ** (1 - t) * natural_share ** t.
+            Driven by :meth:`set_epoch`.
+
+    Example:
+        >>> sampler = bt.data.ClassBalancedSampler(train_set, strategy="sqrt")
+        >>> loader = DataLoader(train_set, batch_size=128, sampler=sampler, num_workers=4)
+        >>> for epoch in range(epochs):
+        ...     sampler.set_epoch(epoch)
+    """
+
+    def __init__(
+        self,
+        labels: Any,
+        strategy: Union[str, float, dict] = "balanced",
+        num_samples: Optional[int] = None,
+        replacement: bool = True,
+        generator: Optional[torch.Generator] = None,
+        num_replicas: Optional[int] = None,
+        rank: Optional[int] = None,
+        seed: int = 0,
+        sample_weights: Optional[Any] = None,
+        schedule: Any = None,
+    ) -> None:
+        super().__init__(generator, seed, num_replicas, rank)
+        if not isinstance(replacement, bool):
+            raise ValueError(f"replacement must be a bool, got {replacement!r}")
+        self.labels = as_labels(labels)
+        self.num_classes = int(self.labels.max()) + 1
+        self.counts = class_counts(self.labels, self.num_classes)
+        # class c's members are _order[_offsets[c]:_offsets[c + 1]]
+        self._order = torch.argsort(self.labels, stable=True)
+        self._offsets = torch.cat([torch.zeros(1, dtype=torch.long), self.counts.cumsum(0)]).tolist()
+        self.strategy = strategy
+        self.replacement = replacement
+        self._base_shares = class_shares(self.counts, strategy)
+        self._natural = class_shares(self.counts, "dataset")
+        self._schedule = _schedule_fn(schedule)
+        self.sample_weights = self._check_sample_weights(sample_weights)
+        self._requested = None if num_samples is None else positive_int(num_samples, "num_samples")
+        self.num_samples = self._epoch_size(self.shares())
+
+    def _check_sample_weights(self, sample_weights: Any) -> Optional[Tensor]:
+        if sample_weights is None:
+            return None
+        w = torch.as_tensor(np.asarray(sample_weights) if not isinstance(sample_weights, Tensor) else sample_weights)
+        w = w.detach().cpu().double()
+        if w.shape != self.labels.shape:
+            raise ValueError(f"sample_weights must have shape {tuple(self.labels.shape)}, got {tuple(w.shape)}")
+        bad = ~torch.isfinite(w) | (w < 0)
+        if bool(bad.any()):
+            idx = int(bad.nonzero()[0, 0])
+            raise ValueError(f"sample_weights must be finite and >= 0, got sample_weights[{idx}] = {w[idx].item()}")
+        per_class = torch.zeros(self.num_classes, dtype=torch.float64).index_add_(0, self.labels, w)
+        empty = (per_class == 0) & (self._base_shares > 0)
+        if bool(empty.any()):
+            c = int(empty.nonzero()[0, 0])
+            raise ValueError(f"sample_weights are all zero in class {c}, which the strategy samples")
+        return w
+
+    def shares(self) -> Tensor:
+        """The target class shares of the current epoch (float64, sums to 1)."""
+        if self._schedule is None:
+            return self._base_shares
+        t = float(self._schedule(self.epoch))
+        if not (math.isfinite(t) and 0.0 <= t <= 1.0):
+            raise ValueError(f"schedule({self.epoch}) must be in [0, 1], got {t}")
+        present = self._natural > 0
+        mix = torch.zeros_like(self._natural)
+        mix[present] = self._base_shares[present].clamp_min(1e-300) ** (1 - t) * self._natural[present] ** t
+        return mix / mix.sum()
+
+    def _epoch_size(self, shares: Tensor) -> int:
+        if self.replacement:
+            return self._requested if self._requested is not None else int(self.labels.numel())
+        usable = shares > 0
+        # the largest epoch whose quotas fit in every class
+        limit = int(torch.floor((self.counts[usable].double() / shares[usable]).min() + 1e-9))
+        total = self._requested if self._requested is not None else limit
+        quotas = largest_remainder(shares, total)
+        over = quotas > self.counts
+        if bool(over.any()):
+            c = int(over.nonzero()[0, 0])
+            raise ValueError(
+                f"num_samples={total} without replacement needs {int(quotas[c])} samples of class {c}, "
+                f"which has {int(self.counts[c])}; use num_samples <= {limit} or replacement=True"
+            )
+        return total
+
+    def _global_indices(self, generator: torch.Generator) -> Tensor:
+        shares = self.shares()
+        total = self._epoch_size(shares)
+        per_class_mass = shares / self.counts.double().clamp_min(1)
+        if self.replacement:
+            # one alias table over samples: p(i) = share of its class x its weight within the class
+            if self.sample_weights is None:
+                w = per_class_mass[self.labels]
+            else:
+                class_sum = torch.zeros(self.num_classes, dtype=torch.float64).index_add_(0, self.labels, self.sample_weights)
+                w = shares[self.labels] * self.sample_weights / class_sum.clamp_min(1e-300)[self.labels]
+            prob, alias = alias_table(w)
+            return alias_sample(prob, alias, total, generator)
+        quotas = largest_remainder(shares, total)
+        chosen = []
+        for c in torch.nonzero(quotas).flatten().tolist():
+            members = self._order[self._offsets[c] : self._offsets[c + 1]]
+            k = int(quotas[c])
+            if self.sample_weights is None:
+                pick = torch.randperm(members.numel(), generator=generator)[:k]
+            else:
+                pick = sample_without_replacement(self.sample_weights[members], k, generator)
+            chosen.append(members[pick])
+        picked = torch.cat(chosen)
+        return picked[torch.randperm(picked.numel(), generator=generator)]
+
+    def _on_epoch_change(self) -> None:
+        if hasattr(self, "_natural"):  # not during EpochSampler.__init__
+            self.num_samples = self._epoch_size(self.shares())
+
+    def __iter__(self) -> Iterator[int]:
+        return self._iterate()
+
+    def __len__(self) -> int:
+        return -(-self.num_samples // self.num_replicas)
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(classes={self.num_classes}, strategy={self.strategy!r}, "
+            f"num_samples={self.num_samples}, replacement={self.replacement}, "
+            f"num_replicas={self.num_replicas}, rank={self.rank})"
+        )

@@ -1,0 +1,129 @@
+"""``labels_of``: the class labels of a dataset, without loading its samples."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any, Callable, Optional, Union
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import ConcatDataset, Dataset, Subset, TensorDataset
+
+__all__ = ["labels_of", "as_labels"]
+
+_LABEL_ATTRIBUTES = ("targets", "labels", "target", "label", "y")
+
+
+def _to_long(values: Any, where: str) -> Tensor:
+    if isinstance(values, Tensor):
+        tensor = values.detach().cpu()
+    else:
+        array = np.asarray(values)
+        if array.dtype == object or array.dtype.kind in "US":
+            raise ValueError(
+                f"labels_of: {where} holds non-numeric labels (e.g. {array.flat[0]!r}); "
+                "map class names to integers first"
+            )
+        tensor = torch.as_tensor(array)
+    if tensor.dtype == torch.bool or tensor.is_floating_point() or tensor.is_complex():
+        if tensor.is_floating_point() and bool((tensor == tensor.round()).all()):
+            tensor = tensor.long()
+        else:
+            raise ValueError(f"labels_of: {where} must hold integer class labels, got dtype {tensor.dtype}")
+    if tensor.dim() != 1:
+        raise ValueError(
+            f"labels_of: {where} must be one label per sample (1-D), got shape {tuple(tensor.shape)}; "
+            "one-hot or multi-label targets need argmax or a column= callable"
+        )
+    return tensor.long()
+
+
+def _sample_label(sample: Any, index: int) -> Any:
+    if isinstance(sample, dict):
+        for key in ("label", "labels", "target", "targets", "y"):
+            if key in sample:
+                return sample[key]
+        raise ValueError(f"labels_of: sample {index} is a dict without a 'label'/'target' key")
+    if isinstance(sample, (tuple, list)) and len(sample) >= 2:
+        return sample[1]
+    raise ValueError(f"labels_of: cannot find the label in sample {index} of type {type(sample).__name__}")
+
+
+def labels_of(dataset: Any, column: Optional[Union[str, Callable[[Any], Any]]] = None) -> Tensor:
+    """The class label of every sample of ``dataset``, as an int64 tensor.
+
+    Looked up, in this order, without touching the samples where possible:
+
+    * ``column``: a callable ``column(dataset) -> labels``, or the name of a
+      Hugging Face ``datasets.Dataset`` column / of an attribute;
+    * ``Subset`` and ``ConcatDataset``: recursively, with their index mapping;
+    * ``TensorDataset``: its last tensor;
+    * a Hugging Face dataset's ``"label"`` / ``"labels"`` column;
+    * a ``.targets`` / ``.labels`` attribute (torchvision's ImageFolder,
+      DatasetFolder, CIFAR, MNIST, SVHN, ...);
+    * otherwise every sample is loaded once (``dataset[i][1]`` or the
+      ``"label"`` key of a dict), with a progress bar and a warning.
+
+    Args:
+        dataset: a map-style dataset, or already a sequence/array/tensor of labels.
+        column (str or callable, optional): where the labels are.
+
+    Returns:
+        Tensor[len(dataset)]: int64 labels.
+
+    Example:
+        >>> labels = bt.data.labels_of(torchvision.datasets.ImageFolder(root))
+    """
+    if callable(column):
+        return _to_long(column(dataset), "column(dataset)")
+    if isinstance(dataset, (Tensor, np.ndarray, list, tuple)):
+        return _to_long(dataset, "labels")
+    if isinstance(dataset, Subset):
+        indices = torch.as_tensor(list(dataset.indices), dtype=torch.long)
+        return labels_of(dataset.dataset, column)[indices]
+    if isinstance(dataset, ConcatDataset):
+        parts = [labels_of(d, column) for d in dataset.datasets]
+        return torch.cat(parts) if parts else torch.empty(0, dtype=torch.long)
+    if isinstance(dataset, TensorDataset) and column is None:
+        return _to_long(dataset.tensors[-1], "the last tensor of the TensorDataset")
+    column_names = getattr(dataset, "column_names", None)
+    if isinstance(column_names, (list, tuple)):  # Hugging Face datasets.Dataset
+        name = column or next((c for c in ("label", "labels") if c in column_names), None)
+        if name is None or name not in column_names:
+            raise ValueError(f"labels_of: no label column {name!r} among {column_names}; pass column=")
+        return _to_long(dataset[name], f"column {name!r}")
+    for name in ([column] if column else []) + list(_LABEL_ATTRIBUTES):
+        values = getattr(dataset, name, None)
+        if values is not None and not callable(values):
+            labels = _to_long(values, f".{name}")
+            if hasattr(dataset, "__len__") and len(labels) != len(dataset):
+                raise ValueError(f"labels_of: .{name} has {len(labels)} entries but the dataset has {len(dataset)}")
+            return labels
+    if column:
+        raise ValueError(f"labels_of: {type(dataset).__name__} has no attribute or column {column!r}")
+    if not (isinstance(dataset, Dataset) or hasattr(dataset, "__getitem__")) or not hasattr(dataset, "__len__"):
+        raise TypeError(f"labels_of: expected a map-style dataset or a sequence of labels, got {type(dataset).__name__}")
+    warnings.warn(
+        f"labels_of: {type(dataset).__name__} exposes no labels (.targets, .labels, a label column); "
+        "loading every sample once to read them. Pass column= or set .targets to skip this.",
+        stacklevel=2,
+    )
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # pragma: no cover - tqdm is a dev dependency
+        tqdm = None
+    indices = range(len(dataset))
+    iterator = tqdm(indices, desc="reading labels", unit="sample") if tqdm is not None else indices
+    return _to_long([int(_sample_label(dataset[i], i)) for i in iterator], "the samples' labels")
+
+
+def as_labels(labels_or_dataset: Any, name: str = "labels") -> Tensor:
+    """Labels given directly (tensor, array, list) or via a dataset (:func:`labels_of`), validated."""
+    labels = labels_of(labels_or_dataset)
+    if labels.numel() == 0:
+        raise ValueError(f"{name} is empty")
+    if bool((labels < 0).any()):
+        idx = int((labels < 0).nonzero()[0, 0])
+        raise ValueError(f"{name} must be >= 0, got {name}[{idx}] = {int(labels[idx])}")
+    return labels

@@ -1,0 +1,123 @@
+"""``StratifiedBatchSampler``: every batch holds a fixed per-class quota."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any, Dict, Iterator, List, Optional, Union
+
+import torch
+from torch import Tensor
+from torch.utils.data import Sampler
+
+from ..ops.class_counts import class_counts
+from ._epoch import EpochSampler, largest_remainder, positive_int
+from ._shares import class_shares
+from .labels import as_labels
+
+__all__ = ["StratifiedBatchSampler"]
+
+
+class StratifiedBatchSampler(EpochSampler, Sampler[List[int]]):
+    """Yields batches of indices in which every class has its quota.
+
+    The per-batch quota of class c is its share of ``batch_size`` rounded by
+    largest remainder (quotas sum to ``batch_size``; ties to the lower class).
+    Each class's indices are consumed in a random order; a class smaller than
+    its epoch demand is cycled, reshuffled on each pass, so rare classes
+    repeat and common ones are spread over the epoch. Indices within a batch
+    are shuffled.
+
+    Args:
+        labels (Tensor[N] | array | Dataset): class labels or a dataset.
+        batch_size (int): samples per batch.
+        class_ratios: ``"dataset"`` (the natural shares; default),
+            ``"balanced"`` (equal counts per class in every batch: m-per-class
+            sampling for metric learning) or a dict ``{class: share}``.
+        drop_last (bool): the default epoch is ``floor(N / batch_size)``
+            batches instead of ``ceil(N / batch_size)``. Batches are always full.
+        num_batches (int, optional): batches per epoch across all ranks.
+        generator (torch.Generator, optional): source of randomness.
+        num_replicas, rank (int, optional): distributed sharding (default
+            from ``torch.distributed``); each rank gets
+            ``ceil(num_batches / num_replicas)`` whole batches.
+        seed (int): base seed shared by all ranks.
+
+    Example:
+        >>> batches = bt.data.StratifiedBatchSampler(train_set, batch_size=64, class_ratios="balanced")
+        >>> loader = DataLoader(train_set, batch_sampler=batches, num_workers=4)
+    """
+
+    def __init__(
+        self,
+        labels: Any,
+        batch_size: int,
+        class_ratios: Union[str, Dict[int, float]] = "dataset",
+        drop_last: bool = False,
+        num_batches: Optional[int] = None,
+        generator: Optional[torch.Generator] = None,
+        num_replicas: Optional[int] = None,
+        rank: Optional[int] = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(generator, seed, num_replicas, rank)
+        self.batch_size = positive_int(batch_size, "batch_size")
+        if not isinstance(drop_last, bool):
+            raise ValueError(f"drop_last must be a bool, got {drop_last!r}")
+        if not (isinstance(class_ratios, dict) or class_ratios in ("dataset", "balanced")):
+            raise ValueError(f"class_ratios must be 'dataset', 'balanced' or a dict, got {class_ratios!r}")
+        self.labels = as_labels(labels)
+        self.num_classes = int(self.labels.max()) + 1
+        self.counts = class_counts(self.labels, self.num_classes)
+        self.class_ratios = class_ratios
+        self.drop_last = drop_last
+        shares = class_shares(self.counts, class_ratios, name="class_ratios")
+        self.quotas = largest_remainder(shares, self.batch_size)
+        starved = ((shares > 0) & (self.quotas == 0)).nonzero().flatten().tolist()
+        if starved:
+            warnings.warn(
+                f"StratifiedBatchSampler: classes {starved[:10]} get no place in a batch of {self.batch_size} "
+                "with these class_ratios and will never be sampled; raise batch_size or use class_ratios='balanced'",
+                stacklevel=2,
+            )
+        n = int(self.labels.numel())
+        default = n // self.batch_size if drop_last else -(-n // self.batch_size)
+        self.num_batches = positive_int(num_batches, "num_batches") if num_batches is not None else max(default, 1)
+        self._order = torch.argsort(self.labels, stable=True)
+        self._offsets = torch.cat([torch.zeros(1, dtype=torch.long), self.counts.cumsum(0)]).tolist()
+
+    def _class_stream(self, c: int, length: int, generator: torch.Generator) -> Tensor:
+        members = self._order[self._offsets[c] : self._offsets[c + 1]]
+        passes = -(-length // members.numel())
+        parts = [members[torch.randperm(members.numel(), generator=generator)] for _ in range(passes)]
+        return torch.cat(parts)[:length]
+
+    def _global_indices(self, generator: torch.Generator) -> Tensor:
+        B, bs = self.num_batches, self.batch_size
+        columns = []
+        for c in torch.nonzero(self.quotas).flatten().tolist():
+            q = int(self.quotas[c])
+            columns.append(self._class_stream(c, q * B, generator).view(B, q))
+        batches = torch.cat(columns, dim=1)
+        # shuffle within each batch: argsort of random keys per row
+        within = torch.rand((B, bs), generator=generator).argsort(dim=1)
+        return batches.gather(1, within)
+
+    def indices(self) -> Tensor:
+        """This rank's batches for the current epoch, as an int64 tensor (batches, batch_size)."""
+        return super().indices()
+
+    def quota(self) -> Dict[int, int]:
+        """Samples of each class in every batch."""
+        return {c: int(q) for c, q in enumerate(self.quotas.tolist()) if q > 0}
+
+    def __iter__(self) -> Iterator[List[int]]:
+        return self._iterate()
+
+    def __len__(self) -> int:
+        return -(-self.num_batches // self.num_replicas)
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(batch_size={self.batch_size}, quota={self.quota()}, "
+            f"num_batches={self.num_batches}, num_replicas={self.num_replicas}, rank={self.rank})"
+        )

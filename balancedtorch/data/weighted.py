@@ -1,0 +1,111 @@
+"""``WeightedRandomSampler``: drop-in for torch's, on O(1)-per-draw C++ kernels, for any N."""
+
+from __future__ import annotations
+
+from typing import Iterator, Optional, Sequence, Union
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import Sampler
+
+from ..ops.sampling import alias_sample, alias_table, sample_without_replacement
+from ._epoch import EpochSampler, positive_int
+
+__all__ = ["WeightedRandomSampler"]
+
+
+def _as_weights(weights) -> Tensor:
+    if isinstance(weights, Tensor):
+        w = weights.detach().cpu()
+    else:
+        array = np.asarray(weights)
+        if array.dtype.kind not in "iuf":
+            raise ValueError(f"weights must be numbers, got an array of dtype {array.dtype}")
+        w = torch.as_tensor(array)
+    if w.dim() != 1:
+        raise ValueError(f"weights must be a 1-D sequence, got shape {tuple(w.shape)}")
+    if w.numel() == 0:
+        raise ValueError("weights is empty")
+    if w.dtype == torch.bool or w.is_complex():
+        raise ValueError(f"weights must be real numbers, got dtype {w.dtype}")
+    w = w.double()
+    bad = ~torch.isfinite(w) | (w < 0)
+    if bool(bad.any()):
+        idx = int(bad.nonzero()[0, 0])
+        raise ValueError(f"weights must be finite and >= 0, got weights[{idx}] = {w[idx].item()}")
+    if not w.sum() > 0:
+        raise ValueError("weights sum to zero; nothing can be drawn")
+    return w
+
+
+class WeightedRandomSampler(EpochSampler, Sampler[int]):
+    """Samples ``num_samples`` indices with probabilities proportional to ``weights``.
+
+    Same signature and semantics as ``torch.utils.data.WeightedRandomSampler``,
+    faster and for any number of weights: with replacement an alias table
+    (O(N) once, O(1) per draw); without replacement Efraimidis-Spirakis keys
+    and a partial selection (O(N) memory; ``torch.multinomial`` refuses more
+    than 2**24 categories). Zero-weight indices are never drawn. Adds
+    ``set_epoch``, ``state_dict``/``load_state_dict`` (resume mid-epoch) and
+    ``indices()``.
+
+    Args:
+        weights (sequence[N]): non-negative weights, need not sum to 1.
+        num_samples (int): indices per epoch.
+        replacement (bool): draw with replacement (default) or not
+            (then ``num_samples`` <= number of positive weights).
+        generator (torch.Generator, optional): source of randomness; without
+            one, each epoch draws its seed from torch's global RNG, as torch does.
+
+    Example:
+        >>> sampler = bt.data.WeightedRandomSampler(sample_weights, num_samples=len(dataset))
+        >>> loader = DataLoader(dataset, batch_size=64, sampler=sampler)
+    """
+
+    def __init__(
+        self,
+        weights: Union[Sequence[float], Tensor],
+        num_samples: int,
+        replacement: bool = True,
+        generator: Optional[torch.Generator] = None,
+    ) -> None:
+        if not isinstance(replacement, bool):
+            raise ValueError(f"replacement should be a boolean value, but got replacement={replacement!r}")
+        self.num_samples = positive_int(num_samples, "num_samples")
+        self.weights = _as_weights(weights)
+        self.replacement = replacement
+        positive = int((self.weights > 0).sum())
+        if not replacement and self.num_samples > positive:
+            raise ValueError(
+                f"num_samples={self.num_samples} exceeds the {positive} indices with positive weight; "
+                "without replacement each index is drawn at most once"
+            )
+        super().__init__(generator, seed=0, num_replicas=1, rank=0)
+        self._table = alias_table(self.weights) if replacement else None
+
+    def _random_epochs(self) -> bool:
+        return True
+
+    def _draw_epoch_seed(self) -> int:
+        if self.generator is None:  # torch's sampler draws from the global RNG
+            return int(torch.randint(0, (1 << 63) - 1, (1,), dtype=torch.long))
+        return super()._draw_epoch_seed()
+
+    def _global_indices(self, generator: torch.Generator) -> Tensor:
+        if self.replacement:
+            prob, alias = self._table
+            return alias_sample(prob, alias, self.num_samples, generator)
+        return sample_without_replacement(self.weights, self.num_samples, generator)
+
+    def __iter__(self) -> Iterator[int]:
+        return self._iterate()
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(num_weights={self.weights.numel()}, num_samples={self.num_samples}, "
+            f"replacement={self.replacement})"
+        )
