@@ -84,6 +84,7 @@ class EpochSampler:
         self._reset_epoch()
 
     def _reset_epoch(self) -> None:
+        self._live = None
         self._epoch_seed = None
         self._position = 0
         self._cache = None
@@ -135,10 +136,22 @@ class EpochSampler:
     def _iterate(self):
         """Yield this rank's items from the saved position on, then close the epoch."""
         items = self.indices().tolist()
-        for i in range(self._position, len(items)):
-            self._position = i + 1
-            yield items[i]
+        # an interrupted pass (or a loaded state) is continued, not restarted
+        start = self._current_position()
+        rest = iter(items[start:])
+        # The position is read off the list iterator when needed (state_dict),
+        # so yielding costs no Python code per item.
+        self._live = (rest, start, len(items) - start)
+        yield from rest
+        self._live = None
         self._finish_epoch()
+
+    def _current_position(self) -> int:
+        live = getattr(self, "_live", None)
+        if live is None:
+            return self._position
+        rest, start, length = live
+        return start + length - rest.__length_hint__()
 
     def _finish_epoch(self) -> None:
         if not self._explicit_epoch:
@@ -156,7 +169,7 @@ class EpochSampler:
             "epoch": self.epoch,
             "explicit_epoch": self._explicit_epoch,
             "epoch_seed": self._epoch_seed,
-            "position": self._position,
+            "position": self._current_position(),
             "num_replicas": self.num_replicas,
             "rank": self.rank,
         }
@@ -175,5 +188,6 @@ class EpochSampler:
         self._explicit_epoch = bool(state.get("explicit_epoch", True))
         self._epoch_seed = None if state["epoch_seed"] is None else int(state["epoch_seed"])
         self._cache = None
+        self._live = None
         self._on_epoch_change()
         self._position = int(state["position"])

@@ -11,6 +11,7 @@
 
 #include <ATen/Parallel.h>
 #include <ATen/ops/empty.h>
+#include <ATen/ops/topk.h>
 #include <torch/library.h>
 
 #include "sampling/weighted_sampling.h"
@@ -96,7 +97,7 @@ at::Tensor alias_sample_cpu(const at::Tensor& prob, const at::Tensor& alias, con
 
 // k indices without replacement, with P(order) of successive weighted draws:
 // key_i = log(u_i) / w_i, the k largest keys in decreasing order
-// (Efraimidis & Spirakis 2006). O(N) memory, expected O(N + k log k) time.
+// (Efraimidis & Spirakis 2006). O(N) memory.
 at::Tensor sample_without_replacement_cpu(const at::Tensor& weights, const at::Tensor& uniforms, int64_t k) {
   check_sampling_weights(weights, "sample_without_replacement");
   const at::Tensor w = weights.to(at::kDouble).contiguous();
@@ -116,24 +117,17 @@ at::Tensor sample_without_replacement_cpu(const at::Tensor& weights, const at::T
       k <= positive,
       "sample_without_replacement: num_samples=", k, " exceeds the ", positive,
       " indices with positive weight (zero-weight indices are never drawn)");
-  std::vector<double> keys(n);
+  at::Tensor keys = at::empty({n}, w.options());
+  double* kp = keys.mutable_data_ptr<double>();
   at::parallel_for(0, n, 1 << 14, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
       // u in (0, 1]: log(u) <= 0; larger weight -> key closer to 0
-      keys[i] = wp[i] > 0.0 ? std::log(std::max(up[i], std::numeric_limits<double>::min())) / wp[i]
-                            : -std::numeric_limits<double>::infinity();
+      kp[i] = wp[i] > 0.0 ? std::log(std::max(up[i], std::numeric_limits<double>::min())) / wp[i]
+                          : -std::numeric_limits<double>::infinity();
     }
   });
-  std::vector<int64_t> idx(n);
-  std::iota(idx.begin(), idx.end(), 0);
-  auto before = [&](int64_t a, int64_t b) { return keys[a] > keys[b] || (keys[a] == keys[b] && a < b); };
-  if (k < n) {
-    std::nth_element(idx.begin(), idx.begin() + k, idx.end(), before);
-  }
-  std::sort(idx.begin(), idx.begin() + k, before);
-  at::Tensor out = at::empty({k}, w.options().dtype(at::kLong));
-  std::copy(idx.begin(), idx.begin() + k, out.mutable_data_ptr<int64_t>());
-  return out;
+  // ATen's topk: a parallel partial selection, sorted, with no size limit
+  return std::get<1>(at::topk(keys, k, /*dim=*/0, /*largest=*/true, /*sorted=*/true));
 }
 
 } // namespace
