@@ -93,49 +93,22 @@ __device__ __forceinline__ Online<acc_t> online_merge(const Online<acc_t>& x, co
 }
 
 template <typename acc_t>
-__device__ __forceinline__ Online<acc_t> warp_merge(Online<acc_t> st) {
-  for (int offset = 16; offset > 0; offset >>= 1) {
-    Online<acc_t> o;
-    o.m = __shfl_xor_sync(0xffffffffu, st.m, offset);
-    o.s = __shfl_xor_sync(0xffffffffu, st.s, offset);
-    o.d = __shfl_xor_sync(0xffffffffu, st.d, offset);
-    o.a = __shfl_xor_sync(0xffffffffu, st.a, offset);
-    st = online_merge(st, o);
-  }
-  return st;
+__device__ __forceinline__ acc_t shfl_xor(acc_t v, int offset) {
+  return __shfl_xor_sync(0xffffffffu, v, offset);
 }
 
 template <typename acc_t>
-__device__ __forceinline__ acc_t warp_sum(acc_t v) {
+__device__ __forceinline__ Online<acc_t> shfl_xor(const Online<acc_t>& st, int offset) {
+  return {shfl_xor(st.m, offset), shfl_xor(st.s, offset), shfl_xor(st.d, offset), shfl_xor(st.a, offset)};
+}
+
+// Reduce v over a group of TPR threads (a warp, or the whole block, through
+// smem of TPR / 32 slots) and broadcast the result to every thread of it.
+template <int TPR, typename T, typename Combine>
+__device__ __forceinline__ T group_reduce(T v, T* smem, Combine combine) {
   for (int offset = 16; offset > 0; offset >>= 1) {
-    v += __shfl_xor_sync(0xffffffffu, v, offset);
+    v = combine(v, shfl_xor(v, offset));
   }
-  return v;
-}
-
-// Merge across a group of TPR threads (a warp, or the whole block) and
-// broadcast the result to every thread of the group.
-template <int TPR, typename acc_t>
-__device__ __forceinline__ Online<acc_t> group_merge(Online<acc_t> st, Online<acc_t>* smem) {
-  st = warp_merge(st);
-  if constexpr (TPR > 32) {
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    __syncthreads();
-    if (lane == 0) {
-      smem[warp] = st;
-    }
-    __syncthreads();
-    st = smem[0];
-    for (int w = 1; w < TPR / 32; ++w) {
-      st = online_merge(st, smem[w]);
-    }
-  }
-  return st;
-}
-
-template <int TPR, typename acc_t>
-__device__ __forceinline__ acc_t group_sum(acc_t v, acc_t* smem) {
-  v = warp_sum(v);
   if constexpr (TPR > 32) {
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     __syncthreads();
@@ -143,12 +116,22 @@ __device__ __forceinline__ acc_t group_sum(acc_t v, acc_t* smem) {
       smem[warp] = v;
     }
     __syncthreads();
-    v = 0;
-    for (int w = 0; w < TPR / 32; ++w) {
-      v += smem[w];
+    v = smem[0];
+    for (int w = 1; w < TPR / 32; ++w) {
+      v = combine(v, smem[w]);
     }
   }
   return v;
+}
+
+template <int TPR, typename acc_t>
+__device__ __forceinline__ Online<acc_t> group_merge(const Online<acc_t>& st, Online<acc_t>* smem) {
+  return group_reduce<TPR>(st, smem, [](const Online<acc_t>& x, const Online<acc_t>& y) { return online_merge(x, y); });
+}
+
+template <int TPR, typename acc_t>
+__device__ __forceinline__ acc_t group_sum(acc_t v, acc_t* smem) {
+  return group_reduce<TPR>(v, smem, [](acc_t x, acc_t y) { return x + y; });
 }
 
 template <typename acc_t>
