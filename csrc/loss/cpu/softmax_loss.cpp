@@ -31,6 +31,9 @@ namespace balancedtorch {
 namespace loss {
 namespace {
 
+// Elements ahead of the current tile that the column kernel prefetches.
+constexpr int64_t kPrefetchAhead = 64;
+
 template <typename acc_t>
 struct Problem {
   int64_t N = 0, C = 0, inner = 0;
@@ -345,14 +348,10 @@ void columns_kernel(
         qp = P.soft ? qt.data() : nullptr;
         zs = L;
       }
+      // e stays in L1 scratch; the gradient is written once, in pass C
       acc_t* ep = et.data();
-      int64_t es = L;
-      if constexpr (direct) {
-        if (in_place && P.grad) {
-          ep = grad + base;  // e lives in the gradient until pass C overwrites it
-          es = inner;
-        }
-      }
+      const int64_t es = L;
+      scalar_t* const gdst = P.grad ? grad + base : nullptr;
       auto zv = [&](int64_t c) {
         const Vec v = Vec::loadu(zp + c * zs);
         return P.bias ? v + Vec(P.bias[c]) : v;
@@ -375,9 +374,17 @@ void columns_kernel(
         zt_t[j] = P.soft ? acc_t(0) : zs_at(t[j], j);
       }
 
-      // pass A: per-lane max
+      // pass A: per-lane max. The C class planes are C concurrent streams,
+      // more than the hardware prefetchers follow: fetch the next tile's
+      // lines (and the gradient's, about to be written) ahead by hand.
       Vec vm(-std::numeric_limits<acc_t>::infinity());
       for (int64_t c = 0; c < C; ++c) {
+        if (in_place) {
+          __builtin_prefetch(zp + c * zs + kPrefetchAhead);
+          if (gdst) {
+            __builtin_prefetch(gdst + c * inner + kPrefetchAhead, 1);
+          }
+        }
         vm = at::vec::maximum(vm, zv(c));
       }
       acc_t m[L];
@@ -498,8 +505,14 @@ void columns_kernel(
       }
 
       // pass C: the gradient, in place (full float tiles) or via scratch
-      acc_t* gp = in_place ? ep : zt.data();
-      const int64_t gs = in_place ? es : L;
+      acc_t* gp;
+      int64_t gs = L;
+      if constexpr (direct) {
+        gp = in_place ? gdst : zt.data();
+        gs = in_place ? inner : L;
+      } else {
+        gp = zt.data();
+      }
       for (int64_t c = 0; c < C; ++c) {
         Vec gc = Vec::loadu(ep + c * es) * coef_e;
         if (linear) {
