@@ -53,7 +53,7 @@ test: install
 
 bench: install
 	mkdir -p .benchmarks
-	$(PY) -m pytest benchmarks --benchmark-only --benchmark-columns=min,median,mean,stddev,rounds \
+	$(PY) -m pytest benchmarks --benchmark-only --benchmark-min-rounds=10 --benchmark-columns=min,median,mean,stddev,rounds \
 	    --benchmark-sort=name --benchmark-json=.benchmarks/latest.json
 	$(PY) benchmarks/ratios.py .benchmarks/latest.json
 

@@ -1,7 +1,9 @@
 """Prints, per benchmark group, how much faster balancedtorch is than each alternative.
 
 Usage: python benchmarks/ratios.py .benchmarks/latest.json
-Ratio = alternative's median time / balancedtorch's median time (> 1: we are faster).
+Ratio = alternative's time / balancedtorch's time (> 1: we are faster), from the
+medians and from the minima of the rounds (the minimum is the steadier figure
+on a shared, noisy machine).
 """
 
 import json
@@ -16,18 +18,23 @@ def main(path):
     extras = {}
     for bench in data["benchmarks"]:
         impl = bench["extra_info"].get("impl", bench["name"])
-        groups[bench["group"]][impl] = bench["stats"]["median"]
+        groups[bench["group"]][impl] = (bench["stats"]["median"], bench["stats"]["min"])
         extra = {k: v for k, v in bench["extra_info"].items() if k not in ("impl", "device")}
         extras[(bench["group"], impl)] = ", ".join(f"{k}={v}" for k, v in extra.items())
     machine = data.get("machine_info", {})
     print(f"machine: {machine.get('cpu', {}).get('brand_raw', '?')}, {machine.get('cpu', {}).get('count', '?')} cores")
-    print(f"{'group':<48} {'implementation':<26} {'median ms':>10} {'ratio':>8}  extra")
+    print(f"{'group':<48} {'implementation':<26} {'median ms':>10} {'ratio':>8} {'min ms':>9} {'ratio':>8}  extra")
     for group in sorted(groups):
         impls = groups[group]
         ours = impls.get("balancedtorch")
-        for impl, median in sorted(impls.items(), key=lambda kv: kv[0] != "balancedtorch"):
-            ratio = f"{median / ours:7.2f}x" if ours and impl != "balancedtorch" else ""
-            print(f"{group:<48} {impl:<26} {median * 1e3:10.3f} {ratio:>8}  {extras.get((group, impl), '')}")
+        for impl, (median, low) in sorted(impls.items(), key=lambda kv: kv[0] != "balancedtorch"):
+            mine = ours is not None and impl != "balancedtorch"
+            ratio = f"{median / ours[0]:7.2f}x" if mine else ""
+            ratio_min = f"{low / ours[1]:7.2f}x" if mine else ""
+            print(
+                f"{group:<48} {impl:<26} {median * 1e3:10.3f} {ratio:>8} {low * 1e3:9.3f} {ratio_min:>8}  "
+                f"{extras.get((group, impl), '')}"
+            )
 
 
 if __name__ == "__main__":
