@@ -1,0 +1,5 @@
+"""Data-quality tools: mislabeled samples, slice coverage, label shift and drift."""
+
+from .label_issues import find_label_issues, label_quality_scores, mistakes_per_class, rank_mistakes
+
+__all__ = ["find_label_issues", "label_quality_scores", "rank_mistakes", "mistakes_per_class"]

@@ -1,0 +1,73 @@
+"""Validation shared by the data-quality tools."""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Tuple
+
+import numpy as np
+import torch
+from torch import Tensor
+
+ROW_SUM_TOLERANCE = 1e-3
+
+
+def as_tensor(values: Any, name: str) -> Tensor:
+    if isinstance(values, Tensor):
+        return values.detach()
+    array = np.asarray(values)
+    if array.dtype == object:
+        raise ValueError(f"{name} must be numeric, got an object array")
+    return torch.as_tensor(array)
+
+
+def check_labels(labels: Any, num_classes: Optional[int], name: str = "labels", device=None) -> Tensor:
+    t = as_tensor(labels, name)
+    if t.dtype == torch.bool or t.is_floating_point() or t.is_complex():
+        if t.is_floating_point() and bool((t == t.round()).all()):
+            t = t.long()
+        else:
+            raise ValueError(f"{name} must hold integer class labels, got dtype {t.dtype}")
+    if t.dim() != 1:
+        raise ValueError(f"{name} must be 1-D, got shape {tuple(t.shape)}")
+    if t.numel() == 0:
+        raise ValueError(f"{name} is empty")
+    t = t.long()
+    if device is not None:
+        t = t.to(device)
+    bad = t < 0 if num_classes is None else (t < 0) | (t >= num_classes)
+    if bool(bad.any()):
+        i = int(bad.nonzero()[0, 0])
+        bound = "" if num_classes is None else f" and < num_classes={num_classes}"
+        raise ValueError(f"{name} must be >= 0{bound}, got {name}[{i}] = {int(t[i])}")
+    return t
+
+
+def check_pred_probs(pred_probs: Any, num_rows: Optional[int], name: str = "pred_probs") -> Tensor:
+    p = as_tensor(pred_probs, name)
+    if not p.is_floating_point():
+        raise ValueError(f"{name} must be a floating array of probabilities, got dtype {p.dtype}")
+    if p.dim() != 2 or p.shape[1] < 2:
+        raise ValueError(f"{name} must have shape (N, K) with K >= 2 classes, got {tuple(p.shape)}")
+    if num_rows is not None and p.shape[0] != num_rows:
+        raise ValueError(f"{name} has {p.shape[0]} rows but labels has {num_rows} entries")
+    if p.shape[0] == 0:
+        raise ValueError(f"{name} is empty")
+    if not bool(torch.isfinite(p).all()) or bool((p < 0).any()) or bool((p > 1).any()):
+        raise ValueError(f"{name} must hold finite probabilities in [0, 1]")
+    sums = p.double().sum(1)
+    off = (sums - 1).abs() > ROW_SUM_TOLERANCE
+    if bool(off.any()):
+        i = int(off.nonzero()[0, 0])
+        raise ValueError(
+            f"{name} rows must sum to 1 (within {ROW_SUM_TOLERANCE}); row {i} sums to {float(sums[i]):.6f} "
+            "(apply softmax to logits first)"
+        )
+    return p
+
+
+def check_labels_and_probs(labels: Any, pred_probs: Any) -> Tuple[Tensor, Tensor]:
+    p = check_pred_probs(pred_probs, None)
+    y = check_labels(labels, p.shape[1], device=p.device)
+    if y.numel() != p.shape[0]:
+        raise ValueError(f"labels has {y.numel()} entries but pred_probs has {p.shape[0]} rows")
+    return y, p
