@@ -8,7 +8,9 @@ from ._extension import build_info  # loads balancedtorch._C first: every op bel
 from . import ops
 from . import data
 from . import functional
+from . import metrics
 from . import nn
+from . import quality
 from .weights import class_weights
 
-__all__ = ["__version__", "build_info", "class_weights", "data", "functional", "nn", "ops"]
+__all__ = ["__version__", "build_info", "class_weights", "data", "functional", "metrics", "nn", "ops", "quality"]
