@@ -1,5 +1,15 @@
 """Data-quality tools: mislabeled samples, slice coverage, label shift and drift."""
 
 from .label_issues import find_label_issues, label_quality_scores, mistakes_per_class, rank_mistakes
+from .shift import CoverageReport, DriftMonitor, LabelShiftEstimator, coverage_report
 
-__all__ = ["find_label_issues", "label_quality_scores", "rank_mistakes", "mistakes_per_class"]
+__all__ = [
+    "find_label_issues",
+    "label_quality_scores",
+    "rank_mistakes",
+    "mistakes_per_class",
+    "coverage_report",
+    "CoverageReport",
+    "LabelShiftEstimator",
+    "DriftMonitor",
+]

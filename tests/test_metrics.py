@@ -1,0 +1,163 @@
+"""ClassificationMetrics against scikit-learn and imbalanced-learn."""
+
+import numpy as np
+import pytest
+import torch
+from sklearn import metrics as skm
+
+import balancedtorch as bt
+
+imblearn_metrics = pytest.importorskip("imblearn.metrics")
+
+
+def random_case(rng, K, N, absent_target=False, absent_pred=False):
+    y = rng.integers(0, K, N)
+    p = np.where(rng.random(N) < 0.6, y, rng.integers(0, K, N))
+    if absent_target:
+        y[y == K - 1] = 0
+    if absent_pred:
+        p[p == 1] = 0
+    return y, p
+
+
+def assert_matches_sklearn(r, y, p, K):
+    P, R, F, S = skm.precision_recall_fscore_support(y, p, labels=range(K), zero_division=0)
+    np.testing.assert_allclose(r["precision"].cpu().numpy(), P)
+    np.testing.assert_allclose(r["recall"].cpu().numpy(), R)
+    np.testing.assert_allclose(r["f1"].cpu().numpy(), F)
+    np.testing.assert_array_equal(r["support"].cpu().numpy(), S)
+    np.testing.assert_array_equal(r["confusion_matrix"].cpu().numpy(), skm.confusion_matrix(y, p, labels=range(K)))
+    for avg in ("macro", "weighted"):
+        P, R, F, _ = skm.precision_recall_fscore_support(y, p, average=avg, zero_division=0)
+        assert r[f"{avg}_precision"] == pytest.approx(P)
+        assert r[f"{avg}_recall"] == pytest.approx(R)
+        assert r[f"{avg}_f1"] == pytest.approx(F)
+    assert r["accuracy"] == pytest.approx(skm.accuracy_score(y, p))
+    with np.errstate(all="ignore"):
+        assert r["balanced_accuracy"] == pytest.approx(skm.balanced_accuracy_score(y, p))
+    assert r["mcc"] == pytest.approx(skm.matthews_corrcoef(y, p), abs=1e-12)
+    np.testing.assert_allclose(r["iou"].cpu().numpy(), skm.jaccard_score(y, p, labels=range(K), average=None, zero_division=0))
+    present = np.unique(np.concatenate([y, p]))
+    spec = imblearn_metrics.specificity_score(y, p, labels=present, average=None)
+    np.testing.assert_allclose(r["specificity"].cpu().numpy()[present], spec)
+    with np.errstate(all="ignore"):
+        assert r["gmean"] == pytest.approx(imblearn_metrics.geometric_mean_score(y, p), abs=1e-12)
+
+
+@pytest.mark.parametrize("trial", range(12))
+def test_labels_match_sklearn_and_imblearn(trial, device):
+    rng = np.random.default_rng(trial)
+    K = int(rng.integers(2, 9))
+    y, p = random_case(rng, K, int(rng.integers(1, 400)), absent_target=trial % 3 == 0, absent_pred=trial % 4 == 1)
+    m = bt.metrics.ClassificationMetrics(K)
+    m.update(torch.tensor(p, device=device), torch.tensor(y, device=device))
+    r = m.compute()
+    assert r["precision"].device.type == torch.device(device).type
+    assert_matches_sklearn(r, y, p, K)
+
+
+def test_traffic_light_pixels_with_logits_and_ignore_index(device):
+    # 800:1 background:light pixels; predicting background everywhere is 99.9% accurate and useless
+    g = torch.Generator().manual_seed(0)
+    target = (torch.rand(4, 64, 100, generator=g) < 1 / 800).long()
+    target[:, :2] = 255  # void rows
+    logits = torch.zeros(4, 2, 64, 100)
+    logits[:, 0] = 1.0  # always background
+    m = bt.metrics.ClassificationMetrics(2, class_names=["background", "light"], ignore_index=255, device=device)
+    m.update(logits.to(device), target.to(device))
+    r = m.compute()
+    keep = target != 255
+    y = target[keep].numpy()
+    p = np.zeros_like(y)
+    assert r["accuracy"] > 0.99 and r["recall"][1] == 0 and r["balanced_accuracy"] == pytest.approx(0.5)
+    assert_matches_sklearn(r, y, p, 2)
+
+
+def test_streaming_probabilities_equal_one_shot():
+    rng = np.random.default_rng(5)
+    K, N = 5, 1000
+    probs = torch.softmax(torch.tensor(rng.normal(size=(N, K))), 1)
+    y = torch.tensor(rng.integers(0, K, N))
+    streamed = bt.metrics.ClassificationMetrics(K)
+    for chunk in range(0, N, 137):
+        streamed.update(probs[chunk : chunk + 137], y[chunk : chunk + 137])
+    assert_matches_sklearn(streamed.compute(), y.numpy(), probs.argmax(1).numpy(), K)
+    streamed.reset()
+    assert int(streamed.confmat.sum()) == 0
+
+
+def test_report_layout():
+    m = bt.metrics.ClassificationMetrics(3, class_names=["red", "yellow", "green"])
+    m.update(torch.tensor([0, 1, 2, 2, 0, 1]), torch.tensor([0, 1, 2, 0, 0, 2]))
+    text = m.report()
+    lines = text.splitlines()
+    assert lines[0].split() == ["precision", "recall", "f1-score", "specificity", "iou", "support"]
+    red = lines[2].split()
+    assert red[0] == "red" and red[1:4] == ["1.00", "0.67", "0.80"] and red[-1] == "3"
+    assert any(line.split()[:2] == ["accuracy", "0.67"] for line in lines)
+    sk = skm.classification_report([0, 1, 2, 0, 0, 2], [0, 1, 2, 2, 0, 1], target_names=["red", "yellow", "green"])
+    for name in ("red", "yellow", "green", "macro avg", "weighted avg"):
+        ours = next(line for line in lines if line.strip().startswith(name)).split()
+        theirs = next(line for line in sk.splitlines() if line.strip().startswith(name)).split()
+        n = len(name.split())
+        assert ours[n : n + 3] == theirs[n : n + 3] and ours[-1] == theirs[-1]
+
+
+def test_plots_written(tmp_path):
+    pytest.importorskip("matplotlib")
+    m = bt.metrics.ClassificationMetrics(4)
+    m.update(torch.randint(0, 4, (200,)), torch.randint(0, 4, (200,)))
+    for normalize in (None, "true", "pred", "all"):
+        path = m.plot_confusion_matrix(str(tmp_path / f"cm_{normalize}.png"), normalize=normalize)
+        assert open(path, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+    assert open(m.plot_per_class(str(tmp_path / "per_class.png")), "rb").read(4) == b"\x89PNG"
+    with pytest.raises(ValueError, match="normalize must be"):
+        m.plot_confusion_matrix(str(tmp_path / "x.png"), normalize="rows")
+
+
+@pytest.mark.parametrize(
+    "preds, target, match",
+    [
+        (torch.tensor([0, 1, 5]), torch.tensor([0, 1, 2]), r"predicted label 5 is outside \[0, num_classes=3\)"),
+        (torch.tensor([0, 1, 2]), torch.tensor([0, -1, 2]), r"target -1 is outside"),
+        (torch.randn(3, 4), torch.tensor([0, 1, 2]), r"must have the target's shape \(3,\) \(labels\) or \(3, 3\)"),
+        (torch.tensor([0.0, 1.0, 2.0]), torch.tensor([0, 1, 2]), "holds floats"),
+        (torch.tensor([0, 1, 2]), torch.tensor([0.0, 1.0, 2.0]), "target must hold integer class labels"),
+    ],
+)
+def test_bad_updates(preds, target, match):
+    with pytest.raises(ValueError, match=match):
+        bt.metrics.ClassificationMetrics(3).update(preds, target)
+
+
+def test_bad_construction():
+    with pytest.raises(ValueError, match="num_classes must be an int >= 2"):
+        bt.metrics.ClassificationMetrics(1)
+    with pytest.raises(ValueError, match="class_names has 2 names for num_classes=3"):
+        bt.metrics.ClassificationMetrics(3, class_names=["a", "b"])
+
+
+def _ddp_metrics_worker(rank, world_size, init_file, out_dir):
+    torch.distributed.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
+    try:
+        rng = np.random.default_rng(100 + rank)
+        y, p = random_case(rng, 4, 300)
+        m = bt.metrics.ClassificationMetrics(4)
+        m.update(torch.tensor(p), torch.tensor(y))
+        monitor = bt.quality.DriftMonitor(torch.tensor([0, 1, 2, 3] * 10))
+        monitor.update(torch.tensor(p))
+        torch.save({"y": y, "p": p, "result": m.compute(), "drift": monitor.status()}, f"{out_dir}/rank{rank}.pt")
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_distributed_reduction_two_gloo_processes(tmp_path):
+    if not torch.distributed.is_available():
+        pytest.skip("torch.distributed is not available")
+    torch.multiprocessing.spawn(_ddp_metrics_worker, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
+    parts = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(2)]
+    y = np.concatenate([part["y"] for part in parts])
+    p = np.concatenate([part["p"] for part in parts])
+    for part in parts:  # every rank sees the metrics of all samples
+        assert_matches_sklearn(part["result"], y, p, 4)
+        assert part["drift"]["num_samples"] == 600
