@@ -9,7 +9,7 @@ from _harness import sync
 def timed(benchmark):
     """benchmark(fn) with the group, implementation and device recorded for benchmarks/ratios.py."""
 
-    def run(fn, *, group, impl, device):
+    def run(fn, *, group, impl, device, rounds=None):
         benchmark.group = group
         benchmark.extra_info["impl"] = impl
         benchmark.extra_info["device"] = str(device)
@@ -19,6 +19,8 @@ def timed(benchmark):
             sync(device)
             return out
 
+        if rounds is not None:  # heavy cases: a fixed, small number of rounds
+            return benchmark.pedantic(call, rounds=rounds, iterations=1, warmup_rounds=0)
         call()  # warm-up (allocator, lazy init, first-call dispatch)
         return benchmark(call)
 
