@@ -70,6 +70,11 @@ TORCH_LIBRARY(balancedtorch, m) {
   // Histogram of integer labels with validation: labels outside
   // [0, num_classes) (other than ignore_index) raise a ValueError.
   m.def("class_counts(Tensor labels, int num_classes, int? ignore_index=None) -> Tensor");
+  // Exact k nearest neighbours (squared Euclidean), optionally within groups
+  // and/or against a reference set; chunked within max_tile_bytes.
+  m.def(
+      "knn(Tensor x, int k, Tensor? groups=None, Tensor? ref=None, Tensor? ref_groups=None, "
+      "int max_tile_bytes=268435456) -> (Tensor, Tensor)");
   // Weighted sampling (CPU): Vose alias table and O(1) draws with replacement
   // from (k, 2) uniforms; k draws without replacement by Efraimidis-Spirakis
   // keys from (N,) uniforms, in draw order.

@@ -1,0 +1,63 @@
+"""``knn``: exact k nearest neighbours on GEMM tiles (CPU and CUDA)."""
+
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import torch
+from torch import Tensor
+
+__all__ = ["knn", "DEFAULT_TILE_BYTES"]
+
+DEFAULT_TILE_BYTES = 256 * 2**20
+
+
+def knn(
+    x: Tensor,
+    k: int,
+    groups: Optional[Tensor] = None,
+    ref: Optional[Tensor] = None,
+    ref_groups: Optional[Tensor] = None,
+    *,
+    max_tile_bytes: int = DEFAULT_TILE_BYTES,
+) -> Tuple[Tensor, Tensor]:
+    """Exact k nearest neighbours by squared Euclidean distance.
+
+    Distances are computed tile by tile through the device's GEMM
+    (``||q||^2 + ||r||^2 - 2 q.r``), merged into the running k best per query
+    with a partial selection, and the final candidates are re-ranked with
+    exact float64 differences, ties going to the lower index. Peak extra
+    memory stays near ``max_tile_bytes`` (default 256 MiB) for any N.
+
+    Args:
+        x (Tensor[N, D]): queries (float16/bfloat16/float32/float64; CPU or CUDA).
+        k (int): neighbours per query.
+        groups (Tensor[N], optional): integer group (class) of each query;
+            neighbours are then taken within the same group only.
+        ref (Tensor[M, D], optional): the points to search. Default: ``x``
+            itself, each query excluding its own index.
+        ref_groups (Tensor[M], optional): groups of ``ref`` (needs ``groups``).
+        max_tile_bytes (int): memory budget of one distance tile.
+
+    Returns:
+        (Tensor[N, k], Tensor[N, k]): squared distances (x's dtype), ascending,
+        and int64 indices into ``ref`` (or ``x``).
+
+    Raises:
+        ValueError: k < 1, fewer than k candidates for some query (e.g. a group
+            of size <= k), shape mismatches, NaN or inf points.
+
+    Example:
+        >>> d, i = bt.ops.knn(features, k=5, groups=labels)  # 5 nearest same-class neighbours
+    """
+    if not isinstance(x, Tensor):
+        raise TypeError(f"knn: x must be a torch.Tensor, got {type(x).__name__}")
+    if isinstance(k, bool) or not isinstance(k, int):
+        raise TypeError(f"knn: k must be an int, got {k!r}")
+    return torch.ops.balancedtorch.knn(x, k, groups, ref, ref_groups, max_tile_bytes)
+
+
+@torch.library.register_fake("balancedtorch::knn")
+def _knn_fake(x, k, groups=None, ref=None, ref_groups=None, max_tile_bytes=DEFAULT_TILE_BYTES):
+    n = x.shape[0]
+    return x.new_empty((n, k)), x.new_empty((n, k), dtype=torch.long)

@@ -1,0 +1,254 @@
+// balancedtorch::knn: exact k nearest neighbours (squared Euclidean), chunked.
+//
+// Device-generic: the distance tiles go through the backend's GEMM
+// (||q||^2 + ||r||^2 - 2 q.r, one addmm per tile) and each tile is merged into
+// the running k best per query with the backend's top-k, so the same code
+// runs the CPU (MKL/OpenBLAS, parallel) and CUDA (cuBLAS) paths. Peak extra
+// memory is bounded by the tile budget, whatever N and M are. GEMM distances
+// carry float32 rounding, so the top 2k candidates are re-ranked with exact
+// float64 differences and ties go to the lower index: the result equals a
+// brute-force float64 reference on data without near-ties at the k-th place.
+#include <algorithm>
+#include <limits>
+#include <optional>
+
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <ATen/cpu/vec/vec.h>
+#include <torch/library.h>
+
+namespace balancedtorch {
+namespace knn {
+namespace {
+
+void check_args(
+    const at::Tensor& x,
+    int64_t k,
+    const std::optional<at::Tensor>& groups,
+    const std::optional<at::Tensor>& ref,
+    const std::optional<at::Tensor>& ref_groups) {
+  TORCH_CHECK_TYPE(at::isFloatingType(x.scalar_type()), "knn: x must be a floating tensor, got ", x.scalar_type());
+  TORCH_CHECK_VALUE(x.dim() == 2, "knn: x must have shape (N, D), got ", x.sizes());
+  TORCH_CHECK_VALUE(k >= 1, "knn: k must be >= 1, got ", k);
+  if (ref.has_value()) {
+    TORCH_CHECK_VALUE(
+        ref->dim() == 2 && ref->size(1) == x.size(1),
+        "knn: ref must have shape (M, D) with D = ", x.size(1), ", got ", ref->sizes());
+    TORCH_CHECK_TYPE(ref->scalar_type() == x.scalar_type(), "knn: ref must have x's dtype ", x.scalar_type(), ", got ", ref->scalar_type());
+    TORCH_CHECK(ref->device() == x.device(), "knn: ref is on ", ref->device(), " but x is on ", x.device());
+  }
+  const int64_t M = ref.has_value() ? ref->size(0) : x.size(0);
+  for (const auto* g : {&groups, &ref_groups}) {
+    if (!g->has_value()) {
+      continue;
+    }
+    const bool is_ref = g == &ref_groups;
+    const char* name = is_ref ? "ref_groups" : "groups";
+    const int64_t n = is_ref ? M : x.size(0);
+    TORCH_CHECK_TYPE(
+        c10::isIntegralType((*g)->scalar_type(), /*includeBool=*/false), "knn: ", name, " must be an integer tensor, got ",
+        (*g)->scalar_type());
+    TORCH_CHECK_VALUE((*g)->dim() == 1 && (*g)->size(0) == n, "knn: ", name, " must have shape (", n, ",), got ", (*g)->sizes());
+    TORCH_CHECK((*g)->device() == x.device(), "knn: ", name, " is on ", (*g)->device(), " but x is on ", x.device());
+  }
+  TORCH_CHECK_VALUE(
+      !ref_groups.has_value() || groups.has_value(), "knn: ref_groups needs groups (the queries' groups) as well");
+}
+
+// Running k-best lists of a block of queries: sorted ascending, ties in
+// arrival order (= lower index first, as reference indices only increase).
+template <typename scalar_t>
+void scan_tile_cpu(
+    const scalar_t* tile,
+    int64_t Q,
+    int64_t R,
+    int64_t r0,
+    int64_t self_shift,  // query q's own column in this tile is q - self_shift (self search), else none
+    bool self,
+    int64_t cand,
+    scalar_t* best_d,
+    int64_t* best_i,
+    int64_t* filled) {
+  using Vec = at::vec::Vectorized<scalar_t>;
+  constexpr int64_t W = Vec::size();
+  const scalar_t inf = std::numeric_limits<scalar_t>::infinity();
+  at::parallel_for(0, Q, 8, [&](int64_t begin, int64_t end) {
+    for (int64_t q = begin; q < end; ++q) {
+      const scalar_t* row = tile + q * R;
+      scalar_t* d = best_d + q * cand;
+      int64_t* ix = best_i + q * cand;
+      int64_t n = filled[q];
+      const int64_t own = self ? q - self_shift : -1;
+      scalar_t thr = n < cand ? inf : d[cand - 1];
+      auto offer = [&](scalar_t v, int64_t j) {
+        if (!(v < thr) || j == own) {
+          return;
+        }
+        int64_t p = n < cand ? n++ : cand - 1;
+        while (p > 0 && d[p - 1] > v) {
+          d[p] = d[p - 1];
+          ix[p] = ix[p - 1];
+          --p;
+        }
+        d[p] = v;
+        ix[p] = r0 + j;
+        thr = n < cand ? inf : d[cand - 1];
+      };
+      int64_t j = 0;
+      constexpr int all_clear = (1 << W) - 1;
+      for (; j + W <= R; j += W) {
+        const Vec v = Vec::loadu(row + j);
+        // most distances are above the current k-th best: one compare per W
+        if ((v < Vec(thr)).zero_mask() != all_clear) {
+          for (int64_t l = 0; l < W; ++l) {
+            offer(row[j + l], j + l);
+          }
+        }
+      }
+      for (; j < R; ++j) {
+        offer(row[j], j);
+      }
+      filled[q] = n;
+    }
+  });
+}
+
+// k nearest of every row of xq among the rows of xr (self: xq is xr, and a
+// row is not its own neighbour). Returns exact float64 distances and indices.
+std::tuple<at::Tensor, at::Tensor> dense_knn(const at::Tensor& xq, const at::Tensor& xr, int64_t k, bool self, int64_t max_tile_bytes) {
+  const int64_t N = xq.size(0), M = xr.size(0);
+  const auto idx_opts = xq.options().dtype(at::kLong);
+  const int64_t cand = std::min<int64_t>(2 * k, M - (self ? 1 : 0));  // kept for the exact re-rank
+  const at::ScalarType work = xq.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  const at::Tensor qw = xq.to(work), rw = xr.to(work);
+  const at::Tensor qsq = qw.pow(2).sum(1), rsq = rw.pow(2).sum(1);
+  const int64_t elt = at::elementSize(work);
+  const int64_t rchunk = std::max<int64_t>(std::min<int64_t>(M, max_tile_bytes / (elt * 256)), std::min<int64_t>(M, 4 * cand));
+  const int64_t qchunk = std::max<int64_t>(1, std::min<int64_t>(N, max_tile_bytes / (elt * (rchunk + 2 * cand))));
+  const double inf = std::numeric_limits<double>::infinity();
+  const bool cpu = xq.is_cpu();
+
+  at::Tensor out_d = at::empty({N, k}, xq.options().dtype(at::kDouble));
+  at::Tensor out_i = at::empty({N, k}, idx_opts);
+  for (int64_t q0 = 0; q0 < N; q0 += qchunk) {
+    const int64_t q1 = std::min(N, q0 + qchunk);
+    at::Tensor best_d = at::full({q1 - q0, cpu ? cand : 0}, inf, qw.options());
+    at::Tensor best_i = at::full({q1 - q0, cpu ? cand : 0}, -1, idx_opts);
+    at::Tensor filled = at::zeros({q1 - q0}, idx_opts.device(at::kCPU));
+    for (int64_t r0 = 0; r0 < M; r0 += rchunk) {
+      const int64_t r1 = std::min(M, r0 + rchunk);
+      // ||q||^2 + ||r||^2 - 2 q.r in one GEMM (addmm onto the broadcast norms)
+      at::Tensor tile = at::addmm(qsq.slice(0, q0, q1).unsqueeze(1) + rsq.slice(0, r0, r1).unsqueeze(0), qw.slice(0, q0, q1), rw.slice(0, r0, r1).t(), 1, -2);
+      if (cpu) {
+        AT_DISPATCH_FLOATING_TYPES(work, "knn_scan", [&] {
+          scan_tile_cpu<scalar_t>(
+              tile.const_data_ptr<scalar_t>(), q1 - q0, r1 - r0, r0, r0 - q0, self && r0 < q1 && q0 < r1, cand,
+              best_d.mutable_data_ptr<scalar_t>(), best_i.mutable_data_ptr<int64_t>(), filled.mutable_data_ptr<int64_t>());
+        });
+        continue;
+      }
+      // other devices: the backend's top-k on the tile, merged with the running best
+      if (self) {
+        const int64_t lo = std::max(q0, r0), hi = std::min(q1, r1);
+        if (lo < hi) {
+          tile.slice(0, lo - q0, hi - q0).slice(1, lo - r0, hi - r0).fill_diagonal_(inf);
+        }
+      }
+      const int64_t take = std::min<int64_t>(cand, r1 - r0);
+      auto [td, ti] = at::topk(tile, take, /*dim=*/1, /*largest=*/false, /*sorted=*/false);
+      at::Tensor all_d = at::cat({best_d, td}, 1);
+      at::Tensor all_i = at::cat({best_i, ti + r0}, 1);
+      auto [md, mi] = at::topk(all_d, std::min<int64_t>(cand, all_d.size(1)), 1, /*largest=*/false, /*sorted=*/false);
+      best_d = md;
+      best_i = all_i.gather(1, mi);
+    }
+    // exact re-rank in float64; sort by index, then stably by distance
+    const at::Tensor safe_i = best_i.clamp_min(0);
+    const at::Tensor diff = xq.slice(0, q0, q1).to(at::kDouble).unsqueeze(1) -
+        xr.index_select(0, safe_i.flatten()).to(at::kDouble).view({q1 - q0, safe_i.size(1), -1});
+    at::Tensor exact = diff.pow(2).sum(2).masked_fill_(best_i < 0, inf);
+    at::Tensor by_index = std::get<1>(best_i.masked_fill(best_i < 0, M).sort(/*dim=*/1));
+    at::Tensor si = best_i.gather(1, by_index);
+    at::Tensor sd = exact.gather(1, by_index);
+    at::Tensor order = std::get<1>(sd.sort(/*stable=*/true, /*dim=*/1, /*descending=*/false));
+    out_d.slice(0, q0, q1).copy_(sd.gather(1, order).slice(1, 0, k));
+    out_i.slice(0, q0, q1).copy_(si.gather(1, order).slice(1, 0, k));
+  }
+  return {out_d, out_i};
+}
+
+std::tuple<at::Tensor, at::Tensor> knn_impl(
+    const at::Tensor& x_in,
+    int64_t k,
+    const std::optional<at::Tensor>& groups_in,
+    const std::optional<at::Tensor>& ref_in,
+    const std::optional<at::Tensor>& ref_groups_in,
+    int64_t max_tile_bytes) {
+  check_args(x_in, k, groups_in, ref_in, ref_groups_in);
+  TORCH_CHECK_VALUE(max_tile_bytes >= (1 << 20), "knn: max_tile_bytes must be >= 1 MiB, got ", max_tile_bytes);
+  const bool self = !ref_in.has_value();
+  const at::Tensor x = x_in.contiguous();
+  const at::Tensor ref = self ? x : ref_in->contiguous();
+  const int64_t N = x.size(0), M = ref.size(0);
+  TORCH_CHECK_VALUE(at::isfinite(x).all().item<bool>(), "knn: x contains NaN or inf");
+  if (!self) {
+    TORCH_CHECK_VALUE(at::isfinite(ref).all().item<bool>(), "knn: ref contains NaN or inf");
+  }
+  const auto idx_opts = x.options().dtype(at::kLong);
+  if (!groups_in.has_value()) {
+    TORCH_CHECK_VALUE(
+        N == 0 || M - (self ? 1 : 0) >= k,
+        "knn: k=", k, " but a query has only ", M - (self ? 1 : 0), " candidate neighbours", (self ? " (itself excluded)" : ""));
+    if (N == 0) {
+      return {at::empty({0, k}, x.options()), at::empty({0, k}, idx_opts)};
+    }
+    auto [d, i] = dense_knn(x, ref, k, self, max_tile_bytes);
+    return {d.to(x.scalar_type()), i};
+  }
+  // Groups: each group is searched on its own, so no cross-group distance is
+  // ever computed (the bulk of the work when there are many classes).
+  const at::Tensor qg = groups_in->to(at::kLong).contiguous();
+  const at::Tensor rg = ref_groups_in.has_value() ? ref_groups_in->to(at::kLong).contiguous() : qg;
+  TORCH_CHECK_VALUE(!ref_in.has_value() || ref_groups_in.has_value(), "knn: with ref and groups, give ref_groups too");
+  if (N == 0) {
+    return {at::empty({0, k}, x.options()), at::empty({0, k}, idx_opts)};
+  }
+  TORCH_CHECK_VALUE(qg.min().item<int64_t>() >= 0 && (rg.numel() == 0 || rg.min().item<int64_t>() >= 0), "knn: groups must be >= 0");
+  const int64_t G = std::max(qg.max().item<int64_t>(), rg.numel() ? rg.max().item<int64_t>() : 0) + 1;
+  const at::Tensor qorder = std::get<1>(qg.sort(/*stable=*/true, 0, false));
+  const at::Tensor rorder = self ? qorder : std::get<1>(rg.sort(/*stable=*/true, 0, false));
+  const at::Tensor qcount = at::bincount(qg, {}, G).cpu(), rcount = at::bincount(rg, {}, G).cpu();
+  const int64_t* qc = qcount.const_data_ptr<int64_t>();
+  const int64_t* rc = rcount.const_data_ptr<int64_t>();
+  for (int64_t g = 0; g < G; ++g) {
+    TORCH_CHECK_VALUE(
+        qc[g] == 0 || rc[g] - (self ? 1 : 0) >= k, "knn: k=", k, " but a query has only ", rc[g] - (self ? 1 : 0),
+        " candidate neighbours in its group", (self ? " (itself excluded)" : ""), " (group ", g, ")");
+  }
+  at::Tensor out_d = at::empty({N, k}, x.options().dtype(at::kDouble));
+  at::Tensor out_i = at::empty({N, k}, idx_opts);
+  int64_t qoff = 0, roff = 0;
+  for (int64_t g = 0; g < G; ++g) {
+    const at::Tensor qi = qorder.slice(0, qoff, qoff + qc[g]);
+    const at::Tensor ri = rorder.slice(0, roff, roff + rc[g]);
+    qoff += qc[g];
+    roff += rc[g];
+    if (qi.numel() == 0) {
+      continue;
+    }
+    auto [d, local] = dense_knn(x.index_select(0, qi), ref.index_select(0, ri), k, self, max_tile_bytes);
+    out_d.index_copy_(0, qi, d);
+    out_i.index_copy_(0, qi, ri.index_select(0, local.flatten()).view({-1, k}));
+  }
+  return {out_d.to(x.scalar_type()), out_i};
+}
+
+} // namespace
+
+TORCH_LIBRARY_IMPL(balancedtorch, CompositeExplicitAutograd, m) {
+  m.impl("knn", &knn_impl);
+}
+
+} // namespace knn
+} // namespace balancedtorch

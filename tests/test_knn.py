@@ -1,0 +1,90 @@
+"""bt.ops.knn against a brute-force float64 reference and scikit-learn."""
+
+import numpy as np
+import pytest
+import torch
+
+import balancedtorch as bt
+
+
+def reference_knn(x, k, groups=None, ref=None, ref_groups=None):
+    """Brute force in float64: all distances, masks, then (distance, index) order."""
+    self = ref is None
+    r = x if self else ref
+    d = ((x.double()[:, None, :] - r.double()[None, :, :]) ** 2).sum(-1)
+    if groups is not None:
+        rg = groups if ref_groups is None else ref_groups
+        d[groups[:, None] != rg[None, :]] = float("inf")
+    if self:
+        d.fill_diagonal_(float("inf"))
+    idx = torch.arange(d.shape[1]).expand_as(d)
+    order = torch.sort(d, dim=1, stable=True).indices  # stable: ties keep the lower index first
+    return d.gather(1, order)[:, :k], idx.gather(1, order)[:, :k]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("k", [1, 5, 17])
+@pytest.mark.parametrize("grouped", [False, True])
+@pytest.mark.parametrize("with_ref", [False, True])
+@pytest.mark.parametrize("tile", [1 << 20, 256 << 20])
+def test_matches_brute_force(device, dtype, k, grouped, with_ref, tile):
+    g = torch.Generator().manual_seed(k + 10 * grouped + 100 * with_ref)
+    x = torch.randn(333, 12, generator=g, dtype=torch.float64).to(dtype)
+    ref = torch.randn(401, 12, generator=g, dtype=torch.float64).to(dtype) if with_ref else None
+    groups = torch.randint(0, 3, (333,), generator=g) if grouped else None
+    ref_groups = torch.randint(0, 3, (401,), generator=g) if grouped and with_ref else None
+    mv = lambda t: None if t is None else t.to(device)  # noqa: E731
+    d, i = bt.ops.knn(x.to(device), k, mv(groups), mv(ref), mv(ref_groups), max_tile_bytes=tile)
+    rd, ri = reference_knn(x, k, groups, ref, ref_groups)
+    assert d.dtype == dtype and i.dtype == torch.int64 and d.shape == (333, k)
+    assert torch.equal(i.cpu(), ri)
+    torch.testing.assert_close(d.cpu().double(), rd, rtol=1e-6 if dtype == torch.float32 else 1e-12, atol=1e-6)
+
+
+def test_matches_sklearn_nearest_neighbors():
+    neighbors = pytest.importorskip("sklearn.neighbors")
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2000, 32)).astype(np.float32)
+    _, ref_idx = neighbors.NearestNeighbors(n_neighbors=6).fit(x).kneighbors(x)
+    _, idx = bt.ops.knn(torch.from_numpy(x), 5)
+    assert np.array_equal(idx.numpy(), ref_idx[:, 1:])
+
+
+def test_ties_go_to_the_lower_index():
+    x = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.0, -1.0], [1.0, 0.0]])
+    d, i = bt.ops.knn(x, 5)
+    assert i[0].tolist() == [1, 2, 3, 4, 5]  # five points at distance 1
+    assert i[1].tolist()[:2] == [5, 0]  # the duplicate at distance 0 first
+
+
+def test_half_precision_and_opcheck():
+    x = torch.randn(100, 8)
+    d, i = bt.ops.knn(x.half(), 3)
+    rd, ri = reference_knn(x.half().float(), 3)
+    assert d.dtype == torch.float16 and torch.equal(i, ri)
+    torch.library.opcheck(torch.ops.balancedtorch.knn.default, (x, 3, None, None, None, 1 << 20))
+    torch.library.opcheck(torch.ops.balancedtorch.knn.default, (x, 2, torch.randint(0, 2, (100,)), x[:50], torch.randint(0, 2, (50,)), 1 << 20))
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(k=0), "k must be >= 1, got 0"),
+        (dict(k=10, groups=torch.tensor([0] * 5 + [1] * 15)), r"k=10 but a query has only 4 candidate neighbours in its group \(itself excluded\)"),
+        (dict(k=20), "k=20 but a query has only 19 candidate"),
+        (dict(k=2, ref=torch.randn(5, 3)), r"ref must have shape \(M, D\) with D = 4"),
+        (dict(k=2, ref_groups=torch.zeros(20, dtype=torch.long)), "ref_groups needs groups"),
+        (dict(k=2, groups=torch.zeros(19, dtype=torch.long)), r"groups must have shape \(20,\)"),
+        (dict(k=2, groups=torch.zeros(20)), "groups must be an integer tensor"),
+    ],
+)
+def test_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match) if "integer tensor" not in match else pytest.raises(TypeError, match=match):
+        bt.ops.knn(torch.randn(20, 4), **kwargs)
+
+
+def test_non_finite_points():
+    x = torch.randn(10, 3)
+    x[4, 1] = float("nan")
+    with pytest.raises(ValueError, match="x contains NaN or inf"):
+        bt.ops.knn(x, 2)
