@@ -76,10 +76,13 @@ TORCH_LIBRARY(balancedtorch, m) {
       "knn(Tensor x, int k, Tensor? groups=None, Tensor? ref=None, Tensor? ref_groups=None, "
       "int max_tile_bytes=268435456) -> (Tensor, Tensor)");
   // Weighted sampling (CPU): Vose alias table and O(1) draws with replacement
-  // from (k, 2) uniforms; k draws without replacement by Efraimidis-Spirakis
-  // keys from (N,) uniforms, in draw order.
+  // from a counter-based stream keyed by a seed tensor; k draws without
+  // replacement by Efraimidis-Spirakis keys from (N,) uniforms, in draw order.
   m.def("alias_table(Tensor weights) -> (Tensor, Tensor)");
-  m.def("alias_sample(Tensor prob, Tensor alias, Tensor uniforms) -> Tensor");
+  m.def("alias_sample(Tensor prob, Tensor alias, Tensor seed, int num_samples) -> Tensor");
+  // The same table packed in one int64 word per cell (N < 2^31) and its sampler.
+  m.def("alias_pack(Tensor prob, Tensor alias) -> Tensor");
+  m.def("alias_sample_packed(Tensor packed, Tensor seed, int num_samples) -> Tensor");
   m.def("sample_without_replacement(Tensor weights, Tensor uniforms, int num_samples) -> Tensor");
   // Fused softmax cross-entropy / focal / logit-adjusted loss (see
   // csrc/loss/softmax_loss.h). Returns the reduced loss and, when

@@ -29,12 +29,26 @@ def chi_square_p(observed, expected_probs):
 # --- operators ---------------------------------------------------------------
 
 
-def alias_reference(weights, uniforms):
-    """Pure-PyTorch alias sampling: the same table lookups, from bt.ops.alias_table."""
+def splitmix64(z):
+    mask = (1 << 64) - 1
+    z = (z + 0x9E3779B97F4A7C15) & mask
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+    return z ^ (z >> 31)
+
+
+def alias_reference(weights, seed, num_samples):
+    """Pure-Python alias sampling from the same counter-based words:
+    u_j = splitmix64(seed + j * golden), cell = floor(u n / 2^64), coin = frac(u n / 2^64)."""
     prob, alias = bt.ops.alias_table(weights)
     n = weights.numel()
-    cell = (uniforms[:, 0] * n).long().clamp_max(n - 1)
-    return torch.where(uniforms[:, 1] < prob[cell], cell, alias[cell])
+    out = []
+    for j in range(num_samples):
+        u = splitmix64((seed + j * 0x9E3779B97F4A7C15) & ((1 << 64) - 1))
+        prod = u * n
+        cell, frac = prod >> 64, (prod & ((1 << 64) - 1)) / 2.0**64
+        out.append(cell if frac < float(prob[cell]) else int(alias[cell]))
+    return torch.tensor(out)
 
 
 def test_alias_table_is_exact():
@@ -48,11 +62,30 @@ def test_alias_table_is_exact():
     assert bool((prob[w == 0] == 0).all())
 
 
-def test_alias_sample_matches_reference():
+@pytest.mark.parametrize("seed", [0, 12345, 2**63 - 1])
+def test_alias_sample_matches_reference(seed):
     w = torch.rand(100, dtype=torch.float64)
-    u = torch.rand(5000, 2, dtype=torch.float64)
     prob, alias = bt.ops.alias_table(w)
-    assert torch.equal(torch.ops.balancedtorch.alias_sample(prob, alias, u), alias_reference(w, u))
+    got = torch.ops.balancedtorch.alias_sample(prob, alias, torch.tensor([seed]), 3000)
+    assert torch.equal(got, alias_reference(w, seed, 3000))
+
+
+@pytest.mark.parametrize("seed", [0, 99, 2**63 - 1])
+def test_packed_alias_sample_matches_reference(seed):
+    w = torch.rand(100, dtype=torch.float64) * (torch.rand(100) > 0.3)
+    prob, alias = bt.ops.alias_table(w)
+    packed = torch.ops.balancedtorch.alias_pack(prob, alias)
+    thresholds = torch.round(prob * 2.0**32).long()
+    assert torch.equal(packed & ((1 << 33) - 1), thresholds) and torch.equal(packed >> 33, alias)
+    got = torch.ops.balancedtorch.alias_sample_packed(packed, torch.tensor([seed]), 3000)
+    expected = []
+    for j in range(3000):
+        u = splitmix64((seed + j * 0x9E3779B97F4A7C15) & ((1 << 64) - 1))
+        prod = u * 100
+        cell, frac32 = prod >> 64, (prod & ((1 << 64) - 1)) >> 32
+        expected.append(cell if frac32 < int(thresholds[cell]) else int(alias[cell]))
+    assert torch.equal(got, torch.tensor(expected))
+    assert bool((w[got] > 0).all()), "a zero-weight index was drawn"
 
 
 def test_without_replacement_matches_key_reference():
@@ -69,7 +102,7 @@ def test_sampling_ops_opcheck():
     w = torch.rand(50, dtype=torch.float64)
     prob, alias = bt.ops.alias_table(w)
     torch.library.opcheck(torch.ops.balancedtorch.alias_table.default, (w,))
-    torch.library.opcheck(torch.ops.balancedtorch.alias_sample.default, (prob, alias, torch.rand(30, 2, dtype=torch.float64)))
+    torch.library.opcheck(torch.ops.balancedtorch.alias_sample.default, (prob, alias, torch.tensor([7]), 30))
     torch.library.opcheck(
         torch.ops.balancedtorch.sample_without_replacement.default, (w, 1 - torch.rand(50, dtype=torch.float64), 10)
     )
@@ -474,3 +507,25 @@ def test_torch_distributed_gloo_two_processes(tmp_path):
     assert torch.equal(both, torch.cat([full, full[:1]]))
     b0, b1 = results[0]["batches"], results[1]["batches"]
     assert b0.shape == b1.shape and not bool((b0 == b1).all())
+
+
+def test_interrupted_pass_is_continued_and_finished_pass_advances():
+    labels = long_tailed_labels(n=200)
+    sampler = bt.data.ClassBalancedSampler(labels, seed=1)
+    epoch0 = sampler.indices().tolist()
+    it = iter(sampler)
+    head = [next(it) for _ in range(50)]
+    assert sampler.state_dict()["position"] == 50
+    rest = list(it)  # the same iterator runs on after state_dict
+    assert head + rest == epoch0
+    assert sampler.state_dict()["position"] == 0 and sampler.epoch == 1
+    again = iter(sampler)
+    part = [next(again) for _ in range(20)]
+    del again  # abandoned mid-epoch: the next pass continues it
+    assert part + list(sampler) == sampler_epoch(labels, 1)
+
+
+def sampler_epoch(labels, epoch):
+    s = bt.data.ClassBalancedSampler(labels, seed=1)
+    s.set_epoch(epoch)
+    return s.indices().tolist()

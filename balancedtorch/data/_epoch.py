@@ -129,22 +129,39 @@ class EpochSampler:
 
     def indices(self) -> Tensor:
         """This rank's indices for the current epoch (what iteration yields), as int64."""
+        live = getattr(self, "_live", None)
+        if live is not None and live[0].__length_hint__() == 0:
+            self._settle()  # the previous pass finished: this is the next epoch
         if self._cache is None:
             self._cache = self._shard(self._global_indices(self._epoch_generator()))
         return self._cache
 
-    def _iterate(self):
-        """Yield this rank's items from the saved position on, then close the epoch."""
-        items = self.indices().tolist()
-        # an interrupted pass (or a loaded state) is continued, not restarted
-        start = self._current_position()
-        rest = iter(items[start:])
-        # The position is read off the list iterator when needed (state_dict),
-        # so yielding costs no Python code per item.
-        self._live = (rest, start, len(items) - start)
-        yield from rest
+    def _settle(self) -> None:
+        """Close the previous pass: a finished one ends the epoch; an abandoned
+        one leaves its position, which the next pass continues from."""
+        live = getattr(self, "_live", None)
+        if live is None:
+            return
+        rest, start, length = live
+        remaining = rest.__length_hint__()
         self._live = None
-        self._finish_epoch()
+        if remaining == 0:
+            self._finish_epoch()
+        else:
+            self._position = start + length - remaining
+
+    def _iterate(self):
+        """An iterator over this rank's items from the saved position on.
+
+        A plain list iterator, so handing out items costs no Python code per
+        item; the position is read off it when needed (state_dict, next pass).
+        """
+        self._settle()
+        items = self.indices().tolist()
+        start = self._position
+        rest = iter(items if start == 0 else items[start:])
+        self._live = (rest, start, len(items) - start)
+        return rest
 
     def _current_position(self) -> int:
         live = getattr(self, "_live", None)
@@ -161,6 +178,9 @@ class EpochSampler:
     # -- state ----------------------------------------------------------------
     def state_dict(self) -> Dict[str, Any]:
         """Everything needed to resume: seed, epoch, epoch seed and position in the epoch."""
+        live = getattr(self, "_live", None)
+        if live is not None and live[0].__length_hint__() == 0:
+            self._settle()  # a finished pass: the state is the next epoch's start
         if self._epoch_seed is None and self._random_epochs():
             # fix the epoch now, so that a resumed sampler replays this exact epoch
             self._epoch_seed = self._draw_epoch_seed()

@@ -12,7 +12,7 @@ from torch import Tensor
 from torch.utils.data import Sampler
 
 from ..ops.class_counts import class_counts
-from ..ops.sampling import alias_sample, alias_table, sample_without_replacement
+from ..ops.sampling import AliasTable, sample_without_replacement
 from ._epoch import EpochSampler, largest_remainder, positive_int
 from ._shares import class_shares
 from .labels import as_labels
@@ -160,8 +160,7 @@ class ClassBalancedSampler(EpochSampler, Sampler[int]):
             else:
                 class_sum = torch.zeros(self.num_classes, dtype=torch.float64).index_add_(0, self.labels, self.sample_weights)
                 w = shares[self.labels] * self.sample_weights / class_sum.clamp_min(1e-300)[self.labels]
-            prob, alias = alias_table(w)
-            return alias_sample(prob, alias, total, generator)
+            return AliasTable(w).sample(total, generator)
         quotas = largest_remainder(shares, total)
         chosen = []
         for c in torch.nonzero(quotas).flatten().tolist():

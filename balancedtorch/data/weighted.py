@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Sampler
 
-from ..ops.sampling import alias_sample, alias_table, sample_without_replacement
+from ..ops.sampling import AliasTable, sample_without_replacement
 from ._epoch import EpochSampler, positive_int
 
 __all__ = ["WeightedRandomSampler"]
@@ -82,7 +82,7 @@ class WeightedRandomSampler(EpochSampler, Sampler[int]):
                 "without replacement each index is drawn at most once"
             )
         super().__init__(generator, seed=0, num_replicas=1, rank=0)
-        self._table = alias_table(self.weights) if replacement else None
+        self._table = AliasTable(self.weights) if replacement else None
 
     def _random_epochs(self) -> bool:
         return True
@@ -94,8 +94,7 @@ class WeightedRandomSampler(EpochSampler, Sampler[int]):
 
     def _global_indices(self, generator: torch.Generator) -> Tensor:
         if self.replacement:
-            prob, alias = self._table
-            return alias_sample(prob, alias, self.num_samples, generator)
+            return self._table.sample(self.num_samples, generator)
         return sample_without_replacement(self.weights, self.num_samples, generator)
 
     def __iter__(self) -> Iterator[int]:

@@ -2,6 +2,6 @@
 
 from .class_counts import class_counts
 from .knn import knn
-from .sampling import alias_sample, alias_table, sample_without_replacement
+from .sampling import AliasTable, alias_sample, alias_table, sample_without_replacement
 
-__all__ = ["class_counts", "knn", "alias_table", "alias_sample", "sample_without_replacement"]
+__all__ = ["class_counts", "knn", "AliasTable", "alias_table", "alias_sample", "sample_without_replacement"]

@@ -7,7 +7,7 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
-__all__ = ["alias_table", "alias_sample", "sample_without_replacement"]
+__all__ = ["alias_table", "alias_sample", "sample_without_replacement", "AliasTable"]
 
 
 def alias_table(weights: Tensor) -> Tuple[Tensor, Tensor]:
@@ -28,8 +28,36 @@ def alias_sample(prob: Tensor, alias: Tensor, num_samples: int, generator: Optio
     Returns:
         Tensor[num_samples] int64.
     """
-    uniforms = torch.rand((num_samples, 2), dtype=torch.float64, generator=generator)
-    return torch.ops.balancedtorch.alias_sample(prob, alias, uniforms)
+    # the kernel's counter-based stream is keyed by one 63-bit seed from the generator
+    seed = torch.empty(1, dtype=torch.long).random_(generator=generator)
+    return torch.ops.balancedtorch.alias_sample(prob, alias, seed, num_samples)
+
+
+class AliasTable:
+    """A reusable alias table of ``weights``: O(N) once, then O(1) per draw.
+
+    Below 2**31 entries the table is also packed into one int64 word per cell
+    (keep-threshold with 2**-32 resolution and alias), so that each draw reads
+    a single random memory location.
+
+    Example:
+        >>> table = bt.ops.AliasTable(weights)
+        >>> idx = table.sample(10**7, generator)
+    """
+
+    def __init__(self, weights: Tensor) -> None:
+        self.prob, self.alias = alias_table(weights)
+        self.packed = torch.ops.balancedtorch.alias_pack(self.prob, self.alias) if self.prob.numel() < 2**31 else None
+
+    def __len__(self) -> int:
+        return self.prob.numel()
+
+    def sample(self, num_samples: int, generator: Optional[torch.Generator] = None) -> Tensor:
+        """``num_samples`` int64 indices drawn with replacement."""
+        seed = torch.empty(1, dtype=torch.long).random_(generator=generator)
+        if self.packed is not None:
+            return torch.ops.balancedtorch.alias_sample_packed(self.packed, seed, num_samples)
+        return torch.ops.balancedtorch.alias_sample(self.prob, self.alias, seed, num_samples)
 
 
 def sample_without_replacement(
@@ -56,8 +84,18 @@ def _alias_table_fake(weights):
 
 
 @torch.library.register_fake("balancedtorch::alias_sample")
-def _alias_sample_fake(prob, alias, uniforms):
-    return alias.new_empty((uniforms.shape[0],))
+def _alias_sample_fake(prob, alias, seed, num_samples):
+    return alias.new_empty((num_samples,))
+
+
+@torch.library.register_fake("balancedtorch::alias_pack")
+def _alias_pack_fake(prob, alias):
+    return alias.new_empty(alias.shape)
+
+
+@torch.library.register_fake("balancedtorch::alias_sample_packed")
+def _alias_sample_packed_fake(packed, seed, num_samples):
+    return packed.new_empty((num_samples,))
 
 
 @torch.library.register_fake("balancedtorch::sample_without_replacement")

@@ -20,6 +20,16 @@ namespace balancedtorch {
 namespace sampling {
 namespace {
 
+constexpr uint64_t kGolden = 0x9E3779B97F4A7C15ull;
+
+// splitmix64's output function (Steele, Lea & Flood 2014): a strong 64-bit mix.
+inline uint64_t splitmix64(uint64_t z) {
+  z += kGolden;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
 // Vose's alias method: O(N). prob[i] is the chance of keeping i when cell i is
 // picked, alias[i] the index taken otherwise.
 std::tuple<at::Tensor, at::Tensor> alias_table_cpu(const at::Tensor& weights) {
@@ -72,24 +82,102 @@ std::tuple<at::Tensor, at::Tensor> alias_table_cpu(const at::Tensor& weights) {
   return {prob, alias};
 }
 
-at::Tensor alias_sample_cpu(const at::Tensor& prob, const at::Tensor& alias, const at::Tensor& uniforms) {
+// Draw j uses the 64-bit word splitmix64(seed + j * golden): a counter-based
+// stream, so the result depends on the seed alone (not on threads), and no
+// N-sized tensor of random numbers has to be generated and read. u * n as a
+// 128-bit product gives the cell (high half) and an independent uniform
+// fraction (low half) for the coin. Draws go in small batches whose table
+// cells are prefetched first, so the random reads of a large table overlap.
+at::Tensor alias_sample_cpu(const at::Tensor& prob, const at::Tensor& alias, const at::Tensor& seed, int64_t num_samples) {
   TORCH_CHECK_VALUE(prob.dim() == 1 && alias.sizes() == prob.sizes(), "alias_sample: prob and alias must be 1-D of equal length");
   TORCH_CHECK_TYPE(prob.scalar_type() == at::kDouble && alias.scalar_type() == at::kLong, "alias_sample: expected float64 prob and int64 alias");
   TORCH_CHECK_VALUE(
-      uniforms.dim() == 2 && uniforms.size(1) == 2 && uniforms.scalar_type() == at::kDouble,
-      "alias_sample: uniforms must be a float64 tensor of shape (k, 2), got ", uniforms.sizes(), " ", uniforms.scalar_type());
-  const int64_t n = prob.numel(), k = uniforms.size(0);
+      seed.numel() == 1 && seed.scalar_type() == at::kLong, "alias_sample: seed must be a one-element int64 tensor, got ",
+      seed.sizes(), " ", seed.scalar_type());
+  TORCH_CHECK_VALUE(num_samples >= 0, "alias_sample: num_samples must be >= 0, got ", num_samples);
+  const int64_t n = prob.numel(), k = num_samples;
   TORCH_CHECK_VALUE(n > 0 || k == 0, "alias_sample: cannot draw from an empty table");
-  const at::Tensor p = prob.contiguous(), a = alias.contiguous(), u = uniforms.contiguous();
+  const at::Tensor p = prob.contiguous(), a = alias.contiguous();
+  const uint64_t base = static_cast<uint64_t>(seed.item<int64_t>());
   at::Tensor out = at::empty({k}, a.options());
   const double* pp = p.const_data_ptr<double>();
   const int64_t* ap = a.const_data_ptr<int64_t>();
-  const double* up = u.const_data_ptr<double>();
   int64_t* op = out.mutable_data_ptr<int64_t>();
+  constexpr int64_t kBatch = 16;
+  constexpr double kTwoPow64 = 18446744073709551616.0;
   at::parallel_for(0, k, 1 << 14, [&](int64_t begin, int64_t end) {
-    for (int64_t j = begin; j < end; ++j) {
-      const int64_t cell = std::min<int64_t>(static_cast<int64_t>(up[2 * j] * static_cast<double>(n)), n - 1);
-      op[j] = up[2 * j + 1] < pp[cell] ? cell : ap[cell];
+    int64_t cell[kBatch];
+    double frac[kBatch];
+    for (int64_t j0 = begin; j0 < end; j0 += kBatch) {
+      const int64_t len = std::min(kBatch, end - j0);
+      for (int64_t l = 0; l < len; ++l) {
+        const uint64_t u = splitmix64(base + static_cast<uint64_t>(j0 + l) * kGolden);
+        const unsigned __int128 prod = static_cast<unsigned __int128>(u) * static_cast<uint64_t>(n);
+        cell[l] = static_cast<int64_t>(prod >> 64);
+        frac[l] = static_cast<double>(static_cast<uint64_t>(prod)) / kTwoPow64;
+        __builtin_prefetch(pp + cell[l]);
+        __builtin_prefetch(ap + cell[l]);
+      }
+      for (int64_t l = 0; l < len; ++l) {
+        op[j0 + l] = frac[l] < pp[cell[l]] ? cell[l] : ap[cell[l]];
+      }
+    }
+  });
+  return out;
+}
+
+// The alias table as one int64 word per cell: alias << 33 | threshold, with
+// threshold = round(prob * 2^32) in [0, 2^32] (33 bits), for N < 2^31. A
+// draw then reads one word, half the random memory traffic of two arrays.
+at::Tensor alias_pack_cpu(const at::Tensor& prob, const at::Tensor& alias) {
+  TORCH_CHECK_VALUE(prob.dim() == 1 && alias.sizes() == prob.sizes(), "alias_pack: prob and alias must be 1-D of equal length");
+  TORCH_CHECK_TYPE(prob.scalar_type() == at::kDouble && alias.scalar_type() == at::kLong, "alias_pack: expected float64 prob and int64 alias");
+  const int64_t n = prob.numel();
+  TORCH_CHECK_VALUE(n < (int64_t{1} << 31), "alias_pack: tables of 2^31 or more cells cannot be packed, got ", n);
+  const at::Tensor p = prob.contiguous(), a = alias.contiguous();
+  at::Tensor packed = at::empty({n}, a.options());
+  const double* pp = p.const_data_ptr<double>();
+  const int64_t* ap = a.const_data_ptr<int64_t>();
+  int64_t* out = packed.mutable_data_ptr<int64_t>();
+  at::parallel_for(0, n, 1 << 16, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const double scaled = std::nearbyint(std::min(std::max(pp[i], 0.0), 1.0) * 4294967296.0);
+      out[i] = static_cast<int64_t>((static_cast<uint64_t>(ap[i]) << 33) | static_cast<uint64_t>(scaled));
+    }
+  });
+  return packed;
+}
+
+at::Tensor alias_sample_packed_cpu(const at::Tensor& packed, const at::Tensor& seed, int64_t num_samples) {
+  TORCH_CHECK_VALUE(packed.dim() == 1 && packed.scalar_type() == at::kLong, "alias_sample_packed: packed must be a 1-D int64 table");
+  TORCH_CHECK_VALUE(
+      seed.numel() == 1 && seed.scalar_type() == at::kLong, "alias_sample_packed: seed must be a one-element int64 tensor");
+  TORCH_CHECK_VALUE(num_samples >= 0, "alias_sample_packed: num_samples must be >= 0, got ", num_samples);
+  const int64_t n = packed.numel(), k = num_samples;
+  TORCH_CHECK_VALUE(n > 0 || k == 0, "alias_sample_packed: cannot draw from an empty table");
+  const at::Tensor t = packed.contiguous();
+  const uint64_t base = static_cast<uint64_t>(seed.item<int64_t>());
+  at::Tensor out = at::empty({k}, t.options());
+  const uint64_t* tp = reinterpret_cast<const uint64_t*>(t.const_data_ptr<int64_t>());
+  int64_t* op = out.mutable_data_ptr<int64_t>();
+  constexpr int64_t kBatch = 32;
+  constexpr uint64_t kThresholdMask = (uint64_t{1} << 33) - 1;
+  at::parallel_for(0, k, 1 << 14, [&](int64_t begin, int64_t end) {
+    uint64_t cell[kBatch];
+    uint64_t frac[kBatch];
+    for (int64_t j0 = begin; j0 < end; j0 += kBatch) {
+      const int64_t len = std::min(kBatch, end - j0);
+      for (int64_t l = 0; l < len; ++l) {
+        const uint64_t u = splitmix64(base + static_cast<uint64_t>(j0 + l) * kGolden);
+        const unsigned __int128 prod = static_cast<unsigned __int128>(u) * static_cast<uint64_t>(n);
+        cell[l] = static_cast<uint64_t>(prod >> 64);
+        frac[l] = static_cast<uint64_t>(prod) >> 32;
+        __builtin_prefetch(tp + cell[l]);
+      }
+      for (int64_t l = 0; l < len; ++l) {
+        const uint64_t word = tp[cell[l]];
+        op[j0 + l] = frac[l] < (word & kThresholdMask) ? static_cast<int64_t>(cell[l]) : static_cast<int64_t>(word >> 33);
+      }
     }
   });
   return out;
@@ -135,6 +223,8 @@ at::Tensor sample_without_replacement_cpu(const at::Tensor& weights, const at::T
 TORCH_LIBRARY_IMPL(balancedtorch, CPU, m) {
   m.impl("alias_table", &alias_table_cpu);
   m.impl("alias_sample", &alias_sample_cpu);
+  m.impl("alias_pack", &alias_pack_cpu);
+  m.impl("alias_sample_packed", &alias_sample_packed_cpu);
   m.impl("sample_without_replacement", &sample_without_replacement_cpu);
 }
 
