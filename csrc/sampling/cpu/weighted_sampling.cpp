@@ -30,6 +30,34 @@ inline uint64_t splitmix64(uint64_t z) {
   return z ^ (z >> 31);
 }
 
+// Runs draws [0, k) in parallel and in small batches: draw j takes the word
+// u = splitmix64(seed + j * golden) (a counter-based stream: the result
+// depends on the seed alone, not on the threads), and the 128-bit product
+// u * n gives its cell (high half) and an independent 64-bit uniform fraction
+// (low half) for the coin. All cells of a batch are prefetched before any is
+// read, so the random reads of a large table overlap instead of stalling.
+template <typename Prefetch, typename Resolve>
+void batched_draws(int64_t k, int64_t n, uint64_t seed, Prefetch prefetch, Resolve resolve) {
+  constexpr int64_t kBatch = 32;
+  at::parallel_for(0, k, 1 << 14, [&](int64_t begin, int64_t end) {
+    uint64_t cell[kBatch];
+    uint64_t frac[kBatch];
+    for (int64_t j0 = begin; j0 < end; j0 += kBatch) {
+      const int64_t len = std::min(kBatch, end - j0);
+      for (int64_t l = 0; l < len; ++l) {
+        const uint64_t u = splitmix64(seed + static_cast<uint64_t>(j0 + l) * kGolden);
+        const unsigned __int128 prod = static_cast<unsigned __int128>(u) * static_cast<uint64_t>(n);
+        cell[l] = static_cast<uint64_t>(prod >> 64);
+        frac[l] = static_cast<uint64_t>(prod);
+        prefetch(cell[l]);
+      }
+      for (int64_t l = 0; l < len; ++l) {
+        resolve(j0 + l, cell[l], frac[l]);
+      }
+    }
+  });
+}
+
 // Vose's alias method: O(N). prob[i] is the chance of keeping i when cell i is
 // picked, alias[i] the index taken otherwise.
 std::tuple<at::Tensor, at::Tensor> alias_table_cpu(const at::Tensor& weights) {
@@ -82,12 +110,8 @@ std::tuple<at::Tensor, at::Tensor> alias_table_cpu(const at::Tensor& weights) {
   return {prob, alias};
 }
 
-// Draw j uses the 64-bit word splitmix64(seed + j * golden): a counter-based
-// stream, so the result depends on the seed alone (not on threads), and no
-// N-sized tensor of random numbers has to be generated and read. u * n as a
-// 128-bit product gives the cell (high half) and an independent uniform
-// fraction (low half) for the coin. Draws go in small batches whose table
-// cells are prefetched first, so the random reads of a large table overlap.
+// Draws with replacement from the (prob, alias) arrays; see batched_draws.
+// No N-sized tensor of random numbers is generated: one seed keys the stream.
 at::Tensor alias_sample_cpu(const at::Tensor& prob, const at::Tensor& alias, const at::Tensor& seed, int64_t num_samples) {
   TORCH_CHECK_VALUE(prob.dim() == 1 && alias.sizes() == prob.sizes(), "alias_sample: prob and alias must be 1-D of equal length");
   TORCH_CHECK_TYPE(prob.scalar_type() == at::kDouble && alias.scalar_type() == at::kLong, "alias_sample: expected float64 prob and int64 alias");
@@ -103,26 +127,15 @@ at::Tensor alias_sample_cpu(const at::Tensor& prob, const at::Tensor& alias, con
   const double* pp = p.const_data_ptr<double>();
   const int64_t* ap = a.const_data_ptr<int64_t>();
   int64_t* op = out.mutable_data_ptr<int64_t>();
-  constexpr int64_t kBatch = 16;
-  constexpr double kTwoPow64 = 18446744073709551616.0;
-  at::parallel_for(0, k, 1 << 14, [&](int64_t begin, int64_t end) {
-    int64_t cell[kBatch];
-    double frac[kBatch];
-    for (int64_t j0 = begin; j0 < end; j0 += kBatch) {
-      const int64_t len = std::min(kBatch, end - j0);
-      for (int64_t l = 0; l < len; ++l) {
-        const uint64_t u = splitmix64(base + static_cast<uint64_t>(j0 + l) * kGolden);
-        const unsigned __int128 prod = static_cast<unsigned __int128>(u) * static_cast<uint64_t>(n);
-        cell[l] = static_cast<int64_t>(prod >> 64);
-        frac[l] = static_cast<double>(static_cast<uint64_t>(prod)) / kTwoPow64;
-        __builtin_prefetch(pp + cell[l]);
-        __builtin_prefetch(ap + cell[l]);
-      }
-      for (int64_t l = 0; l < len; ++l) {
-        op[j0 + l] = frac[l] < pp[cell[l]] ? cell[l] : ap[cell[l]];
-      }
-    }
-  });
+  batched_draws(
+      k, n, base,
+      [&](uint64_t c) {
+        __builtin_prefetch(pp + c);
+        __builtin_prefetch(ap + c);
+      },
+      [&](int64_t j, uint64_t c, uint64_t frac) {
+        op[j] = static_cast<double>(frac) / 18446744073709551616.0 < pp[c] ? static_cast<int64_t>(c) : ap[c];
+      });
   return out;
 }
 
@@ -160,26 +173,13 @@ at::Tensor alias_sample_packed_cpu(const at::Tensor& packed, const at::Tensor& s
   at::Tensor out = at::empty({k}, t.options());
   const uint64_t* tp = reinterpret_cast<const uint64_t*>(t.const_data_ptr<int64_t>());
   int64_t* op = out.mutable_data_ptr<int64_t>();
-  constexpr int64_t kBatch = 32;
   constexpr uint64_t kThresholdMask = (uint64_t{1} << 33) - 1;
-  at::parallel_for(0, k, 1 << 14, [&](int64_t begin, int64_t end) {
-    uint64_t cell[kBatch];
-    uint64_t frac[kBatch];
-    for (int64_t j0 = begin; j0 < end; j0 += kBatch) {
-      const int64_t len = std::min(kBatch, end - j0);
-      for (int64_t l = 0; l < len; ++l) {
-        const uint64_t u = splitmix64(base + static_cast<uint64_t>(j0 + l) * kGolden);
-        const unsigned __int128 prod = static_cast<unsigned __int128>(u) * static_cast<uint64_t>(n);
-        cell[l] = static_cast<uint64_t>(prod >> 64);
-        frac[l] = static_cast<uint64_t>(prod) >> 32;
-        __builtin_prefetch(tp + cell[l]);
-      }
-      for (int64_t l = 0; l < len; ++l) {
-        const uint64_t word = tp[cell[l]];
-        op[j0 + l] = frac[l] < (word & kThresholdMask) ? static_cast<int64_t>(cell[l]) : static_cast<int64_t>(word >> 33);
-      }
-    }
-  });
+  batched_draws(
+      k, n, base, [&](uint64_t c) { __builtin_prefetch(tp + c); },
+      [&](int64_t j, uint64_t c, uint64_t frac) {
+        const uint64_t word = tp[c];
+        op[j] = (frac >> 32) < (word & kThresholdMask) ? static_cast<int64_t>(c) : static_cast<int64_t>(word >> 33);
+      });
   return out;
 }
 
