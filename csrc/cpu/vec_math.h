@@ -8,19 +8,20 @@
 namespace balancedtorch {
 namespace cpu {
 
-// exp(x) for float lanes, about 2 ulp (max relative error < 2.5e-7) over the
-// whole range: Cody-Waite range reduction x = n ln2 + r, |r| <= ln2 / 2, a
-// degree-6 polynomial for e^r (Cephes' expf coefficients) and 2^n built in
-// the exponent bits. Several times cheaper than at::vec's Sleef exp, which is
-// what a softmax over many classes spends its time on. exp(-inf) = 0 and
-// results below FLT_MIN flush to 0; nan propagates; x > 88 gives inf.
+// exp(x) for float lanes, about 2 ulp (max relative error < 2.5e-7): Cody-Waite
+// range reduction x = n ln2 + r, |r| <= ln2 / 2, a degree-6 polynomial for
+// e^r (Cephes' expf coefficients) and 2^n built in the exponent bits. Several
+// times cheaper than at::vec's Sleef exp, which is what a softmax over many
+// classes spends its time on. Meant for x <= 88 (the callers pass z - max or
+// -|x|): larger x is clamped. exp(-inf) = 0, results below FLT_MIN flush to
+// 0, nan propagates (clamp keeps it, and it poisons the polynomial).
 inline at::vec::Vectorized<float> exp(const at::vec::Vectorized<float>& x) {
   using Vec = at::vec::Vectorized<float>;
   using IVec = at::vec::Vectorized<int32_t>;
   const Vec hi(88.0f), lo(-87.3365447504019f);
   const Vec log2e(1.44269504088896341f), ln2_hi(0.693359375f), ln2_lo(-2.12194440e-4f);
   const Vec one(1.0f);
-  const Vec xc = at::vec::minimum(at::vec::maximum(x, lo), hi);
+  const Vec xc = at::vec::clamp(x, lo, hi);
   const Vec n = (xc * log2e).round();
   Vec r = at::vec::fmadd(n, Vec(-ln2_hi), xc);
   r = at::vec::fmadd(n, Vec(-ln2_lo), r);
@@ -32,11 +33,8 @@ inline at::vec::Vectorized<float> exp(const at::vec::Vectorized<float>& x) {
   y = at::vec::fmadd(y, r, Vec(5.0000001201e-1f));
   y = at::vec::fmadd(y, r * r, r + one);
   const IVec bits = (at::vec::convert_to_int_of_same_size(n) + IVec(127)) << IVec(23);
-  Vec result = y * at::vec::cast<float>(bits);
-  result = Vec::blendv(result, Vec(0.0f), x < lo);
-  result = Vec::blendv(result, Vec(std::numeric_limits<float>::infinity()), x > hi);
-  // nan lanes: min/max above propagate nan into y, so result is nan already.
-  return result;
+  // below ln(FLT_MIN) the exponent trick would wrap: flush to an exact 0
+  return Vec::blendv(y * at::vec::cast<float>(bits), Vec(0.0f), x < lo);
 }
 
 // Double lanes keep at::vec's (Sleef, 1 ulp) exp: float64 is for accuracy.
