@@ -11,6 +11,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Sampler
 
+from .._classes import group_by_class
 from ..ops.class_counts import class_counts
 from ..ops.sampling import AliasTable, sample_without_replacement
 from ._epoch import EpochSampler, largest_remainder, positive_int
@@ -90,9 +91,7 @@ class ClassBalancedSampler(EpochSampler, Sampler[int]):
         self.labels = as_labels(labels)
         self.num_classes = int(self.labels.max()) + 1
         self.counts = class_counts(self.labels, self.num_classes)
-        # class c's members are _order[_offsets[c]:_offsets[c + 1]]
-        self._order = torch.argsort(self.labels, stable=True)
-        self._offsets = torch.cat([torch.zeros(1, dtype=torch.long), self.counts.cumsum(0)]).tolist()
+        self._order, self._offsets = group_by_class(self.labels, self.counts)
         self.strategy = strategy
         self.replacement = replacement
         self._base_shares = class_shares(self.counts, strategy)

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Sampler
 
+from .._classes import group_by_class
 from ..ops.class_counts import class_counts
 from ._epoch import EpochSampler, largest_remainder, positive_int
 from ._shares import class_shares
@@ -82,8 +83,7 @@ class StratifiedBatchSampler(EpochSampler, Sampler[List[int]]):
         n = int(self.labels.numel())
         default = n // self.batch_size if drop_last else -(-n // self.batch_size)
         self.num_batches = positive_int(num_batches, "num_batches") if num_batches is not None else max(default, 1)
-        self._order = torch.argsort(self.labels, stable=True)
-        self._offsets = torch.cat([torch.zeros(1, dtype=torch.long), self.counts.cumsum(0)]).tolist()
+        self._order, self._offsets = group_by_class(self.labels, self.counts)
 
     def _class_stream(self, c: int, length: int, generator: torch.Generator) -> Tensor:
         members = self._order[self._offsets[c] : self._offsets[c + 1]]

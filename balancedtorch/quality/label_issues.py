@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .._classes import group_by_class
 from ._inputs import check_labels_and_probs
 
 __all__ = ["find_label_issues", "rank_mistakes", "mistakes_per_class", "label_quality_scores"]
@@ -83,16 +84,17 @@ def _prune_counts(confident_joint: np.ndarray, n: int, frac_noise: float) -> np.
     return _round_rows(reduced.astype(int)).astype(int)
 
 
-def _confident_joint(y: Tensor, p: Tensor, counts: Tensor):
+def _confident_joint(y: Tensor, p: Tensor, counts: Tensor, order: Tensor, offsets: list):
     """Calibrated confident joint (K x K, rows: given label) and off-diagonal indices."""
     K = p.shape[1]
     # Per-class mean self-confidence with numpy's pairwise summation over the
     # class's samples in index order, exactly as cleanlab: a last-bit
     # difference in a threshold can flip a borderline sample.
     self_conf = p.gather(1, y[:, None]).squeeze(1).cpu().numpy()
-    order = torch.argsort(y, stable=True).cpu().numpy()
-    bounds = np.concatenate([[0], np.cumsum(counts.cpu().numpy())])
-    means = [np.mean(self_conf[order[bounds[k] : bounds[k + 1]]]) if bounds[k + 1] > bounds[k] else 2.0 for k in range(K)]
+    order_np = order.cpu().numpy()
+    means = [
+        np.mean(self_conf[order_np[offsets[k] : offsets[k + 1]]]) if offsets[k + 1] > offsets[k] else 2.0 for k in range(K)
+    ]
     thresholds = torch.as_tensor(np.clip(np.asarray(means), _THRESHOLD_LOWER_BOUND, None), device=p.device)
     if not p.dtype == torch.float64:
         thresholds = thresholds.to(p.dtype)
@@ -167,13 +169,12 @@ def find_label_issues(
     y, p = check_labels_and_probs(labels, pred_probs)
     K = p.shape[1]
     counts = torch.bincount(y, minlength=K)
-    joint, off_diagonal = _confident_joint(y, p, counts)
+    order, offsets = group_by_class(y, counts)  # used by the thresholds and the pruning
+    joint, off_diagonal = _confident_joint(y, p, counts, order, offsets)
     mask = torch.zeros(y.numel(), dtype=torch.bool, device=p.device)
 
     if filter_by in ("prune_by_noise_rate", "prune_by_class", "both"):
         prune = _prune_counts(joint, min_examples_per_class, float(frac_noise))
-        order = torch.argsort(y, stable=True)
-        offsets = torch.cat([counts.new_zeros(1), counts.cumsum(0)]).tolist()
         by_label = p.index_select(0, order)  # rows grouped by given label, one gather
         by_class = torch.zeros_like(mask)
         by_noise = torch.zeros_like(mask)
