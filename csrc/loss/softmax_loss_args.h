@@ -9,6 +9,8 @@
 
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/div.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/empty_like.h>
 #include <ATen/ops/sum.h>
 #include <c10/util/Exception.h>
 
@@ -127,6 +129,38 @@ inline std::optional<at::MemoryFormat> class_last_format(const at::Tensor& input
     return at::MemoryFormat::ChannelsLast3d;
   }
   return std::nullopt;
+}
+
+// The memory a call works on, decided once for both backends: contiguous
+// [N, C, inner] logits (column kernels), or rows of C classes (inner == 1 or
+// channels-last logits, read in place); the gradient in the logits' memory
+// format; per-sample losses in the accumulation dtype.
+struct SoftmaxLossLayout {
+  at::Tensor x, target, grad, losses;
+  at::ScalarType acc_type;
+  bool row_layout;
+  int64_t rows;          // N * inner: one loss each
+  int64_t kernel_n;      // samples as the kernels see them
+  int64_t kernel_inner;  // 1 for the row kernels
+};
+
+inline SoftmaxLossLayout softmax_loss_layout(
+    const at::Tensor& input,
+    const at::Tensor& target,
+    const SoftmaxLossArgs& args,
+    bool compute_grad) {
+  SoftmaxLossLayout l;
+  const std::optional<at::MemoryFormat> class_last = class_last_format(input);
+  l.x = class_last ? input : input.contiguous();
+  l.target = class_last && args.soft ? target.contiguous(*class_last) : target.contiguous();
+  l.row_layout = args.inner == 1 || class_last.has_value();
+  l.rows = args.N * args.inner;
+  l.kernel_n = l.row_layout ? l.rows : args.N;
+  l.kernel_inner = l.row_layout ? 1 : args.inner;
+  l.grad = compute_grad ? at::empty_like(l.x) : at::empty({0}, l.x.options());
+  l.acc_type = input.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  l.losses = at::empty({l.rows}, l.x.options().dtype(l.acc_type));
+  return l;
 }
 
 inline void raise_invalid_target(int64_t index, int64_t value, int64_t num_classes, int64_t ignore_index) {

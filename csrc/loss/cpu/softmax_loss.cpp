@@ -596,13 +596,13 @@ std::tuple<at::Tensor, at::Tensor> softmax_loss_cpu(
     bool compute_grad) {
   const SoftmaxLossArgs args = check_softmax_loss_args(input, target, weight, logit_bias, ignore_index, label_smoothing, gamma, reduction);
   TORCH_CHECK(input.device().is_cpu(), "softmax_loss: expected input on the CPU, got ", input.device());
-  const std::optional<at::MemoryFormat> class_last = class_last_format(input);
-  const at::Tensor x = class_last ? input : input.contiguous();
-  const at::Tensor tgt = class_last && args.soft ? target.contiguous(*class_last) : target.contiguous();
-  const bool row_layout = args.inner == 1 || class_last.has_value();
-  at::Tensor grad = compute_grad ? at::empty_like(x) : at::empty({0}, x.options());
-  const at::ScalarType acc_type = input.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
-  at::Tensor losses = at::empty({args.N * args.inner}, x.options().dtype(acc_type));
+  SoftmaxLossLayout layout = softmax_loss_layout(input, target, args, compute_grad);
+  const at::Tensor& x = layout.x;
+  const at::Tensor& tgt = layout.target;
+  const bool row_layout = layout.row_layout;
+  at::Tensor& grad = layout.grad;
+  at::Tensor& losses = layout.losses;
+  const at::ScalarType acc_type = layout.acc_type;
 
   // Weights in double for the denominator, in acc_t for the kernels.
   const at::Tensor w64 = weight.has_value() ? weight->to(at::kDouble).contiguous() : at::Tensor();
@@ -626,9 +626,9 @@ std::tuple<at::Tensor, at::Tensor> softmax_loss_cpu(
     const at::Tensor wacc = weight.has_value() ? weight->to(acc_type).contiguous() : at::Tensor();
     const at::Tensor bacc = logit_bias.has_value() ? logit_bias->to(acc_type).contiguous() : at::Tensor();
     Problem<acc_t> P;
-    P.N = row_layout ? args.N * args.inner : args.N;
+    P.N = layout.kernel_n;
     P.C = args.C;
-    P.inner = row_layout ? 1 : args.inner;
+    P.inner = layout.kernel_inner;
     P.mode = args.mode;
     P.soft = args.soft;
     P.grad = compute_grad;

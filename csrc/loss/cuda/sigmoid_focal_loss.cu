@@ -16,6 +16,7 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
+#include "cuda/device_info.h"
 #include "loss/sigmoid_focal_loss_args.h"
 #include "loss/softmax_loss.h"
 
@@ -92,9 +93,8 @@ std::tuple<at::Tensor, at::Tensor> sigmoid_focal_loss_cuda(
   const at::ScalarType acc_type = x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
   const bool none = reduction == kReductionNone;
   at::Tensor losses = none ? at::empty(x.sizes(), x.options()) : at::Tensor();
-  int device_sms = 0;
-  C10_CUDA_CHECK(cudaDeviceGetAttribute(&device_sms, cudaDevAttrMultiProcessorCount, input.device().index()));
-  const int64_t blocks = std::max<int64_t>(1, std::min<int64_t>((n + kThreads - 1) / kThreads, 8 * device_sms));
+  const int64_t blocks =
+      std::max<int64_t>(1, std::min<int64_t>((n + kThreads - 1) / kThreads, 8 * cuda::multiprocessor_count(input.device().index())));
   at::Tensor partial = none ? at::Tensor() : at::zeros({blocks}, x.options().dtype(acc_type));
   const at::Tensor pw = pos_weight.has_value() ? pos_weight->to(acc_type).contiguous() : at::Tensor();
 

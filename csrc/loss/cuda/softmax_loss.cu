@@ -26,6 +26,7 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
+#include "cuda/device_info.h"
 #include "loss/softmax_loss.h"
 #include "loss/softmax_loss_args.h"
 
@@ -397,12 +398,6 @@ __global__ void target_denominator_kernel(
   }
 }
 
-int multiprocessor_count(c10::DeviceIndex device) {
-  int count = 0;
-  C10_CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device));
-  return count;
-}
-
 std::tuple<at::Tensor, at::Tensor> softmax_loss_cuda(
     const at::Tensor& input,
     const at::Tensor& target,
@@ -417,14 +412,14 @@ std::tuple<at::Tensor, at::Tensor> softmax_loss_cuda(
   TORCH_CHECK(input.is_cuda(), "softmax_loss: expected input on a CUDA device, got ", input.device());
   const c10::cuda::CUDAGuard device_guard(input.device());
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
-  const std::optional<at::MemoryFormat> class_last = class_last_format(input);
-  const at::Tensor x = class_last ? input : input.contiguous();
-  const at::Tensor tgt = class_last && args.soft ? target.contiguous(*class_last) : target.contiguous();
-  const bool row_layout = args.inner == 1 || class_last.has_value();
-  const int64_t rows = args.N * args.inner;
-  at::Tensor grad = compute_grad ? at::empty_like(x) : at::empty({0}, x.options());
-  const at::ScalarType acc_type = input.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
-  at::Tensor losses = at::empty({rows}, x.options().dtype(acc_type));
+  SoftmaxLossLayout layout = softmax_loss_layout(input, target, args, compute_grad);
+  const at::Tensor& x = layout.x;
+  const at::Tensor& tgt = layout.target;
+  const bool row_layout = layout.row_layout;
+  at::Tensor& grad = layout.grad;
+  at::Tensor& losses = layout.losses;
+  const at::ScalarType acc_type = layout.acc_type;
+  const int64_t rows = layout.rows;
   const at::Tensor wacc = weight.has_value() ? weight->to(acc_type).contiguous() : at::Tensor();
   const at::Tensor bacc = logit_bias.has_value() ? logit_bias->to(acc_type).contiguous() : at::Tensor();
   const at::Tensor wsum = wacc.defined() ? at::sum(wacc) : at::Tensor();
@@ -435,7 +430,7 @@ std::tuple<at::Tensor, at::Tensor> softmax_loss_cuda(
   } else if (rows == 0) {
     denominator = at::scalar_tensor(0.0, losses.options());
   } else {
-    const int64_t blocks = std::min<int64_t>((rows + kThreads - 1) / kThreads, 4 * multiprocessor_count(input.device().index()));
+    const int64_t blocks = std::min<int64_t>((rows + kThreads - 1) / kThreads, 4 * cuda::multiprocessor_count(input.device().index()));
     at::Tensor partial = at::empty({blocks}, losses.options());
     at::Tensor first_bad = at::full({1}, rows, tgt.options().dtype(at::kLong));
     AT_DISPATCH_FLOATING_TYPES(acc_type, "softmax_loss_denominator", [&] {
@@ -466,9 +461,9 @@ std::tuple<at::Tensor, at::Tensor> softmax_loss_cuda(
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "softmax_loss_cuda", [&] {
       using acc_t = at::opmath_type<scalar_t>;
       Problem<acc_t> P;
-      P.N = row_layout ? args.N * args.inner : args.N;
+      P.N = layout.kernel_n;
       P.C = args.C;
-      P.inner = row_layout ? 1 : args.inner;
+      P.inner = layout.kernel_inner;
       P.mode = args.mode;
       P.soft = args.soft;
       P.grad = compute_grad;

@@ -15,6 +15,7 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
+#include "cuda/device_info.h"
 #include "sampling/class_counts.h"
 
 namespace balancedtorch {
@@ -67,12 +68,6 @@ __global__ void class_counts_kernel(
   }
 }
 
-int multiprocessor_count(c10::DeviceIndex device) {
-  int count = 0;
-  C10_CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device));
-  return count;
-}
-
 at::Tensor class_counts_cuda(const at::Tensor& labels, int64_t num_classes, std::optional<int64_t> ignore_index) {
   check_class_counts_args(labels, num_classes);
   TORCH_CHECK(labels.is_cuda(), "class_counts: expected labels on a CUDA device, got ", labels.device());
@@ -91,7 +86,7 @@ at::Tensor class_counts_cuda(const at::Tensor& labels, int64_t num_classes, std:
   // Enough blocks to fill the device, and enough that no block's 32-bit
   // shared counters can overflow.
   const int64_t per_block_cap = int64_t{1} << 30;
-  int64_t blocks = std::max<int64_t>(4 * multiprocessor_count(labels.device().index()), (n + per_block_cap - 1) / per_block_cap);
+  int64_t blocks = std::max<int64_t>(4 * cuda::multiprocessor_count(labels.device().index()), (n + per_block_cap - 1) / per_block_cap);
   blocks = std::min<int64_t>(blocks, (n + kThreads - 1) / kThreads);
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
 
