@@ -11,6 +11,7 @@ from . import functional
 from . import metrics
 from . import nn
 from . import quality
+from . import resample
 from .weights import class_weights
 
-__all__ = ["__version__", "build_info", "class_weights", "data", "functional", "metrics", "nn", "ops", "quality"]
+__all__ = ["__version__", "build_info", "class_weights", "data", "functional", "metrics", "nn", "ops", "quality", "resample"]

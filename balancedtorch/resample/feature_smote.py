@@ -1,0 +1,233 @@
+"""FeatureSMOTE: SMOTE in a model's feature space, inside the training loop."""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any, Optional, Tuple
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["FeatureSMOTE"]
+
+
+class FeatureSMOTE(nn.Module):
+    """Append synthetic features of the under-represented classes of each batch.
+
+    Put it between a backbone and its classifier head: in training mode,
+    ``forward(features [B, D], labels [B])`` returns ``(features [B + S, D],
+    labels [B + S])``, the batch first, then S new points, each
+    ``x + u * (x_nn - x)`` with ``u ~ U[0, 1)``, ``x`` a random batch sample
+    of the class and ``x_nn`` a random one of its ``k_neighbors`` nearest
+    same-class neighbours (itself excluded). The output is differentiable with
+    respect to the batch features (gradients reach the backbone through both
+    ends of every segment that lies in the batch). In eval mode the inputs are
+    returned unchanged.
+
+    Args:
+        k_neighbors (int): neighbours per sample; classes with fewer candidates
+            use what they have, a class with a single sample and nothing in
+            memory gets no synthetic points.
+        sampling_strategy: how many points each class present in the batch gets:
+            ``"balanced"``: up to the batch's largest class count;
+            a float r in (0, 1]: up to ``int(r * largest count)``;
+            ``"prior"``: up to ``round(B * max running prior)``, the running
+            class prior being an exponential average of the batches' class
+            shares (``momentum``; needs ``num_classes``), so a class's target does
+            not jump with each batch's sampling noise;
+            a dict {class: target count per batch}.
+        memory_size (int): with > 0, a per-class ring buffer of the last
+            ``memory_size`` detached features of each class joins the
+            neighbour candidates (needs ``num_classes``); rare classes then
+            find neighbours even when a batch holds only one of their samples.
+        num_classes (int, optional): needed by ``memory_size > 0`` and "prior".
+        momentum (float): update rate of the running prior.
+        generator (torch.Generator, optional): default source of randomness
+            (``forward(..., generator=)`` overrides it); same generator state,
+            same output.
+
+    Example:
+        >>> smote = bt.resample.FeatureSMOTE(k_neighbors=5, memory_size=256, num_classes=10)
+        >>> feats, y = smote(backbone(images), labels)
+        >>> loss = criterion(head(feats), y)
+    """
+
+    def __init__(
+        self,
+        k_neighbors: int = 5,
+        sampling_strategy: Any = "balanced",
+        memory_size: int = 0,
+        num_classes: Optional[int] = None,
+        momentum: float = 0.01,
+        generator: Optional[torch.Generator] = None,
+    ) -> None:
+        super().__init__()
+        if isinstance(k_neighbors, bool) or not isinstance(k_neighbors, numbers.Integral) or k_neighbors < 1:
+            raise ValueError(f"FeatureSMOTE: k_neighbors must be an int >= 1, got {k_neighbors!r}")
+        if isinstance(memory_size, bool) or not isinstance(memory_size, numbers.Integral) or memory_size < 0:
+            raise ValueError(f"FeatureSMOTE: memory_size must be an int >= 0, got {memory_size!r}")
+        if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) or num_classes < 1):
+            raise ValueError(f"FeatureSMOTE: num_classes must be a positive int, got {num_classes!r}")
+        if (memory_size > 0 or sampling_strategy == "prior") and num_classes is None:
+            raise ValueError("FeatureSMOTE: memory_size > 0 and sampling_strategy='prior' need num_classes")
+        if isinstance(sampling_strategy, str):
+            if sampling_strategy not in ("balanced", "prior"):
+                raise ValueError(f"FeatureSMOTE: sampling_strategy must be 'balanced', 'prior', a float or a dict, got {sampling_strategy!r}")
+        elif isinstance(sampling_strategy, dict):
+            for c, n in sampling_strategy.items():
+                if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0:
+                    raise ValueError(f"FeatureSMOTE: sampling_strategy[{c!r}] must be an int >= 0, got {n!r}")
+        elif isinstance(sampling_strategy, numbers.Real) and not isinstance(sampling_strategy, bool):
+            if not 0 < sampling_strategy <= 1:
+                raise ValueError(f"FeatureSMOTE: a float sampling_strategy must be in (0, 1], got {sampling_strategy}")
+        else:
+            raise ValueError(f"FeatureSMOTE: sampling_strategy must be 'balanced', 'prior', a float or a dict, got {sampling_strategy!r}")
+        if not 0 < momentum <= 1:
+            raise ValueError(f"FeatureSMOTE: momentum must be in (0, 1], got {momentum}")
+        self.k_neighbors = int(k_neighbors)
+        self.sampling_strategy = sampling_strategy
+        self.memory_size = int(memory_size)
+        self.num_classes = num_classes
+        self.momentum = float(momentum)
+        self.generator = generator
+        if num_classes is not None:
+            self.register_buffer("class_prior", torch.full((num_classes,), 1.0 / num_classes))
+            self.register_buffer("memory_filled", torch.zeros(num_classes, dtype=torch.long))
+            self.register_buffer("memory_next", torch.zeros(num_classes, dtype=torch.long))
+        self.memory: Optional[Tensor] = None  # [num_classes, memory_size, D], created at the first batch
+
+    def extra_repr(self) -> str:
+        return (
+            f"k_neighbors={self.k_neighbors}, sampling_strategy={self.sampling_strategy!r}, "
+            f"memory_size={self.memory_size}, num_classes={self.num_classes}"
+        )
+
+    def _targets(self, counts: Tensor, batch: int) -> Tensor:
+        """Synthetic points per class (classes absent from the batch get none)."""
+        s = self.sampling_strategy
+        present = counts > 0
+        if s == "balanced":
+            target = counts.max().expand_as(counts)
+        elif s == "prior":
+            target = torch.round(batch * self.class_prior.max()).long().expand_as(counts)
+        elif isinstance(s, dict):
+            target = torch.zeros_like(counts)
+            for c, n in s.items():
+                if 0 <= int(c) < counts.numel():
+                    target[int(c)] = n
+        else:
+            target = (counts.max().double() * float(s)).long().expand_as(counts)
+        return torch.where(present, (target - counts).clamp_min(0), torch.zeros_like(counts))
+
+    def forward(self, features: Tensor, labels: Tensor, generator: Optional[torch.Generator] = None) -> Tuple[Tensor, Tensor]:
+        if not isinstance(features, Tensor) or features.dim() != 2:
+            raise ValueError(f"FeatureSMOTE: features must be a 2-D tensor [B, D], got {getattr(features, 'shape', type(features))}")
+        if not features.is_floating_point():
+            raise ValueError(f"FeatureSMOTE: features must be floating point, got {features.dtype}")
+        if not isinstance(labels, Tensor) or labels.dim() != 1 or labels.shape[0] != features.shape[0]:
+            raise ValueError(
+                f"FeatureSMOTE: labels must be a 1-D tensor with one label per feature row ({features.shape[0]}), "
+                f"got {getattr(labels, 'shape', type(labels))}"
+            )
+        if labels.is_floating_point() or labels.dtype == torch.bool or labels.is_complex():
+            raise ValueError(f"FeatureSMOTE: labels must be integer class indices, got {labels.dtype}")
+        if not self.training or features.shape[0] == 0:
+            return features, labels
+        y = labels.to(features.device).long()
+        low, high = int(y.min()), int(y.max())
+        if low < 0 or (self.num_classes is not None and high >= self.num_classes):
+            bound = f" and < num_classes={self.num_classes}" if self.num_classes is not None else ""
+            raise ValueError(f"FeatureSMOTE: labels must be >= 0{bound}, got values in [{low}, {high}]")
+        if not bool(torch.isfinite(features.detach()).all()):
+            raise ValueError("FeatureSMOTE: features contain NaN or inf")
+        gen = generator if generator is not None else self.generator
+        B, D = features.shape
+        K = self.num_classes if self.num_classes is not None else high + 1
+        counts = torch.bincount(y, minlength=K)
+        if self.sampling_strategy == "prior":
+            with torch.no_grad():
+                self.class_prior.mul_(1 - self.momentum).add_(counts.to(self.class_prior.dtype) / B, alpha=self.momentum)
+        n_new = self._targets(counts, B)
+
+        # neighbour candidates: the batch, then the filled memory slots
+        cand, cand_y = features, y
+        mem = self._memory_view(features)
+        if mem is not None:
+            cand = torch.cat([features, mem[0]])
+            cand_y = torch.cat([y, mem[1]])
+        out_feat, out_y = features, labels
+        if int(n_new.sum()) > 0:
+            synth, synth_y = self._synthesise(features, y, cand, cand_y, n_new, gen)
+            out_feat = torch.cat([features, synth])
+            out_y = torch.cat([labels, synth_y.to(labels.dtype).to(labels.device)])
+        if self.memory_size > 0:
+            self._remember(features.detach(), y)
+        return out_feat, out_y
+
+    def _synthesise(self, features, y, cand, cand_y, n_new, gen):
+        B = features.shape[0]
+        device = features.device
+        with torch.no_grad():
+            f = features.detach().float()
+            c = cand.detach().float()
+            dist = torch.cdist(f, c).pow_(2)
+            other = cand_y.unsqueeze(0) != y.unsqueeze(1)
+            dist.masked_fill_(other, float("inf"))
+            dist[torch.arange(B, device=device), torch.arange(B, device=device)] = float("inf")
+            k = min(self.k_neighbors, c.shape[0] - 1)
+            nd, ni = dist.topk(k, dim=1, largest=False, sorted=True) if k > 0 else (dist[:, :0], dist[:, :0].long())
+            n_valid = torch.isfinite(nd).sum(1)
+            eligible = n_valid > 0
+            # per class: the eligible rows, grouped by class
+            K = n_new.numel()
+            elig_rows = eligible.nonzero().squeeze(1)
+            elig_y = y[elig_rows]
+            order = torch.argsort(elig_y, stable=True)
+            elig_rows = elig_rows[order]
+            per_class = torch.bincount(elig_y, minlength=K)
+            offsets = torch.cumsum(per_class, 0) - per_class
+            n_new = torch.where(per_class > 0, n_new, torch.zeros_like(n_new))
+            classes = torch.repeat_interleave(torch.arange(K, device=device), n_new)
+            S = classes.numel()
+            if S == 0:
+                return features[:0], y[:0]
+            u = torch.rand((3, S), generator=gen, device=device, dtype=torch.float64)
+            pick = offsets[classes] + (u[0] * per_class[classes]).long().clamp_max(per_class[classes] - 1)
+            rows = elig_rows[pick]
+            col = (u[1] * n_valid[rows]).long().clamp_max(n_valid[rows] - 1)
+            nbr = ni[rows, col]
+        start = features.index_select(0, rows)
+        end = cand.index_select(0, nbr)
+        step = u[2].to(features.dtype).unsqueeze(1)
+        return torch.lerp(start, end, step), classes
+
+    def _memory_view(self, features: Tensor):
+        if self.memory_size == 0 or self.memory is None or int(self.memory_filled.sum()) == 0:
+            return None
+        slots = torch.arange(self.memory_size, device=self.memory.device)
+        valid = slots.unsqueeze(0) < self.memory_filled.unsqueeze(1)  # [K, M]
+        feats = self.memory[valid].to(features.dtype)
+        labels = valid.nonzero()[:, 0]
+        return feats, labels
+
+    @torch.no_grad()
+    def _remember(self, feats: Tensor, y: Tensor) -> None:
+        K, M = self.num_classes, self.memory_size
+        if self.memory is None or self.memory.shape[2] != feats.shape[1] or self.memory.device != feats.device:
+            self.memory = torch.zeros((K, M, feats.shape[1]), dtype=torch.float32, device=feats.device)
+            self.memory_filled.zero_()
+            self.memory_next.zero_()
+        # rank of each row within its class in this batch; the last M of each class are written
+        order = torch.argsort(y, stable=True)
+        ys = y[order]
+        counts = torch.bincount(ys, minlength=K)
+        starts = torch.cumsum(counts, 0) - counts
+        rank = torch.arange(ys.numel(), device=y.device) - starts[ys]
+        keep = rank >= (counts[ys] - M)
+        rows, ys, rank = order[keep], ys[keep], rank[keep]
+        first = (counts - M).clamp_min(0)
+        slot = (self.memory_next[ys] + rank - first[ys]) % M
+        self.memory[ys, slot] = feats[rows].float()
+        written = torch.minimum(counts, torch.full_like(counts, M))
+        self.memory_next.copy_((self.memory_next + written) % M)
+        self.memory_filled.copy_(torch.minimum(self.memory_filled + written, torch.full_like(counts, M)))

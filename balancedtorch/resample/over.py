@@ -1,0 +1,250 @@
+"""Over-samplers: RandomOverSampler, SMOTE, BorderlineSMOTE and ADASYN.
+
+The algorithms are imbalanced-learn's (0.14): the same neighbour sets, the
+same per-class output counts and the same output layout (the original samples
+first, then each class's new samples in ascending class order). Neighbours come
+from ``bt.ops.knn``; a new sample is ``x + u * (x_nn - x)``, ``u ~ U[0, 1)``.
+The random streams are torch's, so the individual new points differ from
+imbalanced-learn's for the same seed; their distribution does not.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any, List, Tuple
+
+import torch
+from torch import Tensor
+
+from ._base import BaseSampler, _Data, check_int, neighbours_in, neighbours_within
+
+__all__ = ["RandomOverSampler", "SMOTE", "BorderlineSMOTE", "ADASYN"]
+
+
+class _OverSampler(BaseSampler):
+    _sampling_type = "over-sampling"
+
+    def _stack(self, data: _Data, X: Tensor, parts: List[Tuple[int, Tensor]]) -> Tuple[Tensor, Tensor]:
+        new_rows = sum(p.shape[0] for _, p in parts)
+        out = X.new_empty((data.n + new_rows, X.shape[1]))
+        out[: data.n] = X
+        codes = [data.codes]
+        at = data.n
+        for code, block in parts:
+            out[at : at + block.shape[0]] = block
+            at += block.shape[0]
+            codes.append(torch.full((block.shape[0],), code, dtype=data.codes.dtype, device=data.device))
+        return out, torch.cat(codes)
+
+
+def _interpolate(base: Tensor, rows: Tensor, targets: Tensor, steps: Tensor) -> Tensor:
+    """base[rows] + steps * (targets - base[rows]) in base's (floating) dtype."""
+    start = base.index_select(0, rows)
+    return torch.lerp(start, targets, steps.to(start.dtype).unsqueeze(1))
+
+
+def _make_samples(
+    X_from: Tensor, nn_data: Tensor, nns: Tensor, n_samples: int, gen: torch.Generator, pair_scale: Tensor = None
+) -> Tensor:
+    """n_samples new points: a random (row, neighbour) pair each, a uniform step.
+
+    ``pair_scale`` (BorderlineSMOTE-2): a boolean per neighbour of nn_data; the
+    step towards such a neighbour is drawn from U[0, 0.5) instead of U[0, 1).
+    """
+    n_rows, k = nns.shape
+    device = X_from.device
+    pick = torch.randint(0, n_rows * k, (n_samples,), generator=gen, device=device)
+    rows, cols = pick // k, pick % k
+    steps = torch.rand(n_samples, generator=gen, device=device, dtype=torch.float64)
+    neighbours = nns[rows, cols]
+    if pair_scale is not None:
+        other = pair_scale[neighbours]
+        steps = torch.where(other, steps * torch.rand(n_samples, generator=gen, device=device, dtype=torch.float64) * 0.5, steps)
+    return _interpolate(X_from, rows, nn_data.index_select(0, neighbours), steps)
+
+
+class RandomOverSampler(_OverSampler):
+    """Repeat random samples of the classes to over-sample (imbalanced-learn's RandomOverSampler).
+
+    Args:
+        sampling_strategy: "auto" (= "not majority"), "minority", "not minority",
+            "not majority", "all", a float (two classes: the minority's target
+            share of the majority's size), a dict {class: target count} or a
+            callable ``y -> dict``.
+        random_state: int, numpy RandomState/Generator, torch.Generator or None.
+        shrinkage (float or dict, optional): smoothed bootstrap; new points get
+            Gaussian noise scaled by ``shrinkage * h * std(class)``.
+        device: where numpy inputs are processed (tensors stay on theirs).
+
+    Attributes: ``sampling_strategy_`` (class -> samples added),
+    ``sample_indices_`` (the rows of X each output row repeats).
+    """
+
+    def __init__(self, *, sampling_strategy: Any = "auto", random_state: Any = None, shrinkage: Any = None, device: Any = None) -> None:
+        super().__init__(sampling_strategy, random_state, device)
+        self.shrinkage = shrinkage
+
+    def _fit_resample(self, data: _Data):
+        shrink = self.shrinkage
+        if shrink is not None:
+            if isinstance(shrink, numbers.Real) and not isinstance(shrink, bool):
+                shrink = {c: float(shrink) for c in self.sampling_strategy_}
+            elif not isinstance(shrink, dict):
+                raise ValueError(f"RandomOverSampler: shrinkage must be None, a float or a dict, got {shrink!r}")
+            missing = set(self.sampling_strategy_) - set(shrink)
+            if missing:
+                raise ValueError(f"RandomOverSampler: shrinkage needs a factor for every class resampled; missing {sorted(missing)}")
+            for cls, f in shrink.items():
+                if not isinstance(f, numbers.Real) or f < 0:
+                    raise ValueError(f"RandomOverSampler: shrinkage[{cls!r}] must be >= 0, got {f!r}")
+        self.shrinkage_ = shrink
+        gen = self._generator
+        X = data.X
+        picks = [torch.arange(data.n, device=data.device)]
+        parts = []
+        for code, n_new in self._codes_strategy.items():
+            rows = data.rows_of(code)
+            boot = rows[torch.randint(0, rows.numel(), (n_new,), generator=gen, device=data.device)]
+            picks.append(boot)
+            block = X.index_select(0, boot)
+            if shrink is not None:
+                Xw = data.work()
+                n, d = Xw.shape
+                h = (4.0 / ((d + 2) * n)) ** (1.0 / (d + 4))
+                scale = float(shrink[data.class_values[code]]) * h * Xw.index_select(0, rows).double().std(0, unbiased=False)
+                noise = torch.randn((n_new, d), generator=gen, device=data.device, dtype=torch.float64) * scale
+                block = (block.double() + noise).to(Xw.dtype)
+            parts.append((code, block))
+        self.sample_indices_ = data.out_indices(torch.cat(picks))
+        if shrink is not None:
+            return self._stack(data, data.work(), parts)
+        return self._stack(data, X, parts)
+
+
+class SMOTE(_OverSampler):
+    """Synthetic Minority Over-sampling (Chawla et al. 2002), imbalanced-learn's SMOTE.
+
+    Each new point lies on the segment between a random sample of the class and
+    one of its ``k_neighbors`` nearest same-class neighbours (itself excluded).
+
+    Example:
+        >>> X_res, y_res = bt.resample.SMOTE(k_neighbors=5, random_state=0).fit_resample(X, y)
+    """
+
+    def __init__(self, *, sampling_strategy: Any = "auto", random_state: Any = None, k_neighbors: int = 5, device: Any = None) -> None:
+        super().__init__(sampling_strategy, random_state, device)
+        self.k_neighbors = k_neighbors
+
+    def _fit_resample(self, data: _Data):
+        k = check_int(self.k_neighbors, "k_neighbors", self._owner)
+        Xw = data.work()
+        parts = []
+        for code, n_new in self._codes_strategy.items():
+            if n_new == 0:
+                continue
+            X_class = Xw.index_select(0, data.rows_of(code))
+            nns = neighbours_within(X_class, k, self._owner, "k_neighbors", data.class_values[code])
+            parts.append((code, _make_samples(X_class, X_class, nns, n_new, self._generator)))
+        return self._stack(data, Xw, parts)
+
+
+class BorderlineSMOTE(_OverSampler):
+    """SMOTE from the borderline samples only (Han et al. 2005), imbalanced-learn's BorderlineSMOTE.
+
+    A sample is "in danger" when at least half, but not all, of its
+    ``m_neighbors`` nearest neighbours (all classes) belong to other classes.
+    ``kind="borderline-1"`` interpolates towards the ``k_neighbors`` nearest
+    same-class samples; ``"borderline-2"`` towards the nearest samples of any
+    class, stepping at most half-way towards other classes.
+    """
+
+    def __init__(
+        self,
+        *,
+        sampling_strategy: Any = "auto",
+        random_state: Any = None,
+        k_neighbors: int = 5,
+        m_neighbors: int = 10,
+        kind: str = "borderline-1",
+        device: Any = None,
+    ) -> None:
+        super().__init__(sampling_strategy, random_state, device)
+        self.k_neighbors = k_neighbors
+        self.m_neighbors = m_neighbors
+        self.kind = kind
+
+    def _fit_resample(self, data: _Data):
+        k = check_int(self.k_neighbors, "k_neighbors", self._owner)
+        m = check_int(self.m_neighbors, "m_neighbors", self._owner)
+        if self.kind not in ("borderline-1", "borderline-2"):
+            raise ValueError(f"BorderlineSMOTE: kind must be 'borderline-1' or 'borderline-2', got {self.kind!r}")
+        Xw = data.work()
+        parts = []
+        self.in_danger_indices = {}
+        for code, n_new in self._codes_strategy.items():
+            if n_new == 0:
+                continue
+            rows = data.rows_of(code)
+            X_class = Xw.index_select(0, rows)
+            _, nn_m = neighbours_in(X_class, Xw, m, self._owner, "m_neighbors")
+            n_other = (data.codes[nn_m] != code).sum(1)
+            danger = (n_other * 2 >= m) & (n_other < m)
+            if not bool(danger.any()):
+                continue
+            self.in_danger_indices[data.class_values[code]] = data.out_indices(rows[danger])
+            X_danger = X_class[danger]
+            if self.kind == "borderline-1":
+                if X_class.shape[0] <= k:
+                    raise ValueError(
+                        f"BorderlineSMOTE: k_neighbors={k} needs more than {k} samples in every class it resamples; "
+                        f"class {data.class_values[code]!r} has {X_class.shape[0]}"
+                    )
+                _, nns = neighbours_in(X_danger, X_class, k, self._owner, "k_neighbors")
+                block = _make_samples(X_danger, X_class, nns, n_new, self._generator)
+            else:
+                _, nns = neighbours_in(X_danger, Xw, k, self._owner, "k_neighbors")
+                block = _make_samples(X_danger, Xw, nns, n_new, self._generator, pair_scale=data.codes != code)
+            parts.append((code, block))
+        return self._stack(data, Xw, parts)
+
+
+class ADASYN(_OverSampler):
+    """Adaptive synthetic sampling (He et al. 2008), imbalanced-learn's ADASYN.
+
+    Samples whose ``n_neighbors`` nearest neighbours belong more to other
+    classes get proportionally more new points (``rint`` of their share), each
+    interpolated towards a random one of their same-class neighbours.
+    """
+
+    def __init__(self, *, sampling_strategy: Any = "auto", random_state: Any = None, n_neighbors: int = 5, device: Any = None) -> None:
+        super().__init__(sampling_strategy, random_state, device)
+        self.n_neighbors = n_neighbors
+
+    def _fit_resample(self, data: _Data):
+        k = check_int(self.n_neighbors, "n_neighbors", self._owner)
+        Xw = data.work()
+        gen = self._generator
+        parts = []
+        for code, n_new in self._codes_strategy.items():
+            if n_new == 0:
+                continue
+            rows = data.rows_of(code)
+            X_class = Xw.index_select(0, rows)
+            _, nns = neighbours_in(X_class, Xw, k, self._owner, "n_neighbors")
+            ratio = (data.codes[nns] != code).sum(1).double() / k
+            total = ratio.sum()
+            if not bool(total > 0):
+                raise RuntimeError(
+                    f"ADASYN: no neighbour of class {data.class_values[code]!r} belongs to another class, so ADASYN "
+                    "has nothing to adapt to (division by zero); use SMOTE for this data"
+                )
+            per_row = torch.round(ratio / total * n_new).long()  # numpy's rint: half to even
+            n_gen = int(per_row.sum())
+            if n_gen == 0:
+                raise ValueError("ADASYN: no samples would be generated with this sampling_strategy")
+            nns_class = neighbours_within(X_class, k, self._owner, "n_neighbors", data.class_values[code])
+            src = torch.repeat_interleave(torch.arange(rows.numel(), device=data.device), per_row)
+            cols = torch.randint(0, k, (n_gen,), generator=gen, device=data.device)
+            steps = torch.rand(n_gen, generator=gen, device=data.device, dtype=torch.float64)
+            parts.append((code, _interpolate(X_class, src, X_class.index_select(0, nns_class[src, cols]), steps)))
+        return self._stack(data, Xw, parts)

@@ -1,0 +1,288 @@
+"""Under-samplers: RandomUnderSampler, NearMiss, TomekLinks, EditedNearestNeighbours, ClusterCentroids.
+
+imbalanced-learn's algorithms (0.14) and output order: classes ascending, each
+class's kept samples (in selection order for NearMiss, in index order for the
+cleaning methods), ``sample_indices_`` the rows of X kept. Neighbour searches
+go through ``bt.ops.knn``; on data without distance ties the same samples are
+selected as imbalanced-learn selects.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any, Dict, Optional
+
+import torch
+from torch import Tensor
+
+from ..ops.knn import knn
+from ._base import BaseSampler, _Data, check_int, neighbours_in, selection
+
+__all__ = ["RandomUnderSampler", "NearMiss", "TomekLinks", "EditedNearestNeighbours", "ClusterCentroids"]
+
+
+class _UnderSampler(BaseSampler):
+    _sampling_type = "under-sampling"
+
+    def _keep(self, data: _Data, keep: Dict[int, Optional[Tensor]]):
+        idx = selection(data, keep)
+        self.sample_indices_ = data.out_indices(idx)
+        return data.X.index_select(0, idx), data.codes.index_select(0, idx)
+
+
+class RandomUnderSampler(_UnderSampler):
+    """Keep a random subset of each class to under-sample (imbalanced-learn's RandomUnderSampler).
+
+    ``sampling_strategy``: "auto" (= "not minority"), "majority", "not minority",
+    "not majority", "all", a float (two classes: minority / majority share
+    after resampling), a dict {class: count to keep} or a callable.
+    ``replacement=True`` draws with replacement.
+    """
+
+    def __init__(self, *, sampling_strategy: Any = "auto", random_state: Any = None, replacement: bool = False, device: Any = None) -> None:
+        super().__init__(sampling_strategy, random_state, device)
+        self.replacement = replacement
+
+    def _fit_resample(self, data: _Data):
+        gen = self._generator
+        keep = {}
+        for code, n_keep in self._codes_strategy.items():
+            n_class = data.counts[code]
+            if self.replacement:
+                keep[code] = torch.randint(0, n_class, (n_keep,), generator=gen, device=data.device)
+            else:
+                keep[code] = torch.randperm(n_class, generator=gen, device=data.device)[:n_keep]
+        return self._keep(data, keep)
+
+
+def _euclidean(queries: Tensor, ref: Tensor, idx: Tensor) -> Tensor:
+    """Exact float64 Euclidean distances from each query to its listed ref rows."""
+    diff = queries.double().unsqueeze(1) - ref.double().index_select(0, idx.flatten()).view(idx.shape[0], idx.shape[1], -1)
+    return diff.pow(2).sum(2).sqrt()
+
+
+def _farthest_sum(queries: Tensor, ref: Tensor, n: int, chunk_bytes: int = 256 * 2**20) -> Tensor:
+    """Sum of the Euclidean distances to the n farthest rows of ref, per query (chunked)."""
+    out = torch.empty(queries.shape[0], dtype=torch.float64, device=queries.device)
+    rows = max(1, chunk_bytes // (8 * max(1, ref.shape[0])))
+    r = ref.double()
+    for s in range(0, queries.shape[0], rows):
+        d = torch.cdist(queries[s : s + rows].double(), r)
+        out[s : s + rows] = d.topk(n, dim=1, largest=True, sorted=False).values.sum(1)
+    return out
+
+
+class NearMiss(_UnderSampler):
+    """Keep the samples nearest to (or, version 3, farthest among those near) the minority class (Mani & Zhang 2003).
+
+    version=1: smallest mean distance to the ``n_neighbors`` nearest minority
+    samples; version=2: smallest mean distance to the ``n_neighbors`` farthest
+    minority samples; version=3: among the ``n_neighbors_ver3`` nearest
+    neighbours of each minority sample, the largest mean distance to the
+    ``n_neighbors`` nearest minority samples. Same selections and order as
+    imbalanced-learn.
+    """
+
+    def __init__(
+        self,
+        *,
+        sampling_strategy: Any = "auto",
+        version: int = 1,
+        n_neighbors: int = 3,
+        n_neighbors_ver3: int = 3,
+        device: Any = None,
+    ) -> None:
+        super().__init__(sampling_strategy, None, device)
+        self.version = version
+        self.n_neighbors = n_neighbors
+        self.n_neighbors_ver3 = n_neighbors_ver3
+
+    def _fit_resample(self, data: _Data):
+        if self.version not in (1, 2, 3):
+            raise ValueError(f"NearMiss: version must be 1, 2 or 3, got {self.version!r}")
+        k = check_int(self.n_neighbors, "n_neighbors", self._owner)
+        Xw = data.work()
+        # imbalanced-learn takes the minority from a Counter: ties go to the class seen first in y
+        first_seen = torch.full((len(data.counts),), data.n, dtype=torch.long, device=data.device)
+        first_seen.scatter_reduce_(0, data.codes, torch.arange(data.n, device=data.device), reduce="amin")
+        first = first_seen.tolist()
+        minority = min(range(len(data.counts)), key=lambda c: (data.counts[c], first[c]))
+        X_min = Xw.index_select(0, data.rows_of(minority))
+        if X_min.shape[0] < k:
+            raise ValueError(f"NearMiss: n_neighbors={k} needs at least {k} minority samples, got {X_min.shape[0]}")
+        keep = {}
+        for code, n_keep in self._codes_strategy.items():
+            X_class = Xw.index_select(0, data.rows_of(code))
+            candidates = None
+            if self.version == 1:
+                _, idx = knn(X_class, k, ref=X_min)
+                score = _euclidean(X_class, X_min, idx).sum(1)
+            elif self.version == 2:
+                score = _farthest_sum(X_class, X_min, k)
+            else:
+                k3 = check_int(self.n_neighbors_ver3, "n_neighbors_ver3", self._owner)
+                if X_class.shape[0] < k3:
+                    raise ValueError(
+                        f"NearMiss: n_neighbors_ver3={k3} needs at least {k3} samples in class "
+                        f"{data.class_values[code]!r}, got {X_class.shape[0]}"
+                    )
+                _, near = knn(X_min, k3, ref=X_class)
+                candidates = torch.unique(near.flatten())
+                X_sel = X_class.index_select(0, candidates)
+                _, idx = knn(X_sel, k, ref=X_min)
+                score = _euclidean(X_sel, X_min, idx).sum(1)
+            # Python's stable sorted(): ties keep index order, also when reversed
+            order = torch.sort(score, stable=True, descending=self.version == 3).indices
+            if order.numel() < n_keep:
+                warnings.warn(
+                    f"NearMiss: {n_keep} samples asked from class {data.class_values[code]!r} but only "
+                    f"{order.numel()} are candidates; all of them are returned",
+                    stacklevel=3,
+                )
+            order = order[:n_keep]
+            keep[code] = order if candidates is None else candidates[order]
+        return self._keep(data, keep)
+
+
+class TomekLinks(_UnderSampler):
+    """Remove the samples of the targeted classes that form a Tomek link (Tomek 1976).
+
+    Two samples of different classes form a link when each is the other's
+    nearest neighbour. ``sampling_strategy``: "auto" (= "not minority"),
+    "majority", "not minority", "not majority", "all" or a list of classes.
+    """
+
+    _sampling_type = "clean-sampling"
+
+    def __init__(self, *, sampling_strategy: Any = "auto", device: Any = None) -> None:
+        super().__init__(sampling_strategy, None, device)
+
+    def _fit_resample(self, data: _Data):
+        nn = knn(data.work(), 1)[1].squeeze(1)
+        y = data.codes
+        targeted = torch.zeros(len(data.counts), dtype=torch.bool, device=data.device)
+        targeted[list(self._codes_strategy)] = True
+        links = targeted[y] & (y[nn] != y) & (nn[nn] == torch.arange(data.n, device=data.device))
+        idx = (~links).nonzero().squeeze(1)
+        self.sample_indices_ = data.out_indices(idx)
+        return data.X.index_select(0, idx), y.index_select(0, idx)
+
+
+class EditedNearestNeighbours(_UnderSampler):
+    """Remove the samples of the targeted classes that disagree with their neighbourhood (Wilson 1972).
+
+    ``kind_sel="all"``: keep a sample only if all its ``n_neighbors`` nearest
+    neighbours share its class; ``"mode"``: if the most common class among
+    them (the smallest class on ties) is its own.
+    """
+
+    _sampling_type = "clean-sampling"
+
+    def __init__(self, *, sampling_strategy: Any = "auto", n_neighbors: int = 3, kind_sel: str = "all", device: Any = None) -> None:
+        super().__init__(sampling_strategy, None, device)
+        self.n_neighbors = n_neighbors
+        self.kind_sel = kind_sel
+
+    def _fit_resample(self, data: _Data):
+        k = check_int(self.n_neighbors, "n_neighbors", self._owner)
+        if self.kind_sel not in ("all", "mode"):
+            raise ValueError(f"EditedNearestNeighbours: kind_sel must be 'all' or 'mode', got {self.kind_sel!r}")
+        Xw = data.work()
+        keep = {}
+        for code in self._codes_strategy:
+            X_class = Xw.index_select(0, data.rows_of(code))
+            _, nn = neighbours_in(X_class, Xw, k, self._owner, "n_neighbors")
+            labels = data.codes[nn]  # (n_class, k)
+            if self.kind_sel == "all":
+                ok = (labels == code).all(1)
+            else:
+                votes = (labels.unsqueeze(2) == labels.unsqueeze(1)).sum(2)  # votes[i, j]: how many share labels[i, j]
+                best = votes.max(1, keepdim=True).values
+                mode = torch.where(votes == best, labels, torch.full_like(labels, len(data.counts))).min(1).values
+                ok = mode == code
+            keep[code] = ok.nonzero().squeeze(1)
+        return self._keep(data, keep)
+
+
+def kmeans(x: Tensor, n_clusters: int, gen: torch.Generator, max_iter: int = 300, tol: float = 1e-4) -> Tensor:
+    """Lloyd's k-means with k-means++ seeding, on x's device; returns the centroids."""
+    n = x.shape[0]
+    xd = x.double()
+    centers = torch.empty((n_clusters, x.shape[1]), dtype=torch.float64, device=x.device)
+    first = int(torch.randint(0, n, (1,), generator=gen, device=x.device))
+    centers[0] = xd[first]
+    closest = (xd - centers[0]).pow(2).sum(1)
+    for c in range(1, n_clusters):
+        total = closest.sum()
+        if bool(total <= 0):
+            pick = int(torch.randint(0, n, (1,), generator=gen, device=x.device))
+        else:
+            pick = int(torch.multinomial(closest / total, 1, generator=gen))
+        centers[c] = xd[pick]
+        closest = torch.minimum(closest, (xd - centers[c]).pow(2).sum(1))
+    threshold = tol * float(xd.var(0, unbiased=False).mean())
+    for _ in range(max_iter):
+        assign = knn(xd, 1, ref=centers)[1].squeeze(1) if n_clusters > 0 else None
+        sums = torch.zeros_like(centers).index_add_(0, assign, xd)
+        sizes = torch.bincount(assign, minlength=n_clusters).unsqueeze(1)
+        updated = torch.where(sizes > 0, sums / sizes.clamp_min(1), centers)
+        shift = (updated - centers).pow(2).sum()
+        centers = updated
+        if float(shift) <= threshold:
+            break
+    return centers
+
+
+class ClusterCentroids(_UnderSampler):
+    """Replace each class to under-sample by the centroids of a k-means on it (imbalanced-learn's ClusterCentroids).
+
+    k-means (k-means++ seeding, Lloyd iterations) runs on the data's device
+    through ``bt.ops.knn``. ``voting="soft"`` (the default for dense data)
+    returns the centroids; ``"hard"`` the class sample nearest to each.
+    ``estimator``: optionally a scikit-learn style clusterer with
+    ``n_clusters`` and ``cluster_centers_`` (run on numpy copies).
+    """
+
+    def __init__(
+        self,
+        *,
+        sampling_strategy: Any = "auto",
+        random_state: Any = None,
+        estimator: Any = None,
+        voting: str = "auto",
+        max_iter: int = 300,
+        device: Any = None,
+    ) -> None:
+        super().__init__(sampling_strategy, random_state, device)
+        self.estimator = estimator
+        self.voting = voting
+        self.max_iter = max_iter
+
+    def _fit_resample(self, data: _Data):
+        if self.voting not in ("auto", "soft", "hard"):
+            raise ValueError(f"ClusterCentroids: voting must be 'auto', 'soft' or 'hard', got {self.voting!r}")
+        self.voting_ = "soft" if self.voting == "auto" else self.voting
+        max_iter = check_int(self.max_iter, "max_iter", self._owner)
+        Xw = data.work()
+        gen = self._generator
+        xs, ys = [], []
+        for code in range(len(data.counts)):
+            X_class = Xw.index_select(0, data.rows_of(code))
+            n_keep = self._codes_strategy.get(code)
+            if n_keep is None:
+                xs.append(X_class)
+            elif n_keep == 0:
+                xs.append(X_class[:0])
+            else:
+                if self.estimator is None:
+                    centers = kmeans(X_class, n_keep, gen, max_iter=max_iter).to(X_class.dtype)
+                else:
+                    est = self.estimator.set_params(n_clusters=n_keep).fit(X_class.cpu().numpy())
+                    if not hasattr(est, "cluster_centers_"):
+                        raise ValueError("ClusterCentroids: estimator must expose cluster_centers_ after fit")
+                    centers = torch.as_tensor(est.cluster_centers_, device=data.device).to(X_class.dtype)
+                if self.voting_ == "hard":
+                    centers = X_class.index_select(0, knn(centers, 1, ref=X_class)[1].squeeze(1))
+                xs.append(centers)
+            ys.append(torch.full((xs[-1].shape[0],), code, dtype=data.codes.dtype, device=data.device))
+        return torch.cat(xs), torch.cat(ys)
