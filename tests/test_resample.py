@@ -1,0 +1,413 @@
+"""bt.resample against imbalanced-learn: strategies, counts, selected indices, geometry of new points."""
+
+import warnings
+from collections import Counter
+
+import numpy as np
+import pytest
+import torch
+
+import balancedtorch as bt
+
+imblearn = pytest.importorskip("imblearn")
+from imblearn import combine as im_combine  # noqa: E402
+from imblearn import over_sampling as im_over  # noqa: E402
+from imblearn import under_sampling as im_under  # noqa: E402
+from sklearn.neighbors import NearestNeighbors  # noqa: E402
+
+OVER = ["RandomOverSampler", "SMOTE", "BorderlineSMOTE", "ADASYN"]
+UNDER_SELECT = ["NearMiss", "TomekLinks", "EditedNearestNeighbours"]
+
+
+def make_data(seed, sizes=(300, 90, 40), d=6, labels=None, dtype=np.float32, overlap=1.5):
+    """Gaussian blobs that overlap (so borderline / Tomek / ENN have work), no distance ties."""
+    rng = np.random.default_rng(seed)
+    labels = list(range(len(sizes))) if labels is None else labels
+    X = np.concatenate([rng.normal(loc=i * overlap / np.sqrt(d), size=(n, d)) for i, n in enumerate(sizes)])
+    y = np.concatenate([np.full(n, lab) for lab, n in zip(labels, sizes)])
+    perm = rng.permutation(len(y))
+    return X[perm].astype(dtype), y[perm]
+
+
+def counts(y):
+    return sorted(Counter(np.asarray(y).tolist()).items())
+
+
+STRATEGIES_OVER = ["auto", "minority", "not minority", "not majority", "all", {1: 120, 2: 300}]
+STRATEGIES_UNDER = ["auto", "majority", "not minority", "not majority", "all", {0: 100, 1: 60}]
+STRATEGIES_CLEAN = ["auto", "majority", "not minority", "not majority", "all", [0, 2]]
+
+
+@pytest.mark.parametrize("name", OVER)
+@pytest.mark.parametrize("strategy", STRATEGIES_OVER, ids=str)
+def test_over_sampler_counts_and_layout_equal_imblearn(name, strategy):
+    X, y = make_data(1)
+    kw = {"sampling_strategy": strategy, "random_state": 0}
+    ours = getattr(bt.resample, name)(**kw)
+    theirs = getattr(im_over, name)(**kw)
+    Xo, yo = ours.fit_resample(X, y)
+    Xt, yt = theirs.fit_resample(X, y)
+    assert dict(ours.sampling_strategy_) == {int(k): int(v) for k, v in theirs.sampling_strategy_.items()}
+    assert counts(yo) == counts(yt)
+    assert isinstance(Xo, np.ndarray) and Xo.dtype == X.dtype and yo.dtype == y.dtype
+    # originals first, then each class's new samples in ascending class order
+    np.testing.assert_array_equal(Xo[: len(X)], X)
+    np.testing.assert_array_equal(yo[: len(y)], y)
+    assert np.all(np.diff(yo[len(y):]) >= 0)
+
+
+def test_float_strategy_binary_equals_imblearn():
+    X, y = make_data(2, sizes=(200, 30))
+    for sampler, cls in [(bt.resample.SMOTE, im_over.SMOTE), (bt.resample.RandomUnderSampler, im_under.RandomUnderSampler)]:
+        a = sampler(sampling_strategy=0.5, random_state=0).fit_resample(X, y)
+        b = cls(sampling_strategy=0.5, random_state=0).fit_resample(X, y)
+        assert counts(a[1]) == counts(b[1])
+
+
+def test_callable_strategy_and_arbitrary_labels():
+    X, y = make_data(3, labels=[-4, 7, 30])
+    strategy = lambda y: {7: 200, 30: 150}  # noqa: E731
+    a = bt.resample.SMOTE(sampling_strategy=strategy, random_state=0).fit_resample(X, y)
+    b = im_over.SMOTE(sampling_strategy=strategy, random_state=0).fit_resample(X, y)
+    assert counts(a[1]) == counts(b[1]) == [(-4, 300), (7, 200), (30, 150)]
+
+
+def _on_segment(new, starts_idx, X_from, nbr_sets, X_nbr, max_step=1.0, tol=1e-4):
+    """Each new point equals X_from[i] + u (X_nbr[j] - X_from[i]), u in [0, max_step], j in nbr_sets[i], for some i."""
+    new = np.asarray(new, dtype=np.float64)
+    A = np.asarray(X_from, dtype=np.float64)[starts_idx]  # (P, D) candidate starts
+    B = np.asarray(X_nbr, dtype=np.float64)[nbr_sets[starts_idx]]  # (P, k, D)
+    seg = B - A[:, None, :]
+    for p in new:
+        rel = p - A  # (P, D)
+        length = (seg**2).sum(2)
+        u = np.einsum("pkd,pd->pk", seg, rel) / np.maximum(length, 1e-30)
+        resid = np.linalg.norm(rel[:, None, :] - u[..., None] * seg, axis=2)
+        ok = (resid < tol * (1 + np.abs(p).max())) & (u >= -1e-6) & (u <= max_step + 1e-6)
+        assert ok.any(), "a synthetic point lies on no segment to a k-nearest same-class neighbour"
+
+
+@pytest.mark.parametrize("k", [1, 3, 5])
+def test_smote_points_lie_between_a_sample_and_one_of_its_k_neighbours(k):
+    X, y = make_data(4, sizes=(200, 40, 25), d=4)
+    Xo, yo = bt.resample.SMOTE(k_neighbors=k, random_state=1).fit_resample(X, y)
+    for c in (1, 2):
+        Xc = X[y == c]
+        nbrs = NearestNeighbors(n_neighbors=k + 1).fit(Xc).kneighbors(Xc, return_distance=False)[:, 1:]
+        new = Xo[len(X):][yo[len(X):] == c]
+        assert len(new) == 200 - len(Xc)
+        _on_segment(new, np.arange(len(Xc)), Xc, nbrs, Xc)
+
+
+def test_borderline_smote_uses_the_danger_set_of_imblearn():
+    X, y = make_data(5, sizes=(200, 50), d=3, overlap=2.0)
+    for kind in ("borderline-1", "borderline-2"):
+        ours = bt.resample.BorderlineSMOTE(kind=kind, random_state=0)
+        theirs = im_over.BorderlineSMOTE(kind=kind, random_state=0)
+        Xo, yo = ours.fit_resample(X, y)
+        theirs.fit_resample(X, y)
+        np.testing.assert_array_equal(ours.in_danger_indices[1], theirs.in_danger_indices[1])
+        danger = ours.in_danger_indices[1]
+        new = Xo[len(X):]
+        if kind == "borderline-1":
+            Xc = X[y == 1]
+            nbrs = NearestNeighbors(n_neighbors=6).fit(Xc).kneighbors(X[danger], return_distance=False)[:, 1:]
+            _on_segment(new, np.arange(len(danger)), X[danger], nbrs, Xc)
+        else:
+            nbrs = NearestNeighbors(n_neighbors=6).fit(X).kneighbors(X[danger], return_distance=False)[:, 1:]
+            _on_segment(new, np.arange(len(danger)), X[danger], nbrs, X)
+
+
+def test_adasyn_points_and_counts():
+    X, y = make_data(6, sizes=(150, 40), d=3, overlap=2.0)
+    Xo, yo = bt.resample.ADASYN(n_neighbors=4, random_state=0).fit_resample(X, y)
+    _, yt = im_over.ADASYN(n_neighbors=4, random_state=0).fit_resample(X, y)
+    assert counts(yo) == counts(yt)
+    Xc = X[y == 1]
+    nbrs = NearestNeighbors(n_neighbors=5).fit(Xc).kneighbors(Xc, return_distance=False)[:, 1:]
+    _on_segment(Xo[len(X):], np.arange(len(Xc)), Xc, nbrs, Xc)
+
+
+def test_random_over_sampler_indices_and_shrinkage():
+    X, y = make_data(7)
+    ros = bt.resample.RandomOverSampler(random_state=0)
+    Xo, yo = ros.fit_resample(X, y)
+    np.testing.assert_array_equal(Xo, X[ros.sample_indices_])
+    np.testing.assert_array_equal(yo, y[ros.sample_indices_])
+    smooth = bt.resample.RandomOverSampler(random_state=0, shrinkage=1.0)
+    Xs, ys = smooth.fit_resample(X, y)
+    assert counts(ys) == counts(yo)
+    new = Xs[len(X):]
+    assert not np.isin(new, X).all()  # smoothed: not copies
+    with pytest.raises(ValueError, match="shrinkage"):
+        bt.resample.RandomOverSampler(shrinkage={1: 1.0}).fit_resample(X, y)
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES_UNDER, ids=str)
+@pytest.mark.parametrize("version", [1, 2, 3])
+def test_nearmiss_selects_the_same_indices(version, strategy):
+    X, y = make_data(8, d=5)
+    ours = bt.resample.NearMiss(version=version, sampling_strategy=strategy)
+    theirs = im_under.NearMiss(version=version, sampling_strategy=strategy)
+    with warnings.catch_warnings(record=True) as ours_warned:
+        warnings.simplefilter("always")
+        Xo, yo = ours.fit_resample(X, y)
+    with warnings.catch_warnings(record=True) as theirs_warned:
+        warnings.simplefilter("always")
+        Xt, yt = theirs.fit_resample(X, y)
+    assert bool(ours_warned) == bool(theirs_warned)  # too few candidates: both warn
+    np.testing.assert_array_equal(ours.sample_indices_, theirs.sample_indices_)
+    np.testing.assert_array_equal(Xo, Xt)
+    np.testing.assert_array_equal(yo, yt)
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES_CLEAN, ids=str)
+def test_tomek_links_select_the_same_indices(strategy):
+    X, y = make_data(9, d=3, overlap=1.0)
+    ours = bt.resample.TomekLinks(sampling_strategy=strategy)
+    theirs = im_under.TomekLinks(sampling_strategy=strategy)
+    Xo, yo = ours.fit_resample(X, y)
+    theirs.fit_resample(X, y)
+    assert len(ours.sample_indices_) < len(y)  # the data has links
+    np.testing.assert_array_equal(ours.sample_indices_, theirs.sample_indices_)
+    np.testing.assert_array_equal(Xo, X[ours.sample_indices_])
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES_CLEAN, ids=str)
+@pytest.mark.parametrize("kind_sel", ["all", "mode"])
+@pytest.mark.parametrize("n_neighbors", [1, 3, 4])
+def test_enn_selects_the_same_indices(strategy, kind_sel, n_neighbors):
+    X, y = make_data(10, d=3, overlap=1.0)
+    kw = dict(sampling_strategy=strategy, kind_sel=kind_sel, n_neighbors=n_neighbors)
+    ours = bt.resample.EditedNearestNeighbours(**kw)
+    theirs = im_under.EditedNearestNeighbours(**kw)
+    _, yo = ours.fit_resample(X, y)
+    _, yt = theirs.fit_resample(X, y)
+    np.testing.assert_array_equal(ours.sample_indices_, theirs.sample_indices_)
+    np.testing.assert_array_equal(yo, yt)
+
+
+@pytest.mark.parametrize("replacement", [False, True])
+@pytest.mark.parametrize("strategy", STRATEGIES_UNDER, ids=str)
+def test_random_under_sampler(strategy, replacement):
+    X, y = make_data(11)
+    ours = bt.resample.RandomUnderSampler(sampling_strategy=strategy, replacement=replacement, random_state=3)
+    theirs = im_under.RandomUnderSampler(sampling_strategy=strategy, replacement=replacement, random_state=3)
+    Xo, yo = ours.fit_resample(X, y)
+    _, yt = theirs.fit_resample(X, y)
+    assert counts(yo) == counts(yt)
+    idx = ours.sample_indices_
+    np.testing.assert_array_equal(Xo, X[idx])
+    assert np.all(np.diff(yo) >= 0)  # imbalanced-learn's class-ordered output
+    if not replacement:
+        assert len(np.unique(idx)) == len(idx)
+    again = bt.resample.RandomUnderSampler(sampling_strategy=strategy, replacement=replacement, random_state=3)
+    again.fit_resample(X, y)
+    np.testing.assert_array_equal(again.sample_indices_, idx)
+
+
+@pytest.mark.parametrize("voting", ["soft", "hard"])
+def test_cluster_centroids(voting):
+    X, y = make_data(12, sizes=(200, 60, 30), d=4)
+    ours = bt.resample.ClusterCentroids(voting=voting, random_state=0)
+    Xo, yo = ours.fit_resample(X, y)
+    _, yt = im_under.ClusterCentroids(voting=voting, random_state=0).fit_resample(X, y)
+    assert counts(yo) == counts(yt)
+    cent = Xo[yo == 0]
+    if voting == "hard":
+        assert all((X[y == 0] == c).all(1).any() for c in cent)
+    else:
+        # each centroid is the mean of the class samples nearest to it (a k-means fixed point)
+        Xc = X[y == 0].astype(np.float64)
+        assign = ((Xc[:, None, :] - cent[None].astype(np.float64)) ** 2).sum(2).argmin(1)
+        means = np.stack([Xc[assign == j].mean(0) for j in range(len(cent)) if (assign == j).any()])
+        used = np.stack([cent[j] for j in range(len(cent)) if (assign == j).any()])
+        np.testing.assert_allclose(means, used, atol=1e-3)
+        # and k-means beats random representatives on within-cluster distance
+        inertia = ((Xc - cent[assign]) ** 2).sum()
+        rand = Xc[np.random.default_rng(0).choice(len(Xc), len(cent), replace=False)]
+        inertia_rand = ((Xc[:, None, :] - rand[None]) ** 2).sum(2).min(1).sum()
+        assert inertia < inertia_rand
+    np.testing.assert_array_equal(Xo[yo == 2], X[y == 2])  # the minority is kept as is
+
+
+@pytest.mark.parametrize("name, cleaner", [("SMOTETomek", "TomekLinks"), ("SMOTEENN", "EditedNearestNeighbours")])
+def test_combined_equal_smote_then_imblearn_cleaner(name, cleaner):
+    X, y = make_data(13, d=3, overlap=1.0)
+    Xs, ys = bt.resample.SMOTE(random_state=5).fit_resample(X, y)
+    Xc, yc = getattr(im_under, cleaner)(sampling_strategy="all").fit_resample(Xs, ys)
+    Xo, yo = getattr(bt.resample, name)(random_state=5).fit_resample(X, y)
+    np.testing.assert_array_equal(Xo, Xc)
+    np.testing.assert_array_equal(yo, yc)
+    _, yt = getattr(im_combine, name)(random_state=5).fit_resample(X, y)
+    assert abs(len(yo) - len(yt)) < 0.05 * len(yt)
+
+
+def test_tensor_in_tensor_out_and_dtypes(device):
+    X, y = make_data(14)
+    Xt, yt = torch.from_numpy(X).to(device), torch.from_numpy(y).to(device)
+    Xo, yo = bt.resample.SMOTE(random_state=0).fit_resample(Xt, yt)
+    assert isinstance(Xo, torch.Tensor) and Xo.device == Xt.device and Xo.dtype == Xt.dtype and yo.dtype == yt.dtype
+    assert counts(yo.cpu().numpy()) == [(0, 300), (1, 300), (2, 300)]
+    tl = bt.resample.TomekLinks()
+    tl.fit_resample(Xt, yt)
+    assert isinstance(tl.sample_indices_, torch.Tensor) and tl.sample_indices_.device == Xt.device
+    np.testing.assert_array_equal(tl.sample_indices_.cpu().numpy(), _tomek_idx(X, y))
+    # numpy input run on another device comes back as numpy
+    Xn, yn = bt.resample.SMOTE(random_state=0, device=device).fit_resample(X, y)
+    assert isinstance(Xn, np.ndarray) and counts(yn) == counts(yo.cpu().numpy())
+
+
+def _tomek_idx(X, y):
+    t = im_under.TomekLinks()
+    t.fit_resample(X, y)
+    return t.sample_indices_
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.int32])
+def test_x_dtypes(dtype):
+    X, y = make_data(15, dtype=np.float64)
+    X = (X * 10).astype(dtype)
+    Xo, yo = bt.resample.SMOTE(random_state=0).fit_resample(X, y)
+    _, yt = im_over.SMOTE(random_state=0).fit_resample(X, y)
+    assert Xo.dtype == X.dtype and counts(yo) == counts(yt)
+    np.testing.assert_array_equal(Xo[: len(X)], X)
+
+
+def test_deterministic_and_input_untouched():
+    X, y = make_data(16)
+    X0, y0 = X.copy(), y.copy()
+    a = bt.resample.SMOTE(random_state=7).fit_resample(X, y)
+    b = bt.resample.SMOTE(random_state=7).fit_resample(X, y)
+    c = bt.resample.SMOTE(random_state=8).fit_resample(X, y)
+    np.testing.assert_array_equal(a[0], b[0])
+    assert not np.array_equal(a[0], c[0])
+    np.testing.assert_array_equal(X, X0)
+    np.testing.assert_array_equal(y, y0)
+    g = torch.Generator().manual_seed(3)
+    d = bt.resample.SMOTE(random_state=g).fit_resample(X, y)
+    e = bt.resample.SMOTE(random_state=torch.Generator().manual_seed(3)).fit_resample(X, y)
+    np.testing.assert_array_equal(d[0], e[0])
+
+
+@pytest.mark.parametrize(
+    "make, X_fn, y_fn, match",
+    [
+        (lambda: bt.resample.SMOTE(k_neighbors=50), None, None, "k_neighbors=50"),
+        (lambda: bt.resample.SMOTE(), lambda X: np.where(np.arange(X.size).reshape(X.shape) == 7, np.nan, X), None, "NaN"),
+        (lambda: bt.resample.SMOTE(), None, lambda y: y[:-1], "labels"),
+        (lambda: bt.resample.SMOTE(), None, lambda y: y + 0.5, "integer class labels"),
+        (lambda: bt.resample.SMOTE(), None, lambda y: y.astype(str), "integer class labels"),
+        (lambda: bt.resample.SMOTE(), None, lambda y: np.zeros_like(y), "more than 1 class"),
+        (lambda: bt.resample.SMOTE(sampling_strategy="most"), None, None, "sampling_strategy"),
+        (lambda: bt.resample.SMOTE(sampling_strategy=0.5), None, None, "two classes"),
+        (lambda: bt.resample.SMOTE(sampling_strategy={1: 10}), None, None, r"sampling_strategy\[1\]"),
+        (lambda: bt.resample.SMOTE(sampling_strategy={9: 10}), None, None, "not present"),
+        (lambda: bt.resample.SMOTE(sampling_strategy="majority"), None, None, "majority"),
+        (lambda: bt.resample.RandomUnderSampler(sampling_strategy={0: 400}), None, None, r"sampling_strategy\[0\]"),
+        (lambda: bt.resample.TomekLinks(sampling_strategy={0: 4}), None, None, "list of classes"),
+        (lambda: bt.resample.NearMiss(version=4), None, None, "version"),
+        (lambda: bt.resample.EditedNearestNeighbours(kind_sel="vote"), None, None, "kind_sel"),
+        (lambda: bt.resample.SMOTE(k_neighbors=0), None, None, "k_neighbors"),
+        (lambda: bt.resample.SMOTE(), lambda X: X[:, :, None], None, "2-D"),
+    ],
+)
+def test_bad_input(make, X_fn, y_fn, match):
+    X, y = make_data(17, sizes=(100, 40, 30))
+    X = X_fn(X) if X_fn else X
+    y = y_fn(y) if y_fn else y
+    with pytest.raises(ValueError, match=match):
+        make().fit_resample(X, y)
+
+
+def test_adasyn_without_other_class_neighbours_raises():
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal(size=(50, 2)), rng.normal(size=(10, 2)) + 100]).astype(np.float32)
+    y = np.array([0] * 50 + [1] * 10)
+    with pytest.raises(RuntimeError, match="SMOTE"):
+        bt.resample.ADASYN().fit_resample(X, y)
+
+
+# ----------------------------------------------------------------------------- FeatureSMOTE
+
+
+def _batch(device, B=64, D=8, sizes=(40, 16, 6, 2), seed=0):
+    g = torch.Generator().manual_seed(seed)
+    y = torch.cat([torch.full((n,), c) for c, n in enumerate(sizes)])
+    y = y[torch.randperm(B, generator=g)]
+    f = torch.randn(B, D, generator=g) + y.unsqueeze(1).float()
+    return f.to(device).requires_grad_(), y.to(device)
+
+
+def test_feature_smote_balances_the_batch_on_segments(device):
+    f, y = _batch(device)
+    smote = bt.resample.FeatureSMOTE(k_neighbors=3).train()
+    out, out_y = smote(f, y, generator=torch.Generator(device=device).manual_seed(0))
+    assert out.shape[0] == out_y.shape[0] == 4 * 40
+    assert torch.equal(out[:64], f) and torch.equal(out_y[:64], y)
+    assert torch.bincount(out_y).tolist() == [40, 40, 40, 40]
+    fd, yd = f.detach().cpu().numpy(), y.cpu().numpy()
+    new, new_y = out[64:].detach().cpu().numpy(), out_y[64:].cpu().numpy()
+    for c in range(4):
+        Xc = fd[yd == c]
+        k = min(3, len(Xc) - 1)
+        nbrs = NearestNeighbors(n_neighbors=k + 1).fit(Xc).kneighbors(Xc, return_distance=False)[:, 1:]
+        _on_segment(new[new_y == c], np.arange(len(Xc)), Xc, nbrs, Xc)
+    # differentiable with respect to the batch
+    out.pow(2).sum().backward()
+    assert f.grad is not None and bool((f.grad[y == 3].abs().sum(1) > 0).all())
+
+
+def test_feature_smote_deterministic_eval_and_strategies(device):
+    f, y = _batch(device)
+    smote = bt.resample.FeatureSMOTE(generator=torch.Generator(device=device).manual_seed(1))
+    a = smote(f, y, generator=torch.Generator(device=device).manual_seed(5))[0]
+    b = smote(f, y, generator=torch.Generator(device=device).manual_seed(5))[0]
+    assert torch.equal(a, b)
+    smote.eval()
+    same, same_y = smote(f, y)
+    assert same is f and same_y is y
+    half = bt.resample.FeatureSMOTE(sampling_strategy=0.5)
+    assert torch.bincount(half(f, y)[1]).tolist() == [40, 20, 20, 20]
+    fixed = bt.resample.FeatureSMOTE(sampling_strategy={3: 10})
+    assert torch.bincount(fixed(f, y)[1]).tolist() == [40, 16, 6, 10]
+    prior = bt.resample.FeatureSMOTE(sampling_strategy="prior", num_classes=4, momentum=1.0)
+    counts_prior = torch.bincount(prior(f, y)[1]).tolist()
+    assert counts_prior == [40, 40, 40, 40]  # momentum 1: the prior is this batch's shares
+
+
+def test_feature_smote_memory_gives_singletons_neighbours(device):
+    smote = bt.resample.FeatureSMOTE(k_neighbors=2, memory_size=8, num_classes=3)
+    g = torch.Generator().manual_seed(0)
+    warm_y = torch.tensor([0] * 10 + [1] * 10 + [2] * 3, device=device)
+    warm = torch.randn(23, 4, generator=g).to(device)
+    smote(warm, warm_y)
+    assert smote.memory_filled.tolist() == [8, 8, 3]
+    assert torch.equal(smote.memory[2, :3], warm[20:])
+    y = torch.tensor([0] * 10 + [1] * 10 + [2], device=device)  # class 2 alone in the batch
+    f = torch.randn(21, 4, generator=g).to(device)
+    out, out_y = smote(f, y)
+    new2 = out[21:][out_y[21:] == 2]
+    assert new2.shape[0] == 9
+    # class 2's points lie between its only batch sample and remembered class-2 features
+    _on_segment(new2.cpu().numpy(), np.array([0]), f[20:].cpu().numpy(), np.array([[0, 1, 2]]), warm[20:].cpu().numpy())
+    without = bt.resample.FeatureSMOTE(k_neighbors=2)
+    assert (without(f, y)[1] == 2).sum() == 1  # no neighbour, no synthetic point
+
+
+def test_feature_smote_bad_input():
+    with pytest.raises(ValueError, match="num_classes"):
+        bt.resample.FeatureSMOTE(memory_size=4)
+    with pytest.raises(ValueError, match="k_neighbors"):
+        bt.resample.FeatureSMOTE(k_neighbors=0)
+    with pytest.raises(ValueError, match="sampling_strategy"):
+        bt.resample.FeatureSMOTE(sampling_strategy="auto")
+    smote = bt.resample.FeatureSMOTE(num_classes=3)
+    with pytest.raises(ValueError, match="labels"):
+        smote(torch.randn(4, 2), torch.tensor([0, 1, 2, 3]))
+    with pytest.raises(ValueError, match="labels"):
+        smote(torch.randn(4, 2), torch.tensor([0.0, 1, 2, 1]))
+    with pytest.raises(ValueError, match="NaN"):
+        smote(torch.tensor([[float("nan"), 0.0], [1.0, 1.0]]), torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match="features"):
+        smote(torch.randn(4), torch.tensor([0, 1, 2, 1]))
