@@ -18,6 +18,8 @@
 #include <ATen/cpu/vec/vec.h>
 #include <torch/library.h>
 
+#include "distance_topk.h"
+
 namespace balancedtorch {
 namespace knn {
 namespace {
@@ -114,6 +116,68 @@ void scan_tile_cpu(
   });
 }
 
+// Candidate indices of queries [q0, q1) through backend GEMM tiles: on the CPU
+// (float64) a fused scan of each tile, elsewhere the backend's top-k.
+at::Tensor scan_chunk(
+    const at::Tensor& qw,
+    const at::Tensor& rw,
+    const at::Tensor& qsq,
+    const at::Tensor& rsq,
+    int64_t q0,
+    int64_t q1,
+    int64_t cand,
+    int64_t rchunk,
+    bool self) {
+  const int64_t M = rw.size(0);
+  const bool cpu = qw.is_cpu();
+  const double inf = std::numeric_limits<double>::infinity();
+  const auto idx_opts = qw.options().dtype(at::kLong);
+  at::Tensor best_d = at::full({q1 - q0, cpu ? cand : 0}, inf, qw.options());
+  at::Tensor best_i = at::full({q1 - q0, cpu ? cand : 0}, -1, idx_opts);
+  at::Tensor filled = at::zeros({q1 - q0}, idx_opts.device(at::kCPU));
+  for (int64_t r0 = 0; r0 < M; r0 += rchunk) {
+    const int64_t r1 = std::min(M, r0 + rchunk);
+    // ||q||^2 + ||r||^2 - 2 q.r in one GEMM (addmm onto the broadcast norms)
+    at::Tensor tile = at::addmm(qsq.slice(0, q0, q1).unsqueeze(1) + rsq.slice(0, r0, r1).unsqueeze(0), qw.slice(0, q0, q1), rw.slice(0, r0, r1).t(), 1, -2);
+    if (cpu) {
+      AT_DISPATCH_FLOATING_TYPES(qw.scalar_type(), "knn_scan", [&] {
+        scan_tile_cpu<scalar_t>(
+            tile.const_data_ptr<scalar_t>(), q1 - q0, r1 - r0, r0, r0 - q0, self && r0 < q1 && q0 < r1, cand,
+            best_d.mutable_data_ptr<scalar_t>(), best_i.mutable_data_ptr<int64_t>(), filled.mutable_data_ptr<int64_t>());
+      });
+      continue;
+    }
+    if (self) {
+      const int64_t lo = std::max(q0, r0), hi = std::min(q1, r1);
+      if (lo < hi) {
+        tile.slice(0, lo - q0, hi - q0).slice(1, lo - r0, hi - r0).fill_diagonal_(inf);
+      }
+    }
+    const int64_t take = std::min<int64_t>(cand, r1 - r0);
+    auto [td, ti] = at::topk(tile, take, /*dim=*/1, /*largest=*/false, /*sorted=*/false);
+    at::Tensor all_d = at::cat({best_d, td}, 1);
+    at::Tensor all_i = at::cat({best_i, ti + r0}, 1);
+    auto [md, mi] = at::topk(all_d, std::min<int64_t>(cand, all_d.size(1)), 1, /*largest=*/false, /*sorted=*/false);
+    best_d = md;
+    best_i = all_i.gather(1, mi);
+  }
+  return best_i;
+}
+
+// Exact float64 re-rank of candidate indices (-1: none); ties to the lower index.
+void rerank(const at::Tensor& xq, const at::Tensor& xr, const at::Tensor& best_i, int64_t k, at::Tensor out_d, at::Tensor out_i) {
+  const double inf = std::numeric_limits<double>::infinity();
+  const at::Tensor safe_i = best_i.clamp_min(0);
+  const at::Tensor diff = xq.to(at::kDouble).unsqueeze(1) - xr.index_select(0, safe_i.flatten()).to(at::kDouble).view({xq.size(0), safe_i.size(1), -1});
+  at::Tensor exact = diff.pow(2).sum(2).masked_fill_(best_i < 0, inf);
+  at::Tensor by_index = std::get<1>(best_i.masked_fill(best_i < 0, xr.size(0)).sort(/*dim=*/1));
+  at::Tensor si = best_i.gather(1, by_index);
+  at::Tensor sd = exact.gather(1, by_index);
+  at::Tensor order = std::get<1>(sd.sort(/*stable=*/true, /*dim=*/1, /*descending=*/false));
+  out_d.copy_(sd.gather(1, order).slice(1, 0, k));
+  out_i.copy_(si.gather(1, order).slice(1, 0, k));
+}
+
 // k nearest of every row of xq among the rows of xr (self: xq is xr, and a
 // row is not its own neighbour). Returns exact float64 distances and indices.
 std::tuple<at::Tensor, at::Tensor> dense_knn(const at::Tensor& xq, const at::Tensor& xr, int64_t k, bool self, int64_t max_tile_bytes) {
@@ -126,54 +190,17 @@ std::tuple<at::Tensor, at::Tensor> dense_knn(const at::Tensor& xq, const at::Ten
   const int64_t elt = at::elementSize(work);
   const int64_t rchunk = std::max<int64_t>(std::min<int64_t>(M, max_tile_bytes / (elt * 256)), std::min<int64_t>(M, 4 * cand));
   const int64_t qchunk = std::max<int64_t>(1, std::min<int64_t>(N, max_tile_bytes / (elt * (rchunk + 2 * cand))));
-  const double inf = std::numeric_limits<double>::infinity();
   const bool cpu = xq.is_cpu();
 
   at::Tensor out_d = at::empty({N, k}, xq.options().dtype(at::kDouble));
   at::Tensor out_i = at::empty({N, k}, idx_opts);
+  // CPU float32: the fused register-blocked kernel finds all candidates at once
+  const bool fused = cpu && work == at::kFloat && N < (int64_t{1} << 31) && M < (int64_t{1} << 31);
+  const at::Tensor fused_i = fused ? candidates_cpu_f32(qw, rw, cand, self, max_tile_bytes) : at::Tensor();
   for (int64_t q0 = 0; q0 < N; q0 += qchunk) {
     const int64_t q1 = std::min(N, q0 + qchunk);
-    at::Tensor best_d = at::full({q1 - q0, cpu ? cand : 0}, inf, qw.options());
-    at::Tensor best_i = at::full({q1 - q0, cpu ? cand : 0}, -1, idx_opts);
-    at::Tensor filled = at::zeros({q1 - q0}, idx_opts.device(at::kCPU));
-    for (int64_t r0 = 0; r0 < M; r0 += rchunk) {
-      const int64_t r1 = std::min(M, r0 + rchunk);
-      // ||q||^2 + ||r||^2 - 2 q.r in one GEMM (addmm onto the broadcast norms)
-      at::Tensor tile = at::addmm(qsq.slice(0, q0, q1).unsqueeze(1) + rsq.slice(0, r0, r1).unsqueeze(0), qw.slice(0, q0, q1), rw.slice(0, r0, r1).t(), 1, -2);
-      if (cpu) {
-        AT_DISPATCH_FLOATING_TYPES(work, "knn_scan", [&] {
-          scan_tile_cpu<scalar_t>(
-              tile.const_data_ptr<scalar_t>(), q1 - q0, r1 - r0, r0, r0 - q0, self && r0 < q1 && q0 < r1, cand,
-              best_d.mutable_data_ptr<scalar_t>(), best_i.mutable_data_ptr<int64_t>(), filled.mutable_data_ptr<int64_t>());
-        });
-        continue;
-      }
-      // other devices: the backend's top-k on the tile, merged with the running best
-      if (self) {
-        const int64_t lo = std::max(q0, r0), hi = std::min(q1, r1);
-        if (lo < hi) {
-          tile.slice(0, lo - q0, hi - q0).slice(1, lo - r0, hi - r0).fill_diagonal_(inf);
-        }
-      }
-      const int64_t take = std::min<int64_t>(cand, r1 - r0);
-      auto [td, ti] = at::topk(tile, take, /*dim=*/1, /*largest=*/false, /*sorted=*/false);
-      at::Tensor all_d = at::cat({best_d, td}, 1);
-      at::Tensor all_i = at::cat({best_i, ti + r0}, 1);
-      auto [md, mi] = at::topk(all_d, std::min<int64_t>(cand, all_d.size(1)), 1, /*largest=*/false, /*sorted=*/false);
-      best_d = md;
-      best_i = all_i.gather(1, mi);
-    }
-    // exact re-rank in float64; sort by index, then stably by distance
-    const at::Tensor safe_i = best_i.clamp_min(0);
-    const at::Tensor diff = xq.slice(0, q0, q1).to(at::kDouble).unsqueeze(1) -
-        xr.index_select(0, safe_i.flatten()).to(at::kDouble).view({q1 - q0, safe_i.size(1), -1});
-    at::Tensor exact = diff.pow(2).sum(2).masked_fill_(best_i < 0, inf);
-    at::Tensor by_index = std::get<1>(best_i.masked_fill(best_i < 0, M).sort(/*dim=*/1));
-    at::Tensor si = best_i.gather(1, by_index);
-    at::Tensor sd = exact.gather(1, by_index);
-    at::Tensor order = std::get<1>(sd.sort(/*stable=*/true, /*dim=*/1, /*descending=*/false));
-    out_d.slice(0, q0, q1).copy_(sd.gather(1, order).slice(1, 0, k));
-    out_i.slice(0, q0, q1).copy_(si.gather(1, order).slice(1, 0, k));
+    at::Tensor best_i = fused ? fused_i.slice(0, q0, q1) : scan_chunk(qw, rw, qsq, rsq, q0, q1, cand, rchunk, self);
+    rerank(xq.slice(0, q0, q1), xr, best_i, k, out_d.slice(0, q0, q1), out_i.slice(0, q0, q1));
   }
   return {out_d, out_i};
 }
