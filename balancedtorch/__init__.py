@@ -6,6 +6,7 @@ Public names only; see README.md for the tour.
 from ._version import __version__
 from ._extension import build_info  # loads balancedtorch._C first: every op below needs it
 from . import ops
+from . import augment
 from . import data
 from . import functional
 from . import metrics
@@ -14,4 +15,4 @@ from . import quality
 from . import resample
 from .weights import class_weights
 
-__all__ = ["__version__", "build_info", "class_weights", "data", "functional", "metrics", "nn", "ops", "quality", "resample"]
+__all__ = ["__version__", "augment", "build_info", "class_weights", "data", "functional", "metrics", "nn", "ops", "quality", "resample"]

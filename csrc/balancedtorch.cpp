@@ -95,6 +95,18 @@ TORCH_LIBRARY(balancedtorch, m) {
   m.def(
       "sigmoid_focal_loss(Tensor input, Tensor target, Tensor? pos_weight, float alpha, float gamma, int reduction, "
       "bool compute_grad) -> (Tensor, Tensor)");
+  // Batched per-sample affine warp + colour (brightness, contrast, saturation,
+  // hue) + normalisation in one pass (see csrc/augment/affine_color.h).
+  // theta (B, 2, 3) maps output to input centred pixel coordinates; colour
+  // (B, 4); interpolation: 0 bilinear, 1 nearest; fill in the input's scale
+  // (None: zeros padding as grid_sample; a value: torchvision's fill blend).
+  // crop (B, 4) = (top, left, height, width): theta then samples the crop
+  // resized to the output size (torchvision's resized_crop, then affine).
+  m.def(
+      "affine_color(Tensor images, Tensor theta, Tensor? colour, Tensor? crop, Tensor? mean, Tensor? std, int out_height, "
+      "int out_width, int interpolation, float? fill, ScalarType out_dtype) -> Tensor");
+  // Masks (B, H, W) warped with the same matrices, nearest, own fill.
+  m.def("affine_mask(Tensor masks, Tensor theta, Tensor? crop, int out_height, int out_width, int fill) -> Tensor");
 }
 
 } // namespace balancedtorch

@@ -88,3 +88,31 @@ def test_non_finite_points():
     x[4, 1] = float("nan")
     with pytest.raises(ValueError, match="x contains NaN or inf"):
         bt.ops.knn(x, 2)
+
+
+@pytest.mark.parametrize("D", [1, 7, 64, 67])
+@pytest.mark.parametrize("mode", ["symmetric", "self, lists over budget", "ref"])
+def test_fused_cpu_kernel_modes_match_sklearn(D, mode):
+    """The CPU float32 kernel: symmetric self search, the non-symmetric fallback
+    (per-thread lists over the memory budget) and a reference set; row and
+    column counts that are not multiples of the 6 x 16 register block."""
+    neighbors = pytest.importorskip("sklearn.neighbors")
+    rng = np.random.default_rng(D)
+    n, k = (7001, 8) if mode == "self, lists over budget" else (1999, 5)
+    x = rng.normal(size=(n, D)).astype(np.float32)
+    ref = rng.normal(size=(1237, D)).astype(np.float32) if mode == "ref" else None
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        d, i = bt.ops.knn(torch.from_numpy(x), k, ref=None if ref is None else torch.from_numpy(ref), max_tile_bytes=1 << 20)
+    finally:
+        torch.set_num_threads(threads)
+    fit = neighbors.NearestNeighbors(n_neighbors=k + (ref is None)).fit(x if ref is None else ref)
+    rd, ri = fit.kneighbors(x)
+    if ref is None:
+        rd, ri = rd[:, 1:], ri[:, 1:]
+    if D == 1:  # 1-D data has exact distance ties: compare distances only
+        np.testing.assert_allclose(d.numpy(), rd**2, rtol=1e-5, atol=1e-6)
+    else:
+        assert np.array_equal(i.numpy(), ri)
+        np.testing.assert_allclose(d.numpy(), rd**2, rtol=1e-4, atol=1e-5)

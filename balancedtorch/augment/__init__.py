@@ -1,0 +1,20 @@
+"""Batched GPU/CPU augmentation: per-sample flip, rotation, zoom, shear, crop and colour in one fused kernel."""
+
+import torch
+
+from . import functional
+from .batch import BatchAugment
+from .functional import affine_color
+
+__all__ = ["BatchAugment", "affine_color", "functional"]
+
+
+@torch.library.register_fake("balancedtorch::affine_color")
+def _affine_color_fake(images, theta, colour, crop, mean, std, out_height, out_width, interpolation, fill, out_dtype):
+    B, C = images.shape[:2]
+    return images.new_empty((B, C, out_height, out_width), dtype=out_dtype)
+
+
+@torch.library.register_fake("balancedtorch::affine_mask")
+def _affine_mask_fake(masks, theta, crop, out_height, out_width, fill):
+    return masks.new_empty((masks.shape[0], out_height, out_width))

@@ -1,0 +1,322 @@
+"""BatchAugment: per-sample random flip / affine / resized crop / colour jitter in one fused kernel."""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Dict, Optional, Sequence, Tuple
+
+import torch
+from torch import Tensor, nn
+
+from .functional import affine_color, affine_matrix, compose, flip_matrix
+
+__all__ = ["BatchAugment"]
+
+Range = Tuple[float, float]
+
+
+def _is_num(v) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, bool)
+
+
+def _pair(value, name: str) -> Range:
+    if not (isinstance(value, (tuple, list)) and len(value) == 2 and all(_is_num(v) for v in value)):
+        raise ValueError(f"{name} must be a number or a (min, max) pair, got {value!r}")
+    lo, hi = float(value[0]), float(value[1])
+    if lo > hi:
+        raise ValueError(f"{name} range must have min <= max, got {value!r}")
+    return lo, hi
+
+
+def _symmetric(value, name: str) -> Optional[Range]:
+    """Degrees-like: d -> (-d, d); a pair as is; None when it cannot change anything."""
+    if _is_num(value):
+        if value < 0:
+            raise ValueError(f"{name} must be >= 0 when a single number, got {value}")
+        r = (-float(value), float(value))
+    else:
+        r = _pair(value, name)
+    return None if r == (0.0, 0.0) else r
+
+
+def _jitter(value, name: str) -> Optional[Range]:
+    """ColorJitter's brightness/contrast/saturation: b -> (max(0, 1 - b), 1 + b); None when off."""
+    if _is_num(value):
+        if value < 0:
+            raise ValueError(f"{name} must be >= 0, got {value}")
+        r = (max(0.0, 1.0 - float(value)), 1.0 + float(value))
+    else:
+        r = _pair(value, name)
+        if r[0] < 0:
+            raise ValueError(f"{name} values must be >= 0, got {value!r}")
+    return None if r == (1.0, 1.0) else r
+
+
+def _hue(value) -> Optional[Range]:
+    r = _symmetric(value, "hue")
+    if r is not None and not (-0.5 <= r[0] and r[1] <= 0.5):
+        raise ValueError(f"hue must be in [-0.5, 0.5], got {value!r}")
+    return r
+
+
+def _probability(value, name: str) -> float:
+    if not _is_num(value) or not 0 <= value <= 1:
+        raise ValueError(f"{name} must be a probability in [0, 1], got {value!r}")
+    return float(value)
+
+
+class BatchAugment(nn.Module):
+    """Per-sample random augmentation of a batch, fused into one kernel (CPU and CUDA).
+
+    The chain, per sample: RandomResizedCrop (``crop``) -> RandomHorizontalFlip
+    (``hflip``) -> RandomVerticalFlip (``vflip``) -> RandomAffine (``rotation``,
+    ``translate``, ``scale``, ``shear``) -> ColorJitter in the fixed order
+    brightness, contrast, saturation, hue -> Normalize (``mean``, ``std``).
+    Parameters are drawn per sample with torchvision's meanings and ranges:
+    ``rotation`` d -> U(-d, d) degrees or a (min, max) pair; ``translate``
+    (fx, fy) -> round(U(-fx W, fx W)) pixels; ``scale`` (min, max) or a number
+    s -> (1 - s, 1 + s); ``shear`` s -> x-shear U(-s, s), a pair -> x-shear
+    range, four numbers -> x and y ranges; ``brightness``/``contrast``/
+    ``saturation`` b -> U(max(0, 1 - b), 1 + b) or a pair; ``hue`` h ->
+    U(-h, h) within [-0.5, 0.5]; ``crop`` an output size (int or (h, w)) with
+    torchvision's RandomResizedCrop sampling (``crop_scale``, ``crop_ratio``,
+    10 tries then a centre crop; the crop is resized first and the flips and
+    affine act on the resized crop, as in torchvision's pipeline, with no
+    antialias). Every transform is off by default.
+
+    ``p`` is the probability that a sample is augmented at all; ``class_p``
+    ({class: probability}) overrides it per class of ``labels``, so rare
+    classes can be augmented more and common ones less or never. Samples that
+    are not augmented are only converted (resized to the crop size when
+    ``crop`` is set) and normalised. ``same_on_batch`` draws one parameter set
+    for the whole batch. Deterministic given ``generator`` (on the images'
+    device).
+
+    Example:
+        >>> aug = bt.augment.BatchAugment(hflip=0.5, rotation=30, translate=(0.1, 0.1), scale=(0.8, 1.2),
+        ...                               shear=10, brightness=0.4, contrast=0.4, saturation=0.4, hue=0.1,
+        ...                               mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225),
+        ...                               class_p={rare: 1.0, common: 0.2})
+        >>> x = aug(images_uint8.cuda(), labels=labels.cuda())      # float32, normalised
+    """
+
+    def __init__(
+        self,
+        hflip: float = 0.0,
+        vflip: float = 0.0,
+        rotation=0.0,
+        translate=(0.0, 0.0),
+        scale=(1.0, 1.0),
+        shear=0.0,
+        crop=None,
+        brightness=0.0,
+        contrast=0.0,
+        saturation=0.0,
+        hue=0.0,
+        mean: Optional[Sequence[float]] = None,
+        std: Optional[Sequence[float]] = None,
+        out_dtype: torch.dtype = torch.float32,
+        interpolation: str = "bilinear",
+        p: float = 1.0,
+        same_on_batch: bool = False,
+        class_p: Optional[Dict[int, float]] = None,
+        *,
+        crop_scale: Range = (0.08, 1.0),
+        crop_ratio: Range = (3.0 / 4.0, 4.0 / 3.0),
+        fill: Optional[float] = 0.0,
+        mask_fill: int = 0,
+    ) -> None:
+        super().__init__()
+        self.hflip = _probability(hflip, "hflip")
+        self.vflip = _probability(vflip, "vflip")
+        self.rotation = _symmetric(rotation, "rotation")
+        if _is_num(translate):
+            translate = (translate, translate)
+        tx, ty = _pair(translate, "translate")
+        if not (0 <= tx <= 1 and 0 <= ty <= 1):
+            raise ValueError(f"translate values must be in [0, 1], got {translate!r}")
+        self.translate = (tx, ty)
+        if _is_num(scale):
+            if not 0 <= scale < 1:
+                raise ValueError(f"scale as a single number s means (1 - s, 1 + s) and must be in [0, 1), got {scale}")
+            scale = (1 - scale, 1 + scale)
+        self.scale = _pair(scale, "scale")
+        if self.scale[0] <= 0:
+            raise ValueError(f"scale values must be > 0, got {scale!r}")
+        if _is_num(shear) or (isinstance(shear, (tuple, list)) and len(shear) == 2):
+            self.shear = (_symmetric(shear, "shear"), None)
+        elif isinstance(shear, (tuple, list)) and len(shear) == 4:
+            self.shear = (_symmetric(tuple(shear[:2]), "shear"), _symmetric(tuple(shear[2:]), "shear"))
+        else:
+            raise ValueError(f"shear must be a number, a (min, max) pair or four numbers, got {shear!r}")
+        if crop is not None:
+            if isinstance(crop, numbers.Integral) and not isinstance(crop, bool):
+                crop = (int(crop), int(crop))
+            if not (isinstance(crop, (tuple, list)) and len(crop) == 2 and all(isinstance(c, numbers.Integral) and c > 0 for c in crop)):
+                raise ValueError(f"crop must be None, a positive int or an (h, w) pair, got {crop!r}")
+            crop = (int(crop[0]), int(crop[1]))
+        self.crop = crop
+        self.crop_scale = _pair(crop_scale, "crop_scale")
+        self.crop_ratio = _pair(crop_ratio, "crop_ratio")
+        if self.crop_scale[0] <= 0 or self.crop_ratio[0] <= 0:
+            raise ValueError("crop_scale and crop_ratio must be positive")
+        self.brightness = _jitter(brightness, "brightness")
+        self.contrast = _jitter(contrast, "contrast")
+        self.saturation = _jitter(saturation, "saturation")
+        self.hue = _hue(hue)
+        self.mean = None if mean is None else tuple(float(m) for m in mean)
+        self.std = None if std is None else tuple(float(s) for s in std)
+        if self.std is not None and any(s == 0 for s in self.std):
+            raise ValueError(f"std must not contain zeros, got {std!r}")
+        if out_dtype not in (torch.float32, torch.float16, torch.bfloat16):
+            raise ValueError(f"out_dtype must be float32, float16 or bfloat16, got {out_dtype}")
+        self.out_dtype = out_dtype
+        if interpolation not in ("bilinear", "nearest"):
+            raise ValueError(f"interpolation must be 'bilinear' or 'nearest', got {interpolation!r}")
+        self.interpolation = interpolation
+        self.p = _probability(p, "p")
+        self.same_on_batch = bool(same_on_batch)
+        if class_p is not None:
+            if not isinstance(class_p, dict):
+                raise ValueError(f"class_p must be a dict {{class: probability}}, got {class_p!r}")
+            for c, q in class_p.items():
+                if isinstance(c, bool) or not isinstance(c, numbers.Integral) or c < 0:
+                    raise ValueError(f"class_p keys must be class indices >= 0, got {c!r}")
+                _probability(q, f"class_p[{c}]")
+        self.class_p = class_p
+        if fill is not None and not _is_num(fill):
+            raise ValueError(f"fill must be None or a number, got {fill!r}")
+        self.fill = None if fill is None else float(fill)
+        self.mask_fill = int(mask_fill)
+
+    def extra_repr(self) -> str:
+        keys = ["hflip", "vflip", "rotation", "translate", "scale", "shear", "crop", "brightness", "contrast", "saturation", "hue", "p"]
+        return ", ".join(f"{k}={getattr(self, k)!r}" for k in keys)
+
+    # ------------------------------------------------------------------ parameters
+    def _uniform(self, r: Optional[Range], n: int, gen, device, default: float) -> Tensor:
+        if r is None:
+            return torch.full((n,), default, dtype=torch.float64, device=device)
+        u = torch.rand(n, generator=gen, device=device, dtype=torch.float64)
+        return r[0] + (r[1] - r[0]) * u
+
+    def _crop_boxes(self, n: int, H: int, W: int, gen, device) -> Tuple[Tensor, ...]:
+        """torchvision RandomResizedCrop.get_params, vectorised over samples (first valid of 10 tries)."""
+        area = H * W
+        tries = 10
+        target = area * self._uniform(self.crop_scale, n * tries, gen, device, 1.0).view(n, tries)
+        lo, hi = math.log(self.crop_ratio[0]), math.log(self.crop_ratio[1])
+        aspect = torch.exp(self._uniform((lo, hi), n * tries, gen, device, 0.0)).view(n, tries)
+        w = torch.round(torch.sqrt(target * aspect))
+        h = torch.round(torch.sqrt(target / aspect))
+        ok = (w > 0) & (w <= W) & (h > 0) & (h <= H)
+        u_top = torch.rand((n, tries), generator=gen, device=device, dtype=torch.float64)
+        u_left = torch.rand((n, tries), generator=gen, device=device, dtype=torch.float64)
+        top = torch.floor(u_top * (H - h + 1)).clamp_min(0)
+        left = torch.floor(u_left * (W - w + 1)).clamp_min(0)
+        first = torch.where(ok.any(1), ok.double().argmax(1), torch.full((n,), -1, device=device, dtype=torch.long))
+        # fallback: the centre crop at the closest allowed aspect ratio
+        ratio = W / H
+        if ratio < self.crop_ratio[0]:
+            fw, fh = W, int(round(W / self.crop_ratio[0]))
+        elif ratio > self.crop_ratio[1]:
+            fh, fw = H, int(round(H * self.crop_ratio[1]))
+        else:
+            fw, fh = W, H
+        pick = first.clamp_min(0).unsqueeze(1)
+        valid = first >= 0
+        sel = lambda t, fb: torch.where(valid, t.gather(1, pick).squeeze(1), torch.full((n,), float(fb), dtype=torch.float64, device=device))  # noqa: E731
+        return sel(top, (H - fh) // 2), sel(left, (W - fw) // 2), sel(h, fh), sel(w, fw)
+
+    def sample_params(self, images: Tensor, labels: Optional[Tensor] = None, generator: Optional[torch.Generator] = None) -> Dict[str, Tensor]:
+        """The per-sample matrices and colour factors ``forward`` would use (for inspection and tests)."""
+        B, C, H, W = images.shape
+        device = images.device
+        n = 1 if self.same_on_batch else B
+        gen = generator
+        oh, ow = self.crop if self.crop is not None else (H, W)
+        parts = []
+        boxes = None
+        if self.crop is not None:
+            boxes = torch.stack(self._crop_boxes(n, H, W, gen, device), 1)
+        if self.hflip > 0 or self.vflip > 0:
+            hf = torch.rand(n, generator=gen, device=device) < self.hflip
+            vf = torch.rand(n, generator=gen, device=device) < self.vflip
+            parts.append(flip_matrix(hf, vf))
+        affine = self.rotation is not None or self.translate != (0.0, 0.0) or self.scale != (1.0, 1.0) or self.shear != (None, None)
+        if affine:
+            angle = self._uniform(self.rotation, n, gen, device, 0.0)
+            max_dx, max_dy = self.translate[0] * ow, self.translate[1] * oh
+            tx = torch.round(self._uniform((-max_dx, max_dx), n, gen, device, 0.0))
+            ty = torch.round(self._uniform((-max_dy, max_dy), n, gen, device, 0.0))
+            sc = self._uniform(self.scale if self.scale != (1.0, 1.0) else None, n, gen, device, 1.0)
+            shx = self._uniform(self.shear[0], n, gen, device, 0.0)
+            shy = self._uniform(self.shear[1], n, gen, device, 0.0)
+            parts.append(affine_matrix(angle, (tx, ty), sc, (shx, shy)))
+        identity = torch.eye(2, 3, dtype=torch.float64, device=device).expand(n, 2, 3)
+        theta = compose(*parts).to(device) if parts else identity.clone()
+        colour = None
+        if any(r is not None for r in (self.brightness, self.contrast, self.saturation, self.hue)):
+            if C == 1 and (self.saturation is not None or self.hue is not None):
+                raise ValueError("BatchAugment: saturation and hue need 3-channel images, got C = 1")
+            colour = torch.stack(
+                [
+                    self._uniform(self.brightness, n, gen, device, 1.0),
+                    self._uniform(self.contrast, n, gen, device, 1.0),
+                    self._uniform(self.saturation, n, gen, device, 1.0),
+                    self._uniform(self.hue, n, gen, device, 0.0),
+                ],
+                1,
+            )
+        # which samples are augmented at all
+        if self.class_p is not None:
+            if labels is None:
+                raise ValueError("BatchAugment: class_p needs the batch's labels (call aug(images, labels=labels))")
+            labels = torch.as_tensor(labels, device=device).long()
+            if labels.shape != (B,):
+                raise ValueError(f"BatchAugment: labels must have shape ({B},), got {tuple(labels.shape)}")
+            K = max(int(labels.max()) + 1 if B else 0, max(self.class_p) + 1)
+            table = torch.full((K,), self.p, dtype=torch.float64, device=device)
+            for c, q in self.class_p.items():
+                table[c] = q
+            prob = table[labels]
+            applied = torch.rand(B, generator=gen, device=device, dtype=torch.float64) < prob
+        else:
+            applied = torch.rand(n, generator=gen, device=device, dtype=torch.float64) < self.p
+        if n == 1:
+            theta = theta.expand(B, 2, 3)
+            boxes = None if boxes is None else boxes.expand(B, 4)
+            colour = None if colour is None else colour.expand(B, 4)
+            applied = applied.expand(B)
+        theta = torch.where(applied.view(B, 1, 1), theta, identity[:1].expand(B, 2, 3))
+        if boxes is not None:  # not augmented: the whole image resized to the crop size
+            whole = torch.tensor([0.0, 0.0, float(H), float(W)], dtype=torch.float64, device=device)
+            boxes = torch.where(applied.view(B, 1), boxes, whole).float().contiguous()
+        if colour is not None:
+            neutral = torch.tensor([1.0, 1.0, 1.0, 0.0], dtype=torch.float64, device=device)
+            colour = torch.where(applied.view(B, 1), colour, neutral)
+        return {"theta": theta.float().contiguous(), "crop": boxes, "color": None if colour is None else colour.contiguous(), "applied": applied}
+
+    def forward(self, images: Tensor, masks: Optional[Tensor] = None, labels: Optional[Tensor] = None, generator: Optional[torch.Generator] = None):
+        if not isinstance(images, Tensor) or images.dim() != 4:
+            raise ValueError(f"BatchAugment: images must be a tensor of shape (B, C, H, W), got {tuple(getattr(images, 'shape', ()))}")
+        if images.shape[1] not in (1, 3):
+            raise ValueError(f"BatchAugment: images must have C = 1 or 3 channels, got C = {images.shape[1]}")
+        if generator is not None and generator.device.type != images.device.type:
+            raise ValueError(f"BatchAugment: generator is on {generator.device} but the images are on {images.device}")
+        params = self.sample_params(images, labels, generator)
+        return affine_color(
+            images,
+            params["theta"],
+            params["color"],
+            crop=params["crop"],
+            size=self.crop,
+            interpolation=self.interpolation,
+            fill=self.fill,
+            mean=self.mean,
+            std=self.std,
+            out_dtype=self.out_dtype,
+            masks=masks,
+            mask_fill=self.mask_fill,
+        )

@@ -1,0 +1,229 @@
+"""Explicit-parameter batched augmentation: ``affine_color`` and the matrices it takes.
+
+Coordinates follow torchvision: ``theta`` (B, 2, 3) maps an output pixel's
+centred coordinates ``(x + 0.5 - W_out / 2, y + 0.5 - H_out / 2, 1)`` to the
+input's centred coordinates, exactly the inverse matrix
+``torchvision.transforms.v2.functional.affine`` builds. Matrices compose with
+:func:`compose` (the first argument is the transform applied first to the image).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Optional, Sequence, Tuple, Union
+
+import torch
+from torch import Tensor
+
+__all__ = ["affine_color", "affine_matrix", "crop_matrix", "flip_matrix", "compose", "identity_matrix"]
+
+_INTERPOLATION = {"bilinear": 0, "nearest": 1}
+_OUT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
+
+def _interp_code(interpolation) -> int:
+    name = getattr(interpolation, "value", interpolation)  # torchvision's InterpolationMode
+    if name not in _INTERPOLATION:
+        raise ValueError(f"interpolation must be 'bilinear' or 'nearest', got {interpolation!r}")
+    return _INTERPOLATION[name]
+
+
+def _size(size, H: int, W: int) -> Tuple[int, int]:
+    if size is None:
+        return H, W
+    if isinstance(size, numbers.Integral) and not isinstance(size, bool):
+        size = (int(size), int(size))
+    if not (isinstance(size, (tuple, list)) and len(size) == 2 and all(isinstance(s, numbers.Integral) and s > 0 for s in size)):
+        raise ValueError(f"size must be None, a positive int or a (height, width) pair, got {size!r}")
+    return int(size[0]), int(size[1])
+
+
+def _channel_vector(values, C: int, name: str, device) -> Optional[Tensor]:
+    if values is None:
+        return None
+    t = torch.as_tensor(values, dtype=torch.float32, device=device).flatten()
+    if t.numel() == 1:
+        t = t.expand(C)
+    if t.numel() != C:
+        raise ValueError(f"{name} must have one value per channel (C={C}), got {t.numel()} values")
+    if not bool(torch.isfinite(t).all()):
+        raise ValueError(f"{name} must be finite, got {t.tolist()}")
+    return t.contiguous()
+
+
+def affine_color(
+    images: Tensor,
+    theta: Tensor,
+    color: Optional[Tensor] = None,
+    *,
+    crop: Optional[Tensor] = None,
+    size: Union[None, int, Tuple[int, int]] = None,
+    interpolation: str = "bilinear",
+    fill: Optional[float] = None,
+    mean: Optional[Sequence[float]] = None,
+    std: Optional[Sequence[float]] = None,
+    out_dtype: torch.dtype = torch.float32,
+    masks: Optional[Tensor] = None,
+    mask_fill: int = 0,
+):
+    """Warp, colour-jitter and normalise a batch in one pass (CPU and CUDA).
+
+    Per sample b: the affine warp ``theta[b]`` (flip, rotation, zoom, shear,
+    translation, resized crop; bilinear or nearest; outside the image reads
+    ``fill``), then ``color[b] = (brightness, contrast, saturation, hue)``
+    factors in this fixed order with torchvision's definitions (identity:
+    ``(1, 1, 1, 0)``; contrast blends with the mean grey of the warped image
+    after brightness), then ``(x - mean) / std``.
+
+    Args:
+        images (Tensor[B, C, H, W]): uint8 (scaled to [0, 1]), float16,
+            bfloat16 or float32; C = 1 or 3; contiguous or channels_last.
+        theta (Tensor[B, 2, 3]): output -> input centred pixel coordinates
+            (see :func:`affine_matrix`, :func:`crop_matrix`, :func:`compose`).
+        color (Tensor[B, 4], optional): colour factors; saturation and hue
+            need C = 3.
+        crop (Tensor[B, 4], optional): per-sample boxes (top, left, height,
+            width) inside the image; the box is resized to ``size`` first
+            (torchvision's ``resized_crop``: bilinear, align_corners=False,
+            no antialias; nearest: torch's "nearest") and ``theta`` then warps
+            that resized crop, as ``resized_crop`` followed by ``affine``.
+        size: output (height, width); default the input's.
+        fill (float, optional): outside the image. None (default): bilinear
+            taps outside read 0, as torchvision's ``affine(..., fill=None)``; a
+            value (in the input's scale, 0-255 for uint8): torchvision's fill
+            blend ``m * v + (1 - m) * fill`` (``m`` the in-image weight), as
+            ``affine(..., fill=value)`` and the RandomAffine transform.
+        mean, std: per-channel normalisation (after scaling to [0, 1]).
+        out_dtype: float32, float16 or bfloat16.
+        masks (Tensor[B, H, W] or [B, 1, H, W], optional): integer or bool
+            masks warped with the same matrices, nearest, filled with ``mask_fill``.
+
+    Returns:
+        Tensor[B, C, H_out, W_out] of ``out_dtype`` (the input's memory
+        format), and the warped masks when ``masks`` is given.
+    """
+    if not isinstance(images, Tensor):
+        raise TypeError(f"images must be a torch.Tensor, got {type(images).__name__}")
+    if images.dim() != 4:
+        raise ValueError(f"images must have shape (B, C, H, W), got {tuple(images.shape)}")
+    B, C, H, W = images.shape
+    if C not in (1, 3):
+        raise ValueError(f"images must have C = 1 or 3 channels, got C = {C}")
+    if images.dtype not in (torch.uint8, torch.float16, torch.bfloat16, torch.float32):
+        raise ValueError(f"images must be uint8, float16, bfloat16 or float32, got {images.dtype}")
+    if not isinstance(theta, Tensor) or tuple(theta.shape) != (B, 2, 3):
+        raise ValueError(f"theta must be a tensor of shape (B, 2, 3) = ({B}, 2, 3), got {tuple(getattr(theta, 'shape', ()))}")
+    if not theta.is_floating_point() or not bool(torch.isfinite(theta).all()):
+        raise ValueError("theta must be a finite floating-point tensor")
+    if color is not None:
+        if not isinstance(color, Tensor) or tuple(color.shape) != (B, 4):
+            raise ValueError(f"color must be a tensor of shape (B, 4) = ({B}, 4), got {tuple(getattr(color, 'shape', ()))}")
+        color = color.to(device=images.device, dtype=torch.float64 if color.dtype == torch.float64 else torch.float32)
+        b, c, s, h = color.unbind(1)
+        if bool((b < 0).any() | (c < 0).any() | (s < 0).any()):
+            raise ValueError("color: brightness, contrast and saturation factors must be >= 0")
+        if bool(((h < -0.5) | (h > 0.5)).any()):
+            raise ValueError("color: hue factors must be in [-0.5, 0.5]")
+        if C == 1 and bool(((s != 1) | (h != 0)).any()):
+            raise ValueError("color: saturation and hue need 3 channels, the images have 1")
+    if out_dtype not in _OUT_DTYPES:
+        raise ValueError(f"out_dtype must be float32, float16 or bfloat16, got {out_dtype}")
+    oh, ow = _size(size, H, W)
+    if crop is not None:
+        if not isinstance(crop, Tensor) or tuple(crop.shape) != (B, 4):
+            raise ValueError(f"crop must be a tensor of shape (B, 4) = ({B}, 4), got {tuple(getattr(crop, 'shape', ()))}")
+        crop = crop.to(device=images.device, dtype=torch.float32)
+        top, left, h, w = crop.unbind(1)
+        bad = (crop != crop.round()).any(1) | (top < 0) | (left < 0) | (h < 1) | (w < 1) | (top + h > H) | (left + w > W)
+        if bool(bad.any()):
+            i = int(bad.nonzero()[0, 0])
+            raise ValueError(f"crop[{i}] = {crop[i].tolist()} must be an integer box (top, left, height, width) inside the {H}x{W} image")
+    mean_t = _channel_vector(mean, C, "mean", images.device)
+    std_t = _channel_vector(std, C, "std", images.device)
+    if std_t is not None and bool((std_t == 0).any()):
+        raise ValueError(f"std must not contain zeros, got {std_t.tolist()}")
+    if fill is not None and (not isinstance(fill, numbers.Real) or not math.isfinite(fill)):
+        raise ValueError(f"fill must be None or a finite number, got {fill!r}")
+    theta = theta.to(images.device)
+    out = torch.ops.balancedtorch.affine_color(images, theta, color, crop, mean_t, std_t, oh, ow, _interp_code(interpolation), None if fill is None else float(fill), out_dtype)
+    if masks is None:
+        return out
+    if not isinstance(masks, Tensor):
+        raise TypeError(f"masks must be a torch.Tensor, got {type(masks).__name__}")
+    squeeze = masks.dim() == 4
+    m = masks.squeeze(1) if squeeze and masks.shape[1] == 1 else masks
+    if m.dim() != 3 or m.shape[0] != B or tuple(m.shape[1:]) != (H, W):
+        raise ValueError(f"masks must have shape (B, H, W) or (B, 1, H, W) = ({B}, {H}, {W}), got {tuple(masks.shape)}")
+    if m.dtype not in (torch.uint8, torch.int32, torch.int64, torch.bool):
+        raise ValueError(f"masks must be uint8, int32, int64 or bool, got {m.dtype}")
+    warped = torch.ops.balancedtorch.affine_mask(m.to(images.device), theta, crop, oh, ow, int(mask_fill))
+    return out, warped.unsqueeze(1) if squeeze else warped
+
+
+def identity_matrix(batch: int, device=None, dtype=torch.float32) -> Tensor:
+    return torch.eye(2, 3, device=device, dtype=dtype).expand(batch, 2, 3).clone()
+
+
+def affine_matrix(angle, translate=(0.0, 0.0), scale=1.0, shear=(0.0, 0.0)) -> Tensor:
+    """torchvision's inverse affine matrix (centre of the image), batched.
+
+    ``angle`` degrees (counter-clockwise, as torchvision), ``translate``
+    (tx, ty) pixels, ``scale``, ``shear`` (x, y) degrees; each a number or a
+    tensor of per-sample values. Returns float64 (B, 2, 3).
+    """
+    angle = torch.as_tensor(angle, dtype=torch.float64)
+    dev = angle.device
+    tx, ty = (torch.as_tensor(t, dtype=torch.float64, device=dev) for t in translate)
+    scale = torch.as_tensor(scale, dtype=torch.float64, device=dev)
+    shx, shy = (torch.as_tensor(s, dtype=torch.float64, device=dev) for s in shear)
+    angle, tx, ty, scale, shx, shy = torch.broadcast_tensors(angle, tx, ty, scale, shx, shy)
+    rot, sx, sy = torch.deg2rad(angle), torch.deg2rad(shx), torch.deg2rad(shy)
+    a = torch.cos(rot - sy) / torch.cos(sy)
+    b = -torch.cos(rot - sy) * torch.tan(sx) / torch.cos(sy) - torch.sin(rot)
+    c = torch.sin(rot - sy) / torch.cos(sy)
+    d = -torch.sin(rot - sy) * torch.tan(sx) / torch.cos(sy) + torch.cos(rot)
+    m0, m1, m3, m4 = d / scale, -b / scale, -c / scale, a / scale
+    m2 = m0 * (-tx) + m1 * (-ty)
+    m5 = m3 * (-tx) + m4 * (-ty)
+    return torch.stack([m0, m1, m2, m3, m4, m5], -1).reshape(-1, 2, 3)
+
+
+def crop_matrix(top, left, height, width, in_size: Tuple[int, int], out_size: Tuple[int, int]) -> Tensor:
+    """Crop (top, left, height, width) of an in_size image resized to out_size (torchvision's resized_crop, no antialias)."""
+    top, left, height, width = (torch.as_tensor(v, dtype=torch.float64) for v in (top, left, height, width))
+    top, left, height, width = torch.broadcast_tensors(top, left, height, width)
+    H, W = in_size
+    oh, ow = out_size
+    sx, sy = width / ow, height / oh
+    zero = torch.zeros_like(sx)
+    row0 = torch.stack([sx, zero, left + width / 2 - W / 2], -1)
+    row1 = torch.stack([zero, sy, top + height / 2 - H / 2], -1)
+    return torch.stack([row0, row1], -2).reshape(-1, 2, 3)
+
+
+def flip_matrix(horizontal, vertical) -> Tensor:
+    """Per-sample flips (bool tensors) as matrices."""
+    h = torch.as_tensor(horizontal, dtype=torch.bool)
+    v = torch.as_tensor(vertical, dtype=torch.bool, device=h.device)
+    h, v = torch.broadcast_tensors(h, v)
+    one = torch.ones(h.shape, dtype=torch.float64, device=h.device)
+    sx = torch.where(h, -one, one)
+    sy = torch.where(v, -one, one)
+    zero = torch.zeros_like(one)
+    return torch.stack([torch.stack([sx, zero, zero], -1), torch.stack([zero, sy, zero], -1)], -2).reshape(-1, 2, 3)
+
+
+def compose(*thetas: Tensor) -> Tensor:
+    """One matrix for a chain of transforms, ``thetas[0]`` applied first to the image.
+
+    Each matrix maps its output to its input, so the chain's matrix is
+    ``thetas[0] @ thetas[1] @ ...`` in homogeneous coordinates.
+    """
+    if not thetas:
+        raise ValueError("compose needs at least one matrix")
+    out = None
+    for t in thetas:
+        full = torch.cat([t.double(), torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64, device=t.device).expand(t.shape[0], 1, 3)], 1)
+        out = full if out is None else out @ full
+    return out[:, :2, :]

@@ -1,0 +1,212 @@
+// CPU kernels of balancedtorch::affine_color and affine_mask.
+//
+// One pass over the output: each output pixel computes its source position,
+// samples all channels, applies the colour chain and the normalisation, and
+// is written once. Parallel over output rows (at::parallel_for); the source
+// position advances by a constant step along a row. Contrast needs the mean
+// grey of each image after brightness: a pre-pass computes it (rows in
+// parallel, summed in double) only for the images whose contrast factor is not 1.
+// fp-contract off: products and sums round on their own, as torch's element-wise
+// kernels (matching torchvision's colour arithmetic bit for bit where possible)
+#pragma GCC optimize("fp-contract=off")
+
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include "augment/affine_color.h"
+#include "augment/affine_color_args.h"
+
+namespace balancedtorch {
+namespace augment {
+namespace {
+
+template <typename in_t, typename out_t, int C>
+void affine_color_kernel(const at::Tensor& images, const ImageArgs& a, at::Tensor& out, int64_t mode, float fill) {
+  const int64_t B = images.size(0), oh = out.size(2), ow = out.size(3);
+  const Frame fr = make_frame(images.size(2), images.size(3), oh, ow);
+  const in_t* in = images.const_data_ptr<in_t>();
+  const int64_t sB = images.stride(0), sC = images.stride(1), sH = images.stride(2), sW = images.stride(3);
+  out_t* o = out.mutable_data_ptr<out_t>();
+  const int64_t oB = out.stride(0), oC = out.stride(1), oH = out.stride(2), oW = out.stride(3);
+  constexpr bool u8 = std::is_same_v<in_t, uint8_t>;  // torchvision's uint8 arithmetic, 0-255 units
+  const float scale = 1.f;
+  const bool has_fill = !std::isnan(fill);  // NaN: no fill given (zeros padding)
+  const float fill_s = has_fill ? fill * scale : 0.f;
+  const float* theta = a.theta.const_data_ptr<float>();
+  const float* colour = a.colour.defined() ? a.colour.const_data_ptr<float>() : nullptr;
+  const float* mean = a.mean.const_data_ptr<float>();
+  const float* inv_std = a.inv_std.const_data_ptr<float>();
+
+  const float* crop = a.crop.defined() ? a.crop.const_data_ptr<float>() : nullptr;
+  // with a crop, the warp samples the resized crop (an oh x ow image of its own)
+  const Frame fr2 = make_frame(oh, ow, oh, ow);
+  auto for_row = [&](int64_t row, auto&& pixel) {
+    const int64_t b = row / oh;
+    const int y = static_cast<int>(row % oh);
+    const Loader<in_t> load{in + b * sB, sC, sH, sW, scale};
+    const float* t = theta + 6 * b;
+    if (crop != nullptr) {
+      const auto src = resized_crop(load, crop + 4 * b, fr.H, fr.W, static_cast<int>(oh), static_cast<int>(ow), mode, u8);
+      for (int x = 0; x < ow; ++x) {
+        float ix, iy, v[C];
+        source_position(t, fr2, x, y, ix, iy);
+        sample<C>(src, fr2, ix, iy, mode, has_fill, fill_s, v);
+        pixel(b, y, x, v);
+      }
+      return;
+    }
+    for (int x = 0; x < ow; ++x) {
+      float ix, iy, v[C];
+      source_position(t, fr, x, y, ix, iy);
+      sample<C>(load, fr, ix, iy, mode, has_fill, fill_s, v);
+      pixel(b, y, x, v);
+    }
+  };
+  const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(1, ow));
+
+  std::vector<float> contrast_mean(B, 0.f);
+  if (colour != nullptr) {
+    std::vector<char> needs(B);
+    bool any = false;
+    for (int64_t b = 0; b < B; ++b) {
+      needs[b] = colour[6 * b + 1] != 1.f;
+      any = any || needs[b];
+    }
+    if (any) {
+      std::vector<double> row_sum(B * oh, 0.0);
+      at::parallel_for(0, B * oh, grain, [&](int64_t r0, int64_t r1) {
+        for (int64_t row = r0; row < r1; ++row) {
+          if (!needs[row / oh]) {
+            continue;
+          }
+          double s = 0.0;
+          for_row(row, [&](int64_t b, int, int, float* v) { s += contrast_grey<C, u8>(v, colour[6 * b]); });
+          row_sum[row] = s;
+        }
+      });
+      for (int64_t b = 0; b < B; ++b) {
+        double s = 0.0;
+        for (int64_t y = 0; y < oh; ++y) {
+          s += row_sum[b * oh + y];
+        }
+        // torch.mean in float32 of the grey image: the (exact for uint8) sum over the count
+        contrast_mean[b] = static_cast<float>(s) / static_cast<float>(oh * ow);
+      }
+    }
+  }
+
+  at::parallel_for(0, B * oh, grain, [&](int64_t r0, int64_t r1) {
+    for (int64_t row = r0; row < r1; ++row) {
+      for_row(row, [&](int64_t b, int y, int x, float* v) {
+        finish_pixel<C, u8>(v, colour == nullptr ? nullptr : colour + 6 * b, contrast_mean[b]);
+        out_t* dst = o + b * oB + y * oH + x * oW;
+        for (int c = 0; c < C; ++c) {
+          dst[c * oC] = static_cast<out_t>((v[c] - mean[c]) * inv_std[c]);
+        }
+      });
+    }
+  });
+}
+
+at::Tensor affine_color_cpu(
+    const at::Tensor& images,
+    const at::Tensor& theta,
+    const std::optional<at::Tensor>& colour,
+    const std::optional<at::Tensor>& crop,
+    const std::optional<at::Tensor>& mean,
+    const std::optional<at::Tensor>& std_,
+    int64_t out_h,
+    int64_t out_w,
+    int64_t interpolation,
+    std::optional<double> fill,
+    at::ScalarType out_dtype) {
+  const ImageArgs a = check_image_args(images, theta, colour, crop, mean, std_, out_h, out_w, interpolation, out_dtype);
+  const int64_t B = images.size(0), C = images.size(1);
+  at::Tensor out = at::empty({B, C, out_h, out_w}, images.options().dtype(out_dtype).memory_format(images.suggest_memory_format()));
+  if (B == 0) {
+    return out;
+  }
+  const float f = fill.has_value() ? static_cast<float>(*fill) : std::numeric_limits<float>::quiet_NaN();
+  AT_DISPATCH_SWITCH(images.scalar_type(), "affine_color_cpu",
+      AT_DISPATCH_CASE(at::kByte, [&] {
+        using in_t = scalar_t;
+        AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, out_dtype, "affine_color_cpu_out", [&] {
+          if (C == 3) affine_color_kernel<in_t, scalar_t, 3>(images, a, out, interpolation, f);
+          else affine_color_kernel<in_t, scalar_t, 1>(images, a, out, interpolation, f);
+        });
+      })
+      AT_DISPATCH_CASE_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, [&] {
+        using in_t = scalar_t;
+        AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, out_dtype, "affine_color_cpu_out", [&] {
+          if (C == 3) affine_color_kernel<in_t, scalar_t, 3>(images, a, out, interpolation, f);
+          else affine_color_kernel<in_t, scalar_t, 1>(images, a, out, interpolation, f);
+        });
+      }));
+  return out;
+}
+
+template <typename scalar_t>
+void affine_mask_kernel(const at::Tensor& masks, const at::Tensor& t, const at::Tensor& crop, at::Tensor& out, int64_t fill) {
+  const int64_t B = masks.size(0), out_h = out.size(1), out_w = out.size(2);
+  const Frame fr = make_frame(masks.size(1), masks.size(2), out_h, out_w);
+  const scalar_t* in = masks.const_data_ptr<scalar_t>();
+  const int64_t sB = masks.stride(0), sH = masks.stride(1), sW = masks.stride(2);
+  scalar_t* o = out.mutable_data_ptr<scalar_t>();
+  const scalar_t fill_v = static_cast<scalar_t>(fill);
+  const float* th = t.const_data_ptr<float>();
+  const float* boxes = crop.defined() ? crop.const_data_ptr<float>() : nullptr;
+  const Frame fr2 = make_frame(out_h, out_w, out_h, out_w);
+  at::parallel_for(0, B * out_h, std::max<int64_t>(1, 16384 / out_w), [&](int64_t r0, int64_t r1) {
+    for (int64_t row = r0; row < r1; ++row) {
+      const int64_t b = row / out_h;
+      const int y = static_cast<int>(row % out_h);
+      for (int x = 0; x < out_w; ++x) {
+        float ix, iy;
+        int64_t src;
+        if (boxes != nullptr) {
+          source_position(th + 6 * b, fr2, x, y, ix, iy);
+          src = nearest_offset_crop(fr2, ix, iy, boxes + 4 * b, fr.H, fr.W, sH, sW);
+        } else {
+          source_position(th + 6 * b, fr, x, y, ix, iy);
+          src = nearest_offset(fr, ix, iy, sH, sW);
+        }
+        o[row * out_w + x] = src >= 0 ? in[b * sB + src] : fill_v;
+      }
+    }
+  });
+}
+
+at::Tensor affine_mask_cpu(
+    const at::Tensor& masks,
+    const at::Tensor& theta,
+    const std::optional<at::Tensor>& crop_in,
+    int64_t out_h,
+    int64_t out_w,
+    int64_t fill) {
+  const at::Tensor crop = check_mask_args(masks, theta, crop_in, out_h, out_w);
+  const at::Tensor t = theta.to(at::kFloat).reshape({masks.size(0), 6}).contiguous();
+  at::Tensor out = at::empty({masks.size(0), out_h, out_w}, masks.options());
+  switch (masks.scalar_type()) {
+    case at::kByte: affine_mask_kernel<uint8_t>(masks, t, crop, out, fill); break;
+    case at::kInt: affine_mask_kernel<int32_t>(masks, t, crop, out, fill); break;
+    case at::kLong: affine_mask_kernel<int64_t>(masks, t, crop, out, fill); break;
+    default: affine_mask_kernel<bool>(masks, t, crop, out, fill); break;
+  }
+  return out;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(balancedtorch, CPU, m) {
+  m.impl("affine_color", &affine_color_cpu);
+  m.impl("affine_mask", &affine_mask_cpu);
+}
+
+}  // namespace augment
+}  // namespace balancedtorch
