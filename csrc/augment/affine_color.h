@@ -326,47 +326,65 @@ BT_UNROLL
   }
 }
 
-// The pixel pipeline after sampling: colour (float or uint8 arithmetic) and
-// the value in [0, 1] ready for normalisation.
+// The pixel pipeline after sampling, in two stages so that contrast's mean
+// grey can be taken between them: stage 1 (uint8: round the sample; then
+// brightness), stage 2 (contrast, saturation, hue; uint8: back to [0, 1]).
 template <int C, bool U8>
-BT_HD void finish_pixel(float* v, const float* colour, float contrast_mean) {
+BT_HD void colour_stage1(float* v, const float* colour) {
   if constexpr (U8) {
 BT_UNROLL
     for (int c = 0; c < C; ++c) {
       v[c] = fminf(fmaxf(rintf(v[c]), 0.f), 255.f);
     }
+  }
+  if (colour != nullptr && colour[0] != 1.f) {
+    if constexpr (U8) {
+      apply_brightness_u8<C>(v, colour[0]);
+    } else {
+      apply_brightness(v, C, colour[0]);
+    }
+  }
+}
+
+template <int C, bool U8>
+BT_HD void colour_stage2(float* v, const float* colour, float contrast_mean) {
+  if constexpr (U8) {
     if (colour != nullptr) {
-      apply_colour_u8<C>(v, colour, contrast_mean);
+      float rest[6] = {1.f, colour[1], colour[2], colour[3], colour[4], colour[5]};  // brightness done
+      apply_colour_u8<C>(v, rest, contrast_mean);
     }
 BT_UNROLL
     for (int c = 0; c < C; ++c) {
       v[c] *= 1.f / 255.f;
     }
   } else if (colour != nullptr) {
-    apply_colour<C>(v, colour, contrast_mean);
+    float rest[6] = {1.f, colour[1], colour[2], colour[3], colour[4], colour[5]};
+    apply_colour<C>(v, rest, contrast_mean);
   }
 }
 
-// Grey value contrast averages, after the warp and brightness.
+// The grey value contrast averages (after stage 1).
 template <int C, bool U8>
-BT_HD float contrast_grey(float* v, float brightness) {
+BT_HD float stage1_grey(const float* v) {
   if constexpr (U8) {
-BT_UNROLL
-    for (int c = 0; c < C; ++c) {
-      v[c] = fminf(fmaxf(rintf(v[c]), 0.f), 255.f);
-    }
-    if (brightness != 1.f) {
-      apply_brightness_u8<C>(v, brightness);
-    }
     return grey_u8<C>(v);
   } else {
-    if (brightness != 1.f) {
-      apply_brightness(v, C, brightness);
-    }
     return grey_of<C>(v);
   }
 }
 
+template <int C, bool U8>
+BT_HD void finish_pixel(float* v, const float* colour, float contrast_mean) {
+  colour_stage1<C, U8>(v, colour);
+  colour_stage2<C, U8>(v, colour, contrast_mean);
+}
+
+// Grey value contrast averages, after the warp and brightness.
+template <int C, bool U8>
+BT_HD float contrast_grey(float* v, const float* colour) {
+  colour_stage1<C, U8>(v, colour);
+  return stage1_grey<C, U8>(v);
+}
 
 }  // namespace augment
 }  // namespace balancedtorch

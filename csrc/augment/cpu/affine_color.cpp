@@ -21,6 +21,8 @@
 
 #include "augment/affine_color.h"
 #include "augment/affine_color_args.h"
+#include "augment/cpu/affine_color_vec.h"
+#include "cpu/buffer_pool.h"
 
 namespace balancedtorch {
 namespace augment {
@@ -46,7 +48,19 @@ void affine_color_kernel(const at::Tensor& images, const ImageArgs& a, at::Tenso
   const float* crop = a.crop.defined() ? a.crop.const_data_ptr<float>() : nullptr;
   // with a crop, the warp samples the resized crop (an oh x ow image of its own)
   const Frame fr2 = make_frame(oh, ow, oh, ow);
-  auto for_row = [&](int64_t row, auto&& pixel) {
+  // AVX2: eight pixels at a time through gathers (float and uint8 input, no crop,
+  // plane offsets in int32); uint8 gathers read 4 bytes, so an image whose last
+  // plane ends within 3 bytes of the tensor's end takes the scalar path.
+  const int64_t max_plane_off = (fr.H - 1) * sH + (fr.W - 1) * sW;
+  int64_t extent = 1;
+  for (int64_t d = 0; d < images.dim(); ++d) {
+    extent += (images.size(d) - 1) * images.stride(d);
+  }
+  const bool vec_ok = (std::is_same_v<in_t, float> || u8) && crop == nullptr && max_plane_off < (int64_t{1} << 30) &&
+      sH < (int64_t{1} << 30) && sW < (int64_t{1} << 30);
+  auto vec_row_ok = [&](int64_t b) { return vec_ok && (!u8 || b * sB + (C - 1) * sC + max_plane_off + 3 < extent); };
+
+  auto for_row = [&](int64_t row, auto&& pixel, auto&& pixel8) {
     const int64_t b = row / oh;
     const int y = static_cast<int>(row % oh);
     const Loader<in_t> load{in + b * sB, sC, sH, sW, scale};
@@ -61,7 +75,19 @@ void affine_color_kernel(const at::Tensor& images, const ImageArgs& a, at::Tenso
       }
       return;
     }
-    for (int x = 0; x < ow; ++x) {
+    int x = 0;
+#if defined(CPU_CAPABILITY_AVX2)
+    if constexpr (std::is_same_v<in_t, float> || std::is_same_v<in_t, uint8_t>) {
+      if (vec_row_ok(b)) {
+        for (; x + 8 <= ow; x += 8) {
+          vec8::V v[C];
+          vec8::warp8<in_t, C>(in + b * sB, sC, static_cast<int32_t>(sH), static_cast<int32_t>(sW), t, fr, x, y, mode, has_fill, fill_s, v);
+          pixel8(b, y, x, v);
+        }
+      }
+    }
+#endif
+    for (; x < ow; ++x) {
       float ix, iy, v[C];
       source_position(t, fr, x, y, ix, iy);
       sample<C>(load, fr, ix, iy, mode, has_fill, fill_s, v);
@@ -70,48 +96,170 @@ void affine_color_kernel(const at::Tensor& images, const ImageArgs& a, at::Tenso
   };
   const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(1, ow));
 
+  // Contrast blends with the mean grey of the image after stage 1 (warp,
+  // brightness). float32 output: pass 1 writes the stage-1 values and sums
+  // their grey per row, pass 2 finishes those images in place (one warp).
+  // Other outputs: a pre-pass repeats the warp to sum the grey.
+  std::vector<char> needs(B, 0);
+  bool any = false;
+  for (int64_t b = 0; colour != nullptr && b < B; ++b) {
+    needs[b] = colour[6 * b + 1] != 1.f;
+    any = any || needs[b];
+  }
+  constexpr bool in_place = std::is_same_v<out_t, float>;
+  std::vector<double> row_sum(any ? B * oh : 0, 0.0);
   std::vector<float> contrast_mean(B, 0.f);
-  if (colour != nullptr) {
-    std::vector<char> needs(B);
-    bool any = false;
+  auto reduce_means = [&] {
     for (int64_t b = 0; b < B; ++b) {
-      needs[b] = colour[6 * b + 1] != 1.f;
-      any = any || needs[b];
+      if (!needs[b]) {
+        continue;
+      }
+      double s = 0.0;
+      for (int64_t y = 0; y < oh; ++y) {
+        s += row_sum[b * oh + y];
+      }
+      // torch.mean in float32 of the grey image: the (exact for uint8) sum over the count
+      contrast_mean[b] = static_cast<float>(s) / static_cast<float>(oh * ow);
     }
-    if (any) {
-      std::vector<double> row_sum(B * oh, 0.0);
-      at::parallel_for(0, B * oh, grain, [&](int64_t r0, int64_t r1) {
-        for (int64_t row = r0; row < r1; ++row) {
-          if (!needs[row / oh]) {
-            continue;
-          }
-          double s = 0.0;
-          for_row(row, [&](int64_t b, int, int, float* v) { s += contrast_grey<C, u8>(v, colour[6 * b]); });
-          row_sum[row] = s;
+  };
+  auto grey_pixel = [&](int64_t b, double& s, float* v) {
+    colour_stage1<C, u8>(v, colour + 6 * b);
+    s += stage1_grey<C, u8>(v);
+  };
+#if defined(CPU_CAPABILITY_AVX2)
+  auto grey8 = [&](int64_t b, double& s, vec8::V* v) {
+    vec8::stage1<C, u8>(v, colour + 6 * b);
+    float lanes[8];
+    vec8::stage1_grey<C, u8>(v).store(lanes);
+    for (int l = 0; l < 8; ++l) {
+      s += lanes[l];
+    }
+  };
+#endif
+  if (any && !in_place) {
+    at::parallel_for(0, B * oh, grain, [&](int64_t r0, int64_t r1) {
+      for (int64_t row = r0; row < r1; ++row) {
+        if (!needs[row / oh]) {
+          continue;
         }
-      });
-      for (int64_t b = 0; b < B; ++b) {
         double s = 0.0;
-        for (int64_t y = 0; y < oh; ++y) {
-          s += row_sum[b * oh + y];
+        for_row(
+            row, [&](int64_t b, int, int, float* v) { grey_pixel(b, s, v); },
+            [&](int64_t b, int, int, auto* v) {
+#if defined(CPU_CAPABILITY_AVX2)
+              grey8(b, s, v);
+#endif
+            });
+        row_sum[row] = s;
+      }
+    });
+    reduce_means();
+  }
+
+  auto store = [&](int64_t b, int y, int x, const float* v, bool raw) {
+    out_t* dst = o + b * oB + y * oH + x * oW;
+    for (int c = 0; c < C; ++c) {
+      dst[c * oC] = static_cast<out_t>(raw ? v[c] : (v[c] - mean[c]) * inv_std[c]);
+    }
+  };
+#if defined(CPU_CAPABILITY_AVX2)
+  auto store8 = [&](int64_t b, int y, int x, const vec8::V* v, bool raw) {
+    out_t* dst = o + b * oB + y * oH + x * oW;
+    for (int c = 0; c < C; ++c) {
+      const vec8::V n = raw ? v[c] : (v[c] - vec8::V(mean[c])) * vec8::V(inv_std[c]);
+      if constexpr (std::is_same_v<out_t, float>) {
+        if (oW == 1) {
+          n.store(dst + c * oC);
+          continue;
         }
-        // torch.mean in float32 of the grey image: the (exact for uint8) sum over the count
-        contrast_mean[b] = static_cast<float>(s) / static_cast<float>(oh * ow);
+      }
+      float lanes[8];
+      n.store(lanes);
+      for (int l = 0; l < 8; ++l) {
+        dst[c * oC + l * oW] = static_cast<out_t>(lanes[l]);
       }
     }
-  }
+  };
+#endif
 
   at::parallel_for(0, B * oh, grain, [&](int64_t r0, int64_t r1) {
     for (int64_t row = r0; row < r1; ++row) {
-      for_row(row, [&](int64_t b, int y, int x, float* v) {
-        finish_pixel<C, u8>(v, colour == nullptr ? nullptr : colour + 6 * b, contrast_mean[b]);
-        out_t* dst = o + b * oB + y * oH + x * oW;
-        for (int c = 0; c < C; ++c) {
-          dst[c * oC] = static_cast<out_t>((v[c] - mean[c]) * inv_std[c]);
-        }
-      });
+      const int64_t b = row / oh;
+      const float* col = colour == nullptr ? nullptr : colour + 6 * b;
+      if (in_place && needs[b]) {  // pass 1: stage-1 values, grey summed
+        double s = 0.0;
+        for_row(
+            row,
+            [&](int64_t, int y, int x, float* v) {
+              grey_pixel(b, s, v);
+              store(b, y, x, v, true);
+            },
+            [&](int64_t, int y, int x, auto* v) {
+#if defined(CPU_CAPABILITY_AVX2)
+              grey8(b, s, v);
+              store8(b, y, x, v, true);
+#endif
+            });
+        row_sum[row] = s;
+        continue;
+      }
+      for_row(
+          row,
+          [&](int64_t, int y, int x, float* v) {
+            finish_pixel<C, u8>(v, col, contrast_mean[b]);
+            store(b, y, x, v, false);
+          },
+          [&](int64_t, int y, int x, auto* v) {
+#if defined(CPU_CAPABILITY_AVX2)
+            vec8::stage1<C, u8>(v, col);
+            vec8::stage2<C, u8>(v, col, contrast_mean[b]);
+            store8(b, y, x, v, false);
+#endif
+          });
     }
   });
+  if constexpr (!in_place) {
+    return;
+  } else {
+    if (!any) {
+      return;
+    }
+  reduce_means();
+  // pass 2: contrast, saturation, hue and normalisation of the stored stage-1 values
+  at::parallel_for(0, B * oh, grain, [&](int64_t r0, int64_t r1) {
+    for (int64_t row = r0; row < r1; ++row) {
+      const int64_t b = row / oh;
+      if (!needs[b]) {
+        continue;
+      }
+      const int y = static_cast<int>(row % oh);
+      const float* col = colour + 6 * b;
+      int x = 0;
+#if defined(CPU_CAPABILITY_AVX2)
+      if (oW == 1) {
+        for (; x + 8 <= ow; x += 8) {
+          vec8::V v[C];
+          const out_t* src = o + b * oB + y * oH + x;
+          for (int c = 0; c < C; ++c) {
+            v[c] = vec8::V::loadu(src + c * oC);
+          }
+          vec8::stage2<C, u8>(v, col, contrast_mean[b]);
+          store8(b, y, x, v, false);
+        }
+      }
+#endif
+      for (; x < ow; ++x) {
+        float v[C];
+        const out_t* src = o + b * oB + y * oH + x * oW;
+        for (int c = 0; c < C; ++c) {
+          v[c] = static_cast<float>(src[c * oC]);
+        }
+        colour_stage2<C, u8>(v, col, contrast_mean[b]);
+        store(b, y, x, v, false);
+      }
+    }
+  });
+  }
 }
 
 at::Tensor affine_color_cpu(
@@ -128,7 +276,10 @@ at::Tensor affine_color_cpu(
     at::ScalarType out_dtype) {
   const ImageArgs a = check_image_args(images, theta, colour, crop, mean, std_, out_h, out_w, interpolation, out_dtype);
   const int64_t B = images.size(0), C = images.size(1);
-  at::Tensor out = at::empty({B, C, out_h, out_w}, images.options().dtype(out_dtype).memory_format(images.suggest_memory_format()));
+  const auto fmt = images.suggest_memory_format();
+  const auto out_opts = images.options().dtype(out_dtype);
+  at::Tensor out = fmt == at::MemoryFormat::Contiguous ? cpu::pooled_empty({B, C, out_h, out_w}, out_opts)
+                                                      : at::empty({B, C, out_h, out_w}, out_opts.memory_format(fmt));
   if (B == 0) {
     return out;
   }

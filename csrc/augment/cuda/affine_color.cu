@@ -61,7 +61,7 @@ __global__ void contrast_sum_kernel(
     const int y = static_cast<int>(p / ow), x = static_cast<int>(p % ow);
     float v[C];
     warp_sample<C>(load, fr, t, crop == nullptr ? nullptr : crop + 4 * b, oh, ow, x, y, mode, has_fill, fill, v);
-    s += contrast_grey<C, std::is_same_v<in_t, uint8_t>>(v, colour[6 * b]);
+    s += contrast_grey<C, std::is_same_v<in_t, uint8_t>>(v, colour + 6 * b);
   }
   for (int offset = 16; offset > 0; offset >>= 1) {
     s += __shfl_down_sync(0xffffffffu, s, offset);

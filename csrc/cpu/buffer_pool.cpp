@@ -1,0 +1,72 @@
+#include "cpu/buffer_pool.h"
+
+#include <cstdlib>
+#include <map>
+#include <mutex>
+
+namespace balancedtorch {
+namespace cpu {
+namespace {
+
+constexpr size_t kMinPooledBytes = size_t{8} << 20;
+constexpr size_t kMaxCachedBytes = size_t{512} << 20;
+constexpr size_t kAlignment = 64;
+
+struct Pool {
+  std::mutex mutex;
+  std::multimap<size_t, void*> free_blocks;
+  size_t cached = 0;
+};
+
+Pool& pool() {
+  static Pool* p = new Pool();  // never destroyed: tensors may outlive static destruction
+  return *p;
+}
+
+void* take(size_t bytes) {
+  {
+    Pool& p = pool();
+    std::lock_guard<std::mutex> lock(p.mutex);
+    auto it = p.free_blocks.find(bytes);
+    if (it != p.free_blocks.end()) {
+      void* block = it->second;
+      p.free_blocks.erase(it);
+      p.cached -= bytes;
+      return block;
+    }
+  }
+  void* block = nullptr;
+  TORCH_CHECK(posix_memalign(&block, kAlignment, bytes) == 0 && block != nullptr, "balancedtorch: out of memory allocating ", bytes, " bytes");
+  return block;
+}
+
+void give_back(void* block, size_t bytes) {
+  Pool& p = pool();
+  {
+    std::lock_guard<std::mutex> lock(p.mutex);
+    if (p.cached + bytes <= kMaxCachedBytes) {
+      p.free_blocks.emplace(bytes, block);
+      p.cached += bytes;
+      return;
+    }
+  }
+  std::free(block);
+}
+
+}  // namespace
+
+at::Tensor pooled_empty(at::IntArrayRef sizes, const at::TensorOptions& options) {
+  int64_t numel = 1;
+  for (const int64_t s : sizes) {
+    numel *= s;
+  }
+  const size_t bytes = static_cast<size_t>(numel) * c10::elementSize(c10::typeMetaToScalarType(options.dtype()));
+  if (bytes < kMinPooledBytes) {
+    return at::empty(sizes, options);
+  }
+  void* block = take(bytes);
+  return at::from_blob(block, sizes, [bytes](void* b) { give_back(b, bytes); }, options.device(at::kCPU));
+}
+
+}  // namespace cpu
+}  // namespace balancedtorch

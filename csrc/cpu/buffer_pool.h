@@ -1,0 +1,23 @@
+// Reuse of large CPU output buffers across calls.
+//
+// glibc serves allocations above its mmap threshold (at most 32 MiB) with a
+// fresh mmap each time, so a 38 MB output written every training step pays
+// for ~9,000 page faults and the kernel zeroing them (~12 ms on a 2-core VM,
+// as long as the kernel itself). Buffers of an exact size are kept after the
+// tensor that owned them dies and handed to the next request of that size
+// (at most kMaxCachedBytes kept), like the CUDA caching allocator does for
+// device memory.
+#pragma once
+
+#include <cstdint>
+
+#include <ATen/ATen.h>
+
+namespace balancedtorch {
+namespace cpu {
+
+// An uninitialised contiguous CPU tensor; large ones come from the pool.
+at::Tensor pooled_empty(at::IntArrayRef sizes, const at::TensorOptions& options);
+
+}  // namespace cpu
+}  // namespace balancedtorch
