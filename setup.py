@@ -187,6 +187,10 @@ cpp_sources = sorted(glob.glob(os.path.join("csrc", "**", "*.cpp"), recursive=Tr
 cuda_sources = sorted(glob.glob(os.path.join("csrc", "**", "*.cu"), recursive=True)) if use_cuda else []
 
 cxx_flags = ["-O0", "-g"] if debug else ["-O3"]
+# No implicit fused multiply-adds: products and sums round on their own, as in
+# torch's element-wise kernels (the augmentation colour arithmetic reproduces
+# torchvision's bit for bit). Kernels that want FMAs ask for them explicitly.
+cxx_flags.append("-ffp-contract=off")
 nvcc_flags = ["-O0", "-g", "-lineinfo"] if debug else ["-O3", "-lineinfo"]
 define_macros = []
 link_args = []

@@ -377,3 +377,28 @@ def test_bad_input():
         AF.affine_color(img, theta, mean=(0.5, 0.5))
     with pytest.raises(ValueError, match="size"):
         AF.affine_color(img, theta, size=(0, 5))
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.float32])
+@pytest.mark.parametrize("interpolation", ["bilinear", "nearest"])
+@pytest.mark.parametrize("fill", [None, 0.3])
+def test_vector_and_scalar_paths_agree(device, dtype, interpolation, fill):
+    """The CPU kernel's eight-pixel AVX2 path (contiguous, strided) and its scalar path
+    (taken with a crop; a whole-image box at the same size is the identity) give the same bits."""
+    img = random_images(n=5, size=(37, 61), seed=3)
+    x = (img * 255).round().to(torch.uint8) if dtype == torch.uint8 else img
+    x = x.to(device)
+    theta = AF.affine_matrix(torch.tensor([13.0, -70.0, 180.0, 33.0, 0.0]), (3, -1), 0.9, (5.0, 0.0)).float().to(device)
+    colour = torch.tensor([[1.3, 0.7, 1.4, 0.15], [0.8, 1.2, 0.6, -0.3], [1.0, 1.0, 1.0, 0.0], [1.1, 1.0, 1.0, 0.5], [1.0, 0.5, 1.0, 0.0]],
+                          dtype=torch.float64, device=device)
+    f = None if fill is None else (fill * 255 if dtype == torch.uint8 else fill)
+    kw = dict(interpolation=interpolation, fill=f, mean=(0.2, 0.3, 0.4), std=(0.5, 0.6, 0.7))
+    vector = AF.affine_color(x, theta, colour, **kw)
+    whole = torch.tensor([[0.0, 0.0, 37.0, 61.0]], device=device).expand(5, 4)
+    scalar = AF.affine_color(x, theta, colour, crop=whole, **kw)
+    torch.testing.assert_close(vector, scalar, rtol=0, atol=0)
+    wide = torch.zeros(5, 3, 37, 122, dtype=x.dtype, device=device)
+    wide[..., ::2] = x
+    strided = AF.affine_color(wide[..., ::2], theta, colour, **kw)
+    torch.testing.assert_close(strided, vector, rtol=0, atol=0)
+    assert not torch.equal(vector[0], vector[1])

@@ -6,10 +6,6 @@
 // position advances by a constant step along a row. Contrast needs the mean
 // grey of each image after brightness: a pre-pass computes it (rows in
 // parallel, summed in double) only for the images whose contrast factor is not 1.
-// fp-contract off: products and sums round on their own, as torch's element-wise
-// kernels (matching torchvision's colour arithmetic bit for bit where possible)
-#pragma GCC optimize("fp-contract=off")
-
 #include <cmath>
 #include <limits>
 #include <vector>
@@ -49,15 +45,14 @@ void affine_color_kernel(const at::Tensor& images, const ImageArgs& a, at::Tenso
   // with a crop, the warp samples the resized crop (an oh x ow image of its own)
   const Frame fr2 = make_frame(oh, ow, oh, ow);
   // AVX2: eight pixels at a time through gathers (float and uint8 input, no crop,
-  // plane offsets in int32); uint8 gathers read 4 bytes, so an image whose last
+  // plane offsets below 2^24, exact in float); uint8 gathers read 4 bytes, so an image whose last
   // plane ends within 3 bytes of the tensor's end takes the scalar path.
   const int64_t max_plane_off = (fr.H - 1) * sH + (fr.W - 1) * sW;
   int64_t extent = 1;
   for (int64_t d = 0; d < images.dim(); ++d) {
     extent += (images.size(d) - 1) * images.stride(d);
   }
-  const bool vec_ok = (std::is_same_v<in_t, float> || u8) && crop == nullptr && max_plane_off < (int64_t{1} << 30) &&
-      sH < (int64_t{1} << 30) && sW < (int64_t{1} << 30);
+  const bool vec_ok = (std::is_same_v<in_t, float> || u8) && crop == nullptr && max_plane_off < (int64_t{1} << 24);
   auto vec_row_ok = [&](int64_t b) { return vec_ok && (!u8 || b * sB + (C - 1) * sC + max_plane_off + 3 < extent); };
 
   auto for_row = [&](int64_t row, auto&& pixel, auto&& pixel8) {

@@ -17,48 +17,51 @@ namespace balancedtorch {
 namespace augment {
 namespace vec8 {
 
+// everything here is inlined into the row loop, so the vectors stay in registers
+#define BT_VEC_INLINE inline __attribute__((always_inline))
+
 using V = at::vec::Vectorized<float>;
 
-inline V select(const V& mask, const V& if_true, const V& if_false) {
+BT_VEC_INLINE V select(const V& mask, const V& if_true, const V& if_false) {
   return _mm256_blendv_ps(if_false, if_true, mask);
 }
 
 // min / max with fminf / fmaxf's NaN rule (the other operand wins), one instruction each
 // (at::vec::minimum / maximum propagate NaN at three instructions each)
-inline V vmin(const V& a, const V& b) {
+BT_VEC_INLINE V vmin(const V& a, const V& b) {
   return _mm256_min_ps(a, b);
 }
 
-inline V vmax(const V& a, const V& b) {
+BT_VEC_INLINE V vmax(const V& a, const V& b) {
   return _mm256_max_ps(a, b);
 }
 
-inline V clamp(const V& v, float lo, float hi) {
+BT_VEC_INLINE V clamp(const V& v, float lo, float hi) {
   return vmin(vmax(v, V(lo)), V(hi));
 }
 
-inline V clamp01(const V& v) {
+BT_VEC_INLINE V clamp01(const V& v) {
   return clamp(v, 0.f, 1.f);
 }
 
-inline V floor(const V& v) {
+BT_VEC_INLINE V floor(const V& v) {
   return _mm256_floor_ps(v);
 }
 
-inline V rint(const V& v) {
+BT_VEC_INLINE V rint(const V& v) {
   return _mm256_round_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
 }
 
-inline V fma(const V& a, const V& b, const V& c) {
+BT_VEC_INLINE V fma(const V& a, const V& b, const V& c) {
   return _mm256_fmadd_ps(a, b, c);
 }
 
-inline V gray(const V& r, const V& g, const V& b) {
+BT_VEC_INLINE V gray(const V& r, const V& g, const V& b) {
   return fma(b, V(0.114f), fma(g, V(0.587f), r * V(0.2989f)));
 }
 
 template <typename in_t>
-inline V gather(const in_t* base, __m256i off) {
+BT_VEC_INLINE V gather(const in_t* base, __m256i off) {
   if constexpr (std::is_same_v<in_t, float>) {
     return _mm256_i32gather_ps(base, off, 4);
   } else {
@@ -68,14 +71,16 @@ inline V gather(const in_t* base, __m256i off) {
   }
 }
 
-inline __m256i offsets(const V& y, const V& x, int32_t sH, int32_t sW) {
-  return _mm256_add_epi32(_mm256_mullo_epi32(_mm256_cvttps_epi32(y), _mm256_set1_epi32(sH)), _mm256_mullo_epi32(_mm256_cvttps_epi32(x), _mm256_set1_epi32(sW)));
+// y * sH + x * sW for integer-valued y, x: the caller keeps every plane offset
+// below 2^24, so the float arithmetic is exact and saves the slow 32-bit multiplies.
+BT_VEC_INLINE __m256i offsets(const V& y, const V& x, int32_t sH, int32_t sW) {
+  return _mm256_cvttps_epi32(fma(y, V(static_cast<float>(sH)), x * V(static_cast<float>(sW))));
 }
 
 // Channels of eight output pixels (x, ..., x + 7) of row y; mirrors
 // source_position() and sample() (input values in their own units).
 template <typename in_t, int C>
-inline void warp8(
+BT_VEC_INLINE void warp8(
     const in_t* base, int64_t sC, int32_t sH, int32_t sW, const float* t, const Frame& f, int x, int y,
     int64_t mode, bool has_fill, float fill, V* v) {
   const V lane(0.f, 1.f, 2.f, 3.f, 4.f, 5.f, 6.f, 7.f);
@@ -142,7 +147,7 @@ inline void warp8(
   }
 }
 
-inline void shift_hue(V* v, float hue) {
+BT_VEC_INLINE void shift_hue(V* v, float hue) {
   const V r = v[0], g = v[1], b = v[2];
   const V one(1.f);
   const V maxc = vmax(r, vmax(g, b)), minc = vmin(r, vmin(g, b));
@@ -150,8 +155,13 @@ inline void shift_hue(V* v, float hue) {
   const V range = maxc - minc;
   const V s = range / select(eqc, one, maxc);
   const V div = select(eqc, one, range);
-  const V rc = (maxc - r) / div, gc = (maxc - g) / div, bc = (maxc - b) / div;
-  V h = select(maxc == r, bc - gc, select(maxc == g, (V(2.f) + rc) - bc, (V(4.f) + gc) - rc));
+  // torchvision's hr = bc - gc, hg = (2 + rc) - bc, hb = (4 + gc) - rc with c* = (maxc - c) / div:
+  // only the two quotients of each lane's case are computed (same roundings, 2 divisions not 3)
+  const V is_r = maxc == r, is_g = maxc == g;
+  const V first = select(is_r, maxc - b, select(is_g, maxc - r, maxc - g));
+  const V second = select(is_r, maxc - g, select(is_g, maxc - b, maxc - r));
+  const V offset = select(is_r, V(0.f), select(is_g, V(2.f), V(4.f)));
+  V h = (offset + first / div) - second / div;
   h = h * V(1.f / 6.f) + one;
   h = h - floor(h);  // fmodf(h, 1) for h > 0
   h = h + V(hue);
@@ -171,7 +181,7 @@ inline void shift_hue(V* v, float hue) {
 }
 
 template <int C>
-inline V grey_of(const V* v) {
+BT_VEC_INLINE V grey_of(const V* v) {
   if constexpr (C == 3) {
     return gray(v[0], v[1], v[2]);
   } else {
@@ -179,13 +189,13 @@ inline V grey_of(const V* v) {
   }
 }
 
-inline V trunc_u8(const V& v) {
+BT_VEC_INLINE V trunc_u8(const V& v) {
   return floor(clamp(v, 0.f, 255.f));
 }
 
 // colour_stage1<C, U8>() on eight pixels.
 template <int C, bool U8>
-inline void stage1(V* v, const float* colour) {
+BT_VEC_INLINE void stage1(V* v, const float* colour) {
   if constexpr (U8) {
     for (int c = 0; c < C; ++c) {
       v[c] = clamp(rint(v[c]), 0.f, 255.f);
@@ -200,7 +210,7 @@ inline void stage1(V* v, const float* colour) {
 
 // colour_stage2<C, U8>() on eight pixels.
 template <int C, bool U8>
-inline void stage2(V* v, const float* colour, float contrast_mean) {
+BT_VEC_INLINE void stage2(V* v, const float* colour, float contrast_mean) {
   if (colour != nullptr) {
     if (colour[1] != 1.f) {
       for (int c = 0; c < C; ++c) {
@@ -240,7 +250,7 @@ inline void stage2(V* v, const float* colour, float contrast_mean) {
 
 // stage1_grey<C, U8>() on eight pixels.
 template <int C, bool U8>
-inline V stage1_grey(const V* v) {
+BT_VEC_INLINE V stage1_grey(const V* v) {
   if constexpr (U8 && C == 3) {
     return floor(grey_of<C>(v));
   } else {
@@ -251,5 +261,7 @@ inline V stage1_grey(const V* v) {
 }  // namespace vec8
 }  // namespace augment
 }  // namespace balancedtorch
+
+#undef BT_VEC_INLINE
 
 #endif  // CPU_CAPABILITY_AVX2

@@ -1,0 +1,80 @@
+"""BatchAugment against kornia and torchvision v2 on the issue's chain.
+
+Batch 64 x 3 x 224 x 224 uint8 -> normalised float32: horizontal flip (p=0.5),
+affine (rotation 30 degrees, translate 0.1, scale 0.8-1.2, shear 10 degrees),
+colour jitter (0.4, 0.4, 0.4, 0.1), normalise. kornia takes float input, so
+its timing includes the uint8 -> float conversion; torchvision v2 runs per
+sample as a Dataset transform would.
+"""
+
+import pytest
+import torch
+
+import balancedtorch as bt
+from _harness import DEVICES, sync
+
+B, H, W = 64, 224, 224
+MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def batch(device):
+    g = torch.Generator().manual_seed(0)
+    # smooth, image-like content rather than white noise
+    x = torch.nn.functional.interpolate(torch.rand(B, 3, H // 8, W // 8, generator=g), size=(H, W), mode="bilinear", align_corners=False)
+    return (x * 255).round().to(torch.uint8).to(device)
+
+
+def ours(device):
+    aug = bt.augment.BatchAugment(
+        hflip=0.5, rotation=30, translate=(0.1, 0.1), scale=(0.8, 1.2), shear=10,
+        brightness=0.4, contrast=0.4, saturation=0.4, hue=0.1, mean=MEAN, std=STD,
+    )
+    g = torch.Generator(device=device).manual_seed(0)
+    return lambda x: aug(x, generator=g)
+
+
+def kornia_chain(device):
+    K = pytest.importorskip("kornia")
+    aug = K.augmentation.AugmentationSequential(
+        K.augmentation.RandomHorizontalFlip(p=0.5),
+        K.augmentation.RandomAffine(degrees=30, translate=(0.1, 0.1), scale=(0.8, 1.2), shear=10, p=1.0),
+        K.augmentation.ColorJitter(0.4, 0.4, 0.4, 0.1, p=1.0),
+        K.augmentation.Normalize(mean=torch.tensor(MEAN), std=torch.tensor(STD)),
+    ).to(device)
+    return lambda x: aug(x.float().div_(255))
+
+
+def torchvision_per_sample(device):
+    T = pytest.importorskip("torchvision.transforms.v2")
+    tf = T.Compose([
+        T.RandomHorizontalFlip(0.5),
+        T.RandomAffine(degrees=30, translate=(0.1, 0.1), scale=(0.8, 1.2), shear=10),
+        T.ColorJitter(0.4, 0.4, 0.4, 0.1),
+        T.ToDtype(torch.float32, scale=True),
+        T.Normalize(MEAN, STD),
+    ])
+    return lambda x: torch.stack([tf(img) for img in x])
+
+
+IMPLS = {"balancedtorch": ours, "kornia": kornia_chain, "torchvision v2 per sample": torchvision_per_sample}
+
+
+@pytest.mark.parametrize("impl", list(IMPLS))
+@pytest.mark.parametrize("device", DEVICES)
+def test_augment_chain(timed, benchmark, device, impl):
+    if device == "cuda" and impl == "torchvision v2 per sample":
+        pytest.skip("per-sample CPU pipeline")
+    x = batch(device)
+    fn = IMPLS[impl](device)
+    heavy = impl != "balancedtorch" and device == "cpu"
+    timed(lambda: fn(x), group=f"augment chain {B}x3x{H}x{W} uint8 -> float32 {device}", impl=impl, device=device, rounds=3 if heavy else None)
+    benchmark.extra_info["images_per_s"] = round(B / benchmark.stats.stats.median)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_device_copy_reference(timed, benchmark, device):
+    """Bandwidth reference: reading the uint8 batch and writing the float32 output once."""
+    x = batch(device)
+    out = torch.empty(B, 3, H, W, device=device)
+    timed(lambda: out.copy_(x), group=f"augment chain {B}x3x{H}x{W} uint8 -> float32 {device}", impl="copy (uint8 -> float32 copy_)", device=device)
+    sync(device)
