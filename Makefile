@@ -1,5 +1,7 @@
 # balancedtorch: two commands for a fresh machine.
-#   make test   set up .venv from nothing, build the extension, run the tests
+#   make demo   set up .venv from nothing, build the extension, run the demo
+#               (plain vs balanced training on long-tailed digits; DEMO_ARGS=...)
+#   make test   the same set-up, then the tests
 #   make bench  the same set-up, then the benchmarks (pytest-benchmark)
 SHELL := /bin/bash
 .DEFAULT_GOAL := test
@@ -18,7 +20,7 @@ STAMP_VENV    := $(VENV)/.stamp-venv
 STAMP_TORCH   := $(VENV)/.stamp-torch
 STAMP_INSTALL := $(VENV)/.stamp-install
 
-.PHONY: install test bench check-build clean
+.PHONY: install demo test bench check-build clean
 
 install: $(STAMP_INSTALL)
 
@@ -47,6 +49,10 @@ check-build: install
 	       and os.environ.get("BALANCEDTORCH_USE_CUDA", "auto") != "0"; \
 	assert info["cuda_compiled"] or not want, "CUDA torch and nvcc are present but the CUDA kernels were not compiled"'
 
+DEMO_ARGS ?=
+demo: install
+	$(PY) -m balancedtorch demo $(DEMO_ARGS)
+
 test: install
 	$(PY) -m pytest tests
 	$(MAKE) --no-print-directory check-build
@@ -58,4 +64,4 @@ bench: install
 	$(PY) benchmarks/ratios.py .benchmarks/latest.json
 
 clean:
-	rm -rf build balancedtorch/_C*.so balancedtorch/_build_config.py *.egg-info .pytest_cache .benchmarks
+	rm -rf build balancedtorch/_C*.so balancedtorch/_build_config.py *.egg-info .pytest_cache .benchmarks demo_out

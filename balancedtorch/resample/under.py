@@ -55,12 +55,6 @@ class RandomUnderSampler(_UnderSampler):
         return self._keep(data, keep)
 
 
-def _euclidean(queries: Tensor, ref: Tensor, idx: Tensor) -> Tensor:
-    """Exact float64 Euclidean distances from each query to its listed ref rows."""
-    diff = queries.double().unsqueeze(1) - ref.double().index_select(0, idx.flatten()).view(idx.shape[0], idx.shape[1], -1)
-    return diff.pow(2).sum(2).sqrt()
-
-
 def _farthest_sum(queries: Tensor, ref: Tensor, n: int, chunk_bytes: int = 256 * 2**20) -> Tensor:
     """Sum of the Euclidean distances to the n farthest rows of ref, per query (chunked)."""
     out = torch.empty(queries.shape[0], dtype=torch.float64, device=queries.device)
@@ -115,8 +109,7 @@ class NearMiss(_UnderSampler):
             X_class = Xw.index_select(0, data.rows_of(code))
             candidates = None
             if self.version == 1:
-                _, idx = knn(X_class, k, ref=X_min)
-                score = _euclidean(X_class, X_min, idx).sum(1)
+                score = knn(X_class, k, ref=X_min)[0].double().sqrt().sum(1)
             elif self.version == 2:
                 score = _farthest_sum(X_class, X_min, k)
             else:
@@ -129,8 +122,7 @@ class NearMiss(_UnderSampler):
                 _, near = knn(X_min, k3, ref=X_class)
                 candidates = torch.unique(near.flatten())
                 X_sel = X_class.index_select(0, candidates)
-                _, idx = knn(X_sel, k, ref=X_min)
-                score = _euclidean(X_sel, X_min, idx).sum(1)
+                score = knn(X_sel, k, ref=X_min)[0].double().sqrt().sum(1)
             # Python's stable sorted(): ties keep index order, also when reversed
             order = torch.sort(score, stable=True, descending=self.version == 3).indices
             if order.numel() < n_keep:

@@ -1,5 +1,7 @@
 #include "cpu/buffer_pool.h"
 
+#include <ATen/ATen.h>
+
 #include <cstdlib>
 #include <map>
 #include <mutex>

@@ -11,7 +11,9 @@
 
 #include <cstdint>
 
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
+#include <c10/core/TensorOptions.h>
+#include <c10/util/ArrayRef.h>
 
 namespace balancedtorch {
 namespace cpu {

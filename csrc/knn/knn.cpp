@@ -11,6 +11,8 @@
 #include <algorithm>
 #include <limits>
 #include <optional>
+#include <utility>
+#include <vector>
 
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
@@ -164,8 +166,50 @@ at::Tensor scan_chunk(
   return best_i;
 }
 
+// CPU: the exact re-rank row by row, in place, without temporaries: float64
+// squared differences of each candidate, then (distance, index) order.
+template <typename scalar_t>
+void rerank_cpu(const at::Tensor& xq, const at::Tensor& xr, const at::Tensor& best_i, int64_t k, at::Tensor& out_d, at::Tensor& out_i) {
+  const int64_t N = xq.size(0), D = xq.size(1), cand = best_i.size(1);
+  const at::Tensor q = xq.contiguous(), r = xr.contiguous(), bi = best_i.contiguous();
+  const scalar_t* qp = q.const_data_ptr<scalar_t>();
+  const scalar_t* rp = r.const_data_ptr<scalar_t>();
+  const int64_t* ip = bi.const_data_ptr<int64_t>();
+  double* od = out_d.mutable_data_ptr<double>();
+  int64_t* oi = out_i.mutable_data_ptr<int64_t>();
+  const int64_t sd = out_d.stride(0), si = out_i.stride(0);
+  at::parallel_for(0, N, 64, [&](int64_t a, int64_t b) {
+    std::vector<std::pair<double, int64_t>> found(cand);
+    for (int64_t n = a; n < b; ++n) {
+      const scalar_t* x = qp + n * D;
+      for (int64_t c = 0; c < cand; ++c) {
+        const int64_t j = ip[n * cand + c];
+        double acc = std::numeric_limits<double>::infinity();
+        if (j >= 0) {
+          const scalar_t* y = rp + j * D;
+          acc = 0.0;
+          for (int64_t d = 0; d < D; ++d) {
+            const double diff = static_cast<double>(x[d]) - static_cast<double>(y[d]);
+            acc += diff * diff;
+          }
+        }
+        found[c] = {acc, j < 0 ? std::numeric_limits<int64_t>::max() : j};
+      }
+      std::partial_sort(found.begin(), found.begin() + k, found.end());
+      for (int64_t c = 0; c < k; ++c) {
+        od[n * sd + c] = found[c].first;
+        oi[n * si + c] = found[c].second == std::numeric_limits<int64_t>::max() ? -1 : found[c].second;
+      }
+    }
+  });
+}
+
 // Exact float64 re-rank of candidate indices (-1: none); ties to the lower index.
 void rerank(const at::Tensor& xq, const at::Tensor& xr, const at::Tensor& best_i, int64_t k, at::Tensor out_d, at::Tensor out_i) {
+  if (xq.is_cpu() && out_d.stride(1) == 1 && out_i.stride(1) == 1) {
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, xq.scalar_type(), "knn_rerank", [&] { rerank_cpu<scalar_t>(xq, xr, best_i, k, out_d, out_i); });
+    return;
+  }
   const double inf = std::numeric_limits<double>::infinity();
   const at::Tensor safe_i = best_i.clamp_min(0);
   const at::Tensor diff = xq.to(at::kDouble).unsqueeze(1) - xr.index_select(0, safe_i.flatten()).to(at::kDouble).view({xq.size(0), safe_i.size(1), -1});

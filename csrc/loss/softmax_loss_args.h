@@ -2,6 +2,7 @@
 // softmax_loss kernels.
 #pragma once
 
+#include "cpu/buffer_pool.h"
 #include <cmath>
 #include <cstdint>
 #include <optional>
@@ -157,7 +158,11 @@ inline SoftmaxLossLayout softmax_loss_layout(
   l.rows = args.N * args.inner;
   l.kernel_n = l.row_layout ? l.rows : args.N;
   l.kernel_inner = l.row_layout ? 1 : args.inner;
-  l.grad = compute_grad ? at::empty_like(l.x) : at::empty({0}, l.x.options());
+  // CPU: a large contiguous gradient comes from the buffer pool (warm pages, no
+  // page faults per step; see cpu/buffer_pool.h)
+  l.grad = !compute_grad                             ? at::empty({0}, l.x.options())
+      : l.x.is_cpu() && l.x.is_contiguous()          ? cpu::pooled_empty(l.x.sizes(), l.x.options())
+                                                     : at::empty_like(l.x);
   l.acc_type = input.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
   l.losses = at::empty({l.rows}, l.x.options().dtype(l.acc_type));
   return l;

@@ -126,6 +126,7 @@ inline void micro_tile(
   Vec c00(0.f), c01(0.f), c10(0.f), c11(0.f), c20(0.f), c21(0.f);
   Vec c30(0.f), c31(0.f), c40(0.f), c41(0.f), c50(0.f), c51(0.f);
   const float *a0 = qrow[0], *a1 = qrow[1], *a2 = qrow[2], *a3 = qrow[3], *a4 = qrow[4], *a5 = qrow[5];
+#pragma GCC unroll 4
   for (int64_t d = 0; d < D; ++d) {
     const Vec b0 = Vec::loadu(panel + d * NR);
     const Vec b1 = Vec::loadu(panel + d * NR + W);

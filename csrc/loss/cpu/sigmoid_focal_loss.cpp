@@ -16,6 +16,7 @@
 #include <ATen/ops/scalar_tensor.h>
 #include <torch/library.h>
 
+#include "cpu/buffer_pool.h"
 #include "cpu/vec_math.h"
 #include "loss/sigmoid_focal_loss_args.h"
 #include "loss/softmax_loss.h"
@@ -151,7 +152,7 @@ std::tuple<at::Tensor, at::Tensor> sigmoid_focal_loss_cpu(
   const at::Tensor y = target.contiguous();
   const int64_t n = x.numel();
   const int64_t C = x.dim() > 0 ? x.size(-1) : 1;
-  at::Tensor grad = compute_grad ? at::empty(x.sizes(), x.options()) : at::empty({0}, x.options());
+  at::Tensor grad = compute_grad ? cpu::pooled_empty(x.sizes(), x.options()) : at::empty({0}, x.options());  // warm pages across steps
   const at::ScalarType acc_type = x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
   at::Tensor losses = reduction == kReductionNone ? at::empty(x.sizes(), x.options().dtype(acc_type)) : at::Tensor();
   double total = 0;
