@@ -1,9 +1,9 @@
 """The demo: what the balanced stack buys on a long-tailed real data set.
 
 The 1,797 handwritten 8x8 digits shipped with scikit-learn (no download) are
-split with a fixed seed into a balanced validation set (40 per class), a
-balanced test set (40 per class) and a long-tailed training set whose class
-sizes decay exponentially from 90 to 2 (imbalance ratio ~50). The same small
+split with a fixed seed into a balanced validation set (35 per class), a
+balanced test set (35 per class) and a long-tailed training set whose class
+sizes decay exponentially from 100 to 2 (imbalance ratio 50). The same small
 CNN is trained twice for the same number of steps:
 
 (a) the usual way: uniform shuffling, plain cross-entropy;
@@ -33,9 +33,9 @@ from . import augment, data, metrics, nn as btnn, quality, resample
 
 NUM_CLASSES = 10
 IMBALANCE_RATIO = 50.0
-LARGEST = 90
-PER_CLASS_VAL = 40
-PER_CLASS_TEST = 40
+LARGEST = 100
+PER_CLASS_VAL = 35
+PER_CLASS_TEST = 35
 SIZE = 16  # the 8x8 digits are upscaled once, so rotations have pixels to work with
 
 
@@ -173,7 +173,7 @@ def train(
             schedule.step()
         if bar is not None:
             bar.update(1)
-            bar.set_postfix(loss=f"{float(loss):.3f}")
+            bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
     if bar is not None:
         bar.close()
     seconds = time.perf_counter() - start

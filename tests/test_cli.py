@@ -95,7 +95,7 @@ def test_demo_runs_end_to_end(tmp_path):
     from balancedtorch.demo import long_tail_counts, run_demo
 
     counts = long_tail_counts()
-    assert counts[0] == 90 and counts[-1] == 2 and all(a >= b for a, b in zip(counts, counts[1:]))
+    assert counts[0] == 100 and counts[-1] == 2 and all(a >= b for a, b in zip(counts, counts[1:]))
     lines = []
     result = run_demo("cpu", epochs=2, seed=1, out=str(tmp_path), progress=False, printer=lines.append)
     text = "\n".join(lines)
@@ -104,7 +104,7 @@ def test_demo_runs_end_to_end(tmp_path):
     for run in ("plain", "balanced"):
         assert all(0.0 <= v <= 1.0 for v in result[run].values())
     issues = result["label_issues"]
-    assert issues["flipped"] == 12  # 3% of 400 validation labels
+    assert issues["flipped"] == 10  # 3% of 350 validation labels
     assert all(os.path.exists(p) for p in result["paths"])
 
 
@@ -120,7 +120,7 @@ def test_ddp_example_disjoint_ranks_and_reduced_metrics(tmp_path):
         a, b = set(reports[0]["seen"][epoch]), set(reports[1]["seen"][epoch])
         assert a and b and not (a & b), "the ranks drew overlapping samples"
         assert len(a) == len(reports[0]["seen"][epoch])  # no repeats without replacement
-    # each rank scored half of the 400 test images; the reduced support counts all of them
-    assert [rep["local_test_samples"] for rep in reports] == [200, 200]
-    assert sum(reports[0]["reduced_support"]) == 400 and reports[0]["reduced_support"] == reports[1]["reduced_support"]
+    # each rank scored half of the 350 test images; the reduced support counts all of them
+    assert [rep["local_test_samples"] for rep in reports] == [175, 175]
+    assert sum(reports[0]["reduced_support"]) == 350 and reports[0]["reduced_support"] == reports[1]["reduced_support"]
     assert reports[0]["accuracy"] == reports[1]["accuracy"]
