@@ -402,3 +402,22 @@ def test_vector_and_scalar_paths_agree(device, dtype, interpolation, fill):
     strided = AF.affine_color(wide[..., ::2], theta, colour, **kw)
     torch.testing.assert_close(strided, vector, rtol=0, atol=0)
     assert not torch.equal(vector[0], vector[1])
+
+
+def test_pooled_outputs_never_alias_live_tensors():
+    """Large CPU outputs come from a reuse pool: a live output is never handed out again."""
+    g = torch.Generator().manual_seed(0)
+    img = (torch.rand(16, 3, 256, 256, generator=g) * 255).to(torch.uint8)  # 12.6 MB float32 output
+    theta = AF.affine_matrix(torch.rand(16, generator=g) * 40 - 20).float()
+    first = AF.affine_color(img, theta)
+    expected = first.clone()
+    second = AF.affine_color(img, theta)
+    assert first.data_ptr() != second.data_ptr()
+    assert torch.equal(first, expected) and torch.equal(second, expected)
+    freed = {first.data_ptr(), second.data_ptr()}
+    del first, second
+    third = AF.affine_color(img, theta)
+    assert third.data_ptr() in freed  # warm memory reused
+    assert torch.equal(third, expected)
+    third.add_(1)  # an ordinary, writable tensor
+    assert torch.equal(third, expected + 1)

@@ -2,6 +2,9 @@
 #pragma once
 
 #include <optional>
+#include <type_traits>
+
+#include <ATen/Dispatch.h>
 
 #include <ATen/ATen.h>
 
@@ -102,6 +105,24 @@ inline at::Tensor check_mask_args(const at::Tensor& masks, const at::Tensor& the
       ", got ", crop->sizes());
   TORCH_CHECK(crop->device() == masks.device(), "affine_mask: crop is on ", crop->device(), " but the masks are on ", masks.device());
   return crop->to(at::kFloat).contiguous();
+}
+
+// Calls fn(in_t{}, out_t{}, std::integral_constant<int, C>{}) for the images'
+// dtype (uint8, float16, bfloat16, float32), out_dtype and C (1 or 3).
+template <typename Fn>
+void dispatch_affine_color(at::ScalarType in_dtype, at::ScalarType out_dtype, int64_t C, const Fn& fn) {
+  auto with_out = [&](auto in_tag) {
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, out_dtype, "affine_color_out", [&] {
+      if (C == 3) {
+        fn(in_tag, scalar_t{}, std::integral_constant<int, 3>{});
+      } else {
+        fn(in_tag, scalar_t{}, std::integral_constant<int, 1>{});
+      }
+    });
+  };
+  AT_DISPATCH_SWITCH(in_dtype, "affine_color",
+      AT_DISPATCH_CASE(at::kByte, [&] { with_out(scalar_t{}); })
+      AT_DISPATCH_CASE_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, [&] { with_out(scalar_t{}); }));
 }
 
 inline Frame make_frame(int64_t H, int64_t W, int64_t out_h, int64_t out_w) {

@@ -11,7 +11,20 @@ namespace cpu {
 namespace {
 
 constexpr size_t kMinPooledBytes = size_t{8} << 20;
-constexpr size_t kMaxCachedBytes = size_t{512} << 20;
+
+// BALANCEDTORCH_CPU_POOL_MB (default 512): the most memory kept for reuse; 0 turns the pool off.
+size_t max_cached_bytes() {
+  static const size_t limit = [] {
+    const char* env = std::getenv("BALANCEDTORCH_CPU_POOL_MB");
+    if (env == nullptr || *env == '\0') {
+      return size_t{512} << 20;
+    }
+    char* end = nullptr;
+    const long long mb = std::strtoll(env, &end, 10);
+    return (end != nullptr && *end == '\0' && mb >= 0) ? static_cast<size_t>(mb) << 20 : size_t{512} << 20;
+  }();
+  return limit;
+}
 constexpr size_t kAlignment = 64;
 
 struct Pool {
@@ -46,7 +59,7 @@ void give_back(void* block, size_t bytes) {
   Pool& p = pool();
   {
     std::lock_guard<std::mutex> lock(p.mutex);
-    if (p.cached + bytes <= kMaxCachedBytes) {
+    if (p.cached + bytes <= max_cached_bytes()) {
       p.free_blocks.emplace(bytes, block);
       p.cached += bytes;
       return;
@@ -63,7 +76,7 @@ at::Tensor pooled_empty(at::IntArrayRef sizes, const at::TensorOptions& options)
     numel *= s;
   }
   const size_t bytes = static_cast<size_t>(numel) * c10::elementSize(c10::typeMetaToScalarType(options.dtype()));
-  if (bytes < kMinPooledBytes) {
+  if (bytes < kMinPooledBytes || max_cached_bytes() == 0) {
     return at::empty(sizes, options);
   }
   void* block = take(bytes);

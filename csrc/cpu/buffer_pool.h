@@ -5,8 +5,8 @@
 // for ~9,000 page faults and the kernel zeroing them (~12 ms on a 2-core VM,
 // as long as the kernel itself). Buffers of an exact size are kept after the
 // tensor that owned them dies and handed to the next request of that size
-// (at most kMaxCachedBytes kept), like the CUDA caching allocator does for
-// device memory.
+// (at most BALANCEDTORCH_CPU_POOL_MB, default 512, kept; 0 disables the pool),
+// like the CUDA caching allocator does for device memory.
 #pragma once
 
 #include <cstdint>

@@ -279,21 +279,9 @@ at::Tensor affine_color_cpu(
     return out;
   }
   const float f = fill.has_value() ? static_cast<float>(*fill) : std::numeric_limits<float>::quiet_NaN();
-  AT_DISPATCH_SWITCH(images.scalar_type(), "affine_color_cpu",
-      AT_DISPATCH_CASE(at::kByte, [&] {
-        using in_t = scalar_t;
-        AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, out_dtype, "affine_color_cpu_out", [&] {
-          if (C == 3) affine_color_kernel<in_t, scalar_t, 3>(images, a, out, interpolation, f);
-          else affine_color_kernel<in_t, scalar_t, 1>(images, a, out, interpolation, f);
-        });
-      })
-      AT_DISPATCH_CASE_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, [&] {
-        using in_t = scalar_t;
-        AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, out_dtype, "affine_color_cpu_out", [&] {
-          if (C == 3) affine_color_kernel<in_t, scalar_t, 3>(images, a, out, interpolation, f);
-          else affine_color_kernel<in_t, scalar_t, 1>(images, a, out, interpolation, f);
-        });
-      }));
+  dispatch_affine_color(images.scalar_type(), out_dtype, C, [&](auto in_tag, auto out_tag, auto channels) {
+    affine_color_kernel<decltype(in_tag), decltype(out_tag), decltype(channels)::value>(images, a, out, interpolation, f);
+  });
   return out;
 }
 

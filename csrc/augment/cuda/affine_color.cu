@@ -185,21 +185,9 @@ at::Tensor affine_color_cuda(
     return out;
   }
   const float f = fill.has_value() ? static_cast<float>(*fill) : std::numeric_limits<float>::quiet_NaN();  // NaN: zeros padding
-  AT_DISPATCH_SWITCH(images.scalar_type(), "affine_color_cuda",
-      AT_DISPATCH_CASE(at::kByte, [&] {
-        using in_t = scalar_t;
-        AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, out_dtype, "affine_color_cuda_out", [&] {
-          if (C == 3) launch<in_t, scalar_t, 3>(images, a, out, interpolation, f);
-          else launch<in_t, scalar_t, 1>(images, a, out, interpolation, f);
-        });
-      })
-      AT_DISPATCH_CASE_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, [&] {
-        using in_t = scalar_t;
-        AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, out_dtype, "affine_color_cuda_out", [&] {
-          if (C == 3) launch<in_t, scalar_t, 3>(images, a, out, interpolation, f);
-          else launch<in_t, scalar_t, 1>(images, a, out, interpolation, f);
-        });
-      }));
+  dispatch_affine_color(images.scalar_type(), out_dtype, C, [&](auto in_tag, auto out_tag, auto channels) {
+    launch<decltype(in_tag), decltype(out_tag), decltype(channels)::value>(images, a, out, interpolation, f);
+  });
   return out;
 }
 
