@@ -38,9 +38,14 @@ def _fwd_bwd(x, loss_fn):
     def run():
         loss = loss_fn()
         loss.backward()
+        # balancedtorch's large CPU gradients come from its buffer pool, outside torch's
+        # allocator, so the profiler does not see them: remember their size for the peak
+        storage = x.grad.untyped_storage()
+        run.unseen_bytes = 0 if storage.resizable() else storage.nbytes()
         x.grad = None
         return loss
 
+    run.unseen_bytes = 0
     return run
 
 
@@ -49,7 +54,8 @@ def _peak_extra_bytes(device, fn):
 
     CUDA: the caching allocator's peak. CPU: the running sum of the
     profiler's per-op allocations and frees, in time order (an op's own
-    transient peak is not seen, so this is a lower bound of the true peak).
+    transient peak is not seen, so this is a lower bound of the true peak),
+    plus pooled gradient buffers the profiler cannot see.
     """
     if torch.device(device).type == "cuda":
         sync(device)
@@ -66,7 +72,7 @@ def _peak_extra_bytes(device, fn):
     for event in sorted(prof.events(), key=lambda e: e.time_range.start):
         current += event.self_cpu_memory_usage
         peak = max(peak, current)
-    return peak
+    return peak + getattr(fn, "unseen_bytes", 0)
 
 
 def _record(benchmark, device, fn):
