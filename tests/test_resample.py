@@ -411,3 +411,29 @@ def test_feature_smote_bad_input():
         smote(torch.tensor([[float("nan"), 0.0], [1.0, 1.0]]), torch.tensor([0, 1]))
     with pytest.raises(ValueError, match="features"):
         smote(torch.randn(4), torch.tensor([0, 1, 2, 1]))
+
+
+def test_neighbour_estimators_and_n_jobs_as_imblearn():
+    """imbalanced-learn also takes a NearestNeighbors object (used as is: its
+    n_neighbors includes the sample itself where an int would get +1) and n_jobs."""
+    X, y = make_data(18, d=3, overlap=1.0)
+    ours = bt.resample.EditedNearestNeighbours(n_neighbors=NearestNeighbors(n_neighbors=4), n_jobs=2)
+    theirs = im_under.EditedNearestNeighbours(n_neighbors=NearestNeighbors(n_neighbors=4), n_jobs=2)
+    ours.fit_resample(X, y)
+    theirs.fit_resample(X, y)
+    np.testing.assert_array_equal(ours.sample_indices_, theirs.sample_indices_)
+    as_int = bt.resample.EditedNearestNeighbours(n_neighbors=3)
+    as_int.fit_resample(X, y)
+    np.testing.assert_array_equal(as_int.sample_indices_, ours.sample_indices_)  # object with 4 == int 3
+    nm = bt.resample.NearMiss(n_neighbors=NearestNeighbors(n_neighbors=2), n_jobs=-1)
+    nm_ref = im_under.NearMiss(n_neighbors=NearestNeighbors(n_neighbors=2))
+    nm.fit_resample(X, y)
+    nm_ref.fit_resample(X, y)
+    np.testing.assert_array_equal(nm.sample_indices_, nm_ref.sample_indices_)
+    a = bt.resample.SMOTE(k_neighbors=NearestNeighbors(n_neighbors=4), random_state=0).fit_resample(X, y)
+    b = bt.resample.SMOTE(k_neighbors=3, random_state=0).fit_resample(X, y)
+    np.testing.assert_array_equal(a[0], b[0])
+    bt.resample.TomekLinks(n_jobs=2).fit_resample(X, y)
+    bt.resample.SMOTETomek(n_jobs=2, random_state=0).fit_resample(X, y)
+    with pytest.raises(ValueError, match="n_neighbors"):
+        bt.resample.EditedNearestNeighbours(n_neighbors=NearestNeighbors(n_neighbors=1)).fit_resample(X, y)

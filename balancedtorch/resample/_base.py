@@ -226,6 +226,20 @@ def make_generator(random_state: Any, device: torch.device) -> torch.Generator:
     return g
 
 
+def check_neighbours(value: Any, name: str, owner: str, additional: int) -> int:
+    """k from an int or, as imbalanced-learn accepts, a fitted-or-not neighbours
+    estimator (anything with ``n_neighbors``, e.g. sklearn's NearestNeighbors).
+
+    imbalanced-learn adds ``additional`` neighbours to an int (the sample itself,
+    dropped from the results) but uses an estimator's ``n_neighbors`` as is, so
+    an estimator means ``n_neighbors - additional`` usable neighbours. The search
+    itself is always bt.ops.knn (exact, squared Euclidean)."""
+    if hasattr(value, "n_neighbors") and not isinstance(value, (int, float)):
+        k = getattr(value, "n_neighbors")
+        return check_int(k - additional if isinstance(k, numbers.Integral) else k, f"{name}.n_neighbors - {additional}" if additional else f"{name}.n_neighbors", owner)
+    return check_int(value, name, owner)
+
+
 def check_int(value: Any, name: str, owner: str, low: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
         raise ValueError(f"{owner}: {name} must be an int >= {low}, got {value!r}")

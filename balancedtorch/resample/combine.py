@@ -13,7 +13,8 @@ __all__ = ["SMOTETomek", "SMOTEENN"]
 class _Combined:
     _cleaner_name = ""
 
-    def __init__(self, sampling_strategy: Any, random_state: Any, smote: Any, cleaner: Any, device: Any) -> None:
+    def __init__(self, sampling_strategy: Any, random_state: Any, smote: Any, cleaner: Any, n_jobs: Any, device: Any) -> None:
+        self.n_jobs = n_jobs  # accepted for imbalanced-learn compatibility; threads come from torch
         self.sampling_strategy = sampling_strategy
         self.random_state = random_state
         self.smote = smote
@@ -44,8 +45,10 @@ class SMOTETomek(_Combined):
 
     _cleaner_name = "tomek"
 
-    def __init__(self, *, sampling_strategy: Any = "auto", random_state: Any = None, smote: Any = None, tomek: Any = None, device: Any = None) -> None:
-        super().__init__(sampling_strategy, random_state, smote, tomek, device)
+    def __init__(
+        self, *, sampling_strategy: Any = "auto", random_state: Any = None, smote: Any = None, tomek: Any = None, n_jobs: Any = None, device: Any = None
+    ) -> None:
+        super().__init__(sampling_strategy, random_state, smote, tomek, n_jobs, device)
 
     def _default_cleaner(self):
         return TomekLinks(sampling_strategy="all", device=self.device)
@@ -56,8 +59,10 @@ class SMOTEENN(_Combined):
 
     _cleaner_name = "enn"
 
-    def __init__(self, *, sampling_strategy: Any = "auto", random_state: Any = None, smote: Any = None, enn: Any = None, device: Any = None) -> None:
-        super().__init__(sampling_strategy, random_state, smote, enn, device)
+    def __init__(
+        self, *, sampling_strategy: Any = "auto", random_state: Any = None, smote: Any = None, enn: Any = None, n_jobs: Any = None, device: Any = None
+    ) -> None:
+        super().__init__(sampling_strategy, random_state, smote, enn, n_jobs, device)
 
     def _default_cleaner(self):
         return EditedNearestNeighbours(sampling_strategy="all", device=self.device)

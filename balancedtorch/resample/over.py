@@ -16,7 +16,7 @@ from typing import Any, List, Tuple
 import torch
 from torch import Tensor
 
-from ._base import BaseSampler, _Data, check_int, neighbours_in, neighbours_within
+from ._base import BaseSampler, _Data, check_neighbours, neighbours_in, neighbours_within
 
 __all__ = ["RandomOverSampler", "SMOTE", "BorderlineSMOTE", "ADASYN"]
 
@@ -136,7 +136,7 @@ class SMOTE(_OverSampler):
         self.k_neighbors = k_neighbors
 
     def _fit_resample(self, data: _Data):
-        k = check_int(self.k_neighbors, "k_neighbors", self._owner)
+        k = check_neighbours(self.k_neighbors, "k_neighbors", self._owner, 1)
         Xw = data.work()
         parts = []
         for code, n_new in self._codes_strategy.items():
@@ -174,8 +174,8 @@ class BorderlineSMOTE(_OverSampler):
         self.kind = kind
 
     def _fit_resample(self, data: _Data):
-        k = check_int(self.k_neighbors, "k_neighbors", self._owner)
-        m = check_int(self.m_neighbors, "m_neighbors", self._owner)
+        k = check_neighbours(self.k_neighbors, "k_neighbors", self._owner, 1)
+        m = check_neighbours(self.m_neighbors, "m_neighbors", self._owner, 1)
         if self.kind not in ("borderline-1", "borderline-2"):
             raise ValueError(f"BorderlineSMOTE: kind must be 'borderline-1' or 'borderline-2', got {self.kind!r}")
         Xw = data.work()
@@ -216,12 +216,15 @@ class ADASYN(_OverSampler):
     interpolated towards a random one of their same-class neighbours.
     """
 
-    def __init__(self, *, sampling_strategy: Any = "auto", random_state: Any = None, n_neighbors: int = 5, device: Any = None) -> None:
+    def __init__(
+        self, *, sampling_strategy: Any = "auto", random_state: Any = None, n_neighbors: int = 5, n_jobs: Any = None, device: Any = None
+    ) -> None:
         super().__init__(sampling_strategy, random_state, device)
         self.n_neighbors = n_neighbors
+        self.n_jobs = n_jobs  # accepted for imbalanced-learn compatibility; threads come from torch
 
     def _fit_resample(self, data: _Data):
-        k = check_int(self.n_neighbors, "n_neighbors", self._owner)
+        k = check_neighbours(self.n_neighbors, "n_neighbors", self._owner, 1)
         Xw = data.work()
         gen = self._generator
         parts = []

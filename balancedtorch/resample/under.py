@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from ..ops.knn import knn
-from ._base import BaseSampler, _Data, check_int, neighbours_in, selection
+from ._base import BaseSampler, _Data, check_int, check_neighbours, neighbours_in, selection
 
 __all__ = ["RandomUnderSampler", "NearMiss", "TomekLinks", "EditedNearestNeighbours", "ClusterCentroids"]
 
@@ -84,17 +84,19 @@ class NearMiss(_UnderSampler):
         version: int = 1,
         n_neighbors: int = 3,
         n_neighbors_ver3: int = 3,
+        n_jobs: Any = None,
         device: Any = None,
     ) -> None:
         super().__init__(sampling_strategy, None, device)
         self.version = version
         self.n_neighbors = n_neighbors
         self.n_neighbors_ver3 = n_neighbors_ver3
+        self.n_jobs = n_jobs  # accepted for imbalanced-learn compatibility; threads come from torch
 
     def _fit_resample(self, data: _Data):
         if self.version not in (1, 2, 3):
             raise ValueError(f"NearMiss: version must be 1, 2 or 3, got {self.version!r}")
-        k = check_int(self.n_neighbors, "n_neighbors", self._owner)
+        k = check_neighbours(self.n_neighbors, "n_neighbors", self._owner, 0)
         Xw = data.work()
         # imbalanced-learn takes the minority from a Counter: ties go to the class seen first in y
         first_seen = torch.full((len(data.counts),), data.n, dtype=torch.long, device=data.device)
@@ -113,7 +115,7 @@ class NearMiss(_UnderSampler):
             elif self.version == 2:
                 score = _farthest_sum(X_class, X_min, k)
             else:
-                k3 = check_int(self.n_neighbors_ver3, "n_neighbors_ver3", self._owner)
+                k3 = check_neighbours(self.n_neighbors_ver3, "n_neighbors_ver3", self._owner, 0)
                 if X_class.shape[0] < k3:
                     raise ValueError(
                         f"NearMiss: n_neighbors_ver3={k3} needs at least {k3} samples in class "
@@ -146,8 +148,9 @@ class TomekLinks(_UnderSampler):
 
     _sampling_type = "clean-sampling"
 
-    def __init__(self, *, sampling_strategy: Any = "auto", device: Any = None) -> None:
+    def __init__(self, *, sampling_strategy: Any = "auto", n_jobs: Any = None, device: Any = None) -> None:
         super().__init__(sampling_strategy, None, device)
+        self.n_jobs = n_jobs  # accepted for imbalanced-learn compatibility; threads come from torch
 
     def _fit_resample(self, data: _Data):
         nn = knn(data.work(), 1)[1].squeeze(1)
@@ -170,13 +173,16 @@ class EditedNearestNeighbours(_UnderSampler):
 
     _sampling_type = "clean-sampling"
 
-    def __init__(self, *, sampling_strategy: Any = "auto", n_neighbors: int = 3, kind_sel: str = "all", device: Any = None) -> None:
+    def __init__(
+        self, *, sampling_strategy: Any = "auto", n_neighbors: int = 3, kind_sel: str = "all", n_jobs: Any = None, device: Any = None
+    ) -> None:
         super().__init__(sampling_strategy, None, device)
         self.n_neighbors = n_neighbors
         self.kind_sel = kind_sel
+        self.n_jobs = n_jobs  # accepted for imbalanced-learn compatibility; threads come from torch
 
     def _fit_resample(self, data: _Data):
-        k = check_int(self.n_neighbors, "n_neighbors", self._owner)
+        k = check_neighbours(self.n_neighbors, "n_neighbors", self._owner, 1)
         if self.kind_sel not in ("all", "mode"):
             raise ValueError(f"EditedNearestNeighbours: kind_sel must be 'all' or 'mode', got {self.kind_sel!r}")
         Xw = data.work()
