@@ -149,66 +149,68 @@ class FeatureSMOTE(nn.Module):
                 self.class_prior.mul_(1 - self.momentum).add_(counts.to(self.class_prior.dtype) / B, alpha=self.momentum)
         n_new = self._targets(counts, B)
 
-        # neighbour candidates: the batch, then the filled memory slots
-        cand, cand_y = features, y
-        mem = self._memory_view(features)
-        if mem is not None:
-            cand = torch.cat([features, mem[0]])
-            cand_y = torch.cat([y, mem[1]])
         out_feat, out_y = features, labels
         if int(n_new.sum()) > 0:
-            synth, synth_y = self._synthesise(features, y, cand, cand_y, n_new, gen)
+            synth, synth_y = self._synthesise(features, y, n_new, gen)
             out_feat = torch.cat([features, synth])
             out_y = torch.cat([labels, synth_y.to(labels.dtype).to(labels.device)])
         if self.memory_size > 0:
             self._remember(features.detach(), y)
         return out_feat, out_y
 
-    def _synthesise(self, features, y, cand, cand_y, n_new, gen):
-        B = features.shape[0]
+    def _synthesise(self, features, y, n_new, gen):
+        """Synthetic points for the classes with n_new > 0.
+
+        Distances are computed class by class, only for the classes that get new
+        points, between the class's batch rows and its candidates (its batch rows
+        and its filled memory slots, read in place): the cost is the sum of
+        n_c x (n_c + m_c) x D over those classes, not B x (B + M) x D.
+        """
         device = features.device
+        D = features.shape[1]
+        use_memory = self.memory is not None and self.memory.shape[2] == D and self.memory.device == device
+        filled = self.memory_filled.tolist() if use_memory else None
+        base, is_batch, batch_nbr, mem_nbr, labels_out = [], [], [], [], []
         with torch.no_grad():
             f = features.detach().float()
-            c = cand.detach().float()
-            dist = torch.cdist(f, c).pow_(2)
-            other = cand_y.unsqueeze(0) != y.unsqueeze(1)
-            dist.masked_fill_(other, float("inf"))
-            dist[torch.arange(B, device=device), torch.arange(B, device=device)] = float("inf")
-            k = min(self.k_neighbors, c.shape[0] - 1)
-            nd, ni = dist.topk(k, dim=1, largest=False, sorted=True) if k > 0 else (dist[:, :0], dist[:, :0].long())
-            n_valid = torch.isfinite(nd).sum(1)
-            eligible = n_valid > 0
-            # per class: the eligible rows, grouped by class
-            K = n_new.numel()
-            elig_rows = eligible.nonzero().squeeze(1)
-            elig_y = y[elig_rows]
-            order = torch.argsort(elig_y, stable=True)
-            elig_rows = elig_rows[order]
-            per_class = torch.bincount(elig_y, minlength=K)
-            offsets = torch.cumsum(per_class, 0) - per_class
-            n_new = torch.where(per_class > 0, n_new, torch.zeros_like(n_new))
-            classes = torch.repeat_interleave(torch.arange(K, device=device), n_new)
-            S = classes.numel()
-            if S == 0:
+            for cls in (n_new > 0).nonzero().squeeze(1).tolist():
+                rows = (y == cls).nonzero().squeeze(1)
+                n_rows = rows.numel()
+                fb = f.index_select(0, rows)
+                mem = self.memory[cls, : filled[cls]] if use_memory and cls < len(filled) else fb[:0]
+                cand = torch.cat([fb, mem]) if mem.shape[0] else fb
+                k = min(self.k_neighbors, cand.shape[0] - 1)
+                if k < 1:
+                    continue  # a lone sample with nothing remembered: no neighbour to interpolate towards
+                dist = torch.cdist(fb, cand).pow_(2)
+                dist[:, :n_rows].fill_diagonal_(float("inf"))  # not itself
+                nd, ni = dist.topk(k, dim=1, largest=False, sorted=True)
+                n_valid = torch.isfinite(nd).sum(1)
+                eligible = (n_valid > 0).nonzero().squeeze(1)
+                if eligible.numel() == 0:
+                    continue
+                count = int(n_new[cls])
+                u = torch.rand((2, count), generator=gen, device=device, dtype=torch.float64)
+                pick = eligible[(u[0] * eligible.numel()).long().clamp_max(eligible.numel() - 1)]
+                col = (u[1] * n_valid[pick]).long().clamp_max(n_valid[pick] - 1)
+                local = ni[pick, col]
+                base.append(rows[pick])
+                is_batch.append(local < n_rows)
+                batch_nbr.append(rows[local.clamp_max(n_rows - 1)])
+                mem_nbr.append(cls * max(1, self.memory_size) + (local - n_rows).clamp_min(0))
+                labels_out.append(torch.full((count,), cls, dtype=torch.long, device=device))
+            if not base:
                 return features[:0], y[:0]
-            u = torch.rand((3, S), generator=gen, device=device, dtype=torch.float64)
-            pick = offsets[classes] + (u[0] * per_class[classes]).long().clamp_max(per_class[classes] - 1)
-            rows = elig_rows[pick]
-            col = (u[1] * n_valid[rows]).long().clamp_max(n_valid[rows] - 1)
-            nbr = ni[rows, col]
-        start = features.index_select(0, rows)
-        end = cand.index_select(0, nbr)
-        step = u[2].to(features.dtype).unsqueeze(1)
-        return torch.lerp(start, end, step), classes
-
-    def _memory_view(self, features: Tensor):
-        if self.memory_size == 0 or self.memory is None or int(self.memory_filled.sum()) == 0:
-            return None
-        slots = torch.arange(self.memory_size, device=self.memory.device)
-        valid = slots.unsqueeze(0) < self.memory_filled.unsqueeze(1)  # [K, M]
-        feats = self.memory[valid].to(features.dtype)
-        labels = valid.nonzero()[:, 0]
-        return feats, labels
+            base_i, batch_i, mem_i = torch.cat(base), torch.cat(batch_nbr), torch.cat(mem_nbr)
+            from_batch = torch.cat(is_batch).unsqueeze(1)
+            classes = torch.cat(labels_out)
+            steps = torch.rand(base_i.numel(), generator=gen, device=device, dtype=torch.float64)
+        start = features.index_select(0, base_i)
+        end = features.index_select(0, batch_i)
+        if use_memory and not bool(from_batch.all()):
+            remembered = self.memory.view(-1, D).index_select(0, mem_i).to(features.dtype)
+            end = torch.where(from_batch, end, remembered)
+        return torch.lerp(start, end, steps.to(features.dtype).unsqueeze(1)), classes
 
     @torch.no_grad()
     def _remember(self, feats: Tensor, y: Tensor) -> None:
