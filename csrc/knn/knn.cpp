@@ -187,11 +187,21 @@ void rerank_cpu(const at::Tensor& xq, const at::Tensor& xr, const at::Tensor& be
         double acc = std::numeric_limits<double>::infinity();
         if (j >= 0) {
           const scalar_t* y = rp + j * D;
-          acc = 0.0;
-          for (int64_t d = 0; d < D; ++d) {
-            const double diff = static_cast<double>(x[d]) - static_cast<double>(y[d]);
-            acc += diff * diff;
+          // four independent sums: the float64 adds are not reordered by the
+          // compiler, so one chain would wait on every add
+          double part[4] = {0.0, 0.0, 0.0, 0.0};
+          int64_t d = 0;
+          for (; d + 4 <= D; d += 4) {
+            for (int l = 0; l < 4; ++l) {
+              const double diff = static_cast<double>(x[d + l]) - static_cast<double>(y[d + l]);
+              part[l] += diff * diff;
+            }
           }
+          for (; d < D; ++d) {
+            const double diff = static_cast<double>(x[d]) - static_cast<double>(y[d]);
+            part[0] += diff * diff;
+          }
+          acc = (part[0] + part[1]) + (part[2] + part[3]);
         }
         found[c] = {acc, j < 0 ? std::numeric_limits<int64_t>::max() : j};
       }
