@@ -125,6 +125,17 @@ void dispatch_affine_color(at::ScalarType in_dtype, at::ScalarType out_dtype, in
       AT_DISPATCH_CASE_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, [&] { with_out(scalar_t{}); }));
 }
 
+// Calls fn(scalar_t{}) for the masks' dtype (uint8, int32, int64 or bool).
+template <typename Fn>
+void dispatch_mask(at::ScalarType dtype, const Fn& fn) {
+  switch (dtype) {
+    case at::kByte: fn(uint8_t{}); break;
+    case at::kInt: fn(int32_t{}); break;
+    case at::kLong: fn(int64_t{}); break;
+    default: fn(bool{}); break;
+  }
+}
+
 inline Frame make_frame(int64_t H, int64_t W, int64_t out_h, int64_t out_w) {
   return Frame{0.5f * out_w, 0.5f * out_h, 0.5f * W, 0.5f * H, static_cast<int>(H), static_cast<int>(W)};
 }

@@ -326,12 +326,7 @@ at::Tensor affine_mask_cpu(
   const at::Tensor crop = check_mask_args(masks, theta, crop_in, out_h, out_w);
   const at::Tensor t = theta.to(at::kFloat).reshape({masks.size(0), 6}).contiguous();
   at::Tensor out = at::empty({masks.size(0), out_h, out_w}, masks.options());
-  switch (masks.scalar_type()) {
-    case at::kByte: affine_mask_kernel<uint8_t>(masks, t, crop, out, fill); break;
-    case at::kInt: affine_mask_kernel<int32_t>(masks, t, crop, out, fill); break;
-    case at::kLong: affine_mask_kernel<int64_t>(masks, t, crop, out, fill); break;
-    default: affine_mask_kernel<bool>(masks, t, crop, out, fill); break;
-  }
+  dispatch_mask(masks.scalar_type(), [&](auto tag) { affine_mask_kernel<decltype(tag)>(masks, t, crop, out, fill); });
   return out;
 }
 

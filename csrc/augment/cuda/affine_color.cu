@@ -216,12 +216,7 @@ at::Tensor affine_mask_cuda(
   if (masks.size(0) == 0) {
     return out;
   }
-  switch (masks.scalar_type()) {
-    case at::kByte: launch_mask<uint8_t>(masks, t, crop, out, fill); break;
-    case at::kInt: launch_mask<int32_t>(masks, t, crop, out, fill); break;
-    case at::kLong: launch_mask<int64_t>(masks, t, crop, out, fill); break;
-    default: launch_mask<bool>(masks, t, crop, out, fill); break;
-  }
+  dispatch_mask(masks.scalar_type(), [&](auto tag) { launch_mask<decltype(tag)>(masks, t, crop, out, fill); });
   return out;
 }
 
