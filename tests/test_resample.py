@@ -437,3 +437,18 @@ def test_neighbour_estimators_and_n_jobs_as_imblearn():
     bt.resample.SMOTETomek(n_jobs=2, random_state=0).fit_resample(X, y)
     with pytest.raises(ValueError, match="n_neighbors"):
         bt.resample.EditedNearestNeighbours(n_neighbors=NearestNeighbors(n_neighbors=1)).fit_resample(X, y)
+
+
+def test_pandas_in_pandas_out():
+    pd = pytest.importorskip("pandas")
+    X, y = make_data(19)
+    Xdf = pd.DataFrame(X, columns=[f"f{i}" for i in range(X.shape[1])])
+    ys = pd.Series(y, name="target")
+    Xo, yo = bt.resample.SMOTE(random_state=0).fit_resample(Xdf, ys)
+    Xt, yt = im_over.SMOTE(random_state=0).fit_resample(Xdf, ys)
+    assert isinstance(Xo, pd.DataFrame) and list(Xo.columns) == list(Xdf.columns)
+    assert isinstance(yo, pd.Series) and yo.name == "target"
+    assert counts(yo) == counts(yt) and Xo.shape == Xt.shape
+    tl = bt.resample.TomekLinks()
+    Xu, yu = tl.fit_resample(Xdf, ys)
+    np.testing.assert_array_equal(Xu.to_numpy(), X[tl.sample_indices_])

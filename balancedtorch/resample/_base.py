@@ -9,6 +9,7 @@ the input's device.
 from __future__ import annotations
 
 import numbers
+import warnings
 from collections import OrderedDict
 from typing import Any, Dict, Optional, Tuple
 
@@ -22,11 +23,26 @@ SAMPLING_KINDS = ("over-sampling", "under-sampling", "clean-sampling")
 STRATEGY_NAMES = ("auto", "minority", "majority", "not minority", "not majority", "all")
 
 
+def _from_numpy(arr: np.ndarray) -> Tensor:
+    """A tensor sharing a numpy array's memory; read-only arrays (pandas' copy-on-write)
+    are shared too: the resamplers only read their inputs."""
+    arr = np.ascontiguousarray(arr)
+    if arr.flags.writeable:
+        return torch.from_numpy(arr)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.from_numpy(arr)
+
+
 class _Data:
     """X and y of one ``fit_resample`` call, as tensors on the working device."""
 
     def __init__(self, X: Any, y: Any, device=None, owner: str = "fit_resample") -> None:
         self.numpy = not isinstance(X, Tensor)
+        # pandas in -> pandas out, as imbalanced-learn (column names and y's name kept)
+        self.x_columns = getattr(X, "columns", None) if hasattr(X, "iloc") else None
+        self.y_name = getattr(y, "name", None) if hasattr(y, "iloc") else None
+        self.y_is_series = hasattr(y, "iloc") and getattr(y, "ndim", 0) == 1
         if isinstance(X, Tensor) != isinstance(y, Tensor) and isinstance(X, Tensor):
             y = torch.as_tensor(np.asarray(y))
         if self.numpy:
@@ -34,12 +50,12 @@ class _Data:
             if X_arr.dtype == object or not (np.issubdtype(X_arr.dtype, np.number) or X_arr.dtype == bool):
                 raise ValueError(f"{owner}: X must be a numeric array, got dtype {X_arr.dtype}")
             self.x_dtype_np = X_arr.dtype
-            X = torch.from_numpy(np.ascontiguousarray(X_arr))
+            X = _from_numpy(X_arr)
             y_arr = np.asarray(y.cpu().numpy() if isinstance(y, Tensor) else y)
             self.y_dtype_np = y_arr.dtype
             if y_arr.dtype == object or y_arr.dtype.kind in "USV":
                 raise ValueError(f"{owner}: y must hold integer class labels, got dtype {y_arr.dtype}")
-            y = torch.from_numpy(np.ascontiguousarray(y_arr))
+            y = _from_numpy(y_arr)
         self.in_device = X.device
         self.device = torch.device(device) if device is not None else X.device
         X = X.detach()
@@ -94,13 +110,23 @@ class _Data:
         if X.dtype != self.x_dtype:
             X = X.to(self.x_dtype)  # truncation toward zero for integer X, as numpy's astype
         if self.numpy:
-            return X.cpu().numpy().astype(self.x_dtype_np, copy=False)
+            arr = X.cpu().numpy().astype(self.x_dtype_np, copy=False)
+            if self.x_columns is not None:
+                import pandas as pd
+
+                return pd.DataFrame(arr, columns=self.x_columns)
+            return arr
         return X.to(self.in_device)
 
     def out_y(self, codes: Tensor):
         y = self.classes[codes].to(self.y_dtype)
         if self.numpy:
-            return y.cpu().numpy().astype(self.y_dtype_np, copy=False)
+            arr = y.cpu().numpy().astype(self.y_dtype_np, copy=False)
+            if self.y_is_series:
+                import pandas as pd
+
+                return pd.Series(arr, name=self.y_name)
+            return arr
         return y.to(self.in_device)
 
     def out_indices(self, idx: Tensor):
