@@ -272,20 +272,23 @@ def check_int(value: Any, name: str, owner: str, low: int = 1) -> int:
     return int(value)
 
 
+def _check_enough(n: int, k: int, owner: str, name: str, cls: Any) -> None:
+    """k neighbours besides the sample itself need more than k samples (imbalanced-learn raises too)."""
+    if n <= k:
+        where = f" in every class it resamples; class {cls!r} has {n}" if cls is not None else f", got {n}"
+        raise ValueError(f"{owner}: {name}={k} needs more than {k} samples{where}")
+
+
 def neighbours_within(x: Tensor, k: int, owner: str, name: str, cls: Any) -> Tensor:
     """The k nearest of every row of x among the other rows (indices into x)."""
-    if x.shape[0] <= k:
-        raise ValueError(
-            f"{owner}: {name}={k} needs more than {k} samples in every class it resamples; "
-            f"class {cls!r} has {x.shape[0]}"
-        )
+    _check_enough(x.shape[0], k, owner, name, cls)
     return knn(x, k)[1]
 
 
-def neighbours_in(queries: Tensor, ref: Tensor, k: int, owner: str, name: str) -> Tuple[Tensor, Tensor]:
-    """imbalanced-learn's ``kneighbors(queries)[:, 1:]`` on an estimator fitted to ``ref`` (queries are rows of ref)."""
-    if ref.shape[0] <= k:
-        raise ValueError(f"{owner}: {name}={k} needs more than {k} samples, got {ref.shape[0]}")
+def neighbours_in(queries: Tensor, ref: Tensor, k: int, owner: str, name: str, cls: Any = None) -> Tuple[Tensor, Tensor]:
+    """imbalanced-learn's ``kneighbors(queries)[:, 1:]`` on an estimator fitted to ``ref`` (queries are rows of ref);
+    ``cls``: the class ``ref`` holds, named in the error."""
+    _check_enough(ref.shape[0], k, owner, name, cls)
     d, i = knn(queries, k + 1, ref=ref)
     return d[:, 1:], i[:, 1:]
 
@@ -306,11 +309,8 @@ class BaseSampler:
 
     def _prepare(self, X: Any, y: Any) -> _Data:
         data = _Data(X, y, self.device, owner=self._owner)
-        self.sampling_strategy_ = OrderedDict(
-            (data.class_values[c], n)
-            for c, n in check_sampling_strategy(self.sampling_strategy, data, self._sampling_type, self._owner).items()
-        )
-        self._codes_strategy = OrderedDict((data.class_values.index(c), n) for c, n in self.sampling_strategy_.items())
+        self._codes_strategy = check_sampling_strategy(self.sampling_strategy, data, self._sampling_type, self._owner)
+        self.sampling_strategy_ = OrderedDict((data.class_values[c], n) for c, n in self._codes_strategy.items())
         return data
 
     def fit(self, X: Any, y: Any) -> "BaseSampler":

@@ -155,7 +155,7 @@ class FeatureSMOTE(nn.Module):
             out_feat = torch.cat([features, synth])
             out_y = torch.cat([labels, synth_y.to(labels.dtype).to(labels.device)])
         if self.memory_size > 0:
-            self._remember(features.detach(), y)
+            self._remember(features.detach(), y, counts)
         return out_feat, out_y
 
     def _synthesise(self, features, y, n_new, gen):
@@ -213,7 +213,8 @@ class FeatureSMOTE(nn.Module):
         return torch.lerp(start, end, steps.to(features.dtype).unsqueeze(1)), classes
 
     @torch.no_grad()
-    def _remember(self, feats: Tensor, y: Tensor) -> None:
+    def _remember(self, feats: Tensor, y: Tensor, counts: Tensor) -> None:
+        """Write each class's last (up to) M rows of this batch into its ring buffer; ``counts``: the batch's class counts."""
         K, M = self.num_classes, self.memory_size
         if self.memory is None or self.memory.shape[2] != feats.shape[1] or self.memory.device != feats.device:
             self.memory = torch.zeros((K, M, feats.shape[1]), dtype=torch.float32, device=feats.device)
@@ -222,7 +223,6 @@ class FeatureSMOTE(nn.Module):
         # rank of each row within its class in this batch; the last M of each class are written
         order = torch.argsort(y, stable=True)
         ys = y[order]
-        counts = torch.bincount(ys, minlength=K)
         starts = torch.cumsum(counts, 0) - counts
         rank = torch.arange(ys.numel(), device=y.device) - starts[ys]
         keep = rank >= (counts[ys] - M)

@@ -194,12 +194,7 @@ class BorderlineSMOTE(_OverSampler):
             self.in_danger_indices[data.class_values[code]] = data.out_indices(rows[danger])
             X_danger = X_class[danger]
             if self.kind == "borderline-1":
-                if X_class.shape[0] <= k:
-                    raise ValueError(
-                        f"BorderlineSMOTE: k_neighbors={k} needs more than {k} samples in every class it resamples; "
-                        f"class {data.class_values[code]!r} has {X_class.shape[0]}"
-                    )
-                _, nns = neighbours_in(X_danger, X_class, k, self._owner, "k_neighbors")
+                _, nns = neighbours_in(X_danger, X_class, k, self._owner, "k_neighbors", data.class_values[code])
                 block = _make_samples(X_danger, X_class, nns, n_new, self._generator)
             else:
                 _, nns = neighbours_in(X_danger, Xw, k, self._owner, "k_neighbors")

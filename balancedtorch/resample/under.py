@@ -220,7 +220,7 @@ def kmeans(x: Tensor, n_clusters: int, gen: torch.Generator, max_iter: int = 300
         closest = torch.minimum(closest, (xd - centers[c]).pow(2).sum(1))
     threshold = tol * float(xd.var(0, unbiased=False).mean())
     for _ in range(max_iter):
-        assign = knn(xd, 1, ref=centers)[1].squeeze(1) if n_clusters > 0 else None
+        assign = knn(xd, 1, ref=centers)[1].squeeze(1)
         sums = torch.zeros_like(centers).index_add_(0, assign, xd)
         sizes = torch.bincount(assign, minlength=n_clusters).unsqueeze(1)
         updated = torch.where(sizes > 0, sums / sizes.clamp_min(1), centers)

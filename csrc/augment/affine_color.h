@@ -35,14 +35,14 @@ using std::min;
 constexpr int64_t kBilinear = 0;
 constexpr int64_t kNearest = 1;
 
-// Reads channel c of pixel (y, x) of one image as a float in [0, 1] scale.
+// Reads channel c of pixel (y, x) of one image as a float, in the input's own
+// units (uint8: 0-255, the scale of torchvision's uint8 arithmetic).
 template <typename in_t>
 struct Loader {
   const in_t* base;
   int64_t sC, sH, sW;
-  float scale;
   BT_HD float operator()(int c, int y, int x) const {
-    return static_cast<float>(base[c * sC + y * sH + x * sW]) * scale;
+    return static_cast<float>(base[c * sC + y * sH + x * sW]);
   }
 };
 
@@ -88,8 +88,8 @@ struct Frame {
   int H, W;
 };
 
-BT_HD Frame make_frame_hd(int H, int W, int out_h, int out_w) {
-  return Frame{0.5f * out_w, 0.5f * out_h, 0.5f * W, 0.5f * H, H, W};
+BT_HD Frame make_frame(int64_t H, int64_t W, int64_t out_h, int64_t out_w) {
+  return Frame{0.5f * out_w, 0.5f * out_h, 0.5f * W, 0.5f * H, static_cast<int>(H), static_cast<int>(W)};
 }
 
 // Products and sums that must round on their own, as torch's separate
@@ -124,7 +124,7 @@ BT_HD void source_position(const float* t, const Frame& f, int x, int y, float& 
   iy = t[3] * xo + t[4] * yo + t[5] + f.half_h - 0.5f;
 }
 
-// C channels at (ix, iy); load(c, y, x) returns the input value in [0, 1] scale.
+// C channels at (ix, iy); load(c, y, x) returns the input value in its own units.
 // Taps outside the image read 0 (grid_sample's zeros padding, torchvision's
 // fill=None); with has_fill, torchvision's fill blend is applied on top:
 // v = m * v + (1 - m) * fill, m the interpolated in-image weight.
@@ -236,33 +236,6 @@ BT_HD void apply_brightness(float* v, int C, float b) {
   }
 }
 
-// colour = (brightness, contrast, 1 - contrast, saturation, 1 - saturation, hue), the
-// complements rounded from double as torchvision's; contrast_mean: the image's mean grey after brightness.
-template <int C>
-BT_HD void apply_colour(float* v, const float* colour, float contrast_mean) {
-  if (colour[0] != 1.f) {
-    apply_brightness(v, C, colour[0]);
-  }
-  if (colour[1] != 1.f) {
-BT_UNROLL
-    for (int c = 0; c < C; ++c) {
-      v[c] = clamp01(blend(v[c], colour[1], colour[2], contrast_mean));
-    }
-  }
-  if constexpr (C == 3) {
-    if (colour[3] != 1.f) {
-      const float gr = grey(v[0], v[1], v[2]);
-BT_UNROLL
-      for (int c = 0; c < 3; ++c) {
-        v[c] = clamp01(blend(v[c], colour[3], colour[4], gr));
-      }
-    }
-    if (colour[5] != 0.f) {
-      shift_hue(v, colour[5]);
-    }
-  }
-}
-
 template <int C>
 BT_HD float grey_of(const float* v) {
   if constexpr (C == 3) {
@@ -296,36 +269,6 @@ BT_HD void apply_brightness_u8(float* v, float b) {
   }
 }
 
-template <int C>
-BT_HD void apply_colour_u8(float* v, const float* colour, float contrast_mean) {
-  if (colour[0] != 1.f) {
-    apply_brightness_u8<C>(v, colour[0]);
-  }
-  if (colour[1] != 1.f) {
-BT_UNROLL
-    for (int c = 0; c < C; ++c) {
-      v[c] = trunc_u8(blend(v[c], colour[1], colour[2], contrast_mean));
-    }
-  }
-  if constexpr (C == 3) {
-    if (colour[3] != 1.f) {
-      const float gr = grey_u8<3>(v);
-BT_UNROLL
-      for (int c = 0; c < 3; ++c) {
-        v[c] = trunc_u8(blend(v[c], colour[3], colour[4], gr));
-      }
-    }
-    if (colour[5] != 0.f) {
-      float x[3] = {v[0] * (1.f / 255.f), v[1] * (1.f / 255.f), v[2] * (1.f / 255.f)};
-      shift_hue(x, colour[5]);
-BT_UNROLL
-      for (int c = 0; c < 3; ++c) {
-        v[c] = floorf(x[c] * 255.999f);
-      }
-    }
-  }
-}
-
 // The pixel pipeline after sampling, in two stages so that contrast's mean
 // grey can be taken between them: stage 1 (uint8: round the sample; then
 // brightness), stage 2 (contrast, saturation, hue; uint8: back to [0, 1]).
@@ -346,20 +289,47 @@ BT_UNROLL
   }
 }
 
+// colour = (brightness, contrast, 1 - contrast, saturation, 1 - saturation, hue),
+// the complements rounded from double as torchvision's; contrast_mean: the
+// image's mean grey after stage 1.
 template <int C, bool U8>
 BT_HD void colour_stage2(float* v, const float* colour, float contrast_mean) {
-  if constexpr (U8) {
-    if (colour != nullptr) {
-      float rest[6] = {1.f, colour[1], colour[2], colour[3], colour[4], colour[5]};  // brightness done
-      apply_colour_u8<C>(v, rest, contrast_mean);
+  if (colour != nullptr) {
+    if (colour[1] != 1.f) {
+BT_UNROLL
+      for (int c = 0; c < C; ++c) {
+        const float blended = blend(v[c], colour[1], colour[2], contrast_mean);
+        v[c] = U8 ? trunc_u8(blended) : clamp01(blended);
+      }
     }
+    if constexpr (C == 3) {
+      if (colour[3] != 1.f) {
+        const float gr = U8 ? grey_u8<3>(v) : grey(v[0], v[1], v[2]);
+BT_UNROLL
+        for (int c = 0; c < 3; ++c) {
+          const float blended = blend(v[c], colour[3], colour[4], gr);
+          v[c] = U8 ? trunc_u8(blended) : clamp01(blended);
+        }
+      }
+      if (colour[5] != 0.f) {
+        if constexpr (U8) {
+          float x[3] = {v[0] * (1.f / 255.f), v[1] * (1.f / 255.f), v[2] * (1.f / 255.f)};
+          shift_hue(x, colour[5]);
+BT_UNROLL
+          for (int c = 0; c < 3; ++c) {
+            v[c] = floorf(x[c] * 255.999f);
+          }
+        } else {
+          shift_hue(v, colour[5]);
+        }
+      }
+    }
+  }
+  if constexpr (U8) {
 BT_UNROLL
     for (int c = 0; c < C; ++c) {
       v[c] *= 1.f / 255.f;
     }
-  } else if (colour != nullptr) {
-    float rest[6] = {1.f, colour[1], colour[2], colour[3], colour[4], colour[5]};
-    apply_colour<C>(v, rest, contrast_mean);
   }
 }
 

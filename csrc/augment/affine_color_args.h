@@ -136,9 +136,6 @@ void dispatch_mask(at::ScalarType dtype, const Fn& fn) {
   }
 }
 
-inline Frame make_frame(int64_t H, int64_t W, int64_t out_h, int64_t out_w) {
-  return Frame{0.5f * out_w, 0.5f * out_h, 0.5f * W, 0.5f * H, static_cast<int>(H), static_cast<int>(W)};
-}
 
 }  // namespace augment
 }  // namespace balancedtorch

@@ -240,7 +240,6 @@ std::tuple<at::Tensor, at::Tensor> dense_knn(const at::Tensor& xq, const at::Ten
   const int64_t cand = std::min<int64_t>(2 * k, M - (self ? 1 : 0));  // kept for the exact re-rank
   const at::ScalarType work = xq.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
   const at::Tensor qw = xq.to(work), rw = xr.to(work);
-  const at::Tensor qsq = qw.pow(2).sum(1), rsq = rw.pow(2).sum(1);
   const int64_t elt = at::elementSize(work);
   const int64_t rchunk = std::max<int64_t>(std::min<int64_t>(M, max_tile_bytes / (elt * 256)), std::min<int64_t>(M, 4 * cand));
   const int64_t qchunk = std::max<int64_t>(1, std::min<int64_t>(N, max_tile_bytes / (elt * (rchunk + 2 * cand))));
@@ -251,6 +250,9 @@ std::tuple<at::Tensor, at::Tensor> dense_knn(const at::Tensor& xq, const at::Ten
   // CPU float32: the fused register-blocked kernel finds all candidates at once
   const bool fused = cpu && work == at::kFloat && N < (int64_t{1} << 31) && M < (int64_t{1} << 31);
   const at::Tensor fused_i = fused ? candidates_cpu_f32(qw, rw, cand, self, max_tile_bytes) : at::Tensor();
+  // the GEMM-tile path's squared norms (the fused kernel takes its own)
+  const at::Tensor qsq = fused ? at::Tensor() : qw.pow(2).sum(1);
+  const at::Tensor rsq = fused ? at::Tensor() : (self ? qsq : rw.pow(2).sum(1));
   for (int64_t q0 = 0; q0 < N; q0 += qchunk) {
     const int64_t q1 = std::min(N, q0 + qchunk);
     at::Tensor best_i = fused ? fused_i.slice(0, q0, q1) : scan_chunk(qw, rw, qsq, rsq, q0, q1, cand, rchunk, self);

@@ -33,9 +33,8 @@ void affine_color_kernel(const at::Tensor& images, const ImageArgs& a, at::Tenso
   out_t* o = out.mutable_data_ptr<out_t>();
   const int64_t oB = out.stride(0), oC = out.stride(1), oH = out.stride(2), oW = out.stride(3);
   constexpr bool u8 = std::is_same_v<in_t, uint8_t>;  // torchvision's uint8 arithmetic, 0-255 units
-  const float scale = 1.f;
   const bool has_fill = !std::isnan(fill);  // NaN: no fill given (zeros padding)
-  const float fill_s = has_fill ? fill * scale : 0.f;
+  const float fill_s = has_fill ? fill : 0.f;
   const float* theta = a.theta.const_data_ptr<float>();
   const float* colour = a.colour.defined() ? a.colour.const_data_ptr<float>() : nullptr;
   const float* mean = a.mean.const_data_ptr<float>();
@@ -58,7 +57,7 @@ void affine_color_kernel(const at::Tensor& images, const ImageArgs& a, at::Tenso
   auto for_row = [&](int64_t row, auto&& pixel, auto&& pixel8) {
     const int64_t b = row / oh;
     const int y = static_cast<int>(row % oh);
-    const Loader<in_t> load{in + b * sB, sC, sH, sW, scale};
+    const Loader<in_t> load{in + b * sB, sC, sH, sW};
     const float* t = theta + 6 * b;
     if (crop != nullptr) {
       const auto src = resized_crop(load, crop + 4 * b, fr.H, fr.W, static_cast<int>(oh), static_cast<int>(ow), mode, u8);

@@ -34,7 +34,7 @@ __device__ __forceinline__ void warp_sample(
     int64_t mode, bool has_fill, float fill, float* v) {
   float ix, iy;
   if (box != nullptr) {
-    const Frame fr2 = make_frame_hd(oh, ow, oh, ow);
+    const Frame fr2 = make_frame(oh, ow, oh, ow);
     source_position(t, fr2, x, y, ix, iy);
     sample<C>(resized_crop(load, box, fr.H, fr.W, oh, ow, mode, U8), fr2, ix, iy, mode, has_fill, fill, v);
   } else {
@@ -45,7 +45,7 @@ __device__ __forceinline__ void warp_sample(
 
 template <typename in_t, int C>
 __global__ void contrast_sum_kernel(
-    const in_t* __restrict__ in, int64_t sB, int64_t sC, int64_t sH, int64_t sW, float scale,
+    const in_t* __restrict__ in, int64_t sB, int64_t sC, int64_t sH, int64_t sW,
     int oh, int ow, Frame fr, const float* __restrict__ theta, const float* __restrict__ crop, const float* __restrict__ colour,
     int64_t mode, float fill, double* __restrict__ sums) {
   const int b = blockIdx.y;
@@ -53,7 +53,7 @@ __global__ void contrast_sum_kernel(
   if (colour[6 * b + 1] == 1.f) {
     return;
   }
-  const Loader<in_t> load{in + b * sB, sC, sH, sW, scale};
+  const Loader<in_t> load{in + b * sB, sC, sH, sW};
   const float* t = theta + 6 * b;
   const int64_t n = static_cast<int64_t>(oh) * ow;
   float s = 0.f;
@@ -82,7 +82,7 @@ __global__ void contrast_sum_kernel(
 
 template <typename in_t, typename out_t, int C>
 __global__ void affine_color_kernel(
-    const in_t* __restrict__ in, int64_t sB, int64_t sC, int64_t sH, int64_t sW, float scale,
+    const in_t* __restrict__ in, int64_t sB, int64_t sC, int64_t sH, int64_t sW,
     out_t* __restrict__ out, OutLayout ol, int64_t B, int oh, int ow, Frame fr,
     const float* __restrict__ theta, const float* __restrict__ crop, const float* __restrict__ colour, const double* __restrict__ sums,
     const float* __restrict__ mean, const float* __restrict__ inv_std, int64_t mode, float fill) {
@@ -93,7 +93,7 @@ __global__ void affine_color_kernel(
     const int64_t b = p / per_image;
     const int64_t r = p - b * per_image;
     const int y = static_cast<int>(r / ow), x = static_cast<int>(r % ow);
-    const Loader<in_t> load{in + b * sB, sC, sH, sW, scale};
+    const Loader<in_t> load{in + b * sB, sC, sH, sW};
     float v[C];
     warp_sample<C>(load, fr, theta + 6 * b, crop == nullptr ? nullptr : crop + 4 * b, oh, ow, x, y, mode, has_fill, fill, v);
     const float cm = colour != nullptr ? static_cast<float>(sums[b]) / static_cast<float>(per_image) : 0.f;
@@ -117,7 +117,7 @@ __global__ void affine_mask_kernel(
     float ix, iy;
     int64_t src;
     if (boxes != nullptr) {
-      const Frame fr2 = make_frame_hd(oh, ow, oh, ow);
+      const Frame fr2 = make_frame(oh, ow, oh, ow);
       source_position(theta + 6 * b, fr2, static_cast<int>(r % ow), static_cast<int>(r / ow), ix, iy);
       src = nearest_offset_crop(fr2, ix, iy, boxes + 4 * b, fr.H, fr.W, sH, sW);
     } else {
@@ -138,7 +138,6 @@ void launch(const at::Tensor& images, const ImageArgs& a, at::Tensor& out, int64
   const int64_t B = images.size(0);
   const int oh = static_cast<int>(out.size(2)), ow = static_cast<int>(out.size(3));
   const Frame fr = make_frame(images.size(2), images.size(3), oh, ow);
-  const float scale = 1.f;  // uint8 works in 0-255 units (torchvision's uint8 arithmetic)
   const auto stream = c10::cuda::getCurrentCUDAStream();
   const auto dev = images.device().index();
   const in_t* in = images.const_data_ptr<in_t>();
@@ -149,19 +148,19 @@ void launch(const at::Tensor& images, const ImageArgs& a, at::Tensor& out, int64
     for (int64_t b0 = 0; b0 < B; b0 += 65535) {
       const int nb = static_cast<int>(std::min<int64_t>(65535, B - b0));
       contrast_sum_kernel<in_t, C><<<dim3(per_image_blocks, nb), kThreads, 0, stream>>>(
-          in + b0 * images.stride(0), images.stride(0), images.stride(1), images.stride(2), images.stride(3), scale, oh, ow, fr,
+          in + b0 * images.stride(0), images.stride(0), images.stride(1), images.stride(2), images.stride(3), oh, ow, fr,
           a.theta.const_data_ptr<float>() + 6 * b0, a.crop.defined() ? a.crop.const_data_ptr<float>() + 4 * b0 : nullptr,
-          a.colour.const_data_ptr<float>() + 6 * b0, mode, fill * scale,
+          a.colour.const_data_ptr<float>() + 6 * b0, mode, fill,
           sums.mutable_data_ptr<double>() + b0);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     }
   }
   const OutLayout ol{out.stride(0), out.stride(1), out.stride(2), out.stride(3)};
   affine_color_kernel<in_t, out_t, C><<<blocks_for(B * oh * ow, dev), kThreads, 0, stream>>>(
-      in, images.stride(0), images.stride(1), images.stride(2), images.stride(3), scale, out.mutable_data_ptr<out_t>(), ol, B, oh, ow,
+      in, images.stride(0), images.stride(1), images.stride(2), images.stride(3), out.mutable_data_ptr<out_t>(), ol, B, oh, ow,
       fr, a.theta.const_data_ptr<float>(), a.crop.defined() ? a.crop.const_data_ptr<float>() : nullptr, a.colour.defined() ? a.colour.const_data_ptr<float>() : nullptr,
       a.colour.defined() ? sums.const_data_ptr<double>() : nullptr, a.mean.const_data_ptr<float>(), a.inv_std.const_data_ptr<float>(),
-      mode, fill * scale);
+      mode, fill);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
