@@ -83,11 +83,31 @@ def test_bad_arguments(kwargs, match):
         bt.ops.knn(torch.randn(20, 4), **kwargs)
 
 
-def test_non_finite_points():
-    x = torch.randn(10, 3)
-    x[4, 1] = float("nan")
-    with pytest.raises(ValueError, match="x contains NaN or inf"):
-        bt.ops.knn(x, 2)
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+@pytest.mark.parametrize("where", ["x", "ref"])
+def test_non_finite_points(bad, where):
+    x, r = torch.randn(10, 3), torch.randn(8, 3)
+    (x if where == "x" else r)[4, 1] = bad
+    with pytest.raises(ValueError, match=f"{where} contains NaN or inf"):
+        bt.ops.knn(x, 2, ref=r)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float32, torch.float64])
+@pytest.mark.parametrize("magnitude", ["huge", "tiny"])
+def test_extreme_magnitudes(dtype, magnitude):
+    """Values whose squares overflow (or underflow) float32 still give the exact neighbours."""
+    info = torch.finfo(dtype)
+    s = info.max / 8 if magnitude == "huge" else info.tiny * 2**12
+    if dtype == torch.float64 and magnitude == "huge":
+        s = 2.0**500  # squared distances must stay finite in the float64 re-rank
+    gen = torch.Generator().manual_seed(0)
+    base = torch.randn(40, 3, generator=gen, dtype=torch.float64)
+    base /= base.abs().max()
+    x = (base * s).to(dtype)
+    d, i = bt.ops.knn(x, 3)
+    assert (d > 0).all() or magnitude == "tiny"
+    _, want = reference_knn(x.double() / s, 3)
+    torch.testing.assert_close(i, want, rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("D", [1, 7, 64, 67])

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .._checks import all_finite
 from ..ops.knn import knn
 
 SAMPLING_KINDS = ("over-sampling", "under-sampling", "clean-sampling")
@@ -80,7 +81,7 @@ class _Data:
         self.x_dtype = X.dtype
         X = X.to(self.device)
         if X.is_floating_point():
-            if not bool(torch.isfinite(X).all()):
+            if not all_finite(X):
                 raise ValueError(f"{owner}: X contains NaN or inf")
         self.X = X
         self.y = y.to(self.device)

@@ -8,6 +8,8 @@ from typing import Any, Optional, Tuple
 import torch
 from torch import Tensor, nn
 
+from .._checks import all_finite
+
 __all__ = ["FeatureSMOTE"]
 
 
@@ -138,7 +140,7 @@ class FeatureSMOTE(nn.Module):
         if low < 0 or (self.num_classes is not None and high >= self.num_classes):
             bound = f" and < num_classes={self.num_classes}" if self.num_classes is not None else ""
             raise ValueError(f"FeatureSMOTE: labels must be >= 0{bound}, got values in [{low}, {high}]")
-        if not bool(torch.isfinite(features.detach()).all()):
+        if not all_finite(features.detach()):
             raise ValueError("FeatureSMOTE: features contain NaN or inf")
         gen = generator if generator is not None else self.generator
         B, D = features.shape

@@ -9,6 +9,7 @@
 // float64 differences and ties go to the lower index: the result equals a
 // brute-force float64 reference on data without near-ties at the k-th place.
 #include <algorithm>
+#include <cmath>
 #include <limits>
 #include <optional>
 #include <utility>
@@ -58,6 +59,19 @@ void check_args(
   }
   TORCH_CHECK_VALUE(
       !ref_groups.has_value() || groups.has_value(), "knn: ref_groups needs groups (the queries' groups) as well");
+}
+
+// max |element| of t; NaN or inf anywhere is an error naming the argument.
+// aminmax is one reduction without isfinite's boolean temporary, and its
+// min and max propagate NaN.
+double finite_max_abs(const at::Tensor& t, const char* name) {
+  if (t.numel() == 0) {
+    return 0.0;
+  }
+  const auto [lo_t, hi_t] = at::aminmax(t);
+  const double lo = lo_t.item<double>(), hi = hi_t.item<double>();
+  TORCH_CHECK_VALUE(std::isfinite(lo) && std::isfinite(hi), "knn: ", name, " contains NaN or inf");
+  return std::max(-lo, hi);
 }
 
 // Running k-best lists of a block of queries: sorted ascending, ties in
@@ -234,12 +248,19 @@ void rerank(const at::Tensor& xq, const at::Tensor& xr, const at::Tensor& best_i
 
 // k nearest of every row of xq among the rows of xr (self: xq is xr, and a
 // row is not its own neighbour). Returns exact float64 distances and indices.
-std::tuple<at::Tensor, at::Tensor> dense_knn(const at::Tensor& xq, const at::Tensor& xr, int64_t k, bool self, int64_t max_tile_bytes) {
+std::tuple<at::Tensor, at::Tensor> dense_knn(
+    const at::Tensor& xq,
+    const at::Tensor& xr,
+    int64_t k,
+    bool self,
+    int64_t max_tile_bytes,
+    double scale) {
   const int64_t N = xq.size(0), M = xr.size(0);
   const auto idx_opts = xq.options().dtype(at::kLong);
   const int64_t cand = std::min<int64_t>(2 * k, M - (self ? 1 : 0));  // kept for the exact re-rank
   const at::ScalarType work = xq.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
-  const at::Tensor qw = xq.to(work), rw = xr.to(work);
+  const at::Tensor qw = scale == 1.0 ? xq.to(work) : xq.to(work) * scale;
+  const at::Tensor rw = self ? qw : (scale == 1.0 ? xr.to(work) : xr.to(work) * scale);
   const int64_t elt = at::elementSize(work);
   const int64_t rchunk = std::max<int64_t>(std::min<int64_t>(M, max_tile_bytes / (elt * 256)), std::min<int64_t>(M, 4 * cand));
   const int64_t qchunk = std::max<int64_t>(1, std::min<int64_t>(N, max_tile_bytes / (elt * (rchunk + 2 * cand))));
@@ -256,7 +277,13 @@ std::tuple<at::Tensor, at::Tensor> dense_knn(const at::Tensor& xq, const at::Ten
   for (int64_t q0 = 0; q0 < N; q0 += qchunk) {
     const int64_t q1 = std::min(N, q0 + qchunk);
     at::Tensor best_i = fused ? fused_i.slice(0, q0, q1) : scan_chunk(qw, rw, qsq, rsq, q0, q1, cand, rchunk, self);
-    rerank(xq.slice(0, q0, q1), xr, best_i, k, out_d.slice(0, q0, q1), out_i.slice(0, q0, q1));
+    // scaled data is re-ranked scaled (power-of-two scaling is exact and keeps
+    // float64 squares of huge or tiny values finite and non-zero)
+    const bool scaled = scale != 1.0;
+    rerank((scaled ? qw : xq).slice(0, q0, q1), scaled ? rw : xr, best_i, k, out_d.slice(0, q0, q1), out_i.slice(0, q0, q1));
+  }
+  if (scale != 1.0) {
+    out_d.mul_(1.0 / scale).mul_(1.0 / scale);  // two steps: 1 / scale^2 alone may overflow
   }
   return {out_d, out_i};
 }
@@ -274,10 +301,12 @@ std::tuple<at::Tensor, at::Tensor> knn_impl(
   const at::Tensor x = x_in.contiguous();
   const at::Tensor ref = self ? x : ref_in->contiguous();
   const int64_t N = x.size(0), M = ref.size(0);
-  TORCH_CHECK_VALUE(at::isfinite(x).all().item<bool>(), "knn: x contains NaN or inf");
-  if (!self) {
-    TORCH_CHECK_VALUE(at::isfinite(ref).all().item<bool>(), "knn: ref contains NaN or inf");
-  }
+  const double max_abs = std::max(finite_max_abs(x, "x"), self ? 0.0 : finite_max_abs(ref, "ref"));
+  // The candidate search squares the values in float32: far outside
+  // [2^-40, 2^40] that over- or underflows, so the search then runs on copies
+  // scaled by a power of two (exact; the same order), and the re-rank on the
+  // originals in float64.
+  const double scale = max_abs > 0.0 && (max_abs > 0x1p40 || max_abs < 0x1p-40) ? std::ldexp(1.0, -std::ilogb(max_abs)) : 1.0;
   const auto idx_opts = x.options().dtype(at::kLong);
   if (!groups_in.has_value()) {
     TORCH_CHECK_VALUE(
@@ -286,7 +315,7 @@ std::tuple<at::Tensor, at::Tensor> knn_impl(
     if (N == 0) {
       return {at::empty({0, k}, x.options()), at::empty({0, k}, idx_opts)};
     }
-    auto [d, i] = dense_knn(x, ref, k, self, max_tile_bytes);
+    auto [d, i] = dense_knn(x, ref, k, self, max_tile_bytes, scale);
     return {d.to(x.scalar_type()), i};
   }
   // Groups: each group is searched on its own, so no cross-group distance is
@@ -320,7 +349,7 @@ std::tuple<at::Tensor, at::Tensor> knn_impl(
     if (qi.numel() == 0) {
       continue;
     }
-    auto [d, local] = dense_knn(x.index_select(0, qi), ref.index_select(0, ri), k, self, max_tile_bytes);
+    auto [d, local] = dense_knn(x.index_select(0, qi), ref.index_select(0, ri), k, self, max_tile_bytes, scale);
     out_d.index_copy_(0, qi, d);
     out_i.index_copy_(0, qi, ri.index_select(0, local.flatten()).view({-1, k}));
   }
