@@ -10,8 +10,9 @@ import balancedtorch as bt
 def reference_knn(x, k, groups=None, ref=None, ref_groups=None):
     """Brute force in float64: all distances, masks, then (distance, index) order."""
     self = ref is None
-    r = x if self else ref
-    d = ((x.double()[:, None, :] - r.double()[None, :, :]) ** 2).sum(-1)
+    r = (x if self else ref).double()
+    rows = max(1, (64 << 20) // (8 * max(1, r.shape[0] * r.shape[1])))  # bounded memory per chunk
+    d = torch.cat([((c[:, None, :] - r[None, :, :]) ** 2).sum(-1) for c in x.double().split(rows)]) if x.shape[0] else x.new_zeros(0, r.shape[0], dtype=torch.float64)
     if groups is not None:
         rg = groups if ref_groups is None else ref_groups
         d[groups[:, None] != rg[None, :]] = float("inf")
@@ -136,3 +137,53 @@ def test_fused_cpu_kernel_modes_match_sklearn(D, mode):
     else:
         assert np.array_equal(i.numpy(), ri)
         np.testing.assert_allclose(d.numpy(), rd**2, rtol=1e-4, atol=1e-5)
+
+
+def _near_tie_sets():
+    """Data sets whose distances tie or nearly tie at the k-th place."""
+    gen = torch.Generator().manual_seed(7)
+    sphere = torch.nn.functional.normalize(torch.randn(2000, 32, generator=gen, dtype=torch.float64), dim=1) * 100
+    sphere = (sphere + torch.randn(2000, 32, generator=gen, dtype=torch.float64) * 1e-2).float()
+    # queries at the centre see every sphere point within bfloat16 error of the k-th: their lists overflow
+    centre_q = torch.cat([torch.randn(300, 32, generator=gen) * 1e-3, sphere[:300] + 0.5 * torch.randn(300, 32, generator=gen)])
+    lattice = torch.randint(0, 4, (3000, 4), generator=gen).float()  # exact ties everywhere
+    dups = torch.randn(300, 16, generator=gen).repeat(10, 1)  # every point 9 more times
+    offset = torch.randn(2500, 24, generator=gen) * 0.01 + 1000.0  # far from the origin
+    return {
+        "sphere centre": (centre_q, sphere),
+        "lattice": (lattice, None),
+        "duplicates": (dups, None),
+        "offset": (offset, None),
+        "offset ref": (offset[:700], offset[700:]),
+    }
+
+
+@pytest.mark.parametrize("bf16", ["1", "0"])
+@pytest.mark.parametrize("k", [1, 5, 17])
+@pytest.mark.parametrize("case", list(_near_tie_sets()))
+def test_cpu_kernel_paths_exact_on_near_ties(monkeypatch, bf16, k, case):
+    """Both CPU float32 candidate searches (bfloat16 with its proven error
+    window and the float32 fallback, and plain float32) against the float64
+    brute force where ties or near-ties sit at the k-th place."""
+    monkeypatch.setenv("BALANCEDTORCH_KNN_BF16", bf16)
+    x, ref = _near_tie_sets()[case]
+    d, i = bt.ops.knn(x, k, ref=ref)
+    rd, ri = reference_knn(x, k, ref=ref)
+    assert torch.equal(i, ri)
+    torch.testing.assert_close(d, rd.float(), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("bf16", ["1", "0"])
+@pytest.mark.parametrize("D", [1, 2, 7, 64, 67])
+@pytest.mark.parametrize("mode", ["symmetric", "self, lists over budget", "ref"])
+def test_cpu_kernel_paths_exact_on_random_data(monkeypatch, bf16, D, mode):
+    monkeypatch.setenv("BALANCEDTORCH_KNN_BF16", bf16)
+    gen = torch.Generator().manual_seed(D)
+    n, k = (3001, 14) if mode == "self, lists over budget" else (1501, 6)
+    x = torch.randn(n, D, generator=gen) * 3 + torch.randn(D, generator=gen) * 10
+    ref = torch.randn(1111, D, generator=gen) * 3 if mode == "ref" else None
+    d, i = bt.ops.knn(x, k, ref=ref, max_tile_bytes=1 << 20)
+    rd, ri = reference_knn(x, k, ref=ref)
+    torch.testing.assert_close(d, rd.float(), rtol=1e-5, atol=1e-5)
+    if D > 2:  # 1- and 2-D data has exact distance ties within float rounding of each other
+        assert torch.equal(i, ri)

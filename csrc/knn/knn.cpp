@@ -259,8 +259,26 @@ std::tuple<at::Tensor, at::Tensor> dense_knn(
   const auto idx_opts = xq.options().dtype(at::kLong);
   const int64_t cand = std::min<int64_t>(2 * k, M - (self ? 1 : 0));  // kept for the exact re-rank
   const at::ScalarType work = xq.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
-  const at::Tensor qw = scale == 1.0 ? xq.to(work) : xq.to(work) * scale;
-  const at::Tensor rw = self ? qw : (scale == 1.0 ? xr.to(work) : xr.to(work) * scale);
+  // scaled data is searched and re-ranked scaled (power-of-two scaling is
+  // exact and keeps float64 squares of huge or tiny values finite and non-zero)
+  const bool scaled = scale != 1.0;
+  const at::Tensor q_exact = scaled ? xq.to(work) * scale : xq;
+  const at::Tensor r_exact = self ? q_exact : (scaled ? xr.to(work) * scale : xr);
+  at::Tensor qw = q_exact.to(work), rw = r_exact.to(work);
+  // |q|^2 + |r|^2 - 2 q.r cancels catastrophically for points far from the
+  // origin compared with their spread (distances of 1e-4 at |x| = 1e3 are
+  // float32 noise): the search then runs on copies centred on the references'
+  // mean, which changes no distance. The mean is rounded to 8 significant
+  // bits so that data on a coarse grid (integers, pixel values) stays exact
+  // after the subtraction and its distance ties stay ties.
+  const auto [mant, expo] = at::frexp(rw.mean(0));
+  const at::Tensor mu = at::ldexp(at::round(mant * 256.0) / 256.0, expo).to(work);
+  const double mu2 = mu.square().sum().item<double>();
+  const double spread = std::pow(rw.norm().item<double>(), 2) / static_cast<double>(M) - mu2;
+  if (mu2 > 0.25 * spread) {
+    qw = qw - mu;
+    rw = self ? qw : rw - mu;
+  }
   const int64_t elt = at::elementSize(work);
   const int64_t rchunk = std::max<int64_t>(std::min<int64_t>(M, max_tile_bytes / (elt * 256)), std::min<int64_t>(M, 4 * cand));
   const int64_t qchunk = std::max<int64_t>(1, std::min<int64_t>(N, max_tile_bytes / (elt * (rchunk + 2 * cand))));
@@ -270,19 +288,16 @@ std::tuple<at::Tensor, at::Tensor> dense_knn(
   at::Tensor out_i = at::empty({N, k}, idx_opts);
   // CPU float32: the fused register-blocked kernel finds all candidates at once
   const bool fused = cpu && work == at::kFloat && N < (int64_t{1} << 31) && M < (int64_t{1} << 31);
-  const at::Tensor fused_i = fused ? candidates_cpu_f32(qw, rw, cand, self, max_tile_bytes) : at::Tensor();
+  const at::Tensor fused_i = fused ? candidates_cpu_f32(qw, rw, k, cand, self, max_tile_bytes) : at::Tensor();
   // the GEMM-tile path's squared norms (the fused kernel takes its own)
   const at::Tensor qsq = fused ? at::Tensor() : qw.pow(2).sum(1);
   const at::Tensor rsq = fused ? at::Tensor() : (self ? qsq : rw.pow(2).sum(1));
   for (int64_t q0 = 0; q0 < N; q0 += qchunk) {
     const int64_t q1 = std::min(N, q0 + qchunk);
     at::Tensor best_i = fused ? fused_i.slice(0, q0, q1) : scan_chunk(qw, rw, qsq, rsq, q0, q1, cand, rchunk, self);
-    // scaled data is re-ranked scaled (power-of-two scaling is exact and keeps
-    // float64 squares of huge or tiny values finite and non-zero)
-    const bool scaled = scale != 1.0;
-    rerank((scaled ? qw : xq).slice(0, q0, q1), scaled ? rw : xr, best_i, k, out_d.slice(0, q0, q1), out_i.slice(0, q0, q1));
+    rerank(q_exact.slice(0, q0, q1), r_exact, best_i, k, out_d.slice(0, q0, q1), out_i.slice(0, q0, q1));
   }
-  if (scale != 1.0) {
+  if (scaled) {
     out_d.mul_(1.0 / scale).mul_(1.0 / scale);  // two steps: 1 / scale^2 alone may overflow
   }
   return {out_d, out_i};

@@ -12,18 +12,38 @@
 // offered to both i's and j's lists (j's through per-thread lists, merged at
 // the end), which halves the arithmetic. The caller re-ranks the candidates
 // with exact float64 distances.
+//
+// On CPUs with AVX512-BF16 (AMD Zen 4, Intel Cooper Lake / Sapphire Rapids)
+// the products run as bfloat16 pairs (vdpbf16ps: two multiply-adds per lane
+// and instruction, twice the float32 FMA rate) on data centred on the
+// references' mean. Each query's approximate distances are within a proven
+// bound E of the true ones (bfloat16 rounding, float32 accumulation), so its
+// list keeps every point within 2E of its k-th approximate distance: a
+// superset of the exact k nearest, and the float64 re-rank makes the answer
+// exact. A row whose window holds more points than its list (near-ties en
+// masse) is searched again in float32. BALANCEDTORCH_KNN_BF16=0 turns the
+// bfloat16 path off.
 #include "../distance_topk.h"
 
 #include <algorithm>
+#include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <vector>
 
 #include <ATen/Parallel.h>
 #include <ATen/cpu/vec/vec.h>
+#include <c10/util/BFloat16.h>
 
 #if defined(CPU_CAPABILITY_AVX2)
 #include <immintrin.h>
+#endif
+
+#if defined(CPU_CAPABILITY_AVX2) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 10
+#define BT_KNN_BF16 1
+#else
+#define BT_KNN_BF16 0
 #endif
 
 namespace balancedtorch {
@@ -53,16 +73,20 @@ inline int lane_mask(const Vec& v) {
 }
 
 // Candidate lists of `rows` points: ascending distances, thr[r] = the
-// distance a newcomer must beat (inf until the list is full).
+// distance a newcomer must beat (inf until the list is full). With a window
+// (per-row, the bfloat16 path) a newcomer must also lie within window[r] of
+// the row's k-th distance.
 struct Lists {
   int64_t cand;
+  int64_t k;
+  const float* window;
   std::vector<float> d;
   std::vector<int32_t> idx;
   std::vector<int32_t> n;
   std::vector<float> thr;
 
-  Lists(int64_t rows, int64_t rows_padded, int64_t cand_)
-      : cand(cand_), d(rows * cand_, kInf), idx(rows * cand_, -1), n(rows, 0), thr(rows_padded, -kInf) {
+  Lists(int64_t rows, int64_t rows_padded, int64_t cand_, int64_t k_ = 0, const float* window_ = nullptr)
+      : cand(cand_), k(k_), window(window_), d(rows * cand_, kInf), idx(rows * cand_, -1), n(rows, 0), thr(rows_padded, -kInf) {
     std::fill(thr.begin(), thr.begin() + rows, kInf);
   }
 
@@ -78,78 +102,48 @@ struct Lists {
     }
     dr[p] = v;
     ir[p] = j;
-    thr[r] = cnt < cand ? kInf : dr[cand - 1];
+    float t = cnt < cand ? kInf : dr[cand - 1];
+    if (window != nullptr && cnt >= k) {
+      t = std::min(t, dr[k - 1] + window[r]);
+    }
+    thr[r] = t;
   }
 };
 
 enum class Mode { Ref, SelfExclude, Symmetric };
 
-// Pack references [c0, c1) into panels of NR columns, [D][NR] each; padded
+// Pack references [c0, c1) into panels of NR columns, [dims][NR] each; padded
 // columns get norm +inf so their distances never qualify.
-void pack_panels(const float* r, const float* rn, int64_t c0, int64_t c1, int64_t D, float* panels, float* pnorm) {
+template <typename T>
+void pack_panels(const T* r, const float* rn, int64_t c0, int64_t c1, int64_t dims, T* panels, float* pnorm) {
   const int64_t np = (c1 - c0 + NR - 1) / NR;
   at::parallel_for(0, np, 16, [&](int64_t p0, int64_t p1) {
     for (int64_t p = p0; p < p1; ++p) {
-      float* dst = panels + p * D * NR;
+      T* dst = panels + p * dims * NR;
       for (int64_t c = 0; c < NR; ++c) {
         const int64_t j = c0 + p * NR + c;
-        if (j < c1) {
-          const float* src = r + j * D;
-          for (int64_t d = 0; d < D; ++d) {
-            dst[d * NR + c] = src[d];
-          }
-          pnorm[p * NR + c] = rn[j];
-        } else {
-          for (int64_t d = 0; d < D; ++d) {
-            dst[d * NR + c] = 0.f;
-          }
-          pnorm[p * NR + c] = kInf;
+        const bool real = j < c1;
+        for (int64_t d = 0; d < dims; ++d) {
+          dst[d * NR + c] = real ? r[j * dims + d] : T(0);
         }
+        pnorm[p * NR + c] = real ? rn[j] : kInf;
       }
     }
   });
 }
 
+// Distances of a 6 x NR block from its dot products, and the offers of those
+// below a row's (or, symmetric, a column's) threshold.
 template <Mode mode>
-inline void micro_tile(
-    const float* const* qrow,
+inline void tile_epilogue(
+    const Vec (&acc)[MR][2],
     const float* qn,  // MR norms (+inf for padded rows)
     int64_t i0,
     int64_t rows_real,
-    const float* panel,
     const float* pn,
     int64_t j0,
-    int64_t D,
     Lists& rl,
     Lists* cl) {
-  // twelve named accumulators: an array of vectors would live on the stack
-  Vec c00(0.f), c01(0.f), c10(0.f), c11(0.f), c20(0.f), c21(0.f);
-  Vec c30(0.f), c31(0.f), c40(0.f), c41(0.f), c50(0.f), c51(0.f);
-  const float *a0 = qrow[0], *a1 = qrow[1], *a2 = qrow[2], *a3 = qrow[3], *a4 = qrow[4], *a5 = qrow[5];
-#pragma GCC unroll 4
-  for (int64_t d = 0; d < D; ++d) {
-    const Vec b0 = Vec::loadu(panel + d * NR);
-    const Vec b1 = Vec::loadu(panel + d * NR + W);
-    Vec a(a0[d]);
-    c00 = at::vec::fmadd(a, b0, c00);
-    c01 = at::vec::fmadd(a, b1, c01);
-    a = Vec(a1[d]);
-    c10 = at::vec::fmadd(a, b0, c10);
-    c11 = at::vec::fmadd(a, b1, c11);
-    a = Vec(a2[d]);
-    c20 = at::vec::fmadd(a, b0, c20);
-    c21 = at::vec::fmadd(a, b1, c21);
-    a = Vec(a3[d]);
-    c30 = at::vec::fmadd(a, b0, c30);
-    c31 = at::vec::fmadd(a, b1, c31);
-    a = Vec(a4[d]);
-    c40 = at::vec::fmadd(a, b0, c40);
-    c41 = at::vec::fmadd(a, b1, c41);
-    a = Vec(a5[d]);
-    c50 = at::vec::fmadd(a, b0, c50);
-    c51 = at::vec::fmadd(a, b1, c51);
-  }
-  const Vec acc[MR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
   const Vec m2(-2.f);
   const Vec n0 = Vec::loadu(pn), n1 = Vec::loadu(pn + W);
   for (int64_t r = 0; r < rows_real; ++r) {
@@ -199,28 +193,127 @@ inline void micro_tile(
 }
 
 template <Mode mode>
-void run(const float* q, const float* qn, int64_t N, const float* r, const float* rn, int64_t M, int64_t D, Lists& rows, std::vector<Lists>& cols) {
+inline void micro_tile_f32(
+    const float* const* qrow,
+    const float* qn,
+    int64_t i0,
+    int64_t rows_real,
+    const float* panel,
+    const float* pn,
+    int64_t j0,
+    int64_t D,
+    Lists& rl,
+    Lists* cl) {
+  // twelve named accumulators: an array of vectors would live on the stack
+  Vec c00(0.f), c01(0.f), c10(0.f), c11(0.f), c20(0.f), c21(0.f);
+  Vec c30(0.f), c31(0.f), c40(0.f), c41(0.f), c50(0.f), c51(0.f);
+  const float *a0 = qrow[0], *a1 = qrow[1], *a2 = qrow[2], *a3 = qrow[3], *a4 = qrow[4], *a5 = qrow[5];
+#pragma GCC unroll 4
+  for (int64_t d = 0; d < D; ++d) {
+    const Vec b0 = Vec::loadu(panel + d * NR);
+    const Vec b1 = Vec::loadu(panel + d * NR + W);
+    Vec a(a0[d]);
+    c00 = at::vec::fmadd(a, b0, c00);
+    c01 = at::vec::fmadd(a, b1, c01);
+    a = Vec(a1[d]);
+    c10 = at::vec::fmadd(a, b0, c10);
+    c11 = at::vec::fmadd(a, b1, c11);
+    a = Vec(a2[d]);
+    c20 = at::vec::fmadd(a, b0, c20);
+    c21 = at::vec::fmadd(a, b1, c21);
+    a = Vec(a3[d]);
+    c30 = at::vec::fmadd(a, b0, c30);
+    c31 = at::vec::fmadd(a, b1, c31);
+    a = Vec(a4[d]);
+    c40 = at::vec::fmadd(a, b0, c40);
+    c41 = at::vec::fmadd(a, b1, c41);
+    a = Vec(a5[d]);
+    c50 = at::vec::fmadd(a, b0, c50);
+    c51 = at::vec::fmadd(a, b1, c51);
+  }
+  const Vec acc[MR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
+  tile_epilogue<mode>(acc, qn, i0, rows_real, pn, j0, rl, cl);
+}
+
+#if BT_KNN_BF16
+// The same block with bfloat16 pairs: each 32-bit element holds dimensions
+// (2t, 2t + 1) of a point, and vdpbf16ps adds both products to a float32 lane.
+template <Mode mode>
+__attribute__((target("avx2,fma,avx512f,avx512vl,avx512bw,avx512bf16"))) void micro_tile_bf16(
+    const uint32_t* const* qrow,
+    const float* qn,
+    int64_t i0,
+    int64_t rows_real,
+    const uint32_t* panel,
+    const float* pn,
+    int64_t j0,
+    int64_t D2,
+    Lists& rl,
+    Lists* cl) {
+  __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+  __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+  const uint32_t *a0 = qrow[0], *a1 = qrow[1], *a2 = qrow[2], *a3 = qrow[3], *a4 = qrow[4], *a5 = qrow[5];
+#pragma GCC unroll 4
+  for (int64_t t = 0; t < D2; ++t) {
+    const __m256bh b0 = (__m256bh)_mm256_loadu_si256(reinterpret_cast<const __m256i*>(panel + t * NR));
+    const __m256bh b1 = (__m256bh)_mm256_loadu_si256(reinterpret_cast<const __m256i*>(panel + t * NR + W));
+    __m256bh a = (__m256bh)_mm256_set1_epi32(static_cast<int>(a0[t]));
+    c00 = _mm256_dpbf16_ps(c00, a, b0);
+    c01 = _mm256_dpbf16_ps(c01, a, b1);
+    a = (__m256bh)_mm256_set1_epi32(static_cast<int>(a1[t]));
+    c10 = _mm256_dpbf16_ps(c10, a, b0);
+    c11 = _mm256_dpbf16_ps(c11, a, b1);
+    a = (__m256bh)_mm256_set1_epi32(static_cast<int>(a2[t]));
+    c20 = _mm256_dpbf16_ps(c20, a, b0);
+    c21 = _mm256_dpbf16_ps(c21, a, b1);
+    a = (__m256bh)_mm256_set1_epi32(static_cast<int>(a3[t]));
+    c30 = _mm256_dpbf16_ps(c30, a, b0);
+    c31 = _mm256_dpbf16_ps(c31, a, b1);
+    a = (__m256bh)_mm256_set1_epi32(static_cast<int>(a4[t]));
+    c40 = _mm256_dpbf16_ps(c40, a, b0);
+    c41 = _mm256_dpbf16_ps(c41, a, b1);
+    a = (__m256bh)_mm256_set1_epi32(static_cast<int>(a5[t]));
+    c50 = _mm256_dpbf16_ps(c50, a, b0);
+    c51 = _mm256_dpbf16_ps(c51, a, b1);
+  }
+  const Vec acc[MR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
+  tile_epilogue<mode>(acc, qn, i0, rows_real, pn, j0, rl, cl);
+}
+
+bool cpu_has_bf16() {
+  static const bool has = __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512vl");
+  return has;
+}
+#endif
+
+template <typename T, Mode mode>
+using TileFn = void (*)(const T* const*, const float*, int64_t, int64_t, const T*, const float*, int64_t, int64_t, Lists&, Lists*);
+
+// All query rows against all references, reference super-block by super-block.
+// `dims`: elements of T per point (D floats, or D / 2 rounded up bfloat16 pairs).
+template <typename T, Mode mode, TileFn<T, mode> tile>
+void run(const T* q, const float* qn, int64_t N, const T* r, const float* rn, int64_t M, int64_t dims, Lists& rows, std::vector<Lists>& cols) {
   // a reference super-block (packed panels) sized for the L2 cache
-  const int64_t nc = std::max<int64_t>(NR, ((256 * 1024) / (D * 4)) / NR * NR);
-  std::vector<float> panels(((nc + NR - 1) / NR) * NR * D);
+  const int64_t nc = std::max<int64_t>(NR, ((256 * 1024) / (dims * 4)) / NR * NR);
+  std::vector<T> panels(((nc + NR - 1) / NR) * NR * dims);
   std::vector<float> pnorm(((nc + NR - 1) / NR) * NR);
   for (int64_t c0 = 0; c0 < M; c0 += nc) {
     const int64_t c1 = std::min(M, c0 + nc);
-    pack_panels(r, rn, c0, c1, D, panels.data(), pnorm.data());
+    pack_panels(r, rn, c0, c1, dims, panels.data(), pnorm.data());
     const int64_t np = (c1 - c0 + NR - 1) / NR;
     // symmetric: only rows below the block's end have pairs with j > i in it
     const int64_t row_end = mode == Mode::Symmetric ? std::min(N, c1) : N;
     const int64_t nblocks = (row_end + MR - 1) / MR;
     at::parallel_for(0, nblocks, 4, [&](int64_t b0, int64_t b1) {
       Lists* cl = mode == Mode::Symmetric ? &cols[at::get_thread_num()] : nullptr;
-      std::vector<float> pad(MR * D, 0.f);
+      std::vector<T> pad(MR * dims, T(0));
       for (int64_t b = b0; b < b1; ++b) {
         const int64_t i0 = b * MR;
         const int64_t real = std::min<int64_t>(MR, row_end - i0);
-        const float* rowp[MR];
+        const T* rowp[MR];
         float norms[MR];
         for (int64_t t = 0; t < MR; ++t) {
-          rowp[t] = t < real ? q + (i0 + t) * D : pad.data();
+          rowp[t] = t < real ? q + (i0 + t) * dims : pad.data();
           norms[t] = t < real ? qn[i0 + t] : kInf;
         }
         for (int64_t p = 0; p < np; ++p) {
@@ -230,60 +323,254 @@ void run(const float* q, const float* qn, int64_t N, const float* r, const float
               continue;  // every pair has j <= i: computed from the other side
             }
           }
-          micro_tile<mode>(rowp, norms, i0, real, panels.data() + p * D * NR, pnorm.data() + p * NR, j0, D, rows, cl);
+          tile(rowp, norms, i0, real, panels.data() + p * dims * NR, pnorm.data() + p * NR, j0, dims, rows, cl);
         }
       }
     });
   }
 }
 
-}  // namespace
+// One search in the given element type: the row lists and (symmetric) the
+// per-thread column lists, to be merged.
+template <typename T, template <Mode> class Tile>
+void search(
+    const T* q,
+    const float* qn,
+    int64_t N,
+    const T* r,
+    const float* rn,
+    int64_t M,
+    int64_t dims,
+    bool self,
+    int64_t max_bytes,
+    Lists& rows,
+    std::vector<Lists>& cols) {
+  const int64_t threads = at::get_num_threads();
+  if (self && threads * N * rows.cand * 8 <= max_bytes) {
+    const int64_t padded = ((M + NR - 1) / NR) * NR + NR;
+    cols.reserve(threads);
+    for (int64_t t = 0; t < threads; ++t) {
+      cols.emplace_back(N, padded, rows.cand, rows.k, rows.window);
+    }
+    run<T, Mode::Symmetric, Tile<Mode::Symmetric>::fn>(q, qn, N, r, rn, M, dims, rows, cols);
+  } else if (self) {
+    run<T, Mode::SelfExclude, Tile<Mode::SelfExclude>::fn>(q, qn, N, r, rn, M, dims, rows, cols);
+  } else {
+    run<T, Mode::Ref, Tile<Mode::Ref>::fn>(q, qn, N, r, rn, M, dims, rows, cols);
+  }
+}
 
-at::Tensor candidates_cpu_f32(const at::Tensor& xq, const at::Tensor& xr, int64_t cand, bool self, int64_t max_bytes) {
-  const at::Tensor q = xq.contiguous(), r = self ? q : xr.contiguous();
+template <Mode mode>
+struct F32Tile {
+  static constexpr TileFn<float, mode> fn = &micro_tile_f32<mode>;
+};
+
+// Row i's entries of the row lists and of every column list.
+void gather(const Lists& rows, const std::vector<Lists>& cols, int64_t i, std::vector<std::pair<float, int32_t>>& merged) {
+  merged.clear();
+  const int64_t cand = rows.cand;
+  for (int64_t c = 0; c < rows.n[i]; ++c) {
+    merged.emplace_back(rows.d[i * cand + c], rows.idx[i * cand + c]);
+  }
+  for (const Lists& l : cols) {
+    for (int64_t c = 0; c < l.n[i]; ++c) {
+      merged.emplace_back(l.d[i * cand + c], l.idx[i * cand + c]);
+    }
+  }
+}
+
+// float32 candidates: each row's `cand` nearest by float32 distance into out
+// rows [0, N) (width `width`, -1 padded).
+void f32_candidates(const at::Tensor& q, const at::Tensor& r, int64_t cand, bool self, int64_t max_bytes, int64_t* out, int64_t width) {
   const int64_t N = q.size(0), M = r.size(0), D = q.size(1);
   const at::Tensor qn_t = q.pow(2).sum(1), rn_t = self ? qn_t : r.pow(2).sum(1);
-  const float* qp = q.const_data_ptr<float>();
-  const float* rp = r.const_data_ptr<float>();
-  const float* qn = qn_t.const_data_ptr<float>();
-  const float* rn = rn_t.const_data_ptr<float>();
   const int64_t padded = ((M + NR - 1) / NR) * NR + NR;
   Lists rows(N, std::max(padded, N + NR), cand);
   std::vector<Lists> cols;
-  const int64_t threads = at::get_num_threads();
-  const bool symmetric = self && threads * N * cand * 8 <= max_bytes;
-  if (symmetric) {
-    cols.reserve(threads);
-    for (int64_t t = 0; t < threads; ++t) {
-      cols.emplace_back(N, padded, cand);
-    }
-    run<Mode::Symmetric>(qp, qn, N, rp, rn, M, D, rows, cols);
-  } else if (self) {
-    run<Mode::SelfExclude>(qp, qn, N, rp, rn, M, D, rows, cols);
-  } else {
-    run<Mode::Ref>(qp, qn, N, rp, rn, M, D, rows, cols);
-  }
-  at::Tensor out = at::empty({N, cand}, q.options().dtype(at::kLong));
-  int64_t* o = out.mutable_data_ptr<int64_t>();
+  search<float, F32Tile>(
+      q.const_data_ptr<float>(), qn_t.const_data_ptr<float>(), N, r.const_data_ptr<float>(), rn_t.const_data_ptr<float>(), M, D, self,
+      max_bytes, rows, cols);
   at::parallel_for(0, N, 256, [&](int64_t a, int64_t b) {
     std::vector<std::pair<float, int32_t>> merged;
     for (int64_t i = a; i < b; ++i) {
-      merged.clear();
-      for (int64_t c = 0; c < rows.n[i]; ++c) {
-        merged.emplace_back(rows.d[i * cand + c], rows.idx[i * cand + c]);
-      }
-      for (const Lists& l : cols) {
-        for (int64_t c = 0; c < l.n[i]; ++c) {
-          merged.emplace_back(l.d[i * cand + c], l.idx[i * cand + c]);
-        }
-      }
+      gather(rows, cols, i, merged);
       const int64_t take = std::min<int64_t>(cand, merged.size());
       std::partial_sort(merged.begin(), merged.begin() + take, merged.end());
-      for (int64_t c = 0; c < cand; ++c) {
-        o[i * cand + c] = c < take ? merged[c].second : -1;
+      for (int64_t c = 0; c < width; ++c) {
+        out[i * width + c] = c < take ? merged[c].second : -1;
       }
     }
   });
+}
+
+#if BT_KNN_BF16
+template <Mode mode>
+struct Bf16Tile {
+  static constexpr TileFn<uint32_t, mode> fn = &micro_tile_bf16<mode>;
+};
+
+bool bf16_enabled() {
+  const char* env = std::getenv("BALANCEDTORCH_KNN_BF16");
+  return cpu_has_bf16() && !(env != nullptr && std::strcmp(env, "0") == 0);
+}
+
+// Candidates kept per row on the bfloat16 path: the points inside the window
+// grow with k (~2k on the long-tail benchmark sets, ~0.1% of rows over 4k).
+int64_t bf16_list_size(int64_t k, int64_t M, bool self) {
+  return std::min<int64_t>(k + std::clamp<int64_t>(4 * k, 12, 64), M - (self ? 1 : 0));
+}
+
+// Rows [0, n) of x centred on c: bfloat16 pairs (round to nearest even) into
+// out [n][D2], and the float32 centred values' squared norms and norms.
+void to_bf16_pairs(const float* x, int64_t n, int64_t D, const float* c, uint32_t* out, float* norm2, float* norm) {
+  const int64_t D2 = (D + 1) / 2;
+  at::parallel_for(0, n, 1024, [&](int64_t a, int64_t b) {
+    for (int64_t i = a; i < b; ++i) {
+      double s = 0.0;
+      for (int64_t t = 0; t < D2; ++t) {
+        uint32_t pair = 0;
+        for (int64_t h = 0; h < 2; ++h) {
+          const int64_t d = 2 * t + h;
+          if (d < D) {
+            const float v = x[i * D + d] - c[d];
+            s += static_cast<double>(v) * v;
+            pair |= static_cast<uint32_t>(c10::BFloat16(v).x) << (16 * h);
+          }
+        }
+        out[i * D2 + t] = pair;
+      }
+      norm2[i] = static_cast<float>(s);
+      norm[i] = static_cast<float>(std::sqrt(s));
+    }
+  });
+}
+
+// bfloat16 candidates (see the top of the file), or an undefined tensor when
+// the data's scale is outside the range the error bound is written for.
+at::Tensor bf16_candidates(const at::Tensor& q, const at::Tensor& r, int64_t k, int64_t cand, bool self, int64_t max_bytes) {
+  const int64_t N = q.size(0), M = r.size(0), D = q.size(1), D2 = (D + 1) / 2;
+  const float* qp = q.const_data_ptr<float>();
+  const float* rp = r.const_data_ptr<float>();
+  // centre on the references' mean (float64 per-thread sums)
+  const int64_t threads = at::get_num_threads();
+  std::vector<double> part(threads * D, 0.0);
+  at::parallel_for(0, M, 2048, [&](int64_t a, int64_t b) {
+    double* acc = part.data() + at::get_thread_num() * D;
+    for (int64_t j = a; j < b; ++j) {
+      for (int64_t d = 0; d < D; ++d) {
+        acc[d] += rp[j * D + d];
+      }
+    }
+  });
+  std::vector<float> centre(D);
+  for (int64_t d = 0; d < D; ++d) {
+    double m = 0.0;
+    for (int64_t t = 0; t < threads; ++t) {
+      m += part[t * D + d];
+    }
+    // 8 significant bits: grid data (integers) stays exact when centred
+    int e = 0;
+    const double f = std::frexp(m / static_cast<double>(M), &e);
+    centre[d] = static_cast<float>(std::ldexp(std::round(f * 256.0) / 256.0, e));
+  }
+  std::vector<uint32_t> qb(N * D2), rb(self ? 0 : M * D2);
+  std::vector<float> qn(N), ql(N), rn(self ? 0 : M), rl(self ? 0 : M);
+  to_bf16_pairs(qp, N, D, centre.data(), qb.data(), qn.data(), ql.data());
+  if (!self) {
+    to_bf16_pairs(rp, M, D, centre.data(), rb.data(), rn.data(), rl.data());
+  }
+  const std::vector<float>& ref_len = self ? ql : rl;
+  const float bmax = *std::max_element(ref_len.begin(), ref_len.end());
+  const float amax = *std::max_element(ql.begin(), ql.end());
+  if (!(bmax > 0x1p-30f && bmax < 0x1p30f && amax < 0x1p30f)) {
+    return at::Tensor();
+  }
+  // |approximate - true distance| <= 2 |dot error| + float32 roundings:
+  //   bfloat16 (u = 2^-8) products: 2 (2u + u^2) |a| |b|, 1% margin;
+  //   float32 sums, norms, centring: (D + 16) 2^-23 (|a|^2 + |b|^2);
+  //   denormals flushed by vdpbf16ps: D 2^-90.
+  const double u = 0x1p-8, c1 = 2.0 * (2.0 * u + u * u) * 1.01, c2 = static_cast<double>(D + 16) * 0x1p-23;
+  const double b = bmax, abs_slack = static_cast<double>(D) * 0x1p-90;
+  std::vector<float> window(N);
+  for (int64_t i = 0; i < N; ++i) {
+    const double e = c1 * ql[i] * b + c2 * (static_cast<double>(qn[i]) + b * b) + abs_slack;
+    window[i] = static_cast<float>(2.0 * e * (1.0 + 0x1p-20));
+  }
+  const int64_t C = bf16_list_size(k, M, self);
+  const int64_t padded = ((M + NR - 1) / NR) * NR + NR;
+  Lists rows(N, std::max(padded, N + NR), C, k, window.data());
+  std::vector<Lists> cols;
+  search<uint32_t, Bf16Tile>(
+      qb.data(), qn.data(), N, self ? qb.data() : rb.data(), self ? qn.data() : rn.data(), M, D2, self, max_bytes, rows, cols);
+
+  at::Tensor out = at::empty({N, C}, q.options().dtype(at::kLong));
+  int64_t* o = out.mutable_data_ptr<int64_t>();
+  std::vector<uint8_t> overflow(N, 0);
+  at::parallel_for(0, N, 256, [&](int64_t a, int64_t b) {
+    std::vector<std::pair<float, int32_t>> merged;
+    for (int64_t i = a; i < b; ++i) {
+      gather(rows, cols, i, merged);
+      std::sort(merged.begin(), merged.end());
+      const int64_t n = merged.size();
+      const float T = n >= k ? merged[k - 1].first + window[i] : kInf;
+      int64_t within = 0;
+      while (within < n && merged[within].first <= T) {
+        ++within;
+      }
+      // a full list whose last entry is inside the window may have turned away points inside it
+      bool full = rows.n[i] == C && rows.d[i * C + C - 1] <= T;
+      for (const Lists& l : cols) {
+        full = full || (l.n[i] == C && l.d[i * C + C - 1] <= T);
+      }
+      overflow[i] = full || within > C;
+      for (int64_t c = 0; c < C; ++c) {
+        o[i * C + c] = c < within && !overflow[i] ? merged[c].second : -1;
+      }
+    }
+  });
+  std::vector<int64_t> redo;
+  for (int64_t i = 0; i < N; ++i) {
+    if (overflow[i]) {
+      redo.push_back(i);
+    }
+  }
+  if (!redo.empty()) {
+    // float32 search of those rows against all references (self: one more, then drop the row itself)
+    const int64_t nr = redo.size(), width = cand + (self ? 1 : 0);
+    const at::Tensor idx = at::from_blob(redo.data(), {nr}, at::kLong).clone();
+    std::vector<int64_t> tmp(nr * width);
+    f32_candidates(q.index_select(0, idx), r, width, false, max_bytes, tmp.data(), width);
+    for (int64_t t = 0; t < nr; ++t) {
+      int64_t* row = o + redo[t] * C;
+      int64_t c = 0;
+      for (int64_t w = 0; w < width && c < cand; ++w) {
+        if (tmp[t * width + w] >= 0 && tmp[t * width + w] != (self ? redo[t] : -1)) {
+          row[c++] = tmp[t * width + w];
+        }
+      }
+    }
+  }
+  return out;
+}
+#endif
+
+}  // namespace
+
+at::Tensor candidates_cpu_f32(const at::Tensor& xq, const at::Tensor& xr, int64_t k, int64_t cand, bool self, int64_t max_bytes) {
+  const at::Tensor q = xq.contiguous(), r = self ? q : xr.contiguous();
+#if BT_KNN_BF16
+  // self search: not when the longer lists would cost the symmetric halving
+  const int64_t lists = at::get_num_threads() * q.size(0) * 8;
+  const bool halving_kept = !self || lists * bf16_list_size(k, q.size(0), true) <= max_bytes || lists * cand > max_bytes;
+  if (halving_kept && bf16_enabled()) {
+    at::Tensor out = bf16_candidates(q, r, k, cand, self, max_bytes);
+    if (out.defined()) {
+      return out;
+    }
+  }
+#endif
+  at::Tensor out = at::empty({q.size(0), cand}, q.options().dtype(at::kLong));
+  f32_candidates(q, r, cand, self, max_bytes, out.mutable_data_ptr<int64_t>(), cand);
   return out;
 }
 
