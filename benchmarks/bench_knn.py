@@ -11,11 +11,13 @@ neighbors = pytest.importorskip("sklearn.neighbors")
 N, D, K = 50_000, 64, 5
 
 
-@pytest.mark.parametrize("impl", ["balancedtorch", "sklearn brute"])
-def test_self_knn(timed, benchmark, impl):
+@pytest.mark.parametrize("impl", ["balancedtorch", "balancedtorch float32 only", "sklearn brute"])
+def test_self_knn(timed, benchmark, impl, monkeypatch):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(N, D)).astype(np.float32)
-    if impl == "balancedtorch":
+    if impl == "balancedtorch float32 only":  # the kernel without its bfloat16 (AVX512-BF16) search
+        monkeypatch.setenv("BALANCEDTORCH_KNN_BF16", "0")
+    if impl.startswith("balancedtorch"):
         xt = torch.from_numpy(x)
         fn = lambda: bt.ops.knn(xt, K)  # noqa: E731
     else:

@@ -23,11 +23,17 @@ def knn(
 ) -> Tuple[Tensor, Tensor]:
     """Exact k nearest neighbours by squared Euclidean distance.
 
-    Distances are computed tile by tile through the device's GEMM
-    (``||q||^2 + ||r||^2 - 2 q.r``), merged into the running k best per query
-    with a partial selection, and the final candidates are re-ranked with
-    exact float64 differences, ties going to the lower index. Peak extra
-    memory stays near ``max_tile_bytes`` (default 256 MiB) for any N.
+    Distances are computed tile by tile (``||q||^2 + ||r||^2 - 2 q.r``;
+    on copies centred on the references' mean when the points sit far from
+    the origin), merged into the running candidates per query, and the final
+    candidates are re-ranked with exact float64 differences, ties going to
+    the lower index. CUDA and float64 tiles go through the device's GEMM;
+    CPU float32 runs a fused register-blocked kernel that keeps no distance
+    tile, and on CPUs with AVX512-BF16 computes the products in bfloat16
+    with a proven per-query error window (every point within it stays a
+    candidate, so the result is still exact; ``BALANCEDTORCH_KNN_BF16=0``
+    turns it off). Peak extra memory stays near ``max_tile_bytes`` (default
+    256 MiB) for any N.
 
     Args:
         x (Tensor[N, D]): queries (float16/bfloat16/float32/float64; CPU or CUDA).
