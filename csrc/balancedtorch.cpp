@@ -11,6 +11,8 @@
 #include <torch/version.h>
 #include <torch/library.h>
 
+#include "knn/distance_topk.h"
+
 extern "C" {
 // `import balancedtorch._C` loads this library, which runs the static
 // TORCH_LIBRARY registrations below. The module itself holds nothing: every
@@ -41,7 +43,8 @@ PyMODINIT_FUNC PyInit__C(void) {
 namespace balancedtorch {
 namespace {
 
-// Facts fixed when this binary was compiled, as "key=value" pairs joined by ';'.
+// Facts fixed when this binary was compiled (and whether the kNN bfloat16
+// search runs on this CPU), as "key=value" pairs joined by ';'.
 std::string build_info() {
   std::string info = "torch=" TORCH_VERSION;
 #ifdef _OPENMP
@@ -60,6 +63,8 @@ std::string build_info() {
   info += ";cuda=0";
 #endif
   info += ";cplusplus=" + std::to_string(__cplusplus);
+  // a fact of this CPU and environment rather than of the build
+  info += std::string(";knn_bf16=") + (knn::bf16_search_enabled() ? "1" : "0");
   return info;
 }
 

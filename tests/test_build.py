@@ -37,6 +37,15 @@ def test_cuda_compiled_where_toolkit_and_cuda_torch_exist():
         assert bt.build_info()["cuda_compiled"]
 
 
+def test_knn_bf16_flag_follows_cpu_and_environment(monkeypatch):
+    flags = open("/proc/cpuinfo").read() if os.path.exists("/proc/cpuinfo") else ""
+    cpu_has = " avx512_bf16" in flags and " avx512vl" in flags
+    if bt.build_info()["knn_bf16"]:
+        assert cpu_has, "bfloat16 kNN search enabled on a CPU without AVX512-BF16"
+    monkeypatch.setenv("BALANCEDTORCH_KNN_BF16", "0")
+    assert not bt.build_info()["knn_bf16"]
+
+
 def test_native_build_info_matches_running_torch():
     native = torch.ops.balancedtorch._build_info()
     fields = dict(item.split("=", 1) for item in native.split(";"))

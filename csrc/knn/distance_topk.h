@@ -16,5 +16,9 @@ namespace knn {
 // halved when the per-thread lists fit in max_bytes.
 at::Tensor candidates_cpu_f32(const at::Tensor& xq, const at::Tensor& xr, int64_t k, int64_t cand, bool self, int64_t max_bytes);
 
+// Whether the bfloat16 search runs here: compiled in, the CPU has
+// AVX512-BF16, and BALANCEDTORCH_KNN_BF16 is not "0".
+bool bf16_search_enabled();
+
 }  // namespace knn
 }  // namespace balancedtorch

@@ -40,7 +40,7 @@
 #include <immintrin.h>
 #endif
 
-#if defined(CPU_CAPABILITY_AVX2) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 10
+#if defined(CPU_CAPABILITY_AVX2) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12  // avx512bf16 in cpu_supports, __m256bh casts
 #define BT_KNN_BF16 1
 #else
 #define BT_KNN_BF16 0
@@ -555,6 +555,14 @@ at::Tensor bf16_candidates(const at::Tensor& q, const at::Tensor& r, int64_t k, 
 #endif
 
 }  // namespace
+
+bool bf16_search_enabled() {
+#if BT_KNN_BF16
+  return bf16_enabled();
+#else
+  return false;
+#endif
+}
 
 at::Tensor candidates_cpu_f32(const at::Tensor& xq, const at::Tensor& xr, int64_t k, int64_t cand, bool self, int64_t max_bytes) {
   const at::Tensor q = xq.contiguous(), r = self ? q : xr.contiguous();
