@@ -395,6 +395,44 @@ def test_feature_smote_memory_gives_singletons_neighbours(device):
     assert (without(f, y)[1] == 2).sum() == 1  # no neighbour, no synthetic point
 
 
+@pytest.mark.parametrize("memory_size", [0, 6])
+def test_feature_smote_many_classes_with_memory(device, memory_size):
+    """Classes of every size bucket (1 to 40 rows) in one batch, with and without memory: the counts,
+    the class order of the new rows, and every new point on a segment to one of its k nearest
+    same-class candidates (batch rows, then the remembered features)."""
+    C, D, k = 60, 5, 3
+    g = torch.Generator().manual_seed(3)
+    sizes = [40] + [int(s) for s in torch.randint(1, 20, (C - 1,), generator=g)]
+    sizes[1:4] = [1, 2, 1]
+    smote = bt.resample.FeatureSMOTE(k_neighbors=k, memory_size=memory_size, num_classes=C, generator=torch.Generator(device=device).manual_seed(0))
+    y = torch.cat([torch.full((n,), c) for c, n in enumerate(sizes)])
+    if memory_size:
+        warm = torch.randn(2 * len(y), D, generator=g)
+        smote(warm.to(device), y.repeat(2).to(device))
+        mem = smote.memory.cpu().clone().numpy()
+    y = y[torch.randperm(len(y), generator=g)]
+    f = torch.randn(len(y), D, generator=g) * 3 + y.unsqueeze(1).float()
+    out, out_y = smote(f.to(device), y.to(device))
+    new_y = out_y[len(y):].cpu()
+    assert torch.equal(new_y, new_y.sort().values)  # synthetic rows in class order
+    counts = torch.bincount(out_y.cpu(), minlength=C)
+    if memory_size:
+        assert (counts == 40).all()
+    else:  # a class with one row and no memory has no neighbour
+        assert counts.tolist() == [40 if n > 1 else n for n in sizes]
+    new = out[len(y):].cpu().numpy()
+    fd, yd = f.numpy(), y.numpy()
+    for c in range(1, C):
+        Xc = fd[yd == c]
+        cand = np.concatenate([Xc, mem[c, : min(memory_size, 2 * sizes[c])]]) if memory_size else Xc
+        if len(cand) < 2:
+            continue
+        kk = min(k, len(cand) - 1)
+        nbrs = NearestNeighbors(n_neighbors=kk + 1).fit(cand).kneighbors(Xc, return_distance=False)
+        nbrs = np.array([[j for j in row if j != i][:kk] for i, row in enumerate(nbrs)])
+        _on_segment(new[new_y.numpy() == c], np.arange(len(Xc)), Xc, nbrs, cand)
+
+
 def test_feature_smote_bad_input():
     with pytest.raises(ValueError, match="num_classes"):
         bt.resample.FeatureSMOTE(memory_size=4)

@@ -153,63 +153,94 @@ class FeatureSMOTE(nn.Module):
 
         out_feat, out_y = features, labels
         if int(n_new.sum()) > 0:
-            synth, synth_y = self._synthesise(features, y, n_new, gen)
+            synth, synth_y = self._synthesise(features, y, counts, n_new, gen)
             out_feat = torch.cat([features, synth])
             out_y = torch.cat([labels, synth_y.to(labels.dtype).to(labels.device)])
         if self.memory_size > 0:
             self._remember(features.detach(), y, counts)
         return out_feat, out_y
 
-    def _synthesise(self, features, y, n_new, gen):
-        """Synthetic points for the classes with n_new > 0.
+    def _synthesise(self, features, y, counts, n_new, gen):
+        """Synthetic points for the classes with n_new > 0, in class order.
 
-        Distances are computed class by class, only for the classes that get new
-        points, between the class's batch rows and its candidates (its batch rows
-        and its filled memory slots, read in place): the cost is the sum of
-        n_c x (n_c + m_c) x D over those classes, not B x (B + M) x D.
+        The classes that get points are batched by size: those with between
+        2^(b-1) and 2^b batch rows share one [S, P, P + M] distance
+        computation between each class's rows (padded to the bucket's
+        largest, P) and its candidates (its batch rows and its memory slots),
+        so a step costs a few tensor operations per size bucket (at most
+        log2(B) + 1 buckets), not per class: a 1,000-class batch does not
+        loop over its classes.
         """
         device = features.device
-        D = features.shape[1]
+        B, D = features.shape
         use_memory = self.memory is not None and self.memory.shape[2] == D and self.memory.device == device
-        filled = self.memory_filled.tolist() if use_memory else None
-        base, is_batch, batch_nbr, mem_nbr, labels_out = [], [], [], [], []
+        M = self.memory_size if use_memory else 0
+        inf = float("inf")
+        parts = []  # (base row, batch neighbour row, memory slot, neighbour from the batch, class) per bucket
         with torch.no_grad():
             f = features.detach().float()
-            for cls in (n_new > 0).nonzero().squeeze(1).tolist():
-                rows = (y == cls).nonzero().squeeze(1)
-                n_rows = rows.numel()
-                fb = f.index_select(0, rows)
-                mem = self.memory[cls, : filled[cls]] if use_memory and cls < len(filled) else fb[:0]
-                cand = torch.cat([fb, mem]) if mem.shape[0] else fb
-                k = min(self.k_neighbors, cand.shape[0] - 1)
-                if k < 1:
-                    continue  # a lone sample with nothing remembered: no neighbour to interpolate towards
-                dist = torch.cdist(fb, cand).pow_(2)
-                dist[:, :n_rows].fill_diagonal_(float("inf"))  # not itself
-                nd, ni = dist.topk(k, dim=1, largest=False, sorted=True)
-                n_valid = torch.isfinite(nd).sum(1)
-                eligible = (n_valid > 0).nonzero().squeeze(1)
-                if eligible.numel() == 0:
-                    continue
-                count = int(n_new[cls])
-                u = torch.rand((2, count), generator=gen, device=device, dtype=torch.float64)
-                pick = eligible[(u[0] * eligible.numel()).long().clamp_max(eligible.numel() - 1)]
-                col = (u[1] * n_valid[pick]).long().clamp_max(n_valid[pick] - 1)
-                local = ni[pick, col]
-                base.append(rows[pick])
-                is_batch.append(local < n_rows)
-                batch_nbr.append(rows[local.clamp_max(n_rows - 1)])
-                mem_nbr.append(cls * max(1, self.memory_size) + (local - n_rows).clamp_min(0))
-                labels_out.append(torch.full((count,), cls, dtype=torch.long, device=device))
-            if not base:
+            order = torch.argsort(y, stable=True)  # rows grouped by class
+            starts = torch.cumsum(counts, 0) - counts
+            need = ((n_new > 0) & (counts > 0)).nonzero().squeeze(1)
+            if need.numel() == 0:
                 return features[:0], y[:0]
-            base_i, batch_i, mem_i = torch.cat(base), torch.cat(batch_nbr), torch.cat(mem_nbr)
-            from_batch = torch.cat(is_batch).unsqueeze(1)
-            classes = torch.cat(labels_out)
+            size = counts[need]
+            bucket = torch.ceil(torch.log2(size.double())).long()  # classes with 2^(b-1) < rows <= 2^b
+            for b in torch.unique(bucket).tolist():
+                in_b = bucket == b
+                cs = need[in_b]
+                P = int(size[in_b].max())  # rows padded to the bucket's largest class
+                n_rows = counts[cs]
+                slot = torch.arange(P, device=device)
+                row_ok = slot < n_rows.unsqueeze(1)  # [S, P]
+                rows = order[(starts[cs].unsqueeze(1) + slot).clamp_max(B - 1)]  # [S, P]; padding: any row
+                fb = f[rows]  # [S, P, D]
+                if M:
+                    cand = torch.cat([fb, self.memory[cs]], 1)  # [S, P + M, D]
+                    mem_ok = torch.arange(M, device=device) < self.memory_filled[cs].unsqueeze(1)
+                    col_ok = torch.cat([row_ok, mem_ok], 1)
+                else:
+                    cand, col_ok = fb, row_ok
+                k = min(self.k_neighbors, cand.shape[1] - 1)
+                if k < 1:
+                    continue  # lone samples with nothing remembered: no neighbour to interpolate towards
+                dist = torch.cdist(fb, cand).pow_(2).masked_fill_(~col_ok.unsqueeze(1), inf)
+                dist[:, :, :P].diagonal(dim1=1, dim2=2).fill_(inf)  # not itself
+                nd, ni = dist.topk(k, dim=2, largest=False, sorted=True)
+                n_valid = torch.isfinite(nd).sum(2) * row_ok  # [S, P]
+                eligible = n_valid > 0
+                n_elig = eligible.sum(1)
+                per_class = torch.where(n_elig > 0, n_new[cs], torch.zeros_like(n_elig))
+                total = int(per_class.sum())
+                if total == 0:
+                    continue
+                s = torch.repeat_interleave(torch.arange(cs.numel(), device=device), per_class, output_size=total)
+                u = torch.rand((2, total), generator=gen, device=device, dtype=torch.float64)
+                # the eligible rows of each class first, in row order
+                ranked = torch.sort((~eligible).to(torch.uint8), dim=1, stable=True).indices
+                ne = n_elig[s]
+                pick = ranked[s, (u[0] * ne).long().clamp_max(ne - 1)]
+                nv = n_valid[s, pick]
+                local = ni[s, pick, (u[1] * nv).long().clamp_max(nv - 1)]
+                parts.append(
+                    (
+                        rows[s, pick],
+                        rows[s, local.clamp_max(P - 1)],
+                        cs[s] * max(1, self.memory_size) + (local - P).clamp_min(0),
+                        local < P,
+                        cs[s],
+                    )
+                )
+            if not parts:
+                return features[:0], y[:0]
+            base_i, batch_i, mem_i, from_batch, classes = (torch.cat(c) for c in zip(*parts))
+            by_class = torch.argsort(classes, stable=True)
+            base_i, batch_i, mem_i, from_batch, classes = (t[by_class] for t in (base_i, batch_i, mem_i, from_batch, classes))
+            from_batch = from_batch.unsqueeze(1)
             steps = torch.rand(base_i.numel(), generator=gen, device=device, dtype=torch.float64)
         start = features.index_select(0, base_i)
         end = features.index_select(0, batch_i)
-        if use_memory and not bool(from_batch.all()):
+        if M and not bool(from_batch.all()):
             remembered = self.memory.view(-1, D).index_select(0, mem_i).to(features.dtype)
             end = torch.where(from_batch, end, remembered)
         return torch.lerp(start, end, steps.to(features.dtype).unsqueeze(1)), classes
