@@ -76,6 +76,14 @@ def test_nearmiss1(timed, full, impl):
     timed(lambda: sampler.fit_resample(X, y), group="NearMiss-1 744,540 x 64 float32", impl=impl, device="cpu", rounds=3)
 
 
+@pytest.mark.parametrize("impl", ["balancedtorch", "imbalanced-learn"])
+def test_cluster_centroids_fifth(timed, impl):
+    """k-means per class (k-means++ seeding, Lloyd) on a fifth of the set: 148,904 rows, 600 clusters per class."""
+    X, y = long_tail(0.2, seed=3)
+    sampler = (bt.resample if impl == "balancedtorch" else im_under).ClusterCentroids(random_state=0)
+    timed(lambda: sampler.fit_resample(X, y), group=f"ClusterCentroids {len(y):,} x 64 float32 (a fifth of the set)", impl=impl, device="cpu", rounds=1)
+
+
 @pytest.mark.skipif(not CUDA_OK, reason="no CUDA device")
 @pytest.mark.parametrize("name", ["SMOTE", "TomekLinks", "NearMiss"])
 def test_gpu_full_set(timed, full, name):

@@ -207,20 +207,33 @@ def kmeans(x: Tensor, n_clusters: int, gen: torch.Generator, max_iter: int = 300
     n = x.shape[0]
     xd = x.double()
     centers = torch.empty((n_clusters, x.shape[1]), dtype=torch.float64, device=x.device)
-    first = int(torch.randint(0, n, (1,), generator=gen, device=x.device))
-    centers[0] = xd[first]
-    closest = (xd - centers[0]).pow(2).sum(1)
+    # seeding and assignments in the data's precision, as scikit-learn's KMeans
+    # (float32 data: half the bytes per pass, and the fused CPU kNN kernel)
+    xs = xd if x.dtype == torch.float64 else x.float()
+    xsq = (xs * xs).sum(1)
+
+    def sq_dist(i: int) -> Tensor:  # squared distances of every point to point i: one matrix-vector product
+        d = torch.mv(xs, xs[i]).mul_(-2).add_(xsq).add_(xsq[i]).clamp_min_(0).double()
+        d[i] = 0
+        return d
+
+    pick = int(torch.randint(0, n, (1,), generator=gen, device=x.device))
+    centers[0] = xd[pick]
+    closest = sq_dist(pick)
     for c in range(1, n_clusters):
-        total = closest.sum()
+        # D^2 sampling by inverse CDF: the first point whose running sum passes u * total
+        cum = torch.cumsum(closest, 0)
+        total = cum[-1:]
         if bool(total <= 0):
             pick = int(torch.randint(0, n, (1,), generator=gen, device=x.device))
         else:
-            pick = int(torch.multinomial(closest / total, 1, generator=gen))
+            u = torch.rand(1, generator=gen, device=x.device, dtype=torch.float64) * total
+            pick = min(int(torch.searchsorted(cum, u, right=True)), n - 1)
         centers[c] = xd[pick]
-        closest = torch.minimum(closest, (xd - centers[c]).pow(2).sum(1))
+        closest = torch.minimum(closest, sq_dist(pick))
     threshold = tol * float(xd.var(0, unbiased=False).mean())
     for _ in range(max_iter):
-        assign = knn(xd, 1, ref=centers)[1].squeeze(1)
+        assign = knn(xs, 1, ref=centers.to(xs.dtype))[1].squeeze(1)
         sums = torch.zeros_like(centers).index_add_(0, assign, xd)
         sizes = torch.bincount(assign, minlength=n_clusters).unsqueeze(1)
         updated = torch.where(sizes > 0, sums / sizes.clamp_min(1), centers)

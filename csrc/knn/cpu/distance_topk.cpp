@@ -34,7 +34,6 @@
 
 #include <ATen/Parallel.h>
 #include <ATen/cpu/vec/vec.h>
-#include <c10/util/BFloat16.h>
 
 #if defined(CPU_CAPABILITY_AVX2)
 #include <immintrin.h>
@@ -421,26 +420,41 @@ int64_t bf16_list_size(int64_t k, int64_t M, bool self) {
 }
 
 // Rows [0, n) of x centred on c: bfloat16 pairs (round to nearest even) into
-// out [n][D2], and the float32 centred values' squared norms and norms.
+// out [n][D2], and the float32 centred values' squared norms (float32 sums,
+// within the bound's (D + 16) 2^-23 term) and norms.
 void to_bf16_pairs(const float* x, int64_t n, int64_t D, const float* c, uint32_t* out, float* norm2, float* norm) {
   const int64_t D2 = (D + 1) / 2;
-  at::parallel_for(0, n, 1024, [&](int64_t a, int64_t b) {
+  at::parallel_for(0, n, 512, [&](int64_t a, int64_t b) {
+    std::vector<float> v(2 * D2, 0.f);  // the centred row, even length
+    std::vector<uint16_t> h(2 * D2, 0);
     for (int64_t i = a; i < b; ++i) {
-      double s = 0.0;
-      for (int64_t t = 0; t < D2; ++t) {
-        uint32_t pair = 0;
-        for (int64_t h = 0; h < 2; ++h) {
-          const int64_t d = 2 * t + h;
-          if (d < D) {
-            const float v = x[i * D + d] - c[d];
-            s += static_cast<double>(v) * v;
-            pair |= static_cast<uint32_t>(c10::BFloat16(v).x) << (16 * h);
-          }
-        }
-        out[i * D2 + t] = pair;
+      const float* xi = x + i * D;
+      Vec acc(0.f);
+      int64_t d = 0;
+      for (; d + W <= D; d += W) {
+        const Vec t = Vec::loadu(xi + d) - Vec::loadu(c + d);
+        t.store(v.data() + d);
+        acc = at::vec::fmadd(t, t, acc);
       }
-      norm2[i] = static_cast<float>(s);
-      norm[i] = static_cast<float>(std::sqrt(s));
+      float lanes[W];
+      acc.store(lanes);
+      float s = 0.f;
+      for (int64_t l = 0; l < W; ++l) {
+        s += lanes[l];
+      }
+      for (; d < D; ++d) {
+        v[d] = xi[d] - c[d];
+        s += v[d] * v[d];
+      }
+      // round to nearest even, as c10::BFloat16 (the values are finite)
+      for (int64_t e = 0; e < 2 * D2; ++e) {
+        uint32_t bits;
+        std::memcpy(&bits, &v[e], sizeof(bits));
+        h[e] = static_cast<uint16_t>((bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16);
+      }
+      std::memcpy(out + i * D2, h.data(), D2 * sizeof(uint32_t));  // little endian: dimension 2t low, 2t + 1 high
+      norm2[i] = s;
+      norm[i] = std::sqrt(s);
     }
   });
 }
