@@ -13,8 +13,17 @@ namespace knn {
 // `cand` (>= k) nearest by float32 distance, or on CPUs with AVX512-BF16
 // every point within a proven error bound of the k-th nearest (exact).
 // self: xr is xq and a row is not its own candidate; the pair work is then
-// halved when the per-thread lists fit in max_bytes.
-at::Tensor candidates_cpu_f32(const at::Tensor& xq, const at::Tensor& xr, int64_t k, int64_t cand, bool self, int64_t max_bytes);
+// halved when the per-thread lists fit in max_bytes. centre ([D]): the point
+// the bfloat16 search subtracts from both sides (the references' mean, or
+// zeros for data already centred), which keeps its error bound small.
+at::Tensor candidates_cpu_f32(
+    const at::Tensor& xq,
+    const at::Tensor& xr,
+    const at::Tensor& centre,
+    int64_t k,
+    int64_t cand,
+    bool self,
+    int64_t max_bytes);
 
 // Whether the bfloat16 search runs here: compiled in, the CPU has
 // AVX512-BF16, and BALANCEDTORCH_KNN_BF16 is not "0".

@@ -275,7 +275,8 @@ std::tuple<at::Tensor, at::Tensor> dense_knn(
   const at::Tensor mu = at::ldexp(at::round(mant * 256.0) / 256.0, expo).to(work);
   const double mu2 = mu.square().sum().item<double>();
   const double spread = std::pow(rw.norm().item<double>(), 2) / static_cast<double>(M) - mu2;
-  if (mu2 > 0.25 * spread) {
+  const bool centred = mu2 > 0.25 * spread;
+  if (centred) {
     qw = qw - mu;
     rw = self ? qw : rw - mu;
   }
@@ -288,7 +289,7 @@ std::tuple<at::Tensor, at::Tensor> dense_knn(
   at::Tensor out_i = at::empty({N, k}, idx_opts);
   // CPU float32: the fused register-blocked kernel finds all candidates at once
   const bool fused = cpu && work == at::kFloat && N < (int64_t{1} << 31) && M < (int64_t{1} << 31);
-  const at::Tensor fused_i = fused ? candidates_cpu_f32(qw, rw, k, cand, self, max_tile_bytes) : at::Tensor();
+  const at::Tensor fused_i = fused ? candidates_cpu_f32(qw, rw, centred ? at::zeros_like(mu) : mu, k, cand, self, max_tile_bytes) : at::Tensor();
   // the GEMM-tile path's squared norms (the fused kernel takes its own)
   const at::Tensor qsq = fused ? at::Tensor() : qw.pow(2).sum(1);
   const at::Tensor rsq = fused ? at::Tensor() : (self ? qsq : rw.pow(2).sum(1));

@@ -461,37 +461,24 @@ void to_bf16_pairs(const float* x, int64_t n, int64_t D, const float* c, uint32_
 
 // bfloat16 candidates (see the top of the file), or an undefined tensor when
 // the data's scale is outside the range the error bound is written for.
-at::Tensor bf16_candidates(const at::Tensor& q, const at::Tensor& r, int64_t k, int64_t cand, bool self, int64_t max_bytes) {
+at::Tensor bf16_candidates(
+    const at::Tensor& q,
+    const at::Tensor& r,
+    const at::Tensor& centre,
+    int64_t k,
+    int64_t cand,
+    bool self,
+    int64_t max_bytes) {
   const int64_t N = q.size(0), M = r.size(0), D = q.size(1), D2 = (D + 1) / 2;
   const float* qp = q.const_data_ptr<float>();
   const float* rp = r.const_data_ptr<float>();
-  // centre on the references' mean (float64 per-thread sums)
-  const int64_t threads = at::get_num_threads();
-  std::vector<double> part(threads * D, 0.0);
-  at::parallel_for(0, M, 2048, [&](int64_t a, int64_t b) {
-    double* acc = part.data() + at::get_thread_num() * D;
-    for (int64_t j = a; j < b; ++j) {
-      for (int64_t d = 0; d < D; ++d) {
-        acc[d] += rp[j * D + d];
-      }
-    }
-  });
-  std::vector<float> centre(D);
-  for (int64_t d = 0; d < D; ++d) {
-    double m = 0.0;
-    for (int64_t t = 0; t < threads; ++t) {
-      m += part[t * D + d];
-    }
-    // 8 significant bits: grid data (integers) stays exact when centred
-    int e = 0;
-    const double f = std::frexp(m / static_cast<double>(M), &e);
-    centre[d] = static_cast<float>(std::ldexp(std::round(f * 256.0) / 256.0, e));
-  }
+  const at::Tensor centre_t = centre.to(at::kFloat).contiguous();
+  const float* c = centre_t.const_data_ptr<float>();
   std::vector<uint32_t> qb(N * D2), rb(self ? 0 : M * D2);
   std::vector<float> qn(N), ql(N), rn(self ? 0 : M), rl(self ? 0 : M);
-  to_bf16_pairs(qp, N, D, centre.data(), qb.data(), qn.data(), ql.data());
+  to_bf16_pairs(qp, N, D, c, qb.data(), qn.data(), ql.data());
   if (!self) {
-    to_bf16_pairs(rp, M, D, centre.data(), rb.data(), rn.data(), rl.data());
+    to_bf16_pairs(rp, M, D, c, rb.data(), rn.data(), rl.data());
   }
   const std::vector<float>& ref_len = self ? ql : rl;
   const float bmax = *std::max_element(ref_len.begin(), ref_len.end());
@@ -578,14 +565,21 @@ bool bf16_search_enabled() {
 #endif
 }
 
-at::Tensor candidates_cpu_f32(const at::Tensor& xq, const at::Tensor& xr, int64_t k, int64_t cand, bool self, int64_t max_bytes) {
+at::Tensor candidates_cpu_f32(
+    const at::Tensor& xq,
+    const at::Tensor& xr,
+    const at::Tensor& centre,
+    int64_t k,
+    int64_t cand,
+    bool self,
+    int64_t max_bytes) {
   const at::Tensor q = xq.contiguous(), r = self ? q : xr.contiguous();
 #if BT_KNN_BF16
   // self search: not when the longer lists would cost the symmetric halving
   const int64_t lists = at::get_num_threads() * q.size(0) * 8;
   const bool halving_kept = !self || lists * bf16_list_size(k, q.size(0), true) <= max_bytes || lists * cand > max_bytes;
   if (halving_kept && bf16_enabled()) {
-    at::Tensor out = bf16_candidates(q, r, k, cand, self, max_bytes);
+    at::Tensor out = bf16_candidates(q, r, centre, k, cand, self, max_bytes);
     if (out.defined()) {
       return out;
     }
