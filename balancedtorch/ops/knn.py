@@ -23,17 +23,21 @@ def knn(
 ) -> Tuple[Tensor, Tensor]:
     """Exact k nearest neighbours by squared Euclidean distance.
 
-    Distances are computed tile by tile (``||q||^2 + ||r||^2 - 2 q.r``;
-    on copies centred on the references' mean when the points sit far from
-    the origin), merged into the running candidates per query, and the final
-    candidates are re-ranked with exact float64 differences, ties going to
-    the lower index. CUDA and float64 tiles go through the device's GEMM;
-    CPU float32 runs a fused register-blocked kernel that keeps no distance
-    tile, and on CPUs with AVX512-BF16 computes the products in bfloat16
-    with a proven per-query error window (every point within it stays a
-    candidate, so the result is still exact; ``BALANCEDTORCH_KNN_BF16=0``
-    turns it off). Peak extra memory stays near ``max_tile_bytes`` (default
-    256 MiB) for any N.
+    Exact on every finite input: the result equals a float64 brute-force
+    search, ties going to the lower index. Distances are first computed
+    approximately, tile by tile (``||q||^2 + ||r||^2 - 2 q.r``; on copies
+    centred on the references' mean when the points sit far from the
+    origin), each query with a proven bound on its distance error; every
+    point within twice that bound of the query's k-th approximate distance
+    stays a candidate, and the candidates are re-ranked with exact float64
+    differences. A query whose window holds more points than its candidate
+    list (tight clusters far from the centre, masses of near-ties) is
+    searched by exact float64 differences against all references instead,
+    which is slower but never wrong. CUDA and float64 tiles go through the
+    device's GEMM; CPU float32 runs a fused register-blocked kernel that
+    keeps no distance tile, and on CPUs with AVX512-BF16 computes the
+    products in bfloat16 (``BALANCEDTORCH_KNN_BF16=0`` turns it off). Peak
+    extra memory stays near ``max_tile_bytes`` (default 256 MiB) for any N.
 
     Args:
         x (Tensor[N, D]): queries (float16/bfloat16/float32/float64; CPU or CUDA).
@@ -47,11 +51,14 @@ def knn(
 
     Returns:
         (Tensor[N, k], Tensor[N, k]): squared distances (x's dtype), ascending,
-        and int64 indices into ``ref`` (or ``x``).
+        and int64 indices into ``ref`` (or ``x``). The distances are
+        differentiable with respect to ``x`` and ``ref`` (the gradient of
+        ``|x_n - ref_i|^2`` at the neighbours found; the indices are not).
 
     Raises:
         ValueError: k < 1, fewer than k candidates for some query (e.g. a group
-            of size <= k), shape mismatches, NaN or inf points.
+            of size <= k), shape mismatches, zero features (D = 0), NaN or inf
+            points.
 
     Example:
         >>> d, i = bt.ops.knn(features, k=5, groups=labels)  # 5 nearest same-class neighbours
@@ -61,6 +68,30 @@ def knn(
     if isinstance(k, bool) or not isinstance(k, int):
         raise TypeError(f"knn: k must be an int, got {k!r}")
     return torch.ops.balancedtorch.knn(x, k, groups, ref, ref_groups, max_tile_bytes)
+
+
+def _knn_setup_context(ctx, inputs, output):
+    x, _, _, ref, _, _ = inputs
+    ctx.self_search = ref is None
+    ctx.save_for_backward(x, ref if ref is not None else x, output[1])
+
+
+def _knn_backward(ctx, grad_d, grad_i):
+    # d[n, j] = |x_n - r_{i[n, j]}|^2: d/dx_n = 2 (x_n - r), d/dr = -2 (x_n - r)
+    x, r, idx = ctx.saved_tensors
+    if grad_d is None:
+        return None, None, None, None, None, None
+    n, k = idx.shape
+    diff = x.unsqueeze(1) - r.index_select(0, idx.reshape(-1)).view(n, k, -1)
+    g = 2.0 * grad_d.to(diff.dtype).unsqueeze(2) * diff
+    grad_x = g.sum(1)
+    grad_r = torch.zeros_like(r).index_add_(0, idx.reshape(-1), g.reshape(n * k, -1), alpha=-1)
+    if ctx.self_search:
+        return grad_x + grad_r, None, None, None, None, None
+    return grad_x, None, None, grad_r, None, None
+
+
+torch.library.register_autograd("balancedtorch::knn", _knn_backward, setup_context=_knn_setup_context)
 
 
 @torch.library.register_fake("balancedtorch::knn")

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <tuple>
 
 #include <ATen/ATen.h>
 
@@ -9,19 +10,22 @@ namespace balancedtorch {
 namespace knn {
 
 // For every row of xq (float32, [N, D]) candidate indices into xr ([M, D]),
-// -1 padded, that hold its k nearest for the caller's float64 re-rank: the
-// `cand` (>= k) nearest by float32 distance, or on CPUs with AVX512-BF16
-// every point within a proven error bound of the k-th nearest (exact).
+// -1 padded: a proven superset of its exact k nearest (ties at the k-th
+// distance included) for the caller's float64 re-rank. Each search (float32,
+// or bfloat16 pairs on CPUs with AVX512-BF16) bounds its distance error per
+// row and keeps every point within twice that bound of the row's k-th
+// approximate distance. Returns (candidates [N, C], rows): `rows` (int64) are
+// the rows whose window held more points than a list keeps; their candidates
+// are not proven and the caller must search them exactly.
 // self: xr is xq and a row is not its own candidate; the pair work is then
 // halved when the per-thread lists fit in max_bytes. centre ([D]): the point
 // the bfloat16 search subtracts from both sides (the references' mean, or
 // zeros for data already centred), which keeps its error bound small.
-at::Tensor candidates_cpu_f32(
+std::tuple<at::Tensor, at::Tensor> candidates_cpu_f32(
     const at::Tensor& xq,
     const at::Tensor& xr,
     const at::Tensor& centre,
     int64_t k,
-    int64_t cand,
     bool self,
     int64_t max_bytes);
 

@@ -10,6 +10,8 @@
 // brute-force float64 reference on data without near-ties at the k-th place.
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 #include <limits>
 #include <optional>
 #include <utility>
@@ -35,6 +37,7 @@ void check_args(
     const std::optional<at::Tensor>& ref_groups) {
   TORCH_CHECK_TYPE(at::isFloatingType(x.scalar_type()), "knn: x must be a floating tensor, got ", x.scalar_type());
   TORCH_CHECK_VALUE(x.dim() == 2, "knn: x must have shape (N, D), got ", x.sizes());
+  TORCH_CHECK_VALUE(x.size(1) >= 1, "knn: x must have at least 1 feature (D >= 1), got shape ", x.sizes());
   TORCH_CHECK_VALUE(k >= 1, "knn: k must be >= 1, got ", k);
   if (ref.has_value()) {
     TORCH_CHECK_VALUE(
@@ -132,9 +135,10 @@ void scan_tile_cpu(
   });
 }
 
-// Candidate indices of queries [q0, q1) through backend GEMM tiles: on the CPU
-// (float64) a fused scan of each tile, elsewhere the backend's top-k.
-at::Tensor scan_chunk(
+// The `cand` best candidates (approximate distances, indices) of queries
+// [q0, q1) through backend GEMM tiles: on the CPU (float64) a fused scan of
+// each tile, elsewhere the backend's top-k. Not sorted on CUDA.
+std::tuple<at::Tensor, at::Tensor> scan_chunk(
     const at::Tensor& qw,
     const at::Tensor& rw,
     const at::Tensor& qsq,
@@ -143,9 +147,9 @@ at::Tensor scan_chunk(
     int64_t q1,
     int64_t cand,
     int64_t rchunk,
-    bool self) {
+    bool self,
+    bool cpu) {
   const int64_t M = rw.size(0);
-  const bool cpu = qw.is_cpu();
   const double inf = std::numeric_limits<double>::infinity();
   const auto idx_opts = qw.options().dtype(at::kLong);
   at::Tensor best_d = at::full({q1 - q0, cpu ? cand : 0}, inf, qw.options());
@@ -177,7 +181,38 @@ at::Tensor scan_chunk(
     best_d = md;
     best_i = all_i.gather(1, mi);
   }
-  return best_i;
+  return {best_d, best_i};
+}
+
+// Per-row windows of the GEMM-tile path: twice a bound on |tile distance -
+// true distance| over every reference, for centred points a (row) and b:
+//   work-precision (u) dot products, norms, their sums and the centring:
+//   (D + 16) 2u (|a|^2 + max|b|^2);
+//   float32 GEMMs may round their inputs (CUDA TF32, or bfloat16 under
+//   torch.set_float32_matmul_precision("medium")), taken as u_in = 2^-7 (a
+//   truncating bfloat16 conversion): 2 (2 u_in + u_in^2) |a| max|b|;
+//   underflow: D 2^-80 (float32) or D 2^-900 (float64), values being scaled
+//   into [2^-40, 2^40].
+at::Tensor gemm_windows(const at::Tensor& qsq, double bmax2, int64_t D, bool tf32_possible) {
+  const bool f64 = qsq.scalar_type() == at::kDouble;
+  const double u = f64 ? 0x1p-53 : 0x1p-24, u_in = tf32_possible ? 0x1p-7 : 0.0;
+  const double c1 = 2.0 * (2.0 * u_in + u_in * u_in) * 1.01, c2 = static_cast<double>(D + 16) * 2.0 * u * 1.01;
+  const double slack = static_cast<double>(D) * (f64 ? 0x1p-900 : 0x1p-80);
+  const at::Tensor a2 = qsq.to(at::kDouble).clamp_min(0.0);
+  return (a2.sqrt() * (c1 * std::sqrt(bmax2)) + (a2 + bmax2) * c2 + slack) * (2.0 * (1.0 + 0x1p-20));
+}
+
+// Keeps the candidates within a row's window of its k-th approximate distance
+// (others set to -1) and returns the rows whose list may have turned away
+// points inside the window (its `cand`-th entry inside it, with more
+// references than the list holds): their candidates are not proven.
+at::Tensor apply_windows(at::Tensor& best_d, at::Tensor& best_i, const at::Tensor& window, int64_t k, int64_t avail) {
+  const int64_t cand = best_d.size(1);
+  auto [sd, order] = best_d.to(at::kDouble).sort(/*dim=*/1);
+  best_i = best_i.gather(1, order);
+  const at::Tensor limit = sd.select(1, k - 1) + window;
+  best_i.masked_fill_(sd > limit.unsqueeze(1), -1);
+  return cand < avail ? sd.select(1, cand - 1) <= limit : at::zeros_like(limit, limit.options().dtype(at::kBool));
 }
 
 // CPU: the exact re-rank row by row, in place, without temporaries: float64
@@ -229,8 +264,8 @@ void rerank_cpu(const at::Tensor& xq, const at::Tensor& xr, const at::Tensor& be
 }
 
 // Exact float64 re-rank of candidate indices (-1: none); ties to the lower index.
-void rerank(const at::Tensor& xq, const at::Tensor& xr, const at::Tensor& best_i, int64_t k, at::Tensor out_d, at::Tensor out_i) {
-  if (xq.is_cpu() && out_d.stride(1) == 1 && out_i.stride(1) == 1) {
+void rerank(const at::Tensor& xq, const at::Tensor& xr, const at::Tensor& best_i, int64_t k, at::Tensor out_d, at::Tensor out_i, bool cpu) {
+  if (cpu && out_d.stride(1) == 1 && out_i.stride(1) == 1) {
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, xq.scalar_type(), "knn_rerank", [&] { rerank_cpu<scalar_t>(xq, xr, best_i, k, out_d, out_i); });
     return;
   }
@@ -246,8 +281,105 @@ void rerank(const at::Tensor& xq, const at::Tensor& xr, const at::Tensor& best_i
   out_i.copy_(si.gather(1, order).slice(1, 0, k));
 }
 
+// CPU: exact k nearest of the given query rows by float64 differences against
+// every reference, ties to the lower index, written into their output rows.
+template <typename scalar_t>
+void brute_cpu(const at::Tensor& xq, const at::Tensor& xr, const at::Tensor& rows, int64_t k, bool self, at::Tensor& out_d, at::Tensor& out_i) {
+  const int64_t D = xq.size(1), M = xr.size(0), R = rows.size(0);
+  const at::Tensor q = xq.contiguous(), r = xr.contiguous(), rw = rows.contiguous();
+  const scalar_t* qp = q.const_data_ptr<scalar_t>();
+  const scalar_t* rp = r.const_data_ptr<scalar_t>();
+  const int64_t* ip = rw.const_data_ptr<int64_t>();
+  double* od = out_d.mutable_data_ptr<double>();
+  int64_t* oi = out_i.mutable_data_ptr<int64_t>();
+  const int64_t sd0 = out_d.stride(0), sd1 = out_d.stride(1), si0 = out_i.stride(0), si1 = out_i.stride(1);
+  const double inf = std::numeric_limits<double>::infinity();
+  at::parallel_for(0, R, 1, [&](int64_t a, int64_t b) {
+    std::vector<double> bd(k);
+    std::vector<int64_t> bi(k);
+    for (int64_t t = a; t < b; ++t) {
+      const int64_t n = ip[t];
+      const scalar_t* x = qp + n * D;
+      std::fill(bd.begin(), bd.end(), inf);
+      std::fill(bi.begin(), bi.end(), int64_t{-1});
+      for (int64_t j = 0; j < M; ++j) {
+        if (self && j == n) {
+          continue;
+        }
+        const scalar_t* y = rp + j * D;
+        double part[4] = {0.0, 0.0, 0.0, 0.0};
+        int64_t d = 0;
+        for (; d + 4 <= D; d += 4) {
+          for (int l = 0; l < 4; ++l) {
+            const double diff = static_cast<double>(x[d + l]) - static_cast<double>(y[d + l]);
+            part[l] += diff * diff;
+          }
+        }
+        for (; d < D; ++d) {
+          const double diff = static_cast<double>(x[d]) - static_cast<double>(y[d]);
+          part[0] += diff * diff;
+        }
+        const double acc = (part[0] + part[1]) + (part[2] + part[3]);
+        if (!(acc < bd[k - 1])) {
+          continue;  // a tie keeps the earlier, lower index
+        }
+        int64_t p = k - 1;
+        while (p > 0 && bd[p - 1] > acc) {
+          bd[p] = bd[p - 1];
+          bi[p] = bi[p - 1];
+          --p;
+        }
+        bd[p] = acc;
+        bi[p] = j;
+      }
+      for (int64_t c = 0; c < k; ++c) {
+        od[n * sd0 + c * sd1] = bd[c];
+        oi[n * si0 + c * si1] = bi[c];
+      }
+    }
+  });
+}
+
+// Any device: the same exact search with tensor ops, reference chunk by chunk
+// (a stable sort of [best so far, chunk] keeps ties on the lower index).
+void brute_generic(const at::Tensor& xq, const at::Tensor& xr, const at::Tensor& rows, int64_t k, bool self, int64_t max_tile_bytes, at::Tensor& out_d, at::Tensor& out_i) {
+  const int64_t D = xq.size(1), M = xr.size(0), R = rows.size(0);
+  const double inf = std::numeric_limits<double>::infinity();
+  const at::Tensor r = xr.to(at::kDouble);
+  const int64_t qchunk = std::min<int64_t>(R, 256);
+  const int64_t rchunk = std::max<int64_t>(k, max_tile_bytes / (8 * 3 * D * qchunk));
+  for (int64_t t0 = 0; t0 < R; t0 += qchunk) {
+    const at::Tensor rr = rows.slice(0, t0, std::min(R, t0 + qchunk));
+    const at::Tensor q = xq.index_select(0, rr).to(at::kDouble);
+    at::Tensor best_d = at::empty({rr.size(0), 0}, q.options());
+    at::Tensor best_i = at::empty({rr.size(0), 0}, rr.options());
+    for (int64_t r0 = 0; r0 < M; r0 += rchunk) {
+      const int64_t r1 = std::min(M, r0 + rchunk);
+      at::Tensor d = (q.unsqueeze(1) - r.slice(0, r0, r1).unsqueeze(0)).pow(2).sum(2);
+      const at::Tensor j = at::arange(r0, r1, rr.options()).unsqueeze(0).expand({rr.size(0), r1 - r0});
+      if (self) {
+        d.masked_fill_(j == rr.unsqueeze(1), inf);
+      }
+      const at::Tensor all_d = at::cat({best_d, d}, 1), all_i = at::cat({best_i, j}, 1);
+      const at::Tensor order = std::get<1>(all_d.sort(/*stable=*/true, /*dim=*/1, /*descending=*/false)).slice(1, 0, k);
+      best_d = all_d.gather(1, order);
+      best_i = all_i.gather(1, order);
+    }
+    out_d.index_copy_(0, rr, best_d);
+    out_i.index_copy_(0, rr, best_i);
+  }
+}
+
 // k nearest of every row of xq among the rows of xr (self: xq is xr, and a
 // row is not its own neighbour). Returns exact float64 distances and indices.
+//
+// Exactness: every approximate search (bfloat16 / float32 fused kernel, GEMM
+// tiles) carries a per-row bound E on its distance error and keeps every
+// point within 2E of the row's k-th approximate distance, a proven superset
+// of the exact k nearest, which the float64 re-rank orders. Where a row's
+// window holds more points than its list (tight clusters far from the
+// centre, masses of near-ties), the row is searched by exact float64
+// differences instead.
 std::tuple<at::Tensor, at::Tensor> dense_knn(
     const at::Tensor& xq,
     const at::Tensor& xr,
@@ -255,9 +387,8 @@ std::tuple<at::Tensor, at::Tensor> dense_knn(
     bool self,
     int64_t max_tile_bytes,
     double scale) {
-  const int64_t N = xq.size(0), M = xr.size(0);
+  const int64_t N = xq.size(0), M = xr.size(0), D = xq.size(1);
   const auto idx_opts = xq.options().dtype(at::kLong);
-  const int64_t cand = std::min<int64_t>(2 * k, M - (self ? 1 : 0));  // kept for the exact re-rank
   const at::ScalarType work = xq.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
   // scaled data is searched and re-ranked scaled (power-of-two scaling is
   // exact and keeps float64 squares of huge or tiny values finite and non-zero)
@@ -265,14 +396,11 @@ std::tuple<at::Tensor, at::Tensor> dense_knn(
   const at::Tensor q_exact = scaled ? xq.to(work) * scale : xq;
   const at::Tensor r_exact = self ? q_exact : (scaled ? xr.to(work) * scale : xr);
   at::Tensor qw = q_exact.to(work), rw = r_exact.to(work);
-  // |q|^2 + |r|^2 - 2 q.r cancels catastrophically for points far from the
-  // origin compared with their spread (distances of 1e-4 at |x| = 1e3 are
-  // float32 noise): the search then runs on copies centred on the references'
-  // mean, which changes no distance. The mean is rounded to 8 significant
-  // bits so that data on a coarse grid (integers, pixel values) stays exact
-  // after the subtraction and its distance ties stay ties.
-  const auto [mant, expo] = at::frexp(rw.mean(0));
-  const at::Tensor mu = at::ldexp(at::round(mant * 256.0) / 256.0, expo).to(work);
+  // |q|^2 + |r|^2 - 2 q.r cancels for points far from the origin compared
+  // with their spread, and the error bounds grow with the norms: the search
+  // then runs on copies centred on the references' mean, which changes no
+  // distance (and is exact where the points are within a factor 2 of it).
+  const at::Tensor mu = rw.mean(0);
   const double mu2 = mu.square().sum().item<double>();
   const double spread = std::pow(rw.norm().item<double>(), 2) / static_cast<double>(M) - mu2;
   const bool centred = mu2 > 0.25 * spread;
@@ -280,23 +408,50 @@ std::tuple<at::Tensor, at::Tensor> dense_knn(
     qw = qw - mu;
     rw = self ? qw : rw - mu;
   }
-  const int64_t elt = at::elementSize(work);
-  const int64_t rchunk = std::max<int64_t>(std::min<int64_t>(M, max_tile_bytes / (elt * 256)), std::min<int64_t>(M, 4 * cand));
-  const int64_t qchunk = std::max<int64_t>(1, std::min<int64_t>(N, max_tile_bytes / (elt * (rchunk + 2 * cand))));
-  const bool cpu = xq.is_cpu();
+  // BALANCEDTORCH_KNN_GENERIC=1 runs the device-generic path (the one CUDA
+  // takes) on the CPU too, so that the tests exercise it without a GPU
+  const char* generic_env = std::getenv("BALANCEDTORCH_KNN_GENERIC");
+  const bool cpu = xq.is_cpu() && !(generic_env != nullptr && std::strcmp(generic_env, "1") == 0);
 
   at::Tensor out_d = at::empty({N, k}, xq.options().dtype(at::kDouble));
   at::Tensor out_i = at::empty({N, k}, idx_opts);
+  std::vector<at::Tensor> unproven;  // rows for the exact search
   // CPU float32: the fused register-blocked kernel finds all candidates at once
   const bool fused = cpu && work == at::kFloat && N < (int64_t{1} << 31) && M < (int64_t{1} << 31);
-  const at::Tensor fused_i = fused ? candidates_cpu_f32(qw, rw, centred ? at::zeros_like(mu) : mu, k, cand, self, max_tile_bytes) : at::Tensor();
-  // the GEMM-tile path's squared norms (the fused kernel takes its own)
-  const at::Tensor qsq = fused ? at::Tensor() : qw.pow(2).sum(1);
-  const at::Tensor rsq = fused ? at::Tensor() : (self ? qsq : rw.pow(2).sum(1));
-  for (int64_t q0 = 0; q0 < N; q0 += qchunk) {
-    const int64_t q1 = std::min(N, q0 + qchunk);
-    at::Tensor best_i = fused ? fused_i.slice(0, q0, q1) : scan_chunk(qw, rw, qsq, rsq, q0, q1, cand, rchunk, self);
-    rerank(q_exact.slice(0, q0, q1), r_exact, best_i, k, out_d.slice(0, q0, q1), out_i.slice(0, q0, q1));
+  if (fused) {
+    auto [cands, rows] = candidates_cpu_f32(qw, rw, centred ? at::zeros_like(mu) : mu, k, self, max_tile_bytes);
+    const int64_t qchunk = std::max<int64_t>(1, max_tile_bytes / (8 * 4 * cands.size(1)));
+    for (int64_t q0 = 0; q0 < N; q0 += qchunk) {
+      const int64_t q1 = std::min(N, q0 + qchunk);
+      rerank(q_exact.slice(0, q0, q1), r_exact, cands.slice(0, q0, q1), k, out_d.slice(0, q0, q1), out_i.slice(0, q0, q1), cpu);
+    }
+    unproven.push_back(rows);
+  } else {
+    const int64_t cand = std::min<int64_t>(k + std::clamp<int64_t>(2 * k, 8, 32), M - (self ? 1 : 0));
+    const int64_t elt = at::elementSize(work);
+    const int64_t rchunk = std::max<int64_t>(std::min<int64_t>(M, max_tile_bytes / (elt * 256)), std::min<int64_t>(M, 4 * cand));
+    const int64_t qchunk = std::max<int64_t>(1, std::min<int64_t>(N, max_tile_bytes / (elt * (rchunk + 2 * cand))));
+    const at::Tensor qsq = qw.pow(2).sum(1);
+    const at::Tensor rsq = self ? qsq : rw.pow(2).sum(1);
+    const double bmax2 = rsq.max().item<double>();
+    const at::Tensor windows = gemm_windows(qsq, bmax2, D, work == at::kFloat);
+    for (int64_t q0 = 0; q0 < N; q0 += qchunk) {
+      const int64_t q1 = std::min(N, q0 + qchunk);
+      auto [best_d, best_i] = scan_chunk(qw, rw, qsq, rsq, q0, q1, cand, rchunk, self, cpu);
+      const at::Tensor open = apply_windows(best_d, best_i, windows.slice(0, q0, q1), k, M - (self ? 1 : 0));
+      rerank(q_exact.slice(0, q0, q1), r_exact, best_i, k, out_d.slice(0, q0, q1), out_i.slice(0, q0, q1), cpu);
+      unproven.push_back(open.nonzero().squeeze(1) + q0);
+    }
+  }
+  const at::Tensor rows = at::cat(unproven);
+  if (rows.numel() > 0) {
+    if (cpu) {
+      AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, q_exact.scalar_type(), "knn_brute", [&] {
+        brute_cpu<scalar_t>(q_exact, r_exact, rows, k, self, out_d, out_i);
+      });
+    } else {
+      brute_generic(q_exact, r_exact, rows, k, self, max_tile_bytes, out_d, out_i);
+    }
   }
   if (scaled) {
     out_d.mul_(1.0 / scale).mul_(1.0 / scale);  // two steps: 1 / scale^2 alone may overflow
@@ -336,14 +491,24 @@ std::tuple<at::Tensor, at::Tensor> knn_impl(
   }
   // Groups: each group is searched on its own, so no cross-group distance is
   // ever computed (the bulk of the work when there are many classes).
-  const at::Tensor qg = groups_in->to(at::kLong).contiguous();
-  const at::Tensor rg = ref_groups_in.has_value() ? ref_groups_in->to(at::kLong).contiguous() : qg;
+  at::Tensor qg = groups_in->to(at::kLong).contiguous();
+  at::Tensor rg = ref_groups_in.has_value() ? ref_groups_in->to(at::kLong).contiguous() : qg;
   TORCH_CHECK_VALUE(!ref_in.has_value() || ref_groups_in.has_value(), "knn: with ref and groups, give ref_groups too");
   if (N == 0) {
     return {at::empty({0, k}, x.options()), at::empty({0, k}, idx_opts)};
   }
   TORCH_CHECK_VALUE(qg.min().item<int64_t>() >= 0 && (rg.numel() == 0 || rg.min().item<int64_t>() >= 0), "knn: groups must be >= 0");
-  const int64_t G = std::max(qg.max().item<int64_t>(), rg.numel() ? rg.max().item<int64_t>() : 0) + 1;
+  int64_t G = std::max(qg.max().item<int64_t>(), rg.numel() ? rg.max().item<int64_t>() : 0) + 1;
+  // sparse group values (e.g. hashes or 2^40): number the groups present
+  // instead of counting over every value up to the largest
+  at::Tensor values;
+  if (G > 2 * (N + M) + 64) {
+    auto [uniq, inv, counts] = at::_unique2(self ? qg : at::cat({qg, rg}), /*sorted=*/true, /*return_inverse=*/true, /*return_counts=*/false);
+    qg = inv.slice(0, 0, N).contiguous();
+    rg = self ? qg : inv.slice(0, N).contiguous();
+    G = uniq.size(0);
+    values = uniq.cpu();
+  }
   const at::Tensor qorder = std::get<1>(qg.sort(/*stable=*/true, 0, false));
   const at::Tensor rorder = self ? qorder : std::get<1>(rg.sort(/*stable=*/true, 0, false));
   const at::Tensor qcount = at::bincount(qg, {}, G).cpu(), rcount = at::bincount(rg, {}, G).cpu();
@@ -352,7 +517,8 @@ std::tuple<at::Tensor, at::Tensor> knn_impl(
   for (int64_t g = 0; g < G; ++g) {
     TORCH_CHECK_VALUE(
         qc[g] == 0 || rc[g] - (self ? 1 : 0) >= k, "knn: k=", k, " but a query has only ", rc[g] - (self ? 1 : 0),
-        " candidate neighbours in its group", (self ? " (itself excluded)" : ""), " (group ", g, ")");
+        " candidate neighbours in its group", (self ? " (itself excluded)" : ""), " (group ",
+        values.defined() ? values.const_data_ptr<int64_t>()[g] : g, ")");
   }
   at::Tensor out_d = at::empty({N, k}, x.options().dtype(at::kDouble));
   at::Tensor out_i = at::empty({N, k}, idx_opts);

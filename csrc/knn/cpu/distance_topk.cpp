@@ -378,30 +378,147 @@ void gather(const Lists& rows, const std::vector<Lists>& cols, int64_t i, std::v
   }
 }
 
-// float32 candidates: each row's `cand` nearest by float32 distance into out
-// rows [0, N) (width `width`, -1 padded).
-void f32_candidates(const at::Tensor& q, const at::Tensor& r, int64_t cand, bool self, int64_t max_bytes, int64_t* out, int64_t width) {
-  const int64_t N = q.size(0), M = r.size(0), D = q.size(1);
-  const at::Tensor qn_t = q.pow(2).sum(1), rn_t = self ? qn_t : r.pow(2).sum(1);
+// A search whose approximate distances are within window[i] / 2 of the true
+// ones for every pair of row i: each row keeps every point within window[i]
+// of its k-th approximate distance, which holds every point of its exact k
+// nearest (ties at the k-th distance included). Writes those indices into
+// out [N][C] (-1 padded) and flags the rows whose window held more points
+// than a list of C could keep (overflow[i] = 1): their lists are not proven.
+template <typename T, template <Mode> class Tile>
+void windowed_search(
+    const T* q,
+    const float* qn,
+    int64_t N,
+    const T* r,
+    const float* rn,
+    int64_t M,
+    int64_t dims,
+    bool self,
+    int64_t k,
+    int64_t C,
+    const float* window,
+    int64_t max_bytes,
+    int64_t* out,
+    uint8_t* overflow) {
   const int64_t padded = ((M + NR - 1) / NR) * NR + NR;
-  Lists rows(N, std::max(padded, N + NR), cand);
+  Lists rows(N, std::max(padded, N + NR), C, k, window);
   std::vector<Lists> cols;
-  search<float, F32Tile>(
-      q.const_data_ptr<float>(), qn_t.const_data_ptr<float>(), N, r.const_data_ptr<float>(), rn_t.const_data_ptr<float>(), M, D, self,
-      max_bytes, rows, cols);
+  search<T, Tile>(q, qn, N, r, rn, M, dims, self, max_bytes, rows, cols);
   at::parallel_for(0, N, 256, [&](int64_t a, int64_t b) {
     std::vector<std::pair<float, int32_t>> merged;
     for (int64_t i = a; i < b; ++i) {
       gather(rows, cols, i, merged);
-      const int64_t take = std::min<int64_t>(cand, merged.size());
-      std::partial_sort(merged.begin(), merged.begin() + take, merged.end());
-      for (int64_t c = 0; c < width; ++c) {
-        out[i * width + c] = c < take ? merged[c].second : -1;
+      std::sort(merged.begin(), merged.end());
+      const int64_t n = merged.size();
+      const float T_i = n >= k ? merged[k - 1].first + window[i] : kInf;
+      int64_t within = 0;
+      while (within < n && merged[within].first <= T_i) {
+        ++within;
+      }
+      // a full list whose last entry is inside the window may have turned away points inside it
+      bool full = rows.n[i] == C && rows.d[i * C + C - 1] <= T_i;
+      for (const Lists& l : cols) {
+        full = full || (l.n[i] == C && l.d[i * C + C - 1] <= T_i);
+      }
+      overflow[i] = full || within > C || within < k;
+      for (int64_t c = 0; c < C; ++c) {
+        out[i * C + c] = c < within && !overflow[i] ? merged[c].second : -1;
       }
     }
   });
 }
 
+// |approximate - true squared distance| of row i against any reference, for
+// distances d = |a|^2 + |b|^2 - 2 a.b of centred points a, b computed in
+// float32 from the float32 norms:
+//   float32 dot (FMA chain of D terms), norms, their sum, the final FMA and
+//   the centring's rounding of a and b: (D + 16) 2^-23 (|a|^2 + max|b|^2);
+//   products bf16_u > 0: inputs rounded to bfloat16 (u = 2^-8), the dot off
+//   by (2u + u^2) |a| max|b|, twice for -2 a.b;
+//   denormals (flushed by vdpbf16ps, or by a flush-to-zero FPU): D 2^-80
+//   (norms are below 2^31 and every flushed value below 2^-126).
+// The window is twice the bound (1% and 2^-20 margins for its own roundings).
+std::vector<float> windows_f32(const float* qn, int64_t N, double bmax2, int64_t D, double u_in) {
+  const double c1 = 2.0 * (2.0 * u_in + u_in * u_in) * 1.01;
+  const double c2 = static_cast<double>(D + 16) * 0x1p-23 * 1.01;
+  const double slack = static_cast<double>(D) * 0x1p-80, bmax = std::sqrt(bmax2);
+  std::vector<float> window(N);
+  for (int64_t i = 0; i < N; ++i) {
+    const double a2 = qn[i];
+    const double e = c1 * std::sqrt(a2) * bmax + c2 * (a2 + bmax2) + slack;
+    window[i] = static_cast<float>(2.0 * e * (1.0 + 0x1p-20));
+  }
+  return window;
+}
+
+// List length of the float32 path: its windows are narrow (a few ulps of the
+// norms), so they hold little beyond the exact k nearest unless points tie.
+int64_t f32_list_size(int64_t k, int64_t M, bool self) {
+  return std::min<int64_t>(k + std::clamp<int64_t>(2 * k, 8, 32), M - (self ? 1 : 0));
+}
+
+// Largest squared norm of the references, or -1 when the float32 bound does
+// not apply (norms so large that float32 squares or sums could overflow).
+double max_norm2(const float* rn, int64_t M) {
+  const float m = *std::max_element(rn, rn + M);
+  return m < 0x1p100f ? static_cast<double>(m) : -1.0;
+}
+
+// float32 windowed candidates of rows [0, N) of q (searched against r; self:
+// r is q) into out [N][C] with C = f32_list_size; overflowing rows flagged.
+void f32_candidates(const at::Tensor& q, const at::Tensor& r, int64_t k, bool self, int64_t max_bytes, int64_t* out, uint8_t* overflow) {
+  const int64_t N = q.size(0), M = r.size(0), D = q.size(1);
+  const int64_t C = f32_list_size(k, M, self);
+  const at::Tensor qn_t = q.pow(2).sum(1), rn_t = self ? qn_t : r.pow(2).sum(1);
+  const double bmax2 = max_norm2(rn_t.const_data_ptr<float>(), M);
+  if (bmax2 < 0.0) {
+    std::fill(overflow, overflow + N, uint8_t{1});
+    std::fill(out, out + N * C, int64_t{-1});
+    return;
+  }
+  const std::vector<float> window = windows_f32(qn_t.const_data_ptr<float>(), N, bmax2, D, /*u_in=*/0.0);
+  windowed_search<float, F32Tile>(
+      q.const_data_ptr<float>(), qn_t.const_data_ptr<float>(), N, r.const_data_ptr<float>(), rn_t.const_data_ptr<float>(), M, D, self,
+      k, C, window.data(), max_bytes, out, overflow);
+}
+
+// The float32 search of some rows of q (their indices: rows) against all of
+// r, written into those rows of out [N][C]: a self search asks for one more
+// neighbour (the row itself, at distance ~0, whose window then covers the k
+// nearest other points too) and drops the row from its list. Rows whose
+// window still overflows stay flagged.
+void f32_candidates_of_rows(
+    const at::Tensor& q,
+    const at::Tensor& r,
+    const std::vector<int64_t>& rows,
+    int64_t k,
+    bool self,
+    int64_t max_bytes,
+    int64_t* out,
+    int64_t C,
+    uint8_t* overflow) {
+  const int64_t nr = rows.size(), M = r.size(0);
+  const at::Tensor idx = at::from_blob(const_cast<int64_t*>(rows.data()), {nr}, at::kLong).clone();
+  const int64_t k1 = k + (self ? 1 : 0), C1 = f32_list_size(k1, M, /*self=*/false);
+  std::vector<int64_t> tmp(nr * C1);
+  std::vector<uint8_t> of(nr);
+  f32_candidates(q.index_select(0, idx).contiguous(), r, k1, /*self=*/false, max_bytes, tmp.data(), of.data());
+  for (int64_t t = 0; t < nr; ++t) {
+    int64_t* row = out + rows[t] * C;
+    std::fill(row, row + C, int64_t{-1});
+    int64_t c = 0;
+    for (int64_t w = 0; w < C1; ++w) {
+      const int64_t j = tmp[t * C1 + w];
+      if (j >= 0 && !(self && j == rows[t]) && c < C + 1) {
+        if (c < C) {
+          row[c] = j;
+        }
+        ++c;
+      }
+    }
+    overflow[rows[t]] = of[t] || c > C;
+  }
+}
 #if BT_KNN_BF16
 template <Mode mode>
 struct Bf16Tile {
@@ -461,74 +578,38 @@ void to_bf16_pairs(const float* x, int64_t n, int64_t D, const float* c, uint32_
 
 // bfloat16 candidates (see the top of the file), or an undefined tensor when
 // the data's scale is outside the range the error bound is written for.
-at::Tensor bf16_candidates(
+// bfloat16 candidates (see the top of the file) into out [N][C] with
+// C = bf16_list_size; rows whose window overflows are searched again in
+// float32 and stay flagged when that overflows too. False when the data's
+// scale is outside the range the error bound is written for (nothing done).
+bool bf16_candidates(
     const at::Tensor& q,
     const at::Tensor& r,
     const at::Tensor& centre,
     int64_t k,
-    int64_t cand,
     bool self,
-    int64_t max_bytes) {
+    int64_t max_bytes,
+    int64_t* out,
+    uint8_t* overflow) {
   const int64_t N = q.size(0), M = r.size(0), D = q.size(1), D2 = (D + 1) / 2;
-  const float* qp = q.const_data_ptr<float>();
-  const float* rp = r.const_data_ptr<float>();
   const at::Tensor centre_t = centre.to(at::kFloat).contiguous();
-  const float* c = centre_t.const_data_ptr<float>();
   std::vector<uint32_t> qb(N * D2), rb(self ? 0 : M * D2);
   std::vector<float> qn(N), ql(N), rn(self ? 0 : M), rl(self ? 0 : M);
-  to_bf16_pairs(qp, N, D, c, qb.data(), qn.data(), ql.data());
+  to_bf16_pairs(q.const_data_ptr<float>(), N, D, centre_t.const_data_ptr<float>(), qb.data(), qn.data(), ql.data());
   if (!self) {
-    to_bf16_pairs(rp, M, D, c, rb.data(), rn.data(), rl.data());
+    to_bf16_pairs(r.const_data_ptr<float>(), M, D, centre_t.const_data_ptr<float>(), rb.data(), rn.data(), rl.data());
   }
   const std::vector<float>& ref_len = self ? ql : rl;
   const float bmax = *std::max_element(ref_len.begin(), ref_len.end());
   const float amax = *std::max_element(ql.begin(), ql.end());
   if (!(bmax > 0x1p-30f && bmax < 0x1p30f && amax < 0x1p30f)) {
-    return at::Tensor();
+    return false;
   }
-  // |approximate - true distance| <= 2 |dot error| + float32 roundings:
-  //   bfloat16 (u = 2^-8) products: 2 (2u + u^2) |a| |b|, 1% margin;
-  //   float32 sums, norms, centring: (D + 16) 2^-23 (|a|^2 + |b|^2);
-  //   denormals flushed by vdpbf16ps: D 2^-90.
-  const double u = 0x1p-8, c1 = 2.0 * (2.0 * u + u * u) * 1.01, c2 = static_cast<double>(D + 16) * 0x1p-23;
-  const double b = bmax, abs_slack = static_cast<double>(D) * 0x1p-90;
-  std::vector<float> window(N);
-  for (int64_t i = 0; i < N; ++i) {
-    const double e = c1 * ql[i] * b + c2 * (static_cast<double>(qn[i]) + b * b) + abs_slack;
-    window[i] = static_cast<float>(2.0 * e * (1.0 + 0x1p-20));
-  }
+  const std::vector<float> window = windows_f32(qn.data(), N, static_cast<double>(bmax) * bmax, D, /*u_in=*/0x1p-8);
   const int64_t C = bf16_list_size(k, M, self);
-  const int64_t padded = ((M + NR - 1) / NR) * NR + NR;
-  Lists rows(N, std::max(padded, N + NR), C, k, window.data());
-  std::vector<Lists> cols;
-  search<uint32_t, Bf16Tile>(
-      qb.data(), qn.data(), N, self ? qb.data() : rb.data(), self ? qn.data() : rn.data(), M, D2, self, max_bytes, rows, cols);
-
-  at::Tensor out = at::empty({N, C}, q.options().dtype(at::kLong));
-  int64_t* o = out.mutable_data_ptr<int64_t>();
-  std::vector<uint8_t> overflow(N, 0);
-  at::parallel_for(0, N, 256, [&](int64_t a, int64_t b) {
-    std::vector<std::pair<float, int32_t>> merged;
-    for (int64_t i = a; i < b; ++i) {
-      gather(rows, cols, i, merged);
-      std::sort(merged.begin(), merged.end());
-      const int64_t n = merged.size();
-      const float T = n >= k ? merged[k - 1].first + window[i] : kInf;
-      int64_t within = 0;
-      while (within < n && merged[within].first <= T) {
-        ++within;
-      }
-      // a full list whose last entry is inside the window may have turned away points inside it
-      bool full = rows.n[i] == C && rows.d[i * C + C - 1] <= T;
-      for (const Lists& l : cols) {
-        full = full || (l.n[i] == C && l.d[i * C + C - 1] <= T);
-      }
-      overflow[i] = full || within > C;
-      for (int64_t c = 0; c < C; ++c) {
-        o[i * C + c] = c < within && !overflow[i] ? merged[c].second : -1;
-      }
-    }
-  });
+  windowed_search<uint32_t, Bf16Tile>(
+      qb.data(), qn.data(), N, self ? qb.data() : rb.data(), self ? qn.data() : rn.data(), M, D2, self, k, C, window.data(), max_bytes,
+      out, overflow);
   std::vector<int64_t> redo;
   for (int64_t i = 0; i < N; ++i) {
     if (overflow[i]) {
@@ -536,25 +617,11 @@ at::Tensor bf16_candidates(
     }
   }
   if (!redo.empty()) {
-    // float32 search of those rows against all references (self: one more, then drop the row itself)
-    const int64_t nr = redo.size(), width = cand + (self ? 1 : 0);
-    const at::Tensor idx = at::from_blob(redo.data(), {nr}, at::kLong).clone();
-    std::vector<int64_t> tmp(nr * width);
-    f32_candidates(q.index_select(0, idx), r, width, false, max_bytes, tmp.data(), width);
-    for (int64_t t = 0; t < nr; ++t) {
-      int64_t* row = o + redo[t] * C;
-      int64_t c = 0;
-      for (int64_t w = 0; w < width && c < cand; ++w) {
-        if (tmp[t * width + w] >= 0 && tmp[t * width + w] != (self ? redo[t] : -1)) {
-          row[c++] = tmp[t * width + w];
-        }
-      }
-    }
+    f32_candidates_of_rows(q, r, redo, k, self, max_bytes, out, C, overflow);
   }
-  return out;
+  return true;
 }
 #endif
-
 }  // namespace
 
 bool bf16_search_enabled() {
@@ -565,29 +632,33 @@ bool bf16_search_enabled() {
 #endif
 }
 
-at::Tensor candidates_cpu_f32(
+std::tuple<at::Tensor, at::Tensor> candidates_cpu_f32(
     const at::Tensor& xq,
     const at::Tensor& xr,
     const at::Tensor& centre,
     int64_t k,
-    int64_t cand,
     bool self,
     int64_t max_bytes) {
   const at::Tensor q = xq.contiguous(), r = self ? q : xr.contiguous();
+  const int64_t N = q.size(0), M = r.size(0);
+  at::Tensor overflow = at::zeros({N}, q.options().dtype(at::kByte));
+  uint8_t* of = overflow.mutable_data_ptr<uint8_t>();
+  auto flagged = [&] { return overflow.nonzero().squeeze(1); };
 #if BT_KNN_BF16
   // self search: not when the longer lists would cost the symmetric halving
-  const int64_t lists = at::get_num_threads() * q.size(0) * 8;
-  const bool halving_kept = !self || lists * bf16_list_size(k, q.size(0), true) <= max_bytes || lists * cand > max_bytes;
+  const int64_t lists = at::get_num_threads() * N * 8;
+  const bool halving_kept =
+      !self || lists * bf16_list_size(k, M, true) <= max_bytes || lists * f32_list_size(k, M, true) > max_bytes;
   if (halving_kept && bf16_enabled()) {
-    at::Tensor out = bf16_candidates(q, r, centre, k, cand, self, max_bytes);
-    if (out.defined()) {
-      return out;
+    at::Tensor out = at::empty({N, bf16_list_size(k, M, self)}, q.options().dtype(at::kLong));
+    if (bf16_candidates(q, r, centre, k, self, max_bytes, out.mutable_data_ptr<int64_t>(), of)) {
+      return {out, flagged()};
     }
   }
 #endif
-  at::Tensor out = at::empty({q.size(0), cand}, q.options().dtype(at::kLong));
-  f32_candidates(q, r, cand, self, max_bytes, out.mutable_data_ptr<int64_t>(), cand);
-  return out;
+  at::Tensor out = at::empty({N, f32_list_size(k, M, self)}, q.options().dtype(at::kLong));
+  f32_candidates(q, r, k, self, max_bytes, out.mutable_data_ptr<int64_t>(), of);
+  return {out, flagged()};
 }
 
 }  // namespace knn
