@@ -65,6 +65,9 @@ class _Data:
             raise ValueError(f"{owner}: X must be 2-D (n_samples, n_features), got shape {tuple(X.shape)}")
         if y.dim() != 1:
             raise ValueError(f"{owner}: y must be 1-D, got shape {tuple(y.shape)}")
+        if X.shape[1] == 0:
+            # scikit-learn's check_array wording, as imbalanced-learn raises it
+            raise ValueError(f"Found array with 0 feature(s) (shape={tuple(X.shape)}) while a minimum of 1 is required by {owner}.")
         if X.shape[0] != y.shape[0]:
             raise ValueError(f"{owner}: X has {X.shape[0]} samples but y has {y.shape[0]} labels")
         if X.shape[0] == 0:
