@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterator, Optional, Sequence, Union
+from typing import Dict, Iterator, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -96,6 +96,9 @@ class WeightedRandomSampler(EpochSampler, Sampler[int]):
         if self.replacement:
             return self._table.sample(self.num_samples, generator)
         return sample_without_replacement(self.weights, self.num_samples, generator)
+
+    def _fingerprint_data(self) -> Dict[str, Tensor]:
+        return {"weights": self.weights}
 
     def __iter__(self) -> Iterator[int]:
         return self._iterate()
