@@ -56,7 +56,9 @@ class EpochSampler:
     Until ``set_epoch`` is first called, a finished pass moves to the next
     epoch by itself, so single-process loops reshuffle without it.
     ``state_dict()`` holds the seed, epoch, epoch seed and position, which is
-    all a fresh sampler needs to resume mid-epoch.
+    all a fresh sampler needs to resume mid-epoch, and what
+    ``load_state_dict`` checks it against (rank, world size, a fingerprint
+    of the data); with DataLoader workers see :meth:`state_dict`.
     """
 
     def __init__(self, generator: Optional[torch.Generator], seed: int, num_replicas: Optional[int], rank: Optional[int]):

@@ -70,6 +70,14 @@ class ClassBalancedSampler(EpochSampler, Sampler[int]):
             stray id such as 2**40 names itself in a ValueError instead of
             sizing per-class tables by it): pass it for more classes.
 
+    ``state_dict()`` / ``load_state_dict()`` resume mid-epoch on a fresh
+    sampler over the same data. With ``DataLoader(num_workers > 0)`` the
+    loader prefetches, so a state taken inside the training loop is ahead of
+    the consumed batches: use torchdata's ``StatefulDataLoader`` (it calls
+    these methods itself) or the sampler's state from the start of the epoch
+    plus the number of consumed batches (README, "Resuming with DataLoader
+    workers").
+
     Example:
         >>> sampler = bt.data.ClassBalancedSampler(train_set, strategy="sqrt")
         >>> loader = DataLoader(train_set, batch_size=128, sampler=sampler, num_workers=4)

@@ -48,6 +48,14 @@ class StratifiedBatchSampler(EpochSampler, Sampler[List[int]]):
             stray id such as 2**40 names itself in a ValueError instead of
             sizing per-class tables by it): pass it for more classes.
 
+    ``state_dict()`` / ``load_state_dict()`` resume mid-epoch (the position
+    counts batches) on a fresh sampler over the same data. With
+    ``DataLoader(num_workers > 0)`` the loader prefetches, so a state taken
+    inside the training loop is ahead of the consumed batches: use torchdata's ``StatefulDataLoader`` (it calls
+    these methods itself) or the sampler's state from the start of the epoch
+    plus the number of consumed batches (README, "Resuming with DataLoader
+    workers").
+
     Example:
         >>> batches = bt.data.StratifiedBatchSampler(train_set, batch_size=64, class_ratios="balanced")
         >>> loader = DataLoader(train_set, batch_sampler=batches, num_workers=4)
