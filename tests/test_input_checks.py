@@ -155,13 +155,13 @@ def test_validator_never_modifies_its_input():
 
 
 @pytest.mark.parametrize("p", [0.0, 1.0])
-def test_class_p_outside_its_classes_uses_p(p):
+def test_class_p_outside_its_classes_uses_p(p, device):
     # class 1 (the last key) is always augmented, class 0 never; anything else follows p
     aug = bt.augment.BatchAugment(hflip=1.0, p=p, class_p={0: 0.0, 1: 1.0})
-    labels = torch.tensor([-1, 0, 1, 5, BIG, -(2**40), 1, 0])
-    images = torch.rand(len(labels), 3, 6, 6)
-    applied = aug.sample_params(images, labels, torch.Generator().manual_seed(0))["applied"]
-    expected = torch.tensor([p == 1.0, False, True, p == 1.0, p == 1.0, p == 1.0, True, False])
+    labels = torch.tensor([-1, 0, 1, 5, BIG, -(2**40), 1, 0], device=device)
+    images = torch.rand(len(labels), 3, 6, 6, device=device)
+    applied = aug.sample_params(images, labels, torch.Generator(device=device).manual_seed(0))["applied"]
+    expected = torch.tensor([p == 1.0, False, True, p == 1.0, p == 1.0, p == 1.0, True, False], device=device)
     assert torch.equal(applied, expected)
     out = aug(images, labels=labels)
     flipped = images.flip(-1)

@@ -282,7 +282,9 @@ class EpochSampler:
         position = int(state["position"])
         if position < 0:
             raise ValueError(f"state_dict['position'] must be >= 0 (items already drawn this epoch), got {position}")
-        keep = (self.seed, self.epoch, self._explicit_epoch, self._epoch_seed, self._cache, getattr(self, "_live", None), self._position)
+        keep = (
+            self.seed, self.epoch, self._explicit_epoch, self._epoch_seed, self._cache, getattr(self, "_live", None), self._position
+        )
         self.seed = int(state["seed"])
         self.epoch = int(state["epoch"])
         self._explicit_epoch = bool(state.get("explicit_epoch", True))
