@@ -111,7 +111,7 @@ def check_labels(
         caller: a prefix for the messages (e.g. ``"class_weights"``).
         num_classes: when given, labels must lie in ``[0, num_classes)``.
         ignore_index: a label value exempt from the range checks.
-        allow_negative: skip the ``>= 0`` check (and the range check).
+        allow_negative: skip the ``>= 0`` check (labels such as -1 pass).
         allow_float: accept integer-valued floating labels.
         keep_dtype: return uint8/int8/int16/int32 as is (for kernels that read
             them); otherwise the result is int64.

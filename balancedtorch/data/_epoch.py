@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numbers
 import zlib
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -245,8 +245,8 @@ class EpochSampler:
         States saved before these fields existed load without those checks.
         See :meth:`state_dict` for ``DataLoader`` workers.
         """
-        if not isinstance(state, dict):
-            raise TypeError(f"state_dict must be a dict from state_dict(), got {type(state).__name__}")
+        if not isinstance(state, Mapping):
+            raise TypeError(f"state_dict must be the dict state_dict() returned, got {type(state).__name__}")
         missing = {"seed", "epoch", "epoch_seed", "position"} - set(state)
         if missing:
             raise ValueError(f"state_dict is missing {sorted(missing)}")
