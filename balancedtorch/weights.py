@@ -10,37 +10,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ._labels import check_labels, infer_num_classes
 from .ops.class_counts import class_counts
 
 __all__ = ["class_weights", "SCHEMES", "NORMALIZATIONS"]
 
 SCHEMES = ("inverse", "sqrt_inverse", "effective_number", "median_frequency")
 NORMALIZATIONS = ("mean", "sum", None)
-
-
-def _as_label_tensor(labels: Any) -> Tensor:
-    if isinstance(labels, Tensor):
-        tensor = labels
-    else:
-        array = np.asarray(labels)
-        if array.dtype.kind not in "iu":
-            raise ValueError(f"class_weights: labels must hold integers, got an array of dtype {array.dtype}")
-        if array.dtype.kind == "u" and array.dtype.itemsize > 1:
-            # torch lacks most unsigned dtypes on older releases; int64 holds any label count.
-            if array.size and array.max() > np.iinfo(np.int64).max:
-                raise ValueError(f"class_weights: label {array.max()} is too large")
-            array = array.astype(np.int64)
-        tensor = torch.from_numpy(np.ascontiguousarray(array))
-    if tensor.dtype == torch.bool or tensor.is_floating_point() or tensor.is_complex():
-        raise ValueError(f"class_weights: labels must hold integers, got dtype {tensor.dtype}")
-    if tensor.dim() != 1:
-        raise ValueError(
-            f"class_weights: labels must be 1-D, got shape {tuple(tensor.shape)} "
-            "(for segmentation masks pass labels.flatten(); one-hot targets need argmax first)"
-        )
-    if tensor.numel() == 0:
-        raise ValueError("class_weights: labels is empty")
-    return tensor
 
 
 def _as_count_tensor(counts: Any) -> Tensor:
@@ -104,7 +80,9 @@ def class_weights(
         beta (float): in ``[0, 1)``, used by ``"effective_number"``. Default 0.999.
         normalize (str or None): ``"mean"`` (default), ``"sum"`` or ``None``.
         num_classes (int, optional): number of classes when ``labels`` are
-            given; default ``labels.max() + 1``.
+            given; default ``labels.max() + 1`` (ignoring ``ignore_index``),
+            refused above 2**24 (a stray id such as 2**40 names itself in a
+            ValueError instead of sizing the result by it): pass it for more.
         ignore_index (int, optional): a label value to leave out of the counts.
         dtype (torch.dtype): floating dtype of the result. Default float32.
 
@@ -136,12 +114,17 @@ def class_weights(
         raise ValueError("class_weights: give exactly one of labels= or counts=")
 
     if labels is not None:
-        label_tensor = _as_label_tensor(labels)
+        # the range is checked by class_counts, which also honours ignore_index
+        label_tensor = check_labels(
+            labels,
+            caller="class_weights",
+            allow_negative=True,
+            allow_float=False,
+            keep_dtype=True,
+            shape_hint=" (for segmentation masks pass labels.flatten(); one-hot targets need argmax first)",
+        )
         if num_classes is None:
-            valid = label_tensor if ignore_index is None else label_tensor[label_tensor != ignore_index]
-            if valid.numel() == 0:
-                raise ValueError(f"class_weights: every label equals ignore_index={ignore_index}")
-            num_classes = int(valid.max()) + 1
+            num_classes = infer_num_classes(label_tensor, caller="class_weights", ignore_index=ignore_index)
         elif isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
             raise ValueError(f"class_weights: num_classes must be a positive int, got {num_classes!r}")
         n = class_counts(label_tensor, num_classes, ignore_index).to(torch.float64)

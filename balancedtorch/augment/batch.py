@@ -9,6 +9,7 @@ from typing import Dict, Optional, Sequence, Tuple
 import torch
 from torch import Tensor, nn
 
+from .._labels import check_labels
 from .functional import affine_color, affine_matrix, compose, flip_matrix
 
 __all__ = ["BatchAugment"]
@@ -20,9 +21,18 @@ def _is_num(v) -> bool:
     return isinstance(v, numbers.Real) and not isinstance(v, bool)
 
 
+def _finite(value, name: str) -> float:
+    """A single number, which must be finite (NaN or inf would reach the kernels as NaN pixels)."""
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    return float(value)
+
+
 def _pair(value, name: str) -> Range:
     if not (isinstance(value, (tuple, list)) and len(value) == 2 and all(_is_num(v) for v in value)):
         raise ValueError(f"{name} must be a number or a (min, max) pair, got {value!r}")
+    if not all(math.isfinite(v) for v in value):
+        raise ValueError(f"{name} must be finite, got {value!r}")
     lo, hi = float(value[0]), float(value[1])
     if lo > hi:
         raise ValueError(f"{name} range must have min <= max, got {value!r}")
@@ -32,7 +42,7 @@ def _pair(value, name: str) -> Range:
 def _symmetric(value, name: str) -> Optional[Range]:
     """Degrees-like: d -> (-d, d); a pair as is; None when it cannot change anything."""
     if _is_num(value):
-        if value < 0:
+        if _finite(value, name) < 0:
             raise ValueError(f"{name} must be >= 0 when a single number, got {value}")
         r = (-float(value), float(value))
     else:
@@ -43,7 +53,7 @@ def _symmetric(value, name: str) -> Optional[Range]:
 def _jitter(value, name: str) -> Optional[Range]:
     """ColorJitter's brightness/contrast/saturation: b -> (max(0, 1 - b), 1 + b); None when off."""
     if _is_num(value):
-        if value < 0:
+        if _finite(value, name) < 0:
             raise ValueError(f"{name} must be >= 0, got {value}")
         r = (max(0.0, 1.0 - float(value)), 1.0 + float(value))
     else:
@@ -58,6 +68,18 @@ def _hue(value) -> Optional[Range]:
     if r is not None and not (-0.5 <= r[0] and r[1] <= 0.5):
         raise ValueError(f"hue must be in [-0.5, 0.5], got {value!r}")
     return r
+
+
+def _channel_values(values, name: str) -> Tuple[float, ...]:
+    if _is_num(values):
+        values = (values,)
+    try:
+        out = tuple(float(v) for v in (values.flatten().tolist() if isinstance(values, Tensor) else values))
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a sequence of numbers (one per channel), got {values!r}") from None
+    if not all(math.isfinite(v) for v in out):
+        raise ValueError(f"{name} must be finite, got {values!r}")
+    return out
 
 
 def _probability(value, name: str) -> float:
@@ -87,7 +109,11 @@ class BatchAugment(nn.Module):
 
     ``p`` is the probability that a sample is augmented at all; ``class_p``
     ({class: probability}) overrides it per class of ``labels``, so rare
-    classes can be augmented more and common ones less or never. Samples that
+    classes can be augmented more and common ones less or never. A label that
+    is not a key of ``class_p`` (a class left out, -1 for an unlabelled
+    sample, any id at all) uses ``p``; ``labels`` are integers (any dtype,
+    any value) of shape (B,). Every range and number must be finite (NaN
+    or inf raises a ValueError naming the argument). Samples that
     are not augmented are only converted (resized to the crop size when
     ``crop`` is set) and normalised. ``same_on_batch`` draws one parameter set
     for the whole batch. Deterministic given ``generator`` (on the images'
@@ -165,8 +191,8 @@ class BatchAugment(nn.Module):
         self.contrast = _jitter(contrast, "contrast")
         self.saturation = _jitter(saturation, "saturation")
         self.hue = _hue(hue)
-        self.mean = None if mean is None else tuple(float(m) for m in mean)
-        self.std = None if std is None else tuple(float(s) for s in std)
+        self.mean = None if mean is None else _channel_values(mean, "mean")
+        self.std = None if std is None else _channel_values(std, "std")
         if self.std is not None and any(s == 0 for s in self.std):
             raise ValueError(f"std must not contain zeros, got {std!r}")
         if out_dtype not in (torch.float32, torch.float16, torch.bfloat16):
@@ -181,14 +207,26 @@ class BatchAugment(nn.Module):
             if not isinstance(class_p, dict):
                 raise ValueError(f"class_p must be a dict {{class: probability}}, got {class_p!r}")
             for c, q in class_p.items():
-                if isinstance(c, bool) or not isinstance(c, numbers.Integral) or c < 0:
-                    raise ValueError(f"class_p keys must be class indices >= 0, got {c!r}")
+                if isinstance(c, bool) or not isinstance(c, numbers.Integral) or not 0 <= c < 2**63:
+                    raise ValueError(f"class_p keys must be class indices in [0, 2**63), got {c!r}")
                 _probability(q, f"class_p[{c}]")
+            class_p = {int(c): float(q) for c, q in class_p.items()}  # a copy: later edits bypass no check
         self.class_p = class_p
         if fill is not None and not _is_num(fill):
             raise ValueError(f"fill must be None or a number, got {fill!r}")
-        self.fill = None if fill is None else float(fill)
+        self.fill = None if fill is None else _finite(fill, "fill")
         self.mask_fill = int(mask_fill)
+
+    def _label_p(self, labels: Tensor) -> Tensor:
+        """Per-sample probability: ``class_p[label]`` where listed, ``p`` for any other label.
+
+        A sorted-key lookup, so memory does not grow with the label values.
+        """
+        keys = torch.tensor(sorted(self.class_p), dtype=torch.long, device=labels.device)
+        values = torch.tensor([self.class_p[k] for k in keys.tolist()], dtype=torch.float64, device=labels.device)
+        pos = torch.searchsorted(keys, labels).clamp_(max=keys.numel() - 1)
+        listed = keys[pos] == labels
+        return torch.where(listed, values[pos], torch.full_like(values[pos], self.p))
 
     def extra_repr(self) -> str:
         keys = ["hflip", "vflip", "rotation", "translate", "scale", "shear", "crop", "brightness", "contrast", "saturation", "hue", "p"]
@@ -273,14 +311,10 @@ class BatchAugment(nn.Module):
         if self.class_p is not None:
             if labels is None:
                 raise ValueError("BatchAugment: class_p needs the batch's labels (call aug(images, labels=labels))")
-            labels = torch.as_tensor(labels, device=device).long()
+            labels = check_labels(labels, caller="BatchAugment", allow_negative=True, allow_empty=True, device=device)
             if labels.shape != (B,):
                 raise ValueError(f"BatchAugment: labels must have shape ({B},), got {tuple(labels.shape)}")
-            K = max(int(labels.max()) + 1 if B else 0, max(self.class_p) + 1)
-            table = torch.full((K,), self.p, dtype=torch.float64, device=device)
-            for c, q in self.class_p.items():
-                table[c] = q
-            prob = table[labels]
+            prob = self._label_p(labels)
             applied = torch.rand(B, generator=gen, device=device, dtype=torch.float64) < prob
         else:
             applied = torch.rand(n, generator=gen, device=device, dtype=torch.float64) < self.p

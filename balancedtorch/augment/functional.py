@@ -82,7 +82,8 @@ def affine_color(
         theta (Tensor[B, 2, 3]): output -> input centred pixel coordinates
             (see :func:`affine_matrix`, :func:`crop_matrix`, :func:`compose`).
         color (Tensor[B, 4], optional): colour factors; saturation and hue
-            need C = 3.
+            need C = 3. ``theta`` and ``color`` must be finite (a NaN or inf
+            raises a ValueError naming the element).
         crop (Tensor[B, 4], optional): per-sample boxes (top, left, height,
             width) inside the image; the box is resized to ``size`` first
             (torchvision's ``resized_crop``: bilinear, align_corners=False,
@@ -114,12 +115,20 @@ def affine_color(
         raise ValueError(f"images must be uint8, float16, bfloat16 or float32, got {images.dtype}")
     if not isinstance(theta, Tensor) or tuple(theta.shape) != (B, 2, 3):
         raise ValueError(f"theta must be a tensor of shape (B, 2, 3) = ({B}, 2, 3), got {tuple(getattr(theta, 'shape', ()))}")
-    if not theta.is_floating_point() or not bool(torch.isfinite(theta).all()):
-        raise ValueError("theta must be a finite floating-point tensor")
+    if not theta.is_floating_point():
+        raise ValueError(f"theta must be a floating-point tensor, got dtype {theta.dtype}")
+    finite = torch.isfinite(theta)
+    if not bool(finite.all()):
+        i, j, k = (int(v) for v in (~finite).nonzero()[0])
+        raise ValueError(f"theta must be finite, got theta[{i}, {j}, {k}] = {theta[i, j, k].item()}")
     if color is not None:
         if not isinstance(color, Tensor) or tuple(color.shape) != (B, 4):
             raise ValueError(f"color must be a tensor of shape (B, 4) = ({B}, 4), got {tuple(getattr(color, 'shape', ()))}")
         color = color.to(device=images.device, dtype=torch.float64 if color.dtype == torch.float64 else torch.float32)
+        finite = torch.isfinite(color)
+        if not bool(finite.all()):
+            i, j = (int(v) for v in (~finite).nonzero()[0])
+            raise ValueError(f"color must be finite, got color[{i}, {j}] = {color[i, j].item()}")
         b, c, s, h = color.unbind(1)
         if bool((b < 0).any() | (c < 0).any() | (s < 0).any()):
             raise ValueError("color: brightness, contrast and saturation factors must be >= 0")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any, Callable, Iterator, Optional, Union
+from typing import Any, Callable, Dict, Iterator, Optional, Union
 
 import numpy as np
 import torch
@@ -12,6 +12,7 @@ from torch import Tensor
 from torch.utils.data import Sampler
 
 from .._classes import group_by_class
+from .._labels import infer_num_classes
 from ..ops.class_counts import class_counts
 from ..ops.sampling import AliasTable, sample_without_replacement
 from ._epoch import EpochSampler, largest_remainder, positive_int
@@ -64,6 +65,18 @@ class ClassBalancedSampler(EpochSampler, Sampler[int]):
             goes linearly over T epochs, a callable maps epoch -> t in [0, 1];
             shares(t) ∝ strategy_share ** (1 - t) * natural_share ** t.
             Driven by :meth:`set_epoch`.
+        num_classes (int, optional): number of classes C; labels must lie in
+            ``[0, C)``. Default ``labels.max() + 1``, refused above 2**24 (a
+            stray id such as 2**40 names itself in a ValueError instead of
+            sizing per-class tables by it): pass it for more classes.
+
+    ``state_dict()`` / ``load_state_dict()`` resume mid-epoch on a fresh
+    sampler over the same data. With ``DataLoader(num_workers > 0)`` the
+    loader prefetches, so a state taken inside the training loop is ahead of
+    the consumed batches: use torchdata's ``StatefulDataLoader`` (it calls
+    these methods itself) or the sampler's state from the start of the epoch
+    plus the number of consumed batches (README, "Resuming with DataLoader
+    workers").
 
     Example:
         >>> sampler = bt.data.ClassBalancedSampler(train_set, strategy="sqrt")
@@ -84,12 +97,13 @@ class ClassBalancedSampler(EpochSampler, Sampler[int]):
         seed: int = 0,
         sample_weights: Optional[Any] = None,
         schedule: Any = None,
+        num_classes: Optional[int] = None,
     ) -> None:
         super().__init__(generator, seed, num_replicas, rank)
         if not isinstance(replacement, bool):
             raise ValueError(f"replacement must be a bool, got {replacement!r}")
-        self.labels = as_labels(labels)
-        self.num_classes = int(self.labels.max()) + 1
+        self.labels = as_labels(labels, num_classes=num_classes)
+        self.num_classes = int(num_classes) if num_classes is not None else infer_num_classes(self.labels)
         self.counts = class_counts(self.labels, self.num_classes)
         self._order, self._offsets = group_by_class(self.labels, self.counts)
         self.strategy = strategy
@@ -112,11 +126,14 @@ class ClassBalancedSampler(EpochSampler, Sampler[int]):
         if bool(bad.any()):
             idx = int(bad.nonzero()[0, 0])
             raise ValueError(f"sample_weights must be finite and >= 0, got sample_weights[{idx}] = {w[idx].item()}")
-        per_class = torch.zeros(self.num_classes, dtype=torch.float64).index_add_(0, self.labels, w)
-        empty = (per_class == 0) & (self._base_shares > 0)
+        # each class's weights over their maximum: the per-class sums below can then
+        # neither overflow (1e308s) nor underflow, and no ratio within a class changes
+        class_max = torch.zeros(self.num_classes, dtype=torch.float64).scatter_reduce_(0, self.labels, w, "amax")
+        empty = (class_max == 0) & (self._base_shares > 0)
         if bool(empty.any()):
             c = int(empty.nonzero()[0, 0])
             raise ValueError(f"sample_weights are all zero in class {c}, which the strategy samples")
+        self._within_class = w / class_max.clamp_min(torch.finfo(torch.float64).tiny)[self.labels]
         return w
 
     def shares(self) -> Tensor:
@@ -157,8 +174,9 @@ class ClassBalancedSampler(EpochSampler, Sampler[int]):
             if self.sample_weights is None:
                 w = per_class_mass[self.labels]
             else:
-                class_sum = torch.zeros(self.num_classes, dtype=torch.float64).index_add_(0, self.labels, self.sample_weights)
-                w = shares[self.labels] * self.sample_weights / class_sum.clamp_min(1e-300)[self.labels]
+                unit = self._within_class
+                class_sum = torch.zeros(self.num_classes, dtype=torch.float64).index_add_(0, self.labels, unit)
+                w = shares[self.labels] * unit / class_sum.clamp_min(1e-300)[self.labels]
             return AliasTable(w).sample(total, generator)
         quotas = largest_remainder(shares, total)
         chosen = []
@@ -168,7 +186,7 @@ class ClassBalancedSampler(EpochSampler, Sampler[int]):
             if self.sample_weights is None:
                 pick = torch.randperm(members.numel(), generator=generator)[:k]
             else:
-                pick = sample_without_replacement(self.sample_weights[members], k, generator)
+                pick = sample_without_replacement(self._within_class[members], k, generator)
             chosen.append(members[pick])
         picked = torch.cat(chosen)
         return picked[torch.randperm(picked.numel(), generator=generator)]
@@ -176,6 +194,12 @@ class ClassBalancedSampler(EpochSampler, Sampler[int]):
     def _on_epoch_change(self) -> None:
         if hasattr(self, "_natural"):  # not during EpochSampler.__init__
             self.num_samples = self._epoch_size(self.shares())
+
+    def _fingerprint_data(self) -> Dict[str, Tensor]:
+        data = {"labels": self.labels}
+        if self.sample_weights is not None:
+            data["sample_weights"] = self.sample_weights
+        return data
 
     def __iter__(self) -> Iterator[int]:
         return self._iterate()

@@ -10,33 +10,23 @@ import torch
 from torch import Tensor
 from torch.utils.data import ConcatDataset, Dataset, Subset, TensorDataset
 
+from .._labels import check_labels
+
 __all__ = ["labels_of", "as_labels"]
 
 _LABEL_ATTRIBUTES = ("targets", "labels", "target", "label", "y")
 
 
 def _to_long(values: Any, where: str) -> Tensor:
-    if isinstance(values, Tensor):
-        tensor = values.detach().cpu()
-    else:
-        array = np.asarray(values)
-        if array.dtype == object or array.dtype.kind in "US":
-            raise ValueError(
-                f"labels_of: {where} holds non-numeric labels (e.g. {array.flat[0]!r}); "
-                "map class names to integers first"
-            )
-        tensor = torch.as_tensor(array)
-    if tensor.dtype == torch.bool or tensor.is_floating_point() or tensor.is_complex():
-        if tensor.is_floating_point() and bool((tensor == tensor.round()).all()):
-            tensor = tensor.long()
-        else:
-            raise ValueError(f"labels_of: {where} must hold integer class labels, got dtype {tensor.dtype}")
-    if tensor.dim() != 1:
-        raise ValueError(
-            f"labels_of: {where} must be one label per sample (1-D), got shape {tuple(tensor.shape)}; "
-            "one-hot or multi-label targets need argmax or a column= callable"
-        )
-    return tensor.long()
+    return check_labels(
+        values,
+        where,
+        caller="labels_of",
+        allow_negative=True,
+        allow_empty=True,
+        device="cpu",
+        shape_hint="; one label per sample: one-hot or multi-label targets need argmax or a column= callable",
+    )
 
 
 def _sample_label(sample: Any, index: int) -> Any:
@@ -118,12 +108,11 @@ def labels_of(dataset: Any, column: Optional[Union[str, Callable[[Any], Any]]] =
     return _to_long([int(_sample_label(dataset[i], i)) for i in iterator], "the samples' labels")
 
 
-def as_labels(labels_or_dataset: Any, name: str = "labels") -> Tensor:
-    """Labels given directly (tensor, array, list) or via a dataset (:func:`labels_of`), validated."""
-    labels = labels_of(labels_or_dataset)
-    if labels.numel() == 0:
-        raise ValueError(f"{name} is empty")
-    if bool((labels < 0).any()):
-        idx = int((labels < 0).nonzero()[0, 0])
-        raise ValueError(f"{name} must be >= 0, got {name}[{idx}] = {int(labels[idx])}")
-    return labels
+def as_labels(
+    labels_or_dataset: Any, name: str = "labels", *, num_classes: Optional[int] = None, caller: Optional[str] = None
+) -> Tensor:
+    """Labels given directly (tensor, array, list) or via a dataset (:func:`labels_of`), validated.
+
+    Non-empty, >= 0 and, with ``num_classes``, < ``num_classes``; int64 on the CPU.
+    """
+    return check_labels(labels_of(labels_or_dataset), name, caller=caller, num_classes=num_classes)

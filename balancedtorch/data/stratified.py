@@ -10,6 +10,7 @@ from torch import Tensor
 from torch.utils.data import Sampler
 
 from .._classes import group_by_class
+from .._labels import infer_num_classes
 from ..ops.class_counts import class_counts
 from ._epoch import EpochSampler, largest_remainder, positive_int
 from ._shares import class_shares
@@ -42,6 +43,18 @@ class StratifiedBatchSampler(EpochSampler, Sampler[List[int]]):
             from ``torch.distributed``); each rank gets
             ``ceil(num_batches / num_replicas)`` whole batches.
         seed (int): base seed shared by all ranks.
+        num_classes (int, optional): number of classes C; labels must lie in
+            ``[0, C)``. Default ``labels.max() + 1``, refused above 2**24 (a
+            stray id such as 2**40 names itself in a ValueError instead of
+            sizing per-class tables by it): pass it for more classes.
+
+    ``state_dict()`` / ``load_state_dict()`` resume mid-epoch (the position
+    counts batches) on a fresh sampler over the same data. With
+    ``DataLoader(num_workers > 0)`` the loader prefetches, so a state taken
+    inside the training loop is ahead of the consumed batches: use torchdata's ``StatefulDataLoader`` (it calls
+    these methods itself) or the sampler's state from the start of the epoch
+    plus the number of consumed batches (README, "Resuming with DataLoader
+    workers").
 
     Example:
         >>> batches = bt.data.StratifiedBatchSampler(train_set, batch_size=64, class_ratios="balanced")
@@ -59,6 +72,7 @@ class StratifiedBatchSampler(EpochSampler, Sampler[List[int]]):
         num_replicas: Optional[int] = None,
         rank: Optional[int] = None,
         seed: int = 0,
+        num_classes: Optional[int] = None,
     ) -> None:
         super().__init__(generator, seed, num_replicas, rank)
         self.batch_size = positive_int(batch_size, "batch_size")
@@ -66,8 +80,8 @@ class StratifiedBatchSampler(EpochSampler, Sampler[List[int]]):
             raise ValueError(f"drop_last must be a bool, got {drop_last!r}")
         if not (isinstance(class_ratios, dict) or class_ratios in ("dataset", "balanced")):
             raise ValueError(f"class_ratios must be 'dataset', 'balanced' or a dict, got {class_ratios!r}")
-        self.labels = as_labels(labels)
-        self.num_classes = int(self.labels.max()) + 1
+        self.labels = as_labels(labels, num_classes=num_classes)
+        self.num_classes = int(num_classes) if num_classes is not None else infer_num_classes(self.labels)
         self.counts = class_counts(self.labels, self.num_classes)
         self.class_ratios = class_ratios
         self.drop_last = drop_last
@@ -109,6 +123,9 @@ class StratifiedBatchSampler(EpochSampler, Sampler[List[int]]):
     def quota(self) -> Dict[int, int]:
         """Samples of each class in every batch."""
         return {c: int(q) for c, q in enumerate(self.quotas.tolist()) if q > 0}
+
+    def _fingerprint_data(self) -> Dict[str, Tensor]:
+        return {"labels": self.labels}
 
     def __iter__(self) -> Iterator[List[int]]:
         return self._iterate()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterator, Optional, Sequence, Union
+from typing import Dict, Iterator, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -46,9 +46,18 @@ class WeightedRandomSampler(EpochSampler, Sampler[int]):
     faster and for any number of weights: with replacement an alias table
     (O(N) once, O(1) per draw); without replacement Efraimidis-Spirakis keys
     and a partial selection (O(N) memory; ``torch.multinomial`` refuses more
-    than 2**24 categories). Zero-weight indices are never drawn. Adds
-    ``set_epoch``, ``state_dict``/``load_state_dict`` (resume mid-epoch) and
-    ``indices()``.
+    than 2**24 categories). Zero-weight indices are never drawn; weights of
+    any finite magnitude work (a sum that overflows float64 is rescaled).
+    Adds ``set_epoch``, ``state_dict``/``load_state_dict`` (resume mid-epoch)
+    and ``indices()``.
+
+    ``state_dict()`` / ``load_state_dict()`` resume mid-epoch on a fresh
+    sampler over the same data. With ``DataLoader(num_workers > 0)`` the
+    loader prefetches, so a state taken inside the training loop is ahead of
+    the consumed batches: use torchdata's ``StatefulDataLoader`` (it calls
+    these methods itself) or the sampler's state from the start of the epoch
+    plus the number of consumed batches (README, "Resuming with DataLoader
+    workers").
 
     Args:
         weights (sequence[N]): non-negative weights, need not sum to 1.
@@ -96,6 +105,9 @@ class WeightedRandomSampler(EpochSampler, Sampler[int]):
         if self.replacement:
             return self._table.sample(self.num_samples, generator)
         return sample_without_replacement(self.weights, self.num_samples, generator)
+
+    def _fingerprint_data(self) -> Dict[str, Tensor]:
+        return {"weights": self.weights}
 
     def __iter__(self) -> Iterator[int]:
         return self._iterate()

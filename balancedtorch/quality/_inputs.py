@@ -8,6 +8,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .._labels import check_labels as _check_labels
+
 ROW_SUM_TOLERANCE = 1e-3
 
 
@@ -21,25 +23,8 @@ def as_tensor(values: Any, name: str) -> Tensor:
 
 
 def check_labels(labels: Any, num_classes: Optional[int], name: str = "labels", device=None) -> Tensor:
-    t = as_tensor(labels, name)
-    if t.dtype == torch.bool or t.is_floating_point() or t.is_complex():
-        if t.is_floating_point() and bool((t == t.round()).all()):
-            t = t.long()
-        else:
-            raise ValueError(f"{name} must hold integer class labels, got dtype {t.dtype}")
-    if t.dim() != 1:
-        raise ValueError(f"{name} must be 1-D, got shape {tuple(t.shape)}")
-    if t.numel() == 0:
-        raise ValueError(f"{name} is empty")
-    t = t.long()
-    if device is not None:
-        t = t.to(device)
-    bad = t < 0 if num_classes is None else (t < 0) | (t >= num_classes)
-    if bool(bad.any()):
-        i = int(bad.nonzero()[0, 0])
-        bound = "" if num_classes is None else f" and < num_classes={num_classes}"
-        raise ValueError(f"{name} must be >= 0{bound}, got {name}[{i}] = {int(t[i])}")
-    return t
+    """int64 labels in ``[0, num_classes)`` (or ``>= 0``); see :func:`balancedtorch._labels.check_labels`."""
+    return _check_labels(labels, name, num_classes=num_classes, device=device)
 
 
 def check_pred_probs(pred_probs: Any, num_rows: Optional[int], name: str = "pred_probs") -> Tensor:

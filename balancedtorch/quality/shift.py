@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .._labels import infer_num_classes
 from ._inputs import as_tensor, check_labels, check_pred_probs
 
 __all__ = ["coverage_report", "CoverageReport", "LabelShiftEstimator", "DriftMonitor"]
@@ -72,6 +73,18 @@ def coverage_report(
     **under-represented** (fewer than ``ratio`` x the count expected if the
     attribute and the class were independent, row total x column total / N).
 
+    Args:
+        labels (Tensor[N] | array | sequence): integer class labels.
+        groups (dict): ``{attribute: per-sample values (N,)}``.
+        min_count (int): below it a non-empty cell is flagged rare. Default 5.
+        ratio (float): in ``[0, 1]``; below ``ratio`` x expected a cell is
+            flagged under-represented. Default 0.25.
+        num_classes (int, optional): number of classes K; default
+            ``labels.max() + 1``, refused above 2**24 (a stray id such as
+            2**40 names itself in a ValueError instead of sizing the tables):
+            pass ``num_classes=`` for more classes.
+        class_names (sequence of str, optional): K names for the tables.
+
     Returns:
         :class:`CoverageReport`: a dict ``{attribute: {"values": [...],
         "counts": Tensor[V, K], "expected": Tensor[V, K], "flags": [dict(value,
@@ -87,7 +100,7 @@ def coverage_report(
     if not isinstance(ratio, numbers.Real) or not 0 <= ratio <= 1:
         raise ValueError(f"ratio must be in [0, 1], got {ratio!r}")
     y = check_labels(labels, num_classes).cpu()
-    K = int(num_classes) if num_classes is not None else int(y.max()) + 1
+    K = int(num_classes) if num_classes is not None else infer_num_classes(y, caller="coverage_report")
     names = list(class_names) if class_names is not None else [str(k) for k in range(K)]
     if len(names) != K:
         raise ValueError(f"class_names has {len(names)} names for {K} classes")

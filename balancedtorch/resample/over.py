@@ -10,6 +10,7 @@ imbalanced-learn's for the same seed; their distribution does not.
 
 from __future__ import annotations
 
+import math
 import numbers
 from typing import Any, List, Tuple
 
@@ -19,6 +20,11 @@ from torch import Tensor
 from ._base import BaseSampler, _Data, check_neighbours, neighbours_in, neighbours_within
 
 __all__ = ["RandomOverSampler", "SMOTE", "BorderlineSMOTE", "ADASYN"]
+
+
+class _InvalidParameterError(ValueError, TypeError):
+    """A bad constructor parameter, found at fit: both a ValueError and a TypeError,
+    as scikit-learn's ``InvalidParameterError`` that imbalanced-learn raises."""
 
 
 class _OverSampler(BaseSampler):
@@ -73,7 +79,10 @@ class RandomOverSampler(_OverSampler):
             callable ``y -> dict``.
         random_state: int, numpy RandomState/Generator, torch.Generator or None.
         shrinkage (float or dict, optional): smoothed bootstrap; new points get
-            Gaussian noise scaled by ``shrinkage * h * std(class)``.
+            Gaussian noise scaled by ``shrinkage * h * std(class)``. Finite
+            and >= 0 (a float or per-class dict values), checked at fit: a
+            bad float raises what imbalanced-learn raises (a ValueError that
+            is also a TypeError), a bad dict value a ValueError.
         device: where numpy inputs are processed (tensors stay on theirs).
 
     Attributes: ``sampling_strategy_`` (class -> samples added),
@@ -88,15 +97,22 @@ class RandomOverSampler(_OverSampler):
         shrink = self.shrinkage
         if shrink is not None:
             if isinstance(shrink, numbers.Real) and not isinstance(shrink, bool):
+                if not (math.isfinite(shrink) and shrink >= 0):
+                    raise _InvalidParameterError(
+                        f"RandomOverSampler: shrinkage must be None, a finite float >= 0 or a dict, got {shrink!r}"
+                    )
                 shrink = {c: float(shrink) for c in self.sampling_strategy_}
             elif not isinstance(shrink, dict):
-                raise ValueError(f"RandomOverSampler: shrinkage must be None, a float or a dict, got {shrink!r}")
+                raise _InvalidParameterError(
+                    f"RandomOverSampler: shrinkage must be None, a finite float >= 0 or a dict, got {shrink!r}"
+                )
             missing = set(self.sampling_strategy_) - set(shrink)
             if missing:
                 raise ValueError(f"RandomOverSampler: shrinkage needs a factor for every class resampled; missing {sorted(missing)}")
             for cls, f in shrink.items():
-                if not isinstance(f, numbers.Real) or f < 0:
-                    raise ValueError(f"RandomOverSampler: shrinkage[{cls!r}] must be >= 0, got {f!r}")
+                # imbalanced-learn lets NaN/inf factors through to NaN rows; refuse them
+                if isinstance(f, bool) or not isinstance(f, numbers.Real) or not (math.isfinite(f) and f >= 0):
+                    raise ValueError(f"RandomOverSampler: shrinkage[{cls!r}] must be a finite number >= 0, got {f!r}")
         self.shrinkage_ = shrink
         gen = self._generator
         X = data.X
