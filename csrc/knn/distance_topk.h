@@ -29,6 +29,12 @@ std::tuple<at::Tensor, at::Tensor> candidates_cpu_f32(
     bool self,
     int64_t max_bytes);
 
+// Exact k nearest of the query rows `rows` (int64 indices into xq) among all
+// rows of xr by float64 differences, ties to the lower index (self: xr is xq
+// and a row is not its own neighbour), written into those rows of out_d
+// (float64) and out_i. The search of rows whose candidates are not proven.
+void exact_rows_cpu(const at::Tensor& xq, const at::Tensor& xr, const at::Tensor& rows, int64_t k, bool self, at::Tensor& out_d, at::Tensor& out_i);
+
 // Whether the bfloat16 search runs here: compiled in, the CPU has
 // AVX512-BF16, and BALANCEDTORCH_KNN_BF16 is not "0".
 bool bf16_search_enabled();

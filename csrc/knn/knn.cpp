@@ -281,66 +281,7 @@ void rerank(const at::Tensor& xq, const at::Tensor& xr, const at::Tensor& best_i
   out_i.copy_(si.gather(1, order).slice(1, 0, k));
 }
 
-// CPU: exact k nearest of the given query rows by float64 differences against
-// every reference, ties to the lower index, written into their output rows.
-template <typename scalar_t>
-void brute_cpu(const at::Tensor& xq, const at::Tensor& xr, const at::Tensor& rows, int64_t k, bool self, at::Tensor& out_d, at::Tensor& out_i) {
-  const int64_t D = xq.size(1), M = xr.size(0), R = rows.size(0);
-  const at::Tensor q = xq.contiguous(), r = xr.contiguous(), rw = rows.contiguous();
-  const scalar_t* qp = q.const_data_ptr<scalar_t>();
-  const scalar_t* rp = r.const_data_ptr<scalar_t>();
-  const int64_t* ip = rw.const_data_ptr<int64_t>();
-  double* od = out_d.mutable_data_ptr<double>();
-  int64_t* oi = out_i.mutable_data_ptr<int64_t>();
-  const int64_t sd0 = out_d.stride(0), sd1 = out_d.stride(1), si0 = out_i.stride(0), si1 = out_i.stride(1);
-  const double inf = std::numeric_limits<double>::infinity();
-  at::parallel_for(0, R, 1, [&](int64_t a, int64_t b) {
-    std::vector<double> bd(k);
-    std::vector<int64_t> bi(k);
-    for (int64_t t = a; t < b; ++t) {
-      const int64_t n = ip[t];
-      const scalar_t* x = qp + n * D;
-      std::fill(bd.begin(), bd.end(), inf);
-      std::fill(bi.begin(), bi.end(), int64_t{-1});
-      for (int64_t j = 0; j < M; ++j) {
-        if (self && j == n) {
-          continue;
-        }
-        const scalar_t* y = rp + j * D;
-        double part[4] = {0.0, 0.0, 0.0, 0.0};
-        int64_t d = 0;
-        for (; d + 4 <= D; d += 4) {
-          for (int l = 0; l < 4; ++l) {
-            const double diff = static_cast<double>(x[d + l]) - static_cast<double>(y[d + l]);
-            part[l] += diff * diff;
-          }
-        }
-        for (; d < D; ++d) {
-          const double diff = static_cast<double>(x[d]) - static_cast<double>(y[d]);
-          part[0] += diff * diff;
-        }
-        const double acc = (part[0] + part[1]) + (part[2] + part[3]);
-        if (!(acc < bd[k - 1])) {
-          continue;  // a tie keeps the earlier, lower index
-        }
-        int64_t p = k - 1;
-        while (p > 0 && bd[p - 1] > acc) {
-          bd[p] = bd[p - 1];
-          bi[p] = bi[p - 1];
-          --p;
-        }
-        bd[p] = acc;
-        bi[p] = j;
-      }
-      for (int64_t c = 0; c < k; ++c) {
-        od[n * sd0 + c * sd1] = bd[c];
-        oi[n * si0 + c * si1] = bi[c];
-      }
-    }
-  });
-}
-
-// Any device: the same exact search with tensor ops, reference chunk by chunk
+// Any device: the exact search of single rows (exact_rows_cpu) with tensor ops, reference chunk by chunk
 // (a stable sort of [best so far, chunk] keeps ties on the lower index).
 void brute_generic(const at::Tensor& xq, const at::Tensor& xr, const at::Tensor& rows, int64_t k, bool self, int64_t max_tile_bytes, at::Tensor& out_d, at::Tensor& out_i) {
   const int64_t D = xq.size(1), M = xr.size(0), R = rows.size(0);
@@ -444,11 +385,10 @@ std::tuple<at::Tensor, at::Tensor> dense_knn(
     }
   }
   const at::Tensor rows = at::cat(unproven);
+  if (std::getenv("BT_KNN_DEBUG")) fprintf(stderr, "brute %ld of %ld\n", (long)rows.numel(), (long)N);
   if (rows.numel() > 0) {
     if (cpu) {
-      AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, q_exact.scalar_type(), "knn_brute", [&] {
-        brute_cpu<scalar_t>(q_exact, r_exact, rows, k, self, out_d, out_i);
-      });
+      exact_rows_cpu(q_exact, r_exact, rows, k, self, out_d, out_i);
     } else {
       brute_generic(q_exact, r_exact, rows, k, self, max_tile_bytes, out_d, out_i);
     }

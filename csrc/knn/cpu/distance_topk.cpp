@@ -32,6 +32,7 @@
 #include <limits>
 #include <vector>
 
+#include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/cpu/vec/vec.h>
 
@@ -616,12 +617,127 @@ bool bf16_candidates(
       redo.push_back(i);
     }
   }
+  if (std::getenv("BT_KNN_DEBUG")) fprintf(stderr, "bf16 redo %zu of %ld\n", redo.size(), (long)N);
   if (!redo.empty()) {
     f32_candidates_of_rows(q, r, redo, k, self, max_bytes, out, C, overflow);
   }
   return true;
 }
 #endif
+// -- exact search of single rows: float64 differences -------------------------
+
+using VecD = at::vec::Vectorized<double>;
+constexpr int64_t WD = VecD::size();
+constexpr int64_t RBD = 2 * WD;  // references per float64 panel
+
+inline int lane_mask_d(const VecD& v) {
+#if defined(CPU_CAPABILITY_AVX2)
+  return _mm256_movemask_pd(static_cast<__m256d>(v));
+#else
+  double buf[WD];
+  v.store(buf);
+  int m = 0;
+  for (int64_t l = 0; l < WD; ++l) {
+    uint64_t bits;
+    std::memcpy(&bits, buf + l, sizeof(bits));
+    m |= (bits != 0) << l;
+  }
+  return m;
+#endif
+}
+
+// k nearest of the query rows `rows` of q among all of r by float64
+// differences (sum of (q_d - r_d)^2), ties to the lower index, into od/oi
+// [R][k]. Four rows x RBD references per register block, references packed
+// [D][RBD] in float64 per L2-sized super-block.
+template <typename scalar_t>
+void exact_rows_impl(const scalar_t* q, const scalar_t* r, int64_t M, int64_t D, const int64_t* rows, int64_t R, int64_t k, bool self, double* od, int64_t* oi) {
+  constexpr int64_t QB = 4;
+  const double inf = std::numeric_limits<double>::infinity();
+  std::fill(od, od + R * k, inf);
+  std::fill(oi, oi + R * k, int64_t{-1});
+  std::vector<double> qd((R + QB) * D, 0.0);
+  at::parallel_for(0, R, 64, [&](int64_t a, int64_t b) {
+    for (int64_t t = a; t < b; ++t) {
+      for (int64_t d = 0; d < D; ++d) {
+        qd[t * D + d] = static_cast<double>(q[rows[t] * D + d]);
+      }
+    }
+  });
+  const int64_t nc = std::max<int64_t>(RBD, ((256 * 1024) / (D * 8)) / RBD * RBD);
+  std::vector<double> panels(((nc + RBD - 1) / RBD) * RBD * D);
+  const int64_t nblocks = (R + QB - 1) / QB;
+  for (int64_t c0 = 0; c0 < M; c0 += nc) {
+    const int64_t c1 = std::min(M, c0 + nc), np = (c1 - c0 + RBD - 1) / RBD;
+    at::parallel_for(0, np, 16, [&](int64_t p0, int64_t p1) {
+      for (int64_t p = p0; p < p1; ++p) {
+        double* dst = panels.data() + p * D * RBD;
+        for (int64_t l = 0; l < RBD; ++l) {
+          const int64_t j = c0 + p * RBD + l;
+          for (int64_t d = 0; d < D; ++d) {
+            dst[d * RBD + l] = j < c1 ? static_cast<double>(r[j * D + d]) : 0.0;
+          }
+        }
+      }
+    });
+    at::parallel_for(0, nblocks, 1, [&](int64_t b0, int64_t b1) {
+      for (int64_t b = b0; b < b1; ++b) {
+        const int64_t t0 = b * QB, real = std::min<int64_t>(QB, R - t0);
+        const double *x0 = qd.data() + t0 * D, *x1 = x0 + D, *x2 = x1 + D, *x3 = x2 + D;
+        for (int64_t p = 0; p < np; ++p) {
+          const double* panel = panels.data() + p * D * RBD;
+          VecD s00(0.0), s01(0.0), s10(0.0), s11(0.0), s20(0.0), s21(0.0), s30(0.0), s31(0.0);
+          for (int64_t d = 0; d < D; ++d) {
+            const VecD b0v = VecD::loadu(panel + d * RBD), b1v = VecD::loadu(panel + d * RBD + WD);
+            VecD a(x0[d]), e0 = b0v - a, e1 = b1v - a;
+            s00 = at::vec::fmadd(e0, e0, s00);
+            s01 = at::vec::fmadd(e1, e1, s01);
+            a = VecD(x1[d]), e0 = b0v - a, e1 = b1v - a;
+            s10 = at::vec::fmadd(e0, e0, s10);
+            s11 = at::vec::fmadd(e1, e1, s11);
+            a = VecD(x2[d]), e0 = b0v - a, e1 = b1v - a;
+            s20 = at::vec::fmadd(e0, e0, s20);
+            s21 = at::vec::fmadd(e1, e1, s21);
+            a = VecD(x3[d]), e0 = b0v - a, e1 = b1v - a;
+            s30 = at::vec::fmadd(e0, e0, s30);
+            s31 = at::vec::fmadd(e1, e1, s31);
+          }
+          const VecD acc[QB][2] = {{s00, s01}, {s10, s11}, {s20, s21}, {s30, s31}};
+          for (int64_t t = 0; t < real; ++t) {
+            double* bd = od + (t0 + t) * k;
+            int64_t* bi = oi + (t0 + t) * k;
+            const VecD thr(bd[k - 1]);
+            int bits = lane_mask_d(acc[t][0] < thr) | (lane_mask_d(acc[t][1] < thr) << WD);
+            if (bits == 0) {
+              continue;
+            }
+            double dist[RBD];
+            acc[t][0].store(dist);
+            acc[t][1].store(dist + WD);
+            const int64_t own = self ? rows[t0 + t] : -1;
+            for (; bits; bits &= bits - 1) {
+              const int l = __builtin_ctz(bits);
+              const int64_t j = c0 + p * RBD + l;
+              const double v = dist[l];
+              if (j >= c1 || j == own || !(v < bd[k - 1])) {
+                continue;  // padding, the row itself, or a tie (the earlier, lower index stays)
+              }
+              int64_t pos = k - 1;
+              while (pos > 0 && bd[pos - 1] > v) {
+                bd[pos] = bd[pos - 1];
+                bi[pos] = bi[pos - 1];
+                --pos;
+              }
+              bd[pos] = v;
+              bi[pos] = j;
+            }
+          }
+        }
+      }
+    });
+  }
+}
+
 }  // namespace
 
 bool bf16_search_enabled() {
@@ -659,6 +775,20 @@ std::tuple<at::Tensor, at::Tensor> candidates_cpu_f32(
   at::Tensor out = at::empty({N, f32_list_size(k, M, self)}, q.options().dtype(at::kLong));
   f32_candidates(q, r, k, self, max_bytes, out.mutable_data_ptr<int64_t>(), of);
   return {out, flagged()};
+}
+
+void exact_rows_cpu(const at::Tensor& xq, const at::Tensor& xr, const at::Tensor& rows, int64_t k, bool self, at::Tensor& out_d, at::Tensor& out_i) {
+  const at::Tensor q = xq.contiguous(), r = xr.contiguous(), rw = rows.contiguous();
+  const int64_t R = rw.size(0);
+  at::Tensor d = at::empty({R, k}, q.options().dtype(at::kDouble));
+  at::Tensor i = at::empty({R, k}, q.options().dtype(at::kLong));
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, q.scalar_type(), "knn_exact_rows", [&] {
+    exact_rows_impl<scalar_t>(
+        q.const_data_ptr<scalar_t>(), r.const_data_ptr<scalar_t>(), r.size(0), q.size(1), rw.const_data_ptr<int64_t>(), R, k, self,
+        d.mutable_data_ptr<double>(), i.mutable_data_ptr<int64_t>());
+  });
+  out_d.index_copy_(0, rw, d);
+  out_i.index_copy_(0, rw, i);
 }
 
 }  // namespace knn
