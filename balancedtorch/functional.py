@@ -103,8 +103,8 @@ def _softmax_loss(
     if target.is_floating_point() and target.dtype != input.dtype:
         target = target.to(input.dtype)
     compute_grad = input.requires_grad and torch.is_grad_enabled()
-    loss, _ = torch.ops.balancedtorch.softmax_loss(
-        input, target, weight, logit_bias, ignore_index, label_smoothing, gamma, code, compute_grad
+    loss = _losses.call_private(
+        torch.ops.balancedtorch.softmax_loss, input, target, weight, logit_bias, ignore_index, label_smoothing, gamma, code, compute_grad
     )
     if unbatched and code == 0:
         loss = loss.squeeze(0)
@@ -271,8 +271,8 @@ def _sigmoid_focal_loss(
     if target.dtype != input.dtype:
         target = target.to(input.dtype)
     compute_grad = input.requires_grad and torch.is_grad_enabled()
-    loss, _ = torch.ops.balancedtorch.sigmoid_focal_loss(
-        input, target, pos_weight, float(alpha), gamma, code, compute_grad
+    loss = _losses.call_private(
+        torch.ops.balancedtorch.sigmoid_focal_loss, input, target, pos_weight, float(alpha), gamma, code, compute_grad
     )
     return loss
 

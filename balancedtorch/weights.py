@@ -84,6 +84,9 @@ def class_weights(
             refused above 2**24 (a stray id such as 2**40 names itself in a
             ValueError instead of sizing the result by it): pass it for more.
         ignore_index (int, optional): a label value to leave out of the counts.
+            When it is one of the classes (``0 <= ignore_index < C``), that
+            class gets weight 0 and the scheme and ``normalize`` use the
+            other classes only.
         dtype (torch.dtype): floating dtype of the result. Default float32.
 
     Returns:
@@ -133,6 +136,17 @@ def class_weights(
             raise ValueError("class_weights: num_classes is only used with labels= (counts has one entry per class)")
         n = _as_count_tensor(counts)
 
+    # An ignore_index that is one of the classes: its labels are not counted,
+    # and it gets weight 0 (the loss never sees it as a target); the scheme and
+    # the normalisation use the other classes.
+    ignored_class = labels is not None and ignore_index is not None and 0 <= ignore_index < n.numel()
+    if ignored_class:
+        full_size = n.numel()
+        keep = torch.arange(full_size, device=n.device) != ignore_index
+        n = n[keep]
+        if n.numel() == 0:
+            raise ValueError(f"class_weights: ignore_index={ignore_index} is the only class, so no class is left to weight")
+
     empty = n == 0
     if bool(empty.any()):
         idx = int(empty.nonzero()[0, 0])
@@ -160,4 +174,6 @@ def class_weights(
         w = w * (w.numel() / w.sum())
     elif normalize == "sum":
         w = w / w.sum()
+    if ignored_class:
+        w = torch.zeros(full_size, dtype=w.dtype, device=w.device).masked_scatter_(keep, w)
     return w.to(dtype)

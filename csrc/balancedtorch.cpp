@@ -73,7 +73,8 @@ std::string build_info() {
 TORCH_LIBRARY(balancedtorch, m) {
   m.def("_build_info() -> str", &build_info);
   // Histogram of integer labels with validation: labels outside
-  // [0, num_classes) (other than ignore_index) raise a ValueError.
+  // [0, num_classes) (other than ignore_index) raise a ValueError; labels
+  // equal to ignore_index are never counted, whether or not it is a class.
   m.def("class_counts(Tensor labels, int num_classes, int? ignore_index=None) -> Tensor");
   // Exact k nearest neighbours (squared Euclidean), optionally within groups
   // and/or against a reference set; chunked within max_tile_bytes.

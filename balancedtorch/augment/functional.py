@@ -36,7 +36,20 @@ def _size(size, H: int, W: int) -> Tuple[int, int]:
         size = (int(size), int(size))
     if not (isinstance(size, (tuple, list)) and len(size) == 2 and all(isinstance(s, numbers.Integral) and s > 0 for s in size)):
         raise ValueError(f"size must be None, a positive int or a (height, width) pair, got {size!r}")
+    if size[0] >= _MAX_SIDE or size[1] >= _MAX_SIDE:
+        raise ValueError(f"size must be below 2^24 = {_MAX_SIDE} per side (pixel coordinates are float32), got {tuple(size)}")
     return int(size[0]), int(size[1])
+
+
+# Pixel coordinates are float32, as torchvision's: exact below 2^24 per side.
+_MAX_SIDE = 1 << 24
+
+
+def _check_sides(name: str, H: int, W: int) -> None:
+    if H >= _MAX_SIDE or W >= _MAX_SIDE:
+        raise ValueError(
+            f"{name} height and width must be below 2^24 = {_MAX_SIDE} (pixel coordinates are float32), got H = {H}, W = {W}"
+        )
 
 
 def _channel_vector(values, C: int, name: str, device) -> Optional[Tensor]:
@@ -78,7 +91,9 @@ def affine_color(
 
     Args:
         images (Tensor[B, C, H, W]): uint8 (scaled to [0, 1]), float16,
-            bfloat16 or float32; C = 1 or 3; contiguous or channels_last.
+            bfloat16 or float32; C = 1 or 3; contiguous or channels_last;
+            H and W below 2^24 (pixel coordinates are float32, as
+            torchvision's), any H * W.
         theta (Tensor[B, 2, 3]): output -> input centred pixel coordinates
             (see :func:`affine_matrix`, :func:`crop_matrix`, :func:`compose`).
         color (Tensor[B, 4], optional): colour factors; saturation and hue
@@ -89,7 +104,7 @@ def affine_color(
             (torchvision's ``resized_crop``: bilinear, align_corners=False,
             no antialias; nearest: torch's "nearest") and ``theta`` then warps
             that resized crop, as ``resized_crop`` followed by ``affine``.
-        size: output (height, width); default the input's.
+        size: output (height, width), each below 2^24; default the input's.
         fill (float, optional): outside the image. None (default): bilinear
             taps outside read 0, as torchvision's ``affine(..., fill=None)``; a
             value (in the input's scale, 0-255 for uint8): torchvision's fill
@@ -113,6 +128,7 @@ def affine_color(
         raise ValueError(f"images must have C = 1 or 3 channels, got C = {C}")
     if images.dtype not in (torch.uint8, torch.float16, torch.bfloat16, torch.float32):
         raise ValueError(f"images must be uint8, float16, bfloat16 or float32, got {images.dtype}")
+    _check_sides("images", H, W)
     if not isinstance(theta, Tensor) or tuple(theta.shape) != (B, 2, 3):
         raise ValueError(f"theta must be a tensor of shape (B, 2, 3) = ({B}, 2, 3), got {tuple(getattr(theta, 'shape', ()))}")
     if not theta.is_floating_point():

@@ -24,7 +24,8 @@ def class_counts(labels: Tensor, num_classes: int, ignore_index: Optional[int] =
             int16, int32 or int64), on the CPU or a CUDA device. Every element
             is one label.
         num_classes (int): number of classes C (>= 0).
-        ignore_index (int, optional): a label value that is not counted.
+        ignore_index (int, optional): a label value that is not counted, inside
+            or outside ``[0, num_classes)`` (inside: that class counts 0).
 
     Returns:
         Tensor[C]: int64 counts on the device of ``labels``.
@@ -47,8 +48,11 @@ def class_counts(labels: Tensor, num_classes: int, ignore_index: Optional[int] =
     return torch.ops.balancedtorch.class_counts(labels, num_classes, ignore_index)
 
 
+_LABEL_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
+
+
 def _check_labels_dtype(labels: Tensor) -> None:
-    if labels.dtype == torch.bool or labels.is_floating_point() or labels.is_complex():
+    if labels.dtype not in _LABEL_DTYPES:
         raise TypeError(
             "class_counts: labels must be an integer tensor (uint8, int8, int16, int32 or int64), "
             f"got dtype {labels.dtype}"

@@ -3,15 +3,22 @@
 ``balancedtorch::softmax_loss`` and ``balancedtorch::sigmoid_focal_loss``
 return ``(loss, grad)``: when ``compute_grad`` is set, the forward pass also
 writes d(loss)/d(input), already scaled for the reduction, into a buffer of
-its own. Backward then only multiplies that buffer by ``grad_output`` (in
-place, since the buffer belongs to this graph node alone) and hands it over;
-when ``grad_output`` is exactly 1 on the CPU it is handed over untouched. A
-second backward through a retained graph recomputes the buffer from the
-saved input.
+its own. Backward then only multiplies that buffer by ``grad_output`` and
+hands it over. A second backward through a retained graph recomputes the
+buffer from the saved input.
+
+The buffer is also the op's second output, so whoever called the op may hold
+it; an op's output is never modified afterwards. Only a call made through
+:func:`call_private` (the wrappers in ``balancedtorch.functional``, which drop
+the buffer at once) lets backward scale it in place, or hand it over untouched
+when ``grad_output`` is exactly 1 on the CPU: nobody else can see it then. A
+direct call of ``torch.ops.balancedtorch.*`` gets ``grad * grad_output`` in a
+fresh tensor, and its returned buffer stays as the kernel wrote it.
 """
 
 from __future__ import annotations
 
+import threading
 from typing import Optional
 
 import torch
@@ -65,6 +72,31 @@ def _sigmoid_focal_loss_fake(
     return loss, grad
 
 
+class _PrivateCall(threading.local):
+    active = False
+
+
+_private_call = _PrivateCall()
+
+
+def call_private(op, *args):
+    """``op(*args)[0]``: the loss of a fused loss op whose gradient buffer nobody else sees.
+
+    The buffer output is dropped here, before the caller gets anything back,
+    so backward may scale it in place. setup_context runs inside the op call,
+    on this thread, and records the flag; under graph capture backward is
+    functional anyway and the flag is not touched.
+    """
+    if _is_compiling():
+        return op(*args)[0]
+    _private_call.active = True
+    try:
+        loss, _ = op(*args)
+    finally:
+        _private_call.active = False
+    return loss
+
+
 def _traced(t: Tensor) -> bool:
     """True under torch.compile / AOT tracing (fake or functional tensors)."""
     return _is_compiling() or type(t) is not torch.Tensor
@@ -85,6 +117,8 @@ def _make_autograd(op, name: str, num_args: int, reduction_arg: int, broadcast_d
         ctx.reduction = inputs[reduction_arg]
         has_buffer = bool(inputs[-1]) and grad.numel() == inputs[0].numel()
         ctx.traced = _traced(grad)
+        # Only call_private's caller drops the buffer; anyone else may hold it.
+        ctx.private = _private_call.active and not ctx.traced
         saved = [t for t in tensors if t is not None]
         if ctx.traced:
             # Graph capture: a plain saved tensor and a functional backward.
@@ -108,6 +142,8 @@ def _make_autograd(op, name: str, num_args: int, reduction_arg: int, broadcast_d
         saved = list(ctx.saved_tensors)
         grad = saved.pop() if ctx.traced else ctx.grad_buffer
         ctx.grad_buffer = None  # handed over: a second backward recomputes it
+        # private: the buffer is this node's alone (see call_private), or recomputed here
+        private = ctx.private
         if grad is None:
             args = list(ctx.other_args)
             for slot, tensor in zip(ctx.tensor_slots, saved):
@@ -115,12 +151,13 @@ def _make_autograd(op, name: str, num_args: int, reduction_arg: int, broadcast_d
             args[0] = args[0].detach()
             args[-1] = True
             _, grad = op(*args)
+            private = not ctx.traced
         if ctx.reduction == _REDUCTION_NONE:
             scale = grad_loss if broadcast_dim is None else grad_loss.unsqueeze(broadcast_dim)
         else:
             scale = grad_loss
-        if ctx.traced or _traced(scale):
-            grad = grad * scale
+        if not private or _traced(scale):
+            grad = grad * scale  # the op's output stays as returned
         elif ctx.reduction != _REDUCTION_NONE and scale.device.type == "cpu" and scale.item() == 1.0:
             pass  # loss.backward(): the buffer already is the gradient
         else:

@@ -21,8 +21,24 @@ inline void check_theta(const at::Tensor& theta, int64_t B, const at::Tensor& li
   TORCH_CHECK(theta.device() == like.device(), "affine_color: theta is on ", theta.device(), " but the images are on ", like.device());
 }
 
+// Pixel coordinates are float32 (as torchvision's affine grid): below 2^24
+// every pixel position is exact, and the kernels keep rows and columns in
+// 32-bit ints (offsets into the image are 64-bit).
+constexpr int64_t kMaxSide = int64_t{1} << 24;
+
 inline void check_size(int64_t out_h, int64_t out_w) {
-  TORCH_CHECK_VALUE(out_h > 0 && out_w > 0 && out_h < (1 << 24) && out_w < (1 << 24), "affine_color: output size must be positive, got (", out_h, ", ", out_w, ")");
+  TORCH_CHECK_VALUE(
+      out_h > 0 && out_w > 0 && out_h < kMaxSide && out_w < kMaxSide,
+      "affine_color: output size must be positive and below 2^24 = ", kMaxSide, " per side, got (", out_h, ", ", out_w, ")");
+}
+
+// An input side of 2^24 or more can neither be addressed exactly by float32
+// pixel coordinates nor held in the kernels' 32-bit rows and columns.
+inline void check_input_sides(const char* op, const char* name, int64_t H, int64_t W) {
+  TORCH_CHECK_VALUE(
+      H < kMaxSide && W < kMaxSide,
+      op, ": ", name, " height and width must be below 2^24 = ", kMaxSide,
+      " (pixel coordinates are float32), got H = ", H, ", W = ", W);
 }
 
 struct ImageArgs {
@@ -48,6 +64,7 @@ inline ImageArgs check_image_args(
   const int64_t B = images.size(0), C = images.size(1);
   TORCH_CHECK_VALUE(C == 1 || C == 3, "affine_color: images must have C = 1 or 3 channels, got ", C);
   TORCH_CHECK_VALUE(images.size(2) > 0 && images.size(3) > 0, "affine_color: images must not be empty, got ", images.sizes());
+  check_input_sides("affine_color", "images", images.size(2), images.size(3));
   const auto dt = images.scalar_type();
   TORCH_CHECK_TYPE(
       dt == at::kByte || dt == at::kHalf || dt == at::kBFloat16 || dt == at::kFloat,
@@ -95,6 +112,7 @@ inline at::Tensor check_mask_args(const at::Tensor& masks, const at::Tensor& the
       dt == at::kByte || dt == at::kInt || dt == at::kLong || dt == at::kBool,
       "affine_mask: masks must be uint8, int32, int64 or bool, got ", dt);
   TORCH_CHECK_VALUE(masks.size(1) > 0 && masks.size(2) > 0, "affine_mask: masks must not be empty, got ", masks.sizes());
+  check_input_sides("affine_mask", "masks", masks.size(1), masks.size(2));
   check_size(out_h, out_w);
   check_theta(theta, masks.size(0), masks);
   if (!crop.has_value()) {

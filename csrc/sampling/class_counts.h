@@ -37,8 +37,11 @@ inline bool labels_always_valid(c10::ScalarType dtype, int64_t num_classes) {
 }
 
 inline void check_class_counts_args(const at::Tensor& labels, int64_t num_classes) {
+  const c10::ScalarType dt = labels.scalar_type();
+  // the five dtypes the kernels are dispatched for (not uint16/32/64)
   TORCH_CHECK_TYPE(
-      c10::isIntegralType(labels.scalar_type(), /*includeBool=*/false),
+      dt == c10::ScalarType::Byte || dt == c10::ScalarType::Char || dt == c10::ScalarType::Short ||
+          dt == c10::ScalarType::Int || dt == c10::ScalarType::Long,
       "class_counts: labels must be an integer tensor (uint8, int8, int16, int32 or int64), got dtype ",
       labels.scalar_type());
   TORCH_CHECK_VALUE(num_classes >= 0, "class_counts: num_classes must be >= 0, got ", num_classes);

@@ -33,6 +33,10 @@ namespace {
 
 // Elements ahead of the current tile that the column kernel prefetches.
 constexpr int64_t kPrefetchAhead = 64;
+// Class indices are compared in the vector type as (c >> 24, c & (2^24 - 1)):
+// both parts are exact in float32 for any C below 2^48.
+constexpr int kClassSplitBits = 24;
+constexpr int64_t kClassSplitMask = (int64_t{1} << kClassSplitBits) - 1;
 
 template <typename acc_t>
 struct Problem {
@@ -404,17 +408,28 @@ void columns_kernel(
         return P.weight ? a * Vec(P.weight[c]) : a;
       };
       const bool target_mode = P.mode == kModeTarget;
-      acc_t tf[L];
+      // The target class of each lane, split into two parts below 2^24 that
+      // acc_t holds exactly: one float per class index would make classes
+      // 2^24 and 2^24 + 1 compare equal. Invalid lanes match no class.
+      acc_t t_hi[L], t_lo[L];
       for (int64_t j = 0; j < L; ++j) {
-        tf[j] = validf[j] != acc_t(0) ? static_cast<acc_t>(t[j]) : acc_t(-1);
+        const bool valid = validf[j] != acc_t(0);
+        t_hi[j] = valid ? static_cast<acc_t>(t[j] >> kClassSplitBits) : acc_t(-1);
+        t_lo[j] = valid ? static_cast<acc_t>(t[j] & kClassSplitMask) : acc_t(-1);
       }
-      const Vec vtf = Vec::loadu(tf);
+      const Vec vt_hi = Vec::loadu(t_hi), vt_lo = Vec::loadu(t_lo);
       for (int64_t c = 0; c < C; ++c) {
         const Vec zc = zv(c);
         const Vec ec = cpu::exp(zc - vm);
         ec.store(ep + c * es);
         // class-index targets: vs = s_other, the sum without the target (see target_terms)
-        vs = vs + (target_mode ? Vec::blendv(ec, Vec(0), vtf == Vec(static_cast<acc_t>(c))) : ec);
+        if (target_mode) {
+          const Vec is_target = (vt_hi == Vec(static_cast<acc_t>(c >> kClassSplitBits))) &
+              (vt_lo == Vec(static_cast<acc_t>(c & kClassSplitMask)));
+          vs = vs + Vec::blendv(ec, Vec(0), is_target);
+        } else {
+          vs = vs + ec;
+        }
         if (linear) {
           const Vec a = coef_a(c);
           va = va + a;

@@ -480,21 +480,37 @@ std::tuple<at::Tensor, at::Tensor> softmax_loss_cuda(
       auto launch = [&](auto* target_ptr) {
         using target_t = std::remove_const_t<std::remove_pointer_t<decltype(target_ptr)>>;
         if (row_layout) {
-          if (args.C <= 1024) {
-            constexpr int kRows = kThreads / 32;
-            const int64_t blocks = (P.N + kRows - 1) / kRows;
-            rows_kernel<32, scalar_t, acc_t, target_t><<<static_cast<unsigned int>(blocks), kThreads, 0, stream>>>(
-                P, x.const_data_ptr<scalar_t>(), target_ptr, soft_ptr, grad_ptr, loss_ptr);
-          } else {
-            rows_kernel<512, scalar_t, acc_t, target_t><<<static_cast<unsigned int>(P.N), 512, 0, stream>>>(
-                P, x.const_data_ptr<scalar_t>(), target_ptr, soft_ptr, grad_ptr, loss_ptr);
+          // A block holds kThreads / 32 rows (a warp each, C <= 1024) or one
+          // row; a grid has at most 2^31 - 1 blocks, so inputs of more rows
+          // than that take several launches.
+          const int64_t rows_per_block = args.C <= 1024 ? kThreads / 32 : 1;
+          const int64_t rows_per_launch = static_cast<int64_t>(std::numeric_limits<int>::max()) * rows_per_block;
+          const scalar_t* x_ptr = x.const_data_ptr<scalar_t>();
+          for (int64_t r0 = 0; r0 < layout.kernel_n; r0 += rows_per_launch) {
+            Problem<acc_t> Q = P;
+            Q.N = std::min(rows_per_launch, layout.kernel_n - r0);
+            const int64_t off = r0 * args.C;
+            const target_t* t_r = target_ptr != nullptr ? target_ptr + r0 : nullptr;
+            const scalar_t* soft_r = soft_ptr != nullptr ? soft_ptr + off : nullptr;
+            scalar_t* grad_r = grad_ptr != nullptr ? grad_ptr + off : nullptr;
+            const int64_t blocks = (Q.N + rows_per_block - 1) / rows_per_block;
+            if (args.C <= 1024) {
+              rows_kernel<32, scalar_t, acc_t, target_t><<<static_cast<unsigned int>(blocks), kThreads, 0, stream>>>(
+                  Q, x_ptr + off, t_r, soft_r, grad_r, loss_ptr + r0);
+            } else {
+              rows_kernel<512, scalar_t, acc_t, target_t><<<static_cast<unsigned int>(blocks), 512, 0, stream>>>(
+                  Q, x_ptr + off, t_r, soft_r, grad_r, loss_ptr + r0);
+            }
+            C10_CUDA_KERNEL_LAUNCH_CHECK();
           }
         } else {
+          // a thread per pixel: 2^31 - 1 blocks cover 2^39 pixels, more
+          // logits than any device holds
           const int64_t blocks = (rows + kThreads - 1) / kThreads;
           columns_kernel<scalar_t, acc_t, target_t><<<static_cast<unsigned int>(blocks), kThreads, 0, stream>>>(
               P, x.const_data_ptr<scalar_t>(), target_ptr, soft_ptr, grad_ptr, loss_ptr);
+          C10_CUDA_KERNEL_LAUNCH_CHECK();
         }
-        C10_CUDA_KERNEL_LAUNCH_CHECK();
       };
       if (args.soft) {
         launch(static_cast<const int64_t*>(nullptr));

@@ -149,6 +149,13 @@ void class_counts_kernel(
       }
     });
   }
+  // An ignore_index inside [0, num_classes) passes the range check of the
+  // fast path and is counted there like any class; nothing else can land in
+  // its bin (the slow path skips it), so dropping the bin drops exactly the
+  // ignored labels and keeps the per-label loop free of a second compare.
+  if (has_ignore && ignore >= 0 && ignore < num_classes) {
+    out[ignore] = 0;
+  }
 }
 
 at::Tensor class_counts_cpu(const at::Tensor& labels, int64_t num_classes, std::optional<int64_t> ignore_index) {
