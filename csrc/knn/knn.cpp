@@ -385,7 +385,6 @@ std::tuple<at::Tensor, at::Tensor> dense_knn(
     }
   }
   const at::Tensor rows = at::cat(unproven);
-  if (std::getenv("BT_KNN_DEBUG")) fprintf(stderr, "brute %ld of %ld\n", (long)rows.numel(), (long)N);
   if (rows.numel() > 0) {
     if (cpu) {
       exact_rows_cpu(q_exact, r_exact, rows, k, self, out_d, out_i);

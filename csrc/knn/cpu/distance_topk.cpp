@@ -617,7 +617,6 @@ bool bf16_candidates(
       redo.push_back(i);
     }
   }
-  if (std::getenv("BT_KNN_DEBUG")) fprintf(stderr, "bf16 redo %zu of %ld\n", redo.size(), (long)N);
   if (!redo.empty()) {
     f32_candidates_of_rows(q, r, redo, k, self, max_bytes, out, C, overflow);
   }
