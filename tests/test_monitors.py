@@ -78,10 +78,12 @@ def _report_on_rank0_worker(rank, world_size, init_file, out_dir):
         if rank == 0:  # rank 0 alone: nothing here may communicate
             out["report"] = m.report()
             out["report_local"] = m.report(sync=False)
+            out["compute_local"] = m.compute(sync=False)  # local too: no collective
             out["cm_png"] = open(m.plot_confusion_matrix(f"{out_dir}/cm.png"), "rb").read(4)
             out["bars_png"] = open(m.plot_per_class(f"{out_dir}/bars.png"), "rb").read(4)
             m.update(p[:10], y[:10])  # the state moves on: the reduced numbers are stale now
-            for method in (m.report, lambda: m.plot_per_class(f"{out_dir}/x.png")):
+            stale = (m.report, lambda: m.plot_per_class(f"{out_dir}/x.png"), lambda: m.plot_confusion_matrix(f"{out_dir}/y.png"))
+            for method in stale:
                 with pytest.raises(RuntimeError, match=r"ran after the last compute\(\).*call compute\(\) on every rank again"):
                     method()
             out["stale_local"] = m.report(sync=False)
@@ -92,6 +94,7 @@ def _report_on_rank0_worker(rank, world_size, init_file, out_dir):
 
 
 def test_report_and_plots_on_rank0_only_after_compute(tmp_path):
+    pytest.importorskip("matplotlib")
     parts = _run_two_gloo(_report_on_rank0_worker, tmp_path)
     everything = _single_process([(part["p"], part["y"]) for part in parts])
     expected = everything.compute()
@@ -104,6 +107,8 @@ def test_report_and_plots_on_rank0_only_after_compute(tmp_path):
     assert " 1000\n" in report
     assert parts[0]["report_local"] == _single_process([(parts[0]["p"], parts[0]["y"])]).report()
     assert parts[0]["report_local"] != report
+    local_cm = _single_process([(parts[0]["p"], parts[0]["y"])]).compute()["confusion_matrix"]
+    assert torch.equal(parts[0]["compute_local"]["confusion_matrix"], local_cm)
     assert parts[0]["cm_png"] == parts[0]["bars_png"] == b"\x89PNG"
     p0, y0 = parts[0]["p"], parts[0]["y"]
     assert parts[0]["stale_local"] == _single_process([(p0, y0), (p0[:10], y0[:10])]).report()
