@@ -4,7 +4,9 @@ Each rank draws its own disjoint share of one class-balanced epoch
 (ClassBalancedSampler shards by torch.distributed rank), augments its batch
 with BatchAugment (rare classes more often), trains the shared model with
 LogitAdjustedLoss, and the per-class test metrics are reduced across ranks by
-ClassificationMetrics (one all-reduce of the confusion matrix).
+ClassificationMetrics: compute() is its one collective (one all-reduce of the
+confusion matrix, on every rank); report() and the plots then run on rank 0
+alone.
 
     python examples/ddp_train.py --world-size 2            # spawns 2 CPU processes (gloo)
     torchrun --nproc_per_node=2 examples/ddp_train.py      # or let torchrun start them
@@ -93,10 +95,11 @@ def run(rank: int, world_size: int, args: argparse.Namespace) -> None:
     with torch.no_grad():
         metrics.update(model(split.x_test[shard].to(device)), split.y_test[shard].to(device))
     local_total = int(shard.numel())
-    result = metrics.compute()
-    if rank == 0:
+    result = metrics.compute()  # the one collective: every rank calls it
+    if rank == 0:  # report() does not communicate: it shows what compute() reduced, on rank 0 alone
         print(f"{world_size} ranks, {steps} steps each; test accuracy {result['accuracy']:.3f}, "
               f"balanced accuracy {result['balanced_accuracy']:.3f}, macro-F1 {result['macro_f1']:.3f}")
+        print(metrics.report())
     if args.report:
         os.makedirs(args.report, exist_ok=True)
         with open(os.path.join(args.report, f"rank{rank}.json"), "w") as f:

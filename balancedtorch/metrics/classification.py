@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numbers
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -11,6 +11,18 @@ from torch import Tensor
 from ..ops.class_counts import class_counts
 
 __all__ = ["ClassificationMetrics"]
+
+
+def _distributed() -> bool:
+    """Whether a collective would reach other processes."""
+    dist = torch.distributed
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def _check_sync(sync: Any) -> bool:
+    if not isinstance(sync, bool):
+        raise TypeError(f"sync must be True or False, got {sync!r}")
+    return sync
 
 
 def _div(num: Tensor, den: Tensor) -> Tensor:
@@ -24,9 +36,20 @@ class ClassificationMetrics:
     ``update`` accumulates a K x K confusion matrix (int64; rows: target,
     columns: prediction, scikit-learn's layout) from predicted labels, logits
     or probabilities, for classification ``(N,)`` or segmentation ``(N, H, W)``
-    targets (pixel level). ``compute`` returns every metric from it; with
-    ``torch.distributed`` initialised, the matrices of all ranks are summed by
-    one all-reduce first.
+    targets (pixel level). ``compute`` returns every metric from it.
+
+    Distributed (``torch.distributed`` initialised, world size > 1):
+    :meth:`compute` is the one collective: call it on **every** rank; it sums
+    the matrices of all ranks with one all-reduce and every rank gets the
+    metrics of all samples. Nothing else communicates: :meth:`report`,
+    :meth:`plot_confusion_matrix` and :meth:`plot_per_class` reuse the
+    matrix reduced by the last ``compute()``, so they can run on rank 0
+    alone. If ``update``/``reset`` ran after that ``compute()`` (or it never
+    ran) they raise a ``RuntimeError`` asking for ``compute()`` on every rank
+    first, rather than show stale numbers or wait for the other ranks.
+    ``sync=False`` (every method) uses this rank's own samples and never
+    communicates. Without a process group every method works on the local
+    state and nothing changes.
 
     The numbers equal scikit-learn's ``precision_recall_fscore_support``
     (``zero_division=0``), ``confusion_matrix``, ``balanced_accuracy_score``,
@@ -54,8 +77,8 @@ class ClassificationMetrics:
         >>> metrics = bt.metrics.ClassificationMetrics(3, class_names=["red", "yellow", "green"])
         >>> for x, y in val_loader:
         ...     metrics.update(model(x), y)
-        >>> print(metrics.report())
-        >>> metrics.compute()["balanced_accuracy"]
+        >>> metrics.compute()["balanced_accuracy"]   # under DDP: on every rank
+        >>> print(metrics.report())                  # any rank, e.g. rank 0 only
     """
 
     def __init__(
@@ -77,11 +100,16 @@ class ClassificationMetrics:
             raise ValueError(f"ignore_index must be an int or None, got {ignore_index!r}")
         self.ignore_index = ignore_index
         self.device = None if device is None else torch.device(device)
+        self._version = 0
         self.reset()
 
     def reset(self) -> None:
-        """Forget every update."""
+        """Forget every update (local; not collective)."""
         self.confmat = torch.zeros(self.num_classes, self.num_classes, dtype=torch.long, device=self.device)
+        # bumped by every change of the state, so that report() and the plots
+        # can tell whether the matrix reduced by the last compute() is current
+        self._version += 1
+        self._reduced: Optional[Tuple[int, Tensor]] = None  # (version, all-reduced matrix)
 
     # -- accumulation -----------------------------------------------------------
     def _predicted_labels(self, preds: Tensor, target: Tensor) -> Tensor:
@@ -106,7 +134,10 @@ class ClassificationMetrics:
 
     @torch.no_grad()
     def update(self, preds_or_logits: Any, target: Any) -> None:
-        """Add a batch: predicted labels ``(N, ...)`` or scores ``(N, K, ...)``, and targets ``(N, ...)``."""
+        """Add a batch: predicted labels ``(N, ...)`` or scores ``(N, K, ...)``, and targets ``(N, ...)``.
+
+        Local (not collective): only this rank's state changes.
+        """
         preds = torch.as_tensor(preds_or_logits).detach()
         target = torch.as_tensor(target).detach()
         if target.is_floating_point() or target.dtype == torch.bool:
@@ -135,18 +166,55 @@ class ClassificationMetrics:
             pairs = pairs.masked_fill(ignored, -1)
         # the validated parallel histogram kernel of balancedtorch.ops
         self.confmat += class_counts(pairs, K * K, ignore_index=None if ignored is None else -1).view(K, K)
+        self._version += 1
 
-    def _reduced_confmat(self) -> Tensor:
-        cm = self.confmat.clone()
-        dist = torch.distributed
-        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            dist.all_reduce(cm)  # one all-reduce: the whole state is the matrix
-        return cm
+    def _confmat_for(self, caller: str, sync: bool) -> Tensor:
+        """The matrix a non-collective method reports: local, or the one the last compute() reduced."""
+        if not _check_sync(sync) or not _distributed():
+            return self.confmat.clone()
+        if self._reduced is None:
+            raise RuntimeError(
+                f"ClassificationMetrics.{caller}: under torch.distributed only compute() communicates and it has not "
+                f"run yet; call compute() on every rank first (it sums the confusion matrices of all ranks), then "
+                f"{caller}() on any rank, or pass sync=False for this rank's own samples"
+            )
+        version, cm = self._reduced
+        if version != self._version:
+            raise RuntimeError(
+                f"ClassificationMetrics.{caller}: update() or reset() ran after the last compute(), so the reduced "
+                f"numbers are stale; call compute() on every rank again, then {caller}() on any rank, or pass "
+                "sync=False for this rank's own samples"
+            )
+        return cm.clone()
 
     # -- results ------------------------------------------------------------------
-    def compute(self) -> Dict[str, Any]:
-        """Every metric, as float64 tensors on the state's device (scalars as floats)."""
-        cm = self._reduced_confmat()
+    def compute(self, sync: bool = True) -> Dict[str, Any]:
+        """Every metric, as float64 tensors on the state's device (scalars as floats).
+
+        **Collective** under ``torch.distributed`` (world size > 1) when
+        ``sync=True``: every rank must call it, in the same order relative to
+        other collectives; it all-reduces the confusion matrix once and
+        remembers the result for :meth:`report` and the plots. Without a
+        process group, or with ``sync=False``, it is local: the metrics of
+        this rank's own samples, nothing communicated.
+
+        Args:
+            sync (bool): sum the state of all ranks (default True).
+
+        Returns:
+            dict: ``confusion_matrix`` (Tensor[K, K] int64), ``support``
+            (Tensor[K] int64), ``precision``, ``recall``, ``specificity``,
+            ``f1``, ``iou`` (Tensor[K] float64), and the floats ``accuracy``,
+            ``balanced_accuracy``, ``macro_*``, ``weighted_*``, ``mcc``,
+            ``gmean``.
+        """
+        cm = self.confmat.clone()
+        if _check_sync(sync) and _distributed():
+            torch.distributed.all_reduce(cm)  # one all-reduce: the whole state is the matrix
+            self._reduced = (self._version, cm.clone())
+        return self._metrics(cm)
+
+    def _metrics(self, cm: Tensor) -> Dict[str, Any]:
         C = cm.double()
         tp = C.diagonal()
         support = C.sum(1)
@@ -197,9 +265,20 @@ class ClassificationMetrics:
     def _names(self):
         return self.class_names or [str(k) for k in range(self.num_classes)]
 
-    def report(self, digits: int = 2) -> str:
-        """A table in the layout of sklearn's ``classification_report``, plus specificity and IoU."""
-        r = self.compute()
+    def report(self, digits: int = 2, sync: bool = True) -> str:
+        """A table in the layout of sklearn's ``classification_report``, plus specificity and IoU.
+
+        Not collective: safe on one rank alone. Under ``torch.distributed``
+        with ``sync=True`` (default) it shows the numbers of all ranks as
+        reduced by the last :meth:`compute`, which must have run on every
+        rank after the last ``update``/``reset`` (``RuntimeError`` otherwise);
+        ``sync=False`` shows this rank's own samples.
+
+        Args:
+            digits (int): decimals of the ratios (default 2).
+            sync (bool): the numbers of all ranks (default True) or of this rank.
+        """
+        r = self._metrics(self._confmat_for("report", sync))
         names = self._names()
         headers = ["precision", "recall", "f1-score", "specificity", "iou", "support"]
         width = max(max(len(n) for n in names), len("weighted avg"), digits)
@@ -235,12 +314,17 @@ class ClassificationMetrics:
             raise ImportError("plotting needs matplotlib: pip install matplotlib") from exc
         return plt
 
-    def plot_confusion_matrix(self, path: str, normalize: Optional[str] = None) -> str:
-        """Write the confusion matrix as a PNG; ``normalize``: None (counts), "true", "pred" or "all"."""
+    def plot_confusion_matrix(self, path: str, normalize: Optional[str] = None, sync: bool = True) -> str:
+        """Write the confusion matrix as a PNG; ``normalize``: None (counts), "true", "pred" or "all".
+
+        Not collective; under ``torch.distributed`` it follows the rule of
+        :meth:`report` (``sync=True``: the matrix reduced by the last
+        :meth:`compute`; ``sync=False``: this rank's own). Returns ``path``.
+        """
         if normalize not in (None, "true", "pred", "all"):
             raise ValueError(f"normalize must be None, 'true', 'pred' or 'all', got {normalize!r}")
+        cm = self._confmat_for("plot_confusion_matrix", sync).double().cpu()
         plt = self._pyplot()
-        cm = self._reduced_confmat().double().cpu()
         if normalize == "true":
             cm = _div(cm, cm.sum(1, keepdim=True).expand_as(cm))
         elif normalize == "pred":
@@ -269,10 +353,15 @@ class ClassificationMetrics:
         plt.close(fig)
         return path
 
-    def plot_per_class(self, path: str) -> str:
-        """Write per-class precision, recall, F1 and IoU as grouped bars (PNG)."""
+    def plot_per_class(self, path: str, sync: bool = True) -> str:
+        """Write per-class precision, recall, F1 and IoU as grouped bars (PNG).
+
+        Not collective; under ``torch.distributed`` it follows the rule of
+        :meth:`report` (``sync=True``: the matrix reduced by the last
+        :meth:`compute`; ``sync=False``: this rank's own). Returns ``path``.
+        """
+        r = self._metrics(self._confmat_for("plot_per_class", sync))
         plt = self._pyplot()
-        r = self.compute()
         names = self._names()
         fig, ax = plt.subplots(figsize=(max(6.0, 0.6 * self.num_classes + 2), 4))
         width = 0.2

@@ -205,16 +205,64 @@ class LabelShiftEstimator:
 
 # --- drift ------------------------------------------------------------------------
 
+_DRIFT_METHODS = ("both", "psi", "chi2")
 
-def _class_counts_of(preds: Any, num_classes: Optional[int], name: str) -> Tensor:
+
+def _distributed() -> bool:
+    dist = torch.distributed
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def _predicted_labels(preds: Any, num_classes: Optional[int], name: str, reference_classes: bool = False) -> Tensor:
+    """1-D int64 predicted labels (argmax of probabilities), checked against ``num_classes``."""
     t = as_tensor(preds, name)
     if t.dim() == 2:
-        labels = check_pred_probs(t, None, name).argmax(1)
-        num_classes = t.shape[1] if num_classes is None else num_classes
-    else:
-        labels = check_labels(t, num_classes, name)
-    K = int(labels.max()) + 1 if num_classes is None else num_classes
-    return torch.bincount(labels.cpu(), minlength=K).double()
+        if num_classes is not None and t.shape[1] != num_classes:
+            of = f"the reference has {num_classes} classes" if reference_classes else f"num_classes={num_classes}"
+            raise ValueError(f"{name} has {t.shape[1]} columns (classes) but {of}")
+        return check_pred_probs(t, None, name).argmax(1).cpu()
+    labels = check_labels(t, None, name).cpu()
+    if num_classes is not None:
+        high = int(labels.max())
+        if high >= num_classes:
+            i = int((labels >= num_classes).nonzero()[0, 0])
+            if reference_classes:
+                raise ValueError(
+                    f"{name}[{i}] = {int(labels[i])} is not a class of the reference, which has {num_classes} classes "
+                    f"(labels 0..{num_classes - 1}); build the monitor with num_classes= covering every class"
+                )
+            raise ValueError(f"{name} must be < num_classes={num_classes}, got {name}[{i}] = {int(labels[i])}")
+    return labels
+
+
+def _chi2_homogeneity(reference: Tensor, current: Tensor):
+    """Chi-square test of homogeneity of the 2 x K table [reference; current].
+
+    Columns empty in both rows are dropped (df = K' - 1 over the remaining
+    K' columns); no continuity correction. Equals
+    ``scipy.stats.chi2_contingency(table, correction=False)`` on the table
+    without its empty columns. Broadcasts over leading dimensions
+    (``(..., K)`` counts in, ``(...)`` statistic, p-value and df out), both
+    rows must have a positive total.
+    """
+    ref, cur = reference.double(), current.double()
+    col = ref + cur
+    n_ref = ref.sum(-1, keepdim=True)
+    n_cur = cur.sum(-1, keepdim=True)
+    n = n_ref + n_cur
+    used = col > 0
+    e_ref = n_ref * col / n
+    e_cur = n_cur * col / n
+    one = torch.ones_like(col)
+    terms = (ref - e_ref) ** 2 / torch.where(used, e_ref, one) + (cur - e_cur) ** 2 / torch.where(used, e_cur, one)
+    chi2 = torch.where(used, terms, torch.zeros_like(terms)).sum(-1)
+    dof = used.sum(-1) - 1
+    p_value = torch.where(
+        dof >= 1,
+        torch.special.gammaincc(dof.clamp_min(1).double() / 2, chi2 / 2),
+        torch.ones_like(chi2),
+    )
+    return chi2, p_value, dof
 
 
 class DriftMonitor:
@@ -223,14 +271,53 @@ class DriftMonitor:
     Built from reference predictions (labels ``(N,)`` or probabilities
     ``(N, K)``, argmax taken) or a reference histogram
     (:meth:`from_histogram`). ``update(preds)`` streams production
-    predictions; ``status()`` reports the population stability index (PSI,
-    shares floored at ``eps``), the chi-square goodness-of-fit p-value of the
-    current counts against the reference shares, per-class share changes, and
-    ``drift = psi > psi_threshold or p_value < alpha``. With
-    ``torch.distributed`` initialised, counts are summed across ranks.
+    predictions; ``status()`` compares the production class counts with the
+    reference's and reports:
+
+    * ``psi``: the population stability index (shares floored at ``eps``);
+    * ``chi2``, ``p_value``, ``dof``: a chi-square test of homogeneity on the
+      2 x K contingency table (reference counts vs production counts; classes
+      absent from both dropped, ``dof`` = classes left - 1; the p-value equals
+      ``scipy.stats.chi2_contingency(table, correction=False)``). It is a
+      two-sample test: the reference is a sample too, and its own sampling
+      error is accounted for, so with production data from the reference's
+      distribution the test flags drift at rate ``alpha`` however many
+      predictions are streamed (a goodness-of-fit test against the reference
+      shares taken as exact flags most unchanged streams once production
+      outnumbers the reference). Like every chi-square test it is
+      approximate when a class expects fewer than ~5 reference samples;
+    * ``drift``: by ``method``: ``"both"`` (default) ``psi > psi_threshold or
+      p_value < alpha``; ``"psi"``: ``psi > psi_threshold`` only; ``"chi2"``:
+      ``p_value < alpha`` only.
+
+    With ``window`` only the latest ``window`` production predictions count
+    (a ring buffer of labels, oldest dropped; ``update`` costs O(batch + K)
+    whatever the window), so a late shift is not diluted by everything seen
+    before. Without it every prediction since the last ``reset()`` counts.
+
+    Distributed (``torch.distributed`` initialised, world size > 1):
+    ``status()`` is the one collective (one all-reduce of the K counts): call
+    it on **every** rank, each gets the same result; ``status(sync=False)``
+    compares this rank's own counts and never communicates. ``update`` and
+    ``reset`` are local. The reference must be the same on every rank; the
+    window is per rank (the reduced status covers each rank's latest
+    ``window`` predictions).
+
+    Args:
+        reference_preds: labels ``(N,)`` or probabilities ``(N, K)`` of the
+            model on reference (validation) data.
+        window (int, optional): number of latest production predictions
+            compared (per rank); None (default): all since ``reset()``.
+        num_classes (int, optional): K; default: the columns of
+            probabilities, or the largest reference label + 1.
+        psi_threshold (float): PSI above which drift is flagged (default 0.2).
+        alpha (float): significance level of the chi-square test (default 0.01).
+        eps (float): floor of the shares in the PSI (default 1e-4).
+        method (str): ``"both"`` (default), ``"psi"`` or ``"chi2"``: which
+            statistic flags ``drift``.
 
     Example:
-        >>> monitor = bt.quality.DriftMonitor(val_preds)
+        >>> monitor = bt.quality.DriftMonitor(val_preds, window=10_000)
         >>> monitor.update(model(batch).argmax(1))
         >>> if monitor.status()["drift"]: schedule_retraining()
     """
@@ -238,46 +325,153 @@ class DriftMonitor:
     def __init__(
         self,
         reference_preds: Any,
+        window: Optional[int] = None,
+        *,
         num_classes: Optional[int] = None,
         psi_threshold: float = 0.2,
         alpha: float = 0.01,
         eps: float = 1e-4,
+        method: str = "both",
     ) -> None:
-        self._init(_class_counts_of(reference_preds, num_classes, "reference_preds"), psi_threshold, alpha, eps)
+        if num_classes is not None and (
+            isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) or num_classes < 2
+        ):
+            raise ValueError(f"num_classes must be an int >= 2 or None, got {num_classes!r}")
+        labels = _predicted_labels(reference_preds, num_classes, "reference_preds")
+        if num_classes is None:
+            t = as_tensor(reference_preds, "reference_preds")
+            num_classes = t.shape[1] if t.dim() == 2 else int(labels.max()) + 1
+        reference = torch.bincount(labels, minlength=int(num_classes)).double()
+        self._init(reference, True, window, psi_threshold, alpha, eps, method)
 
     @classmethod
-    def from_histogram(cls, counts: Any, psi_threshold: float = 0.2, alpha: float = 0.01, eps: float = 1e-4) -> "DriftMonitor":
-        """A monitor from reference class counts (or shares) instead of predictions."""
+    def from_histogram(
+        cls,
+        counts: Any,
+        psi_threshold: float = 0.2,
+        alpha: float = 0.01,
+        eps: float = 1e-4,
+        *,
+        window: Optional[int] = None,
+        reference_size: Optional[int] = None,
+        method: str = "both",
+    ) -> "DriftMonitor":
+        """A monitor from a reference histogram instead of predictions.
+
+        Args:
+            counts (Tensor[K] or array): per-class reference counts (whole
+                numbers), or shares.
+            reference_size (int, optional): the number of predictions the
+                histogram summarises; the histogram is rescaled to it. The
+                chi-square test needs a sample size, so shares (any
+                non-integer entry) require it unless ``method="psi"``; counts
+                carry their own (their sum), and a share is never taken for a
+                count.
+            psi_threshold, alpha, eps, window, method: as for :class:`DriftMonitor`.
+
+        Example:
+            >>> DriftMonitor.from_histogram([560, 30, 410])                         # counts
+            >>> DriftMonitor.from_histogram([0.56, 0.03, 0.41], reference_size=1000)  # shares
+        """
         c = as_tensor(counts, "counts").double().cpu()
         if c.dim() != 1 or c.numel() < 2 or not bool(torch.isfinite(c).all()) or bool((c < 0).any()) or not c.sum() > 0:
             raise ValueError("counts must be a 1-D histogram of >= 2 finite, non-negative entries with a positive sum")
+        if reference_size is not None:
+            if isinstance(reference_size, bool) or not isinstance(reference_size, numbers.Integral) or reference_size < 1:
+                raise ValueError(f"reference_size must be an int >= 1 or None, got {reference_size!r}")
+            c = c / c.sum() * int(reference_size)
+            sized = True
+        else:
+            sized = bool((c == c.round()).all())
+        if not sized and method != "psi":
+            raise ValueError(
+                f"counts holds shares (non-integer entries, e.g. {float(c[c != c.round()][0])!r}) and no "
+                "reference_size: the chi-square test needs the number of reference predictions; pass "
+                "reference_size=, or whole-number counts, or method='psi'"
+            )
         monitor = cls.__new__(cls)
-        monitor._init(c, psi_threshold, alpha, eps)
+        monitor._init(c, sized, window, psi_threshold, alpha, eps, method)
         return monitor
 
-    def _init(self, reference: Tensor, psi_threshold: float, alpha: float, eps: float) -> None:
+    def _init(self, reference: Tensor, sized: bool, window, psi_threshold, alpha, eps, method) -> None:
+        if method not in _DRIFT_METHODS:
+            raise ValueError(f"method must be 'both', 'psi' or 'chi2', got {method!r}")
+        if window is not None and (isinstance(window, bool) or not isinstance(window, numbers.Integral) or window < 1):
+            raise ValueError(f"window must be an int >= 1 or None, got {window!r}")
         if not (isinstance(psi_threshold, numbers.Real) and psi_threshold > 0):
             raise ValueError(f"psi_threshold must be > 0, got {psi_threshold!r}")
         if not (isinstance(alpha, numbers.Real) and 0 < alpha < 1):
             raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
         if not (isinstance(eps, numbers.Real) and 0 < eps < 1):
             raise ValueError(f"eps must be in (0, 1), got {eps!r}")
-        self.reference = reference
+        self.reference = reference  # counts (float64; shares x reference_size when built from shares)
+        self.reference_size = int(round(float(reference.sum()))) if sized else None
         self.num_classes = reference.numel()
+        self.window = None if window is None else int(window)
+        self.method = method
         self.psi_threshold, self.alpha, self.eps = float(psi_threshold), float(alpha), float(eps)
         self.reset()
 
     def reset(self) -> None:
+        """Forget every production prediction (local; not collective)."""
         self.counts = torch.zeros(self.num_classes, dtype=torch.float64)
+        if self.window is not None:
+            self._ring = torch.empty(self.window, dtype=torch.int16 if self.num_classes < 2**15 else torch.int32)
+            self._head = 0  # next slot to write
+            self._filled = 0
 
     def update(self, preds: Any) -> None:
-        self.counts += _class_counts_of(preds, self.num_classes, "preds")
+        """Add production predictions: labels ``(N,)`` or probabilities ``(N, K)`` (argmax taken).
 
-    def status(self) -> Dict[str, Any]:
+        Local (not collective). Raises ``ValueError`` when ``preds`` has
+        another number of classes than the reference (columns != K, or a
+        label >= K).
+        """
+        labels = _predicted_labels(preds, self.num_classes, "preds", reference_classes=True)
+        K = self.num_classes
+        if self.window is None:
+            self.counts += torch.bincount(labels, minlength=K).double()
+            return
+        W, m = self.window, labels.numel()
+        if m >= W:  # the batch alone fills the window
+            tail = labels[m - W:]
+            self._ring.copy_(tail)
+            self._head, self._filled = 0, W
+            self.counts = torch.bincount(tail, minlength=K).double()
+            return
+        slots = (self._head + torch.arange(m)) % W
+        # the ring fills in order from slot 0, so the slots written beyond its
+        # free space are exactly those holding the oldest labels
+        evicted = max(0, self._filled + m - W)
+        if evicted:
+            old = self._ring[slots[m - evicted:]].long()
+            self.counts -= torch.bincount(old, minlength=K).double()
+        self._ring[slots] = labels.to(self._ring.dtype)
+        self.counts += torch.bincount(labels, minlength=K).double()
+        self._head = (self._head + m) % W
+        self._filled = min(W, self._filled + m)
+
+    def status(self, sync: bool = True) -> Dict[str, Any]:
+        """Compare the production counts with the reference.
+
+        **Collective** under ``torch.distributed`` (world size > 1) when
+        ``sync=True``: every rank must call it (one all-reduce of the counts);
+        ``sync=False``, or no process group: this rank's counts only, nothing
+        communicated.
+
+        Returns:
+            dict: ``psi``; ``chi2``, ``p_value`` and ``dof`` of the test of
+            homogeneity (None for a shares-only reference, ``method="psi"``);
+            ``share_change``, ``reference_share``, ``current_share``
+            (Tensor[K] float64); ``num_samples`` (production predictions
+            compared), ``reference_size`` (None for shares), ``method`` and
+            ``drift`` (bool).
+        """
+        if not isinstance(sync, bool):
+            raise TypeError(f"sync must be True or False, got {sync!r}")
         counts = self.counts.clone()
-        dist = torch.distributed
-        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            dist.all_reduce(counts)
+        if sync and _distributed():
+            torch.distributed.all_reduce(counts)
         n = float(counts.sum())
         if n == 0:
             raise ValueError("DriftMonitor.status: no predictions yet; call update(preds) first")
@@ -285,24 +479,32 @@ class DriftMonitor:
         cur_share = counts / n
         p, q = ref_share.clamp_min(self.eps), cur_share.clamp_min(self.eps)
         psi = float(((q - p) * torch.log(q / p)).sum())
-        expected = ref_share * n
-        used = expected > 0
-        unseen = bool((counts[~used] > 0).any())
-        chi2 = float((((counts - expected) ** 2)[used] / expected[used]).sum())
-        dof = int(used.sum()) - 1
-        if unseen:
-            p_value = 0.0  # a class the reference never produced
-        elif dof < 1:
-            p_value = 1.0
+        chi2 = p_value = dof = None
+        if self.reference_size is not None:
+            chi2_t, p_t, dof_t = _chi2_homogeneity(self.reference, counts)
+            chi2, p_value, dof = float(chi2_t), float(p_t), int(dof_t)
+        if self.method == "psi":
+            drift = psi > self.psi_threshold
+        elif self.method == "chi2":
+            drift = p_value < self.alpha
         else:
-            p_value = float(torch.special.gammaincc(torch.tensor(dof / 2.0, dtype=torch.float64), torch.tensor(chi2 / 2.0, dtype=torch.float64)))
+            drift = psi > self.psi_threshold or p_value < self.alpha
         return {
             "psi": psi,
             "chi2": chi2,
             "p_value": p_value,
+            "dof": dof,
             "share_change": cur_share - ref_share,
             "reference_share": ref_share,
             "current_share": cur_share,
             "num_samples": int(n),
-            "drift": psi > self.psi_threshold or p_value < self.alpha,
+            "reference_size": self.reference_size,
+            "method": self.method,
+            "drift": bool(drift),
         }
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(num_classes={self.num_classes}, reference_size={self.reference_size}, "
+            f"window={self.window}, method={self.method!r}, samples={int(self.counts.sum())})"
+        )
