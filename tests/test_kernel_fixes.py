@@ -246,3 +246,23 @@ def test_public_losses_still_match_torch_after_scaled_backward(device):
     p_t = p * y + (1 - p) * (1 - y)
     ((0.25 * y + 0.75 * (1 - y)) * ce * (1 - p_t) ** 2).sum().mul(0.5).backward()
     torch.testing.assert_close(x.grad, xr.grad)
+
+
+@pytest.mark.parametrize("weights, shares", [([1e308, 1e308, 1.0], [0.5, 0.5, 0.0]), ([1e-320, 1e-320, 3e-320], [0.2, 0.2, 0.6])])
+def test_raw_alias_table_with_extreme_weight_sums(weights, shares):
+    # the raw op (not only the Python wrapper) rescales: its sum overflowed to inf (uniform draws) or n / sum did
+    w = torch.tensor(weights, dtype=torch.float64)
+    kept = w.clone()
+    prob, alias = torch.ops.balancedtorch.alias_table(w)
+    assert torch.equal(w, kept)
+    draws = torch.ops.balancedtorch.alias_sample(prob, alias, torch.tensor([7]), 200_000)
+    freq = torch.bincount(draws, minlength=3).double() / draws.numel()
+    torch.testing.assert_close(freq, torch.tensor(shares, dtype=torch.float64), atol=0.01, rtol=0)
+
+
+def test_raw_sample_without_replacement_with_subnormal_weights():
+    w = torch.tensor([1e-320, 1e-320, 3e-320], dtype=torch.float64)
+    g = torch.Generator().manual_seed(0)
+    first = [int(torch.ops.balancedtorch.sample_without_replacement(w, torch.rand(3, dtype=torch.float64, generator=g), 1)) for _ in range(3000)]
+    share = torch.bincount(torch.tensor(first), minlength=3).double() / 3000
+    torch.testing.assert_close(share, torch.tensor([0.2, 0.2, 0.6], dtype=torch.float64), atol=0.03, rtol=0)

@@ -420,3 +420,8 @@ def test_update_with_another_number_of_classes_raises():
     wider = bt.quality.DriftMonitor(reference, num_classes=4)  # num_classes= admits a class the reference lacks
     wider.update(torch.tensor([0, 3, 1]))
     assert wider.status()["num_samples"] == 3
+
+
+def test_reference_labels_as_large_as_2_40_are_named():
+    with pytest.raises(ValueError, match=r"reference_preds\[2\] = 1099511627776 would make .* num_classes="):
+        bt.quality.DriftMonitor(torch.tensor([0, 1, 2**40]))

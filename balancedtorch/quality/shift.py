@@ -340,7 +340,7 @@ class DriftMonitor:
         labels = _predicted_labels(reference_preds, num_classes, "reference_preds")
         if num_classes is None:
             t = as_tensor(reference_preds, "reference_preds")
-            num_classes = t.shape[1] if t.dim() == 2 else int(labels.max()) + 1
+            num_classes = t.shape[1] if t.dim() == 2 else infer_num_classes(labels, "reference_preds", caller="DriftMonitor")
         reference = torch.bincount(labels, minlength=int(num_classes)).double()
         self._init(reference, True, window, psi_threshold, alpha, eps, method)
 

@@ -61,8 +61,7 @@ void batched_draws(int64_t k, int64_t n, uint64_t seed, Prefetch prefetch, Resol
 // Vose's alias method: O(N). prob[i] is the chance of keeping i when cell i is
 // picked, alias[i] the index taken otherwise.
 std::tuple<at::Tensor, at::Tensor> alias_table_cpu(const at::Tensor& weights) {
-  const double total = check_sampling_weights(weights, "alias_table");
-  const at::Tensor w = weights.to(at::kDouble).contiguous();
+  const auto [w, total] = sampling_weights(weights, "alias_table");
   const int64_t n = w.numel();
   at::Tensor prob = at::empty({n}, w.options());
   at::Tensor alias = at::empty({n}, w.options().dtype(at::kLong));
@@ -187,8 +186,7 @@ at::Tensor alias_sample_packed_cpu(const at::Tensor& packed, const at::Tensor& s
 // key_i = log(u_i) / w_i, the k largest keys in decreasing order
 // (Efraimidis & Spirakis 2006). O(N) memory.
 at::Tensor sample_without_replacement_cpu(const at::Tensor& weights, const at::Tensor& uniforms, int64_t k) {
-  check_sampling_weights(weights, "sample_without_replacement");
-  const at::Tensor w = weights.to(at::kDouble).contiguous();
+  const at::Tensor w = sampling_weights(weights, "sample_without_replacement").first;
   const int64_t n = w.numel();
   TORCH_CHECK_VALUE(
       uniforms.dim() == 1 && uniforms.numel() == n && uniforms.scalar_type() == at::kDouble,
