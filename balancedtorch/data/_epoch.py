@@ -173,7 +173,7 @@ class EpochSampler:
     def _resolve(self) -> Tuple[int, int]:
         """(num_replicas, rank) for an epoch that starts now."""
         if self._outer is not None and self._replicas_arg is None:
-            return resolve_replicas(1, self._rank_arg)  # the framework's sampler splits the epoch
+            return resolve_replicas(1, 0 if self._rank_arg is None else self._rank_arg)  # the framework splits
         return resolve_replicas(self._replicas_arg, self._rank_arg)
 
     def _replicas(self) -> Tuple[int, int]:
@@ -219,10 +219,16 @@ class EpochSampler:
 
     # -- epochs ---------------------------------------------------------------
     def set_epoch(self, epoch: int) -> None:
-        """Select the epoch whose indices the next iteration yields (reshuffles)."""
+        """Select the epoch whose indices the next iteration yields (reshuffles).
+
+        The epoch already selected is kept as it is, position included:
+        trainers (Lightning) call ``set_epoch`` after the DataLoader iterator
+        has started drawing from the sampler.
+        """
         if isinstance(epoch, bool) or not isinstance(epoch, numbers.Integral) or epoch < 0:
             raise ValueError(f"epoch must be a non-negative int, got {epoch!r}")
-        if self._explicit_epoch and int(epoch) == self.epoch:
+        if int(epoch) == self.epoch:
+            self._explicit_epoch = True
             return
         self.epoch = int(epoch)
         self._explicit_epoch = True
@@ -389,7 +395,10 @@ class EpochSampler:
 
         Refused with a ValueError that says why (and the sampler left as it
         was): a state of another kind of sampler, another world size or rank
-        (each rank loads its own state), other labels/weights (the
+        (each rank loads its own state; when the ranks come from
+        torch.distributed, a state another rank saved loads too, at its
+        position: Lightning's checkpoint holds rank 0's loader state only, and
+        under DDP every rank is at the same position of its own shard), other labels/weights (the
         fingerprint differs), a negative position or one beyond the epoch.
         States saved before these fields existed load without those checks.
         See :meth:`state_dict` for ``DataLoader`` workers.
@@ -421,7 +430,15 @@ class EpochSampler:
                 f"state_dict was saved with num_replicas={state['num_replicas']}, this sampler has "
                 f"num_replicas={num_replicas}{hint}: a mid-epoch state cannot move to another world size"
             )
-        if state.get("rank", rank) != rank:
+        saved_rank = state.get("rank", rank)
+        # Ranks from torch.distributed (a framework's): accept the state of another rank of the same
+        # world. Lightning's checkpoint keeps only rank 0's loader state; the epoch (seed, epoch seed)
+        # is the same on every rank and DDP steps the ranks together, so rank 0's position is this
+        # rank's, and this sampler keeps drawing its own shard. Explicit ranks must match.
+        framework_ranks = self._rank_arg is None and self._replicas_arg is None and num_replicas > 1
+        if saved_rank != rank and not (
+            framework_ranks and isinstance(saved_rank, numbers.Integral) and 0 <= saved_rank < num_replicas
+        ):
             raise ValueError(
                 f"state_dict was saved by rank {state['rank']}, this sampler is rank {rank} "
                 f"(num_replicas={num_replicas}): each rank must load the state its own sampler saved"
