@@ -58,8 +58,9 @@ class ClassBalancedSampler(EpochSampler, DistributedSampler[int]):
             built before ``init_process_group`` shards). Each rank gets
             ``ceil(num_samples / num_replicas)`` indices, disjoint positions of
             one shared epoch. It is a ``torch.utils.data.DistributedSampler``,
-            so Lightning keeps it instead of wrapping it; see
-            :class:`~balancedtorch.data._epoch.EpochSampler` for accelerate.
+            so Lightning keeps it instead of wrapping it; inside accelerate's
+            ``BatchSamplerShard`` it yields the whole epoch and accelerate
+            splits it (README, "With Lightning / accelerate").
         seed (int): base seed shared by all ranks.
         sample_weights (Tensor[N], optional): per-sample weights within each
             class (e.g. hard-example mining); class shares are kept.
