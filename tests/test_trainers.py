@@ -20,7 +20,6 @@ import subprocess
 import sys
 import traceback
 
-import numpy as np
 import pytest
 import torch
 from scipy import stats
@@ -232,37 +231,38 @@ def _accelerate_rank(out_dir: str) -> None:
 
 
 def _run_two_ranks(framework: str, out_dir, ports: int):
-    master = _free_port()
+    """Start 2 ranks as torchrun would, wait (with a deadline), return what each wrote."""
+    import time
+
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     # the checkout under test first (as pytest's rootdir), not whatever balancedtorch is installed
     path = os.pathsep.join([root] + [p for p in [os.environ.get("PYTHONPATH")] if p])
-    procs = []
+    common = dict(
+        os.environ, WORLD_SIZE="2", LOCAL_WORLD_SIZE="2", GROUP_RANK="0", MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(_free_port()), BT_TEST_PORTS=",".join(str(_free_port()) for _ in range(ports)),
+        OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore", PYTHONPATH=path,
+    )
+    running, logs = [], []
     for rank in range(2):
-        env = dict(
-            os.environ, RANK=str(rank), LOCAL_RANK=str(rank), GROUP_RANK="0", WORLD_SIZE="2", LOCAL_WORLD_SIZE="2",
-            MASTER_ADDR="127.0.0.1", MASTER_PORT=str(master), OMP_NUM_THREADS="1",
-            BT_TEST_PORTS=",".join(str(_free_port()) for _ in range(ports)) if rank == 0 else "",
-            PYTHONWARNINGS="ignore", PYTHONPATH=path,
-        )
-        procs.append(env)
-    procs[1]["BT_TEST_PORTS"] = procs[0]["BT_TEST_PORTS"]  # both ranks rendezvous on the same ports
-    running = [
-        subprocess.Popen(
+        logs.append(open(os.path.join(out_dir, f"rank{rank}.log"), "w+"))  # files, not pipes: no full-pipe stall
+        running.append(subprocess.Popen(
             [sys.executable, os.path.abspath(__file__), framework, str(out_dir)],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            cwd=root,
-        )
-        for env in procs
-    ]
-    outputs = []
+            env=dict(common, RANK=str(rank), LOCAL_RANK=str(rank)), stdout=logs[-1], stderr=subprocess.STDOUT, cwd=root,
+        ))
+    deadline = time.monotonic() + WORKER_TIMEOUT_S
     try:
         for proc in running:
-            out, _ = proc.communicate(timeout=WORKER_TIMEOUT_S)
-            outputs.append(out)
+            proc.wait(timeout=max(deadline - time.monotonic(), 1))
     except subprocess.TimeoutExpired:
         for proc in running:
             proc.kill()
+            proc.wait()
         pytest.fail(f"{framework} ranks did not finish in {WORKER_TIMEOUT_S} s (a hang)")
+    outputs = []
+    for log in logs:
+        log.seek(0)
+        outputs.append(log.read())
+        log.close()
     failed = [f"rank {r} (exit {p.returncode}):\n{out[-3000:]}" for r, (p, out) in enumerate(zip(running, outputs)) if p.returncode]
     assert not failed, f"{framework} ranks failed:\n" + "\n".join(failed)
     return [torch.load(os.path.join(out_dir, f"rank{r}.pt"), weights_only=False) for r in range(2)]
