@@ -529,3 +529,168 @@ def sampler_epoch(labels, epoch):
     s = bt.data.ClassBalancedSampler(labels, seed=1)
     s.set_epoch(epoch)
     return s.indices().tolist()
+
+
+# --- ranks resolved when an epoch starts (issue 18) ------------------------------------------------------------------
+
+
+def _spawn(fn, args, nprocs=2, timeout=60):
+    """torch.multiprocessing.spawn with a deadline: a hung collective fails instead of blocking."""
+    import time
+
+    context = torch.multiprocessing.spawn(fn, args=args, nprocs=nprocs, join=False)
+    deadline = time.monotonic() + timeout
+    while not context.join(timeout=1):
+        if time.monotonic() > deadline:
+            for process in context.processes:
+                if process.is_alive():
+                    process.kill()
+            pytest.fail(f"spawned ranks did not finish in {timeout} s")
+
+
+def _built_before_group_worker(rank, world_size, init_file, out_dir):
+    import warnings
+
+    labels = long_tailed_labels(n=999)
+    weights = torch.rand(999, generator=torch.Generator().manual_seed(4)) + 0.1
+    # the usual place: DataLoader and sampler made before the process group
+    samplers = {
+        "balanced": bt.data.ClassBalancedSampler(labels, seed=3),
+        "weighted": bt.data.WeightedRandomSampler(weights, 1000, seed=3),
+        "stratified": bt.data.StratifiedBatchSampler(labels, 16, class_ratios="balanced", seed=3),
+    }
+    lengths_before = {k: len(s) for k, s in samplers.items()}
+    early = bt.data.ClassBalancedSampler(labels, seed=3)
+    early_epoch = early.indices().clone()  # this epoch starts as one replica
+    torch.distributed.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
+    try:
+        out = {"lengths_before": lengths_before, "lengths": {k: len(s) for k, s in samplers.items()}}
+        out["indices"] = {k: s.indices().clone() for k, s in samplers.items()}
+        for s in samplers.values():
+            s.set_epoch(1)
+        out["indices1"] = {k: s.indices().clone() for k, s in samplers.items()}
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            same = torch.equal(early.indices(), early_epoch)  # the epoch in progress keeps its ranks...
+            len(early), early.state_dict()
+        out["early"] = {"same": same, "warnings": [str(w.message) for w in caught], "next": None}
+        early.set_epoch(1)  # ...the next one is sharded
+        out["early"]["next"] = early.indices().clone()
+        # Lightning's checkpoint holds rank 0's loader state: each rank resumes its own shard from it
+        it = iter(samplers["balanced"])
+        head = [next(it) for _ in range(7)]
+        state = samplers["balanced"].state_dict()
+        gathered = [None] * world_size
+        torch.distributed.all_gather_object(gathered, state)
+        fresh = bt.data.ClassBalancedSampler(labels, seed=3)
+        fresh.load_state_dict(gathered[0])
+        out["resume"] = {"head": head, "rest": list(fresh), "expected": list(it)}
+        torch.save(out, f"{out_dir}/rank{rank}.pt")
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_sampler_built_before_init_process_group_shards(tmp_path):
+    if not torch.distributed.is_available():
+        pytest.skip("torch.distributed is not available")
+    _spawn(_built_before_group_worker, (2, str(tmp_path / "init"), str(tmp_path)))
+    results = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
+    labels = long_tailed_labels(n=999)
+    weights = torch.rand(999, generator=torch.Generator().manual_seed(4)) + 0.1
+    for r in results:
+        assert r["lengths_before"] == {"balanced": 999, "weighted": 1000, "stratified": 63}
+        assert r["lengths"] == {"balanced": 500, "weighted": 500, "stratified": 32}, "must shard once the group exists"
+    for epoch, key in ((0, "indices"), (1, "indices1")):
+        references = {
+            "balanced": bt.data.ClassBalancedSampler(labels, seed=3, num_replicas=2, rank=0),
+            "weighted": bt.data.WeightedRandomSampler(weights, 1000, seed=3, num_replicas=2, rank=0),
+            "stratified": bt.data.StratifiedBatchSampler(labels, 16, class_ratios="balanced", seed=3, num_replicas=2, rank=0),
+        }
+        for kind, reference in references.items():
+            reference.set_epoch(epoch)
+            assert torch.equal(results[0][key][kind], reference.indices()), (kind, epoch)
+            a, b = results[0][key][kind], results[1][key][kind]
+            assert a.shape == b.shape and not torch.equal(a, b), f"{kind}: ranks must draw different positions"
+    full = bt.data.ClassBalancedSampler(labels, seed=3, num_replicas=1, rank=0).indices()
+    both = torch.stack([results[0]["indices"]["balanced"], results[1]["indices"]["balanced"]], 1).flatten()
+    assert torch.equal(both, torch.cat([full, full[:1]])), "disjoint positions of one epoch"
+    for r in results:
+        early = r["early"]
+        assert early["same"], "an epoch keeps the ranks it started with"
+        assert len(early["warnings"]) == 1 and "every rank draws this whole epoch" in early["warnings"][0]
+        assert early["next"].numel() == 500
+        assert r["resume"]["rest"] == r["resume"]["expected"], "each rank resumes its own shard from rank 0's state"
+
+
+def test_set_epoch_of_the_current_epoch_keeps_the_position():
+    labels = long_tailed_labels(n=300)
+    weights = torch.rand(300, generator=torch.Generator().manual_seed(8)) + 0.1
+    for make in (
+        lambda: bt.data.ClassBalancedSampler(labels, seed=2),
+        lambda: bt.data.StratifiedBatchSampler(labels, 10, class_ratios="balanced", seed=2),
+        lambda: bt.data.WeightedRandomSampler(weights, 200, generator=torch.Generator().manual_seed(1)),
+    ):
+        sampler = make()
+        it = iter(sampler)  # a DataLoader iterator made before the trainer calls set_epoch(0)
+        head = [next(it) for _ in range(5)]
+        sampler.set_epoch(0)
+        assert sampler.state_dict()["position"] == 5
+        fresh = make()
+        fresh.load_state_dict(sampler.state_dict())
+        rest = list(it)
+        assert list(fresh) == rest and len(head + rest) == len(sampler)
+        sampler.set_epoch(1)
+        assert sampler.state_dict()["position"] == 0 and list(sampler) != head + rest
+
+
+def test_weighted_sampler_shards_like_the_others():
+    weights = torch.rand(501, generator=torch.Generator().manual_seed(6)) + 0.05
+    single = bt.data.WeightedRandomSampler(weights, 301, generator=torch.Generator().manual_seed(0))
+    assert len(single) == 301 and single.num_replicas == 1  # no process group: torch's semantics
+    for replacement in (True, False):
+        ranks = [bt.data.WeightedRandomSampler(weights, 301, replacement, num_replicas=3, rank=r, seed=9) for r in range(3)]
+        assert [len(s) for s in ranks] == [101] * 3
+        whole = torch.stack([s.indices() for s in ranks], 1).flatten()
+        assert not replacement or whole.unique().numel() > 150
+        if not replacement:  # one epoch without replacement, padded by wrapping: 301 distinct, then 2 repeats
+            assert whole[:301].unique().numel() == 301 and torch.equal(whole[301:], whole[:2])
+        epoch0 = ranks[0].indices().clone()
+        ranks[0].set_epoch(1)
+        assert not torch.equal(ranks[0].indices(), epoch0)
+    with pytest.raises(ValueError, match=r"rank must be an int in \[0, num_replicas=2\)"):
+        bt.data.WeightedRandomSampler(weights, 10, num_replicas=2, rank=2)
+
+
+class _ProxySampler(torch.utils.data.DistributedSampler):
+    """Shards what another sampler yields, as ignite's DistributedProxySampler and Lightning's wrapper do."""
+
+    def __init__(self, sampler, num_replicas, rank):
+        self.sampler, self.num_replicas, self.rank, self.epoch = sampler, num_replicas, rank, 0
+
+    def __iter__(self):
+        return iter(list(self.sampler)[self.rank :: self.num_replicas])
+
+    def __len__(self):
+        return -(-len(self.sampler) // self.num_replicas)
+
+
+def test_inside_a_sharding_wrapper():
+    labels = long_tailed_labels(n=400)
+    inner = bt.data.ClassBalancedSampler(labels, seed=1)
+    wrapped = list(_ProxySampler(inner, 2, 1))
+    assert inner.state_dict()["sharded_by"] == "_ProxySampler" and inner.num_replicas == 1
+    assert wrapped == bt.data.ClassBalancedSampler(labels, seed=1).indices().tolist()[1::2], "the whole epoch, split once"
+    explicit = bt.data.ClassBalancedSampler(labels, seed=1, num_replicas=2, rank=0)
+    with pytest.raises(ValueError, match=r"num_replicas=2\) is inside _ProxySampler, which shards it across ranks again"):
+        list(_ProxySampler(explicit, 2, 0))
+    batches = bt.data.StratifiedBatchSampler(labels, 8, class_ratios="balanced", num_replicas=2, rank=1, seed=1)
+    with pytest.raises(ValueError, match="inside _ProxySampler"):
+        len(_ProxySampler(batches, 2, 1))
+
+
+def test_stratified_refuses_a_sampler_as_labels():
+    # what Lightning passes when Trainer(use_distributed_sampler=True) re-creates a custom batch sampler
+    data = TensorDataset(torch.arange(100), long_tailed_labels(n=100))
+    proxy = torch.utils.data.DistributedSampler(data, num_replicas=2, rank=0)
+    with pytest.raises(TypeError, match=r"use Trainer\(use_distributed_sampler=False\)"):
+        bt.data.StratifiedBatchSampler(proxy, batch_size=10, drop_last=False)

@@ -3,28 +3,93 @@
 from __future__ import annotations
 
 import numbers
+import sys
+import warnings
 import zlib
 from typing import Any, Dict, Mapping, Optional, Tuple
 
 import torch
 from torch import Tensor
+from torch.utils.data import DistributedSampler
 
 _MASK63 = (1 << 63) - 1
 
 
-def resolve_replicas(num_replicas: Optional[int], rank: Optional[int]) -> Tuple[int, int]:
-    """(num_replicas, rank), from torch.distributed when not given."""
-    dist = torch.distributed
-    initialized = dist.is_available() and dist.is_initialized()
-    if num_replicas is None:
-        num_replicas = dist.get_world_size() if initialized else 1
-    if rank is None:
-        rank = dist.get_rank() if initialized else 0
-    if isinstance(num_replicas, bool) or not isinstance(num_replicas, numbers.Integral) or num_replicas < 1:
+def check_replicas(num_replicas: Optional[int], rank: Optional[int]) -> Tuple[Optional[int], Optional[int]]:
+    """The ``num_replicas`` / ``rank`` arguments, checked; None stays None (resolved per epoch)."""
+    if num_replicas is not None and (
+        isinstance(num_replicas, bool) or not isinstance(num_replicas, numbers.Integral) or num_replicas < 1
+    ):
         raise ValueError(f"num_replicas must be a positive int, got {num_replicas!r}")
-    if isinstance(rank, bool) or not isinstance(rank, numbers.Integral) or not 0 <= rank < num_replicas:
-        raise ValueError(f"rank must be an int in [0, num_replicas={num_replicas}), got {rank!r}")
-    return int(num_replicas), int(rank)
+    if rank is not None:
+        bound = "num_replicas" if num_replicas is None else f"num_replicas={num_replicas}"
+        if isinstance(rank, bool) or not isinstance(rank, numbers.Integral) or rank < 0 or (
+            num_replicas is not None and rank >= num_replicas
+        ):
+            raise ValueError(f"rank must be an int in [0, {bound}), got {rank!r}")
+    return (None if num_replicas is None else int(num_replicas)), (None if rank is None else int(rank))
+
+
+def _group() -> Optional[Tuple[int, int]]:
+    """(world size, rank) of the default process group, or None when there is none."""
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_world_size(), dist.get_rank()
+    return None
+
+
+def resolve_replicas(num_replicas: Optional[int], rank: Optional[int]) -> Tuple[int, int]:
+    """(num_replicas, rank), from torch.distributed when not given (one replica without a process group)."""
+    num_replicas, rank = check_replicas(num_replicas, rank)
+    if num_replicas is None or rank is None:
+        group = _group()
+        if num_replicas is None:
+            num_replicas = group[0] if group is not None else 1
+        if rank is None:
+            rank = group[1] if group is not None else 0
+    if not rank < num_replicas:
+        raise ValueError(
+            f"rank must be an int in [0, num_replicas={num_replicas}), got {rank!r}"
+            + ("" if _group() is not None else " (torch.distributed is not initialised: one replica)")
+        )
+    return num_replicas, rank
+
+
+# Samplers of other libraries that shard what an inner sampler yields across
+# ranks themselves: an inner sampler that also shards would hand each rank
+# 1 / world_size of its share and drop the rest of the epoch.
+_OUTER_SHARDERS = (
+    ("accelerate.data_loader", "BatchSamplerShard"),
+    ("lightning_fabric.utilities.distributed", "_DatasetSamplerWrapper"),
+    ("lightning.fabric.utilities.distributed", "_DatasetSamplerWrapper"),
+)
+_FRAMES_SEARCHED = 8  # the sampler's own methods, torch's BatchSampler, the wrapper
+
+
+def outer_sharder(sampler: Any) -> Optional[str]:
+    """The class name of a sharding sampler that is iterating (or sizing) ``sampler``, if any.
+
+    Looks at the few callers of ``__iter__`` / ``__len__``: a
+    ``torch.utils.data.DistributedSampler`` other than ``sampler`` (Lightning's
+    DistributedSamplerWrapper, ignite's DistributedProxySampler, catalyst's
+    DistributedSamplerWrapper), accelerate's ``BatchSamplerShard`` or
+    Lightning's ``_DatasetSamplerWrapper``. About a microsecond per call.
+    """
+    classes = [DistributedSampler]
+    for module, name in _OUTER_SHARDERS:
+        found = getattr(sys.modules.get(module), name, None)
+        if isinstance(found, type):
+            classes.append(found)
+    classes = tuple(classes)
+    frame = sys._getframe(1)
+    for _ in range(_FRAMES_SEARCHED):
+        if frame is None:
+            break
+        owner = frame.f_locals.get("self")
+        if owner is not None and owner is not sampler and isinstance(owner, classes):
+            return type(owner).__name__
+        frame = frame.f_back
+    return None
 
 
 def positive_int(value: Any, name: str) -> int:
@@ -59,6 +124,19 @@ class EpochSampler:
     all a fresh sampler needs to resume mid-epoch, and what
     ``load_state_dict`` checks it against (rank, world size, a fingerprint
     of the data); with DataLoader workers see :meth:`state_dict`.
+
+    ``num_replicas`` / ``rank`` not given are resolved from torch.distributed
+    when an epoch starts (``__iter__``, ``__len__``, ``indices()``,
+    ``set_epoch``), not at construction: a sampler built before
+    ``init_process_group`` (a DataLoader made before Lightning or accelerate
+    start the process group) shards once the group exists. The resolution
+    holds until the epoch ends; an epoch that began as one replica warns once
+    if a larger group appears before it ends. Inside a framework's sampler
+    that shards across ranks itself (accelerate's ``BatchSamplerShard``,
+    Lightning's ``DistributedSamplerWrapper``, ignite's
+    ``DistributedProxySampler``) the sampler yields the whole epoch and lets
+    the framework split it; with an explicit ``num_replicas > 1`` that would
+    shard twice and drop data, so it raises a ValueError.
     """
 
     def __init__(self, generator: Optional[torch.Generator], seed: int, num_replicas: Optional[int], rank: Optional[int]):
@@ -68,25 +146,96 @@ class EpochSampler:
             raise ValueError(f"seed must be an int, got {seed!r}")
         self.generator = generator
         self.seed = int(seed)
-        self.num_replicas, self.rank = resolve_replicas(num_replicas, rank)
+        self._replicas_arg, self._rank_arg = check_replicas(num_replicas, rank)
+        self._pinned: Optional[Tuple[int, int]] = None  # (num_replicas, rank) of the epoch in progress
+        self._outer: Optional[str] = None  # a framework sampler that shards what this one yields
+        self._warned_world = False
         self.epoch = 0
         self._explicit_epoch = False
         self._epoch_seed: Optional[int] = None
         self._position = 0
         self._cache: Optional[Tensor] = None
 
+    # -- ranks ----------------------------------------------------------------
+    @property
+    def num_replicas(self) -> int:
+        """Ranks the epoch is sharded over: the argument, else torch.distributed's world size (1 without a group)."""
+        return self._replicas()[0]
+
+    @property
+    def rank(self) -> int:
+        """This sampler's rank: the argument, else torch.distributed's rank (0 without a group)."""
+        return self._replicas()[1]
+
+    def _epoch_started(self) -> bool:
+        return self._cache is not None or self._position > 0
+
+    def _resolve(self) -> Tuple[int, int]:
+        """(num_replicas, rank) for an epoch that starts now."""
+        if self._outer is not None and self._replicas_arg is None:
+            return resolve_replicas(1, 0 if self._rank_arg is None else self._rank_arg)  # the framework splits
+        return resolve_replicas(self._replicas_arg, self._rank_arg)
+
+    def _replicas(self) -> Tuple[int, int]:
+        if self._pinned is not None and self._epoch_started():
+            if self._pinned[0] == 1 and self._replicas_arg is None and self._outer is None and not self._warned_world:
+                group = _group()
+                if group is not None and group[0] > 1:
+                    self._warned_world = True
+                    warnings.warn(
+                        f"{type(self).__name__}: this epoch started before torch.distributed was initialised, as one "
+                        f"replica; the process group now has {group[0]} ranks, so every rank draws this whole epoch. "
+                        "The next epoch (set_epoch or a new pass) is sharded; build the sampler after "
+                        "init_process_group or call set_epoch at the start of every epoch.",
+                        stacklevel=3,
+                    )
+            return self._pinned
+        return self._resolve()
+
+    def _check_outer(self) -> None:
+        """Notice a framework sampler that shards this one's output (see the class docstring)."""
+        if self._outer is not None:
+            return
+        name = outer_sharder(self)
+        if name is None:
+            return
+        if self._replicas_arg is not None and self._replicas_arg > 1:
+            raise ValueError(
+                f"{type(self).__name__}(num_replicas={self._replicas_arg}) is inside {name}, which shards it across "
+                f"ranks again: each rank would get 1/{self._replicas_arg} of its share and the rest of the epoch "
+                "would be dropped. Leave num_replicas and rank unset (the sampler then yields the whole epoch and "
+                f"{name} splits it), or keep them and stop the framework from sharding (README, "
+                "'With Lightning / accelerate')."
+            )
+        self._outer = name
+        if self._position == 0 and getattr(self, "_live", None) is None:  # not begun: recomputed whole
+            self._cache = None
+            self._pinned = None
+
+    def _per_rank(self, total: int) -> int:
+        """``__len__``: this rank's share of ``total`` items."""
+        self._check_outer()
+        return -(-total // self.num_replicas)
+
     # -- epochs ---------------------------------------------------------------
     def set_epoch(self, epoch: int) -> None:
-        """Select the epoch whose indices the next iteration yields (reshuffles)."""
+        """Select the epoch whose indices the next iteration yields (reshuffles).
+
+        The epoch already selected is kept as it is, position included:
+        trainers (Lightning) call ``set_epoch`` after the DataLoader iterator
+        has started drawing from the sampler.
+        """
         if isinstance(epoch, bool) or not isinstance(epoch, numbers.Integral) or epoch < 0:
             raise ValueError(f"epoch must be a non-negative int, got {epoch!r}")
-        if self._explicit_epoch and int(epoch) == self.epoch:
+        if int(epoch) == self.epoch:
+            self._explicit_epoch = True
             return
         self.epoch = int(epoch)
         self._explicit_epoch = True
         self._reset_epoch()
 
     def _reset_epoch(self) -> None:
+        self._pinned = None
         self._live = None
         self._epoch_seed = None
         self._position = 0
@@ -120,15 +269,16 @@ class EpochSampler:
 
     def _shard(self, items: Tensor) -> Tensor:
         """This rank's share: pad by wrapping to a multiple of num_replicas, then every num_replicas-th item."""
-        if self.num_replicas == 1:
+        num_replicas, rank = self._pinned
+        if num_replicas == 1:
             return items
         total = items.shape[0]
-        per_rank = -(-total // self.num_replicas)
-        padded = per_rank * self.num_replicas
+        per_rank = -(-total // num_replicas)
+        padded = per_rank * num_replicas
         if padded > total:
             reps = -(-padded // max(total, 1))
             items = torch.cat([items] * reps)[:padded]
-        return items[self.rank :: self.num_replicas]
+        return items[rank::num_replicas]
 
     def indices(self) -> Tensor:
         """This rank's indices for the current epoch (what iteration yields), as int64."""
@@ -136,7 +286,10 @@ class EpochSampler:
         if live is not None and live[0].__length_hint__() == 0:
             self._settle()  # the previous pass finished: this is the next epoch
         if self._cache is None:
+            self._pinned = self._resolve()  # the epoch starts: its ranks hold until it ends
             self._cache = self._shard(self._global_indices(self._epoch_generator()))
+        else:
+            self._replicas()  # warns if a larger process group appeared mid-epoch
         return self._cache
 
     def _settle(self) -> None:
@@ -159,6 +312,7 @@ class EpochSampler:
         A plain list iterator, so handing out items costs no Python code per
         item; the position is read off it when needed (state_dict, next pass).
         """
+        self._check_outer()
         self._settle()
         items = self.indices().tolist()
         start = self._position
@@ -231,6 +385,7 @@ class EpochSampler:
             "position": self._current_position(),
             "num_replicas": self.num_replicas,
             "rank": self.rank,
+            "sharded_by": self._outer,
             "sampler": type(self).__name__,
             "fingerprint": self._fingerprint(),
         }
@@ -240,7 +395,10 @@ class EpochSampler:
 
         Refused with a ValueError that says why (and the sampler left as it
         was): a state of another kind of sampler, another world size or rank
-        (each rank loads its own state), other labels/weights (the
+        (each rank loads its own state; when the ranks come from
+        torch.distributed, a state another rank saved loads too, at its
+        position: Lightning's checkpoint holds rank 0's loader state only, and
+        under DDP every rank is at the same position of its own shard), other labels/weights (the
         fingerprint differs), a negative position or one beyond the epoch.
         States saved before these fields existed load without those checks.
         See :meth:`state_dict` for ``DataLoader`` workers.
@@ -253,15 +411,37 @@ class EpochSampler:
         kind = state.get("sampler")
         if kind is not None and kind != type(self).__name__:
             raise ValueError(f"state_dict was saved by a {kind}, this sampler is a {type(self).__name__}")
-        if state.get("num_replicas", self.num_replicas) != self.num_replicas:
+        outer = self._outer
+        if outer is None and self._replicas_arg is None and isinstance(state.get("sharded_by"), str):
+            outer = state["sharded_by"]  # saved inside a framework's sharding sampler: whole epochs
+        keep_outer, self._outer = self._outer, outer
+        try:
+            num_replicas, rank = self._resolve()
+        finally:
+            self._outer = keep_outer
+        if state.get("num_replicas", num_replicas) != num_replicas:
+            hint = ""
+            if self._replicas_arg is None and _group() is None:
+                hint = (
+                    " (torch.distributed is not initialised here: load the state after init_process_group, "
+                    "or pass num_replicas and rank)"
+                )
             raise ValueError(
                 f"state_dict was saved with num_replicas={state['num_replicas']}, this sampler has "
-                f"num_replicas={self.num_replicas}: a mid-epoch state cannot move to another world size"
+                f"num_replicas={num_replicas}{hint}: a mid-epoch state cannot move to another world size"
             )
-        if state.get("rank", self.rank) != self.rank:
+        saved_rank = state.get("rank", rank)
+        # Ranks from torch.distributed (a framework's): accept the state of another rank of the same
+        # world. Lightning's checkpoint keeps only rank 0's loader state; the epoch (seed, epoch seed)
+        # is the same on every rank and DDP steps the ranks together, so rank 0's position is this
+        # rank's, and this sampler keeps drawing its own shard. Explicit ranks must match.
+        framework_ranks = self._rank_arg is None and self._replicas_arg is None and num_replicas > 1
+        if saved_rank != rank and not (
+            framework_ranks and isinstance(saved_rank, numbers.Integral) and 0 <= saved_rank < num_replicas
+        ):
             raise ValueError(
-                f"state_dict was saved by rank {state['rank']}, this sampler is rank {self.rank} "
-                f"(num_replicas={self.num_replicas}): each rank must load the state its own sampler saved"
+                f"state_dict was saved by rank {state['rank']}, this sampler is rank {rank} "
+                f"(num_replicas={num_replicas}): each rank must load the state its own sampler saved"
             )
         saved = state.get("fingerprint")
         if saved is not None and saved != self._fingerprint():
@@ -283,8 +463,11 @@ class EpochSampler:
         if position < 0:
             raise ValueError(f"state_dict['position'] must be >= 0 (items already drawn this epoch), got {position}")
         keep = (
-            self.seed, self.epoch, self._explicit_epoch, self._epoch_seed, self._cache, getattr(self, "_live", None), self._position
+            self.seed, self.epoch, self._explicit_epoch, self._epoch_seed, self._cache, getattr(self, "_live", None),
+            self._position, self._pinned, self._outer,
         )
+        self._outer = outer
+        self._pinned = (num_replicas, rank)
         self.seed = int(state["seed"])
         self.epoch = int(state["epoch"])
         self._explicit_epoch = bool(state.get("explicit_epoch", True))
@@ -300,7 +483,10 @@ class EpochSampler:
                     f"items per epoch on this rank (epoch {self.epoch}); was the state saved with other arguments?"
                 )
         except Exception:
-            self.seed, self.epoch, self._explicit_epoch, self._epoch_seed, self._cache, self._live, self._position = keep
+            (
+                self.seed, self.epoch, self._explicit_epoch, self._epoch_seed, self._cache, self._live,
+                self._position, self._pinned, self._outer,
+            ) = keep
             self._on_epoch_change()
             raise
         self._position = position

@@ -9,7 +9,7 @@ from typing import Any, Callable, Dict, Iterator, Optional, Union
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import Sampler
+from torch.utils.data import DistributedSampler
 
 from .._classes import group_by_class
 from .._labels import infer_num_classes
@@ -35,7 +35,7 @@ def _schedule_fn(schedule: Any) -> Optional[Callable[[int], float]]:
     raise ValueError(f"schedule must be None, a number of epochs or a callable epoch -> [0, 1], got {schedule!r}")
 
 
-class ClassBalancedSampler(EpochSampler, Sampler[int]):
+class ClassBalancedSampler(EpochSampler, DistributedSampler[int]):
     """Draws indices so that each class gets a target share of the epoch.
 
     Args:
@@ -54,9 +54,13 @@ class ClassBalancedSampler(EpochSampler, Sampler[int]):
         generator (torch.Generator, optional): source of randomness (single
             process); by default epochs derive from ``seed`` and ``epoch``.
         num_replicas, rank (int, optional): distributed sharding; default from
-            ``torch.distributed`` when initialised. Each rank gets
+            ``torch.distributed``, read when an epoch starts (so a sampler
+            built before ``init_process_group`` shards). Each rank gets
             ``ceil(num_samples / num_replicas)`` indices, disjoint positions of
-            one shared epoch.
+            one shared epoch. It is a ``torch.utils.data.DistributedSampler``,
+            so Lightning keeps it instead of wrapping it; inside accelerate's
+            ``BatchSamplerShard`` it yields the whole epoch and accelerate
+            splits it (README, "With Lightning / accelerate").
         seed (int): base seed shared by all ranks.
         sample_weights (Tensor[N], optional): per-sample weights within each
             class (e.g. hard-example mining); class shares are kept.
@@ -205,7 +209,7 @@ class ClassBalancedSampler(EpochSampler, Sampler[int]):
         return self._iterate()
 
     def __len__(self) -> int:
-        return -(-self.num_samples // self.num_replicas)
+        return self._per_rank(self.num_samples)
 
     def __repr__(self) -> str:
         return (

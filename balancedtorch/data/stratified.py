@@ -40,8 +40,12 @@ class StratifiedBatchSampler(EpochSampler, Sampler[List[int]]):
         num_batches (int, optional): batches per epoch across all ranks.
         generator (torch.Generator, optional): source of randomness.
         num_replicas, rank (int, optional): distributed sharding (default
-            from ``torch.distributed``); each rank gets
-            ``ceil(num_batches / num_replicas)`` whole batches.
+            from ``torch.distributed``, read when an epoch starts); each rank
+            gets ``ceil(num_batches / num_replicas)`` whole batches. With
+            PyTorch Lightning use ``Trainer(use_distributed_sampler=False)``
+            (Lightning cannot re-create a custom batch sampler; it raises a
+            TypeError that says so); inside accelerate's ``BatchSamplerShard``
+            it yields the whole epoch and accelerate deals the batches out.
         seed (int): base seed shared by all ranks.
         num_classes (int, optional): number of classes C; labels must lie in
             ``[0, C)``. Default ``labels.max() + 1``, refused above 2**24 (a
@@ -74,6 +78,15 @@ class StratifiedBatchSampler(EpochSampler, Sampler[List[int]]):
         seed: int = 0,
         num_classes: Optional[int] = None,
     ) -> None:
+        if isinstance(labels, Sampler):
+            # Lightning's Trainer(use_distributed_sampler=True) re-creates a custom batch
+            # sampler as cls(DistributedSampler(dataset), batch_size=, drop_last=)
+            raise TypeError(
+                f"StratifiedBatchSampler: labels must be labels or a dataset, got a {type(labels).__name__}. "
+                "If PyTorch Lightning passed it (re-creating the batch sampler because "
+                "Trainer(use_distributed_sampler=True)), use Trainer(use_distributed_sampler=False): "
+                "StratifiedBatchSampler shards its batches across torch.distributed ranks itself."
+            )
         super().__init__(generator, seed, num_replicas, rank)
         self.batch_size = positive_int(batch_size, "batch_size")
         if not isinstance(drop_last, bool):
@@ -131,7 +144,7 @@ class StratifiedBatchSampler(EpochSampler, Sampler[List[int]]):
         return self._iterate()
 
     def __len__(self) -> int:
-        return -(-self.num_batches // self.num_replicas)
+        return self._per_rank(self.num_batches)
 
     def __repr__(self) -> str:
         return (

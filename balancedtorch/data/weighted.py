@@ -7,7 +7,7 @@ from typing import Dict, Iterator, Optional, Sequence, Union
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import Sampler
+from torch.utils.data import DistributedSampler
 
 from ..ops.sampling import AliasTable, sample_without_replacement
 from ._epoch import EpochSampler, positive_int
@@ -39,7 +39,7 @@ def _as_weights(weights) -> Tensor:
     return w
 
 
-class WeightedRandomSampler(EpochSampler, Sampler[int]):
+class WeightedRandomSampler(EpochSampler, DistributedSampler[int]):
     """Samples ``num_samples`` indices with probabilities proportional to ``weights``.
 
     Same signature and semantics as ``torch.utils.data.WeightedRandomSampler``,
@@ -65,7 +65,16 @@ class WeightedRandomSampler(EpochSampler, Sampler[int]):
         replacement (bool): draw with replacement (default) or not
             (then ``num_samples`` <= number of positive weights).
         generator (torch.Generator, optional): source of randomness; without
-            one, each epoch draws its seed from torch's global RNG, as torch does.
+            one, each epoch draws its seed from torch's global RNG, as torch
+            does, except when sharded (then from ``seed`` and the epoch, the
+            same on every rank, as ``DistributedSampler``).
+        num_replicas, rank (int, optional, keyword): distributed sharding,
+            as the other samplers: default from ``torch.distributed``, read
+            when an epoch starts. ``num_samples`` counts the whole epoch; each
+            rank gets ``ceil(num_samples / num_replicas)`` disjoint positions
+            of it (torch's sampler gives every rank ``num_samples`` draws).
+            Pass ``num_replicas=1, rank=0`` for torch's per-rank behaviour.
+        seed (int, keyword): base seed of the sharded epochs (default 0).
 
     Example:
         >>> sampler = bt.data.WeightedRandomSampler(sample_weights, num_samples=len(dataset))
@@ -78,6 +87,10 @@ class WeightedRandomSampler(EpochSampler, Sampler[int]):
         num_samples: int,
         replacement: bool = True,
         generator: Optional[torch.Generator] = None,
+        *,
+        num_replicas: Optional[int] = None,
+        rank: Optional[int] = None,
+        seed: int = 0,
     ) -> None:
         if not isinstance(replacement, bool):
             raise ValueError(f"replacement should be a boolean value, but got replacement={replacement!r}")
@@ -90,15 +103,16 @@ class WeightedRandomSampler(EpochSampler, Sampler[int]):
                 f"num_samples={self.num_samples} exceeds the {positive} indices with positive weight; "
                 "without replacement each index is drawn at most once"
             )
-        super().__init__(generator, seed=0, num_replicas=1, rank=0)
+        super().__init__(generator, seed, num_replicas, rank)
         self._table = AliasTable(self.weights) if replacement else None
 
     def _random_epochs(self) -> bool:
-        return True
+        return self.generator is not None or self.num_replicas == 1
 
     def _draw_epoch_seed(self) -> int:
-        if self.generator is None:  # torch's sampler draws from the global RNG
+        if self.generator is None and self.num_replicas == 1:  # torch's sampler draws from the global RNG
             return int(torch.randint(0, (1 << 63) - 1, (1,), dtype=torch.long))
+        # sharded: every rank must draw the same epoch, and their global RNGs may differ
         return super()._draw_epoch_seed()
 
     def _global_indices(self, generator: torch.Generator) -> Tensor:
@@ -113,10 +127,10 @@ class WeightedRandomSampler(EpochSampler, Sampler[int]):
         return self._iterate()
 
     def __len__(self) -> int:
-        return self.num_samples
+        return self._per_rank(self.num_samples)
 
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}(num_weights={self.weights.numel()}, num_samples={self.num_samples}, "
-            f"replacement={self.replacement})"
+            f"replacement={self.replacement}, num_replicas={self.num_replicas}, rank={self.rank})"
         )
