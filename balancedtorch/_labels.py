@@ -1,11 +1,18 @@
 """The one validator of integer class labels, shared by every module.
 
-Samplers, ``class_weights``, the quality tools, ``labels_of`` and
-``BatchAugment`` all read labels through :func:`check_labels` (dtype, shape,
-range) and, when the number of classes is not given, :func:`infer_num_classes`
-(``max + 1``, refused beyond :data:`MAX_INFERRED_CLASSES` so that a stray id
-such as 2**40 gives a clear error instead of a terabyte allocation). Messages
-name the caller's argument, the bad value and its index.
+Samplers, ``class_weights``, the quality tools, ``labels_of``,
+``ClassificationMetrics``, ``FeatureSMOTE`` and ``BatchAugment`` all read
+labels through :func:`check_labels` (dtype, shape, range) and, when the number
+of classes is not given, :func:`infer_num_classes` (``max + 1``, refused beyond
+:data:`MAX_INFERRED_CLASSES` so that a stray id such as 2**40 gives a clear
+error instead of a terabyte allocation). Messages name the caller, its
+argument, the bad value and its index.
+
+One rule set everywhere: every integer dtype, and floats holding integers
+(``[0., 2., 1.]``), are labels; bools, complex numbers, non-integral floats
+and strings are not. One-hot or multi-hot ``(N, C)`` arrays where one label
+per sample is expected say so and how to convert them; logits where
+probabilities are expected (:func:`check_probabilities`) say so too.
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["MAX_INFERRED_CLASSES", "check_labels", "infer_num_classes"]
+__all__ = ["MAX_INFERRED_CLASSES", "check_labels", "check_probabilities", "describe_one_hot", "infer_num_classes"]
 
 #: Largest class count inferred as ``labels.max() + 1`` (the per-class tables
 #: then take up to 128 MiB). Beyond it the caller must be told the count.
@@ -43,8 +50,13 @@ def _from_array(values: Any, name: str, caller: Optional[str]) -> Tensor:
     array = np.asarray(values)
     if array.dtype == object or array.dtype.kind in "USVMmO":
         example = array.flat[0] if array.size else values
+        if isinstance(example, np.generic):
+            example = example.item()  # 'cat', not np.str_('cat')
+        found = "non-numeric labels: strings" if isinstance(example, (str, bytes)) else "non-numeric labels"
         raise ValueError(
-            f"{_prefix(caller)}{name} holds non-numeric labels (e.g. {example!r}); map class names to integers first"
+            f"{_prefix(caller)}{name} holds {found} (e.g. {example!r}), not integer class labels 0..C-1; "
+            f"map the class names to integers first, e.g. class_names, {_short(name)} = "
+            f"numpy.unique({_short(name)}, return_inverse=True)"
         )
     if array.dtype.kind == "u" and array.dtype.itemsize > 1:
         # torch < 2.3 has no uint16/32/64, and later releases implement few ops for them: convert here
@@ -59,12 +71,43 @@ def _from_array(values: Any, name: str, caller: Optional[str]) -> Tensor:
     return torch.from_numpy(np.ascontiguousarray(array))
 
 
-def _to_integer_tensor(t: Tensor, name: str, caller: Optional[str], allow_float: bool) -> Tensor:
+def _short(name: str) -> str:
+    """An argument name usable in a code suggestion ("labels", not "column 'label'")."""
+    return name if name.isidentifier() else "labels"
+
+
+def describe_one_hot(t: Tensor, name: str, caller: Optional[str] = None, multi_hot: bool = True) -> Optional[str]:
+    """A message for a 2-D (N, C) array of 0/1 where one label per sample is expected, else None.
+
+    One-hot (exactly one 1 per row): pass ``argmax(1)``. Multi-hot (only when
+    ``multi_hot``): one class per sample does not exist; say what takes
+    multi-label targets.
+    """
+    if t.dim() != 2 or t.shape[1] < 2 or t.numel() == 0 or t.is_complex():
+        return None
+    binary = t if t.dtype == torch.bool else (t == 0) | (t == 1)
+    if not bool(binary.all()):
+        return None
+    rows = t.to(torch.int64).sum(dim=1)
+    short = _short(name)
+    if bool((rows == 1).all()):
+        return (
+            f"{_prefix(caller)}{name} looks like one-hot targets of shape {tuple(t.shape)} (one 1 per row); "
+            f"pass one class index per sample instead: {short}.argmax(1) (numpy: {short}.argmax(axis=1))"
+        )
+    if not multi_hot or not bool((rows > 1).any()):
+        return None  # e.g. an all-zero array: just not 1-D
+    return (
+        f"{_prefix(caller)}{name} looks like multi-hot (multi-label) targets of shape {tuple(t.shape)}; "
+        "one class index per sample is expected here: pick one class per sample "
+        f"(e.g. {short}.argmax(1)), or use a multi-label tool (bt.data.RepeatFactorSampler, bt.nn.SigmoidFocalLoss)"
+    )
+
+
+def _to_integer_tensor(t: Tensor, name: str, caller: Optional[str]) -> Tensor:
     if t.dtype == torch.bool or t.is_complex():
         raise _not_integer(name, caller, t.dtype)
     if t.is_floating_point():
-        if not allow_float:
-            raise _not_integer(name, caller, t.dtype)
         bad = ~torch.isfinite(t) | (t != t.round()) | (t.abs() > _FLOAT_EXACT)
         if bool(bad.any()):
             i = int(bad.flatten().nonzero()[0, 0])
@@ -91,9 +134,9 @@ def check_labels(
     num_classes: Optional[int] = None,
     ignore_index: Optional[int] = None,
     allow_negative: bool = False,
-    allow_float: bool = True,
     keep_dtype: bool = False,
     allow_empty: bool = False,
+    any_shape: bool = False,
     device: Any = None,
     shape_hint: str = "",
 ) -> Tensor:
@@ -102,8 +145,8 @@ def check_labels(
     Accepts a tensor (any device; not copied when already int64), a numpy
     array or a sequence. Every integer dtype works, unsigned ones included
     (uint16/32/64 are converted to int64; a uint64 value >= 2**63 is refused);
-    floats are accepted when ``allow_float`` and every value is a finite
-    integer (<= 2**53 in magnitude). The input is never modified.
+    floats are accepted when every value is a finite integer (<= 2**53 in
+    magnitude), everywhere. The input is never modified.
 
     Args:
         labels: the labels.
@@ -112,10 +155,10 @@ def check_labels(
         num_classes: when given, labels must lie in ``[0, num_classes)``.
         ignore_index: a label value exempt from the range checks.
         allow_negative: skip the ``>= 0`` check (labels such as -1 pass).
-        allow_float: accept integer-valued floating labels.
         keep_dtype: return uint8/int8/int16/int32 as is (for kernels that read
             them); otherwise the result is int64.
         allow_empty: accept zero labels.
+        any_shape: accept labels of any shape (segmentation masks), flattened.
         device: move the result there.
         shape_hint: appended to the 1-D error (e.g. how to flatten masks).
 
@@ -123,8 +166,9 @@ def check_labels(
         Tensor[N]: the labels, int64 unless ``keep_dtype``.
 
     Raises:
-        ValueError: non-numeric or non-integer labels, not 1-D, empty, a
-            label out of range (the message names ``name[index] = value``).
+        ValueError: non-numeric or non-integer labels, not 1-D (one-hot and
+            multi-hot arrays are named as such), empty, a label out of range
+            (the message names ``name[index] = value``).
     """
     if num_classes is not None and (
         isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) or num_classes < 1
@@ -134,7 +178,13 @@ def check_labels(
         t = labels.detach()
     else:
         t = _from_array(labels, name, caller)
-    t = _to_integer_tensor(t, name, caller, allow_float)
+    if t.dim() != 1 and not any_shape:
+        one_hot = describe_one_hot(t, name, caller)
+        if one_hot is not None:
+            raise ValueError(one_hot)
+    t = _to_integer_tensor(t, name, caller)
+    if any_shape:
+        t = t.reshape(-1)
     if t.dim() != 1:
         raise ValueError(f"{_prefix(caller)}{name} must be 1-D, got shape {tuple(t.shape)}{shape_hint}")
     if t.numel() == 0 and not allow_empty:
@@ -203,3 +253,48 @@ def infer_num_classes(
         f"labels must be 0 .. C-1, so map sparse ids to them first (e.g. torch.unique({name}, "
         f"return_inverse=True)[1]){advice}"
     )
+
+
+def check_probabilities(
+    probs: Tensor,
+    name: str = "pred_probs",
+    *,
+    caller: Optional[str] = None,
+    dim: int = 1,
+    atol: float = 1e-3,
+) -> Tensor:
+    """Checks that ``probs`` holds probabilities along ``dim`` (each in [0, 1], summing to 1).
+
+    Logits are the usual mistake: the message says that they look like logits
+    and to apply ``softmax`` first. Returns ``probs`` unchanged.
+
+    Raises:
+        ValueError: not floating, not finite, a value outside [0, 1], or a
+            row that does not sum to 1 (within ``atol``).
+    """
+    if not isinstance(probs, Tensor):
+        probs = torch.as_tensor(np.asarray(probs))
+    if not probs.is_floating_point():
+        raise ValueError(f"{_prefix(caller)}{name} must hold floating probabilities, got dtype {probs.dtype}")
+    if probs.numel() == 0:
+        return probs
+    p = probs.detach()
+    bad = ~torch.isfinite(p)
+    if bool(bad.any()):
+        i = int(bad.flatten().nonzero()[0, 0])
+        raise ValueError(f"{_prefix(caller)}{name} must be finite, got {name}.flatten()[{i}] = {p.flatten()[i].item()}")
+    outside = (p < 0) | (p > 1)
+    sums = p.double().sum(dim=dim)
+    off = (sums - 1).abs() > atol
+    if bool(outside.any()) or bool(off.any()):
+        if bool(outside.any()):
+            i = int(outside.flatten().nonzero()[0, 0])
+            found = f"{name}.flatten()[{i}] = {p.flatten()[i].item():.4g} is outside [0, 1]"
+        else:
+            i = int(off.flatten().nonzero()[0, 0])
+            found = f"entry {i} sums to {sums.flatten()[i].item():.4g} over dim {dim}, not 1"
+        raise ValueError(
+            f"{_prefix(caller)}{name} must hold probabilities (each in [0, 1], summing to 1 over dim {dim}), "
+            f"but {found}: these look like logits; pass torch.softmax(logits, dim={dim}) instead"
+        )
+    return probs

@@ -94,14 +94,13 @@ def _softmax_loss(
     if isinstance(ignore_index, bool) or not isinstance(ignore_index, int):
         raise TypeError(f"ignore_index must be an int, got {ignore_index!r}")
     weight = _check_class_vector(weight, "weight", validate)
-    if target.requires_grad and torch.is_grad_enabled():
-        raise ValueError("target must not require grad: the fused kernels give no gradient for it")
     unbatched = input.dim() == 1
     if unbatched:  # (C,) with a () class index or (C,) probabilities, as torch
         input = input.unsqueeze(0)
         target = target.unsqueeze(0)
-    if target.is_floating_point() and target.dtype != input.dtype:
-        target = target.to(input.dtype)
+    if target.is_floating_point() and input.is_floating_point():
+        # the dtype the kernel computes in: float32 for half logits under autocast, as torch
+        target = target.to(_losses.autocast_dtype(input))
     compute_grad = input.requires_grad and torch.is_grad_enabled()
     loss = _losses.call_private(
         torch.ops.balancedtorch.softmax_loss, input, target, weight, logit_bias, ignore_index, label_smoothing, gamma, code, compute_grad
@@ -136,7 +135,11 @@ def cross_entropy(
 
     Returns:
         Tensor: a scalar, or the per-sample losses ``[N, d1, ..., dk]`` for
-        ``reduction="none"``; in the input's dtype.
+        ``reduction="none"``; in the input's dtype (float32 for float16/bfloat16
+        logits under ``torch.autocast``, as torch). ``"mean"`` over targets
+        whose weights sum to zero (all ignored, or zero-weight classes only) is
+        ``nan``, as torch, with or without label smoothing. Probability
+        targets that require grad get torch's gradient.
 
     Example:
         >>> logits = torch.randn(8, 3, requires_grad=True)
@@ -266,10 +269,7 @@ def _sigmoid_focal_loss(
         raise ValueError(f"input must be a floating tensor, got dtype {input.dtype}")
     if target.shape != input.shape:
         raise ValueError(f"target must have the input's shape {tuple(input.shape)}, got {tuple(target.shape)}")
-    if target.requires_grad and torch.is_grad_enabled():
-        raise ValueError("target must not require grad: the fused kernels give no gradient for it")
-    if target.dtype != input.dtype:
-        target = target.to(input.dtype)
+    target = target.to(_losses.autocast_dtype(input))
     compute_grad = input.requires_grad and torch.is_grad_enabled()
     loss = _losses.call_private(
         torch.ops.balancedtorch.sigmoid_focal_loss, input, target, pos_weight, float(alpha), gamma, code, compute_grad
@@ -277,31 +277,55 @@ def _sigmoid_focal_loss(
     return loss
 
 
+def _one_of(value: Any, alias: Any, name: str, alias_name: str) -> Any:
+    """An argument given positionally/as ``name`` or by torchvision's keyword ``alias_name``."""
+    if value is not None and alias is not None:
+        raise TypeError(f"sigmoid_focal_loss: got both {name} and {alias_name} (the same argument); pass one")
+    if value is None and alias is None:
+        raise TypeError(f"sigmoid_focal_loss: missing the argument {name} (or {alias_name}, as torchvision names it)")
+    return value if value is not None else alias
+
+
 def sigmoid_focal_loss(
-    input: Tensor,
-    target: Tensor,
+    input: Optional[Tensor] = None,
+    target: Optional[Tensor] = None,
     alpha: float = 0.25,
     gamma: float = 2.0,
-    reduction: str = "mean",
+    reduction: str = "none",
     pos_weight: Optional[Tensor] = None,
+    *,
+    inputs: Optional[Tensor] = None,
+    targets: Optional[Tensor] = None,
 ) -> Tensor:
     """Sigmoid focal loss, equal to ``torchvision.ops.sigmoid_focal_loss`` (fused kernel).
 
     ``loss = alpha_t * (1 - p_t)^gamma * BCE(input, target)`` elementwise, with
     ``alpha_t = alpha * y + (1 - alpha) * (1 - y)`` (``alpha < 0`` disables it)
-    and BCE-with-logits' ``pos_weight`` on the positive term.
+    and BCE-with-logits' ``pos_weight`` on the positive term. A drop-in for
+    torchvision's function: the default reduction is ``"none"`` as there, and
+    its keyword names ``inputs=`` / ``targets=`` are accepted
+    (:class:`balancedtorch.nn.SigmoidFocalLoss` keeps ``reduction="mean"``).
 
     Args:
-        input (Tensor[*, C]): logits of any shape (float16, bfloat16, float32, float64).
-        target (Tensor[*, C]): targets in [0, 1] of the same shape.
+        input (Tensor[*, C]): logits of any shape (float16, bfloat16, float32,
+            float64); also accepted as ``inputs=``.
+        target (Tensor[*, C]): targets in [0, 1] of the same shape; also
+            accepted as ``targets=``. Differentiable when it requires grad.
         alpha (float): default 0.25. gamma (float): >= 0, default 2.
-        reduction (str): ``"none"`` | ``"mean"`` (over all elements) | ``"sum"``.
+        reduction (str): ``"none"`` (default, elementwise losses of the input's
+            shape) | ``"mean"`` (over all elements) | ``"sum"``.
         pos_weight (Tensor[C], optional): weight of the positive term per class
             (the last dimension), as ``BCEWithLogitsLoss(pos_weight=...)``.
 
+    Returns:
+        Tensor: the input's shape for ``"none"``, else a scalar; in the input's
+        dtype (float32 for float16/bfloat16 logits under ``torch.autocast``).
+
     Example:
-        >>> loss = bt.functional.sigmoid_focal_loss(logits, multi_hot.float())
+        >>> loss = bt.functional.sigmoid_focal_loss(logits, multi_hot.float(), reduction="mean")
     """
+    input = _one_of(input, inputs, "input", "inputs")
+    target = _one_of(target, targets, "target", "targets")
     return _sigmoid_focal_loss(
         input, target, alpha=alpha, gamma=gamma, reduction=reduction, pos_weight=pos_weight, validate=True
     )

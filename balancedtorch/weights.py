@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ._labels import check_labels, infer_num_classes
+from ._labels import check_labels, describe_one_hot, infer_num_classes
 from .ops.class_counts import class_counts
 
 __all__ = ["class_weights", "SCHEMES", "NORMALIZATIONS"]
@@ -72,7 +72,10 @@ def class_weights(
     1, ``None`` returns the raw weights.
 
     Args:
-        labels (Tensor[N] | ndarray | sequence, optional): integer class labels.
+        labels (Tensor | ndarray | sequence, optional): integer class labels
+            (integral floats accepted) of any shape, e.g. segmentation masks
+            ``(N, H, W)``, counted as :func:`balancedtorch.ops.class_counts`
+            counts them. A one-hot ``(N, C)`` array is refused (pass ``argmax(1)``).
         counts (Tensor[C] | ndarray | sequence, optional): samples per class
             (non-negative; floats allowed, e.g. weighted counts).
         scheme (str): one of ``"inverse"``, ``"sqrt_inverse"``,
@@ -117,15 +120,13 @@ def class_weights(
         raise ValueError("class_weights: give exactly one of labels= or counts=")
 
     if labels is not None:
-        # the range is checked by class_counts, which also honours ignore_index
-        label_tensor = check_labels(
-            labels,
-            caller="class_weights",
-            allow_negative=True,
-            allow_float=False,
-            keep_dtype=True,
-            shape_hint=" (for segmentation masks pass labels.flatten(); one-hot targets need argmax first)",
-        )
+        if isinstance(labels, Tensor) or (isinstance(labels, np.ndarray) and labels.dtype.kind in "biuf"):
+            # labels of any shape are counted (masks), but a one-hot (N, C) array is almost surely a mistake
+            one_hot = describe_one_hot(torch.as_tensor(labels), "labels", "class_weights", multi_hot=False)
+            if one_hot is not None:
+                raise ValueError(one_hot + " (if these really are 0/1 masks, pass labels.flatten())")
+        # any shape, as class_counts; the range is checked by class_counts, which also honours ignore_index
+        label_tensor = check_labels(labels, caller="class_weights", allow_negative=True, keep_dtype=True, any_shape=True)
         if num_classes is None:
             num_classes = infer_num_classes(label_tensor, caller="class_weights", ignore_index=ignore_index)
         elif isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:

@@ -492,7 +492,7 @@ def test_sigmoid_focal_extreme_logits(device):
 def test_sigmoid_focal_half(device, dtype):
     x = (torch.randn(300, 9, device=device) * 3).to(dtype).requires_grad_()
     y = (torch.rand(300, 9, device=device) < 0.2).to(dtype)
-    got = btf.sigmoid_focal_loss(x, y)
+    got = btf.sigmoid_focal_loss(x, y, reduction="mean")
     assert got.dtype == dtype
     expected = torchvision_ops.sigmoid_focal_loss(x.detach().float(), y.float(), reduction="mean")
     torch.testing.assert_close(got.float(), expected, rtol=1e-2, atol=1e-3)
@@ -526,7 +526,7 @@ def test_sigmoid_focal_bad_arguments():
         bt.nn.SigmoidFocalLoss(gamma=-2)
     with pytest.raises(ValueError, match="reduction must be"):
         btf.sigmoid_focal_loss(x, y, reduction="batchmean")
-    assert math.isnan(btf.sigmoid_focal_loss(torch.zeros(0, 3), torch.zeros(0, 3)).item())
+    assert math.isnan(btf.sigmoid_focal_loss(torch.zeros(0, 3), torch.zeros(0, 3), reduction="mean").item())
 
 
 def test_torch_compile_inductor(device):

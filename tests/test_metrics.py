@@ -119,10 +119,11 @@ def test_plots_written(tmp_path):
     "preds, target, match",
     [
         (torch.tensor([0, 1, 5]), torch.tensor([0, 1, 2]), r"predicted label 5 is outside \[0, num_classes=3\)"),
-        (torch.tensor([0, 1, 2]), torch.tensor([0, -1, 2]), r"target -1 is outside"),
+        (torch.tensor([0, 1, 2]), torch.tensor([0, -1, 2]), r"target must be >= 0 and < num_classes=3, got target\[1\] = -1"),
         (torch.randn(3, 4), torch.tensor([0, 1, 2]), r"must have the target's shape \(3,\) \(labels\) or \(3, 3\)"),
         (torch.tensor([0.0, 1.0, 2.0]), torch.tensor([0, 1, 2]), "holds floats"),
-        (torch.tensor([0, 1, 2]), torch.tensor([0.0, 1.0, 2.0]), "target must hold integer class labels"),
+        (torch.tensor([0, 1, 2]), torch.tensor([0.0, 1.5, 2.0]), r"target must hold integer class labels.*target\[1\] = 1.5"),
+        (torch.tensor([0, 1, 2]), torch.eye(3, dtype=torch.long), "target looks like one-hot"),
     ],
 )
 def test_bad_updates(preds, target, match):

@@ -4,6 +4,7 @@ import torch
 
 from . import functional
 from .batch import BatchAugment
+from ..ops.losses import suggest_memory_format as _suggest_memory_format
 from .functional import affine_color
 
 __all__ = ["BatchAugment", "affine_color", "functional"]
@@ -12,9 +13,11 @@ __all__ = ["BatchAugment", "affine_color", "functional"]
 @torch.library.register_fake("balancedtorch::affine_color")
 def _affine_color_fake(images, theta, colour, crop, mean, std, out_height, out_width, interpolation, fill, out_dtype):
     B, C = images.shape[:2]
-    return images.new_empty((B, C, out_height, out_width), dtype=out_dtype)
+    # the kernels write in images.suggest_memory_format(): channels-last in, channels-last out
+    fmt = _suggest_memory_format(images)
+    return torch.empty((B, C, out_height, out_width), dtype=out_dtype, device=images.device, memory_format=fmt)
 
 
 @torch.library.register_fake("balancedtorch::affine_mask")
 def _affine_mask_fake(masks, theta, crop, out_height, out_width, fill):
-    return masks.new_empty((masks.shape[0], out_height, out_width))
+    return masks.new_empty((masks.shape[0], out_height, out_width))  # (B, H, W): contiguous, as the kernels

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, List, Optional, Union
 
 import numpy as np
 import torch
@@ -17,16 +17,40 @@ __all__ = ["labels_of", "as_labels"]
 _LABEL_ATTRIBUTES = ("targets", "labels", "target", "label", "y")
 
 
+_COLUMN_HINT = (
+    "; or tell labels_of where integer labels are: labels_of(dataset, column=lambda ds: ...) "
+    "returning one class index 0..C-1 per sample"
+)
+
+
 def _to_long(values: Any, where: str) -> Tensor:
-    return check_labels(
-        values,
-        where,
-        caller="labels_of",
-        allow_negative=True,
-        allow_empty=True,
-        device="cpu",
-        shape_hint="; one label per sample: one-hot or multi-label targets need argmax or a column= callable",
-    )
+    """check_labels, with what labels_of found and what to pass instead when it is not one integer per sample."""
+    try:
+        return check_labels(
+            values,
+            where,
+            caller="labels_of",
+            allow_negative=True,
+            allow_empty=True,
+            device="cpu",
+            shape_hint="; one label per sample: one-hot or multi-label targets need argmax or a column= callable",
+        )
+    except ValueError as exc:
+        message = str(exc)
+        if "non-numeric" in message or "one-hot" in message or "multi-hot" in message:
+            raise ValueError(message + _COLUMN_HINT) from None
+        raise
+
+
+def _gather(raw: List[Any], where: str) -> Any:
+    """Per-sample labels as one array: scalars as they are, tensors/arrays stacked (one-hot rows -> (N, C))."""
+    if raw and all(isinstance(v, (Tensor, np.ndarray)) for v in raw):
+        parts = [torch.as_tensor(v) for v in raw]
+        shapes = {tuple(p.shape) for p in parts}
+        if len(shapes) > 1:
+            raise ValueError(f"labels_of: {where} have different shapes {sorted(shapes)[:3]}; expected one class index per sample")
+        return torch.stack(parts)
+    return raw
 
 
 def _sample_label(sample: Any, index: int) -> Any:
@@ -53,7 +77,13 @@ def labels_of(dataset: Any, column: Optional[Union[str, Callable[[Any], Any]]] =
     * a ``.targets`` / ``.labels`` attribute (torchvision's ImageFolder,
       DatasetFolder, CIFAR, MNIST, SVHN, ...);
     * otherwise every sample is loaded once (``dataset[i][1]`` or the
-      ``"label"`` key of a dict), with a progress bar and a warning.
+      ``"label"`` key of a dict), with a progress bar (closed however reading
+      ends) and a warning.
+
+    Labels must be one class index per sample (integral floats accepted).
+    String labels and one-hot or multi-hot targets raise a ``ValueError``
+    that says what was found and what to pass instead (``argmax(1)``, a
+    mapping of class names to integers, or ``column=``).
 
     Args:
         dataset: a map-style dataset, or already a sequence/array/tensor of labels.
@@ -103,9 +133,17 @@ def labels_of(dataset: Any, column: Optional[Union[str, Callable[[Any], Any]]] =
         from tqdm.auto import tqdm
     except ImportError:  # pragma: no cover - tqdm is a dev dependency
         tqdm = None
-    indices = range(len(dataset))
-    iterator = tqdm(indices, desc="reading labels", unit="sample") if tqdm is not None else indices
-    return _to_long([int(_sample_label(dataset[i], i)) for i in iterator], "the samples' labels")
+    raw: List[Any] = []
+    bar = tqdm(total=len(dataset), desc="reading labels", unit="sample") if tqdm is not None else None
+    try:  # the bar is closed however reading ends (a bad sample raises half-way)
+        for i in range(len(dataset)):
+            raw.append(_sample_label(dataset[i], i))
+            if bar is not None:
+                bar.update()
+    finally:
+        if bar is not None:
+            bar.close()
+    return _to_long(_gather(raw, "the samples' labels"), "the samples' labels")
 
 
 def as_labels(

@@ -5,9 +5,11 @@ from __future__ import annotations
 import numbers
 from typing import Any, Dict, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 from torch import Tensor
 
+from .._labels import check_labels, describe_one_hot
 from ..ops.class_counts import class_counts
 
 __all__ = ["ClassificationMetrics"]
@@ -127,6 +129,9 @@ class ClassificationMetrics:
                 f"{expected} (logits / probabilities), got {tuple(preds.shape)}"
             )
         if not preds.is_floating_point():
+            one_hot = describe_one_hot(preds, "preds_or_logits", "ClassificationMetrics.update")
+            if one_hot is not None:
+                raise ValueError(one_hot)
             raise ValueError(f"scores (logits / probabilities) must be floating, got dtype {preds.dtype}")
         # max(dim).indices: the first maximum, like argmax, but several times
         # faster over a strided class dimension (NCHW)
@@ -139,28 +144,42 @@ class ClassificationMetrics:
         Local (not collective): only this rank's state changes.
         """
         preds = torch.as_tensor(preds_or_logits).detach()
-        target = torch.as_tensor(target).detach()
-        if target.is_floating_point() or target.dtype == torch.bool:
-            raise ValueError(f"target must hold integer class labels, got dtype {target.dtype}")
-        if target.dim() == 0:
-            raise ValueError("target must have a batch dimension, got a scalar")
+        caller = "ClassificationMetrics.update"
+        K = self.num_classes
+        shape = tuple(target.shape) if isinstance(target, Tensor) else tuple(np.shape(target))
+        if len(shape) == 0:
+            raise ValueError(f"{caller}: target must have a batch dimension, got a scalar")
+        if len(shape) == 2 and shape[1] == K and tuple(preds.shape) in ((shape[0],), shape):
+            # (N, K) targets next to (N,) labels or (N, K) scores: one-hot, not a segmentation row
+            one_hot = describe_one_hot(torch.as_tensor(target), "target", caller)
+            if one_hot is not None:
+                raise ValueError(one_hot)
         if self.device is None:
             self.device = preds.device
             self.confmat = self.confmat.to(self.device)
-        preds, target = preds.to(self.device), target.to(self.device)
+        # the shared validator: integer (or integral float) labels of any shape, in [0, K) or ignore_index
+        target = check_labels(
+            target,
+            "target",
+            caller=caller,
+            num_classes=K,
+            ignore_index=self.ignore_index,
+            allow_negative=self.ignore_index is not None and self.ignore_index < 0,
+            allow_empty=True,
+            any_shape=True,
+            device=self.device,
+        ).view(shape)
+        preds = preds.to(self.device)
         scores = preds.shape != target.shape
         labels = self._predicted_labels(preds, target).reshape(-1)
-        target = target.reshape(-1).long()
-        K = self.num_classes
+        target = target.reshape(-1)
         ignored = None if self.ignore_index is None else target == self.ignore_index
-        checks = [("target", target if ignored is None else target.masked_fill(ignored, 0))]
-        if not scores:  # argmax of K scores is always in range
-            checks.append(("predicted label", labels if ignored is None else labels.masked_fill(ignored, 0)))
-        for name, values in checks:
+        if not scores and labels.numel():  # argmax of K scores is always in range
+            values = labels if ignored is None else labels.masked_fill(ignored, 0)
             low, high = torch.aminmax(values)
             if int(low) < 0 or int(high) >= K:
                 bad = ((values < 0) | (values >= K)).nonzero()[0, 0]
-                raise ValueError(f"{name} {int(values[bad])} is outside [0, num_classes={K})")
+                raise ValueError(f"{caller}: predicted label {int(values[bad])} is outside [0, num_classes={K})")
         pairs = target * K + labels
         if ignored is not None:
             pairs = pairs.masked_fill(ignored, -1)

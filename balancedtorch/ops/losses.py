@@ -14,6 +14,18 @@ the buffer at once) lets backward scale it in place, or hand it over untouched
 when ``grad_output`` is exactly 1 on the CPU: nobody else can see it then. A
 direct call of ``torch.ops.balancedtorch.*`` gets ``grad * grad_output`` in a
 fresh tensor, and its returned buffer stays as the kernel wrote it.
+
+Probability targets that require grad get torch's gradient, computed in
+backward from the saved logits (the kernels write d(loss)/d(input) only).
+
+Under ``torch.autocast`` both ops run in float32, as ``F.cross_entropy`` (on
+autocast's float32 list): an Autocast kernel casts float16/bfloat16 logits and
+probability targets to float32 and calls the op with autocast off. It is
+registered with ``torch.library.Library.impl`` on the AutocastCPU/AutocastCUDA
+keys: torch 2.4 has that (``torch.library.register_autocast``, 2.5+, does the
+same underneath), so one code path serves torch 2.4 to today, eager and
+compiled, direct op calls included. Our kernel also leaves the float32/float64
+``weight``/``logit_bias`` alone, which a blanket cast would not.
 """
 
 from __future__ import annotations
@@ -36,6 +48,34 @@ def _is_compiling() -> bool:
     return False
 
 
+def _class_last(input: Tensor) -> bool:
+    """softmax_loss_layout's class_last_format: channels-last logits are read in place."""
+    if input.is_contiguous():
+        return False
+    if input.dim() == 4:
+        return input.is_contiguous(memory_format=torch.channels_last)
+    if input.dim() == 5:
+        return input.is_contiguous(memory_format=torch.channels_last_3d)
+    return False
+
+
+def suggest_memory_format(t: Tensor) -> torch.memory_format:
+    """``Tensor::suggest_memory_format()`` of the C++ side (for fake kernels)."""
+    suggest = getattr(getattr(torch, "_prims_common", None), "suggest_memory_format", None)
+    if suggest is not None:
+        return suggest(t)
+    if t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last):  # pragma: no cover (old torch)
+        return torch.channels_last
+    if t.dim() == 5 and t.is_contiguous(memory_format=torch.channels_last_3d):  # pragma: no cover
+        return torch.channels_last_3d
+    return torch.contiguous_format
+
+
+def _elementwise_format(input: Tensor) -> torch.memory_format:
+    """sigmoid_focal_output_format: the input's memory format (channels-last in, channels-last out)."""
+    return torch.contiguous_format if input.is_contiguous() else suggest_memory_format(input)
+
+
 @torch.library.register_fake("balancedtorch::softmax_loss")
 def _softmax_loss_fake(
     input: Tensor,
@@ -53,7 +93,12 @@ def _softmax_loss_fake(
         loss = input.new_empty((input.shape[0],) + tuple(input.shape[2:]))
     else:
         loss = input.new_empty(())
-    grad = input.new_empty(input.shape) if compute_grad else input.new_empty((0,))
+    if not compute_grad:
+        grad = input.new_empty((0,))
+    elif _class_last(input):
+        grad = torch.empty_like(input)  # the gradient in the logits' (channels-last) layout
+    else:
+        grad = input.new_empty(input.shape)
     return loss, grad
 
 
@@ -67,9 +112,84 @@ def _sigmoid_focal_loss_fake(
     reduction: int,
     compute_grad: bool,
 ):
-    loss = input.new_empty(input.shape) if reduction == _REDUCTION_NONE else input.new_empty(())
-    grad = input.new_empty(input.shape) if compute_grad else input.new_empty((0,))
+    fmt = _elementwise_format(input)
+    shape = tuple(input.shape)
+    if reduction == _REDUCTION_NONE:
+        loss = torch.empty(shape, dtype=input.dtype, device=input.device, memory_format=fmt)
+    else:
+        loss = input.new_empty(())
+    if compute_grad:
+        grad = torch.empty(shape, dtype=input.dtype, device=input.device, memory_format=fmt)
+    else:
+        grad = input.new_empty((0,))
     return loss, grad
+
+
+_REDUCTION_SUM = 2
+
+
+def _acc_dtype(t: Tensor) -> torch.dtype:
+    return torch.float64 if t.dtype == torch.float64 else torch.float32
+
+
+def _class_view(vec: Tensor, like: Tensor) -> Tensor:
+    """A per-class vector (C,) shaped to broadcast along dim 1 of (N, C, d1, ...)."""
+    return vec.view((1, -1) + (1,) * (like.dim() - 2))
+
+
+def _softmax_loss_target_grad(args, grad_loss: Tensor) -> Tensor:
+    """d(loss)/d(probability target), as autograd gives it for torch's cross_entropy (and the focal form).
+
+    loss_n = sum_c ((1 - eps) q_nc + eps / C) w_c (1 - p_nc)^gamma (-log p_nc), so
+    d loss_n / d q_nc = (1 - eps) w_c (1 - p_nc)^gamma (-log p_nc); "mean" divides
+    by the number of samples N * d1 * ... as torch does for probability targets.
+    """
+    input, target, weight, bias, _, label_smoothing, gamma, reduction = args[:8]
+    acc = _acc_dtype(input)
+    z = input.detach().to(acc)
+    if bias is not None:
+        z = z + _class_view(bias.to(acc), z)
+    log_p = torch.log_softmax(z, dim=1)
+    coef = -log_p
+    if gamma != 0.0:
+        coef = coef * (-torch.expm1(log_p)).pow(gamma)
+    if weight is not None:
+        coef = coef * _class_view(weight.to(acc), z)
+    coef = coef * (1.0 - label_smoothing)
+    if reduction == _REDUCTION_NONE:
+        coef = coef * grad_loss.to(acc).unsqueeze(1)
+    else:
+        coef = coef * grad_loss.to(acc)
+        if reduction != _REDUCTION_SUM:
+            coef = coef / (z.numel() // z.shape[1] if z.numel() else 1)
+    return coef.to(target.dtype)
+
+
+def _sigmoid_focal_target_grad(args, grad_loss: Tensor) -> Tensor:
+    """d(loss)/d(target) of torchvision's sigmoid focal loss (with BCE's pos_weight), as autograd gives it."""
+    input, target, pos_weight, alpha, gamma, reduction = args[:6]
+    acc = _acc_dtype(input)
+    x = input.detach().to(acc)
+    t = target.detach().to(acc)
+    pw = pos_weight.to(acc) if pos_weight is not None else None
+    p = torch.sigmoid(x)
+    log_p = torch.nn.functional.logsigmoid(x)
+    log_1mp = torch.nn.functional.logsigmoid(-x)
+    ce = -((t * pw if pw is not None else t) * log_p + (1 - t) * log_1mp)
+    dce = log_1mp - (log_p * pw if pw is not None else log_p)
+    if gamma != 0.0:
+        m = 1 - (p * t + (1 - p) * (1 - t))
+        mod = m.pow(gamma)
+        loss = ce * mod
+        dloss = dce * mod + ce * (gamma * m.pow(gamma - 1) * (1 - 2 * p))
+    else:
+        loss, dloss = ce, dce
+    if alpha >= 0:
+        dloss = (alpha * t + (1 - alpha) * (1 - t)) * dloss + (2 * alpha - 1) * loss
+    dloss = dloss * grad_loss.to(acc)
+    if reduction not in (_REDUCTION_NONE, _REDUCTION_SUM):
+        dloss = dloss / max(1, x.numel())
+    return dloss.to(target.dtype)
 
 
 class _PrivateCall(threading.local):
@@ -102,7 +222,7 @@ def _traced(t: Tensor) -> bool:
     return _is_compiling() or type(t) is not torch.Tensor
 
 
-def _make_autograd(op, name: str, num_args: int, reduction_arg: int, broadcast_dim: Optional[int]):
+def _make_autograd(op, name: str, num_args: int, reduction_arg: int, broadcast_dim: Optional[int], target_grad):
     """setup_context/backward for an op returning (loss, prescaled grad buffer)."""
 
     def setup_context(ctx, inputs, output):
@@ -142,13 +262,18 @@ def _make_autograd(op, name: str, num_args: int, reduction_arg: int, broadcast_d
         saved = list(ctx.saved_tensors)
         grad = saved.pop() if ctx.traced else ctx.grad_buffer
         ctx.grad_buffer = None  # handed over: a second backward recomputes it
+        args = list(ctx.other_args)
+        for slot, tensor in zip(ctx.tensor_slots, saved):
+            args[slot] = tensor
+        # probability targets that require grad: torch's gradient (rare; not fused)
+        grad_target = target_grad(args, grad_loss) if ctx.needs_input_grad[1] else None
+        if not ctx.needs_input_grad[0]:
+            return (None, grad_target) + (None,) * (num_args - 2)
         # private: the buffer is this node's alone (see call_private), or recomputed here
         private = ctx.private
         if grad is None:
-            args = list(ctx.other_args)
-            for slot, tensor in zip(ctx.tensor_slots, saved):
-                args[slot] = tensor
             args[0] = args[0].detach()
+            args[1] = args[1].detach()
             args[-1] = True
             _, grad = op(*args)
             private = not ctx.traced
@@ -162,17 +287,67 @@ def _make_autograd(op, name: str, num_args: int, reduction_arg: int, broadcast_d
             pass  # loss.backward(): the buffer already is the gradient
         else:
             grad.mul_(scale)
-        return (grad,) + (None,) * (num_args - 1)
+        return (grad, grad_target) + (None,) * (num_args - 2)
 
     return setup_context, backward
 
 
 _sm_setup, _sm_backward = _make_autograd(
-    torch.ops.balancedtorch.softmax_loss.default, "softmax_loss", num_args=9, reduction_arg=7, broadcast_dim=1
+    torch.ops.balancedtorch.softmax_loss.default,
+    "softmax_loss",
+    num_args=9,
+    reduction_arg=7,
+    broadcast_dim=1,
+    target_grad=_softmax_loss_target_grad,
 )
 torch.library.register_autograd("balancedtorch::softmax_loss", _sm_backward, setup_context=_sm_setup)
 
 _sf_setup, _sf_backward = _make_autograd(
-    torch.ops.balancedtorch.sigmoid_focal_loss.default, "sigmoid_focal_loss", num_args=7, reduction_arg=5, broadcast_dim=None
+    torch.ops.balancedtorch.sigmoid_focal_loss.default,
+    "sigmoid_focal_loss",
+    num_args=7,
+    reduction_arg=5,
+    broadcast_dim=None,
+    target_grad=_sigmoid_focal_target_grad,
 )
 torch.library.register_autograd("balancedtorch::sigmoid_focal_loss", _sf_backward, setup_context=_sf_setup)
+
+
+# Autocast: float32, as F.cross_entropy (see the module docstring for why this
+# registration and not torch.library.register_autocast).
+_AUTOCAST_KEYS = {"cpu": "AutocastCPU", "cuda": "AutocastCUDA"}
+_AUTOCAST_LOW = (torch.float16, torch.bfloat16)
+
+
+def _autocast_enabled(device_type: str) -> bool:
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except TypeError:  # pragma: no cover (torch 2.4 without the device argument)
+        return torch.is_autocast_cpu_enabled() if device_type == "cpu" else torch.is_autocast_enabled()
+
+
+def autocast_dtype(t: Tensor) -> torch.dtype:
+    """The dtype the loss kernels compute in for logits t: float32 for float16/bfloat16 under autocast."""
+    if t.dtype in _AUTOCAST_LOW and t.device.type in _AUTOCAST_KEYS and _autocast_enabled(t.device.type):
+        return torch.float32
+    return t.dtype
+
+
+def _autocast_kernel(op, key: str):
+    exclude = torch._C.DispatchKeySet(getattr(torch._C.DispatchKey, key))
+
+    def kernel(input, target, *rest):
+        if input.dtype in _AUTOCAST_LOW:
+            input = input.float()
+        if target.is_floating_point() and target.dtype in _AUTOCAST_LOW:
+            target = target.to(input.dtype)
+        with torch._C._ExcludeDispatchKeyGuard(exclude):
+            return op(input, target, *rest)
+
+    return kernel
+
+
+_autocast_lib = torch.library.Library("balancedtorch", "IMPL")
+for _name in ("softmax_loss", "sigmoid_focal_loss"):
+    for _key in _AUTOCAST_KEYS.values():
+        _autocast_lib.impl(_name, _autocast_kernel(getattr(torch.ops.balancedtorch, _name).default, _key), _key)

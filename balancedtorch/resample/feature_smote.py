@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from .._checks import all_finite
+from .._labels import check_labels, infer_num_classes
 
 __all__ = ["FeatureSMOTE"]
 
@@ -126,25 +127,28 @@ class FeatureSMOTE(nn.Module):
             raise ValueError(f"FeatureSMOTE: features must be a 2-D tensor [B, D], got {getattr(features, 'shape', type(features))}")
         if not features.is_floating_point():
             raise ValueError(f"FeatureSMOTE: features must be floating point, got {features.dtype}")
-        if not isinstance(labels, Tensor) or labels.dim() != 1 or labels.shape[0] != features.shape[0]:
+        if not isinstance(labels, Tensor):
+            raise TypeError(f"FeatureSMOTE: labels must be a torch.Tensor, got {type(labels).__name__}")
+        if labels.dim() != 1:
+            # raises, naming one-hot / multi-hot (B, C) targets as such
+            check_labels(labels, "labels", caller="FeatureSMOTE", allow_empty=True)
+        if labels.shape[0] != features.shape[0]:
             raise ValueError(
                 f"FeatureSMOTE: labels must be a 1-D tensor with one label per feature row ({features.shape[0]}), "
-                f"got {getattr(labels, 'shape', type(labels))}"
+                f"got shape {tuple(labels.shape)}"
             )
-        if labels.is_floating_point() or labels.dtype == torch.bool or labels.is_complex():
-            raise ValueError(f"FeatureSMOTE: labels must be integer class indices, got {labels.dtype}")
         if not self.training or features.shape[0] == 0:
+            # the dtype is still checked (bool, complex, non-integral floats are not labels)
+            if labels.dtype == torch.bool or labels.is_complex() or labels.is_floating_point():
+                check_labels(labels, "labels", caller="FeatureSMOTE", allow_empty=True)
             return features, labels
-        y = labels.to(features.device).long()
-        low, high = int(y.min()), int(y.max())
-        if low < 0 or (self.num_classes is not None and high >= self.num_classes):
-            bound = f" and < num_classes={self.num_classes}" if self.num_classes is not None else ""
-            raise ValueError(f"FeatureSMOTE: labels must be >= 0{bound}, got values in [{low}, {high}]")
+        # integer (or integral float) class indices in [0, num_classes), as everywhere (balancedtorch._labels)
+        y = check_labels(labels, "labels", caller="FeatureSMOTE", num_classes=self.num_classes, device=features.device)
         if not all_finite(features.detach()):
             raise ValueError("FeatureSMOTE: features contain NaN or inf")
         gen = generator if generator is not None else self.generator
         B, D = features.shape
-        K = self.num_classes if self.num_classes is not None else high + 1
+        K = self.num_classes if self.num_classes is not None else infer_num_classes(y, caller="FeatureSMOTE")
         counts = torch.bincount(y, minlength=K)
         if self.sampling_strategy == "prior":
             with torch.no_grad():

@@ -45,5 +45,18 @@ inline void check_sigmoid_focal_loss_args(
       "sigmoid_focal_loss: reduction must be 0 (none), 1 (mean) or 2 (sum), got ", reduction);
 }
 
+// The memory format of the outputs (per-element losses and gradient): the
+// input's, as torch's elementwise ops give (channels-last in, channels-last
+// out). The loss is elementwise, so without pos_weight the kernels run over
+// memory in that order as is; pos_weight follows the last logical dimension,
+// so with it they run on contiguous copies and the outputs are laid out after.
+inline at::MemoryFormat sigmoid_focal_output_format(const at::Tensor& input) {
+  return input.is_contiguous() ? at::MemoryFormat::Contiguous : input.suggest_memory_format();
+}
+
+inline at::MemoryFormat sigmoid_focal_work_format(const at::Tensor& input, const std::optional<at::Tensor>& pos_weight) {
+  return pos_weight.has_value() ? at::MemoryFormat::Contiguous : sigmoid_focal_output_format(input);
+}
+
 } // namespace loss
 } // namespace balancedtorch

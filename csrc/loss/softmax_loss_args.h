@@ -5,6 +5,7 @@
 #include "cpu/buffer_pool.h"
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <optional>
 #include <vector>
 
@@ -12,6 +13,8 @@
 #include <ATen/ops/div.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/empty_like.h>
+#include <ATen/ops/eq.h>
+#include <ATen/ops/masked_fill.h>
 #include <ATen/ops/sum.h>
 #include <c10/util/Exception.h>
 
@@ -173,6 +176,19 @@ inline void raise_invalid_target(int64_t index, int64_t value, int64_t num_class
       false,
       "softmax_loss: target must hold class indices in [0, C=", num_classes, ") or ignore_index=", ignore_index,
       ", got target ", value, " at flat index ", index);
+}
+
+// The mean's denominator as torch treats it: targets whose weights sum to zero
+// (all ignored, or only zero-weight classes) give nan, 0 / 0 in torch, also
+// when label smoothing makes the summed loss nonzero, where sum / 0 would be
+// inf. A nan denominator makes the loss and the gradient scale nan alike.
+inline double mean_denominator(double denominator) {
+  return denominator == 0.0 ? std::numeric_limits<double>::quiet_NaN() : denominator;
+}
+
+// The same on the device (no host synchronisation).
+inline at::Tensor mean_denominator(const at::Tensor& denominator) {
+  return denominator.masked_fill(at::eq(denominator, 0), std::numeric_limits<double>::quiet_NaN());
 }
 
 // Per-sample losses (acc dtype, flat [N * inner]) -> the loss the user sees.

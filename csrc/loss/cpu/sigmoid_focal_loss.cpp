@@ -148,13 +148,19 @@ std::tuple<at::Tensor, at::Tensor> sigmoid_focal_loss_cpu(
     bool compute_grad) {
   check_sigmoid_focal_loss_args(input, target, pos_weight, alpha, gamma, reduction);
   TORCH_CHECK(input.device().is_cpu(), "sigmoid_focal_loss: expected input on the CPU, got ", input.device());
-  const at::Tensor x = input.contiguous();
-  const at::Tensor y = target.contiguous();
+  const at::MemoryFormat out_format = sigmoid_focal_output_format(input);
+  const at::MemoryFormat work_format = sigmoid_focal_work_format(input, pos_weight);
+  const at::Tensor x = input.contiguous(work_format);
+  const at::Tensor y = target.contiguous(work_format);
   const int64_t n = x.numel();
   const int64_t C = x.dim() > 0 ? x.size(-1) : 1;
-  at::Tensor grad = compute_grad ? cpu::pooled_empty(x.sizes(), x.options()) : at::empty({0}, x.options());  // warm pages across steps
+  at::Tensor grad = !compute_grad                           ? at::empty({0}, x.options())
+      : work_format == at::MemoryFormat::Contiguous         ? cpu::pooled_empty(x.sizes(), x.options())  // warm pages across steps
+                                                            : at::empty(x.sizes(), x.options().memory_format(work_format));
   const at::ScalarType acc_type = x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
-  at::Tensor losses = reduction == kReductionNone ? at::empty(x.sizes(), x.options().dtype(acc_type)) : at::Tensor();
+  at::Tensor losses = reduction == kReductionNone
+      ? at::empty(x.sizes(), x.options().dtype(acc_type).memory_format(work_format))
+      : at::Tensor();
   double total = 0;
 
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "sigmoid_focal_loss_cpu", [&] {
@@ -215,12 +221,12 @@ std::tuple<at::Tensor, at::Tensor> sigmoid_focal_loss_cpu(
 
   at::Tensor loss;
   if (reduction == kReductionNone) {
-    loss = losses.to(x.scalar_type());
+    loss = losses.to(x.scalar_type()).contiguous(out_format);
   } else {
     const double value = reduction == kReductionMean ? total / static_cast<double>(n) : total;
     loss = at::scalar_tensor(value, x.options());
   }
-  return {loss, grad};
+  return {loss, compute_grad ? grad.contiguous(out_format) : grad};
 }
 
 } // namespace

@@ -635,6 +635,9 @@ std::tuple<at::Tensor, at::Tensor> softmax_loss_cpu(
   } else if (!args.soft) {
     denominator = 0;
   }
+  if (!args.soft) {
+    denominator = mean_denominator(denominator);
+  }
 
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "softmax_loss_cpu", [&] {
     using acc_t = at::opmath_type<scalar_t>;

@@ -85,14 +85,17 @@ std::tuple<at::Tensor, at::Tensor> sigmoid_focal_loss_cuda(
   TORCH_CHECK(input.is_cuda(), "sigmoid_focal_loss: expected input on a CUDA device, got ", input.device());
   const c10::cuda::CUDAGuard device_guard(input.device());
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
-  const at::Tensor x = input.contiguous();
-  const at::Tensor y = target.contiguous();
+  const at::MemoryFormat out_format = sigmoid_focal_output_format(input);
+  const at::MemoryFormat work_format = sigmoid_focal_work_format(input, pos_weight);
+  const at::Tensor x = input.contiguous(work_format);
+  const at::Tensor y = target.contiguous(work_format);
   const int64_t n = x.numel();
   const int64_t C = x.dim() > 0 ? x.size(-1) : 1;
-  at::Tensor grad = compute_grad ? at::empty(x.sizes(), x.options()) : at::empty({0}, x.options());
+  const auto out_opts = x.options().memory_format(work_format);
+  at::Tensor grad = compute_grad ? at::empty(x.sizes(), out_opts) : at::empty({0}, x.options());
   const at::ScalarType acc_type = x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
   const bool none = reduction == kReductionNone;
-  at::Tensor losses = none ? at::empty(x.sizes(), x.options()) : at::Tensor();
+  at::Tensor losses = none ? at::empty(x.sizes(), out_opts) : at::Tensor();
   const int64_t blocks =
       std::max<int64_t>(1, std::min<int64_t>((n + kThreads - 1) / kThreads, 8 * cuda::multiprocessor_count(input.device().index())));
   at::Tensor partial = none ? at::Tensor() : at::zeros({blocks}, x.options().dtype(acc_type));
@@ -117,8 +120,11 @@ std::tuple<at::Tensor, at::Tensor> sigmoid_focal_loss_cuda(
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     });
   }
+  if (compute_grad) {
+    grad = grad.contiguous(out_format);
+  }
   if (none) {
-    return {losses, grad};
+    return {losses.contiguous(out_format), grad};
   }
   at::Tensor total = at::sum(partial);
   if (reduction == kReductionMean) {

@@ -428,7 +428,7 @@ std::tuple<at::Tensor, at::Tensor> softmax_loss_cuda(
   if (args.soft) {
     denominator = at::scalar_tensor(static_cast<double>(rows), losses.options());
   } else if (rows == 0) {
-    denominator = at::scalar_tensor(0.0, losses.options());
+    denominator = at::scalar_tensor(mean_denominator(0.0), losses.options());
   } else {
     const int64_t blocks = std::min<int64_t>((rows + kThreads - 1) / kThreads, 4 * cuda::multiprocessor_count(input.device().index()));
     at::Tensor partial = at::empty({blocks}, losses.options());
@@ -453,7 +453,7 @@ std::tuple<at::Tensor, at::Tensor> softmax_loss_cuda(
     if (bad < rows) {
       raise_invalid_target(bad, tgt.view(-1)[bad].item<int64_t>(), args.C, ignore_index);
     }
-    denominator = at::sum(partial);
+    denominator = mean_denominator(at::sum(partial));
   }
   const at::Tensor scale = reduction == kReductionMean ? at::reciprocal(denominator) : at::Tensor();
 
