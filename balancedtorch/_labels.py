@@ -194,9 +194,9 @@ def check_labels(
     if device is not None:
         t = t.to(device)
     if t.numel() and (num_classes is not None or not allow_negative):
-        lo, hi = torch.aminmax(t)
-        low_bad = not allow_negative and int(lo) < 0
-        high_bad = num_classes is not None and int(hi) >= num_classes
+        lo, hi = torch.stack(torch.aminmax(t)).tolist()  # one host synchronisation on a GPU
+        low_bad = not allow_negative and lo < 0
+        high_bad = num_classes is not None and hi >= num_classes
         if low_bad or high_bad:
             bad = t < 0 if not allow_negative else torch.zeros_like(t, dtype=torch.bool)
             if num_classes is not None:

@@ -444,7 +444,7 @@ def test_feature_smote_bad_input():
     with pytest.raises(ValueError, match="labels"):
         smote(torch.randn(4, 2), torch.tensor([0, 1, 2, 3]))
     with pytest.raises(ValueError, match="labels"):
-        smote(torch.randn(4, 2), torch.tensor([0.0, 1, 2, 1]))
+        smote(torch.randn(4, 2), torch.tensor([0.0, 1.5, 2, 1]))  # integral floats are labels (one rule set)
     with pytest.raises(ValueError, match="NaN"):
         smote(torch.tensor([[float("nan"), 0.0], [1.0, 1.0]]), torch.tensor([0, 1]))
     with pytest.raises(ValueError, match="features"):

@@ -22,10 +22,12 @@ Under ``torch.autocast`` both ops run in float32, as ``F.cross_entropy`` (on
 autocast's float32 list): an Autocast kernel casts float16/bfloat16 logits and
 probability targets to float32 and calls the op with autocast off. It is
 registered with ``torch.library.Library.impl`` on the AutocastCPU/AutocastCUDA
-keys: torch 2.4 has that (``torch.library.register_autocast``, 2.5+, does the
-same underneath), so one code path serves torch 2.4 to today, eager and
-compiled, direct op calls included. Our kernel also leaves the float32/float64
-``weight``/``logit_bias`` alone, which a blanket cast would not.
+keys: torch 2.4 has that (``torch.library.register_autocast``, which torch 2.4
+lacks, does the same underneath), so one code path serves torch 2.4 to today,
+eager and compiled, direct op calls included, with no C++ Autocast kernel to
+build. Only float16/bfloat16 tensors are cast (float64 logits stay float64,
+as autocast leaves float64 alone), and ``weight``/``logit_bias`` are left as
+they are: the kernels read them in their accumulation dtype anyway.
 """
 
 from __future__ import annotations
