@@ -464,6 +464,8 @@ def test_metrics_labels_through_shared_validator(device):
     masks = torch.randint(-1, K, (2, 4, K), device=device)
     seg.update(torch.randn(2, K, 4, K, device=device), masks)
     assert int(seg.confmat.sum()) == int((masks != -1).sum())
+    with pytest.raises(ValueError, match=r"target must be >= 0 and < num_classes=4 \(or equal ignore_index=-1\), got target\[1\] = -5"):
+        seg.update(torch.tensor([0, 1, 2], device=device), torch.tensor([0, -5, -1], device=device))
 
 
 def test_feature_smote_labels_through_shared_validator():

@@ -163,8 +163,7 @@ class ClassificationMetrics:
             "target",
             caller=caller,
             num_classes=K,
-            ignore_index=self.ignore_index,
-            allow_negative=self.ignore_index is not None and self.ignore_index < 0,
+            ignore_index=self.ignore_index,  # exempt from the range, negative or not
             allow_empty=True,
             any_shape=True,
             device=self.device,
