@@ -330,37 +330,45 @@ std::tuple<at::Tensor, at::Tensor> dense_knn(
     double scale) {
   const int64_t N = xq.size(0), M = xr.size(0), D = xq.size(1);
   const auto idx_opts = xq.options().dtype(at::kLong);
-  const at::ScalarType work = xq.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
-  // scaled data is searched and re-ranked scaled (power-of-two scaling is
-  // exact and keeps float64 squares of huge or tiny values finite and non-zero)
-  const bool scaled = scale != 1.0;
-  const at::Tensor q_exact = scaled ? xq.to(work) * scale : xq;
-  const at::Tensor r_exact = self ? q_exact : (scaled ? xr.to(work) * scale : xr);
-  at::Tensor qw = q_exact.to(work), rw = r_exact.to(work);
-  // |q|^2 + |r|^2 - 2 q.r cancels for points far from the origin compared
-  // with their spread, and the error bounds grow with the norms: the search
-  // then runs on copies centred on the references' mean, which changes no
-  // distance (and is exact where the points are within a factor 2 of it).
-  const at::Tensor mu = rw.mean(0);
-  const double mu2 = mu.square().sum().item<double>();
-  const double spread = std::pow(rw.norm().item<double>(), 2) / static_cast<double>(M) - mu2;
-  const bool centred = mu2 > 0.25 * spread;
-  if (centred) {
-    qw = qw - mu;
-    rw = self ? qw : rw - mu;
-  }
   // BALANCEDTORCH_KNN_GENERIC=1 runs the device-generic path (the one CUDA
   // takes) on the CPU too, so that the tests exercise it without a GPU
   const char* generic_env = std::getenv("BALANCEDTORCH_KNN_GENERIC");
   const bool cpu = xq.is_cpu() && !(generic_env != nullptr && std::strcmp(generic_env, "1") == 0);
+  // The search runs in float32 whatever the input (float64 too: its bound
+  // covers the rounding of the centred points to float32, and the re-rank
+  // and the exact search use the originals); `prec` is the precision the
+  // data are scaled and centred in before that rounding.
+  const at::ScalarType prec = xq.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  const at::ScalarType work = at::kFloat;
+  // scaled data is searched and re-ranked scaled (power-of-two scaling is
+  // exact and keeps float64 squares of huge or tiny values finite and non-zero)
+  const bool scaled = scale != 1.0;
+  const at::Tensor q_exact = scaled ? xq.to(prec) * scale : xq;
+  const at::Tensor r_exact = self ? q_exact : (scaled ? xr.to(prec) * scale : xr);
+  at::Tensor qp = q_exact.to(prec), rp = r_exact.to(prec);
+  // |q|^2 + |r|^2 - 2 q.r cancels for points far from the origin compared
+  // with their spread, and the error bounds grow with the norms: the search
+  // then runs on copies centred on the references' mean, which changes no
+  // distance (and is exact where the points are within a factor 2 of it).
+  // float64 input is always centred before its rounding to float32, so that
+  // only the centred values are rounded (the bound's terms).
+  const at::Tensor mu = rp.mean(0);
+  const double mu2 = mu.square().sum().item<double>();
+  const double spread = std::pow(rp.norm().item<double>(), 2) / static_cast<double>(M) - mu2;
+  const bool centred = mu2 > 0.25 * spread || prec == at::kDouble;
+  if (centred) {
+    qp = qp - mu;
+    rp = self ? qp : rp - mu;
+  }
+  const at::Tensor qw = qp.to(work), rw = self ? qw : rp.to(work);
 
   at::Tensor out_d = at::empty({N, k}, xq.options().dtype(at::kDouble));
   at::Tensor out_i = at::empty({N, k}, idx_opts);
   std::vector<at::Tensor> unproven;  // rows for the exact search
   // CPU float32: the fused register-blocked kernel finds all candidates at once
-  const bool fused = cpu && work == at::kFloat && N < (int64_t{1} << 31) && M < (int64_t{1} << 31);
+  const bool fused = cpu && N < (int64_t{1} << 31) && M < (int64_t{1} << 31);
   if (fused) {
-    auto [cands, rows] = candidates_cpu_f32(qw, rw, centred ? at::zeros_like(mu) : mu, k, self, max_tile_bytes);
+    auto [cands, rows] = candidates_cpu_f32(qw, rw, centred ? at::zeros_like(qw[0]) : mu.to(work), k, self, max_tile_bytes);
     const int64_t qchunk = std::max<int64_t>(1, max_tile_bytes / (8 * 4 * cands.size(1)));
     for (int64_t q0 = 0; q0 < N; q0 += qchunk) {
       const int64_t q1 = std::min(N, q0 + qchunk);
