@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import warnings
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from .._classes import group_by_class
-from ._inputs import as_tensor, check_labels_and_probs, check_pred_probs
+from ._inputs import check_labels_and_probs, check_pred_probs
 
 __all__ = ["find_label_issues", "rank_mistakes", "mistakes_per_class", "label_quality_scores"]
 
@@ -135,6 +135,7 @@ def label_quality_scores(labels: Any, pred_probs: Any, method: str = "self_confi
 
     Returns:
         scores[N]: numpy in, numpy out; a tensor (on ``pred_probs``'s device) otherwise.
+        bfloat16 input is scored in float32 (numpy has no bfloat16).
 
     Example:
         >>> scores = bt.quality.label_quality_scores(labels, pred_probs, "normalized_margin")
@@ -475,6 +476,11 @@ def find_label_issues(
             O(N·K)); cleanlab's approximate batched multi-label estimate is not
             implemented, so ``multi_label=True`` with ``low_memory=True`` raises.
         rank_by: deprecated alias of ``return_indices_ranked_by``.
+
+    Differences from cleanlab: labels with a single class are answered (cleanlab
+    raises); with ``multi_label=True`` and a ``low_*`` filter the flagged samples
+    are ranked by their own scores (cleanlab pairs scores and indices in
+    different orders); ``multi_label=True`` also takes a multi-hot array.
 
     Returns:
         bool mask [N], or int64 indices [num_issues] when ``return_indices_ranked_by``
