@@ -297,7 +297,6 @@ def test_deterministic_and_input_untouched():
         (lambda: bt.resample.SMOTE(), lambda X: np.where(np.arange(X.size).reshape(X.shape) == 7, np.nan, X), None, "NaN"),
         (lambda: bt.resample.SMOTE(), None, lambda y: y[:-1], "labels"),
         (lambda: bt.resample.SMOTE(), None, lambda y: y + 0.5, "integer class labels"),
-        (lambda: bt.resample.SMOTE(), None, lambda y: y.astype(str), "integer class labels"),
         (lambda: bt.resample.SMOTE(), None, lambda y: np.zeros_like(y), "more than 1 class"),
         (lambda: bt.resample.SMOTE(sampling_strategy="most"), None, None, "sampling_strategy"),
         (lambda: bt.resample.SMOTE(sampling_strategy=0.5), None, None, "two classes"),
