@@ -1,9 +1,13 @@
 """Shared machinery of the imbalanced-learn compatible resamplers.
 
-Inputs are converted once into torch tensors on the working device, the labels
-into dense codes 0..K-1 (classes in ascending order, as ``np.unique``), and
-results are converted back: numpy in -> numpy out, tensor in -> tensor out on
-the input's device.
+Labels of any kind (integers, integral floats, bools, strings, objects) are
+encoded once into dense codes 0..K-1 (classes in ascending order, as
+``np.unique``) by the shared ``encode_labels``; X becomes a tensor on the
+working device only where a sampler computes with it. Results go back into
+the caller's containers: numpy in -> numpy out, list -> list, pandas ->
+pandas (columns, per-column dtypes, names), tensor in -> tensor out on the
+input's device. Every sampler is a scikit-learn estimator when scikit-learn
+is installed, and a look-alike (``get_params``/``set_params``) otherwise.
 """
 
 from __future__ import annotations

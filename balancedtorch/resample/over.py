@@ -120,7 +120,7 @@ class RandomOverSampler(_OverSampler):
                 # imbalanced-learn lets NaN/inf factors through to NaN rows; refuse them
                 if isinstance(f, bool) or not isinstance(f, numbers.Real) or not (math.isfinite(f) and f >= 0):
                     raise ValueError(
-                        f"RandomOverSampler: The shrinkage factor needs to be >= 0 and finite; got shrinkage[{cls!r}] = {f!r}"
+                        f"RandomOverSampler: The shrinkage factor needs to be >= 0: shrinkage[{cls!r}] must be a finite number >= 0, got {f!r}"
                     )
         self.shrinkage_ = shrink
         if shrink is not None and data.numpy and not (
