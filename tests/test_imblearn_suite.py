@@ -16,7 +16,9 @@ list only holds tests that
   imbalanced-learn in tests/test_resample.py),
 * pass sparse X (scipy.sparse is not supported: a clear TypeError).
 
-It also runs ``imblearn.utils.estimator_checks.parametrize_with_checks`` on
+The tests excluded for the random stream also run with their float comparisons
+reduced to shapes (labels exact), which they pass. It also runs
+``imblearn.utils.estimator_checks.parametrize_with_checks`` on
 every sampler: every check passes except the one that needs sparse input.
 """
 
@@ -178,6 +180,51 @@ def test_imblearn_own_tests_pass(tmp_path):
              for f in sorted({k[0] for k in per_file})]
     print("\n".join(lines))
     assert sum(per_file[f, "passed"] for f in {k[0] for k in per_file}) >= 60
+
+
+_RELAXED = """
+
+# --- added by balancedtorch's runner for the relaxed pass of the tests excluded for pinning the random stream:
+# float arrays (the random points/rows) are compared by shape only; labels and integers stay exact. After a
+# cleaning step (SMOTEENN, SMOTETomek) how many samples survive depends on where the random points fell:
+# there only the number of columns and the set of labels are compared.
+import numpy as _np
+
+
+def _relaxed(actual, desired, *args, **kwargs):
+    actual, desired = _np.asarray(actual), _np.asarray(desired)
+    if _CLEANED:
+        assert actual.shape[1:] == desired.shape[1:], (actual.shape, desired.shape)
+        if desired.dtype.kind != "f":
+            assert set(actual.ravel().tolist()) == set(desired.ravel().tolist())
+        return
+    assert actual.shape == desired.shape, (actual.shape, desired.shape)
+    if desired.dtype.kind != "f":
+        _np.testing.assert_array_equal(actual, desired)
+
+
+assert_allclose = assert_array_equal = _relaxed
+"""
+
+
+def test_stream_pinned_tests_pass_but_for_the_random_values(tmp_path):
+    """The tests excluded for pinning imbalanced-learn's random stream, run with their float comparisons
+    reduced to shapes (labels still exact): everything else in them passes, so the stream is all they pin."""
+    suite = tmp_path / "relaxed"
+    suite.mkdir()
+    _copy_suite(suite)
+    pinned = sorted(t for t, why in EXCLUDED.items() if why != _SPARSE)
+    for name in {t.split("::")[0] for t in pinned}:
+        path = suite / name
+        cleaned = name in ("test_smote_enn.py", "test_smote_tomek.py")
+        path.write_text(path.read_text() + _RELAXED + f"_CLEANED = {cleaned}\n")
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", str(suite)]
+    cmd += [str(suite / t) for t in pinned]
+    proc = subprocess.run(cmd, cwd=suite, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
+    assert f"{len(pinned)} passed" in proc.stdout, proc.stdout[-2000:]
 
 
 def test_exclusions_are_only_the_allowed_kinds():
