@@ -693,3 +693,22 @@ def test_estimators_without_sklearn():
     root = Path(__file__).resolve().parents[1]
     out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-3000:]
+
+
+def test_import_does_not_load_sklearn_until_a_resampler_is_used():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "import sys, balancedtorch as bt\n"
+        "assert 'sklearn' not in sys.modules, 'import balancedtorch loaded scikit-learn'\n"
+        "bt.resample.FeatureSMOTE\n"
+        "assert 'sklearn' not in sys.modules\n"
+        "from balancedtorch.resample import SMOTE\n"
+        "assert 'sklearn' in sys.modules and SMOTE.__module__ == 'balancedtorch.resample.over'\n"
+        "print('ok')\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-3000:]
