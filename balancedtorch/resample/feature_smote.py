@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from .._checks import all_finite
+from .._labels import check_labels
 
 __all__ = ["FeatureSMOTE"]
 
@@ -24,7 +25,8 @@ class FeatureSMOTE(nn.Module):
     same-class neighbours (itself excluded). The output is differentiable with
     respect to the batch features (gradients reach the backbone through both
     ends of every segment that lies in the batch). In eval mode the inputs are
-    returned unchanged.
+    returned unchanged. Labels follow balancedtorch's one rule: integers, or
+    integral floats (returned in the labels' dtype); anything else is refused.
 
     Args:
         k_neighbors (int): neighbours per sample; classes with fewer candidates
@@ -131,15 +133,11 @@ class FeatureSMOTE(nn.Module):
                 f"FeatureSMOTE: labels must be a 1-D tensor with one label per feature row ({features.shape[0]}), "
                 f"got {getattr(labels, 'shape', type(labels))}"
             )
-        if labels.is_floating_point() or labels.dtype == torch.bool or labels.is_complex():
-            raise ValueError(f"FeatureSMOTE: labels must be integer class indices, got {labels.dtype}")
         if not self.training or features.shape[0] == 0:
             return features, labels
-        y = labels.to(features.device).long()
-        low, high = int(y.min()), int(y.max())
-        if low < 0 or (self.num_classes is not None and high >= self.num_classes):
-            bound = f" and < num_classes={self.num_classes}" if self.num_classes is not None else ""
-            raise ValueError(f"FeatureSMOTE: labels must be >= 0{bound}, got values in [{low}, {high}]")
+        # the shared label rule (integral floats accepted, as everywhere in balancedtorch); one sync for the range
+        y = check_labels(labels, "labels", caller="FeatureSMOTE", num_classes=self.num_classes, device=features.device)
+        high = int(y.max())
         if not all_finite(features.detach()):
             raise ValueError("FeatureSMOTE: features contain NaN or inf")
         gen = generator if generator is not None else self.generator
