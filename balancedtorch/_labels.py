@@ -18,13 +18,13 @@ probabilities are expected (:func:`check_probabilities`) say so too.
 from __future__ import annotations
 
 import numbers
-from typing import Any, Optional
+from typing import Any, Optional, Tuple, Union
 
 import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["MAX_INFERRED_CLASSES", "check_labels", "check_probabilities", "describe_one_hot", "infer_num_classes"]
+__all__ = ["MAX_INFERRED_CLASSES", "check_labels", "check_probabilities", "describe_one_hot", "encode_labels", "infer_num_classes"]
 
 #: Largest class count inferred as ``labels.max() + 1`` (the per-class tables
 #: then take up to 128 MiB). Beyond it the caller must be told the count.
@@ -298,3 +298,77 @@ def check_probabilities(
             f"but {found}: these look like logits; pass torch.softmax(logits, dim={dim}) instead"
         )
     return probs
+
+
+def encode_labels(
+    labels: Any, name: str = "y", *, caller: Optional[str] = None, allow_column: bool = True
+) -> Tuple[Union[np.ndarray, Tensor], Tensor]:
+    """Class labels of any kind as ``(classes, codes)``: ``labels == classes[codes]``.
+
+    For the estimators that accept what scikit-learn accepts as class labels
+    (``bt.resample``): integers of any sign and spacing, integral floats (the
+    rule of :func:`check_labels`: finite and integer-valued, else refused),
+    bools, strings and other sortable objects. Numeric labels go through
+    :func:`check_labels`, so the integer rule is the same everywhere.
+
+    Args:
+        labels: a 1-D tensor, numpy array or sequence; with ``allow_column``
+            also an ``(n, 1)`` column (as scikit-learn's ``column_or_1d``).
+        name: the caller's argument name, used in every message.
+        caller: a prefix for the messages.
+        allow_column: accept ``(n, 1)`` and flatten it.
+
+    Returns:
+        classes: the distinct labels in ascending order: a tensor on the
+            labels' device for tensor input (the labels' dtype), else a numpy
+            array of the labels' dtype (strings stay strings, bools bools).
+        codes: Tensor[N] int64 in ``[0, len(classes))``, on the labels' device
+            for tensor input, else on the CPU.
+
+    Raises:
+        ValueError: not 1-D (nor a column), empty, non-integer or non-finite
+            floats, or objects that cannot be sorted together.
+    """
+    if isinstance(labels, Tensor):
+        t = labels.detach()
+        if allow_column and t.dim() == 2 and t.shape[1] == 1:
+            t = t[:, 0]
+        if t.dtype == torch.bool:
+            classes, codes = torch.unique(t.to(torch.uint8), sorted=True, return_inverse=True)
+            if t.dim() != 1:
+                raise ValueError(f"{_prefix(caller)}{name} must be 1-D, got shape {tuple(t.shape)}")
+            return classes.bool(), codes
+        check_labels(t, name, caller=caller, allow_negative=True)
+        classes, codes = torch.unique(t, sorted=True, return_inverse=True)
+        return classes, codes
+    array = np.asarray(labels)
+    if allow_column and array.ndim == 2 and array.shape[1] == 1:
+        array = array[:, 0]
+    if array.ndim != 1:
+        raise ValueError(f"{_prefix(caller)}{name} must be 1-D, got shape {array.shape}")
+    if array.size == 0:
+        raise ValueError(f"{_prefix(caller)}{name} is empty")
+    if array.dtype == object and all(
+        isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_)) for v in array
+    ):
+        # numbers that came in an object container (e.g. a list through pandas): the numeric rule applies
+        array = np.asarray(array.tolist())
+    if array.dtype.kind in "iuf":
+        # a read-only array (pandas' copy-on-write) is checked on a copy: torch warns on sharing it
+        check_labels(array if array.flags.writeable else array.copy(), name, caller=caller, allow_negative=True)
+    elif array.dtype.kind in "mM":
+        raise ValueError(f"{_prefix(caller)}{name} holds {array.dtype} values, not class labels")
+    elif array.dtype.kind == "c":
+        raise ValueError(f"{_prefix(caller)}{name} must hold class labels, got dtype {array.dtype}")
+    try:
+        classes, inverse = np.unique(array, return_inverse=True)
+    except TypeError as err:
+        kinds = sorted({type(v).__name__ for v in array})
+        raise ValueError(
+            f"{_prefix(caller)}{name} mixes label types that cannot be ordered ({', '.join(kinds)}): {err}"
+        ) from None
+    if array.dtype == object:
+        bad = [v for v in classes if v is None or (isinstance(v, float) and v != v)]
+        if bad:
+            raise ValueError(f"{_prefix(caller)}{name} holds a missing label ({bad[0]!r})")
+    return classes, torch.from_numpy(np.ascontiguousarray(inverse.reshape(-1).astype(np.int64)))

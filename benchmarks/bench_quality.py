@@ -27,7 +27,7 @@ def test_find_label_issues(timed, size, impl):
     y, p = _noisy(N, K)
     if impl == "balancedtorch":
         yt, pt = torch.from_numpy(y), torch.from_numpy(p)
-        fn = lambda: bt.quality.find_label_issues(yt, pt)  # noqa: E731
+        fn = lambda: bt.quality.find_label_issues(yt, pt, return_indices_ranked_by="self_confidence")  # noqa: E731
     else:
         def fn():
             with warnings.catch_warnings():

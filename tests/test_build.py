@@ -1,11 +1,14 @@
 """The extension builds, loads, reports its build, and fails to load clearly."""
 
 import os
+import re
 import shutil
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
+import pytest
 import torch
 
 import balancedtorch as bt
@@ -86,3 +89,18 @@ def test_broken_extension_raises_clear_import_error(tmp_path):
     assert "1.99.0+fake" in message
     assert torch.__version__ in message
     assert "pip install --no-build-isolation" in message
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="runs the no-GPU side of the script; the GPU side runs on a GPU machine")
+def test_gpu_check_script_without_a_gpu(tmp_path):
+    """benchmarks/gpu_check.sh on a machine without a GPU: every stage selects its tests, the report says what did not run."""
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, SKIP_BUILD="1", PYTHON=sys.executable)
+    proc = subprocess.run(["bash", str(root / "benchmarks" / "gpu_check.sh"), str(tmp_path)], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = (tmp_path / "gpu_check.md").read_text()
+    for heading in ("## Build", "## CUDA tests", "## compute-sanitizer memcheck", "## GPU benchmarks"):
+        assert heading in report
+    counts = [int(n) for n in re.findall(r"not run: no GPU visible \((\d+) ", report)]
+    assert len(counts) == 3 and all(n > 0 for n in counts), report
+    assert "'cuda_compiled'" in report

@@ -545,3 +545,11 @@ def test_consumed_batches_pattern_resumes_exactly(kind, stop):
     rest = [i for batch in loader_of(fresh) for i in batch.tolist()]
     assert consumed + rest == full
     assert Counter(consumed + rest) == Counter(full)
+
+
+@pytest.mark.parametrize("kwargs", [dict(crop=8), dict(), dict(rotation=10.0)])
+@pytest.mark.parametrize("shape", [(2, 3, 0, 16), (2, 3, 16, 0)])
+def test_batch_augment_refuses_empty_images(kwargs, shape):
+    # crop= divided by H = 0 (ZeroDivisionError)
+    with pytest.raises(ValueError, match=r"images must have H, W >= 1"):
+        bt.augment.BatchAugment(**kwargs)(torch.zeros(shape, dtype=torch.uint8))

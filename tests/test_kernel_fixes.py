@@ -266,3 +266,31 @@ def test_raw_sample_without_replacement_with_subnormal_weights():
     first = [int(torch.ops.balancedtorch.sample_without_replacement(w, torch.rand(3, dtype=torch.float64, generator=g), 1)) for _ in range(3000)]
     share = torch.bincount(torch.tensor(first), minlength=3).double() / 3000
     torch.testing.assert_close(share, torch.tensor([0.2, 0.2, 0.6], dtype=torch.float64), atol=0.03, rtol=0)
+
+
+_OPS = torch.ops.balancedtorch
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda: _OPS.alias_sample(torch.zeros(3, dtype=torch.float64), torch.tensor([10**9, -5, 2**40]), torch.tensor([1]), 1000), r"alias holds indices outside \[0, 3\)"),
+        (lambda: _OPS.alias_sample_packed(torch.tensor([-1, 2**62, 2**63 - 1, -(2**63)]), torch.tensor([1]), 1000), r"outside \[0, 4\)"),
+        (lambda: _OPS.alias_pack(torch.tensor([float("nan"), 0.5], dtype=torch.float64), torch.tensor([0, 1])), r"prob\[0\] = nan"),
+        (lambda: _OPS.alias_pack(torch.tensor([1.0, 0.5], dtype=torch.float64), torch.tensor([0, 7])), r"alias\[1\] = 7"),
+        (lambda: _OPS.sample_without_replacement(torch.rand(3, dtype=torch.float64), torch.tensor([0.5, float("nan"), 0.1], dtype=torch.float64), 2), r"uniforms\[1\] = nan"),
+        (lambda: _OPS.sample_without_replacement(torch.rand(3, dtype=torch.float64), torch.tensor([0.5, 1.5, 0.1], dtype=torch.float64), 2), r"uniforms\[1\] = 1.5"),
+    ],
+)
+def test_raw_sampling_ops_refuse_hand_made_tables(call, match):
+    # they returned indices outside the table (e.g. -5, 2**40) for tables not made by alias_table / alias_pack
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+def test_raw_sampling_ops_refuse_mixed_devices():
+    prob, alias = _OPS.alias_table(torch.rand(4, dtype=torch.float64))
+    with pytest.raises(RuntimeError, match="alias_sample: seed is on meta but prob is on cpu"):
+        _OPS.alias_sample(prob, alias, torch.tensor([1], device="meta"), 10)
+    with pytest.raises(RuntimeError, match="uniforms is on meta"):
+        _OPS.sample_without_replacement(torch.rand(4, dtype=torch.float64), torch.rand(4, dtype=torch.float64, device="meta"), 2)

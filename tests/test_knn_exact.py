@@ -290,3 +290,40 @@ def test_group_dtypes(dtype):
     want = bt.ops.knn(x, 2, groups=groups)
     got = bt.ops.knn(x, 2, groups=groups.to(dtype))
     assert torch.equal(want[1], got[1])
+
+
+@pytest.mark.parametrize("dtype, values", [(torch.float32, [1e-40, 0.0, 3e-40]), (torch.float64, [1e-310, 0.0, 3e-310]), (torch.float64, [1e-150, 0.0, 3e-150]), (torch.bfloat16, [1e-39, 0.0, 3e-39])])
+def test_subnormal_and_tiny_points(dtype, values):
+    # the search scales them up by a power of two beyond the dtype's range (2^132 for float32): it returned -1 / inf / nan
+    x = torch.tensor(values, dtype=dtype).unsqueeze(1)
+    d, i = bt.ops.knn(x, 1)
+    assert i.squeeze(1).tolist() == [1, 0, 0]
+    ref = ((x.double() - x.double()[i.squeeze(1)]) ** 2).squeeze(1)
+    assert torch.equal(d.squeeze(1), ref.to(dtype))
+
+
+def test_huge_float64_points_keep_small_distances():
+    x = torch.tensor([[1e300, 0.0], [-1e300, 0.0], [1e300, 1.0]], dtype=torch.float64)
+    d, i = bt.ops.knn(x, 1)
+    assert i.squeeze(1).tolist() == [2, 0, 0]
+    assert d.squeeze(1).tolist() == [1.0, float("inf"), 1.0]  # 4e600 is beyond float64, as for a float64 brute force
+
+
+def test_resamplers_on_tiny_values():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 3)) * 1e-40
+    y = np.array([0] * 45 + [1] * 15)
+    ours = bt.resample.EditedNearestNeighbours().fit_resample(X, y)
+    theirs = bt.resample.EditedNearestNeighbours().fit_resample(X * 1e40, y)
+    assert np.array_equal(ours[1], theirs[1])
+    Xs, ys = bt.resample.SMOTE(random_state=0).fit_resample(X.astype(np.float32), y)
+    assert np.isfinite(Xs).all() and (ys == 1).sum() == 45
+
+
+@pytest.mark.parametrize("arg", ["groups", "ref", "ref_groups"])
+def test_mixed_devices_are_refused(arg):
+    x = torch.randn(5, 3)
+    kw = {"groups": torch.zeros(5, dtype=torch.long), "ref": torch.randn(4, 3), "ref_groups": torch.zeros(4, dtype=torch.long)}
+    kw[arg] = kw[arg].to("meta")
+    with pytest.raises(RuntimeError, match=f"knn: {arg} is on meta but x is on cpu"):
+        bt.ops.knn(x, 1, **kw)

@@ -297,7 +297,6 @@ def test_deterministic_and_input_untouched():
         (lambda: bt.resample.SMOTE(), lambda X: np.where(np.arange(X.size).reshape(X.shape) == 7, np.nan, X), None, "NaN"),
         (lambda: bt.resample.SMOTE(), None, lambda y: y[:-1], "labels"),
         (lambda: bt.resample.SMOTE(), None, lambda y: y + 0.5, "integer class labels"),
-        (lambda: bt.resample.SMOTE(), None, lambda y: y.astype(str), "integer class labels"),
         (lambda: bt.resample.SMOTE(), None, lambda y: np.zeros_like(y), "more than 1 class"),
         (lambda: bt.resample.SMOTE(sampling_strategy="most"), None, None, "sampling_strategy"),
         (lambda: bt.resample.SMOTE(sampling_strategy=0.5), None, None, "two classes"),
@@ -443,8 +442,16 @@ def test_feature_smote_bad_input():
     smote = bt.resample.FeatureSMOTE(num_classes=3)
     with pytest.raises(ValueError, match="labels"):
         smote(torch.randn(4, 2), torch.tensor([0, 1, 2, 3]))
-    with pytest.raises(ValueError, match="labels"):
-        smote(torch.randn(4, 2), torch.tensor([0.0, 1.5, 2, 1]))  # integral floats are labels (one rule set)
+    with pytest.raises(ValueError, match=r"FeatureSMOTE: labels must hold integer class labels.*labels\[1\] = 1.5"):
+        smote(torch.randn(4, 2), torch.tensor([0.0, 1.5, 2, 1]))
+    # the one label rule of balancedtorch: integral floats are labels (as in class_weights, the samplers, bt.resample)
+    feats = torch.randn(6, 2)
+    g = torch.Generator().manual_seed(0)
+    out_f, y_f = smote(feats, torch.tensor([0.0, 0, 0, 1, 1, 2]), generator=g)
+    g = torch.Generator().manual_seed(0)
+    out_i, y_i = smote(feats, torch.tensor([0, 0, 0, 1, 1, 2]), generator=g)
+    torch.testing.assert_close(out_f, out_i)
+    assert y_f.dtype == torch.float32 and torch.equal(y_f.long(), y_i)
     with pytest.raises(ValueError, match="NaN"):
         smote(torch.tensor([[float("nan"), 0.0], [1.0, 1.0]]), torch.tensor([0, 1]))
     with pytest.raises(ValueError, match="features"):
@@ -490,3 +497,218 @@ def test_pandas_in_pandas_out():
     tl = bt.resample.TomekLinks()
     Xu, yu = tl.fit_resample(Xdf, ys)
     np.testing.assert_array_equal(Xu.to_numpy(), X[tl.sample_indices_])
+
+
+# --- issue 15: scikit-learn estimators, labels of any kind, containers -------------------------------------------
+
+
+def _xy(seed=0, n0=150, n1=50, d=4):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n0 + n1, d))
+    y = np.r_[np.zeros(n0, np.int64), np.ones(n1, np.int64)]
+    perm = rng.permutation(n0 + n1)
+    return X[perm], y[perm]
+
+
+@pytest.mark.parametrize("name", [n for n in bt.resample.__all__ if n != "FeatureSMOTE"])
+def test_samplers_are_sklearn_estimators(name):
+    from sklearn.base import clone
+
+    cls = getattr(bt.resample, name)
+    est = cls()
+    params = est.get_params()
+    assert "sampling_strategy" in params and "device" in params
+    twin = clone(est.set_params(sampling_strategy="all" if name in ("TomekLinks", "EditedNearestNeighbours") else "auto"))
+    assert type(twin) is cls and twin.get_params() == est.get_params()
+    assert repr(cls()) == f"{name}()"  # scikit-learn's repr: only the parameters changed from their defaults
+    X, y = _xy(1)
+    assert est.fit(X, y) is est and est.n_features_in_ == 4
+
+
+def test_gridsearch_over_smote_in_an_imblearn_pipeline():
+    from imblearn.pipeline import make_pipeline
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GridSearchCV, cross_val_score
+
+    X, y = _xy(2)
+    search = GridSearchCV(make_pipeline(bt.resample.SMOTE(random_state=0), LogisticRegression()), {"smote__k_neighbors": [3, 5]}, cv=3)
+    search.fit(X, y)
+    assert search.best_params_["smote__k_neighbors"] in (3, 5)
+    assert len(search.cv_results_["params"]) == 2
+    pipe = make_pipeline(bt.resample.SMOTETomek(smote=bt.resample.SMOTE(k_neighbors=3), random_state=0), LogisticRegression())
+    pipe.set_params(smotetomek__smote__k_neighbors=4)
+    assert pipe.get_params()["smotetomek__smote__k_neighbors"] == 4
+    scores = cross_val_score(pipe, X, y, cv=3)
+    assert scores.shape == (3,) and np.isfinite(scores).all()
+
+
+@pytest.mark.parametrize("name,cleaner_arg", [("SMOTETomek", "tomek"), ("SMOTEENN", "enn")])
+def test_combined_fit_does_not_resample_and_clones_its_parts(name, cleaner_arg):
+    cls = getattr(bt.resample, name)
+    smote = bt.resample.SMOTE(k_neighbors=3, random_state=0)
+    cleaner = bt.resample.TomekLinks(sampling_strategy="all") if cleaner_arg == "tomek" else bt.resample.EditedNearestNeighbours(sampling_strategy="all")
+    est = cls(smote=smote, **{cleaner_arg: cleaner})
+    X, y = _xy(3)
+    assert est.fit(X, y) is est
+    assert not hasattr(est, "smote_")  # fit checks the data; it does not resample
+    assert dict(est.sampling_strategy_) == {1: 100}
+    X_res, y_res = est.fit_resample(X, y)
+    assert est.smote_ is not smote and getattr(est, cleaner_arg + "_") is not cleaner
+    assert est.smote_.k_neighbors == 3
+    assert not hasattr(smote, "sampling_strategy_") and not hasattr(cleaner, "sampling_strategy_")  # never fitted
+    X_ref, y_ref = bt.resample.SMOTE(k_neighbors=3, random_state=0).fit_resample(X, y)
+    X_ref, y_ref = cleaner.fit_resample(X_ref, y_ref)
+    np.testing.assert_array_equal(X_res, X_ref)
+    np.testing.assert_array_equal(y_res, y_ref)
+
+
+@pytest.mark.parametrize("name", ["SMOTE", "RandomOverSampler", "RandomUnderSampler", "TomekLinks", "ClusterCentroids", "SMOTEENN"])
+def test_labels_of_any_kind_round_trip(name):
+    pd = pytest.importorskip("pandas")
+    X, y = _xy(4)
+    kw = {} if name == "TomekLinks" else {"random_state": 0}
+    ref_X, ref_y = getattr(bt.resample, name)(**kw).fit_resample(X, y)
+    names = np.array(["a_dog", "b_cat"], dtype=object)  # sorted as the ints they stand for: same class order
+    cases = {
+        "str list": (names[y].tolist(), lambda r: isinstance(r, list) and r == names[ref_y].tolist()),
+        "bool": (y == 1, lambda r: r.dtype == bool and np.array_equal(r, ref_y == 1)),
+        "negative sparse ints": (np.where(y == 1, 7, -3), lambda r: np.array_equal(r, np.where(ref_y == 1, 7, -3))),
+        "integral float": (y.astype(np.float32), lambda r: r.dtype == np.float32 and np.array_equal(r, ref_y)),
+        "(n, 1)": (y.reshape(-1, 1), lambda r: np.array_equal(np.ravel(r), ref_y)),
+        "one-column frame": (pd.DataFrame({"t": names[y]}), lambda r: list(r.columns) == ["t"] and r["t"].tolist() == names[ref_y].tolist()),
+        "named series": (pd.Series(names[y], name="animal"), lambda r: r.name == "animal" and r.tolist() == names[ref_y].tolist()),
+    }
+    for label, (labels, ok) in cases.items():
+        X_res, y_res = getattr(bt.resample, name)(**kw).fit_resample(X, labels)
+        np.testing.assert_array_equal(np.asarray(X_res), np.asarray(ref_X), err_msg=label)
+        assert ok(y_res), label
+
+
+def test_string_labels_in_sampling_strategy_and_object_mixes():
+    X, y = _xy(5)
+    labels = np.where(y == 1, "rare", "common")
+    X_res, y_res = bt.resample.RandomOverSampler(sampling_strategy={"rare": 120}, random_state=0).fit_resample(X, labels)
+    assert Counter(y_res) == {"common": 150, "rare": 120}
+    mixed = labels.astype(object)
+    mixed[0] = 3
+    with pytest.raises(ValueError, match="y mixes label types"):
+        bt.resample.SMOTE().fit_resample(X, mixed)
+    with pytest.raises(ValueError, match=r"integer class labels.*y\[\d+\] = 0.5"):
+        bt.resample.RandomUnderSampler().fit_resample(X, np.where(y == 1, 0.5, 2.0))
+
+
+def test_dataframe_column_dtypes_kept():
+    pd = pytest.importorskip("pandas")
+    X, y = _xy(6)
+    df = pd.DataFrame({"f32": X[:, 0].astype(np.float32), "f64": X[:, 1], "i64": (X[:, 2] * 100).astype(np.int64)})
+    for est in (bt.resample.SMOTE(random_state=0), bt.resample.TomekLinks(), bt.resample.NearMiss(), bt.resample.RandomOverSampler(random_state=0)):
+        X_res, _ = est.fit_resample(df, y)
+        assert X_res.dtypes.to_dict() == df.dtypes.to_dict(), type(est).__name__
+        assert list(X_res.columns) == ["f32", "f64", "i64"]
+        assert est.get_feature_names_out().tolist() == ["f32", "f64", "i64"]
+
+
+def test_cluster_centroids_float_centroids_of_int_x_and_cloned_estimator():
+    from sklearn.cluster import KMeans
+
+    X, y = _xy(7)
+    Xi = np.round(X * 100).astype(np.int64)
+    km = KMeans(n_init=1, random_state=0)
+    cc = bt.resample.ClusterCentroids(estimator=km, random_state=0)
+    X_res, y_res = cc.fit_resample(Xi, y)
+    assert X_res.dtype == np.float64 and not np.allclose(X_res, np.round(X_res))  # centroids, not truncated
+    assert not hasattr(km, "cluster_centers_")  # the user's estimator is cloned, never fitted in place
+    assert cc.estimator_ is not km and hasattr(cc.estimator_, "cluster_centers_")
+    im = im_under.ClusterCentroids(estimator=KMeans(n_init=1, random_state=0), random_state=0).fit_resample(Xi, y)[0]
+    assert im.dtype == X_res.dtype
+    X_hard, _ = bt.resample.ClusterCentroids(voting="hard", random_state=0).fit_resample(Xi, y)
+    assert X_hard.dtype == np.int64  # hard voting returns samples of X
+
+
+@pytest.mark.parametrize("name", ["RandomOverSampler", "RandomUnderSampler"])
+def test_random_samplers_take_nan_and_any_x(name):
+    X, y = _xy(8)
+    Xn = X.copy()
+    rows = np.flatnonzero(y == 1)[:3]
+    Xn[rows, 1] = np.nan
+    Xn[rows[0], 2] = np.inf
+    before = Xn.copy()
+    est = getattr(bt.resample, name)(random_state=0)
+    X_res, y_res = est.fit_resample(Xn, y)
+    np.testing.assert_array_equal(X_res, Xn[est.sample_indices_])  # NaN compare equal positionally
+    assert np.isnan(X_res).any()
+    np.testing.assert_array_equal(Xn, before)
+    Xs = np.array([["a", 1], ["b", 2]] * 100, dtype=object)
+    X_res, _ = getattr(bt.resample, name)(random_state=0).fit_resample(Xs, y)
+    assert X_res.dtype == object and set(X_res[:, 0]) == {"a", "b"}
+
+
+@pytest.mark.parametrize("name", ["SMOTE", "ADASYN", "BorderlineSMOTE", "NearMiss", "TomekLinks", "EditedNearestNeighbours", "ClusterCentroids"])
+def test_distance_samplers_refuse_nan_clearly(name):
+    X, y = _xy(9)
+    X[5, 2] = np.nan
+    with pytest.raises(ValueError, match=rf"{name}: X contains NaN or inf \(X\[5, 2\] = nan\)"):
+        getattr(bt.resample, name)().fit_resample(X, y)
+
+
+@pytest.mark.parametrize("name,arg", [("EditedNearestNeighbours", "n_neighbors"), ("NearMiss", "n_neighbors"), ("SMOTE", "k_neighbors")])
+def test_non_euclidean_neighbour_estimator_is_used_not_replaced(name, arg):
+    X, y = _xy(10)
+    nn = NearestNeighbors(n_neighbors=4, metric="chebyshev")
+    ours = getattr(bt.resample, name)(**{arg: nn})
+    theirs = getattr(im_under if hasattr(im_under, name) else im_over, name)(**{arg: nn})
+    if name == "SMOTE":  # random points: check that every new point lies towards a Chebyshev neighbour
+        X_res, y_res = ours.set_params(random_state=0).fit_resample(X, y)
+        X_min = X[y == 1]
+        cheb = NearestNeighbors(n_neighbors=4, metric="chebyshev").fit(X_min).kneighbors(X_min)[1][:, 1:]
+        _on_segment(X_res[len(X):], np.arange(len(X_min)), X_min, cheb, X_min)
+        return
+    ours.fit_resample(X, y)
+    theirs.fit_resample(X, y)
+    np.testing.assert_array_equal(ours.sample_indices_, theirs.sample_indices_)
+    euclid = getattr(bt.resample, name)(**{arg: 4 if name == "NearMiss" else 3})
+    euclid.fit_resample(X, y)
+    assert not np.array_equal(euclid.sample_indices_, ours.sample_indices_)  # the metric mattered
+    assert not hasattr(nn, "_fit_X")  # the user's estimator is cloned, never fitted
+
+
+def test_estimators_without_sklearn():
+    code = (
+        "import sys; sys.modules['sklearn'] = None\n"
+        "import numpy as np, balancedtorch as bt\n"
+        "s = bt.resample.SMOTE(k_neighbors=3)\n"
+        "assert s.get_params() == {'device': None, 'k_neighbors': 3, 'random_state': None, 'sampling_strategy': 'auto'}\n"
+        "assert repr(s) == 'SMOTE(k_neighbors=3)', repr(s)\n"
+        "t = bt.resample.SMOTETomek(smote=s).set_params(smote__k_neighbors=4)\n"
+        "assert s.k_neighbors == 4 and t.get_params()['smote__k_neighbors'] == 4\n"
+        "rng = np.random.default_rng(0); X = rng.normal(size=(60, 3)); y = np.r_[np.zeros(45, int), np.ones(15, int)]\n"
+        "Xr, yr = t.fit_resample(X, np.where(y == 1, 'b', 'a'))\n"
+        "assert set(yr) == {'a', 'b'} and t.smote_ is not s\n"
+        "print('ok')\n"
+    )
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-3000:]
+
+
+def test_import_does_not_load_sklearn_until_a_resampler_is_used():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "import sys, balancedtorch as bt\n"
+        "assert 'sklearn' not in sys.modules, 'import balancedtorch loaded scikit-learn'\n"
+        "bt.resample.FeatureSMOTE\n"
+        "assert 'sklearn' not in sys.modules\n"
+        "from balancedtorch.resample import SMOTE\n"
+        "assert 'sklearn' in sys.modules and SMOTE.__module__ == 'balancedtorch.resample.over'\n"
+        "print('ok')\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-3000:]

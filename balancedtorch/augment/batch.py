@@ -337,6 +337,8 @@ class BatchAugment(nn.Module):
             raise ValueError(f"BatchAugment: images must be a tensor of shape (B, C, H, W), got {tuple(getattr(images, 'shape', ()))}")
         if images.shape[1] not in (1, 3):
             raise ValueError(f"BatchAugment: images must have C = 1 or 3 channels, got C = {images.shape[1]}")
+        if images.shape[2] == 0 or images.shape[3] == 0:
+            raise ValueError(f"BatchAugment: images must have H, W >= 1, got shape {tuple(images.shape)}")
         if generator is not None and generator.device.type != images.device.type:
             raise ValueError(f"BatchAugment: generator is on {generator.device} but the images are on {images.device}")
         params = self.sample_params(images, labels, generator)

@@ -7,6 +7,8 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
+from ._fake import check_same_device
+
 __all__ = ["knn", "DEFAULT_TILE_BYTES"]
 
 DEFAULT_TILE_BYTES = 256 * 2**20
@@ -96,5 +98,6 @@ torch.library.register_autograd("balancedtorch::knn", _knn_backward, setup_conte
 
 @torch.library.register_fake("balancedtorch::knn")
 def _knn_fake(x, k, groups=None, ref=None, ref_groups=None, max_tile_bytes=DEFAULT_TILE_BYTES):
+    check_same_device("knn", "x", x, groups=groups, ref=ref, ref_groups=ref_groups)
     n = x.shape[0]
     return x.new_empty((n, k)), x.new_empty((n, k), dtype=torch.long)

@@ -8,6 +8,8 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
+from ._fake import check_same_device
+
 __all__ = ["alias_table", "alias_sample", "sample_without_replacement", "AliasTable"]
 
 
@@ -123,19 +125,23 @@ def _alias_table_fake(weights):
 
 @torch.library.register_fake("balancedtorch::alias_sample")
 def _alias_sample_fake(prob, alias, seed, num_samples):
+    check_same_device("alias_sample", "prob", prob, alias=alias, seed=seed)
     return alias.new_empty((num_samples,))
 
 
 @torch.library.register_fake("balancedtorch::alias_pack")
 def _alias_pack_fake(prob, alias):
+    check_same_device("alias_pack", "prob", prob, alias=alias)
     return alias.new_empty(alias.shape)
 
 
 @torch.library.register_fake("balancedtorch::alias_sample_packed")
 def _alias_sample_packed_fake(packed, seed, num_samples):
+    check_same_device("alias_sample_packed", "packed", packed, seed=seed)
     return packed.new_empty((num_samples,))
 
 
 @torch.library.register_fake("balancedtorch::sample_without_replacement")
 def _sample_without_replacement_fake(weights, uniforms, num_samples):
+    check_same_device("sample_without_replacement", "weights", weights, uniforms=uniforms)
     return weights.new_empty((num_samples,), dtype=torch.long)

@@ -27,7 +27,8 @@ def check_labels(labels: Any, num_classes: Optional[int], name: str = "labels", 
     return _check_labels(labels, name, num_classes=num_classes, device=device)
 
 
-def check_pred_probs(pred_probs: Any, num_rows: Optional[int], name: str = "pred_probs") -> Tensor:
+def check_pred_probs(pred_probs: Any, num_rows: Optional[int], name: str = "pred_probs", multi_label: bool = False) -> Tensor:
+    """Probabilities ``(N, K)`` in [0, 1]; rows sum to 1 unless ``multi_label`` (one probability per class)."""
     p = as_tensor(pred_probs, name)
     if not p.is_floating_point():
         raise ValueError(f"{name} must be a floating array of probabilities, got dtype {p.dtype}")
@@ -40,6 +41,8 @@ def check_pred_probs(pred_probs: Any, num_rows: Optional[int], name: str = "pred
     low, high = torch.aminmax(p)  # one pass; nan propagates and fails both tests
     if not (bool(low >= 0) and bool(high <= 1)):
         raise ValueError(f"{name} must hold finite probabilities in [0, 1]")
+    if multi_label:
+        return p
     sums = p.sum(1)  # the input's precision is ample for a 1e-3 tolerance
     off = (sums - 1).abs() > ROW_SUM_TOLERANCE
     if bool(off.any()):

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import warnings
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from .._classes import group_by_class
-from ._inputs import check_labels_and_probs
+from ._inputs import check_labels_and_probs, check_pred_probs
 
 __all__ = ["find_label_issues", "rank_mistakes", "mistakes_per_class", "label_quality_scores"]
 
-FILTERS = ("prune_by_noise_rate", "prune_by_class", "both", "confident_learning", "predicted_neq_given")
+PRUNING_FILTERS = ("prune_by_noise_rate", "prune_by_class", "both")
+FILTERS = PRUNING_FILTERS + ("confident_learning", "predicted_neq_given", "low_normalized_margin", "low_self_confidence")
 RANKINGS = ("self_confidence", "normalized_margin", "confidence_weighted_entropy")
 
 # cleanlab's constants, so that borderline cases are decided the same way
@@ -22,31 +23,134 @@ _FLOATING_POINT_COMPARISON = 1e-6
 _THRESHOLD_LOWER_BOUND = 2e-6
 _CLIPPING_LOWER_BOUND = 1e-6
 _TINY = 1e-100
+_ABSENT_CLASS_THRESHOLD = 2  # cleanlab's BIG_VALUE: no probability reaches it
+_MULTILABEL_EMA_ALPHA = 0.8  # cleanlab's default aggregator of per-class scores in multi-label data
+_UNSET = object()
 
 
-def label_quality_scores(labels: Any, pred_probs: Any, method: str = "self_confidence") -> Tensor:
-    """Per-sample label quality in [0, 1] (low = likely mislabeled), cleanlab's definitions.
+# --------------------------------------------------------------------------- scores
+# Label-quality scores are computed with numpy, with cleanlab's formulas and
+# dtypes (self_confidence and normalized_margin in the input's dtype,
+# confidence_weighted_entropy in float64), and ranked with numpy's argsort:
+# the same scores, bit for bit, order the flagged samples exactly as cleanlab,
+# ties included. Only the flagged rows are scored, so this is not a hot path.
 
-    ``self_confidence``: p[y]; ``normalized_margin``: (p[y] - max_{k != y} p[k] + 1) / 2;
-    ``confidence_weighted_entropy``: log(1 + H/p[y]) / max(H/p[y], 1e-6) with H
-    the entropy normalised by log K and p[y] clipped at 1e-6.
+
+def _numpy_probs(p: Tensor) -> np.ndarray:
+    if p.dtype in (torch.float32, torch.float64, torch.float16):
+        return p.cpu().numpy()
+    return p.float().cpu().numpy()  # bfloat16 and others: numpy has no such dtype
+
+
+def _thresholds_np(class_values: Sequence[np.ndarray]) -> np.ndarray:
+    """cleanlab's ``get_confident_thresholds`` from each class's self-confidences (index order).
+
+    The mean is numpy's (pairwise, in the input dtype), and the dtype follows
+    cleanlab: the input's when every class is present, float64 otherwise.
     """
-    y, p = check_labels_and_probs(labels, pred_probs)
-    return _scores(y, p, method)
+    means = [np.mean(v) if v.size else _ABSENT_CLASS_THRESHOLD for v in class_values]
+    return np.clip(means, a_min=_THRESHOLD_LOWER_BOUND, a_max=None)
 
 
-def _scores(y: Tensor, p: Tensor, method: str) -> Tensor:
-    self_conf = p.gather(1, y[:, None]).squeeze(1)
+def _thresholds_of(y: np.ndarray, p: np.ndarray) -> np.ndarray:
+    return _thresholds_np([p[:, k][y == k] for k in range(p.shape[1])])
+
+
+def _scores_np(y: np.ndarray, p: np.ndarray, method: str, adjust_pred_probs: bool = False, thresholds=None) -> np.ndarray:
+    """cleanlab's ``rank.get_label_quality_scores`` on rows ``(y, p)``; ``thresholds`` from the whole data set."""
+    if adjust_pred_probs:
+        if thresholds is None:
+            thresholds = _thresholds_of(y, p)
+        p = p - thresholds
+        p += thresholds.max()
+        p /= p.sum(axis=1, keepdims=True)
+    self_conf = p[np.arange(y.shape[0]), y]
     if method == "self_confidence":
         return self_conf
     if method == "normalized_margin":
-        others = p.scatter(1, y[:, None], float("-inf")).amax(1)
+        N, K = p.shape
+        others = np.max(np.delete(p, np.arange(N) * K + y, axis=None).reshape(N, K - 1), axis=-1)
         return (self_conf - others + 1) / 2
-    if method == "confidence_weighted_entropy":
-        entropy = -torch.special.xlogy(p, p).sum(1) / np.log(p.shape[1])
-        ratio = entropy / self_conf.clamp_min(_CLIPPING_LOWER_BOUND)
-        return torch.log(ratio + 1) / ratio.clamp_min(_CLIPPING_LOWER_BOUND)
-    raise ValueError(f"rank_by must be one of {RANKINGS} or None, got {method!r}")
+    # confidence_weighted_entropy; np.log(K) is a float64 scalar: the score is float64
+    if np.any(p < 0) or np.any(p > 1):
+        raise ValueError("pred_probs must hold probabilities in [0, 1] for confidence_weighted_entropy")
+    from scipy.special import xlogy
+
+    entropy = -np.sum(xlogy(p, p), axis=1) / np.log(p.shape[1])
+    ratio = entropy / np.clip(self_conf, a_min=_CLIPPING_LOWER_BOUND, a_max=None)
+    return np.log(ratio + 1) / np.clip(ratio, a_min=_CLIPPING_LOWER_BOUND, a_max=None)
+
+
+def _multilabel_scores_np(y_one: np.ndarray, p: np.ndarray, method: str, adjust_pred_probs: bool = False) -> np.ndarray:
+    """cleanlab's multi-label score: each class scored one-vs-rest, then its exponential moving average (alpha 0.8)."""
+    per_class = np.zeros(y_one.shape)
+    for c in range(p.shape[1]):
+        per_class[:, c] = _scores_np(y_one[:, c], np.vstack((1 - p[:, c], p[:, c])).T, method, adjust_pred_probs)
+    ordered = np.fliplr(np.sort(per_class, axis=1)).T
+    ema = ordered[0]
+    for s in ordered[1:]:
+        ema = _MULTILABEL_EMA_ALPHA * s + (1 - _MULTILABEL_EMA_ALPHA) * ema
+    return ema
+
+
+def _check_method(method: Any, name: str) -> str:
+    if method not in RANKINGS:
+        raise ValueError(f"{name} must be one of {RANKINGS}, got {method!r}")
+    return method
+
+
+def _check_rank_by_kwargs(rank_by_kwargs: Any, method: Optional[str]) -> bool:
+    """``adjust_pred_probs`` from cleanlab's ``rank_by_kwargs`` (the only key it forwards)."""
+    if rank_by_kwargs is None:
+        return False
+    if not isinstance(rank_by_kwargs, dict):
+        raise TypeError(f"rank_by_kwargs must be a dict or None, got {type(rank_by_kwargs).__name__}")
+    unknown = set(rank_by_kwargs) - {"adjust_pred_probs"}
+    if unknown:
+        raise ValueError(f"rank_by_kwargs accepts only 'adjust_pred_probs', got {sorted(unknown)}")
+    adjust = rank_by_kwargs.get("adjust_pred_probs", False)
+    if not isinstance(adjust, (bool, np.bool_)):
+        raise TypeError(f"rank_by_kwargs['adjust_pred_probs'] must be a bool, got {adjust!r}")
+    if adjust and method == "confidence_weighted_entropy":
+        raise ValueError("adjust_pred_probs is not supported for confidence_weighted_entropy (as cleanlab)")
+    return bool(adjust)
+
+
+def label_quality_scores(labels: Any, pred_probs: Any, method: str = "self_confidence", *, adjust_pred_probs: bool = False):
+    """Per-sample label quality in [0, 1] (low = likely mislabeled), as ``cleanlab.rank.get_label_quality_scores``.
+
+    ``self_confidence``: p[y]; ``normalized_margin``: (p[y] - max_{k != y} p[k] + 1) / 2;
+    ``confidence_weighted_entropy``: log(1 + H/p[y]) / max(H/p[y], 1e-6) with H
+    the entropy normalised by log K and p[y] clipped at 1e-6. The same values,
+    bit for bit, and dtypes as cleanlab: the first two in the input's dtype,
+    ``confidence_weighted_entropy`` in float64.
+
+    Args:
+        labels (Tensor[N] | array): given labels in [0, K).
+        pred_probs (Tensor[N, K] | array): predicted probabilities (rows sum to 1).
+        method (str): ``"self_confidence"`` (default), ``"normalized_margin"`` or
+            ``"confidence_weighted_entropy"``.
+        adjust_pred_probs (bool): subtract each class's mean self-confidence and
+            renormalise first (accounts for class imbalance; default False).
+
+    Returns:
+        scores[N]: numpy in, numpy out; a tensor (on ``pred_probs``'s device) otherwise.
+        bfloat16 input is scored in float32 (numpy has no bfloat16).
+
+    Example:
+        >>> scores = bt.quality.label_quality_scores(labels, pred_probs, "normalized_margin")
+        >>> worst = np.argsort(scores)[:20]
+    """
+    _check_method(method, "method")
+    adjust = _check_rank_by_kwargs({"adjust_pred_probs": adjust_pred_probs}, method)
+    y, p = check_labels_and_probs(labels, pred_probs)
+    scores = _scores_np(y.cpu().numpy(), _numpy_probs(p), method, adjust)
+    if isinstance(pred_probs, Tensor):
+        return torch.from_numpy(np.ascontiguousarray(scores)).to(p.device)
+    return scores
+
+
+# --------------------------------------------------------------------------- confident joint
 
 
 def _round_preserving_sum(floats: np.ndarray) -> np.ndarray:
@@ -84,21 +188,57 @@ def _prune_counts(confident_joint: np.ndarray, n: int, frac_noise: float) -> np.
     return _round_rows(reduced.astype(int)).astype(int)
 
 
-def _confident_joint(y: Tensor, p: Tensor, counts: Tensor, order: Tensor, offsets: list):
-    """Calibrated confident joint (K x K, rows: given label) and off-diagonal indices."""
-    K = p.shape[1]
+def _prune_counts_to_remove(prune: np.ndarray, label_counts: np.ndarray, num_to_remove: np.ndarray) -> np.ndarray:
+    """cleanlab's rescaling of the prune counts so that class k loses num_to_remove[k] samples."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        # (sic) cleanlab divides column j by row j's total
+        psy = prune / np.sum(prune, axis=1)
+        noise_per_s = psy.sum(axis=1) - psy.diagonal()
+        tmp = (psy.T * num_to_remove / noise_per_s).T
+    np.fill_diagonal(tmp, label_counts - num_to_remove)
+    undefined = ~np.isfinite(tmp)
+    if not undefined.any():
+        return _round_rows(tmp)
+    # a class with samples to remove but no estimated noise: cleanlab's counts
+    # become nan there, cast to a negative int, i.e. nothing pruned for that pair
+    warnings.warn(
+        "num_to_remove_per_class: some classes have no estimated label noise to scale, so fewer samples than "
+        "asked may be flagged; filter_by='prune_by_class' removes exactly num_to_remove_per_class",
+        stacklevel=4,
+    )
+    with np.errstate(invalid="ignore"):
+        rounded = np.stack([_round_preserving_sum(row) for row in tmp.astype(float)])
+    rounded[undefined] = 0
+    return rounded.astype(int)
+
+
+def _lowest_float_at_least(bound: np.ndarray, dtype: torch.dtype) -> Tensor:
+    """Per entry, the smallest ``dtype`` value v with float64(v) >= bound.
+
+    ``p >= v`` in ``dtype`` then decides exactly as ``float64(p) >= bound``,
+    which is what numpy does when cleanlab's thresholds are float64 and
+    ``pred_probs`` float32 (a class is absent): no float64 copy of pred_probs.
+    """
+    exact = torch.as_tensor(np.asarray(bound, dtype=np.float64))
+    v = exact.to(dtype)
+    return torch.where(v.double() < exact, torch.nextafter(v, torch.full_like(v, float("inf"))), v)
+
+
+def _thresholds(y: Tensor, p: Tensor, order: Tensor, offsets: list) -> np.ndarray:
     # Per-class mean self-confidence with numpy's pairwise summation over the
     # class's samples in index order, exactly as cleanlab: a last-bit
     # difference in a threshold can flip a borderline sample.
-    self_conf = p.gather(1, y[:, None]).squeeze(1).cpu().numpy()
+    self_conf = _numpy_probs(p.gather(1, y[:, None]).squeeze(1))
     order_np = order.cpu().numpy()
-    means = [
-        np.mean(self_conf[order_np[offsets[k] : offsets[k + 1]]]) if offsets[k + 1] > offsets[k] else 2.0 for k in range(K)
-    ]
-    thresholds = torch.as_tensor(np.clip(np.asarray(means), _THRESHOLD_LOWER_BOUND, None), device=p.device)
-    if not p.dtype == torch.float64:
-        thresholds = thresholds.to(p.dtype)
-    confident = p >= (thresholds - 1e-6)
+    K = p.shape[1]
+    return _thresholds_np([self_conf[order_np[offsets[k] : offsets[k + 1]]] for k in range(K)])
+
+
+def _confident_joint(y: Tensor, p: Tensor, counts: Tensor, thresholds: np.ndarray):
+    """Calibrated confident joint (K x K, rows: given label) and off-diagonal indices."""
+    K = p.shape[1]
+    # cleanlab compares pred_probs >= thresholds - 1e-6 in numpy's promoted dtype
+    confident = p >= _lowest_float_at_least(thresholds - 1e-6, p.dtype).to(p.device)
     # counted as uint8 into int16/int32: far faster than a bool sum (int64)
     count_dtype = torch.int16 if K < 32767 else torch.int32
     num_confident = confident.view(torch.uint8).sum(1, dtype=count_dtype)
@@ -120,61 +260,50 @@ def _confident_joint(y: Tensor, p: Tensor, counts: Tensor, order: Tensor, offset
     return _round_rows(calibrated), off_diagonal
 
 
-def find_label_issues(
-    labels: Any,
-    pred_probs: Any,
-    filter_by: str = "prune_by_noise_rate",
-    rank_by: Optional[str] = "self_confidence",
-    *,
-    frac_noise: float = 1.0,
-    min_examples_per_class: int = 1,
-) -> Tensor:
-    """Samples whose given label is likely wrong, by confident learning (Northcutt et al. 2021).
+def _near_prediction(y: Tensor, p: Tensor, rows: Tensor) -> Tensor:
+    """cleanlab's _reduce_issues on ``rows``: the given label is the argmax once nudged by 1e-6 (input dtype)."""
+    nudged = p[rows].clone()
+    nudged[torch.arange(rows.numel(), device=p.device), y[rows]] += _FLOATING_POINT_COMPARISON
+    return nudged.argmax(1) == y[rows]
 
-    The same algorithm and defaults as ``cleanlab.filter.find_label_issues``
-    (calibrated confident joint, then pruning), in torch on the device of
-    ``pred_probs``. With the same arguments it flags the same samples and, with
-    ``rank_by``, orders them as cleanlab's ``return_indices_ranked_by``.
-    Deliberate difference: scores or margins that tie exactly are ordered by
-    index (a stable sort; cleanlab's quicksort order among ties is
-    unspecified).
 
-    Args:
-        labels (Tensor[N] | array): given labels in [0, K).
-        pred_probs (Tensor[N, K] | array): out-of-sample predicted probabilities
-            (rows sum to 1), e.g. from cross-validation.
-        filter_by (str): ``"prune_by_noise_rate"`` (default), ``"prune_by_class"``,
-            ``"both"``, ``"confident_learning"`` or ``"predicted_neq_given"``.
-        rank_by (str or None): ``"self_confidence"`` (default), ``"normalized_margin"``
-            or ``"confidence_weighted_entropy"``: return the flagged indices,
-            most likely issue first; ``None``: return a boolean mask.
-        frac_noise (float): in (0, 1]; return only this fraction of the estimated issues.
-        min_examples_per_class (int): classes are never pruned below this size.
+def _smallest(values: Tensor, num: int) -> Tensor:
+    """Positions of the ``num`` smallest values, chosen among exact ties at the cut as numpy's argsort (cleanlab)."""
+    if num >= values.numel():
+        return torch.arange(values.numel(), device=values.device)
+    picked = torch.topk(values, num, largest=False, sorted=False).indices
+    cut = values[picked].max()
+    if int((values <= cut).sum()) > num:  # a tie straddles the cut: which ones cleanlab takes is numpy's choice
+        return torch.from_numpy(np.argsort(_numpy_probs(values))[:num].copy()).to(values.device)
+    return picked
 
-    Returns:
-        Tensor[num_issues] int64 (ranked indices) or Tensor[N] bool (mask).
 
-    Example:
-        >>> issues = bt.quality.find_label_issues(labels, pred_probs)
-        >>> print(f"{len(issues)} suspicious labels, worst first: {issues[:10].tolist()}")
-    """
-    if filter_by not in FILTERS:
-        raise ValueError(f"filter_by must be one of {FILTERS}, got {filter_by!r}")
-    if rank_by is not None and rank_by not in RANKINGS:
-        raise ValueError(f"rank_by must be one of {RANKINGS} or None, got {rank_by!r}")
-    if not (isinstance(frac_noise, (int, float)) and 0 < frac_noise <= 1):
-        raise ValueError(f"frac_noise must be in (0, 1], got {frac_noise!r}")
-    if isinstance(min_examples_per_class, bool) or not isinstance(min_examples_per_class, int) or min_examples_per_class < 0:
-        raise ValueError(f"min_examples_per_class must be an int >= 0, got {min_examples_per_class!r}")
-    y, p = check_labels_and_probs(labels, pred_probs)
+def _find_single(
+    y: Tensor,
+    p: Tensor,
+    filter_by: str,
+    frac_noise: float,
+    num_to_remove: Optional[np.ndarray],
+    min_examples_per_class: int,
+    confident_joint: Optional[np.ndarray],
+) -> Tuple[Tensor, np.ndarray]:
+    """The mask of cleanlab's single-label find_label_issues, and the confident thresholds."""
     K = p.shape[1]
     counts = torch.bincount(y, minlength=K)
     order, offsets = group_by_class(y, counts)  # used by the thresholds and the pruning
-    joint, off_diagonal = _confident_joint(y, p, counts, order, offsets)
+    thresholds = _thresholds(y, p, order, offsets)
     mask = torch.zeros(y.numel(), dtype=torch.bool, device=p.device)
+    if filter_by == "predicted_neq_given":
+        mask = p.argmax(1) != y
+    elif confident_joint is None or filter_by not in PRUNING_FILTERS:
+        joint, off_diagonal = _confident_joint(y, p, counts, thresholds)
+        if confident_joint is None:
+            confident_joint = joint
 
-    if filter_by in ("prune_by_noise_rate", "prune_by_class", "both"):
-        prune = _prune_counts(joint, min_examples_per_class, float(frac_noise))
+    if filter_by in PRUNING_FILTERS:
+        prune = _prune_counts(confident_joint, min_examples_per_class, float(frac_noise))
+        if num_to_remove is not None:
+            prune = _prune_counts_to_remove(prune, counts.cpu().numpy(), num_to_remove)
         by_label = p.index_select(0, order)  # rows grouped by given label, one gather
         by_class = torch.zeros_like(mask)
         by_noise = torch.zeros_like(mask)
@@ -183,17 +312,17 @@ def find_label_issues(
             n_k = members.numel()
             if n_k <= min_examples_per_class:
                 if n_k:
-                    warnings.warn(f"May not flag all label issues in class {k}: it has too few examples", stacklevel=2)
+                    warnings.warn(f"May not flag all label issues in class {k}: it has too few examples", stacklevel=3)
                 continue
             if n_k <= 1:
                 continue
             pk = by_label[offsets[k] : offsets[k + 1]]
-            # partial selections (topk) instead of full sorts; which of exactly
-            # tied samples at the cut is taken is unspecified, as in cleanlab
+            # partial selections (topk) instead of full sorts; where exactly
+            # tied samples straddle a cut, numpy's argsort picks them, as in cleanlab
             if filter_by in ("prune_by_class", "both"):
                 num = min(int(n_k - prune[k, k]), n_k)
                 if num >= 1:
-                    by_class[members[torch.topk(pk[:, k], num, largest=False, sorted=False).indices]] = True
+                    by_class[members[_smallest(pk[:, k], num)]] = True
             if filter_by in ("prune_by_noise_rate", "both"):
                 # for each other class j, the prune[j, k] samples of given label k
                 # with the largest margin p_j - p_k: one topk over all j at once
@@ -201,27 +330,288 @@ def find_label_issues(
                 nums[k] = 0  # only noise rates, not the diagonal
                 if nums.max() > 0:
                     margins = pk - pk[:, k : k + 1]
-                    top = torch.topk(margins, int(nums.max()), dim=0, sorted=True).indices
-                    keep = torch.arange(top.shape[0], device=p.device)[:, None] < torch.as_tensor(nums, device=p.device)[None, :]
+                    depth = int(min(nums.max() + 1, n_k))  # one more: shows a tie across the cut
+                    values, top = torch.topk(margins, depth, dim=0, sorted=True)
+                    nums_t = torch.as_tensor(nums, device=p.device)
+                    keep = torch.arange(depth, device=p.device)[:, None] < nums_t[None, :]
+                    tied: np.ndarray = np.zeros(0, dtype=np.int64)
+                    cut = (nums > 0) & (nums < n_k)
+                    if cut.any():
+                        at = torch.as_tensor(np.where(cut, nums - 1, 0), device=p.device)[None]
+                        same = (values.gather(0, at + 1) == values.gather(0, at))[0].cpu().numpy()
+                        tied = np.flatnonzero(same & cut)
+                        keep[:, torch.as_tensor(tied, device=p.device)] = False
                     by_noise[members[top[keep]]] = True
+                    for j in tied:
+                        # a tie straddles column j's cut: numpy's argsort of -margin picks, as in cleanlab
+                        chosen = np.argsort(-_numpy_probs(margins[:, j]))[: nums[j]]
+                        by_noise[members[torch.from_numpy(chosen.copy()).to(p.device)]] = True
         mask = {"prune_by_class": by_class, "prune_by_noise_rate": by_noise, "both": by_class & by_noise}[filter_by]
     elif filter_by == "confident_learning":
         mask[off_diagonal] = True
-    else:  # predicted_neq_given
-        mask = p.argmax(1) != y
+    elif filter_by in ("low_normalized_margin", "low_self_confidence"):
+        # as many as the confident joint's off-diagonal (less those near their prediction), lowest scores first
+        num_errors = int((~_near_prediction(y, p, off_diagonal)).sum())
+        scores = _scores_np(y.cpu().numpy(), _numpy_probs(p), filter_by[4:])
+        mask[torch.from_numpy(np.argsort(scores)[:num_errors].copy()).to(p.device)] = True
+        return mask, thresholds
 
     # never flag a sample whose given label is (within 1e-6, in the input's
     # dtype as cleanlab) the model's prediction; only flagged rows need checking
     rows = torch.nonzero(mask).flatten()
-    nudged = p[rows].clone()
-    nudged[torch.arange(rows.numel(), device=p.device), y[rows]] += _FLOATING_POINT_COMPARISON
-    mask[rows[nudged.argmax(1) == y[rows]]] = False
+    mask[rows[_near_prediction(y, p, rows)]] = False
+    return mask, thresholds
 
-    if rank_by is None:
-        return mask
-    flagged = torch.nonzero(mask).flatten()
-    scores = _scores(y[flagged], p[flagged], rank_by)  # in the input dtype, as cleanlab
-    return flagged[torch.argsort(scores, stable=True)]
+
+# --------------------------------------------------------------------------- public
+
+
+def _multi_hot(labels: Any, num_rows: int, K: int) -> np.ndarray:
+    """(N, K) int64 0/1 from per-sample class lists (cleanlab's format) or a multi-hot array/tensor."""
+    if isinstance(labels, Tensor) or (isinstance(labels, np.ndarray) and labels.dtype != object):
+        hot = labels.detach().cpu().numpy() if isinstance(labels, Tensor) else labels
+        if hot.ndim != 2 or hot.shape != (num_rows, K):
+            raise ValueError(
+                f"labels with multi_label=True must be a list of per-sample class lists or a multi-hot array of shape "
+                f"({num_rows}, {K}), got an array of shape {tuple(hot.shape)}"
+            )
+        if not np.isin(hot, (0, 1)).all():
+            raise ValueError("labels with multi_label=True as an array must be multi-hot (only 0 and 1)")
+        return hot.astype(np.int64)
+    if not isinstance(labels, Sequence) or isinstance(labels, (str, bytes)):
+        raise TypeError(f"labels with multi_label=True must be a list of per-sample class lists, got {type(labels).__name__}")
+    if len(labels) != num_rows:
+        raise ValueError(f"labels has {len(labels)} entries but pred_probs has {num_rows} rows")
+    hot = np.zeros((num_rows, K), dtype=np.int64)
+    for i, row in enumerate(labels):
+        if isinstance(row, (str, bytes)) or not hasattr(row, "__iter__"):
+            raise TypeError(f"labels[{i}] must be a list of class indices when multi_label=True, got {row!r}")
+        for c in row:
+            if isinstance(c, (bool, np.bool_)) or not isinstance(c, (int, np.integer)) or not 0 <= c < K:
+                raise ValueError(f"labels[{i}] must hold class indices in [0, {K}), got {c!r}")
+            hot[i, c] = 1
+    return hot
+
+
+def _check_num_to_remove(num_to_remove_per_class: Any, K: int) -> Optional[np.ndarray]:
+    if num_to_remove_per_class is None:
+        return None
+    values = np.asarray(num_to_remove_per_class.cpu() if isinstance(num_to_remove_per_class, Tensor) else num_to_remove_per_class)
+    if values.ndim == 0:  # one count for every class, as cleanlab's broadcasting allows
+        values = np.full(K, values)
+    if values.shape != (K,) or values.dtype.kind not in "iu" or (values < 0).any():
+        raise ValueError(
+            f"num_to_remove_per_class must be {K} non-negative integers (one per class), got {num_to_remove_per_class!r}"
+        )
+    return values.astype(np.int64)
+
+
+def _check_confident_joint(confident_joint: Any, shape: Tuple[int, ...]) -> np.ndarray:
+    joint = confident_joint.detach().cpu().numpy() if isinstance(confident_joint, Tensor) else np.asarray(confident_joint)
+    if joint.shape != shape or joint.dtype.kind not in "iuf":
+        raise ValueError(f"confident_joint must be a numeric array of shape {shape}, got shape {joint.shape} dtype {joint.dtype}")
+    if not np.isfinite(joint).all() or (joint < 0).any():
+        raise ValueError("confident_joint must hold finite counts >= 0")
+    return joint
+
+
+def find_label_issues(
+    labels: Any,
+    pred_probs: Any,
+    *,
+    filter_by: str = "prune_by_noise_rate",
+    return_indices_ranked_by: Optional[str] = None,
+    rank_by_kwargs: Optional[Dict[str, Any]] = None,
+    frac_noise: float = 1.0,
+    num_to_remove_per_class: Optional[Sequence[int]] = None,
+    min_examples_per_class: int = 1,
+    confident_joint: Optional[Any] = None,
+    n_jobs: Optional[int] = None,
+    verbose: bool = False,
+    multi_label: bool = False,
+    low_memory: bool = False,
+    rank_by: Any = _UNSET,
+):
+    """Samples whose given label is likely wrong, by confident learning (Northcutt et al. 2021).
+
+    ``cleanlab.filter.find_label_issues``'s signature, defaults and results:
+    the calibrated confident joint, then pruning, in torch on the device of
+    ``pred_probs``. With the same arguments it flags the same samples and, with
+    ``return_indices_ranked_by``, returns them in the same order (the same
+    label-quality scores, bit for bit, sorted by numpy as cleanlab sorts them).
+
+    Args:
+        labels (Tensor[N] | array | list): given labels in [0, K). With
+            ``multi_label=True``: a list of per-sample class lists (cleanlab's
+            format, e.g. ``[[0, 2], [], [1]]``) or a multi-hot ``(N, K)`` array.
+        pred_probs (Tensor[N, K] | array): out-of-sample predicted probabilities
+            (rows sum to 1; with ``multi_label=True`` each column is one class's
+            own probability), e.g. from cross-validation.
+        filter_by (str): ``"prune_by_noise_rate"`` (default), ``"prune_by_class"``,
+            ``"both"``, ``"confident_learning"``, ``"predicted_neq_given"``,
+            ``"low_normalized_margin"`` or ``"low_self_confidence"`` (the latter
+            two: the lowest-scoring samples, as many as the confident joint's
+            off-diagonal counts).
+        return_indices_ranked_by (str or None): None (default): return a boolean
+            mask; ``"self_confidence"``, ``"normalized_margin"`` or
+            ``"confidence_weighted_entropy"``: return the flagged indices, most
+            likely issue (lowest label-quality score) first.
+        rank_by_kwargs (dict or None): ``{"adjust_pred_probs": True}`` ranks by
+            scores of class-threshold-adjusted probabilities (cleanlab's option).
+        frac_noise (float): in (0, 1]; return only this fraction of the estimated
+            issues (pruning filters only).
+        num_to_remove_per_class (int, sequence of K ints or None): flag this many
+            samples per given class (exactly with ``"prune_by_class"``; within
+            rounding with the other pruning filters).
+        min_examples_per_class (int): classes are never pruned below this size (default 1).
+        confident_joint (array[K, K] or None): a precomputed confident joint
+            (rows: given label), e.g. from ``cleanlab.count.compute_confident_joint``;
+            used by the pruning filters. With ``multi_label=True``: shape ``(K, 2, 2)``.
+        n_jobs (int or None): accepted for cleanlab compatibility; no effect
+            (the work runs in torch's own threads).
+        verbose (bool): accepted for cleanlab compatibility; no effect.
+        multi_label (bool): each sample may have several labels: one-vs-rest per
+            class as cleanlab, flagged when flagged for any class (default False).
+        low_memory (bool): accepted with ``multi_label=False`` (memory is already
+            O(N·K)); cleanlab's approximate batched multi-label estimate is not
+            implemented, so ``multi_label=True`` with ``low_memory=True`` raises.
+        rank_by: deprecated alias of ``return_indices_ranked_by``.
+
+    Differences from cleanlab: labels with a single class are answered (cleanlab
+    raises); with ``multi_label=True`` and a ``low_*`` filter the flagged samples
+    are ranked by their own scores (cleanlab pairs scores and indices in
+    different orders); ``multi_label=True`` also takes a multi-hot array.
+
+    Returns:
+        bool mask [N], or int64 indices [num_issues] when ``return_indices_ranked_by``
+        is given: numpy in, numpy out; a tensor on ``pred_probs``'s device otherwise.
+
+    Example:
+        >>> mask = bt.quality.find_label_issues(labels, pred_probs)
+        >>> issues = bt.quality.find_label_issues(labels, pred_probs, return_indices_ranked_by="self_confidence")
+        >>> print(f"{mask.sum()} suspicious labels, worst first: {issues[:10]}")
+    """
+    if rank_by is not _UNSET:
+        if return_indices_ranked_by is not None and rank_by != return_indices_ranked_by:
+            raise ValueError(
+                f"rank_by={rank_by!r} and return_indices_ranked_by={return_indices_ranked_by!r} disagree: "
+                "pass only return_indices_ranked_by (rank_by is its old name)"
+            )
+        return_indices_ranked_by = rank_by
+    if filter_by not in FILTERS:
+        raise ValueError(f"filter_by must be one of {FILTERS}, got {filter_by!r}")
+    if return_indices_ranked_by is not None:
+        _check_method(return_indices_ranked_by, "return_indices_ranked_by")
+    adjust = _check_rank_by_kwargs(rank_by_kwargs, return_indices_ranked_by)
+    if isinstance(frac_noise, bool) or not (isinstance(frac_noise, (int, float)) and 0 < frac_noise <= 1):
+        raise ValueError(f"frac_noise must be in (0, 1], got {frac_noise!r}")
+    if isinstance(min_examples_per_class, bool) or not isinstance(min_examples_per_class, (int, np.integer)) or min_examples_per_class < 0:
+        raise ValueError(f"min_examples_per_class must be an int >= 0, got {min_examples_per_class!r}")
+    if n_jobs is not None and (isinstance(n_jobs, bool) or not isinstance(n_jobs, (int, np.integer)) or n_jobs < 1):
+        raise ValueError(f"n_jobs must be None or an int >= 1, got {n_jobs!r}")
+    for name, flag in (("verbose", verbose), ("multi_label", multi_label), ("low_memory", low_memory)):
+        if not isinstance(flag, (bool, np.bool_)):
+            raise TypeError(f"{name} must be a bool, got {flag!r}")
+    if filter_by not in PRUNING_FILTERS:
+        if num_to_remove_per_class is not None:
+            raise ValueError(
+                f"num_to_remove_per_class works with filter_by in {PRUNING_FILTERS}, not {filter_by!r} (as cleanlab)"
+            )
+        if frac_noise != 1.0:
+            warnings.warn(f"frac_noise has no effect with filter_by={filter_by!r} (only with {PRUNING_FILTERS})", stacklevel=2)
+    if filter_by == "confident_learning" and confident_joint is not None:
+        warnings.warn(
+            "confident_joint is ignored with filter_by='confident_learning': the confident joint is re-estimated "
+            "from labels and pred_probs (as cleanlab)",
+            stacklevel=2,
+        )
+    if multi_label and low_memory:
+        raise ValueError(
+            "low_memory=True with multi_label=True (cleanlab's approximate batched estimate) is not supported; "
+            "use low_memory=False: the exact algorithm needs no more memory than pred_probs"
+        )
+
+    if multi_label:
+        p = check_pred_probs(pred_probs, None, multi_label=True)
+        K = p.shape[1]
+        y_one = _multi_hot(labels, p.shape[0], K)
+        mask, ranked = _find_multilabel(
+            y_one, p, filter_by, return_indices_ranked_by, adjust, frac_noise,
+            _check_num_to_remove(num_to_remove_per_class, K), min_examples_per_class, confident_joint,
+        )
+    else:
+        y, p = check_labels_and_probs(labels, pred_probs)
+        K = p.shape[1]
+        joint = None
+        if confident_joint is not None and filter_by in PRUNING_FILTERS:
+            joint = _check_confident_joint(confident_joint, (K, K))
+        mask_t, thresholds = _find_single(
+            y, p, filter_by, frac_noise, _check_num_to_remove(num_to_remove_per_class, K), min_examples_per_class, joint
+        )
+        ranked = None
+        if return_indices_ranked_by is not None:
+            flagged = torch.nonzero(mask_t).flatten().cpu().numpy()
+            y_np, p_np = y.cpu().numpy()[flagged], _numpy_probs(p)
+            if return_indices_ranked_by == "self_confidence" and not adjust:
+                scores = p_np[flagged, y_np]  # the default ranking: no copy of the flagged rows
+            else:
+                scores = _scores_np(y_np, p_np[flagged], return_indices_ranked_by, adjust, thresholds)
+            ranked = flagged[np.argsort(scores)]
+        mask = mask_t
+    if isinstance(pred_probs, Tensor):
+        if ranked is not None:
+            return torch.from_numpy(ranked.astype(np.int64)).to(p.device)
+        return mask if isinstance(mask, Tensor) else torch.from_numpy(mask).to(p.device)
+    if ranked is not None:
+        return ranked.astype(np.int64)
+    return mask.cpu().numpy() if isinstance(mask, Tensor) else mask
+
+
+def _find_multilabel(y_one, p, filter_by, method, adjust, frac_noise, num_to_remove, min_examples_per_class, confident_joint):
+    """cleanlab's one-vs-rest reduction: class c is the binary problem (y[:, c], [1 - p_c, p_c])."""
+    N, K = y_one.shape
+    if confident_joint is not None:
+        shape = np.shape(confident_joint.detach().cpu() if isinstance(confident_joint, Tensor) else confident_joint)
+        if tuple(shape) == (K, K):
+            warnings.warn(
+                "a (K, K) confident_joint is ignored with multi_label=True: pass the per-class (K, 2, 2) joint "
+                "(as cleanlab.count.compute_confident_joint(..., multi_label=True))",
+                stacklevel=3,
+            )
+            confident_joint = None
+        else:
+            confident_joint = _check_confident_joint(confident_joint, (K, 2, 2))
+    y_all = torch.from_numpy(y_one).to(p.device)
+    per_class_filter = "confident_learning" if filter_by in ("low_normalized_margin", "low_self_confidence") else filter_by
+    flagged = torch.zeros(N, dtype=torch.bool, device=p.device)
+    for c in range(K):
+        binary = torch.stack((1 - p[:, c], p[:, c]), 1)
+        joint = None
+        if confident_joint is not None and per_class_filter in PRUNING_FILTERS:
+            joint = confident_joint[c]
+        remove = None if num_to_remove is None else np.array([num_to_remove[c], 0])
+        mask_c, _ = _find_single(y_all[:, c], binary, per_class_filter, frac_noise, remove, min_examples_per_class, joint)
+        flagged |= mask_c
+    p_np = _numpy_probs(p)
+    if per_class_filter != filter_by:
+        # cleanlab: as many as confident learning flags, the lowest multi-label self-confidence scores
+        num_errors = int(flagged.sum())
+        order = np.argsort(_multilabel_scores_np(y_one, p_np, "self_confidence"))[:num_errors]
+        mask = np.zeros(N, dtype=bool)
+        mask[order] = True
+        if method is None:
+            return mask, None
+        # ranked by the chosen score of the flagged rows (scored among themselves, as cleanlab); cleanlab
+        # itself pairs these scores with its indices in another order, which we do not copy
+        rows = np.flatnonzero(mask)
+        scores = _multilabel_scores_np(y_one[rows], p_np[rows], method, adjust)
+        return mask, rows[np.argsort(scores)]
+    mask = flagged.cpu().numpy()
+    if method is None:
+        return mask, None
+    rows = np.flatnonzero(mask)
+    scores = _multilabel_scores_np(y_one, p_np, method, adjust)[rows]
+    return mask, rows[np.argsort(scores)]
 
 
 def rank_mistakes(labels: Any, pred_probs: Any) -> Dict[str, Tensor]:

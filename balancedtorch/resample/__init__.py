@@ -3,13 +3,43 @@
 Same class names, parameters and ``fit_resample(X, y)`` as imbalanced-learn;
 numpy in -> numpy out, tensor in -> tensor out on the same device, ``device=``
 runs numpy input on another device (e.g. CUDA). Neighbour searches use the
-exact, chunked ``bt.ops.knn``.
+exact, chunked ``bt.ops.knn``. The samplers are scikit-learn estimators
+(``clone``, ``GridSearchCV`` in an ``imblearn.pipeline.Pipeline``) and take
+labels of any kind imbalanced-learn takes, returned in the caller's container.
 """
 
-from .combine import SMOTEENN, SMOTETomek
+import importlib
+from typing import Any
+
 from .feature_smote import FeatureSMOTE
-from .over import ADASYN, SMOTE, BorderlineSMOTE, RandomOverSampler
-from .under import ClusterCentroids, EditedNearestNeighbours, NearMiss, RandomUnderSampler, TomekLinks
+
+# The resamplers derive from scikit-learn's BaseEstimator, and importing scikit-learn takes about 1.5 s: they
+# are loaded on first use (PEP 562), so ``import balancedtorch`` does not pay for it.
+_LAZY = {
+    "SMOTEENN": "combine",
+    "SMOTETomek": "combine",
+    "ADASYN": "over",
+    "SMOTE": "over",
+    "BorderlineSMOTE": "over",
+    "RandomOverSampler": "over",
+    "ClusterCentroids": "under",
+    "EditedNearestNeighbours": "under",
+    "NearMiss": "under",
+    "RandomUnderSampler": "under",
+    "TomekLinks": "under",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
 
 __all__ = [
     "ADASYN",

@@ -1,13 +1,18 @@
 """Shared machinery of the imbalanced-learn compatible resamplers.
 
-Inputs are converted once into torch tensors on the working device, the labels
-into dense codes 0..K-1 (classes in ascending order, as ``np.unique``), and
-results are converted back: numpy in -> numpy out, tensor in -> tensor out on
-the input's device.
+Labels of any kind (integers, integral floats, bools, strings, objects) are
+encoded once into dense codes 0..K-1 (classes in ascending order, as
+``np.unique``) by the shared ``encode_labels``; X becomes a tensor on the
+working device only where a sampler computes with it. Results go back into
+the caller's containers: numpy in -> numpy out, list -> list, pandas ->
+pandas (columns, per-column dtypes, names), tensor in -> tensor out on the
+input's device. Every sampler is a scikit-learn estimator when scikit-learn
+is installed, and a look-alike (``get_params``/``set_params``) otherwise.
 """
 
 from __future__ import annotations
 
+import inspect
 import numbers
 import warnings
 from collections import OrderedDict
@@ -18,6 +23,7 @@ import torch
 from torch import Tensor
 
 from .._checks import all_finite
+from .._labels import encode_labels
 from ..ops.knn import knn
 
 SAMPLING_KINDS = ("over-sampling", "under-sampling", "clean-sampling")
@@ -35,70 +41,139 @@ def _from_numpy(arr: np.ndarray) -> Tensor:
         return torch.from_numpy(arr)
 
 
+def _kind(obj: Any) -> str:
+    """The container kind that comes back out: tensor, dataframe, series, list or array."""
+    if isinstance(obj, Tensor):
+        return "tensor"
+    if hasattr(obj, "iloc"):
+        return "dataframe" if getattr(obj, "ndim", 1) == 2 else "series"
+    if isinstance(obj, (list, tuple)):
+        return "list"
+    return "array"
+
+
+class _Rows:
+    """A resampler's X result given as rows of the input: taken from the caller's own
+    container, so any X (strings, dates, NaN) and every DataFrame column dtype survive."""
+
+    def __init__(self, idx: Tensor) -> None:
+        self.idx = idx
+
+
 class _Data:
-    """X and y of one ``fit_resample`` call, as tensors on the working device."""
+    """X and y of one ``fit_resample`` call: y as class codes on the working device,
+    X as a tensor on first use (``X``, ``work()``), the containers to return to."""
 
     def __init__(self, X: Any, y: Any, device=None, owner: str = "fit_resample") -> None:
-        self.numpy = not isinstance(X, Tensor)
-        # pandas in -> pandas out, as imbalanced-learn (column names and y's name kept)
-        self.x_columns = getattr(X, "columns", None) if hasattr(X, "iloc") else None
-        self.y_name = getattr(y, "name", None) if hasattr(y, "iloc") else None
-        self.y_is_series = hasattr(y, "iloc") and getattr(y, "ndim", 0) == 1
-        if isinstance(X, Tensor) != isinstance(y, Tensor) and isinstance(X, Tensor):
-            y = torch.as_tensor(np.asarray(y))
+        self.owner = owner
+        self.x_kind, self.y_kind = _kind(X), _kind(y)
+        self.numpy = self.x_kind != "tensor"
+        self.x_in = X
+        # pandas in -> pandas out, as imbalanced-learn (column names, per-column dtypes and y's name kept)
+        self.x_columns = getattr(X, "columns", None) if self.x_kind == "dataframe" else None
+        self.x_dtypes = getattr(X, "dtypes", None) if self.x_kind == "dataframe" else None
+        self.y_name = getattr(y, "name", None) if self.y_kind == "series" else None
+        self.y_columns = getattr(y, "columns", None) if self.y_kind == "dataframe" else None
+        self.y_pd_dtype = getattr(y, "dtype", None) if self.y_kind == "series" else None
         if self.numpy:
+            if hasattr(X, "sparse") or type(X).__module__.startswith("scipy.sparse"):
+                raise TypeError(f"{owner}: sparse X is not supported; pass a dense array (e.g. X.toarray())")
             X_arr = np.asarray(X)
-            if X_arr.dtype == object or not (np.issubdtype(X_arr.dtype, np.number) or X_arr.dtype == bool):
-                raise ValueError(f"{owner}: X must be a numeric array, got dtype {X_arr.dtype}")
-            self.x_dtype_np = X_arr.dtype
-            X = _from_numpy(X_arr)
-            y_arr = np.asarray(y.cpu().numpy() if isinstance(y, Tensor) else y)
-            self.y_dtype_np = y_arr.dtype
-            if y_arr.dtype == object or y_arr.dtype.kind in "USV":
-                raise ValueError(f"{owner}: y must hold integer class labels, got dtype {y_arr.dtype}")
-            y = _from_numpy(y_arr)
-        self.in_device = X.device
-        self.device = torch.device(device) if device is not None else X.device
-        X = X.detach()
-        y = y.detach()
-        if X.dim() != 2:
-            raise ValueError(f"{owner}: X must be 2-D (n_samples, n_features), got shape {tuple(X.shape)}")
-        if y.dim() != 1:
-            raise ValueError(f"{owner}: y must be 1-D, got shape {tuple(y.shape)}")
-        if X.shape[1] == 0:
+            self.x_np = X_arr
+            self.in_device = torch.device("cpu")
+            x_shape = X_arr.shape
+        else:
+            self.x_np = None
+            self.in_device = X.device
+            x_shape = tuple(X.shape)
+        self.device = torch.device(device) if device is not None else self.in_device
+        if len(x_shape) != 2:
+            raise ValueError(f"{owner}: X must be 2-D (n_samples, n_features), got shape {tuple(x_shape)}")
+        if x_shape[1] == 0:
             # scikit-learn's check_array wording, as imbalanced-learn raises it
-            raise ValueError(f"Found array with 0 feature(s) (shape={tuple(X.shape)}) while a minimum of 1 is required by {owner}.")
-        if X.shape[0] != y.shape[0]:
-            raise ValueError(f"{owner}: X has {X.shape[0]} samples but y has {y.shape[0]} labels")
-        if X.shape[0] == 0:
+            raise ValueError(f"Found array with 0 feature(s) (shape={tuple(x_shape)}) while a minimum of 1 is required by {owner}.")
+        if x_shape[0] == 0:
             raise ValueError(f"{owner}: X is empty")
-        if y.dtype == torch.bool or y.is_complex():
-            raise ValueError(f"{owner}: y must hold integer class labels, got dtype {y.dtype}")
-        if y.is_floating_point():
-            if not bool((y == y.round()).all()):
-                bad = int((y != y.round()).nonzero()[0, 0])
-                raise ValueError(f"{owner}: y must hold integer class labels, got y[{bad}] = {float(y[bad])}")
-        self.y_dtype = y.dtype
-        if X.dtype == torch.bool:
-            X = X.to(torch.uint8)
-        self.x_dtype = X.dtype
-        X = X.to(self.device)
-        if X.is_floating_point():
-            if not all_finite(X):
-                raise ValueError(f"{owner}: X contains NaN or inf")
-        self.X = X
-        self.y = y.to(self.device)
-        classes, codes, counts = torch.unique(self.y, sorted=True, return_inverse=True, return_counts=True)
-        if classes.numel() < 2:
-            raise ValueError(f"{owner}: y needs more than 1 class, got {classes.numel()} class")
-        self.classes = classes
-        self.class_values = classes.tolist()
-        self.codes = codes
+        self.n_features = x_shape[1]
+        self._x = None if self.numpy else X.detach()
+        self._x_checked = False
+        self.one_vs_all = False
+        if isinstance(y, Tensor):
+            y_in = y
+        else:
+            y_in = np.asarray(y)
+            if isinstance(X, Tensor) and y_in.dtype.kind in "biuf":
+                y_in = torch.as_tensor(y_in)  # tensor X: labels come back as a tensor too
+                self.y_kind = "tensor"
+        self.classes, codes = self._encode(y_in)
+        if codes.shape[0] != x_shape[0]:
+            raise ValueError(f"{owner}: X has {x_shape[0]} samples but y has {codes.shape[0]} labels")
+        self.codes = codes.to(self.device)
+        counts = torch.bincount(self.codes, minlength=len(self.classes))
+        if len(self.classes) < 2:
+            raise ValueError(f"{owner}: y needs more than 1 class, got {len(self.classes)} class")
+        self.class_values = [v.item() if hasattr(v, "item") else v for v in self.classes]
         self.counts = counts.tolist()
+
+    def _encode(self, y):
+        owner = self.owner
+        if getattr(y, "ndim", 1) == 2 and y.shape[1] > 1:
+            # one-vs-all encoded (label_binarize): argmax, binarized again on the way out, as imbalanced-learn
+            yt = y if isinstance(y, Tensor) else (_from_numpy(y) if y.dtype.kind in "biuf" else None)
+            if yt is None or not bool(((yt == 0) | (yt == 1)).all()):
+                raise ValueError(
+                    f"{owner}: y must be 1-D class labels (or one-hot), got shape {tuple(y.shape)}: "
+                    "Multilabel and multioutput targets are not supported."
+                )
+            if bool((yt.sum(1) > 1).any()):
+                raise ValueError(
+                    f"{owner}: y of shape {tuple(y.shape)} has rows with several 1s: "
+                    "Multilabel and multioutput targets are not supported."
+                )
+            self.one_vs_all = True
+            self.y_ova_dtype = y.dtype
+            self.n_ova = y.shape[1]
+            codes = yt.argmax(1)
+            classes = torch.arange(y.shape[1], device=codes.device)
+            return classes, codes
+        if isinstance(y, Tensor):
+            classes, codes = encode_labels(y, "y", caller=owner)
+            return classes, codes
+        classes, codes = encode_labels(y, "y", caller=owner)
+        return classes, codes
 
     @property
     def n(self) -> int:
-        return self.X.shape[0]
+        return self.codes.shape[0]
+
+    @property
+    def X(self) -> Tensor:
+        """X as a numeric tensor on the working device; NaN/inf refused (a distance is computed)."""
+        if self._x is None or not self._x_checked:
+            X = self._x
+            if X is None:
+                arr = self.x_np
+                if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+                    raise ValueError(
+                        f"{self.owner}: X must be numeric (it computes distances between samples), got dtype {arr.dtype}"
+                    )
+                X = _from_numpy(arr)
+            if X.dtype == torch.bool:
+                X = X.to(torch.uint8)
+            if X.is_complex():
+                raise ValueError(f"{self.owner}: X must be real-valued, got dtype {X.dtype}")
+            X = X.to(self.device)
+            if X.is_floating_point() and not all_finite(X):
+                bad = (~torch.isfinite(X)).nonzero()[0].tolist()
+                raise ValueError(
+                    f"{self.owner}: X contains NaN or inf (X[{bad[0]}, {bad[1]}] = {X[bad[0], bad[1]].item()}); "
+                    f"{self.owner} computes distances between samples, so impute or drop them first "
+                    "(RandomOverSampler and RandomUnderSampler accept them)"
+                )
+            self._x = X
+            self._x_checked = True
+            self.x_dtype = X.dtype
+        return self._x
 
     def work(self) -> Tensor:
         """X in a floating dtype for distances and interpolation."""
@@ -110,31 +185,68 @@ class _Data:
     def rows_of(self, code: int) -> Tensor:
         return (self.codes == code).nonzero().squeeze(1)
 
-    def out_x(self, X: Tensor):
-        if X.dtype != self.x_dtype:
-            X = X.to(self.x_dtype)  # truncation toward zero for integer X, as numpy's astype
-        if self.numpy:
-            arr = X.cpu().numpy().astype(self.x_dtype_np, copy=False)
-            if self.x_columns is not None:
-                import pandas as pd
+    def take(self, idx: Tensor):
+        """Rows ``idx`` of the caller's X, in the caller's container."""
+        if not self.numpy:
+            return self._x.index_select(0, idx.to(self.in_device))
+        idx_np = idx.cpu().numpy()
+        if self.x_kind == "dataframe":
+            return self.x_in.iloc[idx_np].reset_index(drop=True)
+        arr = self.x_np[idx_np]
+        return arr.tolist() if self.x_kind == "list" else arr
 
-                return pd.DataFrame(arr, columns=self.x_columns)
-            return arr
-        return X.to(self.in_device)
+    def out_x(self, X: Any):
+        if isinstance(X, _Rows):
+            return self.take(X.idx)
+        if X.dtype != self.x_dtype and not (self.x_dtype in _INTEGER and X.is_floating_point() and self.float_out):
+            X = X.to(self.x_dtype)  # truncation toward zero for integer X, as numpy's astype
+        if not self.numpy:
+            return X.to(self.in_device)
+        arr = X.cpu().numpy()
+        if not (self.float_out and X.is_floating_point() and self.x_np.dtype.kind in "biu"):
+            arr = arr.astype(self.x_np.dtype, copy=False)
+        if self.x_kind == "dataframe":
+            import pandas as pd
+
+            frame = pd.DataFrame(arr, columns=self.x_columns)
+            keep = self.x_dtypes
+            if self.float_out:  # float centroids of integer columns; float columns keep their own precision
+                keep = {c: t for c, t in self.x_dtypes.items() if np.dtype(t).kind == "f"}
+            return frame.astype(keep)
+        return arr.tolist() if self.x_kind == "list" else arr
+
+    float_out = False  # ClusterCentroids: centroids of integer X stay float, as imbalanced-learn
 
     def out_y(self, codes: Tensor):
-        y = self.classes[codes].to(self.y_dtype)
-        if self.numpy:
-            arr = y.cpu().numpy().astype(self.y_dtype_np, copy=False)
-            if self.y_is_series:
-                import pandas as pd
+        if self.one_vs_all:
+            onehot = torch.nn.functional.one_hot(codes.long(), self.n_ova)
+            if isinstance(self.classes, Tensor) and not self.numpy and self.y_kind == "tensor":
+                return onehot.to(self.in_device)
+            return onehot.cpu().numpy().astype(self.y_ova_dtype)
+        if isinstance(self.classes, Tensor):
+            y = self.classes[codes.to(self.classes.device)]
+            if self.y_kind == "tensor":
+                return y.to(self.in_device)
+            arr = y.cpu().numpy()
+        else:
+            arr = self.classes[codes.cpu().numpy()]
+        if self.y_kind == "list":
+            return arr.tolist()
+        if self.y_kind == "series":
+            import pandas as pd
 
-                return pd.Series(arr, name=self.y_name)
-            return arr
-        return y.to(self.in_device)
+            return pd.Series(arr, dtype=self.y_pd_dtype, name=self.y_name)
+        if self.y_kind == "dataframe":
+            import pandas as pd
+
+            return pd.DataFrame(arr.reshape(-1, 1) if arr.ndim == 1 else arr, columns=self.y_columns)
+        return arr
 
     def out_indices(self, idx: Tensor):
         return idx.cpu().numpy() if self.numpy else idx.to(self.in_device)
+
+
+_INTEGER = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
 
 
 def _minority_code(counts) -> int:
@@ -177,8 +289,12 @@ def check_sampling_strategy(sampling_strategy: Any, data: _Data, kind: str, owne
         out = {c: (n_max - counts[c]) if over else n_min for c in chosen}
     elif isinstance(sampling_strategy, dict) or callable(sampling_strategy):
         if not isinstance(sampling_strategy, dict):
-            y_np = data.out_y(data.codes)
-            sampling_strategy = sampling_strategy(y_np if isinstance(y_np, np.ndarray) else y_np.cpu().numpy())
+            classes = data.classes
+            if isinstance(classes, Tensor):
+                y_np = classes[data.codes.to(classes.device)].cpu().numpy()
+            else:
+                y_np = classes[data.codes.cpu().numpy()]
+            sampling_strategy = sampling_strategy(y_np)
             if not isinstance(sampling_strategy, dict):
                 raise ValueError(f"{owner}: a callable sampling_strategy must return a dict, got {type(sampling_strategy).__name__}")
         if kind == "clean-sampling":
@@ -256,18 +372,89 @@ def make_generator(random_state: Any, device: torch.device) -> torch.Generator:
     return g
 
 
-def check_neighbours(value: Any, name: str, owner: str, additional: int) -> int:
-    """k from an int or, as imbalanced-learn accepts, a fitted-or-not neighbours
-    estimator (anything with ``n_neighbors``, e.g. sklearn's NearestNeighbors).
+_EUCLIDEAN = ("euclidean", "l2")
 
-    imbalanced-learn adds ``additional`` neighbours to an int (the sample itself,
-    dropped from the results) but uses an estimator's ``n_neighbors`` as is, so
-    an estimator means ``n_neighbors - additional`` usable neighbours. The search
-    itself is always bt.ops.knn (exact, squared Euclidean)."""
-    if hasattr(value, "n_neighbors") and not isinstance(value, (int, float)):
-        k = getattr(value, "n_neighbors")
-        return check_int(k - additional if isinstance(k, numbers.Integral) else k, f"{name}.n_neighbors - {additional}" if additional else f"{name}.n_neighbors", owner)
-    return check_int(value, name, owner)
+
+def _is_euclidean(est: Any) -> bool:
+    """Whether a neighbours estimator ranks by the Euclidean distance (so bt.ops.knn gives its answer)."""
+    metric = getattr(est, "metric", None)
+    if getattr(est, "metric_params", None):
+        return False
+    if metric in _EUCLIDEAN:
+        return True
+    if metric == "minkowski":
+        p = getattr(est, "p", 2)
+        return p is None or p == 2
+    return False
+
+
+class Neighbours:
+    """The neighbour search of one parameter (``k_neighbors``, ``n_neighbors``, ...), as imbalanced-learn reads it.
+
+    An int k means k neighbours besides the sample itself. An estimator (anything
+    with ``n_neighbors`` and ``kneighbors``, e.g. scikit-learn's NearestNeighbors)
+    is cloned (the user's object is never fitted) and exposed as ``estimator``;
+    imbalanced-learn counts the sample itself among its ``n_neighbors``, so it
+    means ``n_neighbors - additional`` usable neighbours. A Euclidean estimator
+    (metric "euclidean"/"l2", or "minkowski" with p=2) is answered by the exact
+    ``bt.ops.knn`` on the data's device; any other metric by the estimator's own
+    ``fit``/``kneighbors`` on numpy copies, as imbalanced-learn does, never by a
+    search with another metric.
+    """
+
+    def __init__(self, value: Any, name: str, owner: str, additional: int) -> None:
+        self.name, self.owner, self.additional = name, owner, additional
+        if hasattr(value, "kneighbors") and not isinstance(value, type):
+            k = getattr(value, "n_neighbors", None)
+            if isinstance(k, bool) or not isinstance(k, numbers.Integral):
+                raise ValueError(f"{owner}: {name}.n_neighbors must be an int, got {k!r}")
+            label = f"{name}.n_neighbors - {additional}" if additional else f"{name}.n_neighbors"
+            self.k = check_int(int(k) - additional, label, owner)
+            self.estimator = clone_estimator(value)
+            self.own_search = not _is_euclidean(value)
+        elif hasattr(value, "n_neighbors") and not isinstance(value, (numbers.Number, str)):
+            raise ValueError(f"{owner}: {name} must be an int or a neighbours estimator with kneighbors, got {value!r}")
+        else:
+            self.k = check_int(value, name, owner)
+            self.own_search = False
+            self.estimator = None
+            if HAVE_SKLEARN:  # what imbalanced-learn's nn_ attributes describe; the search itself is bt.ops.knn
+                from sklearn.neighbors import NearestNeighbors
+
+                self.estimator = NearestNeighbors(n_neighbors=self.k + additional)
+
+    def _own(self, queries: Tensor, ref: Tensor, n: Optional[int]) -> Tuple[Tensor, Tensor]:
+        est = self.estimator.fit(ref.cpu().numpy())
+        kwargs = {} if n is None else {"n_neighbors": n}
+        d, i = est.kneighbors(queries.cpu().numpy(), **kwargs)
+        return (torch.as_tensor(np.asarray(d), device=queries.device),
+                torch.as_tensor(np.asarray(i), dtype=torch.long, device=queries.device))
+
+    def within(self, x: Tensor, cls: Any) -> Tensor:
+        """The k nearest of every row of x among the other rows (indices into x)."""
+        _check_enough(x.shape[0], self.k, self.owner, self.name, cls)
+        if self.own_search:
+            return self._own(x, x, None)[1][:, 1:]
+        return knn(x, self.k)[1]
+
+    def query(self, queries: Tensor, ref: Tensor, cls: Any = None) -> Tuple[Tensor, Tensor]:
+        """imbalanced-learn's ``kneighbors(queries)[:, 1:]`` on an estimator fitted to ``ref`` (queries are rows
+        of ref); ``cls``: the class ``ref`` holds, named in the error. Distances are squared Euclidean on the
+        bt.ops.knn path, the estimator's own otherwise."""
+        _check_enough(ref.shape[0], self.k, self.owner, self.name, cls)
+        if self.own_search:
+            d, i = self._own(queries, ref, None)
+        else:
+            d, i = knn(queries, self.k + 1, ref=ref)
+        return d[:, 1:], i[:, 1:]
+
+    def distances(self, queries: Tensor, ref: Tensor, n: int) -> Tuple[Tensor, Tensor]:
+        """The n nearest rows of ref for every query (ref not containing the queries): metric distances, indices."""
+        if self.own_search:
+            d, i = self._own(queries, ref, n)
+            return d.double(), i
+        d, i = knn(queries, n, ref=ref)
+        return d.double().clamp_min(0).sqrt(), i
 
 
 def check_int(value: Any, name: str, owner: str, low: int = 1) -> int:
@@ -283,24 +470,98 @@ def _check_enough(n: int, k: int, owner: str, name: str, cls: Any) -> None:
         raise ValueError(f"{owner}: {name}={k} needs more than {k} samples{where}")
 
 
-def neighbours_within(x: Tensor, k: int, owner: str, name: str, cls: Any) -> Tensor:
-    """The k nearest of every row of x among the other rows (indices into x)."""
-    _check_enough(x.shape[0], k, owner, name, cls)
-    return knn(x, k)[1]
+try:  # scikit-learn estimators when scikit-learn is there; it is not a run-time dependency
+    from sklearn.base import BaseEstimator as _SkEstimator
+    from sklearn.base import OneToOneFeatureMixin as _SkOneToOne
+
+    _ESTIMATOR_BASES: tuple = (_SkOneToOne, _SkEstimator)
+    HAVE_SKLEARN = True
+except ImportError:  # pragma: no cover - exercised in the no-sklearn test by a subprocess
+    HAVE_SKLEARN = False
+
+    class _Estimator:
+        """``get_params`` / ``set_params`` / ``__repr__`` / ``get_feature_names_out`` as
+        scikit-learn's BaseEstimator provides them, for installs without scikit-learn."""
+
+        @classmethod
+        def _get_param_names(cls):
+            sig = inspect.signature(cls.__init__)
+            return sorted(p.name for p in sig.parameters.values() if p.name != "self" and p.kind != p.VAR_KEYWORD)
+
+        def get_params(self, deep: bool = True) -> Dict[str, Any]:
+            out = {}
+            for key in self._get_param_names():
+                value = getattr(self, key)
+                if deep and hasattr(value, "get_params") and not isinstance(value, type):
+                    out.update((f"{key}__{k}", v) for k, v in value.get_params().items())
+                out[key] = value
+            return out
+
+        def set_params(self, **params):
+            valid = self._get_param_names()
+            nested: Dict[str, Dict[str, Any]] = {}
+            for key, value in params.items():
+                name, _, sub = key.partition("__")
+                if name not in valid:
+                    raise ValueError(f"Invalid parameter {name!r} for estimator {self!r}. Valid parameters are: {valid!r}.")
+                if sub:
+                    nested.setdefault(name, {})[sub] = value
+                else:
+                    setattr(self, name, value)
+            for name, sub_params in nested.items():
+                getattr(self, name).set_params(**sub_params)
+            return self
+
+        def __repr__(self) -> str:
+            sig = inspect.signature(type(self).__init__)
+            shown = []
+            for key in self._get_param_names():
+                default = sig.parameters[key].default
+                value = getattr(self, key)
+                if value is not default and not (isinstance(value, (str, int, float)) and value == default):
+                    shown.append(f"{key}={value!r}")
+            return f"{type(self).__name__}({', '.join(shown)})"
+
+        def get_feature_names_out(self, input_features=None):
+            n = getattr(self, "n_features_in_", None)
+            if n is None:
+                raise AttributeError(f"{type(self).__name__} is not fitted yet: call fit or fit_resample first")
+            names = getattr(self, "feature_names_in_", None)
+            if input_features is not None:
+                if len(input_features) != n:
+                    raise ValueError(f"input_features should have length equal to number of features ({n}), got {len(input_features)}")
+                return np.asarray(input_features, dtype=object)
+            return names if names is not None else np.asarray([f"x{i}" for i in range(n)], dtype=object)
+
+    _ESTIMATOR_BASES = (_Estimator,)
 
 
-def neighbours_in(queries: Tensor, ref: Tensor, k: int, owner: str, name: str, cls: Any = None) -> Tuple[Tensor, Tensor]:
-    """imbalanced-learn's ``kneighbors(queries)[:, 1:]`` on an estimator fitted to ``ref`` (queries are rows of ref);
-    ``cls``: the class ``ref`` holds, named in the error."""
-    _check_enough(ref.shape[0], k, owner, name, cls)
-    d, i = knn(queries, k + 1, ref=ref)
-    return d[:, 1:], i[:, 1:]
+def clone_estimator(est: Any) -> Any:
+    """An unfitted copy of a user's estimator (scikit-learn's ``clone``); the user's object is never fitted."""
+    if HAVE_SKLEARN:
+        from sklearn.base import clone
+
+        return clone(est)
+    if hasattr(est, "get_params"):
+        return type(est)(**est.get_params(deep=False))
+    import copy
+
+    return copy.deepcopy(est)
 
 
-class BaseSampler:
-    """``fit_resample(X, y)`` with imbalanced-learn's conventions; ``fit`` returns self."""
+class BaseSampler(*_ESTIMATOR_BASES):
+    """``fit_resample(X, y)`` with imbalanced-learn's conventions; ``fit`` returns self.
+
+    A scikit-learn estimator when scikit-learn is installed (``get_params``,
+    ``set_params``, ``clone``, ``GridSearchCV`` in an ``imblearn.pipeline``),
+    with imbalanced-learn's sampler tags.
+    """
 
     _sampling_type = "over-sampling"
+    _estimator_type = "sampler"
+    # tags: what imbalanced-learn's sampler of the same name declares (sparse input is not supported)
+    _accepts_any_x = False  # selects rows only: any X (strings, dates, NaN) is accepted
+    _has_sample_indices = False
 
     def __init__(self, sampling_strategy: Any = "auto", random_state: Any = None, device: Any = None) -> None:
         self.sampling_strategy = sampling_strategy
@@ -312,16 +573,36 @@ class BaseSampler:
         return type(self).__name__
 
     def _prepare(self, X: Any, y: Any) -> _Data:
-        data = _Data(X, y, self.device, owner=self._owner)
+        data = _Data(X, y, getattr(self, "device", None), owner=self._owner)
         self._codes_strategy = check_sampling_strategy(self.sampling_strategy, data, self._sampling_type, self._owner)
         self.sampling_strategy_ = OrderedDict((data.class_values[c], n) for c, n in self._codes_strategy.items())
+        self.n_features_in_ = data.n_features
+        columns = data.x_columns
+        if columns is not None and all(isinstance(c, str) for c in columns):
+            self.feature_names_in_ = np.asarray(list(columns), dtype=object)
+        elif hasattr(self, "feature_names_in_"):
+            del self.feature_names_in_
         return data
 
-    def fit(self, X: Any, y: Any) -> "BaseSampler":
+    def fit(self, X: Any, y: Any, **params) -> "BaseSampler":
+        """Check X and y and set ``sampling_strategy_``; use ``fit_resample`` to resample."""
         self._prepare(X, y)
         return self
 
-    def fit_resample(self, X: Any, y: Any):
+    def fit_resample(self, X: Any, y: Any, **params):
+        """Resample X and y.
+
+        Args:
+            X: Tensor/array/DataFrame/list [N, D].
+            y: labels [N]: integers, integral floats, bools, strings or other
+                sortable objects; also an (N, 1) column, a one-column DataFrame
+                or one-hot (N, C).
+
+        Returns:
+            (X_resampled, y_resampled) in the caller's containers (tensor in ->
+            tensor out on its device; list -> list; DataFrame/Series keep
+            their columns, dtypes and name).
+        """
         data = self._prepare(X, y)
         self._device = data.device
         self._gen = None
@@ -335,12 +616,29 @@ class BaseSampler:
             self._gen = make_generator(self.random_state, self._device)
         return self._gen
 
-    def _fit_resample(self, data: _Data) -> Tuple[Tensor, Tensor]:  # pragma: no cover - abstract
+    def _fit_resample(self, data: _Data) -> Tuple[Any, Tensor]:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def __repr__(self) -> str:
-        params = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_") and not k.endswith("_"))
-        return f"{type(self).__name__}({params})"
+    def __sklearn_tags__(self):
+        try:
+            from imblearn.utils._tags import InputTags, SamplerTags, Tags
+            from sklearn.utils import TargetTags
+        except ImportError:
+            tags = super().__sklearn_tags__()
+            tags.target_tags.required = True
+        else:
+            tags = Tags(estimator_type="sampler", target_tags=TargetTags(required=True), sampler_tags=SamplerTags())
+            tags.input_tags = InputTags(dataframe=True)
+            tags.sampler_tags.sample_indices = self._has_sample_indices
+        tags.input_tags.two_d_array = True
+        tags.input_tags.sparse = False
+        tags.input_tags.allow_nan = self._accepts_any_x
+        tags.input_tags.string = self._accepts_any_x
+        return tags
+
+    def _more_tags(self):  # scikit-learn < 1.6
+        return {"X_types": ["2darray", "dataframe"] + (["string"] if self._accepts_any_x else []),
+                "allow_nan": self._accepts_any_x, "requires_y": True}
 
 
 def selection(data: _Data, keep: Dict[int, Optional[Tensor]]) -> Tensor:

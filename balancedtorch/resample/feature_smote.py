@@ -25,7 +25,8 @@ class FeatureSMOTE(nn.Module):
     same-class neighbours (itself excluded). The output is differentiable with
     respect to the batch features (gradients reach the backbone through both
     ends of every segment that lies in the batch). In eval mode the inputs are
-    returned unchanged.
+    returned unchanged. Labels follow balancedtorch's one rule: integers, or
+    integral floats (returned in the labels' dtype); anything else is refused.
 
     Args:
         k_neighbors (int): neighbours per sample; classes with fewer candidates

@@ -14,10 +14,11 @@ import math
 import numbers
 from typing import Any, List, Tuple
 
+import numpy as np
 import torch
 from torch import Tensor
 
-from ._base import BaseSampler, _Data, check_neighbours, neighbours_in, neighbours_within
+from ._base import BaseSampler, Neighbours, _Data, _Rows
 
 __all__ = ["RandomOverSampler", "SMOTE", "BorderlineSMOTE", "ADASYN"]
 
@@ -89,6 +90,9 @@ class RandomOverSampler(_OverSampler):
     ``sample_indices_`` (the rows of X each output row repeats).
     """
 
+    _accepts_any_x = True
+    _has_sample_indices = True
+
     def __init__(self, *, sampling_strategy: Any = "auto", random_state: Any = None, shrinkage: Any = None, device: Any = None) -> None:
         super().__init__(sampling_strategy, random_state, device)
         self.shrinkage = shrinkage
@@ -108,33 +112,47 @@ class RandomOverSampler(_OverSampler):
                 )
             missing = set(self.sampling_strategy_) - set(shrink)
             if missing:
-                raise ValueError(f"RandomOverSampler: shrinkage needs a factor for every class resampled; missing {sorted(missing)}")
+                raise ValueError(
+                    f"RandomOverSampler: `shrinkage` should contain a shrinkage factor for each class that will be "
+                    f"resampled; missing {sorted(missing, key=repr)}"
+                )
             for cls, f in shrink.items():
                 # imbalanced-learn lets NaN/inf factors through to NaN rows; refuse them
                 if isinstance(f, bool) or not isinstance(f, numbers.Real) or not (math.isfinite(f) and f >= 0):
-                    raise ValueError(f"RandomOverSampler: shrinkage[{cls!r}] must be a finite number >= 0, got {f!r}")
+                    raise ValueError(
+                        f"RandomOverSampler: The shrinkage factor needs to be >= 0: shrinkage[{cls!r}] must be a finite number >= 0, got {f!r}"
+                    )
         self.shrinkage_ = shrink
+        if shrink is not None and data.numpy and not (
+            np.issubdtype(data.x_np.dtype, np.number) or data.x_np.dtype == bool
+        ):
+            raise ValueError(
+                "RandomOverSampler: When shrinkage is not None, X needs to contain only numerical data to later "
+                f"generate a smoothed bootstrap sample; got X of dtype {data.x_np.dtype}"
+            )
         gen = self._generator
-        X = data.X
         picks = [torch.arange(data.n, device=data.device)]
         parts = []
         for code, n_new in self._codes_strategy.items():
             rows = data.rows_of(code)
             boot = rows[torch.randint(0, rows.numel(), (n_new,), generator=gen, device=data.device)]
             picks.append(boot)
-            block = X.index_select(0, boot)
-            if shrink is not None:
-                Xw = data.work()
-                n, d = Xw.shape
-                h = (4.0 / ((d + 2) * n)) ** (1.0 / (d + 4))
-                scale = float(shrink[data.class_values[code]]) * h * Xw.index_select(0, rows).double().std(0, unbiased=False)
-                noise = torch.randn((n_new, d), generator=gen, device=data.device, dtype=torch.float64) * scale
-                block = (block.double() + noise).to(Xw.dtype)
-            parts.append((code, block))
-        self.sample_indices_ = data.out_indices(torch.cat(picks))
-        if shrink is not None:
-            return self._stack(data, data.work(), parts)
-        return self._stack(data, X, parts)
+            parts.append((code, boot))
+        idx = torch.cat(picks)
+        self.sample_indices_ = data.out_indices(idx)
+        codes = data.codes.index_select(0, idx)
+        if shrink is None:
+            return _Rows(idx), codes  # rows of the caller's X: any dtype, NaN and every column dtype kept
+        Xw = data.work()
+        n, d = Xw.shape
+        h = (4.0 / ((d + 2) * n)) ** (1.0 / (d + 4))
+        blocks = []
+        for code, boot in parts:
+            rows = data.rows_of(code)
+            scale = float(shrink[data.class_values[code]]) * h * Xw.index_select(0, rows).double().std(0, unbiased=False)
+            noise = torch.randn((boot.numel(), d), generator=gen, device=data.device, dtype=torch.float64) * scale
+            blocks.append((code, (Xw.index_select(0, boot).double() + noise).to(Xw.dtype)))
+        return self._stack(data, Xw, blocks)
 
 
 class SMOTE(_OverSampler):
@@ -152,14 +170,15 @@ class SMOTE(_OverSampler):
         self.k_neighbors = k_neighbors
 
     def _fit_resample(self, data: _Data):
-        k = check_neighbours(self.k_neighbors, "k_neighbors", self._owner, 1)
+        nn_k = Neighbours(self.k_neighbors, "k_neighbors", self._owner, 1)
+        self.nn_k_ = nn_k.estimator
         Xw = data.work()
         parts = []
         for code, n_new in self._codes_strategy.items():
             if n_new == 0:
                 continue
             X_class = Xw.index_select(0, data.rows_of(code))
-            nns = neighbours_within(X_class, k, self._owner, "k_neighbors", data.class_values[code])
+            nns = nn_k.within(X_class, data.class_values[code])
             parts.append((code, _make_samples(X_class, X_class, nns, n_new, self._generator)))
         return self._stack(data, Xw, parts)
 
@@ -190,8 +209,10 @@ class BorderlineSMOTE(_OverSampler):
         self.kind = kind
 
     def _fit_resample(self, data: _Data):
-        k = check_neighbours(self.k_neighbors, "k_neighbors", self._owner, 1)
-        m = check_neighbours(self.m_neighbors, "m_neighbors", self._owner, 1)
+        nn_k = Neighbours(self.k_neighbors, "k_neighbors", self._owner, 1)
+        nn_m = Neighbours(self.m_neighbors, "m_neighbors", self._owner, 1)
+        self.nn_k_, self.nn_m_ = nn_k.estimator, nn_m.estimator
+        m = nn_m.k
         if self.kind not in ("borderline-1", "borderline-2"):
             raise ValueError(f"BorderlineSMOTE: kind must be 'borderline-1' or 'borderline-2', got {self.kind!r}")
         Xw = data.work()
@@ -202,18 +223,18 @@ class BorderlineSMOTE(_OverSampler):
                 continue
             rows = data.rows_of(code)
             X_class = Xw.index_select(0, rows)
-            _, nn_m = neighbours_in(X_class, Xw, m, self._owner, "m_neighbors")
-            n_other = (data.codes[nn_m] != code).sum(1)
+            _, nbrs = nn_m.query(X_class, Xw)
+            n_other = (data.codes[nbrs] != code).sum(1)
             danger = (n_other * 2 >= m) & (n_other < m)
             if not bool(danger.any()):
                 continue
             self.in_danger_indices[data.class_values[code]] = data.out_indices(rows[danger])
             X_danger = X_class[danger]
             if self.kind == "borderline-1":
-                _, nns = neighbours_in(X_danger, X_class, k, self._owner, "k_neighbors", data.class_values[code])
+                _, nns = nn_k.query(X_danger, X_class, data.class_values[code])
                 block = _make_samples(X_danger, X_class, nns, n_new, self._generator)
             else:
-                _, nns = neighbours_in(X_danger, Xw, k, self._owner, "k_neighbors")
+                _, nns = nn_k.query(X_danger, Xw)
                 block = _make_samples(X_danger, Xw, nns, n_new, self._generator, pair_scale=data.codes != code)
             parts.append((code, block))
         return self._stack(data, Xw, parts)
@@ -235,7 +256,9 @@ class ADASYN(_OverSampler):
         self.n_jobs = n_jobs  # accepted for imbalanced-learn compatibility; threads come from torch
 
     def _fit_resample(self, data: _Data):
-        k = check_neighbours(self.n_neighbors, "n_neighbors", self._owner, 1)
+        nn = Neighbours(self.n_neighbors, "n_neighbors", self._owner, 1)
+        self.nn_ = nn.estimator
+        k = nn.k
         Xw = data.work()
         gen = self._generator
         parts = []
@@ -244,7 +267,7 @@ class ADASYN(_OverSampler):
                 continue
             rows = data.rows_of(code)
             X_class = Xw.index_select(0, rows)
-            _, nns = neighbours_in(X_class, Xw, k, self._owner, "n_neighbors")
+            _, nns = nn.query(X_class, Xw)
             ratio = (data.codes[nns] != code).sum(1).double() / k
             total = ratio.sum()
             if not bool(total > 0):
@@ -256,7 +279,7 @@ class ADASYN(_OverSampler):
             n_gen = int(per_row.sum())
             if n_gen == 0:
                 raise ValueError("ADASYN: no samples would be generated with this sampling_strategy")
-            nns_class = neighbours_within(X_class, k, self._owner, "n_neighbors", data.class_values[code])
+            nns_class = nn.within(X_class, data.class_values[code])
             src = torch.repeat_interleave(torch.arange(rows.numel(), device=data.device), per_row)
             cols = torch.randint(0, k, (n_gen,), generator=gen, device=data.device)
             steps = torch.rand(n_gen, generator=gen, device=data.device, dtype=torch.float64)

@@ -16,18 +16,20 @@ import torch
 from torch import Tensor
 
 from ..ops.knn import knn
-from ._base import BaseSampler, _Data, check_int, check_neighbours, neighbours_in, selection
+from ._base import BaseSampler, Neighbours, _Data, _Rows, check_int, clone_estimator, selection
 
 __all__ = ["RandomUnderSampler", "NearMiss", "TomekLinks", "EditedNearestNeighbours", "ClusterCentroids"]
 
 
 class _UnderSampler(BaseSampler):
     _sampling_type = "under-sampling"
+    _has_sample_indices = True
 
     def _keep(self, data: _Data, keep: Dict[int, Optional[Tensor]]):
         idx = selection(data, keep)
         self.sample_indices_ = data.out_indices(idx)
-        return data.X.index_select(0, idx), data.codes.index_select(0, idx)
+        # rows of the caller's X: every DataFrame column dtype (and, for the random sampler, any X) kept
+        return _Rows(idx), data.codes.index_select(0, idx)
 
 
 class RandomUnderSampler(_UnderSampler):
@@ -38,6 +40,8 @@ class RandomUnderSampler(_UnderSampler):
     after resampling), a dict {class: count to keep} or a callable.
     ``replacement=True`` draws with replacement.
     """
+
+    _accepts_any_x = True
 
     def __init__(self, *, sampling_strategy: Any = "auto", random_state: Any = None, replacement: bool = False, device: Any = None) -> None:
         super().__init__(sampling_strategy, random_state, device)
@@ -96,7 +100,9 @@ class NearMiss(_UnderSampler):
     def _fit_resample(self, data: _Data):
         if self.version not in (1, 2, 3):
             raise ValueError(f"NearMiss: version must be 1, 2 or 3, got {self.version!r}")
-        k = check_neighbours(self.n_neighbors, "n_neighbors", self._owner, 0)
+        nn = Neighbours(self.n_neighbors, "n_neighbors", self._owner, 0)
+        self.nn_ = nn.estimator
+        k = nn.k
         Xw = data.work()
         # imbalanced-learn takes the minority from a Counter: ties go to the class seen first in y
         first_seen = torch.full((len(data.counts),), data.n, dtype=torch.long, device=data.device)
@@ -111,20 +117,25 @@ class NearMiss(_UnderSampler):
             X_class = Xw.index_select(0, data.rows_of(code))
             candidates = None
             if self.version == 1:
-                score = knn(X_class, k, ref=X_min)[0].double().sqrt().sum(1)
+                score = nn.distances(X_class, X_min, k)[0].sum(1)
             elif self.version == 2:
-                score = _farthest_sum(X_class, X_min, k)
+                if nn.own_search:
+                    score = nn.distances(X_class, X_min, X_min.shape[0])[0][:, -k:].sum(1)
+                else:
+                    score = _farthest_sum(X_class, X_min, k)
             else:
-                k3 = check_neighbours(self.n_neighbors_ver3, "n_neighbors_ver3", self._owner, 0)
+                nn3 = Neighbours(self.n_neighbors_ver3, "n_neighbors_ver3", self._owner, 0)
+                self.nn_ver3_ = nn3.estimator
+                k3 = nn3.k
                 if X_class.shape[0] < k3:
                     raise ValueError(
                         f"NearMiss: n_neighbors_ver3={k3} needs at least {k3} samples in class "
                         f"{data.class_values[code]!r}, got {X_class.shape[0]}"
                     )
-                _, near = knn(X_min, k3, ref=X_class)
+                _, near = nn3.distances(X_min, X_class, k3)
                 candidates = torch.unique(near.flatten())
                 X_sel = X_class.index_select(0, candidates)
-                score = knn(X_sel, k, ref=X_min)[0].double().sqrt().sum(1)
+                score = nn.distances(X_sel, X_min, k)[0].sum(1)
             # Python's stable sorted(): ties keep index order, also when reversed
             order = torch.sort(score, stable=True, descending=self.version == 3).indices
             if order.numel() < n_keep:
@@ -160,7 +171,7 @@ class TomekLinks(_UnderSampler):
         links = targeted[y] & (y[nn] != y) & (nn[nn] == torch.arange(data.n, device=data.device))
         idx = (~links).nonzero().squeeze(1)
         self.sample_indices_ = data.out_indices(idx)
-        return data.X.index_select(0, idx), y.index_select(0, idx)
+        return _Rows(idx), y.index_select(0, idx)
 
 
 class EditedNearestNeighbours(_UnderSampler):
@@ -182,14 +193,15 @@ class EditedNearestNeighbours(_UnderSampler):
         self.n_jobs = n_jobs  # accepted for imbalanced-learn compatibility; threads come from torch
 
     def _fit_resample(self, data: _Data):
-        k = check_neighbours(self.n_neighbors, "n_neighbors", self._owner, 1)
+        nn_ = Neighbours(self.n_neighbors, "n_neighbors", self._owner, 1)
+        self.nn_ = nn_.estimator
         if self.kind_sel not in ("all", "mode"):
             raise ValueError(f"EditedNearestNeighbours: kind_sel must be 'all' or 'mode', got {self.kind_sel!r}")
         Xw = data.work()
         keep = {}
         for code in self._codes_strategy:
             X_class = Xw.index_select(0, data.rows_of(code))
-            _, nn = neighbours_in(X_class, Xw, k, self._owner, "n_neighbors")
+            _, nn = nn_.query(X_class, Xw)
             labels = data.codes[nn]  # (n_class, k)
             if self.kind_sel == "all":
                 ok = (labels == code).all(1)
@@ -254,6 +266,8 @@ class ClusterCentroids(_UnderSampler):
     ``n_clusters`` and ``cluster_centers_`` (run on numpy copies).
     """
 
+    _has_sample_indices = False  # centroids are new points, as imbalanced-learn
+
     def __init__(
         self,
         *,
@@ -273,7 +287,14 @@ class ClusterCentroids(_UnderSampler):
         if self.voting not in ("auto", "soft", "hard"):
             raise ValueError(f"ClusterCentroids: voting must be 'auto', 'soft' or 'hard', got {self.voting!r}")
         self.voting_ = "soft" if self.voting == "auto" else self.voting
+        data.float_out = self.voting_ == "soft"  # centroids of integer X are floats, as imbalanced-learn's
         max_iter = check_int(self.max_iter, "max_iter", self._owner)
+        self.estimator_ = None if self.estimator is None else clone_estimator(self.estimator)
+        if self.estimator_ is not None and not hasattr(self.estimator_, "n_clusters"):
+            raise ValueError(
+                "ClusterCentroids: `estimator` should be a clustering estimator exposing a parameter `n_clusters` "
+                f"and a fitted parameter `cluster_centers_`. Got {self.estimator!r}"
+            )
         Xw = data.work()
         gen = self._generator
         xs, ys = [], []
@@ -288,9 +309,13 @@ class ClusterCentroids(_UnderSampler):
                 if self.estimator is None:
                     centers = kmeans(X_class, n_keep, gen, max_iter=max_iter).to(X_class.dtype)
                 else:
-                    est = self.estimator.set_params(n_clusters=n_keep).fit(X_class.cpu().numpy())
+                    # the clone is refitted per class, as imbalanced-learn's estimator_; the user's object is untouched
+                    est = self.estimator_.set_params(n_clusters=n_keep).fit(X_class.cpu().numpy())
                     if not hasattr(est, "cluster_centers_"):
-                        raise ValueError("ClusterCentroids: estimator must expose cluster_centers_ after fit")
+                        raise RuntimeError(
+                            "ClusterCentroids: `estimator` should be a clustering estimator exposing a fitted "
+                            f"parameter `cluster_centers_`. {self.estimator!r} has none after fit"
+                        )
                     centers = torch.as_tensor(est.cluster_centers_, device=data.device).to(X_class.dtype)
                 if self.voting_ == "hard":
                     centers = X_class.index_select(0, knn(centers, 1, ref=X_class)[1].squeeze(1))

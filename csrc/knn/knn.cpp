@@ -64,6 +64,26 @@ void check_args(
       !ref_groups.has_value() || groups.has_value(), "knn: ref_groups needs groups (the queries' groups) as well");
 }
 
+// t * 2^e in two exact steps (2^e itself may be out of range of t's dtype,
+// e.g. 2^132 for float32 data of 1e-40, or of float64 for data of 1e-310).
+at::Tensor times_pow2(const at::Tensor& t, int e) {
+  const int a = e / 2;
+  return t * std::ldexp(1.0, a) * std::ldexp(1.0, e - a);
+}
+
+// Squared float64 distances from the originals of the neighbours found
+// (rows of xq against xr[idx]), chunked within max_tile_bytes.
+void distances_of(const at::Tensor& xq, const at::Tensor& xr, const at::Tensor& idx, int64_t max_tile_bytes, at::Tensor& out_d) {
+  const int64_t N = xq.size(0), k = idx.size(1), D = xq.size(1);
+  const int64_t chunk = std::max<int64_t>(1, max_tile_bytes / (8 * 2 * k * D));
+  for (int64_t q0 = 0; q0 < N; q0 += chunk) {
+    const int64_t q1 = std::min(N, q0 + chunk);
+    const at::Tensor i = idx.slice(0, q0, q1);
+    const at::Tensor nb = xr.index_select(0, i.flatten()).to(at::kDouble).view({q1 - q0, k, D});
+    out_d.slice(0, q0, q1).copy_((xq.slice(0, q0, q1).to(at::kDouble).unsqueeze(1) - nb).pow(2).sum(2));
+  }
+}
+
 // max |element| of t; NaN or inf anywhere is an error naming the argument.
 // aminmax is one reduction without isfinite's boolean temporary, and its
 // min and max propagate NaN.
@@ -327,40 +347,52 @@ std::tuple<at::Tensor, at::Tensor> dense_knn(
     int64_t k,
     bool self,
     int64_t max_tile_bytes,
-    double scale) {
+    int scale_exp,
+    bool rscaled) {
   const int64_t N = xq.size(0), M = xr.size(0), D = xq.size(1);
   const auto idx_opts = xq.options().dtype(at::kLong);
-  const at::ScalarType work = xq.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
-  // scaled data is searched and re-ranked scaled (power-of-two scaling is
-  // exact and keeps float64 squares of huge or tiny values finite and non-zero)
-  const bool scaled = scale != 1.0;
-  const at::Tensor q_exact = scaled ? xq.to(work) * scale : xq;
-  const at::Tensor r_exact = self ? q_exact : (scaled ? xr.to(work) * scale : xr);
-  at::Tensor qw = q_exact.to(work), rw = r_exact.to(work);
-  // |q|^2 + |r|^2 - 2 q.r cancels for points far from the origin compared
-  // with their spread, and the error bounds grow with the norms: the search
-  // then runs on copies centred on the references' mean, which changes no
-  // distance (and is exact where the points are within a factor 2 of it).
-  const at::Tensor mu = rw.mean(0);
-  const double mu2 = mu.square().sum().item<double>();
-  const double spread = std::pow(rw.norm().item<double>(), 2) / static_cast<double>(M) - mu2;
-  const bool centred = mu2 > 0.25 * spread;
-  if (centred) {
-    qw = qw - mu;
-    rw = self ? qw : rw - mu;
-  }
   // BALANCEDTORCH_KNN_GENERIC=1 runs the device-generic path (the one CUDA
   // takes) on the CPU too, so that the tests exercise it without a GPU
   const char* generic_env = std::getenv("BALANCEDTORCH_KNN_GENERIC");
   const bool cpu = xq.is_cpu() && !(generic_env != nullptr && std::strcmp(generic_env, "1") == 0);
+  // The search runs in float32 whatever the input (float64 too: its bound
+  // covers the rounding of the centred points to float32, and the re-rank
+  // and the exact search use the originals); `prec` is the precision the
+  // data are scaled and centred in before that rounding.
+  const bool scaled = scale_exp != 0;
+  const at::ScalarType prec = xq.scalar_type() == at::kDouble || scaled ? at::kDouble : at::kFloat;
+  const at::ScalarType work = at::kFloat;
+  // Power-of-two scalings are exact and change no order: the search runs on
+  // data scaled into [2^-40, 2^40] (float32 squares neither overflow nor
+  // underflow), the re-rank and the exact search on the originals unless
+  // their float64 squares could (rscale; see knn_impl).
+  const at::Tensor q_exact = rscaled ? times_pow2(xq.to(at::kDouble), scale_exp) : xq;
+  const at::Tensor r_exact = self ? q_exact : (rscaled ? times_pow2(xr.to(at::kDouble), scale_exp) : xr);
+  at::Tensor qp = scaled ? times_pow2(xq.to(prec), scale_exp) : xq.to(prec);
+  at::Tensor rp = self ? qp : (scaled ? times_pow2(xr.to(prec), scale_exp) : xr.to(prec));
+  // |q|^2 + |r|^2 - 2 q.r cancels for points far from the origin compared
+  // with their spread, and the error bounds grow with the norms: the search
+  // then runs on copies centred on the references' mean, which changes no
+  // distance (and is exact where the points are within a factor 2 of it).
+  // float64 input is always centred before its rounding to float32, so that
+  // only the centred values are rounded (the bound's terms).
+  const at::Tensor mu = rp.mean(0);
+  const double mu2 = mu.square().sum().item<double>();
+  const double spread = std::pow(rp.norm().item<double>(), 2) / static_cast<double>(M) - mu2;
+  const bool centred = mu2 > 0.25 * spread || prec == at::kDouble;
+  if (centred) {
+    qp = qp - mu;
+    rp = self ? qp : rp - mu;
+  }
+  const at::Tensor qw = qp.to(work), rw = self ? qw : rp.to(work);
 
   at::Tensor out_d = at::empty({N, k}, xq.options().dtype(at::kDouble));
   at::Tensor out_i = at::empty({N, k}, idx_opts);
   std::vector<at::Tensor> unproven;  // rows for the exact search
   // CPU float32: the fused register-blocked kernel finds all candidates at once
-  const bool fused = cpu && work == at::kFloat && N < (int64_t{1} << 31) && M < (int64_t{1} << 31);
+  const bool fused = cpu && N < (int64_t{1} << 31) && M < (int64_t{1} << 31);
   if (fused) {
-    auto [cands, rows] = candidates_cpu_f32(qw, rw, centred ? at::zeros_like(mu) : mu, k, self, max_tile_bytes);
+    auto [cands, rows] = candidates_cpu_f32(qw, rw, centred ? at::zeros_like(qw[0]) : mu.to(work), k, self, max_tile_bytes);
     const int64_t qchunk = std::max<int64_t>(1, max_tile_bytes / (8 * 4 * cands.size(1)));
     for (int64_t q0 = 0; q0 < N; q0 += qchunk) {
       const int64_t q1 = std::min(N, q0 + qchunk);
@@ -392,8 +424,10 @@ std::tuple<at::Tensor, at::Tensor> dense_knn(
       brute_generic(q_exact, r_exact, rows, k, self, max_tile_bytes, out_d, out_i);
     }
   }
-  if (scaled) {
-    out_d.mul_(1.0 / scale).mul_(1.0 / scale);  // two steps: 1 / scale^2 alone may overflow
+  if (rscaled) {
+    // ranked on scaled copies (the true order); the distances themselves from
+    // the originals, so that small ones do not round to 0 (large ones are inf)
+    distances_of(xq, xr, out_i, max_tile_bytes, out_d);
   }
   return {out_d, out_i};
 }
@@ -416,7 +450,12 @@ std::tuple<at::Tensor, at::Tensor> knn_impl(
   // [2^-40, 2^40] that over- or underflows, so the search then runs on copies
   // scaled by a power of two (exact; the same order), and the re-rank on the
   // originals in float64.
-  const double scale = max_abs > 0.0 && (max_abs > 0x1p40 || max_abs < 0x1p-40) ? std::ldexp(1.0, -std::ilogb(max_abs)) : 1.0;
+  const int scale_exp = max_abs > 0.0 && (max_abs > 0x1p40 || max_abs < 0x1p-40) ? -std::ilogb(max_abs) : 0;
+  // The float64 re-rank squares differences of the originals, as a float64
+  // brute force does (so tiny distances round to 0 as there). Only float64
+  // input beyond 2^510 could overflow: it is then ranked on the scaled
+  // copies (the true order) and its distances taken from the originals.
+  const bool rscaled = x.scalar_type() == at::kDouble && max_abs > 0x1p510;
   const auto idx_opts = x.options().dtype(at::kLong);
   if (!groups_in.has_value()) {
     TORCH_CHECK_VALUE(
@@ -425,7 +464,7 @@ std::tuple<at::Tensor, at::Tensor> knn_impl(
     if (N == 0) {
       return {at::empty({0, k}, x.options()), at::empty({0, k}, idx_opts)};
     }
-    auto [d, i] = dense_knn(x, ref, k, self, max_tile_bytes, scale);
+    auto [d, i] = dense_knn(x, ref, k, self, max_tile_bytes, scale_exp, rscaled);
     return {d.to(x.scalar_type()), i};
   }
   // Groups: each group is searched on its own, so no cross-group distance is
@@ -470,7 +509,7 @@ std::tuple<at::Tensor, at::Tensor> knn_impl(
     if (qi.numel() == 0) {
       continue;
     }
-    auto [d, local] = dense_knn(x.index_select(0, qi), ref.index_select(0, ri), k, self, max_tile_bytes, scale);
+    auto [d, local] = dense_knn(x.index_select(0, qi), ref.index_select(0, ri), k, self, max_tile_bytes, scale_exp, rscaled);
     out_d.index_copy_(0, qi, d);
     out_i.index_copy_(0, qi, ri.index_select(0, local.flatten()).view({-1, k}));
   }

@@ -4,6 +4,7 @@
 // Random numbers come in as tensors drawn from a torch.Generator in Python,
 // so the kernels are deterministic.
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <limits>
 #include <numeric>
@@ -126,6 +127,7 @@ at::Tensor alias_sample_cpu(const at::Tensor& prob, const at::Tensor& alias, con
   const double* pp = p.const_data_ptr<double>();
   const int64_t* ap = a.const_data_ptr<int64_t>();
   int64_t* op = out.mutable_data_ptr<int64_t>();
+  std::atomic<bool> bad{false};  // a hand-made table may alias outside [0, n): checked per draw, O(1)
   batched_draws(
       k, n, base,
       [&](uint64_t c) {
@@ -133,8 +135,13 @@ at::Tensor alias_sample_cpu(const at::Tensor& prob, const at::Tensor& alias, con
         __builtin_prefetch(ap + c);
       },
       [&](int64_t j, uint64_t c, uint64_t frac) {
-        op[j] = static_cast<double>(frac) / 18446744073709551616.0 < pp[c] ? static_cast<int64_t>(c) : ap[c];
+        const int64_t v = static_cast<double>(frac) / 18446744073709551616.0 < pp[c] ? static_cast<int64_t>(c) : ap[c];
+        if (C10_UNLIKELY(v < 0 || v >= n)) {
+          bad.store(true, std::memory_order_relaxed);
+        }
+        op[j] = v;
       });
+  TORCH_CHECK_VALUE(!bad.load(), "alias_sample: alias holds indices outside [0, ", n, "); build the table with alias_table");
   return out;
 }
 
@@ -150,6 +157,10 @@ at::Tensor alias_pack_cpu(const at::Tensor& prob, const at::Tensor& alias) {
   at::Tensor packed = at::empty({n}, a.options());
   const double* pp = p.const_data_ptr<double>();
   const int64_t* ap = a.const_data_ptr<int64_t>();
+  for (int64_t i = 0; i < n; ++i) {
+    TORCH_CHECK_VALUE(pp[i] >= 0.0 && pp[i] <= 1.0, "alias_pack: prob must be in [0, 1], got prob[", i, "] = ", pp[i]);
+    TORCH_CHECK_VALUE(ap[i] >= 0 && ap[i] < n, "alias_pack: alias must be in [0, ", n, "), got alias[", i, "] = ", ap[i]);
+  }
   int64_t* out = packed.mutable_data_ptr<int64_t>();
   at::parallel_for(0, n, 1 << 16, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
@@ -173,12 +184,18 @@ at::Tensor alias_sample_packed_cpu(const at::Tensor& packed, const at::Tensor& s
   const uint64_t* tp = reinterpret_cast<const uint64_t*>(t.const_data_ptr<int64_t>());
   int64_t* op = out.mutable_data_ptr<int64_t>();
   constexpr uint64_t kThresholdMask = (uint64_t{1} << 33) - 1;
+  std::atomic<bool> bad{false};  // a hand-made table may alias outside [0, n): checked per draw, O(1)
   batched_draws(
       k, n, base, [&](uint64_t c) { __builtin_prefetch(tp + c); },
       [&](int64_t j, uint64_t c, uint64_t frac) {
         const uint64_t word = tp[c];
-        op[j] = (frac >> 32) < (word & kThresholdMask) ? static_cast<int64_t>(c) : static_cast<int64_t>(word >> 33);
+        const uint64_t v = (frac >> 32) < (word & kThresholdMask) ? c : word >> 33;
+        if (C10_UNLIKELY(v >= static_cast<uint64_t>(n))) {
+          bad.store(true, std::memory_order_relaxed);
+        }
+        op[j] = static_cast<int64_t>(v);
       });
+  TORCH_CHECK_VALUE(!bad.load(), "alias_sample_packed: the table holds indices outside [0, ", n, "); build it with alias_pack");
   return out;
 }
 
@@ -195,6 +212,9 @@ at::Tensor sample_without_replacement_cpu(const at::Tensor& weights, const at::T
   const double* wp = w.const_data_ptr<double>();
   const at::Tensor u = uniforms.contiguous();
   const double* up = u.const_data_ptr<double>();
+  for (int64_t i = 0; i < n; ++i) {
+    TORCH_CHECK_VALUE(up[i] >= 0.0 && up[i] <= 1.0, "sample_without_replacement: uniforms must be in [0, 1], got uniforms[", i, "] = ", up[i]);
+  }
   int64_t positive = 0;
   for (int64_t i = 0; i < n; ++i) {
     positive += wp[i] > 0.0;
