@@ -54,11 +54,13 @@ def test_smote(timed, benchmark, full, impl):
     benchmark.extra_info["kNN_GFLOP_per_s"] = round(2 * D * _smote_pairs(y) / benchmark.stats.stats.median / 1e9, 1)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("impl", ["balancedtorch", "imbalanced-learn"])
-def test_tomek_links_quarter(timed, benchmark, quarter, impl):
+def test_tomek_links_quarter(timed, benchmark, quarter, impl, dtype):
     X, y = quarter
+    X = X.astype(dtype)
     sampler = (bt.resample if impl == "balancedtorch" else im_under).TomekLinks()
-    timed(lambda: sampler.fit_resample(X, y), group=f"TomekLinks {len(y):,} x 64 float32 (a quarter of the set)", impl=impl, device="cpu", rounds=1)
+    timed(lambda: sampler.fit_resample(X, y), group=f"TomekLinks {len(y):,} x 64 {dtype} (a quarter of the set)", impl=impl, device="cpu", rounds=1)
     benchmark.extra_info["kNN_GFLOP_per_s"] = round(2 * D * len(y) ** 2 / benchmark.stats.stats.median / 1e9, 1)
 
 
@@ -69,11 +71,13 @@ def test_tomek_links_full(timed, benchmark, full):
     benchmark.extra_info["kNN_GFLOP_per_s"] = round(2 * D * len(y) ** 2 / benchmark.stats.stats.median / 1e9, 1)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("impl", ["balancedtorch", "imbalanced-learn"])
-def test_nearmiss1(timed, full, impl):
+def test_nearmiss1(timed, full, impl, dtype):
     X, y = full
+    X = X.astype(dtype)
     sampler = (bt.resample if impl == "balancedtorch" else im_under).NearMiss(version=1)
-    timed(lambda: sampler.fit_resample(X, y), group="NearMiss-1 744,540 x 64 float32", impl=impl, device="cpu", rounds=3)
+    timed(lambda: sampler.fit_resample(X, y), group=f"NearMiss-1 744,540 x 64 {dtype}", impl=impl, device="cpu", rounds=3)
 
 
 @pytest.mark.parametrize("impl", ["balancedtorch", "imbalanced-learn"])
