@@ -159,6 +159,12 @@ def class_weights(
         )
 
     total = n.sum()
+    if not bool(torch.isfinite(total)) and scheme != "effective_number":
+        # counts whose sum overflows (e.g. [1e308, 1e308, 1]): scale them by a
+        # power of two (exact; these schemes depend only on ratios of counts)
+        _, exponent = math.frexp(float(n.max()))
+        n = n * 2.0 ** (-exponent // 2) * 2.0 ** (-exponent - (-exponent // 2))
+        total = n.sum()
     if scheme == "inverse":
         w = total / n
     elif scheme == "sqrt_inverse":
@@ -171,10 +177,27 @@ def class_weights(
         freq = n / total
         w = torch.quantile(freq, 0.5) / freq
 
+    if normalize is not None and not bool(torch.isfinite(w).all()):
+        # a raw weight beyond float64 (counts 1e308 apart): normalise the same
+        # weights taken relative to the largest, min(n) / n (or its square root)
+        w = n.min() / n
+        if scheme == "sqrt_inverse":
+            w = w.sqrt()
+    if normalize is None and not bool(torch.isfinite(w).all()):
+        raise ValueError(
+            f"class_weights: the raw {scheme} weights overflow float64 (counts from {float(n.min()):g} to "
+            f"{float(n.max()):g}); use normalize='mean' or 'sum'"
+        )
     if normalize == "mean":
         w = w * (w.numel() / w.sum())
     elif normalize == "sum":
         w = w / w.sum()
     if ignored_class:
         w = torch.zeros(full_size, dtype=w.dtype, device=w.device).masked_scatter_(keep, w)
-    return w.to(dtype)
+    out = w.to(dtype)
+    if not bool(torch.isfinite(out).all()):
+        raise ValueError(
+            f"class_weights: the weights (largest {float(w.max()):g}) overflow dtype={dtype}; use a wider dtype or "
+            f"normalize='mean' / 'sum'"
+        )
+    return out

@@ -553,3 +553,35 @@ def test_batch_augment_refuses_empty_images(kwargs, shape):
     # crop= divided by H = 0 (ZeroDivisionError)
     with pytest.raises(ValueError, match=r"images must have H, W >= 1"):
         bt.augment.BatchAugment(**kwargs)(torch.zeros(shape, dtype=torch.uint8))
+
+
+@pytest.mark.parametrize("scheme", ["inverse", "sqrt_inverse", "median_frequency", "effective_number"])
+@pytest.mark.parametrize("normalize", ["mean", "sum"])
+def test_class_weights_of_counts_whose_sum_overflows(scheme, normalize):
+    # [1e308, 1e308, 1] gave nan weights: the sum of the counts overflowed float64
+    w = bt.class_weights(counts=[1e308, 1e308, 1], scheme=scheme, normalize=normalize, dtype=torch.float64)
+    assert bool(torch.isfinite(w).all()) and w[2] > w[0] and w[0] == w[1]
+    small = bt.class_weights(counts=[1e8, 1e8, 1], scheme=scheme, normalize=normalize, dtype=torch.float64)
+    if scheme != "effective_number":  # ratios of counts only: the same shape of weights at any scale
+        assert torch.allclose(w[2] / w.sum(), torch.tensor(1.0, dtype=torch.float64), rtol=1e-6)  # the others ~1e-308
+    assert small[2] > small[0]
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(counts=[1e308, 1e308, 1], normalize=None), "raw inverse weights overflow float64"),
+    (dict(counts=[1, 70000], dtype=torch.float16, normalize=None), "overflow dtype=torch.float16"),
+])
+def test_class_weights_that_cannot_be_represented(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        bt.class_weights(**kwargs)
+
+
+def test_metrics_refuse_nan_scores():
+    m = bt.metrics.ClassificationMetrics(3)
+    x = torch.randn(4, 3)
+    x[2, 1] = float("nan")
+    with pytest.raises(ValueError, match=r"NaN scores \(sample 2"):
+        m.update(x, torch.tensor([0, 1, 2, 2]))
+    assert int(m.confmat.sum()) == 0  # nothing counted
+    m.update(torch.zeros(0, 3), torch.zeros(0, dtype=torch.long))  # an empty batch is a no-op
+    assert int(m.confmat.sum()) == 0

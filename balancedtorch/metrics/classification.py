@@ -135,7 +135,12 @@ class ClassificationMetrics:
             raise ValueError(f"scores (logits / probabilities) must be floating, got dtype {preds.dtype}")
         # max(dim).indices: the first maximum, like argmax, but several times
         # faster over a strided class dimension (NCHW)
-        return preds.max(dim=1).indices
+        top = preds.max(dim=1)
+        # max propagates NaN: one check on the (N, ...) maxima, not on every score
+        if top.values.numel() and bool(torch.isnan(top.values).any()):
+            bad = int(torch.isnan(top.values).reshape(-1).nonzero()[0, 0])
+            raise ValueError(f"ClassificationMetrics.update: preds_or_logits holds NaN scores (sample {bad} of the flattened batch)")
+        return top.indices
 
     @torch.no_grad()
     def update(self, preds_or_logits: Any, target: Any) -> None:
