@@ -294,3 +294,13 @@ def test_raw_sampling_ops_refuse_mixed_devices():
         _OPS.alias_sample(prob, alias, torch.tensor([1], device="meta"), 10)
     with pytest.raises(RuntimeError, match="uniforms is on meta"):
         _OPS.sample_without_replacement(torch.rand(4, dtype=torch.float64), torch.rand(4, dtype=torch.float64, device="meta"), 2)
+
+
+def test_losses_refuse_mixed_devices():
+    # a meta target among CPU logits dispatched to the fake kernel, which returned uninitialised memory as the loss
+    with pytest.raises(RuntimeError, match="softmax_loss: target is on meta but input is on cpu"):
+        btf.cross_entropy(torch.randn(4, 3), torch.zeros(4, dtype=torch.long, device="meta"))
+    with pytest.raises(RuntimeError, match="softmax_loss: weight is on meta"):
+        _OPS.softmax_loss(torch.randn(4, 3), torch.zeros(4, dtype=torch.long), torch.ones(3, device="meta"), None, -100, 0.0, 0.0, 1, True)
+    with pytest.raises(RuntimeError, match="sigmoid_focal_loss: target is on meta but input is on cpu"):
+        btf.sigmoid_focal_loss(torch.randn(4, 3), torch.zeros(4, 3, device="meta"))

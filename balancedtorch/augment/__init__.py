@@ -4,6 +4,7 @@ import torch
 
 from . import functional
 from .batch import BatchAugment
+from ..ops._fake import check_same_device
 from ..ops.losses import suggest_memory_format as _suggest_memory_format
 from .functional import affine_color
 
@@ -12,6 +13,7 @@ __all__ = ["BatchAugment", "affine_color", "functional"]
 
 @torch.library.register_fake("balancedtorch::affine_color")
 def _affine_color_fake(images, theta, colour, crop, mean, std, out_height, out_width, interpolation, fill, out_dtype):
+    check_same_device("affine_color", "images", images, theta=theta, colour=colour, crop=crop, mean=mean, std=std)
     B, C = images.shape[:2]
     # the kernels write in images.suggest_memory_format(): channels-last in, channels-last out
     fmt = _suggest_memory_format(images)
@@ -20,4 +22,5 @@ def _affine_color_fake(images, theta, colour, crop, mean, std, out_height, out_w
 
 @torch.library.register_fake("balancedtorch::affine_mask")
 def _affine_mask_fake(masks, theta, crop, out_height, out_width, fill):
+    check_same_device("affine_mask", "masks", masks, theta=theta, crop=crop)
     return masks.new_empty((masks.shape[0], out_height, out_width))  # (B, H, W): contiguous, as the kernels

@@ -38,6 +38,8 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from ._fake import check_same_device
+
 __all__: list = []
 
 _REDUCTION_NONE = 0
@@ -91,6 +93,7 @@ def _softmax_loss_fake(
     compute_grad: bool,
 ):
     torch._check(input.dim() >= 2, lambda: f"softmax_loss: input must have shape (N, C, ...), got {tuple(input.shape)}")
+    check_same_device("softmax_loss", "input", input, target=target, weight=weight, logit_bias=logit_bias)
     if reduction == _REDUCTION_NONE:
         loss = input.new_empty((input.shape[0],) + tuple(input.shape[2:]))
     else:
@@ -114,6 +117,7 @@ def _sigmoid_focal_loss_fake(
     reduction: int,
     compute_grad: bool,
 ):
+    check_same_device("sigmoid_focal_loss", "input", input, target=target, pos_weight=pos_weight)
     fmt = _elementwise_format(input)
     shape = tuple(input.shape)
     if reduction == _REDUCTION_NONE:
