@@ -451,11 +451,12 @@ std::tuple<at::Tensor, at::Tensor> knn_impl(
   // scaled by a power of two (exact; the same order), and the re-rank on the
   // originals in float64.
   const int scale_exp = max_abs > 0.0 && (max_abs > 0x1p40 || max_abs < 0x1p-40) ? -std::ilogb(max_abs) : 0;
-  // The float64 re-rank squares differences of the originals, as a float64
-  // brute force does (so tiny distances round to 0 as there). Only float64
-  // input beyond 2^510 could overflow: it is then ranked on the scaled
-  // copies (the true order) and its distances taken from the originals.
-  const bool rscaled = x.scalar_type() == at::kDouble && max_abs > 0x1p510;
+  // The float64 re-rank squares differences of the originals. Only float64
+  // input beyond 2^510 or below 2^-500 could over- or underflow there: it is
+  // then ranked on the scaled copies (the true order, where a float64 brute
+  // force would see ties at 0 or inf) and its distances taken from the
+  // originals (0 or inf where the true value is beyond float64).
+  const bool rscaled = x.scalar_type() == at::kDouble && (max_abs > 0x1p510 || (max_abs > 0.0 && max_abs < 0x1p-500));
   const auto idx_opts = x.options().dtype(at::kLong);
   if (!groups_in.has_value()) {
     TORCH_CHECK_VALUE(
