@@ -1,13 +1,19 @@
 // balancedtorch::knn: exact k nearest neighbours (squared Euclidean), chunked.
 //
-// Device-generic: the distance tiles go through the backend's GEMM
-// (||q||^2 + ||r||^2 - 2 q.r, one addmm per tile) and each tile is merged into
-// the running k best per query with the backend's top-k, so the same code
-// runs the CPU (MKL/OpenBLAS, parallel) and CUDA (cuBLAS) paths. Peak extra
-// memory is bounded by the tile budget, whatever N and M are. GEMM distances
-// carry float32 rounding, so the top 2k candidates are re-ranked with exact
-// float64 differences and ties go to the lower index: the result equals a
-// brute-force float64 reference on data without near-ties at the k-th place.
+// Exact means equal to a float64 brute force, ties to the lower index, on
+// every finite input. Each query's candidates come from a fast approximate
+// search that carries a proven bound E on its distance error and keeps every
+// point within 2E of the query's k-th approximate distance; the candidates
+// are re-ranked with float64 differences. A query whose window holds more
+// points than its list is searched by float64 differences against every
+// reference instead (exact_rows_cpu, brute_generic).
+//
+// The approximate searches: on the CPU the fused float32 / bfloat16 kernel
+// (cpu/distance_topk.cpp); elsewhere (CUDA) the distance tiles go through the
+// backend's GEMM (||q||^2 + ||r||^2 - 2 q.r, one addmm per tile), merged into
+// the running candidates with the backend's top-k. All of them run in
+// float32, float64 input included (centred in float64 first). Peak extra
+// memory is bounded by the tile budget, whatever N and M are.
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>

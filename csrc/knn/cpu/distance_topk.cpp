@@ -22,7 +22,10 @@
 // superset of the exact k nearest, and the float64 re-rank makes the answer
 // exact. A row whose window holds more points than its list (near-ties en
 // masse) is searched again in float32. BALANCEDTORCH_KNN_BF16=0 turns the
-// bfloat16 path off.
+// bfloat16 path off. The float32 search keeps windows too (its bound is
+// 2^16 times narrower); rows that overflow even those are returned to the
+// caller, which searches them with exact_rows_cpu (float64 differences, end
+// of this file).
 #include "../distance_topk.h"
 
 #include <algorithm>
