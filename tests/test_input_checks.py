@@ -585,3 +585,19 @@ def test_metrics_refuse_nan_scores():
     assert int(m.confmat.sum()) == 0  # nothing counted
     m.update(torch.zeros(0, 3), torch.zeros(0, dtype=torch.long))  # an empty batch is a no-op
     assert int(m.confmat.sum()) == 0
+
+
+def test_state_with_an_epoch_seed_beyond_63_bits_is_refused():
+    sampler = bt.data.ClassBalancedSampler(torch.tensor([0, 1] * 10), seed=1)
+    state = sampler.state_dict()
+    state["epoch_seed"] = 2**80  # torch.Generator().manual_seed raised "Overflow when unpacking long long"
+    with pytest.raises(ValueError, match=r"epoch_seed'\] must be in \[0, 2\*\*63\), got 1208925819614629174706176"):
+        sampler.load_state_dict(state)
+
+
+def test_report_digits_are_checked():
+    m = bt.metrics.ClassificationMetrics(2)
+    m.update(torch.tensor([0, 1]), torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match="digits must be an int >= 0, got -1"):
+        m.report(digits=-1)
+    assert "precision" in m.report(digits=0)

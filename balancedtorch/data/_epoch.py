@@ -457,6 +457,8 @@ class EpochSampler:
         epoch_seed = state["epoch_seed"]
         if epoch_seed is not None and (isinstance(epoch_seed, bool) or not isinstance(epoch_seed, numbers.Integral)):
             raise ValueError(f"state_dict['epoch_seed'] must be an int or None, got {epoch_seed!r}")
+        if epoch_seed is not None and not 0 <= epoch_seed <= _MASK63:
+            raise ValueError(f"state_dict['epoch_seed'] must be in [0, 2**63), got {epoch_seed!r}")
         if state["epoch"] < 0:
             raise ValueError(f"state_dict['epoch'] must be >= 0, got {state['epoch']}")
         position = int(state["position"])

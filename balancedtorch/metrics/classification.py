@@ -301,6 +301,8 @@ class ClassificationMetrics:
             digits (int): decimals of the ratios (default 2).
             sync (bool): the numbers of all ranks (default True) or of this rank.
         """
+        if isinstance(digits, bool) or not isinstance(digits, int) or digits < 0:
+            raise ValueError(f"ClassificationMetrics.report: digits must be an int >= 0, got {digits!r}")
         r = self._metrics(self._confmat_for("report", sync))
         names = self._names()
         headers = ["precision", "recall", "f1-score", "specificity", "iou", "support"]
