@@ -601,3 +601,18 @@ def test_report_digits_are_checked():
     with pytest.raises(ValueError, match="digits must be an int >= 0, got -1"):
         m.report(digits=-1)
     assert "precision" in m.report(digits=0)
+
+
+def test_drift_monitor_empty_batch_is_a_no_op():
+    m = bt.quality.DriftMonitor(torch.randint(0, 3, (500,), generator=torch.Generator().manual_seed(0)), window=100)
+    m.update(torch.tensor([0, 1, 2]))
+    before = m.counts.clone()
+    m.update(torch.tensor([], dtype=torch.long))
+    m.update(torch.zeros(0, 3))
+    assert torch.equal(m.counts, before)
+
+
+def test_labels_of_column_must_be_a_name_or_callable():
+    ds = torch.utils.data.TensorDataset(torch.randn(3, 2), torch.tensor([0, 1, 2]))
+    with pytest.raises(TypeError, match="labels_of: column must be a str .* got 5"):
+        bt.data.labels_of(ds, column=5)

@@ -327,3 +327,43 @@ def test_mixed_devices_are_refused(arg):
     kw[arg] = kw[arg].to("meta")
     with pytest.raises(RuntimeError, match=f"knn: {arg} is on meta but x is on cpu"):
         bt.ops.knn(x, 1, **kw)
+
+
+@pytest.mark.parametrize("kind", ["lattice", "duplicates"])
+@pytest.mark.parametrize("mode", ["self", "ref", "groups"])
+def test_ties_go_to_the_lower_index_on_every_path(path, kind, mode):
+    # integer data: every distance is exact in float64, so the order (ties to the lower index) must equal the reference
+    g = torch.Generator().manual_seed(8)
+    if kind == "lattice":
+        x = torch.randint(0, 4, (300, 3), generator=g).float() + 1000.0
+    else:
+        x = torch.randint(-50, 50, (60, 5), generator=g).float()[torch.randint(0, 60, (300,), generator=g)]
+    if mode == "self":
+        args = dict()
+    elif mode == "ref":
+        x, args = x[:100], dict(ref=x[100:])
+    else:
+        args = dict(groups=torch.randint(0, 3, (300,), generator=g))
+    d, i = bt.ops.knn(x, 7, **args)
+    rd, ri = reference_knn(x, 7, **args)
+    assert torch.equal(i, ri)
+    assert torch.equal(d.double(), rd)
+
+
+def test_distances_beyond_float64_still_give_valid_neighbours(path):
+    # float64 squares overflow: the exact search admitted no inf distance and returned -1 indices
+    D = 32
+    r = torch.full((100, D), 2.0**509, dtype=torch.float64) - torch.arange(100.0, dtype=torch.float64)[:, None] * 2.0**470
+    q = -torch.full((1, D), 2.0**509, dtype=torch.float64)
+    d, i = bt.ops.knn(q, 3, ref=r)
+    assert i.tolist() == [[99, 98, 97]]  # the true order (a float64 brute force sees three ties at inf)
+    assert bool(torch.isinf(d).all())
+    _, i_self = bt.ops.knn(torch.cat([q, r]), 3)
+    assert i_self[0].tolist() == [100, 99, 98]
+
+
+def test_group_value_int64_max():
+    x = torch.randn(20, 3, generator=torch.Generator().manual_seed(9))
+    groups = torch.tensor([0, 2**63 - 1]).repeat(10)
+    _, i = bt.ops.knn(x, 2, groups=groups)
+    assert torch.equal(groups[i], groups.unsqueeze(1).expand(-1, 2))

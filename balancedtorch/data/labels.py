@@ -97,6 +97,8 @@ def labels_of(dataset: Any, column: Optional[Union[str, Callable[[Any], Any]]] =
     """
     if callable(column):
         return _to_long(column(dataset), "column(dataset)")
+    if column is not None and not isinstance(column, str):
+        raise TypeError(f"labels_of: column must be a str (a column or attribute name) or a callable, got {column!r}")
     if isinstance(dataset, (Tensor, np.ndarray, list, tuple)):
         return _to_long(dataset, "labels")
     if isinstance(dataset, Subset):

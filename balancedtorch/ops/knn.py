@@ -25,8 +25,9 @@ def knn(
 ) -> Tuple[Tensor, Tensor]:
     """Exact k nearest neighbours by squared Euclidean distance.
 
-    Exact on every finite input: the result equals a float64 brute-force
-    search, ties going to the lower index. Distances are first computed
+    Exact on every finite input: the result is a float64 brute-force
+    search's (up to the last-bit rounding of float64 sums), ties going to
+    the lower index. Distances are first computed
     approximately, tile by tile (``||q||^2 + ||r||^2 - 2 q.r``; on copies
     centred on the references' mean when the points sit far from the
     origin), each query with a proven bound on its distance error; every

@@ -427,6 +427,9 @@ class DriftMonitor:
         another number of classes than the reference (columns != K, or a
         label >= K).
         """
+        shape = tuple(getattr(preds, "shape", ()))
+        if len(shape) in (1, 2) and shape[0] == 0:
+            return  # an empty batch (streaming): nothing to count
         labels = _predicted_labels(preds, self.num_classes, "preds", reference_classes=True)
         K = self.num_classes
         if self.window is None:

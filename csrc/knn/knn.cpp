@@ -1,7 +1,7 @@
 // balancedtorch::knn: exact k nearest neighbours (squared Euclidean), chunked.
 //
-// Exact means equal to a float64 brute force, ties to the lower index, on
-// every finite input. Each query's candidates come from a fast approximate
+// Exact means a float64 brute force's answer (up to the last-bit rounding
+// of float64 sums), ties to the lower index, on every finite input. Each query's candidates come from a fast approximate
 // search that carries a proven bound E on its distance error and keeps every
 // point within 2E of the query's k-th approximate distance; the candidates
 // are re-ranked with float64 differences. A query whose window holds more
@@ -162,8 +162,9 @@ void scan_tile_cpu(
 }
 
 // The `cand` best candidates (approximate distances, indices) of queries
-// [q0, q1) through backend GEMM tiles: on the CPU (float64) a fused scan of
-// each tile, elsewhere the backend's top-k. Not sorted on CUDA.
+// [q0, q1) through backend GEMM tiles (float32): on the CPU (only for N or M
+// >= 2^31, beyond the fused kernel) a fused scan of each tile, elsewhere the
+// backend's top-k. Not sorted on CUDA.
 std::tuple<at::Tensor, at::Tensor> scan_chunk(
     const at::Tensor& qw,
     const at::Tensor& rw,
@@ -210,20 +211,20 @@ std::tuple<at::Tensor, at::Tensor> scan_chunk(
   return {best_d, best_i};
 }
 
-// Per-row windows of the GEMM-tile path: twice a bound on |tile distance -
-// true distance| over every reference, for centred points a (row) and b:
-//   work-precision (u) dot products, norms, their sums and the centring:
+// Per-row windows of the GEMM-tile path (float32 tiles): twice a bound on
+// |tile distance - true distance| over every reference, for centred points a
+// (row) and b:
+//   float32 (u = 2^-24) dot products, norms, their sums and the centring
+//   (or the float64 -> float32 rounding of centred float64 input):
 //   (D + 16) 2u (|a|^2 + max|b|^2);
 //   float32 GEMMs may round their inputs (CUDA TF32, or bfloat16 under
 //   torch.set_float32_matmul_precision("medium")), taken as u_in = 2^-7 (a
 //   truncating bfloat16 conversion): 2 (2 u_in + u_in^2) |a| max|b|;
-//   underflow: D 2^-80 (float32) or D 2^-900 (float64), values being scaled
-//   into [2^-40, 2^40].
-at::Tensor gemm_windows(const at::Tensor& qsq, double bmax2, int64_t D, bool tf32_possible) {
-  const bool f64 = qsq.scalar_type() == at::kDouble;
-  const double u = f64 ? 0x1p-53 : 0x1p-24, u_in = tf32_possible ? 0x1p-7 : 0.0;
+//   underflow: D 2^-80, values being scaled into [2^-40, 2^40].
+at::Tensor gemm_windows(const at::Tensor& qsq, double bmax2, int64_t D) {
+  const double u = 0x1p-24, u_in = 0x1p-7;
   const double c1 = 2.0 * (2.0 * u_in + u_in * u_in) * 1.01, c2 = static_cast<double>(D + 16) * 2.0 * u * 1.01;
-  const double slack = static_cast<double>(D) * (f64 ? 0x1p-900 : 0x1p-80);
+  const double slack = static_cast<double>(D) * 0x1p-80;
   const at::Tensor a2 = qsq.to(at::kDouble).clamp_min(0.0);
   return (a2.sqrt() * (c1 * std::sqrt(bmax2)) + (a2 + bmax2) * c2 + slack) * (2.0 * (1.0 + 0x1p-20));
 }
@@ -325,7 +326,8 @@ void brute_generic(const at::Tensor& xq, const at::Tensor& xr, const at::Tensor&
       at::Tensor d = (q.unsqueeze(1) - r.slice(0, r0, r1).unsqueeze(0)).pow(2).sum(2);
       const at::Tensor j = at::arange(r0, r1, rr.options()).unsqueeze(0).expand({rr.size(0), r1 - r0});
       if (self) {
-        d.masked_fill_(j == rr.unsqueeze(1), inf);
+        // NaN sorts after every distance, inf included: the row itself is never taken
+        d.masked_fill_(j == rr.unsqueeze(1), std::numeric_limits<double>::quiet_NaN());
       }
       const at::Tensor all_d = at::cat({best_d, d}, 1), all_i = at::cat({best_i, j}, 1);
       const at::Tensor order = std::get<1>(all_d.sort(/*stable=*/true, /*dim=*/1, /*descending=*/false)).slice(1, 0, k);
@@ -413,14 +415,15 @@ std::tuple<at::Tensor, at::Tensor> dense_knn(
     const at::Tensor qsq = qw.pow(2).sum(1);
     const at::Tensor rsq = self ? qsq : rw.pow(2).sum(1);
     const double bmax2 = rsq.max().item<double>();
-    const at::Tensor windows = gemm_windows(qsq, bmax2, D, work == at::kFloat);
+    const at::Tensor windows = gemm_windows(qsq, bmax2, D);
     for (int64_t q0 = 0; q0 < N; q0 += qchunk) {
       const int64_t q1 = std::min(N, q0 + qchunk);
       auto [best_d, best_i] = scan_chunk(qw, rw, qsq, rsq, q0, q1, cand, rchunk, self, cpu);
       const at::Tensor open = apply_windows(best_d, best_i, windows.slice(0, q0, q1), k, M - (self ? 1 : 0));
       rerank(q_exact.slice(0, q0, q1), r_exact, best_i, k, out_d.slice(0, q0, q1), out_i.slice(0, q0, q1), cpu);
-      unproven.push_back(open.nonzero().squeeze(1) + q0);
+      unproven.push_back(open);  // masks: one nonzero (host sync) after the loop
     }
+    unproven = {at::cat(unproven).nonzero().squeeze(1)};
   }
   const at::Tensor rows = at::cat(unproven);
   if (rows.numel() > 0) {
@@ -458,11 +461,12 @@ std::tuple<at::Tensor, at::Tensor> knn_impl(
   // originals in float64.
   const int scale_exp = max_abs > 0.0 && (max_abs > 0x1p40 || max_abs < 0x1p-40) ? -std::ilogb(max_abs) : 0;
   // The float64 re-rank squares differences of the originals. Only float64
-  // input beyond 2^510 or below 2^-500 could over- or underflow there: it is
+  // input beyond 2^509 / sqrt(D) or below 2^-500 could over- or underflow there: it is
   // then ranked on the scaled copies (the true order, where a float64 brute
   // force would see ties at 0 or inf) and its distances taken from the
   // originals (0 or inf where the true value is beyond float64).
-  const bool rscaled = x.scalar_type() == at::kDouble && (max_abs > 0x1p510 || (max_abs > 0.0 && max_abs < 0x1p-500));
+  const bool rscaled = x.scalar_type() == at::kDouble &&
+      (max_abs * std::sqrt(static_cast<double>(x.size(1))) > 0x1p509 || (max_abs > 0.0 && max_abs < 0x1p-500));
   const auto idx_opts = x.options().dtype(at::kLong);
   if (!groups_in.has_value()) {
     TORCH_CHECK_VALUE(
@@ -483,11 +487,12 @@ std::tuple<at::Tensor, at::Tensor> knn_impl(
     return {at::empty({0, k}, x.options()), at::empty({0, k}, idx_opts)};
   }
   TORCH_CHECK_VALUE(qg.min().item<int64_t>() >= 0 && (rg.numel() == 0 || rg.min().item<int64_t>() >= 0), "knn: groups must be >= 0");
-  int64_t G = std::max(qg.max().item<int64_t>(), rg.numel() ? rg.max().item<int64_t>() : 0) + 1;
-  // sparse group values (e.g. hashes or 2^40): number the groups present
-  // instead of counting over every value up to the largest
+  const int64_t top = std::max(qg.max().item<int64_t>(), rg.numel() ? rg.max().item<int64_t>() : 0);
+  int64_t G = top < 2 * (N + M) + 64 ? top + 1 : 0;
+  // sparse group values (e.g. hashes or 2^40, up to INT64_MAX): number the
+  // groups present instead of counting over every value up to the largest
   at::Tensor values;
-  if (G > 2 * (N + M) + 64) {
+  if (G == 0) {
     auto [uniq, inv, counts] = at::_unique2(self ? qg : at::cat({qg, rg}), /*sorted=*/true, /*return_inverse=*/true, /*return_counts=*/false);
     qg = inv.slice(0, 0, N).contiguous();
     rg = self ? qg : inv.slice(0, N).contiguous();

@@ -107,7 +107,8 @@ struct Lists {
     ir[p] = j;
     float t = cnt < cand ? kInf : dr[cand - 1];
     if (window != nullptr && cnt >= k) {
-      t = std::min(t, dr[k - 1] + window[r]);
+      // rounded up: the float32 sum must not lose the window's reach
+      t = std::min(t, std::nextafter(dr[k - 1] + window[r], kInf));
     }
     thr[r] = t;
   }
@@ -414,7 +415,7 @@ void windowed_search(
       gather(rows, cols, i, merged);
       std::sort(merged.begin(), merged.end());
       const int64_t n = merged.size();
-      const float T_i = n >= k ? merged[k - 1].first + window[i] : kInf;
+      const float T_i = n >= k ? std::nextafter(merged[k - 1].first + window[i], kInf) : kInf;
       int64_t within = 0;
       while (within < n && merged[within].first <= T_i) {
         ++within;
@@ -708,8 +709,11 @@ void exact_rows_impl(const scalar_t* q, const scalar_t* r, int64_t M, int64_t D,
           for (int64_t t = 0; t < real; ++t) {
             double* bd = od + (t0 + t) * k;
             int64_t* bi = oi + (t0 + t) * k;
+            // until the list holds k points every reference enters (an inf distance too: float64
+            // overflow of huge inputs), in index order
+            const bool filling = bi[k - 1] < 0;
             const VecD thr(bd[k - 1]);
-            int bits = lane_mask_d(acc[t][0] < thr) | (lane_mask_d(acc[t][1] < thr) << WD);
+            int bits = filling ? (1 << RBD) - 1 : lane_mask_d(acc[t][0] < thr) | (lane_mask_d(acc[t][1] < thr) << WD);
             if (bits == 0) {
               continue;
             }
@@ -721,7 +725,7 @@ void exact_rows_impl(const scalar_t* q, const scalar_t* r, int64_t M, int64_t D,
               const int l = __builtin_ctz(bits);
               const int64_t j = c0 + p * RBD + l;
               const double v = dist[l];
-              if (j >= c1 || j == own || !(v < bd[k - 1])) {
+              if (j >= c1 || j == own || !(bi[k - 1] < 0 || v < bd[k - 1])) {
                 continue;  // padding, the row itself, or a tie (the earlier, lower index stays)
               }
               int64_t pos = k - 1;
