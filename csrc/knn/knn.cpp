@@ -211,22 +211,14 @@ std::tuple<at::Tensor, at::Tensor> scan_chunk(
   return {best_d, best_i};
 }
 
-// Per-row windows of the GEMM-tile path (float32 tiles): twice a bound on
-// |tile distance - true distance| over every reference, for centred points a
-// (row) and b:
-//   float32 (u = 2^-24) dot products, norms, their sums and the centring
-//   (or the float64 -> float32 rounding of centred float64 input):
-//   (D + 16) 2u (|a|^2 + max|b|^2);
-//   float32 GEMMs may round their inputs (CUDA TF32, or bfloat16 under
-//   torch.set_float32_matmul_precision("medium")), taken as u_in = 2^-7 (a
-//   truncating bfloat16 conversion): 2 (2 u_in + u_in^2) |a| max|b|;
-//   underflow: D 2^-80, values being scaled into [2^-40, 2^40].
+// Per-row windows of the GEMM-tile path (float32 tiles; WindowBound in
+// distance_topk.h): float32 GEMMs may round their inputs (CUDA TF32, or
+// bfloat16 under torch.set_float32_matmul_precision("medium")), taken as
+// u_in = 2^-7, a truncating bfloat16 conversion.
 at::Tensor gemm_windows(const at::Tensor& qsq, double bmax2, int64_t D) {
-  const double u = 0x1p-24, u_in = 0x1p-7;
-  const double c1 = 2.0 * (2.0 * u_in + u_in * u_in) * 1.01, c2 = static_cast<double>(D + 16) * 2.0 * u * 1.01;
-  const double slack = static_cast<double>(D) * 0x1p-80;
+  const WindowBound bound = window_bound(D, /*u_in=*/0x1p-7);
   const at::Tensor a2 = qsq.to(at::kDouble).clamp_min(0.0);
-  return (a2.sqrt() * (c1 * std::sqrt(bmax2)) + (a2 + bmax2) * c2 + slack) * (2.0 * (1.0 + 0x1p-20));
+  return (a2.sqrt() * (bound.c1 * std::sqrt(bmax2)) + (a2 + bmax2) * bound.c2 + bound.slack) * WindowBound::kScale;
 }
 
 // Keeps the candidates within a row's window of its k-th approximate distance
@@ -408,7 +400,7 @@ std::tuple<at::Tensor, at::Tensor> dense_knn(
     }
     unproven.push_back(rows);
   } else {
-    const int64_t cand = std::min<int64_t>(k + std::clamp<int64_t>(2 * k, 8, 32), M - (self ? 1 : 0));
+    const int64_t cand = f32_list_size(k, M, self);
     const int64_t elt = at::elementSize(work);
     const int64_t rchunk = std::max<int64_t>(std::min<int64_t>(M, max_tile_bytes / (elt * 256)), std::min<int64_t>(M, 4 * cand));
     const int64_t qchunk = std::max<int64_t>(1, std::min<int64_t>(N, max_tile_bytes / (elt * (rchunk + 2 * cand))));

@@ -33,6 +33,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #include <ATen/Dispatch.h>
@@ -59,15 +60,23 @@ constexpr int64_t MR = 6;
 constexpr int64_t NR = 2 * W;
 constexpr float kInf = std::numeric_limits<float>::infinity();
 
-inline int lane_mask(const Vec& v) {
+// One bit per lane of a vector comparison's result (lanes all ones or zeros).
+template <typename T>
+inline int lane_mask(const at::vec::Vectorized<T>& v) {
 #if defined(CPU_CAPABILITY_AVX2)
-  return _mm256_movemask_ps(static_cast<__m256>(v));
+  if constexpr (std::is_same_v<T, float>) {
+    return _mm256_movemask_ps(static_cast<__m256>(v));
+  } else {
+    return _mm256_movemask_pd(static_cast<__m256d>(v));
+  }
 #else
-  float buf[W];
+  using Bits = std::conditional_t<sizeof(T) == 4, uint32_t, uint64_t>;
+  constexpr int64_t lanes = at::vec::Vectorized<T>::size();
+  T buf[lanes];
   v.store(buf);
   int m = 0;
-  for (int64_t l = 0; l < W; ++l) {
-    uint32_t bits;
+  for (int64_t l = 0; l < lanes; ++l) {
+    Bits bits;
     std::memcpy(&bits, buf + l, sizeof(bits));
     m |= (bits != 0) << l;
   }
@@ -433,33 +442,15 @@ void windowed_search(
   });
 }
 
-// |approximate - true squared distance| of row i against any reference, for
-// distances d = |a|^2 + |b|^2 - 2 a.b of centred points a, b computed in
-// float32 from the float32 norms:
-//   float32 dot (FMA chain of D terms), norms, their sum, the final FMA and
-//   the centring's rounding of a and b: (D + 16) 2^-23 (|a|^2 + max|b|^2);
-//   products bf16_u > 0: inputs rounded to bfloat16 (u = 2^-8), the dot off
-//   by (2u + u^2) |a| max|b|, twice for -2 a.b;
-//   denormals (flushed by vdpbf16ps, or by a flush-to-zero FPU): D 2^-80
-//   (norms are below 2^31 and every flushed value below 2^-126).
-// The window is twice the bound (1% and 2^-20 margins for its own roundings).
+// The windows of rows [0, N) from their centred squared norms (see
+// WindowBound in the header).
 std::vector<float> windows_f32(const float* qn, int64_t N, double bmax2, int64_t D, double u_in) {
-  const double c1 = 2.0 * (2.0 * u_in + u_in * u_in) * 1.01;
-  const double c2 = static_cast<double>(D + 16) * 0x1p-23 * 1.01;
-  const double slack = static_cast<double>(D) * 0x1p-80, bmax = std::sqrt(bmax2);
+  const WindowBound bound = window_bound(D, u_in);
   std::vector<float> window(N);
   for (int64_t i = 0; i < N; ++i) {
-    const double a2 = qn[i];
-    const double e = c1 * std::sqrt(a2) * bmax + c2 * (a2 + bmax2) + slack;
-    window[i] = static_cast<float>(2.0 * e * (1.0 + 0x1p-20));
+    window[i] = static_cast<float>(bound.window(qn[i], bmax2));
   }
   return window;
-}
-
-// List length of the float32 path: its windows are narrow (a few ulps of the
-// norms), so they hold little beyond the exact k nearest unless points tie.
-int64_t f32_list_size(int64_t k, int64_t M, bool self) {
-  return std::min<int64_t>(k + std::clamp<int64_t>(2 * k, 8, 32), M - (self ? 1 : 0));
 }
 
 // Largest squared norm of the references, or -1 when the float32 bound does
@@ -633,22 +624,6 @@ using VecD = at::vec::Vectorized<double>;
 constexpr int64_t WD = VecD::size();
 constexpr int64_t RBD = 2 * WD;  // references per float64 panel
 
-inline int lane_mask_d(const VecD& v) {
-#if defined(CPU_CAPABILITY_AVX2)
-  return _mm256_movemask_pd(static_cast<__m256d>(v));
-#else
-  double buf[WD];
-  v.store(buf);
-  int m = 0;
-  for (int64_t l = 0; l < WD; ++l) {
-    uint64_t bits;
-    std::memcpy(&bits, buf + l, sizeof(bits));
-    m |= (bits != 0) << l;
-  }
-  return m;
-#endif
-}
-
 // k nearest of the query rows `rows` of q among all of r by float64
 // differences (sum of (q_d - r_d)^2), ties to the lower index, into od/oi
 // [R][k]. Four rows x RBD references per register block, references packed
@@ -713,7 +688,7 @@ void exact_rows_impl(const scalar_t* q, const scalar_t* r, int64_t M, int64_t D,
             // overflow of huge inputs), in index order
             const bool filling = bi[k - 1] < 0;
             const VecD thr(bd[k - 1]);
-            int bits = filling ? (1 << RBD) - 1 : lane_mask_d(acc[t][0] < thr) | (lane_mask_d(acc[t][1] < thr) << WD);
+            int bits = filling ? (1 << RBD) - 1 : lane_mask(acc[t][0] < thr) | (lane_mask(acc[t][1] < thr) << WD);
             if (bits == 0) {
               continue;
             }
