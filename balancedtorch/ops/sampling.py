@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Optional, Tuple
 
 import torch
@@ -13,44 +12,12 @@ from ._fake import check_same_device
 __all__ = ["alias_table", "alias_sample", "sample_without_replacement", "AliasTable"]
 
 
-# Weights whose float64 sum lies outside [2**-960, 2**1000] are rescaled first:
-# the kernels divide by the sum (inf for [1e308, 1e308, 1]: every draw would
-# be uniform) or by the weights (n / sum overflows for subnormal weights).
-_SUM_HIGH = 2.0**1000
-_SUM_LOW = 2.0**-960
-
-
-def _scaled_weights(weights: Tensor) -> Tensor:
-    """``weights`` times a power of two that brings their maximum into [0.5, 1)
-    when their sum would overflow or underflow the kernels' arithmetic.
-
-    A power of two changes no ratio between weights (exact, except for
-    weights more than 2**1000 times smaller than the largest, which become
-    subnormal or zero as they would in any float64 normalisation). Returns
-    ``weights`` itself otherwise, and for inputs the kernel must reject
-    (NaN, inf, negative), so that its message shows the user's values.
-    """
-    if not isinstance(weights, Tensor) or not weights.is_floating_point() or weights.numel() == 0:
-        return weights
-    total = float(weights.sum(dtype=torch.float64))
-    if not (total > _SUM_HIGH or 0.0 < total < _SUM_LOW):
-        return weights
-    lo, hi = torch.aminmax(weights.double())
-    low, top = float(lo), float(hi)
-    if not (math.isfinite(top) and low >= 0.0 and top > 0.0):
-        return weights
-    _, exponent = math.frexp(top)
-    half = -exponent // 2
-    # two steps: one factor 2**-exponent can itself overflow (exponent < -1023) or be subnormal
-    return weights.double() * 2.0**half * 2.0 ** (-exponent - half)
-
-
 def alias_table(weights: Tensor) -> Tuple[Tensor, Tensor]:
     """Vose's alias table of non-negative weights, built in O(N).
 
     Weights of any finite magnitude work: when their sum overflows float64
-    (``[1e308, 1e308, 1]``) or is subnormal, they are first scaled by a power
-    of two (which keeps every ratio).
+    (``[1e308, 1e308, 1]``) or is subnormal, the kernel first scales them by
+    a power of two (which keeps every ratio).
 
     Args:
         weights (Tensor[N]): finite, >= 0, positive sum (CPU).
@@ -58,7 +25,7 @@ def alias_table(weights: Tensor) -> Tuple[Tensor, Tensor]:
     Returns:
         (Tensor[N] float64, Tensor[N] int64): keep-probability and alias of each cell.
     """
-    return torch.ops.balancedtorch.alias_table(_scaled_weights(weights))
+    return torch.ops.balancedtorch.alias_table(weights)
 
 
 def alias_sample(prob: Tensor, alias: Tensor, num_samples: int, generator: Optional[torch.Generator] = None) -> Tensor:
@@ -113,8 +80,8 @@ def sample_without_replacement(
     """
     uniforms = torch.rand(weights.shape, dtype=torch.float64, generator=generator)
     uniforms = 1.0 - uniforms  # (0, 1]: log(u) is finite
-    # subnormal weights would give every key log(u) / w = -inf (ties): rescale as alias_table
-    return torch.ops.balancedtorch.sample_without_replacement(_scaled_weights(weights), uniforms, num_samples)
+    # the kernel rescales weights whose sum overflows or is subnormal (keys log(u) / w would be -inf)
+    return torch.ops.balancedtorch.sample_without_replacement(weights, uniforms, num_samples)
 
 
 @torch.library.register_fake("balancedtorch::alias_table")
