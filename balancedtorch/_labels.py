@@ -82,6 +82,21 @@ def describe_one_hot(t: Tensor, name: str, caller: Optional[str] = None, multi_h
     One-hot (exactly one 1 per row): pass ``argmax(1)``. Multi-hot (only when
     ``multi_hot``): one class per sample does not exist; say what takes
     multi-label targets.
+
+    Args:
+        t (Tensor): the array as given (any dtype and shape; only 2-D
+            ``(N, C >= 2)`` arrays of 0/1 or bools are recognised).
+        name (str): the caller's argument name, used in the message.
+        caller (str, optional): a prefix for the message.
+        multi_hot (bool): also describe multi-hot rows. Default True.
+
+    Returns:
+        str or None: the message (naming the shape and the fix), or None
+        when ``t`` is neither one-hot nor (with ``multi_hot``) multi-hot.
+
+    Example:
+        >>> describe_one_hot(torch.eye(3), "labels", "class_weights")[:46]
+        'class_weights: labels looks like one-hot targe'
     """
     if t.dim() != 2 or t.shape[1] < 2 or t.numel() == 0 or t.is_complex():
         return None
@@ -169,6 +184,13 @@ def check_labels(
         ValueError: non-numeric or non-integer labels, not 1-D (one-hot and
             multi-hot arrays are named as such), empty, a label out of range
             (the message names ``name[index] = value``).
+
+    Example:
+        >>> check_labels(np.array([0.0, 2.0, 1.0]), caller="sampler")
+        tensor([0, 2, 1])
+        >>> check_labels([0, 5], caller="sampler", num_classes=3)
+        Traceback (most recent call last):
+        ValueError: sampler: labels must be >= 0 and < num_classes=3, got labels[1] = 5
     """
     if num_classes is not None and (
         isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) or num_classes < 1
@@ -227,9 +249,24 @@ def infer_num_classes(
     names the label and its index and suggests ``num_classes_arg`` (when the
     caller has such an argument) for a deliberate class count that large.
 
+    Args:
+        labels (Tensor[N] int64): labels from :func:`check_labels`.
+        name (str): the caller's argument name, used in the message.
+        caller (str, optional): a prefix for the message.
+        ignore_index (int, optional): a label value left out. Default None.
+        num_classes_arg (str or None): the caller's argument for an explicit
+            class count, suggested in the message. Default ``"num_classes"``.
+
+    Returns:
+        int: the number of classes C = largest label + 1.
+
     Raises:
         ValueError: every label is ignored, or the largest label is
             >= :data:`MAX_INFERRED_CLASSES`.
+
+    Example:
+        >>> infer_num_classes(torch.tensor([0, 3, 255]), ignore_index=255)
+        4
     """
     valid = labels if ignore_index is None else labels[labels != ignore_index]
     if valid.numel() == 0:
@@ -266,7 +303,23 @@ def check_probabilities(
     """Checks that ``probs`` holds probabilities along ``dim`` (each in [0, 1], summing to 1).
 
     Logits are the usual mistake: the message says that they look like logits
-    and to apply ``softmax`` first. Returns ``probs`` unchanged.
+    and to apply ``softmax`` first.
+
+    Args:
+        probs (Tensor[N, C, ...] | array): floating probabilities.
+        name (str): the caller's argument name, used in every message.
+            Default ``"pred_probs"``.
+        caller (str, optional): a prefix for the messages.
+        dim (int): the class dimension, along which rows sum to 1. Default 1.
+        atol (float): tolerance on the row sums. Default 1e-3.
+
+    Returns:
+        Tensor: ``probs`` unchanged (as a tensor when given an array).
+
+    Example:
+        >>> check_probabilities(torch.tensor([[2.0, -1.0]]), caller="rank_mistakes")
+        Traceback (most recent call last):
+        ValueError: rank_mistakes: pred_probs must hold probabilities ... pass torch.softmax(logits, dim=1) instead
 
     Raises:
         ValueError: not floating, not finite, a value outside [0, 1], or a
@@ -328,6 +381,11 @@ def encode_labels(
     Raises:
         ValueError: not 1-D (nor a column), empty, non-integer or non-finite
             floats, or objects that cannot be sorted together.
+
+    Example:
+        >>> classes, codes = encode_labels(["cat", "dog", "cat"])
+        >>> classes.tolist(), codes.tolist()
+        (['cat', 'dog'], [0, 1, 0])
     """
     if isinstance(labels, Tensor):
         t = labels.detach()

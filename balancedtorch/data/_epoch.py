@@ -12,6 +12,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import DistributedSampler
 
+from .._repr import Shown, call_repr
+
 _MASK63 = (1 << 63) - 1
 
 
@@ -156,6 +158,28 @@ class EpochSampler:
         self._position = 0
         self._cache: Optional[Tensor] = None
 
+    # -- repr -----------------------------------------------------------------
+    def _repr_args(self) -> Dict[str, Any]:
+        """The constructor arguments as this sampler holds them, by name, in signature order (subclasses)."""
+        raise NotImplementedError
+
+    def _common_args(self) -> Dict[str, Any]:
+        """generator, num_replicas, rank and seed as given (None when left to torch.distributed)."""
+        return {"generator": self.generator, "num_replicas": self._replicas_arg, "rank": self._rank_arg, "seed": self.seed}
+
+    def __repr__(self) -> str:
+        """The constructor call: required arguments, then those that differ from their defaults.
+
+        Tensors are summarised (``labels=<tensor of 10000, 5 classes>``,
+        ``weights=<tensor of 10000>``), a generator shows as
+        ``<torch.Generator>``; ``num_replicas`` / ``rank`` appear when given,
+        not when read from torch.distributed (and reading them never raises).
+        """
+        return call_repr(self, self._repr_args())
+
+    def _labels_summary(self) -> Shown:
+        return Shown(f"<tensor of {self.labels.numel()}, {self.num_classes} classes>")
+
     # -- ranks ----------------------------------------------------------------
     @property
     def num_replicas(self) -> int:
@@ -223,7 +247,18 @@ class EpochSampler:
 
         The epoch already selected is kept as it is, position included:
         trainers (Lightning) call ``set_epoch`` after the DataLoader iterator
-        has started drawing from the sampler.
+        has started drawing from the sampler. After the first call the epoch
+        number advances only through ``set_epoch``, as with torch's
+        ``DistributedSampler``.
+
+        Args:
+            epoch (int): the epoch number, >= 0; with the same ``seed`` every
+                rank draws the same epoch.
+
+        Example:
+            >>> for epoch in range(3):
+            ...     sampler.set_epoch(epoch)
+            ...     for batch in loader: ...
         """
         if isinstance(epoch, bool) or not isinstance(epoch, numbers.Integral) or epoch < 0:
             raise ValueError(f"epoch must be a non-negative int, got {epoch!r}")
@@ -281,7 +316,16 @@ class EpochSampler:
         return items[rank::num_replicas]
 
     def indices(self) -> Tensor:
-        """This rank's indices for the current epoch (what iteration yields), as int64."""
+        """This rank's indices for the current epoch (what iteration yields), as int64.
+
+        Returns:
+            Tensor[len(self)] int64 (the whole epoch, from its start, also
+            mid-pass).
+
+        Example:
+            >>> bt.data.WeightedRandomSampler([0.0, 1.0], num_samples=3).indices().tolist()
+            [1, 1, 1]
+        """
         live = getattr(self, "_live", None)
         if live is not None and live[0].__length_hint__() == 0:
             self._settle()  # the previous pass finished: this is the next epoch
@@ -370,6 +414,14 @@ class EpochSampler:
         training loop is ahead of the consumed batches: use torchdata's
         ``StatefulDataLoader`` (which calls this method at the right moment)
         or count the consumed batches and fast-forward (see the README).
+
+        Returns:
+            dict: ``seed``, ``epoch``, ``explicit_epoch``, ``epoch_seed``,
+            ``position``, ``num_replicas``, ``rank``, ``sharded_by``,
+            ``sampler`` (the class name) and ``fingerprint``.
+
+        Example:
+            >>> torch.save({"model": model.state_dict(), "sampler": sampler.state_dict()}, "ckpt.pt")
         """
         live = getattr(self, "_live", None)
         if live is not None and live[0].__length_hint__() == 0:
@@ -402,6 +454,17 @@ class EpochSampler:
         fingerprint differs), a negative position or one beyond the epoch.
         States saved before these fields existed load without those checks.
         See :meth:`state_dict` for ``DataLoader`` workers.
+
+        Args:
+            state (dict): what :meth:`state_dict` returned.
+
+        Raises:
+            TypeError: ``state`` is not a mapping.
+            ValueError: see above; the message says which field differs.
+
+        Example:
+            >>> sampler = bt.data.ClassBalancedSampler(train_set, seed=0)  # same arguments as before
+            >>> sampler.load_state_dict(torch.load("ckpt.pt")["sampler"])  # continues mid-epoch
         """
         if not isinstance(state, Mapping):
             raise TypeError(f"state_dict must be the dict state_dict() returned, got {type(state).__name__}")

@@ -50,7 +50,7 @@ class ClassBalancedSampler(EpochSampler, DistributedSampler[int]):
             largest epoch the shares allow with every index used at most once.
         replacement (bool): ``True`` oversamples small classes (indices repeat);
             ``False`` undersamples large ones (each index at most once per epoch;
-            per-class quotas by largest remainder).
+            per-class quotas by largest remainder). Default True.
         generator (torch.Generator, optional): source of randomness (single
             process); by default epochs derive from ``seed`` and ``epoch``.
         num_replicas, rank (int, optional): distributed sharding; default from
@@ -61,7 +61,7 @@ class ClassBalancedSampler(EpochSampler, DistributedSampler[int]):
             so Lightning keeps it instead of wrapping it; inside accelerate's
             ``BatchSamplerShard`` it yields the whole epoch and accelerate
             splits it (README, "With Lightning / accelerate").
-        seed (int): base seed shared by all ranks.
+        seed (int): base seed shared by all ranks. Default 0.
         sample_weights (Tensor[N], optional): per-sample weights within each
             class (e.g. hard-example mining); class shares are kept.
         schedule (int or callable, optional): moves the shares from
@@ -115,6 +115,7 @@ class ClassBalancedSampler(EpochSampler, DistributedSampler[int]):
         self._base_shares = class_shares(self.counts, strategy)
         self._natural = class_shares(self.counts, "dataset")
         self._schedule = _schedule_fn(schedule)
+        self._schedule_arg, self._num_classes_arg = schedule, num_classes  # as given, for repr
         self.sample_weights = self._check_sample_weights(sample_weights)
         self._requested = None if num_samples is None else positive_int(num_samples, "num_samples")
         self.num_samples = self._epoch_size(self.shares())
@@ -141,7 +142,17 @@ class ClassBalancedSampler(EpochSampler, DistributedSampler[int]):
         return w
 
     def shares(self) -> Tensor:
-        """The target class shares of the current epoch (float64, sums to 1)."""
+        """The target class shares of the current epoch.
+
+        Returns:
+            Tensor[C] float64, summing to 1 (0 for classes without samples);
+            with ``schedule`` it moves towards the natural shares as
+            :meth:`set_epoch` advances.
+
+        Example:
+            >>> bt.data.ClassBalancedSampler(torch.tensor([0, 0, 0, 1]), strategy="sqrt").shares()
+            tensor([0.6340, 0.3660], dtype=torch.float64)
+        """
         if self._schedule is None:
             return self._base_shares
         t = float(self._schedule(self.epoch))
@@ -206,14 +217,37 @@ class ClassBalancedSampler(EpochSampler, DistributedSampler[int]):
         return data
 
     def __iter__(self) -> Iterator[int]:
+        """This rank's indices of the current epoch, as Python ints.
+
+        Starts the epoch (or continues an interrupted pass from where it
+        stopped); when a pass ends without ``set_epoch`` having been called,
+        the next pass is the next epoch. ``indices()`` gives the same
+        indices as one int64 tensor.
+
+        Example:
+            >>> labels = torch.tensor([0, 0, 0, 1])
+            >>> drawn = labels[list(bt.data.ClassBalancedSampler(labels, num_samples=1000, seed=0))]
+            >>> 400 < int((drawn == 1).sum()) < 600  # the rare class: about half the epoch
+            True
+        """
         return self._iterate()
 
     def __len__(self) -> int:
+        """Indices per epoch on this rank: ``ceil(num_samples / num_replicas)``.
+
+        Example:
+            >>> len(bt.data.ClassBalancedSampler(torch.tensor([0, 0, 0, 1]), num_samples=10))
+            10
+        """
         return self._per_rank(self.num_samples)
 
-    def __repr__(self) -> str:
-        return (
-            f"{type(self).__name__}(classes={self.num_classes}, strategy={self.strategy!r}, "
-            f"num_samples={self.num_samples}, replacement={self.replacement}, "
-            f"num_replicas={self.num_replicas}, rank={self.rank})"
-        )
+    def _repr_args(self) -> Dict[str, Any]:
+        args = {
+            "labels": self._labels_summary(),
+            "strategy": self.strategy,
+            "num_samples": self._requested,
+            "replacement": self.replacement,
+        }
+        args.update(self._common_args())
+        args.update(sample_weights=self.sample_weights, schedule=self._schedule_arg, num_classes=self._num_classes_arg)
+        return args

@@ -153,6 +153,20 @@ def as_labels(
 ) -> Tensor:
     """Labels given directly (tensor, array, list) or via a dataset (:func:`labels_of`), validated.
 
-    Non-empty, >= 0 and, with ``num_classes``, < ``num_classes``; int64 on the CPU.
+    What the samplers do with their ``labels`` argument.
+
+    Args:
+        labels_or_dataset: a tensor/array/sequence of labels or a dataset.
+        name (str): the argument name used in messages. Default ``"labels"``.
+        num_classes (int, optional): labels must then be < ``num_classes``.
+        caller (str, optional): a prefix for the messages.
+
+    Returns:
+        Tensor[N] int64 on the CPU: non-empty, >= 0 and, with
+        ``num_classes``, < ``num_classes``.
+
+    Example:
+        >>> as_labels(torch.utils.data.TensorDataset(torch.randn(3, 2), torch.tensor([1, 0, 1])))
+        tensor([1, 0, 1])
     """
     return check_labels(labels_of(labels_or_dataset), name, caller=caller, num_classes=num_classes)

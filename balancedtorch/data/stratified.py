@@ -36,9 +36,12 @@ class StratifiedBatchSampler(EpochSampler, Sampler[List[int]]):
             ``"balanced"`` (equal counts per class in every batch: m-per-class
             sampling for metric learning) or a dict ``{class: share}``.
         drop_last (bool): the default epoch is ``floor(N / batch_size)``
-            batches instead of ``ceil(N / batch_size)``. Batches are always full.
-        num_batches (int, optional): batches per epoch across all ranks.
-        generator (torch.Generator, optional): source of randomness.
+            batches instead of ``ceil(N / batch_size)``. Batches are always
+            full. Default False.
+        num_batches (int, optional): batches per epoch across all ranks
+            (default: from ``drop_last``, as above).
+        generator (torch.Generator, optional): source of randomness (single
+            process); by default epochs derive from ``seed`` and ``epoch``.
         num_replicas, rank (int, optional): distributed sharding (default
             from ``torch.distributed``, read when an epoch starts); each rank
             gets ``ceil(num_batches / num_replicas)`` whole batches. With
@@ -46,7 +49,7 @@ class StratifiedBatchSampler(EpochSampler, Sampler[List[int]]):
             (Lightning cannot re-create a custom batch sampler; it raises a
             TypeError that says so); inside accelerate's ``BatchSamplerShard``
             it yields the whole epoch and accelerate deals the batches out.
-        seed (int): base seed shared by all ranks.
+        seed (int): base seed shared by all ranks. Default 0.
         num_classes (int, optional): number of classes C; labels must lie in
             ``[0, C)``. Default ``labels.max() + 1``, refused above 2**24 (a
             stray id such as 2**40 names itself in a ValueError instead of
@@ -110,6 +113,7 @@ class StratifiedBatchSampler(EpochSampler, Sampler[List[int]]):
         n = int(self.labels.numel())
         default = n // self.batch_size if drop_last else -(-n // self.batch_size)
         self.num_batches = positive_int(num_batches, "num_batches") if num_batches is not None else max(default, 1)
+        self._num_batches_arg, self._num_classes_arg = num_batches, num_classes  # as given, for repr
         self._order, self._offsets = group_by_class(self.labels, self.counts)
 
     def _class_stream(self, c: int, length: int, generator: torch.Generator) -> Tensor:
@@ -130,24 +134,58 @@ class StratifiedBatchSampler(EpochSampler, Sampler[List[int]]):
         return batches.gather(1, within)
 
     def indices(self) -> Tensor:
-        """This rank's batches for the current epoch, as an int64 tensor (batches, batch_size)."""
+        """This rank's batches for the current epoch, as an int64 tensor (batches, batch_size).
+
+        Example:
+            >>> bt.data.StratifiedBatchSampler(torch.tensor([0, 1] * 8), batch_size=4).indices().shape
+            torch.Size([4, 4])
+        """
         return super().indices()
 
     def quota(self) -> Dict[int, int]:
-        """Samples of each class in every batch."""
+        """Samples of each class in every batch: ``{class: count}``, classes with a zero quota left out.
+
+        Example:
+            >>> bt.data.StratifiedBatchSampler(torch.tensor([0] * 90 + [1] * 10), batch_size=10).quota()
+            {0: 9, 1: 1}
+        """
         return {c: int(q) for c, q in enumerate(self.quotas.tolist()) if q > 0}
 
     def _fingerprint_data(self) -> Dict[str, Tensor]:
         return {"labels": self.labels}
 
     def __iter__(self) -> Iterator[List[int]]:
+        """This rank's batches of the current epoch, each a list of ``batch_size`` int indices.
+
+        Starts the epoch (or continues an interrupted pass from where it
+        stopped); when a pass ends without ``set_epoch`` having been called,
+        the next pass is the next epoch. ``indices()`` gives the same batches
+        as one int64 tensor ``(batches, batch_size)``.
+
+        Example:
+            >>> batches = bt.data.StratifiedBatchSampler(torch.tensor([0, 0, 0, 1] * 4), batch_size=4)
+            >>> [len(b) for b in batches]
+            [4, 4, 4, 4]
+        """
         return self._iterate()
 
     def __len__(self) -> int:
+        """Batches per epoch on this rank: ``ceil(num_batches / num_replicas)``.
+
+        Example:
+            >>> len(bt.data.StratifiedBatchSampler(torch.tensor([0, 1] * 10), batch_size=4, drop_last=True))
+            5
+        """
         return self._per_rank(self.num_batches)
 
-    def __repr__(self) -> str:
-        return (
-            f"{type(self).__name__}(batch_size={self.batch_size}, quota={self.quota()}, "
-            f"num_batches={self.num_batches}, num_replicas={self.num_replicas}, rank={self.rank})"
-        )
+    def _repr_args(self) -> Dict[str, Any]:
+        args = {
+            "labels": self._labels_summary(),
+            "batch_size": self.batch_size,
+            "class_ratios": self.class_ratios,
+            "drop_last": self.drop_last,
+            "num_batches": self._num_batches_arg,
+        }
+        args.update(self._common_args())
+        args["num_classes"] = self._num_classes_arg
+        return args

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Dict, Iterator, Optional, Sequence, Union
+from typing import Any, Dict, Iterator, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -124,13 +124,30 @@ class WeightedRandomSampler(EpochSampler, DistributedSampler[int]):
         return {"weights": self.weights}
 
     def __iter__(self) -> Iterator[int]:
+        """This rank's indices of the current epoch, as Python ints.
+
+        Starts the epoch (or continues an interrupted pass from where it
+        stopped); when a pass ends without ``set_epoch`` having been called,
+        the next pass draws a new epoch. ``indices()`` gives the same indices
+        as one int64 tensor.
+
+        Example:
+            >>> sampler = bt.data.WeightedRandomSampler([0.0, 1.0, 3.0], num_samples=5)
+            >>> 0 in list(sampler)  # zero weight: never drawn
+            False
+        """
         return self._iterate()
 
     def __len__(self) -> int:
+        """Indices per epoch on this rank: ``ceil(num_samples / num_replicas)``.
+
+        Example:
+            >>> len(bt.data.WeightedRandomSampler([1.0, 2.0], num_samples=7, num_replicas=2, rank=0))
+            4
+        """
         return self._per_rank(self.num_samples)
 
-    def __repr__(self) -> str:
-        return (
-            f"{type(self).__name__}(num_weights={self.weights.numel()}, num_samples={self.num_samples}, "
-            f"replacement={self.replacement}, num_replicas={self.num_replicas}, rank={self.rank})"
-        )
+    def _repr_args(self) -> Dict[str, Any]:
+        args = {"weights": self.weights, "num_samples": self.num_samples, "replacement": self.replacement}
+        args.update(self._common_args())
+        return args

@@ -7,6 +7,7 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
+from .._repr import short_repr
 from ._fake import check_same_device
 
 __all__ = ["alias_table", "alias_sample", "sample_without_replacement", "AliasTable"]
@@ -20,10 +21,23 @@ def alias_table(weights: Tensor) -> Tuple[Tensor, Tensor]:
     a power of two (which keeps every ratio).
 
     Args:
-        weights (Tensor[N]): finite, >= 0, positive sum (CPU).
+        weights (Tensor[N]): real weights (any floating or integer dtype;
+            bool is refused), finite, >= 0, with a positive sum; need not sum
+            to 1. CPU.
 
     Returns:
-        (Tensor[N] float64, Tensor[N] int64): keep-probability and alias of each cell.
+        (Tensor[N] float64, Tensor[N] int64): the keep-probability and the
+        alias of each cell; :func:`alias_sample` draws from them.
+
+    Raises:
+        ValueError: weights not 1-D or empty, a negative or non-finite
+            weight (named with its index), or weights that sum to zero.
+        TypeError: bool or complex weights.
+
+    Example:
+        >>> prob, alias = bt.ops.alias_table(torch.tensor([1.0, 3.0]))
+        >>> prob.tolist(), alias.tolist()
+        ([0.5, 1.0], [1, 1])
     """
     return torch.ops.balancedtorch.alias_table(weights)
 
@@ -31,8 +45,22 @@ def alias_table(weights: Tensor) -> Tuple[Tensor, Tensor]:
 def alias_sample(prob: Tensor, alias: Tensor, num_samples: int, generator: Optional[torch.Generator] = None) -> Tensor:
     """``num_samples`` indices drawn with replacement from an alias table, O(1) per draw.
 
+    Args:
+        prob (Tensor[N] float64): keep-probabilities from :func:`alias_table`.
+        alias (Tensor[N] int64): aliases from :func:`alias_table`.
+        num_samples (int): number of indices to draw (>= 0).
+        generator (torch.Generator, optional): source of randomness (one
+            63-bit seed is drawn from it); default torch's global RNG.
+
     Returns:
-        Tensor[num_samples] int64.
+        Tensor[num_samples] int64: indices in ``[0, N)``, index i drawn with
+        probability ``weights[i] / weights.sum()``.
+
+    Example:
+        >>> prob, alias = bt.ops.alias_table(torch.tensor([0.0, 1.0, 3.0]))
+        >>> idx = bt.ops.alias_sample(prob, alias, 1000, torch.Generator().manual_seed(0))
+        >>> bool((idx > 0).all())  # zero weight: never drawn
+        True
     """
     # the kernel's counter-based stream is keyed by one 63-bit seed from the generator
     seed = torch.empty(1, dtype=torch.long).random_(generator=generator)
@@ -46,9 +74,18 @@ class AliasTable:
     (keep-threshold with 2**-32 resolution and alias), so that each draw reads
     a single random memory location.
 
+    Args:
+        weights (Tensor[N]): real weights, finite, >= 0, with a positive
+            sum (see :func:`alias_table`). CPU.
+
+    Attributes:
+        prob (Tensor[N] float64), alias (Tensor[N] int64): the table.
+
     Example:
-        >>> table = bt.ops.AliasTable(weights)
-        >>> idx = table.sample(10**7, generator)
+        >>> table = bt.ops.AliasTable(torch.tensor([1.0, 0.0, 3.0]))
+        >>> idx = table.sample(10**6, torch.Generator().manual_seed(0))
+        >>> torch.bincount(idx, minlength=3).tolist()  # about [250000, 0, 750000]
+        [...]
     """
 
     def __init__(self, weights: Tensor) -> None:
@@ -56,10 +93,33 @@ class AliasTable:
         self.packed = torch.ops.balancedtorch.alias_pack(self.prob, self.alias) if self.prob.numel() < 2**31 else None
 
     def __len__(self) -> int:
+        """Number of cells N (the number of weights).
+
+        Example:
+            >>> len(bt.ops.AliasTable(torch.rand(10)))
+            10
+        """
         return self.prob.numel()
 
+    def __repr__(self) -> str:
+        """``AliasTable(weights=<tensor of N>)``: the weights are summarised by their number, never printed."""
+        return f"{type(self).__name__}(weights={short_repr(self.prob)})"
+
     def sample(self, num_samples: int, generator: Optional[torch.Generator] = None) -> Tensor:
-        """``num_samples`` int64 indices drawn with replacement."""
+        """``num_samples`` indices drawn with replacement, O(1) each.
+
+        Args:
+            num_samples (int): number of indices to draw (>= 0).
+            generator (torch.Generator, optional): source of randomness (one
+                63-bit seed is drawn from it); default torch's global RNG.
+
+        Returns:
+            Tensor[num_samples] int64: indices in ``[0, N)``.
+
+        Example:
+            >>> bt.ops.AliasTable(torch.tensor([0.0, 2.0])).sample(3).tolist()
+            [1, 1, 1]
+        """
         seed = torch.empty(1, dtype=torch.long).random_(generator=generator)
         if self.packed is not None:
             return torch.ops.balancedtorch.alias_sample_packed(self.packed, seed, num_samples)
@@ -75,8 +135,21 @@ def sample_without_replacement(
     memory and no limit on N (``torch.multinomial`` refuses more than 2**24
     categories). Zero-weight indices are never drawn.
 
+    Args:
+        weights (Tensor[N]): real weights (any floating or integer dtype),
+            finite, >= 0 (CPU).
+        num_samples (int): distinct indices to draw, at most the number of
+            positive weights.
+        generator (torch.Generator, optional): source of the N uniforms;
+            default torch's global RNG.
+
     Returns:
-        Tensor[num_samples] int64.
+        Tensor[num_samples] int64: distinct indices into ``weights``.
+
+    Example:
+        >>> idx = bt.ops.sample_without_replacement(torch.tensor([1.0, 0.0, 5.0, 2.0]), 3)
+        >>> sorted(idx.tolist())
+        [0, 2, 3]
     """
     uniforms = torch.rand(weights.shape, dtype=torch.float64, generator=generator)
     uniforms = 1.0 - uniforms  # (0, 1]: log(u) is finite

@@ -585,7 +585,23 @@ class BaseSampler(*_ESTIMATOR_BASES):
         return data
 
     def fit(self, X: Any, y: Any, **params) -> "BaseSampler":
-        """Check X and y and set ``sampling_strategy_``; use ``fit_resample`` to resample."""
+        """Check X and y and set ``sampling_strategy_`` (and ``n_features_in_``); nothing is resampled.
+
+        Use :meth:`fit_resample` to resample (scikit-learn's samplers have no
+        separate ``resample``).
+
+        Args:
+            X: Tensor/array/DataFrame/list [N, D].
+            y: labels [N] of any kind :meth:`fit_resample` takes.
+            **params: accepted for imbalanced-learn compatibility; unused.
+
+        Returns:
+            self (scikit-learn convention).
+
+        Example:
+            >>> bt.resample.SMOTE().fit(torch.randn(30, 2), torch.tensor([0] * 20 + [1] * 10)).sampling_strategy_
+            OrderedDict([(1, 10)])
+        """
         self._prepare(X, y)
         return self
 
@@ -597,11 +613,18 @@ class BaseSampler(*_ESTIMATOR_BASES):
             y: labels [N]: integers, integral floats, bools, strings or other
                 sortable objects; also an (N, 1) column, a one-column DataFrame
                 or one-hot (N, C).
+            **params: accepted for imbalanced-learn compatibility; unused.
 
         Returns:
             (X_resampled, y_resampled) in the caller's containers (tensor in ->
             tensor out on its device; list -> list; DataFrame/Series keep
             their columns, dtypes and name).
+
+        Example:
+            >>> X, y = np.random.rand(30, 2), np.array(["a"] * 20 + ["b"] * 10)
+            >>> X_res, y_res = bt.resample.RandomOverSampler(random_state=0).fit_resample(X, y)
+            >>> X_res.shape, sorted(set(y_res.tolist()))
+            ((40, 2), ['a', 'b'])
         """
         data = self._prepare(X, y)
         self._device = data.device

@@ -47,6 +47,21 @@ class _Combined(BaseSampler):
         setattr(self, self._cleaner_name + "_", cleaner_)
 
     def fit_resample(self, X: Any, y: Any, **params):
+        """Over-sample X and y with (a clone of) ``smote``, then clean the result with the cleaner.
+
+        Args:
+            X: Tensor/array/DataFrame/list [N, D], numeric.
+            y: labels [N] of any kind :class:`SMOTE` takes.
+            **params: accepted for imbalanced-learn compatibility; unused.
+
+        Returns:
+            (X_resampled, y_resampled) in the caller's containers (tensor in
+            -> tensor out on its device; numpy in -> numpy out).
+
+        Example:
+            >>> X, y = torch.randn(120, 4), torch.tensor([0] * 100 + [1] * 20)
+            >>> X_res, y_res = bt.resample.SMOTEENN(random_state=0).fit_resample(X, y)
+        """
         data = self._prepare(X, y)  # checks X and y once, with this sampler's name in the messages
         self._validate_estimator()
         X_in, y_in = data.x_in, y
@@ -69,7 +84,16 @@ class SMOTETomek(_Combined):
         tomek: a TomekLinks-like sampler to use instead of
             ``TomekLinks(sampling_strategy="all")`` (cloned).
         n_jobs: accepted for imbalanced-learn compatibility.
-        device: where numpy inputs are processed.
+        device: where numpy inputs are processed (tensors stay on theirs).
+
+    Every argument defaults to None except ``sampling_strategy="auto"``.
+
+    Example:
+        >>> X, y = torch.randn(120, 4), torch.tensor([0] * 100 + [1] * 20)
+        >>> smote_tomek = bt.resample.SMOTETomek(smote=bt.resample.SMOTE(k_neighbors=3), random_state=0)
+        >>> X_res, y_res = smote_tomek.fit_resample(X, y)
+        >>> X_res.shape[0] <= 200  # balanced by SMOTE, then the links removed
+        True
     """
 
     _cleaner_name = "tomek"
@@ -92,7 +116,15 @@ class SMOTEENN(_Combined):
         enn: an EditedNearestNeighbours-like sampler to use instead of
             ``EditedNearestNeighbours(sampling_strategy="all")`` (cloned).
         n_jobs: accepted for imbalanced-learn compatibility.
-        device: where numpy inputs are processed.
+        device: where numpy inputs are processed (tensors stay on theirs).
+
+    Every argument defaults to None except ``sampling_strategy="auto"``.
+
+    Example:
+        >>> X, y = torch.randn(120, 4), torch.tensor([0] * 100 + [1] * 20)
+        >>> X_res, y_res = bt.resample.SMOTEENN(random_state=0).fit_resample(X, y)
+        >>> X_res.shape[0] <= 200  # balanced by SMOTE, then edited
+        True
     """
 
     _cleaner_name = "enn"

@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from .._checks import all_finite
 from .._labels import check_labels, infer_num_classes
+from .._repr import changed_args
 
 __all__ = ["FeatureSMOTE"]
 
@@ -29,23 +30,24 @@ class FeatureSMOTE(nn.Module):
     integral floats (returned in the labels' dtype); anything else is refused.
 
     Args:
-        k_neighbors (int): neighbours per sample; classes with fewer candidates
-            use what they have, a class with a single sample and nothing in
-            memory gets no synthetic points.
+        k_neighbors (int): neighbours per sample (default 5); classes with
+            fewer candidates use what they have, a class with a single sample
+            and nothing in memory gets no synthetic points.
         sampling_strategy: how many points each class present in the batch gets:
-            ``"balanced"``: up to the batch's largest class count;
+            ``"balanced"`` (default): up to the batch's largest class count;
             a float r in (0, 1]: up to ``int(r * largest count)``;
             ``"prior"``: up to ``round(B * max running prior)``, the running
             class prior being an exponential average of the batches' class
             shares (``momentum``; needs ``num_classes``), so a class's target does
             not jump with each batch's sampling noise;
             a dict {class: target count per batch}.
-        memory_size (int): with > 0, a per-class ring buffer of the last
-            ``memory_size`` detached features of each class joins the
-            neighbour candidates (needs ``num_classes``); rare classes then
-            find neighbours even when a batch holds only one of their samples.
+        memory_size (int): default 0 (no memory); with > 0, a per-class
+            ring buffer of the last ``memory_size`` detached features of each
+            class joins the neighbour candidates (needs ``num_classes``); rare
+            classes then find neighbours even when a batch holds only one of
+            their samples.
         num_classes (int, optional): needed by ``memory_size > 0`` and "prior".
-        momentum (float): update rate of the running prior.
+        momentum (float): update rate of the running prior, in (0, 1]. Default 0.01.
         generator (torch.Generator, optional): default source of randomness
             (``forward(..., generator=)`` overrides it); same generator state,
             same output.
@@ -101,9 +103,22 @@ class FeatureSMOTE(nn.Module):
         self.memory: Optional[Tensor] = None  # [num_classes, memory_size, D], created at the first batch
 
     def extra_repr(self) -> str:
-        return (
-            f"k_neighbors={self.k_neighbors}, sampling_strategy={self.sampling_strategy!r}, "
-            f"memory_size={self.memory_size}, num_classes={self.num_classes}"
+        """The constructor arguments that differ from their defaults (``nn.Module`` prints them in its repr).
+
+        Example:
+            >>> bt.resample.FeatureSMOTE(k_neighbors=3, memory_size=64, num_classes=10)
+            FeatureSMOTE(k_neighbors=3, memory_size=64, num_classes=10)
+        """
+        return changed_args(
+            self,
+            {
+                "k_neighbors": self.k_neighbors,
+                "sampling_strategy": self.sampling_strategy,
+                "memory_size": self.memory_size,
+                "num_classes": self.num_classes,
+                "momentum": self.momentum,
+                "generator": self.generator,
+            },
         )
 
     def _targets(self, counts: Tensor, batch: int) -> Tensor:
@@ -124,6 +139,38 @@ class FeatureSMOTE(nn.Module):
         return torch.where(present, (target - counts).clamp_min(0), torch.zeros_like(counts))
 
     def forward(self, features: Tensor, labels: Tensor, generator: Optional[torch.Generator] = None) -> Tuple[Tensor, Tensor]:
+        """Append synthetic points of the under-represented classes to the batch (training mode only).
+
+        Args:
+            features (Tensor[B, D]): floating features of the batch (any
+                floating dtype, any device); gradients flow back through the
+                synthetic points to the rows they interpolate.
+            labels (Tensor[B]): class indices, integers or integral floats,
+                in ``[0, num_classes)`` when ``num_classes`` is set.
+            generator (torch.Generator, optional): source of randomness for
+                this call, on the features' device; default the module's
+                ``generator``, else torch's global RNG.
+
+        Returns:
+            (Tensor[B + S, D], Tensor[B + S]): the batch first, unchanged,
+            then S synthetic rows in ascending class order; the features
+            keep ``features``' dtype and device, the labels ``labels``'
+            dtype. In eval mode (or for an empty batch) the inputs
+            themselves, S = 0. With ``memory_size > 0`` the batch's
+            (detached) features are also written to the per-class memory.
+
+        Raises:
+            ValueError: features not a floating 2-D tensor or not finite;
+                labels not 1-D class indices (one-hot targets are named as
+                such), out of range, or not one per feature row.
+            TypeError: labels is not a tensor.
+
+        Example:
+            >>> smote = bt.resample.FeatureSMOTE(k_neighbors=2, generator=torch.Generator().manual_seed(0))
+            >>> feats, y = smote(torch.randn(6, 4), torch.tensor([0, 0, 0, 0, 1, 1]))
+            >>> feats.shape, y.tolist()
+            (torch.Size([8, 4]), [0, 0, 0, 0, 1, 1, 1, 1])
+        """
         if not isinstance(features, Tensor) or features.dim() != 2:
             raise ValueError(f"FeatureSMOTE: features must be a 2-D tensor [B, D], got {getattr(features, 'shape', type(features))}")
         if not features.is_floating_point():

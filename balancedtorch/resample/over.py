@@ -73,21 +73,36 @@ def _make_samples(
 class RandomOverSampler(_OverSampler):
     """Repeat random samples of the classes to over-sample (imbalanced-learn's RandomOverSampler).
 
+    X is only indexed, never computed with: any X (strings, dates, NaN, every
+    DataFrame column dtype) comes back as given, unless ``shrinkage`` is set.
+
     Args:
-        sampling_strategy: "auto" (= "not majority"), "minority", "not minority",
-            "not majority", "all", a float (two classes: the minority's target
-            share of the majority's size), a dict {class: target count} or a
-            callable ``y -> dict``.
-        random_state: int, numpy RandomState/Generator, torch.Generator or None.
+        sampling_strategy: which classes to over-sample and to what size.
+            Default ``"auto"`` (= ``"not majority"``); also ``"minority"``,
+            ``"not minority"``, ``"all"``, a float in (0, 1] (two classes:
+            the minority's target size as a share of the majority's), a dict
+            ``{class: target count}`` or a callable ``y -> dict``.
+        random_state: int, numpy RandomState/Generator, torch.Generator or
+            None (default: a fresh seed from torch's global RNG).
         shrinkage (float or dict, optional): smoothed bootstrap; new points get
             Gaussian noise scaled by ``shrinkage * h * std(class)``. Finite
             and >= 0 (a float or per-class dict values), checked at fit: a
             bad float raises what imbalanced-learn raises (a ValueError that
-            is also a TypeError), a bad dict value a ValueError.
-        device: where numpy inputs are processed (tensors stay on theirs).
+            is also a TypeError), a bad dict value a ValueError. Default None
+            (plain repetition).
+        device (str or torch.device, optional): where numpy inputs are
+            processed; tensors stay on theirs. Default None (the input's).
 
-    Attributes: ``sampling_strategy_`` (class -> samples added),
-    ``sample_indices_`` (the rows of X each output row repeats).
+    Attributes:
+        sampling_strategy_ (dict): class -> samples added.
+        sample_indices_ (ndarray or Tensor[N_out] int64): the row of X each
+            output row repeats.
+
+    Example:
+        >>> X, y = torch.randn(120, 4), torch.tensor([0] * 100 + [1] * 20)
+        >>> X_res, y_res = bt.resample.RandomOverSampler(random_state=0).fit_resample(X, y)
+        >>> torch.bincount(y_res).tolist()
+        [100, 100]
     """
 
     _accepts_any_x = True
@@ -160,9 +175,32 @@ class SMOTE(_OverSampler):
 
     Each new point lies on the segment between a random sample of the class and
     one of its ``k_neighbors`` nearest same-class neighbours (itself excluded).
+    Output: the input rows first, then each class's new rows, in ascending
+    class order; X keeps its floating dtype (integer X: truncated back).
+
+    Args:
+        sampling_strategy: which classes to over-sample and to what size.
+            Default ``"auto"`` (= ``"not majority"``); also ``"minority"``,
+            ``"not minority"``, ``"all"``, a float in (0, 1] (two classes),
+            a dict ``{class: target count}`` or a callable ``y -> dict``.
+        random_state: int, numpy RandomState/Generator, torch.Generator or
+            None (default: a fresh seed from torch's global RNG).
+        k_neighbors (int or estimator): same-class neighbours to interpolate
+            towards. Default 5. A scikit-learn style neighbours estimator
+            counts the sample itself (``n_neighbors - 1`` neighbours); a
+            non-Euclidean one runs its own search on numpy copies.
+        device (str or torch.device, optional): where numpy inputs are
+            processed; tensors stay on theirs. Default None (the input's).
+
+    Attributes:
+        sampling_strategy_ (dict): class -> samples added.
+        nn_k_: the neighbours estimator the parameters describe.
 
     Example:
+        >>> X, y = torch.randn(120, 4), torch.tensor([0] * 100 + [1] * 20)
         >>> X_res, y_res = bt.resample.SMOTE(k_neighbors=5, random_state=0).fit_resample(X, y)
+        >>> X_res.shape, torch.bincount(y_res).tolist()
+        (torch.Size([200, 4]), [100, 100])
     """
 
     def __init__(self, *, sampling_strategy: Any = "auto", random_state: Any = None, k_neighbors: int = 5, device: Any = None) -> None:
@@ -191,6 +229,30 @@ class BorderlineSMOTE(_OverSampler):
     ``kind="borderline-1"`` interpolates towards the ``k_neighbors`` nearest
     same-class samples; ``"borderline-2"`` towards the nearest samples of any
     class, stepping at most half-way towards other classes.
+
+    Args:
+        sampling_strategy: which classes to over-sample and to what size.
+            Default ``"auto"`` (= ``"not majority"``); as :class:`SMOTE`.
+        random_state: int, numpy RandomState/Generator, torch.Generator or
+            None (default: a fresh seed from torch's global RNG).
+        k_neighbors (int or estimator): neighbours to interpolate towards.
+            Default 5.
+        m_neighbors (int or estimator): neighbours (all classes) that decide
+            whether a sample is in danger. Default 10.
+        kind (str): ``"borderline-1"`` (default) or ``"borderline-2"``,
+            checked at fit.
+        device (str or torch.device, optional): where numpy inputs are
+            processed; tensors stay on theirs. Default None (the input's).
+
+    Attributes:
+        sampling_strategy_ (dict): class -> samples added.
+        in_danger_indices (dict): class -> the rows of X found in danger.
+
+    Example:
+        >>> X, y = torch.randn(300, 2), torch.tensor([0] * 250 + [1] * 50)
+        >>> X_res, y_res = bt.resample.BorderlineSMOTE(kind="borderline-2", random_state=0).fit_resample(X, y)
+        >>> X_res.shape[0] >= 300
+        True
     """
 
     def __init__(
@@ -246,6 +308,29 @@ class ADASYN(_OverSampler):
     Samples whose ``n_neighbors`` nearest neighbours belong more to other
     classes get proportionally more new points (``rint`` of their share), each
     interpolated towards a random one of their same-class neighbours.
+
+    Args:
+        sampling_strategy: which classes to over-sample and to what size.
+            Default ``"auto"`` (= ``"not majority"``); as :class:`SMOTE`.
+        random_state: int, numpy RandomState/Generator, torch.Generator or
+            None (default: a fresh seed from torch's global RNG).
+        n_neighbors (int or estimator): neighbours that measure how hard a
+            sample is, and the same-class neighbours it interpolates
+            towards. Default 5.
+        n_jobs: accepted for imbalanced-learn compatibility (torch's threads
+            are used). Default None.
+        device (str or torch.device, optional): where numpy inputs are
+            processed; tensors stay on theirs. Default None (the input's).
+
+    Raises:
+        RuntimeError: at fit, when no neighbour of a class to over-sample
+            belongs to another class (as imbalanced-learn).
+
+    Example:
+        >>> X, y = torch.randn(300, 2), torch.tensor([0] * 250 + [1] * 50)
+        >>> X_res, y_res = bt.resample.ADASYN(random_state=0).fit_resample(X, y)
+        >>> abs(int((y_res == 1).sum()) - 250) < 25  # about balanced (rounded per sample)
+        True
     """
 
     def __init__(

@@ -35,10 +35,30 @@ class _UnderSampler(BaseSampler):
 class RandomUnderSampler(_UnderSampler):
     """Keep a random subset of each class to under-sample (imbalanced-learn's RandomUnderSampler).
 
-    ``sampling_strategy``: "auto" (= "not minority"), "majority", "not minority",
-    "not majority", "all", a float (two classes: minority / majority share
-    after resampling), a dict {class: count to keep} or a callable.
-    ``replacement=True`` draws with replacement.
+    X is only indexed: any X (strings, dates, NaN, every DataFrame column
+    dtype) comes back as given.
+
+    Args:
+        sampling_strategy: which classes to under-sample and to what size.
+            Default ``"auto"`` (= ``"not minority"``); also ``"majority"``,
+            ``"not majority"``, ``"all"``, a float in (0, 1] (two classes:
+            minority / majority size after resampling), a dict
+            ``{class: count to keep}`` or a callable ``y -> dict``.
+        random_state: int, numpy RandomState/Generator, torch.Generator or
+            None (default: a fresh seed from torch's global RNG).
+        replacement (bool): draw the kept samples with replacement. Default False.
+        device (str or torch.device, optional): where numpy inputs are
+            processed; tensors stay on theirs. Default None (the input's).
+
+    Attributes:
+        sampling_strategy_ (dict): class -> samples kept.
+        sample_indices_ (ndarray or Tensor[N_out] int64): the rows of X kept.
+
+    Example:
+        >>> X, y = torch.randn(120, 4), torch.tensor([0] * 100 + [1] * 20)
+        >>> X_res, y_res = bt.resample.RandomUnderSampler(random_state=0).fit_resample(X, y)
+        >>> torch.bincount(y_res).tolist()
+        [20, 20]
     """
 
     _accepts_any_x = True
@@ -79,6 +99,30 @@ class NearMiss(_UnderSampler):
     neighbours of each minority sample, the largest mean distance to the
     ``n_neighbors`` nearest minority samples. Same selections and order as
     imbalanced-learn.
+
+    Args:
+        sampling_strategy: which classes to under-sample and to what size.
+            Default ``"auto"`` (= ``"not minority"``); as
+            :class:`RandomUnderSampler`.
+        version (int): 1 (default), 2 or 3, checked at fit.
+        n_neighbors (int or estimator): minority neighbours averaged over.
+            Default 3.
+        n_neighbors_ver3 (int or estimator): version 3's candidate
+            neighbourhood of each minority sample. Default 3.
+        n_jobs: accepted for imbalanced-learn compatibility (torch's threads
+            are used). Default None.
+        device (str or torch.device, optional): where numpy inputs are
+            processed; tensors stay on theirs. Default None (the input's).
+
+    Attributes:
+        sampling_strategy_ (dict): class -> samples kept.
+        sample_indices_ (ndarray or Tensor[N_out] int64): the rows of X kept.
+
+    Example:
+        >>> X, y = torch.randn(120, 4), torch.tensor([0] * 100 + [1] * 20)
+        >>> X_res, y_res = bt.resample.NearMiss(version=2).fit_resample(X, y)
+        >>> torch.bincount(y_res).tolist()
+        [20, 20]
     """
 
     def __init__(
@@ -153,8 +197,25 @@ class TomekLinks(_UnderSampler):
     """Remove the samples of the targeted classes that form a Tomek link (Tomek 1976).
 
     Two samples of different classes form a link when each is the other's
-    nearest neighbour. ``sampling_strategy``: "auto" (= "not minority"),
-    "majority", "not minority", "not majority", "all" or a list of classes.
+    nearest neighbour.
+
+    Args:
+        sampling_strategy: the classes whose linked samples are removed.
+            Default ``"auto"`` (= ``"not minority"``); also ``"majority"``,
+            ``"not majority"``, ``"all"`` or a list of classes.
+        n_jobs: accepted for imbalanced-learn compatibility (torch's threads
+            are used). Default None.
+        device (str or torch.device, optional): where numpy inputs are
+            processed; tensors stay on theirs. Default None (the input's).
+
+    Attributes:
+        sample_indices_ (ndarray or Tensor[N_out] int64): the rows of X kept.
+
+    Example:
+        >>> X = torch.tensor([[0.0], [0.1], [1.0], [5.0]])
+        >>> X_res, y_res = bt.resample.TomekLinks().fit_resample(X, torch.tensor([0, 1, 0, 0]))
+        >>> X_res.flatten().tolist()  # (0.0, 0.1) is a link; the majority's 0.0 goes
+        [0.10000000149011612, 1.0, 5.0]
     """
 
     _sampling_type = "clean-sampling"
@@ -180,6 +241,26 @@ class EditedNearestNeighbours(_UnderSampler):
     ``kind_sel="all"``: keep a sample only if all its ``n_neighbors`` nearest
     neighbours share its class; ``"mode"``: if the most common class among
     them (the smallest class on ties) is its own.
+
+    Args:
+        sampling_strategy: the classes to clean. Default ``"auto"``
+            (= ``"not minority"``); also ``"majority"``, ``"not majority"``,
+            ``"all"`` or a list of classes.
+        n_neighbors (int or estimator): neighbours consulted. Default 3.
+        kind_sel (str): ``"all"`` (default) or ``"mode"``, checked at fit.
+        n_jobs: accepted for imbalanced-learn compatibility (torch's threads
+            are used). Default None.
+        device (str or torch.device, optional): where numpy inputs are
+            processed; tensors stay on theirs. Default None (the input's).
+
+    Attributes:
+        sample_indices_ (ndarray or Tensor[N_out] int64): the rows of X kept.
+
+    Example:
+        >>> X, y = torch.randn(300, 2), torch.tensor([0] * 250 + [1] * 50)
+        >>> X_res, y_res = bt.resample.EditedNearestNeighbours(kind_sel="mode").fit_resample(X, y)
+        >>> int((y_res == 1).sum())  # the minority is not cleaned ("auto")
+        50
     """
 
     _sampling_type = "clean-sampling"
@@ -264,6 +345,31 @@ class ClusterCentroids(_UnderSampler):
     returns the centroids; ``"hard"`` the class sample nearest to each.
     ``estimator``: optionally a scikit-learn style clusterer with
     ``n_clusters`` and ``cluster_centers_`` (run on numpy copies).
+
+    Args:
+        sampling_strategy: which classes to under-sample and to how many
+            centroids. Default ``"auto"`` (= ``"not minority"``); as
+            :class:`RandomUnderSampler`.
+        random_state: int, numpy RandomState/Generator, torch.Generator or
+            None (default: a fresh seed from torch's global RNG).
+        estimator: a clusterer to use instead of the built-in k-means
+            (cloned; the object passed is never fitted). Default None.
+        voting (str): ``"auto"`` (default, = ``"soft"``), ``"soft"``
+            (centroids; floating even for integer X) or ``"hard"`` (the
+            nearest class sample to each centroid), checked at fit.
+        max_iter (int): Lloyd iterations of the built-in k-means. Default 300.
+        device (str or torch.device, optional): where numpy inputs are
+            processed; tensors stay on theirs. Default None (the input's).
+
+    Attributes:
+        sampling_strategy_ (dict): class -> centroids kept.
+        voting_ (str): the voting used.
+
+    Example:
+        >>> X, y = torch.randn(120, 4), torch.tensor([0] * 100 + [1] * 20)
+        >>> X_res, y_res = bt.resample.ClusterCentroids(random_state=0).fit_resample(X, y)
+        >>> torch.bincount(y_res).tolist()
+        [20, 20]
     """
 
     _has_sample_indices = False  # centroids are new points, as imbalanced-learn
