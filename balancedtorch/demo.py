@@ -249,7 +249,8 @@ def run_demo(
     paths = []
     for run, name in ((plain, "confusion_plain.png"), (stack, "confusion_balanced.png")):
         try:
-            paths.append(run.metrics.plot_confusion_matrix(os.path.join(out, name)))
+            run.metrics.plot_confusion_matrix(os.path.join(out, name))  # returns the Figure; saved to the path
+            paths.append(os.path.join(out, name))
         except ImportError:  # matplotlib missing: the numbers above are the result
             break
     if paths:

@@ -79,8 +79,10 @@ def _report_on_rank0_worker(rank, world_size, init_file, out_dir):
             out["report"] = m.report()
             out["report_local"] = m.report(sync=False)
             out["compute_local"] = m.compute(sync=False)  # local too: no collective
-            out["cm_png"] = open(m.plot_confusion_matrix(f"{out_dir}/cm.png"), "rb").read(4)
-            out["bars_png"] = open(m.plot_per_class(f"{out_dir}/bars.png"), "rb").read(4)
+            m.plot_confusion_matrix(f"{out_dir}/cm.png")  # returns a Figure, saved to the path
+            m.plot_per_class(f"{out_dir}/bars.png")
+            out["cm_png"] = open(f"{out_dir}/cm.png", "rb").read(4)
+            out["bars_png"] = open(f"{out_dir}/bars.png", "rb").read(4)
             m.update(p[:10], y[:10])  # the state moves on: the reduced numbers are stale now
             stale = (m.report, lambda: m.plot_per_class(f"{out_dir}/x.png"), lambda: m.plot_confusion_matrix(f"{out_dir}/y.png"))
             for method in stale:
