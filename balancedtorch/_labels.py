@@ -68,7 +68,11 @@ def _from_array(values: Any, name: str, caller: Optional[str]) -> Tensor:
                     f"{_prefix(caller)}{name}[{i}] = {int(array.flat[i])} is too large for a class label (> 2**63 - 1)"
                 )
         array = array.astype(np.int64)
-    return torch.from_numpy(np.ascontiguousarray(array))
+    array = np.ascontiguousarray(array)
+    if not array.flags.writeable:
+        # read-only (a pandas Series under copy-on-write): torch warns on sharing it, so read a copy
+        array = array.copy()
+    return torch.from_numpy(array)
 
 
 def _short(name: str) -> str:

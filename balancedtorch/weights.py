@@ -26,7 +26,7 @@ def _as_count_tensor(counts: Any) -> Tensor:
         array = np.asarray(counts)
         if array.dtype.kind not in "iuf":
             raise ValueError(f"class_weights: counts must be numbers, got an array of dtype {array.dtype}")
-        tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float64))
+        tensor = torch.from_numpy(np.array(array, dtype=np.float64))  # a copy: a read-only array (pandas) makes torch warn
     if tensor.dtype == torch.bool or tensor.is_complex():
         raise ValueError(f"class_weights: counts must be real numbers, got dtype {tensor.dtype}")
     if tensor.dim() != 1:

@@ -1,5 +1,6 @@
 """Data-quality tools: mislabeled samples, slice coverage, label shift and drift."""
 
+from ._results import MistakesPerClass, RankedMistakes
 from .label_issues import find_label_issues, label_quality_scores, mistakes_per_class, rank_mistakes
 from .shift import CoverageReport, DriftMonitor, LabelShiftEstimator, coverage_report
 
@@ -8,6 +9,8 @@ __all__ = [
     "label_quality_scores",
     "rank_mistakes",
     "mistakes_per_class",
+    "RankedMistakes",
+    "MistakesPerClass",
     "coverage_report",
     "CoverageReport",
     "LabelShiftEstimator",

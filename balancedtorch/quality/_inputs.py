@@ -14,12 +14,26 @@ ROW_SUM_TOLERANCE = 1e-3
 
 
 def as_tensor(values: Any, name: str) -> Tensor:
+    """A tensor of ``values`` (tensors detached, never copied; arrays, pandas objects and lists converted)."""
     if isinstance(values, Tensor):
         return values.detach()
     array = np.asarray(values)
     if array.dtype == object:
         raise ValueError(f"{name} must be numeric, got an object array")
+    if not array.flags.writeable:
+        # read-only (pandas under copy-on-write): torch warns on sharing it, so read a copy
+        array = array.copy()
     return torch.as_tensor(array)
+
+
+def _logits_hint(multi_label: bool, hint: str) -> str:
+    if multi_label:
+        return "if these are logits, pass logits.sigmoid() (numpy: scipy.special.expit(logits))"
+    return f"if these are logits, pass logits.softmax(dim=1) (numpy: scipy.special.softmax(logits, axis=1)){hint}"
+
+
+def _first(mask: Tensor) -> Tuple[int, ...]:
+    return tuple(int(i) for i in mask.nonzero()[0])
 
 
 def check_labels(labels: Any, num_classes: Optional[int], name: str = "labels", device=None) -> Tensor:
@@ -27,8 +41,15 @@ def check_labels(labels: Any, num_classes: Optional[int], name: str = "labels", 
     return _check_labels(labels, name, num_classes=num_classes, device=device)
 
 
-def check_pred_probs(pred_probs: Any, num_rows: Optional[int], name: str = "pred_probs", multi_label: bool = False) -> Tensor:
-    """Probabilities ``(N, K)`` in [0, 1]; rows sum to 1 unless ``multi_label`` (one probability per class)."""
+def check_pred_probs(
+    pred_probs: Any, num_rows: Optional[int], name: str = "pred_probs", multi_label: bool = False, logits_hint: str = ""
+) -> Tensor:
+    """Probabilities ``(N, K)`` in [0, 1]; rows sum to 1 unless ``multi_label`` (one probability per class).
+
+    Raises ValueError (cleanlab raises ValueError for values outside [0, 1]
+    too); logits, the usual mistake, are named as such with the softmax
+    (sigmoid for ``multi_label``) to apply, followed by ``logits_hint``.
+    """
     p = as_tensor(pred_probs, name)
     if not p.is_floating_point():
         raise ValueError(f"{name} must be a floating array of probabilities, got dtype {p.dtype}")
@@ -40,7 +61,15 @@ def check_pred_probs(pred_probs: Any, num_rows: Optional[int], name: str = "pred
         raise ValueError(f"{name} is empty")
     low, high = torch.aminmax(p)  # one pass; nan propagates and fails both tests
     if not (bool(low >= 0) and bool(high <= 1)):
-        raise ValueError(f"{name} must hold finite probabilities in [0, 1]")
+        finite = torch.isfinite(p)
+        if not bool(finite.all()):
+            i, j = _first(~finite)
+            raise ValueError(f"{name} must hold finite probabilities, got {name}[{i}, {j}] = {p[i, j].item()}")
+        i, j = _first((p < 0) | (p > 1))
+        raise ValueError(
+            f"{name} must hold probabilities in [0, 1], got {name}[{i}, {j}] = {p[i, j].item():.6g}: "
+            + _logits_hint(multi_label, logits_hint)
+        )
     if multi_label:
         return p
     sums = p.sum(1)  # the input's precision is ample for a 1e-3 tolerance
@@ -48,8 +77,8 @@ def check_pred_probs(pred_probs: Any, num_rows: Optional[int], name: str = "pred
     if bool(off.any()):
         i = int(off.nonzero()[0, 0])
         raise ValueError(
-            f"{name} rows must sum to 1 (within {ROW_SUM_TOLERANCE}); row {i} sums to {float(sums[i]):.6f} "
-            "(apply softmax to logits first)"
+            f"{name} rows must sum to 1 (within {ROW_SUM_TOLERANCE}); row {i} sums to {float(sums[i]):.6f}: "
+            + _logits_hint(False, logits_hint)
         )
     return p
 

@@ -11,6 +11,7 @@ from torch import Tensor
 
 from .._classes import group_by_class
 from ._inputs import check_labels_and_probs, check_pred_probs
+from ._results import MistakesPerClass, RankedMistakes, check_class_names
 
 __all__ = ["find_label_issues", "rank_mistakes", "mistakes_per_class", "label_quality_scores"]
 
@@ -127,7 +128,8 @@ def label_quality_scores(labels: Any, pred_probs: Any, method: str = "self_confi
 
     Args:
         labels (Tensor[N] | array): given labels in [0, K).
-        pred_probs (Tensor[N, K] | array): predicted probabilities (rows sum to 1).
+        pred_probs (Tensor[N, K] | array): predicted probabilities (rows sum to 1;
+            for logits pass ``logits.softmax(dim=1)``).
         method (str): ``"self_confidence"`` (default), ``"normalized_margin"`` or
             ``"confidence_weighted_entropy"``.
         adjust_pred_probs (bool): subtract each class's mean self-confidence and
@@ -368,6 +370,9 @@ def _find_single(
 
 def _multi_hot(labels: Any, num_rows: int, K: int) -> np.ndarray:
     """(N, K) int64 0/1 from per-sample class lists (cleanlab's format) or a multi-hot array/tensor."""
+    if hasattr(labels, "to_numpy") and not isinstance(labels, Tensor):
+        # pandas: a multi-hot DataFrame, or a Series of per-sample class lists
+        labels = labels.to_numpy() if getattr(labels, "ndim", 1) == 2 else labels.tolist()
     if isinstance(labels, Tensor) or (isinstance(labels, np.ndarray) and labels.dtype != object):
         hot = labels.detach().cpu().numpy() if isinstance(labels, Tensor) else labels
         if hot.ndim != 2 or hot.shape != (num_rows, K):
@@ -443,10 +448,12 @@ def find_label_issues(
     Args:
         labels (Tensor[N] | array | list): given labels in [0, K). With
             ``multi_label=True``: a list of per-sample class lists (cleanlab's
-            format, e.g. ``[[0, 2], [], [1]]``) or a multi-hot ``(N, K)`` array.
+            format, e.g. ``[[0, 2], [], [1]]``) or a multi-hot ``(N, K)`` array (or DataFrame).
         pred_probs (Tensor[N, K] | array): out-of-sample predicted probabilities
             (rows sum to 1; with ``multi_label=True`` each column is one class's
-            own probability), e.g. from cross-validation.
+            own probability), e.g. from cross-validation. Logits are refused
+            with a ValueError that suggests ``logits.softmax(dim=1)``
+            (``logits.sigmoid()`` with ``multi_label=True``).
         filter_by (str): ``"prune_by_noise_rate"`` (default), ``"prune_by_class"``,
             ``"both"``, ``"confident_learning"``, ``"predicted_neq_given"``,
             ``"low_normalized_margin"`` or ``"low_self_confidence"`` (the latter
@@ -614,38 +621,83 @@ def _find_multilabel(y_one, p, filter_by, method, adjust, frac_noise, num_to_rem
     return mask, rows[np.argsort(scores)]
 
 
-def rank_mistakes(labels: Any, pred_probs: Any) -> Dict[str, Tensor]:
+def rank_mistakes(labels: Any, pred_probs: Any, class_names: Optional[Sequence[str]] = None) -> RankedMistakes:
     """Every sample whose predicted class differs from its label, most confident mistake first.
 
+    The mistakes to look at first: a confident model that disagrees with the
+    given label often points at a wrong label (or a hard, ambiguous sample).
+
+    Args:
+        labels (Tensor[N] | array | sequence): given labels in [0, K).
+        pred_probs (Tensor[N, K] | array): predicted probabilities (rows sum
+            to 1; for logits pass ``logits.softmax(dim=1)``), ideally
+            out-of-sample.
+        class_names (sequence of K str, optional): names shown instead of
+            class ids when the result is printed (default None: ids).
+
     Returns:
-        dict of equal-length tensors: ``index``, ``target`` (given label),
-        ``prediction`` (argmax) and ``confidence`` (probability of the
-        prediction), sorted by confidence, highest first (ties by index).
+        :class:`RankedMistakes`: a dict of equal-length tensors on
+        ``pred_probs``'s device (a tensor on the CPU for numpy input):
+        ``index`` (int64), ``target`` (int64, the given label), ``prediction``
+        (int64, the argmax) and ``confidence`` (``pred_probs``'s dtype, the
+        probability of the prediction), sorted by confidence, highest first
+        (ties by index). ``print()`` shows it as a table (first
+        ``max_rows=20`` rows), ``rows()`` gives Python tuples, ``to_pandas()``
+        a DataFrame.
+
+    Raises:
+        ValueError: labels out of range, shapes that disagree, ``pred_probs``
+            that are not probabilities (logits are named as such),
+            ``class_names`` without one name per class.
 
     Example:
-        >>> m = bt.quality.rank_mistakes(val_labels, probs)
-        >>> for i, t, p, c in zip(*m.values()): print(i, t, p, f"{c:.2f}")
+        >>> m = bt.quality.rank_mistakes(val_labels, probs, class_names=["red", "yellow", "green"])
+        >>> print(m)                      # index, target → prediction, confidence
+        >>> for r in m.rows()[:5]:
+        ...     print(f"sample {r.index}: labelled {r.target}, predicted {r.prediction} ({r.confidence:.0%})")
     """
     y, p = check_labels_and_probs(labels, pred_probs)
+    names = check_class_names(class_names, p.shape[1])
     confidence, prediction = p.max(1)
     wrong = torch.nonzero(prediction != y).flatten()
     order = torch.argsort(-confidence[wrong].double(), stable=True)
     idx = wrong[order]
-    return {"index": idx, "target": y[idx], "prediction": prediction[idx], "confidence": confidence[idx]}
+    columns = {"index": idx, "target": y[idx], "prediction": prediction[idx], "confidence": confidence[idx]}
+    return RankedMistakes(columns, names, y.numel())
 
 
-def mistakes_per_class(labels: Any, pred_probs: Any) -> Dict[str, Any]:
+def mistakes_per_class(labels: Any, pred_probs: Any, class_names: Optional[Sequence[str]] = None) -> MistakesPerClass:
     """Per class: how many of its samples are mispredicted, and as what; worst class first.
 
+    Args:
+        labels (Tensor[N] | array | sequence): given labels in [0, K).
+        pred_probs (Tensor[N, K] | array): predicted probabilities (rows sum
+            to 1; for logits pass ``logits.softmax(dim=1)``).
+        class_names (sequence of K str, optional): names shown instead of
+            class ids when the result is printed (default None: ids).
+
     Returns:
-        dict with ``class`` (classes ordered by mistake rate, highest first;
-        ties by count then class), ``count`` (mistakes), ``support`` (samples),
-        ``rate`` (count / support, 0 for absent classes), and ``confused_with``:
-        for each class, a list of ``(predicted_class, count)`` pairs, most
-        frequent first.
+        :class:`MistakesPerClass`: a dict, on the CPU, with ``class``
+        (Tensor[K] int64, classes ordered by mistake rate, highest first; ties
+        by count then class), ``count`` (Tensor[K] int64, mistakes),
+        ``support`` (Tensor[K] int64, samples), ``rate`` (Tensor[K] float64,
+        count / support, 0 for absent classes), and ``confused_with``: for
+        each class, a list of ``(predicted_class, count)`` pairs, most
+        frequent first. ``print()`` shows it as a table (first
+        ``max_rows=20`` classes), ``rows()`` gives Python tuples,
+        ``to_pandas()`` a DataFrame.
+
+    Raises:
+        ValueError: as :func:`rank_mistakes`.
+
+    Example:
+        >>> per = bt.quality.mistakes_per_class(val_labels, probs, class_names=["red", "yellow", "green"])
+        >>> print(per)                    # class, mistakes, support, rate, confused with
+        >>> per["class"][:3]              # the three worst classes
     """
     y, p = check_labels_and_probs(labels, pred_probs)
     K = p.shape[1]
+    names = check_class_names(class_names, K)
     prediction = p.argmax(1)
     confusion = torch.bincount(y * K + prediction, minlength=K * K).view(K, K).cpu()
     support = confusion.sum(1)
@@ -659,4 +711,5 @@ def mistakes_per_class(labels: Any, pred_probs: Any) -> Dict[str, Any]:
         pairs = [(int(j), int(row[j])) for j in torch.argsort(-row, stable=True).tolist() if row[j] > 0]
         confused.append(pairs)
     order = torch.tensor(classes)
-    return {"class": order, "count": count[order], "support": support[order], "rate": rate[order], "confused_with": confused}
+    columns = {"class": order, "count": count[order], "support": support[order], "rate": rate[order], "confused_with": confused}
+    return MistakesPerClass(columns, names, y.numel())

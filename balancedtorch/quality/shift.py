@@ -19,7 +19,22 @@ __all__ = ["coverage_report", "CoverageReport", "LabelShiftEstimator", "DriftMon
 
 
 class CoverageReport(dict):
-    """A dict ``{attribute: {"values", "counts", "expected", "flags"}}`` that prints as tables."""
+    """What :func:`coverage_report` returns: a dict that prints as one table per attribute.
+
+    ``{attribute: {"values": [V values], "counts": Tensor[V, K] int64,
+    "expected": Tensor[V, K] float64, "flags": [dict(value, class, count,
+    expected, reason)]}}``; ``print(report)`` (and ``repr``) show the tables,
+    with class names as columns and the flagged cells marked.
+
+    Args:
+        data (dict): the per-attribute entries above.
+        class_names (sequence of str): K names for the table columns.
+
+    Example:
+        >>> report = bt.quality.coverage_report(labels, {"orientation": orientation})
+        >>> report["orientation"]["counts"]      # Tensor[V, K]
+        >>> [f["reason"] for f in report.flags]  # every flagged cell
+    """
 
     def __init__(self, data: Dict[str, Any], class_names: Sequence[str]):
         super().__init__(data)
@@ -135,13 +150,16 @@ def coverage_report(
 # --- label shift ----------------------------------------------------------------
 
 
+_ARGMAX_HINT = ", or the predicted labels logits.argmax(1)"
+
+
 def _prediction_matrix(preds: Any, num_classes: int, name: str) -> Tensor:
     """(N, K) float64: one-hot of predicted labels, or the probabilities themselves."""
     t = as_tensor(preds, name)
     if t.dim() == 2:
         if t.shape[1] != num_classes:
             raise ValueError(f"{name} has {t.shape[1]} columns but num_classes={num_classes}")
-        return check_pred_probs(t, None, name).double().cpu()
+        return check_pred_probs(t, None, name, logits_hint=_ARGMAX_HINT).double().cpu()
     labels = check_labels(t, num_classes, name).cpu()
     return torch.nn.functional.one_hot(labels, num_classes).double()
 
@@ -156,7 +174,16 @@ class LabelShiftEstimator:
     importance weights ``w = C^-1 mu`` (clipped at 0) and the target prior
     ``q(y) = w * p_source(y)`` (normalised). The weights can feed a loss's
     ``weight=`` or a sampler. Predictions may be labels ``(N,)`` or
-    probabilities ``(N, K)`` (the soft variant).
+    probabilities ``(N, K)`` (the soft variant; logits are refused with a
+    hint to apply softmax).
+
+    Args:
+        num_classes (int): K, at least 2.
+
+    Attributes:
+        confusion_ (Tensor[K, K] float64): joint of (prediction, true label)
+            on the source data, set by :meth:`fit`.
+        source_prior_ (Tensor[K] float64): class shares of ``val_labels``.
 
     Example:
         >>> est = bt.quality.LabelShiftEstimator(10).fit(val_labels, val_preds)
@@ -172,6 +199,19 @@ class LabelShiftEstimator:
         self.source_prior_: Optional[Tensor] = None
 
     def fit(self, val_labels: Any, val_preds: Any) -> "LabelShiftEstimator":
+        """Estimates the confusion of a fixed classifier on held-out source (validation) data.
+
+        Args:
+            val_labels (Tensor[N] | array | sequence): true labels in [0, K).
+            val_preds (Tensor[N] | Tensor[N, K] | array): the classifier's
+                predicted labels, or its probabilities (rows sum to 1).
+
+        Returns:
+            self (scikit-learn convention), with ``confusion_`` and ``source_prior_`` set.
+
+        Example:
+            >>> est = bt.quality.LabelShiftEstimator(3).fit(val_labels, val_probs)
+        """
         y = check_labels(val_labels, self.num_classes, "val_labels").cpu()
         P = _prediction_matrix(val_preds, self.num_classes, "val_preds")
         if P.shape[0] != y.numel():
@@ -182,7 +222,26 @@ class LabelShiftEstimator:
         return self
 
     def estimate(self, target_preds: Any) -> Dict[str, Tensor]:
-        """``{"prior": q(y) on the target, "weights": q(y) / p(y)}`` (float64, on the CPU)."""
+        """The target domain's class prior and the importance weights, from unlabeled predictions.
+
+        Args:
+            target_preds (Tensor[M] | Tensor[M, K] | array): the same
+                classifier's predicted labels or probabilities on target data.
+
+        Returns:
+            dict: ``prior`` (Tensor[K] float64, q(y) on the target, sums to 1)
+            and ``weights`` (Tensor[K] float64, q(y) / p(y); 0 for a class
+            absent from ``val_labels``), on the CPU.
+
+        Raises:
+            RuntimeError: :meth:`fit` was not called.
+            ValueError: the source confusion matrix is singular (a class never
+                predicted or never present), or no prior fits.
+
+        Example:
+            >>> shift = est.estimate(test_probs)
+            >>> shift["prior"], shift["weights"]
+        """
         if self.confusion_ is None:
             raise RuntimeError("LabelShiftEstimator: call fit(val_labels, val_preds) first")
         mu = _prediction_matrix(target_preds, self.num_classes, "target_preds").mean(0)
@@ -202,6 +261,9 @@ class LabelShiftEstimator:
         weights = torch.where(self.source_prior_ > 0, prior / self.source_prior_.clamp_min(1e-300), torch.zeros_like(prior))
         return {"prior": prior, "weights": weights}
 
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(num_classes={self.num_classes})"
+
 
 # --- drift ------------------------------------------------------------------------
 
@@ -220,7 +282,7 @@ def _predicted_labels(preds: Any, num_classes: Optional[int], name: str, referen
         if num_classes is not None and t.shape[1] != num_classes:
             of = f"the reference has {num_classes} classes" if reference_classes else f"num_classes={num_classes}"
             raise ValueError(f"{name} has {t.shape[1]} columns (classes) but {of}")
-        return check_pred_probs(t, None, name).argmax(1).cpu()
+        return check_pred_probs(t, None, name, logits_hint=_ARGMAX_HINT).argmax(1).cpu()
     labels = check_labels(t, None, name).cpu()
     if num_classes is not None:
         high = int(labels.max())
@@ -507,7 +569,13 @@ class DriftMonitor:
         }
 
     def __repr__(self) -> str:
+        # the reference predictions are data: shown by what they set (num_classes, reference_size)
+        options = "".join(
+            f", {name}={value!r}"
+            for name, value, default in (("psi_threshold", self.psi_threshold, 0.2), ("alpha", self.alpha, 0.01), ("eps", self.eps, 1e-4))
+            if value != default
+        )
         return (
             f"{type(self).__name__}(num_classes={self.num_classes}, reference_size={self.reference_size}, "
-            f"window={self.window}, method={self.method!r}, samples={int(self.counts.sum())})"
+            f"window={self.window}, method={self.method!r}{options}, samples={int(self.counts.sum())})"
         )
