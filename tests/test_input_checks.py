@@ -4,6 +4,8 @@ outside its classes, NaN/inf parameters, and resuming with DataLoader workers.""
 import io
 import math
 import pickle
+import subprocess
+import sys
 from collections import Counter
 
 import numpy as np
@@ -616,3 +618,25 @@ def test_labels_of_column_must_be_a_name_or_callable():
     ds = torch.utils.data.TensorDataset(torch.randn(3, 2), torch.tensor([0, 1, 2]))
     with pytest.raises(TypeError, match="labels_of: column must be a str .* got 5"):
         bt.data.labels_of(ds, column=5)
+
+
+def test_pandas_inputs_to_samplers_and_metrics_do_not_warn():
+    # torch warns once per process on read-only (pandas copy-on-write) arrays: a fresh interpreter
+    pytest.importorskip("pandas")
+    code = """
+import warnings, numpy as np, pandas as pd
+warnings.simplefilter("error")
+import balancedtorch as bt
+rng = np.random.default_rng(0)
+y = pd.Series(rng.integers(0, 3, 100))
+p = pd.DataFrame(rng.dirichlet(np.ones(3), 100))
+w = pd.Series(rng.random(100))
+assert len(list(bt.data.WeightedRandomSampler(w, 10))) == 10
+assert len(bt.data.ClassBalancedSampler(y.to_numpy(), sample_weights=w)) == 100
+m = bt.metrics.ClassificationMetrics(3)
+m.update(p, y)
+assert m.compute()["confusion_matrix"].sum() == 100
+print("ok")
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr

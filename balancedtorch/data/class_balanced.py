@@ -11,6 +11,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DistributedSampler
 
+from .._checks import as_tensor
 from .._classes import group_by_class
 from .._labels import infer_num_classes
 from ..ops.class_counts import class_counts
@@ -123,8 +124,7 @@ class ClassBalancedSampler(EpochSampler, DistributedSampler[int]):
     def _check_sample_weights(self, sample_weights: Any) -> Optional[Tensor]:
         if sample_weights is None:
             return None
-        w = torch.as_tensor(np.asarray(sample_weights) if not isinstance(sample_weights, Tensor) else sample_weights)
-        w = w.detach().cpu().double()
+        w = as_tensor(sample_weights, "sample_weights").cpu().double()
         if w.shape != self.labels.shape:
             raise ValueError(f"sample_weights must have shape {tuple(self.labels.shape)}, got {tuple(w.shape)}")
         bad = ~torch.isfinite(w) | (w < 0)

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DistributedSampler
 
+from .._checks import as_tensor
 from ..ops.sampling import AliasTable, sample_without_replacement
 from ._epoch import EpochSampler, positive_int
 
@@ -22,7 +23,7 @@ def _as_weights(weights) -> Tensor:
         array = np.asarray(weights)
         if array.dtype.kind not in "iuf":
             raise ValueError(f"weights must be numbers, got an array of dtype {array.dtype}")
-        w = torch.as_tensor(array)
+        w = as_tensor(array, "weights")
     if w.dim() != 1:
         raise ValueError(f"weights must be a 1-D sequence, got shape {tuple(w.shape)}")
     if w.numel() == 0:

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .._checks import as_tensor
 from .._labels import check_labels, describe_one_hot
 from ..ops.class_counts import class_counts
 from . import _curves
@@ -400,7 +401,7 @@ class ClassificationMetrics:
             ValueError: shapes that do not fit the task, labels out of range,
                 NaN scores, one-hot targets, labels where curves need scores.
         """
-        preds = torch.as_tensor(preds_or_logits).detach()
+        preds = as_tensor(preds_or_logits, "preds_or_logits")
         caller = "ClassificationMetrics.update"
         shape = tuple(target.shape) if isinstance(target, Tensor) else tuple(np.shape(target))
         if len(shape) == 0:
@@ -448,7 +449,7 @@ class ClassificationMetrics:
         K = self.num_classes
         if len(shape) == 2 and shape[1] == K and tuple(preds.shape) in ((shape[0],), shape):
             # (N, K) targets next to (N,) labels or (N, K) scores: one-hot, not a segmentation row
-            one_hot = describe_one_hot(torch.as_tensor(target), "target", caller)
+            one_hot = describe_one_hot(as_tensor(target, "target"), "target", caller)
             if one_hot is not None:
                 raise ValueError(one_hot + ("; for multi-label targets pass task='multilabel'" if "multi-hot" in one_hot else ""))
         # the shared validator: integer (or integral float) labels of any shape, in [0, K) or ignore_index

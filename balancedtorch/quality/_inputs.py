@@ -8,22 +8,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .._checks import as_tensor
 from .._labels import check_labels as _check_labels
 
 ROW_SUM_TOLERANCE = 1e-3
-
-
-def as_tensor(values: Any, name: str) -> Tensor:
-    """A tensor of ``values`` (tensors detached, never copied; arrays, pandas objects and lists converted)."""
-    if isinstance(values, Tensor):
-        return values.detach()
-    array = np.asarray(values)
-    if array.dtype == object:
-        raise ValueError(f"{name} must be numeric, got an object array")
-    if not array.flags.writeable:
-        # read-only (pandas under copy-on-write): torch warns on sharing it, so read a copy
-        array = array.copy()
-    return torch.as_tensor(array)
 
 
 def _logits_hint(multi_label: bool, hint: str) -> str:
