@@ -1,0 +1,315 @@
+"""``classes_present``: which classes each segmentation mask holds, counted with the class_counts kernel."""
+
+from __future__ import annotations
+
+import numbers
+import sys
+from typing import Any, Callable, List, Optional
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import TensorDataset
+
+from ..ops.class_counts import class_counts
+
+__all__ = ["classes_present"]
+
+# Pixels per class_counts call on a stacked mask tensor: the int64 keys of one
+# chunk take 8 bytes a pixel (64 MiB here), whatever the number of samples.
+_CHUNK_PIXELS = 1 << 23
+# Bins per call: up to 2**16 the CPU kernel keeps one private histogram per
+# thread; above it every pixel would take an atomic add.
+_CHUNK_BINS = 1 << 16
+# An ignore value at most this far above the classes gets a bin of its own (255 with C = 19).
+_MAX_EXTRA_BINS = 1 << 10
+_MASK_KEYS = ("mask", "masks", "segmentation_mask", "label")
+_FLOAT_EXACT = float(1 << 53)
+
+
+def _check_num_classes(num_classes: Any, caller: str) -> int:
+    if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) or num_classes < 1:
+        raise ValueError(f"{caller}: num_classes must be a positive int, got {num_classes!r}")
+    return int(num_classes)
+
+
+def _check_ignore_index(ignore_index: Any, caller: str) -> Optional[int]:
+    if ignore_index is not None and (isinstance(ignore_index, bool) or not isinstance(ignore_index, numbers.Integral)):
+        raise ValueError(f"{caller}: ignore_index must be an int or None, got {ignore_index!r}")
+    return None if ignore_index is None else int(ignore_index)
+
+
+def _as_mask(mask: Any, where: str, caller: str) -> Tensor:
+    """One mask (or a stack of them) as an integer tensor the kernel reads; the input is never modified."""
+    if isinstance(mask, Tensor):
+        t = mask.detach()
+    else:
+        array = np.asarray(mask)  # numpy arrays, PIL images, nested lists
+        if array.dtype == object or array.dtype.kind not in "biuf":
+            raise TypeError(f"{caller}: {where} must be an integer array of class ids, got {type(mask).__name__} "
+                            f"of dtype {array.dtype}")
+        if array.dtype.kind == "u" and array.dtype.itemsize > 1:  # 16-bit PNG masks; torch lacks most uint16 ops
+            if array.dtype.itemsize == 8 and array.size and int(array.max()) > (1 << 63) - 1:
+                raise ValueError(f"{caller}: {where} holds {int(array.max())}, too large for a class id")
+            array = array.astype(np.int64)
+        t = torch.from_numpy(np.ascontiguousarray(array))
+    if t.dtype == torch.bool:
+        return t.to(torch.uint8)
+    if t.is_complex():
+        raise TypeError(f"{caller}: {where} must hold integer class ids, got dtype {t.dtype}")
+    if t.is_floating_point():
+        bad = ~torch.isfinite(t) | (t != t.round()) | (t.abs() > _FLOAT_EXACT)
+        if bool(bad.any()):
+            value = t.flatten()[bad.flatten().nonzero()[0, 0]].item()
+            raise TypeError(
+                f"{caller}: {where} must hold integer class ids, got dtype {t.dtype} with the value {value} "
+                "(torchvision's ToTensor divides masks by 255: use PILToTensor or torch.as_tensor(numpy.array(mask)))"
+            )
+        return t.long()
+    if t.dtype not in (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64):
+        t = t.long()  # torch's uint16/32/64
+    return t
+
+
+def _bins(num_classes: int, ignore_index: Optional[int]) -> int:
+    """Histogram bins per sample: the classes, and up to the ignore value when it lies a little above them.
+
+    Counting ignored pixels in a bin of their own (255 of a uint8 mask: 256
+    bins) keeps every value in range, so the kernel takes its fast path and
+    no pass rewrites them; the bins past C are dropped afterwards.
+    """
+    if ignore_index is not None and num_classes <= ignore_index < num_classes + _MAX_EXTRA_BINS:
+        return ignore_index + 1
+    return num_classes
+
+
+def _first_bad(flat: Tensor, num_classes: int, ignore_index: Optional[int]) -> Optional[int]:
+    """Flat index of the first value outside [0, num_classes) other than ignore_index, or None."""
+    bad = (flat < 0) | (flat >= num_classes)
+    if ignore_index is not None:
+        bad &= flat != ignore_index
+    found = bad.nonzero()
+    return int(found[0, 0]) if found.numel() else None
+
+
+def _range_error(
+    sample: int, pixel: int, value: int, num_classes: int, ignore_index: Optional[int], caller: str
+) -> ValueError:
+    ignored = "" if ignore_index is None else f" or equal ignore_index={ignore_index}"
+    return ValueError(
+        f"{caller}: the mask of sample {sample} holds the value {value} at flat pixel index {pixel}; class ids must "
+        f"lie in [0, num_classes={num_classes}){ignored}"
+    )
+
+
+def _presence_of_chunk(
+    masks: Tensor, start: int, num_classes: int, ignore_index: Optional[int], caller: str
+) -> Tensor:
+    """Bool [n, C]: the classes present in each row of ``masks`` ([n, P] integer): one class_counts call
+    over ``n * bins`` bins (sample s, value v -> bin s * bins + v)."""
+    n, pixels = masks.shape
+    if pixels == 0:
+        return torch.zeros(n, num_classes, dtype=torch.bool, device=masks.device)
+    bins = _bins(num_classes, ignore_index)
+    lo, hi = (int(v) for v in torch.aminmax(masks))  # one pass; the common, valid case stops here
+    keys = masks
+    # the bin past the classes that counts ignored pixels, if any
+    ignored_bin = ignore_index if ignore_index is not None and num_classes <= ignore_index < bins else None
+    if lo < 0 or hi >= bins:
+        bad = _first_bad(masks.reshape(-1), num_classes, ignore_index)
+        if bad is not None:
+            raise _range_error(start + bad // pixels, bad % pixels, int(masks.reshape(-1)[bad]), num_classes,
+                               ignore_index, caller)
+        # only an ignore value out of the bins' reach (negative, or far above C): give it the extra bin C
+        bins, ignored_bin = num_classes + 1, num_classes
+        keys = masks.to(torch.int64, copy=True)  # our own copy: the input is never modified
+        keys.masked_fill_(masks == ignore_index, num_classes)
+    if n > 1:
+        keys = keys.to(torch.int64) + torch.arange(n, device=masks.device, dtype=torch.int64).mul_(bins).unsqueeze(1)
+    counts = class_counts(keys.reshape(-1), n * bins).view(n, bins)
+    if bins > num_classes:  # values in [C, bins) other than the ignore value are out of range
+        extra = counts[:, num_classes:].clone()
+        if ignored_bin is not None:
+            extra[:, ignored_bin - num_classes] = 0
+        if bool(extra.any()):
+            bad = _first_bad(masks.reshape(-1), num_classes, ignore_index)
+            raise _range_error(start + bad // pixels, bad % pixels, int(masks.reshape(-1)[bad]), num_classes,
+                               ignore_index, caller)
+    present = counts[:, :num_classes] > 0
+    if ignore_index is not None and 0 <= ignore_index < num_classes:
+        present[:, ignore_index] = False
+    return present
+
+
+def _find_mask(sample: Any, index: int, mask: Optional[Callable[[Any], Any]], caller: str) -> Any:
+    if mask is not None:
+        return mask(sample)
+    if isinstance(sample, dict):
+        for key in _MASK_KEYS:
+            if key in sample:
+                return sample[key]
+        raise ValueError(
+            f"{caller}: sample {index} is a dict without any of the keys {list(_MASK_KEYS)}; "
+            f"pass mask=lambda sample: sample[...] to say where the mask is"
+        )
+    if isinstance(sample, (tuple, list)):
+        if not sample:
+            raise ValueError(f"{caller}: sample {index} is an empty {type(sample).__name__}")
+        return sample[-1]
+    return sample
+
+
+class _Progress:
+    """tqdm when installed, else a plain counter on stderr; closed however the loop ends."""
+
+    def __init__(self, total: int, enabled: bool, desc: str):
+        self.total, self.done, self.bar, self.enabled = total, 0, None, enabled
+        if not enabled:
+            return
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:  # pragma: no cover - tqdm is a dev dependency
+            self._step = max(1, total // 100)
+            return
+        self.bar = tqdm(total=total, desc=desc, unit="sample")
+
+    def update(self) -> None:
+        self.done += 1
+        if self.bar is not None:
+            self.bar.update()
+        elif self.enabled and (self.done % self._step == 0 or self.done == self.total):
+            sys.stderr.write(f"\rclasses_present: {self.done}/{self.total}")
+            sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        elif self.enabled and self.done:
+            sys.stderr.write("\n")
+
+
+def _show_progress(progress: Any, caller: str) -> bool:
+    if progress is None:
+        isatty = getattr(sys.stderr, "isatty", None)
+        return bool(isatty is not None and isatty())
+    if not isinstance(progress, bool):
+        raise ValueError(f"{caller}: progress must be True, False or None (on when stderr is a terminal), got {progress!r}")
+    return progress
+
+
+def presence_matrix(
+    dataset_or_masks: Any,
+    num_classes: Any,
+    ignore_index: Any = None,
+    *,
+    progress: Any = None,
+    mask: Optional[Callable[[Any], Any]] = None,
+    caller: str = "classes_present",
+) -> Tensor:
+    """Bool [N, C] on the CPU: ``[i, c]`` is True when class c occurs in the mask of sample i.
+
+    What :func:`classes_present` computes, as a matrix (the repeat-factor
+    sampler reads it without building Python lists).
+    """
+    num_classes = _check_num_classes(num_classes, caller)
+    ignore_index = _check_ignore_index(ignore_index, caller)
+    if mask is not None and not callable(mask):
+        raise TypeError(f"{caller}: mask must be a callable sample -> mask, got {mask!r}")
+    show = _show_progress(progress, caller)
+    source = dataset_or_masks
+    if isinstance(source, TensorDataset) and mask is None:
+        source = source.tensors[-1]
+    if isinstance(source, (Tensor, np.ndarray)):
+        masks = _as_mask(source, "masks", caller)
+        if masks.dim() < 3:
+            raise ValueError(
+                f"{caller}: masks must be a stack of masks (N, H, W), (N, 1, H, W) or (N, D, H, W), got shape "
+                f"{tuple(masks.shape)}; one mask: masks[None]; multi-hot (N, C) targets are already class sets"
+            )
+        n = masks.shape[0]
+        if n == 0:
+            raise ValueError(f"{caller}: masks is empty (shape {tuple(masks.shape)})")
+        flat = masks.reshape(n, -1)
+        bins = _bins(num_classes, ignore_index)
+        per_chunk = max(1, min(_CHUNK_PIXELS // max(1, flat.shape[1]), _CHUNK_BINS // (bins + 1)))
+        parts = [
+            _presence_of_chunk(flat[s : s + per_chunk], s, num_classes, ignore_index, caller)
+            for s in range(0, n, per_chunk)
+        ]
+        return torch.cat(parts).cpu()
+    if isinstance(source, (str, bytes, dict)) or not hasattr(source, "__getitem__") or not hasattr(source, "__len__"):
+        raise TypeError(
+            f"{caller}: expected a mask tensor (N, H, W) or a map-style dataset of masks / (image, mask) pairs, "
+            f"got {type(source).__name__}"
+        )
+    n = len(source)
+    if n == 0:
+        raise ValueError(f"{caller}: the dataset is empty")
+    out = torch.zeros(n, num_classes, dtype=torch.bool)
+    bar = _Progress(n, show, "classes present")
+    try:  # the bar is closed however reading ends (a bad sample raises half-way)
+        for i in range(n):
+            found = _as_mask(_find_mask(source[i], i, mask, caller), f"the mask of sample {i}", caller)
+            out[i] = _presence_of_chunk(found.reshape(1, -1), i, num_classes, ignore_index, caller)[0].cpu()
+            bar.update()
+    finally:
+        bar.close()
+    return out
+
+
+def classes_present(
+    dataset_or_masks: Any,
+    num_classes: int,
+    ignore_index: Optional[int] = None,
+    *,
+    progress: Optional[bool] = None,
+    mask: Optional[Callable[[Any], Any]] = None,
+) -> List[List[int]]:
+    """The classes that occur in each sample's segmentation mask.
+
+    Counts every pixel once with the ``class_counts`` kernel: a stacked mask
+    tensor in a few calls over ``(samples, classes)`` bins (chunks of about
+    8M pixels, so memory stays bounded), a dataset one mask at a time. The
+    result feeds :class:`balancedtorch.data.RepeatFactorSampler` (which calls
+    this function itself when given masks).
+
+    Args:
+        dataset_or_masks: a mask tensor or array ``(N, H, W)``, ``(N, 1, H, W)``
+            or ``(N, D, H, W)`` of any integer dtype (bool and integer-valued
+            floats too), on any device; or a map-style dataset (or list) whose
+            samples are masks, ``(image, mask)`` tuples (the mask is the *last*
+            element) or dicts (the first of the keys ``"mask"``, ``"masks"``,
+            ``"segmentation_mask"``, ``"label"``). Masks may be tensors,
+            numpy arrays or PIL images, of any size. A ``TensorDataset`` is
+            read through its last tensor, without loading samples.
+        num_classes (int): number of classes C; class ids lie in ``[0, C)``.
+        ignore_index (int, optional): a mask value that is no class (e.g. 255
+            "void"); inside ``[0, C)`` that class is never reported.
+        progress (bool, optional, keyword): a progress bar (tqdm when
+            installed, else a counter on stderr) while a dataset is read.
+            Default: on when stderr is a terminal. Tensors need none.
+        mask (callable, optional, keyword): ``mask(sample) -> mask``, for
+            datasets whose samples hold the mask elsewhere.
+
+    Returns:
+        list[list[int]]: for every sample, the sorted ids of the classes
+        present (an empty list for a mask that is all ``ignore_index``).
+
+    Raises:
+        ValueError: ``num_classes`` not a positive int, an empty input, a
+            stack that is not ``(N, ...)`` with at least 3 dimensions, or a
+            mask value outside ``[0, C)`` other than ``ignore_index`` (the
+            message names the sample, the value and its flat pixel index).
+        TypeError: masks that are not integer (e.g. ToTensor's ``/255``
+            floats), or an input that is neither a tensor nor a dataset.
+
+    Example:
+        >>> masks = torch.tensor([[[0, 0], [2, 255]], [[1, 1], [1, 1]]], dtype=torch.uint8)
+        >>> bt.data.classes_present(masks, num_classes=3, ignore_index=255)
+        [[0, 2], [1]]
+    """
+    present = presence_matrix(dataset_or_masks, num_classes, ignore_index, progress=progress, mask=mask)
+    pairs = present.nonzero()  # row-major: sorted by sample, then class
+    ids = pairs[:, 1].numpy()
+    ends = np.cumsum(present.sum(1).numpy())[:-1]
+    return [part.tolist() for part in np.split(ids, ends)]
