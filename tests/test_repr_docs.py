@@ -166,6 +166,7 @@ _REQUIRED = {
     "ClassBalancedSampler": lambda: {"labels": _labels()},
     "StratifiedBatchSampler": lambda: {"labels": _labels(), "batch_size": 8},
     "AliasTable": lambda: {"weights": _weights()},
+    "RepeatFactorSampler": lambda: {"labels": [{0}, {0, 1}, {0, 2}, {0}] * 10},
 }
 
 
@@ -209,6 +210,7 @@ _NON_DEFAULT = {
     "tomek": _estimator("tomek", "TomekLinks", sampling_strategy="all"),
     "enn": _estimator("enn", "EditedNearestNeighbours", kind_sel="mode"),
     "momentum": lambda: {"momentum": 0.1},
+    "threshold": lambda: {"threshold": 0.2},
 }
 # per class, where the argument's meaning (or what it needs) differs
 _NON_DEFAULT_BY_CLASS = {
@@ -216,6 +218,12 @@ _NON_DEFAULT_BY_CLASS = {
         "sampling_strategy": lambda: {"sampling_strategy": 0.5},
         "memory_size": lambda: {"memory_size": 8, "num_classes": 4},
         "num_classes": lambda: {"num_classes": 4},
+    },
+    "RepeatFactorSampler": {
+        # masks: the arguments that only apply to them
+        "num_classes": lambda: {"labels": torch.randint(0, 3, (6, 4, 4)), "num_classes": 3},
+        "ignore_index": lambda: {"labels": torch.randint(0, 3, (6, 4, 4)), "num_classes": 3, "ignore_index": 255},
+        "progress": lambda: {"progress": False},
     },
     "ClusterCentroids": {"estimator": lambda: {"estimator": __import__("sklearn.cluster").cluster.KMeans(n_init=1)}},
 }

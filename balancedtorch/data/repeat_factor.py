@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DistributedSampler
 
+from .._repr import Shown
 from ._epoch import EpochSampler
 from .presence import _MASK_KEYS, presence_matrix
 
@@ -236,6 +237,7 @@ class RepeatFactorSampler(EpochSampler, DistributedSampler[int]):
     ) -> None:
         super().__init__(generator, seed, num_replicas, rank)
         self.threshold = _check_threshold(threshold)
+        self._num_classes_arg, self._ignore_index_arg, self._progress_arg = num_classes, ignore_index, progress  # for repr
         if num_classes is not None and (
             isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) or num_classes < 1
         ):
@@ -344,18 +346,32 @@ class RepeatFactorSampler(EpochSampler, DistributedSampler[int]):
         return {"repeat_factors": self.repeat_factors}
 
     def __iter__(self) -> Iterator[int]:
+        """This rank's indices of the current epoch (image ``i`` about ``r_i`` times, shuffled).
+
+        Each image appears ``floor(r_i)`` times plus once more with
+        probability ``frac(r_i)``, drawn from the epoch's seed; the list is
+        shuffled, sharded over ``num_replicas`` (``len(self)`` each), and a
+        later :meth:`set_epoch` draws a new rounding and order.
+
+        Example:
+            >>> sampler = bt.data.RepeatFactorSampler([{0}, {0}, {0}, {0, 1}], threshold=1.0)
+            >>> sorted(sampler)  # image 3 holds class 1 (f = 1/4): r = sqrt(1 / 0.25) = 2
+            [0, 1, 2, 3, 3]
+        """
         return self._iterate()
 
     def __len__(self) -> int:
+        """Indices this rank yields in the current epoch (exact: the epoch's rounding is drawn here)."""
         live = getattr(self, "_live", None)
         if live is not None and live[0].__length_hint__() == 0:
             self._settle()  # the previous pass finished: the length is the next epoch's, as indices() is
         return self._per_rank(self.num_samples)
 
-    def __repr__(self) -> str:
-        repeated = int((self.repeat_factors > 1).sum())
-        return (
-            f"{type(self).__name__}(images={self.num_images}, classes={self.classes.numel()}, "
-            f"threshold={self.threshold}, repeated_images={repeated}, expected_length={self.expected_length:.1f}, "
-            f"num_replicas={self.num_replicas}, rank={self.rank})"
-        )
+    def _repr_args(self) -> Dict[str, Any]:
+        args: Dict[str, Any] = {
+            "labels": Shown(f"<{self.num_images} images, {self.classes.numel()} classes>"),
+            "threshold": self.threshold,
+        }
+        args.update(self._common_args())
+        args.update(num_classes=self._num_classes_arg, ignore_index=self._ignore_index_arg, progress=self._progress_arg)
+        return args
