@@ -185,16 +185,32 @@ def focal_loss(
     )
 
 
+# A class with no samples gets the prior of half a sample (rather than
+# log(0) = -inf, which would make its logit unreachable and its loss infinite).
+ZERO_COUNT_FLOOR = 0.5
+
+
 def logit_adjustment(class_counts: Any, tau: float = 1.0) -> Tensor:
     """``tau * log(prior)`` per class, the additive logit adjustment of Menon et al. (2021).
 
+    ``prior = n / n.sum()`` where ``n`` is ``class_counts`` with every zero
+    count replaced by 0.5: a class absent from the training counts gets the
+    prior of half a sample (``log(0)`` would be ``-inf``: that class's loss
+    infinite and its gradient NaN). Positive counts, fractional ones
+    included, are used as given.
+
     Args:
-        class_counts (Tensor[C] | sequence): samples per class (all > 0).
+        class_counts (Tensor[C] | sequence): samples per class, finite and
+            >= 0, not all zero (negative or NaN counts raise a ValueError).
         tau (float): temperature >= 0. Default 1 (Balanced Softmax).
 
     Returns:
         Tensor[C]: float64 (the kernels read it in their accumulation dtype),
         on the counts' device.
+
+    Example:
+        >>> bt.functional.logit_adjustment([90, 10, 0])   # log([90, 10, 0.5] / 100.5)
+        tensor([-0.1103, -2.3076, -5.3033], dtype=torch.float64)
     """
     tau = _real(tau, "tau", 0.0)
     counts = class_counts if isinstance(class_counts, Tensor) else torch.as_tensor(class_counts)
@@ -203,13 +219,13 @@ def logit_adjustment(class_counts: Any, tau: float = 1.0) -> Tensor:
     if counts.dtype == torch.bool or counts.is_complex():
         raise ValueError(f"class_counts must be real numbers, got dtype {counts.dtype}")
     counts = counts.detach().to(torch.float64)
-    bad = ~torch.isfinite(counts) | (counts <= 0)
+    bad = ~torch.isfinite(counts) | (counts < 0)
     if bool(bad.any()):
         idx = int(bad.nonzero()[0, 0])
-        raise ValueError(
-            f"class_counts must be finite and > 0 (log prior of an empty class is -inf), "
-            f"got class_counts[{idx}] = {counts[idx].item()}"
-        )
+        raise ValueError(f"class_counts must be finite and >= 0, got class_counts[{idx}] = {counts[idx].item()}")
+    if not bool((counts > 0).any()):
+        raise ValueError(f"class_counts are all zero: there is no prior to adjust by, got {counts.tolist()}")
+    counts = torch.where(counts == 0, torch.full_like(counts, ZERO_COUNT_FLOOR), counts)
     return tau * torch.log(counts / counts.sum())
 
 
@@ -222,16 +238,42 @@ def logit_adjusted_loss(
     weight: Optional[Tensor] = None,
     ignore_index: int = -100,
     reduction: str = "mean",
+    label_smoothing: float = 0.0,
 ) -> Tensor:
     """Logit-adjusted softmax loss (Menon et al. 2021): ``tau * log(prior)`` is
     added to the logits inside the kernel before the (focal) cross-entropy.
 
-    ``tau=1`` is Balanced Softmax. ``gamma > 0`` adds the focal term, ``weight``
-    per-class weights; other arguments as :func:`cross_entropy`. At inference
-    use the raw logits (the adjustment only shapes training).
+    With ``gamma=0`` the result equals
+    ``F.cross_entropy(input + tau * log(prior), target, weight, ignore_index=...,
+    reduction=..., label_smoothing=...)`` (``log(prior)`` along the class
+    dimension 1), in value and gradient. ``tau=1`` is Balanced Softmax. At
+    inference use the raw logits (the adjustment only shapes training).
+
+    Args:
+        input (Tensor[N, C] or Tensor[N, C, d1, ..., dk] or Tensor[C]): logits
+            (float16/bfloat16 accumulated in float32, float32, float64).
+        target (Tensor[N] or Tensor[N, d1, ..., dk]): class indices, or
+            probabilities of the input's shape.
+        class_counts (Tensor[C] | sequence): training samples per class; a
+            zero count is taken as half a sample (see :func:`logit_adjustment`).
+        tau (float): temperature >= 0. Default 1.
+        gamma (float): focal term >= 0. Default 0 (cross-entropy).
+        weight (Tensor[C], optional): per-class weights.
+        ignore_index (int): class index to skip. Default -100.
+        reduction (str): ``"none"`` | ``"mean"`` (default) | ``"sum"``, as
+            :func:`cross_entropy`.
+        label_smoothing (float): in [0, 1], torch's label smoothing applied to
+            the adjusted logits. Default 0.
+
+    Returns:
+        Tensor: a scalar, or the per-sample losses ``[N, d1, ..., dk]`` for
+        ``reduction="none"``, in the input's dtype (float32 under autocast).
 
     Example:
-        >>> loss = bt.functional.logit_adjusted_loss(logits, target, class_counts=[5000, 300, 20])
+        >>> logits = torch.randn(8, 3, requires_grad=True)
+        >>> loss = bt.functional.logit_adjusted_loss(logits, torch.randint(0, 3, (8,)), class_counts=[5000, 300, 0],
+        ...                                          label_smoothing=0.1)
+        >>> loss.backward()
     """
     bias = logit_adjustment(class_counts, tau)
     if isinstance(input, Tensor):
@@ -243,7 +285,7 @@ def logit_adjusted_loss(
         logit_bias=bias,
         ignore_index=ignore_index,
         reduction=reduction,
-        label_smoothing=0.0,
+        label_smoothing=label_smoothing,
         gamma=gamma,
         validate=True,
     )
@@ -269,6 +311,12 @@ def _sigmoid_focal_loss(
         raise ValueError(f"input must be a floating tensor, got dtype {input.dtype}")
     if target.shape != input.shape:
         raise ValueError(f"target must have the input's shape {tuple(input.shape)}, got {tuple(target.shape)}")
+    if pos_weight is not None and input.dim() >= 3 and pos_weight.numel() != input.shape[1] and pos_weight.numel() == input.shape[-1]:
+        raise ValueError(
+            f"pos_weight must have shape (C,) = ({input.shape[1]},) (the input's class dimension 1, as (N, C, H, W) "
+            f"logits), got {tuple(pos_weight.shape)}; for class-last (N, ..., C) logits pass "
+            "input.movedim(-1, 1) and target.movedim(-1, 1)"
+        )
     target = target.to(_losses.autocast_dtype(input))
     compute_grad = input.requires_grad and torch.is_grad_enabled()
     loss = _losses.call_private(
@@ -307,15 +355,24 @@ def sigmoid_focal_loss(
     (:class:`balancedtorch.nn.SigmoidFocalLoss` keeps ``reduction="mean"``).
 
     Args:
-        input (Tensor[*, C]): logits of any shape (float16, bfloat16, float32,
-            float64); also accepted as ``inputs=``.
-        target (Tensor[*, C]): targets in [0, 1] of the same shape; also
+        input (Tensor[N, C] or Tensor[N, C, d1, ..., dk] or Tensor[C]): logits
+            (float16, bfloat16, float32, float64), contiguous or
+            channels-last; any shape when no ``pos_weight`` is given; also
+            accepted as ``inputs=``.
+        target (Tensor): targets in [0, 1] of the input's shape; also
             accepted as ``targets=``. Differentiable when it requires grad.
         alpha (float): default 0.25. gamma (float): >= 0, default 2.
         reduction (str): ``"none"`` (default, elementwise losses of the input's
             shape) | ``"mean"`` (over all elements) | ``"sum"``.
-        pos_weight (Tensor[C], optional): weight of the positive term per class
-            (the last dimension), as ``BCEWithLogitsLoss(pos_weight=...)``.
+        pos_weight (Tensor[C], optional): weight of the positive term per
+            class, as ``BCEWithLogitsLoss(pos_weight=...)``. The class
+            dimension is dim 1, as for the softmax losses: for ``(N, C)``
+            logits that is the last dimension (exactly torch's broadcast);
+            for dense ``(N, C, H, W)`` (or ``(N, C, d1, ..., dk)``) logits it
+            is the channel dimension, i.e. torch's
+            ``BCEWithLogitsLoss(pos_weight=pos_weight.view(1, C, 1, 1))`` (a
+            plain ``(C,)`` pos_weight in torch would broadcast over W). For
+            class-last ``(N, ..., C)`` logits pass ``input.movedim(-1, 1)``.
 
     Returns:
         Tensor: the input's shape for ``"none"``, else a scalar; in the input's
@@ -323,6 +380,10 @@ def sigmoid_focal_loss(
 
     Example:
         >>> loss = bt.functional.sigmoid_focal_loss(logits, multi_hot.float(), reduction="mean")
+        >>> dense = torch.randn(2, 3, 64, 64, requires_grad=True)           # (N, C, H, W)
+        >>> masks = (torch.rand(2, 3, 64, 64) < 0.1).float()
+        >>> bt.functional.sigmoid_focal_loss(dense, masks, pos_weight=torch.tensor([1.0, 5.0, 20.0])).shape
+        torch.Size([2, 3, 64, 64])
     """
     input = _one_of(input, inputs, "input", "inputs")
     target = _one_of(target, targets, "target", "targets")

@@ -98,6 +98,8 @@ TORCH_LIBRARY(balancedtorch, m) {
       "softmax_loss(Tensor input, Tensor target, Tensor? weight, Tensor? logit_bias, int ignore_index, "
       "float label_smoothing, float gamma, int reduction, bool compute_grad) -> (Tensor, Tensor)");
   // Fused sigmoid focal loss (torchvision's definition plus pos_weight).
+  // pos_weight (C,) follows the class dimension: dim 1 of (N, C, d1, ..., dk)
+  // as the softmax losses (dim 0 of a 1-D input; the last dim of (N, C)).
   m.def(
       "sigmoid_focal_loss(Tensor input, Tensor target, Tensor? pos_weight, float alpha, float gamma, int reduction, "
       "bool compute_grad) -> (Tensor, Tensor)");
@@ -111,7 +113,8 @@ TORCH_LIBRARY(balancedtorch, m) {
   m.def(
       "affine_color(Tensor images, Tensor theta, Tensor? colour, Tensor? crop, Tensor? mean, Tensor? std, int out_height, "
       "int out_width, int interpolation, float? fill, ScalarType out_dtype) -> Tensor");
-  // Masks (B, H, W) warped with the same matrices, nearest, own fill.
+  // Masks (B, H, W) warped with the same matrices, nearest, own fill (a value
+  // of the masks' dtype: 0-255 for uint8, 0/1 for bool; anything else raises).
   m.def("affine_mask(Tensor masks, Tensor theta, Tensor? crop, int out_height, int out_width, int fill) -> Tensor");
 }
 

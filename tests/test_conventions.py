@@ -268,7 +268,7 @@ def test_loss_fakes_channels_last(device, compute_grad, reduction):
         _assert_same_layout(real, _fake_outputs(op, args))
         torch.library.opcheck(op, args)
     y = torch.rand(2, 5, 4, 3, device=device).to(memory_format=torch.channels_last)
-    for pos_weight in (None, torch.rand(3, device=device) + 0.5):
+    for pos_weight in (None, torch.rand(5, device=device) + 0.5):  # (C,): the class dimension 1
         args = (x, y, pos_weight, 0.25, 2.0, reduction, compute_grad)
         op = torch.ops.balancedtorch.sigmoid_focal_loss.default
         real = op(*args)

@@ -23,4 +23,7 @@ def _affine_color_fake(images, theta, colour, crop, mean, std, out_height, out_w
 @torch.library.register_fake("balancedtorch::affine_mask")
 def _affine_mask_fake(masks, theta, crop, out_height, out_width, fill):
     check_same_device("affine_mask", "masks", masks, theta=theta, crop=crop)
+    lo, hi = functional._MASK_RANGES.get(masks.dtype, (fill, fill))  # other dtypes: the kernels' own error
+    if not lo <= fill <= hi:  # as the kernels' check_mask_fill
+        raise ValueError(f"affine_mask: fill must be a value of the masks' dtype {masks.dtype} ({lo} to {hi}), got {fill}")
     return masks.new_empty((masks.shape[0], out_height, out_width))  # (B, H, W): contiguous, as the kernels

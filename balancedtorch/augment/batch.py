@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from .._labels import check_labels
-from .functional import affine_color, affine_matrix, compose, flip_matrix
+from .functional import _check_mask_fill, affine_color, affine_matrix, compose, flip_matrix
 
 __all__ = ["BatchAugment"]
 
@@ -119,12 +119,42 @@ class BatchAugment(nn.Module):
     for the whole batch. Deterministic given ``generator`` (on the images'
     device).
 
+    Segmentation masks passed to ``forward`` are warped with the same
+    matrices and crops (nearest). Pixels that fall outside the image read
+    ``fill`` in the images (default 0, in the input's scale: 0-255 for uint8;
+    None: bilinear taps outside read 0, as torchvision's ``fill=None``) and
+    ``mask_fill`` in the masks. ``mask_fill=None`` (default) writes the
+    segmentation "ignore" (void) label 255 into uint8, int32 and int64 masks,
+    so padding is never silently labelled as class 0: give the loss the same
+    value (``bt.nn.CrossEntropyLoss(ignore_index=255)``, as torchvision's
+    segmentation reference), or pass ``mask_fill=-100`` with int64 masks to
+    match torch's default ``ignore_index``. Bool masks have no room for an
+    ignore label and get False. A ``mask_fill`` outside the masks' dtype
+    (256 or -1 for uint8) raises a ValueError naming it. ``crop_scale`` and
+    ``crop_ratio`` are RandomResizedCrop's ``scale`` and ``ratio`` (used
+    with ``crop``).
+
+    Args:
+        hflip, vflip (float): flip probabilities. rotation, translate,
+            scale, shear, crop, brightness, contrast, saturation, hue: see
+            above. mean, std (sequence of C floats, optional): Normalize
+            after scaling to [0, 1]. out_dtype: float32 (default), float16
+            or bfloat16. interpolation: "bilinear" (default) or "nearest".
+            p (float): probability of augmenting a sample (default 1).
+            same_on_batch (bool): one parameter set for the batch.
+            class_p (dict, optional): {class: probability}, overrides ``p``.
+            crop_scale, crop_ratio: (min, max), keyword-only. fill (float,
+            optional), mask_fill (int, optional): keyword-only, see above.
+
     Example:
         >>> aug = bt.augment.BatchAugment(hflip=0.5, rotation=30, translate=(0.1, 0.1), scale=(0.8, 1.2),
         ...                               shear=10, brightness=0.4, contrast=0.4, saturation=0.4, hue=0.1,
         ...                               mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225),
         ...                               class_p={rare: 1.0, common: 0.2})
         >>> x = aug(images_uint8.cuda(), labels=labels.cuda())      # float32, normalised
+        >>> seg = bt.augment.BatchAugment(hflip=0.5, rotation=15, crop=512)
+        >>> x, m = seg(images_uint8, masks=masks_uint8)             # m: 255 where the warp padded
+        >>> loss = bt.nn.CrossEntropyLoss(ignore_index=255)(model(x), m.long())
     """
 
     def __init__(
@@ -151,7 +181,7 @@ class BatchAugment(nn.Module):
         crop_scale: Range = (0.08, 1.0),
         crop_ratio: Range = (3.0 / 4.0, 4.0 / 3.0),
         fill: Optional[float] = 0.0,
-        mask_fill: int = 0,
+        mask_fill: Optional[int] = None,
     ) -> None:
         super().__init__()
         self.hflip = _probability(hflip, "hflip")
@@ -215,7 +245,9 @@ class BatchAugment(nn.Module):
         if fill is not None and not _is_num(fill):
             raise ValueError(f"fill must be None or a number, got {fill!r}")
         self.fill = None if fill is None else _finite(fill, "fill")
-        self.mask_fill = int(mask_fill)
+        # None: the "ignore" label for the masks' dtype, resolved per call
+        # (255, False for bool); a value is checked against the dtype per call
+        self.mask_fill = _check_mask_fill(mask_fill)
 
     def _label_p(self, labels: Tensor) -> Tensor:
         """Per-sample probability: ``class_p[label]`` where listed, ``p`` for any other label.
@@ -228,9 +260,27 @@ class BatchAugment(nn.Module):
         listed = keys[pos] == labels
         return torch.where(listed, values[pos], torch.full_like(values[pos], self.p))
 
+    # (attribute, value when the argument is left at its default)
+    _REPR_DEFAULTS = (
+        ("hflip", 0.0), ("vflip", 0.0), ("rotation", None), ("translate", (0.0, 0.0)), ("scale", (1.0, 1.0)),
+        ("shear", (None, None)), ("crop", None), ("brightness", None), ("contrast", None), ("saturation", None),
+        ("hue", None), ("mean", None), ("std", None), ("out_dtype", torch.float32), ("interpolation", "bilinear"),
+        ("p", 1.0), ("same_on_batch", False), ("class_p", None), ("crop_scale", (0.08, 1.0)),
+        ("crop_ratio", (3.0 / 4.0, 4.0 / 3.0)), ("fill", 0.0), ("mask_fill", None),
+    )
+
     def extra_repr(self) -> str:
-        keys = ["hflip", "vflip", "rotation", "translate", "scale", "shear", "crop", "brightness", "contrast", "saturation", "hue", "p"]
-        return ", ".join(f"{k}={getattr(self, k)!r}" for k in keys)
+        """Every argument that differs from its default, as the module holds it (ranges as (min, max))."""
+        parts = []
+        for name, default in self._REPR_DEFAULTS:
+            value = getattr(self, name)
+            if value == default:
+                continue
+            if name == "shear":  # (x range, y range or None) -> the 2 or 4 numbers of the argument
+                x, y = value
+                value = (x or (0.0, 0.0)) + (() if y is None else y)
+            parts.append(f"{name}={value!r}")
+        return ", ".join(parts)
 
     # ------------------------------------------------------------------ parameters
     def _uniform(self, r: Optional[Range], n: int, gen, device, default: float) -> Tensor:
@@ -333,6 +383,40 @@ class BatchAugment(nn.Module):
         return {"theta": theta.float().contiguous(), "crop": boxes, "color": None if colour is None else colour.contiguous(), "applied": applied}
 
     def forward(self, images: Tensor, masks: Optional[Tensor] = None, labels: Optional[Tensor] = None, generator: Optional[torch.Generator] = None):
+        """Augment a batch: draw per-sample parameters, then one fused warp + colour + normalise pass.
+
+        Args:
+            images (Tensor[B, C, H, W]): C = 1 or 3; uint8 (scaled to
+                [0, 1]), float16, bfloat16 or float32 in [0, 1]; contiguous or
+                channels-last; CPU or CUDA. Not modified.
+            masks (Tensor[B, H, W] or Tensor[B, 1, H, W], optional): uint8,
+                int32, int64 or bool label masks of the images' H and W,
+                warped with the same parameters (nearest); padding gets
+                ``mask_fill`` (default: 255, the ignore label; False for bool).
+            labels (Tensor[B], optional): per-sample integer class labels,
+                needed when ``class_p`` is set (ignored otherwise).
+            generator (torch.Generator, optional): on the images' device; the
+                same seed gives the same output on that device.
+
+        Returns:
+            Tensor[B, C, H_out, W_out] of ``out_dtype`` (``H_out, W_out`` the
+            ``crop`` size, else ``H, W``), in the images' memory format; with
+            ``masks``, the pair ``(images, masks)``, the masks of shape
+            ``[B, H_out, W_out]`` (or ``[B, 1, H_out, W_out]``) and their dtype.
+
+        Raises:
+            ValueError: wrong shapes or dtypes, ``labels`` missing with
+                ``class_p``, a generator on another device, ``mask_fill``
+                outside the masks' dtype.
+
+        Example:
+            >>> aug = bt.augment.BatchAugment(hflip=0.5, rotation=20, crop=224, mean=(0.5,) * 3, std=(0.25,) * 3)
+            >>> images = torch.randint(0, 256, (8, 3, 256, 320), dtype=torch.uint8)
+            >>> masks = torch.randint(0, 19, (8, 256, 320), dtype=torch.uint8)
+            >>> x, m = aug(images, masks=masks, generator=torch.Generator().manual_seed(0))
+            >>> x.shape, x.dtype, m.shape, m.dtype
+            (torch.Size([8, 3, 224, 224]), torch.float32, torch.Size([8, 224, 224]), torch.uint8)
+        """
         if not isinstance(images, Tensor) or images.dim() != 4:
             raise ValueError(f"BatchAugment: images must be a tensor of shape (B, C, H, W), got {tuple(getattr(images, 'shape', ()))}")
         if images.shape[1] not in (1, 3):

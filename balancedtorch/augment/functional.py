@@ -16,7 +16,7 @@ from typing import Optional, Sequence, Tuple, Union
 import torch
 from torch import Tensor
 
-__all__ = ["affine_color", "affine_matrix", "crop_matrix", "flip_matrix", "compose", "identity_matrix"]
+__all__ = ["affine_color", "affine_matrix", "crop_matrix", "flip_matrix", "compose", "identity_matrix", "resolve_mask_fill"]
 
 _INTERPOLATION = {"bilinear": 0, "nearest": 1}
 _OUT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
@@ -65,6 +65,53 @@ def _channel_vector(values, C: int, name: str, device) -> Optional[Tensor]:
     return t.contiguous()
 
 
+# The "ignore" label padding gets when no mask_fill is given: the segmentation
+# void label of Cityscapes/VOC/ADE20K and torchvision's segmentation reference
+# (pad fill=255, cross_entropy(ignore_index=255)); bool masks have no room for
+# one and get False.
+IGNORE_MASK_FILL = 255
+
+_MASK_RANGES = {
+    torch.uint8: (0, 255),
+    torch.int32: (-(2**31), 2**31 - 1),
+    torch.int64: (-(2**63), 2**63 - 1),
+    torch.bool: (0, 1),
+}
+
+
+def _check_mask_fill(mask_fill) -> Optional[int]:
+    """``mask_fill`` as given by the user: None or an integer (a bool counts as 0/1), checked early."""
+    if mask_fill is None:
+        return None
+    if isinstance(mask_fill, bool):
+        return int(mask_fill)
+    if isinstance(mask_fill, Tensor) and mask_fill.numel() == 1 and not mask_fill.is_floating_point() and not mask_fill.is_complex():
+        mask_fill = mask_fill.item()
+    if not isinstance(mask_fill, numbers.Integral):
+        raise ValueError(f"mask_fill must be None or an integer label, got {mask_fill!r}")
+    lo, hi = _MASK_RANGES[torch.int64]
+    if not lo <= int(mask_fill) <= hi:
+        raise ValueError(f"mask_fill must fit in int64, got {mask_fill!r}")
+    return int(mask_fill)
+
+
+def resolve_mask_fill(mask_fill, dtype: torch.dtype) -> int:
+    """The label written where a warped mask reads outside the input, for masks of ``dtype``.
+
+    None: 255 (the segmentation "ignore"/void label) for uint8, int32 and int64
+    masks, False for bool masks. A value outside ``dtype``'s range raises a
+    ValueError (a cast would wrap it: 256 -> 0 would label the padding as
+    class 0).
+    """
+    mask_fill = _check_mask_fill(mask_fill)
+    if mask_fill is None:
+        return 0 if dtype == torch.bool else IGNORE_MASK_FILL
+    lo, hi = _MASK_RANGES[dtype]
+    if not lo <= mask_fill <= hi:
+        raise ValueError(f"mask_fill = {mask_fill} is outside the range of the masks' dtype {dtype} ({lo} to {hi})")
+    return mask_fill
+
+
 def affine_color(
     images: Tensor,
     theta: Tensor,
@@ -78,7 +125,7 @@ def affine_color(
     std: Optional[Sequence[float]] = None,
     out_dtype: torch.dtype = torch.float32,
     masks: Optional[Tensor] = None,
-    mask_fill: int = 0,
+    mask_fill: Optional[int] = None,
 ):
     """Warp, colour-jitter and normalise a batch in one pass (CPU and CUDA).
 
@@ -105,6 +152,9 @@ def affine_color(
             no antialias; nearest: torch's "nearest") and ``theta`` then warps
             that resized crop, as ``resized_crop`` followed by ``affine``.
         size: output (height, width), each below 2^24; default the input's.
+        interpolation (str): ``"bilinear"`` (default) or ``"nearest"`` (or
+            torchvision's ``InterpolationMode``) for the images; masks are
+            always nearest.
         fill (float, optional): outside the image. None (default): bilinear
             taps outside read 0, as torchvision's ``affine(..., fill=None)``; a
             value (in the input's scale, 0-255 for uint8): torchvision's fill
@@ -112,12 +162,30 @@ def affine_color(
             ``affine(..., fill=value)`` and the RandomAffine transform.
         mean, std: per-channel normalisation (after scaling to [0, 1]).
         out_dtype: float32, float16 or bfloat16.
-        masks (Tensor[B, H, W] or [B, 1, H, W], optional): integer or bool
-            masks warped with the same matrices, nearest, filled with ``mask_fill``.
+        masks (Tensor[B, H, W] or [B, 1, H, W], optional): uint8, int32,
+            int64 or bool label masks, warped with the same matrices and
+            crops, nearest (labels are never blended).
+        mask_fill (int, optional): the label of mask pixels that fall
+            outside the input. Default None: 255, the segmentation "ignore"
+            (void) label, for uint8/int32/int64 masks, so padding is never
+            silently labelled as class 0 (give the loss the same value:
+            ``bt.nn.CrossEntropyLoss(ignore_index=255)``, as torchvision's
+            segmentation reference; or pass ``mask_fill=-100`` with int64
+            masks for torch's default ``ignore_index``); False for bool
+            masks. A value outside the masks' dtype (e.g. 256 or -1 for
+            uint8) raises a ValueError.
 
     Returns:
         Tensor[B, C, H_out, W_out] of ``out_dtype`` (the input's memory
-        format), and the warped masks when ``masks`` is given.
+        format); with ``masks``, a pair ``(images, masks)`` where the masks
+        keep their dtype and shape convention (``[B, H_out, W_out]`` or
+        ``[B, 1, H_out, W_out]``).
+
+    Example:
+        >>> theta = AF.compose(AF.flip_matrix(torch.tensor([True, False]), torch.tensor([False, False])),
+        ...                    AF.affine_matrix(torch.tensor([30.0, -10.0]), scale=1.1)).float()
+        >>> x, m = AF.affine_color(images_uint8, theta, masks=masks_uint8, mean=(0.5,) * 3, std=(0.25,) * 3)
+        >>> x.dtype, m.dtype   # (torch.float32, torch.uint8); m is 255 where the warp padded
     """
     if not isinstance(images, Tensor):
         raise TypeError(f"images must be a torch.Tensor, got {type(images).__name__}")
@@ -170,23 +238,28 @@ def affine_color(
         raise ValueError(f"std must not contain zeros, got {std_t.tolist()}")
     if fill is not None and (not isinstance(fill, numbers.Real) or not math.isfinite(fill)):
         raise ValueError(f"fill must be None or a finite number, got {fill!r}")
+    interp = _interp_code(interpolation)
+    mask_fill = _check_mask_fill(mask_fill)
+    if masks is not None:  # checked before any kernel runs
+        if not isinstance(masks, Tensor):
+            raise TypeError(f"masks must be a torch.Tensor, got {type(masks).__name__}")
+        squeeze = masks.dim() == 4
+        m = masks.squeeze(1) if squeeze and masks.shape[1] == 1 else masks
+        if m.dim() != 3 or m.shape[0] != B or tuple(m.shape[1:]) != (H, W):
+            raise ValueError(f"masks must have shape (B, H, W) or (B, 1, H, W) = ({B}, {H}, {W}), got {tuple(masks.shape)}")
+        if m.dtype not in _MASK_RANGES:
+            raise ValueError(f"masks must be uint8, int32, int64 or bool, got {m.dtype}")
+        mask_fill = resolve_mask_fill(mask_fill, m.dtype)
     theta = theta.to(images.device)
-    out = torch.ops.balancedtorch.affine_color(images, theta, color, crop, mean_t, std_t, oh, ow, _interp_code(interpolation), None if fill is None else float(fill), out_dtype)
+    out = torch.ops.balancedtorch.affine_color(images, theta, color, crop, mean_t, std_t, oh, ow, interp, None if fill is None else float(fill), out_dtype)
     if masks is None:
         return out
-    if not isinstance(masks, Tensor):
-        raise TypeError(f"masks must be a torch.Tensor, got {type(masks).__name__}")
-    squeeze = masks.dim() == 4
-    m = masks.squeeze(1) if squeeze and masks.shape[1] == 1 else masks
-    if m.dim() != 3 or m.shape[0] != B or tuple(m.shape[1:]) != (H, W):
-        raise ValueError(f"masks must have shape (B, H, W) or (B, 1, H, W) = ({B}, {H}, {W}), got {tuple(masks.shape)}")
-    if m.dtype not in (torch.uint8, torch.int32, torch.int64, torch.bool):
-        raise ValueError(f"masks must be uint8, int32, int64 or bool, got {m.dtype}")
-    warped = torch.ops.balancedtorch.affine_mask(m.to(images.device), theta, crop, oh, ow, int(mask_fill))
+    warped = torch.ops.balancedtorch.affine_mask(m.to(images.device), theta, crop, oh, ow, mask_fill)
     return out, warped.unsqueeze(1) if squeeze else warped
 
 
 def identity_matrix(batch: int, device=None, dtype=torch.float32) -> Tensor:
+    """``batch`` identity matrices (B, 2, 3): the warp that changes nothing."""
     return torch.eye(2, 3, device=device, dtype=dtype).expand(batch, 2, 3).clone()
 
 

@@ -177,7 +177,9 @@ def _sigmoid_focal_target_grad(args, grad_loss: Tensor) -> Tensor:
     acc = _acc_dtype(input)
     x = input.detach().to(acc)
     t = target.detach().to(acc)
-    pw = pos_weight.to(acc) if pos_weight is not None else None
+    pw = None
+    if pos_weight is not None:  # along the class dimension 1 (dim 0 of a 1-D input), as the kernels
+        pw = _class_view(pos_weight.to(acc), x) if x.dim() >= 2 else pos_weight.to(acc)
     p = torch.sigmoid(x)
     log_p = torch.nn.functional.logsigmoid(x)
     log_1mp = torch.nn.functional.logsigmoid(-x)

@@ -1,6 +1,8 @@
 // Argument checks shared by the CPU and CUDA launchers of affine_color / affine_mask.
 #pragma once
 
+#include <cstdint>
+#include <limits>
 #include <optional>
 #include <type_traits>
 
@@ -105,12 +107,37 @@ inline ImageArgs check_image_args(
 }
 
 // Returns the crop boxes as contiguous float32 (undefined without a crop).
-inline at::Tensor check_mask_args(const at::Tensor& masks, const at::Tensor& theta, const std::optional<at::Tensor>& crop, int64_t out_h, int64_t out_w) {
+// The fill must be a value of the masks' dtype: a cast would wrap it (256 -> 0
+// for uint8, -1 -> 255), silently labelling the padding as a real class.
+inline void check_mask_fill(at::ScalarType dt, int64_t fill) {
+  int64_t lo = std::numeric_limits<int64_t>::min(), hi = std::numeric_limits<int64_t>::max();
+  if (dt == at::kByte) {
+    lo = 0;
+    hi = 255;
+  } else if (dt == at::kInt) {
+    lo = std::numeric_limits<int32_t>::min();
+    hi = std::numeric_limits<int32_t>::max();
+  } else if (dt == at::kBool) {
+    lo = 0;
+    hi = 1;
+  }
+  TORCH_CHECK_VALUE(
+      lo <= fill && fill <= hi, "affine_mask: fill must be a value of the masks' dtype ", dt, " (", lo, " to ", hi, "), got ", fill);
+}
+
+inline at::Tensor check_mask_args(
+    const at::Tensor& masks,
+    const at::Tensor& theta,
+    const std::optional<at::Tensor>& crop,
+    int64_t out_h,
+    int64_t out_w,
+    int64_t fill) {
   TORCH_CHECK_VALUE(masks.dim() == 3, "affine_mask: masks must have shape (B, H, W), got ", masks.sizes());
   const auto dt = masks.scalar_type();
   TORCH_CHECK_TYPE(
       dt == at::kByte || dt == at::kInt || dt == at::kLong || dt == at::kBool,
       "affine_mask: masks must be uint8, int32, int64 or bool, got ", dt);
+  check_mask_fill(dt, fill);
   TORCH_CHECK_VALUE(masks.size(1) > 0 && masks.size(2) > 0, "affine_mask: masks must not be empty, got ", masks.sizes());
   check_input_sides("affine_mask", "masks", masks.size(1), masks.size(2));
   check_size(out_h, out_w);

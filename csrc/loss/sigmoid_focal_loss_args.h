@@ -12,6 +12,17 @@
 namespace balancedtorch {
 namespace loss {
 
+// The class dimension pos_weight follows: dim 1 of (N, C, d1, ..., dk), as
+// the softmax losses and dense BCEWithLogits users' (1, C, 1, ..., 1)
+// pos_weight; dim 0 of a 1-D input (C,); one class for a 0-D input.
+inline int64_t sigmoid_focal_class_dim(const at::Tensor& input) {
+  return input.dim() >= 2 ? 1 : 0;
+}
+
+inline int64_t sigmoid_focal_classes(const at::Tensor& input) {
+  return input.dim() > 0 ? input.size(sigmoid_focal_class_dim(input)) : 1;
+}
+
 inline void check_sigmoid_focal_loss_args(
     const at::Tensor& input,
     const at::Tensor& target,
@@ -31,11 +42,12 @@ inline void check_sigmoid_focal_loss_args(
   TORCH_CHECK(target.device() == input.device(), "sigmoid_focal_loss: target is on ", target.device(), " but input is on ", input.device());
   if (pos_weight.has_value()) {
     const at::Tensor& pw = *pos_weight;
-    const int64_t C = input.dim() > 0 ? input.size(-1) : 1;
+    const int64_t C = sigmoid_focal_classes(input);
     TORCH_CHECK_TYPE(at::isFloatingType(pw.scalar_type()), "sigmoid_focal_loss: pos_weight must be a floating tensor, got ", pw.scalar_type());
     TORCH_CHECK_VALUE(
         pw.dim() == 1 && pw.size(0) == C,
-        "sigmoid_focal_loss: pos_weight must have shape (C,) = (", C, ",) (the input's last dimension), got ", pw.sizes());
+        "sigmoid_focal_loss: pos_weight must have shape (C,) = (", C, ",) (the input's class dimension: dim 1 of (N, C, ...), ",
+        "dim 0 of (C,)), got ", pw.sizes());
     TORCH_CHECK(pw.device() == input.device(), "sigmoid_focal_loss: pos_weight is on ", pw.device(), " but input is on ", input.device());
   }
   TORCH_CHECK_VALUE(!std::isnan(alpha) && alpha <= 1.0, "sigmoid_focal_loss: alpha must be <= 1 (negative disables it), got ", alpha);
@@ -47,15 +59,25 @@ inline void check_sigmoid_focal_loss_args(
 
 // The memory format of the outputs (per-element losses and gradient): the
 // input's, as torch's elementwise ops give (channels-last in, channels-last
-// out). The loss is elementwise, so without pos_weight the kernels run over
-// memory in that order as is; pos_weight follows the last logical dimension,
-// so with it they run on contiguous copies and the outputs are laid out after.
+// out). The loss is elementwise, so the kernels run over memory in that order
+// as is; pos_weight follows the class dimension (see
+// sigmoid_focal_pos_weight_inner).
 inline at::MemoryFormat sigmoid_focal_output_format(const at::Tensor& input) {
   return input.is_contiguous() ? at::MemoryFormat::Contiguous : input.suggest_memory_format();
 }
 
-inline at::MemoryFormat sigmoid_focal_work_format(const at::Tensor& input, const std::optional<at::Tensor>& pos_weight) {
-  return pos_weight.has_value() ? at::MemoryFormat::Contiguous : sigmoid_focal_output_format(input);
+// For x laid out densely in `format` (the output format above): element i in
+// memory order has pos_weight[(i / inner) % C]. Contiguous (N, C, d1, ...):
+// inner = d1 * ... * dk; channels-last: the class is innermost, inner = 1.
+inline int64_t sigmoid_focal_pos_weight_inner(const at::Tensor& x, at::MemoryFormat format) {
+  if (x.dim() < 2 || format != at::MemoryFormat::Contiguous) {
+    return 1;
+  }
+  int64_t inner = 1;
+  for (int64_t d = 2; d < x.dim(); ++d) {
+    inner *= x.size(d);
+  }
+  return inner;
 }
 
 } // namespace loss

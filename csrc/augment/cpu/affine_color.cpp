@@ -322,7 +322,7 @@ at::Tensor affine_mask_cpu(
     int64_t out_h,
     int64_t out_w,
     int64_t fill) {
-  const at::Tensor crop = check_mask_args(masks, theta, crop_in, out_h, out_w);
+  const at::Tensor crop = check_mask_args(masks, theta, crop_in, out_h, out_w, fill);
   const at::Tensor t = theta.to(at::kFloat).reshape({masks.size(0), 6}).contiguous();
   at::Tensor out = at::empty({masks.size(0), out_h, out_w}, masks.options());
   dispatch_mask(masks.scalar_type(), [&](auto tag) { affine_mask_kernel<decltype(tag)>(masks, t, crop, out, fill); });

@@ -209,7 +209,7 @@ at::Tensor affine_mask_cuda(
     int64_t out_w,
     int64_t fill) {
   const c10::cuda::CUDAGuard guard(masks.device());
-  const at::Tensor crop = check_mask_args(masks, theta, crop_in, out_h, out_w);
+  const at::Tensor crop = check_mask_args(masks, theta, crop_in, out_h, out_w, fill);
   const at::Tensor t = theta.to(at::kFloat).reshape({masks.size(0), 6}).contiguous();
   at::Tensor out = at::empty({masks.size(0), out_h, out_w}, masks.options());
   if (masks.size(0) == 0) {

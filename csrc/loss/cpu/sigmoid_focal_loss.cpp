@@ -149,17 +149,17 @@ std::tuple<at::Tensor, at::Tensor> sigmoid_focal_loss_cpu(
   check_sigmoid_focal_loss_args(input, target, pos_weight, alpha, gamma, reduction);
   TORCH_CHECK(input.device().is_cpu(), "sigmoid_focal_loss: expected input on the CPU, got ", input.device());
   const at::MemoryFormat out_format = sigmoid_focal_output_format(input);
-  const at::MemoryFormat work_format = sigmoid_focal_work_format(input, pos_weight);
-  const at::Tensor x = input.contiguous(work_format);
-  const at::Tensor y = target.contiguous(work_format);
+  const at::Tensor x = input.contiguous(out_format);
+  const at::Tensor y = target.contiguous(out_format);
   const int64_t n = x.numel();
-  const int64_t C = x.dim() > 0 ? x.size(-1) : 1;
-  at::Tensor grad = !compute_grad                           ? at::empty({0}, x.options())
-      : work_format == at::MemoryFormat::Contiguous         ? cpu::pooled_empty(x.sizes(), x.options())  // warm pages across steps
-                                                            : at::empty(x.sizes(), x.options().memory_format(work_format));
+  const int64_t C = sigmoid_focal_classes(x);
+  const int64_t inner = sigmoid_focal_pos_weight_inner(x, out_format);
+  at::Tensor grad = !compute_grad                          ? at::empty({0}, x.options())
+      : out_format == at::MemoryFormat::Contiguous         ? cpu::pooled_empty(x.sizes(), x.options())  // warm pages across steps
+                                                           : at::empty(x.sizes(), x.options().memory_format(out_format));
   const at::ScalarType acc_type = x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
   at::Tensor losses = reduction == kReductionNone
-      ? at::empty(x.sizes(), x.options().dtype(acc_type).memory_format(work_format))
+      ? at::empty(x.sizes(), x.options().dtype(acc_type).memory_format(out_format))
       : at::Tensor();
   double total = 0;
 
@@ -173,13 +173,17 @@ std::tuple<at::Tensor, at::Tensor> sigmoid_focal_loss_cpu(
     P.grad = compute_grad;
     const at::Tensor pw_acc = pos_weight.has_value() ? pos_weight->to(acc_type).contiguous() : at::Tensor();
     const acc_t* pw = pw_acc.defined() ? pw_acc.const_data_ptr<acc_t>() : nullptr;
-    // Blocks never straddle a row when pos_weight is used and rows are long;
-    // short rows are grouped, and pos_weight repeated to the group's length.
-    const int64_t block = pw && C < kBlock ? std::max<int64_t>(1, kBlock / C) * C : kBlock;
-    const int64_t blocks_per_row = pw && C >= kBlock ? (C + kBlock - 1) / kBlock : 1;
-    const int64_t num_blocks = pw && C >= kBlock ? (n / C) * blocks_per_row : (n + block - 1) / block;
+    // With the class innermost in memory (inner == 1: (N, C), channels-last),
+    // blocks never straddle a row of C when rows are long; short rows are
+    // grouped, and pos_weight repeated to the group's length. Otherwise
+    // (contiguous (N, C, d1, ...)) each class is a run of `inner` elements and
+    // every block expands its own slice of pos_weight (see below).
+    const bool rows = pw && inner == 1;
+    const int64_t block = rows && C < kBlock ? std::max<int64_t>(1, kBlock / C) * C : kBlock;
+    const int64_t blocks_per_row = rows && C >= kBlock ? (C + kBlock - 1) / kBlock : 1;
+    const int64_t num_blocks = rows && C >= kBlock ? (n / C) * blocks_per_row : (n + block - 1) / block;
     std::vector<acc_t> pw_tile;
-    if (pw && C < kBlock) {
+    if (rows && C < kBlock) {
       pw_tile.resize(block);
       for (int64_t k = 0; k < block; ++k) {
         pw_tile[k] = pw[k % C];
@@ -193,10 +197,11 @@ std::tuple<at::Tensor, at::Tensor> sigmoid_focal_loss_cpu(
 
     at::parallel_for(0, num_blocks, /*grain_size=*/1, [&](int64_t b0, int64_t b1) {
       std::vector<acc_t> xs(direct ? 0 : kBlock), ys(direct ? 0 : kBlock), gs(direct ? 0 : kBlock);
+      std::vector<acc_t> pws(pw && !rows ? kBlock : 0);
       for (int64_t b = b0; b < b1; ++b) {
         int64_t start, len;
         const acc_t* pwb = nullptr;
-        if (pw && C >= kBlock) {
+        if (rows && C >= kBlock) {
           const int64_t row = b / blocks_per_row, off = (b % blocks_per_row) * kBlock;
           start = row * C + off;
           len = std::min(kBlock, C - off);
@@ -204,7 +209,18 @@ std::tuple<at::Tensor, at::Tensor> sigmoid_focal_loss_cpu(
         } else {
           start = b * block;
           len = std::min(block, n - start);
-          pwb = pw ? pw_tile.data() : nullptr;
+          pwb = rows ? pw_tile.data() : nullptr;
+        }
+        if (pw && !rows) {
+          // runs of `inner` equal weights: element i has pos_weight[(i / inner) % C]
+          int64_t k = 0;
+          while (k < len) {
+            const int64_t i = start + k;
+            const int64_t run = std::min(len - k, inner - i % inner);
+            std::fill_n(pws.data() + k, run, pw[(i / inner) % C]);
+            k += run;
+          }
+          pwb = pws.data();
         }
         scalar_t* gdst = gp ? gp + start : nullptr;
         const acc_t* xb = as_acc(xp + start, len, xs);

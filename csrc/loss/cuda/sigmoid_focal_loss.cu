@@ -33,6 +33,7 @@ __global__ void sigmoid_focal_loss_kernel(
     const acc_t* __restrict__ pos_weight,
     int64_t n,
     int64_t C,
+    int64_t inner,
     acc_t alpha,
     acc_t gamma,
     acc_t scale,
@@ -44,7 +45,8 @@ __global__ void sigmoid_focal_loss_kernel(
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) {
     acc_t g;
-    const acc_t pw = pos_weight ? pos_weight[i % C] : acc_t(1);
+    // element i (memory order) has pos_weight[(i / inner) % C] (see sigmoid_focal_pos_weight_inner)
+    const acc_t pw = pos_weight ? pos_weight[(inner == 1 ? i : i / inner) % C] : acc_t(1);
     const acc_t l = sigmoid_focal_element(static_cast<acc_t>(x[i]), static_cast<acc_t>(y[i]), alpha, gamma, pw, g);
     if (grad) {
       grad[i] = static_cast<scalar_t>(g * scale);
@@ -86,12 +88,12 @@ std::tuple<at::Tensor, at::Tensor> sigmoid_focal_loss_cuda(
   const c10::cuda::CUDAGuard device_guard(input.device());
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   const at::MemoryFormat out_format = sigmoid_focal_output_format(input);
-  const at::MemoryFormat work_format = sigmoid_focal_work_format(input, pos_weight);
-  const at::Tensor x = input.contiguous(work_format);
-  const at::Tensor y = target.contiguous(work_format);
+  const at::Tensor x = input.contiguous(out_format);
+  const at::Tensor y = target.contiguous(out_format);
   const int64_t n = x.numel();
-  const int64_t C = x.dim() > 0 ? x.size(-1) : 1;
-  const auto out_opts = x.options().memory_format(work_format);
+  const int64_t C = sigmoid_focal_classes(x);
+  const int64_t inner = sigmoid_focal_pos_weight_inner(x, out_format);
+  const auto out_opts = x.options().memory_format(out_format);
   at::Tensor grad = compute_grad ? at::empty(x.sizes(), out_opts) : at::empty({0}, x.options());
   const at::ScalarType acc_type = x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
   const bool none = reduction == kReductionNone;
@@ -111,6 +113,7 @@ std::tuple<at::Tensor, at::Tensor> sigmoid_focal_loss_cuda(
           pw.defined() ? pw.const_data_ptr<acc_t>() : nullptr,
           n,
           C,
+          inner,
           static_cast<acc_t>(alpha),
           static_cast<acc_t>(gamma),
           scale,
