@@ -49,6 +49,8 @@ def run(rank: int, world_size: int, args: argparse.Namespace) -> None:
     device = torch.device(f"cuda:{rank}" if args.device == "cuda" else "cpu")
     if device.type == "cuda":
         torch.cuda.set_device(device)
+    else:  # one intra-op thread per rank: N gloo ranks on N cores, not N x N threads fighting
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // world_size))
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo", init_method=args.init_method, rank=rank, world_size=world_size)
     torch.manual_seed(args.seed)  # same initial weights on every rank
@@ -66,7 +68,9 @@ def run(rank: int, world_size: int, args: argparse.Namespace) -> None:
     share = counts.double() / counts.max()
     aug = bt.augment.BatchAugment(rotation=15, translate=(0.1, 0.1), scale=(0.85, 1.15), class_p={c: float(1.2 - share[c]) if share[c] > 0.2 else 1.0 for c in range(NUM_CLASSES)})
     loss_fn = bt.nn.LogitAdjustedLoss(counts.to(device), tau=1.0)
-    optimiser = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
+    total_steps = args.epochs * len(loader) if not args.steps else min(args.steps, args.epochs * len(loader))
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=args.lr, total_steps=max(1, total_steps))
     gen = torch.Generator(device=device).manual_seed(args.seed * 1000 + rank)
 
     seen, steps = [], 0
@@ -80,6 +84,7 @@ def run(rank: int, world_size: int, args: argparse.Namespace) -> None:
             optimiser.zero_grad(set_to_none=True)
             loss.backward()  # DDP all-reduces the gradients
             optimiser.step()
+            schedule.step()
             epoch_seen += idx.tolist()
             steps += 1
             if args.steps and steps >= args.steps:
@@ -122,9 +127,10 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--world-size", type=int, default=2, help="processes to spawn (ignored under torchrun)")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--epochs", type=int, default=100, help="epochs of one class-balanced draw each (default 100: one step per epoch at 2 ranks x 32)")
     p.add_argument("--steps", type=int, default=0, help="stop after this many steps per rank (0: run all epochs)")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=32, help="per rank (default 32)")
+    p.add_argument("--lr", type=float, default=1e-2, help="peak learning rate of the one-cycle schedule (default 0.01)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--report", default=None, help="folder for per-rank JSON reports")
     args = p.parse_args()
