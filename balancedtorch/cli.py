@@ -6,7 +6,6 @@ import argparse
 import csv
 import io
 import json
-import math
 import os
 import sys
 from dataclasses import dataclass, field
@@ -174,16 +173,22 @@ def _refusal(col: _Column, one_hot: List[_Column]) -> Optional[Tuple[str, str]]:
     if col.kind == "empty":
         return "empty", f"column {col.name!r} has no values"
     if col.kind == "float":
-        return f"non-integer numbers, e.g. {col.example}", (f"column {col.name!r} holds non-integer numbers (e.g. {col.example}): a score, feature or regression "
-                "target, not class labels; bin it into classes first or choose another --column")
-    if col in one_hot:
+        return f"non-integer numbers, e.g. {col.example}", (
+            f"column {col.name!r} holds non-integer numbers (e.g. {col.example}): a score, feature or "
+            "regression target, not class labels; bin it into classes first or choose another --column"
+        )
+    if any(col is c for c in one_hot):
         names = [c.name for c in one_hot]
-        return "one-hot", (f"column {col.name!r} is one of {len(one_hot)} one-hot columns ({_names_list(names)}: exactly one 1 per row); "
-                "inspect reads one column of class ids or names: decode them first, e.g. "
-                f"df[{names!r}].idxmax(axis=1) in pandas or labels.argmax(1) on the array")
+        return "one-hot", (
+            f"column {col.name!r} is one of {len(one_hot)} one-hot columns ({_names_list(names)}: exactly one 1 "
+            "per row); inspect reads one column of class ids or names: decode them first, e.g. "
+            f"df[{names!r}].idxmax(axis=1) in pandas or labels.argmax(1) on the array"
+        )
     if col.id_like:
-        return "ID-like: one distinct value per row", (f"column {col.name!r} is ID-like: one distinct value per row ({col.distinct} rows), so every 'class' "
-                "would have one sample; choose the column that holds the class labels with --column")
+        return "ID-like: one distinct value per row", (
+            f"column {col.name!r} is ID-like: one distinct value per row ({col.distinct} rows), so every "
+            "'class' would have one sample; choose the column that holds the class labels with --column"
+        )
     return None
 
 
@@ -516,7 +521,8 @@ def inspect_labels(
         raise CLIError(f"{path}: all {flat.size} {unit} equal --ignore-index {ignore_index}: nothing to count")
     low = int(kept.min())
     if low < 0:
-        hint = f" (pass --ignore-index {low} if it marks void / unlabelled {'pixels' if loaded.masks else 'samples'})" if ignore_index is None else ""
+        what = "pixels" if loaded.masks else "samples"
+        hint = f" (pass --ignore-index {low} if it marks void / unlabelled {what})" if ignore_index is None else ""
         raise CLIError(f"{path}: labels must be >= 0 integers or class names, found {low}{hint}")
     high = int(kept.max())
     if num_classes is not None and high >= num_classes:
