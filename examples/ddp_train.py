@@ -58,8 +58,8 @@ def run(rank: int, world_size: int, args: argparse.Namespace) -> None:
     device = torch.device(f"cuda:{rank}" if args.device == "cuda" else "cpu")
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    else:  # one intra-op thread per rank: N gloo ranks on N cores, not N x N threads fighting
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // world_size))
+    else:  # split the cores between the ranks: N ranks x N threads each would fight over them
+        torch.set_num_threads(args.threads or max(1, (os.cpu_count() or 1) // world_size))
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo", init_method=args.init_method, rank=rank, world_size=world_size)
     torch.manual_seed(args.seed)  # same initial weights on every rank
@@ -142,6 +142,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=32, help="per rank (default 32)")
     p.add_argument("--lr", type=float, default=1e-2, help="peak learning rate of the one-cycle schedule (default 0.01)")
     p.add_argument("--width", type=int, default=16, help="channels of the small CNN's first layers (default 16; the demo uses 32)")
+    p.add_argument("--threads", type=int, default=0, help="intra-op threads per CPU rank (default 0: the cores / world size)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--report", default=None, help="folder for per-rank JSON reports")
     return p.parse_args(argv)

@@ -140,7 +140,7 @@ def test_ddp_example_defaults_train_above_chance(tmp_path):
     spec.loader.exec_module(ddp)
     defaults = ddp.parse_args([])
     assert defaults.world_size * defaults.batch_size == 64
-    args = ddp.parse_args(["--batch-size", "64", "--report", str(tmp_path)])
+    args = ddp.parse_args(["--batch-size", "64", "--threads", "1", "--report", str(tmp_path)])
     args.init_method = f"tcp://127.0.0.1:{ddp._free_port()}"
     threads = torch.get_num_threads()
     try:
