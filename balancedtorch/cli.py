@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import os
 import sys
-from typing import List, Optional, Sequence, Tuple
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -16,92 +18,332 @@ class CLIError(Exception):
     """A user-facing error: printed as one line, exit status 2."""
 
 
-# ----------------------------------------------------------------------------- inspect
+# ----------------------------------------------------------------------------- inspect: reading
+
+_LIST = 8  # class ids / columns named in one message before "and N more"
+_MAX_SPARSE = 100_000  # class ids beyond this and 10x the number of labels are not class ids
+_MAX_CLASSES = 10_000_000  # one int64 count each: 80 MB
 
 
-def _parse_labels(values: Sequence[str], source: str) -> Tuple[np.ndarray, List[str]]:
-    """Integer labels -> themselves; otherwise class names -> sorted names and their codes."""
-    cleaned = [v.strip() for v in values]
-    cleaned = [v for v in cleaned if v != ""]
-    if not cleaned:
-        raise CLIError(f"{source}: no labels found (empty input)")
+def _pct(share: float) -> str:
+    """A share as a percentage, "<0.1%" rather than a misleading "0.0%" for a class that does occur."""
+    return "<0.1%" if 0 < share < 0.0005 else f"{share:.1%}"
+
+
+def _names_list(items: Sequence[str], limit: int = _LIST) -> str:
+    items = list(items)
+    if len(items) <= limit:
+        return ", ".join(items)
+    return ", ".join(items[:limit]) + f" and {len(items) - limit} more"
+
+
+@dataclass
+class _Loaded:
+    """What a labels file holds: labels (1-D) or masks (ndim >= 2), plus how it was read."""
+
+    labels: np.ndarray  # int64; for masks the (N, H, W...) or (H, W) array
+    names: List[str]  # class names when the file holds names, else []
+    masks: bool = False
+    notes: List[str] = field(default_factory=list)  # how the file was read (header, chosen column, ...)
+    column: Optional[str] = None
+    header: Optional[bool] = None
+
+
+def _is_number(cell: str) -> bool:
     try:
-        as_int = np.array([int(v) for v in cleaned], dtype=np.int64)
-        return as_int, []
+        float(cell)
+    except ValueError:
+        return False
+    return True
+
+
+def _to_labels(cells: Sequence[str]) -> Tuple[np.ndarray, List[str]]:
+    """Integer labels (integral floats such as ``3.0`` included) -> themselves; otherwise names -> sorted names, codes."""
+    try:
+        return np.array([int(v) for v in cells], dtype=np.int64), []
     except ValueError:
         pass
     try:
-        as_float = np.array([float(v) for v in cleaned])
+        as_float = np.array([float(v) for v in cells])
         if np.all(np.isfinite(as_float)) and np.all(as_float == np.round(as_float)):
             return as_float.astype(np.int64), []
     except ValueError:
         pass
-    names = sorted(set(cleaned))
+    names = sorted(set(cells))
     index = {n: i for i, n in enumerate(names)}
-    return np.array([index[v] for v in cleaned], dtype=np.int64), names
+    return np.array([index[v] for v in cells], dtype=np.int64), names
 
 
-def _read_csv(path: str, column: Optional[str]) -> Tuple[np.ndarray, List[str]]:
-    with open(path, newline="", encoding="utf-8") as f:
+@dataclass
+class _Column:
+    index: int
+    name: str  # the header cell, or "column j" without a header
+    cells: List[str]  # non-empty cells of the body, stripped
+    kind: str  # "empty", "float", "int" or "text"
+    distinct: int
+    rows: int  # body rows (empty cells included)
+    example: str = ""  # a non-integer value of a float column
+
+    @property
+    def id_like(self) -> bool:
+        return self.distinct == len(self.cells) and len(self.cells) > 1
+
+    @property
+    def binary(self) -> bool:
+        return self.kind == "int" and len(self.cells) == self.rows and set(self.cells) <= {"0", "1"}
+
+    def describe(self) -> str:
+        what = {"int": "integers", "text": "names", "float": "non-integer numbers", "empty": "empty"}[self.kind]
+        return f"{self.name!r} ({what}, {self.distinct} distinct)" if self.kind != "empty" else f"{self.name!r} (empty)"
+
+
+def _column(index: int, name: str, body: List[List[str]]) -> _Column:
+    raw = [r[index].strip() for r in body]
+    cells = [c for c in raw if c != ""]
+    if not cells:
+        return _Column(index, name, cells, "empty", 0, len(raw))
+    kind, example = "text", ""
+    if all(_is_number(c) for c in cells):
+        values = np.array([float(c) for c in cells])
+        bad = ~np.isfinite(values) | (values != np.round(values))
+        kind = "float" if bad.any() else "int"
+        example = cells[int(np.argmax(bad))] if bad.any() else ""
+        if kind == "int":  # "3.0" and "3" are the same class
+            cells = [str(int(v)) for v in values]
+    return _Column(index, name, cells, kind, len(set(cells)), len(raw), example)
+
+
+def _detect_header(rows: List[List[str]]) -> Tuple[bool, str]:
+    """Whether the first row names the columns.
+
+    pandas' ``read_csv`` (``header="infer"``) always takes the first row as the
+    header, which eats the first label of a headerless file; ``csv.Sniffer.has_header``
+    compares types and lengths per column, but abstains on name columns whose
+    lengths vary ("cat", "horse") and then answers "no header" for ``label\\ncat\\n...``.
+    Here, per column: a non-number above numbers means a header (decisive); a
+    number above numbers means data; in a column of names, a first cell that
+    occurs again below means data, one that never occurs below while the names
+    below repeat means a header. Without any evidence (one row, or only
+    all-distinct name columns) the first row is a header, as in pandas.
+    """
+    first, body = rows[0], rows[1:]
+    if not body:
+        return True, "a single row, taken as the header (as pandas does)"
+    header_votes, data_votes, numeric_data = [], [], []
+    for j, head in enumerate(first):
+        head = head.strip()
+        cells = [r[j].strip() for r in body if r[j].strip() != ""]
+        if head == "" or not cells:
+            continue
+        if all(_is_number(c) for c in cells):
+            if not _is_number(head):
+                return True, f"{head!r} stands above numbers"
+            numeric_data.append(head)
+        elif head in set(cells):
+            data_votes.append(head)
+        elif len(set(cells)) < len(cells):
+            header_votes.append(head)
+    if numeric_data:
+        return False, f"the first row is data ({_names_list([repr(v) for v in numeric_data], 3)} above numbers of the same column)"
+    if data_votes and len(data_votes) >= len(header_votes):
+        return False, f"the first row is data ({_names_list([repr(v) for v in data_votes], 3)} occurs again below)"
+    if header_votes:
+        return True, f"{_names_list([repr(v) for v in header_votes], 3)} never occurs below while the values there repeat"
+    return True, "no evidence either way: the first row is taken as the header, as pandas does"
+
+
+def _sniff_delimiter(text: str) -> str:
+    try:
+        return csv.Sniffer().sniff(text[:8192], delimiters=",;\t").delimiter
+    except csv.Error:  # one column, or nothing to tell
+        return ","
+
+
+def _one_hot_group(columns: List[_Column]) -> List[_Column]:
+    """Two or more 0/1 columns with exactly one 1 in every row: a one-hot encoding."""
+    binary = [c for c in columns if c.binary]
+    if len(binary) < 2:
+        return []
+    sums = np.sum([np.array(c.cells, dtype=np.int64) for c in binary], axis=0)
+    return binary if np.all(sums == 1) else []
+
+
+def _refusal(col: _Column, one_hot: List[_Column]) -> Optional[Tuple[str, str]]:
+    """Why a column cannot be a label column, short and in full (None when it can)."""
+    if col.kind == "empty":
+        return "empty", f"column {col.name!r} has no values"
+    if col.kind == "float":
+        return f"non-integer numbers, e.g. {col.example}", (
+            f"column {col.name!r} holds non-integer numbers (e.g. {col.example}): a score, feature or "
+            "regression target, not class labels; bin it into classes first or choose another --column"
+        )
+    if any(col is c for c in one_hot):
+        names = [c.name for c in one_hot]
+        return "one-hot", (
+            f"column {col.name!r} is one of {len(one_hot)} one-hot columns ({_names_list(names)}: exactly one 1 "
+            "per row); inspect reads one column of class ids or names: decode them first, e.g. "
+            f"df[{names!r}].idxmax(axis=1) in pandas or labels.argmax(1) on the array"
+        )
+    if col.id_like:
+        return "ID-like: one distinct value per row", (
+            f"column {col.name!r} is ID-like: one distinct value per row ({col.distinct} rows), so every "
+            "'class' would have one sample; choose the column that holds the class labels with --column"
+        )
+    return None
+
+
+def _read_csv(path: str, column: Optional[str], header: str = "auto") -> _Loaded:
+    with open(path, newline="", encoding="utf-8-sig") as f:
         text = f.read()
     if not text.strip():
         raise CLIError(f"{path}: the file is empty")
-    rows = [r for r in csv.reader(text.splitlines()) if r]
+    delimiter = _sniff_delimiter(text)
+    rows = [r for r in csv.reader(io.StringIO(text), delimiter=delimiter) if any(c.strip() for c in r)]
     if not rows:
         raise CLIError(f"{path}: the file is empty")
-    header = rows[0]
-    try:
-        has_header = csv.Sniffer().has_header(text[:4096])
-    except csv.Error:
-        has_header = False
-    if column is not None and not column.lstrip("-").isdigit():
-        has_header = True
-    if column is None:
-        col = 0
-    elif column.lstrip("-").isdigit():
-        col = int(column)
+    width = max(len(r) for r in rows)
+    rows = [r + [""] * (width - len(r)) for r in rows]
+    first = [c.strip() for c in rows[0]]
+    if header == "auto":
+        has_header, why = _detect_header(rows)
+        if column is not None and column in first and not has_header and not column.lstrip("-").isdigit():
+            has_header, why = True, f"--column {column!r} names a cell of the first row"
+        how = "header row" if has_header else "no header row"
+        notes = [f"{how}: {why} (--header yes/no to override)"]
     else:
-        if column not in header:
-            raise CLIError(f"{path}: no column named {column!r} (columns: {', '.join(header)})")
-        col = header.index(column)
+        has_header, notes = header == "yes", []
     body = rows[1:] if has_header else rows
-    try:
-        values = [r[col] for r in body]
-    except IndexError:
-        raise CLIError(f"{path}: column {column or 0} is missing on some rows") from None
-    name = header[col] if has_header else f"column {col}"
-    return _parse_labels(values, f"{path} [{name}]")
+    names = [h if h else f"column {j}" for j, h in enumerate(first)] if has_header else [f"column {j}" for j in range(width)]
+    columns = [_column(j, names[j], body) for j in range(width)]
+    one_hot = _one_hot_group(columns)
+    if not body:
+        raise CLIError(f"{path}: no labels found (only a header row: {', '.join(first)})")
+
+    if column is not None:
+        if has_header and column in first:
+            col = columns[first.index(column)]
+        elif column.lstrip("-").isdigit():
+            j = int(column)
+            if not -width <= j < width:
+                raise CLIError(f"{path}: column index {j} out of range: the file has {width} column(s) "
+                               f"({', '.join(repr(n) for n in names)})")
+            col = columns[j]
+        else:
+            raise CLIError(f"{path}: no column named {column!r} (columns: {', '.join(names)})"
+                           + ("" if has_header else "; the first row was read as data: pass --header yes if it names the columns"))
+        why = _refusal(col, one_hot)
+        if why:
+            raise CLIError(f"{path}: {why[1]}")
+    elif width == 1:
+        col = columns[0]
+        why = _refusal(col, one_hot)
+        if why:
+            raise CLIError(f"{path}: {why[1]}")
+    else:
+        candidates, skipped = [], []
+        for c in columns:
+            why = _refusal(c, one_hot)
+            short = why[0] if why else None
+            if why is None and c.distinct == 1:
+                short = "constant"
+            elif why is None and c.distinct > len(c.cells) / 2:  # auto-pick only columns whose classes repeat
+                short = f"mostly distinct: {c.distinct} values in {len(c.cells)} rows"
+            if short is None:
+                candidates.append(c)
+            else:
+                skipped.append(f"{c.name!r} ({short})")
+        if len(candidates) > 1:
+            raise CLIError(f"{path}: several columns could be the label: {', '.join(c.describe() for c in candidates)}; "
+                           "pass --column NAME or --column INDEX"
+                           + (f" (not labels: {', '.join(skipped)})" if skipped else ""))
+        if not candidates:
+            if one_hot and len(one_hot) == sum(c.kind != "empty" for c in columns):
+                raise CLIError(f"{path}: {_refusal(one_hot[0], one_hot)[1]}")
+            raise CLIError(f"{path}: no column looks like class labels: {', '.join(skipped)}; "
+                           "pass --column NAME or --column INDEX to read one anyway")
+        col = candidates[0]
+        notes.append(f"label column {col.name!r}: the only one that can hold class labels"
+                     + (f" (not labels: {', '.join(skipped)})" if skipped else ""))
+    if not col.cells:
+        raise CLIError(f"{path}: no labels found in column {col.name!r}")
+    missing = col.rows - len(col.cells)
+    if missing:
+        notes.append(f"{missing} row(s) with an empty {col.name!r} cell skipped")
+    labels, label_names = _to_labels(col.cells)
+    return _Loaded(labels, label_names, notes=notes, column=col.name, header=has_header)
 
 
-def read_labels(path: str, column: Optional[str] = None) -> Tuple[np.ndarray, List[str]]:
-    """Labels from .csv, .npy, .pt or a text file with one label per line."""
+def _from_array(arr: Any, path: str) -> _Loaded:
+    """A numpy array of labels (1-D) or masks (ndim >= 2: (H, W), (N, H, W), (N, 1, H, W), ...)."""
+    arr = np.asarray(arr)
+    if arr.size == 0:
+        raise CLIError(f"{path}: no labels found (empty array)")
+    if arr.ndim == 0:
+        raise CLIError(f"{path}: holds a single number, not an array of labels")
+    if arr.dtype.kind in "US":
+        if arr.ndim != 1:
+            raise CLIError(f"{path}: an array of strings needs one dimension, got shape {tuple(arr.shape)}")
+        cells = [str(v).strip() for v in arr.tolist()]
+        cells = [c for c in cells if c]
+        if not cells:
+            raise CLIError(f"{path}: no labels found (only empty strings)")
+        labels, names = _to_labels(cells)
+        return _Loaded(labels, names)
+    if arr.dtype.kind not in "biuf":
+        raise CLIError(f"{path}: labels must be integers, integral floats or strings, got dtype {arr.dtype}")
+    if arr.dtype.kind == "f":
+        finite = np.isfinite(arr)
+        if not finite.all():
+            raise CLIError(f"{path}: holds non-finite values ({int((~finite).sum())} of {arr.size})")
+        frac = arr != np.round(arr)
+        if frac.any():
+            what = "probabilities or scores" if arr.ndim == 2 else "scores or features"
+            raise CLIError(f"{path}: holds non-integer values (e.g. {arr.reshape(-1)[int(np.argmax(frac.reshape(-1)))]:g}), "
+                           f"{what} rather than class labels; take the argmax over the class dimension first")
+    arr = arr.astype(np.int64)
+    if arr.ndim == 2 and arr.shape[1] >= 2 and ((arr == 0) | (arr == 1)).all() and (arr.sum(1) == 1).all():
+        raise CLIError(f"{path}: a one-hot array of shape {tuple(arr.shape)} (exactly one 1 per row); "
+                       "inspect reads class ids: pass labels.argmax(1)")
+    if arr.ndim == 1:
+        return _Loaded(arr, [])
+    shape = "x".join(map(str, arr.shape))
+    layout = "one (H, W) mask" if arr.ndim == 2 else f"{arr.shape[0]} masks ({' x '.join(map(str, arr.shape[1:]))} each)"
+    return _Loaded(arr, [], masks=True, notes=[f"shape {shape}: {layout}; integer arrays with ndim >= 2 are read as segmentation masks"])
+
+
+def _load(path: str, column: Optional[str] = None, header: str = "auto") -> _Loaded:
     if not os.path.exists(path):
         raise CLIError(f"{path}: no such file")
     if os.path.isdir(path):
-        raise CLIError(f"{path}: is a directory, not a labels file")
+        raise CLIError(f"{path}: is a directory, not a labels file (for segmentation masks, save them as one "
+                       ".npy or .pt array of shape (N, H, W))")
     ext = os.path.splitext(path)[1].lower()
     try:
-        if ext == ".csv":
-            return _read_csv(path, column)
+        if ext in (".csv", ".tsv"):
+            return _read_csv(path, column, header)
         if ext == ".npy":
-            arr = np.load(path, allow_pickle=False)
-            if arr.size == 0:
-                raise CLIError(f"{path}: no labels found (empty array)")
-            return _parse_labels([str(v) for v in arr.reshape(-1).tolist()], path)
+            return _from_array(np.load(path, allow_pickle=False), path)
         if ext in (".pt", ".pth"):
             import torch
 
             obj = torch.load(path, map_location="cpu", weights_only=True)
             if isinstance(obj, dict):
-                obj = obj.get("labels", obj.get("targets"))
-            if obj is None:
-                raise CLIError(f"{path}: expected a tensor or list of labels (or a dict with 'labels')")
-            arr = np.asarray(obj.cpu().numpy() if hasattr(obj, "cpu") else obj)
-            if arr.size == 0:
-                raise CLIError(f"{path}: no labels found (empty tensor)")
-            return _parse_labels([str(v) for v in arr.reshape(-1).tolist()], path)
+                key = next((k for k in ("labels", "targets", "masks") if k in obj), None)
+                if key is None:
+                    raise CLIError(f"{path}: a dict without 'labels', 'targets' or 'masks' (keys: {_names_list(map(str, obj))})")
+                obj = obj[key]
+            if isinstance(obj, torch.Tensor):
+                obj = obj.cpu().numpy()
+            elif isinstance(obj, (list, tuple)) and obj and all(isinstance(v, torch.Tensor) for v in obj):
+                obj = np.stack([v.cpu().numpy() for v in obj])
+            return _from_array(obj, path)
         with open(path, encoding="utf-8") as f:
-            return _parse_labels(f.read().splitlines(), path)
+            cells = [v.strip() for v in f.read().splitlines()]
+        cells = [c for c in cells if c]
+        if not cells:
+            raise CLIError(f"{path}: no labels found (empty input)")
+        labels, names = _to_labels(cells)
+        return _Loaded(labels, names)
     except CLIError:
         raise
     except UnicodeDecodeError:
@@ -110,9 +352,100 @@ def read_labels(path: str, column: Optional[str] = None) -> Tuple[np.ndarray, Li
         raise CLIError(f"{path}: cannot read labels ({type(exc).__name__}: {exc})") from None
 
 
-def suggest(counts: np.ndarray) -> List[str]:
-    ratio = counts.max() / max(1, counts[counts > 0].min())
-    lines = []
+def read_labels(path: str, column: Optional[str] = None) -> Tuple[np.ndarray, List[str]]:
+    """Labels from .csv, .npy, .pt or a text file with one label per line (masks flattened to pixels)."""
+    loaded = _load(path, column)
+    return loaded.labels.reshape(-1), loaded.names
+
+
+# ----------------------------------------------------------------------------- inspect: numbers and advice
+
+
+def _class_list(ids: Sequence[int], display: Sequence[str], names: bool) -> str:
+    shown = [display[c] for c in ids]
+    return ("classes " if len(ids) > 1 else "class ") + _names_list(shown) if not names else _names_list(shown)
+
+
+def suggest(
+    counts: Any,
+    names: Optional[Sequence[str]] = None,
+    *,
+    masks: bool = False,
+    ignore_index: Optional[int] = None,
+    presence: Optional[Sequence[int]] = None,
+    num_images: Optional[int] = None,
+) -> List[str]:
+    """Sampler / loss / augmentation advice for class counts, naming the rare classes.
+
+    Args:
+        counts (array of int, shape (K,)): samples (or pixels) per class; zeros are
+            classes never seen and take no part in the imbalance ratio.
+        names (sequence of str, optional): class names, default the ids.
+        masks (bool): the counts are pixels of segmentation masks. Default False.
+        ignore_index (int, optional): the void label of the masks, used in the advice.
+        presence (array of int, shape (K,), optional): images containing each class (masks).
+        num_images (int, optional): number of masks.
+
+    Returns:
+        list of str: one line of advice each.
+    """
+    counts = np.asarray(counts, dtype=np.int64)
+    display = list(names) if names else [str(c) for c in range(len(counts))]
+    named = bool(names)
+    present = np.flatnonzero(counts > 0)
+    total = int(counts.sum())
+    unit = "pixels" if masks else "samples"
+    lines: List[str] = []
+    if present.size == 0:
+        return lines
+    largest = int(present[np.argmax(counts[present])])
+    ratio = counts[largest] / counts[present].min()
+    share = counts / max(total, 1)
+    # rare: 10x or fewer samples than the largest class, rarest first ("< 1%" alone would call every
+    # class of a balanced 200-class problem rare)
+    rare = sorted((int(c) for c in present if counts[c] * 10 <= counts[largest]), key=lambda c: (counts[c], c))
+    detail = lambda ids: "; ".join(f"{display[c]}: {counts[c]} ({_pct(share[c])})" for c in ids[:_LIST])  # noqa: E731
+    if rare:
+        tiny = [c for c in rare if share[c] < 0.01]
+        small = [c for c in rare if share[c] >= 0.01]
+        for ids, what in ((tiny, f"< 1% of the {unit}"),
+                          (small, f"at most 1/10 of the {unit} of the largest class, {display[largest]} ({counts[largest]})")):
+            if ids:
+                lines.append(f"rare:    {_class_list(ids, display, named)} {'have' if len(ids) > 1 else 'has'} {what}: {detail(ids)}")
+    elif ratio >= 1.5:
+        rarest = int(present[np.argmin(counts[present])])
+        lines.append(f"rarest:  {display[rarest]}: {counts[rarest]} {unit} ({_pct(share[rarest])}), {ratio:.1f}x fewer than {display[largest]}")
+    focus = rare or [int(present[np.argmin(counts[present])])]
+    class_p = ", ".join(f"{c}: 1.0" for c in focus[:_LIST]) + (", ..." if len(focus) > _LIST else "") + "})"
+    if named:  # class_p is keyed by class index: the names' sorted order
+        class_p += "  # " + ", ".join(f"{c} = {display[c]}" for c in focus[:_LIST])
+
+    if masks:
+        ii = "" if ignore_index is None else f", ignore_index={ignore_index}"
+        if ratio < 1.5:
+            lines.append(f"classes are nearly balanced in pixels: plain cross-entropy is fine{(' (' + ii[2:] + ')') if ii else ''}")
+        else:
+            # median frequency is the segmentation habit (Eigen & Fergus); beyond 100x its weights explode,
+            # and effective_number saturates at pixel counts (beta**n ~ 0), so temper with sqrt_inverse
+            scheme = "median_frequency" if ratio <= 100 else "sqrt_inverse"
+            lines.append(f'loss:    bt.nn.CrossEntropyLoss(weight=bt.class_weights(counts=pixel_counts, scheme="{scheme}"){ii})'
+                         "  # pixel_counts: the pixels column")
+            if ratio > 10:
+                lines.append(f"         or bt.nn.FocalLoss(gamma=2, weight=...{ii}) for the hard pixels of the rare classes")
+        lines.append(f"metrics: bt.metrics.ClassificationMetrics({len(counts)}{ii})  # per-class IoU and recall; pixel accuracy hides rare classes")
+        if ignore_index is not None:
+            lines.append(f"augment: bt.augment.BatchAugment(..., mask_fill={ignore_index})(images, masks)  # padding becomes void, not a class")
+        if presence is not None and num_images and num_images > 1:
+            presence = np.asarray(presence)
+            scarce = [int(c) for c in present if presence[c] * 20 <= num_images]  # in <= 5% of the images
+            if scarce:
+                occ = "; ".join(f"{display[c]}: {presence[c]} of {num_images}" for c in scarce[:_LIST])
+                lines.append(f"images:  {_class_list(scarce, display, named)} {'occur' if len(scarce) > 1 else 'occurs'} in <= 5% of the images ({occ}): "
+                             "oversample the images containing them: bt.data.WeightedRandomSampler(image_weights, num_samples=len(dataset)), "
+                             "image_weights[i] = max over classes c in mask i of max(1, sqrt(0.1 / f_c)), f_c = share of images containing c "
+                             "(repeat-factor sampling, LVIS)")
+        return lines
+
     if ratio < 1.5:
         lines.append("classes are nearly balanced: the default sampler and plain cross-entropy are fine")
         return lines
@@ -122,45 +455,163 @@ def suggest(counts: np.ndarray) -> List[str]:
     elif ratio <= 100:
         lines.append('sampler: bt.data.ClassBalancedSampler(labels, strategy="sqrt")')
         lines.append("loss:    bt.nn.LogitAdjustedLoss(class_counts, tau=1.0)  # or FocalLoss(gamma=2, weight=...)")
-        lines.append("augment: bt.augment.BatchAugment(..., class_p={rare class: 1.0, common class: 0.2})")
+        lines.append(f"augment: bt.augment.BatchAugment(..., p=0.2, class_p={{{class_p}")
     else:
         lines.append('sampler: bt.data.ClassBalancedSampler(labels, strategy="balanced", schedule=30)  # severe: balanced, easing to natural over 30 epochs')
         lines.append('loss:    bt.nn.FocalLoss(gamma=2, weight=bt.class_weights(labels, scheme="effective_number"))')
-        lines.append("data:    bt.resample.SMOTE / FeatureSMOTE for the rarest classes")
-    if (counts < 10).any():
-        lines.append(f"note: {int((counts < 10).sum())} class(es) have fewer than 10 samples; StratifiedBatchSampler keeps them in every batch")
+        lines.append(f"augment: bt.augment.BatchAugment(..., p=0.2, class_p={{{class_p}")
+        lines.append(f"data:    bt.resample.SMOTE / FeatureSMOTE for the rarest: {_class_list(focus, display, named)}")
+    few = [int(c) for c in present if counts[c] < 10]
+    if few:
+        lines.append(f"note:    {_class_list(few, display, named)} {'have' if len(few) > 1 else 'has'} fewer than 10 samples; "
+                     "StratifiedBatchSampler keeps every class in every batch")
     return lines
 
 
-def inspect_labels(path: str, column: Optional[str] = None, out=print) -> dict:
+def inspect_labels(
+    path: str,
+    column: Optional[str] = None,
+    out=print,
+    *,
+    ignore_index: Optional[int] = None,
+    num_classes: Optional[int] = None,
+    max_rows: int = 30,
+    header: str = "auto",
+) -> Dict[str, Any]:
+    """Print class counts, shares, imbalance ratio, class weights and advice for a labels or masks file.
+
+    Args:
+        path (str): .csv/.tsv (a header row is detected; see ``--column``), .npy or .pt
+            (1-D labels, or integer masks with ndim >= 2: pixels are counted), or
+            text with one label per line.
+        column (str, optional): CSV column name or index. Default: the only
+            column that can hold labels (several candidates -> CLIError).
+        out (callable): receives each output line. Default ``print``.
+        ignore_index (int, optional): a label excluded from the counts (void pixels), reported apart.
+        num_classes (int, optional): the number of classes; classes never seen get count-0 rows.
+        max_rows (int): table rows shown, 0 for all. Default 30.
+        header (str): ``"auto"`` (default), ``"yes"`` or ``"no"``: whether a CSV's first row is a header.
+
+    Returns:
+        dict: ``counts``, ``names``, ``imbalance_ratio``, ``weights`` (None for
+        classes never seen), ``ignored``, ``absent``, ``masks`` and, for masks,
+        ``images`` and ``images_with_class``.
+    """
     import torch
 
     from .weights import SCHEMES, class_weights
 
-    labels, names = read_labels(path, column)
-    if (labels < 0).any():
-        raise CLIError(f"{path}: labels must be >= 0 integers or class names, found {int(labels.min())}")
-    counts = np.bincount(labels)
+    if num_classes is not None and num_classes < 1:
+        raise CLIError(f"--num-classes must be >= 1, got {num_classes}")
+    if max_rows < 0:
+        raise CLIError(f"--max-rows must be >= 0 (0 shows every class), got {max_rows}")
+    if header not in ("auto", "yes", "no"):
+        raise CLIError(f"--header must be auto, yes or no, got {header!r}")
+    loaded = _load(path, column, header)
+    names = loaded.names
+    if names and (ignore_index is not None or num_classes is not None):
+        flag = "--ignore-index" if ignore_index is not None else "--num-classes"
+        raise CLIError(f"{path}: {flag} needs integer labels, but the labels are names ({_names_list(names)})")
+    flat = loaded.labels.reshape(-1)
+    keep = np.ones(flat.shape, dtype=bool) if ignore_index is None else flat != ignore_index
+    ignored = int(flat.size - keep.sum())
+    kept = flat[keep]
+    unit = "pixels" if loaded.masks else "labels"
+    if kept.size == 0:
+        raise CLIError(f"{path}: all {flat.size} {unit} equal --ignore-index {ignore_index}: nothing to count")
+    low = int(kept.min())
+    if low < 0:
+        what = "pixels" if loaded.masks else "samples"
+        hint = f" (pass --ignore-index {low} if it marks void / unlabelled {what})" if ignore_index is None else ""
+        raise CLIError(f"{path}: labels must be >= 0 integers or class names, found {low}{hint}")
+    high = int(kept.max())
+    if num_classes is not None and high >= num_classes:
+        over = np.unique(kept[kept >= num_classes])
+        hint = f" (pass --ignore-index {high} if it marks void {unit})" if ignore_index is None and over.size == 1 else ""
+        raise CLIError(f"{path}: label {high} >= --num-classes {num_classes} (labels out of range: "
+                       f"{_names_list([str(v) for v in over.tolist()])}){hint}")
+    if num_classes is None and not names and high >= max(_MAX_SPARSE, 10 * kept.size):
+        raise CLIError(f"{path}: label {high} among {kept.size} {unit}: class ids must be 0..K-1 (is this an ID column? "
+                       "pass --num-classes if there really are that many classes)")
+    k = num_classes if num_classes is not None else (len(names) if names else high + 1)
+    if k > _MAX_CLASSES:
+        raise CLIError(f"{path}: {k} classes is more than inspect tabulates ({_MAX_CLASSES})")
+    counts = np.bincount(kept, minlength=k)
     present = counts > 0
     total = int(counts.sum())
-    display = names if names else [str(i) for i in range(len(counts))]
-    ratio = counts.max() / counts[present].min()
-    weights = {}
+    display = names if names else [str(c) for c in range(k)]
+    ratio = float(counts.max() / counts[present].min())
+
+    presence = None
+    num_images = None
+    if loaded.masks:
+        images = loaded.labels.reshape(1, -1) if loaded.labels.ndim == 2 else loaded.labels.reshape(loaded.labels.shape[0], -1)
+        num_images = images.shape[0]
+        presence = np.zeros(k, dtype=np.int64)
+        for img in images:
+            img = img if ignore_index is None else img[img != ignore_index]
+            presence += np.bincount(img, minlength=k) > 0
+
+    weights: Dict[str, List[Optional[float]]] = {}
+    present_counts = torch.from_numpy(counts[present])
     for scheme in SCHEMES:
-        weights[scheme] = class_weights(counts=torch.from_numpy(np.where(present, counts, 1)), scheme=scheme, normalize=None).tolist()
-    out(f"{path}: {total} labels, {int(present.sum())} classes, imbalance ratio {ratio:.1f} (largest / smallest)")
-    header = f"{'class':<16}{'count':>9}{'share':>9}" + "".join(f"{s:>18}" for s in SCHEMES)
-    out(header)
-    for c in range(len(counts)):
-        if not present[c]:
-            continue
-        cells = "".join(f"{weights[s][c]:>18.1f}" if s == "inverse" else f"{weights[s][c]:>18.3f}" for s in SCHEMES)
-        out(f"{display[c][:15]:<16}{counts[c]:>9}{counts[c] / total:>8.1%}{cells}")
+        w = class_weights(counts=present_counts, scheme=scheme, normalize=None).tolist()
+        full: List[Optional[float]] = [None] * k
+        for c, v in zip(np.flatnonzero(present).tolist(), w):
+            full[c] = v
+        weights[scheme] = full
+
+    if loaded.masks:
+        out(f"{path}: {num_images} mask(s), {total} counted pixels, {int(present.sum())} classes, "
+            f"imbalance ratio {ratio:.1f} (largest / smallest, in pixels)")
+    else:
+        out(f"{path}: {total} labels, {int(present.sum())} classes, imbalance ratio {ratio:.1f} (largest / smallest)")
+    for note in loaded.notes:
+        out(f"  {note}")
+    if ignore_index is not None:
+        what = "ignored pixels" if loaded.masks else "ignored labels"
+        out(f"{what}: {ignored} ({ignored / flat.size:.1%} of all) equal to --ignore-index {ignore_index}, not counted")
+    elif loaded.masks and high == 255 and (counts[:255] > 0).any() and int(np.flatnonzero(counts[:255])[-1]) < 128:
+        top = int(np.flatnonzero(counts[:255])[-1])
+        out(f"note: 255 occurs ({counts[255]} pixels) far above the other classes (0..{top}): if it marks void / "
+            "unlabelled pixels, pass --ignore-index 255 (it is counted as a class here)")
+
+    count_head = "pixels" if loaded.masks else "count"
+    cw = max(9, len(str(int(counts.max()))) + 2)
+    head = f"{'class':<16}{count_head:>{cw}}{'share':>9}" + (f"{'images':>9}" if loaded.masks else "")
+    out(head + "".join(f"{s:>18}" for s in SCHEMES))
+    rows = list(range(k)) if num_classes is not None else np.flatnonzero(present).tolist()
+    shown = rows if max_rows == 0 else rows[:max_rows]
+    for c in shown:
+        cells = "".join(
+            f"{'-':>18}" if weights[s][c] is None else (f"{weights[s][c]:>18.1f}" if s == "inverse" else f"{weights[s][c]:>18.3f}")
+            for s in SCHEMES
+        )
+        img = f"{presence[c]:>9}" if presence is not None else ""
+        out(f"{display[c][:15]:<16}{counts[c]:>{cw}}{_pct(counts[c] / total):>9}{img}{cells}")
+    if len(shown) < len(rows):
+        out(f"… {len(rows) - len(shown)} more classes (--max-rows 0 shows all)")
+    absent = np.flatnonzero(~present).tolist()
+    if absent:
+        ids = _names_list([str(c) for c in absent])
+        if num_classes is not None:
+            out(f"never seen: {len(absent)} of the {num_classes} classes have count 0: {ids} "
+                "(no class weight; a weighted loss or sampler needs a count for them, or drop them)")
+        else:
+            out(f"never seen: {len(absent)} class id(s) between 0 and {high} do not occur: {ids} "
+                "(pass --num-classes if the model has more classes)")
     out("(class weights unnormalised: inverse = N / n_c; pass normalize='mean' for weights averaging 1)")
     out("suggested:")
-    for line in suggest(counts[present]):
+    for line in suggest(counts, names or None, masks=loaded.masks, ignore_index=ignore_index, presence=presence, num_images=num_images):
         out(f"  {line}")
-    return {"counts": counts.tolist(), "names": display, "imbalance_ratio": float(ratio), "weights": weights}
+    result: Dict[str, Any] = {
+        "counts": counts.tolist(), "names": display, "imbalance_ratio": ratio, "weights": weights,
+        "ignored": ignored, "absent": absent, "masks": loaded.masks, "column": loaded.column, "header": loaded.header,
+    }
+    if presence is not None:
+        result["images"] = num_images
+        result["images_with_class"] = presence.tolist()
+    return result
 
 
 # ----------------------------------------------------------------------------- entry point
@@ -177,16 +628,38 @@ def _build_parser() -> argparse.ArgumentParser:
     d.add_argument("--out", default="demo_out", help="folder for the confusion-matrix PNGs (default demo_out)")
     d.add_argument("--no-feature-smote", action="store_true", help="leave FeatureSMOTE out of the balanced stack")
     d.add_argument("--no-progress", action="store_true", help="no progress bars")
-    i = sub.add_parser("inspect", help="class counts, shares, imbalance ratio and class weights of a labels file")
-    i.add_argument("labels", help="a .csv (see --column), .npy, .pt or text file with one label per line")
-    i.add_argument("--column", default=None, help="CSV column name or index (default: the first)")
+    i = sub.add_parser("inspect", help="class counts, shares, imbalance ratio and class weights of a labels or masks file")
+    i.add_argument("labels", help="a .csv/.tsv (see --column), .npy or .pt (1-D labels, or integer masks with ndim >= 2) "
+                   "or a text file with one label per line")
+    i.add_argument("--column", default=None, help="CSV column name or index (default: the only column that can hold labels)")
+    i.add_argument("--header", choices=("auto", "yes", "no"), default="auto",
+                   help="whether the CSV's first row names the columns (default auto: detected, and said so)")
+    i.add_argument("--ignore-index", type=int, default=None, metavar="N",
+                   help="a label left out of the counts and reported apart, e.g. 255 for void mask pixels")
+    i.add_argument("--num-classes", type=int, default=None, metavar="K",
+                   help="the number of classes: classes never seen get a row with count 0")
+    i.add_argument("--max-rows", type=int, default=30, metavar="N", help="table rows shown (default 30; 0 shows all)")
     i.add_argument("--json", action="store_true", help="also print the numbers as JSON")
     sub.add_parser("info", help="build information (torch versions, CUDA, CPU capability)")
     return p
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the command line; returns the exit status (0 ok, 2 bad input, 130 interrupted, 141 closed pipe)."""
     args = _build_parser().parse_args(argv)
+    try:
+        status = _run(args)
+        sys.stdout.flush()  # a closed pipe shows here at the latest, not in the interpreter's exit flush
+        return status
+    except BrokenPipeError:
+        # The reader (e.g. `| head`) has gone: as the Python docs recommend, point stdout at devnull so
+        # the exit flush cannot raise again, and stop quietly with the status of a process ended by SIGPIPE.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 128 + 13
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         if args.command == "info":
             from . import build_info
@@ -195,7 +668,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 print(f"{key:<18}{value}")
             return 0
         if args.command == "inspect":
-            result = inspect_labels(args.labels, args.column)
+            result = inspect_labels(args.labels, args.column, ignore_index=args.ignore_index, num_classes=args.num_classes,
+                                    max_rows=args.max_rows, header=args.header)
             if args.json:
                 print(json.dumps(result))
             return 0
