@@ -441,9 +441,8 @@ def suggest(
             if scarce:
                 occ = "; ".join(f"{display[c]}: {presence[c]} of {num_images}" for c in scarce[:_LIST])
                 lines.append(f"images:  {_class_list(scarce, display, named)} {'occur' if len(scarce) > 1 else 'occurs'} in <= 5% of the images ({occ}): "
-                             "oversample the images containing them: bt.data.WeightedRandomSampler(image_weights, num_samples=len(dataset)), "
-                             "image_weights[i] = max over classes c in mask i of max(1, sqrt(0.1 / f_c)), f_c = share of images containing c "
-                             "(repeat-factor sampling, LVIS)")
+                             f"oversample the images containing them: bt.data.RepeatFactorSampler(masks, threshold=0.1, "
+                             f"num_classes={len(counts)}{ii})  # LVIS repeat factors max(1, sqrt(t / f_c))")
         return lines
 
     if ratio < 1.5:

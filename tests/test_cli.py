@@ -99,10 +99,14 @@ def test_demo_runs_end_to_end(tmp_path):
     lines = []
     result = run_demo("cpu", epochs=2, seed=1, out=str(tmp_path), progress=False, printer=lines.append)
     text = "\n".join(lines)
-    for key in ("accuracy", "balanced accuracy", "macro-F1", "precision", "recall"):
+    for key in ("accuracy", "balanced accuracy", "macro-F1", "precision", "recall", "macro avg precision", "macro ROC AUC",
+                "tune_threshold"):
         assert key in text
     for run in ("plain", "balanced"):
         assert all(0.0 <= v <= 1.0 for v in result[run].values())
+        tuned = result["thresholds"][run]
+        assert len(tuned["thresholds"]) == 10
+        assert all(0.0 <= tuned[k] <= 1.0 for k in tuned if k != "thresholds")
     issues = result["label_issues"]
     assert issues["flipped"] == 10  # 3% of 350 validation labels
     assert all(os.path.exists(p) for p in result["paths"])
