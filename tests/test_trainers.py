@@ -351,7 +351,12 @@ def test_lightning_ranks_draw_one_epoch(lightning_runs, kind, use_distributed_sa
             assert "use_distributed_sampler=False" in run["error"] and "shards its batches" in run["error"], run["error"]
         return
     assert all("error" not in run for run in runs), [run.get("trace") for run in runs]
-    assert [run["len"] for run in runs] == [len(reference_epoch(kind, 0)) // 2] * 2, "the sampler did not shard"
+    if kind == "RepeatFactorSampler":
+        # the epoch length varies (stochastic rounding); after fit, len() is that of the last or the next epoch
+        lengths = {len(reference_epoch(kind, e)) // 2 for e in range(EPOCHS + 1)}
+        assert runs[0]["len"] == runs[1]["len"] and runs[0]["len"] in lengths, "the sampler did not shard"
+    else:
+        assert [run["len"] for run in runs] == [len(reference_epoch(kind, 0)) // 2] * 2, "the sampler did not shard"
     epochs = []
     for epoch in range(EPOCHS):
         epochs.append(check_epoch_union(kind, [run["seen"][epoch] for run in runs], epoch))
