@@ -390,3 +390,7 @@ def sigmoid_focal_loss(
     return _sigmoid_focal_loss(
         input, target, alpha=alpha, gamma=gamma, reduction=reduction, pos_weight=pos_weight, validate=True
     )
+
+from ._ohem import ohem_cross_entropy  # noqa: E402  (OHEM cross-entropy; imports this module's helpers)
+
+__all__ += ["ohem_cross_entropy"]

@@ -103,6 +103,11 @@ TORCH_LIBRARY(balancedtorch, m) {
   m.def(
       "sigmoid_focal_loss(Tensor input, Tensor target, Tensor? pos_weight, float alpha, float gamma, int reduction, "
       "bool compute_grad) -> (Tensor, Tensor)");
+  // OHEM pixel selection (HRNet/OCR; see csrc/loss/ohem_weights.h): from the
+  // per-pixel losses -log p_y and the targets, keep * weight[target] / kept
+  // for the valid pixels with p_y < max(thresh, the k-th smallest valid p_y),
+  // k = min(max(1, min_kept), n_valid - 1); no host synchronisation on CUDA.
+  m.def("ohem_weights(Tensor losses, Tensor target, Tensor? weight, int ignore_index, float thresh, int min_kept) -> Tensor");
   // Batched per-sample affine warp + colour (brightness, contrast, saturation,
   // hue) + normalisation in one pass (see csrc/augment/affine_color.h).
   // theta (B, 2, 3) maps output to input centred pixel coordinates; colour

@@ -1,0 +1,170 @@
+"""OHEM cross-entropy (online hard example mining over pixels), as HRNet/OCR train on Cityscapes.
+
+One call of the fused ``balancedtorch::softmax_loss`` kernel with
+``reduction="none"`` gives the per-pixel ``CE = -log p_y`` and its gradient
+buffer. ``balancedtorch::ohem_weights`` applies HRNet's selection to
+``p = exp(-CE)`` (in float32, float64 for float64 logits): the k-th smallest
+valid ``p``, ``k = min(max(1, min_kept), n_valid - 1)``, is ``exp(-(k-th
+largest valid CE))`` as exp is monotone, found by a selection on the device
+with no host synchronisation and no full sort (a radix select on the CPU,
+topk's on CUDA; see ``csrc/loss/ohem_weights.h``); pixels with
+``p < max(thresh, that value)`` are kept, and the op returns ``keep * w[y] /
+kept`` per pixel.
+The loss is ``sum(CE * coefficients)``. The selection is piecewise constant, so
+the coefficients are constants for autograd, which scales the kernel's
+per-pixel gradient by them in the op's own backward (in place: the buffer is
+private to this call).
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any, Optional
+
+import torch
+from torch import Tensor
+
+from . import functional as _F
+from .ops import losses as _losses
+from .ops import ohem as _ohem_ops
+
+__all__ = ["ohem_cross_entropy"]
+
+# Index dtypes the softmax_loss kernel reads in place; other integer targets are widened to int64.
+_KERNEL_TARGET_DTYPES = (torch.int64, torch.int32, torch.uint8)
+_REDUCTION_NONE = 0
+
+
+def _check_thresh(thresh: Any) -> float:
+    if isinstance(thresh, bool) or not isinstance(thresh, numbers.Real) or not 0.0 < float(thresh) <= 1.0:
+        raise ValueError(f"thresh must be a number in (0, 1], got {thresh!r}")
+    return float(thresh)
+
+
+def _check_min_kept(min_kept: Any) -> int:
+    if isinstance(min_kept, bool) or not isinstance(min_kept, numbers.Integral):
+        raise TypeError(f"min_kept must be an int, got {min_kept!r}")
+    if min_kept < 0:
+        raise ValueError(f"min_kept must be >= 0, got {min_kept!r}")
+    return int(min_kept)
+
+
+def _check_ignore_index(ignore_index: Any) -> int:
+    if isinstance(ignore_index, bool) or not isinstance(ignore_index, numbers.Integral):
+        raise TypeError(f"ignore_index must be an int, got {ignore_index!r}")
+    return int(ignore_index)
+
+
+def _check_inputs(input: Any, target: Any, weight: Optional[Tensor]) -> tuple:
+    input = _F._check_tensor(input, "input")
+    target = _F._check_tensor(target, "target")
+    if not input.is_floating_point():
+        raise ValueError(f"input must be a floating tensor of logits, got dtype {input.dtype}")
+    if input.dim() < 2:
+        raise ValueError(f"input must have shape (N, C) or (N, C, d1, ..., dk), got {tuple(input.shape)}")
+    if target.is_floating_point() or target.is_complex() or target.dtype == torch.bool:
+        raise ValueError(f"target must hold integer class indices, got dtype {target.dtype}")
+    expected = (input.shape[0],) + tuple(input.shape[2:])
+    if tuple(target.shape) != expected:
+        raise ValueError(
+            f"target must have shape {expected} for input of shape {tuple(input.shape)}, got {tuple(target.shape)}"
+        )
+    if target.device != input.device:
+        raise ValueError(f"target is on {target.device} but input is on {input.device}")
+    if weight is not None:
+        if weight.numel() != input.shape[1]:
+            raise ValueError(
+                f"weight must have one entry per class (C = input.shape[1] = {input.shape[1]}), "
+                f"got {weight.numel()} entries"
+            )
+        if weight.device != input.device:
+            raise ValueError(f"weight is on {weight.device} but input is on {input.device}")
+    if target.dtype not in _KERNEL_TARGET_DTYPES:
+        target = target.long()
+    return input, target
+
+
+def _ohem_cross_entropy(
+    input: Tensor,
+    target: Tensor,
+    *,
+    thresh: float,
+    min_kept: int,
+    weight: Optional[Tensor],
+    ignore_index: int,
+    validate: bool,
+) -> Tensor:
+    thresh = _check_thresh(thresh)
+    min_kept = _check_min_kept(min_kept)
+    ignore_index = _check_ignore_index(ignore_index)
+    weight = _F._check_class_vector(weight, "weight", validate)
+    input, target = _check_inputs(input, target, weight)
+    compute_grad = input.requires_grad and torch.is_grad_enabled()
+    # per-pixel -log p_y (0 where ignored); out-of-range targets raise in the kernel
+    ce = _losses.call_private(
+        torch.ops.balancedtorch.softmax_loss, input, target, None, None, ignore_index, 0.0, 0.0, _REDUCTION_NONE, compute_grad
+    )
+    acc = torch.float64 if ce.dtype == torch.float64 else torch.float32
+    ce_flat = ce.reshape(-1).to(acc)
+    w = weight.to(device=ce.device, dtype=acc) if weight is not None else None
+    coef = _ohem_ops.ohem_weights(ce_flat.detach(), target.reshape(-1), w, ignore_index, thresh, min_kept)
+    # the plain mean of w[y] * CE over the kept pixels; 0 when none is kept
+    return (ce_flat * coef).sum().to(ce.dtype)  # not torch.dot: autocast may lower matmul-like ops
+
+
+def ohem_cross_entropy(
+    input: Tensor,
+    target: Tensor,
+    thresh: float = 0.7,
+    min_kept: int = 100000,
+    weight: Optional[Tensor] = None,
+    ignore_index: int = 255,
+) -> Tensor:
+    """OHEM cross-entropy over pixels, with the HRNet/OCR Cityscapes rule (fused, no host sync).
+
+    Over the valid (``target != ignore_index``) pixels, let ``p`` be the softmax
+    probability of each pixel's target class and ``s`` those probabilities
+    sorted ascending. The threshold is ``max(thresh, s[min(max(1, min_kept),
+    n_valid - 1)])``; the pixels with ``p < threshold`` (strictly) are kept and
+    the loss is the plain mean of ``weight[y] * CE`` over them (divided by the
+    number of kept pixels, not by their summed weights). So at least
+    ``min(min_kept, n_valid - 1)`` of the hardest pixels are kept, more when
+    more fall below ``thresh``.
+
+    Selection and loss run on the logits' device with no host round trip and no
+    full sort (a partial selection of ``max(1, min_kept) + 1`` values), so the
+    loss compiles with ``torch.compile(fullgraph=True)``. The probabilities
+    are ``p = exp(-CE)`` from the kernel's per-pixel CE, in float32 (float64
+    for float64 logits); for float16/bfloat16 logits outside ``torch.autocast``
+    the CE is rounded to the logits' dtype first (the reference's softmax runs
+    in that dtype too), under autocast it stays float32.
+
+    Differences from the reference: when no pixel is kept (every pixel ignored,
+    where HRNet raises an IndexError, or a tie of ``s[0..k]`` at or above
+    ``thresh``, where it returns nan) the loss is 0 with a zero gradient; a
+    valid pixel with nan logits is always kept (the loss is nan, as
+    cross-entropy's), where the reference drops it.
+
+    Args:
+        input (Tensor[N, C] or Tensor[N, C, d1, ..., dk]): logits; float16,
+            bfloat16, float32 or float64; channels-last is read in place.
+        target (Tensor[N] or Tensor[N, d1, ..., dk]): class indices of any
+            integer dtype; values in [0, C) or ``ignore_index``.
+        thresh (float): probability threshold in (0, 1]. Default 0.7.
+        min_kept (int): >= 0; at least ``min(max(1, min_kept), n_valid - 1)``
+            pixels are kept. Default 100000.
+        weight (Tensor[C], optional): per-class weights (finite, >= 0).
+        ignore_index (int): target value to skip. Default 255 (Cityscapes).
+
+    Returns:
+        Tensor: a scalar in the loss dtype (the logits' dtype; float32 under autocast).
+
+    Example:
+        >>> logits = torch.randn(2, 19, 64, 128, requires_grad=True)
+        >>> target = torch.randint(0, 19, (2, 64, 128))
+        >>> loss = bt.functional.ohem_cross_entropy(logits, target, thresh=0.7, min_kept=1000)
+        >>> loss.backward()
+    """
+    return _ohem_cross_entropy(
+        input, target, thresh=thresh, min_kept=min_kept, weight=weight, ignore_index=ignore_index, validate=True
+    )

@@ -1,0 +1,439 @@
+"""OHEM cross-entropy (bt.nn.OhemCrossEntropyLoss, bt.functional.ohem_cross_entropy, op ohem_weights).
+
+Reference: a plain PyTorch transcription of HRNet/OCR's OhemCrossEntropy
+(softmax, gather, sort, threshold, mask, mean), in float64, except where we
+document a difference: no kept pixel gives 0 (HRNet: IndexError or nan).
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import balancedtorch as bt
+import balancedtorch.functional as btf
+
+from conftest import CUDA_SKIP_REASON
+
+_OP = torch.ops.balancedtorch.ohem_weights
+
+
+def ohem_reference(x, t, thresh=0.7, min_kept=100000, weight=None, ignore_index=255):
+    """HRNet's rule, written as a user would (sort of all valid pixels), in float64."""
+    x = x.double()
+    t = t.long()
+    w = None if weight is None else weight.double().to(x.device)
+    pixel_losses = F.cross_entropy(x, t, weight=w, ignore_index=ignore_index, reduction="none").reshape(-1)
+    mask = t.reshape(-1) != ignore_index
+    safe = torch.where(t == ignore_index, 0, t)
+    prob = F.softmax(x, dim=1).gather(1, safe.unsqueeze(1)).reshape(-1)
+    prob, order = prob[mask].sort()
+    if prob.numel() == 0:
+        return x.sum() * 0.0  # HRNet raises IndexError here; we return 0
+    min_value = prob[min(max(1, min_kept), prob.numel() - 1)]
+    threshold = max(min_value, thresh)
+    kept = pixel_losses[mask][order][prob < threshold]
+    if kept.numel() == 0:
+        return x.sum() * 0.0  # HRNet: mean of nothing, nan; we return 0
+    return kept.mean()
+
+
+def _reference_with_grad(x, t, **kw):
+    xr = x.detach().double().requires_grad_()
+    loss = ohem_reference(xr, t, **kw)
+    (grad,) = torch.autograd.grad(loss, xr, allow_unused=True)
+    return loss.detach(), (torch.zeros_like(xr) if grad is None else grad)
+
+
+def _ours_with_grad(x, t, **kw):
+    x = x.detach().clone().requires_grad_()
+    loss = btf.ohem_cross_entropy(x, t, **kw)
+    (grad,) = torch.autograd.grad(loss, x)
+    return loss.detach(), grad
+
+
+def _spread_logits(shape, device, dtype=torch.float32, lo=-3.0, hi=3.0):
+    """Logits (N, C, *) with every pixel's target probability distinct and well apart (robust in any dtype).
+
+    Each pixel's target logit is a distinct value of linspace(lo, hi), the others are 0.
+    """
+    N, C = shape[0], shape[1]
+    pixels = math.prod(shape) // C
+    target = torch.randint(0, C, (N,) + tuple(shape[2:]))
+    a = torch.linspace(lo, hi, pixels)[torch.randperm(pixels)].view(target.shape)
+    x = torch.zeros(shape)
+    x.scatter_(1, target.unsqueeze(1), a.unsqueeze(1))
+    return x.to(device=device, dtype=dtype), target.to(device)
+
+
+# ---------------------------------------------------------------------------- value and gradient
+
+
+@pytest.mark.parametrize("scale", [0.001, 1.0, 30.0])
+@pytest.mark.parametrize("thresh", [0.3, 0.7, 1.0])
+@pytest.mark.parametrize("min_kept", [0, 1, 9, 10**6])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_matches_reference_float64(device, scale, thresh, min_kept, weighted):
+    x = (torch.randn(2, 5, 6, 7, dtype=torch.float64) * scale).to(device)
+    t = torch.randint(0, 5, (2, 6, 7)).to(device)
+    t[torch.rand(t.shape, device=device) < 0.2] = 255
+    w = (torch.rand(5, dtype=torch.float64) * 2).to(device) if weighted else None
+    kw = dict(thresh=thresh, min_kept=min_kept, weight=w)
+    loss, grad = _ours_with_grad(x, t, **kw)
+    ref, ref_grad = _reference_with_grad(x, t, **kw)
+    assert loss.dtype == torch.float64
+    torch.testing.assert_close(loss, ref, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(grad, ref_grad, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "dtype, tol",
+    [(torch.float64, 1e-10), (torch.float32, 1e-5), (torch.float16, 3e-3), (torch.bfloat16, 2e-2)],
+)
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_dtypes_and_channels_last(device, dtype, tol, channels_last):
+    x, t = _spread_logits((2, 5, 4, 6), device, dtype)
+    t[0, 0, :3] = 255
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    w = torch.rand(5, device=device) + 0.5
+    # thresholds at least 0.006 away from every target probability of the grid, in every dtype
+    for thresh, min_kept in [(0.65, 5), (0.3, 30), (0.5, 1000), (0.9, 0)]:
+        kw = dict(thresh=thresh, min_kept=min_kept, weight=w)
+        loss, grad = _ours_with_grad(x, t, **kw)
+        ref, ref_grad = _reference_with_grad(x, t, **kw)
+        assert loss.dtype == dtype and grad.dtype == dtype
+        assert grad.is_contiguous(memory_format=torch.channels_last) == channels_last
+        torch.testing.assert_close(loss.double(), ref, rtol=tol, atol=tol)
+        torch.testing.assert_close(grad.double(), ref_grad, rtol=tol, atol=tol * ref_grad.abs().max().item())
+
+
+def test_autocast_computes_in_float32(device):
+    x, t = _spread_logits((2, 5, 4, 6), device, torch.bfloat16)
+    x.requires_grad_()
+    with torch.autocast(device_type=device.type, dtype=torch.bfloat16):
+        loss = btf.ohem_cross_entropy(x, t, thresh=0.65, min_kept=10)
+    loss.backward()
+    ref, ref_grad = _reference_with_grad(x, t, thresh=0.65, min_kept=10)
+    assert loss.dtype == torch.float32 and x.grad.dtype == torch.bfloat16
+    torch.testing.assert_close(loss.double(), ref, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(x.grad.double(), ref_grad, rtol=1e-2, atol=1e-2 * ref_grad.abs().max().item())
+
+
+def test_min_kept_binds_and_thresh_binds(device):
+    """Both branches of max(thresh, s[k]) and the count of kept pixels, checked directly."""
+    x, t = _spread_logits((1, 5, 10, 10), device, torch.float64)
+    prob = F.softmax(x, 1).gather(1, t.unsqueeze(1)).reshape(-1)
+    ce = -prob.log()
+    # thresh binds: exactly the pixels below thresh
+    n_below = int((prob < 0.7).sum())
+    coef = _OP(ce, t.reshape(-1), None, 255, 0.7, 3)
+    assert int((coef > 0).sum()) == n_below and n_below > 3
+    # min_kept binds: the min_kept pixels of lowest probability (s[k] itself excluded: strict <)
+    coef = _OP(ce, t.reshape(-1), None, 255, 0.01, 40)
+    kept = coef > 0
+    assert int(kept.sum()) == 40
+    assert prob[kept].max() < prob[~kept].min()
+    torch.testing.assert_close(coef[kept], torch.full((40,), 1 / 40, dtype=torch.float64, device=device))
+
+
+@pytest.mark.parametrize("target_dtype", [torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8])
+def test_any_integer_target_dtype(device, target_dtype):
+    x = torch.randn(3, 4, 5, 6, device=device)
+    t = torch.randint(0, 4, (3, 5, 6), device=device)
+    ignore = 255 if target_dtype == torch.uint8 else -1
+    t[:, 0] = ignore
+    kw = dict(thresh=0.6, min_kept=20, ignore_index=ignore)
+    loss, grad = _ours_with_grad(x, t.to(target_dtype), **kw)
+    ref, ref_grad = _reference_with_grad(x, t, **kw)
+    torch.testing.assert_close(loss.double(), ref, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(grad.double(), ref_grad, rtol=1e-5, atol=1e-7)
+
+
+def test_uint8_target_with_unrepresentable_ignore_index(device):
+    x = torch.randn(2, 3, 4, 4, device=device, dtype=torch.float64)
+    t = torch.randint(0, 3, (2, 4, 4), device=device)
+    loss, _ = _ours_with_grad(x, t.to(torch.uint8), thresh=0.7, min_kept=5, ignore_index=-100)
+    ref, _ = _reference_with_grad(x, t, thresh=0.7, min_kept=5, ignore_index=-100)
+    torch.testing.assert_close(loss, ref)
+
+
+@pytest.mark.parametrize("min_kept", [0, 3, 1000])
+def test_two_dimensional_input(device, min_kept):
+    x = torch.randn(50, 7, dtype=torch.float64, device=device) * 2
+    t = torch.randint(0, 7, (50,), device=device)
+    t[::5] = 255
+    w = torch.rand(7, dtype=torch.float64, device=device)
+    loss, grad = _ours_with_grad(x, t, thresh=0.4, min_kept=min_kept, weight=w)
+    ref, ref_grad = _reference_with_grad(x, t, thresh=0.4, min_kept=min_kept, weight=w)
+    torch.testing.assert_close(loss, ref)
+    torch.testing.assert_close(grad, ref_grad)
+
+
+def test_three_dimensional_volume(device):
+    x = torch.randn(2, 3, 4, 5, 6, dtype=torch.float64, device=device)
+    t = torch.randint(0, 3, (2, 4, 5, 6), device=device)
+    for mk in (0, 17, 500):
+        loss, grad = _ours_with_grad(x, t, thresh=0.5, min_kept=mk)
+        ref, ref_grad = _reference_with_grad(x, t, thresh=0.5, min_kept=mk)
+        torch.testing.assert_close(loss, ref)
+        torch.testing.assert_close(grad, ref_grad)
+
+
+# ---------------------------------------------------------------------------- edge cases
+
+
+def test_all_pixels_ignored_is_zero_with_zero_grad(device):
+    """HRNet raises IndexError here (pred[-1] of nothing); we document 0 and a zero gradient."""
+    x = torch.randn(2, 4, 3, 3, device=device, requires_grad=True)
+    t = torch.full((2, 3, 3), 255, device=device)
+    loss = bt.nn.OhemCrossEntropyLoss(min_kept=10)(x, t)
+    loss.backward()
+    assert loss.item() == 0.0
+    assert torch.equal(x.grad, torch.zeros_like(x))
+
+
+def test_single_valid_pixel(device):
+    x = torch.randn(1, 3, 2, 2, dtype=torch.float64, device=device)
+    t = torch.full((1, 2, 2), 255, device=device)
+    t[0, 1, 0] = 2
+    p = F.softmax(x, 1)[0, 2, 1, 0].item()
+    for thresh in (min(1.0, p + 0.05), max(0.01, p - 0.05)):
+        loss, grad = _ours_with_grad(x, t, thresh=thresh, min_kept=5)
+        ref, ref_grad = _reference_with_grad(x, t, thresh=thresh, min_kept=5)
+        torch.testing.assert_close(loss, ref)
+        torch.testing.assert_close(grad, ref_grad)
+        # n_valid = 1: s[0] is the pixel itself, so it is kept iff p < thresh
+        assert (loss.item() > 0) == (p < thresh)
+
+
+def test_ties_in_probabilities(device):
+    """Rows repeated exactly: the k-th value is shared by a tie group, and p < threshold drops the whole group."""
+    base = torch.randn(6, 4, dtype=torch.float64)
+    base_t = torch.randint(0, 4, (6,))
+    rep = torch.randint(0, 6, (120,))
+    x, t = base[rep].to(device), base_t[rep].to(device)
+    for min_kept in (0, 10, 40, 80, 119, 500):
+        for thresh in (0.05, 0.5, 1.0):
+            loss, grad = _ours_with_grad(x, t, thresh=thresh, min_kept=min_kept)
+            ref, ref_grad = _reference_with_grad(x, t, thresh=thresh, min_kept=min_kept)
+            torch.testing.assert_close(loss, ref)
+            torch.testing.assert_close(grad, ref_grad)
+
+
+def test_tie_at_or_above_thresh_keeps_nothing(device):
+    """All target probabilities equal (0.5) and above thresh: threshold = 0.5 and p < 0.5 keeps nothing.
+
+    HRNet returns the mean of nothing (nan); ours is 0 with a zero gradient.
+    """
+    x = torch.zeros(10, 2, device=device, requires_grad=True)
+    t = torch.randint(0, 2, (10,), device=device)
+    loss = btf.ohem_cross_entropy(x, t, thresh=0.4, min_kept=3)
+    loss.backward()
+    assert loss.item() == 0.0 and torch.equal(x.grad, torch.zeros_like(x))
+    # just above the tie: every pixel is kept, the plain cross-entropy
+    loss = btf.ohem_cross_entropy(x, t, thresh=0.51, min_kept=3)
+    torch.testing.assert_close(loss, F.cross_entropy(x, t))
+
+
+def test_op_ties_exact_on_losses(device):
+    """ohem_weights on losses with exact ties: kept iff p = exp(-loss) < max(thresh, s[k]), s ascending."""
+    values = torch.tensor([0.1, 0.5, 0.5, 0.5, 1.5, 2.0, 2.0, 3.0], dtype=torch.float32)
+    for _ in range(5):
+        perm = torch.randperm(values.numel())
+        ce = values[perm].to(device)
+        t = torch.zeros(values.numel(), dtype=torch.long, device=device)
+        p = torch.exp(-ce)
+        for min_kept, thresh in [(0, 0.01), (1, 0.01), (2, 0.01), (3, 0.01), (5, 0.01), (7, 0.01), (100, 0.01), (3, 0.5)]:
+            coef = _OP(ce, t, None, 255, thresh, min_kept)
+            s = p.sort().values
+            threshold = torch.clamp(s[min(max(1, min_kept), ce.numel() - 1)], min=thresh)
+            keep = p < threshold
+            expected = keep.float() / max(1, int(keep.sum()))
+            torch.testing.assert_close(coef, expected, rtol=0, atol=0)
+
+
+def test_nan_logits_give_nan(device):
+    x = torch.randn(2, 3, 4, 4, device=device)
+    x[0, :, 1, 1] = float("nan")
+    t = torch.randint(0, 3, (2, 4, 4), device=device)
+    assert torch.isnan(btf.ohem_cross_entropy(x, t, min_kept=5))
+
+
+def test_empty_input(device):
+    x = torch.randn(0, 3, 4, 4, device=device, requires_grad=True)
+    loss = btf.ohem_cross_entropy(x, torch.zeros(0, 4, 4, dtype=torch.long, device=device))
+    loss.backward()
+    assert loss.item() == 0.0 and x.grad.shape == x.shape
+
+
+def test_input_not_modified_and_deterministic(device):
+    x = torch.randn(4, 19, 16, 16, device=device)
+    t = torch.randint(0, 19, (4, 16, 16), device=device)
+    t[:, :2] = 255
+    x0, t0 = x.clone(), t.clone()
+    crit = bt.nn.OhemCrossEntropyLoss(min_kept=300, weight=torch.rand(19, device=device) + 0.1)
+    runs = [_ours_with_grad(x, t, thresh=0.7, min_kept=300, weight=crit.weight) for _ in range(2)]
+    assert torch.equal(runs[0][0], runs[1][0]) and torch.equal(runs[0][1], runs[1][1])
+    assert torch.equal(x, x0) and torch.equal(t, t0)
+
+
+def test_gradcheck_float64(device):
+    x, t = _spread_logits((2, 3, 3, 4), device, torch.float64)
+    x = (x + 0.1 * torch.randn_like(x)).requires_grad_()
+    w = torch.rand(3, dtype=torch.float64, device=device) + 0.5
+    assert torch.autograd.gradcheck(lambda z: btf.ohem_cross_entropy(z, t, 0.6, 7, w), (x,))
+
+
+def test_retain_graph_second_backward(device):
+    x = torch.randn(2, 4, 5, 5, device=device, requires_grad=True)
+    t = torch.randint(0, 4, (2, 5, 5), device=device)
+    loss = btf.ohem_cross_entropy(x, t, min_kept=10) * 3.0
+    loss.backward(retain_graph=True)
+    g1 = x.grad.clone()
+    x.grad = None
+    loss.backward()
+    torch.testing.assert_close(x.grad, g1)
+
+
+def test_module_matches_functional_and_repr(device):
+    w = torch.rand(5) + 0.5
+    crit = bt.nn.OhemCrossEntropyLoss(thresh=0.6, min_kept=12, weight=w, ignore_index=-1).to(device)
+    assert "thresh=0.6" in repr(crit) and "min_kept=12" in repr(crit) and "weight=[5 classes]" in repr(crit)
+    x = torch.randn(2, 5, 4, 4, device=device)
+    t = torch.randint(-1, 5, (2, 4, 4), device=device)
+    expected = btf.ohem_cross_entropy(x, t, 0.6, 12, w.to(device), ignore_index=-1)
+    assert torch.equal(crit(x, t), expected)
+    assert "OhemCrossEntropyLoss" in bt.nn.__all__ and "ohem_cross_entropy" in btf.__all__
+
+
+# ---------------------------------------------------------------------------- no host sync: compile, opcheck
+
+
+def test_no_graph_breaks():
+    """No .item(), nonzero or data-dependent shapes: dynamo captures forward in one graph."""
+    crit = bt.nn.OhemCrossEntropyLoss(thresh=0.7, min_kept=20, weight=torch.rand(5) + 0.5)
+    x = torch.randn(2, 5, 6, 6, requires_grad=True)
+    t = torch.randint(0, 5, (2, 6, 6))
+    explanation = torch._dynamo.explain(crit)(x, t)
+    assert explanation.graph_break_count == 0 and explanation.graph_count == 1
+
+
+def test_torch_compile_fullgraph(device):
+    torch._dynamo.reset()
+    crit = bt.nn.OhemCrossEntropyLoss(thresh=0.7, min_kept=20, weight=torch.rand(5) + 0.5).to(device)
+    compiled = torch.compile(crit, fullgraph=True, backend="aot_eager")
+    x = torch.randn(2, 5, 6, 6, device=device, requires_grad=True)
+    t = torch.randint(0, 5, (2, 6, 6), device=device)
+    t[0, 0] = 255
+    loss_c = compiled(x, t)
+    loss_c.backward()
+    grad_c = x.grad
+    x.grad = None
+    loss_e = crit(x, t)
+    loss_e.backward()
+    torch.testing.assert_close(loss_c, loss_e)
+    torch.testing.assert_close(grad_c, x.grad)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_opcheck_ohem_weights(device, weighted, dtype):
+    ce = torch.rand(3, 5, 7, dtype=dtype, device=device) * 3
+    t = torch.randint(0, 4, (3, 5, 7), device=device)
+    t[0] = 255
+    w = torch.rand(4, dtype=dtype, device=device) if weighted else None
+    for min_kept in (0, 10, 1000):
+        torch.library.opcheck(_OP.default, (ce, t, w, 255, 0.7, min_kept))
+
+
+@pytest.mark.cuda
+def test_cuda_selection_never_synchronises():
+    if CUDA_SKIP_REASON is not None:  # pragma: no cover
+        pytest.skip(CUDA_SKIP_REASON)
+    ce = torch.rand(8, 64, 64, device="cuda") * 3
+    t = torch.randint(0, 19, (8, 64, 64), device="cuda")
+    w = torch.rand(19, device="cuda")
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        coef = _OP(ce, t, w, 255, 0.7, 1000)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    ref = _OP(ce.cpu(), t.cpu(), w.cpu(), 255, 0.7, 1000)
+    torch.testing.assert_close(coef.cpu(), ref)
+
+
+# ---------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize(
+    "kwargs, exc, match",
+    [
+        (dict(thresh=0.0), ValueError, r"thresh must be a number in \(0, 1\], got 0.0"),
+        (dict(thresh=1.5), ValueError, r"thresh .* got 1.5"),
+        (dict(thresh=float("nan")), ValueError, r"thresh .* got nan"),
+        (dict(thresh=True), ValueError, r"thresh .* got True"),
+        (dict(min_kept=-1), ValueError, r"min_kept must be >= 0, got -1"),
+        (dict(min_kept=2.5), TypeError, r"min_kept must be an int, got 2.5"),
+        (dict(weight=torch.ones(4)), ValueError, r"weight must have one entry per class \(C = input.shape\[1\] = 5\), got 4"),
+        (dict(weight=torch.tensor([1.0, -1, 1, 1, 1])), ValueError, r"weight\[1\] = -1"),
+        (dict(weight=torch.tensor([1.0, 1, float("nan"), 1, 1])), ValueError, r"weight\[2\] = nan"),
+        (dict(ignore_index=2.0), TypeError, r"ignore_index must be an int, got 2.0"),
+    ],
+)
+def test_bad_arguments(kwargs, exc, match):
+    x = torch.randn(2, 5, 3, 3)
+    t = torch.randint(0, 5, (2, 3, 3))
+    with pytest.raises(exc, match=match):
+        btf.ohem_cross_entropy(x, t, **kwargs)
+    module_kwargs = {k: v for k, v in kwargs.items() if k != "weight" or v.numel() == 5}
+    if module_kwargs:
+        with pytest.raises(exc, match=match):
+            bt.nn.OhemCrossEntropyLoss(**module_kwargs)
+
+
+@pytest.mark.parametrize(
+    "x_shape, t_shape, t_dtype, match",
+    [
+        ((2, 5, 3, 3), (2, 3, 4), torch.long, r"target must have shape \(2, 3, 3\) for input of shape \(2, 5, 3, 3\), got \(2, 3, 4\)"),
+        ((2, 5, 3, 3), (2, 5, 3, 3), torch.long, r"target must have shape \(2, 3, 3\)"),
+        ((5,), (), torch.long, r"input must have shape \(N, C\) or \(N, C, d1, ..., dk\), got \(5,\)"),
+        ((2, 5, 3, 3), (2, 3, 3), torch.float32, r"target must hold integer class indices, got dtype torch.float32"),
+        ((2, 5, 3, 3), (2, 3, 3), torch.bool, r"target must hold integer class indices, got dtype torch.bool"),
+    ],
+)
+def test_bad_shapes_and_dtypes(x_shape, t_shape, t_dtype, match):
+    x = torch.randn(x_shape)
+    t = torch.randint(0, 2, t_shape).to(t_dtype)
+    with pytest.raises(ValueError, match=match):
+        btf.ohem_cross_entropy(x, t)
+
+
+@pytest.mark.parametrize("bad", [5, -3, 254])
+def test_target_out_of_range(device, bad):
+    x = torch.randn(2, 5, 3, 3, device=device)
+    t = torch.randint(0, 5, (2, 3, 3), device=device)
+    t[1, 2, 0] = bad
+    with pytest.raises(ValueError, match=rf"target must hold class indices in \[0, C=5\).*got target {bad} at flat index 15"):
+        btf.ohem_cross_entropy(x, t)
+
+
+def test_op_rejects_out_of_range_target_with_weight():
+    ce = torch.rand(10)
+    t = torch.zeros(10, dtype=torch.long)
+    t[3] = 7
+    with pytest.raises(ValueError, match=r"ohem_weights: target .* got target 7 at flat index 3"):
+        _OP(ce, t, torch.ones(4), 255, 0.7, 2)
+    with pytest.raises(ValueError, match=r"ohem_weights: thresh must be in \(0, 1\], got 0"):
+        _OP(ce, t, None, 255, 0.0, 2)
+    with pytest.raises(TypeError, match=r"ohem_weights: losses must be float32 or float64"):
+        _OP(ce.half(), t, None, 255, 0.7, 2)
+
+
+def test_integer_input_rejected():
+    with pytest.raises(ValueError, match=r"input must be a floating tensor of logits, got dtype torch.int64"):
+        btf.ohem_cross_entropy(torch.ones(2, 3, dtype=torch.long), torch.zeros(2, dtype=torch.long))
