@@ -430,3 +430,13 @@ def test_bad_call():
     before = masks.clone()
     aug(images, masks=masks)
     assert torch.equal(masks, before)
+
+
+def test_crop_focus_p_zero_is_the_plain_augmentation():
+    B, H, W = 6, 30, 40
+    masks = sparse_masks(B, H, W, density=0.01, seed=16)
+    images = torch.randint(0, 256, (B, 3, H, W), dtype=torch.uint8)
+    kw = dict(hflip=0.5, crop=12, brightness=0.2)
+    x0, m0 = bt.augment.BatchAugment(**kw, crop_focus="rare", crop_focus_p=0.0)(images, masks=masks, generator=torch.Generator().manual_seed(11))
+    x1, m1 = bt.augment.BatchAugment(**kw)(images, masks=masks, generator=torch.Generator().manual_seed(11))
+    assert torch.equal(x0, x1) and torch.equal(m0, m1)

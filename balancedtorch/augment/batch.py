@@ -152,7 +152,8 @@ class BatchAugment(nn.Module):
     the masks' dtype except the fill label); for ``"rare"`` the focus classes
     are the labels 0-255 present in the batch except the fill label and the
     batch's most frequent label (the background; the smallest label on
-    ties), each weighted by 1 / (its pixels in the whole batch). The pixel is
+    ties), each weighted by 1 / (its pixels in the whole batch); for bool
+    masks, False and True (so the rarer of the two). The pixel is
     uniform among that class's pixels in the sample. A focused sample without
     any focus class keeps its random crop; non-augmented samples (``p``,
     ``class_p``) are never focused. With ``same_on_batch`` the focus draws
@@ -460,7 +461,10 @@ class BatchAugment(nn.Module):
         if n == 1:  # same_on_batch: one draw, applied to each sample's own mask
             coin, u = coin.expand(B), u.expand(B, 2).contiguous()
         active = applied & (coin < self.crop_focus_p)
-        index, _ = focus_pixels(m.to(device), classes, weights, u, active)
+        if self.crop_focus_p > 0:
+            index, _ = focus_pixels(m.to(device), classes, weights, u, active)
+        else:  # nothing to focus: skip the counting pass
+            index = torch.full((B,), -1, dtype=torch.long, device=device)
         focused = index >= 0
         row = index.div(W, rounding_mode="floor").double()
         col = index.remainder(W).double()

@@ -91,8 +91,9 @@ C10_HOST_DEVICE inline int64_t focus_pick_rank(int64_t count, double u) {
 struct FocusArgs {
   at::Tensor masks;    // (B, H, W) contiguous; bool masks viewed as uint8
   at::Tensor classes;  // (K,) int64 contiguous, on the masks' device
-  at::Tensor lut;      // (span,) int32 on the masks' device, or undefined (binary search)
+  at::Tensor lut;      // (span + 1,) int32 on the masks' device, or undefined (binary search)
   int64_t lut_lo = 0;
+  int64_t lut_span = 0;
   at::Tensor weights;  // (K,) float64 contiguous, or undefined ("rare": from the counts)
   at::Tensor uniforms; // (B, 2) float64 contiguous
   at::Tensor active;   // (B,) bool contiguous
@@ -130,42 +131,45 @@ inline FocusArgs check_focus_args(
   }
 
   FocusArgs a;
-  // the classes decide the lookup on the host (a K-element copy)
-  const at::Tensor cls = classes.to(at::kCPU).contiguous();
-  const int64_t* c = cls.const_data_ptr<int64_t>();
-  for (int64_t k = 1; k < K; ++k) {
-    TORCH_CHECK_VALUE(c[k - 1] < c[k], "focus_pixels: classes must be sorted and distinct, got ", c[k - 1], " before ", c[k], " at index ", k);
-  }
   a.masks = (dt == at::kBool ? masks.view(at::kByte) : masks).contiguous();
   a.classes = classes.contiguous();
-  int64_t lo = c[0], hi = c[K - 1];
+  a.uniforms = uniforms.to(at::kDouble).contiguous();
+  if (weights.has_value()) {
+    a.weights = weights->to(at::kDouble).contiguous();
+  }
+  // Every value check and the classes' range in one small device-to-host copy
+  // (the only synchronisation on CUDA): sorted, weights ok, uniforms ok, min, max.
+  const auto lopts = a.classes.options();
+  const at::Tensor yes = at::scalar_tensor(1, lopts);
+  const at::Tensor sorted_ok = K > 1 ? (a.classes.slice(0, 1) > a.classes.slice(0, 0, K - 1)).all().to(at::kLong) : yes;
+  const at::Tensor weights_ok = a.weights.defined() ? at::logical_and(a.weights >= 0, at::isfinite(a.weights)).all().to(at::kLong) : yes;
+  const at::Tensor uniforms_ok = at::logical_and(a.uniforms >= 0, a.uniforms <= 1).all().to(at::kLong);
+  const at::Tensor info = at::stack({sorted_ok, weights_ok, uniforms_ok, a.classes[0], a.classes[K - 1]}).to(at::kCPU);
+  const int64_t* f = info.const_data_ptr<int64_t>();
+  if (f[0] == 0) {
+    const at::Tensor cls = a.classes.to(at::kCPU);
+    const int64_t* c = cls.const_data_ptr<int64_t>();
+    for (int64_t k = 1; k < K; ++k) {
+      TORCH_CHECK_VALUE(c[k - 1] < c[k], "focus_pixels: classes must be sorted and distinct, got ", c[k - 1], " before ", c[k], " at index ", k);
+    }
+  }
+  TORCH_CHECK_VALUE(f[1] != 0, "focus_pixels: weights must be finite and >= 0, got ", a.weights.cpu());
+  TORCH_CHECK_VALUE(f[2] != 0, "focus_pixels: uniforms must lie in [0, 1] (no NaN)");
+  int64_t lo = f[3], hi = f[4];
   if (a.masks.scalar_type() == at::kByte) {
     lo = 0;
     hi = 255; // a uint8 value indexes the table directly; classes outside 0-255 never match
   }
   if (static_cast<uint64_t>(hi) - static_cast<uint64_t>(lo) < static_cast<uint64_t>(kMaxLutSpan)) {
+    // built where the masks are: classes outside [lo, hi] go to a spare last entry
     const int64_t span = hi - lo + 1;
-    at::Tensor lut = at::full({span}, -1, cls.options().dtype(at::kInt));
-    int32_t* l = lut.data_ptr<int32_t>();
-    for (int64_t k = 0; k < K; ++k) {
-      if (c[k] >= lo && c[k] <= hi) {
-        l[c[k] - lo] = static_cast<int32_t>(k);
-      }
-    }
-    a.lut = lut.to(dev);
+    const at::Tensor inside = at::logical_and(a.classes >= lo, a.classes <= hi);
+    const at::Tensor pos = at::where(inside, a.classes - lo, at::scalar_tensor(span, lopts));
+    a.lut = at::full({span + 1}, -1, lopts.dtype(at::kInt));
+    a.lut.scatter_(0, pos, at::arange(K, lopts).to(at::kInt));
     a.lut_lo = lo;
+    a.lut_span = span;
   }
-  if (weights.has_value()) {
-    const at::Tensor w = weights->to(at::kDouble).contiguous();
-    TORCH_CHECK_VALUE(
-        at::logical_and(w >= 0, at::isfinite(w)).all().item<bool>(),
-        "focus_pixels: weights must be finite and >= 0, got ", w.cpu());
-    a.weights = w;
-  }
-  const at::Tensor u = uniforms.to(at::kDouble).contiguous();
-  TORCH_CHECK_VALUE(
-      at::logical_and(u >= 0, u <= 1).all().item<bool>(), "focus_pixels: uniforms must lie in [0, 1] (no NaN)");
-  a.uniforms = u;
   a.active = active.has_value() ? active->contiguous() : at::ones({B}, masks.options().dtype(at::kBool));
   return a;
 }

@@ -3,11 +3,14 @@
 // Pass 1 splits every mask into chunks (enough tasks for all threads even for
 // a small batch); each task counts into interleaved private sub-histograms
 // (one extra bin for "not a focus class"), so runs of background pixels do
-// not serialise on one counter, and no atomics are needed. Pass 2, one task
+// not serialise on one counter, and no atomics are needed. uint8 masks skip
+// the lookup: a few focus classes are counted by a vectorised compare per
+// class, more by a plain 256-bin histogram. Pass 2, one task
 // per sample, counts matches of the drawn class block by block (a loop the
 // compiler vectorises) and scans only the block that holds the wanted rank.
 #include <algorithm>
 #include <tuple>
+#include <type_traits>
 #include <vector>
 
 #include <ATen/Parallel.h>
@@ -44,6 +47,63 @@ void count_chunk(const scalar_t* p, int64_t n, const ClassLookup& look, int64_t*
   }
 }
 
+// uint8 masks with at most this many focus classes count each by compare-and-add.
+constexpr int64_t kFewClasses = 4;
+// Pixels per inner block of the uint8 counts: 32-bit lane counters cannot overflow.
+constexpr int64_t kCountBlock = int64_t{1} << 20;
+
+int64_t count_equal(const uint8_t* p, int64_t n, uint8_t v) {
+  int64_t total = 0;
+  for (int64_t b = 0; b < n; b += kCountBlock) {
+    const int64_t len = std::min(kCountBlock, n - b);
+    uint32_t c = 0;
+    for (int64_t i = 0; i < len; ++i) {
+      c += p[b + i] == v;
+    }
+    total += c;
+  }
+  return total;
+}
+
+// Counts of the focus classes of a uint8 chunk into out[K].
+void count_chunk_u8(const uint8_t* p, int64_t n, const ClassLookup& look, int64_t* out, uint32_t* sub) {
+  int64_t in_range = 0;
+  for (int64_t k = 0; k < look.K; ++k) {
+    out[k] = 0;
+    in_range += look.classes[k] >= 0 && look.classes[k] <= 255;
+  }
+  if (in_range <= kFewClasses) {
+    for (int64_t k = 0; k < look.K; ++k) {
+      if (look.classes[k] >= 0 && look.classes[k] <= 255) {
+        out[k] = count_equal(p, n, static_cast<uint8_t>(look.classes[k]));
+      }
+    }
+    return;
+  }
+  for (int64_t b = 0; b < n; b += kCountBlock) {
+    const int64_t len = std::min(kCountBlock, n - b);
+    const uint8_t* q = p + b;
+    std::fill(sub, sub + kSubHistograms * 256, 0u);
+    int64_t i = 0;
+    for (; i + kSubHistograms <= len; i += kSubHistograms) {
+      for (int s = 0; s < kSubHistograms; ++s) {
+        ++sub[s * 256 + q[i + s]];
+      }
+    }
+    for (; i < len; ++i) {
+      ++sub[q[i]];
+    }
+    for (int64_t k = 0; k < look.K; ++k) {
+      const int64_t c = look.classes[k];
+      if (c >= 0 && c <= 255) {
+        for (int s = 0; s < kSubHistograms; ++s) {
+          out[k] += sub[s * 256 + c];
+        }
+      }
+    }
+  }
+}
+
 // Flat index of the r-th (0-based) pixel equal to v, or -1 if there are fewer.
 template <typename scalar_t>
 int64_t find_rank(const scalar_t* p, int64_t n, scalar_t v, int64_t r) {
@@ -51,7 +111,7 @@ int64_t find_rank(const scalar_t* p, int64_t n, scalar_t v, int64_t r) {
   for (int64_t b = 0; b < n; b += kScanBlock) {
     const int64_t len = std::min(kScanBlock, n - b);
     const scalar_t* q = p + b;
-    int64_t c = 0;
+    uint32_t c = 0; // 32-bit lanes: a faster vectorised count than 64-bit
     for (int64_t i = 0; i < len; ++i) {
       c += q[i] == v;
     }
@@ -82,17 +142,23 @@ void count_all(const FocusArgs& a, const ClassLookup& look, int64_t* counts) {
   const int64_t per_sample = std::min(max_chunks, std::max<int64_t>(1, (threads + B - 1) / B));
   const int64_t chunk_len = (HW + per_sample - 1) / per_sample;
   std::vector<int64_t> partial(per_sample > 1 ? B * per_sample * K : 0, 0);
+  constexpr bool kU8 = std::is_same_v<scalar_t, uint8_t>;
   at::parallel_for(0, B * per_sample, /*grain_size=*/1, [&](int64_t t0, int64_t t1) {
-    std::vector<int64_t> sub(kSubHistograms * (K + 1));
+    std::vector<int64_t> sub(kU8 ? 0 : kSubHistograms * (K + 1));
+    std::vector<uint32_t> sub8(kU8 ? kSubHistograms * 256 : 0);
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t b = t / per_sample, chunk = t % per_sample;
       const int64_t begin = chunk * chunk_len;
       const int64_t end = std::min(HW, begin + chunk_len);
+      int64_t* out = partial.empty() ? counts + b * K : partial.data() + t * K;
+      if constexpr (kU8) {
+        count_chunk_u8(masks + b * HW + begin, std::max<int64_t>(0, end - begin), look, out, sub8.data());
+        continue;
+      }
       std::fill(sub.begin(), sub.end(), 0);
       if (begin < end) {
         count_chunk(masks + b * HW + begin, end - begin, look, sub.data());
       }
-      int64_t* out = partial.empty() ? counts + b * K : partial.data() + t * K;
       for (int64_t k = 0; k < K; ++k) {
         int64_t s = 0;
         for (int j = 0; j < kSubHistograms; ++j) {
@@ -158,7 +224,7 @@ std::tuple<at::Tensor, at::Tensor> focus_pixels_cpu(
   const ClassLookup look{
       a.lut.defined() ? a.lut.const_data_ptr<int32_t>() : nullptr,
       a.lut_lo,
-      a.lut.defined() ? a.lut.numel() : 0,
+      a.lut_span,
       a.classes.const_data_ptr<int64_t>(),
       K};
   auto run = [&](auto tag) {

@@ -193,7 +193,7 @@ std::tuple<at::Tensor, at::Tensor> focus_pixels_cuda(
   const ClassLookup look{
       a.lut.defined() ? a.lut.const_data_ptr<int32_t>() : nullptr,
       a.lut_lo,
-      a.lut.defined() ? a.lut.numel() : 0,
+      a.lut_span,
       a.classes.const_data_ptr<int64_t>(),
       K};
   const bool shared_hist = K <= kMaxSharedClasses;
