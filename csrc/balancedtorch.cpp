@@ -121,6 +121,14 @@ TORCH_LIBRARY(balancedtorch, m) {
   // Masks (B, H, W) warped with the same matrices, nearest, own fill (a value
   // of the masks' dtype: 0-255 for uint8, 0/1 for bool; anything else raises).
   m.def("affine_mask(Tensor masks, Tensor theta, Tensor? crop, int out_height, int out_width, int fill) -> Tensor");
+  // The pixel each focused crop is centred on (see csrc/augment/focus_pixels.h):
+  // per-sample counts (B, K) of the sorted focus classes, then, where active,
+  // a class drawn by weight among those present (weights None: "rare", 1 / the
+  // class's pixels in the batch, the batch's most frequent class excluded) with
+  // uniforms[:, 0] and the pixel of rank floor(uniforms[:, 1] * count) in
+  // raster order. Returns (flat index row * W + col or -1 (B,), counts (B, K)).
+  m.def(
+      "focus_pixels(Tensor masks, Tensor classes, Tensor? weights, Tensor uniforms, Tensor? active=None) -> (Tensor, Tensor)");
 }
 
 } // namespace balancedtorch

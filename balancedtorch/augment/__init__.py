@@ -2,6 +2,7 @@
 
 import torch
 
+from . import _focus  # noqa: F401  (registers the focus_pixels fake)
 from . import functional
 from .batch import BatchAugment
 from ..ops._fake import check_same_device

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor, nn
 
 from .._labels import check_labels
-from .functional import _check_mask_fill, affine_color, affine_matrix, compose, flip_matrix
+from ._focus import check_crop_focus, focus_classes, focus_pixels
+from .functional import _MASK_RANGES, _check_mask_fill, affine_color, affine_matrix, compose, flip_matrix, resolve_mask_fill
 
 __all__ = ["BatchAugment"]
 
@@ -134,6 +135,34 @@ class BatchAugment(nn.Module):
     ``crop_ratio`` are RandomResizedCrop's ``scale`` and ``ratio`` (used
     with ``crop``).
 
+    ``crop_focus`` centres crops on rare pixels (nnU-Net's foreground
+    oversampling, Cityscapes' class-uniform sampling): each augmented sample
+    is focused with probability ``crop_focus_p`` (default 0.33), and then its
+    crop box (drawn as usual: only its position changes) is moved so that a
+    pixel of a focus class present in its mask is the box's centre pixel (row
+    ``h // 2``, column ``w // 2``), clamped to stay inside the image (crops
+    never pad, as RandomResizedCrop; so the pixel is always in the box, off
+    centre near a border). Without ``crop``, the translation is set so that
+    the pixel lands on the output's centre pixel (``H // 2``, ``W // 2``)
+    under the sample's own flips, rotation, zoom and shear; this translation
+    replaces the drawn one and is not bounded by ``translate`` (padding gets
+    ``fill``/``mask_fill``). The class is drawn among the focus classes
+    present in the sample's mask: for a dict ``{class: weight}`` with
+    probability proportional to the weights (relative, >= 0, any class of
+    the masks' dtype except the fill label); for ``"rare"`` the focus classes
+    are the labels 0-255 present in the batch except the fill label and the
+    batch's most frequent label (the background; the smallest label on
+    ties), each weighted by 1 / (its pixels in the whole batch); for bool
+    masks, False and True (so the rarer of the two). The pixel is
+    uniform among that class's pixels in the sample. A focused sample without
+    any focus class keeps its random crop; non-augmented samples (``p``,
+    ``class_p``) are never focused. With ``same_on_batch`` the focus draws
+    are shared too, but each sample is centred on a pixel of its own mask.
+    Later flips keep the pixel in the crop; a rotation, translation or
+    zoom-out after the crop, or a crop resized down, can still move it out
+    or skip it. Needs ``masks``; one kernel pass counts the classes, a second
+    finds the pixel, with no loop over samples (CPU and CUDA agree).
+
     Args:
         hflip, vflip (float): flip probabilities. rotation, translate,
             scale, shear, crop, brightness, contrast, saturation, hue: see
@@ -143,6 +172,8 @@ class BatchAugment(nn.Module):
             p (float): probability of augmenting a sample (default 1).
             same_on_batch (bool): one parameter set for the batch.
             class_p (dict, optional): {class: probability}, overrides ``p``.
+            crop_focus (dict or "rare", optional): see above. crop_focus_p
+            (float): probability of focusing a sample (default 0.33).
             crop_scale, crop_ratio: (min, max), keyword-only. fill (float,
             optional), mask_fill (int, optional): keyword-only, see above.
 
@@ -155,6 +186,8 @@ class BatchAugment(nn.Module):
         >>> seg = bt.augment.BatchAugment(hflip=0.5, rotation=15, crop=512)
         >>> x, m = seg(images_uint8, masks=masks_uint8)             # m: 255 where the warp padded
         >>> loss = bt.nn.CrossEntropyLoss(ignore_index=255)(model(x), m.long())
+        >>> focus = bt.augment.BatchAugment(hflip=0.5, crop=512, crop_scale=(0.25, 1.0), crop_focus={6: 1.0, 7: 1.0})
+        >>> x, m = focus(images_uint8, masks=masks_uint8)          # ~1/3 of crops centred on class 6 or 7
     """
 
     def __init__(
@@ -177,6 +210,8 @@ class BatchAugment(nn.Module):
         p: float = 1.0,
         same_on_batch: bool = False,
         class_p: Optional[Dict[int, float]] = None,
+        crop_focus: Union[None, str, Dict[int, float]] = None,
+        crop_focus_p: float = 0.33,
         *,
         crop_scale: Range = (0.08, 1.0),
         crop_ratio: Range = (3.0 / 4.0, 4.0 / 3.0),
@@ -242,6 +277,8 @@ class BatchAugment(nn.Module):
                 _probability(q, f"class_p[{c}]")
             class_p = {int(c): float(q) for c, q in class_p.items()}  # a copy: later edits bypass no check
         self.class_p = class_p
+        self.crop_focus = check_crop_focus(crop_focus)
+        self.crop_focus_p = _probability(crop_focus_p, "crop_focus_p")
         if fill is not None and not _is_num(fill):
             raise ValueError(f"fill must be None or a number, got {fill!r}")
         self.fill = None if fill is None else _finite(fill, "fill")
@@ -265,7 +302,8 @@ class BatchAugment(nn.Module):
         ("hflip", 0.0), ("vflip", 0.0), ("rotation", None), ("translate", (0.0, 0.0)), ("scale", (1.0, 1.0)),
         ("shear", (None, None)), ("crop", None), ("brightness", None), ("contrast", None), ("saturation", None),
         ("hue", None), ("mean", None), ("std", None), ("out_dtype", torch.float32), ("interpolation", "bilinear"),
-        ("p", 1.0), ("same_on_batch", False), ("class_p", None), ("crop_scale", (0.08, 1.0)),
+        ("p", 1.0), ("same_on_batch", False), ("class_p", None), ("crop_focus", None), ("crop_focus_p", 0.33),
+        ("crop_scale", (0.08, 1.0)),
         ("crop_ratio", (3.0 / 4.0, 4.0 / 3.0)), ("fill", 0.0), ("mask_fill", None),
     )
 
@@ -317,8 +355,21 @@ class BatchAugment(nn.Module):
         sel = lambda t, fb: torch.where(valid, t.gather(1, pick).squeeze(1), torch.full((n,), float(fb), dtype=torch.float64, device=device))  # noqa: E731
         return sel(top, (H - fh) // 2), sel(left, (W - fw) // 2), sel(h, fh), sel(w, fw)
 
-    def sample_params(self, images: Tensor, labels: Optional[Tensor] = None, generator: Optional[torch.Generator] = None) -> Dict[str, Tensor]:
-        """The per-sample matrices and colour factors ``forward`` would use (for inspection and tests)."""
+    def sample_params(
+        self,
+        images: Tensor,
+        labels: Optional[Tensor] = None,
+        generator: Optional[torch.Generator] = None,
+        masks: Optional[Tensor] = None,
+    ) -> Dict[str, Tensor]:
+        """The per-sample parameters ``forward`` would use (for inspection and tests).
+
+        Returns a dict: ``theta`` (B, 2, 3) float32, ``crop`` (B, 4) float32
+        boxes (top, left, height, width) or None, ``color`` (B, 4) or None,
+        ``applied`` (B,) bool, and ``focus`` (B, 2) int64, the (row, col) of
+        the pixel each ``crop_focus`` sample is centred on, -1 for the others
+        (None without ``crop_focus``). ``masks`` are needed with ``crop_focus``.
+        """
         B, C, H, W = images.shape
         device = images.device
         n = 1 if self.same_on_batch else B
@@ -376,11 +427,64 @@ class BatchAugment(nn.Module):
         theta = torch.where(applied.view(B, 1, 1), theta, identity[:1].expand(B, 2, 3))
         if boxes is not None:  # not augmented: the whole image resized to the crop size
             whole = torch.tensor([0.0, 0.0, float(H), float(W)], dtype=torch.float64, device=device)
-            boxes = torch.where(applied.view(B, 1), boxes, whole).float().contiguous()
+            boxes = torch.where(applied.view(B, 1), boxes, whole)
+        focus = None
+        if self.crop_focus is not None:  # drawn last: every other parameter stays as drawn without it
+            focus, theta, boxes = self._focus(masks, applied, theta, boxes, n, B, H, W, gen, device)
+        if boxes is not None:
+            boxes = boxes.float().contiguous()
         if colour is not None:
             neutral = torch.tensor([1.0, 1.0, 1.0, 0.0], dtype=torch.float64, device=device)
             colour = torch.where(applied.view(B, 1), colour, neutral)
-        return {"theta": theta.float().contiguous(), "crop": boxes, "color": None if colour is None else colour.contiguous(), "applied": applied}
+        return {
+            "theta": theta.float().contiguous(),
+            "crop": boxes,
+            "color": None if colour is None else colour.contiguous(),
+            "applied": applied,
+            "focus": focus,
+        }
+
+    def _focus(self, masks, applied, theta, boxes, n, B, H, W, gen, device):
+        """Re-centre the crop box (or, without a crop, the translation) of the focused samples on their pixel."""
+        if masks is None:
+            raise ValueError("BatchAugment: crop_focus needs the batch's masks (call aug(images, masks=masks))")
+        if not isinstance(masks, Tensor):
+            raise TypeError(f"BatchAugment: masks must be a torch.Tensor, got {type(masks).__name__}")
+        m = masks.squeeze(1) if masks.dim() == 4 and masks.shape[1] == 1 else masks
+        if m.dim() != 3 or m.shape[0] != B or tuple(m.shape[1:]) != (H, W):
+            raise ValueError(f"masks must have shape (B, H, W) or (B, 1, H, W) = ({B}, {H}, {W}), got {tuple(masks.shape)}")
+        if m.dtype not in _MASK_RANGES:
+            raise ValueError(f"masks must be uint8, int32, int64 or bool, got {m.dtype}")
+        classes, weights = focus_classes(self.crop_focus, m.dtype, resolve_mask_fill(self.mask_fill, m.dtype), device)
+        coin = torch.rand(n, generator=gen, device=device, dtype=torch.float64)
+        u = torch.rand((n, 2), generator=gen, device=device, dtype=torch.float64)
+        if n == 1:  # same_on_batch: one draw, applied to each sample's own mask
+            coin, u = coin.expand(B), u.expand(B, 2).contiguous()
+        active = applied & (coin < self.crop_focus_p)
+        if self.crop_focus_p > 0:
+            index, _ = focus_pixels(m.to(device), classes, weights, u, active)
+        else:  # nothing to focus: skip the counting pass
+            index = torch.full((B,), -1, dtype=torch.long, device=device)
+        focused = index >= 0
+        row = index.div(W, rounding_mode="floor").double()
+        col = index.remainder(W).double()
+        if boxes is not None:
+            # the drawn box size, moved so the pixel is its centre pixel (row h // 2, column
+            # w // 2 of the box), then clamped into the image: crops never pad (as RandomResizedCrop)
+            top, left, h, w = boxes.unbind(1)
+            ftop = torch.minimum((row - torch.floor(h / 2)).clamp_min(0), H - h)
+            fleft = torch.minimum((col - torch.floor(w / 2)).clamp_min(0), W - w)
+            boxes = torch.where(focused.view(B, 1), torch.stack([ftop, fleft, h, w], 1), boxes)
+        else:
+            # the translation that puts the pixel's centre on the centre pixel (H // 2, W // 2) of
+            # the output, with the sample's own rotation/zoom/shear/flips: theta maps that output
+            # pixel's centred coordinates c onto the pixel's, so the last column is p - A c
+            c = torch.tensor([W // 2 + 0.5 - W / 2, H // 2 + 0.5 - H / 2], dtype=torch.float64, device=device)
+            p = torch.stack([col + 0.5 - W / 2, row + 0.5 - H / 2], 1)
+            shift = p - theta[:, :, :2] @ c
+            theta = torch.cat([theta[:, :, :2], torch.where(focused.view(B, 1), shift, theta[:, :, 2]).unsqueeze(2)], 2)
+        focus = torch.where(focused.view(B, 1), torch.stack([row, col], 1).long(), torch.full_like(index, -1).view(B, 1))
+        return focus, theta, boxes
 
     def forward(self, images: Tensor, masks: Optional[Tensor] = None, labels: Optional[Tensor] = None, generator: Optional[torch.Generator] = None):
         """Augment a batch: draw per-sample parameters, then one fused warp + colour + normalise pass.
@@ -395,6 +499,7 @@ class BatchAugment(nn.Module):
                 ``mask_fill`` (default: 255, the ignore label; False for bool).
             labels (Tensor[B], optional): per-sample integer class labels,
                 needed when ``class_p`` is set (ignored otherwise).
+                ``masks`` are needed when ``crop_focus`` is set.
             generator (torch.Generator, optional): on the images' device; the
                 same seed gives the same output on that device.
 
@@ -406,8 +511,10 @@ class BatchAugment(nn.Module):
 
         Raises:
             ValueError: wrong shapes or dtypes, ``labels`` missing with
-                ``class_p``, a generator on another device, ``mask_fill``
-                outside the masks' dtype.
+                ``class_p``, ``masks`` missing with ``crop_focus`` or a
+                ``crop_focus`` class outside the masks' dtype or equal to
+                the fill label, a generator on another device,
+                ``mask_fill`` outside the masks' dtype.
 
         Example:
             >>> aug = bt.augment.BatchAugment(hflip=0.5, rotation=20, crop=224, mean=(0.5,) * 3, std=(0.25,) * 3)
@@ -425,7 +532,9 @@ class BatchAugment(nn.Module):
             raise ValueError(f"BatchAugment: images must have H, W >= 1, got shape {tuple(images.shape)}")
         if generator is not None and generator.device.type != images.device.type:
             raise ValueError(f"BatchAugment: generator is on {generator.device} but the images are on {images.device}")
-        params = self.sample_params(images, labels, generator)
+        if self.crop_focus is not None and masks is None:
+            raise ValueError("BatchAugment: crop_focus needs the batch's masks (call aug(images, masks=masks))")
+        params = self.sample_params(images, labels, generator, masks=masks)
         return affine_color(
             images,
             params["theta"],
