@@ -433,8 +433,12 @@ def suggest(
             if ratio > 10:
                 lines.append(f"         or bt.nn.FocalLoss(gamma=2, weight=...{ii}) for the hard pixels of the rare classes")
         lines.append(f"metrics: bt.metrics.ClassificationMetrics({len(counts)}{ii})  # per-class IoU and recall; pixel accuracy hides rare classes")
-        if ignore_index is not None:
-            lines.append(f"augment: bt.augment.BatchAugment(..., mask_fill={ignore_index})(images, masks)  # padding becomes void, not a class")
+        fill = "" if ignore_index is None else f", mask_fill={ignore_index}"
+        if ratio > 10:
+            lines.append(f'augment: bt.augment.BatchAugment(crop=(256, 256), crop_focus="rare", crop_focus_p=0.33{fill})(images, masks)'
+                         "  # a third of the crops centred on rare-class pixels")
+        elif ignore_index is not None:
+            lines.append(f"augment: bt.augment.BatchAugment(...{fill})(images, masks)  # padding becomes void, not a class")
         if presence is not None and num_images and num_images > 1:
             presence = np.asarray(presence)
             scarce = [int(c) for c in present if presence[c] * 20 <= num_images]  # in <= 5% of the images
