@@ -329,3 +329,7 @@ def sigmoid_focal_loss(
     return _sigmoid_focal_loss(
         input, target, alpha=alpha, gamma=gamma, reduction=reduction, pos_weight=pos_weight, validate=True
     )
+
+from ._region_losses import dice_ce_loss, dice_focal_loss, dice_loss, generalized_dice_loss, tversky_loss  # noqa: E402
+
+__all__ += ["dice_loss", "generalized_dice_loss", "tversky_loss", "dice_ce_loss", "dice_focal_loss"]
