@@ -132,9 +132,15 @@ def _check(fn, ref_kwargs, x, target, **kwargs):
 # against the reference, option by option
 # ---------------------------------------------------------------------------------------------
 
-_DICE_CASES = list(itertools.product(
-    ["softmax", "sigmoid"], [True, False], [False, True], [False, True], [False, True], ["mean", "sum", "none"]
-))
+# every value of every option, each pair of (activation, include_background, reduction), the
+# three booleans cycled through their 8 combinations
+_DICE_CASES = [
+    (act, bg, *flags, red)
+    for (act, bg, red), flags in zip(
+        itertools.product(["softmax", "sigmoid"], [True, False], ["mean", "sum", "none"]),
+        itertools.cycle(itertools.product([False, True], repeat=3)),
+    )
+]
 
 
 @pytest.mark.parametrize("activation,include_background,squared_pred,jaccard,batch,reduction", _DICE_CASES)

@@ -81,6 +81,8 @@ inline RegionLossArgs check_region_loss_args(
     a.S *= input.size(d);
   }
   TORCH_CHECK_VALUE(a.C >= 1, op, ": input must have at least one class (C = input.size(1) = 0)");
+  // class indices are compared as float32 lanes in the CPU kernels
+  TORCH_CHECK_VALUE(a.C < (int64_t{1} << 24), op, ": at most 2^24 - 1 classes, got C = ", a.C);
   TORCH_CHECK_VALUE(
       activation == kActivationSigmoid || a.C >= 2,
       op, ": softmax needs at least 2 classes, got C = ", a.C, " (use the sigmoid activation for one channel)");

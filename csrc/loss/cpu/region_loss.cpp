@@ -22,6 +22,7 @@
 #include <ATen/ops/zeros.h>
 #include <torch/library.h>
 
+#include "cpu/buffer_pool.h"
 #include "cpu/vec_math.h"
 #include "loss/region_loss.h"
 #include "loss/region_loss_args.h"
@@ -53,6 +54,7 @@ struct Tile {
   static constexpr int64_t L = Vec::size();
   std::vector<acc_t> z, q, e;
   int64_t t[L];
+  acc_t tf[L];  // t as acc_t (-1: no class), for vector compares (C < 2^24 is checked)
   acc_t valid[L];
   int64_t cnt = 0;
 
@@ -70,8 +72,12 @@ struct Tile {
       for (int64_t c = 0; c < C; ++c) {
         const scalar_t* xs = x + base + c * P.cs;
         acc_t* zd = z.data() + c * L;
-        for (int64_t j = 0; j < L; ++j) {
-          zd[j] = j < cnt ? static_cast<acc_t>(xs[j]) : acc_t(0);
+        if (std::is_same_v<scalar_t, acc_t> && cnt == L) {
+          std::copy(xs, xs + L, zd);
+        } else {
+          for (int64_t j = 0; j < L; ++j) {
+            zd[j] = j < cnt ? static_cast<acc_t>(xs[j]) : acc_t(0);
+          }
         }
         if (P.dense) {
           const scalar_t* qs = dense_t + base + c * P.cs;
@@ -108,7 +114,15 @@ struct Tile {
         }
       }
     }
+    for (int64_t j = 0; j < L; ++j) {
+      tf[j] = static_cast<acc_t>(t[j]);
+    }
     return -1;
+  }
+
+  // One-hot of the targets at class c (zero for ignored and padding lanes).
+  Vec onehot(int64_t c) const {
+    return Vec::blendv(Vec(0), Vec(1), Vec::loadu(tf) == Vec(static_cast<acc_t>(c)));
   }
 
   // Softmax: e <- p (probabilities), per lane m, S, s_other, in acc_t.
@@ -125,26 +139,17 @@ struct Tile {
       }
     }
     vm = Vec::loadu(m);
-    Vec vs(0);
+    Vec vs(0), vso(0);
+    const Vec vt = Vec::loadu(tf);
     for (int64_t c = 0; c < C; ++c) {
       const Vec ec = cpu::exp(Vec::loadu(z.data() + c * L) - vm);
       ec.store(e.data() + c * L);
       vs = vs + ec;
+      // s_other: the sum without the target, never formed by cancellation (see target_terms)
+      vso = vso + Vec::blendv(ec, Vec(0), vt == Vec(static_cast<acc_t>(c)));
     }
     vs.store(Ssum);
-    for (int64_t j = 0; j < L; ++j) {
-      s_other[j] = t[j] >= 0 ? Ssum[j] - e[t[j] * L + j] : Ssum[j];
-    }
-    // s_other without cancellation when the target dominates: sum the others
-    for (int64_t j = 0; j < L; ++j) {
-      if (t[j] >= 0 && s_other[j] < acc_t(0.5) * Ssum[j]) {
-        acc_t so = 0;
-        for (int64_t c = 0; c < C; ++c) {
-          so += c == t[j] ? acc_t(0) : e[c * L + j];
-        }
-        s_other[j] = so;
-      }
-    }
+    vso.store(s_other);
     const Vec inv = vs.reciprocal();
     for (int64_t c = 0; c < C; ++c) {
       (Vec::loadu(e.data() + c * L) * inv).store(e.data() + c * L);
@@ -218,16 +223,7 @@ void stats_kernel(
         // stats: p (masked), p*t, t
         for (int64_t c = 0; c < C; ++c) {
           const Vec p = Vec::loadu(tile.e.data() + c * L) * vvalid;
-          Vec tt;
-          if (P.dense) {
-            tt = Vec::loadu(tile.q.data() + c * L) * vvalid;
-          } else {
-            acc_t ta[L];
-            for (int64_t j = 0; j < L; ++j) {
-              ta[j] = tile.t[j] == c ? acc_t(1) : acc_t(0);
-            }
-            tt = Vec::loadu(ta);
-          }
+          const Vec tt = P.dense ? Vec::loadu(tile.q.data() + c * L) * vvalid : tile.onehot(c);
           Vec vi = Vec::loadu(vI.data() + c * L), vp = Vec::loadu(vP.data() + c * L), vt = Vec::loadu(vT.data() + c * L);
           vi = at::vec::fmadd(p, tt, vi);
           vp = P.squared ? at::vec::fmadd(p, p, vp) : vp + p;
@@ -340,10 +336,6 @@ void grad_kernel(
                 for (int64_t c = 0; c < C; ++c) {
                   hbuf[c * L + j] = region_ce_h(Q, c, tile.t[j], zj, qj, m[j], logS, dummy);
                 }
-              } else {
-                for (int64_t c = 0; c < C; ++c) {
-                  hbuf[c * L + j] = c == tile.t[j] ? hh[j] : acc_t(0);
-                }
               }
             }
           }
@@ -351,16 +343,7 @@ void grad_kernel(
           Vec B(0);
           for (int64_t c = 0; c < C; ++c) {
             const Vec p = Vec::loadu(tile.e.data() + c * L);
-            Vec tt;
-            if (P.dense) {
-              tt = Vec::loadu(tile.q.data() + c * L);
-            } else {
-              acc_t ta[L];
-              for (int64_t j = 0; j < L; ++j) {
-                ta[j] = tile.t[j] == c ? acc_t(1) : acc_t(0);
-              }
-              tt = Vec::loadu(ta);
-            }
+            const Vec tt = P.dense ? Vec::loadu(tile.q.data() + c * L) : tile.onehot(c);
             const Vec a = at::vec::fmadd(Vec(cI[c]), tt, P.squared ? Vec(acc_t(2) * cP[c]) * p : Vec(cP[c]));
             a.store(g.data() + c * L);
             B = at::vec::fmadd(a, p, B);
@@ -370,16 +353,30 @@ void grad_kernel(
             const Vec p = Vec::loadu(tile.e.data() + c * L);
             Vec gc = p * (Vec::loadu(g.data() + c * L) - B);
             if (with_ce) {
-              gc = gc + vce * (Vec::loadu(hbuf.data() + c * L) - p * vH);
+              gc = P.smoothing_mode ? gc + vce * (Vec::loadu(hbuf.data() + c * L) - p * vH) : gc - vce * p * vH;
             }
             (gc * vvalid).store(g.data() + c * L);
+          }
+          if (with_ce && !P.smoothing_mode) {
+            // target mode: h is hh at the target class only
+            for (int64_t j = 0; j < tile.cnt; ++j) {
+              if (tile.valid[j] != acc_t(0)) {
+                g[tile.t[j] * L + j] += ce * hh[j];
+              }
+            }
           }
         }
         if (!class_last) {
           scalar_t* gd = grad + region_pixel_offset(false, n, s0, C, S);
-          for (int64_t c = 0; c < C; ++c) {
-            for (int64_t j = 0; j < tile.cnt; ++j) {
-              gd[c * P.cs + j] = static_cast<scalar_t>(g[c * L + j]);
+          if (std::is_same_v<scalar_t, acc_t> && tile.cnt == L) {
+            for (int64_t c = 0; c < C; ++c) {
+              Vec::loadu(g.data() + c * L).store(reinterpret_cast<acc_t*>(gd + c * P.cs));
+            }
+          } else {
+            for (int64_t c = 0; c < C; ++c) {
+              for (int64_t j = 0; j < tile.cnt; ++j) {
+                gd[c * P.cs + j] = static_cast<scalar_t>(g[c * L + j]);
+              }
             }
           }
         } else {
@@ -464,7 +461,8 @@ at::Tensor region_loss_grad_cpu(
   TORCH_CHECK(input.device().is_cpu(), "region_loss_grad: expected input on the CPU, got ", input.device());
   const RegionLossLayout l = region_loss_layout(input, target, a);
   check_region_coef("region_loss_grad", coef, ce_coef, a, l);
-  at::Tensor grad = at::empty_like(l.x);
+  // a large contiguous gradient comes from the buffer pool (warm pages; see cpu/buffer_pool.h)
+  at::Tensor grad = l.x.is_contiguous() ? cpu::pooled_empty(l.x.sizes(), l.x.options()) : at::empty_like(l.x);
   if (a.N * a.S * a.C == 0) {
     return grad;
   }
