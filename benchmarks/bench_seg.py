@@ -3,7 +3,7 @@
 CPU: DiceCE forward + backward on (8, 19, 256, 512) fp32 logits against
 ``monai.losses.DiceCELoss(softmax=True, to_onehot_y=True)`` and against an eager
 soft Dice (softmax + one-hot + sums) plus ``F.cross_entropy``. Peak extra memory
-is the growth of the process's peak RSS (``ru_maxrss``) over one forward +
+is the growth of the process's peak RSS (``VmHWM``) over one forward +
 backward, measured in a fresh subprocess per implementation (the CPU allocator
 keeps no statistics, and the profiler misses transient peaks inside ops).
 GPU (when present): (8, 19, 512, 1024) fp32 / bf16, with the achieved bandwidth
@@ -80,6 +80,18 @@ _RSS_SCRIPT = textwrap.dedent(
     """
     import json, resource, sys
     import torch
+
+    def peak_kib():
+        # VmHWM: this process image's peak RSS (ru_maxrss carries the parent's peak over fork + exec)
+        try:
+            with open("/proc/self/status") as f:
+                for line in f:
+                    if line.startswith("VmHWM:"):
+                        return int(line.split()[1])
+        except OSError:
+            pass
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
     sys.path.insert(0, {bench_dir!r})
     import bench_seg
     torch.set_num_threads({threads})
@@ -89,10 +101,10 @@ _RSS_SCRIPT = textwrap.dedent(
     fn = bench_seg.IMPLS[{impl!r}]()
     # a small call first: lazy initialisation is not the loss's memory
     fn(torch.randn(2, shape[1], 8, 8, requires_grad=True), torch.randint(0, shape[1], (2, 8, 8))).backward()
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    before = peak_kib()
     loss = fn(x, t)
     loss.backward()
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    after = peak_kib()
     # x.grad is output, not scratch: it is counted (one logits-sized buffer)
     print(json.dumps({{"peak_extra_KiB": after - before, "logits_KiB": x.numel() * 4 // 1024}}))
     """
@@ -104,7 +116,9 @@ def peak_extra_rss(impl, shape=CPU_SHAPE):
     script = _RSS_SCRIPT.format(
         bench_dir=os.path.dirname(os.path.abspath(__file__)), threads=torch.get_num_threads(), shape=tuple(shape), impl=impl
     )
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    # the child imports the same balancedtorch as this process
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.dirname(os.path.dirname(bt.__file__)), os.environ.get("PYTHONPATH", "")]))
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, env=env)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

@@ -35,8 +35,9 @@ targets). Intended differences from MONAI, for every class here:
 
 from __future__ import annotations
 
-from typing import Optional, Sequence, Union
+from typing import Sequence, Union
 
+import torch
 from torch import Tensor, nn
 
 from .. import _region_losses as F
@@ -49,7 +50,6 @@ Weight = Union[None, float, Sequence[float], Tensor]
 class _RegionLoss(nn.Module):
     _fn = None
     _weighted = True
-    _args: tuple = ()
 
     def __init__(self, **kwargs) -> None:
         super().__init__()
@@ -70,8 +70,6 @@ class _RegionLoss(nn.Module):
             raise ValueError("sync=True needs batch=True (the per-class sums over the whole batch are what is all-reduced)")
         weight = kwargs.pop("weight", None)
         if weight is not None and not isinstance(weight, Tensor):
-            import torch
-
             weight = torch.as_tensor(weight, dtype=torch.float32)
         self.register_buffer("weight", weight)
         self.options = kwargs

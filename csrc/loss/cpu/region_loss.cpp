@@ -157,6 +157,50 @@ struct Tile {
   }
 };
 
+// The sigmoid element terms of region_loss.h (region_sigmoid, region_sigmoid_ce)
+// for a vector of elements of class c: p, 1 - p and, when with_ce, the CE/focal
+// loss and its derivative (stable softplus forms, as sigmoid_focal_element).
+template <typename acc_t>
+inline void sigmoid_terms(
+    const RegionParams<acc_t>& P, int64_t c, const at::vec::Vectorized<acc_t>& x, const at::vec::Vectorized<acc_t>& y,
+    bool with_ce, at::vec::Vectorized<acc_t>& p, at::vec::Vectorized<acc_t>& omp, at::vec::Vectorized<acc_t>& loss,
+    at::vec::Vectorized<acc_t>& d) {
+  using Vec = at::vec::Vectorized<acc_t>;
+  const Vec zero(0), one(1);
+  const Vec e = cpu::exp(x.abs().neg());
+  const Vec inv = (one + e).reciprocal();
+  const Vec pos = x >= zero;
+  p = Vec::blendv(e * inv, inv, pos);
+  omp = Vec::blendv(inv, e * inv, pos);
+  if (!with_ce) {
+    return;
+  }
+  const Vec sp = e.log1p();
+  const Vec log_p = at::vec::minimum(x, zero) - sp;
+  const Vec log_1mp = at::vec::minimum(x.neg(), zero) - sp;
+  const bool focal = P.ce_kind == kRegionFocal;
+  const Vec a_pos = focal ? y : Vec(region_weight(P, c)) * y;
+  const Vec a_neg = one - y;
+  Vec l = (a_pos * log_p + a_neg * log_1mp).neg();
+  Vec dl = a_neg * p - a_pos * omp;
+  if (focal) {
+    const acc_t gamma = P.gamma;
+    if (gamma != acc_t(0)) {
+      const Vec m = p * a_neg + omp * y;
+      const Vec mod = gamma == acc_t(2) ? m * m : (gamma == acc_t(1) ? m : m.pow(Vec(gamma)));
+      const Vec dm = p * omp * (one - Vec(2) * y);
+      const Vec dmod = Vec::blendv(zero, Vec(gamma) * mod * (dm / m), m > zero);
+      dl = dl * mod + l * dmod;
+      l = l * mod;
+    }
+    const Vec cw(c < P.ce_first_class ? acc_t(0) : region_weight(P, c));
+    l = l * cw;
+    dl = dl * cw;
+  }
+  loss = l;
+  d = dl;
+}
+
 template <typename scalar_t, typename acc_t, typename target_t>
 void stats_kernel(
     const RegionParams<acc_t>& P, const scalar_t* x, const scalar_t* dense_t, const target_t* tgt, bool class_last,
@@ -189,20 +233,17 @@ void stats_kernel(
         }
         const Vec vvalid = Vec::loadu(tile.valid);
         if (P.sigmoid) {
+          const bool with_ce = P.ce_kind != kRegionNoCe;
+          Vec vce(0);
           for (int64_t c = 0; c < C; ++c) {
-            for (int64_t j = 0; j < tile.cnt; ++j) {
-              const acc_t xv = tile.z[c * L + j], y = tile.q[c * L + j];
-              const acc_t p = region_sigmoid(xv);
-              tile.e[c * L + j] = p;
-              if (P.ce_kind != kRegionNoCe) {
-                acc_t d;
-                ce_sum += region_sigmoid_ce(P, c, xv, y, d);
-              }
-            }
-            for (int64_t j = tile.cnt; j < L; ++j) {
-              tile.e[c * L + j] = acc_t(0);
+            Vec p, omp, l, d;
+            sigmoid_terms(P, c, Vec::loadu(tile.z.data() + c * L), Vec::loadu(tile.q.data() + c * L), with_ce, p, omp, l, d);
+            p.store(tile.e.data() + c * L);
+            if (with_ce) {
+              vce = at::vec::fmadd(l, vvalid, vce);
             }
           }
+          ce_sum += at::vec::vec_reduce_all<acc_t>([](Vec& a, Vec& b) { return a + b; }, vce);
         } else {
           tile.softmax(P, m, Ssum, so);
           if (P.ce_kind != kRegionNoCe) {
@@ -298,19 +339,18 @@ void grad_kernel(
         tile.load(P, x, dense_t, tgt, class_last, n, s0, std::min(L, s_end - s0), S);  // validated by the stats pass
         const Vec vvalid = Vec::loadu(tile.valid);
         if (P.sigmoid) {
+          const bool with_ce = P.ce_kind != kRegionNoCe;
+          const Vec vce(ce);
           for (int64_t c = 0; c < C; ++c) {
-            for (int64_t j = 0; j < tile.cnt; ++j) {
-              const acc_t xv = tile.z[c * L + j], y = tile.q[c * L + j];
-              const acc_t p = region_sigmoid(xv);
-              const acc_t a = cI[c] * y + cP[c] * (P.squared ? acc_t(2) * p : acc_t(1));
-              acc_t gv = a * p * (acc_t(1) - p);
-              if (P.ce_kind != kRegionNoCe) {
-                acc_t d;
-                region_sigmoid_ce(P, c, xv, y, d);
-                gv += ce * d;
-              }
-              g[c * L + j] = gv;
+            const Vec y = Vec::loadu(tile.q.data() + c * L);
+            Vec p, omp, l, d;
+            sigmoid_terms(P, c, Vec::loadu(tile.z.data() + c * L), y, with_ce, p, omp, l, d);
+            const Vec a = at::vec::fmadd(Vec(cI[c]), y, P.squared ? Vec(acc_t(2) * cP[c]) * p : Vec(cP[c]));
+            Vec gv = a * p * omp;
+            if (with_ce) {
+              gv = at::vec::fmadd(vce, d, gv);
             }
+            gv.store(g.data() + c * L);
           }
         } else {
           tile.softmax(P, m, Ssum, so);
