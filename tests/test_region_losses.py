@@ -595,3 +595,18 @@ def test_sync_two_gloo_processes_equal_concatenated_batch(tmp_path):
         torch.testing.assert_close(got["bias_grad"], conv.bias.grad)
         # autograd of an all-reduce: each rank's input gets the gradient of the sum of both ranks' losses
         torch.testing.assert_close(got["x_grad"], 2 * xr.grad[rank * 2:(rank + 1) * 2])
+
+
+def test_autocast_returns_float32_as_cross_entropy():
+    x, target = _inputs(N=2, C=4, spatial=(6, 7), dtype=torch.float32, ignore=True)
+    lin = torch.nn.Conv2d(4, 4, 1)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = lin(x)
+        assert logits.dtype == torch.bfloat16
+        got = btf.dice_ce_loss(logits, target, include_background=False)
+        ce = F.cross_entropy(logits, target)
+    assert got.dtype == torch.float32 and ce.dtype == torch.float32
+    want = btf.dice_ce_loss(logits.detach().float(), target, include_background=False)
+    torch.testing.assert_close(got, want)
+    got.backward()
+    assert lin.weight.grad is not None and bool(torch.isfinite(lin.weight.grad).all())

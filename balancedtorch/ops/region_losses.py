@@ -17,6 +17,9 @@ every rank's loss is the loss of the concatenated batch. Backward all-reduces
 the incoming gradient too, as the autograd of ``torch.distributed.nn``'s
 all_reduce does: a rank's logits get the gradient of the sum of all ranks'
 losses, so DDP's averaging over ranks yields the single-process gradient.
+
+Under ``torch.autocast`` the op runs on float32 logits (and float32 dense
+targets) and returns float32, as ``F.cross_entropy`` and the other fused losses.
 """
 
 import threading
@@ -25,7 +28,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from .losses import _is_compiling, _traced
+from .losses import _AUTOCAST_KEYS, _autocast_kernel, _is_compiling, _traced
 
 __all__: list = []
 
@@ -366,3 +369,9 @@ def _backward(ctx, grad_loss, *_unused):
 
 
 region_loss.register_autograd(_backward, setup_context=_setup_context)
+
+
+# Autocast: float32, as F.cross_entropy and the other fused losses (see ops/losses.py)
+_autocast_lib = torch.library.Library("balancedtorch", "IMPL")
+for _key in _AUTOCAST_KEYS.values():
+    _autocast_lib.impl("region_loss", _autocast_kernel(torch.ops.balancedtorch.region_loss.default, _key), _key)

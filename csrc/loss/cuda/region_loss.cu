@@ -46,23 +46,29 @@ __device__ __forceinline__ acc_t warp_sum(acc_t v) {
   return v;
 }
 
-// Sums v over the block in a fixed order; the result is valid in thread 0.
+// Sums a, b and c over the block in a fixed order (warp shuffles, then the
+// warps in order); the results are valid in thread 0. smem: 3 * kWarps.
 template <typename acc_t>
-__device__ __forceinline__ acc_t block_sum(acc_t v, acc_t* smem) {
-  v = warp_sum(v);
+__device__ __forceinline__ void block_sum3(acc_t& a, acc_t& b, acc_t& c, acc_t* smem) {
+  a = warp_sum(a);
+  b = warp_sum(b);
+  c = warp_sum(c);
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   __syncthreads();  // smem is reused across calls
   if (lane == 0) {
-    smem[warp] = v;
+    smem[warp] = a;
+    smem[kWarps + warp] = b;
+    smem[2 * kWarps + warp] = c;
   }
   __syncthreads();
-  acc_t total = 0;
   if (threadIdx.x == 0) {
+    a = b = c = acc_t(0);
     for (int w = 0; w < kWarps; ++w) {
-      total += smem[w];
+      a += smem[w];
+      b += smem[kWarps + w];
+      c += smem[2 * kWarps + w];
     }
   }
-  return total;
 }
 
 template <typename target_t>
@@ -81,7 +87,7 @@ __global__ void stats_kernel(
     int64_t chunks,
     acc_t* __restrict__ partial,  // [N * chunks, 3C + 2]
     unsigned long long* __restrict__ first_bad) {
-  __shared__ acc_t smem[kWarps];
+  __shared__ acc_t smem[3 * kWarps];
   const int64_t n = blockIdx.y;
   const int64_t chunk = blockIdx.x;
   const int64_t C = P.C;
@@ -146,17 +152,15 @@ __global__ void stats_kernel(
       sp += P.squared ? p * p : p;
       st += P.squared ? tt * tt : tt;
     }
-    si = block_sum(si, smem);
-    sp = block_sum(sp, smem);
-    st = block_sum(st, smem);
+    block_sum3(si, sp, st, smem);
     if (threadIdx.x == 0) {
       out[c] = si;
       out[C + c] = sp;
       out[2 * C + c] = st;
     }
   }
-  ce_sum = block_sum(ce_sum, smem);
-  ce_den = block_sum(ce_den, smem);
+  acc_t unused = 0;
+  block_sum3(ce_sum, ce_den, unused, smem);
   if (threadIdx.x == 0) {
     out[3 * C] = ce_sum;
     out[3 * C + 1] = ce_den;
