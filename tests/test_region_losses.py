@@ -610,3 +610,17 @@ def test_autocast_returns_float32_as_cross_entropy():
     torch.testing.assert_close(got, want)
     got.backward()
     assert lin.weight.grad is not None and bool(torch.isfinite(lin.weight.grad).all())
+
+
+def test_opcheck_permuted_logits_gradient_layout():
+    # dense but neither contiguous nor channels-last: the gradient (and the fake's) is contiguous
+    x, target = _inputs(N=2, C=3, spatial=(4, 5), dtype=torch.float32, ignore=True)
+    xp = x.permute(0, 1, 3, 2).contiguous().permute(0, 1, 3, 2)
+    assert not xp.is_contiguous()
+    args = _raw_args(xp, target)
+    torch.library.opcheck(torch.ops.balancedtorch.region_loss_grad.default, args + (torch.randn(2, 2, 3), torch.rand(2)))
+    xr = xp.clone().requires_grad_(True)
+    xc = x.clone().requires_grad_(True)
+    btf.dice_ce_loss(xr, target).backward()
+    btf.dice_ce_loss(xc, target).backward()
+    torch.testing.assert_close(xr.grad, xc.grad)

@@ -28,7 +28,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from .losses import _AUTOCAST_KEYS, _autocast_kernel, _is_compiling, _traced
+from .losses import _AUTOCAST_KEYS, _autocast_kernel, _class_last, _is_compiling, _traced
 
 __all__: list = []
 
@@ -59,7 +59,12 @@ def _stats_fake(input, target, weight, activation, squared_pred, ignore_index, c
 def _grad_fake(
     input, target, weight, activation, squared_pred, ignore_index, ce_kind, gamma, label_smoothing, ce_first_class, coef, ce_coef
 ):
-    return torch.empty_like(input)
+    return _grad_like(input)
+
+
+def _grad_like(input: Tensor) -> Tensor:
+    """The kernels' gradient layout: channels-last logits keep it, anything else is made contiguous."""
+    return torch.empty_like(input) if _class_last(input) else input.new_empty(input.shape)
 
 
 def _world_size(sync: bool) -> int:
@@ -296,7 +301,7 @@ def _region_loss_fake(input, target, weight, kind, activation, include_backgroun
     n, c = input.shape[0], input.shape[1]
     acc = _acc_dtype(input)
     loss = input.new_empty(_loss_shape(n, c, kind, batch, include_background, reduction))
-    grad = torch.empty_like(input) if compute_grad and reduction != R_NONE else input.new_empty((0,))
+    grad = _grad_like(input) if compute_grad and reduction != R_NONE else input.new_empty((0,))
     return loss, grad, input.new_empty((1 if batch else n, 3, c), dtype=acc), input.new_empty((2,), dtype=acc)
 
 
