@@ -2,35 +2,8 @@
 
 Same options and meanings as MONAI 1.x (``monai.losses``) with ``softmax=True,
 to_onehot_y=True`` (class-index targets) or ``sigmoid=True`` (multi-label
-targets). Intended differences from MONAI, for every class here:
-
-* ``activation`` ("softmax" or "sigmoid") replaces MONAI's ``softmax`` /
-  ``sigmoid`` / ``other_act`` / ``to_onehot_y``: inputs are always logits; an
-  integer target ``(N, d1, ...)`` (or ``(N, 1, d1, ...)``) is class indices,
-  a floating ``(N, C, ...)`` target is probabilities / one-hot (softmax) or
-  multi-label (sigmoid). No one-hot tensor is ever built.
-* ``ignore_index`` (class-index targets only): those pixels are left out of
-  every sum (Dice part and CE part), as MONAI 1.6's DiceLoss/TverskyLoss
-  ``ignore_index`` does; MONAI's GeneralizedDice/DiceCE/DiceFocal have none.
-* ``weight`` always has one entry per class, background included (C), also
-  with ``include_background=False``, where entry 0 only weights the CE/focal
-  part (MONAI's DiceLoss wants C - 1 entries then; its DiceCELoss takes C).
-* ``reduction="none"`` returns ``(N, C')`` (``(1, C')`` with ``batch=True``;
-  ``(N,)`` / ``(1,)`` for the generalised Dice) without MONAI's trailing
-  singleton dimensions. DiceCE/DiceFocal accept "mean" and "sum" (as MONAI).
-* Soft targets use MONAI's default formulation (``soft_label=False``:
-  I = sum p * t); MONAI's ``soft_label=True`` variant is not offered.
-* DiceCE with ``activation="sigmoid"`` is Dice + ``BCEWithLogitsLoss(pos_weight=weight)`` for any C;
-  MONAI's DiceCELoss takes BCE for one channel only and otherwise applies a
-  softmax cross-entropy to the multi-label masks.
-* DiceFocal with ``activation="softmax"`` uses the softmax focal loss of
-  :class:`balancedtorch.nn.FocalLoss` (weighted mean over pixels, with
-  ``ignore_index`` and ``label_smoothing``); MONAI's DiceFocalLoss uses a
-  sigmoid focal loss even with ``softmax=True``. With ``sigmoid`` both agree.
-* ``smooth_dr=0`` with a zero denominator (an empty class) raises ValueError
-  instead of returning nan; softmax needs C >= 2 (MONAI silently skips it).
-* ``sync=True`` (with ``batch=True``) all-reduces the sums across
-  ``torch.distributed`` ranks (nnU-Net's ``ddp`` batch dice).
+targets). The intended differences from MONAI are listed in :class:`DiceLoss`
+(they hold for every class here).
 """
 
 from __future__ import annotations
@@ -91,8 +64,7 @@ class DiceLoss(_RegionLoss):
     with p = softmax (or sigmoid) of the logits and t the target:
     ``loss = 1 - (2 * sum(p t) + smooth_nr) / (sum(p) + sum(t) + smooth_dr)`` (squares of p and t with
     ``squared_pred``; ``jaccard`` uses ``2 * (sum p + sum t - sum p t)`` below), times ``weight[c]``,
-    then averaged (or summed) over samples and classes. See the module docstring for every difference
-    from ``monai.losses.DiceLoss``.
+    then averaged (or summed) over samples and classes.
 
     Args:
         activation: "softmax" (multi-class; class-index or probability targets) or "sigmoid" (multi-label).
@@ -106,6 +78,36 @@ class DiceLoss(_RegionLoss):
 
     Shape:
         input ``(N, C, d1, ...)`` logits; target ``(N, d1, ...)`` integer class indices or ``(N, C, d1, ...)``.
+
+    Differences from MONAI (intended; the same for every region loss here):
+
+    * ``activation`` ("softmax" or "sigmoid") replaces MONAI's ``softmax`` /
+      ``sigmoid`` / ``other_act`` / ``to_onehot_y``: inputs are always logits; an
+      integer target ``(N, d1, ...)`` (or ``(N, 1, d1, ...)``) is class indices,
+      a floating ``(N, C, ...)`` target is probabilities / one-hot (softmax) or
+      multi-label (sigmoid). No one-hot tensor is ever built.
+    * ``ignore_index`` (class-index targets only): those pixels are left out of
+      every sum (Dice part and CE part), as MONAI 1.6's DiceLoss/TverskyLoss
+      ``ignore_index`` does; MONAI's GeneralizedDice/DiceCE/DiceFocal have none.
+    * ``weight`` always has one entry per class, background included (C), also
+      with ``include_background=False``, where entry 0 only weights the CE/focal
+      part (MONAI's DiceLoss wants C - 1 entries then; its DiceCELoss takes C).
+    * ``reduction="none"`` returns ``(N, C')`` (``(1, C')`` with ``batch=True``;
+      ``(N,)`` / ``(1,)`` for the generalised Dice) without MONAI's trailing
+      singleton dimensions. DiceCE/DiceFocal accept "mean" and "sum" (as MONAI).
+    * Soft targets use MONAI's default formulation (``soft_label=False``:
+      I = sum p * t); MONAI's ``soft_label=True`` variant is not offered.
+    * DiceCE with ``activation="sigmoid"`` is Dice + ``BCEWithLogitsLoss(pos_weight=weight)`` for any C;
+      MONAI's DiceCELoss takes BCE for one channel only and otherwise applies a
+      softmax cross-entropy to the multi-label masks.
+    * DiceFocal with ``activation="softmax"`` uses the softmax focal loss of
+      :class:`balancedtorch.nn.FocalLoss` (weighted mean over pixels, with
+      ``ignore_index`` and ``label_smoothing``); MONAI's DiceFocalLoss uses a
+      sigmoid focal loss even with ``softmax=True``. With ``sigmoid`` both agree.
+    * ``smooth_dr=0`` with a zero denominator (an empty class) raises ValueError
+      instead of returning nan; softmax needs C >= 2 (MONAI silently skips it).
+    * ``sync=True`` (with ``batch=True``) all-reduces the sums across
+      ``torch.distributed`` ranks (nnU-Net's ``ddp`` batch dice).
 
     Example:
         >>> loss = DiceLoss(include_background=False)(torch.randn(2, 3, 8, 8), torch.randint(0, 3, (2, 8, 8)))
