@@ -394,3 +394,7 @@ def sigmoid_focal_loss(
 from ._ohem import ohem_cross_entropy  # noqa: E402  (OHEM cross-entropy; imports this module's helpers)
 
 __all__ += ["ohem_cross_entropy"]
+
+from ._region_losses import dice_ce_loss, dice_focal_loss, dice_loss, generalized_dice_loss, tversky_loss  # noqa: E402
+
+__all__ += ["dice_loss", "generalized_dice_loss", "tversky_loss", "dice_ce_loss", "dice_focal_loss"]

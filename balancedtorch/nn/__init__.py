@@ -2,6 +2,7 @@
 
 from .losses import CrossEntropyLoss, FocalLoss, LogitAdjustedLoss, SigmoidFocalLoss
 from .ohem import OhemCrossEntropyLoss
+from .region_losses import DiceCELoss, DiceFocalLoss, DiceLoss, GeneralizedDiceLoss, TverskyLoss
 
 __all__ = ["CrossEntropyLoss", "FocalLoss", "LogitAdjustedLoss", "SigmoidFocalLoss"]
-__all__ += ["OhemCrossEntropyLoss"]
+__all__ += ["DiceLoss", "GeneralizedDiceLoss", "TverskyLoss", "DiceCELoss", "DiceFocalLoss", "OhemCrossEntropyLoss"]

@@ -1,0 +1,297 @@
+"""Fused region losses for segmentation (functional form): Dice, generalised Dice, Tversky, DiceCE, DiceFocal.
+
+Each function makes one pass over the logits for the per-(sample, class) sums
+and, when the logits require grad, one more that writes the gradient of the
+whole loss: no one-hot tensor, no stored softmax. Options and meanings are
+MONAI 1.x's (``monai.losses.DiceLoss`` and friends with ``softmax=True,
+to_onehot_y=True`` or ``sigmoid=True``); the differences are listed in
+:class:`balancedtorch.nn.DiceLoss`.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any, Optional, Sequence, Union
+
+import torch
+from torch import Tensor
+
+from .ops import region_losses as _ops
+
+__all__ = ["dice_loss", "generalized_dice_loss", "tversky_loss", "dice_ce_loss", "dice_focal_loss"]
+
+_ACTIVATIONS = {"softmax": _ops.SOFTMAX, "sigmoid": _ops.SIGMOID}
+_REDUCTIONS = {"none": _ops.R_NONE, "mean": _ops.R_MEAN, "sum": _ops.R_SUM}
+_W_TYPES = {"square": _ops.W_SQUARE, "simple": _ops.W_SIMPLE, "uniform": _ops.W_UNIFORM}
+
+Weight = Union[None, float, Sequence[float], Tensor]
+
+
+def _choice(value: Any, name: str, table: dict) -> int:
+    if not isinstance(value, str) or value not in table:
+        raise ValueError(f"{name} must be one of {sorted(table)}, got {value!r}")
+    return table[value]
+
+
+def _number(value: Any, name: str, low: float = 0.0, strict: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(float(value)):
+        raise ValueError(f"{name} must be a finite real number, got {value!r}")
+    value = float(value)
+    if value < low or (strict and value == low):
+        raise ValueError(f"{name} must be {'>' if strict else '>='} {low}, got {value!r}")
+    return value
+
+
+def _weight(weight: Weight, input: Tensor, include_background: bool) -> Optional[Tensor]:
+    """One weight per class (C,), float, finite, >= 0; a number is used for every class."""
+    if weight is None:
+        return None
+    C = input.shape[1]
+    if isinstance(weight, numbers.Real) and not isinstance(weight, bool):
+        weight = torch.full((C,), float(weight))
+    elif not isinstance(weight, Tensor):
+        try:
+            weight = torch.as_tensor(weight, dtype=torch.float64)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"weight must be None, a number, a sequence or a tensor, got {type(weight).__name__}") from exc
+    if weight.dim() != 1 or weight.shape[0] != C:
+        raise ValueError(
+            f"weight must have one entry per class, shape ({C},) (background included), got shape {tuple(weight.shape)}"
+        )
+    if not weight.is_floating_point():
+        weight = weight.double()
+    if not _ops._is_compiling():
+        bad = ~torch.isfinite(weight) | (weight < 0)
+        if bool(bad.any()):
+            i = int(bad.nonzero()[0, 0])
+            raise ValueError(f"weight must be finite and >= 0, got weight[{i}] = {weight[i].item()}")
+    return weight.to(device=input.device, dtype=_ops._acc_dtype(input))
+
+
+def _target(input: Tensor, target: Tensor, activation: int) -> Tensor:
+    if not isinstance(input, Tensor) or not isinstance(target, Tensor):
+        raise TypeError(f"input and target must be tensors, got {type(input).__name__} and {type(target).__name__}")
+    if not input.is_floating_point():
+        raise TypeError(f"input must hold floating logits, got dtype {input.dtype}")
+    if input.dim() < 2:
+        raise ValueError(f"input must have shape (N, C, d1, ...), got {tuple(input.shape)}")
+    if target.dtype == torch.bool or (activation == _ops.SIGMOID and not target.is_floating_point()):
+        return target.to(input.dtype)  # multi-label masks
+    if target.is_floating_point():
+        if target.shape != input.shape:
+            raise ValueError(
+                f"target of probabilities must have the input's shape {tuple(input.shape)}, got {tuple(target.shape)}"
+            )
+        return target.to(input.dtype)
+    if target.dim() == input.dim() and target.dim() >= 2 and target.shape[1] == 1 and input.shape[1] != 1:
+        target = target.squeeze(1)  # MONAI's (N, 1, d1, ...) class indices
+    if target.shape[:1] + target.shape[1:] != input.shape[:1] + input.shape[2:]:
+        raise ValueError(
+            f"target of class indices must have shape {(input.shape[0],) + tuple(input.shape[2:])} for input of shape "
+            f"{tuple(input.shape)}, got {tuple(target.shape)}"
+        )
+    return target
+
+
+def _run(
+    input: Tensor,
+    target: Tensor,
+    *,
+    kind: int,
+    activation: str,
+    include_background: bool,
+    squared_pred: bool = False,
+    jaccard: bool = False,
+    smooth_nr: float,
+    smooth_dr: float,
+    batch: bool,
+    weight: Weight = None,
+    ignore_index: int = -100,
+    reduction: str,
+    w_type: str = "square",
+    alpha: float = 0.5,
+    beta: float = 0.5,
+    tversky_gamma: float = 1.0,
+    ce_kind: int = _ops.CE_NONE,
+    ce_gamma: float = 0.0,
+    label_smoothing: float = 0.0,
+    lambda_dice: float = 1.0,
+    lambda_ce: float = 1.0,
+    sync: bool = False,
+) -> Tensor:
+    act = _choice(activation, "activation", _ACTIVATIONS)
+    reductions = _REDUCTIONS if ce_kind == _ops.CE_NONE else {k: v for k, v in _REDUCTIONS.items() if k != "none"}
+    red = _choice(reduction, "reduction", reductions)
+    wt = _choice(w_type, "w_type", _W_TYPES)
+    smooth_nr = _number(smooth_nr, "smooth_nr")
+    smooth_dr = _number(smooth_dr, "smooth_dr")
+    alpha = _number(alpha, "alpha")
+    beta = _number(beta, "beta")
+    tversky_gamma = _number(tversky_gamma, "gamma", strict=True)
+    ce_gamma = _number(ce_gamma, "gamma")
+    label_smoothing = _number(label_smoothing, "label_smoothing")
+    if label_smoothing > 1.0:
+        raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing!r}")
+    if label_smoothing > 0.0 and act == _ops.SIGMOID:
+        raise ValueError(f"label_smoothing applies to activation='softmax' only, got {label_smoothing!r} with 'sigmoid'")
+    lambda_dice = _number(lambda_dice, "lambda_dice")
+    lambda_ce = _number(lambda_ce, "lambda_focal" if ce_kind == _ops.CE_FOCAL else "lambda_ce")
+    if isinstance(ignore_index, bool) or not isinstance(ignore_index, numbers.Integral):
+        raise ValueError(f"ignore_index must be an integer, got {ignore_index!r}")
+    if sync and not batch:
+        raise ValueError("sync=True needs batch=True (the per-class sums over the whole batch are what is all-reduced)")
+    target = _target(input, target, act)
+    if act == _ops.SOFTMAX and input.shape[1] < 2:
+        raise ValueError(f"activation='softmax' needs at least 2 classes, got input of shape {tuple(input.shape)}")
+    if not include_background and input.shape[1] < 2:
+        raise ValueError(f"include_background=False needs at least 2 channels, got input of shape {tuple(input.shape)}")
+    w = _weight(weight, input, include_background)
+    compute_grad = input.requires_grad and torch.is_grad_enabled()
+    return _ops.call_region_loss(
+        input, target, w, kind, act, bool(include_background), bool(squared_pred), bool(jaccard), smooth_nr, smooth_dr,
+        bool(batch), int(ignore_index), red, wt, alpha, beta, tversky_gamma, ce_kind, ce_gamma, label_smoothing,
+        lambda_dice, lambda_ce, bool(sync), compute_grad,
+    )
+
+
+def dice_loss(
+    input: Tensor,
+    target: Tensor,
+    activation: str = "softmax",
+    include_background: bool = True,
+    squared_pred: bool = False,
+    jaccard: bool = False,
+    smooth_nr: float = 1e-5,
+    smooth_dr: float = 1e-5,
+    batch: bool = False,
+    weight: Weight = None,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+    sync: bool = False,
+) -> Tensor:
+    """Soft Dice (or Jaccard) loss on logits; see :class:`balancedtorch.nn.DiceLoss`.
+
+    Args:
+        input: logits ``Tensor[N, C, d1, ...]`` (float16, bfloat16, float32, float64; channels-last read in place).
+        target: class indices ``Tensor[N, d1, ...]`` (or ``[N, 1, d1, ...]``) of any integer dtype, or
+            probabilities/one-hot ``Tensor[N, C, d1, ...]``; with ``activation="sigmoid"`` multi-label ``[N, C, ...]``.
+
+    Returns:
+        The loss: a scalar, or ``Tensor[N, C']`` (``[1, C']`` with ``batch=True``) for ``reduction="none"``,
+        ``C' = C - 1`` without the background.
+
+    Example:
+        >>> loss = dice_loss(torch.randn(2, 3, 8, 8), torch.randint(0, 3, (2, 8, 8)))
+    """
+    return _run(
+        input, target, kind=_ops.DICE, activation=activation, include_background=include_background,
+        squared_pred=squared_pred, jaccard=jaccard, smooth_nr=smooth_nr, smooth_dr=smooth_dr, batch=batch, weight=weight,
+        ignore_index=ignore_index, reduction=reduction, sync=sync,
+    )
+
+
+def generalized_dice_loss(
+    input: Tensor,
+    target: Tensor,
+    w_type: str = "square",
+    activation: str = "softmax",
+    include_background: bool = True,
+    smooth_nr: float = 1e-5,
+    smooth_dr: float = 1e-5,
+    batch: bool = False,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+    sync: bool = False,
+) -> Tensor:
+    """Generalised Dice loss (Sudre et al. 2017); see :class:`balancedtorch.nn.GeneralizedDiceLoss`.
+
+    Returns a scalar, or ``Tensor[N]`` (``[1]`` with ``batch=True``) for ``reduction="none"``.
+    """
+    return _run(
+        input, target, kind=_ops.GENERALIZED_DICE, activation=activation, include_background=include_background,
+        smooth_nr=smooth_nr, smooth_dr=smooth_dr, batch=batch, ignore_index=ignore_index, reduction=reduction,
+        w_type=w_type, sync=sync,
+    )
+
+
+def tversky_loss(
+    input: Tensor,
+    target: Tensor,
+    alpha: float = 0.5,
+    beta: float = 0.5,
+    gamma: float = 1.0,
+    activation: str = "softmax",
+    include_background: bool = True,
+    smooth_nr: float = 1e-5,
+    smooth_dr: float = 1e-5,
+    batch: bool = False,
+    weight: Weight = None,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+    sync: bool = False,
+) -> Tensor:
+    """(Focal) Tversky loss; see :class:`balancedtorch.nn.TverskyLoss`. Shapes as :func:`dice_loss`."""
+    return _run(
+        input, target, kind=_ops.TVERSKY, activation=activation, include_background=include_background,
+        smooth_nr=smooth_nr, smooth_dr=smooth_dr, batch=batch, weight=weight, ignore_index=ignore_index,
+        reduction=reduction, alpha=alpha, beta=beta, tversky_gamma=gamma, sync=sync,
+    )
+
+
+def dice_ce_loss(
+    input: Tensor,
+    target: Tensor,
+    lambda_dice: float = 1.0,
+    lambda_ce: float = 1.0,
+    activation: str = "softmax",
+    include_background: bool = True,
+    squared_pred: bool = False,
+    jaccard: bool = False,
+    smooth_nr: float = 1e-5,
+    smooth_dr: float = 1e-5,
+    batch: bool = False,
+    weight: Weight = None,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+    label_smoothing: float = 0.0,
+    sync: bool = False,
+) -> Tensor:
+    """``lambda_dice * dice_loss + lambda_ce * cross_entropy``, fused; see :class:`balancedtorch.nn.DiceCELoss`.
+
+    Returns a scalar (``reduction`` is "mean" or "sum").
+    """
+    return _run(
+        input, target, kind=_ops.DICE, activation=activation, include_background=include_background,
+        squared_pred=squared_pred, jaccard=jaccard, smooth_nr=smooth_nr, smooth_dr=smooth_dr, batch=batch, weight=weight,
+        ignore_index=ignore_index, reduction=reduction, ce_kind=_ops.CE_CROSS_ENTROPY, label_smoothing=label_smoothing,
+        lambda_dice=lambda_dice, lambda_ce=lambda_ce, sync=sync,
+    )
+
+
+def dice_focal_loss(
+    input: Tensor,
+    target: Tensor,
+    gamma: float = 2.0,
+    lambda_dice: float = 1.0,
+    lambda_focal: float = 1.0,
+    activation: str = "softmax",
+    include_background: bool = True,
+    squared_pred: bool = False,
+    jaccard: bool = False,
+    smooth_nr: float = 1e-5,
+    smooth_dr: float = 1e-5,
+    batch: bool = False,
+    weight: Weight = None,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+    label_smoothing: float = 0.0,
+    sync: bool = False,
+) -> Tensor:
+    """``lambda_dice * dice_loss + lambda_focal * focal_loss``, fused; see :class:`balancedtorch.nn.DiceFocalLoss`."""
+    return _run(
+        input, target, kind=_ops.DICE, activation=activation, include_background=include_background,
+        squared_pred=squared_pred, jaccard=jaccard, smooth_nr=smooth_nr, smooth_dr=smooth_dr, batch=batch, weight=weight,
+        ignore_index=ignore_index, reduction=reduction, ce_kind=_ops.CE_FOCAL, ce_gamma=_number(gamma, "gamma"),
+        label_smoothing=label_smoothing, lambda_dice=lambda_dice, lambda_ce=lambda_focal, sync=sync,
+    )

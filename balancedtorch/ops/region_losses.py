@@ -1,0 +1,382 @@
+"""Fake kernels, the fused region-loss operator and its autograd.
+
+The C++ ops ``balancedtorch::region_loss_stats`` (one pass over the logits:
+per (sample, class) sums ``[sum p t, sum p, sum t]`` and the CE/focal sum with
+its mean's denominator) and ``balancedtorch::region_loss_grad`` (one pass that
+writes d(loss)/d(logits) given dL/d(sums)) are combined here into
+``balancedtorch::region_loss``: the loss is a small function of the sums,
+evaluated in plain PyTorch on (N, C) tensors, and its derivatives with respect
+to the sums are closed forms (no autograd graph over the pixels). When the
+logits require grad, the forward also writes the gradient of the whole loss
+(Dice part and CE/focal part) into one buffer; backward only scales it (or,
+for ``reduction="none"``, runs the gradient pass with the incoming weights).
+
+With ``sync`` (``batch=True`` only) the per-class sums and the CE sums are
+all-reduced across ``torch.distributed`` ranks before the loss is formed, so
+every rank's loss is the loss of the concatenated batch. Backward all-reduces
+the incoming gradient too, as the autograd of ``torch.distributed.nn``'s
+all_reduce does: a rank's logits get the gradient of the sum of all ranks'
+losses, so DDP's averaging over ranks yields the single-process gradient.
+
+Under ``torch.autocast`` the op runs on float32 logits (and float32 dense
+targets) and returns float32, as ``F.cross_entropy`` and the other fused losses.
+"""
+
+import threading
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from .losses import _AUTOCAST_KEYS, _autocast_kernel, _class_last, _is_compiling, _traced
+
+__all__: list = []
+
+# loss kinds
+DICE, GENERALIZED_DICE, TVERSKY = 0, 1, 2
+# w_type of the generalised Dice loss
+W_SQUARE, W_SIMPLE, W_UNIFORM = 0, 1, 2
+# reductions (as the other losses)
+R_NONE, R_MEAN, R_SUM = 0, 1, 2
+# CE part
+CE_NONE, CE_CROSS_ENTROPY, CE_FOCAL = 0, 1, 2
+SOFTMAX, SIGMOID = 0, 1
+
+
+def _acc_dtype(t: Tensor) -> torch.dtype:
+    return torch.float64 if t.dtype == torch.float64 else torch.float32
+
+
+@torch.library.register_fake("balancedtorch::region_loss_stats")
+def _stats_fake(input, target, weight, activation, squared_pred, ignore_index, ce_kind, gamma, label_smoothing, ce_first_class):
+    torch._check(input.dim() >= 2, lambda: f"region_loss_stats: input must have shape (N, C, ...), got {tuple(input.shape)}")
+    acc = _acc_dtype(input)
+    n, c = input.shape[0], input.shape[1]
+    return input.new_empty((n, 3, c), dtype=acc), input.new_empty((n, 2), dtype=acc)
+
+
+@torch.library.register_fake("balancedtorch::region_loss_grad")
+def _grad_fake(
+    input, target, weight, activation, squared_pred, ignore_index, ce_kind, gamma, label_smoothing, ce_first_class, coef, ce_coef
+):
+    return _grad_like(input)
+
+
+def _grad_like(input: Tensor) -> Tensor:
+    """The kernels' gradient layout: channels-last logits keep it, anything else is made contiguous."""
+    return torch.empty_like(input) if _class_last(input) else input.new_empty(input.shape)
+
+
+def _world_size(sync: bool) -> int:
+    if not sync or not torch.distributed.is_available() or not torch.distributed.is_initialized():
+        return 1
+    return torch.distributed.get_world_size()
+
+
+def _dice_part(sums: Tensor, kind: int, cfg: dict):
+    """Per-term losses of the region part and their derivatives with respect to I and P.
+
+    sums: (B, 3, C') = [I, P, T]. Returns (terms, dI, dP, group) where terms is
+    (B, C') for Dice/Tversky (one term per (sample, class)) or (B,) for the
+    generalised Dice (one per sample), and dI/dP (B, C') are d(term)/d(I, P)
+    of the term each (b, c) belongs to.
+    """
+    I, P, T = sums[:, 0], sums[:, 1], sums[:, 2]
+    snr, sdr = cfg["smooth_nr"], cfg["smooth_dr"]
+    if kind == GENERALIZED_DICE:
+        w_type = cfg["w_type"]
+        if w_type == W_SIMPLE:
+            w = torch.reciprocal(T)
+        elif w_type == W_SQUARE:
+            w = torch.reciprocal(T * T)
+        else:
+            w = torch.ones_like(T)
+        infs = torch.isinf(w)
+        w = w.masked_fill(infs, 0.0)
+        w = w + infs * w.max(dim=1, keepdim=True).values
+        numer = 2.0 * (w * I).sum(1) + snr
+        denom = (w * (P + T)).sum(1) + sdr
+        _check_denominator(denom, sdr)
+        terms = 1.0 - numer / denom
+        dI = -2.0 * w / denom.unsqueeze(1)
+        dP = w * (numer / (denom * denom)).unsqueeze(1)
+        return terms, dI, dP
+    if kind == TVERSKY:
+        alpha, beta, gamma = cfg["alpha"], cfg["beta"], cfg["tversky_gamma"]
+        num = I + snr
+        den = I + alpha * (P - I) + beta * (T - I) + sdr
+        _check_denominator(den, sdr)
+        r = num / den
+        dr_dI = 1.0 / den - num / (den * den) * (1.0 - alpha - beta)
+        dr_dP = -num / (den * den) * alpha
+        f = 1.0 - r
+        if gamma != 1.0:
+            base = f.clamp(min=0.0)
+            terms = base.pow(gamma)
+            df = torch.where(base > 0, gamma * base.pow(gamma - 1.0), torch.zeros_like(base))
+        else:
+            terms = f
+            df = torch.ones_like(f)
+        dI, dP = -df * dr_dI, -df * dr_dP
+    else:
+        num = 2.0 * I + snr
+        if cfg["jaccard"]:
+            den = 2.0 * (P + T - I) + sdr
+            dden_dI, dden_dP = -2.0, 2.0
+        else:
+            den = P + T + sdr
+            dden_dI, dden_dP = 0.0, 1.0
+        _check_denominator(den, sdr)
+        q = num / (den * den)
+        terms = 1.0 - num / den
+        dI = -(2.0 / den - q * dden_dI)
+        dP = q * dden_dP
+    w = cfg["class_weight"]
+    if w is not None:
+        terms, dI, dP = terms * w, dI * w, dP * w
+    return terms, dI, dP
+
+
+def _check_denominator(den: Tensor, sdr: float) -> None:
+    # smooth_dr > 0 keeps every denominator positive; with 0, an empty class
+    # (or sample) gives 0 / 0: refuse rather than return nan.
+    if sdr == 0.0 and not _is_compiling() and bool((den == 0).any()):
+        raise ValueError(
+            "smooth_dr=0.0 leaves a zero denominator (an empty class or an all-ignored sample): use smooth_dr > 0"
+        )
+
+
+def _loss_and_coefs(sums_b: Tensor, ce_tot: Tensor, n: int, cfg: dict, grad_terms: Optional[Tensor]):
+    """The loss and (coef (N, 2, C), ce_coef (N,)) = d(weighted loss)/d(sums).
+
+    grad_terms: the incoming gradient of a "none" loss (the per-term weights);
+    None for the reduced losses (weights 1/count for "mean", 1 for "sum").
+    """
+    first = 0 if cfg["include_background"] else 1
+    kind, reduction = cfg["kind"], cfg["reduction"]
+    terms, dI, dP = _dice_part(sums_b[:, :, first:], kind, cfg)
+    if grad_terms is not None:
+        g = grad_terms.to(terms.dtype).reshape(terms.shape)
+        loss = terms
+    elif reduction == R_NONE:
+        g = torch.ones_like(terms)  # coefficients unused: backward weighs the terms
+        loss = terms
+    elif reduction == R_MEAN:
+        g = torch.full_like(terms, 1.0 / max(1, terms.numel()))
+        loss = terms.mean()
+    else:
+        g = torch.ones_like(terms)
+        loss = terms.sum()
+    lam_d = cfg["lambda_dice"]
+    if kind == GENERALIZED_DICE:
+        g = g.unsqueeze(1)
+    cI, cP = g * dI * lam_d, g * dP * lam_d
+    coef = torch.zeros((sums_b.shape[0], 2, sums_b.shape[2]), dtype=sums_b.dtype, device=sums_b.device)
+    coef[:, 0, first:] = cI
+    coef[:, 1, first:] = cP
+    if coef.shape[0] != n:
+        coef = coef.expand(n, 2, coef.shape[2])
+    ce_coef = sums_b.new_zeros((n,))
+    if cfg["ce_kind"] != CE_NONE:
+        if reduction == R_MEAN:
+            den = ce_tot[1]
+            den = torch.where(den == 0, torch.full_like(den, float("nan")), den)
+            ce_loss = ce_tot[0] / den
+            ce_coef = (1.0 / den).expand(n)
+        else:
+            ce_loss = ce_tot[0]
+            ce_coef = ce_tot.new_ones(()).expand(n)
+        loss = lam_d * loss + cfg["lambda_ce"] * ce_loss
+        ce_coef = ce_coef * cfg["lambda_ce"]
+    elif lam_d != 1.0:
+        loss = lam_d * loss
+    return loss, coef.contiguous(), ce_coef.contiguous()
+
+
+def _cfg(
+    kind, activation, include_background, squared_pred, jaccard, smooth_nr, smooth_dr, batch, ignore_index, reduction,
+    w_type, alpha, beta, tversky_gamma, ce_kind, ce_gamma, label_smoothing, lambda_dice, lambda_ce, sync, class_weight,
+):
+    return dict(
+        kind=kind, activation=activation, include_background=include_background, squared_pred=squared_pred, jaccard=jaccard,
+        smooth_nr=smooth_nr, smooth_dr=smooth_dr, batch=batch, ignore_index=ignore_index, reduction=reduction, w_type=w_type,
+        alpha=alpha, beta=beta, tversky_gamma=tversky_gamma, ce_kind=ce_kind, ce_gamma=ce_gamma,
+        label_smoothing=label_smoothing, lambda_dice=lambda_dice, lambda_ce=lambda_ce, sync=sync, class_weight=class_weight,
+    )
+
+
+def _ce_first_class(cfg: dict) -> int:
+    # MONAI's DiceFocal drops the background from the (sigmoid) focal part too
+    return int(cfg["activation"] == SIGMOID and cfg["ce_kind"] == CE_FOCAL and not cfg["include_background"])
+
+
+def _stats_args(input, target, weight, cfg):
+    return (
+        input, target, weight, cfg["activation"], cfg["squared_pred"], cfg["ignore_index"], cfg["ce_kind"], cfg["ce_gamma"],
+        cfg["label_smoothing"], _ce_first_class(cfg),
+    )
+
+
+def _sync_sums(sums: Tensor, ce: Tensor, cfg: dict):
+    """Per-(B, class) sums (B = 1 with batch) and the total CE sums, all-reduced under sync."""
+    sums_b = sums.sum(0, keepdim=True) if cfg["batch"] else sums
+    ce_tot = ce.sum(0)
+    if _world_size(cfg["sync"]) > 1:
+        c = sums_b.shape[2]
+        buf = torch.cat([sums_b.reshape(-1), ce_tot])
+        torch.distributed.all_reduce(buf)
+        sums_b = buf[: 3 * c].reshape(1, 3, c).clone()
+        ce_tot = buf[3 * c :].clone()
+    return sums_b, ce_tot
+
+
+def _class_weight(weight: Optional[Tensor], cfg: dict, acc: torch.dtype) -> Optional[Tensor]:
+    if weight is None or cfg["kind"] == GENERALIZED_DICE:
+        return None
+    w = weight.to(acc)
+    return w if cfg["include_background"] else w[1:]
+
+
+@torch.library.custom_op("balancedtorch::region_loss", mutates_args=())
+def region_loss(
+    input: Tensor,
+    target: Tensor,
+    weight: Optional[Tensor],
+    kind: int,
+    activation: int,
+    include_background: bool,
+    squared_pred: bool,
+    jaccard: bool,
+    smooth_nr: float,
+    smooth_dr: float,
+    batch: bool,
+    ignore_index: int,
+    reduction: int,
+    w_type: int,
+    alpha: float,
+    beta: float,
+    tversky_gamma: float,
+    ce_kind: int,
+    ce_gamma: float,
+    label_smoothing: float,
+    lambda_dice: float,
+    lambda_ce: float,
+    sync: bool,
+    compute_grad: bool,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """(loss, grad buffer or empty, per-(B, class) sums (B, 3, C), CE sums (2,)); see the module docstring."""
+    args = locals()
+    cfg = _cfg(**{k: args[k] for k in _CFG_KEYS}, class_weight=None)
+    sums, ce = torch.ops.balancedtorch.region_loss_stats(*_stats_args(input, target, weight, cfg))
+    cfg["class_weight"] = _class_weight(weight, cfg, sums.dtype)
+    sums_b, ce_tot = _sync_sums(sums, ce, cfg)
+    loss, coef, ce_coef = _loss_and_coefs(sums_b, ce_tot, input.shape[0], cfg, None)
+    if compute_grad and reduction != R_NONE:
+        grad = torch.ops.balancedtorch.region_loss_grad(*_stats_args(input, target, weight, cfg), coef, ce_coef)
+    else:
+        grad = input.new_empty((0,))
+    return loss.to(input.dtype).clone(), grad, sums_b.clone(), ce_tot.clone()
+
+
+_CFG_KEYS = (
+    "kind", "activation", "include_background", "squared_pred", "jaccard", "smooth_nr", "smooth_dr", "batch", "ignore_index",
+    "reduction", "w_type", "alpha", "beta", "tversky_gamma", "ce_kind", "ce_gamma", "label_smoothing", "lambda_dice",
+    "lambda_ce", "sync",
+)
+
+
+def _loss_shape(n: int, c: int, kind: int, batch: bool, include_background: bool, reduction: int):
+    if reduction != R_NONE:
+        return ()
+    b = 1 if batch else n
+    if kind == GENERALIZED_DICE:
+        return (b,)
+    return (b, c - (0 if include_background else 1))
+
+
+@region_loss.register_fake
+def _region_loss_fake(input, target, weight, kind, activation, include_background, squared_pred, jaccard, smooth_nr,
+                      smooth_dr, batch, ignore_index, reduction, w_type, alpha, beta, tversky_gamma, ce_kind, ce_gamma,
+                      label_smoothing, lambda_dice, lambda_ce, sync, compute_grad):
+    n, c = input.shape[0], input.shape[1]
+    acc = _acc_dtype(input)
+    loss = input.new_empty(_loss_shape(n, c, kind, batch, include_background, reduction))
+    grad = _grad_like(input) if compute_grad and reduction != R_NONE else input.new_empty((0,))
+    return loss, grad, input.new_empty((1 if batch else n, 3, c), dtype=acc), input.new_empty((2,), dtype=acc)
+
+
+class _PrivateCall(threading.local):
+    active = False
+
+
+_private_call = _PrivateCall()
+
+
+def call_region_loss(*args) -> Tensor:
+    """The loss of ``region_loss(*args)``; its gradient buffer is seen by nobody else, so backward may scale it in place."""
+    if _is_compiling():
+        return region_loss(*args)[0]
+    _private_call.active = True
+    try:
+        loss = region_loss(*args)[0]
+    finally:
+        _private_call.active = False
+    return loss
+
+
+def _setup_context(ctx, inputs, output):
+    loss, grad, sums_b, ce_tot = output
+    ctx.mark_non_differentiable(grad, sums_b, ce_tot)
+    ctx.set_materialize_grads(False)
+    ctx.inputs = [None if isinstance(a, Tensor) else a for a in inputs]
+    ctx.traced = _traced(grad)
+    ctx.private = _private_call.active and not ctx.traced
+    has_buffer = grad.numel() == inputs[0].numel() and grad.numel() > 0
+    ctx.save_for_backward(inputs[0], inputs[1], inputs[2], sums_b, ce_tot, grad if (has_buffer and ctx.traced) else None)
+    ctx.grad_buffer = grad if (has_buffer and not ctx.traced) else None
+
+
+def _backward(ctx, grad_loss, *_unused):
+    n_args = len(ctx.inputs)
+    if grad_loss is None:
+        return (None,) * n_args
+    if torch.is_grad_enabled():
+        raise RuntimeError("region_loss: double backward (create_graph=True) is not supported by the fused kernels")
+    input, target, weight, sums_b, ce_tot, saved_grad = ctx.saved_tensors
+    args = dict(zip(("input", "target", "weight") + _CFG_KEYS, ctx.inputs))
+    cfg = _cfg(**{k: args[k] for k in _CFG_KEYS}, class_weight=None)
+    cfg["class_weight"] = _class_weight(weight, cfg, sums_b.dtype)
+    if _world_size(cfg["sync"]) > 1:
+        # autograd of an all-reduce: every rank's loss depends on every rank's logits
+        grad_loss = grad_loss.clone()
+        torch.distributed.all_reduce(grad_loss)
+    grad = saved_grad if ctx.traced else ctx.grad_buffer
+    ctx.grad_buffer = None
+    if not ctx.needs_input_grad[0]:
+        return (None,) * n_args
+    if grad is None or cfg["reduction"] == R_NONE:
+        weights = grad_loss if cfg["reduction"] == R_NONE else None
+        _, coef, ce_coef = _loss_and_coefs(sums_b, ce_tot, input.shape[0], cfg, weights)
+        grad = torch.ops.balancedtorch.region_loss_grad(*_stats_args(input.detach(), target, weight, cfg), coef, ce_coef)
+        if cfg["reduction"] == R_NONE:
+            return (grad,) + (None,) * (n_args - 1)
+        private = not ctx.traced
+    else:
+        private = ctx.private
+    scale = grad_loss
+    if not private or _traced(scale):
+        grad = grad * scale.to(grad.dtype)
+    elif scale.device.type == "cpu" and scale.item() == 1.0:
+        pass  # loss.backward(): the buffer already is the gradient
+    else:
+        grad.mul_(scale.to(grad.dtype))
+    return (grad,) + (None,) * (n_args - 1)
+
+
+region_loss.register_autograd(_backward, setup_context=_setup_context)
+
+
+# Autocast: float32, as F.cross_entropy and the other fused losses (see ops/losses.py)
+_autocast_lib = torch.library.Library("balancedtorch", "IMPL")
+for _key in _AUTOCAST_KEYS.values():
+    _autocast_lib.impl("region_loss", _autocast_kernel(torch.ops.balancedtorch.region_loss.default, _key), _key)

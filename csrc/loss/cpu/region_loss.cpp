@@ -1,0 +1,533 @@
+// CPU kernels of balancedtorch::region_loss_stats and region_loss_grad.
+//
+// Work is split into fixed chunks of pixels of one sample (the split depends
+// on the shape only, never on the thread count); each chunk accumulates its
+// own per-class sums and the sums of a sample are added in chunk order, so
+// results are deterministic. Within a chunk a tile of L pixels is copied into
+// a lane-contiguous [C][L] scratch (any layout and dtype, accumulation dtype)
+// and processed with one vector lane per pixel.
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <optional>
+#include <vector>
+
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+#include <ATen/Parallel.h>
+#include <ATen/cpu/vec/functional.h>
+#include <ATen/cpu/vec/vec.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/empty_like.h>
+#include <ATen/ops/zeros.h>
+#include <torch/library.h>
+
+#include "cpu/buffer_pool.h"
+#include "cpu/vec_math.h"
+#include "loss/region_loss.h"
+#include "loss/region_loss_args.h"
+
+namespace balancedtorch {
+namespace loss {
+namespace {
+
+// Pixels per chunk: at least this many, and at most kMaxChunksPerSample chunks per sample.
+constexpr int64_t kMinChunkPixels = 4096;
+constexpr int64_t kMaxChunksPerSample = 64;
+
+struct Chunking {
+  int64_t len = 1, per_sample = 1, total = 0;
+};
+
+inline Chunking make_chunking(int64_t N, int64_t S) {
+  Chunking k;
+  k.len = std::max<int64_t>(kMinChunkPixels, (S + kMaxChunksPerSample - 1) / kMaxChunksPerSample);
+  k.per_sample = std::max<int64_t>(1, (S + k.len - 1) / k.len);
+  k.total = N * k.per_sample;
+  return k;
+}
+
+// One tile of up to L pixels copied into lane-contiguous scratch.
+template <typename scalar_t, typename acc_t, typename target_t>
+struct Tile {
+  using Vec = at::vec::Vectorized<acc_t>;
+  static constexpr int64_t L = Vec::size();
+  std::vector<acc_t> z, q, e;
+  int64_t t[L];
+  acc_t tf[L];  // t as acc_t (-1: no class), for vector compares (C < 2^24 is checked)
+  acc_t valid[L];
+  int64_t cnt = 0;
+
+  explicit Tile(int64_t C, bool dense) : z(C * L), q(dense ? C * L : 0), e(C * L) {}
+
+  // Loads pixels [s0, s0 + cnt) of sample n; returns the first invalid target's flat index or -1.
+  int64_t load(
+      const RegionParams<acc_t>& P, const scalar_t* x, const scalar_t* dense_t, const target_t* tgt, bool class_last,
+      int64_t n, int64_t s0, int64_t count, int64_t S) {
+    cnt = count;
+    const int64_t C = P.C;
+    if (!class_last) {
+      // NC[S]: each class's pixels are contiguous
+      const int64_t base = region_pixel_offset(false, n, s0, C, S);
+      for (int64_t c = 0; c < C; ++c) {
+        const scalar_t* xs = x + base + c * P.cs;
+        acc_t* zd = z.data() + c * L;
+        if (std::is_same_v<scalar_t, acc_t> && cnt == L) {
+          std::copy(xs, xs + L, zd);
+        } else {
+          for (int64_t j = 0; j < L; ++j) {
+            zd[j] = j < cnt ? static_cast<acc_t>(xs[j]) : acc_t(0);
+          }
+        }
+        if (P.dense) {
+          const scalar_t* qs = dense_t + base + c * P.cs;
+          acc_t* qd = q.data() + c * L;
+          for (int64_t j = 0; j < L; ++j) {
+            qd[j] = j < cnt ? static_cast<acc_t>(qs[j]) : acc_t(0);
+          }
+        }
+      }
+    } else {
+      for (int64_t j = 0; j < L; ++j) {
+        const bool in = j < cnt;
+        const int64_t off = in ? region_pixel_offset(true, n, s0 + j, C, S) : 0;
+        for (int64_t c = 0; c < C; ++c) {
+          z[c * L + j] = in ? static_cast<acc_t>(x[off + c]) : acc_t(0);
+          if (P.dense) {
+            q[c * L + j] = in ? static_cast<acc_t>(dense_t[off + c]) : acc_t(0);
+          }
+        }
+      }
+    }
+    for (int64_t j = 0; j < L; ++j) {
+      const bool in = j < cnt;
+      t[j] = -1;
+      valid[j] = in ? acc_t(1) : acc_t(0);
+      if (in && !P.dense && !P.sigmoid) {
+        const int64_t tj = static_cast<int64_t>(tgt[n * S + s0 + j]);
+        if (tj == P.ignore_index) {
+          valid[j] = acc_t(0);
+        } else if (tj < 0 || tj >= C) {
+          return n * S + s0 + j;
+        } else {
+          t[j] = tj;
+        }
+      }
+    }
+    for (int64_t j = 0; j < L; ++j) {
+      tf[j] = static_cast<acc_t>(t[j]);
+    }
+    return -1;
+  }
+
+  // One-hot of the targets at class c (zero for ignored and padding lanes).
+  Vec onehot(int64_t c) const {
+    return Vec::blendv(Vec(0), Vec(1), Vec::loadu(tf) == Vec(static_cast<acc_t>(c)));
+  }
+
+  // Softmax: e <- p (probabilities), per lane m, S, s_other, in acc_t.
+  void softmax(const RegionParams<acc_t>& P, acc_t* m, acc_t* Ssum, acc_t* s_other) {
+    const int64_t C = P.C;
+    Vec vm(-std::numeric_limits<acc_t>::infinity());
+    for (int64_t c = 0; c < C; ++c) {
+      vm = at::vec::maximum(vm, Vec::loadu(z.data() + c * L));
+    }
+    vm.store(m);
+    for (int64_t j = 0; j < L; ++j) {
+      if (m[j] == -std::numeric_limits<acc_t>::infinity()) {
+        m[j] = acc_t(0);
+      }
+    }
+    vm = Vec::loadu(m);
+    Vec vs(0), vso(0);
+    const Vec vt = Vec::loadu(tf);
+    for (int64_t c = 0; c < C; ++c) {
+      const Vec ec = cpu::exp(Vec::loadu(z.data() + c * L) - vm);
+      ec.store(e.data() + c * L);
+      vs = vs + ec;
+      // s_other: the sum without the target, never formed by cancellation (see target_terms)
+      vso = vso + Vec::blendv(ec, Vec(0), vt == Vec(static_cast<acc_t>(c)));
+    }
+    vs.store(Ssum);
+    vso.store(s_other);
+    const Vec inv = vs.reciprocal();
+    for (int64_t c = 0; c < C; ++c) {
+      (Vec::loadu(e.data() + c * L) * inv).store(e.data() + c * L);
+    }
+  }
+};
+
+// The sigmoid element terms of region_loss.h (region_sigmoid, region_sigmoid_ce)
+// for a vector of elements of class c: p, 1 - p and, when with_ce, the CE/focal
+// loss and its derivative (stable softplus forms, as sigmoid_focal_element).
+template <typename acc_t>
+inline void sigmoid_terms(
+    const RegionParams<acc_t>& P, int64_t c, const at::vec::Vectorized<acc_t>& x, const at::vec::Vectorized<acc_t>& y,
+    bool with_ce, at::vec::Vectorized<acc_t>& p, at::vec::Vectorized<acc_t>& omp, at::vec::Vectorized<acc_t>& loss,
+    at::vec::Vectorized<acc_t>& d) {
+  using Vec = at::vec::Vectorized<acc_t>;
+  const Vec zero(0), one(1);
+  const Vec e = cpu::exp(x.abs().neg());
+  const Vec inv = (one + e).reciprocal();
+  const Vec pos = x >= zero;
+  p = Vec::blendv(e * inv, inv, pos);
+  omp = Vec::blendv(inv, e * inv, pos);
+  if (!with_ce) {
+    return;
+  }
+  const Vec sp = e.log1p();
+  const Vec log_p = at::vec::minimum(x, zero) - sp;
+  const Vec log_1mp = at::vec::minimum(x.neg(), zero) - sp;
+  const bool focal = P.ce_kind == kRegionFocal;
+  const Vec a_pos = focal ? y : Vec(region_weight(P, c)) * y;
+  const Vec a_neg = one - y;
+  Vec l = (a_pos * log_p + a_neg * log_1mp).neg();
+  Vec dl = a_neg * p - a_pos * omp;
+  if (focal) {
+    const acc_t gamma = P.gamma;
+    if (gamma != acc_t(0)) {
+      const Vec m = p * a_neg + omp * y;
+      const Vec mod = gamma == acc_t(2) ? m * m : (gamma == acc_t(1) ? m : m.pow(Vec(gamma)));
+      const Vec dm = p * omp * (one - Vec(2) * y);
+      const Vec dmod = Vec::blendv(zero, Vec(gamma) * mod * (dm / m), m > zero);
+      dl = dl * mod + l * dmod;
+      l = l * mod;
+    }
+    const Vec cw(c < P.ce_first_class ? acc_t(0) : region_weight(P, c));
+    l = l * cw;
+    dl = dl * cw;
+  }
+  loss = l;
+  d = dl;
+}
+
+template <typename scalar_t, typename acc_t, typename target_t>
+void stats_kernel(
+    const RegionParams<acc_t>& P, const scalar_t* x, const scalar_t* dense_t, const target_t* tgt, bool class_last,
+    int64_t N, int64_t S, acc_t* sums /* [N, 3, C] */, acc_t* ce /* [N, 2] */, int64_t& first_bad) {
+  using T = Tile<scalar_t, acc_t, target_t>;
+  using Vec = typename T::Vec;
+  constexpr int64_t L = T::L;
+  const int64_t C = P.C;
+  const Chunking k = make_chunking(N, S);
+  const int64_t width = 3 * C + 2;
+  std::vector<acc_t> partial(k.total * width, acc_t(0));
+  std::vector<int64_t> bad(k.total, -1);
+  at::parallel_for(0, k.total, 1, [&](int64_t begin, int64_t end) {
+    T tile(C, P.dense);
+    std::vector<acc_t> vI(C * L), vP(C * L), vT(C * L);
+    acc_t m[L], Ssum[L], so[L];
+    for (int64_t chunk = begin; chunk < end; ++chunk) {
+      const int64_t n = chunk / k.per_sample;
+      const int64_t s_begin = (chunk % k.per_sample) * k.len;
+      const int64_t s_end = std::min(S, s_begin + k.len);
+      std::fill(vI.begin(), vI.end(), acc_t(0));
+      std::fill(vP.begin(), vP.end(), acc_t(0));
+      std::fill(vT.begin(), vT.end(), acc_t(0));
+      acc_t ce_sum = 0, ce_den = 0;
+      for (int64_t s0 = s_begin; s0 < s_end; s0 += L) {
+        const int64_t b = tile.load(P, x, dense_t, tgt, class_last, n, s0, std::min(L, s_end - s0), S);
+        if (b >= 0) {
+          bad[chunk] = b;
+          break;
+        }
+        const Vec vvalid = Vec::loadu(tile.valid);
+        if (P.sigmoid) {
+          const bool with_ce = P.ce_kind != kRegionNoCe;
+          Vec vce(0);
+          for (int64_t c = 0; c < C; ++c) {
+            Vec p, omp, l, d;
+            sigmoid_terms(P, c, Vec::loadu(tile.z.data() + c * L), Vec::loadu(tile.q.data() + c * L), with_ce, p, omp, l, d);
+            p.store(tile.e.data() + c * L);
+            if (with_ce) {
+              vce = at::vec::fmadd(l, vvalid, vce);
+            }
+          }
+          ce_sum += at::vec::vec_reduce_all<acc_t>([](Vec& a, Vec& b) { return a + b; }, vce);
+        } else {
+          tile.softmax(P, m, Ssum, so);
+          if (P.ce_kind != kRegionNoCe) {
+            // CE/focal per lane from the shared scalar math (reads the scratch logits, class stride L)
+            RegionParams<acc_t> Q = P;
+            Q.cs = L;
+            for (int64_t j = 0; j < tile.cnt; ++j) {
+              if (tile.valid[j] == acc_t(0)) {
+                continue;
+              }
+              acc_t H, hh, den;
+              ce_sum += region_softmax_ce(Q, tile.z.data() + j, P.dense ? tile.q.data() + j : tile.z.data() + j, tile.t[j],
+                                          m[j], Ssum[j], so[j], H, hh, den);
+              ce_den += den;
+            }
+          }
+        }
+        // stats: p (masked), p*t, t
+        for (int64_t c = 0; c < C; ++c) {
+          const Vec p = Vec::loadu(tile.e.data() + c * L) * vvalid;
+          const Vec tt = P.dense ? Vec::loadu(tile.q.data() + c * L) * vvalid : tile.onehot(c);
+          Vec vi = Vec::loadu(vI.data() + c * L), vp = Vec::loadu(vP.data() + c * L), vt = Vec::loadu(vT.data() + c * L);
+          vi = at::vec::fmadd(p, tt, vi);
+          vp = P.squared ? at::vec::fmadd(p, p, vp) : vp + p;
+          vt = P.squared ? at::vec::fmadd(tt, tt, vt) : vt + tt;
+          vi.store(vI.data() + c * L);
+          vp.store(vP.data() + c * L);
+          vt.store(vT.data() + c * L);
+        }
+      }
+      acc_t* out = partial.data() + chunk * width;
+      for (int64_t c = 0; c < C; ++c) {
+        acc_t si = 0, sp = 0, st = 0;
+        for (int64_t j = 0; j < L; ++j) {
+          si += vI[c * L + j];
+          sp += vP[c * L + j];
+          st += vT[c * L + j];
+        }
+        out[c] = si;
+        out[C + c] = sp;
+        out[2 * C + c] = st;
+      }
+      if (P.sigmoid) {
+        ce_den = static_cast<acc_t>((s_end - s_begin) * (P.ce_kind == kRegionFocal ? C - P.ce_first_class : C));
+      }
+      out[3 * C] = ce_sum;
+      out[3 * C + 1] = ce_den;
+    }
+  });
+  first_bad = -1;
+  for (int64_t chunk = 0; chunk < k.total; ++chunk) {
+    if (bad[chunk] >= 0) {
+      first_bad = bad[chunk];
+      return;
+    }
+  }
+  for (int64_t n = 0; n < N; ++n) {
+    acc_t* dst = sums + n * 3 * C;
+    std::fill(dst, dst + 3 * C, acc_t(0));
+    ce[2 * n] = ce[2 * n + 1] = acc_t(0);
+    for (int64_t i = 0; i < k.per_sample; ++i) {
+      const acc_t* src = partial.data() + (n * k.per_sample + i) * width;
+      for (int64_t c = 0; c < 3 * C; ++c) {
+        dst[c] += src[c];
+      }
+      ce[2 * n] += src[3 * C];
+      ce[2 * n + 1] += src[3 * C + 1];
+    }
+  }
+}
+
+template <typename scalar_t, typename acc_t, typename target_t>
+void grad_kernel(
+    const RegionParams<acc_t>& P, const scalar_t* x, const scalar_t* dense_t, const target_t* tgt, bool class_last,
+    int64_t N, int64_t S, const acc_t* coef /* [N, 2, C] */, const acc_t* ce_coef /* [N] */, scalar_t* grad) {
+  using T = Tile<scalar_t, acc_t, target_t>;
+  using Vec = typename T::Vec;
+  constexpr int64_t L = T::L;
+  const int64_t C = P.C;
+  const Chunking k = make_chunking(N, S);
+  at::parallel_for(0, k.total, 1, [&](int64_t begin, int64_t end) {
+    T tile(C, P.dense);
+    std::vector<acc_t> g(C * L), hbuf(C * L);
+    acc_t m[L], Ssum[L], so[L], Hs[L], hh[L];
+    for (int64_t chunk = begin; chunk < end; ++chunk) {
+      const int64_t n = chunk / k.per_sample;
+      const int64_t s_begin = (chunk % k.per_sample) * k.len;
+      const int64_t s_end = std::min(S, s_begin + k.len);
+      const acc_t* cI = coef + n * 2 * C;
+      const acc_t* cP = cI + C;
+      const acc_t ce = ce_coef[n];
+      for (int64_t s0 = s_begin; s0 < s_end; s0 += L) {
+        tile.load(P, x, dense_t, tgt, class_last, n, s0, std::min(L, s_end - s0), S);  // validated by the stats pass
+        const Vec vvalid = Vec::loadu(tile.valid);
+        if (P.sigmoid) {
+          const bool with_ce = P.ce_kind != kRegionNoCe;
+          const Vec vce(ce);
+          for (int64_t c = 0; c < C; ++c) {
+            const Vec y = Vec::loadu(tile.q.data() + c * L);
+            Vec p, omp, l, d;
+            sigmoid_terms(P, c, Vec::loadu(tile.z.data() + c * L), y, with_ce, p, omp, l, d);
+            const Vec a = at::vec::fmadd(Vec(cI[c]), y, P.squared ? Vec(acc_t(2) * cP[c]) * p : Vec(cP[c]));
+            Vec gv = a * p * omp;
+            if (with_ce) {
+              gv = at::vec::fmadd(vce, d, gv);
+            }
+            gv.store(g.data() + c * L);
+          }
+        } else {
+          tile.softmax(P, m, Ssum, so);
+          const bool with_ce = P.ce_kind != kRegionNoCe && ce != acc_t(0);
+          if (with_ce) {
+            RegionParams<acc_t> Q = P;
+            Q.cs = L;
+            for (int64_t j = 0; j < L; ++j) {
+              Hs[j] = hh[j] = acc_t(0);
+              if (j >= tile.cnt || tile.valid[j] == acc_t(0)) {
+                for (int64_t c = 0; c < C; ++c) {
+                  hbuf[c * L + j] = acc_t(0);
+                }
+                continue;
+              }
+              const acc_t* zj = tile.z.data() + j;
+              const acc_t* qj = P.dense ? tile.q.data() + j : zj;
+              acc_t den;
+              region_softmax_ce(Q, zj, qj, tile.t[j], m[j], Ssum[j], so[j], Hs[j], hh[j], den);
+              if (Q.smoothing_mode) {
+                const acc_t logS = std::log(Ssum[j]);
+                acc_t dummy = 0;
+                for (int64_t c = 0; c < C; ++c) {
+                  hbuf[c * L + j] = region_ce_h(Q, c, tile.t[j], zj, qj, m[j], logS, dummy);
+                }
+              }
+            }
+          }
+          // a_c = cI_c t_c + cP_c (1 or 2 p_c); B = sum_c a_c p_c
+          Vec B(0);
+          for (int64_t c = 0; c < C; ++c) {
+            const Vec p = Vec::loadu(tile.e.data() + c * L);
+            const Vec tt = P.dense ? Vec::loadu(tile.q.data() + c * L) : tile.onehot(c);
+            const Vec a = at::vec::fmadd(Vec(cI[c]), tt, P.squared ? Vec(acc_t(2) * cP[c]) * p : Vec(cP[c]));
+            a.store(g.data() + c * L);
+            B = at::vec::fmadd(a, p, B);
+          }
+          const Vec vce(ce), vH = with_ce ? Vec::loadu(Hs) : Vec(0);
+          for (int64_t c = 0; c < C; ++c) {
+            const Vec p = Vec::loadu(tile.e.data() + c * L);
+            Vec gc = p * (Vec::loadu(g.data() + c * L) - B);
+            if (with_ce) {
+              gc = P.smoothing_mode ? gc + vce * (Vec::loadu(hbuf.data() + c * L) - p * vH) : gc - vce * p * vH;
+            }
+            (gc * vvalid).store(g.data() + c * L);
+          }
+          if (with_ce && !P.smoothing_mode) {
+            // target mode: h is hh at the target class only
+            for (int64_t j = 0; j < tile.cnt; ++j) {
+              if (tile.valid[j] != acc_t(0)) {
+                g[tile.t[j] * L + j] += ce * hh[j];
+              }
+            }
+          }
+        }
+        if (!class_last) {
+          scalar_t* gd = grad + region_pixel_offset(false, n, s0, C, S);
+          if (std::is_same_v<scalar_t, acc_t> && tile.cnt == L) {
+            for (int64_t c = 0; c < C; ++c) {
+              Vec::loadu(g.data() + c * L).store(reinterpret_cast<acc_t*>(gd + c * P.cs));
+            }
+          } else {
+            for (int64_t c = 0; c < C; ++c) {
+              for (int64_t j = 0; j < tile.cnt; ++j) {
+                gd[c * P.cs + j] = static_cast<scalar_t>(g[c * L + j]);
+              }
+            }
+          }
+        } else {
+          for (int64_t j = 0; j < tile.cnt; ++j) {
+            scalar_t* gd = grad + region_pixel_offset(true, n, s0 + j, C, S);
+            for (int64_t c = 0; c < C; ++c) {
+              gd[c] = static_cast<scalar_t>(g[c * L + j]);
+            }
+          }
+        }
+      }
+    }
+  });
+}
+
+template <typename F>
+void dispatch_target(const RegionLossArgs& a, const at::Tensor& tgt, F&& f) {
+  if (a.dense) {
+    f(static_cast<const int64_t*>(nullptr));
+  } else {
+    dispatch_region_target(tgt.scalar_type(), [&](auto* tag) {
+      using target_t = std::remove_const_t<std::remove_pointer_t<decltype(tag)>>;
+      f(tgt.const_data_ptr<target_t>());
+    });
+  }
+}
+
+std::tuple<at::Tensor, at::Tensor> region_loss_stats_cpu(
+    const at::Tensor& input,
+    const at::Tensor& target,
+    const std::optional<at::Tensor>& weight,
+    int64_t activation,
+    bool squared_pred,
+    int64_t ignore_index,
+    int64_t ce_kind,
+    double gamma,
+    double label_smoothing,
+    int64_t ce_first_class) {
+  const RegionLossArgs a = check_region_loss_args(
+      "region_loss_stats", input, target, weight, activation, ce_kind, gamma, label_smoothing, ce_first_class);
+  TORCH_CHECK(input.device().is_cpu(), "region_loss_stats: expected input on the CPU, got ", input.device());
+  const RegionLossLayout l = region_loss_layout(input, target, a);
+  at::Tensor sums = at::zeros({a.N, 3, a.C}, l.x.options().dtype(l.acc_type));
+  at::Tensor ce = at::zeros({a.N, 2}, l.x.options().dtype(l.acc_type));
+  if (a.N * a.S == 0) {
+    return {sums, ce};
+  }
+  int64_t first_bad = -1;
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, l.x.scalar_type(), "region_loss_stats_cpu", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    const at::Tensor w = weight.has_value() ? weight->to(l.acc_type).contiguous() : at::Tensor();
+    const RegionParams<acc_t> P = make_region_params<acc_t>(
+        a, l, w.defined() ? w.const_data_ptr<acc_t>() : nullptr, ignore_index, gamma, label_smoothing, squared_pred,
+        ce_first_class);
+    dispatch_target(a, l.target, [&](auto* tptr) {
+      stats_kernel<scalar_t, acc_t>(
+          P, l.x.const_data_ptr<scalar_t>(), a.dense ? l.target.const_data_ptr<scalar_t>() : nullptr, tptr, a.class_last,
+          a.N, a.S, sums.mutable_data_ptr<acc_t>(), ce.mutable_data_ptr<acc_t>(), first_bad);
+      if (first_bad >= 0) {
+        raise_invalid_region_target(first_bad, static_cast<int64_t>(tptr[first_bad]), a.C, ignore_index);
+      }
+    });
+  });
+  return {sums, ce};
+}
+
+at::Tensor region_loss_grad_cpu(
+    const at::Tensor& input,
+    const at::Tensor& target,
+    const std::optional<at::Tensor>& weight,
+    int64_t activation,
+    bool squared_pred,
+    int64_t ignore_index,
+    int64_t ce_kind,
+    double gamma,
+    double label_smoothing,
+    int64_t ce_first_class,
+    const at::Tensor& coef,
+    const at::Tensor& ce_coef) {
+  const RegionLossArgs a = check_region_loss_args(
+      "region_loss_grad", input, target, weight, activation, ce_kind, gamma, label_smoothing, ce_first_class);
+  TORCH_CHECK(input.device().is_cpu(), "region_loss_grad: expected input on the CPU, got ", input.device());
+  const RegionLossLayout l = region_loss_layout(input, target, a);
+  check_region_coef("region_loss_grad", coef, ce_coef, a, l);
+  // a large contiguous gradient comes from the buffer pool (warm pages; see cpu/buffer_pool.h)
+  at::Tensor grad = l.x.is_contiguous() ? cpu::pooled_empty(l.x.sizes(), l.x.options()) : at::empty_like(l.x);
+  if (a.N * a.S * a.C == 0) {
+    return grad;
+  }
+  const at::Tensor cf = coef.contiguous(), cc = ce_coef.contiguous();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, l.x.scalar_type(), "region_loss_grad_cpu", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    const at::Tensor w = weight.has_value() ? weight->to(l.acc_type).contiguous() : at::Tensor();
+    const RegionParams<acc_t> P = make_region_params<acc_t>(
+        a, l, w.defined() ? w.const_data_ptr<acc_t>() : nullptr, ignore_index, gamma, label_smoothing, squared_pred,
+        ce_first_class);
+    dispatch_target(a, l.target, [&](auto* tptr) {
+      grad_kernel<scalar_t, acc_t>(
+          P, l.x.const_data_ptr<scalar_t>(), a.dense ? l.target.const_data_ptr<scalar_t>() : nullptr, tptr, a.class_last,
+          a.N, a.S, cf.const_data_ptr<acc_t>(), cc.const_data_ptr<acc_t>(), grad.mutable_data_ptr<scalar_t>());
+    });
+  });
+  return grad;
+}
+
+} // namespace
+
+TORCH_LIBRARY_IMPL(balancedtorch, CPU, m) {
+  m.impl("region_loss_stats", &region_loss_stats_cpu);
+  m.impl("region_loss_grad", &region_loss_grad_cpu);
+}
+
+} // namespace loss
+} // namespace balancedtorch

@@ -1,0 +1,626 @@
+"""Fused region losses (issue 13 §1): Dice, generalised Dice, Tversky, DiceCE, DiceFocal.
+
+Against a plain PyTorch reference (one-hot + softmax + sums), MONAI 1.x, nnU-Net's
+soft Dice, gradcheck, opcheck (also channels-last), torch.compile, bad input and
+a 2-process gloo run of sync=True.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import balancedtorch as bt
+import balancedtorch.functional as btf
+
+# ---------------------------------------------------------------------------------------------
+# plain reference
+# ---------------------------------------------------------------------------------------------
+
+
+def _probs_and_onehot(x, target, activation, ignore_index):
+    """p (N, C, S), t (N, C, S), valid (N, 1, S) in float64."""
+    x = x.double()
+    N, C = x.shape[:2]
+    xs = x.reshape(N, C, -1)
+    p = torch.softmax(xs, 1) if activation == "softmax" else torch.sigmoid(xs)
+    if target.is_floating_point():
+        t = target.double().reshape(N, C, -1)
+        valid = torch.ones(N, 1, t.shape[2], dtype=torch.float64)
+    else:
+        ts = target.reshape(N, -1).long()
+        valid = (ts != ignore_index).double().unsqueeze(1)
+        t = F.one_hot(ts.clamp(0, C - 1) * (ts != ignore_index), C).permute(0, 2, 1).double() * valid
+    return p, t, valid
+
+
+def reference(x, target, kind="dice", activation="softmax", include_background=True, squared_pred=False, jaccard=False,
+              smooth_nr=1e-5, smooth_dr=1e-5, batch=False, weight=None, ignore_index=-100, reduction="mean",
+              w_type="square", alpha=0.5, beta=0.5, gamma=1.0, ce=None, ce_gamma=0.0, label_smoothing=0.0,
+              lambda_dice=1.0, lambda_ce=1.0):
+    p, t, valid = _probs_and_onehot(x, target, activation, ignore_index)
+    pv = p * valid
+    if not include_background:
+        pv, t = pv[:, 1:], t[:, 1:]
+    dims = [0, 2] if batch else [2]
+    I = (pv * t).sum(dims)
+    P = (pv * pv if squared_pred else pv).sum(dims)
+    T = (t * t if squared_pred else t).sum(dims)
+    if batch:
+        I, P, T = I[None], P[None], T[None]
+    w = None if weight is None else weight.double()
+    if w is not None and not include_background:
+        w = w[1:]
+    if kind == "gdl":
+        gw = {"square": 1 / (T * T), "simple": 1 / T, "uniform": torch.ones_like(T)}[w_type]
+        inf = torch.isinf(gw)
+        gw = torch.where(inf, torch.zeros_like(gw), gw)
+        gw = gw + inf * gw.max(1, keepdim=True).values
+        terms = 1 - (2 * (gw * I).sum(1) + smooth_nr) / ((gw * (P + T)).sum(1) + smooth_dr)
+    elif kind == "tversky":
+        ti = (I + smooth_nr) / (I + alpha * (P - I) + beta * (T - I) + smooth_dr)
+        terms = (1 - ti).clamp(min=0) ** gamma if gamma != 1.0 else 1 - ti
+    else:
+        den = 2 * (P + T - I) + smooth_dr if jaccard else P + T + smooth_dr
+        terms = 1 - (2 * I + smooth_nr) / den
+    if w is not None and kind != "gdl":
+        terms = terms * w
+    if reduction == "none":
+        return terms
+    loss = terms.mean() if reduction == "mean" else terms.sum()
+    if ce is None:
+        return loss
+    xd = x.double()
+    red = reduction
+    if activation == "softmax":
+        tgt = target.double() if target.is_floating_point() else target.long()
+        if ce == "ce" or ce_gamma == 0.0:
+            ce_loss = F.cross_entropy(xd, tgt, weight=weight.double() if weight is not None else None,
+                                      ignore_index=ignore_index, reduction=red, label_smoothing=label_smoothing)
+        else:
+            ce_loss = bt.nn.FocalLoss(gamma=ce_gamma, weight=weight.double() if weight is not None else None,
+                                      ignore_index=ignore_index, reduction=red, label_smoothing=label_smoothing)(xd, tgt)
+    elif ce == "ce":
+        pw = None if weight is None else weight.double().view([-1] + [1] * (x.dim() - 2))
+        ce_loss = F.binary_cross_entropy_with_logits(xd, target.double(), pos_weight=pw, reduction=red)
+    else:
+        tt = target.double()
+        el = xd - xd * tt - F.logsigmoid(xd)
+        el = torch.exp(F.logsigmoid(-xd * (tt * 2 - 1)) * ce_gamma) * el
+        if weight is not None:
+            el = el * weight.double().view([1, -1] + [1] * (x.dim() - 2))
+        if not include_background:
+            el = el[:, 1:]
+        ce_loss = el.mean() if red == "mean" else el.sum()
+    return lambda_dice * loss + lambda_ce * ce_loss
+
+
+def _inputs(N=3, C=4, spatial=(5, 6), activation="softmax", dense=False, ignore=False, dtype=torch.float64):
+    x = torch.randn(N, C, *spatial, dtype=dtype) * 2
+    if activation == "sigmoid":
+        target = (torch.rand(N, C, *spatial) < 0.3).to(dtype)
+    elif dense:
+        target = torch.softmax(torch.randn(N, C, *spatial, dtype=dtype) * 3, 1)
+    else:
+        target = torch.randint(0, C, (N, *spatial))
+        if ignore:
+            target[torch.rand(target.shape) < 0.2] = -100
+    return x, target
+
+
+def _check(fn, ref_kwargs, x, target, **kwargs):
+    xa = x.clone().requires_grad_(True)
+    xb = x.clone().requires_grad_(True)
+    got = fn(xa, target, **kwargs)
+    want = reference(xb, target, **ref_kwargs)
+    torch.testing.assert_close(got.double(), want, rtol=1e-6, atol=1e-8)
+    if got.dim() == 0:
+        got.backward()
+        want.backward()
+    else:
+        g = torch.rand_like(want)
+        got.backward(g.to(got.dtype))
+        want.backward(g)
+    torch.testing.assert_close(xa.grad, xb.grad.to(xa.dtype), rtol=1e-5, atol=1e-9)
+
+
+# ---------------------------------------------------------------------------------------------
+# against the reference, option by option
+# ---------------------------------------------------------------------------------------------
+
+# every value of every option, each pair of (activation, include_background, reduction), the
+# three booleans cycled through their 8 combinations
+_DICE_CASES = [
+    (act, bg, *flags, red)
+    for (act, bg, red), flags in zip(
+        itertools.product(["softmax", "sigmoid"], [True, False], ["mean", "sum", "none"]),
+        itertools.cycle(itertools.product([False, True], repeat=3)),
+    )
+]
+
+
+@pytest.mark.parametrize("activation,include_background,squared_pred,jaccard,batch,reduction", _DICE_CASES)
+def test_dice_matches_reference(activation, include_background, squared_pred, jaccard, batch, reduction):
+    x, target = _inputs(activation=activation, ignore=True)
+    weight = torch.rand(4, dtype=torch.float64) + 0.5 if squared_pred else None
+    opts = dict(activation=activation, include_background=include_background, squared_pred=squared_pred,
+                jaccard=jaccard, batch=batch, weight=weight, reduction=reduction)
+    _check(btf.dice_loss, opts, x, target, **opts)
+
+
+@pytest.mark.parametrize("dense", [False, True])
+@pytest.mark.parametrize("smooth", [(1e-5, 1e-5), (1.0, 1.0), (0.0, 1e-3)])
+def test_dice_targets_and_smoothing(dense, smooth):
+    x, target = _inputs(dense=dense, ignore=not dense)
+    opts = dict(smooth_nr=smooth[0], smooth_dr=smooth[1])
+    _check(btf.dice_loss, opts, x, target, **opts)
+
+
+@pytest.mark.parametrize("w_type", ["square", "simple", "uniform"])
+@pytest.mark.parametrize("batch,include_background,activation", [(False, True, "softmax"), (True, False, "softmax"),
+                                                                 (False, False, "sigmoid"), (True, True, "sigmoid")])
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+def test_generalized_dice_matches_reference(w_type, batch, include_background, activation, reduction):
+    x, target = _inputs(C=5, activation=activation, ignore=True)
+    if activation == "softmax":
+        target[0][target[0] == 3] = 0  # an empty class: MONAI's inf weight replacement
+    else:
+        target[:, 2] = 0
+    opts = dict(w_type=w_type, batch=batch, include_background=include_background, activation=activation,
+                reduction=reduction)
+    _check(btf.generalized_dice_loss, dict(kind="gdl", **opts), x, target, **opts)
+
+
+@pytest.mark.parametrize("alpha,beta,gamma", [(0.5, 0.5, 1.0), (0.3, 0.7, 1.0), (0.7, 0.3, 0.75), (0.0, 1.0, 2.0)])
+@pytest.mark.parametrize("batch", [False, True])
+@pytest.mark.parametrize("activation", ["softmax", "sigmoid"])
+def test_tversky_matches_reference(alpha, beta, gamma, batch, activation):
+    x, target = _inputs(activation=activation, ignore=True)
+    weight = torch.rand(4, dtype=torch.float64) + 0.5
+    opts = dict(alpha=alpha, beta=beta, gamma=gamma, batch=batch, activation=activation, weight=weight)
+    _check(btf.tversky_loss, dict(kind="tversky", **opts), x, target, **opts)
+
+
+@pytest.mark.parametrize("activation", ["softmax", "sigmoid"])
+@pytest.mark.parametrize("include_background,weighted,reduction", [(True, False, "mean"), (False, True, "mean"),
+                                                                    (True, True, "sum")])
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.1])
+def test_dice_ce_matches_reference(activation, include_background, weighted, reduction, label_smoothing):
+    if activation == "sigmoid" and label_smoothing:
+        pytest.skip("label smoothing is softmax-only")
+    x, target = _inputs(activation=activation, ignore=activation == "softmax")
+    weight = torch.rand(4, dtype=torch.float64) + 0.5 if weighted else None
+    opts = dict(activation=activation, include_background=include_background, weight=weight, reduction=reduction,
+                label_smoothing=label_smoothing, lambda_dice=0.7, lambda_ce=1.3)
+    _check(btf.dice_ce_loss, dict(ce="ce", **opts), x, target, **opts)
+
+
+@pytest.mark.parametrize("activation", ["softmax", "sigmoid"])
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 2.0])
+@pytest.mark.parametrize("include_background,weighted,dense", [(True, False, False), (False, True, False),
+                                                               (True, True, True)])
+def test_dice_focal_matches_reference(activation, gamma, include_background, weighted, dense):
+    x, target = _inputs(activation=activation, ignore=activation == "softmax" and not dense, dense=dense)
+    weight = torch.rand(4, dtype=torch.float64) + 0.5 if weighted else None
+    opts = dict(activation=activation, include_background=include_background, weight=weight, lambda_focal=0.5)
+    ref = dict(activation=activation, include_background=include_background, weight=weight, lambda_ce=0.5,
+               ce="focal", ce_gamma=gamma)
+    _check(btf.dice_focal_loss, ref, x, target, gamma=gamma, **opts)
+
+
+@pytest.mark.parametrize("dtype", [torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8])
+def test_any_integer_target_dtype_and_n1_targets(dtype):
+    x, target = _inputs(dtype=torch.float32)
+    want = btf.dice_ce_loss(x, target)
+    torch.testing.assert_close(btf.dice_ce_loss(x, target.to(dtype)), want)
+    torch.testing.assert_close(btf.dice_ce_loss(x, target.unsqueeze(1)), want)
+
+
+def test_ignore_index_pixels_excluded_from_every_sum():
+    x, target = _inputs(dtype=torch.float32, ignore=False)
+    keep = torch.rand(target.shape) < 0.7
+    masked = torch.where(keep, target, torch.full_like(target, 255))
+    got = btf.dice_ce_loss(x, masked, ignore_index=255, batch=True)
+    # the same pixels cut out by hand: one sample of only the kept pixels
+    xs = x.permute(1, 0, 2, 3)[:, keep].T.unsqueeze(0).transpose(1, 2)  # (1, C, K)
+    want = btf.dice_ce_loss(xs.contiguous(), target[keep].unsqueeze(0), batch=True)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    # the ignored pixels' logits get no gradient and do not change the loss
+    xr = x.clone().requires_grad_(True)
+    btf.dice_ce_loss(xr, masked, ignore_index=255).backward()
+    assert bool((xr.grad.permute(1, 0, 2, 3)[:, ~keep] == 0).all())
+    x2 = torch.where(keep.unsqueeze(1), x, torch.randn_like(x) * 10)
+    torch.testing.assert_close(btf.dice_ce_loss(x2, masked, ignore_index=255), btf.dice_ce_loss(x, masked, ignore_index=255))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_inputs_accumulate_in_float32(dtype):
+    x, target = _inputs(N=2, C=5, spatial=(16, 16), dtype=torch.float32)
+    xh = x.to(dtype).requires_grad_(True)
+    got = btf.dice_ce_loss(xh, target)
+    got.backward()
+    xr = xh.detach().float().requires_grad_(True)
+    want = reference(xr, target, ce="ce")
+    want.backward()
+    assert got.dtype == dtype and xh.grad.dtype == dtype
+    torch.testing.assert_close(got.float(), want.float(), rtol=1e-2, atol=1e-3)
+    torch.testing.assert_close(xh.grad.float(), xr.grad.float(), rtol=2e-2, atol=2e-4)
+
+
+def test_channels_last_equals_contiguous():
+    x, target = _inputs(N=2, C=6, spatial=(7, 9), dtype=torch.float32, ignore=True)
+    xc = x.clone().requires_grad_(True)
+    xl = x.contiguous(memory_format=torch.channels_last).requires_grad_(True)
+    a = btf.dice_focal_loss(xc, target, include_background=False, squared_pred=True)
+    b = btf.dice_focal_loss(xl, target, include_background=False, squared_pred=True)
+    a.backward()
+    b.backward()
+    torch.testing.assert_close(a, b)
+    torch.testing.assert_close(xc.grad, xl.grad)
+    assert xl.grad.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_3d_volumes_and_large_images_chunked():
+    x, target = _inputs(N=2, C=3, spatial=(4, 5, 6), ignore=True)
+    _check(btf.dice_ce_loss, dict(ce="ce", batch=True), x, target, batch=True)
+    x, target = _inputs(N=1, C=3, spatial=(150, 200), ignore=True)  # several chunks per sample
+    _check(btf.dice_loss, dict(batch=True), x, target, batch=True)
+
+
+def test_input_not_modified_and_raw_outputs_untouched():
+    x, target = _inputs(dtype=torch.float32, ignore=True)
+    x0, t0 = x.clone(), target.clone()
+    xr = x.clone().requires_grad_(True)
+    out = torch.ops.balancedtorch.region_loss(xr, target, None, 0, 0, True, False, False, 1e-5, 1e-5, False, -100, 1, 0,
+                                              0.5, 0.5, 1.0, 1, 0.0, 0.0, 1.0, 1.0, False, True)
+    buf = out[1].clone()
+    (out[0] * 3).backward()
+    torch.testing.assert_close(out[1], buf)  # a direct call's buffer is never scaled in place
+    torch.testing.assert_close(xr.grad, buf * 3)
+    assert torch.equal(xr.detach(), x0) and torch.equal(target, t0)
+
+
+# ---------------------------------------------------------------------------------------------
+# MONAI (value and gradient wherever the options overlap)
+# ---------------------------------------------------------------------------------------------
+
+
+def _monai_pair(ours, theirs, x, target_ours, target_theirs, rtol=1e-5, atol=1e-6):
+    xa = x.clone().requires_grad_(True)
+    xb = x.clone().requires_grad_(True)
+    a = ours(xa, target_ours)
+    b = theirs(xb, target_theirs)
+    torch.testing.assert_close(a, b.reshape(a.shape), rtol=rtol, atol=atol)
+    g = torch.rand_like(a)
+    a.backward(g)
+    b.backward(g.reshape(b.shape))
+    torch.testing.assert_close(xa.grad, xb.grad, rtol=rtol, atol=atol)
+
+
+_MONAI_OPTS = [
+    dict(),
+    dict(include_background=False, batch=True),
+    dict(squared_pred=True, jaccard=True, reduction="sum"),
+    dict(batch=True, smooth_nr=0.0, smooth_dr=1e-3, reduction="none"),
+    dict(include_background=False, reduction="none"),
+]
+
+
+@pytest.mark.parametrize("opts", _MONAI_OPTS)
+@pytest.mark.parametrize("activation", ["softmax", "sigmoid"])
+def test_dice_equals_monai(opts, activation):
+    monai_losses = pytest.importorskip("monai.losses")
+    x, target = _inputs(N=2, C=4, spatial=(6, 7), activation=activation, dtype=torch.float32)
+    weight = torch.rand(4) + 0.5
+    ours = bt.nn.DiceLoss(activation=activation, weight=weight, **opts)
+    mw = weight if opts.get("include_background", True) else weight[1:]
+    if activation == "softmax":
+        theirs = monai_losses.DiceLoss(softmax=True, to_onehot_y=True, weight=mw, **opts)
+        _monai_pair(ours, theirs, x, target, target.unsqueeze(1))
+    else:
+        theirs = monai_losses.DiceLoss(sigmoid=True, weight=mw, **opts)
+        _monai_pair(ours, theirs, x, target, target)
+
+
+def test_dice_ignore_index_equals_monai():
+    monai_losses = pytest.importorskip("monai.losses")
+    x, target = _inputs(N=2, C=4, spatial=(6, 7), dtype=torch.float32)
+    target[torch.rand(target.shape) < 0.25] = 255
+    ours = bt.nn.DiceLoss(ignore_index=255, batch=True)
+    theirs = monai_losses.DiceLoss(softmax=True, to_onehot_y=True, ignore_index=255, batch=True)
+    _monai_pair(ours, theirs, x, target, target.unsqueeze(1))
+
+
+@pytest.mark.parametrize("w_type", ["square", "simple", "uniform"])
+@pytest.mark.parametrize("opts", [dict(), dict(batch=True, include_background=False), dict(reduction="sum")])
+def test_generalized_dice_equals_monai(w_type, opts):
+    monai_losses = pytest.importorskip("monai.losses")
+    x, target = _inputs(N=3, C=4, spatial=(6, 7), dtype=torch.float32)
+    target[1][target[1] == 2] = 0  # an empty class
+    ours = bt.nn.GeneralizedDiceLoss(w_type=w_type, **opts)
+    theirs = monai_losses.GeneralizedDiceLoss(softmax=True, to_onehot_y=True, w_type=w_type, **opts)
+    _monai_pair(ours, theirs, x, target, target.unsqueeze(1), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("opts", [dict(alpha=0.3, beta=0.7), dict(alpha=0.7, beta=0.3, batch=True, include_background=False),
+                                  dict(reduction="sum")])
+@pytest.mark.parametrize("activation", ["softmax", "sigmoid"])
+def test_tversky_equals_monai(opts, activation):
+    monai_losses = pytest.importorskip("monai.losses")
+    x, target = _inputs(N=2, C=4, spatial=(6, 7), activation=activation, dtype=torch.float32)
+    ours = bt.nn.TverskyLoss(activation=activation, **opts)
+    if activation == "softmax":
+        theirs = monai_losses.TverskyLoss(softmax=True, to_onehot_y=True, **opts)
+        _monai_pair(ours, theirs, x, target, target.unsqueeze(1))
+    else:
+        _monai_pair(ours, monai_losses.TverskyLoss(sigmoid=True, **opts), x, target, target)
+
+
+@pytest.mark.parametrize("opts", [dict(), dict(include_background=False, batch=True, label_smoothing=0.1),
+                                  dict(reduction="sum", lambda_dice=0.3, lambda_ce=2.0, squared_pred=True)])
+@pytest.mark.parametrize("activation", ["softmax", "sigmoid"])
+def test_dice_ce_equals_monai(opts, activation):
+    monai_losses = pytest.importorskip("monai.losses")
+    if activation == "sigmoid" and opts.get("label_smoothing"):
+        pytest.skip("label smoothing is softmax-only")
+    x, target = _inputs(N=2, C=4, spatial=(6, 7), activation=activation, dtype=torch.float32)
+    weight = torch.rand(4) + 0.5
+    ours = bt.nn.DiceCELoss(activation=activation, weight=weight, **opts)
+    if activation == "softmax":
+        theirs = monai_losses.DiceCELoss(softmax=True, to_onehot_y=True, weight=weight, **opts)
+        _monai_pair(ours, theirs, x, target, target.unsqueeze(1))
+    else:
+        # MONAI's DiceCE takes BCE for one channel only (softmax CE on multi-label masks otherwise):
+        # compare the one-channel case (MONAI's Dice ignores weight there, so none)
+        if not opts.get("include_background", True):
+            pytest.skip("one channel has no background to leave out")
+        x, target = x[:, :1].contiguous(), target[:, :1].contiguous()
+        ours = bt.nn.DiceCELoss(activation=activation, **opts)
+        theirs = monai_losses.DiceCELoss(sigmoid=True, **opts)
+        _monai_pair(ours, theirs, x, target, target)
+
+
+@pytest.mark.parametrize("opts", [dict(), dict(include_background=False, gamma=1.5),
+                                  dict(batch=True, lambda_dice=0.5, lambda_focal=2.0, reduction="sum")])
+def test_dice_focal_sigmoid_equals_monai(opts):
+    monai_losses = pytest.importorskip("monai.losses")
+    x, target = _inputs(N=2, C=4, spatial=(6, 7), activation="sigmoid", dtype=torch.float32)
+    if opts.get("reduction") == "sum":
+        pytest.skip("MONAI's focal 'sum' averages over the spatial dimensions first")
+    weight = torch.rand(4) + 0.5
+    ours = bt.nn.DiceFocalLoss(activation="sigmoid", weight=weight, **opts)
+    mw = weight if opts.get("include_background", True) else weight[1:]
+    theirs = monai_losses.DiceFocalLoss(sigmoid=True, weight=mw, **opts)
+    _monai_pair(ours, theirs, x, target, target)
+
+
+# ---------------------------------------------------------------------------------------------
+# nnU-Net's soft Dice: smooth 1, background excluded, batch dice
+# ---------------------------------------------------------------------------------------------
+
+
+def _nnunet_soft_dice(x, target, smooth=1.0):
+    """nnunetv2 SoftDiceLoss(apply_nonlin=softmax, batch_dice=True, do_bg=False, smooth=1.) written out."""
+    p = torch.softmax(x, 1)
+    y = F.one_hot(target, x.shape[1]).movedim(-1, 1).to(x.dtype)
+    axes = [0] + list(range(2, x.dim()))
+    tp = (p * y).sum(axes)
+    fp = (p * (1 - y)).sum(axes)
+    fn = ((1 - p) * y).sum(axes)
+    dc = (2 * tp + smooth) / torch.clip(2 * tp + fp + fn + smooth, 1e-8)
+    return -dc[1:].mean()
+
+
+def test_nnunet_soft_dice_through_options():
+    x, target = _inputs(N=2, C=4, spatial=(9, 8))
+    xa = x.clone().requires_grad_(True)
+    xb = x.clone().requires_grad_(True)
+    ours = bt.nn.DiceLoss(include_background=False, batch=True, smooth_nr=1.0, smooth_dr=1.0)(xa, target)
+    theirs = _nnunet_soft_dice(xb, target)
+    torch.testing.assert_close(ours, 1 + theirs)  # nnU-Net returns -dice, we return 1 - dice
+    ours.backward()
+    theirs.backward()
+    torch.testing.assert_close(xa.grad, xb.grad)
+
+
+# ---------------------------------------------------------------------------------------------
+# gradcheck, opcheck, compile
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fn,kwargs", [
+    (btf.dice_ce_loss, dict(include_background=False, weight=torch.tensor([0.5, 1.0, 2.0]))),
+    (btf.dice_focal_loss, dict(label_smoothing=0.1, squared_pred=True, batch=True)),
+    (btf.tversky_loss, dict(alpha=0.3, beta=0.7, gamma=1.5, activation="sigmoid")),
+    (btf.generalized_dice_loss, dict(reduction="none")),
+])
+def test_gradcheck(fn, kwargs):
+    act = kwargs.get("activation", "softmax")
+    x, target = _inputs(N=2, C=3, spatial=(3, 4), activation=act, ignore=act == "softmax")
+    x.requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda x: fn(x, target, **kwargs), (x,))
+
+
+def _raw_args(x, target, activation=0, ce_kind=1):
+    return (x, target, None, activation, False, -100, ce_kind, 2.0, 0.1 if activation == 0 else 0.0, 0)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("activation", [0, 1])
+def test_opcheck_raw_ops(channels_last, activation):
+    x, target = _inputs(N=2, C=3, spatial=(4, 5), activation="sigmoid" if activation else "softmax",
+                        dtype=torch.float32, ignore=True)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    args = _raw_args(x, target, activation)
+    torch.library.opcheck(torch.ops.balancedtorch.region_loss_stats.default, args)
+    coef = torch.randn(2, 2, 3)
+    ce = torch.rand(2)
+    torch.library.opcheck(torch.ops.balancedtorch.region_loss_grad.default, args + (coef, ce))
+    op_args = (x.requires_grad_(True), target, torch.rand(3) + 0.5, 0, activation, False, True, False, 1e-5, 1e-5, True,
+               -100, 1, 0, 0.5, 0.5, 1.0, 2, 2.0, 0.0, 1.0, 1.0, False, True)
+    torch.library.opcheck(torch.ops.balancedtorch.region_loss.default, op_args)
+
+
+def test_torch_compile_fullgraph():
+    x, target = _inputs(N=2, C=4, spatial=(8, 8), dtype=torch.float32, ignore=True)
+    loss_fn = bt.nn.DiceCELoss(include_background=False, weight=torch.rand(4) + 0.5)
+    compiled = torch.compile(lambda x, t: loss_fn(x, t), fullgraph=True, backend="aot_eager")
+    xa = x.clone().requires_grad_(True)
+    xb = x.clone().requires_grad_(True)
+    a = compiled(xa, target)
+    b = loss_fn(xb, target)
+    a.backward()
+    b.backward()
+    torch.testing.assert_close(a, b)
+    torch.testing.assert_close(xa.grad, xb.grad)
+
+
+# ---------------------------------------------------------------------------------------------
+# bad input
+# ---------------------------------------------------------------------------------------------
+
+
+def test_bad_input_raises_value_error_naming_the_argument():
+    x, target = _inputs(dtype=torch.float32)
+    bad = target.clone()
+    bad[1, 2, 3] = 7
+    with pytest.raises(ValueError, match=r"target.*7"):
+        btf.dice_ce_loss(x, bad)
+    with pytest.raises(ValueError, match="target"):
+        btf.dice_loss(x, target[:, :3])
+    with pytest.raises(ValueError, match="smooth_dr"):
+        empty = torch.zeros_like(target)
+        btf.tversky_loss(x, empty, alpha=0.0, beta=1.0, smooth_dr=0.0, include_background=False)
+    for kwargs, name in [(dict(alpha=-0.1), "alpha"), (dict(beta=-1.0), "beta"), (dict(gamma=0.0), "gamma")]:
+        with pytest.raises(ValueError, match=name):
+            bt.nn.TverskyLoss(**kwargs)
+        with pytest.raises(ValueError, match=name):
+            btf.tversky_loss(x, target, **kwargs)
+    with pytest.raises(ValueError, match="w_type.*'cube'"):
+        bt.nn.GeneralizedDiceLoss(w_type="cube")
+    with pytest.raises(ValueError, match="activation.*'relu'"):
+        bt.nn.DiceLoss(activation="relu")
+    with pytest.raises(ValueError, match="reduction.*'avg'"):
+        btf.dice_loss(x, target, reduction="avg")
+    with pytest.raises(ValueError, match="reduction.*'none'"):
+        bt.nn.DiceCELoss(reduction="none")
+    with pytest.raises(ValueError, match="smooth_dr"):
+        bt.nn.DiceLoss(smooth_dr=-1.0)
+    with pytest.raises(ValueError, match="weight"):
+        btf.dice_loss(x, target, weight=torch.tensor([1.0, -1.0, 1.0, 1.0]))
+    with pytest.raises(ValueError, match="weight"):
+        btf.dice_loss(x, target, weight=torch.ones(3))
+    with pytest.raises(ValueError, match="sync"):
+        bt.nn.DiceLoss(sync=True)
+    with pytest.raises(ValueError, match="label_smoothing"):
+        btf.dice_ce_loss(x, (torch.rand_like(x) < 0.5).float(), activation="sigmoid", label_smoothing=0.1)
+    with pytest.raises(ValueError, match="ce_kind"):
+        torch.ops.balancedtorch.region_loss_stats(x, target, None, 0, False, -100, 5, 0.0, 0.0, 0)
+    assert bool(torch.isfinite(x).all())
+
+
+# ---------------------------------------------------------------------------------------------
+# CUDA (skipped without a GPU): the same numbers as the CPU kernels
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("activation", ["softmax", "sigmoid"])
+def test_cuda_equals_cpu(dtype, activation):
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    x, target = _inputs(N=3, C=5, spatial=(33, 47), activation=activation, dtype=torch.float32, ignore=True)
+    x = x.to(dtype)
+    for fn, kw in [(btf.dice_ce_loss, dict(include_background=False, label_smoothing=0.0 if activation == "sigmoid" else 0.1)),
+                   (btf.dice_focal_loss, dict(batch=True, squared_pred=True)),
+                   (btf.generalized_dice_loss, dict()), (btf.tversky_loss, dict(gamma=0.75))]:
+        for cl in (False, True):
+            xc = x.clone().requires_grad_(True)
+            xg = x.cuda()
+            if cl:
+                xg = xg.contiguous(memory_format=torch.channels_last)
+            xg.requires_grad_(True)
+            a = fn(xc, target, activation=activation, **kw)
+            b = fn(xg, target.cuda(), activation=activation, **kw)
+            a.backward()
+            b.backward()
+            tol = dict(rtol=1e-4, atol=1e-5) if dtype == torch.float32 else dict(rtol=2e-2, atol=1e-3)
+            torch.testing.assert_close(b.cpu().float(), a.float(), **tol)
+            torch.testing.assert_close(xg.grad.cpu().float(), xc.grad.float(), **tol)
+
+
+# ---------------------------------------------------------------------------------------------
+# DDP: sync=True on 2 gloo processes equals one process on the concatenated batch
+# ---------------------------------------------------------------------------------------------
+
+
+def _ddp_worker(rank, world_size, init_file, out_dir):
+    torch.distributed.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
+    try:
+        torch.manual_seed(0)
+        x = torch.randn(4, 3, 6, 5, dtype=torch.float64)
+        target = torch.randint(0, 3, (4, 6, 5))
+        target[0, 0] = -100
+        conv = torch.nn.Conv2d(3, 3, 1).double()
+        model = torch.nn.parallel.DistributedDataParallel(conv)
+        loss_fn = bt.nn.DiceCELoss(batch=True, sync=True, include_background=False)
+        xr = x[rank * 2:(rank + 1) * 2].clone().requires_grad_(True)
+        loss = loss_fn(model(xr), target[rank * 2:(rank + 1) * 2])
+        loss.backward()
+        torch.save({"loss": loss.detach(), "weight_grad": conv.weight.grad, "bias_grad": conv.bias.grad,
+                    "x_grad": xr.grad}, os.path.join(out_dir, f"rank{rank}.pt"))
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_sync_two_gloo_processes_equal_concatenated_batch(tmp_path):
+    torch.multiprocessing.spawn(_ddp_worker, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
+    torch.manual_seed(0)
+    x = torch.randn(4, 3, 6, 5, dtype=torch.float64)
+    target = torch.randint(0, 3, (4, 6, 5))
+    target[0, 0] = -100
+    conv = torch.nn.Conv2d(3, 3, 1).double()
+    xr = x.clone().requires_grad_(True)
+    loss = bt.nn.DiceCELoss(batch=True, include_background=False)(conv(xr), target)
+    loss.backward()
+    for rank in range(2):
+        got = torch.load(tmp_path / f"rank{rank}.pt")
+        torch.testing.assert_close(got["loss"], loss.detach())
+        torch.testing.assert_close(got["weight_grad"], conv.weight.grad)
+        torch.testing.assert_close(got["bias_grad"], conv.bias.grad)
+        # autograd of an all-reduce: each rank's input gets the gradient of the sum of both ranks' losses
+        torch.testing.assert_close(got["x_grad"], 2 * xr.grad[rank * 2:(rank + 1) * 2])
+
+
+def test_autocast_returns_float32_as_cross_entropy():
+    x, target = _inputs(N=2, C=4, spatial=(6, 7), dtype=torch.float32, ignore=True)
+    lin = torch.nn.Conv2d(4, 4, 1)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = lin(x)
+        assert logits.dtype == torch.bfloat16
+        got = btf.dice_ce_loss(logits, target, include_background=False)
+        ce = F.cross_entropy(logits, target)
+    assert got.dtype == torch.float32 and ce.dtype == torch.float32
+    want = btf.dice_ce_loss(logits.detach().float(), target, include_background=False)
+    torch.testing.assert_close(got, want)
+    got.backward()
+    assert lin.weight.grad is not None and bool(torch.isfinite(lin.weight.grad).all())
+
+
+def test_opcheck_permuted_logits_gradient_layout():
+    # dense but neither contiguous nor channels-last: the gradient (and the fake's) is contiguous
+    x, target = _inputs(N=2, C=3, spatial=(4, 5), dtype=torch.float32, ignore=True)
+    xp = x.permute(0, 1, 3, 2).contiguous().permute(0, 1, 3, 2)
+    assert not xp.is_contiguous()
+    args = _raw_args(xp, target)
+    torch.library.opcheck(torch.ops.balancedtorch.region_loss_grad.default, args + (torch.randn(2, 2, 3), torch.rand(2)))
+    xr = xp.clone().requires_grad_(True)
+    xc = x.clone().requires_grad_(True)
+    btf.dice_ce_loss(xr, target).backward()
+    btf.dice_ce_loss(xc, target).backward()
+    torch.testing.assert_close(xr.grad, xc.grad)
