@@ -432,6 +432,7 @@ def suggest(
                          "  # pixel_counts: the pixels column")
             if ratio > 10:
                 lines.append(f"         or bt.nn.FocalLoss(gamma=2, weight=...{ii}) for the hard pixels of the rare classes")
+                lines.append(f"         or bt.nn.DiceCELoss(include_background=False, weight=...{ii})  # region overlap: small objects count")
         lines.append(f"metrics: bt.metrics.ClassificationMetrics({len(counts)}{ii})  # per-class IoU and recall; pixel accuracy hides rare classes")
         fill = "" if ignore_index is None else f", mask_fill={ignore_index}"
         if ratio > 10:
