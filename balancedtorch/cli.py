@@ -174,7 +174,7 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="classification: long-tailed digits (default); segmentation: traffic lights at 800:1")
     d.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     d.add_argument("--epochs", type=int, default=None, help="training epochs per run (classification; default 40)")
-    d.add_argument("--steps", type=int, default=None, help="training steps per run (segmentation; default 240)")
+    d.add_argument("--steps", type=int, default=None, help="training steps per run (segmentation; default 600)")
     d.add_argument("--seed", type=int, default=0, help="seed of the split, the models and the sampling (default 0)")
     d.add_argument("--seeds", type=int, default=1, help="run seeds seed..seed+N-1 and print mean +- std (default 1)")
     d.add_argument("--out", default=None, help="folder for the PNGs (default demo_out; segmentation: demo_seg_out)")
