@@ -1,6 +1,8 @@
 # balancedtorch: two commands for a fresh machine.
 #   make demo   set up .venv from nothing, build the extension, run the demo
 #               (plain vs balanced training on long-tailed digits; DEMO_ARGS=...)
+#   make demo-seg   the same set-up, then the segmentation demo (traffic lights
+#               at 800:1, plain vs balanced; DEMO_ARGS=...)
 #   make test   the same set-up, then the tests
 #   make bench  the same set-up, then the benchmarks (pytest-benchmark)
 SHELL := /bin/bash
@@ -20,7 +22,7 @@ STAMP_VENV    := $(VENV)/.stamp-venv
 STAMP_TORCH   := $(VENV)/.stamp-torch
 STAMP_INSTALL := $(VENV)/.stamp-install
 
-.PHONY: install demo test bench check-build clean
+.PHONY: install demo demo-seg test bench check-build clean
 
 install: $(STAMP_INSTALL)
 
@@ -53,6 +55,9 @@ DEMO_ARGS ?=
 demo: install
 	$(PY) -m balancedtorch demo $(DEMO_ARGS)
 
+demo-seg: install
+	$(PY) -m balancedtorch demo --task segmentation $(DEMO_ARGS)
+
 test: install
 	$(PY) -m pytest tests
 	$(MAKE) --no-print-directory check-build
@@ -64,4 +69,4 @@ bench: install
 	$(PY) benchmarks/ratios.py .benchmarks/latest.json
 
 clean:
-	rm -rf build balancedtorch/_C*.so balancedtorch/_build_config.py *.egg-info .pytest_cache .benchmarks demo_out
+	rm -rf build balancedtorch/_C*.so balancedtorch/_build_config.py *.egg-info .pytest_cache .benchmarks demo_out demo_seg_out

@@ -624,12 +624,15 @@ def inspect_labels(
 def _build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="balancedtorch", description="Training on imbalanced and imperfect data with PyTorch.")
     sub = p.add_subparsers(dest="command", required=True)
-    d = sub.add_parser("demo", help="train a small CNN on long-tailed digits twice: plain vs the balanced stack")
+    d = sub.add_parser("demo", help="train a small CNN twice: plain vs the balanced stack (digits or traffic lights)")
+    d.add_argument("--task", choices=("classification", "segmentation"), default="classification",
+                   help="classification: long-tailed digits (default); segmentation: traffic lights at 800:1")
     d.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    d.add_argument("--epochs", type=int, default=40, help="training epochs per run (default 40)")
+    d.add_argument("--epochs", type=int, default=None, help="training epochs per run (classification; default 40)")
+    d.add_argument("--steps", type=int, default=None, help="training steps per run (segmentation; default 600)")
     d.add_argument("--seed", type=int, default=0, help="seed of the split, the models and the sampling (default 0)")
     d.add_argument("--seeds", type=int, default=1, help="run seeds seed..seed+N-1 and print mean +- std (default 1)")
-    d.add_argument("--out", default="demo_out", help="folder for the confusion-matrix PNGs (default demo_out)")
+    d.add_argument("--out", default=None, help="folder for the PNGs (default demo_out; segmentation: demo_seg_out)")
     d.add_argument("--no-feature-smote", action="store_true", help="leave FeatureSMOTE out of the balanced stack")
     d.add_argument("--no-progress", action="store_true", help="no progress bars")
     i = sub.add_parser("inspect", help="class counts, shares, imbalance ratio and class weights of a labels or masks file")
@@ -677,7 +680,16 @@ def _run(args: argparse.Namespace) -> int:
             if args.json:
                 print(json.dumps(result))
             return 0
+        if args.command == "demo" and args.task == "segmentation":
+            from .demo_seg import run_segmentation_demos
+
+            run_segmentation_demos(args, CLIError)
+            return 0
         if args.command == "demo":
+            if args.steps is not None:
+                raise CLIError("--steps applies to --task segmentation; the classification demo takes --epochs")
+            args.epochs = 40 if args.epochs is None else args.epochs
+            args.out = "demo_out" if args.out is None else args.out
             if args.epochs < 1 or args.seeds < 1:
                 raise CLIError("--epochs and --seeds must be >= 1")
             from .demo import run_demo
