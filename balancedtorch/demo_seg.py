@@ -41,6 +41,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from . import augment, data, metrics, nn as btnn
+from .demo import _progress
 from .weights import class_weights
 
 __all__ = ["CLASS_NAMES", "SceneSplit", "TinyUNet", "light_colour_shares", "make_scenes", "make_split", "run_demo"]
@@ -315,14 +316,6 @@ class SegRunResult:
         out["light_mean_iou"] = float(r["iou"][lights].mean())
         out["light_mean_recall"] = float(r["recall"][lights].mean())
         return out
-
-
-def _progress(total: int, desc: str, enabled: bool):
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # pragma: no cover - tqdm is a dev dependency
-        return None
-    return tqdm(total=total, desc=desc, leave=False, disable=not enabled, dynamic_ncols=True)
 
 
 def train(

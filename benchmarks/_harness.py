@@ -16,3 +16,15 @@ DEVICES = [
 def sync(device):
     if torch.device(device).type == "cuda":
         torch.cuda.synchronize()
+
+
+def fwd_bwd(x, t, fn):
+    """A timed callable: ``fn(x, t)`` forward and backward, the gradient dropped after each call."""
+
+    def run():
+        loss = fn(x, t)
+        loss.backward()
+        x.grad = None
+        return loss
+
+    return run

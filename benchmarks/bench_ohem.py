@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 import balancedtorch as bt
 
-from _harness import CUDA_OK
+from _harness import CUDA_OK, fwd_bwd
 
 THRESH, MIN_KEPT, IGNORE = 0.7, 100000, 255
 
@@ -51,20 +51,10 @@ IMPLS = {
 }
 
 
-def _fwd_bwd(x, t, fn):
-    def run():
-        loss = fn(x, t)
-        loss.backward()
-        x.grad = None
-        return loss
-
-    return run
-
-
 @pytest.mark.parametrize("impl", list(IMPLS))
 def test_cpu_ohem(timed, impl):
     x, t = _case("cpu", (8, 19, 256, 512))
-    timed(_fwd_bwd(x, t, IMPLS[impl]), group="ohem fwd+bwd (8, 19, 256, 512) fp32 cpu", impl=impl, device="cpu")
+    timed(fwd_bwd(x, t, IMPLS[impl]), group="ohem fwd+bwd (8, 19, 256, 512) fp32 cpu", impl=impl, device="cpu")
 
 
 GPU_CASES = [("fp32", torch.float32), ("bf16", torch.bfloat16)]
@@ -84,7 +74,7 @@ def test_gpu_ohem(timed, benchmark, case, impl):
         dst = torch.empty_like(src)
         timed(lambda: dst.copy_(src), group=group, impl="d2d copy (yardstick)", device="cuda")
         return
-    timed(_fwd_bwd(x, t, IMPLS[impl]), group=group, impl=impl, device="cuda")
+    timed(fwd_bwd(x, t, IMPLS[impl]), group=group, impl=impl, device="cuda")
     # bytes that must move at least: logits read once + gradient written once (+ targets)
     moved = 2 * x.numel() * x.element_size() + t.numel() * t.element_size()
     benchmark.extra_info["GB_per_s"] = round(moved / benchmark.stats.stats.median / 1e9, 1)

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 import balancedtorch as bt
 
-from _harness import CUDA_OK, sync
+from _harness import CUDA_OK, fwd_bwd, sync
 
 CPU_SHAPE = (8, 19, 256, 512)
 GPU_SHAPE = (8, 19, 512, 1024)
@@ -64,16 +64,6 @@ def _case(device, shape, dtype=torch.float32):
     x = torch.randn(shape, generator=g).to(device=device, dtype=dtype).requires_grad_()
     t = torch.randint(0, shape[1], (shape[0],) + tuple(shape[2:]), generator=g).to(device)
     return x, t
-
-
-def _fwd_bwd(x, t, fn):
-    def run():
-        loss = fn(x, t)
-        loss.backward()
-        x.grad = None
-        return loss
-
-    return run
 
 
 _RSS_SCRIPT = textwrap.dedent(
@@ -125,7 +115,7 @@ def peak_extra_rss(impl, shape=CPU_SHAPE):
 @pytest.mark.parametrize("impl", list(IMPLS))
 def test_cpu_dice_ce(timed, benchmark, impl):
     x, t = _case("cpu", CPU_SHAPE)
-    run = _fwd_bwd(x, t, IMPLS[impl]())
+    run = fwd_bwd(x, t, IMPLS[impl]())
     timed(run, group=f"dice_ce fwd+bwd {CPU_SHAPE} fp32 cpu", impl=impl, device="cpu", rounds=3)
     mem = peak_extra_rss(impl)
     benchmark.extra_info["peak_extra_MiB"] = round(mem["peak_extra_KiB"] / 1024, 1)
@@ -147,7 +137,7 @@ def test_gpu_dice_ce(timed, benchmark, case, impl):
         dst = torch.empty_like(src)
         timed(lambda: dst.copy_(src), group=group, impl="d2d copy (yardstick)", device="cuda")
         return
-    run = _fwd_bwd(x, t, IMPLS[impl]())
+    run = fwd_bwd(x, t, IMPLS[impl]())
     timed(run, group=group, impl=impl, device="cuda")
     # the fused kernels read the logits twice and write the gradient once
     moved = 3 * x.numel() * x.element_size() + t.numel() * t.element_size()

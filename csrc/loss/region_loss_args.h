@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdint>
 #include <optional>
+#include <type_traits>
 #include <vector>
 
 #include <ATen/core/Tensor.h>
@@ -48,6 +49,21 @@ void dispatch_region_target(c10::ScalarType t, F&& f) {
       break;
     default:
       TORCH_CHECK_TYPE(false, "region_loss: target: class indices must be an integer tensor (int64, int32, int16, int8 or uint8), got ", t);
+  }
+}
+
+// Calls f with the target's data pointer in its C++ type: class indices of
+// any supported integer dtype, or a null int64 pointer for dense
+// (probability / multi-label) targets, which the kernels read as input.
+template <typename F>
+void dispatch_target(const RegionLossArgs& a, const at::Tensor& tgt, F&& f) {
+  if (a.dense) {
+    f(static_cast<const int64_t*>(nullptr));
+  } else {
+    dispatch_region_target(tgt.scalar_type(), [&](auto* tag) {
+      using target_t = std::remove_const_t<std::remove_pointer_t<decltype(tag)>>;
+      f(tgt.const_data_ptr<target_t>());
+    });
   }
 }
 

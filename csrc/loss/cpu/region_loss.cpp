@@ -432,18 +432,6 @@ void grad_kernel(
   });
 }
 
-template <typename F>
-void dispatch_target(const RegionLossArgs& a, const at::Tensor& tgt, F&& f) {
-  if (a.dense) {
-    f(static_cast<const int64_t*>(nullptr));
-  } else {
-    dispatch_region_target(tgt.scalar_type(), [&](auto* tag) {
-      using target_t = std::remove_const_t<std::remove_pointer_t<decltype(tag)>>;
-      f(tgt.const_data_ptr<target_t>());
-    });
-  }
-}
-
 std::tuple<at::Tensor, at::Tensor> region_loss_stats_cpu(
     const at::Tensor& input,
     const at::Tensor& target,
