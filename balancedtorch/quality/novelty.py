@@ -332,7 +332,7 @@ def embedding_coverage(
     Every training sample's own k-th nearest-neighbour distance (itself
     excluded) gives the scale of the training set's density; a query's k-th
     nearest-neighbour distance to the training set is compared with it:
-    ``ratio`` is the query's distance over the median training distance and
+    ``ratio`` is the query's distance over the (lower) median training distance and
     ``percentile`` the share of training samples whose distance is smaller. A
     query beyond the ``quantile`` of the training distances is *uncovered*;
     the uncovered queries are clustered by k-means
@@ -388,7 +388,7 @@ def embedding_coverage(
     qd2, qi = knn(q, k, ref=x)
     dist = _kth(qd2).double().cpu()
     sorted_train = torch.sort(train_d)[0]
-    median = float(torch.quantile(sorted_train, 0.5)) if sorted_train.numel() <= 2**24 else float(sorted_train[sorted_train.numel() // 2])
+    median = float(sorted_train[(sorted_train.numel() - 1) // 2])  # the lower median, as torch.median
     rank = min(max(math.ceil(float(quantile) * sorted_train.numel()), 1), sorted_train.numel())
     cut = float(sorted_train[rank - 1])
     ratio = dist / median if median > 0 else torch.where(dist > 0, torch.inf, 1.0).double()
