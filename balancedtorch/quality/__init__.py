@@ -1,7 +1,8 @@
-"""Data-quality tools: mislabeled samples, slice coverage, label shift and drift."""
+"""Data-quality tools: mislabeled samples, slice coverage, label shift, drift and novelty."""
 
 from ._results import MistakesPerClass, RankedMistakes
 from .label_issues import find_label_issues, label_quality_scores, mistakes_per_class, rank_mistakes
+from .novelty import NoveltyDetector, embedding_coverage
 from .shift import CoverageReport, DriftMonitor, LabelShiftEstimator, coverage_report
 
 __all__ = [
@@ -15,4 +16,6 @@ __all__ = [
     "CoverageReport",
     "LabelShiftEstimator",
     "DriftMonitor",
+    "NoveltyDetector",
+    "embedding_coverage",
 ]
