@@ -1,6 +1,7 @@
-"""Data-quality tools: mislabeled samples, slice coverage, label shift and drift."""
+"""Data-quality tools: mislabeled samples, slice coverage, label shift and drift, and image grids to look at."""
 
 from ._results import MistakesPerClass, RankedMistakes
+from .gallery import plot_mistakes, plot_novel
 from .label_issues import find_label_issues, label_quality_scores, mistakes_per_class, rank_mistakes
 from .shift import CoverageReport, DriftMonitor, LabelShiftEstimator, coverage_report
 
@@ -15,4 +16,6 @@ __all__ = [
     "CoverageReport",
     "LabelShiftEstimator",
     "DriftMonitor",
+    "plot_mistakes",
+    "plot_novel",
 ]
