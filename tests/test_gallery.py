@@ -264,3 +264,12 @@ def test_inspect_predictions_errors_are_one_line(tmp_path, capsys, make, extra, 
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("balancedtorch inspect-predictions: error:")
     assert match in err
+
+
+def test_plot_mistakes_pil_dataset():
+    Image = pytest.importorskip("PIL.Image")
+    images, y, p = _problem(12)
+    pil = [Image.fromarray(im.permute(1, 2, 0).numpy()) for im in images]  # a torchvision Dataset without transform
+    i = bt.quality.rank_mistakes(y, p)["index"][0].item()
+    ax = bt.quality.plot_mistakes([(im, int(t)) for im, t in zip(pil, y)], y, p, n=1).axes[0]
+    np.testing.assert_array_equal(np.asarray(ax.images[0].get_array()), images[i].permute(1, 2, 0).numpy())
