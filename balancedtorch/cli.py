@@ -1,4 +1,4 @@
-"""Command line: ``balancedtorch demo | inspect LABELS | info`` (also ``python -m balancedtorch``)."""
+"""Command line: ``balancedtorch demo | inspect LABELS | inspect-predictions PREDS | info`` (also ``python -m balancedtorch``)."""
 
 from __future__ import annotations
 
@@ -618,6 +618,149 @@ def inspect_labels(
     return result
 
 
+# ----------------------------------------------------------------------------- inspect-predictions
+
+_LABEL_KEYS = ("labels", "targets", "y")
+_PROB_KEYS = ("pred_probs", "probs", "probabilities")
+_IMAGE_KEYS = ("images", "x", "inputs")
+_SHOWN_MISTAKES = 20  # "the 20 most confident mistakes"
+_SHOWN_CLASSES = 10  # classes in the per-class table: with the rest, one screen
+_SHOWN_ISSUES = 20
+
+
+def _read_mapping(path: str, what: str) -> Any:
+    """A .pt object (dict or tensor) or a .npz archive (as a dict) or a .npy array."""
+    if not os.path.exists(path):
+        raise CLIError(f"{path}: no such file")
+    ext = os.path.splitext(path)[1].lower()
+    try:
+        if ext in (".pt", ".pth"):
+            import torch
+
+            return torch.load(path, map_location="cpu", weights_only=True)
+        if ext == ".npz":
+            with np.load(path, allow_pickle=False) as z:
+                return {k: z[k] for k in z.files}
+        if ext == ".npy":
+            return np.load(path, allow_pickle=False)
+    except Exception as exc:  # unreadable file of the right extension: one line, no traceback
+        raise CLIError(f"{path}: cannot read {what} ({type(exc).__name__}: {exc})") from None
+    raise CLIError(f"{path}: {what} must be a .pt dict or a .npz archive, got extension {ext or '(none)'!r}")
+
+
+def _numpy(value: Any) -> np.ndarray:
+    if hasattr(value, "detach"):
+        value = value.detach().cpu()
+        if str(value.dtype) == "torch.bfloat16":
+            value = value.float()
+        return value.numpy()
+    return np.asarray(value)
+
+
+def _pick(obj: Dict[str, Any], keys: Sequence[str]) -> Optional[str]:
+    return next((k for k in keys if k in obj), None)
+
+
+def read_predictions(path: str) -> Tuple[np.ndarray, np.ndarray, Optional[List[str]], List[str]]:
+    """labels (N,), pred_probs (N, K), class names (or None) and notes from a .pt dict or .npz archive.
+
+    Keys: ``labels`` (or ``targets``), ``pred_probs`` (or ``probs``,
+    ``probabilities``; ``logits`` are softmaxed, and said so), optional
+    ``class_names``.
+    """
+    obj = _read_mapping(path, "predictions")
+    if not isinstance(obj, dict):
+        raise CLIError(f"{path}: expected a dict with 'labels' and 'pred_probs', got {type(obj).__name__}")
+    notes = []
+    lkey = _pick(obj, _LABEL_KEYS)
+    pkey = _pick(obj, _PROB_KEYS)
+    if lkey is None or (pkey is None and "logits" not in obj):
+        raise CLIError(f"{path}: needs 'labels' and 'pred_probs' (keys: {_names_list(map(str, obj))})")
+    labels = _numpy(obj[lkey])
+    if pkey is not None:
+        probs = _numpy(obj[pkey])
+    else:
+        logits = _numpy(obj["logits"]).astype(np.float64)
+        if logits.ndim != 2 or not np.isfinite(logits).all():
+            raise CLIError(f"{path}: 'logits' must be a finite (N, K) array, got shape {logits.shape}")
+        e = np.exp(logits - logits.max(1, keepdims=True))
+        probs = e / e.sum(1, keepdims=True)
+        notes.append("pred_probs = softmax(logits)")
+    if labels.dtype.kind == "f" and np.isfinite(labels).all() and (labels == np.round(labels)).all():
+        labels = labels.astype(np.int64)
+    names = None
+    if "class_names" in obj:
+        raw = obj["class_names"]
+        names = [str(v) for v in (raw.tolist() if hasattr(raw, "tolist") else raw)]
+    return labels, probs, names, notes
+
+
+def _read_images(path: str) -> Any:
+    obj = _read_mapping(path, "images")
+    if isinstance(obj, dict):
+        key = _pick(obj, _IMAGE_KEYS)
+        if key is None:
+            raise CLIError(f"{path}: a dict without 'images' (keys: {_names_list(map(str, obj))})")
+        obj = obj[key]
+    if isinstance(obj, (list, tuple)):
+        return list(obj)
+    if not hasattr(obj, "shape"):
+        raise CLIError(f"{path}: expected a (N, C, H, W) tensor or array of images, got {type(obj).__name__}")
+    return obj
+
+
+def inspect_predictions(path: str, images: Optional[str] = None, out: Optional[str] = None, n: int = 32) -> Dict[str, Any]:
+    """Print the mistakes of a classifier, the estimated label-noise rate and the label issues, in one screen.
+
+    With ``images``, write ``mistakes.png`` (the ``n`` most confident
+    mistakes) and ``label_issues.png`` (the ``n`` most likely label issues)
+    into ``out``. Returns the numbers as a dict.
+    """
+    from .quality import find_label_issues, mistakes_per_class, plot_mistakes, rank_mistakes
+    from .quality.gallery import _estimated_noise_rate, _grid
+
+    labels, probs, names, notes = read_predictions(path)
+    try:
+        ranked = rank_mistakes(labels, probs, names)
+        per = mistakes_per_class(labels, probs, names)
+        rate = _estimated_noise_rate(labels, probs)
+        issues = find_label_issues(labels, probs, return_indices_ranked_by="self_confidence")
+    except (ValueError, TypeError) as exc:
+        raise CLIError(f"{path}: {exc}") from None
+    issues = np.asarray(issues).reshape(-1).astype(np.int64)
+    N, K = probs.shape
+    wrong = ranked.num_rows
+    print(f"{path}: {N} samples, {K} classes; {wrong} mispredicted ({_pct(wrong / N)})" + (f"; {'; '.join(notes)}" if notes else ""))
+    print(f"estimated label-noise rate: {_pct(rate)} (off-diagonal of the calibrated confident joint)")
+    shown = ", ".join(map(str, issues[:_SHOWN_ISSUES].tolist())) + (f" … {len(issues) - _SHOWN_ISSUES} more" if len(issues) > _SHOWN_ISSUES else "")
+    print(f"label issues found: {len(issues)} ({_pct(len(issues) / N)}; find_label_issues, most likely first)" + (f": {shown}" if len(issues) else ""))
+    print()
+    print(per.to_string(max_rows=_SHOWN_CLASSES))
+    print()
+    print(ranked.to_string(max_rows=_SHOWN_MISTAKES))
+    result: Dict[str, Any] = {
+        "samples": int(N), "classes": int(K), "mistakes": int(wrong), "noise_rate": rate,
+        "label_issues": issues.tolist(), "top_mistakes": ranked["index"][:_SHOWN_MISTAKES].tolist(),
+    }
+    if images is not None:
+        out = "inspect_out" if out is None else out
+        imgs = _read_images(images)
+        try:
+            os.makedirs(out, exist_ok=True)
+            files = [os.path.join(out, "mistakes.png"), os.path.join(out, "label_issues.png")]
+            plot_mistakes(imgs, labels, probs, class_names=names, n=n, path=files[0])
+            label_of = (lambda c: names[c]) if names is not None else (lambda c: c)
+            pick = issues[:n].tolist()
+            titles = [f"{label_of(int(labels[i]))} → {label_of(int(probs[i].argmax()))} ({float(probs[i].max()):.2f})" for i in pick]
+            _grid(imgs, pick, titles, f"{len(pick)} most likely of {len(issues)} label issues (given → predicted)", files[1])
+        except (ValueError, TypeError) as exc:
+            raise CLIError(f"{images}: {exc}") from None
+        print()
+        print(f"grids written: {', '.join(files)}")
+        result["files"] = files
+    return result
+
+
 # ----------------------------------------------------------------------------- entry point
 
 
@@ -647,6 +790,15 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="the number of classes: classes never seen get a row with count 0")
     i.add_argument("--max-rows", type=int, default=30, metavar="N", help="table rows shown (default 30; 0 shows all)")
     i.add_argument("--json", action="store_true", help="also print the numbers as JSON")
+    q = sub.add_parser("inspect-predictions", help="mistakes per class, the most confident mistakes, the estimated label-noise "
+                       "rate and the label issues of a classifier's predictions")
+    q.add_argument("preds", help="a .pt dict or .npz archive with 'labels' (N,) and 'pred_probs' (N, K) "
+                   "('logits' are softmaxed; optional 'class_names')")
+    q.add_argument("--images", default=None, help="a .pt/.npz/.npy file of the N images ((N, C, H, W), uint8 or float; a .pt "
+                   "dict or .npz holds them under 'images'): write the grids")
+    q.add_argument("--out", default=None, help="folder for the grids with --images (default inspect_out)")
+    q.add_argument("-n", type=int, default=32, help="tiles per grid (default 32)")
+    q.add_argument("--json", action="store_true", help="also print the numbers as JSON")
     sub.add_parser("info", help="build information (torch versions, CUDA, CPU capability)")
     return p
 
@@ -677,6 +829,15 @@ def _run(args: argparse.Namespace) -> int:
         if args.command == "inspect":
             result = inspect_labels(args.labels, args.column, ignore_index=args.ignore_index, num_classes=args.num_classes,
                                     max_rows=args.max_rows, header=args.header)
+            if args.json:
+                print(json.dumps(result))
+            return 0
+        if args.command == "inspect-predictions":
+            if args.out is not None and args.images is None:
+                raise CLIError("--out names the folder for the grids: pass --images too")
+            if args.n < 1:
+                raise CLIError(f"-n must be >= 1, got {args.n}")
+            result = inspect_predictions(args.preds, args.images, args.out, args.n)
             if args.json:
                 print(json.dumps(result))
             return 0

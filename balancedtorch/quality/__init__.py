@@ -1,6 +1,7 @@
-"""Data-quality tools: mislabeled samples, slice coverage, label shift, drift and novelty."""
+"""Data-quality tools: mislabeled samples, slice coverage, label shift, drift, novelty and image grids to look at."""
 
 from ._results import MistakesPerClass, RankedMistakes
+from .gallery import plot_mistakes, plot_novel
 from .label_issues import find_label_issues, label_quality_scores, mistakes_per_class, rank_mistakes
 from .novelty import NoveltyDetector, embedding_coverage
 from .shift import CoverageReport, DriftMonitor, LabelShiftEstimator, coverage_report
@@ -18,4 +19,6 @@ __all__ = [
     "DriftMonitor",
     "NoveltyDetector",
     "embedding_coverage",
+    "plot_mistakes",
+    "plot_novel",
 ]
