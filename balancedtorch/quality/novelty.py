@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from .._checks import all_finite, as_tensor
+from .._labels import check_labels as _check_labels
 from ..ops.knn import knn
 from ._inputs import check_labels
 
@@ -30,12 +31,14 @@ def _check_k(k: Any, owner: str) -> int:
     return int(k)
 
 
-def _features(values: Any, name: str, owner: str, dim: Optional[int] = None, device: Any = None) -> Tensor:
+def _features(
+    values: Any, name: str, owner: str, dim: Optional[int] = None, device: Any = None, allow_empty: bool = False
+) -> Tensor:
     """(N, D) floating features, finite, on ``device``; float16/bfloat16/integers become float32."""
     t = as_tensor(values, name)
     if t.dim() != 2:
         raise ValueError(f"{owner}: {name} must have shape (N, D), got {tuple(t.shape)}")
-    if t.shape[0] == 0 or t.shape[1] == 0:
+    if (t.shape[0] == 0 and not allow_empty) or t.shape[1] == 0:
         raise ValueError(f"{owner}: {name} must be non-empty with D >= 1 features, got {tuple(t.shape)}")
     if t.is_complex() or t.dtype == torch.bool:
         raise ValueError(f"{owner}: {name} must be real numbers, got dtype {t.dtype}")
@@ -49,14 +52,152 @@ def _features(values: Any, name: str, owner: str, dim: Optional[int] = None, dev
     return t.to(device) if device is not None else t
 
 
+def _row_sums(t: Tensor) -> Tensor:
+    """Sum over dim 1 by pairwise halving: elementwise adds only, so each row's rounding depends on
+    nothing but its own values (not on the number of rows, the device or the reduction kernel)."""
+    while t.shape[1] > 1:
+        h = t.shape[1] // 2
+        t = torch.cat([t[:, :h] + t[:, h : 2 * h], t[:, 2 * h :]], 1)
+    return t[:, 0]
+
+
 def _normalized(t: Tensor, normalize: bool) -> Tensor:
-    # zero rows stay zero (no NaN): F.normalize divides by max(norm, eps)
-    return torch.nn.functional.normalize(t, dim=1) if normalize else t
+    # zero rows stay zero (no NaN): divided by max(norm, eps), as F.normalize; the norm row by row
+    # (_row_sums), so a bank normalised whole, per rank or per chunk holds the same bits
+    if not normalize:
+        return t
+    return t / _row_sums(t * t).sqrt().clamp_min(1e-12).unsqueeze(1)
 
 
 def _kth(d2: Tensor) -> Tensor:
-    """Euclidean k-th distance from knn's ascending squared distances."""
+    """Euclidean k-th distance from ascending squared distances."""
     return d2[:, -1].clamp_min(0).sqrt()
+
+
+# --- candidate search and merge -------------------------------------------------
+
+_NONE = torch.iinfo(torch.int64).max  # index of an empty candidate slot (distance +inf): sorts last
+_PAIR_ELEMENTS = 2**22  # float64 elements of one block of candidate differences
+
+
+def _pair_distances(q: Tensor, ref: Tensor, idx: Tensor) -> Tensor:
+    """float64 squared distances of queries ``q`` to their candidates ``ref[idx]`` (idx < 0: none, +inf).
+
+    One formula for every candidate, wherever it was found: float64
+    differences, squared, summed by :func:`_row_sums`. ``knn`` ranks with
+    float64 differences too, but the summation order of its paths differs
+    (re-rank, exact row search; CPU, CUDA), so the distance of one pair could
+    differ in the last bit between a bank searched whole and one split across
+    ranks or chunks; recomputed here, it cannot.
+    """
+    n, k = idx.shape
+    out = torch.full((n, k), math.inf, dtype=torch.float64, device=q.device)
+    if n == 0 or k == 0 or ref.shape[0] == 0:
+        return out
+    rows = max(1, _PAIR_ELEMENTS // (k * q.shape[1]))
+    for a in range(0, n, rows):
+        b = min(n, a + rows)
+        i = idx[a:b]
+        near = ref.index_select(0, i.clamp_min(0).reshape(-1)).to(torch.float64)
+        diff = q[a:b].to(torch.float64).repeat_interleave(k, 0) - near
+        out[a:b] = _row_sums(diff * diff).view(b - a, k).masked_fill_(i < 0, math.inf)
+    return out
+
+
+def _merge(d: Tensor, i: Tensor, k: int) -> Tuple[Tensor, Tensor]:
+    """Each row's k smallest candidates by (distance, global index): the order of a single ``knn`` search."""
+    by_index = torch.argsort(i, dim=1, stable=True)
+    d, i = d.gather(1, by_index), i.gather(1, by_index)
+    order = torch.argsort(d, dim=1, stable=True)[:, :k]
+    return d.gather(1, order), i.gather(1, order)
+
+
+def _candidates(
+    q: Tensor, y: Optional[Tensor], ref: Tensor, ref_y: Optional[Tensor], k: int, offset: int
+) -> Tuple[Tensor, Tensor]:
+    """Each query's min(k, rows) nearest rows of ``ref`` (of its class when ``y`` is given).
+
+    Returns (Tensor[Q, k] float64, Tensor[Q, k] int64): squared distances
+    (:func:`_pair_distances`) and global indices (``offset`` + row), in no
+    particular order, padded with (+inf, ``_NONE``).
+    """
+    n, m = q.shape[0], ref.shape[0]
+    local = torch.full((n, k), -1, dtype=torch.long, device=q.device)
+    if n and m:
+        if y is None:
+            if m >= k:
+                local = knn(q, k, ref=ref)[1]
+            else:  # a slice smaller than k: all of it
+                local[:, :m] = torch.arange(m, device=q.device)
+        else:
+            classes = max(int(y.max()), int(ref_y.max())) + 1
+            counts = torch.bincount(ref_y, minlength=classes)
+            have = counts[y]
+            big = (have >= k).nonzero().squeeze(1)
+            if big.numel():
+                local[big] = knn(q[big], k, groups=y[big], ref=ref, ref_groups=ref_y)[1]
+            small = ((have > 0) & (have < k)).nonzero().squeeze(1)
+            if small.numel():  # a class with fewer than k rows here: all of them
+                order = torch.argsort(ref_y, stable=True)
+                starts = torch.cumsum(counts, 0) - counts
+                j = torch.arange(k, device=q.device)
+                ys = y[small]
+                pos = (starts[ys].unsqueeze(1) + j).clamp_max(m - 1)
+                local[small] = torch.where(j < have[small].unsqueeze(1), order[pos], -1)
+    d = _pair_distances(q, ref, local)
+    return d, torch.where(local >= 0, local + offset, _NONE)
+
+
+# --- torch.distributed ------------------------------------------------------------
+
+
+def _process_group() -> bool:
+    dist = torch.distributed
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def _process_group_alive() -> bool:
+    dist = torch.distributed
+    return dist.is_available() and dist.is_initialized()
+
+
+def _comm_device() -> torch.device:
+    """Where the collectives' tensors live: the current CUDA device under NCCL, else the CPU (gloo)."""
+    if torch.distributed.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def _gather_ints(values: Sequence[int]) -> List[List[int]]:
+    """Every rank's ``values`` (same length on every rank), in rank order: one all-gather."""
+    dist = torch.distributed
+    t = torch.tensor(list(values), dtype=torch.long, device=_comm_device())
+    parts = [torch.empty_like(t) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, t)
+    return [p.tolist() for p in parts]
+
+
+def _gather_rows(t: Tensor, counts: Sequence[int]) -> List[Tensor]:
+    """Every rank's rows (``counts[r]`` of them on rank r), in rank order: one all-gather, padded to the largest."""
+    dist = torch.distributed
+    device = _comm_device()
+    buf = torch.zeros((max(max(counts), 1),) + tuple(t.shape[1:]), dtype=t.dtype, device=device)
+    buf[: t.shape[0]] = t.to(device)
+    parts = [torch.empty_like(buf) for _ in counts]
+    dist.all_gather(parts, buf)
+    return [p[:n].to(t.device) for p, n in zip(parts, counts)]
+
+
+def _raise_if_any_failed(error: Optional[Exception], failed: Sequence[int], owner: str) -> None:
+    """After an exchange of error flags: every rank raises when any did (none waits for a collective)."""
+    if error is not None:
+        raise error
+    bad = [r for r, f in enumerate(failed) if f]
+    if bad:
+        raise ValueError(f"{owner}: invalid input on rank(s) {bad} (see the error raised there)")
+
+
+_DTYPES = (torch.float32, torch.float64)
 
 
 # --- NoveltyDetector ------------------------------------------------------------
@@ -75,6 +216,35 @@ class NoveltyDetector:
     against the bank of its class (pass the predicted classes to
     :meth:`score` as ``labels=``).
 
+    Scale: with ``bank_chunk_size`` the bank is searched chunk by chunk (a
+    numpy array or ``np.memmap`` is then kept by reference, never copied
+    whole); under ``torch.distributed`` every rank keeps its own slice of the
+    bank and a query's k nearest are merged from every rank's k candidates
+    (one all-gather of k candidates per query, never of the bank). Either way
+    the scores are those of one process searching the whole bank, bit for bit:
+    candidates are merged by (distance, global index), the order of a single
+    search, and every candidate's distance comes from one float64 formula.
+    The one exception is a near-tie within float64 rounding (about
+    ``D * 1e-16`` relative) between two bank rows at the k-th rank, where the
+    searches of the whole bank and of a slice may keep different rows.
+
+    Distributed (``distributed=True``, or None with an initialised process
+    group of world size > 1): :meth:`fit`, :meth:`score`, :meth:`threshold`,
+    :meth:`predict` and :meth:`report` are **collective**: every rank calls
+    them, in the same order, each with its own rows (any number, zero
+    included, except in :meth:`fit` where the bank as a whole needs k rows).
+    :meth:`fit` takes this rank's slice of the training set: a bank row's
+    global index is the sizes of the lower ranks' slices plus its index here
+    (``bank_offset_``), and the "fewer than k" checks count all ranks.
+    :meth:`score` and :meth:`predict` return this rank's rows;
+    :meth:`threshold` cuts on the validation scores of all ranks (every rank
+    gets the same ``threshold_``, the single-process cut on their
+    concatenation in rank order); :meth:`report` reports this rank's inputs
+    only. ``fraction`` < 1 subsamples each rank's slice on its own (the bank
+    then equals a single process's in distribution only). Bad input on one
+    rank raises on every rank. Collectives follow the process group's device:
+    the CPU under gloo, the current CUDA device under NCCL.
+
     Args:
         k (int): neighbour rank of the score. Default 50.
         normalize (bool): L2-normalise bank and queries. Default True.
@@ -82,16 +252,36 @@ class NoveltyDetector:
             (the paper's alpha), drawn uniformly without replacement, at least
             one sample per class. Default 1.0 (the whole training set).
         device (torch.device or str, optional): where the bank lives and the
-            search runs. Default: the training features' device.
+            search runs (with ``bank_chunk_size``: where each chunk is moved
+            and searched). Default: the training features' device (the CPU
+            for numpy arrays).
         per_class (bool): score against the bank of the input's class; needs
             ``labels`` in :meth:`fit` and in every scoring call. Default False.
         generator (torch.Generator, optional): CPU generator of the
             ``fraction`` subsampling. Default: torch's global RNG.
+        distributed (bool, optional): shard the bank across the ranks of the
+            default ``torch.distributed`` process group (see above). Default
+            None: whether one is initialised with world size > 1.
+        bank_chunk_size (int, optional): search the bank this many rows at a
+            time, for banks larger than the device's (or the host's) memory.
+            The bank is then kept as given, not normalised (each chunk is
+            normalised when searched): a numpy array or ``np.memmap`` by
+            reference when ``fraction`` is 1 (a float32/float64 tensor too),
+            checked for NaN/inf chunk by chunk. Peak extra memory is about one
+            chunk plus the queries' candidates. Default None: the whole bank at
+            once, normalised at :meth:`fit`.
 
     Attributes:
-        bank_ (Tensor[M, D]): the (normalised, subsampled) training features.
+        bank_ (Tensor[M, D] | ndarray): the (normalised, subsampled) training
+            features; with ``bank_chunk_size``, the features as given (the
+            array itself when kept by reference), not normalised. This rank's
+            slice when distributed.
         bank_labels_ (Tensor[M] int64 or None): their classes.
         bank_indices_ (Tensor[M] int64): rows of ``train_features`` kept.
+        bank_offset_ (int): global index of this rank's first bank row (0 in
+            one process).
+        bank_sizes_ (list of int): bank rows of every rank, in rank order.
+        distributed_ (bool): whether :meth:`fit` sharded the bank.
         threshold_ (float or None): the cut set by :meth:`threshold`.
 
     Example:
@@ -109,33 +299,68 @@ class NoveltyDetector:
         *,
         per_class: bool = False,
         generator: Optional[torch.Generator] = None,
+        distributed: Optional[bool] = None,
+        bank_chunk_size: Optional[int] = None,
     ) -> None:
         self.k = _check_k(k, "NoveltyDetector")
         if isinstance(fraction, bool) or not isinstance(fraction, numbers.Real) or not 0 < fraction <= 1:
             raise ValueError(f"NoveltyDetector: fraction must be in (0, 1], got {fraction!r}")
         if generator is not None and not isinstance(generator, torch.Generator):
             raise TypeError(f"NoveltyDetector: generator must be a torch.Generator, got {type(generator).__name__}")
+        if distributed is not None and not isinstance(distributed, bool):
+            raise ValueError(f"NoveltyDetector: distributed must be None, True or False, got {distributed!r}")
+        if bank_chunk_size is not None and (
+            isinstance(bank_chunk_size, bool) or not isinstance(bank_chunk_size, numbers.Integral) or bank_chunk_size < 1
+        ):
+            raise ValueError(f"NoveltyDetector: bank_chunk_size must be None or an int >= 1, got {bank_chunk_size!r}")
         self.normalize = bool(normalize)
         self.fraction = float(fraction)
         self.device = torch.device(device) if device is not None else None
         self.per_class = bool(per_class)
         self.generator = generator
-        self.bank_: Optional[Tensor] = None
+        self.distributed = distributed
+        self.bank_chunk_size = int(bank_chunk_size) if bank_chunk_size is not None else None
+        self.bank_: Any = None
         self.bank_labels_: Optional[Tensor] = None
         self.bank_indices_: Optional[Tensor] = None
+        self.bank_offset_ = 0
+        self.bank_sizes_: List[int] = []
+        self.distributed_ = False
         self.threshold_: Optional[float] = None
+        self._class_counts: Optional[Tensor] = None  # of the whole bank (all ranks)
+        self._dtype = torch.float32
 
     def __repr__(self) -> str:
+        extra = ""
+        if self.distributed is not None:
+            extra += f", distributed={self.distributed}"
+        if self.bank_chunk_size is not None:
+            extra += f", bank_chunk_size={self.bank_chunk_size}"
         return (
             f"NoveltyDetector(k={self.k}, normalize={self.normalize}, fraction={self.fraction}, "
-            f"device={self.device}, per_class={self.per_class})"
+            f"device={self.device}, per_class={self.per_class}{extra})"
         )
+
+    # -- fit ---------------------------------------------------------------------
+
+    def _use_process_group(self, owner: str) -> bool:
+        if self.distributed is None:
+            return _process_group()
+        if self.distributed:
+            dist = torch.distributed
+            if not (dist.is_available() and dist.is_initialized()):
+                raise ValueError(f"NoveltyDetector.{owner}: distributed=True needs an initialised torch.distributed process group")
+        return self.distributed
 
     def fit(self, train_features: Any, labels: Any = None) -> "NoveltyDetector":
         """Store the bank of training features.
 
+        Distributed: collective; each rank passes its own slice of the
+        training set (zero rows allowed, as long as all ranks hold ``k``).
+
         Args:
-            train_features (Tensor[N, D] | array): training embeddings.
+            train_features (Tensor[N, D] | array | np.memmap): training
+                embeddings (this rank's slice when distributed).
             labels (Tensor[N], optional): their classes; needed for
                 ``per_class``, and make ``fraction`` subsample per class.
 
@@ -145,41 +370,121 @@ class NoveltyDetector:
         Raises:
             ValueError: non-finite or non-2-D features, labels of another
                 length, a bank (or, with ``per_class``, a class's bank)
-                smaller than ``k``.
+                smaller than ``k`` (counted over all ranks when distributed).
         """
-        x = _features(train_features, "train_features", "NoveltyDetector.fit", device=self.device)
-        n = x.shape[0]
-        y = None
-        if labels is not None:
-            y = check_labels(labels, None, "labels", device=x.device)
-            if y.numel() != n:
-                raise ValueError(f"NoveltyDetector.fit: labels has {y.numel()} entries but train_features has {n} rows")
-        elif self.per_class:
-            raise ValueError("NoveltyDetector.fit: per_class=True needs labels (the training classes)")
-        keep = self._subsample(n, y)
-        bank_labels = y[keep.to(y.device)] if y is not None else None
+        owner = "NoveltyDetector.fit"
+        shard = self._use_process_group("fit")
+        error: Optional[Exception] = None
+        bank = bank_labels = keep = None
+        dim, dtype, classes = 0, torch.float32, 0
+        try:
+            bank, bank_labels, keep = self._local_bank(train_features, labels, allow_empty=shard)
+            dim = bank.shape[1]
+            dtype = self._bank_dtype(bank)
+            if bank_labels is not None and bank_labels.numel():
+                classes = int(bank_labels.max()) + 1
+        except (ValueError, TypeError) as e:
+            if not shard:
+                raise
+            error = e
+        rows = 0 if keep is None else keep.numel()
+        info = [rows, dim, _DTYPES.index(dtype), int(bank_labels is not None), classes, int(error is not None)]
+        everyone = _gather_ints(info) if shard else [info]  # collective 1
+        _raise_if_any_failed(error, [r[5] for r in everyone], owner)
+        if shard:
+            for what, col in (("number of features", 1), ("dtype (float32 or float64)", 2), ("labels or none", 3)):
+                if len({r[col] for r in everyone}) > 1:
+                    raise ValueError(f"{owner}: the ranks' train_features disagree on their {what}: {[r[col] for r in everyone]}")
+        sizes = [r[0] for r in everyone]
+        rank = torch.distributed.get_rank() if shard else 0
+        counts = None
+        if bank_labels is not None:
+            counts = torch.bincount(bank_labels.cpu(), minlength=max(r[4] for r in everyone))
+            if shard:  # collective 2
+                total = counts.to(_comm_device())
+                torch.distributed.all_reduce(total)
+                counts = total.cpu()
         if self.per_class:
-            counts = torch.bincount(bank_labels)
             small = ((counts > 0) & (counts < self.k)).nonzero()
             if small.numel():
                 c = int(small[0, 0])
+                where = " over all ranks" if shard else ""
                 raise ValueError(
-                    f"NoveltyDetector.fit: class {c} has {int(counts[c])} samples in the bank, fewer than k={self.k}"
+                    f"{owner}: class {c} has {int(counts[c])} samples in the bank{where}, fewer than k={self.k}"
                 )
-        elif keep.numel() < self.k:
-            raise ValueError(
-                f"NoveltyDetector.fit: the bank has {keep.numel()} samples (train_features: {n}, "
-                f"fraction={self.fraction}), fewer than k={self.k}"
-            )
-        self.bank_ = _normalized(x.index_select(0, keep.to(x.device)), self.normalize).contiguous()
-        self.bank_labels_ = bank_labels
-        self.bank_indices_ = keep
+        elif sum(sizes) < self.k:
+            n = train_features.shape[0] if hasattr(train_features, "shape") else len(train_features)
+            where = f" over all ranks: {sizes}" if shard else f" (train_features: {n}, fraction={self.fraction})"
+            raise ValueError(f"{owner}: the bank has {sum(sizes)} samples{where}, fewer than k={self.k}")
+        self.bank_, self.bank_labels_, self.bank_indices_ = bank, bank_labels, keep
+        self.bank_offset_ = sum(sizes[:rank])
+        self.bank_sizes_ = sizes
+        self.distributed_ = shard
         self.threshold_ = None
+        self._class_counts = counts
+        self._dtype = dtype
         return self
+
+    @staticmethod
+    def _bank_dtype(bank: Any) -> torch.dtype:
+        if isinstance(bank, Tensor):
+            return bank.dtype if bank.dtype in _DTYPES else torch.float32
+        return torch.float64 if bank.dtype == np.float64 else torch.float32
+
+    def _local_bank(self, train_features: Any, labels: Any, allow_empty: bool) -> Tuple[Any, Optional[Tensor], Tensor]:
+        """(bank, bank labels, kept rows) of this process's training features, checked."""
+        owner = "NoveltyDetector.fit"
+        by_reference = (
+            self.bank_chunk_size is not None and isinstance(train_features, np.ndarray) and self.fraction >= 1
+        )
+        if by_reference:
+            x = self._checked_array(train_features, allow_empty)
+        else:
+            device = self.device if self.bank_chunk_size is None else None  # chunks move to the device one by one
+            x = _features(train_features, "train_features", owner, device=device, allow_empty=allow_empty)
+        n = x.shape[0]
+        y = None
+        if labels is not None:
+            y = _check_labels(
+                labels, "labels", allow_empty=allow_empty, device=x.device if isinstance(x, Tensor) else None
+            )
+            if y.numel() != n:
+                raise ValueError(f"{owner}: labels has {y.numel()} entries but train_features has {n} rows")
+        elif self.per_class:
+            raise ValueError(f"{owner}: per_class=True needs labels (the training classes)")
+        keep = self._subsample(n, y)
+        bank_labels = y[keep.to(y.device)] if y is not None else None
+        if self.bank_chunk_size is not None:
+            if by_reference or keep.numel() == n:
+                return x, bank_labels, keep
+            return x.index_select(0, keep.to(x.device)), bank_labels, keep
+        return _normalized(x.index_select(0, keep.to(x.device)), self.normalize).contiguous(), bank_labels, keep
+
+    def _checked_array(self, a: np.ndarray, allow_empty: bool) -> np.ndarray:
+        """A numpy bank kept by reference: shape, dtype and finiteness checked chunk by chunk, nothing copied whole."""
+        owner = "NoveltyDetector.fit"
+        if a.ndim != 2:
+            raise ValueError(f"{owner}: train_features must have shape (N, D), got {a.shape}")
+        if (a.shape[0] == 0 and not allow_empty) or a.shape[1] == 0:
+            raise ValueError(f"{owner}: train_features must be non-empty with D >= 1 features, got {a.shape}")
+        if a.dtype.kind not in "fiu":
+            raise ValueError(f"{owner}: train_features must be real numbers, got dtype {a.dtype}")
+        if a.dtype.kind == "f":
+            step = self.bank_chunk_size
+            for c0 in range(0, a.shape[0], step):
+                ok = np.isfinite(a[c0 : c0 + step])
+                if not ok.all():
+                    i, j = (int(v) for v in np.argwhere(~ok)[0])
+                    raise ValueError(
+                        f"{owner}: train_features must be finite, got train_features[{c0 + i}, {j}] = {a[c0 + i, j]}"
+                    )
+        return a
 
     def _subsample(self, n: int, y: Optional[Tensor]) -> Tensor:
         if self.fraction >= 1:
             return torch.arange(n)
+        if n == 0:
+            return torch.zeros(0, dtype=torch.long)
         codes = y.cpu() if y is not None else torch.zeros(n, dtype=torch.long)
         order = torch.randperm(n, generator=self.generator)
         # stable sort by class keeps the random order inside each class: its first ceil(f * n_c) are a uniform draw
@@ -189,13 +494,72 @@ class NoveltyDetector:
         keep = [by_class[s : s + math.ceil(self.fraction * c)] for s, c in zip(starts.tolist(), counts.tolist()) if c]
         return torch.sort(torch.cat(keep))[0]
 
-    def _check_fitted(self, owner: str) -> Tensor:
+    def _check_fitted(self, owner: str) -> None:
         if self.bank_ is None:
             raise RuntimeError(f"NoveltyDetector.{owner}: call fit() first")
-        return self.bank_
+        if self.distributed_ and not _process_group_alive():
+            raise RuntimeError(f"NoveltyDetector.{owner}: fit() sharded the bank across ranks; the process group is gone")
+
+    # -- search ------------------------------------------------------------------
+
+    def _search_device(self) -> torch.device:
+        if self.device is not None:
+            return self.device
+        return self.bank_.device if isinstance(self.bank_, Tensor) else torch.device("cpu")
+
+    def _chunks(self) -> Iterator[Tuple[int, Tensor, Optional[Tensor]]]:
+        """(first row, normalised rows on the search device, their labels) of this rank's bank."""
+        labels = self.bank_labels_
+        if self.bank_chunk_size is None:
+            yield 0, self.bank_, labels
+            return
+        device = self._search_device()
+        step = self.bank_chunk_size
+        for c0 in range(0, self.bank_.shape[0], step):
+            part = self.bank_[c0 : c0 + step]
+            if isinstance(part, np.ndarray):
+                part = torch.from_numpy(np.array(part, dtype=part.dtype if part.dtype.kind == "f" else np.float32))
+            chunk = _normalized(part.to(device=device, dtype=self._dtype), self.normalize)
+            yield c0, chunk, labels[c0 : c0 + step].to(device) if labels is not None else None
+
+    def _search(self, q: Tensor, y: Optional[Tensor]) -> Tuple[Tensor, Tensor]:
+        """(Tensor[Q, k] float64, Tensor[Q, k] int64): the k nearest of this rank's bank, by (distance, global index)."""
+        best = None
+        for c0, chunk, chunk_y in self._chunks():
+            found = _candidates(q, y, chunk, chunk_y, self.k, self.bank_offset_ + c0)
+            best = found if best is None else (torch.cat([best[0], found[0]], 1), torch.cat([best[1], found[1]], 1))
+            best = _merge(best[0], best[1], self.k)
+        if best is None:  # this rank holds no bank rows
+            best = _candidates(q, y, q[:0], y[:0] if y is not None else None, self.k, 0)
+        return best
+
+    def _queries(self, features: Any, labels: Any, allow_empty: bool) -> Tuple[Tensor, Optional[Tensor]]:
+        owner = "NoveltyDetector.score"
+        device = self._search_device()
+        dim = self.bank_.shape[1]
+        q = _normalized(_features(features, "features", owner, dim, device, allow_empty), self.normalize).to(self._dtype)
+        if not self.per_class:
+            return q, None
+        if labels is None:
+            raise ValueError(f"{owner}: per_class=True needs labels (the predicted class of each input)")
+        y = _check_labels(labels, "labels", allow_empty=allow_empty, device=device)
+        if y.numel() != q.shape[0]:
+            raise ValueError(f"{owner}: labels has {y.numel()} entries but features has {q.shape[0]} rows")
+        if y.numel():
+            counts = self._class_counts
+            present = torch.zeros(max(counts.numel(), int(y.max()) + 1), dtype=torch.bool)
+            present[: counts.numel()] = counts > 0
+            missing = ~present[y.cpu()]
+            if bool(missing.any()):
+                i = int(missing.nonzero()[0, 0])
+                raise ValueError(f"{owner}: labels[{i}] = {int(y[i])} is a class absent from the bank")
+        return q, y
 
     def score(self, features: Any, labels: Any = None) -> Tensor:
         """Novelty scores: the Euclidean distance of each input to its k-th nearest bank sample.
+
+        Distributed: collective; each rank passes its own inputs (zero rows
+        allowed) and gets their scores against the bank of all ranks.
 
         Args:
             features (Tensor[N, D] | array): embeddings to score (not part of
@@ -205,24 +569,36 @@ class NoveltyDetector:
                 among its class's bank only), ignored otherwise.
 
         Returns:
-            Tensor[N]: scores in the bank's dtype, on the bank's device.
+            Tensor[N]: scores in the bank's dtype, on the search device (the
+            bank's, or ``device``).
         """
-        bank = self._check_fitted("score")
-        q = _normalized(_features(features, "features", "NoveltyDetector.score", bank.shape[1], bank.device), self.normalize)
-        q = q.to(bank.dtype)
-        if not self.per_class:
-            return _kth(knn(q, self.k, ref=bank)[0])
-        if labels is None:
-            raise ValueError("NoveltyDetector.score: per_class=True needs labels (the predicted class of each input)")
-        y = check_labels(labels, None, "labels", device=bank.device)
-        if y.numel() != q.shape[0]:
-            raise ValueError(f"NoveltyDetector.score: labels has {y.numel()} entries but features has {q.shape[0]} rows")
-        present = torch.bincount(self.bank_labels_, minlength=int(y.max()) + 1) > 0
-        missing = ~present[y]
-        if bool(missing.any()):
-            i = int(missing.nonzero()[0, 0])
-            raise ValueError(f"NoveltyDetector.score: labels[{i}] = {int(y[i])} is a class absent from the bank")
-        return _kth(knn(q, self.k, groups=y, ref=bank, ref_groups=self.bank_labels_)[0])
+        self._check_fitted("score")
+        if not self.distributed_:
+            q, y = self._queries(features, labels, allow_empty=False)
+            return _kth(self._search(q, y)[0].to(self._dtype))
+        owner = "NoveltyDetector.score"
+        error: Optional[Exception] = None
+        q = y = None
+        try:
+            q, y = self._queries(features, labels, allow_empty=True)
+        except (ValueError, TypeError) as e:
+            error = e
+        everyone = _gather_ints([0 if q is None else q.shape[0], int(error is not None)])  # collective 1
+        _raise_if_any_failed(error, [r[1] for r in everyone], owner)
+        counts = [r[0] for r in everyone]
+        rank = torch.distributed.get_rank()
+        if sum(counts) == 0:
+            return q.new_zeros(0)
+        q_all = torch.cat(_gather_rows(q, counts))  # collective 2: the queries of every rank
+        y_all = torch.cat(_gather_rows(y, counts)) if y is not None else None  # collective 3 (per_class)
+        d, i = self._search(q_all, y_all)
+        # collective 4: every rank's k candidates for every query, distances as their int64 bits
+        packed = _gather_rows(torch.cat([d.view(torch.int64), i], 1), [sum(counts)] * len(counts))
+        mine = slice(sum(counts[:rank]), sum(counts[: rank + 1]))
+        k = self.k
+        d = torch.cat([p[mine, :k].contiguous().view(torch.float64) for p in packed], 1)
+        i = torch.cat([p[mine, k:] for p in packed], 1)
+        return _kth(_merge(d, i, k)[0].to(self._dtype))
 
     def threshold(self, val_features: Any, tpr: float = 0.95, labels: Any = None) -> float:
         """Set the cut so that a share ``tpr`` of in-distribution inputs pass (score <= cut).
@@ -230,7 +606,8 @@ class NoveltyDetector:
         The cut is the ``ceil(tpr * N)``-th smallest score of ``val_features``
         (nearest rank): at least ``tpr`` of them pass, and no lower cut would
         do. Use held-out data, not the training features (those find
-        themselves in the bank).
+        themselves in the bank). Distributed: collective; N counts the
+        validation rows of all ranks, and every rank gets the same cut.
 
         Args:
             val_features (Tensor[N, D]): held-out in-distribution embeddings.
@@ -242,13 +619,21 @@ class NoveltyDetector:
         """
         if isinstance(tpr, bool) or not isinstance(tpr, numbers.Real) or not 0 < tpr < 1:
             raise ValueError(f"NoveltyDetector.threshold: tpr must be in (0, 1), got {tpr!r}")
-        s = self.score(val_features, labels)
+        s = self.score(val_features, labels).double().cpu()
+        if self.distributed_:
+            counts = [r[0] for r in _gather_ints([s.numel()])]
+            s = torch.cat(_gather_rows(s, counts))
+            if s.numel() == 0:
+                raise ValueError("NoveltyDetector.threshold: val_features has no rows on any rank")
         rank = min(max(math.ceil(float(tpr) * s.numel()), 1), s.numel())
-        self.threshold_ = float(torch.kthvalue(s.double().cpu(), rank)[0])
+        self.threshold_ = float(torch.kthvalue(s, rank)[0])
         return self.threshold_
 
     def predict(self, features: Any, labels: Any = None) -> Tensor:
-        """Tensor[N] bool: True where the score exceeds ``threshold_`` (novel)."""
+        """Tensor[N] bool: True where the score exceeds ``threshold_`` (novel).
+
+        Distributed: collective (it scores), each rank gets its own inputs' flags.
+        """
         if self.threshold_ is None:
             raise RuntimeError("NoveltyDetector.predict: call threshold(val_features) first")
         return self.score(features, labels) > self.threshold_
