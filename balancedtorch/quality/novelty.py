@@ -55,10 +55,12 @@ def _features(
 def _row_sums(t: Tensor) -> Tensor:
     """Sum over dim 1 by pairwise halving: elementwise adds only, so each row's rounding depends on
     nothing but its own values (not on the number of rows, the device or the reduction kernel)."""
-    while t.shape[1] > 1:
-        h = t.shape[1] // 2
-        t = torch.cat([t[:, :h] + t[:, h : 2 * h], t[:, 2 * h :]], 1)
-    return t[:, 0]
+    t = t.t().contiguous()  # (D, N): each halving adds two contiguous blocks
+    while t.shape[0] > 1:
+        h = t.shape[0] // 2
+        half = t[:h] + t[h : 2 * h]
+        t = torch.cat([half, t[2 * h :]]) if t.shape[0] % 2 else half
+    return t[0]
 
 
 def _normalized(t: Tensor, normalize: bool) -> Tensor:
@@ -84,11 +86,12 @@ def _pair_distances(q: Tensor, ref: Tensor, idx: Tensor) -> Tensor:
     """float64 squared distances of queries ``q`` to their candidates ``ref[idx]`` (idx < 0: none, +inf).
 
     One formula for every candidate, wherever it was found: float64
-    differences, squared, summed by :func:`_row_sums`. ``knn`` ranks with
+    differences, squared, summed over the features. ``knn`` ranks with
     float64 differences too, but the summation order of its paths differs
-    (re-rank, exact row search; CPU, CUDA), so the distance of one pair could
-    differ in the last bit between a bank searched whole and one split across
-    ranks or chunks; recomputed here, it cannot.
+    (re-rank, exact row search), so the distance of one pair could differ in
+    the last bit between a bank searched whole and one split across ranks or
+    chunks; recomputed here, it cannot: the blocks summed have the same shape
+    (queries, k, D) whatever the bank's split, so the reduction runs alike.
     """
     n, k = idx.shape
     out = torch.full((n, k), math.inf, dtype=torch.float64, device=q.device)
@@ -98,9 +101,9 @@ def _pair_distances(q: Tensor, ref: Tensor, idx: Tensor) -> Tensor:
     for a in range(0, n, rows):
         b = min(n, a + rows)
         i = idx[a:b]
-        near = ref.index_select(0, i.clamp_min(0).reshape(-1)).to(torch.float64)
-        diff = q[a:b].to(torch.float64).repeat_interleave(k, 0) - near
-        out[a:b] = _row_sums(diff * diff).view(b - a, k).masked_fill_(i < 0, math.inf)
+        near = ref.index_select(0, i.clamp_min(0).reshape(-1)).view(b - a, k, -1)
+        diff = q[a:b].to(torch.float64).unsqueeze(1) - near  # float64: float32 values convert exactly
+        out[a:b] = diff.square_().sum(2).masked_fill_(i < 0, math.inf)
     return out
 
 
