@@ -868,6 +868,12 @@ def _run(args: argparse.Namespace) -> int:
                     a = np.array([r["plain"][key] for r in results])
                     b = np.array([r["balanced"][key] for r in results])
                     print(f"  {key:<18} (a) {a.mean():.3f} +- {a.std():.3f}   (b) {b.mean():.3f} +- {b.std():.3f}   gain {np.mean(b - a):+.3f}")
+                nov = {key: np.array([r["novelty"][key] for r in results]) for key in ("auroc", "flag_rate_unseen", "flag_rate_ordinary")}
+                print(
+                    f"  novelty AUROC      (b) {nov['auroc'].mean():.3f} +- {nov['auroc'].std():.3f}   flagged: rotated "
+                    f"{nov['flag_rate_unseen'].mean():.0%} +- {nov['flag_rate_unseen'].std():.0%}, ordinary test "
+                    f"{nov['flag_rate_ordinary'].mean():.0%} +- {nov['flag_rate_ordinary'].std():.0%}"
+                )
             return 0
     except CLIError as exc:
         print(f"balancedtorch {args.command}: error: {exc}", file=sys.stderr)
