@@ -553,8 +553,11 @@ def _fingerprint(array: Any) -> Optional[int]:
     """A checksum of a user-given array (None stays None), to check that every rank passed the same one."""
     if array is None:
         return None
-    values = np.ascontiguousarray(array.detach().cpu().numpy() if isinstance(array, Tensor) else np.asarray(array, dtype=np.float64))
-    return zlib.crc32(values.astype(np.float64).tobytes())
+    try:
+        values = array.detach().cpu().numpy() if isinstance(array, Tensor) else np.asarray(array, dtype=np.float64)
+        return zlib.crc32(np.ascontiguousarray(values, dtype=np.float64).tobytes())
+    except (TypeError, ValueError):  # not an array: the check before reported it; no raise before the collective
+        return -1
 
 
 def _rank_across(rows: np.ndarray, scores: np.ndarray, comm: Comm) -> np.ndarray:
@@ -629,6 +632,30 @@ def find_label_issues(
             O(N·K)); cleanlab's approximate batched multi-label estimate is not
             implemented, so ``multi_label=True`` with ``low_memory=True`` raises.
         rank_by: deprecated alias of ``return_indices_ranked_by``.
+        distributed (bool or None): ``labels`` and ``pred_probs`` are this
+            rank's share of the data, sharded across ``torch.distributed``
+            ranks (the global order is rank 0's rows, then rank 1's, ...).
+            Class counts and the confident joint are all-reduced; the
+            thresholds (numpy's mean, as cleanlab, whose float sum order a
+            reduce of partial sums cannot reproduce) gather one scalar per
+            row, never ``pred_probs``; the pruning filters pick each class's
+            or cell's samples across ranks from an all-gather of every rank's
+            ``n`` best candidates (where exactly tied values straddle a cut,
+            of that column's scores, so that the tie is decided as numpy's
+            argsort decides it in one process). Every rank gets the answer
+            for its own rows: the mask of its rows, or with
+            ``return_indices_ranked_by`` indices into its own rows, in the
+            global ranked order restricted to that rank. Concatenated in rank
+            order, the masks equal the single-process mask on the
+            concatenated data, exactly; the indices, shifted by each rank's
+            offset, are the single-process ranking split by rank.
+            **Collective**: every rank calls it with the same options and
+            number of classes (a rank may hold 0 rows, as an ``(0, K)``
+            array); invalid input on one rank raises there, and a ValueError
+            naming that rank on the others (no rank is left waiting).
+            ``multi_label=True`` with ``adjust_pred_probs`` is refused
+            across ranks. None (default): distributed when a process group
+            of world size > 1 is initialised; False: this rank's rows alone.
 
     Differences from cleanlab: labels with a single class are answered (cleanlab
     raises); with ``multi_label=True`` and a ``low_*`` filter the flagged samples
@@ -827,6 +854,16 @@ def rank_mistakes(
             out-of-sample.
         class_names (sequence of K str, optional): names shown instead of
             class ids when the result is printed (default None: ids).
+        distributed (bool or None): the rows are this rank's share of data
+            sharded across ``torch.distributed`` ranks (global order: rank
+            0's rows, then rank 1's, ...). The result holds this rank's
+            mistakes in the global order (one all-gather of a confidence per
+            mistake), ``index`` into this rank's rows, and one more column,
+            ``global_rank`` (int64, the position in the single-process
+            ranking of all ranks' mistakes), so that the ranks' tables merge
+            by it. **Collective**: every rank must call it (0 rows allowed).
+            None (default): distributed when a process group of world size
+            > 1 is initialised; False: this rank's rows alone.
 
     Returns:
         :class:`RankedMistakes`: a dict of equal-length tensors on
@@ -841,7 +878,9 @@ def rank_mistakes(
     Raises:
         ValueError: labels out of range, shapes that disagree, ``pred_probs``
             that are not probabilities (logits are named as such),
-            ``class_names`` without one name per class.
+            ``class_names`` without one name per class; across ranks, on
+            every rank when any rank's input is invalid or the ranks' numbers
+            of classes differ.
 
     Example:
         >>> m = bt.quality.rank_mistakes(val_labels, probs, class_names=["red", "yellow", "green"])
@@ -883,6 +922,13 @@ def mistakes_per_class(
             to 1; for logits pass ``logits.softmax(dim=1)``).
         class_names (sequence of K str, optional): names shown instead of
             class ids when the result is printed (default None: ids).
+        distributed (bool or None): the rows are this rank's share of data
+            sharded across ``torch.distributed`` ranks: the (K, K) confusion
+            counts are all-reduced and every rank gets the same table, that
+            of all ranks' rows (``num_samples`` counts them all).
+            **Collective**: every rank must call it (0 rows allowed). None
+            (default): distributed when a process group of world size > 1 is
+            initialised; False: this rank's rows alone.
 
     Returns:
         :class:`MistakesPerClass`: a dict, on the CPU, with ``class``
