@@ -52,15 +52,19 @@ def make_case(name):
     if name == "rounded":
         y[y == K - 1] = 0
     if name == "plain":
-        # adversarial: a row whose class-0 probability is exactly class 0's confident cut
-        # (threshold - 1e-6 in float32, as cleanlab compares): a last-bit error flips it
-        from balancedtorch.quality.label_issues import _thresholds_of
+        # adversarial: a row whose probability of class k is exactly class k's confident cut
+        # (threshold - 1e-6 in float32, as cleanlab compares), for a class whose exactly rounded
+        # mean differs from numpy's pairwise mean: a last-bit error in the reduce flips it
+        from balancedtorch.quality.label_issues import _confident_thresholds, _thresholds_of
 
-        t = _thresholds_of(y, p.numpy())
-        cut = np.float32(t[0] - 1e-6)
-        row = int(np.flatnonzero(y == 1)[5])
-        p[row] = torch.tensor([float(cut), 1 - float(cut) - 0.01] + [0.01 / (K - 2)] * (K - 2), dtype=torch.float32)
-        assert np.float32(_thresholds_of(y, p.numpy())[0] - 1e-6) == p[row, 0].item()
+        exact = _confident_thresholds(torch.from_numpy(y), p, np.bincount(y, minlength=K).tolist())
+        k = int(np.flatnonzero(exact != _thresholds_of(y, p.numpy()))[0])
+        cut = np.float32(exact[k] - 1e-6)
+        row = int(np.flatnonzero(y == (k + 1) % K)[5])
+        p[row] = torch.full((K,), (1 - float(cut)) / (K - 1), dtype=torch.float32)
+        p[row, k] = float(cut)
+        new = _confident_thresholds(torch.from_numpy(y), p, np.bincount(y, minlength=K).tolist())
+        assert np.float32(new[k] - 1e-6) == p[row, k].item() and new[k] != _thresholds_of(y, p.numpy())[k]
     return torch.from_numpy(y), p, sizes
 
 
@@ -324,3 +328,39 @@ def test_label_shift_fit_does_not_depend_on_row_order():
     assert torch.equal(est.confusion_, again.confusion_) and torch.equal(est.source_prior_, again.source_prior_)
     ref = (p.double().T @ torch.nn.functional.one_hot(y, 7).double()) / N
     torch.testing.assert_close(est.confusion_, ref, rtol=1e-12, atol=0)
+
+
+def test_confident_thresholds_do_not_depend_on_row_order():
+    """The confident joint's thresholds are exact means: the same flags whatever the order of the rows.
+
+    numpy's pairwise mean (cleanlab's) depends on the order; a sample sitting
+    on the cut of one order flipped when the same rows came in another order.
+    """
+    from fractions import Fraction
+
+    from balancedtorch.quality.label_issues import _thresholds_of
+
+    rng = np.random.default_rng(5)
+    N, K = 600, 4
+    p = torch.softmax(torch.from_numpy(rng.normal(size=(N, K)) * 2), 1).float()
+    y = p.argmax(1).numpy()
+    y[rng.random(N) < 0.1] = 1
+    y[0] = 1  # the probe row, labelled 1, confident for class 0 or not
+    for _ in range(200):  # two orders of the class-0 rows whose numpy means differ
+        perm = np.concatenate([[0], 1 + rng.permutation(N - 1)])
+        cuts = {np.float32(_thresholds_of(y[o], p.numpy()[o])[0] - 1e-6) for o in (np.arange(N), perm)}
+        if len(cuts) == 2:
+            break
+    assert len(cuts) == 2
+    probe = min(cuts)
+    p[0] = torch.tensor([float(probe)] + [(1 - float(probe)) / (K - 1)] * (K - 1))
+    y_t = torch.from_numpy(y)
+    flags = bt.quality.find_label_issues(y_t, p, filter_by="confident_learning")
+    again = bt.quality.find_label_issues(y_t[perm], p[perm], filter_by="confident_learning")
+    assert torch.equal(again, flags[perm])
+    # the threshold is the mean of the class's self-confidences, rounded once to float32
+    members = p[y_t == 0, 0].double().tolist()
+    exact = sum(Fraction(v) for v in members) / len(members)
+    guess = np.float32(float(exact))
+    nearest = min((np.nextafter(guess, np.float32(0)), guess, np.nextafter(guess, np.float32(2))), key=lambda c: abs(Fraction(float(c)) - exact))
+    assert bool(flags[0]) == bool(probe >= np.float32(nearest - np.float32(1e-6)))

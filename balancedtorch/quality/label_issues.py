@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from .._classes import group_by_class
-from ._distributed import Comm, check_distributed
+from ._distributed import Comm, check_distributed, exact_group_sums, round_ratio
 from ._inputs import as_tensor, check_labels, check_labels_and_probs, check_pred_probs
 from ._results import MistakesPerClass, RankedMistakes, check_class_names
 
@@ -233,19 +233,43 @@ def _lowest_float_at_least(bound: np.ndarray, dtype: torch.dtype) -> Tensor:
     return torch.where(v.double() < exact, torch.nextafter(v, torch.full_like(v, float("inf"))), v)
 
 
-def _thresholds(y: Tensor, p: Tensor, order: Tensor, offsets: list, comm: Optional[Comm] = None, rank_counts=None) -> np.ndarray:
-    # Per-class mean self-confidence with numpy's pairwise summation over the
-    # class's samples in index order, exactly as cleanlab: a last-bit
-    # difference in a threshold can flip a borderline sample. A reduce of
-    # per-rank partial sums cannot reproduce numpy's sum order, so across
-    # ranks each class's self-confidences (one scalar per row, grouped by
-    # class) are gathered and the same numpy mean taken on every rank.
+def _confident_thresholds(y: Tensor, p: Tensor, counts: Sequence[int], comm: Optional[Comm] = None) -> np.ndarray:
+    """Per-class mean self-confidence, the confident joint's thresholds: exactly rounded.
+
+    cleanlab takes numpy's mean (a pairwise float sum in the input's dtype,
+    over the class's samples in index order). No reduce of per-rank partial
+    sums reproduces that order, so here each class's sum is exact (integers,
+    :func:`._distributed.exact_group_sums`, all-reduced with ``comm``) and
+    divided once, rounded to the nearest value of cleanlab's dtype (the
+    input's; float32 for bfloat16; float64 when a class is absent, as
+    cleanlab): the same bits in one process and across ranks, whatever the
+    order or sharding. numpy's mean can differ from it in the last bit; a
+    probability lying exactly between the two cuts ``threshold - 1e-6`` is
+    the only sample decided differently from cleanlab.
+    """
+    sums = exact_group_sums(p.gather(1, y[:, None]).squeeze(1), y, p.shape[1], comm)
+    dtype = _numpy_dtype(p.dtype)
+    means = [round_ratio(total, int(n), dtype) if n else _ABSENT_CLASS_THRESHOLD for total, n in zip(sums, counts)]
+    return np.clip(means, a_min=_THRESHOLD_LOWER_BOUND, a_max=None)
+
+
+def _ranking_thresholds(y: Tensor, p: Tensor, comm: Optional[Comm] = None) -> np.ndarray:
+    """cleanlab's thresholds for ``adjust_pred_probs`` rankings: numpy's mean, bit for bit.
+
+    These shift every score, and a last-bit change reorders near-ties, so
+    they are numpy's, not the exactly rounded ones. Across ranks each
+    class's self-confidences (one scalar per row, grouped by class) are
+    all-gathered and the same numpy mean taken on every rank.
+    """
     K = p.shape[1]
+    local_counts = torch.bincount(y, minlength=K)
+    order, offsets = group_by_class(y, local_counts)
     grouped = p.gather(1, y[:, None]).squeeze(1).index_select(0, order)
     if comm is None:
         self_conf = _numpy_probs(grouped)
         return _thresholds_np([self_conf[offsets[k] : offsets[k + 1]] for k in range(K)])
     dtype = _numpy_dtype(p.dtype)
+    rank_counts = torch.stack(comm.all_gather(local_counts.cpu())).numpy()  # [world, K]
     parts = [part.numpy().astype(dtype) for part in comm.all_gather_rows(grouped.double())]  # float64: exact
     bounds = np.concatenate([np.zeros((len(parts), 1), dtype=np.int64), np.cumsum(rank_counts, axis=1)], axis=1)
     return _thresholds_np([np.concatenate([part[b[k] : b[k + 1]] for part, b in zip(parts, bounds)]) for k in range(K)])
@@ -368,8 +392,8 @@ def _find_single(
     min_examples_per_class: int,
     confident_joint: Optional[np.ndarray],
     comm: Optional[Comm] = None,
-) -> Tuple[Tensor, np.ndarray]:
-    """The mask of cleanlab's single-label find_label_issues, and the confident thresholds.
+) -> Tensor:
+    """The mask of cleanlab's single-label find_label_issues.
 
     With ``comm`` the rows are this rank's share: counts, thresholds and the
     confident joint are those of all ranks' rows, the mask is this rank's.
@@ -377,12 +401,10 @@ def _find_single(
     K = p.shape[1]
     local_counts = torch.bincount(y, minlength=K)
     order, offsets = group_by_class(y, local_counts)  # used by the thresholds and the pruning
-    rank_counts = None
     counts = local_counts
     if comm is not None:
-        rank_counts = torch.stack(comm.all_gather(local_counts.cpu())).numpy()  # [world, K]
-        counts = torch.as_tensor(rank_counts.sum(0), device=y.device)
-    thresholds = _thresholds(y, p, order, offsets, comm, rank_counts)
+        counts = comm.all_reduce(local_counts).to(y.device)
+    thresholds = _confident_thresholds(y, p, counts.tolist(), comm)
     mask = torch.zeros(y.numel(), dtype=torch.bool, device=p.device)
     if filter_by == "predicted_neq_given":
         mask = p.argmax(1) != y
@@ -451,15 +473,15 @@ def _find_single(
             num_errors = int(comm.all_reduce(torch.tensor([num_errors]))[0])
             total = int(counts.sum())
             mask = _select_smallest(torch.from_numpy(scores)[:, None], np.array([num_errors]), total, scores.dtype, comm)
-            return mask[:, 0].to(p.device), thresholds
+            return mask[:, 0].to(p.device)
         mask[torch.from_numpy(np.argsort(scores)[:num_errors].copy()).to(p.device)] = True
-        return mask, thresholds
+        return mask
 
     # never flag a sample whose given label is (within 1e-6, in the input's
     # dtype as cleanlab) the model's prediction; only flagged rows need checking
     rows = torch.nonzero(mask).flatten()
     mask[rows[_near_prediction(y, p, rows)]] = False
-    return mask, thresholds
+    return mask
 
 
 # --------------------------------------------------------------------------- public
@@ -590,7 +612,8 @@ def find_label_issues(
 
     ``cleanlab.filter.find_label_issues``'s signature, defaults and results:
     the calibrated confident joint, then pruning, in torch on the device of
-    ``pred_probs``. With the same arguments it flags the same samples and, with
+    ``pred_probs``. With the same arguments it flags the same samples (up to
+    the last bit of a class threshold, see the differences below) and, with
     ``return_indices_ranked_by``, returns them in the same order (the same
     label-quality scores, bit for bit, sorted by numpy as cleanlab sorts them).
 
@@ -635,10 +658,9 @@ def find_label_issues(
         distributed (bool or None): ``labels`` and ``pred_probs`` are this
             rank's share of the data, sharded across ``torch.distributed``
             ranks (the global order is rank 0's rows, then rank 1's, ...).
-            Class counts and the confident joint are all-reduced; the
-            thresholds (numpy's mean, as cleanlab, whose float sum order a
-            reduce of partial sums cannot reproduce) gather one scalar per
-            row, never ``pred_probs``; the pruning filters pick each class's
+            Class counts, the per-class thresholds (exact sums, see below)
+            and the confident joint are all-reduced, never gathered; the
+            pruning filters pick each class's
             or cell's samples across ranks from an all-gather of every rank's
             ``n`` best candidates (where exactly tied values straddle a cut,
             of that column's scores, so that the tie is decided as numpy's
@@ -653,12 +675,20 @@ def find_label_issues(
             number of classes (a rank may hold 0 rows, as an ``(0, K)``
             array); invalid input on one rank raises there, and a ValueError
             naming that rank on the others (no rank is left waiting).
-            ``multi_label=True`` with ``adjust_pred_probs`` is refused
-            across ranks. None (default): distributed when a process group
+            ``rank_by_kwargs={"adjust_pred_probs": True}`` takes cleanlab's
+            numpy thresholds, which need each row's self-confidence (one
+            scalar per row, all-gathered); with ``multi_label=True`` it is
+            refused across ranks. None (default): distributed when a process group
             of world size > 1 is initialised; False: this rank's rows alone.
 
-    Differences from cleanlab: labels with a single class are answered (cleanlab
-    raises); with ``multi_label=True`` and a ``low_*`` filter the flagged samples
+    Differences from cleanlab: the per-class thresholds of the confident joint
+    (mean self-confidence) are exactly rounded (an exact sum divided once),
+    where cleanlab takes numpy's pairwise float mean, which can differ in the
+    last bit: so that they do not depend on the order of the samples or on
+    how they are split across ranks; only a probability lying between the
+    two resulting cuts (``threshold - 1e-6``) is decided differently (the
+    ``adjust_pred_probs`` rankings keep cleanlab's thresholds). Labels with a
+    single class are answered (cleanlab raises); with ``multi_label=True`` and a ``low_*`` filter the flagged samples
     are ranked by their own scores (cleanlab pairs scores and indices in
     different orders); ``multi_label=True`` also takes a multi-hot array.
 
@@ -748,7 +778,7 @@ def find_label_issues(
             num_to_remove, min_examples_per_class, confident_joint, comm,
         )
     else:
-        mask_t, thresholds = _find_single(y, p, filter_by, frac_noise, num_to_remove, min_examples_per_class, joint, comm)
+        mask_t = _find_single(y, p, filter_by, frac_noise, num_to_remove, min_examples_per_class, joint, comm)
         ranked = None
         if return_indices_ranked_by is not None:
             flagged = torch.nonzero(mask_t).flatten().cpu().numpy()
@@ -756,6 +786,7 @@ def find_label_issues(
             if return_indices_ranked_by == "self_confidence" and not adjust:
                 scores = p_np[flagged, y_np]  # the default ranking: no copy of the flagged rows
             else:
+                thresholds = _ranking_thresholds(y, p, comm) if adjust else None
                 scores = _scores_np(y_np, p_np[flagged], return_indices_ranked_by, adjust, thresholds)
             ranked = flagged[np.argsort(scores)] if comm is None else _rank_across(flagged, scores, comm)
         mask = mask_t
@@ -791,7 +822,7 @@ def _find_multilabel(y_one, p, filter_by, method, adjust, frac_noise, num_to_rem
         if confident_joint is not None and per_class_filter in PRUNING_FILTERS:
             joint = confident_joint[c]
         remove = None if num_to_remove is None else np.array([num_to_remove[c], 0])
-        mask_c, _ = _find_single(y_all[:, c], binary, per_class_filter, frac_noise, remove, min_examples_per_class, joint, comm)
+        mask_c = _find_single(y_all[:, c], binary, per_class_filter, frac_noise, remove, min_examples_per_class, joint, comm)
         flagged |= mask_c
     p_np = _numpy_probs(p)
     if per_class_filter != filter_by:
