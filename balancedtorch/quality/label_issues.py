@@ -358,7 +358,7 @@ def _select_smallest(values: Tensor, nums: np.ndarray, total: int, dtype: np.dty
         start = sum(part.shape[0] for part in parts[: comm.rank])
         whole = torch.cat(parts).numpy().astype(dtype)
         for c, j in enumerate(straddle):
-            chosen = np.argsort(whole[:, c])[: nums[j]] - start
+            chosen = np.argsort(np.ascontiguousarray(whole[:, c]))[: nums[j]] - start
             chosen = chosen[(chosen >= 0) & (chosen < n)]
             sel[torch.from_numpy(chosen.copy()), j] = True
     return sel.to(values.device)
@@ -660,11 +660,11 @@ def find_label_issues(
             ranks (the global order is rank 0's rows, then rank 1's, ...).
             Class counts, the per-class thresholds (exact sums, see below)
             and the confident joint are all-reduced, never gathered; the
-            pruning filters pick each class's
-            or cell's samples across ranks from an all-gather of every rank's
-            ``n`` best candidates (where exactly tied values straddle a cut,
-            of that column's scores, so that the tie is decided as numpy's
-            argsort decides it in one process). Every rank gets the answer
+            pruning and ``low_*`` filters pick each class's or cell's ``n``
+            samples across ranks from an all-gather of every rank's ``n``
+            best candidates (one scalar each; where exactly tied values
+            straddle a cut, of that column's scalars, so that the tie is
+            decided as numpy's argsort decides it in one process). Every rank gets the answer
             for its own rows: the mask of its rows, or with
             ``return_indices_ranked_by`` indices into its own rows, in the
             global ranked order restricted to that rank. Concatenated in rank
@@ -678,8 +678,10 @@ def find_label_issues(
             ``rank_by_kwargs={"adjust_pred_probs": True}`` takes cleanlab's
             numpy thresholds, which need each row's self-confidence (one
             scalar per row, all-gathered); with ``multi_label=True`` it is
-            refused across ranks. None (default): distributed when a process group
-            of world size > 1 is initialised; False: this rank's rows alone.
+            refused across ranks. None (default): distributed when a process
+            group of world size > 1 is initialised (under ``torchrun``, pass
+            False when every rank holds the whole data set); False: this
+            rank's rows alone.
 
     Differences from cleanlab: the per-class thresholds of the confident joint
     (mean self-confidence) are exactly rounded (an exact sum divided once),
@@ -848,8 +850,10 @@ def _find_multilabel(y_one, p, filter_by, method, adjust, frac_noise, num_to_rem
     if method is None:
         return mask, None
     rows = np.flatnonzero(mask)
-    scores = _multilabel_scores_np(y_one[rows], p_np[rows], method, adjust) if comm is not None else _multilabel_scores_np(y_one, p_np, method, adjust)[rows]
-    return mask, rows[np.argsort(scores)] if comm is None else _rank_across(rows, scores, comm)
+    if comm is None:  # adjust_pred_probs takes its thresholds from all rows
+        return mask, rows[np.argsort(_multilabel_scores_np(y_one, p_np, method, adjust)[rows])]
+    # across ranks adjust_pred_probs is refused: the scores are row by row
+    return mask, _rank_across(rows, _multilabel_scores_np(y_one[rows], p_np[rows], method, False), comm)
 
 
 def _check_mistake_inputs(labels: Any, pred_probs: Any, class_names: Any, comm: Optional[Comm], what: str):
