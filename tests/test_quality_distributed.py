@@ -293,10 +293,14 @@ def test_distributed_argument():
         bt.quality.mistakes_per_class(y, p, distributed="yes")
 
 
-def test_exact_group_sums_and_rounding():
+@pytest.mark.parametrize("chunk", [1 << 20, 64])
+def test_exact_group_sums_and_rounding(monkeypatch, chunk):
     from fractions import Fraction
 
+    from balancedtorch.quality import _distributed
     from balancedtorch.quality._distributed import exact_group_sums, round_ratio
+
+    monkeypatch.setattr(_distributed, "_CHUNK", chunk)  # 64: the sums run over several chunks
 
     rng = np.random.default_rng(3)
     for dtype in (np.float64, np.float32, np.float16):

@@ -24,6 +24,7 @@ _LIMB_BITS = 32
 _TOP_BITS = 2  # the values summed are probabilities (<= 1); room for 2
 _NUM_LIMBS = (_FIXED_SHIFT + _TOP_BITS + _LIMB_BITS - 1) // _LIMB_BITS + 1
 _PART_BITS = 26  # a 53-bit mantissa in two parts of <= 27 bits: part << 31 fits int64
+_CHUNK = 1 << 20
 
 
 def check_distributed(distributed: Any) -> bool:
@@ -96,18 +97,24 @@ def exact_group_sums(values: Tensor, groups: Tensor, num_groups: int, comm: Opti
     does not depend on the order of the values, nor on how they are split
     across ranks.
     """
-    v = values.detach().double().flatten().cpu()
-    g = groups.flatten().cpu()
+    v_all = values.detach().flatten()
+    g_all = groups.flatten()
     limbs = torch.zeros(num_groups * _NUM_LIMBS, dtype=torch.long)
-    nz = v != 0
-    v, g = v[nz], g[nz]
-    if v.numel():
+    for start in range(0, v_all.numel(), _CHUNK):  # bounded temporaries (several int64 copies of a chunk)
+        v = v_all[start : start + _CHUNK].double().cpu()
+        g = g_all[start : start + _CHUNK].cpu()
+        nz = v != 0
+        if not bool(nz.all()):
+            v, g = v[nz], g[nz]
+        if not v.numel():
+            continue
         mantissa, exponent = torch.frexp(v)  # v = mantissa * 2**exponent, mantissa in [0.5, 1)
         m = (mantissa * 2.0**53).long()  # exact: 53 bits
-        shift = exponent.long() - 53 + _FIXED_SHIFT  # v = m * 2**(shift - 1074)
-        low = shift < 0  # subnormal: m has enough trailing zeros
-        m = torch.where(low, m >> (-shift).clamp_min(0), m)
-        shift = shift.clamp_min(0)
+        shift = exponent.long() + (_FIXED_SHIFT - 53)  # v = m * 2**(shift - 1074)
+        low = shift < 0
+        if bool(low.any()):  # subnormal: m has enough trailing zeros to shift them out
+            m = torch.where(low, m >> (-shift).clamp_min(0), m)
+            shift = shift.clamp_min(0)
         for part, at in ((m & ((1 << _PART_BITS) - 1), shift), (m >> _PART_BITS, shift + _PART_BITS)):
             q, r = at // _LIMB_BITS, at % _LIMB_BITS
             wide = part << r  # < 2**58
