@@ -53,18 +53,24 @@ def make_case(name):
         y[y == K - 1] = 0
     if name == "plain":
         # adversarial: a row whose probability of class k is exactly class k's confident cut
-        # (threshold - 1e-6 in float32, as cleanlab compares), for a class whose exactly rounded
-        # mean differs from numpy's pairwise mean: a last-bit error in the reduce flips it
-        from balancedtorch.quality.label_issues import _confident_thresholds, _thresholds_of
+        # (cleanlab's numpy-mean threshold - 1e-6 in float32, as cleanlab compares), for a class
+        # whose numpy mean differs from the exactly rounded mean: a reduce of per-rank partial
+        # sums (in any order) instead of numpy's mean over the concatenation flips it
+        from balancedtorch.quality._distributed import exact_group_sums, round_ratio
+        from balancedtorch.quality.label_issues import _thresholds_of
 
-        exact = _confident_thresholds(torch.from_numpy(y), p, np.bincount(y, minlength=K).tolist())
-        k = int(np.flatnonzero(exact != _thresholds_of(y, p.numpy()))[0])
-        cut = np.float32(exact[k] - 1e-6)
+        counts = np.bincount(y, minlength=K)
+        sums = exact_group_sums(p.gather(1, torch.from_numpy(y)[:, None]).squeeze(1), torch.from_numpy(y), K)
+        exact = np.array([round_ratio(s, int(n), np.float32) for s, n in zip(sums, counts)])
+        numpy_mean = _thresholds_of(y, p.numpy())
+        k = int(np.flatnonzero(exact != numpy_mean)[0])
+        cut = np.float32(numpy_mean[k] - 1e-6)
         row = int(np.flatnonzero(y == (k + 1) % K)[5])
         p[row] = torch.full((K,), (1 - float(cut)) / (K - 1), dtype=torch.float32)
         p[row, k] = float(cut)
-        new = _confident_thresholds(torch.from_numpy(y), p, np.bincount(y, minlength=K).tolist())
-        assert np.float32(new[k] - 1e-6) == p[row, k].item() and new[k] != _thresholds_of(y, p.numpy())[k]
+        new = _thresholds_of(y, p.numpy())
+        assert new[k] == numpy_mean[k] and np.float32(new[k] - 1e-6) == p[row, k].item()
+        assert np.float32(exact[k] - 1e-6) != p[row, k].item()
     return torch.from_numpy(y), p, sizes
 
 
@@ -334,37 +340,19 @@ def test_label_shift_fit_does_not_depend_on_row_order():
     torch.testing.assert_close(est.confusion_, ref, rtol=1e-12, atol=0)
 
 
-def test_confident_thresholds_do_not_depend_on_row_order():
-    """The confident joint's thresholds are exact means: the same flags whatever the order of the rows.
-
-    numpy's pairwise mean (cleanlab's) depends on the order; a sample sitting
-    on the cut of one order flipped when the same rows came in another order.
-    """
-    from fractions import Fraction
-
-    from balancedtorch.quality.label_issues import _thresholds_of
+def test_confident_thresholds_are_cleanlabs_bit_for_bit():
+    """The confident joint's thresholds are cleanlab's numpy means, in any row order, ties and cuts included."""
+    cleanlab_count = pytest.importorskip("cleanlab.count")
+    from balancedtorch.quality.label_issues import _confident_thresholds
 
     rng = np.random.default_rng(5)
-    N, K = 600, 4
-    p = torch.softmax(torch.from_numpy(rng.normal(size=(N, K)) * 2), 1).float()
-    y = p.argmax(1).numpy()
-    y[rng.random(N) < 0.1] = 1
-    y[0] = 1  # the probe row, labelled 1, confident for class 0 or not
-    for _ in range(200):  # two orders of the class-0 rows whose numpy means differ
-        perm = np.concatenate([[0], 1 + rng.permutation(N - 1)])
-        cuts = {np.float32(_thresholds_of(y[o], p.numpy()[o])[0] - 1e-6) for o in (np.arange(N), perm)}
-        if len(cuts) == 2:
-            break
-    assert len(cuts) == 2
-    probe = min(cuts)
-    p[0] = torch.tensor([float(probe)] + [(1 - float(probe)) / (K - 1)] * (K - 1))
-    y_t = torch.from_numpy(y)
-    flags = bt.quality.find_label_issues(y_t, p, filter_by="confident_learning")
-    again = bt.quality.find_label_issues(y_t[perm], p[perm], filter_by="confident_learning")
-    assert torch.equal(again, flags[perm])
-    # the threshold is the mean of the class's self-confidences, rounded once to float32
-    members = p[y_t == 0, 0].double().tolist()
-    exact = sum(Fraction(v) for v in members) / len(members)
-    guess = np.float32(float(exact))
-    nearest = min((np.nextafter(guess, np.float32(0)), guess, np.nextafter(guess, np.float32(2))), key=lambda c: abs(Fraction(float(c)) - exact))
-    assert bool(flags[0]) == bool(probe >= np.float32(nearest - np.float32(1e-6)))
+    N, K = 20000, 5
+    for dtype in (torch.float32, torch.float64):
+        p = torch.softmax(torch.from_numpy(rng.normal(size=(N, K)) * 2), 1).to(dtype)
+        y = p.argmax(1).numpy()
+        y[rng.random(N) < 0.1] = 1
+        for order in (np.arange(N), rng.permutation(N)):
+            yo, po = y[order], p[order]
+            ours = _confident_thresholds(torch.from_numpy(yo), po, np.bincount(yo, minlength=K).tolist())
+            theirs = cleanlab_count.get_confident_thresholds(yo, po.numpy())
+            assert ours.dtype == theirs.dtype and np.array_equal(ours, theirs)

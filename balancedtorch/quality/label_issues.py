@@ -234,32 +234,23 @@ def _lowest_float_at_least(bound: np.ndarray, dtype: torch.dtype) -> Tensor:
 
 
 def _confident_thresholds(y: Tensor, p: Tensor, counts: Sequence[int], comm: Optional[Comm] = None) -> np.ndarray:
-    """Per-class mean self-confidence, the confident joint's thresholds: exactly rounded.
+    """Per-class mean self-confidence, the confident joint's thresholds: cleanlab's, bit for bit.
 
     cleanlab takes numpy's mean (a pairwise float sum in the input's dtype,
     over the class's samples in index order). No reduce of per-rank partial
-    sums reproduces that order, so here each class's sum is exact (integers,
-    :func:`._distributed.exact_group_sums`, all-reduced with ``comm``) and
-    divided once, rounded to the nearest value of cleanlab's dtype (the
-    input's; float32 for bfloat16; float64 when a class is absent, as
-    cleanlab): the same bits in one process and across ranks, whatever the
-    order or sharding. numpy's mean can differ from it in the last bit; a
-    probability lying exactly between the two cuts ``threshold - 1e-6`` is
-    the only sample decided differently from cleanlab.
+    sums reproduces that order, so across ranks each row's self-confidence
+    (one scalar per row, never ``pred_probs``) is all-gathered and numpy's
+    mean taken over the concatenation in rank order: the same bits as one
+    process on the concatenated data, and as cleanlab.
     """
-    sums = exact_group_sums(p.gather(1, y[:, None]).squeeze(1), y, p.shape[1], comm)
-    dtype = _numpy_dtype(p.dtype)
-    means = [round_ratio(total, int(n), dtype) if n else _ABSENT_CLASS_THRESHOLD for total, n in zip(sums, counts)]
-    return np.clip(means, a_min=_THRESHOLD_LOWER_BOUND, a_max=None)
+    return _ranking_thresholds(y, p, comm)
 
 
 def _ranking_thresholds(y: Tensor, p: Tensor, comm: Optional[Comm] = None) -> np.ndarray:
-    """cleanlab's thresholds for ``adjust_pred_probs`` rankings: numpy's mean, bit for bit.
+    """cleanlab's ``get_confident_thresholds``: numpy's mean of each class's self-confidences, bit for bit.
 
-    These shift every score, and a last-bit change reorders near-ties, so
-    they are numpy's, not the exactly rounded ones. Across ranks each
-    class's self-confidences (one scalar per row, grouped by class) are
-    all-gathered and the same numpy mean taken on every rank.
+    Across ranks each class's self-confidences (one scalar per row, grouped
+    by class) are all-gathered and the same numpy mean taken on every rank.
     """
     K = p.shape[1]
     local_counts = torch.bincount(y, minlength=K)
@@ -612,8 +603,7 @@ def find_label_issues(
 
     ``cleanlab.filter.find_label_issues``'s signature, defaults and results:
     the calibrated confident joint, then pruning, in torch on the device of
-    ``pred_probs``. With the same arguments it flags the same samples (up to
-    the last bit of a class threshold, see the differences below) and, with
+    ``pred_probs``. With the same arguments it flags the same samples and, with
     ``return_indices_ranked_by``, returns them in the same order (the same
     label-quality scores, bit for bit, sorted by numpy as cleanlab sorts them).
 
@@ -658,8 +648,10 @@ def find_label_issues(
         distributed (bool or None): ``labels`` and ``pred_probs`` are this
             rank's share of the data, sharded across ``torch.distributed``
             ranks (the global order is rank 0's rows, then rank 1's, ...).
-            Class counts, the per-class thresholds (exact sums, see below)
-            and the confident joint are all-reduced, never gathered; the
+            Class counts and the confident joint are all-reduced; the
+            per-class thresholds are cleanlab's numpy means over every
+            rank's self-confidences (one scalar per row all-gathered, never
+            ``pred_probs``), so they are cleanlab's bit for bit; the
             pruning and ``low_*`` filters pick each class's or cell's ``n``
             samples across ranks from an all-gather of every rank's ``n``
             best candidates (one scalar each; where exactly tied values
@@ -675,21 +667,13 @@ def find_label_issues(
             number of classes (a rank may hold 0 rows, as an ``(0, K)``
             array); invalid input on one rank raises there, and a ValueError
             naming that rank on the others (no rank is left waiting).
-            ``rank_by_kwargs={"adjust_pred_probs": True}`` takes cleanlab's
-            numpy thresholds, which need each row's self-confidence (one
-            scalar per row, all-gathered); with ``multi_label=True`` it is
-            refused across ranks. None (default): distributed when a process
+            ``rank_by_kwargs={"adjust_pred_probs": True}`` with
+            ``multi_label=True`` is refused across ranks. None (default): distributed when a process
             group of world size > 1 is initialised (under ``torchrun``, pass
             False when every rank holds the whole data set); False: this
             rank's rows alone.
 
-    Differences from cleanlab: the per-class thresholds of the confident joint
-    (mean self-confidence) are exactly rounded (an exact sum divided once),
-    where cleanlab takes numpy's pairwise float mean, which can differ in the
-    last bit: so that they do not depend on the order of the samples or on
-    how they are split across ranks; only a probability lying between the
-    two resulting cuts (``threshold - 1e-6``) is decided differently (the
-    ``adjust_pred_probs`` rankings keep cleanlab's thresholds). Labels with a
+    Differences from cleanlab: labels with a
     single class are answered (cleanlab raises); with ``multi_label=True`` and a ``low_*`` filter the flagged samples
     are ranked by their own scores (cleanlab pairs scores and indices in
     different orders); ``multi_label=True`` also takes a multi-hot array.
