@@ -24,9 +24,9 @@ def _first(mask: Tensor) -> Tuple[int, ...]:
     return tuple(int(i) for i in mask.nonzero()[0])
 
 
-def check_labels(labels: Any, num_classes: Optional[int], name: str = "labels", device=None) -> Tensor:
+def check_labels(labels: Any, num_classes: Optional[int], name: str = "labels", device=None, allow_empty: bool = False) -> Tensor:
     """int64 labels in ``[0, num_classes)`` (or ``>= 0``); see :func:`balancedtorch._labels.check_labels`."""
-    return _check_labels(labels, name, num_classes=num_classes, device=device)
+    return _check_labels(labels, name, num_classes=num_classes, device=device, allow_empty=allow_empty)
 
 
 def check_pred_probs(

@@ -126,7 +126,9 @@ class RankedMistakes(_MistakeTable):
     ``prediction`` (int64, the argmax) and ``confidence`` (``pred_probs``'s
     dtype, the probability of the prediction). ``len(r)`` is the number of
     keys (4), as for any Mapping; the number of mistakes is ``r.num_rows``
-    (``len(r["index"])``).
+    (``len(r["index"])``). Across ranks (``rank_mistakes(...,
+    distributed=True)``) a fifth column, ``global_rank`` (int64), gives each
+    row's position in the ranking of all ranks' mistakes.
 
     ``print(r)`` shows an aligned table (class names when ``class_names`` was
     given, else class ids), cut after ``r.max_rows`` rows (default 20) with
@@ -177,7 +179,7 @@ class RankedMistakes(_MistakeTable):
         return "\n".join([title, *table, *self._more(len(rows))])
 
     def _columns(self) -> Dict[str, Any]:
-        columns = {k: self[k].cpu().numpy() for k in ("index", "target", "prediction", "confidence")}
+        columns = {k: self[k].cpu().numpy() for k in ("index", "target", "prediction", "confidence", "global_rank") if k in self}
         if self.class_names is not None:
             columns["target_name"] = [self.class_names[t] for t in columns["target"]]
             columns["prediction_name"] = [self.class_names[p] for p in columns["prediction"]]

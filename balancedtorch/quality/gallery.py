@@ -11,9 +11,8 @@ import torch
 from torch import Tensor
 
 from .._checks import as_tensor
-from .._classes import group_by_class
 from ..metrics.classification import _figure, _finish
-from .label_issues import _confident_joint, _thresholds, rank_mistakes
+from .label_issues import _confident_joint, _confident_thresholds, rank_mistakes
 from ._inputs import check_labels_and_probs
 
 __all__ = ["plot_mistakes", "plot_novel"]
@@ -178,7 +177,7 @@ def plot_mistakes(
         >>> fig = bt.quality.plot_mistakes(val_images, val_labels, probs, class_names=names, n=16, path="mistakes.png")
     """
     n = _check_n(n)
-    ranked = rank_mistakes(labels, pred_probs, class_names)
+    ranked = rank_mistakes(labels, pred_probs, class_names, distributed=False)  # a picture of these rows: no collective
     _check_count(images, ranked.num_samples, "labels")
     shown = ranked._rows(n)
     titles = [f"{r.target} → {r.prediction} ({r.confidence:.2f})" for r in shown]
@@ -238,7 +237,6 @@ def _estimated_noise_rate(labels: Any, pred_probs: Any) -> float:
     """
     y, p = check_labels_and_probs(labels, pred_probs)
     counts = torch.bincount(y, minlength=p.shape[1])
-    order, offsets = group_by_class(y, counts)
-    joint, _ = _confident_joint(y, p, counts, _thresholds(y, p, order, offsets))
+    joint, _ = _confident_joint(y, p, counts, _confident_thresholds(y, p, counts.tolist()))  # find_label_issues' joint
     total = float(joint.sum())
     return float((total - np.trace(joint)) / total) if total > 0 else 0.0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+import zlib
 from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
@@ -10,7 +11,8 @@ import torch
 from torch import Tensor
 
 from .._classes import group_by_class
-from ._inputs import check_labels_and_probs, check_pred_probs
+from ._distributed import Comm, check_distributed, exact_group_sums, round_ratio
+from ._inputs import as_tensor, check_labels, check_labels_and_probs, check_pred_probs
 from ._results import MistakesPerClass, RankedMistakes, check_class_names
 
 __all__ = ["find_label_issues", "rank_mistakes", "mistakes_per_class", "label_quality_scores"]
@@ -35,6 +37,11 @@ _UNSET = object()
 # confidence_weighted_entropy in float64), and ranked with numpy's argsort:
 # the same scores, bit for bit, order the flagged samples exactly as cleanlab,
 # ties included. Only the flagged rows are scored, so this is not a hot path.
+
+
+def _numpy_dtype(dtype: torch.dtype) -> np.dtype:
+    """The numpy dtype :func:`_numpy_probs` gives a tensor of ``dtype``."""
+    return {torch.float64: np.dtype(np.float64), torch.float16: np.dtype(np.float16)}.get(dtype, np.dtype(np.float32))
 
 
 def _numpy_probs(p: Tensor) -> np.ndarray:
@@ -226,17 +233,40 @@ def _lowest_float_at_least(bound: np.ndarray, dtype: torch.dtype) -> Tensor:
     return torch.where(v.double() < exact, torch.nextafter(v, torch.full_like(v, float("inf"))), v)
 
 
-def _thresholds(y: Tensor, p: Tensor, order: Tensor, offsets: list) -> np.ndarray:
-    # Per-class mean self-confidence with numpy's pairwise summation over the
-    # class's samples in index order, exactly as cleanlab: a last-bit
-    # difference in a threshold can flip a borderline sample.
-    self_conf = _numpy_probs(p.gather(1, y[:, None]).squeeze(1))
-    order_np = order.cpu().numpy()
+def _confident_thresholds(y: Tensor, p: Tensor, counts: Sequence[int], comm: Optional[Comm] = None) -> np.ndarray:
+    """Per-class mean self-confidence, the confident joint's thresholds: cleanlab's, bit for bit.
+
+    cleanlab takes numpy's mean (a pairwise float sum in the input's dtype,
+    over the class's samples in index order). No reduce of per-rank partial
+    sums reproduces that order, so across ranks each row's self-confidence
+    (one scalar per row, never ``pred_probs``) is all-gathered and numpy's
+    mean taken over the concatenation in rank order: the same bits as one
+    process on the concatenated data, and as cleanlab.
+    """
+    return _ranking_thresholds(y, p, comm)
+
+
+def _ranking_thresholds(y: Tensor, p: Tensor, comm: Optional[Comm] = None) -> np.ndarray:
+    """cleanlab's ``get_confident_thresholds``: numpy's mean of each class's self-confidences, bit for bit.
+
+    Across ranks each class's self-confidences (one scalar per row, grouped
+    by class) are all-gathered and the same numpy mean taken on every rank.
+    """
     K = p.shape[1]
-    return _thresholds_np([self_conf[order_np[offsets[k] : offsets[k + 1]]] for k in range(K)])
+    local_counts = torch.bincount(y, minlength=K)
+    order, offsets = group_by_class(y, local_counts)
+    grouped = p.gather(1, y[:, None]).squeeze(1).index_select(0, order)
+    if comm is None:
+        self_conf = _numpy_probs(grouped)
+        return _thresholds_np([self_conf[offsets[k] : offsets[k + 1]] for k in range(K)])
+    dtype = _numpy_dtype(p.dtype)
+    rank_counts = torch.stack(comm.all_gather(local_counts.cpu())).numpy()  # [world, K]
+    parts = [part.numpy().astype(dtype) for part in comm.all_gather_rows(grouped.double())]  # float64: exact
+    bounds = np.concatenate([np.zeros((len(parts), 1), dtype=np.int64), np.cumsum(rank_counts, axis=1)], axis=1)
+    return _thresholds_np([np.concatenate([part[b[k] : b[k + 1]] for part, b in zip(parts, bounds)]) for k in range(K)])
 
 
-def _confident_joint(y: Tensor, p: Tensor, counts: Tensor, thresholds: np.ndarray):
+def _confident_joint(y: Tensor, p: Tensor, counts: Tensor, thresholds: np.ndarray, comm: Optional[Comm] = None):
     """Calibrated confident joint (K x K, rows: given label) and off-diagonal indices."""
     K = p.shape[1]
     # cleanlab compares pred_probs >= thresholds - 1e-6 in numpy's promoted dtype
@@ -253,6 +283,8 @@ def _confident_joint(y: Tensor, p: Tensor, counts: Tensor, thresholds: np.ndarra
     # ties in the rounding.
     counted = torch.zeros(K * K, dtype=torch.long, device=p.device)
     counted.index_add_(0, guess[keep] * K + y[keep], torch.ones_like(y[keep]))
+    if comm is not None:
+        counted = comm.all_reduce(counted)  # integer counts: the sum is exact
     joint = counted.view(K, K).cpu().numpy().T
     np.fill_diagonal(joint, joint.diagonal().clip(min=1))
     off_diagonal = torch.nonzero(keep & (guess != y)).flatten()
@@ -280,6 +312,68 @@ def _smallest(values: Tensor, num: int) -> Tensor:
     return picked
 
 
+def _select_smallest(values: Tensor, nums: np.ndarray, total: int, dtype: np.dtype, comm: Comm) -> Tensor:
+    """Across ranks, per column j, this rank's share of ``np.argsort(column)[:nums[j]]`` on all ranks' rows.
+
+    ``values`` (Tensor[n, M]) are this rank's rows; the column of all ranks
+    is their concatenation in rank order (``total`` rows). The result is the
+    bool mask [n, M] of this rank's rows among the ``nums[j]`` smallest.
+    Each rank contributes its own ``max(nums)`` smallest per column (one
+    all-gather), which holds every global cut; only where exactly tied values
+    straddle a cut does the choice depend on numpy's (unstable) argsort of
+    the whole column, and then that column (one scalar per row, as
+    ``dtype``, the array the single-process code sorts) is all-gathered and
+    sorted the same way on every rank.
+    """
+    n, M = values.shape
+    v = values.detach().double().cpu()  # float64 holds every value exactly: the same comparisons
+    nums = np.minimum(np.asarray(nums, dtype=np.int64), total)
+    D = max(int(nums.max()) if M else 0, 1)
+    top = torch.full((D, M), float("inf"), dtype=torch.float64)
+    d = min(D, n)
+    if d:
+        top[:d] = torch.topk(v, d, dim=0, largest=False, sorted=True).values
+    candidates = torch.cat(comm.all_gather(top)).sort(0).values  # holds each column's nums[j] smallest
+    sel = torch.zeros((n, M), dtype=torch.bool)
+    cut_at = torch.as_tensor(np.clip(nums - 1, 0, None))
+    cuts = candidates.gather(0, cut_at[None]).squeeze(0) if M else torch.zeros(0, dtype=torch.float64)
+    at_most = comm.all_reduce((v <= cuts[None]).sum(0))  # per column, how many of all rows are <= the cut
+    straddle = [j for j in range(M) if 0 < nums[j] < total and int(at_most[j]) > nums[j]]
+    for j in range(M):
+        if nums[j] >= total:
+            sel[:, j] = True
+        elif nums[j] > 0 and j not in straddle:
+            sel[:, j] = v[:, j] <= cuts[j]
+    if straddle:
+        parts = comm.all_gather_rows(v[:, straddle])
+        start = sum(part.shape[0] for part in parts[: comm.rank])
+        whole = torch.cat(parts).numpy().astype(dtype)
+        for c, j in enumerate(straddle):
+            chosen = np.argsort(np.ascontiguousarray(whole[:, c]))[: nums[j]] - start
+            chosen = chosen[(chosen >= 0) & (chosen < n)]
+            sel[torch.from_numpy(chosen.copy()), j] = True
+    return sel.to(values.device)
+
+
+def _prune_across_ranks(pk, members, k, n_k, prune, filter_by, by_class, by_noise, comm) -> None:
+    """The pruning of class k (:func:`_find_single`) when its ``n_k`` samples are spread over ranks."""
+    dtype = _numpy_dtype(pk.dtype)
+    if filter_by in ("prune_by_class", "both"):
+        num = min(int(n_k - prune[k, k]), n_k)
+        if num >= 1:  # every rank agrees: prune and n_k are global
+            sel = _select_smallest(pk[:, k : k + 1], np.array([num]), n_k, dtype, comm)
+            by_class[members[sel[:, 0]]] = True
+    if filter_by in ("prune_by_noise_rate", "both"):
+        nums = np.minimum(prune[:, k], n_k)
+        nums[k] = 0
+        cols = np.flatnonzero(nums > 0)
+        if cols.size:
+            # the largest margins p_j - p_k are the smallest of their negation (exact), as numpy's argsort(-margin)
+            margins = pk[:, torch.as_tensor(cols, device=pk.device)] - pk[:, k : k + 1]
+            sel = _select_smallest(-margins, nums[cols], n_k, dtype, comm)
+            by_noise[members[sel.any(1)]] = True
+
+
 def _find_single(
     y: Tensor,
     p: Tensor,
@@ -288,17 +382,25 @@ def _find_single(
     num_to_remove: Optional[np.ndarray],
     min_examples_per_class: int,
     confident_joint: Optional[np.ndarray],
-) -> Tuple[Tensor, np.ndarray]:
-    """The mask of cleanlab's single-label find_label_issues, and the confident thresholds."""
+    comm: Optional[Comm] = None,
+) -> Tensor:
+    """The mask of cleanlab's single-label find_label_issues.
+
+    With ``comm`` the rows are this rank's share: counts, thresholds and the
+    confident joint are those of all ranks' rows, the mask is this rank's.
+    """
     K = p.shape[1]
-    counts = torch.bincount(y, minlength=K)
-    order, offsets = group_by_class(y, counts)  # used by the thresholds and the pruning
-    thresholds = _thresholds(y, p, order, offsets)
+    local_counts = torch.bincount(y, minlength=K)
+    order, offsets = group_by_class(y, local_counts)  # used by the thresholds and the pruning
+    counts = local_counts
+    if comm is not None:
+        counts = comm.all_reduce(local_counts).to(y.device)
+    thresholds = _confident_thresholds(y, p, counts.tolist(), comm)
     mask = torch.zeros(y.numel(), dtype=torch.bool, device=p.device)
     if filter_by == "predicted_neq_given":
         mask = p.argmax(1) != y
     elif confident_joint is None or filter_by not in PRUNING_FILTERS:
-        joint, off_diagonal = _confident_joint(y, p, counts, thresholds)
+        joint, off_diagonal = _confident_joint(y, p, counts, thresholds, comm)
         if confident_joint is None:
             confident_joint = joint
 
@@ -311,7 +413,7 @@ def _find_single(
         by_noise = torch.zeros_like(mask)
         for k in range(K):
             members = order[offsets[k] : offsets[k + 1]]
-            n_k = members.numel()
+            n_k = members.numel() if comm is None else int(counts[k])  # all ranks' samples of class k
             if n_k <= min_examples_per_class:
                 if n_k:
                     warnings.warn(f"May not flag all label issues in class {k}: it has too few examples", stacklevel=3)
@@ -319,6 +421,9 @@ def _find_single(
             if n_k <= 1:
                 continue
             pk = by_label[offsets[k] : offsets[k + 1]]
+            if comm is not None:
+                _prune_across_ranks(pk, members, k, n_k, prune, filter_by, by_class, by_noise, comm)
+                continue
             # partial selections (topk) instead of full sorts; where exactly
             # tied samples straddle a cut, numpy's argsort picks them, as in cleanlab
             if filter_by in ("prune_by_class", "both"):
@@ -355,14 +460,19 @@ def _find_single(
         # as many as the confident joint's off-diagonal (less those near their prediction), lowest scores first
         num_errors = int((~_near_prediction(y, p, off_diagonal)).sum())
         scores = _scores_np(y.cpu().numpy(), _numpy_probs(p), filter_by[4:])
+        if comm is not None:
+            num_errors = int(comm.all_reduce(torch.tensor([num_errors]))[0])
+            total = int(counts.sum())
+            mask = _select_smallest(torch.from_numpy(scores)[:, None], np.array([num_errors]), total, scores.dtype, comm)
+            return mask[:, 0].to(p.device)
         mask[torch.from_numpy(np.argsort(scores)[:num_errors].copy()).to(p.device)] = True
-        return mask, thresholds
+        return mask
 
     # never flag a sample whose given label is (within 1e-6, in the input's
     # dtype as cleanlab) the model's prediction; only flagged rows need checking
     rows = torch.nonzero(mask).flatten()
     mask[rows[_near_prediction(y, p, rows)]] = False
-    return mask, thresholds
+    return mask
 
 
 # --------------------------------------------------------------------------- public
@@ -420,6 +530,57 @@ def _check_confident_joint(confident_joint: Any, shape: Tuple[int, ...]) -> np.n
     return joint
 
 
+def _check_rows(pred_probs: Any, allow_empty: bool, labels: Any = None, multi_label: bool = False):
+    """Checked ``pred_probs`` (and labels); a rank's share may hold 0 rows (``allow_empty``), as ``(0, K)``."""
+    p = as_tensor(pred_probs, "pred_probs")
+    if allow_empty and p.dim() == 2 and p.shape[0] == 0 and p.shape[1] >= 2 and p.is_floating_point():
+        if multi_label:
+            return p
+        y = check_labels(labels, p.shape[1], device=p.device, allow_empty=True)
+        if y.numel():
+            raise ValueError(f"labels has {y.numel()} entries but pred_probs has 0 rows")
+        return y, p
+    if multi_label:
+        return check_pred_probs(pred_probs, None, multi_label=True)
+    return check_labels_and_probs(labels, pred_probs)
+
+
+def _agree_across_ranks(comm: Comm, error: Optional[BaseException], K: int, dtype: Any, num_rows: int, options: tuple) -> None:
+    """One all-gather before any data-dependent collective: every rank raises, or none does."""
+    dtypes = (None, torch.float16, torch.bfloat16, torch.float32, torch.float64)
+    code = dtypes.index(dtype) if dtype in dtypes else len(dtypes)
+    fingerprint = zlib.crc32(repr(options).encode()) & 0x7FFFFFFF
+    facts = comm.agree(error, [K, code, num_rows, fingerprint], "find_label_issues")
+    if len({f[0] for f in facts}) > 1:
+        raise ValueError(f"pred_probs must have the same number of classes on every rank, got {[f[0] for f in facts]} (rank order)")
+    if len({f[1] for f in facts}) > 1:
+        raise ValueError(f"pred_probs must have the same dtype on every rank, got {[str(dtypes[f[1]]) for f in facts]} (rank order)")
+    if len({f[3] for f in facts}) > 1:
+        raise ValueError("find_label_issues must be called with the same options on every rank (filter_by, "
+                         "return_indices_ranked_by, rank_by_kwargs, frac_noise, num_to_remove_per_class, ...)")
+    if sum(f[2] for f in facts) == 0:
+        raise ValueError("pred_probs is empty on every rank")
+
+
+def _fingerprint(array: Any) -> Optional[int]:
+    """A checksum of a user-given array (None stays None), to check that every rank passed the same one."""
+    if array is None:
+        return None
+    try:
+        values = array.detach().cpu().numpy() if isinstance(array, Tensor) else np.asarray(array, dtype=np.float64)
+        return zlib.crc32(np.ascontiguousarray(values, dtype=np.float64).tobytes())
+    except (TypeError, ValueError):  # not an array: the check before reported it; no raise before the collective
+        return -1
+
+
+def _rank_across(rows: np.ndarray, scores: np.ndarray, comm: Comm) -> np.ndarray:
+    """This rank's ``rows`` in the order ``np.argsort`` gives all ranks' scores (concatenated in rank order)."""
+    parts = comm.all_gather_rows(torch.from_numpy(np.ascontiguousarray(scores, dtype=np.float64)))
+    start = sum(part.shape[0] for part in parts[: comm.rank])
+    order = np.argsort(torch.cat(parts).numpy().astype(scores.dtype)) - start
+    return rows[order[(order >= 0) & (order < rows.shape[0])]]
+
+
 def find_label_issues(
     labels: Any,
     pred_probs: Any,
@@ -436,6 +597,7 @@ def find_label_issues(
     multi_label: bool = False,
     low_memory: bool = False,
     rank_by: Any = _UNSET,
+    distributed: Optional[bool] = None,
 ):
     """Samples whose given label is likely wrong, by confident learning (Northcutt et al. 2021).
 
@@ -483,9 +645,36 @@ def find_label_issues(
             O(N·K)); cleanlab's approximate batched multi-label estimate is not
             implemented, so ``multi_label=True`` with ``low_memory=True`` raises.
         rank_by: deprecated alias of ``return_indices_ranked_by``.
+        distributed (bool or None): ``labels`` and ``pred_probs`` are this
+            rank's share of the data, sharded across ``torch.distributed``
+            ranks (the global order is rank 0's rows, then rank 1's, ...).
+            Class counts and the confident joint are all-reduced; the
+            per-class thresholds are cleanlab's numpy means over every
+            rank's self-confidences (one scalar per row all-gathered, never
+            ``pred_probs``), so they are cleanlab's bit for bit; the
+            pruning and ``low_*`` filters pick each class's or cell's ``n``
+            samples across ranks from an all-gather of every rank's ``n``
+            best candidates (one scalar each; where exactly tied values
+            straddle a cut, of that column's scalars, so that the tie is
+            decided as numpy's argsort decides it in one process). Every rank gets the answer
+            for its own rows: the mask of its rows, or with
+            ``return_indices_ranked_by`` indices into its own rows, in the
+            global ranked order restricted to that rank. Concatenated in rank
+            order, the masks equal the single-process mask on the
+            concatenated data, exactly; the indices, shifted by each rank's
+            offset, are the single-process ranking split by rank.
+            **Collective**: every rank calls it with the same options and
+            number of classes (a rank may hold 0 rows, as an ``(0, K)``
+            array); invalid input on one rank raises there, and a ValueError
+            naming that rank on the others (no rank is left waiting).
+            ``rank_by_kwargs={"adjust_pred_probs": True}`` with
+            ``multi_label=True`` is refused across ranks. None (default): distributed when a process
+            group of world size > 1 is initialised (under ``torchrun``, pass
+            False when every rank holds the whole data set); False: this
+            rank's rows alone.
 
-    Differences from cleanlab: labels with a single class are answered (cleanlab
-    raises); with ``multi_label=True`` and a ``low_*`` filter the flagged samples
+    Differences from cleanlab: labels with a
+    single class are answered (cleanlab raises); with ``multi_label=True`` and a ``low_*`` filter the flagged samples
     are ranked by their own scores (cleanlab pairs scores and indices in
     different orders); ``multi_label=True`` also takes a multi-hot array.
 
@@ -498,63 +687,84 @@ def find_label_issues(
         >>> issues = bt.quality.find_label_issues(labels, pred_probs, return_indices_ranked_by="self_confidence")
         >>> print(f"{mask.sum()} suspicious labels, worst first: {issues[:10]}")
     """
-    if rank_by is not _UNSET:
-        if return_indices_ranked_by is not None and rank_by != return_indices_ranked_by:
-            raise ValueError(
-                f"rank_by={rank_by!r} and return_indices_ranked_by={return_indices_ranked_by!r} disagree: "
-                "pass only return_indices_ranked_by (rank_by is its old name)"
+    comm = Comm() if check_distributed(distributed) else None
+    error: Optional[BaseException] = None
+    K, dtype, num_rows, adjust, num_to_remove = 0, None, 0, False, None
+    try:
+        if rank_by is not _UNSET:
+            if return_indices_ranked_by is not None and rank_by != return_indices_ranked_by:
+                raise ValueError(
+                    f"rank_by={rank_by!r} and return_indices_ranked_by={return_indices_ranked_by!r} disagree: "
+                    "pass only return_indices_ranked_by (rank_by is its old name)"
+                )
+            return_indices_ranked_by = rank_by
+        if filter_by not in FILTERS:
+            raise ValueError(f"filter_by must be one of {FILTERS}, got {filter_by!r}")
+        if return_indices_ranked_by is not None:
+            _check_method(return_indices_ranked_by, "return_indices_ranked_by")
+        adjust = _check_rank_by_kwargs(rank_by_kwargs, return_indices_ranked_by)
+        if isinstance(frac_noise, bool) or not (isinstance(frac_noise, (int, float)) and 0 < frac_noise <= 1):
+            raise ValueError(f"frac_noise must be in (0, 1], got {frac_noise!r}")
+        if isinstance(min_examples_per_class, bool) or not isinstance(min_examples_per_class, (int, np.integer)) or min_examples_per_class < 0:
+            raise ValueError(f"min_examples_per_class must be an int >= 0, got {min_examples_per_class!r}")
+        if n_jobs is not None and (isinstance(n_jobs, bool) or not isinstance(n_jobs, (int, np.integer)) or n_jobs < 1):
+            raise ValueError(f"n_jobs must be None or an int >= 1, got {n_jobs!r}")
+        for name, flag in (("verbose", verbose), ("multi_label", multi_label), ("low_memory", low_memory)):
+            if not isinstance(flag, (bool, np.bool_)):
+                raise TypeError(f"{name} must be a bool, got {flag!r}")
+        if filter_by not in PRUNING_FILTERS:
+            if num_to_remove_per_class is not None:
+                raise ValueError(
+                    f"num_to_remove_per_class works with filter_by in {PRUNING_FILTERS}, not {filter_by!r} (as cleanlab)"
+                )
+            if frac_noise != 1.0:
+                warnings.warn(f"frac_noise has no effect with filter_by={filter_by!r} (only with {PRUNING_FILTERS})", stacklevel=2)
+        if filter_by == "confident_learning" and confident_joint is not None:
+            warnings.warn(
+                "confident_joint is ignored with filter_by='confident_learning': the confident joint is re-estimated "
+                "from labels and pred_probs (as cleanlab)",
+                stacklevel=2,
             )
-        return_indices_ranked_by = rank_by
-    if filter_by not in FILTERS:
-        raise ValueError(f"filter_by must be one of {FILTERS}, got {filter_by!r}")
-    if return_indices_ranked_by is not None:
-        _check_method(return_indices_ranked_by, "return_indices_ranked_by")
-    adjust = _check_rank_by_kwargs(rank_by_kwargs, return_indices_ranked_by)
-    if isinstance(frac_noise, bool) or not (isinstance(frac_noise, (int, float)) and 0 < frac_noise <= 1):
-        raise ValueError(f"frac_noise must be in (0, 1], got {frac_noise!r}")
-    if isinstance(min_examples_per_class, bool) or not isinstance(min_examples_per_class, (int, np.integer)) or min_examples_per_class < 0:
-        raise ValueError(f"min_examples_per_class must be an int >= 0, got {min_examples_per_class!r}")
-    if n_jobs is not None and (isinstance(n_jobs, bool) or not isinstance(n_jobs, (int, np.integer)) or n_jobs < 1):
-        raise ValueError(f"n_jobs must be None or an int >= 1, got {n_jobs!r}")
-    for name, flag in (("verbose", verbose), ("multi_label", multi_label), ("low_memory", low_memory)):
-        if not isinstance(flag, (bool, np.bool_)):
-            raise TypeError(f"{name} must be a bool, got {flag!r}")
-    if filter_by not in PRUNING_FILTERS:
-        if num_to_remove_per_class is not None:
+        if multi_label and low_memory:
             raise ValueError(
-                f"num_to_remove_per_class works with filter_by in {PRUNING_FILTERS}, not {filter_by!r} (as cleanlab)"
+                "low_memory=True with multi_label=True (cleanlab's approximate batched estimate) is not supported; "
+                "use low_memory=False: the exact algorithm needs no more memory than pred_probs"
             )
-        if frac_noise != 1.0:
-            warnings.warn(f"frac_noise has no effect with filter_by={filter_by!r} (only with {PRUNING_FILTERS})", stacklevel=2)
-    if filter_by == "confident_learning" and confident_joint is not None:
-        warnings.warn(
-            "confident_joint is ignored with filter_by='confident_learning': the confident joint is re-estimated "
-            "from labels and pred_probs (as cleanlab)",
-            stacklevel=2,
-        )
-    if multi_label and low_memory:
-        raise ValueError(
-            "low_memory=True with multi_label=True (cleanlab's approximate batched estimate) is not supported; "
-            "use low_memory=False: the exact algorithm needs no more memory than pred_probs"
-        )
+
+        if multi_label:
+            p = _check_rows(pred_probs, comm is not None, multi_label=True)
+            K = p.shape[1]
+            y_one = _multi_hot(labels, p.shape[0], K)
+            if comm is not None and adjust:
+                raise ValueError(
+                    "rank_by_kwargs={'adjust_pred_probs': True} with multi_label=True is not supported with "
+                    "distributed=True (its thresholds come from the ranked rows themselves); rank on one process"
+                )
+        else:
+            y, p = _check_rows(pred_probs, comm is not None, labels=labels)
+            K = p.shape[1]
+            joint = None
+            if confident_joint is not None and filter_by in PRUNING_FILTERS:
+                joint = _check_confident_joint(confident_joint, (K, K))
+        num_to_remove = _check_num_to_remove(num_to_remove_per_class, K)
+        dtype, num_rows = p.dtype, p.shape[0]
+    except (ValueError, TypeError) as err:
+        if comm is None:
+            raise
+        error = err
+    if comm is not None:
+        _agree_across_ranks(comm, error, K, dtype, num_rows, (
+            filter_by, return_indices_ranked_by, adjust, float(frac_noise), min_examples_per_class, multi_label,
+            None if num_to_remove is None else num_to_remove.tolist(), _fingerprint(confident_joint),
+        ))
 
     if multi_label:
-        p = check_pred_probs(pred_probs, None, multi_label=True)
-        K = p.shape[1]
-        y_one = _multi_hot(labels, p.shape[0], K)
         mask, ranked = _find_multilabel(
             y_one, p, filter_by, return_indices_ranked_by, adjust, frac_noise,
-            _check_num_to_remove(num_to_remove_per_class, K), min_examples_per_class, confident_joint,
+            num_to_remove, min_examples_per_class, confident_joint, comm,
         )
     else:
-        y, p = check_labels_and_probs(labels, pred_probs)
-        K = p.shape[1]
-        joint = None
-        if confident_joint is not None and filter_by in PRUNING_FILTERS:
-            joint = _check_confident_joint(confident_joint, (K, K))
-        mask_t, thresholds = _find_single(
-            y, p, filter_by, frac_noise, _check_num_to_remove(num_to_remove_per_class, K), min_examples_per_class, joint
-        )
+        mask_t = _find_single(y, p, filter_by, frac_noise, num_to_remove, min_examples_per_class, joint, comm)
         ranked = None
         if return_indices_ranked_by is not None:
             flagged = torch.nonzero(mask_t).flatten().cpu().numpy()
@@ -562,8 +772,9 @@ def find_label_issues(
             if return_indices_ranked_by == "self_confidence" and not adjust:
                 scores = p_np[flagged, y_np]  # the default ranking: no copy of the flagged rows
             else:
+                thresholds = _ranking_thresholds(y, p, comm) if adjust else None
                 scores = _scores_np(y_np, p_np[flagged], return_indices_ranked_by, adjust, thresholds)
-            ranked = flagged[np.argsort(scores)]
+            ranked = flagged[np.argsort(scores)] if comm is None else _rank_across(flagged, scores, comm)
         mask = mask_t
     if isinstance(pred_probs, Tensor):
         if ranked is not None:
@@ -574,7 +785,7 @@ def find_label_issues(
     return mask.cpu().numpy() if isinstance(mask, Tensor) else mask
 
 
-def _find_multilabel(y_one, p, filter_by, method, adjust, frac_noise, num_to_remove, min_examples_per_class, confident_joint):
+def _find_multilabel(y_one, p, filter_by, method, adjust, frac_noise, num_to_remove, min_examples_per_class, confident_joint, comm=None):
     """cleanlab's one-vs-rest reduction: class c is the binary problem (y[:, c], [1 - p_c, p_c])."""
     N, K = y_one.shape
     if confident_joint is not None:
@@ -597,31 +808,59 @@ def _find_multilabel(y_one, p, filter_by, method, adjust, frac_noise, num_to_rem
         if confident_joint is not None and per_class_filter in PRUNING_FILTERS:
             joint = confident_joint[c]
         remove = None if num_to_remove is None else np.array([num_to_remove[c], 0])
-        mask_c, _ = _find_single(y_all[:, c], binary, per_class_filter, frac_noise, remove, min_examples_per_class, joint)
+        mask_c = _find_single(y_all[:, c], binary, per_class_filter, frac_noise, remove, min_examples_per_class, joint, comm)
         flagged |= mask_c
     p_np = _numpy_probs(p)
     if per_class_filter != filter_by:
         # cleanlab: as many as confident learning flags, the lowest multi-label self-confidence scores
         num_errors = int(flagged.sum())
-        order = np.argsort(_multilabel_scores_np(y_one, p_np, "self_confidence"))[:num_errors]
-        mask = np.zeros(N, dtype=bool)
-        mask[order] = True
+        self_conf = _multilabel_scores_np(y_one, p_np, "self_confidence")
+        if comm is None:
+            mask = np.zeros(N, dtype=bool)
+            mask[np.argsort(self_conf)[:num_errors]] = True
+        else:
+            num_errors = int(comm.all_reduce(torch.tensor([num_errors]))[0])
+            total = int(comm.all_reduce(torch.tensor([N]))[0])
+            mask = _select_smallest(torch.from_numpy(self_conf)[:, None], np.array([num_errors]), total, self_conf.dtype, comm)
+            mask = mask[:, 0].cpu().numpy()
         if method is None:
             return mask, None
         # ranked by the chosen score of the flagged rows (scored among themselves, as cleanlab); cleanlab
         # itself pairs these scores with its indices in another order, which we do not copy
         rows = np.flatnonzero(mask)
         scores = _multilabel_scores_np(y_one[rows], p_np[rows], method, adjust)
-        return mask, rows[np.argsort(scores)]
+        return mask, rows[np.argsort(scores)] if comm is None else _rank_across(rows, scores, comm)
     mask = flagged.cpu().numpy()
     if method is None:
         return mask, None
     rows = np.flatnonzero(mask)
-    scores = _multilabel_scores_np(y_one, p_np, method, adjust)[rows]
-    return mask, rows[np.argsort(scores)]
+    if comm is None:  # adjust_pred_probs takes its thresholds from all rows
+        return mask, rows[np.argsort(_multilabel_scores_np(y_one, p_np, method, adjust)[rows])]
+    # across ranks adjust_pred_probs is refused: the scores are row by row
+    return mask, _rank_across(rows, _multilabel_scores_np(y_one[rows], p_np[rows], method, False), comm)
 
 
-def rank_mistakes(labels: Any, pred_probs: Any, class_names: Optional[Sequence[str]] = None) -> RankedMistakes:
+def _check_mistake_inputs(labels: Any, pred_probs: Any, class_names: Any, comm: Optional[Comm], what: str):
+    """Checked labels, pred_probs and names; across ranks, agreed by every rank before any data-dependent step."""
+    error, y, p, names = None, None, None, None
+    try:
+        y, p = _check_rows(pred_probs, comm is not None, labels=labels)
+        names = check_class_names(class_names, p.shape[1])
+    except (ValueError, TypeError) as err:
+        if comm is None:
+            raise
+        error = err
+    if comm is not None:
+        K = 0 if p is None else p.shape[1]
+        facts = comm.agree(error, [K, 0 if p is None else p.shape[0]], what)
+        if len({f[0] for f in facts}) > 1:
+            raise ValueError(f"pred_probs must have the same number of classes on every rank, got {[f[0] for f in facts]} (rank order)")
+    return y, p, names
+
+
+def rank_mistakes(
+    labels: Any, pred_probs: Any, class_names: Optional[Sequence[str]] = None, *, distributed: Optional[bool] = None
+) -> RankedMistakes:
     """Every sample whose predicted class differs from its label, most confident mistake first.
 
     The mistakes to look at first: a confident model that disagrees with the
@@ -634,6 +873,16 @@ def rank_mistakes(labels: Any, pred_probs: Any, class_names: Optional[Sequence[s
             out-of-sample.
         class_names (sequence of K str, optional): names shown instead of
             class ids when the result is printed (default None: ids).
+        distributed (bool or None): the rows are this rank's share of data
+            sharded across ``torch.distributed`` ranks (global order: rank
+            0's rows, then rank 1's, ...). The result holds this rank's
+            mistakes in the global order (one all-gather of a confidence per
+            mistake), ``index`` into this rank's rows, and one more column,
+            ``global_rank`` (int64, the position in the single-process
+            ranking of all ranks' mistakes), so that the ranks' tables merge
+            by it. **Collective**: every rank must call it (0 rows allowed).
+            None (default): distributed when a process group of world size
+            > 1 is initialised; False: this rank's rows alone.
 
     Returns:
         :class:`RankedMistakes`: a dict of equal-length tensors on
@@ -648,7 +897,9 @@ def rank_mistakes(labels: Any, pred_probs: Any, class_names: Optional[Sequence[s
     Raises:
         ValueError: labels out of range, shapes that disagree, ``pred_probs``
             that are not probabilities (logits are named as such),
-            ``class_names`` without one name per class.
+            ``class_names`` without one name per class; across ranks, on
+            every rank when any rank's input is invalid or the ranks' numbers
+            of classes differ.
 
     Example:
         >>> m = bt.quality.rank_mistakes(val_labels, probs, class_names=["red", "yellow", "green"])
@@ -656,17 +907,32 @@ def rank_mistakes(labels: Any, pred_probs: Any, class_names: Optional[Sequence[s
         >>> for r in m.rows()[:5]:
         ...     print(f"sample {r.index}: labelled {r.target}, predicted {r.prediction} ({r.confidence:.0%})")
     """
-    y, p = check_labels_and_probs(labels, pred_probs)
-    names = check_class_names(class_names, p.shape[1])
+    comm = Comm() if check_distributed(distributed) else None
+    y, p, names = _check_mistake_inputs(labels, pred_probs, class_names, comm, "rank_mistakes")
     confidence, prediction = p.max(1)
     wrong = torch.nonzero(prediction != y).flatten()
-    order = torch.argsort(-confidence[wrong].double(), stable=True)
-    idx = wrong[order]
-    columns = {"index": idx, "target": y[idx], "prediction": prediction[idx], "confidence": confidence[idx]}
+    if comm is None:
+        order = torch.argsort(-confidence[wrong].double(), stable=True)
+        idx = wrong[order]
+        columns = {"index": idx, "target": y[idx], "prediction": prediction[idx], "confidence": confidence[idx]}
+        return RankedMistakes(columns, names, y.numel())
+    # all ranks' mistakes in rank order are in global index order: a stable sort of all of their
+    # confidences (one scalar per mistake) orders them as one process would; keep this rank's
+    parts = comm.all_gather_rows(confidence[wrong].double().cpu())
+    start = sum(part.shape[0] for part in parts[: comm.rank])
+    order = torch.argsort(-torch.cat(parts), stable=True)
+    position = torch.nonzero((order >= start) & (order < start + wrong.numel())).flatten()
+    idx = wrong[(order[position] - start).to(wrong.device)]
+    columns = {
+        "index": idx, "target": y[idx], "prediction": prediction[idx], "confidence": confidence[idx],
+        "global_rank": position.to(idx.device),
+    }
     return RankedMistakes(columns, names, y.numel())
 
 
-def mistakes_per_class(labels: Any, pred_probs: Any, class_names: Optional[Sequence[str]] = None) -> MistakesPerClass:
+def mistakes_per_class(
+    labels: Any, pred_probs: Any, class_names: Optional[Sequence[str]] = None, *, distributed: Optional[bool] = None
+) -> MistakesPerClass:
     """Per class: how many of its samples are mispredicted, and as what; worst class first.
 
     Args:
@@ -675,6 +941,13 @@ def mistakes_per_class(labels: Any, pred_probs: Any, class_names: Optional[Seque
             to 1; for logits pass ``logits.softmax(dim=1)``).
         class_names (sequence of K str, optional): names shown instead of
             class ids when the result is printed (default None: ids).
+        distributed (bool or None): the rows are this rank's share of data
+            sharded across ``torch.distributed`` ranks: the (K, K) confusion
+            counts are all-reduced and every rank gets the same table, that
+            of all ranks' rows (``num_samples`` counts them all).
+            **Collective**: every rank must call it (0 rows allowed). None
+            (default): distributed when a process group of world size > 1 is
+            initialised; False: this rank's rows alone.
 
     Returns:
         :class:`MistakesPerClass`: a dict, on the CPU, with ``class``
@@ -695,11 +968,15 @@ def mistakes_per_class(labels: Any, pred_probs: Any, class_names: Optional[Seque
         >>> print(per)                    # class, mistakes, support, rate, confused with
         >>> per["class"][:3]              # the three worst classes
     """
-    y, p = check_labels_and_probs(labels, pred_probs)
+    comm = Comm() if check_distributed(distributed) else None
+    y, p, names = _check_mistake_inputs(labels, pred_probs, class_names, comm, "mistakes_per_class")
     K = p.shape[1]
-    names = check_class_names(class_names, K)
     prediction = p.argmax(1)
     confusion = torch.bincount(y * K + prediction, minlength=K * K).view(K, K).cpu()
+    num_samples = y.numel()
+    if comm is not None:
+        confusion = comm.all_reduce(confusion)  # integer counts: exact
+        num_samples = int(confusion.sum())
     support = confusion.sum(1)
     count = support - confusion.diagonal()
     rate = torch.where(support > 0, count.double() / support.clamp_min(1), torch.zeros(K, dtype=torch.float64))
@@ -712,4 +989,4 @@ def mistakes_per_class(labels: Any, pred_probs: Any, class_names: Optional[Seque
         confused.append(pairs)
     order = torch.tensor(classes)
     columns = {"class": order, "count": count[order], "support": support[order], "rate": rate[order], "confused_with": confused}
-    return MistakesPerClass(columns, names, y.numel())
+    return MistakesPerClass(columns, names, num_samples)

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 from .._labels import infer_num_classes
+from ._distributed import Comm, check_distributed, exact_group_sums, round_ratio
 from ._inputs import as_tensor, check_labels, check_pred_probs
 
 __all__ = ["coverage_report", "CoverageReport", "LabelShiftEstimator", "DriftMonitor"]
@@ -198,27 +199,62 @@ class LabelShiftEstimator:
         self.confusion_: Optional[Tensor] = None
         self.source_prior_: Optional[Tensor] = None
 
-    def fit(self, val_labels: Any, val_preds: Any) -> "LabelShiftEstimator":
+    def fit(self, val_labels: Any, val_preds: Any, *, distributed: Optional[bool] = None) -> "LabelShiftEstimator":
         """Estimates the confusion of a fixed classifier on held-out source (validation) data.
+
+        ``confusion_[i, j]`` is the exact sum of the prediction-``i``
+        probabilities of the class-``j`` samples, divided by N and rounded
+        once to float64: it does not depend on the order of the samples.
 
         Args:
             val_labels (Tensor[N] | array | sequence): true labels in [0, K).
             val_preds (Tensor[N] | Tensor[N, K] | array): the classifier's
                 predicted labels, or its probabilities (rows sum to 1).
+            distributed (bool or None): the rows are this rank's share of the
+                validation data, sharded across ``torch.distributed`` ranks:
+                the per-class sums are all-reduced (exact integer sums, one
+                all-reduce of ``K * K`` limbs), so every rank holds the same
+                estimator, equal to one fitted on all ranks' rows in one
+                process. **Collective**: every rank must call ``fit``; a rank
+                may hold 0 rows. None (default): whether a process group of
+                world size > 1 is initialised; False: this rank's rows only.
 
         Returns:
             self (scikit-learn convention), with ``confusion_`` and ``source_prior_`` set.
 
+        Raises:
+            ValueError: labels out of range, shapes that disagree, probabilities
+                that are not probabilities; across ranks, every rank raises
+                when any rank's input is invalid (no rank is left waiting).
+
         Example:
             >>> est = bt.quality.LabelShiftEstimator(3).fit(val_labels, val_probs)
         """
-        y = check_labels(val_labels, self.num_classes, "val_labels").cpu()
-        P = _prediction_matrix(val_preds, self.num_classes, "val_preds")
-        if P.shape[0] != y.numel():
-            raise ValueError(f"val_preds has {P.shape[0]} rows but val_labels has {y.numel()} entries")
-        onehot = torch.nn.functional.one_hot(y, self.num_classes).double()
-        self.confusion_ = P.T @ onehot / y.numel()  # [prediction, true]
-        self.source_prior_ = onehot.mean(0)
+        comm = Comm() if check_distributed(distributed) else None
+        K = self.num_classes
+        error, y, P = None, None, None
+        try:
+            empty = comm is not None and as_tensor(val_preds, "val_preds").shape[:1] == (0,)
+            y = check_labels(val_labels, K, "val_labels", allow_empty=empty).cpu()
+            P = torch.zeros(0, K, dtype=torch.float64) if empty and y.numel() == 0 else _prediction_matrix(val_preds, K, "val_preds")
+            if P.shape[0] != y.numel():
+                raise ValueError(f"val_preds has {P.shape[0]} rows but val_labels has {y.numel()} entries")
+        except (ValueError, TypeError) as err:
+            if comm is None:
+                raise
+            error = err
+        if comm is not None:
+            comm.agree(error, [], "LabelShiftEstimator.fit")
+        groups = (torch.arange(K) * K)[None, :] + y[:, None]  # [prediction, true], flattened
+        sums = exact_group_sums(P.flatten(), groups.flatten(), K * K, comm)
+        counts = torch.bincount(y, minlength=K)
+        if comm is not None:
+            counts = comm.all_reduce(counts)
+        n = int(counts.sum())
+        if n == 0:
+            raise ValueError("val_labels is empty on every rank")
+        self.confusion_ = torch.tensor([float(round_ratio(v, n, np.float64)) for v in sums], dtype=torch.float64).view(K, K)
+        self.source_prior_ = counts.double() / n
         return self
 
     def estimate(self, target_preds: Any) -> Dict[str, Tensor]:
