@@ -17,9 +17,14 @@ def as_tensor(values: Any, name: str) -> Tensor:
     """
     if isinstance(values, Tensor):
         return values.detach()
-    array = np.asarray(values)
+    try:
+        array = np.asarray(values)
+    except (ValueError, TypeError) as e:  # e.g. ragged nested lists
+        raise ValueError(f"{name} must be a numeric array, got {type(values).__name__} that numpy cannot convert ({e})") from None
     if array.dtype == object:
         raise ValueError(f"{name} must be numeric, got an object array")
+    if array.dtype.kind not in "biufc":  # strings, bytes, datetimes: torch's own message would not name the argument
+        raise ValueError(f"{name} must be numeric, got dtype {array.dtype}")
     if not array.flags.writeable:
         array = array.copy()
     return torch.as_tensor(array)

@@ -16,6 +16,7 @@ from torch import Tensor
 
 from .._checks import all_finite, as_tensor
 from .._labels import check_labels as _check_labels
+from .._labels import infer_num_classes
 from ..ops.knn import knn
 from ._inputs import check_labels
 
@@ -68,12 +69,29 @@ def _normalized(t: Tensor, normalize: bool) -> Tensor:
     # (_row_sums), so a bank normalised whole, per rank or per chunk holds the same bits
     if not normalize:
         return t
-    return t / _row_sums(t * t).sqrt().clamp_min(1e-12).unsqueeze(1)
+    squares = _row_sums(t * t)
+    info = torch.finfo(t.dtype)
+    # rows whose sum of squares overflows (|x| ~ 1e20 in float32) or sinks near the subnormals (|x| ~ 1e-20)
+    # would become zero or stay tiny: those are scaled by their largest |value| first, as BLAS nrm2 does
+    rescale = ~(squares <= info.max) | (squares < info.tiny / info.eps * t.shape[1])
+    out = t / squares.sqrt().clamp_min(1e-12).unsqueeze(1)
+    if bool(rescale.any()):
+        rows = rescale.nonzero().squeeze(1)
+        part = t.index_select(0, rows)
+        top = part.abs().amax(1, keepdim=True)
+        part = part / torch.where(top > 0, top, torch.ones_like(top))  # zero rows stay zero
+        out[rows] = part / _row_sums(part * part).sqrt().clamp_min(1e-12).unsqueeze(1)
+    return out
 
 
-def _kth(d2: Tensor) -> Tensor:
-    """Euclidean k-th distance from ascending squared distances."""
-    return d2[:, -1].clamp_min(0).sqrt()
+def _kth(d2: Tensor, dtype: torch.dtype) -> Tensor:
+    """Euclidean k-th distance in ``dtype`` from ascending float64 squared distances.
+
+    The root is taken in float64 before rounding to ``dtype``: a float32
+    squared distance would overflow (or vanish) for distances beyond about
+    1e19 (below about 1e-19) that float32 holds fine.
+    """
+    return d2[:, -1].clamp_min(0).sqrt().to(dtype)
 
 
 # --- candidate search and merge -------------------------------------------------
@@ -310,18 +328,24 @@ class NoveltyDetector:
             raise ValueError(f"NoveltyDetector: fraction must be in (0, 1], got {fraction!r}")
         if generator is not None and not isinstance(generator, torch.Generator):
             raise TypeError(f"NoveltyDetector: generator must be a torch.Generator, got {type(generator).__name__}")
-        if distributed is not None and not isinstance(distributed, bool):
+        if distributed is not None and not isinstance(distributed, (bool, np.bool_)):
             raise ValueError(f"NoveltyDetector: distributed must be None, True or False, got {distributed!r}")
+        for name, flag in (("normalize", normalize), ("per_class", per_class)):
+            if not isinstance(flag, (bool, np.bool_)):  # bool("no") is True: refuse rather than guess
+                raise TypeError(f"NoveltyDetector: {name} must be True or False, got {flag!r}")
         if bank_chunk_size is not None and (
             isinstance(bank_chunk_size, bool) or not isinstance(bank_chunk_size, numbers.Integral) or bank_chunk_size < 1
         ):
             raise ValueError(f"NoveltyDetector: bank_chunk_size must be None or an int >= 1, got {bank_chunk_size!r}")
         self.normalize = bool(normalize)
         self.fraction = float(fraction)
-        self.device = torch.device(device) if device is not None else None
+        try:
+            self.device = torch.device(device) if device is not None else None
+        except (RuntimeError, TypeError, ValueError) as e:
+            raise ValueError(f"NoveltyDetector: device must be a torch.device or a device string, got {device!r} ({e})") from None
         self.per_class = bool(per_class)
         self.generator = generator
-        self.distributed = distributed
+        self.distributed = None if distributed is None else bool(distributed)
         self.bank_chunk_size = int(bank_chunk_size) if bank_chunk_size is not None else None
         self.bank_: Any = None
         self.bank_labels_: Optional[Tensor] = None
@@ -453,6 +477,8 @@ class NoveltyDetector:
             )
             if y.numel() != n:
                 raise ValueError(f"{owner}: labels has {y.numel()} entries but train_features has {n} rows")
+            if y.numel():  # per-class counts are tables of max + 1 entries: refuse a stray id such as 2**40
+                infer_num_classes(y, "labels", caller=owner, num_classes_arg=None)
         elif self.per_class:
             raise ValueError(f"{owner}: per_class=True needs labels (the training classes)")
         keep = self._subsample(n, y)
@@ -496,6 +522,14 @@ class NoveltyDetector:
         starts = torch.cumsum(counts, 0) - counts
         keep = [by_class[s : s + math.ceil(self.fraction * c)] for s, c in zip(starts.tolist(), counts.tolist()) if c]
         return torch.sort(torch.cat(keep))[0]
+
+    def _agree(self, error: Optional[Exception], owner: str) -> None:
+        """Raise ``error`` before a collective call, on every rank when distributed (none is left waiting)."""
+        if self.bank_ is not None and self.distributed_ and _process_group_alive():
+            failed = [r[0] for r in _gather_ints([int(error is not None)])]
+            _raise_if_any_failed(error, failed, f"NoveltyDetector.{owner}")
+        elif error is not None:
+            raise error
 
     def _check_fitted(self, owner: str) -> None:
         if self.bank_ is None:
@@ -550,9 +584,10 @@ class NoveltyDetector:
             raise ValueError(f"{owner}: labels has {y.numel()} entries but features has {q.shape[0]} rows")
         if y.numel():
             counts = self._class_counts
-            present = torch.zeros(max(counts.numel(), int(y.max()) + 1), dtype=torch.bool)
-            present[: counts.numel()] = counts > 0
-            missing = ~present[y.cpu()]
+            codes = y.cpu()
+            missing = codes >= counts.numel()  # beyond the bank's largest class (e.g. a stray 2**40)
+            known = (~missing).nonzero().squeeze(1)
+            missing[known] = counts[codes[known]] == 0
             if bool(missing.any()):
                 i = int(missing.nonzero()[0, 0])
                 raise ValueError(f"{owner}: labels[{i}] = {int(y[i])} is a class absent from the bank")
@@ -578,7 +613,7 @@ class NoveltyDetector:
         self._check_fitted("score")
         if not self.distributed_:
             q, y = self._queries(features, labels, allow_empty=False)
-            return _kth(self._search(q, y)[0].to(self._dtype))
+            return _kth(self._search(q, y)[0], self._dtype)
         owner = "NoveltyDetector.score"
         error: Optional[Exception] = None
         q = y = None
@@ -601,7 +636,7 @@ class NoveltyDetector:
         k = self.k
         d = torch.cat([p[mine, :k].contiguous().view(torch.float64) for p in packed], 1)
         i = torch.cat([p[mine, k:] for p in packed], 1)
-        return _kth(_merge(d, i, k)[0].to(self._dtype))
+        return _kth(_merge(d, i, k)[0], self._dtype)
 
     def threshold(self, val_features: Any, tpr: float = 0.95, labels: Any = None) -> float:
         """Set the cut so that a share ``tpr`` of in-distribution inputs pass (score <= cut).
@@ -620,8 +655,10 @@ class NoveltyDetector:
         Returns:
             float: the cut, also stored as ``threshold_``.
         """
+        error = None
         if isinstance(tpr, bool) or not isinstance(tpr, numbers.Real) or not 0 < tpr < 1:
-            raise ValueError(f"NoveltyDetector.threshold: tpr must be in (0, 1), got {tpr!r}")
+            error = ValueError(f"NoveltyDetector.threshold: tpr must be in (0, 1), got {tpr!r}")
+        self._agree(error, "threshold")
         s = self.score(val_features, labels).double().cpu()
         if self.distributed_:
             counts = [r[0] for r in _gather_ints([s.numel()])]
@@ -637,6 +674,7 @@ class NoveltyDetector:
 
         Distributed: collective (it scores), each rank gets its own inputs' flags.
         """
+        self._check_fitted("predict")
         if self.threshold_ is None:
             raise RuntimeError("NoveltyDetector.predict: call threshold(val_features) first")
         return self.score(features, labels) > self.threshold_
@@ -660,8 +698,10 @@ class NoveltyDetector:
             "most_novel": Tensor[min(top_n, N)] int64 (descending score),
             "threshold": float}``.
         """
+        error = None
         if isinstance(top_n, bool) or not isinstance(top_n, numbers.Integral) or top_n < 0:
-            raise ValueError(f"NoveltyDetector.report: top_n must be an int >= 0, got {top_n!r}")
+            error = ValueError(f"NoveltyDetector.report: top_n must be an int >= 0, got {top_n!r}")
+        self._agree(error, "report")
         scores = self.score(features, labels if self.per_class else None)
         if self.threshold_ is None:
             raise RuntimeError("NoveltyDetector.report: call threshold(val_features) first")
@@ -690,7 +730,12 @@ class NoveltyDetector:
                         f"NoveltyDetector.report: groups[{attribute!r}] must have one value per sample ({n}), "
                         f"got shape {array.shape}"
                     )
-                uniques, codes = np.unique(array, return_inverse=True)
+                try:
+                    uniques, codes = np.unique(array, return_inverse=True)
+                except TypeError as e:  # values that cannot be ordered together, e.g. ints mixed with None
+                    raise ValueError(
+                        f"NoveltyDetector.report: groups[{attribute!r}] mixes values that cannot be sorted together ({e})"
+                    ) from None
                 codes = torch.as_tensor(codes.reshape(-1))
                 per_group[attribute] = {
                     (u.item() if hasattr(u, "item") else u): float(flagged[codes == v].double().mean())
@@ -757,6 +802,10 @@ def embedding_coverage(
     k = _check_k(k, owner)
     if isinstance(quantile, bool) or not isinstance(quantile, numbers.Real) or not 0 < quantile < 1:
         raise ValueError(f"{owner}: quantile must be in (0, 1), got {quantile!r}")
+    if not isinstance(normalize, (bool, np.bool_)):
+        raise TypeError(f"{owner}: normalize must be True or False, got {normalize!r}")
+    if generator is not None and not isinstance(generator, torch.Generator):  # checked before any region needs it
+        raise TypeError(f"{owner}: generator must be a torch.Generator, got {type(generator).__name__}")
     for name, value in (("n_regions", n_regions), ("n_examples", n_examples)):
         if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
             raise ValueError(f"{owner}: {name} must be an int >= 1, got {value!r}")
@@ -772,9 +821,10 @@ def embedding_coverage(
         y = check_labels(train_labels, None, "train_labels").cpu()
         if y.numel() != x.shape[0]:
             raise ValueError(f"{owner}: train_labels has {y.numel()} entries but train_features has {x.shape[0]} rows")
-    train_d = _kth(knn(x, k)[0]).double().cpu()
-    qd2, qi = knn(q, k, ref=x)
-    dist = _kth(qd2).double().cpu()
+    # the k-th neighbours' distances in float64 (knn's are in the features' dtype, which may overflow)
+    train_d = _kth(_pair_distances(x, x, knn(x, k)[1][:, -1:]), torch.float64).cpu()
+    qi = knn(q, k, ref=x)[1]
+    dist = _kth(_pair_distances(q, x, qi[:, -1:]), torch.float64).cpu()
     sorted_train = torch.sort(train_d)[0]
     median = float(sorted_train[(sorted_train.numel() - 1) // 2])  # the lower median, as torch.median
     rank = min(max(math.ceil(float(quantile) * sorted_train.numel()), 1), sorted_train.numel())
