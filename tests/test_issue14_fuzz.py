@@ -125,6 +125,20 @@ def test_report_groups_that_cannot_be_sorted_and_predict_before_fit():
         Det(k=3).predict(_data(6, 4, 14))
 
 
+# -- gallery ---------------------------------------------------------------------------------------------------------
+
+
+def test_gallery_refuses_images_without_pixels():
+    pytest.importorskip("matplotlib")
+    y = torch.tensor([0, 1])
+    p = torch.tensor([[0.1, 0.9], [0.8, 0.2]])
+    for images in (torch.rand(2, 3, 0, 5), torch.zeros(2, 3, 4, 0, dtype=torch.uint8), torch.zeros(2, 0, 5)):
+        with pytest.raises(ValueError, match=r"images\[0\] is empty: shape \(\d+, \d+(, \d+)?\) has no pixels"):
+            bt.quality.plot_mistakes(images, y, p)
+    with pytest.raises(ValueError, match=r"images\[1\] is empty"):
+        bt.quality.plot_novel(torch.zeros(2, 1, 5, 0), torch.tensor([0.0, 1.0]))
+
+
 # -- across ranks ----------------------------------------------------------------------------------------------------
 
 

@@ -82,6 +82,7 @@ def _pixels(image: Any, i: int) -> np.ndarray:
         if a.dtype in (torch.float16, torch.bfloat16):
             a = a.float()
         a = a.numpy()
+    given = tuple(a.shape)
     if a.ndim == 3 and not channels_last:
         if a.shape[0] not in (1, 3, 4):
             raise ValueError(f"images[{i}] must be (C, H, W) with C in (1, 3, 4), got shape {tuple(a.shape)}")
@@ -90,6 +91,8 @@ def _pixels(image: Any, i: int) -> np.ndarray:
         a = a[:, :, 0]
     if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (3, 4)):
         raise ValueError(f"images[{i}] must be (C, H, W) with C in (1, 3, 4) or (H, W), got shape {tuple(a.shape)}")
+    if a.size == 0:  # min/max below and imshow have nothing to show
+        raise ValueError(f"images[{i}] is empty: shape {given} has no pixels")
     if a.dtype == np.uint8:
         return a
     if a.dtype == np.bool_:
@@ -170,7 +173,7 @@ def plot_mistakes(
     Raises:
         ValueError: as :func:`rank_mistakes`; ``images`` whose count differs
             from ``labels``; ``n`` not an int >= 1; an image of another shape,
-            with NaN/inf, or integers outside [0, 255].
+            without pixels, with NaN/inf, or integers outside [0, 255].
         TypeError: ``images`` of an unsupported type.
 
     Example:
