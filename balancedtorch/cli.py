@@ -635,16 +635,23 @@ def _read_mapping(path: str, what: str) -> Any:
     ext = os.path.splitext(path)[1].lower()
     try:
         if ext in (".pt", ".pth"):
+            import warnings
+
             import torch
 
-            return torch.load(path, map_location="cpu", weights_only=True)
+            with warnings.catch_warnings():  # e.g. a pickle protocol warning before the error: keep one line
+                warnings.simplefilter("ignore")
+                return torch.load(path, map_location="cpu", weights_only=True)
         if ext == ".npz":
             with np.load(path, allow_pickle=False) as z:
                 return {k: z[k] for k in z.files}
         if ext == ".npy":
             return np.load(path, allow_pickle=False)
     except Exception as exc:  # unreadable file of the right extension: one line, no traceback
-        raise CLIError(f"{path}: cannot read {what} ({type(exc).__name__}: {exc})") from None
+        detail = " ".join(str(exc).split())  # torch.load's messages span many lines
+        if len(detail) > 300:
+            detail = detail[:300] + " …"
+        raise CLIError(f"{path}: cannot read {what} ({type(exc).__name__}: {detail})") from None
     raise CLIError(f"{path}: {what} must be a .pt dict or a .npz archive, got extension {ext or '(none)'!r}")
 
 
@@ -679,6 +686,13 @@ def read_predictions(path: str) -> Tuple[np.ndarray, np.ndarray, Optional[List[s
     labels = _numpy(obj[lkey])
     if pkey is not None:
         probs = _numpy(obj[pkey])
+        if str(getattr(obj[pkey], "dtype", "")) == "torch.bfloat16" and probs.ndim == 2:
+            # numpy has no bfloat16: the values travel as float32, where bfloat16's rounding (up to 2**-8
+            # per row sum) would fail the 1e-3 row-sum check of float32; rows that sum to 1 within it are renormalised
+            sums = probs.astype(np.float64).sum(1, keepdims=True)
+            if probs.size and np.all(np.abs(sums - 1) <= 2.0**-7) and np.all(probs >= 0):
+                probs = (probs / sums).astype(np.float32)
+                notes.append("bfloat16 pred_probs renormalised to sum to 1")
     else:
         logits = _numpy(obj["logits"]).astype(np.float64)
         if logits.ndim != 2 or not np.isfinite(logits).all():
@@ -747,6 +761,9 @@ def inspect_predictions(path: str, images: Optional[str] = None, out: Optional[s
         imgs = _read_images(images)
         try:
             os.makedirs(out, exist_ok=True)
+        except OSError as exc:  # e.g. --out names a file, or a folder we may not write
+            raise CLIError(f"--out {out}: cannot create the folder for the grids ({exc.strerror or exc})") from None
+        try:
             files = [os.path.join(out, "mistakes.png"), os.path.join(out, "label_issues.png")]
             plot_mistakes(imgs, labels, probs, class_names=names, n=n, path=files[0])
             label_of = (lambda c: names[c]) if names is not None else (lambda c: c)
@@ -755,6 +772,8 @@ def inspect_predictions(path: str, images: Optional[str] = None, out: Optional[s
             _grid(imgs, pick, titles, f"{len(pick)} most likely of {len(issues)} label issues (given → predicted)", files[1])
         except (ValueError, TypeError) as exc:
             raise CLIError(f"{images}: {exc}") from None
+        except OSError as exc:  # the folder exists but a PNG cannot be written there
+            raise CLIError(f"--out {out}: cannot write the grids ({exc})") from None
         print()
         print(f"grids written: {', '.join(files)}")
         result["files"] = files

@@ -139,6 +139,63 @@ def test_gallery_refuses_images_without_pixels():
         bt.quality.plot_novel(torch.zeros(2, 1, 5, 0), torch.tensor([0.0, 1.0]))
 
 
+# -- half-precision probabilities ---------------------------------------------------------------------------------
+
+
+def test_bfloat16_and_float16_softmax_outputs_are_probabilities():
+    # bfloat16 rounds each probability to 2**-8 relative: a softmax row sums to 1.0017 here, beyond the 1e-3 that
+    # float32 is held to, and float16 sums accumulated in float16 drift too; logits are still refused
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 3, (200,), generator=g)
+    probs = torch.softmax(torch.randn(200, 3, generator=g) * 2, 1)
+    assert (probs.bfloat16().float().sum(1) - 1).abs().max() > 1e-3
+    for dtype in (torch.bfloat16, torch.float16):
+        p = probs.to(dtype)
+        issues = bt.quality.find_label_issues(y, p)
+        assert issues.dtype == torch.bool and issues.shape == (200,)
+        if dtype == torch.float16:  # its values in float32 sum to 1 within 1e-3: the same answer
+            assert torch.equal(issues, bt.quality.find_label_issues(y, p.float()))
+        assert bt.quality.rank_mistakes(y, p).num_rows == int((p.float().argmax(1) != y).sum())
+        bt.quality.mistakes_per_class(y, p)
+        with pytest.raises(ValueError, match="rows must sum to 1"):
+            bt.quality.find_label_issues(y, torch.sigmoid(torch.randn(200, 3, generator=g)).to(dtype))
+
+
+# -- inspect-predictions -----------------------------------------------------------------------------------------
+
+
+def _cli(*argv):
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = cli.main(list(argv))
+    return rc, out.getvalue(), err.getvalue()
+
+
+def test_inspect_predictions_unreadable_files_and_out_folder_give_one_line(tmp_path):
+    g = torch.Generator().manual_seed(1)
+    y = torch.randint(0, 3, (40,), generator=g)
+    p = torch.softmax(torch.randn(40, 3, generator=g), 1)
+    torch.save({"labels": y, "pred_probs": p}, tmp_path / "preds.pt")
+    torch.save(torch.rand(40, 3, 5, 5, generator=g), tmp_path / "images.pt")
+    (tmp_path / "corrupt.pt").write_bytes(bytes(range(256)) * 2)  # torch.load's error spans many lines
+    rc, _, err = _cli("inspect-predictions", str(tmp_path / "corrupt.pt"))
+    assert rc == 2 and "cannot read predictions" in err and len(err.strip().splitlines()) == 1, err
+    (tmp_path / "afile").write_text("x")  # --out naming a file: os.makedirs raised FileExistsError (a traceback)
+    rc, out, err = _cli("inspect-predictions", str(tmp_path / "preds.pt"), "--images", str(tmp_path / "images.pt"),
+                        "--out", str(tmp_path / "afile"))
+    assert rc == 2 and "--out" in err and "cannot create the folder" in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_inspect_predictions_reads_bfloat16_probabilities(tmp_path):
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 3, (200,), generator=g)
+    p = torch.softmax(torch.randn(200, 3, generator=g) * 2, 1).bfloat16()
+    torch.save({"labels": y, "pred_probs": p}, tmp_path / "preds.pt")
+    rc, out, err = _cli("inspect-predictions", str(tmp_path / "preds.pt"))
+    assert rc == 0, err
+    assert "bfloat16 pred_probs renormalised to sum to 1" in out.splitlines()[0]
+
+
 # -- across ranks ----------------------------------------------------------------------------------------------------
 
 

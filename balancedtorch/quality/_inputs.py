@@ -34,6 +34,9 @@ def check_pred_probs(
 ) -> Tensor:
     """Probabilities ``(N, K)`` in [0, 1]; rows sum to 1 unless ``multi_label`` (one probability per class).
 
+    Rows sum to 1 within 1e-3, or within the dtype's machine epsilon where
+    that is larger (bfloat16: 2**-7, the rounding of its probabilities).
+
     Raises ValueError (cleanlab raises ValueError for values outside [0, 1]
     too); logits, the usual mistake, are named as such with the softmax
     (sigmoid for ``multi_label``) to apply, followed by ``logits_hint``.
@@ -60,12 +63,17 @@ def check_pred_probs(
         )
     if multi_label:
         return p
-    sums = p.sum(1)  # the input's precision is ample for a 1e-3 tolerance
-    off = (sums - 1).abs() > ROW_SUM_TOLERANCE
+    # float32 and float64 sum to well within 1e-3 in their own precision; float16/bfloat16 are summed in float32
+    # (their own sums drift by more), and bfloat16's rounding of the probabilities (up to 2**-8 relative, so
+    # up to 2**-8 on a row's sum) exceeds 1e-3: the tolerance is its machine epsilon there
+    half = p.dtype in (torch.float16, torch.bfloat16)
+    sums = p.sum(1, dtype=torch.float32) if half else p.sum(1)
+    tolerance = max(ROW_SUM_TOLERANCE, torch.finfo(p.dtype).eps)
+    off = (sums - 1).abs() > tolerance
     if bool(off.any()):
         i = int(off.nonzero()[0, 0])
         raise ValueError(
-            f"{name} rows must sum to 1 (within {ROW_SUM_TOLERANCE}); row {i} sums to {float(sums[i]):.6f}: "
+            f"{name} rows must sum to 1 (within {tolerance:.3g}); row {i} sums to {float(sums[i]):.6f}: "
             + _logits_hint(False, logits_hint)
         )
     return p
