@@ -29,6 +29,7 @@
 #include "../distance_topk.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -343,6 +344,58 @@ void run(const T* q, const float* qn, int64_t N, const T* r, const float* rn, in
   }
 }
 
+// Rows of q against all references without the symmetric halving (Mode::Ref,
+// Mode::SelfExclude). The references are packed once per macro-block (as
+// many L2-sized super-blocks as max_bytes holds: all of them for most banks),
+// and the query rows are handed out in chunks that each thread takes from a
+// shared counter and runs through every super-block on its own. No thread
+// waits for another until the macro-block ends: a barrier per super-block
+// (one every ~1,000 references) cost most of the time when the queries are
+// few against a large bank, or when another process took a core.
+template <typename T, Mode mode, TileFn<T, mode> tile>
+void run_rows(const T* q, const float* qn, int64_t N, const T* r, const float* rn, int64_t M, int64_t dims, int64_t max_bytes, Lists& rows) {
+  const int64_t nc = std::max<int64_t>(NR, ((256 * 1024) / (dims * 4)) / NR * NR);
+  const int64_t macro = nc * std::max<int64_t>(1, max_bytes / (nc * dims * static_cast<int64_t>(sizeof(T))));
+  const int64_t mcols = ((std::min(M, macro) + NR - 1) / NR) * NR;
+  std::vector<T> panels(mcols * dims);
+  std::vector<float> pnorm(mcols);
+  const int64_t threads = at::get_num_threads();
+  const int64_t nblocks = (N + MR - 1) / MR;
+  // ~8 chunks per thread balance the load; 16 blocks (96 rows) or more keep
+  // each pass over the packed references worth its memory traffic
+  const int64_t chunk = std::max<int64_t>(16, nblocks / (8 * threads));
+  const int64_t nchunks = (nblocks + chunk - 1) / chunk;
+  for (int64_t m0 = 0; m0 < M; m0 += macro) {
+    const int64_t m1 = std::min(M, m0 + macro);
+    pack_panels(r, rn, m0, m1, dims, panels.data(), pnorm.data());
+    std::atomic<int64_t> next{0};
+    at::parallel_for(0, threads, 1, [&](int64_t, int64_t) {
+      std::vector<T> pad(MR * dims, T(0));
+      for (int64_t c = next++; c < nchunks; c = next++) {
+        const int64_t b1 = std::min(nblocks, (c + 1) * chunk);
+        for (int64_t c0 = m0; c0 < m1; c0 += nc) {
+          const int64_t np = (std::min(m1, c0 + nc) - c0 + NR - 1) / NR;
+          const T* panel0 = panels.data() + (c0 - m0) * dims;
+          const float* pn0 = pnorm.data() + (c0 - m0);
+          for (int64_t b = c * chunk; b < b1; ++b) {
+            const int64_t i0 = b * MR;
+            const int64_t real = std::min<int64_t>(MR, N - i0);
+            const T* rowp[MR];
+            float norms[MR];
+            for (int64_t t = 0; t < MR; ++t) {
+              rowp[t] = t < real ? q + (i0 + t) * dims : pad.data();
+              norms[t] = t < real ? qn[i0 + t] : kInf;
+            }
+            for (int64_t p = 0; p < np; ++p) {
+              tile(rowp, norms, i0, real, panel0 + p * dims * NR, pn0 + p * NR, c0 + p * NR, dims, rows, nullptr);
+            }
+          }
+        }
+      }
+    });
+  }
+}
+
 // One search in the given element type: the row lists and (symmetric) the
 // per-thread column lists, to be merged.
 template <typename T, template <Mode> class Tile>
@@ -367,9 +420,9 @@ void search(
     }
     run<T, Mode::Symmetric, Tile<Mode::Symmetric>::fn>(q, qn, N, r, rn, M, dims, rows, cols);
   } else if (self) {
-    run<T, Mode::SelfExclude, Tile<Mode::SelfExclude>::fn>(q, qn, N, r, rn, M, dims, rows, cols);
+    run_rows<T, Mode::SelfExclude, Tile<Mode::SelfExclude>::fn>(q, qn, N, r, rn, M, dims, max_bytes, rows);
   } else {
-    run<T, Mode::Ref, Tile<Mode::Ref>::fn>(q, qn, N, r, rn, M, dims, rows, cols);
+    run_rows<T, Mode::Ref, Tile<Mode::Ref>::fn>(q, qn, N, r, rn, M, dims, max_bytes, rows);
   }
 }
 
