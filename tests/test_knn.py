@@ -187,3 +187,23 @@ def test_cpu_kernel_paths_exact_on_random_data(monkeypatch, bf16, D, mode):
     torch.testing.assert_close(d, rd.float(), rtol=1e-5, atol=1e-5)
     if D > 2:  # 1- and 2-D data has exact distance ties within float rounding of each other
         assert torch.equal(i, ri)
+
+
+@pytest.mark.parametrize("bf16", ["1", "0"])
+def test_bank_search_across_packed_blocks(monkeypatch, bf16):
+    """A query set against a larger bank at k=50 (NoveltyDetector's shape) with a
+    1 MiB budget: the references are packed in several blocks and the query
+    chunks are taken by both threads from a shared counter."""
+    monkeypatch.setenv("BALANCEDTORCH_KNN_BF16", bf16)
+    gen = torch.Generator().manual_seed(14)
+    bank = torch.nn.functional.normalize(torch.randn(20000, 64, generator=gen), dim=1)
+    q = torch.nn.functional.normalize(torch.randn(613, 64, generator=gen), dim=1)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        d, i = bt.ops.knn(q, 50, ref=bank, max_tile_bytes=1 << 20)
+    finally:
+        torch.set_num_threads(threads)
+    rd, ri = reference_knn(q, 50, ref=bank)
+    assert torch.equal(i, ri)
+    torch.testing.assert_close(d, rd.float(), rtol=1e-6, atol=1e-6)

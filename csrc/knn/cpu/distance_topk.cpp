@@ -29,6 +29,7 @@
 #include "../distance_topk.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -84,10 +85,17 @@ inline int lane_mask(const at::vec::Vectorized<T>& v) {
 #endif
 }
 
-// Candidate lists of `rows` points: ascending distances, thr[r] = the
-// distance a newcomer must beat (inf until the list is full). With a window
-// (per-row, the bfloat16 path) a newcomer must also lie within window[r] of
-// the row's k-th distance.
+// Candidate lists of `rows` points, `cand` slots each: the k best so far,
+// sorted (ties in arrival order = lower index first), then, unsorted, the
+// others within window[r] of the row's k-th distance. thr[r] = the distance
+// a newcomer must beat: inf until k are held, then the k-th plus the window.
+// Only the k best are kept in order, so an offer costs a shift within k
+// slots, not within the whole list (at k = 50 the window holds ~2k points of
+// a 10^6 bank). A full list drops its entries that fell out of the window
+// (the k-th only decreases), but no more often than the k-th changes; a
+// point it still cannot hold is counted in lost[r] (the smallest such
+// distance), and the caller treats the row as unproven if that point is
+// inside the row's final window.
 struct Lists {
   int64_t cand;
   int64_t k;
@@ -96,9 +104,19 @@ struct Lists {
   std::vector<int32_t> idx;
   std::vector<int32_t> n;
   std::vector<float> thr;
+  std::vector<float> lost;
+  std::vector<float> pruned_at;  // the k-th distance at the row's last pruning
 
-  Lists(int64_t rows, int64_t rows_padded, int64_t cand_, int64_t k_ = 0, const float* window_ = nullptr)
-      : cand(cand_), k(k_), window(window_), d(rows * cand_, kInf), idx(rows * cand_, -1), n(rows, 0), thr(rows_padded, -kInf) {
+  Lists(int64_t rows, int64_t rows_padded, int64_t cand_, int64_t k_, const float* window_)
+      : cand(cand_),
+        k(k_),
+        window(window_),
+        d(rows * cand_, kInf),
+        idx(rows * cand_, -1),
+        n(rows, 0),
+        thr(rows_padded, -kInf),
+        lost(rows, kInf),
+        pruned_at(rows, kInf) {
     std::fill(thr.begin(), thr.begin() + rows, kInf);
   }
 
@@ -106,7 +124,14 @@ struct Lists {
     float* dr = d.data() + r * cand;
     int32_t* ir = idx.data() + r * cand;
     int32_t& cnt = n[r];
-    int64_t p = cnt < cand ? cnt++ : cand - 1;
+    if (cnt >= k && !(v < dr[k - 1])) {
+      keep_in_window(r, v, j);
+      return;
+    }
+    const bool full = cnt >= k;
+    const float out_v = full ? dr[k - 1] : kInf;
+    const int32_t out_j = full ? ir[k - 1] : -1;
+    int64_t p = full ? k - 1 : cnt++;
     while (p > 0 && dr[p - 1] > v) {
       dr[p] = dr[p - 1];
       ir[p] = ir[p - 1];
@@ -114,12 +139,42 @@ struct Lists {
     }
     dr[p] = v;
     ir[p] = j;
-    float t = cnt < cand ? kInf : dr[cand - 1];
-    if (window != nullptr && cnt >= k) {
+    if (cnt >= k) {
       // rounded up: the float32 sum must not lose the window's reach
-      t = std::min(t, std::nextafter(dr[k - 1] + window[r], kInf));
+      thr[r] = std::nextafter(dr[k - 1] + window[r], kInf);
     }
-    thr[r] = t;
+    if (full) {
+      keep_in_window(r, out_v, out_j);  // the former k-th, if still inside the window
+    }
+  }
+
+ private:
+  inline void keep_in_window(int64_t r, float v, int32_t j) {
+    if (!(v < thr[r])) {
+      return;
+    }
+    float* dr = d.data() + r * cand;
+    int32_t* ir = idx.data() + r * cand;
+    int32_t& cnt = n[r];
+    if (cnt == cand && dr[k - 1] < pruned_at[r]) {
+      int64_t w = k;
+      for (int64_t c = k; c < cand; ++c) {
+        if (dr[c] < thr[r]) {
+          dr[w] = dr[c];
+          ir[w] = ir[c];
+          ++w;
+        }
+      }
+      cnt = static_cast<int32_t>(w);
+      pruned_at[r] = dr[k - 1];
+    }
+    if (cnt == cand) {
+      lost[r] = std::min(lost[r], v);
+      return;
+    }
+    dr[cnt] = v;
+    ir[cnt] = j;
+    ++cnt;
   }
 };
 
@@ -343,6 +398,58 @@ void run(const T* q, const float* qn, int64_t N, const T* r, const float* rn, in
   }
 }
 
+// Rows of q against all references without the symmetric halving (Mode::Ref,
+// Mode::SelfExclude). The references are packed once per macro-block (as
+// many L2-sized super-blocks as max_bytes holds: all of them for most banks),
+// and the query rows are handed out in chunks that each thread takes from a
+// shared counter and runs through every super-block on its own. No thread
+// waits for another until the macro-block ends: a barrier per super-block
+// (one every ~1,000 references) cost most of the time when the queries are
+// few against a large bank, or when another process took a core.
+template <typename T, Mode mode, TileFn<T, mode> tile>
+void run_rows(const T* q, const float* qn, int64_t N, const T* r, const float* rn, int64_t M, int64_t dims, int64_t max_bytes, Lists& rows) {
+  const int64_t nc = std::max<int64_t>(NR, ((256 * 1024) / (dims * 4)) / NR * NR);
+  const int64_t macro = nc * std::max<int64_t>(1, max_bytes / (nc * dims * static_cast<int64_t>(sizeof(T))));
+  const int64_t mcols = ((std::min(M, macro) + NR - 1) / NR) * NR;
+  std::vector<T> panels(mcols * dims);
+  std::vector<float> pnorm(mcols);
+  const int64_t threads = at::get_num_threads();
+  const int64_t nblocks = (N + MR - 1) / MR;
+  // ~8 chunks per thread balance the load; 16 blocks (96 rows) or more keep
+  // each pass over the packed references worth its memory traffic
+  const int64_t chunk = std::max<int64_t>(16, nblocks / (8 * threads));
+  const int64_t nchunks = (nblocks + chunk - 1) / chunk;
+  for (int64_t m0 = 0; m0 < M; m0 += macro) {
+    const int64_t m1 = std::min(M, m0 + macro);
+    pack_panels(r, rn, m0, m1, dims, panels.data(), pnorm.data());
+    std::atomic<int64_t> next{0};
+    at::parallel_for(0, threads, 1, [&](int64_t, int64_t) {
+      std::vector<T> pad(MR * dims, T(0));
+      for (int64_t c = next++; c < nchunks; c = next++) {
+        const int64_t b1 = std::min(nblocks, (c + 1) * chunk);
+        for (int64_t c0 = m0; c0 < m1; c0 += nc) {
+          const int64_t np = (std::min(m1, c0 + nc) - c0 + NR - 1) / NR;
+          const T* panel0 = panels.data() + (c0 - m0) * dims;
+          const float* pn0 = pnorm.data() + (c0 - m0);
+          for (int64_t b = c * chunk; b < b1; ++b) {
+            const int64_t i0 = b * MR;
+            const int64_t real = std::min<int64_t>(MR, N - i0);
+            const T* rowp[MR];
+            float norms[MR];
+            for (int64_t t = 0; t < MR; ++t) {
+              rowp[t] = t < real ? q + (i0 + t) * dims : pad.data();
+              norms[t] = t < real ? qn[i0 + t] : kInf;
+            }
+            for (int64_t p = 0; p < np; ++p) {
+              tile(rowp, norms, i0, real, panel0 + p * dims * NR, pn0 + p * NR, c0 + p * NR, dims, rows, nullptr);
+            }
+          }
+        }
+      }
+    });
+  }
+}
+
 // One search in the given element type: the row lists and (symmetric) the
 // per-thread column lists, to be merged.
 template <typename T, template <Mode> class Tile>
@@ -367,9 +474,9 @@ void search(
     }
     run<T, Mode::Symmetric, Tile<Mode::Symmetric>::fn>(q, qn, N, r, rn, M, dims, rows, cols);
   } else if (self) {
-    run<T, Mode::SelfExclude, Tile<Mode::SelfExclude>::fn>(q, qn, N, r, rn, M, dims, rows, cols);
+    run_rows<T, Mode::SelfExclude, Tile<Mode::SelfExclude>::fn>(q, qn, N, r, rn, M, dims, max_bytes, rows);
   } else {
-    run<T, Mode::Ref, Tile<Mode::Ref>::fn>(q, qn, N, r, rn, M, dims, rows, cols);
+    run_rows<T, Mode::Ref, Tile<Mode::Ref>::fn>(q, qn, N, r, rn, M, dims, max_bytes, rows);
   }
 }
 
@@ -429,10 +536,10 @@ void windowed_search(
       while (within < n && merged[within].first <= T_i) {
         ++within;
       }
-      // a full list whose last entry is inside the window may have turned away points inside it
-      bool full = rows.n[i] == C && rows.d[i * C + C - 1] <= T_i;
+      // a list that had to turn away a point inside the final window
+      bool full = rows.lost[i] <= T_i;
       for (const Lists& l : cols) {
-        full = full || (l.n[i] == C && l.d[i * C + C - 1] <= T_i);
+        full = full || l.lost[i] <= T_i;
       }
       overflow[i] = full || within > C || within < k;
       for (int64_t c = 0; c < C; ++c) {
@@ -527,9 +634,14 @@ bool bf16_enabled() {
 }
 
 // Candidates kept per row on the bfloat16 path: the points inside the window
-// grow with k (~2k on the long-tail benchmark sets, ~0.1% of rows over 4k).
+// grow with k and with the bank (~2k on the long-tail benchmark sets; on
+// 10^6 normalised Gaussian points in 128-D at k = 50, 2.2k on average and
+// over k + 64 for 30% of the queries, which then had to be searched again in
+// float32). A bank search keeps up to 5k; a self search at most k + 64, as
+// its symmetric halving holds a copy of the lists per thread.
 int64_t bf16_list_size(int64_t k, int64_t M, bool self) {
-  return std::min<int64_t>(k + std::clamp<int64_t>(4 * k, 12, 64), M - (self ? 1 : 0));
+  const int64_t extra = self ? std::clamp<int64_t>(4 * k, 12, 64) : std::max<int64_t>(4 * k, 12);
+  return std::min<int64_t>(k + extra, M - (self ? 1 : 0));
 }
 
 // Rows [0, n) of x centred on c: bfloat16 pairs (round to nearest even) into
