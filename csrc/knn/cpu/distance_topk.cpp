@@ -357,6 +357,17 @@ bool cpu_has_bf16() {
 template <typename T, Mode mode>
 using TileFn = void (*)(const T* const*, const float*, int64_t, int64_t, const T*, const float*, int64_t, int64_t, Lists&, Lists*);
 
+// The MR query rows of a register block starting at row i0 (`real` of them
+// exist): row pointers and norms, the missing rows pointing at zero padding
+// with an infinite norm so that they never become candidates.
+template <typename T>
+inline void block_rows(const T* q, const float* qn, int64_t i0, int64_t real, int64_t dims, const T* pad, const T** rowp, float* norms) {
+  for (int64_t t = 0; t < MR; ++t) {
+    rowp[t] = t < real ? q + (i0 + t) * dims : pad;
+    norms[t] = t < real ? qn[i0 + t] : kInf;
+  }
+}
+
 // All query rows against all references, reference super-block by super-block.
 // `dims`: elements of T per point (D floats, or D / 2 rounded up bfloat16 pairs).
 template <typename T, Mode mode, TileFn<T, mode> tile>
@@ -380,10 +391,7 @@ void run(const T* q, const float* qn, int64_t N, const T* r, const float* rn, in
         const int64_t real = std::min<int64_t>(MR, row_end - i0);
         const T* rowp[MR];
         float norms[MR];
-        for (int64_t t = 0; t < MR; ++t) {
-          rowp[t] = t < real ? q + (i0 + t) * dims : pad.data();
-          norms[t] = t < real ? qn[i0 + t] : kInf;
-        }
+        block_rows(q, qn, i0, real, dims, pad.data(), rowp, norms);
         for (int64_t p = 0; p < np; ++p) {
           const int64_t j0 = c0 + p * NR;
           if constexpr (mode == Mode::Symmetric) {
@@ -436,10 +444,7 @@ void run_rows(const T* q, const float* qn, int64_t N, const T* r, const float* r
             const int64_t real = std::min<int64_t>(MR, N - i0);
             const T* rowp[MR];
             float norms[MR];
-            for (int64_t t = 0; t < MR; ++t) {
-              rowp[t] = t < real ? q + (i0 + t) * dims : pad.data();
-              norms[t] = t < real ? qn[i0 + t] : kInf;
-            }
+            block_rows(q, qn, i0, real, dims, pad.data(), rowp, norms);
             for (int64_t p = 0; p < np; ++p) {
               tile(rowp, norms, i0, real, panel0 + p * dims * NR, pn0 + p * NR, c0 + p * NR, dims, rows, nullptr);
             }
