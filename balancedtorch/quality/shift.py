@@ -572,7 +572,7 @@ class DriftMonitor:
             raise TypeError(f"sync must be True or False, got {sync!r}")
         counts = self.counts.clone()
         if sync and _distributed():
-            torch.distributed.all_reduce(counts)
+            counts = Comm().all_reduce(counts)  # on the device the backend needs (NCCL: the current GPU)
         n = float(counts.sum())
         if n == 0:
             raise ValueError("DriftMonitor.status: no predictions yet; call update(preds) first")
