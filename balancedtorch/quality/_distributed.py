@@ -56,20 +56,26 @@ class Comm:
         torch.distributed.all_reduce(buf)
         return buf.cpu()
 
-    def all_gather(self, t: Tensor) -> List[Tensor]:
-        """Every rank's ``t`` (same shape on every rank), on the CPU, rank 0 first."""
+    def all_gather(self, t: Tensor, device: Any = None) -> List[Tensor]:
+        """Every rank's ``t`` (same shape on every rank), rank 0 first, on ``device`` (default: the CPU)."""
         buf = t.to(self.device).contiguous()
         out = [torch.empty_like(buf) for _ in range(self.world)]
         torch.distributed.all_gather(out, buf)
-        return [o.cpu() for o in out]
+        target = torch.device("cpu") if device is None else device
+        return [o.to(target) for o in out]
 
-    def all_gather_rows(self, t: Tensor) -> List[Tensor]:
-        """Every rank's ``t`` whose first dimension may differ between ranks (padded to the longest, then cut)."""
-        sizes = [int(s) for s in self.all_gather(torch.tensor([t.shape[0]], dtype=torch.long))]
-        longest = max(sizes)
-        padded = torch.zeros((longest,) + tuple(t.shape[1:]), dtype=t.dtype)
-        padded[: t.shape[0]] = t.cpu()
-        return [part[:n] for part, n in zip(self.all_gather(padded), sizes)]
+    def all_gather_rows(self, t: Tensor, sizes: Optional[Sequence[int]] = None, device: Any = None) -> List[Tensor]:
+        """Every rank's ``t`` whose first dimension may differ between ranks (padded to the longest, then cut).
+
+        ``sizes``: every rank's row count when the caller already exchanged
+        them (saves one all-gather); ``device``: where the parts land (default:
+        the CPU).
+        """
+        if sizes is None:
+            sizes = [int(s) for s in self.all_gather(torch.tensor([t.shape[0]], dtype=torch.long))]
+        padded = t.new_zeros((max(max(sizes), 1),) + tuple(t.shape[1:]))
+        padded[: t.shape[0]] = t
+        return [part[:n] for part, n in zip(self.all_gather(padded, device), sizes)]
 
     def agree(self, error: Optional[BaseException], facts: Sequence[int], what: str) -> List[List[int]]:
         """Every rank's ``facts`` (small ints); raises on every rank if any rank failed or they disagree.
@@ -84,7 +90,7 @@ class Comm:
             raise error
         failed = [r for r, row in enumerate(rows) if row[0]]
         if failed:
-            raise ValueError(f"{what}: the input on rank(s) {failed} is invalid (see the error raised there)")
+            raise ValueError(f"{what}: invalid input on rank(s) {failed} (see the error raised there)")
         return [row[1:] for row in rows]
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
 
 import numpy as np
 import torch
@@ -18,6 +18,7 @@ from .._checks import all_finite, as_tensor
 from .._labels import check_labels as _check_labels
 from .._labels import infer_num_classes
 from ..ops.knn import knn
+from ._distributed import Comm, check_distributed
 from ._inputs import check_labels
 
 __all__ = ["NoveltyDetector", "embedding_coverage"]
@@ -172,50 +173,9 @@ def _candidates(
 # --- torch.distributed ------------------------------------------------------------
 
 
-def _process_group() -> bool:
-    dist = torch.distributed
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
-
-
 def _process_group_alive() -> bool:
     dist = torch.distributed
     return dist.is_available() and dist.is_initialized()
-
-
-def _comm_device() -> torch.device:
-    """Where the collectives' tensors live: the current CUDA device under NCCL, else the CPU (gloo)."""
-    if torch.distributed.get_backend() == "nccl":
-        return torch.device("cuda", torch.cuda.current_device())
-    return torch.device("cpu")
-
-
-def _gather_ints(values: Sequence[int]) -> List[List[int]]:
-    """Every rank's ``values`` (same length on every rank), in rank order: one all-gather."""
-    dist = torch.distributed
-    t = torch.tensor(list(values), dtype=torch.long, device=_comm_device())
-    parts = [torch.empty_like(t) for _ in range(dist.get_world_size())]
-    dist.all_gather(parts, t)
-    return [p.tolist() for p in parts]
-
-
-def _gather_rows(t: Tensor, counts: Sequence[int]) -> List[Tensor]:
-    """Every rank's rows (``counts[r]`` of them on rank r), in rank order: one all-gather, padded to the largest."""
-    dist = torch.distributed
-    device = _comm_device()
-    buf = torch.zeros((max(max(counts), 1),) + tuple(t.shape[1:]), dtype=t.dtype, device=device)
-    buf[: t.shape[0]] = t.to(device)
-    parts = [torch.empty_like(buf) for _ in counts]
-    dist.all_gather(parts, buf)
-    return [p[:n].to(t.device) for p, n in zip(parts, counts)]
-
-
-def _raise_if_any_failed(error: Optional[Exception], failed: Sequence[int], owner: str) -> None:
-    """After an exchange of error flags: every rank raises when any did (none waits for a collective)."""
-    if error is not None:
-        raise error
-    bad = [r for r, f in enumerate(failed) if f]
-    if bad:
-        raise ValueError(f"{owner}: invalid input on rank(s) {bad} (see the error raised there)")
 
 
 _DTYPES = (torch.float32, torch.float64)
@@ -371,13 +331,9 @@ class NoveltyDetector:
     # -- fit ---------------------------------------------------------------------
 
     def _use_process_group(self, owner: str) -> bool:
-        if self.distributed is None:
-            return _process_group()
-        if self.distributed:
-            dist = torch.distributed
-            if not (dist.is_available() and dist.is_initialized()):
-                raise ValueError(f"NoveltyDetector.{owner}: distributed=True needs an initialised torch.distributed process group")
-        return self.distributed
+        if self.distributed and not _process_group_alive():
+            raise ValueError(f"NoveltyDetector.{owner}: distributed=True needs an initialised torch.distributed process group")
+        return check_distributed(self.distributed)
 
     def fit(self, train_features: Any, labels: Any = None) -> "NoveltyDetector":
         """Store the bank of training features.
@@ -415,22 +371,20 @@ class NoveltyDetector:
                 raise
             error = e
         rows = 0 if keep is None else keep.numel()
-        info = [rows, dim, _DTYPES.index(dtype), int(bank_labels is not None), classes, int(error is not None)]
-        everyone = _gather_ints(info) if shard else [info]  # collective 1
-        _raise_if_any_failed(error, [r[5] for r in everyone], owner)
+        info = [rows, dim, _DTYPES.index(dtype), int(bank_labels is not None), classes]
+        comm = Comm() if shard else None
+        everyone = comm.agree(error, info, owner) if shard else [info]  # collective 1
         if shard:
             for what, col in (("number of features", 1), ("dtype (float32 or float64)", 2), ("labels or none", 3)):
                 if len({r[col] for r in everyone}) > 1:
                     raise ValueError(f"{owner}: the ranks' train_features disagree on their {what}: {[r[col] for r in everyone]}")
         sizes = [r[0] for r in everyone]
-        rank = torch.distributed.get_rank() if shard else 0
+        rank = comm.rank if shard else 0
         counts = None
         if bank_labels is not None:
             counts = torch.bincount(bank_labels.cpu(), minlength=max(r[4] for r in everyone))
             if shard:  # collective 2
-                total = counts.to(_comm_device())
-                torch.distributed.all_reduce(total)
-                counts = total.cpu()
+                counts = comm.all_reduce(counts)
         if self.per_class:
             small = ((counts > 0) & (counts < self.k)).nonzero()
             if small.numel():
@@ -526,8 +480,7 @@ class NoveltyDetector:
     def _agree(self, error: Optional[Exception], owner: str) -> None:
         """Raise ``error`` before a collective call, on every rank when distributed (none is left waiting)."""
         if self.bank_ is not None and self.distributed_ and _process_group_alive():
-            failed = [r[0] for r in _gather_ints([int(error is not None)])]
-            _raise_if_any_failed(error, failed, f"NoveltyDetector.{owner}")
+            Comm().agree(error, [], f"NoveltyDetector.{owner}")
         elif error is not None:
             raise error
 
@@ -621,18 +574,16 @@ class NoveltyDetector:
             q, y = self._queries(features, labels, allow_empty=True)
         except (ValueError, TypeError) as e:
             error = e
-        everyone = _gather_ints([0 if q is None else q.shape[0], int(error is not None)])  # collective 1
-        _raise_if_any_failed(error, [r[1] for r in everyone], owner)
-        counts = [r[0] for r in everyone]
-        rank = torch.distributed.get_rank()
+        comm = Comm()
+        counts = [r[0] for r in comm.agree(error, [0 if q is None else q.shape[0]], owner)]  # collective 1
         if sum(counts) == 0:
             return q.new_zeros(0)
-        q_all = torch.cat(_gather_rows(q, counts))  # collective 2: the queries of every rank
-        y_all = torch.cat(_gather_rows(y, counts)) if y is not None else None  # collective 3 (per_class)
+        q_all = torch.cat(comm.all_gather_rows(q, counts, q.device))  # collective 2: the queries of every rank
+        y_all = torch.cat(comm.all_gather_rows(y, counts, y.device)) if y is not None else None  # collective 3 (per_class)
         d, i = self._search(q_all, y_all)
         # collective 4: every rank's k candidates for every query, distances as their int64 bits
-        packed = _gather_rows(torch.cat([d.view(torch.int64), i], 1), [sum(counts)] * len(counts))
-        mine = slice(sum(counts[:rank]), sum(counts[: rank + 1]))
+        packed = comm.all_gather(torch.cat([d.view(torch.int64), i], 1), d.device)
+        mine = slice(sum(counts[: comm.rank]), sum(counts[: comm.rank + 1]))
         k = self.k
         d = torch.cat([p[mine, :k].contiguous().view(torch.float64) for p in packed], 1)
         i = torch.cat([p[mine, k:] for p in packed], 1)
@@ -661,8 +612,7 @@ class NoveltyDetector:
         self._agree(error, "threshold")
         s = self.score(val_features, labels).double().cpu()
         if self.distributed_:
-            counts = [r[0] for r in _gather_ints([s.numel()])]
-            s = torch.cat(_gather_rows(s, counts))
+            s = torch.cat(Comm().all_gather_rows(s))
             if s.numel() == 0:
                 raise ValueError("NoveltyDetector.threshold: val_features has no rows on any rank")
         rank = min(max(math.ceil(float(tpr) * s.numel()), 1), s.numel())

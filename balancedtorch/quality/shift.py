@@ -306,11 +306,6 @@ class LabelShiftEstimator:
 _DRIFT_METHODS = ("both", "psi", "chi2")
 
 
-def _distributed() -> bool:
-    dist = torch.distributed
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
-
-
 def _predicted_labels(preds: Any, num_classes: Optional[int], name: str, reference_classes: bool = False) -> Tensor:
     """1-D int64 predicted labels (argmax of probabilities), checked against ``num_classes``."""
     t = as_tensor(preds, name)
@@ -571,7 +566,7 @@ class DriftMonitor:
         if not isinstance(sync, bool):
             raise TypeError(f"sync must be True or False, got {sync!r}")
         counts = self.counts.clone()
-        if sync and _distributed():
+        if sync and check_distributed(None):
             counts = Comm().all_reduce(counts)  # on the device the backend needs (NCCL: the current GPU)
         n = float(counts.sum())
         if n == 0:
