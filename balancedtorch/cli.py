@@ -322,11 +322,11 @@ def _load(path: str, column: Optional[str] = None, header: str = "auto") -> _Loa
         if ext in (".csv", ".tsv"):
             return _read_csv(path, column, header)
         if ext == ".npy":
-            return _from_array(np.load(path, allow_pickle=False), path)
+            return _from_array(_read_mapping(path, "labels"), path)
         if ext in (".pt", ".pth"):
             import torch
 
-            obj = torch.load(path, map_location="cpu", weights_only=True)
+            obj = _read_mapping(path, "labels")  # torch.load's multi-line errors become one line
             if isinstance(obj, dict):
                 key = next((k for k in ("labels", "targets", "masks") if k in obj), None)
                 if key is None:

@@ -180,6 +180,8 @@ def test_inspect_predictions_unreadable_files_and_out_folder_give_one_line(tmp_p
     (tmp_path / "corrupt.pt").write_bytes(bytes(range(256)) * 2)  # torch.load's error spans many lines
     rc, _, err = _cli("inspect-predictions", str(tmp_path / "corrupt.pt"))
     assert rc == 2 and "cannot read predictions" in err and len(err.strip().splitlines()) == 1, err
+    rc, _, err = _cli("inspect", str(tmp_path / "corrupt.pt"))  # the labels reader shares the loader
+    assert rc == 2 and "cannot read labels" in err and len(err.strip().splitlines()) == 1, err
     (tmp_path / "afile").write_text("x")  # --out naming a file: os.makedirs raised FileExistsError (a traceback)
     rc, out, err = _cli("inspect-predictions", str(tmp_path / "preds.pt"), "--images", str(tmp_path / "images.pt"),
                         "--out", str(tmp_path / "afile"))
