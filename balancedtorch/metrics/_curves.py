@@ -126,56 +126,197 @@ def binned_roc_curve(hist: Tensor, thresholds: Tensor, c: int) -> Tuple[Tensor, 
     return fpr.flip(0), tpr.flip(0), thresholds.double().flip(0)
 
 
-def _clf_curve(scores: Tensor, positive: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
-    """scikit-learn's ``_binary_clf_curve``: (fps, tps, thresholds) at every distinct score, descending."""
-    order = torch.argsort(scores, descending=True, stable=True)
-    s = scores[order]
-    y = positive[order].double()
-    n = s.numel()
-    last = torch.ones(n, dtype=torch.bool, device=s.device)
-    last[:-1] = s[:-1] != s[1:]  # the last sample of every run of tied scores: one threshold per run
-    tps = y.cumsum(0)[last]
-    fps = (1 - y).cumsum(0)[last]
-    return fps, tps, s[last]
+# rows per chunk of ranking_rows: at most this many (row, sample) pairs, bounding its float64
+# temporaries to a few tens of MiB however many classes (or class pairs) there are
+_CHUNK_ELEMENTS = 1 << 22
 
 
-def exact_pr_curve(scores: Tensor, positive: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+def clf_counts(scores: Tensor, positive: Tensor, weight: Optional[Tensor] = None) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+    """scikit-learn's confusion counts at every threshold, for each row of ``scores``.
+
+    The scores of a row are sorted descending (stable: tied samples keep their
+    order, as scikit-learn's ``argsort(stable=True, descending=True)``), and
+    the true / false positives are summed cumulatively in float64 in that
+    order, so weighted counts round exactly as scikit-learn's.
+
+    Args:
+        scores (Tensor[R, n]): real scores.
+        positive (Tensor[R, n] bool): the targets.
+        weight (Tensor[R, n] or Tensor[n], optional): sample weights (>= 0).
+
+    Returns:
+        (s, tps, fps, last), each ``[R, n]``: the sorted scores, the (weighted)
+        true and false positives among the samples up to each position, and
+        ``last``: the last sample of each run of tied scores (where a threshold
+        sits: one threshold per distinct score).
+    """
+    order = torch.argsort(scores, dim=-1, descending=True, stable=True)
+    s = scores.gather(-1, order)
+    y = positive.gather(-1, order)
+    n = s.shape[-1]
+    if weight is None:
+        tps = y.double().cumsum(-1)
+        fps = torch.arange(1, n + 1, dtype=torch.float64, device=s.device) - tps
+    else:
+        w = weight.double().expand_as(scores).gather(-1, order)
+        yw = torch.where(y, w, torch.zeros_like(w))
+        tps = yw.cumsum(-1)
+        fps = (w - yw).cumsum(-1)  # a cumulative sum, as scikit-learn's: never decreasing under rounding
+    last = torch.ones_like(s, dtype=torch.bool)
+    last[..., :-1] = s[..., :-1] != s[..., 1:]
+    return s, tps, fps, last
+
+
+def ranking_rows(
+    scores: Tensor, positive: Tensor, weight: Optional[Tensor] = None, max_fpr: Optional[float] = None
+) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Average precision and ROC AUC of every row, with no host synchronisation.
+
+    scikit-learn's definitions: AP is the step integral ``sum_k (R_k - R_{k-1})
+    P_k`` over the thresholds (``average_precision_score``), ROC AUC the
+    trapezoidal area under ``roc_curve`` (``roc_auc_score``); with
+    ``max_fpr`` the area up to that false positive rate (the point at
+    ``max_fpr`` linearly interpolated) with McClish's correction.
+
+    Every position of a sorted row is turned into a point of the curve: the
+    last sample of a run of ties is its threshold's point, every other sample
+    repeats the point before it. Repeated points add zero-width steps and
+    segments, so the sums over all positions equal the sums over the
+    thresholds, and the rows keep one shape (no data-dependent sizes).
+    Samples of weight 0 likewise only repeat points, so a 0/1 ``weight``
+    selects samples.
+
+    Args:
+        scores (Tensor[R, n]), positive (Tensor[R, n] bool), weight (Tensor[R, n]
+            or Tensor[n], optional, >= 0): as :func:`clf_counts`.
+        max_fpr (float, optional): in (0, 1); None or 1: the whole area.
+
+    Returns:
+        (ap, auc, P, N), Tensor[R] float64 each: AP (0 without positives, as
+        scikit-learn), ROC AUC (NaN without positives or negatives), and the
+        (weighted) numbers of positives and negatives.
+    """
+    R, n = scores.shape
+    if R == 0 or n == 0:
+        z = scores.new_zeros(R, dtype=torch.float64)
+        return z, torch.full_like(z, math.nan), z, z.clone()
+    step = max(1, _CHUNK_ELEMENTS // n)
+    if R > step:
+        parts = [
+            ranking_rows(
+                scores[r : r + step],
+                positive[r : r + step],
+                None if weight is None else (weight if weight.dim() == 1 else weight[r : r + step]),
+                max_fpr,
+            )
+            for r in range(0, R, step)
+        ]
+        return tuple(torch.cat([p[i] for p in parts]) for i in range(4))  # type: ignore[return-value]
+    _, tps, fps, last = clf_counts(scores, positive, weight)
+    arange = torch.arange(n, device=scores.device)
+    # the latest threshold at or before every position (-1: none yet, the origin)
+    at = torch.where(last, arange, torch.full_like(arange, -1)).cummax(-1).values
+    seen = at >= 0
+    at = at.clamp_min(0)
+    zero = torch.zeros(R, 1, dtype=torch.float64, device=scores.device)
+    tp = torch.cat([zero, torch.where(seen, tps.gather(-1, at), zero)], 1)
+    fp = torch.cat([zero, torch.where(seen, fps.gather(-1, at), zero)], 1)
+    P, N = tps[:, -1], fps[:, -1]
+    # AP: precision 0 where nothing is predicted positive (scikit-learn's rule)
+    ps = tp + fp
+    precision = torch.where(ps != 0, tp / torch.where(ps != 0, ps, torch.ones_like(ps)), torch.zeros_like(ps))
+    recall = tp / torch.where(P != 0, P, torch.ones_like(P)).unsqueeze(1)
+    ap = ((recall[:, 1:] - recall[:, :-1]) * precision[:, 1:]).sum(-1).clamp_min(0)
+    ap = torch.where(P != 0, ap, torch.zeros_like(ap))
+    # ROC AUC: trapezoids, each as numpy's trapezoid forms it
+    defined = (P > 0) & (N > 0)
+    tpr = tp / torch.where(P > 0, P, torch.ones_like(P)).unsqueeze(1)
+    fpr = fp / torch.where(N > 0, N, torch.ones_like(N)).unsqueeze(1)
+    dx = fpr[:, 1:] - fpr[:, :-1]
+    trapezoids = dx * (tpr[:, 1:] + tpr[:, :-1]) / 2.0
+    if max_fpr is None or max_fpr == 1:
+        auc = trapezoids.sum(-1)
+    else:
+        # scikit-learn: stop = searchsorted(fpr, max_fpr, "right"); the point at max_fpr interpolated
+        # between points stop - 1 and stop (fpr[-1] == 1 > max_fpr, so both exist)
+        stop = (fpr <= max_fpr).sum(-1, keepdim=True).clamp(1, n)
+        x0, x1 = fpr.gather(-1, stop - 1), fpr.gather(-1, stop)
+        y0, y1 = tpr.gather(-1, stop - 1), tpr.gather(-1, stop)
+        width = torch.where(x1 > x0, x1 - x0, torch.ones_like(x1))
+        y_max = (y1 - y0) / width * (max_fpr - x0) + y0  # numpy's interp
+        inside = torch.where(arange.unsqueeze(0) + 1 < stop, trapezoids, torch.zeros_like(trapezoids)).sum(-1)
+        partial = inside + ((max_fpr - x0) * (y_max + y0) / 2.0)[:, 0]
+        min_area = 0.5 * max_fpr**2
+        auc = 0.5 * (1 + (partial - min_area) / (max_fpr - min_area))
+    auc = torch.where(defined, auc, torch.full_like(auc, math.nan))
+    return ap, auc, P, N
+
+
+def exact_counts(
+    scores: Tensor, positive: Tensor, weight: Optional[Tensor] = None
+) -> Tuple[Tensor, Tensor, Tensor]:
+    """scikit-learn's ``confusion_matrix_at_thresholds``: (fps, tps, thresholds) at every distinct score, descending.
+
+    Samples of weight 0 are left out first (they add no threshold), as there.
+    """
+    if weight is not None:
+        keep = weight != 0
+        scores, positive, weight = scores[keep], positive[keep], weight[keep]
+    s, tps, fps, last = clf_counts(scores.unsqueeze(0), positive.unsqueeze(0), None if weight is None else weight.unsqueeze(0))
+    last = last[0]
+    return fps[0][last], tps[0][last], s[0][last]
+
+
+def exact_pr_curve(
+    scores: Tensor, positive: Tensor, weight: Optional[Tensor] = None, drop_intermediate: bool = False
+) -> Tuple[Tensor, Tensor, Tensor]:
     """scikit-learn's ``precision_recall_curve`` (float64): precision[m+1], recall[m+1], thresholds[m] ascending."""
     if scores.numel() == 0:
         e = scores.new_zeros(0, dtype=torch.float64)
-        return e.new_ones(1), e.new_zeros(1), e
-    fps, tps, thr = _clf_curve(scores, positive)
+        return e.new_ones(1), e.new_zeros(1), scores.new_zeros(0)
+    fps, tps, thr = exact_counts(scores, positive, weight)
+    if drop_intermediate and fps.numel() > 2:
+        # keep the first and last point of every run of equal tps (equal recall: a vertical line)
+        keep = torch.ones_like(tps, dtype=torch.bool)
+        keep[1:-1] = (tps[1:-1] != tps[:-2]) | (tps[2:] != tps[1:-1])
+        fps, tps, thr = fps[keep], tps[keep], thr[keep]
     ps = tps + fps
-    precision = torch.where(ps > 0, tps / ps.clamp_min(1), torch.zeros_like(tps))
-    recall = tps / tps[-1] if float(tps[-1]) > 0 else torch.ones_like(tps)  # sklearn: recall 1 without positives
+    precision = torch.where(ps != 0, tps / torch.where(ps != 0, ps, torch.ones_like(ps)), torch.zeros_like(ps))
+    total = tps[-1:]
+    recall = torch.where(total != 0, tps / torch.where(total != 0, total, torch.ones_like(total)), torch.ones_like(tps))
     one = torch.ones(1, dtype=torch.float64, device=scores.device)
     return torch.cat([precision.flip(0), one]), torch.cat([recall.flip(0), one * 0]), thr.flip(0)
 
 
-def exact_roc_curve(scores: Tensor, positive: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
-    """scikit-learn's ``roc_curve(drop_intermediate=False)`` (float64): fpr, tpr, thresholds (first: inf)."""
+def _second_difference(x: Tensor) -> Tensor:
+    """numpy's ``diff(x, 2)``, rounded as there: differences of the differences."""
+    d = x[1:] - x[:-1]
+    return d[1:] - d[:-1]
+
+
+def exact_roc_curve(
+    scores: Tensor, positive: Tensor, weight: Optional[Tensor] = None, drop_intermediate: bool = False
+) -> Tuple[Tensor, Tensor, Tensor]:
+    """scikit-learn's ``roc_curve`` (float64): fpr, tpr, thresholds (first: inf); NaN rates without negatives / positives."""
     if scores.numel() == 0:
         z = torch.zeros(1, dtype=torch.float64, device=scores.device)
         return z, z.clone(), torch.full_like(z, math.inf)
-    fps, tps, thr = _clf_curve(scores, positive)
+    fps, tps, thr = exact_counts(scores, positive, weight)
+    if drop_intermediate and fps.numel() > 2:
+        # drop the points collinear with their neighbours (zero second differences of both counts)
+        keep = torch.ones_like(tps, dtype=torch.bool)
+        keep[1:-1] = (_second_difference(fps) != 0) | (_second_difference(tps) != 0)
+        fps, tps, thr = fps[keep], tps[keep], thr[keep]
     zero = torch.zeros(1, dtype=torch.float64, device=scores.device)
     fps = torch.cat([zero, fps])
     tps = torch.cat([zero, tps])
     thr = torch.cat([torch.full_like(zero, math.inf), thr.double()])
-    fpr = fps / fps[-1] if float(fps[-1]) > 0 else torch.full_like(fps, math.nan)
-    tpr = tps / tps[-1] if float(tps[-1]) > 0 else torch.full_like(tps, math.nan)
+    fpr = torch.where(fps[-1:] > 0, fps / torch.where(fps[-1:] > 0, fps[-1:], 1.0), torch.full_like(fps, math.nan))
+    tpr = torch.where(tps[-1:] > 0, tps / torch.where(tps[-1:] > 0, tps[-1:], 1.0), torch.full_like(tps, math.nan))
     return fpr, tpr, thr
 
 
 def exact_scores(scores: Tensor, positive: Tensor) -> Tuple[float, float]:
     """(AP, ROC AUC) of one class, each NaN where undefined (no positives; no positives or no negatives)."""
-    n_pos = int(positive.sum())
-    n_neg = positive.numel() - n_pos
-    if n_pos == 0:
-        return math.nan, math.nan
-    precision, recall, _ = exact_pr_curve(scores, positive)
-    ap = max(0.0, float(-((recall[1:] - recall[:-1]) * precision[:-1]).sum()))  # sklearn's step integral
-    if n_neg == 0:
-        return ap, math.nan
-    fpr, tpr, _ = exact_roc_curve(scores, positive)
-    return ap, float(torch.trapezoid(tpr, fpr))
+    ap, auc, P, _ = ranking_rows(scores.unsqueeze(0), positive.unsqueeze(0))
+    return (float(ap[0]) if float(P[0]) > 0 else math.nan), float(auc[0])
