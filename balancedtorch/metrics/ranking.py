@@ -22,6 +22,9 @@ Differences from scikit-learn:
 * ``y_true`` and ``y_score`` of multi-label (2-D) inputs must have the same
   shape (scikit-learn uses the first ``y_score.shape[1]`` columns of
   ``y_true`` when it has more);
+* with ``max_fpr``, targets holding both classes, one of which weighs 0 in
+  total, give NaN with roc_curve's warning, as without ``max_fpr``
+  (scikit-learn raises "x is neither increasing nor decreasing");
 * all sample weights 0 with ``average="samples"`` raise the ValueError of
   every other case (scikit-learn: ZeroDivisionError);
 * floating-point sums are formed in another order (torch's reductions), so
@@ -164,7 +167,6 @@ def _scores_tensor(y_score: Any, name: str = "y_score") -> Tensor:
         s = s.to(torch.uint8)
     if s.dim() > 2:
         raise ValueError(f"{name} must be 1-D or 2-D, got shape {tuple(s.shape)}")
-    _assert_finite(s, name)
     return s
 
 
@@ -189,8 +191,8 @@ def _column(x: Array, name: str) -> Array:
     return x
 
 
-def _check_weight(sample_weight: Any, n: int, device: torch.device) -> Optional[Tensor]:
-    """Sample weights as a float64 tensor on ``device``: 1-D, length n, finite, >= 0, not all 0."""
+def _check_weight(sample_weight: Any, n: int, device: torch.device, allow_all_zero: bool = False) -> Optional[Tensor]:
+    """Sample weights as a float64 tensor on ``device``: 1-D, length n, finite, >= 0, not all 0 (unless allowed)."""
     if sample_weight is None:
         return None
     if isinstance(sample_weight, Tensor):
@@ -218,9 +220,12 @@ def _check_weight(sample_weight: Any, n: int, device: torch.device) -> Optional[
     if n and bool((w < 0).any()):
         i = int((w < 0).nonzero()[0, 0])
         raise ValueError(f"sample_weight must be >= 0, got sample_weight[{i}] = {float(w[i])}")
-    if n and bool((w == 0).all()):
-        raise ValueError("Sample weights must contain at least one non-zero number.")
+    if n and not allow_all_zero and bool((w == 0).all()):
+        raise ValueError(_ALL_ZERO)
     return w
+
+
+_ALL_ZERO = "Sample weights must contain at least one non-zero number."
 
 
 def _equal(y: Array, value: Any, device: torch.device) -> Tensor:
@@ -309,6 +314,7 @@ def _binary_inputs(
     s = _scores_tensor(y_score)
     tensors = isinstance(y_score, Tensor)
     y = _to_device(y, s.device, "y_true")
+    _assert_finite(s, "y_score")
     _check_length([("y_true", y.shape[0]), ("y_score", s.shape[0])])
     y = _column(y, "y_true")
     s = _column(s, "y_score")
@@ -459,8 +465,11 @@ def _rows(kind: str, Y: Tensor, S: Tensor, average: Optional[str], w: Optional[T
         if bool((P == 0).any()):
             warnings.warn("No positive class found in y_true, recall is set to one for all thresholds.", UserWarning, stacklevel=4)
         return ap, avg_weight
-    # _binary_roc_auc_score: one class in the (unweighted) targets of a row -> undefined
+    # _binary_roc_auc_score: one class in the (unweighted) targets of a row -> undefined, before any
+    # weight is looked at; the other rows go through roc_curve, which refuses weights that are all 0
     one_class = positive.all(-1) | ~positive.any(-1)
+    if weight is not None and bool((weight == 0).all()) and not bool(one_class.all()):
+        raise ValueError(_ALL_ZERO)
     flags = torch.stack([one_class.any(), ((N <= 0) & ~one_class).any(), ((P <= 0) & ~one_class).any()]).tolist()
     messages = (
         "Only one class is present in y_true. ROC AUC score is not defined in that case.",
@@ -569,6 +578,7 @@ def average_precision_score(
     s = _scores_tensor(y_score)
     tensors = isinstance(y_score, Tensor)
     y = _to_device(y, s.device, "y_true")
+    _assert_finite(s, "y_score")
     y_type = _type_of_target(y)
     present = _unique(y)
     n_present = present.numel() if isinstance(present, Tensor) else present.size
@@ -686,6 +696,7 @@ def roc_auc_score(
     s = _scores_tensor(y_score)
     tensors = isinstance(y_score, Tensor)
     y = _to_device(y, s.device, "y_true")
+    _assert_finite(s, "y_score")
     if y_type == "multiclass" or (y_type == "binary" and s.dim() == 2 and s.shape[1] > 2):
         if max_fpr is not None and max_fpr != 1.0:
             raise ValueError(
@@ -705,11 +716,11 @@ def roc_auc_score(
         n_classes = classes.numel() if isinstance(classes, Tensor) else classes.size
         # label_binarize: the greater of two labels is positive; one label: no positive
         positive = _equal(y1, classes[-1], s.device) if n_classes == 2 else torch.zeros(y1.shape[0], dtype=torch.bool, device=s.device)
-        w = _check_weight(sample_weight, s1.shape[0], s.device)
+        w = _check_weight(sample_weight, s1.shape[0], s.device, allow_all_zero=True)
         value, _ = _rows("roc", positive.unsqueeze(1), s1.unsqueeze(1), "macro", w, max_fpr)
         return _out_scalar(value[0], tensors, s.device)
     _two_d(s, y, caller)
-    w = _check_weight(sample_weight, s.shape[0], s.device)
+    w = _check_weight(sample_weight, s.shape[0], s.device, allow_all_zero=average != "samples")
     return _average_scores("roc", _multilabel_targets(y, s.device), s, average, w, max_fpr, tensors)
 
 
@@ -768,7 +779,7 @@ def _multiclass_roc_auc(y: Array, s: Tensor, labels: Any, multi_class: str, aver
                 "this case."
             )
         return _out_scalar(_ovo(codes, s, K, average), tensors, s.device)
-    w = _check_weight(sample_weight, s.shape[0], s.device)
+    w = _check_weight(sample_weight, s.shape[0], s.device, allow_all_zero=True)
     return _average_scores("roc", _one_hot(codes, K), s, average, w, None, tensors)
 
 
