@@ -179,10 +179,16 @@ def test_binary_inputs(form, device):
     np.testing.assert_array_equal(r["confusion_matrix"].cpu().numpy(), skm.confusion_matrix(y, pred, labels=[0, 1]))
     tm_f1 = tmf.binary_f1_score(torch.sigmoid(logits).reshape(-1)[keep], torch.tensor(y))
     assert float(r["f1"][1]) == pytest.approx(float(tm_f1), abs=1e-6)
-    assert float(r["average_precision"][1]) == pytest.approx(skm.average_precision_score(y, p), abs=1e-6)
-    assert float(r["average_precision"][0]) == pytest.approx(skm.average_precision_score(1 - y, 1 - p), abs=1e-6)
-    assert float(r["roc_auc"][1]) == pytest.approx(skm.roc_auc_score(y, p), abs=1e-6)
-    assert float(r["roc_auc"][0]) == pytest.approx(float(r["roc_auc"][1]))
+    # binary: the positive class headlines (floats, as scikit-learn's binary scores); both classes per class
+    assert isinstance(r["average_precision"], float) and isinstance(r["roc_auc"], float)
+    assert r["average_precision"] == pytest.approx(skm.average_precision_score(y, p), abs=1e-6)
+    assert r["roc_auc"] == pytest.approx(skm.roc_auc_score(y, p), abs=1e-6)
+    assert r["per_class_average_precision"].shape == (2,)
+    assert float(r["per_class_average_precision"][1]) == r["average_precision"]
+    assert float(r["per_class_average_precision"][0]) == pytest.approx(skm.average_precision_score(1 - y, 1 - p), abs=1e-6)
+    assert float(r["per_class_roc_auc"][0]) == pytest.approx(r["roc_auc"])
+    # the same numbers as bt.metrics' scikit-learn functions on the same samples
+    assert r["average_precision"] == pytest.approx(bt.metrics.average_precision_score(y, p), abs=1e-6)
 
 
 @pytest.mark.parametrize("scores", [True, False], ids=["scores", "labels"])
@@ -253,8 +259,8 @@ def test_binned_equals_torchmetrics(thresholds, tied):
     b = CM(task="binary", curves=True, thresholds=thresholds)
     b.update(p1, (target == 1).long())
     rb = b.compute()
-    assert float(rb["average_precision"][1]) == pytest.approx(float(tmf.binary_average_precision(p1, (target == 1).long(), thresholds=thresholds)), abs=1e-6)
-    assert float(rb["roc_auc"][1]) == pytest.approx(float(tmf.binary_auroc(p1, (target == 1).long(), thresholds=thresholds)), abs=1e-6)
+    assert rb["average_precision"] == pytest.approx(float(tmf.binary_average_precision(p1, (target == 1).long(), thresholds=thresholds)), abs=1e-6)
+    assert rb["roc_auc"] == pytest.approx(float(tmf.binary_auroc(p1, (target == 1).long(), thresholds=thresholds)), abs=1e-6)
     multi = torch.nn.functional.one_hot(target, K)
     ml = CM(K, task="multilabel", curves=True, thresholds=thresholds)
     ml.update(probs, multi)
@@ -332,6 +338,30 @@ def test_every_plot_returns_a_figure_and_leaks_nothing_into_pyplot(tmp_path):
     assert labels == [f"a (AP {float(m.compute()['average_precision'][0]):.3f})", labels[1]] and len(labels) == 2  # c has no positives
     with pytest.raises(RuntimeError, match="needs curves=True"):
         CM(3).plot_pr_curves()
+
+
+def test_binary_plots_and_report_headline_the_positive_class():
+    pytest.importorskip("matplotlib")
+    from sklearn import metrics as skm
+
+    rng = np.random.default_rng(5)
+    y = (rng.random(300) < 0.1).astype(int)  # 10% positives: the two classes' APs differ a lot
+    p = np.clip(rng.normal(0.3 + 0.4 * y, 0.2), 0, 1)
+    m = CM(task="binary", class_names=["benign", "tumour"], curves=True)
+    m.update(torch.tensor(p), torch.tensor(y))
+    r = m.compute()
+    ap = skm.average_precision_score(y, p)
+    assert r["average_precision"] == pytest.approx(ap, abs=1e-12)
+    assert r["macro_average_precision"] != pytest.approx(ap, abs=1e-3)  # what the title used to show
+    pr = m.plot_pr_curves().axes[0]
+    assert pr.get_title() == f"precision-recall of tumour (AP {ap:.3f})"
+    assert [t.get_text() for t in pr.get_legend().get_texts()] == [f"tumour (AP {ap:.3f})"]
+    roc = m.plot_roc_curves().axes[0]
+    assert roc.get_title() == f"ROC of tumour (AUC {skm.roc_auc_score(y, p):.3f})"
+    # the report keeps one row per class
+    rows = {line.split()[0]: line.split() for line in m.report(digits=4).splitlines() if line.strip()}
+    assert float(rows["tumour"][6]) == pytest.approx(ap, abs=1e-4)
+    assert float(rows["benign"][6]) == pytest.approx(float(r["per_class_average_precision"][0]), abs=1e-4)
 
 
 def test_repr_shows_every_non_default_argument():

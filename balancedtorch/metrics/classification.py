@@ -89,8 +89,14 @@ class ClassificationMetrics:
       the scores are ``(N, ...)`` or ``(N, 1, ...)``): the score of class 1
       per sample, ``(N, ...)`` or ``(N, 1, ...)``; two-column scores
       ``(N, 2, ...)`` also work (softmax, column 1). Prediction:
-      ``probability > 0.5`` (torchmetrics' rule). Metrics are reported for
-      both classes 0 and 1 (class 0 scored by ``1 - p``).
+      ``probability > 0.5`` (torchmetrics' rule). Per-class metrics are
+      reported for both classes 0 and 1 (class 0 scored by ``1 - p``), but
+      with ``curves=True`` ``average_precision`` and ``roc_auc`` are the
+      floats of the positive class 1 (scikit-learn's binary
+      ``average_precision_score(y, p)`` / ``roc_auc_score(y, p)``; both
+      classes in ``per_class_average_precision`` / ``per_class_roc_auc``),
+      and :meth:`plot_pr_curves` / :meth:`plot_roc_curves` show class 1's
+      curve with its AP / AUC in the title.
     * ``"multilabel"`` (never inferred): scores or 0/1 labels ``(N, C, ...)``
       and 0/1 targets of the same shape; every label is its own binary
       problem at threshold 0.5 on the probability, as torchmetrics'
@@ -664,10 +670,14 @@ class ClassificationMetrics:
             ``recall``, ``specificity``, ``f1``, ``iou`` (Tensor[K] float64),
             and the floats ``accuracy``, ``macro_*``, ``weighted_*``,
             ``mean_iou`` and (not multilabel) ``balanced_accuracy``, ``mcc``,
-            ``gmean``. With ``curves=True`` also ``average_precision`` and
-            ``roc_auc`` (Tensor[K] float64, NaN where undefined) and the floats
-            ``macro_average_precision``, ``weighted_average_precision``,
-            ``macro_roc_auc``, ``weighted_roc_auc``.
+            ``gmean``. With ``curves=True`` also ``per_class_average_precision``
+            and ``per_class_roc_auc`` (Tensor[K] float64, NaN where
+            undefined), ``average_precision`` and ``roc_auc`` (the same
+            tensors; for ``task="binary"`` the floats of the positive class 1,
+            as scikit-learn's binary scores; they used to be Tensor[2]
+            there) and the floats ``macro_average_precision``,
+            ``weighted_average_precision``, ``macro_roc_auc``,
+            ``weighted_roc_auc`` (over the classes, both for binary).
         """
         cm = self.confmat.clone()
         curve = self._local_curve_state()
@@ -687,22 +697,28 @@ class ClassificationMetrics:
         else:
             scores, positive, valid = self._one_vs_rest(curve[1], curve[2])
             valid = valid.expand_as(positive)
-            values = []
-            for c in range(self.num_classes):
-                keep = valid[:, c]
-                values.append(_curves.exact_scores(scores[keep, c], positive[keep, c]))
-            ap = torch.tensor([v[0] for v in values], dtype=torch.float64, device=device)
-            auc = torch.tensor([v[1] for v in values], dtype=torch.float64, device=device)
+            # every class at once (bt.metrics' ranking functions run the same code); the ignored
+            # samples weigh 0, which leaves them out of the curves
+            weight = None if bool(valid.all()) else valid.T.double()
+            ap, auc, P, _ = _curves.ranking_rows(scores.T, positive.T, weight)
+            ap = torch.where(P > 0, ap, torch.full_like(ap, math.nan))
             positives = (positive & valid).sum(0).double()
         ap, auc, positives = ap.to(device), auc.to(device), positives.to(device)
-        return {
+        result: Dict[str, Any] = {
             "average_precision": ap,
             "macro_average_precision": _nanmean(ap),
             "weighted_average_precision": _nanmean(ap, positives),
             "roc_auc": auc,
             "macro_roc_auc": _nanmean(auc),
             "weighted_roc_auc": _nanmean(auc, positives),
+            "per_class_average_precision": ap,
+            "per_class_roc_auc": auc,
         }
+        if self._task == "binary":
+            # the positive class headlines, as scikit-learn's binary average_precision_score / roc_auc_score
+            result["average_precision"] = float(ap[1])
+            result["roc_auc"] = float(auc[1])
+        return result
 
     def _metrics(self, cm: Tensor) -> Dict[str, Any]:
         if cm.dim() == 3:
@@ -818,7 +834,7 @@ class ClassificationMetrics:
         ratios = ["precision", "recall", "f1", "specificity", "iou"]
         if curve is not None:
             headers += ["avg-prec", "roc-auc"]
-            ratios += ["average_precision", "roc_auc"]
+            ratios += ["per_class_average_precision", "per_class_roc_auc"]
         headers.append("support")
         width = max(max(len(n) for n in names), len("weighted avg"), digits)
         head = " " * width + "".join(f" {h:>11}" for h in headers)
@@ -1017,29 +1033,38 @@ class ClassificationMetrics:
         curves = self._curves_of(curve, kind)
         ranking = self._ranking(curve)
         names = self._names()
+        binary = self._task == "binary"
         fig = _figure((6.0, 5.0))
         ax = fig.subplots()
         for k, (a, b, _) in enumerate(curves):
+            if binary and k == 0:
+                continue  # binary: the positive class (class 0's curves are those of 1 - p)
             if kind == "pr":
-                value = float(ranking["average_precision"][k])
+                value = float(ranking["per_class_average_precision"][k])
                 if math.isnan(value):
                     continue  # no positives: no curve
                 precision, recall = a.cpu().numpy(), b.cpu().numpy()
                 ax.step(recall, np.nan_to_num(precision), where="post", label=f"{names[k]} (AP {value:.3f})")
             else:
-                value = float(ranking["roc_auc"][k])
+                value = float(ranking["per_class_roc_auc"][k])
                 if math.isnan(value):
                     continue
                 ax.plot(a.cpu().numpy(), b.cpu().numpy(), label=f"{names[k]} (AUC {value:.3f})")
         if kind == "pr":
             ax.set_xlabel("recall")
             ax.set_ylabel("precision")
-            ax.set_title(f"precision-recall (macro AP {ranking['macro_average_precision']:.3f})")
+            if binary:
+                ax.set_title(f"precision-recall of {names[1]} (AP {ranking['average_precision']:.3f})")
+            else:
+                ax.set_title(f"precision-recall (macro AP {ranking['macro_average_precision']:.3f})")
         else:
             ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=0.8)
             ax.set_xlabel("false positive rate")
             ax.set_ylabel("true positive rate")
-            ax.set_title(f"ROC one-vs-rest (macro AUC {ranking['macro_roc_auc']:.3f})")
+            if binary:
+                ax.set_title(f"ROC of {names[1]} (AUC {ranking['roc_auc']:.3f})")
+            else:
+                ax.set_title(f"ROC one-vs-rest (macro AUC {ranking['macro_roc_auc']:.3f})")
         ax.set_xlim(-0.01, 1.01)
         ax.set_ylim(-0.01, 1.05)
         if ax.get_legend_handles_labels()[0]:
