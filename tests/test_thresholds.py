@@ -428,8 +428,53 @@ def test_bad_labels():
         bt.metrics.tune_threshold(torch.zeros(4, 2), torch.rand(4, 3))
     with pytest.raises(ValueError, match="integer class labels"):
         bt.metrics.tune_threshold([0.0, 0.5], [0.1, 0.2])
-    with pytest.raises(ValueError, match="strings"):
+    with pytest.raises(ValueError, match=r"labels takes value in \{'cat', 'dog'\} and pos_label is not specified"):
         bt.metrics.tune_threshold(["cat", "dog"], [0.1, 0.2])
+    with pytest.raises(ValueError, match=r"pos_label='cow' is not a valid label. It should be one of \['cat', 'dog'\]"):
+        bt.metrics.tune_threshold(["cat", "dog"], [0.1, 0.2], pos_label="cow")
+    with pytest.raises(ValueError, match=r"pos_label is for binary scores"):
+        bt.metrics.tune_threshold([0, 1, 2], torch.rand(3, 3), pos_label=1)
+    with pytest.raises(ValueError, match=r"3 distinct labels but scores has C=4 columns"):
+        bt.metrics.tune_threshold(["a", "b", "c"], torch.rand(3, 4))
+    with pytest.raises(TypeError, match=r"bytes"):
+        bt.metrics.tune_threshold([b"a", b"b"], [0.1, 0.2], pos_label="a")
+    with pytest.raises(TypeError, match=r"pos_label must be"):
+        bt.metrics.tune_threshold([0, 1], [0.1, 0.2], pos_label=[1])
+
+
+@pytest.mark.parametrize("metric, target", [("f1", None), ("recall@precision", 0.6), ("balanced_accuracy", None)])
+def test_string_labels_with_pos_label_equal_the_integer_case(metric, target):
+    rng = np.random.default_rng(11)
+    y = (rng.random(120) < 0.3).astype(int)
+    s = np.round(rng.random(120) * 0.5 + 0.4 * y, 2)  # ties
+    names = np.array(["benign", "malignant"])[y]
+    expected = _quiet(bt.metrics.tune_threshold, y, s, metric, target)
+    for labels, pos in ((names, "malignant"), (names.tolist(), "malignant"), (names.astype(object), "malignant"),
+                        (np.where(y == 1, 7, 3), 7), (torch.tensor(np.where(y == 1, -1, 1)), -1), (y == 0, False)):
+        got = _quiet(bt.metrics.tune_threshold, labels, s, metric, target, pos_label=pos)
+        assert {k: got[k] for k in ("threshold", "value", "precision", "recall")} == {
+            k: expected[k] for k in ("threshold", "value", "precision", "recall")
+        }
+    # pos_label picks the class, as in scikit-learn: the other class positive = the 0/1 labels flipped
+    flipped = _quiet(bt.metrics.tune_threshold, names, -s, metric, target, pos_label="benign")
+    assert flipped == _quiet(bt.metrics.tune_threshold, 1 - y, -s, metric, target)
+    # the threshold is one of scikit-learn's precision_recall_curve thresholds for that pos_label
+    skm = pytest.importorskip("sklearn.metrics")
+    r = _quiet(bt.metrics.tune_threshold, names, s, "f1", pos_label="malignant")
+    _, _, thresholds = skm.precision_recall_curve(names, s, pos_label="malignant")
+    assert r["threshold"] in thresholds.tolist()
+
+
+def test_string_labels_name_the_columns_in_sorted_order():
+    rng = np.random.default_rng(12)
+    codes = rng.integers(0, 3, 90)
+    scores = torch.tensor(rng.random((90, 3)))
+    names = np.array(["bird", "cat", "dog"])[codes]
+    by_index = bt.metrics.tune_threshold(codes, scores)
+    by_name = bt.metrics.tune_threshold(names, scores)
+    for k in ("threshold", "value", "precision", "recall"):
+        torch.testing.assert_close(by_name[k], by_index[k])
+    assert by_name["task"] == "multiclass"
 
 
 def test_bad_metric_target_beta():

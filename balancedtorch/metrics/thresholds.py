@@ -77,8 +77,83 @@ def _check_scores(scores: Any, caller: str) -> Tensor:
     return s
 
 
-def _check_labels(labels: Any, scores: Tensor, caller: str) -> Tuple[Tensor, str]:
+def _named_labels(labels: Any, scores: Tensor, caller: str, pos_label: Any) -> Optional[Tuple[Tensor, str]]:
+    """Labels of any kind read with scikit-learn's rules, or None for the 0/1 and class-index rules below.
+
+    Taken here: an explicit ``pos_label`` (binary scores: positive where ``labels == pos_label``), and
+    labels that are not numbers (strings, objects): binary scores need ``pos_label`` as in
+    scikit-learn's ``precision_recall_curve``; ``(N, C)`` scores take the sorted distinct labels as
+    their columns (scikit-learn's ``classes_`` order), all C of them present.
+    """
+    numeric = isinstance(labels, Tensor)
+    array = None
+    if not numeric:
+        array = np.asarray(labels) if not isinstance(labels, np.ndarray) else labels
+        if array.dtype.kind == "S" or (array.dtype == object and array.size and isinstance(array.flat[0], bytes)):
+            raise TypeError(
+                f"{caller}: labels represented as bytes are not supported; convert them to str or integers"
+            )
+        numeric = array.dtype.kind in "biuf" or (
+            array.dtype == object and all(isinstance(v, numbers.Real) for v in array.ravel())
+        )
+    if numeric and pos_label is None:
+        return None
+    binary = scores.dim() == 1 or scores.shape[1] == 1
+    n = scores.shape[0]
+    y = labels.detach() if isinstance(labels, Tensor) else array
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1 or y.shape[0] != n:
+        raise ValueError(
+            f"{caller}: labels has shape {tuple(y.shape)} but scores has shape {tuple(scores.shape)}: "
+            "one label per score row is expected"
+        )
+    if pos_label is not None and not binary:
+        raise ValueError(
+            f"{caller}: pos_label is for binary scores of shape (N,); for (N, C) scores the columns are the "
+            f"classes, got pos_label={pos_label!r} and scores of shape {tuple(scores.shape)}"
+        )
+    if isinstance(y, Tensor):
+        classes = torch.unique(y).tolist()
+    else:
+        try:
+            classes = np.unique(y).tolist()
+        except TypeError as e:
+            raise ValueError(f"{caller}: labels mixes label types that cannot be ordered: {e}") from None
+    if binary:
+        if pos_label is None:
+            shown = ", ".join(repr(c) for c in classes)
+            raise ValueError(
+                f"{caller}: labels takes value in {{{shown}}} and pos_label is not specified: either make labels "
+                "take value in {0, 1} or {-1, 1} or pass pos_label explicitly."
+            )
+        if len(classes) == 2 and pos_label not in classes:
+            raise ValueError(f"{caller}: pos_label={pos_label!r} is not a valid label. It should be one of {classes}")
+        if isinstance(y, Tensor):
+            positive = y == pos_label if not isinstance(pos_label, (str, bytes)) else torch.zeros_like(y, dtype=torch.bool)
+        else:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                eq = np.asarray(y == pos_label)
+            positive = torch.from_numpy(eq.astype(bool) if eq.shape == y.shape else np.zeros(y.shape, dtype=bool))
+        return positive.to(scores.device).view(1, n), "binary"
+    C = scores.shape[1]
+    if len(classes) != C:
+        raise ValueError(
+            f"{caller}: labels holds {len(classes)} distinct labels but scores has C={C} columns; the columns "
+            f"are taken to be the sorted labels {classes[:10]}{'...' if len(classes) > 10 else ''}: every class "
+            "must occur (or map the labels to column indices 0..C-1 first)"
+        )
+    codes = torch.from_numpy(np.searchsorted(np.asarray(classes, dtype=array.dtype), array).astype(np.int64))
+    codes = codes.to(scores.device)
+    return codes.view(1, n) == torch.arange(C, device=scores.device).view(C, 1), "multiclass"
+
+
+def _check_labels(labels: Any, scores: Tensor, caller: str, pos_label: Any = None) -> Tuple[Tensor, str]:
     """Labels as a bool (K, N) positives mask for the K columns of ``scores``, and the task."""
+    named = _named_labels(labels, scores, caller, pos_label)
+    if named is not None:
+        return named
     if isinstance(labels, Tensor):
         t = labels.detach()
         if t.dtype == torch.bool:
@@ -223,6 +298,7 @@ def tune_threshold(
     target: Optional[float] = None,
     *,
     beta: Optional[float] = None,
+    pos_label: Any = None,
 ) -> Dict[str, Any]:
     """The decision threshold that maximises a metric on validation data, exactly.
 
@@ -259,12 +335,20 @@ def tune_threshold(
     is optimal for every metric); labels with no negative sample give the
     lowest score (predict everything); both warn.
 
+    Labels of any kind, as in scikit-learn's ``precision_recall_curve``:
+    binary labels may be any two values (strings included) with
+    ``pos_label`` naming the positive one (without it they must be 0/1; unlike
+    scikit-learn, {-1, 1} labels need ``pos_label=1``); for ``(N, C)`` scores, string
+    (or other non-numeric) labels name the columns in sorted order
+    (scikit-learn's ``classes_``), every class present.
+
     Args:
         labels: binary ``(N,)`` 0/1 labels (bool or integers) for ``(N,)``
-            scores; for ``(N, C)`` scores either ``(N,)`` class indices in
-            ``[0, C)`` (one-vs-rest: class ``c`` against the rest) or
-            ``(N, C)`` 0/1 multi-label targets. A tensor (any device), numpy
-            array, list or pandas Series/DataFrame.
+            scores, or any labels with ``pos_label``; for ``(N, C)`` scores
+            either ``(N,)`` class indices in ``[0, C)`` (one-vs-rest: class
+            ``c`` against the rest), ``(N,)`` string labels (columns: the
+            sorted labels) or ``(N, C)`` 0/1 multi-label targets. A tensor
+            (any device), numpy array, list or pandas Series/DataFrame.
         scores: ``Tensor[N]`` (or ``[N, 1]``) scores of the positive class, or
             ``Tensor[N, C]`` per-class scores: probabilities or logits, finite.
             Higher means more likely positive.
@@ -275,6 +359,10 @@ def tune_threshold(
             by those two metrics, refused by the others.
         beta (float, optional): the F-beta weight of recall, > 0; required by
             ``"fbeta"`` (e.g. 2.0 for recall-heavy problems), refused by the others.
+        pos_label (int, float, bool or str, optional): binary scores only: the
+            positive label (``labels == pos_label`` is positive); needed for
+            labels other than 0/1 (e.g. ``"malignant"``). If the labels hold two
+            values, it must be one of them.
 
     Returns:
         dict: ``threshold``, ``value``, ``precision`` and ``recall`` at the
@@ -295,6 +383,7 @@ def tune_threshold(
         >>> preds = bt.metrics.apply_thresholds(test_probs, r)
         >>> per_class = bt.metrics.tune_threshold(val_y, val_logits)   # (N,) classes, (N, C) logits
         >>> per_class["threshold"]                                       # Tensor[C]
+        >>> bt.metrics.tune_threshold(["ham", "spam", "spam"], probs, pos_label="spam")
     """
     caller = "tune_threshold"
     if not isinstance(metric, str) or metric not in METRICS:
@@ -319,7 +408,9 @@ def tune_threshold(
         raise ValueError(f"{caller}: beta is used by metric='fbeta' only, not by metric={metric!r}")
 
     s = _check_scores(scores, caller)
-    y, task = _check_labels(labels, s, caller)
+    if pos_label is not None and not isinstance(pos_label, (numbers.Real, str, np.bool_)):
+        raise TypeError(f"{caller}: pos_label must be an int, a float, a bool or a str, got {pos_label!r}")
+    y, task = _check_labels(labels, s, caller, pos_label)
     s = s.reshape(1, -1) if task == "binary" else s.T
     K, N = s.shape
     step = max(1, _CHUNK_ELEMENTS // (N + 1))
