@@ -25,6 +25,9 @@ Differences from scikit-learn:
 * with ``max_fpr``, targets holding both classes, one of which weighs 0 in
   total, give NaN with roc_curve's warning, as without ``max_fpr``
   (scikit-learn raises "x is neither increasing nor decreasing");
+* ``multi_class="ovo"`` with one class in ``y_true`` (no pair) gives NaN
+  with an UndefinedMetricWarning (scikit-learn: NaN from numpy's mean of
+  nothing, or ZeroDivisionError with ``average="weighted"``);
 * all sample weights 0 with ``average="samples"`` raise the ValueError of
   every other case (scikit-learn: ZeroDivisionError);
 * floating-point sums are formed in another order (torch's reductions), so
@@ -460,6 +463,8 @@ def _rows(kind: str, Y: Tensor, S: Tensor, average: Optional[str], w: Optional[T
         avg_weight = None
         if average == "weighted":
             avg_weight = (Y.double() * (1.0 if w is None else w.double().unsqueeze(1))).sum(0)
+    if w is not None and (kind == "ap" or average == "samples") and bool((w == 0).all()):
+        raise ValueError(_ALL_ZERO)
     ap, auc, P, N = _curves.ranking_rows(scores, positive, weight, max_fpr)
     if kind == "ap":
         if bool((P == 0).any()):
@@ -616,7 +621,7 @@ def average_precision_score(
     else:
         _two_d(s, y, caller)
         Y = _multilabel_targets(y, s.device)
-    w = _check_weight(sample_weight, s.shape[0], s.device)
+    w = _check_weight(sample_weight, s.shape[0], s.device, allow_all_zero=True)
     return _average_scores("ap", Y, s, average, w, None, tensors)
 
 
@@ -720,7 +725,7 @@ def roc_auc_score(
         value, _ = _rows("roc", positive.unsqueeze(1), s1.unsqueeze(1), "macro", w, max_fpr)
         return _out_scalar(value[0], tensors, s.device)
     _two_d(s, y, caller)
-    w = _check_weight(sample_weight, s.shape[0], s.device, allow_all_zero=average != "samples")
+    w = _check_weight(sample_weight, s.shape[0], s.device, allow_all_zero=True)
     return _average_scores("roc", _multilabel_targets(y, s.device), s, average, w, max_fpr, tensors)
 
 
@@ -790,18 +795,30 @@ def _ovo(codes: Tensor, s: Tensor, K: int, average: Optional[str]) -> Tensor:
     present = torch.unique(codes).tolist()
     pairs = list(combinations(present, 2))
     if not pairs:
+        warnings.warn(
+            "Only one class is present in y_true. ROC AUC score is not defined in that case.",
+            _undefined_metric_warning(),
+            stacklevel=4,
+        )
         return torch.tensor(math.nan, dtype=torch.float64, device=s.device)
     a = torch.tensor([p[0] for p in pairs], device=s.device)
     b = torch.tensor([p[1] for p in pairs], device=s.device)
     first = torch.cat([a, b])  # the positive class of each row, whose column is scored
     second = torch.cat([b, a])
-    scores = s.T.index_select(0, first)
-    positive = codes.unsqueeze(0) == first.unsqueeze(1)
-    in_pair = positive | (codes.unsqueeze(0) == second.unsqueeze(1))
-    # the samples outside the pair weigh 0: they only repeat points of the curve (see ranking_rows)
-    _, auc, _, _ = _curves.ranking_rows(scores, positive, in_pair.double())
+    # rows of n samples, a bounded number at a time (K classes make K (K - 1) rows)
+    step = max(1, _curves._CHUNK_ELEMENTS // max(1, codes.numel()))
+    aucs = []
+    for r in range(0, first.numel(), step):
+        f, o = first[r : r + step], second[r : r + step]
+        positive = codes.unsqueeze(0) == f.unsqueeze(1)
+        in_pair = positive | (codes.unsqueeze(0) == o.unsqueeze(1))
+        # the samples outside the pair weigh 0: they only repeat points of the curve (see ranking_rows)
+        aucs.append(_curves.ranking_rows(s.T.index_select(0, f), positive, in_pair.double())[1])
+    auc = torch.cat(aucs)
     pair_scores = (auc[: len(pairs)] + auc[len(pairs) :]) / 2
     if average == "weighted":
-        prevalence = in_pair[: len(pairs)].double().mean(1)
+        # the share of all samples that belong to the pair
+        counts = torch.bincount(codes, minlength=K).double()
+        prevalence = (counts[a] + counts[b]) / codes.numel()
         return (pair_scores * prevalence).sum() / prevalence.sum()
     return pair_scores.mean()
