@@ -43,9 +43,10 @@ class _Adapter(torch.nn.Module):
         self.reduction = reduction
         self.monai_weight = weight
         self.options = options
-        self.loss = None
         if not isinstance(reduction, str):
             raise ValueError(f"reduction must be a string, got {reduction!r}")
+        # built once now, without the weight (its layout needs C), so that bad options raise here as in MONAI
+        self._ours(activation=self.activation, include_background=include_background, reduction=reduction, **options)
 
     def _build(self, C: int):
         weight = self.monai_weight
@@ -55,8 +56,11 @@ class _Adapter(torch.nn.Module):
                 weight = float(weight)
             elif self._weight_without_background and not self.include_background and weight.numel() == C - 1:
                 weight = torch.cat([weight.new_zeros(1), weight])
-        return self._ours(activation=self.activation, include_background=self.include_background, weight=weight,
-                          reduction=self.reduction, **self.options)
+        options = dict(self.options)
+        if weight is not None or self._ours is not bt.nn.GeneralizedDiceLoss:
+            options["weight"] = weight
+        return self._ours(activation=self.activation, include_background=self.include_background,
+                          reduction=self.reduction, **options)
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         C = input.shape[1]

@@ -70,9 +70,23 @@ EXCLUDED = {
     **{f"test_tversky_loss.py::test_input_warnings_{i}": _WARN for i in range(3)},
 }
 
+_ULP = ("float32 results compared with numpy's default rtol=1e-7, below one float32 ulp (1.19e-7): balancedtorch's "
+        "fused sums differ from MONAI's DiceLoss + FocalLoss by 1-2 ulp (another summation order); "
+        "tests/test_region_losses.py compares the same options in float64")
+_ALPHA_CASES = ("sum_None", "sum_weight", "sum_weight_tuple", "mean_None", "mean_weight", "mean_weight_tuple",
+                "none_None", "none_weight", "none_weight_tuple")
+#: excluded because they compare float32 results below one ulp on unseeded random data: they pass or fail
+#: by chance (about 1 run in 3 fails one of them), so they are not required to fail either
+ULP_FLAKY = {
+    "test_dice_focal_loss.py::test_result_onehot_target_include_bg": _ULP,
+    **{f"test_dice_focal_loss.py::test_with_alpha_{i}_{name}_0_5_0_25": _ULP for i, name in enumerate(_ALPHA_CASES)},
+}
+EXCLUDED.update(ULP_FLAKY)
+
 #: tests that fail against MONAI itself (checked by the baseline run)
 FAIL_IN_MONAI = {
     "test_dice_loss.py::test_ignore_index_one_hot_target": _MONAI + ": uses one_hot without importing it",
+    "test_dice_loss.py::test_ignore_index_index_target": _MONAI + ": indexes its 3-d target with 4 indices",
     "test_dice_focal_loss.py::test_result_no_onehot_no_bg_0": _MONAI + ": softmax_dice is not a DiceFocalLoss option",
     "test_dice_focal_loss.py::test_result_no_onehot_no_bg_1": _MONAI + ": softmax_dice is not a DiceFocalLoss option",
 }
@@ -93,6 +107,9 @@ def test_script_save(net, *inputs):
     torch.testing.assert_close(loaded(*inputs), net(*inputs))
 
 
+test_script_save.__test__ = False  # imported into the test modules: not a test itself
+
+
 def test_export_save(net, *inputs):
     program = torch.export.export(net, tuple(inputs))
     buf = io.BytesIO()
@@ -100,6 +117,9 @@ def test_export_save(net, *inputs):
     buf.seek(0)
     loaded = torch.export.load(buf)
     torch.testing.assert_close(loaded.module()(*inputs), net(*inputs))
+
+
+test_export_save.__test__ = False
 '''
 
 
@@ -216,5 +236,5 @@ def test_exclusions_are_still_needed_and_monai_failures_are_real(outcomes):
     for key in FAIL_IN_MONAI:
         if key in theirs:
             assert not theirs[key].startswith("passed"), f"{key} passes against MONAI: drop it from FAIL_IN_MONAI"
-    stale = [k for k in EXCLUDED if ours.get(k, "").startswith("passed")]
+    stale = [k for k in EXCLUDED if k not in ULP_FLAKY and ours.get(k, "").startswith("passed")]
     assert not stale, f"excluded tests that now pass (drop them from EXCLUDED): {stale}"
