@@ -119,7 +119,9 @@ class DiceLoss(_RegionLoss):
     * DiceFocal with ``activation="softmax"`` uses the softmax focal loss of
       :class:`balancedtorch.nn.FocalLoss` (weighted mean over pixels, with
       ``ignore_index`` and ``label_smoothing``); MONAI's DiceFocalLoss uses a
-      sigmoid focal loss even with ``softmax=True``. With ``sigmoid`` both agree.
+      sigmoid focal loss even with ``softmax=True``. With ``sigmoid`` (or "none") both agree;
+      for soft targets the focal modulating term is torchvision's
+      ``(p (1 - t) + (1 - p) t)^gamma`` (MONAI: ``sigmoid(-x (2t - 1))^gamma``, equal at t in {0, 1}).
     * ``smooth_dr=0`` with a zero denominator (an empty class) raises ValueError
       instead of returning nan; softmax needs C >= 2 and ``include_background=False``
       needs C >= 2 (MONAI warns and skips them).
