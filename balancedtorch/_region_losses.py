@@ -21,7 +21,7 @@ from .ops import region_losses as _ops
 
 __all__ = ["dice_loss", "generalized_dice_loss", "tversky_loss", "dice_ce_loss", "dice_focal_loss"]
 
-_ACTIVATIONS = {"softmax": _ops.SOFTMAX, "sigmoid": _ops.SIGMOID}
+_ACTIVATIONS = {"softmax": _ops.SOFTMAX, "sigmoid": _ops.SIGMOID, "none": _ops.NONE}
 _REDUCTIONS = {"none": _ops.R_NONE, "mean": _ops.R_MEAN, "sum": _ops.R_SUM}
 _W_TYPES = {"square": _ops.W_SQUARE, "simple": _ops.W_SIMPLE, "uniform": _ops.W_UNIFORM}
 
@@ -43,13 +43,59 @@ def _number(value: Any, name: str, low: float = 0.0, strict: bool = False) -> fl
     return value
 
 
+def _flag(value: Any, name: str) -> bool:
+    if not isinstance(value, (bool, int)) or isinstance(value, numbers.Integral) and value not in (0, 1):
+        raise TypeError(f"{name} must be a bool, got {value!r}")
+    return bool(value)
+
+
+def _focal_alpha(alpha: Any) -> float:
+    """MONAI's focal alpha: None (no weighting) or a number in [0, 1]; -1 for the kernels' "none"."""
+    if alpha is None:
+        return -1.0
+    value = _number(alpha, "alpha")
+    if value > 1.0:
+        raise ValueError(f"alpha must be None or a number in [0, 1] (MONAI's focal alpha), got {alpha!r}")
+    return value
+
+
+def _check_weight(weight: Weight) -> None:
+    """Construction-time check of a module's weight: a number, a sequence or a tensor, finite and >= 0."""
+    if weight is None:
+        return
+    if isinstance(weight, bool) or not isinstance(weight, (numbers.Real, Tensor)):
+        try:
+            weight = torch.as_tensor(weight, dtype=torch.float64)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"weight must be None, a number, a sequence or a tensor, got {type(weight).__name__}") from exc
+    if isinstance(weight, numbers.Real):
+        _number(weight, "weight")
+        return
+    if weight.dim() > 1:
+        raise ValueError(f"weight must be a number or have one entry per class, shape (C,), got shape {tuple(weight.shape)}")
+    if weight.is_meta:
+        return
+    w = weight.detach().double()
+    bad = ~torch.isfinite(w) | (w < 0)
+    if bool(bad.any()):
+        i = int(bad.reshape(-1).nonzero()[0, 0])
+        raise ValueError(f"weight must be finite and >= 0, got weight[{i}] = {w.reshape(-1)[i].item()}")
+
+
 def _weight(weight: Weight, input: Tensor, include_background: bool) -> Optional[Tensor]:
-    """One weight per class (C,), float, finite, >= 0; a number is used for every class."""
+    """One weight per class (C,), float, finite, >= 0; a number (or a 0-d tensor) is used for every class.
+
+    A tensor weight must be on the input's device or the CPU (then moved), checked before any value is read.
+    """
     if weight is None:
         return None
     C = input.shape[1]
+    if isinstance(weight, Tensor) and weight.device != input.device and weight.device.type != "cpu":
+        raise ValueError(f"weight is on {weight.device} but input is on {input.device}: move weight to {input.device}")
     if isinstance(weight, numbers.Real) and not isinstance(weight, bool):
         weight = torch.full((C,), float(weight))
+    elif isinstance(weight, Tensor) and weight.dim() == 0:
+        weight = weight.reshape(1).expand(C)
     elif not isinstance(weight, Tensor):
         try:
             weight = torch.as_tensor(weight, dtype=torch.float64)
@@ -119,9 +165,11 @@ def _run(
     lambda_dice: float = 1.0,
     lambda_ce: float = 1.0,
     sync: bool = False,
+    soft_label: bool = False,
+    focal_alpha: Any = None,
 ) -> Tensor:
     act = _choice(activation, "activation", _ACTIVATIONS)
-    reductions = _REDUCTIONS if ce_kind == _ops.CE_NONE else {k: v for k, v in _REDUCTIONS.items() if k != "none"}
+    reductions = _REDUCTIONS if ce_kind != _ops.CE_CROSS_ENTROPY else {k: v for k, v in _REDUCTIONS.items() if k != "none"}
     red = _choice(reduction, "reduction", reductions)
     wt = _choice(w_type, "w_type", _W_TYPES)
     smooth_nr = _number(smooth_nr, "smooth_nr")
@@ -131,10 +179,26 @@ def _run(
     tversky_gamma = _number(tversky_gamma, "gamma", strict=True)
     ce_gamma = _number(ce_gamma, "gamma")
     label_smoothing = _number(label_smoothing, "label_smoothing")
+    soft_label = _flag(soft_label, "soft_label")
+    f_alpha = _focal_alpha(focal_alpha)
     if label_smoothing > 1.0:
         raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing!r}")
-    if label_smoothing > 0.0 and act == _ops.SIGMOID:
-        raise ValueError(f"label_smoothing applies to activation='softmax' only, got {label_smoothing!r} with 'sigmoid'")
+    monai_focal = ce_kind == _ops.CE_FOCAL and act != _ops.SOFTMAX  # MONAI's sigmoid focal loss
+    if label_smoothing > 0.0 and (act == _ops.SIGMOID or monai_focal):
+        raise ValueError(
+            f"label_smoothing applies to a softmax cross-entropy part only, got {label_smoothing!r} with "
+            f"activation={activation!r}"
+        )
+    if f_alpha >= 0.0 and not monai_focal:
+        raise ValueError(
+            f"alpha={focal_alpha!r} is MONAI's sigmoid focal alpha: it needs activation='sigmoid' or 'none' "
+            f"(the softmax focal part takes per-class weight instead), got activation={activation!r}"
+        )
+    if ce_kind == _ops.CE_FOCAL and red == _ops.R_NONE and not monai_focal:
+        raise ValueError(
+            "reduction='none' of DiceFocalLoss needs activation='sigmoid' or 'none' (MONAI's elementwise sigmoid focal "
+            f"part); the softmax focal part has no per-class map, got activation={activation!r}"
+        )
     lambda_dice = _number(lambda_dice, "lambda_dice")
     lambda_ce = _number(lambda_ce, "lambda_focal" if ce_kind == _ops.CE_FOCAL else "lambda_ce")
     if isinstance(ignore_index, bool) or not isinstance(ignore_index, numbers.Integral):
@@ -144,15 +208,66 @@ def _run(
     target = _target(input, target, act)
     if act == _ops.SOFTMAX and input.shape[1] < 2:
         raise ValueError(f"activation='softmax' needs at least 2 classes, got input of shape {tuple(input.shape)}")
+    if act == _ops.NONE and ce_kind == _ops.CE_CROSS_ENTROPY and input.shape[1] < 2:
+        raise ValueError(
+            f"activation='none' takes a softmax cross-entropy part, which needs at least 2 classes, got input of shape "
+            f"{tuple(input.shape)}"
+        )
     if not include_background and input.shape[1] < 2:
         raise ValueError(f"include_background=False needs at least 2 channels, got input of shape {tuple(input.shape)}")
     w = _weight(weight, input, include_background)
+    if ce_kind == _ops.CE_FOCAL and red == _ops.R_NONE:
+        return _dice_focal_map(
+            input, target, w, act, include_background, squared_pred, jaccard, smooth_nr, smooth_dr, batch, ignore_index,
+            ce_gamma, lambda_dice, lambda_ce, sync, soft_label, f_alpha,
+        )
     compute_grad = input.requires_grad and torch.is_grad_enabled()
     return _ops.call_region_loss(
         input, target, w, kind, act, bool(include_background), bool(squared_pred), bool(jaccard), smooth_nr, smooth_dr,
         bool(batch), int(ignore_index), red, wt, alpha, beta, tversky_gamma, ce_kind, ce_gamma, label_smoothing,
-        lambda_dice, lambda_ce, bool(sync), compute_grad,
+        lambda_dice, lambda_ce, bool(sync), compute_grad, soft_label, f_alpha,
     )
+
+
+def _dice_focal_map(input, target, w, act, include_background, squared_pred, jaccard, smooth_nr, smooth_dr, batch,
+                    ignore_index, gamma, lambda_dice, lambda_focal, sync, soft_label, f_alpha) -> Tensor:
+    """DiceFocal with reduction="none", MONAI's shape: Dice (N, C') broadcast over the pixels plus the focal map.
+
+    The focal map is the fused sigmoid focal loss (``balancedtorch::sigmoid_focal_loss``) of the input taken
+    as logits, times ``weight[c]``, without the background when ``include_background=False``; class-index
+    targets (activation "none") are one-hot, their ignored pixels 0.
+    """
+    dice = _ops.call_region_loss(
+        input, target, w, _ops.DICE, act, bool(include_background), bool(squared_pred), bool(jaccard), smooth_nr,
+        smooth_dr, bool(batch), int(ignore_index), _ops.R_NONE, _ops.W_SQUARE, 0.5, 0.5, 1.0, _ops.CE_NONE, 0.0, 0.0,
+        lambda_dice, 1.0, bool(sync), input.requires_grad and torch.is_grad_enabled(), soft_label, -1.0,
+    )
+    C = input.shape[1]
+    valid = None
+    if target.is_floating_point():
+        dense = target
+    else:
+        valid = target != ignore_index
+        idx = torch.where(valid, target, torch.zeros_like(target)).long()
+        if bool(((idx < 0) | (idx >= C)).any()):
+            raise ValueError(f"target must hold class indices in [0, C={C}) or ignore_index={ignore_index}")
+        dense = torch.nn.functional.one_hot(idx, C).movedim(-1, 1).to(input.dtype)
+    focal = _sigmoid_focal(input, dense, f_alpha, gamma)
+    view = (1, C) + (1,) * (input.dim() - 2)
+    if w is not None:
+        focal = focal * w.to(focal.dtype).view(view)
+    if valid is not None:
+        focal = focal * valid.unsqueeze(1).to(focal.dtype)
+    if not include_background:
+        focal = focal[:, 1:]
+    dice = dice.reshape(dice.shape + (1,) * (input.dim() - 2))
+    return dice + lambda_focal * focal
+
+
+def _sigmoid_focal(input: Tensor, target: Tensor, alpha: float, gamma: float) -> Tensor:
+    from .functional import _sigmoid_focal_loss
+
+    return _sigmoid_focal_loss(input, target, alpha=alpha, gamma=gamma, reduction="none", pos_weight=None, validate=False)
 
 
 def dice_loss(
@@ -169,11 +284,13 @@ def dice_loss(
     ignore_index: int = -100,
     reduction: str = "mean",
     sync: bool = False,
+    soft_label: bool = False,
 ) -> Tensor:
     """Soft Dice (or Jaccard) loss on logits; see :class:`balancedtorch.nn.DiceLoss`.
 
     Args:
-        input: logits ``Tensor[N, C, d1, ...]`` (float16, bfloat16, float32, float64; channels-last read in place).
+        input: logits ``Tensor[N, C, d1, ...]`` (float16, bfloat16, float32, float64; channels-last read in place),
+            or probabilities with ``activation="none"``.
         target: class indices ``Tensor[N, d1, ...]`` (or ``[N, 1, d1, ...]``) of any integer dtype, or
             probabilities/one-hot ``Tensor[N, C, d1, ...]``; with ``activation="sigmoid"`` multi-label ``[N, C, ...]``.
 
@@ -187,7 +304,7 @@ def dice_loss(
     return _run(
         input, target, kind=_ops.DICE, activation=activation, include_background=include_background,
         squared_pred=squared_pred, jaccard=jaccard, smooth_nr=smooth_nr, smooth_dr=smooth_dr, batch=batch, weight=weight,
-        ignore_index=ignore_index, reduction=reduction, sync=sync,
+        ignore_index=ignore_index, reduction=reduction, sync=sync, soft_label=soft_label,
     )
 
 
@@ -203,6 +320,7 @@ def generalized_dice_loss(
     ignore_index: int = -100,
     reduction: str = "mean",
     sync: bool = False,
+    soft_label: bool = False,
 ) -> Tensor:
     """Generalised Dice loss (Sudre et al. 2017); see :class:`balancedtorch.nn.GeneralizedDiceLoss`.
 
@@ -211,7 +329,7 @@ def generalized_dice_loss(
     return _run(
         input, target, kind=_ops.GENERALIZED_DICE, activation=activation, include_background=include_background,
         smooth_nr=smooth_nr, smooth_dr=smooth_dr, batch=batch, ignore_index=ignore_index, reduction=reduction,
-        w_type=w_type, sync=sync,
+        w_type=w_type, sync=sync, soft_label=soft_label,
     )
 
 
@@ -230,12 +348,13 @@ def tversky_loss(
     ignore_index: int = -100,
     reduction: str = "mean",
     sync: bool = False,
+    soft_label: bool = False,
 ) -> Tensor:
     """(Focal) Tversky loss; see :class:`balancedtorch.nn.TverskyLoss`. Shapes as :func:`dice_loss`."""
     return _run(
         input, target, kind=_ops.TVERSKY, activation=activation, include_background=include_background,
         smooth_nr=smooth_nr, smooth_dr=smooth_dr, batch=batch, weight=weight, ignore_index=ignore_index,
-        reduction=reduction, alpha=alpha, beta=beta, tversky_gamma=gamma, sync=sync,
+        reduction=reduction, alpha=alpha, beta=beta, tversky_gamma=gamma, sync=sync, soft_label=soft_label,
     )
 
 
@@ -287,11 +406,16 @@ def dice_focal_loss(
     reduction: str = "mean",
     label_smoothing: float = 0.0,
     sync: bool = False,
+    alpha: Optional[float] = None,
 ) -> Tensor:
-    """``lambda_dice * dice_loss + lambda_focal * focal_loss``, fused; see :class:`balancedtorch.nn.DiceFocalLoss`."""
+    """``lambda_dice * dice_loss + lambda_focal * focal_loss``, fused; see :class:`balancedtorch.nn.DiceFocalLoss`.
+
+    Returns a scalar, or for ``reduction="none"`` (sigmoid / "none" activation) MONAI's
+    ``Tensor[N, C', d1, ...]``: the Dice terms broadcast over the pixels plus the focal map.
+    """
     return _run(
         input, target, kind=_ops.DICE, activation=activation, include_background=include_background,
         squared_pred=squared_pred, jaccard=jaccard, smooth_nr=smooth_nr, smooth_dr=smooth_dr, batch=batch, weight=weight,
         ignore_index=ignore_index, reduction=reduction, ce_kind=_ops.CE_FOCAL, ce_gamma=_number(gamma, "gamma"),
-        label_smoothing=label_smoothing, lambda_dice=lambda_dice, lambda_ce=lambda_focal, sync=sync,
+        label_smoothing=label_smoothing, lambda_dice=lambda_dice, lambda_ce=lambda_focal, sync=sync, focal_alpha=alpha,
     )

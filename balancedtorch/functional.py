@@ -51,11 +51,21 @@ def _check_tensor(value: Any, name: str) -> Tensor:
     return value
 
 
-def _check_class_vector(vec: Optional[Tensor], name: str, validate_values: bool = True) -> Optional[Tensor]:
-    """A per-class vector (weight, pos_weight): 1-D, floating, finite and >= 0."""
+def _check_class_vector(
+    vec: Optional[Tensor], name: str, validate_values: bool = True, input: Optional[Tensor] = None
+) -> Optional[Tensor]:
+    """A per-class vector (weight, pos_weight): 1-D, floating, finite and >= 0.
+
+    With ``input``, the vector must be on the input's device (checked first, before any value is read).
+    A meta vector without ``input`` (a module built on the meta device) has no values to check yet.
+    """
     if vec is None:
         return None
     vec = _check_tensor(vec, name)
+    if input is not None and vec.device != input.device:
+        raise ValueError(f"{name} is on {vec.device} but input is on {input.device}: move {name} to {input.device}")
+    if vec.is_meta and (input is None or input.is_meta):
+        validate_values = False
     if vec.dim() != 1:
         raise ValueError(f"{name} must be a 1-D tensor with one entry per class, got shape {tuple(vec.shape)}")
     if not vec.is_floating_point():
@@ -93,7 +103,7 @@ def _softmax_loss(
     gamma = _real(gamma, "gamma", 0.0)
     if isinstance(ignore_index, bool) or not isinstance(ignore_index, int):
         raise TypeError(f"ignore_index must be an int, got {ignore_index!r}")
-    weight = _check_class_vector(weight, "weight", validate)
+    weight = _check_class_vector(weight, "weight", validate, input)
     unbatched = input.dim() == 1
     if unbatched:  # (C,) with a () class index or (C,) probabilities, as torch
         input = input.unsqueeze(0)
@@ -306,7 +316,7 @@ def _sigmoid_focal_loss(
     code = _reduction_code(reduction)
     alpha = _alpha(alpha)
     gamma = _real(gamma, "gamma", 0.0)
-    pos_weight = _check_class_vector(pos_weight, "pos_weight", validate)
+    pos_weight = _check_class_vector(pos_weight, "pos_weight", validate, input)
     if not input.is_floating_point():
         raise ValueError(f"input must be a floating tensor, got dtype {input.dtype}")
     if target.shape != input.shape:

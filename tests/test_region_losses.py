@@ -90,7 +90,11 @@ def reference(x, target, kind="dice", activation="softmax", include_background=T
     else:
         tt = target.double()
         el = xd - xd * tt - F.logsigmoid(xd)
-        el = torch.exp(F.logsigmoid(-xd * (tt * 2 - 1)) * ce_gamma) * el
+        if ce == "focal_tv":  # torchvision's modulating term (the kernels'): differentiable in soft targets alike
+            p = torch.sigmoid(xd)
+            el = (p * (1 - tt) + (1 - p) * tt) ** ce_gamma * el
+        else:  # MONAI's: the same at t in {0, 1}
+            el = torch.exp(F.logsigmoid(-xd * (tt * 2 - 1)) * ce_gamma) * el
         if weight is not None:
             el = el * weight.double().view([1, -1] + [1] * (x.dim() - 2))
         if not include_background:
@@ -375,12 +379,12 @@ def test_dice_ce_equals_monai(opts, activation):
         _monai_pair(ours, theirs, x, target, target.unsqueeze(1))
     else:
         # MONAI's DiceCE takes BCE for one channel only (softmax CE on multi-label masks otherwise):
-        # compare the one-channel case (MONAI's Dice ignores weight there, so none)
+        # compare the one-channel case (a single Dice class: the weight is BCE's pos_weight only, as MONAI)
         if not opts.get("include_background", True):
             pytest.skip("one channel has no background to leave out")
         x, target = x[:, :1].contiguous(), target[:, :1].contiguous()
-        ours = bt.nn.DiceCELoss(activation=activation, **opts)
-        theirs = monai_losses.DiceCELoss(sigmoid=True, **opts)
+        ours = bt.nn.DiceCELoss(activation=activation, weight=weight[:1], **opts)
+        theirs = monai_losses.DiceCELoss(sigmoid=True, weight=weight[:1], **opts)
         _monai_pair(ours, theirs, x, target, target)
 
 
@@ -389,8 +393,6 @@ def test_dice_ce_equals_monai(opts, activation):
 def test_dice_focal_sigmoid_equals_monai(opts):
     monai_losses = pytest.importorskip("monai.losses")
     x, target = _inputs(N=2, C=4, spatial=(6, 7), activation="sigmoid", dtype=torch.float32)
-    if opts.get("reduction") == "sum":
-        pytest.skip("MONAI's focal 'sum' averages over the spatial dimensions first")
     weight = torch.rand(4) + 0.5
     ours = bt.nn.DiceFocalLoss(activation="sigmoid", weight=weight, **opts)
     mw = weight if opts.get("include_background", True) else weight[1:]
@@ -445,18 +447,20 @@ def test_gradcheck(fn, kwargs):
     assert torch.autograd.gradcheck(lambda x: fn(x, target, **kwargs), (x,))
 
 
-def _raw_args(x, target, activation=0, ce_kind=1):
-    return (x, target, None, activation, False, -100, ce_kind, 2.0, 0.1 if activation == 0 else 0.0, 0)
+def _raw_args(x, target, activation=0, ce_kind=1, soft_label=False, alpha=-1.0):
+    return (x, target, None, activation, False, -100, ce_kind, 2.0, 0.1 if activation == 0 else 0.0, 0, soft_label, alpha)
 
 
 @pytest.mark.parametrize("channels_last", [False, True])
-@pytest.mark.parametrize("activation", [0, 1])
+@pytest.mark.parametrize("activation", [0, 1, 2])
 def test_opcheck_raw_ops(channels_last, activation):
-    x, target = _inputs(N=2, C=3, spatial=(4, 5), activation="sigmoid" if activation else "softmax",
+    x, target = _inputs(N=2, C=3, spatial=(4, 5), activation="sigmoid" if activation == 1 else "softmax",
                         dtype=torch.float32, ignore=True)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
-    args = _raw_args(x, target, activation)
+    # activation 2 ("none"): MONAI's sigmoid focal part with alpha, soft labels
+    args = _raw_args(x, target, activation, ce_kind=2 if activation == 2 else 1, soft_label=activation != 0,
+                     alpha=0.25 if activation == 2 else -1.0)
     torch.library.opcheck(torch.ops.balancedtorch.region_loss_stats.default, args)
     coef = torch.randn(2, 2, 3)
     ce = torch.rand(2)
@@ -520,7 +524,7 @@ def test_bad_input_raises_value_error_naming_the_argument():
     with pytest.raises(ValueError, match="label_smoothing"):
         btf.dice_ce_loss(x, (torch.rand_like(x) < 0.5).float(), activation="sigmoid", label_smoothing=0.1)
     with pytest.raises(ValueError, match="ce_kind"):
-        torch.ops.balancedtorch.region_loss_stats(x, target, None, 0, False, -100, 5, 0.0, 0.0, 0)
+        torch.ops.balancedtorch.region_loss_stats(x, target, None, 0, False, -100, 5, 0.0, 0.0, 0, False, -1.0)
     assert bool(torch.isfinite(x).all())
 
 
@@ -624,3 +628,242 @@ def test_opcheck_permuted_logits_gradient_layout():
     btf.dice_ce_loss(xr, target).backward()
     btf.dice_ce_loss(xc, target).backward()
     torch.testing.assert_close(xr.grad, xc.grad)
+
+
+# ---------------------------------------------------------------------------------------------
+# peer parity (issue 23): one Dice class, DiceFocal sum/none/alpha, activation "none", soft_label,
+# number weights in modules, target gradients, weights on another device
+# ---------------------------------------------------------------------------------------------
+
+
+def _monai_grads(ours, theirs, x, t_ours, t_theirs, target_grad=False, rtol=1e-5, atol=1e-6):
+    """Value, input gradient and (optionally) target gradient of ours against MONAI's autograd."""
+    xa, xb = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    ta, tb = t_ours, t_theirs
+    if target_grad:
+        ta, tb = t_ours.clone().requires_grad_(True), t_theirs.clone().requires_grad_(True)
+    a, b = ours(xa, ta), theirs(xb, tb)
+    torch.testing.assert_close(a, b.reshape(a.shape), rtol=rtol, atol=atol)
+    g = torch.rand_like(a)
+    a.backward(g)
+    b.backward(g.reshape(b.shape))
+    torch.testing.assert_close(xa.grad, xb.grad, rtol=rtol, atol=atol)
+    if target_grad:
+        torch.testing.assert_close(ta.grad, tb.grad, rtol=rtol, atol=atol)
+
+
+def test_one_dice_class_ignores_the_weight_as_monai():
+    monai_losses = pytest.importorskip("monai.losses")
+    # MONAI's own DiceCE case: sigmoid, one channel, weight [0.5] (BCE's pos_weight only)
+    x = torch.tensor([[[0.8, 0.6, 0.0]], [[0.0, 0.0, 0.9]]])
+    t = torch.tensor([[[0.0, 0.0, 1.0]], [[0.0, 1.0, 0.0]]])
+    w = torch.tensor([0.5])
+    ours = bt.nn.DiceCELoss(activation="sigmoid", weight=w)(x, t)
+    theirs = monai_losses.DiceCELoss(sigmoid=True, weight=w)(x, t)
+    torch.testing.assert_close(ours, theirs)
+    torch.testing.assert_close(ours, torch.tensor(1.445239), rtol=1e-5, atol=1e-6)
+    # the Dice part alone: weight ignored for C = 1 (sigmoid) and for C = 2 without the background
+    xs, ts = _inputs(N=2, C=1, spatial=(5, 6), activation="sigmoid", dtype=torch.float32)
+    _monai_grads(bt.nn.DiceLoss(activation="sigmoid", weight=[3.0]), monai_losses.DiceLoss(sigmoid=True, weight=[3.0]),
+                 xs, ts, ts)
+    x2, t2 = _inputs(N=2, C=2, spatial=(5, 6), dtype=torch.float32)
+    _monai_grads(bt.nn.DiceLoss(include_background=False, weight=[0.3, 3.0]),
+                 monai_losses.DiceLoss(softmax=True, to_onehot_y=True, include_background=False, weight=[3.0]),
+                 x2, t2, t2.unsqueeze(1))
+    _monai_grads(bt.nn.DiceCELoss(include_background=False, weight=torch.tensor([0.3, 3.0])),
+                 monai_losses.DiceCELoss(softmax=True, to_onehot_y=True, include_background=False,
+                                         weight=torch.tensor([0.3, 3.0])),
+                 x2, t2, t2.unsqueeze(1))
+    # two or more classes keep their weights
+    a = btf.dice_loss(x2, t2, weight=[1.0, 3.0])
+    assert not torch.allclose(a, btf.dice_loss(x2, t2))
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("opts", [dict(), dict(include_background=False, gamma=1.5, batch=True),
+                                  dict(alpha=0.25, lambda_dice=0.5, lambda_focal=2.0),
+                                  dict(alpha=0.7, include_background=False, squared_pred=True)])
+def test_dice_focal_sigmoid_reductions_and_alpha_equal_monai(reduction, opts):
+    monai_losses = pytest.importorskip("monai.losses")
+    x, target = _inputs(N=2, C=3, spatial=(5, 7), activation="sigmoid", dtype=torch.float64)
+    weight = torch.rand(3, dtype=torch.float64) + 0.5
+    ours = bt.nn.DiceFocalLoss(activation="sigmoid", weight=weight, reduction=reduction, **opts)
+    mw = weight if opts.get("include_background", True) else weight[1:]
+    theirs = monai_losses.DiceFocalLoss(sigmoid=True, weight=mw, reduction=reduction, **opts)
+    if reduction == "none":
+        assert ours(x, target).shape == theirs(x, target).shape
+    # no target gradient against MONAI: its focal term sigmoid(-x (2t - 1))^gamma equals ours (torchvision's
+    # (p (1 - t) + (1 - p) t)^gamma) at t in {0, 1} only, so their derivatives in t differ (see the gradcheck below)
+    _monai_grads(ours, theirs, x, target, target)  # MONAI's FocalLoss computes in float32
+
+
+@pytest.mark.parametrize("cls,monai_name,opts", [
+    ("DiceLoss", "DiceLoss", dict()),
+    ("DiceLoss", "DiceLoss", dict(include_background=False, batch=True, jaccard=True)),
+    ("DiceLoss", "DiceLoss", dict(squared_pred=True, reduction="sum", soft_label=True)),
+    ("DiceLoss", "DiceLoss", dict(soft_label=True, reduction="none")),
+    ("GeneralizedDiceLoss", "GeneralizedDiceLoss", dict(w_type="simple")),
+    ("GeneralizedDiceLoss", "GeneralizedDiceLoss", dict(soft_label=True, batch=True)),
+    ("TverskyLoss", "TverskyLoss", dict(alpha=0.3, beta=0.7)),
+    ("TverskyLoss", "TverskyLoss", dict(soft_label=True, include_background=False, reduction="sum")),
+])
+@pytest.mark.parametrize("activation", ["none", "sigmoid", "softmax"])
+def test_activation_none_and_soft_label_equal_monai(cls, monai_name, opts, activation):
+    monai_losses = pytest.importorskip("monai.losses")
+    torch.manual_seed(3)
+    x = torch.randn(2, 3, 5, 6, dtype=torch.float64)
+    if activation == "none":
+        x = torch.softmax(x, 1)
+    # soft labels: probabilities, some exactly equal to the prediction (ties of |p - t|)
+    target = torch.softmax(torch.randn(2, 3, 5, 6, dtype=torch.float64) * 2, 1)
+    if activation == "none":
+        target[:, :, 0] = x[:, :, 0]
+    mopts = dict(opts)
+    flags = {"none": {}, "sigmoid": dict(sigmoid=True), "softmax": dict(softmax=True)}[activation]
+    ours = getattr(bt.nn, cls)(activation=activation, **opts)
+    theirs = getattr(monai_losses, monai_name)(**flags, **mopts)
+    # MONAI's generalised Dice writes its weights in place, which breaks its own autograd to the target
+    # (ours is gradchecked below)
+    _monai_grads(ours, theirs, x, target, target, target_grad=cls != "GeneralizedDiceLoss", rtol=1e-7, atol=1e-9)
+
+
+def test_activation_none_class_index_targets_and_combined_losses_equal_monai():
+    monai_losses = pytest.importorskip("monai.losses")
+    x, target = _inputs(N=2, C=4, spatial=(5, 6), dtype=torch.float64)
+    probs = torch.softmax(x, 1)
+    _monai_grads(bt.nn.DiceLoss(activation="none", include_background=False),
+                 monai_losses.DiceLoss(to_onehot_y=True, include_background=False), probs, target, target.unsqueeze(1))
+    # DiceCE: the Dice part reads probabilities, the CE part the same tensor as logits (MONAI)
+    _monai_grads(bt.nn.DiceCELoss(activation="none", weight=torch.tensor([1.0, 2.0, 0.5, 1.0], dtype=torch.float64)),
+                 monai_losses.DiceCELoss(to_onehot_y=True, weight=torch.tensor([1.0, 2.0, 0.5, 1.0], dtype=torch.float64)),
+                 probs, target, target.unsqueeze(1))
+    # DiceFocal: MONAI's sigmoid focal part on the input taken as logits
+    onehot = F.one_hot(target, 4).movedim(-1, 1).double()
+    for reduction in ("mean", "sum", "none"):
+        _monai_grads(bt.nn.DiceFocalLoss(activation="none", alpha=0.25, reduction=reduction),
+                     monai_losses.DiceFocalLoss(to_onehot_y=True, alpha=0.25, reduction=reduction),
+                     probs, target, target.unsqueeze(1))
+        _monai_grads(bt.nn.DiceFocalLoss(activation="none", include_background=False, reduction=reduction),
+                     monai_losses.DiceFocalLoss(include_background=False, reduction=reduction),
+                     probs, onehot, onehot)
+
+
+def test_activation_none_equals_reference_with_ignore_index():
+    x, target = _inputs(N=2, C=3, spatial=(4, 5), ignore=True)
+    probs = torch.softmax(x, 1)
+    got = btf.dice_loss(probs, target, activation="none", batch=True)
+    want = reference(torch.log(probs), target, batch=True)  # softmax of log-probabilities: the probabilities
+    torch.testing.assert_close(got, want)
+
+
+def test_module_accepts_a_number_as_weight():
+    x, target = _inputs(N=2, C=3, spatial=(4, 5), dtype=torch.float32)
+    for cls, fn in [(bt.nn.DiceLoss, btf.dice_loss), (bt.nn.TverskyLoss, btf.tversky_loss),
+                    (bt.nn.DiceCELoss, btf.dice_ce_loss), (bt.nn.DiceFocalLoss, btf.dice_focal_loss)]:
+        module = cls(weight=2.0)
+        torch.testing.assert_close(module(x, target), fn(x, target, weight=2.0))
+        torch.testing.assert_close(module(x, target), fn(x, target, weight=[2.0, 2.0, 2.0]))
+        assert module.weight.dim() == 0
+    with pytest.raises(ValueError, match="weight"):
+        bt.nn.DiceLoss(weight=-1.0)
+    with pytest.raises(ValueError, match="weight"):
+        bt.nn.DiceLoss(weight=float("nan"))
+
+
+def _reference_from_target(fn_kwargs, ref_kwargs, x):
+    def ours(t):
+        return fn_kwargs["fn"](x, t, **fn_kwargs["kw"])
+
+    def theirs(t):
+        return reference(x, t, **ref_kwargs)
+
+    return ours, theirs
+
+
+@pytest.mark.parametrize("fn,kw,ref", [
+    (btf.dice_loss, dict(), dict()),
+    (btf.dice_loss, dict(squared_pred=True, jaccard=True, batch=True, include_background=False),
+     dict(squared_pred=True, jaccard=True, batch=True, include_background=False)),
+    (btf.dice_loss, dict(activation="sigmoid", reduction="none"), dict(activation="sigmoid", reduction="none")),
+    (btf.generalized_dice_loss, dict(w_type="square"), dict(kind="gdl", w_type="square")),
+    (btf.tversky_loss, dict(alpha=0.3, beta=0.7, gamma=1.5), dict(kind="tversky", alpha=0.3, beta=0.7, gamma=1.5)),
+    (btf.dice_ce_loss, dict(label_smoothing=0.1, weight=torch.tensor([0.5, 1.0, 2.0], dtype=torch.float64)),
+     dict(ce="ce", label_smoothing=0.1, weight=torch.tensor([0.5, 1.0, 2.0], dtype=torch.float64))),
+    (btf.dice_ce_loss, dict(activation="sigmoid", reduction="sum", weight=torch.tensor([0.5, 1.0, 2.0], dtype=torch.float64)),
+     dict(ce="ce", activation="sigmoid", reduction="sum", weight=torch.tensor([0.5, 1.0, 2.0], dtype=torch.float64))),
+    (btf.dice_focal_loss, dict(gamma=1.5), dict(ce="focal", ce_gamma=1.5)),
+    (btf.dice_focal_loss, dict(activation="sigmoid", include_background=False, gamma=2.0,
+                               weight=torch.tensor([0.5, 1.0, 2.0], dtype=torch.float64)),
+     dict(ce="focal_tv", activation="sigmoid", include_background=False, ce_gamma=2.0,
+          weight=torch.tensor([0.5, 1.0, 2.0], dtype=torch.float64))),
+])
+def test_probability_target_gradient_gradcheck_and_reference(fn, kw, ref):
+    act = kw.get("activation", "softmax")
+    x, _ = _inputs(N=2, C=3, spatial=(3, 4), activation=act)
+    if act == "sigmoid":
+        target = torch.rand(2, 3, 3, 4, dtype=torch.float64)
+    else:
+        target = torch.softmax(torch.randn(2, 3, 3, 4, dtype=torch.float64) * 2, 1)
+    target.requires_grad_(True)
+    xr = x.clone().requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda x, t: fn(x, t, **kw), (xr, target))
+    # against the plain reference's autograd
+    ta, tb = target.detach().clone().requires_grad_(True), target.detach().clone().requires_grad_(True)
+    a, b = fn(x, ta, **kw), reference(x, tb, **ref)
+    g = torch.rand_like(b)
+    a.backward(g)
+    b.backward(g)
+    assert ta.grad is not None
+    torch.testing.assert_close(ta.grad, tb.grad, rtol=1e-7, atol=1e-10)
+
+
+def test_soft_label_gradcheck_and_reduction_none():
+    x, _ = _inputs(N=2, C=3, spatial=(3, 4), activation="sigmoid")
+    target = torch.rand(2, 3, 3, 4, dtype=torch.float64, requires_grad=True)
+    for fn, kw in [(btf.dice_loss, dict(activation="sigmoid", soft_label=True, reduction="none")),
+                   (btf.tversky_loss, dict(activation="sigmoid", soft_label=True, alpha=0.2, beta=0.8)),
+                   (btf.generalized_dice_loss, dict(activation="sigmoid", soft_label=True, w_type="simple"))]:
+        xr = x.clone().requires_grad_(True)
+        assert torch.autograd.gradcheck(lambda x, t: fn(x, t, **kw), (xr, target))
+
+
+@pytest.mark.parametrize("call", [
+    lambda x, t, w: btf.cross_entropy(x, t, weight=w),
+    lambda x, t, w: btf.focal_loss(x, t, weight=w),
+    lambda x, t, w: btf.logit_adjusted_loss(x, t, [3, 2, 1], weight=w),
+    lambda x, t, w: btf.sigmoid_focal_loss(x, F.one_hot(t, 3).movedim(-1, 1).float(), pos_weight=w),
+    lambda x, t, w: btf.dice_loss(x, t, weight=w),
+    lambda x, t, w: btf.dice_ce_loss(x, t, weight=w),
+    lambda x, t, w: bt.nn.DiceFocalLoss(weight=w)(x, t),
+    lambda x, t, w: bt.nn.CrossEntropyLoss(weight=w)(x, t),
+    lambda x, t, w: bt.nn.SigmoidFocalLoss(pos_weight=w)(x, F.one_hot(t, 3).movedim(-1, 1).float()),
+])
+def test_weight_on_another_device_is_a_clear_value_error(call):
+    x, target = _inputs(N=2, C=3, spatial=(4, 5), dtype=torch.float32)
+    meta = torch.ones(3, device="meta")
+    with pytest.raises(ValueError, match=r"weight is on meta but input is on cpu"):
+        call(x, target, meta)
+
+
+def test_new_options_bad_values_name_the_argument():
+    x, target = _inputs(N=2, C=3, spatial=(4, 5), dtype=torch.float32)
+    with pytest.raises(ValueError, match="alpha.*1.5"):
+        bt.nn.DiceFocalLoss(alpha=1.5)
+    with pytest.raises(ValueError, match="alpha.*-0.5"):
+        btf.dice_focal_loss(x, target, activation="sigmoid", alpha=-0.5)
+    with pytest.raises(ValueError, match="alpha=0.25.*activation='softmax'"):
+        btf.dice_focal_loss(x, target, alpha=0.25)
+    with pytest.raises(ValueError, match="reduction='none'.*activation='softmax'"):
+        btf.dice_focal_loss(x, target, reduction="none")
+    with pytest.raises(TypeError, match="soft_label"):
+        bt.nn.DiceLoss(soft_label="yes")
+    with pytest.raises(TypeError, match="soft_label"):
+        btf.tversky_loss(x, target, soft_label=2)
+    with pytest.raises(ValueError, match="activation.*'tanh'"):
+        bt.nn.GeneralizedDiceLoss(activation="tanh")
+    with pytest.raises(ValueError, match="label_smoothing"):
+        btf.dice_focal_loss(x, target, activation="none", label_smoothing=0.1)
+    with pytest.raises(ValueError, match="activation='none'.*2 classes"):
+        btf.dice_ce_loss(x[:, :1], (target > 0).float().unsqueeze(1), activation="none")
+    with pytest.raises(ValueError, match="reduction.*'none'"):
+        bt.nn.DiceCELoss(reduction="none")

@@ -8,7 +8,7 @@ targets). The intended differences from MONAI are listed in :class:`DiceLoss`
 
 from __future__ import annotations
 
-from typing import Sequence, Union
+from typing import Optional, Sequence, Union
 
 import torch
 from torch import Tensor, nn
@@ -29,20 +29,29 @@ class _RegionLoss(nn.Module):
         # validate the options now (a dummy call would need shapes): names and values
         F._choice(kwargs.get("activation", "softmax"), "activation", F._ACTIVATIONS)
         if "reduction" in kwargs:
-            table = F._REDUCTIONS if type(self) in (DiceLoss, GeneralizedDiceLoss, TverskyLoss) else {
+            table = F._REDUCTIONS if type(self) is not DiceCELoss else {
                 k: v for k, v in F._REDUCTIONS.items() if k != "none"}
             F._choice(kwargs["reduction"], "reduction", table)
+        if "soft_label" in kwargs:
+            F._flag(kwargs["soft_label"], "soft_label")
         if "w_type" in kwargs:
             F._choice(kwargs["w_type"], "w_type", F._W_TYPES)
-        for name in ("smooth_nr", "smooth_dr", "alpha", "beta", "lambda_dice", "lambda_ce", "lambda_focal", "label_smoothing"):
+        for name in ("smooth_nr", "smooth_dr", "beta", "lambda_dice", "lambda_ce", "lambda_focal", "label_smoothing"):
             if name in kwargs:
                 F._number(kwargs[name], name)
+        if "alpha" in kwargs:
+            if type(self) is DiceFocalLoss:
+                F._focal_alpha(kwargs["alpha"])
+            else:
+                F._number(kwargs["alpha"], "alpha")
         if "gamma" in kwargs:
             F._number(kwargs["gamma"], "gamma", strict=type(self) is TverskyLoss)
         if kwargs.get("sync") and not kwargs.get("batch"):
             raise ValueError("sync=True needs batch=True (the per-class sums over the whole batch are what is all-reduced)")
         weight = kwargs.pop("weight", None)
+        F._check_weight(weight)
         if weight is not None and not isinstance(weight, Tensor):
+            # a number is kept as a 0-d tensor: the same weight for every class, as the functional form
             weight = torch.as_tensor(weight, dtype=torch.float32)
         self.register_buffer("weight", weight)
         self.options = kwargs
@@ -67,23 +76,29 @@ class DiceLoss(_RegionLoss):
     then averaged (or summed) over samples and classes.
 
     Args:
-        activation: "softmax" (multi-class; class-index or probability targets) or "sigmoid" (multi-label).
+        activation: "softmax" (multi-class; class-index or probability targets), "sigmoid" (multi-label) or
+            "none" (the input already holds probabilities: MONAI without ``softmax``/``sigmoid``/``other_act``;
+            class-index or probability targets).
         include_background: False leaves class 0 out of the Dice part.
         squared_pred, jaccard, smooth_nr, smooth_dr, batch: MONAI's meanings.
-        weight: per-class weights, shape (C,) with the background, or a number.
+        weight: per-class weights, shape (C,) with the background, or a number (the same for every class).
+            A single remaining Dice class (C = 1, or C = 2 without the background) is not weighted (MONAI).
         ignore_index: class-index target value whose pixels are left out of every sum.
         reduction: "mean" | "sum" | "none" (``(N, C')``, ``(1, C')`` with ``batch``).
         sync: with ``batch=True``, all-reduce the sums over ``torch.distributed`` ranks; the loss is then
             the loss of the whole global batch, and DDP's gradient averaging gives its exact gradient.
+        soft_label: MONAI's (>= 1.4) soft-label formulation: ``I = sum(|p| + |t| - |p - t|) / 2``,
+            ``P = sum |p|``, ``T = sum |t|`` (equal to the default for hard targets; with ``squared_pred``
+            both are the same). Default False (``I = sum p t``).
 
     Shape:
         input ``(N, C, d1, ...)`` logits; target ``(N, d1, ...)`` integer class indices or ``(N, C, d1, ...)``.
 
     Differences from MONAI (intended; the same for every region loss here):
 
-    * ``activation`` ("softmax" or "sigmoid") replaces MONAI's ``softmax`` /
-      ``sigmoid`` / ``other_act`` / ``to_onehot_y``: inputs are always logits; an
-      integer target ``(N, d1, ...)`` (or ``(N, 1, d1, ...)``) is class indices,
+    * ``activation`` ("softmax", "sigmoid" or "none") replaces MONAI's ``softmax`` /
+      ``sigmoid`` / ``other_act`` / ``to_onehot_y`` (no ``other_act``): inputs are
+      logits ("none": probabilities); an integer target ``(N, d1, ...)`` (or ``(N, 1, d1, ...)``) is class indices,
       a floating ``(N, C, ...)`` target is probabilities / one-hot (softmax) or
       multi-label (sigmoid). No one-hot tensor is ever built.
     * ``ignore_index`` (class-index targets only): those pixels are left out of
@@ -94,18 +109,22 @@ class DiceLoss(_RegionLoss):
       part (MONAI's DiceLoss wants C - 1 entries then; its DiceCELoss takes C).
     * ``reduction="none"`` returns ``(N, C')`` (``(1, C')`` with ``batch=True``;
       ``(N,)`` / ``(1,)`` for the generalised Dice) without MONAI's trailing
-      singleton dimensions. DiceCE/DiceFocal accept "mean" and "sum" (as MONAI).
-    * Soft targets use MONAI's default formulation (``soft_label=False``:
-      I = sum p * t); MONAI's ``soft_label=True`` variant is not offered.
+      singleton dimensions. DiceCE accepts "mean" and "sum" (as MONAI);
+      DiceFocal's "none" has MONAI's shape ``(N, C', d1, ...)``.
+    * A probability target that requires grad gets its gradient (MONAI's
+      autograd gives the same; the generalised Dice's also through its weights).
     * DiceCE with ``activation="sigmoid"`` is Dice + ``BCEWithLogitsLoss(pos_weight=weight)`` for any C;
       MONAI's DiceCELoss takes BCE for one channel only and otherwise applies a
       softmax cross-entropy to the multi-label masks.
     * DiceFocal with ``activation="softmax"`` uses the softmax focal loss of
       :class:`balancedtorch.nn.FocalLoss` (weighted mean over pixels, with
       ``ignore_index`` and ``label_smoothing``); MONAI's DiceFocalLoss uses a
-      sigmoid focal loss even with ``softmax=True``. With ``sigmoid`` both agree.
+      sigmoid focal loss even with ``softmax=True``. With ``sigmoid`` (or "none") both agree;
+      for soft targets the focal modulating term is torchvision's
+      ``(p (1 - t) + (1 - p) t)^gamma`` (MONAI: ``sigmoid(-x (2t - 1))^gamma``, equal at t in {0, 1}).
     * ``smooth_dr=0`` with a zero denominator (an empty class) raises ValueError
-      instead of returning nan; softmax needs C >= 2 (MONAI silently skips it).
+      instead of returning nan; softmax needs C >= 2 and ``include_background=False``
+      needs C >= 2 (MONAI warns and skips them).
     * ``sync=True`` (with ``batch=True``) all-reduces the sums across
       ``torch.distributed`` ranks (nnU-Net's ``ddp`` batch dice).
 
@@ -115,10 +134,11 @@ class DiceLoss(_RegionLoss):
 
     def __init__(self, activation: str = "softmax", include_background: bool = True, squared_pred: bool = False,
                  jaccard: bool = False, smooth_nr: float = 1e-5, smooth_dr: float = 1e-5, batch: bool = False,
-                 weight: Weight = None, ignore_index: int = -100, reduction: str = "mean", sync: bool = False) -> None:
+                 weight: Weight = None, ignore_index: int = -100, reduction: str = "mean", sync: bool = False,
+                 soft_label: bool = False) -> None:
         super().__init__(activation=activation, include_background=include_background, squared_pred=squared_pred,
                          jaccard=jaccard, smooth_nr=smooth_nr, smooth_dr=smooth_dr, batch=batch, weight=weight,
-                         ignore_index=ignore_index, reduction=reduction, sync=sync)
+                         ignore_index=ignore_index, reduction=reduction, sync=sync, soft_label=soft_label)
 
     _fn = staticmethod(F.dice_loss)
 
@@ -135,10 +155,10 @@ class GeneralizedDiceLoss(_RegionLoss):
 
     def __init__(self, w_type: str = "square", activation: str = "softmax", include_background: bool = True,
                  smooth_nr: float = 1e-5, smooth_dr: float = 1e-5, batch: bool = False, ignore_index: int = -100,
-                 reduction: str = "mean", sync: bool = False) -> None:
+                 reduction: str = "mean", sync: bool = False, soft_label: bool = False) -> None:
         super().__init__(w_type=w_type, activation=activation, include_background=include_background,
                          smooth_nr=smooth_nr, smooth_dr=smooth_dr, batch=batch, ignore_index=ignore_index,
-                         reduction=reduction, sync=sync)
+                         reduction=reduction, sync=sync, soft_label=soft_label)
 
     _fn = staticmethod(F.generalized_dice_loss)
     _weighted = False
@@ -156,10 +176,10 @@ class TverskyLoss(_RegionLoss):
     def __init__(self, alpha: float = 0.5, beta: float = 0.5, gamma: float = 1.0, activation: str = "softmax",
                  include_background: bool = True, smooth_nr: float = 1e-5, smooth_dr: float = 1e-5,
                  batch: bool = False, weight: Weight = None, ignore_index: int = -100, reduction: str = "mean",
-                 sync: bool = False) -> None:
+                 sync: bool = False, soft_label: bool = False) -> None:
         super().__init__(alpha=alpha, beta=beta, gamma=gamma, activation=activation,
                          include_background=include_background, smooth_nr=smooth_nr, smooth_dr=smooth_dr, batch=batch,
-                         weight=weight, ignore_index=ignore_index, reduction=reduction, sync=sync)
+                         weight=weight, ignore_index=ignore_index, reduction=reduction, sync=sync, soft_label=soft_label)
 
     _fn = staticmethod(F.tversky_loss)
 
@@ -170,8 +190,9 @@ class DiceCELoss(_RegionLoss):
     The CE part is :class:`balancedtorch.nn.CrossEntropyLoss` (softmax: ``weight``, ``ignore_index``,
     ``label_smoothing``, torch's weighted mean) or, with ``activation="sigmoid"``, ``BCEWithLogitsLoss``
     with ``pos_weight=weight`` (as MONAI). The Dice part uses ``weight`` without the background when
-    ``include_background=False`` (as MONAI). ``reduction``: "mean" or "sum". Other options as
-    :class:`DiceLoss`.
+    ``include_background=False`` (as MONAI). ``reduction``: "mean" or "sum". With ``activation="none"``
+    the Dice part reads the input as probabilities and the CE part as logits (MONAI without an
+    activation; C >= 2). Other options as :class:`DiceLoss`.
     """
 
     def __init__(self, lambda_dice: float = 1.0, lambda_ce: float = 1.0, activation: str = "softmax",
@@ -191,19 +212,25 @@ class DiceFocalLoss(_RegionLoss):
     """``lambda_dice * Dice + lambda_focal * focal`` in one fused kernel.
 
     Softmax: the focal part is :class:`balancedtorch.nn.FocalLoss` (``gamma``, ``weight``, ``ignore_index``,
-    ``label_smoothing``). Sigmoid: MONAI's ``DiceFocalLoss`` exactly (sigmoid focal loss times
-    ``weight[c]``, mean over elements, background left out with ``include_background=False``).
-    ``reduction``: "mean" or "sum".
+    ``label_smoothing``). Sigmoid, or "none" (the Dice part reads probabilities, the focal part logits):
+    MONAI's ``DiceFocalLoss`` exactly (sigmoid focal loss with MONAI's ``alpha``, times ``weight[c]``,
+    background left out with ``include_background=False``; "mean" over elements, "sum" of the means over
+    the pixels of each (sample, class), "none" MONAI's ``(N, C', d1, ...)``: the Dice terms broadcast
+    over the pixels plus the focal map). ``reduction``: "mean", "sum" or "none" (not with softmax).
+
+    Example:
+        >>> loss = DiceFocalLoss(activation="sigmoid", alpha=0.25)(torch.randn(2, 3, 8, 8), (torch.rand(2, 3, 8, 8) < 0.2).float())
     """
 
     def __init__(self, gamma: float = 2.0, lambda_dice: float = 1.0, lambda_focal: float = 1.0,
                  activation: str = "softmax", include_background: bool = True, squared_pred: bool = False,
                  jaccard: bool = False, smooth_nr: float = 1e-5, smooth_dr: float = 1e-5, batch: bool = False,
                  weight: Weight = None, ignore_index: int = -100, reduction: str = "mean",
-                 label_smoothing: float = 0.0, sync: bool = False) -> None:
+                 label_smoothing: float = 0.0, sync: bool = False, alpha: Optional[float] = None) -> None:
         super().__init__(gamma=gamma, lambda_dice=lambda_dice, lambda_focal=lambda_focal, activation=activation,
                          include_background=include_background, squared_pred=squared_pred, jaccard=jaccard,
                          smooth_nr=smooth_nr, smooth_dr=smooth_dr, batch=batch, weight=weight,
-                         ignore_index=ignore_index, reduction=reduction, label_smoothing=label_smoothing, sync=sync)
+                         ignore_index=ignore_index, reduction=reduction, label_smoothing=label_smoothing, sync=sync,
+                         alpha=alpha)
 
     _fn = staticmethod(F.dice_focal_loss)

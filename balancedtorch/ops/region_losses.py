@@ -40,7 +40,7 @@ W_SQUARE, W_SIMPLE, W_UNIFORM = 0, 1, 2
 R_NONE, R_MEAN, R_SUM = 0, 1, 2
 # CE part
 CE_NONE, CE_CROSS_ENTROPY, CE_FOCAL = 0, 1, 2
-SOFTMAX, SIGMOID = 0, 1
+SOFTMAX, SIGMOID, NONE = 0, 1, 2
 
 
 def _acc_dtype(t: Tensor) -> torch.dtype:
@@ -48,7 +48,8 @@ def _acc_dtype(t: Tensor) -> torch.dtype:
 
 
 @torch.library.register_fake("balancedtorch::region_loss_stats")
-def _stats_fake(input, target, weight, activation, squared_pred, ignore_index, ce_kind, gamma, label_smoothing, ce_first_class):
+def _stats_fake(input, target, weight, activation, squared_pred, ignore_index, ce_kind, gamma, label_smoothing, ce_first_class,
+                soft_label, alpha):
     torch._check(input.dim() >= 2, lambda: f"region_loss_stats: input must have shape (N, C, ...), got {tuple(input.shape)}")
     acc = _acc_dtype(input)
     n, c = input.shape[0], input.shape[1]
@@ -57,7 +58,8 @@ def _stats_fake(input, target, weight, activation, squared_pred, ignore_index, c
 
 @torch.library.register_fake("balancedtorch::region_loss_grad")
 def _grad_fake(
-    input, target, weight, activation, squared_pred, ignore_index, ce_kind, gamma, label_smoothing, ce_first_class, coef, ce_coef
+    input, target, weight, activation, squared_pred, ignore_index, ce_kind, gamma, label_smoothing, ce_first_class, soft_label,
+    alpha, coef, ce_coef
 ):
     return _grad_like(input)
 
@@ -85,14 +87,14 @@ def _dice_part(sums: Tensor, kind: int, cfg: dict):
     snr, sdr = cfg["smooth_nr"], cfg["smooth_dr"]
     if kind == GENERALIZED_DICE:
         w_type = cfg["w_type"]
-        if w_type == W_SIMPLE:
-            w = torch.reciprocal(T)
-        elif w_type == W_SQUARE:
-            w = torch.reciprocal(T * T)
-        else:
+        if w_type == W_UNIFORM:
             w = torch.ones_like(T)
-        infs = torch.isinf(w)
-        w = w.masked_fill(infs, 0.0)
+            infs = torch.zeros_like(T, dtype=torch.bool)
+        else:
+            Tw = T if w_type == W_SIMPLE else T * T
+            infs = torch.isinf(torch.reciprocal(Tw))
+            # the same values, with a finite derivative where a weight is replaced (target gradients)
+            w = torch.reciprocal(torch.where(infs, torch.ones_like(Tw), Tw)).masked_fill(infs, 0.0)
         w = w + infs * w.max(dim=1, keepdim=True).values
         numer = 2.0 * (w * I).sum(1) + snr
         denom = (w * (P + T)).sum(1) + sdr
@@ -183,6 +185,10 @@ def _loss_and_coefs(sums_b: Tensor, ce_tot: Tensor, n: int, cfg: dict, grad_term
             den = torch.where(den == 0, torch.full_like(den, float("nan")), den)
             ce_loss = ce_tot[0] / den
             ce_coef = (1.0 / den).expand(n)
+        elif _monai_focal(cfg):
+            # MONAI's FocalLoss "sum": the mean over the spatial dimensions, summed over samples and classes
+            ce_loss = ce_tot[0] / cfg["spatial"]
+            ce_coef = ce_tot.new_full((), 1.0 / cfg["spatial"]).expand(n)
         else:
             ce_loss = ce_tot[0]
             ce_coef = ce_tot.new_ones(()).expand(n)
@@ -193,27 +199,27 @@ def _loss_and_coefs(sums_b: Tensor, ce_tot: Tensor, n: int, cfg: dict, grad_term
     return loss, coef.contiguous(), ce_coef.contiguous()
 
 
-def _cfg(
-    kind, activation, include_background, squared_pred, jaccard, smooth_nr, smooth_dr, batch, ignore_index, reduction,
-    w_type, alpha, beta, tversky_gamma, ce_kind, ce_gamma, label_smoothing, lambda_dice, lambda_ce, sync, class_weight,
-):
-    return dict(
-        kind=kind, activation=activation, include_background=include_background, squared_pred=squared_pred, jaccard=jaccard,
-        smooth_nr=smooth_nr, smooth_dr=smooth_dr, batch=batch, ignore_index=ignore_index, reduction=reduction, w_type=w_type,
-        alpha=alpha, beta=beta, tversky_gamma=tversky_gamma, ce_kind=ce_kind, ce_gamma=ce_gamma,
-        label_smoothing=label_smoothing, lambda_dice=lambda_dice, lambda_ce=lambda_ce, sync=sync, class_weight=class_weight,
-    )
+def _cfg(**options) -> dict:
+    """The op's options by name (see region_loss), plus class_weight, soft_label, focal_alpha and spatial."""
+    cfg = dict(soft_label=False, focal_alpha=-1.0, spatial=1)
+    cfg.update(options)
+    return cfg
+
+
+def _monai_focal(cfg: dict) -> bool:
+    """The focal part is MONAI's sigmoid focal loss (activation "sigmoid", or "none" with the input as logits)."""
+    return cfg["ce_kind"] == CE_FOCAL and cfg["activation"] in (SIGMOID, NONE)
 
 
 def _ce_first_class(cfg: dict) -> int:
     # MONAI's DiceFocal drops the background from the (sigmoid) focal part too
-    return int(cfg["activation"] == SIGMOID and cfg["ce_kind"] == CE_FOCAL and not cfg["include_background"])
+    return int(_monai_focal(cfg) and not cfg["include_background"])
 
 
 def _stats_args(input, target, weight, cfg):
     return (
         input, target, weight, cfg["activation"], cfg["squared_pred"], cfg["ignore_index"], cfg["ce_kind"], cfg["ce_gamma"],
-        cfg["label_smoothing"], _ce_first_class(cfg),
+        cfg["label_smoothing"], _ce_first_class(cfg), cfg["soft_label"], cfg["focal_alpha"],
     )
 
 
@@ -231,10 +237,14 @@ def _sync_sums(sums: Tensor, ce: Tensor, cfg: dict):
 
 
 def _class_weight(weight: Optional[Tensor], cfg: dict, acc: torch.dtype) -> Optional[Tensor]:
+    """The weights of the region terms: none for the generalised Dice, and none for a single Dice class (MONAI)."""
     if weight is None or cfg["kind"] == GENERALIZED_DICE:
         return None
     w = weight.to(acc)
-    return w if cfg["include_background"] else w[1:]
+    w = w if cfg["include_background"] else w[1:]
+    if cfg["kind"] == DICE and w.shape[0] == 1:
+        return None  # MONAI's DiceLoss applies no class weight to one remaining class
+    return w
 
 
 @torch.library.custom_op("balancedtorch::region_loss", mutates_args=())
@@ -263,10 +273,12 @@ def region_loss(
     lambda_ce: float,
     sync: bool,
     compute_grad: bool,
+    soft_label: bool = False,
+    focal_alpha: float = -1.0,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """(loss, grad buffer or empty, per-(B, class) sums (B, 3, C), CE sums (2,)); see the module docstring."""
     args = locals()
-    cfg = _cfg(**{k: args[k] for k in _CFG_KEYS}, class_weight=None)
+    cfg = _cfg(**{k: args[k] for k in _CFG_KEYS + _EXTRA_KEYS}, class_weight=None, spatial=_spatial(input))
     sums, ce = torch.ops.balancedtorch.region_loss_stats(*_stats_args(input, target, weight, cfg))
     cfg["class_weight"] = _class_weight(weight, cfg, sums.dtype)
     sums_b, ce_tot = _sync_sums(sums, ce, cfg)
@@ -283,6 +295,16 @@ _CFG_KEYS = (
     "reduction", "w_type", "alpha", "beta", "tversky_gamma", "ce_kind", "ce_gamma", "label_smoothing", "lambda_dice",
     "lambda_ce", "sync",
 )
+# the region_loss arguments after compute_grad
+_EXTRA_KEYS = ("soft_label", "focal_alpha")
+
+
+def _spatial(input: Tensor) -> int:
+    """Pixels per sample (the product of d1, ...)."""
+    s = 1
+    for d in input.shape[2:]:
+        s *= d
+    return max(1, s)
 
 
 def _loss_shape(n: int, c: int, kind: int, batch: bool, include_background: bool, reduction: int):
@@ -297,7 +319,7 @@ def _loss_shape(n: int, c: int, kind: int, batch: bool, include_background: bool
 @region_loss.register_fake
 def _region_loss_fake(input, target, weight, kind, activation, include_background, squared_pred, jaccard, smooth_nr,
                       smooth_dr, batch, ignore_index, reduction, w_type, alpha, beta, tversky_gamma, ce_kind, ce_gamma,
-                      label_smoothing, lambda_dice, lambda_ce, sync, compute_grad):
+                      label_smoothing, lambda_dice, lambda_ce, sync, compute_grad, soft_label=False, focal_alpha=-1.0):
     n, c = input.shape[0], input.shape[1]
     acc = _acc_dtype(input)
     loss = input.new_empty(_loss_shape(n, c, kind, batch, include_background, reduction))
@@ -343,8 +365,9 @@ def _backward(ctx, grad_loss, *_unused):
     if torch.is_grad_enabled():
         raise RuntimeError("region_loss: double backward (create_graph=True) is not supported by the fused kernels")
     input, target, weight, sums_b, ce_tot, saved_grad = ctx.saved_tensors
-    args = dict(zip(("input", "target", "weight") + _CFG_KEYS, ctx.inputs))
-    cfg = _cfg(**{k: args[k] for k in _CFG_KEYS}, class_weight=None)
+    names = ("input", "target", "weight") + _CFG_KEYS + ("compute_grad",) + _EXTRA_KEYS
+    args = dict(zip(names, ctx.inputs))
+    cfg = _cfg(**{k: args[k] for k in _CFG_KEYS + _EXTRA_KEYS if k in args}, class_weight=None, spatial=_spatial(input))
     cfg["class_weight"] = _class_weight(weight, cfg, sums_b.dtype)
     if _world_size(cfg["sync"]) > 1:
         # autograd of an all-reduce: every rank's loss depends on every rank's logits
@@ -352,14 +375,19 @@ def _backward(ctx, grad_loss, *_unused):
         torch.distributed.all_reduce(grad_loss)
     grad = saved_grad if ctx.traced else ctx.grad_buffer
     ctx.grad_buffer = None
+    # a probability target that requires grad: its gradient in plain PyTorch (rare; not fused)
+    grad_target = _target_grad(input, target, weight, sums_b, ce_tot, cfg, grad_loss) if ctx.needs_input_grad[1] else None
+    rest = (None,) * (n_args - 2)
     if not ctx.needs_input_grad[0]:
-        return (None,) * n_args
+        return (None, grad_target) + rest
     if grad is None or cfg["reduction"] == R_NONE:
         weights = grad_loss if cfg["reduction"] == R_NONE else None
         _, coef, ce_coef = _loss_and_coefs(sums_b, ce_tot, input.shape[0], cfg, weights)
-        grad = torch.ops.balancedtorch.region_loss_grad(*_stats_args(input.detach(), target, weight, cfg), coef, ce_coef)
+        grad = torch.ops.balancedtorch.region_loss_grad(
+            *_stats_args(input.detach(), target.detach(), weight, cfg), coef, ce_coef
+        )
         if cfg["reduction"] == R_NONE:
-            return (grad,) + (None,) * (n_args - 1)
+            return (grad, grad_target) + rest
         private = not ctx.traced
     else:
         private = ctx.private
@@ -370,7 +398,69 @@ def _backward(ctx, grad_loss, *_unused):
         pass  # loss.backward(): the buffer already is the gradient
     else:
         grad.mul_(scale.to(grad.dtype))
-    return (grad,) + (None,) * (n_args - 1)
+    return (grad, grad_target) + rest
+
+
+def _target_grad(input, target, weight, sums_b, ce_tot, cfg, grad_loss):
+    """d(loss)/d(target) for a probability / multi-label target, in plain PyTorch.
+
+    Region part: the loss is a function of the sums (I, P, T) only; its
+    derivatives with respect to them come from autograd over the small (B, 3, C)
+    tensor (the generalised Dice's weights depend on T), and each pixel's
+    target enters the sums through i(p, t) and t (or t^2, |t|). CE/focal part:
+    the derivative of the per-element losses (ops/losses.py), times the
+    coefficient of each sample's CE sum.
+    """
+    acc = sums_b.dtype
+    n = input.shape[0]
+    x = input.detach().to(acc)
+    t = target.detach().to(acc)
+    act = cfg["activation"]
+    p = torch.softmax(x, 1) if act == SOFTMAX else (torch.sigmoid(x) if act == SIGMOID else x)
+    reduced = cfg["reduction"] != R_NONE
+    with torch.enable_grad():
+        s = sums_b.detach().clone().requires_grad_(True)
+        loss, _, ce_coef = _loss_and_coefs(s, ce_tot, n, cfg, None if reduced else grad_loss)
+        if reduced:
+            total = loss * grad_loss.to(acc)
+        else:
+            total = (loss * grad_loss.to(acc).reshape(loss.shape)).sum()
+        (d_sums,) = torch.autograd.grad(total, s, allow_unused=True)
+    if d_sums is None:
+        d_sums = torch.zeros_like(s)
+    d_sums = d_sums.expand(n, 3, d_sums.shape[2])
+    view = (n, -1) + (1,) * (x.dim() - 2)
+    dI, dT = d_sums[:, 0].reshape(view), d_sums[:, 2].reshape(view)
+    if cfg["soft_label"] and not cfg["squared_pred"]:
+        st = torch.sign(t)
+        g = dI * (st + torch.sign(p - t)) * 0.5 + dT * st
+    else:
+        g = dI * p + dT * (2.0 * t if cfg["squared_pred"] else 1.0)
+    if cfg["ce_kind"] != CE_NONE:
+        g = g + _ce_target_grad(input, target, weight, cfg) * (ce_coef.to(acc) * grad_loss.to(acc)).reshape(view)
+    return g.to(target.dtype)
+
+
+def _ce_target_grad(input, target, weight, cfg):
+    """d(CE/focal sum)/d(target) per element, as the kernels define the CE part."""
+    from .losses import _sigmoid_focal_target_grad, _softmax_loss_target_grad
+
+    one = torch.ones((), dtype=_acc_dtype(input), device=input.device)
+    if _monai_focal(cfg) or cfg["activation"] == SIGMOID:
+        focal = cfg["ce_kind"] == CE_FOCAL
+        pos_weight = None if focal else weight
+        alpha = cfg["focal_alpha"] if focal else -1.0
+        gamma = cfg["ce_gamma"] if focal else 0.0
+        d = _sigmoid_focal_target_grad((input, target, pos_weight, alpha, gamma, R_SUM), one).to(one.dtype)
+        if focal:
+            if weight is not None:
+                d = d * weight.to(d.dtype).view((1, -1) + (1,) * (input.dim() - 2))
+            if _ce_first_class(cfg):
+                d = torch.cat([torch.zeros_like(d[:, :1]), d[:, 1:]], 1)
+        return d
+    gamma = cfg["ce_gamma"] if cfg["ce_kind"] == CE_FOCAL else 0.0
+    args = (input, target, weight, None, cfg["ignore_index"], cfg["label_smoothing"], gamma, R_SUM)
+    return _softmax_loss_target_grad(args, one).to(one.dtype)
 
 
 region_loss.register_autograd(_backward, setup_context=_setup_context)

@@ -14,6 +14,13 @@
 //     sigmoid: g_c = a_c p_c (1 - p_c) + ce w'_c dce_c
 // with a_c = cI_c t_c + cP_c (1 or 2 p_c) and dCE/dz_c = h_c - p_c H the
 // softmax-loss gradient of softmax_loss.h (h_c = a'_c (1 - p_c)^gamma u_c).
+//
+// activation "none" (probabilities in, MONAI without an activation): p = the
+// input itself, so g_c = a_c; the CE part still takes the input as logits
+// (softmax CE, or MONAI's sigmoid focal loss for the focal part).
+// soft_label (MONAI >= 1.4, first-order sums only): I, P, T are
+// (|p| + |t| - |p - t|) / 2, |p| and |t| per element, so a_c uses
+// dI/dp = (sgn p - sgn(p - t)) / 2 and dP/dp = sgn p (region_dice_terms).
 #pragma once
 
 #include <cstdint>
@@ -26,7 +33,7 @@
 namespace balancedtorch {
 namespace loss {
 
-enum RegionActivation : int64_t { kActivationSoftmax = 0, kActivationSigmoid = 1 };
+enum RegionActivation : int64_t { kActivationSoftmax = 0, kActivationSigmoid = 1, kActivationNone = 2 };
 enum RegionCeKind : int64_t { kRegionNoCe = 0, kRegionCe = 1, kRegionFocal = 2 };
 
 // One call's parameters, identical on host and device.
@@ -34,7 +41,9 @@ template <typename acc_t>
 struct RegionParams {
   int64_t C = 0;
   int64_t cs = 1;              // elements between two classes of one pixel
-  bool sigmoid = false;
+  bool sigmoid = false;         // elementwise path (sigmoid activation)
+  bool none = false;            // activation "none": the Dice part reads the input as probabilities
+  bool soft = false;            // MONAI's soft_label formulation of I, P, T
   bool squared = false;        // P and T sum squares (MONAI's squared_pred)
   bool dense = false;          // target (N, C, ...) of probabilities / multi-label
   int64_t ignore_index = -100;
@@ -43,6 +52,7 @@ struct RegionParams {
   bool smoothing_mode = false; // softmax CE over all classes (label smoothing or dense target)
   acc_t gamma = 0;             // focal exponent of the CE part
   acc_t eps = 0;               // label smoothing
+  acc_t alpha = -1;            // sigmoid focal alpha (< 0: none), MONAI's / torchvision's alpha_t
   const acc_t* weight = nullptr;
 };
 
@@ -130,6 +140,38 @@ C10_HOST_DEVICE inline acc_t region_softmax_ce(
   return loss;
 }
 
+template <typename acc_t>
+C10_HOST_DEVICE inline acc_t region_sign(acc_t v) {
+  return v > acc_t(0) ? acc_t(1) : (v < acc_t(0) ? acc_t(-1) : acc_t(0));
+}
+
+// One element's contributions (i, pp, tt) to I, P, T for probability p and
+// target t: p t, p (p^2), t (t^2); soft_label (first order only):
+// (|p| + |t| - |p - t|) / 2, |p|, |t|.
+template <typename acc_t>
+C10_HOST_DEVICE inline void region_dice_terms(bool squared, bool soft, acc_t p, acc_t t, acc_t& i, acc_t& pp, acc_t& tt) {
+  if (soft && !squared) {
+    const acc_t ap = p < acc_t(0) ? -p : p, at = t < acc_t(0) ? -t : t, d = p - t;
+    i = (ap + at - (d < acc_t(0) ? -d : d)) * acc_t(0.5);
+    pp = ap;
+    tt = at;
+    return;
+  }
+  i = p * t;
+  pp = squared ? p * p : p;
+  tt = squared ? t * t : t;
+}
+
+// d(cI I + cP P)/dp of one element (a_c of the header comment).
+template <typename acc_t>
+C10_HOST_DEVICE inline acc_t region_dice_a(bool squared, bool soft, acc_t p, acc_t t, acc_t cI, acc_t cP) {
+  if (soft && !squared) {
+    const acc_t sp = region_sign(p);
+    return cI * (sp - region_sign(p - t)) * acc_t(0.5) + cP * sp;
+  }
+  return cI * t + cP * (squared ? acc_t(2) * p : acc_t(1));
+}
+
 // Numerically stable sigmoid.
 template <typename acc_t>
 C10_HOST_DEVICE inline acc_t region_sigmoid(acc_t x) {
@@ -140,8 +182,9 @@ C10_HOST_DEVICE inline acc_t region_sigmoid(acc_t x) {
 
 // Sigmoid CE/focal part of one element of class c: returns the loss and writes
 // its derivative. CE: BCE with pos_weight = weight (torch's
-// BCEWithLogitsLoss); focal: sigmoid focal loss times weight, classes below
-// ce_first_class left out (MONAI's FocalLoss without background).
+// BCEWithLogitsLoss); focal: sigmoid focal loss (alpha_t of P.alpha) times
+// weight, classes below ce_first_class left out (MONAI's FocalLoss without
+// background).
 template <typename acc_t>
 C10_HOST_DEVICE inline acc_t region_sigmoid_ce(const RegionParams<acc_t>& P, int64_t c, acc_t x, acc_t y, acc_t& d) {
   if (P.ce_kind == kRegionCe) {
@@ -152,7 +195,7 @@ C10_HOST_DEVICE inline acc_t region_sigmoid_ce(const RegionParams<acc_t>& P, int
     return acc_t(0);
   }
   const acc_t w = region_weight(P, c);
-  const acc_t l = sigmoid_focal_element(x, y, acc_t(-1), P.gamma, acc_t(1), d);
+  const acc_t l = sigmoid_focal_element(x, y, P.alpha, P.gamma, acc_t(1), d);
   d *= w;
   return l * w;
 }

@@ -76,15 +76,16 @@ inline RegionLossArgs check_region_loss_args(
     int64_t ce_kind,
     double gamma,
     double label_smoothing,
-    int64_t ce_first_class) {
+    int64_t ce_first_class,
+    double alpha) {
   TORCH_CHECK_TYPE(
       at::isFloatingType(input.scalar_type()),
       op, ": input must be a floating tensor (float16, bfloat16, float32 or float64), got ", input.scalar_type());
   TORCH_CHECK_VALUE(input.dim() >= 2, op, ": input must have shape (N, C, d1, ...), got ", input.sizes());
   TORCH_CHECK(target.device() == input.device(), op, ": target is on ", target.device(), " but input is on ", input.device());
   TORCH_CHECK_VALUE(
-      activation == kActivationSoftmax || activation == kActivationSigmoid,
-      op, ": activation must be 0 (softmax) or 1 (sigmoid), got ", activation);
+      activation == kActivationSoftmax || activation == kActivationSigmoid || activation == kActivationNone,
+      op, ": activation must be 0 (softmax), 1 (sigmoid) or 2 (none), got ", activation);
   TORCH_CHECK_VALUE(
       ce_kind == kRegionNoCe || ce_kind == kRegionCe || ce_kind == kRegionFocal,
       op, ": ce_kind must be 0 (none), 1 (cross-entropy) or 2 (focal), got ", ce_kind);
@@ -100,8 +101,9 @@ inline RegionLossArgs check_region_loss_args(
   // class indices are compared as float32 lanes in the CPU kernels
   TORCH_CHECK_VALUE(a.C < (int64_t{1} << 24), op, ": at most 2^24 - 1 classes, got C = ", a.C);
   TORCH_CHECK_VALUE(
-      activation == kActivationSigmoid || a.C >= 2,
-      op, ": softmax needs at least 2 classes, got C = ", a.C, " (use the sigmoid activation for one channel)");
+      activation == kActivationSigmoid || a.C >= 2 || (activation == kActivationNone && ce_kind != kRegionCe),
+      op, ": softmax (and the cross-entropy part of activation 'none') needs at least 2 classes, got C = ", a.C,
+      " (use the sigmoid activation for one channel)");
   a.dense = at::isFloatingType(target.scalar_type());
   if (a.dense) {
     TORCH_CHECK_VALUE(
@@ -112,7 +114,7 @@ inline RegionLossArgs check_region_loss_args(
         op, ": target of probabilities must have the input's dtype ", input.scalar_type(), ", got ", target.scalar_type());
   } else {
     TORCH_CHECK_VALUE(
-        activation == kActivationSoftmax,
+        activation != kActivationSigmoid,
         op, ": the sigmoid activation needs a target of shape (N, C, ...) in the input's dtype, got ", target.scalar_type(),
         " target of shape ", target.sizes());
     dispatch_region_target(target.scalar_type(), [](auto*) {});
@@ -133,8 +135,9 @@ inline RegionLossArgs check_region_loss_args(
   TORCH_CHECK_VALUE(
       label_smoothing >= 0.0 && label_smoothing <= 1.0, op, ": label_smoothing must be in [0, 1], got ", label_smoothing);
   TORCH_CHECK_VALUE(
-      activation == kActivationSoftmax || label_smoothing == 0.0,
-      op, ": label_smoothing applies to the softmax activation only, got ", label_smoothing);
+      label_smoothing == 0.0 || activation == kActivationSoftmax || (activation == kActivationNone && ce_kind == kRegionCe),
+      op, ": label_smoothing applies to a softmax cross-entropy part only, got ", label_smoothing);
+  TORCH_CHECK_VALUE(std::isfinite(alpha) && alpha <= 1.0, op, ": alpha must be a finite number <= 1 (negative: none), got ", alpha);
   TORCH_CHECK_VALUE(
       ce_first_class >= 0 && ce_first_class <= 1, op, ": ce_first_class must be 0 or 1, got ", ce_first_class);
   a.class_last = class_last_format(input).has_value();
@@ -182,11 +185,14 @@ inline void raise_invalid_region_target(int64_t index, int64_t value, int64_t nu
 template <typename acc_t>
 RegionParams<acc_t> make_region_params(
     const RegionLossArgs& a, const RegionLossLayout& l, const acc_t* weight, int64_t ignore_index, double gamma,
-    double label_smoothing, bool squared, int64_t ce_first_class) {
+    double label_smoothing, bool squared, int64_t ce_first_class, bool soft_label, double alpha) {
   RegionParams<acc_t> P;
   P.C = a.C;
   P.cs = l.cs;
   P.sigmoid = a.activation == kActivationSigmoid;
+  P.none = a.activation == kActivationNone;
+  P.soft = soft_label;
+  P.alpha = static_cast<acc_t>(alpha);
   P.squared = squared;
   P.dense = a.dense;
   P.ignore_index = ignore_index;

@@ -193,12 +193,50 @@ inline void sigmoid_terms(
       dl = dl * mod + l * dmod;
       l = l * mod;
     }
-    const Vec cw(c < P.ce_first_class ? acc_t(0) : region_weight(P, c));
+    Vec cw(c < P.ce_first_class ? acc_t(0) : region_weight(P, c));
+    if (P.alpha >= acc_t(0)) {  // alpha_t = alpha y + (1 - alpha) (1 - y), as sigmoid_focal_element
+      cw = cw * (Vec(P.alpha) * y + Vec(acc_t(1) - P.alpha) * a_neg);
+    }
     l = l * cw;
     dl = dl * cw;
   }
   loss = l;
   d = dl;
+}
+
+// Vector forms of region_dice_terms / region_dice_a (region_loss.h).
+template <typename acc_t>
+inline at::vec::Vectorized<acc_t> vsign(const at::vec::Vectorized<acc_t>& v) {
+  using Vec = at::vec::Vectorized<acc_t>;
+  return Vec::blendv(Vec(0), Vec(1), v > Vec(0)) - Vec::blendv(Vec(0), Vec(1), v < Vec(0));
+}
+
+template <typename acc_t>
+inline void dice_terms(
+    const RegionParams<acc_t>& P, const at::vec::Vectorized<acc_t>& p, const at::vec::Vectorized<acc_t>& t,
+    at::vec::Vectorized<acc_t>& vi, at::vec::Vectorized<acc_t>& vp, at::vec::Vectorized<acc_t>& vt) {
+  if (P.soft && !P.squared) {
+    const at::vec::Vectorized<acc_t> ap = p.abs(), at_ = t.abs();
+    vi = vi + (ap + at_ - (p - t).abs()) * at::vec::Vectorized<acc_t>(acc_t(0.5));
+    vp = vp + ap;
+    vt = vt + at_;
+    return;
+  }
+  vi = at::vec::fmadd(p, t, vi);
+  vp = P.squared ? at::vec::fmadd(p, p, vp) : vp + p;
+  vt = P.squared ? at::vec::fmadd(t, t, vt) : vt + t;
+}
+
+template <typename acc_t>
+inline at::vec::Vectorized<acc_t> dice_a(
+    const RegionParams<acc_t>& P, const at::vec::Vectorized<acc_t>& p, const at::vec::Vectorized<acc_t>& t, acc_t cI,
+    acc_t cP) {
+  using Vec = at::vec::Vectorized<acc_t>;
+  if (P.soft && !P.squared) {
+    const Vec sp = vsign(p);
+    return Vec(cI) * (sp - vsign(p - t)) * Vec(acc_t(0.5)) + Vec(cP) * sp;
+  }
+  return at::vec::fmadd(Vec(cI), t, P.squared ? Vec(acc_t(2) * cP) * p : Vec(cP));
 }
 
 template <typename scalar_t, typename acc_t, typename target_t>
@@ -244,7 +282,22 @@ void stats_kernel(
             }
           }
           ce_sum += at::vec::vec_reduce_all<acc_t>([](Vec& a, Vec& b) { return a + b; }, vce);
-        } else {
+        } else if (P.none && P.ce_kind == kRegionFocal) {
+          // activation "none": MONAI's sigmoid focal loss on the input taken as logits
+          Vec vce(0);
+          for (int64_t c = 0; c < C; ++c) {
+            const Vec tt = P.dense ? Vec::loadu(tile.q.data() + c * L) : tile.onehot(c);
+            Vec p, omp, l, d;
+            sigmoid_terms(P, c, Vec::loadu(tile.z.data() + c * L), tt, true, p, omp, l, d);
+            vce = at::vec::fmadd(l, vvalid, vce);
+          }
+          ce_sum += at::vec::vec_reduce_all<acc_t>([](Vec& a, Vec& b) { return a + b; }, vce);
+          acc_t nvalid = 0;
+          for (int64_t j = 0; j < L; ++j) {
+            nvalid += tile.valid[j];
+          }
+          ce_den += nvalid * static_cast<acc_t>(C - P.ce_first_class);
+        } else if (!P.none || P.ce_kind != kRegionNoCe) {
           tile.softmax(P, m, Ssum, so);
           if (P.ce_kind != kRegionNoCe) {
             // CE/focal per lane from the shared scalar math (reads the scratch logits, class stride L)
@@ -261,14 +314,13 @@ void stats_kernel(
             }
           }
         }
-        // stats: p (masked), p*t, t
+        // stats: p (masked), p*t, t; activation "none": p is the input itself
+        const acc_t* pd = P.none ? tile.z.data() : tile.e.data();
         for (int64_t c = 0; c < C; ++c) {
-          const Vec p = Vec::loadu(tile.e.data() + c * L) * vvalid;
+          const Vec p = Vec::loadu(pd + c * L) * vvalid;
           const Vec tt = P.dense ? Vec::loadu(tile.q.data() + c * L) * vvalid : tile.onehot(c);
           Vec vi = Vec::loadu(vI.data() + c * L), vp = Vec::loadu(vP.data() + c * L), vt = Vec::loadu(vT.data() + c * L);
-          vi = at::vec::fmadd(p, tt, vi);
-          vp = P.squared ? at::vec::fmadd(p, p, vp) : vp + p;
-          vt = P.squared ? at::vec::fmadd(tt, tt, vt) : vt + tt;
+          dice_terms(P, p, tt, vi, vp, vt);
           vi.store(vI.data() + c * L);
           vp.store(vP.data() + c * L);
           vt.store(vT.data() + c * L);
@@ -345,7 +397,7 @@ void grad_kernel(
             const Vec y = Vec::loadu(tile.q.data() + c * L);
             Vec p, omp, l, d;
             sigmoid_terms(P, c, Vec::loadu(tile.z.data() + c * L), y, with_ce, p, omp, l, d);
-            const Vec a = at::vec::fmadd(Vec(cI[c]), y, P.squared ? Vec(acc_t(2) * cP[c]) * p : Vec(cP[c]));
+            const Vec a = dice_a(P, p, y, cI[c], cP[c]);
             Vec gv = a * p * omp;
             if (with_ce) {
               gv = at::vec::fmadd(vce, d, gv);
@@ -353,8 +405,13 @@ void grad_kernel(
             gv.store(g.data() + c * L);
           }
         } else {
-          tile.softmax(P, m, Ssum, so);
-          const bool with_ce = P.ce_kind != kRegionNoCe && ce != acc_t(0);
+          // with_ce: a softmax CE/focal part; with_fs: MONAI's sigmoid focal part of activation "none"
+          const bool focal_sig = P.none && P.ce_kind == kRegionFocal;
+          const bool with_ce = P.ce_kind != kRegionNoCe && ce != acc_t(0) && !focal_sig;
+          const bool with_fs = focal_sig && ce != acc_t(0);
+          if (!P.none || with_ce) {
+            tile.softmax(P, m, Ssum, so);
+          }
           if (with_ce) {
             RegionParams<acc_t> Q = P;
             Q.cs = L;
@@ -379,21 +436,28 @@ void grad_kernel(
               }
             }
           }
-          // a_c = cI_c t_c + cP_c (1 or 2 p_c); B = sum_c a_c p_c
+          // a_c = cI_c t_c + cP_c (1 or 2 p_c) (soft_label: region_dice_a); B = sum_c a_c p_c
+          const acc_t* pd = P.none ? tile.z.data() : tile.e.data();
           Vec B(0);
           for (int64_t c = 0; c < C; ++c) {
-            const Vec p = Vec::loadu(tile.e.data() + c * L);
+            const Vec p = Vec::loadu(pd + c * L);
             const Vec tt = P.dense ? Vec::loadu(tile.q.data() + c * L) : tile.onehot(c);
-            const Vec a = at::vec::fmadd(Vec(cI[c]), tt, P.squared ? Vec(acc_t(2) * cP[c]) * p : Vec(cP[c]));
+            const Vec a = dice_a(P, p, tt, cI[c], cP[c]);
             a.store(g.data() + c * L);
             B = at::vec::fmadd(a, p, B);
           }
           const Vec vce(ce), vH = with_ce ? Vec::loadu(Hs) : Vec(0);
           for (int64_t c = 0; c < C; ++c) {
-            const Vec p = Vec::loadu(tile.e.data() + c * L);
-            Vec gc = p * (Vec::loadu(g.data() + c * L) - B);
+            const Vec p = Vec::loadu(tile.e.data() + c * L);  // softmax p (the CE part's)
+            Vec gc = P.none ? Vec::loadu(g.data() + c * L) : Vec::loadu(pd + c * L) * (Vec::loadu(g.data() + c * L) - B);
             if (with_ce) {
               gc = P.smoothing_mode ? gc + vce * (Vec::loadu(hbuf.data() + c * L) - p * vH) : gc - vce * p * vH;
+            }
+            if (with_fs) {
+              const Vec tt = P.dense ? Vec::loadu(tile.q.data() + c * L) : tile.onehot(c);
+              Vec sp, somp, sl, sd;
+              sigmoid_terms(P, c, Vec::loadu(tile.z.data() + c * L), tt, true, sp, somp, sl, sd);
+              gc = at::vec::fmadd(vce, sd, gc);
             }
             (gc * vvalid).store(g.data() + c * L);
           }
@@ -442,9 +506,11 @@ std::tuple<at::Tensor, at::Tensor> region_loss_stats_cpu(
     int64_t ce_kind,
     double gamma,
     double label_smoothing,
-    int64_t ce_first_class) {
+    int64_t ce_first_class,
+    bool soft_label,
+    double alpha) {
   const RegionLossArgs a = check_region_loss_args(
-      "region_loss_stats", input, target, weight, activation, ce_kind, gamma, label_smoothing, ce_first_class);
+      "region_loss_stats", input, target, weight, activation, ce_kind, gamma, label_smoothing, ce_first_class, alpha);
   TORCH_CHECK(input.device().is_cpu(), "region_loss_stats: expected input on the CPU, got ", input.device());
   const RegionLossLayout l = region_loss_layout(input, target, a);
   at::Tensor sums = at::zeros({a.N, 3, a.C}, l.x.options().dtype(l.acc_type));
@@ -458,7 +524,7 @@ std::tuple<at::Tensor, at::Tensor> region_loss_stats_cpu(
     const at::Tensor w = weight.has_value() ? weight->to(l.acc_type).contiguous() : at::Tensor();
     const RegionParams<acc_t> P = make_region_params<acc_t>(
         a, l, w.defined() ? w.const_data_ptr<acc_t>() : nullptr, ignore_index, gamma, label_smoothing, squared_pred,
-        ce_first_class);
+        ce_first_class, soft_label, alpha);
     dispatch_target(a, l.target, [&](auto* tptr) {
       stats_kernel<scalar_t, acc_t>(
           P, l.x.const_data_ptr<scalar_t>(), a.dense ? l.target.const_data_ptr<scalar_t>() : nullptr, tptr, a.class_last,
@@ -482,10 +548,12 @@ at::Tensor region_loss_grad_cpu(
     double gamma,
     double label_smoothing,
     int64_t ce_first_class,
+    bool soft_label,
+    double alpha,
     const at::Tensor& coef,
     const at::Tensor& ce_coef) {
   const RegionLossArgs a = check_region_loss_args(
-      "region_loss_grad", input, target, weight, activation, ce_kind, gamma, label_smoothing, ce_first_class);
+      "region_loss_grad", input, target, weight, activation, ce_kind, gamma, label_smoothing, ce_first_class, alpha);
   TORCH_CHECK(input.device().is_cpu(), "region_loss_grad: expected input on the CPU, got ", input.device());
   const RegionLossLayout l = region_loss_layout(input, target, a);
   check_region_coef("region_loss_grad", coef, ce_coef, a, l);
@@ -500,7 +568,7 @@ at::Tensor region_loss_grad_cpu(
     const at::Tensor w = weight.has_value() ? weight->to(l.acc_type).contiguous() : at::Tensor();
     const RegionParams<acc_t> P = make_region_params<acc_t>(
         a, l, w.defined() ? w.const_data_ptr<acc_t>() : nullptr, ignore_index, gamma, label_smoothing, squared_pred,
-        ce_first_class);
+        ce_first_class, soft_label, alpha);
     dispatch_target(a, l.target, [&](auto* tptr) {
       grad_kernel<scalar_t, acc_t>(
           P, l.x.const_data_ptr<scalar_t>(), a.dense ? l.target.const_data_ptr<scalar_t>() : nullptr, tptr, a.class_last,

@@ -119,12 +119,13 @@ __global__ void stats_kernel(
       }
       t[k] = tk;
     }
-    if (P.sigmoid) {
+    if (P.sigmoid || (P.none && P.ce_kind == kRegionFocal)) {
+      // sigmoid CE/focal per element (activation "none": MONAI's sigmoid focal on the input taken as logits)
       if (P.ce_kind != kRegionNoCe) {
         for (int64_t c = 0; c < C; ++c) {
+          const acc_t y = P.dense ? static_cast<acc_t>(dense_t[off[k] + c * P.cs]) : (t[k] == c ? acc_t(1) : acc_t(0));
           acc_t d;
-          ce_sum += region_sigmoid_ce(
-              P, c, static_cast<acc_t>(x[off[k] + c * P.cs]), static_cast<acc_t>(dense_t[off[k] + c * P.cs]), d);
+          ce_sum += region_sigmoid_ce(P, c, static_cast<acc_t>(x[off[k] + c * P.cs]), y, d);
         }
         ce_den += static_cast<acc_t>(P.ce_kind == kRegionFocal ? C - P.ce_first_class : C);
       }
@@ -146,11 +147,13 @@ __global__ void stats_kernel(
         continue;
       }
       const acc_t z = static_cast<acc_t>(x[off[k] + c * P.cs]);
-      const acc_t p = P.sigmoid ? region_sigmoid(z) : math_exp(z - m[k]) / Ssum[k];
+      const acc_t p = P.sigmoid ? region_sigmoid(z) : (P.none ? z : math_exp(z - m[k]) / Ssum[k]);
       const acc_t tt = P.dense ? static_cast<acc_t>(dense_t[off[k] + c * P.cs]) : (t[k] == c ? acc_t(1) : acc_t(0));
-      si += p * tt;
-      sp += P.squared ? p * p : p;
-      st += P.squared ? tt * tt : tt;
+      acc_t ei, ep, et;
+      region_dice_terms(P.squared, P.soft, p, tt, ei, ep, et);
+      si += ei;
+      sp += ep;
+      st += et;
     }
     block_sum3(si, sp, st, smem);
     if (threadIdx.x == 0) {
@@ -205,24 +208,35 @@ __global__ void softmax_grad_kernel(
     region_softmax_norm(xp, P.cs, C, t, m, Ssum, so);
     const acc_t inv_S = acc_t(1) / Ssum;
     acc_t H = 0, hh = 0;
-    const bool with_ce = P.ce_kind != kRegionNoCe && ce != acc_t(0);
+    // with_ce: a softmax CE/focal part; with_fs: MONAI's sigmoid focal part of activation "none"
+    const bool focal_sig = P.none && P.ce_kind == kRegionFocal;
+    const bool with_ce = P.ce_kind != kRegionNoCe && ce != acc_t(0) && !focal_sig;
+    const bool with_fs = focal_sig && ce != acc_t(0);
     if (with_ce) {
       acc_t den;
       region_softmax_ce(P, xp, qp, t, m, Ssum, so, H, hh, den);
     }
     acc_t B = 0;
-    for (int64_t c = 0; c < C; ++c) {
-      const acc_t p = math_exp(static_cast<acc_t>(xp[c * P.cs]) - m) * inv_S;
-      const acc_t tt = P.dense ? static_cast<acc_t>(qp[c * P.cs]) : (c == t ? acc_t(1) : acc_t(0));
-      const acc_t a = cI[c] * tt + cP[c] * (P.squared ? acc_t(2) * p : acc_t(1));
-      B += a * p;
+    if (!P.none) {
+      for (int64_t c = 0; c < C; ++c) {
+        const acc_t p = math_exp(static_cast<acc_t>(xp[c * P.cs]) - m) * inv_S;
+        const acc_t tt = P.dense ? static_cast<acc_t>(qp[c * P.cs]) : (c == t ? acc_t(1) : acc_t(0));
+        B += region_dice_a(P.squared, P.soft, p, tt, cI[c], cP[c]) * p;
+      }
     }
     const acc_t logS = math_log(Ssum);
     for (int64_t c = 0; c < C; ++c) {
-      const acc_t p = math_exp(static_cast<acc_t>(xp[c * P.cs]) - m) * inv_S;
+      const acc_t z = static_cast<acc_t>(xp[c * P.cs]);
+      const acc_t p = math_exp(z - m) * inv_S;  // softmax p (the CE part's)
       const acc_t tt = P.dense ? static_cast<acc_t>(qp[c * P.cs]) : (c == t ? acc_t(1) : acc_t(0));
-      const acc_t a = cI[c] * tt + cP[c] * (P.squared ? acc_t(2) * p : acc_t(1));
-      acc_t g = p * (a - B);
+      // activation "none": the Dice part's p is the input itself and dp/dz = 1
+      const acc_t a = region_dice_a(P.squared, P.soft, P.none ? z : p, tt, cI[c], cP[c]);
+      acc_t g = P.none ? a : p * (a - B);
+      if (with_fs) {
+        acc_t d;
+        region_sigmoid_ce(P, c, z, tt, d);
+        g += ce * d;
+      }
       if (with_ce) {
         acc_t h;
         if (P.smoothing_mode) {
@@ -259,7 +273,7 @@ __global__ void sigmoid_grad_kernel(
     const int64_t c = class_last ? r % C : r / S;
     const acc_t xv = static_cast<acc_t>(x[i]), yv = static_cast<acc_t>(y[i]);
     const acc_t p = region_sigmoid(xv);
-    const acc_t a = coef[n * 2 * C + c] * yv + coef[n * 2 * C + C + c] * (P.squared ? acc_t(2) * p : acc_t(1));
+    const acc_t a = region_dice_a(P.squared, P.soft, p, yv, coef[n * 2 * C + c], coef[n * 2 * C + C + c]);
     acc_t g = a * p * (acc_t(1) - p);
     if (P.ce_kind != kRegionNoCe) {
       acc_t d;
@@ -280,9 +294,11 @@ std::tuple<at::Tensor, at::Tensor> region_loss_stats_cuda(
     int64_t ce_kind,
     double gamma,
     double label_smoothing,
-    int64_t ce_first_class) {
+    int64_t ce_first_class,
+    bool soft_label,
+    double alpha) {
   const RegionLossArgs a = check_region_loss_args(
-      "region_loss_stats", input, target, weight, activation, ce_kind, gamma, label_smoothing, ce_first_class);
+      "region_loss_stats", input, target, weight, activation, ce_kind, gamma, label_smoothing, ce_first_class, alpha);
   TORCH_CHECK(input.is_cuda(), "region_loss_stats: expected input on a CUDA device, got ", input.device());
   const c10::cuda::CUDAGuard device_guard(input.device());
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
@@ -299,7 +315,7 @@ std::tuple<at::Tensor, at::Tensor> region_loss_stats_cuda(
     const at::Tensor w = weight.has_value() ? weight->to(l.acc_type).contiguous() : at::Tensor();
     const RegionParams<acc_t> P = make_region_params<acc_t>(
         a, l, w.defined() ? w.const_data_ptr<acc_t>() : nullptr, ignore_index, gamma, label_smoothing, squared_pred,
-        ce_first_class);
+        ce_first_class, soft_label, alpha);
     dispatch_target(a, l.target, [&](auto* tptr) {
       using target_t = std::remove_const_t<std::remove_pointer_t<decltype(tptr)>>;
       const dim3 grid(static_cast<unsigned int>(chunks), static_cast<unsigned int>(a.N));
@@ -310,7 +326,7 @@ std::tuple<at::Tensor, at::Tensor> region_loss_stats_cuda(
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     });
   });
-  if (!a.dense && activation == kActivationSoftmax) {
+  if (!a.dense && activation != kActivationSigmoid) {
     const int64_t bad = first_bad.item<int64_t>();
     if (bad < a.N * a.S) {
       raise_invalid_region_target(bad, l.target.view(-1)[bad].item<int64_t>(), a.C, ignore_index);
@@ -333,10 +349,12 @@ at::Tensor region_loss_grad_cuda(
     double gamma,
     double label_smoothing,
     int64_t ce_first_class,
+    bool soft_label,
+    double alpha,
     const at::Tensor& coef,
     const at::Tensor& ce_coef) {
   const RegionLossArgs a = check_region_loss_args(
-      "region_loss_grad", input, target, weight, activation, ce_kind, gamma, label_smoothing, ce_first_class);
+      "region_loss_grad", input, target, weight, activation, ce_kind, gamma, label_smoothing, ce_first_class, alpha);
   TORCH_CHECK(input.is_cuda(), "region_loss_grad: expected input on a CUDA device, got ", input.device());
   const c10::cuda::CUDAGuard device_guard(input.device());
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
@@ -355,7 +373,7 @@ at::Tensor region_loss_grad_cuda(
     const at::Tensor w = weight.has_value() ? weight->to(l.acc_type).contiguous() : at::Tensor();
     const RegionParams<acc_t> P = make_region_params<acc_t>(
         a, l, w.defined() ? w.const_data_ptr<acc_t>() : nullptr, ignore_index, gamma, label_smoothing, squared_pred,
-        ce_first_class);
+        ce_first_class, soft_label, alpha);
     if (a.activation == kActivationSigmoid) {
       sigmoid_grad_kernel<scalar_t, acc_t><<<static_cast<unsigned int>(blocks), kThreads, 0, stream>>>(
           P, l.x.const_data_ptr<scalar_t>(), l.target.const_data_ptr<scalar_t>(), a.class_last, a.N, a.S,
