@@ -13,13 +13,12 @@ list only holds tests that
   drawn with ``np.random.RandomState``; balancedtorch draws from a
   ``torch.Generator``, so the same seed gives other, equally distributed
   points; the counts, output layout and neighbour sets are compared with
-  imbalanced-learn in tests/test_resample.py),
-* pass sparse X (scipy.sparse is not supported: a clear TypeError).
+  imbalanced-learn in tests/test_resample.py).
 
 The tests excluded for the random stream also run with their float comparisons
 reduced to shapes (labels exact), which they pass. It also runs
 ``imblearn.utils.estimator_checks.parametrize_with_checks`` on
-every sampler: every check passes except the one that needs sparse input.
+every sampler: every check passes, the sparse ones included.
 """
 
 from __future__ import annotations
@@ -66,7 +65,6 @@ _STREAM = (
     "pins imbalanced-learn's numpy random stream: compares to literal points/rows drawn with "
     "np.random.RandomState({seed}); balancedtorch draws from a torch.Generator (same distribution, other points)"
 )
-_SPARSE = "sparse X (scipy.sparse): not supported by bt.resample, which raises a clear TypeError"
 
 #: test id -> why it is excluded. Every other collected test must pass.
 EXCLUDED = {
@@ -95,9 +93,6 @@ EXCLUDED = {
     "test_random_under_sampler.py::test_rus_fit_resample[dataframe]": _STREAM.format(seed=0),
     "test_random_under_sampler.py::test_rus_fit_resample[array]": _STREAM.format(seed=0),
     "test_random_under_sampler.py::test_rus_fit_resample_half": _STREAM.format(seed=0),
-    "test_random_over_sampler.py::test_random_over_sampler_smoothed_bootstrap[sparse_csr]": _SPARSE,
-    "test_random_over_sampler.py::test_random_over_sampler_smoothed_bootstrap[sparse_csc]": _SPARSE,
-    "test_cluster_centroids.py::test_fit_resample_check_voting[X1-hard]": _SPARSE,
 }
 
 #: cases of imbalanced-learn's shared SMOTE tests that exercise samplers balancedtorch does not ship
@@ -220,7 +215,7 @@ def test_stream_pinned_tests_pass_but_for_the_random_values(tmp_path):
     suite = tmp_path / "relaxed"
     suite.mkdir()
     _copy_suite(suite)
-    pinned = sorted(t for t, why in EXCLUDED.items() if why != _SPARSE)
+    pinned = sorted(EXCLUDED)
     for name in {t.split("::")[0] for t in pinned}:
         path = suite / name
         cleaned = name in ("test_smote_enn.py", "test_smote_tomek.py")
@@ -257,7 +252,7 @@ def test_not_shipped_ids_exist_and_are_deselected(tmp_path):
 
 
 def test_exclusions_are_only_the_allowed_kinds():
-    assert set(EXCLUDED.values()) <= {_STREAM.format(seed=0), _SPARSE}
+    assert set(EXCLUDED.values()) <= {_STREAM.format(seed=0)}
     assert {t.split("::")[0] for t in EXCLUDED} <= {Path(f).name for f in FILES}
 
 
@@ -271,17 +266,16 @@ def test_rewrite_changes_only_imports():
 def _seeded(name: str):
     # the checks compare two fit_resample calls: a fixed seed, as scikit-learn's check_estimator expects
     cls = getattr(bt.resample, name)
+    if name == "ClusterCentroids":
+        # as imbalanced-learn's own _set_checking_parameters: voting "auto" is "hard" for sparse X and "soft" for
+        # dense, so check_samplers_sparse (sparse == dense) needs one voting (imbalanced-learn's default fails it too)
+        return cls(random_state=0, voting="soft")
     return cls(random_state=0) if "random_state" in cls().get_params() else cls()
 
 
 _ESTIMATORS = [_seeded(name) for name in sorted(SHIPPED)]
-#: checks that need sparse input: not supported (every other check must pass)
-_SPARSE_CHECKS = {"check_samplers_sparse", "check_samplers_pandas_sparse"}
 
 
 @parametrize_with_checks(_ESTIMATORS)
 def test_imblearn_estimator_checks(estimator, check):
-    name = getattr(getattr(check, "func", check), "__name__", "")
-    if name in _SPARSE_CHECKS:
-        pytest.skip(_SPARSE)
     check(estimator)
