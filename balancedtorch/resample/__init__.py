@@ -20,6 +20,8 @@ _LAZY = {
     "SMOTETomek": "combine",
     "ADASYN": "over",
     "SMOTE": "over",
+    "SMOTEN": "categorical",
+    "SMOTENC": "categorical",
     "BorderlineSMOTE": "over",
     "RandomOverSampler": "over",
     "ClusterCentroids": "under",
@@ -52,6 +54,8 @@ __all__ = [
     "RandomUnderSampler",
     "SMOTE",
     "SMOTEENN",
+    "SMOTEN",
+    "SMOTENC",
     "SMOTETomek",
     "TomekLinks",
 ]

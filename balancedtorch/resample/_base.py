@@ -86,6 +86,13 @@ class _Rows:
         self.idx = idx
 
 
+class _Done:
+    """A resampler's X result already in the caller's container (``out_x`` returns it as it is)."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
 class _Data:
     """X and y of one ``fit_resample`` call: y as class codes on the working device,
     X as a tensor on first use (``X``, ``work()``), the containers to return to."""
@@ -151,7 +158,8 @@ class _Data:
         self.codes = codes.to(self.device)
         counts = torch.bincount(self.codes, minlength=len(self.classes))
         if len(self.classes) < 2:
-            raise ValueError(f"{owner}: y needs more than 1 class, got {len(self.classes)} class")
+            raise ValueError(f"{owner}: y needs to have more than 1 class (Sampler can't balance when only one class is "
+                             f"present), got {len(self.classes)} class")
         self.class_values = [v.item() if hasattr(v, "item") else v for v in self.classes]
         self.counts = counts.tolist()
 
@@ -176,11 +184,13 @@ class _Data:
             codes = yt.argmax(1)
             classes = torch.arange(y.shape[1], device=codes.device)
             return classes, codes
-        if isinstance(y, Tensor):
-            classes, codes = encode_labels(y, "y", caller=owner)
-            return classes, codes
-        classes, codes = encode_labels(y, "y", caller=owner)
-        return classes, codes
+        try:
+            return encode_labels(y, "y", caller=owner)
+        except ValueError as err:
+            if getattr(y, "dtype", None) is not None and (y.is_floating_point() if isinstance(y, Tensor) else y.dtype.kind == "f"):
+                # scikit-learn's type_of_target wording, which imbalanced-learn's checks match
+                raise ValueError(f"Unknown label type: continuous. {err}") from None
+            raise
 
     @property
     def n(self) -> int:
@@ -264,6 +274,8 @@ class _Data:
     def out_x(self, X: Any):
         if isinstance(X, _Rows):
             return self.take(X.idx)
+        if isinstance(X, _Done):
+            return X.value
         if X.dtype != self.x_dtype and not (self.x_dtype in _INTEGER and X.is_floating_point() and self.float_out):
             X = X.to(self.x_dtype)  # truncation toward zero for integer X, as numpy's astype
         if not self.numpy:
