@@ -448,7 +448,7 @@ def _code_of(cls: Any, data: _Data, owner: str) -> int:
         raise ValueError(f"{owner}: sampling_strategy names class {cls!r}, which is not present in y") from None
 
 
-def make_generator(random_state: Any, device: torch.device) -> torch.Generator:
+def make_generator(random_state: Any, device: torch.device, owner: str = "") -> torch.Generator:
     """A torch.Generator on ``device`` from an int, a numpy RandomState/Generator, a torch.Generator or None."""
     if isinstance(random_state, torch.Generator):
         if random_state.device.type == device.type:
@@ -463,7 +463,7 @@ def make_generator(random_state: Any, device: torch.device) -> torch.Generator:
     elif isinstance(random_state, np.random.Generator):
         seed = int(random_state.integers(0, 2**62))
     else:
-        raise InvalidParameterError(f"random_state must be None, an int, a numpy RandomState/Generator or a torch.Generator, got {random_state!r}")
+        raise InvalidParameterError(f"{owner + ': ' if owner else ''}random_state must be None, an int, a numpy RandomState/Generator or a torch.Generator, got {random_state!r}")
     g = torch.Generator(device=device)
     g.manual_seed(seed)
     return g
@@ -751,7 +751,7 @@ class BaseSampler(*_ESTIMATOR_BASES):
     def _generator(self) -> torch.Generator:
         # created on first use: samplers without randomness leave torch's global RNG alone
         if self._gen is None:
-            self._gen = make_generator(self.random_state, self._device)
+            self._gen = make_generator(self.random_state, self._device, self._owner)
         return self._gen
 
     def _fit_resample(self, data: _Data) -> Tuple[Any, Tensor]:  # pragma: no cover - abstract
