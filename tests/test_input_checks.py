@@ -255,6 +255,7 @@ def test_random_over_sampler_shrinkage_matches_imbalanced_learn(shrinkage):
     # the same exception type: imbalanced-learn's InvalidParameterError is a ValueError and a TypeError
     assert isinstance(ours.value, ValueError) and isinstance(ours.value, TypeError)
     assert isinstance(theirs.value, ValueError) and isinstance(theirs.value, TypeError)
+    assert type(ours.value) is type(theirs.value)  # scikit-learn's InvalidParameterError itself, not a look-alike
 
 
 @pytest.mark.parametrize("factor", [NAN, INF, -0.5])

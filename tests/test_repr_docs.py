@@ -167,6 +167,7 @@ _REQUIRED = {
     "StratifiedBatchSampler": lambda: {"labels": _labels(), "batch_size": 8},
     "AliasTable": lambda: {"weights": _weights()},
     "RepeatFactorSampler": lambda: {"labels": [{0}, {0, 1}, {0, 2}, {0}] * 10},
+    "SMOTENC": lambda: {"categorical_features": [0]},
 }
 
 
@@ -197,6 +198,7 @@ _NON_DEFAULT = {
     "device": lambda: {"device": "cpu"},
     "n_jobs": lambda: {"n_jobs": 2},
     "k_neighbors": lambda: {"k_neighbors": 3},
+    "categorical_encoder": lambda: {"categorical_encoder": __import__("sklearn.preprocessing").preprocessing.OrdinalEncoder()},
     "m_neighbors": lambda: {"m_neighbors": 7},
     "kind": lambda: {"kind": "borderline-2"},
     "n_neighbors": lambda: {"n_neighbors": 4},

@@ -515,13 +515,17 @@ def test_samplers_are_sklearn_estimators(name):
     from sklearn.base import clone
 
     cls = getattr(bt.resample, name)
-    est = cls()
+    required = {"categorical_features": [0]} if name == "SMOTENC" else {}  # imbalanced-learn's required parameter
+    est = cls(**required)
     params = est.get_params()
     assert "sampling_strategy" in params and "device" in params
     twin = clone(est.set_params(sampling_strategy="all" if name in ("TomekLinks", "EditedNearestNeighbours") else "auto"))
     assert type(twin) is cls and twin.get_params() == est.get_params()
-    assert repr(cls()) == f"{name}()"  # scikit-learn's repr: only the parameters changed from their defaults
+    # scikit-learn's repr: only the parameters changed from their defaults
+    assert repr(cls(**required)) == f"{name}({', '.join(f'{k}={v!r}' for k, v in required.items())})"
     X, y = _xy(1)
+    if name == "SMOTEN":
+        X = (X > 0).astype(np.int64)
     assert est.fit(X, y) is est and est.n_features_in_ == 4
 
 
@@ -684,6 +688,16 @@ def test_estimators_without_sklearn():
         "rng = np.random.default_rng(0); X = rng.normal(size=(60, 3)); y = np.r_[np.zeros(45, int), np.ones(15, int)]\n"
         "Xr, yr = t.fit_resample(X, np.where(y == 1, 'b', 'a'))\n"
         "assert set(yr) == {'a', 'b'} and t.smote_ is not s\n"
+        # SMOTENC / SMOTEN encode with np.unique; InvalidParameterError is the fallback class
+        "Xc = np.empty((60, 2), dtype=object); Xc[:, 0] = X[:, 0]; Xc[:, 1] = np.where(X[:, 1] > 0, 'u', 'v')\n"
+        "nc = bt.resample.SMOTENC(categorical_features=[1], random_state=0)\n"
+        "Xr, yr = nc.fit_resample(Xc, y); assert Xr.shape == (90, 2) and set(Xr[:, 1]) == {'u', 'v'}\n"
+        "assert nc.categorical_encoder_ is None\n"
+        "Xr, yr = bt.resample.SMOTEN(random_state=0).fit_resample(Xc[:, 1:], y); assert set(Xr[:, 0]) == {'u', 'v'}\n"
+        "from balancedtorch.resample._base import InvalidParameterError\n"
+        "try: bt.resample.RandomOverSampler(shrinkage=-1).fit_resample(X, y)\n"
+        "except InvalidParameterError as e: assert isinstance(e, ValueError) and isinstance(e, TypeError)\n"
+        "else: raise AssertionError('no error')\n"
         "print('ok')\n"
     )
     import subprocess
@@ -712,3 +726,67 @@ def test_import_does_not_load_sklearn_until_a_resampler_is_used():
     root = Path(__file__).resolve().parents[1]
     out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-3000:]
+
+
+_BAD_PARAMS = [
+    ("RandomOverSampler", dict(shrinkage=-1)),
+    ("RandomOverSampler", dict(shrinkage="x")),
+    ("RandomOverSampler", dict(sampling_strategy="majority")),
+    ("RandomOverSampler", dict(sampling_strategy=1.5)),
+    ("RandomOverSampler", dict(sampling_strategy=[0])),
+    ("RandomOverSampler", dict(random_state="seed")),
+    ("SMOTE", dict(k_neighbors=0)),
+    ("SMOTE", dict(k_neighbors=2.5)),
+    ("SMOTE", dict(sampling_strategy="bogus")),
+    ("BorderlineSMOTE", dict(kind="borderline-3")),
+    ("BorderlineSMOTE", dict(m_neighbors=0)),
+    ("ADASYN", dict(n_neighbors=-1)),
+    ("ADASYN", dict(n_neighbors="five")),
+    ("RandomUnderSampler", dict(replacement="yes")),
+    ("RandomUnderSampler", dict(sampling_strategy="minority")),
+    ("RandomUnderSampler", dict(sampling_strategy=0.0)),
+    ("NearMiss", dict(version=4)),
+    ("NearMiss", dict(n_neighbors_ver3=0, version=3)),
+    ("TomekLinks", dict(sampling_strategy={0: 1})),
+    ("TomekLinks", dict(n_jobs=1.5)),
+    ("EditedNearestNeighbours", dict(kind_sel="any")),
+    ("ClusterCentroids", dict(voting="majority")),
+    ("ClusterCentroids", dict(estimator="kmeans")),
+    ("SMOTEENN", dict(smote="smote")),
+    ("SMOTETomek", dict(tomek=1)),
+    ("SMOTEN", dict(categorical_encoder="ordinal")),
+    ("SMOTENC", dict(categorical_features="all")),
+]
+
+
+@pytest.mark.parametrize("name, params", _BAD_PARAMS, ids=[f"{n}-{sorted(p)[0]}={p[sorted(p)[0]]!r}" for n, p in _BAD_PARAMS])
+def test_bad_parameters_raise_sklearns_invalid_parameter_error_as_imblearn(name, params):
+    param_validation = pytest.importorskip("sklearn.utils._param_validation")
+    imblearn = pytest.importorskip("imblearn")
+    import imblearn.combine
+    import imblearn.over_sampling
+    import imblearn.under_sampling
+
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(60, 3, generator=g, dtype=torch.float64).numpy()
+    y = np.array([0] * 40 + [1] * 20)
+    if name == "SMOTEN":
+        X = (X > 0).astype(np.int64)
+    module = next(m for m in (imblearn.over_sampling, imblearn.under_sampling, imblearn.combine) if hasattr(m, name))
+    extra = {"categorical_features": [0]} if name == "SMOTENC" and "categorical_features" not in params else {}
+    with pytest.raises(param_validation.InvalidParameterError):
+        getattr(module, name)(**params, **extra).fit_resample(X, y)
+    with pytest.raises(param_validation.InvalidParameterError) as ours:
+        getattr(bt.resample, name)(**params, **extra).fit_resample(X, y)
+    assert isinstance(ours.value, ValueError) and isinstance(ours.value, TypeError)
+    assert name in str(ours.value) and sorted(params)[0] in str(ours.value)
+
+
+@pytest.mark.parametrize("name", ["SMOTE", "RandomOverSampler", "TomekLinks"])
+@pytest.mark.parametrize("tensor", [False, True])
+def test_complex_x_uses_sklearns_wording(name, tensor):
+    X = np.ones((20, 2), dtype=np.complex128)
+    X = torch.as_tensor(X) if tensor else X
+    y = np.array([0] * 12 + [1] * 8)
+    with pytest.raises(ValueError, match="Complex data not supported"):
+        getattr(bt.resample, name)().fit_resample(X, y)

@@ -6,6 +6,17 @@ runs numpy input on another device (e.g. CUDA). Neighbour searches use the
 exact, chunked ``bt.ops.knn``. The samplers are scikit-learn estimators
 (``clone``, ``GridSearchCV`` in an ``imblearn.pipeline.Pipeline``) and take
 labels of any kind imbalanced-learn takes, returned in the caller's container.
+
+Sparse X (scipy.sparse csr/csc, any other format as csr, or a DataFrame of
+pandas sparse columns) is accepted by every sampler, as imbalanced-learn, and
+comes back in the same format. Samplers that only pick rows
+(RandomOverSampler, RandomUnderSampler) never densify it; the others compute
+distances on a dense copy of X (the same exact search, so sparse and dense X
+give identical results), refused with a ValueError when it would exceed
+``_base.SPARSE_DENSE_LIMIT_BYTES`` (2 GiB). SMOTENC and SMOTEN handle
+categorical features (strings, pandas ``category`` columns, any values).
+Bad constructor parameters raise scikit-learn's ``InvalidParameterError``
+(a ValueError and a TypeError) where imbalanced-learn does.
 """
 
 import importlib
@@ -20,6 +31,8 @@ _LAZY = {
     "SMOTETomek": "combine",
     "ADASYN": "over",
     "SMOTE": "over",
+    "SMOTEN": "categorical",
+    "SMOTENC": "categorical",
     "BorderlineSMOTE": "over",
     "RandomOverSampler": "over",
     "ClusterCentroids": "under",
@@ -52,6 +65,8 @@ __all__ = [
     "RandomUnderSampler",
     "SMOTE",
     "SMOTEENN",
+    "SMOTEN",
+    "SMOTENC",
     "SMOTETomek",
     "TomekLinks",
 ]

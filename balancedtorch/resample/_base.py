@@ -26,6 +26,18 @@ from .._checks import all_finite
 from .._labels import encode_labels
 from ..ops.knn import knn
 
+try:  # scikit-learn's, which imbalanced-learn raises for a bad constructor parameter (found at fit)
+    from sklearn.utils._param_validation import InvalidParameterError
+except ImportError:  # pragma: no cover - exercised in the no-sklearn test by a subprocess
+
+    class InvalidParameterError(ValueError, TypeError):
+        """A bad constructor parameter, found at fit: both a ValueError and a TypeError,
+        as scikit-learn's ``InvalidParameterError`` (used when scikit-learn is not installed)."""
+
+
+#: dense copies of sparse X (the distance-based samplers compute on dense rows) are refused above this many bytes
+SPARSE_DENSE_LIMIT_BYTES = 2 * 2**30
+
 SAMPLING_KINDS = ("over-sampling", "under-sampling", "clean-sampling")
 STRATEGY_NAMES = ("auto", "minority", "majority", "not minority", "not majority", "all")
 
@@ -41,10 +53,24 @@ def _from_numpy(arr: np.ndarray) -> Tensor:
         return torch.from_numpy(arr)
 
 
+def _is_scipy_sparse(obj: Any) -> bool:
+    return type(obj).__module__.startswith("scipy.sparse") and hasattr(obj, "tocsr")
+
+
+def _sparse_frame(obj: Any) -> bool:
+    """A DataFrame whose every column is a pandas SparseDtype."""
+    dtypes = getattr(obj, "dtypes", None)
+    if dtypes is None or not hasattr(obj, "iloc") or getattr(obj, "ndim", 1) != 2 or len(dtypes) == 0:
+        return False
+    return all(type(t).__name__ == "SparseDtype" for t in dtypes)
+
+
 def _kind(obj: Any) -> str:
-    """The container kind that comes back out: tensor, dataframe, series, list or array."""
+    """The container kind that comes back out: tensor, sparse, dataframe, series, list or array."""
     if isinstance(obj, Tensor):
         return "tensor"
+    if _is_scipy_sparse(obj):
+        return "sparse"
     if hasattr(obj, "iloc"):
         return "dataframe" if getattr(obj, "ndim", 1) == 2 else "series"
     if isinstance(obj, (list, tuple)):
@@ -58,6 +84,13 @@ class _Rows:
 
     def __init__(self, idx: Tensor) -> None:
         self.idx = idx
+
+
+class _Done:
+    """A resampler's X result already in the caller's container (``out_x`` returns it as it is)."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
 
 
 class _Data:
@@ -75,14 +108,28 @@ class _Data:
         self.y_name = getattr(y, "name", None) if self.y_kind == "series" else None
         self.y_columns = getattr(y, "columns", None) if self.y_kind == "dataframe" else None
         self.y_pd_dtype = getattr(y, "dtype", None) if self.y_kind == "series" else None
+        self.x_sp = None  # sparse X (scipy.sparse, or a DataFrame of sparse columns) as a csr/csc matrix
         if self.numpy:
-            if hasattr(X, "sparse") or type(X).__module__.startswith("scipy.sparse"):
-                raise TypeError(f"{owner}: sparse X is not supported; pass a dense array (e.g. X.toarray())")
-            X_arr = np.asarray(X)
+            if self.x_kind == "sparse":
+                # imbalanced-learn accepts csr and csc as they are, any other format as csr
+                self.x_sp = X if getattr(X, "format", None) in ("csr", "csc") else X.tocsr()
+            elif self.x_kind == "dataframe" and _sparse_frame(X):
+                self.x_sp = X.sparse.to_coo().tocsr()
+            if self.x_sp is not None:
+                X_arr = None
+                self.np_dtype = self.x_sp.dtype
+                x_shape = self.x_sp.shape
+            else:
+                X_arr = np.asarray(X)
+                self.np_dtype = X_arr.dtype
+                x_shape = X_arr.shape
+            if self.np_dtype.kind == "c":
+                raise ValueError(f"{owner}: Complex data not supported (X has dtype {self.np_dtype}); pass real-valued X")
             self.x_np = X_arr
             self.in_device = torch.device("cpu")
-            x_shape = X_arr.shape
         else:
+            if X.is_complex():
+                raise ValueError(f"{owner}: Complex data not supported (X has dtype {X.dtype}); pass real-valued X")
             self.x_np = None
             self.in_device = X.device
             x_shape = tuple(X.shape)
@@ -111,7 +158,8 @@ class _Data:
         self.codes = codes.to(self.device)
         counts = torch.bincount(self.codes, minlength=len(self.classes))
         if len(self.classes) < 2:
-            raise ValueError(f"{owner}: y needs more than 1 class, got {len(self.classes)} class")
+            raise ValueError(f"{owner}: y needs to have more than 1 class (Sampler can't balance when only one class is "
+                             f"present), got {len(self.classes)} class")
         self.class_values = [v.item() if hasattr(v, "item") else v for v in self.classes]
         self.counts = counts.tolist()
 
@@ -136,11 +184,13 @@ class _Data:
             codes = yt.argmax(1)
             classes = torch.arange(y.shape[1], device=codes.device)
             return classes, codes
-        if isinstance(y, Tensor):
-            classes, codes = encode_labels(y, "y", caller=owner)
-            return classes, codes
-        classes, codes = encode_labels(y, "y", caller=owner)
-        return classes, codes
+        try:
+            return encode_labels(y, "y", caller=owner)
+        except ValueError as err:
+            if getattr(y, "dtype", None) is not None and (y.is_floating_point() if isinstance(y, Tensor) else y.dtype.kind == "f"):
+                # scikit-learn's type_of_target wording, which imbalanced-learn's checks match
+                raise ValueError(f"Unknown label type: continuous. {err}") from None
+            raise
 
     @property
     def n(self) -> int:
@@ -152,16 +202,13 @@ class _Data:
         if self._x is None or not self._x_checked:
             X = self._x
             if X is None:
-                arr = self.x_np
+                arr = self.x_np if self.x_sp is None else self._densified()
                 if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
-                    raise ValueError(
-                        f"{self.owner}: X must be numeric (it computes distances between samples), got dtype {arr.dtype}"
-                    )
+                    raise ValueError(f"{self.owner}: X must be numeric (it computes distances between samples), "
+                                     f"got dtype {arr.dtype}{self._categorical_hint()}")
                 X = _from_numpy(arr)
             if X.dtype == torch.bool:
                 X = X.to(torch.uint8)
-            if X.is_complex():
-                raise ValueError(f"{self.owner}: X must be real-valued, got dtype {X.dtype}")
             X = X.to(self.device)
             if X.is_floating_point() and not all_finite(X):
                 bad = (~torch.isfinite(X)).nonzero()[0].tolist()
@@ -174,6 +221,33 @@ class _Data:
             self._x_checked = True
             self.x_dtype = X.dtype
         return self._x
+
+    def _categorical_hint(self) -> str:
+        """What to do with non-numeric X: the columns at fault, and the samplers made for categorical data."""
+        where = ""
+        if self.x_kind == "dataframe":
+            bad = [c for c, t in self.x_dtypes.items()
+                   if not (np.issubdtype(np.dtype(t), np.number) if isinstance(t, np.dtype) else False) and t != bool]
+            if bad:
+                where = f" (non-numeric columns: {', '.join(map(repr, bad[:10]))}{', ...' if len(bad) > 10 else ''})"
+        return (f"{where}; for categorical features use SMOTENC (categorical and numeric columns, "
+                "categorical_features='auto' detects pandas 'category' columns) or SMOTEN (categorical only), "
+                "or encode them first (e.g. sklearn.preprocessing.OneHotEncoder)")
+
+    def _densified(self) -> np.ndarray:
+        """The dense copy of sparse X that the distance computations run on, refused above
+        ``SPARSE_DENSE_LIMIT_BYTES`` with a ValueError (never a silent multi-GiB allocation)."""
+        n, d = self.x_sp.shape
+        need = n * d * self.x_sp.dtype.itemsize
+        if need > SPARSE_DENSE_LIMIT_BYTES:
+            raise ValueError(
+                f"{self.owner}: sparse X of shape {(n, d)} ({self.x_sp.nnz} stored values) would need a dense copy of "
+                f"{need / 2**30:.1f} GiB for the neighbour search (limit: balancedtorch.resample._base."
+                f"SPARSE_DENSE_LIMIT_BYTES = {SPARSE_DENSE_LIMIT_BYTES / 2**30:.1f} GiB); reduce the features first "
+                "(e.g. sklearn.decomposition.TruncatedSVD) or use RandomOverSampler/RandomUnderSampler, which only "
+                "select rows"
+            )
+        return self.x_sp.toarray()
 
     def work(self) -> Tensor:
         """X in a floating dtype for distances and interpolation."""
@@ -192,26 +266,38 @@ class _Data:
         idx_np = idx.cpu().numpy()
         if self.x_kind == "dataframe":
             return self.x_in.iloc[idx_np].reset_index(drop=True)
+        if self.x_kind == "sparse":
+            return self.x_sp[idx_np]  # csr/csc row indexing keeps the format
         arr = self.x_np[idx_np]
         return arr.tolist() if self.x_kind == "list" else arr
 
     def out_x(self, X: Any):
         if isinstance(X, _Rows):
             return self.take(X.idx)
+        if isinstance(X, _Done):
+            return X.value
         if X.dtype != self.x_dtype and not (self.x_dtype in _INTEGER and X.is_floating_point() and self.float_out):
             X = X.to(self.x_dtype)  # truncation toward zero for integer X, as numpy's astype
         if not self.numpy:
             return X.to(self.in_device)
         arr = X.cpu().numpy()
-        if not (self.float_out and X.is_floating_point() and self.x_np.dtype.kind in "biu"):
-            arr = arr.astype(self.x_np.dtype, copy=False)
+        if not (self.float_out and X.is_floating_point() and self.np_dtype.kind in "biu"):
+            arr = arr.astype(self.np_dtype, copy=False)
+        if self.x_kind == "sparse":
+            return _sparse_like(arr, self.x_sp)
         if self.x_kind == "dataframe":
             import pandas as pd
 
             frame = pd.DataFrame(arr, columns=self.x_columns)
             keep = self.x_dtypes
             if self.float_out:  # float centroids of integer columns; float columns keep their own precision
-                keep = {c: t for c, t in self.x_dtypes.items() if np.dtype(t).kind == "f"}
+                keep = {}
+                for c, t in self.x_dtypes.items():
+                    sub = np.dtype(getattr(t, "subtype", t))  # SparseDtype: its values' dtype
+                    if sub.kind == "f":
+                        keep[c] = t
+                    elif sub is not t and type(t).__name__ == "SparseDtype":
+                        keep[c] = pd.SparseDtype(np.float64, 0.0)  # sparse stays sparse, its centroids float
             return frame.astype(keep)
         return arr.tolist() if self.x_kind == "list" else arr
 
@@ -249,6 +335,17 @@ class _Data:
 _INTEGER = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
 
 
+def _sparse_like(arr: np.ndarray, like: Any) -> Any:
+    """Dense rows as a scipy sparse container of ``like``'s kind: its format (csr/csc) and class
+    (``*_matrix`` or ``*_array``)."""
+    from scipy import sparse
+
+    array_api = isinstance(like, getattr(sparse, "sparray", ()))
+    cls = {"csr": sparse.csr_array if array_api else sparse.csr_matrix,
+           "csc": sparse.csc_array if array_api else sparse.csc_matrix}[like.format]
+    return cls(arr)
+
+
 def _minority_code(counts) -> int:
     return min(range(len(counts)), key=counts.__getitem__)
 
@@ -272,13 +369,13 @@ def check_sampling_strategy(sampling_strategy: Any, data: _Data, kind: str, owne
     if isinstance(sampling_strategy, str):
         name = sampling_strategy
         if name not in STRATEGY_NAMES:
-            raise ValueError(f"{owner}: sampling_strategy must be one of {STRATEGY_NAMES}, a float, a dict or a callable, got {name!r}")
+            raise InvalidParameterError(f"{owner}: sampling_strategy must be one of {STRATEGY_NAMES}, a float, a dict or a callable, got {name!r}")
         if name == "auto":
             name = "not majority" if over else "not minority"
         if name == "minority" and not over:
-            raise ValueError(f"{owner}: sampling_strategy='minority' cannot be used with an under-sampler or a cleaning method")
+            raise InvalidParameterError(f"{owner}: sampling_strategy='minority' cannot be used with an under-sampler or a cleaning method")
         if name == "majority" and over:
-            raise ValueError(f"{owner}: sampling_strategy='majority' cannot be used with an over-sampler")
+            raise InvalidParameterError(f"{owner}: sampling_strategy='majority' cannot be used with an over-sampler")
         chosen = {
             "minority": [c_min],
             "majority": [c_max],
@@ -298,7 +395,7 @@ def check_sampling_strategy(sampling_strategy: Any, data: _Data, kind: str, owne
             if not isinstance(sampling_strategy, dict):
                 raise ValueError(f"{owner}: a callable sampling_strategy must return a dict, got {type(sampling_strategy).__name__}")
         if kind == "clean-sampling":
-            raise ValueError(f"{owner}: sampling_strategy as a dict is not supported by cleaning methods; give a list of classes")
+            raise InvalidParameterError(f"{owner}: sampling_strategy as a dict is not supported by cleaning methods; give a list of classes")
         out = {}
         for cls, n in sampling_strategy.items():
             code = _code_of(cls, data, owner)
@@ -316,12 +413,12 @@ def check_sampling_strategy(sampling_strategy: Any, data: _Data, kind: str, owne
             out[code] = int(n) - have if over else int(n)
     elif isinstance(sampling_strategy, (list, tuple)):
         if kind != "clean-sampling":
-            raise ValueError(f"{owner}: sampling_strategy can be a list only for cleaning methods")
+            raise InvalidParameterError(f"{owner}: sampling_strategy can be a list only for cleaning methods")
         out = {_code_of(cls, data, owner): n_min for cls in sampling_strategy}
     elif isinstance(sampling_strategy, numbers.Real) and not isinstance(sampling_strategy, bool):
         ratio = float(sampling_strategy)
         if not 0 < ratio <= 1:
-            raise ValueError(f"{owner}: a float sampling_strategy must be in (0, 1], got {sampling_strategy}")
+            raise InvalidParameterError(f"{owner}: a float sampling_strategy must be in (0, 1], got {sampling_strategy}")
         if K != 2:
             raise ValueError(f"{owner}: sampling_strategy can be a float only for two classes (got {K}); use a dict")
         if kind == "clean-sampling":
@@ -339,7 +436,7 @@ def check_sampling_strategy(sampling_strategy: Any, data: _Data, kind: str, owne
                     f"{owner}: sampling_strategy={ratio} would add majority samples while under-sampling; increase it"
                 )
     else:
-        raise ValueError(f"{owner}: sampling_strategy must be a str, float, dict, list or callable, got {sampling_strategy!r}")
+        raise InvalidParameterError(f"{owner}: sampling_strategy must be a str, float, dict, list or callable, got {sampling_strategy!r}")
     return OrderedDict(sorted(out.items()))
 
 
@@ -351,7 +448,7 @@ def _code_of(cls: Any, data: _Data, owner: str) -> int:
         raise ValueError(f"{owner}: sampling_strategy names class {cls!r}, which is not present in y") from None
 
 
-def make_generator(random_state: Any, device: torch.device) -> torch.Generator:
+def make_generator(random_state: Any, device: torch.device, owner: str = "") -> torch.Generator:
     """A torch.Generator on ``device`` from an int, a numpy RandomState/Generator, a torch.Generator or None."""
     if isinstance(random_state, torch.Generator):
         if random_state.device.type == device.type:
@@ -366,7 +463,7 @@ def make_generator(random_state: Any, device: torch.device) -> torch.Generator:
     elif isinstance(random_state, np.random.Generator):
         seed = int(random_state.integers(0, 2**62))
     else:
-        raise ValueError(f"random_state must be None, an int, a numpy RandomState/Generator or a torch.Generator, got {random_state!r}")
+        raise InvalidParameterError(f"{owner + ': ' if owner else ''}random_state must be None, an int, a numpy RandomState/Generator or a torch.Generator, got {random_state!r}")
     g = torch.Generator(device=device)
     g.manual_seed(seed)
     return g
@@ -407,13 +504,13 @@ class Neighbours:
         if hasattr(value, "kneighbors") and not isinstance(value, type):
             k = getattr(value, "n_neighbors", None)
             if isinstance(k, bool) or not isinstance(k, numbers.Integral):
-                raise ValueError(f"{owner}: {name}.n_neighbors must be an int, got {k!r}")
+                raise InvalidParameterError(f"{owner}: {name}.n_neighbors must be an int, got {k!r}")
             label = f"{name}.n_neighbors - {additional}" if additional else f"{name}.n_neighbors"
             self.k = check_int(int(k) - additional, label, owner)
             self.estimator = clone_estimator(value)
             self.own_search = not _is_euclidean(value)
         elif hasattr(value, "n_neighbors") and not isinstance(value, (numbers.Number, str)):
-            raise ValueError(f"{owner}: {name} must be an int or a neighbours estimator with kneighbors, got {value!r}")
+            raise InvalidParameterError(f"{owner}: {name} must be an int or a neighbours estimator with kneighbors, got {value!r}")
         else:
             self.k = check_int(value, name, owner)
             self.own_search = False
@@ -458,9 +555,26 @@ class Neighbours:
 
 
 def check_int(value: Any, name: str, owner: str, low: int = 1) -> int:
+    """An int parameter >= low; anything else is scikit-learn's InvalidParameterError (a ValueError and a
+    TypeError), as imbalanced-learn's parameter validation raises it."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-        raise ValueError(f"{owner}: {name} must be an int >= {low}, got {value!r}")
+        raise InvalidParameterError(f"{owner}: {name} must be an int >= {low}, got {value!r}")
     return int(value)
+
+
+def check_choice(value: Any, name: str, owner: str, options: tuple) -> Any:
+    """One of ``options`` (compared by type too: ``True`` is not ``1``), else InvalidParameterError."""
+    if not any(type(value) is type(o) and value == o for o in options) and not (
+        isinstance(value, numbers.Integral) and not isinstance(value, bool) and value in options
+    ):
+        raise InvalidParameterError(f"{owner}: {name} must be one of {', '.join(map(repr, options))}, got {value!r}")
+    return value
+
+
+def check_n_jobs(value: Any, owner: str) -> None:
+    """``n_jobs``: None or an int (accepted for imbalanced-learn compatibility; torch's threads are used)."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral)):
+        raise InvalidParameterError(f"{owner}: n_jobs must be None or an int, got {value!r}")
 
 
 def _check_enough(n: int, k: int, owner: str, name: str, cls: Any) -> None:
@@ -559,9 +673,10 @@ class BaseSampler(*_ESTIMATOR_BASES):
 
     _sampling_type = "over-sampling"
     _estimator_type = "sampler"
-    # tags: what imbalanced-learn's sampler of the same name declares (sparse input is not supported)
+    # tags: what imbalanced-learn's sampler of the same name declares
     _accepts_any_x = False  # selects rows only: any X (strings, dates, NaN) is accepted
     _has_sample_indices = False
+    _accepts_sparse = True  # scipy.sparse csr/csc (other formats as csr) and DataFrames of sparse columns
 
     def __init__(self, sampling_strategy: Any = "auto", random_state: Any = None, device: Any = None) -> None:
         self.sampling_strategy = sampling_strategy
@@ -636,7 +751,7 @@ class BaseSampler(*_ESTIMATOR_BASES):
     def _generator(self) -> torch.Generator:
         # created on first use: samplers without randomness leave torch's global RNG alone
         if self._gen is None:
-            self._gen = make_generator(self.random_state, self._device)
+            self._gen = make_generator(self.random_state, self._device, self._owner)
         return self._gen
 
     def _fit_resample(self, data: _Data) -> Tuple[Any, Tensor]:  # pragma: no cover - abstract
@@ -654,13 +769,14 @@ class BaseSampler(*_ESTIMATOR_BASES):
             tags.input_tags = InputTags(dataframe=True)
             tags.sampler_tags.sample_indices = self._has_sample_indices
         tags.input_tags.two_d_array = True
-        tags.input_tags.sparse = False
+        tags.input_tags.sparse = self._accepts_sparse
         tags.input_tags.allow_nan = self._accepts_any_x
         tags.input_tags.string = self._accepts_any_x
         return tags
 
     def _more_tags(self):  # scikit-learn < 1.6
-        return {"X_types": ["2darray", "dataframe"] + (["string"] if self._accepts_any_x else []),
+        return {"X_types": ["2darray", "dataframe"] + (["string"] if self._accepts_any_x else [])
+                + (["sparse"] if self._accepts_sparse else []),
                 "allow_nan": self._accepts_any_x, "requires_y": True}
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._base import BaseSampler, _Data, clone_estimator
+from ._base import BaseSampler, InvalidParameterError, _Data, check_n_jobs, clone_estimator
 from .over import SMOTE
 from .under import EditedNearestNeighbours, TomekLinks
 
@@ -31,16 +31,17 @@ class _Combined(BaseSampler):
 
     def _validate_estimator(self) -> None:
         """``smote_`` and the cleaner's clone, as imbalanced-learn's method of the same name."""
+        check_n_jobs(self.n_jobs, self._owner)
         if self.smote is not None:
             if not hasattr(self.smote, "fit_resample"):
-                raise ValueError(f"{self._owner}: smote must be a sampler with fit_resample, got {self.smote!r}")
+                raise InvalidParameterError(f"{self._owner}: smote must be a sampler with fit_resample, got {self.smote!r}")
             self.smote_ = clone_estimator(self.smote)
         else:
             self.smote_ = SMOTE(sampling_strategy=self.sampling_strategy, random_state=self.random_state, device=self.device)
         cleaner = getattr(self, self._cleaner_name)
         if cleaner is not None:
             if not hasattr(cleaner, "fit_resample"):
-                raise ValueError(f"{self._owner}: {self._cleaner_name} must be a sampler with fit_resample, got {cleaner!r}")
+                raise InvalidParameterError(f"{self._owner}: {self._cleaner_name} must be a sampler with fit_resample, got {cleaner!r}")
             cleaner_ = clone_estimator(cleaner)
         else:
             cleaner_ = self._default_cleaner()

@@ -18,14 +18,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ._base import BaseSampler, Neighbours, _Data, _Rows
+from ._base import BaseSampler, InvalidParameterError, Neighbours, _Data, _Rows, check_choice, check_n_jobs
 
 __all__ = ["RandomOverSampler", "SMOTE", "BorderlineSMOTE", "ADASYN"]
-
-
-class _InvalidParameterError(ValueError, TypeError):
-    """A bad constructor parameter, found at fit: both a ValueError and a TypeError,
-    as scikit-learn's ``InvalidParameterError`` that imbalanced-learn raises."""
 
 
 class _OverSampler(BaseSampler):
@@ -117,12 +112,12 @@ class RandomOverSampler(_OverSampler):
         if shrink is not None:
             if isinstance(shrink, numbers.Real) and not isinstance(shrink, bool):
                 if not (math.isfinite(shrink) and shrink >= 0):
-                    raise _InvalidParameterError(
+                    raise InvalidParameterError(
                         f"RandomOverSampler: shrinkage must be None, a finite float >= 0 or a dict, got {shrink!r}"
                     )
                 shrink = {c: float(shrink) for c in self.sampling_strategy_}
             elif not isinstance(shrink, dict):
-                raise _InvalidParameterError(
+                raise InvalidParameterError(
                     f"RandomOverSampler: shrinkage must be None, a finite float >= 0 or a dict, got {shrink!r}"
                 )
             missing = set(self.sampling_strategy_) - set(shrink)
@@ -139,11 +134,11 @@ class RandomOverSampler(_OverSampler):
                     )
         self.shrinkage_ = shrink
         if shrink is not None and data.numpy and not (
-            np.issubdtype(data.x_np.dtype, np.number) or data.x_np.dtype == bool
+            np.issubdtype(data.np_dtype, np.number) or data.np_dtype == bool
         ):
             raise ValueError(
                 "RandomOverSampler: When shrinkage is not None, X needs to contain only numerical data to later "
-                f"generate a smoothed bootstrap sample; got X of dtype {data.x_np.dtype}"
+                f"generate a smoothed bootstrap sample; got X of dtype {data.np_dtype}"
             )
         gen = self._generator
         picks = [torch.arange(data.n, device=data.device)]
@@ -275,8 +270,7 @@ class BorderlineSMOTE(_OverSampler):
         nn_m = Neighbours(self.m_neighbors, "m_neighbors", self._owner, 1)
         self.nn_k_, self.nn_m_ = nn_k.estimator, nn_m.estimator
         m = nn_m.k
-        if self.kind not in ("borderline-1", "borderline-2"):
-            raise ValueError(f"BorderlineSMOTE: kind must be 'borderline-1' or 'borderline-2', got {self.kind!r}")
+        check_choice(self.kind, "kind", self._owner, ("borderline-1", "borderline-2"))
         Xw = data.work()
         parts = []
         self.in_danger_indices = {}
@@ -341,6 +335,7 @@ class ADASYN(_OverSampler):
         self.n_jobs = n_jobs  # accepted for imbalanced-learn compatibility; threads come from torch
 
     def _fit_resample(self, data: _Data):
+        check_n_jobs(self.n_jobs, self._owner)
         nn = Neighbours(self.n_neighbors, "n_neighbors", self._owner, 1)
         self.nn_ = nn.estimator
         k = nn.k

@@ -12,11 +12,12 @@ from __future__ import annotations
 import warnings
 from typing import Any, Dict, Optional
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from ..ops.knn import knn
-from ._base import BaseSampler, Neighbours, _Data, _Rows, check_int, clone_estimator, selection
+from ._base import BaseSampler, InvalidParameterError, Neighbours, _Data, _Rows, check_choice, check_int, check_n_jobs, clone_estimator, selection
 
 __all__ = ["RandomUnderSampler", "NearMiss", "TomekLinks", "EditedNearestNeighbours", "ClusterCentroids"]
 
@@ -68,6 +69,8 @@ class RandomUnderSampler(_UnderSampler):
         self.replacement = replacement
 
     def _fit_resample(self, data: _Data):
+        if not isinstance(self.replacement, (bool, np.bool_)):
+            raise InvalidParameterError(f"RandomUnderSampler: replacement must be a bool, got {self.replacement!r}")
         gen = self._generator
         keep = {}
         for code, n_keep in self._codes_strategy.items():
@@ -142,8 +145,8 @@ class NearMiss(_UnderSampler):
         self.n_jobs = n_jobs  # accepted for imbalanced-learn compatibility; threads come from torch
 
     def _fit_resample(self, data: _Data):
-        if self.version not in (1, 2, 3):
-            raise ValueError(f"NearMiss: version must be 1, 2 or 3, got {self.version!r}")
+        check_choice(self.version, "version", self._owner, (1, 2, 3))
+        check_n_jobs(self.n_jobs, self._owner)
         nn = Neighbours(self.n_neighbors, "n_neighbors", self._owner, 0)
         self.nn_ = nn.estimator
         k = nn.k
@@ -225,6 +228,7 @@ class TomekLinks(_UnderSampler):
         self.n_jobs = n_jobs  # accepted for imbalanced-learn compatibility; threads come from torch
 
     def _fit_resample(self, data: _Data):
+        check_n_jobs(self.n_jobs, self._owner)
         nn = knn(data.work(), 1)[1].squeeze(1)
         y = data.codes
         targeted = torch.zeros(len(data.counts), dtype=torch.bool, device=data.device)
@@ -276,8 +280,8 @@ class EditedNearestNeighbours(_UnderSampler):
     def _fit_resample(self, data: _Data):
         nn_ = Neighbours(self.n_neighbors, "n_neighbors", self._owner, 1)
         self.nn_ = nn_.estimator
-        if self.kind_sel not in ("all", "mode"):
-            raise ValueError(f"EditedNearestNeighbours: kind_sel must be 'all' or 'mode', got {self.kind_sel!r}")
+        check_choice(self.kind_sel, "kind_sel", self._owner, ("all", "mode"))
+        check_n_jobs(self.n_jobs, self._owner)
         Xw = data.work()
         keep = {}
         for code in self._codes_strategy:
@@ -390,9 +394,13 @@ class ClusterCentroids(_UnderSampler):
         self.max_iter = max_iter
 
     def _fit_resample(self, data: _Data):
-        if self.voting not in ("auto", "soft", "hard"):
-            raise ValueError(f"ClusterCentroids: voting must be 'auto', 'soft' or 'hard', got {self.voting!r}")
-        self.voting_ = "soft" if self.voting == "auto" else self.voting
+        check_choice(self.voting, "voting", self._owner, ("auto", "soft", "hard"))
+        if self.estimator is not None and not (hasattr(self.estimator, "fit") and hasattr(self.estimator, "predict")):
+            raise InvalidParameterError(
+                f"ClusterCentroids: estimator must be None or a clusterer with fit and predict, got {self.estimator!r}"
+            )
+        # imbalanced-learn: "auto" is "hard" for sparse X (centroids of sparse rows are dense), "soft" otherwise
+        self.voting_ = ("hard" if data.x_sp is not None else "soft") if self.voting == "auto" else self.voting
         data.float_out = self.voting_ == "soft"  # centroids of integer X are floats, as imbalanced-learn's
         max_iter = check_int(self.max_iter, "max_iter", self._owner)
         self.estimator_ = None if self.estimator is None else clone_estimator(self.estimator)

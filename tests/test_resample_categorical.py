@@ -1,0 +1,184 @@
+"""SMOTENC and SMOTEN against the installed imbalanced-learn: attributes, output layout, distributions."""
+
+from collections import Counter
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import balancedtorch as bt
+
+imb = pytest.importorskip("imblearn.over_sampling")
+scipy_stats = pytest.importorskip("scipy.stats")
+pd = pytest.importorskip("pandas")
+
+
+def _mixed(n_min=40, n_maj=120, seed=0):
+    rng = np.random.RandomState(seed)
+    n = n_min + n_maj
+    X = np.empty((n, 4), dtype=object)
+    X[:, 0] = rng.randn(n)
+    X[:, 1] = rng.choice(["a", "b", "c"], size=n, p=[0.5, 0.3, 0.2])
+    X[:, 2] = rng.randn(n) * 3 + 1
+    X[:, 3] = rng.randint(4, size=n)
+    y = np.array([1] * n_min + [0] * n_maj)
+    return X, y
+
+
+def _two_sample_chi2(a, b):
+    keys = sorted(set(a) | set(b), key=repr)
+    ca, cb = Counter(a), Counter(b)
+    table = np.array([[ca[k] for k in keys], [cb[k] for k in keys]]) + 0.5
+    return scipy_stats.chi2_contingency(table)[1]
+
+
+def test_smotenc_attributes_and_layout_equal_imblearn():
+    X, y = _mixed()
+    ours = bt.resample.SMOTENC(categorical_features=[1, 3], random_state=0)
+    theirs = imb.SMOTENC(categorical_features=[1, 3], random_state=0)
+    Xo, yo = ours.fit_resample(X, y)
+    Xt, yt = theirs.fit_resample(X, y)
+    assert Xo.shape == Xt.shape and Xo.dtype == Xt.dtype == object
+    np.testing.assert_array_equal(yo, yt)
+    np.testing.assert_array_equal(ours.categorical_features_, theirs.categorical_features_)
+    np.testing.assert_array_equal(ours.continuous_features_, theirs.continuous_features_)
+    assert ours.median_std_.keys() == theirs.median_std_.keys()
+    for c in ours.median_std_:
+        assert ours.median_std_[c] == pytest.approx(theirs.median_std_[c], rel=1e-12)
+    assert (Xo[: len(X)] == X).all()  # the original rows first, as given
+    assert set(Xo[:, 1]) == set(X[:, 1]) and set(Xo[:, 3]) == set(X[:, 3])
+
+
+def test_smotenc_distribution_equals_imblearn():
+    # many new samples: the categories drawn (a neighbour vote with random ties) and the interpolated values
+    X, y = _mixed(n_min=60, n_maj=3000, seed=1)
+    Xo, _ = bt.resample.SMOTENC(categorical_features=[1, 3], k_neighbors=4, random_state=0).fit_resample(X, y)
+    Xt, _ = imb.SMOTENC(categorical_features=[1, 3], k_neighbors=4, random_state=0).fit_resample(X, y)
+    new_o, new_t = Xo[len(X):], Xt[len(X):]
+    for col in (1, 3):
+        assert _two_sample_chi2(new_o[:, col].tolist(), new_t[:, col].tolist()) > 1e-3
+    assert _two_sample_chi2(list(map(tuple, new_o[:, [1, 3]])), list(map(tuple, new_t[:, [1, 3]]))) > 1e-3
+    for col in (0, 2):
+        assert scipy_stats.ks_2samp(new_o[:, col].astype(float), new_t[:, col].astype(float)).pvalue > 1e-3
+
+
+def test_smotenc_new_points_are_on_a_segment_to_a_same_class_sample():
+    X, y = _mixed(seed=2)
+    Xo, yo = bt.resample.SMOTENC(categorical_features=[1, 3], random_state=3).fit_resample(X, y)
+    cont = X[y == 1][:, [0, 2]].astype(float)
+    for row in Xo[len(X):, [0, 2]].astype(float):
+        # some pair (i, j) with row = cont[i] + t (cont[j] - cont[i]), t in [0, 1]
+        d = cont[None, :, :] - cont[:, None, :]
+        r = row[None, None, :] - cont[:, None, :]
+        t = (r * d).sum(-1) / np.maximum((d * d).sum(-1), 1e-300)
+        resid = np.abs(r - t[..., None] * d).max(-1)
+        assert ((resid < 1e-9) & (t >= -1e-12) & (t <= 1 + 1e-12)).any()
+
+
+def test_smotenc_categorical_features_forms_and_pandas_round_trip():
+    X, y = _mixed()
+    frame = pd.DataFrame({"x": X[:, 0].astype(float), "c": pd.Categorical(X[:, 1]), "z": X[:, 2].astype(np.float32),
+                          "k": X[:, 3].astype(np.int64)})
+    results = []
+    for spec in ("auto", ["c"], [1], [False, True, False, False], np.array([-3])):
+        s = bt.resample.SMOTENC(categorical_features=spec, random_state=0)
+        Xr, yr = s.fit_resample(frame, pd.Series(y, name="target"))
+        np.testing.assert_array_equal(s.categorical_features_, [1])
+        pd.testing.assert_series_equal(Xr.dtypes, frame.dtypes)
+        assert yr.name == "target" and len(Xr) == len(yr) == 240
+        results.append(Xr)
+    for other in results[1:]:
+        pd.testing.assert_frame_equal(other, results[0])  # same seed, same columns: the same resampling
+
+
+def test_smote_on_category_columns_suggests_smotenc():
+    X, y = _mixed()
+    frame = pd.DataFrame({"x": X[:, 0].astype(float), "colour": pd.Categorical(X[:, 1])})
+    with pytest.raises(ValueError, match=r"'colour'.*SMOTENC"):
+        bt.resample.SMOTE().fit_resample(frame, y)
+
+
+def test_smotenc_bad_input():
+    X, y = _mixed()
+    with pytest.raises(ValueError, match="all features must be in"):
+        bt.resample.SMOTENC(categorical_features=[1, 7]).fit_resample(X, y)
+    with pytest.raises(ValueError, match="boolean mask"):
+        bt.resample.SMOTENC(categorical_features=[True, False]).fit_resample(X, y)
+    with pytest.raises(ValueError, match="needs X as a pandas DataFrame"):
+        bt.resample.SMOTENC(categorical_features=["b"]).fit_resample(X, y)
+    with pytest.raises(ValueError, match="should be a pandas.DataFrame"):
+        bt.resample.SMOTENC(categorical_features="auto").fit_resample(X, y)
+    with pytest.raises(ValueError, match=r"continuous features \(columns \[0, 1, 2\]\) must be numbers"):
+        bt.resample.SMOTENC(categorical_features=[3]).fit_resample(X, y)
+    frame = pd.DataFrame({"x": X[:, 0].astype(float), "s": X[:, 1]})
+    with pytest.raises(ValueError, match=r"only with numerical features.*\['s'\]"):
+        bt.resample.SMOTENC(categorical_features="auto").fit_resample(frame, y)
+    sklearn_errors = pytest.importorskip("sklearn.utils._param_validation")
+    for bad in (dict(categorical_features="x"), dict(categorical_features=3), dict(categorical_features=[1], categorical_encoder=1)):
+        with pytest.raises(sklearn_errors.InvalidParameterError):
+            bt.resample.SMOTENC(**bad).fit_resample(X, y)
+
+
+def _categorical(n_min=40, n_maj=200, seed=0):
+    rng = np.random.RandomState(seed)
+    n = n_min + n_maj
+    y = np.array([1] * n_min + [0] * n_maj)
+    cols = []
+    for f, cats in enumerate((["A", "B", "C"], ["u", "v"], ["p", "q", "r", "s"])):
+        p_min = rng.dirichlet(np.ones(len(cats)))
+        p_maj = rng.dirichlet(np.ones(len(cats)))
+        cols.append(np.where(y == 1, rng.choice(cats, size=n, p=p_min), rng.choice(cats, size=n, p=p_maj)))
+    return np.stack(cols, 1).astype(object), y
+
+
+def test_smoten_layout_and_distribution_equal_imblearn():
+    X, y = _categorical(n_min=50, n_maj=4000, seed=4)
+    Xo, yo = bt.resample.SMOTEN(k_neighbors=3, random_state=0).fit_resample(X, y)
+    Xt, yt = imb.SMOTEN(k_neighbors=3, random_state=0).fit_resample(X, y)
+    assert Xo.shape == Xt.shape and Xo.dtype == Xt.dtype
+    np.testing.assert_array_equal(yo, yt)
+    assert (Xo[: len(X)] == X).all()
+    new_o, new_t = list(map(tuple, Xo[len(X):])), list(map(tuple, Xt[len(X):]))
+    assert _two_sample_chi2(new_o, new_t) > 1e-3
+    # a new row is the mode of a neighbourhood: the rows that can come out are the same
+    assert set(new_o) <= set(new_t) | set(map(tuple, X[y == 1]))
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.data())
+def test_smoten_with_the_whole_class_as_neighbours_gives_the_class_mode(data):
+    # k + 1 = the class size: every neighbourhood is the whole class, so every new row is, per feature, the most
+    # common category of the class, ties going to the smallest (scipy.stats.mode), whatever the distances
+    n_min = data.draw(st.integers(2, 9))
+    n_maj = data.draw(st.integers(n_min + 1, 20))
+    n_feat = data.draw(st.integers(1, 3))
+    X = np.array(data.draw(st.lists(st.lists(st.sampled_from("abc"), min_size=n_feat, max_size=n_feat),
+                                     min_size=n_min + n_maj, max_size=n_min + n_maj)), dtype=object)
+    y = np.array([1] * n_min + [0] * n_maj)
+    Xr, yr = bt.resample.SMOTEN(k_neighbors=n_min - 1 if n_min > 1 else 1, random_state=0).fit_resample(X, y)
+    if n_min == 1:
+        return
+    expected = [min(c for c, v in Counter(X[y == 1][:, f]).items() if v == max(Counter(X[y == 1][:, f]).values()))
+                for f in range(n_feat)]
+    assert (Xr[len(X):] == np.array(expected, dtype=object)).all()
+    assert (yr[len(X):] == 1).all() and len(yr) == 2 * n_maj
+
+
+def test_smoten_sparse_and_pandas():
+    X, y = _categorical()
+    enc = pytest.importorskip("sklearn.preprocessing").OneHotEncoder().fit(X)
+    Xd = enc.transform(X).toarray()
+    sp = pytest.importorskip("scipy.sparse")
+    dense, yd = bt.resample.SMOTEN(random_state=0).fit_resample(Xd, y)
+    for fmt in (sp.csr_matrix, sp.csc_matrix):
+        with pytest.warns(Warning, match="not really efficient"):
+            out, ys = bt.resample.SMOTEN(random_state=0).fit_resample(fmt(Xd), y)
+        assert out.format == fmt(Xd).format
+        np.testing.assert_array_equal(out.toarray(), dense)
+        np.testing.assert_array_equal(ys, yd)
+    frame = pd.DataFrame(X, columns=["f", "g", "h"]).astype("category")
+    Xr, yr = bt.resample.SMOTEN(random_state=0).fit_resample(frame, y)
+    pd.testing.assert_series_equal(Xr.dtypes, frame.dtypes)
+    plain, _ = bt.resample.SMOTEN(random_state=0).fit_resample(X, y)
+    np.testing.assert_array_equal(Xr.to_numpy().astype(object), plain)
