@@ -192,6 +192,26 @@ def test_weighted_bad_input(kwargs, match):
 # --- ClassBalancedSampler ------------------------------------------------------
 
 
+@pytest.mark.parametrize("alpha", [1e6, -1e6, 1e308, -1e308, 800.0, -800.0, 3.7, -2.5])
+def test_class_balanced_extreme_powers_are_the_limit_not_nan(alpha):
+    """p_c ∝ n_c ** alpha computed in log space: a huge |alpha| gives all of the share to the largest (alpha > 0)
+    or smallest (alpha < 0) classes, split equally on ties, never nan (n ** 1e6 overflows to inf / inf)."""
+    labels = torch.tensor([0] * 50 + [1] * 7 + [2] * 50 + [3] * 3 + [4] * 3)
+    sampler = bt.data.ClassBalancedSampler(labels, strategy=alpha, num_samples=400, generator=torch.Generator().manual_seed(0))
+    shares = sampler.shares()
+    n = torch.tensor([50.0, 7, 50, 3, 3], dtype=torch.float64)
+    if abs(alpha) >= 800:  # n ** 800 overflows float64; the other classes' shares are below 1e-290
+        expected = torch.tensor([0.5, 0, 0.5, 0, 0] if alpha > 0 else [0, 0, 0, 0.5, 0.5], dtype=torch.float64)
+    else:
+        expected = n**alpha / (n**alpha).sum()
+    torch.testing.assert_close(shares, expected, rtol=1e-12, atol=1e-290)
+    assert bool(torch.isfinite(shares).all()) and shares.sum().item() == pytest.approx(1.0)
+    if abs(alpha) >= 800:  # only the limit's classes are ever drawn
+        drawn = set(labels[torch.tensor(list(sampler))].tolist())
+        assert drawn == set(torch.nonzero(expected).flatten().tolist())
+
+
+
 @pytest.mark.parametrize("strategy", ["balanced", "sqrt", 0.5, 0.0, 1.0, {0: 0.1, 2: 0.3, 4: 0.6}])
 def test_class_balanced_shares(strategy):
     labels = long_tailed_labels()
