@@ -95,8 +95,7 @@ def _focus_start(pos: Tensor, size: Tensor, out: int, full: int) -> Tensor:
     A box of ``size`` pixels resized to ``out`` reads box pixel ``min(floor(u *
     (size / out)), size - 1)`` for output pixel ``u`` (torch's "nearest",
     float32, as the kernels compute it: the masks always, the images with
-    ``interpolation="nearest"``; bilinear images then hold that pixel with
-    weight > 0 at ``u``). Shrunk (``size > out``), only every
+    ``interpolation="nearest"``). Shrunk (``size > out``), only every
     ``size / out``-th pixel is read, so the box centre may fall between two
     reads. Of the starts in ``[0, full - size]`` that put ``pos`` on a read,
     the one whose ``u`` is closest to the centre ``out // 2`` is taken (the
@@ -179,10 +178,10 @@ class BatchAugment(nn.Module):
     rows or columns of the image (never read by the nearest resize) or the
     box is less than ``ceil(box / crop) - 1`` pixels smaller than the image
     (then it is centred on the pixel, as it has no room to move). This holds
-    for both ``interpolation`` settings (the images' bilinear sample at that
-    output pixel includes the pixel with a positive weight) and with flips;
-    a rotation, translation, zoom or shear after the crop may still move the
-    pixel out. Without ``crop``, the translation is set so that
+    for both ``interpolation`` settings (masks are always resized with
+    nearest; with ``"nearest"`` the image pixel is read at the same output
+    pixel) and with flips; a rotation, translation, zoom or shear after the
+    crop may still move the pixel out. Without ``crop``, the translation is set so that
     the pixel lands on the output's centre pixel (``H // 2``, ``W // 2``)
     under the sample's own flips, rotation, zoom and shear; this translation
     replaces the drawn one and is not bounded by ``translate`` (padding gets
