@@ -137,6 +137,9 @@ def class_weights(
         raise ValueError(f"class_weights: beta must be a number in [0, 1), got {beta!r}")
     if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
         raise TypeError(f"class_weights: dtype must be a floating torch.dtype, got {dtype!r}")
+    for name, value in (("labels", labels), ("counts", counts), ("masks", masks)):
+        if isinstance(value, Tensor) and value.device.type == "meta":
+            raise ValueError(f"class_weights: {name} is on the meta device, which holds no values; pass a tensor with data (CPU or GPU)")
     if sum(x is not None for x in (labels, counts, masks)) != 1:
         raise ValueError("class_weights: give exactly one of labels=, counts= or masks=")
     if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) or num_classes < 1):
@@ -301,6 +304,8 @@ def _mask_counts(masks: Any, num_classes: Optional[int], ignore_index: Optional[
             name = f"masks[{seen}]"
             if isinstance(batch, (str, bytes)):
                 raise TypeError(f"class_weights: {name} must be a mask (tensor or array of integer labels), got {batch!r}")
+            if isinstance(batch, Tensor) and batch.device.type == "meta":
+                raise ValueError(f"class_weights: {name} is on the meta device, which holds no values; pass a tensor with data (CPU or GPU)")
             batch = check_labels(batch, name, caller="class_weights", allow_negative=True, any_shape=True, allow_empty=True)
             batch = batch.view(1, -1)
         seen += batch.shape[0]

@@ -588,3 +588,13 @@ if given is not None:
         ce = F.cross_entropy(x.double(), t.long(), ignore_index=255, reduction="none").reshape(-1)
         ref = ce[expected].mean() if expected.any() else torch.zeros((), dtype=torch.float64)
         torch.testing.assert_close(loss.double(), ref, rtol=1e-5, atol=1e-6)
+
+
+def test_weight_on_another_device_is_named_with_both_devices():
+    x, t = torch.randn(2, 3, 4, 4), torch.zeros(2, 4, 4, dtype=torch.long)
+    meta = torch.empty(3, device="meta")
+    with pytest.raises(ValueError, match=r"weight must be on the device of input \(cpu\), got weight on meta"):
+        btf.ohem_cross_entropy(x, t, weight=meta)
+    criterion = bt.nn.OhemCrossEntropyLoss(weight=meta)  # deferred initialisation: no values to check yet
+    with pytest.raises(ValueError, match=r"weight must be on the device of input \(cpu\), got weight on meta"):
+        criterion(x, t)

@@ -714,3 +714,27 @@ def test_stratified_refuses_a_sampler_as_labels():
     proxy = torch.utils.data.DistributedSampler(data, num_replicas=2, rank=0)
     with pytest.raises(TypeError, match=r"use Trainer\(use_distributed_sampler=False\)"):
         bt.data.StratifiedBatchSampler(proxy, batch_size=10, drop_last=False)
+
+
+# --- tensors without values (meta device): a ValueError naming the argument, before anything reads them --------
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda m: bt.data.WeightedRandomSampler(m(5), 3), "WeightedRandomSampler: weights is on the meta device"),
+        (lambda m: bt.data.ClassBalancedSampler(m(5, dtype=torch.long)), "labels is on the meta device"),
+        (lambda m: bt.data.StratifiedBatchSampler(m(5, dtype=torch.long), 2), "labels is on the meta device"),
+        (lambda m: bt.data.RepeatFactorSampler(m(5, 3)), "RepeatFactorSampler: labels is on the meta device"),
+        (lambda m: bt.data.RepeatFactorSampler(m(5, 3, 3, dtype=torch.long), num_classes=3), "labels is on the meta device"),
+        (lambda m: bt.data.classes_present(m(2, 3, 3, dtype=torch.long), 3), "classes_present: masks is on the meta device"),
+        (lambda m: bt.data.labels_of(torch.utils.data.TensorDataset(m(4, 2), m(4, dtype=torch.long))), "on the meta device"),
+        (lambda m: bt.class_weights(labels=m(5, dtype=torch.long)), "class_weights: labels is on the meta device"),
+        (lambda m: bt.class_weights(counts=m(5)), "class_weights: counts is on the meta device"),
+        (lambda m: bt.class_weights(masks=m(2, 3, 3, dtype=torch.long)), "class_weights: masks is on the meta device"),
+        (lambda m: bt.class_weights(masks=[m(3, 3, dtype=torch.long)]), r"class_weights: masks\[0\] is on the meta device"),
+    ],
+)
+def test_meta_tensors_are_refused_by_name(call, match):
+    with pytest.raises(ValueError, match=match):
+        call(lambda *shape, **kw: torch.empty(*shape, device="meta", **kw))

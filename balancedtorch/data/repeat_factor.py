@@ -14,6 +14,7 @@ from torch.utils.data import DistributedSampler
 
 from .._repr import Shown
 from ._epoch import EpochSampler
+from .labels import refuse_meta
 from .presence import _MASK_KEYS, presence_pairs
 
 __all__ = ["RepeatFactorSampler"]
@@ -265,6 +266,7 @@ class RepeatFactorSampler(EpochSampler, DistributedSampler[int]):
     def _pairs(labels: Any, num_classes: Optional[int], ignore_index: Any, progress: Any) -> Tuple[Tensor, Tensor, int]:
         if isinstance(labels, (str, bytes)) or isinstance(labels, torch.utils.data.Sampler):
             raise TypeError(f"{_CALLER}: labels must be class sets, a multi-hot array or masks, got {type(labels).__name__}")
+        refuse_meta(labels, "labels", _CALLER)
         if isinstance(labels, np.ndarray) and labels.dtype == object and labels.ndim == 1:
             labels = list(labels)  # an object array of per-image sets
         array = labels if isinstance(labels, (Tensor, np.ndarray)) else None
