@@ -440,11 +440,16 @@ def suggest(
         if ratio < 1.5:
             lines.append(f"classes are nearly balanced in pixels: plain cross-entropy is fine{(' (' + ii[2:] + ')') if ii else ''}")
         else:
-            # median frequency is the segmentation habit (Eigen & Fergus); beyond 100x its weights explode,
-            # and effective_number saturates at pixel counts (beta**n ~ 0), so temper with sqrt_inverse
-            scheme = "median_frequency" if ratio <= 100 else "sqrt_inverse"
-            lines.append(f'loss:    bt.nn.CrossEntropyLoss(weight=bt.class_weights(counts=pixel_counts, scheme="{scheme}"){ii})'
-                         "  # pixel_counts: the pixels column")
+            # median frequency from the masks is the segmentation habit (Eigen & Fergus / SegNet: it needs the
+            # images, counts alone give plain inverse weights); beyond 100x weights explode and wreck the common
+            # classes, and effective_number saturates at pixel counts (beta**n ~ 0): sqrt_inverse, clipped
+            if ratio <= 100:
+                lines.append(f'loss:    bt.nn.CrossEntropyLoss(weight=bt.class_weights(masks=masks, scheme="median_frequency"{ii}){ii})'
+                             "  # masks: this file's (N, H, W) masks")
+            else:
+                lines.append(f'loss:    bt.nn.CrossEntropyLoss(weight=bt.class_weights(counts=pixel_counts, scheme="sqrt_inverse")'
+                             f'.clamp(max=10){ii})  # pixel_counts: the pixels column; plain inverse weights at this ratio '
+                             "wreck the common classes")
             if ratio > 10:
                 lines.append(f"         or bt.nn.FocalLoss(gamma=2, weight=...{ii}) for the hard pixels of the rare classes")
                 lines.append(f"         or bt.nn.DiceCELoss(include_background=False, weight=...{ii})  # region overlap: small objects count")
