@@ -799,9 +799,9 @@ def _check_out_folder(out: str) -> None:
     """--out must be a folder we can create or write into: checked before any output."""
     if os.path.exists(out):
         if not os.path.isdir(out):
-            raise CLIError(f"--out {out}: exists and is not a folder (the grids go into a folder)")
+            raise CLIError(f"--out {out}: cannot create the folder for the grids: a file of that name exists")
         if not os.access(out, os.W_OK | os.X_OK):
-            raise CLIError(f"--out {out}: the folder is not writable")
+            raise CLIError(f"--out {out}: cannot write the grids: the folder is not writable")
         return
     parent = os.path.dirname(os.path.abspath(out))
     while not os.path.exists(parent):

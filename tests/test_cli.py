@@ -423,9 +423,9 @@ def test_inspect_predictions_out_that_is_a_file(tmp_path, capsys):
     afile = tmp_path / "afile"
     afile.write_text("x")
     err = _predictions_error(capsys, preds, "--images", images, "--out", afile)
-    assert "exists and is not a folder" in err
+    assert "cannot create the folder for the grids: a file of that name exists" in err
     err = _predictions_error(capsys, preds, "--images", images, "--out", afile / "sub")
-    assert "is not a folder" in err
+    assert "cannot create the folder" in err and "is not a folder" in err
 
 
 @pytest.mark.parametrize("names", ["array", "scalars"])
