@@ -447,9 +447,9 @@ def suggest(
                 lines.append(f'loss:    bt.nn.CrossEntropyLoss(weight=bt.class_weights(masks=masks, scheme="median_frequency"{ii}){ii})'
                              "  # masks: this file's (N, H, W) masks")
             else:
-                lines.append(f'loss:    bt.nn.CrossEntropyLoss(weight=bt.class_weights(counts=pixel_counts, scheme="sqrt_inverse")'
-                             f'.clamp(max=10){ii})  # pixel_counts: the pixels column; plain inverse weights at this ratio '
-                             "wreck the common classes")
+                lines.append(f'loss:    bt.nn.CrossEntropyLoss(weight=bt.class_weights(counts=pixel_counts, scheme="sqrt_inverse", '
+                             f'normalize=None).clamp(max=10){ii})  # pixel_counts: the pixels column; raw weights >= 1, so at '
+                             "most 10x apart (plain inverse weights at this ratio wreck the common classes)")
             if ratio > 10:
                 lines.append(f"         or bt.nn.FocalLoss(gamma=2, weight=...{ii}) for the hard pixels of the rare classes")
                 lines.append(f"         or bt.nn.DiceCELoss(include_background=False, weight=...{ii})  # region overlap: small objects count")

@@ -79,9 +79,10 @@ def class_weights(
 
     At extreme imbalance (a class at 1/1000 of the pixels of another) plain
     ``"inverse"`` weights give the rare class ~1000 times the weight of the
-    common ones and can wreck them; ``"sqrt_inverse"`` or ``"median_frequency"``
-    from ``masks``, clipped (``w.clamp(max=10)``), is the usual choice for
-    segmentation.
+    common ones (normalised to mean 1: about 0.004 for the most common class)
+    and can wreck them; for segmentation take ``"median_frequency"`` from
+    ``masks`` (or ``"sqrt_inverse"``) with ``normalize=None`` and bound the
+    ratio, ``w.clamp(max=10 * w.min())``.
 
     Args:
         labels (Tensor | ndarray | sequence, optional): integer class labels
@@ -126,8 +127,9 @@ def class_weights(
     Example:
         >>> bt.class_weights(counts=[56, 3, 41], normalize=None)  # red, yellow, green
         tensor([ 1.7857, 33.3333,  2.4390])
-        >>> w = bt.class_weights(masks=train_masks, scheme="median_frequency", ignore_index=255)
-        >>> criterion = bt.nn.CrossEntropyLoss(weight=w.clamp(max=10), ignore_index=255)
+        >>> w = bt.class_weights(masks=train_masks, scheme="median_frequency", ignore_index=255, normalize=None)
+        >>> w = w.clamp(max=10 * w.min())  # no class weighs more than 10x the most frequent one
+        >>> criterion = bt.nn.CrossEntropyLoss(weight=w / w.mean(), ignore_index=255)
     """
     if scheme not in SCHEMES:
         raise ValueError(f"class_weights: scheme must be one of {SCHEMES}, got {scheme!r}")
