@@ -1,13 +1,17 @@
 """OHEM cross-entropy (online hard example mining over pixels), as HRNet/OCR train on Cityscapes.
 
-One call of the fused ``balancedtorch::softmax_loss`` kernel with
-``reduction="none"`` gives the per-pixel ``CE = -log p_y`` and its gradient
-buffer. ``balancedtorch::ohem_weights`` applies HRNet's selection to
-``p = exp(-CE)`` (in float32, float64 for float64 logits): the k-th smallest
-valid ``p``, ``k = min(max(1, min_kept), n_valid - 1)``, is ``exp(-(k-th
-largest valid CE))`` as exp is monotone, found by a selection on the device
-with no host synchronisation and no full sort (a radix select on the CPU,
-topk's on CUDA; see ``csrc/loss/ohem_weights.h``); pixels with
+One call of the fused ``balancedtorch::softmax_loss_target_prob`` kernel (the
+``softmax_loss`` kernel with ``reduction="none"``) gives, from one pass over
+the logits, the per-pixel ``CE = -log p_y``, its gradient buffer and the
+softmax probability ``p_y = exp(z_y - max) / sum exp(z - max)`` itself, formed
+as softmax forms it: ``exp(-CE)`` rounds differently (at equal logits it falls
+below ``1 / C``, where softmax gives ``1 / C`` exactly), and HRNet decides on
+softmax's ``p``. For float16/bfloat16 logits outside autocast ``p`` is rounded
+to the logits' dtype and ``thresh`` too, as HRNet's softmax and comparison run
+in that dtype. ``balancedtorch::ohem_weights`` applies HRNet's selection: the
+k-th smallest valid ``p``, ``k = min(max(1, min_kept), n_valid - 1)``, found
+on the device with no host synchronisation and no full sort (a radix select
+on the CPU, topk's on CUDA; see ``csrc/loss/ohem_weights.h``); pixels with
 ``p < max(thresh, that value)`` are kept, and the op returns ``keep * w[y] /
 kept`` per pixel.
 The loss is ``sum(CE * coefficients)``. The selection is piecewise constant, so
@@ -55,6 +59,19 @@ def _check_ignore_index(ignore_index: Any) -> int:
     return int(ignore_index)
 
 
+def _check_weight_device(weight: Any, input: Tensor) -> None:
+    """Before any value check: a weight on another device (meta included) cannot be read."""
+    if isinstance(weight, Tensor) and weight.device != input.device:
+        raise ValueError(f"weight must be on the device of input ({input.device}), got weight on {weight.device}")
+
+
+# Python float -> the comparison dtype, as torch casts a scalar compared with a tensor of that dtype.
+def _thresh_in(thresh: float, dtype: torch.dtype) -> float:
+    if dtype in (torch.float32, torch.float64):
+        return thresh  # the kernel compares in the probabilities' dtype (float32: rounded there)
+    return float(torch.tensor(thresh, dtype=torch.float64).to(dtype))
+
+
 def _check_inputs(input: Any, target: Any, weight: Optional[Tensor]) -> tuple:
     input = _F._check_tensor(input, "input")
     target = _F._check_tensor(target, "target")
@@ -72,13 +89,12 @@ def _check_inputs(input: Any, target: Any, weight: Optional[Tensor]) -> tuple:
     if target.device != input.device:
         raise ValueError(f"target is on {target.device} but input is on {input.device}")
     if weight is not None:
+        _check_weight_device(weight, input)
         if weight.numel() != input.shape[1]:
             raise ValueError(
                 f"weight must have one entry per class (C = input.shape[1] = {input.shape[1]}), "
                 f"got {weight.numel()} entries"
             )
-        if weight.device != input.device:
-            raise ValueError(f"weight is on {weight.device} but input is on {input.device}")
     if target.dtype not in _KERNEL_TARGET_DTYPES:
         target = target.long()
     return input, target
@@ -97,17 +113,25 @@ def _ohem_cross_entropy(
     thresh = _check_thresh(thresh)
     min_kept = _check_min_kept(min_kept)
     ignore_index = _check_ignore_index(ignore_index)
+    if isinstance(input, Tensor):
+        _check_weight_device(weight, input)
     weight = _F._check_class_vector(weight, "weight", validate)
     input, target = _check_inputs(input, target, weight)
     compute_grad = input.requires_grad and torch.is_grad_enabled()
-    # per-pixel -log p_y (0 where ignored); out-of-range targets raise in the kernel
-    ce = _losses.call_private(
-        torch.ops.balancedtorch.softmax_loss, input, target, None, None, ignore_index, 0.0, 0.0, _REDUCTION_NONE, compute_grad
+    # per-pixel -log p_y (0 where ignored) and softmax's p_y from one kernel pass;
+    # out-of-range targets raise in the kernel
+    ce, prob = _losses.call_private_outputs(
+        torch.ops.balancedtorch.softmax_loss_target_prob, input, target, ignore_index, compute_grad
     )
-    acc = torch.float64 if ce.dtype == torch.float64 else torch.float32
+    acc = prob.dtype  # float32, float64 for float64 logits
     ce_flat = ce.reshape(-1).to(acc)
+    p = prob.reshape(-1)
+    # HRNet's softmax output, and its comparisons, are in the logits' dtype (float32 under autocast)
+    p_dtype = ce.dtype
+    if p_dtype != acc:
+        p = p.to(p_dtype).to(acc)
     w = weight.to(device=ce.device, dtype=acc) if weight is not None else None
-    coef = _ohem_ops.ohem_weights(ce_flat.detach(), target.reshape(-1), w, ignore_index, thresh, min_kept)
+    coef = _ohem_ops.ohem_weights(p, target.reshape(-1), w, ignore_index, _thresh_in(thresh, p_dtype), min_kept)
     # the plain mean of w[y] * CE over the kept pixels; 0 when none is kept
     return (ce_flat * coef).sum().to(ce.dtype)  # not torch.dot: autocast may lower matmul-like ops
 
@@ -134,10 +158,16 @@ def ohem_cross_entropy(
     Selection and loss run on the logits' device with no host round trip and no
     full sort (a partial selection of ``max(1, min_kept) + 1`` values), so the
     loss compiles with ``torch.compile(fullgraph=True)``. The probabilities
-    are ``p = exp(-CE)`` from the kernel's per-pixel CE, in float32 (float64
-    for float64 logits); for float16/bfloat16 logits outside ``torch.autocast``
-    the CE is rounded to the logits' dtype first (the reference's softmax runs
-    in that dtype too), under autocast it stays float32.
+    are softmax's, ``exp(z_y - max) / sum_c exp(z_c - max)``, produced by the
+    fused cross-entropy kernel in the same pass (float32; float64 for float64
+    logits); for float16/bfloat16 logits outside ``torch.autocast`` they and
+    ``thresh`` are rounded to the logits' dtype, where HRNet's softmax and
+    comparison run (under autocast they stay float32, as HRNet's softmax
+    does). So ties fall as HRNet's: equal logits give ``p = 1 / C`` exactly,
+    and ``thresh=1/C`` then keeps none of those pixels (``p < 1/C`` is false).
+    ``p`` is not bit-identical to ``torch.softmax`` in general (another
+    ``exp``; within a few ulps), which matters only for a threshold within a
+    few ulps of a pixel's ``p`` that is not such a tie.
 
     Differences from the reference: when no pixel is kept (every pixel ignored,
     where HRNet raises an IndexError, or a tie of ``s[0..k]`` at or above

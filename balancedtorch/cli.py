@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import csv
+import importlib
 import io
 import json
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -192,9 +194,20 @@ def _refusal(col: _Column, one_hot: List[_Column]) -> Optional[Tuple[str, str]]:
     return None
 
 
+def _refuse_binary(text: str, path: str) -> None:
+    """Text input only: a NUL byte (or another control character) would otherwise be read as part of a label."""
+    bad = next((i for i, ch in enumerate(text) if ch == "\x00" or (ord(ch) < 32 and ch not in "\t\n\r\x0b\x0c")), None)
+    if bad is not None:
+        raise CLIError(
+            f"{path}: not a text file (control character {text[bad]!r} at character {bad}); labels must be text "
+            f"(.csv/.tsv or one label per line), or a .npy/.pt array"
+        )
+
+
 def _read_csv(path: str, column: Optional[str], header: str = "auto") -> _Loaded:
     with open(path, newline="", encoding="utf-8-sig") as f:
         text = f.read()
+    _refuse_binary(text, path)
     if not text.strip():
         raise CLIError(f"{path}: the file is empty")
     delimiter = _sniff_delimiter(text)
@@ -338,7 +351,9 @@ def _load(path: str, column: Optional[str] = None, header: str = "auto") -> _Loa
                 obj = np.stack([v.cpu().numpy() for v in obj])
             return _from_array(obj, path)
         with open(path, encoding="utf-8") as f:
-            cells = [v.strip() for v in f.read().splitlines()]
+            text = f.read()
+        _refuse_binary(text, path)
+        cells = [v.strip() for v in text.splitlines()]
         cells = [c for c in cells if c]
         if not cells:
             raise CLIError(f"{path}: no labels found (empty input)")
@@ -349,7 +364,7 @@ def _load(path: str, column: Optional[str] = None, header: str = "auto") -> _Loa
     except UnicodeDecodeError:
         raise CLIError(f"{path}: not a text file (use .csv, .npy, .pt or one label per line)") from None
     except Exception as exc:  # unreadable file of the right extension: one line, no traceback
-        raise CLIError(f"{path}: cannot read labels ({type(exc).__name__}: {exc})") from None
+        raise CLIError(f"{path}: cannot read labels ({type(exc).__name__}: {_one_line(exc)})") from None
 
 
 def read_labels(path: str, column: Optional[str] = None) -> Tuple[np.ndarray, List[str]]:
@@ -425,11 +440,16 @@ def suggest(
         if ratio < 1.5:
             lines.append(f"classes are nearly balanced in pixels: plain cross-entropy is fine{(' (' + ii[2:] + ')') if ii else ''}")
         else:
-            # median frequency is the segmentation habit (Eigen & Fergus); beyond 100x its weights explode,
-            # and effective_number saturates at pixel counts (beta**n ~ 0), so temper with sqrt_inverse
-            scheme = "median_frequency" if ratio <= 100 else "sqrt_inverse"
-            lines.append(f'loss:    bt.nn.CrossEntropyLoss(weight=bt.class_weights(counts=pixel_counts, scheme="{scheme}"){ii})'
-                         "  # pixel_counts: the pixels column")
+            # median frequency from the masks is the segmentation habit (Eigen & Fergus / SegNet: it needs the
+            # images, counts alone give plain inverse weights); beyond 100x weights explode and wreck the common
+            # classes, and effective_number saturates at pixel counts (beta**n ~ 0): sqrt_inverse, clipped
+            if ratio <= 100:
+                lines.append(f'loss:    bt.nn.CrossEntropyLoss(weight=bt.class_weights(masks=masks, scheme="median_frequency"{ii}){ii})'
+                             "  # masks: this file's (N, H, W) masks")
+            else:
+                lines.append(f'loss:    bt.nn.CrossEntropyLoss(weight=bt.class_weights(counts=pixel_counts, scheme="sqrt_inverse", '
+                             f'normalize=None).clamp(max=10){ii})  # pixel_counts: the pixels column; raw weights >= 1, so at '
+                             "most 10x apart (plain inverse weights at this ratio wreck the common classes)")
             if ratio > 10:
                 lines.append(f"         or bt.nn.FocalLoss(gamma=2, weight=...{ii}) for the hard pixels of the rare classes")
                 lines.append(f"         or bt.nn.DiceCELoss(include_background=False, weight=...{ii})  # region overlap: small objects count")
@@ -628,6 +648,67 @@ _SHOWN_CLASSES = 10  # classes in the per-class table: with the rest, one screen
 _SHOWN_ISSUES = 20
 
 
+_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-_]")
+_MAX_DETAIL = 300
+
+
+def _one_line(exc: BaseException) -> str:
+    """An exception's message as one clean line: terminal escape codes and control characters removed, the first
+    sentences kept whole (torch.load's messages span many lines and colour some words)."""
+    text = _ANSI.sub("", str(exc))
+    text = "".join(ch if ch.isprintable() else " " for ch in text)
+    text = " ".join(text.split())
+    if len(text) <= _MAX_DETAIL:
+        return text
+    cut = text.rfind(". ", 0, _MAX_DETAIL)
+    return text[: cut + 1] if cut > 0 else text[:_MAX_DETAIL].rsplit(" ", 1)[0] + " …"
+
+
+# numpy's own reconstructors of arrays and scalars (no code of the file's choosing runs): what a .pt needs to hold
+# numpy strings, e.g. class names saved as numpy.array(["cat", "dog"]) or a list of numpy.str_
+_NUMPY_GLOBALS = {
+    "numpy.core.multiarray._reconstruct", "numpy._core.multiarray._reconstruct",
+    "numpy.core.multiarray.scalar", "numpy._core.multiarray.scalar",
+    "numpy.ndarray", "numpy.dtype", "numpy.str_", "numpy.bytes_",
+} | {f"numpy.dtypes.{n}" for n in ("StrDType", "BytesDType", "Int64DType", "Int32DType", "Float32DType", "Float64DType",
+                                     "UInt8DType", "BoolDType", "Int16DType", "Int8DType", "Float16DType")}
+
+
+def _torch_load(path: str) -> Any:
+    """torch.load with weights_only=True; a file that also holds numpy arrays/strings is read with numpy's
+    reconstructors allowed (and nothing else)."""
+    import warnings
+
+    import torch
+
+    with warnings.catch_warnings():  # e.g. a pickle protocol warning before the error: keep one line
+        warnings.simplefilter("ignore")
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as first:
+            unsafe = getattr(torch.serialization, "get_unsafe_globals_in_checkpoint", None)
+            safe = getattr(torch.serialization, "safe_globals", None)
+            if unsafe is None or safe is None:  # pragma: no cover (torch < 2.5)
+                raise first
+            try:
+                needed = unsafe(path)
+            except Exception:
+                raise first from None
+            if not needed or not set(needed) <= _NUMPY_GLOBALS:
+                raise first
+            objects = []
+            # dtype classes are built without a global of their own (get_unsafe_globals_in_checkpoint omits them)
+            for name in set(needed) | {n for n in _NUMPY_GLOBALS if n.startswith("numpy.dtypes.")}:
+                module, _, attr = name.rpartition(".")
+                try:
+                    objects.append(getattr(importlib.import_module(module), attr))
+                except (ImportError, AttributeError):
+                    if name in needed:
+                        raise first from None
+            with safe(objects):
+                return torch.load(path, map_location="cpu", weights_only=True)
+
+
 def _read_mapping(path: str, what: str) -> Any:
     """A .pt object (dict or tensor) or a .npz archive (as a dict) or a .npy array."""
     if not os.path.exists(path):
@@ -635,23 +716,14 @@ def _read_mapping(path: str, what: str) -> Any:
     ext = os.path.splitext(path)[1].lower()
     try:
         if ext in (".pt", ".pth"):
-            import warnings
-
-            import torch
-
-            with warnings.catch_warnings():  # e.g. a pickle protocol warning before the error: keep one line
-                warnings.simplefilter("ignore")
-                return torch.load(path, map_location="cpu", weights_only=True)
+            return _torch_load(path)
         if ext == ".npz":
             with np.load(path, allow_pickle=False) as z:
                 return {k: z[k] for k in z.files}
         if ext == ".npy":
             return np.load(path, allow_pickle=False)
     except Exception as exc:  # unreadable file of the right extension: one line, no traceback
-        detail = " ".join(str(exc).split())  # torch.load's messages span many lines
-        if len(detail) > 300:
-            detail = detail[:300] + " …"
-        raise CLIError(f"{path}: cannot read {what} ({type(exc).__name__}: {detail})") from None
+        raise CLIError(f"{path}: cannot read {what} ({type(exc).__name__}: {_one_line(exc)})") from None
     raise CLIError(f"{path}: {what} must be a .pt dict or a .npz archive, got extension {ext or '(none)'!r}")
 
 
@@ -723,6 +795,23 @@ def _read_images(path: str) -> Any:
     return obj
 
 
+def _check_out_folder(out: str) -> None:
+    """--out must be a folder we can create or write into: checked before any output."""
+    if os.path.exists(out):
+        if not os.path.isdir(out):
+            raise CLIError(f"--out {out}: cannot create the folder for the grids: a file of that name exists")
+        if not os.access(out, os.W_OK | os.X_OK):
+            raise CLIError(f"--out {out}: cannot write the grids: the folder is not writable")
+        return
+    parent = os.path.dirname(os.path.abspath(out))
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise CLIError(f"--out {out}: cannot create the folder: {parent} is not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise CLIError(f"--out {out}: cannot create the folder: {parent} is not writable")
+
+
 def inspect_predictions(path: str, images: Optional[str] = None, out: Optional[str] = None, n: int = 32) -> Dict[str, Any]:
     """Print the mistakes of a classifier, the estimated label-noise rate and the label issues, in one screen.
 
@@ -731,7 +820,7 @@ def inspect_predictions(path: str, images: Optional[str] = None, out: Optional[s
     into ``out``. Returns the numbers as a dict.
     """
     from .quality import find_label_issues, mistakes_per_class, plot_mistakes, rank_mistakes
-    from .quality.gallery import _estimated_noise_rate, _grid
+    from .quality.gallery import _check_count, _estimated_noise_rate, _grid
 
     labels, probs, names, notes = read_predictions(path)
     try:
@@ -744,6 +833,15 @@ def inspect_predictions(path: str, images: Optional[str] = None, out: Optional[s
     issues = np.asarray(issues).reshape(-1).astype(np.int64)
     N, K = probs.shape
     wrong = ranked.num_rows
+    imgs = None
+    if images is not None:  # every input checked before anything is printed or created
+        out = "inspect_out" if out is None else out
+        _check_out_folder(out)
+        imgs = _read_images(images)
+        try:
+            _check_count(imgs, N, f"{path} ({N} samples)")
+        except (ValueError, TypeError) as exc:
+            raise CLIError(f"{images}: {exc}") from None
     print(f"{path}: {N} samples, {K} classes; {wrong} mispredicted ({_pct(wrong / N)})" + (f"; {'; '.join(notes)}" if notes else ""))
     print(f"estimated label-noise rate: {_pct(rate)} (off-diagonal of the calibrated confident joint)")
     shown = ", ".join(map(str, issues[:_SHOWN_ISSUES].tolist())) + (f" … {len(issues) - _SHOWN_ISSUES} more" if len(issues) > _SHOWN_ISSUES else "")
@@ -757,8 +855,6 @@ def inspect_predictions(path: str, images: Optional[str] = None, out: Optional[s
         "label_issues": issues.tolist(), "top_mistakes": ranked["index"][:_SHOWN_MISTAKES].tolist(),
     }
     if images is not None:
-        out = "inspect_out" if out is None else out
-        imgs = _read_images(images)
         try:
             os.makedirs(out, exist_ok=True)
         except OSError as exc:  # e.g. --out names a file, or a folder we may not write

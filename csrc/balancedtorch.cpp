@@ -97,6 +97,12 @@ TORCH_LIBRARY(balancedtorch, m) {
   m.def(
       "softmax_loss(Tensor input, Tensor target, Tensor? weight, Tensor? logit_bias, int ignore_index, "
       "float label_smoothing, float gamma, int reduction, bool compute_grad) -> (Tensor, Tensor)");
+  // The same kernel for plain cross-entropy with class indices and reduction
+  // none (OHEM's input): (per-sample CE, its gradient buffer as above, the
+  // softmax probability of each sample's target p_t = exp(z_t - m) / S in the
+  // accumulation dtype, 0 where ignored), all from one pass over the logits.
+  // p_t is formed as softmax forms it, so equal logits give exactly 1 / C.
+  m.def("softmax_loss_target_prob(Tensor input, Tensor target, int ignore_index, bool compute_grad) -> (Tensor, Tensor, Tensor)");
   // Fused region losses (Dice / Tversky / generalised Dice, with an optional
   // cross-entropy or focal part; see csrc/loss/region_loss.h). Stats: per
   // (sample, class) sums (N, 3, C) = [sum p t, sum p (p^2), sum t (t^2)] over
@@ -119,10 +125,11 @@ TORCH_LIBRARY(balancedtorch, m) {
       "sigmoid_focal_loss(Tensor input, Tensor target, Tensor? pos_weight, float alpha, float gamma, int reduction, "
       "bool compute_grad) -> (Tensor, Tensor)");
   // OHEM pixel selection (HRNet/OCR; see csrc/loss/ohem_weights.h): from the
-  // per-pixel losses -log p_y and the targets, keep * weight[target] / kept
-  // for the valid pixels with p_y < max(thresh, the k-th smallest valid p_y),
-  // k = min(max(1, min_kept), n_valid - 1); no host synchronisation on CUDA.
-  m.def("ohem_weights(Tensor losses, Tensor target, Tensor? weight, int ignore_index, float thresh, int min_kept) -> Tensor");
+  // per-pixel target probabilities p_y and the targets, keep * weight[target] /
+  // kept for the valid pixels with p_y < max(thresh, the k-th smallest valid
+  // p_y), k = min(max(1, min_kept), n_valid - 1), compared in the dtype of
+  // probs; no host synchronisation on CUDA.
+  m.def("ohem_weights(Tensor probs, Tensor target, Tensor? weight, int ignore_index, float thresh, int min_kept) -> Tensor");
   // Batched per-sample affine warp + colour (brightness, contrast, saturation,
   // hue) + normalisation in one pass (see csrc/augment/affine_color.h).
   // theta (B, 2, 3) maps output to input centred pixel coordinates; colour

@@ -142,8 +142,8 @@ def test_num_classes_and_ignore_index():
         (dict(labels=[0, 1], num_classes=0), "num_classes must be a positive int"),
         (dict(labels=[255, 255], ignore_index=255), "every label equals ignore_index=255"),
         (dict(counts=[1, 2], num_classes=2), "num_classes is only used with labels"),
-        (dict(), "exactly one of labels= or counts="),
-        (dict(labels=[0, 1], counts=[1, 1]), "exactly one of labels= or counts="),
+        (dict(), "exactly one of labels=, counts= or masks="),
+        (dict(labels=[0, 1], counts=[1, 1]), "exactly one of labels=, counts= or masks="),
         (dict(counts=[1, 2], scheme="balanced"), "scheme must be one of .* got 'balanced'"),
         (dict(counts=[1, 2], normalize="max"), "normalize must be one of .* got 'max'"),
         (dict(counts=[1, 2], beta=1.0), r"beta must be a number in \[0, 1\), got 1.0"),
@@ -159,3 +159,130 @@ def test_bad_input_raises_value_error(kwargs, match):
 def test_bad_dtype_raises_type_error():
     with pytest.raises(TypeError, match="dtype must be a floating torch.dtype"):
         bt.class_weights(counts=[1, 2], dtype=torch.int64)
+
+
+# --- median frequency from masks (SegNet) ------------------------------------------------------------------------
+
+
+def segnet_frequencies(masks, num_classes, ignore_index=None):
+    """Eigen & Fergus 2015 / SegNet, from the definition: f_c = pixels of c / pixels of the images holding c."""
+    pixels = np.zeros(num_classes)
+    image_pixels = np.zeros(num_classes)
+    for m in masks:
+        m = np.asarray(m).reshape(-1)
+        if ignore_index is not None:
+            m = m[m != ignore_index]
+        counts = np.bincount(m, minlength=num_classes)[:num_classes]
+        pixels += counts
+        image_pixels[counts > 0] += m.size
+    return pixels, image_pixels
+
+
+def segnet_median_frequency(masks, num_classes, ignore_index=None):
+    pixels, image_pixels = segnet_frequencies(masks, num_classes, ignore_index)
+    freq = pixels / image_pixels
+    return np.median(freq) / freq
+
+
+def _random_masks(n, shape, num_classes, seed, ignore=None):
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        # each image holds a random subset of the classes, in random proportions (classes absent from most images)
+        held = rng.choice(num_classes, size=rng.integers(1, num_classes + 1), replace=False)
+        m = rng.choice(held, size=shape, p=rng.dirichlet(np.ones(held.size) * 0.5))
+        if ignore is not None:
+            m[rng.random(shape) < 0.05] = ignore
+        out.append(m.astype(np.int64))
+    for c in range(num_classes):  # every class somewhere
+        out[c % n].flat[c] = c
+    return out
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("ignore_index", [None, 255])
+def test_median_frequency_from_masks_is_segnets(seed, ignore_index):
+    masks = _random_masks(12, (9, 7), 6, seed, ignore_index)
+    expected = segnet_median_frequency(masks, 6, ignore_index)
+    stacked = np.stack(masks)
+    forms = {
+        "numpy stack": stacked,
+        "tensor stack": torch.from_numpy(stacked).to(torch.uint8 if ignore_index else torch.int32),
+        "list": masks,
+        "generator": (torch.from_numpy(m) for m in masks),
+    }
+    for name, value in forms.items():
+        got = bt.class_weights(masks=value, scheme="median_frequency", normalize=None, ignore_index=ignore_index, dtype=torch.float64)
+        np.testing.assert_allclose(got.numpy(), expected, rtol=1e-12, err_msg=name)
+    mean = bt.class_weights(masks=stacked, scheme="median_frequency", ignore_index=ignore_index, dtype=torch.float64)
+    np.testing.assert_allclose(mean.numpy(), expected * 6 / expected.sum(), rtol=1e-12)
+    # not the inverse frequency: presence matters
+    inverse = bt.class_weights(masks=stacked, ignore_index=ignore_index, dtype=torch.float64)
+    assert not np.allclose(mean.numpy(), inverse.numpy(), rtol=1e-3)
+
+
+def test_median_frequency_masks_of_different_sizes_and_a_hand_case():
+    # image 0: class 1 in 12 of 36 pixels; image 1: class 2 in 18 of 36; image 2: all class 3;
+    # image 3: one class-1 pixel, one ignored, the rest class 0 (35 labelled pixels)
+    m = torch.zeros(4, 6, 6, dtype=torch.long)
+    m[0, :2] = 1
+    m[1, :, :3] = 2
+    m[2] = 3
+    m[3, 0, 0] = 1
+    m[3, 5, 5] = 255
+    f = np.array([76 / 107, 13 / 71, 18 / 36, 36 / 36])
+    expected = np.median(f) / f
+    got = bt.class_weights(masks=m, scheme="median_frequency", normalize=None, ignore_index=255, dtype=torch.float64)
+    np.testing.assert_allclose(got.numpy(), expected, rtol=1e-14)
+    sizes = [np.full((3, 5), 0), np.array([[0, 1, 1, 2]]), np.full((2, 2, 2), 2)]
+    got = bt.class_weights(masks=sizes, scheme="median_frequency", normalize=None, dtype=torch.float64)
+    np.testing.assert_allclose(got.numpy(), segnet_median_frequency(sizes, 3), rtol=1e-14)
+
+
+def test_median_frequency_from_labels_and_counts_keeps_the_pixel_frequency_form():
+    """No images to tell presence: every class present everywhere, f_c = n_c / N, equal to 'inverse' after normalising."""
+    counts = [1000, 1, 37, 500]
+    a = bt.class_weights(counts=counts, scheme="median_frequency", dtype=torch.float64)
+    b = bt.class_weights(counts=counts, scheme="inverse", dtype=torch.float64)
+    torch.testing.assert_close(a, b, rtol=1e-12, atol=0)
+    labels = torch.repeat_interleave(torch.arange(4), torch.tensor(counts))
+    torch.testing.assert_close(bt.class_weights(labels=labels, scheme="median_frequency", dtype=torch.float64), a)
+
+
+def test_masks_other_schemes_count_pixels_and_ignore_a_class():
+    masks = _random_masks(5, (4, 4), 4, seed=3, ignore=255)
+    stacked = np.stack(masks)
+    for scheme in ("inverse", "sqrt_inverse", "effective_number"):
+        torch.testing.assert_close(
+            bt.class_weights(masks=stacked, scheme=scheme, ignore_index=255),
+            bt.class_weights(labels=stacked, scheme=scheme, ignore_index=255),
+        )
+    # an ignore_index that is a class: weight 0, its pixels left out of the image totals too
+    relabelled = [np.where(m == 255, 0, m) for m in masks]
+    got = bt.class_weights(masks=relabelled, scheme="median_frequency", ignore_index=0, normalize=None, dtype=torch.float64)
+    pixels, image_pixels = segnet_frequencies(relabelled, 4, ignore_index=0)
+    freq = pixels[1:] / image_pixels[1:]  # the median over the other classes
+    assert got[0].item() == 0.0
+    np.testing.assert_allclose(got[1:].numpy(), np.median(freq) / freq, rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "kwargs, exc, match",
+    [
+        (dict(masks=torch.zeros(5, dtype=torch.long)), ValueError, r"masks must have shape \(N, d1, ...\)"),
+        (dict(masks=5), TypeError, r"masks must be a tensor/array \(N, H, W\) or an iterable of masks, got int"),
+        (dict(masks=["abc"]), TypeError, r"masks\[0\] must be a mask"),
+        (dict(masks=[]), ValueError, r"masks holds no image"),
+        (dict(masks=torch.full((2, 3, 3), 255), ignore_index=255), ValueError, r"no labelled pixel"),
+        (dict(masks=torch.tensor([[[0, -2]]])), ValueError, r"masks must hold labels >= 0, got masks\[1\] = -2"),
+        (dict(masks=[np.array([[0, 1]]), np.array([[7, 1]])], num_classes=3), ValueError, r"masks\[1\] must hold labels < num_classes=3, got masks\[1\]\[0\] = 7"),
+        (dict(masks=torch.zeros(2, 3, 3, dtype=torch.long), num_classes=2**40), ValueError, r"num_classes=1099511627776 but only 18 labels"),
+        (dict(masks=torch.tensor([[[0, 1]], [[0, 2**40]]])), ValueError, r"masks\[3\] = 1099511627776 would make"),
+        (dict(masks=torch.tensor([[[0, 1]], [[0, 1]]]), num_classes=3), ValueError, r"class 2 has no pixels in masks"),
+        (dict(masks=torch.zeros(1, 2, 2, dtype=torch.long), labels=[0]), ValueError, r"exactly one of labels=, counts= or masks="),
+        (dict(labels=torch.zeros(10, dtype=torch.long), num_classes=2**40), ValueError, r"num_classes=1099511627776 but only 10 labels"),
+    ],
+)
+def test_masks_bad_input(kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        bt.class_weights(**kwargs)

@@ -383,3 +383,80 @@ def test_inspect_piped_into_head_has_no_traceback(tmp_path):
     assert r.stdout.startswith(f"{path}: 6000 labels, 3000 classes")
     assert r.stderr == "", r.stderr  # no BrokenPipeError traceback, no "Exception ignored" at exit
     assert r.returncode == 141  # as a tool ended by SIGPIPE (128 + 13): visible under pipefail
+
+
+# --- inspect-predictions / inspect: every input checked before any output; clean one-line errors ----------------
+
+
+def _predictions(tmp_path, n=20, **extra):
+    g = torch.Generator().manual_seed(0)
+    obj = {"labels": torch.randint(0, 3, (n,), generator=g), "pred_probs": torch.softmax(torch.randn(n, 3, generator=g), 1)}
+    obj.update(extra)
+    path = tmp_path / "preds.pt"
+    torch.save(obj, path)
+    return path
+
+
+def _predictions_error(capsys, *argv):
+    assert cli.main(["inspect-predictions", *map(str, argv)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "", captured.out  # nothing printed before the error
+    err = captured.err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1 and "\x1b" not in err, err
+    return err
+
+
+def test_inspect_predictions_bad_image_count_prints_and_creates_nothing(tmp_path, capsys):
+    preds = _predictions(tmp_path)
+    images = tmp_path / "images.pt"
+    torch.save(torch.zeros(5, 3, 8, 8, dtype=torch.uint8), images)
+    out = tmp_path / "grids"
+    err = _predictions_error(capsys, preds, "--images", images, "--out", out)
+    assert "images has 5 entries but" in err and "20" in err
+    assert not out.exists()
+
+
+def test_inspect_predictions_out_that_is_a_file(tmp_path, capsys):
+    preds = _predictions(tmp_path)
+    images = tmp_path / "images.pt"
+    torch.save(torch.zeros(20, 3, 8, 8, dtype=torch.uint8), images)
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    err = _predictions_error(capsys, preds, "--images", images, "--out", afile)
+    assert "cannot create the folder for the grids: a file of that name exists" in err
+    err = _predictions_error(capsys, preds, "--images", images, "--out", afile / "sub")
+    assert "cannot create the folder" in err and "is not a folder" in err
+
+
+@pytest.mark.parametrize("names", ["array", "scalars"])
+def test_inspect_predictions_reads_numpy_string_class_names(tmp_path, capsys, names):
+    value = np.array(["cat", "dog", "eel"]) if names == "array" else [np.str_("cat"), np.str_("dog"), np.str_("eel")]
+    preds = _predictions(tmp_path, class_names=value)
+    assert cli.main(["inspect-predictions", str(preds)]) == 0
+    out = capsys.readouterr().out
+    assert "cat" in out and "eel" in out
+
+
+class _NotAllowed:  # a pickled class that weights_only loading refuses
+    pass
+
+
+def test_inspect_predictions_unreadable_pt_is_one_clean_line(tmp_path, capsys):
+    preds = _predictions(tmp_path, extra=_NotAllowed())
+    err = _predictions_error(capsys, preds)
+    assert "cannot read predictions (UnpicklingError:" in err and err.rstrip().endswith(")")
+
+
+def test_one_line_strips_escape_codes_and_keeps_whole_sentences():
+    exc = RuntimeError("\x1b[1mWeights only load failed.\x1b[0m\n\tFirst sentence here. " + "word " * 100)
+    line = cli._one_line(exc)
+    assert "\x1b" not in line and "\n" not in line and "\t" not in line
+    assert line.startswith("Weights only load failed. First sentence here.") and len(line) <= 300
+
+
+@pytest.mark.parametrize("name", ["nul.csv", "nul.txt"])
+def test_inspect_refuses_non_text_input(tmp_path, capsys, name):
+    path = tmp_path / name
+    path.write_bytes(b"label\ncat\nd\x00og\ncat\n")
+    err = inspect_error(capsys, path)
+    assert "not a text file (control character '\\x00'" in err

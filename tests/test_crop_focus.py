@@ -440,3 +440,90 @@ def test_crop_focus_p_zero_is_the_plain_augmentation():
     x0, m0 = bt.augment.BatchAugment(**kw, crop_focus="rare", crop_focus_p=0.0)(images, masks=masks, generator=torch.Generator().manual_seed(11))
     x1, m1 = bt.augment.BatchAugment(**kw)(images, masks=masks, generator=torch.Generator().manual_seed(11))
     assert torch.equal(x0, x1) and torch.equal(m0, m1)
+
+
+# ----------------------------------------------------------------- resized crops: the pixel on a sampling point
+def _reads(size, out):
+    """Box pixels a box of `size` resized to `out` reads (torch's nearest, float32, as the kernels)."""
+    u = torch.arange(out, dtype=torch.float32)
+    step = torch.tensor(float(size), dtype=torch.float32) / float(out)
+    return set(torch.minimum(torch.floor(u * step), torch.tensor(float(size - 1))).long().tolist())
+
+
+def _objects(B, H, W, margin, seed, cls=7):
+    """One 2 x 3 object (6 pixels) of class `cls` per image, at least `margin` pixels from the bottom/right edges."""
+    g = torch.Generator().manual_seed(seed)
+    masks = torch.zeros(B, H, W, dtype=torch.uint8)
+    for b in range(B):
+        r = int(torch.randint(0, H - 2 - margin + 1, (1,), generator=g))
+        c = int(torch.randint(0, W - 3 - margin + 1, (1,), generator=g))
+        masks[b, r : r + 2, c : c + 3] = cls
+    return masks
+
+
+@pytest.mark.parametrize("out", [23, 24, 25, 32, 9])
+@pytest.mark.parametrize("interpolation", ["nearest", "bilinear"])
+@pytest.mark.parametrize("flips", [False, True])
+def test_resized_down_crops_always_hold_the_focus_class(device, out, interpolation, flips):
+    """6-pixel objects, crops of 5-50% of a 96 x 96 image resized to a smaller output (the 800:1 trial): with
+    crop_focus_p=1 every crop holds the class, for odd and even output sizes and either interpolation. (A box at
+    most 78 pixels wide can always be moved so that a pixel away from the bottom/right edges is read.)"""
+    B, H, W = 96, 96, 96
+    margin = math.ceil(H / out)  # torch's nearest resize never reads the last ceil(box / out) - 1 rows/columns
+    masks = _objects(B, H, W, margin, seed=out)
+    images = torch.randint(0, 256, (B, 3, H, W), dtype=torch.uint8)
+    aug = bt.augment.BatchAugment(hflip=0.5 if flips else 0.0, vflip=0.5 if flips else 0.0, crop=out, crop_scale=(0.05, 0.5),
+                                  interpolation=interpolation, crop_focus={7: 1.0}, crop_focus_p=1.0)
+    params = aug.sample_params(images, generator=torch.Generator(device=device).manual_seed(3), masks=masks.to(device))
+    x, m = aug(images.to(device), masks=masks.to(device), generator=torch.Generator(device=device).manual_seed(3))
+    assert m.shape == (B, out, out)
+    assert bool((m == 7).flatten(1).any(1).all())
+    # the focused pixel itself is read, and at an output pixel next to the centre when the box is not clamped
+    boxes, focus = params["crop"].cpu().long(), params["focus"].cpu()
+    old_misses = 0
+    for b in range(B):
+        top, left, h, w = boxes[b].tolist()
+        row, col = focus[b].tolist()
+        assert row - top in _reads(h, out) and col - left in _reads(w, out)
+        # the former placement (box centred on the pixel, clamped) missed some of these
+        ctop = min(max(row - h // 2, 0), H - h)
+        cleft = min(max(col - w // 2, 0), W - w)
+        old_misses += not (row - ctop in _reads(h, out) and col - cleft in _reads(w, out))
+    assert old_misses > 0
+
+
+def test_focus_placement_is_the_best_possible(device):
+    """Whenever some position of the drawn box inside the image reads the pixel, the chosen one does; of those,
+    the one whose output pixel is nearest the centre. Pixels at the bottom/right edges included (some unreadable)."""
+    from balancedtorch.augment.batch import _focus_start
+
+    g = torch.Generator().manual_seed(0)
+    full, out = 50, 12
+    for _ in range(20):
+        size = torch.randint(1, full + 1, (64,), generator=g).double()
+        pos = torch.floor(torch.rand(64, generator=g, dtype=torch.float64) * full)
+        start = _focus_start(pos.to(device), size.to(device), out, full).cpu()
+        for p, s, st in zip(pos.long().tolist(), size.long().tolist(), start.long().tolist()):
+            assert 0 <= st <= full - s
+            reads = sorted(_reads(s, out))
+            u_of = {x: u for u in reversed(range(out)) for x in [min(math.floor(float(torch.tensor(u, dtype=torch.float32) * (torch.tensor(float(s), dtype=torch.float32) / out))), s - 1)]}
+            possible = [p - x for x in reads if 0 <= p - x <= full - s]
+            if possible:
+                assert p - st in u_of
+                best = min(abs(u_of[p - q] - out // 2) for q in possible)
+                assert abs(u_of[p - st] - out // 2) == best
+            else:  # unreadable from any position: centred and clamped, as before
+                assert st == min(max(p - s // 2, 0), full - s)
+
+
+@pytest.mark.parametrize("interpolation", ["nearest", "bilinear"])
+@pytest.mark.parametrize("size", [(40, 61), (41, 60)])
+def test_no_crop_rotation_and_zoom_keep_the_focus_pixel(device, interpolation, size):
+    """Without a crop the translation puts the pixel on the output's centre pixel, whatever the rotation and zoom."""
+    B, (H, W) = 32, size
+    masks = _objects(B, H, W, 0, seed=H)
+    images = torch.randint(0, 256, (B, 3, H, W), dtype=torch.uint8)
+    aug = bt.augment.BatchAugment(hflip=0.5, rotation=45, scale=(0.3, 2.0), shear=10, interpolation=interpolation,
+                                  crop_focus={7: 1.0}, crop_focus_p=1.0)
+    _, m = aug(images.to(device), masks=masks.to(device), generator=torch.Generator(device=device).manual_seed(1))
+    assert bool((m[:, H // 2, W // 2] == 7).all())

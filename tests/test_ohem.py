@@ -127,13 +127,12 @@ def test_min_kept_binds_and_thresh_binds(device):
     """Both branches of max(thresh, s[k]) and the count of kept pixels, checked directly."""
     x, t = _spread_logits((1, 5, 10, 10), device, torch.float64)
     prob = F.softmax(x, 1).gather(1, t.unsqueeze(1)).reshape(-1)
-    ce = -prob.log()
     # thresh binds: exactly the pixels below thresh
     n_below = int((prob < 0.7).sum())
-    coef = _OP(ce, t.reshape(-1), None, 255, 0.7, 3)
+    coef = _OP(prob, t.reshape(-1), None, 255, 0.7, 3)
     assert int((coef > 0).sum()) == n_below and n_below > 3
     # min_kept binds: the min_kept pixels of lowest probability (s[k] itself excluded: strict <)
-    coef = _OP(ce, t.reshape(-1), None, 255, 0.01, 40)
+    coef = _OP(prob, t.reshape(-1), None, 255, 0.01, 40)
     kept = coef > 0
     assert int(kept.sum()) == 40
     assert prob[kept].max() < prob[~kept].min()
@@ -239,18 +238,17 @@ def test_tie_at_or_above_thresh_keeps_nothing(device):
     torch.testing.assert_close(loss, F.cross_entropy(x, t))
 
 
-def test_op_ties_exact_on_losses(device):
-    """ohem_weights on losses with exact ties: kept iff p = exp(-loss) < max(thresh, s[k]), s ascending."""
+def test_op_ties_exact_on_probabilities(device):
+    """ohem_weights on probabilities with exact ties: kept iff p < max(thresh, s[k]), s ascending."""
     values = torch.tensor([0.1, 0.5, 0.5, 0.5, 1.5, 2.0, 2.0, 3.0], dtype=torch.float32)
     for _ in range(5):
         perm = torch.randperm(values.numel())
-        ce = values[perm].to(device)
+        p = torch.exp(-values[perm]).to(device)
         t = torch.zeros(values.numel(), dtype=torch.long, device=device)
-        p = torch.exp(-ce)
         for min_kept, thresh in [(0, 0.01), (1, 0.01), (2, 0.01), (3, 0.01), (5, 0.01), (7, 0.01), (100, 0.01), (3, 0.5)]:
-            coef = _OP(ce, t, None, 255, thresh, min_kept)
+            coef = _OP(p, t, None, 255, thresh, min_kept)
             s = p.sort().values
-            threshold = torch.clamp(s[min(max(1, min_kept), ce.numel() - 1)], min=thresh)
+            threshold = torch.clamp(s[min(max(1, min_kept), p.numel() - 1)], min=thresh)
             keep = p < threshold
             expected = keep.float() / max(1, int(keep.sum()))
             torch.testing.assert_close(coef, expected, rtol=0, atol=0)
@@ -342,19 +340,19 @@ def test_torch_compile_fullgraph(device):
 @pytest.mark.parametrize("weighted", [False, True])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_opcheck_ohem_weights(device, weighted, dtype):
-    ce = torch.rand(3, 5, 7, dtype=dtype, device=device) * 3
+    p = torch.rand(3, 5, 7, dtype=dtype, device=device)
     t = torch.randint(0, 4, (3, 5, 7), device=device)
     t[0] = 255
     w = torch.rand(4, dtype=dtype, device=device) if weighted else None
     for min_kept in (0, 10, 1000):
-        torch.library.opcheck(_OP.default, (ce, t, w, 255, 0.7, min_kept))
+        torch.library.opcheck(_OP.default, (p, t, w, 255, 0.7, min_kept))
 
 
 @pytest.mark.cuda
 def test_cuda_selection_never_synchronises():
     if CUDA_SKIP_REASON is not None:  # pragma: no cover
         pytest.skip(CUDA_SKIP_REASON)
-    ce = torch.rand(8, 64, 64, device="cuda") * 3
+    ce = torch.rand(8, 64, 64, device="cuda")  # target probabilities
     t = torch.randint(0, 19, (8, 64, 64), device="cuda")
     w = torch.rand(19, device="cuda")
     torch.cuda.synchronize()
@@ -428,12 +426,175 @@ def test_op_rejects_out_of_range_target_with_weight():
     t[3] = 7
     with pytest.raises(ValueError, match=r"ohem_weights: target .* got target 7 at flat index 3"):
         _OP(ce, t, torch.ones(4), 255, 0.7, 2)
-    with pytest.raises(ValueError, match=r"ohem_weights: thresh must be in \(0, 1\], got 0"):
-        _OP(ce, t, None, 255, 0.0, 2)
-    with pytest.raises(TypeError, match=r"ohem_weights: losses must be float32 or float64"):
+    with pytest.raises(ValueError, match=r"ohem_weights: thresh must be in \[0, 1\], got -0.5"):
+        _OP(ce, t, None, 255, -0.5, 2)
+    with pytest.raises(TypeError, match=r"ohem_weights: probs must be float32 or float64"):
         _OP(ce.half(), t, None, 255, 0.7, 2)
 
 
 def test_integer_input_rejected():
     with pytest.raises(ValueError, match=r"input must be a floating tensor of logits, got dtype torch.int64"):
         btf.ohem_cross_entropy(torch.ones(2, 3, dtype=torch.long), torch.zeros(2, dtype=torch.long))
+
+
+# ---------------------------------------------------------------------------- ties at thresh, HRNet's own dtype
+
+
+def hrnet_kept(score, target, thresh, min_kept, ignore_index=255):
+    """Which pixels HRNet's OhemCrossEntropy keeps, decided as it decides: in the logits' dtype.
+
+    Softmax probabilities of the targets, sorted; the order statistic at
+    min(max(1, min_kept), n_valid - 1); Python's max of that 0-d tensor and the
+    float thresh; a strict ``<`` of each probability against the result (a float
+    is compared in the probabilities' dtype). Returns a bool mask over all pixels.
+    """
+    t = target.reshape(-1)
+    valid = t != ignore_index
+    safe = torch.where(target == ignore_index, torch.zeros_like(target), target)
+    p_all = torch.softmax(score, dim=1).gather(1, safe.unsqueeze(1)).reshape(-1)
+    p = p_all[valid]
+    keep = torch.zeros_like(valid)
+    if p.numel() == 0:
+        return keep
+    s = p.sort().values
+    order_stat = s[min(max(1, min_kept), p.numel() - 1)]
+    threshold = max(order_stat, thresh)
+    keep[valid] = p < threshold
+    return keep
+
+
+def _our_coefficients(x, t, monkeypatch, **kw):
+    """The per-pixel coefficients the public loss computes (captured at the ohem_weights op), and the loss."""
+    import balancedtorch._ohem as ohem_module
+
+    seen = {}
+    real = ohem_module._ohem_ops.ohem_weights
+
+    def spy(*args):
+        seen["coef"] = real(*args)
+        return seen["coef"]
+
+    monkeypatch.setattr(ohem_module._ohem_ops, "ohem_weights", spy)
+    loss = btf.ohem_cross_entropy(x, t, **kw)
+    monkeypatch.setattr(ohem_module._ohem_ops, "ohem_weights", real)
+    return seen["coef"], loss
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("num_classes", [2, 3, 7, 19, 150])
+@pytest.mark.parametrize("layout", ["nchw", "rows", "channels_last"])
+def test_equal_logits_at_thresh_one_over_c_keep_nothing(device, dtype, num_classes, layout, monkeypatch):
+    """Equal logits: softmax gives exactly 1/C, so thresh=1/C keeps no pixel (HRNet: p < 1/C is false).
+
+    exp(-CE) rounds below 1/C in float32 and used to keep every pixel.
+    """
+    x = torch.zeros(2, num_classes, 3, 5, dtype=dtype, device=device)
+    t = torch.randint(0, num_classes, (2, 3, 5), device=device)
+    if layout == "rows":
+        x, t = x.permute(0, 2, 3, 1).reshape(-1, num_classes), t.reshape(-1)
+    elif layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last)
+    thresh = 1.0 / num_classes
+    assert not hrnet_kept(x, t, thresh, 3).any()
+    coef, loss = _our_coefficients(x.clone().requires_grad_(), t, monkeypatch, thresh=thresh, min_kept=3)
+    assert not (coef > 0).any()
+    assert loss.item() == 0.0
+    # just above 1/C every pixel is kept: the plain mean cross-entropy
+    coef, loss = _our_coefficients(x, t, monkeypatch, thresh=min(1.0, thresh * 1.01), min_kept=3)
+    assert bool((coef > 0).all())
+    torch.testing.assert_close(loss.double(), F.cross_entropy(x.double(), t.long()), rtol=2e-2, atol=1e-3)
+
+
+def test_equal_logits_beside_hard_pixels_keep_only_the_hard_ones(device, monkeypatch):
+    """thresh=1/C with a tie group at exactly 1/C and harder pixels below it: only the hard ones are kept."""
+    C = 19
+    x = torch.zeros(1, C, 8, 8, device=device)
+    t = torch.zeros(1, 8, 8, dtype=torch.long, device=device)
+    x[0, 1, :2] = 2.0  # rows 0-1: class 1 dominates, target 0 is hard (p < 1/C)
+    coef, loss = _our_coefficients(x, t, monkeypatch, thresh=1 / C, min_kept=1)
+    expected = hrnet_kept(x, t, 1 / C, 1)
+    assert int(expected.sum()) == 16
+    assert torch.equal(coef > 0, expected)
+    ce = F.cross_entropy(x.double(), t, reduction="none").reshape(-1)
+    torch.testing.assert_close(loss.double(), ce[expected].mean())
+
+
+def test_op_gives_softmax_target_probabilities(device):
+    """softmax_loss_target_prob: per-pixel CE as cross_entropy's, p_t as softmax's (exactly 1/C for equal logits)."""
+    x = torch.randn(2, 5, 4, 3, device=device)
+    x[0, :, 0, 0] = 1.25  # equal logits
+    t = torch.randint(0, 5, (2, 4, 3), device=device)
+    t[1, 2, 1] = 255
+    ce, grad, prob = torch.ops.balancedtorch.softmax_loss_target_prob(x, t, 255, True)
+    assert prob.shape == (2, 4, 3) and prob.dtype == torch.float32
+    safe = torch.where(t == 255, 0, t)
+    ref_p = torch.softmax(x, 1).gather(1, safe.unsqueeze(1)).squeeze(1)
+    torch.testing.assert_close(prob[t != 255], ref_p[t != 255], rtol=1e-6, atol=1e-7)
+    assert prob[1, 2, 1].item() == 0.0
+    assert prob[0, 0, 0].item() == torch.tensor(1 / 5, dtype=torch.float32).item()
+    torch.testing.assert_close(ce, F.cross_entropy(x, t, ignore_index=255, reduction="none"))
+    torch.library.opcheck(torch.ops.balancedtorch.softmax_loss_target_prob.default, (x, t, 255, True))
+
+
+try:  # hypothesis is a test dependency; the tie tests above run without it
+    from hypothesis import HealthCheck, assume, given, settings
+    from hypothesis import strategies as st
+except ImportError:  # pragma: no cover
+    given = None
+
+if given is not None:
+    _VALUES = [-2.0, -0.5, 0.0, 1.0, 2.5]
+
+    @st.composite
+    def _tied_problems(draw):
+        """Logits with many exact ties: all-equal rows (p = 1/C) and a few row patterns repeated at many pixels."""
+        C = draw(st.integers(2, 6))
+        N, H, W = draw(st.integers(1, 2)), draw(st.integers(1, 5)), draw(st.integers(1, 6))
+        patterns = draw(st.lists(st.lists(st.sampled_from(_VALUES), min_size=C, max_size=C), min_size=1, max_size=3))
+        kinds = draw(st.lists(st.integers(-len(_VALUES), len(patterns) - 1), min_size=N * H * W, max_size=N * H * W))
+        targets = draw(st.lists(st.integers(0, C), min_size=N * H * W, max_size=N * H * W))  # C: ignored
+        rows = [[_VALUES[-k - 1]] * C if k < 0 else patterns[k] for k in kinds]
+        x = torch.tensor(rows, dtype=torch.float32).view(N, H, W, C).permute(0, 3, 1, 2).contiguous()
+        t = torch.tensor(targets).view(N, H, W)
+        t[t == C] = 255
+        thresh = draw(st.sampled_from([1.0 / C, 0.3, 0.5, 0.7, 1.0]))
+        min_kept = draw(st.sampled_from([0, 1, 2, 5, 10, 1000]))
+        layout = draw(st.sampled_from(["nchw", "rows", "channels_last"]))
+        return x, t, thresh, min_kept, layout
+
+    def _well_separated(p: Tensor, thresh: float) -> bool:
+        """No two valid probabilities (and no probability and thresh) closer than a few ulps without being equal:
+        there another exp implementation could order them otherwise, and neither order is HRNet's more than the other."""
+        values = torch.cat([p, torch.tensor([thresh], dtype=torch.float32)]).unique()
+        gaps = values[1:] - values[:-1]
+        return bool((gaps > 8 * torch.finfo(torch.float32).eps * values[1:].abs()).all())
+
+    @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(_tied_problems())
+    def test_kept_set_is_hrnets_on_logits_with_ties(problem):
+        x, t, thresh, min_kept, layout = problem
+        if layout == "rows":
+            x, t = x.permute(0, 2, 3, 1).reshape(-1, x.shape[1]), t.reshape(-1)
+        elif layout == "channels_last":
+            x = x.contiguous(memory_format=torch.channels_last)
+        valid = t.reshape(-1) != 255
+        safe = torch.where(t == 255, torch.zeros_like(t), t)
+        p = torch.softmax(x, 1).gather(1, safe.unsqueeze(1)).reshape(-1)[valid]
+        assume(_well_separated(p, thresh))
+        expected = hrnet_kept(x, t, thresh, min_kept)
+        with pytest.MonkeyPatch.context() as mp:
+            coef, loss = _our_coefficients(x, t, mp, thresh=thresh, min_kept=min_kept)
+        assert torch.equal(coef > 0, expected)
+        ce = F.cross_entropy(x.double(), t.long(), ignore_index=255, reduction="none").reshape(-1)
+        ref = ce[expected].mean() if expected.any() else torch.zeros((), dtype=torch.float64)
+        torch.testing.assert_close(loss.double(), ref, rtol=1e-5, atol=1e-6)
+
+
+def test_weight_on_another_device_is_named_with_both_devices():
+    x, t = torch.randn(2, 3, 4, 4), torch.zeros(2, 4, 4, dtype=torch.long)
+    meta = torch.empty(3, device="meta")
+    with pytest.raises(ValueError, match=r"weight must be on the device of input \(cpu\), got weight on meta"):
+        btf.ohem_cross_entropy(x, t, weight=meta)
+    criterion = bt.nn.OhemCrossEntropyLoss(weight=meta)  # deferred initialisation: no values to check yet
+    with pytest.raises(ValueError, match=r"weight must be on the device of input \(cpu\), got weight on meta"):
+        criterion(x, t)

@@ -213,3 +213,17 @@ def test_drift_monitor():
         bt.quality.DriftMonitor(reference).status()
     with pytest.raises(ValueError, match="histogram"):
         bt.quality.DriftMonitor.from_histogram([1.0, -1.0])
+
+
+@pytest.mark.parametrize("names", [[1, 2, 3], ["a", 2, "c"], [b"a", b"b", b"c"], [None, "b", "c"]])
+def test_rank_mistakes_class_names_must_be_strings(names):
+    y = torch.tensor([0, 1, 2, 1])
+    p = torch.tensor([[0.1, 0.8, 0.1], [0.7, 0.2, 0.1], [0.2, 0.2, 0.6], [0.3, 0.4, 0.3]])
+    with pytest.raises(TypeError, match=r"rank_mistakes: class_names must be strings .* got class_names\[\d\] = "):
+        bt.quality.rank_mistakes(y, p, class_names=names)
+    # numpy strings are strings, and an iterator of names is read once
+    import numpy as np
+
+    ranked = bt.quality.rank_mistakes(y, p, class_names=np.array(["r", "y", "g"]))
+    assert "r" in str(ranked)
+    assert str(bt.quality.rank_mistakes(y, p, class_names=iter(["r", "y", "g"]))) == str(ranked)

@@ -23,14 +23,14 @@ def random_class_sets(n=400, num_classes=25, seed=0):
     return multi_hot
 
 
-def reference_factors(class_sets, t):
-    """detectron2's repeat_factors_from_category_frequency, transcribed as plain Python over sets."""
+def reference_factors(class_sets, t, sqrt=True):
+    """detectron2's repeat_factors_from_category_frequency(..., repeat_thresh=t, sqrt=sqrt), as plain Python over sets."""
     freq = defaultdict(int)
     for classes in class_sets:
         for c in set(classes):
             freq[c] += 1
     n = len(class_sets)
-    rep = {c: max(1.0, math.sqrt(t / (v / n))) for c, v in freq.items()}
+    rep = {c: max(1.0, math.sqrt(t / (v / n)) if sqrt else t / (v / n)) for c, v in freq.items()}
     return torch.tensor([max((rep[c] for c in set(classes)), default=1.0) for classes in class_sets], dtype=torch.float64)
 
 
@@ -378,10 +378,44 @@ def test_classes_present_bad_input():
 # --- bad input -----------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("threshold", [0, -0.1, float("nan"), float("inf"), 1.5, "0.1", True])
+@pytest.mark.parametrize("threshold", [0, -0.1, float("nan"), float("inf"), "0.1", True])
 def test_threshold_out_of_range(threshold):
-    with pytest.raises(ValueError, match=r"threshold must be .*\(0, 1\].*got"):
+    with pytest.raises(ValueError, match=r"threshold must be a finite number > 0.*got"):
         bt.data.RepeatFactorSampler([{0}, {1}], threshold=threshold)
+
+
+@pytest.mark.parametrize("sqrt", [None, 1, "no", 0.0])
+def test_sqrt_must_be_a_bool(sqrt):
+    with pytest.raises(TypeError, match=r"sqrt must be True or False, got"):
+        bt.data.RepeatFactorSampler([{0}, {1}], sqrt=sqrt)
+
+
+@pytest.mark.parametrize("sqrt", [True, False])
+@pytest.mark.parametrize("threshold", [0.001, 0.05, 0.3, 1.0, 1.5, 4.0, 250.0])
+def test_repeat_factors_sqrt_option_and_thresholds_above_one(sqrt, threshold):
+    """detectron2's sqrt=False (r_c = max(1, t / f_c)) and thresholds above 1 (every class repeated)."""
+    multi_hot = random_class_sets(n=300, num_classes=20, seed=3)
+    sets = sets_of(multi_hot)
+    expected = reference_factors(sets, threshold, sqrt=sqrt)
+    for labels in (sets, multi_hot):
+        sampler = bt.data.RepeatFactorSampler(labels, threshold=threshold, sqrt=sqrt)
+        torch.testing.assert_close(sampler.repeat_factors, expected, rtol=1e-14, atol=0)
+    ratio = threshold / sampler.class_frequency
+    torch.testing.assert_close(sampler.class_repeat_factors, (ratio.sqrt() if sqrt else ratio).clamp_min(1))
+    assert sampler.sqrt is sqrt
+    assert ("sqrt=False" in repr(sampler)) == (not sqrt)
+    if threshold > 1:
+        assert bool((sampler.repeat_factors[multi_hot.any(1)] > 1).all())  # every image with a class repeats
+    # the epoch is floor(r) + Bernoulli(frac(r)) copies of each image, as for sqrt=True
+    counts = torch.bincount(torch.tensor(list(sampler)), minlength=300).double()
+    assert bool(((counts - sampler.repeat_factors).abs() < 1).all())
+
+
+def test_repeat_factors_sqrt_false_hand_case():
+    # 10 images, t = 0.3: class 1 in 2 images (f = 0.2) -> r = 1.5; class 2 in 1 (0.1) -> 3; class 0 in 9 -> 1
+    sets = [{0, 2}, {0, 1}, {0, 1}, {0}, {0}, {0}, {0}, {0}, {0}, set()]
+    sampler = bt.data.RepeatFactorSampler(sets, threshold=0.3, sqrt=False)
+    assert sampler.repeat_factors.tolist() == pytest.approx([3, 1.5, 1.5, 1, 1, 1, 1, 1, 1, 1], rel=1e-15)
 
 
 @pytest.mark.parametrize(
@@ -428,3 +462,24 @@ def test_bad_label_types():
         bt.data.RepeatFactorSampler("abc")
     with pytest.raises(TypeError, match="generator must be a torch.Generator"):
         bt.data.RepeatFactorSampler([{0}], generator=3)
+
+
+# --- a huge num_classes (fuzz): answered from the classes present, nothing sized by num_classes ----------------------
+
+
+def test_classes_present_with_a_huge_num_classes_answers_from_the_classes_present():
+    g = torch.Generator().manual_seed(0)
+    masks = torch.randint(0, 6, (5, 8, 9), generator=g, dtype=torch.uint8)
+    masks[0, 0, :4] = 255
+    masks[2] = 3
+    expected = bt.data.classes_present(masks, num_classes=6, ignore_index=255)
+    for num_classes in (2**20, 2**40, 2**62):
+        assert bt.data.classes_present(masks, num_classes=num_classes, ignore_index=255) == expected
+        assert bt.data.classes_present(list(masks), num_classes=num_classes, ignore_index=255) == expected  # a dataset
+        small = bt.data.RepeatFactorSampler(masks, num_classes=6, ignore_index=255, threshold=0.5)
+        huge = bt.data.RepeatFactorSampler(masks, num_classes=num_classes, ignore_index=255, threshold=0.5)
+        assert torch.equal(small.repeat_factors, huge.repeat_factors)
+    # without ignore_index, 255 is one of the 2**40 classes
+    assert [255 in c for c in bt.data.classes_present(masks, num_classes=2**40)] == [True, False, False, False, False]
+    with pytest.raises(ValueError, match=r"the mask of sample 0 holds the value -1"):
+        bt.data.classes_present(torch.tensor([[[0, -1]]]), num_classes=2**40)

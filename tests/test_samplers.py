@@ -192,6 +192,26 @@ def test_weighted_bad_input(kwargs, match):
 # --- ClassBalancedSampler ------------------------------------------------------
 
 
+@pytest.mark.parametrize("alpha", [1e6, -1e6, 1e308, -1e308, 800.0, -800.0, 3.7, -2.5])
+def test_class_balanced_extreme_powers_are_the_limit_not_nan(alpha):
+    """p_c ∝ n_c ** alpha computed in log space: a huge |alpha| gives all of the share to the largest (alpha > 0)
+    or smallest (alpha < 0) classes, split equally on ties, never nan (n ** 1e6 overflows to inf / inf)."""
+    labels = torch.tensor([0] * 50 + [1] * 7 + [2] * 50 + [3] * 3 + [4] * 3)
+    sampler = bt.data.ClassBalancedSampler(labels, strategy=alpha, num_samples=400, generator=torch.Generator().manual_seed(0))
+    shares = sampler.shares()
+    n = torch.tensor([50.0, 7, 50, 3, 3], dtype=torch.float64)
+    if abs(alpha) >= 800:  # n ** 800 overflows float64; the other classes' shares are below 1e-290
+        expected = torch.tensor([0.5, 0, 0.5, 0, 0] if alpha > 0 else [0, 0, 0, 0.5, 0.5], dtype=torch.float64)
+    else:
+        expected = n**alpha / (n**alpha).sum()
+    torch.testing.assert_close(shares, expected, rtol=1e-12, atol=1e-290)
+    assert bool(torch.isfinite(shares).all()) and shares.sum().item() == pytest.approx(1.0)
+    if abs(alpha) >= 800:  # only the limit's classes are ever drawn
+        drawn = set(labels[torch.tensor(list(sampler))].tolist())
+        assert drawn == set(torch.nonzero(expected).flatten().tolist())
+
+
+
 @pytest.mark.parametrize("strategy", ["balanced", "sqrt", 0.5, 0.0, 1.0, {0: 0.1, 2: 0.3, 4: 0.6}])
 def test_class_balanced_shares(strategy):
     labels = long_tailed_labels()
@@ -694,3 +714,27 @@ def test_stratified_refuses_a_sampler_as_labels():
     proxy = torch.utils.data.DistributedSampler(data, num_replicas=2, rank=0)
     with pytest.raises(TypeError, match=r"use Trainer\(use_distributed_sampler=False\)"):
         bt.data.StratifiedBatchSampler(proxy, batch_size=10, drop_last=False)
+
+
+# --- tensors without values (meta device): a ValueError naming the argument, before anything reads them --------
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda m: bt.data.WeightedRandomSampler(m(5), 3), "WeightedRandomSampler: weights is on the meta device"),
+        (lambda m: bt.data.ClassBalancedSampler(m(5, dtype=torch.long)), "labels is on the meta device"),
+        (lambda m: bt.data.StratifiedBatchSampler(m(5, dtype=torch.long), 2), "labels is on the meta device"),
+        (lambda m: bt.data.RepeatFactorSampler(m(5, 3)), "RepeatFactorSampler: labels is on the meta device"),
+        (lambda m: bt.data.RepeatFactorSampler(m(5, 3, 3, dtype=torch.long), num_classes=3), "labels is on the meta device"),
+        (lambda m: bt.data.classes_present(m(2, 3, 3, dtype=torch.long), 3), "classes_present: masks is on the meta device"),
+        (lambda m: bt.data.labels_of(torch.utils.data.TensorDataset(m(4, 2), m(4, dtype=torch.long))), "on the meta device"),
+        (lambda m: bt.class_weights(labels=m(5, dtype=torch.long)), "class_weights: labels is on the meta device"),
+        (lambda m: bt.class_weights(counts=m(5)), "class_weights: counts is on the meta device"),
+        (lambda m: bt.class_weights(masks=m(2, 3, 3, dtype=torch.long)), "class_weights: masks is on the meta device"),
+        (lambda m: bt.class_weights(masks=[m(3, 3, dtype=torch.long)]), r"class_weights: masks\[0\] is on the meta device"),
+    ],
+)
+def test_meta_tensors_are_refused_by_name(call, match):
+    with pytest.raises(ValueError, match=match):
+        call(lambda *shape, **kw: torch.empty(*shape, device="meta", **kw))

@@ -89,6 +89,33 @@ def _probability(value, name: str) -> float:
     return float(value)
 
 
+def _focus_start(pos: Tensor, size: Tensor, out: int, full: int) -> Tensor:
+    """Where a box of ``size`` pixels (per sample) starts so that pixel ``pos`` is one its resize samples.
+
+    A box of ``size`` pixels resized to ``out`` reads box pixel ``min(floor(u *
+    (size / out)), size - 1)`` for output pixel ``u`` (torch's "nearest",
+    float32, as the kernels compute it: the masks always, the images with
+    ``interpolation="nearest"``). Shrunk (``size > out``), only every
+    ``size / out``-th pixel is read, so the box centre may fall between two
+    reads. Of the starts in ``[0, full - size]`` that put ``pos`` on a read,
+    the one whose ``u`` is closest to the centre ``out // 2`` is taken (the
+    smaller ``u`` on ties). If none does (a pixel in the last
+    ``ceil(size / out) - 1`` rows/columns of the image, or a box as large as
+    the image with the pixel between two reads), the box is centred on the
+    pixel and clamped into the image, as before.
+    """
+    u = torch.arange(out, device=pos.device, dtype=torch.float32)
+    step = size.float() / float(out)  # float32 division, then a float32 product: the kernels' arithmetic
+    read = torch.minimum(torch.floor(u.view(1, -1) * step.view(-1, 1)), (size.float() - 1).view(-1, 1)).double()
+    start = pos.view(-1, 1) - read
+    fits = (start >= 0) & (start <= (full - size).view(-1, 1))
+    cost = torch.where(fits, (u - out // 2).abs().double().view(1, -1), torch.full_like(start, math.inf))
+    best = cost.argmin(1, keepdim=True)  # the first of equal costs: the smaller u
+    chosen = start.gather(1, best).squeeze(1)
+    centred = torch.minimum((pos - torch.floor(size / 2)).clamp_min(0), full - size)
+    return torch.where(fits.any(1), chosen, centred)
+
+
 class BatchAugment(nn.Module):
     """Per-sample random augmentation of a batch, fused into one kernel (CPU and CUDA).
 
@@ -138,11 +165,23 @@ class BatchAugment(nn.Module):
     ``crop_focus`` centres crops on rare pixels (nnU-Net's foreground
     oversampling, Cityscapes' class-uniform sampling): each augmented sample
     is focused with probability ``crop_focus_p`` (default 0.33), and then its
-    crop box (drawn as usual: only its position changes) is moved so that a
-    pixel of a focus class present in its mask is the box's centre pixel (row
-    ``h // 2``, column ``w // 2``), clamped to stay inside the image (crops
-    never pad, as RandomResizedCrop; so the pixel is always in the box, off
-    centre near a border). Without ``crop``, the translation is set so that
+    crop box (drawn as usual: only its position changes, inside the image:
+    crops never pad, as RandomResizedCrop) is moved so that a pixel of a focus
+    class present in its mask is one the resize to ``crop`` reads, at the
+    output pixel nearest the centre (``crop // 2``) that allows. A box shrunk
+    by the resize reads only every ``box / crop``-th pixel (torch's nearest,
+    which masks always use), so the box centre may fall between two reads;
+    the placement avoids that. Guarantee: the output mask holds the focused
+    pixel (hence its class) whenever any position of the drawn box inside the
+    image would read it: always for boxes resized up or not at all, and for
+    shrunk boxes unless the pixel lies in the last ``ceil(box / crop) - 1``
+    rows or columns of the image (never read by the nearest resize) or the
+    box is less than ``ceil(box / crop) - 1`` pixels smaller than the image
+    (then it is centred on the pixel, as it has no room to move). This holds
+    for both ``interpolation`` settings (masks are always resized with
+    nearest; with ``"nearest"`` the image pixel is read at the same output
+    pixel) and with flips; a rotation, translation, zoom or shear after the
+    crop may still move the pixel out. Without ``crop``, the translation is set so that
     the pixel lands on the output's centre pixel (``H // 2``, ``W // 2``)
     under the sample's own flips, rotation, zoom and shear; this translation
     replaces the drawn one and is not bounded by ``translate`` (padding gets
@@ -158,9 +197,9 @@ class BatchAugment(nn.Module):
     any focus class keeps its random crop; non-augmented samples (``p``,
     ``class_p``) are never focused. With ``same_on_batch`` the focus draws
     are shared too, but each sample is centred on a pixel of its own mask.
-    Later flips keep the pixel in the crop; a rotation, translation or
-    zoom-out after the crop, or a crop resized down, can still move it out
-    or skip it. Needs ``masks``; one kernel pass counts the classes, a second
+    Without ``crop`` the output's centre pixel holds the focused pixel under
+    any flips, rotation, zoom and shear (its class is in every focused
+    output). Needs ``masks``; one kernel pass counts the classes, a second
     finds the pixel, with no loop over samples (CPU and CUDA agree).
 
     Args:
@@ -469,11 +508,11 @@ class BatchAugment(nn.Module):
         row = index.div(W, rounding_mode="floor").double()
         col = index.remainder(W).double()
         if boxes is not None:
-            # the drawn box size, moved so the pixel is its centre pixel (row h // 2, column
-            # w // 2 of the box), then clamped into the image: crops never pad (as RandomResizedCrop)
+            # the drawn box size, moved so that the pixel is one the resize samples (see _focus_start)
             top, left, h, w = boxes.unbind(1)
-            ftop = torch.minimum((row - torch.floor(h / 2)).clamp_min(0), H - h)
-            fleft = torch.minimum((col - torch.floor(w / 2)).clamp_min(0), W - w)
+            oh, ow = self.crop
+            ftop = _focus_start(row, h, oh, H)
+            fleft = _focus_start(col, w, ow, W)
             boxes = torch.where(focused.view(B, 1), torch.stack([ftop, fleft, h, w], 1), boxes)
         else:
             # the translation that puts the pixel's centre on the centre pixel (H // 2, W // 2) of

@@ -42,7 +42,17 @@ def class_shares(counts: Tensor, strategy: Any, name: str = "strategy") -> Tenso
         alpha = float(strategy)
         if not math.isfinite(alpha):
             raise ValueError(f"{name} as a power must be finite, got {strategy!r}")
-        raw = torch.where(present, n.clamp_min(1).pow(alpha), torch.zeros_like(n))
+        # n ** alpha normalised, in log space: alpha * (log n - log n*) with n* the
+        # class of the largest n ** alpha, so that a large |alpha| (1e6) gives the
+        # limit (the largest or smallest classes share everything) instead of
+        # inf / inf = nan
+        log_n = n.clamp_min(1).log()
+        if bool(present.any()):
+            top = log_n[present].max() if alpha >= 0 else log_n[present].min()
+            # exponent <= 0 for every class; -inf (underflow) gives an exact 0
+            raw = torch.where(present, (alpha * (log_n - top)).exp(), torch.zeros_like(n))
+        else:
+            raw = torch.zeros_like(n)
     else:
         raise ValueError(f"{name} must be 'balanced', 'sqrt', 'dataset', a float or a dict, got {strategy!r}")
     total = raw.sum()

@@ -23,8 +23,17 @@ _COLUMN_HINT = (
 )
 
 
+def refuse_meta(value: Any, name: str, caller: str) -> None:
+    """A tensor on the meta device has a shape but no values: say so, naming the argument, before anything reads it."""
+    if isinstance(value, Tensor) and value.device.type == "meta":
+        raise ValueError(
+            f"{caller}: {name} is on the meta device, which holds no values; pass a tensor with data (CPU or GPU)"
+        )
+
+
 def _to_long(values: Any, where: str) -> Tensor:
     """check_labels, with what labels_of found and what to pass instead when it is not one integer per sample."""
+    refuse_meta(values, where, "labels_of")
     try:
         return check_labels(
             values,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numbers
 import sys
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -24,6 +24,10 @@ _CHUNK_BINS = 1 << 16
 # An ignore value at most this far above the classes gets a bin of its own (255 with C = 19).
 _MAX_EXTRA_BINS = 1 << 10
 _MASK_KEYS = ("mask", "masks", "segmentation_mask", "label")
+# Above this many (sample, class) cells the presence is found from the classes
+# present (unique pairs) instead of a dense [N, C] table: num_classes=2**40 must
+# not size anything by C.
+_DENSE_CELLS = 1 << 28
 _FLOAT_EXACT = float(1 << 53)
 
 
@@ -42,6 +46,8 @@ def _check_ignore_index(ignore_index: Any, caller: str) -> Optional[int]:
 def _as_mask(mask: Any, where: str, caller: str) -> Tensor:
     """One mask (or a stack of them) as an integer tensor the kernel reads; the input is never modified."""
     if isinstance(mask, Tensor):
+        if mask.device.type == "meta":
+            raise ValueError(f"{caller}: {where} is on the meta device, which holds no values; pass a tensor with data (CPU or GPU)")
         t = mask.detach()
     else:
         array = np.asarray(mask)  # numpy arrays, PIL images, nested lists
@@ -141,6 +147,23 @@ def _presence_of_chunk(
     return present
 
 
+def _pairs_of_chunk(
+    masks: Tensor, start: int, num_classes: int, ignore_index: Optional[int], caller: str
+) -> Tuple[Tensor, Tensor]:
+    """(sample, class) pairs present in the rows of ``masks`` ([n, P]), from the values themselves: nothing is
+    sized by num_classes (the path for huge class counts). Samples are offset by ``start``; on the CPU."""
+    masks = masks.to(torch.int64)  # compared with any int (ignore_index, num_classes) without overflow
+    flat = masks.reshape(-1)
+    bad = _first_bad(flat, num_classes, ignore_index)
+    if bad is not None:
+        pixels = masks.shape[1]
+        raise _range_error(start + bad // pixels, bad % pixels, int(flat[bad]), num_classes, ignore_index, caller)
+    rows = torch.arange(masks.shape[0], device=masks.device).view(-1, 1).expand_as(masks)
+    keep = masks != ignore_index if ignore_index is not None else torch.ones_like(masks, dtype=torch.bool)
+    pairs = torch.unique(torch.stack([rows[keep], masks[keep].to(torch.int64)], 1), dim=0).cpu()
+    return pairs[:, 0] + start, pairs[:, 1]
+
+
 def _find_mask(sample: Any, index: int, mask: Optional[Callable[[Any], Any]], caller: str) -> Any:
     if mask is not None:
         return mask(sample)
@@ -197,7 +220,7 @@ def _show_progress(progress: Any, caller: str) -> bool:
     return progress
 
 
-def presence_matrix(
+def presence_pairs(
     dataset_or_masks: Any,
     num_classes: Any,
     ignore_index: Any = None,
@@ -205,12 +228,19 @@ def presence_matrix(
     progress: Any = None,
     mask: Optional[Callable[[Any], Any]] = None,
     caller: str = "classes_present",
-) -> Tensor:
-    """Bool [N, C] on the CPU: ``[i, c]`` is True when class c occurs in the mask of sample i.
+) -> Tuple[Tensor, Tensor, int]:
+    """(samples, classes, N): the (sample i, class c) pairs with c in the mask of sample i, sorted, on the CPU.
 
-    What :func:`classes_present` computes, as a matrix (the repeat-factor
-    sampler reads it without building Python lists).
+    What :func:`classes_present` computes, as int64 pairs (the repeat-factor
+    sampler reads them without building Python lists). Small ``N * C``: a
+    dense presence table counted with the class_counts kernel; large (a huge
+    ``num_classes``): the pairs are taken from the values present, so memory
+    never grows with ``num_classes``.
     """
+    return _presence(dataset_or_masks, num_classes, ignore_index, progress, mask, caller)
+
+
+def _presence(dataset_or_masks, num_classes, ignore_index, progress, mask, caller) -> Tuple[Tensor, Tensor, int]:
     num_classes = _check_num_classes(num_classes, caller)
     ignore_index = _check_ignore_index(ignore_index, caller)
     if mask is not None and not callable(mask):
@@ -230,13 +260,21 @@ def presence_matrix(
         if n == 0:
             raise ValueError(f"{caller}: masks is empty (shape {tuple(masks.shape)})")
         flat = masks.reshape(n, -1)
+        if n * num_classes > _DENSE_CELLS:
+            per_chunk = max(1, _CHUNK_PIXELS // max(1, flat.shape[1]))
+            found = [
+                _pairs_of_chunk(flat[s : s + per_chunk], s, num_classes, ignore_index, caller)
+                for s in range(0, n, per_chunk)
+            ]
+            return torch.cat([f[0] for f in found]), torch.cat([f[1] for f in found]), n
         bins = _bins(num_classes, ignore_index)
         per_chunk = max(1, min(_CHUNK_PIXELS // max(1, flat.shape[1]), _CHUNK_BINS // (bins + 1)))
         parts = [
             _presence_of_chunk(flat[s : s + per_chunk], s, num_classes, ignore_index, caller)
             for s in range(0, n, per_chunk)
         ]
-        return torch.cat(parts).cpu()
+        pairs = torch.cat(parts).cpu().nonzero()
+        return pairs[:, 0], pairs[:, 1], n
     if isinstance(source, (str, bytes, dict)) or not hasattr(source, "__getitem__") or not hasattr(source, "__len__"):
         raise TypeError(
             f"{caller}: expected a mask tensor (N, H, W) or a map-style dataset of masks / (image, mask) pairs, "
@@ -245,16 +283,24 @@ def presence_matrix(
     n = len(source)
     if n == 0:
         raise ValueError(f"{caller}: the dataset is empty")
-    out = torch.zeros(n, num_classes, dtype=torch.bool)
+    dense = n * num_classes <= _DENSE_CELLS
+    out = torch.zeros(n, num_classes, dtype=torch.bool) if dense else None
+    found_pairs = []
     bar = _Progress(n, show, "classes present")
     try:  # the bar is closed however reading ends (a bad sample raises half-way)
         for i in range(n):
-            found = _as_mask(_find_mask(source[i], i, mask, caller), f"the mask of sample {i}", caller)
-            out[i] = _presence_of_chunk(found.reshape(1, -1), i, num_classes, ignore_index, caller)[0].cpu()
+            found = _as_mask(_find_mask(source[i], i, mask, caller), f"the mask of sample {i}", caller).reshape(1, -1)
+            if dense:
+                out[i] = _presence_of_chunk(found, i, num_classes, ignore_index, caller)[0].cpu()
+            else:
+                found_pairs.append(_pairs_of_chunk(found, i, num_classes, ignore_index, caller))
             bar.update()
     finally:
         bar.close()
-    return out
+    if dense:
+        pairs = out.nonzero()
+        return pairs[:, 0], pairs[:, 1], n
+    return torch.cat([f[0] for f in found_pairs]), torch.cat([f[1] for f in found_pairs]), n
 
 
 def classes_present(
@@ -308,8 +354,7 @@ def classes_present(
         >>> bt.data.classes_present(masks, num_classes=3, ignore_index=255)
         [[0, 2], [1]]
     """
-    present = presence_matrix(dataset_or_masks, num_classes, ignore_index, progress=progress, mask=mask)
-    pairs = present.nonzero()  # row-major: sorted by sample, then class
-    ids = pairs[:, 1].numpy()
-    ends = np.cumsum(present.sum(1).numpy())[:-1]
-    return [part.tolist() for part in np.split(ids, ends)]
+    samples, classes, n = presence_pairs(dataset_or_masks, num_classes, ignore_index, progress=progress, mask=mask)
+    # sorted by sample, then class
+    ends = np.cumsum(np.bincount(samples.numpy(), minlength=n))[:-1]
+    return [part.tolist() for part in np.split(classes.numpy(), ends)]

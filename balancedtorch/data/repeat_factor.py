@@ -14,7 +14,8 @@ from torch.utils.data import DistributedSampler
 
 from .._repr import Shown
 from ._epoch import EpochSampler
-from .presence import _MASK_KEYS, presence_matrix
+from .labels import refuse_meta
+from .presence import _MASK_KEYS, presence_pairs
 
 __all__ = ["RepeatFactorSampler"]
 
@@ -23,14 +24,20 @@ _CALLER = "RepeatFactorSampler"
 
 def _check_threshold(threshold: Any) -> float:
     if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real):
-        raise ValueError(f"{_CALLER}: threshold must be a number in (0, 1], got {threshold!r}")
+        raise ValueError(f"{_CALLER}: threshold must be a finite number > 0, got {threshold!r}")
     t = float(threshold)
-    if not (t > 0 and t <= 1):  # NaN fails both
+    if not (t > 0 and math.isfinite(t)):  # NaN fails both
         raise ValueError(
-            f"{_CALLER}: threshold must be in (0, 1] (a class frequency below which images are repeated), "
-            f"got {threshold!r}"
+            f"{_CALLER}: threshold must be a finite number > 0 (a class frequency below which images are "
+            f"repeated; above 1 every class is repeated, as detectron2 allows), got {threshold!r}"
         )
     return t
+
+
+def _check_sqrt(sqrt: Any) -> bool:
+    if not isinstance(sqrt, (bool, np.bool_)):
+        raise TypeError(f"{_CALLER}: sqrt must be True or False, got {sqrt!r}")
+    return bool(sqrt)
 
 
 def _multi_hot_pairs(labels: Tensor, num_classes: Optional[int]) -> Tuple[Tensor, Tensor, int]:
@@ -157,6 +164,7 @@ class RepeatFactorSampler(EpochSampler, DistributedSampler[int]):
     For images that hold several classes (segmentation masks, detection
     boxes, multi-label tags). With ``f_c`` the fraction of images that
     contain class ``c``, the class factor is ``r_c = max(1, sqrt(t / f_c))``
+    (``max(1, t / f_c)`` with ``sqrt=False``, as detectron2's option)
     and an image's factor ``r_i`` the largest ``r_c`` over its classes (1 for
     an image with no class, as detectron2's ``max(..., default=1.0)``): an
     image holding a class rarer than ``t`` is repeated. Each epoch rounds the
@@ -183,9 +191,11 @@ class RepeatFactorSampler(EpochSampler, DistributedSampler[int]):
               integer tensor or a dataset of masks or ``(image, mask)``
               pairs, read with :func:`classes_present` (``num_classes``
               required, ``ignore_index`` and ``progress`` passed on).
-        threshold (float): the frequency ``t`` in (0, 1] below which a class's
+        threshold (float): the frequency ``t`` > 0 below which a class's
             images are repeated (default 0.001, LVIS's); a class in half that
-            fraction of images repeats them sqrt(2) times.
+            fraction of images repeats them sqrt(2) times (twice with
+            ``sqrt=False``). Above 1 every class is repeated (detectron2
+            accepts such thresholds too).
         generator (torch.Generator, optional): source of randomness (single
             process); by default epochs derive from ``seed`` and ``epoch``.
         num_replicas, rank (int, optional): distributed sharding, as the other
@@ -202,6 +212,9 @@ class RepeatFactorSampler(EpochSampler, DistributedSampler[int]):
             is no class (e.g. 255).
         progress (bool, optional, keyword): for a dataset of masks, a progress
             bar while it is read (default: when stderr is a terminal).
+        sqrt (bool, keyword): ``r_c = max(1, sqrt(t / f_c))`` (default True,
+            LVIS's), or ``max(1, t / f_c)`` with False (detectron2's
+            ``repeat_factors_from_category_frequency(..., sqrt=False)``).
 
     Attributes:
         repeat_factors (Tensor[N] float64): ``r_i`` of every image.
@@ -234,9 +247,11 @@ class RepeatFactorSampler(EpochSampler, DistributedSampler[int]):
         num_classes: Optional[int] = None,
         ignore_index: Optional[int] = None,
         progress: Optional[bool] = None,
+        sqrt: bool = True,
     ) -> None:
         super().__init__(generator, seed, num_replicas, rank)
         self.threshold = _check_threshold(threshold)
+        self.sqrt = _check_sqrt(sqrt)
         self._num_classes_arg, self._ignore_index_arg, self._progress_arg = num_classes, ignore_index, progress  # for repr
         if num_classes is not None and (
             isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) or num_classes < 1
@@ -251,6 +266,7 @@ class RepeatFactorSampler(EpochSampler, DistributedSampler[int]):
     def _pairs(labels: Any, num_classes: Optional[int], ignore_index: Any, progress: Any) -> Tuple[Tensor, Tensor, int]:
         if isinstance(labels, (str, bytes)) or isinstance(labels, torch.utils.data.Sampler):
             raise TypeError(f"{_CALLER}: labels must be class sets, a multi-hot array or masks, got {type(labels).__name__}")
+        refuse_meta(labels, "labels", _CALLER)
         if isinstance(labels, np.ndarray) and labels.dtype == object and labels.ndim == 1:
             labels = list(labels)  # an object array of per-image sets
         array = labels if isinstance(labels, (Tensor, np.ndarray)) else None
@@ -267,9 +283,7 @@ class RepeatFactorSampler(EpochSampler, DistributedSampler[int]):
                     f"{_CALLER}: labels are segmentation masks ({found}): pass num_classes= (and ignore_index= for "
                     "void pixels)"
                 )
-            present = presence_matrix(labels, num_classes, ignore_index, progress=progress, caller=_CALLER)
-            pairs = present.nonzero()
-            return pairs[:, 0], pairs[:, 1], present.shape[0]
+            return presence_pairs(labels, num_classes, ignore_index, progress=progress, caller=_CALLER)
         if ignore_index is not None:
             raise ValueError(f"{_CALLER}: ignore_index={ignore_index!r} applies to segmentation masks only")
         if progress is not None and not isinstance(progress, bool):
@@ -296,7 +310,8 @@ class RepeatFactorSampler(EpochSampler, DistributedSampler[int]):
             images, compact = pair_keys // k, pair_keys % k
         per_class = torch.bincount(compact, minlength=k).double()
         frequency = per_class / n
-        class_factors = torch.sqrt(self.threshold / frequency).clamp_min(1.0)
+        ratio = self.threshold / frequency
+        class_factors = (torch.sqrt(ratio) if self.sqrt else ratio).clamp_min(1.0)
         factors = torch.ones(n, dtype=torch.float64)
         if k:
             factors.scatter_reduce_(0, images, class_factors[compact], "amax", include_self=True)
@@ -373,5 +388,7 @@ class RepeatFactorSampler(EpochSampler, DistributedSampler[int]):
             "threshold": self.threshold,
         }
         args.update(self._common_args())
-        args.update(num_classes=self._num_classes_arg, ignore_index=self._ignore_index_arg, progress=self._progress_arg)
+        args.update(
+            num_classes=self._num_classes_arg, ignore_index=self._ignore_index_arg, progress=self._progress_arg, sqrt=self.sqrt
+        )
         return args

@@ -12,12 +12,14 @@ from torch.utils.data import DistributedSampler
 from .._checks import as_tensor
 from ..ops.sampling import AliasTable, sample_without_replacement
 from ._epoch import EpochSampler, positive_int
+from .labels import refuse_meta
 
 __all__ = ["WeightedRandomSampler"]
 
 
 def _as_weights(weights) -> Tensor:
     if isinstance(weights, Tensor):
+        refuse_meta(weights, "weights", "WeightedRandomSampler")
         w = weights.detach().cpu()
     else:
         array = np.asarray(weights)

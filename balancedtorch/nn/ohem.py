@@ -41,8 +41,11 @@ class OhemCrossEntropyLoss(nn.Module):
         self.thresh = _ohem._check_thresh(thresh)
         self.min_kept = _ohem._check_min_kept(min_kept)
         self.ignore_index = _ohem._check_ignore_index(ignore_index)
-        # Checked once here, so forward needs no host synchronisation.
-        self.register_buffer("weight", F._check_class_vector(weight, "weight"))
+        # Checked once here, so forward needs no host synchronisation. A weight on
+        # the meta device (deferred initialisation) has no values to check; forward
+        # then names it if it is still on another device than the input.
+        on_meta = isinstance(weight, Tensor) and weight.device.type == "meta"
+        self.register_buffer("weight", F._check_class_vector(weight, "weight", not on_meta))
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
         return _ohem._ohem_cross_entropy(

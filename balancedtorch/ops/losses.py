@@ -1,7 +1,8 @@
 """Fake kernels and autograd of the fused loss operators.
 
 ``balancedtorch::softmax_loss`` and ``balancedtorch::sigmoid_focal_loss``
-return ``(loss, grad)``: when ``compute_grad`` is set, the forward pass also
+return ``(loss, grad)`` (``softmax_loss_target_prob``, OHEM's cross-entropy,
+``(loss, grad, p_target)``): when ``compute_grad`` is set, the forward pass also
 writes d(loss)/d(input), already scaled for the reduction, into a buffer of
 its own. Backward then only multiplies that buffer by ``grad_output`` and
 hands it over. A second backward through a retained graph recomputes the
@@ -105,6 +106,13 @@ def _softmax_loss_fake(
     else:
         grad = input.new_empty(input.shape)
     return loss, grad
+
+
+@torch.library.register_fake("balancedtorch::softmax_loss_target_prob")
+def _softmax_loss_target_prob_fake(input: Tensor, target: Tensor, ignore_index: int, compute_grad: bool):
+    loss, grad = _softmax_loss_fake(input, target, None, None, ignore_index, 0.0, 0.0, _REDUCTION_NONE, compute_grad)
+    acc = torch.float64 if input.dtype == torch.float64 else torch.float32
+    return loss, grad, loss.new_empty(loss.shape, dtype=acc)
 
 
 @torch.library.register_fake("balancedtorch::sigmoid_focal_loss")
@@ -215,14 +223,20 @@ def call_private(op, *args):
     on this thread, and records the flag; under graph capture backward is
     functional anyway and the flag is not touched.
     """
+    return call_private_outputs(op, *args)[0]
+
+
+def call_private_outputs(op, *args) -> tuple:
+    """Every output of ``op(*args)`` but the gradient buffer (output 1), which nobody else sees (see call_private)."""
     if _is_compiling():
-        return op(*args)[0]
+        out = op(*args)
+        return (out[0],) + tuple(out[2:])
     _private_call.active = True
     try:
-        loss, _ = op(*args)
+        out = op(*args)
     finally:
         _private_call.active = False
-    return loss
+    return (out[0],) + tuple(out[2:])
 
 
 def _traced(t: Tensor) -> bool:
@@ -230,19 +244,25 @@ def _traced(t: Tensor) -> bool:
     return _is_compiling() or type(t) is not torch.Tensor
 
 
-def _make_autograd(op, name: str, num_args: int, reduction_arg: int, broadcast_dim: Optional[int], target_grad):
-    """setup_context/backward for an op returning (loss, prescaled grad buffer)."""
+def _make_autograd(
+    op, name: str, num_args: int, reduction_arg: Optional[int], broadcast_dim: Optional[int], target_grad
+):
+    """setup_context/backward for an op returning (loss, prescaled grad buffer, *constants).
+
+    ``reduction_arg`` None: the op always reduces with "none"; ``target_grad``
+    None: the op's target is never differentiable (class indices).
+    """
 
     def setup_context(ctx, inputs, output):
-        _, grad = output
-        ctx.mark_non_differentiable(grad)
+        grad = output[1]
+        ctx.mark_non_differentiable(*output[1:])
         # Otherwise autograd would allocate a zero "gradient" for the grad
         # buffer output: a logits-sized fill per backward.
         ctx.set_materialize_grads(False)
         tensors = [a if isinstance(a, Tensor) else None for a in inputs]
         ctx.tensor_slots = [i for i, t in enumerate(tensors) if t is not None]
         ctx.other_args = [None if isinstance(a, Tensor) else a for a in inputs]
-        ctx.reduction = inputs[reduction_arg]
+        ctx.reduction = _REDUCTION_NONE if reduction_arg is None else inputs[reduction_arg]
         has_buffer = bool(inputs[-1]) and grad.numel() == inputs[0].numel()
         ctx.traced = _traced(grad)
         # Only call_private's caller drops the buffer; anyone else may hold it.
@@ -259,7 +279,7 @@ def _make_autograd(op, name: str, num_args: int, reduction_arg: int, broadcast_d
             # keeping it on ctx makes no reference cycle.
             ctx.grad_buffer = grad if has_buffer else None
 
-    def backward(ctx, grad_loss, _grad_of_grad):
+    def backward(ctx, grad_loss, *_grads_of_constants):
         if grad_loss is None:
             return (None,) * num_args
         if torch.is_grad_enabled():
@@ -274,7 +294,7 @@ def _make_autograd(op, name: str, num_args: int, reduction_arg: int, broadcast_d
         for slot, tensor in zip(ctx.tensor_slots, saved):
             args[slot] = tensor
         # probability targets that require grad: torch's gradient (rare; not fused)
-        grad_target = target_grad(args, grad_loss) if ctx.needs_input_grad[1] else None
+        grad_target = target_grad(args, grad_loss) if target_grad is not None and ctx.needs_input_grad[1] else None
         if not ctx.needs_input_grad[0]:
             return (None, grad_target) + (None,) * (num_args - 2)
         # private: the buffer is this node's alone (see call_private), or recomputed here
@@ -283,7 +303,7 @@ def _make_autograd(op, name: str, num_args: int, reduction_arg: int, broadcast_d
             args[0] = args[0].detach()
             args[1] = args[1].detach()
             args[-1] = True
-            _, grad = op(*args)
+            grad = op(*args)[1]
             private = not ctx.traced
         if ctx.reduction == _REDUCTION_NONE:
             scale = grad_loss if broadcast_dim is None else grad_loss.unsqueeze(broadcast_dim)
@@ -309,6 +329,18 @@ _sm_setup, _sm_backward = _make_autograd(
     target_grad=_softmax_loss_target_grad,
 )
 torch.library.register_autograd("balancedtorch::softmax_loss", _sm_backward, setup_context=_sm_setup)
+
+_smp_setup, _smp_backward = _make_autograd(
+    torch.ops.balancedtorch.softmax_loss_target_prob.default,
+    "softmax_loss_target_prob",
+    num_args=4,
+    reduction_arg=None,
+    broadcast_dim=1,
+    target_grad=None,
+)
+torch.library.register_autograd(
+    "balancedtorch::softmax_loss_target_prob", _smp_backward, setup_context=_smp_setup
+)
 
 _sf_setup, _sf_backward = _make_autograd(
     torch.ops.balancedtorch.sigmoid_focal_loss.default,
@@ -356,6 +388,6 @@ def _autocast_kernel(op, key: str):
 
 
 _autocast_lib = torch.library.Library("balancedtorch", "IMPL")
-for _name in ("softmax_loss", "sigmoid_focal_loss"):
+for _name in ("softmax_loss", "softmax_loss_target_prob", "sigmoid_focal_loss"):
     for _key in _AUTOCAST_KEYS.values():
         _autocast_lib.impl(_name, _autocast_kernel(getattr(torch.ops.balancedtorch, _name).default, _key), _key)

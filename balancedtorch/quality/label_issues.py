@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 import zlib
+from collections.abc import Mapping
 from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
@@ -840,6 +841,22 @@ def _find_multilabel(y_one, p, filter_by, method, adjust, frac_noise, num_to_rem
     return mask, _rank_across(rows, _multilabel_scores_np(y_one[rows], p_np[rows], method, False), comm)
 
 
+def _check_name_strings(class_names: Any, what: str) -> Any:
+    """class_names are documented as strings: a number (a class id passed by mistake) is a TypeError naming it.
+
+    Returns the names (an iterator read into a list, so that it can be read again)."""
+    if class_names is None or isinstance(class_names, (str, bytes, Mapping)) or not hasattr(class_names, "__iter__"):
+        return class_names  # check_class_names words those
+    class_names = list(class_names)
+    for i, name in enumerate(class_names):
+        if not isinstance(name, str):  # numpy.str_ is a str
+            raise TypeError(
+                f"{what}: class_names must be strings (one name per class), got class_names[{i}] = {name!r} "
+                f"({type(name).__name__}); for ids as names pass [str(c) for c in ...]"
+            )
+    return class_names
+
+
 def _check_mistake_inputs(labels: Any, pred_probs: Any, class_names: Any, comm: Optional[Comm], what: str):
     """Checked labels, pred_probs and names; across ranks, agreed by every rank before any data-dependent step."""
     error, y, p, names = None, None, None, None
@@ -907,6 +924,7 @@ def rank_mistakes(
         >>> for r in m.rows()[:5]:
         ...     print(f"sample {r.index}: labelled {r.target}, predicted {r.prediction} ({r.confidence:.0%})")
     """
+    class_names = _check_name_strings(class_names, "rank_mistakes")
     comm = Comm() if check_distributed(distributed) else None
     y, p, names = _check_mistake_inputs(labels, pred_probs, class_names, comm, "rank_mistakes")
     confidence, prediction = p.max(1)

@@ -17,41 +17,44 @@ namespace balancedtorch {
 namespace loss {
 
 // Semantics (HRNet-Semantic-Segmentation lib/core/criterion.py, OhemCrossEntropy),
-// from the per-pixel loss CE = -log p of each pixel's target class, with
-// p = exp(-CE) in the losses' dtype: valid pixels are those with target !=
-// ignore_index; k = min(max(1, min_kept), n_valid - 1); s[k] = the k-th
-// smallest valid p, found as the k-th largest valid CE (exp is monotone);
-// threshold = max(thresh, s[k]); a valid pixel is kept when p < threshold (nan
-// counts as kept). The result is keep * weight[target] / max(1, kept pixels):
-// the OHEM loss is sum(result * CE).
+// from the softmax probability p of each pixel's target class (as softmax
+// forms it, not exp(-CE), which rounds differently: at equal logits softmax
+// gives exactly 1 / C), compared in the dtype of probs: valid pixels are
+// those with target != ignore_index; k = min(max(1, min_kept), n_valid - 1);
+// s[k] = the k-th smallest valid p (nan sorts last, as torch.sort puts it);
+// threshold = max(thresh, s[k]) with thresh rounded to the probs' dtype; a
+// valid pixel is kept when p < threshold (nan counts as kept). The result is
+// keep * weight[target] / max(1, kept pixels): the OHEM loss is
+// sum(result * CE).
 struct OhemArgs {
   int64_t min_kept = 1;  // max(1, min_kept)
   double thresh = 1.0;
 };
 
 inline OhemArgs check_ohem_args(
-    const at::Tensor& losses,
+    const at::Tensor& probs,
     const at::Tensor& target,
     const std::optional<at::Tensor>& weight,
     double thresh,
     int64_t min_kept) {
   TORCH_CHECK_TYPE(
-      losses.scalar_type() == at::kFloat || losses.scalar_type() == at::kDouble,
-      "ohem_weights: losses must be float32 or float64, got ", losses.scalar_type());
+      probs.scalar_type() == at::kFloat || probs.scalar_type() == at::kDouble,
+      "ohem_weights: probs must be float32 or float64, got ", probs.scalar_type());
   const auto tt = target.scalar_type();
   TORCH_CHECK_TYPE(
       tt == at::kLong || tt == at::kInt || tt == at::kByte,
       "ohem_weights: target must hold class indices (int64, int32 or uint8), got ", tt);
   TORCH_CHECK_VALUE(
-      target.sizes() == losses.sizes(),
-      "ohem_weights: target must have the shape of losses ", losses.sizes(), ", got ", target.sizes());
-  TORCH_CHECK(target.device() == losses.device(), "ohem_weights: target is on ", target.device(), " but losses is on ", losses.device());
+      target.sizes() == probs.sizes(),
+      "ohem_weights: target must have the shape of probs ", probs.sizes(), ", got ", target.sizes());
+  TORCH_CHECK(target.device() == probs.device(), "ohem_weights: target is on ", target.device(), " but probs is on ", probs.device());
   if (weight.has_value()) {
-    TORCH_CHECK_TYPE(weight->scalar_type() == losses.scalar_type(), "ohem_weights: weight must have the dtype of losses ", losses.scalar_type(), ", got ", weight->scalar_type());
+    TORCH_CHECK_TYPE(weight->scalar_type() == probs.scalar_type(), "ohem_weights: weight must have the dtype of probs ", probs.scalar_type(), ", got ", weight->scalar_type());
     TORCH_CHECK_VALUE(weight->dim() == 1 && weight->numel() >= 1, "ohem_weights: weight must have shape (C,), got ", weight->sizes());
-    TORCH_CHECK(weight->device() == losses.device(), "ohem_weights: weight is on ", weight->device(), " but losses is on ", losses.device());
+    TORCH_CHECK(weight->device() == probs.device(), "ohem_weights: weight is on ", weight->device(), " but probs is on ", probs.device());
   }
-  TORCH_CHECK_VALUE(thresh > 0.0 && thresh <= 1.0, "ohem_weights: thresh must be in (0, 1], got ", thresh);
+  // [0, 1]: a thresh in (0, 1] rounded to float16/bfloat16 by the caller may be 0
+  TORCH_CHECK_VALUE(thresh >= 0.0 && thresh <= 1.0, "ohem_weights: thresh must be in [0, 1], got ", thresh);
   TORCH_CHECK_VALUE(min_kept >= 0, "ohem_weights: min_kept must be >= 0, got ", min_kept);
   OhemArgs a;
   a.min_kept = min_kept < 1 ? 1 : min_kept;

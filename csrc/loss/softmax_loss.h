@@ -88,6 +88,16 @@ C10_HOST_DEVICE inline acc_t target_terms(acc_t zt_minus_m, acc_t s_other, acc_t
   return S;
 }
 
+// The softmax probability of the target, p_t = e_t / S (e_t = exp(z_t - m),
+// S the full denominator), formed as softmax forms it rather than as
+// exp(log p_t): equal logits give exactly 1 / C, and equal rows equal values,
+// so a comparison of p_t with a threshold (OHEM) ties exactly where softmax's
+// does.
+template <typename acc_t>
+C10_HOST_DEVICE inline acc_t target_prob(acc_t zt_minus_m, acc_t S) {
+  return math_exp(zt_minus_m) / S;
+}
+
 // Target coefficient q_c for class-index targets with label smoothing eps.
 template <typename acc_t>
 C10_HOST_DEVICE inline acc_t smoothed_q(bool is_target, acc_t eps, acc_t inv_c) {

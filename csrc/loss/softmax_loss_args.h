@@ -191,6 +191,13 @@ inline at::Tensor mean_denominator(const at::Tensor& denominator) {
   return denominator.masked_fill(at::eq(denominator, 0), std::numeric_limits<double>::quiet_NaN());
 }
 
+// The shape of per-sample values of input (N, C, d1, ..., dk): (N, d1, ..., dk).
+inline std::vector<int64_t> per_sample_shape(const at::Tensor& input) {
+  std::vector<int64_t> shape(input.sizes().begin(), input.sizes().end());
+  shape.erase(shape.begin() + 1);
+  return shape;
+}
+
 // Per-sample losses (acc dtype, flat [N * inner]) -> the loss the user sees.
 inline at::Tensor reduce_losses(
     const at::Tensor& losses,
@@ -199,9 +206,7 @@ inline at::Tensor reduce_losses(
     const at::Tensor& denominator,
     const at::Tensor& input) {
   if (reduction == kReductionNone) {
-    std::vector<int64_t> shape(input.sizes().begin(), input.sizes().end());
-    shape.erase(shape.begin() + 1);
-    return losses.view(shape).to(input.scalar_type());
+    return losses.view(per_sample_shape(input)).to(input.scalar_type());
   }
   at::Tensor total = at::sum(losses);
   if (reduction == kReductionMean) {

@@ -51,6 +51,7 @@ struct Problem {
   acc_t eps = 0;                  // label smoothing
   acc_t gamma = 0;
   acc_t scale = 1;                // gradient scale of the reduction (1 / denominator for mean)
+  acc_t* prob = nullptr;          // [N * inner] softmax p of the target (class indices; 0 where ignored), or null
 };
 
 template <typename acc_t>
@@ -70,9 +71,18 @@ inline int64_t target_at(const target_t* t, int64_t i) {
 
 // Loss of one row; writes the scaled gradient of the row to g when P.grad.
 // z: the row's logits (acc_t, contiguous); e: scratch of C (may alias g);
-// q: the row's probability target (soft) or null; h: scratch of C (general mode).
+// q: the row's probability target (soft) or null; h: scratch of C (general mode);
+// p_t: where the target's softmax probability goes (class indices), or null.
 template <typename acc_t>
-acc_t row_loss(const Problem<acc_t>& P, const acc_t* z, int64_t target, const acc_t* q, acc_t* e, acc_t* g, acc_t* h) {
+acc_t row_loss(
+    const Problem<acc_t>& P,
+    const acc_t* z,
+    int64_t target,
+    const acc_t* q,
+    acc_t* e,
+    acc_t* g,
+    acc_t* h,
+    acc_t* p_t) {
   using Vec = at::vec::Vectorized<acc_t>;
   constexpr int64_t W = Vec::size();
   const int64_t C = P.C;
@@ -163,6 +173,9 @@ acc_t row_loss(const Problem<acc_t>& P, const acc_t* z, int64_t target, const ac
     const acc_t wt = weight_of(P, target);
     acc_t lp, pw, u;
     const acc_t S_all = target_terms(zs(target) - m, S, P.gamma, lp, pw, u);
+    if (p_t != nullptr) {
+      *p_t = target_prob(zs(target) - m, S_all);
+    }
     const acc_t hh = wt * pw * u;
     if (P.grad) {
       const acc_t inv_S = acc_t(1) / S_all;
@@ -259,6 +272,9 @@ void rows_kernel(
         t = target_at(target, i);
         if (t == P.ignore_index) {
           losses[i] = acc_t(0);
+          if (P.prob) {
+            P.prob[i] = acc_t(0);
+          }
           if (gr) {
             std::fill(gr, gr + C, scalar_t(0));
           }
@@ -284,7 +300,7 @@ void rows_kernel(
         g = gbuf.data();
         e = ebuf.data();
       }
-      losses[i] = row_loss(P, z, t, q, e, g, hbuf.data());
+      losses[i] = row_loss(P, z, t, q, e, g, hbuf.data(), P.prob && !P.soft ? P.prob + i : nullptr);
       if constexpr (!direct) {
         if (gr) {
           at::vec::convert(gbuf.data(), gr, C);
@@ -443,11 +459,15 @@ void columns_kernel(
 
       if (target_mode) {
         const Vec dz = vzt - vm;
-        Vec lp, pw(1), u(-1), S;
+        Vec lp, pw(1), u(-1), S, pt;
         if (P.gamma == acc_t(0)) {
-          S = cpu::exp(dz) + vs;
+          const Vec et = cpu::exp(dz);
+          S = et + vs;
           lp = Vec::blendv(dz - S.log(), vs.log1p().neg(), dz >= Vec(0));
           lp = at::vec::minimum(lp, Vec(0));
+          if (P.prob) {
+            pt = et / S;  // as softmax forms it (see target_prob)
+          }
         } else {
           acc_t dza[L], so[L], lpa[L], pwa[L], ua[L], sa[L];
           dz.store(dza);
@@ -459,6 +479,20 @@ void columns_kernel(
           pw = Vec::loadu(pwa);
           u = Vec::loadu(ua);
           S = Vec::loadu(sa);
+          if (P.prob) {
+            acc_t pa[L];
+            for (int64_t j = 0; j < L; ++j) {
+              pa[j] = target_prob(dza[j], sa[j]);
+            }
+            pt = Vec::loadu(pa);
+          }
+        }
+        if (P.prob) {
+          acc_t pa[L];
+          Vec::blendv(Vec(0), pt, vvalid != Vec(0)).store(pa);
+          for (int64_t j = 0; j < cnt; ++j) {
+            P.prob[n * inner + i0 + j] = pa[j];
+          }
         }
         const Vec hh = vwt * pw * u;
         loss = (vwt * pw * lp).neg();
@@ -599,7 +633,10 @@ int64_t target_denominator(
   return -1;
 }
 
-std::tuple<at::Tensor, at::Tensor> softmax_loss_cpu(
+// softmax_loss, and with want_prob (class-index targets) also the softmax
+// probability of each sample's target, in the accumulation dtype, shaped as
+// the per-sample losses (an empty tensor otherwise).
+std::tuple<at::Tensor, at::Tensor, at::Tensor> softmax_loss_cpu_impl(
     const at::Tensor& input,
     const at::Tensor& target,
     const std::optional<at::Tensor>& weight,
@@ -608,7 +645,8 @@ std::tuple<at::Tensor, at::Tensor> softmax_loss_cpu(
     double label_smoothing,
     double gamma,
     int64_t reduction,
-    bool compute_grad) {
+    bool compute_grad,
+    bool want_prob) {
   const SoftmaxLossArgs args = check_softmax_loss_args(input, target, weight, logit_bias, ignore_index, label_smoothing, gamma, reduction);
   TORCH_CHECK(input.device().is_cpu(), "softmax_loss: expected input on the CPU, got ", input.device());
   SoftmaxLossLayout layout = softmax_loss_layout(input, target, args, compute_grad);
@@ -618,6 +656,8 @@ std::tuple<at::Tensor, at::Tensor> softmax_loss_cpu(
   at::Tensor& grad = layout.grad;
   at::Tensor& losses = layout.losses;
   const at::ScalarType acc_type = layout.acc_type;
+  TORCH_CHECK(!want_prob || !args.soft, "softmax_loss: the target probability needs class-index targets");
+  at::Tensor prob = at::empty({want_prob ? layout.rows : 0}, losses.options());
 
   // Weights in double for the denominator, in acc_t for the kernels.
   const at::Tensor w64 = weight.has_value() ? weight->to(at::kDouble).contiguous() : at::Tensor();
@@ -657,6 +697,7 @@ std::tuple<at::Tensor, at::Tensor> softmax_loss_cpu(
     P.eps = static_cast<acc_t>(label_smoothing);
     P.gamma = static_cast<acc_t>(gamma);
     P.scale = reduction == kReductionMean ? static_cast<acc_t>(1.0 / denominator) : acc_t(1);
+    P.prob = want_prob ? prob.mutable_data_ptr<acc_t>() : nullptr;
     if (args.N * args.inner == 0) {
       return;
     }
@@ -680,13 +721,41 @@ std::tuple<at::Tensor, at::Tensor> softmax_loss_cpu(
   });
 
   const at::Tensor den = at::scalar_tensor(denominator, losses.options());
-  return {reduce_losses(losses, args, reduction, den, input), grad};
+  if (want_prob) {
+    prob = prob.view(per_sample_shape(input));
+  }
+  return {reduce_losses(losses, args, reduction, den, input), grad, prob};
+}
+
+std::tuple<at::Tensor, at::Tensor> softmax_loss_cpu(
+    const at::Tensor& input,
+    const at::Tensor& target,
+    const std::optional<at::Tensor>& weight,
+    const std::optional<at::Tensor>& logit_bias,
+    int64_t ignore_index,
+    double label_smoothing,
+    double gamma,
+    int64_t reduction,
+    bool compute_grad) {
+  auto [loss, grad, prob] = softmax_loss_cpu_impl(
+      input, target, weight, logit_bias, ignore_index, label_smoothing, gamma, reduction, compute_grad, /*want_prob=*/false);
+  return {loss, grad};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> softmax_loss_target_prob_cpu(
+    const at::Tensor& input,
+    const at::Tensor& target,
+    int64_t ignore_index,
+    bool compute_grad) {
+  return softmax_loss_cpu_impl(
+      input, target, std::nullopt, std::nullopt, ignore_index, 0.0, 0.0, kReductionNone, compute_grad, /*want_prob=*/true);
 }
 
 } // namespace
 
 TORCH_LIBRARY_IMPL(balancedtorch, CPU, m) {
   m.impl("softmax_loss", &softmax_loss_cpu);
+  m.impl("softmax_loss_target_prob", &softmax_loss_target_prob_cpu);
 }
 
 } // namespace loss

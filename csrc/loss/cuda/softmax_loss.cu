@@ -47,6 +47,7 @@ struct Problem {
   const acc_t* scale;       // device scalar, 1 / denominator for mean (null: 1)
   int64_t ignore_index;
   acc_t eps, gamma;
+  acc_t* prob;              // [rows] softmax p of the target (class indices; 0 where ignored), or null
 };
 
 // Running (max, sum of exp, D = sum a (max - z), A = sum a) over a set of classes.
@@ -153,7 +154,7 @@ __device__ __forceinline__ acc_t coef_a(const Problem<acc_t>& P, int64_t c, int6
 //   g_c = exp(z_c - m) * coef_e - a_c * lane_scale   (+ fix at the target)
 template <typename acc_t>
 struct Closing {
-  acc_t loss, coef_e, lane_scale, fix, logS, S;
+  acc_t loss, coef_e, lane_scale, fix, logS, S, p_t;
 };
 
 template <typename acc_t>
@@ -163,6 +164,7 @@ __device__ __forceinline__ Closing<acc_t> close_sample(const Problem<acc_t>& P, 
   // the full softmax denominator: s plus the target's own term
   r.S = P.soft ? st.s : st.s + math_exp(z_t - st.m);
   r.logS = math_log(r.S);
+  r.p_t = P.soft ? acc_t(0) : target_prob(z_t - st.m, r.S);
   r.lane_scale = scale;
   r.fix = 0;
   r.coef_e = 0;
@@ -272,6 +274,9 @@ __global__ void rows_kernel(
     if (t == P.ignore_index || t < 0 || t >= C) {  // invalid ones were rejected on the host
       if (lane == 0) {
         losses[row] = acc_t(0);
+        if (P.prob) {
+          P.prob[row] = acc_t(0);
+        }
       }
       if (P.grad) {
         for (int64_t c = lane; c < C; c += TPR) {
@@ -301,6 +306,9 @@ __global__ void rows_kernel(
   }
   if (lane == 0) {
     losses[row] = cl.loss;
+    if (P.prob) {
+      P.prob[row] = cl.p_t;
+    }
   }
   if (!P.grad) {
     return;
@@ -330,6 +338,9 @@ __global__ void columns_kernel(
     t = static_cast<int64_t>(target[pix]);
     if (t == P.ignore_index || t < 0 || t >= C) {
       losses[pix] = acc_t(0);
+      if (P.prob) {
+        P.prob[pix] = acc_t(0);
+      }
       if (P.grad) {
         for (int64_t c = 0; c < C; ++c) {
           grad[base + c * inner] = scalar_t(0);
@@ -358,6 +369,9 @@ __global__ void columns_kernel(
     cl.coef_e = -H * cl.lane_scale / cl.S;
   }
   losses[pix] = cl.loss;
+  if (P.prob) {
+    P.prob[pix] = cl.p_t;
+  }
   if (!P.grad) {
     return;
   }
@@ -398,7 +412,9 @@ __global__ void target_denominator_kernel(
   }
 }
 
-std::tuple<at::Tensor, at::Tensor> softmax_loss_cuda(
+// softmax_loss, and with want_prob (class-index targets) also the softmax
+// probability of each sample's target (see the CPU file).
+std::tuple<at::Tensor, at::Tensor, at::Tensor> softmax_loss_cuda_impl(
     const at::Tensor& input,
     const at::Tensor& target,
     const std::optional<at::Tensor>& weight,
@@ -407,7 +423,8 @@ std::tuple<at::Tensor, at::Tensor> softmax_loss_cuda(
     double label_smoothing,
     double gamma,
     int64_t reduction,
-    bool compute_grad) {
+    bool compute_grad,
+    bool want_prob) {
   const SoftmaxLossArgs args = check_softmax_loss_args(input, target, weight, logit_bias, ignore_index, label_smoothing, gamma, reduction);
   TORCH_CHECK(input.is_cuda(), "softmax_loss: expected input on a CUDA device, got ", input.device());
   const c10::cuda::CUDAGuard device_guard(input.device());
@@ -420,6 +437,8 @@ std::tuple<at::Tensor, at::Tensor> softmax_loss_cuda(
   at::Tensor& losses = layout.losses;
   const at::ScalarType acc_type = layout.acc_type;
   const int64_t rows = layout.rows;
+  TORCH_CHECK(!want_prob || !args.soft, "softmax_loss: the target probability needs class-index targets");
+  at::Tensor prob = at::empty({want_prob ? rows : 0}, losses.options());
   const at::Tensor wacc = weight.has_value() ? weight->to(acc_type).contiguous() : at::Tensor();
   const at::Tensor bacc = logit_bias.has_value() ? logit_bias->to(acc_type).contiguous() : at::Tensor();
   const at::Tensor wsum = wacc.defined() ? at::sum(wacc) : at::Tensor();
@@ -474,6 +493,7 @@ std::tuple<at::Tensor, at::Tensor> softmax_loss_cuda(
       P.ignore_index = ignore_index;
       P.eps = static_cast<acc_t>(label_smoothing);
       P.gamma = static_cast<acc_t>(gamma);
+      P.prob = want_prob ? prob.mutable_data_ptr<acc_t>() : nullptr;
       const scalar_t* soft_ptr = args.soft ? tgt.const_data_ptr<scalar_t>() : nullptr;
       scalar_t* grad_ptr = compute_grad ? grad.mutable_data_ptr<scalar_t>() : nullptr;
       acc_t* loss_ptr = losses.mutable_data_ptr<acc_t>();
@@ -489,6 +509,7 @@ std::tuple<at::Tensor, at::Tensor> softmax_loss_cuda(
           for (int64_t r0 = 0; r0 < layout.kernel_n; r0 += rows_per_launch) {
             Problem<acc_t> Q = P;
             Q.N = std::min(rows_per_launch, layout.kernel_n - r0);
+            Q.prob = P.prob != nullptr ? P.prob + r0 : nullptr;
             const int64_t off = r0 * args.C;
             const target_t* t_r = target_ptr != nullptr ? target_ptr + r0 : nullptr;
             const scalar_t* soft_r = soft_ptr != nullptr ? soft_ptr + off : nullptr;
@@ -522,13 +543,41 @@ std::tuple<at::Tensor, at::Tensor> softmax_loss_cuda(
       }
     });
   }
-  return {reduce_losses(losses, args, reduction, denominator, input), grad};
+  if (want_prob) {
+    prob = prob.view(per_sample_shape(input));
+  }
+  return {reduce_losses(losses, args, reduction, denominator, input), grad, prob};
+}
+
+std::tuple<at::Tensor, at::Tensor> softmax_loss_cuda(
+    const at::Tensor& input,
+    const at::Tensor& target,
+    const std::optional<at::Tensor>& weight,
+    const std::optional<at::Tensor>& logit_bias,
+    int64_t ignore_index,
+    double label_smoothing,
+    double gamma,
+    int64_t reduction,
+    bool compute_grad) {
+  auto [loss, grad, prob] = softmax_loss_cuda_impl(
+      input, target, weight, logit_bias, ignore_index, label_smoothing, gamma, reduction, compute_grad, /*want_prob=*/false);
+  return {loss, grad};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> softmax_loss_target_prob_cuda(
+    const at::Tensor& input,
+    const at::Tensor& target,
+    int64_t ignore_index,
+    bool compute_grad) {
+  return softmax_loss_cuda_impl(
+      input, target, std::nullopt, std::nullopt, ignore_index, 0.0, 0.0, kReductionNone, compute_grad, /*want_prob=*/true);
 }
 
 } // namespace
 
 TORCH_LIBRARY_IMPL(balancedtorch, CUDA, m) {
   m.impl("softmax_loss", &softmax_loss_cuda);
+  m.impl("softmax_loss_target_prob", &softmax_loss_target_prob_cuda);
 }
 
 } // namespace loss
