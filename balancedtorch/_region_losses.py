@@ -24,6 +24,7 @@ __all__ = ["dice_loss", "generalized_dice_loss", "tversky_loss", "dice_ce_loss",
 _ACTIVATIONS = {"softmax": _ops.SOFTMAX, "sigmoid": _ops.SIGMOID, "none": _ops.NONE}
 _REDUCTIONS = {"none": _ops.R_NONE, "mean": _ops.R_MEAN, "sum": _ops.R_SUM}
 _W_TYPES = {"square": _ops.W_SQUARE, "simple": _ops.W_SIMPLE, "uniform": _ops.W_UNIFORM}
+_FOCAL_ACTIVATIONS = {"softmax": _ops.SOFTMAX, "sigmoid": _ops.SIGMOID}
 
 Weight = Union[None, float, Sequence[float], Tensor]
 
@@ -167,8 +168,18 @@ def _run(
     sync: bool = False,
     soft_label: bool = False,
     focal_alpha: Any = None,
+    focal_activation: Optional[str] = None,
 ) -> Tensor:
     act = _choice(activation, "activation", _ACTIVATIONS)
+    sigmoid_focal_on_softmax = False
+    if ce_kind == _ops.CE_FOCAL and focal_activation is not None:
+        f_act = _choice(focal_activation, "focal_activation", _FOCAL_ACTIVATIONS)
+        if f_act == _ops.SOFTMAX and act != _ops.SOFTMAX:
+            raise ValueError(
+                f"focal_activation='softmax' needs activation='softmax' (a sigmoid or probability Dice part takes "
+                f"MONAI's sigmoid focal part), got activation={activation!r}"
+            )
+        sigmoid_focal_on_softmax = act == _ops.SOFTMAX and f_act == _ops.SIGMOID
     reductions = _REDUCTIONS if ce_kind != _ops.CE_CROSS_ENTROPY else {k: v for k, v in _REDUCTIONS.items() if k != "none"}
     red = _choice(reduction, "reduction", reductions)
     wt = _choice(w_type, "w_type", _W_TYPES)
@@ -183,7 +194,8 @@ def _run(
     f_alpha = _focal_alpha(focal_alpha)
     if label_smoothing > 1.0:
         raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing!r}")
-    monai_focal = ce_kind == _ops.CE_FOCAL and act != _ops.SOFTMAX  # MONAI's sigmoid focal loss
+    # MONAI's sigmoid focal loss
+    monai_focal = ce_kind == _ops.CE_FOCAL and (act != _ops.SOFTMAX or sigmoid_focal_on_softmax)
     if label_smoothing > 0.0 and (act == _ops.SIGMOID or monai_focal):
         raise ValueError(
             f"label_smoothing applies to a softmax cross-entropy part only, got {label_smoothing!r} with "
@@ -216,6 +228,11 @@ def _run(
     if not include_background and input.shape[1] < 2:
         raise ValueError(f"include_background=False needs at least 2 channels, got input of shape {tuple(input.shape)}")
     w = _weight(weight, input, include_background)
+    if sigmoid_focal_on_softmax:
+        return _softmax_dice_sigmoid_focal(
+            input, target, w, include_background, squared_pred, jaccard, smooth_nr, smooth_dr, batch, ignore_index,
+            red, ce_gamma, lambda_dice, lambda_ce, sync, f_alpha,
+        )
     if ce_kind == _ops.CE_FOCAL and red == _ops.R_NONE:
         return _dice_focal_map(
             input, target, w, act, include_background, squared_pred, jaccard, smooth_nr, smooth_dr, batch, ignore_index,
@@ -229,19 +246,14 @@ def _run(
     )
 
 
-def _dice_focal_map(input, target, w, act, include_background, squared_pred, jaccard, smooth_nr, smooth_dr, batch,
-                    ignore_index, gamma, lambda_dice, lambda_focal, sync, soft_label, f_alpha) -> Tensor:
-    """DiceFocal with reduction="none", MONAI's shape: Dice (N, C') broadcast over the pixels plus the focal map.
+def _focal_map(input: Tensor, target: Tensor, w: Optional[Tensor], include_background: bool, ignore_index: int,
+               gamma: float, f_alpha: float) -> tuple[Tensor, Optional[Tensor]]:
+    """MONAI's elementwise sigmoid focal part ``(N, C', d1, ...)`` and the valid-pixel mask (or None).
 
-    The focal map is the fused sigmoid focal loss (``balancedtorch::sigmoid_focal_loss``) of the input taken
-    as logits, times ``weight[c]``, without the background when ``include_background=False``; class-index
-    targets (activation "none") are one-hot, their ignored pixels 0.
+    The fused sigmoid focal loss (``balancedtorch::sigmoid_focal_loss``) of the input taken as logits,
+    times ``weight[c]``, without the background when ``include_background=False``; class-index targets are
+    one-hot, their ignored pixels 0.
     """
-    dice = _ops.call_region_loss(
-        input, target, w, _ops.DICE, act, bool(include_background), bool(squared_pred), bool(jaccard), smooth_nr,
-        smooth_dr, bool(batch), int(ignore_index), _ops.R_NONE, _ops.W_SQUARE, 0.5, 0.5, 1.0, _ops.CE_NONE, 0.0, 0.0,
-        lambda_dice, 1.0, bool(sync), input.requires_grad and torch.is_grad_enabled(), soft_label, -1.0,
-    )
     C = input.shape[1]
     valid = None
     if target.is_floating_point():
@@ -260,7 +272,47 @@ def _dice_focal_map(input, target, w, act, include_background, squared_pred, jac
         focal = focal * valid.unsqueeze(1).to(focal.dtype)
     if not include_background:
         focal = focal[:, 1:]
+    return focal, valid
+
+
+def _dice_focal_map(input, target, w, act, include_background, squared_pred, jaccard, smooth_nr, smooth_dr, batch,
+                    ignore_index, gamma, lambda_dice, lambda_focal, sync, soft_label, f_alpha) -> Tensor:
+    """DiceFocal with reduction="none", MONAI's shape: Dice (N, C') broadcast over the pixels plus the focal map."""
+    dice = _ops.call_region_loss(
+        input, target, w, _ops.DICE, act, bool(include_background), bool(squared_pred), bool(jaccard), smooth_nr,
+        smooth_dr, bool(batch), int(ignore_index), _ops.R_NONE, _ops.W_SQUARE, 0.5, 0.5, 1.0, _ops.CE_NONE, 0.0, 0.0,
+        lambda_dice, 1.0, bool(sync), input.requires_grad and torch.is_grad_enabled(), soft_label, -1.0,
+    )
+    focal, _ = _focal_map(input, target, w, include_background, ignore_index, gamma, f_alpha)
     dice = dice.reshape(dice.shape + (1,) * (input.dim() - 2))
+    return dice + lambda_focal * focal
+
+
+def _softmax_dice_sigmoid_focal(input, target, w, include_background, squared_pred, jaccard, smooth_nr, smooth_dr,
+                                batch, ignore_index, red, gamma, lambda_dice, lambda_focal, sync, f_alpha) -> Tensor:
+    """MONAI's ``DiceFocalLoss(softmax=True)``: a softmax Dice part plus a *sigmoid* focal part of the logits.
+
+    The Dice part is the fused kernel; the focal part is MONAI's FocalLoss reduction of :func:`_focal_map`:
+    "mean" over the (valid) elements, "sum" of the per-(sample, class) means over the pixels, "none" the map
+    plus the Dice terms broadcast over the pixels.
+    """
+    dice = _ops.call_region_loss(
+        input, target, w, _ops.DICE, _ops.SOFTMAX, bool(include_background), bool(squared_pred), bool(jaccard),
+        smooth_nr, smooth_dr, bool(batch), int(ignore_index), red, _ops.W_SQUARE, 0.5, 0.5, 1.0, _ops.CE_NONE, 0.0,
+        0.0, lambda_dice, 1.0, bool(sync), input.requires_grad and torch.is_grad_enabled(), False, -1.0,
+    )
+    focal, valid = _focal_map(input, target, w, include_background, ignore_index, gamma, f_alpha)
+    if red == _ops.R_NONE:
+        return dice.reshape(dice.shape + (1,) * (input.dim() - 2)) + lambda_focal * focal
+    if valid is None:
+        per_pixel = focal.flatten(2).mean(2) if red == _ops.R_SUM else None
+        focal = per_pixel.sum() if red == _ops.R_SUM else focal.mean()
+    else:
+        count = valid.flatten(1).sum(1).to(focal.dtype)  # valid pixels per sample
+        if red == _ops.R_SUM:
+            focal = (focal.flatten(2).sum(2) / count.clamp(min=1).unsqueeze(1)).sum()
+        else:
+            focal = focal.sum() / (count.sum() * focal.shape[1]).clamp(min=1)
     return dice + lambda_focal * focal
 
 
@@ -407,6 +459,7 @@ def dice_focal_loss(
     label_smoothing: float = 0.0,
     sync: bool = False,
     alpha: Optional[float] = None,
+    focal_activation: Optional[str] = None,
 ) -> Tensor:
     """``lambda_dice * dice_loss + lambda_focal * focal_loss``, fused; see :class:`balancedtorch.nn.DiceFocalLoss`.
 
@@ -418,4 +471,5 @@ def dice_focal_loss(
         squared_pred=squared_pred, jaccard=jaccard, smooth_nr=smooth_nr, smooth_dr=smooth_dr, batch=batch, weight=weight,
         ignore_index=ignore_index, reduction=reduction, ce_kind=_ops.CE_FOCAL, ce_gamma=_number(gamma, "gamma"),
         label_smoothing=label_smoothing, lambda_dice=lambda_dice, lambda_ce=lambda_focal, sync=sync, focal_alpha=alpha,
+        focal_activation=focal_activation,
     )

@@ -103,3 +103,8 @@ class DiceCELoss(_Adapter):
 class DiceFocalLoss(_Adapter):
     _ours = bt.nn.DiceFocalLoss
     _weight_without_background = True
+
+    def __init__(self, *args, softmax=False, **options):
+        if softmax:  # MONAI's focal part is a sigmoid focal loss whatever the Dice part's activation
+            options["focal_activation"] = "sigmoid"
+        super().__init__(*args, softmax=softmax, **options)

@@ -748,6 +748,68 @@ def test_activation_none_class_index_targets_and_combined_losses_equal_monai():
                      probs, onehot, onehot)
 
 
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("opts", [dict(), dict(include_background=False, gamma=1.5, batch=True),
+                                  dict(alpha=0.25, lambda_dice=0.5, lambda_focal=2.0, jaccard=True),
+                                  dict(alpha=0.7, include_background=False, squared_pred=True)])
+@pytest.mark.parametrize("dense", [False, True])
+def test_dice_focal_sigmoid_focal_on_softmax_dice_equals_monai(reduction, opts, dense):
+    # MONAI's DiceFocalLoss(softmax=True): a softmax Dice part plus a sigmoid focal part of the same logits
+    monai_losses = pytest.importorskip("monai.losses")
+    x, target = _inputs(N=2, C=4, spatial=(5, 7), dtype=torch.float64)
+    weight = torch.rand(4, dtype=torch.float64) + 0.5
+    mw = weight if opts.get("include_background", True) else weight[1:]
+    ours = bt.nn.DiceFocalLoss(focal_activation="sigmoid", weight=weight, reduction=reduction, **opts)
+    theirs = monai_losses.DiceFocalLoss(softmax=True, to_onehot_y=not dense, weight=mw, reduction=reduction, **opts)
+    t_theirs = target.unsqueeze(1)
+    if dense:  # one-hot floats (for soft targets the two focal terms differ: see the sigmoid test above)
+        target = t_theirs = F.one_hot(target, 4).movedim(-1, 1).double()
+    _monai_grads(ours, theirs, x, target, t_theirs)
+    functional = btf.dice_focal_loss(x, target, focal_activation="sigmoid", weight=weight, reduction=reduction, **opts)
+    torch.testing.assert_close(functional, ours(x, target))
+    # the default (softmax focal part) is a different loss
+    if reduction != "none":
+        default = bt.nn.DiceFocalLoss(weight=weight, reduction=reduction,
+                                      **{k: v for k, v in opts.items() if k != "alpha"})(x, target)
+        assert not torch.allclose(default, ours(x, target))
+
+
+def test_dice_focal_sigmoid_focal_on_softmax_dice_leaves_ignored_pixels_out():
+    x, target = _inputs(N=2, C=3, spatial=(6, 5), ignore=True)
+    ignored = target == -100
+    assert ignored.any() and (~ignored).any()
+    y = x.clone()
+    y[ignored.unsqueeze(1).expand_as(y)] = torch.randn(int(ignored.sum()) * 3, dtype=x.dtype) * 50
+    for reduction in ("mean", "sum", "none"):
+        a = btf.dice_focal_loss(x, target, focal_activation="sigmoid", reduction=reduction)
+        b = btf.dice_focal_loss(y, target, focal_activation="sigmoid", reduction=reduction)
+        if reduction == "none":
+            a, b = a * (~ignored).unsqueeze(1), b * (~ignored).unsqueeze(1)
+        torch.testing.assert_close(a, b)
+    # the mean runs over the valid elements only: equal to the loss of the valid pixels alone (one sample)
+    xs, ts = x[:1], target[:1]
+    keep = ts[0] != -100
+    flat_x = xs[0][:, keep].reshape(1, 3, -1)
+    flat_t = ts[0][keep].reshape(1, -1)
+    torch.testing.assert_close(btf.dice_focal_loss(xs, ts, focal_activation="sigmoid"),
+                               btf.dice_focal_loss(flat_x, flat_t, focal_activation="sigmoid"))
+
+
+def test_dice_focal_focal_activation_rejects_bad_values():
+    x, target = _inputs(N=2, C=3, spatial=(4, 5), dtype=torch.float32)
+    with pytest.raises(ValueError, match="focal_activation"):
+        bt.nn.DiceFocalLoss(focal_activation="relu")
+    with pytest.raises(ValueError, match="focal_activation"):
+        btf.dice_focal_loss(x, target, focal_activation=1)
+    with pytest.raises(ValueError, match="focal_activation='softmax' needs activation='softmax'"):
+        btf.dice_focal_loss(x, (target > 0).float().unsqueeze(1).expand_as(x).contiguous(), activation="sigmoid",
+                            focal_activation="softmax")
+    with pytest.raises(ValueError, match="label_smoothing"):
+        btf.dice_focal_loss(x, target, focal_activation="sigmoid", label_smoothing=0.1)
+    # "softmax" is the default's meaning
+    torch.testing.assert_close(btf.dice_focal_loss(x, target, focal_activation="softmax"), btf.dice_focal_loss(x, target))
+
+
 def test_activation_none_equals_reference_with_ignore_index():
     x, target = _inputs(N=2, C=3, spatial=(4, 5), ignore=True)
     probs = torch.softmax(x, 1)

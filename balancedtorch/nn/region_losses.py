@@ -34,6 +34,8 @@ class _RegionLoss(nn.Module):
             F._choice(kwargs["reduction"], "reduction", table)
         if "soft_label" in kwargs:
             F._flag(kwargs["soft_label"], "soft_label")
+        if kwargs.get("focal_activation") is not None:
+            F._choice(kwargs["focal_activation"], "focal_activation", F._FOCAL_ACTIVATIONS)
         if "w_type" in kwargs:
             F._choice(kwargs["w_type"], "w_type", F._W_TYPES)
         for name in ("smooth_nr", "smooth_dr", "beta", "lambda_dice", "lambda_ce", "lambda_focal", "label_smoothing"):
@@ -218,6 +220,11 @@ class DiceFocalLoss(_RegionLoss):
     the pixels of each (sample, class), "none" MONAI's ``(N, C', d1, ...)``: the Dice terms broadcast
     over the pixels plus the focal map). ``reduction``: "mean", "sum" or "none" (not with softmax).
 
+    ``focal_activation="sigmoid"`` with ``activation="softmax"`` is MONAI's ``DiceFocalLoss(softmax=True)``
+    exactly: a softmax Dice part plus MONAI's *sigmoid* focal part of the same logits (one-hot targets,
+    ``alpha``, every ``reduction``); the focal part then runs as a second pass. ``None`` (default) follows
+    ``activation``.
+
     Example:
         >>> loss = DiceFocalLoss(activation="sigmoid", alpha=0.25)(torch.randn(2, 3, 8, 8), (torch.rand(2, 3, 8, 8) < 0.2).float())
     """
@@ -226,11 +233,12 @@ class DiceFocalLoss(_RegionLoss):
                  activation: str = "softmax", include_background: bool = True, squared_pred: bool = False,
                  jaccard: bool = False, smooth_nr: float = 1e-5, smooth_dr: float = 1e-5, batch: bool = False,
                  weight: Weight = None, ignore_index: int = -100, reduction: str = "mean",
-                 label_smoothing: float = 0.0, sync: bool = False, alpha: Optional[float] = None) -> None:
+                 label_smoothing: float = 0.0, sync: bool = False, alpha: Optional[float] = None,
+                 focal_activation: Optional[str] = None) -> None:
         super().__init__(gamma=gamma, lambda_dice=lambda_dice, lambda_focal=lambda_focal, activation=activation,
                          include_background=include_background, squared_pred=squared_pred, jaccard=jaccard,
                          smooth_nr=smooth_nr, smooth_dr=smooth_dr, batch=batch, weight=weight,
                          ignore_index=ignore_index, reduction=reduction, label_smoothing=label_smoothing, sync=sync,
-                         alpha=alpha)
+                         alpha=alpha, focal_activation=focal_activation)
 
     _fn = staticmethod(F.dice_focal_loss)
