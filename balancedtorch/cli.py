@@ -839,7 +839,7 @@ def inspect_predictions(path: str, images: Optional[str] = None, out: Optional[s
         _check_out_folder(out)
         imgs = _read_images(images)
         try:
-            _check_count(imgs, N, f"{path} ({N} samples)")
+            _check_count(imgs, N, "labels")
         except (ValueError, TypeError) as exc:
             raise CLIError(f"{images}: {exc}") from None
     print(f"{path}: {N} samples, {K} classes; {wrong} mispredicted ({_pct(wrong / N)})" + (f"; {'; '.join(notes)}" if notes else ""))

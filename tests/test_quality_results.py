@@ -366,7 +366,8 @@ def test_class_names_validated():
         with pytest.raises(TypeError, match="class_names must be a sequence"):
             call(labels, p, class_names={0: "red", 1: "yellow", 2: "green"})
         assert call(labels, p, class_names=np.array(NAMES)).class_names == NAMES
-        assert call(labels, p, class_names=(0, 1, 2)).class_names == ["0", "1", "2"]
+        with pytest.raises(TypeError, match=r"class_names must be strings .* class_names\[0\] = 0"):
+            call(labels, p, class_names=(0, 1, 2))  # class ids passed by mistake
 
 
 # --------------------------------------------------------------------------- reprs

@@ -987,6 +987,7 @@ def mistakes_per_class(
         >>> per["class"][:3]              # the three worst classes
     """
     comm = Comm() if check_distributed(distributed) else None
+    class_names = _check_name_strings(class_names, "mistakes_per_class")
     y, p, names = _check_mistake_inputs(labels, pred_probs, class_names, comm, "mistakes_per_class")
     K = p.shape[1]
     prediction = p.argmax(1)
