@@ -14,6 +14,7 @@ import math
 import numbers
 from typing import Any, Optional, Sequence, Union
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -45,9 +46,17 @@ def _number(value: Any, name: str, low: float = 0.0, strict: bool = False) -> fl
 
 
 def _flag(value: Any, name: str) -> bool:
-    if not isinstance(value, (bool, int)) or isinstance(value, numbers.Integral) and value not in (0, 1):
-        raise TypeError(f"{name} must be a bool, got {value!r}")
+    """A bool option: True/False (numpy's bool too); anything else, 0/1 and strings included, is a TypeError."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool (True or False), got {value!r} ({type(value).__name__})")
     return bool(value)
+
+
+def _index(value: Any, name: str) -> int:
+    """An integer label option (ignore_index) that fits the kernels' int64."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or not -2**63 <= int(value) < 2**63:
+        raise ValueError(f"{name} must be an integer in the int64 range, got {value!r}")
+    return int(value)
 
 
 def _focal_alpha(alpha: Any) -> float:
@@ -119,6 +128,11 @@ def _weight(weight: Weight, input: Tensor, include_background: bool) -> Optional
 def _target(input: Tensor, target: Tensor, activation: int) -> Tensor:
     if not isinstance(input, Tensor) or not isinstance(target, Tensor):
         raise TypeError(f"input and target must be tensors, got {type(input).__name__} and {type(target).__name__}")
+    for name, t in (("input", input), ("target", target)):
+        if t.layout != torch.strided:
+            raise TypeError(f"{name} must be a dense (strided) tensor, got layout {t.layout}: call .to_dense() first")
+    if target.device != input.device:
+        raise ValueError(f"target is on {target.device} but input is on {input.device}: move target to {input.device}")
     if not input.is_floating_point():
         raise TypeError(f"input must hold floating logits, got dtype {input.dtype}")
     if input.dim() < 2:
@@ -213,8 +227,12 @@ def _run(
         )
     lambda_dice = _number(lambda_dice, "lambda_dice")
     lambda_ce = _number(lambda_ce, "lambda_focal" if ce_kind == _ops.CE_FOCAL else "lambda_ce")
-    if isinstance(ignore_index, bool) or not isinstance(ignore_index, numbers.Integral):
-        raise ValueError(f"ignore_index must be an integer, got {ignore_index!r}")
+    ignore_index = _index(ignore_index, "ignore_index")
+    include_background = _flag(include_background, "include_background")
+    squared_pred = _flag(squared_pred, "squared_pred")
+    jaccard = _flag(jaccard, "jaccard")
+    batch = _flag(batch, "batch")
+    sync = _flag(sync, "sync")
     if sync and not batch:
         raise ValueError("sync=True needs batch=True (the per-class sums over the whole batch are what is all-reduced)")
     target = _target(input, target, act)
@@ -260,9 +278,8 @@ def _focal_map(input: Tensor, target: Tensor, w: Optional[Tensor], include_backg
         dense = target
     else:
         valid = target != ignore_index
+        # the range of the indices was checked by the Dice part's kernel, called first on the same target
         idx = torch.where(valid, target, torch.zeros_like(target)).long()
-        if bool(((idx < 0) | (idx >= C)).any()):
-            raise ValueError(f"target must hold class indices in [0, C={C}) or ignore_index={ignore_index}")
         dense = torch.nn.functional.one_hot(idx, C).movedim(-1, 1).to(input.dtype)
     focal = _sigmoid_focal(input, dense, f_alpha, gamma)
     view = (1, C) + (1,) * (input.dim() - 2)

@@ -11,6 +11,7 @@ import itertools
 import os
 
 import pytest
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -929,3 +930,51 @@ def test_new_options_bad_values_name_the_argument():
         btf.dice_ce_loss(x[:, :1], (target > 0).float().unsqueeze(1), activation="none")
     with pytest.raises(ValueError, match="reduction.*'none'"):
         bt.nn.DiceCELoss(reduction="none")
+
+
+_REGION_FNS = [btf.dice_loss, btf.generalized_dice_loss, btf.tversky_loss, btf.dice_ce_loss, btf.dice_focal_loss]
+
+
+@pytest.mark.parametrize("fn", _REGION_FNS)
+def test_target_on_another_device_or_sparse_is_refused_before_any_kernel(fn):
+    x, target = _inputs(N=2, C=3, spatial=(4, 4), dtype=torch.float32)
+    with pytest.raises(ValueError, match="target is on meta but input is on cpu"):
+        fn(x, target.to("meta"))
+    with pytest.raises(ValueError, match="target is on meta but input is on cpu"):
+        fn(x, torch.rand(2, 3, 4, 4, device="meta"))
+    with pytest.raises(TypeError, match="input must be a dense"):
+        fn(x.to_sparse(), target)
+    with pytest.raises(TypeError, match="target must be a dense"):
+        fn(x, torch.softmax(x, 1).to_sparse())
+
+
+@pytest.mark.parametrize("fn", _REGION_FNS)
+@pytest.mark.parametrize("name", ["include_background", "squared_pred", "jaccard", "batch", "sync"])
+@pytest.mark.parametrize("value", ["False", "no", 1, 0, None])
+def test_bool_options_must_be_bools(fn, name, value):
+    x, target = _inputs(N=2, C=3, spatial=(4, 4), dtype=torch.float32)
+    if name in ("squared_pred", "jaccard") and fn in (btf.generalized_dice_loss, btf.tversky_loss):
+        pytest.skip(f"{fn.__name__} has no {name}")
+    with pytest.raises(TypeError, match=f"{name} must be a bool"):
+        fn(x, target, **{name: value})
+    # numpy's bool is a bool
+    ref = fn(x, target, batch=True)
+    torch.testing.assert_close(fn(x, target, batch=np.bool_(True)), ref)
+
+
+@pytest.mark.parametrize("cls", [bt.nn.DiceLoss, bt.nn.DiceCELoss, bt.nn.DiceFocalLoss])
+def test_modules_check_bool_options_and_ignore_index_when_built(cls):
+    with pytest.raises(TypeError, match="include_background must be a bool"):
+        cls(include_background="False")
+    with pytest.raises(TypeError, match="batch must be a bool"):
+        cls(batch=1)
+    with pytest.raises(ValueError, match="ignore_index must be an integer in the int64 range"):
+        cls(ignore_index=2**70)
+
+
+@pytest.mark.parametrize("fn", _REGION_FNS)
+def test_ignore_index_beyond_int64_is_a_value_error(fn):
+    x, target = _inputs(N=2, C=3, spatial=(4, 4), dtype=torch.float32)
+    for bad in (2**70, -2**63 - 1, 1.5, True):
+        with pytest.raises(ValueError, match="ignore_index must be an integer"):
+            fn(x, target, ignore_index=bad)

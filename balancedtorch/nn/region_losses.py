@@ -32,8 +32,11 @@ class _RegionLoss(nn.Module):
             table = F._REDUCTIONS if type(self) is not DiceCELoss else {
                 k: v for k, v in F._REDUCTIONS.items() if k != "none"}
             F._choice(kwargs["reduction"], "reduction", table)
-        if "soft_label" in kwargs:
-            F._flag(kwargs["soft_label"], "soft_label")
+        for name in ("soft_label", "include_background", "squared_pred", "jaccard", "batch", "sync"):
+            if name in kwargs:
+                F._flag(kwargs[name], name)
+        if "ignore_index" in kwargs:
+            F._index(kwargs["ignore_index"], "ignore_index")
         if kwargs.get("focal_activation") is not None:
             F._choice(kwargs["focal_activation"], "focal_activation", F._FOCAL_ACTIVATIONS)
         if "w_type" in kwargs:
@@ -113,8 +116,13 @@ class DiceLoss(_RegionLoss):
       ``(N,)`` / ``(1,)`` for the generalised Dice) without MONAI's trailing
       singleton dimensions. DiceCE accepts "mean" and "sum" (as MONAI);
       DiceFocal's "none" has MONAI's shape ``(N, C', d1, ...)``.
-    * A probability target that requires grad gets its gradient (MONAI's
-      autograd gives the same; the generalised Dice's also through its weights).
+    * A probability target that requires grad gets the gradient of this loss
+      (the generalised Dice's also through its weights): equal to MONAI's
+      autograd for the Dice, generalised Dice, Tversky and CE parts. The sigmoid
+      focal part is torchvision's form, ``(p (1 - t) + (1 - p) t) ** gamma``,
+      which equals MONAI's ``sigmoid(-x (2t - 1)) ** gamma`` in value at
+      t in {0, 1} only, so its derivative in t (and, for soft targets, its
+      value) differs from MONAI's unless ``gamma=0``.
     * DiceCE with ``activation="sigmoid"`` is Dice + ``BCEWithLogitsLoss(pos_weight=weight)`` for any C;
       MONAI's DiceCELoss takes BCE for one channel only and otherwise applies a
       softmax cross-entropy to the multi-label masks.
