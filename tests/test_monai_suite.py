@@ -213,6 +213,11 @@ def _run(tmp: Path, swap: bool) -> dict:
 @pytest.fixture(scope="module")
 def outcomes(tmp_path_factory):
     if _source() is None:
+        if os.environ.get("BALANCEDTORCH_REQUIRE_PEER_TESTS") == "1":  # make test sets it: never a silent skip there
+            pytest.fail(
+                "MONAI's tests/losses files are missing although BALANCEDTORCH_REQUIRE_PEER_TESTS=1: "
+                "'make peer-tests' could not fetch them (see its warning)"
+            )
         pytest.skip(
             "MONAI's tests/losses files are not available: set BALANCEDTORCH_MONAI_TESTS to a MONAI "
             f"{MONAI_TESTS_VERSION} source tree's tests/losses folder, or run 'make peer-tests'"
@@ -224,6 +229,11 @@ def outcomes(tmp_path_factory):
 def test_monai_loss_suite_passes_except_the_listed_exclusions(outcomes):
     ours, theirs = outcomes
     assert ours, "no MONAI test was collected"
+    # the swapped files must collect exactly the tests MONAI's run collects (a collection error would drop some)
+    assert set(ours) == set(theirs), (
+        f"collected differently: only against balancedtorch {sorted(set(ours) - set(theirs))}, "
+        f"only against MONAI {sorted(set(theirs) - set(ours))}"
+    )
     failed = {k: v for k, v in ours.items() if not v.startswith(("passed", "skipped"))}
     unexpected = {k: v for k, v in failed.items() if k not in EXCLUDED and k not in FAIL_IN_MONAI}
     assert not unexpected, "MONAI tests failing against balancedtorch:\n" + "\n".join(f"{k}: {v}" for k, v in unexpected.items())
