@@ -109,15 +109,17 @@ TORCH_LIBRARY(balancedtorch, m) {
   // the valid pixels and (N, 2) = [CE/focal sum, its mean's denominator], in
   // the accumulation dtype. activation: 0 softmax, 1 sigmoid, 2 none (the
   // input is the probabilities); ce_kind: 0 none, 1 cross-entropy, 2 focal;
-  // soft_label: MONAI's soft-label sums; alpha: sigmoid focal alpha (< 0 none). Grad: d(loss)/d(input) given coef (N, 2, C) =
+  // soft_label: MONAI's soft-label sums; alpha: sigmoid focal alpha (< 0 none), both
+  // last and defaulted so that calls written before them keep working. Grad: d(loss)/d(input) given coef (N, 2, C) =
   // [dL/dI, dL/dP] and ce_coef (N,) = dL/d(CE sum of sample n).
   m.def(
       "region_loss_stats(Tensor input, Tensor target, Tensor? weight, int activation, bool squared_pred, int ignore_index, "
-      "int ce_kind, float gamma, float label_smoothing, int ce_first_class, bool soft_label, float alpha) -> (Tensor, Tensor)");
+      "int ce_kind, float gamma, float label_smoothing, int ce_first_class, bool soft_label=False, float alpha=-1.0) "
+      "-> (Tensor, Tensor)");
   m.def(
       "region_loss_grad(Tensor input, Tensor target, Tensor? weight, int activation, bool squared_pred, int ignore_index, "
-      "int ce_kind, float gamma, float label_smoothing, int ce_first_class, bool soft_label, float alpha, Tensor coef, "
-      "Tensor ce_coef) -> Tensor");
+      "int ce_kind, float gamma, float label_smoothing, int ce_first_class, Tensor coef, Tensor ce_coef, "
+      "bool soft_label=False, float alpha=-1.0) -> Tensor");
   // Fused sigmoid focal loss (torchvision's definition plus pos_weight).
   // pos_weight (C,) follows the class dimension: dim 1 of (N, C, d1, ..., dk)
   // as the softmax losses (dim 0 of a 1-D input; the last dim of (N, C)).

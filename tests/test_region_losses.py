@@ -465,7 +465,13 @@ def test_opcheck_raw_ops(channels_last, activation):
     torch.library.opcheck(torch.ops.balancedtorch.region_loss_stats.default, args)
     coef = torch.randn(2, 2, 3)
     ce = torch.rand(2)
-    torch.library.opcheck(torch.ops.balancedtorch.region_loss_grad.default, args + (coef, ce))
+    # coef and ce_coef come before the two defaulted options (soft_label, alpha)
+    torch.library.opcheck(torch.ops.balancedtorch.region_loss_grad.default, args[:-2] + (coef, ce) + args[-2:])
+    # calls written before soft_label/alpha existed keep working (their defaults: False, -1)
+    if activation == 0:
+        torch.library.opcheck(torch.ops.balancedtorch.region_loss_stats.default, args[:-2])
+        torch.testing.assert_close(torch.ops.balancedtorch.region_loss_grad(*args[:-2], coef, ce),
+                                   torch.ops.balancedtorch.region_loss_grad(*args[:-2], coef, ce, *args[-2:]))
     op_args = (x.requires_grad_(True), target, torch.rand(3) + 0.5, 0, activation, False, True, False, 1e-5, 1e-5, True,
                -100, 1, 0, 0.5, 0.5, 1.0, 2, 2.0, 0.0, 1.0, 1.0, False, True)
     torch.library.opcheck(torch.ops.balancedtorch.region_loss.default, op_args)
@@ -623,7 +629,8 @@ def test_opcheck_permuted_logits_gradient_layout():
     xp = x.permute(0, 1, 3, 2).contiguous().permute(0, 1, 3, 2)
     assert not xp.is_contiguous()
     args = _raw_args(xp, target)
-    torch.library.opcheck(torch.ops.balancedtorch.region_loss_grad.default, args + (torch.randn(2, 2, 3), torch.rand(2)))
+    torch.library.opcheck(torch.ops.balancedtorch.region_loss_grad.default,
+                          args[:-2] + (torch.randn(2, 2, 3), torch.rand(2)) + args[-2:])
     xr = xp.clone().requires_grad_(True)
     xc = x.clone().requires_grad_(True)
     btf.dice_ce_loss(xr, target).backward()

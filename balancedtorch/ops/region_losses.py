@@ -49,7 +49,7 @@ def _acc_dtype(t: Tensor) -> torch.dtype:
 
 @torch.library.register_fake("balancedtorch::region_loss_stats")
 def _stats_fake(input, target, weight, activation, squared_pred, ignore_index, ce_kind, gamma, label_smoothing, ce_first_class,
-                soft_label, alpha):
+                soft_label=False, alpha=-1.0):
     torch._check(input.dim() >= 2, lambda: f"region_loss_stats: input must have shape (N, C, ...), got {tuple(input.shape)}")
     acc = _acc_dtype(input)
     n, c = input.shape[0], input.shape[1]
@@ -58,8 +58,8 @@ def _stats_fake(input, target, weight, activation, squared_pred, ignore_index, c
 
 @torch.library.register_fake("balancedtorch::region_loss_grad")
 def _grad_fake(
-    input, target, weight, activation, squared_pred, ignore_index, ce_kind, gamma, label_smoothing, ce_first_class, soft_label,
-    alpha, coef, ce_coef
+    input, target, weight, activation, squared_pred, ignore_index, ce_kind, gamma, label_smoothing, ce_first_class, coef,
+    ce_coef, soft_label=False, alpha=-1.0
 ):
     return _grad_like(input)
 
@@ -223,6 +223,12 @@ def _stats_args(input, target, weight, cfg):
     )
 
 
+def _grad_args(input, target, weight, cfg, coef, ce_coef):
+    """region_loss_grad's arguments: the stats' ones with coef and ce_coef before the two defaulted options."""
+    args = _stats_args(input, target, weight, cfg)
+    return (*args[:-2], coef, ce_coef, *args[-2:])
+
+
 def _sync_sums(sums: Tensor, ce: Tensor, cfg: dict):
     """Per-(B, class) sums (B = 1 with batch) and the total CE sums, all-reduced under sync."""
     sums_b = sums.sum(0, keepdim=True) if cfg["batch"] else sums
@@ -284,7 +290,7 @@ def region_loss(
     sums_b, ce_tot = _sync_sums(sums, ce, cfg)
     loss, coef, ce_coef = _loss_and_coefs(sums_b, ce_tot, input.shape[0], cfg, None)
     if compute_grad and reduction != R_NONE:
-        grad = torch.ops.balancedtorch.region_loss_grad(*_stats_args(input, target, weight, cfg), coef, ce_coef)
+        grad = torch.ops.balancedtorch.region_loss_grad(*_grad_args(input, target, weight, cfg, coef, ce_coef))
     else:
         grad = input.new_empty((0,))
     return loss.to(input.dtype).clone(), grad, sums_b.clone(), ce_tot.clone()
@@ -384,7 +390,7 @@ def _backward(ctx, grad_loss, *_unused):
         weights = grad_loss if cfg["reduction"] == R_NONE else None
         _, coef, ce_coef = _loss_and_coefs(sums_b, ce_tot, input.shape[0], cfg, weights)
         grad = torch.ops.balancedtorch.region_loss_grad(
-            *_stats_args(input.detach(), target.detach(), weight, cfg), coef, ce_coef
+            *_grad_args(input.detach(), target.detach(), weight, cfg, coef, ce_coef)
         )
         if cfg["reduction"] == R_NONE:
             return (grad, grad_target) + rest

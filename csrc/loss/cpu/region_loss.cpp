@@ -548,10 +548,10 @@ at::Tensor region_loss_grad_cpu(
     double gamma,
     double label_smoothing,
     int64_t ce_first_class,
-    bool soft_label,
-    double alpha,
     const at::Tensor& coef,
-    const at::Tensor& ce_coef) {
+    const at::Tensor& ce_coef,
+    bool soft_label,
+    double alpha) {
   const RegionLossArgs a = check_region_loss_args(
       "region_loss_grad", input, target, weight, activation, ce_kind, gamma, label_smoothing, ce_first_class, alpha);
   TORCH_CHECK(input.device().is_cpu(), "region_loss_grad: expected input on the CPU, got ", input.device());
