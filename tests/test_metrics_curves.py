@@ -407,6 +407,7 @@ def test_repr_shows_every_non_default_argument():
         (dict(num_classes=3, curves=True, exact_max_samples=-1), ValueError, r"exact_max_samples must be an int >= 0 or None, got -1"),
         (dict(num_classes=3, input_format="probs"), ValueError, r"input_format must be 'auto', 'logits' or 'probabilities', got 'probs'"),
         (dict(num_classes=3, curves="yes"), TypeError, r"curves must be True or False, got 'yes'"),
+        (dict(num_classes=3, device="meta"), ValueError, r"device='meta' holds no values"),
     ],
 )
 def test_bad_arguments(kwargs, error, match):
@@ -426,6 +427,9 @@ def test_bad_arguments(kwargs, error, match):
         (dict(task="binary", curves=True, input_format="probabilities"), torch.tensor([0.2, 1.5]), torch.tensor([0, 1]), r"input_format='probabilities' but preds_or_logits.flatten\(\)\[1\] = 1.5 is outside \[0, 1\]"),
         (dict(task="binary", curves=True), torch.tensor([0.2, float("nan")]), torch.tensor([0, 1]), r"holds NaN scores \(element 1"),
         (dict(num_classes=3, curves=True), torch.tensor([[0.2, 0.3, float("nan")]]), torch.tensor([0]), r"holds NaN scores \(element 2"),
+        (dict(task="binary", curves=True), torch.rand(4, device="meta"), torch.tensor([0, 1, 0, 1]), r"update: preds_or_logits is on the meta device, which holds no values"),
+        (dict(task="binary", curves=True), torch.rand(4), torch.tensor([0, 1, 0, 1], device="meta"), r"update: target is on the meta device, which holds no values"),
+        (dict(num_classes=3), torch.rand(2, 3, device="meta"), torch.tensor([0, 1], device="meta"), r"update: preds_or_logits is on the meta device"),
     ],
 )
 def test_bad_updates(kwargs, preds, target, match):

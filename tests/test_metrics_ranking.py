@@ -262,9 +262,32 @@ def test_inputs_are_not_modified():
         (lambda: bt.metrics.roc_auc_score([0, 1], [0.1, 0.2], multi_class="ovx"), ValueError, r"'multi_class' parameter"),
         (lambda: bt.metrics.roc_auc_score([0, 1, 2], [[0.5, 0.5, 0.5]] * 3, multi_class="ovr"), ValueError, r"Target scores need to be probabilities"),
         (lambda: bt.metrics.roc_auc_score([0.5, 1.5], [0.1, 0.2]), ValueError, r"continuous format is not supported"),
-        (lambda: bt.metrics.roc_auc_score(torch.tensor([0, 1]), torch.tensor([0.1, 0.2], device="meta")), ValueError, r"y_true is on cpu but y_score is on meta"),
+        (lambda: bt.metrics.roc_auc_score(torch.tensor([0, 1]), torch.tensor([0.1, 0.2], device="meta")), ValueError, r"roc_auc_score: y_score is on the meta device"),
     ],
 )
 def test_bad_input_raises_naming_the_argument(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+_META = dict(device="meta")
+
+
+@pytest.mark.parametrize("fn", ["average_precision_score", "roc_auc_score", "precision_recall_curve", "roc_curve"])
+@pytest.mark.parametrize("where", ["y_true", "y_score", "sample_weight", "all"])
+def test_meta_tensors_are_refused_naming_the_argument(fn, where):
+    # a meta tensor has a shape but no values: a ValueError naming it, never torch's RuntimeError /
+    # NotImplementedError from deep inside (Tensor.item(), aten::_unique2)
+    args = {"y_true": torch.tensor([0, 1, 1, 0]), "y_score": torch.tensor([0.1, 0.9, 0.4, 0.3]), "sample_weight": torch.ones(4)}
+    for name in args:
+        if where in (name, "all"):
+            args[name] = args[name].to("meta")
+    first = "y_true" if where == "all" else where
+    with pytest.raises(ValueError, match=rf"^{fn}: {first} is on the meta device, which holds no values"):
+        getattr(bt.metrics, fn)(args["y_true"], args["y_score"], sample_weight=args["sample_weight"])
+
+
+def test_meta_labels_of_roc_auc_score_are_refused():
+    y, p = [0, 1, 2, 1], torch.softmax(torch.rand(4, 3, dtype=torch.float64), 1)
+    with pytest.raises(ValueError, match=r"roc_auc_score: labels is on the meta device"):
+        bt.metrics.roc_auc_score(y, p, multi_class="ovr", labels=torch.arange(3, device="meta"))

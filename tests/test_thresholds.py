@@ -413,6 +413,22 @@ def test_bad_scores():
         bt.metrics.tune_threshold([0, 1], torch.rand(2, 2, 2))
 
 
+@pytest.mark.parametrize("where", ["labels", "scores", "both"])
+def test_meta_tensors_are_refused_naming_the_argument(where):
+    labels, scores = torch.tensor([0, 1, 1]), torch.tensor([0.2, 0.7, 0.4])
+    if where in ("labels", "both"):
+        labels = labels.to("meta")
+    if where in ("scores", "both"):
+        scores = scores.to("meta")
+    first = "labels" if where == "both" else where
+    with pytest.raises(ValueError, match=rf"^tune_threshold: {first} is on the meta device, which holds no values"):
+        bt.metrics.tune_threshold(labels, scores)
+    with pytest.raises(ValueError, match=r"^apply_thresholds: scores is on the meta device"):
+        bt.metrics.apply_thresholds(torch.rand(3, device="meta"), 0.5)
+    with pytest.raises(ValueError, match=r"^apply_thresholds: thresholds is on the meta device"):
+        bt.metrics.apply_thresholds(torch.rand(3, 2), torch.rand(2, device="meta"))
+
+
 def test_bad_labels():
     with pytest.raises(ValueError, match=r"labels must be 0 or 1 for binary scores .* labels\[2\] = 2"):
         bt.metrics.tune_threshold([0, 1, 2, 0], [0.1, 0.2, 0.3, 0.4])

@@ -12,6 +12,7 @@ from torch import Tensor
 
 from .._checks import as_tensor
 from .._labels import check_labels, describe_one_hot
+from ..data.labels import refuse_meta
 from ..ops.class_counts import class_counts
 from . import _curves
 
@@ -239,6 +240,10 @@ class ClassificationMetrics:
             raise ValueError(f"ignore_index must be an int or None, got {ignore_index!r}")
         self.ignore_index = ignore_index
         self.device = None if device is None else torch.device(device)
+        if self.device is not None and self.device.type == "meta":
+            raise ValueError(
+                "ClassificationMetrics: device='meta' holds no values for the counts; pass a device with data (CPU or GPU)"
+            )
         self._init_device = self.device
         self.task = task
         if not isinstance(curves, bool):
@@ -407,8 +412,10 @@ class ClassificationMetrics:
             ValueError: shapes that do not fit the task, labels out of range,
                 NaN scores, one-hot targets, labels where curves need scores.
         """
-        preds = as_tensor(preds_or_logits, "preds_or_logits")
         caller = "ClassificationMetrics.update"
+        refuse_meta(preds_or_logits, "preds_or_logits", caller)
+        refuse_meta(target, "target", caller)
+        preds = as_tensor(preds_or_logits, "preds_or_logits")
         shape = tuple(target.shape) if isinstance(target, Tensor) else tuple(np.shape(target))
         if len(shape) == 0:
             raise ValueError(f"{caller}: target must have a batch dimension, got a scalar")

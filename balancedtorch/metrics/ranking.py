@@ -46,6 +46,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..data.labels import refuse_meta
 from . import _curves
 
 __all__ = ["average_precision_score", "precision_recall_curve", "roc_auc_score", "roc_curve"]
@@ -68,6 +69,12 @@ class _UndefinedMetricWarning(UserWarning):
 
 
 # ----------------------------------------------------------------------------- inputs
+def _refuse_meta(caller: str, **arrays: Any) -> None:
+    """Before anything reads them: tensors on the meta device hold no values (a ValueError naming the argument)."""
+    for name, value in arrays.items():
+        refuse_meta(value, name, caller)
+
+
 def _float_dtype(device: torch.device) -> torch.dtype:
     """The widest float the device has (float64; float32 on MPS), as scikit-learn's _max_precision_float_dtype."""
     return torch.float32 if device.type == "mps" else torch.float64
@@ -309,6 +316,7 @@ def _binary_inputs(
     caller: str, y_true: Any, y_score: Any, pos_label: Any, sample_weight: Any
 ) -> Tuple[Tensor, Tensor, Optional[Tensor], bool]:
     """(scores [n], positive [n] bool, weight [n] or None, tensors out) for a curve, as confusion_matrix_at_thresholds."""
+    _refuse_meta(caller, y_true=y_true, y_score=y_score, sample_weight=sample_weight)
     _check_pos_label_type(pos_label, allow_none=True)
     y = _labels_array(y_true, "y_true")
     y_type = _type_of_target(y)
@@ -577,6 +585,7 @@ def average_precision_score(
         >>> bt.metrics.average_precision_score(y, probs_nk, average=None)  # one per class
     """
     caller = "average_precision_score"
+    _refuse_meta(caller, y_true=y_true, y_score=y_score, sample_weight=sample_weight)
     _check_average(average, caller)
     _check_pos_label_type(pos_label, allow_none=False)
     y = _labels_array(y_true, "y_true")
@@ -689,6 +698,7 @@ def roc_auc_score(
         >>> bt.metrics.roc_auc_score(y, probs, max_fpr=0.1)           # partial, McClish
     """
     caller = "roc_auc_score"
+    _refuse_meta(caller, y_true=y_true, y_score=y_score, sample_weight=sample_weight, labels=labels)
     _check_average(average, caller)
     max_fpr = _check_max_fpr(max_fpr)
     if not isinstance(multi_class, str) or multi_class not in ("raise", "ovr", "ovo"):

@@ -24,6 +24,7 @@ from torch import Tensor
 
 from .._checks import all_finite
 from .._labels import check_labels
+from ..data.labels import refuse_meta
 
 __all__ = ["METRICS", "apply_thresholds", "tune_threshold"]
 
@@ -407,6 +408,8 @@ def tune_threshold(
     elif beta is not None:
         raise ValueError(f"{caller}: beta is used by metric='fbeta' only, not by metric={metric!r}")
 
+    refuse_meta(labels, "labels", caller)
+    refuse_meta(scores, "scores", caller)
     s = _check_scores(scores, caller)
     if pos_label is not None and not isinstance(pos_label, (numbers.Real, str, np.bool_)):
         raise TypeError(f"{caller}: pos_label must be an int, a float, a bool or a str, got {pos_label!r}")
@@ -514,6 +517,8 @@ def apply_thresholds(scores: Any, thresholds: Any, multilabel: Optional[bool] = 
         thresholds = thresholds["threshold"]
         if multilabel is not None and task in ("multiclass", "multilabel") and multilabel != (task == "multilabel"):
             raise ValueError(f"{caller}: multilabel={multilabel} contradicts the thresholds' task {task!r}")
+    refuse_meta(scores, "scores", caller)
+    refuse_meta(thresholds, "thresholds", caller)
     s = _check_scores(scores, caller)
     binary = s.dim() == 1 or (s.shape[1] == 1 and task in (None, "binary") and multilabel is not True)
     if binary and s.dim() == 2:
