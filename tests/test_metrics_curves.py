@@ -121,6 +121,32 @@ def test_absent_classes_are_nan_and_left_out_of_the_averages():
     assert math.isnan(empty["macro_average_precision"]) and math.isnan(empty["macro_roc_auc"])
 
 
+@pytest.mark.parametrize(
+    "kwargs, preds, target",
+    [
+        (dict(task="binary", curves=True), torch.rand(0), torch.zeros(0, dtype=torch.long)),
+        (dict(num_classes=3, curves=True), torch.rand(0, 3), torch.zeros(0, dtype=torch.long)),
+        (dict(num_classes=3, task="multilabel", curves=True), torch.rand(0, 3), torch.zeros(0, 3, dtype=torch.long)),
+        (dict(num_classes=3, curves=True, thresholds=11), torch.rand(0, 3), torch.zeros(0, dtype=torch.long)),
+    ],
+)
+def test_empty_update_adds_nothing_and_ranking_metrics_are_nan_without_warning(kwargs, preds, target):
+    fresh = CM(**kwargs).compute()
+    m = CM(**kwargs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        m.update(preds, target)
+        r = m.compute()
+    assert r.keys() == fresh.keys()
+    for key in ("macro_average_precision", "weighted_average_precision", "macro_roc_auc", "weighted_roc_auc"):
+        assert math.isnan(r[key]) and math.isnan(fresh[key])
+    assert torch.isnan(r["per_class_average_precision"]).all() and torch.isnan(r["per_class_roc_auc"]).all()
+    assert int(r["confusion_matrix"].sum()) == 0 and r["accuracy"] == 0.0
+    # a later non-empty batch gives the numbers of that batch alone
+    m.update(torch.rand((6,) + tuple(preds.shape[1:])), torch.randint(0, 2, (6,) + tuple(target.shape[1:])))
+    assert int(m.compute()["confusion_matrix"].sum()) == 6 * (3 if kwargs.get("task") == "multilabel" else 1)
+
+
 def test_mean_iou_equals_sklearn_macro_jaccard():
     from sklearn import metrics as skm
     rng = np.random.default_rng(11)

@@ -10,6 +10,7 @@ functions in tests/test_sklearn_ranking_suite.py.
 from __future__ import annotations
 
 import math
+import re
 import warnings
 
 import numpy as np
@@ -291,3 +292,31 @@ def test_meta_labels_of_roc_auc_score_are_refused():
     y, p = [0, 1, 2, 1], torch.softmax(torch.rand(4, 3, dtype=torch.float64), 1)
     with pytest.raises(ValueError, match=r"roc_auc_score: labels is on the meta device"):
         bt.metrics.roc_auc_score(y, p, multi_class="ovr", labels=torch.arange(3, device="meta"))
+
+
+@pytest.mark.parametrize("tensors", [False, True])
+@pytest.mark.parametrize(
+    "fn, kwargs, shape",
+    [
+        ("roc_auc_score", {}, (0,)),
+        ("average_precision_score", {}, (0,)),
+        ("precision_recall_curve", {}, (0,)),
+        ("precision_recall_curve", {"pos_label": "b"}, (0,)),
+        ("roc_curve", {}, (0,)),
+        ("roc_curve", {"pos_label": 1}, (0,)),
+        ("roc_auc_score", {}, (0, 3)),
+        ("average_precision_score", {"average": None}, (0, 3)),
+    ],
+)
+def test_empty_input_raises_sklearns_check_array_error(fn, kwargs, shape, tensors):
+    # scikit-learn: this ValueError in roc_auc_score (and for 2-D targets in average_precision_score);
+    # IndexError or a numpy broadcasting error elsewhere. Never a number (nan, 0.0, or a curve).
+    y, s = np.zeros(shape, dtype=np.int64), np.zeros(shape)
+    if tensors:
+        y, s = torch.from_numpy(y), torch.from_numpy(s)
+    want = rf"^Found array with 0 sample\(s\) \(shape={re.escape(str(shape))}\) while a minimum of 1 is required\.$"
+    with pytest.raises(ValueError, match=want):
+        getattr(bt.metrics, fn)(y, s, **kwargs)
+    if fn == "roc_auc_score" or len(shape) == 2:
+        with pytest.raises(ValueError, match=want):
+            getattr(skm, fn)(y, s, **kwargs)

@@ -137,7 +137,12 @@ class ClassificationMetrics:
     and ROC AUC of a class without positives or without negatives, are NaN
     (scikit-learn warns or raises there); macro and weighted averages run
     over the classes where they are defined (NaN if none is). Weighted
-    averages weight by the number of positives.
+    averages weight by the number of positives. None of this warns. An empty
+    batch (N = 0, or only ignored samples) adds nothing: with no sample at
+    all every class is undefined, so AP and ROC AUC are NaN (and the
+    confusion-matrix metrics 0), exactly as before any ``update`` (the
+    ranking functions of ``bt.metrics`` raise on empty input instead, as
+    scikit-learn does).
 
     **Distributed** (``torch.distributed`` initialised, world size > 1):
     :meth:`compute` is the one collective call: call it on **every** rank;

@@ -30,6 +30,11 @@ Differences from scikit-learn:
   nothing, or ZeroDivisionError with ``average="weighted"``);
 * all sample weights 0 with ``average="samples"`` raise the ValueError of
   every other case (scikit-learn: ZeroDivisionError);
+* empty inputs raise scikit-learn's ``check_array`` ValueError ("Found
+  array with 0 sample(s) ...") in all four functions (scikit-learn raises
+  it in ``roc_auc_score`` only; its ``average_precision_score`` and
+  ``precision_recall_curve`` with ``pos_label`` raise an IndexError, its
+  curves without ``pos_label`` a numpy broadcasting ValueError);
 * floating-point sums are formed in another order (torch's reductions), so
   results can differ from scikit-learn's in the last bits.
 """
@@ -97,6 +102,12 @@ def _labels_array(y: Any, name: str) -> Array:
     if a.dtype.kind == "c":
         raise ValueError(f"Complex data not supported in {name}")
     return a
+
+
+def _check_not_empty(y: Array) -> None:
+    """scikit-learn's check_array(ensure_min_samples=1) on y_true, with its message."""
+    if y.ndim >= 1 and y.shape[0] == 0:
+        raise ValueError(f"Found array with 0 sample(s) (shape={tuple(y.shape)}) while a minimum of 1 is required.")
 
 
 def _unique(y: Array) -> Array:
@@ -319,6 +330,7 @@ def _binary_inputs(
     _refuse_meta(caller, y_true=y_true, y_score=y_score, sample_weight=sample_weight)
     _check_pos_label_type(pos_label, allow_none=True)
     y = _labels_array(y_true, "y_true")
+    _check_not_empty(y)
     y_type = _type_of_target(y)
     if not (y_type == "binary" or (y_type == "multiclass" and pos_label is not None)):
         raise ValueError(f"{y_type} format is not supported")
@@ -368,9 +380,9 @@ def precision_recall_curve(
         Without positive samples recall is 1 everywhere (with a warning).
 
     Raises:
-        ValueError: ``y_true`` not binary (or multiclass without
-            ``pos_label``), string labels without ``pos_label``, NaN or
-            infinite scores, lengths that differ, bad weights.
+        ValueError: empty input, ``y_true`` not binary (or multiclass
+            without ``pos_label``), string labels without ``pos_label``, NaN
+            or infinite scores, lengths that differ, bad weights.
         TypeError: bytes labels, a ``pos_label`` of another type.
 
     Example:
@@ -575,8 +587,8 @@ def average_precision_score(
         column without positives scores 0, with a warning.
 
     Raises:
-        ValueError: unsupported targets (continuous, multiclass-multioutput),
-            a ``pos_label`` absent from two-valued binary targets, a
+        ValueError: empty input, unsupported targets (continuous,
+            multiclass-multioutput), a ``pos_label`` absent from two-valued binary targets, a
             ``pos_label`` other than 1 for multiclass / multi-label, a
             ``y_score`` of the wrong shape, NaN or infinite scores, bad weights.
 
@@ -589,6 +601,7 @@ def average_precision_score(
     _check_average(average, caller)
     _check_pos_label_type(pos_label, allow_none=False)
     y = _labels_array(y_true, "y_true")
+    _check_not_empty(y)
     s = _scores_tensor(y_score)
     tensors = isinstance(y_score, Tensor)
     y = _to_device(y, s.device, "y_true")
@@ -686,7 +699,7 @@ def roc_auc_score(
         present, with an UndefinedMetricWarning.
 
     Raises:
-        ValueError: the messages of scikit-learn's (unsupported targets,
+        ValueError: the messages of scikit-learn's (empty input, unsupported targets,
             scores that are not probabilities for multiclass, bad ``labels``,
             ``max_fpr`` with multiclass targets, ``sample_weight`` with
             ``"ovo"``, ...).
@@ -707,6 +720,7 @@ def roc_auc_score(
             f"Got {multi_class!r} instead."
         )
     y = _labels_array(y_true, "y_true")
+    _check_not_empty(y)
     y_type = _type_of_target(y)
     s = _scores_tensor(y_score)
     tensors = isinstance(y_score, Tensor)
