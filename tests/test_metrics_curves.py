@@ -463,6 +463,19 @@ def test_bad_updates(kwargs, preds, target, match):
         CM(**kwargs).update(preds, target)
 
 
+@pytest.mark.parametrize("kwargs", [dict(task="binary"), dict(task="binary", curves=True), dict(num_classes=3, curves=True)])
+@pytest.mark.parametrize("dtype", [torch.complex64, torch.complex128])
+def test_complex_scores_are_refused_as_complex(kwargs, dtype):
+    # not "needs scores ... got integer labels", and never a silent cast that drops the imaginary part
+    shape = (4, 3) if "num_classes" in kwargs else (4,)
+    m = CM(**kwargs)
+    with pytest.raises(TypeError, match=rf"preds_or_logits must hold real scores .*complex numbers are not supported, got dtype {dtype}"):
+        m.update(torch.rand(shape).to(dtype), torch.tensor([0, 1, 0, 1]))
+    with pytest.raises(TypeError, match=r"complex numbers are not supported"):
+        m.update(np.ones(shape, dtype=np.complex64), [0, 1, 0, 1])
+    assert int(m.compute()["confusion_matrix"].sum()) == 0
+
+
 def _ddp_curves_worker(rank, world_size, init_file, out_dir):
     torch.distributed.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
     try:

@@ -416,11 +416,17 @@ class ClassificationMetrics:
         Raises:
             ValueError: shapes that do not fit the task, labels out of range,
                 NaN scores, one-hot targets, labels where curves need scores.
+            TypeError: complex ``preds_or_logits``.
         """
         caller = "ClassificationMetrics.update"
         refuse_meta(preds_or_logits, "preds_or_logits", caller)
         refuse_meta(target, "target", caller)
         preds = as_tensor(preds_or_logits, "preds_or_logits")
+        if preds.is_complex():
+            raise TypeError(
+                f"{caller}: preds_or_logits must hold real scores (logits or probabilities) or integer labels; "
+                f"complex numbers are not supported, got dtype {preds.dtype}"
+            )
         shape = tuple(target.shape) if isinstance(target, Tensor) else tuple(np.shape(target))
         if len(shape) == 0:
             raise ValueError(f"{caller}: target must have a batch dimension, got a scalar")
