@@ -182,3 +182,32 @@ def test_smoten_sparse_and_pandas():
     pd.testing.assert_series_equal(Xr.dtypes, frame.dtypes)
     plain, _ = bt.resample.SMOTEN(random_state=0).fit_resample(X, y)
     np.testing.assert_array_equal(Xr.to_numpy().astype(object), plain)
+
+
+def _by_sampler(name):
+    rng = np.random.RandomState(3)
+    y = np.array([1] * 12 + [0] * 30)
+    if name == "SMOTEN":
+        return {}, rng.randint(0, 3, (42, 3)), y
+    if name == "SMOTENC":
+        return {"categorical_features": [0]}, np.c_[rng.randint(0, 3, 42), rng.randn(42, 2)], y
+    return {}, rng.randn(42, 3), y
+
+
+@pytest.mark.parametrize("name", ["SMOTE", "SMOTENC", "SMOTEN"])
+def test_k_neighbors_true_is_one_as_in_imblearn(name):
+    kw, X, y = _by_sampler(name)
+    # imbalanced-learn's Interval(Integral, 1, None): the Python bool True is the int 1
+    Xt, yt = getattr(imb, name)(k_neighbors=True, random_state=0, **kw).fit_resample(X, y)
+    Xo, yo = getattr(bt.resample, name)(k_neighbors=True, random_state=0, **kw).fit_resample(X, y)
+    X1, y1 = getattr(bt.resample, name)(k_neighbors=1, random_state=0, **kw).fit_resample(X, y)
+    assert Xo.shape == Xt.shape
+    np.testing.assert_array_equal(yo, yt)
+    np.testing.assert_array_equal(Xo, X1)
+    np.testing.assert_array_equal(yo, y1)
+    errors = pytest.importorskip("sklearn.utils._param_validation")
+    for bad in (False, np.True_, 0):
+        with pytest.raises(errors.InvalidParameterError):
+            getattr(imb, name)(k_neighbors=bad, **kw).fit_resample(X, y)
+        with pytest.raises(errors.InvalidParameterError, match="k_neighbors"):
+            getattr(bt.resample, name)(k_neighbors=bad, **kw).fit_resample(X, y)
