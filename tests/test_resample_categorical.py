@@ -211,3 +211,29 @@ def test_k_neighbors_true_is_one_as_in_imblearn(name):
             getattr(imb, name)(k_neighbors=bad, **kw).fit_resample(X, y)
         with pytest.raises(errors.InvalidParameterError, match="k_neighbors"):
             getattr(bt.resample, name)(k_neighbors=bad, **kw).fit_resample(X, y)
+
+
+def test_smoten_inf_as_imblearn_a_category_in_object_x_refused_in_numeric_x():
+    rng = np.random.RandomState(0)
+    n, y = 40, np.array([0] * 28 + [1] * 12)
+    a = rng.choice([1.0, np.inf, 2.0], n)
+    a[[28, 29]] = np.inf  # the minority class holds inf
+    mixed = pd.DataFrame({"a": a, "s": rng.choice(["x", "y"], n)})
+    for X in (mixed, np.c_[a, np.ones(n)].astype(object)):
+        Xt, yt = imb.SMOTEN(random_state=0).fit_resample(X, y)
+        Xo, yo = bt.resample.SMOTEN(random_state=0).fit_resample(X, y)
+        np.testing.assert_array_equal(yo, yt)
+        assert type(Xo) is type(Xt) and Xo.shape == Xt.shape
+        new = np.asarray(Xo)[n:, 0]
+        assert set(new) <= {1.0, 2.0, np.inf}
+        if isinstance(X, pd.DataFrame):
+            pd.testing.assert_series_equal(Xo.dtypes, Xt.dtypes)
+    for X, what in (
+        (pd.DataFrame({"a": a, "b": rng.randint(0, 3, n)}), "infinity or a value too large"),
+        (np.c_[a, np.ones(n)], "infinity or a value too large"),
+        (np.c_[np.where(np.arange(n) == 5, np.nan, 1.0), np.ones(n)], "NaN"),
+    ):
+        with pytest.raises(ValueError, match=rf"^Input X contains {what}"):
+            imb.SMOTEN(random_state=0).fit_resample(X, y)
+        with pytest.raises(ValueError, match=rf"^Input X contains {what}.*SMOTEN: X\[\d+, 0\] = "):
+            bt.resample.SMOTEN(random_state=0).fit_resample(X, y)

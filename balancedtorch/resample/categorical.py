@@ -497,6 +497,19 @@ class SMOTEN(SMOTE):
                 stacklevel=4,
             )
         X_all = _columns(data, np.arange(data.n_features))
+        # imbalanced-learn validates X as one array first (dtype=None): a numeric X must be finite, an
+        # object X (object arrays, DataFrames with a non-numeric column) is not checked, so inf (or a NaN
+        # the encoder takes) is one more category there; its default encoder then sees that object array
+        whole = _all_columns(data)
+        if whole.dtype.kind == "f" and not np.isfinite(whole).all():
+            i, j = np.argwhere(~np.isfinite(whole))[0]
+            what = "NaN" if np.isnan(whole[i, j]) else "infinity or a value too large for dtype('float64')"
+            raise ValueError(
+                f"Input X contains {what}. ({owner}: X[{i}, {j}] = {whole[i, j]}; a numeric X must be finite, "
+                "as in imbalanced-learn; pass the column as object values (or strings) to make it a category)"
+            )
+        if self.categorical_encoder is None and data.x_kind == "dataframe" and whole.dtype == object:
+            X_all = whole
         encoder = self.categorical_encoder
         if encoder is not None:
             encoder = clone_estimator(encoder)
