@@ -1,5 +1,6 @@
 """SMOTENC and SMOTEN against the installed imbalanced-learn: attributes, output layout, distributions."""
 
+import warnings
 from collections import Counter
 
 import numpy as np
@@ -237,3 +238,25 @@ def test_smoten_inf_as_imblearn_a_category_in_object_x_refused_in_numeric_x():
             imb.SMOTEN(random_state=0).fit_resample(X, y)
         with pytest.raises(ValueError, match=rf"^Input X contains {what}.*SMOTEN: X\[\d+, 0\] = "):
             bt.resample.SMOTEN(random_state=0).fit_resample(X, y)
+
+
+@pytest.mark.parametrize("fmt", ["csr", "csc", "coo", "lil", "dok", "bsr"])
+@pytest.mark.parametrize("kind", ["matrix", "array"])
+@pytest.mark.parametrize("name", ["SMOTE", "SMOTENC", "SMOTEN"])
+@pytest.mark.parametrize("balanced", [False, True])
+def test_sparse_container_out_equals_imblearns(name, fmt, kind, balanced):
+    # imbalanced-learn 0.14: SMOTE keeps csr/csc (others: csr) and the *_array / *_matrix class; SMOTENC
+    # always gives csr (class kept); SMOTEN keeps csr/csc (others: csr), always *_matrix
+    sp = pytest.importorskip("scipy.sparse")
+    kw, X, y = _by_sampler(name)
+    if balanced:
+        X, y = X[:24], np.array([0, 1] * 12)
+    Xs = getattr(sp, f"{fmt}_{kind}")(X.astype(float))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        Xt, yt = getattr(imb, name)(random_state=0, **kw).fit_resample(Xs, y)
+        Xo, yo = getattr(bt.resample, name)(random_state=0, **kw).fit_resample(Xs, y)
+    assert type(Xo) is type(Xt), (type(Xo), type(Xt))
+    assert Xo.shape == Xt.shape
+    np.testing.assert_array_equal(yo, yt)
+    np.testing.assert_array_equal(Xo.toarray()[: len(X)], X)
