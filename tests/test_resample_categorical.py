@@ -1,5 +1,6 @@
 """SMOTENC and SMOTEN against the installed imbalanced-learn: attributes, output layout, distributions."""
 
+import re
 import warnings
 from collections import Counter
 
@@ -260,3 +261,21 @@ def test_sparse_container_out_equals_imblearns(name, fmt, kind, balanced):
     assert Xo.shape == Xt.shape
     np.testing.assert_array_equal(yo, yt)
     np.testing.assert_array_equal(Xo.toarray()[: len(X)], X)
+
+
+@pytest.mark.parametrize("values", [(1e308, -1e308), (1e308, 0.0), (-1.5e308, 1.5e308)])
+def test_smotenc_overflowing_std_raises_as_imblearn(values):
+    rng = np.random.RandomState(0)
+    n, y = 40, np.array([0] * 28 + [1] * 12)
+    X = np.c_[rng.randint(0, 3, n), np.where(np.arange(n) % 2, *values), np.where(np.arange(n) % 3, *values)]
+    with pytest.raises(ValueError, match=r"^Input X contains") as theirs:
+        imb.SMOTENC([0], random_state=0).fit_resample(X, y)
+    assert "NaN" in str(theirs.value) or "infinity" in str(theirs.value)
+    # the same ValueError and opening; NaN or infinity as each library's variance overflows (scikit-learn's
+    # sparse variance and torch's can differ there)
+    overflow = r"(NaN|infinity or a value too large for dtype\('float64'\))"
+    with pytest.raises(ValueError, match=rf"^Input X contains {overflow}\. \(SMOTENC: the median standard deviation .*\(X\[\d+, [12]\] = "):
+        bt.resample.SMOTENC([0], random_state=0).fit_resample(X, y)
+    # plain SMOTE: imbalanced-learn raises nothing (its synthetic rows may hold inf); so does bt's
+    imb.SMOTE(random_state=0).fit_resample(X, y)
+    bt.resample.SMOTE(random_state=0).fit_resample(X, y)

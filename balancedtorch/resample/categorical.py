@@ -383,6 +383,17 @@ class SMOTENC(SMOTE):
             C, K = X_cont.index_select(0, rows), codes.index_select(0, rows)
             std = C.var(0, unbiased=False).sqrt().cpu().numpy()
             m = float(np.median(std))
+            if not math.isfinite(m) and K.shape[1]:
+                # imbalanced-learn scales the one-hot columns by this median and its neighbour search
+                # refuses the non-finite matrix: the same ValueError, saying which values overflow
+                what = "NaN" if math.isnan(m) else "infinity or a value too large for dtype('float64')"
+                flat = C.abs().argmax()
+                i, j = int(rows[flat // C.shape[1]]), int(cont[int(flat % C.shape[1])])
+                raise ValueError(
+                    f"Input X contains {what}. ({owner}: the median standard deviation of the continuous features "
+                    f"of class {value!r} overflows float64 (X[{i}, {j}] = {float(C.flatten()[flat]):g}); "
+                    "scale the continuous features down)"
+                )
             self.median_std_[value] = m
             # the squared distance: |continuous difference|^2 + m^2 per differing category (one-hot scaled by m/sqrt 2)
             embed = torch.zeros((C.shape[0], C.shape[1] + n_onehot), dtype=torch.float64, device=C.device)
