@@ -121,6 +121,32 @@ def test_absent_classes_are_nan_and_left_out_of_the_averages():
     assert math.isnan(empty["macro_average_precision"]) and math.isnan(empty["macro_roc_auc"])
 
 
+@pytest.mark.parametrize(
+    "kwargs, preds, target",
+    [
+        (dict(task="binary", curves=True), torch.rand(0), torch.zeros(0, dtype=torch.long)),
+        (dict(num_classes=3, curves=True), torch.rand(0, 3), torch.zeros(0, dtype=torch.long)),
+        (dict(num_classes=3, task="multilabel", curves=True), torch.rand(0, 3), torch.zeros(0, 3, dtype=torch.long)),
+        (dict(num_classes=3, curves=True, thresholds=11), torch.rand(0, 3), torch.zeros(0, dtype=torch.long)),
+    ],
+)
+def test_empty_update_adds_nothing_and_ranking_metrics_are_nan_without_warning(kwargs, preds, target):
+    fresh = CM(**kwargs).compute()
+    m = CM(**kwargs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        m.update(preds, target)
+        r = m.compute()
+    assert r.keys() == fresh.keys()
+    for key in ("macro_average_precision", "weighted_average_precision", "macro_roc_auc", "weighted_roc_auc"):
+        assert math.isnan(r[key]) and math.isnan(fresh[key])
+    assert torch.isnan(r["per_class_average_precision"]).all() and torch.isnan(r["per_class_roc_auc"]).all()
+    assert int(r["confusion_matrix"].sum()) == 0 and r["accuracy"] == 0.0
+    # a later non-empty batch gives the numbers of that batch alone
+    m.update(torch.rand((6,) + tuple(preds.shape[1:])), torch.randint(0, 2, (6,) + tuple(target.shape[1:])))
+    assert int(m.compute()["confusion_matrix"].sum()) == 6 * (3 if kwargs.get("task") == "multilabel" else 1)
+
+
 def test_mean_iou_equals_sklearn_macro_jaccard():
     from sklearn import metrics as skm
     rng = np.random.default_rng(11)
@@ -407,6 +433,7 @@ def test_repr_shows_every_non_default_argument():
         (dict(num_classes=3, curves=True, exact_max_samples=-1), ValueError, r"exact_max_samples must be an int >= 0 or None, got -1"),
         (dict(num_classes=3, input_format="probs"), ValueError, r"input_format must be 'auto', 'logits' or 'probabilities', got 'probs'"),
         (dict(num_classes=3, curves="yes"), TypeError, r"curves must be True or False, got 'yes'"),
+        (dict(num_classes=3, device="meta"), ValueError, r"device='meta' holds no values"),
     ],
 )
 def test_bad_arguments(kwargs, error, match):
@@ -426,11 +453,27 @@ def test_bad_arguments(kwargs, error, match):
         (dict(task="binary", curves=True, input_format="probabilities"), torch.tensor([0.2, 1.5]), torch.tensor([0, 1]), r"input_format='probabilities' but preds_or_logits.flatten\(\)\[1\] = 1.5 is outside \[0, 1\]"),
         (dict(task="binary", curves=True), torch.tensor([0.2, float("nan")]), torch.tensor([0, 1]), r"holds NaN scores \(element 1"),
         (dict(num_classes=3, curves=True), torch.tensor([[0.2, 0.3, float("nan")]]), torch.tensor([0]), r"holds NaN scores \(element 2"),
+        (dict(task="binary", curves=True), torch.rand(4, device="meta"), torch.tensor([0, 1, 0, 1]), r"update: preds_or_logits is on the meta device, which holds no values"),
+        (dict(task="binary", curves=True), torch.rand(4), torch.tensor([0, 1, 0, 1], device="meta"), r"update: target is on the meta device, which holds no values"),
+        (dict(num_classes=3), torch.rand(2, 3, device="meta"), torch.tensor([0, 1], device="meta"), r"update: preds_or_logits is on the meta device"),
     ],
 )
 def test_bad_updates(kwargs, preds, target, match):
     with pytest.raises(ValueError, match=match):
         CM(**kwargs).update(preds, target)
+
+
+@pytest.mark.parametrize("kwargs", [dict(task="binary"), dict(task="binary", curves=True), dict(num_classes=3, curves=True)])
+@pytest.mark.parametrize("dtype", [torch.complex64, torch.complex128])
+def test_complex_scores_are_refused_as_complex(kwargs, dtype):
+    # not "needs scores ... got integer labels", and never a silent cast that drops the imaginary part
+    shape = (4, 3) if "num_classes" in kwargs else (4,)
+    m = CM(**kwargs)
+    with pytest.raises(TypeError, match=rf"preds_or_logits must hold real scores .*complex numbers are not supported, got dtype {dtype}"):
+        m.update(torch.rand(shape).to(dtype), torch.tensor([0, 1, 0, 1]))
+    with pytest.raises(TypeError, match=r"complex numbers are not supported"):
+        m.update(np.ones(shape, dtype=np.complex64), [0, 1, 0, 1])
+    assert int(m.compute()["confusion_matrix"].sum()) == 0
 
 
 def _ddp_curves_worker(rank, world_size, init_file, out_dir):

@@ -10,6 +10,7 @@ functions in tests/test_sklearn_ranking_suite.py.
 from __future__ import annotations
 
 import math
+import re
 import warnings
 
 import numpy as np
@@ -262,9 +263,60 @@ def test_inputs_are_not_modified():
         (lambda: bt.metrics.roc_auc_score([0, 1], [0.1, 0.2], multi_class="ovx"), ValueError, r"'multi_class' parameter"),
         (lambda: bt.metrics.roc_auc_score([0, 1, 2], [[0.5, 0.5, 0.5]] * 3, multi_class="ovr"), ValueError, r"Target scores need to be probabilities"),
         (lambda: bt.metrics.roc_auc_score([0.5, 1.5], [0.1, 0.2]), ValueError, r"continuous format is not supported"),
-        (lambda: bt.metrics.roc_auc_score(torch.tensor([0, 1]), torch.tensor([0.1, 0.2], device="meta")), ValueError, r"y_true is on cpu but y_score is on meta"),
+        (lambda: bt.metrics.roc_auc_score(torch.tensor([0, 1]), torch.tensor([0.1, 0.2], device="meta")), ValueError, r"roc_auc_score: y_score is on the meta device"),
     ],
 )
 def test_bad_input_raises_naming_the_argument(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+_META = dict(device="meta")
+
+
+@pytest.mark.parametrize("fn", ["average_precision_score", "roc_auc_score", "precision_recall_curve", "roc_curve"])
+@pytest.mark.parametrize("where", ["y_true", "y_score", "sample_weight", "all"])
+def test_meta_tensors_are_refused_naming_the_argument(fn, where):
+    # a meta tensor has a shape but no values: a ValueError naming it, never torch's RuntimeError /
+    # NotImplementedError from deep inside (Tensor.item(), aten::_unique2)
+    args = {"y_true": torch.tensor([0, 1, 1, 0]), "y_score": torch.tensor([0.1, 0.9, 0.4, 0.3]), "sample_weight": torch.ones(4)}
+    for name in args:
+        if where in (name, "all"):
+            args[name] = args[name].to("meta")
+    first = "y_true" if where == "all" else where
+    with pytest.raises(ValueError, match=rf"^{fn}: {first} is on the meta device, which holds no values"):
+        getattr(bt.metrics, fn)(args["y_true"], args["y_score"], sample_weight=args["sample_weight"])
+
+
+def test_meta_labels_of_roc_auc_score_are_refused():
+    y, p = [0, 1, 2, 1], torch.softmax(torch.rand(4, 3, dtype=torch.float64), 1)
+    with pytest.raises(ValueError, match=r"roc_auc_score: labels is on the meta device"):
+        bt.metrics.roc_auc_score(y, p, multi_class="ovr", labels=torch.arange(3, device="meta"))
+
+
+@pytest.mark.parametrize("tensors", [False, True])
+@pytest.mark.parametrize(
+    "fn, kwargs, shape",
+    [
+        ("roc_auc_score", {}, (0,)),
+        ("average_precision_score", {}, (0,)),
+        ("precision_recall_curve", {}, (0,)),
+        ("precision_recall_curve", {"pos_label": "b"}, (0,)),
+        ("roc_curve", {}, (0,)),
+        ("roc_curve", {"pos_label": 1}, (0,)),
+        ("roc_auc_score", {}, (0, 3)),
+        ("average_precision_score", {"average": None}, (0, 3)),
+    ],
+)
+def test_empty_input_raises_sklearns_check_array_error(fn, kwargs, shape, tensors):
+    # scikit-learn: this ValueError in roc_auc_score (and for 2-D targets in average_precision_score);
+    # IndexError or a numpy broadcasting error elsewhere. Never a number (nan, 0.0, or a curve).
+    y, s = np.zeros(shape, dtype=np.int64), np.zeros(shape)
+    if tensors:
+        y, s = torch.from_numpy(y), torch.from_numpy(s)
+    want = rf"^Found array with 0 sample\(s\) \(shape={re.escape(str(shape))}\) while a minimum of 1 is required\.$"
+    with pytest.raises(ValueError, match=want):
+        getattr(bt.metrics, fn)(y, s, **kwargs)
+    if fn == "roc_auc_score" or len(shape) == 2:
+        with pytest.raises(ValueError, match=want):
+            getattr(skm, fn)(y, s, **kwargs)

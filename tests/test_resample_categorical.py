@@ -1,5 +1,7 @@
 """SMOTENC and SMOTEN against the installed imbalanced-learn: attributes, output layout, distributions."""
 
+import re
+import warnings
 from collections import Counter
 
 import numpy as np
@@ -182,3 +184,98 @@ def test_smoten_sparse_and_pandas():
     pd.testing.assert_series_equal(Xr.dtypes, frame.dtypes)
     plain, _ = bt.resample.SMOTEN(random_state=0).fit_resample(X, y)
     np.testing.assert_array_equal(Xr.to_numpy().astype(object), plain)
+
+
+def _by_sampler(name):
+    rng = np.random.RandomState(3)
+    y = np.array([1] * 12 + [0] * 30)
+    if name == "SMOTEN":
+        return {}, rng.randint(0, 3, (42, 3)), y
+    if name == "SMOTENC":
+        return {"categorical_features": [0]}, np.c_[rng.randint(0, 3, 42), rng.randn(42, 2)], y
+    return {}, rng.randn(42, 3), y
+
+
+@pytest.mark.parametrize("name", ["SMOTE", "SMOTENC", "SMOTEN"])
+def test_k_neighbors_true_is_one_as_in_imblearn(name):
+    kw, X, y = _by_sampler(name)
+    # imbalanced-learn's Interval(Integral, 1, None): the Python bool True is the int 1
+    Xt, yt = getattr(imb, name)(k_neighbors=True, random_state=0, **kw).fit_resample(X, y)
+    Xo, yo = getattr(bt.resample, name)(k_neighbors=True, random_state=0, **kw).fit_resample(X, y)
+    X1, y1 = getattr(bt.resample, name)(k_neighbors=1, random_state=0, **kw).fit_resample(X, y)
+    assert Xo.shape == Xt.shape
+    np.testing.assert_array_equal(yo, yt)
+    np.testing.assert_array_equal(Xo, X1)
+    np.testing.assert_array_equal(yo, y1)
+    errors = pytest.importorskip("sklearn.utils._param_validation")
+    for bad in (False, np.True_, 0):
+        with pytest.raises(errors.InvalidParameterError):
+            getattr(imb, name)(k_neighbors=bad, **kw).fit_resample(X, y)
+        with pytest.raises(errors.InvalidParameterError, match="k_neighbors"):
+            getattr(bt.resample, name)(k_neighbors=bad, **kw).fit_resample(X, y)
+
+
+def test_smoten_inf_as_imblearn_a_category_in_object_x_refused_in_numeric_x():
+    rng = np.random.RandomState(0)
+    n, y = 40, np.array([0] * 28 + [1] * 12)
+    a = rng.choice([1.0, np.inf, 2.0], n)
+    a[[28, 29]] = np.inf  # the minority class holds inf
+    mixed = pd.DataFrame({"a": a, "s": rng.choice(["x", "y"], n)})
+    for X in (mixed, np.c_[a, np.ones(n)].astype(object)):
+        Xt, yt = imb.SMOTEN(random_state=0).fit_resample(X, y)
+        Xo, yo = bt.resample.SMOTEN(random_state=0).fit_resample(X, y)
+        np.testing.assert_array_equal(yo, yt)
+        assert type(Xo) is type(Xt) and Xo.shape == Xt.shape
+        new = np.asarray(Xo)[n:, 0]
+        assert set(new) <= {1.0, 2.0, np.inf}
+        if isinstance(X, pd.DataFrame):
+            pd.testing.assert_series_equal(Xo.dtypes, Xt.dtypes)
+    for X, what in (
+        (pd.DataFrame({"a": a, "b": rng.randint(0, 3, n)}), "infinity or a value too large"),
+        (np.c_[a, np.ones(n)], "infinity or a value too large"),
+        (np.c_[np.where(np.arange(n) == 5, np.nan, 1.0), np.ones(n)], "NaN"),
+    ):
+        with pytest.raises(ValueError, match=rf"^Input X contains {what}"):
+            imb.SMOTEN(random_state=0).fit_resample(X, y)
+        with pytest.raises(ValueError, match=rf"^Input X contains {what}.*SMOTEN: X\[\d+, 0\] = "):
+            bt.resample.SMOTEN(random_state=0).fit_resample(X, y)
+
+
+@pytest.mark.parametrize("fmt", ["csr", "csc", "coo", "lil", "dok", "bsr"])
+@pytest.mark.parametrize("kind", ["matrix", "array"])
+@pytest.mark.parametrize("name", ["SMOTE", "SMOTENC", "SMOTEN"])
+@pytest.mark.parametrize("balanced", [False, True])
+def test_sparse_container_out_equals_imblearns(name, fmt, kind, balanced):
+    # imbalanced-learn 0.14: SMOTE keeps csr/csc (others: csr) and the *_array / *_matrix class; SMOTENC
+    # always gives csr (class kept); SMOTEN keeps csr/csc (others: csr), always *_matrix
+    sp = pytest.importorskip("scipy.sparse")
+    kw, X, y = _by_sampler(name)
+    if balanced:
+        X, y = X[:24], np.array([0, 1] * 12)
+    Xs = getattr(sp, f"{fmt}_{kind}")(X.astype(float))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        Xt, yt = getattr(imb, name)(random_state=0, **kw).fit_resample(Xs, y)
+        Xo, yo = getattr(bt.resample, name)(random_state=0, **kw).fit_resample(Xs, y)
+    assert type(Xo) is type(Xt), (type(Xo), type(Xt))
+    assert Xo.shape == Xt.shape
+    np.testing.assert_array_equal(yo, yt)
+    np.testing.assert_array_equal(Xo.toarray()[: len(X)], X)
+
+
+@pytest.mark.parametrize("values", [(1e308, -1e308), (1e308, 0.0), (-1.5e308, 1.5e308)])
+def test_smotenc_overflowing_std_raises_as_imblearn(values):
+    rng = np.random.RandomState(0)
+    n, y = 40, np.array([0] * 28 + [1] * 12)
+    X = np.c_[rng.randint(0, 3, n), np.where(np.arange(n) % 2, *values), np.where(np.arange(n) % 3, *values)]
+    with pytest.raises(ValueError, match=r"^Input X contains") as theirs:
+        imb.SMOTENC([0], random_state=0).fit_resample(X, y)
+    assert "NaN" in str(theirs.value) or "infinity" in str(theirs.value)
+    # the same ValueError and opening; NaN or infinity as each library's variance overflows (scikit-learn's
+    # sparse variance and torch's can differ there)
+    overflow = r"(NaN|infinity or a value too large for dtype\('float64'\))"
+    with pytest.raises(ValueError, match=rf"^Input X contains {overflow}\. \(SMOTENC: the median standard deviation .*\(X\[\d+, [12]\] = "):
+        bt.resample.SMOTENC([0], random_state=0).fit_resample(X, y)
+    # plain SMOTE: imbalanced-learn raises nothing (its synthetic rows may hold inf); so does bt's
+    imb.SMOTE(random_state=0).fit_resample(X, y)
+    bt.resample.SMOTE(random_state=0).fit_resample(X, y)

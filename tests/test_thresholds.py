@@ -413,6 +413,49 @@ def test_bad_scores():
         bt.metrics.tune_threshold([0, 1], torch.rand(2, 2, 2))
 
 
+@pytest.mark.parametrize("where", ["labels", "scores", "both"])
+def test_meta_tensors_are_refused_naming_the_argument(where):
+    labels, scores = torch.tensor([0, 1, 1]), torch.tensor([0.2, 0.7, 0.4])
+    if where in ("labels", "both"):
+        labels = labels.to("meta")
+    if where in ("scores", "both"):
+        scores = scores.to("meta")
+    first = "labels" if where == "both" else where
+    with pytest.raises(ValueError, match=rf"^tune_threshold: {first} is on the meta device, which holds no values"):
+        bt.metrics.tune_threshold(labels, scores)
+    with pytest.raises(ValueError, match=r"^apply_thresholds: scores is on the meta device"):
+        bt.metrics.apply_thresholds(torch.rand(3, device="meta"), 0.5)
+    with pytest.raises(ValueError, match=r"^apply_thresholds: thresholds is on the meta device"):
+        bt.metrics.apply_thresholds(torch.rand(3, 2), torch.rand(2, device="meta"))
+
+
+@pytest.mark.parametrize(
+    "labels, pos_label, shown",
+    [
+        ([1, 1, 1], 7, r"\[1\]"),
+        ([-1, 1, 1], 5, r"\[-1, 1\]"),
+        ([0, 0, 0], 2, r"\[0\]"),
+        (["a", "a", "a"], "c", r"\['a'\]"),
+        (["a", "b", "b"], "c", r"\['a', 'b'\]"),
+        (["a", "a", "a"], 1, r"\['a'\]"),
+    ],
+)
+def test_pos_label_not_among_the_labels_raises_however_many_labels(labels, pos_label, shown):
+    with pytest.raises(ValueError, match=rf"pos_label={pos_label!r} is not a valid label. It should be one of {shown}"):
+        bt.metrics.tune_threshold(np.array(labels), torch.tensor([0.2, 0.7, 0.4]), pos_label=pos_label)
+
+
+@pytest.mark.parametrize("labels", [[0, 0, 0], [-1, -1, -1]])
+def test_pos_label_one_next_to_labels_without_positives_warns(labels):
+    with pytest.warns(UserWarning, match="no positive sample"):
+        r = bt.metrics.tune_threshold(np.array(labels), torch.tensor([0.2, 0.7, 0.4]), pos_label=1)
+    assert r["threshold"] == math.inf and r["value"] == 0.0
+    # pos_label=1 among the labels: an ordinary problem
+    with pytest.warns(UserWarning, match="no negative sample"):
+        r = bt.metrics.tune_threshold(np.array([1, 1, 1]), torch.tensor([0.2, 0.7, 0.4]), pos_label=1)
+    assert r["threshold"] == pytest.approx(0.2) and r["value"] == 1.0
+
+
 def test_bad_labels():
     with pytest.raises(ValueError, match=r"labels must be 0 or 1 for binary scores .* labels\[2\] = 2"):
         bt.metrics.tune_threshold([0, 1, 2, 0], [0.1, 0.2, 0.3, 0.4])

@@ -12,6 +12,7 @@ from torch import Tensor
 
 from .._checks import as_tensor
 from .._labels import check_labels, describe_one_hot
+from ..data.labels import refuse_meta
 from ..ops.class_counts import class_counts
 from . import _curves
 
@@ -136,7 +137,12 @@ class ClassificationMetrics:
     and ROC AUC of a class without positives or without negatives, are NaN
     (scikit-learn warns or raises there); macro and weighted averages run
     over the classes where they are defined (NaN if none is). Weighted
-    averages weight by the number of positives.
+    averages weight by the number of positives. None of this warns. An empty
+    batch (N = 0, or only ignored samples) adds nothing: with no sample at
+    all every class is undefined, so AP and ROC AUC are NaN (and the
+    confusion-matrix metrics 0), exactly as before any ``update`` (the
+    ranking functions of ``bt.metrics`` raise on empty input instead, as
+    scikit-learn does).
 
     **Distributed** (``torch.distributed`` initialised, world size > 1):
     :meth:`compute` is the one collective call: call it on **every** rank;
@@ -239,6 +245,10 @@ class ClassificationMetrics:
             raise ValueError(f"ignore_index must be an int or None, got {ignore_index!r}")
         self.ignore_index = ignore_index
         self.device = None if device is None else torch.device(device)
+        if self.device is not None and self.device.type == "meta":
+            raise ValueError(
+                "ClassificationMetrics: device='meta' holds no values for the counts; pass a device with data (CPU or GPU)"
+            )
         self._init_device = self.device
         self.task = task
         if not isinstance(curves, bool):
@@ -406,9 +416,17 @@ class ClassificationMetrics:
         Raises:
             ValueError: shapes that do not fit the task, labels out of range,
                 NaN scores, one-hot targets, labels where curves need scores.
+            TypeError: complex ``preds_or_logits``.
         """
-        preds = as_tensor(preds_or_logits, "preds_or_logits")
         caller = "ClassificationMetrics.update"
+        refuse_meta(preds_or_logits, "preds_or_logits", caller)
+        refuse_meta(target, "target", caller)
+        preds = as_tensor(preds_or_logits, "preds_or_logits")
+        if preds.is_complex():
+            raise TypeError(
+                f"{caller}: preds_or_logits must hold real scores (logits or probabilities) or integer labels; "
+                f"complex numbers are not supported, got dtype {preds.dtype}"
+            )
         shape = tuple(target.shape) if isinstance(target, Tensor) else tuple(np.shape(target))
         if len(shape) == 0:
             raise ValueError(f"{caller}: target must have a batch dimension, got a scalar")

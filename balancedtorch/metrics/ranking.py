@@ -30,6 +30,11 @@ Differences from scikit-learn:
   nothing, or ZeroDivisionError with ``average="weighted"``);
 * all sample weights 0 with ``average="samples"`` raise the ValueError of
   every other case (scikit-learn: ZeroDivisionError);
+* empty inputs raise scikit-learn's ``check_array`` ValueError ("Found
+  array with 0 sample(s) ...") in all four functions (scikit-learn raises
+  it in ``roc_auc_score`` only; its ``average_precision_score`` and
+  ``precision_recall_curve`` with ``pos_label`` raise an IndexError, its
+  curves without ``pos_label`` a numpy broadcasting ValueError);
 * floating-point sums are formed in another order (torch's reductions), so
   results can differ from scikit-learn's in the last bits.
 """
@@ -46,6 +51,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..data.labels import refuse_meta
 from . import _curves
 
 __all__ = ["average_precision_score", "precision_recall_curve", "roc_auc_score", "roc_curve"]
@@ -68,6 +74,12 @@ class _UndefinedMetricWarning(UserWarning):
 
 
 # ----------------------------------------------------------------------------- inputs
+def _refuse_meta(caller: str, **arrays: Any) -> None:
+    """Before anything reads them: tensors on the meta device hold no values (a ValueError naming the argument)."""
+    for name, value in arrays.items():
+        refuse_meta(value, name, caller)
+
+
 def _float_dtype(device: torch.device) -> torch.dtype:
     """The widest float the device has (float64; float32 on MPS), as scikit-learn's _max_precision_float_dtype."""
     return torch.float32 if device.type == "mps" else torch.float64
@@ -90,6 +102,12 @@ def _labels_array(y: Any, name: str) -> Array:
     if a.dtype.kind == "c":
         raise ValueError(f"Complex data not supported in {name}")
     return a
+
+
+def _check_not_empty(y: Array) -> None:
+    """scikit-learn's check_array(ensure_min_samples=1) on y_true, with its message."""
+    if y.ndim >= 1 and y.shape[0] == 0:
+        raise ValueError(f"Found array with 0 sample(s) (shape={tuple(y.shape)}) while a minimum of 1 is required.")
 
 
 def _unique(y: Array) -> Array:
@@ -309,8 +327,10 @@ def _binary_inputs(
     caller: str, y_true: Any, y_score: Any, pos_label: Any, sample_weight: Any
 ) -> Tuple[Tensor, Tensor, Optional[Tensor], bool]:
     """(scores [n], positive [n] bool, weight [n] or None, tensors out) for a curve, as confusion_matrix_at_thresholds."""
+    _refuse_meta(caller, y_true=y_true, y_score=y_score, sample_weight=sample_weight)
     _check_pos_label_type(pos_label, allow_none=True)
     y = _labels_array(y_true, "y_true")
+    _check_not_empty(y)
     y_type = _type_of_target(y)
     if not (y_type == "binary" or (y_type == "multiclass" and pos_label is not None)):
         raise ValueError(f"{y_type} format is not supported")
@@ -360,9 +380,9 @@ def precision_recall_curve(
         Without positive samples recall is 1 everywhere (with a warning).
 
     Raises:
-        ValueError: ``y_true`` not binary (or multiclass without
-            ``pos_label``), string labels without ``pos_label``, NaN or
-            infinite scores, lengths that differ, bad weights.
+        ValueError: empty input, ``y_true`` not binary (or multiclass
+            without ``pos_label``), string labels without ``pos_label``, NaN
+            or infinite scores, lengths that differ, bad weights.
         TypeError: bytes labels, a ``pos_label`` of another type.
 
     Example:
@@ -567,8 +587,8 @@ def average_precision_score(
         column without positives scores 0, with a warning.
 
     Raises:
-        ValueError: unsupported targets (continuous, multiclass-multioutput),
-            a ``pos_label`` absent from two-valued binary targets, a
+        ValueError: empty input, unsupported targets (continuous,
+            multiclass-multioutput), a ``pos_label`` absent from two-valued binary targets, a
             ``pos_label`` other than 1 for multiclass / multi-label, a
             ``y_score`` of the wrong shape, NaN or infinite scores, bad weights.
 
@@ -577,9 +597,11 @@ def average_precision_score(
         >>> bt.metrics.average_precision_score(y, probs_nk, average=None)  # one per class
     """
     caller = "average_precision_score"
+    _refuse_meta(caller, y_true=y_true, y_score=y_score, sample_weight=sample_weight)
     _check_average(average, caller)
     _check_pos_label_type(pos_label, allow_none=False)
     y = _labels_array(y_true, "y_true")
+    _check_not_empty(y)
     s = _scores_tensor(y_score)
     tensors = isinstance(y_score, Tensor)
     y = _to_device(y, s.device, "y_true")
@@ -677,7 +699,7 @@ def roc_auc_score(
         present, with an UndefinedMetricWarning.
 
     Raises:
-        ValueError: the messages of scikit-learn's (unsupported targets,
+        ValueError: the messages of scikit-learn's (empty input, unsupported targets,
             scores that are not probabilities for multiclass, bad ``labels``,
             ``max_fpr`` with multiclass targets, ``sample_weight`` with
             ``"ovo"``, ...).
@@ -689,6 +711,7 @@ def roc_auc_score(
         >>> bt.metrics.roc_auc_score(y, probs, max_fpr=0.1)           # partial, McClish
     """
     caller = "roc_auc_score"
+    _refuse_meta(caller, y_true=y_true, y_score=y_score, sample_weight=sample_weight, labels=labels)
     _check_average(average, caller)
     max_fpr = _check_max_fpr(max_fpr)
     if not isinstance(multi_class, str) or multi_class not in ("raise", "ovr", "ovo"):
@@ -697,6 +720,7 @@ def roc_auc_score(
             f"Got {multi_class!r} instead."
         )
     y = _labels_array(y_true, "y_true")
+    _check_not_empty(y)
     y_type = _type_of_target(y)
     s = _scores_tensor(y_score)
     tensors = isinstance(y_score, Tensor)

@@ -24,6 +24,7 @@ from torch import Tensor
 
 from .._checks import all_finite
 from .._labels import check_labels
+from ..data.labels import refuse_meta
 
 __all__ = ["METRICS", "apply_thresholds", "tune_threshold"]
 
@@ -127,7 +128,10 @@ def _named_labels(labels: Any, scores: Tensor, caller: str, pos_label: Any) -> O
                 f"{caller}: labels takes value in {{{shown}}} and pos_label is not specified: either make labels "
                 "take value in {0, 1} or {-1, 1} or pass pos_label explicitly."
             )
-        if len(classes) == 2 and pos_label not in classes:
+        # pos_label must be one of the labels, whatever their number; the one exception is the usual
+        # positive 1 next to labels that are all 0 (or all -1): a split without positives (warned below)
+        no_positive_split = pos_label == 1 and not isinstance(pos_label, str) and classes in ([0], [-1])
+        if pos_label not in classes and not no_positive_split:
             raise ValueError(f"{caller}: pos_label={pos_label!r} is not a valid label. It should be one of {classes}")
         if isinstance(y, Tensor):
             positive = y == pos_label if not isinstance(pos_label, (str, bytes)) else torch.zeros_like(y, dtype=torch.bool)
@@ -361,8 +365,10 @@ def tune_threshold(
             ``"fbeta"`` (e.g. 2.0 for recall-heavy problems), refused by the others.
         pos_label (int, float, bool or str, optional): binary scores only: the
             positive label (``labels == pos_label`` is positive); needed for
-            labels other than 0/1 (e.g. ``"malignant"``). If the labels hold two
-            values, it must be one of them.
+            labels other than 0/1 (e.g. ``"malignant"``). It must be one of the
+            labels (a ValueError otherwise, however many values they hold),
+            except ``pos_label=1`` for labels that are all 0 (or all -1): no
+            positive sample, ``threshold=inf`` with a warning.
 
     Returns:
         dict: ``threshold``, ``value``, ``precision`` and ``recall`` at the
@@ -407,6 +413,8 @@ def tune_threshold(
     elif beta is not None:
         raise ValueError(f"{caller}: beta is used by metric='fbeta' only, not by metric={metric!r}")
 
+    refuse_meta(labels, "labels", caller)
+    refuse_meta(scores, "scores", caller)
     s = _check_scores(scores, caller)
     if pos_label is not None and not isinstance(pos_label, (numbers.Real, str, np.bool_)):
         raise TypeError(f"{caller}: pos_label must be an int, a float, a bool or a str, got {pos_label!r}")
@@ -514,6 +522,8 @@ def apply_thresholds(scores: Any, thresholds: Any, multilabel: Optional[bool] = 
         thresholds = thresholds["threshold"]
         if multilabel is not None and task in ("multiclass", "multilabel") and multilabel != (task == "multilabel"):
             raise ValueError(f"{caller}: multilabel={multilabel} contradicts the thresholds' task {task!r}")
+    refuse_meta(scores, "scores", caller)
+    refuse_meta(thresholds, "thresholds", caller)
     s = _check_scores(scores, caller)
     binary = s.dim() == 1 or (s.shape[1] == 1 and task in (None, "binary") and multilabel is not True)
     if binary and s.dim() == 2:

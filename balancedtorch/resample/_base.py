@@ -512,7 +512,9 @@ class Neighbours:
         elif hasattr(value, "n_neighbors") and not isinstance(value, (numbers.Number, str)):
             raise InvalidParameterError(f"{owner}: {name} must be an int or a neighbours estimator with kneighbors, got {value!r}")
         else:
-            self.k = check_int(value, name, owner)
+            # imbalanced-learn's constraint (scikit-learn's Interval(Integral, 1, None)) takes the Python bool
+            # True as 1, and refuses False (< 1) and numpy's bool_ (not Integral)
+            self.k = check_int(1 if value is True else value, name, owner)
             self.own_search = False
             self.estimator = None
             if HAVE_SKLEARN:  # what imbalanced-learn's nn_ attributes describe; the search itself is bt.ops.knn

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ._base import HAVE_SKLEARN, InvalidParameterError, Neighbours, _Data, _Done, _sparse_like, clone_estimator
+from ._base import HAVE_SKLEARN, InvalidParameterError, Neighbours, _Data, _Done, clone_estimator
 from .over import SMOTE, _interpolate
 
 __all__ = ["SMOTENC", "SMOTEN"]
@@ -130,8 +130,26 @@ class _Categories:
         return np.asarray(self.encoder.inverse_transform(codes.astype(getattr(self.encoder, "dtype", np.int64))))
 
 
-def _assemble(data: _Data, new_cols: List[Tuple[np.ndarray, np.ndarray]], n_new: int) -> Any:
-    """The caller's X with ``n_new`` rows appended; ``new_cols``: (column indices, values [n_new, len(cols)])."""
+def _sparse_out(out: np.ndarray, like: Any, sparse_out: str) -> Any:
+    """Dense rows as the scipy sparse container imbalanced-learn 0.14 returns for sparse input ``like``.
+
+    ``"smotenc"``: csr always, ``*_array`` for ``*_array`` input (its ``sparse.vstack`` of csr parts);
+    ``"smoten"``: csr or csc as the input (any other format: csr), always ``*_matrix`` (its
+    ``sparse.csr_matrix``/``csc_matrix`` constructors).
+    """
+    from scipy import sparse
+
+    if sparse_out == "smotenc":
+        array_api = isinstance(like, getattr(sparse, "sparray", ()))
+        return (sparse.csr_array if array_api else sparse.csr_matrix)(out)
+    return {"csr": sparse.csr_matrix, "csc": sparse.csc_matrix}[like.format](out)
+
+
+def _assemble(data: _Data, new_cols: List[Tuple[np.ndarray, np.ndarray]], n_new: int, sparse_out: str) -> Any:
+    """The caller's X with ``n_new`` rows appended; ``new_cols``: (column indices, values [n_new, len(cols)]).
+
+    ``sparse_out`` (``"smotenc"`` or ``"smoten"``): the sparse container of sparse input, see :func:`_sparse_out`.
+    """
     d = data.n_features
     if data.x_kind == "dataframe":
         import pandas as pd
@@ -170,7 +188,7 @@ def _assemble(data: _Data, new_cols: List[Tuple[np.ndarray, np.ndarray]], n_new:
     for cols, vals in new_cols:
         out[data.n :, cols] = vals if dtype == object else vals.astype(dtype)
     if data.x_sp is not None:
-        return _sparse_like(out, data.x_sp)
+        return _sparse_out(out, data.x_sp, sparse_out)
     return out.tolist() if data.x_kind == "list" else out
 
 
@@ -201,9 +219,10 @@ class SMOTENC(SMOTE):
 
     X can be a numpy array (object arrays mixing strings and numbers too), a
     list of rows, a DataFrame (every column dtype kept, ``category`` columns
-    included), a tensor, or a scipy.sparse csr/csc matrix (same format out; the
-    columns are densified for the search, as imbalanced-learn's estimator
-    checks do not cover sparse SMOTENC).
+    included), a tensor, or a scipy.sparse matrix or array of any format
+    (csr out, as imbalanced-learn, of the input's ``*_matrix`` / ``*_array``
+    class; the columns are densified for the search, as imbalanced-learn's
+    estimator checks do not cover sparse SMOTENC).
 
     Attributes:
         categorical_features_ / continuous_features_ (ndarray int64): column indices.
@@ -364,6 +383,17 @@ class SMOTENC(SMOTE):
             C, K = X_cont.index_select(0, rows), codes.index_select(0, rows)
             std = C.var(0, unbiased=False).sqrt().cpu().numpy()
             m = float(np.median(std))
+            if not math.isfinite(m) and K.shape[1]:
+                # imbalanced-learn scales the one-hot columns by this median and its neighbour search
+                # refuses the non-finite matrix: the same ValueError, saying which values overflow
+                what = "NaN" if math.isnan(m) else "infinity or a value too large for dtype('float64')"
+                flat = C.abs().argmax()
+                i, j = int(rows[flat // C.shape[1]]), int(cont[int(flat % C.shape[1])])
+                raise ValueError(
+                    f"Input X contains {what}. ({owner}: the median standard deviation of the continuous features "
+                    f"of class {value!r} overflows float64 (X[{i}, {j}] = {float(C.flatten()[flat]):g}); "
+                    "scale the continuous features down)"
+                )
             self.median_std_[value] = m
             # the squared distance: |continuous difference|^2 + m^2 per differing category (one-hot scaled by m/sqrt 2)
             embed = torch.zeros((C.shape[0], C.shape[1] + n_onehot), dtype=torch.float64, device=C.device)
@@ -389,7 +419,7 @@ class SMOTENC(SMOTE):
         n_total = sum(t.shape[0] for t in new_cont)
         y_codes = torch.cat([data.codes] + new_cat)
         if n_total == 0:
-            return _Done(_assemble(data, [], 0)), y_codes
+            return _Done(_assemble(data, [], 0, "smotenc")), y_codes
         cont_vals = torch.cat(new_cont).cpu().numpy()
         if data.x_kind == "tensor":
             pass
@@ -400,7 +430,7 @@ class SMOTENC(SMOTE):
         elif data.np_dtype.kind == "f":
             cont_vals = cont_vals.astype(data.np_dtype)
         cat_vals = cats.decode(torch.cat(new_codes).cpu().numpy())
-        return _Done(_assemble(data, [(cont, cont_vals), (cat, cat_vals)], n_total)), y_codes
+        return _Done(_assemble(data, [(cont, cont_vals), (cat, cat_vals)], n_total, "smotenc")), y_codes
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -448,9 +478,10 @@ class SMOTEN(SMOTE):
             Default None (the input's).
 
     X: a numpy array (strings, numbers, objects), a list of rows, a DataFrame
-    (column dtypes kept), an integer tensor, or a scipy.sparse csr/csc matrix,
+    (column dtypes kept), an integer tensor, or a scipy.sparse matrix or array,
     which is densified with a ``DataConversionWarning`` (as imbalanced-learn)
-    and comes back in its format. Only the distances of the sampled rows to
+    and comes back as imbalanced-learn returns it: csc for csc, else csr,
+    always a ``*_matrix`` (``*_array`` input included). Only the distances of the sampled rows to
     their class are computed, in blocks of about 64 MiB.
 
     Attributes:
@@ -497,6 +528,19 @@ class SMOTEN(SMOTE):
                 stacklevel=4,
             )
         X_all = _columns(data, np.arange(data.n_features))
+        # imbalanced-learn validates X as one array first (dtype=None): a numeric X must be finite, an
+        # object X (object arrays, DataFrames with a non-numeric column) is not checked, so inf (or a NaN
+        # the encoder takes) is one more category there; its default encoder then sees that object array
+        whole = _all_columns(data)
+        if whole.dtype.kind == "f" and not np.isfinite(whole).all():
+            i, j = np.argwhere(~np.isfinite(whole))[0]
+            what = "NaN" if np.isnan(whole[i, j]) else "infinity or a value too large for dtype('float64')"
+            raise ValueError(
+                f"Input X contains {what}. ({owner}: X[{i}, {j}] = {whole[i, j]}; a numeric X must be finite, "
+                "as in imbalanced-learn; pass the column as object values (or strings) to make it a category)"
+            )
+        if self.categorical_encoder is None and data.x_kind == "dataframe" and whole.dtype == object:
+            X_all = whole
         encoder = self.categorical_encoder
         if encoder is not None:
             encoder = clone_estimator(encoder)
@@ -546,9 +590,9 @@ class SMOTEN(SMOTE):
             new_y.append(torch.full((n_new,), code, dtype=data.codes.dtype, device=data.device))
         y_codes = torch.cat([data.codes] + new_y)
         if not new_codes:
-            return _Done(_assemble(data, [], 0)), y_codes
+            return _Done(_assemble(data, [], 0, "smoten")), y_codes
         vals = cats.decode(torch.cat(new_codes).cpu().numpy())
-        return _Done(_assemble(data, [(np.arange(data.n_features), vals)], vals.shape[0])), y_codes
+        return _Done(_assemble(data, [(np.arange(data.n_features), vals)], vals.shape[0], "smoten")), y_codes
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
