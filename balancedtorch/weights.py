@@ -186,6 +186,8 @@ def class_weights(
     empty = n == 0
     if bool(empty.any()):
         idx = int(empty.nonzero()[0, 0])
+        if ignored_class and idx >= ignore_index:
+            idx += 1  # n lost the ignored class's entry: name the real class id
         if bool(empty.all()):
             raise ValueError(f"class_weights: the counts sum to zero (counts = {n.tolist()[:8]}...)")
         raise ValueError(

@@ -118,6 +118,21 @@ def test_num_classes_and_ignore_index():
     torch.testing.assert_close(w, torch.tensor([6 / 1, 6 / 2, 6 / 3]))
     with pytest.raises(ValueError, match="class 3 has no samples"):
         bt.class_weights(labels=torch.tensor([0, 1, 2]), num_classes=4)
+
+
+@pytest.mark.parametrize(
+    "kwargs, empty",
+    [
+        (dict(labels=[1, 3, 3], ignore_index=0), 2),  # the ignored class sits before the empty one
+        (dict(labels=[0, 0, 3], ignore_index=1), 2),
+        (dict(labels=[1, 1, 3], ignore_index=3), 0),  # ... after it
+        (dict(labels=[0, 2, 4], ignore_index=2), 1),
+        (dict(masks=torch.tensor([[[1, 3], [3, 1]]]), ignore_index=0, scheme="median_frequency"), 2),
+    ],
+)
+def test_empty_class_is_named_by_its_real_id_around_an_ignored_class(kwargs, empty):
+    with pytest.raises(ValueError, match=rf"class {empty} has no (samples|pixels)"):
+        bt.class_weights(**kwargs)
     with pytest.raises(ValueError, match=r"labels must lie in \[0, num_classes=2\)"):
         bt.class_weights(labels=torch.tensor([0, 1, 2]), num_classes=2)
 
