@@ -222,8 +222,13 @@ def class_weights(
 
     if normalize is not None and not bool(torch.isfinite(w).all()):
         # a raw weight beyond float64 (counts 1e308 apart): normalise the same
-        # weights taken relative to the largest, min(n) / n (or its square root)
-        w = n.min() / n
+        # weights taken relative to the largest, min(n) / n (or its square root);
+        # SegNet's frequencies stay SegNet's: min(freq) / freq (freq >= 1 / the
+        # pixels of an image, never 0)
+        if presence_total is not None and scheme == "median_frequency":
+            w = freq.min() / freq
+        else:
+            w = n.min() / n
         if scheme == "sqrt_inverse":
             w = w.sqrt()
     if normalize is None and not bool(torch.isfinite(w).all()):

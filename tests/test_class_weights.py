@@ -264,6 +264,22 @@ def test_median_frequency_from_labels_and_counts_keeps_the_pixel_frequency_form(
     torch.testing.assert_close(bt.class_weights(labels=labels, scheme="median_frequency", dtype=torch.float64), a)
 
 
+def test_median_frequency_from_masks_overflow_fallback_keeps_segnets_frequencies(monkeypatch):
+    """Should the raw median-frequency weights overflow float64, the normalised ones are still SegNet's
+    (min(freq) / freq normalised), not inverse-frequency weights. Overflow is forced through the median."""
+    import balancedtorch.weights as weights
+
+    masks = _random_masks(12, (9, 7), 6, seed=1)
+    expected = segnet_median_frequency(masks, 6)
+    median = weights._median
+    monkeypatch.setattr(weights, "_median", lambda v: median(v) * 1e308 * 1e10)  # inf: every raw weight overflows
+    for normalize, scale in (("mean", 6 / expected.sum()), ("sum", 1 / expected.sum())):
+        got = bt.class_weights(masks=masks, scheme="median_frequency", normalize=normalize, dtype=torch.float64)
+        np.testing.assert_allclose(got.numpy(), expected * scale, rtol=1e-12)
+    with pytest.raises(ValueError, match="overflow float64"):
+        bt.class_weights(masks=masks, scheme="median_frequency", normalize=None)
+
+
 def test_masks_other_schemes_count_pixels_and_ignore_a_class():
     masks = _random_masks(5, (4, 4), 4, seed=3, ignore=255)
     stacked = np.stack(masks)
