@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ._checks import check_int64
 from ._labels import MAX_INFERRED_CLASSES, check_labels, describe_one_hot, infer_num_classes
 from .ops.class_counts import class_counts
 
@@ -148,6 +149,8 @@ def class_weights(
         raise ValueError(f"class_weights: num_classes must be a positive int, got {num_classes!r}")
     if ignore_index is not None and (isinstance(ignore_index, bool) or not isinstance(ignore_index, numbers.Integral)):
         raise TypeError(f"class_weights: ignore_index must be an int or None, got {ignore_index!r}")
+    if ignore_index is not None:
+        ignore_index = check_int64(ignore_index, "ignore_index", "class_weights")
 
     presence_total = None  # per class: labelled pixels of the images holding it (masks only)
     if masks is not None:

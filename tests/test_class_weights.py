@@ -312,6 +312,9 @@ def test_masks_other_schemes_count_pixels_and_ignore_a_class():
         (dict(masks=torch.tensor([[[0, 1]], [[0, 1]]]), num_classes=3), ValueError, r"class 2 has no pixels in masks"),
         (dict(masks=torch.zeros(1, 2, 2, dtype=torch.long), labels=[0]), ValueError, r"exactly one of labels=, counts= or masks="),
         (dict(labels=torch.zeros(10, dtype=torch.long), num_classes=2**40), ValueError, r"num_classes=1099511627776 but only 10 labels"),
+        (dict(masks=torch.randint(0, 3, (2, 4, 4)), scheme="median_frequency", ignore_index=2**70), ValueError,
+         r"class_weights: ignore_index must fit in int64 .* got 1180591620717411303424"),
+        (dict(labels=[0, 1, 2], ignore_index=-(2**63) - 1), ValueError, r"ignore_index must fit in int64"),
     ],
 )
 def test_masks_bad_input(kwargs, exc, match):

@@ -370,6 +370,8 @@ def test_non_finite_logits_like_torch(device):
         (dict(label_smoothing=-0.1), ValueError, "label_smoothing must be in"),
         (dict(reduction="avg"), ValueError, "reduction must be 'none', 'mean' or 'sum', got 'avg'"),
         (dict(ignore_index=1.0), TypeError, "ignore_index must be an int"),
+        (dict(ignore_index=2**70), ValueError, r"ignore_index must fit in int64 .* got 1180591620717411303424"),
+        (dict(ignore_index=-(2**63) - 1), ValueError, r"ignore_index must fit in int64"),
     ],
 )
 def test_bad_arguments(kwargs, error, match):
@@ -377,6 +379,21 @@ def test_bad_arguments(kwargs, error, match):
     t = torch.tensor([0, 4, 2])
     with pytest.raises(error, match=match):
         btf.cross_entropy(x, t, **kwargs)
+    if "ignore_index" in kwargs:  # every entry point that takes it
+        with pytest.raises(error, match=match):
+            btf.focal_loss(x, t, **kwargs)
+        with pytest.raises(error, match=match):
+            btf.logit_adjusted_loss(x, t, [5, 4, 3, 2, 1], **kwargs)
+        for module in (bt.nn.CrossEntropyLoss, bt.nn.FocalLoss):
+            with pytest.raises(error, match=match):
+                module(**kwargs)
+
+
+def test_int64_extreme_ignore_index_is_accepted():
+    x = torch.randn(3, 5)
+    t = torch.tensor([0, 4, 2])
+    for ignore in (2**63 - 1, -(2**63)):
+        torch.testing.assert_close(btf.cross_entropy(x, t, ignore_index=ignore), F.cross_entropy(x, t))
 
 
 def test_bad_gamma_and_targets(device):

@@ -381,6 +381,10 @@ def test_cuda_selection_never_synchronises():
         (dict(weight=torch.tensor([1.0, -1, 1, 1, 1])), ValueError, r"weight\[1\] = -1"),
         (dict(weight=torch.tensor([1.0, 1, float("nan"), 1, 1])), ValueError, r"weight\[2\] = nan"),
         (dict(ignore_index=2.0), TypeError, r"ignore_index must be an int, got 2.0"),
+        (dict(min_kept=2**70), ValueError, r"min_kept must fit in int64 .* got 1180591620717411303424"),
+        (dict(min_kept=2**63), ValueError, r"min_kept must fit in int64"),
+        (dict(ignore_index=2**70), ValueError, r"ignore_index must fit in int64 .* got 1180591620717411303424"),
+        (dict(ignore_index=-(2**63) - 1), ValueError, r"ignore_index must fit in int64 .* got -9223372036854775809"),
     ],
 )
 def test_bad_arguments(kwargs, exc, match):
@@ -392,6 +396,16 @@ def test_bad_arguments(kwargs, exc, match):
     if module_kwargs:
         with pytest.raises(exc, match=match):
             bt.nn.OhemCrossEntropyLoss(**module_kwargs)
+
+
+def test_int64_limits_are_accepted():
+    """The int64 extremes still work: min_kept = 2**63 - 1 behaves as any min_kept above the pixel count, and an
+    ignore_index that no label equals ignores nothing."""
+    x = torch.randn(2, 5, 3, 3)
+    t = torch.randint(0, 5, (2, 3, 3))
+    big = btf.ohem_cross_entropy(x, t, min_kept=10**6, ignore_index=-1)
+    torch.testing.assert_close(btf.ohem_cross_entropy(x, t, min_kept=2**63 - 1, ignore_index=-(2**63)), big)
+    torch.testing.assert_close(bt.nn.OhemCrossEntropyLoss(min_kept=2**63 - 1, ignore_index=2**63 - 1)(x, t), big)
 
 
 @pytest.mark.parametrize(
