@@ -46,6 +46,19 @@ def check_int64(value: int, name: str, caller: str = "") -> int:
     return int(value)
 
 
+def check_dense(t: Tensor, name: str, caller: str = "") -> Tensor:
+    """``t`` itself, or a TypeError naming ``name`` when it is not a dense (strided) tensor.
+
+    The kernels are registered for dense CPU/CUDA tensors only: torch would
+    dispatch a sparse tensor to its SparseCPU/SparseCUDA key and raise a
+    NotImplementedError that names neither the argument nor the fix.
+    """
+    if t.layout != torch.strided:
+        prefix = f"{caller}: " if caller else ""
+        raise TypeError(f"{prefix}{name} must be a dense tensor, got layout {t.layout}: sparse tensors are not supported (pass {name}.to_dense())")
+    return t
+
+
 def all_finite(t: Tensor) -> bool:
     """True when every element of floating tensor ``t`` is finite.
 

@@ -14,7 +14,7 @@ from typing import Any, Optional
 import torch
 from torch import Tensor
 
-from ._checks import check_int64
+from ._checks import check_dense, check_int64
 from .ops import losses as _losses  # noqa: F401  (registers fake kernels and autograd)
 
 __all__ = ["cross_entropy", "focal_loss", "logit_adjusted_loss", "sigmoid_focal_loss", "logit_adjustment"]
@@ -49,7 +49,7 @@ def _alpha(alpha: Any) -> float:
 def _check_tensor(value: Any, name: str) -> Tensor:
     if not isinstance(value, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
-    return value
+    return check_dense(value, name)
 
 
 def _check_class_vector(

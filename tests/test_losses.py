@@ -389,6 +389,28 @@ def test_bad_arguments(kwargs, error, match):
                 module(**kwargs)
 
 
+@pytest.mark.parametrize("arg", ["input", "target", "weight"])
+@pytest.mark.parametrize("layout", ["coo", "csr"])
+def test_sparse_tensors_are_refused_naming_the_argument(arg, layout):
+    """The kernels take dense tensors: a sparse one raised torch's NotImplementedError ("Could not run ... SparseCPU")."""
+    sparse = (lambda t: t.to_sparse()) if layout == "coo" else (lambda t: t.to_sparse_csr() if t.dim() == 2 else t.to_sparse())
+    x, t, w = torch.randn(4, 3), torch.tensor([0, 1, 2, 0]), torch.ones(3)
+    args = {"input": x, "target": t, "weight": w}
+    args[arg] = sparse(args[arg])
+    match = rf"{arg} must be a dense tensor, got layout torch.sparse_\w+: sparse tensors are not supported"
+    for fn in (btf.cross_entropy, btf.focal_loss, lambda i, tg, weight: btf.logit_adjusted_loss(i, tg, [3, 2, 1], weight=weight)):
+        with pytest.raises(TypeError, match=match):
+            fn(args["input"], args["target"], weight=args["weight"])
+    if arg == "weight":
+        with pytest.raises(TypeError, match=match):
+            bt.nn.CrossEntropyLoss(weight=args["weight"])
+        with pytest.raises(TypeError, match="pos_weight must be a dense tensor"):
+            btf.sigmoid_focal_loss(x, torch.ones(4, 3), pos_weight=sparse(w))
+    else:
+        with pytest.raises(TypeError, match=match):
+            btf.sigmoid_focal_loss(*(sparse(v) if k == arg else v for k, v in (("input", x), ("target", torch.ones(4, 3)))))
+
+
 def test_int64_extreme_ignore_index_is_accepted():
     x = torch.randn(3, 5)
     t = torch.tensor([0, 4, 2])

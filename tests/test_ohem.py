@@ -398,6 +398,27 @@ def test_bad_arguments(kwargs, exc, match):
             bt.nn.OhemCrossEntropyLoss(**module_kwargs)
 
 
+@pytest.mark.parametrize("arg", ["input", "target", "weight"])
+def test_sparse_tensors_are_refused_naming_the_argument(arg):
+    args = {"input": torch.randn(4, 5), "target": torch.randint(0, 5, (4,)), "weight": torch.ones(5)}
+    args[arg] = args[arg].to_sparse()
+    match = rf"{arg} must be a dense tensor, got layout torch.sparse_coo: sparse tensors are not supported \(pass {arg}.to_dense\(\)\)"
+    with pytest.raises(TypeError, match=match):
+        btf.ohem_cross_entropy(args["input"], args["target"], weight=args["weight"])
+    if arg == "weight":
+        with pytest.raises(TypeError, match=match):
+            bt.nn.OhemCrossEntropyLoss(weight=args["weight"])
+    else:
+        with pytest.raises(TypeError, match=match):
+            bt.nn.OhemCrossEntropyLoss()(args["input"], args["target"])
+    # the raw op's Python wrapper
+    raw = {"probs": torch.rand(4), "target": torch.zeros(4, dtype=torch.long), "weight": torch.ones(5)}
+    name = {"input": "probs"}.get(arg, arg)
+    raw[name] = raw[name].to_sparse()
+    with pytest.raises(TypeError, match=f"ohem_weights: {name} must be a dense tensor"):
+        bt.ops.ohem.ohem_weights(raw["probs"], raw["target"], raw["weight"], 255, 0.7, 1)
+
+
 def test_int64_limits_are_accepted():
     """The int64 extremes still work: min_kept = 2**63 - 1 behaves as any min_kept above the pixel count, and an
     ignore_index that no label equals ignores nothing."""
