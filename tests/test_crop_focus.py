@@ -432,6 +432,30 @@ def test_bad_call():
     assert torch.equal(masks, before)
 
 
+@pytest.mark.parametrize("kw", [dict(crop=8, crop_focus={1: 1.0}), dict(crop=8), dict(hflip=0.5)])
+def test_masks_on_another_device_are_refused_naming_both(kw):
+    images = torch.zeros(2, 3, 16, 16, dtype=torch.uint8)
+    masks = torch.zeros(2, 16, 16, dtype=torch.long, device="meta")
+    with pytest.raises(ValueError, match="BatchAugment: masks is on meta but the images are on cpu"):
+        bt.augment.BatchAugment(**kw)(images, masks=masks)
+    if "crop_focus" in kw:  # sample_params reads the masks too
+        with pytest.raises(ValueError, match="masks is on meta but the images are on cpu"):
+            bt.augment.BatchAugment(**kw).sample_params(images, masks=masks)
+    with pytest.raises(ValueError, match="BatchAugment: labels is on meta but the images are on cpu"):
+        bt.augment.BatchAugment(class_p={0: 1.0})(images, labels=torch.zeros(2, dtype=torch.long, device="meta"))
+    from balancedtorch.augment.functional import affine_color
+
+    with pytest.raises(ValueError, match="masks is on meta but the images are on cpu"):
+        affine_color(images, torch.eye(2, 3).expand(2, 2, 3), masks=masks)
+
+
+@pytest.mark.cuda
+def test_masks_on_the_cpu_with_cuda_images_are_refused():
+    images = torch.zeros(2, 3, 16, 16, dtype=torch.uint8, device="cuda")
+    with pytest.raises(ValueError, match="BatchAugment: masks is on cpu but the images are on cuda:0"):
+        bt.augment.BatchAugment(crop=8, crop_focus={1: 1.0})(images, masks=torch.zeros(2, 16, 16, dtype=torch.long))
+
+
 def test_crop_focus_p_zero_is_the_plain_augmentation():
     B, H, W = 6, 30, 40
     masks = sparse_masks(B, H, W, density=0.01, seed=16)

@@ -480,6 +480,8 @@ class BatchAugment(nn.Module):
         if self.class_p is not None:
             if labels is None:
                 raise ValueError("BatchAugment: class_p needs the batch's labels (call aug(images, labels=labels))")
+            if isinstance(labels, Tensor) and labels.device.type == "meta" and device.type != "meta":
+                raise ValueError(f"BatchAugment: labels is on {labels.device} but the images are on {device}: meta tensors hold no values")
             labels = check_labels(labels, caller="BatchAugment", allow_negative=True, allow_empty=True, device=device)
             if labels.shape != (B,):
                 raise ValueError(f"BatchAugment: labels must have shape ({B},), got {tuple(labels.shape)}")
@@ -523,6 +525,8 @@ class BatchAugment(nn.Module):
             raise ValueError(f"masks must have shape (B, H, W) or (B, 1, H, W) = ({B}, {H}, {W}), got {tuple(masks.shape)}")
         if m.dtype not in _MASK_RANGES:
             raise ValueError(f"masks must be uint8, int32, int64 or bool, got {m.dtype}")
+        if m.device.type == "meta" and device.type != "meta":
+            raise ValueError(f"BatchAugment: masks is on {m.device} but the images are on {device}: meta tensors hold no values to focus on")
         classes, weights = focus_classes(self.crop_focus, m.dtype, resolve_mask_fill(self.mask_fill, m.dtype), device)
         coin = torch.rand(n, generator=gen, device=device, dtype=torch.float64)
         u = torch.rand((n, 2), generator=gen, device=device, dtype=torch.float64)
@@ -602,6 +606,8 @@ class BatchAugment(nn.Module):
             raise ValueError(f"BatchAugment: generator is on {generator.device} but the images are on {images.device}")
         if self.crop_focus is not None and masks is None:
             raise ValueError("BatchAugment: crop_focus needs the batch's masks (call aug(images, masks=masks))")
+        if isinstance(masks, Tensor) and masks.device != images.device:  # before crop_focus reads them
+            raise ValueError(f"BatchAugment: masks is on {masks.device} but the images are on {images.device}: move masks to {images.device}")
         params = self.sample_params(images, labels, generator, masks=masks)
         return affine_color(
             images,
