@@ -30,6 +30,35 @@ def as_tensor(values: Any, name: str) -> Tensor:
     return torch.as_tensor(array)
 
 
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+def check_int64(value: int, name: str, caller: str = "") -> int:
+    """``value`` (an int) as a Python int, or a ValueError naming ``name`` when it does not fit int64.
+
+    The kernels take int64 arguments: a larger Python int would otherwise reach
+    torch's dispatcher, which raises an OverflowError or a RuntimeError that
+    names neither the argument nor the limit.
+    """
+    if not INT64_MIN <= value <= INT64_MAX:
+        prefix = f"{caller}: " if caller else ""
+        raise ValueError(f"{prefix}{name} must fit in int64 (from -2**63 to 2**63 - 1), got {value}")
+    return int(value)
+
+
+def check_dense(t: Tensor, name: str, caller: str = "") -> Tensor:
+    """``t`` itself, or a TypeError naming ``name`` when it is not a dense (strided) tensor.
+
+    The kernels are registered for dense CPU/CUDA tensors only: torch would
+    dispatch a sparse tensor to its SparseCPU/SparseCUDA key and raise a
+    NotImplementedError that names neither the argument nor the fix.
+    """
+    if t.layout != torch.strided:
+        prefix = f"{caller}: " if caller else ""
+        raise TypeError(f"{prefix}{name} must be a dense tensor, got layout {t.layout}: sparse tensors are not supported (pass {name}.to_dense())")
+    return t
+
+
 def all_finite(t: Tensor) -> bool:
     """True when every element of floating tensor ``t`` is finite.
 

@@ -29,6 +29,7 @@ import torch
 from torch import Tensor
 
 from . import functional as _F
+from ._checks import check_int64
 from .ops import losses as _losses
 from .ops import ohem as _ohem_ops
 
@@ -50,13 +51,13 @@ def _check_min_kept(min_kept: Any) -> int:
         raise TypeError(f"min_kept must be an int, got {min_kept!r}")
     if min_kept < 0:
         raise ValueError(f"min_kept must be >= 0, got {min_kept!r}")
-    return int(min_kept)
+    return check_int64(min_kept, "min_kept")
 
 
 def _check_ignore_index(ignore_index: Any) -> int:
     if isinstance(ignore_index, bool) or not isinstance(ignore_index, numbers.Integral):
         raise TypeError(f"ignore_index must be an int, got {ignore_index!r}")
-    return int(ignore_index)
+    return check_int64(ignore_index, "ignore_index")
 
 
 def _check_weight_device(weight: Any, input: Tensor) -> None:

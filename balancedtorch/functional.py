@@ -14,6 +14,7 @@ from typing import Any, Optional
 import torch
 from torch import Tensor
 
+from ._checks import check_dense, check_int64
 from .ops import losses as _losses  # noqa: F401  (registers fake kernels and autograd)
 
 __all__ = ["cross_entropy", "focal_loss", "logit_adjusted_loss", "sigmoid_focal_loss", "logit_adjustment"]
@@ -48,7 +49,7 @@ def _alpha(alpha: Any) -> float:
 def _check_tensor(value: Any, name: str) -> Tensor:
     if not isinstance(value, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
-    return value
+    return check_dense(value, name)
 
 
 def _check_class_vector(
@@ -103,6 +104,7 @@ def _softmax_loss(
     gamma = _real(gamma, "gamma", 0.0)
     if isinstance(ignore_index, bool) or not isinstance(ignore_index, int):
         raise TypeError(f"ignore_index must be an int, got {ignore_index!r}")
+    ignore_index = check_int64(ignore_index, "ignore_index")
     weight = _check_class_vector(weight, "weight", validate, input)
     unbatched = input.dim() == 1
     if unbatched:  # (C,) with a () class index or (C,) probabilities, as torch

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ._checks import check_int64
 from ._labels import MAX_INFERRED_CLASSES, check_labels, describe_one_hot, infer_num_classes
 from .ops.class_counts import class_counts
 
@@ -148,6 +149,8 @@ def class_weights(
         raise ValueError(f"class_weights: num_classes must be a positive int, got {num_classes!r}")
     if ignore_index is not None and (isinstance(ignore_index, bool) or not isinstance(ignore_index, numbers.Integral)):
         raise TypeError(f"class_weights: ignore_index must be an int or None, got {ignore_index!r}")
+    if ignore_index is not None:
+        ignore_index = check_int64(ignore_index, "ignore_index", "class_weights")
 
     presence_total = None  # per class: labelled pixels of the images holding it (masks only)
     if masks is not None:
@@ -186,6 +189,8 @@ def class_weights(
     empty = n == 0
     if bool(empty.any()):
         idx = int(empty.nonzero()[0, 0])
+        if ignored_class and idx >= ignore_index:
+            idx += 1  # n lost the ignored class's entry: name the real class id
         if bool(empty.all()):
             raise ValueError(f"class_weights: the counts sum to zero (counts = {n.tolist()[:8]}...)")
         raise ValueError(
@@ -220,8 +225,13 @@ def class_weights(
 
     if normalize is not None and not bool(torch.isfinite(w).all()):
         # a raw weight beyond float64 (counts 1e308 apart): normalise the same
-        # weights taken relative to the largest, min(n) / n (or its square root)
-        w = n.min() / n
+        # weights taken relative to the largest, min(n) / n (or its square root);
+        # SegNet's frequencies stay SegNet's: min(freq) / freq (freq >= 1 / the
+        # pixels of an image, never 0)
+        if presence_total is not None and scheme == "median_frequency":
+            w = freq.min() / freq
+        else:
+            w = n.min() / n
         if scheme == "sqrt_inverse":
             w = w.sqrt()
     if normalize is None and not bool(torch.isfinite(w).all()):

@@ -140,6 +140,10 @@ def test_rejects_bad_arguments():
         bt.ops.class_counts([0, 1, 2], 3)
     with pytest.raises(TypeError, match="ignore_index must be an int"):
         bt.ops.class_counts(labels, 3, ignore_index=1.5)
+    with pytest.raises(ValueError, match=r"class_counts: ignore_index must fit in int64 .* got 1180591620717411303424"):
+        bt.ops.class_counts(labels, 3, ignore_index=2**70)
+    with pytest.raises(ValueError, match=r"class_counts: num_classes must fit in int64"):
+        bt.ops.class_counts(labels, 2**64)
 
 
 @pytest.mark.parametrize("ignore_index", [None, 3])

@@ -118,6 +118,21 @@ def test_num_classes_and_ignore_index():
     torch.testing.assert_close(w, torch.tensor([6 / 1, 6 / 2, 6 / 3]))
     with pytest.raises(ValueError, match="class 3 has no samples"):
         bt.class_weights(labels=torch.tensor([0, 1, 2]), num_classes=4)
+
+
+@pytest.mark.parametrize(
+    "kwargs, empty",
+    [
+        (dict(labels=[1, 3, 3], ignore_index=0), 2),  # the ignored class sits before the empty one
+        (dict(labels=[0, 0, 3], ignore_index=1), 2),
+        (dict(labels=[1, 1, 3], ignore_index=3), 0),  # ... after it
+        (dict(labels=[0, 2, 4], ignore_index=2), 1),
+        (dict(masks=torch.tensor([[[1, 3], [3, 1]]]), ignore_index=0, scheme="median_frequency"), 2),
+    ],
+)
+def test_empty_class_is_named_by_its_real_id_around_an_ignored_class(kwargs, empty):
+    with pytest.raises(ValueError, match=rf"class {empty} has no (samples|pixels)"):
+        bt.class_weights(**kwargs)
     with pytest.raises(ValueError, match=r"labels must lie in \[0, num_classes=2\)"):
         bt.class_weights(labels=torch.tensor([0, 1, 2]), num_classes=2)
 
@@ -249,6 +264,22 @@ def test_median_frequency_from_labels_and_counts_keeps_the_pixel_frequency_form(
     torch.testing.assert_close(bt.class_weights(labels=labels, scheme="median_frequency", dtype=torch.float64), a)
 
 
+def test_median_frequency_from_masks_overflow_fallback_keeps_segnets_frequencies(monkeypatch):
+    """Should the raw median-frequency weights overflow float64, the normalised ones are still SegNet's
+    (min(freq) / freq normalised), not inverse-frequency weights. Overflow is forced through the median."""
+    import balancedtorch.weights as weights
+
+    masks = _random_masks(12, (9, 7), 6, seed=1)
+    expected = segnet_median_frequency(masks, 6)
+    median = weights._median
+    monkeypatch.setattr(weights, "_median", lambda v: median(v) * 1e308 * 1e10)  # inf: every raw weight overflows
+    for normalize, scale in (("mean", 6 / expected.sum()), ("sum", 1 / expected.sum())):
+        got = bt.class_weights(masks=masks, scheme="median_frequency", normalize=normalize, dtype=torch.float64)
+        np.testing.assert_allclose(got.numpy(), expected * scale, rtol=1e-12)
+    with pytest.raises(ValueError, match="overflow float64"):
+        bt.class_weights(masks=masks, scheme="median_frequency", normalize=None)
+
+
 def test_masks_other_schemes_count_pixels_and_ignore_a_class():
     masks = _random_masks(5, (4, 4), 4, seed=3, ignore=255)
     stacked = np.stack(masks)
@@ -281,6 +312,9 @@ def test_masks_other_schemes_count_pixels_and_ignore_a_class():
         (dict(masks=torch.tensor([[[0, 1]], [[0, 1]]]), num_classes=3), ValueError, r"class 2 has no pixels in masks"),
         (dict(masks=torch.zeros(1, 2, 2, dtype=torch.long), labels=[0]), ValueError, r"exactly one of labels=, counts= or masks="),
         (dict(labels=torch.zeros(10, dtype=torch.long), num_classes=2**40), ValueError, r"num_classes=1099511627776 but only 10 labels"),
+        (dict(masks=torch.randint(0, 3, (2, 4, 4)), scheme="median_frequency", ignore_index=2**70), ValueError,
+         r"class_weights: ignore_index must fit in int64 .* got 1180591620717411303424"),
+        (dict(labels=[0, 1, 2], ignore_index=-(2**63) - 1), ValueError, r"ignore_index must fit in int64"),
     ],
 )
 def test_masks_bad_input(kwargs, exc, match):

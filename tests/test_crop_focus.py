@@ -432,6 +432,30 @@ def test_bad_call():
     assert torch.equal(masks, before)
 
 
+@pytest.mark.parametrize("kw", [dict(crop=8, crop_focus={1: 1.0}), dict(crop=8), dict(hflip=0.5)])
+def test_masks_on_another_device_are_refused_naming_both(kw):
+    images = torch.zeros(2, 3, 16, 16, dtype=torch.uint8)
+    masks = torch.zeros(2, 16, 16, dtype=torch.long, device="meta")
+    with pytest.raises(ValueError, match="BatchAugment: masks is on meta but the images are on cpu"):
+        bt.augment.BatchAugment(**kw)(images, masks=masks)
+    if "crop_focus" in kw:  # sample_params reads the masks too
+        with pytest.raises(ValueError, match="masks is on meta but the images are on cpu"):
+            bt.augment.BatchAugment(**kw).sample_params(images, masks=masks)
+    with pytest.raises(ValueError, match="BatchAugment: labels is on meta but the images are on cpu"):
+        bt.augment.BatchAugment(class_p={0: 1.0})(images, labels=torch.zeros(2, dtype=torch.long, device="meta"))
+    from balancedtorch.augment.functional import affine_color
+
+    with pytest.raises(ValueError, match="masks is on meta but the images are on cpu"):
+        affine_color(images, torch.eye(2, 3).expand(2, 2, 3), masks=masks)
+
+
+@pytest.mark.cuda
+def test_masks_on_the_cpu_with_cuda_images_are_refused():
+    images = torch.zeros(2, 3, 16, 16, dtype=torch.uint8, device="cuda")
+    with pytest.raises(ValueError, match="BatchAugment: masks is on cpu but the images are on cuda:0"):
+        bt.augment.BatchAugment(crop=8, crop_focus={1: 1.0})(images, masks=torch.zeros(2, 16, 16, dtype=torch.long))
+
+
 def test_crop_focus_p_zero_is_the_plain_augmentation():
     B, H, W = 6, 30, 40
     masks = sparse_masks(B, H, W, density=0.01, seed=16)
@@ -493,27 +517,77 @@ def test_resized_down_crops_always_hold_the_focus_class(device, out, interpolati
 
 
 def test_focus_placement_is_the_best_possible(device):
-    """Whenever some position of the drawn box inside the image reads the pixel, the chosen one does; of those,
-    the one whose output pixel is nearest the centre. Pixels at the bottom/right edges included (some unreadable)."""
+    """Whenever some position of the drawn box inside the image reads the pixel, the chosen one does, at the drawn
+    size; of those, the one whose output pixel is nearest the centre. Otherwise (pixels at the bottom/right edges,
+    boxes nearly as large as the image) the box is made smaller, as little as the candidates allow, and reads it."""
     from balancedtorch.augment.batch import _focus_start
 
     g = torch.Generator().manual_seed(0)
     full, out = 50, 12
+    shrunk = 0
     for _ in range(20):
         size = torch.randint(1, full + 1, (64,), generator=g).double()
         pos = torch.floor(torch.rand(64, generator=g, dtype=torch.float64) * full)
-        start = _focus_start(pos.to(device), size.to(device), out, full).cpu()
-        for p, s, st in zip(pos.long().tolist(), size.long().tolist(), start.long().tolist()):
-            assert 0 <= st <= full - s
+        start, new = _focus_start(pos.to(device), size.to(device), out, full)
+        for p, s, st, n in zip(pos.long().tolist(), size.long().tolist(), start.cpu().long().tolist(), new.cpu().long().tolist()):
+            assert 1 <= n <= s and 0 <= st <= full - n
+            assert p - st in _reads(n, out)  # always read
             reads = sorted(_reads(s, out))
             u_of = {x: u for u in reversed(range(out)) for x in [min(math.floor(float(torch.tensor(u, dtype=torch.float32) * (torch.tensor(float(s), dtype=torch.float32) / out))), s - 1)]}
             possible = [p - x for x in reads if 0 <= p - x <= full - s]
             if possible:
-                assert p - st in u_of
+                assert n == s and p - st in u_of
                 best = min(abs(u_of[p - q] - out // 2) for q in possible)
                 assert abs(u_of[p - st] - out // 2) == best
-            else:  # unreadable from any position: centred and clamped, as before
-                assert st == min(max(p - s // 2, 0), full - s)
+            else:  # unreadable at the drawn size: smaller, but never below what reads the pixel for sure
+                shrunk += 1
+                assert n < s and n >= min(s, out)
+    assert shrunk > 0
+
+
+def test_focus_start_exhaustive():
+    """Every pixel position and every box size, for odd and even image and output sizes: the box stays inside the
+    image, is never larger than drawn, and its resize (float32, as the kernels) reads the pixel."""
+    from balancedtorch.augment.batch import _focus_start
+
+    for full in (1, 2, 7, 24, 25, 97):
+        for out in (1, 2, 3, 8, 23, 24, 25, 200):
+            P, S = torch.meshgrid(torch.arange(full), torch.arange(1, full + 1), indexing="ij")
+            pos, size = P.reshape(-1).double(), S.reshape(-1).double()
+            start, new = _focus_start(pos, size, out, full)
+            assert bool(((new >= 1) & (new <= size) & (start >= 0) & (start <= full - new)).all())
+            u = torch.arange(out, dtype=torch.float32)
+            reads = torch.minimum(torch.floor(u.view(1, -1) * (new.float() / out).view(-1, 1)), (new.float() - 1).view(-1, 1))
+            assert bool((reads.double() == (pos - start).view(-1, 1)).any(1).all()), (full, out)
+            assert bool((new == size)[size <= out].all())  # boxes not shrunk by the resize are never made smaller
+
+
+def _edge_objects(H, W, oh, ow):
+    """One object of oh x ow pixels (class 7) per image, touching each edge and corner, and one in the middle."""
+    spots = [(0, 0), (0, (W - ow) // 2), (0, W - ow), ((H - oh) // 2, 0), ((H - oh) // 2, W - ow), (H - oh, 0),
+             (H - oh, (W - ow) // 2), (H - oh, W - ow), ((H - oh) // 2, (W - ow) // 2)]
+    masks = torch.zeros(len(spots), H, W, dtype=torch.uint8)
+    for b, (r, c) in enumerate(spots):
+        masks[b, r : r + oh, c : c + ow] = 7
+    return masks
+
+
+@pytest.mark.parametrize("obj", [(1, 1), (2, 3)])
+@pytest.mark.parametrize("image, out", [((96, 96), 24), ((97, 95), 23), ((64, 81), (9, 10)), ((40, 41), 64)])
+@pytest.mark.parametrize("interpolation", ["nearest", "bilinear"])
+def test_focused_crops_hold_objects_on_every_edge_and_corner(device, obj, image, out, interpolation):
+    """crop_focus_p=1 with crops resized down (and up): objects of 1 and 6 pixels touching every edge and corner
+    are in every output mask, odd and even sizes, either interpolation, with flips."""
+    (H, W), reps = image, 48
+    masks = _edge_objects(H, W, *obj).repeat(reps, 1, 1)
+    B = masks.shape[0]
+    images = torch.randint(0, 256, (B, 3, H, W), dtype=torch.uint8)
+    for scale in ((0.05, 0.5), (0.6, 1.0)):
+        aug = bt.augment.BatchAugment(hflip=0.5, vflip=0.5, crop=out, crop_scale=scale, crop_ratio=(0.5, 2.0),
+                                      interpolation=interpolation, crop_focus={7: 1.0}, crop_focus_p=1.0)
+        _, m = aug(images.to(device), masks=masks.to(device), generator=torch.Generator(device=device).manual_seed(H + W))
+        held = (m == 7).flatten(1).any(1).cpu()
+        assert bool(held.all()), f"{int((~held).sum())} of {B} focused crops miss the class"
 
 
 @pytest.mark.parametrize("interpolation", ["nearest", "bilinear"])

@@ -370,6 +370,8 @@ def test_non_finite_logits_like_torch(device):
         (dict(label_smoothing=-0.1), ValueError, "label_smoothing must be in"),
         (dict(reduction="avg"), ValueError, "reduction must be 'none', 'mean' or 'sum', got 'avg'"),
         (dict(ignore_index=1.0), TypeError, "ignore_index must be an int"),
+        (dict(ignore_index=2**70), ValueError, r"ignore_index must fit in int64 .* got 1180591620717411303424"),
+        (dict(ignore_index=-(2**63) - 1), ValueError, r"ignore_index must fit in int64"),
     ],
 )
 def test_bad_arguments(kwargs, error, match):
@@ -377,6 +379,43 @@ def test_bad_arguments(kwargs, error, match):
     t = torch.tensor([0, 4, 2])
     with pytest.raises(error, match=match):
         btf.cross_entropy(x, t, **kwargs)
+    if "ignore_index" in kwargs:  # every entry point that takes it
+        with pytest.raises(error, match=match):
+            btf.focal_loss(x, t, **kwargs)
+        with pytest.raises(error, match=match):
+            btf.logit_adjusted_loss(x, t, [5, 4, 3, 2, 1], **kwargs)
+        for module in (bt.nn.CrossEntropyLoss, bt.nn.FocalLoss):
+            with pytest.raises(error, match=match):
+                module(**kwargs)
+
+
+@pytest.mark.parametrize("arg", ["input", "target", "weight"])
+@pytest.mark.parametrize("layout", ["coo", "csr"])
+def test_sparse_tensors_are_refused_naming_the_argument(arg, layout):
+    """The kernels take dense tensors: a sparse one raised torch's NotImplementedError ("Could not run ... SparseCPU")."""
+    sparse = (lambda t: t.to_sparse()) if layout == "coo" else (lambda t: t.to_sparse_csr() if t.dim() == 2 else t.to_sparse())
+    x, t, w = torch.randn(4, 3), torch.tensor([0, 1, 2, 0]), torch.ones(3)
+    args = {"input": x, "target": t, "weight": w}
+    args[arg] = sparse(args[arg])
+    match = rf"{arg} must be a dense tensor, got layout torch.sparse_\w+: sparse tensors are not supported"
+    for fn in (btf.cross_entropy, btf.focal_loss, lambda i, tg, weight: btf.logit_adjusted_loss(i, tg, [3, 2, 1], weight=weight)):
+        with pytest.raises(TypeError, match=match):
+            fn(args["input"], args["target"], weight=args["weight"])
+    if arg == "weight":
+        with pytest.raises(TypeError, match=match):
+            bt.nn.CrossEntropyLoss(weight=args["weight"])
+        with pytest.raises(TypeError, match="pos_weight must be a dense tensor"):
+            btf.sigmoid_focal_loss(x, torch.ones(4, 3), pos_weight=sparse(w))
+    else:
+        with pytest.raises(TypeError, match=match):
+            btf.sigmoid_focal_loss(*(sparse(v) if k == arg else v for k, v in (("input", x), ("target", torch.ones(4, 3)))))
+
+
+def test_int64_extreme_ignore_index_is_accepted():
+    x = torch.randn(3, 5)
+    t = torch.tensor([0, 4, 2])
+    for ignore in (2**63 - 1, -(2**63)):
+        torch.testing.assert_close(btf.cross_entropy(x, t, ignore_index=ignore), F.cross_entropy(x, t))
 
 
 def test_bad_gamma_and_targets(device):

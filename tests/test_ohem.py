@@ -381,6 +381,10 @@ def test_cuda_selection_never_synchronises():
         (dict(weight=torch.tensor([1.0, -1, 1, 1, 1])), ValueError, r"weight\[1\] = -1"),
         (dict(weight=torch.tensor([1.0, 1, float("nan"), 1, 1])), ValueError, r"weight\[2\] = nan"),
         (dict(ignore_index=2.0), TypeError, r"ignore_index must be an int, got 2.0"),
+        (dict(min_kept=2**70), ValueError, r"min_kept must fit in int64 .* got 1180591620717411303424"),
+        (dict(min_kept=2**63), ValueError, r"min_kept must fit in int64"),
+        (dict(ignore_index=2**70), ValueError, r"ignore_index must fit in int64 .* got 1180591620717411303424"),
+        (dict(ignore_index=-(2**63) - 1), ValueError, r"ignore_index must fit in int64 .* got -9223372036854775809"),
     ],
 )
 def test_bad_arguments(kwargs, exc, match):
@@ -392,6 +396,37 @@ def test_bad_arguments(kwargs, exc, match):
     if module_kwargs:
         with pytest.raises(exc, match=match):
             bt.nn.OhemCrossEntropyLoss(**module_kwargs)
+
+
+@pytest.mark.parametrize("arg", ["input", "target", "weight"])
+def test_sparse_tensors_are_refused_naming_the_argument(arg):
+    args = {"input": torch.randn(4, 5), "target": torch.randint(0, 5, (4,)), "weight": torch.ones(5)}
+    args[arg] = args[arg].to_sparse()
+    match = rf"{arg} must be a dense tensor, got layout torch.sparse_coo: sparse tensors are not supported \(pass {arg}.to_dense\(\)\)"
+    with pytest.raises(TypeError, match=match):
+        btf.ohem_cross_entropy(args["input"], args["target"], weight=args["weight"])
+    if arg == "weight":
+        with pytest.raises(TypeError, match=match):
+            bt.nn.OhemCrossEntropyLoss(weight=args["weight"])
+    else:
+        with pytest.raises(TypeError, match=match):
+            bt.nn.OhemCrossEntropyLoss()(args["input"], args["target"])
+    # the raw op's Python wrapper
+    raw = {"probs": torch.rand(4), "target": torch.zeros(4, dtype=torch.long), "weight": torch.ones(5)}
+    name = {"input": "probs"}.get(arg, arg)
+    raw[name] = raw[name].to_sparse()
+    with pytest.raises(TypeError, match=f"ohem_weights: {name} must be a dense tensor"):
+        bt.ops.ohem.ohem_weights(raw["probs"], raw["target"], raw["weight"], 255, 0.7, 1)
+
+
+def test_int64_limits_are_accepted():
+    """The int64 extremes still work: min_kept = 2**63 - 1 behaves as any min_kept above the pixel count, and an
+    ignore_index that no label equals ignores nothing."""
+    x = torch.randn(2, 5, 3, 3)
+    t = torch.randint(0, 5, (2, 3, 3))
+    big = btf.ohem_cross_entropy(x, t, min_kept=10**6, ignore_index=-1)
+    torch.testing.assert_close(btf.ohem_cross_entropy(x, t, min_kept=2**63 - 1, ignore_index=-(2**63)), big)
+    torch.testing.assert_close(bt.nn.OhemCrossEntropyLoss(min_kept=2**63 - 1, ignore_index=2**63 - 1)(x, t), big)
 
 
 @pytest.mark.parametrize(

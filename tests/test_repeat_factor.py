@@ -361,6 +361,11 @@ def test_classes_present_bad_input():
         bt.data.classes_present(masks.reshape(6, 20), 3)
     with pytest.raises(ValueError, match="num_classes must be a positive int, got 0"):
         bt.data.classes_present(masks, 0)
+    with pytest.raises(ValueError, match=r"classes_present: num_classes must fit in int64 .* got 18446744073709551616"):
+        bt.data.classes_present([torch.zeros(4, 4, dtype=torch.long)], 2**64)
+    with pytest.raises(ValueError, match=r"RepeatFactorSampler: num_classes must fit in int64"):
+        bt.data.RepeatFactorSampler(masks, num_classes=2**63)
+    assert bt.data.classes_present(masks, 2**63 - 1) == bt.data.classes_present(masks, 3)  # the int64 limit works
     with pytest.raises(ValueError, match="ignore_index must be an int or None"):
         bt.data.classes_present(masks, 3, ignore_index=2.5)
     with pytest.raises(ValueError, match="masks is empty"):

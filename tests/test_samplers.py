@@ -726,6 +726,8 @@ def test_stratified_refuses_a_sampler_as_labels():
         (lambda m: bt.data.ClassBalancedSampler(m(5, dtype=torch.long)), "labels is on the meta device"),
         (lambda m: bt.data.StratifiedBatchSampler(m(5, dtype=torch.long), 2), "labels is on the meta device"),
         (lambda m: bt.data.RepeatFactorSampler(m(5, 3)), "RepeatFactorSampler: labels is on the meta device"),
+        (lambda m: bt.data.RepeatFactorSampler([m(1, dtype=torch.long), m(1, dtype=torch.long)]), r"RepeatFactorSampler: labels\[0\] is on the meta device"),
+        (lambda m: bt.data.RepeatFactorSampler([torch.tensor([0]), m(2, dtype=torch.long)]), r"RepeatFactorSampler: labels\[1\] is on the meta device"),
         (lambda m: bt.data.RepeatFactorSampler(m(5, 3, 3, dtype=torch.long), num_classes=3), "labels is on the meta device"),
         (lambda m: bt.data.classes_present(m(2, 3, 3, dtype=torch.long), 3), "classes_present: masks is on the meta device"),
         (lambda m: bt.data.labels_of(torch.utils.data.TensorDataset(m(4, 2), m(4, dtype=torch.long))), "on the meta device"),

@@ -89,8 +89,20 @@ def _probability(value, name: str) -> float:
     return float(value)
 
 
-def _focus_start(pos: Tensor, size: Tensor, out: int, full: int) -> Tensor:
-    """Where a box of ``size`` pixels (per sample) starts so that pixel ``pos`` is one its resize samples.
+def _focus_place(pos: Tensor, size: Tensor, out: int, full: int) -> Tuple[Tensor, Tensor]:
+    """(fits, start): whether a start in ``[0, full - size]`` puts ``pos`` on a read, and the best such start."""
+    u = torch.arange(out, device=pos.device, dtype=torch.float32)
+    step = size.float() / float(out)  # float32 division, then a float32 product: the kernels' arithmetic
+    read = torch.minimum(torch.floor(u.view(1, -1) * step.view(-1, 1)), (size.float() - 1).view(-1, 1)).double()
+    start = pos.view(-1, 1) - read
+    fits = (start >= 0) & (start <= (full - size).view(-1, 1))
+    cost = torch.where(fits, (u - out // 2).abs().double().view(1, -1), torch.full_like(start, math.inf))
+    best = cost.argmin(1, keepdim=True)  # the first of equal costs: the smaller u
+    return fits.any(1), start.gather(1, best).squeeze(1)
+
+
+def _focus_start(pos: Tensor, size: Tensor, out: int, full: int) -> Tuple[Tensor, Tensor]:
+    """Where a box of ``size`` pixels (per sample) starts, and its size, so that pixel ``pos`` is one its resize reads.
 
     A box of ``size`` pixels resized to ``out`` reads box pixel ``min(floor(u *
     (size / out)), size - 1)`` for output pixel ``u`` (torch's "nearest",
@@ -99,21 +111,33 @@ def _focus_start(pos: Tensor, size: Tensor, out: int, full: int) -> Tensor:
     ``size / out``-th pixel is read, so the box centre may fall between two
     reads. Of the starts in ``[0, full - size]`` that put ``pos`` on a read,
     the one whose ``u`` is closest to the centre ``out // 2`` is taken (the
-    smaller ``u`` on ties). If none does (a pixel in the last
-    ``ceil(size / out) - 1`` rows/columns of the image, or a box as large as
-    the image with the pixel between two reads), the box is centred on the
-    pixel and clamped into the image, as before.
+    smaller ``u`` on ties), and the size is kept. If none does (a pixel in the
+    last ``ceil(size / out) - 1`` rows/columns of the image, or a box too
+    close to the image size to move between two reads), the size (this
+    dimension of this sample only) is reduced to the first of ``s1 = min(size,
+    out * (full - pos))``, ``min(s1, full + 1 - ceil(s1 / out))`` and
+    ``min(size, out)`` for which a start fits (checked with the same float32
+    reads; the last reads every box pixel, so one always fits) and placed by
+    the same rule. Hence, for any ``0 <= pos < full`` and ``1 <= size <=
+    full``, the returned box lies inside ``[0, full)`` and its resize reads
+    ``pos``. All candidates are computed at once (no host sync).
+
+    Returns:
+        (start, size), float64 tensors of ``pos``'s shape.
     """
-    u = torch.arange(out, device=pos.device, dtype=torch.float32)
-    step = size.float() / float(out)  # float32 division, then a float32 product: the kernels' arithmetic
-    read = torch.minimum(torch.floor(u.view(1, -1) * step.view(-1, 1)), (size.float() - 1).view(-1, 1)).double()
-    start = pos.view(-1, 1) - read
-    fits = (start >= 0) & (start <= (full - size).view(-1, 1))
-    cost = torch.where(fits, (u - out // 2).abs().double().view(1, -1), torch.full_like(start, math.inf))
-    best = cost.argmin(1, keepdim=True)  # the first of equal costs: the smaller u
-    chosen = start.gather(1, best).squeeze(1)
-    centred = torch.minimum((pos - torch.floor(size / 2)).clamp_min(0), full - size)
-    return torch.where(fits.any(1), chosen, centred)
+    s1 = torch.minimum(size, out * (full - pos))
+    s2 = torch.minimum(s1, full + 1 - torch.ceil(s1 / out))
+    s3 = torch.clamp_max(size, float(out))
+    sizes = torch.stack([size, s1, s2, s3])  # (4, B): each candidate checked with the kernels' reads
+    fits, starts = _focus_place(pos.repeat(4), sizes.reshape(-1), out, full)
+    fits, starts = fits.view(4, -1), starts.view(4, -1)
+    # min(size, out) reads every box pixel, so it fits by construction; should float32 ever say otherwise,
+    # the box centred on the pixel (clamped) still holds it
+    centred = torch.minimum((pos - torch.floor(s3 / 2)).clamp_min(0), full - s3)
+    starts[3] = torch.where(fits[3], starts[3], centred)
+    fits[3] = True
+    first = fits.long().argmax(0, keepdim=True)  # the first (largest) candidate that fits
+    return starts.gather(0, first).squeeze(0), sizes.gather(0, first).squeeze(0)
 
 
 class BatchAugment(nn.Module):
@@ -165,23 +189,27 @@ class BatchAugment(nn.Module):
     ``crop_focus`` centres crops on rare pixels (nnU-Net's foreground
     oversampling, Cityscapes' class-uniform sampling): each augmented sample
     is focused with probability ``crop_focus_p`` (default 0.33), and then its
-    crop box (drawn as usual: only its position changes, inside the image:
-    crops never pad, as RandomResizedCrop) is moved so that a pixel of a focus
+    crop box (drawn as usual: only its position changes, except in the edge
+    case below; it stays inside the image: crops never pad, as
+    RandomResizedCrop) is moved so that a pixel of a focus
     class present in its mask is one the resize to ``crop`` reads, at the
     output pixel nearest the centre (``crop // 2``) that allows. A box shrunk
     by the resize reads only every ``box / crop``-th pixel (torch's nearest,
     which masks always use), so the box centre may fall between two reads;
-    the placement avoids that. Guarantee: the output mask holds the focused
-    pixel (hence its class) whenever any position of the drawn box inside the
-    image would read it: always for boxes resized up or not at all, and for
-    shrunk boxes unless the pixel lies in the last ``ceil(box / crop) - 1``
-    rows or columns of the image (never read by the nearest resize) or the
-    box is less than ``ceil(box / crop) - 1`` pixels smaller than the image
-    (then it is centred on the pixel, as it has no room to move). This holds
-    for both ``interpolation`` settings (masks are always resized with
-    nearest; with ``"nearest"`` the image pixel is read at the same output
-    pixel) and with flips; a rotation, translation, zoom or shear after the
-    crop may still move the pixel out. Without ``crop``, the translation is set so that
+    the placement avoids that. Where no position of the drawn box inside the
+    image reads the pixel (a pixel in the last ``ceil(box / crop) - 1`` rows
+    or columns of the image, or a box too close to the image size to move
+    between two reads), that sample's box is made smaller in that dimension
+    only, to the largest of a few candidate sizes that reads it (at most
+    ``crop * (H - row)`` rows, resp. ``crop * (W - col)`` columns; at worst
+    ``crop`` pixels, which reads every box pixel), and placed by the same
+    rule. Guarantee: with ``crop`` and no rotation, translation, zoom or
+    shear, every focused sample's output mask holds the focused pixel (hence
+    its class), for any image and box size, pixels on every edge and corner
+    included, for both ``interpolation`` settings (masks are always resized
+    with nearest; with ``"nearest"`` the image pixel is read at the same
+    output pixel) and with flips. A rotation, translation, zoom or shear after
+    the crop may still move the pixel out. Without ``crop``, the translation is set so that
     the pixel lands on the output's centre pixel (``H // 2``, ``W // 2``)
     under the sample's own flips, rotation, zoom and shear; this translation
     replaces the drawn one and is not bounded by ``translate`` (padding gets
@@ -404,7 +432,8 @@ class BatchAugment(nn.Module):
         """The per-sample parameters ``forward`` would use (for inspection and tests).
 
         Returns a dict: ``theta`` (B, 2, 3) float32, ``crop`` (B, 4) float32
-        boxes (top, left, height, width) or None, ``color`` (B, 4) or None,
+        boxes (top, left, height, width) or None (a ``crop_focus`` box may
+        be smaller than drawn, see the class docstring), ``color`` (B, 4) or None,
         ``applied`` (B,) bool, and ``focus`` (B, 2) int64, the (row, col) of
         the pixel each ``crop_focus`` sample is centred on, -1 for the others
         (None without ``crop_focus``). ``masks`` are needed with ``crop_focus``.
@@ -451,6 +480,8 @@ class BatchAugment(nn.Module):
         if self.class_p is not None:
             if labels is None:
                 raise ValueError("BatchAugment: class_p needs the batch's labels (call aug(images, labels=labels))")
+            if isinstance(labels, Tensor) and labels.device.type == "meta" and device.type != "meta":
+                raise ValueError(f"BatchAugment: labels is on {labels.device} but the images are on {device}: meta tensors hold no values")
             labels = check_labels(labels, caller="BatchAugment", allow_negative=True, allow_empty=True, device=device)
             if labels.shape != (B,):
                 raise ValueError(f"BatchAugment: labels must have shape ({B},), got {tuple(labels.shape)}")
@@ -494,6 +525,8 @@ class BatchAugment(nn.Module):
             raise ValueError(f"masks must have shape (B, H, W) or (B, 1, H, W) = ({B}, {H}, {W}), got {tuple(masks.shape)}")
         if m.dtype not in _MASK_RANGES:
             raise ValueError(f"masks must be uint8, int32, int64 or bool, got {m.dtype}")
+        if m.device.type == "meta" and device.type != "meta":
+            raise ValueError(f"BatchAugment: masks is on {m.device} but the images are on {device}: meta tensors hold no values to focus on")
         classes, weights = focus_classes(self.crop_focus, m.dtype, resolve_mask_fill(self.mask_fill, m.dtype), device)
         coin = torch.rand(n, generator=gen, device=device, dtype=torch.float64)
         u = torch.rand((n, 2), generator=gen, device=device, dtype=torch.float64)
@@ -511,9 +544,9 @@ class BatchAugment(nn.Module):
             # the drawn box size, moved so that the pixel is one the resize samples (see _focus_start)
             top, left, h, w = boxes.unbind(1)
             oh, ow = self.crop
-            ftop = _focus_start(row, h, oh, H)
-            fleft = _focus_start(col, w, ow, W)
-            boxes = torch.where(focused.view(B, 1), torch.stack([ftop, fleft, h, w], 1), boxes)
+            ftop, fh = _focus_start(row, h, oh, H)
+            fleft, fw = _focus_start(col, w, ow, W)
+            boxes = torch.where(focused.view(B, 1), torch.stack([ftop, fleft, fh, fw], 1), boxes)
         else:
             # the translation that puts the pixel's centre on the centre pixel (H // 2, W // 2) of
             # the output, with the sample's own rotation/zoom/shear/flips: theta maps that output
@@ -573,6 +606,8 @@ class BatchAugment(nn.Module):
             raise ValueError(f"BatchAugment: generator is on {generator.device} but the images are on {images.device}")
         if self.crop_focus is not None and masks is None:
             raise ValueError("BatchAugment: crop_focus needs the batch's masks (call aug(images, masks=masks))")
+        if isinstance(masks, Tensor) and masks.device != images.device:  # before crop_focus reads them
+            raise ValueError(f"BatchAugment: masks is on {masks.device} but the images are on {images.device}: move masks to {images.device}")
         params = self.sample_params(images, labels, generator, masks=masks)
         return affine_color(
             images,

@@ -249,6 +249,8 @@ def affine_color(
             raise ValueError(f"masks must have shape (B, H, W) or (B, 1, H, W) = ({B}, {H}, {W}), got {tuple(masks.shape)}")
         if m.dtype not in _MASK_RANGES:
             raise ValueError(f"masks must be uint8, int32, int64 or bool, got {m.dtype}")
+        if masks.device != images.device:
+            raise ValueError(f"masks is on {masks.device} but the images are on {images.device}: move masks to {images.device}")
         mask_fill = resolve_mask_fill(mask_fill, m.dtype)
     theta = theta.to(images.device)
     out = torch.ops.balancedtorch.affine_color(images, theta, color, crop, mean_t, std_t, oh, ow, interp, None if fill is None else float(fill), out_dtype)

@@ -11,6 +11,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import TensorDataset
 
+from .._checks import check_int64
 from ..ops.class_counts import class_counts
 
 __all__ = ["classes_present"]
@@ -34,7 +35,7 @@ _FLOAT_EXACT = float(1 << 53)
 def _check_num_classes(num_classes: Any, caller: str) -> int:
     if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) or num_classes < 1:
         raise ValueError(f"{caller}: num_classes must be a positive int, got {num_classes!r}")
-    return int(num_classes)
+    return check_int64(num_classes, "num_classes", caller)
 
 
 def _check_ignore_index(ignore_index: Any, caller: str) -> Optional[int]:

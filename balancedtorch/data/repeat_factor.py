@@ -81,6 +81,7 @@ def _class_ids(item: Any, index: int) -> np.ndarray:
             "ClassBalancedSampler"
         )
     if isinstance(item, Tensor):
+        refuse_meta(item, where, _CALLER)
         array = item.detach().cpu().numpy()
     elif isinstance(item, np.ndarray):
         array = item

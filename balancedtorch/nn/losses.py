@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import functional as F
+from .._checks import check_int64
 
 __all__ = ["CrossEntropyLoss", "FocalLoss", "SigmoidFocalLoss", "LogitAdjustedLoss"]
 
@@ -20,7 +21,7 @@ class _ClassWeightedLoss(nn.Module):
             raise TypeError(f"ignore_index must be an int, got {ignore_index!r}")
         # Checked once here, so forward needs no host synchronisation.
         self.register_buffer("weight", F._check_class_vector(weight, "weight"))
-        self.ignore_index = ignore_index
+        self.ignore_index = check_int64(ignore_index, "ignore_index")
         self.reduction = reduction
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:

@@ -2,7 +2,8 @@
 
 A call that mixes devices (e.g. one meta tensor among CPU ones) dispatches to
 the fake kernel, which would otherwise return uninitialised memory as a result:
-the fakes refuse it with the message of the real kernels' device checks.
+the fakes refuse it with the message (and the ValueError) of the real kernels'
+device checks (csrc/device_check.h).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ __all__ = ["check_same_device"]
 
 
 def check_same_device(op: str, anchor_name: str, anchor: Tensor, **others: Optional[Tensor]) -> None:
-    """Raise RuntimeError when a tensor in ``others`` is not on ``anchor``'s device (None entries are skipped)."""
+    """Raise ValueError when a tensor in ``others`` is not on ``anchor``'s device (None entries are skipped)."""
     for name, t in others.items():
         if t is not None and t.device != anchor.device:
-            raise RuntimeError(f"{op}: {name} is on {t.device} but {anchor_name} is on {anchor.device}")
+            raise ValueError(f"{op}: {name} is on {t.device} but {anchor_name} is on {anchor.device}")

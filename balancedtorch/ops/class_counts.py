@@ -7,6 +7,8 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from .._checks import check_int64
+
 __all__ = ["class_counts"]
 
 
@@ -45,6 +47,9 @@ def class_counts(labels: Tensor, num_classes: int, ignore_index: Optional[int] =
         raise TypeError(f"class_counts: num_classes must be an int, got {num_classes!r}")
     if ignore_index is not None and (isinstance(ignore_index, bool) or not isinstance(ignore_index, int)):
         raise TypeError(f"class_counts: ignore_index must be an int or None, got {ignore_index!r}")
+    check_int64(num_classes, "num_classes", "class_counts")
+    if ignore_index is not None:
+        check_int64(ignore_index, "ignore_index", "class_counts")
     return torch.ops.balancedtorch.class_counts(labels, num_classes, ignore_index)
 
 

@@ -14,6 +14,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from .._checks import check_dense
 from ._fake import check_same_device
 
 __all__: list = []
@@ -46,5 +47,12 @@ def ohem_weights(
 
     Returns:
         Tensor[*]: the probs' shape and dtype; ``sum(result * CE)`` is the OHEM loss.
+
+    Raises:
+        TypeError: a sparse tensor (the kernels take dense tensors), wrong dtypes.
+        ValueError: tensors on different devices, wrong shapes, ``thresh`` or ``min_kept`` out of range.
     """
+    for name, t in (("probs", probs), ("target", target), ("weight", weight)):
+        if isinstance(t, Tensor):
+            check_dense(t, name, "ohem_weights")
     return torch.ops.balancedtorch.ohem_weights(probs, target, weight, ignore_index, thresh, min_kept)

@@ -20,7 +20,7 @@ inline void check_theta(const at::Tensor& theta, int64_t B, const at::Tensor& li
       theta.dim() == 3 && theta.size(0) == B && theta.size(1) == 2 && theta.size(2) == 3,
       "affine_color: theta must have shape (B, 2, 3) with B = ", B, ", got ", theta.sizes());
   TORCH_CHECK_TYPE(at::isFloatingType(theta.scalar_type()), "affine_color: theta must be floating point, got ", theta.scalar_type());
-  TORCH_CHECK(theta.device() == like.device(), "affine_color: theta is on ", theta.device(), " but the images are on ", like.device());
+  TORCH_CHECK_VALUE(theta.device() == like.device(), "affine_color: theta is on ", theta.device(), " but the images are on ", like.device());
 }
 
 // Pixel coordinates are float32 (as torchvision's affine grid): below 2^24
@@ -82,7 +82,7 @@ inline ImageArgs check_image_args(
   const auto fopts = images.options().dtype(at::kFloat);
   if (colour.has_value()) {
     TORCH_CHECK_VALUE(colour->dim() == 2 && colour->size(0) == B && colour->size(1) == 4, "affine_color: colour must have shape (B, 4) with B = ", B, ", got ", colour->sizes());
-    TORCH_CHECK(colour->device() == images.device(), "affine_color: colour is on ", colour->device(), " but the images are on ", images.device());
+    TORCH_CHECK_VALUE(colour->device() == images.device(), "affine_color: colour is on ", colour->device(), " but the images are on ", images.device());
     // the blend complements 1 - c and 1 - s are rounded from double, as torchvision's Python floats
     const at::Tensor d = colour->to(at::kDouble);
     a.colour = at::stack({d.select(1, 0), d.select(1, 1), 1.0 - d.select(1, 1), d.select(1, 2), 1.0 - d.select(1, 2), d.select(1, 3)}, 1)
@@ -91,14 +91,14 @@ inline ImageArgs check_image_args(
   }
   if (crop.has_value()) {
     TORCH_CHECK_VALUE(crop->dim() == 2 && crop->size(0) == B && crop->size(1) == 4, "affine_color: crop must have shape (B, 4) with B = ", B, ", got ", crop->sizes());
-    TORCH_CHECK(crop->device() == images.device(), "affine_color: crop is on ", crop->device(), " but the images are on ", images.device());
+    TORCH_CHECK_VALUE(crop->device() == images.device(), "affine_color: crop is on ", crop->device(), " but the images are on ", images.device());
     a.crop = crop->to(at::kFloat).contiguous();
   }
   for (const auto* p : {&mean, &std_}) {
     if (p->has_value()) {
       const char* name = p == &mean ? "mean" : "std";
       TORCH_CHECK_VALUE((*p)->numel() == C, "affine_color: ", name, " must have C = ", C, " values, got ", (*p)->numel());
-      TORCH_CHECK((*p)->device() == images.device(), "affine_color: ", name, " is on ", (*p)->device(), " but the images are on ", images.device());
+      TORCH_CHECK_VALUE((*p)->device() == images.device(), "affine_color: ", name, " is on ", (*p)->device(), " but the images are on ", images.device());
     }
   }
   a.mean = mean.has_value() ? mean->to(at::kFloat).reshape({C}).contiguous() : at::zeros({C}, fopts);
@@ -148,7 +148,7 @@ inline at::Tensor check_mask_args(
   TORCH_CHECK_VALUE(
       crop->dim() == 2 && crop->size(0) == masks.size(0) && crop->size(1) == 4, "affine_mask: crop must have shape (B, 4) with B = ", masks.size(0),
       ", got ", crop->sizes());
-  TORCH_CHECK(crop->device() == masks.device(), "affine_mask: crop is on ", crop->device(), " but the masks are on ", masks.device());
+  TORCH_CHECK_VALUE(crop->device() == masks.device(), "affine_mask: crop is on ", crop->device(), " but the masks are on ", masks.device());
   return crop->to(at::kFloat).contiguous();
 }
 

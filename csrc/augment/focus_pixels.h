@@ -114,20 +114,20 @@ inline FocusArgs check_focus_args(
   const auto dev = masks.device();
   TORCH_CHECK_TYPE(classes.scalar_type() == at::kLong, "focus_pixels: classes must be int64, got ", classes.scalar_type());
   TORCH_CHECK_VALUE(classes.dim() == 1 && classes.numel() >= 1, "focus_pixels: classes must have shape (K,) with K >= 1, got ", classes.sizes());
-  TORCH_CHECK(classes.device() == dev, "focus_pixels: classes is on ", classes.device(), " but the masks are on ", dev);
+  TORCH_CHECK_VALUE(classes.device() == dev, "focus_pixels: classes is on ", classes.device(), " but the masks are on ", dev);
   const int64_t K = classes.numel();
   TORCH_CHECK_VALUE(uniforms.dim() == 2 && uniforms.size(0) == B && uniforms.size(1) == 2, "focus_pixels: uniforms must have shape (B, 2) with B = ", B, ", got ", uniforms.sizes());
   TORCH_CHECK_TYPE(at::isFloatingType(uniforms.scalar_type()), "focus_pixels: uniforms must be floating point, got ", uniforms.scalar_type());
-  TORCH_CHECK(uniforms.device() == dev, "focus_pixels: uniforms is on ", uniforms.device(), " but the masks are on ", dev);
+  TORCH_CHECK_VALUE(uniforms.device() == dev, "focus_pixels: uniforms is on ", uniforms.device(), " but the masks are on ", dev);
   if (weights.has_value()) {
     TORCH_CHECK_VALUE(weights->dim() == 1 && weights->numel() == K, "focus_pixels: weights must have shape (K,) = (", K, ",), got ", weights->sizes());
     TORCH_CHECK_TYPE(at::isFloatingType(weights->scalar_type()), "focus_pixels: weights must be floating point, got ", weights->scalar_type());
-    TORCH_CHECK(weights->device() == dev, "focus_pixels: weights is on ", weights->device(), " but the masks are on ", dev);
+    TORCH_CHECK_VALUE(weights->device() == dev, "focus_pixels: weights is on ", weights->device(), " but the masks are on ", dev);
   }
   if (active.has_value()) {
     TORCH_CHECK_VALUE(active->dim() == 1 && active->numel() == B, "focus_pixels: active must have shape (B,) = (", B, ",), got ", active->sizes());
     TORCH_CHECK_TYPE(active->scalar_type() == at::kBool, "focus_pixels: active must be bool, got ", active->scalar_type());
-    TORCH_CHECK(active->device() == dev, "focus_pixels: active is on ", active->device(), " but the masks are on ", dev);
+    TORCH_CHECK_VALUE(active->device() == dev, "focus_pixels: active is on ", active->device(), " but the masks are on ", dev);
   }
 
   FocusArgs a;

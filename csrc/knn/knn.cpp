@@ -29,6 +29,7 @@
 #include <ATen/cpu/vec/vec.h>
 #include <torch/library.h>
 
+#include "device_check.h"
 #include "distance_topk.h"
 
 namespace balancedtorch {
@@ -50,7 +51,7 @@ void check_args(
         ref->dim() == 2 && ref->size(1) == x.size(1),
         "knn: ref must have shape (M, D) with D = ", x.size(1), ", got ", ref->sizes());
     TORCH_CHECK_TYPE(ref->scalar_type() == x.scalar_type(), "knn: ref must have x's dtype ", x.scalar_type(), ", got ", ref->scalar_type());
-    TORCH_CHECK(ref->device() == x.device(), "knn: ref is on ", ref->device(), " but x is on ", x.device());
+    check_same_device("knn", "ref", *ref, "x", x);
   }
   const int64_t M = ref.has_value() ? ref->size(0) : x.size(0);
   for (const auto* g : {&groups, &ref_groups}) {
@@ -64,7 +65,7 @@ void check_args(
         c10::isIntegralType((*g)->scalar_type(), /*includeBool=*/false), "knn: ", name, " must be an integer tensor, got ",
         (*g)->scalar_type());
     TORCH_CHECK_VALUE((*g)->dim() == 1 && (*g)->size(0) == n, "knn: ", name, " must have shape (", n, ",), got ", (*g)->sizes());
-    TORCH_CHECK((*g)->device() == x.device(), "knn: ", name, " is on ", (*g)->device(), " but x is on ", x.device());
+    check_same_device("knn", name, **g, "x", x);
   }
   TORCH_CHECK_VALUE(
       !ref_groups.has_value() || groups.has_value(), "knn: ref_groups needs groups (the queries' groups) as well");

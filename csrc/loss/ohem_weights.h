@@ -13,6 +13,8 @@
 #include <c10/macros/Macros.h>
 #include <c10/util/Exception.h>
 
+#include "device_check.h"
+
 namespace balancedtorch {
 namespace loss {
 
@@ -47,11 +49,11 @@ inline OhemArgs check_ohem_args(
   TORCH_CHECK_VALUE(
       target.sizes() == probs.sizes(),
       "ohem_weights: target must have the shape of probs ", probs.sizes(), ", got ", target.sizes());
-  TORCH_CHECK(target.device() == probs.device(), "ohem_weights: target is on ", target.device(), " but probs is on ", probs.device());
+  check_same_device("ohem_weights", "target", target, "probs", probs);
   if (weight.has_value()) {
     TORCH_CHECK_TYPE(weight->scalar_type() == probs.scalar_type(), "ohem_weights: weight must have the dtype of probs ", probs.scalar_type(), ", got ", weight->scalar_type());
     TORCH_CHECK_VALUE(weight->dim() == 1 && weight->numel() >= 1, "ohem_weights: weight must have shape (C,), got ", weight->sizes());
-    TORCH_CHECK(weight->device() == probs.device(), "ohem_weights: weight is on ", weight->device(), " but probs is on ", probs.device());
+    check_same_device("ohem_weights", "weight", *weight, "probs", probs);
   }
   // [0, 1]: a thresh in (0, 1] rounded to float16/bfloat16 by the caller may be 0
   TORCH_CHECK_VALUE(thresh >= 0.0 && thresh <= 1.0, "ohem_weights: thresh must be in [0, 1], got ", thresh);

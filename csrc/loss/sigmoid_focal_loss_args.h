@@ -7,6 +7,7 @@
 #include <ATen/core/Tensor.h>
 #include <c10/util/Exception.h>
 
+#include "device_check.h"
 #include "loss/softmax_loss.h"
 
 namespace balancedtorch {
@@ -39,7 +40,7 @@ inline void check_sigmoid_focal_loss_args(
   TORCH_CHECK_VALUE(
       target.sizes() == input.sizes(),
       "sigmoid_focal_loss: target must have the input's shape ", input.sizes(), ", got ", target.sizes());
-  TORCH_CHECK(target.device() == input.device(), "sigmoid_focal_loss: target is on ", target.device(), " but input is on ", input.device());
+  check_same_device("sigmoid_focal_loss", "target", target, "input", input);
   if (pos_weight.has_value()) {
     const at::Tensor& pw = *pos_weight;
     const int64_t C = sigmoid_focal_classes(input);
@@ -48,7 +49,7 @@ inline void check_sigmoid_focal_loss_args(
         pw.dim() == 1 && pw.size(0) == C,
         "sigmoid_focal_loss: pos_weight must have shape (C,) = (", C, ",) (the input's class dimension: dim 1 of (N, C, ...), ",
         "dim 0 of (C,)), got ", pw.sizes());
-    TORCH_CHECK(pw.device() == input.device(), "sigmoid_focal_loss: pos_weight is on ", pw.device(), " but input is on ", input.device());
+    check_same_device("sigmoid_focal_loss", "pos_weight", pw, "input", input);
   }
   TORCH_CHECK_VALUE(!std::isnan(alpha) && alpha <= 1.0, "sigmoid_focal_loss: alpha must be <= 1 (negative disables it), got ", alpha);
   TORCH_CHECK_VALUE(std::isfinite(gamma) && gamma >= 0.0, "sigmoid_focal_loss: gamma must be a finite number >= 0, got ", gamma);

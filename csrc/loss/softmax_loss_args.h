@@ -18,6 +18,7 @@
 #include <ATen/ops/sum.h>
 #include <c10/util/Exception.h>
 
+#include "device_check.h"
 #include "loss/softmax_loss.h"
 
 namespace balancedtorch {
@@ -66,7 +67,7 @@ inline SoftmaxLossArgs check_softmax_loss_args(
       at::isFloatingType(input.scalar_type()),
       "softmax_loss: input must be a floating tensor (float16, bfloat16, float32 or float64), got ", input.scalar_type());
   TORCH_CHECK_VALUE(input.dim() >= 2, "softmax_loss: input must have shape (N, C) or (N, C, d1, ...), got ", input.sizes());
-  TORCH_CHECK(target.device() == input.device(), "softmax_loss: target is on ", target.device(), " but input is on ", input.device());
+  check_same_device("softmax_loss", "target", target, "input", input);
   SoftmaxLossArgs a;
   a.N = input.size(0);
   a.C = input.size(1);
@@ -105,7 +106,7 @@ inline SoftmaxLossArgs check_softmax_loss_args(
     TORCH_CHECK_VALUE(
         t.dim() == 1 && t.size(0) == a.C,
         "softmax_loss: ", name, " must have shape (C,) = (", a.C, ",), got ", t.sizes());
-    TORCH_CHECK(t.device() == input.device(), "softmax_loss: ", name, " is on ", t.device(), " but input is on ", input.device());
+    check_same_device("softmax_loss", name, t, "input", input);
   }
   TORCH_CHECK_VALUE(
       label_smoothing >= 0.0 && label_smoothing <= 1.0,
