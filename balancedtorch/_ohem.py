@@ -8,7 +8,7 @@ as softmax forms it: ``exp(-CE)`` rounds differently (at equal logits it falls
 below ``1 / C``, where softmax gives ``1 / C`` exactly), and HRNet decides on
 softmax's ``p``. For float16/bfloat16 logits outside autocast ``p`` is rounded
 to the logits' dtype and ``thresh`` too, as HRNet's softmax and comparison run
-in that dtype. ``balancedtorch::ohem_weights`` applies HRNet's selection: the
+in that dtype. ``balancedtorch::ohem_prob_weights`` applies HRNet's selection: the
 k-th smallest valid ``p``, ``k = min(max(1, min_kept), n_valid - 1)``, found
 on the device with no host synchronisation and no full sort (a radix select
 on the CPU, topk's on CUDA; see ``csrc/loss/ohem_weights.h``); pixels with
@@ -132,7 +132,7 @@ def _ohem_cross_entropy(
     if p_dtype != acc:
         p = p.to(p_dtype).to(acc)
     w = weight.to(device=ce.device, dtype=acc) if weight is not None else None
-    coef = _ohem_ops.ohem_weights(p, target.reshape(-1), w, ignore_index, _thresh_in(thresh, p_dtype), min_kept)
+    coef = _ohem_ops.ohem_prob_weights(p, target.reshape(-1), w, ignore_index, _thresh_in(thresh, p_dtype), min_kept)
     # the plain mean of w[y] * CE over the kept pixels; 0 when none is kept
     return (ce_flat * coef).sum().to(ce.dtype)  # not torch.dot: autocast may lower matmul-like ops
 

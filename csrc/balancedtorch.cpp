@@ -131,7 +131,15 @@ TORCH_LIBRARY(balancedtorch, m) {
   // kept for the valid pixels with p_y < max(thresh, the k-th smallest valid
   // p_y), k = min(max(1, min_kept), n_valid - 1), compared in the dtype of
   // probs; no host synchronisation on CUDA.
-  m.def("ohem_weights(Tensor probs, Tensor target, Tensor? weight, int ignore_index, float thresh, int min_kept) -> Tensor");
+  m.def("ohem_prob_weights(Tensor probs, Tensor target, Tensor? weight, int ignore_index, float thresh, int min_kept) -> Tensor");
+  // The same selection from per-pixel losses CE = -log p_y, with p_y taken as
+  // exp(-CE) in the losses' dtype (the form this op had before
+  // ohem_prob_weights; kept so that calls written for it keep their meaning).
+  // exp(-CE) rounds differently from softmax's p_y (equal logits give a p
+  // below 1 / C), so ties at thresh can differ from HRNet's: prefer
+  // ohem_prob_weights with softmax_loss_target_prob's p_y. Composite:
+  // csrc/loss/ohem_weights_from_losses.cpp.
+  m.def("ohem_weights(Tensor losses, Tensor target, Tensor? weight, int ignore_index, float thresh, int min_kept) -> Tensor");
   // Batched per-sample affine warp + colour (brightness, contrast, saturation,
   // hue) + normalisation in one pass (see csrc/augment/affine_color.h).
   // theta (B, 2, 3) maps output to input centred pixel coordinates; colour

@@ -312,8 +312,8 @@ def _raw_loss_calls(dev_a, dev_b, ops=_OPS):
     b = lambda *s, **k: torch.zeros(*s, device=dev_b, **k)  # noqa: E731
     L = torch.long
     return [
-        (lambda: ops.ohem_weights(a(4) + 0.5, b(4, dtype=L), None, 255, 0.7, 1), f"ohem_weights: target is on {dev_b} but probs is on {dev_a}"),
-        (lambda: ops.ohem_weights(a(4, 3) + 0.5, a(4, 3, dtype=L), b(3) + 1, 255, 0.7, 1), f"ohem_weights: weight is on {dev_b} but probs is on {dev_a}"),
+        (lambda: ops.ohem_prob_weights(a(4) + 0.5, b(4, dtype=L), None, 255, 0.7, 1), f"ohem_prob_weights: target is on {dev_b} but probs is on {dev_a}"),
+        (lambda: ops.ohem_prob_weights(a(4, 3) + 0.5, a(4, 3, dtype=L), b(3) + 1, 255, 0.7, 1), f"ohem_prob_weights: weight is on {dev_b} but probs is on {dev_a}"),
         (lambda: ops.softmax_loss_target_prob(a(4, 3), b(4, dtype=L), -100, False), f"target is on {dev_b} but input is on {dev_a}"),
         (lambda: ops.softmax_loss(a(4, 3), b(4, dtype=L), None, None, -100, 0.0, 0.0, 1, False), f"softmax_loss: target is on {dev_b} but input is on {dev_a}"),
         (lambda: ops.softmax_loss(a(4, 3), a(4, dtype=L), b(3) + 1, None, -100, 0.0, 0.0, 1, False), f"softmax_loss: weight is on {dev_b} but input is on {dev_a}"),

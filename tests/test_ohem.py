@@ -1,4 +1,4 @@
-"""OHEM cross-entropy (bt.nn.OhemCrossEntropyLoss, bt.functional.ohem_cross_entropy, op ohem_weights).
+"""OHEM cross-entropy (bt.nn.OhemCrossEntropyLoss, bt.functional.ohem_cross_entropy, ops ohem_prob_weights, ohem_weights).
 
 Reference: a plain PyTorch transcription of HRNet/OCR's OhemCrossEntropy
 (softmax, gather, sort, threshold, mask, mean), in float64, except where we
@@ -18,7 +18,7 @@ import balancedtorch.functional as btf
 
 from conftest import CUDA_SKIP_REASON
 
-_OP = torch.ops.balancedtorch.ohem_weights
+_OP = torch.ops.balancedtorch.ohem_prob_weights
 
 
 def ohem_reference(x, t, thresh=0.7, min_kept=100000, weight=None, ignore_index=255):
@@ -239,7 +239,7 @@ def test_tie_at_or_above_thresh_keeps_nothing(device):
 
 
 def test_op_ties_exact_on_probabilities(device):
-    """ohem_weights on probabilities with exact ties: kept iff p < max(thresh, s[k]), s ascending."""
+    """ohem_prob_weights on probabilities with exact ties: kept iff p < max(thresh, s[k]), s ascending."""
     values = torch.tensor([0.1, 0.5, 0.5, 0.5, 1.5, 2.0, 2.0, 3.0], dtype=torch.float32)
     for _ in range(5):
         perm = torch.randperm(values.numel())
@@ -348,6 +348,34 @@ def test_opcheck_ohem_weights(device, weighted, dtype):
         torch.library.opcheck(_OP.default, (p, t, w, 255, 0.7, min_kept))
 
 
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_ohem_weights_from_losses_keeps_its_meaning(device, weighted, dtype):
+    # the op's earlier form takes per-pixel losses CE and selects on p = exp(-CE) in their dtype
+    losses = torch.rand(3, 5, 7, dtype=dtype, device=device) * 4
+    losses.view(-1)[:10] = losses.view(-1)[10]  # ties
+    t = torch.randint(0, 4, (3, 5, 7), device=device)
+    t[0, 0] = 255
+    w = torch.rand(4, dtype=dtype, device=device) + 0.5 if weighted else None
+    before = losses.clone()
+    for thresh, min_kept in ((0.7, 0), (0.7, 10), (0.05, 30), (1.0, 1000)):
+        got = torch.ops.balancedtorch.ohem_weights(losses, t, w, 255, thresh, min_kept)
+        want = _OP(torch.exp(-losses), t, w, 255, thresh, min_kept)
+        torch.testing.assert_close(got, want, rtol=0, atol=0)
+        # HRNet's rule written out on p = exp(-CE)
+        p = torch.exp(-losses)[t != 255]
+        s = p.sort().values
+        k = min(max(1, min_kept), p.numel() - 1)
+        threshold = max(torch.tensor(thresh, dtype=dtype).item(), s[k].item())
+        keep = (t != 255) & (torch.exp(-losses) < threshold)
+        coef = keep.to(dtype) * (w[t.clamp(max=3)] if weighted else 1.0) / keep.sum().clamp(min=1)
+        torch.testing.assert_close(got, coef)
+        torch.library.opcheck(torch.ops.balancedtorch.ohem_weights.default, (losses, t, w, 255, thresh, min_kept))
+    assert torch.equal(losses, before)
+    with pytest.raises(TypeError, match="ohem_weights: losses must be float32 or float64"):
+        torch.ops.balancedtorch.ohem_weights(losses.half(), t, w.half() if weighted else None, 255, 0.7, 1)
+
+
 @pytest.mark.cuda
 def test_cuda_selection_never_synchronises():
     if CUDA_SKIP_REASON is not None:  # pragma: no cover
@@ -415,8 +443,8 @@ def test_sparse_tensors_are_refused_naming_the_argument(arg):
     raw = {"probs": torch.rand(4), "target": torch.zeros(4, dtype=torch.long), "weight": torch.ones(5)}
     name = {"input": "probs"}.get(arg, arg)
     raw[name] = raw[name].to_sparse()
-    with pytest.raises(TypeError, match=f"ohem_weights: {name} must be a dense tensor"):
-        bt.ops.ohem.ohem_weights(raw["probs"], raw["target"], raw["weight"], 255, 0.7, 1)
+    with pytest.raises(TypeError, match=f"ohem_prob_weights: {name} must be a dense tensor"):
+        bt.ops.ohem.ohem_prob_weights(raw["probs"], raw["target"], raw["weight"], 255, 0.7, 1)
 
 
 def test_int64_limits_are_accepted():
@@ -459,11 +487,11 @@ def test_op_rejects_out_of_range_target_with_weight():
     ce = torch.rand(10)
     t = torch.zeros(10, dtype=torch.long)
     t[3] = 7
-    with pytest.raises(ValueError, match=r"ohem_weights: target .* got target 7 at flat index 3"):
+    with pytest.raises(ValueError, match=r"ohem_prob_weights: target .* got target 7 at flat index 3"):
         _OP(ce, t, torch.ones(4), 255, 0.7, 2)
-    with pytest.raises(ValueError, match=r"ohem_weights: thresh must be in \[0, 1\], got -0.5"):
+    with pytest.raises(ValueError, match=r"ohem_prob_weights: thresh must be in \[0, 1\], got -0.5"):
         _OP(ce, t, None, 255, -0.5, 2)
-    with pytest.raises(TypeError, match=r"ohem_weights: probs must be float32 or float64"):
+    with pytest.raises(TypeError, match=r"ohem_prob_weights: probs must be float32 or float64"):
         _OP(ce.half(), t, None, 255, 0.7, 2)
 
 
@@ -503,15 +531,15 @@ def _our_coefficients(x, t, monkeypatch, **kw):
     import balancedtorch._ohem as ohem_module
 
     seen = {}
-    real = ohem_module._ohem_ops.ohem_weights
+    real = ohem_module._ohem_ops.ohem_prob_weights
 
     def spy(*args):
         seen["coef"] = real(*args)
         return seen["coef"]
 
-    monkeypatch.setattr(ohem_module._ohem_ops, "ohem_weights", spy)
+    monkeypatch.setattr(ohem_module._ohem_ops, "ohem_prob_weights", spy)
     loss = btf.ohem_cross_entropy(x, t, **kw)
-    monkeypatch.setattr(ohem_module._ohem_ops, "ohem_weights", real)
+    monkeypatch.setattr(ohem_module._ohem_ops, "ohem_prob_weights", real)
     return seen["coef"], loss
 
 

@@ -1,4 +1,4 @@
-"""Op glue of ``balancedtorch::ohem_weights``: the fake kernel and the Python wrapper.
+"""Op glue of ``balancedtorch::ohem_prob_weights``: the fake kernel and the Python wrapper.
 
 The op turns per-pixel target probabilities ``p_y`` (softmax's, as
 ``softmax_loss_target_prob`` gives them) into HRNet's OHEM coefficients
@@ -20,19 +20,19 @@ from ._fake import check_same_device
 __all__: list = []
 
 
-@torch.library.register_fake("balancedtorch::ohem_weights")
-def _ohem_weights_fake(
+@torch.library.register_fake("balancedtorch::ohem_prob_weights")
+def _ohem_prob_weights_fake(
     probs: Tensor, target: Tensor, weight: Optional[Tensor], ignore_index: int, thresh: float, min_kept: int
 ) -> Tensor:
-    check_same_device("ohem_weights", "probs", probs, target=target, weight=weight)
+    check_same_device("ohem_prob_weights", "probs", probs, target=target, weight=weight)
     torch._check(
         tuple(target.shape) == tuple(probs.shape),
-        lambda: f"ohem_weights: target must have the shape of probs {tuple(probs.shape)}, got {tuple(target.shape)}",
+        lambda: f"ohem_prob_weights: target must have the shape of probs {tuple(probs.shape)}, got {tuple(target.shape)}",
     )
     return probs.new_empty(probs.shape)
 
 
-def ohem_weights(
+def ohem_prob_weights(
     probs: Tensor, target: Tensor, weight: Optional[Tensor], ignore_index: int, thresh: float, min_kept: int
 ) -> Tensor:
     """``keep * weight[target] / max(1, kept)`` per pixel, HRNet's OHEM selection (no host sync).
@@ -54,5 +54,5 @@ def ohem_weights(
     """
     for name, t in (("probs", probs), ("target", target), ("weight", weight)):
         if isinstance(t, Tensor):
-            check_dense(t, name, "ohem_weights")
-    return torch.ops.balancedtorch.ohem_weights(probs, target, weight, ignore_index, thresh, min_kept)
+            check_dense(t, name, "ohem_prob_weights")
+    return torch.ops.balancedtorch.ohem_prob_weights(probs, target, weight, ignore_index, thresh, min_kept)

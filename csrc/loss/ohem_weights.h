@@ -1,4 +1,4 @@
-// balancedtorch::ohem_weights: HRNet/OCR's OHEM pixel selection turned into
+// balancedtorch::ohem_prob_weights: HRNet/OCR's OHEM pixel selection turned into
 // per-pixel loss coefficients. Host-side checks shared by the CPU and CUDA
 // kernels, and the order-preserving float keys of the CPU radix select.
 #pragma once
@@ -41,23 +41,23 @@ inline OhemArgs check_ohem_args(
     int64_t min_kept) {
   TORCH_CHECK_TYPE(
       probs.scalar_type() == at::kFloat || probs.scalar_type() == at::kDouble,
-      "ohem_weights: probs must be float32 or float64, got ", probs.scalar_type());
+      "ohem_prob_weights: probs must be float32 or float64, got ", probs.scalar_type());
   const auto tt = target.scalar_type();
   TORCH_CHECK_TYPE(
       tt == at::kLong || tt == at::kInt || tt == at::kByte,
-      "ohem_weights: target must hold class indices (int64, int32 or uint8), got ", tt);
+      "ohem_prob_weights: target must hold class indices (int64, int32 or uint8), got ", tt);
   TORCH_CHECK_VALUE(
       target.sizes() == probs.sizes(),
-      "ohem_weights: target must have the shape of probs ", probs.sizes(), ", got ", target.sizes());
-  check_same_device("ohem_weights", "target", target, "probs", probs);
+      "ohem_prob_weights: target must have the shape of probs ", probs.sizes(), ", got ", target.sizes());
+  check_same_device("ohem_prob_weights", "target", target, "probs", probs);
   if (weight.has_value()) {
-    TORCH_CHECK_TYPE(weight->scalar_type() == probs.scalar_type(), "ohem_weights: weight must have the dtype of probs ", probs.scalar_type(), ", got ", weight->scalar_type());
-    TORCH_CHECK_VALUE(weight->dim() == 1 && weight->numel() >= 1, "ohem_weights: weight must have shape (C,), got ", weight->sizes());
-    check_same_device("ohem_weights", "weight", *weight, "probs", probs);
+    TORCH_CHECK_TYPE(weight->scalar_type() == probs.scalar_type(), "ohem_prob_weights: weight must have the dtype of probs ", probs.scalar_type(), ", got ", weight->scalar_type());
+    TORCH_CHECK_VALUE(weight->dim() == 1 && weight->numel() >= 1, "ohem_prob_weights: weight must have shape (C,), got ", weight->sizes());
+    check_same_device("ohem_prob_weights", "weight", *weight, "probs", probs);
   }
   // [0, 1]: a thresh in (0, 1] rounded to float16/bfloat16 by the caller may be 0
-  TORCH_CHECK_VALUE(thresh >= 0.0 && thresh <= 1.0, "ohem_weights: thresh must be in [0, 1], got ", thresh);
-  TORCH_CHECK_VALUE(min_kept >= 0, "ohem_weights: min_kept must be >= 0, got ", min_kept);
+  TORCH_CHECK_VALUE(thresh >= 0.0 && thresh <= 1.0, "ohem_prob_weights: thresh must be in [0, 1], got ", thresh);
+  TORCH_CHECK_VALUE(min_kept >= 0, "ohem_prob_weights: min_kept must be >= 0, got ", min_kept);
   OhemArgs a;
   a.min_kept = min_kept < 1 ? 1 : min_kept;
   a.thresh = thresh;

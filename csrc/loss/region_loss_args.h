@@ -12,6 +12,7 @@
 #include <ATen/ops/empty_like.h>
 #include <c10/util/Exception.h>
 
+#include "device_check.h"
 #include "loss/region_loss.h"
 #include "loss/softmax_loss_args.h"
 
@@ -82,7 +83,7 @@ inline RegionLossArgs check_region_loss_args(
       at::isFloatingType(input.scalar_type()),
       op, ": input must be a floating tensor (float16, bfloat16, float32 or float64), got ", input.scalar_type());
   TORCH_CHECK_VALUE(input.dim() >= 2, op, ": input must have shape (N, C, d1, ...), got ", input.sizes());
-  TORCH_CHECK(target.device() == input.device(), op, ": target is on ", target.device(), " but input is on ", input.device());
+  check_same_device(op, "target", target, "input", input);
   TORCH_CHECK_VALUE(
       activation == kActivationSoftmax || activation == kActivationSigmoid || activation == kActivationNone,
       op, ": activation must be 0 (softmax), 1 (sigmoid) or 2 (none), got ", activation);
@@ -129,7 +130,7 @@ inline RegionLossArgs check_region_loss_args(
     const at::Tensor& w = *weight;
     TORCH_CHECK_TYPE(at::isFloatingType(w.scalar_type()), op, ": weight must be a floating tensor, got ", w.scalar_type());
     TORCH_CHECK_VALUE(w.dim() == 1 && w.size(0) == a.C, op, ": weight must have shape (C,) = (", a.C, ",), got ", w.sizes());
-    TORCH_CHECK(w.device() == input.device(), op, ": weight is on ", w.device(), " but input is on ", input.device());
+    check_same_device(op, "weight", w, "input", input);
   }
   TORCH_CHECK_VALUE(std::isfinite(gamma) && gamma >= 0.0, op, ": gamma must be a finite number >= 0, got ", gamma);
   TORCH_CHECK_VALUE(
@@ -172,8 +173,8 @@ inline void check_region_coef(const char* op, const at::Tensor& coef, const at::
       coef.scalar_type() == l.acc_type && ce_coef.scalar_type() == l.acc_type,
       op, ": coef and ce_coef must be ", l.acc_type, " (the accumulation dtype), got ", coef.scalar_type(), " and ",
       ce_coef.scalar_type());
-  TORCH_CHECK(
-      coef.device() == l.x.device() && ce_coef.device() == l.x.device(), op, ": coef and ce_coef must be on ", l.x.device());
+  check_same_device(op, "coef", coef, "input", l.x);
+  check_same_device(op, "ce_coef", ce_coef, "input", l.x);
 }
 
 inline void raise_invalid_region_target(int64_t index, int64_t value, int64_t num_classes, int64_t ignore_index) {

@@ -1,4 +1,4 @@
-// CPU kernel of balancedtorch::ohem_weights (see csrc/loss/ohem_weights.h).
+// CPU kernel of balancedtorch::ohem_prob_weights (see csrc/loss/ohem_weights.h).
 //
 // The order statistic is a two-level radix select: one pass counts the valid
 // pixels and histograms the top kRadixBits of their order keys, the bucket
@@ -46,7 +46,7 @@ void ohem_weights_kernel(
     }
     if (weight != nullptr && (t < 0 || t >= num_classes)) {
       TORCH_CHECK_VALUE(
-          false, "ohem_weights: target must hold class indices in [0, C=", num_classes, ") or ignore_index=", ignore_index,
+          false, "ohem_prob_weights: target must hold class indices in [0, C=", num_classes, ") or ignore_index=", ignore_index,
           ", got target ", t, " at flat index ", i);
     }
     ++n_valid;
@@ -91,7 +91,7 @@ void ohem_weights_kernel(
   }
 }
 
-at::Tensor ohem_weights_cpu(
+at::Tensor ohem_prob_weights_cpu(
     const at::Tensor& probs,
     const at::Tensor& target,
     const std::optional<at::Tensor>& weight,
@@ -99,7 +99,7 @@ at::Tensor ohem_weights_cpu(
     double thresh,
     int64_t min_kept) {
   const OhemArgs args = check_ohem_args(probs, target, weight, thresh, min_kept);
-  TORCH_CHECK(probs.is_cpu(), "ohem_weights: expected probs on the CPU, got ", probs.device());
+  TORCH_CHECK(probs.is_cpu(), "ohem_prob_weights: expected probs on the CPU, got ", probs.device());
   const at::Tensor p = probs.contiguous();
   const at::Tensor tgt = target.contiguous();
   const at::Tensor w = weight.has_value() ? weight->contiguous() : at::Tensor();
@@ -108,7 +108,7 @@ at::Tensor ohem_weights_cpu(
   if (M == 0) {
     return out;
   }
-  AT_DISPATCH_FLOATING_TYPES(p.scalar_type(), "ohem_weights_cpu", [&] {
+  AT_DISPATCH_FLOATING_TYPES(p.scalar_type(), "ohem_prob_weights_cpu", [&] {
     dispatch_target_type(tgt.scalar_type(), [&](auto* tag) {
       using target_t = std::remove_const_t<std::remove_pointer_t<decltype(tag)>>;
       ohem_weights_kernel<scalar_t, target_t>(
@@ -128,7 +128,7 @@ at::Tensor ohem_weights_cpu(
 } // namespace
 
 TORCH_LIBRARY_IMPL(balancedtorch, CPU, m) {
-  m.impl("ohem_weights", &ohem_weights_cpu);
+  m.impl("ohem_prob_weights", &ohem_prob_weights_cpu);
 }
 
 } // namespace loss

@@ -1,4 +1,4 @@
-// CUDA kernel of balancedtorch::ohem_weights (see csrc/loss/ohem_weights.h).
+// CUDA kernel of balancedtorch::ohem_prob_weights (see csrc/loss/ohem_weights.h).
 //
 // Built from ATen's device operators, with no host synchronisation: the
 // position k = min(m, n_valid - 1) (m = max(1, min_kept)) depends on n_valid,
@@ -21,7 +21,7 @@ namespace balancedtorch {
 namespace loss {
 namespace {
 
-at::Tensor ohem_weights_cuda(
+at::Tensor ohem_prob_weights_cuda(
     const at::Tensor& probs,
     const at::Tensor& target,
     const std::optional<at::Tensor>& weight,
@@ -29,7 +29,7 @@ at::Tensor ohem_weights_cuda(
     double thresh,
     int64_t min_kept) {
   const OhemArgs args = check_ohem_args(probs, target, weight, thresh, min_kept);
-  TORCH_CHECK(probs.is_cuda(), "ohem_weights: expected probs on a CUDA device, got ", probs.device());
+  TORCH_CHECK(probs.is_cuda(), "ohem_prob_weights: expected probs on a CUDA device, got ", probs.device());
   const c10::cuda::CUDAGuard device_guard(probs.device());
   const int64_t M = probs.numel();
   if (M == 0) {
@@ -67,7 +67,7 @@ at::Tensor ohem_weights_cuda(
 } // namespace
 
 TORCH_LIBRARY_IMPL(balancedtorch, CUDA, m) {
-  m.impl("ohem_weights", &ohem_weights_cuda);
+  m.impl("ohem_prob_weights", &ohem_prob_weights_cuda);
 }
 
 } // namespace loss
