@@ -448,9 +448,10 @@ void grad_kernel(
           }
           const Vec vce(ce), vH = with_ce ? Vec::loadu(Hs) : Vec(0);
           for (int64_t c = 0; c < C; ++c) {
-            const Vec p = Vec::loadu(tile.e.data() + c * L);  // softmax p (the CE part's)
             Vec gc = P.none ? Vec::loadu(g.data() + c * L) : Vec::loadu(pd + c * L) * (Vec::loadu(g.data() + c * L) - B);
             if (with_ce) {
+              // the CE part's softmax p: the tile holds it only when there is a CE part
+              const Vec p = Vec::loadu(tile.e.data() + c * L);
               gc = P.smoothing_mode ? gc + vce * (Vec::loadu(hbuf.data() + c * L) - p * vH) : gc - vce * p * vH;
             }
             if (with_fs) {
