@@ -246,15 +246,15 @@ def _run(
     if not include_background and input.shape[1] < 2:
         raise ValueError(f"include_background=False needs at least 2 channels, got input of shape {tuple(input.shape)}")
     w = _weight(weight, input, include_background)
+    if ce_kind == _ops.CE_FOCAL and red == _ops.R_NONE:  # MONAI's sigmoid focal map, whatever the Dice activation
+        return _dice_focal_map(
+            input, target, w, act, include_background, squared_pred, jaccard, smooth_nr, smooth_dr, batch, ignore_index,
+            ce_gamma, lambda_dice, lambda_ce, sync, soft_label, f_alpha,
+        )
     if sigmoid_focal_on_softmax:
         return _softmax_dice_sigmoid_focal(
             input, target, w, include_background, squared_pred, jaccard, smooth_nr, smooth_dr, batch, ignore_index,
             red, ce_gamma, lambda_dice, lambda_ce, sync, f_alpha,
-        )
-    if ce_kind == _ops.CE_FOCAL and red == _ops.R_NONE:
-        return _dice_focal_map(
-            input, target, w, act, include_background, squared_pred, jaccard, smooth_nr, smooth_dr, batch, ignore_index,
-            ce_gamma, lambda_dice, lambda_ce, sync, soft_label, f_alpha,
         )
     compute_grad = input.requires_grad and torch.is_grad_enabled()
     return _ops.call_region_loss(
@@ -307,11 +307,11 @@ def _dice_focal_map(input, target, w, act, include_background, squared_pred, jac
 
 def _softmax_dice_sigmoid_focal(input, target, w, include_background, squared_pred, jaccard, smooth_nr, smooth_dr,
                                 batch, ignore_index, red, gamma, lambda_dice, lambda_focal, sync, f_alpha) -> Tensor:
-    """MONAI's ``DiceFocalLoss(softmax=True)``: a softmax Dice part plus a *sigmoid* focal part of the logits.
+    """MONAI's ``DiceFocalLoss(softmax=True)``, "mean" or "sum": a softmax Dice part plus a *sigmoid* focal part.
 
     The Dice part is the fused kernel; the focal part is MONAI's FocalLoss reduction of :func:`_focal_map`:
-    "mean" over the (valid) elements, "sum" of the per-(sample, class) means over the pixels, "none" the map
-    plus the Dice terms broadcast over the pixels.
+    "mean" over the (valid) elements, "sum" of the per-(sample, class) means over the pixels ("none" is
+    :func:`_dice_focal_map`).
     """
     dice = _ops.call_region_loss(
         input, target, w, _ops.DICE, _ops.SOFTMAX, bool(include_background), bool(squared_pred), bool(jaccard),
@@ -319,11 +319,8 @@ def _softmax_dice_sigmoid_focal(input, target, w, include_background, squared_pr
         0.0, lambda_dice, 1.0, bool(sync), input.requires_grad and torch.is_grad_enabled(), False, -1.0,
     )
     focal, valid = _focal_map(input, target, w, include_background, ignore_index, gamma, f_alpha)
-    if red == _ops.R_NONE:
-        return dice.reshape(dice.shape + (1,) * (input.dim() - 2)) + lambda_focal * focal
     if valid is None:
-        per_pixel = focal.flatten(2).mean(2) if red == _ops.R_SUM else None
-        focal = per_pixel.sum() if red == _ops.R_SUM else focal.mean()
+        focal = focal.flatten(2).mean(2).sum() if red == _ops.R_SUM else focal.mean()
     else:
         count = valid.flatten(1).sum(1).to(focal.dtype)  # valid pixels per sample
         if red == _ops.R_SUM:
