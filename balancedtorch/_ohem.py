@@ -89,8 +89,7 @@ def _check_inputs(input: Any, target: Any, weight: Optional[Tensor]) -> tuple:
         )
     if target.device != input.device:
         raise ValueError(f"target is on {target.device} but input is on {input.device}")
-    if weight is not None:
-        _check_weight_device(weight, input)
+    if weight is not None:  # its device was checked before its values (_ohem_cross_entropy)
         if weight.numel() != input.shape[1]:
             raise ValueError(
                 f"weight must have one entry per class (C = input.shape[1] = {input.shape[1]}), "

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ._checks import check_dense
 from .ops import region_losses as _ops
 
 __all__ = ["dice_loss", "generalized_dice_loss", "tversky_loss", "dice_ce_loss", "dice_focal_loss"]
@@ -128,9 +129,8 @@ def _weight(weight: Weight, input: Tensor, include_background: bool) -> Optional
 def _target(input: Tensor, target: Tensor, activation: int) -> Tensor:
     if not isinstance(input, Tensor) or not isinstance(target, Tensor):
         raise TypeError(f"input and target must be tensors, got {type(input).__name__} and {type(target).__name__}")
-    for name, t in (("input", input), ("target", target)):
-        if t.layout != torch.strided:
-            raise TypeError(f"{name} must be a dense (strided) tensor, got layout {t.layout}: call .to_dense() first")
+    check_dense(input, "input")
+    check_dense(target, "target")
     if target.device != input.device:
         raise ValueError(f"target is on {target.device} but input is on {input.device}: move target to {input.device}")
     if not input.is_floating_point():
