@@ -30,6 +30,14 @@ def as_tensor(values: Any, name: str) -> Tensor:
     return torch.as_tensor(array)
 
 
+def refuse_meta(value: Any, name: str, caller: str) -> None:
+    """A tensor on the meta device has a shape but no values: say so, naming the argument, before anything reads it."""
+    if isinstance(value, Tensor) and value.device.type == "meta":
+        raise ValueError(
+            f"{caller}: {name} is on the meta device, which holds no values; pass a tensor with data (CPU or GPU)"
+        )
+
+
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ._checks import check_int64
+from ._checks import check_int64, refuse_meta
 from ._labels import MAX_INFERRED_CLASSES, check_labels, describe_one_hot, infer_num_classes
 from .ops.class_counts import class_counts
 
@@ -141,8 +141,7 @@ def class_weights(
     if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
         raise TypeError(f"class_weights: dtype must be a floating torch.dtype, got {dtype!r}")
     for name, value in (("labels", labels), ("counts", counts), ("masks", masks)):
-        if isinstance(value, Tensor) and value.device.type == "meta":
-            raise ValueError(f"class_weights: {name} is on the meta device, which holds no values; pass a tensor with data (CPU or GPU)")
+        refuse_meta(value, name, "class_weights")
     if sum(x is not None for x in (labels, counts, masks)) != 1:
         raise ValueError("class_weights: give exactly one of labels=, counts= or masks=")
     if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) or num_classes < 1):
@@ -316,8 +315,7 @@ def _mask_counts(masks: Any, num_classes: Optional[int], ignore_index: Optional[
             name = f"masks[{seen}]"
             if isinstance(batch, (str, bytes)):
                 raise TypeError(f"class_weights: {name} must be a mask (tensor or array of integer labels), got {batch!r}")
-            if isinstance(batch, Tensor) and batch.device.type == "meta":
-                raise ValueError(f"class_weights: {name} is on the meta device, which holds no values; pass a tensor with data (CPU or GPU)")
+            refuse_meta(batch, name, "class_weights")
             batch = check_labels(batch, name, caller="class_weights", allow_negative=True, any_shape=True, allow_empty=True)
             batch = batch.view(1, -1)
         seen += batch.shape[0]

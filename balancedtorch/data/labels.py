@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import ConcatDataset, Dataset, Subset, TensorDataset
 
+from .._checks import refuse_meta
 from .._labels import check_labels
 
 __all__ = ["labels_of", "as_labels"]
@@ -21,14 +22,6 @@ _COLUMN_HINT = (
     "; or tell labels_of where integer labels are: labels_of(dataset, column=lambda ds: ...) "
     "returning one class index 0..C-1 per sample"
 )
-
-
-def refuse_meta(value: Any, name: str, caller: str) -> None:
-    """A tensor on the meta device has a shape but no values: say so, naming the argument, before anything reads it."""
-    if isinstance(value, Tensor) and value.device.type == "meta":
-        raise ValueError(
-            f"{caller}: {name} is on the meta device, which holds no values; pass a tensor with data (CPU or GPU)"
-        )
 
 
 def _to_long(values: Any, where: str) -> Tensor:

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import TensorDataset
 
-from .._checks import check_int64
+from .._checks import check_int64, refuse_meta
 from ..ops.class_counts import class_counts
 
 __all__ = ["classes_present"]
@@ -47,8 +47,7 @@ def _check_ignore_index(ignore_index: Any, caller: str) -> Optional[int]:
 def _as_mask(mask: Any, where: str, caller: str) -> Tensor:
     """One mask (or a stack of them) as an integer tensor the kernel reads; the input is never modified."""
     if isinstance(mask, Tensor):
-        if mask.device.type == "meta":
-            raise ValueError(f"{caller}: {where} is on the meta device, which holds no values; pass a tensor with data (CPU or GPU)")
+        refuse_meta(mask, where, caller)
         t = mask.detach()
     else:
         array = np.asarray(mask)  # numpy arrays, PIL images, nested lists
