@@ -14,12 +14,22 @@ Switches (environment variables):
   SIMD level of the CPU kernels (at::vec). ``auto`` uses AVX2+FMA when the
   building CPU has them (the extension is built from source for the machine
   that runs it); ``default`` is portable scalar-width code.
+* ``BALANCEDTORCH_DEBUG_INFO=1``: keep debug information (``-g``) in the
+  optimised extension (for gdb or perf; about 16 times the size).
+  ``BALANCEDTORCH_DEBUG=1`` builds unoptimised (``-O0 -g``). By default the
+  extension carries no debug information.
 * ``MAX_JOBS``: parallel compile jobs (ninja).
 
 Install without build isolation, so the extension is built against the torch
-that will import it::
+that will import it (an isolated build would compile against a different,
+freshly downloaded torch; it is refused with this command in the message)::
 
     pip install --no-build-isolation -e .
+
+The wheel this builds requires the torch release line it was compiled against
+(``torch==2.14.*`` when built on 2.14.1): a compiled extension only loads into
+the torch whose C++ ABI it was built for. The source distribution requires
+``torch>=MIN_TORCH``.
 """
 
 import glob
@@ -30,19 +40,49 @@ import shutil
 import subprocess
 import sys
 
-from setuptools import find_packages, setup
+import setuptools
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 CSRC = os.path.join(ROOT, "csrc")
 DEFAULT_ARCH_LIST = "9.0+PTX"
+# The oldest torch the extension builds against and passes its tests with
+# (`make test-min-torch`); keep in step with README.md and MIN_TORCH in the Makefile.
+MIN_TORCH = "2.4"
+MIN_SETUPTOOLS = 77  # PEP 639 license metadata (`license = "BSD-3-Clause"` in pyproject.toml)
+
+
+def _setuptools_major():
+    match = re.match(r"(\d+)", setuptools.__version__)
+    return int(match.group(1)) if match else 0
+
+
+if _setuptools_major() < MIN_SETUPTOOLS:
+    # Without build isolation pip does not enforce build-system.requires, and
+    # setuptools < 77 fails later on pyproject.toml's license with a message
+    # that does not say what to do.
+    sys.exit(
+        f"balancedtorch: building needs setuptools>={MIN_SETUPTOOLS}, this environment has {setuptools.__version__}; "
+        f"run: pip install -U 'setuptools>={MIN_SETUPTOOLS}' wheel ninja"
+    )
+
+
+def _in_isolated_build_env():
+    """pip and `python -m build` build in a fresh temporary environment unless told not to."""
+    places = os.pathsep.join([sys.prefix, os.environ.get("PYTHONPATH", ""), *sys.path])
+    return "pip-build-env-" in places or "build-env-" in places
+
 
 try:
     import torch
-except ImportError as exc:  # pragma: no cover - exercised only on broken installs
+except ImportError as exc:
+    if _in_isolated_build_env():
+        sys.exit(
+            "balancedtorch: this is an isolated build, which cannot see your torch (the extension must be "
+            "compiled against the torch that will import it); run: pip install --no-build-isolation ."
+        )
     sys.exit(
-        f"balancedtorch: cannot import torch in {sys.executable} ({exc}).\n"
-        "Install torch first (pip install torch), then build balancedtorch against it "
-        "without build isolation: pip install --no-build-isolation -e ."
+        f"balancedtorch: cannot import torch in {sys.executable} ({exc}); install torch first "
+        "(pip install torch), then run: pip install --no-build-isolation ."
     )
 
 
@@ -151,6 +191,57 @@ def _nvidia_pip_include_dirs():
     return dirs
 
 
+def _toolkit_gap_include_dir(cuda_home):
+    """A folder of links to the pip ``nvidia`` headers that the compiling toolkit lacks.
+
+    torch's CUDA headers include cusparse.h and cublas*.h, which a toolkit
+    without the math libraries does not have; a CUDA torch wheel brings them in
+    its ``nvidia`` pip packages. Those packages also carry their own (often
+    newer) CUDA runtime and CCCL headers, which must not shadow the toolkit's:
+    nvcc refuses headers from another CUDA release. So only the entries the
+    toolkit lacks are linked here, and the toolkit's own headers keep priority.
+    Returns None when the toolkit lacks nothing torch needs.
+    """
+    toolkit = os.path.join(cuda_home, "include")
+    if os.path.isfile(os.path.join(toolkit, "cusparse.h")):
+        return None
+    gap = os.path.join(ROOT, "build", "cuda-gap-include")
+    shutil.rmtree(gap, ignore_errors=True)
+    os.makedirs(gap)
+    for source in _nvidia_pip_include_dirs():
+        for name in sorted(os.listdir(source)):
+            link = os.path.join(gap, name)
+            if not os.path.exists(os.path.join(toolkit, name)) and not os.path.lexists(link):
+                os.symlink(os.path.join(source, name), link)
+    return gap
+
+
+def _nvcc_version(cuda_home):
+    """(major, minor) of the toolkit's nvcc, or None when it cannot be asked."""
+    try:
+        out = subprocess.run(
+            [os.path.join(cuda_home, "bin", "nvcc"), "--version"], capture_output=True, text=True, timeout=60, check=False
+        ).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    match = re.search(r"release (\d+)\.(\d+)", out)
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+def _check_nvcc_matches_torch(cuda_home):
+    """Stop with both versions and the fix when nvcc cannot compile for this torch."""
+    nvcc = _nvcc_version(cuda_home)
+    torch_cuda = tuple(int(v) for v in torch.version.cuda.split(".")[:2])
+    if nvcc is not None and nvcc[0] != torch_cuda[0]:
+        sys.exit(
+            f"balancedtorch: nvcc {nvcc[0]}.{nvcc[1]} (CUDA_HOME={cuda_home}) cannot compile for torch "
+            f"{torch.__version__}, which was built with CUDA {torch.version.cuda}: the CUDA major versions must match. "
+            f"Build the CPU kernels only with BALANCEDTORCH_USE_CUDA=0, or point CUDA_HOME at a CUDA "
+            f"{torch_cuda[0]}.x toolkit."
+        )
+    return nvcc
+
+
 def _write_build_config(config):
     """Record how ``_C`` was built, readable even when ``_C`` itself cannot be loaded."""
     path = os.path.join(ROOT, "balancedtorch", "_build_config.py")
@@ -161,6 +252,20 @@ def _write_build_config(config):
     if old != text:  # unchanged content keeps mtimes, so nothing rebuilds needlessly
         with open(path, "w") as f:
             f.write(text)
+
+
+def _torch_requirement():
+    """What the distribution asks of torch.
+
+    A compiled extension loads only into the torch release line it was built
+    against, so a wheel (or an installed tree) pins that line, as torchvision
+    and other compiled torch extensions do; a source distribution builds
+    against any supported torch.
+    """
+    if "sdist" in sys.argv[1:]:
+        return f"torch>={MIN_TORCH}"
+    major, minor = re.match(r"(\d+)\.(\d+)", torch.__version__).groups()
+    return f"torch=={major}.{minor}.*"
 
 
 def _version():
@@ -174,6 +279,7 @@ if cuda_home is not None:
     # on the PATH would make it guess the folder above the wrapper.
     os.environ["CUDA_HOME"] = cuda_home
 
+from setuptools import find_packages, setup  # noqa: E402  (after the version check above)
 from torch.utils.cpp_extension import BuildExtension, CppExtension, CUDAExtension  # noqa: E402
 
 use_cuda, cuda_reason = _resolve_use_cuda(cuda_home)
@@ -186,12 +292,15 @@ debug = os.environ.get("BALANCEDTORCH_DEBUG", "0") == "1"
 cpp_sources = sorted(glob.glob(os.path.join("csrc", "**", "*.cpp"), recursive=True))
 cuda_sources = sorted(glob.glob(os.path.join("csrc", "**", "*.cu"), recursive=True)) if use_cuda else []
 
-cxx_flags = ["-O0", "-g"] if debug else ["-O3"]
+debug_info = debug or os.environ.get("BALANCEDTORCH_DEBUG_INFO", "0") == "1"
+# Python's own CFLAGS (which torch's build passes on) often hold -g; -g0 last
+# wins, so the extension is 2 MB instead of 35 MB unless debug info is asked for.
+cxx_flags = ["-O0", "-g"] if debug else (["-O3", "-g"] if debug_info else ["-O3", "-g0"])
 # No implicit fused multiply-adds: products and sums round on their own, as in
 # torch's element-wise kernels (the augmentation colour arithmetic reproduces
 # torchvision's bit for bit). Kernels that want FMAs ask for them explicitly.
 cxx_flags.append("-ffp-contract=off")
-nvcc_flags = ["-O0", "-g", "-lineinfo"] if debug else ["-O3", "-lineinfo"]
+nvcc_flags = ["-O0", "-g", "-lineinfo"] if debug else (["-O3", "-lineinfo"] if debug_info else ["-O3"])
 define_macros = []
 link_args = []
 if openmp:
@@ -210,10 +319,12 @@ if cpu_capability == "avx2":
     cxx_flags += ["-mavx2", "-mfma", "-mf16c", "-DCPU_CAPABILITY=AVX2", "-DCPU_CAPABILITY_AVX2", "-DBALANCEDTORCH_AVX2"]
 
 include_dirs = [CSRC]
-if use_cuda and not os.path.isfile(os.path.join(cuda_home, "include", "cusparse.h")):
-    # torch's CUDA headers include cusparse.h/cublas.h; toolkits without the
-    # math libraries have them only in the nvidia pip packages.
-    include_dirs += _nvidia_pip_include_dirs()
+nvcc_version = None
+if use_cuda:
+    nvcc_version = _check_nvcc_matches_torch(cuda_home)
+    gap = _toolkit_gap_include_dir(cuda_home)
+    if gap is not None:
+        include_dirs.append(gap)
 
 ext_cls = CUDAExtension if use_cuda else CppExtension
 extension = ext_cls(
@@ -236,6 +347,8 @@ build_config = {
     "OPENMP": openmp,
     "CPU_CAPABILITY": cpu_capability,
     "DEBUG": debug,
+    "DEBUG_INFO": debug_info,
+    "NVCC_VERSION": ".".join(map(str, nvcc_version)) if nvcc_version else None,
 }
 _write_build_config(build_config)
 
@@ -244,7 +357,7 @@ _log(f"CUDA kernels: {'yes' if use_cuda else 'no'} ({cuda_reason})")
 if use_cuda:
     _log(f"CUDA_HOME={cuda_home}  TORCH_CUDA_ARCH_LIST={arch_list}")
     _log(f"extra include dirs: {include_dirs[1:] or 'none'}")
-_log(f"CPU capability: {cpu_capability}  OpenMP: {openmp}  debug: {debug}  MAX_JOBS={os.environ.get('MAX_JOBS', 'default')}")
+_log(f"CPU capability: {cpu_capability}  OpenMP: {openmp}  debug: {debug}  debug info: {debug_info}  MAX_JOBS={os.environ.get('MAX_JOBS', 'default')}")
 _log(f"sources: {len(cpp_sources)} C++, {len(cuda_sources)} CUDA")
 
 
@@ -262,6 +375,7 @@ class BuildExt(BuildExtension):
 
 setup(
     version=_version(),
+    install_requires=[_torch_requirement(), "numpy"],
     packages=find_packages(include=["balancedtorch", "balancedtorch.*"]),
     ext_modules=[extension],
     cmdclass={"build_ext": BuildExt.with_options(use_ninja=True)},

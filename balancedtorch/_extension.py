@@ -62,7 +62,9 @@ def build_info() -> dict[str, Any]:
         (architectures they were compiled for), ``cuda_version`` (of the torch
         build), ``cuda_available`` (a GPU is usable now), ``openmp`` (CPU kernels
         run in parallel through OpenMP), ``cpu_capability`` (SIMD level of the
-        CPU kernels: ``"avx2"`` or ``"default"``), ``knn_bf16`` (the CPU kNN
+        CPU kernels: ``"avx2"`` or ``"default"``), ``debug_info`` (the
+        extension was built with debug information, ``BALANCEDTORCH_DEBUG_INFO=1``
+        or ``BALANCEDTORCH_DEBUG=1``), ``knn_bf16`` (the CPU kNN
         search runs its bfloat16 kernel: AVX512-BF16 present and
         ``BALANCEDTORCH_KNN_BF16`` not ``"0"``) and ``num_threads``.
 
@@ -84,6 +86,7 @@ def build_info() -> dict[str, Any]:
         "cuda_available": cuda_compiled and torch.cuda.is_available(),
         "openmp": native.get("openmp") == "1",
         "cpu_capability": native.get("cpu_capability", "default"),
+        "debug_info": bool(getattr(config, "DEBUG_INFO", getattr(config, "DEBUG", False))),
         "knn_bf16": native.get("knn_bf16") == "1",
         "num_threads": torch.get_num_threads(),
     }

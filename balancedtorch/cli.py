@@ -15,6 +15,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ._optional import MissingOptionalDependency
+
 
 class CLIError(Exception):
     """A user-facing error: printed as one line, exit status 2."""
@@ -990,7 +992,7 @@ def _run(args: argparse.Namespace) -> int:
                     f"{nov['flag_rate_ordinary'].mean():.0%} +- {nov['flag_rate_ordinary'].std():.0%}"
                 )
             return 0
-    except CLIError as exc:
+    except (CLIError, MissingOptionalDependency) as exc:
         print(f"balancedtorch {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -35,6 +35,7 @@ import torch
 from torch import Tensor, nn
 
 from . import augment, data, metrics, nn as btnn, quality, resample
+from ._optional import install_hint, require
 from .metrics._curves import exact_scores
 
 NUM_CLASSES = 10
@@ -68,9 +69,8 @@ def long_tail_counts(largest: int = LARGEST, ratio: float = IMBALANCE_RATIO, k: 
 
 
 def load_split(seed: int = 0) -> Split:
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
+    datasets = require("sklearn.datasets", "the classification demo (its data are scikit-learn's digits)", "demo")
+    digits = datasets.load_digits()
     images = torch.from_numpy(digits.images).float().unsqueeze(1) / 16.0
     images = nn.functional.interpolate(images, size=(SIZE, SIZE), mode="bilinear", align_corners=False).clamp_(0, 1)
     labels = torch.from_numpy(digits.target).long()
@@ -345,6 +345,7 @@ def run_demo(
             run.metrics.plot_confusion_matrix(os.path.join(out, name))  # returns the Figure; saved to the path
             paths.append(os.path.join(out, name))
         except ImportError:  # matplotlib missing: the numbers above are the result
+            printer(f"figures: not drawn, matplotlib is not installed ({install_hint('matplotlib', 'plots')})")
             break
     if paths:
         printer(f"confusion matrices: {', '.join(paths)}")

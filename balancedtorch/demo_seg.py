@@ -42,6 +42,7 @@ from torch.nn import functional as F
 
 from . import augment, data, metrics, nn as btnn
 from .demo import _progress
+from ._optional import install_hint
 from .weights import class_weights
 
 __all__ = ["CLASS_NAMES", "SceneSplit", "TinyUNet", "light_colour_shares", "make_scenes", "make_split", "run_demo"]
@@ -489,7 +490,7 @@ def run_demo(
             paths.append(os.path.join(out, name))
         paths.append(plot_predictions(split, plain.model, stack.model, dev, os.path.join(out, "predictions.png")))
     except ImportError:  # matplotlib missing: the numbers above are the result
-        pass
+        printer(f"figures: not drawn, matplotlib is not installed ({install_hint('matplotlib', 'plots')})")
     if paths:
         printer(f"figures: {', '.join(paths)}")
     seconds = time.perf_counter() - start

@@ -1,7 +1,6 @@
 """Regressions from a fuzz pass over issue 14 (novelty, coverage, gallery, inspect-predictions, quality across ranks)."""
 
 import contextlib
-import datetime
 import io
 import time
 
@@ -10,6 +9,7 @@ import pytest
 import torch
 
 import balancedtorch as bt
+from _distributed import init_gloo
 from balancedtorch import cli
 
 Det = bt.quality.NoveltyDetector
@@ -202,9 +202,7 @@ def test_inspect_predictions_reads_bfloat16_probabilities(tmp_path):
 
 
 def _bad_argument_on_one_rank(rank, init_file, out_dir):
-    torch.distributed.init_process_group(
-        "gloo", init_method=f"file://{init_file}", rank=rank, world_size=2, timeout=datetime.timedelta(seconds=30)
-    )
+    init_gloo(rank, 2, init_file, timeout=30)
     try:
         det = Det(k=3).fit(_data(20, 4, 20 + rank))
         out = {}

@@ -6,6 +6,7 @@ import torch
 from sklearn import metrics as skm
 
 import balancedtorch as bt
+from _distributed import init_gloo
 
 imblearn_metrics = pytest.importorskip("imblearn.metrics")
 
@@ -141,7 +142,7 @@ def test_bad_construction():
 
 
 def _ddp_metrics_worker(rank, world_size, init_file, out_dir):
-    torch.distributed.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
+    init_gloo(rank, world_size, init_file)
     try:
         rng = np.random.default_rng(100 + rank)
         y, p = random_case(rng, 4, 300)

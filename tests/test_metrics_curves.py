@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 import balancedtorch as bt
+from _distributed import init_gloo
 
 # scikit-learn and torchmetrics are imported inside the tests: the DDP test's spawned processes
 # import this module, and these imports would cost them several seconds each
@@ -477,7 +478,7 @@ def test_complex_scores_are_refused_as_complex(kwargs, dtype):
 
 
 def _ddp_curves_worker(rank, world_size, init_file, out_dir):
-    torch.distributed.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
+    init_gloo(rank, world_size, init_file)
     try:
         rng = np.random.default_rng(200 + rank)
         n = 150 if rank == 0 else 260  # unequal: the all-gather pads

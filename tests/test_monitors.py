@@ -1,7 +1,5 @@
 """DDP-safe metrics and monitors (one collective each), and DriftMonitor's statistics and window."""
 
-import datetime
-import os
 import time
 
 import numpy as np
@@ -10,6 +8,7 @@ import torch
 import torch.distributed as dist
 
 import balancedtorch as bt
+from _distributed import init_gloo
 from balancedtorch.quality.shift import _chi2_homogeneity
 
 K = 4
@@ -41,10 +40,7 @@ def _run_two_gloo(worker, tmp_path, timeout=120.0):
 
 def _init(rank, world_size, init_file):
     # a short collective timeout: a mismatched collective errors out instead of hanging for 30 min
-    dist.init_process_group(
-        "gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size,
-        timeout=datetime.timedelta(seconds=20),
-    )
+    init_gloo(rank, world_size, init_file, timeout=20)
 
 
 def _rank_case(rank, n=500):

@@ -2,7 +2,6 @@
 searched in chunks (numpy arrays and np.memmap kept by reference). Both must equal one process searching the
 whole bank, bit for bit."""
 
-import datetime
 import time
 import tracemalloc
 import warnings
@@ -12,6 +11,7 @@ import pytest
 import torch
 
 import balancedtorch as bt
+from _distributed import init_gloo
 from balancedtorch.quality.novelty import _merge
 
 Det = bt.quality.NoveltyDetector
@@ -109,9 +109,7 @@ def _expect_error(fn):
 
 
 def _ddp_worker(rank, world_size, init_file, out_dir):
-    torch.distributed.init_process_group(
-        "gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size, timeout=datetime.timedelta(seconds=60)
-    )
+    init_gloo(rank, world_size, init_file, timeout=60)
     try:
         out = {}
         for name in _CASES:

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 import balancedtorch as bt
+from _distributed import init_gloo
 
 FILTERS = [
     "prune_by_noise_rate",
@@ -114,10 +115,7 @@ def multilabel_case():
 
 def _worker(rank, world_size, init_file, out_dir, case_names, extras):
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    torch.distributed.init_process_group(
-        "gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size,
-        timeout=__import__("datetime").timedelta(seconds=60),
-    )
+    init_gloo(rank, world_size, init_file, timeout=60)
     try:
         out = {}
         for name in case_names:

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 import balancedtorch as bt
+from _distributed import init_gloo
 import balancedtorch.functional as btf
 
 # ---------------------------------------------------------------------------------------------
@@ -571,7 +572,7 @@ def test_cuda_equals_cpu(dtype, activation):
 
 
 def _ddp_worker(rank, world_size, init_file, out_dir):
-    torch.distributed.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
+    init_gloo(rank, world_size, init_file)
     try:
         torch.manual_seed(0)
         x = torch.randn(4, 3, 6, 5, dtype=torch.float64)

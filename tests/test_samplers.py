@@ -9,6 +9,7 @@ from scipy import stats
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset, TensorDataset
 
 import balancedtorch as bt
+from _distributed import init_gloo
 
 P_THRESHOLD = 1e-4  # chi-square p-value below which a sampler is declared biased
 
@@ -498,7 +499,7 @@ def test_dataloader_integration(num_workers):
 
 
 def _ddp_worker(rank, world_size, init_file, out_dir):
-    torch.distributed.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
+    init_gloo(rank, world_size, init_file)
     try:
         labels = long_tailed_labels(n=999)
         sampler = bt.data.ClassBalancedSampler(labels, seed=3)  # ranks from torch.distributed
@@ -582,7 +583,7 @@ def _built_before_group_worker(rank, world_size, init_file, out_dir):
     lengths_before = {k: len(s) for k, s in samplers.items()}
     early = bt.data.ClassBalancedSampler(labels, seed=3)
     early_epoch = early.indices().clone()  # this epoch starts as one replica
-    torch.distributed.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
+    init_gloo(rank, world_size, init_file)
     try:
         out = {"lengths_before": lengths_before, "lengths": {k: len(s) for k, s in samplers.items()}}
         out["indices"] = {k: s.indices().clone() for k, s in samplers.items()}

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .._optional import require
 from .._checks import as_tensor
 from .._labels import check_labels, describe_one_hot
 from ..data.labels import refuse_meta
@@ -58,11 +59,7 @@ def _class_last(x: Tensor, channels: int) -> Tensor:
 
 def _figure(figsize: Tuple[float, float]):
     """A matplotlib Figure that pyplot does not track (nothing leaks into its global state)."""
-    try:
-        from matplotlib.figure import Figure
-    except ImportError as exc:  # pragma: no cover - matplotlib is a dev dependency
-        raise ImportError("plotting needs matplotlib: pip install matplotlib") from exc
-    return Figure(figsize=figsize)
+    return require("matplotlib.figure", "plotting", "plots").Figure(figsize=figsize)
 
 
 def _finish(fig, path: Optional[str]):

@@ -6,6 +6,8 @@ import numbers
 from collections import namedtuple
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
+from .._optional import install_hint
+
 __all__ = ["RankedMistakes", "MistakesPerClass", "DEFAULT_MAX_ROWS"]
 
 #: Rows printed by ``str()`` before the table is cut with "… N more".
@@ -111,7 +113,7 @@ class _MistakeTable(dict):
             import pandas as pd
         except ImportError as err:
             raise ImportError(
-                f"{type(self).__name__}.to_pandas() needs pandas (pip install pandas); without it, read the "
+                f"{type(self).__name__}.to_pandas() needs pandas ({install_hint('pandas')}); without it, read the "
                 f"columns as tensors: r[{next(iter(self))!r}], or rows as tuples: r.rows()"
             ) from err
         return pd.DataFrame(self._columns())

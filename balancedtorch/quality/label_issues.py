@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 from .._classes import group_by_class
+from .._optional import require
 from ._distributed import Comm, check_distributed, exact_group_sums, round_ratio
 from ._inputs import as_tensor, check_labels, check_labels_and_probs, check_pred_probs
 from ._results import MistakesPerClass, RankedMistakes, check_class_names
@@ -83,8 +84,7 @@ def _scores_np(y: np.ndarray, p: np.ndarray, method: str, adjust_pred_probs: boo
     # confidence_weighted_entropy; np.log(K) is a float64 scalar: the score is float64
     if np.any(p < 0) or np.any(p > 1):
         raise ValueError("pred_probs must hold probabilities in [0, 1] for confidence_weighted_entropy")
-    from scipy.special import xlogy
-
+    xlogy = require("scipy.special", "method='confidence_weighted_entropy'", "sklearn").xlogy
     entropy = -np.sum(xlogy(p, p), axis=1) / np.log(p.shape[1])
     ratio = entropy / np.clip(self_conf, a_min=_CLIPPING_LOWER_BOUND, a_max=None)
     return np.log(ratio + 1) / np.clip(ratio, a_min=_CLIPPING_LOWER_BOUND, a_max=None)

@@ -19,12 +19,14 @@ inline at::vec::Vectorized<float> exp(const at::vec::Vectorized<float>& x) {
   using Vec = at::vec::Vectorized<float>;
   using IVec = at::vec::Vectorized<int32_t>;
   const Vec hi(88.0f), lo(-87.3365447504019f);
-  const Vec log2e(1.44269504088896341f), ln2_hi(0.693359375f), ln2_lo(-2.12194440e-4f);
+  // -ln2 in two parts (hi exact in few bits); negated here as scalars, since
+  // the at::vec of older torch (2.4) has no unary minus on Vectorized
+  const Vec log2e(1.44269504088896341f), neg_ln2_hi(-0.693359375f), neg_ln2_lo(2.12194440e-4f);
   const Vec one(1.0f);
   const Vec xc = at::vec::clamp(x, lo, hi);
   const Vec n = (xc * log2e).round();
-  Vec r = at::vec::fmadd(n, Vec(-ln2_hi), xc);
-  r = at::vec::fmadd(n, Vec(-ln2_lo), r);
+  Vec r = at::vec::fmadd(n, neg_ln2_hi, xc);
+  r = at::vec::fmadd(n, neg_ln2_lo, r);
   Vec y(1.9875691500e-4f);
   y = at::vec::fmadd(y, r, Vec(1.3981999507e-3f));
   y = at::vec::fmadd(y, r, Vec(8.3334519073e-3f));
