@@ -97,8 +97,10 @@ wheel: install
 # The declared torch range, proven: a CPU-only build of a copy of this tree
 # against one torch release in its own venv, then the core tests. MIN_TORCH
 # is the oldest supported release (setup.py's MIN_TORCH, README); the newest
-# is whatever the package index offers today (pip's local cap lifted).
-MIN_TORCH    ?= 2.4.1
+# is whatever the package index offers today (PIP_CONFIG_FILE=/dev/null: past
+# a machine's pip configuration that caps torch).
+MIN_TORCH       ?= 2.4.1
+MIN_TORCHVISION ?= 0.19.1
 CORE_TESTS   := tests/test_build.py tests/test_class_counts.py tests/test_class_weights.py tests/test_samplers.py \
                 tests/test_losses.py tests/test_ohem.py tests/test_region_losses.py tests/test_knn.py \
                 tests/test_augment.py tests/test_crop_focus.py tests/test_metrics.py tests/test_novelty.py \
@@ -110,19 +112,19 @@ define torch_line_test
 	rm -rf build/$(1)/src && mkdir -p build/$(1)/src && \
 	git ls-files -z --cached --others --exclude-standard | xargs -0 cp --parents -t build/$(1)/src && \
 	{ test -x build/$(1)/venv/bin/python || $(PYTHON) -m venv build/$(1)/venv; } && \
-	PIP_CONSTRAINT= build/$(1)/venv/bin/python -m pip --disable-pip-version-check install --quiet $(2) $(TORCH_VENV_DEPS) && \
+	$(3) build/$(1)/venv/bin/python -m pip --disable-pip-version-check install --quiet $(2) $(TORCH_VENV_DEPS) && \
 	cd build/$(1)/src && \
 	BALANCEDTORCH_USE_CUDA=0 ../venv/bin/python -m pip --disable-pip-version-check install --quiet --no-build-isolation --no-deps -e . && \
 	../venv/bin/python -c 'import torch, balancedtorch as bt; print("torch", torch.__version__, bt.build_info())' && \
-	../venv/bin/python -m pytest -q -p no:cacheprovider $(CORE_TESTS) && \
+	BALANCEDTORCH_USE_CUDA=0 ../venv/bin/python -m pytest -q -p no:cacheprovider $(CORE_TESTS) && \
 	echo "$(1): passed in $$(( $$(date +%s) - start )) s"
 endef
 
 test-min-torch:
-	$(call torch_line_test,min-torch,torch==$(MIN_TORCH) 'numpy<2')
+	$(call torch_line_test,min-torch,torch==$(MIN_TORCH) torchvision==$(MIN_TORCHVISION) 'numpy<2')
 
 test-newest-torch:
-	$(call torch_line_test,newest-torch,--upgrade torch numpy)
+	$(call torch_line_test,newest-torch,--upgrade torch torchvision numpy,PIP_CONFIG_FILE=/dev/null)
 
 clean:
 	rm -rf build dist balancedtorch/_C*.so balancedtorch/_build_config.py *.egg-info .pytest_cache .benchmarks demo_out demo_seg_out

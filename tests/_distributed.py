@@ -13,7 +13,7 @@ attempt, which uses a new port.
         try:
             ...
         finally:
-            torch.distributed.destroy_process_group()
+            close_gloo()
 """
 
 from __future__ import annotations
@@ -85,3 +85,19 @@ def init_gloo(rank: int, world_size: int, base: str, timeout: float = 60.0) -> N
             del store
     raise RuntimeError(f"rank {rank}: no gloo group after {ATTEMPTS} attempts:\n" + "\n".join(errors))
 
+
+
+def close_gloo() -> None:
+    """Meet at a barrier, then destroy the group.
+
+    Without the barrier, torch 2.4's ``destroy_process_group`` can hang when
+    one rank tears its gloo pairs down while the other still uses them (seen
+    in about one run in three here). A rank whose barrier fails (the other
+    rank died) still destroys its group.
+    """
+    try:
+        dist.barrier()
+    except RuntimeError:
+        pass
+    finally:
+        dist.destroy_process_group()

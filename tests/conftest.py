@@ -63,3 +63,24 @@ def rng(request):
     torch.set_rng_state(torch_state)
     if cuda_states is not None:
         torch.cuda.set_rng_state_all(cuda_states)
+
+
+def _flushes_denormals() -> bool:
+    return bool(torch.tensor([1e-310], dtype=torch.float64).mul(1.0).item() == 0.0)
+
+
+@pytest.fixture
+def ieee_denormals():
+    """Subnormal numbers as IEEE 754 has them, for tests of subnormal inputs.
+
+    On torch < 2.5, torch.compile loads code built with -ffast-math, whose start-up
+    sets flush-to-zero for the rest of the process: every subnormal then reads as 0
+    in whatever test runs later in the same pytest process. Switched back off here
+    (and on again afterwards).
+    """
+    was = _flushes_denormals()
+    if was:
+        torch.set_flush_denormal(False)
+    yield
+    if was:
+        torch.set_flush_denormal(True)

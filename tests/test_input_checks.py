@@ -275,7 +275,7 @@ def test_random_over_sampler_shrinkage_dict_values(factor):
     [[1e308, 1e308, 1.0], [1.7e308, 0.0, 8e307, 1e306], [5e-324, 1e-323, 0.0, 2e-323], [1e308] * 3 + [3e307]],
     ids=["overflow", "overflow-mixed", "subnormal", "overflow-even"],
 )
-def test_alias_table_follows_extreme_weights(weights):
+def test_alias_table_follows_extreme_weights(weights, ieee_denormals):
     w = torch.tensor(weights, dtype=torch.float64)
     exact = np.array([float(v) for v in weights], dtype=np.float64)
     probs = (exact / exact.max()) / (exact / exact.max()).sum()
@@ -287,7 +287,7 @@ def test_alias_table_follows_extreme_weights(weights):
     assert stats.chisquare(counts[keep], probs[keep] * n).pvalue > 1e-4
 
 
-def test_without_replacement_follows_subnormal_weights():
+def test_without_replacement_follows_subnormal_weights(ieee_denormals):
     # P(first draw = i) = w_i / sum(w): 1/7, 2/7, 4/7 (keys log(u)/w were all -inf before rescaling)
     w = torch.tensor([5e-324, 1e-323, 2e-323], dtype=torch.float64)
     g = torch.Generator().manual_seed(0)
@@ -560,7 +560,7 @@ def test_batch_augment_refuses_empty_images(kwargs, shape):
 
 @pytest.mark.parametrize("scheme", ["inverse", "sqrt_inverse", "median_frequency", "effective_number"])
 @pytest.mark.parametrize("normalize", ["mean", "sum"])
-def test_class_weights_of_counts_whose_sum_overflows(scheme, normalize):
+def test_class_weights_of_counts_whose_sum_overflows(scheme, normalize, ieee_denormals):
     # [1e308, 1e308, 1] gave nan weights: the sum of the counts overflowed float64
     w = bt.class_weights(counts=[1e308, 1e308, 1], scheme=scheme, normalize=normalize, dtype=torch.float64)
     assert bool(torch.isfinite(w).all()) and w[2] > w[0] and w[0] == w[1]

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import balancedtorch as bt
-from _distributed import init_gloo
+from _distributed import close_gloo, init_gloo
 from balancedtorch import cli
 
 Det = bt.quality.NoveltyDetector
@@ -220,7 +220,7 @@ def _bad_argument_on_one_rank(rank, init_file, out_dir):
         out["after"] = det.score(torch.ones(2, 4))
         torch.save(out, f"{out_dir}/rank{rank}.pt")
     finally:
-        torch.distributed.destroy_process_group()
+        close_gloo()
 
 
 def test_bad_threshold_or_report_argument_on_one_rank_raises_on_both(tmp_path):

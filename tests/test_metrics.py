@@ -6,7 +6,7 @@ import torch
 from sklearn import metrics as skm
 
 import balancedtorch as bt
-from _distributed import init_gloo
+from _distributed import close_gloo, init_gloo
 
 imblearn_metrics = pytest.importorskip("imblearn.metrics")
 
@@ -152,7 +152,7 @@ def _ddp_metrics_worker(rank, world_size, init_file, out_dir):
         monitor.update(torch.tensor(p))
         torch.save({"y": y, "p": p, "result": m.compute(), "drift": monitor.status()}, f"{out_dir}/rank{rank}.pt")
     finally:
-        torch.distributed.destroy_process_group()
+        close_gloo()
 
 
 def test_distributed_reduction_two_gloo_processes(tmp_path):

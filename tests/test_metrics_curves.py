@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 import balancedtorch as bt
-from _distributed import init_gloo
+from _distributed import close_gloo, init_gloo
 
 # scikit-learn and torchmetrics are imported inside the tests: the DDP test's spawned processes
 # import this module, and these imports would cost them several seconds each
@@ -497,7 +497,7 @@ def _ddp_curves_worker(rank, world_size, init_file, out_dir):
             out[name + "_binned"] = m._binned
         torch.save(out, f"{out_dir}/rank{rank}.pt")
     finally:
-        torch.distributed.destroy_process_group()
+        close_gloo()
 
 
 def test_distributed_curves_two_gloo_processes(tmp_path):

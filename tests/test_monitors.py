@@ -8,7 +8,7 @@ import torch
 import torch.distributed as dist
 
 import balancedtorch as bt
-from _distributed import init_gloo
+from _distributed import close_gloo, init_gloo
 from balancedtorch.quality.shift import _chi2_homogeneity
 
 K = 4
@@ -88,7 +88,7 @@ def _report_on_rank0_worker(rank, world_size, init_file, out_dir):
         torch.save(out, f"{out_dir}/rank{rank}.pt")
         dist.barrier()
     finally:
-        dist.destroy_process_group()
+        close_gloo()
 
 
 def test_report_and_plots_on_rank0_only_after_compute(tmp_path):
@@ -134,7 +134,7 @@ def _pending_collective_worker(rank, world_size, init_file, out_dir):
         torch.save(out, f"{out_dir}/rank{rank}.pt")
         dist.barrier()
     finally:
-        dist.destroy_process_group()
+        close_gloo()
 
 
 def test_report_on_rank0_does_not_pair_with_another_collective(tmp_path):

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import balancedtorch as bt
-from _distributed import init_gloo
+from _distributed import close_gloo, init_gloo
 from balancedtorch.quality.novelty import _merge
 
 Det = bt.quality.NoveltyDetector
@@ -139,7 +139,7 @@ def _ddp_worker(rank, world_size, init_file, out_dir):
         out["after"] = det.score(torch.ones(2, D))
         torch.save(out, f"{out_dir}/rank{rank}.pt")
     finally:
-        torch.distributed.destroy_process_group()
+        close_gloo()
 
 
 def test_sharded_bank_equals_single_process_two_gloo_processes(tmp_path):

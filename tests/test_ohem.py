@@ -582,6 +582,47 @@ def test_equal_logits_beside_hard_pixels_keep_only_the_hard_ones(device, monkeyp
     torch.testing.assert_close(loss.double(), ce[expected].mean())
 
 
+@pytest.mark.parametrize("num_classes", [5, 13, 40])
+@pytest.mark.parametrize("layout", ["nchw", "rows", "channels_last"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_op_target_probability_does_not_depend_on_where_the_target_sits(device, num_classes, layout, dtype):
+    """Equal logit columns whose targets are different classes of equal logit give bit-equal p_t.
+
+    The denominator used to be the other classes' sum plus the target's term, so the
+    rounding moved with the target: of two tied pixels OHEM kept one (HRNet keeps both
+    or neither, deciding on softmax's p, which is the same for both).
+    """
+    g = torch.Generator().manual_seed(num_classes)
+    column = torch.randn(num_classes, generator=g) * 3
+    tied = torch.randperm(num_classes, generator=g)[:4]
+    column[tied] = column.max() + 0.5  # four classes share the largest logit
+    W = 6
+    x = column.reshape(1, -1, 1, 1).expand(2, num_classes, 1, W).contiguous().to(dtype)
+    t = tied[torch.arange(2 * W) % 4].reshape(2, 1, W)
+    if layout == "rows":
+        x, t = x.permute(0, 2, 3, 1).reshape(-1, num_classes), t.reshape(-1)
+    elif layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last)
+    x, t = x.to(device), t.to(device)
+    _, _, prob = torch.ops.balancedtorch.softmax_loss_target_prob(x, t, 255, False)
+    prob = prob.reshape(-1)
+    assert torch.equal(prob, prob[:1].expand_as(prob)), prob
+    ref = torch.softmax(x.double(), 1).gather(1, t.unsqueeze(1)).reshape(-1)
+    torch.testing.assert_close(prob.double(), ref, rtol=1e-2 if dtype == torch.bfloat16 else 1e-6, atol=0)
+
+
+def test_tied_pixels_with_different_targets_are_kept_together(monkeypatch):
+    """Two pixels with the same logits, targets on two classes of equal logit: HRNet keeps neither here."""
+    x = torch.tensor([2.5, -2.0, 1.0, -2.0, 2.5]).reshape(1, 5, 1, 1).expand(1, 5, 1, 2).contiguous()
+    t = torch.tensor([[[0, 4]]])
+    for min_kept in (0, 1):
+        coef, loss = _our_coefficients(x, t, monkeypatch, thresh=0.2, min_kept=min_kept)
+        expected = hrnet_kept(x, t, 0.2, min_kept)
+        assert not expected.any()
+        assert torch.equal(coef > 0, expected)
+        assert loss.item() == 0.0
+
+
 def test_op_gives_softmax_target_probabilities(device):
     """softmax_loss_target_prob: per-pixel CE as cross_entropy's, p_t as softmax's (exactly 1/C for equal logits)."""
     x = torch.randn(2, 5, 4, 3, device=device)

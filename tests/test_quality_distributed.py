@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import balancedtorch as bt
-from _distributed import init_gloo
+from _distributed import close_gloo, init_gloo
 
 FILTERS = [
     "prune_by_noise_rate",
@@ -166,7 +166,7 @@ def _worker(rank, world_size, init_file, out_dir, case_names, extras):
             out[("error", "after")] = bt.quality.find_label_issues(ys, ps)
         torch.save(out, f"{out_dir}/rank{rank}.pt")
     finally:
-        torch.distributed.destroy_process_group()
+        close_gloo()
 
 
 def _three(sizes):

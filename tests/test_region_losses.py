@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 import balancedtorch as bt
-from _distributed import init_gloo
+from _distributed import close_gloo, init_gloo
 import balancedtorch.functional as btf
 
 # ---------------------------------------------------------------------------------------------
@@ -587,7 +587,7 @@ def _ddp_worker(rank, world_size, init_file, out_dir):
         torch.save({"loss": loss.detach(), "weight_grad": conv.weight.grad, "bias_grad": conv.bias.grad,
                     "x_grad": xr.grad}, os.path.join(out_dir, f"rank{rank}.pt"))
     finally:
-        torch.distributed.destroy_process_group()
+        close_gloo()
 
 
 def test_sync_two_gloo_processes_equal_concatenated_batch(tmp_path):

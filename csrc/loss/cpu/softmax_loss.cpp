@@ -115,16 +115,19 @@ acc_t row_loss(
   const bool target_mode = P.mode == kModeTarget;
   const bool soft_linear = linear && P.soft;
   const acc_t smooth = linear && !P.soft ? P.eps * inv_c : acc_t(0);
-  acc_t S = 0, D = 0, A = 0;
+  acc_t S = 0, D = 0, A = 0, S_every = 0;  // S_every: over every class, for p_t
   {
     const Vec vmv(m);
-    Vec vs(0), vd(0), va(0);
+    Vec vs(0), vd(0), va(0), vall(0);
     const Vec one_minus_eps(acc_t(1) - P.eps), eps_c(P.eps * inv_c);
     int64_t c = 0;
     for (; c + W <= C; c += W) {
       const Vec zc = zv(c);
       const Vec ec = cpu::exp(zc - vmv);
       ec.store(e + c);
+      if (p_t != nullptr) {
+        vall = vall + ec;
+      }
       if (target_mode && target >= c && target < c + W) {
         // s_other excludes the target (see target_terms)
         const acc_t saved = e[target];
@@ -149,10 +152,12 @@ acc_t row_loss(
     S = at::vec::vec_reduce_all<acc_t>(sum, vs);
     D = at::vec::vec_reduce_all<acc_t>(sum, vd);
     A = at::vec::vec_reduce_all<acc_t>(sum, va);
+    S_every = at::vec::vec_reduce_all<acc_t>(sum, vall);
     for (; c < C; ++c) {
       const acc_t zc = zs(c);
       const acc_t ec = std::exp(zc - m);
       e[c] = ec;
+      S_every += ec;
       if (!(target_mode && c == target)) {
         S += ec;
       }
@@ -174,7 +179,10 @@ acc_t row_loss(
     acc_t lp, pw, u;
     const acc_t S_all = target_terms(zs(target) - m, S, P.gamma, lp, pw, u);
     if (p_t != nullptr) {
-      *p_t = target_prob(zs(target) - m, S_all);
+      // the denominator summed over every class in one order, not S_all (the
+      // others, then the target): p must not depend on where the target sits,
+      // so equal logit rows give equal p whatever their targets (OHEM's ties)
+      *p_t = target_prob(zs(target) - m, S_every);
     }
     const acc_t hh = wt * pw * u;
     if (P.grad) {
@@ -417,7 +425,7 @@ void columns_kernel(
       vm = Vec::loadu(m);
 
       // pass B: e, S (and D = sum a (m - z), A = sum a in linear mode)
-      Vec vs(0), vd(0), va(0);
+      Vec vs(0), vd(0), va(0), vall(0);  // vall: over every class in class order, for p_t
       const Vec one_minus_eps(acc_t(1) - P.eps), eps_c(P.eps * inv_c);
       auto coef_a = [&](int64_t c) {
         Vec a = P.soft ? at::vec::fmadd(one_minus_eps, Vec::loadu(qp + c * zs), eps_c) : eps_c;
@@ -438,6 +446,9 @@ void columns_kernel(
         const Vec zc = zv(c);
         const Vec ec = cpu::exp(zc - vm);
         ec.store(ep + c * es);
+        if (P.prob) {
+          vall = vall + ec;
+        }
         // class-index targets: vs = s_other, the sum without the target (see target_terms)
         if (target_mode) {
           const Vec is_target = (vt_hi == Vec(static_cast<acc_t>(c >> kClassSplitBits))) &
@@ -466,7 +477,9 @@ void columns_kernel(
           lp = Vec::blendv(dz - S.log(), vs.log1p().neg(), dz >= Vec(0));
           lp = at::vec::minimum(lp, Vec(0));
           if (P.prob) {
-            pt = et / S;  // as softmax forms it (see target_prob)
+            // as softmax forms it (see target_prob), over a sum that does not
+            // depend on where the target sits: equal logit columns, equal p
+            pt = et / vall;
           }
         } else {
           acc_t dza[L], so[L], lpa[L], pwa[L], ua[L], sa[L];
@@ -480,9 +493,10 @@ void columns_kernel(
           u = Vec::loadu(ua);
           S = Vec::loadu(sa);
           if (P.prob) {
-            acc_t pa[L];
+            acc_t pa[L], alla[L];
+            vall.store(alla);
             for (int64_t j = 0; j < L; ++j) {
-              pa[j] = target_prob(dza[j], sa[j]);
+              pa[j] = target_prob(dza[j], alla[j]);
             }
             pt = Vec::loadu(pa);
           }

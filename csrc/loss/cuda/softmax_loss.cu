@@ -53,22 +53,31 @@ struct Problem {
 // Running (max, sum of exp, D = sum a (max - z), A = sum a) over a set of classes.
 template <typename acc_t>
 struct Online {
-  acc_t m, s, d, a;
+  acc_t m, s, d, a, all;
 };
 
 // s sums exp(z - m) over the classes other than the target (is_target), so
-// that 1 - p_t = s / S needs no cancellation (see target_terms).
+// that 1 - p_t = s / S needs no cancellation (see target_terms). all sums it
+// over every class, in an order that does not depend on the target: the
+// target probability p_t = exp(z_t - m) / all is then equal for equal logit
+// rows whatever their targets (OHEM decides ties on it).
 template <typename acc_t>
 __device__ __forceinline__ void online_add(Online<acc_t>& st, acc_t z, acc_t a, bool is_target) {
   const acc_t neg_inf = -std::numeric_limits<acc_t>::infinity();
   if (z > st.m || z != z) {
-    st.s = st.s * math_exp(st.m - z) + (is_target ? acc_t(0) : acc_t(1));
+    const acc_t f = math_exp(st.m - z);
+    st.s = st.s * f + (is_target ? acc_t(0) : acc_t(1));
+    st.all = st.all * f + acc_t(1);
     if (st.a != acc_t(0)) {
       st.d += st.a * (z - st.m);
     }
     st.m = z;
-  } else if (z > neg_inf && !is_target) {
-    st.s += math_exp(z - st.m);
+  } else if (z > neg_inf) {
+    const acc_t e = math_exp(z - st.m);
+    st.all += e;
+    if (!is_target) {
+      st.s += e;
+    }
   }
   if (a != acc_t(0)) {
     st.d += a * (st.m - z);
@@ -88,7 +97,10 @@ __device__ __forceinline__ Online<acc_t> online_merge(const Online<acc_t>& x, co
   const acc_t M = (x.m > y.m || x.m != x.m) ? x.m : y.m;
   Online<acc_t> r;
   r.m = M;
-  r.s = (x.m > neg_inf ? x.s * math_exp(x.m - M) : acc_t(0)) + (y.m > neg_inf ? y.s * math_exp(y.m - M) : acc_t(0));
+  const acc_t fx = x.m > neg_inf ? math_exp(x.m - M) : acc_t(0);
+  const acc_t fy = y.m > neg_inf ? math_exp(y.m - M) : acc_t(0);
+  r.s = (x.m > neg_inf ? x.s * fx : acc_t(0)) + (y.m > neg_inf ? y.s * fy : acc_t(0));
+  r.all = (x.m > neg_inf ? x.all * fx : acc_t(0)) + (y.m > neg_inf ? y.all * fy : acc_t(0));
   r.d = x.d + y.d + (x.a != acc_t(0) ? x.a * (M - x.m) : acc_t(0)) + (y.a != acc_t(0) ? y.a * (M - y.m) : acc_t(0));
   r.a = x.a + y.a;
   return r;
@@ -101,7 +113,8 @@ __device__ __forceinline__ acc_t shfl_xor(acc_t v, int offset) {
 
 template <typename acc_t>
 __device__ __forceinline__ Online<acc_t> shfl_xor(const Online<acc_t>& st, int offset) {
-  return {shfl_xor(st.m, offset), shfl_xor(st.s, offset), shfl_xor(st.d, offset), shfl_xor(st.a, offset)};
+  return {shfl_xor(st.m, offset), shfl_xor(st.s, offset), shfl_xor(st.d, offset), shfl_xor(st.a, offset),
+          shfl_xor(st.all, offset)};
 }
 
 // Reduce v over a group of TPR threads (a warp, or the whole block, through
@@ -164,7 +177,7 @@ __device__ __forceinline__ Closing<acc_t> close_sample(const Problem<acc_t>& P, 
   // the full softmax denominator: s plus the target's own term
   r.S = P.soft ? st.s : st.s + math_exp(z_t - st.m);
   r.logS = math_log(r.S);
-  r.p_t = P.soft ? acc_t(0) : target_prob(z_t - st.m, r.S);
+  r.p_t = P.soft ? acc_t(0) : target_prob(z_t - st.m, st.all);
   r.lane_scale = scale;
   r.fix = 0;
   r.coef_e = 0;
@@ -287,7 +300,7 @@ __global__ void rows_kernel(
     }
   }
   const bool linear = P.mode == kModeLinear;
-  Online<acc_t> st{-std::numeric_limits<acc_t>::infinity(), acc_t(0), acc_t(0), acc_t(0)};
+  Online<acc_t> st{-std::numeric_limits<acc_t>::infinity(), acc_t(0), acc_t(0), acc_t(0), acc_t(0)};
   for (int64_t c = lane; c < C; c += TPR) {
     online_add(st, logit_at(P, xr, c, c), linear ? linear_a<scalar_t, acc_t>(P, c, qr, c) : acc_t(0), c == t);
   }
@@ -350,7 +363,7 @@ __global__ void columns_kernel(
     }
   }
   const bool linear = P.mode == kModeLinear;
-  Online<acc_t> st{-std::numeric_limits<acc_t>::infinity(), acc_t(0), acc_t(0), acc_t(0)};
+  Online<acc_t> st{-std::numeric_limits<acc_t>::infinity(), acc_t(0), acc_t(0), acc_t(0), acc_t(0)};
   for (int64_t c = 0; c < C; ++c) {
     const int64_t off = base + c * inner;
     online_add(st, logit_at(P, x, off, c), linear ? linear_a<scalar_t, acc_t>(P, c, soft, off) : acc_t(0), c == t);
