@@ -104,3 +104,23 @@ def test_gpu_check_script_without_a_gpu(tmp_path):
     counts = [int(n) for n in re.findall(r"not run: no GPU visible \((\d+) ", report)]
     assert len(counts) == 3 and all(n > 0 for n in counts), report
     assert "'cuda_compiled'" in report
+
+
+def test_cuda_headers_come_from_the_compiling_toolkit_first():
+    """The pip nvidia headers fill only what the toolkit lacks: none of them shadows one of the toolkit's."""
+    from balancedtorch import _build_config as config
+
+    if not config.CUDA_COMPILED:
+        pytest.skip("built without the CUDA kernels")
+    toolkit = Path(config.CUDA_HOME) / "include"
+    gap = Path(__file__).resolve().parents[1] / "build" / "cuda-gap-include"
+    if (toolkit / "cusparse.h").is_file():
+        return  # a full toolkit: nothing is taken from pip
+    if not gap.is_dir():
+        pytest.skip("no build folder here (installed from a wheel)")
+    entries = sorted(p.name for p in gap.iterdir())
+    assert "cusparse.h" in entries and "cublas_v2.h" in entries
+    shadowing = [name for name in entries if (toolkit / name).exists()]
+    assert not shadowing, f"pip headers shadow the toolkit's: {shadowing}"
+    for name in ("cuda_runtime.h", "cuda_toolkit.h", "cuda", "cub", "thrust"):
+        assert name not in entries

@@ -93,6 +93,7 @@ def test_sdist_builds_a_cpu_wheel_that_imports(sdist, tmp_path):
         meta = email.message_from_bytes(zf.read(meta_name))
         (so,) = [i for i in zf.infolist() if re.search(r"balancedtorch/_C.*\.so$", i.filename)]
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names), names
+    assert "balancedtorch/_build_config.py" in names  # build_info() reads how this binary was built
     major, minor = torch.__version__.split(".")[:2]
     # the binary loads only into the torch release line it was compiled against
     assert f"torch=={major}.{minor}.*" in meta.get_all("Requires-Dist")

@@ -231,7 +231,7 @@ def test_to_pandas_without_pandas(monkeypatch):
     labels, p = small_case()
     monkeypatch.setitem(sys.modules, "pandas", None)  # import pandas now raises ImportError
     for result in (bt.quality.rank_mistakes(labels, p), bt.quality.mistakes_per_class(labels, p)):
-        with pytest.raises(ImportError, match=r"to_pandas\(\) needs pandas \(pip install pandas\)"):
+        with pytest.raises(ImportError, match=r"to_pandas\(\) needs pandas: pip install 'balancedtorch\[all\]' \(or pip install pandas\)"):
             result.to_pandas()
 
 

@@ -113,7 +113,7 @@ class _MistakeTable(dict):
             import pandas as pd
         except ImportError as err:
             raise ImportError(
-                f"{type(self).__name__}.to_pandas() needs pandas ({install_hint('pandas')}); without it, read the "
+                f"{type(self).__name__}.to_pandas() needs pandas: {install_hint('pandas')}; without it, read the "
                 f"columns as tensors: r[{next(iter(self))!r}], or rows as tuples: r.rows()"
             ) from err
         return pd.DataFrame(self._columns())
