@@ -210,3 +210,19 @@ def test_extras_cover_what_the_optional_features_import():
 
     for module, (dist, extra) in _optional._PROVIDERS.items():
         assert any(re.split(r"[<>=!\[ ]", req)[0] == dist for req in extras[extra]), (module, extra)
+
+
+@pytest.mark.skipif(torch.version.cuda is None, reason="needs a CUDA build of torch")
+def test_nvcc_of_another_cuda_major_stops_the_build_naming_both(tmp_path):
+    major = int(torch.version.cuda.split(".")[0])
+    other = f"{major - 1}.8"
+    nvcc = tmp_path / "toolkit" / "bin" / "nvcc"
+    nvcc.parent.mkdir(parents=True)
+    nvcc.write_text(f"#!/bin/sh\necho 'Cuda compilation tools, release {other}, V{other}.89'\n")
+    nvcc.chmod(0o755)
+    env = dict(os.environ, CUDA_HOME=str(tmp_path / "toolkit"), BALANCEDTORCH_USE_CUDA="1")
+    proc = _run([sys.executable, str(ROOT / "setup.py"), "--version"], tmp_path, 300, env)
+    assert proc.returncode != 0
+    message = proc.stderr.strip().splitlines()[-1]
+    assert f"nvcc {other}" in message and torch.__version__ in message and f"CUDA {torch.version.cuda}" in message
+    assert "BALANCEDTORCH_USE_CUDA=0" in message and "Traceback" not in proc.stderr
