@@ -1,12 +1,13 @@
-"""Our port of cleanlab's tests of ``filter.find_label_issues`` and ``rank.get_label_quality_scores``.
+"""bt.quality against cleanlab: ``filter.find_label_issues`` and ``rank.get_label_quality_scores``.
 
-cleanlab does not ship its tests, so these are its cases (tests/test_filter_count.py,
-tests/test_rank.py, tests/test_multilabel_classification.py) rewritten against
-``bt.quality``: each keeps cleanlab's own assertion and, where cleanlab gives an
-answer, also checks that ours is the same array (flag for flag, rank for rank,
-score for score with the same dtype), on the same inputs, with the installed
-cleanlab. Seeded sweeps then compare every filter and ranking on many random
-cases: float32 and float64, exact ties, tiny and absent classes, multi-label.
+cleanlab does not ship its tests. These test the behaviours its test files
+(tests/test_filter_count.py, tests/test_rank.py,
+tests/test_multilabel_classification.py) check, on data of our own: each test
+asserts the behaviour and, where cleanlab gives an answer, that ours is the same
+array (flag for flag, rank for rank, score for score with the same dtype) on
+the same inputs, with the installed cleanlab. Seeded sweeps then compare every
+filter and ranking on many random cases: float32 and float64, exact ties, tiny
+and absent classes, multi-label.
 
 Not covered, and why:
 - ``low_memory=True`` with ``multi_label=True``: cleanlab's experimental batched
@@ -72,36 +73,37 @@ def same(ours, ref):
     np.testing.assert_array_equal(ours, ref)
 
 
-def make_data(sizes=(80, 40, 40), avg_trace=0.8, seed=1):
-    """cleanlab's test data: three Gaussian blobs, noisy labels, 3-fold out-of-sample pred_probs."""
+def make_data(sizes=(90, 45, 35), noise=0.15, seed=7):
+    """Three overlapping 2-D classes, a share ``noise`` of labels moved to another class, out-of-fold pred_probs."""
     rng = np.random.default_rng(seed)
-    means = [[3, 2], [7, 7], [0, 8]]
-    covs = [[[5, -1.5], [-1.5, 1]], [[1, 0.5], [0.5, 4]], [[5, 1], [1, 5]]]
-    X = np.vstack([rng.multivariate_normal(m, c, size=n) for m, c, n in zip(means, covs, sizes)])
+    centres = np.array([[0.0, 0.0], [4.5, 1.0], [1.5, 5.0]])
+    spread = [np.array([[2.0, 0.6], [0.6, 1.2]]), np.array([[1.5, -0.4], [-0.4, 2.5]]), np.array([[3.0, 0.0], [0.0, 1.5]])]
+    X = np.vstack([rng.multivariate_normal(c, v, size=n) for c, v, n in zip(centres, spread, sizes)])
     true = np.repeat(np.arange(3), sizes)
     labels = true.copy()
-    flip = rng.random(len(true)) > avg_trace
-    labels[flip] = (true[flip] + rng.integers(1, 3, flip.sum())) % 3
-    folds = min(3, min(np.bincount(labels, minlength=3)))
-    pred_probs = cross_val_predict(LogisticRegression(), X, labels, cv=max(folds, 2), method="predict_proba")
+    moved = rng.random(len(true)) < noise
+    labels[moved] = (true[moved] + rng.integers(1, 3, moved.sum())) % 3
+    folds = max(2, min(3, int(np.bincount(labels, minlength=3).min())))
+    pred_probs = cross_val_predict(LogisticRegression(), X, labels, cv=folds, method="predict_proba")
     return {"labels": labels, "true_labels": true, "pred_probs": pred_probs}
 
 
 DATA = make_data()
 
-# cleanlab's small hand-made case
+# a hand-made case: class 1 has a mislabelled sample (row 2: the model is sure of class 2), class 0 an
+# uncertain one (row 1), and the rest agree with their labels
 PRED_PROBS_ = np.array(
     [
-        [0.9, 0.1, 0],
-        [0.6, 0.2, 0.2],
-        [0.1, 0, 0.9],
-        [0.1, 0.8, 0.1],
-        [0.1, 0.8, 0.1],
-        [0.1, 0.8, 0.1],
-        [0.1, 0.8, 0.1],
-        [0.1, 0.8, 0.1],
-        [0.1, 0.8, 0.1],
-        [0.1, 0.1, 0.8],
+        [0.85, 0.10, 0.05],
+        [0.50, 0.30, 0.20],
+        [0.05, 0.10, 0.85],
+        [0.15, 0.75, 0.10],
+        [0.20, 0.70, 0.10],
+        [0.10, 0.80, 0.10],
+        [0.15, 0.70, 0.15],
+        [0.05, 0.90, 0.05],
+        [0.10, 0.75, 0.15],
+        [0.05, 0.15, 0.80],
     ]
 )
 LABELS_ = np.array([0, 0, 1, 1, 1, 1, 1, 1, 1, 2])
@@ -182,9 +184,9 @@ def test_find_label_issues_multi_label(multi_label, filter_by):
 
 
 def test_predicted_neq_given_filter():
-    pred_probs = np.array([[0.9, 0.1, 0], [0.6, 0.2, 0.2], [0.3, 0.3, 0.4], [0.1, 0.1, 0.8], [0.4, 0.5, 0.1]])
-    s = np.array([0, 0, 1, 1, 2])
-    np.testing.assert_array_equal(find(s, pred_probs, filter_by="predicted_neq_given"), [False, False, True, True, True])
+    pred_probs = np.array([[0.7, 0.2, 0.1], [0.4, 0.35, 0.25], [0.2, 0.3, 0.5], [0.25, 0.15, 0.6], [0.3, 0.6, 0.1]])
+    s = np.array([0, 1, 2, 1, 2])  # rows 1, 3 and 4: the most probable class is not the given one
+    np.testing.assert_array_equal(find(s, pred_probs, filter_by="predicted_neq_given"), [False, True, False, True, True])
     expected = np.array([False, False, True, False, False, False, False, False, False, False])
     np.testing.assert_array_equal(find(LABELS_, PRED_PROBS_, filter_by="predicted_neq_given"), expected)
 
@@ -219,11 +221,12 @@ def test_num_label_issues():
 
 
 def test_missing_classes():
-    labels = np.array([0, 0, 1, 1])
-    pred_probs = np.array([[0.1, 0.7, 0.2], [0.1, 0.8, 0.1], [0.7, 0.2, 0.1], [0.8, 0.1, 0.1]])
+    labels = np.array([0, 0, 1, 1])  # class 2 is never given
+    pred_probs = np.array([[0.2, 0.65, 0.15], [0.75, 0.15, 0.1], [0.6, 0.3, 0.1], [0.15, 0.7, 0.15]])
     for f in FILTERS:
         same(find(labels, pred_probs, filter_by=f), reference(labels, pred_probs, filter_by=f))
-    np.testing.assert_array_equal(find(labels, pred_probs), [False, True, False, True])
+    # rows 0 and 2: the model is confident of the other present class
+    np.testing.assert_array_equal(find(labels, pred_probs), [True, False, True, False])
 
 
 def test_removing_class_consistent_results():
@@ -497,3 +500,44 @@ def test_inputs_not_modified():
         find(y, p, filter_by=f, return_indices_ranked_by="normalized_margin", rank_by_kwargs={"adjust_pred_probs": True})
     find(y, p, confident_joint=cj, num_to_remove_per_class=2)
     assert np.array_equal(y, y0) and np.array_equal(p, p0) and np.array_equal(cj, cj0)
+
+
+# --------------------------------------------------------------------------- count arithmetic, property-based
+
+try:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+    from hypothesis.extra import numpy as hnp
+except ImportError:  # pragma: no cover - hypothesis is a test dependency
+    given = None
+
+if given is not None:
+    from balancedtorch.quality import label_issues as _li
+
+    # adversarial rows of counts: halves (round-half-even), exact ties in the remainders, huge and tiny values
+    _COUNT = st.one_of(
+        st.floats(0, 1e6, allow_nan=False),
+        st.sampled_from([0.0, 0.5, 1.5, 2.5, 1e-9, 0.49999999999999994, 7.0, 1e15]),
+        st.integers(0, 50).map(lambda k: k / 4),
+    )
+
+    @settings(max_examples=400, deadline=None)
+    @given(hnp.arrays(np.float64, st.integers(1, 12), elements=_COUNT))
+    def test_rounding_keeps_the_total_as_cleanlab(row):
+        from cleanlab.internal.util import round_preserving_sum
+
+        ours = _li._round_keeping_total(row.copy())
+        np.testing.assert_array_equal(ours, round_preserving_sum(row.copy()))
+        assert ours.sum() == np.round(row.sum()) and np.all(np.abs(ours - row) < 1 + 1e-9)
+
+    @settings(max_examples=300, deadline=None)
+    @given(
+        hnp.arrays(np.int64, st.integers(2, 7).map(lambda k: (k, k)), elements=st.integers(0, 60)),
+        st.integers(0, 40),
+        st.sampled_from([0.0, 0.2, 1 / 3, 0.5, 0.9, 1.0]),
+    )
+    def test_prune_counts_as_cleanlab(joint, min_per_class, frac_noise):
+        ours = _li._prune_counts(joint, min_per_class, frac_noise)
+        theirs = cleanlab_filter._keep_at_least_n_per_class(joint.T, min_per_class, frac_noise=frac_noise)
+        np.testing.assert_array_equal(ours, theirs)
+        assert (ours >= 0).all() and ours.dtype.kind == "i"

@@ -78,8 +78,8 @@ def _scores_np(y: np.ndarray, p: np.ndarray, method: str, adjust_pred_probs: boo
     if method == "self_confidence":
         return self_conf
     if method == "normalized_margin":
-        N, K = p.shape
-        others = np.max(np.delete(p, np.arange(N) * K + y, axis=None).reshape(N, K - 1), axis=-1)
+        # the largest probability among the other classes: the given one masked out
+        others = np.where(np.arange(p.shape[1]) == y[:, None], -np.inf, p).max(axis=1).astype(p.dtype)
         return (self_conf - others + 1) / 2
     # confidence_weighted_entropy; np.log(K) is a float64 scalar: the score is float64
     if np.any(p < 0) or np.any(p > 1):
@@ -163,61 +163,85 @@ def label_quality_scores(labels: Any, pred_probs: Any, method: str = "self_confi
 # --------------------------------------------------------------------------- confident joint
 
 
-def _round_preserving_sum(floats: np.ndarray) -> np.ndarray:
-    ints = floats.round()
-    orig_sum = np.sum(floats).round()
-    int_sum = np.sum(ints).round()
-    while abs(int_sum - orig_sum) > _FLOATING_POINT_COMPARISON:
-        diff = np.round(orig_sum - int_sum)
-        increment = -1 if int(diff < 0.0) else 1
-        changes = min(int(abs(diff)), len(floats))
-        for i in np.argsort(floats - ints)[::-increment][:changes]:
-            ints[i] = ints[i] + increment
-        int_sum = np.sum(ints).round()
-    return ints.astype(int)
+def _round_keeping_total(values: np.ndarray) -> np.ndarray:
+    """Largest-remainder rounding of one row of counts.
+
+    Each value goes to the nearest integer (halves to even), then the total is
+    brought to the rounded total of the values: the ``short`` entries with the
+    largest remainders ``value - rounded`` go one up (or, for a surplus, those
+    with the smallest go one down). The rounded total differs from the sum of
+    the rounded values by at most ``len(values)``, so one such step is exact.
+    A row whose total is not finite is only rounded entry by entry.
+    """
+    rounded = np.round(values)
+    short = np.round(values.sum()) - rounded.sum()
+    if np.isfinite(short) and short != 0:
+        remainders = np.argsort(values - rounded)  # ascending remainder
+        step = int(short)
+        chosen = remainders[::-1][:step] if step > 0 else remainders[:-step]
+        rounded[chosen] += 1 if step > 0 else -1
+    return rounded.astype(int)
 
 
 def _round_rows(matrix: np.ndarray) -> np.ndarray:
-    return np.stack([_round_preserving_sum(row.astype(float)) for row in matrix]).astype(int)
+    """Every row of a count matrix rounded to integers with its total kept (see _round_keeping_total)."""
+    return np.stack([_round_keeping_total(np.asarray(row, dtype=float)) for row in matrix]).astype(int)
 
 
-def _prune_counts(confident_joint: np.ndarray, n: int, frac_noise: float) -> np.ndarray:
-    """cleanlab's _keep_at_least_n_per_class on the transposed joint (K x K, numpy: tiny)."""
-    pcm = confident_joint.T
-    diagonal = np.diagonal(pcm)
-    new_diagonal = np.maximum(diagonal, n)
-    diff = new_diagonal - diagonal
-    per_col = np.maximum(np.count_nonzero(pcm, axis=0) - 1.0, 1.0)
-    new = pcm - diff / per_col
-    new[new < 0] = 0
-    np.fill_diagonal(new, new_diagonal)
-    # keep only frac_noise of the off-diagonal counts; the diagonal takes the rest
-    reduced = new * frac_noise
-    np.fill_diagonal(reduced, new.diagonal())
-    np.fill_diagonal(reduced, new.diagonal() + np.sum(new - reduced, axis=0))
-    return _round_rows(reduced.astype(int)).astype(int)
+def _prune_counts(confident_joint: np.ndarray, min_per_class: int, frac_noise: float) -> np.ndarray:
+    """How many samples of each (true, given) label pair to prune: the prune-by-class / by-noise-rate counts.
+
+    Northcutt et al. (2021), section 3.2: the off-diagonal entries of the
+    confident joint C[given, true] count the label errors. Here, with
+    T = C transposed (row: true label i, column: given label j):
+
+    1. Class j keeps at least ``min_per_class`` samples: where T[j, j] is smaller
+       it is raised to ``min_per_class``, and the amount raised is taken in equal
+       shares from the entries of column j (one share per non-zero entry other
+       than the diagonal, at least one share), never below zero.
+    2. Only ``frac_noise`` of each error count is pruned: the off-diagonal entries
+       are scaled by it, and what they lose stays with the diagonal of their column.
+
+    The result, in T's orientation, is truncated to integers.
+    """
+    table = confident_joint.T.astype(float)
+    kept = np.diagonal(table)
+    raised = np.maximum(kept, min_per_class)
+    shares = np.maximum(np.count_nonzero(table, axis=0) - 1.0, 1.0)
+    adjusted = np.clip(table - (raised - kept) / shares, 0, None)
+    np.fill_diagonal(adjusted, raised)
+    pruned = adjusted * frac_noise
+    np.fill_diagonal(pruned, raised)
+    np.fill_diagonal(pruned, raised + np.sum(adjusted - pruned, axis=0))
+    return _round_rows(pruned.astype(int)).astype(int)
 
 
 def _prune_counts_to_remove(prune: np.ndarray, label_counts: np.ndarray, num_to_remove: np.ndarray) -> np.ndarray:
-    """cleanlab's rescaling of the prune counts so that class k loses num_to_remove[k] samples."""
+    """The prune counts rescaled so that samples of class k are flagged ``num_to_remove[k]`` times in all.
+
+    cleanlab's rule, which its users' numbers depend on: entry (i, j) is divided
+    by the total of row j (not of column j), the off-diagonal part of each row
+    of those shares is scaled to ``num_to_remove`` of that row's class, the
+    diagonal becomes ``label_counts - num_to_remove``, and each row is rounded
+    keeping its total.
+    """
     with np.errstate(divide="ignore", invalid="ignore"):
-        # (sic) cleanlab divides column j by row j's total
-        psy = prune / np.sum(prune, axis=1)
-        noise_per_s = psy.sum(axis=1) - psy.diagonal()
-        tmp = (psy.T * num_to_remove / noise_per_s).T
-    np.fill_diagonal(tmp, label_counts - num_to_remove)
-    undefined = ~np.isfinite(tmp)
+        shares = prune / np.sum(prune, axis=1)  # broadcasts row j's total over column j
+        off_diagonal = np.sum(shares, axis=1) - np.diagonal(shares)
+        scaled = shares * num_to_remove[:, None] / off_diagonal[:, None]
+    np.fill_diagonal(scaled, label_counts - num_to_remove)
+    undefined = ~np.isfinite(scaled)
     if not undefined.any():
-        return _round_rows(tmp)
-    # a class with samples to remove but no estimated noise: cleanlab's counts
-    # become nan there, cast to a negative int, i.e. nothing pruned for that pair
+        return _round_rows(scaled)
+    # a class with samples to remove but no estimated noise: its shares are
+    # undefined (0 / 0), and nothing is pruned for those pairs
     warnings.warn(
         "num_to_remove_per_class: some classes have no estimated label noise to scale, so fewer samples than "
         "asked may be flagged; filter_by='prune_by_class' removes exactly num_to_remove_per_class",
         stacklevel=4,
     )
     with np.errstate(invalid="ignore"):
-        rounded = np.stack([_round_preserving_sum(row) for row in tmp.astype(float)])
+        rounded = np.stack([_round_keeping_total(row) for row in scaled.astype(float)])
     rounded[undefined] = 0
     return rounded.astype(int)
 
