@@ -28,3 +28,34 @@ def fwd_bwd(x, t, fn):
         return loss
 
     return run
+
+
+def copy_floor(x):
+    """The memory floor of a kernel over ``x``: one ``copy_`` of it (read once, write once)."""
+    src = x.detach()
+    dst = torch.empty_like(src)
+    return lambda: dst.copy_(src)
+
+
+def interleaved_times(fns, device, rounds=9):
+    """Seconds of each callable over ``rounds`` rounds, run alternately (a, b, b, a, a, b, ...).
+
+    Alternating puts both under the same machine load, which matters more than
+    the number of rounds on a shared machine; the order flips every round so
+    neither always runs on the other's warm cache.
+    """
+    import time
+
+    names = list(fns)
+    times = {name: [] for name in names}
+    for name in names:  # warm-up: allocator, lazy initialisation
+        fns[name]()
+    sync(device)
+    for r in range(rounds):
+        for name in (names if r % 2 == 0 else names[::-1]):
+            sync(device)
+            start = time.perf_counter()
+            fns[name]()
+            sync(device)
+            times[name].append(time.perf_counter() - start)
+    return times

@@ -2,14 +2,22 @@
 
 import pytest
 
-from _harness import sync
+from _harness import interleaved_times, sync
+
+FLOOR_ROUNDS = 9
 
 
 @pytest.fixture
 def timed(benchmark):
-    """benchmark(fn) with the group, implementation and device recorded for benchmarks/ratios.py."""
+    """benchmark(fn) with the group, implementation and device recorded for benchmarks/ratios.py.
 
-    def run(fn, *, group, impl, device, rounds=None):
+    ``floor``: a callable doing the memory floor of the same work (``_harness.copy_floor``: one
+    ``copy_`` of the input). Then fn and the floor also run interleaved, FLOOR_ROUNDS rounds, and
+    extra_info records ``copies`` = min(fn) / min(floor), ``spread`` = max(fn) / min(fn) over those
+    rounds, and ``floor_ms``.
+    """
+
+    def run(fn, *, group, impl, device, rounds=None, floor=None):
         benchmark.group = group
         benchmark.extra_info["impl"] = impl
         benchmark.extra_info["device"] = str(device)
@@ -20,8 +28,15 @@ def timed(benchmark):
             return out
 
         if rounds is not None:  # heavy cases: a fixed, small number of rounds
-            return benchmark.pedantic(call, rounds=rounds, iterations=1, warmup_rounds=0)
-        call()  # warm-up (allocator, lazy init, first-call dispatch)
-        return benchmark(call)
+            result = benchmark.pedantic(call, rounds=rounds, iterations=1, warmup_rounds=0)
+        else:
+            call()  # warm-up (allocator, lazy init, first-call dispatch)
+            result = benchmark(call)
+        if floor is not None:
+            times = interleaved_times({"fn": fn, "floor": floor}, device, FLOOR_ROUNDS)
+            benchmark.extra_info["copies"] = round(min(times["fn"]) / min(times["floor"]), 2)
+            benchmark.extra_info["spread"] = round(max(times["fn"]) / min(times["fn"]), 2)
+            benchmark.extra_info["floor_ms"] = round(min(times["floor"]) * 1e3, 3)
+        return result
 
     return run

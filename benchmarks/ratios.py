@@ -3,7 +3,9 @@
 Usage: python benchmarks/ratios.py .benchmarks/latest.json
 Ratio = alternative's time / balancedtorch's time (> 1: we are faster), from the
 medians and from the minima of the rounds (the minimum is the steadier figure
-on a shared, noisy machine).
+on a shared, noisy machine). Copies = balancedtorch's time / the time of one
+``copy_`` of the input (the memory floor), both the minimum of 9 interleaved
+runs (see ``timed(floor=...)`` in benchmarks/conftest.py).
 """
 
 import json
@@ -16,14 +18,16 @@ def main(path):
         data = json.load(f)
     groups = defaultdict(dict)
     extras = {}
+    copies = {}
     for bench in data["benchmarks"]:
         impl = bench["extra_info"].get("impl", bench["name"])
         groups[bench["group"]][impl] = (bench["stats"]["median"], bench["stats"]["min"])
-        extra = {k: v for k, v in bench["extra_info"].items() if k not in ("impl", "device")}
+        extra = {k: v for k, v in bench["extra_info"].items() if k not in ("impl", "device", "copies")}
+        copies[(bench["group"], impl)] = bench["extra_info"].get("copies")
         extras[(bench["group"], impl)] = ", ".join(f"{k}={v}" for k, v in extra.items())
     machine = data.get("machine_info", {})
     print(f"machine: {machine.get('cpu', {}).get('brand_raw', '?')}, {machine.get('cpu', {}).get('count', '?')} cores")
-    print(f"{'group':<48} {'implementation':<26} {'median ms':>10} {'ratio':>8} {'min ms':>9} {'ratio':>8}  extra")
+    print(f"{'group':<48} {'implementation':<26} {'copies':>7} {'median ms':>10} {'ratio':>8} {'min ms':>9} {'ratio':>8}  extra")
     for group in sorted(groups):
         impls = groups[group]
         ours = impls.get("balancedtorch")
@@ -31,8 +35,10 @@ def main(path):
             mine = ours is not None and impl != "balancedtorch"
             ratio = f"{median / ours[0]:7.2f}x" if mine else ""
             ratio_min = f"{low / ours[1]:7.2f}x" if mine else ""
+            floor = copies.get((group, impl))
+            floor = f"{floor:6.2f}x" if floor is not None else ""
             print(
-                f"{group:<48} {impl:<26} {median * 1e3:10.3f} {ratio:>8} {low * 1e3:9.3f} {ratio_min:>8}  "
+                f"{group:<48} {impl:<26} {floor:>7} {median * 1e3:10.3f} {ratio:>8} {low * 1e3:9.3f} {ratio_min:>8}  "
                 f"{extras.get((group, impl), '')}"
             )
 
