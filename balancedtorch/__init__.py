@@ -3,6 +3,9 @@
 Public names only; see README.md for the tour.
 """
 
+# _extension loads balancedtorch._C before any module that uses its ops: keep this order
+# isort: skip_file
+
 from ._version import __version__
 from ._extension import build_info  # loads balancedtorch._C first: every op below needs it
 from . import ops

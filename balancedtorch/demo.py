@@ -28,13 +28,13 @@ import math
 import os
 import time
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
-from . import augment, data, metrics, nn as btnn, quality, resample
+from . import augment, data, metrics, quality, resample
+from . import nn as btnn
 from ._optional import install_hint, require
 from .metrics._curves import exact_scores
 

@@ -40,9 +40,10 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from . import augment, data, metrics, nn as btnn
-from .demo import _progress
+from . import augment, data, metrics
+from . import nn as btnn
 from ._optional import install_hint
+from .demo import _progress
 from .weights import class_weights
 
 __all__ = ["CLASS_NAMES", "SceneSplit", "TinyUNet", "light_colour_shares", "make_scenes", "make_split", "run_demo"]

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import balancedtorch as bt
+
 from _harness import DEVICES, sync
 
 B, H, W = 64, 224, 224

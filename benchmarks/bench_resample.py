@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import balancedtorch as bt
+
 from _harness import CUDA_OK
 
 im_over = pytest.importorskip("imblearn.over_sampling")

@@ -1,8 +1,6 @@
 """bt.augment against torchvision.transforms.v2.functional on real (scikit-learn digits) and random images."""
 
-import math
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F

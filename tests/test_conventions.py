@@ -215,7 +215,8 @@ def test_probability_target_grad_focal_logit_adjusted_sigmoid(device):
     for gamma in (0.0, 0.7, 2.0):
         for reduction in ("none", "mean", "sum"):
             assert torch.autograd.gradcheck(
-                lambda a, b: btf.sigmoid_focal_loss(a, b, gamma=gamma, reduction=reduction, pos_weight=w), (x, y)
+                lambda a, b, gamma=gamma, reduction=reduction: btf.sigmoid_focal_loss(a, b, gamma=gamma, reduction=reduction, pos_weight=w),
+                (x, y),
             )
     # torchvision's own function gives the same target gradient
     got = torch.autograd.grad(btf.sigmoid_focal_loss(x, y, reduction="sum"), y)[0]

@@ -213,7 +213,7 @@ def test_chosen_pixel_is_uniform_chi_square():
         params = aug.sample_params(images, generator=gen, masks=masks)
         focus, boxes = params["focus"], params["crop"]
         assert (boxes[:, 2:] == torch.tensor([9.0, 11.0])).all()
-        for (r, c), (top, left, h, w) in zip(focus.tolist(), boxes.tolist()):
+        for (r, c), (top, left, _h, _w) in zip(focus.tolist(), boxes.tolist()):
             seen[(r, c)] += 1
             # centre pixel of the box, clamped into the image
             assert top == min(max(r - 4, 0), H - 9) and left == min(max(c - 5, 0), W - 11)
@@ -298,7 +298,7 @@ def test_deterministic_given_generator(device):
     images = torch.randint(0, 256, (B, 3, H, W), dtype=torch.uint8, device=device)
     aug = bt.augment.BatchAugment(hflip=0.5, crop=16, crop_focus="rare", crop_focus_p=0.5)
     run = lambda s: aug(images, masks=masks, generator=torch.Generator(device=device).manual_seed(s))  # noqa: E731
-    (x1, m1), (x2, m2), (x3, m3) = run(0), run(0), run(1)
+    (x1, m1), (x2, m2), (_, m3) = run(0), run(0), run(1)
     assert torch.equal(x1, x2) and torch.equal(m1, m2)
     assert not torch.equal(m1, m3)
 

@@ -36,11 +36,10 @@ import pytest
 imblearn = pytest.importorskip("imblearn")
 pytest.importorskip("sklearn")
 
-from imblearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
-
-import imblearn.combine  # noqa: E402
+import imblearn.combine  # noqa: E402, F811  (the submodules, after the importorskip above)
 import imblearn.over_sampling  # noqa: E402
 import imblearn.under_sampling  # noqa: E402
+from imblearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 
 import balancedtorch as bt  # noqa: E402
 

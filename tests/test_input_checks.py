@@ -2,7 +2,6 @@
 outside its classes, NaN/inf parameters, and resuming with DataLoader workers."""
 
 import io
-import math
 import pickle
 import subprocess
 import sys

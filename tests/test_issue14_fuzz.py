@@ -9,8 +9,9 @@ import pytest
 import torch
 
 import balancedtorch as bt
-from _distributed import close_gloo, init_gloo
 from balancedtorch import cli
+
+from _distributed import close_gloo, init_gloo
 
 Det = bt.quality.NoveltyDetector
 

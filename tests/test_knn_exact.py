@@ -16,9 +16,9 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_knn import reference_knn
 
 import balancedtorch as bt
-from test_knn import reference_knn
 
 PATHS = ["bf16", "f32", "generic"]
 

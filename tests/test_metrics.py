@@ -6,6 +6,7 @@ import torch
 from sklearn import metrics as skm
 
 import balancedtorch as bt
+
 from _distributed import close_gloo, init_gloo
 
 imblearn_metrics = pytest.importorskip("imblearn.metrics")

@@ -9,7 +9,9 @@ import warnings
 import numpy as np
 import pytest
 import torch
+
 import balancedtorch as bt
+
 from _distributed import close_gloo, init_gloo
 
 # scikit-learn and torchmetrics are imported inside the tests: the DDP test's spawned processes
@@ -521,7 +523,7 @@ def test_distributed_curves_two_gloo_processes(tmp_path):
             torch.testing.assert_close(got["confusion_matrix"], expected["confusion_matrix"])
             torch.testing.assert_close(got["average_precision"], expected["average_precision"])
             torch.testing.assert_close(got["roc_auc"], expected["roc_auc"])
-            for (a, b, c), (x, yy, z) in zip(part[name + "_pr"], expected_pr):
+            for (a, b, _c), (x, yy, _z) in zip(part[name + "_pr"], expected_pr):
                 torch.testing.assert_close(a, x, equal_nan=True)
                 torch.testing.assert_close(b, yy, equal_nan=True)
         assert_matches_sklearn_ranking(part["exact"], probs.numpy(), y, 3)

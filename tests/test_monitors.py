@@ -8,8 +8,9 @@ import torch
 import torch.distributed as dist
 
 import balancedtorch as bt
-from _distributed import close_gloo, init_gloo
 from balancedtorch.quality.shift import _chi2_homogeneity
+
+from _distributed import close_gloo, init_gloo
 
 K = 4
 NAMES = ["red", "yellow", "green", "off"]

@@ -11,8 +11,9 @@ import pytest
 import torch
 
 import balancedtorch as bt
-from _distributed import close_gloo, init_gloo
 from balancedtorch.quality.novelty import _merge
+
+from _distributed import close_gloo, init_gloo
 
 Det = bt.quality.NoveltyDetector
 K = 7

@@ -12,11 +12,11 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import CUDA_SKIP_REASON
+from torch import Tensor
 
 import balancedtorch as bt
 import balancedtorch.functional as btf
-
-from conftest import CUDA_SKIP_REASON
 
 _OP = torch.ops.balancedtorch.ohem_prob_weights
 

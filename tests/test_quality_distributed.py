@@ -14,6 +14,7 @@ import pytest
 import torch
 
 import balancedtorch as bt
+
 from _distributed import close_gloo, init_gloo
 
 FILTERS = [
@@ -262,7 +263,7 @@ def test_two_ranks_equal_one_process(tmp_path):
                 for rank, g in enumerate(got):
                     np.testing.assert_array_equal(g, _restricted(single, sizes, rank))
     # bad input on one rank: every rank raises (no hang), and they stay in step
-    for part, other in ((parts[0], 1), (parts[1], 0)):
+    for part, _other in ((parts[0], 1), (parts[1], 0)):
         for fn in ("find_label_issues", "rank_mistakes", "mistakes_per_class", "fit"):
             assert "same number of classes" in part[("error", "classes_differ", fn)] or (
                 fn == "fit" and "columns" in part[("error", "classes_differ", fn)] or "rank(s) [1]" in part[("error", "classes_differ", fn)]

@@ -144,7 +144,7 @@ def test_len_is_exact_for_every_epoch():
         lambda: bt.data.RepeatFactorSampler(sets, threshold=0.2, seed=1, num_replicas=3, rank=2),
     ):
         sampler = make()
-        for epoch in range(6):  # passes without set_epoch: each finished pass moves to the next epoch
+        for _epoch in range(6):  # passes without set_epoch: each finished pass moves to the next epoch
             n = len(sampler)
             assert n == len(sampler.indices()) == len(list(sampler))
             lengths.add(n)

@@ -763,7 +763,7 @@ _BAD_PARAMS = [
 def test_bad_parameters_raise_sklearns_invalid_parameter_error_as_imblearn(name, params):
     param_validation = pytest.importorskip("sklearn.utils._param_validation")
     imblearn = pytest.importorskip("imblearn")
-    import imblearn.combine
+    import imblearn.combine  # noqa: F811  (the submodule of the module skipped for above)
     import imblearn.over_sampling
     import imblearn.under_sampling
 

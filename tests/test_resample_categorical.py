@@ -1,6 +1,5 @@
 """SMOTENC and SMOTEN against the installed imbalanced-learn: attributes, output layout, distributions."""
 
-import re
 import warnings
 from collections import Counter
 
@@ -127,7 +126,7 @@ def _categorical(n_min=40, n_maj=200, seed=0):
     n = n_min + n_maj
     y = np.array([1] * n_min + [0] * n_maj)
     cols = []
-    for f, cats in enumerate((["A", "B", "C"], ["u", "v"], ["p", "q", "r", "s"])):
+    for _f, cats in enumerate((["A", "B", "C"], ["u", "v"], ["p", "q", "r", "s"])):
         p_min = rng.dirichlet(np.ones(len(cats)))
         p_maj = rng.dirichlet(np.ones(len(cats)))
         cols.append(np.where(y == 1, rng.choice(cats, size=n, p=p_min), rng.choice(cats, size=n, p=p_maj)))

@@ -9,6 +9,7 @@ from scipy import stats
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset, TensorDataset
 
 import balancedtorch as bt
+
 from _distributed import close_gloo, init_gloo
 
 P_THRESHOLD = 1e-4  # chi-square p-value below which a sampler is declared biased

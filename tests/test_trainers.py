@@ -210,7 +210,7 @@ def _accelerate_rank(out_dir: str) -> None:
         for epoch in range(EPOCHS):
             prepared.set_epoch(epoch)
             batches, state = [], None
-            for x, y, idx in prepared:
+            for _x, _y, idx in prepared:
                 if state is None:  # the epoch's seed (accelerate may have set the generator)
                     state = sampler.state_dict()
                 batches.append(idx.tolist())

@@ -2,11 +2,13 @@
 
 import torch
 
-from . import _focus  # noqa: F401  (registers the focus_pixels fake)
-from . import functional
-from .batch import BatchAugment
 from ..ops._fake import check_same_device
 from ..ops.losses import suggest_memory_format as _suggest_memory_format
+from . import (
+    _focus,  # noqa: F401  (registers the focus_pixels fake)
+    functional,
+)
+from .batch import BatchAugment
 from .functional import affine_color
 
 __all__ = ["BatchAugment", "affine_color", "functional"]

@@ -6,7 +6,6 @@ import math
 import numbers
 from typing import Any, Callable, Dict, Iterator, Optional, Union
 
-import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import DistributedSampler

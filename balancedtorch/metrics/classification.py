@@ -10,9 +10,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .._optional import require
 from .._checks import as_tensor
 from .._labels import check_labels, describe_one_hot
+from .._optional import require
 from ..data.labels import refuse_meta
 from ..ops.class_counts import class_counts
 from . import _curves

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any, Optional, Tuple
 
-import numpy as np
 import torch
 from torch import Tensor
 

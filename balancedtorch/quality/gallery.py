@@ -12,8 +12,8 @@ from torch import Tensor
 
 from .._checks import as_tensor
 from ..metrics.classification import _figure, _finish
-from .label_issues import _confident_joint, _confident_thresholds, rank_mistakes
 from ._inputs import check_labels_and_probs
+from .label_issues import _confident_joint, _confident_thresholds, rank_mistakes
 
 __all__ = ["plot_mistakes", "plot_novel"]
 

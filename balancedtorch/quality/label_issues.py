@@ -13,7 +13,7 @@ from torch import Tensor
 
 from .._classes import group_by_class
 from .._optional import require
-from ._distributed import Comm, check_distributed, exact_group_sums, round_ratio
+from ._distributed import Comm, check_distributed
 from ._inputs import as_tensor, check_labels, check_labels_and_probs, check_pred_probs
 from ._results import MistakesPerClass, RankedMistakes, check_class_names
 

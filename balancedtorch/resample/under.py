@@ -17,7 +17,18 @@ import torch
 from torch import Tensor
 
 from ..ops.knn import knn
-from ._base import BaseSampler, InvalidParameterError, Neighbours, _Data, _Rows, check_choice, check_int, check_n_jobs, clone_estimator, selection
+from ._base import (
+    BaseSampler,
+    InvalidParameterError,
+    Neighbours,
+    _Data,
+    _Rows,
+    check_choice,
+    check_int,
+    check_n_jobs,
+    clone_estimator,
+    selection,
+)
 
 __all__ = ["RandomUnderSampler", "NearMiss", "TomekLinks", "EditedNearestNeighbours", "ClusterCentroids"]
 
