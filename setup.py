@@ -357,7 +357,9 @@ _log(f"CUDA kernels: {'yes' if use_cuda else 'no'} ({cuda_reason})")
 if use_cuda:
     _log(f"CUDA_HOME={cuda_home}  TORCH_CUDA_ARCH_LIST={arch_list}")
     _log(f"extra include dirs: {include_dirs[1:] or 'none'}")
-_log(f"CPU capability: {cpu_capability}  OpenMP: {openmp}  debug: {debug}  debug info: {debug_info}  MAX_JOBS={os.environ.get('MAX_JOBS', 'default')}")
+_log(
+    f"CPU capability: {cpu_capability}  OpenMP: {openmp}  debug: {debug}  debug info: {debug_info}  MAX_JOBS={os.environ.get('MAX_JOBS', 'default')}"
+)
 _log(f"sources: {len(cpp_sources)} C++, {len(cuda_sources)} CUDA")
 
 

@@ -18,4 +18,16 @@ from . import quality
 from . import resample
 from .weights import class_weights
 
-__all__ = ["__version__", "augment", "build_info", "class_weights", "data", "functional", "metrics", "nn", "ops", "quality", "resample"]
+__all__ = [
+    "__version__",
+    "augment",
+    "build_info",
+    "class_weights",
+    "data",
+    "functional",
+    "metrics",
+    "nn",
+    "ops",
+    "quality",
+    "resample",
+]

@@ -33,9 +33,7 @@ def as_tensor(values: Any, name: str) -> Tensor:
 def refuse_meta(value: Any, name: str, caller: str) -> None:
     """A tensor on the meta device has a shape but no values: say so, naming the argument, before anything reads it."""
     if isinstance(value, Tensor) and value.device.type == "meta":
-        raise ValueError(
-            f"{caller}: {name} is on the meta device, which holds no values; pass a tensor with data (CPU or GPU)"
-        )
+        raise ValueError(f"{caller}: {name} is on the meta device, which holds no values; pass a tensor with data (CPU or GPU)")
 
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
@@ -63,7 +61,9 @@ def check_dense(t: Tensor, name: str, caller: str = "") -> Tensor:
     """
     if t.layout != torch.strided:
         prefix = f"{caller}: " if caller else ""
-        raise TypeError(f"{prefix}{name} must be a dense tensor, got layout {t.layout}: sparse tensors are not supported (pass {name}.to_dense())")
+        raise TypeError(
+            f"{prefix}{name} must be a dense tensor, got layout {t.layout}: sparse tensors are not supported (pass {name}.to_dense())"
+        )
     return t
 
 

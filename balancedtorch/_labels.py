@@ -24,7 +24,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["MAX_INFERRED_CLASSES", "check_labels", "check_probabilities", "describe_one_hot", "encode_labels", "infer_num_classes"]
+__all__ = [
+    "MAX_INFERRED_CLASSES",
+    "check_labels",
+    "check_probabilities",
+    "describe_one_hot",
+    "encode_labels",
+    "infer_num_classes",
+]
 
 #: Largest class count inferred as ``labels.max() + 1`` (the per-class tables
 #: then take up to 128 MiB). Beyond it the caller must be told the count.
@@ -283,11 +290,7 @@ def infer_num_classes(
         bad = bad & (labels != ignore_index)
     i = int(bad.nonzero()[0, 0])
     value = int(labels[i])
-    advice = (
-        f"; or pass {num_classes_arg}= to confirm that many classes"
-        if num_classes_arg
-        else ""
-    )
+    advice = f"; or pass {num_classes_arg}= to confirm that many classes" if num_classes_arg else ""
     raise ValueError(
         f"{_prefix(caller)}{name}[{i}] = {value} would make {value + 1} classes (the number of classes is taken "
         f"as the largest label + 1), more than the {MAX_INFERRED_CLASSES} inferred without being told: class "
@@ -410,9 +413,7 @@ def encode_labels(
         raise ValueError(f"{_prefix(caller)}{name} must be 1-D, got shape {array.shape}")
     if array.size == 0:
         raise ValueError(f"{_prefix(caller)}{name} is empty")
-    if array.dtype == object and all(
-        isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_)) for v in array
-    ):
+    if array.dtype == object and all(isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_)) for v in array):
         # numbers that came in an object container (e.g. a list through pandas): the numeric rule applies
         array = np.asarray(array.tolist())
     if array.dtype.kind in "iuf":

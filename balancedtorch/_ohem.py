@@ -84,16 +84,13 @@ def _check_inputs(input: Any, target: Any, weight: Optional[Tensor]) -> tuple:
         raise ValueError(f"target must hold integer class indices, got dtype {target.dtype}")
     expected = (input.shape[0],) + tuple(input.shape[2:])
     if tuple(target.shape) != expected:
-        raise ValueError(
-            f"target must have shape {expected} for input of shape {tuple(input.shape)}, got {tuple(target.shape)}"
-        )
+        raise ValueError(f"target must have shape {expected} for input of shape {tuple(input.shape)}, got {tuple(target.shape)}")
     if target.device != input.device:
         raise ValueError(f"target is on {target.device} but input is on {input.device}")
     if weight is not None:  # its device was checked before its values (_ohem_cross_entropy)
         if weight.numel() != input.shape[1]:
             raise ValueError(
-                f"weight must have one entry per class (C = input.shape[1] = {input.shape[1]}), "
-                f"got {weight.numel()} entries"
+                f"weight must have one entry per class (C = input.shape[1] = {input.shape[1]}), got {weight.numel()} entries"
             )
     if target.dtype not in _KERNEL_TARGET_DTYPES:
         target = target.long()

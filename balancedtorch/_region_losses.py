@@ -55,7 +55,7 @@ def _flag(value: Any, name: str) -> bool:
 
 def _index(value: Any, name: str) -> int:
     """An integer label option (ignore_index) that fits the kernels' int64."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or not -2**63 <= int(value) < 2**63:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or not -(2**63) <= int(value) < 2**63:
         raise ValueError(f"{name} must be an integer in the int64 range, got {value!r}")
     return int(value)
 
@@ -248,24 +248,77 @@ def _run(
     w = _weight(weight, input, include_background)
     if ce_kind == _ops.CE_FOCAL and red == _ops.R_NONE:  # MONAI's sigmoid focal map, whatever the Dice activation
         return _dice_focal_map(
-            input, target, w, act, include_background, squared_pred, jaccard, smooth_nr, smooth_dr, batch, ignore_index,
-            ce_gamma, lambda_dice, lambda_ce, sync, soft_label, f_alpha,
+            input,
+            target,
+            w,
+            act,
+            include_background,
+            squared_pred,
+            jaccard,
+            smooth_nr,
+            smooth_dr,
+            batch,
+            ignore_index,
+            ce_gamma,
+            lambda_dice,
+            lambda_ce,
+            sync,
+            soft_label,
+            f_alpha,
         )
     if sigmoid_focal_on_softmax:
         return _softmax_dice_sigmoid_focal(
-            input, target, w, include_background, squared_pred, jaccard, smooth_nr, smooth_dr, batch, ignore_index,
-            red, ce_gamma, lambda_dice, lambda_ce, sync, f_alpha,
+            input,
+            target,
+            w,
+            include_background,
+            squared_pred,
+            jaccard,
+            smooth_nr,
+            smooth_dr,
+            batch,
+            ignore_index,
+            red,
+            ce_gamma,
+            lambda_dice,
+            lambda_ce,
+            sync,
+            f_alpha,
         )
     compute_grad = input.requires_grad and torch.is_grad_enabled()
     return _ops.call_region_loss(
-        input, target, w, kind, act, bool(include_background), bool(squared_pred), bool(jaccard), smooth_nr, smooth_dr,
-        bool(batch), int(ignore_index), red, wt, alpha, beta, tversky_gamma, ce_kind, ce_gamma, label_smoothing,
-        lambda_dice, lambda_ce, bool(sync), compute_grad, soft_label, f_alpha,
+        input,
+        target,
+        w,
+        kind,
+        act,
+        bool(include_background),
+        bool(squared_pred),
+        bool(jaccard),
+        smooth_nr,
+        smooth_dr,
+        bool(batch),
+        int(ignore_index),
+        red,
+        wt,
+        alpha,
+        beta,
+        tversky_gamma,
+        ce_kind,
+        ce_gamma,
+        label_smoothing,
+        lambda_dice,
+        lambda_ce,
+        bool(sync),
+        compute_grad,
+        soft_label,
+        f_alpha,
     )
 
 
-def _focal_map(input: Tensor, target: Tensor, w: Optional[Tensor], include_background: bool, ignore_index: int,
-               gamma: float, f_alpha: float) -> tuple[Tensor, Optional[Tensor]]:
+def _focal_map(
+    input: Tensor, target: Tensor, w: Optional[Tensor], include_background: bool, ignore_index: int, gamma: float, f_alpha: float
+) -> tuple[Tensor, Optional[Tensor]]:
     """MONAI's elementwise sigmoid focal part ``(N, C', d1, ...)`` and the valid-pixel mask (or None).
 
     The fused sigmoid focal loss (``balancedtorch::sigmoid_focal_loss``) of the input taken as logits,
@@ -292,21 +345,77 @@ def _focal_map(input: Tensor, target: Tensor, w: Optional[Tensor], include_backg
     return focal, valid
 
 
-def _dice_focal_map(input, target, w, act, include_background, squared_pred, jaccard, smooth_nr, smooth_dr, batch,
-                    ignore_index, gamma, lambda_dice, lambda_focal, sync, soft_label, f_alpha) -> Tensor:
+def _dice_focal_map(
+    input,
+    target,
+    w,
+    act,
+    include_background,
+    squared_pred,
+    jaccard,
+    smooth_nr,
+    smooth_dr,
+    batch,
+    ignore_index,
+    gamma,
+    lambda_dice,
+    lambda_focal,
+    sync,
+    soft_label,
+    f_alpha,
+) -> Tensor:
     """DiceFocal with reduction="none", MONAI's shape: Dice (N, C') broadcast over the pixels plus the focal map."""
     dice = _ops.call_region_loss(
-        input, target, w, _ops.DICE, act, bool(include_background), bool(squared_pred), bool(jaccard), smooth_nr,
-        smooth_dr, bool(batch), int(ignore_index), _ops.R_NONE, _ops.W_SQUARE, 0.5, 0.5, 1.0, _ops.CE_NONE, 0.0, 0.0,
-        lambda_dice, 1.0, bool(sync), input.requires_grad and torch.is_grad_enabled(), soft_label, -1.0,
+        input,
+        target,
+        w,
+        _ops.DICE,
+        act,
+        bool(include_background),
+        bool(squared_pred),
+        bool(jaccard),
+        smooth_nr,
+        smooth_dr,
+        bool(batch),
+        int(ignore_index),
+        _ops.R_NONE,
+        _ops.W_SQUARE,
+        0.5,
+        0.5,
+        1.0,
+        _ops.CE_NONE,
+        0.0,
+        0.0,
+        lambda_dice,
+        1.0,
+        bool(sync),
+        input.requires_grad and torch.is_grad_enabled(),
+        soft_label,
+        -1.0,
     )
     focal, _ = _focal_map(input, target, w, include_background, ignore_index, gamma, f_alpha)
     dice = dice.reshape(dice.shape + (1,) * (input.dim() - 2))
     return dice + lambda_focal * focal
 
 
-def _softmax_dice_sigmoid_focal(input, target, w, include_background, squared_pred, jaccard, smooth_nr, smooth_dr,
-                                batch, ignore_index, red, gamma, lambda_dice, lambda_focal, sync, f_alpha) -> Tensor:
+def _softmax_dice_sigmoid_focal(
+    input,
+    target,
+    w,
+    include_background,
+    squared_pred,
+    jaccard,
+    smooth_nr,
+    smooth_dr,
+    batch,
+    ignore_index,
+    red,
+    gamma,
+    lambda_dice,
+    lambda_focal,
+    sync,
+    f_alpha,
+) -> Tensor:
     """MONAI's ``DiceFocalLoss(softmax=True)``, "mean" or "sum": a softmax Dice part plus a *sigmoid* focal part.
 
     The Dice part is the fused kernel; the focal part is MONAI's FocalLoss reduction of :func:`_focal_map`:
@@ -314,9 +423,32 @@ def _softmax_dice_sigmoid_focal(input, target, w, include_background, squared_pr
     :func:`_dice_focal_map`).
     """
     dice = _ops.call_region_loss(
-        input, target, w, _ops.DICE, _ops.SOFTMAX, bool(include_background), bool(squared_pred), bool(jaccard),
-        smooth_nr, smooth_dr, bool(batch), int(ignore_index), red, _ops.W_SQUARE, 0.5, 0.5, 1.0, _ops.CE_NONE, 0.0,
-        0.0, lambda_dice, 1.0, bool(sync), input.requires_grad and torch.is_grad_enabled(), False, -1.0,
+        input,
+        target,
+        w,
+        _ops.DICE,
+        _ops.SOFTMAX,
+        bool(include_background),
+        bool(squared_pred),
+        bool(jaccard),
+        smooth_nr,
+        smooth_dr,
+        bool(batch),
+        int(ignore_index),
+        red,
+        _ops.W_SQUARE,
+        0.5,
+        0.5,
+        1.0,
+        _ops.CE_NONE,
+        0.0,
+        0.0,
+        lambda_dice,
+        1.0,
+        bool(sync),
+        input.requires_grad and torch.is_grad_enabled(),
+        False,
+        -1.0,
     )
     focal, valid = _focal_map(input, target, w, include_background, ignore_index, gamma, f_alpha)
     if valid is None:
@@ -368,9 +500,21 @@ def dice_loss(
         >>> loss = dice_loss(torch.randn(2, 3, 8, 8), torch.randint(0, 3, (2, 8, 8)))
     """
     return _run(
-        input, target, kind=_ops.DICE, activation=activation, include_background=include_background,
-        squared_pred=squared_pred, jaccard=jaccard, smooth_nr=smooth_nr, smooth_dr=smooth_dr, batch=batch, weight=weight,
-        ignore_index=ignore_index, reduction=reduction, sync=sync, soft_label=soft_label,
+        input,
+        target,
+        kind=_ops.DICE,
+        activation=activation,
+        include_background=include_background,
+        squared_pred=squared_pred,
+        jaccard=jaccard,
+        smooth_nr=smooth_nr,
+        smooth_dr=smooth_dr,
+        batch=batch,
+        weight=weight,
+        ignore_index=ignore_index,
+        reduction=reduction,
+        sync=sync,
+        soft_label=soft_label,
     )
 
 
@@ -393,9 +537,19 @@ def generalized_dice_loss(
     Returns a scalar, or ``Tensor[N]`` (``[1]`` with ``batch=True``) for ``reduction="none"``.
     """
     return _run(
-        input, target, kind=_ops.GENERALIZED_DICE, activation=activation, include_background=include_background,
-        smooth_nr=smooth_nr, smooth_dr=smooth_dr, batch=batch, ignore_index=ignore_index, reduction=reduction,
-        w_type=w_type, sync=sync, soft_label=soft_label,
+        input,
+        target,
+        kind=_ops.GENERALIZED_DICE,
+        activation=activation,
+        include_background=include_background,
+        smooth_nr=smooth_nr,
+        smooth_dr=smooth_dr,
+        batch=batch,
+        ignore_index=ignore_index,
+        reduction=reduction,
+        w_type=w_type,
+        sync=sync,
+        soft_label=soft_label,
     )
 
 
@@ -418,9 +572,22 @@ def tversky_loss(
 ) -> Tensor:
     """(Focal) Tversky loss; see :class:`balancedtorch.nn.TverskyLoss`. Shapes as :func:`dice_loss`."""
     return _run(
-        input, target, kind=_ops.TVERSKY, activation=activation, include_background=include_background,
-        smooth_nr=smooth_nr, smooth_dr=smooth_dr, batch=batch, weight=weight, ignore_index=ignore_index,
-        reduction=reduction, alpha=alpha, beta=beta, tversky_gamma=gamma, sync=sync, soft_label=soft_label,
+        input,
+        target,
+        kind=_ops.TVERSKY,
+        activation=activation,
+        include_background=include_background,
+        smooth_nr=smooth_nr,
+        smooth_dr=smooth_dr,
+        batch=batch,
+        weight=weight,
+        ignore_index=ignore_index,
+        reduction=reduction,
+        alpha=alpha,
+        beta=beta,
+        tversky_gamma=gamma,
+        sync=sync,
+        soft_label=soft_label,
     )
 
 
@@ -447,10 +614,24 @@ def dice_ce_loss(
     Returns a scalar (``reduction`` is "mean" or "sum").
     """
     return _run(
-        input, target, kind=_ops.DICE, activation=activation, include_background=include_background,
-        squared_pred=squared_pred, jaccard=jaccard, smooth_nr=smooth_nr, smooth_dr=smooth_dr, batch=batch, weight=weight,
-        ignore_index=ignore_index, reduction=reduction, ce_kind=_ops.CE_CROSS_ENTROPY, label_smoothing=label_smoothing,
-        lambda_dice=lambda_dice, lambda_ce=lambda_ce, sync=sync,
+        input,
+        target,
+        kind=_ops.DICE,
+        activation=activation,
+        include_background=include_background,
+        squared_pred=squared_pred,
+        jaccard=jaccard,
+        smooth_nr=smooth_nr,
+        smooth_dr=smooth_dr,
+        batch=batch,
+        weight=weight,
+        ignore_index=ignore_index,
+        reduction=reduction,
+        ce_kind=_ops.CE_CROSS_ENTROPY,
+        label_smoothing=label_smoothing,
+        lambda_dice=lambda_dice,
+        lambda_ce=lambda_ce,
+        sync=sync,
     )
 
 
@@ -481,9 +662,25 @@ def dice_focal_loss(
     ``Tensor[N, C', d1, ...]``: the Dice terms broadcast over the pixels plus the focal map.
     """
     return _run(
-        input, target, kind=_ops.DICE, activation=activation, include_background=include_background,
-        squared_pred=squared_pred, jaccard=jaccard, smooth_nr=smooth_nr, smooth_dr=smooth_dr, batch=batch, weight=weight,
-        ignore_index=ignore_index, reduction=reduction, ce_kind=_ops.CE_FOCAL, ce_gamma=_number(gamma, "gamma"),
-        label_smoothing=label_smoothing, lambda_dice=lambda_dice, lambda_ce=lambda_focal, sync=sync, focal_alpha=alpha,
+        input,
+        target,
+        kind=_ops.DICE,
+        activation=activation,
+        include_background=include_background,
+        squared_pred=squared_pred,
+        jaccard=jaccard,
+        smooth_nr=smooth_nr,
+        smooth_dr=smooth_dr,
+        batch=batch,
+        weight=weight,
+        ignore_index=ignore_index,
+        reduction=reduction,
+        ce_kind=_ops.CE_FOCAL,
+        ce_gamma=_number(gamma, "gamma"),
+        label_smoothing=label_smoothing,
+        lambda_dice=lambda_dice,
+        lambda_ce=lambda_focal,
+        sync=sync,
+        focal_alpha=alpha,
         focal_activation=focal_activation,
     )

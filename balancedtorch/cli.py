@@ -148,7 +148,10 @@ def _detect_header(rows: List[List[str]]) -> Tuple[bool, str]:
         elif len(set(cells)) < len(cells):
             header_votes.append(head)
     if numeric_data:
-        return False, f"the first row is data ({_names_list([repr(v) for v in numeric_data], 3)} above numbers of the same column)"
+        return (
+            False,
+            f"the first row is data ({_names_list([repr(v) for v in numeric_data], 3)} above numbers of the same column)",
+        )
     if data_votes and len(data_votes) >= len(header_votes):
         return False, f"the first row is data ({_names_list([repr(v) for v in data_votes], 3)} occurs again below)"
     if header_votes:
@@ -240,12 +243,15 @@ def _read_csv(path: str, column: Optional[str], header: str = "auto") -> _Loaded
         elif column.lstrip("-").isdigit():
             j = int(column)
             if not -width <= j < width:
-                raise CLIError(f"{path}: column index {j} out of range: the file has {width} column(s) "
-                               f"({', '.join(repr(n) for n in names)})")
+                raise CLIError(
+                    f"{path}: column index {j} out of range: the file has {width} column(s) ({', '.join(repr(n) for n in names)})"
+                )
             col = columns[j]
         else:
-            raise CLIError(f"{path}: no column named {column!r} (columns: {', '.join(names)})"
-                           + ("" if has_header else "; the first row was read as data: pass --header yes if it names the columns"))
+            raise CLIError(
+                f"{path}: no column named {column!r} (columns: {', '.join(names)})"
+                + ("" if has_header else "; the first row was read as data: pass --header yes if it names the columns")
+            )
         why = _refusal(col, one_hot)
         if why:
             raise CLIError(f"{path}: {why[1]}")
@@ -268,17 +274,22 @@ def _read_csv(path: str, column: Optional[str], header: str = "auto") -> _Loaded
             else:
                 skipped.append(f"{c.name!r} ({short})")
         if len(candidates) > 1:
-            raise CLIError(f"{path}: several columns could be the label: {', '.join(c.describe() for c in candidates)}; "
-                           "pass --column NAME or --column INDEX"
-                           + (f" (not labels: {', '.join(skipped)})" if skipped else ""))
+            raise CLIError(
+                f"{path}: several columns could be the label: {', '.join(c.describe() for c in candidates)}; "
+                "pass --column NAME or --column INDEX" + (f" (not labels: {', '.join(skipped)})" if skipped else "")
+            )
         if not candidates:
             if one_hot and len(one_hot) == sum(c.kind != "empty" for c in columns):
                 raise CLIError(f"{path}: {_refusal(one_hot[0], one_hot)[1]}")
-            raise CLIError(f"{path}: no column looks like class labels: {', '.join(skipped)}; "
-                           "pass --column NAME or --column INDEX to read one anyway")
+            raise CLIError(
+                f"{path}: no column looks like class labels: {', '.join(skipped)}; "
+                "pass --column NAME or --column INDEX to read one anyway"
+            )
         col = candidates[0]
-        notes.append(f"label column {col.name!r}: the only one that can hold class labels"
-                     + (f" (not labels: {', '.join(skipped)})" if skipped else ""))
+        notes.append(
+            f"label column {col.name!r}: the only one that can hold class labels"
+            + (f" (not labels: {', '.join(skipped)})" if skipped else "")
+        )
     if not col.cells:
         raise CLIError(f"{path}: no labels found in column {col.name!r}")
     missing = col.rows - len(col.cells)
@@ -313,25 +324,33 @@ def _from_array(arr: Any, path: str) -> _Loaded:
         frac = arr != np.round(arr)
         if frac.any():
             what = "probabilities or scores" if arr.ndim == 2 else "scores or features"
-            raise CLIError(f"{path}: holds non-integer values (e.g. {arr.reshape(-1)[int(np.argmax(frac.reshape(-1)))]:g}), "
-                           f"{what} rather than class labels; take the argmax over the class dimension first")
+            raise CLIError(
+                f"{path}: holds non-integer values (e.g. {arr.reshape(-1)[int(np.argmax(frac.reshape(-1)))]:g}), "
+                f"{what} rather than class labels; take the argmax over the class dimension first"
+            )
     arr = arr.astype(np.int64)
     if arr.ndim == 2 and arr.shape[1] >= 2 and ((arr == 0) | (arr == 1)).all() and (arr.sum(1) == 1).all():
-        raise CLIError(f"{path}: a one-hot array of shape {tuple(arr.shape)} (exactly one 1 per row); "
-                       "inspect reads class ids: pass labels.argmax(1)")
+        raise CLIError(
+            f"{path}: a one-hot array of shape {tuple(arr.shape)} (exactly one 1 per row); "
+            "inspect reads class ids: pass labels.argmax(1)"
+        )
     if arr.ndim == 1:
         return _Loaded(arr, [])
     shape = "x".join(map(str, arr.shape))
     layout = "one (H, W) mask" if arr.ndim == 2 else f"{arr.shape[0]} masks ({' x '.join(map(str, arr.shape[1:]))} each)"
-    return _Loaded(arr, [], masks=True, notes=[f"shape {shape}: {layout}; integer arrays with ndim >= 2 are read as segmentation masks"])
+    return _Loaded(
+        arr, [], masks=True, notes=[f"shape {shape}: {layout}; integer arrays with ndim >= 2 are read as segmentation masks"]
+    )
 
 
 def _load(path: str, column: Optional[str] = None, header: str = "auto") -> _Loaded:
     if not os.path.exists(path):
         raise CLIError(f"{path}: no such file")
     if os.path.isdir(path):
-        raise CLIError(f"{path}: is a directory, not a labels file (for segmentation masks, save them as one "
-                       ".npy or .pt array of shape (N, H, W))")
+        raise CLIError(
+            f"{path}: is a directory, not a labels file (for segmentation masks, save them as one "
+            ".npy or .pt array of shape (N, H, W))"
+        )
     ext = os.path.splitext(path)[1].lower()
     try:
         if ext in (".csv", ".tsv"):
@@ -425,13 +444,19 @@ def suggest(
     if rare:
         tiny = [c for c in rare if share[c] < 0.01]
         small = [c for c in rare if share[c] >= 0.01]
-        for ids, what in ((tiny, f"< 1% of the {unit}"),
-                          (small, f"at most 1/10 of the {unit} of the largest class, {display[largest]} ({counts[largest]})")):
+        for ids, what in (
+            (tiny, f"< 1% of the {unit}"),
+            (small, f"at most 1/10 of the {unit} of the largest class, {display[largest]} ({counts[largest]})"),
+        ):
             if ids:
-                lines.append(f"rare:    {_class_list(ids, display, named)} {'have' if len(ids) > 1 else 'has'} {what}: {detail(ids)}")
+                lines.append(
+                    f"rare:    {_class_list(ids, display, named)} {'have' if len(ids) > 1 else 'has'} {what}: {detail(ids)}"
+                )
     elif ratio >= 1.5:
         rarest = int(present[np.argmin(counts[present])])
-        lines.append(f"rarest:  {display[rarest]}: {counts[rarest]} {unit} ({_pct(share[rarest])}), {ratio:.1f}x fewer than {display[largest]}")
+        lines.append(
+            f"rarest:  {display[rarest]}: {counts[rarest]} {unit} ({_pct(share[rarest])}), {ratio:.1f}x fewer than {display[largest]}"
+        )
     focus = rare or [int(present[np.argmin(counts[present])])]
     class_p = ", ".join(f"{c}: 1.0" for c in focus[:_LIST]) + (", ..." if len(focus) > _LIST else "") + "})"
     if named:  # class_p is keyed by class index: the names' sorted order
@@ -440,26 +465,38 @@ def suggest(
     if masks:
         ii = "" if ignore_index is None else f", ignore_index={ignore_index}"
         if ratio < 1.5:
-            lines.append(f"classes are nearly balanced in pixels: plain cross-entropy is fine{(' (' + ii[2:] + ')') if ii else ''}")
+            lines.append(
+                f"classes are nearly balanced in pixels: plain cross-entropy is fine{(' (' + ii[2:] + ')') if ii else ''}"
+            )
         else:
             # median frequency from the masks is the segmentation habit (Eigen & Fergus / SegNet: it needs the
             # images, counts alone give plain inverse weights); beyond 100x weights explode and wreck the common
             # classes, and effective_number saturates at pixel counts (beta**n ~ 0): sqrt_inverse, clipped
             if ratio <= 100:
-                lines.append(f'loss:    bt.nn.CrossEntropyLoss(weight=bt.class_weights(masks=masks, scheme="median_frequency"{ii}){ii})'
-                             "  # masks: this file's (N, H, W) masks")
+                lines.append(
+                    f'loss:    bt.nn.CrossEntropyLoss(weight=bt.class_weights(masks=masks, scheme="median_frequency"{ii}){ii})'
+                    "  # masks: this file's (N, H, W) masks"
+                )
             else:
-                lines.append(f'loss:    bt.nn.CrossEntropyLoss(weight=bt.class_weights(counts=pixel_counts, scheme="sqrt_inverse", '
-                             f'normalize=None).clamp(max=10){ii})  # pixel_counts: the pixels column; raw weights >= 1, so at '
-                             "most 10x apart (plain inverse weights at this ratio wreck the common classes)")
+                lines.append(
+                    f'loss:    bt.nn.CrossEntropyLoss(weight=bt.class_weights(counts=pixel_counts, scheme="sqrt_inverse", '
+                    f"normalize=None).clamp(max=10){ii})  # pixel_counts: the pixels column; raw weights >= 1, so at "
+                    "most 10x apart (plain inverse weights at this ratio wreck the common classes)"
+                )
             if ratio > 10:
                 lines.append(f"         or bt.nn.FocalLoss(gamma=2, weight=...{ii}) for the hard pixels of the rare classes")
-                lines.append(f"         or bt.nn.DiceCELoss(include_background=False, weight=...{ii})  # region overlap: small objects count")
-        lines.append(f"metrics: bt.metrics.ClassificationMetrics({len(counts)}{ii})  # per-class IoU and recall; pixel accuracy hides rare classes")
+                lines.append(
+                    f"         or bt.nn.DiceCELoss(include_background=False, weight=...{ii})  # region overlap: small objects count"
+                )
+        lines.append(
+            f"metrics: bt.metrics.ClassificationMetrics({len(counts)}{ii})  # per-class IoU and recall; pixel accuracy hides rare classes"
+        )
         fill = "" if ignore_index is None else f", mask_fill={ignore_index}"
         if ratio > 10:
-            lines.append(f'augment: bt.augment.BatchAugment(crop=(256, 256), crop_focus="rare", crop_focus_p=0.33{fill})(images, masks)'
-                         "  # a third of the crops centred on rare-class pixels")
+            lines.append(
+                f'augment: bt.augment.BatchAugment(crop=(256, 256), crop_focus="rare", crop_focus_p=0.33{fill})(images, masks)'
+                "  # a third of the crops centred on rare-class pixels"
+            )
         elif ignore_index is not None:
             lines.append(f"augment: bt.augment.BatchAugment(...{fill})(images, masks)  # padding becomes void, not a class")
         if presence is not None and num_images and num_images > 1:
@@ -467,9 +504,11 @@ def suggest(
             scarce = [int(c) for c in present if presence[c] * 20 <= num_images]  # in <= 5% of the images
             if scarce:
                 occ = "; ".join(f"{display[c]}: {presence[c]} of {num_images}" for c in scarce[:_LIST])
-                lines.append(f"images:  {_class_list(scarce, display, named)} {'occur' if len(scarce) > 1 else 'occurs'} in <= 5% of the images ({occ}): "
-                             f"oversample the images containing them: bt.data.RepeatFactorSampler(masks, threshold=0.1, "
-                             f"num_classes={len(counts)}{ii})  # LVIS repeat factors max(1, sqrt(t / f_c))")
+                lines.append(
+                    f"images:  {_class_list(scarce, display, named)} {'occur' if len(scarce) > 1 else 'occurs'} in <= 5% of the images ({occ}): "
+                    f"oversample the images containing them: bt.data.RepeatFactorSampler(masks, threshold=0.1, "
+                    f"num_classes={len(counts)}{ii})  # LVIS repeat factors max(1, sqrt(t / f_c))"
+                )
         return lines
 
     if ratio < 1.5:
@@ -483,14 +522,18 @@ def suggest(
         lines.append("loss:    bt.nn.LogitAdjustedLoss(class_counts, tau=1.0)  # or FocalLoss(gamma=2, weight=...)")
         lines.append(f"augment: bt.augment.BatchAugment(..., p=0.2, class_p={{{class_p}")
     else:
-        lines.append('sampler: bt.data.ClassBalancedSampler(labels, strategy="balanced", schedule=30)  # severe: balanced, easing to natural over 30 epochs')
+        lines.append(
+            'sampler: bt.data.ClassBalancedSampler(labels, strategy="balanced", schedule=30)  # severe: balanced, easing to natural over 30 epochs'
+        )
         lines.append('loss:    bt.nn.FocalLoss(gamma=2, weight=bt.class_weights(labels, scheme="effective_number"))')
         lines.append(f"augment: bt.augment.BatchAugment(..., p=0.2, class_p={{{class_p}")
         lines.append(f"data:    bt.resample.SMOTE / FeatureSMOTE for the rarest: {_class_list(focus, display, named)}")
     few = [int(c) for c in present if counts[c] < 10]
     if few:
-        lines.append(f"note:    {_class_list(few, display, named)} {'have' if len(few) > 1 else 'has'} fewer than 10 samples; "
-                     "StratifiedBatchSampler keeps every class in every batch")
+        lines.append(
+            f"note:    {_class_list(few, display, named)} {'have' if len(few) > 1 else 'has'} fewer than 10 samples; "
+            "StratifiedBatchSampler keeps every class in every batch"
+        )
     return lines
 
 
@@ -554,11 +597,15 @@ def inspect_labels(
     if num_classes is not None and high >= num_classes:
         over = np.unique(kept[kept >= num_classes])
         hint = f" (pass --ignore-index {high} if it marks void {unit})" if ignore_index is None and over.size == 1 else ""
-        raise CLIError(f"{path}: label {high} >= --num-classes {num_classes} (labels out of range: "
-                       f"{_names_list([str(v) for v in over.tolist()])}){hint}")
+        raise CLIError(
+            f"{path}: label {high} >= --num-classes {num_classes} (labels out of range: "
+            f"{_names_list([str(v) for v in over.tolist()])}){hint}"
+        )
     if num_classes is None and not names and high >= max(_MAX_SPARSE, 10 * kept.size):
-        raise CLIError(f"{path}: label {high} among {kept.size} {unit}: class ids must be 0..K-1 (is this an ID column? "
-                       "pass --num-classes if there really are that many classes)")
+        raise CLIError(
+            f"{path}: label {high} among {kept.size} {unit}: class ids must be 0..K-1 (is this an ID column? "
+            "pass --num-classes if there really are that many classes)"
+        )
     k = num_classes if num_classes is not None else (len(names) if names else high + 1)
     if k > _MAX_CLASSES:
         raise CLIError(f"{path}: {k} classes is more than inspect tabulates ({_MAX_CLASSES})")
@@ -588,8 +635,10 @@ def inspect_labels(
         weights[scheme] = full
 
     if loaded.masks:
-        out(f"{path}: {num_images} mask(s), {total} counted pixels, {int(present.sum())} classes, "
-            f"imbalance ratio {ratio:.1f} (largest / smallest, in pixels)")
+        out(
+            f"{path}: {num_images} mask(s), {total} counted pixels, {int(present.sum())} classes, "
+            f"imbalance ratio {ratio:.1f} (largest / smallest, in pixels)"
+        )
     else:
         out(f"{path}: {total} labels, {int(present.sum())} classes, imbalance ratio {ratio:.1f} (largest / smallest)")
     for note in loaded.notes:
@@ -599,8 +648,10 @@ def inspect_labels(
         out(f"{what}: {ignored} ({ignored / flat.size:.1%} of all) equal to --ignore-index {ignore_index}, not counted")
     elif loaded.masks and high == 255 and (counts[:255] > 0).any() and int(np.flatnonzero(counts[:255])[-1]) < 128:
         top = int(np.flatnonzero(counts[:255])[-1])
-        out(f"note: 255 occurs ({counts[255]} pixels) far above the other classes (0..{top}): if it marks void / "
-            "unlabelled pixels, pass --ignore-index 255 (it is counted as a class here)")
+        out(
+            f"note: 255 occurs ({counts[255]} pixels) far above the other classes (0..{top}): if it marks void / "
+            "unlabelled pixels, pass --ignore-index 255 (it is counted as a class here)"
+        )
 
     count_head = "pixels" if loaded.masks else "count"
     cw = max(9, len(str(int(counts.max()))) + 2)
@@ -610,7 +661,9 @@ def inspect_labels(
     shown = rows if max_rows == 0 else rows[:max_rows]
     for c in shown:
         cells = "".join(
-            f"{'-':>18}" if weights[s][c] is None else (f"{weights[s][c]:>18.1f}" if s == "inverse" else f"{weights[s][c]:>18.3f}")
+            f"{'-':>18}"
+            if weights[s][c] is None
+            else (f"{weights[s][c]:>18.1f}" if s == "inverse" else f"{weights[s][c]:>18.3f}")
             for s in SCHEMES
         )
         img = f"{presence[c]:>9}" if presence is not None else ""
@@ -621,18 +674,31 @@ def inspect_labels(
     if absent:
         ids = _names_list([str(c) for c in absent])
         if num_classes is not None:
-            out(f"never seen: {len(absent)} of the {num_classes} classes have count 0: {ids} "
-                "(no class weight; a weighted loss or sampler needs a count for them, or drop them)")
+            out(
+                f"never seen: {len(absent)} of the {num_classes} classes have count 0: {ids} "
+                "(no class weight; a weighted loss or sampler needs a count for them, or drop them)"
+            )
         else:
-            out(f"never seen: {len(absent)} class id(s) between 0 and {high} do not occur: {ids} "
-                "(pass --num-classes if the model has more classes)")
+            out(
+                f"never seen: {len(absent)} class id(s) between 0 and {high} do not occur: {ids} "
+                "(pass --num-classes if the model has more classes)"
+            )
     out("(class weights unnormalised: inverse = N / n_c; pass normalize='mean' for weights averaging 1)")
     out("suggested:")
-    for line in suggest(counts, names or None, masks=loaded.masks, ignore_index=ignore_index, presence=presence, num_images=num_images):
+    for line in suggest(
+        counts, names or None, masks=loaded.masks, ignore_index=ignore_index, presence=presence, num_images=num_images
+    ):
         out(f"  {line}")
     result: Dict[str, Any] = {
-        "counts": counts.tolist(), "names": display, "imbalance_ratio": ratio, "weights": weights,
-        "ignored": ignored, "absent": absent, "masks": loaded.masks, "column": loaded.column, "header": loaded.header,
+        "counts": counts.tolist(),
+        "names": display,
+        "imbalance_ratio": ratio,
+        "weights": weights,
+        "ignored": ignored,
+        "absent": absent,
+        "masks": loaded.masks,
+        "column": loaded.column,
+        "header": loaded.header,
     }
     if presence is not None:
         result["images"] = num_images
@@ -669,11 +735,30 @@ def _one_line(exc: BaseException) -> str:
 # numpy's own reconstructors of arrays and scalars (no code of the file's choosing runs): what a .pt needs to hold
 # numpy strings, e.g. class names saved as numpy.array(["cat", "dog"]) or a list of numpy.str_
 _NUMPY_GLOBALS = {
-    "numpy.core.multiarray._reconstruct", "numpy._core.multiarray._reconstruct",
-    "numpy.core.multiarray.scalar", "numpy._core.multiarray.scalar",
-    "numpy.ndarray", "numpy.dtype", "numpy.str_", "numpy.bytes_",
-} | {f"numpy.dtypes.{n}" for n in ("StrDType", "BytesDType", "Int64DType", "Int32DType", "Float32DType", "Float64DType",
-                                     "UInt8DType", "BoolDType", "Int16DType", "Int8DType", "Float16DType")}
+    "numpy.core.multiarray._reconstruct",
+    "numpy._core.multiarray._reconstruct",
+    "numpy.core.multiarray.scalar",
+    "numpy._core.multiarray.scalar",
+    "numpy.ndarray",
+    "numpy.dtype",
+    "numpy.str_",
+    "numpy.bytes_",
+} | {
+    f"numpy.dtypes.{n}"
+    for n in (
+        "StrDType",
+        "BytesDType",
+        "Int64DType",
+        "Int32DType",
+        "Float32DType",
+        "Float64DType",
+        "UInt8DType",
+        "BoolDType",
+        "Int16DType",
+        "Int8DType",
+        "Float16DType",
+    )
+}
 
 
 def _torch_load(path: str) -> Any:
@@ -844,17 +929,28 @@ def inspect_predictions(path: str, images: Optional[str] = None, out: Optional[s
             _check_count(imgs, N, "labels")
         except (ValueError, TypeError) as exc:
             raise CLIError(f"{images}: {exc}") from None
-    print(f"{path}: {N} samples, {K} classes; {wrong} mispredicted ({_pct(wrong / N)})" + (f"; {'; '.join(notes)}" if notes else ""))
+    print(
+        f"{path}: {N} samples, {K} classes; {wrong} mispredicted ({_pct(wrong / N)})" + (f"; {'; '.join(notes)}" if notes else "")
+    )
     print(f"estimated label-noise rate: {_pct(rate)} (off-diagonal of the calibrated confident joint)")
-    shown = ", ".join(map(str, issues[:_SHOWN_ISSUES].tolist())) + (f" … {len(issues) - _SHOWN_ISSUES} more" if len(issues) > _SHOWN_ISSUES else "")
-    print(f"label issues found: {len(issues)} ({_pct(len(issues) / N)}; find_label_issues, most likely first)" + (f": {shown}" if len(issues) else ""))
+    shown = ", ".join(map(str, issues[:_SHOWN_ISSUES].tolist())) + (
+        f" … {len(issues) - _SHOWN_ISSUES} more" if len(issues) > _SHOWN_ISSUES else ""
+    )
+    print(
+        f"label issues found: {len(issues)} ({_pct(len(issues) / N)}; find_label_issues, most likely first)"
+        + (f": {shown}" if len(issues) else "")
+    )
     print()
     print(per.to_string(max_rows=_SHOWN_CLASSES))
     print()
     print(ranked.to_string(max_rows=_SHOWN_MISTAKES))
     result: Dict[str, Any] = {
-        "samples": int(N), "classes": int(K), "mistakes": int(wrong), "noise_rate": rate,
-        "label_issues": issues.tolist(), "top_mistakes": ranked["index"][:_SHOWN_MISTAKES].tolist(),
+        "samples": int(N),
+        "classes": int(K),
+        "mistakes": int(wrong),
+        "noise_rate": rate,
+        "label_issues": issues.tolist(),
+        "top_mistakes": ranked["index"][:_SHOWN_MISTAKES].tolist(),
     }
     if images is not None:
         try:
@@ -866,7 +962,9 @@ def inspect_predictions(path: str, images: Optional[str] = None, out: Optional[s
             plot_mistakes(imgs, labels, probs, class_names=names, n=n, path=files[0])
             label_of = (lambda c: names[c]) if names is not None else (lambda c: c)
             pick = issues[:n].tolist()
-            titles = [f"{label_of(int(labels[i]))} → {label_of(int(probs[i].argmax()))} ({float(probs[i].max()):.2f})" for i in pick]
+            titles = [
+                f"{label_of(int(labels[i]))} → {label_of(int(probs[i].argmax()))} ({float(probs[i].max()):.2f})" for i in pick
+            ]
             _grid(imgs, pick, titles, f"{len(pick)} most likely of {len(issues)} label issues (given → predicted)", files[1])
         except (ValueError, TypeError) as exc:
             raise CLIError(f"{images}: {exc}") from None
@@ -885,8 +983,12 @@ def _build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="balancedtorch", description="Training on imbalanced and imperfect data with PyTorch.")
     sub = p.add_subparsers(dest="command", required=True)
     d = sub.add_parser("demo", help="train a small CNN twice: plain vs the balanced stack (digits or traffic lights)")
-    d.add_argument("--task", choices=("classification", "segmentation"), default="classification",
-                   help="classification: long-tailed digits (default); segmentation: traffic lights at 800:1")
+    d.add_argument(
+        "--task",
+        choices=("classification", "segmentation"),
+        default="classification",
+        help="classification: long-tailed digits (default); segmentation: traffic lights at 800:1",
+    )
     d.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     d.add_argument("--epochs", type=int, default=None, help="training epochs per run (classification; default 40)")
     d.add_argument("--steps", type=int, default=None, help="training steps per run (segmentation; default 600)")
@@ -896,23 +998,50 @@ def _build_parser() -> argparse.ArgumentParser:
     d.add_argument("--no-feature-smote", action="store_true", help="leave FeatureSMOTE out of the balanced stack")
     d.add_argument("--no-progress", action="store_true", help="no progress bars")
     i = sub.add_parser("inspect", help="class counts, shares, imbalance ratio and class weights of a labels or masks file")
-    i.add_argument("labels", help="a .csv/.tsv (see --column), .npy or .pt (1-D labels, or integer masks with ndim >= 2) "
-                   "or a text file with one label per line")
+    i.add_argument(
+        "labels",
+        help="a .csv/.tsv (see --column), .npy or .pt (1-D labels, or integer masks with ndim >= 2) "
+        "or a text file with one label per line",
+    )
     i.add_argument("--column", default=None, help="CSV column name or index (default: the only column that can hold labels)")
-    i.add_argument("--header", choices=("auto", "yes", "no"), default="auto",
-                   help="whether the CSV's first row names the columns (default auto: detected, and said so)")
-    i.add_argument("--ignore-index", type=int, default=None, metavar="N",
-                   help="a label left out of the counts and reported apart, e.g. 255 for void mask pixels")
-    i.add_argument("--num-classes", type=int, default=None, metavar="K",
-                   help="the number of classes: classes never seen get a row with count 0")
+    i.add_argument(
+        "--header",
+        choices=("auto", "yes", "no"),
+        default="auto",
+        help="whether the CSV's first row names the columns (default auto: detected, and said so)",
+    )
+    i.add_argument(
+        "--ignore-index",
+        type=int,
+        default=None,
+        metavar="N",
+        help="a label left out of the counts and reported apart, e.g. 255 for void mask pixels",
+    )
+    i.add_argument(
+        "--num-classes",
+        type=int,
+        default=None,
+        metavar="K",
+        help="the number of classes: classes never seen get a row with count 0",
+    )
     i.add_argument("--max-rows", type=int, default=30, metavar="N", help="table rows shown (default 30; 0 shows all)")
     i.add_argument("--json", action="store_true", help="also print the numbers as JSON")
-    q = sub.add_parser("inspect-predictions", help="mistakes per class, the most confident mistakes, the estimated label-noise "
-                       "rate and the label issues of a classifier's predictions")
-    q.add_argument("preds", help="a .pt dict or .npz archive with 'labels' (N,) and 'pred_probs' (N, K) "
-                   "('logits' are softmaxed; optional 'class_names')")
-    q.add_argument("--images", default=None, help="a .pt/.npz/.npy file of the N images ((N, C, H, W), uint8 or float; a .pt "
-                   "dict or .npz holds them under 'images'): write the grids")
+    q = sub.add_parser(
+        "inspect-predictions",
+        help="mistakes per class, the most confident mistakes, the estimated label-noise "
+        "rate and the label issues of a classifier's predictions",
+    )
+    q.add_argument(
+        "preds",
+        help="a .pt dict or .npz archive with 'labels' (N,) and 'pred_probs' (N, K) "
+        "('logits' are softmaxed; optional 'class_names')",
+    )
+    q.add_argument(
+        "--images",
+        default=None,
+        help="a .pt/.npz/.npy file of the N images ((N, C, H, W), uint8 or float; a .pt "
+        "dict or .npz holds them under 'images'): write the grids",
+    )
     q.add_argument("--out", default=None, help="folder for the grids with --images (default inspect_out)")
     q.add_argument("-n", type=int, default=32, help="tiles per grid (default 32)")
     q.add_argument("--json", action="store_true", help="also print the numbers as JSON")
@@ -944,8 +1073,14 @@ def _run(args: argparse.Namespace) -> int:
                 print(f"{key:<18}{value}")
             return 0
         if args.command == "inspect":
-            result = inspect_labels(args.labels, args.column, ignore_index=args.ignore_index, num_classes=args.num_classes,
-                                    max_rows=args.max_rows, header=args.header)
+            result = inspect_labels(
+                args.labels,
+                args.column,
+                ignore_index=args.ignore_index,
+                num_classes=args.num_classes,
+                max_rows=args.max_rows,
+                header=args.header,
+            )
             if args.json:
                 print(json.dumps(result))
             return 0
@@ -976,7 +1111,9 @@ def _run(args: argparse.Namespace) -> int:
             for s in range(args.seed, args.seed + args.seeds):
                 out = args.out if args.seeds == 1 else os.path.join(args.out, f"seed{s}")
                 results.append(
-                    run_demo(args.device, args.epochs, s, out, feature_smote=not args.no_feature_smote, progress=not args.no_progress)
+                    run_demo(
+                        args.device, args.epochs, s, out, feature_smote=not args.no_feature_smote, progress=not args.no_progress
+                    )
                 )
                 print()
             if args.seeds > 1:
@@ -984,8 +1121,13 @@ def _run(args: argparse.Namespace) -> int:
                 for key in ("accuracy", "balanced_accuracy", "macro_f1"):
                     a = np.array([r["plain"][key] for r in results])
                     b = np.array([r["balanced"][key] for r in results])
-                    print(f"  {key:<18} (a) {a.mean():.3f} +- {a.std():.3f}   (b) {b.mean():.3f} +- {b.std():.3f}   gain {np.mean(b - a):+.3f}")
-                nov = {key: np.array([r["novelty"][key] for r in results]) for key in ("auroc", "flag_rate_unseen", "flag_rate_ordinary")}
+                    print(
+                        f"  {key:<18} (a) {a.mean():.3f} +- {a.std():.3f}   (b) {b.mean():.3f} +- {b.std():.3f}   gain {np.mean(b - a):+.3f}"
+                    )
+                nov = {
+                    key: np.array([r["novelty"][key] for r in results])
+                    for key in ("auroc", "flag_rate_unseen", "flag_rate_ordinary")
+                }
                 print(
                     f"  novelty AUROC      (b) {nov['auroc'].mean():.3f} +- {nov['auroc'].std():.3f}   flagged: rotated "
                     f"{nov['flag_rate_unseen'].mean():.0%} +- {nov['flag_rate_unseen'].std():.0%}, ordinary test "

@@ -87,7 +87,12 @@ def load_split(seed: int = 0) -> Split:
         parts["train"].append(idx[PER_CLASS_VAL + PER_CLASS_TEST : PER_CLASS_VAL + PER_CLASS_TEST + sizes[c]])
     take = {k: torch.cat(v)[torch.randperm(sum(t.numel() for t in v), generator=g)] for k, v in parts.items()}
     return Split(
-        images[take["train"]], labels[take["train"]], images[take["val"]], labels[take["val"]], images[take["test"]], labels[take["test"]]
+        images[take["train"]],
+        labels[take["train"]],
+        images[take["val"]],
+        labels[take["val"]],
+        images[take["test"]],
+        labels[take["test"]],
     )
 
 
@@ -97,13 +102,22 @@ class SmallCNN(nn.Module):
     def __init__(self, num_classes: int = NUM_CLASSES, width: int = 32) -> None:
         super().__init__()
         self.backbone = nn.Sequential(
-            nn.Conv2d(1, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(inplace=True),
-            nn.Conv2d(width, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(inplace=True),
+            nn.Conv2d(1, width, 3, padding=1),
+            nn.BatchNorm2d(width),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(width, width, 3, padding=1),
+            nn.BatchNorm2d(width),
+            nn.ReLU(inplace=True),
             nn.MaxPool2d(2),
-            nn.Conv2d(width, 2 * width, 3, padding=1), nn.BatchNorm2d(2 * width), nn.ReLU(inplace=True),
+            nn.Conv2d(width, 2 * width, 3, padding=1),
+            nn.BatchNorm2d(2 * width),
+            nn.ReLU(inplace=True),
             nn.MaxPool2d(2),
-            nn.Conv2d(2 * width, 2 * width, 3, padding=1), nn.BatchNorm2d(2 * width), nn.ReLU(inplace=True),
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+            nn.Conv2d(2 * width, 2 * width, 3, padding=1),
+            nn.BatchNorm2d(2 * width),
+            nn.ReLU(inplace=True),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
         )
         self.head = nn.Linear(2 * width, num_classes)
 
@@ -154,9 +168,15 @@ def train(
         # rare classes are augmented always, the largest class rarely
         share = counts.double() / counts.max()
         class_p = {c: float(min(1.0, max(0.2, 1.0 - share[c] + 0.2))) for c in range(NUM_CLASSES)}
-        aug = augment.BatchAugment(rotation=15, translate=(0.1, 0.1), scale=(0.85, 1.15), shear=8, brightness=0.2, contrast=0.2, class_p=class_p)
+        aug = augment.BatchAugment(
+            rotation=15, translate=(0.1, 0.1), scale=(0.85, 1.15), shear=8, brightness=0.2, contrast=0.2, class_p=class_p
+        )
         loss_fn = btnn.LogitAdjustedLoss(counts, tau=1.0)
-        smote = resample.FeatureSMOTE(k_neighbors=3, sampling_strategy=0.5, memory_size=64, num_classes=NUM_CLASSES) if feature_smote else None
+        smote = (
+            resample.FeatureSMOTE(k_neighbors=3, sampling_strategy=0.5, memory_size=64, num_classes=NUM_CLASSES)
+            if feature_smote
+            else None
+        )
     else:
         g = torch.Generator().manual_seed(seed)
         loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True, generator=g, drop_last=False)
@@ -216,7 +236,9 @@ def rotated(x: Tensor) -> Tensor:
     return torch.rot90(x, 1, (2, 3)).contiguous()
 
 
-def novelty_check(model: nn.Module, split: Split, device: torch.device, k: int = NOVELTY_K, tpr: float = NOVELTY_TPR) -> Dict[str, float]:
+def novelty_check(
+    model: nn.Module, split: Split, device: torch.device, k: int = NOVELTY_K, tpr: float = NOVELTY_TPR
+) -> Dict[str, float]:
     """Unseen slice: the test digits rotated by 90 degrees, mixed with the ordinary test digits.
 
     A ``NoveltyDetector`` is fitted on the model's embeddings of the training
@@ -354,5 +376,10 @@ def run_demo(
         paths.append(mistakes)
         printer(f"most confident mistakes of (b) on the test set: {mistakes}")
     return {
-        "plain": a, "balanced": b, "thresholds": {"plain": ta, "balanced": tb}, "label_issues": issues, "novelty": nov, "paths": paths
+        "plain": a,
+        "balanced": b,
+        "thresholds": {"plain": ta, "balanced": tb},
+        "label_issues": issues,
+        "novelty": nov,
+        "paths": paths,
     }

@@ -233,8 +233,12 @@ def light_colour_shares(masks: Tensor) -> Dict[str, float]:
 
 def _block(cin: int, cout: int) -> nn.Sequential:
     return nn.Sequential(
-        nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
-        nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
+        nn.Conv2d(cin, cout, 3, padding=1, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(cout, cout, 3, padding=1, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
     )
 
 
@@ -348,8 +352,13 @@ def train(
         loss_fn = _dice_ce_loss(weight).to(device)
         focus = {1: 1.0, 2: 1.0, 3: 1.0}
         aug = _focus_augment(focus, focus_p)
-        recipe = {"sampler": f"RepeatFactorSampler(threshold={rfs_threshold})", "crop": CROP, "crop_focus_p": focus_p,
-                  "weight": [round(float(v), 3) for v in weight], "loss": type(loss_fn).__name__}
+        recipe = {
+            "sampler": f"RepeatFactorSampler(threshold={rfs_threshold})",
+            "crop": CROP,
+            "crop_focus_p": focus_p,
+            "weight": [round(float(v), 3) for v in weight],
+            "loss": type(loss_fn).__name__,
+        }
     else:
         sampler, aug = None, _plain_augment()
         loss_fn = btnn.CrossEntropyLoss(ignore_index=255)
@@ -419,8 +428,12 @@ def plot_predictions(split: SceneSplit, plain: nn.Module, stack: nn.Module, devi
     order = torch.cat([yellow.nonzero().squeeze(1)[:1], lights.nonzero().squeeze(1)])
     picks = list(dict.fromkeys(order.tolist()))[:rows] or list(range(min(rows, len(split.y_test))))
     x = split.x_test[picks]
-    columns = [("input", None), ("ground truth", split.y_test[picks]), ("(a) plain", predict(plain, x, device).cpu()),
-               ("(b) balanced stack", predict(stack, x, device).cpu())]
+    columns = [
+        ("input", None),
+        ("ground truth", split.y_test[picks]),
+        ("(a) plain", predict(plain, x, device).cpu()),
+        ("(b) balanced stack", predict(stack, x, device).cpu()),
+    ]
     fig, axes = plt.subplots(len(picks), 4, figsize=(13, 1.9 * len(picks) + 0.4), squeeze=False)
     for r, i in enumerate(picks):
         for c, (title, masks) in enumerate(columns):
@@ -470,8 +483,10 @@ def run_demo(
     plain = train(split, False, steps=steps, seed=seed, device=dev, batch_size=batch_size, progress=progress)
     stack = train(split, True, steps=steps, seed=seed, device=dev, batch_size=batch_size, progress=progress)
     a, b = plain.summary(), stack.summary()
-    printer(f"(b) = {stack.recipe['sampler']} + crop_focus (p={stack.recipe['crop_focus_p']}) + "
-            f"{stack.recipe['loss']}(weight={stack.recipe['weight']})")
+    printer(
+        f"(b) = {stack.recipe['sampler']} + crop_focus (p={stack.recipe['crop_focus_p']}) + "
+        f"{stack.recipe['loss']}(weight={stack.recipe['weight']})"
+    )
     printer("")
     printer(f"{'test pixels':<22}{'(a) plain':>12}{'(b) balanced':>14}")
     printer(f"{'pixel accuracy':<22}{a['accuracy']:>12.4%}{b['accuracy']:>14.4%}")

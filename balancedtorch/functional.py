@@ -115,7 +115,16 @@ def _softmax_loss(
         target = target.to(_losses.autocast_dtype(input))
     compute_grad = input.requires_grad and torch.is_grad_enabled()
     loss = _losses.call_private(
-        torch.ops.balancedtorch.softmax_loss, input, target, weight, logit_bias, ignore_index, label_smoothing, gamma, code, compute_grad
+        torch.ops.balancedtorch.softmax_loss,
+        input,
+        target,
+        weight,
+        logit_bias,
+        ignore_index,
+        label_smoothing,
+        gamma,
+        code,
+        compute_grad,
     )
     if unbatched and code == 0:
         loss = loss.squeeze(0)
@@ -323,7 +332,12 @@ def _sigmoid_focal_loss(
         raise ValueError(f"input must be a floating tensor, got dtype {input.dtype}")
     if target.shape != input.shape:
         raise ValueError(f"target must have the input's shape {tuple(input.shape)}, got {tuple(target.shape)}")
-    if pos_weight is not None and input.dim() >= 3 and pos_weight.numel() != input.shape[1] and pos_weight.numel() == input.shape[-1]:
+    if (
+        pos_weight is not None
+        and input.dim() >= 3
+        and pos_weight.numel() != input.shape[1]
+        and pos_weight.numel() == input.shape[-1]
+    ):
         raise ValueError(
             f"pos_weight must have shape (C,) = ({input.shape[1]},) (the input's class dimension 1, as (N, C, H, W) "
             f"logits), got {tuple(pos_weight.shape)}; for class-last (N, ..., C) logits pass "
@@ -399,9 +413,8 @@ def sigmoid_focal_loss(
     """
     input = _one_of(input, inputs, "input", "inputs")
     target = _one_of(target, targets, "target", "targets")
-    return _sigmoid_focal_loss(
-        input, target, alpha=alpha, gamma=gamma, reduction=reduction, pos_weight=pos_weight, validate=True
-    )
+    return _sigmoid_focal_loss(input, target, alpha=alpha, gamma=gamma, reduction=reduction, pos_weight=pos_weight, validate=True)
+
 
 from ._ohem import ohem_cross_entropy  # noqa: E402  (OHEM cross-entropy; imports this module's helpers)
 

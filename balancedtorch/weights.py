@@ -144,7 +144,9 @@ def class_weights(
         refuse_meta(value, name, "class_weights")
     if sum(x is not None for x in (labels, counts, masks)) != 1:
         raise ValueError("class_weights: give exactly one of labels=, counts= or masks=")
-    if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) or num_classes < 1):
+    if num_classes is not None and (
+        isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) or num_classes < 1
+    ):
         raise ValueError(f"class_weights: num_classes must be a positive int, got {num_classes!r}")
     if ignore_index is not None and (isinstance(ignore_index, bool) or not isinstance(ignore_index, numbers.Integral)):
         raise TypeError(f"class_weights: ignore_index must be an int or None, got {ignore_index!r}")
@@ -286,7 +288,9 @@ def _mask_counts(masks: Any, num_classes: Optional[int], ignore_index: Optional[
     ``num_classes`` allocates nothing before it is known to be satisfiable.
     """
     if isinstance(masks, (str, bytes)) or isinstance(masks, numbers.Number):
-        raise TypeError(f"class_weights: masks must be a tensor/array (N, H, W) or an iterable of masks, got {type(masks).__name__}")
+        raise TypeError(
+            f"class_weights: masks must be a tensor/array (N, H, W) or an iterable of masks, got {type(masks).__name__}"
+        )
     arrays = isinstance(masks, (Tensor, np.ndarray))
     if arrays:
         if masks.ndim < 2:
@@ -324,7 +328,9 @@ def _mask_counts(masks: Any, num_classes: Optional[int], ignore_index: Optional[
         if bool(negative.any()):
             i = int(negative.reshape(-1).nonzero()[0, 0])
             ignored = "" if ignore_index is None else f" (or equal ignore_index={ignore_index})"
-            raise ValueError(f"class_weights: {name} must hold labels >= 0{ignored}, got {name}[{i}] = {int(batch.reshape(-1)[i])}")
+            raise ValueError(
+                f"class_weights: {name} must hold labels >= 0{ignored}, got {name}[{i}] = {int(batch.reshape(-1)[i])}"
+            )
         values = batch[valid]
         pixels += values.numel()
         if values.numel() == 0:

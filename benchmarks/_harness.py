@@ -52,7 +52,7 @@ def interleaved_times(fns, device, rounds=9):
         fns[name]()
     sync(device)
     for r in range(rounds):
-        for name in (names if r % 2 == 0 else names[::-1]):
+        for name in names if r % 2 == 0 else names[::-1]:
             sync(device)
             start = time.perf_counter()
             fns[name]()

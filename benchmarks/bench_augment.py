@@ -21,14 +21,25 @@ MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 def batch(device):
     g = torch.Generator().manual_seed(0)
     # smooth, image-like content rather than white noise
-    x = torch.nn.functional.interpolate(torch.rand(B, 3, H // 8, W // 8, generator=g), size=(H, W), mode="bilinear", align_corners=False)
+    x = torch.nn.functional.interpolate(
+        torch.rand(B, 3, H // 8, W // 8, generator=g), size=(H, W), mode="bilinear", align_corners=False
+    )
     return (x * 255).round().to(torch.uint8).to(device)
 
 
 def ours(device):
     aug = bt.augment.BatchAugment(
-        hflip=0.5, rotation=30, translate=(0.1, 0.1), scale=(0.8, 1.2), shear=10,
-        brightness=0.4, contrast=0.4, saturation=0.4, hue=0.1, mean=MEAN, std=STD,
+        hflip=0.5,
+        rotation=30,
+        translate=(0.1, 0.1),
+        scale=(0.8, 1.2),
+        shear=10,
+        brightness=0.4,
+        contrast=0.4,
+        saturation=0.4,
+        hue=0.1,
+        mean=MEAN,
+        std=STD,
     )
     g = torch.Generator(device=device).manual_seed(0)
     return lambda x: aug(x, generator=g)
@@ -47,13 +58,15 @@ def kornia_chain(device):
 
 def torchvision_per_sample(device):
     T = pytest.importorskip("torchvision.transforms.v2")
-    tf = T.Compose([
-        T.RandomHorizontalFlip(0.5),
-        T.RandomAffine(degrees=30, translate=(0.1, 0.1), scale=(0.8, 1.2), shear=10),
-        T.ColorJitter(0.4, 0.4, 0.4, 0.1),
-        T.ToDtype(torch.float32, scale=True),
-        T.Normalize(MEAN, STD),
-    ])
+    tf = T.Compose(
+        [
+            T.RandomHorizontalFlip(0.5),
+            T.RandomAffine(degrees=30, translate=(0.1, 0.1), scale=(0.8, 1.2), shear=10),
+            T.ColorJitter(0.4, 0.4, 0.4, 0.1),
+            T.ToDtype(torch.float32, scale=True),
+            T.Normalize(MEAN, STD),
+        ]
+    )
     return lambda x: torch.stack([tf(img) for img in x])
 
 
@@ -72,8 +85,14 @@ def test_augment_chain(timed, benchmark, device, impl):
     if impl == "balancedtorch":  # the floor: read the uint8 batch once, write the float32 output once
         out = torch.empty(B, 3, H, W, device=device)
         floor = lambda: out.copy_(x)  # noqa: E731
-    timed(lambda: fn(x), group=f"augment chain {B}x3x{H}x{W} uint8 -> float32 {device}", impl=impl, device=device,
-          rounds=3 if heavy else None, floor=floor)
+    timed(
+        lambda: fn(x),
+        group=f"augment chain {B}x3x{H}x{W} uint8 -> float32 {device}",
+        impl=impl,
+        device=device,
+        rounds=3 if heavy else None,
+        floor=floor,
+    )
     benchmark.extra_info["images_per_s"] = round(B / benchmark.stats.stats.median)
 
 
@@ -82,7 +101,12 @@ def test_device_copy_reference(timed, benchmark, device):
     """Bandwidth reference: reading the uint8 batch and writing the float32 output once."""
     x = batch(device)
     out = torch.empty(B, 3, H, W, device=device)
-    timed(lambda: out.copy_(x), group=f"augment chain {B}x3x{H}x{W} uint8 -> float32 {device}", impl="copy (uint8 -> float32 copy_)", device=device)
+    timed(
+        lambda: out.copy_(x),
+        group=f"augment chain {B}x3x{H}x{W} uint8 -> float32 {device}",
+        impl="copy (uint8 -> float32 copy_)",
+        device=device,
+    )
     sync(device)
 
 
@@ -97,7 +121,9 @@ SB, SH, SW = 32, 512, 1024
 
 def seg_batch(device):
     g = torch.Generator().manual_seed(0)
-    x = torch.nn.functional.interpolate(torch.rand(SB, 3, SH // 8, SW // 8, generator=g), size=(SH, SW), mode="bilinear", align_corners=False)
+    x = torch.nn.functional.interpolate(
+        torch.rand(SB, 3, SH // 8, SW // 8, generator=g), size=(SH, SW), mode="bilinear", align_corners=False
+    )
     images = (x * 255).round().to(torch.uint8)
     coarse = torch.randint(0, 17, (SB, 1, SH // 64, SW // 64), generator=g).float()
     masks = torch.nn.functional.interpolate(coarse, size=(SH, SW), mode="nearest").squeeze(1).to(torch.uint8)
@@ -136,4 +162,10 @@ def test_focus_pixels_kernel(timed, benchmark, device, focus):
     classes, weights = focus_classes({17: 1.0, 18: 1.0} if focus == "dict" else "rare", torch.uint8, 255, device)
     u = torch.rand(SB, 2, dtype=torch.float64, device=device)
     group = f"crop_focus={focus} overhead {SB}x3x{SH}x{SW} uint8 + masks -> 512x512 {device}"
-    timed(lambda: focus_pixels(m, classes, weights, u), group=group, impl="focus_pixels kernel alone (B active)", device=device, rounds=5 if device == "cpu" else None)
+    timed(
+        lambda: focus_pixels(m, classes, weights, u),
+        group=group,
+        impl="focus_pixels kernel alone (B active)",
+        device=device,
+        rounds=5 if device == "cpu" else None,
+    )

@@ -49,7 +49,9 @@ def _case(device, layout, name):
     return x, t
 
 
-@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not CUDA_OK, reason="no CUDA device or kernels"))])
+@pytest.mark.parametrize(
+    "device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not CUDA_OK, reason="no CUDA device or kernels"))]
+)
 @pytest.mark.parametrize("case", CASES, ids=[f"{layout}-{name}" for layout, name in CASES])
 def test_loss_against_copy_floor(timed, benchmark, device, case):
     layout, name = case
@@ -57,8 +59,14 @@ def test_loss_against_copy_floor(timed, benchmark, device, case):
     fn = (ROWS if layout == "rows" else SEGMENTATION)[name]
     shape = tuple(x.shape)
     heavy = device == "cpu" and layout == "segmentation"
-    timed(fwd_bwd(x, t, fn), group=f"floor {name} {shape} fp32 {device}", impl="balancedtorch", device=device,
-          rounds=5 if heavy else None, floor=copy_floor(x))
+    timed(
+        fwd_bwd(x, t, fn),
+        group=f"floor {name} {shape} fp32 {device}",
+        impl="balancedtorch",
+        device=device,
+        rounds=5 if heavy else None,
+        floor=copy_floor(x),
+    )
     if device == "cuda":  # achieved bandwidth of the one pass the floor stands for
         moved = 2 * x.numel() * x.element_size()
         benchmark.extra_info["GB_per_s_one_pass"] = round(moved / benchmark.stats.stats.min / 1e9, 1)

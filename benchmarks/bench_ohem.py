@@ -75,7 +75,13 @@ def test_gpu_ohem(timed, benchmark, case, impl):
         dst = torch.empty_like(src)
         timed(lambda: dst.copy_(src), group=group, impl="d2d copy (yardstick)", device="cuda")
         return
-    timed(fwd_bwd(x, t, IMPLS[impl]), group=group, impl=impl, device="cuda", floor=copy_floor(x) if impl == "balancedtorch" else None)
+    timed(
+        fwd_bwd(x, t, IMPLS[impl]),
+        group=group,
+        impl=impl,
+        device="cuda",
+        floor=copy_floor(x) if impl == "balancedtorch" else None,
+    )
     # bytes that must move at least: logits read once + gradient written once (+ targets)
     moved = 2 * x.numel() * x.element_size() + t.numel() * t.element_size()
     benchmark.extra_info["GB_per_s"] = round(moved / benchmark.stats.stats.median / 1e9, 1)

@@ -175,7 +175,9 @@ def test_knn_novelty_scoring(timed, benchmark, scale, impl):
             with sklearn.config_context(working_memory=512):  # MiB of distances per chunk
                 return model.kneighbors(qn)
 
-    out = timed(fn, group=f"kNN novelty k={KNN_K}, {n:,} queries x {m:,} bank, D={KNN_D} float32", impl=impl, device="cpu", rounds=1)
+    out = timed(
+        fn, group=f"kNN novelty k={KNN_K}, {n:,} queries x {m:,} bank, D={KNN_D} float32", impl=impl, device="cpu", rounds=1
+    )
     benchmark.extra_info["threads"] = threads
     benchmark.extra_info["useful_GFLOP_per_s"] = round(2 * n * m * KNN_D / benchmark.stats.stats.median / 1e9, 1)
     if impl == "balancedtorch":

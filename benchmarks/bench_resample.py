@@ -51,7 +51,13 @@ def _smote_pairs(y):
 def test_smote(timed, benchmark, full, impl):
     X, y = full
     sampler = (bt.resample if impl == "balancedtorch" else im_over).SMOTE(random_state=0)
-    timed(lambda: sampler.fit_resample(X, y), group="SMOTE 744,540 x 64 float32, 10 classes, IR 100", impl=impl, device="cpu", rounds=1)
+    timed(
+        lambda: sampler.fit_resample(X, y),
+        group="SMOTE 744,540 x 64 float32, 10 classes, IR 100",
+        impl=impl,
+        device="cpu",
+        rounds=1,
+    )
     benchmark.extra_info["kNN_GFLOP_per_s"] = round(2 * D * _smote_pairs(y) / benchmark.stats.stats.median / 1e9, 1)
 
 
@@ -61,14 +67,26 @@ def test_tomek_links_quarter(timed, benchmark, quarter, impl, dtype):
     X, y = quarter
     X = X.astype(dtype)
     sampler = (bt.resample if impl == "balancedtorch" else im_under).TomekLinks()
-    timed(lambda: sampler.fit_resample(X, y), group=f"TomekLinks {len(y):,} x 64 {dtype} (a quarter of the set)", impl=impl, device="cpu", rounds=1)
+    timed(
+        lambda: sampler.fit_resample(X, y),
+        group=f"TomekLinks {len(y):,} x 64 {dtype} (a quarter of the set)",
+        impl=impl,
+        device="cpu",
+        rounds=1,
+    )
     benchmark.extra_info["kNN_GFLOP_per_s"] = round(2 * D * len(y) ** 2 / benchmark.stats.stats.median / 1e9, 1)
 
 
 def test_tomek_links_full(timed, benchmark, full):
     X, y = full
     sampler = bt.resample.TomekLinks()
-    timed(lambda: sampler.fit_resample(X, y), group="TomekLinks 744,540 x 64 float32 (balancedtorch only)", impl="balancedtorch", device="cpu", rounds=1)
+    timed(
+        lambda: sampler.fit_resample(X, y),
+        group="TomekLinks 744,540 x 64 float32 (balancedtorch only)",
+        impl="balancedtorch",
+        device="cpu",
+        rounds=1,
+    )
     benchmark.extra_info["kNN_GFLOP_per_s"] = round(2 * D * len(y) ** 2 / benchmark.stats.stats.median / 1e9, 1)
 
 
@@ -86,7 +104,13 @@ def test_cluster_centroids_fifth(timed, impl):
     """k-means per class (k-means++ seeding, Lloyd) on a fifth of the set: 148,904 rows, 600 clusters per class."""
     X, y = long_tail(0.2, seed=3)
     sampler = (bt.resample if impl == "balancedtorch" else im_under).ClusterCentroids(random_state=0)
-    timed(lambda: sampler.fit_resample(X, y), group=f"ClusterCentroids {len(y):,} x 64 float32 (a fifth of the set)", impl=impl, device="cpu", rounds=1)
+    timed(
+        lambda: sampler.fit_resample(X, y),
+        group=f"ClusterCentroids {len(y):,} x 64 float32 (a fifth of the set)",
+        impl=impl,
+        device="cpu",
+        rounds=1,
+    )
 
 
 @pytest.mark.skipif(not CUDA_OK, reason="no CUDA device")
@@ -95,7 +119,13 @@ def test_gpu_full_set(timed, full, name):
     X, y = full
     Xt, yt = torch.from_numpy(X).cuda(), torch.from_numpy(y).cuda()
     sampler = getattr(bt.resample, name)()
-    timed(lambda: sampler.fit_resample(Xt, yt), group=f"{name} 744,540 x 64 float32 cuda", impl="balancedtorch", device="cuda", rounds=3)
+    timed(
+        lambda: sampler.fit_resample(Xt, yt),
+        group=f"{name} 744,540 x 64 float32 cuda",
+        impl="balancedtorch",
+        device="cuda",
+        rounds=3,
+    )
 
 
 @pytest.mark.parametrize("with_smote", [False, True], ids=["head only", "FeatureSMOTE + head"])
@@ -116,4 +146,9 @@ def test_feature_smote_step(timed, with_smote):
         loss.backward()
         return loss
 
-    timed(step, group="training step, batch 512 x 512 features, 10 classes", impl="FeatureSMOTE + head" if with_smote else "head only", device="cpu")
+    timed(
+        step,
+        group="training step, batch 512 x 512 features, 10 classes",
+        impl="FeatureSMOTE + head" if with_smote else "head only",
+        device="cpu",
+    )

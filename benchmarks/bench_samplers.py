@@ -39,7 +39,9 @@ def test_weighted_full_iteration_1e7(timed, impl):
     w = _weights(N7)
     cls = bt.data.WeightedRandomSampler if impl == "balancedtorch" else torch.utils.data.WeightedRandomSampler
     sampler = cls(w, N7, generator=torch.Generator().manual_seed(1))
-    out = timed(lambda: list(sampler), group="1e7 weighted draws, full iteration (list(sampler))", impl=impl, device="cpu", rounds=2)
+    out = timed(
+        lambda: list(sampler), group="1e7 weighted draws, full iteration (list(sampler))", impl=impl, device="cpu", rounds=2
+    )
     assert len(out) == N7
 
 
@@ -86,6 +88,7 @@ def test_stratified_epoch_1e7(timed, impl):
     labels = torch.multinomial(probs, N7, replacement=True, generator=g)
     sampler = bt.data.StratifiedBatchSampler(labels, 256, class_ratios="balanced", seed=0)
     if impl == "balancedtorch":
+
         def fn():
             sampler.set_epoch(sampler.epoch + 1)
             return sampler.indices()

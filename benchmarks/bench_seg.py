@@ -40,7 +40,7 @@ def eager_dice_ce(x, t):
 
 def _impls():
     impls = {
-        "balancedtorch": lambda: (lambda x, t: bt.functional.dice_ce_loss(x, t)),
+        "balancedtorch": lambda: lambda x, t: bt.functional.dice_ce_loss(x, t),
         "eager dice + F.cross_entropy": lambda: eager_dice_ce,
     }
     try:
@@ -107,7 +107,9 @@ def peak_extra_rss(impl, shape=CPU_SHAPE):
         bench_dir=os.path.dirname(os.path.abspath(__file__)), threads=torch.get_num_threads(), shape=tuple(shape), impl=impl
     )
     # the child imports the same balancedtorch as this process
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.dirname(os.path.dirname(bt.__file__)), os.environ.get("PYTHONPATH", "")]))
+    env = dict(
+        os.environ, PYTHONPATH=os.pathsep.join([os.path.dirname(os.path.dirname(bt.__file__)), os.environ.get("PYTHONPATH", "")])
+    )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, env=env)
     return json.loads(out.stdout.strip().splitlines()[-1])
 

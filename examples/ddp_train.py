@@ -61,7 +61,9 @@ def run(rank: int, world_size: int, args: argparse.Namespace) -> None:
     else:  # split the cores between the ranks: N ranks x N threads each would fight over them
         torch.set_num_threads(args.threads or max(1, (os.cpu_count() or 1) // world_size))
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", init_method=args.init_method, rank=rank, world_size=world_size)
+        dist.init_process_group(
+            "nccl" if device.type == "cuda" else "gloo", init_method=args.init_method, rank=rank, world_size=world_size
+        )
     torch.manual_seed(args.seed)  # same initial weights on every rank
     split = load_split(args.seed)
     counts = torch.bincount(split.y_train, minlength=NUM_CLASSES)
@@ -70,12 +72,21 @@ def run(rank: int, world_size: int, args: argparse.Namespace) -> None:
     probe = bt.data.ClassBalancedSampler(split.y_train, strategy="sqrt", replacement=False, num_replicas=1, rank=0)
     per_step = world_size * args.batch_size
     num_samples = max(per_step, (len(probe) // per_step) * per_step)
-    sampler = bt.data.ClassBalancedSampler(split.y_train, strategy="sqrt", replacement=False, num_samples=num_samples, seed=args.seed)
-    loader = torch.utils.data.DataLoader(Indexed(split.x_train, split.y_train), batch_size=args.batch_size, sampler=sampler, drop_last=True)
+    sampler = bt.data.ClassBalancedSampler(
+        split.y_train, strategy="sqrt", replacement=False, num_samples=num_samples, seed=args.seed
+    )
+    loader = torch.utils.data.DataLoader(
+        Indexed(split.x_train, split.y_train), batch_size=args.batch_size, sampler=sampler, drop_last=True
+    )
 
     model = DistributedDataParallel(SmallCNN(width=args.width).to(device), device_ids=[rank] if device.type == "cuda" else None)
     share = counts.double() / counts.max()
-    aug = bt.augment.BatchAugment(rotation=15, translate=(0.1, 0.1), scale=(0.85, 1.15), class_p={c: float(1.2 - share[c]) if share[c] > 0.2 else 1.0 for c in range(NUM_CLASSES)})
+    aug = bt.augment.BatchAugment(
+        rotation=15,
+        translate=(0.1, 0.1),
+        scale=(0.85, 1.15),
+        class_p={c: float(1.2 - share[c]) if share[c] > 0.2 else 1.0 for c in range(NUM_CLASSES)},
+    )
     loss_fn = bt.nn.LogitAdjustedLoss(counts.to(device), tau=1.0)
     optimiser = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     total_steps = args.epochs * len(loader) if not args.steps else min(args.steps, args.epochs * len(loader))
@@ -111,17 +122,28 @@ def run(rank: int, world_size: int, args: argparse.Namespace) -> None:
     local_total = int(shard.numel())
     result = metrics.compute()  # the one collective: every rank calls it
     if rank == 0:  # report() does not communicate: it shows what compute() reduced, on rank 0 alone
-        print(f"{world_size} ranks, {steps} steps each; test accuracy {result['accuracy']:.3f}, "
-              f"balanced accuracy {result['balanced_accuracy']:.3f}, macro-F1 {result['macro_f1']:.3f}")
+        print(
+            f"{world_size} ranks, {steps} steps each; test accuracy {result['accuracy']:.3f}, "
+            f"balanced accuracy {result['balanced_accuracy']:.3f}, macro-F1 {result['macro_f1']:.3f}"
+        )
         print(metrics.report())
     if args.report:
         os.makedirs(args.report, exist_ok=True)
         with open(os.path.join(args.report, f"rank{rank}.json"), "w") as f:
-            json.dump({
-                "rank": rank, "world_size": world_size, "seen": seen, "steps": steps,
-                "local_test_samples": local_total, "reduced_support": result["support"].tolist(),
-                "accuracy": result["accuracy"], "balanced_accuracy": result["balanced_accuracy"], "macro_f1": result["macro_f1"],
-            }, f)
+            json.dump(
+                {
+                    "rank": rank,
+                    "world_size": world_size,
+                    "seen": seen,
+                    "steps": steps,
+                    "local_test_samples": local_total,
+                    "reduced_support": result["support"].tolist(),
+                    "accuracy": result["accuracy"],
+                    "balanced_accuracy": result["balanced_accuracy"],
+                    "macro_f1": result["macro_f1"],
+                },
+                f,
+            )
     dist.barrier()
     dist.destroy_process_group()
 
@@ -136,12 +158,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--world-size", type=int, default=2, help="processes to spawn (ignored under torchrun)")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    p.add_argument("--epochs", type=int, default=100,
-                   help="epochs, each one class-balanced draw without replacement (default 100: one step each at 2 ranks x 32)")
+    p.add_argument(
+        "--epochs",
+        type=int,
+        default=100,
+        help="epochs, each one class-balanced draw without replacement (default 100: one step each at 2 ranks x 32)",
+    )
     p.add_argument("--steps", type=int, default=0, help="stop after this many steps per rank (0: run all epochs)")
     p.add_argument("--batch-size", type=int, default=32, help="per rank (default 32)")
     p.add_argument("--lr", type=float, default=1e-2, help="peak learning rate of the one-cycle schedule (default 0.01)")
-    p.add_argument("--width", type=int, default=16, help="channels of the small CNN's first layers (default 16; the demo uses 32)")
+    p.add_argument(
+        "--width", type=int, default=16, help="channels of the small CNN's first layers (default 16; the demo uses 32)"
+    )
     p.add_argument("--threads", type=int, default=0, help="intra-op threads per CPU rank (default 0: the cores / world size)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--report", default=None, help="folder for per-rank JSON reports")

@@ -86,7 +86,6 @@ def init_gloo(rank: int, world_size: int, base: str, timeout: float = 60.0) -> N
     raise RuntimeError(f"rank {rank}: no gloo group after {ATTEMPTS} attempts:\n" + "\n".join(errors))
 
 
-
 def close_gloo() -> None:
     """Meet at a barrier, then destroy the group.
 

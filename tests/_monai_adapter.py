@@ -30,8 +30,17 @@ class _Adapter(torch.nn.Module):
     _weight_without_background = False  # MONAI's class takes C - 1 weights with include_background=False
     _none_broadcast = False  # MONAI's "none" keeps singleton spatial dimensions
 
-    def __init__(self, include_background=True, to_onehot_y=False, sigmoid=False, softmax=False, other_act=None,
-                 weight=None, reduction="mean", **options):
+    def __init__(
+        self,
+        include_background=True,
+        to_onehot_y=False,
+        sigmoid=False,
+        softmax=False,
+        other_act=None,
+        weight=None,
+        reduction="mean",
+        **options,
+    ):
         super().__init__()
         if other_act is not None:
             raise NotImplementedError("other_act: balancedtorch's region losses take activation='softmax'|'sigmoid'|'none'")
@@ -59,8 +68,9 @@ class _Adapter(torch.nn.Module):
         options = dict(self.options)
         if weight is not None or self._ours is not bt.nn.GeneralizedDiceLoss:
             options["weight"] = weight
-        return self._ours(activation=self.activation, include_background=self.include_background,
-                          reduction=self.reduction, **options)
+        return self._ours(
+            activation=self.activation, include_background=self.include_background, reduction=self.reduction, **options
+        )
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         C = input.shape[1]

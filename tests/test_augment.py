@@ -1,6 +1,5 @@
 """bt.augment against torchvision.transforms.v2.functional on real (scikit-learn digits) and random images."""
 
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -172,7 +171,16 @@ def test_whole_chain_matches_torchvision(device, dtype, out_dtype):
     )
     x = (img * 255).round().to(torch.uint8) if dtype == torch.uint8 else img.to(dtype)
     boxes = torch.tensor([box], dtype=torch.float32).expand(6, 4).to(device)
-    ours = run(x.to(device), theta.to(device), torch.tensor(colour, dtype=torch.float64).to(device), crop=boxes, size=out, mean=mean, std=std, out_dtype=out_dtype)
+    ours = run(
+        x.to(device),
+        theta.to(device),
+        torch.tensor(colour, dtype=torch.float64).to(device),
+        crop=boxes,
+        size=out,
+        mean=mean,
+        std=std,
+        out_dtype=out_dtype,
+    )
     assert ours.dtype == out_dtype and ours.shape == (6, 3, 40, 40)
     # compare in pixel units (before normalisation): divide back by std
     scale = torch.tensor(std).view(1, 3, 1, 1)
@@ -220,14 +228,33 @@ def test_single_channel_and_masks(device):
     colour = torch.tensor([1.3, 0.7, 1.0, 0.0], device=device).expand(6, 4)
     masks = (img[:, 0] > 0.5).long() * 3 + (img[:, 0] > 0.8).long()
     out, warped = AF.affine_color(img, theta.float(), colour, masks=masks, mask_fill=255)
-    ref = torch.stack([TF.adjust_contrast(TF.adjust_brightness(
-        TF.affine(img[i], angle=a, translate=[2, 3], scale=1.1, shear=[0.0, 0.0], interpolation=BILINEAR), 1.3), 0.7)
-        for i, a in enumerate([10.0, -40.0, 75.0, 0.0, 5.0, 180.0])])
+    ref = torch.stack(
+        [
+            TF.adjust_contrast(
+                TF.adjust_brightness(
+                    TF.affine(img[i], angle=a, translate=[2, 3], scale=1.1, shear=[0.0, 0.0], interpolation=BILINEAR), 1.3
+                ),
+                0.7,
+            )
+            for i, a in enumerate([10.0, -40.0, 75.0, 0.0, 5.0, 180.0])
+        ]
+    )
     assert_close_images(out, ref, max_tol=2e-5, mean_tol=1e-6, border=0)
     # masks: nearest with their own fill, the same positions the images use
-    ref_masks = torch.stack([TF.affine(masks[i : i + 1].float(), angle=a, translate=[2, 3], scale=1.1, shear=[0.0, 0.0],
-                                       interpolation=NEAREST, fill=255.0)[0]
-                             for i, a in enumerate([10.0, -40.0, 75.0, 0.0, 5.0, 180.0])]).long()
+    ref_masks = torch.stack(
+        [
+            TF.affine(
+                masks[i : i + 1].float(),
+                angle=a,
+                translate=[2, 3],
+                scale=1.1,
+                shear=[0.0, 0.0],
+                interpolation=NEAREST,
+                fill=255.0,
+            )[0]
+            for i, a in enumerate([10.0, -40.0, 75.0, 0.0, 5.0, 180.0])
+        ]
+    ).long()
     assert warped.dtype == torch.int64
     assert float((warped != ref_masks).float().mean()) < 1e-3
     assert set(warped.unique().tolist()) <= {0, 3, 4, 255}
@@ -239,9 +266,14 @@ def test_opcheck():
     img = digits(n=2)
     theta = AF.affine_matrix(torch.tensor([10.0, 20.0])).float()
     colour = torch.tensor([[1.1, 0.9, 1.2, 0.05], [0.9, 1.1, 0.8, -0.1]])
-    torch.library.opcheck(torch.ops.balancedtorch.affine_color, (img, theta, colour, None, None, None, 30, 20, 0, None, torch.float32))
+    torch.library.opcheck(
+        torch.ops.balancedtorch.affine_color, (img, theta, colour, None, None, None, 30, 20, 0, None, torch.float32)
+    )
     boxes = torch.tensor([[2.0, 3.0, 30.0, 40.0], [0.0, 0.0, 48.0, 56.0]])
-    torch.library.opcheck(torch.ops.balancedtorch.affine_color, (img, theta, colour, boxes, torch.rand(3), torch.rand(3) + 0.5, 30, 20, 1, 0.5, torch.bfloat16))
+    torch.library.opcheck(
+        torch.ops.balancedtorch.affine_color,
+        (img, theta, colour, boxes, torch.rand(3), torch.rand(3) + 0.5, 30, 20, 1, 0.5, torch.bfloat16),
+    )
     masks = (img[:, 0] > 0.5).long()
     torch.library.opcheck(torch.ops.balancedtorch.affine_mask, (masks, theta, None, 30, 20, 0))
     torch.library.opcheck(torch.ops.balancedtorch.affine_mask, (masks, theta, boxes, 30, 20, 3))
@@ -249,8 +281,18 @@ def test_opcheck():
 
 # ----------------------------------------------------------------------------- BatchAugment
 
-FULL = dict(hflip=0.5, vflip=0.2, rotation=30, translate=(0.1, 0.1), scale=(0.8, 1.2), shear=10,
-            brightness=0.4, contrast=0.4, saturation=0.4, hue=0.1)
+FULL = dict(
+    hflip=0.5,
+    vflip=0.2,
+    rotation=30,
+    translate=(0.1, 0.1),
+    scale=(0.8, 1.2),
+    shear=10,
+    brightness=0.4,
+    contrast=0.4,
+    saturation=0.4,
+    hue=0.1,
+)
 
 
 def test_batch_augment_deterministic_and_consistent(device):
@@ -387,8 +429,11 @@ def test_vector_and_scalar_paths_agree(device, dtype, interpolation, fill):
     x = (img * 255).round().to(torch.uint8) if dtype == torch.uint8 else img
     x = x.to(device)
     theta = AF.affine_matrix(torch.tensor([13.0, -70.0, 180.0, 33.0, 0.0]), (3, -1), 0.9, (5.0, 0.0)).float().to(device)
-    colour = torch.tensor([[1.3, 0.7, 1.4, 0.15], [0.8, 1.2, 0.6, -0.3], [1.0, 1.0, 1.0, 0.0], [1.1, 1.0, 1.0, 0.5], [1.0, 0.5, 1.0, 0.0]],
-                          dtype=torch.float64, device=device)
+    colour = torch.tensor(
+        [[1.3, 0.7, 1.4, 0.15], [0.8, 1.2, 0.6, -0.3], [1.0, 1.0, 1.0, 0.0], [1.1, 1.0, 1.0, 0.5], [1.0, 0.5, 1.0, 0.0]],
+        dtype=torch.float64,
+        device=device,
+    )
     f = None if fill is None else (fill * 255 if dtype == torch.uint8 else fill)
     kw = dict(interpolation=interpolation, fill=f, mean=(0.2, 0.3, 0.4), std=(0.5, 0.6, 0.7))
     vector = AF.affine_color(x, theta, colour, **kw)

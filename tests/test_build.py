@@ -96,7 +96,9 @@ def test_gpu_check_script_without_a_gpu(tmp_path):
     """benchmarks/gpu_check.sh on a machine without a GPU: every stage selects its tests, the report says what did not run."""
     root = Path(__file__).resolve().parents[1]
     env = dict(os.environ, SKIP_BUILD="1", PYTHON=sys.executable)
-    proc = subprocess.run(["bash", str(root / "benchmarks" / "gpu_check.sh"), str(tmp_path)], env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        ["bash", str(root / "benchmarks" / "gpu_check.sh"), str(tmp_path)], env=env, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     report = (tmp_path / "gpu_check.md").read_text()
     for heading in ("## Build", "## CUDA tests", "## compute-sanitizer memcheck", "## GPU benchmarks"):

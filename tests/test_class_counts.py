@@ -96,9 +96,7 @@ def test_non_contiguous_input(device):
     base = random_labels((300, 400), 9, torch.int32, device)
     for view in (base.t(), base[:, ::3], base[::2].transpose(0, 1)):
         assert not view.is_contiguous()
-        torch.testing.assert_close(
-            bt.ops.class_counts(view, 9), reference_class_counts(view, 9), rtol=0, atol=0
-        )
+        torch.testing.assert_close(bt.ops.class_counts(view, 9), reference_class_counts(view, 9), rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("bad_value", [-1, 5, 6, 127])
@@ -107,7 +105,9 @@ def test_out_of_range_label_names_value_and_index(device, bad_value, position):
     labels = random_labels((100_000,), 5, torch.int8, device)
     labels[position] = bad_value
     labels[-1] = bad_value  # a later bad label must not hide the first one
-    with pytest.raises(ValueError, match=rf"labels must lie in \[0, num_classes=5\).*got label {bad_value} at flat index {position}\b"):
+    with pytest.raises(
+        ValueError, match=rf"labels must lie in \[0, num_classes=5\).*got label {bad_value} at flat index {position}\b"
+    ):
         bt.ops.class_counts(labels, 5)
 
 

@@ -227,7 +227,9 @@ def test_median_frequency_from_masks_is_segnets(seed, ignore_index):
         "generator": (torch.from_numpy(m) for m in masks),
     }
     for name, value in forms.items():
-        got = bt.class_weights(masks=value, scheme="median_frequency", normalize=None, ignore_index=ignore_index, dtype=torch.float64)
+        got = bt.class_weights(
+            masks=value, scheme="median_frequency", normalize=None, ignore_index=ignore_index, dtype=torch.float64
+        )
         np.testing.assert_allclose(got.numpy(), expected, rtol=1e-12, err_msg=name)
     mean = bt.class_weights(masks=stacked, scheme="median_frequency", ignore_index=ignore_index, dtype=torch.float64)
     np.testing.assert_allclose(mean.numpy(), expected * 6 / expected.sum(), rtol=1e-12)
@@ -306,14 +308,33 @@ def test_masks_other_schemes_count_pixels_and_ignore_a_class():
         (dict(masks=[]), ValueError, r"masks holds no image"),
         (dict(masks=torch.full((2, 3, 3), 255), ignore_index=255), ValueError, r"no labelled pixel"),
         (dict(masks=torch.tensor([[[0, -2]]])), ValueError, r"masks must hold labels >= 0, got masks\[1\] = -2"),
-        (dict(masks=[np.array([[0, 1]]), np.array([[7, 1]])], num_classes=3), ValueError, r"masks\[1\] must hold labels < num_classes=3, got masks\[1\]\[0\] = 7"),
-        (dict(masks=torch.zeros(2, 3, 3, dtype=torch.long), num_classes=2**40), ValueError, r"num_classes=1099511627776 but only 18 labels"),
+        (
+            dict(masks=[np.array([[0, 1]]), np.array([[7, 1]])], num_classes=3),
+            ValueError,
+            r"masks\[1\] must hold labels < num_classes=3, got masks\[1\]\[0\] = 7",
+        ),
+        (
+            dict(masks=torch.zeros(2, 3, 3, dtype=torch.long), num_classes=2**40),
+            ValueError,
+            r"num_classes=1099511627776 but only 18 labels",
+        ),
         (dict(masks=torch.tensor([[[0, 1]], [[0, 2**40]]])), ValueError, r"masks\[3\] = 1099511627776 would make"),
         (dict(masks=torch.tensor([[[0, 1]], [[0, 1]]]), num_classes=3), ValueError, r"class 2 has no pixels in masks"),
-        (dict(masks=torch.zeros(1, 2, 2, dtype=torch.long), labels=[0]), ValueError, r"exactly one of labels=, counts= or masks="),
-        (dict(labels=torch.zeros(10, dtype=torch.long), num_classes=2**40), ValueError, r"num_classes=1099511627776 but only 10 labels"),
-        (dict(masks=torch.randint(0, 3, (2, 4, 4)), scheme="median_frequency", ignore_index=2**70), ValueError,
-         r"class_weights: ignore_index must fit in int64 .* got 1180591620717411303424"),
+        (
+            dict(masks=torch.zeros(1, 2, 2, dtype=torch.long), labels=[0]),
+            ValueError,
+            r"exactly one of labels=, counts= or masks=",
+        ),
+        (
+            dict(labels=torch.zeros(10, dtype=torch.long), num_classes=2**40),
+            ValueError,
+            r"num_classes=1099511627776 but only 10 labels",
+        ),
+        (
+            dict(masks=torch.randint(0, 3, (2, 4, 4)), scheme="median_frequency", ignore_index=2**70),
+            ValueError,
+            r"class_weights: ignore_index must fit in int64 .* got 1180591620717411303424",
+        ),
         (dict(labels=[0, 1, 2], ignore_index=-(2**63) - 1), ValueError, r"ignore_index must fit in int64"),
     ],
 )

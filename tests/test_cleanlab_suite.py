@@ -199,7 +199,12 @@ def test_find_label_issues_using_argmax_confusion_matrix(calibrate, filter_by):
         cj = cleanlab_count.calibrate_confident_joint(cj, LABELS_)
     ours = find(LABELS_, PRED_PROBS_, confident_joint=cj, filter_by=filter_by)
     np.testing.assert_array_equal(ours, [False, False, True, False, False, False, False, False, False, False])
-    same(ours, cleanlab_filter.find_label_issues_using_argmax_confusion_matrix(LABELS_, PRED_PROBS_, calibrate=calibrate, filter_by=filter_by))
+    same(
+        ours,
+        cleanlab_filter.find_label_issues_using_argmax_confusion_matrix(
+            LABELS_, PRED_PROBS_, calibrate=calibrate, filter_by=filter_by
+        ),
+    )
 
 
 def test_find_label_issue_filters_match_origin_functions():
@@ -252,7 +257,9 @@ def test_frac_noise_and_min_examples(frac_noise, min_examples_per_class):
 def test_confident_learning_ignores_confident_joint_with_a_warning():
     cj = np.full((3, 3), 7)
     with pytest.warns(UserWarning, match="confident_joint is ignored"):
-        ours = bt.quality.find_label_issues(DATA["labels"], DATA["pred_probs"], filter_by="confident_learning", confident_joint=cj)
+        ours = bt.quality.find_label_issues(
+            DATA["labels"], DATA["pred_probs"], filter_by="confident_learning", confident_joint=cj
+        )
     np.testing.assert_array_equal(ours, find(DATA["labels"], DATA["pred_probs"], filter_by="confident_learning"))
 
 
@@ -282,7 +289,9 @@ def test_order_label_issues_using_scoring_func_ranking(method, adjust_pred_probs
     assert sorted(ranked) == np.flatnonzero(flagged).tolist()
     assert (np.diff(scores[ranked]) >= 0).all()
     # cleanlab's own check: order_label_issues sorts the mask's indices by these scores
-    order = cleanlab_rank.order_label_issues(mask, labels, p, rank_by=method, rank_by_kwargs={"adjust_pred_probs": adjust_pred_probs})
+    order = cleanlab_rank.order_label_issues(
+        mask, labels, p, rank_by=method, rank_by_kwargs={"adjust_pred_probs": adjust_pred_probs}
+    )
     np.testing.assert_array_equal(np.flatnonzero(mask)[np.argsort(scores[mask])], order)
 
 
@@ -299,7 +308,9 @@ def test_bad_rank_by_parameter_error():
     with pytest.raises(ValueError, match="method must be one of"):
         bt.quality.label_quality_scores(DATA["labels"], DATA["pred_probs"], "not_a_real_method")
     with pytest.raises(ValueError, match="rank_by_kwargs accepts only 'adjust_pred_probs'"):
-        bt.quality.find_label_issues(DATA["labels"], DATA["pred_probs"], return_indices_ranked_by="self_confidence", rank_by_kwargs={"T": 2})
+        bt.quality.find_label_issues(
+            DATA["labels"], DATA["pred_probs"], return_indices_ranked_by="self_confidence", rank_by_kwargs={"T": 2}
+        )
 
 
 # --------------------------------------------------------------------------- sweeps against cleanlab
@@ -313,7 +324,9 @@ def test_sweep_equals_cleanlab(dtype, kind):
         for f in FILTERS:
             same(find(y, p, filter_by=f), reference(y, p, filter_by=f))
             for r in RANKS:
-                same(find(y, p, filter_by=f, return_indices_ranked_by=r), reference(y, p, filter_by=f, return_indices_ranked_by=r))
+                same(
+                    find(y, p, filter_by=f, return_indices_ranked_by=r), reference(y, p, filter_by=f, return_indices_ranked_by=r)
+                )
         for r in RANKS:
             same(bt.quality.label_quality_scores(y, p, r), cleanlab_rank.get_label_quality_scores(y, p, method=r))
 
@@ -326,7 +339,9 @@ def test_sweep_options_equal_cleanlab(seed):
     remove = rng.integers(0, 6, K)
     cj = cleanlab_count.compute_confident_joint(y, p) + rng.integers(0, 3, (K, K))
     for f in PRUNING:
-        same(find(y, p, filter_by=f, num_to_remove_per_class=remove), reference(y, p, filter_by=f, num_to_remove_per_class=remove))
+        same(
+            find(y, p, filter_by=f, num_to_remove_per_class=remove), reference(y, p, filter_by=f, num_to_remove_per_class=remove)
+        )
         same(find(y, p, filter_by=f, confident_joint=cj), reference(y, p, filter_by=f, confident_joint=cj))
         for r in RANKS[:2]:
             kw = dict(filter_by=f, return_indices_ranked_by=r, rank_by_kwargs={"adjust_pred_probs": True})
@@ -363,7 +378,10 @@ def test_multilabel_sweep_equals_cleanlab(seed):
     cj = cleanlab_count.compute_confident_joint(labels, p, multi_label=True)
     remove = np.random.default_rng(seed).integers(0, 4, K)
     for f in PRUNING:
-        same(find(labels, p, filter_by=f, multi_label=True, confident_joint=cj), reference(labels, p, filter_by=f, multi_label=True, confident_joint=cj))
+        same(
+            find(labels, p, filter_by=f, multi_label=True, confident_joint=cj),
+            reference(labels, p, filter_by=f, multi_label=True, confident_joint=cj),
+        )
         same(
             find(labels, p, filter_by=f, multi_label=True, num_to_remove_per_class=remove),
             reference(labels, p, filter_by=f, multi_label=True, num_to_remove_per_class=remove),
@@ -440,12 +458,18 @@ def test_signature_and_aliases():
 
     params = inspect.signature(bt.quality.find_label_issues).parameters
     ours = {n: v.default for n, v in params.items() if v.kind == v.KEYWORD_ONLY}
-    theirs = {n: v.default for n, v in inspect.signature(cleanlab_filter.find_label_issues).parameters.items() if v.kind == v.KEYWORD_ONLY}
+    theirs = {
+        n: v.default
+        for n, v in inspect.signature(cleanlab_filter.find_label_issues).parameters.items()
+        if v.kind == v.KEYWORD_ONLY
+    }
     for name, default in theirs.items():
         assert name in ours and ours[name] == default, name
     assert ours["low_memory"] is False
     y, p = random_case(9)
-    np.testing.assert_array_equal(find(y, p, rank_by="normalized_margin"), find(y, p, return_indices_ranked_by="normalized_margin"))
+    np.testing.assert_array_equal(
+        find(y, p, rank_by="normalized_margin"), find(y, p, return_indices_ranked_by="normalized_margin")
+    )
     np.testing.assert_array_equal(find(y, p, rank_by=None), find(y, p))
     with pytest.raises(ValueError, match="disagree"):
         bt.quality.find_label_issues(y, p, rank_by="self_confidence", return_indices_ranked_by="normalized_margin")

@@ -16,7 +16,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def run_cli(*args, timeout=300):
-    return subprocess.run([sys.executable, "-m", "balancedtorch", *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "balancedtorch", *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT
+    )
 
 
 def test_info():
@@ -99,8 +101,16 @@ def test_demo_runs_end_to_end(tmp_path):
     lines = []
     result = run_demo("cpu", epochs=2, seed=1, out=str(tmp_path), progress=False, printer=lines.append)
     text = "\n".join(lines)
-    for key in ("accuracy", "balanced accuracy", "macro-F1", "precision", "recall", "macro avg precision", "macro ROC AUC",
-                "tune_threshold"):
+    for key in (
+        "accuracy",
+        "balanced accuracy",
+        "macro-F1",
+        "precision",
+        "recall",
+        "macro avg precision",
+        "macro ROC AUC",
+        "tune_threshold",
+    ):
         assert key in text
     for run in ("plain", "balanced"):
         assert all(0.0 <= v <= 1.0 for v in result[run].values())
@@ -114,9 +124,24 @@ def test_demo_runs_end_to_end(tmp_path):
 
 def test_ddp_example_disjoint_ranks_and_reduced_metrics(tmp_path):
     r = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "examples", "ddp_train.py"), "--world-size", "2", "--epochs", "2", "--steps", "4",
-         "--batch-size", "16", "--report", str(tmp_path)],
-        capture_output=True, text=True, timeout=300, cwd=ROOT,
+        [
+            sys.executable,
+            os.path.join(ROOT, "examples", "ddp_train.py"),
+            "--world-size",
+            "2",
+            "--epochs",
+            "2",
+            "--steps",
+            "4",
+            "--batch-size",
+            "16",
+            "--report",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
     )
     assert r.returncode == 0, r.stderr[-3000:]
     reports = [json.loads((tmp_path / f"rank{k}.json").read_text()) for k in range(2)]
@@ -364,7 +389,7 @@ def test_inspect_suggests_only_existing_api(tmp_path, masks):
     path = tmp_path / "a.npy"
     np.save(path, arr)
     _, out = inspect_quiet(path, **kwargs)
-    advice = out[out.index("suggested:"):]
+    advice = out[out.index("suggested:") :]
     used = set(re.findall(r"\bbt((?:\.\w+)+)", advice))
     assert used
     for dotted in used:

@@ -64,14 +64,28 @@ def test_explicit_mask_fill_in_range_is_written(device):
         _, warped = bt.augment.BatchAugment(**ZOOM_OUT, mask_fill=fill)(images, masks=masks, generator=gen())
         assert bool((warped[pad == 1] == fill).all())
     theta = AF.affine_matrix(torch.full((masks.shape[0],), 30.0), scale=0.5).float().to(device)
-    for dtype, fill in ((torch.uint8, 0), (torch.uint8, 255), (torch.int32, -(2**31)), (torch.int32, 2**31 - 1), (torch.bool, True)):
+    for dtype, fill in (
+        (torch.uint8, 0),
+        (torch.uint8, 255),
+        (torch.int32, -(2**31)),
+        (torch.int32, 2**31 - 1),
+        (torch.bool, True),
+    ):
         _, warped = AF.affine_color(images, theta, masks=masks.to(dtype), mask_fill=fill)
         assert warped.dtype == dtype and bool((warped[:, 0, 0] == fill).all())  # the corners are padding
 
 
 @pytest.mark.parametrize(
     "dtype, fill",
-    [(torch.uint8, 256), (torch.uint8, -1), (torch.uint8, -100), (torch.int32, 2**31), (torch.int32, -(2**31) - 1), (torch.bool, 2), (torch.bool, -1)],
+    [
+        (torch.uint8, 256),
+        (torch.uint8, -1),
+        (torch.uint8, -100),
+        (torch.int32, 2**31),
+        (torch.int32, -(2**31) - 1),
+        (torch.bool, 2),
+        (torch.bool, -1),
+    ],
     ids=str,
 )
 def test_mask_fill_outside_the_mask_dtype_raises(device, dtype, fill):
@@ -135,17 +149,29 @@ def test_logit_adjusted_equals_torch_cross_entropy_on_adjusted_logits(device, dt
     t.view(-1)[1::4] = 1  # targets of a zero-count class
     weight = (torch.rand(C, device=device) + 0.2).to(dtype)
     xo = x.clone().requires_grad_()
-    got = btf.logit_adjusted_loss(xo, t, COUNTS, tau=tau, weight=weight, ignore_index=ignore, reduction=reduction, label_smoothing=label_smoothing)
-    module = bt.nn.LogitAdjustedLoss(COUNTS, tau=tau, weight=weight, ignore_index=ignore, reduction=reduction, label_smoothing=label_smoothing)
+    got = btf.logit_adjusted_loss(
+        xo, t, COUNTS, tau=tau, weight=weight, ignore_index=ignore, reduction=reduction, label_smoothing=label_smoothing
+    )
+    module = bt.nn.LogitAdjustedLoss(
+        COUNTS, tau=tau, weight=weight, ignore_index=ignore, reduction=reduction, label_smoothing=label_smoothing
+    )
     assert got.dtype == dtype
     torch.testing.assert_close(module.to(device)(x, t), got, rtol=0, atol=0)
     # the reference: torch's CrossEntropyLoss on logits + tau * log(prior), in float64
     xr = x.double().requires_grad_()
-    ref_module = torch.nn.CrossEntropyLoss(weight=weight.double(), ignore_index=ignore, reduction=reduction, label_smoothing=label_smoothing)
+    ref_module = torch.nn.CrossEntropyLoss(
+        weight=weight.double(), ignore_index=ignore, reduction=reduction, label_smoothing=label_smoothing
+    )
     expected = ref_module(xr + _prior_bias(COUNTS, tau, C, x.dim(), device), t)
     assert torch.isfinite(expected).all()
     low = dtype in (torch.float16, torch.bfloat16)
-    tol = dict(rtol=2e-2, atol=2e-2) if low else dict(rtol=1e-5, atol=1e-6) if dtype == torch.float32 else dict(rtol=1e-10, atol=1e-12)
+    tol = (
+        dict(rtol=2e-2, atol=2e-2)
+        if low
+        else dict(rtol=1e-5, atol=1e-6)
+        if dtype == torch.float32
+        else dict(rtol=1e-10, atol=1e-12)
+    )
     torch.testing.assert_close(got.double(), expected, **tol)
     g = torch.rand_like(expected)
     (grad,) = torch.autograd.grad(got, xo, g.to(dtype))
@@ -172,7 +198,10 @@ def test_logit_adjusted_focal_with_label_smoothing(device):
 def test_zero_counts_get_half_a_sample():
     bias = btf.logit_adjustment([90, 10, 0])
     torch.testing.assert_close(bias, torch.log(torch.tensor([90, 10, 0.5], dtype=torch.float64) / 100.5))
-    torch.testing.assert_close(btf.logit_adjustment(torch.tensor([3, 0, 0]), tau=2.0), 2 * torch.log(torch.tensor([3, 0.5, 0.5], dtype=torch.float64) / 4))
+    torch.testing.assert_close(
+        btf.logit_adjustment(torch.tensor([3, 0, 0]), tau=2.0),
+        2 * torch.log(torch.tensor([3, 0.5, 0.5], dtype=torch.float64) / 4),
+    )
     # positive counts are used as given (fractional ones included): scale-free
     torch.testing.assert_close(btf.logit_adjustment([0.56, 0.03, 0.41]), btf.logit_adjustment([56, 3, 41]))
     # a target of an absent class: finite loss and gradient (was a ValueError; log(0) would be -inf)
@@ -216,7 +245,9 @@ def test_softmax_loss_bias_and_smoothing_gradcheck_opcheck(device, reduction):
     op = torch.ops.balancedtorch.softmax_loss
     assert torch.autograd.gradcheck(lambda inp: op(inp, t, w, bias, -100, 0.1, 0.0, reduction, True)[0], (x,), atol=1e-7)
     assert torch.autograd.gradcheck(
-        lambda inp: btf.logit_adjusted_loss(inp, t, COUNTS, tau=0.7, gamma=1.5, weight=w, reduction=["none", "mean", "sum"][reduction], label_smoothing=0.1),
+        lambda inp: btf.logit_adjusted_loss(
+            inp, t, COUNTS, tau=0.7, gamma=1.5, weight=w, reduction=["none", "mean", "sum"][reduction], label_smoothing=0.1
+        ),
         (x,),
         atol=1e-7,
     )
@@ -262,7 +293,9 @@ def test_sigmoid_focal_pos_weight_on_dense_logits(device, reduction, layout, sha
     if reduction == "none" and layout == "channels_last":
         assert got.stride() == x.stride()  # channels-last in, channels-last out
     g = torch.rand_like(expected)
-    torch.testing.assert_close(torch.autograd.grad(got, x, g.float())[0].double(), torch.autograd.grad(expected, xr, g)[0], rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(
+        torch.autograd.grad(got, x, g.float())[0].double(), torch.autograd.grad(expected, xr, g)[0], rtol=1e-4, atol=1e-6
+    )
     fn = btf.sigmoid_focal_loss(x.detach(), y, alpha=0.3, gamma=1.5, reduction=reduction, pos_weight=pw)
     torch.testing.assert_close(fn, got.detach(), rtol=0, atol=0)
 
@@ -322,10 +355,18 @@ def test_sigmoid_focal_dense_gradcheck_opcheck(device, layout, reduction):
 
 # ----------------------------------------------------------------------------- 4. docstrings and repr
 
-PUBLIC_MODULES = [bt.augment.BatchAugment, bt.nn.CrossEntropyLoss, bt.nn.FocalLoss, bt.nn.LogitAdjustedLoss, bt.nn.SigmoidFocalLoss]
+PUBLIC_MODULES = [
+    bt.augment.BatchAugment,
+    bt.nn.CrossEntropyLoss,
+    bt.nn.FocalLoss,
+    bt.nn.LogitAdjustedLoss,
+    bt.nn.SigmoidFocalLoss,
+]
 
 
-@pytest.mark.parametrize("obj", PUBLIC_MODULES + [AF.affine_color, btf.logit_adjusted_loss, btf.sigmoid_focal_loss], ids=lambda o: o.__qualname__)
+@pytest.mark.parametrize(
+    "obj", PUBLIC_MODULES + [AF.affine_color, btf.logit_adjusted_loss, btf.sigmoid_focal_loss], ids=lambda o: o.__qualname__
+)
 def test_public_call_has_a_real_docstring(obj):
     fn = obj.forward if isinstance(obj, type) else obj
     doc = inspect.getdoc(fn) or ""
@@ -337,15 +378,47 @@ def test_public_call_has_a_real_docstring(obj):
 
 
 REPR_CASES = [
-    (bt.augment.BatchAugment, dict(
-        hflip=0.5, vflip=0.25, rotation=30, translate=(0.1, 0.2), scale=(0.8, 1.2), shear=(1, 2, 3, 4), crop=32,
-        brightness=0.4, contrast=0.3, saturation=0.2, hue=0.1, mean=(0.5, 0.4, 0.3), std=(0.2, 0.3, 0.4),
-        out_dtype=torch.bfloat16, interpolation="nearest", p=0.7, same_on_batch=True, class_p={3: 1.0},
-        crop_scale=(0.5, 1.0), crop_ratio=(0.9, 1.1), fill=None, mask_fill=254)),
+    (
+        bt.augment.BatchAugment,
+        dict(
+            hflip=0.5,
+            vflip=0.25,
+            rotation=30,
+            translate=(0.1, 0.2),
+            scale=(0.8, 1.2),
+            shear=(1, 2, 3, 4),
+            crop=32,
+            brightness=0.4,
+            contrast=0.3,
+            saturation=0.2,
+            hue=0.1,
+            mean=(0.5, 0.4, 0.3),
+            std=(0.2, 0.3, 0.4),
+            out_dtype=torch.bfloat16,
+            interpolation="nearest",
+            p=0.7,
+            same_on_batch=True,
+            class_p={3: 1.0},
+            crop_scale=(0.5, 1.0),
+            crop_ratio=(0.9, 1.1),
+            fill=None,
+            mask_fill=254,
+        ),
+    ),
     (bt.nn.CrossEntropyLoss, dict(weight=torch.rand(3), ignore_index=255, reduction="sum", label_smoothing=0.1)),
     (bt.nn.FocalLoss, dict(gamma=1.5, weight=torch.rand(3), ignore_index=255, reduction="none", label_smoothing=0.1)),
-    (bt.nn.LogitAdjustedLoss, dict(class_counts=[56, 0, 41], tau=0.5, gamma=1.0, weight=torch.rand(3), ignore_index=7,
-                                   reduction="sum", label_smoothing=0.2)),
+    (
+        bt.nn.LogitAdjustedLoss,
+        dict(
+            class_counts=[56, 0, 41],
+            tau=0.5,
+            gamma=1.0,
+            weight=torch.rand(3),
+            ignore_index=7,
+            reduction="sum",
+            label_smoothing=0.2,
+        ),
+    ),
     (bt.nn.SigmoidFocalLoss, dict(alpha=0.5, gamma=1.0, reduction="sum", pos_weight=torch.rand(3))),
 ]
 

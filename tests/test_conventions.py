@@ -138,7 +138,9 @@ def test_sigmoid_focal_functional_defaults_as_torchvision():
     torch.testing.assert_close(got, torchvision_ops.sigmoid_focal_loss(x, y))
     # torchvision's keyword names, as in a call written for torchvision
     by_name = btf.sigmoid_focal_loss(inputs=x, targets=y, alpha=0.5, gamma=1.0, reduction="sum")
-    torch.testing.assert_close(by_name, torchvision_ops.sigmoid_focal_loss(inputs=x, targets=y, alpha=0.5, gamma=1.0, reduction="sum"))
+    torch.testing.assert_close(
+        by_name, torchvision_ops.sigmoid_focal_loss(inputs=x, targets=y, alpha=0.5, gamma=1.0, reduction="sum")
+    )
     torch.testing.assert_close(btf.sigmoid_focal_loss(input=x, target=y), got)
     # the module keeps "mean"
     assert bt.nn.SigmoidFocalLoss().reduction == "mean"
@@ -207,15 +209,15 @@ def test_probability_target_grad_focal_logit_adjusted_sigmoid(device):
     x = torch.randn(6, 4, device=device, dtype=torch.float64, requires_grad=True)
     q = torch.softmax(torch.randn(6, 4, device=device, dtype=torch.float64), dim=1).requires_grad_()
     w = torch.rand(4, device=device, dtype=torch.float64) + 0.5
-    assert torch.autograd.gradcheck(
-        lambda a, b: btf.focal_loss(a, b, gamma=1.5, weight=w, label_smoothing=0.1), (x, q)
-    )
+    assert torch.autograd.gradcheck(lambda a, b: btf.focal_loss(a, b, gamma=1.5, weight=w, label_smoothing=0.1), (x, q))
     assert torch.autograd.gradcheck(lambda a, b: btf.logit_adjusted_loss(a, b, [9, 5, 2, 1], gamma=0.5), (x, q))
     y = torch.rand(6, 4, device=device, dtype=torch.float64, requires_grad=True)
     for gamma in (0.0, 0.7, 2.0):
         for reduction in ("none", "mean", "sum"):
             assert torch.autograd.gradcheck(
-                lambda a, b, gamma=gamma, reduction=reduction: btf.sigmoid_focal_loss(a, b, gamma=gamma, reduction=reduction, pos_weight=w),
+                lambda a, b, gamma=gamma, reduction=reduction: btf.sigmoid_focal_loss(
+                    a, b, gamma=gamma, reduction=reduction, pos_weight=w
+                ),
                 (x, y),
             )
     # torchvision's own function gives the same target gradient
@@ -327,7 +329,9 @@ def test_class_weights_accepts_masks_of_any_shape(device):
     expected = bt.class_weights(counts=bt.ops.class_counts(masks, 4, 255))
     torch.testing.assert_close(got, expected)
     torch.testing.assert_close(got, bt.class_weights(labels=masks.flatten(), ignore_index=255, num_classes=4))
-    torch.testing.assert_close(bt.class_weights(labels=masks.cpu().numpy()[1:, :2]), bt.class_weights(labels=masks[1:, :2].flatten().cpu()))
+    torch.testing.assert_close(
+        bt.class_weights(labels=masks.cpu().numpy()[1:, :2]), bt.class_weights(labels=masks[1:, :2].flatten().cpu())
+    )
     # integral floats are labels here too (one rule set)
     torch.testing.assert_close(bt.class_weights(labels=masks[1:].float()), bt.class_weights(labels=masks[1:]))
     with pytest.raises(ValueError, match=r"class_weights: labels looks like one-hot .*argmax\(1\)"):
@@ -396,7 +400,9 @@ def recording_tqdm(monkeypatch):
 
 def test_labels_of_one_hot_targets():
     y = torch.randint(0, 4, (30,))
-    with pytest.raises(ValueError, match=r"labels_of: \.targets looks like one-hot targets of shape \(30, 4\).*argmax\(1\).*column="):
+    with pytest.raises(
+        ValueError, match=r"labels_of: \.targets looks like one-hot targets of shape \(30, 4\).*argmax\(1\).*column="
+    ):
         bt.data.labels_of(_Targets(F.one_hot(y, 4)))
     with pytest.raises(ValueError, match=r"looks like multi-hot.*column="):
         bt.data.labels_of(_Targets((torch.rand(30, 4) < 0.5).long() | F.one_hot(y, 4)))
@@ -407,7 +413,10 @@ def test_labels_of_one_hot_targets():
 
 def test_labels_of_string_targets(recording_tqdm):
     names = np.array(["cat", "dog", "bird"])[np.random.randint(0, 3, 25)]
-    with pytest.raises(ValueError, match=r"labels_of: \.targets holds non-numeric labels: strings \(e\.g\. '(cat|dog|bird)'\).*numpy\.unique.*column="):
+    with pytest.raises(
+        ValueError,
+        match=r"labels_of: \.targets holds non-numeric labels: strings \(e\.g\. '(cat|dog|bird)'\).*numpy\.unique.*column=",
+    ):
         bt.data.labels_of(_Targets(list(names)))
     with pytest.warns(UserWarning, match="loading every sample"):
         with pytest.raises(ValueError, match=r"holds non-numeric labels: strings.*column="):
@@ -455,7 +464,9 @@ def test_metrics_labels_through_shared_validator(device):
         m.update(logits.argmax(1), F.one_hot(target, K).float())
     with pytest.raises(ValueError, match=r"ClassificationMetrics\.update: preds_or_logits looks like one-hot"):
         m.update(F.one_hot(target, K), target)
-    with pytest.raises(ValueError, match=r"ClassificationMetrics\.update: target must be >= 0 and < num_classes=4, got target\[3\] = 9"):
+    with pytest.raises(
+        ValueError, match=r"ClassificationMetrics\.update: target must be >= 0 and < num_classes=4, got target\[3\] = 9"
+    ):
         m.update(logits[:5], torch.tensor([0, 1, 2, 9, 0], device=device))
     with pytest.raises(ValueError, match=r"ClassificationMetrics\.update: target holds non-numeric labels: strings"):
         m.update(torch.tensor([0, 1]), ["cat", "dog"])
@@ -465,7 +476,9 @@ def test_metrics_labels_through_shared_validator(device):
     masks = torch.randint(-1, K, (2, 4, K), device=device)
     seg.update(torch.randn(2, K, 4, K, device=device), masks)
     assert int(seg.confmat.sum()) == int((masks != -1).sum())
-    with pytest.raises(ValueError, match=r"target must be >= 0 and < num_classes=4 \(or equal ignore_index=-1\), got target\[1\] = -5"):
+    with pytest.raises(
+        ValueError, match=r"target must be >= 0 and < num_classes=4 \(or equal ignore_index=-1\), got target\[1\] = -5"
+    ):
         seg.update(torch.tensor([0, 1, 2], device=device), torch.tensor([0, -5, -1], device=device))
 
 
@@ -511,7 +524,9 @@ def test_one_rule_set_for_float_labels(call):
 def test_check_labels_messages():
     with pytest.raises(ValueError, match=r"demo: y looks like one-hot targets of shape \(5, 3\).*y\.argmax\(1\)"):
         check_labels(np.eye(3)[[0, 1, 2, 1, 0]], "y", caller="demo")
-    with pytest.raises(ValueError, match=r"demo: y holds non-numeric labels: strings \(e\.g\. 'a'\).*numpy\.unique\(y, return_inverse=True\)"):
+    with pytest.raises(
+        ValueError, match=r"demo: y holds non-numeric labels: strings \(e\.g\. 'a'\).*numpy\.unique\(y, return_inverse=True\)"
+    ):
         check_labels(["a", "b"], "y", caller="demo")
     with pytest.raises(ValueError, match=r"demo: y must be 1-D, got shape \(2, 3\)"):
         check_labels(torch.tensor([[0, 5, 2], [1, 1, 3]]), "y", caller="demo")
@@ -520,7 +535,9 @@ def test_check_labels_messages():
 
 def test_check_probabilities_names_logits():
     logits = torch.randn(10, 4) * 3
-    with pytest.raises(ValueError, match=r"demo: pred_probs must hold probabilities.*look like logits; pass torch\.softmax\(logits, dim=1\)"):
+    with pytest.raises(
+        ValueError, match=r"demo: pred_probs must hold probabilities.*look like logits; pass torch\.softmax\(logits, dim=1\)"
+    ):
         check_probabilities(logits, caller="demo")
     with pytest.raises(ValueError, match=r"sums to .* not 1.*look like logits"):
         check_probabilities(torch.sigmoid(logits), caller="demo")

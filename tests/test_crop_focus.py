@@ -70,7 +70,9 @@ def test_focus_pixels_matches_reference(device, dtype, mode):
         masks = torch.rand(B, H, W, generator=g) < 0.05
         classes = torch.tensor([0, 1]) if mode == "rare" else torch.tensor([1])
     else:
-        masks = sparse_masks(B, H, W, dtype, classes=(1, 2, 3, 7), density=0.003 * (1 + torch.rand(1, generator=g).item()), seed=2)
+        masks = sparse_masks(
+            B, H, W, dtype, classes=(1, 2, 3, 7), density=0.003 * (1 + torch.rand(1, generator=g).item()), seed=2
+        )
         masks[3] = 0  # a sample without any focus class
         classes = torch.tensor([c for c in range(256) if c != 255]) if mode == "rare" else torch.tensor([1, 3, 7, 9])
     weights = None if mode == "rare" else torch.rand(classes.numel(), generator=g, dtype=torch.float64) + 0.1
@@ -127,7 +129,9 @@ def test_focus_pixels_opcheck():
     masks = sparse_masks(4, 12, 15, torch.uint8, density=0.05, seed=6)
     classes = torch.tensor([1, 2, 3])
     u = torch.rand(4, 2, dtype=torch.float64)
-    torch.library.opcheck(OP, (masks, classes, torch.tensor([1.0, 0.5, 2.0], dtype=torch.float64), u, torch.tensor([True, False, True, True])))
+    torch.library.opcheck(
+        OP, (masks, classes, torch.tensor([1.0, 0.5, 2.0], dtype=torch.float64), u, torch.tensor([True, False, True, True]))
+    )
     torch.library.opcheck(OP, (masks.long(), classes, None, u, None))
 
 
@@ -182,15 +186,25 @@ def test_every_crop_contains_a_focus_pixel(device):
             masks[b, torch.randint(0, H, (1,), generator=g), torch.randint(0, W, (1,), generator=g)] = 5 if b % 2 else 9
     images = torch.randint(0, 256, (B, 3, H, W), dtype=torch.uint8)
     # a fixed 32 x 32 box, no resize: every box pixel reaches the output
-    aug = bt.augment.BatchAugment(hflip=0.5, vflip=0.5, crop=32, crop_scale=(32 * 32 / (H * W),) * 2, crop_ratio=(1.0, 1.0),
-                                  brightness=0.3, crop_focus={5: 1.0, 9: 1.0}, crop_focus_p=1.0)
+    aug = bt.augment.BatchAugment(
+        hflip=0.5,
+        vflip=0.5,
+        crop=32,
+        crop_scale=(32 * 32 / (H * W),) * 2,
+        crop_ratio=(1.0, 1.0),
+        brightness=0.3,
+        crop_focus={5: 1.0, 9: 1.0},
+        crop_focus_p=1.0,
+    )
     gen = torch.Generator(device=device).manual_seed(0)
     x, m = aug(images.to(device), masks=masks.to(device), generator=gen)
     assert x.shape == (B, 3, 32, 32) and m.shape == (B, 32, 32)
     hit = ((m == 5) | (m == 9)).flatten(1).any(1)
     assert bool(hit.all()), hit
     # the same without crop_focus misses most of them
-    plain = bt.augment.BatchAugment(hflip=0.5, vflip=0.5, crop=32, crop_scale=(32 * 32 / (H * W),) * 2, crop_ratio=(1.0, 1.0), brightness=0.3)
+    plain = bt.augment.BatchAugment(
+        hflip=0.5, vflip=0.5, crop=32, crop_scale=(32 * 32 / (H * W),) * 2, crop_ratio=(1.0, 1.0), brightness=0.3
+    )
     _, m0 = plain(images.to(device), masks=masks.to(device), generator=torch.Generator(device=device).manual_seed(0))
     assert int(((m0 == 5) | (m0 == 9)).flatten(1).any(1).sum()) < B // 2
 
@@ -206,7 +220,9 @@ def test_chosen_pixel_is_uniform_chi_square():
     B = 500
     masks = mask.expand(B, H, W).contiguous()
     images = torch.zeros(B, 3, H, W, dtype=torch.uint8)
-    aug = bt.augment.BatchAugment(crop=(9, 11), crop_scale=(99 / (H * W),) * 2, crop_ratio=(11 / 9, 11 / 9), crop_focus={3: 1.0}, crop_focus_p=1.0)
+    aug = bt.augment.BatchAugment(
+        crop=(9, 11), crop_scale=(99 / (H * W),) * 2, crop_ratio=(11 / 9, 11 / 9), crop_focus={3: 1.0}, crop_focus_p=1.0
+    )
     gen = torch.Generator().manual_seed(1)
     seen = {p: 0 for p in pixels}
     for _ in range(4):
@@ -241,7 +257,7 @@ def test_dict_weights_chi_square():
 
 
 def test_rare_weights_inverse_batch_frequency():
-    """"rare": weight 1 / (pixels of the class in the batch), the most frequent class and the fill label never chosen."""
+    """ "rare": weight 1 / (pixels of the class in the batch), the most frequent class and the fill label never chosen."""
     H, W = 20, 20
     base = torch.zeros(H, W, dtype=torch.uint8)
     base[0, 0:4] = 1  # 4 pixels of class 1 per sample
@@ -307,8 +323,14 @@ def test_same_on_batch_shares_draws_but_uses_each_mask():
     B, H, W = 6, 40, 40
     one = sparse_masks(1, H, W, density=0.003, seed=11)
     images = torch.randint(0, 256, (1, 3, H, W), dtype=torch.uint8).expand(B, 3, H, W).contiguous()
-    aug = bt.augment.BatchAugment(crop=12, crop_scale=(0.09, 0.09), crop_ratio=(1.0, 1.0), same_on_batch=True,
-                                  crop_focus={1: 1.0, 2: 1.0, 3: 1.0}, crop_focus_p=1.0)
+    aug = bt.augment.BatchAugment(
+        crop=12,
+        crop_scale=(0.09, 0.09),
+        crop_ratio=(1.0, 1.0),
+        same_on_batch=True,
+        crop_focus={1: 1.0, 2: 1.0, 3: 1.0},
+        crop_focus_p=1.0,
+    )
     x, m = aug(images, masks=one.expand(B, H, W).contiguous(), generator=torch.Generator().manual_seed(6))
     assert all(torch.equal(x[0], x[i]) and torch.equal(m[0], m[i]) for i in range(B))  # identical masks: identical crops
     masks = sparse_masks(B, H, W, density=0.003, seed=12)
@@ -328,8 +350,14 @@ def test_images_and_masks_get_the_same_crop(device, dtype):
     masks[masks == 0] = torch.randint(10, 20, (int((masks == 0).sum()),), dtype=torch.uint8)  # texture
     images = masks.unsqueeze(1)
     images = images if dtype == torch.uint8 else images.float() / 255
-    aug = bt.augment.BatchAugment(hflip=0.5, crop=(20, 30), crop_scale=(0.1, 0.4), interpolation="nearest",
-                                  crop_focus={1: 1.0, 2: 1.0, 3: 1.0}, crop_focus_p=0.7)
+    aug = bt.augment.BatchAugment(
+        hflip=0.5,
+        crop=(20, 30),
+        crop_scale=(0.1, 0.4),
+        interpolation="nearest",
+        crop_focus={1: 1.0, 2: 1.0, 3: 1.0},
+        crop_focus_p=0.7,
+    )
     x, m = aug(images.to(device), masks=masks.to(device), generator=torch.Generator(device=device).manual_seed(7))
     assert torch.equal((x[:, 0] * 255).round().to(torch.uint8), m)
 
@@ -340,8 +368,9 @@ def test_translation_mode_centres_the_pixel(device):
     masks = sparse_masks(B, H, W, density=0.001, seed=14, fill_frac=0.0)
     masks[:, 0, 0] = 1  # at least one focus pixel everywhere, in a corner
     images = (masks.unsqueeze(1).float() / 255).to(device)
-    aug = bt.augment.BatchAugment(hflip=0.5, rotation=40, scale=(0.8, 1.5), interpolation="nearest",
-                                  crop_focus={1: 1.0, 2: 1.0, 3: 1.0}, crop_focus_p=1.0)
+    aug = bt.augment.BatchAugment(
+        hflip=0.5, rotation=40, scale=(0.8, 1.5), interpolation="nearest", crop_focus={1: 1.0, 2: 1.0, 3: 1.0}, crop_focus_p=1.0
+    )
     gen = torch.Generator(device=device).manual_seed(8)
     params = aug.sample_params(images, generator=torch.Generator(device=device).manual_seed(8), masks=masks.to(device))
     x, m = aug(images, masks=masks.to(device), generator=gen)
@@ -370,14 +399,20 @@ def test_masks_4d_and_int64_and_bool():
     B, H, W = 5, 30, 30
     masks = sparse_masks(B, H, W, torch.int64, density=0.01, seed=15, fill_frac=0.0)
     masks[:, 29, 29] = 3
-    aug = bt.augment.BatchAugment(crop=10, crop_scale=(100 / 900,) * 2, crop_ratio=(1.0, 1.0), crop_focus={3: 1.0}, crop_focus_p=1.0, mask_fill=-100)
+    aug = bt.augment.BatchAugment(
+        crop=10, crop_scale=(100 / 900,) * 2, crop_ratio=(1.0, 1.0), crop_focus={3: 1.0}, crop_focus_p=1.0, mask_fill=-100
+    )
     x, m = aug(torch.rand(B, 3, H, W), masks=masks.unsqueeze(1), generator=torch.Generator().manual_seed(10))
     assert m.shape == (B, 1, 10, 10) and bool((m == 3).flatten(1).any(1).all())
     b = torch.zeros(B, H, W, dtype=torch.bool)
     b[:, 7, 3] = True
-    f = bt.augment.BatchAugment(crop=10, crop_focus="rare", crop_focus_p=1.0).sample_params(torch.rand(B, 3, H, W), masks=b)["focus"]
+    f = bt.augment.BatchAugment(crop=10, crop_focus="rare", crop_focus_p=1.0).sample_params(torch.rand(B, 3, H, W), masks=b)[
+        "focus"
+    ]
     assert bool((f == torch.tensor([7, 3])).all())  # True is the rare label, False the most frequent
-    f = bt.augment.BatchAugment(crop=10, crop_focus={0: 1.0}, crop_focus_p=1.0).sample_params(torch.rand(B, 3, H, W), masks=b)["focus"]
+    f = bt.augment.BatchAugment(crop=10, crop_focus={0: 1.0}, crop_focus_p=1.0).sample_params(torch.rand(B, 3, H, W), masks=b)[
+        "focus"
+    ]
     assert bool((b[torch.arange(B), f[:, 0], f[:, 1]] == 0).all())  # False is a class of bool masks
 
 
@@ -461,7 +496,9 @@ def test_crop_focus_p_zero_is_the_plain_augmentation():
     masks = sparse_masks(B, H, W, density=0.01, seed=16)
     images = torch.randint(0, 256, (B, 3, H, W), dtype=torch.uint8)
     kw = dict(hflip=0.5, crop=12, brightness=0.2)
-    x0, m0 = bt.augment.BatchAugment(**kw, crop_focus="rare", crop_focus_p=0.0)(images, masks=masks, generator=torch.Generator().manual_seed(11))
+    x0, m0 = bt.augment.BatchAugment(**kw, crop_focus="rare", crop_focus_p=0.0)(
+        images, masks=masks, generator=torch.Generator().manual_seed(11)
+    )
     x1, m1 = bt.augment.BatchAugment(**kw)(images, masks=masks, generator=torch.Generator().manual_seed(11))
     assert torch.equal(x0, x1) and torch.equal(m0, m1)
 
@@ -496,8 +533,15 @@ def test_resized_down_crops_always_hold_the_focus_class(device, out, interpolati
     margin = math.ceil(H / out)  # torch's nearest resize never reads the last ceil(box / out) - 1 rows/columns
     masks = _objects(B, H, W, margin, seed=out)
     images = torch.randint(0, 256, (B, 3, H, W), dtype=torch.uint8)
-    aug = bt.augment.BatchAugment(hflip=0.5 if flips else 0.0, vflip=0.5 if flips else 0.0, crop=out, crop_scale=(0.05, 0.5),
-                                  interpolation=interpolation, crop_focus={7: 1.0}, crop_focus_p=1.0)
+    aug = bt.augment.BatchAugment(
+        hflip=0.5 if flips else 0.0,
+        vflip=0.5 if flips else 0.0,
+        crop=out,
+        crop_scale=(0.05, 0.5),
+        interpolation=interpolation,
+        crop_focus={7: 1.0},
+        crop_focus_p=1.0,
+    )
     params = aug.sample_params(images, generator=torch.Generator(device=device).manual_seed(3), masks=masks.to(device))
     x, m = aug(images.to(device), masks=masks.to(device), generator=torch.Generator(device=device).manual_seed(3))
     assert m.shape == (B, out, out)
@@ -533,7 +577,18 @@ def test_focus_placement_is_the_best_possible(device):
             assert 1 <= n <= s and 0 <= st <= full - n
             assert p - st in _reads(n, out)  # always read
             reads = sorted(_reads(s, out))
-            u_of = {x: u for u in reversed(range(out)) for x in [min(math.floor(float(torch.tensor(u, dtype=torch.float32) * (torch.tensor(float(s), dtype=torch.float32) / out))), s - 1)]}
+            u_of = {
+                x: u
+                for u in reversed(range(out))
+                for x in [
+                    min(
+                        math.floor(
+                            float(torch.tensor(u, dtype=torch.float32) * (torch.tensor(float(s), dtype=torch.float32) / out))
+                        ),
+                        s - 1,
+                    )
+                ]
+            }
             possible = [p - x for x in reads if 0 <= p - x <= full - s]
             if possible:
                 assert n == s and p - st in u_of
@@ -564,8 +619,17 @@ def test_focus_start_exhaustive():
 
 def _edge_objects(H, W, oh, ow):
     """One object of oh x ow pixels (class 7) per image, touching each edge and corner, and one in the middle."""
-    spots = [(0, 0), (0, (W - ow) // 2), (0, W - ow), ((H - oh) // 2, 0), ((H - oh) // 2, W - ow), (H - oh, 0),
-             (H - oh, (W - ow) // 2), (H - oh, W - ow), ((H - oh) // 2, (W - ow) // 2)]
+    spots = [
+        (0, 0),
+        (0, (W - ow) // 2),
+        (0, W - ow),
+        ((H - oh) // 2, 0),
+        ((H - oh) // 2, W - ow),
+        (H - oh, 0),
+        (H - oh, (W - ow) // 2),
+        (H - oh, W - ow),
+        ((H - oh) // 2, (W - ow) // 2),
+    ]
     masks = torch.zeros(len(spots), H, W, dtype=torch.uint8)
     for b, (r, c) in enumerate(spots):
         masks[b, r : r + oh, c : c + ow] = 7
@@ -583,8 +647,16 @@ def test_focused_crops_hold_objects_on_every_edge_and_corner(device, obj, image,
     B = masks.shape[0]
     images = torch.randint(0, 256, (B, 3, H, W), dtype=torch.uint8)
     for scale in ((0.05, 0.5), (0.6, 1.0)):
-        aug = bt.augment.BatchAugment(hflip=0.5, vflip=0.5, crop=out, crop_scale=scale, crop_ratio=(0.5, 2.0),
-                                      interpolation=interpolation, crop_focus={7: 1.0}, crop_focus_p=1.0)
+        aug = bt.augment.BatchAugment(
+            hflip=0.5,
+            vflip=0.5,
+            crop=out,
+            crop_scale=scale,
+            crop_ratio=(0.5, 2.0),
+            interpolation=interpolation,
+            crop_focus={7: 1.0},
+            crop_focus_p=1.0,
+        )
         _, m = aug(images.to(device), masks=masks.to(device), generator=torch.Generator(device=device).manual_seed(H + W))
         held = (m == 7).flatten(1).any(1).cpu()
         assert bool(held.all()), f"{int((~held).sum())} of {B} focused crops miss the class"
@@ -597,7 +669,8 @@ def test_no_crop_rotation_and_zoom_keep_the_focus_pixel(device, interpolation, s
     B, (H, W) = 32, size
     masks = _objects(B, H, W, 0, seed=H)
     images = torch.randint(0, 256, (B, 3, H, W), dtype=torch.uint8)
-    aug = bt.augment.BatchAugment(hflip=0.5, rotation=45, scale=(0.3, 2.0), shear=10, interpolation=interpolation,
-                                  crop_focus={7: 1.0}, crop_focus_p=1.0)
+    aug = bt.augment.BatchAugment(
+        hflip=0.5, rotation=45, scale=(0.3, 2.0), shear=10, interpolation=interpolation, crop_focus={7: 1.0}, crop_focus_p=1.0
+    )
     _, m = aug(images.to(device), masks=masks.to(device), generator=torch.Generator(device=device).manual_seed(1))
     assert bool((m[:, H // 2, W // 2] == 7).all())

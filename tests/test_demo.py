@@ -41,7 +41,10 @@ def test_run_demo_prints_the_unseen_slice_and_the_mistakes_grid(tmp_path):
     assert float(auroc) == pytest.approx(nov["auroc"], abs=5e-4)
     assert 0.0 <= nov["flag_rate_unseen"] <= 1.0 and 0.0 <= nov["flag_rate_ordinary"] <= 1.0 and 0.0 <= nov["auroc"] <= 1.0
     # the label-issue line comes first, the novelty line after it, the figure paths last
-    order = [next(i for i, line in enumerate(lines) if line.startswith(p)) for p in ("label issues:", "unseen slice:", "confusion matrices:")]
+    order = [
+        next(i for i, line in enumerate(lines) if line.startswith(p))
+        for p in ("label issues:", "unseen slice:", "confusion matrices:")
+    ]
     assert order == sorted(order)
     grid = os.path.join(str(tmp_path), "mistakes_balanced.png")
     assert lines[-1] == f"most confident mistakes of (b) on the test set: {grid}"
@@ -89,12 +92,18 @@ def test_trained_model_flags_the_rotated_digits(trained):
 def test_cli_seeds_summary_has_the_novelty_auroc(tmp_path):
     r = subprocess.run(
         [sys.executable, "-m", "balancedtorch", "demo", "--epochs", "1", "--seeds", "2", "--no-progress", "--out", str(tmp_path)],
-        capture_output=True, text=True, timeout=300, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
     )
     assert r.returncode == 0, r.stderr[-3000:]
     assert len(NOVELTY_LINE.findall(r.stdout)) == 2
-    summary = re.search(r"novelty AUROC +\(b\) ([01]\.\d{3}) \+- (\d\.\d{3})   flagged: rotated (\d+)% \+- (\d+)%, "
-                        r"ordinary test (\d+)% \+- (\d+)%", r.stdout)
+    summary = re.search(
+        r"novelty AUROC +\(b\) ([01]\.\d{3}) \+- (\d\.\d{3})   flagged: rotated (\d+)% \+- (\d+)%, "
+        r"ordinary test (\d+)% \+- (\d+)%",
+        r.stdout,
+    )
     assert summary, r.stdout[-2000:]
     aurocs = [float(m.group(5)) for m in NOVELTY_LINE.finditer(r.stdout)]
     assert float(summary.group(1)) == pytest.approx(np.mean(aurocs), abs=1e-3)

@@ -61,11 +61,28 @@ def test_scenes_bad_input():
 def test_demo_runs_end_to_end(tmp_path):
     lines = []
     result = demo_seg.run_demo(
-        "cpu", steps=3, seed=1, out=str(tmp_path), progress=False, printer=lines.append, n_train=24, n_val=4, n_test=8, batch_size=4
+        "cpu",
+        steps=3,
+        seed=1,
+        out=str(tmp_path),
+        progress=False,
+        printer=lines.append,
+        n_train=24,
+        n_val=4,
+        n_test=8,
+        batch_size=4,
     )
     text = "\n".join(lines)
-    for key in ("pixel accuracy", "mean IoU", "traffic-light IoU", "traffic-light recall", "IoU red", "recall yellow",
-                "IoU green", "training time"):
+    for key in (
+        "pixel accuracy",
+        "mean IoU",
+        "traffic-light IoU",
+        "traffic-light recall",
+        "IoU red",
+        "recall yellow",
+        "IoU green",
+        "training time",
+    ):
         assert key in text, key
     for run in ("plain", "balanced"):
         r = result[run]
@@ -80,7 +97,10 @@ def test_demo_runs_end_to_end(tmp_path):
 def test_cli_segmentation_demo(tmp_path):
     r = subprocess.run(
         [sys.executable, "-m", "balancedtorch", "demo", "--task", "segmentation", "--epochs", "3"],
-        capture_output=True, text=True, timeout=120, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
     )
     assert r.returncode == 2 and "--steps" in r.stderr and "Traceback" not in r.stderr
     r = subprocess.run(

@@ -149,10 +149,16 @@ def test_plot_novel_highest_scores_first():
         (lambda im, y, p: bt.quality.plot_mistakes(im, y, p, class_names=["a"]), ValueError, "class_names"),
         (lambda im, y, p: bt.quality.plot_mistakes(im[0, 0, 0], y, p), ValueError, "images must be"),
         (lambda im, y, p: bt.quality.plot_mistakes(object(), y, p), TypeError, "images must be"),
-        (lambda im, y, p: bt.quality.plot_mistakes(im.float().masked_fill(im == im.max(), float("nan")), y, p),
-         ValueError, "non-finite"),
-        (lambda im, y, p: bt.quality.plot_mistakes(im[:, :, None].expand(-1, -1, 2, -1, -1).reshape(120, 6, 6, 5), y, p),
-         ValueError, r"C in \(1, 3, 4\)"),
+        (
+            lambda im, y, p: bt.quality.plot_mistakes(im.float().masked_fill(im == im.max(), float("nan")), y, p),
+            ValueError,
+            "non-finite",
+        ),
+        (
+            lambda im, y, p: bt.quality.plot_mistakes(im[:, :, None].expand(-1, -1, 2, -1, -1).reshape(120, 6, 6, 5), y, p),
+            ValueError,
+            r"C in \(1, 3, 4\)",
+        ),
         (lambda im, y, p: bt.quality.plot_mistakes(im.long() * 2, y, p), ValueError, r"outside \[0, 255\]"),
         (lambda im, y, p: bt.quality.plot_novel(im, torch.randn(119)), ValueError, "images has 120 entries but scores has 119"),
         (lambda im, y, p: bt.quality.plot_novel(im, torch.full((120,), float("nan"))), ValueError, "scores must be finite"),
@@ -179,7 +185,9 @@ def test_estimated_noise_rate_equals_cleanlab(seed):
 
 
 def run_cli(*args, timeout=300):
-    return subprocess.run([sys.executable, "-m", "balancedtorch", *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "balancedtorch", *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT
+    )
 
 
 def _expected_report(y, p, names=None):
@@ -252,8 +260,14 @@ def test_inspect_predictions_logits_key(tmp_path, capsys):
         (lambda d, y, p: d / "missing.pt", [], "no such file"),
         (lambda d, y, p: torch.save({"labels": y, "pred_probs": p}, d / "x.pt") or d / "x.pt", ["--out", "o"], "pass --images"),
         (lambda d, y, p: torch.save({"labels": y, "pred_probs": p}, d / "x.pt") or d / "x.pt", ["-n", "0"], "-n must be >= 1"),
-        (lambda d, y, p: (torch.save({"labels": y, "pred_probs": p}, d / "x.pt"), torch.save(torch.rand(5, 3, 4, 4), d / "i.pt"))
-         and d / "x.pt", ["--images", "{d}/i.pt"], "images has 5 entries but labels has 80"),
+        (
+            lambda d, y, p: (
+                (torch.save({"labels": y, "pred_probs": p}, d / "x.pt"), torch.save(torch.rand(5, 3, 4, 4), d / "i.pt"))
+                and d / "x.pt"
+            ),
+            ["--images", "{d}/i.pt"],
+            "images has 5 entries but labels has 80",
+        ),
     ],
 )
 def test_inspect_predictions_errors_are_one_line(tmp_path, capsys, make, extra, match):

@@ -132,7 +132,9 @@ def _copy_suite(dest: Path) -> None:
         src = (IMBLEARN / rel).read_text()
         new = _rewrite(src)
         assert "from balancedtorch.resample import" in new, f"{rel}: no import was rewritten"
-        assert not re.search(r"^from imblearn\.(combine|over_sampling|under_sampling) import .*\b(" + "|".join(SHIPPED) + r")\b", new, re.M)
+        assert not re.search(
+            r"^from imblearn\.(combine|over_sampling|under_sampling) import .*\b(" + "|".join(SHIPPED) + r")\b", new, re.M
+        )
         (dest / Path(rel).name).write_text(new)
 
 
@@ -157,8 +159,20 @@ def test_imblearn_own_tests_pass(tmp_path):
     junit = tmp_path / "junit.xml"
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly", f"--junitxml={junit}",
-           "--rootdir", str(suite), str(suite)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "-p",
+        "no:randomly",
+        f"--junitxml={junit}",
+        "--rootdir",
+        str(suite),
+        str(suite),
+    ]
     # node ids relative to the rootdir (pytest ignores a --deselect given as an absolute path)
     for test_id in NOT_SHIPPED:
         cmd += ["--deselect", test_id]
@@ -178,8 +192,10 @@ def test_imblearn_own_tests_pass(tmp_path):
         f = t.split("::")[0]
         per_file[f, "total"] += 1
         per_file[f, "excluded" if t in EXCLUDED else o] += 1
-    lines = [f"{f}: {per_file[f, 'passed']} passed / {per_file[f, 'excluded']} excluded / {per_file[f, 'total']} total"
-             for f in sorted({k[0] for k in per_file})]
+    lines = [
+        f"{f}: {per_file[f, 'passed']} passed / {per_file[f, 'excluded']} excluded / {per_file[f, 'total']} total"
+        for f in sorted({k[0] for k in per_file})
+    ]
     print("\n".join(lines))
     files = {k[0] for k in per_file}
     passed, total = sum(per_file[f, "passed"] for f in files), sum(per_file[f, "total"] for f in files)
@@ -240,8 +256,18 @@ def test_not_shipped_ids_exist_and_are_deselected(tmp_path):
     _copy_suite(suite)
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    base = [sys.executable, "-m", "pytest", "-q", "--collect-only", "-p", "no:cacheprovider", "--rootdir", str(suite),
-            *sorted({t.split("::")[0] for t in NOT_SHIPPED})]
+    base = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "--collect-only",
+        "-p",
+        "no:cacheprovider",
+        "--rootdir",
+        str(suite),
+        *sorted({t.split("::")[0] for t in NOT_SHIPPED}),
+    ]
 
     def collected(extra):
         proc = subprocess.run(base + extra, cwd=suite, env=env, capture_output=True, text=True, timeout=120)

@@ -105,7 +105,9 @@ def test_unsigned_labels_work_everywhere(dtype):
     b = bt.data.StratifiedBatchSampler(labels, 10, seed=3)
     assert torch.equal(a.indices(), b.indices())
     groups = {"slice": np.arange(len(labels)) % 4}
-    assert torch.equal(bt.quality.coverage_report(y, groups)["slice"]["counts"], bt.quality.coverage_report(labels, groups)["slice"]["counts"])
+    assert torch.equal(
+        bt.quality.coverage_report(y, groups)["slice"]["counts"], bt.quality.coverage_report(labels, groups)["slice"]["counts"]
+    )
     assert torch.equal(bt.data.labels_of(y), labels)
     probs = torch.softmax(torch.randn(len(labels), 5, dtype=torch.float64), 1)
     assert np.array_equal(bt.quality.find_label_issues(y, probs), bt.quality.find_label_issues(labels, probs))
@@ -178,7 +180,11 @@ def test_class_p_labels_checked():
     with pytest.raises(ValueError, match=r"labels must have shape \(3,\)"):
         aug(images, labels=torch.tensor([0, 1]))
     # unsigned and integer-valued float labels work as their int64 values
-    for labels in (torch.tensor([0, 1, 2], dtype=torch.uint32), torch.tensor([0.0, 1.0, 2.0]), np.array([0, 1, 2], dtype=np.uint64)):
+    for labels in (
+        torch.tensor([0, 1, 2], dtype=torch.uint32),
+        torch.tensor([0.0, 1.0, 2.0]),
+        np.array([0, 1, 2], dtype=np.uint64),
+    ):
         a = aug.sample_params(images, labels, torch.Generator().manual_seed(1))["applied"]
         b = aug.sample_params(images, torch.tensor([0, 1, 2]), torch.Generator().manual_seed(1))["applied"]
         assert torch.equal(a, b)
@@ -195,20 +201,42 @@ def test_class_p_is_copied():
 # --- 5. NaN / inf parameters -----------------------------------------------------------------
 
 AUGMENT_BAD = [
-    ("rotation", NAN), ("rotation", INF), ("rotation", (NAN, 10.0)), ("rotation", (-10.0, INF)),
-    ("translate", (NAN, 0.1)), ("translate", NAN),
-    ("scale", NAN), ("scale", (NAN, 1.2)), ("scale", (0.8, INF)),
-    ("shear", NAN), ("shear", (0.0, NAN)), ("shear", (0.0, 1.0, NAN, 2.0)), ("shear", INF),
-    ("brightness", NAN), ("brightness", INF), ("brightness", (NAN, 1.2)),
-    ("contrast", NAN), ("contrast", (0.5, NAN)),
-    ("saturation", NAN), ("saturation", (NAN, NAN)),
-    ("hue", NAN), ("hue", (NAN, 0.1)),
-    ("p", NAN), ("hflip", NAN), ("vflip", NAN), ("p", INF),
-    ("class_p", {0: NAN}), ("class_p", {1: INF}),
-    ("mean", (NAN, 0.5, 0.5)), ("mean", (0.5, INF, 0.5)),
-    ("std", (0.2, NAN, 0.2)), ("std", (INF, 0.2, 0.2)),
-    ("crop_scale", (NAN, 1.0)), ("crop_ratio", (0.75, INF)),
-    ("fill", NAN), ("fill", INF),
+    ("rotation", NAN),
+    ("rotation", INF),
+    ("rotation", (NAN, 10.0)),
+    ("rotation", (-10.0, INF)),
+    ("translate", (NAN, 0.1)),
+    ("translate", NAN),
+    ("scale", NAN),
+    ("scale", (NAN, 1.2)),
+    ("scale", (0.8, INF)),
+    ("shear", NAN),
+    ("shear", (0.0, NAN)),
+    ("shear", (0.0, 1.0, NAN, 2.0)),
+    ("shear", INF),
+    ("brightness", NAN),
+    ("brightness", INF),
+    ("brightness", (NAN, 1.2)),
+    ("contrast", NAN),
+    ("contrast", (0.5, NAN)),
+    ("saturation", NAN),
+    ("saturation", (NAN, NAN)),
+    ("hue", NAN),
+    ("hue", (NAN, 0.1)),
+    ("p", NAN),
+    ("hflip", NAN),
+    ("vflip", NAN),
+    ("p", INF),
+    ("class_p", {0: NAN}),
+    ("class_p", {1: INF}),
+    ("mean", (NAN, 0.5, 0.5)),
+    ("mean", (0.5, INF, 0.5)),
+    ("std", (0.2, NAN, 0.2)),
+    ("std", (INF, 0.2, 0.2)),
+    ("crop_scale", (NAN, 1.0)),
+    ("crop_ratio", (0.75, INF)),
+    ("fill", NAN),
+    ("fill", INF),
 ]
 
 
@@ -543,7 +571,9 @@ def test_consumed_batches_pattern_resumes_exactly(kind, stop):
     checkpoint = {"sampler": start, "batches": batches}
 
     fresh = make()
-    fresh.load_state_dict({**checkpoint["sampler"], "position": checkpoint["sampler"]["position"] + checkpoint["batches"] * per_batch})
+    fresh.load_state_dict(
+        {**checkpoint["sampler"], "position": checkpoint["sampler"]["position"] + checkpoint["batches"] * per_batch}
+    )
     rest = [i for batch in loader_of(fresh) for i in batch.tolist()]
     assert consumed + rest == full
     assert Counter(consumed + rest) == Counter(full)
@@ -569,10 +599,13 @@ def test_class_weights_of_counts_whose_sum_overflows(scheme, normalize, ieee_den
     assert small[2] > small[0]
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(counts=[1e308, 1e308, 1], normalize=None), "raw inverse weights overflow float64"),
-    (dict(counts=[1, 70000], dtype=torch.float16, normalize=None), "overflow dtype=torch.float16"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(counts=[1e308, 1e308, 1], normalize=None), "raw inverse weights overflow float64"),
+        (dict(counts=[1, 70000], dtype=torch.float16, normalize=None), "overflow dtype=torch.float16"),
+    ],
+)
 def test_class_weights_that_cannot_be_represented(kwargs, match):
     with pytest.raises(ValueError, match=match):
         bt.class_weights(**kwargs)

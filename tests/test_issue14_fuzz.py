@@ -184,8 +184,14 @@ def test_inspect_predictions_unreadable_files_and_out_folder_give_one_line(tmp_p
     rc, _, err = _cli("inspect", str(tmp_path / "corrupt.pt"))  # the labels reader shares the loader
     assert rc == 2 and "cannot read labels" in err and len(err.strip().splitlines()) == 1, err
     (tmp_path / "afile").write_text("x")  # --out naming a file: os.makedirs raised FileExistsError (a traceback)
-    rc, out, err = _cli("inspect-predictions", str(tmp_path / "preds.pt"), "--images", str(tmp_path / "images.pt"),
-                        "--out", str(tmp_path / "afile"))
+    rc, out, err = _cli(
+        "inspect-predictions",
+        str(tmp_path / "preds.pt"),
+        "--images",
+        str(tmp_path / "images.pt"),
+        "--out",
+        str(tmp_path / "afile"),
+    )
     assert rc == 2 and "--out" in err and "cannot create the folder" in err and len(err.strip().splitlines()) == 1, err
 
 

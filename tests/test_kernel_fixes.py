@@ -176,12 +176,12 @@ def test_segmentation_loss_classes_past_2_24(device, gamma):
     t = torch.tensor([[2**24 + 1, 2**24]], device=device)
     loss = btf.focal_loss(x, t, gamma=gamma, reduction="none") if gamma else btf.cross_entropy(x, t, reduction="none")
     grad_out = torch.rand_like(loss)
-    (grad, ) = torch.autograd.grad(loss, x, grad_out)
+    (grad,) = torch.autograd.grad(loss, x, grad_out)
     lp = F.log_softmax(x.detach().double(), dim=1)
     lp.requires_grad_(True)
     lpt = lp.gather(1, t.unsqueeze(1)).squeeze(1)
     ref = -((1 - lpt.exp()) ** gamma) * lpt
-    (ref_grad, ) = torch.autograd.grad(ref, lp, grad_out.double())
+    (ref_grad,) = torch.autograd.grad(ref, lp, grad_out.double())
     # d/dx of f(log_softmax(x)): g - softmax * sum(g)
     p = lp.detach().exp()
     ref_grad_x = ref_grad - p * ref_grad.sum(1, keepdim=True)
@@ -263,7 +263,10 @@ def test_raw_alias_table_with_extreme_weight_sums(weights, shares):
 def test_raw_sample_without_replacement_with_subnormal_weights():
     w = torch.tensor([1e-320, 1e-320, 3e-320], dtype=torch.float64)
     g = torch.Generator().manual_seed(0)
-    first = [int(torch.ops.balancedtorch.sample_without_replacement(w, torch.rand(3, dtype=torch.float64, generator=g), 1)) for _ in range(3000)]
+    first = [
+        int(torch.ops.balancedtorch.sample_without_replacement(w, torch.rand(3, dtype=torch.float64, generator=g), 1))
+        for _ in range(3000)
+    ]
     share = torch.bincount(torch.tensor(first), minlength=3).double() / 3000
     torch.testing.assert_close(share, torch.tensor([0.2, 0.2, 0.6], dtype=torch.float64), atol=0.03, rtol=0)
 
@@ -274,12 +277,33 @@ _OPS = torch.ops.balancedtorch
 @pytest.mark.parametrize(
     "call, match",
     [
-        (lambda: _OPS.alias_sample(torch.zeros(3, dtype=torch.float64), torch.tensor([10**9, -5, 2**40]), torch.tensor([1]), 1000), r"alias holds indices outside \[0, 3\)"),
-        (lambda: _OPS.alias_sample_packed(torch.tensor([-1, 2**62, 2**63 - 1, -(2**63)]), torch.tensor([1]), 1000), r"outside \[0, 4\)"),
-        (lambda: _OPS.alias_pack(torch.tensor([float("nan"), 0.5], dtype=torch.float64), torch.tensor([0, 1])), r"prob\[0\] = nan"),
+        (
+            lambda: _OPS.alias_sample(
+                torch.zeros(3, dtype=torch.float64), torch.tensor([10**9, -5, 2**40]), torch.tensor([1]), 1000
+            ),
+            r"alias holds indices outside \[0, 3\)",
+        ),
+        (
+            lambda: _OPS.alias_sample_packed(torch.tensor([-1, 2**62, 2**63 - 1, -(2**63)]), torch.tensor([1]), 1000),
+            r"outside \[0, 4\)",
+        ),
+        (
+            lambda: _OPS.alias_pack(torch.tensor([float("nan"), 0.5], dtype=torch.float64), torch.tensor([0, 1])),
+            r"prob\[0\] = nan",
+        ),
         (lambda: _OPS.alias_pack(torch.tensor([1.0, 0.5], dtype=torch.float64), torch.tensor([0, 7])), r"alias\[1\] = 7"),
-        (lambda: _OPS.sample_without_replacement(torch.rand(3, dtype=torch.float64), torch.tensor([0.5, float("nan"), 0.1], dtype=torch.float64), 2), r"uniforms\[1\] = nan"),
-        (lambda: _OPS.sample_without_replacement(torch.rand(3, dtype=torch.float64), torch.tensor([0.5, 1.5, 0.1], dtype=torch.float64), 2), r"uniforms\[1\] = 1.5"),
+        (
+            lambda: _OPS.sample_without_replacement(
+                torch.rand(3, dtype=torch.float64), torch.tensor([0.5, float("nan"), 0.1], dtype=torch.float64), 2
+            ),
+            r"uniforms\[1\] = nan",
+        ),
+        (
+            lambda: _OPS.sample_without_replacement(
+                torch.rand(3, dtype=torch.float64), torch.tensor([0.5, 1.5, 0.1], dtype=torch.float64), 2
+            ),
+            r"uniforms\[1\] = 1.5",
+        ),
     ],
 )
 def test_raw_sampling_ops_refuse_hand_made_tables(call, match):
@@ -301,7 +325,9 @@ def test_losses_refuse_mixed_devices():
     with pytest.raises(ValueError, match="softmax_loss: target is on meta but input is on cpu"):
         btf.cross_entropy(torch.randn(4, 3), torch.zeros(4, dtype=torch.long, device="meta"))
     with pytest.raises(ValueError, match="softmax_loss: weight is on meta"):
-        _OPS.softmax_loss(torch.randn(4, 3), torch.zeros(4, dtype=torch.long), torch.ones(3, device="meta"), None, -100, 0.0, 0.0, 1, True)
+        _OPS.softmax_loss(
+            torch.randn(4, 3), torch.zeros(4, dtype=torch.long), torch.ones(3, device="meta"), None, -100, 0.0, 0.0, 1, True
+        )
     with pytest.raises(ValueError, match="sigmoid_focal_loss: target is on meta but input is on cpu"):
         btf.sigmoid_focal_loss(torch.randn(4, 3), torch.zeros(4, 3, device="meta"))
 
@@ -312,13 +338,34 @@ def _raw_loss_calls(dev_a, dev_b, ops=_OPS):
     b = lambda *s, **k: torch.zeros(*s, device=dev_b, **k)  # noqa: E731
     L = torch.long
     return [
-        (lambda: ops.ohem_prob_weights(a(4) + 0.5, b(4, dtype=L), None, 255, 0.7, 1), f"ohem_prob_weights: target is on {dev_b} but probs is on {dev_a}"),
-        (lambda: ops.ohem_prob_weights(a(4, 3) + 0.5, a(4, 3, dtype=L), b(3) + 1, 255, 0.7, 1), f"ohem_prob_weights: weight is on {dev_b} but probs is on {dev_a}"),
-        (lambda: ops.softmax_loss_target_prob(a(4, 3), b(4, dtype=L), -100, False), f"target is on {dev_b} but input is on {dev_a}"),
-        (lambda: ops.softmax_loss(a(4, 3), b(4, dtype=L), None, None, -100, 0.0, 0.0, 1, False), f"softmax_loss: target is on {dev_b} but input is on {dev_a}"),
-        (lambda: ops.softmax_loss(a(4, 3), a(4, dtype=L), b(3) + 1, None, -100, 0.0, 0.0, 1, False), f"softmax_loss: weight is on {dev_b} but input is on {dev_a}"),
-        (lambda: ops.softmax_loss(a(4, 3), a(4, dtype=L), None, b(3), -100, 0.0, 0.0, 1, False), f"softmax_loss: logit_bias is on {dev_b} but input is on {dev_a}"),
-        (lambda: ops.sigmoid_focal_loss(a(4, 3), a(4, 3), b(3) + 1, 0.25, 2.0, 1, False), f"sigmoid_focal_loss: pos_weight is on {dev_b} but input is on {dev_a}"),
+        (
+            lambda: ops.ohem_prob_weights(a(4) + 0.5, b(4, dtype=L), None, 255, 0.7, 1),
+            f"ohem_prob_weights: target is on {dev_b} but probs is on {dev_a}",
+        ),
+        (
+            lambda: ops.ohem_prob_weights(a(4, 3) + 0.5, a(4, 3, dtype=L), b(3) + 1, 255, 0.7, 1),
+            f"ohem_prob_weights: weight is on {dev_b} but probs is on {dev_a}",
+        ),
+        (
+            lambda: ops.softmax_loss_target_prob(a(4, 3), b(4, dtype=L), -100, False),
+            f"target is on {dev_b} but input is on {dev_a}",
+        ),
+        (
+            lambda: ops.softmax_loss(a(4, 3), b(4, dtype=L), None, None, -100, 0.0, 0.0, 1, False),
+            f"softmax_loss: target is on {dev_b} but input is on {dev_a}",
+        ),
+        (
+            lambda: ops.softmax_loss(a(4, 3), a(4, dtype=L), b(3) + 1, None, -100, 0.0, 0.0, 1, False),
+            f"softmax_loss: weight is on {dev_b} but input is on {dev_a}",
+        ),
+        (
+            lambda: ops.softmax_loss(a(4, 3), a(4, dtype=L), None, b(3), -100, 0.0, 0.0, 1, False),
+            f"softmax_loss: logit_bias is on {dev_b} but input is on {dev_a}",
+        ),
+        (
+            lambda: ops.sigmoid_focal_loss(a(4, 3), a(4, 3), b(3) + 1, 0.25, 2.0, 1, False),
+            f"sigmoid_focal_loss: pos_weight is on {dev_b} but input is on {dev_a}",
+        ),
     ]
 
 
@@ -344,7 +391,9 @@ def test_cpu_kernels_report_mixed_devices_as_value_errors(case):
         call()
     # knn's checks too
     with pytest.raises(ValueError, match="knn: groups is on meta but x is on cpu"):
-        torch.ops.balancedtorch.knn.default.redispatch(cpu, torch.randn(5, 3), 1, torch.zeros(5, dtype=torch.long, device="meta"), None, None)
+        torch.ops.balancedtorch.knn.default.redispatch(
+            cpu, torch.randn(5, 3), 1, torch.zeros(5, dtype=torch.long, device="meta"), None, None
+        )
 
 
 @pytest.mark.cuda

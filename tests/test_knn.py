@@ -12,7 +12,11 @@ def reference_knn(x, k, groups=None, ref=None, ref_groups=None):
     self = ref is None
     r = (x if self else ref).double()
     rows = max(1, (64 << 20) // (8 * max(1, r.shape[0] * r.shape[1])))  # bounded memory per chunk
-    d = torch.cat([((c[:, None, :] - r[None, :, :]) ** 2).sum(-1) for c in x.double().split(rows)]) if x.shape[0] else x.new_zeros(0, r.shape[0], dtype=torch.float64)
+    d = (
+        torch.cat([((c[:, None, :] - r[None, :, :]) ** 2).sum(-1) for c in x.double().split(rows)])
+        if x.shape[0]
+        else x.new_zeros(0, r.shape[0], dtype=torch.float64)
+    )
     if groups is not None:
         rg = groups if ref_groups is None else ref_groups
         d[groups[:, None] != rg[None, :]] = float("inf")
@@ -64,14 +68,19 @@ def test_half_precision_and_opcheck():
     rd, ri = reference_knn(x.half().float(), 3)
     assert d.dtype == torch.float16 and torch.equal(i, ri)
     torch.library.opcheck(torch.ops.balancedtorch.knn.default, (x, 3, None, None, None, 1 << 20))
-    torch.library.opcheck(torch.ops.balancedtorch.knn.default, (x, 2, torch.randint(0, 2, (100,)), x[:50], torch.randint(0, 2, (50,)), 1 << 20))
+    torch.library.opcheck(
+        torch.ops.balancedtorch.knn.default, (x, 2, torch.randint(0, 2, (100,)), x[:50], torch.randint(0, 2, (50,)), 1 << 20)
+    )
 
 
 @pytest.mark.parametrize(
     "kwargs, match",
     [
         (dict(k=0), "k must be >= 1, got 0"),
-        (dict(k=10, groups=torch.tensor([0] * 5 + [1] * 15)), r"k=10 but a query has only 4 candidate neighbours in its group \(itself excluded\)"),
+        (
+            dict(k=10, groups=torch.tensor([0] * 5 + [1] * 15)),
+            r"k=10 but a query has only 4 candidate neighbours in its group \(itself excluded\)",
+        ),
         (dict(k=20), "k=20 but a query has only 19 candidate"),
         (dict(k=2, ref=torch.randn(5, 3)), r"ref must have shape \(M, D\) with D = 4"),
         (dict(k=2, ref_groups=torch.zeros(20, dtype=torch.long)), "ref_groups needs groups"),

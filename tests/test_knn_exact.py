@@ -47,7 +47,9 @@ def assert_exact(x, k, groups=None, ref=None, ref_groups=None, **kw):
     # the true distances of the returned points, in the order returned
     true = ((x.double().unsqueeze(1) - r[i]) ** 2).sum(-1)
     bad = ~torch.isclose(true, rd, rtol=1e-12, atol=0.0).all(1)
-    assert not bool(bad.any()), f"{int(bad.sum())} of {x.shape[0]} rows have a non-nearest neighbour, e.g. row {int(bad.nonzero()[0, 0])}"
+    assert not bool(bad.any()), (
+        f"{int(bad.sum())} of {x.shape[0]} rows have a non-nearest neighbour, e.g. row {int(bad.nonzero()[0, 0])}"
+    )
     # distinct, never the row itself, within its group
     assert bool((i.sort(1).values.diff(1) > 0).all()) if k > 1 else True
     if self:
@@ -193,7 +195,11 @@ def test_bounded_fuzz():
             n_clusters = int(rng.integers(1, 30))
             scale = float(10.0 ** rng.integers(-5, 0))
             centres = torch.randn(n_clusters, dim, dtype=torch.float64, generator=g) * float(10.0 ** rng.integers(-1, 3))
-            x = offset + centres[torch.randint(0, n_clusters, (n,), generator=g)] + scale * torch.randn(n, dim, dtype=torch.float64, generator=g)
+            x = (
+                offset
+                + centres[torch.randint(0, n_clusters, (n,), generator=g)]
+                + scale * torch.randn(n, dim, dtype=torch.float64, generator=g)
+            )
             if rng.random() < 0.3:  # duplicates
                 x = x[torch.randint(0, n, (n,), generator=g)]
             if rng.random() < 0.3:  # a lattice
@@ -241,7 +247,9 @@ def test_zero_features_raise():
 @pytest.mark.parametrize("name", ["SMOTE", "TomekLinks", "NearMiss", "EditedNearestNeighbours", "ADASYN"])
 def test_resamplers_refuse_zero_features(name):
     X, y = np.zeros((12, 0)), np.array([0] * 8 + [1] * 4)
-    with pytest.raises(ValueError, match=rf"Found array with 0 feature\(s\) \(shape=\(12, 0\)\) while a minimum of 1 is required by {name}"):
+    with pytest.raises(
+        ValueError, match=rf"Found array with 0 feature\(s\) \(shape=\(12, 0\)\) while a minimum of 1 is required by {name}"
+    ):
         getattr(bt.resample, name)().fit_resample(X, y)
 
 
@@ -268,7 +276,9 @@ def test_distances_are_differentiable():
 def test_opcheck_with_grad():
     x = torch.randn(50, 6, requires_grad=True)
     torch.library.opcheck(torch.ops.balancedtorch.knn.default, (x, 3, None, None, None, 1 << 20))
-    torch.library.opcheck(torch.ops.balancedtorch.knn.default, (x, 2, None, torch.randn(20, 6, requires_grad=True), None, 1 << 20))
+    torch.library.opcheck(
+        torch.ops.balancedtorch.knn.default, (x, 2, None, torch.randn(20, 6, requires_grad=True), None, 1 << 20)
+    )
 
 
 def test_sparse_group_values():
@@ -292,7 +302,15 @@ def test_group_dtypes(dtype):
     assert torch.equal(want[1], got[1])
 
 
-@pytest.mark.parametrize("dtype, values", [(torch.float32, [1e-40, 0.0, 3e-40]), (torch.float64, [1e-310, 0.0, 3e-310]), (torch.float64, [1e-150, 0.0, 3e-150]), (torch.bfloat16, [1e-39, 0.0, 3e-39])])
+@pytest.mark.parametrize(
+    "dtype, values",
+    [
+        (torch.float32, [1e-40, 0.0, 3e-40]),
+        (torch.float64, [1e-310, 0.0, 3e-310]),
+        (torch.float64, [1e-150, 0.0, 3e-150]),
+        (torch.bfloat16, [1e-39, 0.0, 3e-39]),
+    ],
+)
 def test_subnormal_and_tiny_points(dtype, values):
     # the search scales them up by a power of two beyond the dtype's range (2^132 for float32): it returned -1 / inf / nan
     x = torch.tensor(values, dtype=dtype).unsqueeze(1)

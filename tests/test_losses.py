@@ -26,7 +26,7 @@ def make_case(shape, device, dtype=torch.float32, target_dtype=torch.int64, igno
     else:
         t = torch.randint(0, C, tshape)
         if not unbatched and t.numel() > 2:
-            t.view(-1)[:: 3] = ignore_index  # every third target ignored
+            t.view(-1)[::3] = ignore_index  # every third target ignored
         t = t.to(device=device, dtype=target_dtype)
     return x, t, C
 
@@ -107,9 +107,7 @@ def test_probability_targets_equal_torch(device, shape, weighted, label_smoothin
     got = bt.nn.CrossEntropyLoss(**kw).to(device)(xo, t)
     torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-6)
     g = torch.randn_like(expected)
-    torch.testing.assert_close(
-        torch.autograd.grad(got, xo, g)[0], torch.autograd.grad(expected, xr, g)[0], rtol=1e-5, atol=1e-7
-    )
+    torch.testing.assert_close(torch.autograd.grad(got, xo, g)[0], torch.autograd.grad(expected, xr, g)[0], rtol=1e-5, atol=1e-7)
 
 
 @pytest.mark.parametrize("num_classes", [1, 2, 31, 1000, 2051])
@@ -424,7 +422,9 @@ def test_bad_gamma_and_targets(device):
         btf.focal_loss(x, torch.tensor([0, 1, 2], device=device), gamma=-1.0)
     with pytest.raises(ValueError, match=r"gamma must be a real number, got nan"):
         bt.nn.FocalLoss(gamma=float("nan"))
-    with pytest.raises(ValueError, match=r"target must hold class indices in \[0, C=5\) or ignore_index=-100, got target 5 at flat index 1"):
+    with pytest.raises(
+        ValueError, match=r"target must hold class indices in \[0, C=5\) or ignore_index=-100, got target 5 at flat index 1"
+    ):
         btf.cross_entropy(x, torch.tensor([0, 5, 2], device=device))
     with pytest.raises(ValueError, match="got target -3 at flat index 2"):
         btf.focal_loss(x, torch.tensor([0, 1, -3], device=device))
@@ -477,7 +477,9 @@ def test_torch_compile_fullgraph(device):
 
 def sigmoid_focal_reference(x, y, alpha, gamma, reduction, pos_weight=None):
     x, y = x.double(), y.double()
-    ce = F.binary_cross_entropy_with_logits(x, y, reduction="none", pos_weight=None if pos_weight is None else pos_weight.double())
+    ce = F.binary_cross_entropy_with_logits(
+        x, y, reduction="none", pos_weight=None if pos_weight is None else pos_weight.double()
+    )
     p = torch.sigmoid(x)
     m = p * (1 - y) + (1 - p) * y
     loss = ce * m**gamma

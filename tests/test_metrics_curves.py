@@ -35,6 +35,7 @@ def probs_case(rng, N, K, tied=False, absent=()):
 def assert_matches_sklearn_ranking(r, probs, y, K):
     """Per-class one-vs-rest AP / ROC AUC equal to scikit-learn, NaN where undefined, macro over defined."""
     from sklearn import metrics as skm
+
     aps, aucs, pos = [], [], []
     for c in range(K):
         yc = y == c
@@ -54,6 +55,7 @@ def assert_matches_sklearn_ranking(r, probs, y, K):
 @pytest.mark.parametrize("given", ["logits", "probabilities"])
 def test_exact_multiclass_equals_sklearn(tied, given, device):
     from sklearn import metrics as skm
+
     rng = np.random.default_rng(3 + tied)
     K, N = 4, 700
     logits, probs, y = probs_case(rng, N, K, tied=tied)
@@ -102,6 +104,7 @@ def test_logits_and_their_softmax_give_the_same_curves():
 
 def test_absent_classes_are_nan_and_left_out_of_the_averages():
     from sklearn import metrics as skm
+
     rng = np.random.default_rng(7)
     K = 5
     _, probs, y = probs_case(rng, 400, K, absent=(1, 3))
@@ -115,9 +118,7 @@ def test_absent_classes_are_nan_and_left_out_of_the_averages():
     assert_matches_sklearn_ranking(r, probs.numpy(), y, K)
     present = [0, 2, 4]
     sub = probs.numpy()[:, present]
-    assert r["macro_roc_auc"] == pytest.approx(
-        np.mean([skm.roc_auc_score(y == c, probs.numpy()[:, c]) for c in present])
-    )
+    assert r["macro_roc_auc"] == pytest.approx(np.mean([skm.roc_auc_score(y == c, probs.numpy()[:, c]) for c in present]))
     assert r["macro_average_precision"] == pytest.approx(skm.average_precision_score(np.eye(K)[y][:, present], sub))
     # nothing at all: every ranking metric undefined, no crash
     empty = CM(K, curves=True).compute()
@@ -152,6 +153,7 @@ def test_empty_update_adds_nothing_and_ranking_metrics_are_nan_without_warning(k
 
 def test_mean_iou_equals_sklearn_macro_jaccard():
     from sklearn import metrics as skm
+
     rng = np.random.default_rng(11)
     for K, absent in ((4, ()), (5, (2,))):
         _, probs, y = probs_case(rng, 300, K, absent=absent)
@@ -163,6 +165,7 @@ def test_mean_iou_equals_sklearn_macro_jaccard():
 
 def test_segmentation_with_channel_targets_and_ignore_index(device):
     from sklearn import metrics as skm
+
     g = torch.Generator().manual_seed(5)
     K = 3
     logits = torch.randn(2, K, 12, 10, generator=g)
@@ -181,6 +184,7 @@ def test_segmentation_with_channel_targets_and_ignore_index(device):
 @pytest.mark.parametrize("form", ["scores_N", "logits_N1", "masks_N1HW", "two_columns"])
 def test_binary_inputs(form, device):
     from sklearn import metrics as skm
+
     tmf = pytest.importorskip("torchmetrics.functional.classification")
     g = torch.Generator().manual_seed(9)
     if form == "masks_N1HW":
@@ -223,6 +227,7 @@ def test_binary_inputs(form, device):
 @pytest.mark.parametrize("scores", [True, False], ids=["scores", "labels"])
 def test_multilabel_matches_torchmetrics_and_sklearn(scores, device):
     from sklearn import metrics as skm
+
     tmf = pytest.importorskip("torchmetrics.functional.classification")
     g = torch.Generator().manual_seed(13)
     C = 4
@@ -237,7 +242,12 @@ def test_multilabel_matches_torchmetrics_and_sklearn(scores, device):
     tm_preds = torch.sigmoid(logits) if scores else preds
     kw = dict(num_labels=C, ignore_index=-1)
     torch.testing.assert_close(r["confusion_matrix"].cpu(), tmf.multilabel_confusion_matrix(tm_preds, target, **kw))
-    for key, fn in (("precision", tmf.multilabel_precision), ("recall", tmf.multilabel_recall), ("f1", tmf.multilabel_f1_score), ("iou", tmf.multilabel_jaccard_index)):
+    for key, fn in (
+        ("precision", tmf.multilabel_precision),
+        ("recall", tmf.multilabel_recall),
+        ("f1", tmf.multilabel_f1_score),
+        ("iou", tmf.multilabel_jaccard_index),
+    ):
         np.testing.assert_allclose(r[key].cpu().numpy(), fn(tm_preds, target, average="none", **kw).numpy(), atol=1e-6)
         if key != "iou":
             assert r[f"macro_{key}"] == pytest.approx(float(fn(tm_preds, target, average="macro", **kw)), abs=1e-6)
@@ -257,7 +267,9 @@ def test_multilabel_matches_torchmetrics_and_sklearn(scores, device):
         assert m.report().count("\n") > C
 
 
-@pytest.mark.parametrize("thresholds", [11, [0.0, 0.1, 0.25, 0.5, 0.75, 1.0], torch.linspace(0, 1, 64)], ids=["int", "list", "tensor"])
+@pytest.mark.parametrize(
+    "thresholds", [11, [0.0, 0.1, 0.25, 0.5, 0.75, 1.0], torch.linspace(0, 1, 64)], ids=["int", "list", "tensor"]
+)
 @pytest.mark.parametrize("tied", [False, True], ids=["random", "tied"])
 def test_binned_equals_torchmetrics(thresholds, tied):
     tmf = pytest.importorskip("torchmetrics.functional.classification")
@@ -272,7 +284,9 @@ def test_binned_equals_torchmetrics(thresholds, tied):
     assert m._binned and not m._scores
     r = m.compute()
     kw = dict(num_classes=K, thresholds=thresholds)
-    np.testing.assert_allclose(r["average_precision"].numpy(), tmf.multiclass_average_precision(probs, target, average="none", **kw).numpy(), atol=1e-6)
+    np.testing.assert_allclose(
+        r["average_precision"].numpy(), tmf.multiclass_average_precision(probs, target, average="none", **kw).numpy(), atol=1e-6
+    )
     np.testing.assert_allclose(r["roc_auc"].numpy(), tmf.multiclass_auroc(probs, target, average="none", **kw).numpy(), atol=1e-6)
     tm_prec, tm_rec, tm_thr = tmf.multiclass_precision_recall_curve(probs, target, **kw)
     for c, (prec, rec, thr) in enumerate(m.pr_curves()):
@@ -288,7 +302,9 @@ def test_binned_equals_torchmetrics(thresholds, tied):
     b = CM(task="binary", curves=True, thresholds=thresholds)
     b.update(p1, (target == 1).long())
     rb = b.compute()
-    assert rb["average_precision"] == pytest.approx(float(tmf.binary_average_precision(p1, (target == 1).long(), thresholds=thresholds)), abs=1e-6)
+    assert rb["average_precision"] == pytest.approx(
+        float(tmf.binary_average_precision(p1, (target == 1).long(), thresholds=thresholds)), abs=1e-6
+    )
     assert rb["roc_auc"] == pytest.approx(float(tmf.binary_auroc(p1, (target == 1).long(), thresholds=thresholds)), abs=1e-6)
     multi = torch.nn.functional.one_hot(target, K)
     ml = CM(K, task="multilabel", curves=True, thresholds=thresholds)
@@ -325,7 +341,9 @@ def test_exact_switches_to_binned_beyond_exact_max_samples():
     default.update(probs, target)
     r = default.compute()
     kw = dict(num_classes=K, thresholds=1001, average="none")
-    np.testing.assert_allclose(r["average_precision"].numpy(), tmf.multiclass_average_precision(probs, target, **kw).numpy(), atol=1e-6)
+    np.testing.assert_allclose(
+        r["average_precision"].numpy(), tmf.multiclass_average_precision(probs, target, **kw).numpy(), atol=1e-6
+    )
 
 
 def test_validate_args_false_gives_the_same_numbers():
@@ -355,7 +373,14 @@ def test_every_plot_returns_a_figure_and_leaks_nothing_into_pyplot(tmp_path):
     ml = CM(3, task="multilabel", curves=True)
     ml.update(probs, torch.nn.functional.one_hot(torch.tensor(y), 3))
     before = plt.get_fignums()
-    plots = [m.plot_confusion_matrix, m.plot_per_class, m.plot_pr_curves, m.plot_roc_curves, ml.plot_confusion_matrix, ml.plot_pr_curves]
+    plots = [
+        m.plot_confusion_matrix,
+        m.plot_per_class,
+        m.plot_pr_curves,
+        m.plot_roc_curves,
+        ml.plot_confusion_matrix,
+        ml.plot_pr_curves,
+    ]
     for i, plot in enumerate(plots):
         fig = plot()
         assert isinstance(fig, Figure) and fig.axes
@@ -364,7 +389,9 @@ def test_every_plot_returns_a_figure_and_leaks_nothing_into_pyplot(tmp_path):
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert plt.get_fignums() == before
     labels = [t.get_text() for t in m.plot_pr_curves().axes[0].get_legend().get_texts()]
-    assert labels == [f"a (AP {float(m.compute()['average_precision'][0]):.3f})", labels[1]] and len(labels) == 2  # c has no positives
+    assert (
+        labels == [f"a (AP {float(m.compute()['average_precision'][0]):.3f})", labels[1]] and len(labels) == 2
+    )  # c has no positives
     with pytest.raises(RuntimeError, match="needs curves=True"):
         CM(3).plot_pr_curves()
 
@@ -427,14 +454,30 @@ def test_repr_shows_every_non_default_argument():
     "kwargs, error, match",
     [
         (dict(num_classes=3, task="binary"), ValueError, r"task='binary' needs num_classes=2 \(or None\), got num_classes=3"),
-        (dict(num_classes=3, task="multi"), ValueError, r"task must be None, 'multiclass', 'binary' or 'multilabel', got 'multi'"),
+        (
+            dict(num_classes=3, task="multi"),
+            ValueError,
+            r"task must be None, 'multiclass', 'binary' or 'multilabel', got 'multi'",
+        ),
         (dict(num_classes=None), ValueError, r"num_classes must be an int >= 2, got None"),
         (dict(num_classes=3, thresholds=10), ValueError, r"thresholds=10 needs curves=True"),
         (dict(num_classes=3, curves=True, thresholds=1), ValueError, r"thresholds must be an int >= 2"),
-        (dict(num_classes=3, curves=True, thresholds=[0.5, 1.5]), ValueError, r"thresholds must lie in \[0, 1\], got thresholds\[1\] = 1.5"),
+        (
+            dict(num_classes=3, curves=True, thresholds=[0.5, 1.5]),
+            ValueError,
+            r"thresholds must lie in \[0, 1\], got thresholds\[1\] = 1.5",
+        ),
         (dict(num_classes=3, curves=True, thresholds="10"), TypeError, r"thresholds must be None, an int >= 2"),
-        (dict(num_classes=3, curves=True, exact_max_samples=-1), ValueError, r"exact_max_samples must be an int >= 0 or None, got -1"),
-        (dict(num_classes=3, input_format="probs"), ValueError, r"input_format must be 'auto', 'logits' or 'probabilities', got 'probs'"),
+        (
+            dict(num_classes=3, curves=True, exact_max_samples=-1),
+            ValueError,
+            r"exact_max_samples must be an int >= 0 or None, got -1",
+        ),
+        (
+            dict(num_classes=3, input_format="probs"),
+            ValueError,
+            r"input_format must be 'auto', 'logits' or 'probabilities', got 'probs'",
+        ),
         (dict(num_classes=3, curves="yes"), TypeError, r"curves must be True or False, got 'yes'"),
         (dict(num_classes=3, device="meta"), ValueError, r"device='meta' holds no values"),
     ],
@@ -447,18 +490,78 @@ def test_bad_arguments(kwargs, error, match):
 @pytest.mark.parametrize(
     "kwargs, preds, target, match",
     [
-        (dict(num_classes=3, curves=True), torch.tensor([0, 1, 2]), torch.tensor([0, 1, 2]), r"curves=True needs scores .* got integer labels"),
-        (dict(num_classes=3), torch.rand(4, 3), torch.tensor([[0, 1, 1], [1, 0, 1], [0, 0, 1], [1, 1, 0]]), r"multi-hot .*task='multilabel'"),
-        (dict(num_classes=3), torch.rand(4, 5), torch.randint(0, 2, (4, 5)), r"has the target's shape but holds floats.*task='multilabel'"),
-        (dict(num_classes=3, task="multilabel"), torch.rand(4, 2), torch.randint(0, 2, (4, 2)), r"task='multilabel' takes .* \(N, num_classes=3, \.\.\.\), got preds_or_logits \(4, 2\)"),
-        (dict(num_classes=3, task="multilabel"), torch.rand(4, 3), torch.full((4, 3), 2), r"target must be >= 0 and < num_classes=2"),
-        (dict(task="binary"), torch.rand(4, 3), torch.tensor([0, 1, 1, 0]), r"task='binary' takes preds_or_logits of the target's shape \(4,\)"),
-        (dict(task="binary", curves=True, input_format="probabilities"), torch.tensor([0.2, 1.5]), torch.tensor([0, 1]), r"input_format='probabilities' but preds_or_logits.flatten\(\)\[1\] = 1.5 is outside \[0, 1\]"),
-        (dict(task="binary", curves=True), torch.tensor([0.2, float("nan")]), torch.tensor([0, 1]), r"holds NaN scores \(element 1"),
-        (dict(num_classes=3, curves=True), torch.tensor([[0.2, 0.3, float("nan")]]), torch.tensor([0]), r"holds NaN scores \(element 2"),
-        (dict(task="binary", curves=True), torch.rand(4, device="meta"), torch.tensor([0, 1, 0, 1]), r"update: preds_or_logits is on the meta device, which holds no values"),
-        (dict(task="binary", curves=True), torch.rand(4), torch.tensor([0, 1, 0, 1], device="meta"), r"update: target is on the meta device, which holds no values"),
-        (dict(num_classes=3), torch.rand(2, 3, device="meta"), torch.tensor([0, 1], device="meta"), r"update: preds_or_logits is on the meta device"),
+        (
+            dict(num_classes=3, curves=True),
+            torch.tensor([0, 1, 2]),
+            torch.tensor([0, 1, 2]),
+            r"curves=True needs scores .* got integer labels",
+        ),
+        (
+            dict(num_classes=3),
+            torch.rand(4, 3),
+            torch.tensor([[0, 1, 1], [1, 0, 1], [0, 0, 1], [1, 1, 0]]),
+            r"multi-hot .*task='multilabel'",
+        ),
+        (
+            dict(num_classes=3),
+            torch.rand(4, 5),
+            torch.randint(0, 2, (4, 5)),
+            r"has the target's shape but holds floats.*task='multilabel'",
+        ),
+        (
+            dict(num_classes=3, task="multilabel"),
+            torch.rand(4, 2),
+            torch.randint(0, 2, (4, 2)),
+            r"task='multilabel' takes .* \(N, num_classes=3, \.\.\.\), got preds_or_logits \(4, 2\)",
+        ),
+        (
+            dict(num_classes=3, task="multilabel"),
+            torch.rand(4, 3),
+            torch.full((4, 3), 2),
+            r"target must be >= 0 and < num_classes=2",
+        ),
+        (
+            dict(task="binary"),
+            torch.rand(4, 3),
+            torch.tensor([0, 1, 1, 0]),
+            r"task='binary' takes preds_or_logits of the target's shape \(4,\)",
+        ),
+        (
+            dict(task="binary", curves=True, input_format="probabilities"),
+            torch.tensor([0.2, 1.5]),
+            torch.tensor([0, 1]),
+            r"input_format='probabilities' but preds_or_logits.flatten\(\)\[1\] = 1.5 is outside \[0, 1\]",
+        ),
+        (
+            dict(task="binary", curves=True),
+            torch.tensor([0.2, float("nan")]),
+            torch.tensor([0, 1]),
+            r"holds NaN scores \(element 1",
+        ),
+        (
+            dict(num_classes=3, curves=True),
+            torch.tensor([[0.2, 0.3, float("nan")]]),
+            torch.tensor([0]),
+            r"holds NaN scores \(element 2",
+        ),
+        (
+            dict(task="binary", curves=True),
+            torch.rand(4, device="meta"),
+            torch.tensor([0, 1, 0, 1]),
+            r"update: preds_or_logits is on the meta device, which holds no values",
+        ),
+        (
+            dict(task="binary", curves=True),
+            torch.rand(4),
+            torch.tensor([0, 1, 0, 1], device="meta"),
+            r"update: target is on the meta device, which holds no values",
+        ),
+        (
+            dict(num_classes=3),
+            torch.rand(2, 3, device="meta"),
+            torch.tensor([0, 1], device="meta"),
+            r"update: preds_or_logits is on the meta device",
+        ),
     ],
 )
 def test_bad_updates(kwargs, preds, target, match):
@@ -472,7 +575,9 @@ def test_complex_scores_are_refused_as_complex(kwargs, dtype):
     # not "needs scores ... got integer labels", and never a silent cast that drops the imaginary part
     shape = (4, 3) if "num_classes" in kwargs else (4,)
     m = CM(**kwargs)
-    with pytest.raises(TypeError, match=rf"preds_or_logits must hold real scores .*complex numbers are not supported, got dtype {dtype}"):
+    with pytest.raises(
+        TypeError, match=rf"preds_or_logits must hold real scores .*complex numbers are not supported, got dtype {dtype}"
+    ):
         m.update(torch.rand(shape).to(dtype), torch.tensor([0, 1, 0, 1]))
     with pytest.raises(TypeError, match=r"complex numbers are not supported"):
         m.update(np.ones(shape, dtype=np.complex64), [0, 1, 0, 1])

@@ -67,8 +67,8 @@ def _compare(name, *args, **kwargs):
     ours = _call(getattr(bt.metrics, name), *args, **kwargs)
     theirs = _call(getattr(skm, name), *args, **kwargs)
     if theirs[1] is not None:
-        assert ours[1] is not None and issubclass(ours[1], theirs[1]) or (
-            theirs[1] is ZeroDivisionError and ours[1] is ValueError
+        assert (
+            ours[1] is not None and issubclass(ours[1], theirs[1]) or (theirs[1] is ZeroDivisionError and ours[1] is ValueError)
         ), (ours, theirs)
         return
     assert ours[1] is None, (ours, theirs)
@@ -102,8 +102,13 @@ def test_curves_equal_sklearn(case, drop):
 def test_binary_scores_equal_sklearn(case, max_fpr):
     y, s, w = case
     _compare("average_precision_score", y, s, sample_weight=w)
-    if max_fpr not in (None, 1.0) and w is not None and w.sum() > 0 and np.isfinite(s).all() and len(set(y)) == 2 and (
-        w[y == 0].sum() == 0 or w[y == 1].sum() == 0
+    if (
+        max_fpr not in (None, 1.0)
+        and w is not None
+        and w.sum() > 0
+        and np.isfinite(s).all()
+        and len(set(y)) == 2
+        and (w[y == 0].sum() == 0 or w[y == 1].sum() == 0)
     ):
         # both classes present, one weighing 0: scikit-learn's partial AUC interpolates on NaN rates and
         # raises "x is neither increasing nor decreasing"; ours is NaN with roc_curve's warning, as without max_fpr
@@ -218,8 +223,10 @@ def test_tensors_in_give_tensors_on_their_device(device):
                 np.testing.assert_allclose(a.cpu().numpy(), b, rtol=RTOL, atol=ATOL)
     ap = bt.metrics.average_precision_score(yd, sd, sample_weight=wd)
     auc = bt.metrics.roc_auc_score(yd, sd, sample_weight=wd, max_fpr=0.2)
-    for ours, theirs in ((ap, skm.average_precision_score(y.numpy(), s.numpy(), sample_weight=w.numpy())),
-                         (auc, skm.roc_auc_score(y.numpy(), s.numpy(), sample_weight=w.numpy(), max_fpr=0.2))):
+    for ours, theirs in (
+        (ap, skm.average_precision_score(y.numpy(), s.numpy(), sample_weight=w.numpy())),
+        (auc, skm.roc_auc_score(y.numpy(), s.numpy(), sample_weight=w.numpy(), max_fpr=0.2)),
+    ):
         assert isinstance(ours, torch.Tensor) and ours.dim() == 0 and ours.dtype == torch.float64
         assert ours.device.type == torch.device(device).type
         assert float(ours) == pytest.approx(theirs, rel=RTOL, abs=ATOL)
@@ -252,18 +259,46 @@ def test_inputs_are_not_modified():
     [
         (lambda: bt.metrics.roc_curve([0, 1], [0.1, float("nan")]), ValueError, r"Input y_score contains NaN"),
         (lambda: bt.metrics.roc_curve([0, 1, 1], [0.1, 0.2]), ValueError, r"inconsistent numbers of samples: \[3, 2\]"),
-        (lambda: bt.metrics.roc_curve([0, 1], [0.1, 0.2], sample_weight=[1.0, -1.0]), ValueError, r"sample_weight must be >= 0, got sample_weight\[1\] = -1.0"),
-        (lambda: bt.metrics.roc_curve([0, 1], [0.1, 0.2], sample_weight=[0, 0]), ValueError, r"Sample weights must contain at least one non-zero number"),
-        (lambda: bt.metrics.roc_curve([0, 1], [0.1, 0.2], sample_weight=[1.0]), ValueError, r"sample_weight.shape == \(1,\), expected \(2,\)"),
-        (lambda: bt.metrics.roc_curve([0, 1], [0.1, 0.2], drop_intermediate="yes"), TypeError, r"drop_intermediate must be True or False"),
+        (
+            lambda: bt.metrics.roc_curve([0, 1], [0.1, 0.2], sample_weight=[1.0, -1.0]),
+            ValueError,
+            r"sample_weight must be >= 0, got sample_weight\[1\] = -1.0",
+        ),
+        (
+            lambda: bt.metrics.roc_curve([0, 1], [0.1, 0.2], sample_weight=[0, 0]),
+            ValueError,
+            r"Sample weights must contain at least one non-zero number",
+        ),
+        (
+            lambda: bt.metrics.roc_curve([0, 1], [0.1, 0.2], sample_weight=[1.0]),
+            ValueError,
+            r"sample_weight.shape == \(1,\), expected \(2,\)",
+        ),
+        (
+            lambda: bt.metrics.roc_curve([0, 1], [0.1, 0.2], drop_intermediate="yes"),
+            TypeError,
+            r"drop_intermediate must be True or False",
+        ),
         (lambda: bt.metrics.roc_curve([0, 1], ["a", "b"]), ValueError, r"y_score must hold numbers"),
         (lambda: bt.metrics.roc_curve([b"a", b"b"], [0.1, 0.2]), TypeError, r"labels represented as bytes"),
-        (lambda: bt.metrics.average_precision_score([0, 1], [0.1, 0.2], average="mean"), ValueError, r"'average' parameter of average_precision_score"),
+        (
+            lambda: bt.metrics.average_precision_score([0, 1], [0.1, 0.2], average="mean"),
+            ValueError,
+            r"'average' parameter of average_precision_score",
+        ),
         (lambda: bt.metrics.roc_auc_score([0, 1], [0.1, 0.2], max_fpr=0), ValueError, r"'max_fpr' parameter of roc_auc_score"),
         (lambda: bt.metrics.roc_auc_score([0, 1], [0.1, 0.2], multi_class="ovx"), ValueError, r"'multi_class' parameter"),
-        (lambda: bt.metrics.roc_auc_score([0, 1, 2], [[0.5, 0.5, 0.5]] * 3, multi_class="ovr"), ValueError, r"Target scores need to be probabilities"),
+        (
+            lambda: bt.metrics.roc_auc_score([0, 1, 2], [[0.5, 0.5, 0.5]] * 3, multi_class="ovr"),
+            ValueError,
+            r"Target scores need to be probabilities",
+        ),
         (lambda: bt.metrics.roc_auc_score([0.5, 1.5], [0.1, 0.2]), ValueError, r"continuous format is not supported"),
-        (lambda: bt.metrics.roc_auc_score(torch.tensor([0, 1]), torch.tensor([0.1, 0.2], device="meta")), ValueError, r"roc_auc_score: y_score is on the meta device"),
+        (
+            lambda: bt.metrics.roc_auc_score(torch.tensor([0, 1]), torch.tensor([0.1, 0.2], device="meta")),
+            ValueError,
+            r"roc_auc_score: y_score is on the meta device",
+        ),
     ],
 )
 def test_bad_input_raises_naming_the_argument(call, error, match):

@@ -47,10 +47,14 @@ FILES = {
 }
 
 _OTHER_ACT = "other_act (an arbitrary activation callable): balancedtorch takes activation='softmax'|'sigmoid'|'none'"
-_SCRIPT = "TorchScript (torch.jit.script) of the module: the fused ops are torch.library custom ops, scripted modules are not supported"
+_SCRIPT = (
+    "TorchScript (torch.jit.script) of the module: the fused ops are torch.library custom ops, scripted modules are not supported"
+)
 _ASSERT = "expects AssertionError for a shape mismatch; balancedtorch raises ValueError naming the argument (house rule)"
-_WARN = ("expects a warning and a silently skipped option for one channel (softmax, include_background=False); "
-         "balancedtorch raises a ValueError (documented difference)")
+_WARN = (
+    "expects a warning and a silently skipped option for one channel (softmax, include_background=False); "
+    "balancedtorch raises a ValueError (documented difference)"
+)
 _MONAI = "fails against the installed MONAI itself (the test file is newer or older than the release)"
 
 #: "file::test id" (pytest's node name without the class) -> reason. Every other collected test must pass.
@@ -73,11 +77,22 @@ EXCLUDED = {
     **{f"test_tversky_loss.py::test_input_warnings_{i}": _WARN for i in range(3)},
 }
 
-_ULP = ("float32 results compared with numpy's default rtol=1e-7, below one float32 ulp (1.19e-7): balancedtorch's "
-        "fused sums differ from MONAI's DiceLoss + FocalLoss by 1-2 ulp (another summation order); "
-        "tests/test_region_losses.py compares the same options in float64")
-_ALPHA_CASES = ("sum_None", "sum_weight", "sum_weight_tuple", "mean_None", "mean_weight", "mean_weight_tuple",
-                "none_None", "none_weight", "none_weight_tuple")
+_ULP = (
+    "float32 results compared with numpy's default rtol=1e-7, below one float32 ulp (1.19e-7): balancedtorch's "
+    "fused sums differ from MONAI's DiceLoss + FocalLoss by 1-2 ulp (another summation order); "
+    "tests/test_region_losses.py compares the same options in float64"
+)
+_ALPHA_CASES = (
+    "sum_None",
+    "sum_weight",
+    "sum_weight_tuple",
+    "mean_None",
+    "mean_weight",
+    "mean_weight_tuple",
+    "none_None",
+    "none_weight",
+    "none_weight_tuple",
+)
 #: excluded because they compare float32 results below one ulp on unseeded random data: they pass or fail
 #: by chance (about 1 run in 3 fails one of them), so they are not required to fail either
 ULP_FLAKY = {
@@ -125,7 +140,7 @@ test_export_save.__test__ = False
 
 # parameterized.expand as the `parameterized` package names its cases (name_<index>[_<first str arg>]), for
 # environments without that package (MONAI's test dependency); the real package is used when installed
-_PARAMETERIZED = '''
+_PARAMETERIZED = """
 import functools
 import re
 
@@ -153,7 +168,7 @@ class parameterized:
                 frame.f_locals[name].__name__ = name
             return None
         return decorator
-'''
+"""
 
 
 def _source() -> Path | None:
@@ -194,7 +209,11 @@ def _run(tmp: Path, swap: bool) -> dict:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(root), str(HERE), str(REPO)]), OMP_NUM_THREADS="1")
     subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={xml}", "tests/losses"],
-        cwd=root, env=env, capture_output=True, text=True, timeout=900,
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     outcomes = {}
     for case in ET.parse(xml).getroot().iter("testcase"):

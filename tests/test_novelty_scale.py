@@ -36,7 +36,9 @@ def _case(name):
     n = sum(split)
     if ties:  # duplicated rows: masses of exact ties, and knn's exact-row search
         base = torch.randn(6, D, generator=gen, dtype=torch.float64)
-        bank = torch.cat([base[torch.randint(0, 6, (n - n // 6,), generator=gen)], torch.randn(n // 6, D, generator=gen, dtype=torch.float64)])
+        bank = torch.cat(
+            [base[torch.randint(0, 6, (n - n // 6,), generator=gen)], torch.randn(n // 6, D, generator=gen, dtype=torch.float64)]
+        )
     else:
         bank = torch.randn(n, D, generator=gen, dtype=torch.float64)
     labels = torch.randint(0, 2, (n,), generator=gen)

@@ -460,7 +460,12 @@ def test_int64_limits_are_accepted():
 @pytest.mark.parametrize(
     "x_shape, t_shape, t_dtype, match",
     [
-        ((2, 5, 3, 3), (2, 3, 4), torch.long, r"target must have shape \(2, 3, 3\) for input of shape \(2, 5, 3, 3\), got \(2, 3, 4\)"),
+        (
+            (2, 5, 3, 3),
+            (2, 3, 4),
+            torch.long,
+            r"target must have shape \(2, 3, 3\) for input of shape \(2, 5, 3, 3\), got \(2, 3, 4\)",
+        ),
         ((2, 5, 3, 3), (2, 5, 3, 3), torch.long, r"target must have shape \(2, 3, 3\)"),
         ((5,), (), torch.long, r"input must have shape \(N, C\) or \(N, C, d1, ..., dk\), got \(5,\)"),
         ((2, 5, 3, 3), (2, 3, 3), torch.float32, r"target must hold integer class indices, got dtype torch.float32"),

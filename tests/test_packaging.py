@@ -26,8 +26,19 @@ import balancedtorch as bt
 ROOT = Path(__file__).resolve().parents[1]
 # not sources: what a build or a test run leaves in the tree
 _NOT_SOURCES = shutil.ignore_patterns(
-    ".git", ".venv*", "build", "dist", "*.egg-info", "__pycache__", "*.so", "_build_config.py",
-    ".pytest_cache", ".benchmarks", ".hypothesis", "demo_out", "demo_seg_out",
+    ".git",
+    ".venv*",
+    "build",
+    "dist",
+    "*.egg-info",
+    "__pycache__",
+    "*.so",
+    "_build_config.py",
+    ".pytest_cache",
+    ".benchmarks",
+    ".hypothesis",
+    "demo_out",
+    "demo_seg_out",
 )
 
 
@@ -81,8 +92,21 @@ def test_sdist_builds_a_cpu_wheel_that_imports(sdist, tmp_path):
     env = dict(os.environ, BALANCEDTORCH_USE_CUDA="0", MAX_JOBS=os.environ.get("MAX_JOBS", "2"))
     start = time.perf_counter()
     proc = _run(
-        [sys.executable, "-m", "pip", "wheel", "--no-build-isolation", "--no-deps", "--no-cache-dir", "-w", str(tmp_path / "wheels"), str(src)],
-        tmp_path, 1800, env,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-build-isolation",
+            "--no-deps",
+            "--no-cache-dir",
+            "-w",
+            str(tmp_path / "wheels"),
+            str(src),
+        ],
+        tmp_path,
+        1800,
+        env,
     )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     print(f"sdist -> CPU wheel: {time.perf_counter() - start:.0f} s")

@@ -39,7 +39,9 @@ def test_find_label_issues_equals_cleanlab(seed, filter_by):
         np.testing.assert_array_equal(ours_mask, mask)
         for rank_by in RANKS:
             ranked = cleanlab_filter.find_label_issues(y, p, filter_by=filter_by, return_indices_ranked_by=rank_by, n_jobs=1)
-            ours = bt.quality.find_label_issues(torch.tensor(y), torch.tensor(p), filter_by=filter_by, return_indices_ranked_by=rank_by)
+            ours = bt.quality.find_label_issues(
+                torch.tensor(y), torch.tensor(p), filter_by=filter_by, return_indices_ranked_by=rank_by
+            )
             np.testing.assert_array_equal(ours.numpy(), ranked)
 
 
@@ -125,7 +127,9 @@ def test_rank_mistakes_and_mistakes_per_class():
     per = bt.quality.mistakes_per_class(y, p)
     rates = per["rate"].tolist()
     assert rates == sorted(rates, reverse=True)
-    for c, count, support, pairs in zip(per["class"].tolist(), per["count"].tolist(), per["support"].tolist(), per["confused_with"]):
+    for c, count, support, pairs in zip(
+        per["class"].tolist(), per["count"].tolist(), per["support"].tolist(), per["confused_with"]
+    ):
         members = y == c
         assert support == members.sum() and count == (pred[members] != c).sum()
         assert sum(n for _, n in pairs) == count

@@ -89,8 +89,18 @@ def calls(name):
     remove = np.arange(K) % 4 + 1
     for f in PRUNING:
         out.append(((f, "remove"), dict(filter_by=f, num_to_remove_per_class=remove.tolist())))
-        out.append(((f, "frac"), dict(filter_by=f, frac_noise=0.6, min_examples_per_class=3, return_indices_ranked_by="normalized_margin")))
-        out.append(((f, "adjust"), dict(filter_by=f, return_indices_ranked_by="self_confidence", rank_by_kwargs={"adjust_pred_probs": True})))
+        out.append(
+            (
+                (f, "frac"),
+                dict(filter_by=f, frac_noise=0.6, min_examples_per_class=3, return_indices_ranked_by="normalized_margin"),
+            )
+        )
+        out.append(
+            (
+                (f, "adjust"),
+                dict(filter_by=f, return_indices_ranked_by="self_confidence", rank_by_kwargs={"adjust_pred_probs": True}),
+            )
+        )
         joint = (np.eye(K, dtype=np.int64) * 40 + 3).tolist()
         out.append(((f, "joint"), dict(filter_by=f, confident_joint=joint)))
     return out
@@ -127,7 +137,9 @@ def _worker(rank, world_size, init_file, out_dir, case_names, extras):
                 out[(name,) + key] = quiet(bt.quality.find_label_issues, ys, ps, **kw)
             out[(name, "numpy")] = quiet(bt.quality.find_label_issues, ys.numpy(), ps.numpy(), distributed=True)
             if ps.shape[0]:  # distributed=False: this rank's rows alone (0 rows are refused then)
-                out[(name, "local")] = quiet(bt.quality.find_label_issues, ys, ps, distributed=False, return_indices_ranked_by="self_confidence")
+                out[(name, "local")] = quiet(
+                    bt.quality.find_label_issues, ys, ps, distributed=False, return_indices_ranked_by="self_confidence"
+                )
                 out[(name, "local_mistakes")] = bt.quality.rank_mistakes(ys, ps, distributed=False)
             out[(name, "mistakes")] = bt.quality.rank_mistakes(ys, ps)
             out[(name, "per_class")] = bt.quality.mistakes_per_class(ys, ps, class_names=[f"c{k}" for k in range(p.shape[1])])
@@ -139,7 +151,9 @@ def _worker(rank, world_size, init_file, out_dir, case_names, extras):
             hs, ps = shard(hot, sizes, rank), shard(p, sizes, rank)
             for f in FILTERS:
                 for r in RANKS:
-                    out[("multilabel", f, r)] = quiet(bt.quality.find_label_issues, hs, ps, filter_by=f, multi_label=True, return_indices_ranked_by=r)
+                    out[("multilabel", f, r)] = quiet(
+                        bt.quality.find_label_issues, hs, ps, filter_by=f, multi_label=True, return_indices_ranked_by=r
+                    )
         if "errors" in extras:
             y, p, sizes = make_case("plain")
             ys, ps = shard(y, sizes, rank), shard(p, sizes, rank)
@@ -229,7 +243,9 @@ def _check_cases(parts, case_names):
             assert m["index"].tolist() == mine.tolist()
             assert m["global_rank"].tolist() == [position[int(i) + start] for i in m["index"]]
             for col in ("target", "prediction", "confidence"):
-                assert torch.equal(m[col], shard(p if col == "confidence" else y, sizes, r)[m["index"]] if col == "target" else m[col])
+                assert torch.equal(
+                    m[col], shard(p if col == "confidence" else y, sizes, r)[m["index"]] if col == "target" else m[col]
+                )
             assert torch.equal(m["confidence"], p[m["index"] + start].max(1).values)
             assert m.num_samples == sizes[r] and str(m)  # prints
         assert sum(part[(name, "mistakes")].num_rows for part in parts) == single.num_rows
@@ -266,10 +282,15 @@ def test_two_ranks_equal_one_process(tmp_path):
     for part, _other in ((parts[0], 1), (parts[1], 0)):
         for fn in ("find_label_issues", "rank_mistakes", "mistakes_per_class", "fit"):
             assert "same number of classes" in part[("error", "classes_differ", fn)] or (
-                fn == "fit" and "columns" in part[("error", "classes_differ", fn)] or "rank(s) [1]" in part[("error", "classes_differ", fn)]
+                fn == "fit"
+                and "columns" in part[("error", "classes_differ", fn)]
+                or "rank(s) [1]" in part[("error", "classes_differ", fn)]
             )
         assert "same options" in part[("error", "options_differ", "find_label_issues")]
-    assert "must be < 5" in parts[1][("error", "label_out_of_range", "find_label_issues")] or "labels" in parts[1][("error", "label_out_of_range", "find_label_issues")]
+    assert (
+        "must be < 5" in parts[1][("error", "label_out_of_range", "find_label_issues")]
+        or "labels" in parts[1][("error", "label_out_of_range", "find_label_issues")]
+    )
     assert "rank(s) [1]" in parts[0][("error", "label_out_of_range", "find_label_issues")]
     assert "rank(s) [1]" in parts[0][("error", "label_out_of_range", "fit")]
     assert "logits" in parts[0][("error", "logits", "rank_mistakes")]

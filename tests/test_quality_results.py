@@ -231,7 +231,9 @@ def test_to_pandas_without_pandas(monkeypatch):
     labels, p = small_case()
     monkeypatch.setitem(sys.modules, "pandas", None)  # import pandas now raises ImportError
     for result in (bt.quality.rank_mistakes(labels, p), bt.quality.mistakes_per_class(labels, p)):
-        with pytest.raises(ImportError, match=r"to_pandas\(\) needs pandas: pip install 'balancedtorch\[all\]' \(or pip install pandas\)"):
+        with pytest.raises(
+            ImportError, match=r"to_pandas\(\) needs pandas: pip install 'balancedtorch\[all\]' \(or pip install pandas\)"
+        ):
             result.to_pandas()
 
 
@@ -295,17 +297,24 @@ def _entry_points():
     labels, p, logits = random_case(4, N=120, K=3)
     fit = bt.quality.LabelShiftEstimator(3).fit(labels, p)
     monitor = bt.quality.DriftMonitor(p)
-    return labels, p, logits, {
-        "find_label_issues": lambda x: bt.quality.find_label_issues(labels, x),
-        "find_label_issues ranked": lambda x: bt.quality.find_label_issues(labels.numpy(), x.numpy(), return_indices_ranked_by="self_confidence"),
-        "label_quality_scores": lambda x: bt.quality.label_quality_scores(labels, x),
-        "rank_mistakes": lambda x: bt.quality.rank_mistakes(labels, x),
-        "mistakes_per_class": lambda x: bt.quality.mistakes_per_class(labels, x),
-        "LabelShiftEstimator.fit": lambda x: bt.quality.LabelShiftEstimator(3).fit(labels, x),
-        "LabelShiftEstimator.estimate": lambda x: fit.estimate(x),
-        "DriftMonitor": lambda x: bt.quality.DriftMonitor(x),
-        "DriftMonitor.update": lambda x: monitor.update(x),
-    }
+    return (
+        labels,
+        p,
+        logits,
+        {
+            "find_label_issues": lambda x: bt.quality.find_label_issues(labels, x),
+            "find_label_issues ranked": lambda x: bt.quality.find_label_issues(
+                labels.numpy(), x.numpy(), return_indices_ranked_by="self_confidence"
+            ),
+            "label_quality_scores": lambda x: bt.quality.label_quality_scores(labels, x),
+            "rank_mistakes": lambda x: bt.quality.rank_mistakes(labels, x),
+            "mistakes_per_class": lambda x: bt.quality.mistakes_per_class(labels, x),
+            "LabelShiftEstimator.fit": lambda x: bt.quality.LabelShiftEstimator(3).fit(labels, x),
+            "LabelShiftEstimator.estimate": lambda x: fit.estimate(x),
+            "DriftMonitor": lambda x: bt.quality.DriftMonitor(x),
+            "DriftMonitor.update": lambda x: monitor.update(x),
+        },
+    )
 
 
 ENTRY_POINTS = list(_entry_points()[3])
@@ -314,7 +323,10 @@ ENTRY_POINTS = list(_entry_points()[3])
 @pytest.mark.parametrize("entry", ENTRY_POINTS)
 def test_logits_get_a_softmax_hint(entry):
     labels, p, logits, calls = _entry_points()
-    with pytest.raises(ValueError, match=r"must hold probabilities in \[0, 1\], got \w+\[\d+, \d+\] = .*if these are logits, pass logits\.softmax\(dim=1\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"must hold probabilities in \[0, 1\], got \w+\[\d+, \d+\] = .*if these are logits, pass logits\.softmax\(dim=1\)",
+    ):
         calls[entry](logits)
     # positive scores that do not sum to 1 (e.g. exp(logits) or per-class sigmoids)
     with pytest.raises(ValueError, match=r"rows must sum to 1 .*row \d+ sums to .*logits\.softmax\(dim=1\)"):
@@ -385,7 +397,9 @@ def test_result_reprs():
         "MistakesPerClass(3 classes of 8 samples, keys=['class', 'count', 'support', 'rate', 'confused_with']; "
         "print() it for the table)"
     )
-    many = bt.quality.rank_mistakes(torch.arange(10), torch.full((10, 10), 0.1, dtype=torch.float64), class_names=list("abcdefghij"))
+    many = bt.quality.rank_mistakes(
+        torch.arange(10), torch.full((10, 10), 0.1, dtype=torch.float64), class_names=list("abcdefghij")
+    )
     assert "class_names=['a', 'b', 'c', 'd', 'e', …]" in repr(many)
 
 
@@ -425,7 +439,7 @@ def test_public_quality_api_documented():
 
 def test_readme_mistakes_example_prints_what_readme_shows():
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
-    section = readme[readme.index("### Looking at the mistakes"):]
+    section = readme[readme.index("### Looking at the mistakes") :]
     code, shown = re.search(r"```python\n(.*?)```\s*```text\n(.*?)```", section, re.S).groups()
     out = io.StringIO()
     with contextlib.redirect_stdout(out):

@@ -41,10 +41,30 @@ def _probs_and_onehot(x, target, activation, ignore_index):
     return p, t, valid
 
 
-def reference(x, target, kind="dice", activation="softmax", include_background=True, squared_pred=False, jaccard=False,
-              smooth_nr=1e-5, smooth_dr=1e-5, batch=False, weight=None, ignore_index=-100, reduction="mean",
-              w_type="square", alpha=0.5, beta=0.5, gamma=1.0, ce=None, ce_gamma=0.0, label_smoothing=0.0,
-              lambda_dice=1.0, lambda_ce=1.0):
+def reference(
+    x,
+    target,
+    kind="dice",
+    activation="softmax",
+    include_background=True,
+    squared_pred=False,
+    jaccard=False,
+    smooth_nr=1e-5,
+    smooth_dr=1e-5,
+    batch=False,
+    weight=None,
+    ignore_index=-100,
+    reduction="mean",
+    w_type="square",
+    alpha=0.5,
+    beta=0.5,
+    gamma=1.0,
+    ce=None,
+    ce_gamma=0.0,
+    label_smoothing=0.0,
+    lambda_dice=1.0,
+    lambda_ce=1.0,
+):
     p, t, valid = _probs_and_onehot(x, target, activation, ignore_index)
     pv = p * valid
     if not include_background:
@@ -82,11 +102,22 @@ def reference(x, target, kind="dice", activation="softmax", include_background=T
     if activation == "softmax":
         tgt = target.double() if target.is_floating_point() else target.long()
         if ce == "ce" or ce_gamma == 0.0:
-            ce_loss = F.cross_entropy(xd, tgt, weight=weight.double() if weight is not None else None,
-                                      ignore_index=ignore_index, reduction=red, label_smoothing=label_smoothing)
+            ce_loss = F.cross_entropy(
+                xd,
+                tgt,
+                weight=weight.double() if weight is not None else None,
+                ignore_index=ignore_index,
+                reduction=red,
+                label_smoothing=label_smoothing,
+            )
         else:
-            ce_loss = bt.nn.FocalLoss(gamma=ce_gamma, weight=weight.double() if weight is not None else None,
-                                      ignore_index=ignore_index, reduction=red, label_smoothing=label_smoothing)(xd, tgt)
+            ce_loss = bt.nn.FocalLoss(
+                gamma=ce_gamma,
+                weight=weight.double() if weight is not None else None,
+                ignore_index=ignore_index,
+                reduction=red,
+                label_smoothing=label_smoothing,
+            )(xd, tgt)
     elif ce == "ce":
         pw = None if weight is None else weight.double().view([-1] + [1] * (x.dim() - 2))
         ce_loss = F.binary_cross_entropy_with_logits(xd, target.double(), pos_weight=pw, reduction=red)
@@ -154,8 +185,15 @@ _DICE_CASES = [
 def test_dice_matches_reference(activation, include_background, squared_pred, jaccard, batch, reduction):
     x, target = _inputs(activation=activation, ignore=True)
     weight = torch.rand(4, dtype=torch.float64) + 0.5 if squared_pred else None
-    opts = dict(activation=activation, include_background=include_background, squared_pred=squared_pred,
-                jaccard=jaccard, batch=batch, weight=weight, reduction=reduction)
+    opts = dict(
+        activation=activation,
+        include_background=include_background,
+        squared_pred=squared_pred,
+        jaccard=jaccard,
+        batch=batch,
+        weight=weight,
+        reduction=reduction,
+    )
     _check(btf.dice_loss, opts, x, target, **opts)
 
 
@@ -168,8 +206,10 @@ def test_dice_targets_and_smoothing(dense, smooth):
 
 
 @pytest.mark.parametrize("w_type", ["square", "simple", "uniform"])
-@pytest.mark.parametrize("batch,include_background,activation", [(False, True, "softmax"), (True, False, "softmax"),
-                                                                 (False, False, "sigmoid"), (True, True, "sigmoid")])
+@pytest.mark.parametrize(
+    "batch,include_background,activation",
+    [(False, True, "softmax"), (True, False, "softmax"), (False, False, "sigmoid"), (True, True, "sigmoid")],
+)
 @pytest.mark.parametrize("reduction", ["mean", "none"])
 def test_generalized_dice_matches_reference(w_type, batch, include_background, activation, reduction):
     x, target = _inputs(C=5, activation=activation, ignore=True)
@@ -177,8 +217,7 @@ def test_generalized_dice_matches_reference(w_type, batch, include_background, a
         target[0][target[0] == 3] = 0  # an empty class: MONAI's inf weight replacement
     else:
         target[:, 2] = 0
-    opts = dict(w_type=w_type, batch=batch, include_background=include_background, activation=activation,
-                reduction=reduction)
+    opts = dict(w_type=w_type, batch=batch, include_background=include_background, activation=activation, reduction=reduction)
     _check(btf.generalized_dice_loss, dict(kind="gdl", **opts), x, target, **opts)
 
 
@@ -193,29 +232,37 @@ def test_tversky_matches_reference(alpha, beta, gamma, batch, activation):
 
 
 @pytest.mark.parametrize("activation", ["softmax", "sigmoid"])
-@pytest.mark.parametrize("include_background,weighted,reduction", [(True, False, "mean"), (False, True, "mean"),
-                                                                    (True, True, "sum")])
+@pytest.mark.parametrize(
+    "include_background,weighted,reduction", [(True, False, "mean"), (False, True, "mean"), (True, True, "sum")]
+)
 @pytest.mark.parametrize("label_smoothing", [0.0, 0.1])
 def test_dice_ce_matches_reference(activation, include_background, weighted, reduction, label_smoothing):
     if activation == "sigmoid" and label_smoothing:
         pytest.skip("label smoothing is softmax-only")
     x, target = _inputs(activation=activation, ignore=activation == "softmax")
     weight = torch.rand(4, dtype=torch.float64) + 0.5 if weighted else None
-    opts = dict(activation=activation, include_background=include_background, weight=weight, reduction=reduction,
-                label_smoothing=label_smoothing, lambda_dice=0.7, lambda_ce=1.3)
+    opts = dict(
+        activation=activation,
+        include_background=include_background,
+        weight=weight,
+        reduction=reduction,
+        label_smoothing=label_smoothing,
+        lambda_dice=0.7,
+        lambda_ce=1.3,
+    )
     _check(btf.dice_ce_loss, dict(ce="ce", **opts), x, target, **opts)
 
 
 @pytest.mark.parametrize("activation", ["softmax", "sigmoid"])
 @pytest.mark.parametrize("gamma", [0.0, 0.5, 2.0])
-@pytest.mark.parametrize("include_background,weighted,dense", [(True, False, False), (False, True, False),
-                                                               (True, True, True)])
+@pytest.mark.parametrize("include_background,weighted,dense", [(True, False, False), (False, True, False), (True, True, True)])
 def test_dice_focal_matches_reference(activation, gamma, include_background, weighted, dense):
     x, target = _inputs(activation=activation, ignore=activation == "softmax" and not dense, dense=dense)
     weight = torch.rand(4, dtype=torch.float64) + 0.5 if weighted else None
     opts = dict(activation=activation, include_background=include_background, weight=weight, lambda_focal=0.5)
-    ref = dict(activation=activation, include_background=include_background, weight=weight, lambda_ce=0.5,
-               ce="focal", ce_gamma=gamma)
+    ref = dict(
+        activation=activation, include_background=include_background, weight=weight, lambda_ce=0.5, ce="focal", ce_gamma=gamma
+    )
     _check(btf.dice_focal_loss, ref, x, target, gamma=gamma, **opts)
 
 
@@ -282,8 +329,32 @@ def test_input_not_modified_and_raw_outputs_untouched():
     x, target = _inputs(dtype=torch.float32, ignore=True)
     x0, t0 = x.clone(), target.clone()
     xr = x.clone().requires_grad_(True)
-    out = torch.ops.balancedtorch.region_loss(xr, target, None, 0, 0, True, False, False, 1e-5, 1e-5, False, -100, 1, 0,
-                                              0.5, 0.5, 1.0, 1, 0.0, 0.0, 1.0, 1.0, False, True)
+    out = torch.ops.balancedtorch.region_loss(
+        xr,
+        target,
+        None,
+        0,
+        0,
+        True,
+        False,
+        False,
+        1e-5,
+        1e-5,
+        False,
+        -100,
+        1,
+        0,
+        0.5,
+        0.5,
+        1.0,
+        1,
+        0.0,
+        0.0,
+        1.0,
+        1.0,
+        False,
+        True,
+    )
     buf = out[1].clone()
     (out[0] * 3).backward()
     torch.testing.assert_close(out[1], buf)  # a direct call's buffer is never scaled in place
@@ -353,8 +424,9 @@ def test_generalized_dice_equals_monai(w_type, opts):
     _monai_pair(ours, theirs, x, target, target.unsqueeze(1), rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("opts", [dict(alpha=0.3, beta=0.7), dict(alpha=0.7, beta=0.3, batch=True, include_background=False),
-                                  dict(reduction="sum")])
+@pytest.mark.parametrize(
+    "opts", [dict(alpha=0.3, beta=0.7), dict(alpha=0.7, beta=0.3, batch=True, include_background=False), dict(reduction="sum")]
+)
 @pytest.mark.parametrize("activation", ["softmax", "sigmoid"])
 def test_tversky_equals_monai(opts, activation):
     monai_losses = pytest.importorskip("monai.losses")
@@ -367,8 +439,14 @@ def test_tversky_equals_monai(opts, activation):
         _monai_pair(ours, monai_losses.TverskyLoss(sigmoid=True, **opts), x, target, target)
 
 
-@pytest.mark.parametrize("opts", [dict(), dict(include_background=False, batch=True, label_smoothing=0.1),
-                                  dict(reduction="sum", lambda_dice=0.3, lambda_ce=2.0, squared_pred=True)])
+@pytest.mark.parametrize(
+    "opts",
+    [
+        dict(),
+        dict(include_background=False, batch=True, label_smoothing=0.1),
+        dict(reduction="sum", lambda_dice=0.3, lambda_ce=2.0, squared_pred=True),
+    ],
+)
 @pytest.mark.parametrize("activation", ["softmax", "sigmoid"])
 def test_dice_ce_equals_monai(opts, activation):
     monai_losses = pytest.importorskip("monai.losses")
@@ -391,8 +469,10 @@ def test_dice_ce_equals_monai(opts, activation):
         _monai_pair(ours, theirs, x, target, target)
 
 
-@pytest.mark.parametrize("opts", [dict(), dict(include_background=False, gamma=1.5),
-                                  dict(batch=True, lambda_dice=0.5, lambda_focal=2.0, reduction="sum")])
+@pytest.mark.parametrize(
+    "opts",
+    [dict(), dict(include_background=False, gamma=1.5), dict(batch=True, lambda_dice=0.5, lambda_focal=2.0, reduction="sum")],
+)
 def test_dice_focal_sigmoid_equals_monai(opts):
     monai_losses = pytest.importorskip("monai.losses")
     x, target = _inputs(N=2, C=4, spatial=(6, 7), activation="sigmoid", dtype=torch.float32)
@@ -437,12 +517,15 @@ def test_nnunet_soft_dice_through_options():
 # ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("fn,kwargs", [
-    (btf.dice_ce_loss, dict(include_background=False, weight=torch.tensor([0.5, 1.0, 2.0]))),
-    (btf.dice_focal_loss, dict(label_smoothing=0.1, squared_pred=True, batch=True)),
-    (btf.tversky_loss, dict(alpha=0.3, beta=0.7, gamma=1.5, activation="sigmoid")),
-    (btf.generalized_dice_loss, dict(reduction="none")),
-])
+@pytest.mark.parametrize(
+    "fn,kwargs",
+    [
+        (btf.dice_ce_loss, dict(include_background=False, weight=torch.tensor([0.5, 1.0, 2.0]))),
+        (btf.dice_focal_loss, dict(label_smoothing=0.1, squared_pred=True, batch=True)),
+        (btf.tversky_loss, dict(alpha=0.3, beta=0.7, gamma=1.5, activation="sigmoid")),
+        (btf.generalized_dice_loss, dict(reduction="none")),
+    ],
+)
 def test_gradcheck(fn, kwargs):
     act = kwargs.get("activation", "softmax")
     x, target = _inputs(N=2, C=3, spatial=(3, 4), activation=act, ignore=act == "softmax")
@@ -457,13 +540,20 @@ def _raw_args(x, target, activation=0, ce_kind=1, soft_label=False, alpha=-1.0):
 @pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize("activation", [0, 1, 2])
 def test_opcheck_raw_ops(channels_last, activation):
-    x, target = _inputs(N=2, C=3, spatial=(4, 5), activation="sigmoid" if activation == 1 else "softmax",
-                        dtype=torch.float32, ignore=True)
+    x, target = _inputs(
+        N=2, C=3, spatial=(4, 5), activation="sigmoid" if activation == 1 else "softmax", dtype=torch.float32, ignore=True
+    )
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     # activation 2 ("none"): MONAI's sigmoid focal part with alpha, soft labels
-    args = _raw_args(x, target, activation, ce_kind=2 if activation == 2 else 1, soft_label=activation != 0,
-                     alpha=0.25 if activation == 2 else -1.0)
+    args = _raw_args(
+        x,
+        target,
+        activation,
+        ce_kind=2 if activation == 2 else 1,
+        soft_label=activation != 0,
+        alpha=0.25 if activation == 2 else -1.0,
+    )
     torch.library.opcheck(torch.ops.balancedtorch.region_loss_stats.default, args)
     coef = torch.randn(2, 2, 3)
     ce = torch.rand(2)
@@ -472,10 +562,36 @@ def test_opcheck_raw_ops(channels_last, activation):
     # calls written before soft_label/alpha existed keep working (their defaults: False, -1)
     if activation == 0:
         torch.library.opcheck(torch.ops.balancedtorch.region_loss_stats.default, args[:-2])
-        torch.testing.assert_close(torch.ops.balancedtorch.region_loss_grad(*args[:-2], coef, ce),
-                                   torch.ops.balancedtorch.region_loss_grad(*args[:-2], coef, ce, *args[-2:]))
-    op_args = (x.requires_grad_(True), target, torch.rand(3) + 0.5, 0, activation, False, True, False, 1e-5, 1e-5, True,
-               -100, 1, 0, 0.5, 0.5, 1.0, 2, 2.0, 0.0, 1.0, 1.0, False, True)
+        torch.testing.assert_close(
+            torch.ops.balancedtorch.region_loss_grad(*args[:-2], coef, ce),
+            torch.ops.balancedtorch.region_loss_grad(*args[:-2], coef, ce, *args[-2:]),
+        )
+    op_args = (
+        x.requires_grad_(True),
+        target,
+        torch.rand(3) + 0.5,
+        0,
+        activation,
+        False,
+        True,
+        False,
+        1e-5,
+        1e-5,
+        True,
+        -100,
+        1,
+        0,
+        0.5,
+        0.5,
+        1.0,
+        2,
+        2.0,
+        0.0,
+        1.0,
+        1.0,
+        False,
+        True,
+    )
     torch.library.opcheck(torch.ops.balancedtorch.region_loss.default, op_args)
 
 
@@ -549,9 +665,12 @@ def test_cuda_equals_cpu(dtype, activation):
         pytest.skip("no CUDA device")
     x, target = _inputs(N=3, C=5, spatial=(33, 47), activation=activation, dtype=torch.float32, ignore=True)
     x = x.to(dtype)
-    for fn, kw in [(btf.dice_ce_loss, dict(include_background=False, label_smoothing=0.0 if activation == "sigmoid" else 0.1)),
-                   (btf.dice_focal_loss, dict(batch=True, squared_pred=True)),
-                   (btf.generalized_dice_loss, dict()), (btf.tversky_loss, dict(gamma=0.75))]:
+    for fn, kw in [
+        (btf.dice_ce_loss, dict(include_background=False, label_smoothing=0.0 if activation == "sigmoid" else 0.1)),
+        (btf.dice_focal_loss, dict(batch=True, squared_pred=True)),
+        (btf.generalized_dice_loss, dict()),
+        (btf.tversky_loss, dict(gamma=0.75)),
+    ]:
         for cl in (False, True):
             xc = x.clone().requires_grad_(True)
             xg = x.cuda()
@@ -582,11 +701,13 @@ def _ddp_worker(rank, world_size, init_file, out_dir):
         conv = torch.nn.Conv2d(3, 3, 1).double()
         model = torch.nn.parallel.DistributedDataParallel(conv)
         loss_fn = bt.nn.DiceCELoss(batch=True, sync=True, include_background=False)
-        xr = x[rank * 2:(rank + 1) * 2].clone().requires_grad_(True)
-        loss = loss_fn(model(xr), target[rank * 2:(rank + 1) * 2])
+        xr = x[rank * 2 : (rank + 1) * 2].clone().requires_grad_(True)
+        loss = loss_fn(model(xr), target[rank * 2 : (rank + 1) * 2])
         loss.backward()
-        torch.save({"loss": loss.detach(), "weight_grad": conv.weight.grad, "bias_grad": conv.bias.grad,
-                    "x_grad": xr.grad}, os.path.join(out_dir, f"rank{rank}.pt"))
+        torch.save(
+            {"loss": loss.detach(), "weight_grad": conv.weight.grad, "bias_grad": conv.bias.grad, "x_grad": xr.grad},
+            os.path.join(out_dir, f"rank{rank}.pt"),
+        )
     finally:
         close_gloo()
 
@@ -607,7 +728,7 @@ def test_sync_two_gloo_processes_equal_concatenated_batch(tmp_path):
         torch.testing.assert_close(got["weight_grad"], conv.weight.grad)
         torch.testing.assert_close(got["bias_grad"], conv.bias.grad)
         # autograd of an all-reduce: each rank's input gets the gradient of the sum of both ranks' losses
-        torch.testing.assert_close(got["x_grad"], 2 * xr.grad[rank * 2:(rank + 1) * 2])
+        torch.testing.assert_close(got["x_grad"], 2 * xr.grad[rank * 2 : (rank + 1) * 2])
 
 
 def test_autocast_returns_float32_as_cross_entropy():
@@ -631,8 +752,9 @@ def test_opcheck_permuted_logits_gradient_layout():
     xp = x.permute(0, 1, 3, 2).contiguous().permute(0, 1, 3, 2)
     assert not xp.is_contiguous()
     args = _raw_args(xp, target)
-    torch.library.opcheck(torch.ops.balancedtorch.region_loss_grad.default,
-                          args[:-2] + (torch.randn(2, 2, 3), torch.rand(2)) + args[-2:])
+    torch.library.opcheck(
+        torch.ops.balancedtorch.region_loss_grad.default, args[:-2] + (torch.randn(2, 2, 3), torch.rand(2)) + args[-2:]
+    )
     xr = xp.clone().requires_grad_(True)
     xc = x.clone().requires_grad_(True)
     btf.dice_ce_loss(xr, target).backward()
@@ -674,25 +796,39 @@ def test_one_dice_class_ignores_the_weight_as_monai():
     torch.testing.assert_close(ours, torch.tensor(1.445239), rtol=1e-5, atol=1e-6)
     # the Dice part alone: weight ignored for C = 1 (sigmoid) and for C = 2 without the background
     xs, ts = _inputs(N=2, C=1, spatial=(5, 6), activation="sigmoid", dtype=torch.float32)
-    _monai_grads(bt.nn.DiceLoss(activation="sigmoid", weight=[3.0]), monai_losses.DiceLoss(sigmoid=True, weight=[3.0]),
-                 xs, ts, ts)
+    _monai_grads(
+        bt.nn.DiceLoss(activation="sigmoid", weight=[3.0]), monai_losses.DiceLoss(sigmoid=True, weight=[3.0]), xs, ts, ts
+    )
     x2, t2 = _inputs(N=2, C=2, spatial=(5, 6), dtype=torch.float32)
-    _monai_grads(bt.nn.DiceLoss(include_background=False, weight=[0.3, 3.0]),
-                 monai_losses.DiceLoss(softmax=True, to_onehot_y=True, include_background=False, weight=[3.0]),
-                 x2, t2, t2.unsqueeze(1))
-    _monai_grads(bt.nn.DiceCELoss(include_background=False, weight=torch.tensor([0.3, 3.0])),
-                 monai_losses.DiceCELoss(softmax=True, to_onehot_y=True, include_background=False,
-                                         weight=torch.tensor([0.3, 3.0])),
-                 x2, t2, t2.unsqueeze(1))
+    _monai_grads(
+        bt.nn.DiceLoss(include_background=False, weight=[0.3, 3.0]),
+        monai_losses.DiceLoss(softmax=True, to_onehot_y=True, include_background=False, weight=[3.0]),
+        x2,
+        t2,
+        t2.unsqueeze(1),
+    )
+    _monai_grads(
+        bt.nn.DiceCELoss(include_background=False, weight=torch.tensor([0.3, 3.0])),
+        monai_losses.DiceCELoss(softmax=True, to_onehot_y=True, include_background=False, weight=torch.tensor([0.3, 3.0])),
+        x2,
+        t2,
+        t2.unsqueeze(1),
+    )
     # two or more classes keep their weights
     a = btf.dice_loss(x2, t2, weight=[1.0, 3.0])
     assert not torch.allclose(a, btf.dice_loss(x2, t2))
 
 
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
-@pytest.mark.parametrize("opts", [dict(), dict(include_background=False, gamma=1.5, batch=True),
-                                  dict(alpha=0.25, lambda_dice=0.5, lambda_focal=2.0),
-                                  dict(alpha=0.7, include_background=False, squared_pred=True)])
+@pytest.mark.parametrize(
+    "opts",
+    [
+        dict(),
+        dict(include_background=False, gamma=1.5, batch=True),
+        dict(alpha=0.25, lambda_dice=0.5, lambda_focal=2.0),
+        dict(alpha=0.7, include_background=False, squared_pred=True),
+    ],
+)
 def test_dice_focal_sigmoid_reductions_and_alpha_equal_monai(reduction, opts):
     monai_losses = pytest.importorskip("monai.losses")
     x, target = _inputs(N=2, C=3, spatial=(5, 7), activation="sigmoid", dtype=torch.float64)
@@ -707,16 +843,19 @@ def test_dice_focal_sigmoid_reductions_and_alpha_equal_monai(reduction, opts):
     _monai_grads(ours, theirs, x, target, target)  # MONAI's FocalLoss computes in float32
 
 
-@pytest.mark.parametrize("cls,monai_name,opts", [
-    ("DiceLoss", "DiceLoss", dict()),
-    ("DiceLoss", "DiceLoss", dict(include_background=False, batch=True, jaccard=True)),
-    ("DiceLoss", "DiceLoss", dict(squared_pred=True, reduction="sum", soft_label=True)),
-    ("DiceLoss", "DiceLoss", dict(soft_label=True, reduction="none")),
-    ("GeneralizedDiceLoss", "GeneralizedDiceLoss", dict(w_type="simple")),
-    ("GeneralizedDiceLoss", "GeneralizedDiceLoss", dict(soft_label=True, batch=True)),
-    ("TverskyLoss", "TverskyLoss", dict(alpha=0.3, beta=0.7)),
-    ("TverskyLoss", "TverskyLoss", dict(soft_label=True, include_background=False, reduction="sum")),
-])
+@pytest.mark.parametrize(
+    "cls,monai_name,opts",
+    [
+        ("DiceLoss", "DiceLoss", dict()),
+        ("DiceLoss", "DiceLoss", dict(include_background=False, batch=True, jaccard=True)),
+        ("DiceLoss", "DiceLoss", dict(squared_pred=True, reduction="sum", soft_label=True)),
+        ("DiceLoss", "DiceLoss", dict(soft_label=True, reduction="none")),
+        ("GeneralizedDiceLoss", "GeneralizedDiceLoss", dict(w_type="simple")),
+        ("GeneralizedDiceLoss", "GeneralizedDiceLoss", dict(soft_label=True, batch=True)),
+        ("TverskyLoss", "TverskyLoss", dict(alpha=0.3, beta=0.7)),
+        ("TverskyLoss", "TverskyLoss", dict(soft_label=True, include_background=False, reduction="sum")),
+    ],
+)
 @pytest.mark.parametrize("activation", ["none", "sigmoid", "softmax"])
 def test_activation_none_and_soft_label_equal_monai(cls, monai_name, opts, activation):
     monai_losses = pytest.importorskip("monai.losses")
@@ -741,27 +880,50 @@ def test_activation_none_class_index_targets_and_combined_losses_equal_monai():
     monai_losses = pytest.importorskip("monai.losses")
     x, target = _inputs(N=2, C=4, spatial=(5, 6), dtype=torch.float64)
     probs = torch.softmax(x, 1)
-    _monai_grads(bt.nn.DiceLoss(activation="none", include_background=False),
-                 monai_losses.DiceLoss(to_onehot_y=True, include_background=False), probs, target, target.unsqueeze(1))
+    _monai_grads(
+        bt.nn.DiceLoss(activation="none", include_background=False),
+        monai_losses.DiceLoss(to_onehot_y=True, include_background=False),
+        probs,
+        target,
+        target.unsqueeze(1),
+    )
     # DiceCE: the Dice part reads probabilities, the CE part the same tensor as logits (MONAI)
-    _monai_grads(bt.nn.DiceCELoss(activation="none", weight=torch.tensor([1.0, 2.0, 0.5, 1.0], dtype=torch.float64)),
-                 monai_losses.DiceCELoss(to_onehot_y=True, weight=torch.tensor([1.0, 2.0, 0.5, 1.0], dtype=torch.float64)),
-                 probs, target, target.unsqueeze(1))
+    _monai_grads(
+        bt.nn.DiceCELoss(activation="none", weight=torch.tensor([1.0, 2.0, 0.5, 1.0], dtype=torch.float64)),
+        monai_losses.DiceCELoss(to_onehot_y=True, weight=torch.tensor([1.0, 2.0, 0.5, 1.0], dtype=torch.float64)),
+        probs,
+        target,
+        target.unsqueeze(1),
+    )
     # DiceFocal: MONAI's sigmoid focal part on the input taken as logits
     onehot = F.one_hot(target, 4).movedim(-1, 1).double()
     for reduction in ("mean", "sum", "none"):
-        _monai_grads(bt.nn.DiceFocalLoss(activation="none", alpha=0.25, reduction=reduction),
-                     monai_losses.DiceFocalLoss(to_onehot_y=True, alpha=0.25, reduction=reduction),
-                     probs, target, target.unsqueeze(1))
-        _monai_grads(bt.nn.DiceFocalLoss(activation="none", include_background=False, reduction=reduction),
-                     monai_losses.DiceFocalLoss(include_background=False, reduction=reduction),
-                     probs, onehot, onehot)
+        _monai_grads(
+            bt.nn.DiceFocalLoss(activation="none", alpha=0.25, reduction=reduction),
+            monai_losses.DiceFocalLoss(to_onehot_y=True, alpha=0.25, reduction=reduction),
+            probs,
+            target,
+            target.unsqueeze(1),
+        )
+        _monai_grads(
+            bt.nn.DiceFocalLoss(activation="none", include_background=False, reduction=reduction),
+            monai_losses.DiceFocalLoss(include_background=False, reduction=reduction),
+            probs,
+            onehot,
+            onehot,
+        )
 
 
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
-@pytest.mark.parametrize("opts", [dict(), dict(include_background=False, gamma=1.5, batch=True),
-                                  dict(alpha=0.25, lambda_dice=0.5, lambda_focal=2.0, jaccard=True),
-                                  dict(alpha=0.7, include_background=False, squared_pred=True)])
+@pytest.mark.parametrize(
+    "opts",
+    [
+        dict(),
+        dict(include_background=False, gamma=1.5, batch=True),
+        dict(alpha=0.25, lambda_dice=0.5, lambda_focal=2.0, jaccard=True),
+        dict(alpha=0.7, include_background=False, squared_pred=True),
+    ],
+)
 @pytest.mark.parametrize("dense", [False, True])
 def test_dice_focal_sigmoid_focal_on_softmax_dice_equals_monai(reduction, opts, dense):
     # MONAI's DiceFocalLoss(softmax=True): a softmax Dice part plus a sigmoid focal part of the same logits
@@ -779,8 +941,9 @@ def test_dice_focal_sigmoid_focal_on_softmax_dice_equals_monai(reduction, opts, 
     torch.testing.assert_close(functional, ours(x, target))
     # the default (softmax focal part) is a different loss
     if reduction != "none":
-        default = bt.nn.DiceFocalLoss(weight=weight, reduction=reduction,
-                                      **{k: v for k, v in opts.items() if k != "alpha"})(x, target)
+        default = bt.nn.DiceFocalLoss(weight=weight, reduction=reduction, **{k: v for k, v in opts.items() if k != "alpha"})(
+            x, target
+        )
         assert not torch.allclose(default, ours(x, target))
 
 
@@ -801,8 +964,9 @@ def test_dice_focal_sigmoid_focal_on_softmax_dice_leaves_ignored_pixels_out():
     keep = ts[0] != -100
     flat_x = xs[0][:, keep].reshape(1, 3, -1)
     flat_t = ts[0][keep].reshape(1, -1)
-    torch.testing.assert_close(btf.dice_focal_loss(xs, ts, focal_activation="sigmoid"),
-                               btf.dice_focal_loss(flat_x, flat_t, focal_activation="sigmoid"))
+    torch.testing.assert_close(
+        btf.dice_focal_loss(xs, ts, focal_activation="sigmoid"), btf.dice_focal_loss(flat_x, flat_t, focal_activation="sigmoid")
+    )
 
 
 def test_dice_focal_focal_activation_rejects_bad_values():
@@ -812,8 +976,9 @@ def test_dice_focal_focal_activation_rejects_bad_values():
     with pytest.raises(ValueError, match="focal_activation"):
         btf.dice_focal_loss(x, target, focal_activation=1)
     with pytest.raises(ValueError, match="focal_activation='softmax' needs activation='softmax'"):
-        btf.dice_focal_loss(x, (target > 0).float().unsqueeze(1).expand_as(x).contiguous(), activation="sigmoid",
-                            focal_activation="softmax")
+        btf.dice_focal_loss(
+            x, (target > 0).float().unsqueeze(1).expand_as(x).contiguous(), activation="sigmoid", focal_activation="softmax"
+        )
     with pytest.raises(ValueError, match="label_smoothing"):
         btf.dice_focal_loss(x, target, focal_activation="sigmoid", label_smoothing=0.1)
     # "softmax" is the default's meaning
@@ -830,8 +995,12 @@ def test_activation_none_equals_reference_with_ignore_index():
 
 def test_module_accepts_a_number_as_weight():
     x, target = _inputs(N=2, C=3, spatial=(4, 5), dtype=torch.float32)
-    for cls, fn in [(bt.nn.DiceLoss, btf.dice_loss), (bt.nn.TverskyLoss, btf.tversky_loss),
-                    (bt.nn.DiceCELoss, btf.dice_ce_loss), (bt.nn.DiceFocalLoss, btf.dice_focal_loss)]:
+    for cls, fn in [
+        (bt.nn.DiceLoss, btf.dice_loss),
+        (bt.nn.TverskyLoss, btf.tversky_loss),
+        (bt.nn.DiceCELoss, btf.dice_ce_loss),
+        (bt.nn.DiceFocalLoss, btf.dice_focal_loss),
+    ]:
         module = cls(weight=2.0)
         torch.testing.assert_close(module(x, target), fn(x, target, weight=2.0))
         torch.testing.assert_close(module(x, target), fn(x, target, weight=[2.0, 2.0, 2.0]))
@@ -852,23 +1021,47 @@ def _reference_from_target(fn_kwargs, ref_kwargs, x):
     return ours, theirs
 
 
-@pytest.mark.parametrize("fn,kw,ref", [
-    (btf.dice_loss, dict(), dict()),
-    (btf.dice_loss, dict(squared_pred=True, jaccard=True, batch=True, include_background=False),
-     dict(squared_pred=True, jaccard=True, batch=True, include_background=False)),
-    (btf.dice_loss, dict(activation="sigmoid", reduction="none"), dict(activation="sigmoid", reduction="none")),
-    (btf.generalized_dice_loss, dict(w_type="square"), dict(kind="gdl", w_type="square")),
-    (btf.tversky_loss, dict(alpha=0.3, beta=0.7, gamma=1.5), dict(kind="tversky", alpha=0.3, beta=0.7, gamma=1.5)),
-    (btf.dice_ce_loss, dict(label_smoothing=0.1, weight=torch.tensor([0.5, 1.0, 2.0], dtype=torch.float64)),
-     dict(ce="ce", label_smoothing=0.1, weight=torch.tensor([0.5, 1.0, 2.0], dtype=torch.float64))),
-    (btf.dice_ce_loss, dict(activation="sigmoid", reduction="sum", weight=torch.tensor([0.5, 1.0, 2.0], dtype=torch.float64)),
-     dict(ce="ce", activation="sigmoid", reduction="sum", weight=torch.tensor([0.5, 1.0, 2.0], dtype=torch.float64))),
-    (btf.dice_focal_loss, dict(gamma=1.5), dict(ce="focal", ce_gamma=1.5)),
-    (btf.dice_focal_loss, dict(activation="sigmoid", include_background=False, gamma=2.0,
-                               weight=torch.tensor([0.5, 1.0, 2.0], dtype=torch.float64)),
-     dict(ce="focal_tv", activation="sigmoid", include_background=False, ce_gamma=2.0,
-          weight=torch.tensor([0.5, 1.0, 2.0], dtype=torch.float64))),
-])
+@pytest.mark.parametrize(
+    "fn,kw,ref",
+    [
+        (btf.dice_loss, dict(), dict()),
+        (
+            btf.dice_loss,
+            dict(squared_pred=True, jaccard=True, batch=True, include_background=False),
+            dict(squared_pred=True, jaccard=True, batch=True, include_background=False),
+        ),
+        (btf.dice_loss, dict(activation="sigmoid", reduction="none"), dict(activation="sigmoid", reduction="none")),
+        (btf.generalized_dice_loss, dict(w_type="square"), dict(kind="gdl", w_type="square")),
+        (btf.tversky_loss, dict(alpha=0.3, beta=0.7, gamma=1.5), dict(kind="tversky", alpha=0.3, beta=0.7, gamma=1.5)),
+        (
+            btf.dice_ce_loss,
+            dict(label_smoothing=0.1, weight=torch.tensor([0.5, 1.0, 2.0], dtype=torch.float64)),
+            dict(ce="ce", label_smoothing=0.1, weight=torch.tensor([0.5, 1.0, 2.0], dtype=torch.float64)),
+        ),
+        (
+            btf.dice_ce_loss,
+            dict(activation="sigmoid", reduction="sum", weight=torch.tensor([0.5, 1.0, 2.0], dtype=torch.float64)),
+            dict(ce="ce", activation="sigmoid", reduction="sum", weight=torch.tensor([0.5, 1.0, 2.0], dtype=torch.float64)),
+        ),
+        (btf.dice_focal_loss, dict(gamma=1.5), dict(ce="focal", ce_gamma=1.5)),
+        (
+            btf.dice_focal_loss,
+            dict(
+                activation="sigmoid",
+                include_background=False,
+                gamma=2.0,
+                weight=torch.tensor([0.5, 1.0, 2.0], dtype=torch.float64),
+            ),
+            dict(
+                ce="focal_tv",
+                activation="sigmoid",
+                include_background=False,
+                ce_gamma=2.0,
+                weight=torch.tensor([0.5, 1.0, 2.0], dtype=torch.float64),
+            ),
+        ),
+    ],
+)
 def test_probability_target_gradient_gradcheck_and_reference(fn, kw, ref):
     act = kw.get("activation", "softmax")
     x, _ = _inputs(N=2, C=3, spatial=(3, 4), activation=act)
@@ -892,24 +1085,29 @@ def test_probability_target_gradient_gradcheck_and_reference(fn, kw, ref):
 def test_soft_label_gradcheck_and_reduction_none():
     x, _ = _inputs(N=2, C=3, spatial=(3, 4), activation="sigmoid")
     target = torch.rand(2, 3, 3, 4, dtype=torch.float64, requires_grad=True)
-    for fn, kw in [(btf.dice_loss, dict(activation="sigmoid", soft_label=True, reduction="none")),
-                   (btf.tversky_loss, dict(activation="sigmoid", soft_label=True, alpha=0.2, beta=0.8)),
-                   (btf.generalized_dice_loss, dict(activation="sigmoid", soft_label=True, w_type="simple"))]:
+    for fn, kw in [
+        (btf.dice_loss, dict(activation="sigmoid", soft_label=True, reduction="none")),
+        (btf.tversky_loss, dict(activation="sigmoid", soft_label=True, alpha=0.2, beta=0.8)),
+        (btf.generalized_dice_loss, dict(activation="sigmoid", soft_label=True, w_type="simple")),
+    ]:
         xr = x.clone().requires_grad_(True)
         assert torch.autograd.gradcheck(lambda x, t, fn=fn, kw=kw: fn(x, t, **kw), (xr, target))
 
 
-@pytest.mark.parametrize("call", [
-    lambda x, t, w: btf.cross_entropy(x, t, weight=w),
-    lambda x, t, w: btf.focal_loss(x, t, weight=w),
-    lambda x, t, w: btf.logit_adjusted_loss(x, t, [3, 2, 1], weight=w),
-    lambda x, t, w: btf.sigmoid_focal_loss(x, F.one_hot(t, 3).movedim(-1, 1).float(), pos_weight=w),
-    lambda x, t, w: btf.dice_loss(x, t, weight=w),
-    lambda x, t, w: btf.dice_ce_loss(x, t, weight=w),
-    lambda x, t, w: bt.nn.DiceFocalLoss(weight=w)(x, t),
-    lambda x, t, w: bt.nn.CrossEntropyLoss(weight=w)(x, t),
-    lambda x, t, w: bt.nn.SigmoidFocalLoss(pos_weight=w)(x, F.one_hot(t, 3).movedim(-1, 1).float()),
-])
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda x, t, w: btf.cross_entropy(x, t, weight=w),
+        lambda x, t, w: btf.focal_loss(x, t, weight=w),
+        lambda x, t, w: btf.logit_adjusted_loss(x, t, [3, 2, 1], weight=w),
+        lambda x, t, w: btf.sigmoid_focal_loss(x, F.one_hot(t, 3).movedim(-1, 1).float(), pos_weight=w),
+        lambda x, t, w: btf.dice_loss(x, t, weight=w),
+        lambda x, t, w: btf.dice_ce_loss(x, t, weight=w),
+        lambda x, t, w: bt.nn.DiceFocalLoss(weight=w)(x, t),
+        lambda x, t, w: bt.nn.CrossEntropyLoss(weight=w)(x, t),
+        lambda x, t, w: bt.nn.SigmoidFocalLoss(pos_weight=w)(x, F.one_hot(t, 3).movedim(-1, 1).float()),
+    ],
+)
 def test_weight_on_another_device_is_a_clear_value_error(call):
     x, target = _inputs(N=2, C=3, spatial=(4, 5), dtype=torch.float32)
     meta = torch.ones(3, device="meta")
@@ -984,6 +1182,6 @@ def test_modules_check_bool_options_and_ignore_index_when_built(cls):
 @pytest.mark.parametrize("fn", _REGION_FNS)
 def test_ignore_index_beyond_int64_is_a_value_error(fn):
     x, target = _inputs(N=2, C=3, spatial=(4, 4), dtype=torch.float32)
-    for bad in (2**70, -2**63 - 1, 1.5, True):
+    for bad in (2**70, -(2**63) - 1, 1.5, True):
         with pytest.raises(ValueError, match="ignore_index must be an integer"):
             fn(x, target, ignore_index=bad)

@@ -311,9 +311,7 @@ class _SegDataset(Dataset):
 @pytest.mark.parametrize("kind", ["tuple", "dict", "plain", "custom"])
 def test_classes_present_on_a_dataset(kind):
     g = torch.Generator().manual_seed(6)
-    masks = [
-        torch.randint(0, 4 + i % 3, (5 + i % 4, 7 + i % 5), generator=g, dtype=torch.uint8).numpy() for i in range(25)
-    ]
+    masks = [torch.randint(0, 4 + i % 3, (5 + i % 4, 7 + i % 5), generator=g, dtype=torch.uint8).numpy() for i in range(25)]
     masks[2][:] = 255
     masks[5][0, 0] = 255
     data = _SegDataset(masks, kind)
@@ -347,7 +345,10 @@ def test_classes_present_bad_input():
     masks = torch.randint(0, 3, (6, 4, 5), generator=torch.Generator().manual_seed(0))
     bad = masks.clone()
     bad[4, 2, 3] = 9
-    with pytest.raises(ValueError, match=r"the mask of sample 4 holds the value 9 at flat pixel index 13; .*\[0, num_classes=3\) or equal ignore_index=255"):
+    with pytest.raises(
+        ValueError,
+        match=r"the mask of sample 4 holds the value 9 at flat pixel index 13; .*\[0, num_classes=3\) or equal ignore_index=255",
+    ):
         bt.data.classes_present(bad, 3, ignore_index=255)
     with pytest.raises(ValueError, match="the mask of sample 4 holds the value 9"):
         bt.data.classes_present([m for m in bad], 3, progress=False)

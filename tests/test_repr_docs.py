@@ -80,7 +80,14 @@ def _undocumented(doc: str, names) -> list:
 def test_discovery_finds_the_public_names():
     names = {name.rsplit(".", 1)[1] for name, _ in _PUBLIC}
     expected = {
-        "labels_of", "ClassBalancedSampler", "SMOTE", "FeatureSMOTE", "knn", "AliasTable", "class_weights", "check_labels"
+        "labels_of",
+        "ClassBalancedSampler",
+        "SMOTE",
+        "FeatureSMOTE",
+        "knn",
+        "AliasTable",
+        "class_weights",
+        "check_labels",
     }
     assert expected <= names, expected - names
 
@@ -241,9 +248,7 @@ def _non_default(cls, param):
     factory = _NON_DEFAULT_BY_CLASS.get(short, {}).get(param.name) or _NON_DEFAULT.get(param.name)
     if factory is None and isinstance(param.default, bool):
         return {param.name: not param.default}
-    assert factory is not None, (
-        f"tests/test_repr_docs.py: add a non-default value of {short}(…, {param.name}=…) to _NON_DEFAULT"
-    )
+    assert factory is not None, f"tests/test_repr_docs.py: add a non-default value of {short}(…, {param.name}=…) to _NON_DEFAULT"
     return factory()
 
 

@@ -53,7 +53,7 @@ def test_over_sampler_counts_and_layout_equal_imblearn(name, strategy):
     # originals first, then each class's new samples in ascending class order
     np.testing.assert_array_equal(Xo[: len(X)], X)
     np.testing.assert_array_equal(yo[: len(y)], y)
-    assert np.all(np.diff(yo[len(y):]) >= 0)
+    assert np.all(np.diff(yo[len(y) :]) >= 0)
 
 
 def test_float_strategy_binary_equals_imblearn():
@@ -94,7 +94,7 @@ def test_smote_points_lie_between_a_sample_and_one_of_its_k_neighbours(k):
     for c in (1, 2):
         Xc = X[y == c]
         nbrs = NearestNeighbors(n_neighbors=k + 1).fit(Xc).kneighbors(Xc, return_distance=False)[:, 1:]
-        new = Xo[len(X):][yo[len(X):] == c]
+        new = Xo[len(X) :][yo[len(X) :] == c]
         assert len(new) == 200 - len(Xc)
         _on_segment(new, np.arange(len(Xc)), Xc, nbrs, Xc)
 
@@ -108,7 +108,7 @@ def test_borderline_smote_uses_the_danger_set_of_imblearn():
         theirs.fit_resample(X, y)
         np.testing.assert_array_equal(ours.in_danger_indices[1], theirs.in_danger_indices[1])
         danger = ours.in_danger_indices[1]
-        new = Xo[len(X):]
+        new = Xo[len(X) :]
         if kind == "borderline-1":
             Xc = X[y == 1]
             nbrs = NearestNeighbors(n_neighbors=6).fit(Xc).kneighbors(X[danger], return_distance=False)[:, 1:]
@@ -125,7 +125,7 @@ def test_adasyn_points_and_counts():
     assert counts(yo) == counts(yt)
     Xc = X[y == 1]
     nbrs = NearestNeighbors(n_neighbors=5).fit(Xc).kneighbors(Xc, return_distance=False)[:, 1:]
-    _on_segment(Xo[len(X):], np.arange(len(Xc)), Xc, nbrs, Xc)
+    _on_segment(Xo[len(X) :], np.arange(len(Xc)), Xc, nbrs, Xc)
 
 
 def test_random_over_sampler_indices_and_shrinkage():
@@ -137,7 +137,7 @@ def test_random_over_sampler_indices_and_shrinkage():
     smooth = bt.resample.RandomOverSampler(random_state=0, shrinkage=1.0)
     Xs, ys = smooth.fit_resample(X, y)
     assert counts(ys) == counts(yo)
-    new = Xs[len(X):]
+    new = Xs[len(X) :]
     assert not np.isin(new, X).all()  # smoothed: not copies
     with pytest.raises(ValueError, match="shrinkage"):
         bt.resample.RandomOverSampler(shrinkage={1: 1.0}).fit_resample(X, y)
@@ -403,7 +403,9 @@ def test_feature_smote_many_classes_with_memory(device, memory_size):
     g = torch.Generator().manual_seed(3)
     sizes = [40] + [int(s) for s in torch.randint(1, 20, (C - 1,), generator=g)]
     sizes[1:4] = [1, 2, 1]
-    smote = bt.resample.FeatureSMOTE(k_neighbors=k, memory_size=memory_size, num_classes=C, generator=torch.Generator(device=device).manual_seed(0))
+    smote = bt.resample.FeatureSMOTE(
+        k_neighbors=k, memory_size=memory_size, num_classes=C, generator=torch.Generator(device=device).manual_seed(0)
+    )
     y = torch.cat([torch.full((n,), c) for c, n in enumerate(sizes)])
     if memory_size:
         warm = torch.randn(2 * len(y), D, generator=g)
@@ -412,14 +414,14 @@ def test_feature_smote_many_classes_with_memory(device, memory_size):
     y = y[torch.randperm(len(y), generator=g)]
     f = torch.randn(len(y), D, generator=g) * 3 + y.unsqueeze(1).float()
     out, out_y = smote(f.to(device), y.to(device))
-    new_y = out_y[len(y):].cpu()
+    new_y = out_y[len(y) :].cpu()
     assert torch.equal(new_y, new_y.sort().values)  # synthetic rows in class order
     counts = torch.bincount(out_y.cpu(), minlength=C)
     if memory_size:
         assert (counts == 40).all()
     else:  # a class with one row and no memory has no neighbour
         assert counts.tolist() == [40 if n > 1 else n for n in sizes]
-    new = out[len(y):].cpu().numpy()
+    new = out[len(y) :].cpu().numpy()
     fd, yd = f.numpy(), y.numpy()
     for c in range(1, C):
         Xc = fd[yd == c]
@@ -535,7 +537,9 @@ def test_gridsearch_over_smote_in_an_imblearn_pipeline():
     from sklearn.model_selection import GridSearchCV, cross_val_score
 
     X, y = _xy(2)
-    search = GridSearchCV(make_pipeline(bt.resample.SMOTE(random_state=0), LogisticRegression()), {"smote__k_neighbors": [3, 5]}, cv=3)
+    search = GridSearchCV(
+        make_pipeline(bt.resample.SMOTE(random_state=0), LogisticRegression()), {"smote__k_neighbors": [3, 5]}, cv=3
+    )
     search.fit(X, y)
     assert search.best_params_["smote__k_neighbors"] in (3, 5)
     assert len(search.cv_results_["params"]) == 2
@@ -550,7 +554,11 @@ def test_gridsearch_over_smote_in_an_imblearn_pipeline():
 def test_combined_fit_does_not_resample_and_clones_its_parts(name, cleaner_arg):
     cls = getattr(bt.resample, name)
     smote = bt.resample.SMOTE(k_neighbors=3, random_state=0)
-    cleaner = bt.resample.TomekLinks(sampling_strategy="all") if cleaner_arg == "tomek" else bt.resample.EditedNearestNeighbours(sampling_strategy="all")
+    cleaner = (
+        bt.resample.TomekLinks(sampling_strategy="all")
+        if cleaner_arg == "tomek"
+        else bt.resample.EditedNearestNeighbours(sampling_strategy="all")
+    )
     est = cls(smote=smote, **{cleaner_arg: cleaner})
     X, y = _xy(3)
     assert est.fit(X, y) is est
@@ -566,7 +574,9 @@ def test_combined_fit_does_not_resample_and_clones_its_parts(name, cleaner_arg):
     np.testing.assert_array_equal(y_res, y_ref)
 
 
-@pytest.mark.parametrize("name", ["SMOTE", "RandomOverSampler", "RandomUnderSampler", "TomekLinks", "ClusterCentroids", "SMOTEENN"])
+@pytest.mark.parametrize(
+    "name", ["SMOTE", "RandomOverSampler", "RandomUnderSampler", "TomekLinks", "ClusterCentroids", "SMOTEENN"]
+)
 def test_labels_of_any_kind_round_trip(name):
     pd = pytest.importorskip("pandas")
     X, y = _xy(4)
@@ -579,8 +589,14 @@ def test_labels_of_any_kind_round_trip(name):
         "negative sparse ints": (np.where(y == 1, 7, -3), lambda r: np.array_equal(r, np.where(ref_y == 1, 7, -3))),
         "integral float": (y.astype(np.float32), lambda r: r.dtype == np.float32 and np.array_equal(r, ref_y)),
         "(n, 1)": (y.reshape(-1, 1), lambda r: np.array_equal(np.ravel(r), ref_y)),
-        "one-column frame": (pd.DataFrame({"t": names[y]}), lambda r: list(r.columns) == ["t"] and r["t"].tolist() == names[ref_y].tolist()),
-        "named series": (pd.Series(names[y], name="animal"), lambda r: r.name == "animal" and r.tolist() == names[ref_y].tolist()),
+        "one-column frame": (
+            pd.DataFrame({"t": names[y]}),
+            lambda r: list(r.columns) == ["t"] and r["t"].tolist() == names[ref_y].tolist(),
+        ),
+        "named series": (
+            pd.Series(names[y], name="animal"),
+            lambda r: r.name == "animal" and r.tolist() == names[ref_y].tolist(),
+        ),
     }
     for label, (labels, ok) in cases.items():
         X_res, y_res = getattr(bt.resample, name)(**kw).fit_resample(X, labels)
@@ -605,7 +621,12 @@ def test_dataframe_column_dtypes_kept():
     pd = pytest.importorskip("pandas")
     X, y = _xy(6)
     df = pd.DataFrame({"f32": X[:, 0].astype(np.float32), "f64": X[:, 1], "i64": (X[:, 2] * 100).astype(np.int64)})
-    for est in (bt.resample.SMOTE(random_state=0), bt.resample.TomekLinks(), bt.resample.NearMiss(), bt.resample.RandomOverSampler(random_state=0)):
+    for est in (
+        bt.resample.SMOTE(random_state=0),
+        bt.resample.TomekLinks(),
+        bt.resample.NearMiss(),
+        bt.resample.RandomOverSampler(random_state=0),
+    ):
         X_res, _ = est.fit_resample(df, y)
         assert X_res.dtypes.to_dict() == df.dtypes.to_dict(), type(est).__name__
         assert list(X_res.columns) == ["f32", "f64", "i64"]
@@ -647,7 +668,9 @@ def test_random_samplers_take_nan_and_any_x(name):
     assert X_res.dtype == object and set(X_res[:, 0]) == {"a", "b"}
 
 
-@pytest.mark.parametrize("name", ["SMOTE", "ADASYN", "BorderlineSMOTE", "NearMiss", "TomekLinks", "EditedNearestNeighbours", "ClusterCentroids"])
+@pytest.mark.parametrize(
+    "name", ["SMOTE", "ADASYN", "BorderlineSMOTE", "NearMiss", "TomekLinks", "EditedNearestNeighbours", "ClusterCentroids"]
+)
 def test_distance_samplers_refuse_nan_clearly(name):
     X, y = _xy(9)
     X[5, 2] = np.nan
@@ -655,7 +678,9 @@ def test_distance_samplers_refuse_nan_clearly(name):
         getattr(bt.resample, name)().fit_resample(X, y)
 
 
-@pytest.mark.parametrize("name,arg", [("EditedNearestNeighbours", "n_neighbors"), ("NearMiss", "n_neighbors"), ("SMOTE", "k_neighbors")])
+@pytest.mark.parametrize(
+    "name,arg", [("EditedNearestNeighbours", "n_neighbors"), ("NearMiss", "n_neighbors"), ("SMOTE", "k_neighbors")]
+)
 def test_non_euclidean_neighbour_estimator_is_used_not_replaced(name, arg):
     X, y = _xy(10)
     nn = NearestNeighbors(n_neighbors=4, metric="chebyshev")
@@ -665,7 +690,7 @@ def test_non_euclidean_neighbour_estimator_is_used_not_replaced(name, arg):
         X_res, y_res = ours.set_params(random_state=0).fit_resample(X, y)
         X_min = X[y == 1]
         cheb = NearestNeighbors(n_neighbors=4, metric="chebyshev").fit(X_min).kneighbors(X_min)[1][:, 1:]
-        _on_segment(X_res[len(X):], np.arange(len(X_min)), X_min, cheb, X_min)
+        _on_segment(X_res[len(X) :], np.arange(len(X_min)), X_min, cheb, X_min)
         return
     ours.fit_resample(X, y)
     theirs.fit_resample(X, y)

@@ -56,7 +56,7 @@ def test_smotenc_distribution_equals_imblearn():
     X, y = _mixed(n_min=60, n_maj=3000, seed=1)
     Xo, _ = bt.resample.SMOTENC(categorical_features=[1, 3], k_neighbors=4, random_state=0).fit_resample(X, y)
     Xt, _ = imb.SMOTENC(categorical_features=[1, 3], k_neighbors=4, random_state=0).fit_resample(X, y)
-    new_o, new_t = Xo[len(X):], Xt[len(X):]
+    new_o, new_t = Xo[len(X) :], Xt[len(X) :]
     for col in (1, 3):
         assert _two_sample_chi2(new_o[:, col].tolist(), new_t[:, col].tolist()) > 1e-3
     assert _two_sample_chi2(list(map(tuple, new_o[:, [1, 3]])), list(map(tuple, new_t[:, [1, 3]]))) > 1e-3
@@ -68,7 +68,7 @@ def test_smotenc_new_points_are_on_a_segment_to_a_same_class_sample():
     X, y = _mixed(seed=2)
     Xo, yo = bt.resample.SMOTENC(categorical_features=[1, 3], random_state=3).fit_resample(X, y)
     cont = X[y == 1][:, [0, 2]].astype(float)
-    for row in Xo[len(X):, [0, 2]].astype(float):
+    for row in Xo[len(X) :, [0, 2]].astype(float):
         # some pair (i, j) with row = cont[i] + t (cont[j] - cont[i]), t in [0, 1]
         d = cont[None, :, :] - cont[:, None, :]
         r = row[None, None, :] - cont[:, None, :]
@@ -79,8 +79,9 @@ def test_smotenc_new_points_are_on_a_segment_to_a_same_class_sample():
 
 def test_smotenc_categorical_features_forms_and_pandas_round_trip():
     X, y = _mixed()
-    frame = pd.DataFrame({"x": X[:, 0].astype(float), "c": pd.Categorical(X[:, 1]), "z": X[:, 2].astype(np.float32),
-                          "k": X[:, 3].astype(np.int64)})
+    frame = pd.DataFrame(
+        {"x": X[:, 0].astype(float), "c": pd.Categorical(X[:, 1]), "z": X[:, 2].astype(np.float32), "k": X[:, 3].astype(np.int64)}
+    )
     results = []
     for spec in ("auto", ["c"], [1], [False, True, False, False], np.array([-3])):
         s = bt.resample.SMOTENC(categorical_features=spec, random_state=0)
@@ -116,7 +117,11 @@ def test_smotenc_bad_input():
     with pytest.raises(ValueError, match=r"only with numerical features.*\['s'\]"):
         bt.resample.SMOTENC(categorical_features="auto").fit_resample(frame, y)
     sklearn_errors = pytest.importorskip("sklearn.utils._param_validation")
-    for bad in (dict(categorical_features="x"), dict(categorical_features=3), dict(categorical_features=[1], categorical_encoder=1)):
+    for bad in (
+        dict(categorical_features="x"),
+        dict(categorical_features=3),
+        dict(categorical_features=[1], categorical_encoder=1),
+    ):
         with pytest.raises(sklearn_errors.InvalidParameterError):
             bt.resample.SMOTENC(**bad).fit_resample(X, y)
 
@@ -140,7 +145,7 @@ def test_smoten_layout_and_distribution_equal_imblearn():
     assert Xo.shape == Xt.shape and Xo.dtype == Xt.dtype
     np.testing.assert_array_equal(yo, yt)
     assert (Xo[: len(X)] == X).all()
-    new_o, new_t = list(map(tuple, Xo[len(X):])), list(map(tuple, Xt[len(X):]))
+    new_o, new_t = list(map(tuple, Xo[len(X) :])), list(map(tuple, Xt[len(X) :]))
     assert _two_sample_chi2(new_o, new_t) > 1e-3
     # a new row is the mode of a neighbourhood: the rows that can come out are the same
     assert set(new_o) <= set(new_t) | set(map(tuple, X[y == 1]))
@@ -154,16 +159,23 @@ def test_smoten_with_the_whole_class_as_neighbours_gives_the_class_mode(data):
     n_min = data.draw(st.integers(2, 9))
     n_maj = data.draw(st.integers(n_min + 1, 20))
     n_feat = data.draw(st.integers(1, 3))
-    X = np.array(data.draw(st.lists(st.lists(st.sampled_from("abc"), min_size=n_feat, max_size=n_feat),
-                                     min_size=n_min + n_maj, max_size=n_min + n_maj)), dtype=object)
+    X = np.array(
+        data.draw(
+            st.lists(
+                st.lists(st.sampled_from("abc"), min_size=n_feat, max_size=n_feat), min_size=n_min + n_maj, max_size=n_min + n_maj
+            )
+        ),
+        dtype=object,
+    )
     y = np.array([1] * n_min + [0] * n_maj)
     Xr, yr = bt.resample.SMOTEN(k_neighbors=n_min - 1 if n_min > 1 else 1, random_state=0).fit_resample(X, y)
     if n_min == 1:
         return
-    expected = [min(c for c, v in Counter(X[y == 1][:, f]).items() if v == max(Counter(X[y == 1][:, f]).values()))
-                for f in range(n_feat)]
-    assert (Xr[len(X):] == np.array(expected, dtype=object)).all()
-    assert (yr[len(X):] == 1).all() and len(yr) == 2 * n_maj
+    expected = [
+        min(c for c, v in Counter(X[y == 1][:, f]).items() if v == max(Counter(X[y == 1][:, f]).values())) for f in range(n_feat)
+    ]
+    assert (Xr[len(X) :] == np.array(expected, dtype=object)).all()
+    assert (yr[len(X) :] == 1).all() and len(yr) == 2 * n_maj
 
 
 def test_smoten_sparse_and_pandas():
@@ -273,7 +285,9 @@ def test_smotenc_overflowing_std_raises_as_imblearn(values):
     # the same ValueError and opening; NaN or infinity as each library's variance overflows (scikit-learn's
     # sparse variance and torch's can differ there)
     overflow = r"(NaN|infinity or a value too large for dtype\('float64'\))"
-    with pytest.raises(ValueError, match=rf"^Input X contains {overflow}\. \(SMOTENC: the median standard deviation .*\(X\[\d+, [12]\] = "):
+    with pytest.raises(
+        ValueError, match=rf"^Input X contains {overflow}\. \(SMOTENC: the median standard deviation .*\(X\[\d+, [12]\] = "
+    ):
         bt.resample.SMOTENC([0], random_state=0).fit_resample(X, y)
     # plain SMOTE: imbalanced-learn raises nothing (its synthetic rows may hold inf); so does bt's
     imb.SMOTE(random_state=0).fit_resample(X, y)

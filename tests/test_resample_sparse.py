@@ -77,7 +77,10 @@ def test_sparse_array_class_kept():
         (lambda: bt.resample.NearMiss(version=2), lambda: imb_under.NearMiss(version=2)),
         (lambda: bt.resample.NearMiss(version=3), lambda: imb_under.NearMiss(version=3)),
         (lambda: bt.resample.TomekLinks(sampling_strategy="all"), lambda: imb_under.TomekLinks(sampling_strategy="all")),
-        (lambda: bt.resample.EditedNearestNeighbours(kind_sel="mode"), lambda: imb_under.EditedNearestNeighbours(kind_sel="mode")),
+        (
+            lambda: bt.resample.EditedNearestNeighbours(kind_sel="mode"),
+            lambda: imb_under.EditedNearestNeighbours(kind_sel="mode"),
+        ),
         (lambda: bt.resample.EditedNearestNeighbours(kind_sel="all"), lambda: imb_under.EditedNearestNeighbours(kind_sel="all")),
     ],
 )
@@ -122,8 +125,11 @@ def test_pandas_sparse_columns_kept():
     pd = pytest.importorskip("pandas")
     X, y = _data()
     frame = pd.DataFrame(X, columns=[f"c{i}" for i in range(X.shape[1])], dtype=pd.SparseDtype(float, 0))
-    for sampler in (bt.resample.SMOTE(random_state=0), bt.resample.TomekLinks(),
-                    bt.resample.ClusterCentroids(random_state=0, voting="soft")):
+    for sampler in (
+        bt.resample.SMOTE(random_state=0),
+        bt.resample.TomekLinks(),
+        bt.resample.ClusterCentroids(random_state=0, voting="soft"),
+    ):
         Xr, yr = sampler.fit_resample(frame, pd.Series(y, name="t"))
         assert all(isinstance(t, pd.SparseDtype) for t in Xr.dtypes) and list(Xr.columns) == list(frame.columns)
         Xd, _ = type(sampler)(**sampler.get_params()).fit_resample(X, y)
@@ -154,8 +160,11 @@ def test_sparse_selection_exact_on_ties_and_duplicates(data):
     y = np.array(data.draw(st.lists(st.sampled_from([0, 0, 1]), min_size=n, max_size=n)))
     if len(set(y.tolist())) < 2 or min(np.bincount(y)) < 4:
         return
-    for make in (lambda: bt.resample.TomekLinks(), lambda: bt.resample.EditedNearestNeighbours(n_neighbors=2),
-                 lambda: bt.resample.NearMiss(version=1, n_neighbors=2)):
+    for make in (
+        lambda: bt.resample.TomekLinks(),
+        lambda: bt.resample.EditedNearestNeighbours(n_neighbors=2),
+        lambda: bt.resample.NearMiss(version=1, n_neighbors=2),
+    ):
         a, b = make(), make()
         Xa, _ = a.fit_resample(X, y)
         Xb, _ = b.fit_resample(sp.csr_matrix(X), y)

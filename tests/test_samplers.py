@@ -213,12 +213,13 @@ def test_class_balanced_extreme_powers_are_the_limit_not_nan(alpha):
         assert drawn == set(torch.nonzero(expected).flatten().tolist())
 
 
-
 @pytest.mark.parametrize("strategy", ["balanced", "sqrt", 0.5, 0.0, 1.0, {0: 0.1, 2: 0.3, 4: 0.6}])
 def test_class_balanced_shares(strategy):
     labels = long_tailed_labels()
     n = torch.bincount(labels).double()
-    sampler = bt.data.ClassBalancedSampler(labels, strategy=strategy, num_samples=60_000, generator=torch.Generator().manual_seed(0))
+    sampler = bt.data.ClassBalancedSampler(
+        labels, strategy=strategy, num_samples=60_000, generator=torch.Generator().manual_seed(0)
+    )
     if strategy == "balanced":
         expected = torch.ones(5)
     elif strategy == "sqrt":
@@ -254,7 +255,9 @@ def test_class_balanced_sample_weights():
     sw = torch.zeros(100)
     sw[:5] = 1.0  # only five hard examples of class 0
     sw[50:] = 1.0
-    sampler = bt.data.ClassBalancedSampler(labels, sample_weights=sw, num_samples=4000, generator=torch.Generator().manual_seed(0))
+    sampler = bt.data.ClassBalancedSampler(
+        labels, sample_weights=sw, num_samples=4000, generator=torch.Generator().manual_seed(0)
+    )
     idx = sampler.indices()
     assert set(idx[labels[idx] == 0].tolist()) <= set(range(5))
     assert chi_square_p(torch.bincount(labels[idx]).numpy(), [0.5, 0.5]) > P_THRESHOLD
@@ -405,7 +408,7 @@ def test_stratified_drop_last_and_distributed():
     assert {len(r) for r in ranks} == {6}
     full = bt.data.StratifiedBatchSampler(labels, 64, seed=5).indices()
     for r, s in enumerate(ranks):
-        assert torch.equal(s.indices(), torch.cat([full, full])[r :: 3][:6])
+        assert torch.equal(s.indices(), torch.cat([full, full])[r::3][:6])
     assert s.indices().shape == (6, 64)
 
 
@@ -728,8 +731,14 @@ def test_stratified_refuses_a_sampler_as_labels():
         (lambda m: bt.data.ClassBalancedSampler(m(5, dtype=torch.long)), "labels is on the meta device"),
         (lambda m: bt.data.StratifiedBatchSampler(m(5, dtype=torch.long), 2), "labels is on the meta device"),
         (lambda m: bt.data.RepeatFactorSampler(m(5, 3)), "RepeatFactorSampler: labels is on the meta device"),
-        (lambda m: bt.data.RepeatFactorSampler([m(1, dtype=torch.long), m(1, dtype=torch.long)]), r"RepeatFactorSampler: labels\[0\] is on the meta device"),
-        (lambda m: bt.data.RepeatFactorSampler([torch.tensor([0]), m(2, dtype=torch.long)]), r"RepeatFactorSampler: labels\[1\] is on the meta device"),
+        (
+            lambda m: bt.data.RepeatFactorSampler([m(1, dtype=torch.long), m(1, dtype=torch.long)]),
+            r"RepeatFactorSampler: labels\[0\] is on the meta device",
+        ),
+        (
+            lambda m: bt.data.RepeatFactorSampler([torch.tensor([0]), m(2, dtype=torch.long)]),
+            r"RepeatFactorSampler: labels\[1\] is on the meta device",
+        ),
         (lambda m: bt.data.RepeatFactorSampler(m(5, 3, 3, dtype=torch.long), num_classes=3), "labels is on the meta device"),
         (lambda m: bt.data.classes_present(m(2, 3, 3, dtype=torch.long), 3), "classes_present: masks is on the meta device"),
         (lambda m: bt.data.labels_of(torch.utils.data.TensorDataset(m(4, 2), m(4, dtype=torch.long))), "on the meta device"),

@@ -55,9 +55,7 @@ NOT_OURS = {
         what="private _sort_inputs_and_compute_classification_thresholds"
     ),
     "test_confusion_matrix_at_thresholds": _NOT_OFFERED.format(what="confusion_matrix_at_thresholds"),
-    "test_confusion_matrix_at_thresholds_positional_args_deprecation": _NOT_OFFERED.format(
-        what="confusion_matrix_at_thresholds"
-    ),
+    "test_confusion_matrix_at_thresholds_positional_args_deprecation": _NOT_OFFERED.format(what="confusion_matrix_at_thresholds"),
     "test_confusion_matrix_at_thresholds_multiclass_error[confusion_matrix_at_thresholds]": _CURVE_PARAM.format(
         what="confusion_matrix_at_thresholds"
     ),
@@ -96,7 +94,7 @@ NOT_OURS = {
 
 _IMPORT = re.compile(r"^from sklearn\.metrics import \(\n(?P<names>(?:    \w+,\n)+)\)\n", re.M)
 
-_CONFTEST = '''
+_CONFTEST = """
 import pytest
 
 NOT_OURS = {not_ours!r}
@@ -120,7 +118,7 @@ def pytest_collection_modifyitems(config, items):
     config.hook.pytest_deselected(items=dropped)
     with open("deselected.txt", "w") as f:
         f.write("\\n".join(item.name for item in dropped))
-'''
+"""
 
 
 def _matches(name: str, key: str) -> bool:
@@ -163,8 +161,20 @@ def run_suite(tmp_path: Path, module: str = "balancedtorch.metrics") -> tuple:
     junit = tmp_path / "junit.xml"
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly",
-           f"--junitxml={junit}", "--rootdir", str(suite), str(suite / "test_ranking.py")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "-p",
+        "no:randomly",
+        f"--junitxml={junit}",
+        "--rootdir",
+        str(suite),
+        str(suite / "test_ranking.py"),
+    ]
     proc = subprocess.run(cmd, cwd=suite, env=env, capture_output=True, text=True, timeout=300)
     assert junit.exists(), f"pytest produced no report (rc {proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
     deselected = (suite / "deselected.txt").read_text().split("\n") if (suite / "deselected.txt").exists() else []
@@ -180,8 +190,10 @@ def test_sklearn_ranking_tests_pass(tmp_path):
     assert not stale, f"NOT_OURS entries that match no test of scikit-learn's file (update the list): {stale}"
     broken = sorted(t for t, o in outcomes.items() if o != "passed")
     assert not broken, f"scikit-learn ranking tests failing on bt.metrics: {broken}\n{proc.stdout[-8000:]}"
-    print(f"scikit-learn test_ranking.py on bt.metrics: {len(outcomes)} passed, {len(deselected)} deselected "
-          f"(not ours), {len(outcomes) + len(deselected)} collected")
+    print(
+        f"scikit-learn test_ranking.py on bt.metrics: {len(outcomes)} passed, {len(deselected)} deselected "
+        f"(not ours), {len(outcomes) + len(deselected)} collected"
+    )
     assert len(outcomes) >= 85  # 88 with scikit-learn 1.9
 
 

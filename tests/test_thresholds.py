@@ -236,9 +236,7 @@ def test_logits_integer_and_half_scores():
 
 
 def _per_class_binary(y_pos, scores, metric, **kwargs):
-    rows = [
-        _quiet(bt.metrics.tune_threshold, y_pos[:, c], scores[:, c], metric, **kwargs) for c in range(scores.shape[1])
-    ]
+    rows = [_quiet(bt.metrics.tune_threshold, y_pos[:, c], scores[:, c], metric, **kwargs) for c in range(scores.shape[1])]
     return {k: [row[k] for row in rows] for k in ("threshold", "value", "precision", "recall")}
 
 
@@ -492,8 +490,14 @@ def test_string_labels_with_pos_label_equal_the_integer_case(metric, target):
     s = np.round(rng.random(120) * 0.5 + 0.4 * y, 2)  # ties
     names = np.array(["benign", "malignant"])[y]
     expected = _quiet(bt.metrics.tune_threshold, y, s, metric, target)
-    for labels, pos in ((names, "malignant"), (names.tolist(), "malignant"), (names.astype(object), "malignant"),
-                        (np.where(y == 1, 7, 3), 7), (torch.tensor(np.where(y == 1, -1, 1)), -1), (y == 0, False)):
+    for labels, pos in (
+        (names, "malignant"),
+        (names.tolist(), "malignant"),
+        (names.astype(object), "malignant"),
+        (np.where(y == 1, 7, 3), 7),
+        (torch.tensor(np.where(y == 1, -1, 1)), -1),
+        (y == 0, False),
+    ):
         got = _quiet(bt.metrics.tune_threshold, labels, s, metric, target, pos_label=pos)
         assert {k: got[k] for k in ("threshold", "value", "precision", "recall")} == {
             k: expected[k] for k in ("threshold", "value", "precision", "recall")

@@ -134,8 +134,15 @@ def _lightning_rank(out_dir: str) -> None:
     def trainer(**kwargs):
         kwargs.setdefault("max_epochs", EPOCHS)
         return pl.Trainer(
-            accelerator="cpu", devices=2, strategy="ddp", logger=False, enable_checkpointing=False,
-            enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0, **kwargs,
+            accelerator="cpu",
+            devices=2,
+            strategy="ddp",
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            num_sanity_val_steps=0,
+            **kwargs,
         )
 
     results = {}
@@ -151,7 +158,9 @@ def _lightning_rank(out_dir: str) -> None:
                 fitted = trainer(use_distributed_sampler=use_ds)
                 fitted.fit(model, loader)
                 results[key] = {
-                    "seen": model.seen, "logged": model.logged, "len": len(sampler),
+                    "seen": model.seen,
+                    "logged": model.logged,
+                    "len": len(sampler),
                     "callback_metrics": {k: float(v) for k, v in fitted.callback_metrics.items()},
                 }
             except Exception as error:  # noqa: BLE001 - the parent asserts on the message
@@ -238,17 +247,29 @@ def _run_two_ranks(framework: str, out_dir, ports: int):
     # the checkout under test first (as pytest's rootdir), not whatever balancedtorch is installed
     path = os.pathsep.join([root] + [p for p in [os.environ.get("PYTHONPATH")] if p])
     common = dict(
-        os.environ, WORLD_SIZE="2", LOCAL_WORLD_SIZE="2", GROUP_RANK="0", MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(_free_port()), BT_TEST_PORTS=",".join(str(_free_port()) for _ in range(ports)),
-        OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore", PYTHONPATH=path,
+        os.environ,
+        WORLD_SIZE="2",
+        LOCAL_WORLD_SIZE="2",
+        GROUP_RANK="0",
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(_free_port()),
+        BT_TEST_PORTS=",".join(str(_free_port()) for _ in range(ports)),
+        OMP_NUM_THREADS="1",
+        PYTHONWARNINGS="ignore",
+        PYTHONPATH=path,
     )
     running, logs = [], []
     for rank in range(2):
         logs.append(open(os.path.join(out_dir, f"rank{rank}.log"), "w+"))  # files, not pipes: no full-pipe stall
-        running.append(subprocess.Popen(
-            [sys.executable, os.path.abspath(__file__), framework, str(out_dir)],
-            env=dict(common, RANK=str(rank), LOCAL_RANK=str(rank)), stdout=logs[-1], stderr=subprocess.STDOUT, cwd=root,
-        ))
+        running.append(
+            subprocess.Popen(
+                [sys.executable, os.path.abspath(__file__), framework, str(out_dir)],
+                env=dict(common, RANK=str(rank), LOCAL_RANK=str(rank)),
+                stdout=logs[-1],
+                stderr=subprocess.STDOUT,
+                cwd=root,
+            )
+        )
     deadline = time.monotonic() + WORKER_TIMEOUT_S
     try:
         for proc in running:
@@ -263,7 +284,9 @@ def _run_two_ranks(framework: str, out_dir, ports: int):
         log.seek(0)
         outputs.append(log.read())
         log.close()
-    failed = [f"rank {r} (exit {p.returncode}):\n{out[-3000:]}" for r, (p, out) in enumerate(zip(running, outputs)) if p.returncode]
+    failed = [
+        f"rank {r} (exit {p.returncode}):\n{out[-3000:]}" for r, (p, out) in enumerate(zip(running, outputs)) if p.returncode
+    ]
     assert not failed, f"{framework} ranks failed:\n" + "\n".join(failed)
     return [torch.load(os.path.join(out_dir, f"rank{r}.pt"), weights_only=False) for r in range(2)]
 

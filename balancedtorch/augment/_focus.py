@@ -61,7 +61,9 @@ def focus_classes(crop_focus, dtype: torch.dtype, fill: Optional[int], device) -
         return torch.tensor(labels, dtype=torch.long, device=device), None
     for c in crop_focus:
         if c > hi:
-            raise ValueError(f"crop_focus class {c} does not exist in masks of dtype {dtype} (labels 0 to {hi}); crop_focus={crop_focus!r}")
+            raise ValueError(
+                f"crop_focus class {c} does not exist in masks of dtype {dtype} (labels 0 to {hi}); crop_focus={crop_focus!r}"
+            )
         if c == fill:
             raise ValueError(
                 f"crop_focus class {c} is the masks' fill (ignore) label {fill}, which marks padding, not a class; crop_focus={crop_focus!r}"

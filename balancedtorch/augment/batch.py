@@ -311,7 +311,11 @@ class BatchAugment(nn.Module):
         if crop is not None:
             if isinstance(crop, numbers.Integral) and not isinstance(crop, bool):
                 crop = (int(crop), int(crop))
-            if not (isinstance(crop, (tuple, list)) and len(crop) == 2 and all(isinstance(c, numbers.Integral) and c > 0 for c in crop)):
+            if not (
+                isinstance(crop, (tuple, list))
+                and len(crop) == 2
+                and all(isinstance(c, numbers.Integral) and c > 0 for c in crop)
+            ):
                 raise ValueError(f"crop must be None, a positive int or an (h, w) pair, got {crop!r}")
             crop = (int(crop[0]), int(crop[1]))
         self.crop = crop
@@ -366,12 +370,30 @@ class BatchAugment(nn.Module):
 
     # (attribute, value when the argument is left at its default)
     _REPR_DEFAULTS = (
-        ("hflip", 0.0), ("vflip", 0.0), ("rotation", None), ("translate", (0.0, 0.0)), ("scale", (1.0, 1.0)),
-        ("shear", (None, None)), ("crop", None), ("brightness", None), ("contrast", None), ("saturation", None),
-        ("hue", None), ("mean", None), ("std", None), ("out_dtype", torch.float32), ("interpolation", "bilinear"),
-        ("p", 1.0), ("same_on_batch", False), ("class_p", None), ("crop_focus", None), ("crop_focus_p", 0.33),
+        ("hflip", 0.0),
+        ("vflip", 0.0),
+        ("rotation", None),
+        ("translate", (0.0, 0.0)),
+        ("scale", (1.0, 1.0)),
+        ("shear", (None, None)),
+        ("crop", None),
+        ("brightness", None),
+        ("contrast", None),
+        ("saturation", None),
+        ("hue", None),
+        ("mean", None),
+        ("std", None),
+        ("out_dtype", torch.float32),
+        ("interpolation", "bilinear"),
+        ("p", 1.0),
+        ("same_on_batch", False),
+        ("class_p", None),
+        ("crop_focus", None),
+        ("crop_focus_p", 0.33),
         ("crop_scale", (0.08, 1.0)),
-        ("crop_ratio", (3.0 / 4.0, 4.0 / 3.0)), ("fill", 0.0), ("mask_fill", None),
+        ("crop_ratio", (3.0 / 4.0, 4.0 / 3.0)),
+        ("fill", 0.0),
+        ("mask_fill", None),
     )
 
     def extra_repr(self) -> str:
@@ -419,7 +441,9 @@ class BatchAugment(nn.Module):
             fw, fh = W, H
         pick = first.clamp_min(0).unsqueeze(1)
         valid = first >= 0
-        sel = lambda t, fb: torch.where(valid, t.gather(1, pick).squeeze(1), torch.full((n,), float(fb), dtype=torch.float64, device=device))  # noqa: E731
+        sel = lambda t, fb: torch.where(
+            valid, t.gather(1, pick).squeeze(1), torch.full((n,), float(fb), dtype=torch.float64, device=device)
+        )  # noqa: E731
         return sel(top, (H - fh) // 2), sel(left, (W - fw) // 2), sel(h, fh), sel(w, fw)
 
     def sample_params(
@@ -451,7 +475,9 @@ class BatchAugment(nn.Module):
             hf = torch.rand(n, generator=gen, device=device) < self.hflip
             vf = torch.rand(n, generator=gen, device=device) < self.vflip
             parts.append(flip_matrix(hf, vf))
-        affine = self.rotation is not None or self.translate != (0.0, 0.0) or self.scale != (1.0, 1.0) or self.shear != (None, None)
+        affine = (
+            self.rotation is not None or self.translate != (0.0, 0.0) or self.scale != (1.0, 1.0) or self.shear != (None, None)
+        )
         if affine:
             angle = self._uniform(self.rotation, n, gen, device, 0.0)
             max_dx, max_dy = self.translate[0] * ow, self.translate[1] * oh
@@ -481,7 +507,9 @@ class BatchAugment(nn.Module):
             if labels is None:
                 raise ValueError("BatchAugment: class_p needs the batch's labels (call aug(images, labels=labels))")
             if isinstance(labels, Tensor) and labels.device.type == "meta" and device.type != "meta":
-                raise ValueError(f"BatchAugment: labels is on {labels.device} but the images are on {device}: meta tensors hold no values")
+                raise ValueError(
+                    f"BatchAugment: labels is on {labels.device} but the images are on {device}: meta tensors hold no values"
+                )
             labels = check_labels(labels, caller="BatchAugment", allow_negative=True, allow_empty=True, device=device)
             if labels.shape != (B,):
                 raise ValueError(f"BatchAugment: labels must have shape ({B},), got {tuple(labels.shape)}")
@@ -526,7 +554,9 @@ class BatchAugment(nn.Module):
         if m.dtype not in _MASK_RANGES:
             raise ValueError(f"masks must be uint8, int32, int64 or bool, got {m.dtype}")
         if m.device.type == "meta" and device.type != "meta":
-            raise ValueError(f"BatchAugment: masks is on {m.device} but the images are on {device}: meta tensors hold no values to focus on")
+            raise ValueError(
+                f"BatchAugment: masks is on {m.device} but the images are on {device}: meta tensors hold no values to focus on"
+            )
         classes, weights = focus_classes(self.crop_focus, m.dtype, resolve_mask_fill(self.mask_fill, m.dtype), device)
         coin = torch.rand(n, generator=gen, device=device, dtype=torch.float64)
         u = torch.rand((n, 2), generator=gen, device=device, dtype=torch.float64)
@@ -558,7 +588,13 @@ class BatchAugment(nn.Module):
         focus = torch.where(focused.view(B, 1), torch.stack([row, col], 1).long(), torch.full_like(index, -1).view(B, 1))
         return focus, theta, boxes
 
-    def forward(self, images: Tensor, masks: Optional[Tensor] = None, labels: Optional[Tensor] = None, generator: Optional[torch.Generator] = None):
+    def forward(
+        self,
+        images: Tensor,
+        masks: Optional[Tensor] = None,
+        labels: Optional[Tensor] = None,
+        generator: Optional[torch.Generator] = None,
+    ):
         """Augment a batch: draw per-sample parameters, then one fused warp + colour + normalise pass.
 
         Args:
@@ -597,7 +633,9 @@ class BatchAugment(nn.Module):
             (torch.Size([8, 3, 224, 224]), torch.float32, torch.Size([8, 224, 224]), torch.uint8)
         """
         if not isinstance(images, Tensor) or images.dim() != 4:
-            raise ValueError(f"BatchAugment: images must be a tensor of shape (B, C, H, W), got {tuple(getattr(images, 'shape', ()))}")
+            raise ValueError(
+                f"BatchAugment: images must be a tensor of shape (B, C, H, W), got {tuple(getattr(images, 'shape', ()))}"
+            )
         if images.shape[1] not in (1, 3):
             raise ValueError(f"BatchAugment: images must have C = 1 or 3 channels, got C = {images.shape[1]}")
         if images.shape[2] == 0 or images.shape[3] == 0:
@@ -607,7 +645,9 @@ class BatchAugment(nn.Module):
         if self.crop_focus is not None and masks is None:
             raise ValueError("BatchAugment: crop_focus needs the batch's masks (call aug(images, masks=masks))")
         if isinstance(masks, Tensor) and masks.device != images.device:  # before crop_focus reads them
-            raise ValueError(f"BatchAugment: masks is on {masks.device} but the images are on {images.device}: move masks to {images.device}")
+            raise ValueError(
+                f"BatchAugment: masks is on {masks.device} but the images are on {images.device}: move masks to {images.device}"
+            )
         params = self.sample_params(images, labels, generator, masks=masks)
         return affine_color(
             images,

@@ -85,7 +85,12 @@ def _check_mask_fill(mask_fill) -> Optional[int]:
         return None
     if isinstance(mask_fill, bool):
         return int(mask_fill)
-    if isinstance(mask_fill, Tensor) and mask_fill.numel() == 1 and not mask_fill.is_floating_point() and not mask_fill.is_complex():
+    if (
+        isinstance(mask_fill, Tensor)
+        and mask_fill.numel() == 1
+        and not mask_fill.is_floating_point()
+        and not mask_fill.is_complex()
+    ):
         mask_fill = mask_fill.item()
     if not isinstance(mask_fill, numbers.Integral):
         raise ValueError(f"mask_fill must be None or an integer label, got {mask_fill!r}")
@@ -231,7 +236,9 @@ def affine_color(
         bad = (crop != crop.round()).any(1) | (top < 0) | (left < 0) | (h < 1) | (w < 1) | (top + h > H) | (left + w > W)
         if bool(bad.any()):
             i = int(bad.nonzero()[0, 0])
-            raise ValueError(f"crop[{i}] = {crop[i].tolist()} must be an integer box (top, left, height, width) inside the {H}x{W} image")
+            raise ValueError(
+                f"crop[{i}] = {crop[i].tolist()} must be an integer box (top, left, height, width) inside the {H}x{W} image"
+            )
     mean_t = _channel_vector(mean, C, "mean", images.device)
     std_t = _channel_vector(std, C, "std", images.device)
     if std_t is not None and bool((std_t == 0).any()):
@@ -253,7 +260,9 @@ def affine_color(
             raise ValueError(f"masks is on {masks.device} but the images are on {images.device}: move masks to {images.device}")
         mask_fill = resolve_mask_fill(mask_fill, m.dtype)
     theta = theta.to(images.device)
-    out = torch.ops.balancedtorch.affine_color(images, theta, color, crop, mean_t, std_t, oh, ow, interp, None if fill is None else float(fill), out_dtype)
+    out = torch.ops.balancedtorch.affine_color(
+        images, theta, color, crop, mean_t, std_t, oh, ow, interp, None if fill is None else float(fill), out_dtype
+    )
     if masks is None:
         return out
     warped = torch.ops.balancedtorch.affine_mask(m.to(images.device), theta, crop, oh, ow, mask_fill)
@@ -324,6 +333,8 @@ def compose(*thetas: Tensor) -> Tensor:
         raise ValueError("compose needs at least one matrix")
     out = None
     for t in thetas:
-        full = torch.cat([t.double(), torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64, device=t.device).expand(t.shape[0], 1, 3)], 1)
+        full = torch.cat(
+            [t.double(), torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64, device=t.device).expand(t.shape[0], 1, 3)], 1
+        )
         out = full if out is None else out @ full
     return out[:, :2, :]

@@ -25,8 +25,11 @@ def check_replicas(num_replicas: Optional[int], rank: Optional[int]) -> Tuple[Op
         raise ValueError(f"num_replicas must be a positive int, got {num_replicas!r}")
     if rank is not None:
         bound = "num_replicas" if num_replicas is None else f"num_replicas={num_replicas}"
-        if isinstance(rank, bool) or not isinstance(rank, numbers.Integral) or rank < 0 or (
-            num_replicas is not None and rank >= num_replicas
+        if (
+            isinstance(rank, bool)
+            or not isinstance(rank, numbers.Integral)
+            or rank < 0
+            or (num_replicas is not None and rank >= num_replicas)
         ):
             raise ValueError(f"rank must be an int in [0, {bound}), got {rank!r}")
     return (None if num_replicas is None else int(num_replicas)), (None if rank is None else int(rank))
@@ -528,8 +531,15 @@ class EpochSampler:
         if position < 0:
             raise ValueError(f"state_dict['position'] must be >= 0 (items already drawn this epoch), got {position}")
         keep = (
-            self.seed, self.epoch, self._explicit_epoch, self._epoch_seed, self._cache, getattr(self, "_live", None),
-            self._position, self._pinned, self._outer,
+            self.seed,
+            self.epoch,
+            self._explicit_epoch,
+            self._epoch_seed,
+            self._cache,
+            getattr(self, "_live", None),
+            self._position,
+            self._pinned,
+            self._outer,
         )
         self._outer = outer
         self._pinned = (num_replicas, rank)
@@ -549,8 +559,15 @@ class EpochSampler:
                 )
         except Exception:
             (
-                self.seed, self.epoch, self._explicit_epoch, self._epoch_seed, self._cache, self._live,
-                self._position, self._pinned, self._outer,
+                self.seed,
+                self.epoch,
+                self._explicit_epoch,
+                self._epoch_seed,
+                self._cache,
+                self._live,
+                self._position,
+                self._pinned,
+                self._outer,
             ) = keep
             self._on_epoch_change()
             raise

@@ -50,7 +50,9 @@ def _gather(raw: List[Any], where: str) -> Any:
         parts = [torch.as_tensor(v) for v in raw]
         shapes = {tuple(p.shape) for p in parts}
         if len(shapes) > 1:
-            raise ValueError(f"labels_of: {where} have different shapes {sorted(shapes)[:3]}; expected one class index per sample")
+            raise ValueError(
+                f"labels_of: {where} have different shapes {sorted(shapes)[:3]}; expected one class index per sample"
+            )
         return torch.stack(parts)
     return raw
 

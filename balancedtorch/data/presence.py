@@ -52,8 +52,9 @@ def _as_mask(mask: Any, where: str, caller: str) -> Tensor:
     else:
         array = np.asarray(mask)  # numpy arrays, PIL images, nested lists
         if array.dtype == object or array.dtype.kind not in "biuf":
-            raise TypeError(f"{caller}: {where} must be an integer array of class ids, got {type(mask).__name__} "
-                            f"of dtype {array.dtype}")
+            raise TypeError(
+                f"{caller}: {where} must be an integer array of class ids, got {type(mask).__name__} of dtype {array.dtype}"
+            )
         if array.dtype.kind == "u" and array.dtype.itemsize > 1:  # 16-bit PNG masks; torch lacks most uint16 ops
             if array.dtype.itemsize == 8 and array.size and int(array.max()) > (1 << 63) - 1:
                 raise ValueError(f"{caller}: {where} holds {int(array.max())}, too large for a class id")
@@ -98,9 +99,7 @@ def _first_bad(flat: Tensor, num_classes: int, ignore_index: Optional[int]) -> O
     return int(found[0, 0]) if found.numel() else None
 
 
-def _range_error(
-    sample: int, pixel: int, value: int, num_classes: int, ignore_index: Optional[int], caller: str
-) -> ValueError:
+def _range_error(sample: int, pixel: int, value: int, num_classes: int, ignore_index: Optional[int], caller: str) -> ValueError:
     ignored = "" if ignore_index is None else f" or equal ignore_index={ignore_index}"
     return ValueError(
         f"{caller}: the mask of sample {sample} holds the value {value} at flat pixel index {pixel}; class ids must "
@@ -108,9 +107,7 @@ def _range_error(
     )
 
 
-def _presence_of_chunk(
-    masks: Tensor, start: int, num_classes: int, ignore_index: Optional[int], caller: str
-) -> Tensor:
+def _presence_of_chunk(masks: Tensor, start: int, num_classes: int, ignore_index: Optional[int], caller: str) -> Tensor:
     """Bool [n, C]: the classes present in each row of ``masks`` ([n, P] integer): one class_counts call
     over ``n * bins`` bins (sample s, value v -> bin s * bins + v)."""
     n, pixels = masks.shape
@@ -124,8 +121,9 @@ def _presence_of_chunk(
     if lo < 0 or hi >= bins:
         bad = _first_bad(masks.reshape(-1), num_classes, ignore_index)
         if bad is not None:
-            raise _range_error(start + bad // pixels, bad % pixels, int(masks.reshape(-1)[bad]), num_classes,
-                               ignore_index, caller)
+            raise _range_error(
+                start + bad // pixels, bad % pixels, int(masks.reshape(-1)[bad]), num_classes, ignore_index, caller
+            )
         # only an ignore value out of the bins' reach (negative, or far above C): give it the extra bin C
         bins, ignored_bin = num_classes + 1, num_classes
         keys = masks.to(torch.int64, copy=True)  # our own copy: the input is never modified
@@ -139,8 +137,9 @@ def _presence_of_chunk(
             extra[:, ignored_bin - num_classes] = 0
         if bool(extra.any()):
             bad = _first_bad(masks.reshape(-1), num_classes, ignore_index)
-            raise _range_error(start + bad // pixels, bad % pixels, int(masks.reshape(-1)[bad]), num_classes,
-                               ignore_index, caller)
+            raise _range_error(
+                start + bad // pixels, bad % pixels, int(masks.reshape(-1)[bad]), num_classes, ignore_index, caller
+            )
     present = counts[:, :num_classes] > 0
     if ignore_index is not None and 0 <= ignore_index < num_classes:
         present[:, ignore_index] = False
@@ -263,15 +262,13 @@ def _presence(dataset_or_masks, num_classes, ignore_index, progress, mask, calle
         if n * num_classes > _DENSE_CELLS:
             per_chunk = max(1, _CHUNK_PIXELS // max(1, flat.shape[1]))
             found = [
-                _pairs_of_chunk(flat[s : s + per_chunk], s, num_classes, ignore_index, caller)
-                for s in range(0, n, per_chunk)
+                _pairs_of_chunk(flat[s : s + per_chunk], s, num_classes, ignore_index, caller) for s in range(0, n, per_chunk)
             ]
             return torch.cat([f[0] for f in found]), torch.cat([f[1] for f in found]), n
         bins = _bins(num_classes, ignore_index)
         per_chunk = max(1, min(_CHUNK_PIXELS // max(1, flat.shape[1]), _CHUNK_BINS // (bins + 1)))
         parts = [
-            _presence_of_chunk(flat[s : s + per_chunk], s, num_classes, ignore_index, caller)
-            for s in range(0, n, per_chunk)
+            _presence_of_chunk(flat[s : s + per_chunk], s, num_classes, ignore_index, caller) for s in range(0, n, per_chunk)
         ]
         pairs = torch.cat(parts).cpu().nonzero()
         return pairs[:, 0], pairs[:, 1], n

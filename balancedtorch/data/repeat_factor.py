@@ -274,15 +274,16 @@ class RepeatFactorSampler(EpochSampler, DistributedSampler[int]):
         if isinstance(array, np.ndarray) and array.dtype.kind not in "biuf":
             raise ValueError(f"{_CALLER}: labels must hold numbers, got an array of dtype {array.dtype}")
         is_masks = array is not None and array.ndim >= 3
-        is_dataset = array is None and hasattr(labels, "__getitem__") and (
-            not isinstance(labels, (list, tuple)) or (len(labels) > 0 and _is_mask_sample(labels[0]))
+        is_dataset = (
+            array is None
+            and hasattr(labels, "__getitem__")
+            and (not isinstance(labels, (list, tuple)) or (len(labels) > 0 and _is_mask_sample(labels[0])))
         )
         if is_masks or is_dataset:
             if num_classes is None:
                 found = "a dataset" if is_dataset else f"shape {tuple(array.shape)}"
                 raise ValueError(
-                    f"{_CALLER}: labels are segmentation masks ({found}): pass num_classes= (and ignore_index= for "
-                    "void pixels)"
+                    f"{_CALLER}: labels are segmentation masks ({found}): pass num_classes= (and ignore_index= for void pixels)"
                 )
             return presence_pairs(labels, num_classes, ignore_index, progress=progress, caller=_CALLER)
         if ignore_index is not None:
@@ -290,8 +291,15 @@ class RepeatFactorSampler(EpochSampler, DistributedSampler[int]):
         if progress is not None and not isinstance(progress, bool):
             raise ValueError(f"{_CALLER}: progress must be True, False or None, got {progress!r}")
         if array is not None:
-            t = array.detach().cpu() if isinstance(array, Tensor) else torch.from_numpy(np.ascontiguousarray(
-                array.astype(np.int64) if array.dtype.kind == "u" and array.dtype.itemsize > 1 else array))
+            t = (
+                array.detach().cpu()
+                if isinstance(array, Tensor)
+                else torch.from_numpy(
+                    np.ascontiguousarray(
+                        array.astype(np.int64) if array.dtype.kind == "u" and array.dtype.itemsize > 1 else array
+                    )
+                )
+            )
             if t.dim() == 2:
                 return _multi_hot_pairs(t, num_classes)
             raise ValueError(

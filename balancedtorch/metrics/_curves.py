@@ -252,9 +252,7 @@ def ranking_rows(
     return ap, auc, P, N
 
 
-def exact_counts(
-    scores: Tensor, positive: Tensor, weight: Optional[Tensor] = None
-) -> Tuple[Tensor, Tensor, Tensor]:
+def exact_counts(scores: Tensor, positive: Tensor, weight: Optional[Tensor] = None) -> Tuple[Tensor, Tensor, Tensor]:
     """scikit-learn's ``confusion_matrix_at_thresholds``: (fps, tps, thresholds) at every distinct score, descending.
 
     Samples of weight 0 are left out first (they add no threshold), as there.

@@ -382,7 +382,9 @@ class ClassificationMetrics:
         # max propagates NaN: one check on the (N, ...) maxima, not on every score
         if self.validate_args and not self.curves and top.values.numel() and bool(torch.isnan(top.values).any()):
             bad = int(torch.isnan(top.values).reshape(-1).nonzero()[0, 0])
-            raise ValueError(f"ClassificationMetrics.update: preds_or_logits holds NaN scores (sample {bad} of the flattened batch)")
+            raise ValueError(
+                f"ClassificationMetrics.update: preds_or_logits holds NaN scores (sample {bad} of the flattened batch)"
+            )
         return top.indices
 
     def _check_label_range(self, labels: Tensor, ignored: Optional[Tensor], high: int, what: str) -> None:
@@ -495,7 +497,12 @@ class ClassificationMetrics:
         preds = preds.to(self.device)
         if tuple(preds.shape) == shape:
             column = preds
-        elif preds.dim() == len(shape) + 1 and preds.shape[0] == shape[0] and tuple(preds.shape[2:]) == shape[1:] and preds.shape[1] in (1, 2):
+        elif (
+            preds.dim() == len(shape) + 1
+            and preds.shape[0] == shape[0]
+            and tuple(preds.shape[2:]) == shape[1:]
+            and preds.shape[1] in (1, 2)
+        ):
             column = preds
         else:
             raise ValueError(
@@ -507,7 +514,9 @@ class ClassificationMetrics:
         if not column.is_floating_point():
             self._needs_scores(column)
             if column.dim() != len(shape):
-                raise ValueError(f"{caller}: task='binary' takes 0/1 labels of the target's shape {shape}, got {tuple(column.shape)}")
+                raise ValueError(
+                    f"{caller}: task='binary' takes 0/1 labels of the target's shape {shape}, got {tuple(column.shape)}"
+                )
             labels = column.reshape(-1).long()
             self._check_label_range(labels, ignored, 2, "predicted label")
             self._count(flat, labels, ignored)
@@ -585,7 +594,9 @@ class ClassificationMetrics:
             width = 1 if self._task == "binary" else self.num_classes
             scores = torch.zeros(0, width, device=self.device)
             multilabel = self._task == "multilabel"
-            target = torch.zeros((0, self.num_classes) if multilabel else (0,), dtype=torch.int8 if multilabel else torch.long, device=self.device)
+            target = torch.zeros(
+                (0, self.num_classes) if multilabel else (0,), dtype=torch.int8 if multilabel else torch.long, device=self.device
+            )
             return scores, target
         dtype = torch.float64 if any(s.dtype == torch.float64 for s in self._scores) else torch.float32
         if len(self._scores) > 1:  # keep one chunk: the next compute() concatenates nothing
@@ -763,7 +774,11 @@ class ClassificationMetrics:
         denom = cov_ytyt * cov_ypyp
         mcc = float(cov_ytyp / torch.sqrt(denom)) if float(denom) != 0 else 0.0
         present_recall = recall[present]
-        gmean = 0.0 if bool((present_recall == 0).any()) or present_recall.numel() == 0 else float(torch.exp(torch.log(present_recall).mean()))
+        gmean = (
+            0.0
+            if bool((present_recall == 0).any()) or present_recall.numel() == 0
+            else float(torch.exp(torch.log(present_recall).mean()))
+        )
 
         return {
             "confusion_matrix": cm,
@@ -861,14 +876,32 @@ class ClassificationMetrics:
         total = int(r["support"].sum()) if multilabel else int(cm.sum())
         if not multilabel:
             # as sklearn: accuracy sits in the f1-score column
-            lines.append(f"{'accuracy':>{width}}" + " " * 24 + f" {r['accuracy']:>11.{digits}f}" + " " * 12 * (len(ratios) - 3) + f" {total:>11}")
+            lines.append(
+                f"{'accuracy':>{width}}"
+                + " " * 24
+                + f" {r['accuracy']:>11.{digits}f}"
+                + " " * 12 * (len(ratios) - 3)
+                + f" {total:>11}"
+            )
             present = (r["support"] > 0) | (cm.sum(0) > 0)
         else:
             present = torch.ones(self.num_classes, dtype=torch.bool, device=cm.device)
         n = max(int(present.sum()), 1)
         w = r["support"].double() / max(int(r["support"].sum()), 1)
-        macro = [r["macro_precision"], r["macro_recall"], r["macro_f1"], float(r["specificity"][present].sum() / n), float(r["iou"][present].sum() / n)]
-        weighted = [r["weighted_precision"], r["weighted_recall"], r["weighted_f1"], float((r["specificity"] * w).sum()), float((r["iou"] * w).sum())]
+        macro = [
+            r["macro_precision"],
+            r["macro_recall"],
+            r["macro_f1"],
+            float(r["specificity"][present].sum() / n),
+            float(r["iou"][present].sum() / n),
+        ]
+        weighted = [
+            r["weighted_precision"],
+            r["weighted_recall"],
+            r["weighted_f1"],
+            float((r["specificity"] * w).sum()),
+            float((r["iou"] * w).sum()),
+        ]
         if curve is not None:
             macro += [r["macro_average_precision"], r["macro_roc_auc"]]
             weighted += [r["weighted_average_precision"], r["weighted_roc_auc"]]
@@ -1010,7 +1043,9 @@ class ClassificationMetrics:
             for i in range(n):
                 for j in range(n):
                     v = float(cm[i, j])
-                    ax.text(j, i, fmt.format(v), ha="center", va="center", fontsize=8, color="white" if v > threshold else "black")
+                    ax.text(
+                        j, i, fmt.format(v), ha="center", va="center", fontsize=8, color="white" if v > threshold else "black"
+                    )
 
     def plot_per_class(self, path: Optional[str] = None, sync: bool = True):
         """Plot per-class precision, recall, F1 and IoU as grouped bars.

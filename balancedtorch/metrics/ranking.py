@@ -488,7 +488,9 @@ def _rows(kind: str, Y: Tensor, S: Tensor, average: Optional[str], w: Optional[T
     ap, auc, P, N = _curves.ranking_rows(scores, positive, weight, max_fpr)
     if kind == "ap":
         if bool((P == 0).any()):
-            warnings.warn("No positive class found in y_true, recall is set to one for all thresholds.", UserWarning, stacklevel=4)
+            warnings.warn(
+                "No positive class found in y_true, recall is set to one for all thresholds.", UserWarning, stacklevel=4
+            )
         return ap, avg_weight
     # _binary_roc_auc_score: one class in the (unweighted) targets of a row -> undefined, before any
     # weight is looked at; the other rows go through roc_curve, which refuses weights that are all 0
@@ -553,7 +555,10 @@ def _one_hot(codes: Tensor, k: int) -> Tensor:
 def _encode(y: Array, classes: Array, device: torch.device) -> Tensor:
     """Index of every label in the sorted ``classes`` (all present), on ``device``."""
     if isinstance(y, Tensor):
-        return torch.searchsorted(classes.to(y.dtype) if isinstance(classes, Tensor) else torch.as_tensor(classes, device=y.device).to(y.dtype), y.contiguous())
+        return torch.searchsorted(
+            classes.to(y.dtype) if isinstance(classes, Tensor) else torch.as_tensor(classes, device=y.device).to(y.dtype),
+            y.contiguous(),
+        )
     return torch.from_numpy(np.searchsorted(np.asarray(classes), y).astype(np.int64)).to(device)
 
 
@@ -636,7 +641,9 @@ def average_precision_score(
         positive = _equal(y1, pos_label, s.device)
         ap, _, P, _ = _curves.ranking_rows(s1.unsqueeze(0), positive.unsqueeze(0), None if w is None else w)
         if float(P[0]) == 0:
-            warnings.warn("No positive class found in y_true, recall is set to one for all thresholds.", UserWarning, stacklevel=2)
+            warnings.warn(
+                "No positive class found in y_true, recall is set to one for all thresholds.", UserWarning, stacklevel=2
+            )
         return _out_scalar(ap[0], tensors, s.device)
     if y_type == "multiclass":
         Y = _one_hot(_encode(_column(y, "y_true"), present, s.device), n_present)
@@ -651,7 +658,9 @@ def _check_max_fpr(max_fpr: Any) -> Optional[float]:
     if max_fpr is None:
         return None
     if isinstance(max_fpr, bool) or not isinstance(max_fpr, numbers.Real) or not (0 < max_fpr <= 1):
-        raise ValueError(f"The 'max_fpr' parameter of roc_auc_score must be a float in the range (0.0, 1] or None. Got {max_fpr!r} instead.")
+        raise ValueError(
+            f"The 'max_fpr' parameter of roc_auc_score must be a float in the range (0.0, 1] or None. Got {max_fpr!r} instead."
+        )
     return float(max_fpr)
 
 
@@ -744,7 +753,9 @@ def roc_auc_score(
         classes = _unique(y1)
         n_classes = classes.numel() if isinstance(classes, Tensor) else classes.size
         # label_binarize: the greater of two labels is positive; one label: no positive
-        positive = _equal(y1, classes[-1], s.device) if n_classes == 2 else torch.zeros(y1.shape[0], dtype=torch.bool, device=s.device)
+        positive = (
+            _equal(y1, classes[-1], s.device) if n_classes == 2 else torch.zeros(y1.shape[0], dtype=torch.bool, device=s.device)
+        )
         w = _check_weight(sample_weight, s1.shape[0], s.device, allow_all_zero=True)
         value, _ = _rows("roc", positive.unsqueeze(1), s1.unsqueeze(1), "macro", w, max_fpr)
         return _out_scalar(value[0], tensors, s.device)
@@ -753,7 +764,9 @@ def roc_auc_score(
     return _average_scores("roc", _multilabel_targets(y, s.device), s, average, w, max_fpr, tensors)
 
 
-def _multiclass_roc_auc(y: Array, s: Tensor, labels: Any, multi_class: str, average: Any, sample_weight: Any, tensors: bool) -> Any:
+def _multiclass_roc_auc(
+    y: Array, s: Tensor, labels: Any, multi_class: str, average: Any, sample_weight: Any, tensors: bool
+) -> Any:
     """scikit-learn's _multiclass_roc_auc_score."""
     if s.dim() != 2:
         raise ValueError(
@@ -804,8 +817,7 @@ def _multiclass_roc_auc(y: Array, s: Tensor, labels: Any, multi_class: str, aver
     if multi_class == "ovo":
         if sample_weight is not None:
             raise ValueError(
-                "sample_weight is not supported for multiclass one-vs-one ROC AUC, 'sample_weight' must be None in "
-                "this case."
+                "sample_weight is not supported for multiclass one-vs-one ROC AUC, 'sample_weight' must be None in this case."
             )
         return _out_scalar(_ovo(codes, s, K, average), tensors, s.device)
     w = _check_weight(sample_weight, s.shape[0], s.device, allow_all_zero=True)

@@ -91,9 +91,7 @@ def _named_labels(labels: Any, scores: Tensor, caller: str, pos_label: Any) -> O
     if not numeric:
         array = np.asarray(labels) if not isinstance(labels, np.ndarray) else labels
         if array.dtype.kind == "S" or (array.dtype == object and array.size and isinstance(array.flat[0], bytes)):
-            raise TypeError(
-                f"{caller}: labels represented as bytes are not supported; convert them to str or integers"
-            )
+            raise TypeError(f"{caller}: labels represented as bytes are not supported; convert them to str or integers")
         numeric = array.dtype.kind in "biuf" or (
             array.dtype == object and all(isinstance(v, numbers.Real) for v in array.ravel())
         )
@@ -170,9 +168,7 @@ def _check_labels(labels: Any, scores: Tensor, caller: str, pos_label: Any = Non
             array = array.copy()
         t = array
     shape = tuple(t.shape)
-    flat = check_labels(
-        t, "labels", caller=caller, allow_negative=True, any_shape=True, allow_empty=True, device=scores.device
-    )
+    flat = check_labels(t, "labels", caller=caller, allow_negative=True, any_shape=True, allow_empty=True, device=scores.device)
     y = flat.view(shape)
     n = scores.shape[0]
     if y.dim() == 0 or y.shape[0] != n:
@@ -186,8 +182,7 @@ def _check_labels(labels: Any, scores: Tensor, caller: str, pos_label: Any = Non
     if binary:
         if y.dim() != 1:
             raise ValueError(
-                f"{caller}: labels has shape {shape} for binary scores of shape {tuple(scores.shape)}: "
-                "expected (N,) 0/1 labels"
+                f"{caller}: labels has shape {shape} for binary scores of shape {tuple(scores.shape)}: expected (N,) 0/1 labels"
             )
         _check_zero_one(y, caller, "for binary scores of shape (N,); for C classes pass scores of shape (N, C)")
         return y.bool().view(1, n), "binary"
@@ -197,8 +192,7 @@ def _check_labels(labels: Any, scores: Tensor, caller: str, pos_label: Any = Non
         if bool(bad.any()):
             i = int(bad.nonzero()[0, 0])
             raise ValueError(
-                f"{caller}: labels must be class indices 0..{C - 1} for scores with C={C} columns, "
-                f"got labels[{i}] = {int(y[i])}"
+                f"{caller}: labels must be class indices 0..{C - 1} for scores with C={C} columns, got labels[{i}] = {int(y[i])}"
             )
         return y.view(1, n) == torch.arange(C, device=y.device).view(C, 1), "multiclass"
     if y.dim() != 2 or y.shape[1] != C:
@@ -214,9 +208,7 @@ def _check_zero_one(y: Tensor, caller: str, context: str) -> None:
     bad = (y != 0) & (y != 1)
     if bool(bad.any()):
         i = int(bad.flatten().nonzero()[0, 0])
-        raise ValueError(
-            f"{caller}: labels must be 0 or 1 {context}, got {_where('labels', y, i)} = {int(y.flatten()[i])}"
-        )
+        raise ValueError(f"{caller}: labels must be 0 or 1 {context}, got {_where('labels', y, i)} = {int(y.flatten()[i])}")
 
 
 def _check_real(value: Any, name: str, caller: str, low: float, high: float, open_low: bool = False) -> float:
@@ -235,9 +227,7 @@ def _div(num: Tensor, den: Tensor) -> Tensor:
     return torch.where(den > 0, num / torch.where(den > 0, den, torch.ones_like(den)), torch.zeros_like(num))
 
 
-def _tune_block(
-    s: Tensor, y: Tensor, metric: str, target: Optional[float], beta: Optional[float]
-) -> Dict[str, Tensor]:
+def _tune_block(s: Tensor, y: Tensor, metric: str, target: Optional[float], beta: Optional[float]) -> Dict[str, Tensor]:
     """The optimum for each row of ``s`` (K, N) with positives ``y`` (K, N) bool: (K,) tensors."""
     K, N = s.shape
     s_sorted, order = torch.sort(s, dim=1, descending=True)
@@ -401,9 +391,7 @@ def tune_threshold(
             raise ValueError(f"{caller}: metric={metric!r} needs target= (the {other} to reach, in [0, 1])")
         target = _check_real(target, "target", caller, 0.0, 1.0)
     elif target is not None:
-        raise ValueError(
-            f"{caller}: target is used by 'recall@precision' and 'precision@recall' only, not by metric={metric!r}"
-        )
+        raise ValueError(f"{caller}: target is used by 'recall@precision' and 'precision@recall' only, not by metric={metric!r}")
     if metric == "fbeta":
         if beta is None:
             raise ValueError(f"{caller}: metric='fbeta' needs beta= (> 0; 1.0 is F1)")
@@ -515,9 +503,7 @@ def apply_thresholds(scores: Any, thresholds: Any, multilabel: Optional[bool] = 
     task = None
     if isinstance(thresholds, dict):
         if "threshold" not in thresholds:
-            raise ValueError(
-                f"{caller}: thresholds is a dict without a 'threshold' key (expected a tune_threshold result)"
-            )
+            raise ValueError(f"{caller}: thresholds is a dict without a 'threshold' key (expected a tune_threshold result)")
         task = thresholds.get("task")
         thresholds = thresholds["threshold"]
         if multilabel is not None and task in ("multiclass", "multilabel") and multilabel != (task == "multilabel"):
@@ -545,9 +531,7 @@ def apply_thresholds(scores: Any, thresholds: Any, multilabel: Optional[bool] = 
     C = 1 if binary else s.shape[1]
     if t.numel() != 1 and (t.dim() != 1 or t.numel() != C):
         want = "one threshold" if binary else f"one threshold or {C} (one per class)"
-        raise ValueError(
-            f"{caller}: thresholds has shape {tuple(t.shape)} for scores of shape {tuple(s.shape)}: expected {want}"
-        )
+        raise ValueError(f"{caller}: thresholds has shape {tuple(t.shape)} for scores of shape {tuple(s.shape)}: expected {want}")
     if binary:
         return _at_least(s, t.reshape(()))
     t = t.reshape(-1).expand(C)

@@ -175,9 +175,7 @@ class LogitAdjustedLoss(_ClassWeightedLoss):
         counts = class_counts if isinstance(class_counts, Tensor) else torch.as_tensor(class_counts)
         self.class_counts = tuple(counts.detach().cpu().flatten().tolist())
         if self.weight is not None and self.weight.numel() != self.logit_bias.numel():
-            raise ValueError(
-                f"weight has {self.weight.numel()} entries but class_counts has {self.logit_bias.numel()}"
-            )
+            raise ValueError(f"weight has {self.weight.numel()} entries but class_counts has {self.logit_bias.numel()}")
 
     def extra_repr(self) -> str:
         counts = self.class_counts

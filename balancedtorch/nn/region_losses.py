@@ -29,8 +29,7 @@ class _RegionLoss(nn.Module):
         # validate the options now (a dummy call would need shapes): names and values
         F._choice(kwargs.get("activation", "softmax"), "activation", F._ACTIVATIONS)
         if "reduction" in kwargs:
-            table = F._REDUCTIONS if type(self) is not DiceCELoss else {
-                k: v for k, v in F._REDUCTIONS.items() if k != "none"}
+            table = F._REDUCTIONS if type(self) is not DiceCELoss else {k: v for k, v in F._REDUCTIONS.items() if k != "none"}
             F._choice(kwargs["reduction"], "reduction", table)
         for name in ("soft_label", "include_background", "squared_pred", "jaccard", "batch", "sync"):
             if name in kwargs:
@@ -142,13 +141,35 @@ class DiceLoss(_RegionLoss):
         >>> loss = DiceLoss(include_background=False)(torch.randn(2, 3, 8, 8), torch.randint(0, 3, (2, 8, 8)))
     """
 
-    def __init__(self, activation: str = "softmax", include_background: bool = True, squared_pred: bool = False,
-                 jaccard: bool = False, smooth_nr: float = 1e-5, smooth_dr: float = 1e-5, batch: bool = False,
-                 weight: Weight = None, ignore_index: int = -100, reduction: str = "mean", sync: bool = False,
-                 soft_label: bool = False) -> None:
-        super().__init__(activation=activation, include_background=include_background, squared_pred=squared_pred,
-                         jaccard=jaccard, smooth_nr=smooth_nr, smooth_dr=smooth_dr, batch=batch, weight=weight,
-                         ignore_index=ignore_index, reduction=reduction, sync=sync, soft_label=soft_label)
+    def __init__(
+        self,
+        activation: str = "softmax",
+        include_background: bool = True,
+        squared_pred: bool = False,
+        jaccard: bool = False,
+        smooth_nr: float = 1e-5,
+        smooth_dr: float = 1e-5,
+        batch: bool = False,
+        weight: Weight = None,
+        ignore_index: int = -100,
+        reduction: str = "mean",
+        sync: bool = False,
+        soft_label: bool = False,
+    ) -> None:
+        super().__init__(
+            activation=activation,
+            include_background=include_background,
+            squared_pred=squared_pred,
+            jaccard=jaccard,
+            smooth_nr=smooth_nr,
+            smooth_dr=smooth_dr,
+            batch=batch,
+            weight=weight,
+            ignore_index=ignore_index,
+            reduction=reduction,
+            sync=sync,
+            soft_label=soft_label,
+        )
 
     _fn = staticmethod(F.dice_loss)
 
@@ -163,12 +184,31 @@ class GeneralizedDiceLoss(_RegionLoss):
     differences as :class:`DiceLoss`.
     """
 
-    def __init__(self, w_type: str = "square", activation: str = "softmax", include_background: bool = True,
-                 smooth_nr: float = 1e-5, smooth_dr: float = 1e-5, batch: bool = False, ignore_index: int = -100,
-                 reduction: str = "mean", sync: bool = False, soft_label: bool = False) -> None:
-        super().__init__(w_type=w_type, activation=activation, include_background=include_background,
-                         smooth_nr=smooth_nr, smooth_dr=smooth_dr, batch=batch, ignore_index=ignore_index,
-                         reduction=reduction, sync=sync, soft_label=soft_label)
+    def __init__(
+        self,
+        w_type: str = "square",
+        activation: str = "softmax",
+        include_background: bool = True,
+        smooth_nr: float = 1e-5,
+        smooth_dr: float = 1e-5,
+        batch: bool = False,
+        ignore_index: int = -100,
+        reduction: str = "mean",
+        sync: bool = False,
+        soft_label: bool = False,
+    ) -> None:
+        super().__init__(
+            w_type=w_type,
+            activation=activation,
+            include_background=include_background,
+            smooth_nr=smooth_nr,
+            smooth_dr=smooth_dr,
+            batch=batch,
+            ignore_index=ignore_index,
+            reduction=reduction,
+            sync=sync,
+            soft_label=soft_label,
+        )
 
     _fn = staticmethod(F.generalized_dice_loss)
     _weighted = False
@@ -183,13 +223,37 @@ class TverskyLoss(_RegionLoss):
     ``gamma = 0.75``. Other options and differences as :class:`DiceLoss`.
     """
 
-    def __init__(self, alpha: float = 0.5, beta: float = 0.5, gamma: float = 1.0, activation: str = "softmax",
-                 include_background: bool = True, smooth_nr: float = 1e-5, smooth_dr: float = 1e-5,
-                 batch: bool = False, weight: Weight = None, ignore_index: int = -100, reduction: str = "mean",
-                 sync: bool = False, soft_label: bool = False) -> None:
-        super().__init__(alpha=alpha, beta=beta, gamma=gamma, activation=activation,
-                         include_background=include_background, smooth_nr=smooth_nr, smooth_dr=smooth_dr, batch=batch,
-                         weight=weight, ignore_index=ignore_index, reduction=reduction, sync=sync, soft_label=soft_label)
+    def __init__(
+        self,
+        alpha: float = 0.5,
+        beta: float = 0.5,
+        gamma: float = 1.0,
+        activation: str = "softmax",
+        include_background: bool = True,
+        smooth_nr: float = 1e-5,
+        smooth_dr: float = 1e-5,
+        batch: bool = False,
+        weight: Weight = None,
+        ignore_index: int = -100,
+        reduction: str = "mean",
+        sync: bool = False,
+        soft_label: bool = False,
+    ) -> None:
+        super().__init__(
+            alpha=alpha,
+            beta=beta,
+            gamma=gamma,
+            activation=activation,
+            include_background=include_background,
+            smooth_nr=smooth_nr,
+            smooth_dr=smooth_dr,
+            batch=batch,
+            weight=weight,
+            ignore_index=ignore_index,
+            reduction=reduction,
+            sync=sync,
+            soft_label=soft_label,
+        )
 
     _fn = staticmethod(F.tversky_loss)
 
@@ -205,15 +269,39 @@ class DiceCELoss(_RegionLoss):
     activation; C >= 2). Other options as :class:`DiceLoss`.
     """
 
-    def __init__(self, lambda_dice: float = 1.0, lambda_ce: float = 1.0, activation: str = "softmax",
-                 include_background: bool = True, squared_pred: bool = False, jaccard: bool = False,
-                 smooth_nr: float = 1e-5, smooth_dr: float = 1e-5, batch: bool = False, weight: Weight = None,
-                 ignore_index: int = -100, reduction: str = "mean", label_smoothing: float = 0.0,
-                 sync: bool = False) -> None:
-        super().__init__(lambda_dice=lambda_dice, lambda_ce=lambda_ce, activation=activation,
-                         include_background=include_background, squared_pred=squared_pred, jaccard=jaccard,
-                         smooth_nr=smooth_nr, smooth_dr=smooth_dr, batch=batch, weight=weight,
-                         ignore_index=ignore_index, reduction=reduction, label_smoothing=label_smoothing, sync=sync)
+    def __init__(
+        self,
+        lambda_dice: float = 1.0,
+        lambda_ce: float = 1.0,
+        activation: str = "softmax",
+        include_background: bool = True,
+        squared_pred: bool = False,
+        jaccard: bool = False,
+        smooth_nr: float = 1e-5,
+        smooth_dr: float = 1e-5,
+        batch: bool = False,
+        weight: Weight = None,
+        ignore_index: int = -100,
+        reduction: str = "mean",
+        label_smoothing: float = 0.0,
+        sync: bool = False,
+    ) -> None:
+        super().__init__(
+            lambda_dice=lambda_dice,
+            lambda_ce=lambda_ce,
+            activation=activation,
+            include_background=include_background,
+            squared_pred=squared_pred,
+            jaccard=jaccard,
+            smooth_nr=smooth_nr,
+            smooth_dr=smooth_dr,
+            batch=batch,
+            weight=weight,
+            ignore_index=ignore_index,
+            reduction=reduction,
+            label_smoothing=label_smoothing,
+            sync=sync,
+        )
 
     _fn = staticmethod(F.dice_ce_loss)
 
@@ -237,16 +325,44 @@ class DiceFocalLoss(_RegionLoss):
         >>> loss = DiceFocalLoss(activation="sigmoid", alpha=0.25)(torch.randn(2, 3, 8, 8), (torch.rand(2, 3, 8, 8) < 0.2).float())
     """
 
-    def __init__(self, gamma: float = 2.0, lambda_dice: float = 1.0, lambda_focal: float = 1.0,
-                 activation: str = "softmax", include_background: bool = True, squared_pred: bool = False,
-                 jaccard: bool = False, smooth_nr: float = 1e-5, smooth_dr: float = 1e-5, batch: bool = False,
-                 weight: Weight = None, ignore_index: int = -100, reduction: str = "mean",
-                 label_smoothing: float = 0.0, sync: bool = False, alpha: Optional[float] = None,
-                 focal_activation: Optional[str] = None) -> None:
-        super().__init__(gamma=gamma, lambda_dice=lambda_dice, lambda_focal=lambda_focal, activation=activation,
-                         include_background=include_background, squared_pred=squared_pred, jaccard=jaccard,
-                         smooth_nr=smooth_nr, smooth_dr=smooth_dr, batch=batch, weight=weight,
-                         ignore_index=ignore_index, reduction=reduction, label_smoothing=label_smoothing, sync=sync,
-                         alpha=alpha, focal_activation=focal_activation)
+    def __init__(
+        self,
+        gamma: float = 2.0,
+        lambda_dice: float = 1.0,
+        lambda_focal: float = 1.0,
+        activation: str = "softmax",
+        include_background: bool = True,
+        squared_pred: bool = False,
+        jaccard: bool = False,
+        smooth_nr: float = 1e-5,
+        smooth_dr: float = 1e-5,
+        batch: bool = False,
+        weight: Weight = None,
+        ignore_index: int = -100,
+        reduction: str = "mean",
+        label_smoothing: float = 0.0,
+        sync: bool = False,
+        alpha: Optional[float] = None,
+        focal_activation: Optional[str] = None,
+    ) -> None:
+        super().__init__(
+            gamma=gamma,
+            lambda_dice=lambda_dice,
+            lambda_focal=lambda_focal,
+            activation=activation,
+            include_background=include_background,
+            squared_pred=squared_pred,
+            jaccard=jaccard,
+            smooth_nr=smooth_nr,
+            smooth_dr=smooth_dr,
+            batch=batch,
+            weight=weight,
+            ignore_index=ignore_index,
+            reduction=reduction,
+            label_smoothing=label_smoothing,
+            sync=sync,
+            alpha=alpha,
+            focal_activation=focal_activation,
+        )
 
     _fn = staticmethod(F.dice_focal_loss)

@@ -59,8 +59,7 @@ _LABEL_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
 def _check_labels_dtype(labels: Tensor) -> None:
     if labels.dtype not in _LABEL_DTYPES:
         raise TypeError(
-            "class_counts: labels must be an integer tensor (uint8, int8, int16, int32 or int64), "
-            f"got dtype {labels.dtype}"
+            f"class_counts: labels must be an integer tensor (uint8, int8, int16, int32 or int64), got dtype {labels.dtype}"
         )
 
 

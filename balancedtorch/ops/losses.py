@@ -244,9 +244,7 @@ def _traced(t: Tensor) -> bool:
     return _is_compiling() or type(t) is not torch.Tensor
 
 
-def _make_autograd(
-    op, name: str, num_args: int, reduction_arg: Optional[int], broadcast_dim: Optional[int], target_grad
-):
+def _make_autograd(op, name: str, num_args: int, reduction_arg: Optional[int], broadcast_dim: Optional[int], target_grad):
     """setup_context/backward for an op returning (loss, prescaled grad buffer, *constants).
 
     ``reduction_arg`` None: the op always reduces with "none"; ``target_grad``
@@ -338,9 +336,7 @@ _smp_setup, _smp_backward = _make_autograd(
     broadcast_dim=1,
     target_grad=None,
 )
-torch.library.register_autograd(
-    "balancedtorch::softmax_loss_target_prob", _smp_backward, setup_context=_smp_setup
-)
+torch.library.register_autograd("balancedtorch::softmax_loss_target_prob", _smp_backward, setup_context=_smp_setup)
 
 _sf_setup, _sf_backward = _make_autograd(
     torch.ops.balancedtorch.sigmoid_focal_loss.default,

@@ -48,8 +48,20 @@ def _acc_dtype(t: Tensor) -> torch.dtype:
 
 
 @torch.library.register_fake("balancedtorch::region_loss_stats")
-def _stats_fake(input, target, weight, activation, squared_pred, ignore_index, ce_kind, gamma, label_smoothing, ce_first_class,
-                soft_label=False, alpha=-1.0):
+def _stats_fake(
+    input,
+    target,
+    weight,
+    activation,
+    squared_pred,
+    ignore_index,
+    ce_kind,
+    gamma,
+    label_smoothing,
+    ce_first_class,
+    soft_label=False,
+    alpha=-1.0,
+):
     torch._check(input.dim() >= 2, lambda: f"region_loss_stats: input must have shape (N, C, ...), got {tuple(input.shape)}")
     acc = _acc_dtype(input)
     n, c = input.shape[0], input.shape[1]
@@ -58,8 +70,20 @@ def _stats_fake(input, target, weight, activation, squared_pred, ignore_index, c
 
 @torch.library.register_fake("balancedtorch::region_loss_grad")
 def _grad_fake(
-    input, target, weight, activation, squared_pred, ignore_index, ce_kind, gamma, label_smoothing, ce_first_class, coef,
-    ce_coef, soft_label=False, alpha=-1.0
+    input,
+    target,
+    weight,
+    activation,
+    squared_pred,
+    ignore_index,
+    ce_kind,
+    gamma,
+    label_smoothing,
+    ce_first_class,
+    coef,
+    ce_coef,
+    soft_label=False,
+    alpha=-1.0,
 ):
     return _grad_like(input)
 
@@ -143,9 +167,7 @@ def _check_denominator(den: Tensor, sdr: float) -> None:
     # smooth_dr > 0 keeps every denominator positive; with 0, an empty class
     # (or sample) gives 0 / 0: refuse rather than return nan.
     if sdr == 0.0 and not _is_compiling() and bool((den == 0).any()):
-        raise ValueError(
-            "smooth_dr=0.0 leaves a zero denominator (an empty class or an all-ignored sample): use smooth_dr > 0"
-        )
+        raise ValueError("smooth_dr=0.0 leaves a zero denominator (an empty class or an all-ignored sample): use smooth_dr > 0")
 
 
 def _loss_and_coefs(sums_b: Tensor, ce_tot: Tensor, n: int, cfg: dict, grad_terms: Optional[Tensor]):
@@ -218,8 +240,18 @@ def _ce_first_class(cfg: dict) -> int:
 
 def _stats_args(input, target, weight, cfg):
     return (
-        input, target, weight, cfg["activation"], cfg["squared_pred"], cfg["ignore_index"], cfg["ce_kind"], cfg["ce_gamma"],
-        cfg["label_smoothing"], _ce_first_class(cfg), cfg["soft_label"], cfg["focal_alpha"],
+        input,
+        target,
+        weight,
+        cfg["activation"],
+        cfg["squared_pred"],
+        cfg["ignore_index"],
+        cfg["ce_kind"],
+        cfg["ce_gamma"],
+        cfg["label_smoothing"],
+        _ce_first_class(cfg),
+        cfg["soft_label"],
+        cfg["focal_alpha"],
     )
 
 
@@ -297,9 +329,26 @@ def region_loss(
 
 
 _CFG_KEYS = (
-    "kind", "activation", "include_background", "squared_pred", "jaccard", "smooth_nr", "smooth_dr", "batch", "ignore_index",
-    "reduction", "w_type", "alpha", "beta", "tversky_gamma", "ce_kind", "ce_gamma", "label_smoothing", "lambda_dice",
-    "lambda_ce", "sync",
+    "kind",
+    "activation",
+    "include_background",
+    "squared_pred",
+    "jaccard",
+    "smooth_nr",
+    "smooth_dr",
+    "batch",
+    "ignore_index",
+    "reduction",
+    "w_type",
+    "alpha",
+    "beta",
+    "tversky_gamma",
+    "ce_kind",
+    "ce_gamma",
+    "label_smoothing",
+    "lambda_dice",
+    "lambda_ce",
+    "sync",
 )
 # the region_loss arguments after compute_grad
 _EXTRA_KEYS = ("soft_label", "focal_alpha")
@@ -323,9 +372,34 @@ def _loss_shape(n: int, c: int, kind: int, batch: bool, include_background: bool
 
 
 @region_loss.register_fake
-def _region_loss_fake(input, target, weight, kind, activation, include_background, squared_pred, jaccard, smooth_nr,
-                      smooth_dr, batch, ignore_index, reduction, w_type, alpha, beta, tversky_gamma, ce_kind, ce_gamma,
-                      label_smoothing, lambda_dice, lambda_ce, sync, compute_grad, soft_label=False, focal_alpha=-1.0):
+def _region_loss_fake(
+    input,
+    target,
+    weight,
+    kind,
+    activation,
+    include_background,
+    squared_pred,
+    jaccard,
+    smooth_nr,
+    smooth_dr,
+    batch,
+    ignore_index,
+    reduction,
+    w_type,
+    alpha,
+    beta,
+    tversky_gamma,
+    ce_kind,
+    ce_gamma,
+    label_smoothing,
+    lambda_dice,
+    lambda_ce,
+    sync,
+    compute_grad,
+    soft_label=False,
+    focal_alpha=-1.0,
+):
     n, c = input.shape[0], input.shape[1]
     acc = _acc_dtype(input)
     loss = input.new_empty(_loss_shape(n, c, kind, batch, include_background, reduction))
@@ -389,9 +463,7 @@ def _backward(ctx, grad_loss, *_unused):
     if grad is None or cfg["reduction"] == R_NONE:
         weights = grad_loss if cfg["reduction"] == R_NONE else None
         _, coef, ce_coef = _loss_and_coefs(sums_b, ce_tot, input.shape[0], cfg, weights)
-        grad = torch.ops.balancedtorch.region_loss_grad(
-            *_grad_args(input.detach(), target.detach(), weight, cfg, coef, ce_coef)
-        )
+        grad = torch.ops.balancedtorch.region_loss_grad(*_grad_args(input.detach(), target.detach(), weight, cfg, coef, ce_coef))
         if cfg["reduction"] == R_NONE:
             return (grad, grad_target) + rest
         private = not ctx.traced

@@ -126,9 +126,7 @@ class AliasTable:
         return torch.ops.balancedtorch.alias_sample(self.prob, self.alias, seed, num_samples)
 
 
-def sample_without_replacement(
-    weights: Tensor, num_samples: int, generator: Optional[torch.Generator] = None
-) -> Tensor:
+def sample_without_replacement(weights: Tensor, num_samples: int, generator: Optional[torch.Generator] = None) -> Tensor:
     """``num_samples`` distinct indices, in the order successive weighted draws would give them.
 
     Efraimidis-Spirakis keys ``log(u) / w`` and a partial selection: O(N)

@@ -20,7 +20,9 @@ _DEFAULT = object()
 Mistake = namedtuple("Mistake", ["index", "target", "prediction", "confidence"])
 Mistake.__doc__ = """One mispredicted sample: ``target`` and ``prediction`` are class names when given, else ids."""
 ClassMistakes = namedtuple("ClassMistakes", ["label", "count", "support", "rate", "confused_with"])
-ClassMistakes.__doc__ = """One class's mistakes: ``label`` (and the classes in ``confused_with``) are names when given, else ids."""
+ClassMistakes.__doc__ = (
+    """One class's mistakes: ``label`` (and the classes in ``confused_with``) are names when given, else ids."""
+)
 
 
 def check_class_names(class_names: Any, num_classes: int) -> Optional[List[str]]:
@@ -64,7 +66,9 @@ class _MistakeTable(dict):
 
     _noun = "rows"
 
-    def __init__(self, data: Dict[str, Any], class_names: Optional[List[str]], num_samples: int, max_rows: Any = DEFAULT_MAX_ROWS):
+    def __init__(
+        self, data: Dict[str, Any], class_names: Optional[List[str]], num_samples: int, max_rows: Any = DEFAULT_MAX_ROWS
+    ):
         super().__init__(data)
         self.class_names = class_names
         self.num_samples = int(num_samples)

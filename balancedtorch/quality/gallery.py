@@ -99,7 +99,9 @@ def _pixels(image: Any, i: int) -> np.ndarray:
         return a.astype(np.float32)
     if a.dtype.kind in "iu":
         if a.size and (a.min() < 0 or a.max() > 255):
-            raise ValueError(f"images[{i}] holds integers outside [0, 255] (min {a.min()}, max {a.max()}): pass uint8 or float images")
+            raise ValueError(
+                f"images[{i}] holds integers outside [0, 255] (min {a.min()}, max {a.max()}): pass uint8 or float images"
+            )
         return a.astype(np.uint8)
     if a.dtype.kind != "f":
         raise TypeError(f"images[{i}] must be uint8 or floating, got dtype {a.dtype}")
@@ -126,7 +128,9 @@ def _grid(images: Any, indices: Sequence[int], titles: Sequence[str], suptitle: 
         ax = fig.add_subplot(rows, cols, t + 1)
         gray = a.ndim == 2
         vmax = 255 if a.dtype == np.uint8 else 1.0
-        ax.imshow(a, cmap="gray" if gray else None, vmin=0 if gray else None, vmax=vmax if gray else None, interpolation="nearest")
+        ax.imshow(
+            a, cmap="gray" if gray else None, vmin=0 if gray else None, vmax=vmax if gray else None, interpolation="nearest"
+        )
         ax.set_title(title, fontsize=8)
         ax.set_xlabel(f"#{int(i)}", fontsize=7)
         ax.set_xticks([])

@@ -577,12 +577,18 @@ def _agree_across_ranks(comm: Comm, error: Optional[BaseException], K: int, dtyp
     fingerprint = zlib.crc32(repr(options).encode()) & 0x7FFFFFFF
     facts = comm.agree(error, [K, code, num_rows, fingerprint], "find_label_issues")
     if len({f[0] for f in facts}) > 1:
-        raise ValueError(f"pred_probs must have the same number of classes on every rank, got {[f[0] for f in facts]} (rank order)")
+        raise ValueError(
+            f"pred_probs must have the same number of classes on every rank, got {[f[0] for f in facts]} (rank order)"
+        )
     if len({f[1] for f in facts}) > 1:
-        raise ValueError(f"pred_probs must have the same dtype on every rank, got {[str(dtypes[f[1]]) for f in facts]} (rank order)")
+        raise ValueError(
+            f"pred_probs must have the same dtype on every rank, got {[str(dtypes[f[1]]) for f in facts]} (rank order)"
+        )
     if len({f[3] for f in facts}) > 1:
-        raise ValueError("find_label_issues must be called with the same options on every rank (filter_by, "
-                         "return_indices_ranked_by, rank_by_kwargs, frac_noise, num_to_remove_per_class, ...)")
+        raise ValueError(
+            "find_label_issues must be called with the same options on every rank (filter_by, "
+            "return_indices_ranked_by, rank_by_kwargs, frac_noise, num_to_remove_per_class, ...)"
+        )
     if sum(f[2] for f in facts) == 0:
         raise ValueError("pred_probs is empty on every rank")
 
@@ -730,7 +736,11 @@ def find_label_issues(
         adjust = _check_rank_by_kwargs(rank_by_kwargs, return_indices_ranked_by)
         if isinstance(frac_noise, bool) or not (isinstance(frac_noise, (int, float)) and 0 < frac_noise <= 1):
             raise ValueError(f"frac_noise must be in (0, 1], got {frac_noise!r}")
-        if isinstance(min_examples_per_class, bool) or not isinstance(min_examples_per_class, (int, np.integer)) or min_examples_per_class < 0:
+        if (
+            isinstance(min_examples_per_class, bool)
+            or not isinstance(min_examples_per_class, (int, np.integer))
+            or min_examples_per_class < 0
+        ):
             raise ValueError(f"min_examples_per_class must be an int >= 0, got {min_examples_per_class!r}")
         if n_jobs is not None and (isinstance(n_jobs, bool) or not isinstance(n_jobs, (int, np.integer)) or n_jobs < 1):
             raise ValueError(f"n_jobs must be None or an int >= 1, got {n_jobs!r}")
@@ -743,7 +753,9 @@ def find_label_issues(
                     f"num_to_remove_per_class works with filter_by in {PRUNING_FILTERS}, not {filter_by!r} (as cleanlab)"
                 )
             if frac_noise != 1.0:
-                warnings.warn(f"frac_noise has no effect with filter_by={filter_by!r} (only with {PRUNING_FILTERS})", stacklevel=2)
+                warnings.warn(
+                    f"frac_noise has no effect with filter_by={filter_by!r} (only with {PRUNING_FILTERS})", stacklevel=2
+                )
         if filter_by == "confident_learning" and confident_joint is not None:
             warnings.warn(
                 "confident_joint is ignored with filter_by='confident_learning': the confident joint is re-estimated "
@@ -778,15 +790,36 @@ def find_label_issues(
             raise
         error = err
     if comm is not None:
-        _agree_across_ranks(comm, error, K, dtype, num_rows, (
-            filter_by, return_indices_ranked_by, adjust, float(frac_noise), min_examples_per_class, multi_label,
-            None if num_to_remove is None else num_to_remove.tolist(), _fingerprint(confident_joint),
-        ))
+        _agree_across_ranks(
+            comm,
+            error,
+            K,
+            dtype,
+            num_rows,
+            (
+                filter_by,
+                return_indices_ranked_by,
+                adjust,
+                float(frac_noise),
+                min_examples_per_class,
+                multi_label,
+                None if num_to_remove is None else num_to_remove.tolist(),
+                _fingerprint(confident_joint),
+            ),
+        )
 
     if multi_label:
         mask, ranked = _find_multilabel(
-            y_one, p, filter_by, return_indices_ranked_by, adjust, frac_noise,
-            num_to_remove, min_examples_per_class, confident_joint, comm,
+            y_one,
+            p,
+            filter_by,
+            return_indices_ranked_by,
+            adjust,
+            frac_noise,
+            num_to_remove,
+            min_examples_per_class,
+            confident_joint,
+            comm,
         )
     else:
         mask_t = _find_single(y, p, filter_by, frac_noise, num_to_remove, min_examples_per_class, joint, comm)
@@ -810,7 +843,9 @@ def find_label_issues(
     return mask.cpu().numpy() if isinstance(mask, Tensor) else mask
 
 
-def _find_multilabel(y_one, p, filter_by, method, adjust, frac_noise, num_to_remove, min_examples_per_class, confident_joint, comm=None):
+def _find_multilabel(
+    y_one, p, filter_by, method, adjust, frac_noise, num_to_remove, min_examples_per_class, confident_joint, comm=None
+):
     """cleanlab's one-vs-rest reduction: class c is the binary problem (y[:, c], [1 - p_c, p_c])."""
     N, K = y_one.shape
     if confident_joint is not None:
@@ -895,7 +930,9 @@ def _check_mistake_inputs(labels: Any, pred_probs: Any, class_names: Any, comm: 
         K = 0 if p is None else p.shape[1]
         facts = comm.agree(error, [K, 0 if p is None else p.shape[0]], what)
         if len({f[0] for f in facts}) > 1:
-            raise ValueError(f"pred_probs must have the same number of classes on every rank, got {[f[0] for f in facts]} (rank order)")
+            raise ValueError(
+                f"pred_probs must have the same number of classes on every rank, got {[f[0] for f in facts]} (rank order)"
+            )
     return y, p, names
 
 
@@ -966,7 +1003,10 @@ def rank_mistakes(
     position = torch.nonzero((order >= start) & (order < start + wrong.numel())).flatten()
     idx = wrong[(order[position] - start).to(wrong.device)]
     columns = {
-        "index": idx, "target": y[idx], "prediction": prediction[idx], "confidence": confidence[idx],
+        "index": idx,
+        "target": y[idx],
+        "prediction": prediction[idx],
+        "confidence": confidence[idx],
         "global_rank": position.to(idx.device),
     }
     return RankedMistakes(columns, names, y.numel())

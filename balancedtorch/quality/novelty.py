@@ -390,9 +390,7 @@ class NoveltyDetector:
             if small.numel():
                 c = int(small[0, 0])
                 where = " over all ranks" if shard else ""
-                raise ValueError(
-                    f"{owner}: class {c} has {int(counts[c])} samples in the bank{where}, fewer than k={self.k}"
-                )
+                raise ValueError(f"{owner}: class {c} has {int(counts[c])} samples in the bank{where}, fewer than k={self.k}")
         elif sum(sizes) < self.k:
             n = train_features.shape[0] if hasattr(train_features, "shape") else len(train_features)
             where = f" over all ranks: {sizes}" if shard else f" (train_features: {n}, fraction={self.fraction})"
@@ -415,9 +413,7 @@ class NoveltyDetector:
     def _local_bank(self, train_features: Any, labels: Any, allow_empty: bool) -> Tuple[Any, Optional[Tensor], Tensor]:
         """(bank, bank labels, kept rows) of this process's training features, checked."""
         owner = "NoveltyDetector.fit"
-        by_reference = (
-            self.bank_chunk_size is not None and isinstance(train_features, np.ndarray) and self.fraction >= 1
-        )
+        by_reference = self.bank_chunk_size is not None and isinstance(train_features, np.ndarray) and self.fraction >= 1
         if by_reference:
             x = self._checked_array(train_features, allow_empty)
         else:
@@ -426,9 +422,7 @@ class NoveltyDetector:
         n = x.shape[0]
         y = None
         if labels is not None:
-            y = _check_labels(
-                labels, "labels", allow_empty=allow_empty, device=x.device if isinstance(x, Tensor) else None
-            )
+            y = _check_labels(labels, "labels", allow_empty=allow_empty, device=x.device if isinstance(x, Tensor) else None)
             if y.numel() != n:
                 raise ValueError(f"{owner}: labels has {y.numel()} entries but train_features has {n} rows")
             if y.numel():  # per-class counts are tables of max + 1 entries: refuse a stray id such as 2**40

@@ -236,7 +236,11 @@ class LabelShiftEstimator:
         try:
             empty = comm is not None and as_tensor(val_preds, "val_preds").shape[:1] == (0,)
             y = check_labels(val_labels, K, "val_labels", allow_empty=empty).cpu()
-            P = torch.zeros(0, K, dtype=torch.float64) if empty and y.numel() == 0 else _prediction_matrix(val_preds, K, "val_preds")
+            P = (
+                torch.zeros(0, K, dtype=torch.float64)
+                if empty and y.numel() == 0
+                else _prediction_matrix(val_preds, K, "val_preds")
+            )
             if P.shape[0] != y.numel():
                 raise ValueError(f"val_preds has {P.shape[0]} rows but val_labels has {y.numel()} entries")
         except (ValueError, TypeError) as err:
@@ -530,7 +534,7 @@ class DriftMonitor:
             return
         W, m = self.window, labels.numel()
         if m >= W:  # the batch alone fills the window
-            tail = labels[m - W:]
+            tail = labels[m - W :]
             self._ring.copy_(tail)
             self._head, self._filled = 0, W
             self.counts = torch.bincount(tail, minlength=K).double()
@@ -540,7 +544,7 @@ class DriftMonitor:
         # free space are exactly those holding the oldest labels
         evicted = max(0, self._filled + m - W)
         if evicted:
-            old = self._ring[slots[m - evicted:]].long()
+            old = self._ring[slots[m - evicted :]].long()
             self.counts -= torch.bincount(old, minlength=K).double()
         self._ring[slots] = labels.to(self._ring.dtype)
         self.counts += torch.bincount(labels, minlength=K).double()
@@ -603,7 +607,11 @@ class DriftMonitor:
         # the reference predictions are data: shown by what they set (num_classes, reference_size)
         options = "".join(
             f", {name}={value!r}"
-            for name, value, default in (("psi_threshold", self.psi_threshold, 0.2), ("alpha", self.alpha, 0.01), ("eps", self.eps, 1e-4))
+            for name, value, default in (
+                ("psi_threshold", self.psi_threshold, 0.2),
+                ("alpha", self.alpha, 0.01),
+                ("eps", self.eps, 1e-4),
+            )
             if value != default
         )
         return (

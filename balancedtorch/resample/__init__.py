@@ -54,6 +54,7 @@ def __getattr__(name: str) -> Any:
 def __dir__():
     return sorted(set(globals()) | set(_LAZY))
 
+
 __all__ = [
     "ADASYN",
     "BorderlineSMOTE",

@@ -138,7 +138,9 @@ class _Data:
             raise ValueError(f"{owner}: X must be 2-D (n_samples, n_features), got shape {tuple(x_shape)}")
         if x_shape[1] == 0:
             # scikit-learn's check_array wording, as imbalanced-learn raises it
-            raise ValueError(f"Found array with 0 feature(s) (shape={tuple(x_shape)}) while a minimum of 1 is required by {owner}.")
+            raise ValueError(
+                f"Found array with 0 feature(s) (shape={tuple(x_shape)}) while a minimum of 1 is required by {owner}."
+            )
         if x_shape[0] == 0:
             raise ValueError(f"{owner}: X is empty")
         self.n_features = x_shape[1]
@@ -158,8 +160,10 @@ class _Data:
         self.codes = codes.to(self.device)
         counts = torch.bincount(self.codes, minlength=len(self.classes))
         if len(self.classes) < 2:
-            raise ValueError(f"{owner}: y needs to have more than 1 class (Sampler can't balance when only one class is "
-                             f"present), got {len(self.classes)} class")
+            raise ValueError(
+                f"{owner}: y needs to have more than 1 class (Sampler can't balance when only one class is "
+                f"present), got {len(self.classes)} class"
+            )
         self.class_values = [v.item() if hasattr(v, "item") else v for v in self.classes]
         self.counts = counts.tolist()
 
@@ -187,7 +191,9 @@ class _Data:
         try:
             return encode_labels(y, "y", caller=owner)
         except ValueError as err:
-            if getattr(y, "dtype", None) is not None and (y.is_floating_point() if isinstance(y, Tensor) else y.dtype.kind == "f"):
+            if getattr(y, "dtype", None) is not None and (
+                y.is_floating_point() if isinstance(y, Tensor) else y.dtype.kind == "f"
+            ):
                 # scikit-learn's type_of_target wording, which imbalanced-learn's checks match
                 raise ValueError(f"Unknown label type: continuous. {err}") from None
             raise
@@ -204,8 +210,10 @@ class _Data:
             if X is None:
                 arr = self.x_np if self.x_sp is None else self._densified()
                 if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
-                    raise ValueError(f"{self.owner}: X must be numeric (it computes distances between samples), "
-                                     f"got dtype {arr.dtype}{self._categorical_hint()}")
+                    raise ValueError(
+                        f"{self.owner}: X must be numeric (it computes distances between samples), "
+                        f"got dtype {arr.dtype}{self._categorical_hint()}"
+                    )
                 X = _from_numpy(arr)
             if X.dtype == torch.bool:
                 X = X.to(torch.uint8)
@@ -226,13 +234,18 @@ class _Data:
         """What to do with non-numeric X: the columns at fault, and the samplers made for categorical data."""
         where = ""
         if self.x_kind == "dataframe":
-            bad = [c for c, t in self.x_dtypes.items()
-                   if not (np.issubdtype(np.dtype(t), np.number) if isinstance(t, np.dtype) else False) and t != bool]
+            bad = [
+                c
+                for c, t in self.x_dtypes.items()
+                if not (np.issubdtype(np.dtype(t), np.number) if isinstance(t, np.dtype) else False) and t != bool
+            ]
             if bad:
                 where = f" (non-numeric columns: {', '.join(map(repr, bad[:10]))}{', ...' if len(bad) > 10 else ''})"
-        return (f"{where}; for categorical features use SMOTENC (categorical and numeric columns, "
-                "categorical_features='auto' detects pandas 'category' columns) or SMOTEN (categorical only), "
-                "or encode them first (e.g. sklearn.preprocessing.OneHotEncoder)")
+        return (
+            f"{where}; for categorical features use SMOTENC (categorical and numeric columns, "
+            "categorical_features='auto' detects pandas 'category' columns) or SMOTEN (categorical only), "
+            "or encode them first (e.g. sklearn.preprocessing.OneHotEncoder)"
+        )
 
     def _densified(self) -> np.ndarray:
         """The dense copy of sparse X that the distance computations run on, refused above
@@ -341,8 +354,10 @@ def _sparse_like(arr: np.ndarray, like: Any) -> Any:
     from scipy import sparse
 
     array_api = isinstance(like, getattr(sparse, "sparray", ()))
-    cls = {"csr": sparse.csr_array if array_api else sparse.csr_matrix,
-           "csc": sparse.csc_array if array_api else sparse.csc_matrix}[like.format]
+    cls = {
+        "csr": sparse.csr_array if array_api else sparse.csr_matrix,
+        "csc": sparse.csc_array if array_api else sparse.csc_matrix,
+    }[like.format]
     return cls(arr)
 
 
@@ -369,11 +384,15 @@ def check_sampling_strategy(sampling_strategy: Any, data: _Data, kind: str, owne
     if isinstance(sampling_strategy, str):
         name = sampling_strategy
         if name not in STRATEGY_NAMES:
-            raise InvalidParameterError(f"{owner}: sampling_strategy must be one of {STRATEGY_NAMES}, a float, a dict or a callable, got {name!r}")
+            raise InvalidParameterError(
+                f"{owner}: sampling_strategy must be one of {STRATEGY_NAMES}, a float, a dict or a callable, got {name!r}"
+            )
         if name == "auto":
             name = "not majority" if over else "not minority"
         if name == "minority" and not over:
-            raise InvalidParameterError(f"{owner}: sampling_strategy='minority' cannot be used with an under-sampler or a cleaning method")
+            raise InvalidParameterError(
+                f"{owner}: sampling_strategy='minority' cannot be used with an under-sampler or a cleaning method"
+            )
         if name == "majority" and over:
             raise InvalidParameterError(f"{owner}: sampling_strategy='majority' cannot be used with an over-sampler")
         chosen = {
@@ -393,9 +412,13 @@ def check_sampling_strategy(sampling_strategy: Any, data: _Data, kind: str, owne
                 y_np = classes[data.codes.cpu().numpy()]
             sampling_strategy = sampling_strategy(y_np)
             if not isinstance(sampling_strategy, dict):
-                raise ValueError(f"{owner}: a callable sampling_strategy must return a dict, got {type(sampling_strategy).__name__}")
+                raise ValueError(
+                    f"{owner}: a callable sampling_strategy must return a dict, got {type(sampling_strategy).__name__}"
+                )
         if kind == "clean-sampling":
-            raise InvalidParameterError(f"{owner}: sampling_strategy as a dict is not supported by cleaning methods; give a list of classes")
+            raise InvalidParameterError(
+                f"{owner}: sampling_strategy as a dict is not supported by cleaning methods; give a list of classes"
+            )
         out = {}
         for cls, n in sampling_strategy.items():
             code = _code_of(cls, data, owner)
@@ -436,7 +459,9 @@ def check_sampling_strategy(sampling_strategy: Any, data: _Data, kind: str, owne
                     f"{owner}: sampling_strategy={ratio} would add majority samples while under-sampling; increase it"
                 )
     else:
-        raise InvalidParameterError(f"{owner}: sampling_strategy must be a str, float, dict, list or callable, got {sampling_strategy!r}")
+        raise InvalidParameterError(
+            f"{owner}: sampling_strategy must be a str, float, dict, list or callable, got {sampling_strategy!r}"
+        )
     return OrderedDict(sorted(out.items()))
 
 
@@ -463,7 +488,9 @@ def make_generator(random_state: Any, device: torch.device, owner: str = "") -> 
     elif isinstance(random_state, np.random.Generator):
         seed = int(random_state.integers(0, 2**62))
     else:
-        raise InvalidParameterError(f"{owner + ': ' if owner else ''}random_state must be None, an int, a numpy RandomState/Generator or a torch.Generator, got {random_state!r}")
+        raise InvalidParameterError(
+            f"{owner + ': ' if owner else ''}random_state must be None, an int, a numpy RandomState/Generator or a torch.Generator, got {random_state!r}"
+        )
     g = torch.Generator(device=device)
     g.manual_seed(seed)
     return g
@@ -510,7 +537,9 @@ class Neighbours:
             self.estimator = clone_estimator(value)
             self.own_search = not _is_euclidean(value)
         elif hasattr(value, "n_neighbors") and not isinstance(value, (numbers.Number, str)):
-            raise InvalidParameterError(f"{owner}: {name} must be an int or a neighbours estimator with kneighbors, got {value!r}")
+            raise InvalidParameterError(
+                f"{owner}: {name} must be an int or a neighbours estimator with kneighbors, got {value!r}"
+            )
         else:
             # imbalanced-learn's constraint (scikit-learn's Interval(Integral, 1, None)) takes the Python bool
             # True as 1, and refuses False (< 1) and numpy's bool_ (not Integral)
@@ -526,8 +555,10 @@ class Neighbours:
         est = self.estimator.fit(ref.cpu().numpy())
         kwargs = {} if n is None else {"n_neighbors": n}
         d, i = est.kneighbors(queries.cpu().numpy(), **kwargs)
-        return (torch.as_tensor(np.asarray(d), device=queries.device),
-                torch.as_tensor(np.asarray(i), dtype=torch.long, device=queries.device))
+        return (
+            torch.as_tensor(np.asarray(d), device=queries.device),
+            torch.as_tensor(np.asarray(i), dtype=torch.long, device=queries.device),
+        )
 
     def within(self, x: Tensor, cls: Any) -> Tensor:
         """The k nearest of every row of x among the other rows (indices into x)."""
@@ -645,7 +676,9 @@ except ImportError:  # pragma: no cover - exercised in the no-sklearn test by a 
             names = getattr(self, "feature_names_in_", None)
             if input_features is not None:
                 if len(input_features) != n:
-                    raise ValueError(f"input_features should have length equal to number of features ({n}), got {len(input_features)}")
+                    raise ValueError(
+                        f"input_features should have length equal to number of features ({n}), got {len(input_features)}"
+                    )
                 return np.asarray(input_features, dtype=object)
             return names if names is not None else np.asarray([f"x{i}" for i in range(n)], dtype=object)
 
@@ -777,9 +810,13 @@ class BaseSampler(*_ESTIMATOR_BASES):
         return tags
 
     def _more_tags(self):  # scikit-learn < 1.6
-        return {"X_types": ["2darray", "dataframe"] + (["string"] if self._accepts_any_x else [])
-                + (["sparse"] if self._accepts_sparse else []),
-                "allow_nan": self._accepts_any_x, "requires_y": True}
+        return {
+            "X_types": ["2darray", "dataframe"]
+            + (["string"] if self._accepts_any_x else [])
+            + (["sparse"] if self._accepts_sparse else []),
+            "allow_nan": self._accepts_any_x,
+            "requires_y": True,
+        }
 
 
 def selection(data: _Data, keep: Dict[int, Optional[Tensor]]) -> Tensor:

@@ -40,8 +40,7 @@ __all__ = ["SMOTENC", "SMOTEN"]
 def _check_encoder(encoder: Any, owner: str) -> None:
     if encoder is not None and not (hasattr(encoder, "fit_transform") and hasattr(encoder, "inverse_transform")):
         raise InvalidParameterError(
-            f"{owner}: categorical_encoder must be None or an encoder with fit_transform and inverse_transform, "
-            f"got {encoder!r}"
+            f"{owner}: categorical_encoder must be None or an encoder with fit_transform and inverse_transform, got {encoder!r}"
         )
 
 
@@ -101,7 +100,7 @@ class _Categories:
                 starts = np.cumsum([0] + sizes)
                 mat = out.tocsr() if hasattr(out, "tocsr") else np.asarray(out)
                 self.codes = np.stack(
-                    [np.asarray(mat[:, starts[f]:starts[f + 1]].argmax(axis=1)).reshape(-1) for f in range(len(sizes))], 1
+                    [np.asarray(mat[:, starts[f] : starts[f + 1]].argmax(axis=1)).reshape(-1) for f in range(len(sizes))], 1
                 ).astype(np.int64)
             else:
                 self.codes = np.asarray(out).astype(np.int64)
@@ -286,11 +285,12 @@ class SMOTENC(SMOTE):
             if hasattr(X, "dtypes") and hasattr(X, "columns"):
                 obj = [c for c, t in X.dtypes.items() if t == object or type(t).__name__ == "StringDtype"]
                 if obj:
-                    hint = (f" ({self._owner}: columns {obj} hold strings but are not of dtype 'category': pass "
-                            f"categorical_features={obj} or convert them with X.astype({{...: 'category'}}))")
+                    hint = (
+                        f" ({self._owner}: columns {obj} hold strings but are not of dtype 'category': pass "
+                        f"categorical_features={obj} or convert them with X.astype({{...: 'category'}}))"
+                    )
             raise ValueError(
-                "SMOTE-NC is not designed to work only with numerical features. It requires some categorical "
-                f"features.{hint}"
+                f"SMOTE-NC is not designed to work only with numerical features. It requires some categorical features.{hint}"
             )
         return cat
 
@@ -334,9 +334,7 @@ class SMOTENC(SMOTE):
             if missing:
                 raise ValueError(f"{owner}: categorical_features names {missing} that are not columns of X")
             return np.unique([names.index(v) for v in arr.tolist()]).astype(np.int64)
-        raise ValueError(
-            f"{owner}: categorical_features must hold column indices, names or booleans, got {arr.tolist()!r}"
-        )
+        raise ValueError(f"{owner}: categorical_features must hold column indices, names or booleans, got {arr.tolist()!r}")
 
     def _fit_resample(self, data: _Data):
         owner = self._owner
@@ -503,7 +501,13 @@ class SMOTEN(SMOTE):
     _accepts_any_x = True
 
     def __init__(
-        self, categorical_encoder: Any = None, *, sampling_strategy: Any = "auto", random_state: Any = None, k_neighbors: Any = 5, device: Any = None
+        self,
+        categorical_encoder: Any = None,
+        *,
+        sampling_strategy: Any = "auto",
+        random_state: Any = None,
+        k_neighbors: Any = 5,
+        device: Any = None,
     ) -> None:
         super().__init__(sampling_strategy=sampling_strategy, random_state=random_state, k_neighbors=k_neighbors, device=device)
         self.categorical_encoder = categorical_encoder
@@ -522,8 +526,7 @@ class SMOTEN(SMOTE):
             except ImportError:  # pragma: no cover
                 _Warn = UserWarning
             warnings.warn(
-                "Passing a sparse matrix to SMOTEN is not really efficient since it is converted to a dense array "
-                "internally.",
+                "Passing a sparse matrix to SMOTEN is not really efficient since it is converted to a dense array internally.",
                 _Warn,
                 stacklevel=4,
             )
@@ -564,8 +567,10 @@ class SMOTEN(SMOTE):
             K = codes.index_select(0, rows)
             n_c = K.shape[0]
             if n_c <= k:
-                raise ValueError(f"{owner}: k_neighbors={k} needs more than {k} samples in every class it resamples; "
-                                 f"class {data.class_values[code]!r} has {n_c}")
+                raise ValueError(
+                    f"{owner}: k_neighbors={k} needs more than {k} samples in every class it resamples; "
+                    f"class {data.class_values[code]!r} has {n_c}"
+                )
             base = torch.randint(0, n_c, (n_new,), generator=gen, device=device)
             uniq, inverse = torch.unique(base, return_inverse=True)
             hood = torch.empty((uniq.numel(), k + 1), dtype=torch.long, device=device)

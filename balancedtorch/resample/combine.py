@@ -41,7 +41,9 @@ class _Combined(BaseSampler):
         cleaner = getattr(self, self._cleaner_name)
         if cleaner is not None:
             if not hasattr(cleaner, "fit_resample"):
-                raise InvalidParameterError(f"{self._owner}: {self._cleaner_name} must be a sampler with fit_resample, got {cleaner!r}")
+                raise InvalidParameterError(
+                    f"{self._owner}: {self._cleaner_name} must be a sampler with fit_resample, got {cleaner!r}"
+                )
             cleaner_ = clone_estimator(cleaner)
         else:
             cleaner_ = self._default_cleaner()
@@ -100,7 +102,14 @@ class SMOTETomek(_Combined):
     _cleaner_name = "tomek"
 
     def __init__(
-        self, *, sampling_strategy: Any = "auto", random_state: Any = None, smote: Any = None, tomek: Any = None, n_jobs: Any = None, device: Any = None
+        self,
+        *,
+        sampling_strategy: Any = "auto",
+        random_state: Any = None,
+        smote: Any = None,
+        tomek: Any = None,
+        n_jobs: Any = None,
+        device: Any = None,
     ) -> None:
         super().__init__(sampling_strategy, random_state, smote, tomek, n_jobs, device)
 
@@ -131,7 +140,14 @@ class SMOTEENN(_Combined):
     _cleaner_name = "enn"
 
     def __init__(
-        self, *, sampling_strategy: Any = "auto", random_state: Any = None, smote: Any = None, enn: Any = None, n_jobs: Any = None, device: Any = None
+        self,
+        *,
+        sampling_strategy: Any = "auto",
+        random_state: Any = None,
+        smote: Any = None,
+        enn: Any = None,
+        n_jobs: Any = None,
+        device: Any = None,
     ) -> None:
         super().__init__(sampling_strategy, random_state, smote, enn, n_jobs, device)
 

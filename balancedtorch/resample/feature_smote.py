@@ -72,13 +72,17 @@ class FeatureSMOTE(nn.Module):
             raise ValueError(f"FeatureSMOTE: k_neighbors must be an int >= 1, got {k_neighbors!r}")
         if isinstance(memory_size, bool) or not isinstance(memory_size, numbers.Integral) or memory_size < 0:
             raise ValueError(f"FeatureSMOTE: memory_size must be an int >= 0, got {memory_size!r}")
-        if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) or num_classes < 1):
+        if num_classes is not None and (
+            isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) or num_classes < 1
+        ):
             raise ValueError(f"FeatureSMOTE: num_classes must be a positive int, got {num_classes!r}")
         if (memory_size > 0 or sampling_strategy == "prior") and num_classes is None:
             raise ValueError("FeatureSMOTE: memory_size > 0 and sampling_strategy='prior' need num_classes")
         if isinstance(sampling_strategy, str):
             if sampling_strategy not in ("balanced", "prior"):
-                raise ValueError(f"FeatureSMOTE: sampling_strategy must be 'balanced', 'prior', a float or a dict, got {sampling_strategy!r}")
+                raise ValueError(
+                    f"FeatureSMOTE: sampling_strategy must be 'balanced', 'prior', a float or a dict, got {sampling_strategy!r}"
+                )
         elif isinstance(sampling_strategy, dict):
             for c, n in sampling_strategy.items():
                 if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0:
@@ -87,7 +91,9 @@ class FeatureSMOTE(nn.Module):
             if not 0 < sampling_strategy <= 1:
                 raise ValueError(f"FeatureSMOTE: a float sampling_strategy must be in (0, 1], got {sampling_strategy}")
         else:
-            raise ValueError(f"FeatureSMOTE: sampling_strategy must be 'balanced', 'prior', a float or a dict, got {sampling_strategy!r}")
+            raise ValueError(
+                f"FeatureSMOTE: sampling_strategy must be 'balanced', 'prior', a float or a dict, got {sampling_strategy!r}"
+            )
         if not 0 < momentum <= 1:
             raise ValueError(f"FeatureSMOTE: momentum must be in (0, 1], got {momentum}")
         self.k_neighbors = int(k_neighbors)
@@ -172,7 +178,9 @@ class FeatureSMOTE(nn.Module):
             (torch.Size([8, 4]), [0, 0, 0, 0, 1, 1, 1, 1])
         """
         if not isinstance(features, Tensor) or features.dim() != 2:
-            raise ValueError(f"FeatureSMOTE: features must be a 2-D tensor [B, D], got {getattr(features, 'shape', type(features))}")
+            raise ValueError(
+                f"FeatureSMOTE: features must be a 2-D tensor [B, D], got {getattr(features, 'shape', type(features))}"
+            )
         if not features.is_floating_point():
             raise ValueError(f"FeatureSMOTE: features must be floating point, got {features.dtype}")
         if not isinstance(labels, Tensor):

@@ -103,7 +103,9 @@ class RandomOverSampler(_OverSampler):
     _accepts_any_x = True
     _has_sample_indices = True
 
-    def __init__(self, *, sampling_strategy: Any = "auto", random_state: Any = None, shrinkage: Any = None, device: Any = None) -> None:
+    def __init__(
+        self, *, sampling_strategy: Any = "auto", random_state: Any = None, shrinkage: Any = None, device: Any = None
+    ) -> None:
         super().__init__(sampling_strategy, random_state, device)
         self.shrinkage = shrinkage
 
@@ -133,9 +135,7 @@ class RandomOverSampler(_OverSampler):
                         f"RandomOverSampler: The shrinkage factor needs to be >= 0: shrinkage[{cls!r}] must be a finite number >= 0, got {f!r}"
                     )
         self.shrinkage_ = shrink
-        if shrink is not None and data.numpy and not (
-            np.issubdtype(data.np_dtype, np.number) or data.np_dtype == bool
-        ):
+        if shrink is not None and data.numpy and not (np.issubdtype(data.np_dtype, np.number) or data.np_dtype == bool):
             raise ValueError(
                 "RandomOverSampler: When shrinkage is not None, X needs to contain only numerical data to later "
                 f"generate a smoothed bootstrap sample; got X of dtype {data.np_dtype}"
@@ -198,7 +198,9 @@ class SMOTE(_OverSampler):
         (torch.Size([200, 4]), [100, 100])
     """
 
-    def __init__(self, *, sampling_strategy: Any = "auto", random_state: Any = None, k_neighbors: int = 5, device: Any = None) -> None:
+    def __init__(
+        self, *, sampling_strategy: Any = "auto", random_state: Any = None, k_neighbors: int = 5, device: Any = None
+    ) -> None:
         super().__init__(sampling_strategy, random_state, device)
         self.k_neighbors = k_neighbors
 
@@ -328,7 +330,13 @@ class ADASYN(_OverSampler):
     """
 
     def __init__(
-        self, *, sampling_strategy: Any = "auto", random_state: Any = None, n_neighbors: int = 5, n_jobs: Any = None, device: Any = None
+        self,
+        *,
+        sampling_strategy: Any = "auto",
+        random_state: Any = None,
+        n_neighbors: int = 5,
+        n_jobs: Any = None,
+        device: Any = None,
     ) -> None:
         super().__init__(sampling_strategy, random_state, device)
         self.n_neighbors = n_neighbors

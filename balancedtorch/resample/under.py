@@ -75,7 +75,9 @@ class RandomUnderSampler(_UnderSampler):
 
     _accepts_any_x = True
 
-    def __init__(self, *, sampling_strategy: Any = "auto", random_state: Any = None, replacement: bool = False, device: Any = None) -> None:
+    def __init__(
+        self, *, sampling_strategy: Any = "auto", random_state: Any = None, replacement: bool = False, device: Any = None
+    ) -> None:
         super().__init__(sampling_strategy, random_state, device)
         self.replacement = replacement
 
@@ -281,7 +283,13 @@ class EditedNearestNeighbours(_UnderSampler):
     _sampling_type = "clean-sampling"
 
     def __init__(
-        self, *, sampling_strategy: Any = "auto", n_neighbors: int = 3, kind_sel: str = "all", n_jobs: Any = None, device: Any = None
+        self,
+        *,
+        sampling_strategy: Any = "auto",
+        n_neighbors: int = 3,
+        kind_sel: str = "all",
+        n_jobs: Any = None,
+        device: Any = None,
     ) -> None:
         super().__init__(sampling_strategy, None, device)
         self.n_neighbors = n_neighbors
