@@ -8,8 +8,8 @@
 
 #include <string>
 
-#include <torch/version.h>
 #include <torch/library.h>
+#include <torch/version.h>
 
 #include "knn/distance_topk.h"
 
@@ -68,7 +68,7 @@ std::string build_info() {
   return info;
 }
 
-} // namespace
+}  // namespace
 
 TORCH_LIBRARY(balancedtorch, m) {
   m.def("_build_info() -> str", &build_info);
@@ -102,7 +102,9 @@ TORCH_LIBRARY(balancedtorch, m) {
   // softmax probability of each sample's target p_t = exp(z_t - m) / S in the
   // accumulation dtype, 0 where ignored), all from one pass over the logits.
   // p_t is formed as softmax forms it, so equal logits give exactly 1 / C.
-  m.def("softmax_loss_target_prob(Tensor input, Tensor target, int ignore_index, bool compute_grad) -> (Tensor, Tensor, Tensor)");
+  m.def(
+      "softmax_loss_target_prob(Tensor input, Tensor target, int ignore_index, bool compute_grad) -> (Tensor, Tensor, "
+      "Tensor)");
   // Fused region losses (Dice / Tversky / generalised Dice, with an optional
   // cross-entropy or focal part; see csrc/loss/region_loss.h). Stats: per
   // (sample, class) sums (N, 3, C) = [sum p t, sum p (p^2), sum t (t^2)] over
@@ -113,11 +115,13 @@ TORCH_LIBRARY(balancedtorch, m) {
   // last and defaulted so that calls written before them keep working. Grad: d(loss)/d(input) given coef (N, 2, C) =
   // [dL/dI, dL/dP] and ce_coef (N,) = dL/d(CE sum of sample n).
   m.def(
-      "region_loss_stats(Tensor input, Tensor target, Tensor? weight, int activation, bool squared_pred, int ignore_index, "
+      "region_loss_stats(Tensor input, Tensor target, Tensor? weight, int activation, bool squared_pred, int "
+      "ignore_index, "
       "int ce_kind, float gamma, float label_smoothing, int ce_first_class, bool soft_label=False, float alpha=-1.0) "
       "-> (Tensor, Tensor)");
   m.def(
-      "region_loss_grad(Tensor input, Tensor target, Tensor? weight, int activation, bool squared_pred, int ignore_index, "
+      "region_loss_grad(Tensor input, Tensor target, Tensor? weight, int activation, bool squared_pred, int "
+      "ignore_index, "
       "int ce_kind, float gamma, float label_smoothing, int ce_first_class, Tensor coef, Tensor ce_coef, "
       "bool soft_label=False, float alpha=-1.0) -> Tensor");
   // Fused sigmoid focal loss (torchvision's definition plus pos_weight).
@@ -131,7 +135,9 @@ TORCH_LIBRARY(balancedtorch, m) {
   // kept for the valid pixels with p_y < max(thresh, the k-th smallest valid
   // p_y), k = min(max(1, min_kept), n_valid - 1), compared in the dtype of
   // probs; no host synchronisation on CUDA.
-  m.def("ohem_prob_weights(Tensor probs, Tensor target, Tensor? weight, int ignore_index, float thresh, int min_kept) -> Tensor");
+  m.def(
+      "ohem_prob_weights(Tensor probs, Tensor target, Tensor? weight, int ignore_index, float thresh, int min_kept) -> "
+      "Tensor");
   // The same selection from per-pixel losses CE = -log p_y, with p_y taken as
   // exp(-CE) in the losses' dtype (the form this op had before
   // ohem_prob_weights; kept so that calls written for it keep their meaning).
@@ -139,7 +145,9 @@ TORCH_LIBRARY(balancedtorch, m) {
   // below 1 / C), so ties at thresh can differ from HRNet's: prefer
   // ohem_prob_weights with softmax_loss_target_prob's p_y. Composite:
   // csrc/loss/ohem_weights_from_losses.cpp.
-  m.def("ohem_weights(Tensor losses, Tensor target, Tensor? weight, int ignore_index, float thresh, int min_kept) -> Tensor");
+  m.def(
+      "ohem_weights(Tensor losses, Tensor target, Tensor? weight, int ignore_index, float thresh, int min_kept) -> "
+      "Tensor");
   // Batched per-sample affine warp + colour (brightness, contrast, saturation,
   // hue) + normalisation in one pass (see csrc/augment/affine_color.h).
   // theta (B, 2, 3) maps output to input centred pixel coordinates; colour
@@ -148,7 +156,8 @@ TORCH_LIBRARY(balancedtorch, m) {
   // crop (B, 4) = (top, left, height, width): theta then samples the crop
   // resized to the output size (torchvision's resized_crop, then affine).
   m.def(
-      "affine_color(Tensor images, Tensor theta, Tensor? colour, Tensor? crop, Tensor? mean, Tensor? std, int out_height, "
+      "affine_color(Tensor images, Tensor theta, Tensor? colour, Tensor? crop, Tensor? mean, Tensor? std, int "
+      "out_height, "
       "int out_width, int interpolation, float? fill, ScalarType out_dtype) -> Tensor");
   // Masks (B, H, W) warped with the same matrices, nearest, own fill (a value
   // of the masks' dtype: 0-255 for uint8, 0/1 for bool; anything else raises).
@@ -160,7 +169,8 @@ TORCH_LIBRARY(balancedtorch, m) {
   // uniforms[:, 0] and the pixel of rank floor(uniforms[:, 1] * count) in
   // raster order. Returns (flat index row * W + col or -1 (B,), counts (B, K)).
   m.def(
-      "focus_pixels(Tensor masks, Tensor classes, Tensor? weights, Tensor uniforms, Tensor? active=None) -> (Tensor, Tensor)");
+      "focus_pixels(Tensor masks, Tensor classes, Tensor? weights, Tensor uniforms, Tensor? active=None) -> (Tensor, "
+      "Tensor)");
 }
 
-} // namespace balancedtorch
+}  // namespace balancedtorch

@@ -12,8 +12,19 @@
 namespace balancedtorch {
 
 // "<op>: <name> is on <device> but <anchor_name> is on <device>"
-inline void check_same_device(const char* op, const char* name, const at::Tensor& t, const char* anchor_name, const at::Tensor& anchor) {
-  TORCH_CHECK_VALUE(t.device() == anchor.device(), op, ": ", name, " is on ", t.device(), " but ", anchor_name, " is on ", anchor.device());
+inline void check_same_device(
+    const char* op, const char* name, const at::Tensor& t, const char* anchor_name, const at::Tensor& anchor) {
+  TORCH_CHECK_VALUE(
+      t.device() == anchor.device(),
+      op,
+      ": ",
+      name,
+      " is on ",
+      t.device(),
+      " but ",
+      anchor_name,
+      " is on ",
+      anchor.device());
 }
 
 }  // namespace balancedtorch

@@ -77,10 +77,20 @@ struct ResizedCrop {
 // The box (top, left, height, width) is clamped into the H x W image, so a
 // bad box can never read outside it (the Python layer rejects such boxes).
 template <typename Base>
-BT_HD ResizedCrop<Base> resized_crop(const Base& base, const float* box, int H, int W, int out_h, int out_w, int64_t mode, bool round_result) {
+BT_HD ResizedCrop<Base> resized_crop(
+    const Base& base, const float* box, int H, int W, int out_h, int out_w, int64_t mode, bool round_result) {
   const int top = min(max(static_cast<int>(box[0]), 0), H - 1), left = min(max(static_cast<int>(box[1]), 0), W - 1);
   const int h = min(max(static_cast<int>(box[2]), 1), H - top), w = min(max(static_cast<int>(box[3]), 1), W - left);
-  return ResizedCrop<Base>{base, top, left, h, w, static_cast<float>(h) / static_cast<float>(out_h), static_cast<float>(w) / static_cast<float>(out_w), mode, round_result};
+  return ResizedCrop<Base>{
+      base,
+      top,
+      left,
+      h,
+      w,
+      static_cast<float>(h) / static_cast<float>(out_h),
+      static_cast<float>(w) / static_cast<float>(out_w),
+      mode,
+      round_result};
 }
 
 struct Frame {
@@ -95,11 +105,19 @@ BT_HD Frame make_frame(int64_t H, int64_t W, int64_t out_h, int64_t out_w) {
 // Products and sums that must round on their own, as torch's separate
 // element-wise kernels do (never contracted into a fused multiply-add).
 #if defined(__CUDA_ARCH__)
-BT_HD float mul_rn(float a, float b) { return __fmul_rn(a, b); }
-BT_HD float add_rn(float a, float b) { return __fadd_rn(a, b); }
+BT_HD float mul_rn(float a, float b) {
+  return __fmul_rn(a, b);
+}
+BT_HD float add_rn(float a, float b) {
+  return __fadd_rn(a, b);
+}
 #else
-BT_HD float mul_rn(float a, float b) { return a * b; }  // the .cpp is compiled with fp-contract off
-BT_HD float add_rn(float a, float b) { return a + b; }
+BT_HD float mul_rn(float a, float b) {
+  return a * b;
+}  // the .cpp is compiled with fp-contract off
+BT_HD float add_rn(float a, float b) {
+  return a + b;
+}
 #endif
 
 // torchvision's _blend: image.mul(ratio).add_(other, alpha=1 - ratio), alpha rounded from double.
@@ -129,7 +147,8 @@ BT_HD void source_position(const float* t, const Frame& f, int x, int y, float& 
 // fill=None); with has_fill, torchvision's fill blend is applied on top:
 // v = m * v + (1 - m) * fill, m the interpolated in-image weight.
 template <int C, typename Load>
-BT_HD void sample(const Load& load, const Frame& f, float ix, float iy, int64_t mode, bool has_fill, float fill, float* v) {
+BT_HD void sample(
+    const Load& load, const Frame& f, float ix, float iy, int64_t mode, bool has_fill, float fill, float* v) {
   // far outside the image every tap is outside: clamp before converting to int
   ix = fminf(fmaxf(ix, -2.f), static_cast<float>(f.W) + 1.f);
   iy = fminf(fmaxf(iy, -2.f), static_cast<float>(f.H) + 1.f);
@@ -137,7 +156,7 @@ BT_HD void sample(const Load& load, const Frame& f, float ix, float iy, int64_t 
     const int x = static_cast<int>(rintf(ix)), y = static_cast<int>(rintf(iy));
     const bool in = x >= 0 && x < f.W && y >= 0 && y < f.H;
     const float outside = has_fill ? fill : 0.f;
-BT_UNROLL
+    BT_UNROLL
     for (int c = 0; c < C; ++c) {
       v[c] = in ? load(c, y, x) : outside;
     }
@@ -156,7 +175,7 @@ BT_UNROLL
   const int xa = min(max(x0, 0), f.W - 1), xb = min(max(x0 + 1, 0), f.W - 1);
   const int ya = min(max(y0, 0), f.H - 1), yb = min(max(y0 + 1, 0), f.H - 1);
   const float m = w00 + w01 + w10 + w11;
-BT_UNROLL
+  BT_UNROLL
   for (int c = 0; c < C; ++c) {
     // zero-weight taps are skipped: on pixel centres (flips, crops) one read instead of four
     float s = w00 != 0.f ? w00 * load(c, ya, xa) : 0.f;
@@ -177,7 +196,8 @@ BT_HD int64_t nearest_offset(const Frame& f, float ix, float iy, int64_t sH, int
 
 // The same through a resized crop: nearest on the crop's out_h x out_w grid,
 // then torch's "nearest" resize (floor(dst * scale)) into the box.
-BT_HD int64_t nearest_offset_crop(const Frame& f2, float ix, float iy, const float* box, int H, int W, int64_t sH, int64_t sW) {
+BT_HD int64_t
+nearest_offset_crop(const Frame& f2, float ix, float iy, const float* box, int H, int W, int64_t sH, int64_t sW) {
   ix = fminf(fmaxf(ix, -2.f), static_cast<float>(f2.W) + 1.f);
   iy = fminf(fmaxf(iy, -2.f), static_cast<float>(f2.H) + 1.f);
   const int u = static_cast<int>(rintf(ix)), v = static_cast<int>(rintf(iy));
@@ -186,8 +206,10 @@ BT_HD int64_t nearest_offset_crop(const Frame& f2, float ix, float iy, const flo
   }
   const int top = min(max(static_cast<int>(box[0]), 0), H - 1), left = min(max(static_cast<int>(box[1]), 0), W - 1);
   const int h = min(max(static_cast<int>(box[2]), 1), H - top), w = min(max(static_cast<int>(box[3]), 1), W - left);
-  const int x = min(static_cast<int>(floorf(static_cast<float>(u) * (static_cast<float>(w) / static_cast<float>(f2.W)))), w - 1);
-  const int y = min(static_cast<int>(floorf(static_cast<float>(v) * (static_cast<float>(h) / static_cast<float>(f2.H)))), h - 1);
+  const int x =
+      min(static_cast<int>(floorf(static_cast<float>(u) * (static_cast<float>(w) / static_cast<float>(f2.W)))), w - 1);
+  const int y =
+      min(static_cast<int>(floorf(static_cast<float>(v) * (static_cast<float>(h) / static_cast<float>(f2.H)))), h - 1);
   return (top + y) * sH + (left + x) * sW;
 }
 
@@ -221,12 +243,36 @@ BT_HD void shift_hue(float* v, float hue) {
   const float t = clamp01(mul_rn(add_rn(sf, 1.f - s), maxc));
   const float p = clamp01(mul_rn(1.f - s, maxc));
   switch (sector) {
-    case 0: v[0] = maxc; v[1] = t; v[2] = p; break;
-    case 1: v[0] = q; v[1] = maxc; v[2] = p; break;
-    case 2: v[0] = p; v[1] = maxc; v[2] = t; break;
-    case 3: v[0] = p; v[1] = q; v[2] = maxc; break;
-    case 4: v[0] = t; v[1] = p; v[2] = maxc; break;
-    default: v[0] = maxc; v[1] = p; v[2] = q; break;
+    case 0:
+      v[0] = maxc;
+      v[1] = t;
+      v[2] = p;
+      break;
+    case 1:
+      v[0] = q;
+      v[1] = maxc;
+      v[2] = p;
+      break;
+    case 2:
+      v[0] = p;
+      v[1] = maxc;
+      v[2] = t;
+      break;
+    case 3:
+      v[0] = p;
+      v[1] = q;
+      v[2] = maxc;
+      break;
+    case 4:
+      v[0] = t;
+      v[1] = p;
+      v[2] = maxc;
+      break;
+    default:
+      v[0] = maxc;
+      v[1] = p;
+      v[2] = q;
+      break;
   }
 }
 
@@ -275,7 +321,7 @@ BT_HD void apply_brightness_u8(float* v, float b) {
 template <int C, bool U8>
 BT_HD void colour_stage1(float* v, const float* colour) {
   if constexpr (U8) {
-BT_UNROLL
+    BT_UNROLL
     for (int c = 0; c < C; ++c) {
       v[c] = fminf(fmaxf(rintf(v[c]), 0.f), 255.f);
     }
@@ -296,7 +342,7 @@ template <int C, bool U8>
 BT_HD void colour_stage2(float* v, const float* colour, float contrast_mean) {
   if (colour != nullptr) {
     if (colour[1] != 1.f) {
-BT_UNROLL
+      BT_UNROLL
       for (int c = 0; c < C; ++c) {
         const float blended = blend(v[c], colour[1], colour[2], contrast_mean);
         v[c] = U8 ? trunc_u8(blended) : clamp01(blended);
@@ -305,7 +351,7 @@ BT_UNROLL
     if constexpr (C == 3) {
       if (colour[3] != 1.f) {
         const float gr = U8 ? grey_u8<3>(v) : grey(v[0], v[1], v[2]);
-BT_UNROLL
+        BT_UNROLL
         for (int c = 0; c < 3; ++c) {
           const float blended = blend(v[c], colour[3], colour[4], gr);
           v[c] = U8 ? trunc_u8(blended) : clamp01(blended);
@@ -315,7 +361,7 @@ BT_UNROLL
         if constexpr (U8) {
           float x[3] = {v[0] * (1.f / 255.f), v[1] * (1.f / 255.f), v[2] * (1.f / 255.f)};
           shift_hue(x, colour[5]);
-BT_UNROLL
+          BT_UNROLL
           for (int c = 0; c < 3; ++c) {
             v[c] = floorf(x[c] * 255.999f);
           }
@@ -326,7 +372,7 @@ BT_UNROLL
     }
   }
   if constexpr (U8) {
-BT_UNROLL
+    BT_UNROLL
     for (int c = 0; c < C; ++c) {
       v[c] *= 1.f / 255.f;
     }

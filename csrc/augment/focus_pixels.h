@@ -26,10 +26,10 @@ namespace augment {
 // lut_span) when the classes span at most kMaxLutSpan values, else a binary
 // search in the sorted classes.
 struct ClassLookup {
-  const int32_t* lut;     // nullptr: binary search
+  const int32_t* lut;  // nullptr: binary search
   int64_t lut_lo;
   int64_t lut_span;
-  const int64_t* classes; // sorted, distinct, K of them
+  const int64_t* classes;  // sorted, distinct, K of them
   int64_t K;
 
   // The slot of value v in [0, K), or -1 when v is not a focus class.
@@ -78,7 +78,7 @@ C10_HOST_DEVICE inline int64_t focus_pick_slot(const int64_t* counts, const doub
       }
     }
   }
-  return last; // u = 1 (or rounding at the top end): the last present class
+  return last;  // u = 1 (or rounding at the top end): the last present class
 }
 
 // Rank in [0, count) from a uniform u in [0, 1]: floor(u * count), u = 1 -> count - 1.
@@ -94,9 +94,9 @@ struct FocusArgs {
   at::Tensor lut;      // (span + 1,) int32 on the masks' device, or undefined (binary search)
   int64_t lut_lo = 0;
   int64_t lut_span = 0;
-  at::Tensor weights;  // (K,) float64 contiguous, or undefined ("rare": from the counts)
-  at::Tensor uniforms; // (B, 2) float64 contiguous
-  at::Tensor active;   // (B,) bool contiguous
+  at::Tensor weights;   // (K,) float64 contiguous, or undefined ("rare": from the counts)
+  at::Tensor uniforms;  // (B, 2) float64 contiguous
+  at::Tensor active;    // (B,) bool contiguous
 };
 
 inline FocusArgs check_focus_args(
@@ -109,25 +109,56 @@ inline FocusArgs check_focus_args(
   const auto dt = masks.scalar_type();
   TORCH_CHECK_TYPE(
       dt == at::kByte || dt == at::kInt || dt == at::kLong || dt == at::kBool,
-      "focus_pixels: masks must be uint8, int32, int64 or bool, got ", dt);
+      "focus_pixels: masks must be uint8, int32, int64 or bool, got ",
+      dt);
   const int64_t B = masks.size(0);
   const auto dev = masks.device();
-  TORCH_CHECK_TYPE(classes.scalar_type() == at::kLong, "focus_pixels: classes must be int64, got ", classes.scalar_type());
-  TORCH_CHECK_VALUE(classes.dim() == 1 && classes.numel() >= 1, "focus_pixels: classes must have shape (K,) with K >= 1, got ", classes.sizes());
-  TORCH_CHECK_VALUE(classes.device() == dev, "focus_pixels: classes is on ", classes.device(), " but the masks are on ", dev);
+  TORCH_CHECK_TYPE(
+      classes.scalar_type() == at::kLong, "focus_pixels: classes must be int64, got ", classes.scalar_type());
+  TORCH_CHECK_VALUE(
+      classes.dim() == 1 && classes.numel() >= 1,
+      "focus_pixels: classes must have shape (K,) with K >= 1, got ",
+      classes.sizes());
+  TORCH_CHECK_VALUE(
+      classes.device() == dev, "focus_pixels: classes is on ", classes.device(), " but the masks are on ", dev);
   const int64_t K = classes.numel();
-  TORCH_CHECK_VALUE(uniforms.dim() == 2 && uniforms.size(0) == B && uniforms.size(1) == 2, "focus_pixels: uniforms must have shape (B, 2) with B = ", B, ", got ", uniforms.sizes());
-  TORCH_CHECK_TYPE(at::isFloatingType(uniforms.scalar_type()), "focus_pixels: uniforms must be floating point, got ", uniforms.scalar_type());
-  TORCH_CHECK_VALUE(uniforms.device() == dev, "focus_pixels: uniforms is on ", uniforms.device(), " but the masks are on ", dev);
+  TORCH_CHECK_VALUE(
+      uniforms.dim() == 2 && uniforms.size(0) == B && uniforms.size(1) == 2,
+      "focus_pixels: uniforms must have shape (B, 2) with B = ",
+      B,
+      ", got ",
+      uniforms.sizes());
+  TORCH_CHECK_TYPE(
+      at::isFloatingType(uniforms.scalar_type()),
+      "focus_pixels: uniforms must be floating point, got ",
+      uniforms.scalar_type());
+  TORCH_CHECK_VALUE(
+      uniforms.device() == dev, "focus_pixels: uniforms is on ", uniforms.device(), " but the masks are on ", dev);
   if (weights.has_value()) {
-    TORCH_CHECK_VALUE(weights->dim() == 1 && weights->numel() == K, "focus_pixels: weights must have shape (K,) = (", K, ",), got ", weights->sizes());
-    TORCH_CHECK_TYPE(at::isFloatingType(weights->scalar_type()), "focus_pixels: weights must be floating point, got ", weights->scalar_type());
-    TORCH_CHECK_VALUE(weights->device() == dev, "focus_pixels: weights is on ", weights->device(), " but the masks are on ", dev);
+    TORCH_CHECK_VALUE(
+        weights->dim() == 1 && weights->numel() == K,
+        "focus_pixels: weights must have shape (K,) = (",
+        K,
+        ",), got ",
+        weights->sizes());
+    TORCH_CHECK_TYPE(
+        at::isFloatingType(weights->scalar_type()),
+        "focus_pixels: weights must be floating point, got ",
+        weights->scalar_type());
+    TORCH_CHECK_VALUE(
+        weights->device() == dev, "focus_pixels: weights is on ", weights->device(), " but the masks are on ", dev);
   }
   if (active.has_value()) {
-    TORCH_CHECK_VALUE(active->dim() == 1 && active->numel() == B, "focus_pixels: active must have shape (B,) = (", B, ",), got ", active->sizes());
-    TORCH_CHECK_TYPE(active->scalar_type() == at::kBool, "focus_pixels: active must be bool, got ", active->scalar_type());
-    TORCH_CHECK_VALUE(active->device() == dev, "focus_pixels: active is on ", active->device(), " but the masks are on ", dev);
+    TORCH_CHECK_VALUE(
+        active->dim() == 1 && active->numel() == B,
+        "focus_pixels: active must have shape (B,) = (",
+        B,
+        ",), got ",
+        active->sizes());
+    TORCH_CHECK_TYPE(
+        active->scalar_type() == at::kBool, "focus_pixels: active must be bool, got ", active->scalar_type());
+    TORCH_CHECK_VALUE(
+        active->device() == dev, "focus_pixels: active is on ", active->device(), " but the masks are on ", dev);
   }
 
   FocusArgs a;
@@ -142,7 +173,8 @@ inline FocusArgs check_focus_args(
   const auto lopts = a.classes.options();
   const at::Tensor yes = at::scalar_tensor(1, lopts);
   const at::Tensor sorted_ok = K > 1 ? (a.classes.slice(0, 1) > a.classes.slice(0, 0, K - 1)).all().to(at::kLong) : yes;
-  const at::Tensor weights_ok = a.weights.defined() ? at::logical_and(a.weights >= 0, at::isfinite(a.weights)).all().to(at::kLong) : yes;
+  const at::Tensor weights_ok =
+      a.weights.defined() ? at::logical_and(a.weights >= 0, at::isfinite(a.weights)).all().to(at::kLong) : yes;
   const at::Tensor uniforms_ok = at::logical_and(a.uniforms >= 0, a.uniforms <= 1).all().to(at::kLong);
   const at::Tensor info = at::stack({sorted_ok, weights_ok, uniforms_ok, a.classes[0], a.classes[K - 1]}).to(at::kCPU);
   const int64_t* f = info.const_data_ptr<int64_t>();
@@ -150,7 +182,14 @@ inline FocusArgs check_focus_args(
     const at::Tensor cls = a.classes.to(at::kCPU);
     const int64_t* c = cls.const_data_ptr<int64_t>();
     for (int64_t k = 1; k < K; ++k) {
-      TORCH_CHECK_VALUE(c[k - 1] < c[k], "focus_pixels: classes must be sorted and distinct, got ", c[k - 1], " before ", c[k], " at index ", k);
+      TORCH_CHECK_VALUE(
+          c[k - 1] < c[k],
+          "focus_pixels: classes must be sorted and distinct, got ",
+          c[k - 1],
+          " before ",
+          c[k],
+          " at index ",
+          k);
     }
   }
   TORCH_CHECK_VALUE(f[1] != 0, "focus_pixels: weights must be finite and >= 0, got ", a.weights.cpu());
@@ -158,7 +197,7 @@ inline FocusArgs check_focus_args(
   int64_t lo = f[3], hi = f[4];
   if (a.masks.scalar_type() == at::kByte) {
     lo = 0;
-    hi = 255; // a uint8 value indexes the table directly; classes outside 0-255 never match
+    hi = 255;  // a uint8 value indexes the table directly; classes outside 0-255 never match
   }
   if (static_cast<uint64_t>(hi) - static_cast<uint64_t>(lo) < static_cast<uint64_t>(kMaxLutSpan)) {
     // built where the masks are: classes outside [lo, hi] go to a spare last entry
@@ -185,5 +224,5 @@ inline at::Tensor rare_weights(const at::Tensor& counts) {
   return w.contiguous();
 }
 
-} // namespace augment
-} // namespace balancedtorch
+}  // namespace augment
+}  // namespace balancedtorch

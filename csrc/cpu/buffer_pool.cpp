@@ -51,7 +51,11 @@ void* take(size_t bytes) {
     }
   }
   void* block = nullptr;
-  TORCH_CHECK(posix_memalign(&block, kAlignment, bytes) == 0 && block != nullptr, "balancedtorch: out of memory allocating ", bytes, " bytes");
+  TORCH_CHECK(
+      posix_memalign(&block, kAlignment, bytes) == 0 && block != nullptr,
+      "balancedtorch: out of memory allocating ",
+      bytes,
+      " bytes");
   return block;
 }
 

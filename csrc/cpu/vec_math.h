@@ -66,5 +66,5 @@ inline at::vec::Vectorized<double> log1p_unit(const at::vec::Vectorized<double>&
   return e.log1p();
 }
 
-} // namespace cpu
-} // namespace balancedtorch
+}  // namespace cpu
+}  // namespace balancedtorch

@@ -14,5 +14,5 @@ inline int multiprocessor_count(c10::DeviceIndex device) {
   return count;
 }
 
-} // namespace cuda
-} // namespace balancedtorch
+}  // namespace cuda
+}  // namespace balancedtorch

@@ -32,7 +32,10 @@ struct WindowBound {
 };
 
 inline WindowBound window_bound(int64_t D, double u_in) {
-  return {2.0 * (2.0 * u_in + u_in * u_in) * 1.01, static_cast<double>(D + 16) * 0x1p-23 * 1.01, static_cast<double>(D) * 0x1p-80};
+  return {
+      2.0 * (2.0 * u_in + u_in * u_in) * 1.01,
+      static_cast<double>(D + 16) * 0x1p-23 * 1.01,
+      static_cast<double>(D) * 0x1p-80};
 }
 
 // Candidates kept per row by the float32 searches (fused kernel and GEMM
@@ -55,18 +58,20 @@ inline int64_t f32_list_size(int64_t k, int64_t M, bool self) {
 // the bfloat16 search subtracts from both sides (the references' mean, or
 // zeros for data already centred), which keeps its error bound small.
 std::tuple<at::Tensor, at::Tensor> candidates_cpu_f32(
-    const at::Tensor& xq,
-    const at::Tensor& xr,
-    const at::Tensor& centre,
-    int64_t k,
-    bool self,
-    int64_t max_bytes);
+    const at::Tensor& xq, const at::Tensor& xr, const at::Tensor& centre, int64_t k, bool self, int64_t max_bytes);
 
 // Exact k nearest of the query rows `rows` (int64 indices into xq) among all
 // rows of xr by float64 differences, ties to the lower index (self: xr is xq
 // and a row is not its own neighbour), written into those rows of out_d
 // (float64) and out_i. The search of rows whose candidates are not proven.
-void exact_rows_cpu(const at::Tensor& xq, const at::Tensor& xr, const at::Tensor& rows, int64_t k, bool self, at::Tensor& out_d, at::Tensor& out_i);
+void exact_rows_cpu(
+    const at::Tensor& xq,
+    const at::Tensor& xr,
+    const at::Tensor& rows,
+    int64_t k,
+    bool self,
+    at::Tensor& out_d,
+    at::Tensor& out_i);
 
 // Whether the bfloat16 search runs here: compiled in, the CPU has
 // AVX512-BF16, and BALANCEDTORCH_KNN_BF16 is not "0".

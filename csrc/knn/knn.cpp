@@ -1,10 +1,9 @@
 // balancedtorch::knn: exact k nearest neighbours (squared Euclidean), chunked.
 //
 // Exact means a float64 brute force's answer (up to the last-bit rounding
-// of float64 sums), ties to the lower index, on every finite input. Each query's candidates come from a fast approximate
-// search that carries a proven bound E on its distance error and keeps every
-// point within 2E of the query's k-th approximate distance; the candidates
-// are re-ranked with float64 differences. A query whose window holds more
+// of float64 sums), ties to the lower index, on every finite input. Each query's candidates come from a fast
+// approximate search that carries a proven bound E on its distance error and keeps every point within 2E of the query's
+// k-th approximate distance; the candidates are re-ranked with float64 differences. A query whose window holds more
 // points than its list is searched by float64 differences against every
 // reference instead (exact_rows_cpu, brute_generic).
 //
@@ -49,8 +48,16 @@ void check_args(
   if (ref.has_value()) {
     TORCH_CHECK_VALUE(
         ref->dim() == 2 && ref->size(1) == x.size(1),
-        "knn: ref must have shape (M, D) with D = ", x.size(1), ", got ", ref->sizes());
-    TORCH_CHECK_TYPE(ref->scalar_type() == x.scalar_type(), "knn: ref must have x's dtype ", x.scalar_type(), ", got ", ref->scalar_type());
+        "knn: ref must have shape (M, D) with D = ",
+        x.size(1),
+        ", got ",
+        ref->sizes());
+    TORCH_CHECK_TYPE(
+        ref->scalar_type() == x.scalar_type(),
+        "knn: ref must have x's dtype ",
+        x.scalar_type(),
+        ", got ",
+        ref->scalar_type());
     check_same_device("knn", "ref", *ref, "x", x);
   }
   const int64_t M = ref.has_value() ? ref->size(0) : x.size(0);
@@ -62,9 +69,13 @@ void check_args(
     const char* name = is_ref ? "ref_groups" : "groups";
     const int64_t n = is_ref ? M : x.size(0);
     TORCH_CHECK_TYPE(
-        c10::isIntegralType((*g)->scalar_type(), /*includeBool=*/false), "knn: ", name, " must be an integer tensor, got ",
+        c10::isIntegralType((*g)->scalar_type(), /*includeBool=*/false),
+        "knn: ",
+        name,
+        " must be an integer tensor, got ",
         (*g)->scalar_type());
-    TORCH_CHECK_VALUE((*g)->dim() == 1 && (*g)->size(0) == n, "knn: ", name, " must have shape (", n, ",), got ", (*g)->sizes());
+    TORCH_CHECK_VALUE(
+        (*g)->dim() == 1 && (*g)->size(0) == n, "knn: ", name, " must have shape (", n, ",), got ", (*g)->sizes());
     check_same_device("knn", name, **g, "x", x);
   }
   TORCH_CHECK_VALUE(
@@ -80,7 +91,8 @@ at::Tensor times_pow2(const at::Tensor& t, int e) {
 
 // Squared float64 distances from the originals of the neighbours found
 // (rows of xq against xr[idx]), chunked within max_tile_bytes.
-void distances_of(const at::Tensor& xq, const at::Tensor& xr, const at::Tensor& idx, int64_t max_tile_bytes, at::Tensor& out_d) {
+void distances_of(
+    const at::Tensor& xq, const at::Tensor& xr, const at::Tensor& idx, int64_t max_tile_bytes, at::Tensor& out_d) {
   const int64_t N = xq.size(0), k = idx.size(1), D = xq.size(1);
   const int64_t chunk = std::max<int64_t>(1, max_tile_bytes / (8 * 2 * k * D));
   for (int64_t q0 = 0; q0 < N; q0 += chunk) {
@@ -186,12 +198,25 @@ std::tuple<at::Tensor, at::Tensor> scan_chunk(
   for (int64_t r0 = 0; r0 < M; r0 += rchunk) {
     const int64_t r1 = std::min(M, r0 + rchunk);
     // ||q||^2 + ||r||^2 - 2 q.r in one GEMM (addmm onto the broadcast norms)
-    at::Tensor tile = at::addmm(qsq.slice(0, q0, q1).unsqueeze(1) + rsq.slice(0, r0, r1).unsqueeze(0), qw.slice(0, q0, q1), rw.slice(0, r0, r1).t(), 1, -2);
+    at::Tensor tile = at::addmm(
+        qsq.slice(0, q0, q1).unsqueeze(1) + rsq.slice(0, r0, r1).unsqueeze(0),
+        qw.slice(0, q0, q1),
+        rw.slice(0, r0, r1).t(),
+        1,
+        -2);
     if (cpu) {
       AT_DISPATCH_FLOATING_TYPES(qw.scalar_type(), "knn_scan", [&] {
         scan_tile_cpu<scalar_t>(
-            tile.const_data_ptr<scalar_t>(), q1 - q0, r1 - r0, r0, r0 - q0, self && r0 < q1 && q0 < r1, cand,
-            best_d.mutable_data_ptr<scalar_t>(), best_i.mutable_data_ptr<int64_t>(), filled.mutable_data_ptr<int64_t>());
+            tile.const_data_ptr<scalar_t>(),
+            q1 - q0,
+            r1 - r0,
+            r0,
+            r0 - q0,
+            self && r0 < q1 && q0 < r1,
+            cand,
+            best_d.mutable_data_ptr<scalar_t>(),
+            best_i.mutable_data_ptr<int64_t>(),
+            filled.mutable_data_ptr<int64_t>());
       });
       continue;
     }
@@ -238,7 +263,13 @@ at::Tensor apply_windows(at::Tensor& best_d, at::Tensor& best_i, const at::Tenso
 // CPU: the exact re-rank row by row, in place, without temporaries: float64
 // squared differences of each candidate, then (distance, index) order.
 template <typename scalar_t>
-void rerank_cpu(const at::Tensor& xq, const at::Tensor& xr, const at::Tensor& best_i, int64_t k, at::Tensor& out_d, at::Tensor& out_i) {
+void rerank_cpu(
+    const at::Tensor& xq,
+    const at::Tensor& xr,
+    const at::Tensor& best_i,
+    int64_t k,
+    at::Tensor& out_d,
+    at::Tensor& out_i) {
   const int64_t N = xq.size(0), D = xq.size(1), cand = best_i.size(1);
   const at::Tensor q = xq.contiguous(), r = xr.contiguous(), bi = best_i.contiguous();
   const scalar_t* qp = q.const_data_ptr<scalar_t>();
@@ -284,14 +315,24 @@ void rerank_cpu(const at::Tensor& xq, const at::Tensor& xr, const at::Tensor& be
 }
 
 // Exact float64 re-rank of candidate indices (-1: none); ties to the lower index.
-void rerank(const at::Tensor& xq, const at::Tensor& xr, const at::Tensor& best_i, int64_t k, at::Tensor out_d, at::Tensor out_i, bool cpu) {
+void rerank(
+    const at::Tensor& xq,
+    const at::Tensor& xr,
+    const at::Tensor& best_i,
+    int64_t k,
+    at::Tensor out_d,
+    at::Tensor out_i,
+    bool cpu) {
   if (cpu && out_d.stride(1) == 1 && out_i.stride(1) == 1) {
-    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, xq.scalar_type(), "knn_rerank", [&] { rerank_cpu<scalar_t>(xq, xr, best_i, k, out_d, out_i); });
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, xq.scalar_type(), "knn_rerank", [&] {
+      rerank_cpu<scalar_t>(xq, xr, best_i, k, out_d, out_i);
+    });
     return;
   }
   const double inf = std::numeric_limits<double>::infinity();
   const at::Tensor safe_i = best_i.clamp_min(0);
-  const at::Tensor diff = xq.to(at::kDouble).unsqueeze(1) - xr.index_select(0, safe_i.flatten()).to(at::kDouble).view({xq.size(0), safe_i.size(1), -1});
+  const at::Tensor diff = xq.to(at::kDouble).unsqueeze(1) -
+                          xr.index_select(0, safe_i.flatten()).to(at::kDouble).view({xq.size(0), safe_i.size(1), -1});
   at::Tensor exact = diff.pow(2).sum(2).masked_fill_(best_i < 0, inf);
   at::Tensor by_index = std::get<1>(best_i.masked_fill(best_i < 0, xr.size(0)).sort(/*dim=*/1));
   at::Tensor si = best_i.gather(1, by_index);
@@ -303,7 +344,15 @@ void rerank(const at::Tensor& xq, const at::Tensor& xr, const at::Tensor& best_i
 
 // Any device: the exact search of single rows (exact_rows_cpu) with tensor ops, reference chunk by chunk
 // (a stable sort of [best so far, chunk] keeps ties on the lower index).
-void brute_generic(const at::Tensor& xq, const at::Tensor& xr, const at::Tensor& rows, int64_t k, bool self, int64_t max_tile_bytes, at::Tensor& out_d, at::Tensor& out_i) {
+void brute_generic(
+    const at::Tensor& xq,
+    const at::Tensor& xr,
+    const at::Tensor& rows,
+    int64_t k,
+    bool self,
+    int64_t max_tile_bytes,
+    at::Tensor& out_d,
+    at::Tensor& out_i) {
   const int64_t D = xq.size(1), M = xr.size(0), R = rows.size(0);
   const double inf = std::numeric_limits<double>::infinity();
   const at::Tensor r = xr.to(at::kDouble);
@@ -393,17 +442,26 @@ std::tuple<at::Tensor, at::Tensor> dense_knn(
   // CPU float32: the fused register-blocked kernel finds all candidates at once
   const bool fused = cpu && N < (int64_t{1} << 31) && M < (int64_t{1} << 31);
   if (fused) {
-    auto [cands, rows] = candidates_cpu_f32(qw, rw, centred ? at::zeros_like(qw[0]) : mu.to(work), k, self, max_tile_bytes);
+    auto [cands, rows] =
+        candidates_cpu_f32(qw, rw, centred ? at::zeros_like(qw[0]) : mu.to(work), k, self, max_tile_bytes);
     const int64_t qchunk = std::max<int64_t>(1, max_tile_bytes / (8 * 4 * cands.size(1)));
     for (int64_t q0 = 0; q0 < N; q0 += qchunk) {
       const int64_t q1 = std::min(N, q0 + qchunk);
-      rerank(q_exact.slice(0, q0, q1), r_exact, cands.slice(0, q0, q1), k, out_d.slice(0, q0, q1), out_i.slice(0, q0, q1), cpu);
+      rerank(
+          q_exact.slice(0, q0, q1),
+          r_exact,
+          cands.slice(0, q0, q1),
+          k,
+          out_d.slice(0, q0, q1),
+          out_i.slice(0, q0, q1),
+          cpu);
     }
     unproven.push_back(rows);
   } else {
     const int64_t cand = f32_list_size(k, M, self);
     const int64_t elt = at::elementSize(work);
-    const int64_t rchunk = std::max<int64_t>(std::min<int64_t>(M, max_tile_bytes / (elt * 256)), std::min<int64_t>(M, 4 * cand));
+    const int64_t rchunk =
+        std::max<int64_t>(std::min<int64_t>(M, max_tile_bytes / (elt * 256)), std::min<int64_t>(M, 4 * cand));
     const int64_t qchunk = std::max<int64_t>(1, std::min<int64_t>(N, max_tile_bytes / (elt * (rchunk + 2 * cand))));
     const at::Tensor qsq = qw.pow(2).sum(1);
     const at::Tensor rsq = self ? qsq : rw.pow(2).sum(1);
@@ -458,13 +516,19 @@ std::tuple<at::Tensor, at::Tensor> knn_impl(
   // then ranked on the scaled copies (the true order, where a float64 brute
   // force would see ties at 0 or inf) and its distances taken from the
   // originals (0 or inf where the true value is beyond float64).
-  const bool rscaled = x.scalar_type() == at::kDouble &&
+  const bool rscaled =
+      x.scalar_type() == at::kDouble &&
       (max_abs * std::sqrt(static_cast<double>(x.size(1))) > 0x1p509 || (max_abs > 0.0 && max_abs < 0x1p-500));
   const auto idx_opts = x.options().dtype(at::kLong);
   if (!groups_in.has_value()) {
     TORCH_CHECK_VALUE(
         N == 0 || M - (self ? 1 : 0) >= k,
-        "knn: k=", k, " but a query has only ", M - (self ? 1 : 0), " candidate neighbours", (self ? " (itself excluded)" : ""));
+        "knn: k=",
+        k,
+        " but a query has only ",
+        M - (self ? 1 : 0),
+        " candidate neighbours",
+        (self ? " (itself excluded)" : ""));
     if (N == 0) {
       return {at::empty({0, k}, x.options()), at::empty({0, k}, idx_opts)};
     }
@@ -479,14 +543,16 @@ std::tuple<at::Tensor, at::Tensor> knn_impl(
   if (N == 0) {
     return {at::empty({0, k}, x.options()), at::empty({0, k}, idx_opts)};
   }
-  TORCH_CHECK_VALUE(qg.min().item<int64_t>() >= 0 && (rg.numel() == 0 || rg.min().item<int64_t>() >= 0), "knn: groups must be >= 0");
+  TORCH_CHECK_VALUE(
+      qg.min().item<int64_t>() >= 0 && (rg.numel() == 0 || rg.min().item<int64_t>() >= 0), "knn: groups must be >= 0");
   const int64_t top = std::max(qg.max().item<int64_t>(), rg.numel() ? rg.max().item<int64_t>() : 0);
   int64_t G = top < 2 * (N + M) + 64 ? top + 1 : 0;
   // sparse group values (e.g. hashes or 2^40, up to INT64_MAX): number the
   // groups present instead of counting over every value up to the largest
   at::Tensor values;
   if (G == 0) {
-    auto [uniq, inv, counts] = at::_unique2(self ? qg : at::cat({qg, rg}), /*sorted=*/true, /*return_inverse=*/true, /*return_counts=*/false);
+    auto [uniq, inv, counts] =
+        at::_unique2(self ? qg : at::cat({qg, rg}), /*sorted=*/true, /*return_inverse=*/true, /*return_counts=*/false);
     qg = inv.slice(0, 0, N).contiguous();
     rg = self ? qg : inv.slice(0, N).contiguous();
     G = uniq.size(0);
@@ -499,9 +565,16 @@ std::tuple<at::Tensor, at::Tensor> knn_impl(
   const int64_t* rc = rcount.const_data_ptr<int64_t>();
   for (int64_t g = 0; g < G; ++g) {
     TORCH_CHECK_VALUE(
-        qc[g] == 0 || rc[g] - (self ? 1 : 0) >= k, "knn: k=", k, " but a query has only ", rc[g] - (self ? 1 : 0),
-        " candidate neighbours in its group", (self ? " (itself excluded)" : ""), " (group ",
-        values.defined() ? values.const_data_ptr<int64_t>()[g] : g, ")");
+        qc[g] == 0 || rc[g] - (self ? 1 : 0) >= k,
+        "knn: k=",
+        k,
+        " but a query has only ",
+        rc[g] - (self ? 1 : 0),
+        " candidate neighbours in its group",
+        (self ? " (itself excluded)" : ""),
+        " (group ",
+        values.defined() ? values.const_data_ptr<int64_t>()[g] : g,
+        ")");
   }
   at::Tensor out_d = at::empty({N, k}, x.options().dtype(at::kDouble));
   at::Tensor out_i = at::empty({N, k}, idx_opts);
@@ -514,18 +587,19 @@ std::tuple<at::Tensor, at::Tensor> knn_impl(
     if (qi.numel() == 0) {
       continue;
     }
-    auto [d, local] = dense_knn(x.index_select(0, qi), ref.index_select(0, ri), k, self, max_tile_bytes, scale_exp, rscaled);
+    auto [d, local] =
+        dense_knn(x.index_select(0, qi), ref.index_select(0, ri), k, self, max_tile_bytes, scale_exp, rscaled);
     out_d.index_copy_(0, qi, d);
     out_i.index_copy_(0, qi, ri.index_select(0, local.flatten()).view({-1, k}));
   }
   return {out_d.to(x.scalar_type()), out_i};
 }
 
-} // namespace
+}  // namespace
 
 TORCH_LIBRARY_IMPL(balancedtorch, CompositeExplicitAutograd, m) {
   m.impl("knn", &knn_impl);
 }
 
-} // namespace knn
-} // namespace balancedtorch
+}  // namespace knn
+}  // namespace balancedtorch

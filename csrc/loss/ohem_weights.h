@@ -41,18 +41,31 @@ inline OhemArgs check_ohem_args(
     int64_t min_kept) {
   TORCH_CHECK_TYPE(
       probs.scalar_type() == at::kFloat || probs.scalar_type() == at::kDouble,
-      "ohem_prob_weights: probs must be float32 or float64, got ", probs.scalar_type());
+      "ohem_prob_weights: probs must be float32 or float64, got ",
+      probs.scalar_type());
   const auto tt = target.scalar_type();
   TORCH_CHECK_TYPE(
       tt == at::kLong || tt == at::kInt || tt == at::kByte,
-      "ohem_prob_weights: target must hold class indices (int64, int32 or uint8), got ", tt);
+      "ohem_prob_weights: target must hold class indices (int64, int32 or uint8), got ",
+      tt);
   TORCH_CHECK_VALUE(
       target.sizes() == probs.sizes(),
-      "ohem_prob_weights: target must have the shape of probs ", probs.sizes(), ", got ", target.sizes());
+      "ohem_prob_weights: target must have the shape of probs ",
+      probs.sizes(),
+      ", got ",
+      target.sizes());
   check_same_device("ohem_prob_weights", "target", target, "probs", probs);
   if (weight.has_value()) {
-    TORCH_CHECK_TYPE(weight->scalar_type() == probs.scalar_type(), "ohem_prob_weights: weight must have the dtype of probs ", probs.scalar_type(), ", got ", weight->scalar_type());
-    TORCH_CHECK_VALUE(weight->dim() == 1 && weight->numel() >= 1, "ohem_prob_weights: weight must have shape (C,), got ", weight->sizes());
+    TORCH_CHECK_TYPE(
+        weight->scalar_type() == probs.scalar_type(),
+        "ohem_prob_weights: weight must have the dtype of probs ",
+        probs.scalar_type(),
+        ", got ",
+        weight->scalar_type());
+    TORCH_CHECK_VALUE(
+        weight->dim() == 1 && weight->numel() >= 1,
+        "ohem_prob_weights: weight must have shape (C,), got ",
+        weight->sizes());
     check_same_device("ohem_prob_weights", "weight", *weight, "probs", probs);
   }
   // [0, 1]: a thresh in (0, 1] rounded to float16/bfloat16 by the caller may be 0
@@ -98,5 +111,5 @@ struct OrderKey<double> {
   }
 };
 
-} // namespace loss
-} // namespace balancedtorch
+}  // namespace loss
+}  // namespace balancedtorch

@@ -24,16 +24,19 @@ at::Tensor ohem_weights_from_losses(
     int64_t min_kept) {
   TORCH_CHECK_TYPE(
       losses.scalar_type() == at::kFloat || losses.scalar_type() == at::kDouble,
-      "ohem_weights: losses must be float32 or float64, got ", losses.scalar_type());
-  static auto op = c10::Dispatcher::singleton()
-                       .findSchemaOrThrow("balancedtorch::ohem_prob_weights", "")
-                       .typed<at::Tensor(const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&, int64_t, double, int64_t)>();
+      "ohem_weights: losses must be float32 or float64, got ",
+      losses.scalar_type());
+  static auto op =
+      c10::Dispatcher::singleton()
+          .findSchemaOrThrow("balancedtorch::ohem_prob_weights", "")
+          .typed<at::Tensor(
+              const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&, int64_t, double, int64_t)>();
   return op.call(at::exp(at::neg(losses)), target, weight, ignore_index, thresh, min_kept);
 }
 
-} // namespace
-} // namespace loss
-} // namespace balancedtorch
+}  // namespace
+}  // namespace loss
+}  // namespace balancedtorch
 
 TORCH_LIBRARY_IMPL(balancedtorch, CompositeImplicitAutograd, m) {
   m.impl("ohem_weights", &balancedtorch::loss::ohem_weights_from_losses);

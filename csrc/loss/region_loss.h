@@ -40,19 +40,19 @@ enum RegionCeKind : int64_t { kRegionNoCe = 0, kRegionCe = 1, kRegionFocal = 2 }
 template <typename acc_t>
 struct RegionParams {
   int64_t C = 0;
-  int64_t cs = 1;              // elements between two classes of one pixel
-  bool sigmoid = false;         // elementwise path (sigmoid activation)
-  bool none = false;            // activation "none": the Dice part reads the input as probabilities
-  bool soft = false;            // MONAI's soft_label formulation of I, P, T
-  bool squared = false;        // P and T sum squares (MONAI's squared_pred)
-  bool dense = false;          // target (N, C, ...) of probabilities / multi-label
+  int64_t cs = 1;        // elements between two classes of one pixel
+  bool sigmoid = false;  // elementwise path (sigmoid activation)
+  bool none = false;     // activation "none": the Dice part reads the input as probabilities
+  bool soft = false;     // MONAI's soft_label formulation of I, P, T
+  bool squared = false;  // P and T sum squares (MONAI's squared_pred)
+  bool dense = false;    // target (N, C, ...) of probabilities / multi-label
   int64_t ignore_index = -100;
   int64_t ce_kind = kRegionNoCe;
-  int64_t ce_first_class = 0;  // sigmoid focal: classes below it are left out
-  bool smoothing_mode = false; // softmax CE over all classes (label smoothing or dense target)
-  acc_t gamma = 0;             // focal exponent of the CE part
-  acc_t eps = 0;               // label smoothing
-  acc_t alpha = -1;            // sigmoid focal alpha (< 0: none), MONAI's / torchvision's alpha_t
+  int64_t ce_first_class = 0;   // sigmoid focal: classes below it are left out
+  bool smoothing_mode = false;  // softmax CE over all classes (label smoothing or dense target)
+  acc_t gamma = 0;              // focal exponent of the CE part
+  acc_t eps = 0;                // label smoothing
+  acc_t alpha = -1;             // sigmoid focal alpha (< 0: none), MONAI's / torchvision's alpha_t
   const acc_t* weight = nullptr;
 };
 
@@ -94,8 +94,8 @@ C10_HOST_DEVICE inline void region_softmax_norm(
 template <typename acc_t, typename scalar_t>
 C10_HOST_DEVICE inline acc_t region_ce_a(const RegionParams<acc_t>& P, int64_t c, int64_t t, const scalar_t* q) {
   const acc_t inv_c = acc_t(1) / static_cast<acc_t>(P.C);
-  const acc_t qc = P.dense ? (acc_t(1) - P.eps) * static_cast<acc_t>(q[c * P.cs]) + P.eps * inv_c
-                           : smoothed_q(c == t, P.eps, inv_c);
+  const acc_t qc =
+      P.dense ? (acc_t(1) - P.eps) * static_cast<acc_t>(q[c * P.cs]) + P.eps * inv_c : smoothed_q(c == t, P.eps, inv_c);
   return qc * region_weight(P, c);
 }
 
@@ -103,7 +103,14 @@ C10_HOST_DEVICE inline acc_t region_ce_a(const RegionParams<acc_t>& P, int64_t c
 // class c to loss.
 template <typename acc_t, typename scalar_t>
 C10_HOST_DEVICE inline acc_t region_ce_h(
-    const RegionParams<acc_t>& P, int64_t c, int64_t t, const scalar_t* x, const scalar_t* q, acc_t m, acc_t logS, acc_t& loss) {
+    const RegionParams<acc_t>& P,
+    int64_t c,
+    int64_t t,
+    const scalar_t* x,
+    const scalar_t* q,
+    acc_t m,
+    acc_t logS,
+    acc_t& loss) {
   const acc_t a = region_ce_a(P, c, t, q);
   acc_t lp = static_cast<acc_t>(x[c * P.cs]) - m - logS;
   lp = lp > acc_t(0) ? acc_t(0) : lp;
@@ -118,8 +125,16 @@ C10_HOST_DEVICE inline acc_t region_ce_h(
 // pixel's share of the mean's denominator.
 template <typename acc_t, typename scalar_t>
 C10_HOST_DEVICE inline acc_t region_softmax_ce(
-    const RegionParams<acc_t>& P, const scalar_t* x, const scalar_t* q, int64_t t, acc_t m, acc_t S, acc_t s_other,
-    acc_t& H, acc_t& hh, acc_t& den) {
+    const RegionParams<acc_t>& P,
+    const scalar_t* x,
+    const scalar_t* q,
+    int64_t t,
+    acc_t m,
+    acc_t S,
+    acc_t s_other,
+    acc_t& H,
+    acc_t& hh,
+    acc_t& den) {
   if (!P.smoothing_mode) {
     const acc_t wt = region_weight(P, t);
     acc_t lp, pw, u;
@@ -149,7 +164,8 @@ C10_HOST_DEVICE inline acc_t region_sign(acc_t v) {
 // target t: p t, p (p^2), t (t^2); soft_label (first order only):
 // (|p| + |t| - |p - t|) / 2, |p|, |t|.
 template <typename acc_t>
-C10_HOST_DEVICE inline void region_dice_terms(bool squared, bool soft, acc_t p, acc_t t, acc_t& i, acc_t& pp, acc_t& tt) {
+C10_HOST_DEVICE inline void region_dice_terms(
+    bool squared, bool soft, acc_t p, acc_t t, acc_t& i, acc_t& pp, acc_t& tt) {
   if (soft && !squared) {
     const acc_t ap = p < acc_t(0) ? -p : p, at = t < acc_t(0) ? -t : t, d = p - t;
     i = (ap + at - (d < acc_t(0) ? -d : d)) * acc_t(0.5);
@@ -200,5 +216,5 @@ C10_HOST_DEVICE inline acc_t region_sigmoid_ce(const RegionParams<acc_t>& P, int
   return l * w;
 }
 
-} // namespace loss
-} // namespace balancedtorch
+}  // namespace loss
+}  // namespace balancedtorch

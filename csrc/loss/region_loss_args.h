@@ -49,7 +49,10 @@ void dispatch_region_target(c10::ScalarType t, F&& f) {
       f(static_cast<const uint8_t*>(nullptr));
       break;
     default:
-      TORCH_CHECK_TYPE(false, "region_loss: target: class indices must be an integer tensor (int64, int32, int16, int8 or uint8), got ", t);
+      TORCH_CHECK_TYPE(
+          false,
+          "region_loss: target: class indices must be an integer tensor (int64, int32, int16, int8 or uint8), got ",
+          t);
   }
 }
 
@@ -81,15 +84,21 @@ inline RegionLossArgs check_region_loss_args(
     double alpha) {
   TORCH_CHECK_TYPE(
       at::isFloatingType(input.scalar_type()),
-      op, ": input must be a floating tensor (float16, bfloat16, float32 or float64), got ", input.scalar_type());
+      op,
+      ": input must be a floating tensor (float16, bfloat16, float32 or float64), got ",
+      input.scalar_type());
   TORCH_CHECK_VALUE(input.dim() >= 2, op, ": input must have shape (N, C, d1, ...), got ", input.sizes());
   check_same_device(op, "target", target, "input", input);
   TORCH_CHECK_VALUE(
       activation == kActivationSoftmax || activation == kActivationSigmoid || activation == kActivationNone,
-      op, ": activation must be 0 (softmax), 1 (sigmoid) or 2 (none), got ", activation);
+      op,
+      ": activation must be 0 (softmax), 1 (sigmoid) or 2 (none), got ",
+      activation);
   TORCH_CHECK_VALUE(
       ce_kind == kRegionNoCe || ce_kind == kRegionCe || ce_kind == kRegionFocal,
-      op, ": ce_kind must be 0 (none), 1 (cross-entropy) or 2 (focal), got ", ce_kind);
+      op,
+      ": ce_kind must be 0 (none), 1 (cross-entropy) or 2 (focal), got ",
+      ce_kind);
   RegionLossArgs a;
   a.activation = activation;
   a.ce_kind = ce_kind;
@@ -103,42 +112,69 @@ inline RegionLossArgs check_region_loss_args(
   TORCH_CHECK_VALUE(a.C < (int64_t{1} << 24), op, ": at most 2^24 - 1 classes, got C = ", a.C);
   TORCH_CHECK_VALUE(
       activation == kActivationSigmoid || a.C >= 2 || (activation == kActivationNone && ce_kind != kRegionCe),
-      op, ": softmax (and the cross-entropy part of activation 'none') needs at least 2 classes, got C = ", a.C,
+      op,
+      ": softmax (and the cross-entropy part of activation 'none') needs at least 2 classes, got C = ",
+      a.C,
       " (use the sigmoid activation for one channel)");
   a.dense = at::isFloatingType(target.scalar_type());
   if (a.dense) {
     TORCH_CHECK_VALUE(
         target.sizes() == input.sizes(),
-        op, ": target of probabilities must have the input's shape ", input.sizes(), ", got ", target.sizes());
+        op,
+        ": target of probabilities must have the input's shape ",
+        input.sizes(),
+        ", got ",
+        target.sizes());
     TORCH_CHECK_TYPE(
         target.scalar_type() == input.scalar_type(),
-        op, ": target of probabilities must have the input's dtype ", input.scalar_type(), ", got ", target.scalar_type());
+        op,
+        ": target of probabilities must have the input's dtype ",
+        input.scalar_type(),
+        ", got ",
+        target.scalar_type());
   } else {
     TORCH_CHECK_VALUE(
         activation != kActivationSigmoid,
-        op, ": the sigmoid activation needs a target of shape (N, C, ...) in the input's dtype, got ", target.scalar_type(),
-        " target of shape ", target.sizes());
+        op,
+        ": the sigmoid activation needs a target of shape (N, C, ...) in the input's dtype, got ",
+        target.scalar_type(),
+        " target of shape ",
+        target.sizes());
     dispatch_region_target(target.scalar_type(), [](auto*) {});
     std::vector<int64_t> expected(input.sizes().begin(), input.sizes().end());
     expected.erase(expected.begin() + 1);
     TORCH_CHECK_VALUE(
         target.sizes() == at::IntArrayRef(expected),
-        op, ": target of class indices must have shape ", at::IntArrayRef(expected), " for input of shape ", input.sizes(),
-        ", got ", target.sizes());
+        op,
+        ": target of class indices must have shape ",
+        at::IntArrayRef(expected),
+        " for input of shape ",
+        input.sizes(),
+        ", got ",
+        target.sizes());
   }
   if (weight.has_value()) {
     const at::Tensor& w = *weight;
-    TORCH_CHECK_TYPE(at::isFloatingType(w.scalar_type()), op, ": weight must be a floating tensor, got ", w.scalar_type());
-    TORCH_CHECK_VALUE(w.dim() == 1 && w.size(0) == a.C, op, ": weight must have shape (C,) = (", a.C, ",), got ", w.sizes());
+    TORCH_CHECK_TYPE(
+        at::isFloatingType(w.scalar_type()), op, ": weight must be a floating tensor, got ", w.scalar_type());
+    TORCH_CHECK_VALUE(
+        w.dim() == 1 && w.size(0) == a.C, op, ": weight must have shape (C,) = (", a.C, ",), got ", w.sizes());
     check_same_device(op, "weight", w, "input", input);
   }
   TORCH_CHECK_VALUE(std::isfinite(gamma) && gamma >= 0.0, op, ": gamma must be a finite number >= 0, got ", gamma);
   TORCH_CHECK_VALUE(
-      label_smoothing >= 0.0 && label_smoothing <= 1.0, op, ": label_smoothing must be in [0, 1], got ", label_smoothing);
+      label_smoothing >= 0.0 && label_smoothing <= 1.0,
+      op,
+      ": label_smoothing must be in [0, 1], got ",
+      label_smoothing);
   TORCH_CHECK_VALUE(
-      label_smoothing == 0.0 || activation == kActivationSoftmax || (activation == kActivationNone && ce_kind == kRegionCe),
-      op, ": label_smoothing applies to a softmax cross-entropy part only, got ", label_smoothing);
-  TORCH_CHECK_VALUE(std::isfinite(alpha) && alpha <= 1.0, op, ": alpha must be a finite number <= 1 (negative: none), got ", alpha);
+      label_smoothing == 0.0 || activation == kActivationSoftmax ||
+          (activation == kActivationNone && ce_kind == kRegionCe),
+      op,
+      ": label_smoothing applies to a softmax cross-entropy part only, got ",
+      label_smoothing);
+  TORCH_CHECK_VALUE(
+      std::isfinite(alpha) && alpha <= 1.0, op, ": alpha must be a finite number <= 1 (negative: none), got ", alpha);
   TORCH_CHECK_VALUE(
       ce_first_class >= 0 && ce_first_class <= 1, op, ": ce_first_class must be 0 or 1, got ", ce_first_class);
   a.class_last = class_last_format(input).has_value();
@@ -163,15 +199,36 @@ inline RegionLossLayout region_loss_layout(const at::Tensor& input, const at::Te
   return l;
 }
 
-inline void check_region_coef(const char* op, const at::Tensor& coef, const at::Tensor& ce_coef, const RegionLossArgs& a, const RegionLossLayout& l) {
+inline void check_region_coef(
+    const char* op,
+    const at::Tensor& coef,
+    const at::Tensor& ce_coef,
+    const RegionLossArgs& a,
+    const RegionLossLayout& l) {
   TORCH_CHECK_VALUE(
       coef.dim() == 3 && coef.size(0) == a.N && coef.size(1) == 2 && coef.size(2) == a.C,
-      op, ": coef must have shape (N, 2, C) = (", a.N, ", 2, ", a.C, "), got ", coef.sizes());
+      op,
+      ": coef must have shape (N, 2, C) = (",
+      a.N,
+      ", 2, ",
+      a.C,
+      "), got ",
+      coef.sizes());
   TORCH_CHECK_VALUE(
-      ce_coef.dim() == 1 && ce_coef.size(0) == a.N, op, ": ce_coef must have shape (N,) = (", a.N, ",), got ", ce_coef.sizes());
+      ce_coef.dim() == 1 && ce_coef.size(0) == a.N,
+      op,
+      ": ce_coef must have shape (N,) = (",
+      a.N,
+      ",), got ",
+      ce_coef.sizes());
   TORCH_CHECK_TYPE(
       coef.scalar_type() == l.acc_type && ce_coef.scalar_type() == l.acc_type,
-      op, ": coef and ce_coef must be ", l.acc_type, " (the accumulation dtype), got ", coef.scalar_type(), " and ",
+      op,
+      ": coef and ce_coef must be ",
+      l.acc_type,
+      " (the accumulation dtype), got ",
+      coef.scalar_type(),
+      " and ",
       ce_coef.scalar_type());
   check_same_device(op, "coef", coef, "input", l.x);
   check_same_device(op, "ce_coef", ce_coef, "input", l.x);
@@ -179,14 +236,29 @@ inline void check_region_coef(const char* op, const at::Tensor& coef, const at::
 
 inline void raise_invalid_region_target(int64_t index, int64_t value, int64_t num_classes, int64_t ignore_index) {
   TORCH_CHECK_VALUE(
-      false, "region_loss: target must hold class indices in [0, C=", num_classes, ") or ignore_index=", ignore_index,
-      ", got target ", value, " at flat index ", index);
+      false,
+      "region_loss: target must hold class indices in [0, C=",
+      num_classes,
+      ") or ignore_index=",
+      ignore_index,
+      ", got target ",
+      value,
+      " at flat index ",
+      index);
 }
 
 template <typename acc_t>
 RegionParams<acc_t> make_region_params(
-    const RegionLossArgs& a, const RegionLossLayout& l, const acc_t* weight, int64_t ignore_index, double gamma,
-    double label_smoothing, bool squared, int64_t ce_first_class, bool soft_label, double alpha) {
+    const RegionLossArgs& a,
+    const RegionLossLayout& l,
+    const acc_t* weight,
+    int64_t ignore_index,
+    double gamma,
+    double label_smoothing,
+    bool squared,
+    int64_t ce_first_class,
+    bool soft_label,
+    double alpha) {
   RegionParams<acc_t> P;
   P.C = a.C;
   P.cs = l.cs;
@@ -206,5 +278,5 @@ RegionParams<acc_t> make_region_params(
   return P;
 }
 
-} // namespace loss
-} // namespace balancedtorch
+}  // namespace loss
+}  // namespace balancedtorch

@@ -33,29 +33,45 @@ inline void check_sigmoid_focal_loss_args(
     int64_t reduction) {
   TORCH_CHECK_TYPE(
       at::isFloatingType(input.scalar_type()),
-      "sigmoid_focal_loss: input must be a floating tensor, got ", input.scalar_type());
+      "sigmoid_focal_loss: input must be a floating tensor, got ",
+      input.scalar_type());
   TORCH_CHECK_TYPE(
       target.scalar_type() == input.scalar_type(),
-      "sigmoid_focal_loss: target must have the input's dtype ", input.scalar_type(), ", got ", target.scalar_type());
+      "sigmoid_focal_loss: target must have the input's dtype ",
+      input.scalar_type(),
+      ", got ",
+      target.scalar_type());
   TORCH_CHECK_VALUE(
       target.sizes() == input.sizes(),
-      "sigmoid_focal_loss: target must have the input's shape ", input.sizes(), ", got ", target.sizes());
+      "sigmoid_focal_loss: target must have the input's shape ",
+      input.sizes(),
+      ", got ",
+      target.sizes());
   check_same_device("sigmoid_focal_loss", "target", target, "input", input);
   if (pos_weight.has_value()) {
     const at::Tensor& pw = *pos_weight;
     const int64_t C = sigmoid_focal_classes(input);
-    TORCH_CHECK_TYPE(at::isFloatingType(pw.scalar_type()), "sigmoid_focal_loss: pos_weight must be a floating tensor, got ", pw.scalar_type());
+    TORCH_CHECK_TYPE(
+        at::isFloatingType(pw.scalar_type()),
+        "sigmoid_focal_loss: pos_weight must be a floating tensor, got ",
+        pw.scalar_type());
     TORCH_CHECK_VALUE(
         pw.dim() == 1 && pw.size(0) == C,
-        "sigmoid_focal_loss: pos_weight must have shape (C,) = (", C, ",) (the input's class dimension: dim 1 of (N, C, ...), ",
-        "dim 0 of (C,)), got ", pw.sizes());
+        "sigmoid_focal_loss: pos_weight must have shape (C,) = (",
+        C,
+        ",) (the input's class dimension: dim 1 of (N, C, ...), ",
+        "dim 0 of (C,)), got ",
+        pw.sizes());
     check_same_device("sigmoid_focal_loss", "pos_weight", pw, "input", input);
   }
-  TORCH_CHECK_VALUE(!std::isnan(alpha) && alpha <= 1.0, "sigmoid_focal_loss: alpha must be <= 1 (negative disables it), got ", alpha);
-  TORCH_CHECK_VALUE(std::isfinite(gamma) && gamma >= 0.0, "sigmoid_focal_loss: gamma must be a finite number >= 0, got ", gamma);
+  TORCH_CHECK_VALUE(
+      !std::isnan(alpha) && alpha <= 1.0, "sigmoid_focal_loss: alpha must be <= 1 (negative disables it), got ", alpha);
+  TORCH_CHECK_VALUE(
+      std::isfinite(gamma) && gamma >= 0.0, "sigmoid_focal_loss: gamma must be a finite number >= 0, got ", gamma);
   TORCH_CHECK_VALUE(
       reduction == kReductionNone || reduction == kReductionMean || reduction == kReductionSum,
-      "sigmoid_focal_loss: reduction must be 0 (none), 1 (mean) or 2 (sum), got ", reduction);
+      "sigmoid_focal_loss: reduction must be 0 (none), 1 (mean) or 2 (sum), got ",
+      reduction);
 }
 
 // The memory format of the outputs (per-element losses and gradient): the
@@ -81,5 +97,5 @@ inline int64_t sigmoid_focal_pos_weight_inner(const at::Tensor& x, at::MemoryFor
   return inner;
 }
 
-} // namespace loss
-} // namespace balancedtorch
+}  // namespace loss
+}  // namespace balancedtorch

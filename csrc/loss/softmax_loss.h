@@ -36,16 +36,36 @@ enum SoftmaxLossMode : int {
   kModeGeneral = 2,
 };
 
-C10_HOST_DEVICE inline float math_exp(float x) { return ::expf(x); }
-C10_HOST_DEVICE inline double math_exp(double x) { return ::exp(x); }
-C10_HOST_DEVICE inline float math_expm1(float x) { return ::expm1f(x); }
-C10_HOST_DEVICE inline double math_expm1(double x) { return ::expm1(x); }
-C10_HOST_DEVICE inline float math_log(float x) { return ::logf(x); }
-C10_HOST_DEVICE inline double math_log(double x) { return ::log(x); }
-C10_HOST_DEVICE inline float math_pow(float x, float y) { return ::powf(x, y); }
-C10_HOST_DEVICE inline double math_pow(double x, double y) { return ::pow(x, y); }
-C10_HOST_DEVICE inline float math_log1p(float x) { return ::log1pf(x); }
-C10_HOST_DEVICE inline double math_log1p(double x) { return ::log1p(x); }
+C10_HOST_DEVICE inline float math_exp(float x) {
+  return ::expf(x);
+}
+C10_HOST_DEVICE inline double math_exp(double x) {
+  return ::exp(x);
+}
+C10_HOST_DEVICE inline float math_expm1(float x) {
+  return ::expm1f(x);
+}
+C10_HOST_DEVICE inline double math_expm1(double x) {
+  return ::expm1(x);
+}
+C10_HOST_DEVICE inline float math_log(float x) {
+  return ::logf(x);
+}
+C10_HOST_DEVICE inline double math_log(double x) {
+  return ::log(x);
+}
+C10_HOST_DEVICE inline float math_pow(float x, float y) {
+  return ::powf(x, y);
+}
+C10_HOST_DEVICE inline double math_pow(double x, double y) {
+  return ::pow(x, y);
+}
+C10_HOST_DEVICE inline float math_log1p(float x) {
+  return ::log1pf(x);
+}
+C10_HOST_DEVICE inline double math_log1p(double x) {
+  return ::log1p(x);
+}
 
 // (1 - p)^gamma and u = gamma * p * lp / (1 - p) - 1 for one class with
 // log-probability lp <= 0.
@@ -70,7 +90,8 @@ C10_HOST_DEVICE inline void focal_terms(acc_t lp, acc_t gamma, acc_t& pw, acc_t&
 // (e_t = 1); 1 - p_t is never formed by cancellation. Writes log p_t, the
 // focal factor (1 - p_t)^gamma and u (see the top of this file); returns S.
 template <typename acc_t>
-C10_HOST_DEVICE inline acc_t target_terms(acc_t zt_minus_m, acc_t s_other, acc_t gamma, acc_t& lp, acc_t& pw, acc_t& u) {
+C10_HOST_DEVICE inline acc_t target_terms(
+    acc_t zt_minus_m, acc_t s_other, acc_t gamma, acc_t& lp, acc_t& pw, acc_t& u) {
   const acc_t et = math_exp(zt_minus_m);
   const acc_t S = et + s_other;
   lp = zt_minus_m >= acc_t(0) ? -math_log1p(s_other) : zt_minus_m - math_log(S);
@@ -111,16 +132,17 @@ C10_HOST_DEVICE inline acc_t smoothed_q(bool is_target, acc_t eps, acc_t inv_c) 
 // Returns the loss and writes dloss/dx to grad. log p and log(1 - p) use the
 // stable softplus forms, so |x| > 88 neither overflows nor loses the gradient.
 template <typename acc_t>
-C10_HOST_DEVICE inline acc_t sigmoid_focal_element(acc_t x, acc_t y, acc_t alpha, acc_t gamma, acc_t pos_weight, acc_t& grad) {
+C10_HOST_DEVICE inline acc_t sigmoid_focal_element(
+    acc_t x, acc_t y, acc_t alpha, acc_t gamma, acc_t pos_weight, acc_t& grad) {
   // log(1 + exp(-|x|)) shared by both log-sigmoids
   const acc_t ax = x < acc_t(0) ? -x : x;
   const acc_t e = math_exp(-ax);
   const acc_t sp = math_log1p(e);
-  const acc_t log_p = (x < acc_t(0) ? x : acc_t(0)) - sp;       // log sigmoid(x)
-  const acc_t log_1mp = (x > acc_t(0) ? -x : acc_t(0)) - sp;    // log sigmoid(-x)
+  const acc_t log_p = (x < acc_t(0) ? x : acc_t(0)) - sp;     // log sigmoid(x)
+  const acc_t log_1mp = (x > acc_t(0) ? -x : acc_t(0)) - sp;  // log sigmoid(-x)
   const acc_t inv = acc_t(1) / (acc_t(1) + e);
-  const acc_t p = x >= acc_t(0) ? inv : e * inv;                // sigmoid(x)
-  const acc_t one_minus_p = x >= acc_t(0) ? e * inv : inv;      // sigmoid(-x)
+  const acc_t p = x >= acc_t(0) ? inv : e * inv;            // sigmoid(x)
+  const acc_t one_minus_p = x >= acc_t(0) ? e * inv : inv;  // sigmoid(-x)
   const acc_t a_pos = pos_weight * y;
   const acc_t a_neg = acc_t(1) - y;
   const acc_t ce = -(a_pos * log_p + a_neg * log_1mp);
@@ -143,5 +165,5 @@ C10_HOST_DEVICE inline acc_t sigmoid_focal_element(acc_t x, acc_t y, acc_t alpha
   return alpha_t * ce * mod;
 }
 
-} // namespace loss
-} // namespace balancedtorch
+}  // namespace loss
+}  // namespace balancedtorch

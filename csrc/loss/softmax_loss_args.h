@@ -2,12 +2,12 @@
 // softmax_loss kernels.
 #pragma once
 
-#include "cpu/buffer_pool.h"
 #include <cmath>
 #include <cstdint>
 #include <limits>
 #include <optional>
 #include <vector>
+#include "cpu/buffer_pool.h"
 
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/div.h>
@@ -65,8 +65,10 @@ inline SoftmaxLossArgs check_softmax_loss_args(
     int64_t reduction) {
   TORCH_CHECK_TYPE(
       at::isFloatingType(input.scalar_type()),
-      "softmax_loss: input must be a floating tensor (float16, bfloat16, float32 or float64), got ", input.scalar_type());
-  TORCH_CHECK_VALUE(input.dim() >= 2, "softmax_loss: input must have shape (N, C) or (N, C, d1, ...), got ", input.sizes());
+      "softmax_loss: input must be a floating tensor (float16, bfloat16, float32 or float64), got ",
+      input.scalar_type());
+  TORCH_CHECK_VALUE(
+      input.dim() >= 2, "softmax_loss: input must have shape (N, C) or (N, C, d1, ...), got ", input.sizes());
   check_same_device("softmax_loss", "target", target, "input", input);
   SoftmaxLossArgs a;
   a.N = input.size(0);
@@ -80,21 +82,32 @@ inline SoftmaxLossArgs check_softmax_loss_args(
   if (a.soft) {
     TORCH_CHECK_VALUE(
         target.sizes() == input.sizes(),
-        "softmax_loss: probability target must have the input's shape ", input.sizes(), ", got ", target.sizes());
+        "softmax_loss: probability target must have the input's shape ",
+        input.sizes(),
+        ", got ",
+        target.sizes());
     TORCH_CHECK_TYPE(
         target.scalar_type() == input.scalar_type(),
-        "softmax_loss: probability target must have the input's dtype ", input.scalar_type(), ", got ", target.scalar_type());
+        "softmax_loss: probability target must have the input's dtype ",
+        input.scalar_type(),
+        ", got ",
+        target.scalar_type());
   } else {
     TORCH_CHECK_TYPE(
         is_hard_target_dtype(target.scalar_type()),
-        "softmax_loss: target must hold class indices (int64, int32 or uint8) or probabilities (the input's dtype), got ",
+        "softmax_loss: target must hold class indices (int64, int32 or uint8) or probabilities (the input's dtype), "
+        "got ",
         target.scalar_type());
     std::vector<int64_t> expected(input.sizes().begin(), input.sizes().end());
     expected.erase(expected.begin() + 1);
     TORCH_CHECK_VALUE(
         target.sizes() == at::IntArrayRef(expected),
-        "softmax_loss: target of class indices must have shape ", at::IntArrayRef(expected), " for input of shape ",
-        input.sizes(), ", got ", target.sizes());
+        "softmax_loss: target of class indices must have shape ",
+        at::IntArrayRef(expected),
+        " for input of shape ",
+        input.sizes(),
+        ", got ",
+        target.sizes());
   }
   for (const auto* opt : {&weight, &logit_bias}) {
     if (!opt->has_value()) {
@@ -102,19 +115,32 @@ inline SoftmaxLossArgs check_softmax_loss_args(
     }
     const char* name = opt == &weight ? "weight" : "logit_bias";
     const at::Tensor& t = opt->value();
-    TORCH_CHECK_TYPE(at::isFloatingType(t.scalar_type()), "softmax_loss: ", name, " must be a floating tensor, got ", t.scalar_type());
+    TORCH_CHECK_TYPE(
+        at::isFloatingType(t.scalar_type()),
+        "softmax_loss: ",
+        name,
+        " must be a floating tensor, got ",
+        t.scalar_type());
     TORCH_CHECK_VALUE(
         t.dim() == 1 && t.size(0) == a.C,
-        "softmax_loss: ", name, " must have shape (C,) = (", a.C, ",), got ", t.sizes());
+        "softmax_loss: ",
+        name,
+        " must have shape (C,) = (",
+        a.C,
+        ",), got ",
+        t.sizes());
     check_same_device("softmax_loss", name, t, "input", input);
   }
   TORCH_CHECK_VALUE(
       label_smoothing >= 0.0 && label_smoothing <= 1.0,
-      "softmax_loss: label_smoothing must be in [0, 1], got ", label_smoothing);
-  TORCH_CHECK_VALUE(std::isfinite(gamma) && gamma >= 0.0, "softmax_loss: gamma must be a finite number >= 0, got ", gamma);
+      "softmax_loss: label_smoothing must be in [0, 1], got ",
+      label_smoothing);
+  TORCH_CHECK_VALUE(
+      std::isfinite(gamma) && gamma >= 0.0, "softmax_loss: gamma must be a finite number >= 0, got ", gamma);
   TORCH_CHECK_VALUE(
       reduction == kReductionNone || reduction == kReductionMean || reduction == kReductionSum,
-      "softmax_loss: reduction must be 0 (none), 1 (mean) or 2 (sum), got ", reduction);
+      "softmax_loss: reduction must be 0 (none), 1 (mean) or 2 (sum), got ",
+      reduction);
   const bool spread = a.soft || label_smoothing > 0.0;
   a.mode = !spread ? kModeTarget : (gamma == 0.0 ? kModeLinear : kModeGeneral);
   return a;
@@ -150,10 +176,7 @@ struct SoftmaxLossLayout {
 };
 
 inline SoftmaxLossLayout softmax_loss_layout(
-    const at::Tensor& input,
-    const at::Tensor& target,
-    const SoftmaxLossArgs& args,
-    bool compute_grad) {
+    const at::Tensor& input, const at::Tensor& target, const SoftmaxLossArgs& args, bool compute_grad) {
   SoftmaxLossLayout l;
   const std::optional<at::MemoryFormat> class_last = class_last_format(input);
   l.x = class_last ? input : input.contiguous();
@@ -164,9 +187,9 @@ inline SoftmaxLossLayout softmax_loss_layout(
   l.kernel_inner = l.row_layout ? 1 : args.inner;
   // CPU: a large contiguous gradient comes from the buffer pool (warm pages, no
   // page faults per step; see cpu/buffer_pool.h)
-  l.grad = !compute_grad                             ? at::empty({0}, l.x.options())
-      : l.x.is_cpu() && l.x.is_contiguous()          ? cpu::pooled_empty(l.x.sizes(), l.x.options())
-                                                     : at::empty_like(l.x);
+  l.grad = !compute_grad                         ? at::empty({0}, l.x.options())
+           : l.x.is_cpu() && l.x.is_contiguous() ? cpu::pooled_empty(l.x.sizes(), l.x.options())
+                                                 : at::empty_like(l.x);
   l.acc_type = input.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
   l.losses = at::empty({l.rows}, l.x.options().dtype(l.acc_type));
   return l;
@@ -175,8 +198,14 @@ inline SoftmaxLossLayout softmax_loss_layout(
 inline void raise_invalid_target(int64_t index, int64_t value, int64_t num_classes, int64_t ignore_index) {
   TORCH_CHECK_VALUE(
       false,
-      "softmax_loss: target must hold class indices in [0, C=", num_classes, ") or ignore_index=", ignore_index,
-      ", got target ", value, " at flat index ", index);
+      "softmax_loss: target must hold class indices in [0, C=",
+      num_classes,
+      ") or ignore_index=",
+      ignore_index,
+      ", got target ",
+      value,
+      " at flat index ",
+      index);
 }
 
 // The mean's denominator as torch treats it: targets whose weights sum to zero
@@ -216,5 +245,5 @@ inline at::Tensor reduce_losses(
   return total.to(input.scalar_type());
 }
 
-} // namespace loss
-} // namespace balancedtorch
+}  // namespace loss
+}  // namespace balancedtorch

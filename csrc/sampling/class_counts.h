@@ -19,10 +19,7 @@ enum class LabelKind : int8_t { kCount, kIgnore, kInvalid };
 
 template <typename scalar_t>
 C10_HOST_DEVICE inline LabelKind classify_label(
-    scalar_t label,
-    int64_t num_classes,
-    bool has_ignore,
-    int64_t ignore_index) {
+    scalar_t label, int64_t num_classes, bool has_ignore, int64_t ignore_index) {
   const int64_t v = static_cast<int64_t>(label);
   if (has_ignore && v == ignore_index) {
     return LabelKind::kIgnore;
@@ -47,15 +44,21 @@ inline void check_class_counts_args(const at::Tensor& labels, int64_t num_classe
   TORCH_CHECK_VALUE(num_classes >= 0, "class_counts: num_classes must be >= 0, got ", num_classes);
 }
 
-inline void raise_invalid_label(int64_t index, int64_t value, int64_t num_classes, std::optional<int64_t> ignore_index) {
-  std::string hint = ignore_index.has_value()
-      ? " (or equal ignore_index=" + std::to_string(*ignore_index) + ")"
-      : std::string();
+inline void raise_invalid_label(
+    int64_t index, int64_t value, int64_t num_classes, std::optional<int64_t> ignore_index) {
+  std::string hint =
+      ignore_index.has_value() ? " (or equal ignore_index=" + std::to_string(*ignore_index) + ")" : std::string();
   TORCH_CHECK_VALUE(
       false,
-      "class_counts: labels must lie in [0, num_classes=", num_classes, ")", hint,
-      ", got label ", value, " at flat index ", index);
+      "class_counts: labels must lie in [0, num_classes=",
+      num_classes,
+      ")",
+      hint,
+      ", got label ",
+      value,
+      " at flat index ",
+      index);
 }
 
-} // namespace sampling
-} // namespace balancedtorch
+}  // namespace sampling
+}  // namespace balancedtorch

@@ -16,7 +16,9 @@ namespace sampling {
 inline double check_sampling_weights(const at::Tensor& weights, const char* op) {
   TORCH_CHECK_TYPE(
       at::isFloatingType(weights.scalar_type()) || c10::isIntegralType(weights.scalar_type(), false),
-      op, ": weights must be a real tensor, got ", weights.scalar_type());
+      op,
+      ": weights must be a real tensor, got ",
+      weights.scalar_type());
   TORCH_CHECK_VALUE(weights.dim() == 1, op, ": weights must be 1-D, got shape ", weights.sizes());
   TORCH_CHECK_VALUE(weights.numel() > 0, op, ": weights is empty");
   TORCH_CHECK(weights.device().is_cpu(), op, ": weights must be on the CPU, got ", weights.device());
@@ -24,7 +26,8 @@ inline double check_sampling_weights(const at::Tensor& weights, const char* op) 
   const double* p = w.const_data_ptr<double>();
   double total = 0;
   for (int64_t i = 0; i < w.numel(); ++i) {
-    TORCH_CHECK_VALUE(std::isfinite(p[i]) && p[i] >= 0.0, op, ": weights must be finite and >= 0, got weights[", i, "] = ", p[i]);
+    TORCH_CHECK_VALUE(
+        std::isfinite(p[i]) && p[i] >= 0.0, op, ": weights must be finite and >= 0, got weights[", i, "] = ", p[i]);
     total += p[i];
   }
   TORCH_CHECK_VALUE(total > 0.0, op, ": weights sum to zero; nothing can be drawn");
@@ -61,5 +64,5 @@ inline std::pair<at::Tensor, double> sampling_weights(const at::Tensor& weights,
   return {w, sum};
 }
 
-} // namespace sampling
-} // namespace balancedtorch
+}  // namespace sampling
+}  // namespace balancedtorch

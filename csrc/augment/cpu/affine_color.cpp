@@ -33,7 +33,7 @@ void affine_color_kernel(const at::Tensor& images, const ImageArgs& a, at::Tenso
   out_t* o = out.mutable_data_ptr<out_t>();
   const int64_t oB = out.stride(0), oC = out.stride(1), oH = out.stride(2), oW = out.stride(3);
   constexpr bool u8 = std::is_same_v<in_t, uint8_t>;  // torchvision's uint8 arithmetic, 0-255 units
-  const bool has_fill = !std::isnan(fill);  // NaN: no fill given (zeros padding)
+  const bool has_fill = !std::isnan(fill);            // NaN: no fill given (zeros padding)
   const float fill_s = has_fill ? fill : 0.f;
   const float* theta = a.theta.const_data_ptr<float>();
   const float* colour = a.colour.defined() ? a.colour.const_data_ptr<float>() : nullptr;
@@ -60,7 +60,8 @@ void affine_color_kernel(const at::Tensor& images, const ImageArgs& a, at::Tenso
     const Loader<in_t> load{in + b * sB, sC, sH, sW};
     const float* t = theta + 6 * b;
     if (crop != nullptr) {
-      const auto src = resized_crop(load, crop + 4 * b, fr.H, fr.W, static_cast<int>(oh), static_cast<int>(ow), mode, u8);
+      const auto src =
+          resized_crop(load, crop + 4 * b, fr.H, fr.W, static_cast<int>(oh), static_cast<int>(ow), mode, u8);
       for (int x = 0; x < ow; ++x) {
         float ix, iy, v[C];
         source_position(t, fr2, x, y, ix, iy);
@@ -75,7 +76,19 @@ void affine_color_kernel(const at::Tensor& images, const ImageArgs& a, at::Tenso
       if (vec_row_ok(b)) {
         for (; x + 8 <= ow; x += 8) {
           vec8::V v[C];
-          vec8::warp8<in_t, C>(in + b * sB, sC, static_cast<int32_t>(sH), static_cast<int32_t>(sW), t, fr, x, y, mode, has_fill, fill_s, v);
+          vec8::warp8<in_t, C>(
+              in + b * sB,
+              sC,
+              static_cast<int32_t>(sH),
+              static_cast<int32_t>(sW),
+              t,
+              fr,
+              x,
+              y,
+              mode,
+              has_fill,
+              fill_s,
+              v);
           pixel8(b, y, x, v);
         }
       }
@@ -138,7 +151,8 @@ void affine_color_kernel(const at::Tensor& images, const ImageArgs& a, at::Tenso
         }
         double s = 0.0;
         for_row(
-            row, [&](int64_t b, int, int, float* v) { grey_pixel(b, s, v); },
+            row,
+            [&](int64_t b, int, int, float* v) { grey_pixel(b, s, v); },
             [&](int64_t b, int, int, auto* v) {
 #if defined(CPU_CAPABILITY_AVX2)
               grey8(b, s, v);
@@ -218,41 +232,41 @@ void affine_color_kernel(const at::Tensor& images, const ImageArgs& a, at::Tenso
     if (!any) {
       return;
     }
-  reduce_means();
-  // pass 2: contrast, saturation, hue and normalisation of the stored stage-1 values
-  at::parallel_for(0, B * oh, grain, [&](int64_t r0, int64_t r1) {
-    for (int64_t row = r0; row < r1; ++row) {
-      const int64_t b = row / oh;
-      if (!needs[b]) {
-        continue;
-      }
-      const int y = static_cast<int>(row % oh);
-      const float* col = colour + 6 * b;
-      int x = 0;
+    reduce_means();
+    // pass 2: contrast, saturation, hue and normalisation of the stored stage-1 values
+    at::parallel_for(0, B * oh, grain, [&](int64_t r0, int64_t r1) {
+      for (int64_t row = r0; row < r1; ++row) {
+        const int64_t b = row / oh;
+        if (!needs[b]) {
+          continue;
+        }
+        const int y = static_cast<int>(row % oh);
+        const float* col = colour + 6 * b;
+        int x = 0;
 #if defined(CPU_CAPABILITY_AVX2)
-      if (oW == 1) {
-        for (; x + 8 <= ow; x += 8) {
-          vec8::V v[C];
-          const out_t* src = o + b * oB + y * oH + x;
-          for (int c = 0; c < C; ++c) {
-            v[c] = vec8::V::loadu(src + c * oC);
+        if (oW == 1) {
+          for (; x + 8 <= ow; x += 8) {
+            vec8::V v[C];
+            const out_t* src = o + b * oB + y * oH + x;
+            for (int c = 0; c < C; ++c) {
+              v[c] = vec8::V::loadu(src + c * oC);
+            }
+            vec8::stage2<C, u8>(v, col, contrast_mean[b]);
+            store8(b, y, x, v, false);
           }
-          vec8::stage2<C, u8>(v, col, contrast_mean[b]);
-          store8(b, y, x, v, false);
         }
-      }
 #endif
-      for (; x < ow; ++x) {
-        float v[C];
-        const out_t* src = o + b * oB + y * oH + x * oW;
-        for (int c = 0; c < C; ++c) {
-          v[c] = static_cast<float>(src[c * oC]);
+        for (; x < ow; ++x) {
+          float v[C];
+          const out_t* src = o + b * oB + y * oH + x * oW;
+          for (int c = 0; c < C; ++c) {
+            v[c] = static_cast<float>(src[c * oC]);
+          }
+          colour_stage2<C, u8>(v, col, contrast_mean[b]);
+          store(b, y, x, v, false);
         }
-        colour_stage2<C, u8>(v, col, contrast_mean[b]);
-        store(b, y, x, v, false);
       }
-    }
-  });
+    });
   }
 }
 
@@ -273,19 +287,21 @@ at::Tensor affine_color_cpu(
   const auto fmt = images.suggest_memory_format();
   const auto out_opts = images.options().dtype(out_dtype);
   at::Tensor out = fmt == at::MemoryFormat::Contiguous ? cpu::pooled_empty({B, C, out_h, out_w}, out_opts)
-                                                      : at::empty({B, C, out_h, out_w}, out_opts.memory_format(fmt));
+                                                       : at::empty({B, C, out_h, out_w}, out_opts.memory_format(fmt));
   if (B == 0) {
     return out;
   }
   const float f = fill.has_value() ? static_cast<float>(*fill) : std::numeric_limits<float>::quiet_NaN();
   dispatch_affine_color(images.scalar_type(), out_dtype, C, [&](auto in_tag, auto out_tag, auto channels) {
-    affine_color_kernel<decltype(in_tag), decltype(out_tag), decltype(channels)::value>(images, a, out, interpolation, f);
+    affine_color_kernel<decltype(in_tag), decltype(out_tag), decltype(channels)::value>(
+        images, a, out, interpolation, f);
   });
   return out;
 }
 
 template <typename scalar_t>
-void affine_mask_kernel(const at::Tensor& masks, const at::Tensor& t, const at::Tensor& crop, at::Tensor& out, int64_t fill) {
+void affine_mask_kernel(
+    const at::Tensor& masks, const at::Tensor& t, const at::Tensor& crop, at::Tensor& out, int64_t fill) {
   const int64_t B = masks.size(0), out_h = out.size(1), out_w = out.size(2);
   const Frame fr = make_frame(masks.size(1), masks.size(2), out_h, out_w);
   const scalar_t* in = masks.const_data_ptr<scalar_t>();

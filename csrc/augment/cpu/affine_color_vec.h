@@ -81,8 +81,18 @@ BT_VEC_INLINE __m256i offsets(const V& y, const V& x, int32_t sH, int32_t sW) {
 // source_position() and sample() (input values in their own units).
 template <typename in_t, int C>
 BT_VEC_INLINE void warp8(
-    const in_t* base, int64_t sC, int32_t sH, int32_t sW, const float* t, const Frame& f, int x, int y,
-    int64_t mode, bool has_fill, float fill, V* v) {
+    const in_t* base,
+    int64_t sC,
+    int32_t sH,
+    int32_t sW,
+    const float* t,
+    const Frame& f,
+    int x,
+    int y,
+    int64_t mode,
+    bool has_fill,
+    float fill,
+    V* v) {
   const V lane(0.f, 1.f, 2.f, 3.f, 4.f, 5.f, 6.f, 7.f);
   const V xo = (V(static_cast<float>(x)) + lane) + V(0.5f) - V(f.half_ow);
   const float yo = static_cast<float>(y) + 0.5f - f.half_oh;
@@ -125,8 +135,10 @@ BT_VEC_INLINE void warp8(
       for (int c = 0; c < C; ++c) {
         const int* p = reinterpret_cast<const int*>(base + c * sC);
         const __m256i wa = _mm256_i32gather_epi32(p, oa, 1), wb = _mm256_i32gather_epi32(p, ob, 1);
-        const V a0 = _mm256_cvtepi32_ps(_mm256_and_si256(wa, low)), a1 = _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srli_epi32(wa, 8), low));
-        const V b0 = _mm256_cvtepi32_ps(_mm256_and_si256(wb, low)), b1 = _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srli_epi32(wb, 8), low));
+        const V a0 = _mm256_cvtepi32_ps(_mm256_and_si256(wa, low)),
+                a1 = _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srli_epi32(wa, 8), low));
+        const V b0 = _mm256_cvtepi32_ps(_mm256_and_si256(wb, low)),
+                b1 = _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srli_epi32(wb, 8), low));
         V s = w00 * select(left_high, a1, a0);
         s = s + w01 * select(right_high, a1, a0);
         s = s + w10 * select(left_high, b1, b0);
@@ -136,7 +148,8 @@ BT_VEC_INLINE void warp8(
       return;
     }
   }
-  const __m256i o00 = offsets(ya, xa, sH, sW), o01 = offsets(ya, xb, sH, sW), o10 = offsets(yb, xa, sH, sW), o11 = offsets(yb, xb, sH, sW);
+  const __m256i o00 = offsets(ya, xa, sH, sW), o01 = offsets(ya, xb, sH, sW), o10 = offsets(yb, xa, sH, sW),
+                o11 = offsets(yb, xb, sH, sW);
   for (int c = 0; c < C; ++c) {
     const in_t* p = base + c * sC;
     V s = w00 * gather(p, o00);
@@ -174,7 +187,8 @@ BT_VEC_INLINE void shift_hue(V* v, float hue) {
   const V q = clamp01((one - sf) * maxc);
   const V tt = clamp01((sf + (one - s)) * maxc);
   const V p = clamp01((one - s) * maxc);
-  const V s0 = sector == V(0.f), s1 = sector == V(1.f), s2 = sector == V(2.f), s3 = sector == V(3.f), s4 = sector == V(4.f);
+  const V s0 = sector == V(0.f), s1 = sector == V(1.f), s2 = sector == V(2.f), s3 = sector == V(3.f),
+          s4 = sector == V(4.f);
   v[0] = select(s0, maxc, select(s1, q, select(s2, p, select(s3, p, select(s4, tt, maxc)))));
   v[1] = select(s0, tt, select(s1, maxc, select(s2, maxc, select(s3, q, select(s4, p, p)))));
   v[2] = select(s0, p, select(s1, p, select(s2, tt, select(s3, maxc, select(s4, maxc, q)))));

@@ -31,7 +31,7 @@ constexpr int64_t kScanBlock = 4096;
 
 template <typename scalar_t>
 void count_chunk(const scalar_t* p, int64_t n, const ClassLookup& look, int64_t* sub) {
-  const int64_t K1 = look.K + 1; // bin K: not a focus class
+  const int64_t K1 = look.K + 1;  // bin K: not a focus class
   auto bin = [&](scalar_t v) {
     const int64_t s = look.slot_of(static_cast<int64_t>(v));
     return s < 0 ? look.K : s;
@@ -111,7 +111,7 @@ int64_t find_rank(const scalar_t* p, int64_t n, scalar_t v, int64_t r) {
   for (int64_t b = 0; b < n; b += kScanBlock) {
     const int64_t len = std::min(kScanBlock, n - b);
     const scalar_t* q = p + b;
-    uint32_t c = 0; // 32-bit lanes: a faster vectorised count than 64-bit
+    uint32_t c = 0;  // 32-bit lanes: a faster vectorised count than 64-bit
     for (int64_t i = 0; i < len; ++i) {
       c += q[i] == v;
     }
@@ -234,18 +234,24 @@ std::tuple<at::Tensor, at::Tensor> focus_pixels_cpu(
     select_all<scalar_t>(a, w, counts.const_data_ptr<int64_t>(), index.data_ptr<int64_t>());
   };
   switch (a.masks.scalar_type()) {
-    case at::kByte: run(uint8_t{}); break;
-    case at::kInt: run(int32_t{}); break;
-    default: run(int64_t{}); break;
+    case at::kByte:
+      run(uint8_t{});
+      break;
+    case at::kInt:
+      run(int32_t{});
+      break;
+    default:
+      run(int64_t{});
+      break;
   }
   return {index, counts};
 }
 
-} // namespace
+}  // namespace
 
 TORCH_LIBRARY_IMPL(balancedtorch, CPU, m) {
   m.impl("focus_pixels", &focus_pixels_cpu);
 }
 
-} // namespace augment
-} // namespace balancedtorch
+}  // namespace augment
+}  // namespace balancedtorch

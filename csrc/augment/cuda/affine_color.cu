@@ -30,8 +30,18 @@ struct OutLayout {
 // Output pixel (x, y) of one image: the warp of the input, or of its resized crop.
 template <int C, typename in_t, bool U8 = std::is_same_v<in_t, uint8_t>>
 __device__ __forceinline__ void warp_sample(
-    const Loader<in_t>& load, const Frame& fr, const float* t, const float* box, int oh, int ow, int x, int y,
-    int64_t mode, bool has_fill, float fill, float* v) {
+    const Loader<in_t>& load,
+    const Frame& fr,
+    const float* t,
+    const float* box,
+    int oh,
+    int ow,
+    int x,
+    int y,
+    int64_t mode,
+    bool has_fill,
+    float fill,
+    float* v) {
   float ix, iy;
   if (box != nullptr) {
     const Frame fr2 = make_frame(oh, ow, oh, ow);
@@ -45,9 +55,20 @@ __device__ __forceinline__ void warp_sample(
 
 template <typename in_t, int C>
 __global__ void contrast_sum_kernel(
-    const in_t* __restrict__ in, int64_t sB, int64_t sC, int64_t sH, int64_t sW,
-    int oh, int ow, Frame fr, const float* __restrict__ theta, const float* __restrict__ crop, const float* __restrict__ colour,
-    int64_t mode, float fill, double* __restrict__ sums) {
+    const in_t* __restrict__ in,
+    int64_t sB,
+    int64_t sC,
+    int64_t sH,
+    int64_t sW,
+    int oh,
+    int ow,
+    Frame fr,
+    const float* __restrict__ theta,
+    const float* __restrict__ crop,
+    const float* __restrict__ colour,
+    int64_t mode,
+    float fill,
+    double* __restrict__ sums) {
   const int b = blockIdx.y;
   const bool has_fill = !isnan(fill);
   if (colour[6 * b + 1] == 1.f) {
@@ -57,7 +78,8 @@ __global__ void contrast_sum_kernel(
   const float* t = theta + 6 * b;
   const int64_t n = static_cast<int64_t>(oh) * ow;
   float s = 0.f;
-  for (int64_t p = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; p < n; p += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+  for (int64_t p = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; p < n;
+       p += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int y = static_cast<int>(p / ow), x = static_cast<int>(p % ow);
     float v[C];
     warp_sample<C>(load, fr, t, crop == nullptr ? nullptr : crop + 4 * b, oh, ow, x, y, mode, has_fill, fill, v);
@@ -82,20 +104,37 @@ __global__ void contrast_sum_kernel(
 
 template <typename in_t, typename out_t, int C>
 __global__ void affine_color_kernel(
-    const in_t* __restrict__ in, int64_t sB, int64_t sC, int64_t sH, int64_t sW,
-    out_t* __restrict__ out, OutLayout ol, int64_t B, int oh, int ow, Frame fr,
-    const float* __restrict__ theta, const float* __restrict__ crop, const float* __restrict__ colour, const double* __restrict__ sums,
-    const float* __restrict__ mean, const float* __restrict__ inv_std, int64_t mode, float fill) {
+    const in_t* __restrict__ in,
+    int64_t sB,
+    int64_t sC,
+    int64_t sH,
+    int64_t sW,
+    out_t* __restrict__ out,
+    OutLayout ol,
+    int64_t B,
+    int oh,
+    int ow,
+    Frame fr,
+    const float* __restrict__ theta,
+    const float* __restrict__ crop,
+    const float* __restrict__ colour,
+    const double* __restrict__ sums,
+    const float* __restrict__ mean,
+    const float* __restrict__ inv_std,
+    int64_t mode,
+    float fill) {
   const int64_t per_image = static_cast<int64_t>(oh) * ow;
   const int64_t total = B * per_image;
   const bool has_fill = !isnan(fill);
-  for (int64_t p = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; p < total; p += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+  for (int64_t p = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; p < total;
+       p += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int64_t b = p / per_image;
     const int64_t r = p - b * per_image;
     const int y = static_cast<int>(r / ow), x = static_cast<int>(r % ow);
     const Loader<in_t> load{in + b * sB, sC, sH, sW};
     float v[C];
-    warp_sample<C>(load, fr, theta + 6 * b, crop == nullptr ? nullptr : crop + 4 * b, oh, ow, x, y, mode, has_fill, fill, v);
+    warp_sample<C>(
+        load, fr, theta + 6 * b, crop == nullptr ? nullptr : crop + 4 * b, oh, ow, x, y, mode, has_fill, fill, v);
     const float cm = colour != nullptr ? static_cast<float>(sums[b]) / static_cast<float>(per_image) : 0.f;
     finish_pixel<C, std::is_same_v<in_t, uint8_t>>(v, colour == nullptr ? nullptr : colour + 6 * b, cm);
     out_t* dst = out + b * ol.sB + y * ol.sH + x * ol.sW;
@@ -108,10 +147,21 @@ __global__ void affine_color_kernel(
 
 template <typename scalar_t>
 __global__ void affine_mask_kernel(
-    const scalar_t* __restrict__ in, int64_t sB, int64_t sH, int64_t sW, scalar_t* __restrict__ out,
-    int64_t B, int oh, int ow, Frame fr, const float* __restrict__ theta, const float* __restrict__ boxes, scalar_t fill) {
+    const scalar_t* __restrict__ in,
+    int64_t sB,
+    int64_t sH,
+    int64_t sW,
+    scalar_t* __restrict__ out,
+    int64_t B,
+    int oh,
+    int ow,
+    Frame fr,
+    const float* __restrict__ theta,
+    const float* __restrict__ boxes,
+    scalar_t fill) {
   const int64_t per_image = static_cast<int64_t>(oh) * ow;
-  for (int64_t p = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; p < B * per_image; p += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+  for (int64_t p = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; p < B * per_image;
+       p += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int64_t b = p / per_image;
     const int64_t r = p - b * per_image;
     float ix, iy;
@@ -148,19 +198,44 @@ void launch(const at::Tensor& images, const ImageArgs& a, at::Tensor& out, int64
     for (int64_t b0 = 0; b0 < B; b0 += 65535) {
       const int nb = static_cast<int>(std::min<int64_t>(65535, B - b0));
       contrast_sum_kernel<in_t, C><<<dim3(per_image_blocks, nb), kThreads, 0, stream>>>(
-          in + b0 * images.stride(0), images.stride(0), images.stride(1), images.stride(2), images.stride(3), oh, ow, fr,
-          a.theta.const_data_ptr<float>() + 6 * b0, a.crop.defined() ? a.crop.const_data_ptr<float>() + 4 * b0 : nullptr,
-          a.colour.const_data_ptr<float>() + 6 * b0, mode, fill,
+          in + b0 * images.stride(0),
+          images.stride(0),
+          images.stride(1),
+          images.stride(2),
+          images.stride(3),
+          oh,
+          ow,
+          fr,
+          a.theta.const_data_ptr<float>() + 6 * b0,
+          a.crop.defined() ? a.crop.const_data_ptr<float>() + 4 * b0 : nullptr,
+          a.colour.const_data_ptr<float>() + 6 * b0,
+          mode,
+          fill,
           sums.mutable_data_ptr<double>() + b0);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     }
   }
   const OutLayout ol{out.stride(0), out.stride(1), out.stride(2), out.stride(3)};
   affine_color_kernel<in_t, out_t, C><<<blocks_for(B * oh * ow, dev), kThreads, 0, stream>>>(
-      in, images.stride(0), images.stride(1), images.stride(2), images.stride(3), out.mutable_data_ptr<out_t>(), ol, B, oh, ow,
-      fr, a.theta.const_data_ptr<float>(), a.crop.defined() ? a.crop.const_data_ptr<float>() : nullptr, a.colour.defined() ? a.colour.const_data_ptr<float>() : nullptr,
-      a.colour.defined() ? sums.const_data_ptr<double>() : nullptr, a.mean.const_data_ptr<float>(), a.inv_std.const_data_ptr<float>(),
-      mode, fill);
+      in,
+      images.stride(0),
+      images.stride(1),
+      images.stride(2),
+      images.stride(3),
+      out.mutable_data_ptr<out_t>(),
+      ol,
+      B,
+      oh,
+      ow,
+      fr,
+      a.theta.const_data_ptr<float>(),
+      a.crop.defined() ? a.crop.const_data_ptr<float>() : nullptr,
+      a.colour.defined() ? a.colour.const_data_ptr<float>() : nullptr,
+      a.colour.defined() ? sums.const_data_ptr<double>() : nullptr,
+      a.mean.const_data_ptr<float>(),
+      a.inv_std.const_data_ptr<float>(),
+      mode,
+      fill);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
@@ -179,11 +254,13 @@ at::Tensor affine_color_cuda(
   const c10::cuda::CUDAGuard guard(images.device());
   const ImageArgs a = check_image_args(images, theta, colour, crop, mean, std_, out_h, out_w, interpolation, out_dtype);
   const int64_t B = images.size(0), C = images.size(1);
-  at::Tensor out = at::empty({B, C, out_h, out_w}, images.options().dtype(out_dtype).memory_format(images.suggest_memory_format()));
+  at::Tensor out =
+      at::empty({B, C, out_h, out_w}, images.options().dtype(out_dtype).memory_format(images.suggest_memory_format()));
   if (B == 0) {
     return out;
   }
-  const float f = fill.has_value() ? static_cast<float>(*fill) : std::numeric_limits<float>::quiet_NaN();  // NaN: zeros padding
+  const float f =
+      fill.has_value() ? static_cast<float>(*fill) : std::numeric_limits<float>::quiet_NaN();  // NaN: zeros padding
   dispatch_affine_color(images.scalar_type(), out_dtype, C, [&](auto in_tag, auto out_tag, auto channels) {
     launch<decltype(in_tag), decltype(out_tag), decltype(channels)::value>(images, a, out, interpolation, f);
   });
@@ -195,9 +272,20 @@ void launch_mask(const at::Tensor& masks, const at::Tensor& t, const at::Tensor&
   const int64_t B = masks.size(0);
   const int oh = static_cast<int>(out.size(1)), ow = static_cast<int>(out.size(2));
   const Frame fr = make_frame(masks.size(1), masks.size(2), oh, ow);
-  affine_mask_kernel<scalar_t><<<blocks_for(B * oh * ow, masks.device().index()), kThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
-      masks.const_data_ptr<scalar_t>(), masks.stride(0), masks.stride(1), masks.stride(2), out.mutable_data_ptr<scalar_t>(), B, oh, ow, fr,
-      t.const_data_ptr<float>(), crop.defined() ? crop.const_data_ptr<float>() : nullptr, static_cast<scalar_t>(fill));
+  affine_mask_kernel<scalar_t>
+      <<<blocks_for(B * oh * ow, masks.device().index()), kThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
+          masks.const_data_ptr<scalar_t>(),
+          masks.stride(0),
+          masks.stride(1),
+          masks.stride(2),
+          out.mutable_data_ptr<scalar_t>(),
+          B,
+          oh,
+          ow,
+          fr,
+          t.const_data_ptr<float>(),
+          crop.defined() ? crop.const_data_ptr<float>() : nullptr,
+          static_cast<scalar_t>(fill));
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 

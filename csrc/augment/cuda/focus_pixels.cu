@@ -107,7 +107,7 @@ __device__ __forceinline__ int block_exclusive_sum(int x, int* warp_sums, int& t
     offset += w < warp ? s : 0;
     total += s;
   }
-  __syncthreads(); // warp_sums is rewritten by the next call
+  __syncthreads();  // warp_sums is rewritten by the next call
   return offset + incl - x;
 }
 
@@ -144,7 +144,7 @@ __global__ void focus_select_kernel(
   }
   const scalar_t v = static_cast<scalar_t>(classes[slot]);
   const scalar_t* p = masks + b * HW;
-  int64_t remaining = s_rank; // the same in every thread
+  int64_t remaining = s_rank;  // the same in every thread
   for (int64_t base = 0; base < HW; base += static_cast<int64_t>(kThreads) * kItems) {
     const int64_t first = base + static_cast<int64_t>(threadIdx.x) * kItems;
     int mine = 0;
@@ -154,7 +154,7 @@ __global__ void focus_select_kernel(
     }
     int total = 0;
     const int before = block_exclusive_sum(mine, warp_sums, total);
-    if (remaining < total) { // uniform: the wanted pixel is in this tile
+    if (remaining < total) {  // uniform: the wanted pixel is in this tile
       if (before <= remaining && remaining < before + mine) {
         int64_t want = remaining - before;
         for (int j = 0; j < kItems; ++j) {
@@ -210,7 +210,11 @@ std::tuple<at::Tensor, at::Tensor> focus_pixels_cuda(
       const int64_t nb = std::min(kMaxGridY, B - b0);
       const dim3 grid(static_cast<unsigned int>(bx), static_cast<unsigned int>(nb));
       focus_count_kernel<scalar_t><<<grid, kThreads, smem, stream>>>(
-          m + b0 * HW, HW, look, shared_hist, reinterpret_cast<unsigned long long*>(counts.data_ptr<int64_t>() + b0 * K));
+          m + b0 * HW,
+          HW,
+          look,
+          shared_hist,
+          reinterpret_cast<unsigned long long*>(counts.data_ptr<int64_t>() + b0 * K));
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     }
     const at::Tensor w = a.weights.defined() ? a.weights : rare_weights(counts);
@@ -227,18 +231,24 @@ std::tuple<at::Tensor, at::Tensor> focus_pixels_cuda(
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   };
   switch (a.masks.scalar_type()) {
-    case at::kByte: run(uint8_t{}); break;
-    case at::kInt: run(int32_t{}); break;
-    default: run(int64_t{}); break;
+    case at::kByte:
+      run(uint8_t{});
+      break;
+    case at::kInt:
+      run(int32_t{});
+      break;
+    default:
+      run(int64_t{});
+      break;
   }
   return {index, counts};
 }
 
-} // namespace
+}  // namespace
 
 TORCH_LIBRARY_IMPL(balancedtorch, CUDA, m) {
   m.impl("focus_pixels", &focus_pixels_cuda);
 }
 
-} // namespace augment
-} // namespace balancedtorch
+}  // namespace augment
+}  // namespace balancedtorch

@@ -45,7 +45,8 @@
 #include <immintrin.h>
 #endif
 
-#if defined(CPU_CAPABILITY_AVX2) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12  // avx512bf16 in cpu_supports, __m256bh casts
+#if defined(CPU_CAPABILITY_AVX2) && defined(__GNUC__) && !defined(__clang__) && \
+    __GNUC__ >= 12  // avx512bf16 in cpu_supports, __m256bh casts
 #define BT_KNN_BF16 1
 #else
 #define BT_KNN_BF16 0
@@ -355,13 +356,15 @@ bool cpu_has_bf16() {
 #endif
 
 template <typename T, Mode mode>
-using TileFn = void (*)(const T* const*, const float*, int64_t, int64_t, const T*, const float*, int64_t, int64_t, Lists&, Lists*);
+using TileFn =
+    void (*)(const T* const*, const float*, int64_t, int64_t, const T*, const float*, int64_t, int64_t, Lists&, Lists*);
 
 // The MR query rows of a register block starting at row i0 (`real` of them
 // exist): row pointers and norms, the missing rows pointing at zero padding
 // with an infinite norm so that they never become candidates.
 template <typename T>
-inline void block_rows(const T* q, const float* qn, int64_t i0, int64_t real, int64_t dims, const T* pad, const T** rowp, float* norms) {
+inline void block_rows(
+    const T* q, const float* qn, int64_t i0, int64_t real, int64_t dims, const T* pad, const T** rowp, float* norms) {
   for (int64_t t = 0; t < MR; ++t) {
     rowp[t] = t < real ? q + (i0 + t) * dims : pad;
     norms[t] = t < real ? qn[i0 + t] : kInf;
@@ -371,7 +374,16 @@ inline void block_rows(const T* q, const float* qn, int64_t i0, int64_t real, in
 // All query rows against all references, reference super-block by super-block.
 // `dims`: elements of T per point (D floats, or D / 2 rounded up bfloat16 pairs).
 template <typename T, Mode mode, TileFn<T, mode> tile>
-void run(const T* q, const float* qn, int64_t N, const T* r, const float* rn, int64_t M, int64_t dims, Lists& rows, std::vector<Lists>& cols) {
+void run(
+    const T* q,
+    const float* qn,
+    int64_t N,
+    const T* r,
+    const float* rn,
+    int64_t M,
+    int64_t dims,
+    Lists& rows,
+    std::vector<Lists>& cols) {
   // a reference super-block (packed panels) sized for the L2 cache
   const int64_t nc = std::max<int64_t>(NR, ((256 * 1024) / (dims * 4)) / NR * NR);
   std::vector<T> panels(((nc + NR - 1) / NR) * NR * dims);
@@ -415,7 +427,16 @@ void run(const T* q, const float* qn, int64_t N, const T* r, const float* rn, in
 // (one every ~1,000 references) cost most of the time when the queries are
 // few against a large bank, or when another process took a core.
 template <typename T, Mode mode, TileFn<T, mode> tile>
-void run_rows(const T* q, const float* qn, int64_t N, const T* r, const float* rn, int64_t M, int64_t dims, int64_t max_bytes, Lists& rows) {
+void run_rows(
+    const T* q,
+    const float* qn,
+    int64_t N,
+    const T* r,
+    const float* rn,
+    int64_t M,
+    int64_t dims,
+    int64_t max_bytes,
+    Lists& rows) {
   const int64_t nc = std::max<int64_t>(NR, ((256 * 1024) / (dims * 4)) / NR * NR);
   const int64_t macro = nc * std::max<int64_t>(1, max_bytes / (nc * dims * static_cast<int64_t>(sizeof(T))));
   const int64_t mcols = ((std::min(M, macro) + NR - 1) / NR) * NR;
@@ -491,7 +512,8 @@ struct F32Tile {
 };
 
 // Row i's entries of the row lists and of every column list.
-void gather(const Lists& rows, const std::vector<Lists>& cols, int64_t i, std::vector<std::pair<float, int32_t>>& merged) {
+void gather(
+    const Lists& rows, const std::vector<Lists>& cols, int64_t i, std::vector<std::pair<float, int32_t>>& merged) {
   merged.clear();
   const int64_t cand = rows.cand;
   for (int64_t c = 0; c < rows.n[i]; ++c) {
@@ -574,7 +596,14 @@ double max_norm2(const float* rn, int64_t M) {
 
 // float32 windowed candidates of rows [0, N) of q (searched against r; self:
 // r is q) into out [N][C] with C = f32_list_size; overflowing rows flagged.
-void f32_candidates(const at::Tensor& q, const at::Tensor& r, int64_t k, bool self, int64_t max_bytes, int64_t* out, uint8_t* overflow) {
+void f32_candidates(
+    const at::Tensor& q,
+    const at::Tensor& r,
+    int64_t k,
+    bool self,
+    int64_t max_bytes,
+    int64_t* out,
+    uint8_t* overflow) {
   const int64_t N = q.size(0), M = r.size(0), D = q.size(1);
   const int64_t C = f32_list_size(k, M, self);
   const at::Tensor qn_t = q.pow(2).sum(1), rn_t = self ? qn_t : r.pow(2).sum(1);
@@ -586,8 +615,20 @@ void f32_candidates(const at::Tensor& q, const at::Tensor& r, int64_t k, bool se
   }
   const std::vector<float> window = windows_f32(qn_t.const_data_ptr<float>(), N, bmax2, D, /*u_in=*/0.0);
   windowed_search<float, F32Tile>(
-      q.const_data_ptr<float>(), qn_t.const_data_ptr<float>(), N, r.const_data_ptr<float>(), rn_t.const_data_ptr<float>(), M, D, self,
-      k, C, window.data(), max_bytes, out, overflow);
+      q.const_data_ptr<float>(),
+      qn_t.const_data_ptr<float>(),
+      N,
+      r.const_data_ptr<float>(),
+      rn_t.const_data_ptr<float>(),
+      M,
+      D,
+      self,
+      k,
+      C,
+      window.data(),
+      max_bytes,
+      out,
+      overflow);
 }
 
 // The float32 search of some rows of q (their indices: rows) against all of
@@ -721,8 +762,20 @@ bool bf16_candidates(
   const std::vector<float> window = windows_f32(qn.data(), N, static_cast<double>(bmax) * bmax, D, /*u_in=*/0x1p-8);
   const int64_t C = bf16_list_size(k, M, self);
   windowed_search<uint32_t, Bf16Tile>(
-      qb.data(), qn.data(), N, self ? qb.data() : rb.data(), self ? qn.data() : rn.data(), M, D2, self, k, C, window.data(), max_bytes,
-      out, overflow);
+      qb.data(),
+      qn.data(),
+      N,
+      self ? qb.data() : rb.data(),
+      self ? qn.data() : rn.data(),
+      M,
+      D2,
+      self,
+      k,
+      C,
+      window.data(),
+      max_bytes,
+      out,
+      overflow);
   std::vector<int64_t> redo;
   for (int64_t i = 0; i < N; ++i) {
     if (overflow[i]) {
@@ -746,7 +799,17 @@ constexpr int64_t RBD = 2 * WD;  // references per float64 panel
 // [R][k]. Four rows x RBD references per register block, references packed
 // [D][RBD] in float64 per L2-sized super-block.
 template <typename scalar_t>
-void exact_rows_impl(const scalar_t* q, const scalar_t* r, int64_t M, int64_t D, const int64_t* rows, int64_t R, int64_t k, bool self, double* od, int64_t* oi) {
+void exact_rows_impl(
+    const scalar_t* q,
+    const scalar_t* r,
+    int64_t M,
+    int64_t D,
+    const int64_t* rows,
+    int64_t R,
+    int64_t k,
+    bool self,
+    double* od,
+    int64_t* oi) {
   constexpr int64_t QB = 4;
   const double inf = std::numeric_limits<double>::infinity();
   std::fill(od, od + R * k, inf);
@@ -847,12 +910,7 @@ bool bf16_search_enabled() {
 }
 
 std::tuple<at::Tensor, at::Tensor> candidates_cpu_f32(
-    const at::Tensor& xq,
-    const at::Tensor& xr,
-    const at::Tensor& centre,
-    int64_t k,
-    bool self,
-    int64_t max_bytes) {
+    const at::Tensor& xq, const at::Tensor& xr, const at::Tensor& centre, int64_t k, bool self, int64_t max_bytes) {
   const at::Tensor q = xq.contiguous(), r = self ? q : xr.contiguous();
   const int64_t N = q.size(0), M = r.size(0);
   at::Tensor overflow = at::zeros({N}, q.options().dtype(at::kByte));
@@ -875,15 +933,30 @@ std::tuple<at::Tensor, at::Tensor> candidates_cpu_f32(
   return {out, flagged()};
 }
 
-void exact_rows_cpu(const at::Tensor& xq, const at::Tensor& xr, const at::Tensor& rows, int64_t k, bool self, at::Tensor& out_d, at::Tensor& out_i) {
+void exact_rows_cpu(
+    const at::Tensor& xq,
+    const at::Tensor& xr,
+    const at::Tensor& rows,
+    int64_t k,
+    bool self,
+    at::Tensor& out_d,
+    at::Tensor& out_i) {
   const at::Tensor q = xq.contiguous(), r = xr.contiguous(), rw = rows.contiguous();
   const int64_t R = rw.size(0);
   at::Tensor d = at::empty({R, k}, q.options().dtype(at::kDouble));
   at::Tensor i = at::empty({R, k}, q.options().dtype(at::kLong));
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, q.scalar_type(), "knn_exact_rows", [&] {
     exact_rows_impl<scalar_t>(
-        q.const_data_ptr<scalar_t>(), r.const_data_ptr<scalar_t>(), r.size(0), q.size(1), rw.const_data_ptr<int64_t>(), R, k, self,
-        d.mutable_data_ptr<double>(), i.mutable_data_ptr<int64_t>());
+        q.const_data_ptr<scalar_t>(),
+        r.const_data_ptr<scalar_t>(),
+        r.size(0),
+        q.size(1),
+        rw.const_data_ptr<int64_t>(),
+        R,
+        k,
+        self,
+        d.mutable_data_ptr<double>(),
+        i.mutable_data_ptr<int64_t>());
   });
   out_d.index_copy_(0, rw, d);
   out_i.index_copy_(0, rw, i);

@@ -46,8 +46,15 @@ void ohem_weights_kernel(
     }
     if (weight != nullptr && (t < 0 || t >= num_classes)) {
       TORCH_CHECK_VALUE(
-          false, "ohem_prob_weights: target must hold class indices in [0, C=", num_classes, ") or ignore_index=", ignore_index,
-          ", got target ", t, " at flat index ", i);
+          false,
+          "ohem_prob_weights: target must hold class indices in [0, C=",
+          num_classes,
+          ") or ignore_index=",
+          ignore_index,
+          ", got target ",
+          t,
+          " at flat index ",
+          i);
     }
     ++n_valid;
     ++hist[static_cast<int64_t>(Key::of(prob[i]) >> shift)];
@@ -72,7 +79,8 @@ void ohem_weights_kernel(
   }
   const int64_t rank = k - below;  // within the bucket, ascending
   auto nth = in_bucket.begin() + rank;
-  std::nth_element(in_bucket.begin(), nth, in_bucket.end(), [](scalar_t x, scalar_t y) { return Key::of(x) < Key::of(y); });
+  std::nth_element(
+      in_bucket.begin(), nth, in_bucket.end(), [](scalar_t x, scalar_t y) { return Key::of(x) < Key::of(y); });
   const scalar_t p_k = *nth;
   // max(thresh, p_k) in the probabilities' dtype, nan propagating
   const scalar_t cap = static_cast<scalar_t>(a.thresh);
@@ -125,11 +133,11 @@ at::Tensor ohem_prob_weights_cpu(
   return out;
 }
 
-} // namespace
+}  // namespace
 
 TORCH_LIBRARY_IMPL(balancedtorch, CPU, m) {
   m.impl("ohem_prob_weights", &ohem_prob_weights_cpu);
 }
 
-} // namespace loss
-} // namespace balancedtorch
+}  // namespace loss
+}  // namespace balancedtorch

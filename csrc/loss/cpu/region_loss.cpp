@@ -62,8 +62,15 @@ struct Tile {
 
   // Loads pixels [s0, s0 + cnt) of sample n; returns the first invalid target's flat index or -1.
   int64_t load(
-      const RegionParams<acc_t>& P, const scalar_t* x, const scalar_t* dense_t, const target_t* tgt, bool class_last,
-      int64_t n, int64_t s0, int64_t count, int64_t S) {
+      const RegionParams<acc_t>& P,
+      const scalar_t* x,
+      const scalar_t* dense_t,
+      const target_t* tgt,
+      bool class_last,
+      int64_t n,
+      int64_t s0,
+      int64_t count,
+      int64_t S) {
     cnt = count;
     const int64_t C = P.C;
     if (!class_last) {
@@ -162,8 +169,14 @@ struct Tile {
 // loss and its derivative (stable softplus forms, as sigmoid_focal_element).
 template <typename acc_t>
 inline void sigmoid_terms(
-    const RegionParams<acc_t>& P, int64_t c, const at::vec::Vectorized<acc_t>& x, const at::vec::Vectorized<acc_t>& y,
-    bool with_ce, at::vec::Vectorized<acc_t>& p, at::vec::Vectorized<acc_t>& omp, at::vec::Vectorized<acc_t>& loss,
+    const RegionParams<acc_t>& P,
+    int64_t c,
+    const at::vec::Vectorized<acc_t>& x,
+    const at::vec::Vectorized<acc_t>& y,
+    bool with_ce,
+    at::vec::Vectorized<acc_t>& p,
+    at::vec::Vectorized<acc_t>& omp,
+    at::vec::Vectorized<acc_t>& loss,
     at::vec::Vectorized<acc_t>& d) {
   using Vec = at::vec::Vectorized<acc_t>;
   const Vec zero(0), one(1);
@@ -213,8 +226,12 @@ inline at::vec::Vectorized<acc_t> vsign(const at::vec::Vectorized<acc_t>& v) {
 
 template <typename acc_t>
 inline void dice_terms(
-    const RegionParams<acc_t>& P, const at::vec::Vectorized<acc_t>& p, const at::vec::Vectorized<acc_t>& t,
-    at::vec::Vectorized<acc_t>& vi, at::vec::Vectorized<acc_t>& vp, at::vec::Vectorized<acc_t>& vt) {
+    const RegionParams<acc_t>& P,
+    const at::vec::Vectorized<acc_t>& p,
+    const at::vec::Vectorized<acc_t>& t,
+    at::vec::Vectorized<acc_t>& vi,
+    at::vec::Vectorized<acc_t>& vp,
+    at::vec::Vectorized<acc_t>& vt) {
   if (P.soft && !P.squared) {
     const at::vec::Vectorized<acc_t> ap = p.abs(), at_ = t.abs();
     vi = vi + (ap + at_ - (p - t).abs()) * at::vec::Vectorized<acc_t>(acc_t(0.5));
@@ -229,7 +246,10 @@ inline void dice_terms(
 
 template <typename acc_t>
 inline at::vec::Vectorized<acc_t> dice_a(
-    const RegionParams<acc_t>& P, const at::vec::Vectorized<acc_t>& p, const at::vec::Vectorized<acc_t>& t, acc_t cI,
+    const RegionParams<acc_t>& P,
+    const at::vec::Vectorized<acc_t>& p,
+    const at::vec::Vectorized<acc_t>& t,
+    acc_t cI,
     acc_t cP) {
   using Vec = at::vec::Vectorized<acc_t>;
   if (P.soft && !P.squared) {
@@ -241,8 +261,16 @@ inline at::vec::Vectorized<acc_t> dice_a(
 
 template <typename scalar_t, typename acc_t, typename target_t>
 void stats_kernel(
-    const RegionParams<acc_t>& P, const scalar_t* x, const scalar_t* dense_t, const target_t* tgt, bool class_last,
-    int64_t N, int64_t S, acc_t* sums /* [N, 3, C] */, acc_t* ce /* [N, 2] */, int64_t& first_bad) {
+    const RegionParams<acc_t>& P,
+    const scalar_t* x,
+    const scalar_t* dense_t,
+    const target_t* tgt,
+    bool class_last,
+    int64_t N,
+    int64_t S,
+    acc_t* sums /* [N, 3, C] */,
+    acc_t* ce /* [N, 2] */,
+    int64_t& first_bad) {
   using T = Tile<scalar_t, acc_t, target_t>;
   using Vec = typename T::Vec;
   constexpr int64_t L = T::L;
@@ -275,7 +303,8 @@ void stats_kernel(
           Vec vce(0);
           for (int64_t c = 0; c < C; ++c) {
             Vec p, omp, l, d;
-            sigmoid_terms(P, c, Vec::loadu(tile.z.data() + c * L), Vec::loadu(tile.q.data() + c * L), with_ce, p, omp, l, d);
+            sigmoid_terms(
+                P, c, Vec::loadu(tile.z.data() + c * L), Vec::loadu(tile.q.data() + c * L), with_ce, p, omp, l, d);
             p.store(tile.e.data() + c * L);
             if (with_ce) {
               vce = at::vec::fmadd(l, vvalid, vce);
@@ -308,8 +337,17 @@ void stats_kernel(
                 continue;
               }
               acc_t H, hh, den;
-              ce_sum += region_softmax_ce(Q, tile.z.data() + j, P.dense ? tile.q.data() + j : tile.z.data() + j, tile.t[j],
-                                          m[j], Ssum[j], so[j], H, hh, den);
+              ce_sum += region_softmax_ce(
+                  Q,
+                  tile.z.data() + j,
+                  P.dense ? tile.q.data() + j : tile.z.data() + j,
+                  tile.t[j],
+                  m[j],
+                  Ssum[j],
+                  so[j],
+                  H,
+                  hh,
+                  den);
               ce_den += den;
             }
           }
@@ -319,7 +357,8 @@ void stats_kernel(
         for (int64_t c = 0; c < C; ++c) {
           const Vec p = Vec::loadu(pd + c * L) * vvalid;
           const Vec tt = P.dense ? Vec::loadu(tile.q.data() + c * L) * vvalid : tile.onehot(c);
-          Vec vi = Vec::loadu(vI.data() + c * L), vp = Vec::loadu(vP.data() + c * L), vt = Vec::loadu(vT.data() + c * L);
+          Vec vi = Vec::loadu(vI.data() + c * L), vp = Vec::loadu(vP.data() + c * L),
+              vt = Vec::loadu(vT.data() + c * L);
           dice_terms(P, p, tt, vi, vp, vt);
           vi.store(vI.data() + c * L);
           vp.store(vP.data() + c * L);
@@ -369,8 +408,16 @@ void stats_kernel(
 
 template <typename scalar_t, typename acc_t, typename target_t>
 void grad_kernel(
-    const RegionParams<acc_t>& P, const scalar_t* x, const scalar_t* dense_t, const target_t* tgt, bool class_last,
-    int64_t N, int64_t S, const acc_t* coef /* [N, 2, C] */, const acc_t* ce_coef /* [N] */, scalar_t* grad) {
+    const RegionParams<acc_t>& P,
+    const scalar_t* x,
+    const scalar_t* dense_t,
+    const target_t* tgt,
+    bool class_last,
+    int64_t N,
+    int64_t S,
+    const acc_t* coef /* [N, 2, C] */,
+    const acc_t* ce_coef /* [N] */,
+    scalar_t* grad) {
   using T = Tile<scalar_t, acc_t, target_t>;
   using Vec = typename T::Vec;
   constexpr int64_t L = T::L;
@@ -448,7 +495,8 @@ void grad_kernel(
           }
           const Vec vce(ce), vH = with_ce ? Vec::loadu(Hs) : Vec(0);
           for (int64_t c = 0; c < C; ++c) {
-            Vec gc = P.none ? Vec::loadu(g.data() + c * L) : Vec::loadu(pd + c * L) * (Vec::loadu(g.data() + c * L) - B);
+            Vec gc =
+                P.none ? Vec::loadu(g.data() + c * L) : Vec::loadu(pd + c * L) * (Vec::loadu(g.data() + c * L) - B);
             if (with_ce) {
               // the CE part's softmax p: the tile holds it only when there is a CE part
               const Vec p = Vec::loadu(tile.e.data() + c * L);
@@ -524,12 +572,28 @@ std::tuple<at::Tensor, at::Tensor> region_loss_stats_cpu(
     using acc_t = at::opmath_type<scalar_t>;
     const at::Tensor w = weight.has_value() ? weight->to(l.acc_type).contiguous() : at::Tensor();
     const RegionParams<acc_t> P = make_region_params<acc_t>(
-        a, l, w.defined() ? w.const_data_ptr<acc_t>() : nullptr, ignore_index, gamma, label_smoothing, squared_pred,
-        ce_first_class, soft_label, alpha);
+        a,
+        l,
+        w.defined() ? w.const_data_ptr<acc_t>() : nullptr,
+        ignore_index,
+        gamma,
+        label_smoothing,
+        squared_pred,
+        ce_first_class,
+        soft_label,
+        alpha);
     dispatch_target(a, l.target, [&](auto* tptr) {
       stats_kernel<scalar_t, acc_t>(
-          P, l.x.const_data_ptr<scalar_t>(), a.dense ? l.target.const_data_ptr<scalar_t>() : nullptr, tptr, a.class_last,
-          a.N, a.S, sums.mutable_data_ptr<acc_t>(), ce.mutable_data_ptr<acc_t>(), first_bad);
+          P,
+          l.x.const_data_ptr<scalar_t>(),
+          a.dense ? l.target.const_data_ptr<scalar_t>() : nullptr,
+          tptr,
+          a.class_last,
+          a.N,
+          a.S,
+          sums.mutable_data_ptr<acc_t>(),
+          ce.mutable_data_ptr<acc_t>(),
+          first_bad);
       if (first_bad >= 0) {
         raise_invalid_region_target(first_bad, static_cast<int64_t>(tptr[first_bad]), a.C, ignore_index);
       }
@@ -568,23 +632,39 @@ at::Tensor region_loss_grad_cpu(
     using acc_t = at::opmath_type<scalar_t>;
     const at::Tensor w = weight.has_value() ? weight->to(l.acc_type).contiguous() : at::Tensor();
     const RegionParams<acc_t> P = make_region_params<acc_t>(
-        a, l, w.defined() ? w.const_data_ptr<acc_t>() : nullptr, ignore_index, gamma, label_smoothing, squared_pred,
-        ce_first_class, soft_label, alpha);
+        a,
+        l,
+        w.defined() ? w.const_data_ptr<acc_t>() : nullptr,
+        ignore_index,
+        gamma,
+        label_smoothing,
+        squared_pred,
+        ce_first_class,
+        soft_label,
+        alpha);
     dispatch_target(a, l.target, [&](auto* tptr) {
       grad_kernel<scalar_t, acc_t>(
-          P, l.x.const_data_ptr<scalar_t>(), a.dense ? l.target.const_data_ptr<scalar_t>() : nullptr, tptr, a.class_last,
-          a.N, a.S, cf.const_data_ptr<acc_t>(), cc.const_data_ptr<acc_t>(), grad.mutable_data_ptr<scalar_t>());
+          P,
+          l.x.const_data_ptr<scalar_t>(),
+          a.dense ? l.target.const_data_ptr<scalar_t>() : nullptr,
+          tptr,
+          a.class_last,
+          a.N,
+          a.S,
+          cf.const_data_ptr<acc_t>(),
+          cc.const_data_ptr<acc_t>(),
+          grad.mutable_data_ptr<scalar_t>());
     });
   });
   return grad;
 }
 
-} // namespace
+}  // namespace
 
 TORCH_LIBRARY_IMPL(balancedtorch, CPU, m) {
   m.impl("region_loss_stats", &region_loss_stats_cpu);
   m.impl("region_loss_grad", &region_loss_grad_cpu);
 }
 
-} // namespace loss
-} // namespace balancedtorch
+}  // namespace loss
+}  // namespace balancedtorch

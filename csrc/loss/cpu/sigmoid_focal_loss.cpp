@@ -154,13 +154,14 @@ std::tuple<at::Tensor, at::Tensor> sigmoid_focal_loss_cpu(
   const int64_t n = x.numel();
   const int64_t C = sigmoid_focal_classes(x);
   const int64_t inner = sigmoid_focal_pos_weight_inner(x, out_format);
-  at::Tensor grad = !compute_grad                          ? at::empty({0}, x.options())
-      : out_format == at::MemoryFormat::Contiguous         ? cpu::pooled_empty(x.sizes(), x.options())  // warm pages across steps
-                                                           : at::empty(x.sizes(), x.options().memory_format(out_format));
+  at::Tensor grad = !compute_grad ? at::empty({0}, x.options())
+                    : out_format == at::MemoryFormat::Contiguous
+                        ? cpu::pooled_empty(x.sizes(), x.options())  // warm pages across steps
+                        : at::empty(x.sizes(), x.options().memory_format(out_format));
   const at::ScalarType acc_type = x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
   at::Tensor losses = reduction == kReductionNone
-      ? at::empty(x.sizes(), x.options().dtype(acc_type).memory_format(out_format))
-      : at::Tensor();
+                          ? at::empty(x.sizes(), x.options().dtype(acc_type).memory_format(out_format))
+                          : at::Tensor();
   double total = 0;
 
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "sigmoid_focal_loss_cpu", [&] {
@@ -245,11 +246,11 @@ std::tuple<at::Tensor, at::Tensor> sigmoid_focal_loss_cpu(
   return {loss, compute_grad ? grad.contiguous(out_format) : grad};
 }
 
-} // namespace
+}  // namespace
 
 TORCH_LIBRARY_IMPL(balancedtorch, CPU, m) {
   m.impl("sigmoid_focal_loss", &sigmoid_focal_loss_cpu);
 }
 
-} // namespace loss
-} // namespace balancedtorch
+}  // namespace loss
+}  // namespace balancedtorch

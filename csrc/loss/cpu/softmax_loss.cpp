@@ -48,10 +48,10 @@ struct Problem {
   const acc_t* bias = nullptr;    // [C] or null
   acc_t weight_sum = 0;           // sum_c w_c (C without weights)
   int64_t ignore_index = -100;
-  acc_t eps = 0;                  // label smoothing
+  acc_t eps = 0;  // label smoothing
   acc_t gamma = 0;
-  acc_t scale = 1;                // gradient scale of the reduction (1 / denominator for mean)
-  acc_t* prob = nullptr;          // [N * inner] softmax p of the target (class indices; 0 where ignored), or null
+  acc_t scale = 1;        // gradient scale of the reduction (1 / denominator for mean)
+  acc_t* prob = nullptr;  // [N * inner] softmax p of the target (class indices; 0 where ignored), or null
 };
 
 template <typename acc_t>
@@ -75,14 +75,7 @@ inline int64_t target_at(const target_t* t, int64_t i) {
 // p_t: where the target's softmax probability goes (class indices), or null.
 template <typename acc_t>
 acc_t row_loss(
-    const Problem<acc_t>& P,
-    const acc_t* z,
-    int64_t target,
-    const acc_t* q,
-    acc_t* e,
-    acc_t* g,
-    acc_t* h,
-    acc_t* p_t) {
+    const Problem<acc_t>& P, const acc_t* z, int64_t target, const acc_t* q, acc_t* e, acc_t* g, acc_t* h, acc_t* p_t) {
   using Vec = at::vec::Vectorized<acc_t>;
   constexpr int64_t W = Vec::size();
   const int64_t C = P.C;
@@ -452,7 +445,7 @@ void columns_kernel(
         // class-index targets: vs = s_other, the sum without the target (see target_terms)
         if (target_mode) {
           const Vec is_target = (vt_hi == Vec(static_cast<acc_t>(c >> kClassSplitBits))) &
-              (vt_lo == Vec(static_cast<acc_t>(c & kClassSplitMask)));
+                                (vt_lo == Vec(static_cast<acc_t>(c & kClassSplitMask)));
           vs = vs + Vec::blendv(ec, Vec(0), is_target);
         } else {
           vs = vs + ec;
@@ -539,7 +532,8 @@ void columns_kernel(
             S += ep[c * es + j];
           }
           for (int64_t c = 0; c < C; ++c) {
-            const acc_t qc = P.soft ? (acc_t(1) - P.eps) * qp[c * zs + j] + P.eps * inv_c : smoothed_q(c == t[j], P.eps, inv_c);
+            const acc_t qc =
+                P.soft ? (acc_t(1) - P.eps) * qp[c * zs + j] + P.eps * inv_c : smoothed_q(c == t[j], P.eps, inv_c);
             const acc_t a = qc * weight_of(P, c);
             const acc_t lp = std::min((zs_at(c, j) - m[j]) - logS[j], acc_t(0));
             acc_t pw, u;
@@ -610,12 +604,7 @@ void columns_kernel(
 // validation: returns the first flat index of an out-of-range target, or -1.
 template <typename target_t>
 int64_t target_denominator(
-    const target_t* target,
-    int64_t count,
-    int64_t C,
-    int64_t ignore_index,
-    const double* weight,
-    double& denominator) {
+    const target_t* target, int64_t count, int64_t C, int64_t ignore_index, const double* weight, double& denominator) {
   const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), count / 65536));
   const int64_t len = (count + chunks - 1) / chunks;
   std::vector<double> partial(chunks, 0.0);
@@ -661,7 +650,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> softmax_loss_cpu_impl(
     int64_t reduction,
     bool compute_grad,
     bool want_prob) {
-  const SoftmaxLossArgs args = check_softmax_loss_args(input, target, weight, logit_bias, ignore_index, label_smoothing, gamma, reduction);
+  const SoftmaxLossArgs args =
+      check_softmax_loss_args(input, target, weight, logit_bias, ignore_index, label_smoothing, gamma, reduction);
   TORCH_CHECK(input.device().is_cpu(), "softmax_loss: expected input on the CPU, got ", input.device());
   SoftmaxLossLayout layout = softmax_loss_layout(input, target, args, compute_grad);
   const at::Tensor& x = layout.x;
@@ -719,9 +709,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> softmax_loss_cpu_impl(
       const scalar_t* soft_ptr = args.soft ? tgt.const_data_ptr<scalar_t>() : nullptr;
       scalar_t* grad_ptr = compute_grad ? grad.mutable_data_ptr<scalar_t>() : nullptr;
       if (row_layout) {
-        rows_kernel<scalar_t, acc_t>(P, x.const_data_ptr<scalar_t>(), target_ptr, soft_ptr, grad_ptr, losses.mutable_data_ptr<acc_t>());
+        rows_kernel<scalar_t, acc_t>(
+            P, x.const_data_ptr<scalar_t>(), target_ptr, soft_ptr, grad_ptr, losses.mutable_data_ptr<acc_t>());
       } else {
-        columns_kernel<scalar_t, acc_t>(P, x.const_data_ptr<scalar_t>(), target_ptr, soft_ptr, grad_ptr, losses.mutable_data_ptr<acc_t>());
+        columns_kernel<scalar_t, acc_t>(
+            P, x.const_data_ptr<scalar_t>(), target_ptr, soft_ptr, grad_ptr, losses.mutable_data_ptr<acc_t>());
       }
     };
     if (args.soft) {
@@ -752,25 +744,40 @@ std::tuple<at::Tensor, at::Tensor> softmax_loss_cpu(
     int64_t reduction,
     bool compute_grad) {
   auto [loss, grad, prob] = softmax_loss_cpu_impl(
-      input, target, weight, logit_bias, ignore_index, label_smoothing, gamma, reduction, compute_grad, /*want_prob=*/false);
+      input,
+      target,
+      weight,
+      logit_bias,
+      ignore_index,
+      label_smoothing,
+      gamma,
+      reduction,
+      compute_grad,
+      /*want_prob=*/false);
   return {loss, grad};
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> softmax_loss_target_prob_cpu(
-    const at::Tensor& input,
-    const at::Tensor& target,
-    int64_t ignore_index,
-    bool compute_grad) {
+    const at::Tensor& input, const at::Tensor& target, int64_t ignore_index, bool compute_grad) {
   return softmax_loss_cpu_impl(
-      input, target, std::nullopt, std::nullopt, ignore_index, 0.0, 0.0, kReductionNone, compute_grad, /*want_prob=*/true);
+      input,
+      target,
+      std::nullopt,
+      std::nullopt,
+      ignore_index,
+      0.0,
+      0.0,
+      kReductionNone,
+      compute_grad,
+      /*want_prob=*/true);
 }
 
-} // namespace
+}  // namespace
 
 TORCH_LIBRARY_IMPL(balancedtorch, CPU, m) {
   m.impl("softmax_loss", &softmax_loss_cpu);
   m.impl("softmax_loss_target_prob", &softmax_loss_target_prob_cpu);
 }
 
-} // namespace loss
-} // namespace balancedtorch
+}  // namespace loss
+}  // namespace balancedtorch

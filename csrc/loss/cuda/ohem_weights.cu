@@ -64,11 +64,11 @@ at::Tensor ohem_prob_weights_cuda(
   return out.view(probs.sizes());
 }
 
-} // namespace
+}  // namespace
 
 TORCH_LIBRARY_IMPL(balancedtorch, CUDA, m) {
   m.impl("ohem_prob_weights", &ohem_prob_weights_cuda);
 }
 
-} // namespace loss
-} // namespace balancedtorch
+}  // namespace loss
+}  // namespace balancedtorch

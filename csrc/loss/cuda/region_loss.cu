@@ -134,7 +134,8 @@ __global__ void stats_kernel(
       region_softmax_norm(x + off[k], P.cs, C, t[k], m[k], Ssum[k], so);
       if (P.ce_kind != kRegionNoCe) {
         acc_t H, hh, den;
-        ce_sum += region_softmax_ce(P, x + off[k], P.dense ? dense_t + off[k] : x + off[k], t[k], m[k], Ssum[k], so, H, hh, den);
+        ce_sum += region_softmax_ce(
+            P, x + off[k], P.dense ? dense_t + off[k] : x + off[k], t[k], m[k], Ssum[k], so, H, hh, den);
         ce_den += den;
       }
     }
@@ -304,7 +305,9 @@ std::tuple<at::Tensor, at::Tensor> region_loss_stats_cuda(
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   const RegionLossLayout l = region_loss_layout(input, target, a);
   if (a.N * a.S == 0) {
-    return {at::zeros({a.N, 3, a.C}, l.x.options().dtype(l.acc_type)), at::zeros({a.N, 2}, l.x.options().dtype(l.acc_type))};
+    return {
+        at::zeros({a.N, 3, a.C}, l.x.options().dtype(l.acc_type)),
+        at::zeros({a.N, 2}, l.x.options().dtype(l.acc_type))};
   }
   TORCH_CHECK(a.N <= 65535, "region_loss_stats: at most 65535 samples per call on CUDA, got ", a.N);
   const int64_t chunks = (a.S + kChunk - 1) / kChunk;
@@ -314,14 +317,28 @@ std::tuple<at::Tensor, at::Tensor> region_loss_stats_cuda(
     using acc_t = at::opmath_type<scalar_t>;
     const at::Tensor w = weight.has_value() ? weight->to(l.acc_type).contiguous() : at::Tensor();
     const RegionParams<acc_t> P = make_region_params<acc_t>(
-        a, l, w.defined() ? w.const_data_ptr<acc_t>() : nullptr, ignore_index, gamma, label_smoothing, squared_pred,
-        ce_first_class, soft_label, alpha);
+        a,
+        l,
+        w.defined() ? w.const_data_ptr<acc_t>() : nullptr,
+        ignore_index,
+        gamma,
+        label_smoothing,
+        squared_pred,
+        ce_first_class,
+        soft_label,
+        alpha);
     dispatch_target(a, l.target, [&](auto* tptr) {
       using target_t = std::remove_const_t<std::remove_pointer_t<decltype(tptr)>>;
       const dim3 grid(static_cast<unsigned int>(chunks), static_cast<unsigned int>(a.N));
       stats_kernel<scalar_t, acc_t, target_t><<<grid, kThreads, 0, stream>>>(
-          P, l.x.const_data_ptr<scalar_t>(), a.dense ? l.target.const_data_ptr<scalar_t>() : nullptr, tptr, a.class_last,
-          a.S, chunks, partial.mutable_data_ptr<acc_t>(),
+          P,
+          l.x.const_data_ptr<scalar_t>(),
+          a.dense ? l.target.const_data_ptr<scalar_t>() : nullptr,
+          tptr,
+          a.class_last,
+          a.S,
+          chunks,
+          partial.mutable_data_ptr<acc_t>(),
           reinterpret_cast<unsigned long long*>(first_bad.mutable_data_ptr<int64_t>()));
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     });
@@ -372,32 +389,55 @@ at::Tensor region_loss_grad_cuda(
     using acc_t = at::opmath_type<scalar_t>;
     const at::Tensor w = weight.has_value() ? weight->to(l.acc_type).contiguous() : at::Tensor();
     const RegionParams<acc_t> P = make_region_params<acc_t>(
-        a, l, w.defined() ? w.const_data_ptr<acc_t>() : nullptr, ignore_index, gamma, label_smoothing, squared_pred,
-        ce_first_class, soft_label, alpha);
+        a,
+        l,
+        w.defined() ? w.const_data_ptr<acc_t>() : nullptr,
+        ignore_index,
+        gamma,
+        label_smoothing,
+        squared_pred,
+        ce_first_class,
+        soft_label,
+        alpha);
     if (a.activation == kActivationSigmoid) {
       sigmoid_grad_kernel<scalar_t, acc_t><<<static_cast<unsigned int>(blocks), kThreads, 0, stream>>>(
-          P, l.x.const_data_ptr<scalar_t>(), l.target.const_data_ptr<scalar_t>(), a.class_last, a.N, a.S,
-          cf.const_data_ptr<acc_t>(), cc.const_data_ptr<acc_t>(), grad.mutable_data_ptr<scalar_t>());
+          P,
+          l.x.const_data_ptr<scalar_t>(),
+          l.target.const_data_ptr<scalar_t>(),
+          a.class_last,
+          a.N,
+          a.S,
+          cf.const_data_ptr<acc_t>(),
+          cc.const_data_ptr<acc_t>(),
+          grad.mutable_data_ptr<scalar_t>());
       C10_CUDA_KERNEL_LAUNCH_CHECK();
       return;
     }
     dispatch_target(a, l.target, [&](auto* tptr) {
       using target_t = std::remove_const_t<std::remove_pointer_t<decltype(tptr)>>;
       softmax_grad_kernel<scalar_t, acc_t, target_t><<<static_cast<unsigned int>(blocks), kThreads, 0, stream>>>(
-          P, l.x.const_data_ptr<scalar_t>(), a.dense ? l.target.const_data_ptr<scalar_t>() : nullptr, tptr, a.class_last,
-          a.N, a.S, cf.const_data_ptr<acc_t>(), cc.const_data_ptr<acc_t>(), grad.mutable_data_ptr<scalar_t>());
+          P,
+          l.x.const_data_ptr<scalar_t>(),
+          a.dense ? l.target.const_data_ptr<scalar_t>() : nullptr,
+          tptr,
+          a.class_last,
+          a.N,
+          a.S,
+          cf.const_data_ptr<acc_t>(),
+          cc.const_data_ptr<acc_t>(),
+          grad.mutable_data_ptr<scalar_t>());
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     });
   });
   return grad;
 }
 
-} // namespace
+}  // namespace
 
 TORCH_LIBRARY_IMPL(balancedtorch, CUDA, m) {
   m.impl("region_loss_stats", &region_loss_stats_cuda);
   m.impl("region_loss_grad", &region_loss_grad_cuda);
 }
 
-} // namespace loss
-} // namespace balancedtorch
+}  // namespace loss
+}  // namespace balancedtorch

@@ -98,8 +98,8 @@ std::tuple<at::Tensor, at::Tensor> sigmoid_focal_loss_cuda(
   const at::ScalarType acc_type = x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
   const bool none = reduction == kReductionNone;
   at::Tensor losses = none ? at::empty(x.sizes(), out_opts) : at::Tensor();
-  const int64_t blocks =
-      std::max<int64_t>(1, std::min<int64_t>((n + kThreads - 1) / kThreads, 8 * cuda::multiprocessor_count(input.device().index())));
+  const int64_t blocks = std::max<int64_t>(
+      1, std::min<int64_t>((n + kThreads - 1) / kThreads, 8 * cuda::multiprocessor_count(input.device().index())));
   at::Tensor partial = none ? at::Tensor() : at::zeros({blocks}, x.options().dtype(acc_type));
   const at::Tensor pw = pos_weight.has_value() ? pos_weight->to(acc_type).contiguous() : at::Tensor();
 
@@ -136,11 +136,11 @@ std::tuple<at::Tensor, at::Tensor> sigmoid_focal_loss_cuda(
   return {total.to(x.scalar_type()), grad};
 }
 
-} // namespace
+}  // namespace
 
 TORCH_LIBRARY_IMPL(balancedtorch, CUDA, m) {
   m.impl("sigmoid_focal_loss", &sigmoid_focal_loss_cuda);
 }
 
-} // namespace loss
-} // namespace balancedtorch
+}  // namespace loss
+}  // namespace balancedtorch

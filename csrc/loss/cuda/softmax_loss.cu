@@ -47,7 +47,7 @@ struct Problem {
   const acc_t* scale;       // device scalar, 1 / denominator for mean (null: 1)
   int64_t ignore_index;
   acc_t eps, gamma;
-  acc_t* prob;              // [rows] softmax p of the target (class indices; 0 where ignored), or null
+  acc_t* prob;  // [rows] softmax p of the target (class indices; 0 where ignored), or null
 };
 
 // Running (max, sum of exp, D = sum a (max - z), A = sum a) over a set of classes.
@@ -113,8 +113,12 @@ __device__ __forceinline__ acc_t shfl_xor(acc_t v, int offset) {
 
 template <typename acc_t>
 __device__ __forceinline__ Online<acc_t> shfl_xor(const Online<acc_t>& st, int offset) {
-  return {shfl_xor(st.m, offset), shfl_xor(st.s, offset), shfl_xor(st.d, offset), shfl_xor(st.a, offset),
-          shfl_xor(st.all, offset)};
+  return {
+      shfl_xor(st.m, offset),
+      shfl_xor(st.s, offset),
+      shfl_xor(st.d, offset),
+      shfl_xor(st.a, offset),
+      shfl_xor(st.all, offset)};
 }
 
 // Reduce v over a group of TPR threads (a warp, or the whole block, through
@@ -156,9 +160,11 @@ __device__ __forceinline__ acc_t weight_at(const Problem<acc_t>& P, int64_t c) {
 
 // a_c = w_c * q_c for linear/general modes (q: smoothed one-hot or given).
 template <typename scalar_t, typename acc_t>
-__device__ __forceinline__ acc_t coef_a(const Problem<acc_t>& P, int64_t c, int64_t t, const scalar_t* q, int64_t qoff) {
+__device__ __forceinline__ acc_t
+coef_a(const Problem<acc_t>& P, int64_t c, int64_t t, const scalar_t* q, int64_t qoff) {
   const acc_t inv_c = acc_t(1) / acc_t(P.C);
-  const acc_t qc = P.soft ? (acc_t(1) - P.eps) * static_cast<acc_t>(q[qoff]) + P.eps * inv_c : smoothed_q(c == t, P.eps, inv_c);
+  const acc_t qc =
+      P.soft ? (acc_t(1) - P.eps) * static_cast<acc_t>(q[qoff]) + P.eps * inv_c : smoothed_q(c == t, P.eps, inv_c);
   return qc * weight_at(P, c);
 }
 
@@ -171,7 +177,8 @@ struct Closing {
 };
 
 template <typename acc_t>
-__device__ __forceinline__ Closing<acc_t> close_sample(const Problem<acc_t>& P, const Online<acc_t>& st, int64_t t, acc_t z_t) {
+__device__ __forceinline__ Closing<acc_t> close_sample(
+    const Problem<acc_t>& P, const Online<acc_t>& st, int64_t t, acc_t z_t) {
   Closing<acc_t> r;
   const acc_t scale = P.scale ? *P.scale : acc_t(1);
   // the full softmax denominator: s plus the target's own term
@@ -226,7 +233,8 @@ __device__ __forceinline__ acc_t logit_at(const Problem<acc_t>& P, const scalar_
 
 // General mode, one class: returns its loss term and writes h_c = a pw u.
 template <typename acc_t>
-__device__ __forceinline__ acc_t general_terms(const Problem<acc_t>& P, acc_t a, acc_t z, acc_t m, acc_t logS, acc_t& h) {
+__device__ __forceinline__ acc_t
+general_terms(const Problem<acc_t>& P, acc_t a, acc_t z, acc_t m, acc_t logS, acc_t& h) {
   acc_t lp = (z - m) - logS;
   lp = lp > acc_t(0) ? acc_t(0) : lp;
   acc_t pw, u;
@@ -438,7 +446,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> softmax_loss_cuda_impl(
     int64_t reduction,
     bool compute_grad,
     bool want_prob) {
-  const SoftmaxLossArgs args = check_softmax_loss_args(input, target, weight, logit_bias, ignore_index, label_smoothing, gamma, reduction);
+  const SoftmaxLossArgs args =
+      check_softmax_loss_args(input, target, weight, logit_bias, ignore_index, label_smoothing, gamma, reduction);
   TORCH_CHECK(input.is_cuda(), "softmax_loss: expected input on a CUDA device, got ", input.device());
   const c10::cuda::CUDAGuard device_guard(input.device());
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
@@ -462,7 +471,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> softmax_loss_cuda_impl(
   } else if (rows == 0) {
     denominator = at::scalar_tensor(mean_denominator(0.0), losses.options());
   } else {
-    const int64_t blocks = std::min<int64_t>((rows + kThreads - 1) / kThreads, 4 * cuda::multiprocessor_count(input.device().index()));
+    const int64_t blocks =
+        std::min<int64_t>((rows + kThreads - 1) / kThreads, 4 * cuda::multiprocessor_count(input.device().index()));
     at::Tensor partial = at::empty({blocks}, losses.options());
     at::Tensor first_bad = at::full({1}, rows, tgt.options().dtype(at::kLong));
     AT_DISPATCH_FLOATING_TYPES(acc_type, "softmax_loss_denominator", [&] {
@@ -573,25 +583,40 @@ std::tuple<at::Tensor, at::Tensor> softmax_loss_cuda(
     int64_t reduction,
     bool compute_grad) {
   auto [loss, grad, prob] = softmax_loss_cuda_impl(
-      input, target, weight, logit_bias, ignore_index, label_smoothing, gamma, reduction, compute_grad, /*want_prob=*/false);
+      input,
+      target,
+      weight,
+      logit_bias,
+      ignore_index,
+      label_smoothing,
+      gamma,
+      reduction,
+      compute_grad,
+      /*want_prob=*/false);
   return {loss, grad};
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> softmax_loss_target_prob_cuda(
-    const at::Tensor& input,
-    const at::Tensor& target,
-    int64_t ignore_index,
-    bool compute_grad) {
+    const at::Tensor& input, const at::Tensor& target, int64_t ignore_index, bool compute_grad) {
   return softmax_loss_cuda_impl(
-      input, target, std::nullopt, std::nullopt, ignore_index, 0.0, 0.0, kReductionNone, compute_grad, /*want_prob=*/true);
+      input,
+      target,
+      std::nullopt,
+      std::nullopt,
+      ignore_index,
+      0.0,
+      0.0,
+      kReductionNone,
+      compute_grad,
+      /*want_prob=*/true);
 }
 
-} // namespace
+}  // namespace
 
 TORCH_LIBRARY_IMPL(balancedtorch, CUDA, m) {
   m.impl("softmax_loss", &softmax_loss_cuda);
   m.impl("softmax_loss_target_prob", &softmax_loss_target_prob_cuda);
 }
 
-} // namespace loss
-} // namespace balancedtorch
+}  // namespace loss
+}  // namespace balancedtorch

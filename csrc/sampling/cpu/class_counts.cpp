@@ -81,15 +81,10 @@ void count_valid(const scalar_t* p, int64_t len, int64_t* hist, int64_t num_clas
 
 template <typename scalar_t>
 void class_counts_kernel(
-    const scalar_t* labels,
-    int64_t n,
-    int64_t num_classes,
-    std::optional<int64_t> ignore_index,
-    int64_t* out) {
+    const scalar_t* labels, int64_t n, int64_t num_classes, std::optional<int64_t> ignore_index, int64_t* out) {
   const bool has_ignore = ignore_index.has_value();
   const int64_t ignore = ignore_index.value_or(0);
-  const int64_t num_chunks =
-      std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), n / kGrainPerThread));
+  const int64_t num_chunks = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), n / kGrainPerThread));
   const int64_t chunk_len = (n + num_chunks - 1) / num_chunks;
   const bool private_hist = num_chunks == 1 || num_classes <= kMaxPrivateClasses;
   const bool use_sub = num_classes <= kMaxSubHistClasses;
@@ -168,16 +163,17 @@ at::Tensor class_counts_cpu(const at::Tensor& labels, int64_t num_classes, std::
     return out;
   }
   AT_DISPATCH_INTEGRAL_TYPES(flat.scalar_type(), "class_counts_cpu", [&] {
-    class_counts_kernel<scalar_t>(flat.const_data_ptr<scalar_t>(), n, num_classes, ignore_index, out.data_ptr<int64_t>());
+    class_counts_kernel<scalar_t>(
+        flat.const_data_ptr<scalar_t>(), n, num_classes, ignore_index, out.data_ptr<int64_t>());
   });
   return out;
 }
 
-} // namespace
+}  // namespace
 
 TORCH_LIBRARY_IMPL(balancedtorch, CPU, m) {
   m.impl("class_counts", &class_counts_cpu);
 }
 
-} // namespace sampling
-} // namespace balancedtorch
+}  // namespace sampling
+}  // namespace balancedtorch

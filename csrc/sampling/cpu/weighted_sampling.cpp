@@ -112,12 +112,19 @@ std::tuple<at::Tensor, at::Tensor> alias_table_cpu(const at::Tensor& weights) {
 
 // Draws with replacement from the (prob, alias) arrays; see batched_draws.
 // No N-sized tensor of random numbers is generated: one seed keys the stream.
-at::Tensor alias_sample_cpu(const at::Tensor& prob, const at::Tensor& alias, const at::Tensor& seed, int64_t num_samples) {
-  TORCH_CHECK_VALUE(prob.dim() == 1 && alias.sizes() == prob.sizes(), "alias_sample: prob and alias must be 1-D of equal length");
-  TORCH_CHECK_TYPE(prob.scalar_type() == at::kDouble && alias.scalar_type() == at::kLong, "alias_sample: expected float64 prob and int64 alias");
+at::Tensor alias_sample_cpu(
+    const at::Tensor& prob, const at::Tensor& alias, const at::Tensor& seed, int64_t num_samples) {
   TORCH_CHECK_VALUE(
-      seed.numel() == 1 && seed.scalar_type() == at::kLong, "alias_sample: seed must be a one-element int64 tensor, got ",
-      seed.sizes(), " ", seed.scalar_type());
+      prob.dim() == 1 && alias.sizes() == prob.sizes(), "alias_sample: prob and alias must be 1-D of equal length");
+  TORCH_CHECK_TYPE(
+      prob.scalar_type() == at::kDouble && alias.scalar_type() == at::kLong,
+      "alias_sample: expected float64 prob and int64 alias");
+  TORCH_CHECK_VALUE(
+      seed.numel() == 1 && seed.scalar_type() == at::kLong,
+      "alias_sample: seed must be a one-element int64 tensor, got ",
+      seed.sizes(),
+      " ",
+      seed.scalar_type());
   TORCH_CHECK_VALUE(num_samples >= 0, "alias_sample: num_samples must be >= 0, got ", num_samples);
   const int64_t n = prob.numel(), k = num_samples;
   TORCH_CHECK_VALUE(n > 0 || k == 0, "alias_sample: cannot draw from an empty table");
@@ -129,7 +136,9 @@ at::Tensor alias_sample_cpu(const at::Tensor& prob, const at::Tensor& alias, con
   int64_t* op = out.mutable_data_ptr<int64_t>();
   std::atomic<bool> bad{false};  // a hand-made table may alias outside [0, n): checked per draw, O(1)
   batched_draws(
-      k, n, base,
+      k,
+      n,
+      base,
       [&](uint64_t c) {
         __builtin_prefetch(pp + c);
         __builtin_prefetch(ap + c);
@@ -141,7 +150,8 @@ at::Tensor alias_sample_cpu(const at::Tensor& prob, const at::Tensor& alias, con
         }
         op[j] = v;
       });
-  TORCH_CHECK_VALUE(!bad.load(), "alias_sample: alias holds indices outside [0, ", n, "); build the table with alias_table");
+  TORCH_CHECK_VALUE(
+      !bad.load(), "alias_sample: alias holds indices outside [0, ", n, "); build the table with alias_table");
   return out;
 }
 
@@ -149,8 +159,11 @@ at::Tensor alias_sample_cpu(const at::Tensor& prob, const at::Tensor& alias, con
 // threshold = round(prob * 2^32) in [0, 2^32] (33 bits), for N < 2^31. A
 // draw then reads one word, half the random memory traffic of two arrays.
 at::Tensor alias_pack_cpu(const at::Tensor& prob, const at::Tensor& alias) {
-  TORCH_CHECK_VALUE(prob.dim() == 1 && alias.sizes() == prob.sizes(), "alias_pack: prob and alias must be 1-D of equal length");
-  TORCH_CHECK_TYPE(prob.scalar_type() == at::kDouble && alias.scalar_type() == at::kLong, "alias_pack: expected float64 prob and int64 alias");
+  TORCH_CHECK_VALUE(
+      prob.dim() == 1 && alias.sizes() == prob.sizes(), "alias_pack: prob and alias must be 1-D of equal length");
+  TORCH_CHECK_TYPE(
+      prob.scalar_type() == at::kDouble && alias.scalar_type() == at::kLong,
+      "alias_pack: expected float64 prob and int64 alias");
   const int64_t n = prob.numel();
   TORCH_CHECK_VALUE(n < (int64_t{1} << 31), "alias_pack: tables of 2^31 or more cells cannot be packed, got ", n);
   const at::Tensor p = prob.contiguous(), a = alias.contiguous();
@@ -159,7 +172,8 @@ at::Tensor alias_pack_cpu(const at::Tensor& prob, const at::Tensor& alias) {
   const int64_t* ap = a.const_data_ptr<int64_t>();
   for (int64_t i = 0; i < n; ++i) {
     TORCH_CHECK_VALUE(pp[i] >= 0.0 && pp[i] <= 1.0, "alias_pack: prob must be in [0, 1], got prob[", i, "] = ", pp[i]);
-    TORCH_CHECK_VALUE(ap[i] >= 0 && ap[i] < n, "alias_pack: alias must be in [0, ", n, "), got alias[", i, "] = ", ap[i]);
+    TORCH_CHECK_VALUE(
+        ap[i] >= 0 && ap[i] < n, "alias_pack: alias must be in [0, ", n, "), got alias[", i, "] = ", ap[i]);
   }
   int64_t* out = packed.mutable_data_ptr<int64_t>();
   at::parallel_for(0, n, 1 << 16, [&](int64_t begin, int64_t end) {
@@ -172,9 +186,11 @@ at::Tensor alias_pack_cpu(const at::Tensor& prob, const at::Tensor& alias) {
 }
 
 at::Tensor alias_sample_packed_cpu(const at::Tensor& packed, const at::Tensor& seed, int64_t num_samples) {
-  TORCH_CHECK_VALUE(packed.dim() == 1 && packed.scalar_type() == at::kLong, "alias_sample_packed: packed must be a 1-D int64 table");
   TORCH_CHECK_VALUE(
-      seed.numel() == 1 && seed.scalar_type() == at::kLong, "alias_sample_packed: seed must be a one-element int64 tensor");
+      packed.dim() == 1 && packed.scalar_type() == at::kLong, "alias_sample_packed: packed must be a 1-D int64 table");
+  TORCH_CHECK_VALUE(
+      seed.numel() == 1 && seed.scalar_type() == at::kLong,
+      "alias_sample_packed: seed must be a one-element int64 tensor");
   TORCH_CHECK_VALUE(num_samples >= 0, "alias_sample_packed: num_samples must be >= 0, got ", num_samples);
   const int64_t n = packed.numel(), k = num_samples;
   TORCH_CHECK_VALUE(n > 0 || k == 0, "alias_sample_packed: cannot draw from an empty table");
@@ -186,7 +202,10 @@ at::Tensor alias_sample_packed_cpu(const at::Tensor& packed, const at::Tensor& s
   constexpr uint64_t kThresholdMask = (uint64_t{1} << 33) - 1;
   std::atomic<bool> bad{false};  // a hand-made table may alias outside [0, n): checked per draw, O(1)
   batched_draws(
-      k, n, base, [&](uint64_t c) { __builtin_prefetch(tp + c); },
+      k,
+      n,
+      base,
+      [&](uint64_t c) { __builtin_prefetch(tp + c); },
       [&](int64_t j, uint64_t c, uint64_t frac) {
         const uint64_t word = tp[c];
         const uint64_t v = (frac >> 32) < (word & kThresholdMask) ? c : word >> 33;
@@ -195,7 +214,8 @@ at::Tensor alias_sample_packed_cpu(const at::Tensor& packed, const at::Tensor& s
         }
         op[j] = static_cast<int64_t>(v);
       });
-  TORCH_CHECK_VALUE(!bad.load(), "alias_sample_packed: the table holds indices outside [0, ", n, "); build it with alias_pack");
+  TORCH_CHECK_VALUE(
+      !bad.load(), "alias_sample_packed: the table holds indices outside [0, ", n, "); build it with alias_pack");
   return out;
 }
 
@@ -207,13 +227,21 @@ at::Tensor sample_without_replacement_cpu(const at::Tensor& weights, const at::T
   const int64_t n = w.numel();
   TORCH_CHECK_VALUE(
       uniforms.dim() == 1 && uniforms.numel() == n && uniforms.scalar_type() == at::kDouble,
-      "sample_without_replacement: uniforms must be float64 of shape (", n, ",), got ", uniforms.sizes());
+      "sample_without_replacement: uniforms must be float64 of shape (",
+      n,
+      ",), got ",
+      uniforms.sizes());
   TORCH_CHECK_VALUE(k >= 0, "sample_without_replacement: num_samples must be >= 0, got ", k);
   const double* wp = w.const_data_ptr<double>();
   const at::Tensor u = uniforms.contiguous();
   const double* up = u.const_data_ptr<double>();
   for (int64_t i = 0; i < n; ++i) {
-    TORCH_CHECK_VALUE(up[i] >= 0.0 && up[i] <= 1.0, "sample_without_replacement: uniforms must be in [0, 1], got uniforms[", i, "] = ", up[i]);
+    TORCH_CHECK_VALUE(
+        up[i] >= 0.0 && up[i] <= 1.0,
+        "sample_without_replacement: uniforms must be in [0, 1], got uniforms[",
+        i,
+        "] = ",
+        up[i]);
   }
   int64_t positive = 0;
   for (int64_t i = 0; i < n; ++i) {
@@ -221,7 +249,10 @@ at::Tensor sample_without_replacement_cpu(const at::Tensor& weights, const at::T
   }
   TORCH_CHECK_VALUE(
       k <= positive,
-      "sample_without_replacement: num_samples=", k, " exceeds the ", positive,
+      "sample_without_replacement: num_samples=",
+      k,
+      " exceeds the ",
+      positive,
       " indices with positive weight (zero-weight indices are never drawn)");
   at::Tensor keys = at::empty({n}, w.options());
   double* kp = keys.mutable_data_ptr<double>();
@@ -236,7 +267,7 @@ at::Tensor sample_without_replacement_cpu(const at::Tensor& weights, const at::T
   return std::get<1>(at::topk(keys, k, /*dim=*/0, /*largest=*/true, /*sorted=*/true));
 }
 
-} // namespace
+}  // namespace
 
 TORCH_LIBRARY_IMPL(balancedtorch, CPU, m) {
   m.impl("alias_table", &alias_table_cpu);
@@ -246,5 +277,5 @@ TORCH_LIBRARY_IMPL(balancedtorch, CPU, m) {
   m.impl("sample_without_replacement", &sample_without_replacement_cpu);
 }
 
-} // namespace sampling
-} // namespace balancedtorch
+}  // namespace sampling
+}  // namespace balancedtorch

@@ -86,7 +86,8 @@ at::Tensor class_counts_cuda(const at::Tensor& labels, int64_t num_classes, std:
   // Enough blocks to fill the device, and enough that no block's 32-bit
   // shared counters can overflow.
   const int64_t per_block_cap = int64_t{1} << 30;
-  int64_t blocks = std::max<int64_t>(4 * cuda::multiprocessor_count(labels.device().index()), (n + per_block_cap - 1) / per_block_cap);
+  int64_t blocks = std::max<int64_t>(
+      4 * cuda::multiprocessor_count(labels.device().index()), (n + per_block_cap - 1) / per_block_cap);
   blocks = std::min<int64_t>(blocks, (n + kThreads - 1) / kThreads);
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
 
@@ -113,11 +114,11 @@ at::Tensor class_counts_cuda(const at::Tensor& labels, int64_t num_classes, std:
   return out;
 }
 
-} // namespace
+}  // namespace
 
 TORCH_LIBRARY_IMPL(balancedtorch, CUDA, m) {
   m.impl("class_counts", &class_counts_cuda);
 }
 
-} // namespace sampling
-} // namespace balancedtorch
+}  // namespace sampling
+}  // namespace balancedtorch
