@@ -5,6 +5,7 @@
 #               at 800:1, plain vs balanced; DEMO_ARGS=...)
 #   make test   the same set-up, then the tests
 #   make bench  the same set-up, then the benchmarks (pytest-benchmark)
+#   make lint   ruff and clang-format checks (make format applies them)
 SHELL := /bin/bash
 .DEFAULT_GOAL := test
 
@@ -22,7 +23,7 @@ STAMP_VENV    := $(VENV)/.stamp-venv
 STAMP_TORCH   := $(VENV)/.stamp-torch
 STAMP_INSTALL := $(VENV)/.stamp-install
 
-.PHONY: install demo demo-seg test bench check-build peer-tests sdist wheel test-min-torch test-newest-torch clean
+.PHONY: install demo demo-seg test bench check-build peer-tests sdist wheel test-min-torch test-newest-torch lint format clean
 
 install: $(STAMP_INSTALL)
 
@@ -85,6 +86,19 @@ bench: install
 	$(PY) -m pytest benchmarks --benchmark-only --benchmark-min-rounds=10 --benchmark-columns=min,median,mean,stddev,rounds \
 	    --benchmark-sort=name --benchmark-json=.benchmarks/latest.json
 	$(PY) benchmarks/ratios.py .benchmarks/latest.json
+
+# Python: ruff (lint + format); C++/CUDA: clang-format (.clang-format). Both are
+# pinned in the dev extra, so every machine formats alike.
+CXX_SOURCES = $(shell find csrc -name '*.cpp' -o -name '*.h' -o -name '*.cu' -o -name '*.cuh')
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/clang-format --dry-run --Werror $(CXX_SOURCES)
+
+format: install
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/clang-format -i $(CXX_SOURCES)
 
 # Distributions: the sdist carries every source (MANIFEST.in); the wheel is
 # compiled against the torch in .venv and pins its release line.
