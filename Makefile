@@ -3,7 +3,7 @@
 #               (plain vs balanced training on long-tailed digits; DEMO_ARGS=...)
 #   make demo-seg   the same set-up, then the segmentation demo (traffic lights
 #               at 800:1, plain vs balanced; DEMO_ARGS=...)
-#   make test   the same set-up, then the tests
+#   make test   the same set-up, then the tests (make test-fast: the quick tier)
 #   make bench  the same set-up, then the benchmarks (pytest-benchmark)
 #   make lint   ruff and clang-format checks (make format applies them)
 SHELL := /bin/bash
@@ -23,7 +23,7 @@ STAMP_VENV    := $(VENV)/.stamp-venv
 STAMP_TORCH   := $(VENV)/.stamp-torch
 STAMP_INSTALL := $(VENV)/.stamp-install
 
-.PHONY: install demo demo-seg test bench check-build peer-tests sdist wheel test-min-torch test-newest-torch lint format clean
+.PHONY: install demo demo-seg test test-fast bench check-build peer-tests sdist wheel test-min-torch test-newest-torch lint format clean
 
 install: $(STAMP_INSTALL)
 
@@ -77,9 +77,15 @@ $(MONAI_TESTS_DIR)/test_dice_loss.py:
 	    rm -f build/peer-tests/monai.tar.gz; \
 	else echo "warning: MONAI's test files could not be fetched; tests/test_monai_suite.py will skip"; fi
 
+# Every reference library of the dev extra must be importable here: a missing one
+# fails its tests instead of skipping them (BT_REQUIRE_REFERENCES, tests/conftest.py).
 test: install peer-tests
-	BALANCEDTORCH_REQUIRE_PEER_TESTS=1 $(PY) -m pytest tests
+	BT_REQUIRE_REFERENCES=1 BALANCEDTORCH_REQUIRE_PEER_TESTS=1 $(PY) -m pytest tests
 	$(MAKE) --no-print-directory check-build
+
+# Everyday work: no `slow`, no `distributed` test (pyproject.toml's markers).
+test-fast: install
+	$(PY) -m pytest tests -q -m "not slow and not distributed"
 
 bench: install
 	mkdir -p .benchmarks

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import zlib
 
@@ -84,3 +85,45 @@ def ieee_denormals():
     yield
     if was:
         torch.set_flush_denormal(True)
+
+
+# -- reference libraries: per-test skips, and no silent skip where they must be there ---------------------------------
+
+
+@pytest.fixture
+def torchvision_ops():
+    """torchvision.ops (the reference of the sigmoid focal loss), or skip this test."""
+    return pytest.importorskip("torchvision.ops")
+
+
+@pytest.fixture
+def stats():
+    """scipy.stats (goodness-of-fit tests of sampling), or skip this test."""
+    return pytest.importorskip("scipy.stats")
+
+
+REQUIRE_REFERENCES = os.environ.get("BT_REQUIRE_REFERENCES") == "1"
+
+
+def _missing_reference(report) -> bool:
+    """A skip that pytest.importorskip raised: a reference library was not importable."""
+    text = str(report.longrepr) if report.longrepr is not None else ""
+    return report.skipped and "could not import" in text
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if REQUIRE_REFERENCES and _missing_reference(report):
+        report.outcome = "failed"
+        report.longrepr = f"BT_REQUIRE_REFERENCES=1 but a reference library is missing: {report.longrepr}"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector):
+    outcome = yield
+    report = outcome.get_result()
+    if REQUIRE_REFERENCES and _missing_reference(report):
+        report.outcome = "failed"
+        report.longrepr = f"BT_REQUIRE_REFERENCES=1 but a reference library is missing: {report.longrepr}"

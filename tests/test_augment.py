@@ -262,6 +262,7 @@ def test_single_channel_and_masks(device):
     assert warped4.shape == (6, 1, 48, 56) and warped4.dtype == torch.uint8
 
 
+@pytest.mark.slow
 def test_opcheck():
     img = digits(n=2)
     theta = AF.affine_matrix(torch.tensor([10.0, 20.0])).float()

@@ -56,6 +56,7 @@ def test_native_build_info_matches_running_torch():
     assert fields["cuda"] == ("1" if bt.build_info()["cuda_compiled"] else "0")
 
 
+@pytest.mark.slow
 def test_broken_extension_raises_clear_import_error(tmp_path):
     """A _C that cannot load names both torch versions and the rebuild command."""
     pkg_src = os.path.dirname(bt.__file__)
@@ -91,6 +92,7 @@ def test_broken_extension_raises_clear_import_error(tmp_path):
     assert "pip install --no-build-isolation" in message
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(torch.cuda.is_available(), reason="runs the no-GPU side of the script; the GPU side runs on a GPU machine")
 def test_gpu_check_script_without_a_gpu(tmp_path):
     """benchmarks/gpu_check.sh on a machine without a GPU: every stage selects its tests, the report says what did not run."""

@@ -316,6 +316,7 @@ def test_bad_rank_by_parameter_error():
 # --------------------------------------------------------------------------- sweeps against cleanlab
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("kind", ["plain", "ties", "absent", "tiny", "ties+absent"])
 def test_sweep_equals_cleanlab(dtype, kind):

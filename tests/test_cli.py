@@ -21,12 +21,14 @@ def run_cli(*args, timeout=300):
     )
 
 
+@pytest.mark.slow
 def test_info():
     r = run_cli("info")
     assert r.returncode == 0, r.stderr
     assert "torch_version" in r.stdout and bt.__version__ in r.stdout
 
 
+@pytest.mark.slow
 def test_inspect_traffic_lights_csv(tmp_path):
     path = tmp_path / "labels.csv"
     rows = ["id,colour"] + [f"{i},{c}" for i, c in enumerate(["red"] * 56 + ["yellow"] * 3 + ["green"] * 41)]
@@ -63,6 +65,7 @@ def test_inspect_formats(tmp_path, kind):
     assert result["imbalance_ratio"] == pytest.approx(10.0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "content, name, match",
     [
@@ -86,6 +89,7 @@ def test_inspect_errors_are_one_line(tmp_path, content, name, match):
     assert len(lines) == 1 and match in lines[0], r.stderr
 
 
+@pytest.mark.slow
 def test_inspect_unknown_column(tmp_path):
     path = tmp_path / "labels.csv"
     path.write_text("id,label\n1,a\n2,b\n")
@@ -93,6 +97,7 @@ def test_inspect_unknown_column(tmp_path):
     assert r.returncode == 2 and "no column named 'target'" in r.stderr and "Traceback" not in r.stderr
 
 
+@pytest.mark.slow
 def test_demo_runs_end_to_end(tmp_path):
     from balancedtorch.demo import long_tail_counts, run_demo
 
@@ -122,6 +127,7 @@ def test_demo_runs_end_to_end(tmp_path):
     assert all(os.path.exists(p) for p in result["paths"])
 
 
+@pytest.mark.slow
 def test_ddp_example_disjoint_ranks_and_reduced_metrics(tmp_path):
     r = subprocess.run(
         [
@@ -155,6 +161,7 @@ def test_ddp_example_disjoint_ranks_and_reduced_metrics(tmp_path):
     assert reports[0]["accuracy"] == reports[1]["accuracy"]
 
 
+@pytest.mark.slow
 def test_ddp_example_defaults_train_above_chance(tmp_path):
     """The example's default schedule (100 steps of 64 images in all) learns the digits.
 
@@ -399,6 +406,7 @@ def test_inspect_suggests_only_existing_api(tmp_path, masks):
             obj = getattr(obj, part)
 
 
+@pytest.mark.slow
 def test_inspect_piped_into_head_has_no_traceback(tmp_path):
     path = tmp_path / "big.csv"
     # 3000 classes: the table (--max-rows 0) is far larger than a pipe's buffer

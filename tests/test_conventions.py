@@ -25,8 +25,6 @@ import balancedtorch as bt
 import balancedtorch.functional as btf
 from balancedtorch._labels import check_labels, check_probabilities
 
-torchvision_ops = pytest.importorskip("torchvision.ops")
-
 # ---------------------------------------------------------------------------------------------
 # 4. autocast: the losses return float32, as F.cross_entropy (on autocast's float32 list)
 # ---------------------------------------------------------------------------------------------
@@ -81,7 +79,7 @@ def test_autocast_focal_and_logit_adjusted_compute_in_float32(device):
 
 
 @pytest.mark.parametrize("reduction", ["none", "mean"])
-def test_autocast_sigmoid_focal_float32_as_torchvision(device, reduction):
+def test_autocast_sigmoid_focal_float32_as_torchvision(torchvision_ops, device, reduction):
     x = (torch.randn(30, 6, device=device) * 3).bfloat16().requires_grad_()
     y = (torch.rand(30, 6, device=device) < 0.3).float()
     for dtype in _autocast_dtypes(device):
@@ -113,6 +111,7 @@ def test_autocast_direct_op_calls_and_off_switch(device):
         assert btf.sigmoid_focal_loss(x, y).dtype == torch.bfloat16
 
 
+@pytest.mark.slow
 def test_autocast_under_torch_compile():
     lin = torch.nn.Linear(8, 5)
     criterion = bt.nn.CrossEntropyLoss(label_smoothing=0.1)
@@ -130,7 +129,7 @@ def test_autocast_under_torch_compile():
 # ---------------------------------------------------------------------------------------------
 
 
-def test_sigmoid_focal_functional_defaults_as_torchvision():
+def test_sigmoid_focal_functional_defaults_as_torchvision(torchvision_ops):
     x, y = torch.randn(9, 4) * 2, (torch.rand(9, 4) < 0.4).float()
     assert inspect.signature(btf.sigmoid_focal_loss).parameters["reduction"].default == "none"
     got = btf.sigmoid_focal_loss(x, y)
@@ -205,7 +204,7 @@ def test_probability_target_grad_as_torch(device, reduction, label_smoothing, sh
     assert torch.autograd.gradcheck(lambda q_: btf.cross_entropy(x.detach(), q_, **kwargs), (q,))
 
 
-def test_probability_target_grad_focal_logit_adjusted_sigmoid(device):
+def test_probability_target_grad_focal_logit_adjusted_sigmoid(torchvision_ops, device):
     x = torch.randn(6, 4, device=device, dtype=torch.float64, requires_grad=True)
     q = torch.softmax(torch.randn(6, 4, device=device, dtype=torch.float64), dim=1).requires_grad_()
     w = torch.rand(4, device=device, dtype=torch.float64) + 0.5
@@ -258,7 +257,7 @@ def _assert_same_layout(real, fake):
 
 @pytest.mark.parametrize("compute_grad", [True, False])
 @pytest.mark.parametrize("reduction", [0, 1])
-def test_loss_fakes_channels_last(device, compute_grad, reduction):
+def test_loss_fakes_channels_last(torchvision_ops, device, compute_grad, reduction):
     x = torch.randn(2, 5, 4, 3, device=device).to(memory_format=torch.channels_last)
     t = torch.randint(0, 5, (2, 4, 3), device=device)
     q = torch.softmax(torch.randn(2, 5, 4, 3, device=device), dim=1).to(memory_format=torch.channels_last)
@@ -289,7 +288,7 @@ def test_loss_fakes_channels_last(device, compute_grad, reduction):
         torch.library.opcheck(op, args)
 
 
-def test_sigmoid_focal_channels_last_gradient(device):
+def test_sigmoid_focal_channels_last_gradient(torchvision_ops, device):
     x = torch.randn(3, 4, 5, 6, device=device).to(memory_format=torch.channels_last).requires_grad_()
     y = (torch.rand(3, 4, 5, 6, device=device) < 0.3).float()
     xr = x.detach().clone().requires_grad_()

@@ -8,8 +8,6 @@ import torch
 import balancedtorch as bt
 from balancedtorch.augment._focus import focus_pixels
 
-stats = pytest.importorskip("scipy.stats")
-
 OP = torch.ops.balancedtorch.focus_pixels
 
 
@@ -209,7 +207,7 @@ def test_every_crop_contains_a_focus_pixel(device):
     assert int(((m0 == 5) | (m0 == 9)).flatten(1).any(1).sum()) < B // 2
 
 
-def test_chosen_pixel_is_uniform_chi_square():
+def test_chosen_pixel_is_uniform_chi_square(stats):
     """7 focus pixels in one mask; which one a crop is centred on is uniform (chi-square), and it is the box's centre pixel."""
     H, W = 40, 50
     mask = torch.zeros(H, W, dtype=torch.uint8)
@@ -238,7 +236,7 @@ def test_chosen_pixel_is_uniform_chi_square():
     assert stats.chisquare(counts).pvalue > 1e-3, counts
 
 
-def test_dict_weights_chi_square():
+def test_dict_weights_chi_square(stats):
     """Classes present in the sample are drawn in proportion to their weights; absent ones never."""
     H, W = 30, 30
     mask = torch.zeros(H, W, dtype=torch.uint8)
@@ -256,7 +254,7 @@ def test_dict_weights_chi_square():
     assert stats.chisquare(observed, expected).pvalue > 1e-3, observed
 
 
-def test_rare_weights_inverse_batch_frequency():
+def test_rare_weights_inverse_batch_frequency(stats):
     """ "rare": weight 1 / (pixels of the class in the batch), the most frequent class and the fill label never chosen."""
     H, W = 20, 20
     base = torch.zeros(H, W, dtype=torch.uint8)

@@ -29,6 +29,7 @@ def trained():
     return split, run.model
 
 
+@pytest.mark.slow
 def test_run_demo_prints_the_unseen_slice_and_the_mistakes_grid(tmp_path):
     lines = []
     result = demo.run_demo("cpu", epochs=2, seed=1, out=str(tmp_path), progress=False, printer=lines.append)
@@ -61,6 +62,7 @@ def test_rotated_digits_are_rotated_and_unseen():
     assert not torch.equal(r, split.x_test)
 
 
+@pytest.mark.slow
 def test_novelty_auroc_is_the_rank_statistic(trained):
     """The printed AUROC equals the Mann-Whitney probability that a rotated digit outscores an ordinary one."""
     split, model = trained
@@ -89,6 +91,7 @@ def test_trained_model_flags_the_rotated_digits(trained):
     assert demo.novelty_check(model, split, CPU, k=50)["auroc"] < 0.6
 
 
+@pytest.mark.slow
 def test_cli_seeds_summary_has_the_novelty_auroc(tmp_path):
     r = subprocess.run(
         [sys.executable, "-m", "balancedtorch", "demo", "--epochs", "1", "--seeds", "2", "--no-progress", "--out", str(tmp_path)],

@@ -27,6 +27,7 @@ def test_scenes_are_deterministic_per_seed_split_and_index():
     assert set(torch.unique(y1).tolist()) <= {0, 1, 2, 3}
 
 
+@pytest.mark.slow
 def test_scene_class_proportions():
     _, masks = demo_seg.make_scenes(1500, seed=11)
     stats = demo_seg.light_colour_shares(masks)
@@ -58,6 +59,7 @@ def test_scenes_bad_input():
         demo_seg.run_demo("cpu", steps=0)
 
 
+@pytest.mark.slow
 def test_demo_runs_end_to_end(tmp_path):
     lines = []
     result = demo_seg.run_demo(
@@ -94,6 +96,7 @@ def test_demo_runs_end_to_end(tmp_path):
     assert all(os.path.getsize(p) > 1000 for p in result["paths"])
 
 
+@pytest.mark.slow
 def test_cli_segmentation_demo(tmp_path):
     r = subprocess.run(
         [sys.executable, "-m", "balancedtorch", "demo", "--task", "segmentation", "--epochs", "3"],

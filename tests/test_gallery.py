@@ -195,6 +195,7 @@ def _expected_report(y, p, names=None):
     return issues, bt.quality.rank_mistakes(y, p, names), bt.quality.mistakes_per_class(y, p, names)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["pt", "npz"])
 def test_inspect_predictions_output(tmp_path, kind):
     images, y, p = _problem(8, n=200)
@@ -224,6 +225,7 @@ def test_inspect_predictions_output(tmp_path, kind):
     assert data["noise_rate"] == pytest.approx(rate)
 
 
+@pytest.mark.slow
 def test_inspect_predictions_writes_grids(tmp_path):
     images, y, p = _problem(9, n=150)
     preds, imgs, out = tmp_path / "preds.pt", tmp_path / "images.pt", tmp_path / "grids"

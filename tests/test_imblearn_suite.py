@@ -152,6 +152,7 @@ def _outcomes(junit: Path) -> dict:
     return out
 
 
+@pytest.mark.slow
 def test_imblearn_own_tests_pass(tmp_path):
     suite = tmp_path / "imblearn_suite"
     suite.mkdir()
@@ -228,6 +229,7 @@ assert_allclose = assert_array_equal = _relaxed
 """
 
 
+@pytest.mark.slow
 def test_stream_pinned_tests_pass_but_for_the_random_values(tmp_path):
     """The tests excluded for pinning imbalanced-learn's random stream, run with their float comparisons
     reduced to shapes (labels still exact): everything else in them passes, so the stream is all they pin."""
@@ -248,6 +250,7 @@ def test_stream_pinned_tests_pass_but_for_the_random_values(tmp_path):
     assert f"{len(pinned)} passed" in proc.stdout, proc.stdout[-2000:]
 
 
+@pytest.mark.slow
 def test_not_shipped_ids_exist_and_are_deselected(tmp_path):
     """Every id in NOT_SHIPPED names a test imbalanced-learn collects, and the runner's --deselect removes it
     (an id pytest does not recognise, e.g. an absolute path, would be silently ignored)."""
@@ -319,6 +322,7 @@ def _check_name(check) -> str:
     return getattr(getattr(check, "func", check), "__name__", "")
 
 
+@pytest.mark.slow
 @parametrize_with_checks(_ESTIMATORS)
 def test_imblearn_estimator_checks(estimator, check):
     why = _CHECK_EXCLUDED.get((type(estimator).__name__, _check_name(check)))

@@ -653,6 +653,7 @@ def test_labels_of_column_must_be_a_name_or_callable():
         bt.data.labels_of(ds, column=5)
 
 
+@pytest.mark.slow
 def test_pandas_inputs_to_samplers_and_metrics_do_not_warn():
     # torch warns once per process on read-only (pandas copy-on-write) arrays: a fresh interpreter
     pytest.importorskip("pandas")

@@ -230,6 +230,8 @@ def _bad_argument_on_one_rank(rank, init_file, out_dir):
         close_gloo()
 
 
+@pytest.mark.slow
+@pytest.mark.distributed
 def test_bad_threshold_or_report_argument_on_one_rank_raises_on_both(tmp_path):
     # rank 1 raised before the collective score() while rank 0 waited in it for ever
     if not torch.distributed.is_available():

@@ -162,6 +162,7 @@ def test_class_weights_ignore_index_inside_classes(device):
 # ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("gamma", [0.0, 2.0])
 def test_segmentation_loss_classes_past_2_24(device, gamma):
     # (1, C, 2) logits, C = 2^24 + 2: the pixels' targets 2^24 + 1 and 2^24 are

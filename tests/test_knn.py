@@ -167,6 +167,7 @@ def _near_tie_sets():
     }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("bf16", ["1", "0"])
 @pytest.mark.parametrize("k", [1, 5, 17])
 @pytest.mark.parametrize("case", list(_near_tie_sets()))
@@ -182,6 +183,7 @@ def test_cpu_kernel_paths_exact_on_near_ties(monkeypatch, bf16, k, case):
     torch.testing.assert_close(d, rd.float(), rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("bf16", ["1", "0"])
 @pytest.mark.parametrize("D", [1, 2, 7, 64, 67])
 @pytest.mark.parametrize("mode", ["symmetric", "self, lists over budget", "ref"])
@@ -198,6 +200,7 @@ def test_cpu_kernel_paths_exact_on_random_data(monkeypatch, bf16, D, mode):
         assert torch.equal(i, ri)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("bf16", ["1", "0"])
 def test_bank_search_across_packed_blocks(monkeypatch, bf16):
     """A query set against a larger bank at k=50 (NoveltyDetector's shape) with a

@@ -71,6 +71,7 @@ def test_offset_tight_data(path):
     assert_exact(x, 5)
 
 
+@pytest.mark.slow
 def test_tight_clusters(path):
     g = torch.Generator().manual_seed(1)
     centres = torch.randn(50, 32, generator=g)
@@ -179,6 +180,7 @@ def test_exact_on_adversarial_data(path_name, case, k_hint):
             os.environ.pop(v, None) if val is None else os.environ.__setitem__(v, val)
 
 
+@pytest.mark.slow
 def test_bounded_fuzz():
     """Random cases for a bounded time (BALANCEDTORCH_FUZZ_SECONDS, default 20), each on every path."""
     budget = float(os.environ.get("BALANCEDTORCH_FUZZ_SECONDS", "20"))
@@ -221,6 +223,7 @@ def test_bounded_fuzz():
 # -- small memory budgets: windows across query and reference chunks -------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("with_ref", [False, True])
 def test_small_tile_budget(path, with_ref):
     g = torch.Generator().manual_seed(4)

@@ -10,8 +10,6 @@ import torch.nn.functional as F
 import balancedtorch as bt
 import balancedtorch.functional as btf
 
-torchvision_ops = pytest.importorskip("torchvision.ops")
-
 SHAPES = [(13, 7), (4, 5, 6), (2, 3, 4, 5), (7,)]  # (N, C), segmentation, unbatched (C,)
 
 
@@ -492,7 +490,7 @@ def sigmoid_focal_reference(x, y, alpha, gamma, reduction, pos_weight=None):
 @pytest.mark.parametrize("gamma", [0.0, 0.5, 1.0, 2.0, 3.3])
 @pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
 @pytest.mark.parametrize("shape", [(64, 10), (3, 7, 5), (37,)], ids=str)
-def test_sigmoid_focal_equals_torchvision(device, alpha, gamma, reduction, shape):
+def test_sigmoid_focal_equals_torchvision(torchvision_ops, device, alpha, gamma, reduction, shape):
     x = (torch.randn(shape, device=device) * 4).requires_grad_()
     y = (torch.rand(shape, device=device) < 0.3).float()
     xr = x.detach().clone().requires_grad_()
@@ -530,7 +528,7 @@ def test_sigmoid_focal_extreme_logits(device):
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-def test_sigmoid_focal_half(device, dtype):
+def test_sigmoid_focal_half(torchvision_ops, device, dtype):
     x = (torch.randn(300, 9, device=device) * 3).to(dtype).requires_grad_()
     y = (torch.rand(300, 9, device=device) < 0.2).to(dtype)
     got = btf.sigmoid_focal_loss(x, y, reduction="mean")

@@ -156,6 +156,8 @@ def _ddp_metrics_worker(rank, world_size, init_file, out_dir):
         close_gloo()
 
 
+@pytest.mark.slow
+@pytest.mark.distributed
 def test_distributed_reduction_two_gloo_processes(tmp_path):
     if not torch.distributed.is_available():
         pytest.skip("torch.distributed is not available")

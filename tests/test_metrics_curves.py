@@ -607,6 +607,8 @@ def _ddp_curves_worker(rank, world_size, init_file, out_dir):
         close_gloo()
 
 
+@pytest.mark.slow
+@pytest.mark.distributed
 def test_distributed_curves_two_gloo_processes(tmp_path):
     if not torch.distributed.is_available():
         pytest.skip("torch.distributed is not available")

@@ -150,6 +150,7 @@ def multiclass_case(draw):
     return y, p, None if w is None else np.array(w), k
 
 
+@pytest.mark.slow
 @_SETTINGS
 @given(multiclass_case(), st.sampled_from(["ovr", "ovo"]), st.sampled_from([None, "micro", "macro", "weighted"]))
 def test_multiclass_equals_sklearn(case, multi_class, average):

@@ -245,6 +245,7 @@ def outcomes(tmp_path_factory):
     return _run(tmp, swap=True), _run(tmp, swap=False)
 
 
+@pytest.mark.slow
 def test_monai_loss_suite_passes_except_the_listed_exclusions(outcomes):
     ours, theirs = outcomes
     assert ours, "no MONAI test was collected"

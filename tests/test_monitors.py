@@ -92,6 +92,8 @@ def _report_on_rank0_worker(rank, world_size, init_file, out_dir):
         close_gloo()
 
 
+@pytest.mark.slow
+@pytest.mark.distributed
 def test_report_and_plots_on_rank0_only_after_compute(tmp_path):
     pytest.importorskip("matplotlib")
     parts = _run_two_gloo(_report_on_rank0_worker, tmp_path)
@@ -138,6 +140,8 @@ def _pending_collective_worker(rank, world_size, init_file, out_dir):
         close_gloo()
 
 
+@pytest.mark.slow
+@pytest.mark.distributed
 def test_report_on_rank0_does_not_pair_with_another_collective(tmp_path):
     parts = _run_two_gloo(_pending_collective_worker, tmp_path)
     everything = _single_process([(part["p"], part["y"]) for part in parts])

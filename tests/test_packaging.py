@@ -67,6 +67,7 @@ def sdist(tmp_path_factory):
     return Path(path), tree
 
 
+@pytest.mark.slow
 def test_sdist_holds_every_source_the_build_needs(sdist):
     path, tree = sdist
     with tarfile.open(path) as tar:
@@ -83,6 +84,7 @@ def test_sdist_holds_every_source_the_build_needs(sdist):
     assert pkg_info["License-Expression"] == "BSD-3-Clause"
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(sys.platform != "linux", reason="the wheel is checked where CI builds it (Linux)")
 def test_sdist_builds_a_cpu_wheel_that_imports(sdist, tmp_path):
     path, _ = sdist
@@ -140,6 +142,7 @@ def test_sdist_builds_a_cpu_wheel_that_imports(sdist, tmp_path):
     assert proc.returncode == 0 and proc.stdout.startswith("ok"), proc.stdout + proc.stderr
 
 
+@pytest.mark.slow
 def test_isolated_pip_install_stops_at_once_with_the_right_command(tmp_path):
     tree = tmp_path / "tree"
     shutil.copytree(ROOT, tree, ignore=_NOT_SOURCES)
@@ -188,6 +191,7 @@ _BLOCK_OPTIONAL = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_demo_without_optional_packages_names_the_extra(tmp_path):
     proc = _run([sys.executable, "-c", _BLOCK_OPTIONAL, "demo", "--out", str(tmp_path), "--no-progress"], tmp_path, 300)
     assert proc.returncode == 2, proc.stdout + proc.stderr
@@ -196,6 +200,7 @@ def test_demo_without_optional_packages_names_the_extra(tmp_path):
     assert len(lines) == 1 and "needs scikit-learn" in lines[0] and "pip install 'balancedtorch[demo]'" in lines[0], proc.stderr
 
 
+@pytest.mark.slow
 def test_segmentation_demo_without_matplotlib_says_why_no_figures(tmp_path):
     args = ["demo", "--task", "segmentation", "--steps", "2", "--out", str(tmp_path), "--no-progress"]
     proc = _run([sys.executable, "-c", _BLOCK_OPTIONAL, *args], tmp_path, 600)
@@ -204,6 +209,7 @@ def test_segmentation_demo_without_matplotlib_says_why_no_figures(tmp_path):
     assert not list(tmp_path.glob("*.png"))
 
 
+@pytest.mark.slow
 def test_plotting_without_matplotlib_names_the_extra(tmp_path):
     code = textwrap.dedent(
         """
@@ -236,6 +242,7 @@ def test_extras_cover_what_the_optional_features_import():
         assert any(re.split(r"[<>=!\[ ]", req)[0] == dist for req in extras[extra]), (module, extra)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(torch.version.cuda is None, reason="needs a CUDA build of torch")
 def test_nvcc_of_another_cuda_major_stops_the_build_naming_both(tmp_path):
     major = int(torch.version.cuda.split(".")[0])

@@ -264,6 +264,8 @@ def _check_cases(parts, case_names):
                 assert torch.equal(part[(name, key)].source_prior_, est.source_prior_)
 
 
+@pytest.mark.slow
+@pytest.mark.distributed
 def test_two_ranks_equal_one_process(tmp_path):
     parts = _spawn(tmp_path, 2, CASES, extras=("multilabel", "errors"))
     _check_cases(parts, CASES)
@@ -299,6 +301,8 @@ def test_two_ranks_equal_one_process(tmp_path):
     assert torch.equal(torch.cat([part[("error", "after")] for part in parts]), bt.quality.find_label_issues(y, p))
 
 
+@pytest.mark.slow
+@pytest.mark.distributed
 def test_three_ranks_equal_one_process(tmp_path):
     parts = _spawn(tmp_path, 3, ["ties"])  # sizes 185, 202, 170
     _check_cases(parts, ["ties"])

@@ -281,6 +281,7 @@ print("clean")
 """
 
 
+@pytest.mark.slow
 def test_pandas_inputs_do_not_warn():
     pytest.importorskip("pandas")
     # torch warns about non-writable arrays once per process: a fresh interpreter sees the first one

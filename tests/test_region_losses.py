@@ -712,6 +712,8 @@ def _ddp_worker(rank, world_size, init_file, out_dir):
         close_gloo()
 
 
+@pytest.mark.slow
+@pytest.mark.distributed
 def test_sync_two_gloo_processes_equal_concatenated_batch(tmp_path):
     torch.multiprocessing.spawn(_ddp_worker, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
     torch.manual_seed(0)

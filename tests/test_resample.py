@@ -701,6 +701,7 @@ def test_non_euclidean_neighbour_estimator_is_used_not_replaced(name, arg):
     assert not hasattr(nn, "_fit_X")  # the user's estimator is cloned, never fitted
 
 
+@pytest.mark.slow
 def test_estimators_without_sklearn():
     code = (
         "import sys; sys.modules['sklearn'] = None\n"
@@ -734,6 +735,7 @@ def test_estimators_without_sklearn():
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-3000:]
 
 
+@pytest.mark.slow
 def test_import_does_not_load_sklearn_until_a_resampler_is_used():
     import subprocess
     import sys

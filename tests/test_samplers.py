@@ -518,6 +518,8 @@ def _ddp_worker(rank, world_size, init_file, out_dir):
         close_gloo()
 
 
+@pytest.mark.slow
+@pytest.mark.distributed
 def test_torch_distributed_gloo_two_processes(tmp_path):
     if not torch.distributed.is_available():
         pytest.skip("torch.distributed is not available")
@@ -615,6 +617,8 @@ def _built_before_group_worker(rank, world_size, init_file, out_dir):
         close_gloo()
 
 
+@pytest.mark.slow
+@pytest.mark.distributed
 def test_sampler_built_before_init_process_group_shards(tmp_path):
     if not torch.distributed.is_available():
         pytest.skip("torch.distributed is not available")

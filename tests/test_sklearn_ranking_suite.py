@@ -181,6 +181,7 @@ def run_suite(tmp_path: Path, module: str = "balancedtorch.metrics") -> tuple:
     return _outcomes(junit), [d for d in deselected if d], proc
 
 
+@pytest.mark.slow
 def test_sklearn_ranking_tests_pass(tmp_path):
     outcomes, deselected, proc = run_suite(tmp_path)
     # the deselection worked: none of the listed tests ran, and every entry deselected something
@@ -197,6 +198,7 @@ def test_sklearn_ranking_tests_pass(tmp_path):
     assert len(outcomes) >= 85  # 88 with scikit-learn 1.9
 
 
+@pytest.mark.slow
 def test_the_runner_really_swaps_the_functions(tmp_path):
     """Against a module whose four functions are wrong, the same suite must fail: the copy really calls them."""
     fake = tmp_path / "fake_ranking.py"

@@ -119,6 +119,7 @@ def _metric_kwargs(metric, target, beta):
 # ---------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     data=st.data(),

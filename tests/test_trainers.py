@@ -27,6 +27,8 @@ from torch.utils.data import DataLoader, Dataset
 
 import balancedtorch as bt
 
+pytestmark = pytest.mark.distributed  # Lightning and accelerate runs on two gloo ranks
+
 N, NUM_CLASSES, BATCH, EPOCHS, SEED = 240, 4, 10, 2, 3
 WORKER_TIMEOUT_S = 120  # a hung collective fails the test instead of blocking CI
 P_THRESHOLD = 1e-4
@@ -362,6 +364,7 @@ def check_epoch_union(kind, per_rank_batches, epoch, state=None, batch_level=Fal
     return drawn
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("use_distributed_sampler", [False, True])
 @pytest.mark.parametrize("kind", SAMPLER_KINDS)
 def test_lightning_ranks_draw_one_epoch(lightning_runs, kind, use_distributed_sampler):
@@ -411,6 +414,7 @@ def test_lightning_logs_classification_metrics(lightning_runs):
     assert sum(runs[0]["logged"][0]["support"]) == total
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", SAMPLER_KINDS)
 def test_accelerate_ranks_draw_one_epoch(accelerate_runs, kind):
     assert all(r["world"] == 2 for r in accelerate_runs)

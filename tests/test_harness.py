@@ -1,0 +1,69 @@
+"""The test harness itself: a missing reference library is a skip, or a failure under BT_REQUIRE_REFERENCES=1."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+_TESTS = """
+import pytest
+
+def test_reference_inside_the_test():
+    pytest.importorskip("balancedtorch_no_such_reference")
+
+def test_fixture_reference(torchvision_ops):
+    assert torchvision_ops is not None
+"""
+_MODULE = """
+import pytest
+
+ref = pytest.importorskip("balancedtorch_no_such_reference")
+
+def test_never_runs():
+    pass
+"""
+
+
+def _run(tmp_path, require):
+    shutil.copy(Path(__file__).with_name("conftest.py"), tmp_path / "conftest.py")
+    (tmp_path / "test_in_test.py").write_text(_TESTS)
+    (tmp_path / "test_in_module.py").write_text(_MODULE)
+    env = {k: v for k, v in os.environ.items() if k != "BT_REQUIRE_REFERENCES"}
+    if require:
+        env["BT_REQUIRE_REFERENCES"] = "1"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-rfEs",
+            "--continue-on-collection-errors",
+            str(tmp_path),
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    return proc
+
+
+def test_missing_reference_is_a_skip_by_default(tmp_path):
+    proc = _run(tmp_path, require=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "skipped" in proc.stdout and "failed" not in proc.stdout and "error" not in proc.stdout.lower()
+
+
+def test_missing_reference_fails_when_references_are_required(tmp_path):
+    pytest.importorskip("torchvision.ops")  # the fixture's library must be there for its test to pass
+    proc = _run(tmp_path, require=True)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert proc.stdout.count("BT_REQUIRE_REFERENCES=1 but a reference library is missing") >= 2, proc.stdout
+    assert "1 passed" in proc.stdout  # the fixture test, whose library is installed
