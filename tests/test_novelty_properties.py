@@ -104,3 +104,17 @@ def test_threshold_passes_at_least_tpr_with_the_smallest_cut(seed, n, tpr):
     below = s[s < cut]
     assert below.numel() < np.ceil(tpr * n)  # no lower cut would let tpr pass
     assert torch.equal(det.predict(val), s > cut)
+
+
+def test_equidistant_bank_rows_keep_the_same_neighbour_whole_or_in_chunks():
+    """Two bank rows at equal distance from a query, one ulp apart in float64 depending on the summation
+    order: the bank searched whole and searched one row at a time keep the same one (found by hypothesis)."""
+    bank = torch.tensor(
+        [[-2, 2, -2, 1], [-1, 2, 1, -1], [-2, 1, 2, -1], [-1, 2, -1, 1], [-1, -1, 0, 1], [-2, -2, -1, 2],
+         [-2, 1, 2, -1], [2, 1, 0, 1], [-1, 1, 1, 2], [-1, 0, 0, -1], [0, -1, 0, -1], [1, 0, -2, 1]],
+        dtype=torch.float64,
+    )  # fmt: skip
+    queries = torch.tensor([[2, 2, -2, -1], [-2, 2, -2, -1], [1, 1, 2, -2]], dtype=torch.float64)
+    whole = bt.quality.NoveltyDetector(k=1, normalize=True).fit(bank).score(queries)
+    for chunk in (1, 2, 5):
+        assert torch.equal(bt.quality.NoveltyDetector(k=1, normalize=True, bank_chunk_size=chunk).fit(bank).score(queries), whole)

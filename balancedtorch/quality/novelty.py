@@ -134,6 +134,36 @@ def _merge(d: Tensor, i: Tensor, k: int) -> Tuple[Tensor, Tensor]:
     return d.gather(1, order), i.gather(1, order)
 
 
+_TIE_WINDOW = 8  # candidates asked of knn past the k-th, so that near-ties there are decided by _pair_distances
+
+
+def _nearest_by_pair_distance(q: Tensor, ref: Tensor, k: int) -> Tensor:
+    """Local indices [Q, k] of the k rows of ``ref`` nearest by (:func:`_pair_distances`, row).
+
+    ``knn`` ranks with its own summation order, so two rows at equal distance
+    can come out one ulp apart there, in the other order than in
+    :func:`_pair_distances`; a bank searched whole would then keep another row
+    than the same bank searched in chunks (merged by :func:`_pair_distances`).
+    knn is asked for a window past k, widened until its last distance is
+    clearly beyond its k-th (no row outside the window can tie), and the
+    window is ranked again by :func:`_pair_distances`.
+    """
+    m = ref.shape[0]
+    window = min(m, k + _TIE_WINDOW)
+    while True:
+        d, idx = knn(q, window, ref=ref)
+        if window >= m:
+            break
+        kth, last = d[:, k - 1].double(), d[:, window - 1].double()
+        slack = 64 * torch.finfo(d.dtype).eps
+        if bool((last > kth * (1 + slack) + torch.finfo(torch.float64).tiny).all()):
+            break
+        window = min(m, 2 * window)
+    if window == k:
+        return idx
+    return _merge(_pair_distances(q, ref, idx), idx, k)[1]
+
+
 def _candidates(
     q: Tensor, y: Optional[Tensor], ref: Tensor, ref_y: Optional[Tensor], k: int, offset: int
 ) -> Tuple[Tensor, Tensor]:
@@ -148,7 +178,7 @@ def _candidates(
     if n and m:
         if y is None:
             if m >= k:
-                local = knn(q, k, ref=ref)[1]
+                local = _nearest_by_pair_distance(q, ref, k)
             else:  # a slice smaller than k: all of it
                 local[:, :m] = torch.arange(m, device=q.device)
         else:
