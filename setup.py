@@ -69,7 +69,7 @@ if _setuptools_major() < MIN_SETUPTOOLS:
 def _in_isolated_build_env():
     """pip and `python -m build` build in a fresh temporary environment unless told not to."""
     places = os.pathsep.join([sys.prefix, os.environ.get("PYTHONPATH", ""), *sys.path])
-    return "pip-build-env-" in places or "build-env-" in places
+    return "build-env-" in places  # pip's pip-build-env-*, build's build-env-*
 
 
 try:

@@ -213,7 +213,7 @@ def _prune_counts(confident_joint: np.ndarray, min_per_class: int, frac_noise: f
     pruned = adjusted * frac_noise
     np.fill_diagonal(pruned, raised)
     np.fill_diagonal(pruned, raised + np.sum(adjusted - pruned, axis=0))
-    return _round_rows(pruned.astype(int)).astype(int)
+    return pruned.astype(int)  # truncated counts are integers already: no rounding left to do
 
 
 def _prune_counts_to_remove(prune: np.ndarray, label_counts: np.ndarray, num_to_remove: np.ndarray) -> np.ndarray:
