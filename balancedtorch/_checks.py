@@ -36,6 +36,16 @@ def refuse_meta(value: Any, name: str, caller: str) -> None:
         raise ValueError(f"{caller}: {name} is on the meta device, which holds no values; pass a tensor with data (CPU or GPU)")
 
 
+class ShapeMismatchError(ValueError, AssertionError):
+    """A target whose shape does not fit the input's.
+
+    A ValueError (the house rule for bad input) that is also an AssertionError,
+    which MONAI's losses raise for the same mistake: code written against
+    either catches it (as numpy's AxisError is both a ValueError and an
+    IndexError).
+    """
+
+
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 

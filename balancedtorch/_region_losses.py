@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import math
 import numbers
+import warnings
 from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from ._checks import check_dense
+from ._checks import ShapeMismatchError, check_dense
 from .ops import region_losses as _ops
 
 __all__ = ["dice_loss", "generalized_dice_loss", "tversky_loss", "dice_ce_loss", "dice_focal_loss"]
@@ -141,18 +142,49 @@ def _target(input: Tensor, target: Tensor, activation: int) -> Tensor:
         return target.to(input.dtype)  # multi-label masks
     if target.is_floating_point():
         if target.shape != input.shape:
-            raise ValueError(
+            raise ShapeMismatchError(
                 f"target of probabilities must have the input's shape {tuple(input.shape)}, got {tuple(target.shape)}"
             )
         return target.to(input.dtype)
     if target.dim() == input.dim() and target.dim() >= 2 and target.shape[1] == 1 and input.shape[1] != 1:
         target = target.squeeze(1)  # MONAI's (N, 1, d1, ...) class indices
     if target.shape[:1] + target.shape[1:] != input.shape[:1] + input.shape[2:]:
-        raise ValueError(
+        raise ShapeMismatchError(
             f"target of class indices must have shape {(input.shape[0],) + tuple(input.shape[2:])} for input of shape "
             f"{tuple(input.shape)}, got {tuple(target.shape)}"
         )
     return target
+
+
+def _one_channel(act: int, include_background: bool, ce_kind: int, sigmoid_focal: bool, input: Tensor) -> tuple:
+    """MONAI's reading of a one-channel input: a softmax and leaving out the background are skipped, with a warning.
+
+    The softmax of one channel is 1 everywhere, and without the background
+    nothing would remain. MONAI warns and goes on without them (the input is
+    then read as probabilities), so do we, where the loss has that form: a
+    softmax cross-entropy or focal part of one class is 0, so DiceCE and the
+    softmax focal part of DiceFocal still refuse it.
+    """
+    if act == _ops.SOFTMAX:
+        if ce_kind == _ops.CE_CROSS_ENTROPY or (ce_kind == _ops.CE_FOCAL and not sigmoid_focal):
+            part = "cross-entropy" if ce_kind == _ops.CE_CROSS_ENTROPY else "focal"
+            raise ValueError(
+                f"activation='softmax' needs at least 2 classes for the softmax {part} part, got input of shape "
+                f"{tuple(input.shape)} (one channel: use activation='sigmoid')"
+            )
+        warnings.warn(
+            "single channel prediction: activation='softmax' ignored, the input is read as probabilities "
+            "(as MONAI's softmax=True); use activation='sigmoid' for one-channel logits",
+            stacklevel=4,
+        )
+        act = _ops.NONE
+    if not include_background:
+        warnings.warn(
+            "single channel prediction: include_background=False ignored, the only channel is kept (as MONAI)",
+            stacklevel=4,
+        )
+        include_background = True
+    return act, include_background
 
 
 def _run(
@@ -235,16 +267,16 @@ def _run(
     sync = _flag(sync, "sync")
     if sync and not batch:
         raise ValueError("sync=True needs batch=True (the per-class sums over the whole batch are what is all-reduced)")
+    if isinstance(input, Tensor) and input.dim() >= 2 and input.shape[1] == 1:
+        act, include_background = _one_channel(act, include_background, ce_kind, sigmoid_focal_on_softmax, input)
+        if act == _ops.NONE:
+            sigmoid_focal_on_softmax = False
     target = _target(input, target, act)
-    if act == _ops.SOFTMAX and input.shape[1] < 2:
-        raise ValueError(f"activation='softmax' needs at least 2 classes, got input of shape {tuple(input.shape)}")
     if act == _ops.NONE and ce_kind == _ops.CE_CROSS_ENTROPY and input.shape[1] < 2:
         raise ValueError(
             f"activation='none' takes a softmax cross-entropy part, which needs at least 2 classes, got input of shape "
             f"{tuple(input.shape)}"
         )
-    if not include_background and input.shape[1] < 2:
-        raise ValueError(f"include_background=False needs at least 2 channels, got input of shape {tuple(input.shape)}")
     w = _weight(weight, input, include_background)
     if ce_kind == _ops.CE_FOCAL and red == _ops.R_NONE:  # MONAI's sigmoid focal map, whatever the Dice activation
         return _dice_focal_map(

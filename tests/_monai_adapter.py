@@ -17,6 +17,8 @@ conventions are translated; every number comes from balancedtorch:
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 import torch.nn.functional as F
 
@@ -74,6 +76,8 @@ class _Adapter(torch.nn.Module):
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         C = input.shape[1]
+        if self.to_onehot_y and C == 1:  # the adapter's own option: MONAI's warning
+            warnings.warn("single channel prediction, `to_onehot_y=True` ignored.", stacklevel=2)
         if self.to_onehot_y and C > 1 and target.dim() == input.dim() and target.shape[1] == 1:
             index = target[:, 0].long()
             target = index if self.activation != "sigmoid" else F.one_hot(index, C).movedim(-1, 1).to(input.dtype)

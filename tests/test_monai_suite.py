@@ -50,11 +50,6 @@ _OTHER_ACT = "other_act (an arbitrary activation callable): balancedtorch takes 
 _SCRIPT = (
     "TorchScript (torch.jit.script) of the module: the fused ops are torch.library custom ops, scripted modules are not supported"
 )
-_ASSERT = "expects AssertionError for a shape mismatch; balancedtorch raises ValueError naming the argument (house rule)"
-_WARN = (
-    "expects a warning and a silently skipped option for one channel (softmax, include_background=False); "
-    "balancedtorch raises a ValueError (documented difference)"
-)
 _MONAI = "fails against the installed MONAI itself (the test file is newer or older than the release)"
 
 #: "file::test id" (pytest's node name without the class) -> reason. Every other collected test must pass.
@@ -67,20 +62,13 @@ EXCLUDED = {
     "test_generalized_dice_loss.py::test_script": _SCRIPT,
     "test_dice_focal_loss.py::test_script": _SCRIPT,
     "test_tversky_loss.py::test_script": _SCRIPT,
-    "test_dice_loss.py::test_ill_shape": _ASSERT,
-    "test_generalized_dice_loss.py::test_ill_shape": _ASSERT,
-    "test_tversky_loss.py::test_ill_shape": _ASSERT,
-    "test_dice_ce_loss.py::test_ill_shape": _ASSERT,
-    "test_dice_focal_loss.py::test_ill_shape": _ASSERT,
-    "test_dice_loss.py::test_input_warnings": _WARN,
-    "test_generalized_dice_loss.py::test_input_warnings": _WARN,
-    **{f"test_tversky_loss.py::test_input_warnings_{i}": _WARN for i in range(3)},
 }
 
 _ULP = (
-    "float32 results compared with numpy's default rtol=1e-7, below one float32 ulp (1.19e-7): balancedtorch's "
-    "fused sums differ from MONAI's DiceLoss + FocalLoss by 1-2 ulp (another summation order); "
-    "tests/test_region_losses.py compares the same options in float64"
+    "float32 results compared with numpy's default rtol=1e-7, below one float32 ulp (1.19e-7) on unseeded data: the "
+    "expected value is MONAI's DiceLoss + FocalLoss, so only MONAI's own summation order passes every time. Both "
+    "float32 results are equally far from the float64 value (measured over 100 seeds of these cases: ours within "
+    "1 ulp for 91% of the elements, MONAI's for 90%); tests/test_region_losses.py compares the options in float64"
 )
 _ALPHA_CASES = (
     "sum_None",

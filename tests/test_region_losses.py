@@ -821,6 +821,80 @@ def test_one_dice_class_ignores_the_weight_as_monai():
     assert not torch.allclose(a, btf.dice_loss(x2, t2))
 
 
+@pytest.mark.parametrize(
+    "ours, theirs",
+    [
+        ("DiceLoss", "DiceLoss"),
+        ("GeneralizedDiceLoss", "GeneralizedDiceLoss"),
+        ("TverskyLoss", "TverskyLoss"),
+    ],
+)
+@pytest.mark.parametrize("option", ["softmax", "include_background"])
+def test_one_channel_softmax_or_no_background_warns_and_equals_monai(ours, theirs, option):
+    monai_losses = pytest.importorskip("monai.losses")
+    torch.manual_seed(3)
+    x = torch.rand(2, 1, 5, 6)  # probabilities: MONAI skips the softmax and reads the input as they are
+    t = (torch.rand(2, 1, 5, 6) > 0.6).float()
+    if option == "softmax":
+        mine = getattr(bt.nn, ours)(activation="softmax")
+        peer = getattr(monai_losses, theirs)(softmax=True)
+    else:
+        mine = getattr(bt.nn, ours)(activation="sigmoid", include_background=False)
+        peer = getattr(monai_losses, theirs)(sigmoid=True, include_background=False)
+    with pytest.warns(UserWarning, match=f"single channel prediction.*{option}"):
+        _monai_grads(mine, peer, x, t, t)
+    # and the value is the loss without the option, which is what MONAI computes
+    plain = getattr(bt.nn, ours)(activation="none" if option == "softmax" else "sigmoid")
+    with pytest.warns(UserWarning, match="single channel prediction"):
+        torch.testing.assert_close(mine(x, t), plain(x, t))
+
+
+def test_one_channel_dice_focal_with_monai_softmax_warns_and_equals_monai():
+    monai_losses = pytest.importorskip("monai.losses")
+    torch.manual_seed(4)
+    x = torch.randn(2, 1, 5, 6)
+    t = (torch.rand(2, 1, 5, 6) > 0.6).float()
+    mine = bt.nn.DiceFocalLoss(activation="softmax", focal_activation="sigmoid", gamma=1.5)
+    peer = monai_losses.DiceFocalLoss(softmax=True, gamma=1.5)
+    with pytest.warns(UserWarning, match="single channel prediction.*softmax"):
+        _monai_grads(mine, peer, x, t, t)
+
+
+@pytest.mark.parametrize(
+    "loss",
+    [
+        lambda: bt.nn.DiceCELoss(activation="softmax"),
+        lambda: bt.nn.DiceFocalLoss(activation="softmax"),  # softmax focal part of one class
+    ],
+)
+def test_one_channel_softmax_with_a_softmax_ce_or_focal_part_is_refused(loss):
+    x, t = torch.randn(2, 1, 4, 4), torch.zeros(2, 4, 4, dtype=torch.long)
+    with pytest.raises(ValueError, match=r"activation='softmax' needs at least 2 classes for the softmax .* part"):
+        loss()(x, t)
+
+
+@pytest.mark.parametrize("name", ["DiceLoss", "GeneralizedDiceLoss", "TverskyLoss", "DiceCELoss", "DiceFocalLoss"])
+@pytest.mark.parametrize(
+    "input_shape, target",
+    [
+        ((2, 3, 4, 4), torch.zeros(2, 5, 4, dtype=torch.long)),  # class indices of another spatial shape
+        ((2, 3, 4, 4), torch.rand(2, 3, 4, 5)),  # probabilities of another shape
+        ((1, 2, 3), torch.ones(4, 5, 6)),  # MONAI's own ill-shape case
+    ],
+)
+def test_target_shape_mismatch_is_a_value_error_and_monai_assertion_error(name, input_shape, target):
+    loss = getattr(bt.nn, name)()
+    x = torch.randn(input_shape)
+    with pytest.raises(ValueError, match="target .*must have"):
+        loss(x, target)
+    with pytest.raises(AssertionError, match="target .*must have"):  # what MONAI's losses raise for it
+        loss(x, target)
+    monai_losses = pytest.importorskip("monai.losses")
+    peer = getattr(monai_losses, name)(softmax=True, to_onehot_y=target.dtype == torch.long)
+    with pytest.raises((AssertionError, ValueError)):  # MONAI refuses it too (DiceCE/DiceFocal: a ValueError here)
+        peer(x, target.unsqueeze(1) if target.dtype == torch.long else target)
+
+
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 @pytest.mark.parametrize(
     "opts",

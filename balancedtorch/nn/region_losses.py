@@ -132,8 +132,13 @@ class DiceLoss(_RegionLoss):
       for soft targets the focal modulating term is torchvision's
       ``(p (1 - t) + (1 - p) t)^gamma`` (MONAI: ``sigmoid(-x (2t - 1))^gamma``, equal at t in {0, 1}).
     * ``smooth_dr=0`` with a zero denominator (an empty class) raises ValueError
-      instead of returning nan; softmax needs C >= 2 and ``include_background=False``
-      needs C >= 2 (MONAI warns and skips them).
+      instead of returning nan.
+
+    As MONAI's: a target whose shape does not fit the input raises an error that
+    is both a ValueError and an AssertionError; a one-channel input with
+    ``activation="softmax"`` (read as probabilities then) or
+    ``include_background=False`` (the channel is kept) warns and goes on; a
+    softmax cross-entropy or focal part of one class is refused.
     * ``sync=True`` (with ``batch=True``) all-reduces the sums across
       ``torch.distributed`` ranks (nnU-Net's ``ddp`` batch dice).
 
