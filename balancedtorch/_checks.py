@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -88,3 +89,33 @@ def all_finite(t: Tensor) -> bool:
         return True
     lo, hi = torch.aminmax(t)
     return bool(torch.isfinite(lo)) and bool(torch.isfinite(hi))
+
+
+class _Unset:
+    """The default of a deprecated keyword: tells "not passed" from any value a caller could pass."""
+
+    def __repr__(self) -> str:
+        return "<unset>"
+
+
+UNSET: Any = _Unset()
+
+
+def renamed(owner: str, new: str, new_value: Any, old: str, old_value: Any, default: Any) -> Any:
+    """The value of keyword ``new``, also accepted under its deprecated name ``old`` (one release).
+
+    ``old_value`` is ``UNSET`` when the caller did not pass ``old``. Passing
+    ``old`` warns (DeprecationWarning, pointing at the caller's line); passing
+    ``old`` and a ``new`` other than its default is a TypeError, as Python's
+    own "got multiple values".
+    """
+    if old_value is UNSET:
+        return new_value
+    if new_value is not default and new_value != default:
+        raise TypeError(f"{owner}: pass {new}= only ({old}= is its deprecated name), got both")
+    warnings.warn(
+        f"{owner}: {old}= is deprecated and will be removed in the next release; use {new}= (same values)",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    return old_value

@@ -163,7 +163,9 @@ def train(
     steps_per_epoch = max(1, math.ceil(len(split.y_train) / batch_size))
     dataset = torch.utils.data.TensorDataset(split.x_train, split.y_train)
     if balanced:
-        sampler = data.ClassBalancedSampler(split.y_train, strategy="sqrt", num_samples=steps_per_epoch * batch_size, seed=seed)
+        sampler = data.ClassBalancedSampler(
+            split.y_train, class_shares="sqrt", num_samples=steps_per_epoch * batch_size, seed=seed
+        )
         loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=True)
         # rare classes are augmented always, the largest class rarely
         share = counts.double() / counts.max()

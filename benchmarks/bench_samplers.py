@@ -86,7 +86,7 @@ def test_stratified_epoch_1e7(timed, impl):
     g = torch.Generator().manual_seed(0)
     probs = torch.rand(1000, generator=g, dtype=torch.float64) ** 3 + 1e-3
     labels = torch.multinomial(probs, N7, replacement=True, generator=g)
-    sampler = bt.data.StratifiedBatchSampler(labels, 256, class_ratios="balanced", seed=0)
+    sampler = bt.data.StratifiedBatchSampler(labels, 256, class_shares="balanced", seed=0)
     if impl == "balancedtorch":
 
         def fn():
@@ -107,7 +107,7 @@ def test_dataloader_epoch(timed, benchmark, impl):
     data = TensorDataset(torch.arange(n), labels)
     weights = (1.0 / torch.bincount(labels).double())[labels]
     if impl == "bt.StratifiedBatchSampler":
-        loader = DataLoader(data, batch_sampler=bt.data.StratifiedBatchSampler(labels, 256, class_ratios="balanced"))
+        loader = DataLoader(data, batch_sampler=bt.data.StratifiedBatchSampler(labels, 256, class_shares="balanced"))
     else:
         sampler = {
             "bt.WeightedRandomSampler": lambda: bt.data.WeightedRandomSampler(weights, n),

@@ -69,11 +69,11 @@ def run(rank: int, world_size: int, args: argparse.Namespace) -> None:
     counts = torch.bincount(split.y_train, minlength=NUM_CLASSES)
 
     # one epoch of class-balanced draws without replacement, cut to whole batches on every rank
-    probe = bt.data.ClassBalancedSampler(split.y_train, strategy="sqrt", replacement=False, num_replicas=1, rank=0)
+    probe = bt.data.ClassBalancedSampler(split.y_train, class_shares="sqrt", replacement=False, num_replicas=1, rank=0)
     per_step = world_size * args.batch_size
     num_samples = max(per_step, (len(probe) // per_step) * per_step)
     sampler = bt.data.ClassBalancedSampler(
-        split.y_train, strategy="sqrt", replacement=False, num_samples=num_samples, seed=args.seed
+        split.y_train, class_shares="sqrt", replacement=False, num_samples=num_samples, seed=args.seed
     )
     loader = torch.utils.data.DataLoader(
         Indexed(split.x_train, split.y_train), batch_size=args.batch_size, sampler=sampler, drop_last=True

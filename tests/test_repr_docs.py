@@ -17,6 +17,7 @@ import pytest
 import torch
 
 import balancedtorch as bt
+from balancedtorch._checks import UNSET
 
 # by import path: the package attributes ops.knn / ops.class_counts are the functions, not the modules
 _MODULES = tuple(
@@ -194,11 +195,10 @@ _NON_DEFAULT = {
     "rank": lambda: {"rank": 1},
     "seed": lambda: {"seed": int(torch.randint(1, 1000, (1,)))},
     "num_classes": lambda: {"num_classes": 6},
-    "strategy": lambda: {"strategy": "sqrt"},
+    "class_shares": lambda: {"class_shares": "sqrt"},
     "num_samples": lambda: {"num_samples": 50},
     "sample_weights": lambda: {"sample_weights": _weights()},
     "schedule": lambda: {"schedule": 5},
-    "class_ratios": lambda: {"class_ratios": "balanced"},
     "num_batches": lambda: {"num_batches": 5},
     "sampling_strategy": lambda: {"sampling_strategy": "minority"},
     "random_state": lambda: {"random_state": 3},
@@ -240,7 +240,8 @@ _NON_DEFAULT_BY_CLASS = {
 
 def _optional_params(cls):
     sig = inspect.signature(cls.__init__)
-    return [p for p in list(sig.parameters.values())[1:] if p.default is not inspect.Parameter.empty]
+    # a deprecated alias (default UNSET) is never shown: the repr names the new keyword
+    return [p for p in list(sig.parameters.values())[1:] if p.default is not inspect.Parameter.empty and p.default is not UNSET]
 
 
 def _non_default(cls, param):
@@ -327,9 +328,9 @@ def test_sampler_reprs_summarise_tensors_and_read_no_process_group():
     assert text == f"StratifiedBatchSampler(labels=<tensor of {N}, 4 classes>, batch_size=8, generator=<torch.Generator>)"
     sched = bt.data.ClassBalancedSampler(labels, schedule=lambda epoch: min(1.0, epoch / 3))
     assert "schedule=<function " in repr(sched) and "lambda" in repr(sched)
-    # a dict strategy and a float power are shown as given
-    assert "strategy={0: 0.5, 1: 0.5}" in repr(bt.data.ClassBalancedSampler(labels, strategy={0: 0.5, 1: 0.5}))
-    assert "strategy=0.0" in repr(bt.data.ClassBalancedSampler(labels, strategy=0.0))
+    # a dict of shares and a float power are shown as given
+    assert "class_shares={0: 0.5, 1: 0.5}" in repr(bt.data.ClassBalancedSampler(labels, class_shares={0: 0.5, 1: 0.5}))
+    assert "class_shares=0.0" in repr(bt.data.ClassBalancedSampler(labels, class_shares=0.0))
 
 
 def test_feature_smote_and_alias_table_reprs():

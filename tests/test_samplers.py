@@ -755,3 +755,54 @@ def test_stratified_refuses_a_sampler_as_labels():
 def test_meta_tensors_are_refused_by_name(call, match):
     with pytest.raises(ValueError, match=match):
         call(lambda *shape, **kw: torch.empty(*shape, device="meta", **kw))
+
+
+# ---------------------------------------------------------------------------------------------
+# one vocabulary: class_shares (strategy= / class_ratios= / "dataset" are deprecated aliases)
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "make, old, new",
+    [
+        (lambda y, **kw: bt.data.ClassBalancedSampler(y, seed=3, **kw), "strategy", "sqrt"),
+        (lambda y, **kw: bt.data.ClassBalancedSampler(y, seed=3, **kw), "strategy", {0: 0.2, 2: 0.8}),
+        (lambda y, **kw: bt.data.StratifiedBatchSampler(y, 8, seed=3, **kw), "class_ratios", "balanced"),
+    ],
+)
+def test_deprecated_share_keywords_warn_and_draw_the_same(make, old, new):
+    y = long_tailed_labels(n=300)
+    expected = list(make(y, class_shares=new))
+    with pytest.warns(DeprecationWarning, match=rf"{old}= is deprecated.*use class_shares=") as record:
+        sampler = make(y, **{old: new})
+    assert record[0].filename == __file__  # points at the caller's line
+    assert list(sampler) == expected
+    with pytest.warns(DeprecationWarning, match=f"{old} is deprecated; use .class_shares"):
+        assert getattr(sampler, old) == new
+    assert sampler.class_shares == new
+    with pytest.raises(TypeError, match=f"pass class_shares= only \\({old}= is its deprecated name\\)"):
+        make(y, class_shares="sqrt", **{old: new})
+
+
+def test_dataset_share_is_a_deprecated_name_of_natural():
+    y = long_tailed_labels(n=300)
+    natural = bt.data.StratifiedBatchSampler(y, 16, seed=1)
+    assert natural.class_shares == "natural"
+    with pytest.warns(DeprecationWarning, match="class_shares='dataset' is deprecated.*'natural'") as record:
+        old = bt.data.StratifiedBatchSampler(y, 16, class_shares="dataset", seed=1)
+    assert record[0].filename == __file__
+    assert torch.equal(old.quotas, natural.quotas) and list(old) == list(natural)
+    counts = torch.bincount(y).double()
+    torch.testing.assert_close(bt.data.ClassBalancedSampler(y, class_shares="natural").shares(), counts / counts.sum())
+
+
+@pytest.mark.parametrize("shares", ["sqrt", 0.5, 0.0])
+def test_stratified_batches_take_every_share_of_the_vocabulary(shares):
+    y = long_tailed_labels(n=400)
+    batches = bt.data.StratifiedBatchSampler(y, 40, class_shares=shares, seed=0)
+    expected = bt.data.ClassBalancedSampler(y, class_shares=shares).shares()
+    # quotas are the shares of the batch rounded by largest remainder
+    assert int(batches.quotas.sum()) == 40
+    assert (batches.quotas.double() - 40 * expected).abs().max() < 1
+    for batch in batches:
+        assert torch.equal(torch.bincount(y[batch], minlength=len(batches.quotas)), batches.quotas)

@@ -4,33 +4,44 @@ from __future__ import annotations
 
 import math
 import numbers
+import warnings
 from typing import Any
 
 import torch
 from torch import Tensor
 
 
-def class_shares(counts: Tensor, strategy: Any, name: str = "strategy") -> Tensor:
+def target_shares(counts: Tensor, shares: Any, name: str = "class_shares") -> Tensor:
     """Target share of each class (float64, sums to 1, zero for classes without samples).
 
-    strategy: ``"balanced"`` (equal), ``"sqrt"`` (p_c ∝ sqrt(n_c)), ``"dataset"``
-    / ``"natural"`` (p_c ∝ n_c), a float alpha (p_c ∝ n_c ** alpha) or a dict
-    ``{class: share}`` (unlisted classes get 0; shares are normalised).
+    shares (``class_shares`` of the samplers): ``"balanced"`` (equal),
+    ``"sqrt"`` (p_c ∝ sqrt(n_c)), ``"natural"`` (p_c ∝ n_c; ``"dataset"`` is
+    its deprecated name), a float alpha (p_c ∝ n_c ** alpha: 0 is balanced, 1
+    natural) or a dict ``{class: share}`` (unlisted classes get 0; shares are
+    normalised).
     """
+    spec = shares
+    if isinstance(spec, str) and spec == "dataset":
+        warnings.warn(
+            f"{name}='dataset' is deprecated and will be removed in the next release; use {name}='natural'",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        spec = "natural"
     n = counts.double()
     present = n > 0
-    if isinstance(strategy, str):
-        if strategy == "balanced":
+    if isinstance(spec, str):
+        if spec == "balanced":
             raw = present.double()
-        elif strategy == "sqrt":
+        elif spec == "sqrt":
             raw = n.sqrt()
-        elif strategy in ("dataset", "natural"):
+        elif spec == "natural":
             raw = n.clone()
         else:
-            raise ValueError(f"{name} must be 'balanced', 'sqrt', 'dataset', a float or a dict, got {strategy!r}")
-    elif isinstance(strategy, dict):
+            raise ValueError(f"{name} must be 'balanced', 'sqrt', 'natural', a float or a dict, got {spec!r}")
+    elif isinstance(spec, dict):
         raw = torch.zeros_like(n)
-        for key, value in strategy.items():
+        for key, value in spec.items():
             if isinstance(key, bool) or not isinstance(key, numbers.Integral) or not 0 <= key < n.numel():
                 raise ValueError(f"{name}: class {key!r} is not in [0, {n.numel()})")
             if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value < 0:
@@ -38,10 +49,10 @@ def class_shares(counts: Tensor, strategy: Any, name: str = "strategy") -> Tenso
             if value > 0 and not bool(present[key]):
                 raise ValueError(f"{name}: class {key} has no samples but is given share {value}")
             raw[int(key)] = float(value)
-    elif isinstance(strategy, numbers.Real) and not isinstance(strategy, bool):
-        alpha = float(strategy)
+    elif isinstance(spec, numbers.Real) and not isinstance(spec, bool):
+        alpha = float(spec)
         if not math.isfinite(alpha):
-            raise ValueError(f"{name} as a power must be finite, got {strategy!r}")
+            raise ValueError(f"{name} as a power must be finite, got {spec!r}")
         # n ** alpha normalised, in log space: alpha * (log n - log n*) with n* the
         # class of the largest n ** alpha, so that a large |alpha| (1e6) gives the
         # limit (the largest or smallest classes share everything) instead of
@@ -54,7 +65,7 @@ def class_shares(counts: Tensor, strategy: Any, name: str = "strategy") -> Tenso
         else:
             raw = torch.zeros_like(n)
     else:
-        raise ValueError(f"{name} must be 'balanced', 'sqrt', 'dataset', a float or a dict, got {strategy!r}")
+        raise ValueError(f"{name} must be 'balanced', 'sqrt', 'natural', a float or a dict, got {spec!r}")
     total = raw.sum()
     if not total > 0:
         raise ValueError(f"{name} gives every class a zero share")

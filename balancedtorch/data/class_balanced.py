@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import math
 import numbers
+import warnings
 from typing import Any, Callable, Dict, Iterator, Optional, Union
 
 import torch
 from torch import Tensor
 from torch.utils.data import DistributedSampler
 
-from .._checks import as_tensor
+from .._checks import UNSET, as_tensor, renamed
 from .._classes import group_by_class
 from .._labels import infer_num_classes
 from ..ops.class_counts import class_counts
 from ..ops.sampling import AliasTable, sample_without_replacement
 from ._epoch import EpochSampler, largest_remainder, positive_int
-from ._shares import class_shares
+from ._shares import target_shares
 from .labels import as_labels
 
 __all__ = ["ClassBalancedSampler"]
@@ -41,10 +42,12 @@ class ClassBalancedSampler(EpochSampler, DistributedSampler[int]):
     Args:
         labels (Tensor[N] | array | Dataset): class labels, or a dataset
             (read with :func:`balancedtorch.data.labels_of`).
-        strategy: class shares — ``"balanced"`` (equal; default), ``"sqrt"``
-            (p_c ∝ sqrt(n_c)), a float alpha (p_c ∝ n_c ** alpha: 0 is balanced,
-            1 the natural distribution), ``"dataset"`` (natural) or a dict
-            ``{class: share}``.
+        class_shares: the target share of each class in an epoch —
+            ``"balanced"`` (equal; default), ``"sqrt"`` (p_c ∝ sqrt(n_c)),
+            ``"natural"`` (p_c ∝ n_c), a float alpha (p_c ∝ n_c ** alpha: 0 is
+            balanced, 1 natural) or a dict ``{class: share}``. The same
+            vocabulary as :class:`StratifiedBatchSampler`'s. Formerly
+            ``strategy`` (deprecated alias, removed in the next release).
         num_samples (int, optional): indices per epoch across all ranks.
             Default ``len(labels)`` with replacement; without replacement the
             largest epoch the shares allow with every index used at most once.
@@ -65,9 +68,9 @@ class ClassBalancedSampler(EpochSampler, DistributedSampler[int]):
         sample_weights (Tensor[N], optional): per-sample weights within each
             class (e.g. hard-example mining); class shares are kept.
         schedule (int or callable, optional): moves the shares from
-            ``strategy`` to the natural distribution as epochs pass: an int T
+            ``class_shares`` to the natural distribution as epochs pass: an int T
             goes linearly over T epochs, a callable maps epoch -> t in [0, 1];
-            shares(t) ∝ strategy_share ** (1 - t) * natural_share ** t.
+            shares(t) ∝ class_share ** (1 - t) * natural_share ** t.
             Driven by :meth:`set_epoch`.
         num_classes (int, optional): number of classes C; labels must lie in
             ``[0, C)``. Default ``labels.max() + 1``, refused above 2**24 (a
@@ -83,7 +86,7 @@ class ClassBalancedSampler(EpochSampler, DistributedSampler[int]):
     workers").
 
     Example:
-        >>> sampler = bt.data.ClassBalancedSampler(train_set, strategy="sqrt")
+        >>> sampler = bt.data.ClassBalancedSampler(train_set, class_shares="sqrt")
         >>> loader = DataLoader(train_set, batch_size=128, sampler=sampler, num_workers=4)
         >>> for epoch in range(epochs):
         ...     sampler.set_epoch(epoch)
@@ -92,7 +95,7 @@ class ClassBalancedSampler(EpochSampler, DistributedSampler[int]):
     def __init__(
         self,
         labels: Any,
-        strategy: Union[str, float, dict] = "balanced",
+        class_shares: Union[str, float, dict] = "balanced",
         num_samples: Optional[int] = None,
         replacement: bool = True,
         generator: Optional[torch.Generator] = None,
@@ -102,7 +105,10 @@ class ClassBalancedSampler(EpochSampler, DistributedSampler[int]):
         sample_weights: Optional[Any] = None,
         schedule: Any = None,
         num_classes: Optional[int] = None,
+        *,
+        strategy: Union[str, float, dict] = UNSET,
     ) -> None:
+        class_shares = renamed("ClassBalancedSampler", "class_shares", class_shares, "strategy", strategy, "balanced")
         super().__init__(generator, seed, num_replicas, rank)
         if not isinstance(replacement, bool):
             raise ValueError(f"replacement must be a bool, got {replacement!r}")
@@ -110,15 +116,21 @@ class ClassBalancedSampler(EpochSampler, DistributedSampler[int]):
         self.num_classes = int(num_classes) if num_classes is not None else infer_num_classes(self.labels)
         self.counts = class_counts(self.labels, self.num_classes)
         self._order, self._offsets = group_by_class(self.labels, self.counts)
-        self.strategy = strategy
+        self.class_shares = class_shares
         self.replacement = replacement
-        self._base_shares = class_shares(self.counts, strategy)
-        self._natural = class_shares(self.counts, "dataset")
+        self._base_shares = target_shares(self.counts, class_shares, "class_shares" if strategy is UNSET else "strategy")
+        self._natural = target_shares(self.counts, "natural")
         self._schedule = _schedule_fn(schedule)
         self._schedule_arg, self._num_classes_arg = schedule, num_classes  # as given, for repr
         self.sample_weights = self._check_sample_weights(sample_weights)
         self._requested = None if num_samples is None else positive_int(num_samples, "num_samples")
         self.num_samples = self._epoch_size(self.shares())
+
+    @property
+    def strategy(self) -> Union[str, float, dict]:
+        """Deprecated name of :attr:`class_shares` (removed in the next release)."""
+        warnings.warn("ClassBalancedSampler.strategy is deprecated; use .class_shares", DeprecationWarning, stacklevel=2)
+        return self.class_shares
 
     def _check_sample_weights(self, sample_weights: Any) -> Optional[Tensor]:
         if sample_weights is None:
@@ -136,7 +148,7 @@ class ClassBalancedSampler(EpochSampler, DistributedSampler[int]):
         empty = (class_max == 0) & (self._base_shares > 0)
         if bool(empty.any()):
             c = int(empty.nonzero()[0, 0])
-            raise ValueError(f"sample_weights are all zero in class {c}, which the strategy samples")
+            raise ValueError(f"sample_weights are all zero in class {c}, which class_shares samples")
         self._within_class = w / class_max.clamp_min(torch.finfo(torch.float64).tiny)[self.labels]
         return w
 
@@ -149,7 +161,7 @@ class ClassBalancedSampler(EpochSampler, DistributedSampler[int]):
             :meth:`set_epoch` advances.
 
         Example:
-            >>> bt.data.ClassBalancedSampler(torch.tensor([0, 0, 0, 1]), strategy="sqrt").shares()
+            >>> bt.data.ClassBalancedSampler(torch.tensor([0, 0, 0, 1]), class_shares="sqrt").shares()
             tensor([0.6340, 0.3660], dtype=torch.float64)
         """
         if self._schedule is None:
@@ -243,7 +255,7 @@ class ClassBalancedSampler(EpochSampler, DistributedSampler[int]):
     def _repr_args(self) -> Dict[str, Any]:
         args = {
             "labels": self._labels_summary(),
-            "strategy": self.strategy,
+            "class_shares": self.class_shares,
             "num_samples": self._requested,
             "replacement": self.replacement,
         }

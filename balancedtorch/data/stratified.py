@@ -9,11 +9,12 @@ import torch
 from torch import Tensor
 from torch.utils.data import Sampler
 
+from .._checks import UNSET, renamed
 from .._classes import group_by_class
 from .._labels import infer_num_classes
 from ..ops.class_counts import class_counts
 from ._epoch import EpochSampler, largest_remainder, positive_int
-from ._shares import class_shares
+from ._shares import target_shares
 from .labels import as_labels
 
 __all__ = ["StratifiedBatchSampler"]
@@ -32,9 +33,13 @@ class StratifiedBatchSampler(EpochSampler, Sampler[List[int]]):
     Args:
         labels (Tensor[N] | array | Dataset): class labels or a dataset.
         batch_size (int): samples per batch.
-        class_ratios: ``"dataset"`` (the natural shares; default),
-            ``"balanced"`` (equal counts per class in every batch: m-per-class
-            sampling for metric learning) or a dict ``{class: share}``.
+        class_shares: each class's share of every batch — ``"natural"``
+            (p_c ∝ n_c; default), ``"balanced"`` (equal counts per class in
+            every batch: m-per-class sampling for metric learning), ``"sqrt"``,
+            a float alpha (p_c ∝ n_c ** alpha) or a dict ``{class: share}``;
+            the vocabulary of :class:`ClassBalancedSampler`. Formerly
+            ``class_ratios`` (deprecated alias, removed in the next release;
+            its ``"dataset"`` is ``"natural"``).
         drop_last (bool): the default epoch is ``floor(N / batch_size)``
             batches instead of ``ceil(N / batch_size)``. Batches are always
             full. Default False.
@@ -64,7 +69,7 @@ class StratifiedBatchSampler(EpochSampler, Sampler[List[int]]):
     workers").
 
     Example:
-        >>> batches = bt.data.StratifiedBatchSampler(train_set, batch_size=64, class_ratios="balanced")
+        >>> batches = bt.data.StratifiedBatchSampler(train_set, batch_size=64, class_shares="balanced")
         >>> loader = DataLoader(train_set, batch_sampler=batches, num_workers=4)
     """
 
@@ -72,7 +77,7 @@ class StratifiedBatchSampler(EpochSampler, Sampler[List[int]]):
         self,
         labels: Any,
         batch_size: int,
-        class_ratios: Union[str, Dict[int, float]] = "dataset",
+        class_shares: Union[str, float, Dict[int, float]] = "natural",
         drop_last: bool = False,
         num_batches: Optional[int] = None,
         generator: Optional[torch.Generator] = None,
@@ -80,7 +85,10 @@ class StratifiedBatchSampler(EpochSampler, Sampler[List[int]]):
         rank: Optional[int] = None,
         seed: int = 0,
         num_classes: Optional[int] = None,
+        *,
+        class_ratios: Union[str, Dict[int, float]] = UNSET,
     ) -> None:
+        class_shares = renamed("StratifiedBatchSampler", "class_shares", class_shares, "class_ratios", class_ratios, "natural")
         if isinstance(labels, Sampler):
             # Lightning's Trainer(use_distributed_sampler=True) re-creates a custom batch
             # sampler as cls(DistributedSampler(dataset), batch_size=, drop_last=)
@@ -94,20 +102,18 @@ class StratifiedBatchSampler(EpochSampler, Sampler[List[int]]):
         self.batch_size = positive_int(batch_size, "batch_size")
         if not isinstance(drop_last, bool):
             raise ValueError(f"drop_last must be a bool, got {drop_last!r}")
-        if not (isinstance(class_ratios, dict) or class_ratios in ("dataset", "balanced")):
-            raise ValueError(f"class_ratios must be 'dataset', 'balanced' or a dict, got {class_ratios!r}")
         self.labels = as_labels(labels, num_classes=num_classes)
         self.num_classes = int(num_classes) if num_classes is not None else infer_num_classes(self.labels)
         self.counts = class_counts(self.labels, self.num_classes)
-        self.class_ratios = class_ratios
+        self.class_shares = class_shares
         self.drop_last = drop_last
-        shares = class_shares(self.counts, class_ratios, name="class_ratios")
+        shares = target_shares(self.counts, class_shares, "class_shares" if class_ratios is UNSET else "class_ratios")
         self.quotas = largest_remainder(shares, self.batch_size)
         starved = ((shares > 0) & (self.quotas == 0)).nonzero().flatten().tolist()
         if starved:
             warnings.warn(
                 f"StratifiedBatchSampler: classes {starved[:10]} get no place in a batch of {self.batch_size} "
-                "with these class_ratios and will never be sampled; raise batch_size or use class_ratios='balanced'",
+                "with these class_shares and will never be sampled; raise batch_size or use class_shares='balanced'",
                 stacklevel=2,
             )
         n = int(self.labels.numel())
@@ -115,6 +121,12 @@ class StratifiedBatchSampler(EpochSampler, Sampler[List[int]]):
         self.num_batches = positive_int(num_batches, "num_batches") if num_batches is not None else max(default, 1)
         self._num_batches_arg, self._num_classes_arg = num_batches, num_classes  # as given, for repr
         self._order, self._offsets = group_by_class(self.labels, self.counts)
+
+    @property
+    def class_ratios(self) -> Union[str, float, Dict[int, float]]:
+        """Deprecated name of :attr:`class_shares` (removed in the next release)."""
+        warnings.warn("StratifiedBatchSampler.class_ratios is deprecated; use .class_shares", DeprecationWarning, stacklevel=2)
+        return self.class_shares
 
     def _class_stream(self, c: int, length: int, generator: torch.Generator) -> Tensor:
         members = self._order[self._offsets[c] : self._offsets[c + 1]]
@@ -182,7 +194,7 @@ class StratifiedBatchSampler(EpochSampler, Sampler[List[int]]):
         args = {
             "labels": self._labels_summary(),
             "batch_size": self.batch_size,
-            "class_ratios": self.class_ratios,
+            "class_shares": self.class_shares,
             "drop_last": self.drop_last,
             "num_batches": self._num_batches_arg,
         }
