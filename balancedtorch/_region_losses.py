@@ -278,6 +278,14 @@ def _run(
             f"{tuple(input.shape)}"
         )
     w = _weight(weight, input, include_background)
+    per_class = (
+        weight is not None and not isinstance(weight, numbers.Real) and not (isinstance(weight, Tensor) and weight.dim() == 0)
+    )
+    if monai_focal and per_class and input.shape[1] - (0 if include_background else 1) == 1:
+        raise ValueError(
+            "weight: a per-class weight is not supported when one channel remains for the sigmoid focal part "
+            "(MONAI's FocalLoss refuses it too); pass a number to scale the loss"
+        )
     if ce_kind == _ops.CE_FOCAL and red == _ops.R_NONE:  # MONAI's sigmoid focal map, whatever the Dice activation
         return _dice_focal_map(
             input,

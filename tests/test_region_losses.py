@@ -1261,3 +1261,37 @@ def test_ignore_index_beyond_int64_is_a_value_error(fn):
     for bad in (2**70, -(2**63) - 1, 1.5, True):
         with pytest.raises(ValueError, match="ignore_index must be an integer"):
             fn(x, target, ignore_index=bad)
+
+
+@pytest.mark.parametrize(
+    "C, include_background, activation, focal_activation",
+    [(1, True, "sigmoid", None), (2, False, "sigmoid", None), (2, False, "softmax", "sigmoid")],
+)
+def test_dice_focal_per_class_weight_on_one_remaining_channel_is_refused_as_monai(
+    C, include_background, activation, focal_activation
+):
+    monai_losses = pytest.importorskip("monai.losses")
+    torch.manual_seed(5)
+    x = torch.randn(2, C, 4, 4)
+    t = (torch.rand(2, C, 4, 4) > 0.5).float()
+    options = dict(activation=activation, include_background=include_background, focal_activation=focal_activation)
+    with pytest.raises(ValueError, match="weight: a per-class weight is not supported when one channel remains"):
+        bt.nn.DiceFocalLoss(weight=[3.0] * C, **options)(x, t)
+    # MONAI's FocalLoss (1.6) refuses the same call; its weight has C - 1 entries without the background
+    peer = monai_losses.DiceFocalLoss(
+        sigmoid=activation == "sigmoid", softmax=activation == "softmax", include_background=include_background, weight=[3.0]
+    )
+    monai_version = tuple(int(v) for v in pytest.importorskip("monai").__version__.split(".")[:2])
+    if monai_version >= (1, 6):
+        with pytest.raises(ValueError, match="single-channel"):
+            peer(x, t)
+    # a number still scales the focal part, as MONAI's does
+    _monai_grads(
+        bt.nn.DiceFocalLoss(weight=3.0, **options),
+        monai_losses.DiceFocalLoss(
+            sigmoid=activation == "sigmoid", softmax=activation == "softmax", include_background=include_background, weight=3.0
+        ),
+        x,
+        t,
+        t,
+    )
