@@ -12,16 +12,23 @@ Two kinds of state, both per class one-vs-rest:
   rule) holds exactly when that bin is ``> k``, so reverse cumulative sums
   give torchmetrics' per-threshold confusion counts with ``O(log T)`` work per
   score instead of ``O(T)``, and the histogram sums across ranks.
+
+The functions above ``CurveMixin`` are the maths (also used by
+``ranking.py`` and ``demo.py``); ``CurveMixin`` holds the curve state of
+``ClassificationMetrics`` (kept exact until ``exact_max_samples``, binned
+beyond), its AP / ROC AUC and ``pr_curves`` / ``roc_curves``.
 """
 
 from __future__ import annotations
 
 import math
 import numbers
-from typing import Any, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 from torch import Tensor
+
+from ..ops.class_counts import class_counts
 
 __all__: List[str] = []
 
@@ -318,3 +325,172 @@ def exact_scores(scores: Tensor, positive: Tensor) -> Tuple[float, float]:
     """(AP, ROC AUC) of one class, each NaN where undefined (no positives; no positives or no negatives)."""
     ap, auc, P, _ = ranking_rows(scores.unsqueeze(0), positive.unsqueeze(0))
     return (float(ap[0]) if float(P[0]) > 0 else math.nan), float(auc[0])
+
+
+# -- the curve state of ClassificationMetrics -------------------------------------------------------
+
+
+def _nanmean(values: Tensor, weights: Optional[Tensor] = None) -> float:
+    """Mean (or weighted mean) over the entries that are not NaN; NaN when none is."""
+    keep = ~torch.isnan(values)
+    if not bool(keep.any()):
+        return math.nan
+    if weights is None:
+        return float(values[keep].mean())
+    w = weights[keep].double()
+    return float((values[keep] * w).sum() / w.sum()) if float(w.sum()) > 0 else math.nan
+
+
+class CurveMixin:
+    """Exact / binned curve state, AP and ROC AUC from it, and the per-class curves (a base of ``ClassificationMetrics``).
+
+    Reads the attributes ``ClassificationMetrics.__init__`` / ``reset`` set
+    (``num_classes``, ``curves``, ``device``, ``_task``, ``_grid``,
+    ``_exact_limit``, ``_binned``, ``_hist``, ``_scores``, ``_targets``,
+    ``_stored``) and ``_state_for`` of the class for the reduced state.
+    """
+
+    # -- curve state ------------------------------------------------------------------
+    def _one_vs_rest(self, scores: Tensor, target: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+        """(scores [n, K], positive [n, K], valid [n, K] or [n, 1]) from the stored form."""
+        if self._task == "multilabel":
+            return scores, target == 1, target >= 0
+        if scores.shape[1] == 1:  # binary: class 0 is scored by 1 - p
+            p = scores[:, 0].double()
+            scores = torch.stack([1 - p, p], 1)
+        classes = torch.arange(self.num_classes, device=target.device)
+        return scores, target.unsqueeze(1) == classes, (target >= 0).unsqueeze(1)
+
+    def _histogram(self, scores: Tensor, target: Tensor) -> Tensor:
+        K = self.num_classes
+        T = self._grid.numel()
+        if scores.shape[0] == 0:
+            return torch.zeros(K, 2, T + 1, dtype=torch.long, device=scores.device)
+        s, positive, valid = self._one_vs_rest(scores, target)
+        index = histogram_index(s, positive, valid.expand_as(positive), self._grid.to(scores.device))
+        return class_counts(index, K * 2 * (T + 1), ignore_index=-1).view(K, 2, T + 1)
+
+    def _add_curve_samples(self, scores: Tensor, target: Tensor) -> None:
+        if self._binned:
+            self._hist += self._histogram(scores, target)
+            return
+        self._scores.append(scores)
+        self._targets.append(target)
+        self._stored += scores.shape[0]
+        if self._stored > self._exact_limit:  # switch to the binned state, once and for good
+            scores, target = self._exact_state()
+            self._hist = self._histogram(scores, target)
+            self._scores, self._targets, self._stored = [], [], 0
+            self._binned = True
+
+    def _exact_state(self) -> Tuple[Tensor, Tensor]:
+        if not self._scores:
+            width = 1 if self._task == "binary" else self.num_classes
+            scores = torch.zeros(0, width, device=self.device)
+            multilabel = self._task == "multilabel"
+            target = torch.zeros(
+                (0, self.num_classes) if multilabel else (0,), dtype=torch.int8 if multilabel else torch.long, device=self.device
+            )
+            return scores, target
+        dtype = torch.float64 if any(s.dtype == torch.float64 for s in self._scores) else torch.float32
+        if len(self._scores) > 1:  # keep one chunk: the next compute() concatenates nothing
+            self._scores = [torch.cat([s.to(dtype) for s in self._scores])]
+            self._targets = [torch.cat(self._targets)]
+        return self._scores[0].to(dtype), self._targets[0]
+
+    def _local_curve_state(self) -> Any:
+        if not self.curves:
+            return None
+        if self._binned:
+            return ("binned", self._hist.clone())
+        return ("exact",) + self._exact_state()
+
+    # -- AP and ROC AUC ---------------------------------------------------------------
+    def _ranking(self, curve: Any) -> Dict[str, Any]:
+        device = self.confmat.device
+        if curve[0] == "binned":
+            ap, auc = binned_scores(curve[1])
+            positives = binned_counts(curve[1])[2]
+        else:
+            scores, positive, valid = self._one_vs_rest(curve[1], curve[2])
+            valid = valid.expand_as(positive)
+            # every class at once (bt.metrics' ranking functions run the same code); the ignored
+            # samples weigh 0, which leaves them out of the curves
+            weight = None if bool(valid.all()) else valid.T.double()
+            ap, auc, P, _ = ranking_rows(scores.T, positive.T, weight)
+            ap = torch.where(P > 0, ap, torch.full_like(ap, math.nan))
+            positives = (positive & valid).sum(0).double()
+        ap, auc, positives = ap.to(device), auc.to(device), positives.to(device)
+        result: Dict[str, Any] = {
+            "average_precision": ap,
+            "macro_average_precision": _nanmean(ap),
+            "weighted_average_precision": _nanmean(ap, positives),
+            "roc_auc": auc,
+            "macro_roc_auc": _nanmean(auc),
+            "weighted_roc_auc": _nanmean(auc, positives),
+            "per_class_average_precision": ap,
+            "per_class_roc_auc": auc,
+        }
+        if self._task == "binary":
+            # the positive class headlines, as scikit-learn's binary average_precision_score / roc_auc_score
+            result["average_precision"] = float(ap[1])
+            result["roc_auc"] = float(auc[1])
+        return result
+
+    # -- curves ---------------------------------------------------------------------
+    def _curve_state_for(self, caller: str, sync: bool) -> Any:
+        if not self.curves:
+            raise RuntimeError(f"ClassificationMetrics.{caller} needs curves=True at construction")
+        return self._state_for(caller, sync)[1]
+
+    def pr_curves(self, sync: bool = True) -> List[Tuple[Tensor, Tensor, Tensor]]:
+        """Per-class precision-recall curves (one-vs-rest), float64 on the state's device.
+
+        Exact state: scikit-learn's ``precision_recall_curve`` of class ``k``
+        (``precision[m + 1]``, ``recall[m + 1]``, ``thresholds[m]`` over the
+        ``m`` distinct scores, ascending; recall 1 without positives, as
+        there). Binned state: torchmetrics' binned curve (``precision[T + 1]``,
+        ``recall[T + 1]``, ``thresholds[T]``; NaN where undefined). Not
+        collective; under ``torch.distributed`` it follows the rule of
+        :meth:`report`. Needs ``curves=True``.
+
+        Args:
+            sync (bool): all ranks (default True, as reduced by the last
+                :meth:`compute`) or this rank's own samples.
+
+        Returns:
+            list of (precision, recall, thresholds), one per class.
+        """
+        return self._curves_of(self._curve_state_for("pr_curves", sync), "pr")
+
+    def roc_curves(self, sync: bool = True) -> List[Tuple[Tensor, Tensor, Tensor]]:
+        """Per-class ROC curves (one-vs-rest), float64 on the state's device.
+
+        Exact state: scikit-learn's ``roc_curve(..., drop_intermediate=False)``
+        of class ``k`` (``fpr``, ``tpr``, ``thresholds``, the first threshold
+        ``inf``; NaN rates where a class has no positives / negatives).
+        Binned state: torchmetrics' binned ``roc`` (thresholds descending).
+        Not collective; under ``torch.distributed`` it follows the rule of
+        :meth:`report`. Needs ``curves=True``.
+
+        Args:
+            sync (bool): all ranks (default True) or this rank's own samples.
+
+        Returns:
+            list of (fpr, tpr, thresholds), one per class.
+        """
+        return self._curves_of(self._curve_state_for("roc_curves", sync), "roc")
+
+    def _curves_of(self, curve: Any, kind: str) -> List[Tuple[Tensor, Tensor, Tensor]]:
+        out = []
+        if curve[0] == "binned":
+            grid = self._grid.to(curve[1].device)
+            fn = binned_pr_curve if kind == "pr" else binned_roc_curve
+            return [fn(curve[1], grid, c) for c in range(self.num_classes)]
+        scores, positive, valid = self._one_vs_rest(curve[1], curve[2])
+        valid = valid.expand_as(positive)
+        fn = exact_pr_curve if kind == "pr" else exact_roc_curve
+        for c in range(self.num_classes):
+            keep = valid[:, c]
+            out.append(fn(scores[keep, c], positive[keep, c]))
+        return out

@@ -11,9 +11,10 @@ import torch
 from torch import Tensor
 
 from .._checks import as_tensor
-from ..metrics.classification import _figure, _finish
+from ..metrics._plots import _figure, _finish
+from ._confident_joint import _confident_joint, _confident_thresholds
 from ._inputs import check_labels_and_probs
-from .label_issues import _confident_joint, _confident_thresholds, rank_mistakes
+from .label_issues import rank_mistakes
 
 __all__ = ["plot_mistakes", "plot_novel"]
 

@@ -1,5 +1,11 @@
 """Shared machinery of the imbalanced-learn compatible resamplers.
 
+Kept whole (about 830 lines): its parts (``_Data``, the caller's containers
+in and out; ``check_sampling_strategy``; ``Neighbours``; the ``check_*``
+helpers; ``BaseSampler``) are the one base that every sampler module imports
+together, and tests patch its module globals (``SPARSE_DENSE_LIMIT_BYTES``)
+that ``_Data`` reads, so splitting it would scatter one contract over files.
+
 Labels of any kind (integers, integral floats, bools, strings, objects) are
 encoded once into dense codes 0..K-1 (classes in ascending order, as
 ``np.unique``) by the shared ``encode_labels``; X becomes a tensor on the
