@@ -58,7 +58,7 @@ def make_case(name):
         # (cleanlab's numpy-mean threshold - 1e-6 in float32, as cleanlab compares), for a class
         # whose numpy mean differs from the exactly rounded mean: a reduce of per-rank partial
         # sums (in any order) instead of numpy's mean over the concatenation flips it
-        from balancedtorch.quality._distributed import exact_group_sums, round_ratio
+        from balancedtorch.quality._exact_sums import exact_group_sums, round_ratio
         from balancedtorch.quality.label_issues import _thresholds_of
 
         counts = np.bincount(y, minlength=K)
@@ -327,10 +327,10 @@ def test_distributed_argument():
 def test_exact_group_sums_and_rounding(monkeypatch, chunk):
     from fractions import Fraction
 
-    from balancedtorch.quality import _distributed
-    from balancedtorch.quality._distributed import exact_group_sums, round_ratio
+    from balancedtorch.quality import _exact_sums
+    from balancedtorch.quality._exact_sums import exact_group_sums, round_ratio
 
-    monkeypatch.setattr(_distributed, "_CHUNK", chunk)  # 64: the sums run over several chunks
+    monkeypatch.setattr(_exact_sums, "_CHUNK", chunk)  # 64: the sums run over several chunks
 
     rng = np.random.default_rng(3)
     for dtype in (np.float64, np.float32, np.float16):

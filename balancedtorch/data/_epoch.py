@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DistributedSampler
 
+from .._distributed import world_and_rank
 from .._repr import Shown, call_repr
 
 _MASK63 = (1 << 63) - 1
@@ -35,19 +36,11 @@ def check_replicas(num_replicas: Optional[int], rank: Optional[int]) -> Tuple[Op
     return (None if num_replicas is None else int(num_replicas)), (None if rank is None else int(rank))
 
 
-def _group() -> Optional[Tuple[int, int]]:
-    """(world size, rank) of the default process group, or None when there is none."""
-    dist = torch.distributed
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_world_size(), dist.get_rank()
-    return None
-
-
 def resolve_replicas(num_replicas: Optional[int], rank: Optional[int]) -> Tuple[int, int]:
     """(num_replicas, rank), from torch.distributed when not given (one replica without a process group)."""
     num_replicas, rank = check_replicas(num_replicas, rank)
     if num_replicas is None or rank is None:
-        group = _group()
+        group = world_and_rank()
         if num_replicas is None:
             num_replicas = group[0] if group is not None else 1
         if rank is None:
@@ -55,7 +48,7 @@ def resolve_replicas(num_replicas: Optional[int], rank: Optional[int]) -> Tuple[
     if not rank < num_replicas:
         raise ValueError(
             f"rank must be an int in [0, num_replicas={num_replicas}), got {rank!r}"
-            + ("" if _group() is not None else " (torch.distributed is not initialised: one replica)")
+            + ("" if world_and_rank() is not None else " (torch.distributed is not initialised: one replica)")
         )
     return num_replicas, rank
 
@@ -206,7 +199,7 @@ class EpochSampler:
     def _replicas(self) -> Tuple[int, int]:
         if self._pinned is not None and self._epoch_started():
             if self._pinned[0] == 1 and self._replicas_arg is None and self._outer is None and not self._warned_world:
-                group = _group()
+                group = world_and_rank()
                 if group is not None and group[0] > 1:
                     self._warned_world = True
                     warnings.warn(
@@ -487,7 +480,7 @@ class EpochSampler:
             self._outer = keep_outer
         if state.get("num_replicas", num_replicas) != num_replicas:
             hint = ""
-            if self._replicas_arg is None and _group() is None:
+            if self._replicas_arg is None and world_and_rank() is None:
                 hint = (
                     " (torch.distributed is not initialised here: load the state after init_process_group, "
                     "or pass num_replicas and rank)"

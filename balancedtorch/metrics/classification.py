@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from .._checks import as_tensor
+from .._distributed import active, all_gather_, all_reduce_, world_and_rank
 from ..data.labels import refuse_meta
 from . import _curves
 from ._confusion import ConfusionMixin, _class_last, _div  # noqa: F401  (_class_last, _div: their old home)
@@ -33,12 +34,6 @@ __all__ = ["ClassificationMetrics"]
 _TASKS = ("multiclass", "binary", "multilabel")
 _INPUT_FORMATS = ("auto", "logits", "probabilities")
 _DEFAULT_EXACT_MAX_SAMPLES = 1_000_000
-
-
-def _distributed() -> bool:
-    """Whether a collective would reach other processes."""
-    dist = torch.distributed
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
 def _check_sync(sync: Any) -> bool:
@@ -335,28 +330,27 @@ class ClassificationMetrics(ConfusionMixin, CurveMixin, ReportMixin, PlotMixin):
         self._version += 1
 
     def _all_reduce(self, cm: Tensor, curve: Any) -> Tuple[Tensor, Any]:
-        dist = torch.distributed
         if curve is None:
-            dist.all_reduce(cm)  # one all-reduce: the whole state is the matrix
+            all_reduce_(cm)  # one all-reduce: the whole state is the matrix
             return cm, None
         if self._exact_limit == 0:  # binned on every rank from the start: matrix and histogram in one all-reduce
             hist = curve[1]
             buf = torch.cat([cm.reshape(-1), hist.reshape(-1)])
-            dist.all_reduce(buf)
+            all_reduce_(buf)
             return buf[: cm.numel()].view_as(cm), ("binned", buf[cm.numel() :].view_as(hist))
-        world, rank = dist.get_world_size(), dist.get_rank()
+        world, rank = world_and_rank()
         n_local = 0 if curve[0] == "binned" else curve[1].shape[0]
         info = torch.zeros(world + 2, dtype=torch.long, device=cm.device)
         info[rank] = n_local
         info[world] = int(curve[0] == "binned")
         info[world + 1] = int(curve[0] == "exact" and curve[1].dtype == torch.float64)
         buf = torch.cat([cm.reshape(-1), info])
-        dist.all_reduce(buf)  # collective 1: matrix, sample counts, modes
+        all_reduce_(buf)  # collective 1: matrix, sample counts, modes
         cm = buf[: cm.numel()].view_as(cm)
         info = buf[cm.numel() :].tolist()
         if info[world] > 0:  # some rank is binned: everyone bins, collective 2 sums the histograms
             hist = curve[1] if curve[0] == "binned" else self._histogram(curve[1], curve[2])
-            dist.all_reduce(hist)
+            all_reduce_(hist)
             return cm, ("binned", hist)
         counts = info[:world]
         dtype = torch.float64 if info[world + 1] else torch.float32
@@ -369,7 +363,7 @@ class ClassificationMetrics(ConfusionMixin, CurveMixin, ReportMixin, PlotMixin):
         padded = packed.new_zeros(rows, packed.shape[1])
         padded[: packed.shape[0]] = packed
         parts = [torch.empty_like(padded) for _ in range(world)]
-        dist.all_gather(parts, padded)  # collective 2: every rank's scores and targets
+        all_gather_(parts, padded)  # collective 2: every rank's scores and targets
         packed = torch.cat([part[:n] for part, n in zip(parts, counts)])
         all_target = packed[:, width:].to(target.dtype)
         if target.dim() == 1:
@@ -378,7 +372,7 @@ class ClassificationMetrics(ConfusionMixin, CurveMixin, ReportMixin, PlotMixin):
 
     def _state_for(self, caller: str, sync: bool) -> Tuple[Tensor, Any]:
         """The state a non-collective method reports: local, or the one the last compute() reduced."""
-        if not _check_sync(sync) or not _distributed():
+        if not _check_sync(sync) or not active():
             return self.confmat.clone(), self._local_curve_state()
         if self._reduced is None:
             raise RuntimeError(
@@ -430,7 +424,7 @@ class ClassificationMetrics(ConfusionMixin, CurveMixin, ReportMixin, PlotMixin):
         """
         cm = self.confmat.clone()
         curve = self._local_curve_state()
-        if _check_sync(sync) and _distributed():
+        if _check_sync(sync) and active():
             cm, curve = self._all_reduce(cm, curve)
             self._reduced = (self._version, cm.clone(), curve)
         result = self._metrics(cm)

@@ -28,6 +28,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from .._distributed import all_reduce_, world_and_rank
 from .losses import _AUTOCAST_KEYS, _autocast_kernel, _class_last, _is_compiling, _traced
 
 __all__: list = []
@@ -94,9 +95,8 @@ def _grad_like(input: Tensor) -> Tensor:
 
 
 def _world_size(sync: bool) -> int:
-    if not sync or not torch.distributed.is_available() or not torch.distributed.is_initialized():
-        return 1
-    return torch.distributed.get_world_size()
+    group = world_and_rank() if sync else None
+    return 1 if group is None else group[0]
 
 
 def _dice_part(sums: Tensor, kind: int, cfg: dict):
@@ -268,7 +268,7 @@ def _sync_sums(sums: Tensor, ce: Tensor, cfg: dict):
     if _world_size(cfg["sync"]) > 1:
         c = sums_b.shape[2]
         buf = torch.cat([sums_b.reshape(-1), ce_tot])
-        torch.distributed.all_reduce(buf)
+        all_reduce_(buf)
         sums_b = buf[: 3 * c].reshape(1, 3, c).clone()
         ce_tot = buf[3 * c :].clone()
     return sums_b, ce_tot
@@ -452,7 +452,7 @@ def _backward(ctx, grad_loss, *_unused):
     if _world_size(cfg["sync"]) > 1:
         # autograd of an all-reduce: every rank's loss depends on every rank's logits
         grad_loss = grad_loss.clone()
-        torch.distributed.all_reduce(grad_loss)
+        all_reduce_(grad_loss)
     grad = saved_grad if ctx.traced else ctx.grad_buffer
     ctx.grad_buffer = None
     # a probability target that requires grad: its gradient in plain PyTorch (rare; not fused)

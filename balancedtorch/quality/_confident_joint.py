@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from .._classes import group_by_class
-from ._distributed import Comm
+from .._distributed import Comm
 from ._scores import _multilabel_scores_np, _numpy_dtype, _numpy_probs, _rank_across, _scores_np, _thresholds_np
 
 __all__: list = []

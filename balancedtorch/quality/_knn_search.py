@@ -196,12 +196,4 @@ def _candidates(
     return d, torch.where(local >= 0, local + offset, _NONE)
 
 
-# --- torch.distributed ------------------------------------------------------------
-
-
-def _process_group_alive() -> bool:
-    dist = torch.distributed
-    return dist.is_available() and dist.is_initialized()
-
-
 _DTYPES = (torch.float32, torch.float64)

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .._distributed import Comm
 from .._optional import require
-from ._distributed import Comm
 
 __all__: list = []
 

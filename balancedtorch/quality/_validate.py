@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .._distributed import Comm
 from ._confident_joint import FILTERS, PRUNING_FILTERS, _check_confident_joint
-from ._distributed import Comm
 from ._inputs import as_tensor, check_labels, check_labels_and_probs, check_pred_probs
 from ._results import check_class_names
 from ._scores import _check_method, _check_rank_by_kwargs

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .._distributed import Comm, use_distributed
 from ._confident_joint import (  # noqa: F401  (the private names: their old home, imported by tests and tools)
     FILTERS,
     PRUNING_FILTERS,
@@ -34,7 +35,6 @@ from ._confident_joint import (  # noqa: F401  (the private names: their old hom
     _ranking_thresholds,
     _round_keeping_total,
 )
-from ._distributed import Comm, check_distributed
 from ._inputs import check_labels_and_probs
 from ._results import MistakesPerClass, RankedMistakes
 from ._scores import RANKINGS, _check_method, _check_rank_by_kwargs, _numpy_probs, _scores_np, _thresholds_of  # noqa: F401
@@ -187,7 +187,7 @@ def find_label_issues(
         >>> issues = bt.quality.find_label_issues(labels, pred_probs, return_indices_ranked_by="self_confidence")
         >>> print(f"{mask.sum()} suspicious labels, worst first: {issues[:10]}")
     """
-    comm = Comm() if check_distributed(distributed) else None
+    comm = Comm() if use_distributed(distributed) else None
     # 1. validate: under torch.distributed an invalid input is held until every rank has been heard
     c = _check_find_args(
         labels,
@@ -307,7 +307,7 @@ def rank_mistakes(
         ...     print(f"sample {r.index}: labelled {r.target}, predicted {r.prediction} ({r.confidence:.0%})")
     """
     class_names = _check_name_strings(class_names, "rank_mistakes")
-    comm = Comm() if check_distributed(distributed) else None
+    comm = Comm() if use_distributed(distributed) else None
     y, p, names = _check_mistake_inputs(labels, pred_probs, class_names, comm, "rank_mistakes")
     confidence, prediction = p.max(1)
     wrong = torch.nonzero(prediction != y).flatten()
@@ -371,7 +371,7 @@ def mistakes_per_class(
         >>> print(per)                    # class, mistakes, support, rate, confused with
         >>> per["class"][:3]              # the three worst classes
     """
-    comm = Comm() if check_distributed(distributed) else None
+    comm = Comm() if use_distributed(distributed) else None
     class_names = _check_name_strings(class_names, "mistakes_per_class")
     y, p, names = _check_mistake_inputs(labels, pred_probs, class_names, comm, "mistakes_per_class")
     K = p.shape[1]

@@ -16,10 +16,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .._distributed import Comm, initialized, use_distributed
 from .._labels import check_labels as _check_labels
 from .._labels import infer_num_classes
 from ..ops.knn import knn
-from ._distributed import Comm, check_distributed
 from ._inputs import check_labels
 from ._knn_search import (  # noqa: F401  (_merge, _normalized: imported from here by tests)
     _DTYPES,
@@ -30,7 +30,6 @@ from ._knn_search import (  # noqa: F401  (_merge, _normalized: imported from he
     _merge,
     _normalized,
     _pair_distances,
-    _process_group_alive,
 )
 
 __all__ = ["NoveltyDetector", "embedding_coverage"]
@@ -186,9 +185,9 @@ class NoveltyDetector:
     # -- fit ---------------------------------------------------------------------
 
     def _use_process_group(self, owner: str) -> bool:
-        if self.distributed and not _process_group_alive():
+        if self.distributed and not initialized():
             raise ValueError(f"NoveltyDetector.{owner}: distributed=True needs an initialised torch.distributed process group")
-        return check_distributed(self.distributed)
+        return use_distributed(self.distributed)
 
     def fit(self, train_features: Any, labels: Any = None) -> "NoveltyDetector":
         """Store the bank of training features.
@@ -328,7 +327,7 @@ class NoveltyDetector:
 
     def _agree(self, error: Optional[Exception], owner: str) -> None:
         """Raise ``error`` before a collective call, on every rank when distributed (none is left waiting)."""
-        if self.bank_ is not None and self.distributed_ and _process_group_alive():
+        if self.bank_ is not None and self.distributed_ and initialized():
             Comm().agree(error, [], f"NoveltyDetector.{owner}")
         elif error is not None:
             raise error
@@ -336,7 +335,7 @@ class NoveltyDetector:
     def _check_fitted(self, owner: str) -> None:
         if self.bank_ is None:
             raise RuntimeError(f"NoveltyDetector.{owner}: call fit() first")
-        if self.distributed_ and not _process_group_alive():
+        if self.distributed_ and not initialized():
             raise RuntimeError(f"NoveltyDetector.{owner}: fit() sharded the bank across ranks; the process group is gone")
 
     # -- search ------------------------------------------------------------------

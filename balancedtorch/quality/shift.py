@@ -9,8 +9,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .._distributed import Comm, use_distributed
 from .._labels import infer_num_classes
-from ._distributed import Comm, check_distributed, exact_group_sums, round_ratio
+from ._exact_sums import exact_group_sums, round_ratio
 from ._inputs import as_tensor, check_labels, check_pred_probs
 
 __all__ = ["coverage_report", "CoverageReport", "LabelShiftEstimator", "DriftMonitor"]
@@ -230,7 +231,7 @@ class LabelShiftEstimator:
         Example:
             >>> est = bt.quality.LabelShiftEstimator(3).fit(val_labels, val_probs)
         """
-        comm = Comm() if check_distributed(distributed) else None
+        comm = Comm() if use_distributed(distributed) else None
         K = self.num_classes
         error, y, P = None, None, None
         try:
@@ -570,7 +571,7 @@ class DriftMonitor:
         if not isinstance(sync, bool):
             raise TypeError(f"sync must be True or False, got {sync!r}")
         counts = self.counts.clone()
-        if sync and check_distributed(None):
+        if sync and use_distributed(None):
             counts = Comm().all_reduce(counts)  # on the device the backend needs (NCCL: the current GPU)
         n = float(counts.sum())
         if n == 0:
