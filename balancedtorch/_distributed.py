@@ -11,11 +11,14 @@ waiting. The word for cross-rank behaviour in the public API is
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 from torch import Tensor
+
+from ._checks import UNSET
 
 
 def initialized() -> bool:
@@ -49,6 +52,28 @@ def use_distributed(distributed: Any, name: str = "distributed") -> bool:
     if distributed and not initialized():
         raise ValueError(f"{name}=True needs an initialised torch.distributed process group (init_process_group)")
     return bool(distributed) and torch.distributed.get_world_size() > 1
+
+
+def cross_rank(owner: str, distributed: Any, sync: Any = UNSET) -> bool:
+    """Whether a method combines all ranks: ``distributed`` as :func:`use_distributed` reads it.
+
+    ``sync`` is its deprecated name (one release; ``sync=True`` is
+    ``distributed=None``, ``sync=False`` is ``distributed=False``): it warns
+    at the caller's line of the method calling this.
+    """
+    if sync is not UNSET:
+        if not isinstance(sync, (bool, np.bool_)):
+            raise TypeError(f"sync must be True or False, got {sync!r}")
+        if distributed is not None:
+            raise TypeError(f"{owner}: pass distributed= only (sync= is its deprecated name), got both")
+        warnings.warn(
+            f"{owner}: sync= is deprecated and will be removed in the next release; use distributed= "
+            "(sync=True is distributed=None, sync=False is distributed=False)",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        distributed = None if sync else False
+    return use_distributed(distributed)
 
 
 def all_reduce_(t: Tensor) -> Tensor:

@@ -428,3 +428,54 @@ def test_update_with_another_number_of_classes_raises():
 def test_reference_labels_as_large_as_2_40_are_named():
     with pytest.raises(ValueError, match=r"reference_preds\[2\] = 1099511627776 would make .* num_classes="):
         bt.quality.DriftMonitor(torch.tensor([0, 1, 2**40]))
+
+
+# one word for cross-rank behaviour: distributed= (sync= is its deprecated name)
+_SYNC_METHODS = [
+    ("compute", {}),
+    ("report", {}),
+    ("pr_curves", {}),
+    ("roc_curves", {}),
+    ("plot_confusion_matrix", {}),
+    ("plot_per_class", {}),
+    ("plot_pr_curves", {}),
+    ("plot_roc_curves", {}),
+]
+
+
+@pytest.mark.parametrize("method, kwargs", _SYNC_METHODS, ids=[m for m, _ in _SYNC_METHODS])
+def test_metrics_methods_take_distributed_and_sync_is_a_deprecated_alias(method, kwargs):
+    if method.startswith("plot"):
+        pytest.importorskip("matplotlib")
+    torch.manual_seed(0)
+    m = bt.metrics.ClassificationMetrics(3, curves=True)
+    m.update(torch.randn(40, 3), torch.randint(0, 3, (40,)))
+    call = getattr(m, method)
+    local = call(distributed=False, **kwargs)
+    with pytest.warns(DeprecationWarning, match=rf"ClassificationMetrics.{method}: sync= is deprecated.*distributed=") as rec:
+        old = call(sync=False, **kwargs)
+    assert rec[0].filename == __file__
+    if method == "report":
+        assert old == local == call()
+    elif method == "compute":
+        assert torch.equal(old["confusion_matrix"], local["confusion_matrix"])
+    with pytest.raises(TypeError, match="pass distributed= only"):
+        call(distributed=False, sync=True, **kwargs)
+    with pytest.raises(ValueError, match="distributed=True needs an initialised torch.distributed process group"):
+        call(distributed=True, **kwargs)
+    with pytest.raises(TypeError, match="distributed must be True, False or None"):
+        call(distributed="yes", **kwargs)
+    if method.startswith("plot"):
+        import matplotlib.pyplot as plt
+
+        plt.close("all")
+
+
+def test_drift_monitor_status_takes_distributed_and_sync_is_a_deprecated_alias():
+    monitor = bt.quality.DriftMonitor(torch.tensor([0, 1, 1, 2] * 10))
+    monitor.update(torch.tensor([0, 0, 1, 2] * 5))
+    local = monitor.status(distributed=False)
+    with pytest.warns(DeprecationWarning, match="DriftMonitor.status: sync= is deprecated"):
+        assert monitor.status(sync=False)["psi"] == local["psi"] == monitor.status()["psi"]
+    with pytest.raises(ValueError, match="distributed=True needs"):
+        monitor.status(distributed=True)

@@ -28,6 +28,8 @@ from typing import Any, Dict, List, Optional, Tuple
 import torch
 from torch import Tensor
 
+from .._checks import UNSET
+from .._distributed import cross_rank
 from ..ops.class_counts import class_counts
 
 __all__: List[str] = []
@@ -438,12 +440,12 @@ class CurveMixin:
         return result
 
     # -- curves ---------------------------------------------------------------------
-    def _curve_state_for(self, caller: str, sync: bool) -> Any:
+    def _curve_state_for(self, caller: str, cross: bool) -> Any:
         if not self.curves:
             raise RuntimeError(f"ClassificationMetrics.{caller} needs curves=True at construction")
-        return self._state_for(caller, sync)[1]
+        return self._state_for(caller, cross)[1]
 
-    def pr_curves(self, sync: bool = True) -> List[Tuple[Tensor, Tensor, Tensor]]:
+    def pr_curves(self, distributed: Optional[bool] = None, *, sync: Any = UNSET) -> List[Tuple[Tensor, Tensor, Tensor]]:
         """Per-class precision-recall curves (one-vs-rest), float64 on the state's device.
 
         Exact state: scikit-learn's ``precision_recall_curve`` of class ``k``
@@ -455,15 +457,18 @@ class CurveMixin:
         :meth:`report`. Needs ``curves=True``.
 
         Args:
-            sync (bool): all ranks (default True, as reduced by the last
-                :meth:`compute`) or this rank's own samples.
+            distributed (bool or None): all ranks (default None, as reduced by the last
+                :meth:`compute`) or, with False, this rank's own samples;
+                ``sync=`` is its deprecated name.
 
         Returns:
             list of (precision, recall, thresholds), one per class.
         """
-        return self._curves_of(self._curve_state_for("pr_curves", sync), "pr")
+        return self._curves_of(
+            self._curve_state_for("pr_curves", cross_rank("ClassificationMetrics.pr_curves", distributed, sync)), "pr"
+        )
 
-    def roc_curves(self, sync: bool = True) -> List[Tuple[Tensor, Tensor, Tensor]]:
+    def roc_curves(self, distributed: Optional[bool] = None, *, sync: Any = UNSET) -> List[Tuple[Tensor, Tensor, Tensor]]:
         """Per-class ROC curves (one-vs-rest), float64 on the state's device.
 
         Exact state: scikit-learn's ``roc_curve(..., drop_intermediate=False)``
@@ -474,12 +479,14 @@ class CurveMixin:
         :meth:`report`. Needs ``curves=True``.
 
         Args:
-            sync (bool): all ranks (default True) or this rank's own samples.
+            distributed (bool or None): all ranks (default None: when a process group runs) or, with False, this rank's own samples; ``sync=`` is its deprecated name.
 
         Returns:
             list of (fpr, tpr, thresholds), one per class.
         """
-        return self._curves_of(self._curve_state_for("roc_curves", sync), "roc")
+        return self._curves_of(
+            self._curve_state_for("roc_curves", cross_rank("ClassificationMetrics.roc_curves", distributed, sync)), "roc"
+        )
 
     def _curves_of(self, curve: Any, kind: str) -> List[Tuple[Tensor, Tensor, Tensor]]:
         out = []

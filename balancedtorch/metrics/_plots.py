@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
-from typing import List, Optional, Tuple
+from typing import Any, List, Optional, Tuple
 
 import numpy as np
 from torch import Tensor
 
+from .._checks import UNSET
+from .._distributed import cross_rank
 from .._optional import require
 from ._confusion import _div
 
@@ -30,19 +32,26 @@ class PlotMixin:
     """Figures of the reduced (or local) state; matplotlib Figures that pyplot does not track (a base of ``ClassificationMetrics``)."""
 
     # -- plots ------------------------------------------------------------------
-    def plot_confusion_matrix(self, path: Optional[str] = None, normalize: Optional[str] = None, sync: bool = True):
+    def plot_confusion_matrix(
+        self,
+        path: Optional[str] = None,
+        normalize: Optional[str] = None,
+        distributed: Optional[bool] = None,
+        *,
+        sync: Any = UNSET,
+    ):
         """Plot the confusion matrix (multilabel: one 2 x 2 matrix per label).
 
         Not collective; under ``torch.distributed`` it follows the rule of
-        :meth:`report` (``sync=True``: the matrix reduced by the last
-        :meth:`compute`; ``sync=False``: this rank's own).
+        :meth:`report` (by default the matrix reduced by the last
+        :meth:`compute`; ``distributed=False``: this rank's own).
 
         Args:
             path (str, optional): where to save the image (format from the
                 extension, e.g. PNG); default None: not saved.
             normalize (str, optional): None (counts), ``"true"`` (rows),
                 ``"pred"`` (columns) or ``"all"``.
-            sync (bool): all ranks (default True) or this rank's own samples.
+            distributed (bool or None): all ranks (default None: when a process group runs) or, with False, this rank's own samples; ``sync=`` is its deprecated name.
 
         Returns:
             matplotlib.figure.Figure: not registered with pyplot (nothing to
@@ -50,7 +59,13 @@ class PlotMixin:
         """
         if normalize not in (None, "true", "pred", "all"):
             raise ValueError(f"normalize must be None, 'true', 'pred' or 'all', got {normalize!r}")
-        cm = self._confmat_for("plot_confusion_matrix", sync).double().cpu()
+        cm = (
+            self._confmat_for(
+                "plot_confusion_matrix", cross_rank("ClassificationMetrics.plot_confusion_matrix", distributed, sync)
+            )
+            .double()
+            .cpu()
+        )
         names = self._names()
         if cm.dim() == 3:
             cols = min(self.num_classes, 5)
@@ -101,21 +116,23 @@ class PlotMixin:
                         j, i, fmt.format(v), ha="center", va="center", fontsize=8, color="white" if v > threshold else "black"
                     )
 
-    def plot_per_class(self, path: Optional[str] = None, sync: bool = True):
+    def plot_per_class(self, path: Optional[str] = None, distributed: Optional[bool] = None, *, sync: Any = UNSET):
         """Plot per-class precision, recall, F1 and IoU as grouped bars.
 
         Not collective; under ``torch.distributed`` it follows the rule of
-        :meth:`report` (``sync=True``: the matrix reduced by the last
-        :meth:`compute`; ``sync=False``: this rank's own).
+        :meth:`report` (by default the matrix reduced by the last
+        :meth:`compute`; ``distributed=False``: this rank's own).
 
         Args:
             path (str, optional): where to save the image; default None: not saved.
-            sync (bool): all ranks (default True) or this rank's own samples.
+            distributed (bool or None): all ranks (default None: when a process group runs) or, with False, this rank's own samples; ``sync=`` is its deprecated name.
 
         Returns:
             matplotlib.figure.Figure: not registered with pyplot.
         """
-        r = self._metrics(self._confmat_for("plot_per_class", sync))
+        r = self._metrics(
+            self._confmat_for("plot_per_class", cross_rank("ClassificationMetrics.plot_per_class", distributed, sync))
+        )
         names = self._names()
         fig = _figure((max(6.0, 0.6 * self.num_classes + 2), 4))
         ax = fig.subplots()
@@ -131,9 +148,9 @@ class PlotMixin:
             ax.set_title(f"per-label metrics (macro F1 {r['macro_f1']:.3f}, mean IoU {r['mean_iou']:.3f})")
         return _finish(fig, path)
 
-    def _plot_curves(self, kind: str, path: Optional[str], sync: bool):
+    def _plot_curves(self, kind: str, path: Optional[str], cross: bool):
         caller = "plot_pr_curves" if kind == "pr" else "plot_roc_curves"
-        curve = self._curve_state_for(caller, sync)
+        curve = self._curve_state_for(caller, cross)
         curves = self._curves_of(curve, kind)
         ranking = self._ranking(curve)
         names = self._names()
@@ -175,7 +192,7 @@ class PlotMixin:
             ax.legend(fontsize=8, loc="lower left" if kind == "pr" else "lower right")
         return _finish(fig, path)
 
-    def plot_pr_curves(self, path: Optional[str] = None, sync: bool = True):
+    def plot_pr_curves(self, path: Optional[str] = None, distributed: Optional[bool] = None, *, sync: Any = UNSET):
         """Plot the per-class precision-recall curves (classes without positives left out), AP in the legend.
 
         Not collective; under ``torch.distributed`` it follows the rule of
@@ -183,14 +200,14 @@ class PlotMixin:
 
         Args:
             path (str, optional): where to save the image; default None: not saved.
-            sync (bool): all ranks (default True) or this rank's own samples.
+            distributed (bool or None): all ranks (default None: when a process group runs) or, with False, this rank's own samples; ``sync=`` is its deprecated name.
 
         Returns:
             matplotlib.figure.Figure: not registered with pyplot.
         """
-        return self._plot_curves("pr", path, sync)
+        return self._plot_curves("pr", path, cross_rank("ClassificationMetrics.plot_pr_curves", distributed, sync))
 
-    def plot_roc_curves(self, path: Optional[str] = None, sync: bool = True):
+    def plot_roc_curves(self, path: Optional[str] = None, distributed: Optional[bool] = None, *, sync: Any = UNSET):
         """Plot the per-class ROC curves (classes without positives or negatives left out), AUC in the legend.
 
         Not collective; under ``torch.distributed`` it follows the rule of
@@ -198,9 +215,9 @@ class PlotMixin:
 
         Args:
             path (str, optional): where to save the image; default None: not saved.
-            sync (bool): all ranks (default True) or this rank's own samples.
+            distributed (bool or None): all ranks (default None: when a process group runs) or, with False, this rank's own samples; ``sync=`` is its deprecated name.
 
         Returns:
             matplotlib.figure.Figure: not registered with pyplot.
         """
-        return self._plot_curves("roc", path, sync)
+        return self._plot_curves("roc", path, cross_rank("ClassificationMetrics.plot_roc_curves", distributed, sync))

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any, Optional
+
 import torch
+
+from .._checks import UNSET
+from .._distributed import cross_rank
 
 __all__: list = []
 
@@ -13,28 +18,30 @@ class ReportMixin:
     def _names(self):
         return self.class_names or [str(k) for k in range(self.num_classes)]
 
-    def report(self, digits: int = 2, sync: bool = True) -> str:
+    def report(self, digits: int = 2, distributed: Optional[bool] = None, *, sync: Any = UNSET) -> str:
         """A table in the layout of sklearn's ``classification_report``, plus specificity and IoU.
 
         With ``curves=True`` two more columns: average precision and ROC AUC
         (``nan`` where undefined; averages over the defined classes).
 
         Not collective: safe on one rank alone. Under ``torch.distributed``
-        with ``sync=True`` (default) it shows the numbers of all ranks as
+        (``distributed=None``, the default) it shows the numbers of all ranks as
         reduced by the last :meth:`compute`, which must have run on every
         rank after the last ``update``/``reset`` (``RuntimeError`` otherwise);
-        ``sync=False`` shows this rank's own samples.
+        ``distributed=False`` shows this rank's own samples.
 
         Args:
             digits (int): decimals of the ratios (default 2).
-            sync (bool): the numbers of all ranks (default True) or of this rank.
+            distributed (bool or None): the numbers of all ranks (default
+                None: when a process group runs) or, with False, of this rank;
+                ``sync=`` is its deprecated name.
 
         Returns:
             str: the table, one line per class.
         """
         if isinstance(digits, bool) or not isinstance(digits, int) or digits < 0:
             raise ValueError(f"ClassificationMetrics.report: digits must be an int >= 0, got {digits!r}")
-        cm, curve = self._state_for("report", sync)
+        cm, curve = self._state_for("report", cross_rank("ClassificationMetrics.report", distributed, sync))
         r = self._metrics(cm)
         if curve is not None:
             r.update(self._ranking(curve))

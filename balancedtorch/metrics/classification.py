@@ -20,8 +20,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .._checks import as_tensor
-from .._distributed import active, all_gather_, all_reduce_, world_and_rank
+from .._checks import UNSET, as_tensor
+from .._distributed import all_gather_, all_reduce_, cross_rank, world_and_rank
 from ..data.labels import refuse_meta
 from . import _curves
 from ._confusion import ConfusionMixin, _class_last, _div  # noqa: F401  (_class_last, _div: their old home)
@@ -34,12 +34,6 @@ __all__ = ["ClassificationMetrics"]
 _TASKS = ("multiclass", "binary", "multilabel")
 _INPUT_FORMATS = ("auto", "logits", "probabilities")
 _DEFAULT_EXACT_MAX_SAMPLES = 1_000_000
-
-
-def _check_sync(sync: Any) -> bool:
-    if not isinstance(sync, bool):
-        raise TypeError(f"sync must be True or False, got {sync!r}")
-    return sync
 
 
 class ClassificationMetrics(ConfusionMixin, CurveMixin, ReportMixin, PlotMixin):
@@ -129,8 +123,9 @@ class ClassificationMetrics(ConfusionMixin, CurveMixin, ReportMixin, PlotMixin):
     ``update``/``reset`` ran after that ``compute()`` (or it never ran) they
     raise a ``RuntimeError`` asking for ``compute()`` on every rank first,
     rather than show stale numbers or wait for the other ranks.
-    ``sync=False`` (every method) uses this rank's own samples and never
-    communicates. Without a process group every method works on the local
+    ``distributed=False`` (every method) uses this rank's own samples and
+    never communicates (``distributed=None``, the default: all ranks when a
+    process group of world size > 1 runs; ``sync=`` is the deprecated name). Without a process group every method works on the local
     state and nothing changes.
 
     Multiclass and binary numbers equal scikit-learn's
@@ -370,42 +365,45 @@ class ClassificationMetrics(ConfusionMixin, CurveMixin, ReportMixin, PlotMixin):
             all_target = all_target[:, 0]
         return cm, ("exact", packed[:, :width], all_target)
 
-    def _state_for(self, caller: str, sync: bool) -> Tuple[Tensor, Any]:
+    def _state_for(self, caller: str, cross: bool) -> Tuple[Tensor, Any]:
         """The state a non-collective method reports: local, or the one the last compute() reduced."""
-        if not _check_sync(sync) or not active():
+        if not cross:
             return self.confmat.clone(), self._local_curve_state()
         if self._reduced is None:
             raise RuntimeError(
                 f"ClassificationMetrics.{caller}: under torch.distributed only compute() communicates and it has not "
                 f"run yet; call compute() on every rank first (it sums the confusion matrices of all ranks), then "
-                f"{caller}() on any rank, or pass sync=False for this rank's own samples"
+                f"{caller}() on any rank, or pass distributed=False for this rank's own samples"
             )
         version, cm, curve = self._reduced
         if version != self._version:
             raise RuntimeError(
                 f"ClassificationMetrics.{caller}: update() or reset() ran after the last compute(), so the reduced "
                 f"numbers are stale; call compute() on every rank again, then {caller}() on any rank, or pass "
-                "sync=False for this rank's own samples"
+                "distributed=False for this rank's own samples"
             )
         return cm.clone(), curve
 
-    def _confmat_for(self, caller: str, sync: bool) -> Tensor:
-        return self._state_for(caller, sync)[0]
+    def _confmat_for(self, caller: str, cross: bool) -> Tensor:
+        return self._state_for(caller, cross)[0]
 
     # -- results ------------------------------------------------------------------
-    def compute(self, sync: bool = True) -> Dict[str, Any]:
+    def compute(self, distributed: Optional[bool] = None, *, sync: Any = UNSET) -> Dict[str, Any]:
         """Every metric, as float64 tensors on the state's device (scalars as floats).
 
-        **Collective** under ``torch.distributed`` (world size > 1) when
-        ``sync=True``: every rank must call it, in the same order relative to
+        **Collective** under ``torch.distributed`` (world size > 1) unless
+        ``distributed=False``: every rank must call it, in the same order relative to
         other collectives; it reduces the state (one all-reduce, or two
         collectives for an exact curve state: see the class docstring) and
         remembers the result for :meth:`report`, the curves and the plots.
-        Without a process group, or with ``sync=False``, it is local: the
+        Without a process group, or with ``distributed=False``, it is local: the
         metrics of this rank's own samples, nothing communicated.
 
         Args:
-            sync (bool): combine the state of all ranks (default True).
+            distributed (bool or None): combine the state of all ranks
+                (``None``, the default: when a process group of world size > 1
+                runs; ``True``: a process group is required). ``sync=`` is its
+                deprecated name (``sync=True`` is ``None``).
 
         Returns:
             dict: ``confusion_matrix`` (Tensor[K, K] int64; multilabel
@@ -424,7 +422,7 @@ class ClassificationMetrics(ConfusionMixin, CurveMixin, ReportMixin, PlotMixin):
         """
         cm = self.confmat.clone()
         curve = self._local_curve_state()
-        if _check_sync(sync) and active():
+        if cross_rank("ClassificationMetrics.compute", distributed, sync):
             cm, curve = self._all_reduce(cm, curve)
             self._reduced = (self._version, cm.clone(), curve)
         result = self._metrics(cm)

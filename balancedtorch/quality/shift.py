@@ -9,7 +9,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .._distributed import Comm, use_distributed
+from .._checks import UNSET
+from .._distributed import Comm, cross_rank, use_distributed
 from .._labels import infer_num_classes
 from ._exact_sums import exact_group_sums, round_ratio
 from ._inputs import as_tensor, check_labels, check_pred_probs
@@ -395,7 +396,7 @@ class DriftMonitor:
 
     Distributed (``torch.distributed`` initialised, world size > 1):
     ``status()`` is the one collective (one all-reduce of the K counts): call
-    it on **every** rank, each gets the same result; ``status(sync=False)``
+    it on **every** rank, each gets the same result; ``status(distributed=False)``
     compares this rank's own counts and never communicates. ``update`` and
     ``reset`` are local. The reference must be the same on every rank; the
     window is per rank (the reduced status covers each rank's latest
@@ -552,13 +553,14 @@ class DriftMonitor:
         self._head = (self._head + m) % W
         self._filled = min(W, self._filled + m)
 
-    def status(self, sync: bool = True) -> Dict[str, Any]:
+    def status(self, distributed: Optional[bool] = None, *, sync: Any = UNSET) -> Dict[str, Any]:
         """Compare the production counts with the reference.
 
-        **Collective** under ``torch.distributed`` (world size > 1) when
-        ``sync=True``: every rank must call it (one all-reduce of the counts);
-        ``sync=False``, or no process group: this rank's counts only, nothing
-        communicated.
+        **Collective** under ``torch.distributed`` (world size > 1) unless
+        ``distributed=False``: every rank must call it (one all-reduce of the
+        counts); ``distributed=False``, or no process group: this rank's
+        counts only, nothing communicated. ``sync=`` is the deprecated name of
+        ``distributed`` (``sync=True`` is ``None``).
 
         Returns:
             dict: ``psi``; ``chi2``, ``p_value`` and ``dof`` of the test of
@@ -568,10 +570,9 @@ class DriftMonitor:
             compared), ``reference_size`` (None for shares), ``method`` and
             ``drift`` (bool).
         """
-        if not isinstance(sync, bool):
-            raise TypeError(f"sync must be True or False, got {sync!r}")
+        cross = cross_rank("DriftMonitor.status", distributed, sync)
         counts = self.counts.clone()
-        if sync and use_distributed(None):
+        if cross:
             counts = Comm().all_reduce(counts)  # on the device the backend needs (NCCL: the current GPU)
         n = float(counts.sum())
         if n == 0:
