@@ -1,9 +1,12 @@
-"""Data-quality tools: mislabeled samples, slice coverage, label shift, drift, novelty and image grids to look at."""
+"""Data-quality tools: mislabeled samples, slice coverage, label shift, drift, novelty, near-duplicates and leakage,
+what to label next, and image grids to look at."""
 
 from ._results import MistakesPerClass, RankedMistakes
+from .duplicates import find_duplicates, find_leakage
 from .gallery import plot_mistakes, plot_novel
 from .label_issues import find_label_issues, label_quality_scores, mistakes_per_class, rank_mistakes
 from .novelty import NoveltyDetector, embedding_coverage
+from .selection import select_for_labeling
 from .shift import CoverageReport, DriftMonitor, LabelShiftEstimator, coverage_report
 
 __all__ = [
@@ -19,6 +22,9 @@ __all__ = [
     "DriftMonitor",
     "NoveltyDetector",
     "embedding_coverage",
+    "find_duplicates",
+    "find_leakage",
+    "select_for_labeling",
     "plot_mistakes",
     "plot_novel",
 ]
