@@ -20,8 +20,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .._distributed import Comm, use_distributed
 from ..ops.knn import knn
-from ._distributed import Comm, check_distributed
 from ._inputs import check_pred_probs
 from .novelty import NoveltyDetector, _features, _pair_distances, _row_sums
 
@@ -335,7 +335,7 @@ def select_for_labeling(
         tensor([2, 3])
     """
     owner = "select_for_labeling"
-    shard = check_distributed(distributed)
+    shard = use_distributed(distributed)
     if not shard:
         budget, x, lab, p = _inputs(pool_features, budget, strategy, labeled_features, pred_probs, generator, False)
         if budget > x.shape[0]:
