@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from ..ops.knn import knn
-from .novelty import _features, _normalized, _pair_distances
+from ._knn_search import _features, _normalized, _pair_distances
 
 __all__ = ["find_duplicates", "find_leakage"]
 

@@ -23,7 +23,8 @@ from torch import Tensor
 from .._distributed import Comm, use_distributed
 from ..ops.knn import knn
 from ._inputs import check_pred_probs
-from .novelty import NoveltyDetector, _features, _pair_distances, _row_sums
+from ._knn_search import _features, _pair_distances, _row_sums
+from .novelty import NoveltyDetector
 
 __all__ = ["select_for_labeling"]
 
