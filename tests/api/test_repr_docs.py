@@ -248,7 +248,7 @@ def _non_default(cls, param):
     factory = _NON_DEFAULT_BY_CLASS.get(short, {}).get(param.name) or _NON_DEFAULT.get(param.name)
     if factory is None and isinstance(param.default, bool):
         return {param.name: not param.default}
-    assert factory is not None, f"tests/test_repr_docs.py: add a non-default value of {short}(…, {param.name}=…) to _NON_DEFAULT"
+    assert factory is not None, f"tests/api/test_repr_docs.py: add a non-default value of {short}(…, {param.name}=…) to _NON_DEFAULT"
     return factory()
 
 
@@ -258,7 +258,7 @@ def _make(cls, **kwargs):
     params = list(inspect.signature(cls.__init__).parameters.values())[1:]
     needs = [p.name for p in params if p.default is inspect.Parameter.empty and p.kind in named]
     assert not needs or required is not None, (
-        f"tests/test_repr_docs.py: add the required arguments {needs} of {cls.__name__} to _REQUIRED"
+        f"tests/api/test_repr_docs.py: add the required arguments {needs} of {cls.__name__} to _REQUIRED"
     )
     args = required() if required is not None else {}
     args.update(kwargs)

@@ -439,7 +439,7 @@ def test_public_quality_api_documented():
 
 
 def test_readme_mistakes_example_prints_what_readme_shows():
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
     section = readme[readme.index("### Looking at the mistakes") :]
     code, shown = re.search(r"```python\n(.*?)```\s*```text\n(.*?)```", section, re.S).groups()
     out = io.StringIO()
