@@ -173,6 +173,16 @@ def test_bad_input(call, exc, match):
     assert torch.equal(p, p_before)
 
 
+def test_gallery_refuses_images_without_pixels():
+    y = torch.tensor([0, 1])
+    p = torch.tensor([[0.1, 0.9], [0.8, 0.2]])
+    for images in (torch.rand(2, 3, 0, 5), torch.zeros(2, 3, 4, 0, dtype=torch.uint8), torch.zeros(2, 0, 5)):
+        with pytest.raises(ValueError, match=r"images\[0\] is empty: shape \(\d+, \d+(, \d+)?\) has no pixels"):
+            bt.quality.plot_mistakes(images, y, p)
+    with pytest.raises(ValueError, match=r"images\[1\] is empty"):
+        bt.quality.plot_novel(torch.zeros(2, 1, 5, 0), torch.tensor([0.0, 1.0]))
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_estimated_noise_rate_equals_cleanlab(seed):
     cleanlab_count = pytest.importorskip("cleanlab.count")
