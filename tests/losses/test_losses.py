@@ -435,7 +435,7 @@ def test_bad_gamma_and_targets(device):
     with pytest.raises(TypeError, match="input must be a floating tensor"):
         btf.cross_entropy(torch.ones(3, 5, dtype=torch.long, device=device), torch.tensor([0, 1, 2], device=device))
     with pytest.raises(ValueError, match="class_counts must be finite and >= 0"):
-        bt.nn.LogitAdjustedLoss([10, -1, 3])  # a zero count is floored to half a sample (test_conveniences)
+        bt.nn.LogitAdjustedLoss([10, -1, 3])  # a zero count is floored to half a sample (test_logit_adjusted_loss.py)
     with pytest.raises(ValueError, match="tau must be in"):
         bt.nn.LogitAdjustedLoss([10, 1, 3], tau=-1)
 
