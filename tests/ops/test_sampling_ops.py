@@ -9,6 +9,8 @@ arguments on different devices.
 import pytest
 import torch
 
+import balancedtorch  # noqa: F401  (registers torch.ops.balancedtorch)
+
 _OPS = torch.ops.balancedtorch
 
 
