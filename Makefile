@@ -59,7 +59,7 @@ demo: install
 demo-seg: install
 	$(PY) -m balancedtorch demo --task segmentation $(DEMO_ARGS)
 
-# MONAI's own loss tests for tests/test_monai_suite.py: the last MONAI source
+# MONAI's own loss tests for tests/losses/test_monai_suite.py: the last MONAI source
 # distribution on PyPI that ships its tests (1.5.2), hash-checked; only its
 # tests/losses files are extracted. Offline, the runner skips (the step warns).
 MONAI_TESTS_VERSION := 1.5.2
@@ -75,7 +75,7 @@ $(MONAI_TESTS_DIR)/test_dice_loss.py:
 	    && echo "$(MONAI_TESTS_SHA256)  build/peer-tests/monai.tar.gz" | sha256sum -c --quiet; then \
 	    tar xzf build/peer-tests/monai.tar.gz -C build/peer-tests --wildcards 'monai-$(MONAI_TESTS_VERSION)/tests/losses/test_*.py'; \
 	    rm -f build/peer-tests/monai.tar.gz; \
-	else echo "warning: MONAI's test files could not be fetched; tests/test_monai_suite.py will skip"; fi
+	else echo "warning: MONAI's test files could not be fetched; tests/losses/test_monai_suite.py will skip"; fi
 
 # Every reference library of the dev extra must be importable here: a missing one
 # fails its tests instead of skipping them (BT_REQUIRE_REFERENCES, tests/conftest.py).
@@ -121,10 +121,11 @@ wheel: install
 # a machine's pip configuration that caps torch).
 MIN_TORCH       ?= 2.4.1
 MIN_TORCHVISION ?= 0.19.1
-CORE_TESTS   := tests/test_build.py tests/test_class_counts.py tests/test_class_weights.py tests/test_samplers.py \
-                tests/test_losses.py tests/test_ohem.py tests/test_region_losses.py tests/test_knn.py \
-                tests/test_augment.py tests/test_crop_focus.py tests/test_metrics.py tests/test_novelty.py \
-                tests/test_quality.py tests/test_input_checks.py
+CORE_TESTS   := tests/packaging/test_build.py tests/ops/test_class_counts.py tests/ops/test_knn.py \
+                tests/losses/test_class_weights.py tests/losses/test_losses.py tests/losses/test_ohem.py \
+                tests/losses/test_region_losses.py tests/data/test_samplers.py tests/augment/test_augment.py \
+                tests/augment/test_crop_focus.py tests/metrics/test_metrics.py tests/quality/test_novelty.py \
+                tests/quality/test_quality.py tests/api/test_input_checks.py
 TORCH_VENV_DEPS := 'setuptools>=77' wheel ninja pytest hypothesis scikit-learn scipy
 
 define torch_line_test

@@ -34,14 +34,14 @@ status=0
 
 # The CUDA kernels each sanitised test reaches (one or two per kernel).
 SANITIZER_TESTS=(
-  "tests/test_class_counts.py::test_matches_bincount"
-  "tests/test_class_counts.py::test_segmentation_masks_with_ignore_index"
-  "tests/test_losses.py::test_cross_entropy_equals_torch"
-  "tests/test_losses.py::test_focal_loss_matches_reference"
-  "tests/test_losses.py::test_sigmoid_focal_equals_torchvision"
-  "tests/test_augment.py::test_whole_chain_matches_torchvision"
-  "tests/test_augment.py::test_single_channel_and_masks"
-  "tests/test_knn.py::test_matches_brute_force"
+  "tests/ops/test_class_counts.py::test_matches_bincount"
+  "tests/ops/test_class_counts.py::test_segmentation_masks_with_ignore_index"
+  "tests/losses/test_losses.py::test_cross_entropy_equals_torch"
+  "tests/losses/test_losses.py::test_focal_loss_matches_reference"
+  "tests/losses/test_losses.py::test_sigmoid_focal_equals_torchvision"
+  "tests/augment/test_augment.py::test_whole_chain_matches_torchvision"
+  "tests/augment/test_augment.py::test_single_channel_and_masks"
+  "tests/ops/test_knn.py::test_matches_brute_force"
 )
 
 section() { printf '\n## %s\n\n' "$1" >>"$REPORT"; }

@@ -435,7 +435,7 @@ def test_bad_gamma_and_targets(device):
     with pytest.raises(TypeError, match="input must be a floating tensor"):
         btf.cross_entropy(torch.ones(3, 5, dtype=torch.long, device=device), torch.tensor([0, 1, 2], device=device))
     with pytest.raises(ValueError, match="class_counts must be finite and >= 0"):
-        bt.nn.LogitAdjustedLoss([10, -1, 3])  # a zero count is floored to half a sample (test_conveniences)
+        bt.nn.LogitAdjustedLoss([10, -1, 3])  # a zero count is floored to half a sample (test_logit_adjusted_loss.py)
     with pytest.raises(ValueError, match="tau must be in"):
         bt.nn.LogitAdjustedLoss([10, 1, 3], tau=-1)
 
@@ -598,3 +598,91 @@ def test_channels_last_input(device, soft, gamma):
     torch.testing.assert_close(xo.grad.double(), xr.grad, rtol=1e-4, atol=1e-7)
     none = btf.cross_entropy(x, t, reduction="none")
     torch.testing.assert_close(none, F.cross_entropy(x.contiguous(), t, reduction="none"), rtol=1e-6, atol=1e-6)
+
+
+# -- more than 2^24 classes: class indices compared exactly --------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("gamma", [0.0, 2.0])
+def test_segmentation_loss_classes_past_2_24(device, gamma):
+    # (1, C, 2) logits, C = 2^24 + 2: the pixels' targets 2^24 + 1 and 2^24 are
+    # one float32 value; classes 2^24 and 2^24 + 1 hold nearly all the
+    # probability (the other 2^24 logits sit ~30 below), so taking one for the
+    # other changes both pixels' losses completely.
+    C = 2**24 + 2
+    x = torch.randn(1, C, 2, device=device) * 0.5 - 30.0
+    x[0, 2**24] = 6.0 + torch.rand(2, device=device)
+    x[0, 2**24 + 1] = 3.0 + torch.rand(2, device=device)
+    x.requires_grad_(True)
+    t = torch.tensor([[2**24 + 1, 2**24]], device=device)
+    loss = btf.focal_loss(x, t, gamma=gamma, reduction="none") if gamma else btf.cross_entropy(x, t, reduction="none")
+    grad_out = torch.rand_like(loss)
+    (grad,) = torch.autograd.grad(loss, x, grad_out)
+    lp = F.log_softmax(x.detach().double(), dim=1)
+    lp.requires_grad_(True)
+    lpt = lp.gather(1, t.unsqueeze(1)).squeeze(1)
+    ref = -((1 - lpt.exp()) ** gamma) * lpt
+    (ref_grad,) = torch.autograd.grad(ref, lp, grad_out.double())
+    # d/dx of f(log_softmax(x)): g - softmax * sum(g)
+    p = lp.detach().exp()
+    ref_grad_x = ref_grad - p * ref_grad.sum(1, keepdim=True)
+    torch.testing.assert_close(loss.double(), ref.detach(), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(grad.double(), ref_grad_x, rtol=1e-4, atol=1e-6)
+
+
+# -- the raw fused-loss ops never modify the gradient tensor they returned -----------------------------------------------
+
+
+def _raw_softmax_loss(x, t, reduction):
+    return torch.ops.balancedtorch.softmax_loss(x, t, None, None, -100, 0.1, 0.0, reduction, True)
+
+
+def _raw_sigmoid_focal_loss(x, t, reduction):
+    return torch.ops.balancedtorch.sigmoid_focal_loss(x, t, None, 0.25, 2.0, reduction, True)
+
+
+@pytest.mark.parametrize("op", ["softmax_loss", "sigmoid_focal_loss"])
+@pytest.mark.parametrize("reduction", [0, 1, 2])
+def test_raw_op_gradient_output_is_never_modified(device, op, reduction):
+    x = torch.randn(64, 5, device=device, requires_grad=True)
+    if op == "softmax_loss":
+        t = torch.randint(0, 5, (64,), device=device)
+        call = _raw_softmax_loss
+    else:
+        t = (torch.rand(64, 5, device=device) < 0.3).float()
+        call = _raw_sigmoid_focal_loss
+    loss, returned = call(x, t, reduction)
+    kept = returned.clone()
+    grad_out = torch.rand_like(loss) + 0.5  # != 1
+    loss.backward(grad_out, retain_graph=True)
+    assert torch.equal(returned, kept), "backward scaled the tensor the op returned"
+    assert x.grad.data_ptr() != returned.data_ptr()
+    scale = grad_out.unsqueeze(1) if (reduction == 0 and op == "softmax_loss") else grad_out
+    torch.testing.assert_close(x.grad, kept * scale)
+    # grad_output exactly 1 (loss.backward()) and a second backward: still untouched
+    if reduction != 0:
+        x.grad = None
+        loss.backward()
+        assert torch.equal(returned, kept)
+        torch.testing.assert_close(x.grad, kept)
+        returned.zero_()  # the caller's tensor is theirs to change: x.grad is not tied to it
+        torch.testing.assert_close(x.grad, kept)
+
+
+def test_public_losses_still_match_torch_after_scaled_backward(device):
+    # the wrappers keep the in-place scaling of their private buffer
+    x = torch.randn(32, 7, device=device, requires_grad=True)
+    t = torch.randint(0, 7, (32,), device=device)
+    ref = torch.autograd.grad(F.cross_entropy(x, t, label_smoothing=0.1), x)[0]
+    (2.5 * btf.cross_entropy(x, t, label_smoothing=0.1)).backward()
+    torch.testing.assert_close(x.grad, 2.5 * ref)
+    y = (torch.rand(32, 7, device=device) < 0.2).float()
+    x.grad = None
+    (0.5 * btf.sigmoid_focal_loss(x, y, reduction="sum")).backward()
+    xr = x.detach().clone().requires_grad_(True)
+    p = torch.sigmoid(xr)
+    ce = F.binary_cross_entropy_with_logits(xr, y, reduction="none")
+    p_t = p * y + (1 - p) * (1 - y)
+    ((0.25 * y + 0.75 * (1 - y)) * ce * (1 - p_t) ** 2).sum().mul(0.5).backward()
+    torch.testing.assert_close(x.grad, xr.grad)

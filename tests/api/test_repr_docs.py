@@ -1,10 +1,12 @@
-"""Issue 17 §5: real docstrings and reprs that show every non-default argument.
+"""Real docstrings, and reprs that show every non-default argument.
 
 Covers every public name of ``bt.data``, ``bt.resample``, ``bt.ops`` and
 ``bt.class_weights`` (and the modules behind them), found through ``__all__``:
 a class or function added there is checked without touching this file, and a
 class whose constructor arguments are not in the tables below fails with a
-message that says what to add.
+message that says what to add. The losses of ``bt.nn`` and ``BatchAugment``
+(their ``forward``, the functional forms, ``affine_color``) are listed at the
+end.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import pytest
 import torch
 
 import balancedtorch as bt
+import balancedtorch.augment.functional as AF
+import balancedtorch.functional as btf
 from balancedtorch._checks import UNSET
 
 # by import path: the package attributes ops.knn / ops.class_counts are the functions, not the modules
@@ -249,7 +253,9 @@ def _non_default(cls, param):
     factory = _NON_DEFAULT_BY_CLASS.get(short, {}).get(param.name) or _NON_DEFAULT.get(param.name)
     if factory is None and isinstance(param.default, bool):
         return {param.name: not param.default}
-    assert factory is not None, f"tests/test_repr_docs.py: add a non-default value of {short}(…, {param.name}=…) to _NON_DEFAULT"
+    assert factory is not None, (
+        f"tests/api/test_repr_docs.py: add a non-default value of {short}(…, {param.name}=…) to _NON_DEFAULT"
+    )
     return factory()
 
 
@@ -259,7 +265,7 @@ def _make(cls, **kwargs):
     params = list(inspect.signature(cls.__init__).parameters.values())[1:]
     needs = [p.name for p in params if p.default is inspect.Parameter.empty and p.kind in named]
     assert not needs or required is not None, (
-        f"tests/test_repr_docs.py: add the required arguments {needs} of {cls.__name__} to _REQUIRED"
+        f"tests/api/test_repr_docs.py: add the required arguments {needs} of {cls.__name__} to _REQUIRED"
     )
     args = required() if required is not None else {}
     args.update(kwargs)
@@ -339,3 +345,100 @@ def test_feature_smote_and_alias_table_reprs():
     assert text == "FeatureSMOTE(k_neighbors=3, memory_size=16, num_classes=5, momentum=0.5, generator=<torch.Generator>)"
     weights = _weights()
     assert repr(bt.ops.AliasTable(weights)) == f"AliasTable(weights=<tensor of {N}>)"
+
+
+# -- the losses' and BatchAugment's forward docstrings and reprs ---------------------------------------------------------
+
+
+PUBLIC_MODULES = [
+    bt.augment.BatchAugment,
+    bt.nn.CrossEntropyLoss,
+    bt.nn.FocalLoss,
+    bt.nn.LogitAdjustedLoss,
+    bt.nn.SigmoidFocalLoss,
+]
+
+
+@pytest.mark.parametrize(
+    "obj", PUBLIC_MODULES + [AF.affine_color, btf.logit_adjusted_loss, btf.sigmoid_focal_loss], ids=lambda o: o.__qualname__
+)
+def test_public_call_has_a_real_docstring(obj):
+    fn = obj.forward if isinstance(obj, type) else obj
+    doc = inspect.getdoc(fn) or ""
+    for section in ("Args:", "Returns:", "Example:", "Tensor["):
+        assert section in doc, f"{obj.__qualname__}: docstring lacks {section!r}"
+    params = [p for p in inspect.signature(fn).parameters if p not in ("self", "inputs", "targets")]
+    for p in params:
+        assert p in doc, f"{obj.__qualname__}: argument {p!r} undocumented"
+
+
+REPR_CASES = [
+    (
+        bt.augment.BatchAugment,
+        dict(
+            hflip=0.5,
+            vflip=0.25,
+            rotation=30,
+            translate=(0.1, 0.2),
+            scale=(0.8, 1.2),
+            shear=(1, 2, 3, 4),
+            crop=32,
+            brightness=0.4,
+            contrast=0.3,
+            saturation=0.2,
+            hue=0.1,
+            mean=(0.5, 0.4, 0.3),
+            std=(0.2, 0.3, 0.4),
+            out_dtype=torch.bfloat16,
+            interpolation="nearest",
+            p=0.7,
+            same_on_batch=True,
+            class_p={3: 1.0},
+            crop_scale=(0.5, 1.0),
+            crop_ratio=(0.9, 1.1),
+            fill=None,
+            mask_fill=254,
+        ),
+    ),
+    (bt.nn.CrossEntropyLoss, dict(weight=torch.rand(3), ignore_index=255, reduction="sum", label_smoothing=0.1)),
+    (bt.nn.FocalLoss, dict(gamma=1.5, weight=torch.rand(3), ignore_index=255, reduction="none", label_smoothing=0.1)),
+    (
+        bt.nn.LogitAdjustedLoss,
+        dict(
+            class_counts=[56, 0, 41],
+            tau=0.5,
+            gamma=1.0,
+            weight=torch.rand(3),
+            ignore_index=7,
+            reduction="sum",
+            label_smoothing=0.2,
+        ),
+    ),
+    (bt.nn.SigmoidFocalLoss, dict(alpha=0.5, gamma=1.0, reduction="sum", pos_weight=torch.rand(3))),
+]
+
+
+@pytest.mark.parametrize("cls, kwargs", REPR_CASES, ids=lambda v: getattr(v, "__name__", ""))
+def test_repr_shows_every_non_default_argument(cls, kwargs):
+    text = repr(cls(**kwargs))
+    for name in kwargs:
+        assert f"{name}=" in text, f"{cls.__name__}: {name} missing from {text}"
+    # each argument alone, too (nothing hides behind another)
+    for name, value in kwargs.items():
+        if name == "class_counts":
+            continue
+        base = {"class_counts": [5, 3, 1]} if cls is bt.nn.LogitAdjustedLoss else {}
+        if cls is bt.augment.BatchAugment and name in ("crop_scale", "crop_ratio"):
+            base = {"crop": 16}
+        assert f"{name}=" in repr(cls(**base, **{name: value})), name
+
+
+def test_repr_values():
+    assert repr(bt.augment.BatchAugment()) == "BatchAugment()"
+    text = repr(bt.augment.BatchAugment(rotation=30, shear=(1, 2, 3, 4), mask_fill=254, class_p={3: 1.0}))
+    assert "rotation=(-30.0, 30.0)" in text and "shear=(1.0, 2.0, 3.0, 4.0)" in text
+    assert "mask_fill=254" in text and "class_p={3: 1.0}" in text and "hflip" not in text
+    assert "class_counts=[56, 0, 41]" in repr(bt.nn.LogitAdjustedLoss([56, 0, 41]))
+    assert "class_counts=[20 classes]" in repr(bt.nn.LogitAdjustedLoss(list(range(1, 21))))
+    # state stays as before: the counts are in repr only, logit_bias is the buffer
+    assert set(bt.nn.LogitAdjustedLoss([56, 0, 41]).state_dict()) == {"logit_bias"}

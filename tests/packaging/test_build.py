@@ -96,7 +96,7 @@ def test_broken_extension_raises_clear_import_error(tmp_path):
 @pytest.mark.skipif(torch.cuda.is_available(), reason="runs the no-GPU side of the script; the GPU side runs on a GPU machine")
 def test_gpu_check_script_without_a_gpu(tmp_path):
     """benchmarks/gpu_check.sh on a machine without a GPU: every stage selects its tests, the report says what did not run."""
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     env = dict(os.environ, SKIP_BUILD="1", PYTHON=sys.executable)
     proc = subprocess.run(
         ["bash", str(root / "benchmarks" / "gpu_check.sh"), str(tmp_path)], env=env, capture_output=True, text=True, timeout=300
@@ -117,7 +117,7 @@ def test_cuda_headers_come_from_the_compiling_toolkit_first():
     if not config.CUDA_COMPILED:
         pytest.skip("built without the CUDA kernels")
     toolkit = Path(config.CUDA_HOME) / "include"
-    gap = Path(__file__).resolve().parents[1] / "build" / "cuda-gap-include"
+    gap = Path(__file__).resolve().parents[2] / "build" / "cuda-gap-include"
     if (toolkit / "cusparse.h").is_file():
         return  # a full toolkit: nothing is taken from pip
     if not gap.is_dir():

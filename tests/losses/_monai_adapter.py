@@ -1,6 +1,6 @@
 """A thin adapter that gives balancedtorch's region losses MONAI's constructor and call conventions.
 
-Used by tests/test_monai_suite.py, which runs MONAI's own loss tests with their
+Used by tests/losses/test_monai_suite.py, which runs MONAI's own loss tests with their
 ``from monai.losses import DiceLoss`` (etc.) swapped for these classes. Only the
 conventions are translated; every number comes from balancedtorch:
 

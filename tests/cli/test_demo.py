@@ -11,7 +11,7 @@ import torch
 
 from balancedtorch import demo
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CPU = torch.device("cpu")
 
 NOVELTY_LINE = re.compile(

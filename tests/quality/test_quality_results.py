@@ -364,6 +364,25 @@ def test_logits_error_type_as_cleanlab():
     assert type(theirs.value) is type(ours.value)
 
 
+def test_bfloat16_and_float16_softmax_outputs_are_probabilities():
+    # bfloat16 rounds each probability to 2**-8 relative: a softmax row sums to 1.0017 here, beyond the 1e-3 that
+    # float32 is held to, and float16 sums accumulated in float16 drift too; logits are still refused
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 3, (200,), generator=g)
+    probs = torch.softmax(torch.randn(200, 3, generator=g) * 2, 1)
+    assert (probs.bfloat16().float().sum(1) - 1).abs().max() > 1e-3
+    for dtype in (torch.bfloat16, torch.float16):
+        p = probs.to(dtype)
+        issues = bt.quality.find_label_issues(y, p)
+        assert issues.dtype == torch.bool and issues.shape == (200,)
+        if dtype == torch.float16:  # its values in float32 sum to 1 within 1e-3: the same answer
+            assert torch.equal(issues, bt.quality.find_label_issues(y, p.float()))
+        assert bt.quality.rank_mistakes(y, p).num_rows == int((p.float().argmax(1) != y).sum())
+        bt.quality.mistakes_per_class(y, p)
+        with pytest.raises(ValueError, match="rows must sum to 1"):
+            bt.quality.find_label_issues(y, torch.sigmoid(torch.randn(200, 3, generator=g)).to(dtype))
+
+
 # --------------------------------------------------------------------------- class_names
 
 
@@ -439,7 +458,7 @@ def test_public_quality_api_documented():
 
 
 def test_readme_mistakes_example_prints_what_readme_shows():
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
     section = readme[readme.index("### Looking at the mistakes") :]
     code, shown = re.search(r"```python\n(.*?)```\s*```text\n(.*?)```", section, re.S).groups()
     out = io.StringIO()

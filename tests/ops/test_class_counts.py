@@ -2,6 +2,8 @@
 
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import balancedtorch as bt
 
@@ -161,3 +163,50 @@ def test_torch_compile_fullgraph(device):
     labels = random_labels((2000,), 6, torch.int64, device)
     expected = reference_class_counts(labels, 6)
     torch.testing.assert_close(weights_from(labels), expected.sum() / expected.clamp_min(1))
+
+
+# -- ignore_index inside [0, C), every dtype and size, unsigned wide dtypes ----------------------------------------
+
+
+def test_class_counts_ignore_index_inside_classes(device):
+    labels = torch.tensor([0, 1, 2, 0], device=device)
+    assert bt.ops.class_counts(labels, 3, ignore_index=0).tolist() == [0, 1, 1]
+    assert bt.ops.class_counts(labels, 3, ignore_index=2).tolist() == [2, 1, 0]
+    # many blocks, every block on the range-checked fast path
+    labels = torch.randint(0, 7, (300_000,), device=device)
+    for ignore in (0, 3, 6):
+        counts = bt.ops.class_counts(labels, 7, ignore_index=ignore)
+        assert torch.equal(counts.cpu(), reference_class_counts(labels.cpu(), 7, ignore))
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    dtype=st.sampled_from(INT_DTYPES),
+    # below and around the vector widths (4 to 32 lanes), the 4096-label
+    # block and the 2 x 32768-label parallel grain
+    n=st.one_of(st.integers(0, 80), st.sampled_from([4095, 4096, 4097, 65535, 65536, 65537, 140_001])),
+    num_classes=st.sampled_from([1, 2, 3, 5, 31, 100, 127, 4097, 70_000]),
+    ignore=st.one_of(st.none(), st.integers(-130, 130), st.sampled_from([255, -100, 4096, 69_999])),
+    ignore_share=st.sampled_from([0.0, 0.01, 0.5]),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_class_counts_property(device, dtype, n, num_classes, ignore, ignore_share, seed):
+    info = torch.iinfo(dtype)
+    num_classes = min(num_classes, info.max + 1)
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, num_classes, (n,), generator=g, dtype=torch.int64)
+    representable = ignore is not None and info.min <= ignore <= info.max
+    if representable and n:
+        mask = torch.rand(n, generator=g) < ignore_share
+        labels[mask] = ignore
+    labels = labels.to(dtype).to(device)
+    counts = bt.ops.class_counts(labels, num_classes, ignore_index=ignore)
+    assert counts.dtype == torch.int64 and counts.shape == (num_classes,)
+    assert torch.equal(counts.cpu(), reference_class_counts(labels.cpu(), num_classes, ignore))
+
+
+def test_class_counts_refuses_unsigned_wide_dtypes():
+    for dtype in (torch.uint16, torch.uint32, torch.uint64):
+        labels = torch.tensor([0, 1, 2], dtype=dtype)
+        with pytest.raises(TypeError, match="labels must be an integer tensor"):
+            bt.ops.class_counts(labels, 3)

@@ -31,7 +31,7 @@ import pytest
 sklearn = pytest.importorskip("sklearn")
 pytest.importorskip("scipy")
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SOURCE = Path(sklearn.__file__).resolve().parent / "metrics" / "tests" / "test_ranking.py"
 
 #: the functions of test_ranking.py's ``from sklearn.metrics import (...)`` that balancedtorch offers

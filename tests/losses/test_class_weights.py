@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from sklearn.utils.class_weight import compute_class_weight
 
 import balancedtorch as bt
@@ -341,3 +342,37 @@ def test_masks_other_schemes_count_pixels_and_ignore_a_class():
 def test_masks_bad_input(kwargs, exc, match):
     with pytest.raises(exc, match=match):
         bt.class_weights(**kwargs)
+
+
+def test_class_weights_ignore_index_inside_classes(device):
+    labels = torch.tensor([0, 1, 2, 0, 1, 1, 2, 0, 0], device=device)
+    for scheme in ("inverse", "sqrt_inverse", "effective_number", "median_frequency"):
+        for normalize in ("mean", "sum", None):
+            w = bt.class_weights(labels, scheme=scheme, normalize=normalize, ignore_index=0)
+            # class 0's labels are not counted: weight 0, the others as if class 0 did not exist
+            rest = bt.class_weights(counts=[3, 2], scheme=scheme, normalize=normalize).to(device)
+            assert w[0].item() == 0.0
+            torch.testing.assert_close(w[1:], rest)
+    # outside the classes: as before
+    w = bt.class_weights(labels, ignore_index=255, normalize=None)
+    torch.testing.assert_close(w, bt.class_weights(counts=[4, 3, 2], normalize=None).to(device))
+    with pytest.raises(ValueError, match="ignore_index=0 is the only class"):
+        bt.class_weights(torch.tensor([0, 0]), num_classes=1, ignore_index=0)
+
+
+def test_class_weights_accepts_masks_of_any_shape(device):
+    masks = torch.randint(0, 4, (3, 7, 9), device=device, dtype=torch.uint8)
+    masks[0, 0, :4] = 255
+    got = bt.class_weights(labels=masks, ignore_index=255, num_classes=4)
+    expected = bt.class_weights(counts=bt.ops.class_counts(masks, 4, 255))
+    torch.testing.assert_close(got, expected)
+    torch.testing.assert_close(got, bt.class_weights(labels=masks.flatten(), ignore_index=255, num_classes=4))
+    torch.testing.assert_close(
+        bt.class_weights(labels=masks.cpu().numpy()[1:, :2]), bt.class_weights(labels=masks[1:, :2].flatten().cpu())
+    )
+    # integral floats are labels here too (one rule set)
+    torch.testing.assert_close(bt.class_weights(labels=masks[1:].float()), bt.class_weights(labels=masks[1:]))
+    with pytest.raises(ValueError, match=r"class_weights: labels looks like one-hot .*argmax\(1\)"):
+        bt.class_weights(labels=F.one_hot(torch.randint(0, 3, (20,)), 3))
+    with pytest.raises(ValueError, match=r"class_weights: labels must hold integer class labels.*1.5"):
+        bt.class_weights(labels=torch.tensor([[0.0, 1.5], [1.0, 2.0]]))

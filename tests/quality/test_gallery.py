@@ -17,7 +17,7 @@ matplotlib = pytest.importorskip("matplotlib")
 matplotlib.use("Agg")
 from matplotlib.figure import Figure  # noqa: E402
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 NAMES = ["red", "yellow", "green", "off"]
 
 
@@ -171,6 +171,16 @@ def test_bad_input(call, exc, match):
     with pytest.raises(exc, match=match):
         call(images, y, p)
     assert torch.equal(p, p_before)
+
+
+def test_gallery_refuses_images_without_pixels():
+    y = torch.tensor([0, 1])
+    p = torch.tensor([[0.1, 0.9], [0.8, 0.2]])
+    for images in (torch.rand(2, 3, 0, 5), torch.zeros(2, 3, 4, 0, dtype=torch.uint8), torch.zeros(2, 0, 5)):
+        with pytest.raises(ValueError, match=r"images\[0\] is empty: shape \(\d+, \d+(, \d+)?\) has no pixels"):
+            bt.quality.plot_mistakes(images, y, p)
+    with pytest.raises(ValueError, match=r"images\[1\] is empty"):
+        bt.quality.plot_novel(torch.zeros(2, 1, 5, 0), torch.tensor([0.0, 1.0]))
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

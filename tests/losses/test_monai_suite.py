@@ -10,7 +10,7 @@ files the runner is skipped.
 For the five losses balancedtorch ships (Dice, generalised Dice, Tversky,
 DiceCE, DiceFocal) it copies the test file into a temporary folder, swaps only
 the import of the loss under test (``from monai.losses import DiceLoss`` ->
-``from _monai_adapter import DiceLoss``: tests/_monai_adapter.py translates
+``from _monai_adapter import DiceLoss``: tests/losses/_monai_adapter.py translates
 MONAI's conventions, the numbers are ours; the other MONAI classes a test uses
 as its reference stay MONAI's), provides the two helpers the files import from
 MONAI's ``tests.test_utils`` (TorchScript and torch.export round trips), runs
@@ -32,7 +32,7 @@ import pytest
 
 monai = pytest.importorskip("monai")
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 #: the MONAI release whose test files are run (the last whose PyPI source distribution ships them)
 MONAI_TESTS_VERSION = "1.5.2"
 HERE = Path(__file__).resolve().parent
@@ -68,7 +68,7 @@ _ULP = (
     "float32 results compared with numpy's default rtol=1e-7, below one float32 ulp (1.19e-7) on unseeded data: the "
     "expected value is MONAI's DiceLoss + FocalLoss, so only MONAI's own summation order passes every time. Both "
     "float32 results are equally far from the float64 value (measured over 100 seeds of these cases: ours within "
-    "1 ulp for 91% of the elements, MONAI's for 90%); tests/test_region_losses.py compares the options in float64"
+    "1 ulp for 91% of the elements, MONAI's for 90%); tests/losses/test_region_losses.py compares the options in float64"
 )
 _ALPHA_CASES = (
     "sum_None",

@@ -9,7 +9,7 @@ import torch
 
 from balancedtorch import demo_seg
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def test_scenes_are_deterministic_per_seed_split_and_index():

@@ -1,5 +1,7 @@
-"""The command line (inspect, info, demo) and the DDP example."""
+"""The command line (inspect, inspect-predictions, info, demo) and the DDP example."""
 
+import contextlib
+import io
 import json
 import os
 import subprocess
@@ -12,7 +14,7 @@ import torch
 import balancedtorch as bt
 from balancedtorch import cli
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def run_cli(*args, timeout=300):
@@ -493,3 +495,46 @@ def test_inspect_refuses_non_text_input(tmp_path, capsys, name):
     path.write_bytes(b"label\ncat\nd\x00og\ncat\n")
     err = inspect_error(capsys, path)
     assert "not a text file (control character '\\x00'" in err
+
+
+# ----------------------------------------------------------------------------- inspect-predictions: bad files, bfloat16
+
+
+def _cli(*argv):
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = cli.main(list(argv))
+    return rc, out.getvalue(), err.getvalue()
+
+
+def test_inspect_predictions_unreadable_files_and_out_folder_give_one_line(tmp_path):
+    g = torch.Generator().manual_seed(1)
+    y = torch.randint(0, 3, (40,), generator=g)
+    p = torch.softmax(torch.randn(40, 3, generator=g), 1)
+    torch.save({"labels": y, "pred_probs": p}, tmp_path / "preds.pt")
+    torch.save(torch.rand(40, 3, 5, 5, generator=g), tmp_path / "images.pt")
+    (tmp_path / "corrupt.pt").write_bytes(bytes(range(256)) * 2)  # torch.load's error spans many lines
+    rc, _, err = _cli("inspect-predictions", str(tmp_path / "corrupt.pt"))
+    assert rc == 2 and "cannot read predictions" in err and len(err.strip().splitlines()) == 1, err
+    rc, _, err = _cli("inspect", str(tmp_path / "corrupt.pt"))  # the labels reader shares the loader
+    assert rc == 2 and "cannot read labels" in err and len(err.strip().splitlines()) == 1, err
+    (tmp_path / "afile").write_text("x")  # --out naming a file: os.makedirs raised FileExistsError (a traceback)
+    rc, out, err = _cli(
+        "inspect-predictions",
+        str(tmp_path / "preds.pt"),
+        "--images",
+        str(tmp_path / "images.pt"),
+        "--out",
+        str(tmp_path / "afile"),
+    )
+    assert rc == 2 and "--out" in err and "cannot create the folder" in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_inspect_predictions_reads_bfloat16_probabilities(tmp_path):
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 3, (200,), generator=g)
+    p = torch.softmax(torch.randn(200, 3, generator=g) * 2, 1).bfloat16()
+    torch.save({"labels": y, "pred_probs": p}, tmp_path / "preds.pt")
+    rc, out, err = _cli("inspect-predictions", str(tmp_path / "preds.pt"))
+    assert rc == 0, err
+    assert "bfloat16 pred_probs renormalised to sum to 1" in out.splitlines()[0]

@@ -730,7 +730,7 @@ def test_estimators_without_sklearn():
     import sys
     from pathlib import Path
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-3000:]
 
@@ -750,7 +750,7 @@ def test_import_does_not_load_sklearn_until_a_resampler_is_used():
         "assert 'sklearn' in sys.modules and SMOTE.__module__ == 'balancedtorch.resample.over'\n"
         "print('ok')\n"
     )
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-3000:]
 

@@ -4,7 +4,7 @@ Ties, duplicates, constant scores, one class absent, zero sample weights,
 extreme magnitudes, float32 and float64 scores, string and integer labels;
 numpy in -> numpy / float out with scikit-learn's dtypes, tensors in -> tensors
 out on their device. scikit-learn's own test file runs against the same
-functions in tests/test_sklearn_ranking_suite.py.
+functions in tests/metrics/test_sklearn_ranking_suite.py.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ list only holds tests that
   drawn with ``np.random.RandomState``; balancedtorch draws from a
   ``torch.Generator``, so the same seed gives other, equally distributed
   points; the counts, output layout and neighbour sets are compared with
-  imbalanced-learn in tests/test_resample.py).
+  imbalanced-learn in tests/resample/test_resample.py).
 
 The tests excluded for the random stream also run with their float comparisons
 reduced to shapes (labels exact), which they pass. It also runs
@@ -43,7 +43,7 @@ from imblearn.utils.estimator_checks import parametrize_with_checks  # noqa: E40
 
 import balancedtorch as bt  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 IMBLEARN = Path(imblearn.__file__).resolve().parent
 
 #: imbalanced-learn's test files of the samplers balancedtorch ships (paths inside the imblearn package)

@@ -23,7 +23,7 @@ import torch
 
 import balancedtorch as bt
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 # not sources: what a build or a test run leaves in the tree
 _NOT_SOURCES = shutil.ignore_patterns(
     ".git",
@@ -49,7 +49,7 @@ def _run(cmd, cwd, timeout, env=None):
 def _source_files(root: Path):
     """The files a build needs, as the repository holds them (CPU and CUDA)."""
     names = {"LICENSE", "README.md", "pyproject.toml", "setup.py", "MANIFEST.in", "tests/conftest.py"}
-    for pattern in ("csrc/**/*.h", "csrc/**/*.cuh", "csrc/**/*.cpp", "csrc/**/*.cu", "balancedtorch/**/*.py", "tests/*.py"):
+    for pattern in ("csrc/**/*.h", "csrc/**/*.cuh", "csrc/**/*.cpp", "csrc/**/*.cu", "balancedtorch/**/*.py", "tests/**/*.py"):
         names |= {str(p.relative_to(root)) for p in root.glob(pattern)}
     return {n for n in names if not n.endswith("_build_config.py")}
 

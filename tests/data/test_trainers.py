@@ -9,7 +9,7 @@ epoch are one epoch of the sampler (disjoint positions, no rank duplicating
 another), that epochs differ, and that the class shares are the sampler's.
 The plain DDP loop under torchrun is tested in test_cli.py (examples/ddp_train.py).
 
-    python tests/test_trainers.py lightning|accelerate OUT_DIR   # one rank (env as torchrun)
+    python tests/data/test_trainers.py lightning|accelerate OUT_DIR   # one rank (env as torchrun)
 """
 
 from __future__ import annotations
@@ -245,7 +245,7 @@ def _run_two_ranks(framework: str, out_dir, ports: int):
     """Start 2 ranks as torchrun would, wait (with a deadline), return what each wrote."""
     import time
 
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     # the checkout under test first (as pytest's rootdir), not whatever balancedtorch is installed
     path = os.pathsep.join([root] + [p for p in [os.environ.get("PYTHONPATH")] if p])
     common = dict(
