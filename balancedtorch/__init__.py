@@ -8,10 +8,12 @@ Public names only; see README.md for the tour.
 
 from ._version import __version__
 from ._extension import build_info  # loads balancedtorch._C first: every op below needs it
+from . import _meta  # noqa: F401  (fake kernels, autograd, autocast and Python kernels of every op)
 from . import ops
 from . import augment
 from . import data
 from . import functional
+from . import losses
 from . import metrics
 from . import nn
 from . import quality
@@ -25,6 +27,7 @@ __all__ = [
     "class_weights",
     "data",
     "functional",
+    "losses",
     "metrics",
     "nn",
     "ops",

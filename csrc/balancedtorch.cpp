@@ -11,7 +11,10 @@
 #include <torch/library.h>
 #include <torch/version.h>
 
+#include "augment/affine_color.h"
 #include "knn/distance_topk.h"
+#include "loss/region_loss.h"
+#include "loss/softmax_loss.h"
 
 extern "C" {
 // `import balancedtorch._C` loads this library, which runs the static
@@ -68,10 +71,35 @@ std::string build_info() {
   return info;
 }
 
+// The integer codes of the enums the kernels take, declared once in the C++
+// headers and read by Python at import (balancedtorch/_constants.py), so the
+// two sides cannot disagree: "group.name=value;...".
+std::string constants() {
+  using namespace balancedtorch;
+  std::string out;
+  auto add = [&out](const char* key, int64_t value) {
+    out += std::string(out.empty() ? "" : ";") + key + "=" + std::to_string(value);
+  };
+  add("reduction.none", loss::kReductionNone);
+  add("reduction.mean", loss::kReductionMean);
+  add("reduction.sum", loss::kReductionSum);
+  add("activation.softmax", loss::kActivationSoftmax);
+  add("activation.sigmoid", loss::kActivationSigmoid);
+  add("activation.none", loss::kActivationNone);
+  add("ce_kind.none", loss::kRegionNoCe);
+  add("ce_kind.cross_entropy", loss::kRegionCe);
+  add("ce_kind.focal", loss::kRegionFocal);
+  add("interpolation.bilinear", augment::kBilinear);
+  add("interpolation.nearest", augment::kNearest);
+  return out;
+}
+
 }  // namespace
 
 TORCH_LIBRARY(balancedtorch, m) {
   m.def("_build_info() -> str", &build_info);
+  // The enum codes the kernels take (see constants() above).
+  m.def("_constants() -> str", &constants);
   // Histogram of integer labels with validation: labels outside
   // [0, num_classes) (other than ignore_index) raise a ValueError; labels
   // equal to ignore_index are never counted, whether or not it is a class.
@@ -114,6 +142,20 @@ TORCH_LIBRARY(balancedtorch, m) {
   // soft_label: MONAI's soft-label sums; alpha: sigmoid focal alpha (< 0 none), both
   // last and defaulted so that calls written before them keep working. Grad: d(loss)/d(input) given coef (N, 2, C) =
   // [dL/dI, dL/dP] and ce_coef (N,) = dL/d(CE sum of sample n).
+  // Fused region loss (Dice, generalised Dice, Tversky; with a CE or focal
+  // part): (loss, gradient buffer or empty, per-(B, class) sums (B, 3, C),
+  // CE sums (2,)). Its CPU/CUDA kernel is written in Python
+  // (balancedtorch/losses/_region_op.py) on the two passes below, with the
+  // loss a small function of the sums; codes: kind 0 Dice, 1 generalised
+  // Dice, 2 Tversky; activation, reduction and ce_kind as the enums in
+  // loss/softmax_loss.h and loss/region_loss.h; w_type 0 square, 1 simple,
+  // 2 uniform. sync all-reduces the sums over torch.distributed ranks.
+  m.def(
+      "region_loss(Tensor input, Tensor target, Tensor? weight, int kind, int activation, bool include_background, "
+      "bool squared_pred, bool jaccard, float smooth_nr, float smooth_dr, bool batch, int ignore_index, int reduction, "
+      "int w_type, float alpha, float beta, float tversky_gamma, int ce_kind, float ce_gamma, float label_smoothing, "
+      "float lambda_dice, float lambda_ce, bool sync, bool compute_grad, bool soft_label=False, float focal_alpha=-1.0) "
+      "-> (Tensor, Tensor, Tensor, Tensor)");
   m.def(
       "region_loss_stats(Tensor input, Tensor target, Tensor? weight, int activation, bool squared_pred, int "
       "ignore_index, "

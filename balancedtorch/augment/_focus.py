@@ -13,8 +13,6 @@ from typing import Dict, List, Optional, Tuple, Union
 import torch
 from torch import Tensor
 
-from ..ops._fake import check_same_device
-
 __all__ = ["check_crop_focus", "focus_classes", "focus_pixels"]
 
 # "rare" considers the labels 0-255 (every uint8 label); a dict names any class.
@@ -99,14 +97,3 @@ def focus_pixels(
         class's pixels per sample.
     """
     return torch.ops.balancedtorch.focus_pixels(masks, classes, weights, uniforms, active)
-
-
-@torch.library.register_fake("balancedtorch::focus_pixels")
-def _focus_pixels_fake(masks, classes, weights, uniforms, active=None):
-    check_same_device("focus_pixels", "masks", masks, classes=classes, weights=weights, uniforms=uniforms, active=active)
-    if masks.dim() != 3:
-        raise ValueError(f"focus_pixels: masks must have shape (B, H, W), got {tuple(masks.shape)}")
-    if classes.dim() != 1 or classes.numel() < 1:
-        raise ValueError(f"focus_pixels: classes must have shape (K,) with K >= 1, got {tuple(classes.shape)}")
-    B, K = masks.shape[0], classes.shape[0]
-    return masks.new_empty((B,), dtype=torch.long), masks.new_empty((B, K), dtype=torch.long)

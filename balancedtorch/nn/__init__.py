@@ -1,8 +1,14 @@
-"""Loss modules on the fused kernels (drop-in for ``torch.nn`` losses)."""
+"""Loss modules, in the style of ``torch.nn``: drop-ins for ``torch.nn.CrossEntropyLoss`` and friends.
 
-from .losses import CrossEntropyLoss, FocalLoss, LogitAdjustedLoss, SigmoidFocalLoss
-from .ohem import OhemCrossEntropyLoss
-from .region_losses import DiceCELoss, DiceFocalLoss, DiceLoss, GeneralizedDiceLoss, TverskyLoss
+A namespace: each loss family lives in :mod:`balancedtorch.losses` (functional
+form and module side by side); this package re-exports the modules under
+their public names.
+"""
+
+from ..losses.ohem import OhemCrossEntropyLoss
+from ..losses.region import DiceCELoss, DiceFocalLoss, DiceLoss, GeneralizedDiceLoss, TverskyLoss
+from ..losses.sigmoid import SigmoidFocalLoss
+from ..losses.softmax import CrossEntropyLoss, FocalLoss, LogitAdjustedLoss
 
 __all__ = ["CrossEntropyLoss", "FocalLoss", "LogitAdjustedLoss", "SigmoidFocalLoss"]
 __all__ += ["DiceLoss", "GeneralizedDiceLoss", "TverskyLoss", "DiceCELoss", "DiceFocalLoss", "OhemCrossEntropyLoss"]

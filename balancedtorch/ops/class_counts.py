@@ -61,11 +61,3 @@ def _check_labels_dtype(labels: Tensor) -> None:
         raise TypeError(
             f"class_counts: labels must be an integer tensor (uint8, int8, int16, int32 or int64), got dtype {labels.dtype}"
         )
-
-
-@torch.library.register_fake("balancedtorch::class_counts")
-def _class_counts_fake(labels: Tensor, num_classes: int, ignore_index: Optional[int] = None) -> Tensor:
-    _check_labels_dtype(labels)
-    if num_classes < 0:
-        raise ValueError(f"class_counts: num_classes must be >= 0, got {num_classes}")
-    return labels.new_empty((num_classes,), dtype=torch.long)

@@ -7,8 +7,6 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
-from ._fake import check_same_device
-
 __all__ = ["knn", "DEFAULT_TILE_BYTES"]
 
 DEFAULT_TILE_BYTES = 256 * 2**20
@@ -71,34 +69,3 @@ def knn(
     if isinstance(k, bool) or not isinstance(k, int):
         raise TypeError(f"knn: k must be an int, got {k!r}")
     return torch.ops.balancedtorch.knn(x, k, groups, ref, ref_groups, max_tile_bytes)
-
-
-def _knn_setup_context(ctx, inputs, output):
-    x, _, _, ref, _, _ = inputs
-    ctx.self_search = ref is None
-    ctx.save_for_backward(x, ref if ref is not None else x, output[1])
-
-
-def _knn_backward(ctx, grad_d, grad_i):
-    # d[n, j] = |x_n - r_{i[n, j]}|^2: d/dx_n = 2 (x_n - r), d/dr = -2 (x_n - r)
-    x, r, idx = ctx.saved_tensors
-    if grad_d is None:
-        return None, None, None, None, None, None
-    n, k = idx.shape
-    diff = x.unsqueeze(1) - r.index_select(0, idx.reshape(-1)).view(n, k, -1)
-    g = 2.0 * grad_d.to(diff.dtype).unsqueeze(2) * diff
-    grad_x = g.sum(1)
-    grad_r = torch.zeros_like(r).index_add_(0, idx.reshape(-1), g.reshape(n * k, -1), alpha=-1)
-    if ctx.self_search:
-        return grad_x + grad_r, None, None, None, None, None
-    return grad_x, None, None, grad_r, None, None
-
-
-torch.library.register_autograd("balancedtorch::knn", _knn_backward, setup_context=_knn_setup_context)
-
-
-@torch.library.register_fake("balancedtorch::knn")
-def _knn_fake(x, k, groups=None, ref=None, ref_groups=None, max_tile_bytes=DEFAULT_TILE_BYTES):
-    check_same_device("knn", "x", x, groups=groups, ref=ref, ref_groups=ref_groups)
-    n = x.shape[0]
-    return x.new_empty((n, k)), x.new_empty((n, k), dtype=torch.long)

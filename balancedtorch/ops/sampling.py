@@ -8,7 +8,6 @@ import torch
 from torch import Tensor
 
 from .._repr import short_repr
-from ._fake import check_same_device
 
 __all__ = ["alias_table", "alias_sample", "sample_without_replacement", "AliasTable"]
 
@@ -153,33 +152,3 @@ def sample_without_replacement(weights: Tensor, num_samples: int, generator: Opt
     uniforms = 1.0 - uniforms  # (0, 1]: log(u) is finite
     # the kernel rescales weights whose sum overflows or is subnormal (keys log(u) / w would be -inf)
     return torch.ops.balancedtorch.sample_without_replacement(weights, uniforms, num_samples)
-
-
-@torch.library.register_fake("balancedtorch::alias_table")
-def _alias_table_fake(weights):
-    n = weights.shape[0]
-    return weights.new_empty((n,), dtype=torch.float64), weights.new_empty((n,), dtype=torch.long)
-
-
-@torch.library.register_fake("balancedtorch::alias_sample")
-def _alias_sample_fake(prob, alias, seed, num_samples):
-    check_same_device("alias_sample", "prob", prob, alias=alias, seed=seed)
-    return alias.new_empty((num_samples,))
-
-
-@torch.library.register_fake("balancedtorch::alias_pack")
-def _alias_pack_fake(prob, alias):
-    check_same_device("alias_pack", "prob", prob, alias=alias)
-    return alias.new_empty(alias.shape)
-
-
-@torch.library.register_fake("balancedtorch::alias_sample_packed")
-def _alias_sample_packed_fake(packed, seed, num_samples):
-    check_same_device("alias_sample_packed", "packed", packed, seed=seed)
-    return packed.new_empty((num_samples,))
-
-
-@torch.library.register_fake("balancedtorch::sample_without_replacement")
-def _sample_without_replacement_fake(weights, uniforms, num_samples):
-    check_same_device("sample_without_replacement", "weights", weights, uniforms=uniforms)
-    return weights.new_empty((num_samples,), dtype=torch.long)

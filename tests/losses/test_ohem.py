@@ -444,7 +444,7 @@ def test_sparse_tensors_are_refused_naming_the_argument(arg):
     name = {"input": "probs"}.get(arg, arg)
     raw[name] = raw[name].to_sparse()
     with pytest.raises(TypeError, match=f"ohem_prob_weights: {name} must be a dense tensor"):
-        bt.ops.ohem.ohem_prob_weights(raw["probs"], raw["target"], raw["weight"], 255, 0.7, 1)
+        bt.losses.ohem.ohem_prob_weights(raw["probs"], raw["target"], raw["weight"], 255, 0.7, 1)
 
 
 def test_int64_limits_are_accepted():
@@ -533,18 +533,18 @@ def hrnet_kept(score, target, thresh, min_kept, ignore_index=255):
 
 def _our_coefficients(x, t, monkeypatch, **kw):
     """The per-pixel coefficients the public loss computes (captured at the ohem_weights op), and the loss."""
-    import balancedtorch._ohem as ohem_module
+    import balancedtorch.losses.ohem as ohem_module
 
     seen = {}
-    real = ohem_module._ohem_ops.ohem_prob_weights
+    real = ohem_module.ohem_prob_weights
 
     def spy(*args):
         seen["coef"] = real(*args)
         return seen["coef"]
 
-    monkeypatch.setattr(ohem_module._ohem_ops, "ohem_prob_weights", spy)
+    monkeypatch.setattr(ohem_module, "ohem_prob_weights", spy)
     loss = btf.ohem_cross_entropy(x, t, **kw)
-    monkeypatch.setattr(ohem_module._ohem_ops, "ohem_prob_weights", real)
+    monkeypatch.setattr(ohem_module, "ohem_prob_weights", real)
     return seen["coef"], loss
 
 

@@ -26,18 +26,20 @@ import numbers
 from typing import Any, Optional
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-from . import functional as _F
-from ._checks import check_int64
-from .ops import losses as _losses
-from .ops import ohem as _ohem_ops
+from .._checks import check_dense, check_int64
+from .._constants import REDUCTIONS
+from .._dispatch import call_private_outputs
+from ._common import _check_class_vector, _check_tensor
 
-__all__ = ["ohem_cross_entropy"]
+__all__ = ["ohem_cross_entropy", "OhemCrossEntropyLoss"]
+
 
 # Index dtypes the softmax_loss kernel reads in place; other integer targets are widened to int64.
 _KERNEL_TARGET_DTYPES = (torch.int64, torch.int32, torch.uint8)
-_REDUCTION_NONE = 0
+
+_REDUCTION_NONE = REDUCTIONS["none"]
 
 
 def _check_thresh(thresh: Any) -> float:
@@ -74,8 +76,8 @@ def _thresh_in(thresh: float, dtype: torch.dtype) -> float:
 
 
 def _check_inputs(input: Any, target: Any, weight: Optional[Tensor]) -> tuple:
-    input = _F._check_tensor(input, "input")
-    target = _F._check_tensor(target, "target")
+    input = _check_tensor(input, "input")
+    target = _check_tensor(target, "target")
     if not input.is_floating_point():
         raise ValueError(f"input must be a floating tensor of logits, got dtype {input.dtype}")
     if input.dim() < 2:
@@ -97,6 +99,32 @@ def _check_inputs(input: Any, target: Any, weight: Optional[Tensor]) -> tuple:
     return input, target
 
 
+def ohem_prob_weights(
+    probs: Tensor, target: Tensor, weight: Optional[Tensor], ignore_index: int, thresh: float, min_kept: int
+) -> Tensor:
+    """``keep * weight[target] / max(1, kept)`` per pixel, HRNet's OHEM selection (no host sync).
+
+    Args:
+        probs (Tensor[*]): per-pixel softmax probability of the target,
+            float32 or float64; compared in this dtype.
+        target (Tensor[*]): class indices (int64, int32, uint8), the probs' shape.
+        weight (Tensor[C], optional): per-class weights in the probs' dtype.
+        ignore_index (int): skipped target value. thresh (float): in [0, 1].
+        min_kept (int): >= 0.
+
+    Returns:
+        Tensor[*]: the probs' shape and dtype; ``sum(result * CE)`` is the OHEM loss.
+
+    Raises:
+        TypeError: a sparse tensor (the kernels take dense tensors), wrong dtypes.
+        ValueError: tensors on different devices, wrong shapes, ``thresh`` or ``min_kept`` out of range.
+    """
+    for name, t in (("probs", probs), ("target", target), ("weight", weight)):
+        if isinstance(t, Tensor):
+            check_dense(t, name, "ohem_prob_weights")
+    return torch.ops.balancedtorch.ohem_prob_weights(probs, target, weight, ignore_index, thresh, min_kept)
+
+
 def _ohem_cross_entropy(
     input: Tensor,
     target: Tensor,
@@ -112,14 +140,12 @@ def _ohem_cross_entropy(
     ignore_index = _check_ignore_index(ignore_index)
     if isinstance(input, Tensor):
         _check_weight_device(weight, input)
-    weight = _F._check_class_vector(weight, "weight", validate)
+    weight = _check_class_vector(weight, "weight", validate)
     input, target = _check_inputs(input, target, weight)
     compute_grad = input.requires_grad and torch.is_grad_enabled()
     # per-pixel -log p_y (0 where ignored) and softmax's p_y from one kernel pass;
     # out-of-range targets raise in the kernel
-    ce, prob = _losses.call_private_outputs(
-        torch.ops.balancedtorch.softmax_loss_target_prob, input, target, ignore_index, compute_grad
-    )
+    ce, prob = call_private_outputs(torch.ops.balancedtorch.softmax_loss_target_prob, input, target, ignore_index, compute_grad)
     acc = prob.dtype  # float32, float64 for float64 logits
     ce_flat = ce.reshape(-1).to(acc)
     p = prob.reshape(-1)
@@ -128,7 +154,7 @@ def _ohem_cross_entropy(
     if p_dtype != acc:
         p = p.to(p_dtype).to(acc)
     w = weight.to(device=ce.device, dtype=acc) if weight is not None else None
-    coef = _ohem_ops.ohem_prob_weights(p, target.reshape(-1), w, ignore_index, _thresh_in(thresh, p_dtype), min_kept)
+    coef = ohem_prob_weights(p, target.reshape(-1), w, ignore_index, _thresh_in(thresh, p_dtype), min_kept)
     # the plain mean of w[y] * CE over the kept pixels; 0 when none is kept
     return (ce_flat * coef).sum().to(ce.dtype)  # not torch.dot: autocast may lower matmul-like ops
 
@@ -195,3 +221,54 @@ def ohem_cross_entropy(
     return _ohem_cross_entropy(
         input, target, thresh=thresh, min_kept=min_kept, weight=weight, ignore_index=ignore_index, validate=True
     )
+
+
+class OhemCrossEntropyLoss(nn.Module):
+    """OHEM cross-entropy with the HRNet/OCR Cityscapes rule, fused and free of host syncs.
+
+    Keeps the valid pixels whose target-class probability is below
+    ``max(thresh, s[min(max(1, min_kept), n_valid - 1)])`` (``s``: the valid
+    pixels' target probabilities, ascending) and averages ``weight[y] * CE``
+    over them; 0 when none is kept. See
+    :func:`balancedtorch.functional.ohem_cross_entropy`.
+
+    Shapes: input ``(N, C)`` or ``(N, C, d1, ..., dk)`` logits (float16,
+    bfloat16, float32, float64; channels-last too); target ``(N, d1, ..., dk)``
+    class indices of any integer dtype.
+
+    Example:
+        >>> criterion = bt.nn.OhemCrossEntropyLoss(thresh=0.7, min_kept=100000, ignore_index=255)
+        >>> loss = criterion(model(images), masks)
+    """
+
+    def __init__(
+        self,
+        thresh: float = 0.7,
+        min_kept: int = 100000,
+        weight: Optional[Tensor] = None,
+        ignore_index: int = 255,
+    ) -> None:
+        super().__init__()
+        self.thresh = _check_thresh(thresh)
+        self.min_kept = _check_min_kept(min_kept)
+        self.ignore_index = _check_ignore_index(ignore_index)
+        # Checked once here, so forward needs no host synchronisation. A weight on
+        # the meta device (deferred initialisation) has no values to check; forward
+        # then names it if it is still on another device than the input.
+        on_meta = isinstance(weight, Tensor) and weight.device.type == "meta"
+        self.register_buffer("weight", _check_class_vector(weight, "weight", not on_meta))
+
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        return _ohem_cross_entropy(
+            input,
+            target,
+            thresh=self.thresh,
+            min_kept=self.min_kept,
+            weight=self.weight,
+            ignore_index=self.ignore_index,
+            validate=False,  # weight was checked once, in __init__
+        )
+
+    def extra_repr(self) -> str:
+        extra = f"thresh={self.thresh}, min_kept={self.min_kept}, ignore_index={self.ignore_index}"
+        return extra + (f", weight=[{self.weight.numel()} classes]" if self.weight is not None else "")

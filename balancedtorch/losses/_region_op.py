@@ -1,10 +1,11 @@
-"""Fake kernels, the fused region-loss operator and its autograd.
+"""The Python kernel of ``balancedtorch::region_loss`` (schema in csrc/balancedtorch.cpp) and its backward.
 
 The C++ ops ``balancedtorch::region_loss_stats`` (one pass over the logits:
 per (sample, class) sums ``[sum p t, sum p, sum t]`` and the CE/focal sum with
 its mean's denominator) and ``balancedtorch::region_loss_grad`` (one pass that
 writes d(loss)/d(logits) given dL/d(sums)) are combined here into
-``balancedtorch::region_loss``: the loss is a small function of the sums,
+``balancedtorch::region_loss`` (registered for CPU and CUDA, with its fake
+kernel and autograd, in :mod:`balancedtorch._meta`): the loss is a small function of the sums,
 evaluated in plain PyTorch on (N, C) tensors, and its derivatives with respect
 to the sums are closed forms (no autograd graph over the pixels). When the
 logits require grad, the forward also writes the gradient of the whole loss
@@ -22,76 +23,25 @@ Under ``torch.autocast`` the op runs on float32 logits (and float32 dense
 targets) and returns float32, as ``F.cross_entropy`` and the other fused losses.
 """
 
-import threading
+from __future__ import annotations
+
 from typing import Optional
 
 import torch
 from torch import Tensor
 
+from .._constants import ACTIVATIONS, CE_KINDS, REDUCTIONS, REGION_KINDS, W_TYPES
+from .._dispatch import _acc_dtype, _is_compiling, _private_call, _traced
 from .._distributed import all_reduce_, world_and_rank
-from .losses import _AUTOCAST_KEYS, _autocast_kernel, _class_last, _is_compiling, _traced
 
 __all__: list = []
 
-# loss kinds
-DICE, GENERALIZED_DICE, TVERSKY = 0, 1, 2
-# w_type of the generalised Dice loss
-W_SQUARE, W_SIMPLE, W_UNIFORM = 0, 1, 2
-# reductions (as the other losses)
-R_NONE, R_MEAN, R_SUM = 0, 1, 2
-# CE part
-CE_NONE, CE_CROSS_ENTROPY, CE_FOCAL = 0, 1, 2
-SOFTMAX, SIGMOID, NONE = 0, 1, 2
-
-
-def _acc_dtype(t: Tensor) -> torch.dtype:
-    return torch.float64 if t.dtype == torch.float64 else torch.float32
-
-
-@torch.library.register_fake("balancedtorch::region_loss_stats")
-def _stats_fake(
-    input,
-    target,
-    weight,
-    activation,
-    squared_pred,
-    ignore_index,
-    ce_kind,
-    gamma,
-    label_smoothing,
-    ce_first_class,
-    soft_label=False,
-    alpha=-1.0,
-):
-    torch._check(input.dim() >= 2, lambda: f"region_loss_stats: input must have shape (N, C, ...), got {tuple(input.shape)}")
-    acc = _acc_dtype(input)
-    n, c = input.shape[0], input.shape[1]
-    return input.new_empty((n, 3, c), dtype=acc), input.new_empty((n, 2), dtype=acc)
-
-
-@torch.library.register_fake("balancedtorch::region_loss_grad")
-def _grad_fake(
-    input,
-    target,
-    weight,
-    activation,
-    squared_pred,
-    ignore_index,
-    ce_kind,
-    gamma,
-    label_smoothing,
-    ce_first_class,
-    coef,
-    ce_coef,
-    soft_label=False,
-    alpha=-1.0,
-):
-    return _grad_like(input)
-
-
-def _grad_like(input: Tensor) -> Tensor:
-    """The kernels' gradient layout: channels-last logits keep it, anything else is made contiguous."""
-    return torch.empty_like(input) if _class_last(input) else input.new_empty(input.shape)
+# the codes of the region_loss arguments (balancedtorch._constants; kernels' enums declared in C++)
+DICE, GENERALIZED_DICE, TVERSKY = (REGION_KINDS[k] for k in ("dice", "generalized_dice", "tversky"))
+W_SQUARE, W_SIMPLE, W_UNIFORM = (W_TYPES[k] for k in ("square", "simple", "uniform"))
+R_NONE, R_MEAN, R_SUM = (REDUCTIONS[k] for k in ("none", "mean", "sum"))
+CE_NONE, CE_CROSS_ENTROPY, CE_FOCAL = (CE_KINDS[k] for k in ("none", "cross_entropy", "focal"))
+SOFTMAX, SIGMOID, NONE = (ACTIVATIONS[k] for k in ("softmax", "sigmoid", "none"))
 
 
 def _world_size(sync: bool) -> int:
@@ -285,7 +235,6 @@ def _class_weight(weight: Optional[Tensor], cfg: dict, acc: torch.dtype) -> Opti
     return w
 
 
-@torch.library.custom_op("balancedtorch::region_loss", mutates_args=())
 def region_loss(
     input: Tensor,
     target: Tensor,
@@ -314,7 +263,7 @@ def region_loss(
     soft_label: bool = False,
     focal_alpha: float = -1.0,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """(loss, grad buffer or empty, per-(B, class) sums (B, 3, C), CE sums (2,)); see the module docstring."""
+    """The CPU/CUDA kernel of ``balancedtorch::region_loss``: (loss, grad buffer or empty, per-(B, class) sums (B, 3, C), CE sums (2,))."""
     args = locals()
     cfg = _cfg(**{k: args[k] for k in _CFG_KEYS + _EXTRA_KEYS}, class_weight=None, spatial=_spatial(input))
     sums, ce = torch.ops.balancedtorch.region_loss_stats(*_stats_args(input, target, weight, cfg))
@@ -350,6 +299,7 @@ _CFG_KEYS = (
     "lambda_ce",
     "sync",
 )
+
 # the region_loss arguments after compute_grad
 _EXTRA_KEYS = ("soft_label", "focal_alpha")
 
@@ -371,56 +321,13 @@ def _loss_shape(n: int, c: int, kind: int, batch: bool, include_background: bool
     return (b, c - (0 if include_background else 1))
 
 
-@region_loss.register_fake
-def _region_loss_fake(
-    input,
-    target,
-    weight,
-    kind,
-    activation,
-    include_background,
-    squared_pred,
-    jaccard,
-    smooth_nr,
-    smooth_dr,
-    batch,
-    ignore_index,
-    reduction,
-    w_type,
-    alpha,
-    beta,
-    tversky_gamma,
-    ce_kind,
-    ce_gamma,
-    label_smoothing,
-    lambda_dice,
-    lambda_ce,
-    sync,
-    compute_grad,
-    soft_label=False,
-    focal_alpha=-1.0,
-):
-    n, c = input.shape[0], input.shape[1]
-    acc = _acc_dtype(input)
-    loss = input.new_empty(_loss_shape(n, c, kind, batch, include_background, reduction))
-    grad = _grad_like(input) if compute_grad and reduction != R_NONE else input.new_empty((0,))
-    return loss, grad, input.new_empty((1 if batch else n, 3, c), dtype=acc), input.new_empty((2,), dtype=acc)
-
-
-class _PrivateCall(threading.local):
-    active = False
-
-
-_private_call = _PrivateCall()
-
-
 def call_region_loss(*args) -> Tensor:
     """The loss of ``region_loss(*args)``; its gradient buffer is seen by nobody else, so backward may scale it in place."""
     if _is_compiling():
-        return region_loss(*args)[0]
+        return torch.ops.balancedtorch.region_loss(*args)[0]
     _private_call.active = True
     try:
-        loss = region_loss(*args)[0]
+        loss = torch.ops.balancedtorch.region_loss(*args)[0]
     finally:
         _private_call.active = False
     return loss
@@ -521,7 +428,8 @@ def _target_grad(input, target, weight, sums_b, ce_tot, cfg, grad_loss):
 
 def _ce_target_grad(input, target, weight, cfg):
     """d(CE/focal sum)/d(target) per element, as the kernels define the CE part."""
-    from .losses import _sigmoid_focal_target_grad, _softmax_loss_target_grad
+    from .sigmoid import _sigmoid_focal_target_grad
+    from .softmax import _softmax_loss_target_grad
 
     one = torch.ones((), dtype=_acc_dtype(input), device=input.device)
     if _monai_focal(cfg) or cfg["activation"] == SIGMOID:
@@ -539,12 +447,3 @@ def _ce_target_grad(input, target, weight, cfg):
     gamma = cfg["ce_gamma"] if cfg["ce_kind"] == CE_FOCAL else 0.0
     args = (input, target, weight, None, cfg["ignore_index"], cfg["label_smoothing"], gamma, R_SUM)
     return _softmax_loss_target_grad(args, one).to(one.dtype)
-
-
-region_loss.register_autograd(_backward, setup_context=_setup_context)
-
-
-# Autocast: float32, as F.cross_entropy and the other fused losses (see ops/losses.py)
-_autocast_lib = torch.library.Library("balancedtorch", "IMPL")
-for _key in _AUTOCAST_KEYS.values():
-    _autocast_lib.impl("region_loss", _autocast_kernel(torch.ops.balancedtorch.region_loss.default, _key), _key)

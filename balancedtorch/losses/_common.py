@@ -1,0 +1,77 @@
+"""Argument checks the fused-loss families share (reductions, reals, class vectors, tensors)."""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any, Optional
+
+import torch
+from torch import Tensor
+
+from .._checks import check_dense
+from .._constants import REDUCTIONS
+from .._dispatch import _is_compiling
+
+__all__: list = []
+
+_REDUCTIONS = REDUCTIONS
+
+
+def _reduction_code(reduction: str) -> int:
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"reduction must be 'none', 'mean' or 'sum', got {reduction!r}")
+    return _REDUCTIONS[reduction]
+
+
+def _real(value: Any, name: str, low: float, high: float = math.inf, high_inclusive: bool = True) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or math.isnan(float(value)):
+        raise ValueError(f"{name} must be a real number, got {value!r}")
+    value = float(value)
+    above = value > high if high_inclusive else value >= high
+    if value < low or above or math.isinf(value):
+        bracket = "]" if high_inclusive else ")"
+        raise ValueError(f"{name} must be in [{low}, {high}{bracket}, got {value!r}")
+    return value
+
+
+def _alpha(alpha: Any) -> float:
+    """Sigmoid focal alpha: <= 1; negative disables the weighting, as in torchvision."""
+    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or math.isnan(float(alpha)) or float(alpha) > 1:
+        raise ValueError(f"alpha must be a number <= 1 (negative disables it, as torchvision), got {alpha!r}")
+    return float(alpha)
+
+
+def _check_tensor(value: Any, name: str) -> Tensor:
+    if not isinstance(value, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+    return check_dense(value, name)
+
+
+def _check_class_vector(
+    vec: Optional[Tensor], name: str, validate_values: bool = True, input: Optional[Tensor] = None
+) -> Optional[Tensor]:
+    """A per-class vector (weight, pos_weight): 1-D, floating, finite and >= 0.
+
+    With ``input``, the vector must be on the input's device (checked first, before any value is read).
+    A meta vector without ``input`` (a module built on the meta device) has no values to check yet.
+    """
+    if vec is None:
+        return None
+    vec = _check_tensor(vec, name)
+    if input is not None and vec.device != input.device:
+        raise ValueError(f"{name} is on {vec.device} but input is on {input.device}: move {name} to {input.device}")
+    if vec.is_meta and (input is None or input.is_meta):
+        validate_values = False
+    if vec.dim() != 1:
+        raise ValueError(f"{name} must be a 1-D tensor with one entry per class, got shape {tuple(vec.shape)}")
+    if not vec.is_floating_point():
+        raise ValueError(f"{name} must be a floating tensor, got dtype {vec.dtype}")
+    if vec.requires_grad and torch.is_grad_enabled():
+        raise ValueError(f"{name} must not require grad: the fused kernels give no gradient for it")
+    if validate_values and not _is_compiling():
+        bad = ~torch.isfinite(vec) | (vec < 0)
+        if bool(bad.any()):
+            idx = int(bad.nonzero()[0, 0])
+            raise ValueError(f"{name} must be finite and >= 0, got {name}[{idx}] = {vec[idx].item()}")
+    return vec
