@@ -154,7 +154,8 @@ TORCH_LIBRARY(balancedtorch, m) {
       "region_loss(Tensor input, Tensor target, Tensor? weight, int kind, int activation, bool include_background, "
       "bool squared_pred, bool jaccard, float smooth_nr, float smooth_dr, bool batch, int ignore_index, int reduction, "
       "int w_type, float alpha, float beta, float tversky_gamma, int ce_kind, float ce_gamma, float label_smoothing, "
-      "float lambda_dice, float lambda_ce, bool sync, bool compute_grad, bool soft_label=False, float focal_alpha=-1.0) "
+      "float lambda_dice, float lambda_ce, bool sync, bool compute_grad, bool soft_label=False, float "
+      "focal_alpha=-1.0) "
       "-> (Tensor, Tensor, Tensor, Tensor)");
   m.def(
       "region_loss_stats(Tensor input, Tensor target, Tensor? weight, int activation, bool squared_pred, int "
