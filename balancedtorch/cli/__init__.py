@@ -1,4 +1,4 @@
-"""Command line: ``balancedtorch demo | inspect LABELS | inspect-predictions PREDS | info`` (also ``python -m balancedtorch``).
+"""Command line: ``balancedtorch demo | inspect LABELS | inspect-predictions PREDS | audit | info`` (also ``python -m balancedtorch``).
 
 The package: :func:`main` (the entry point of the ``balancedtorch`` script
 and of ``python -m balancedtorch``) and its argument parser here;
@@ -23,6 +23,7 @@ from .commands import (  # noqa: F401
     _SHOWN_MISTAKES,
     _check_out_folder,
     _run,
+    audit_files,
     inspect_labels,
     inspect_predictions,
 )
@@ -110,6 +111,20 @@ def _build_parser() -> argparse.ArgumentParser:
     q.add_argument("--out", default=None, help="folder for the grids with --images (default inspect_out)")
     q.add_argument("-n", type=int, default=32, help="tiles per grid (default 32)")
     q.add_argument("--json", action="store_true", help="also print the numbers as JSON")
+    a = sub.add_parser(
+        "audit",
+        help="one self-contained HTML report: class balance, advice, label issues, duplicates, leakage, novelty, drift",
+    )
+    a.add_argument("--labels", default=None, help="labels, in any format inspect reads (.csv/.tsv, .npy, .pt, text)")
+    a.add_argument("--preds", default=None, help="a .pt dict or .npz with 'labels' and 'pred_probs', as inspect-predictions reads")
+    a.add_argument("--features", default=None, help="(N, D) embeddings: .npy, .pt, or a .pt dict / .npz under 'features'")
+    a.add_argument("--test-features", default=None, help="(M, D) embeddings of test or production inputs (needs --features)")
+    a.add_argument("--images", default=None, help="the N images, as inspect-predictions --images reads them")
+    a.add_argument("--test-images", default=None, help="the M images of --test-features")
+    a.add_argument(
+        "--production-preds", default=None, help="the model's predicted labels (P,) or probabilities (P, K) in production"
+    )
+    a.add_argument("--out", default="audit.html", help="the report's path (default audit.html)")
     sub.add_parser("info", help="build information (torch versions, CUDA, CPU capability)")
     return p
 
