@@ -116,7 +116,9 @@ def _build_parser() -> argparse.ArgumentParser:
         help="one self-contained HTML report: class balance, advice, label issues, duplicates, leakage, novelty, drift",
     )
     a.add_argument("--labels", default=None, help="labels, in any format inspect reads (.csv/.tsv, .npy, .pt, text)")
-    a.add_argument("--preds", default=None, help="a .pt dict or .npz with 'labels' and 'pred_probs', as inspect-predictions reads")
+    a.add_argument(
+        "--preds", default=None, help="a .pt dict or .npz with 'labels' and 'pred_probs', as inspect-predictions reads"
+    )
     a.add_argument("--features", default=None, help="(N, D) embeddings: .npy, .pt, or a .pt dict / .npz under 'features'")
     a.add_argument("--test-features", default=None, help="(M, D) embeddings of test or production inputs (needs --features)")
     a.add_argument("--images", default=None, help="the N images, as inspect-predictions --images reads them")

@@ -1,4 +1,4 @@
-"""The commands: ``inspect`` (:func:`inspect_labels`), ``inspect-predictions`` (:func:`inspect_predictions`), ``demo`` and ``info`` (dispatched by :func:`_run`)."""
+"""The commands: ``inspect`` (:func:`inspect_labels`), ``inspect-predictions`` (:func:`inspect_predictions`), ``audit`` (:func:`audit_files`), ``demo`` and ``info`` (dispatched by :func:`_run`)."""
 
 from __future__ import annotations
 
@@ -333,7 +333,9 @@ def audit_files(
             differ = np.flatnonzero(given != y)
             if differ.size:
                 i = int(differ[0])
-                raise CLIError(f"--labels {labels} and the labels in --preds {preds} differ (first at index {i}: {given[i]} vs {y[i]})")
+                raise CLIError(
+                    f"--labels {labels} and the labels in --preds {preds} differ (first at index {i}: {given[i]} vs {y[i]})"
+                )
         y = given
     x = _read_array(features, "features", _FEATURE_KEYS) if features is not None else None
     t = _read_array(test_features, "test features", _FEATURE_KEYS) if test_features is not None else None

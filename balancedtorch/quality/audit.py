@@ -88,7 +88,10 @@ def _rows(sizes: Dict[str, int]) -> int:
     """The one number of samples every per-sample input agrees on."""
     values = set(sizes.values())
     if len(values) > 1:
-        raise ValueError("audit: the per-sample inputs disagree on the number of samples: " + ", ".join(f"{k} has {v}" for k, v in sizes.items()))
+        raise ValueError(
+            "audit: the per-sample inputs disagree on the number of samples: "
+            + ", ".join(f"{k} has {v}" for k, v in sizes.items())
+        )
     return values.pop()
 
 
@@ -367,9 +370,7 @@ def audit(
             names, [("predicted", counts.tolist(), "#8a6ab5")]
         )
         sections.append(
-            _section(
-                "class-balance", "Predicted class balance", body, "pass labels= for the true class balance and the advice."
-            )
+            _section("class-balance", "Predicted class balance", body, "pass labels= for the true class balance and the advice.")
         )
         missing.append("labels: the class balance of the given labels and the training advice of balancedtorch inspect")
     else:
@@ -398,9 +399,7 @@ def audit(
                 ]
                 body += '<div class="gallery">' + "".join(figs) + "</div>"
             else:
-                rows = [
-                    [str(i), _e(names[int(y[i])]), _e(names[int(p[i].argmax())]), f"{float(p[i].max()):.2f}"] for i in shown
-                ]
+                rows = [[str(i), _e(names[int(y[i])]), _e(names[int(p[i].argmax())]), f"{float(p[i].max()):.2f}"] for i in shown]
                 body += _table(["index", "given", "suggested", "probability"], rows)
                 missing.append("images: thumbnails of the label issues, duplicates and leaks")
         worst = [r for r in per.rows() if r.count][:n]
@@ -586,7 +585,7 @@ def audit(
     page = (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
         f"<title>{_e(title)} — balancedtorch</title><style>{_STYLE}</style></head><body>"
-        f"<h1>{_e(title)}</h1><p class=\"summary\">{_e('; '.join(summary))}</p>" + "".join(sections) + "</body></html>\n"
+        f'<h1>{_e(title)}</h1><p class="summary">{_e("; ".join(summary))}</p>' + "".join(sections) + "</body></html>\n"
     )
 
     folder = os.path.dirname(os.path.abspath(path))
