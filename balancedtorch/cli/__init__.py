@@ -51,16 +51,19 @@ def _build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="train a small CNN twice: plain vs the balanced stack (digits or traffic lights)")
     d.add_argument(
         "--task",
-        choices=("classification", "segmentation"),
+        choices=("classification", "segmentation", "loop"),
         default="classification",
-        help="classification: long-tailed digits (default); segmentation: traffic lights at 800:1",
+        help="classification: long-tailed digits (default); segmentation: traffic lights at 800:1; "
+        "loop: detect an unseen slice in production, label a budget with each selection strategy, retrain",
     )
     d.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     d.add_argument("--epochs", type=int, default=None, help="training epochs per run (classification; default 40)")
-    d.add_argument("--steps", type=int, default=None, help="training steps per run (segmentation; default 600)")
+    d.add_argument("--steps", type=int, default=None, help="training steps per run (segmentation: default 600; loop: 400)")
     d.add_argument("--seed", type=int, default=0, help="seed of the split, the models and the sampling (default 0)")
-    d.add_argument("--seeds", type=int, default=1, help="run seeds seed..seed+N-1 and print mean +- std (default 1)")
-    d.add_argument("--out", default=None, help="folder for the PNGs (default demo_out; segmentation: demo_seg_out)")
+    d.add_argument("--seeds", type=int, default=None, help="run seeds seed..seed+N-1 and print mean +- std (default 1; loop: 3)")
+    d.add_argument(
+        "--out", default=None, help="folder for the PNGs (default demo_out; segmentation: demo_seg_out; loop: demo_loop_out)"
+    )
     d.add_argument("--no-feature-smote", action="store_true", help="leave FeatureSMOTE out of the balanced stack")
     d.add_argument("--no-progress", action="store_true", help="no progress bars")
     i = sub.add_parser("inspect", help="class counts, shares, imbalance ratio and class weights of a labels or masks file")

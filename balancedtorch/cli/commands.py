@@ -402,6 +402,13 @@ def _run(args: argparse.Namespace) -> int:
             )
             print(f"audit written: {path} (open it in a browser)")
             return 0
+        if args.command == "demo" and args.seeds is None:
+            args.seeds = 3 if args.task == "loop" else 1
+        if args.command == "demo" and args.task == "loop":
+            from ..demo_loop import run_loop_demos
+
+            run_loop_demos(args, CLIError)
+            return 0
         if args.command == "demo" and args.task == "segmentation":
             from ..demo_seg import run_segmentation_demos
 
