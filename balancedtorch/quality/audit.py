@@ -351,7 +351,9 @@ def audit(
                 "class-balance",
                 "Class balance",
                 body,
-                "collect more of the smallest classes where you can; until then train with the sampler and loss below.",
+                "collect more of the smallest classes where you can; until then train with the sampler and loss below."
+                if ratio >= 1.5
+                else "nothing to do: the classes are balanced.",
             )
         )
         advice_html = "<pre>" + _e("\n".join(advice) or "no advice: a single class") + "</pre>"
@@ -415,7 +417,9 @@ def audit(
                 "Label issues",
                 body,
                 "review these samples first (most likely first); relabel or drop the wrong ones and retrain. "
-                "A class with many issues may need clearer labelling guidelines.",
+                "A class with many issues may need clearer labelling guidelines."
+                if ranked
+                else "no label looks wrong; audit again when new labels arrive.",
             )
         )
         summary.append(f"{len(ranked)} label issues")
