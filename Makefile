@@ -148,4 +148,4 @@ test-newest-torch:
 	$(call torch_line_test,newest-torch,--upgrade torch torchvision numpy,PIP_CONFIG_FILE=/dev/null)
 
 clean:
-	rm -rf build dist balancedtorch/_C*.so balancedtorch/_build_config.py *.egg-info .pytest_cache .benchmarks demo_out demo_seg_out
+	rm -rf build dist balancedtorch/_C*.so balancedtorch/_build_config.py *.egg-info .pytest_cache .benchmarks demo_out demo_seg_out demo_loop_out

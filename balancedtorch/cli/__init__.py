@@ -1,4 +1,4 @@
-"""Command line: ``balancedtorch demo | inspect LABELS | inspect-predictions PREDS | info`` (also ``python -m balancedtorch``).
+"""Command line: ``balancedtorch demo | inspect LABELS | inspect-predictions PREDS | audit | info`` (also ``python -m balancedtorch``).
 
 The package: :func:`main` (the entry point of the ``balancedtorch`` script
 and of ``python -m balancedtorch``) and its argument parser here;
@@ -23,6 +23,7 @@ from .commands import (  # noqa: F401
     _SHOWN_MISTAKES,
     _check_out_folder,
     _run,
+    audit_files,
     inspect_labels,
     inspect_predictions,
 )
@@ -50,16 +51,19 @@ def _build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="train a small CNN twice: plain vs the balanced stack (digits or traffic lights)")
     d.add_argument(
         "--task",
-        choices=("classification", "segmentation"),
+        choices=("classification", "segmentation", "loop"),
         default="classification",
-        help="classification: long-tailed digits (default); segmentation: traffic lights at 800:1",
+        help="classification: long-tailed digits (default); segmentation: traffic lights at 800:1; "
+        "loop: detect an unseen slice in production, label a budget with each selection strategy, retrain",
     )
     d.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     d.add_argument("--epochs", type=int, default=None, help="training epochs per run (classification; default 40)")
-    d.add_argument("--steps", type=int, default=None, help="training steps per run (segmentation; default 600)")
+    d.add_argument("--steps", type=int, default=None, help="training steps per run (segmentation: default 600; loop: 400)")
     d.add_argument("--seed", type=int, default=0, help="seed of the split, the models and the sampling (default 0)")
-    d.add_argument("--seeds", type=int, default=1, help="run seeds seed..seed+N-1 and print mean +- std (default 1)")
-    d.add_argument("--out", default=None, help="folder for the PNGs (default demo_out; segmentation: demo_seg_out)")
+    d.add_argument("--seeds", type=int, default=None, help="run seeds seed..seed+N-1 and print mean +- std (default 1; loop: 3)")
+    d.add_argument(
+        "--out", default=None, help="folder for the PNGs (default demo_out; segmentation: demo_seg_out; loop: demo_loop_out)"
+    )
     d.add_argument("--no-feature-smote", action="store_true", help="leave FeatureSMOTE out of the balanced stack")
     d.add_argument("--no-progress", action="store_true", help="no progress bars")
     i = sub.add_parser("inspect", help="class counts, shares, imbalance ratio and class weights of a labels or masks file")
@@ -110,6 +114,22 @@ def _build_parser() -> argparse.ArgumentParser:
     q.add_argument("--out", default=None, help="folder for the grids with --images (default inspect_out)")
     q.add_argument("-n", type=int, default=32, help="tiles per grid (default 32)")
     q.add_argument("--json", action="store_true", help="also print the numbers as JSON")
+    a = sub.add_parser(
+        "audit",
+        help="one self-contained HTML report: class balance, advice, label issues, duplicates, leakage, novelty, drift",
+    )
+    a.add_argument("--labels", default=None, help="labels, in any format inspect reads (.csv/.tsv, .npy, .pt, text)")
+    a.add_argument(
+        "--preds", default=None, help="a .pt dict or .npz with 'labels' and 'pred_probs', as inspect-predictions reads"
+    )
+    a.add_argument("--features", default=None, help="(N, D) embeddings: .npy, .pt, or a .pt dict / .npz under 'features'")
+    a.add_argument("--test-features", default=None, help="(M, D) embeddings of test or production inputs (needs --features)")
+    a.add_argument("--images", default=None, help="the N images, as inspect-predictions --images reads them")
+    a.add_argument("--test-images", default=None, help="the M images of --test-features")
+    a.add_argument(
+        "--production-preds", default=None, help="the model's predicted labels (P,) or probabilities (P, K) in production"
+    )
+    a.add_argument("--out", default="audit.html", help="the report's path (default audit.html)")
     sub.add_parser("info", help="build information (torch versions, CUDA, CPU capability)")
     return p
 

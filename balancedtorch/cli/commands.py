@@ -1,4 +1,4 @@
-"""The commands: ``inspect`` (:func:`inspect_labels`), ``inspect-predictions`` (:func:`inspect_predictions`), ``demo`` and ``info`` (dispatched by :func:`_run`)."""
+"""The commands: ``inspect`` (:func:`inspect_labels`), ``inspect-predictions`` (:func:`inspect_predictions`), ``audit`` (:func:`audit_files`), ``demo`` and ``info`` (dispatched by :func:`_run`)."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ import numpy as np
 from .._optional import MissingOptionalDependency
 from ._common import _MAX_CLASSES, _MAX_SPARSE, CLIError, _names_list, _pct
 from .advice import suggest
-from .readers import _load, _read_images, read_predictions
+from .readers import _load, _numpy, _pick, _read_images, _read_mapping, read_labels, read_predictions
 
-__all__ = ["inspect_labels", "inspect_predictions"]
+__all__ = ["inspect_labels", "inspect_predictions", "audit_files"]
 
 _SHOWN_MISTAKES = 20  # "the 20 most confident mistakes"
 _SHOWN_CLASSES = 10  # classes in the per-class table: with the rest, one screen
@@ -285,6 +285,81 @@ def inspect_predictions(path: str, images: Optional[str] = None, out: Optional[s
     return result
 
 
+_FEATURE_KEYS = ("features", "embeddings", "x")
+_PRODUCTION_KEYS = ("pred_probs", "probs", "preds", "predictions", "labels")
+
+
+def _read_array(path: str, what: str, keys) -> np.ndarray:
+    """An array from a .npy file, a .pt tensor, or a .pt dict / .npz archive holding it under one of ``keys``."""
+    obj = _read_mapping(path, what)
+    if isinstance(obj, dict):
+        key = _pick(obj, keys)
+        if key is None:
+            raise CLIError(f"{path}: a dict without {' or '.join(repr(k) for k in keys)} (keys: {_names_list(map(str, obj))})")
+        obj = obj[key]
+    if not hasattr(obj, "shape"):
+        raise CLIError(f"{path}: expected {what} as a tensor or array, got {type(obj).__name__}")
+    return _numpy(obj)
+
+
+def audit_files(
+    labels: Optional[str] = None,
+    preds: Optional[str] = None,
+    features: Optional[str] = None,
+    test_features: Optional[str] = None,
+    images: Optional[str] = None,
+    test_images: Optional[str] = None,
+    production_preds: Optional[str] = None,
+    out: str = "audit.html",
+) -> str:
+    """``balancedtorch audit``: read the files as ``inspect`` / ``inspect-predictions`` do and write the HTML report.
+
+    Returns the report's path; bad input -> :class:`CLIError` (one line), nothing written.
+    """
+    from ..quality import audit
+
+    if labels is None and preds is None and features is None:
+        raise CLIError("pass at least one of --labels, --preds or --features")
+    y = probs = names = None
+    if preds is not None:
+        y, probs, names, _ = read_predictions(preds)
+    if labels is not None:
+        given, label_names = read_labels(labels)
+        if label_names and names is None:
+            names = label_names
+        if y is not None:
+            if given.shape != y.shape:
+                raise CLIError(f"--labels {labels} holds {given.size} labels but --preds {preds} holds {y.size}")
+            differ = np.flatnonzero(given != y)
+            if differ.size:
+                i = int(differ[0])
+                raise CLIError(
+                    f"--labels {labels} and the labels in --preds {preds} differ (first at index {i}: {given[i]} vs {y[i]})"
+                )
+        y = given
+    x = _read_array(features, "features", _FEATURE_KEYS) if features is not None else None
+    t = _read_array(test_features, "test features", _FEATURE_KEYS) if test_features is not None else None
+    imgs = _read_images(images) if images is not None else None
+    timgs = _read_images(test_images) if test_images is not None else None
+    prod = _read_array(production_preds, "production predictions", _PRODUCTION_KEYS) if production_preds is not None else None
+    if prod is not None and prod.dtype.kind == "f" and prod.ndim == 1:
+        prod = prod.astype(np.int64)
+    try:
+        return audit(
+            y,
+            probs,
+            x,
+            imgs,
+            t,
+            names,
+            out,
+            test_images=timgs,
+            production_preds=prod,
+        )
+    except (ValueError, TypeError) as exc:
+        raise CLIError(str(exc).removeprefix("audit: ")) from None
+
+
 def _run(args: argparse.Namespace) -> int:
     try:
         if args.command == "info":
@@ -313,6 +388,26 @@ def _run(args: argparse.Namespace) -> int:
             result = inspect_predictions(args.preds, args.images, args.out, args.n)
             if args.json:
                 print(json.dumps(result))
+            return 0
+        if args.command == "audit":
+            path = audit_files(
+                args.labels,
+                args.preds,
+                args.features,
+                args.test_features,
+                args.images,
+                args.test_images,
+                args.production_preds,
+                args.out,
+            )
+            print(f"audit written: {path} (open it in a browser)")
+            return 0
+        if args.command == "demo" and args.seeds is None:
+            args.seeds = 3 if args.task == "loop" else 1
+        if args.command == "demo" and args.task == "loop":
+            from ..demo_loop import run_loop_demos
+
+            run_loop_demos(args, CLIError)
             return 0
         if args.command == "demo" and args.task == "segmentation":
             from ..demo_seg import run_segmentation_demos

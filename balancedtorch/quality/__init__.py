@@ -1,7 +1,8 @@
 """Data-quality tools: mislabeled samples, slice coverage, label shift, drift, novelty, near-duplicates and leakage,
-what to label next, and image grids to look at."""
+what to label next, image grids to look at, and one HTML page of it all (audit)."""
 
 from ._results import MistakesPerClass, RankedMistakes
+from .audit import audit
 from .duplicates import find_duplicates, find_leakage
 from .gallery import plot_mistakes, plot_novel
 from .label_issues import find_label_issues, label_quality_scores, mistakes_per_class, rank_mistakes
@@ -27,4 +28,5 @@ __all__ = [
     "select_for_labeling",
     "plot_mistakes",
     "plot_novel",
+    "audit",
 ]

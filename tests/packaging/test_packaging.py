@@ -39,6 +39,7 @@ _NOT_SOURCES = shutil.ignore_patterns(
     ".hypothesis",
     "demo_out",
     "demo_seg_out",
+    "demo_loop_out",
 )
 
 
