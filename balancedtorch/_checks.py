@@ -101,13 +101,14 @@ class _Unset:
 UNSET: Any = _Unset()
 
 
-def renamed(owner: str, new: str, new_value: Any, old: str, old_value: Any, default: Any) -> Any:
+def renamed(owner: str, new: str, new_value: Any, old: str, old_value: Any, default: Any, stacklevel: int = 3) -> Any:
     """The value of keyword ``new``, also accepted under its deprecated name ``old`` (one release).
 
     ``old_value`` is ``UNSET`` when the caller did not pass ``old``. Passing
     ``old`` warns (DeprecationWarning, pointing at the caller's line); passing
     ``old`` and a ``new`` other than its default is a TypeError, as Python's
-    own "got multiple values".
+    own "got multiple values". ``stacklevel`` is counted from this function
+    (3: the caller of the function that calls it).
     """
     if old_value is UNSET:
         return new_value
@@ -116,6 +117,6 @@ def renamed(owner: str, new: str, new_value: Any, old: str, old_value: Any, defa
     warnings.warn(
         f"{owner}: {old}= is deprecated and will be removed in the next release; use {new}= (same values)",
         DeprecationWarning,
-        stacklevel=3,
+        stacklevel=stacklevel,
     )
     return old_value

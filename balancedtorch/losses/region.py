@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .._checks import ShapeMismatchError, check_dense
+from .._checks import UNSET, ShapeMismatchError, check_dense, renamed
 from .._dispatch import _acc_dtype, _is_compiling
 from . import _region_op as _ops
 
@@ -202,6 +202,14 @@ def _one_channel(act: int, include_background: bool, ce_kind: int, sigmoid_focal
     return act, include_background
 
 
+def _distributed_option(owner: str, distributed: Any, sync: Any) -> dict:
+    """``distributed`` (and the name to show in messages), or its deprecated name ``sync`` (one release)."""
+    if sync is UNSET:
+        return {"distributed": distributed, "distributed_name": "distributed"}
+    value = renamed(owner, "distributed", distributed, "sync", sync, False, stacklevel=4)
+    return {"distributed": value, "distributed_name": "sync"}
+
+
 def _run(
     input: Tensor,
     target: Tensor,
@@ -226,7 +234,8 @@ def _run(
     label_smoothing: float = 0.0,
     lambda_dice: float = 1.0,
     lambda_ce: float = 1.0,
-    sync: bool = False,
+    distributed: Any = False,
+    distributed_name: str = "distributed",
     soft_label: bool = False,
     focal_alpha: Any = None,
     focal_activation: Optional[str] = None,
@@ -279,9 +288,11 @@ def _run(
     squared_pred = _flag(squared_pred, "squared_pred")
     jaccard = _flag(jaccard, "jaccard")
     batch = _flag(batch, "batch")
-    sync = _flag(sync, "sync")
+    sync = _flag(distributed, distributed_name)  # the op's argument keeps its name: sync
     if sync and not batch:
-        raise ValueError("sync=True needs batch=True (the per-class sums over the whole batch are what is all-reduced)")
+        raise ValueError(
+            f"{distributed_name}=True needs batch=True (the per-class sums over the whole batch are what is all-reduced)"
+        )
     if isinstance(input, Tensor) and input.dim() >= 2 and input.shape[1] == 1:
         act, include_background = _one_channel(act, include_background, ce_kind, sigmoid_focal_on_softmax, input)
         if act == _ops.NONE:
@@ -536,8 +547,10 @@ def dice_loss(
     weight: Weight = None,
     ignore_index: int = -100,
     reduction: str = "mean",
-    sync: bool = False,
+    distributed: bool = False,
     soft_label: bool = False,
+    *,
+    sync: Any = UNSET,
 ) -> Tensor:
     """Soft Dice (or Jaccard) loss on logits; see :class:`balancedtorch.nn.DiceLoss`.
 
@@ -568,7 +581,7 @@ def dice_loss(
         weight=weight,
         ignore_index=ignore_index,
         reduction=reduction,
-        sync=sync,
+        **_distributed_option("dice_loss", distributed, sync),
         soft_label=soft_label,
     )
 
@@ -584,8 +597,10 @@ def generalized_dice_loss(
     batch: bool = False,
     ignore_index: int = -100,
     reduction: str = "mean",
-    sync: bool = False,
+    distributed: bool = False,
     soft_label: bool = False,
+    *,
+    sync: Any = UNSET,
 ) -> Tensor:
     """Generalised Dice loss (Sudre et al. 2017); see :class:`balancedtorch.nn.GeneralizedDiceLoss`.
 
@@ -603,7 +618,7 @@ def generalized_dice_loss(
         ignore_index=ignore_index,
         reduction=reduction,
         w_type=w_type,
-        sync=sync,
+        **_distributed_option("generalized_dice_loss", distributed, sync),
         soft_label=soft_label,
     )
 
@@ -622,8 +637,10 @@ def tversky_loss(
     weight: Weight = None,
     ignore_index: int = -100,
     reduction: str = "mean",
-    sync: bool = False,
+    distributed: bool = False,
     soft_label: bool = False,
+    *,
+    sync: Any = UNSET,
 ) -> Tensor:
     """(Focal) Tversky loss; see :class:`balancedtorch.nn.TverskyLoss`. Shapes as :func:`dice_loss`."""
     return _run(
@@ -641,7 +658,7 @@ def tversky_loss(
         alpha=alpha,
         beta=beta,
         tversky_gamma=gamma,
-        sync=sync,
+        **_distributed_option("tversky_loss", distributed, sync),
         soft_label=soft_label,
     )
 
@@ -662,7 +679,9 @@ def dice_ce_loss(
     ignore_index: int = -100,
     reduction: str = "mean",
     label_smoothing: float = 0.0,
-    sync: bool = False,
+    distributed: bool = False,
+    *,
+    sync: Any = UNSET,
 ) -> Tensor:
     """``lambda_dice * dice_loss + lambda_ce * cross_entropy``, fused; see :class:`balancedtorch.nn.DiceCELoss`.
 
@@ -686,7 +705,7 @@ def dice_ce_loss(
         label_smoothing=label_smoothing,
         lambda_dice=lambda_dice,
         lambda_ce=lambda_ce,
-        sync=sync,
+        **_distributed_option("dice_ce_loss", distributed, sync),
     )
 
 
@@ -707,9 +726,11 @@ def dice_focal_loss(
     ignore_index: int = -100,
     reduction: str = "mean",
     label_smoothing: float = 0.0,
-    sync: bool = False,
+    distributed: bool = False,
     alpha: Optional[float] = None,
     focal_activation: Optional[str] = None,
+    *,
+    sync: Any = UNSET,
 ) -> Tensor:
     """``lambda_dice * dice_loss + lambda_focal * focal_loss``, fused; see :class:`balancedtorch.nn.DiceFocalLoss`.
 
@@ -735,7 +756,7 @@ def dice_focal_loss(
         label_smoothing=label_smoothing,
         lambda_dice=lambda_dice,
         lambda_ce=lambda_focal,
-        sync=sync,
+        **_distributed_option("dice_focal_loss", distributed, sync),
         focal_alpha=alpha,
         focal_activation=focal_activation,
     )
@@ -755,7 +776,7 @@ class _RegionLoss(nn.Module):
         if "reduction" in kwargs:
             table = _REDUCTIONS if type(self) is not DiceCELoss else {k: v for k, v in _REDUCTIONS.items() if k != "none"}
             _choice(kwargs["reduction"], "reduction", table)
-        for name in ("soft_label", "include_background", "squared_pred", "jaccard", "batch", "sync"):
+        for name in ("soft_label", "include_background", "squared_pred", "jaccard", "batch", "distributed"):
             if name in kwargs:
                 _flag(kwargs[name], name)
         if "ignore_index" in kwargs:
@@ -774,8 +795,11 @@ class _RegionLoss(nn.Module):
                 _number(kwargs["alpha"], "alpha")
         if "gamma" in kwargs:
             _number(kwargs["gamma"], "gamma", strict=type(self) is TverskyLoss)
-        if kwargs.get("sync") and not kwargs.get("batch"):
-            raise ValueError("sync=True needs batch=True (the per-class sums over the whole batch are what is all-reduced)")
+        if kwargs.get("distributed") and not kwargs.get("batch"):
+            raise ValueError(
+                "distributed=True (formerly sync=True) needs batch=True (the per-class sums over the whole batch are "
+                "what is all-reduced)"
+            )
         weight = kwargs.pop("weight", None)
         _check_weight(weight)
         if weight is not None and not isinstance(weight, Tensor):
@@ -813,7 +837,7 @@ class DiceLoss(_RegionLoss):
             A single remaining Dice class (C = 1, or C = 2 without the background) is not weighted (MONAI).
         ignore_index: class-index target value whose pixels are left out of every sum.
         reduction: "mean" | "sum" | "none" (``(N, C')``, ``(1, C')`` with ``batch``).
-        sync: with ``batch=True``, all-reduce the sums over ``torch.distributed`` ranks; the loss is then
+        distributed: with ``batch=True``, all-reduce the sums over ``torch.distributed`` ranks; the loss is then
             the loss of the whole global batch, and DDP's gradient averaging gives its exact gradient.
         soft_label: MONAI's (>= 1.4) soft-label formulation: ``I = sum(|p| + |t| - |p - t|) / 2``,
             ``P = sum |p|``, ``T = sum |t|`` (equal to the default for hard targets; with ``squared_pred``
@@ -863,7 +887,7 @@ class DiceLoss(_RegionLoss):
     ``activation="softmax"`` (read as probabilities then) or
     ``include_background=False`` (the channel is kept) warns and goes on; a
     softmax cross-entropy or focal part of one class is refused.
-    * ``sync=True`` (with ``batch=True``) all-reduces the sums across
+    * ``distributed=True`` (with ``batch=True``; formerly ``sync=True``, a deprecated alias for one release) all-reduces the sums across
       ``torch.distributed`` ranks (nnU-Net's ``ddp`` batch dice).
 
     Example:
@@ -882,8 +906,10 @@ class DiceLoss(_RegionLoss):
         weight: Weight = None,
         ignore_index: int = -100,
         reduction: str = "mean",
-        sync: bool = False,
+        distributed: bool = False,
         soft_label: bool = False,
+        *,
+        sync: Any = UNSET,
     ) -> None:
         super().__init__(
             activation=activation,
@@ -896,7 +922,7 @@ class DiceLoss(_RegionLoss):
             weight=weight,
             ignore_index=ignore_index,
             reduction=reduction,
-            sync=sync,
+            distributed=renamed(type(self).__name__, "distributed", distributed, "sync", sync, False),
             soft_label=soft_label,
         )
 
@@ -923,8 +949,10 @@ class GeneralizedDiceLoss(_RegionLoss):
         batch: bool = False,
         ignore_index: int = -100,
         reduction: str = "mean",
-        sync: bool = False,
+        distributed: bool = False,
         soft_label: bool = False,
+        *,
+        sync: Any = UNSET,
     ) -> None:
         super().__init__(
             w_type=w_type,
@@ -935,7 +963,7 @@ class GeneralizedDiceLoss(_RegionLoss):
             batch=batch,
             ignore_index=ignore_index,
             reduction=reduction,
-            sync=sync,
+            distributed=renamed(type(self).__name__, "distributed", distributed, "sync", sync, False),
             soft_label=soft_label,
         )
 
@@ -965,8 +993,10 @@ class TverskyLoss(_RegionLoss):
         weight: Weight = None,
         ignore_index: int = -100,
         reduction: str = "mean",
-        sync: bool = False,
+        distributed: bool = False,
         soft_label: bool = False,
+        *,
+        sync: Any = UNSET,
     ) -> None:
         super().__init__(
             alpha=alpha,
@@ -980,7 +1010,7 @@ class TverskyLoss(_RegionLoss):
             weight=weight,
             ignore_index=ignore_index,
             reduction=reduction,
-            sync=sync,
+            distributed=renamed(type(self).__name__, "distributed", distributed, "sync", sync, False),
             soft_label=soft_label,
         )
 
@@ -1013,7 +1043,9 @@ class DiceCELoss(_RegionLoss):
         ignore_index: int = -100,
         reduction: str = "mean",
         label_smoothing: float = 0.0,
-        sync: bool = False,
+        distributed: bool = False,
+        *,
+        sync: Any = UNSET,
     ) -> None:
         super().__init__(
             lambda_dice=lambda_dice,
@@ -1029,7 +1061,7 @@ class DiceCELoss(_RegionLoss):
             ignore_index=ignore_index,
             reduction=reduction,
             label_smoothing=label_smoothing,
-            sync=sync,
+            distributed=renamed(type(self).__name__, "distributed", distributed, "sync", sync, False),
         )
 
     _fn = staticmethod(dice_ce_loss)
@@ -1070,9 +1102,11 @@ class DiceFocalLoss(_RegionLoss):
         ignore_index: int = -100,
         reduction: str = "mean",
         label_smoothing: float = 0.0,
-        sync: bool = False,
+        distributed: bool = False,
         alpha: Optional[float] = None,
         focal_activation: Optional[str] = None,
+        *,
+        sync: Any = UNSET,
     ) -> None:
         super().__init__(
             gamma=gamma,
@@ -1089,7 +1123,7 @@ class DiceFocalLoss(_RegionLoss):
             ignore_index=ignore_index,
             reduction=reduction,
             label_smoothing=label_smoothing,
-            sync=sync,
+            distributed=renamed(type(self).__name__, "distributed", distributed, "sync", sync, False),
             alpha=alpha,
             focal_activation=focal_activation,
         )

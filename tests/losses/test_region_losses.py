@@ -2,7 +2,7 @@
 
 Against a plain PyTorch reference (one-hot + softmax + sums), MONAI 1.x, nnU-Net's
 soft Dice, gradcheck, opcheck (also channels-last), torch.compile, bad input and
-a 2-process gloo run of sync=True.
+a 2-process gloo run of distributed=True.
 """
 
 from __future__ import annotations
@@ -687,7 +687,7 @@ def test_cuda_equals_cpu(dtype, activation):
 
 
 # ---------------------------------------------------------------------------------------------
-# DDP: sync=True on 2 gloo processes equals one process on the concatenated batch
+# DDP: distributed=True on 2 gloo processes equals one process on the concatenated batch
 # ---------------------------------------------------------------------------------------------
 
 
@@ -700,7 +700,7 @@ def _ddp_worker(rank, world_size, init_file, out_dir):
         target[0, 0] = -100
         conv = torch.nn.Conv2d(3, 3, 1).double()
         model = torch.nn.parallel.DistributedDataParallel(conv)
-        loss_fn = bt.nn.DiceCELoss(batch=True, sync=True, include_background=False)
+        loss_fn = bt.nn.DiceCELoss(batch=True, distributed=True, include_background=False)
         xr = x[rank * 2 : (rank + 1) * 2].clone().requires_grad_(True)
         loss = loss_fn(model(xr), target[rank * 2 : (rank + 1) * 2])
         loss.backward()
@@ -1295,3 +1295,31 @@ def test_dice_focal_per_class_weight_on_one_remaining_channel_is_refused_as_mona
         t,
         t,
     )
+
+
+@pytest.mark.parametrize("name", ["DiceLoss", "GeneralizedDiceLoss", "TverskyLoss", "DiceCELoss", "DiceFocalLoss"])
+def test_sync_is_a_deprecated_name_of_distributed(name):
+    x, target = _inputs(N=2, C=3, spatial=(4, 4), dtype=torch.float32)
+    module = getattr(bt.nn, name)(batch=True, distributed=False)
+    assert module.options["distributed"] is False
+    with pytest.warns(DeprecationWarning, match=f"{name}: sync= is deprecated.*use distributed=") as record:
+        old = getattr(bt.nn, name)(batch=True, sync=False)
+    assert record[0].filename == __file__
+    torch.testing.assert_close(old(x, target), module(x, target))
+    fn = getattr(
+        btf,
+        {
+            "DiceLoss": "dice_loss",
+            "GeneralizedDiceLoss": "generalized_dice_loss",
+            "TverskyLoss": "tversky_loss",
+            "DiceCELoss": "dice_ce_loss",
+            "DiceFocalLoss": "dice_focal_loss",
+        }[name],
+    )
+    with pytest.warns(DeprecationWarning, match="sync= is deprecated") as record:
+        torch.testing.assert_close(fn(x, target, batch=True, sync=False), module(x, target))
+    assert record[0].filename == __file__
+    with pytest.raises(TypeError, match="pass distributed= only"):
+        fn(x, target, batch=True, distributed=True, sync=True)
+    # without a process group, distributed=True is one process's loss
+    torch.testing.assert_close(fn(x, target, batch=True, distributed=True), module(x, target))
