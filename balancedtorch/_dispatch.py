@@ -12,7 +12,7 @@ holds in place (see :func:`call_private`).
 from __future__ import annotations
 
 import threading
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 from torch import Tensor
@@ -69,6 +69,22 @@ def check_same_device(op: str, anchor_name: str, anchor: Tensor, **others: Optio
     for name, t in others.items():
         if t is not None and t.device != anchor.device:
             raise ValueError(f"{op}: {name} is on {t.device} but {anchor_name} is on {anchor.device}")
+
+
+def refuse_bad_values(bad: Tensor, message: Callable[[Optional[int]], str]) -> None:
+    """ValueError(message(first flagged flat index)) when ``bad`` has a True entry; on a GPU, a device-side check.
+
+    On the CPU reading the flag costs nothing. On a GPU it would synchronise
+    the host with the device on every call of a per-step path (a loss's
+    weight, its denominators): there the check runs on the device
+    (``torch._assert_async``; ``message(None)`` names what failed) and a
+    failure stops the stream, as torch's own CUDA index checks do.
+    """
+    if bad.device.type == "cuda":
+        torch._assert_async(torch.logical_not(bad.any()), message(None))
+        return
+    if bool(bad.any()):
+        raise ValueError(message(int(bad.reshape(-1).nonzero()[0, 0])))
 
 
 def _grad_like(input: Tensor) -> Tensor:

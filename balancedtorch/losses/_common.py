@@ -11,7 +11,7 @@ from torch import Tensor
 
 from .._checks import check_dense
 from .._constants import REDUCTIONS
-from .._dispatch import _is_compiling
+from .._dispatch import _is_compiling, refuse_bad_values
 
 __all__: list = []
 
@@ -70,8 +70,12 @@ def _check_class_vector(
     if vec.requires_grad and torch.is_grad_enabled():
         raise ValueError(f"{name} must not require grad: the fused kernels give no gradient for it")
     if validate_values and not _is_compiling():
-        bad = ~torch.isfinite(vec) | (vec < 0)
-        if bool(bad.any()):
-            idx = int(bad.nonzero()[0, 0])
-            raise ValueError(f"{name} must be finite and >= 0, got {name}[{idx}] = {vec[idx].item()}")
+        refuse_bad_values(
+            ~torch.isfinite(vec) | (vec < 0),
+            lambda i: (
+                f"{name} must be finite and >= 0, got {name}[{i}] = {vec[i].item()}"
+                if i is not None
+                else f"{name} must be finite and >= 0 (device-side check)"
+            ),
+        )
     return vec

@@ -31,7 +31,7 @@ import torch
 from torch import Tensor
 
 from .._constants import ACTIVATIONS, CE_KINDS, REDUCTIONS, REGION_KINDS, W_TYPES
-from .._dispatch import _acc_dtype, _is_compiling, _private_call, _traced
+from .._dispatch import _acc_dtype, _is_compiling, _private_call, _traced, refuse_bad_values
 from .._distributed import all_reduce_, world_and_rank
 
 __all__: list = []
@@ -116,8 +116,11 @@ def _dice_part(sums: Tensor, kind: int, cfg: dict):
 def _check_denominator(den: Tensor, sdr: float) -> None:
     # smooth_dr > 0 keeps every denominator positive; with 0, an empty class
     # (or sample) gives 0 / 0: refuse rather than return nan.
-    if sdr == 0.0 and not _is_compiling() and bool((den == 0).any()):
-        raise ValueError("smooth_dr=0.0 leaves a zero denominator (an empty class or an all-ignored sample): use smooth_dr > 0")
+    if sdr == 0.0 and not _is_compiling():
+        refuse_bad_values(
+            den == 0,
+            lambda _: "smooth_dr=0.0 leaves a zero denominator (an empty class or an all-ignored sample): use smooth_dr > 0",
+        )
 
 
 def _loss_and_coefs(sums_b: Tensor, ce_tot: Tensor, n: int, cfg: dict, grad_terms: Optional[Tensor]):

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from .._checks import UNSET, ShapeMismatchError, check_dense, renamed
-from .._dispatch import _acc_dtype, _is_compiling
+from .._dispatch import _acc_dtype, _is_compiling, refuse_bad_values
 from . import _region_op as _ops
 
 __all__ = [
@@ -135,10 +135,14 @@ def _weight(weight: Weight, input: Tensor, include_background: bool) -> Optional
     if not weight.is_floating_point():
         weight = weight.double()
     if not _is_compiling():
-        bad = ~torch.isfinite(weight) | (weight < 0)
-        if bool(bad.any()):
-            i = int(bad.nonzero()[0, 0])
-            raise ValueError(f"weight must be finite and >= 0, got weight[{i}] = {weight[i].item()}")
+        refuse_bad_values(
+            ~torch.isfinite(weight) | (weight < 0),
+            lambda i: (
+                f"weight must be finite and >= 0, got weight[{i}] = {weight[i].item()}"
+                if i is not None
+                else "weight must be finite and >= 0 (device-side check)"
+            ),
+        )
     return weight.to(device=input.device, dtype=_acc_dtype(input))
 
 

@@ -420,12 +420,13 @@ def test_bad_gamma_and_targets(device):
         btf.focal_loss(x, torch.tensor([0, 1, 2], device=device), gamma=-1.0)
     with pytest.raises(ValueError, match=r"gamma must be a real number, got nan"):
         bt.nn.FocalLoss(gamma=float("nan"))
-    with pytest.raises(
-        ValueError, match=r"target must hold class indices in \[0, C=5\) or ignore_index=-100, got target 5 at flat index 1"
-    ):
-        btf.cross_entropy(x, torch.tensor([0, 5, 2], device=device))
-    with pytest.raises(ValueError, match="got target -3 at flat index 2"):
-        btf.focal_loss(x, torch.tensor([0, 1, -3], device=device))
+    if device.type == "cpu":  # CUDA: a device-side assertion, no host sync (test_loss_cuda_contracts.py)
+        with pytest.raises(
+            ValueError, match=r"target must hold class indices in \[0, C=5\) or ignore_index=-100, got target 5 at flat index 1"
+        ):
+            btf.cross_entropy(x, torch.tensor([0, 5, 2], device=device))
+        with pytest.raises(ValueError, match="got target -3 at flat index 2"):
+            btf.focal_loss(x, torch.tensor([0, 1, -3], device=device))
     with pytest.raises(ValueError, match=r"target of class indices must have shape \[3\]"):
         btf.cross_entropy(x, torch.tensor([0, 1], device=device))
     with pytest.raises(ValueError, match="probability target must have the input's shape"):

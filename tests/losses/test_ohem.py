@@ -481,6 +481,8 @@ def test_bad_shapes_and_dtypes(x_shape, t_shape, t_dtype, match):
 
 @pytest.mark.parametrize("bad", [5, -3, 254])
 def test_target_out_of_range(device, bad):
+    if device.type == "cuda":
+        pytest.skip("CUDA: a device-side assertion, no host sync (tests/losses/test_loss_cuda_contracts.py)")
     x = torch.randn(2, 5, 3, 3, device=device)
     t = torch.randint(0, 5, (2, 3, 3), device=device)
     t[1, 2, 0] = bad

@@ -15,8 +15,10 @@
 
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
+#include <ATen/ops/_assert_async.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/empty_like.h>
+#include <ATen/ops/eq.h>
 #include <ATen/ops/full.h>
 #include <ATen/ops/sum.h>
 #include <ATen/ops/zeros.h>
@@ -344,10 +346,13 @@ std::tuple<at::Tensor, at::Tensor> region_loss_stats_cuda(
     });
   });
   if (!a.dense && activation != kActivationSigmoid) {
-    const int64_t bad = first_bad.item<int64_t>();
-    if (bad < a.N * a.S) {
-      raise_invalid_region_target(bad, l.target.view(-1)[bad].item<int64_t>(), a.C, ignore_index);
-    }
+    // No host synchronisation in a per-step path: an out-of-range class index
+    // fails a device-side assertion, as torch's CUDA cross_entropy does (the
+    // kernels treat it as ignored meanwhile; the CPU kernel names it).
+    at::_assert_async(
+        at::eq(first_bad, a.N * a.S).all(),
+        "region_loss: target must hold class indices in [0, C) or ignore_index (device-side check; the CPU "
+        "kernel names the index and value)");
   }
   const at::Tensor summed = at::sum(partial, at::IntArrayRef{1});
   at::Tensor sums = summed.narrow(1, 0, 3 * a.C).reshape({a.N, 3, a.C}).contiguous();
