@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 
 from . import functional as _F
-from ._checks import check_int64
+from ._validate import check_int64
 from .ops import losses as _losses
 from .ops import ohem as _ohem_ops
 

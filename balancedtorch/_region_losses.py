@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ._checks import ShapeMismatchError, check_dense
+from ._validate import ShapeMismatchError, check_dense
 from .ops import region_losses as _ops
 
 __all__ = ["dice_loss", "generalized_dice_loss", "tversky_loss", "dice_ce_loss", "dice_focal_loss"]

@@ -14,7 +14,7 @@ from typing import Any, Optional
 import torch
 from torch import Tensor
 
-from ._checks import check_dense, check_int64
+from ._validate import check_dense, check_int64
 from .ops import losses as _losses  # noqa: F401  (registers fake kernels and autograd)
 
 __all__ = ["cross_entropy", "focal_loss", "logit_adjusted_loss", "sigmoid_focal_loss", "logit_adjustment"]

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import functional as F
-from .._checks import check_int64
+from .._validate import check_int64
 
 __all__ = ["CrossEntropyLoss", "FocalLoss", "SigmoidFocalLoss", "LogitAdjustedLoss"]
 

@@ -14,7 +14,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from .._checks import check_dense
+from .._validate import check_dense
 from ._fake import check_same_device
 
 __all__: list = []
