@@ -4,7 +4,7 @@ Nothing here registers anything (that is :mod:`balancedtorch._meta`); these are
 the facts both the Python wrappers and the fake/autograd registrations need:
 the gradient layout the kernels write (channels-last kept), whether a call is
 being traced by ``torch.compile``, the dtype a loss computes in under
-autocast, the device check the fake kernels share with the real ones, and the
+autocast, and the
 "private call" flag that lets backward scale a gradient buffer nobody else
 holds in place (see :func:`call_private`).
 """
@@ -62,13 +62,6 @@ def _acc_dtype(t: Tensor) -> torch.dtype:
 def _class_view(vec: Tensor, like: Tensor) -> Tensor:
     """A per-class vector (C,) shaped to broadcast along dim 1 of (N, C, d1, ...)."""
     return vec.view((1, -1) + (1,) * (like.dim() - 2))
-
-
-def check_same_device(op: str, anchor_name: str, anchor: Tensor, **others: Optional[Tensor]) -> None:
-    """Raise ValueError when a tensor in ``others`` is not on ``anchor``'s device (None entries are skipped)."""
-    for name, t in others.items():
-        if t is not None and t.device != anchor.device:
-            raise ValueError(f"{op}: {name} is on {t.device} but {anchor_name} is on {anchor.device}")
 
 
 def refuse_bad_values(bad: Tensor, message: Callable[[Optional[int]], str]) -> None:

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ._checks import UNSET
+from ._validate import UNSET
 
 
 def initialized() -> bool:

@@ -24,6 +24,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from . import _validate
+
 __all__ = [
     "MAX_INFERRED_CLASSES",
     "check_labels",
@@ -203,10 +205,7 @@ def check_labels(
         Traceback (most recent call last):
         ValueError: sampler: labels must be >= 0 and < num_classes=3, got labels[1] = 5
     """
-    if num_classes is not None and (
-        isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) or num_classes < 1
-    ):
-        raise ValueError(f"{_prefix(caller)}num_classes must be a positive int, got {num_classes!r}")
+    num_classes = _validate.num_classes(num_classes, optional=True, caller=caller or "")
     if isinstance(labels, Tensor):
         t = labels.detach()
     else:

@@ -59,9 +59,9 @@ from ._dispatch import (
     _grad_like,
     _private_call,
     _traced,
-    check_same_device,
     suggest_memory_format,
 )
+from ._validate import same_device
 from .augment.functional import _MASK_RANGES
 from .losses import _region_op
 from .losses.sigmoid import _sigmoid_focal_target_grad
@@ -90,7 +90,7 @@ def _softmax_loss_fake(
     compute_grad: bool,
 ):
     torch._check(input.dim() >= 2, lambda: f"softmax_loss: input must have shape (N, C, ...), got {tuple(input.shape)}")
-    check_same_device("softmax_loss", "input", input, target=target, weight=weight, logit_bias=logit_bias)
+    same_device("softmax_loss", "input", input, target=target, weight=weight, logit_bias=logit_bias)
     if reduction == _REDUCTION_NONE:
         loss = input.new_empty((input.shape[0],) + tuple(input.shape[2:]))
     else:
@@ -121,7 +121,7 @@ def _sigmoid_focal_loss_fake(
     reduction: int,
     compute_grad: bool,
 ):
-    check_same_device("sigmoid_focal_loss", "input", input, target=target, pos_weight=pos_weight)
+    same_device("sigmoid_focal_loss", "input", input, target=target, pos_weight=pos_weight)
     fmt = _elementwise_format(input)
     shape = tuple(input.shape)
     if reduction == _REDUCTION_NONE:
@@ -139,7 +139,7 @@ def _sigmoid_focal_loss_fake(
 def _ohem_prob_weights_fake(
     probs: Tensor, target: Tensor, weight: Optional[Tensor], ignore_index: int, thresh: float, min_kept: int
 ) -> Tensor:
-    check_same_device("ohem_prob_weights", "probs", probs, target=target, weight=weight)
+    same_device("ohem_prob_weights", "probs", probs, target=target, weight=weight)
     torch._check(
         tuple(target.shape) == tuple(probs.shape),
         lambda: f"ohem_prob_weights: target must have the shape of probs {tuple(probs.shape)}, got {tuple(target.shape)}",
@@ -237,7 +237,7 @@ def _class_counts_fake(labels: Tensor, num_classes: int, ignore_index: Optional[
 
 @torch.library.register_fake("balancedtorch::knn")
 def _knn_fake(x, k, groups=None, ref=None, ref_groups=None, max_tile_bytes=DEFAULT_TILE_BYTES):
-    check_same_device("knn", "x", x, groups=groups, ref=ref, ref_groups=ref_groups)
+    same_device("knn", "x", x, groups=groups, ref=ref, ref_groups=ref_groups)
     n = x.shape[0]
     return x.new_empty((n, k)), x.new_empty((n, k), dtype=torch.long)
 
@@ -250,31 +250,31 @@ def _alias_table_fake(weights):
 
 @torch.library.register_fake("balancedtorch::alias_sample")
 def _alias_sample_fake(prob, alias, seed, num_samples):
-    check_same_device("alias_sample", "prob", prob, alias=alias, seed=seed)
+    same_device("alias_sample", "prob", prob, alias=alias, seed=seed)
     return alias.new_empty((num_samples,))
 
 
 @torch.library.register_fake("balancedtorch::alias_pack")
 def _alias_pack_fake(prob, alias):
-    check_same_device("alias_pack", "prob", prob, alias=alias)
+    same_device("alias_pack", "prob", prob, alias=alias)
     return alias.new_empty(alias.shape)
 
 
 @torch.library.register_fake("balancedtorch::alias_sample_packed")
 def _alias_sample_packed_fake(packed, seed, num_samples):
-    check_same_device("alias_sample_packed", "packed", packed, seed=seed)
+    same_device("alias_sample_packed", "packed", packed, seed=seed)
     return packed.new_empty((num_samples,))
 
 
 @torch.library.register_fake("balancedtorch::sample_without_replacement")
 def _sample_without_replacement_fake(weights, uniforms, num_samples):
-    check_same_device("sample_without_replacement", "weights", weights, uniforms=uniforms)
+    same_device("sample_without_replacement", "weights", weights, uniforms=uniforms)
     return weights.new_empty((num_samples,), dtype=torch.long)
 
 
 @torch.library.register_fake("balancedtorch::affine_color")
 def _affine_color_fake(images, theta, colour, crop, mean, std, out_height, out_width, interpolation, fill, out_dtype):
-    check_same_device("affine_color", "images", images, theta=theta, colour=colour, crop=crop, mean=mean, std=std)
+    same_device("affine_color", "images", images, theta=theta, colour=colour, crop=crop, mean=mean, std=std)
     B, C = images.shape[:2]
     # the kernels write in images.suggest_memory_format(): channels-last in, channels-last out
     fmt = suggest_memory_format(images)
@@ -283,7 +283,7 @@ def _affine_color_fake(images, theta, colour, crop, mean, std, out_height, out_w
 
 @torch.library.register_fake("balancedtorch::affine_mask")
 def _affine_mask_fake(masks, theta, crop, out_height, out_width, fill):
-    check_same_device("affine_mask", "masks", masks, theta=theta, crop=crop)
+    same_device("affine_mask", "masks", masks, theta=theta, crop=crop)
     lo, hi = _MASK_RANGES.get(masks.dtype, (fill, fill))  # other dtypes: the kernels' own error
     if not lo <= fill <= hi:  # as the kernels' check_mask_fill
         raise ValueError(f"affine_mask: fill must be a value of the masks' dtype {masks.dtype} ({lo} to {hi}), got {fill}")
@@ -292,7 +292,7 @@ def _affine_mask_fake(masks, theta, crop, out_height, out_width, fill):
 
 @torch.library.register_fake("balancedtorch::focus_pixels")
 def _focus_pixels_fake(masks, classes, weights, uniforms, active=None):
-    check_same_device("focus_pixels", "masks", masks, classes=classes, weights=weights, uniforms=uniforms, active=active)
+    same_device("focus_pixels", "masks", masks, classes=classes, weights=weights, uniforms=uniforms, active=active)
     if masks.dim() != 3:
         raise ValueError(f"focus_pixels: masks must have shape (B, H, W), got {tuple(masks.shape)}")
     if classes.dim() != 1 or classes.numel() < 1:

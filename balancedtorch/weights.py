@@ -10,8 +10,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ._checks import check_int64, refuse_meta
+from . import _validate
 from ._labels import MAX_INFERRED_CLASSES, check_labels, describe_one_hot, infer_num_classes
+from ._validate import refuse_meta
 from .ops.class_counts import class_counts
 
 __all__ = ["class_weights", "SCHEMES", "NORMALIZATIONS"]
@@ -34,12 +35,7 @@ def _as_count_tensor(counts: Any) -> Tensor:
         raise ValueError(f"class_weights: counts must be 1-D (one count per class), got shape {tuple(tensor.shape)}")
     if tensor.numel() == 0:
         raise ValueError("class_weights: counts is empty")
-    counts64 = tensor.to(torch.float64)
-    bad = ~torch.isfinite(counts64) | (counts64 < 0)
-    if bool(bad.any()):
-        idx = int(bad.nonzero()[0, 0])
-        raise ValueError(f"class_weights: counts must be finite and >= 0, got counts[{idx}] = {counts64[idx].item()}")
-    return counts64
+    return _validate.finite_nonnegative(tensor.to(torch.float64), "counts", caller="class_weights")
 
 
 def class_weights(
@@ -132,26 +128,18 @@ def class_weights(
         >>> w = w.clamp(max=10 * w.min())  # no class weighs more than 10x the most frequent one
         >>> criterion = bt.nn.CrossEntropyLoss(weight=w / w.mean(), ignore_index=255)
     """
-    if scheme not in SCHEMES:
-        raise ValueError(f"class_weights: scheme must be one of {SCHEMES}, got {scheme!r}")
-    if normalize not in NORMALIZATIONS:
-        raise ValueError(f"class_weights: normalize must be one of {NORMALIZATIONS}, got {normalize!r}")
-    if isinstance(beta, bool) or not isinstance(beta, numbers.Real) or not (0.0 <= float(beta) < 1.0):
-        raise ValueError(f"class_weights: beta must be a number in [0, 1), got {beta!r}")
+    owner = "class_weights"
+    scheme = _validate.choice(scheme, "scheme", SCHEMES, caller=owner)
+    normalize = _validate.choice(normalize, "normalize", NORMALIZATIONS, caller=owner)
+    beta = _validate.real(beta, "beta", low=0, high=1, high_inclusive=False, caller=owner)
     if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
         raise TypeError(f"class_weights: dtype must be a floating torch.dtype, got {dtype!r}")
     for name, value in (("labels", labels), ("counts", counts), ("masks", masks)):
         refuse_meta(value, name, "class_weights")
     if sum(x is not None for x in (labels, counts, masks)) != 1:
         raise ValueError("class_weights: give exactly one of labels=, counts= or masks=")
-    if num_classes is not None and (
-        isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) or num_classes < 1
-    ):
-        raise ValueError(f"class_weights: num_classes must be a positive int, got {num_classes!r}")
-    if ignore_index is not None and (isinstance(ignore_index, bool) or not isinstance(ignore_index, numbers.Integral)):
-        raise TypeError(f"class_weights: ignore_index must be an int or None, got {ignore_index!r}")
-    if ignore_index is not None:
-        ignore_index = check_int64(ignore_index, "ignore_index", "class_weights")
+    num_classes = _validate.num_classes(num_classes, optional=True, caller=owner)
+    ignore_index = _validate.ignore_index(ignore_index, caller=owner)
 
     presence_total = None  # per class: labelled pixels of the images holding it (masks only)
     if masks is not None:

@@ -6,12 +6,12 @@ and in ``csrc/augment/focus_pixels.h``.
 
 from __future__ import annotations
 
-import math
-import numbers
 from typing import Dict, List, Optional, Tuple, Union
 
 import torch
 from torch import Tensor
+
+from .. import _validate
 
 __all__ = ["check_crop_focus", "focus_classes", "focus_pixels"]
 
@@ -31,11 +31,8 @@ def check_crop_focus(crop_focus) -> Union[None, str, Dict[int, float]]:
         raise ValueError("crop_focus must name at least one class, got an empty dict")
     out = {}
     for c, w in crop_focus.items():
-        if isinstance(c, bool) or not isinstance(c, numbers.Integral) or not 0 <= c < 2**63:
-            raise ValueError(f"crop_focus keys must be class indices in [0, 2**63), got {c!r} in crop_focus={crop_focus!r}")
-        if isinstance(w, bool) or not isinstance(w, numbers.Real) or not math.isfinite(w) or w < 0:
-            raise ValueError(f"crop_focus weights must be finite numbers >= 0, got crop_focus[{c}] = {w!r}")
-        out[int(c)] = float(w)
+        c = _validate.integer(c, "crop_focus key", low=0)  # a class index
+        out[c] = _validate.real(w, f"crop_focus[{c}]", low=0)  # its weight
     if not any(w > 0 for w in out.values()):
         raise ValueError(f"crop_focus needs at least one class of positive weight, got {crop_focus!r}")
     return dict(sorted(out.items()))

@@ -9,6 +9,7 @@ from typing import Dict, Optional, Sequence, Tuple, Union
 import torch
 from torch import Tensor, nn
 
+from .. import _validate
 from .._labels import check_labels
 from ._focus import check_crop_focus, focus_classes, focus_pixels
 from .functional import _MASK_RANGES, _check_mask_fill, affine_color, affine_matrix, compose, flip_matrix, resolve_mask_fill
@@ -81,12 +82,6 @@ def _channel_values(values, name: str) -> Tuple[float, ...]:
     if not all(math.isfinite(v) for v in out):
         raise ValueError(f"{name} must be finite, got {values!r}")
     return out
-
-
-def _probability(value, name: str) -> float:
-    if not _is_num(value) or not 0 <= value <= 1:
-        raise ValueError(f"{name} must be a probability in [0, 1], got {value!r}")
-    return float(value)
 
 
 def _focus_place(pos: Tensor, size: Tensor, out: int, full: int) -> Tuple[Tensor, Tensor]:
@@ -286,8 +281,8 @@ class BatchAugment(nn.Module):
         mask_fill: Optional[int] = None,
     ) -> None:
         super().__init__()
-        self.hflip = _probability(hflip, "hflip")
-        self.vflip = _probability(vflip, "vflip")
+        self.hflip = _validate.real(hflip, "hflip", low=0, high=1)
+        self.vflip = _validate.real(vflip, "vflip", low=0, high=1)
         self.rotation = _symmetric(rotation, "rotation")
         if _is_num(translate):
             translate = (translate, translate)
@@ -337,19 +332,18 @@ class BatchAugment(nn.Module):
         if interpolation not in ("bilinear", "nearest"):
             raise ValueError(f"interpolation must be 'bilinear' or 'nearest', got {interpolation!r}")
         self.interpolation = interpolation
-        self.p = _probability(p, "p")
+        self.p = _validate.real(p, "p", low=0, high=1)
         self.same_on_batch = bool(same_on_batch)
         if class_p is not None:
             if not isinstance(class_p, dict):
                 raise ValueError(f"class_p must be a dict {{class: probability}}, got {class_p!r}")
             for c, q in class_p.items():
-                if isinstance(c, bool) or not isinstance(c, numbers.Integral) or not 0 <= c < 2**63:
-                    raise ValueError(f"class_p keys must be class indices in [0, 2**63), got {c!r}")
-                _probability(q, f"class_p[{c}]")
+                _validate.integer(c, "class_p key", low=0)  # a class index
+                _validate.real(q, f"class_p[{c}]", low=0, high=1)
             class_p = {int(c): float(q) for c, q in class_p.items()}  # a copy: later edits bypass no check
         self.class_p = class_p
         self.crop_focus = check_crop_focus(crop_focus)
-        self.crop_focus_p = _probability(crop_focus_p, "crop_focus_p")
+        self.crop_focus_p = _validate.real(crop_focus_p, "crop_focus_p", low=0, high=1)
         if fill is not None and not _is_num(fill):
             raise ValueError(f"fill must be None or a number, got {fill!r}")
         self.fill = None if fill is None else _finite(fill, "fill")

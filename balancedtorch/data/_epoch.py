@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DistributedSampler
 
+from .. import _validate
 from .._distributed import world_and_rank
 from .._repr import Shown, call_repr
 
@@ -20,20 +21,11 @@ _MASK63 = (1 << 63) - 1
 
 def check_replicas(num_replicas: Optional[int], rank: Optional[int]) -> Tuple[Optional[int], Optional[int]]:
     """The ``num_replicas`` / ``rank`` arguments, checked; None stays None (resolved per epoch)."""
-    if num_replicas is not None and (
-        isinstance(num_replicas, bool) or not isinstance(num_replicas, numbers.Integral) or num_replicas < 1
-    ):
-        raise ValueError(f"num_replicas must be a positive int, got {num_replicas!r}")
-    if rank is not None:
-        bound = "num_replicas" if num_replicas is None else f"num_replicas={num_replicas}"
-        if (
-            isinstance(rank, bool)
-            or not isinstance(rank, numbers.Integral)
-            or rank < 0
-            or (num_replicas is not None and rank >= num_replicas)
-        ):
-            raise ValueError(f"rank must be an int in [0, {bound}), got {rank!r}")
-    return (None if num_replicas is None else int(num_replicas)), (None if rank is None else int(rank))
+    num_replicas = _validate.integer(num_replicas, "num_replicas", low=1, optional=True)
+    rank = _validate.integer(rank, "rank", low=0, optional=True)
+    if rank is not None and num_replicas is not None and rank >= num_replicas:
+        raise ValueError(f"rank must be an int in [0, num_replicas={num_replicas}), got {rank!r}")
+    return num_replicas, rank
 
 
 def resolve_replicas(num_replicas: Optional[int], rank: Optional[int]) -> Tuple[int, int]:
@@ -90,12 +82,6 @@ def outer_sharder(sampler: Any) -> Optional[str]:
     return None
 
 
-def positive_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return int(value)
-
-
 def largest_remainder(shares: Tensor, total: int) -> Tensor:
     """Integer counts proportional to ``shares`` that sum to ``total`` exactly (Hamilton's method)."""
     shares = shares.double()
@@ -140,10 +126,8 @@ class EpochSampler:
     def __init__(self, generator: Optional[torch.Generator], seed: int, num_replicas: Optional[int], rank: Optional[int]):
         if generator is not None and not isinstance(generator, torch.Generator):
             raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
-        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-            raise ValueError(f"seed must be an int, got {seed!r}")
         self.generator = generator
-        self.seed = int(seed)
+        self.seed = _validate.integer(seed, "seed", int64=False)  # any int: it is hashed
         self._replicas_arg, self._rank_arg = check_replicas(num_replicas, rank)
         self._pinned: Optional[Tuple[int, int]] = None  # (num_replicas, rank) of the epoch in progress
         self._outer: Optional[str] = None  # a framework sampler that shards what this one yields
@@ -256,8 +240,7 @@ class EpochSampler:
             ...     sampler.set_epoch(epoch)
             ...     for batch in loader: ...
         """
-        if isinstance(epoch, bool) or not isinstance(epoch, numbers.Integral) or epoch < 0:
-            raise ValueError(f"epoch must be a non-negative int, got {epoch!r}")
+        epoch = _validate.integer(epoch, "epoch", low=0, int64=False)
         if int(epoch) == self.epoch:
             self._explicit_epoch = True
             return
@@ -510,14 +493,10 @@ class EpochSampler:
                 f"{self._fingerprint()!r}): build the sampler from the same {what} before loading its state"
             )
         for key in ("seed", "epoch", "position"):
-            value = state[key]
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-                raise ValueError(f"state_dict[{key!r}] must be an int, got {value!r}")
-        epoch_seed = state["epoch_seed"]
-        if epoch_seed is not None and (isinstance(epoch_seed, bool) or not isinstance(epoch_seed, numbers.Integral)):
-            raise ValueError(f"state_dict['epoch_seed'] must be an int or None, got {epoch_seed!r}")
-        if epoch_seed is not None and not 0 <= epoch_seed <= _MASK63:
-            raise ValueError(f"state_dict['epoch_seed'] must be in [0, 2**63), got {epoch_seed!r}")
+            _validate.integer(state[key], f"state_dict[{key!r}]", int64=False)
+        epoch_seed = _validate.integer(
+            state["epoch_seed"], "state_dict['epoch_seed']", low=0, high=_MASK63, optional=True, int64=False
+        )
         if state["epoch"] < 0:
             raise ValueError(f"state_dict['epoch'] must be >= 0, got {state['epoch']}")
         position = int(state["position"])

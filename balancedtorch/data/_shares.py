@@ -10,6 +10,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .. import _validate
+
 
 def target_shares(counts: Tensor, shares: Any, name: str = "class_shares") -> Tensor:
     """Target share of each class (float64, sums to 1, zero for classes without samples).
@@ -42,10 +44,9 @@ def target_shares(counts: Tensor, shares: Any, name: str = "class_shares") -> Te
     elif isinstance(spec, dict):
         raw = torch.zeros_like(n)
         for key, value in spec.items():
-            if isinstance(key, bool) or not isinstance(key, numbers.Integral) or not 0 <= key < n.numel():
+            if not _validate.is_integer(key) or not 0 <= key < n.numel():
                 raise ValueError(f"{name}: class {key!r} is not in [0, {n.numel()})")
-            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value < 0:
-                raise ValueError(f"{name}: the share of class {key} must be a finite number >= 0, got {value!r}")
+            value = _validate.real(value, f"{name}[{key}]", low=0)  # the share of class key
             if value > 0 and not bool(present[key]):
                 raise ValueError(f"{name}: class {key} has no samples but is given share {value}")
             raw[int(key)] = float(value)

@@ -11,12 +11,13 @@ import torch
 from torch import Tensor
 from torch.utils.data import DistributedSampler
 
-from .._checks import UNSET, as_tensor, renamed
+from .. import _validate
 from .._classes import group_by_class
 from .._labels import infer_num_classes
+from .._validate import UNSET, as_tensor, renamed
 from ..ops.class_counts import class_counts
 from ..ops.sampling import AliasTable, sample_without_replacement
-from ._epoch import EpochSampler, largest_remainder, positive_int
+from ._epoch import EpochSampler, largest_remainder
 from ._shares import target_shares
 from .labels import as_labels
 
@@ -110,8 +111,7 @@ class ClassBalancedSampler(EpochSampler, DistributedSampler[int]):
     ) -> None:
         class_shares = renamed("ClassBalancedSampler", "class_shares", class_shares, "strategy", strategy, "balanced")
         super().__init__(generator, seed, num_replicas, rank)
-        if not isinstance(replacement, bool):
-            raise ValueError(f"replacement must be a bool, got {replacement!r}")
+        replacement = _validate.flag(replacement, "replacement")
         self.labels = as_labels(labels, num_classes=num_classes)
         self.num_classes = int(num_classes) if num_classes is not None else infer_num_classes(self.labels)
         self.counts = class_counts(self.labels, self.num_classes)
@@ -123,7 +123,7 @@ class ClassBalancedSampler(EpochSampler, DistributedSampler[int]):
         self._schedule = _schedule_fn(schedule)
         self._schedule_arg, self._num_classes_arg = schedule, num_classes  # as given, for repr
         self.sample_weights = self._check_sample_weights(sample_weights)
-        self._requested = None if num_samples is None else positive_int(num_samples, "num_samples")
+        self._requested = None if num_samples is None else _validate.integer(num_samples, "num_samples", low=1)
         self.num_samples = self._epoch_size(self.shares())
 
     @property
@@ -138,10 +138,7 @@ class ClassBalancedSampler(EpochSampler, DistributedSampler[int]):
         w = as_tensor(sample_weights, "sample_weights").cpu().double()
         if w.shape != self.labels.shape:
             raise ValueError(f"sample_weights must have shape {tuple(self.labels.shape)}, got {tuple(w.shape)}")
-        bad = ~torch.isfinite(w) | (w < 0)
-        if bool(bad.any()):
-            idx = int(bad.nonzero()[0, 0])
-            raise ValueError(f"sample_weights must be finite and >= 0, got sample_weights[{idx}] = {w[idx].item()}")
+        _validate.finite_nonnegative(w, "sample_weights")
         # each class's weights over their maximum: the per-class sums below can then
         # neither overflow (1e308s) nor underflow, and no ratio within a class changes
         class_max = torch.zeros(self.num_classes, dtype=torch.float64).scatter_reduce_(0, self.labels, w, "amax")

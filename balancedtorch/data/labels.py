@@ -10,8 +10,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import ConcatDataset, Dataset, Subset, TensorDataset
 
-from .._checks import refuse_meta
 from .._labels import check_labels
+from .._validate import refuse_meta
 
 __all__ = ["labels_of", "as_labels"]
 

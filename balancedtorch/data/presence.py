@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numbers
 import sys
 from typing import Any, Callable, List, Optional, Tuple
 
@@ -11,7 +10,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import TensorDataset
 
-from .._checks import check_int64, refuse_meta
+from .. import _validate
+from .._validate import refuse_meta
 from ..ops.class_counts import class_counts
 
 __all__ = ["classes_present"]
@@ -30,18 +30,6 @@ _MASK_KEYS = ("mask", "masks", "segmentation_mask", "label")
 # not size anything by C.
 _DENSE_CELLS = 1 << 28
 _FLOAT_EXACT = float(1 << 53)
-
-
-def _check_num_classes(num_classes: Any, caller: str) -> int:
-    if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) or num_classes < 1:
-        raise ValueError(f"{caller}: num_classes must be a positive int, got {num_classes!r}")
-    return check_int64(num_classes, "num_classes", caller)
-
-
-def _check_ignore_index(ignore_index: Any, caller: str) -> Optional[int]:
-    if ignore_index is not None and (isinstance(ignore_index, bool) or not isinstance(ignore_index, numbers.Integral)):
-        raise ValueError(f"{caller}: ignore_index must be an int or None, got {ignore_index!r}")
-    return None if ignore_index is None else int(ignore_index)
 
 
 def _as_mask(mask: Any, where: str, caller: str) -> Tensor:
@@ -214,9 +202,7 @@ def _show_progress(progress: Any, caller: str) -> bool:
     if progress is None:
         isatty = getattr(sys.stderr, "isatty", None)
         return bool(isatty is not None and isatty())
-    if not isinstance(progress, bool):
-        raise ValueError(f"{caller}: progress must be True, False or None (on when stderr is a terminal), got {progress!r}")
-    return progress
+    return _validate.flag(progress, "progress", optional=True, caller=caller)
 
 
 def presence_pairs(
@@ -240,8 +226,8 @@ def presence_pairs(
 
 
 def _presence(dataset_or_masks, num_classes, ignore_index, progress, mask, caller) -> Tuple[Tensor, Tensor, int]:
-    num_classes = _check_num_classes(num_classes, caller)
-    ignore_index = _check_ignore_index(ignore_index, caller)
+    num_classes = _validate.num_classes(num_classes, caller=caller)
+    ignore_index = _validate.ignore_index(ignore_index, caller=caller)
     if mask is not None and not callable(mask):
         raise TypeError(f"{caller}: mask must be a callable sample -> mask, got {mask!r}")
     show = _show_progress(progress, caller)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import numbers
 import warnings
 from typing import Any, Dict, Iterator, Optional, Tuple
@@ -12,6 +11,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DistributedSampler
 
+from .. import _validate
 from .._repr import Shown
 from ._epoch import EpochSampler
 from .labels import refuse_meta
@@ -20,24 +20,6 @@ from .presence import _MASK_KEYS, presence_pairs
 __all__ = ["RepeatFactorSampler"]
 
 _CALLER = "RepeatFactorSampler"
-
-
-def _check_threshold(threshold: Any) -> float:
-    if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real):
-        raise ValueError(f"{_CALLER}: threshold must be a finite number > 0, got {threshold!r}")
-    t = float(threshold)
-    if not (t > 0 and math.isfinite(t)):  # NaN fails both
-        raise ValueError(
-            f"{_CALLER}: threshold must be a finite number > 0 (a class frequency below which images are "
-            f"repeated; above 1 every class is repeated, as detectron2 allows), got {threshold!r}"
-        )
-    return t
-
-
-def _check_sqrt(sqrt: Any) -> bool:
-    if not isinstance(sqrt, (bool, np.bool_)):
-        raise TypeError(f"{_CALLER}: sqrt must be True or False, got {sqrt!r}")
-    return bool(sqrt)
 
 
 def _multi_hot_pairs(labels: Tensor, num_classes: Optional[int]) -> Tuple[Tensor, Tensor, int]:
@@ -251,13 +233,11 @@ class RepeatFactorSampler(EpochSampler, DistributedSampler[int]):
         sqrt: bool = True,
     ) -> None:
         super().__init__(generator, seed, num_replicas, rank)
-        self.threshold = _check_threshold(threshold)
-        self.sqrt = _check_sqrt(sqrt)
+        # threshold: a class frequency below which images are repeated; above 1 every class is (as detectron2 allows)
+        self.threshold = _validate.real(threshold, "threshold", low=0, low_inclusive=False, caller=_CALLER)
+        self.sqrt = _validate.flag(sqrt, "sqrt", caller=_CALLER)
         self._num_classes_arg, self._ignore_index_arg, self._progress_arg = num_classes, ignore_index, progress  # for repr
-        if num_classes is not None and (
-            isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) or num_classes < 1
-        ):
-            raise ValueError(f"{_CALLER}: num_classes must be a positive int, got {num_classes!r}")
+        _validate.num_classes(num_classes, optional=True, caller=_CALLER)
         images, ids, n = self._pairs(labels, num_classes, ignore_index, progress)
         self._set_factors(images, ids, n)
         self._epoch_counts: Optional[Tuple[int, Tensor]] = None  # (epoch seed, per-image repeats)

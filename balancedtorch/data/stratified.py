@@ -9,11 +9,12 @@ import torch
 from torch import Tensor
 from torch.utils.data import Sampler
 
-from .._checks import UNSET, renamed
+from .. import _validate
 from .._classes import group_by_class
 from .._labels import infer_num_classes
+from .._validate import UNSET, renamed
 from ..ops.class_counts import class_counts
-from ._epoch import EpochSampler, largest_remainder, positive_int
+from ._epoch import EpochSampler, largest_remainder
 from ._shares import target_shares
 from .labels import as_labels
 
@@ -99,7 +100,7 @@ class StratifiedBatchSampler(EpochSampler, Sampler[List[int]]):
                 "StratifiedBatchSampler shards its batches across torch.distributed ranks itself."
             )
         super().__init__(generator, seed, num_replicas, rank)
-        self.batch_size = positive_int(batch_size, "batch_size")
+        self.batch_size = _validate.integer(batch_size, "batch_size", low=1)
         if not isinstance(drop_last, bool):
             raise ValueError(f"drop_last must be a bool, got {drop_last!r}")
         self.labels = as_labels(labels, num_classes=num_classes)
@@ -118,7 +119,7 @@ class StratifiedBatchSampler(EpochSampler, Sampler[List[int]]):
             )
         n = int(self.labels.numel())
         default = n // self.batch_size if drop_last else -(-n // self.batch_size)
-        self.num_batches = positive_int(num_batches, "num_batches") if num_batches is not None else max(default, 1)
+        self.num_batches = _validate.integer(num_batches, "num_batches", low=1) if num_batches is not None else max(default, 1)
         self._num_batches_arg, self._num_classes_arg = num_batches, num_classes  # as given, for repr
         self._order, self._offsets = group_by_class(self.labels, self.counts)
 

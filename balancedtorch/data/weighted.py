@@ -9,9 +9,10 @@ import torch
 from torch import Tensor
 from torch.utils.data import DistributedSampler
 
-from .._checks import as_tensor
+from .. import _validate
+from .._validate import as_tensor
 from ..ops.sampling import AliasTable, sample_without_replacement
-from ._epoch import EpochSampler, positive_int
+from ._epoch import EpochSampler
 from .labels import refuse_meta
 
 __all__ = ["WeightedRandomSampler"]
@@ -32,11 +33,7 @@ def _as_weights(weights) -> Tensor:
         raise ValueError("weights is empty")
     if w.dtype == torch.bool or w.is_complex():
         raise ValueError(f"weights must be real numbers, got dtype {w.dtype}")
-    w = w.double()
-    bad = ~torch.isfinite(w) | (w < 0)
-    if bool(bad.any()):
-        idx = int(bad.nonzero()[0, 0])
-        raise ValueError(f"weights must be finite and >= 0, got weights[{idx}] = {w[idx].item()}")
+    w = _validate.finite_nonnegative(w.double(), "weights")
     if not w.sum() > 0:
         raise ValueError("weights sum to zero; nothing can be drawn")
     return w
@@ -97,7 +94,7 @@ class WeightedRandomSampler(EpochSampler, DistributedSampler[int]):
     ) -> None:
         if not isinstance(replacement, bool):
             raise ValueError(f"replacement should be a boolean value, but got replacement={replacement!r}")
-        self.num_samples = positive_int(num_samples, "num_samples")
+        self.num_samples = _validate.integer(num_samples, "num_samples", low=1)
         self.weights = _as_weights(weights)
         self.replacement = replacement
         positive = int((self.weights > 0).sum())

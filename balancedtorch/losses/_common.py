@@ -9,9 +9,9 @@ from typing import Any, Optional
 import torch
 from torch import Tensor
 
-from .._checks import check_dense
 from .._constants import REDUCTIONS
 from .._dispatch import _is_compiling, refuse_bad_values
+from .._validate import check_dense
 
 __all__: list = []
 

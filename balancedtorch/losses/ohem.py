@@ -28,9 +28,9 @@ from typing import Any, Optional
 import torch
 from torch import Tensor, nn
 
-from .._checks import check_dense, check_int64
 from .._constants import REDUCTIONS
 from .._dispatch import call_private_outputs
+from .._validate import check_dense, check_int64
 from ._common import _check_class_vector, _check_tensor
 
 __all__ = ["ohem_cross_entropy", "OhemCrossEntropyLoss"]

@@ -19,8 +19,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .._checks import UNSET, ShapeMismatchError, check_dense, renamed
 from .._dispatch import _acc_dtype, _is_compiling, refuse_bad_values
+from .._validate import UNSET, ShapeMismatchError, check_dense, renamed
 from . import _region_op as _ops
 
 __all__ = [

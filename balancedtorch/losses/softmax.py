@@ -14,8 +14,8 @@ from typing import Any, Optional
 import torch
 from torch import Tensor, nn
 
-from .._checks import check_int64
 from .._dispatch import _acc_dtype, _class_view, autocast_dtype, call_private
+from .._validate import check_int64
 from ._common import _REDUCTIONS, _check_class_vector, _check_tensor, _real, _reduction_code
 
 __all__ = [

@@ -18,8 +18,8 @@ from typing import Any, Dict, Optional, Tuple
 import torch
 from torch import Tensor
 
-from .._checks import as_tensor
 from .._labels import check_labels, describe_one_hot
+from .._validate import as_tensor
 from ..ops.class_counts import class_counts
 
 __all__: list = []

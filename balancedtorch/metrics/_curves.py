@@ -28,8 +28,8 @@ from typing import Any, Dict, List, Optional, Tuple
 import torch
 from torch import Tensor
 
-from .._checks import UNSET
 from .._distributed import cross_rank
+from .._validate import UNSET
 from ..ops.class_counts import class_counts
 
 __all__: List[str] = []

@@ -8,9 +8,10 @@ from typing import Any, List, Optional, Tuple
 import numpy as np
 from torch import Tensor
 
-from .._checks import UNSET
+from .. import _validate
 from .._distributed import cross_rank
 from .._optional import require
+from .._validate import UNSET
 from ._confusion import _div
 
 __all__: list = []
@@ -57,8 +58,9 @@ class PlotMixin:
             matplotlib.figure.Figure: not registered with pyplot (nothing to
             close); e.g. ``SummaryWriter.add_figure`` or ``wandb.Image`` take it.
         """
-        if normalize not in (None, "true", "pred", "all"):
-            raise ValueError(f"normalize must be None, 'true', 'pred' or 'all', got {normalize!r}")
+        normalize = _validate.choice(
+            normalize, "normalize", (None, "true", "pred", "all"), caller="ClassificationMetrics.plot_confusion_matrix"
+        )
         cm = (
             self._confmat_for(
                 "plot_confusion_matrix", cross_rank("ClassificationMetrics.plot_confusion_matrix", distributed, sync)

@@ -267,12 +267,6 @@ def _check_pos_label_type(pos_label: Any, allow_none: bool) -> None:
         )
 
 
-def _check_bool(value: Any, name: str) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be True or False, got {value!r}")
-    return bool(value)
-
-
 # ----------------------------------------------------------------------------- outputs
 def _out_array(t: Tensor, tensors: bool) -> Array:
     return t if tensors else t.cpu().numpy()

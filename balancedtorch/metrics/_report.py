@@ -6,8 +6,9 @@ from typing import Any, Optional
 
 import torch
 
-from .._checks import UNSET
+from .. import _validate
 from .._distributed import cross_rank
+from .._validate import UNSET
 
 __all__: list = []
 
@@ -39,8 +40,7 @@ class ReportMixin:
         Returns:
             str: the table, one line per class.
         """
-        if isinstance(digits, bool) or not isinstance(digits, int) or digits < 0:
-            raise ValueError(f"ClassificationMetrics.report: digits must be an int >= 0, got {digits!r}")
+        digits = _validate.integer(digits, "digits", low=0, caller="ClassificationMetrics.report")
         cm, curve = self._state_for("report", cross_rank("ClassificationMetrics.report", distributed, sync))
         r = self._metrics(cm)
         if curve is not None:

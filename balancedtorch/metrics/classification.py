@@ -13,15 +13,15 @@ batch to the task's counting), the ``torch.distributed`` reduction and
 
 from __future__ import annotations
 
-import numbers
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from .._checks import UNSET, as_tensor
+from .. import _validate
 from .._distributed import all_gather_, all_reduce_, cross_rank, world_and_rank
+from .._validate import UNSET, as_tensor
 from ..data.labels import refuse_meta
 from . import _curves
 from ._confusion import ConfusionMixin, _class_last, _div  # noqa: F401  (_class_last, _div: their old home)
@@ -191,24 +191,21 @@ class ClassificationMetrics(ConfusionMixin, CurveMixin, ReportMixin, PlotMixin):
         input_format: str = "auto",
         validate_args: bool = True,
     ) -> None:
-        if task is not None and task not in _TASKS:
-            raise ValueError(f"task must be None, 'multiclass', 'binary' or 'multilabel', got {task!r}")
+        owner = "ClassificationMetrics"
+        task = _validate.choice(task, "task", (None, *_TASKS), caller=owner)
         if num_classes is None and task == "binary":
             num_classes = 2
-        minimum = 1 if task == "multilabel" else 2
-        if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) or num_classes < minimum:
-            raise ValueError(f"num_classes must be an int >= {minimum}, got {num_classes!r}")
+        # a confusion matrix needs two classes; multi-label counts one per label
+        num_classes = _validate.integer(num_classes, "num_classes", low=1 if task == "multilabel" else 2, caller=owner)
         if task == "binary" and num_classes != 2:
             raise ValueError(f"task='binary' needs num_classes=2 (or None), got num_classes={num_classes!r}")
-        self.num_classes = int(num_classes)
+        self.num_classes = num_classes
         if class_names is not None:
             class_names = [str(n) for n in class_names]
             if len(class_names) != self.num_classes:
                 raise ValueError(f"class_names has {len(class_names)} names for num_classes={self.num_classes}")
         self.class_names = class_names
-        if ignore_index is not None and (isinstance(ignore_index, bool) or not isinstance(ignore_index, numbers.Integral)):
-            raise ValueError(f"ignore_index must be an int or None, got {ignore_index!r}")
-        self.ignore_index = ignore_index
+        self.ignore_index = _validate.ignore_index(ignore_index, caller=owner)
         self.device = None if device is None else torch.device(device)
         if self.device is not None and self.device.type == "meta":
             raise ValueError(
@@ -216,17 +213,12 @@ class ClassificationMetrics(ConfusionMixin, CurveMixin, ReportMixin, PlotMixin):
             )
         self._init_device = self.device
         self.task = task
-        if not isinstance(curves, bool):
-            raise TypeError(f"curves must be True or False, got {curves!r}")
-        self.curves = curves
+        self.curves = curves = _validate.flag(curves, "curves", caller=owner)
         if thresholds is not None and not curves:
             raise ValueError(f"thresholds={thresholds!r} needs curves=True")
         self.thresholds = thresholds
         grid = _curves.check_thresholds(thresholds)
-        if exact_max_samples is not None and (
-            isinstance(exact_max_samples, bool) or not isinstance(exact_max_samples, numbers.Integral) or exact_max_samples < 0
-        ):
-            raise ValueError(f"exact_max_samples must be an int >= 0 or None, got {exact_max_samples!r}")
+        exact_max_samples = _validate.integer(exact_max_samples, "exact_max_samples", low=0, optional=True, caller=owner)
         if exact_max_samples is not None and not curves:
             raise ValueError(f"exact_max_samples={exact_max_samples!r} needs curves=True")
         self.exact_max_samples = exact_max_samples
@@ -234,12 +226,8 @@ class ClassificationMetrics(ConfusionMixin, CurveMixin, ReportMixin, PlotMixin):
             int(exact_max_samples) if exact_max_samples is not None else (0 if grid is not None else _DEFAULT_EXACT_MAX_SAMPLES)
         )
         self._grid = grid if grid is not None else torch.linspace(0, 1, _curves.DEFAULT_BINS)
-        if input_format not in _INPUT_FORMATS:
-            raise ValueError(f"input_format must be 'auto', 'logits' or 'probabilities', got {input_format!r}")
-        self.input_format = input_format
-        if not isinstance(validate_args, bool):
-            raise TypeError(f"validate_args must be True or False, got {validate_args!r}")
-        self.validate_args = validate_args
+        self.input_format = _validate.choice(input_format, "input_format", _INPUT_FORMATS, caller=owner)
+        self.validate_args = _validate.flag(validate_args, "validate_args", caller=owner)
         self._task = task  # resolved at the first update with scores when None
         self._version = 0
         self.reset()

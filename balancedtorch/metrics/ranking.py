@@ -44,7 +44,6 @@ Differences from scikit-learn:
 from __future__ import annotations
 
 import math
-import numbers
 import warnings
 from itertools import combinations
 from typing import Any, Optional, Tuple
@@ -53,12 +52,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .. import _validate
 from . import _curves
 from ._ranking_inputs import (
     _ALL_ZERO,
     Array,
     _assert_finite,
-    _check_bool,
     _check_length,
     _check_not_empty,
     _check_pos_label_type,
@@ -149,7 +148,7 @@ def precision_recall_curve(
     Example:
         >>> precision, recall, thresholds = bt.metrics.precision_recall_curve(y, probs)
     """
-    drop_intermediate = _check_bool(drop_intermediate, "drop_intermediate")
+    drop_intermediate = _validate.flag(drop_intermediate, "drop_intermediate")
     s, positive, w, tensors = _binary_inputs("precision_recall_curve", y_true, y_score, pos_label, sample_weight)
     if not bool((positive if w is None else positive & (w != 0)).any()):
         warnings.warn("No positive class found in y_true, recall is set to one for all thresholds.", UserWarning, stacklevel=2)
@@ -195,7 +194,7 @@ def roc_curve(
     Example:
         >>> fpr, tpr, thresholds = bt.metrics.roc_curve(y, probs)
     """
-    drop_intermediate = _check_bool(drop_intermediate, "drop_intermediate")
+    drop_intermediate = _validate.flag(drop_intermediate, "drop_intermediate")
     s, positive, w, tensors = _binary_inputs("roc_curve", y_true, y_score, pos_label, sample_weight)
     fpr, tpr, thresholds = _curves.exact_roc_curve(s, positive, w, drop_intermediate)
     undefined = torch.stack([fpr[-1].isnan(), tpr[-1].isnan()]).tolist()
@@ -416,13 +415,12 @@ def average_precision_score(
 
 
 def _check_max_fpr(max_fpr: Any) -> Optional[float]:
-    if max_fpr is None:
-        return None
-    if isinstance(max_fpr, bool) or not isinstance(max_fpr, numbers.Real) or not (0 < max_fpr <= 1):
+    try:
+        return _validate.real(max_fpr, "max_fpr", low=0, high=1, low_inclusive=False, optional=True)
+    except (TypeError, ValueError):  # scikit-learn's words and exception (its InvalidParameterError is a ValueError)
         raise ValueError(
             f"The 'max_fpr' parameter of roc_auc_score must be a float in the range (0.0, 1] or None. Got {max_fpr!r} instead."
-        )
-    return float(max_fpr)
+        ) from None
 
 
 def roc_auc_score(

@@ -22,8 +22,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .._checks import all_finite
+from .. import _validate
 from .._labels import check_labels
+from .._validate import all_finite
 from ..data.labels import refuse_meta
 
 __all__ = ["METRICS", "apply_thresholds", "tune_threshold"]
@@ -211,16 +212,6 @@ def _check_zero_one(y: Tensor, caller: str, context: str) -> None:
         raise ValueError(f"{caller}: labels must be 0 or 1 {context}, got {_where('labels', y, i)} = {int(y.flatten()[i])}")
 
 
-def _check_real(value: Any, name: str, caller: str, low: float, high: float, open_low: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or value != value:
-        raise TypeError(f"{caller}: {name} must be a real number, got {value!r}")
-    v = float(value)
-    if not (low < v if open_low else low <= v) or not v <= high:
-        bounds = f"({low}, {high}]" if open_low else f"[{low}, {high}]"
-        raise ValueError(f"{caller}: {name} must lie in {bounds}, got {value!r}")
-    return v
-
-
 def _div(num: Tensor, den: Tensor) -> Tensor:
     """num / den in float64 with 0 where den == 0 (scikit-learn's zero_division=0), one rounding."""
     num, den = num.double(), den.double()
@@ -382,22 +373,19 @@ def tune_threshold(
         >>> bt.metrics.tune_threshold(["ham", "spam", "spam"], probs, pos_label="spam")
     """
     caller = "tune_threshold"
-    if not isinstance(metric, str) or metric not in METRICS:
-        raise ValueError(f"{caller}: metric must be one of {', '.join(repr(m) for m in METRICS)}, got {metric!r}")
+    metric = _validate.choice(metric, "metric", METRICS, caller=caller)
     constrained = metric in ("recall@precision", "precision@recall")
     if constrained:
         if target is None:
             other = metric.split("@")[1]
             raise ValueError(f"{caller}: metric={metric!r} needs target= (the {other} to reach, in [0, 1])")
-        target = _check_real(target, "target", caller, 0.0, 1.0)
+        target = _validate.real(target, "target", low=0, high=1, caller=caller)
     elif target is not None:
         raise ValueError(f"{caller}: target is used by 'recall@precision' and 'precision@recall' only, not by metric={metric!r}")
     if metric == "fbeta":
         if beta is None:
             raise ValueError(f"{caller}: metric='fbeta' needs beta= (> 0; 1.0 is F1)")
-        beta = _check_real(beta, "beta", caller, 0.0, math.inf, open_low=True)
-        if math.isinf(beta):
-            raise ValueError(f"{caller}: beta must be finite, got {beta!r}")
+        beta = _validate.real(beta, "beta", low=0, low_inclusive=False, caller=caller)
     elif beta is not None:
         raise ValueError(f"{caller}: beta is used by metric='fbeta' only, not by metric={metric!r}")
 

@@ -7,7 +7,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from .._checks import check_int64
+from .. import _validate
 
 __all__ = ["class_counts"]
 
@@ -43,13 +43,8 @@ def class_counts(labels: Tensor, num_classes: int, ignore_index: Optional[int] =
     """
     if not isinstance(labels, Tensor):
         raise TypeError(f"class_counts: labels must be a torch.Tensor, got {type(labels).__name__}")
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int):
-        raise TypeError(f"class_counts: num_classes must be an int, got {num_classes!r}")
-    if ignore_index is not None and (isinstance(ignore_index, bool) or not isinstance(ignore_index, int)):
-        raise TypeError(f"class_counts: ignore_index must be an int or None, got {ignore_index!r}")
-    check_int64(num_classes, "num_classes", "class_counts")
-    if ignore_index is not None:
-        check_int64(ignore_index, "ignore_index", "class_counts")
+    num_classes = _validate.integer(num_classes, "num_classes", caller="class_counts")  # its range: the kernel's check
+    ignore_index = _validate.ignore_index(ignore_index, caller="class_counts")
     return torch.ops.balancedtorch.class_counts(labels, num_classes, ignore_index)
 
 

@@ -7,6 +7,8 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
+from .. import _validate
+
 __all__ = ["knn", "DEFAULT_TILE_BYTES"]
 
 DEFAULT_TILE_BYTES = 256 * 2**20
@@ -66,6 +68,5 @@ def knn(
     """
     if not isinstance(x, Tensor):
         raise TypeError(f"knn: x must be a torch.Tensor, got {type(x).__name__}")
-    if isinstance(k, bool) or not isinstance(k, int):
-        raise TypeError(f"knn: k must be an int, got {k!r}")
+    k = _validate.integer(k, "k", caller="knn")  # k >= 1 and k < candidates: the kernel's checks
     return torch.ops.balancedtorch.knn(x, k, groups, ref, ref_groups, max_tile_bytes)

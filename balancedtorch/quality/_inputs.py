@@ -7,8 +7,8 @@ from typing import Any, Optional, Tuple
 import torch
 from torch import Tensor
 
-from .._checks import as_tensor
-from .._labels import check_labels as _check_labels
+from .._labels import check_labels
+from .._validate import as_tensor
 
 ROW_SUM_TOLERANCE = 1e-3
 
@@ -21,11 +21,6 @@ def _logits_hint(multi_label: bool, hint: str) -> str:
 
 def _first(mask: Tensor) -> Tuple[int, ...]:
     return tuple(int(i) for i in mask.nonzero()[0])
-
-
-def check_labels(labels: Any, num_classes: Optional[int], name: str = "labels", device=None, allow_empty: bool = False) -> Tensor:
-    """int64 labels in ``[0, num_classes)`` (or ``>= 0``); see :func:`balancedtorch._labels.check_labels`."""
-    return _check_labels(labels, name, num_classes=num_classes, device=device, allow_empty=allow_empty)
 
 
 def check_pred_probs(
@@ -80,7 +75,7 @@ def check_pred_probs(
 
 def check_labels_and_probs(labels: Any, pred_probs: Any) -> Tuple[Tensor, Tensor]:
     p = check_pred_probs(pred_probs, None)
-    y = check_labels(labels, p.shape[1], device=p.device)
+    y = check_labels(labels, num_classes=p.shape[1], device=p.device)
     if y.numel() != p.shape[0]:
         raise ValueError(f"labels has {y.numel()} entries but pred_probs has {p.shape[0]} rows")
     return y, p

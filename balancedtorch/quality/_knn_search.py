@@ -8,25 +8,18 @@ Euclidean k-th nearest-neighbour distances), across ranks too.
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Any, List, Optional, Tuple
 
 import torch
 from torch import Tensor
 
-from .._checks import all_finite, as_tensor
+from .._validate import all_finite, as_tensor
 from ..ops.knn import knn
 
 __all__: List[str] = []
 
 
 # --- shared checks --------------------------------------------------------------
-
-
-def _check_k(k: Any, owner: str) -> int:
-    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
-        raise ValueError(f"{owner}: k must be an int >= 1, got {k!r}")
-    return int(k)
 
 
 def _features(

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import numbers
 from collections import namedtuple
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
+from .. import _validate
 from .._optional import install_hint
 
 __all__ = ["RankedMistakes", "MistakesPerClass", "DEFAULT_MAX_ROWS"]
@@ -43,12 +43,6 @@ def check_class_names(class_names: Any, num_classes: int) -> Optional[List[str]]
     return names
 
 
-def _check_max_rows(max_rows: Any) -> Optional[int]:
-    if max_rows is not None and (isinstance(max_rows, bool) or not isinstance(max_rows, numbers.Integral) or max_rows < 1):
-        raise ValueError(f"max_rows must be an int >= 1 or None (no limit), got {max_rows!r}")
-    return None if max_rows is None else int(max_rows)
-
-
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]], align: str, seps: Optional[Sequence[str]] = None) -> List[str]:
     """Lines of an aligned table; ``align`` holds one '<' or '>' per column, ``seps`` the gaps (two spaces)."""
     widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(header)]
@@ -81,7 +75,7 @@ class _MistakeTable(dict):
 
     @max_rows.setter
     def max_rows(self, value: Any) -> None:
-        self._max_rows = _check_max_rows(value)
+        self._max_rows = _validate.integer(value, "max_rows", low=1, optional=True)  # None: no limit
 
     @property
     def num_rows(self) -> int:
@@ -105,7 +99,7 @@ class _MistakeTable(dict):
         )
 
     def _cut(self, max_rows: Any) -> Optional[int]:
-        return self._max_rows if max_rows is _DEFAULT else _check_max_rows(max_rows)
+        return self._max_rows if max_rows is _DEFAULT else _validate.integer(max_rows, "max_rows", low=1, optional=True)
 
     def _more(self, shown: int) -> List[str]:
         hidden = self.num_rows - shown

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .. import _validate
 from .._distributed import Comm
 from .._optional import require
 
@@ -90,12 +91,6 @@ def _multilabel_scores_np(y_one: np.ndarray, p: np.ndarray, method: str, adjust_
     return ema
 
 
-def _check_method(method: Any, name: str) -> str:
-    if method not in RANKINGS:
-        raise ValueError(f"{name} must be one of {RANKINGS}, got {method!r}")
-    return method
-
-
 def _check_rank_by_kwargs(rank_by_kwargs: Any, method: Optional[str]) -> bool:
     """``adjust_pred_probs`` from cleanlab's ``rank_by_kwargs`` (the only key it forwards)."""
     if rank_by_kwargs is None:
@@ -106,8 +101,7 @@ def _check_rank_by_kwargs(rank_by_kwargs: Any, method: Optional[str]) -> bool:
     if unknown:
         raise ValueError(f"rank_by_kwargs accepts only 'adjust_pred_probs', got {sorted(unknown)}")
     adjust = rank_by_kwargs.get("adjust_pred_probs", False)
-    if not isinstance(adjust, (bool, np.bool_)):
-        raise TypeError(f"rank_by_kwargs['adjust_pred_probs'] must be a bool, got {adjust!r}")
+    adjust = _validate.flag(adjust, "rank_by_kwargs['adjust_pred_probs']")
     if adjust and method == "confidence_weighted_entropy":
         raise ValueError("adjust_pred_probs is not supported for confidence_weighted_entropy (as cleanlab)")
     return bool(adjust)

@@ -31,10 +31,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .._checks import as_tensor
-from ._inputs import check_labels, check_pred_probs
+from .._labels import check_labels
+from .._validate import as_tensor
+from ._arguments import _check_name_strings
+from ._inputs import check_pred_probs
 from ._results import check_class_names
-from ._validate import _check_name_strings
 from .duplicates import find_duplicates, find_leakage
 from .gallery import _check_count, _estimated_noise_rate, _item, _pixels
 from .label_issues import find_label_issues, mistakes_per_class
@@ -279,7 +280,7 @@ def audit(
         K = len(list(class_names))
     y = None
     if labels is not None:
-        y = check_labels(labels, K, "labels").cpu()
+        y = check_labels(labels, "labels", num_classes=K).cpu()
         if y.numel() == 0:
             raise ValueError("audit: labels is empty")
         sizes["labels"] = y.numel()

@@ -11,12 +11,12 @@ force over all pairs.
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Any, List, Tuple
 
 import torch
 from torch import Tensor
 
+from .. import _validate
 from ..ops.knn import knn
 from ._knn_search import _features, _normalized, _pair_distances
 
@@ -28,21 +28,6 @@ _PAIR_BUDGET = 2**21  # (query, neighbour) slots held at once: bounds memory wha
 
 
 # --- checks -----------------------------------------------------------------------
-
-
-def _check_metric(metric: Any, owner: str) -> str:
-    if not isinstance(metric, str) or metric not in METRICS:
-        raise ValueError(f"{owner}: metric must be one of {METRICS}, got {metric!r}")
-    return metric
-
-
-def _check_threshold(threshold: Any, owner: str) -> float:
-    if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real):
-        raise TypeError(f"{owner}: threshold must be a number, got {type(threshold).__name__} {threshold!r}")
-    t = float(threshold)
-    if not math.isfinite(t) or t <= 0:
-        raise ValueError(f"{owner}: threshold must be a finite number > 0, got {threshold!r}")
-    return t
 
 
 class _Space:
@@ -85,8 +70,8 @@ def _limit(radius: float, dim: int) -> float:
 
 
 def _prepare(owner: str, threshold: Any, metric: Any, **named: Any) -> Tuple[float, str, List[Tensor]]:
-    metric = _check_metric(metric, owner)
-    threshold = _check_threshold(threshold, owner)
+    metric = _validate.choice(metric, "metric", METRICS, caller=owner)
+    threshold = _validate.real(threshold, "threshold", low=0, low_inclusive=False, caller=owner)
     tensors: List[Tensor] = []
     for name, value in named.items():
         dim = tensors[0].shape[1] if tensors else None

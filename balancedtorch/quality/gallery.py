@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Any, Optional, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from .._checks import as_tensor
+from .. import _validate
+from .._validate import as_tensor
 from ..metrics._plots import _figure, _finish
 from ._confident_joint import _confident_joint, _confident_thresholds
 from ._inputs import check_labels_and_probs
@@ -24,12 +24,6 @@ GRID_COLUMNS = 8
 TILE_SIZE = (1.9, 2.1)
 #: Keys tried, in order, when a Dataset item is a dict.
 _IMAGE_KEYS = ("image", "img", "pixel_values", "input")
-
-
-def _check_n(n: Any) -> int:
-    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
-        raise ValueError(f"n must be an int >= 1 (tiles in the grid), got {n!r}")
-    return int(n)
 
 
 def _num_images(images: Any) -> int:
@@ -184,7 +178,7 @@ def plot_mistakes(
     Example:
         >>> fig = bt.quality.plot_mistakes(val_images, val_labels, probs, class_names=names, n=16, path="mistakes.png")
     """
-    n = _check_n(n)
+    n = _validate.integer(n, "n", low=1)  # tiles in the grid
     ranked = rank_mistakes(labels, pred_probs, class_names, distributed=False)  # a picture of these rows: no collective
     _check_count(images, ranked.num_samples, "labels")
     shown = ranked._rows(n)
@@ -220,7 +214,7 @@ def plot_novel(images: Any, scores: Any, n: int = 32, path: Optional[str] = None
     Example:
         >>> fig = bt.quality.plot_novel(prod_images, detector.score(prod_features), n=16, path="novel.png")
     """
-    n = _check_n(n)
+    n = _validate.integer(n, "n", low=1)  # tiles in the grid
     s = as_tensor(scores, "scores").detach()
     if s.dim() != 1 or s.numel() == 0:
         raise ValueError(f"scores must be a non-empty 1-D tensor/array (one score per image), got shape {tuple(s.shape)}")

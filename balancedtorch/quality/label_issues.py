@@ -21,7 +21,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .. import _validate
 from .._distributed import Comm, use_distributed
+from ._arguments import _UNSET, _agree_across_ranks, _check_find_args, _check_mistake_inputs, _check_name_strings, _fingerprint
 from ._confident_joint import (  # noqa: F401  (the private names: their old home, imported by tests and tools)
     FILTERS,
     PRUNING_FILTERS,
@@ -37,8 +39,7 @@ from ._confident_joint import (  # noqa: F401  (the private names: their old hom
 )
 from ._inputs import check_labels_and_probs
 from ._results import MistakesPerClass, RankedMistakes
-from ._scores import RANKINGS, _check_method, _check_rank_by_kwargs, _numpy_probs, _scores_np, _thresholds_of  # noqa: F401
-from ._validate import _UNSET, _agree_across_ranks, _check_find_args, _check_mistake_inputs, _check_name_strings, _fingerprint
+from ._scores import RANKINGS, _check_rank_by_kwargs, _numpy_probs, _scores_np, _thresholds_of  # noqa: F401
 
 __all__ = ["find_label_issues", "rank_mistakes", "mistakes_per_class", "label_quality_scores"]
 
@@ -69,7 +70,7 @@ def label_quality_scores(labels: Any, pred_probs: Any, method: str = "self_confi
         >>> scores = bt.quality.label_quality_scores(labels, pred_probs, "normalized_margin")
         >>> worst = np.argsort(scores)[:20]
     """
-    _check_method(method, "method")
+    _validate.choice(method, "method", RANKINGS)
     adjust = _check_rank_by_kwargs({"adjust_pred_probs": adjust_pred_probs}, method)
     y, p = check_labels_and_probs(labels, pred_probs)
     scores = _scores_np(y.cpu().numpy(), _numpy_probs(p), method, adjust)

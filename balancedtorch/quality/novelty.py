@@ -9,22 +9,19 @@ merging candidates across chunks and ranks) is in ``_knn_search.py``.
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from .. import _validate
 from .._distributed import Comm, initialized, use_distributed
-from .._labels import check_labels as _check_labels
-from .._labels import infer_num_classes
+from .._labels import check_labels, infer_num_classes
 from ..ops.knn import knn
-from ._inputs import check_labels
 from ._knn_search import (  # noqa: F401  (_merge, _normalized: imported from here by tests)
     _DTYPES,
     _candidates,
-    _check_k,
     _features,
     _kth,
     _merge,
@@ -137,20 +134,15 @@ class NoveltyDetector:
         distributed: Optional[bool] = None,
         bank_chunk_size: Optional[int] = None,
     ) -> None:
-        self.k = _check_k(k, "NoveltyDetector")
-        if isinstance(fraction, bool) or not isinstance(fraction, numbers.Real) or not 0 < fraction <= 1:
-            raise ValueError(f"NoveltyDetector: fraction must be in (0, 1], got {fraction!r}")
+        owner = "NoveltyDetector"
+        self.k = _validate.integer(k, "k", low=1, caller=owner)
+        fraction = _validate.real(fraction, "fraction", low=0, high=1, low_inclusive=False, caller=owner)
         if generator is not None and not isinstance(generator, torch.Generator):
             raise TypeError(f"NoveltyDetector: generator must be a torch.Generator, got {type(generator).__name__}")
-        if distributed is not None and not isinstance(distributed, (bool, np.bool_)):
-            raise ValueError(f"NoveltyDetector: distributed must be None, True or False, got {distributed!r}")
-        for name, flag in (("normalize", normalize), ("per_class", per_class)):
-            if not isinstance(flag, (bool, np.bool_)):  # bool("no") is True: refuse rather than guess
-                raise TypeError(f"NoveltyDetector: {name} must be True or False, got {flag!r}")
-        if bank_chunk_size is not None and (
-            isinstance(bank_chunk_size, bool) or not isinstance(bank_chunk_size, numbers.Integral) or bank_chunk_size < 1
-        ):
-            raise ValueError(f"NoveltyDetector: bank_chunk_size must be None or an int >= 1, got {bank_chunk_size!r}")
+        distributed = _validate.flag(distributed, "distributed", optional=True, caller=owner)
+        normalize = _validate.flag(normalize, "normalize", caller=owner)
+        per_class = _validate.flag(per_class, "per_class", caller=owner)
+        bank_chunk_size = _validate.integer(bank_chunk_size, "bank_chunk_size", low=1, optional=True, caller=owner)
         self.normalize = bool(normalize)
         self.fraction = float(fraction)
         try:
@@ -276,7 +268,7 @@ class NoveltyDetector:
         n = x.shape[0]
         y = None
         if labels is not None:
-            y = _check_labels(labels, "labels", allow_empty=allow_empty, device=x.device if isinstance(x, Tensor) else None)
+            y = check_labels(labels, "labels", allow_empty=allow_empty, device=x.device if isinstance(x, Tensor) else None)
             if y.numel() != n:
                 raise ValueError(f"{owner}: labels has {y.numel()} entries but train_features has {n} rows")
             if y.numel():  # per-class counts are tables of max + 1 entries: refuse a stray id such as 2**40
@@ -380,7 +372,7 @@ class NoveltyDetector:
             return q, None
         if labels is None:
             raise ValueError(f"{owner}: per_class=True needs labels (the predicted class of each input)")
-        y = _check_labels(labels, "labels", allow_empty=allow_empty, device=device)
+        y = check_labels(labels, "labels", allow_empty=allow_empty, device=device)
         if y.numel() != q.shape[0]:
             raise ValueError(f"{owner}: labels has {y.numel()} entries but features has {q.shape[0]} rows")
         if y.numel():
@@ -455,8 +447,12 @@ class NoveltyDetector:
             float: the cut, also stored as ``threshold_``.
         """
         error = None
-        if isinstance(tpr, bool) or not isinstance(tpr, numbers.Real) or not 0 < tpr < 1:
-            error = ValueError(f"NoveltyDetector.threshold: tpr must be in (0, 1), got {tpr!r}")
+        try:
+            _validate.real(
+                tpr, "tpr", low=0, high=1, low_inclusive=False, high_inclusive=False, caller="NoveltyDetector.threshold"
+            )
+        except (TypeError, ValueError) as e:  # raised on every rank, or none
+            error = e
         self._agree(error, "threshold")
         s = self.score(val_features, labels).double().cpu()
         if self.distributed_:
@@ -497,8 +493,10 @@ class NoveltyDetector:
             "threshold": float}``.
         """
         error = None
-        if isinstance(top_n, bool) or not isinstance(top_n, numbers.Integral) or top_n < 0:
-            error = ValueError(f"NoveltyDetector.report: top_n must be an int >= 0, got {top_n!r}")
+        try:
+            _validate.integer(top_n, "top_n", low=0, caller="NoveltyDetector.report")
+        except (TypeError, ValueError) as e:  # raised on every rank, or none
+            error = e
         self._agree(error, "report")
         scores = self.score(features, labels if self.per_class else None)
         if self.threshold_ is None:
@@ -513,7 +511,7 @@ class NoveltyDetector:
             "most_novel": torch.argsort(scores.cpu(), descending=True, stable=True)[: int(top_n)],
         }
         if labels is not None:
-            y = check_labels(labels, None, "labels").cpu()
+            y = check_labels(labels, "labels").cpu()
             if y.numel() != n:
                 raise ValueError(f"NoveltyDetector.report: labels has {y.numel()} entries but features has {n} rows")
             out["per_class"] = {int(c): float(flagged[y == c].double().mean()) for c in torch.unique(y)}
@@ -597,16 +595,13 @@ def embedding_coverage(
         >>> for r in cov["regions"]: print(r["count"], r["representatives"])
     """
     owner = "embedding_coverage"
-    k = _check_k(k, owner)
-    if isinstance(quantile, bool) or not isinstance(quantile, numbers.Real) or not 0 < quantile < 1:
-        raise ValueError(f"{owner}: quantile must be in (0, 1), got {quantile!r}")
-    if not isinstance(normalize, (bool, np.bool_)):
-        raise TypeError(f"{owner}: normalize must be True or False, got {normalize!r}")
+    k = _validate.integer(k, "k", low=1, caller=owner)
+    _validate.real(quantile, "quantile", low=0, high=1, low_inclusive=False, high_inclusive=False, caller=owner)
+    normalize = _validate.flag(normalize, "normalize", caller=owner)
     if generator is not None and not isinstance(generator, torch.Generator):  # checked before any region needs it
         raise TypeError(f"{owner}: generator must be a torch.Generator, got {type(generator).__name__}")
-    for name, value in (("n_regions", n_regions), ("n_examples", n_examples)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-            raise ValueError(f"{owner}: {name} must be an int >= 1, got {value!r}")
+    n_regions = _validate.integer(n_regions, "n_regions", low=1, caller=owner)
+    n_examples = _validate.integer(n_examples, "n_examples", low=1, caller=owner)
     x = _features(train_features, "train_features", owner)
     q = _features(query_features, "query_features", owner, x.shape[1], x.device)
     if x.shape[0] <= k:
@@ -616,7 +611,7 @@ def embedding_coverage(
     q = _normalized(q.to(dtype), normalize)
     y = None
     if train_labels is not None:
-        y = check_labels(train_labels, None, "train_labels").cpu()
+        y = check_labels(train_labels, "train_labels").cpu()
         if y.numel() != x.shape[0]:
             raise ValueError(f"{owner}: train_labels has {y.numel()} entries but train_features has {x.shape[0]} rows")
     # the k-th neighbours' distances in float64 (knn's are in the features' dtype, which may overflow)

@@ -13,13 +13,13 @@ picks of one process on the concatenated pool.
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Any, List, Optional, Tuple
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from .. import _validate
 from .._distributed import Comm, use_distributed
 from ..ops.knn import knn
 from ._inputs import check_pred_probs
@@ -37,21 +37,12 @@ _NONE = float(2**62)  # global index of "no candidate" (sorts after every real r
 # --- checks -----------------------------------------------------------------------
 
 
-def _check_budget(budget: Any, owner: str) -> int:
-    if isinstance(budget, bool) or not isinstance(budget, numbers.Integral):
-        raise TypeError(f"{owner}: budget must be an int, got {type(budget).__name__} {budget!r}")
-    if budget < 1:
-        raise ValueError(f"{owner}: budget must be >= 1, got {budget!r}")
-    return int(budget)
-
-
 def _inputs(
     pool_features: Any, budget: Any, strategy: Any, labeled_features: Any, pred_probs: Any, generator: Any, allow_empty: bool
 ) -> Tuple[int, Tensor, Optional[Tensor], Optional[Tensor]]:
     owner = "select_for_labeling"
-    if not isinstance(strategy, str) or strategy not in STRATEGIES:
-        raise ValueError(f"{owner}: strategy must be one of {STRATEGIES}, got {strategy!r}")
-    budget = _check_budget(budget, owner)
+    _validate.choice(strategy, "strategy", STRATEGIES, caller=owner)
+    budget = _validate.integer(budget, "budget", low=1, caller=owner)
     if generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError(f"{owner}: generator must be a torch.Generator, got {type(generator).__name__}")
     x = _features(pool_features, "pool_features", owner, allow_empty=allow_empty)

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import numbers
 from typing import Any, Dict, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from .._checks import UNSET
+from .. import _validate
 from .._distributed import Comm, cross_rank, use_distributed
-from .._labels import infer_num_classes
+from .._labels import check_labels, infer_num_classes
+from .._validate import UNSET
 from ._exact_sums import exact_group_sums, round_ratio
-from ._inputs import as_tensor, check_labels, check_pred_probs
+from ._inputs import as_tensor, check_pred_probs
 
 __all__ = ["coverage_report", "CoverageReport", "LabelShiftEstimator", "DriftMonitor"]
 
@@ -113,11 +113,10 @@ def coverage_report(
     """
     if not isinstance(groups, Mapping) or not groups:
         raise ValueError("groups must be a non-empty dict {attribute: per-sample values}")
-    if isinstance(min_count, bool) or not isinstance(min_count, numbers.Integral) or min_count < 0:
-        raise ValueError(f"min_count must be an int >= 0, got {min_count!r}")
-    if not isinstance(ratio, numbers.Real) or not 0 <= ratio <= 1:
-        raise ValueError(f"ratio must be in [0, 1], got {ratio!r}")
-    y = check_labels(labels, num_classes).cpu()
+    owner = "coverage_report"
+    min_count = _validate.integer(min_count, "min_count", low=0, caller=owner)
+    ratio = _validate.real(ratio, "ratio", low=0, high=1, caller=owner)
+    y = check_labels(labels, num_classes=num_classes).cpu()
     K = int(num_classes) if num_classes is not None else infer_num_classes(y, caller="coverage_report")
     names = list(class_names) if class_names is not None else [str(k) for k in range(K)]
     if len(names) != K:
@@ -163,7 +162,7 @@ def _prediction_matrix(preds: Any, num_classes: int, name: str) -> Tensor:
         if t.shape[1] != num_classes:
             raise ValueError(f"{name} has {t.shape[1]} columns but num_classes={num_classes}")
         return check_pred_probs(t, None, name, logits_hint=_ARGMAX_HINT).double().cpu()
-    labels = check_labels(t, num_classes, name).cpu()
+    labels = check_labels(t, name, num_classes=num_classes).cpu()
     return torch.nn.functional.one_hot(labels, num_classes).double()
 
 
@@ -195,9 +194,8 @@ class LabelShiftEstimator:
     """
 
     def __init__(self, num_classes: int) -> None:
-        if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) or num_classes < 2:
-            raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")
-        self.num_classes = int(num_classes)
+        # label shift needs two classes to shift between
+        self.num_classes = _validate.integer(num_classes, "num_classes", low=2, caller=type(self).__name__)
         self.confusion_: Optional[Tensor] = None
         self.source_prior_: Optional[Tensor] = None
 
@@ -237,7 +235,7 @@ class LabelShiftEstimator:
         error, y, P = None, None, None
         try:
             empty = comm is not None and as_tensor(val_preds, "val_preds").shape[:1] == (0,)
-            y = check_labels(val_labels, K, "val_labels", allow_empty=empty).cpu()
+            y = check_labels(val_labels, "val_labels", num_classes=K, allow_empty=empty).cpu()
             P = (
                 torch.zeros(0, K, dtype=torch.float64)
                 if empty and y.numel() == 0
@@ -320,7 +318,7 @@ def _predicted_labels(preds: Any, num_classes: Optional[int], name: str, referen
             of = f"the reference has {num_classes} classes" if reference_classes else f"num_classes={num_classes}"
             raise ValueError(f"{name} has {t.shape[1]} columns (classes) but {of}")
         return check_pred_probs(t, None, name, logits_hint=_ARGMAX_HINT).argmax(1).cpu()
-    labels = check_labels(t, None, name).cpu()
+    labels = check_labels(t, name).cpu()
     if num_classes is not None:
         high = int(labels.max())
         if high >= num_classes:
@@ -432,10 +430,7 @@ class DriftMonitor:
         eps: float = 1e-4,
         method: str = "both",
     ) -> None:
-        if num_classes is not None and (
-            isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) or num_classes < 2
-        ):
-            raise ValueError(f"num_classes must be an int >= 2 or None, got {num_classes!r}")
+        num_classes = _validate.integer(num_classes, "num_classes", low=2, optional=True, caller=type(self).__name__)
         labels = _predicted_labels(reference_preds, num_classes, "reference_preds")
         if num_classes is None:
             t = as_tensor(reference_preds, "reference_preds")
@@ -476,8 +471,7 @@ class DriftMonitor:
         if c.dim() != 1 or c.numel() < 2 or not bool(torch.isfinite(c).all()) or bool((c < 0).any()) or not c.sum() > 0:
             raise ValueError("counts must be a 1-D histogram of >= 2 finite, non-negative entries with a positive sum")
         if reference_size is not None:
-            if isinstance(reference_size, bool) or not isinstance(reference_size, numbers.Integral) or reference_size < 1:
-                raise ValueError(f"reference_size must be an int >= 1 or None, got {reference_size!r}")
+            _validate.integer(reference_size, "reference_size", low=1, optional=True, caller=cls.__name__)
             c = c / c.sum() * int(reference_size)
             sized = True
         else:
@@ -493,16 +487,12 @@ class DriftMonitor:
         return monitor
 
     def _init(self, reference: Tensor, sized: bool, window, psi_threshold, alpha, eps, method) -> None:
-        if method not in _DRIFT_METHODS:
-            raise ValueError(f"method must be 'both', 'psi' or 'chi2', got {method!r}")
-        if window is not None and (isinstance(window, bool) or not isinstance(window, numbers.Integral) or window < 1):
-            raise ValueError(f"window must be an int >= 1 or None, got {window!r}")
-        if not (isinstance(psi_threshold, numbers.Real) and psi_threshold > 0):
-            raise ValueError(f"psi_threshold must be > 0, got {psi_threshold!r}")
-        if not (isinstance(alpha, numbers.Real) and 0 < alpha < 1):
-            raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
-        if not (isinstance(eps, numbers.Real) and 0 < eps < 1):
-            raise ValueError(f"eps must be in (0, 1), got {eps!r}")
+        owner = type(self).__name__
+        method = _validate.choice(method, "method", _DRIFT_METHODS, caller=owner)
+        window = _validate.integer(window, "window", low=1, optional=True, caller=owner)
+        psi_threshold = _validate.real(psi_threshold, "psi_threshold", low=0, low_inclusive=False, finite=False, caller=owner)
+        alpha = _validate.real(alpha, "alpha", low=0, high=1, low_inclusive=False, high_inclusive=False, caller=owner)
+        eps = _validate.real(eps, "eps", low=0, high=1, low_inclusive=False, high_inclusive=False, caller=owner)
         self.reference = reference  # counts (float64; shares x reference_size when built from shares)
         self.reference_size = int(round(float(reference.sum()))) if sized else None
         self.num_classes = reference.numel()

@@ -28,8 +28,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .._checks import all_finite
+from .. import _validate
 from .._labels import encode_labels
+from .._validate import all_finite
 from ..ops.knn import knn
 
 try:  # scikit-learn's, which imbalanced-learn raises for a bad constructor parameter (found at fit)
@@ -428,8 +429,7 @@ def check_sampling_strategy(sampling_strategy: Any, data: _Data, kind: str, owne
         out = {}
         for cls, n in sampling_strategy.items():
             code = _code_of(cls, data, owner)
-            if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0:
-                raise ValueError(f"{owner}: sampling_strategy[{cls!r}] must be a non-negative int, got {n!r}")
+            n = _validate.integer(n, f"sampling_strategy[{cls!r}]", low=0, caller=owner)
             have = counts[code]
             if over and n < have:
                 raise ValueError(
@@ -536,8 +536,7 @@ class Neighbours:
         self.name, self.owner, self.additional = name, owner, additional
         if hasattr(value, "kneighbors") and not isinstance(value, type):
             k = getattr(value, "n_neighbors", None)
-            if isinstance(k, bool) or not isinstance(k, numbers.Integral):
-                raise InvalidParameterError(f"{owner}: {name}.n_neighbors must be an int, got {k!r}")
+            k = _as_imblearn(_validate.integer, k, f"{name}.n_neighbors", caller=owner)
             label = f"{name}.n_neighbors - {additional}" if additional else f"{name}.n_neighbors"
             self.k = check_int(int(k) - additional, label, owner)
             self.estimator = clone_estimator(value)
@@ -593,27 +592,28 @@ class Neighbours:
         return d.double().clamp_min(0).sqrt(), i
 
 
+def _as_imblearn(check: Any, *args: Any, **kwargs: Any) -> Any:
+    """``check`` (a :mod:`balancedtorch._validate` function), its TypeError or ValueError raised as scikit-learn's
+    InvalidParameterError (a ValueError and a TypeError), as imbalanced-learn's parameter validation raises it."""
+    try:
+        return check(*args, **kwargs)
+    except (TypeError, ValueError) as e:
+        raise InvalidParameterError(str(e)) from None
+
+
 def check_int(value: Any, name: str, owner: str, low: int = 1) -> int:
-    """An int parameter >= low; anything else is scikit-learn's InvalidParameterError (a ValueError and a
-    TypeError), as imbalanced-learn's parameter validation raises it."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-        raise InvalidParameterError(f"{owner}: {name} must be an int >= {low}, got {value!r}")
-    return int(value)
+    """An int parameter >= low; anything else is InvalidParameterError."""
+    return _as_imblearn(_validate.integer, value, name, low=low, caller=owner)
 
 
 def check_choice(value: Any, name: str, owner: str, options: tuple) -> Any:
-    """One of ``options`` (compared by type too: ``True`` is not ``1``), else InvalidParameterError."""
-    if not any(type(value) is type(o) and value == o for o in options) and not (
-        isinstance(value, numbers.Integral) and not isinstance(value, bool) and value in options
-    ):
-        raise InvalidParameterError(f"{owner}: {name} must be one of {', '.join(map(repr, options))}, got {value!r}")
-    return value
+    """One of ``options`` (``True`` is not ``1``), else InvalidParameterError."""
+    return _as_imblearn(_validate.choice, value, name, options, caller=owner)
 
 
 def check_n_jobs(value: Any, owner: str) -> None:
     """``n_jobs``: None or an int (accepted for imbalanced-learn compatibility; torch's threads are used)."""
-    if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral)):
-        raise InvalidParameterError(f"{owner}: n_jobs must be None or an int, got {value!r}")
+    _as_imblearn(_validate.integer, value, "n_jobs", optional=True, caller=owner)
 
 
 def _check_enough(n: int, k: int, owner: str, name: str, cls: Any) -> None:

@@ -8,9 +8,10 @@ from typing import Any, Optional, Tuple
 import torch
 from torch import Tensor, nn
 
-from .._checks import all_finite
+from .. import _validate
 from .._labels import check_labels, infer_num_classes
 from .._repr import changed_args
+from .._validate import all_finite
 
 __all__ = ["FeatureSMOTE"]
 
@@ -68,14 +69,10 @@ class FeatureSMOTE(nn.Module):
         generator: Optional[torch.Generator] = None,
     ) -> None:
         super().__init__()
-        if isinstance(k_neighbors, bool) or not isinstance(k_neighbors, numbers.Integral) or k_neighbors < 1:
-            raise ValueError(f"FeatureSMOTE: k_neighbors must be an int >= 1, got {k_neighbors!r}")
-        if isinstance(memory_size, bool) or not isinstance(memory_size, numbers.Integral) or memory_size < 0:
-            raise ValueError(f"FeatureSMOTE: memory_size must be an int >= 0, got {memory_size!r}")
-        if num_classes is not None and (
-            isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) or num_classes < 1
-        ):
-            raise ValueError(f"FeatureSMOTE: num_classes must be a positive int, got {num_classes!r}")
+        owner = "FeatureSMOTE"
+        _validate.integer(k_neighbors, "k_neighbors", low=1, caller=owner)
+        _validate.integer(memory_size, "memory_size", low=0, caller=owner)
+        _validate.num_classes(num_classes, optional=True, caller=owner)
         if (memory_size > 0 or sampling_strategy == "prior") and num_classes is None:
             raise ValueError("FeatureSMOTE: memory_size > 0 and sampling_strategy='prior' need num_classes")
         if isinstance(sampling_strategy, str):
@@ -85,8 +82,7 @@ class FeatureSMOTE(nn.Module):
                 )
         elif isinstance(sampling_strategy, dict):
             for c, n in sampling_strategy.items():
-                if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0:
-                    raise ValueError(f"FeatureSMOTE: sampling_strategy[{c!r}] must be an int >= 0, got {n!r}")
+                _validate.integer(n, f"sampling_strategy[{c!r}]", low=0, caller=owner)
         elif isinstance(sampling_strategy, numbers.Real) and not isinstance(sampling_strategy, bool):
             if not 0 < sampling_strategy <= 1:
                 raise ValueError(f"FeatureSMOTE: a float sampling_strategy must be in (0, 1], got {sampling_strategy}")

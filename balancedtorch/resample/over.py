@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .. import _validate
 from ._base import BaseSampler, InvalidParameterError, Neighbours, _Data, _Rows, check_choice, check_n_jobs
 
 __all__ = ["RandomOverSampler", "SMOTE", "BorderlineSMOTE", "ADASYN"]
@@ -130,10 +131,10 @@ class RandomOverSampler(_OverSampler):
                 )
             for cls, f in shrink.items():
                 # imbalanced-learn lets NaN/inf factors through to NaN rows; refuse them
-                if isinstance(f, bool) or not isinstance(f, numbers.Real) or not (math.isfinite(f) and f >= 0):
-                    raise ValueError(
-                        f"RandomOverSampler: The shrinkage factor needs to be >= 0: shrinkage[{cls!r}] must be a finite number >= 0, got {f!r}"
-                    )
+                try:
+                    _validate.real(f, f"shrinkage[{cls!r}]", low=0)
+                except (TypeError, ValueError) as e:  # imbalanced-learn's words first, its ValueError
+                    raise ValueError(f"RandomOverSampler: The shrinkage factor needs to be >= 0: {e}") from None
         self.shrinkage_ = shrink
         if shrink is not None and data.numpy and not (np.issubdtype(data.np_dtype, np.number) or data.np_dtype == bool):
             raise ValueError(

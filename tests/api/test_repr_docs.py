@@ -21,7 +21,7 @@ import torch
 import balancedtorch as bt
 import balancedtorch.augment.functional as AF
 import balancedtorch.functional as btf
-from balancedtorch._checks import UNSET
+from balancedtorch._validate import UNSET
 
 # by import path: the package attributes ops.knn / ops.class_counts are the functions, not the modules
 _MODULES = tuple(

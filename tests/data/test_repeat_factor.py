@@ -360,14 +360,14 @@ def test_classes_present_bad_input():
         bt.data.classes_present(masks.float() / 255, 3)
     with pytest.raises(ValueError, match=r"must be a stack of masks .* got shape \(6, 20\)"):
         bt.data.classes_present(masks.reshape(6, 20), 3)
-    with pytest.raises(ValueError, match="num_classes must be a positive int, got 0"):
+    with pytest.raises(ValueError, match="num_classes must be an int >= 1, got 0"):
         bt.data.classes_present(masks, 0)
     with pytest.raises(ValueError, match=r"classes_present: num_classes must fit in int64 .* got 18446744073709551616"):
         bt.data.classes_present([torch.zeros(4, 4, dtype=torch.long)], 2**64)
     with pytest.raises(ValueError, match=r"RepeatFactorSampler: num_classes must fit in int64"):
         bt.data.RepeatFactorSampler(masks, num_classes=2**63)
     assert bt.data.classes_present(masks, 2**63 - 1) == bt.data.classes_present(masks, 3)  # the int64 limit works
-    with pytest.raises(ValueError, match="ignore_index must be an int or None"):
+    with pytest.raises(TypeError, match="ignore_index must be an int or None, got 2.5"):
         bt.data.classes_present(masks, 3, ignore_index=2.5)
     with pytest.raises(ValueError, match="masks is empty"):
         bt.data.classes_present(torch.zeros(0, 4, 4, dtype=torch.uint8), 3)
@@ -377,16 +377,22 @@ def test_classes_present_bad_input():
         bt.data.classes_present([{"image": masks[0]}], 3)
     with pytest.raises(TypeError, match="expected a mask tensor"):
         bt.data.classes_present(42, 3)
-    with pytest.raises(ValueError, match="progress must be True, False or None"):
+    with pytest.raises(TypeError, match="progress must be None, True or False"):
         bt.data.classes_present(masks, 3, progress="yes")
 
 
 # --- bad input -----------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("threshold", [0, -0.1, float("nan"), float("inf"), "0.1", True])
+@pytest.mark.parametrize("threshold", [0, -0.1, float("nan"), float("inf")])
 def test_threshold_out_of_range(threshold):
     with pytest.raises(ValueError, match=r"threshold must be a finite number > 0.*got"):
+        bt.data.RepeatFactorSampler([{0}, {1}], threshold=threshold)
+
+
+@pytest.mark.parametrize("threshold", ["0.1", True, None])
+def test_threshold_of_the_wrong_type(threshold):
+    with pytest.raises(TypeError, match=rf"threshold must be a finite number > 0, got {threshold!r}"):
         bt.data.RepeatFactorSampler([{0}, {1}], threshold=threshold)
 
 
@@ -444,14 +450,18 @@ def test_repeat_factors_sqrt_false_hand_case():
         (torch.tensor([0, 1, 2]), {}, r"neither a multi-hot \(N, C\) array nor masks"),
         (torch.zeros(3, 4, 4, dtype=torch.uint8), {}, "are segmentation masks .*pass num_classes="),
         ([{0}, {1}], dict(ignore_index=255), "ignore_index=255 applies to segmentation masks only"),
-        ([{0}, {1}], dict(num_classes=0), "num_classes must be a positive int"),
-        ([{0}, {1}], dict(seed=1.5), "seed must be an int"),
+        ([{0}, {1}], dict(num_classes=0), "num_classes must be an int >= 1"),
         ([{0}, {1}], dict(num_replicas=2, rank=2), r"rank must be an int in \[0, num_replicas=2\)"),
     ],
 )
 def test_bad_labels(labels, kwargs, match):
     with pytest.raises(ValueError, match=match):
         bt.data.RepeatFactorSampler(labels, **kwargs)
+
+
+def test_seed_of_the_wrong_type():
+    with pytest.raises(TypeError, match="seed must be an int, got 1.5"):
+        bt.data.RepeatFactorSampler([{0}, {1}], seed=1.5)
 
 
 def test_multi_hot_rows_as_lists_warn():

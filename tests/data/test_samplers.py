@@ -180,8 +180,7 @@ def test_weighted_drop_in_semantics():
         (dict(weights=[0.0, 0.0], num_samples=2), "weights sum to zero"),
         (dict(weights=[], num_samples=2), "weights is empty|weights must be numbers"),
         (dict(weights=[[1.0]], num_samples=2), "weights must be a 1-D sequence"),
-        (dict(weights=[1.0, 2.0], num_samples=0), "num_samples must be a positive int, got 0"),
-        (dict(weights=[1.0, 2.0], num_samples=1.5), "num_samples must be a positive int"),
+        (dict(weights=[1.0, 2.0], num_samples=0), "num_samples must be an int >= 1, got 0"),
         (dict(weights=[1.0, 0.0, 2.0], num_samples=3, replacement=False), "exceeds the 2 indices with positive weight"),
         (dict(weights=[1.0], num_samples=1, replacement=1), "replacement should be a boolean"),
     ],
@@ -339,17 +338,29 @@ def test_epochs_advance_without_set_epoch():
         (dict(strategy="uniform"), "strategy must be 'balanced'"),
         (dict(strategy={9: 1.0}), r"class 9 is not in \[0, 5\)"),
         (dict(strategy={0: -1.0}), "must be a finite number >= 0"),
-        (dict(num_samples=0), "num_samples must be a positive int"),
+        (dict(num_samples=0), "num_samples must be an int >= 1"),
         (dict(num_replicas=2, rank=2), r"rank must be an int in \[0, num_replicas=2\)"),
-        (dict(num_replicas=0), "num_replicas must be a positive int"),
+        (dict(num_replicas=0), "num_replicas must be an int >= 1"),
         (dict(sample_weights=torch.ones(3)), "sample_weights must have shape"),
         (dict(schedule=0), "schedule as a number of epochs must be >= 1"),
-        (dict(seed=1.5), "seed must be an int"),
     ],
 )
 def test_class_balanced_bad_input(kwargs, match):
     with pytest.raises(ValueError, match=match):
         bt.data.ClassBalancedSampler(long_tailed_labels(n=300), **kwargs)
+
+
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda: bt.data.WeightedRandomSampler([1.0, 2.0], num_samples=1.5), "num_samples must be an int >= 1, got 1.5"),
+        (lambda: bt.data.ClassBalancedSampler(long_tailed_labels(n=300), seed=1.5), "seed must be an int, got 1.5"),
+        (lambda: bt.data.ClassBalancedSampler(long_tailed_labels(n=300), num_replicas=2.0), "num_replicas must be"),
+    ],
+)
+def test_sampler_arguments_of_the_wrong_type(make, match):
+    with pytest.raises(TypeError, match=match):
+        make()
 
 
 def test_bad_labels():

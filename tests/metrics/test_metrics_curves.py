@@ -457,9 +457,9 @@ def test_repr_shows_every_non_default_argument():
         (
             dict(num_classes=3, task="multi"),
             ValueError,
-            r"task must be None, 'multiclass', 'binary' or 'multilabel', got 'multi'",
+            r"task must be one of None, 'multiclass', 'binary', 'multilabel', got 'multi'",
         ),
-        (dict(num_classes=None), ValueError, r"num_classes must be an int >= 2, got None"),
+        (dict(num_classes=None), TypeError, r"num_classes must be an int >= 2, got None"),
         (dict(num_classes=3, thresholds=10), ValueError, r"thresholds=10 needs curves=True"),
         (dict(num_classes=3, curves=True, thresholds=1), ValueError, r"thresholds must be an int >= 2"),
         (
@@ -476,7 +476,7 @@ def test_repr_shows_every_non_default_argument():
         (
             dict(num_classes=3, input_format="probs"),
             ValueError,
-            r"input_format must be 'auto', 'logits' or 'probabilities', got 'probs'",
+            r"input_format must be one of 'auto', 'logits', 'probabilities', got 'probs'",
         ),
         (dict(num_classes=3, curves="yes"), TypeError, r"curves must be True or False, got 'yes'"),
         (dict(num_classes=3, device="meta"), ValueError, r"device='meta' holds no values"),

@@ -531,16 +531,18 @@ def test_bad_metric_target_beta():
         bt.metrics.tune_threshold(y, s, "accuracy")
     with pytest.raises(ValueError, match=r"metric='recall@precision' needs target="):
         bt.metrics.tune_threshold(y, s, "recall@precision")
-    with pytest.raises(ValueError, match=r"target must lie in \[0.0, 1.0\], got 1.5"):
+    with pytest.raises(ValueError, match=r"target must be a number in \[0, 1\], got 1.5"):
         bt.metrics.tune_threshold(y, s, "precision@recall", target=1.5)
-    with pytest.raises(TypeError, match="target must be a real number, got nan"):
+    with pytest.raises(ValueError, match=r"target must be a number in \[0, 1\], got nan"):
         bt.metrics.tune_threshold(y, s, "precision@recall", target=float("nan"))
     with pytest.raises(ValueError, match="target is used by"):
         bt.metrics.tune_threshold(y, s, "f1", target=0.5)
     with pytest.raises(ValueError, match="needs beta="):
         bt.metrics.tune_threshold(y, s, "fbeta")
-    with pytest.raises(ValueError, match=r"beta must lie in \(0.0, inf\], got 0"):
+    with pytest.raises(ValueError, match=r"beta must be a finite number > 0, got 0"):
         bt.metrics.tune_threshold(y, s, "fbeta", beta=0)
+    with pytest.raises(TypeError, match=r"target must be a number in \[0, 1\], got '0.5'"):
+        bt.metrics.tune_threshold(y, s, "precision@recall", target="0.5")
     with pytest.raises(ValueError, match="beta is used by metric='fbeta' only"):
         bt.metrics.tune_threshold(y, s, "f1", beta=2.0)
 

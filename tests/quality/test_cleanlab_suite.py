@@ -484,7 +484,7 @@ def test_n_jobs_verbose_low_memory(capsys):
     for kw in ({"n_jobs": 1}, {"n_jobs": 4}, {"verbose": True}, {"low_memory": True}):
         np.testing.assert_array_equal(find(y, p, **kw), base)
     assert capsys.readouterr().out == ""
-    with pytest.raises(ValueError, match="n_jobs must be None or an int >= 1"):
+    with pytest.raises(ValueError, match="n_jobs must be an int >= 1 or None"):
         bt.quality.find_label_issues(y, p, n_jobs=0)
     with pytest.raises(ValueError, match="low_memory=True with multi_label=True"):
         bt.quality.find_label_issues([[0], [1]], np.array([[0.9, 0.2], [0.1, 0.7]]), multi_label=True, low_memory=True)
@@ -499,7 +499,7 @@ def test_n_jobs_verbose_low_memory(capsys):
         ({"confident_joint": -np.ones((3, 3))}, ValueError, "confident_joint must hold finite counts >= 0"),
         ({"filter_by": "low_self_confidence", "num_to_remove_per_class": [1, 1, 1]}, ValueError, "num_to_remove_per_class works"),
         ({"rank_by_kwargs": [1]}, TypeError, "rank_by_kwargs must be a dict"),
-        ({"multi_label": 1}, TypeError, "multi_label must be a bool"),
+        ({"multi_label": 1}, TypeError, "multi_label must be True or False"),
     ],
 )
 def test_bad_options(kwargs, error, match):

@@ -202,7 +202,7 @@ def _bad(fn, exc, match):
         (-1.0, ValueError, "threshold"),
         (float("nan"), ValueError, "threshold.*nan"),
         (float("inf"), ValueError, "threshold"),
-        ("0.1", TypeError, "threshold.*str"),
+        ("0.1", TypeError, "threshold.*'0.1'"),
         (None, TypeError, "threshold"),
         (True, TypeError, "threshold"),
     ],

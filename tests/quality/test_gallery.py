@@ -144,7 +144,7 @@ def test_plot_novel_highest_scores_first():
         (lambda im, y, p: bt.quality.plot_mistakes(im[:-1], y, p), ValueError, "images has 119 entries but labels has 120"),
         (lambda im, y, p: bt.quality.plot_mistakes(list(im)[:5], y, p), ValueError, "images has 5 entries"),
         (lambda im, y, p: bt.quality.plot_mistakes(im, y, p, n=0), ValueError, "n must be an int >= 1"),
-        (lambda im, y, p: bt.quality.plot_mistakes(im, y, p, n=True), ValueError, "n must be"),
+        (lambda im, y, p: bt.quality.plot_mistakes(im, y, p, n=True), TypeError, "n must be an int >= 1, got True"),
         (lambda im, y, p: bt.quality.plot_mistakes(im, y, p.log()), ValueError, "pred_probs"),
         (lambda im, y, p: bt.quality.plot_mistakes(im, y, p, class_names=["a"]), ValueError, "class_names"),
         (lambda im, y, p: bt.quality.plot_mistakes(im[0, 0, 0], y, p), ValueError, "images must be"),

@@ -368,7 +368,7 @@ def test_methods_psi_chi2_both():
     assert result["few", "psi"]["drift"] and not result["few", "chi2"]["drift"] and few["drift"]
     assert not result["many", "psi"]["drift"] and result["many", "chi2"]["drift"] and many["drift"]
     assert result["few", "psi"]["method"] == "psi"
-    with pytest.raises(ValueError, match="method must be 'both', 'psi' or 'chi2', got 'ks'"):
+    with pytest.raises(ValueError, match="method must be one of 'both', 'psi', 'chi2', got 'ks'"):
         bt.quality.DriftMonitor(few_ref, method="ks")
 
 

@@ -262,10 +262,11 @@ def test_chunked_fit_checks_each_chunk_and_other_dtypes():
 
 def test_bank_chunk_size_and_distributed_arguments():
     for bad in (0, -3, 2.5, "8", True):
-        with pytest.raises(ValueError, match=rf"bank_chunk_size must be None or an int >= 1, got {bad!r}"):
+        error = ValueError if bad in (0, -3) else TypeError  # a wrong value, or a wrong type
+        with pytest.raises(error, match=rf"bank_chunk_size must be an int >= 1 or None, got {bad!r}"):
             Det(bank_chunk_size=bad)
     for bad in (1, "yes"):
-        with pytest.raises(ValueError, match=rf"distributed must be None, True or False, got {bad!r}"):
+        with pytest.raises(TypeError, match=rf"distributed must be None, True or False, got {bad!r}"):
             Det(distributed=bad)
     x = torch.randn(40, 3)
     if not torch.distributed.is_initialized():

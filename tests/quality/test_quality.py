@@ -110,7 +110,7 @@ def test_bad_options():
         bt.quality.find_label_issues(y, p, filter_by="magic")
     with pytest.raises(ValueError, match="return_indices_ranked_by must be one of"):
         bt.quality.find_label_issues(y, p, rank_by="entropy")
-    with pytest.raises(ValueError, match=r"frac_noise must be in \(0, 1\]"):
+    with pytest.raises(ValueError, match=r"frac_noise must be a number in \(0, 1\]"):
         bt.quality.find_label_issues(y, p, frac_noise=0)
 
 

@@ -124,9 +124,10 @@ def test_truncation_and_max_rows():
     assert str(m).splitlines()[-1] == f"… {n - 5} more mistakes"
     assert m.to_string(max_rows=n).splitlines()[-1].split()[0] == str(int(m["index"][-1]))
     for bad in (0, -1, 2.5, True, "10"):
-        with pytest.raises(ValueError, match="max_rows must be an int >= 1 or None"):
+        error = ValueError if bad in (0, -1) and not isinstance(bad, bool) else TypeError  # a wrong value, or a wrong type
+        with pytest.raises(error, match="max_rows must be an int >= 1 or None"):
             m.to_string(max_rows=bad)
-        with pytest.raises(ValueError, match="max_rows must be an int >= 1 or None"):
+        with pytest.raises(error, match="max_rows must be an int >= 1 or None"):
             m.max_rows = bad
     per = bt.quality.mistakes_per_class(torch.arange(30) % 25, torch.full((30, 25), 1 / 25, dtype=torch.float64))
     assert str(per).splitlines()[-1] == "… 5 more classes"

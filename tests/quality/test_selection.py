@@ -168,7 +168,7 @@ def test_novelty_is_the_detectors_score():
 @pytest.mark.parametrize(
     "kwargs,exc,match",
     [
-        (dict(budget=0), ValueError, "budget must be >= 1, got 0"),
+        (dict(budget=0), ValueError, "budget must be an int >= 1, got 0"),
         (dict(budget=-3), ValueError, "budget"),
         (dict(budget=2.0), TypeError, "budget must be an int"),
         (dict(budget=True), TypeError, "budget"),

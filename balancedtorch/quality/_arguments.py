@@ -18,11 +18,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .. import _validate
 from .._distributed import Comm
+from .._labels import check_labels
 from ._confident_joint import FILTERS, PRUNING_FILTERS, _check_confident_joint
-from ._inputs import as_tensor, check_labels, check_labels_and_probs, check_pred_probs
+from ._inputs import as_tensor, check_labels_and_probs, check_pred_probs
 from ._results import check_class_names
-from ._scores import _check_method, _check_rank_by_kwargs
+from ._scores import RANKINGS, _check_rank_by_kwargs
 
 __all__: list = []
 
@@ -78,7 +80,7 @@ def _check_rows(pred_probs: Any, allow_empty: bool, labels: Any = None, multi_la
     if allow_empty and p.dim() == 2 and p.shape[0] == 0 and p.shape[1] >= 2 and p.is_floating_point():
         if multi_label:
             return p
-        y = check_labels(labels, p.shape[1], device=p.device, allow_empty=True)
+        y = check_labels(labels, num_classes=p.shape[1], device=p.device, allow_empty=True)
         if y.numel():
             raise ValueError(f"labels has {y.numel()} entries but pred_probs has 0 rows")
         return y, p
@@ -210,24 +212,15 @@ def _check_find_args(
                     "pass only return_indices_ranked_by (rank_by is its old name)"
                 )
             return_indices_ranked_by = rank_by
-        if filter_by not in FILTERS:
-            raise ValueError(f"filter_by must be one of {FILTERS}, got {filter_by!r}")
+        _validate.choice(filter_by, "filter_by", FILTERS)
         if return_indices_ranked_by is not None:
-            _check_method(return_indices_ranked_by, "return_indices_ranked_by")
+            _validate.choice(return_indices_ranked_by, "return_indices_ranked_by", RANKINGS)
         adjust = _check_rank_by_kwargs(rank_by_kwargs, return_indices_ranked_by)
-        if isinstance(frac_noise, bool) or not (isinstance(frac_noise, (int, float)) and 0 < frac_noise <= 1):
-            raise ValueError(f"frac_noise must be in (0, 1], got {frac_noise!r}")
-        if (
-            isinstance(min_examples_per_class, bool)
-            or not isinstance(min_examples_per_class, (int, np.integer))
-            or min_examples_per_class < 0
-        ):
-            raise ValueError(f"min_examples_per_class must be an int >= 0, got {min_examples_per_class!r}")
-        if n_jobs is not None and (isinstance(n_jobs, bool) or not isinstance(n_jobs, (int, np.integer)) or n_jobs < 1):
-            raise ValueError(f"n_jobs must be None or an int >= 1, got {n_jobs!r}")
-        for name, flag in (("verbose", verbose), ("multi_label", multi_label), ("low_memory", low_memory)):
-            if not isinstance(flag, (bool, np.bool_)):
-                raise TypeError(f"{name} must be a bool, got {flag!r}")
+        _validate.real(frac_noise, "frac_noise", low=0, high=1, low_inclusive=False)
+        _validate.integer(min_examples_per_class, "min_examples_per_class", low=0)
+        _validate.integer(n_jobs, "n_jobs", low=1, optional=True)
+        for name, value in (("verbose", verbose), ("multi_label", multi_label), ("low_memory", low_memory)):
+            _validate.flag(value, name)
         if filter_by not in PRUNING_FILTERS:
             if num_to_remove_per_class is not None:
                 raise ValueError(
