@@ -155,7 +155,7 @@ def test_empty_class_is_named_by_its_real_id_around_an_ignored_class(kwargs, emp
         (dict(labels=[]), "labels must hold integers|labels is empty"),
         (dict(labels=torch.empty(0, dtype=torch.long)), "labels is empty"),
         (dict(labels=torch.eye(3, dtype=torch.long)), "labels looks like one-hot"),
-        (dict(labels=[0, 1], num_classes=0), "num_classes must be a positive int"),
+        (dict(labels=[0, 1], num_classes=0), "num_classes must be an int >= 1"),
         (dict(labels=[255, 255], ignore_index=255), "every label equals ignore_index=255"),
         (dict(counts=[1, 2], num_classes=2), "num_classes is only used with labels"),
         (dict(), "exactly one of labels=, counts= or masks="),
