@@ -28,9 +28,10 @@ from typing import Any, Optional
 import torch
 from torch import Tensor, nn
 
+from .. import _validate
 from .._constants import REDUCTIONS
 from .._dispatch import call_private_outputs
-from .._validate import check_dense, check_int64
+from .._validate import check_dense
 from ._common import _check_class_vector, _check_tensor
 
 __all__ = ["ohem_cross_entropy", "OhemCrossEntropyLoss"]
@@ -49,17 +50,11 @@ def _check_thresh(thresh: Any) -> float:
 
 
 def _check_min_kept(min_kept: Any) -> int:
-    if isinstance(min_kept, bool) or not isinstance(min_kept, numbers.Integral):
-        raise TypeError(f"min_kept must be an int, got {min_kept!r}")
-    if min_kept < 0:
-        raise ValueError(f"min_kept must be >= 0, got {min_kept!r}")
-    return check_int64(min_kept, "min_kept")
+    return _validate.integer(min_kept, "min_kept", low=0)
 
 
 def _check_ignore_index(ignore_index: Any) -> int:
-    if isinstance(ignore_index, bool) or not isinstance(ignore_index, numbers.Integral):
-        raise TypeError(f"ignore_index must be an int, got {ignore_index!r}")
-    return check_int64(ignore_index, "ignore_index")
+    return _validate.integer(ignore_index, "ignore_index")
 
 
 def _check_weight_device(weight: Any, input: Tensor) -> None:

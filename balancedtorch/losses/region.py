@@ -15,10 +15,10 @@ import numbers
 import warnings
 from typing import Any, Optional, Sequence, Union
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .. import _validate
 from .._dispatch import _acc_dtype, _is_compiling, refuse_bad_values
 from .._validate import UNSET, ShapeMismatchError, check_dense, renamed
 from . import _region_op as _ops
@@ -64,16 +64,12 @@ def _number(value: Any, name: str, low: float = 0.0, strict: bool = False) -> fl
 
 def _flag(value: Any, name: str) -> bool:
     """A bool option: True/False (numpy's bool too); anything else, 0/1 and strings included, is a TypeError."""
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be a bool (True or False), got {value!r} ({type(value).__name__})")
-    return bool(value)
+    return bool(_validate.flag(value, name))
 
 
 def _index(value: Any, name: str) -> int:
-    """An integer label option (ignore_index) that fits the kernels' int64."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or not -(2**63) <= int(value) < 2**63:
-        raise ValueError(f"{name} must be an integer in the int64 range, got {value!r}")
-    return int(value)
+    """An integer label option (ignore_index) that fits the kernels' int64: TypeError for a non-integer."""
+    return _validate.integer(value, name)
 
 
 def _focal_alpha(alpha: Any) -> float:

@@ -14,8 +14,8 @@ from typing import Any, Optional
 import torch
 from torch import Tensor, nn
 
+from .. import _validate
 from .._dispatch import _acc_dtype, _class_view, autocast_dtype, call_private
-from .._validate import check_int64
 from ._common import _REDUCTIONS, _check_class_vector, _check_tensor, _real, _reduction_code
 
 __all__ = [
@@ -51,9 +51,7 @@ def _softmax_loss(
     code = _reduction_code(reduction)
     label_smoothing = _real(label_smoothing, "label_smoothing", 0.0, 1.0)
     gamma = _real(gamma, "gamma", 0.0)
-    if isinstance(ignore_index, bool) or not isinstance(ignore_index, int):
-        raise TypeError(f"ignore_index must be an int, got {ignore_index!r}")
-    ignore_index = check_int64(ignore_index, "ignore_index")
+    ignore_index = _validate.integer(ignore_index, "ignore_index")
     weight = _check_class_vector(weight, "weight", validate, input)
     unbatched = input.dim() == 1
     if unbatched:  # (C,) with a () class index or (C,) probabilities, as torch
@@ -296,11 +294,10 @@ class _ClassWeightedLoss(nn.Module):
     def __init__(self, weight: Optional[Tensor], ignore_index: int, reduction: str) -> None:
         super().__init__()
         _reduction_code(reduction)
-        if isinstance(ignore_index, bool) or not isinstance(ignore_index, int):
-            raise TypeError(f"ignore_index must be an int, got {ignore_index!r}")
+        ignore_index = _validate.integer(ignore_index, "ignore_index")
         # Checked once here, so forward needs no host synchronisation.
         self.register_buffer("weight", _check_class_vector(weight, "weight"))
-        self.ignore_index = check_int64(ignore_index, "ignore_index")
+        self.ignore_index = ignore_index
         self.reduction = reduction
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:

@@ -1238,7 +1238,7 @@ def test_bool_options_must_be_bools(fn, name, value):
     x, target = _inputs(N=2, C=3, spatial=(4, 4), dtype=torch.float32)
     if name in ("squared_pred", "jaccard") and fn in (btf.generalized_dice_loss, btf.tversky_loss):
         pytest.skip(f"{fn.__name__} has no {name}")
-    with pytest.raises(TypeError, match=f"{name} must be a bool"):
+    with pytest.raises(TypeError, match=f"{name} must be True or False"):
         fn(x, target, **{name: value})
     # numpy's bool is a bool
     ref = fn(x, target, batch=True)
@@ -1247,19 +1247,22 @@ def test_bool_options_must_be_bools(fn, name, value):
 
 @pytest.mark.parametrize("cls", [bt.nn.DiceLoss, bt.nn.DiceCELoss, bt.nn.DiceFocalLoss])
 def test_modules_check_bool_options_and_ignore_index_when_built(cls):
-    with pytest.raises(TypeError, match="include_background must be a bool"):
+    with pytest.raises(TypeError, match="include_background must be True or False"):
         cls(include_background="False")
-    with pytest.raises(TypeError, match="batch must be a bool"):
+    with pytest.raises(TypeError, match="batch must be True or False"):
         cls(batch=1)
-    with pytest.raises(ValueError, match="ignore_index must be an integer in the int64 range"):
+    with pytest.raises(ValueError, match="ignore_index must fit in int64"):
         cls(ignore_index=2**70)
 
 
 @pytest.mark.parametrize("fn", _REGION_FNS)
-def test_ignore_index_beyond_int64_is_a_value_error(fn):
+def test_ignore_index_beyond_int64_is_a_value_error_and_a_non_integer_a_type_error(fn):
     x, target = _inputs(N=2, C=3, spatial=(4, 4), dtype=torch.float32)
-    for bad in (2**70, -(2**63) - 1, 1.5, True):
-        with pytest.raises(ValueError, match="ignore_index must be an integer"):
+    for bad in (2**70, -(2**63) - 1):
+        with pytest.raises(ValueError, match="ignore_index must fit in int64"):
+            fn(x, target, ignore_index=bad)
+    for bad in (1.5, True):
+        with pytest.raises(TypeError, match="ignore_index must be an int"):
             fn(x, target, ignore_index=bad)
 
 
