@@ -16,9 +16,11 @@ from typing import Optional, Sequence, Tuple, Union
 import torch
 from torch import Tensor
 
+from .._constants import INTERPOLATIONS
+
 __all__ = ["affine_color", "affine_matrix", "crop_matrix", "flip_matrix", "compose", "identity_matrix", "resolve_mask_fill"]
 
-_INTERPOLATION = {"bilinear": 0, "nearest": 1}
+_INTERPOLATION = INTERPOLATIONS
 _OUT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import _validate
+from .._constants import ACTIVATIONS, REDUCTIONS, W_TYPES
 from .._dispatch import _acc_dtype, _is_compiling, refuse_bad_values
 from .._validate import UNSET, ShapeMismatchError, check_dense, renamed
 from . import _region_op as _ops
@@ -36,13 +37,13 @@ __all__ = [
     "DiceFocalLoss",
 ]
 
-_ACTIVATIONS = {"softmax": _ops.SOFTMAX, "sigmoid": _ops.SIGMOID, "none": _ops.NONE}
+_ACTIVATIONS = ACTIVATIONS
 
-_REDUCTIONS = {"none": _ops.R_NONE, "mean": _ops.R_MEAN, "sum": _ops.R_SUM}
+_REDUCTIONS = REDUCTIONS
 
-_W_TYPES = {"square": _ops.W_SQUARE, "simple": _ops.W_SIMPLE, "uniform": _ops.W_UNIFORM}
+_W_TYPES = W_TYPES
 
-_FOCAL_ACTIVATIONS = {"softmax": _ops.SOFTMAX, "sigmoid": _ops.SIGMOID}
+_FOCAL_ACTIVATIONS = {k: ACTIVATIONS[k] for k in ("softmax", "sigmoid")}
 
 Weight = Union[None, float, Sequence[float], Tensor]
 
