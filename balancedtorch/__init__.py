@@ -7,7 +7,7 @@ Public names only; see README.md for the tour.
 # isort: skip_file
 
 from ._version import __version__
-from ._extension import build_info  # loads balancedtorch._C first: every op below needs it
+from ._extension import build_info, cpu_cache_bytes, empty_cpu_cache  # loads balancedtorch._C first
 from . import _meta  # noqa: F401  (fake kernels, autograd, autocast and Python kernels of every op)
 from . import ops
 from . import augment
@@ -25,6 +25,8 @@ __all__ = [
     "augment",
     "build_info",
     "class_weights",
+    "cpu_cache_bytes",
+    "empty_cpu_cache",
     "data",
     "functional",
     "losses",

@@ -12,6 +12,7 @@
 #include <torch/version.h>
 
 #include "augment/affine_color.h"
+#include "cpu/buffer_pool.h"
 #include "knn/distance_topk.h"
 #include "loss/region_loss.h"
 #include "loss/softmax_loss.h"
@@ -100,6 +101,10 @@ TORCH_LIBRARY(balancedtorch, m) {
   m.def("_build_info() -> str", &build_info);
   // The enum codes the kernels take (see constants() above).
   m.def("_constants() -> str", &constants);
+  // The CPU buffer pool of large loss outputs (cpu/buffer_pool.h): free its
+  // cached blocks (returns the bytes released) / the bytes it keeps now.
+  m.def("_cpu_pool_release() -> int", &balancedtorch::cpu::release_cached);
+  m.def("_cpu_pool_bytes() -> int", &balancedtorch::cpu::cached_bytes);
   // Histogram of integer labels with validation: labels outside
   // [0, num_classes) (other than ignore_index) raise a ValueError; labels
   // equal to ignore_index are never counted, whether or not it is a class.

@@ -74,6 +74,28 @@ void give_back(void* block, size_t bytes) {
 
 }  // namespace
 
+int64_t release_cached() {
+  Pool& p = pool();
+  std::multimap<size_t, void*> blocks;
+  size_t released = 0;
+  {
+    std::lock_guard<std::mutex> lock(p.mutex);
+    blocks.swap(p.free_blocks);
+    released = p.cached;
+    p.cached = 0;
+  }
+  for (const auto& entry : blocks) {
+    std::free(entry.second);
+  }
+  return static_cast<int64_t>(released);
+}
+
+int64_t cached_bytes() {
+  Pool& p = pool();
+  std::lock_guard<std::mutex> lock(p.mutex);
+  return static_cast<int64_t>(p.cached);
+}
+
 at::Tensor pooled_empty(at::IntArrayRef sizes, const at::TensorOptions& options) {
   int64_t numel = 1;
   for (const int64_t s : sizes) {

@@ -21,5 +21,12 @@ namespace cpu {
 // An uninitialised contiguous CPU tensor; large ones come from the pool.
 at::Tensor pooled_empty(at::IntArrayRef sizes, const at::TensorOptions& options);
 
+// Frees every cached block (buffers still owned by tensors are untouched);
+// returns the bytes released. Exposed as balancedtorch.empty_cpu_cache().
+int64_t release_cached();
+
+// Bytes the pool keeps for reuse now (balancedtorch.cpu_cache_bytes()).
+int64_t cached_bytes();
+
 }  // namespace cpu
 }  // namespace balancedtorch

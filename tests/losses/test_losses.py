@@ -687,3 +687,21 @@ def test_public_losses_still_match_torch_after_scaled_backward(device):
     p_t = p * y + (1 - p) * (1 - y)
     ((0.25 * y + 0.75 * (1 - y)) * ce * (1 - p_t) ** 2).sum().mul(0.5).backward()
     torch.testing.assert_close(x.grad, xr.grad)
+
+
+def test_cpu_buffer_cache_is_reused_bounded_and_released():
+    bt.empty_cpu_cache()
+    assert bt.cpu_cache_bytes() == 0
+    x = torch.randn(4, 8, 256, 256, requires_grad=True)  # an 8 MiB gradient: pooled
+    t = torch.randint(0, 8, (4, 256, 256))
+    btf.cross_entropy(x, t).backward()
+    grad = x.grad
+    x.grad = None
+    del grad  # the buffer goes back to the cache, not to the OS
+    assert bt.cpu_cache_bytes() >= x.numel() * 4
+    btf.cross_entropy(x, t).backward()  # reused: the same size is taken back
+    assert bt.cpu_cache_bytes() == 0
+    x.grad = None
+    released = bt.empty_cpu_cache()
+    assert released >= x.numel() * 4 and bt.cpu_cache_bytes() == 0
+    torch.testing.assert_close(btf.cross_entropy(x, t), F.cross_entropy(x, t))
