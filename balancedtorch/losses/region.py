@@ -6,6 +6,11 @@ whole loss: no one-hot tensor, no stored softmax. Options and meanings are
 MONAI 1.x's (``monai.losses.DiceLoss`` and friends with ``softmax=True,
 to_onehot_y=True`` or ``sigmoid=True``); the differences are listed in
 :class:`balancedtorch.nn.DiceLoss`.
+
+Over 700 lines on purpose: the five losses share one argument path (``_run``)
+and their modules carry MONAI's option documentation, so the family stays one
+file (functional forms first, modules after); the op's Python kernel and
+backward are in :mod:`balancedtorch.losses._region_op`.
 """
 
 from __future__ import annotations
