@@ -165,7 +165,8 @@ struct Tile {
   }
 
   // Softmax: e <- p (probabilities), per lane m, S, s_other, in acc_t ([W] each);
-  // z_target (or null): each lane's target logit, picked up on the way (no gather over C).
+  // s_other (or null: no CE part needs it) and z_target (or null; only with
+  // s_other): each lane's target logit, picked up on the way (no gather over C).
   void softmax(const RegionParams<acc_t>& P, acc_t* m, acc_t* Ssum, acc_t* s_other, acc_t* z_target) {
     const int64_t C = P.C;
     for (int64_t k = 0; k < kn; ++k) {
@@ -187,14 +188,18 @@ struct Tile {
         ec.store(eo + c * W);
         vs = vs + ec;
         // s_other: the sum without the target, never formed by cancellation (see target_terms)
-        const Vec hit = vt == Vec(static_cast<acc_t>(c));
-        vso = vso + Vec::blendv(ec, Vec(0), hit);
-        if (z_target) {
-          vzt = Vec::blendv(vzt, z, hit);
+        if (s_other) {
+          const Vec hit = vt == Vec(static_cast<acc_t>(c));
+          vso = vso + Vec::blendv(ec, Vec(0), hit);
+          if (z_target) {
+            vzt = Vec::blendv(vzt, z, hit);
+          }
         }
       }
       vs.store(Ssum + o);
-      vso.store(s_other + o);
+      if (s_other) {
+        vso.store(s_other + o);
+      }
       if (z_target) {
         vzt.store(z_target + o);
       }
@@ -426,7 +431,7 @@ void stats_kernel(
           }
         } else if (!P.none || P.ce_kind != kRegionNoCe) {
           const bool vec_ce = P.ce_kind != kRegionNoCe && !P.smoothing_mode;
-          tile.softmax(P, m, Ssum, so, vec_ce ? zt : nullptr);
+          tile.softmax(P, m, Ssum, P.ce_kind != kRegionNoCe ? so : nullptr, vec_ce ? zt : nullptr);
           if (vec_ce) {
             // target mode: vector terms per lane, summed in lane order
             for (int64_t j = 0; j < tile.kn * L; ++j) {
@@ -471,19 +476,20 @@ void stats_kernel(
         }
         // stats: p (masked), p*t, t; activation "none": p is the input itself
         const acc_t* pd = P.none ? tile.z.data() : tile.e.data();
-        for (int64_t kv = 0; kv < tile.kn; ++kv) {
-          const int64_t o = kv * L;
-          const Vec vvalid = Vec::loadu(tile.valid + o);
-          for (int64_t c = 0; c < C; ++c) {
+        for (int64_t c = 0; c < C; ++c) {
+          // the class's sums stay in registers over the tile's vectors (each lane still adds its pixels in order)
+          Vec vi = Vec::loadu(vI.data() + c * L), vp = Vec::loadu(vP.data() + c * L),
+              vt = Vec::loadu(vT.data() + c * L);
+          for (int64_t kv = 0; kv < tile.kn; ++kv) {
+            const int64_t o = kv * L;
+            const Vec vvalid = Vec::loadu(tile.valid + o);
             const Vec p = Vec::loadu(pd + c * W + o) * vvalid;
             const Vec tt = P.dense ? Vec::loadu(tile.q.data() + c * W + o) * vvalid : tile.onehot(c, o);
-            Vec vi = Vec::loadu(vI.data() + c * L), vp = Vec::loadu(vP.data() + c * L),
-                vt = Vec::loadu(vT.data() + c * L);
             dice_terms(P, p, tt, vi, vp, vt);
-            vi.store(vI.data() + c * L);
-            vp.store(vP.data() + c * L);
-            vt.store(vT.data() + c * L);
           }
+          vi.store(vI.data() + c * L);
+          vp.store(vP.data() + c * L);
+          vt.store(vT.data() + c * L);
         }
       }
       acc_t* out = partial.data() + chunk * width;
@@ -586,7 +592,7 @@ void grad_kernel(
           const bool with_fs = focal_sig && ce != acc_t(0);
           const bool vec_ce = with_ce && !P.smoothing_mode;
           if (!P.none || with_ce) {
-            tile.softmax(P, m, Ssum, so, vec_ce ? zt : nullptr);
+            tile.softmax(P, m, Ssum, with_ce ? so : nullptr, vec_ce ? zt : nullptr);
           }
           if (vec_ce) {
             // target mode: H = hh = w pw u, zero for ignored and padding lanes
