@@ -2,8 +2,13 @@
 #pragma once
 
 #include <limits>
+#include <type_traits>
 
 #include <ATen/cpu/vec/vec.h>
+
+#if defined(CPU_CAPABILITY_AVX2)
+#include <immintrin.h>
+#endif
 
 namespace balancedtorch {
 namespace cpu {
@@ -64,6 +69,31 @@ inline at::vec::Vectorized<float> log1p_unit(const at::vec::Vectorized<float>& e
 
 inline at::vec::Vectorized<double> log1p_unit(const at::vec::Vectorized<double>& e) {
   return e.log1p();
+}
+
+// Stores v to p (aligned to the vector's width) with a streaming
+// (non-temporal) store where the build has one (AVX2): the line goes to memory
+// without first being read into the caches, a third of the traffic of a
+// normal store for an output far larger than the caches. Other builds store
+// normally. A thread that streams calls stream_fence before others read.
+template <typename T>
+inline void store_stream(T* p, const at::vec::Vectorized<T>& v) {
+#if defined(CPU_CAPABILITY_AVX2)
+  if constexpr (std::is_same_v<T, float>) {
+    _mm256_stream_ps(p, v);
+    return;
+  } else if constexpr (std::is_same_v<T, double>) {
+    _mm256_stream_pd(p, v);
+    return;
+  }
+#endif
+  v.store(p);
+}
+
+inline void stream_fence() {
+#if defined(CPU_CAPABILITY_AVX2)
+  _mm_sfence();
+#endif
 }
 
 }  // namespace cpu

@@ -8,6 +8,7 @@
 // and processed with one vector lane per pixel.
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <limits>
 #include <optional>
 #include <vector>
@@ -47,18 +48,32 @@ inline Chunking make_chunking(int64_t N, int64_t S) {
   return k;
 }
 
-// One tile of up to L pixels copied into lane-contiguous scratch.
+// Bytes of each class plane one tile covers (NC[S] layout): whole cache lines,
+// each read once. A tile of one vector (32 bytes of float) came back to every
+// line a tile later, after the other C - 1 planes, which share its L1 set
+// when S is a multiple of 1024, had evicted it.
+constexpr int64_t kTileBytes = 128;
+constexpr int64_t kCacheLineBytes = 64;
+// Tiles ahead of the current one whose logits are prefetched (into L2: see above).
+constexpr int64_t kPrefetchTiles = 2;
+// Gradients at least this large are written with streaming stores (cpu::store_stream).
+constexpr int64_t kStreamBytes = int64_t{32} << 20;
+
+// One tile of up to W = K * L pixels copied into lane-contiguous scratch
+// ([C][W]), computed as K vectors of L pixels.
 template <typename scalar_t, typename acc_t, typename target_t>
 struct Tile {
   using Vec = at::vec::Vectorized<acc_t>;
   static constexpr int64_t L = Vec::size();
+  static constexpr int64_t K = std::max<int64_t>(1, kTileBytes / (L * static_cast<int64_t>(sizeof(acc_t))));
+  static constexpr int64_t W = K * L;
   std::vector<acc_t> z, q, e;
-  int64_t t[L];
-  acc_t tf[L];  // t as acc_t (-1: no class), for vector compares (C < 2^24 is checked)
-  acc_t valid[L];
-  int64_t cnt = 0;
+  int64_t t[W];
+  acc_t tf[W];  // t as acc_t (-1: no class), for vector compares (C < 2^24 is checked)
+  acc_t valid[W];
+  int64_t cnt = 0, kn = 0;  // pixels, and vectors holding them
 
-  explicit Tile(int64_t C, bool dense) : z(C * L), q(dense ? C * L : 0), e(C * L) {}
+  explicit Tile(int64_t C, bool dense) : z(C * W), q(dense ? C * W : 0), e(C * W) {}
 
   // Loads pixels [s0, s0 + cnt) of sample n; returns the first invalid target's flat index or -1.
   int64_t load(
@@ -72,41 +87,58 @@ struct Tile {
       int64_t count,
       int64_t S) {
     cnt = count;
+    kn = (cnt + L - 1) / L;
     const int64_t C = P.C;
     if (!class_last) {
       // NC[S]: each class's pixels are contiguous
       const int64_t base = region_pixel_offset(false, n, s0, C, S);
+      if (cnt == W) {
+        // the planes are C streams, more than the hardware prefetchers follow
+        for (int64_t c = 0; c < C; ++c) {
+          for (int64_t l = 0; l < W; l += kCacheLineBytes / static_cast<int64_t>(sizeof(scalar_t))) {
+            __builtin_prefetch(x + base + c * P.cs + kPrefetchTiles * W + l, 0, 2);
+          }
+        }
+      }
       for (int64_t c = 0; c < C; ++c) {
         const scalar_t* xs = x + base + c * P.cs;
-        acc_t* zd = z.data() + c * L;
-        if (std::is_same_v<scalar_t, acc_t> && cnt == L) {
-          std::copy(xs, xs + L, zd);
+        acc_t* zd = z.data() + c * W;
+        if constexpr (std::is_same_v<scalar_t, acc_t>) {
+          if (cnt == W) {
+            for (int64_t k = 0; k < K; ++k) {
+              Vec::loadu(xs + k * L).store(zd + k * L);
+            }
+          } else {
+            for (int64_t j = 0; j < W; ++j) {
+              zd[j] = j < cnt ? xs[j] : acc_t(0);
+            }
+          }
         } else {
-          for (int64_t j = 0; j < L; ++j) {
+          for (int64_t j = 0; j < W; ++j) {
             zd[j] = j < cnt ? static_cast<acc_t>(xs[j]) : acc_t(0);
           }
         }
         if (P.dense) {
           const scalar_t* qs = dense_t + base + c * P.cs;
-          acc_t* qd = q.data() + c * L;
-          for (int64_t j = 0; j < L; ++j) {
+          acc_t* qd = q.data() + c * W;
+          for (int64_t j = 0; j < W; ++j) {
             qd[j] = j < cnt ? static_cast<acc_t>(qs[j]) : acc_t(0);
           }
         }
       }
     } else {
-      for (int64_t j = 0; j < L; ++j) {
+      for (int64_t j = 0; j < W; ++j) {
         const bool in = j < cnt;
         const int64_t off = in ? region_pixel_offset(true, n, s0 + j, C, S) : 0;
         for (int64_t c = 0; c < C; ++c) {
-          z[c * L + j] = in ? static_cast<acc_t>(x[off + c]) : acc_t(0);
+          z[c * W + j] = in ? static_cast<acc_t>(x[off + c]) : acc_t(0);
           if (P.dense) {
-            q[c * L + j] = in ? static_cast<acc_t>(dense_t[off + c]) : acc_t(0);
+            q[c * W + j] = in ? static_cast<acc_t>(dense_t[off + c]) : acc_t(0);
           }
         }
       }
     }
-    for (int64_t j = 0; j < L; ++j) {
+    for (int64_t j = 0; j < W; ++j) {
       const bool in = j < cnt;
       t[j] = -1;
       valid[j] = in ? acc_t(1) : acc_t(0);
@@ -121,48 +153,102 @@ struct Tile {
         }
       }
     }
-    for (int64_t j = 0; j < L; ++j) {
+    for (int64_t j = 0; j < W; ++j) {
       tf[j] = static_cast<acc_t>(t[j]);
     }
     return -1;
   }
 
-  // One-hot of the targets at class c (zero for ignored and padding lanes).
-  Vec onehot(int64_t c) const {
-    return Vec::blendv(Vec(0), Vec(1), Vec::loadu(tf) == Vec(static_cast<acc_t>(c)));
+  // One-hot of the targets at class c for the vector at lane o (zero for ignored and padding lanes).
+  Vec onehot(int64_t c, int64_t o) const {
+    return Vec::blendv(Vec(0), Vec(1), Vec::loadu(tf + o) == Vec(static_cast<acc_t>(c)));
   }
 
-  // Softmax: e <- p (probabilities), per lane m, S, s_other, in acc_t.
-  void softmax(const RegionParams<acc_t>& P, acc_t* m, acc_t* Ssum, acc_t* s_other) {
+  // Softmax: e <- p (probabilities), per lane m, S, s_other, in acc_t ([W] each);
+  // s_other (or null: no CE part needs it) and z_target (or null; only with
+  // s_other): each lane's target logit, picked up on the way (no gather over C).
+  void softmax(const RegionParams<acc_t>& P, acc_t* m, acc_t* Ssum, acc_t* s_other, acc_t* z_target) {
     const int64_t C = P.C;
-    Vec vm(-std::numeric_limits<acc_t>::infinity());
-    for (int64_t c = 0; c < C; ++c) {
-      vm = at::vec::maximum(vm, Vec::loadu(z.data() + c * L));
-    }
-    vm.store(m);
-    for (int64_t j = 0; j < L; ++j) {
-      if (m[j] == -std::numeric_limits<acc_t>::infinity()) {
-        m[j] = acc_t(0);
+    for (int64_t k = 0; k < kn; ++k) {
+      const int64_t o = k * L;
+      const acc_t* zo = z.data() + o;
+      acc_t* eo = e.data() + o;
+      Vec vm(-std::numeric_limits<acc_t>::infinity());
+      for (int64_t c = 0; c < C; ++c) {
+        vm = at::vec::maximum(vm, Vec::loadu(zo + c * W));
       }
-    }
-    vm = Vec::loadu(m);
-    Vec vs(0), vso(0);
-    const Vec vt = Vec::loadu(tf);
-    for (int64_t c = 0; c < C; ++c) {
-      const Vec ec = cpu::exp(Vec::loadu(z.data() + c * L) - vm);
-      ec.store(e.data() + c * L);
-      vs = vs + ec;
-      // s_other: the sum without the target, never formed by cancellation (see target_terms)
-      vso = vso + Vec::blendv(ec, Vec(0), vt == Vec(static_cast<acc_t>(c)));
-    }
-    vs.store(Ssum);
-    vso.store(s_other);
-    const Vec inv = vs.reciprocal();
-    for (int64_t c = 0; c < C; ++c) {
-      (Vec::loadu(e.data() + c * L) * inv).store(e.data() + c * L);
+      // an all -inf pixel takes max 0
+      vm = Vec::blendv(vm, Vec(0), vm == Vec(-std::numeric_limits<acc_t>::infinity()));
+      vm.store(m + o);
+      Vec vs(0), vso(0), vzt(vm);
+      const Vec vt = Vec::loadu(tf + o);
+      for (int64_t c = 0; c < C; ++c) {
+        const Vec z = Vec::loadu(zo + c * W);
+        const Vec ec = cpu::exp(z - vm);
+        ec.store(eo + c * W);
+        vs = vs + ec;
+        // s_other: the sum without the target, never formed by cancellation (see target_terms)
+        if (s_other) {
+          const Vec hit = vt == Vec(static_cast<acc_t>(c));
+          vso = vso + Vec::blendv(ec, Vec(0), hit);
+          if (z_target) {
+            vzt = Vec::blendv(vzt, z, hit);
+          }
+        }
+      }
+      vs.store(Ssum + o);
+      if (s_other) {
+        vso.store(s_other + o);
+      }
+      if (z_target) {
+        vzt.store(z_target + o);
+      }
+      const Vec inv = vs.reciprocal();
+      for (int64_t c = 0; c < C; ++c) {
+        (Vec::loadu(eo + c * W) * inv).store(eo + c * W);
+      }
     }
   }
 };
+
+// target_terms (softmax_loss.h) for a vector of pixels, from dz = z_t - m and
+// s_other: the target-mode CE/focal loss -w pw lp and h = w pw u. The scalar
+// form (a libm exp and log per pixel) cost as much as the softmax of all C
+// classes, in each of the two passes.
+template <typename acc_t>
+inline void target_terms_vec(
+    acc_t gamma,
+    const at::vec::Vectorized<acc_t>& dz,
+    const at::vec::Vectorized<acc_t>& s_other,
+    const at::vec::Vectorized<acc_t>& wt,
+    at::vec::Vectorized<acc_t>& loss,
+    at::vec::Vectorized<acc_t>& h) {
+  using Vec = at::vec::Vectorized<acc_t>;
+  const Vec et = cpu::exp(dz);
+  const Vec S = et + s_other;
+  const Vec nonneg = dz >= Vec(0);
+  // each log only where some lane needs it (lanes with dz >= 0 take -log1p(s_other))
+  const int below = nonneg.zero_mask();
+  Vec lp;
+  if (below == (1 << Vec::size()) - 1) {
+    lp = dz - S.log();
+  } else if (below == 0) {
+    lp = s_other.log1p().neg();
+  } else {
+    lp = Vec::blendv(dz - S.log(), s_other.log1p().neg(), nonneg);
+  }
+  lp = at::vec::minimum(lp, Vec(0));
+  Vec pw(1), u(-1);
+  if (gamma != acc_t(0)) {
+    const Vec omp = s_other / S;
+    const Vec p = et / S;
+    pw = gamma == acc_t(2) ? omp * omp : (gamma == acc_t(1) ? omp : omp.pow(Vec(gamma)));
+    const Vec ratio = Vec::blendv(Vec(-1), lp / omp, omp > Vec(0));
+    u = Vec(gamma) * p * ratio - Vec(1);
+  }
+  loss = (wt * pw * lp).neg();
+  h = wt * pw * u;
+}
 
 // The sigmoid element terms of region_loss.h (region_sigmoid, region_sigmoid_ce)
 // for a vector of elements of class c: p, 1 - p and, when with_ce, the CE/focal
@@ -274,6 +360,7 @@ void stats_kernel(
   using T = Tile<scalar_t, acc_t, target_t>;
   using Vec = typename T::Vec;
   constexpr int64_t L = T::L;
+  constexpr int64_t W = T::W;
   const int64_t C = P.C;
   const Chunking k = make_chunking(N, S);
   const int64_t width = 3 * C + 2;
@@ -281,8 +368,9 @@ void stats_kernel(
   std::vector<int64_t> bad(k.total, -1);
   at::parallel_for(0, k.total, 1, [&](int64_t begin, int64_t end) {
     T tile(C, P.dense);
+    // per-(class, lane) sums of the chunk: lane j adds pixels j, j + L, ... in order
     std::vector<acc_t> vI(C * L), vP(C * L), vT(C * L);
-    acc_t m[L], Ssum[L], so[L];
+    acc_t m[W], Ssum[W], so[W], zt[W], wt[W], la[W];
     for (int64_t chunk = begin; chunk < end; ++chunk) {
       const int64_t n = chunk / k.per_sample;
       const int64_t s_begin = (chunk % k.per_sample) * k.len;
@@ -291,47 +379,81 @@ void stats_kernel(
       std::fill(vP.begin(), vP.end(), acc_t(0));
       std::fill(vT.begin(), vT.end(), acc_t(0));
       acc_t ce_sum = 0, ce_den = 0;
-      for (int64_t s0 = s_begin; s0 < s_end; s0 += L) {
-        const int64_t b = tile.load(P, x, dense_t, tgt, class_last, n, s0, std::min(L, s_end - s0), S);
+      for (int64_t s0 = s_begin; s0 < s_end; s0 += W) {
+        const int64_t b = tile.load(P, x, dense_t, tgt, class_last, n, s0, std::min(W, s_end - s0), S);
         if (b >= 0) {
           bad[chunk] = b;
           break;
         }
-        const Vec vvalid = Vec::loadu(tile.valid);
         if (P.sigmoid) {
           const bool with_ce = P.ce_kind != kRegionNoCe;
-          Vec vce(0);
-          for (int64_t c = 0; c < C; ++c) {
-            Vec p, omp, l, d;
-            sigmoid_terms(
-                P, c, Vec::loadu(tile.z.data() + c * L), Vec::loadu(tile.q.data() + c * L), with_ce, p, omp, l, d);
-            p.store(tile.e.data() + c * L);
-            if (with_ce) {
-              vce = at::vec::fmadd(l, vvalid, vce);
+          for (int64_t kv = 0; kv < tile.kn; ++kv) {
+            const int64_t o = kv * L;
+            const Vec vvalid = Vec::loadu(tile.valid + o);
+            Vec vce(0);
+            for (int64_t c = 0; c < C; ++c) {
+              Vec p, omp, l, d;
+              sigmoid_terms(
+                  P,
+                  c,
+                  Vec::loadu(tile.z.data() + c * W + o),
+                  Vec::loadu(tile.q.data() + c * W + o),
+                  with_ce,
+                  p,
+                  omp,
+                  l,
+                  d);
+              p.store(tile.e.data() + c * W + o);
+              if (with_ce) {
+                vce = at::vec::fmadd(l, vvalid, vce);
+              }
             }
+            ce_sum += at::vec::vec_reduce_all<acc_t>([](Vec& a, Vec& b) { return a + b; }, vce);
           }
-          ce_sum += at::vec::vec_reduce_all<acc_t>([](Vec& a, Vec& b) { return a + b; }, vce);
         } else if (P.none && P.ce_kind == kRegionFocal) {
           // activation "none": MONAI's sigmoid focal loss on the input taken as logits
-          Vec vce(0);
-          for (int64_t c = 0; c < C; ++c) {
-            const Vec tt = P.dense ? Vec::loadu(tile.q.data() + c * L) : tile.onehot(c);
-            Vec p, omp, l, d;
-            sigmoid_terms(P, c, Vec::loadu(tile.z.data() + c * L), tt, true, p, omp, l, d);
-            vce = at::vec::fmadd(l, vvalid, vce);
+          for (int64_t kv = 0; kv < tile.kn; ++kv) {
+            const int64_t o = kv * L;
+            const Vec vvalid = Vec::loadu(tile.valid + o);
+            Vec vce(0);
+            for (int64_t c = 0; c < C; ++c) {
+              const Vec tt = P.dense ? Vec::loadu(tile.q.data() + c * W + o) : tile.onehot(c, o);
+              Vec p, omp, l, d;
+              sigmoid_terms(P, c, Vec::loadu(tile.z.data() + c * W + o), tt, true, p, omp, l, d);
+              vce = at::vec::fmadd(l, vvalid, vce);
+            }
+            ce_sum += at::vec::vec_reduce_all<acc_t>([](Vec& a, Vec& b) { return a + b; }, vce);
+            acc_t nvalid = 0;
+            for (int64_t j = 0; j < L; ++j) {
+              nvalid += tile.valid[o + j];
+            }
+            ce_den += nvalid * static_cast<acc_t>(C - P.ce_first_class);
           }
-          ce_sum += at::vec::vec_reduce_all<acc_t>([](Vec& a, Vec& b) { return a + b; }, vce);
-          acc_t nvalid = 0;
-          for (int64_t j = 0; j < L; ++j) {
-            nvalid += tile.valid[j];
-          }
-          ce_den += nvalid * static_cast<acc_t>(C - P.ce_first_class);
         } else if (!P.none || P.ce_kind != kRegionNoCe) {
-          tile.softmax(P, m, Ssum, so);
-          if (P.ce_kind != kRegionNoCe) {
-            // CE/focal per lane from the shared scalar math (reads the scratch logits, class stride L)
+          const bool vec_ce = P.ce_kind != kRegionNoCe && !P.smoothing_mode;
+          tile.softmax(P, m, Ssum, P.ce_kind != kRegionNoCe ? so : nullptr, vec_ce ? zt : nullptr);
+          if (vec_ce) {
+            // target mode: vector terms per lane, summed in lane order
+            for (int64_t j = 0; j < tile.kn * L; ++j) {
+              wt[j] = tile.valid[j] != acc_t(0) ? region_weight(P, tile.t[j]) : acc_t(0);
+            }
+            for (int64_t kv = 0; kv < tile.kn; ++kv) {
+              const int64_t o = kv * L;
+              Vec l, h;
+              target_terms_vec(
+                  P.gamma, Vec::loadu(zt + o) - Vec::loadu(m + o), Vec::loadu(so + o), Vec::loadu(wt + o), l, h);
+              l.store(la + o);
+            }
+            for (int64_t j = 0; j < tile.cnt; ++j) {
+              if (tile.valid[j] != acc_t(0)) {
+                ce_sum += la[j];
+                ce_den += wt[j];
+              }
+            }
+          } else if (P.ce_kind != kRegionNoCe) {
+            // CE/focal per lane from the shared scalar math (reads the scratch logits, class stride W)
             RegionParams<acc_t> Q = P;
-            Q.cs = L;
+            Q.cs = W;
             for (int64_t j = 0; j < tile.cnt; ++j) {
               if (tile.valid[j] == acc_t(0)) {
                 continue;
@@ -355,11 +477,16 @@ void stats_kernel(
         // stats: p (masked), p*t, t; activation "none": p is the input itself
         const acc_t* pd = P.none ? tile.z.data() : tile.e.data();
         for (int64_t c = 0; c < C; ++c) {
-          const Vec p = Vec::loadu(pd + c * L) * vvalid;
-          const Vec tt = P.dense ? Vec::loadu(tile.q.data() + c * L) * vvalid : tile.onehot(c);
+          // the class's sums stay in registers over the tile's vectors (each lane still adds its pixels in order)
           Vec vi = Vec::loadu(vI.data() + c * L), vp = Vec::loadu(vP.data() + c * L),
               vt = Vec::loadu(vT.data() + c * L);
-          dice_terms(P, p, tt, vi, vp, vt);
+          for (int64_t kv = 0; kv < tile.kn; ++kv) {
+            const int64_t o = kv * L;
+            const Vec vvalid = Vec::loadu(tile.valid + o);
+            const Vec p = Vec::loadu(pd + c * W + o) * vvalid;
+            const Vec tt = P.dense ? Vec::loadu(tile.q.data() + c * W + o) * vvalid : tile.onehot(c, o);
+            dice_terms(P, p, tt, vi, vp, vt);
+          }
           vi.store(vI.data() + c * L);
           vp.store(vP.data() + c * L);
           vt.store(vT.data() + c * L);
@@ -421,12 +548,17 @@ void grad_kernel(
   using T = Tile<scalar_t, acc_t, target_t>;
   using Vec = typename T::Vec;
   constexpr int64_t L = T::L;
+  constexpr int64_t W = T::W;
   const int64_t C = P.C;
   const Chunking k = make_chunking(N, S);
+  // streaming stores need whole, aligned lines of every plane (checked per tile for its start)
+  const bool stream = std::is_same_v<scalar_t, acc_t> && !class_last &&
+                      N * C * S * static_cast<int64_t>(sizeof(acc_t)) >= kStreamBytes &&
+                      (S * static_cast<int64_t>(sizeof(acc_t))) % kCacheLineBytes == 0;
   at::parallel_for(0, k.total, 1, [&](int64_t begin, int64_t end) {
     T tile(C, P.dense);
-    std::vector<acc_t> g(C * L), hbuf(C * L);
-    acc_t m[L], Ssum[L], so[L], Hs[L], hh[L];
+    std::vector<acc_t> g(C * W), hbuf(C * W);
+    acc_t m[W], Ssum[W], so[W], Hs[W], hh[W], zt[W], wt[W];
     for (int64_t chunk = begin; chunk < end; ++chunk) {
       const int64_t n = chunk / k.per_sample;
       const int64_t s_begin = (chunk % k.per_sample) * k.len;
@@ -434,39 +566,56 @@ void grad_kernel(
       const acc_t* cI = coef + n * 2 * C;
       const acc_t* cP = cI + C;
       const acc_t ce = ce_coef[n];
-      for (int64_t s0 = s_begin; s0 < s_end; s0 += L) {
-        tile.load(P, x, dense_t, tgt, class_last, n, s0, std::min(L, s_end - s0), S);  // validated by the stats pass
-        const Vec vvalid = Vec::loadu(tile.valid);
+      for (int64_t s0 = s_begin; s0 < s_end; s0 += W) {
+        tile.load(P, x, dense_t, tgt, class_last, n, s0, std::min(W, s_end - s0), S);  // validated by the stats pass
         if (P.sigmoid) {
           const bool with_ce = P.ce_kind != kRegionNoCe;
           const Vec vce(ce);
-          for (int64_t c = 0; c < C; ++c) {
-            const Vec y = Vec::loadu(tile.q.data() + c * L);
-            Vec p, omp, l, d;
-            sigmoid_terms(P, c, Vec::loadu(tile.z.data() + c * L), y, with_ce, p, omp, l, d);
-            const Vec a = dice_a(P, p, y, cI[c], cP[c]);
-            Vec gv = a * p * omp;
-            if (with_ce) {
-              gv = at::vec::fmadd(vce, d, gv);
+          for (int64_t kv = 0; kv < tile.kn; ++kv) {
+            const int64_t o = kv * L;
+            for (int64_t c = 0; c < C; ++c) {
+              const Vec y = Vec::loadu(tile.q.data() + c * W + o);
+              Vec p, omp, l, d;
+              sigmoid_terms(P, c, Vec::loadu(tile.z.data() + c * W + o), y, with_ce, p, omp, l, d);
+              const Vec a = dice_a(P, p, y, cI[c], cP[c]);
+              Vec gv = a * p * omp;
+              if (with_ce) {
+                gv = at::vec::fmadd(vce, d, gv);
+              }
+              gv.store(g.data() + c * W + o);
             }
-            gv.store(g.data() + c * L);
           }
         } else {
           // with_ce: a softmax CE/focal part; with_fs: MONAI's sigmoid focal part of activation "none"
           const bool focal_sig = P.none && P.ce_kind == kRegionFocal;
           const bool with_ce = P.ce_kind != kRegionNoCe && ce != acc_t(0) && !focal_sig;
           const bool with_fs = focal_sig && ce != acc_t(0);
+          const bool vec_ce = with_ce && !P.smoothing_mode;
           if (!P.none || with_ce) {
-            tile.softmax(P, m, Ssum, so);
+            tile.softmax(P, m, Ssum, with_ce ? so : nullptr, vec_ce ? zt : nullptr);
           }
-          if (with_ce) {
+          if (vec_ce) {
+            // target mode: H = hh = w pw u, zero for ignored and padding lanes
+            for (int64_t j = 0; j < tile.kn * L; ++j) {
+              wt[j] = tile.valid[j] != acc_t(0) ? region_weight(P, tile.t[j]) : acc_t(0);
+            }
+            for (int64_t kv = 0; kv < tile.kn; ++kv) {
+              const int64_t o = kv * L;
+              Vec l, h;
+              target_terms_vec(
+                  P.gamma, Vec::loadu(zt + o) - Vec::loadu(m + o), Vec::loadu(so + o), Vec::loadu(wt + o), l, h);
+              h = Vec::blendv(Vec(0), h, Vec::loadu(tile.valid + o) != Vec(0));
+              h.store(Hs + o);
+              h.store(hh + o);
+            }
+          } else if (with_ce) {
             RegionParams<acc_t> Q = P;
-            Q.cs = L;
-            for (int64_t j = 0; j < L; ++j) {
+            Q.cs = W;
+            for (int64_t j = 0; j < tile.kn * L; ++j) {
               Hs[j] = hh[j] = acc_t(0);
               if (j >= tile.cnt || tile.valid[j] == acc_t(0)) {
                 for (int64_t c = 0; c < C; ++c) {
-                  hbuf[c * L + j] = acc_t(0);
+                  hbuf[c * W + j] = acc_t(0);
                 }
                 continue;
               }
@@ -478,57 +627,71 @@ void grad_kernel(
                 const acc_t logS = std::log(Ssum[j]);
                 acc_t dummy = 0;
                 for (int64_t c = 0; c < C; ++c) {
-                  hbuf[c * L + j] = region_ce_h(Q, c, tile.t[j], zj, qj, m[j], logS, dummy);
+                  hbuf[c * W + j] = region_ce_h(Q, c, tile.t[j], zj, qj, m[j], logS, dummy);
                 }
               }
             }
           }
           // a_c = cI_c t_c + cP_c (1 or 2 p_c) (soft_label: region_dice_a); B = sum_c a_c p_c
           const acc_t* pd = P.none ? tile.z.data() : tile.e.data();
-          Vec B(0);
-          for (int64_t c = 0; c < C; ++c) {
-            const Vec p = Vec::loadu(pd + c * L);
-            const Vec tt = P.dense ? Vec::loadu(tile.q.data() + c * L) : tile.onehot(c);
-            const Vec a = dice_a(P, p, tt, cI[c], cP[c]);
-            a.store(g.data() + c * L);
-            B = at::vec::fmadd(a, p, B);
-          }
-          const Vec vce(ce), vH = with_ce ? Vec::loadu(Hs) : Vec(0);
-          for (int64_t c = 0; c < C; ++c) {
-            Vec gc =
-                P.none ? Vec::loadu(g.data() + c * L) : Vec::loadu(pd + c * L) * (Vec::loadu(g.data() + c * L) - B);
-            if (with_ce) {
-              // the CE part's softmax p: the tile holds it only when there is a CE part
-              const Vec p = Vec::loadu(tile.e.data() + c * L);
-              gc = P.smoothing_mode ? gc + vce * (Vec::loadu(hbuf.data() + c * L) - p * vH) : gc - vce * p * vH;
+          for (int64_t kv = 0; kv < tile.kn; ++kv) {
+            const int64_t o = kv * L;
+            Vec B(0);
+            for (int64_t c = 0; c < C; ++c) {
+              const Vec p = Vec::loadu(pd + c * W + o);
+              const Vec tt = P.dense ? Vec::loadu(tile.q.data() + c * W + o) : tile.onehot(c, o);
+              const Vec a = dice_a(P, p, tt, cI[c], cP[c]);
+              a.store(g.data() + c * W + o);
+              B = at::vec::fmadd(a, p, B);
             }
-            if (with_fs) {
-              const Vec tt = P.dense ? Vec::loadu(tile.q.data() + c * L) : tile.onehot(c);
-              Vec sp, somp, sl, sd;
-              sigmoid_terms(P, c, Vec::loadu(tile.z.data() + c * L), tt, true, sp, somp, sl, sd);
-              gc = at::vec::fmadd(vce, sd, gc);
+            const Vec vce(ce), vH = with_ce ? Vec::loadu(Hs + o) : Vec(0), vvalid = Vec::loadu(tile.valid + o);
+            for (int64_t c = 0; c < C; ++c) {
+              const Vec gcur = Vec::loadu(g.data() + c * W + o);
+              Vec gc = P.none ? gcur : Vec::loadu(pd + c * W + o) * (gcur - B);
+              if (with_ce) {
+                // the CE part's softmax p: the tile holds it only when there is a CE part
+                const Vec p = Vec::loadu(tile.e.data() + c * W + o);
+                gc = P.smoothing_mode ? gc + vce * (Vec::loadu(hbuf.data() + c * W + o) - p * vH) : gc - vce * p * vH;
+              }
+              if (with_fs) {
+                const Vec tt = P.dense ? Vec::loadu(tile.q.data() + c * W + o) : tile.onehot(c, o);
+                Vec sp, somp, sl, sd;
+                sigmoid_terms(P, c, Vec::loadu(tile.z.data() + c * W + o), tt, true, sp, somp, sl, sd);
+                gc = at::vec::fmadd(vce, sd, gc);
+              }
+              (gc * vvalid).store(g.data() + c * W + o);
             }
-            (gc * vvalid).store(g.data() + c * L);
           }
           if (with_ce && !P.smoothing_mode) {
             // target mode: h is hh at the target class only
             for (int64_t j = 0; j < tile.cnt; ++j) {
               if (tile.valid[j] != acc_t(0)) {
-                g[tile.t[j] * L + j] += ce * hh[j];
+                g[tile.t[j] * W + j] += ce * hh[j];
               }
             }
           }
         }
         if (!class_last) {
           scalar_t* gd = grad + region_pixel_offset(false, n, s0, C, S);
-          if (std::is_same_v<scalar_t, acc_t> && tile.cnt == L) {
-            for (int64_t c = 0; c < C; ++c) {
-              Vec::loadu(g.data() + c * L).store(reinterpret_cast<acc_t*>(gd + c * P.cs));
+          if (std::is_same_v<scalar_t, acc_t> && tile.cnt == W) {
+            acc_t* const ga = reinterpret_cast<acc_t*>(gd);
+            if (stream && reinterpret_cast<uintptr_t>(ga) % kCacheLineBytes == 0) {
+              for (int64_t c = 0; c < C; ++c) {
+                for (int64_t kv = 0; kv < T::K; ++kv) {
+                  cpu::store_stream(ga + c * P.cs + kv * L, Vec::loadu(g.data() + c * W + kv * L));
+                }
+              }
+            } else {
+              for (int64_t c = 0; c < C; ++c) {
+                for (int64_t kv = 0; kv < T::K; ++kv) {
+                  Vec::loadu(g.data() + c * W + kv * L).store(ga + c * P.cs + kv * L);
+                }
+              }
             }
           } else {
             for (int64_t c = 0; c < C; ++c) {
               for (int64_t j = 0; j < tile.cnt; ++j) {
-                gd[c * P.cs + j] = static_cast<scalar_t>(g[c * L + j]);
+                gd[c * P.cs + j] = static_cast<scalar_t>(g[c * W + j]);
               }
             }
           }
@@ -536,11 +699,14 @@ void grad_kernel(
           for (int64_t j = 0; j < tile.cnt; ++j) {
             scalar_t* gd = grad + region_pixel_offset(true, n, s0 + j, C, S);
             for (int64_t c = 0; c < C; ++c) {
-              gd[c] = static_cast<scalar_t>(g[c * L + j]);
+              gd[c] = static_cast<scalar_t>(g[c * W + j]);
             }
           }
         }
       }
+    }
+    if (stream) {
+      cpu::stream_fence();  // the streamed gradient is visible to whoever joins this thread
     }
   });
 }

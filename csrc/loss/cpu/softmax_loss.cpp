@@ -9,6 +9,7 @@
 // written once, already scaled for the reduction.
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <limits>
 #include <optional>
 #include <vector>
@@ -31,8 +32,6 @@ namespace balancedtorch {
 namespace loss {
 namespace {
 
-// Elements ahead of the current tile that the column kernel prefetches.
-constexpr int64_t kPrefetchAhead = 64;
 // Class indices are compared in the vector type as (c >> 24, c & (2^24 - 1)):
 // both parts are exact in float32 for any C below 2^48.
 constexpr int kClassSplitBits = 24;
@@ -312,9 +311,23 @@ void rows_kernel(
 }
 
 // ---------------------------------------------------------------------------
-// Columns: inner > 1, [N, C, inner]; a tile of L consecutive pixels of one
-// sample is processed with one vector lane per pixel.
+// Columns: inner > 1, [N, C, inner]. A tile is W consecutive pixels of one
+// sample, computed as K vectors of L pixels with one vector lane per pixel:
+// for each class the tile's pixels are contiguous, so classes are read with
+// their stride and never gathered per pixel.
 // ---------------------------------------------------------------------------
+
+// Bytes of each class plane one tile covers: whole cache lines, each read
+// once and written once. (A tile of one vector, 32 bytes of float, came back
+// to every line a tile later, after the other C - 1 planes had evicted it.)
+constexpr int64_t kTileBytes = 128;
+constexpr int64_t kCacheLineBytes = 64;
+// Tiles ahead of the current one whose logits are prefetched (into L2).
+constexpr int64_t kPrefetchTiles = 2;
+// Gradients at least this large are written with streaming stores (see
+// cpu::store_stream): far beyond the last-level cache, a gradient is not read
+// back from the cache anyway, and the stores skip reading each line first.
+constexpr int64_t kStreamBytes = int64_t{32} << 20;
 
 template <typename scalar_t, typename acc_t, typename target_t>
 void columns_kernel(
@@ -326,276 +339,365 @@ void columns_kernel(
     acc_t* losses) {
   using Vec = at::vec::Vectorized<acc_t>;
   constexpr int64_t L = Vec::size();
+  constexpr int64_t K = std::max<int64_t>(1, kTileBytes / (L * static_cast<int64_t>(sizeof(acc_t))));
+  constexpr int64_t W = K * L;
+  constexpr int64_t kLine = std::max<int64_t>(1, kCacheLineBytes / static_cast<int64_t>(sizeof(acc_t)));
   constexpr bool direct = std::is_same_v<scalar_t, acc_t>;
   const int64_t C = P.C, inner = P.inner;
-  const int64_t tiles_per_sample = (inner + L - 1) / L;
+  const int64_t tiles_per_sample = (inner + W - 1) / W;
   const int64_t num_tiles = P.N * tiles_per_sample;
-  const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(C * L, 1));
+  const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(C * W, 1));
   const acc_t inv_c = acc_t(1) / acc_t(C);
   const bool linear = P.mode == kModeLinear;
   const bool general = P.mode == kModeGeneral;
+  const bool target_mode = P.mode == kModeTarget;
+  const bool hard = !P.soft;
+  // Class indices are compared in acc_t; only C above 2^24 needs both parts.
+  const bool split_classes = C - 1 > kClassSplitMask;
+  // the common case (class-index targets, no logit bias) has loops of its own
+  const bool fast = target_mode && !P.bias && !split_classes;
+  // streaming stores need every plane's lines whole and aligned
+  const bool stream = direct && P.grad && P.N * C * inner * static_cast<int64_t>(sizeof(acc_t)) >= kStreamBytes &&
+                      reinterpret_cast<uintptr_t>(grad) % kCacheLineBytes == 0 &&
+                      (inner * static_cast<int64_t>(sizeof(acc_t))) % kCacheLineBytes == 0;
 
   at::parallel_for(0, num_tiles, grain, [&](int64_t begin, int64_t end) {
-    std::vector<acc_t> zt(C * L), et(C * L), qt(P.soft ? C * L : 0), ht(general ? C * L : 0);
+    std::vector<acc_t> zt(C * W), et(C * W), qt(P.soft ? C * W : 0), ht(general ? C * W : 0);
+    int64_t t[W];
+    acc_t validf[W], wt[W], t_hi[W], t_lo[W], m[W], logS[W];
+    Vec coef_e[K], fix[K], lane_scale[K], valid_mask[K];
     for (int64_t tile = begin; tile < end; ++tile) {
       const int64_t n = tile / tiles_per_sample;
-      const int64_t i0 = (tile % tiles_per_sample) * L;
-      const int64_t cnt = std::min(L, inner - i0);
+      const int64_t i0 = (tile % tiles_per_sample) * W;
+      const int64_t cnt = std::min(W, inner - i0);
+      const int64_t kn = (cnt + L - 1) / L;  // vectors holding pixels
       const int64_t base = n * C * inner + i0;
-      // Full tiles of float/double read and write memory in place (stride
-      // `inner` between classes); partial tiles and half types go through
-      // lane-contiguous scratch (stride L).
-      const bool in_place = direct && cnt == L;
-      const acc_t* zp;
-      const acc_t* qp = nullptr;
-      int64_t zs;
-      if constexpr (direct) {
-        if (in_place) {
-          zp = x + base;
-          qp = P.soft ? soft + base : nullptr;
-          zs = inner;
+      const int64_t pix = n * inner + i0;  // flat index of the tile's first pixel
+      // Full tiles of float/double are read from and written to memory
+      // directly; partial tiles and half types are converted through scratch.
+      const bool in_place = direct && cnt == W;
+      if (in_place) {
+        // The C class planes are C concurrent streams, more than the hardware
+        // prefetchers follow: fetch a later tile's lines by hand. Into L2, not
+        // L1: planes a multiple of 4 KiB apart share one L1 set, where C lines
+        // would evict each other before use. (Prefetching the gradient's lines
+        // for writing, into L1, was slower for the same reason.)
+        for (int64_t c = 0; c < C; ++c) {
+          for (int64_t l = 0; l < W; l += kLine) {
+            __builtin_prefetch(x + base + c * inner + kPrefetchTiles * W + l, 0, 2);
+          }
         }
       }
-      if (!in_place) {
-        for (int64_t c = 0; c < C; ++c) {
-          for (int64_t j = 0; j < L; ++j) {
-            zt[c * L + j] = j < cnt ? static_cast<acc_t>(x[base + c * inner + j]) : acc_t(0);
+
+      // pass A: the tile into lane-contiguous scratch (stride W) and the
+      // per-lane max; the later passes read the scratch, which no plane evicts
+      Vec vmax[K];
+      for (int64_t k = 0; k < K; ++k) {
+        vmax[k] = Vec(-std::numeric_limits<acc_t>::infinity());
+      }
+      for (int64_t c = 0; c < C; ++c) {
+        acc_t* const zd = zt.data() + c * W;
+        bool loaded = false;
+        if constexpr (direct) {
+          if (in_place) {
+            const acc_t* const src = x + base + c * inner;
+            for (int64_t k = 0; k < K; ++k) {
+              Vec::loadu(src + k * L).store(zd + k * L);
+            }
             if (P.soft) {
-              qt[c * L + j] = j < cnt ? static_cast<acc_t>(soft[base + c * inner + j]) : acc_t(0);
+              const acc_t* const qsrc = soft + base + c * inner;
+              for (int64_t k = 0; k < K; ++k) {
+                Vec::loadu(qsrc + k * L).store(qt.data() + c * W + k * L);
+              }
+            }
+            loaded = true;
+          }
+        }
+        if (!loaded) {
+          for (int64_t j = 0; j < W; ++j) {
+            zd[j] = j < cnt ? static_cast<acc_t>(x[base + c * inner + j]) : acc_t(0);
+            if (P.soft) {
+              qt[c * W + j] = j < cnt ? static_cast<acc_t>(soft[base + c * inner + j]) : acc_t(0);
             }
           }
         }
-        zp = zt.data();
-        qp = P.soft ? qt.data() : nullptr;
-        zs = L;
+        const Vec b(P.bias ? P.bias[c] : acc_t(0));
+        for (int64_t k = 0; k < K; ++k) {
+          const Vec v = Vec::loadu(zd + k * L);
+          vmax[k] = at::vec::maximum(vmax[k], P.bias ? v + b : v);
+        }
       }
+      const acc_t* const zp = zt.data();
+      const acc_t* const qp = P.soft ? qt.data() : nullptr;
       // e stays in L1 scratch; the gradient is written once, in pass C
-      acc_t* ep = et.data();
-      const int64_t es = L;
-      scalar_t* const gdst = P.grad ? grad + base : nullptr;
-      auto zv = [&](int64_t c) {
-        const Vec v = Vec::loadu(zp + c * zs);
-        return P.bias ? v + Vec(P.bias[c]) : v;
-      };
-      auto zs_at = [&](int64_t c, int64_t j) { return zp[c * zs + j] + (P.bias ? P.bias[c] : acc_t(0)); };
+      acc_t* const ep = et.data();
 
-      // targets and valid lanes (padding lanes count as ignored)
-      int64_t t[L];
-      acc_t validf[L], wt[L], zt_t[L];
-      for (int64_t j = 0; j < L; ++j) {
+      // targets and valid lanes (padding lanes count as ignored). The target
+      // class of each lane is kept in acc_t as (c >> 24, c & (2^24 - 1)), both
+      // exact: one float per class index would make classes 2^24 and 2^24 + 1
+      // compare equal. Invalid lanes match no class.
+      for (int64_t j = 0; j < W; ++j) {
         bool valid = j < cnt;
-        t[j] = 0;
-        if (valid && !P.soft) {
-          const int64_t tj = target_at(target, n * inner + i0 + j);
+        int64_t tj = 0;
+        if (valid && hard) {
+          tj = target_at(target, pix + j);
           valid = tj != P.ignore_index;
-          t[j] = valid ? tj : 0;
+          tj = valid ? tj : 0;
         }
+        t[j] = tj;
         validf[j] = valid ? acc_t(1) : acc_t(0);
-        wt[j] = valid ? weight_of(P, t[j]) : acc_t(0);
-        zt_t[j] = P.soft ? acc_t(0) : zs_at(t[j], j);
+        wt[j] = valid ? weight_of(P, tj) : acc_t(0);
+        t_hi[j] = valid && hard ? static_cast<acc_t>(tj >> kClassSplitBits) : acc_t(-1);
+        t_lo[j] = valid && hard ? static_cast<acc_t>(tj & kClassSplitMask) : acc_t(-1);
       }
-
-      // pass A: per-lane max. The C class planes are C concurrent streams,
-      // more than the hardware prefetchers follow: fetch the next tile's
-      // lines (and the gradient's, about to be written) ahead by hand.
-      Vec vm(-std::numeric_limits<acc_t>::infinity());
-      for (int64_t c = 0; c < C; ++c) {
-        if (in_place) {
-          __builtin_prefetch(zp + c * zs + kPrefetchAhead);
-          if (gdst) {
-            __builtin_prefetch(gdst + c * inner + kPrefetchAhead, 1);
-          }
-        }
-        vm = at::vec::maximum(vm, zv(c));
-      }
-      acc_t m[L];
-      vm.store(m);
-      for (int64_t j = 0; j < L; ++j) {
-        if (!std::isfinite(m[j])) {
-          m[j] = std::isnan(m[j]) || m[j] > 0 ? m[j] : acc_t(0);
-        }
-      }
-      vm = Vec::loadu(m);
-
-      // pass B: e, S (and D = sum a (m - z), A = sum a in linear mode)
-      Vec vs(0), vd(0), va(0), vall(0);  // vall: over every class in class order, for p_t
-      const Vec one_minus_eps(acc_t(1) - P.eps), eps_c(P.eps * inv_c);
-      auto coef_a = [&](int64_t c) {
-        Vec a = P.soft ? at::vec::fmadd(one_minus_eps, Vec::loadu(qp + c * zs), eps_c) : eps_c;
+      auto is_target = [&](int64_t c, int64_t o) {
+        const Vec lo = Vec::loadu(t_lo + o) == Vec(static_cast<acc_t>(c & kClassSplitMask));
+        return split_classes ? lo & (Vec::loadu(t_hi + o) == Vec(static_cast<acc_t>(c >> kClassSplitBits))) : lo;
+      };
+      const Vec one_minus_eps(acc_t(1) - P.eps), eps_c(P.eps * inv_c), vscale(P.scale);
+      auto coef_a = [&](int64_t c, int64_t o) {
+        Vec a = P.soft ? at::vec::fmadd(one_minus_eps, Vec::loadu(qp + c * W + o), eps_c) : eps_c;
         return P.weight ? a * Vec(P.weight[c]) : a;
       };
-      const bool target_mode = P.mode == kModeTarget;
-      // The target class of each lane, split into two parts below 2^24 that
-      // acc_t holds exactly: one float per class index would make classes
-      // 2^24 and 2^24 + 1 compare equal. Invalid lanes match no class.
-      acc_t t_hi[L], t_lo[L];
-      for (int64_t j = 0; j < L; ++j) {
-        const bool valid = validf[j] != acc_t(0);
-        t_hi[j] = valid ? static_cast<acc_t>(t[j] >> kClassSplitBits) : acc_t(-1);
-        t_lo[j] = valid ? static_cast<acc_t>(t[j] & kClassSplitMask) : acc_t(-1);
-      }
-      const Vec vt_hi = Vec::loadu(t_hi), vt_lo = Vec::loadu(t_lo);
-      for (int64_t c = 0; c < C; ++c) {
-        const Vec zc = zv(c);
-        const Vec ec = cpu::exp(zc - vm);
-        ec.store(ep + c * es);
-        if (P.prob) {
-          vall = vall + ec;
-        }
-        // class-index targets: vs = s_other, the sum without the target (see target_terms)
-        if (target_mode) {
-          const Vec is_target = (vt_hi == Vec(static_cast<acc_t>(c >> kClassSplitBits))) &
-                                (vt_lo == Vec(static_cast<acc_t>(c & kClassSplitMask)));
-          vs = vs + Vec::blendv(ec, Vec(0), is_target);
-        } else {
-          vs = vs + ec;
-        }
-        if (linear) {
-          const Vec a = coef_a(c);
-          va = va + a;
-          vd = at::vec::fmadd(a, vm - zc, vd);
-        }
-      }
-      const Vec vlogS = vs.log();
-      const Vec vvalid = Vec::loadu(validf), vwt = Vec::loadu(wt), vzt = Vec::loadu(zt_t), vscale(P.scale);
-      const Vec inv_s = vs.reciprocal();
-      Vec loss(0), coef_e(0), fix(0), lane_scale = vvalid * vscale, hvec(0);
 
-      if (target_mode) {
-        const Vec dz = vzt - vm;
-        Vec lp, pw(1), u(-1), S, pt;
-        if (P.gamma == acc_t(0)) {
-          const Vec et = cpu::exp(dz);
-          S = et + vs;
-          lp = Vec::blendv(dz - S.log(), vs.log1p().neg(), dz >= Vec(0));
-          lp = at::vec::minimum(lp, Vec(0));
+      for (int64_t k = 0; k < kn; ++k) {
+        const int64_t o = k * L;  // the vector's first lane in the tile
+        // an all -inf column takes max 0 (nan and +inf stay)
+        const Vec vm = Vec::blendv(vmax[k], Vec(0), vmax[k] == Vec(-std::numeric_limits<acc_t>::infinity()));
+
+        // pass B: e, S (and D = sum a (m - z), A = sum a in linear mode). The
+        // target's logit and e are picked up on the way (no gather over C).
+        Vec vs(0), vd(0), va(0), vall(0), vzt(vm), vet(0);  // vall: over every class in class order, for p_t
+        if (fast) {
+          // target mode, no bias, C <= 2^24: one compare per class, state in registers
+          auto run = [&, nc = C, zo = zp + o, eo = ep + o](auto with_prob) {
+            const Vec vt = Vec::loadu(t_lo + o);
+            Vec s(0), all(0), zt_(vm), et_(0), vc(0);  // vc: the class index, counted in acc_t (exact below 2^24)
+            for (int64_t c = 0; c < nc; ++c, vc = vc + Vec(1)) {
+              const Vec zc = Vec::loadu(zo + c * W);
+              const Vec ec = cpu::exp(zc - vm);
+              ec.store(eo + c * W);
+              if constexpr (decltype(with_prob)::value) {
+                all = all + ec;
+              }
+              const Vec hit = vt == vc;
+              zt_ = Vec::blendv(zt_, zc, hit);
+              et_ = Vec::blendv(et_, ec, hit);
+              s = s + Vec::blendv(ec, Vec(0), hit);
+            }
+            vs = s;
+            vall = all;
+            vzt = zt_;
+            vet = et_;
+          };
           if (P.prob) {
-            // as softmax forms it (see target_prob), over a sum that does not
-            // depend on where the target sits: equal logit columns, equal p
-            pt = et / vall;
+            run(std::true_type{});
+          } else {
+            run(std::false_type{});
           }
         } else {
-          acc_t dza[L], so[L], lpa[L], pwa[L], ua[L], sa[L];
-          dz.store(dza);
-          vs.store(so);
-          for (int64_t j = 0; j < L; ++j) {
-            sa[j] = target_terms(dza[j], so[j], P.gamma, lpa[j], pwa[j], ua[j]);
+          for (int64_t c = 0; c < C; ++c) {
+            const Vec z = Vec::loadu(zp + c * W + o);
+            const Vec zc = P.bias ? z + Vec(P.bias[c]) : z;
+            const Vec ec = cpu::exp(zc - vm);
+            ec.store(ep + c * W + o);
+            if (P.prob) {
+              vall = vall + ec;
+            }
+            if (hard) {
+              const Vec hit = is_target(c, o);
+              vzt = Vec::blendv(vzt, zc, hit);
+              if (target_mode) {
+                // vs = s_other, the sum without the target (see target_terms)
+                vet = Vec::blendv(vet, ec, hit);
+                vs = vs + Vec::blendv(ec, Vec(0), hit);
+              } else {
+                vs = vs + ec;
+              }
+            } else {
+              vs = vs + ec;
+            }
+            if (linear) {
+              const Vec a = coef_a(c, o);
+              va = va + a;
+              vd = at::vec::fmadd(a, vm - zc, vd);
+            }
           }
-          lp = Vec::loadu(lpa);
-          pw = Vec::loadu(pwa);
-          u = Vec::loadu(ua);
-          S = Vec::loadu(sa);
-          if (P.prob) {
-            acc_t pa[L], alla[L];
-            vall.store(alla);
+        }
+        const Vec vvalid = Vec::loadu(validf + o), vwt = Vec::loadu(wt + o);
+        Vec loss(0);
+        coef_e[k] = Vec(0);
+        fix[k] = Vec(0);
+        lane_scale[k] = vvalid * vscale;
+        valid_mask[k] = vvalid != Vec(0);
+
+        if (target_mode) {
+          const Vec dz = vzt - vm;
+          Vec lp, pw(1), u(-1), S, pt;
+          if (P.gamma == acc_t(0)) {
+            S = vet + vs;
+            // lanes whose target is the max take -log1p(s_other), the others
+            // dz - log S: each log only where some lane needs it
+            const int below = (dz >= Vec(0)).zero_mask();  // lanes with dz < 0 (or nan)
+            if (below == (1 << L) - 1) {
+              lp = dz - S.log();
+            } else if (below == 0) {
+              lp = vs.log1p().neg();
+            } else {
+              lp = Vec::blendv(dz - S.log(), vs.log1p().neg(), dz >= Vec(0));
+            }
+            lp = at::vec::minimum(lp, Vec(0));
+            if (P.prob) {
+              // as softmax forms it (see target_prob), over a sum that does not
+              // depend on where the target sits: equal logit columns, equal p
+              pt = vet / vall;
+            }
+          } else {
+            acc_t dza[L], so[L], lpa[L], pwa[L], ua[L], sa[L];
+            dz.store(dza);
+            vs.store(so);
             for (int64_t j = 0; j < L; ++j) {
-              pa[j] = target_prob(dza[j], alla[j]);
+              sa[j] = target_terms(dza[j], so[j], P.gamma, lpa[j], pwa[j], ua[j]);
             }
-            pt = Vec::loadu(pa);
+            lp = Vec::loadu(lpa);
+            pw = Vec::loadu(pwa);
+            u = Vec::loadu(ua);
+            S = Vec::loadu(sa);
+            if (P.prob) {
+              acc_t pa[L], alla[L];
+              vall.store(alla);
+              for (int64_t j = 0; j < L; ++j) {
+                pa[j] = target_prob(dza[j], alla[j]);
+              }
+              pt = Vec::loadu(pa);
+            }
           }
-        }
-        if (P.prob) {
-          acc_t pa[L];
-          Vec::blendv(Vec(0), pt, vvalid != Vec(0)).store(pa);
-          for (int64_t j = 0; j < cnt; ++j) {
-            P.prob[n * inner + i0 + j] = pa[j];
+          if (P.prob) {
+            Vec::blendv(Vec(0), pt, valid_mask[k]).store(P.prob + pix + o, std::min(L, cnt - o));
           }
-        }
-        const Vec hh = vwt * pw * u;
-        loss = (vwt * pw * lp).neg();
-        coef_e = (hh * vscale / S).neg();
-        fix = hh * vscale * vs / S;  // assigned at the target: hh (1 - p_t), no cancellation
-      } else if (linear) {
-        if (P.soft) {
-          loss = (va * vlogS + vd) * vvalid;
-          coef_e = va * vscale * inv_s * vvalid;
+          const Vec hh = vwt * pw * u;
+          loss = (vwt * pw * lp).neg();
+          coef_e[k] = (hh * vscale / S).neg();
+          fix[k] = hh * vscale * vs / S;  // assigned at the target: hh (1 - p_t), no cancellation
+        } else if (linear) {
+          const Vec vlogS = vs.log();
+          const Vec inv_s = vs.reciprocal();
+          if (P.soft) {
+            loss = (va * vlogS + vd) * vvalid;
+            coef_e[k] = va * vscale * inv_s * vvalid;
+          } else {
+            const Vec at_ = one_minus_eps * vwt + Vec(P.eps * inv_c * P.weight_sum) * vvalid;
+            loss = at_ * vlogS + one_minus_eps * vwt * (vm - vzt) + vd * vvalid;
+            coef_e[k] = at_ * vscale * inv_s;
+            fix[k] = (one_minus_eps * vwt * vscale).neg();
+          }
         } else {
-          const Vec at_ = one_minus_eps * vwt + Vec(P.eps * inv_c * P.weight_sum) * vvalid;
-          loss = at_ * vlogS + one_minus_eps * vwt * (vm - vzt) + vd * vvalid;
-          coef_e = at_ * vscale * inv_s;
-          fix = (one_minus_eps * vwt * vscale).neg();
-        }
-      } else {
-        // general mode: scalar over classes for each lane
-        acc_t la[L], ca[L], logS[L];
-        vlogS.store(logS);
-        for (int64_t j = 0; j < L; ++j) {
-          la[j] = ca[j] = acc_t(0);
-          if (validf[j] == acc_t(0)) {
-            for (int64_t c = 0; c < C; ++c) {
-              ht[c * L + j] = acc_t(0);
+          // general mode: scalar over classes for each lane
+          vm.store(m + o);
+          vs.log().store(logS + o);
+          acc_t la[L], ca[L];
+          for (int64_t l = 0; l < L; ++l) {
+            const int64_t j = o + l;
+            la[l] = ca[l] = acc_t(0);
+            if (validf[j] == acc_t(0)) {
+              for (int64_t c = 0; c < C; ++c) {
+                ht[c * W + j] = acc_t(0);
+              }
+              continue;
             }
-            continue;
+            acc_t H = 0, S = 0;
+            for (int64_t c = 0; c < C; ++c) {
+              S += ep[c * W + j];
+            }
+            for (int64_t c = 0; c < C; ++c) {
+              const acc_t zc = zp[c * W + j] + (P.bias ? P.bias[c] : acc_t(0));
+              const acc_t qc =
+                  P.soft ? (acc_t(1) - P.eps) * qp[c * W + j] + P.eps * inv_c : smoothed_q(c == t[j], P.eps, inv_c);
+              const acc_t a = qc * weight_of(P, c);
+              const acc_t lp = std::min((zc - m[j]) - logS[j], acc_t(0));
+              acc_t pw, u;
+              focal_terms(lp, P.gamma, pw, u);
+              la[l] -= a * pw * lp;
+              ht[c * W + j] = a * pw * u;
+              H += ht[c * W + j];
+            }
+            ca[l] = -H * P.scale / S;
           }
-          acc_t H = 0, S = 0;
-          for (int64_t c = 0; c < C; ++c) {
-            S += ep[c * es + j];
-          }
-          for (int64_t c = 0; c < C; ++c) {
-            const acc_t qc =
-                P.soft ? (acc_t(1) - P.eps) * qp[c * zs + j] + P.eps * inv_c : smoothed_q(c == t[j], P.eps, inv_c);
-            const acc_t a = qc * weight_of(P, c);
-            const acc_t lp = std::min((zs_at(c, j) - m[j]) - logS[j], acc_t(0));
-            acc_t pw, u;
-            focal_terms(lp, P.gamma, pw, u);
-            la[j] -= a * pw * lp;
-            ht[c * L + j] = a * pw * u;
-            H += ht[c * L + j];
-          }
-          ca[j] = -H * P.scale / S;
+          loss = Vec::loadu(la);
+          coef_e[k] = Vec::loadu(ca);
         }
-        loss = Vec::loadu(la);
-        coef_e = Vec::loadu(ca);
-      }
-      // Ignored and padding lanes give exactly 0, even for non-finite logits (as torch).
-      const Vec valid_mask = vvalid != Vec(0);
-      loss = Vec::blendv(Vec(0), loss, valid_mask);
-      {
-        acc_t la[L];
-        loss.store(la);
-        for (int64_t j = 0; j < cnt; ++j) {
-          losses[n * inner + i0 + j] = la[j];
-        }
+        // Ignored and padding lanes give exactly 0, even for non-finite logits (as torch).
+        Vec::blendv(Vec(0), loss, valid_mask[k]).store(losses + pix + o, std::min(L, cnt - o));
       }
       if (!P.grad) {
         continue;
       }
 
-      // pass C: the gradient, in place (full float tiles) or via scratch
-      acc_t* gp;
-      int64_t gs = L;
+      // pass C: the gradient, one class plane's whole lines after another, in
+      // place (full float tiles) or via scratch (the logits' scratch is free)
+      scalar_t* const gdst = grad + base;
+      acc_t* gp = zt.data();
+      int64_t gs = W;
+      bool via_scratch = true;
       if constexpr (direct) {
-        gp = in_place ? gdst : zt.data();
-        gs = in_place ? inner : L;
-      } else {
-        gp = zt.data();
-      }
-      for (int64_t c = 0; c < C; ++c) {
-        Vec gc = Vec::loadu(ep + c * es) * coef_e;
-        if (linear) {
-          gc = gc - coef_a(c) * lane_scale;
-        } else if (general) {
-          gc = gc + Vec::loadu(ht.data() + c * L) * lane_scale;
+        if (in_place) {
+          gp = gdst;
+          gs = inner;
+          via_scratch = false;
         }
-        Vec::blendv(Vec(0), gc, valid_mask).store(gp + c * gs);
       }
-      if (!general && !P.soft) {
-        acc_t fa[L];
-        fix.store(fa);
-        for (int64_t j = 0; j < cnt; ++j) {
-          if (validf[j] != acc_t(0)) {
-            acc_t& gt = gp[t[j] * gs + j];
-            gt = target_mode ? fa[j] : gt + fa[j];
+      const bool streaming = stream && in_place;
+      auto put = [&](acc_t* dst, const Vec& v) {
+        if (streaming) {
+          cpu::store_stream(dst, v);
+        } else {
+          v.store(dst);
+        }
+      };
+      if (fast) {
+        Vec vt[K];
+        for (int64_t k = 0; k < kn; ++k) {
+          vt[k] = Vec::loadu(t_lo + k * L);
+        }
+        for (int64_t c = 0; c < C; ++c) {
+          const Vec vc(static_cast<acc_t>(c));
+          for (int64_t k = 0; k < kn; ++k) {
+            const int64_t o = k * L;
+            const Vec gc = Vec::blendv(Vec(0), Vec::loadu(ep + c * W + o) * coef_e[k], valid_mask[k]);
+            put(gp + c * gs + o, Vec::blendv(gc, fix[k], vt[k] == vc));
+          }
+        }
+      } else {
+        const bool fix_target = !general && hard;
+        for (int64_t c = 0; c < C; ++c) {
+          for (int64_t k = 0; k < kn; ++k) {
+            const int64_t o = k * L;
+            Vec gc = Vec::loadu(ep + c * W + o) * coef_e[k];
+            if (linear) {
+              gc = gc - coef_a(c, o) * lane_scale[k];
+            } else if (general) {
+              gc = gc + Vec::loadu(ht.data() + c * W + o) * lane_scale[k];
+            }
+            gc = Vec::blendv(Vec(0), gc, valid_mask[k]);
+            if (fix_target) {
+              // at the target: hh (1 - p_t) in target mode, added in linear mode
+              const Vec hit = is_target(c, o);
+              gc = target_mode ? Vec::blendv(gc, fix[k], hit) : Vec::blendv(gc, gc + fix[k], hit);
+            }
+            put(gp + c * gs + o, gc);
           }
         }
       }
-      if (!in_place) {
+      if (via_scratch) {
         for (int64_t c = 0; c < C; ++c) {
           for (int64_t j = 0; j < cnt; ++j) {
-            grad[base + c * inner + j] = static_cast<scalar_t>(zt[c * L + j]);
+            gdst[c * inner + j] = static_cast<scalar_t>(zt[c * W + j]);
           }
         }
       }
+    }
+    if (stream) {
+      cpu::stream_fence();  // the streamed gradient is visible to whoever joins this thread
     }
   });
 }
