@@ -1,6 +1,6 @@
 """Shared machinery of the imbalanced-learn compatible resamplers.
 
-Kept whole (about 830 lines): its parts (``_Data``, the caller's containers
+Kept whole (about 880 lines): its parts (``_Data``, the caller's containers
 in and out; ``check_sampling_strategy``; ``Neighbours``; the ``check_*``
 helpers; ``BaseSampler``) are the one base that every sampler module imports
 together, and tests patch its module globals (``SPARSE_DENSE_LIMIT_BYTES``)
@@ -19,10 +19,11 @@ is installed, and a look-alike (``get_params``/``set_params``) otherwise.
 from __future__ import annotations
 
 import inspect
+import math
 import numbers
 import warnings
 from collections import OrderedDict
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -572,6 +573,36 @@ class Neighbours:
             return self._own(x, x, None)[1][:, 1:]
         return knn(x, self.k)[1]
 
+    def check(self, n: int, cls: Any) -> None:
+        """The ValueError of ``within`` for a class of n rows that has too few (raised where ``within`` would)."""
+        _check_enough(n, self.k, self.owner, self.name, cls)
+
+    def within_classes(self, blocks: Sequence[Tensor], classes: Sequence[Any]) -> List[Tensor]:
+        """``within`` of several classes at once: ``[within(b, c) for b, c in zip(blocks, classes)]``, equal
+        to it index for index (so the random draws that follow are too), from one ``knn(groups=)`` call.
+
+        ``blocks`` are the classes' rows (each in ascending order of X, same width and dtype), ``classes``
+        their values (named in the error). The blocks are stacked in order and searched as groups: each
+        group is the same search as its block's own call (ties to the lower index, which the stacking
+        keeps), and the stacked indices minus the block's offset are its rows. Falls back to one call per
+        class for a user's non-Euclidean estimator (its own ``kneighbors``, as imbalanced-learn) and where
+        the stacked data would be scaled differently from some class alone (values beyond 2^40 or below
+        2^-40 in some classes only: the kernel scales the whole input by one power of two).
+        """
+        for b, cls in zip(blocks, classes):
+            self.check(b.shape[0], cls)
+        if self.own_search or len(blocks) < 2 or not _one_scaling(blocks):
+            return [self.within(b, cls) for b, cls in zip(blocks, classes)]
+        sizes = [b.shape[0] for b in blocks]
+        x = torch.cat(list(blocks))
+        groups = torch.repeat_interleave(torch.arange(len(blocks), device=x.device), torch.tensor(sizes, device=x.device))
+        idx = knn(x, self.k, groups=groups)[1]
+        out, at = [], 0
+        for n in sizes:
+            out.append(idx[at : at + n] - at)  # a block's neighbours are its own rows: offsets back to its indices
+            at += n
+        return out
+
     def query(self, queries: Tensor, ref: Tensor, cls: Any = None) -> Tuple[Tensor, Tensor]:
         """imbalanced-learn's ``kneighbors(queries)[:, 1:]`` on an estimator fitted to ``ref`` (queries are rows
         of ref); ``cls``: the class ``ref`` holds, named in the error. Distances are squared Euclidean on the
@@ -590,6 +621,23 @@ class Neighbours:
             return d.double(), i
         d, i = knn(queries, n, ref=ref)
         return d.double().clamp_min(0).sqrt(), i
+
+
+def _knn_scaling(max_abs: float, d: int, double: bool) -> Tuple[int, bool]:
+    """The power-of-two scaling that ``bt.ops.knn`` applies to an input whose largest magnitude is max_abs
+    (its candidate search; and whether the float64 re-rank runs on the scaled copies), as knn.cpp computes it."""
+    exp = -(math.frexp(max_abs)[1] - 1) if max_abs > 0 and (max_abs > 2.0**40 or max_abs < 2.0**-40) else 0
+    rscaled = double and (max_abs * math.sqrt(d) > 2.0**509 or 0 < max_abs < 2.0**-500)
+    return exp, rscaled
+
+
+def _one_scaling(blocks: Sequence[Tensor]) -> bool:
+    """Whether knn scales the stacked blocks as it scales each alone (always, unless magnitudes beyond 2^40
+    or below 2^-40 occur: then only where every block's largest magnitude gives the same scaling)."""
+    peaks = torch.stack([b.detach().abs().amax() for b in blocks]).double().tolist()
+    d, double = blocks[0].shape[1], blocks[0].dtype == torch.float64
+    whole = _knn_scaling(max(peaks), d, double)
+    return all(_knn_scaling(p, d, double) == whole for p in peaks)
 
 
 def _as_imblearn(check: Any, *args: Any, **kwargs: Any) -> Any:

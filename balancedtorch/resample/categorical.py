@@ -373,6 +373,7 @@ class SMOTENC(SMOTE):
         gen = self._generator
         self.median_std_ = {}
         new_cont, new_cat, new_codes = [], [], []
+        todo = []  # (code, samples to add, continuous rows, category codes, distance embedding) per class
         for code, n_new in self._codes_strategy.items():
             if n_new == 0:
                 continue
@@ -398,7 +399,11 @@ class SMOTENC(SMOTE):
             embed[:, : C.shape[1]] = C
             if m > 0:
                 embed.scatter_(1, C.shape[1] + K + starts, m / math.sqrt(2))
-            nns = nn_k.within(embed, value)
+            nn_k.check(C.shape[0], value)  # raised in class order, as the search per class did
+            todo.append((code, n_new, C, K, embed))
+        # the same-class neighbours of every class from one knn(groups=) call; the draws follow in class order
+        found = nn_k.within_classes([t[4] for t in todo], [data.class_values[t[0]] for t in todo])
+        for (code, n_new, C, K, _), nns in zip(todo, found):
             k = nns.shape[1]
             pick = torch.randint(0, C.shape[0] * k, (n_new,), generator=gen, device=C.device)
             base, col = pick // k, pick % k

@@ -226,6 +226,12 @@ class FeatureSMOTE(nn.Module):
         so a step costs a few tensor operations per size bucket (at most
         log2(B) + 1 buckets), not per class: a 1,000-class batch does not
         loop over its classes.
+
+        It keeps this search rather than ``bt.ops.knn(groups=, ref=,
+        ref_groups=)`` (the samplers' one same-class search) because a class
+        with k or fewer candidates here uses the ones it has, which ``knn``
+        refuses, and because ``knn`` searches group by group (host syncs per
+        group on CUDA), which a per-step layer over many classes cannot afford.
         """
         device = features.device
         B, D = features.shape

@@ -209,13 +209,13 @@ class SMOTE(_OverSampler):
         nn_k = Neighbours(self.k_neighbors, "k_neighbors", self._owner, 1)
         self.nn_k_ = nn_k.estimator
         Xw = data.work()
+        todo = [(code, n_new) for code, n_new in self._codes_strategy.items() if n_new > 0]
+        blocks = [Xw.index_select(0, data.rows_of(code)) for code, _ in todo]
+        # every class's same-class neighbours from one knn(groups=) call (equal to one call per class)
+        nns = nn_k.within_classes(blocks, [data.class_values[code] for code, _ in todo])
         parts = []
-        for code, n_new in self._codes_strategy.items():
-            if n_new == 0:
-                continue
-            X_class = Xw.index_select(0, data.rows_of(code))
-            nns = nn_k.within(X_class, data.class_values[code])
-            parts.append((code, _make_samples(X_class, X_class, nns, n_new, self._generator)))
+        for (code, n_new), X_class, nns_class in zip(todo, blocks, nns):
+            parts.append((code, _make_samples(X_class, X_class, nns_class, n_new, self._generator)))
         return self._stack(data, Xw, parts)
 
 
@@ -350,7 +350,7 @@ class ADASYN(_OverSampler):
         k = nn.k
         Xw = data.work()
         gen = self._generator
-        parts = []
+        todo = []  # (code, the class's rows, how many new points each row gets, their sum)
         for code, n_new in self._codes_strategy.items():
             if n_new == 0:
                 continue
@@ -368,8 +368,13 @@ class ADASYN(_OverSampler):
             n_gen = int(per_row.sum())
             if n_gen == 0:
                 raise ValueError("ADASYN: no samples would be generated with this sampling_strategy")
-            nns_class = nn.within(X_class, data.class_values[code])
-            src = torch.repeat_interleave(torch.arange(rows.numel(), device=data.device), per_row)
+            nn.check(rows.numel(), data.class_values[code])  # raised in class order, as the search per class did
+            todo.append((code, X_class, per_row, n_gen))
+        # the same-class neighbours of every class from one knn(groups=) call; the draws follow in class order
+        nns = nn.within_classes([t[1] for t in todo], [data.class_values[t[0]] for t in todo])
+        parts = []
+        for (code, X_class, per_row, n_gen), nns_class in zip(todo, nns):
+            src = torch.repeat_interleave(torch.arange(X_class.shape[0], device=data.device), per_row)
             cols = torch.randint(0, k, (n_gen,), generator=gen, device=data.device)
             steps = torch.rand(n_gen, generator=gen, device=data.device, dtype=torch.float64)
             parts.append((code, _interpolate(X_class, src, X_class.index_select(0, nns_class[src, cols]), steps)))
