@@ -115,7 +115,7 @@ def test_bad_threshold_or_report_argument_on_one_rank_raises_on_both(tmp_path):
                 p.kill()
             pytest.fail("the two ranks hung")
     parts = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(2)]
-    assert "tpr must be in (0, 1), got 2.0" in parts[1]["tpr"]
+    assert "tpr must be a number in (0, 1), got 2.0" in parts[1]["tpr"]
     assert "NoveltyDetector.threshold: invalid input on rank(s) [1]" in parts[0]["tpr"]
     assert "top_n must be an int >= 0, got -1" in parts[1]["top_n"]
     assert "NoveltyDetector.report: invalid input on rank(s) [1]" in parts[0]["top_n"]
