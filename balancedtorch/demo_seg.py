@@ -40,7 +40,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from . import augment, data, metrics
+from . import _validate, augment, data, metrics
 from . import nn as btnn
 from ._optional import install_hint
 from .demo import _progress
@@ -184,8 +184,7 @@ def make_scenes(n: int, seed: int = 0, split: str = "train") -> Tuple[Tensor, Te
         ``Tensor[n, 64, 128]`` uint8 with 0 background, 1 red, 2 yellow,
         3 green (the lit lamp's pixels).
     """
-    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-        raise ValueError(f"make_scenes: n must be an int >= 0, got {n!r}")
+    n = _validate.integer(n, "n", low=0, caller="make_scenes")
     if split not in _SPLIT_KEYS:
         raise ValueError(f"make_scenes: split must be 'train', 'val' or 'test', got {split!r}")
     images = np.empty((n, HEIGHT, WIDTH, 3), np.float32)
@@ -468,8 +467,7 @@ def run_demo(
     Writes ``confusion_plain.png``, ``confusion_balanced.png`` and
     ``predictions.png`` to ``out`` (when matplotlib is installed).
     """
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"run_demo: steps must be an int >= 1, got {steps!r}")
+    steps = _validate.integer(steps, "steps", low=1, caller="run_demo")
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     start = time.perf_counter()
     split = make_split(seed, n_train, n_val, n_test)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import math
-import numbers
 from typing import Any, Optional
 
 import torch
 from torch import Tensor
 
+from .. import _validate
 from .._constants import REDUCTIONS
 from .._dispatch import _is_compiling, refuse_bad_values
 from .._validate import check_dense
@@ -24,22 +23,14 @@ def _reduction_code(reduction: str) -> int:
     return _REDUCTIONS[reduction]
 
 
-def _real(value: Any, name: str, low: float, high: float = math.inf, high_inclusive: bool = True) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or math.isnan(float(value)):
-        raise ValueError(f"{name} must be a real number, got {value!r}")
-    value = float(value)
-    above = value > high if high_inclusive else value >= high
-    if value < low or above or math.isinf(value):
-        bracket = "]" if high_inclusive else ")"
-        raise ValueError(f"{name} must be in [{low}, {high}{bracket}, got {value!r}")
-    return value
+def _real(value: Any, name: str, low: float, high: Optional[float] = None) -> float:
+    """A finite real option in ``[low, high]`` (TypeError for a non-number, ValueError outside or non-finite)."""
+    return _validate.real(value, name, low=low, high=high)
 
 
 def _alpha(alpha: Any) -> float:
-    """Sigmoid focal alpha: <= 1; negative disables the weighting, as in torchvision."""
-    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or math.isnan(float(alpha)) or float(alpha) > 1:
-        raise ValueError(f"alpha must be a number <= 1 (negative disables it, as torchvision), got {alpha!r}")
-    return float(alpha)
+    """Sigmoid focal alpha: a finite number <= 1; a negative one disables the weighting, as in torchvision."""
+    return _validate.real(alpha, "alpha", high=1.0)
 
 
 def _check_tensor(value: Any, name: str) -> Tensor:

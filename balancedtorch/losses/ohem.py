@@ -22,7 +22,6 @@ private to this call).
 
 from __future__ import annotations
 
-import numbers
 from typing import Any, Optional
 
 import torch
@@ -44,9 +43,7 @@ _REDUCTION_NONE = REDUCTIONS["none"]
 
 
 def _check_thresh(thresh: Any) -> float:
-    if isinstance(thresh, bool) or not isinstance(thresh, numbers.Real) or not 0.0 < float(thresh) <= 1.0:
-        raise ValueError(f"thresh must be a number in (0, 1], got {thresh!r}")
-    return float(thresh)
+    return _validate.real(thresh, "thresh", low=0.0, high=1.0, low_inclusive=False)
 
 
 def _check_min_kept(min_kept: Any) -> int:

@@ -15,7 +15,6 @@ backward are in :mod:`balancedtorch.losses._region_op`.
 
 from __future__ import annotations
 
-import math
 import numbers
 import warnings
 from typing import Any, Optional, Sequence, Union
@@ -60,12 +59,8 @@ def _choice(value: Any, name: str, table: dict) -> int:
 
 
 def _number(value: Any, name: str, low: float = 0.0, strict: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(float(value)):
-        raise ValueError(f"{name} must be a finite real number, got {value!r}")
-    value = float(value)
-    if value < low or (strict and value == low):
-        raise ValueError(f"{name} must be {'>' if strict else '>='} {low}, got {value!r}")
-    return value
+    """A finite real option >= low (> low with ``strict``): TypeError for a non-number, ValueError otherwise."""
+    return _validate.real(value, name, low=low, low_inclusive=not strict)
 
 
 def _flag(value: Any, name: str) -> bool:

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .. import _validate
 from .._labels import check_labels
 from .._validate import as_tensor
 from ._arguments import _check_name_strings
@@ -261,8 +262,7 @@ def audit(
         'audit.html'
     """
     path = _check_path(path)
-    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
-        raise ValueError(f"audit: n must be an int >= 1 (items shown per section), got {n!r}")
+    n = _validate.integer(n, "n", low=1, caller="audit")
     if not isinstance(title, str):
         raise TypeError(f"audit: title must be a str, got {type(title).__name__}")
     if labels is None and pred_probs is None and features is None:

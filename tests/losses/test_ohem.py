@@ -402,7 +402,7 @@ def test_cuda_selection_never_synchronises():
         (dict(thresh=0.0), ValueError, r"thresh must be a number in \(0, 1\], got 0.0"),
         (dict(thresh=1.5), ValueError, r"thresh .* got 1.5"),
         (dict(thresh=float("nan")), ValueError, r"thresh .* got nan"),
-        (dict(thresh=True), ValueError, r"thresh .* got True"),
+        (dict(thresh=True), TypeError, r"thresh .* got True"),
         (dict(min_kept=-1), ValueError, r"min_kept must be an int >= 0, got -1"),
         (dict(min_kept=2.5), TypeError, r"min_kept must be an int >= 0, got 2.5"),
         (dict(weight=torch.ones(4)), ValueError, r"weight must have one entry per class \(C = input.shape\[1\] = 5\), got 4"),
