@@ -242,6 +242,25 @@ def _knn_fake(x, k, groups=None, ref=None, ref_groups=None, max_tile_bytes=DEFAU
     return x.new_empty((n, k)), x.new_empty((n, k), dtype=torch.long)
 
 
+@torch.library.register_fake("balancedtorch::kcenter_update")
+def _kcenter_update_fake(x, center, min_dist):
+    # the checks of csrc/knn/kcenter.h, in its words
+    if x.dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"kcenter_update: x must be float32 or float64, got {x.dtype}")
+    if x.dim() != 2:
+        raise ValueError(f"kcenter_update: x must have shape (N, D), got {list(x.shape)}")
+    if center.dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"kcenter_update: center must be float32 or float64, got {center.dtype}")
+    if center.dim() != 1 or center.shape[0] != x.shape[1]:
+        raise ValueError(f"kcenter_update: center must have shape (D,) with D = {x.shape[1]}, got {list(center.shape)}")
+    if min_dist.dtype != torch.float64:
+        raise TypeError(f"kcenter_update: min_dist must be float64, got {min_dist.dtype}")
+    if min_dist.dim() != 1 or min_dist.shape[0] != x.shape[0]:
+        raise ValueError(f"kcenter_update: min_dist must have shape (N,) with N = {x.shape[0]}, got {list(min_dist.shape)}")
+    same_device("kcenter_update", "x", x, center=center, min_dist=min_dist)
+    return min_dist.new_empty((x.shape[0],)), x.new_empty((), dtype=torch.long)
+
+
 @torch.library.register_fake("balancedtorch::alias_table")
 def _alias_table_fake(weights):
     n = weights.shape[0]

@@ -114,6 +114,13 @@ TORCH_LIBRARY(balancedtorch, m) {
   m.def(
       "knn(Tensor x, int k, Tensor? groups=None, Tensor? ref=None, Tensor? ref_groups=None, "
       "int max_tile_bytes=268435456) -> (Tensor, Tensor)");
+  // One step of the greedy farthest-first traversal (k-center), fused (see
+  // csrc/knn/kcenter.h): d = squared distances of the rows of x (N, D),
+  // float32/float64, to center (D,), summed in float64 in one fixed order on
+  // every backend; returns (torch.minimum(min_dist, d) as a new float64 (N,)
+  // tensor, the 0-d int64 index of its largest value on x's device: NaN
+  // first, ties to the lowest index, -1 when N = 0). min_dist is not written.
+  m.def("kcenter_update(Tensor x, Tensor center, Tensor min_dist) -> (Tensor, Tensor)");
   // Weighted sampling (CPU): Vose alias table and O(1) draws with replacement
   // from a counter-based stream keyed by a seed tensor; k draws without
   // replacement by Efraimidis-Spirakis keys from (N,) uniforms, in draw order.

@@ -2,9 +2,13 @@
 
 ``"kcenter"`` is the greedy farthest-first traversal of Sener & Savarese
 (ICLR 2018): each pick is the pool row farthest from everything labelled or
-picked so far. It runs approximately (one matrix-vector product per pick, in
+picked so far. Each pick is one call of the fused kernel
+``balancedtorch::kcenter_update`` (float64 distances to the new centre, the
+running minimum and its argmax in one pass over the pool), so the picks are
+those of a float64 greedy. Where that kernel is not built (CUDA in a CPU-only
+build) it runs approximately instead (one matrix-vector product per pick, in
 the features' dtype, with a proven error bound per row) and decides every
-pick on exact float64 distances, so the picks are those of a float64 greedy.
+pick on exact float64 distances: the same picks.
 The other strategies rank the pool by a per-row score. Under
 ``torch.distributed`` the pool is sharded across ranks and every rank gets the
 picks of one process on the concatenated pool.
@@ -119,8 +123,74 @@ def _matmul_unit(dtype: torch.dtype, device: torch.device) -> float:
     return 2.0**-24
 
 
+def _labelled_distances(x: Tensor, labeled: Tensor) -> Tensor:
+    """float64 squared distance of every row of ``x`` to its nearest labelled row (knn, chunk by chunk)."""
+    step = max(1, (64 * 2**20) // (8 * labeled.shape[1]))
+    best = torch.full((x.shape[0],), math.inf, dtype=torch.float64, device=x.device)
+    for a in range(0, labeled.shape[0], step):
+        chunk = labeled[a : a + step].to(x.dtype)
+        idx = knn(x, 1, ref=chunk)[1]
+        best = torch.minimum(best, _pair_distances(x, chunk, idx).squeeze(1))
+    return best
+
+
+def _has_fused_kernel(device: torch.device) -> bool:
+    """Whether ``balancedtorch::kcenter_update`` has a kernel for ``device`` (CUDA only in a CUDA build)."""
+    key = "CUDA" if device.type == "cuda" else "CPU"
+    return device.type in ("cpu", "cuda") and torch._C._dispatch_has_kernel_for_dispatch_key("balancedtorch::kcenter_update", key)
+
+
+class _KCenterFused:
+    """Greedy farthest-first over this process's pool rows (a rank's slice, at ``offset``), fused.
+
+    ``mind`` holds, per row, its exact float64 squared distance to the
+    nearest center (-inf once picked: never a candidate again; +inf before
+    any center). A new center costs one call of ``kcenter_update``: one pass
+    over the pool that returns the updated minimums and their argmax (the
+    lowest index among ties), so the next pick is known without another pass.
+    """
+
+    def __init__(self, x: Tensor, offset: int, comm: Optional[Comm]) -> None:
+        self.x, self.offset = x.contiguous(), offset
+        self.mind = torch.full((x.shape[0],), math.inf, dtype=torch.float64, device=x.device)
+        self.top: Optional[Tensor] = None  # 0-d index of the largest of mind
+
+    def start_from(self, labeled: Tensor) -> None:
+        if self.x.shape[0] == 0:
+            return
+        self.mind = _labelled_distances(self.x, labeled)
+        self.top = torch.argmax(self.mind)  # the first maximum: the lowest index among ties
+
+    def add(self, row: Tensor, global_index: int) -> None:
+        """A new center (its float64 row): the distances to it, the minimums and the next candidate."""
+        if self.x.shape[0] == 0:
+            return
+        local = global_index - self.offset
+        if 0 <= local < self.x.shape[0]:
+            self.mind[local] = -math.inf  # picked: stays -inf through every minimum
+        self.mind, self.top = torch.ops.balancedtorch.kcenter_update(self.x, row.to(self.x.device), self.mind)
+
+    def best(self) -> Tuple[float, float]:
+        """(exact distance, global index) of this slice's farthest row; (-inf, _NONE) when none is left."""
+        if self.x.shape[0] == 0 or self.top is None:
+            return -math.inf, _NONE
+        i = int(self.top)
+        value = float(self.mind[i])
+        if value == -math.inf:
+            return -math.inf, _NONE
+        return value, float(i + self.offset)
+
+    def row(self, global_index: float) -> Tensor:
+        local = int(global_index) - self.offset
+        if 0 <= local < self.x.shape[0]:
+            return self.x[local].double()
+        return self.x.new_zeros(self.x.shape[1], dtype=torch.float64)
+
+
 class _KCenter:
-    """Greedy farthest-first over this process's pool rows (a rank's slice, at ``offset``).
+    """Greedy farthest-first over this process's pool rows (a rank's slice, at ``offset``), bounded.
+
+    The path of a device without the fused kernel (CUDA in a CPU-only build).
 
     ``approx`` holds, per row, its squared distance to the nearest center
     within ``bound`` of the exact float64 value: ``|p|^2 + |c|^2 - 2 p.c`` on
@@ -167,15 +237,9 @@ class _KCenter:
 
     def start_from(self, labeled: Tensor) -> None:
         """Exact distances to the nearest labelled row (knn, chunk by chunk of the labelled set)."""
-        n = self.x.shape[0]
-        if n == 0:
+        if self.x.shape[0] == 0:
             return
-        step = max(1, (64 * 2**20) // (8 * labeled.shape[1]))
-        best = self.exact
-        for a in range(0, labeled.shape[0], step):
-            chunk = labeled[a : a + step].to(self.x.dtype)
-            idx = knn(self.x, 1, ref=chunk)[1]
-            best = torch.minimum(best, _pair_distances(self.x, chunk, idx).squeeze(1))
+        best = _labelled_distances(self.x, labeled)
         self.exact = best
         self.approx = best.to(self.x.dtype, copy=True)
         self.bound += float(best.max()) * torch.finfo(self.x.dtype).eps  # rounding of the start to x's dtype
@@ -229,7 +293,7 @@ class _KCenter:
 def _kcenter(
     x: Tensor, budget: int, labeled: Optional[Tensor], generator: Optional[torch.Generator], offset: int, total: int, comm
 ) -> Tensor:
-    state = _KCenter(x, offset, comm)
+    state = (_KCenterFused if _has_fused_kernel(x.device) else _KCenter)(x, offset, comm)
     picks: List[int] = []
 
     def take(value: float, index: float) -> None:
