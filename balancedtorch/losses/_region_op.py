@@ -324,18 +324,6 @@ def _loss_shape(n: int, c: int, kind: int, batch: bool, include_background: bool
     return (b, c - (0 if include_background else 1))
 
 
-def call_region_loss(*args) -> Tensor:
-    """The loss of ``region_loss(*args)``; its gradient buffer is seen by nobody else, so backward may scale it in place."""
-    if _is_compiling():
-        return torch.ops.balancedtorch.region_loss(*args)[0]
-    _private_call.active = True
-    try:
-        loss = torch.ops.balancedtorch.region_loss(*args)[0]
-    finally:
-        _private_call.active = False
-    return loss
-
-
 def _setup_context(ctx, inputs, output):
     loss, grad, sums_b, ce_tot = output
     ctx.mark_non_differentiable(grad, sums_b, ce_tot)
@@ -396,7 +384,7 @@ def _target_grad(input, target, weight, sums_b, ce_tot, cfg, grad_loss):
     derivatives with respect to them come from autograd over the small (B, 3, C)
     tensor (the generalised Dice's weights depend on T), and each pixel's
     target enters the sums through i(p, t) and t (or t^2, |t|). CE/focal part:
-    the derivative of the per-element losses (ops/losses.py), times the
+    the derivative of the per-element losses (losses/softmax.py, losses/sigmoid.py), times the
     coefficient of each sample's CE sum.
     """
     acc = sums_b.dtype

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from .. import _validate
 from .._constants import ACTIVATIONS, REDUCTIONS, W_TYPES
-from .._dispatch import _acc_dtype, _is_compiling, refuse_bad_values
+from .._dispatch import _acc_dtype, _is_compiling, call_private, refuse_bad_values
 from .._validate import UNSET, ShapeMismatchError, check_dense, renamed
 from . import _region_op as _ops
 
@@ -353,7 +353,8 @@ def _run(
             f_alpha,
         )
     compute_grad = input.requires_grad and torch.is_grad_enabled()
-    return _ops.call_region_loss(
+    return call_private(
+        torch.ops.balancedtorch.region_loss,
         input,
         target,
         w,
@@ -432,7 +433,8 @@ def _dice_focal_map(
     f_alpha,
 ) -> Tensor:
     """DiceFocal with reduction="none", MONAI's shape: Dice (N, C') broadcast over the pixels plus the focal map."""
-    dice = _ops.call_region_loss(
+    dice = call_private(
+        torch.ops.balancedtorch.region_loss,
         input,
         target,
         w,
@@ -489,7 +491,8 @@ def _softmax_dice_sigmoid_focal(
     "mean" over the (valid) elements, "sum" of the per-(sample, class) means over the pixels ("none" is
     :func:`_dice_focal_map`).
     """
-    dice = _ops.call_region_loss(
+    dice = call_private(
+        torch.ops.balancedtorch.region_loss,
         input,
         target,
         w,
