@@ -885,14 +885,14 @@ class DiceLoss(_RegionLoss):
       ``(p (1 - t) + (1 - p) t)^gamma`` (MONAI: ``sigmoid(-x (2t - 1))^gamma``, equal at t in {0, 1}).
     * ``smooth_dr=0`` with a zero denominator (an empty class) raises ValueError
       instead of returning nan.
+    * ``distributed=True`` (with ``batch=True``; formerly ``sync=True``, a deprecated alias for one release) all-reduces the sums across
+      ``torch.distributed`` ranks (nnU-Net's ``ddp`` batch dice).
 
     As MONAI's: a target whose shape does not fit the input raises an error that
     is both a ValueError and an AssertionError; a one-channel input with
     ``activation="softmax"`` (read as probabilities then) or
     ``include_background=False`` (the channel is kept) warns and goes on; a
     softmax cross-entropy or focal part of one class is refused.
-    * ``distributed=True`` (with ``batch=True``; formerly ``sync=True``, a deprecated alias for one release) all-reduces the sums across
-      ``torch.distributed`` ranks (nnU-Net's ``ddp`` batch dice).
 
     Example:
         >>> loss = DiceLoss(include_background=False)(torch.randn(2, 3, 8, 8), torch.randint(0, 3, (2, 8, 8)))

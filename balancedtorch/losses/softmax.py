@@ -133,9 +133,11 @@ def focal_loss(
     probability targets ``q`` the loss is ``sum_c q_c w_c (1 - p_c)^gamma (-log p_c)``.
 
     Args:
-        input (Tensor[N, C, *]): logits. target (Tensor[N, *] or Tensor[N, C, *]):
-            class indices or probabilities. gamma (float): focusing parameter
-            >= 0 (default 2). Other arguments as :func:`cross_entropy`.
+        input (Tensor[N, C, *]): logits.
+        target (Tensor[N, *] or Tensor[N, C, *]): class indices or probabilities.
+        gamma (float): focusing parameter >= 0 (default 2).
+
+    Other arguments as :func:`cross_entropy`.
 
     Example:
         >>> loss = bt.functional.focal_loss(logits, target, gamma=2.0)

@@ -1,0 +1,29 @@
+"""The Sphinx extension that writes the generated pages when a build starts.
+
+- ``api/``: one page per package from its ``__all__`` and the raw-op page
+  from the schemas (``bt_api.py``);
+- ``_generated/benchmarks_summary.md`` and ``benchmark_ratios.png`` from
+  ``benchmarks/RESULTS.md`` (``bt_benchmarks.py``).
+
+Connected to ``builder-inited`` ahead of autosummary (priority 100 < 500), so
+autosummary finds the generated pages' directives and writes their stubs.
+"""
+
+import os
+
+import bt_api
+import bt_benchmarks
+
+
+def generate(app):
+    srcdir = str(app.srcdir)
+    root = os.path.dirname(srcdir)
+    documented = bt_api.api_pages(srcdir)
+    bt_api.raw_ops_page(srcdir, os.path.join(root, "csrc", "balancedtorch.cpp"))
+    ours = sorted({name.rsplit(".", 1)[1] for name in documented})
+    bt_benchmarks.write_page(srcdir, os.path.join(root, "benchmarks", "RESULTS.md"), ours)
+
+
+def setup(app):
+    app.connect("builder-inited", generate, priority=100)
+    return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}
