@@ -6,6 +6,7 @@
 #   make test   the same set-up, then the tests (make test-fast: the quick tier)
 #   make bench  the same set-up, then the benchmarks (pytest-benchmark)
 #   make lint   ruff and clang-format checks (make format applies them)
+#   make docs   the same set-up, then the documentation site (docs/_build/html)
 SHELL := /bin/bash
 .DEFAULT_GOAL := test
 
@@ -22,8 +23,9 @@ SOURCES := $(shell find csrc -name '*.cpp' -o -name '*.cu' -o -name '*.h' -o -na
 STAMP_VENV    := $(VENV)/.stamp-venv
 STAMP_TORCH   := $(VENV)/.stamp-torch
 STAMP_INSTALL := $(VENV)/.stamp-install
+STAMP_DOCS    := $(VENV)/.stamp-docs
 
-.PHONY: install demo demo-seg test test-fast bench check-build peer-tests sdist wheel test-min-torch test-newest-torch lint format clean
+.PHONY: install demo demo-seg test test-fast bench check-build peer-tests sdist wheel test-min-torch test-newest-torch lint format docs clean
 
 install: $(STAMP_INSTALL)
 
@@ -93,6 +95,19 @@ bench: install
 	    --benchmark-sort=name --benchmark-json=.benchmarks/latest.json
 	$(PY) benchmarks/ratios.py .benchmarks/latest.json
 
+# The documentation: the `docs` extra of pyproject.toml into .venv (read from the
+# installed metadata, so the extension is not rebuilt for it), then Sphinx with
+# warnings as errors. The gallery scripts run during the build; the API pages,
+# the raw-op page and the benchmarks summary are generated (docs/_ext/).
+$(STAMP_DOCS): $(STAMP_INSTALL) pyproject.toml
+	$(PY) docs/_ext/docs_requirements.py > $(VENV)/docs-requirements.txt
+	$(PIP) install --quiet -r $(VENV)/docs-requirements.txt
+	touch $@
+
+docs: $(STAMP_DOCS)
+	rm -rf docs/_build/html docs/auto_examples docs/sg_execution_times.rst  # a full build: -W sees every warning
+	time $(PY) -m sphinx -W --keep-going -b html docs docs/_build/html
+
 # Python: ruff (lint + format); C++/CUDA: clang-format (.clang-format). Both are
 # pinned in the dev extra, so every machine formats alike.
 CXX_SOURCES = $(shell find csrc -name '*.cpp' -o -name '*.h' -o -name '*.cu' -o -name '*.cuh')
@@ -148,4 +163,4 @@ test-newest-torch:
 	$(call torch_line_test,newest-torch,--upgrade torch torchvision numpy,PIP_CONFIG_FILE=/dev/null)
 
 clean:
-	rm -rf build dist balancedtorch/_C*.so balancedtorch/_build_config.py *.egg-info .pytest_cache .benchmarks demo_out demo_seg_out demo_loop_out
+	rm -rf build dist docs/_build docs/api docs/auto_examples docs/_generated balancedtorch/_C*.so balancedtorch/_build_config.py *.egg-info .pytest_cache .benchmarks demo_out demo_seg_out demo_loop_out

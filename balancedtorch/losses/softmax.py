@@ -133,8 +133,8 @@ def focal_loss(
     probability targets ``q`` the loss is ``sum_c q_c w_c (1 - p_c)^gamma (-log p_c)``.
 
     Args:
-        input (Tensor[N, C, *]): logits.
-        target (Tensor[N, *] or Tensor[N, C, *]): class indices or probabilities.
+        input (Tensor[N, C] or Tensor[N, C, d1, ..., dk]): logits.
+        target (Tensor[N] or Tensor[N, d1, ..., dk]): class indices, or probabilities with the input's shape.
         gamma (float): focusing parameter >= 0 (default 2).
 
     Other arguments as :func:`cross_entropy`.

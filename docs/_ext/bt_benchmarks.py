@@ -4,8 +4,9 @@ RESULTS.md stays the one record (``make bench`` and ``benchmarks/ratios.py``
 produce its tables; people add the context). This module parses its Markdown
 tables: every table with a ``ratio`` column, where a row names what was
 measured (``case``) and the alternative (``implementation``; rows of our own
-implementations are skipped). A case measured in several sessions keeps the
-table of the latest date written in the prose above it. The output is
+implementations and the ``copy_`` yardstick are skipped). A section measured
+in several sessions shows only the tables of its latest date (the last date
+written in the prose above a table). The output is
 ``_generated/benchmarks_summary.md`` (included by ``benchmarks.md``) and
 ``_generated/benchmark_ratios.png``.
 """
@@ -22,7 +23,10 @@ def _cells(line):
 
 
 def _plain(cell):
-    return cell.replace("`", "").replace("**", "").strip()
+    cell = cell.replace("`", "").strip()
+    if cell.startswith("**") and cell.endswith("**") and len(cell) > 4:
+        cell = cell[2:-2]
+    return cell.strip()
 
 
 def _is_ours(implementation, names):
@@ -66,37 +70,42 @@ def ratios(text, ours):
 
     ``ours``: balancedtorch's public names; an implementation starting with one is ours.
     """
-    best = {}
+    found = []
     for section, date, header, rows in parse_tables(text):
-        if "ratio" not in header:
+        ratio_cols = [i for i, name in enumerate(header) if name.startswith("ratio")]
+        if not ratio_cols:
             continue
-        col = header.index("ratio")
+        col = ratio_cols[0]
         impl_col = header.index("implementation") if "implementation" in header else None
-        case = ""
+        # a table of implementations only measures the case its section names
+        case = _plain(section.split("(")[0]) if impl_col == 0 else ""
         for row in rows:
             if len(row) <= col:
                 continue
-            if _plain(row[0]):
+            if impl_col != 0 and _plain(row[0]):
                 case = _plain(row[0])
             if impl_col is not None:
                 alternative = _plain(row[impl_col])
-                if not alternative or _is_ours(alternative, ours):
+                # ours, or the copy_ yardstick of the memory floor: not an alternative
+                if not alternative or _is_ours(alternative, ours) or "copy_" in alternative:
                     continue
             else:
                 alternative = ""
-            match = RATIO.search(_plain(row[col]).replace("**", ""))
+            match = RATIO.search(_plain(row[col]))
             if not match or not case or "vs the issue" in row[col]:
                 continue
-            key = (section, case, alternative)
-            if key not in best or date > best[key][4]:
-                best[key] = (section, case, alternative, float(match.group(1)), date)
-    # a case measured again in a later session of the same section replaces the earlier table
+            found.append((section, case, alternative, float(match.group(1)), date))
+    # a section measured again in a later session shows only its latest session's tables
     latest = {}
-    for section, case, alternative, value, date in best.values():
-        k = (case, alternative)
-        if k not in latest or date > latest[k][4]:
-            latest[k] = (section, case, alternative, value, date)
-    return sorted(latest.values(), key=lambda r: (r[0], -r[3]))
+    for section, _, _, _, date in found:
+        latest[section] = max(latest.get(section, ""), date)
+    seen, out = set(), []
+    for row in found:
+        section, case, alternative, _, date = row
+        if date == latest[section] and (case, alternative) not in seen:
+            seen.add((case, alternative))
+            out.append(row)
+    return sorted(out, key=lambda r: (r[0].lower(), -r[3]))
 
 
 def machine_paragraph(text):
@@ -109,7 +118,10 @@ def machine_paragraph(text):
 
 def gpu_measured(text):
     """True when RESULTS.md has a section whose heading names a GPU measurement."""
-    return any(re.match(r"^#+ .*\b(GPU|CUDA|H100|H200|A100)\b.*\b(results?|timings?|measured)\b", line, re.I) for line in text.splitlines())
+    return any(
+        re.match(r"^#+ .*\b(GPU|CUDA|H100|H200|A100)\b.*\b(results?|timings?|measured)\b", line, re.I)
+        for line in text.splitlines()
+    )
 
 
 def write_page(srcdir, results_path, ours):
@@ -137,14 +149,14 @@ def write_page(srcdir, results_path, ours):
     md += [
         f"**Summary.** {len(rows)} same-run ratios parsed from the tables below "
         "(ratio = the alternative's time / balancedtorch's time, from the medians where the "
-        "table gives both; > 1 means balancedtorch is faster). Where a case was measured in "
-        "several sessions, the latest one is shown.",
+        "table gives both; > 1 means balancedtorch is faster). Where a section was measured in "
+        "several sessions, its latest session is shown; the date is the one its prose gives.",
         "",
         "| area | case | alternative | ratio | date |",
         "|---|---|---|---:|---|",
     ]
     for section, case, alternative, value, date in rows:
-        md.append(f"| {section} | {case} | {alternative or '(in the case)'} | {value:g}x | {date or '-'} |")
+        md.append(f"| {section} | {case} | {alternative or '(named in the case)'} | {value:g}x | {date or 'see the section'} |")
     md.append("")
     _write(os.path.join(outdir, "benchmarks_summary.md"), "\n".join(md))
     _plot(rows, os.path.join(outdir, "benchmark_ratios.png"))
@@ -167,7 +179,7 @@ def _plot(rows, path):
     import matplotlib.pyplot as plt
 
     labels = []
-    for section, case, alternative, _, _ in rows:
+    for _, case, alternative, _, _ in rows:
         label = f"{case} vs {alternative}" if alternative else case
         labels.append(label if len(label) <= 70 else label[:67] + "...")
     values = [r[3] for r in rows]

@@ -64,7 +64,11 @@ INVENTORIES = {
             ("torch.utils.data.Sampler", "py:class", "data.html#torch.utils.data.Sampler"),
             ("torch.utils.data.BatchSampler", "py:class", "data.html#torch.utils.data.BatchSampler"),
             ("torch.utils.data.WeightedRandomSampler", "py:class", "data.html#torch.utils.data.WeightedRandomSampler"),
-            ("torch.utils.data.distributed.DistributedSampler", "py:class", "data.html#torch.utils.data.distributed.DistributedSampler"),
+            (
+                "torch.utils.data.distributed.DistributedSampler",
+                "py:class",
+                "data.html#torch.utils.data.distributed.DistributedSampler",
+            ),
             ("torch.multinomial", "py:function", "generated/torch.multinomial.html#torch.multinomial"),
             ("torch.bincount", "py:function", "generated/torch.bincount.html#torch.bincount"),
             ("torch.compile", "py:function", "generated/torch.compile.html#torch.compile"),
@@ -74,8 +78,11 @@ INVENTORIES = {
             ("torch.library.register_autograd", "py:function", "library.html#torch.library.register_autograd"),
             ("torch.distributed", "py:module", "distributed.html#module-torch.distributed"),
             ("torch.distributed.all_reduce", "py:function", "distributed.html#torch.distributed.all_reduce"),
-            ("torch.nn.parallel.DistributedDataParallel", "py:class",
-             "generated/torch.nn.parallel.DistributedDataParallel.html#torch.nn.parallel.DistributedDataParallel"),
+            (
+                "torch.nn.parallel.DistributedDataParallel",
+                "py:class",
+                "generated/torch.nn.parallel.DistributedDataParallel.html#torch.nn.parallel.DistributedDataParallel",
+            ),
         ],
     ),
     "numpy": (
