@@ -83,7 +83,10 @@ def ratios(text, ours):
             if len(row) <= col:
                 continue
             if impl_col != 0 and _plain(row[0]):
-                case = _plain(row[0])
+                previous, case = case, _plain(row[0])
+                if case.startswith("the same ") and " vs " in previous:
+                    # "the same vs X" names the previous row's case against another alternative
+                    case = previous.split(" vs ")[0] + case[len("the same") :]
             if impl_col is not None:
                 alternative = _plain(row[impl_col])
                 # ours, or the copy_ yardstick of the memory floor: not an alternative
@@ -155,7 +158,12 @@ def write_page(srcdir, results_path, ours):
         "| area | case | alternative | ratio | date |",
         "|---|---|---|---:|---|",
     ]
+
+    def cell(text):
+        return text.replace("\\", "\\\\").replace("*", "\\*").replace("|", "\\|").replace("_", "\\_")
+
     for section, case, alternative, value, date in rows:
+        section, case, alternative = cell(_plain(section)), cell(case), cell(alternative)
         md.append(f"| {section} | {case} | {alternative or '(named in the case)'} | {value:g}x | {date or 'see the section'} |")
     md.append("")
     _write(os.path.join(outdir, "benchmarks_summary.md"), "\n".join(md))
