@@ -1,7 +1,7 @@
 """Generates the API reference pages from the packages' ``__all__`` and the raw-op page from the schemas.
 
-Run at the start of every build (``builder-inited``, before autosummary reads
-the pages), so a name added to a package's ``__all__`` gets its page without
+Run at the start of every build (``config-inited``, before Sphinx lists the
+pages and autosummary scans them), so a name added to a package's ``__all__`` gets its page without
 anyone editing the docs. Each public object is documented once, under the
 first package of ``PACKAGES`` that exports it; the other packages that export
 the same object link to that page (``bt.losses`` re-exported by ``bt.nn`` and

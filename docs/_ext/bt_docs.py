@@ -5,8 +5,9 @@
 - ``_generated/benchmarks_summary.md`` and ``benchmark_ratios.png`` from
   ``benchmarks/RESULTS.md`` (``bt_benchmarks.py``).
 
-Connected to ``builder-inited`` ahead of autosummary (priority 100 < 500), so
-autosummary finds the generated pages' directives and writes their stubs.
+Connected to ``config-inited``: before the environment lists the source files
+(which autosummary's ``builder-inited`` handler scans for its directives), so a
+clean checkout, which has no ``api/`` folder yet, gets every stub page.
 """
 
 import os
@@ -15,7 +16,7 @@ import bt_api
 import bt_benchmarks
 
 
-def generate(app):
+def generate(app, config=None):
     srcdir = str(app.srcdir)
     root = os.path.dirname(srcdir)
     documented = bt_api.api_pages(srcdir)
@@ -25,5 +26,5 @@ def generate(app):
 
 
 def setup(app):
-    app.connect("builder-inited", generate, priority=100)
+    app.connect("config-inited", generate)
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}
