@@ -11,6 +11,7 @@ clean checkout, which has no ``api/`` folder yet, gets every stub page.
 """
 
 import os
+import re
 
 import bt_api
 import bt_benchmarks
@@ -25,6 +26,26 @@ def generate(app, config=None):
     bt_benchmarks.write_page(srcdir, os.path.join(root, "benchmarks", "RESULTS.md"), ours)
 
 
+# torch's shape notation "Tensor[N, C, *]": the bare * of "any more dimensions"
+_SHAPE_STAR = re.compile(r"(?<=[\[, ])\*(?=\s*[\],])")
+
+
+def escape_shape_stars(app, what, name, obj, options, lines):
+    """Escapes the ``*`` of shapes such as ``Tensor[N, *]`` outside literals and doctest lines.
+
+    Napoleon puts an argument's type in emphasis (``*Tensor[N, *]*``), where a
+    bare ``*`` opens a second emphasis and fails the build; torch writes its
+    shapes that way, so the docstrings may too. Runs before napoleon
+    (priority 400 < 500).
+    """
+    for i, line in enumerate(lines):
+        if line.lstrip().startswith((">>>", "...")):
+            continue
+        parts = re.split(r"(``.*?``)", line)
+        lines[i] = "".join(p if p.startswith("``") else _SHAPE_STAR.sub(r"\\*", p) for p in parts)
+
+
 def setup(app):
     app.connect("config-inited", generate)
+    app.connect("autodoc-process-docstring", escape_shape_stars, priority=400)
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}
