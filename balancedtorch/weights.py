@@ -122,6 +122,7 @@ def class_weights(
         TypeError: ``dtype`` is not a floating dtype.
 
     Example:
+        >>> import balancedtorch as bt
         >>> bt.class_weights(counts=[56, 3, 41], normalize=None)  # red, yellow, green
         tensor([ 1.7857, 33.3333,  2.4390])
         >>> w = bt.class_weights(masks=train_masks, scheme="median_frequency", ignore_index=255, normalize=None)

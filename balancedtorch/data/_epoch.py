@@ -302,6 +302,7 @@ class EpochSampler:
             mid-pass).
 
         Example:
+            >>> import balancedtorch as bt
             >>> bt.data.WeightedRandomSampler([0.0, 1.0], num_samples=3).indices().tolist()
             [1, 1, 1]
         """
@@ -400,6 +401,7 @@ class EpochSampler:
             ``sampler`` (the class name) and ``fingerprint``.
 
         Example:
+            >>> import torch
             >>> torch.save({"model": model.state_dict(), "sampler": sampler.state_dict()}, "ckpt.pt")
         """
         live = getattr(self, "_live", None)
@@ -442,6 +444,8 @@ class EpochSampler:
             ValueError: see above; the message says which field differs.
 
         Example:
+            >>> import torch
+            >>> import balancedtorch as bt
             >>> sampler = bt.data.ClassBalancedSampler(train_set, seed=0)  # same arguments as before
             >>> sampler.load_state_dict(torch.load("ckpt.pt")["sampler"])  # continues mid-epoch
         """

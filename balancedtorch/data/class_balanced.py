@@ -87,6 +87,7 @@ class ClassBalancedSampler(EpochSampler, DistributedSampler[int]):
     workers").
 
     Example:
+        >>> import balancedtorch as bt
         >>> sampler = bt.data.ClassBalancedSampler(train_set, class_shares="sqrt")
         >>> loader = DataLoader(train_set, batch_size=128, sampler=sampler, num_workers=4)
         >>> for epoch in range(epochs):
@@ -158,6 +159,8 @@ class ClassBalancedSampler(EpochSampler, DistributedSampler[int]):
             :meth:`set_epoch` advances.
 
         Example:
+            >>> import torch
+            >>> import balancedtorch as bt
             >>> bt.data.ClassBalancedSampler(torch.tensor([0, 0, 0, 1]), class_shares="sqrt").shares()
             tensor([0.6340, 0.3660], dtype=torch.float64)
         """
@@ -233,6 +236,8 @@ class ClassBalancedSampler(EpochSampler, DistributedSampler[int]):
         indices as one int64 tensor.
 
         Example:
+            >>> import torch
+            >>> import balancedtorch as bt
             >>> labels = torch.tensor([0, 0, 0, 1])
             >>> drawn = labels[list(bt.data.ClassBalancedSampler(labels, num_samples=1000, seed=0))]
             >>> 400 < int((drawn == 1).sum()) < 600  # the rare class: about half the epoch
@@ -244,6 +249,8 @@ class ClassBalancedSampler(EpochSampler, DistributedSampler[int]):
         """Indices per epoch on this rank: ``ceil(num_samples / num_replicas)``.
 
         Example:
+            >>> import torch
+            >>> import balancedtorch as bt
             >>> len(bt.data.ClassBalancedSampler(torch.tensor([0, 0, 0, 1]), num_samples=10))
             10
         """

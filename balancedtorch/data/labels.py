@@ -97,6 +97,7 @@ def labels_of(dataset: Any, column: Optional[Union[str, Callable[[Any], Any]]] =
         Tensor[len(dataset)]: int64 labels.
 
     Example:
+        >>> import balancedtorch as bt
         >>> labels = bt.data.labels_of(torchvision.datasets.ImageFolder(root))
     """
     if callable(column):
@@ -170,6 +171,7 @@ def as_labels(
         ``num_classes``, < ``num_classes``.
 
     Example:
+        >>> import torch
         >>> as_labels(torch.utils.data.TensorDataset(torch.randn(3, 2), torch.tensor([1, 0, 1])))
         tensor([1, 0, 1])
     """

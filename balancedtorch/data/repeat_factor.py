@@ -211,6 +211,7 @@ class RepeatFactorSampler(EpochSampler, DistributedSampler[int]):
     with DataLoader workers".
 
     Example:
+        >>> import balancedtorch as bt
         >>> present = bt.data.classes_present(train_masks, num_classes=19, ignore_index=255)
         >>> sampler = bt.data.RepeatFactorSampler(present, threshold=0.1)
         >>> loader = DataLoader(train_set, batch_size=8, sampler=sampler, num_workers=4)
@@ -358,6 +359,7 @@ class RepeatFactorSampler(EpochSampler, DistributedSampler[int]):
         later :meth:`set_epoch` draws a new rounding and order.
 
         Example:
+            >>> import balancedtorch as bt
             >>> sampler = bt.data.RepeatFactorSampler([{0}, {0}, {0}, {0, 1}], threshold=1.0)
             >>> sorted(sampler)  # image 3 holds class 1 (f = 1/4): r = sqrt(1 / 0.25) = 2
             [0, 1, 2, 3, 3]

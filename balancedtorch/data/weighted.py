@@ -77,6 +77,7 @@ class WeightedRandomSampler(EpochSampler, DistributedSampler[int]):
         seed (int, keyword): base seed of the sharded epochs (default 0).
 
     Example:
+        >>> import balancedtorch as bt
         >>> sampler = bt.data.WeightedRandomSampler(sample_weights, num_samples=len(dataset))
         >>> loader = DataLoader(dataset, batch_size=64, sampler=sampler)
     """
@@ -132,6 +133,7 @@ class WeightedRandomSampler(EpochSampler, DistributedSampler[int]):
         as one int64 tensor.
 
         Example:
+            >>> import balancedtorch as bt
             >>> sampler = bt.data.WeightedRandomSampler([0.0, 1.0, 3.0], num_samples=5)
             >>> 0 in list(sampler)  # zero weight: never drawn
             False
@@ -142,6 +144,7 @@ class WeightedRandomSampler(EpochSampler, DistributedSampler[int]):
         """Indices per epoch on this rank: ``ceil(num_samples / num_replicas)``.
 
         Example:
+            >>> import balancedtorch as bt
             >>> len(bt.data.WeightedRandomSampler([1.0, 2.0], num_samples=7, num_replicas=2, rank=0))
             4
         """

@@ -205,6 +205,8 @@ def ohem_cross_entropy(
         Tensor: a scalar in the loss dtype (the logits' dtype; float32 under autocast).
 
     Example:
+        >>> import torch
+        >>> import balancedtorch as bt
         >>> logits = torch.randn(2, 19, 64, 128, requires_grad=True)
         >>> target = torch.randint(0, 19, (2, 64, 128))
         >>> loss = bt.functional.ohem_cross_entropy(logits, target, thresh=0.7, min_kept=1000)
@@ -229,6 +231,7 @@ class OhemCrossEntropyLoss(nn.Module):
     class indices of any integer dtype.
 
     Example:
+        >>> import balancedtorch as bt
         >>> criterion = bt.nn.OhemCrossEntropyLoss(thresh=0.7, min_kept=100000, ignore_index=255)
         >>> loss = criterion(model(images), masks)
     """

@@ -569,6 +569,7 @@ def dice_loss(
         ``C' = C - 1`` without the background.
 
     Example:
+        >>> import torch
         >>> loss = dice_loss(torch.randn(2, 3, 8, 8), torch.randint(0, 3, (2, 8, 8)))
     """
     return _run(
@@ -895,6 +896,7 @@ class DiceLoss(_RegionLoss):
       ``torch.distributed`` ranks (nnU-Net's ``ddp`` batch dice).
 
     Example:
+        >>> import torch
         >>> loss = DiceLoss(include_background=False)(torch.randn(2, 3, 8, 8), torch.randint(0, 3, (2, 8, 8)))
     """
 
@@ -1087,6 +1089,7 @@ class DiceFocalLoss(_RegionLoss):
     ``activation``.
 
     Example:
+        >>> import torch
         >>> loss = DiceFocalLoss(activation="sigmoid", alpha=0.25)(torch.randn(2, 3, 8, 8), (torch.rand(2, 3, 8, 8) < 0.2).float())
     """
 

@@ -112,6 +112,8 @@ def sigmoid_focal_loss(
         dtype (float32 for float16/bfloat16 logits under ``torch.autocast``).
 
     Example:
+        >>> import torch
+        >>> import balancedtorch as bt
         >>> loss = bt.functional.sigmoid_focal_loss(logits, multi_hot.float(), reduction="mean")
         >>> dense = torch.randn(2, 3, 64, 64, requires_grad=True)           # (N, C, H, W)
         >>> masks = (torch.rand(2, 3, 64, 64) < 0.1).float()
@@ -168,6 +170,7 @@ class SigmoidFocalLoss(nn.Module):
         | ``"sum"`` | ``"none"``. pos_weight (Tensor[C], optional): finite, >= 0.
 
     Example:
+        >>> import balancedtorch as bt
         >>> criterion = bt.nn.SigmoidFocalLoss(alpha=0.25, gamma=2.0)
         >>> loss = criterion(logits, multi_hot.float())
     """
@@ -202,6 +205,8 @@ class SigmoidFocalLoss(nn.Module):
             (``"none"``); in the input's dtype (float32 under autocast).
 
         Example:
+            >>> import torch
+            >>> import balancedtorch as bt
             >>> criterion = bt.nn.SigmoidFocalLoss(pos_weight=torch.tensor([1.0, 5.0, 20.0]))
             >>> logits = torch.randn(2, 3, 64, 64, requires_grad=True)   # (N, C, H, W), class dim 1
             >>> criterion(logits, (torch.rand(2, 3, 64, 64) < 0.1).float()).backward()

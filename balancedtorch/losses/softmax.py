@@ -110,6 +110,8 @@ def cross_entropy(
         targets that require grad get torch's gradient.
 
     Example:
+        >>> import torch
+        >>> import balancedtorch as bt
         >>> logits = torch.randn(8, 3, requires_grad=True)
         >>> loss = bt.functional.cross_entropy(logits, torch.randint(0, 3, (8,)), weight=torch.tensor([1.8, 33.3, 2.4]))
         >>> loss.backward()
@@ -138,6 +140,7 @@ def focal_loss(
             >= 0 (default 2). Other arguments as :func:`cross_entropy`.
 
     Example:
+        >>> import balancedtorch as bt
         >>> loss = bt.functional.focal_loss(logits, target, gamma=2.0)
     """
     return _softmax_loss(
@@ -177,6 +180,8 @@ def logit_adjustment(class_counts: Any, tau: float = 1.0) -> Tensor:
         on the counts' device.
 
     Example:
+        >>> import torch
+        >>> import balancedtorch as bt
         >>> bt.functional.logit_adjustment([90, 10, 0])   # log([90, 10, 0.5] / 100.5)
         tensor([-0.1103, -2.3076, -5.3033], dtype=torch.float64)
     """
@@ -238,6 +243,8 @@ def logit_adjusted_loss(
         ``reduction="none"``, in the input's dtype (float32 under autocast).
 
     Example:
+        >>> import torch
+        >>> import balancedtorch as bt
         >>> logits = torch.randn(8, 3, requires_grad=True)
         >>> loss = bt.functional.logit_adjusted_loss(logits, torch.randint(0, 3, (8,)), class_counts=[5000, 300, 0],
         ...                                          label_smoothing=0.1)
@@ -318,6 +325,8 @@ class _ClassWeightedLoss(nn.Module):
             for float16/bfloat16 logits under ``torch.autocast``, as torch).
 
         Example:
+            >>> import torch
+            >>> import balancedtorch as bt
             >>> criterion = bt.nn.FocalLoss(gamma=2.0, weight=torch.tensor([1.8, 33.3, 2.4]), ignore_index=255)
             >>> logits = torch.randn(4, 3, 32, 32, requires_grad=True)           # (N, C, H, W)
             >>> masks = torch.randint(0, 3, (4, 32, 32))
@@ -359,6 +368,7 @@ class CrossEntropyLoss(_ClassWeightedLoss):
         label_smoothing (float): in [0, 1]. Default 0.
 
     Example:
+        >>> import balancedtorch as bt
         >>> criterion = bt.nn.CrossEntropyLoss(weight=bt.class_weights(labels=train_labels))
         >>> loss = criterion(model(x), y)
     """
@@ -388,6 +398,7 @@ class FocalLoss(_ClassWeightedLoss):
             as :class:`CrossEntropyLoss`.
 
     Example:
+        >>> import balancedtorch as bt
         >>> criterion = bt.nn.FocalLoss(gamma=2.0, weight=bt.class_weights(counts=[56, 3, 41]))
     """
 
@@ -428,6 +439,7 @@ class LogitAdjustedLoss(_ClassWeightedLoss):
             (float): in [0, 1], default 0.
 
     Example:
+        >>> import balancedtorch as bt
         >>> criterion = bt.nn.LogitAdjustedLoss(class_counts=bt.ops.class_counts(train_labels, 10), tau=1.0,
         ...                                     label_smoothing=0.1)
     """

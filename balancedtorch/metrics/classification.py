@@ -168,6 +168,7 @@ class ClassificationMetrics(ConfusionMixin, CurveMixin, ReportMixin, PlotMixin):
             input then gives undefined numbers.
 
     Example:
+        >>> import balancedtorch as bt
         >>> metrics = bt.metrics.ClassificationMetrics(3, class_names=["red", "yellow", "green"], curves=True)
         >>> for x, y in val_loader:
         ...     metrics.update(model(x), y)

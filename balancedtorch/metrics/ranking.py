@@ -146,6 +146,7 @@ def precision_recall_curve(
         TypeError: bytes labels, a ``pos_label`` of another type.
 
     Example:
+        >>> import balancedtorch as bt
         >>> precision, recall, thresholds = bt.metrics.precision_recall_curve(y, probs)
     """
     drop_intermediate = _validate.flag(drop_intermediate, "drop_intermediate")
@@ -192,6 +193,7 @@ def roc_curve(
         ValueError, TypeError: as :func:`precision_recall_curve`.
 
     Example:
+        >>> import balancedtorch as bt
         >>> fpr, tpr, thresholds = bt.metrics.roc_curve(y, probs)
     """
     drop_intermediate = _validate.flag(drop_intermediate, "drop_intermediate")
@@ -358,6 +360,7 @@ def average_precision_score(
             ``y_score`` of the wrong shape, NaN or infinite scores, bad weights.
 
     Example:
+        >>> import balancedtorch as bt
         >>> bt.metrics.average_precision_score(y, probs)                 # binary
         >>> bt.metrics.average_precision_score(y, probs_nk, average=None)  # one per class
     """
@@ -474,6 +477,7 @@ def roc_auc_score(
         NotImplementedError: ``average=None`` with ``multi_class="ovo"``.
 
     Example:
+        >>> import balancedtorch as bt
         >>> bt.metrics.roc_auc_score(y, probs)                        # binary
         >>> bt.metrics.roc_auc_score(y, probs_nk, multi_class="ovo")  # Hand & Till
         >>> bt.metrics.roc_auc_score(y, probs, max_fpr=0.1)           # partial, McClish

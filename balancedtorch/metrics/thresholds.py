@@ -365,6 +365,7 @@ def tune_threshold(
         TypeError: non-numeric scores or labels, a non-real ``target``/``beta``.
 
     Example:
+        >>> import balancedtorch as bt
         >>> r = bt.metrics.tune_threshold(val_labels, val_probs, metric="recall@precision", target=0.9)
         >>> r["threshold"], r["value"], r["precision"]     # recall 0.62 at precision >= 0.9
         >>> preds = bt.metrics.apply_thresholds(test_probs, r)
@@ -480,6 +481,7 @@ def apply_thresholds(scores: Any, thresholds: Any, multilabel: Optional[bool] = 
         TypeError: non-numeric scores or thresholds.
 
     Example:
+        >>> import balancedtorch as bt
         >>> r = bt.metrics.tune_threshold(val_labels, val_probs, metric="f1")
         >>> preds = bt.metrics.apply_thresholds(test_probs, r)          # bool (N,)
         >>> r = bt.metrics.tune_threshold(val_y, val_logits, metric="balanced_accuracy")

@@ -64,6 +64,7 @@ def knn(
             points.
 
     Example:
+        >>> import balancedtorch as bt
         >>> d, i = bt.ops.knn(features, k=5, groups=labels)  # 5 nearest same-class neighbours
     """
     if not isinstance(x, Tensor):

@@ -141,6 +141,7 @@ class RankedMistakes(_MistakeTable):
         max_rows (int or None): rows shown by ``str()``; settable.
 
     Example:
+        >>> import balancedtorch as bt
         >>> m = bt.quality.rank_mistakes(labels, pred_probs, class_names=["red", "yellow", "green"])
         >>> print(m)
         3 mistakes in 8 samples, most confident first
@@ -208,6 +209,7 @@ class MistakesPerClass(_MistakeTable):
         max_rows (int or None): rows shown by ``str()``; settable.
 
     Example:
+        >>> import balancedtorch as bt
         >>> per = bt.quality.mistakes_per_class(labels, pred_probs, class_names=["red", "yellow", "green"])
         >>> print(per)
         3 of 8 samples mispredicted, classes by mistake rate

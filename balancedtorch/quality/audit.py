@@ -257,6 +257,7 @@ def audit(
             written then.
 
     Example:
+        >>> import balancedtorch as bt
         >>> bt.quality.audit(labels, probs, features=emb, images=x, test_features=test_emb,
         ...                  class_names=names, path="audit.html")
         'audit.html'

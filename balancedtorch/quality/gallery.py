@@ -176,6 +176,7 @@ def plot_mistakes(
         TypeError: ``images`` of an unsupported type.
 
     Example:
+        >>> import balancedtorch as bt
         >>> fig = bt.quality.plot_mistakes(val_images, val_labels, probs, class_names=names, n=16, path="mistakes.png")
     """
     n = _validate.integer(n, "n", low=1)  # tiles in the grid
@@ -212,6 +213,7 @@ def plot_novel(images: Any, scores: Any, n: int = 32, path: Optional[str] = None
             as in :func:`plot_mistakes`.
 
     Example:
+        >>> import balancedtorch as bt
         >>> fig = bt.quality.plot_novel(prod_images, detector.score(prod_features), n=16, path="novel.png")
     """
     n = _validate.integer(n, "n", low=1)  # tiles in the grid

@@ -67,6 +67,8 @@ def label_quality_scores(labels: Any, pred_probs: Any, method: str = "self_confi
         bfloat16 input is scored in float32 (numpy has no bfloat16).
 
     Example:
+        >>> import numpy as np
+        >>> import balancedtorch as bt
         >>> scores = bt.quality.label_quality_scores(labels, pred_probs, "normalized_margin")
         >>> worst = np.argsort(scores)[:20]
     """
@@ -184,6 +186,7 @@ def find_label_issues(
         is given: numpy in, numpy out; a tensor on ``pred_probs``'s device otherwise.
 
     Example:
+        >>> import balancedtorch as bt
         >>> mask = bt.quality.find_label_issues(labels, pred_probs)
         >>> issues = bt.quality.find_label_issues(labels, pred_probs, return_indices_ranked_by="self_confidence")
         >>> print(f"{mask.sum()} suspicious labels, worst first: {issues[:10]}")
@@ -302,6 +305,7 @@ def rank_mistakes(
             of classes differ.
 
     Example:
+        >>> import balancedtorch as bt
         >>> m = bt.quality.rank_mistakes(val_labels, probs, class_names=["red", "yellow", "green"])
         >>> print(m)                      # index, target → prediction, confidence
         >>> for r in m.rows()[:5]:
@@ -368,6 +372,7 @@ def mistakes_per_class(
         ValueError: as :func:`rank_mistakes`.
 
     Example:
+        >>> import balancedtorch as bt
         >>> per = bt.quality.mistakes_per_class(val_labels, probs, class_names=["red", "yellow", "green"])
         >>> print(per)                    # class, mistakes, support, rate, confused with
         >>> per["class"][:3]              # the three worst classes

@@ -117,6 +117,7 @@ class NoveltyDetector:
         threshold_ (float or None): the cut set by :meth:`threshold`.
 
     Example:
+        >>> import balancedtorch as bt
         >>> det = bt.quality.NoveltyDetector(k=50).fit(train_feats)
         >>> det.threshold(val_feats, tpr=0.95)
         >>> novel = det.predict(prod_feats)  # Tensor[N] bool
@@ -591,6 +592,7 @@ def embedding_coverage(
         "nearest_classes": {class: count} (with train_labels)}]}``.
 
     Example:
+        >>> import balancedtorch as bt
         >>> cov = bt.quality.embedding_coverage(train_feats, prod_feats, train_labels)
         >>> for r in cov["regions"]: print(r["count"], r["representatives"])
     """

@@ -34,6 +34,7 @@ class CoverageReport(dict):
         class_names (sequence of str): K names for the table columns.
 
     Example:
+        >>> import balancedtorch as bt
         >>> report = bt.quality.coverage_report(labels, {"orientation": orientation})
         >>> report["orientation"]["counts"]      # Tensor[V, K]
         >>> [f["reason"] for f in report.flags]  # every flagged cell
@@ -109,6 +110,7 @@ def coverage_report(
         class, count, expected, reason)]}}``; ``print(report)`` shows the tables.
 
     Example:
+        >>> import balancedtorch as bt
         >>> print(bt.quality.coverage_report(labels, {"orientation": orientation, "time": time_of_day}))
     """
     if not isinstance(groups, Mapping) or not groups:
@@ -188,6 +190,7 @@ class LabelShiftEstimator:
         source_prior_ (Tensor[K] float64): class shares of ``val_labels``.
 
     Example:
+        >>> import balancedtorch as bt
         >>> est = bt.quality.LabelShiftEstimator(10).fit(val_labels, val_preds)
         >>> shift = est.estimate(test_preds)
         >>> criterion = bt.nn.CrossEntropyLoss(weight=shift["weights"].float())
@@ -228,6 +231,7 @@ class LabelShiftEstimator:
                 when any rank's input is invalid (no rank is left waiting).
 
         Example:
+            >>> import balancedtorch as bt
             >>> est = bt.quality.LabelShiftEstimator(3).fit(val_labels, val_probs)
         """
         comm = Comm() if use_distributed(distributed) else None
@@ -414,6 +418,7 @@ class DriftMonitor:
             statistic flags ``drift``.
 
     Example:
+        >>> import balancedtorch as bt
         >>> monitor = bt.quality.DriftMonitor(val_preds, window=10_000)
         >>> monitor.update(model(batch).argmax(1))
         >>> if monitor.status()["drift"]: schedule_retraining()

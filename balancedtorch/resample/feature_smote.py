@@ -54,6 +54,7 @@ class FeatureSMOTE(nn.Module):
             same output.
 
     Example:
+        >>> import balancedtorch as bt
         >>> smote = bt.resample.FeatureSMOTE(k_neighbors=5, memory_size=256, num_classes=10)
         >>> feats, y = smote(backbone(images), labels)
         >>> loss = criterion(head(feats), y)
@@ -108,6 +109,7 @@ class FeatureSMOTE(nn.Module):
         """The constructor arguments that differ from their defaults (``nn.Module`` prints them in its repr).
 
         Example:
+            >>> import balancedtorch as bt
             >>> bt.resample.FeatureSMOTE(k_neighbors=3, memory_size=64, num_classes=10)
             FeatureSMOTE(k_neighbors=3, memory_size=64, num_classes=10)
         """
@@ -168,6 +170,8 @@ class FeatureSMOTE(nn.Module):
             TypeError: labels is not a tensor.
 
         Example:
+            >>> import torch
+            >>> import balancedtorch as bt
             >>> smote = bt.resample.FeatureSMOTE(k_neighbors=2, generator=torch.Generator().manual_seed(0))
             >>> feats, y = smote(torch.randn(6, 4), torch.tensor([0, 0, 0, 0, 1, 1]))
             >>> feats.shape, y.tolist()
