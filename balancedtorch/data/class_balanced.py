@@ -88,10 +88,15 @@ class ClassBalancedSampler(EpochSampler, DistributedSampler[int]):
 
     Example:
         >>> import balancedtorch as bt
-        >>> sampler = bt.data.ClassBalancedSampler(train_set, class_shares="sqrt")
-        >>> loader = DataLoader(train_set, batch_size=128, sampler=sampler, num_workers=4)
-        >>> for epoch in range(epochs):
+        >>> from torch.utils.data import DataLoader, TensorDataset
+        >>> train_set = TensorDataset(torch.randn(100, 4), torch.tensor([0] * 90 + [1] * 10))
+        >>> sampler = bt.data.ClassBalancedSampler(train_set, class_shares="sqrt", seed=0)
+        >>> loader = DataLoader(train_set, batch_size=20, sampler=sampler)  # num_workers=4 works too
+        >>> for epoch in range(2):
         ...     sampler.set_epoch(epoch)
+        ...     rare = sum(int((y == 1).sum()) for x, y in loader)
+        >>> 15 < rare < 60  # sqrt shares: 25% of the epoch instead of 10%
+        True
     """
 
     def __init__(

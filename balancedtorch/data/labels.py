@@ -98,7 +98,13 @@ def labels_of(dataset: Any, column: Optional[Union[str, Callable[[Any], Any]]] =
 
     Example:
         >>> import balancedtorch as bt
-        >>> labels = bt.data.labels_of(torchvision.datasets.ImageFolder(root))
+        >>> import torch
+        >>> from torch.utils.data import ConcatDataset, Subset, TensorDataset
+        >>> dataset = TensorDataset(torch.randn(4, 2), torch.tensor([1, 0, 1, 2]))
+        >>> bt.data.labels_of(ConcatDataset([dataset, Subset(dataset, [3])]))  # no sample is loaded
+        tensor([1, 0, 1, 2, 2])
+
+        ``bt.data.labels_of(torchvision.datasets.ImageFolder(root))`` reads ``.targets`` the same way.
     """
     if callable(column):
         return _to_long(column(dataset), "column(dataset)")

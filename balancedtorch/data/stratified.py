@@ -71,8 +71,14 @@ class StratifiedBatchSampler(EpochSampler, Sampler[List[int]]):
 
     Example:
         >>> import balancedtorch as bt
-        >>> batches = bt.data.StratifiedBatchSampler(train_set, batch_size=64, class_shares="balanced")
-        >>> loader = DataLoader(train_set, batch_sampler=batches, num_workers=4)
+        >>> import torch
+        >>> from torch.utils.data import DataLoader, TensorDataset
+        >>> train_set = TensorDataset(torch.randn(100, 4), torch.tensor([0] * 90 + [1] * 10))
+        >>> batches = bt.data.StratifiedBatchSampler(train_set, batch_size=8, class_shares="balanced")
+        >>> loader = DataLoader(train_set, batch_sampler=batches)  # num_workers=4 works too
+        >>> x, y = next(iter(loader))
+        >>> torch.bincount(y).tolist()  # every batch: 4 of each class
+        [4, 4]
     """
 
     def __init__(

@@ -78,8 +78,14 @@ class WeightedRandomSampler(EpochSampler, DistributedSampler[int]):
 
     Example:
         >>> import balancedtorch as bt
-        >>> sampler = bt.data.WeightedRandomSampler(sample_weights, num_samples=len(dataset))
-        >>> loader = DataLoader(dataset, batch_size=64, sampler=sampler)
+        >>> import torch
+        >>> from torch.utils.data import DataLoader, TensorDataset
+        >>> dataset = TensorDataset(torch.randn(100, 4), torch.tensor([0] * 90 + [1] * 10))
+        >>> sample_weights = 1.0 / bt.ops.class_counts(dataset.tensors[1], 2).double()[dataset.tensors[1]]
+        >>> sampler = bt.data.WeightedRandomSampler(sample_weights, num_samples=len(dataset), seed=0)
+        >>> loader = DataLoader(dataset, batch_size=50, sampler=sampler)
+        >>> 30 < sum(int(y.sum()) for x, y in loader) < 70  # the rare class: about half of 100 draws
+        True
     """
 
     def __init__(
