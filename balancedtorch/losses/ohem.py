@@ -231,9 +231,18 @@ class OhemCrossEntropyLoss(nn.Module):
     class indices of any integer dtype.
 
     Example:
+        >>> import torch
         >>> import balancedtorch as bt
-        >>> criterion = bt.nn.OhemCrossEntropyLoss(thresh=0.7, min_kept=100000, ignore_index=255)
-        >>> loss = criterion(model(images), masks)
+        >>> g = torch.Generator().manual_seed(0)
+        >>> logits = torch.randn(2, 19, 32, 64, generator=g, requires_grad=True)  # model(images)
+        >>> masks = torch.randint(0, 19, (2, 32, 64), generator=g)
+        >>> masks[:, :4] = 255                                                  # void pixels
+        >>> criterion = bt.nn.OhemCrossEntropyLoss(thresh=0.7, min_kept=1000, ignore_index=255)
+        >>> loss = criterion(logits, masks)
+        >>> loss.backward()
+        >>> ce = torch.nn.functional.cross_entropy(logits, masks, ignore_index=255)
+        >>> torch.allclose(loss, ce)  # random logits: every pixel is below 0.7, so every pixel is kept
+        True
     """
 
     def __init__(

@@ -140,8 +140,13 @@ def focal_loss(
             >= 0 (default 2). Other arguments as :func:`cross_entropy`.
 
     Example:
+        >>> import torch
         >>> import balancedtorch as bt
+        >>> logits, target = torch.randn(8, 3), torch.randint(0, 3, (8,))
         >>> loss = bt.functional.focal_loss(logits, target, gamma=2.0)
+        >>> torch.allclose(bt.functional.focal_loss(logits, target, gamma=0.0),
+        ...                torch.nn.functional.cross_entropy(logits, target))  # gamma=0 is cross-entropy
+        True
     """
     return _softmax_loss(
         input,
@@ -368,9 +373,15 @@ class CrossEntropyLoss(_ClassWeightedLoss):
         label_smoothing (float): in [0, 1]. Default 0.
 
     Example:
+        >>> import torch
         >>> import balancedtorch as bt
-        >>> criterion = bt.nn.CrossEntropyLoss(weight=bt.class_weights(labels=train_labels))
-        >>> loss = criterion(model(x), y)
+        >>> train_labels = torch.tensor([0] * 56 + [1] * 3 + [2] * 41)
+        >>> weight = bt.class_weights(labels=train_labels)
+        >>> criterion = bt.nn.CrossEntropyLoss(weight=weight)
+        >>> logits, y = torch.randn(8, 3), torch.randint(0, 3, (8,))   # model(x), y
+        >>> loss = criterion(logits, y)
+        >>> torch.allclose(loss, torch.nn.CrossEntropyLoss(weight=weight)(logits, y))  # torch's numbers
+        True
     """
 
     def __init__(
@@ -398,8 +409,11 @@ class FocalLoss(_ClassWeightedLoss):
             as :class:`CrossEntropyLoss`.
 
     Example:
+        >>> import torch
         >>> import balancedtorch as bt
         >>> criterion = bt.nn.FocalLoss(gamma=2.0, weight=bt.class_weights(counts=[56, 3, 41]))
+        >>> criterion(torch.tensor([[4.0, 0.0, 0.0], [0.0, 0.0, 0.0]]), torch.tensor([0, 1]))  # easy, hard sample
+        tensor(0.4634)
     """
 
     def __init__(
@@ -439,9 +453,15 @@ class LogitAdjustedLoss(_ClassWeightedLoss):
             (float): in [0, 1], default 0.
 
     Example:
+        >>> import torch
         >>> import balancedtorch as bt
+        >>> train_labels = torch.randint(0, 10, (1000,)) ** 2 // 10  # long-tailed over 10 classes
         >>> criterion = bt.nn.LogitAdjustedLoss(class_counts=bt.ops.class_counts(train_labels, 10), tau=1.0,
         ...                                     label_smoothing=0.1)
+        >>> logits, y = torch.randn(8, 10, requires_grad=True), torch.randint(0, 10, (8,))
+        >>> criterion(logits, y).backward()
+        >>> logits.grad.shape
+        torch.Size([8, 10])
     """
 
     def __init__(
