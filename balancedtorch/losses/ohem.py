@@ -211,6 +211,8 @@ def ohem_cross_entropy(
         >>> target = torch.randint(0, 19, (2, 64, 128))
         >>> loss = bt.functional.ohem_cross_entropy(logits, target, thresh=0.7, min_kept=1000)
         >>> loss.backward()
+        >>> loss.shape, logits.grad.shape
+        (torch.Size([]), torch.Size([2, 19, 64, 128]))
     """
     return _ohem_cross_entropy(
         input, target, thresh=thresh, min_kept=min_kept, weight=weight, ignore_index=ignore_index, validate=True

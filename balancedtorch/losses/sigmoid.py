@@ -221,6 +221,8 @@ class SigmoidFocalLoss(nn.Module):
             >>> criterion = bt.nn.SigmoidFocalLoss(pos_weight=torch.tensor([1.0, 5.0, 20.0]))
             >>> logits = torch.randn(2, 3, 64, 64, requires_grad=True)   # (N, C, H, W), class dim 1
             >>> criterion(logits, (torch.rand(2, 3, 64, 64) < 0.1).float()).backward()
+            >>> logits.grad.shape
+            torch.Size([2, 3, 64, 64])
         """
         return _sigmoid_focal_loss(
             input,

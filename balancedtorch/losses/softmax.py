@@ -112,9 +112,11 @@ def cross_entropy(
     Example:
         >>> import torch
         >>> import balancedtorch as bt
-        >>> logits = torch.randn(8, 3, requires_grad=True)
-        >>> loss = bt.functional.cross_entropy(logits, torch.randint(0, 3, (8,)), weight=torch.tensor([1.8, 33.3, 2.4]))
+        >>> logits, target = torch.randn(8, 3, requires_grad=True), torch.randint(0, 3, (8,))
+        >>> loss = bt.functional.cross_entropy(logits, target, weight=torch.tensor([1.8, 33.3, 2.4]))
         >>> loss.backward()
+        >>> torch.allclose(loss, torch.nn.functional.cross_entropy(logits, target, weight=torch.tensor([1.8, 33.3, 2.4])))
+        True
     """
     return focal_loss(input, target, 0.0, weight, ignore_index, reduction, label_smoothing)
 
@@ -254,6 +256,8 @@ def logit_adjusted_loss(
         >>> loss = bt.functional.logit_adjusted_loss(logits, torch.randint(0, 3, (8,)), class_counts=[5000, 300, 0],
         ...                                          label_smoothing=0.1)
         >>> loss.backward()
+        >>> logits.grad.shape
+        torch.Size([8, 3])
     """
     bias = logit_adjustment(class_counts, tau)
     if isinstance(input, Tensor):
@@ -336,6 +340,8 @@ class _ClassWeightedLoss(nn.Module):
             >>> logits = torch.randn(4, 3, 32, 32, requires_grad=True)           # (N, C, H, W)
             >>> masks = torch.randint(0, 3, (4, 32, 32))
             >>> criterion(logits, masks).backward()
+            >>> logits.grad.shape
+            torch.Size([4, 3, 32, 32])
         """
         return _softmax_loss(
             input,

@@ -66,6 +66,8 @@ class _Combined(BaseSampler):
             >>> import balancedtorch as bt
             >>> X, y = torch.randn(120, 4), torch.tensor([0] * 100 + [1] * 20)
             >>> X_res, y_res = bt.resample.SMOTEENN(random_state=0).fit_resample(X, y)
+            >>> X_res.shape[0] <= 200, X_res.dtype  # balanced by SMOTE, then edited; tensor in, tensor out
+            (True, torch.float32)
         """
         data = self._prepare(X, y)  # checks X and y once, with this sampler's name in the messages
         self._validate_estimator()
