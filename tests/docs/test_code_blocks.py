@@ -158,7 +158,14 @@ def test_parse_blocks_follows_the_convention():
         ]
     )
     blocks = parse_blocks(text)
-    assert [(b.line, b.info) for b in blocks] == [(1, "python"), (5, "output"), (8, "py"), (11, "python notest"), (14, "text"), (17, "python")]
+    assert [(b.line, b.info) for b in blocks] == [
+        (1, "python"),
+        (5, "output"),
+        (8, "py"),
+        (11, "python notest"),
+        (14, "text"),
+        (17, "python"),
+    ]
     assert blocks[0].expected == "1\n"
     assert blocks[2].code == "y = 2\n" and blocks[2].expected is None
     assert blocks[3].expected is None  # a block that does not run has no output to compare
@@ -197,7 +204,9 @@ def test_run_page_names_the_failing_block(tmp_path):
         assert "line 1" in str(error)
     else:
         raise AssertionError("a wrong doctest output passed")
-    page.write_text("```python\nx = 2\n```\n```python\n>>> x * 2\n4\n```\n```python notest\nraise SystemExit\n```\n", encoding="utf-8")
+    page.write_text(
+        "```python\nx = 2\n```\n```python\n>>> x * 2\n4\n```\n```python notest\nraise SystemExit\n```\n", encoding="utf-8"
+    )
     run_page(page)
 
 
@@ -212,7 +221,12 @@ def pytest_generate_tests(metafunc):
 
 
 def test_code_blocks_run(page):
-    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "MPLBACKEND": "Agg", "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH", "")]))}
+    env = {
+        **os.environ,
+        "CUDA_VISIBLE_DEVICES": "",
+        "MPLBACKEND": "Agg",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH", "")])),
+    }
     with tempfile.TemporaryDirectory() as cwd:
         try:
             done = subprocess.run(
