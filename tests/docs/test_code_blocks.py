@@ -18,6 +18,8 @@ The convention, for whoever writes a page:
   or ```text block must print exactly that block (trailing spaces ignored; a line
   ``...`` stands for any number of lines).
 - Each file must finish within ``TIME_LIMIT_S`` seconds.
+- Generated pages are left out: ``docs/_build``, ``docs/auto_examples`` (sphinx-gallery runs
+  its scripts itself) and hidden folders.
 
 Run one page by hand: ``python tests/docs/test_code_blocks.py README.md``.
 """
@@ -87,7 +89,10 @@ def pages() -> list[Path]:
     found = [ROOT / "README.md"] if (ROOT / "README.md").exists() else []
     docs = ROOT / "docs"
     if docs.is_dir():
-        found += sorted(p for p in docs.rglob("*.md") if not any(part.startswith(("_build", ".")) for part in p.parts))
+        generated = ("_build", ".", "auto_examples")  # build output; the gallery's scripts run in its own build
+        found += sorted(
+            p for p in docs.rglob("*.md") if not any(part.startswith(generated) for part in p.relative_to(docs).parts)
+        )
     return [p for p in found if runnable(parse_blocks(p.read_text(encoding="utf-8")))]
 
 
