@@ -12,7 +12,7 @@ import torch
 
 import balancedtorch as bt
 
-from _harness import DEVICES, sync
+from _harness import DEVICES, sync, with_bytes
 
 B, H, W = 64, 224, 224
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -73,7 +73,7 @@ def torchvision_per_sample(device):
 def _float_copy(x):
     """The chain's floor: read the uint8 batch once, write a float32 tensor of its shape once."""
     out = torch.empty(x.shape, device=x.device)
-    return lambda: out.copy_(x)
+    return with_bytes(lambda: out.copy_(x), x.numel() * x.element_size() + out.numel() * out.element_size())
 
 
 IMPLS = {"balancedtorch": ours, "kornia": kornia_chain, "torchvision v2 per sample": torchvision_per_sample}

@@ -5,7 +5,8 @@
 #   3. compute-sanitizer --tool memcheck on a small pytest subset that runs
 #      every CUDA kernel (class_counts, softmax_loss rows/columns,
 #      sigmoid_focal_loss, affine_color, affine_mask, knn),
-#   4. the GPU benchmark cases (pytest-benchmark, ratios),
+#   4. the GPU benchmark cases (pytest-benchmark: peer ratios, copies of the
+#      input, and GB/s against copy_ on the same GPU, goal >= 85%),
 # and writes one Markdown report, gpu_check.md, to OUT_DIR (default:
 # gpu_check_out). Sized for 10 minutes on an H100/H200.
 #
