@@ -282,7 +282,7 @@ def test_soft_targets_train_with_bt_cross_entropy():
         logits = model(xm)
         loss = bt.nn.CrossEntropyLoss()(logits, target)
         ref = -(target * torch.log_softmax(logits.double(), 1)).sum(1).mean()
-        assert float(loss.detach()) == pytest.approx(float(ref), rel=1e-5)
+        assert float(loss.detach()) == pytest.approx(float(ref.detach()), rel=1e-5)
         torch.testing.assert_close(loss, torch.nn.functional.cross_entropy(logits, target))
         opt.zero_grad()
         loss.backward()
