@@ -265,7 +265,7 @@ class DeferredReweighting(nn.Module):
         return (self.before if self.epoch < self.switch else self.after)(input, target)
 
 
-def _cb_weights(counts: Tensor) -> Tensor:
+def _cb_weights(counts: Sequence[int]) -> Tensor:
     return class_weights(counts=counts, scheme="effective_number", beta=CB_BETA)
 
 
@@ -276,7 +276,7 @@ class Method:
     label: str
     uses: str  # the balancedtorch classes it uses, as printed
     needs: Tuple[str, ...]  # names in bt.nn it needs; missing from this build -> the method is skipped
-    loss: Callable[[Tensor, int], nn.Module]  # (training class counts, epochs) -> criterion
+    loss: Callable[[List[int], int], nn.Module]  # (training images per class, epochs) -> criterion
     normed_head: bool = False  # LDAM's cosine head (the paper's recipe)
     remix: bool = False  # MixUp with Remix labels on every batch
 
@@ -338,7 +338,7 @@ METHODS: Dict[str, Method] = {
 #: official listing are given; a method without one is left out rather than guessed.
 #: method -> (its label, top-1 %, source).
 QUOTED: Dict[str, Tuple[str, float, str]] = {
-    "ldam-drw": ("LDAM-DRW", 77.03, "Cao et al. 2019 (NeurIPS), Table 2: top-1 error 22.97%"),
+    "ldam-drw": ("LDAM-DRW", 77.03, "Cao et al. 2019 (NeurIPS): top-1 error 22.97%"),
 }
 
 
@@ -356,7 +356,7 @@ def train_and_evaluate(
     """One method, one seed: a fresh SmallNet trained for ``epochs``; per-class test accuracy and the group means."""
     method = METHODS[name]
     torch.manual_seed(seed)
-    counts = torch.tensor(data.counts, dtype=torch.float64)
+    counts = list(data.counts)  # plain ints: what every loss's class_counts takes
     model = SmallNet(normed=method.normed_head).to(device)
     criterion = method.loss(counts, epochs).to(device)
     mix = augment.MixUp(alpha=1.0, class_counts=data.counts, remix=True) if method.remix else None
