@@ -296,7 +296,8 @@ class _MixBase(nn.Module):
         return float(torch._sample_dirichlet(concentration, generator=generator)[0, 0])
 
     # -------------------------------------------------------------- checks
-    def _check_batch(self, images: Any, labels: Any) -> None:
+    def _check_batch(self, images: Any, labels: Any) -> Tensor:
+        """The labels, checked with the images before anything is drawn (a refused call leaves the RNG as it was)."""
         name = self._name
         if not isinstance(images, Tensor):
             raise TypeError(f"{name}: images must be a torch.Tensor, got {type(images).__name__}")
@@ -325,15 +326,17 @@ class _MixBase(nn.Module):
                 )
             if self.num_classes is not None and labels.shape[1] != self.num_classes:
                 raise ValueError(f"{name}: labels have {labels.shape[1]} columns but num_classes is {self.num_classes}")
-        elif self.num_classes is None:
+            return labels
+        if self.num_classes is None:
             raise ValueError(f"{name}: num_classes (or class_counts) must be given when labels are class indices of shape (B,)")
+        return _check_index_labels(labels, "labels", self.num_classes, name)
 
     def _targets(self, labels: Tensor, lam: float) -> Tensor:
         """The mixed labels: one-hot (float32) then mixed with ``lam``, or Remix's rebalanced ones."""
         if labels.dim() == 2:  # probabilities: mixed as given (torchvision's arithmetic)
             soft = labels if labels.is_floating_point() else labels.float()
             return soft.roll(1, 0).mul_(1.0 - lam).add_(soft.mul(lam))
-        a = _check_index_labels(labels, "labels", self.num_classes, self._name)
+        a = labels  # checked by _check_batch: int64 class indices
         b = a.roll(1, 0)
         if not self.remix:
             return _mix_index_targets(a, b, lam, self.num_classes)
@@ -421,7 +424,7 @@ class MixUp(_MixBase):
         return {"lam": self._draw_lam(generator)}
 
     def forward(self, images: Tensor, labels: Tensor, generator: Optional[torch.Generator] = None):
-        self._check_batch(images, labels)
+        labels = self._check_batch(images, labels)
         self._check_generator(generator)
         lam = self._draw_lam(generator)
         return _blend(images, lam), self._targets(labels, lam)
@@ -506,7 +509,8 @@ class CutMix(_MixBase):
         return {"lam": lam, "box": (x1, y1, x2, y2), "lam_adjusted": 1.0 - (x2 - x1) * (y2 - y1) / (W * H)}
 
     def forward(self, images: Tensor, labels: Tensor, generator: Optional[torch.Generator] = None):
-        self._check_batch(images, labels)
+        labels = self._check_batch(images, labels)
+        self._check_generator(generator)
         if images.shape[2] == 0 or images.shape[3] == 0:
             raise ValueError(f"{self._name}: images must have H, W >= 1, got shape {tuple(images.shape)}")
         p = self.sample_params(images, generator)

@@ -356,6 +356,15 @@ def test_bad_batches_name_the_argument(kind):
         mix(x.to("meta"), y.to("meta"))
 
 
+@pytest.mark.parametrize("kind", list(MIXES))
+def test_a_refused_batch_draws_nothing(kind):
+    x, y = batch()
+    state = torch.get_rng_state()
+    with pytest.raises(ValueError):
+        MIXES[kind][0](num_classes=5)(x, torch.full((8,), 7))
+    assert torch.equal(torch.get_rng_state(), state)
+
+
 def test_remix_targets_bad_input():
     a, b = torch.tensor([0, 1]), torch.tensor([1, 0])
     f = AF.remix_targets
