@@ -17,8 +17,18 @@ import torch
 from torch import Tensor
 
 from .._constants import INTERPOLATIONS
+from .mix import remix_targets  # noqa: F401 (public here: bt.augment.functional.remix_targets)
 
-__all__ = ["affine_color", "affine_matrix", "crop_matrix", "flip_matrix", "compose", "identity_matrix", "resolve_mask_fill"]
+__all__ = [
+    "affine_color",
+    "affine_matrix",
+    "crop_matrix",
+    "flip_matrix",
+    "compose",
+    "identity_matrix",
+    "resolve_mask_fill",
+    "remix_targets",
+]
 
 _INTERPOLATION = INTERPOLATIONS
 _OUT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
