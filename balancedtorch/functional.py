@@ -23,3 +23,7 @@ __all__ = [
     "dice_ce_loss",
     "dice_focal_loss",
 ]
+
+from .losses.seesaw import seesaw_loss
+
+__all__ += ["seesaw_loss"]

@@ -59,3 +59,7 @@ __all__ = [
     "DiceCELoss",
     "DiceFocalLoss",
 ]
+
+from .seesaw import SeesawLoss, seesaw_loss
+
+__all__ += ["seesaw_loss", "SeesawLoss"]

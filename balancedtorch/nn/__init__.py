@@ -12,3 +12,7 @@ from ..losses.softmax import CrossEntropyLoss, FocalLoss, LogitAdjustedLoss
 
 __all__ = ["CrossEntropyLoss", "FocalLoss", "LogitAdjustedLoss", "SigmoidFocalLoss"]
 __all__ += ["DiceLoss", "GeneralizedDiceLoss", "TverskyLoss", "DiceCELoss", "DiceFocalLoss", "OhemCrossEntropyLoss"]
+
+from ..losses.seesaw import SeesawLoss
+
+__all__ += ["SeesawLoss"]
