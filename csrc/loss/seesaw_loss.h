@@ -42,7 +42,10 @@ namespace loss {
 
 // log K_c + log M_c, the shift of a non-target logit z (see above).
 // lse: log sum exp of the row's logits; floor_t = max(lp_t, log eps);
-// log_n_c, log_n_t: log max(n, 1) of class c and of the target.
+// log_n_c, log_n_t: log max(n, 1) of class c and of the target. z and lse
+// may be measured from any common origin: the kernels pass z - max and
+// log sum exp(z - max), so logits of large magnitude (a row offset by 1e5)
+// are never rounded at that magnitude, and neither is z' (kept as z' - max).
 template <typename acc_t>
 C10_HOST_DEVICE inline acc_t
 seesaw_shift(acc_t z, acc_t lse, acc_t floor_t, acc_t log_n_c, acc_t log_n_t, acc_t p, acc_t q) {

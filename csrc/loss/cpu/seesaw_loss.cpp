@@ -84,31 +84,33 @@ acc_t row_loss(const Problem<acc_t>& P, const acc_t* z, int64_t t, acc_t* e, acc
       s += std::exp(z[c] - m);
     }
   }
-  const acc_t lse = m + std::log(s);
-  const acc_t z_t = z[t];
-  const acc_t floor_t = seesaw_floor(z_t, lse, P.log_eps);
+  // everything from here on is measured from m: y = z - m, log s, z' - m
+  const acc_t log_s = std::log(s);
+  const acc_t y_t = z[t] - m;
+  const acc_t floor_t = seesaw_floor(y_t, log_s, P.log_eps);
   const acc_t log_n_t = P.log_n[t];
 
-  // pass C: e = z' (the target's shift is exactly 0), and its max
+  // pass C: e = z' - m (the target's shift is exactly 0), and its max m2
   acc_t m2 = -std::numeric_limits<acc_t>::infinity();
   {
-    const Vec vlse(lse), vfloor(floor_t), vlnt(log_n_t), vp(P.p), vq(P.q), zero(0);
+    const Vec vm0(m), vlog_s(log_s), vfloor(floor_t), vlnt(log_n_t), vp(P.p), vq(P.q), zero(0);
     Vec vm(m2);
     int64_t c = 0;
     for (; c + W <= C; c += W) {
-      const Vec zc = Vec::loadu(z + c);
+      const Vec yc = Vec::loadu(z + c) - vm0;
       const Vec mit = vp * at::vec::minimum(Vec::loadu(P.log_n + c) - vlnt, zero);
-      const Vec comp = vq * at::vec::maximum((zc - vlse) - vfloor, zero);
-      const Vec zs = zc + mit + comp;
-      zs.store(e + c);
-      vm = at::vec::maximum(vm, zs);
+      const Vec comp = vq * at::vec::maximum((yc - vlog_s) - vfloor, zero);
+      const Vec ys = yc + mit + comp;
+      ys.store(e + c);
+      vm = at::vec::maximum(vm, ys);
     }
     m2 = at::vec::vec_reduce_all<acc_t>(vmax, vm);
     for (; c < C; ++c) {
-      e[c] = z[c] + seesaw_shift(z[c], lse, floor_t, P.log_n[c], log_n_t, P.p, P.q);
+      const acc_t yc = z[c] - m;
+      e[c] = yc + seesaw_shift(yc, log_s, floor_t, P.log_n[c], log_n_t, P.p, P.q);
       m2 = std::max(m2, e[c]);
     }
-    e[t] = z_t;
+    e[t] = y_t;
   }
   if (!std::isfinite(m2)) {
     m2 = std::isnan(m2) || m2 > 0 ? m2 : acc_t(0);
@@ -141,7 +143,7 @@ acc_t row_loss(const Problem<acc_t>& P, const acc_t* z, int64_t t, acc_t* e, acc
     }
   }
   acc_t lp, pw, u;
-  const acc_t S = target_terms(z_t - m2, s_other, acc_t(0), lp, pw, u);
+  const acc_t S = target_terms(y_t - m2, s_other, acc_t(0), lp, pw, u);
   if (P.grad) {
     const acc_t coef = P.scale / S;
     const Vec vcoef(coef);

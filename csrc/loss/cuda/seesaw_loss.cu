@@ -135,13 +135,15 @@ __global__ void rows_kernel(
     online_add(st, static_cast<acc_t>(xr[c]), true);
   }
   st = group_merge<TPR>(st, smem);
-  const acc_t lse = st.m + math_log(st.s);
-  const acc_t z_t = static_cast<acc_t>(xr[t]);
-  const acc_t floor_t = seesaw_floor(z_t, lse, P.log_eps);
+  // measured from the max m: y = z - m, log s, z' - m (no rounding at the logits' magnitude)
+  const acc_t m = st.m;
+  const acc_t log_s = math_log(st.s);
+  const acc_t y_t = static_cast<acc_t>(xr[t]) - m;
+  const acc_t floor_t = seesaw_floor(y_t, log_s, P.log_eps);
   const acc_t log_n_t = P.log_n[t];
   auto shifted = [&](int64_t c) {
-    const acc_t z = static_cast<acc_t>(xr[c]);
-    return c == t ? z : z + seesaw_shift(z, lse, floor_t, P.log_n[c], log_n_t, P.p, P.q);
+    const acc_t y = static_cast<acc_t>(xr[c]) - m;
+    return c == t ? y : y + seesaw_shift(y, log_s, floor_t, P.log_n[c], log_n_t, P.p, P.q);
   };
   // pass 2: max of z' and the sum of exp(z' - max) over the other classes
   Online<acc_t> st2{neg_inf, acc_t(0)};
@@ -150,7 +152,7 @@ __global__ void rows_kernel(
   }
   st2 = group_merge<TPR>(st2, smem);
   acc_t lp, pw, u;
-  const acc_t S = target_terms(z_t - st2.m, st2.s, acc_t(0), lp, pw, u);
+  const acc_t S = target_terms(y_t - st2.m, st2.s, acc_t(0), lp, pw, u);
   if (lane == 0) {
     losses[row] = -lp;
   }
@@ -189,13 +191,13 @@ std::tuple<at::Tensor, at::Tensor> seesaw_loss_cuda(
   // the CPU kernel names the index and the value.
   const at::Tensor counts = cum_samples.to(at::kDouble);
   at::_assert_async(
-      (at::isfinite(counts) & counts.ge(0.0)).all(),
+      at::isfinite(counts).logical_and(counts.ge(0.0)).all(),
       "seesaw_loss: cum_samples must be finite and >= 0 (device-side check; the CPU kernel names the index)");
   const at::Tensor log_n = counts.clamp_min(1.0).log().to(acc_type);
   const at::Tensor t64 = tgt.to(at::kLong);
   const at::Tensor valid = t64.ne(ignore_index);
   at::_assert_async(
-      (valid.logical_not() | (t64.ge(0) & t64.lt(C))).all(),
+      valid.logical_not().logical_or(t64.ge(0).logical_and(t64.lt(C))).all(),
       "seesaw_loss: target must hold class indices in [0, C) or ignore_index (device-side check; the CPU kernel "
       "names the index and value)");
   at::Tensor denominator = at::sum(valid, at::kLong).to(acc_type);
