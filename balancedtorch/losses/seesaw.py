@@ -218,4 +218,3 @@ class SeesawLoss(nn.Module):
         if self.ignore_index != -100:
             parts.append(f"ignore_index={self.ignore_index}")
         return ", ".join(parts)
-

@@ -47,8 +47,8 @@ namespace loss {
 // log sum exp(z - max), so logits of large magnitude (a row offset by 1e5)
 // are never rounded at that magnitude, and neither is z' (kept as z' - max).
 template <typename acc_t>
-C10_HOST_DEVICE inline acc_t
-seesaw_shift(acc_t z, acc_t lse, acc_t floor_t, acc_t log_n_c, acc_t log_n_t, acc_t p, acc_t q) {
+C10_HOST_DEVICE inline acc_t seesaw_shift(
+    acc_t z, acc_t lse, acc_t floor_t, acc_t log_n_c, acc_t log_n_t, acc_t p, acc_t q) {
   const acc_t dn = log_n_c - log_n_t;
   const acc_t dl = (z - lse) - floor_t;
   return p * (dn < acc_t(0) ? dn : acc_t(0)) + q * (dl > acc_t(0) ? dl : acc_t(0));

@@ -27,6 +27,7 @@
 #include <ATen/ops/sum.h>
 #include <torch/library.h>
 
+#include "cpu/buffer_pool.h"
 #include "cpu/vec_math.h"
 #include "loss/seesaw_loss.h"
 
@@ -38,8 +39,8 @@ template <typename acc_t>
 struct Problem {
   int64_t N = 0, C = 0;
   acc_t p = 0, q = 0, log_eps = 0;
-  acc_t scale = 1;                // gradient scale of the reduction
-  const acc_t* log_n = nullptr;   // [C] log max(cum_samples, 1)
+  acc_t scale = 1;               // gradient scale of the reduction
+  const acc_t* log_n = nullptr;  // [C] log max(cum_samples, 1)
   int64_t ignore_index = -100;
   bool grad = false;
 };
@@ -247,7 +248,8 @@ std::tuple<at::Tensor, at::Tensor> seesaw_loss_cpu(
   const double denominator = valid == 0 ? std::numeric_limits<double>::quiet_NaN() : static_cast<double>(valid);
 
   const at::ScalarType acc_type = input.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
-  at::Tensor grad = compute_grad ? at::empty_like(x) : at::empty({0}, x.options());
+  // a large gradient comes from the buffer pool: warm pages, no page faults per step (cpu/buffer_pool.h)
+  at::Tensor grad = compute_grad ? cpu::pooled_empty(x.sizes(), x.options()) : at::empty({0}, x.options());
   at::Tensor losses = at::empty({N}, x.options().dtype(acc_type));
   if (N > 0) {
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "seesaw_loss_cpu", [&] {
