@@ -182,11 +182,24 @@ class SeesawLoss(nn.Module):
         self.register_buffer("cum_samples", torch.zeros(self.num_classes, dtype=torch.float32))
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
-        """Add the batch's class counts to ``cum_samples``, then the Seesaw loss of ``input`` (N, C) and ``target`` (N,).
+        """Add the batch's class counts to ``cum_samples``, then the Seesaw loss with the updated counts.
 
         The loss reads a snapshot of the updated counts, so later updates
         (a next forward before this backward) never change this loss's
         gradient.
+
+        Args:
+            input (Tensor[N, C]): logits, C = ``num_classes``; float16,
+                bfloat16 (accumulated in float32), float32 or float64.
+            target (Tensor[N]): class indices (int64, int32 or uint8) in
+                ``[0, C)`` or ``ignore_index``; anything else raises a
+                ValueError before the buffer is touched (CPU; on CUDA a
+                device-side assertion of the loss kernel).
+
+        Returns:
+            Tensor: a scalar (``"mean"``, ``"sum"``) or the per-sample losses
+            ``[N]`` (``"none"``), in the input's dtype (float32 under
+            ``torch.autocast``).
 
         Example:
             >>> import torch, balancedtorch as bt

@@ -513,6 +513,31 @@ def test_module_bad_input_leaves_the_buffer_untouched():
         bt.nn.SeesawLoss(3, distributed="yes")
 
 
+def test_mixed_devices_are_value_errors():
+    x, t, cs = torch.randn(4, 3), torch.zeros(4, dtype=torch.long), torch.ones(3)
+    with pytest.raises(ValueError, match="seesaw_loss: target is on meta but input is on cpu"):
+        btf.seesaw_loss(x, t.to("meta"), cs)
+    with pytest.raises(ValueError, match="seesaw_loss: cum_samples is on meta but input is on cpu"):
+        btf.seesaw_loss(x, t, cs.to("meta"))
+    meta = btf.seesaw_loss(x.to("meta"), t.to("meta"), cs.to("meta"), reduction="none")
+    assert meta.shape == (4,) and meta.device.type == "meta"
+
+
+@pytest.mark.parametrize("obj", [bt.nn.SeesawLoss, btf.seesaw_loss], ids=lambda o: o.__qualname__)
+def test_public_docstrings(obj):
+    import inspect
+
+    fn = obj.forward if isinstance(obj, type) else obj
+    doc = inspect.getdoc(fn) or ""
+    for section in ("Args:", "Returns:", "Example:", "Tensor["):
+        assert section in doc, f"{obj.__qualname__}: docstring lacks {section!r}"
+    for name in inspect.signature(fn).parameters:
+        assert name == "self" or name in doc, f"{obj.__qualname__}: argument {name!r} undocumented"
+    class_doc = inspect.getdoc(bt.nn.SeesawLoss)
+    for name in inspect.signature(bt.nn.SeesawLoss).parameters:
+        assert name in class_doc, name
+
+
 # ---------------------------------------------------------------------------------------------
 # CUDA: no host synchronisation per step
 # ---------------------------------------------------------------------------------------------
