@@ -52,14 +52,21 @@ def seesaw_loss(
       ratio is > 1, else 1 (``sigma``: softmax of the detached logits).
 
     Values and gradients equal MMDetection's ``seesaw_ce_loss`` (the factors
-    are constants of the backward pass, as there). This is the plain
-    classification form: ``C`` logits for classes ``0..C-1``. MMDetection's
-    ``SeesawLoss`` module adds two objectness channels (a separate
-    foreground/background cross-entropy) and a background class ``C`` whose
-    samples skip the Seesaw term; to reproduce it, pass the foreground rows'
-    first ``C`` logits here and add ``F.cross_entropy`` on the objectness
-    channels yourself. The factors are formed in the log domain, so they stay
-    finite where MMDetection's powers would under/overflow.
+    are constants of the backward pass, as there). Differences from
+    MMDetection:
+
+    - the plain classification form: ``C`` logits for classes ``0..C-1``.
+      MMDetection's ``SeesawLoss`` module takes ``C + 2`` channels (two
+      objectness logits with their own cross-entropy) and a background label
+      ``C`` whose samples skip the Seesaw term; to reproduce it, pass the
+      foreground rows' first ``C`` logits here and add ``F.cross_entropy`` on
+      the objectness channels;
+    - no ``label_weights`` / ``avg_factor`` / ``loss_weight``: use
+      ``reduction="none"`` and weight or average the per-sample losses;
+    - ``ignore_index`` (not in MMDetection) skips samples;
+    - the factors are formed in the log domain, so they stay finite where
+      MMDetection's powers would under/overflow (a huge ``p``, a zero
+      probability).
 
     Args:
         input (Tensor[N, C]): logits; float16, bfloat16 (accumulated in
