@@ -47,18 +47,14 @@ labels = torch.tensor([1, 1, 1, 1, 0, 0, 0, 0])
 # same pass). A ``torch.Generator`` makes the draw reproducible.
 geometry = bt.augment.BatchAugment(hflip=0.5, rotation=30, translate=(0.1, 0.1), scale=(0.8, 1.2), shear=10)
 colour = bt.augment.BatchAugment(brightness=0.4, contrast=0.4, saturation=0.6, hue=0.2)
-rare_only = bt.augment.BatchAugment(
-    hflip=0.5, rotation=30, scale=(0.8, 1.2), brightness=0.4, hue=0.2, class_p={1: 1.0, 0: 0.0}
-)
+rare_only = bt.augment.BatchAugment(hflip=0.5, rotation=30, scale=(0.8, 1.2), brightness=0.4, hue=0.2, class_p={1: 1.0, 0: 0.0})
 print(geometry)
 
 rows = {
     "original": images.float() / 255,
     "geometry": geometry(images, generator=torch.Generator().manual_seed(0)),
     "colour": colour(images, generator=torch.Generator().manual_seed(1)),
-    "class_p: rare always,\ncommon never": rare_only(
-        images, labels=labels, generator=torch.Generator().manual_seed(2)
-    ),
+    "class_p: rare always,\ncommon never": rare_only(images, labels=labels, generator=torch.Generator().manual_seed(2)),
 }
 
 fig, axes = plt.subplots(len(rows), 8, figsize=(10, 5.6))

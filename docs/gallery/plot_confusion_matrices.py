@@ -93,7 +93,9 @@ weighted = train(loss_fn=bt.nn.CrossEntropyLoss(weight=weight))
 
 for name, m in [("plain", plain), ("ClassBalancedSampler", sampled), ("weighted CE", weighted)]:
     r = m.compute()
-    print(f"{name:<22} accuracy {r['accuracy']:.3f}  balanced accuracy {r['balanced_accuracy']:.3f}  macro F1 {r['macro_f1']:.3f}")
+    print(
+        f"{name:<22} accuracy {r['accuracy']:.3f}  balanced accuracy {r['balanced_accuracy']:.3f}  macro F1 {r['macro_f1']:.3f}"
+    )
 
 # %%
 # The confusion matrices

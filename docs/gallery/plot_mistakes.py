@@ -19,7 +19,6 @@ is found.
 # ---------------------------
 import matplotlib.pyplot as plt
 import numpy as np
-import torch
 from sklearn.datasets import load_digits
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import cross_val_predict
@@ -41,9 +40,7 @@ print(f"{len(flipped)} of {len(labels)} labels flipped")
 # cross-validation): a model scoring its own training samples would have
 # memorised their wrong labels. Any classifier works; a logistic regression
 # on the 64 pixels is enough here.
-pred_probs = cross_val_predict(
-    LogisticRegression(max_iter=300), digits.data / 16.0, labels, cv=5, method="predict_proba"
-)
+pred_probs = cross_val_predict(LogisticRegression(max_iter=300), digits.data / 16.0, labels, cv=5, method="predict_proba")
 
 # %%
 # The most confident mistakes
@@ -72,8 +69,10 @@ plt.figure(fig)
 # Compared with the flips we made:
 issues = bt.quality.find_label_issues(labels, pred_probs)
 found = np.isin(np.flatnonzero(issues), flipped)
-print(f"flagged {int(issues.sum())}: {found.sum()} flipped labels found (precision {found.mean():.2f}, "
-      f"recall {found.sum() / len(flipped):.2f})")
+print(
+    f"flagged {int(issues.sum())}: {found.sum()} flipped labels found (precision {found.mean():.2f}, "
+    f"recall {found.sum() / len(flipped):.2f})"
+)
 
 # %%
 # Which classes to look at first

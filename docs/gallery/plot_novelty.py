@@ -48,8 +48,10 @@ detector = bt.quality.NoveltyDetector(k=5).fit(train_x.flatten(1))
 cut = detector.threshold(val_x.flatten(1), tpr=0.95)
 seen_scores = detector.score(test_x.flatten(1))
 new_scores = detector.score(new_x.flatten(1))
-print(f"cut {cut:.3f}: flagged {detector.predict(test_x.flatten(1)).float().mean():.1%} of the seen digits, "
-      f"{detector.predict(new_x.flatten(1)).float().mean():.1%} of the 7s")
+print(
+    f"cut {cut:.3f}: flagged {detector.predict(test_x.flatten(1)).float().mean():.1%} of the seen digits, "
+    f"{detector.predict(new_x.flatten(1)).float().mean():.1%} of the 7s"
+)
 
 # %%
 # The scores of the two groups

@@ -61,8 +61,10 @@ print(f"test: average precision {r['average_precision']:.3f}, ROC AUC {r['roc_au
 plt.figure(metrics.plot_roc_curves())
 
 # %%
-# The ROC AUC looks excellent; the precision-recall curve is the honest view
-# of a rare class. ``plt.figure(fig)`` hands the returned figure to pyplot.
+# The ROC curve looks respectable, but with 97% negatives even a small
+# false-positive rate means many false alarms. The precision-recall curve is
+# the honest view of a rare class: past a recall of about a half, most alarms
+# are false. (``plt.figure(fig)`` hands the returned figure to pyplot.)
 plt.figure(metrics.plot_pr_curves())
 
 # %%

@@ -50,7 +50,7 @@ else:
 # The points
 # ----------
 fig, axes = plt.subplots(1, len(results), figsize=(5 * len(results), 4.4), sharex=True, sharey=True, squeeze=False)
-for ax, (name, (X_res, y_res)) in zip(axes[0], results.items()):
+for ax, (name, (X_res, _)) in zip(axes[0], results.items()):
     new = X_res[len(X) :]
     ax.scatter(*X[y == 0].T, s=8, c="lightgrey", label="majority")
     ax.scatter(*X[y == 1].T, s=22, c="tab:blue", edgecolor="k", linewidth=0.4, label="minority", zorder=3)
@@ -80,7 +80,9 @@ def distance_to_segments(points):
 
 
 for name, (X_res, _) in results.items():
-    print(f"{name}: largest distance of a synthetic point to a SMOTE segment {float(distance_to_segments(X_res[len(X) :]).max()):.1e}")
+    print(
+        f"{name}: largest distance of a synthetic point to a SMOTE segment {float(distance_to_segments(X_res[len(X) :]).max()):.1e}"
+    )
 
 # %%
 # The same estimator takes tensors and keeps them where they are (a CUDA
