@@ -103,8 +103,9 @@ for name, m in [("plain", plain), ("ClassBalancedSampler", sampled), ("weighted 
 # The confusion matrices
 # ----------------------
 # ``plot_confusion_matrix`` returns a matplotlib ``Figure`` that pyplot does not
-# track (it can go straight to ``SummaryWriter.add_figure``); ``plt.figure(fig)``
-# hands it to pyplot so that ``plt.show()`` (and this gallery) displays it.
+# track (it can go straight to ``SummaryWriter.add_figure``, or to a file with
+# ``path=``); ``plt.figure(fig)`` (matplotlib 3.11 or later) hands it to pyplot
+# so that ``plt.show()`` (and this gallery) displays it.
 # Rows are the true digits, normalised to 1: the diagonal is each digit's
 # recall. The plain model's rare digits (bottom rows) leak into the frequent
 # ones (left columns).

@@ -55,9 +55,10 @@ print(f"of the 32 most confident mistakes, {np.isin(top, flipped).sum()} are fli
 # %%
 # ``plot_mistakes`` draws them, titled ``given label → prediction
 # (confidence)``. It returns a matplotlib ``Figure`` that pyplot does not
-# track; ``plt.figure(fig)`` hands it to pyplot for display. The top of the
-# list is where the wrong labels are: each tile shows one digit labelled as
-# another, with the model confidently naming the digit you see.
+# track; ``plt.figure(fig)`` (matplotlib 3.11 or later) hands it to pyplot for
+# display. The top of the list is where the wrong labels are: each tile
+# shows one digit labelled as another, with the model confidently naming the
+# digit you see.
 fig = bt.quality.plot_mistakes(images, labels, pred_probs, n=24)
 plt.figure(fig)
 
