@@ -3,7 +3,8 @@
 #               (plain vs balanced training on long-tailed digits; DEMO_ARGS=...)
 #   make demo-seg   the same set-up, then the segmentation demo (traffic lights
 #               at 800:1, plain vs balanced; DEMO_ARGS=...)
-#   make test   the same set-up, then the tests (make test-fast: the quick tier)
+#   make test   the same set-up, then the tests and the docstring examples
+#               (make test-fast: the quick tier)
 #   make bench  the same set-up, then the benchmarks (pytest-benchmark)
 #   make lint   ruff and clang-format checks (make format applies them)
 #   make docs   the same set-up, then the documentation site (docs/_build/html)
@@ -81,8 +82,11 @@ $(MONAI_TESTS_DIR)/test_dice_loss.py:
 
 # Every reference library of the dev extra must be importable here: a missing one
 # fails its tests instead of skipping them (BT_REQUIRE_REFERENCES, tests/conftest.py).
+# Then every docstring example of the package (pyproject.toml's doctest_optionflags);
+# the README's and the docs' code blocks run in tests/docs/test_code_blocks.py.
 test: install peer-tests
 	BT_REQUIRE_REFERENCES=1 BALANCEDTORCH_REQUIRE_PEER_TESTS=1 $(PY) -m pytest tests
+	$(PY) -m pytest --doctest-modules balancedtorch
 	$(MAKE) --no-print-directory check-build
 
 # Everyday work: no `slow`, no `distributed` test (pyproject.toml's markers).

@@ -108,6 +108,7 @@ def describe_one_hot(t: Tensor, name: str, caller: Optional[str] = None, multi_h
         when ``t`` is neither one-hot nor (with ``multi_hot``) multi-hot.
 
     Example:
+        >>> import torch
         >>> describe_one_hot(torch.eye(3), "labels", "class_weights")[:46]
         'class_weights: labels looks like one-hot targe'
     """
@@ -199,6 +200,7 @@ def check_labels(
             (the message names ``name[index] = value``).
 
     Example:
+        >>> import numpy as np
         >>> check_labels(np.array([0.0, 2.0, 1.0]), caller="sampler")
         tensor([0, 2, 1])
         >>> check_labels([0, 5], caller="sampler", num_classes=3)
@@ -275,6 +277,7 @@ def infer_num_classes(
             >= :data:`MAX_INFERRED_CLASSES`.
 
     Example:
+        >>> import torch
         >>> infer_num_classes(torch.tensor([0, 3, 255]), ignore_index=255)
         4
     """
@@ -323,6 +326,7 @@ def check_probabilities(
         Tensor: ``probs`` unchanged (as a tensor when given an array).
 
     Example:
+        >>> import torch
         >>> check_probabilities(torch.tensor([[2.0, -1.0]]), caller="rank_mistakes")
         Traceback (most recent call last):
         ValueError: rank_mistakes: pred_probs must hold probabilities ... pass torch.softmax(logits, dim=1) instead

@@ -481,3 +481,29 @@ def _autocast_kernel(op, key: str):
 for _name in ("softmax_loss", "softmax_loss_target_prob", "sigmoid_focal_loss", "region_loss"):
     for _key in _AUTOCAST_KEYS.values():
         _lib.impl(_name, _autocast_kernel(getattr(torch.ops.balancedtorch, _name).default, _key), _key)
+
+
+# --- seesaw_loss: fake kernel, autograd, autocast (balancedtorch/losses/seesaw.py) --------------------------
+
+
+@torch.library.register_fake("balancedtorch::seesaw_loss")
+def _seesaw_loss_fake(input, target, cum_samples, p, q, eps, ignore_index, reduction, compute_grad):
+    torch._check(input.dim() == 2, lambda: f"seesaw_loss: input must have shape (N, C), got {tuple(input.shape)}")
+    same_device("seesaw_loss", "input", input, target=target, cum_samples=cum_samples)
+    loss = input.new_empty((input.shape[0],) if reduction == _REDUCTION_NONE else ())
+    grad = input.new_empty(input.shape) if compute_grad else input.new_empty((0,))
+    return loss, grad
+
+
+_ss_setup, _ss_backward = _make_autograd(
+    torch.ops.balancedtorch.seesaw_loss.default,
+    "seesaw_loss",
+    num_args=9,
+    reduction_arg=7,
+    broadcast_dim=1,
+    target_grad=None,
+)
+torch.library.register_autograd("balancedtorch::seesaw_loss", _ss_backward, setup_context=_ss_setup)
+
+for _key in _AUTOCAST_KEYS.values():
+    _lib.impl("seesaw_loss", _autocast_kernel(torch.ops.balancedtorch.seesaw_loss.default, _key), _key)

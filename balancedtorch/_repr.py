@@ -35,6 +35,7 @@ def short_repr(value: Any) -> str:
         when not the CPU), ``<function name>`` for functions, else ``repr``.
 
     Example:
+        >>> import torch
         >>> short_repr(torch.rand(10000))
         '<tensor of 10000>'
     """
@@ -76,6 +77,9 @@ def changed_args(owner: Any, args: Mapping[str, Any]) -> str:
         str: the arguments to show, comma-separated (empty when all are defaults).
 
     Example:
+        >>> import torch
+        >>> from balancedtorch.data import WeightedRandomSampler
+        >>> sampler = WeightedRandomSampler(torch.ones(1000), num_samples=100)
         >>> changed_args(sampler, {"num_samples": 100, "seed": 0})
         'num_samples=100'
     """
@@ -93,6 +97,10 @@ def call_repr(owner: Any, args: Mapping[str, Any]) -> str:
     """``ClassName(name=value, ...)`` with :func:`changed_args`.
 
     Example:
+        >>> import torch
+        >>> from balancedtorch.data import WeightedRandomSampler
+        >>> weights = torch.ones(1000)
+        >>> sampler = WeightedRandomSampler(weights, num_samples=100)
         >>> call_repr(sampler, {"weights": weights, "num_samples": 100, "replacement": True})
         'WeightedRandomSampler(weights=<tensor of 1000>, num_samples=100)'
     """

@@ -93,6 +93,7 @@ def integer(
         ValueError: outside ``[low, high]``, or outside int64 (the kernels take int64).
 
     Example:
+        >>> import numpy as np
         >>> integer(np.int32(3), "k", low=1)
         3
         >>> integer(0, "k", low=1, caller="knn")

@@ -7,6 +7,7 @@ their public names.
 
 from .losses.ohem import ohem_cross_entropy
 from .losses.region import dice_ce_loss, dice_focal_loss, dice_loss, generalized_dice_loss, tversky_loss
+from .losses.seesaw import seesaw_loss
 from .losses.sigmoid import sigmoid_focal_loss
 from .losses.softmax import cross_entropy, focal_loss, logit_adjusted_loss, logit_adjustment
 
@@ -23,3 +24,5 @@ __all__ = [
     "dice_ce_loss",
     "dice_focal_loss",
 ]
+
+__all__ += ["seesaw_loss"]

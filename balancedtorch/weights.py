@@ -122,11 +122,18 @@ def class_weights(
         TypeError: ``dtype`` is not a floating dtype.
 
     Example:
+        >>> import balancedtorch as bt
         >>> bt.class_weights(counts=[56, 3, 41], normalize=None)  # red, yellow, green
         tensor([ 1.7857, 33.3333,  2.4390])
+        >>> import torch
+        >>> train_masks = torch.zeros(4, 16, 16, dtype=torch.uint8)  # class 0: road
+        >>> train_masks[:2, :2, :2] = 1                              # class 1: 4 pixels in 2 images
+        >>> train_masks[:, 15] = 255                                 # void
         >>> w = bt.class_weights(masks=train_masks, scheme="median_frequency", ignore_index=255, normalize=None)
         >>> w = w.clamp(max=10 * w.min())  # no class weighs more than 10x the most frequent one
         >>> criterion = bt.nn.CrossEntropyLoss(weight=w / w.mean(), ignore_index=255)
+        >>> w
+        tensor([0.5084, 5.0840])
     """
     owner = "class_weights"
     scheme = _validate.choice(scheme, "scheme", SCHEMES, caller=owner)

@@ -34,7 +34,13 @@ def copy_floor(x):
     """The memory floor of a kernel over ``x``: one ``copy_`` of it (read once, write once)."""
     src = x.detach()
     dst = torch.empty_like(src)
-    return lambda: dst.copy_(src)
+    return with_bytes(lambda: dst.copy_(src), 2 * src.numel() * src.element_size())
+
+
+def with_bytes(floor, nbytes):
+    """Tag a floor callable with the bytes it moves (read + write), for the GB/s columns."""
+    floor.bytes = int(nbytes)
+    return floor
 
 
 def interleaved_times(fns, device, rounds=9):

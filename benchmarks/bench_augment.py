@@ -12,7 +12,7 @@ import torch
 
 import balancedtorch as bt
 
-from _harness import DEVICES, sync
+from _harness import DEVICES, interleaved_times, sync, with_bytes
 
 B, H, W = 64, 224, 224
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -73,7 +73,7 @@ def torchvision_per_sample(device):
 def _float_copy(x):
     """The chain's floor: read the uint8 batch once, write a float32 tensor of its shape once."""
     out = torch.empty(x.shape, device=x.device)
-    return lambda: out.copy_(x)
+    return with_bytes(lambda: out.copy_(x), x.numel() * x.element_size() + out.numel() * out.element_size())
 
 
 IMPLS = {"balancedtorch": ours, "kornia": kornia_chain, "torchvision v2 per sample": torchvision_per_sample}
@@ -172,4 +172,37 @@ def test_focus_pixels_kernel(timed, benchmark, device, focus):
         impl="focus_pixels kernel alone (B active)",
         device=device,
         rounds=5 if device == "cpu" else None,
+    )
+
+
+# ---------------------------------------------------------------- MixUp / CutMix
+# A 64 x 3 x 224 x 224 float32 batch and its class labels (1000 classes), mixed
+# by ours and by torchvision v2's MixUp / CutMix (equal outputs given the same
+# draws: checked below before timing), run interleaved under the same load.
+MIX_CLASSES = 1000
+
+
+@pytest.mark.parametrize("kind", ["MixUp", "CutMix", "MixUp remix"])
+@pytest.mark.parametrize("device", DEVICES)
+def test_mix_vs_torchvision(benchmark, device, kind):
+    T = pytest.importorskip("torchvision.transforms.v2")
+    x = batch(device).float().div_(255)
+    y = torch.randint(0, MIX_CLASSES, (B,), generator=torch.Generator().manual_seed(1)).to(device)
+    counts = torch.logspace(3, 0, MIX_CLASSES).round().clamp_min(1)
+    name = kind.split()[0]
+    ours = getattr(bt.augment, name)(num_classes=MIX_CLASSES, class_counts=counts, remix=kind.endswith("remix"))
+    theirs = getattr(T, name)(num_classes=MIX_CLASSES)
+    torch.manual_seed(0)
+    a = ours(x, y)
+    torch.manual_seed(0)
+    b = theirs(x, y)
+    assert torch.equal(a[0], b[0])
+    times = interleaved_times({"bt": lambda: ours(x, y), "torchvision": lambda: theirs(x, y)}, device, 9)
+    benchmark.group = f"{kind} {B}x3x{H}x{W} float32 {device}"
+    benchmark.extra_info.update({k: [round(t * 1e3, 3) for t in v] for k, v in times.items()})
+    benchmark.extra_info["ratio"] = round(min(times["torchvision"]) / min(times["bt"]), 2)
+    benchmark.pedantic(lambda: None, rounds=1)
+    print(
+        f"\n{kind} {device}: balancedtorch {min(times['bt']) * 1e3:.2f} ms, torchvision v2 "
+        f"{min(times['torchvision']) * 1e3:.2f} ms: {benchmark.extra_info['ratio']}x"
     )

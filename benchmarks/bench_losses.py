@@ -1,7 +1,8 @@
 """Fused losses (forward + backward) against what users write instead, in the same run.
 
 CPU: (8192, 1000) fp32 weighted cross-entropy vs F.cross_entropy(weight=w);
-focal loss vs the usual eager focal (log_softmax + gather + pow); segmentation
+focal loss vs the usual eager focal (log_softmax + gather + pow); Seesaw vs MMDetection's
+eager recipe; segmentation
 (4, 19, 256, 512) vs F.cross_entropy; sigmoid focal vs torchvision.
 GPU (when present): (16384, 32768) fp32 / bf16 and segmentation (8, 19, 512, 1024),
 with the achieved bandwidth as a fraction of a device-to-device copy.
@@ -124,6 +125,32 @@ def test_cpu_sigmoid_focal(timed, benchmark, impl):
     run = _fwd_bwd(x, lambda: fn(x, y, reduction="mean"))
     floor = copy_floor(x) if impl == "balancedtorch" else None
     timed(run, group="sigmoid focal fwd+bwd (8192, 1000) fp32 cpu", impl=impl, device="cpu", floor=floor)
+    _record(benchmark, "cpu", run)
+
+
+def _eager_seesaw(logits, target, cum_samples, p=0.8, q=2.0, eps=1e-2):
+    """The Seesaw loss as users write it (MMDetection's recipe): (C, C) count ratios, (N, C) factors, CE."""
+    onehot = F.one_hot(target, logits.shape[1])
+    n = cum_samples.clamp(min=1)
+    ratio = n[None, :] / n[:, None]
+    below = (ratio < 1).float()
+    factors = (ratio.pow(p) * below + (1 - below))[target]
+    scores = F.softmax(logits.detach(), dim=1)
+    own = scores.gather(1, target[:, None]).clamp(min=eps)
+    score_ratio = scores / own
+    above = (score_ratio > 1).float()
+    factors = factors * (score_ratio.pow(q) * above + (1 - above))
+    return F.cross_entropy(logits + factors.log() * (1 - onehot), target)
+
+
+@pytest.mark.parametrize("impl", ["balancedtorch", "eager seesaw"])
+def test_cpu_seesaw(timed, benchmark, impl):
+    x, t, _ = _case("cpu", (8192, 1000))
+    cum = torch.randint(0, 100000, (1000,), generator=torch.Generator().manual_seed(1)).float()
+    fn = bt.functional.seesaw_loss if impl == "balancedtorch" else _eager_seesaw
+    run = _fwd_bwd(x, lambda: fn(x, t, cum))
+    floor = copy_floor(x) if impl == "balancedtorch" else None
+    timed(run, group="seesaw fwd+bwd (8192, 1000) fp32 cpu", impl=impl, device="cpu", floor=floor)
     _record(benchmark, "cpu", run)
 
 

@@ -4,8 +4,10 @@
 #   2. run every CUDA test (pytest -m cuda),
 #   3. compute-sanitizer --tool memcheck on a small pytest subset that runs
 #      every CUDA kernel (class_counts, softmax_loss rows/columns,
-#      sigmoid_focal_loss, affine_color, affine_mask, knn),
-#   4. the GPU benchmark cases (pytest-benchmark, ratios),
+#      sigmoid_focal_loss, region_loss, ohem_weights, affine_color,
+#      affine_mask, focus_pixels, knn, kcenter_update),
+#   4. the GPU benchmark cases (pytest-benchmark: peer ratios, copies of the
+#      input, and GB/s against copy_ on the same GPU, goal >= 85%),
 # and writes one Markdown report, gpu_check.md, to OUT_DIR (default:
 # gpu_check_out). Sized for 10 minutes on an H100/H200.
 #
@@ -42,6 +44,10 @@ SANITIZER_TESTS=(
   "tests/augment/test_augment.py::test_whole_chain_matches_torchvision"
   "tests/augment/test_augment.py::test_single_channel_and_masks"
   "tests/ops/test_knn.py::test_matches_brute_force"
+  "tests/losses/test_region_losses.py::test_cuda_equals_cpu"
+  "tests/losses/test_ohem.py::test_matches_reference_float64"
+  "tests/augment/test_crop_focus.py::test_focus_pixels_cpu_and_cuda_agree"
+  "tests/ops/test_kcenter_op.py::test_cuda_equals_cpu"
 )
 
 section() { printf '\n## %s\n\n' "$1" >>"$REPORT"; }

@@ -226,6 +226,18 @@ TORCH_LIBRARY(balancedtorch, m) {
   m.def(
       "focus_pixels(Tensor masks, Tensor classes, Tensor? weights, Tensor uniforms, Tensor? active=None) -> (Tensor, "
       "Tensor)");
+  // Seesaw loss (Wang et al. 2021; see csrc/loss/seesaw_loss.h): input (N, C)
+  // logits, target (N,) class indices, cum_samples (C,) cumulative class
+  // counts (read as max(n, 1)); the non-target logits are shifted by
+  // p * min(0, log n_c - log n_t) + q * max(0, log sigma_c - max(log sigma_t,
+  // log eps)) (sigma: the detached softmax), then cross-entropy. Targets equal
+  // to ignore_index count 0 and leave the mean's denominator. Returns the
+  // reduced loss and, when compute_grad, d(loss)/d(input) (the factors held
+  // constant) scaled for the reduction (an empty tensor otherwise).
+  // reduction: 0 none, 1 mean, 2 sum. cum_samples is only read.
+  m.def(
+      "seesaw_loss(Tensor input, Tensor target, Tensor cum_samples, float p, float q, float eps, int ignore_index, "
+      "int reduction, bool compute_grad) -> (Tensor, Tensor)");
 }
 
 }  // namespace balancedtorch

@@ -67,3 +67,31 @@ def test_missing_reference_fails_when_references_are_required(tmp_path):
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert proc.stdout.count("BT_REQUIRE_REFERENCES=1 but a reference library is missing") >= 2, proc.stdout
     assert "1 passed" in proc.stdout  # the fixture test, whose library is installed
+
+
+def _marks_cuda(decorators) -> bool:
+    import ast
+
+    return any("mark.cuda" in ast.unparse(d) for d in decorators)
+
+
+def test_every_gpu_test_carries_the_gpu_marker():
+    """`pytest -m cuda` (benchmarks/gpu_check.sh) selects by marker: a test named for CUDA without the marker would never run there."""
+    import ast
+
+    unmarked = []
+    for path in sorted(Path(__file__).parent.rglob("test_*.py")):
+        if path.parent.name == "packaging":  # build tests about the CUDA toolkit, not GPU tests
+            continue
+        tree = ast.parse(path.read_text())
+        module_marked = any(
+            isinstance(node, ast.Assign)
+            and any(getattr(t, "id", None) == "pytestmark" for t in node.targets)
+            and "mark.cuda" in ast.unparse(node.value)
+            for node in tree.body
+        )
+        for node in ast.walk(tree):
+            if isinstance(node, ast.FunctionDef) and node.name.startswith("test") and "cuda" in node.name:
+                if not (module_marked or _marks_cuda(node.decorator_list)):
+                    unmarked.append(f"{path.relative_to(Path(__file__).parent)}::{node.name}")
+    assert unmarked == []

@@ -240,16 +240,26 @@ class BatchAugment(nn.Module):
             optional), mask_fill (int, optional): keyword-only, see above.
 
     Example:
+        >>> import torch
+        >>> import balancedtorch as bt
+        >>> g = torch.Generator().manual_seed(0)
+        >>> images_uint8 = torch.randint(0, 256, (8, 3, 64, 64), dtype=torch.uint8, generator=g)
+        >>> labels = torch.tensor([0, 0, 0, 0, 0, 0, 1, 1])       # class 1 is rare
         >>> aug = bt.augment.BatchAugment(hflip=0.5, rotation=30, translate=(0.1, 0.1), scale=(0.8, 1.2),
         ...                               shear=10, brightness=0.4, contrast=0.4, saturation=0.4, hue=0.1,
         ...                               mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225),
-        ...                               class_p={rare: 1.0, common: 0.2})
-        >>> x = aug(images_uint8.cuda(), labels=labels.cuda())      # float32, normalised
-        >>> seg = bt.augment.BatchAugment(hflip=0.5, rotation=15, crop=512)
-        >>> x, m = seg(images_uint8, masks=masks_uint8)             # m: 255 where the warp padded
-        >>> loss = bt.nn.CrossEntropyLoss(ignore_index=255)(model(x), m.long())
-        >>> focus = bt.augment.BatchAugment(hflip=0.5, crop=512, crop_scale=(0.25, 1.0), crop_focus={6: 1.0, 7: 1.0})
-        >>> x, m = focus(images_uint8, masks=masks_uint8)          # ~1/3 of crops centred on class 6 or 7
+        ...                               class_p={1: 1.0, 0: 0.2})
+        >>> x = aug(images_uint8, labels=labels, generator=g)     # on a GPU: images_uint8.cuda(), labels.cuda()
+        >>> x.shape, x.dtype                                      # normalised float32
+        (torch.Size([8, 3, 64, 64]), torch.float32)
+        >>> masks_uint8 = torch.randint(0, 8, (8, 64, 64), dtype=torch.uint8, generator=g)
+        >>> seg = bt.augment.BatchAugment(hflip=0.5, rotation=15, crop=32)
+        >>> x, m = seg(images_uint8, masks=masks_uint8, generator=g)   # m: 255 where the warp padded
+        >>> loss = bt.nn.CrossEntropyLoss(ignore_index=255)(torch.randn(8, 8, 32, 32), m.long())
+        >>> focus = bt.augment.BatchAugment(hflip=0.5, crop=32, crop_scale=(0.25, 1.0), crop_focus={6: 1.0, 7: 1.0})
+        >>> x, m = focus(images_uint8, masks=masks_uint8, generator=g)  # ~1/3 of crops centred on class 6 or 7
+        >>> x.shape, m.shape
+        (torch.Size([8, 3, 32, 32]), torch.Size([8, 32, 32]))
     """
 
     def __init__(
@@ -619,6 +629,8 @@ class BatchAugment(nn.Module):
                 ``mask_fill`` outside the masks' dtype.
 
         Example:
+            >>> import torch
+            >>> import balancedtorch as bt
             >>> aug = bt.augment.BatchAugment(hflip=0.5, rotation=20, crop=224, mean=(0.5,) * 3, std=(0.25,) * 3)
             >>> images = torch.randint(0, 256, (8, 3, 256, 320), dtype=torch.uint8)
             >>> masks = torch.randint(0, 19, (8, 256, 320), dtype=torch.uint8)

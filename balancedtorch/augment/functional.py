@@ -17,8 +17,18 @@ import torch
 from torch import Tensor
 
 from .._constants import INTERPOLATIONS
+from .mix import remix_targets  # noqa: F401 (public here: bt.augment.functional.remix_targets)
 
-__all__ = ["affine_color", "affine_matrix", "crop_matrix", "flip_matrix", "compose", "identity_matrix", "resolve_mask_fill"]
+__all__ = [
+    "affine_color",
+    "affine_matrix",
+    "crop_matrix",
+    "flip_matrix",
+    "compose",
+    "identity_matrix",
+    "resolve_mask_fill",
+    "remix_targets",
+]
 
 _INTERPOLATION = INTERPOLATIONS
 _OUT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
@@ -189,10 +199,15 @@ def affine_color(
         ``[B, 1, H_out, W_out]``).
 
     Example:
+        >>> import torch
+        >>> import balancedtorch.augment.functional as AF
+        >>> images_uint8 = torch.randint(0, 256, (2, 3, 32, 48), dtype=torch.uint8)
+        >>> masks_uint8 = torch.randint(0, 5, (2, 32, 48), dtype=torch.uint8)
         >>> theta = AF.compose(AF.flip_matrix(torch.tensor([True, False]), torch.tensor([False, False])),
         ...                    AF.affine_matrix(torch.tensor([30.0, -10.0]), scale=1.1)).float()
         >>> x, m = AF.affine_color(images_uint8, theta, masks=masks_uint8, mean=(0.5,) * 3, std=(0.25,) * 3)
-        >>> x.dtype, m.dtype   # (torch.float32, torch.uint8); m is 255 where the warp padded
+        >>> x.dtype, m.dtype, bool((m == 255).any())   # m is 255 where the warp padded
+        (torch.float32, torch.uint8, True)
     """
     if not isinstance(images, Tensor):
         raise TypeError(f"images must be a torch.Tensor, got {type(images).__name__}")

@@ -51,20 +51,35 @@ def _build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="train a small CNN twice: plain vs the balanced stack (digits or traffic lights)")
     d.add_argument(
         "--task",
-        choices=("classification", "segmentation", "loop"),
+        choices=("classification", "segmentation", "loop", "longtail"),
         default="classification",
         help="classification: long-tailed digits (default); segmentation: traffic lights at 800:1; "
-        "loop: detect an unseen slice in production, label a budget with each selection strategy, retrain",
+        "loop: detect an unseen slice in production, label a budget with each selection strategy, retrain; "
+        "longtail: the long-tailed recognition losses and Remix side by side (CIFAR-10-LT profile, ratio 100)",
     )
     d.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    d.add_argument("--epochs", type=int, default=None, help="training epochs per run (classification; default 40)")
+    d.add_argument("--epochs", type=int, default=None, help="training epochs per run (classification: default 40; longtail: 15)")
     d.add_argument("--steps", type=int, default=None, help="training steps per run (segmentation: default 600; loop: 400)")
     d.add_argument("--seed", type=int, default=0, help="seed of the split, the models and the sampling (default 0)")
-    d.add_argument("--seeds", type=int, default=None, help="run seeds seed..seed+N-1 and print mean +- std (default 1; loop: 3)")
+    d.add_argument(
+        "--seeds", type=int, default=None, help="run seeds seed..seed+N-1 and print mean +- std (default 1; loop, longtail: 3)"
+    )
     d.add_argument(
         "--out", default=None, help="folder for the PNGs (default demo_out; segmentation: demo_seg_out; loop: demo_loop_out)"
     )
     d.add_argument("--no-feature-smote", action="store_true", help="leave FeatureSMOTE out of the balanced stack")
+    d.add_argument(
+        "--methods",
+        default=None,
+        help="longtail: comma-separated methods (default: every one this build has): "
+        "ce, focal, ldam-drw, balanced-softmax, la, vs, seesaw, remix",
+    )
+    d.add_argument(
+        "--data-root",
+        default=None,
+        help="longtail: a local CIFAR-10 (the folder holding cifar-10-batches-py/, as torchvision's CIFAR10 root; "
+        "no download) instead of the generated images",
+    )
     d.add_argument("--no-progress", action="store_true", help="no progress bars")
     i = sub.add_parser("inspect", help="class counts, shares, imbalance ratio and class weights of a labels or masks file")
     i.add_argument(

@@ -403,7 +403,16 @@ def _run(args: argparse.Namespace) -> int:
             print(f"audit written: {path} (open it in a browser)")
             return 0
         if args.command == "demo" and args.seeds is None:
-            args.seeds = 3 if args.task == "loop" else 1
+            args.seeds = 3 if args.task in ("loop", "longtail") else 1
+        if args.command == "demo" and args.task != "longtail":
+            for given, option in ((args.methods, "--methods"), (args.data_root, "--data-root")):
+                if given is not None:
+                    raise CLIError(f"{option} applies to --task longtail")
+        if args.command == "demo" and args.task == "longtail":
+            from ..demo_longtail import run_longtail_demos
+
+            run_longtail_demos(args, CLIError)
+            return 0
         if args.command == "demo" and args.task == "loop":
             from ..demo_loop import run_loop_demos
 

@@ -236,9 +236,16 @@ class EpochSampler:
                 rank draws the same epoch.
 
         Example:
+            >>> import torch
+            >>> import balancedtorch as bt
+            >>> sampler = bt.data.ClassBalancedSampler(torch.tensor([0] * 6 + [1] * 2), seed=0)
+            >>> loader = torch.utils.data.DataLoader(range(8), batch_size=4, sampler=sampler)
+            >>> epochs = []
             >>> for epoch in range(3):
-            ...     sampler.set_epoch(epoch)
-            ...     for batch in loader: ...
+            ...     sampler.set_epoch(epoch)  # a new draw each epoch, the same one on every rank
+            ...     epochs.append([batch.tolist() for batch in loader])
+            >>> epochs[0] != epochs[1], len(epochs[2])
+            (True, 2)
         """
         epoch = _validate.integer(epoch, "epoch", low=0, int64=False)
         if int(epoch) == self.epoch:
@@ -302,6 +309,7 @@ class EpochSampler:
             mid-pass).
 
         Example:
+            >>> import balancedtorch as bt
             >>> bt.data.WeightedRandomSampler([0.0, 1.0], num_samples=3).indices().tolist()
             [1, 1, 1]
         """
@@ -400,7 +408,16 @@ class EpochSampler:
             ``sampler`` (the class name) and ``fingerprint``.
 
         Example:
-            >>> torch.save({"model": model.state_dict(), "sampler": sampler.state_dict()}, "ckpt.pt")
+            >>> import io
+            >>> import torch
+            >>> import balancedtorch as bt
+            >>> sampler = bt.data.ClassBalancedSampler(torch.tensor([0] * 90 + [1] * 10), seed=0)
+            >>> it = iter(sampler)
+            >>> consumed = [next(it) for _ in range(30)]
+            >>> checkpoint = io.BytesIO()  # or a file, next to the model's state_dict
+            >>> torch.save({"sampler": sampler.state_dict()}, checkpoint)
+            >>> sampler.state_dict()["position"]
+            30
         """
         live = getattr(self, "_live", None)
         if live is not None and live[0].__length_hint__() == 0:
@@ -442,8 +459,21 @@ class EpochSampler:
             ValueError: see above; the message says which field differs.
 
         Example:
-            >>> sampler = bt.data.ClassBalancedSampler(train_set, seed=0)  # same arguments as before
-            >>> sampler.load_state_dict(torch.load("ckpt.pt")["sampler"])  # continues mid-epoch
+            >>> import io
+            >>> import torch
+            >>> import balancedtorch as bt
+            >>> labels = torch.tensor([0] * 90 + [1] * 10)
+            >>> sampler = bt.data.ClassBalancedSampler(labels, seed=0)
+            >>> it = iter(sampler)
+            >>> consumed = [next(it) for _ in range(30)]
+            >>> checkpoint = io.BytesIO()
+            >>> torch.save({"sampler": sampler.state_dict()}, checkpoint)
+            >>> rest = list(it)  # what the uninterrupted run draws
+            >>> _ = checkpoint.seek(0)
+            >>> resumed = bt.data.ClassBalancedSampler(labels, seed=0)  # same arguments as before
+            >>> resumed.load_state_dict(torch.load(checkpoint)["sampler"])  # continues mid-epoch
+            >>> list(resumed) == rest
+            True
         """
         if not isinstance(state, Mapping):
             raise TypeError(f"state_dict must be the dict state_dict() returned, got {type(state).__name__}")

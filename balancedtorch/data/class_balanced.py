@@ -87,10 +87,16 @@ class ClassBalancedSampler(EpochSampler, DistributedSampler[int]):
     workers").
 
     Example:
-        >>> sampler = bt.data.ClassBalancedSampler(train_set, class_shares="sqrt")
-        >>> loader = DataLoader(train_set, batch_size=128, sampler=sampler, num_workers=4)
-        >>> for epoch in range(epochs):
+        >>> import balancedtorch as bt
+        >>> from torch.utils.data import DataLoader, TensorDataset
+        >>> train_set = TensorDataset(torch.randn(100, 4), torch.tensor([0] * 90 + [1] * 10))
+        >>> sampler = bt.data.ClassBalancedSampler(train_set, class_shares="sqrt", seed=0)
+        >>> loader = DataLoader(train_set, batch_size=20, sampler=sampler)  # num_workers=4 works too
+        >>> for epoch in range(2):
         ...     sampler.set_epoch(epoch)
+        ...     rare = sum(int((y == 1).sum()) for x, y in loader)
+        >>> 15 < rare < 60  # sqrt shares: 25% of the epoch instead of 10%
+        True
     """
 
     def __init__(
@@ -158,6 +164,8 @@ class ClassBalancedSampler(EpochSampler, DistributedSampler[int]):
             :meth:`set_epoch` advances.
 
         Example:
+            >>> import torch
+            >>> import balancedtorch as bt
             >>> bt.data.ClassBalancedSampler(torch.tensor([0, 0, 0, 1]), class_shares="sqrt").shares()
             tensor([0.6340, 0.3660], dtype=torch.float64)
         """
@@ -233,6 +241,8 @@ class ClassBalancedSampler(EpochSampler, DistributedSampler[int]):
         indices as one int64 tensor.
 
         Example:
+            >>> import torch
+            >>> import balancedtorch as bt
             >>> labels = torch.tensor([0, 0, 0, 1])
             >>> drawn = labels[list(bt.data.ClassBalancedSampler(labels, num_samples=1000, seed=0))]
             >>> 400 < int((drawn == 1).sum()) < 600  # the rare class: about half the epoch
@@ -244,6 +254,8 @@ class ClassBalancedSampler(EpochSampler, DistributedSampler[int]):
         """Indices per epoch on this rank: ``ceil(num_samples / num_replicas)``.
 
         Example:
+            >>> import torch
+            >>> import balancedtorch as bt
             >>> len(bt.data.ClassBalancedSampler(torch.tensor([0, 0, 0, 1]), num_samples=10))
             10
         """

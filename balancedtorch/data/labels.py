@@ -97,7 +97,14 @@ def labels_of(dataset: Any, column: Optional[Union[str, Callable[[Any], Any]]] =
         Tensor[len(dataset)]: int64 labels.
 
     Example:
-        >>> labels = bt.data.labels_of(torchvision.datasets.ImageFolder(root))
+        >>> import balancedtorch as bt
+        >>> import torch
+        >>> from torch.utils.data import ConcatDataset, Subset, TensorDataset
+        >>> dataset = TensorDataset(torch.randn(4, 2), torch.tensor([1, 0, 1, 2]))
+        >>> bt.data.labels_of(ConcatDataset([dataset, Subset(dataset, [3])]))  # no sample is loaded
+        tensor([1, 0, 1, 2, 2])
+
+        ``bt.data.labels_of(torchvision.datasets.ImageFolder(root))`` reads ``.targets`` the same way.
     """
     if callable(column):
         return _to_long(column(dataset), "column(dataset)")
@@ -170,6 +177,7 @@ def as_labels(
         ``num_classes``, < ``num_classes``.
 
     Example:
+        >>> import torch
         >>> as_labels(torch.utils.data.TensorDataset(torch.randn(3, 2), torch.tensor([1, 0, 1])))
         tensor([1, 0, 1])
     """

@@ -333,6 +333,8 @@ def classes_present(
             floats), or an input that is neither a tensor nor a dataset.
 
     Example:
+        >>> import torch
+        >>> import balancedtorch as bt
         >>> masks = torch.tensor([[[0, 0], [2, 255]], [[1, 1], [1, 1]]], dtype=torch.uint8)
         >>> bt.data.classes_present(masks, num_classes=3, ignore_index=255)
         [[0, 2], [1]]

@@ -211,11 +211,23 @@ class RepeatFactorSampler(EpochSampler, DistributedSampler[int]):
     with DataLoader workers".
 
     Example:
+        >>> import balancedtorch as bt
+        >>> import torch
+        >>> from torch.utils.data import DataLoader, TensorDataset
+        >>> train_masks = torch.zeros(20, 8, 8, dtype=torch.uint8)
+        >>> train_masks[0, :2, :2] = 18                    # class 18 in one image of 20
+        >>> train_masks[:, 7] = 255                         # void
+        >>> train_set = TensorDataset(torch.randn(20, 3, 8, 8), train_masks)
         >>> present = bt.data.classes_present(train_masks, num_classes=19, ignore_index=255)
-        >>> sampler = bt.data.RepeatFactorSampler(present, threshold=0.1)
-        >>> loader = DataLoader(train_set, batch_size=8, sampler=sampler, num_workers=4)
-        >>> for epoch in range(epochs):
+        >>> present[:2]
+        [[0, 18], [0]]
+        >>> sampler = bt.data.RepeatFactorSampler(present, threshold=0.1, seed=0)
+        >>> loader = DataLoader(train_set, batch_size=8, sampler=sampler)  # num_workers=4 works too
+        >>> for epoch in range(2):
         ...     sampler.set_epoch(epoch)
+        ...     images = sum(len(x) for x, m in loader)
+        >>> images in (20, 21)  # image 0 once or twice (r = sqrt(0.1 / 0.05) = 1.41), the others once
+        True
     """
 
     def __init__(
@@ -358,6 +370,7 @@ class RepeatFactorSampler(EpochSampler, DistributedSampler[int]):
         later :meth:`set_epoch` draws a new rounding and order.
 
         Example:
+            >>> import balancedtorch as bt
             >>> sampler = bt.data.RepeatFactorSampler([{0}, {0}, {0}, {0, 1}], threshold=1.0)
             >>> sorted(sampler)  # image 3 holds class 1 (f = 1/4): r = sqrt(1 / 0.25) = 2
             [0, 1, 2, 3, 3]

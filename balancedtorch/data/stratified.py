@@ -70,8 +70,15 @@ class StratifiedBatchSampler(EpochSampler, Sampler[List[int]]):
     workers").
 
     Example:
-        >>> batches = bt.data.StratifiedBatchSampler(train_set, batch_size=64, class_shares="balanced")
-        >>> loader = DataLoader(train_set, batch_sampler=batches, num_workers=4)
+        >>> import balancedtorch as bt
+        >>> import torch
+        >>> from torch.utils.data import DataLoader, TensorDataset
+        >>> train_set = TensorDataset(torch.randn(100, 4), torch.tensor([0] * 90 + [1] * 10))
+        >>> batches = bt.data.StratifiedBatchSampler(train_set, batch_size=8, class_shares="balanced")
+        >>> loader = DataLoader(train_set, batch_sampler=batches)  # num_workers=4 works too
+        >>> x, y = next(iter(loader))
+        >>> torch.bincount(y).tolist()  # every batch: 4 of each class
+        [4, 4]
     """
 
     def __init__(
@@ -150,6 +157,8 @@ class StratifiedBatchSampler(EpochSampler, Sampler[List[int]]):
         """This rank's batches for the current epoch, as an int64 tensor (batches, batch_size).
 
         Example:
+            >>> import torch
+            >>> import balancedtorch as bt
             >>> bt.data.StratifiedBatchSampler(torch.tensor([0, 1] * 8), batch_size=4).indices().shape
             torch.Size([4, 4])
         """
@@ -159,6 +168,8 @@ class StratifiedBatchSampler(EpochSampler, Sampler[List[int]]):
         """Samples of each class in every batch: ``{class: count}``, classes with a zero quota left out.
 
         Example:
+            >>> import torch
+            >>> import balancedtorch as bt
             >>> bt.data.StratifiedBatchSampler(torch.tensor([0] * 90 + [1] * 10), batch_size=10).quota()
             {0: 9, 1: 1}
         """
@@ -176,6 +187,8 @@ class StratifiedBatchSampler(EpochSampler, Sampler[List[int]]):
         as one int64 tensor ``(batches, batch_size)``.
 
         Example:
+            >>> import torch
+            >>> import balancedtorch as bt
             >>> batches = bt.data.StratifiedBatchSampler(torch.tensor([0, 0, 0, 1] * 4), batch_size=4)
             >>> [len(b) for b in batches]
             [4, 4, 4, 4]
@@ -186,6 +199,8 @@ class StratifiedBatchSampler(EpochSampler, Sampler[List[int]]):
         """Batches per epoch on this rank: ``ceil(num_batches / num_replicas)``.
 
         Example:
+            >>> import torch
+            >>> import balancedtorch as bt
             >>> len(bt.data.StratifiedBatchSampler(torch.tensor([0, 1] * 10), batch_size=4, drop_last=True))
             5
         """

@@ -77,8 +77,15 @@ class WeightedRandomSampler(EpochSampler, DistributedSampler[int]):
         seed (int, keyword): base seed of the sharded epochs (default 0).
 
     Example:
-        >>> sampler = bt.data.WeightedRandomSampler(sample_weights, num_samples=len(dataset))
-        >>> loader = DataLoader(dataset, batch_size=64, sampler=sampler)
+        >>> import balancedtorch as bt
+        >>> import torch
+        >>> from torch.utils.data import DataLoader, TensorDataset
+        >>> dataset = TensorDataset(torch.randn(100, 4), torch.tensor([0] * 90 + [1] * 10))
+        >>> sample_weights = 1.0 / bt.ops.class_counts(dataset.tensors[1], 2).double()[dataset.tensors[1]]
+        >>> sampler = bt.data.WeightedRandomSampler(sample_weights, num_samples=len(dataset), seed=0)
+        >>> loader = DataLoader(dataset, batch_size=50, sampler=sampler)
+        >>> 30 < sum(int(y.sum()) for x, y in loader) < 70  # the rare class: about half of 100 draws
+        True
     """
 
     def __init__(
@@ -132,6 +139,7 @@ class WeightedRandomSampler(EpochSampler, DistributedSampler[int]):
         as one int64 tensor.
 
         Example:
+            >>> import balancedtorch as bt
             >>> sampler = bt.data.WeightedRandomSampler([0.0, 1.0, 3.0], num_samples=5)
             >>> 0 in list(sampler)  # zero weight: never drawn
             False
@@ -142,6 +150,7 @@ class WeightedRandomSampler(EpochSampler, DistributedSampler[int]):
         """Indices per epoch on this rank: ``ceil(num_samples / num_replicas)``.
 
         Example:
+            >>> import balancedtorch as bt
             >>> len(bt.data.WeightedRandomSampler([1.0, 2.0], num_samples=7, num_replicas=2, rank=0))
             4
         """

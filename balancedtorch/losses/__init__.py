@@ -25,6 +25,7 @@ from .region import (
     generalized_dice_loss,
     tversky_loss,
 )
+from .seesaw import SeesawLoss, seesaw_loss
 from .sigmoid import SigmoidFocalLoss, sigmoid_focal_loss
 from .softmax import (
     CrossEntropyLoss,
@@ -59,3 +60,5 @@ __all__ = [
     "DiceCELoss",
     "DiceFocalLoss",
 ]
+
+__all__ += ["seesaw_loss", "SeesawLoss"]

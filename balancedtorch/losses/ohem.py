@@ -205,10 +205,14 @@ def ohem_cross_entropy(
         Tensor: a scalar in the loss dtype (the logits' dtype; float32 under autocast).
 
     Example:
+        >>> import torch
+        >>> import balancedtorch as bt
         >>> logits = torch.randn(2, 19, 64, 128, requires_grad=True)
         >>> target = torch.randint(0, 19, (2, 64, 128))
         >>> loss = bt.functional.ohem_cross_entropy(logits, target, thresh=0.7, min_kept=1000)
         >>> loss.backward()
+        >>> loss.shape, logits.grad.shape
+        (torch.Size([]), torch.Size([2, 19, 64, 128]))
     """
     return _ohem_cross_entropy(
         input, target, thresh=thresh, min_kept=min_kept, weight=weight, ignore_index=ignore_index, validate=True
@@ -229,8 +233,18 @@ class OhemCrossEntropyLoss(nn.Module):
     class indices of any integer dtype.
 
     Example:
-        >>> criterion = bt.nn.OhemCrossEntropyLoss(thresh=0.7, min_kept=100000, ignore_index=255)
-        >>> loss = criterion(model(images), masks)
+        >>> import torch
+        >>> import balancedtorch as bt
+        >>> g = torch.Generator().manual_seed(0)
+        >>> logits = torch.randn(2, 19, 32, 64, generator=g, requires_grad=True)  # model(images)
+        >>> masks = torch.randint(0, 19, (2, 32, 64), generator=g)
+        >>> masks[:, :4] = 255                                                  # void pixels
+        >>> criterion = bt.nn.OhemCrossEntropyLoss(thresh=0.7, min_kept=1000, ignore_index=255)
+        >>> loss = criterion(logits, masks)
+        >>> loss.backward()
+        >>> ce = torch.nn.functional.cross_entropy(logits, masks, ignore_index=255)
+        >>> torch.allclose(loss, ce)  # random logits: every pixel is below 0.7, so every pixel is kept
+        True
     """
 
     def __init__(

@@ -569,7 +569,12 @@ def dice_loss(
         ``C' = C - 1`` without the background.
 
     Example:
+        >>> import torch
         >>> loss = dice_loss(torch.randn(2, 3, 8, 8), torch.randint(0, 3, (2, 8, 8)))
+        >>> target = torch.randint(0, 3, (2, 8, 8))
+        >>> perfect = 30.0 * torch.nn.functional.one_hot(target, 3).permute(0, 3, 1, 2).float()  # logits
+        >>> round(float(dice_loss(perfect, target)), 4)  # a perfect prediction: Dice 1, loss 0
+        0.0
     """
     return _run(
         input,
@@ -895,7 +900,12 @@ class DiceLoss(_RegionLoss):
     softmax cross-entropy or focal part of one class is refused.
 
     Example:
-        >>> loss = DiceLoss(include_background=False)(torch.randn(2, 3, 8, 8), torch.randint(0, 3, (2, 8, 8)))
+        >>> import torch
+        >>> logits = torch.randn(2, 3, 8, 8, requires_grad=True)
+        >>> loss = DiceLoss(include_background=False)(logits, torch.randint(0, 3, (2, 8, 8)))
+        >>> loss.backward()
+        >>> loss.shape, logits.grad.shape
+        (torch.Size([]), torch.Size([2, 3, 8, 8]))
     """
 
     def __init__(
@@ -1087,7 +1097,11 @@ class DiceFocalLoss(_RegionLoss):
     ``activation``.
 
     Example:
-        >>> loss = DiceFocalLoss(activation="sigmoid", alpha=0.25)(torch.randn(2, 3, 8, 8), (torch.rand(2, 3, 8, 8) < 0.2).float())
+        >>> import torch
+        >>> criterion = DiceFocalLoss(activation="sigmoid", alpha=0.25)  # multi-label masks
+        >>> loss = criterion(torch.randn(2, 3, 8, 8), (torch.rand(2, 3, 8, 8) < 0.2).float())
+        >>> loss.shape, bool(loss > 0)
+        (torch.Size([]), True)
     """
 
     def __init__(

@@ -112,7 +112,13 @@ def sigmoid_focal_loss(
         dtype (float32 for float16/bfloat16 logits under ``torch.autocast``).
 
     Example:
+        >>> import torch
+        >>> import balancedtorch as bt
+        >>> logits = torch.randn(8, 5)
+        >>> multi_hot = torch.rand(8, 5) < 0.2                               # multi-label targets
         >>> loss = bt.functional.sigmoid_focal_loss(logits, multi_hot.float(), reduction="mean")
+        >>> loss.shape, bool(loss > 0)
+        (torch.Size([]), True)
         >>> dense = torch.randn(2, 3, 64, 64, requires_grad=True)           # (N, C, H, W)
         >>> masks = (torch.rand(2, 3, 64, 64) < 0.1).float()
         >>> bt.functional.sigmoid_focal_loss(dense, masks, pos_weight=torch.tensor([1.0, 5.0, 20.0])).shape
@@ -168,8 +174,16 @@ class SigmoidFocalLoss(nn.Module):
         | ``"sum"`` | ``"none"``. pos_weight (Tensor[C], optional): finite, >= 0.
 
     Example:
+        >>> import torch
+        >>> import balancedtorch as bt
+        >>> logits, multi_hot = torch.randn(8, 5), torch.rand(8, 5) < 0.2
         >>> criterion = bt.nn.SigmoidFocalLoss(alpha=0.25, gamma=2.0)
         >>> loss = criterion(logits, multi_hot.float())
+        >>> ref = torch.nn.functional.binary_cross_entropy_with_logits(logits, multi_hot.float(), reduction="none")
+        >>> p_t = torch.where(multi_hot, logits.sigmoid(), 1 - logits.sigmoid())
+        >>> a_t = torch.where(multi_hot, 0.25, 0.75)
+        >>> torch.allclose(loss, (a_t * (1 - p_t) ** 2 * ref).mean())  # torchvision's definition
+        True
     """
 
     def __init__(
@@ -202,9 +216,13 @@ class SigmoidFocalLoss(nn.Module):
             (``"none"``); in the input's dtype (float32 under autocast).
 
         Example:
+            >>> import torch
+            >>> import balancedtorch as bt
             >>> criterion = bt.nn.SigmoidFocalLoss(pos_weight=torch.tensor([1.0, 5.0, 20.0]))
             >>> logits = torch.randn(2, 3, 64, 64, requires_grad=True)   # (N, C, H, W), class dim 1
             >>> criterion(logits, (torch.rand(2, 3, 64, 64) < 0.1).float()).backward()
+            >>> logits.grad.shape
+            torch.Size([2, 3, 64, 64])
         """
         return _sigmoid_focal_loss(
             input,

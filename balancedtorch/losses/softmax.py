@@ -110,9 +110,13 @@ def cross_entropy(
         targets that require grad get torch's gradient.
 
     Example:
-        >>> logits = torch.randn(8, 3, requires_grad=True)
-        >>> loss = bt.functional.cross_entropy(logits, torch.randint(0, 3, (8,)), weight=torch.tensor([1.8, 33.3, 2.4]))
+        >>> import torch
+        >>> import balancedtorch as bt
+        >>> logits, target = torch.randn(8, 3, requires_grad=True), torch.randint(0, 3, (8,))
+        >>> loss = bt.functional.cross_entropy(logits, target, weight=torch.tensor([1.8, 33.3, 2.4]))
         >>> loss.backward()
+        >>> torch.allclose(loss, torch.nn.functional.cross_entropy(logits, target, weight=torch.tensor([1.8, 33.3, 2.4])))
+        True
     """
     return focal_loss(input, target, 0.0, weight, ignore_index, reduction, label_smoothing)
 
@@ -140,7 +144,13 @@ def focal_loss(
     Other arguments as :func:`cross_entropy`.
 
     Example:
+        >>> import torch
+        >>> import balancedtorch as bt
+        >>> logits, target = torch.randn(8, 3), torch.randint(0, 3, (8,))
         >>> loss = bt.functional.focal_loss(logits, target, gamma=2.0)
+        >>> torch.allclose(bt.functional.focal_loss(logits, target, gamma=0.0),
+        ...                torch.nn.functional.cross_entropy(logits, target))  # gamma=0 is cross-entropy
+        True
     """
     return _softmax_loss(
         input,
@@ -179,6 +189,8 @@ def logit_adjustment(class_counts: Any, tau: float = 1.0) -> Tensor:
         on the counts' device.
 
     Example:
+        >>> import torch
+        >>> import balancedtorch as bt
         >>> bt.functional.logit_adjustment([90, 10, 0])   # log([90, 10, 0.5] / 100.5)
         tensor([-0.1103, -2.3076, -5.3033], dtype=torch.float64)
     """
@@ -240,10 +252,14 @@ def logit_adjusted_loss(
         ``reduction="none"``, in the input's dtype (float32 under autocast).
 
     Example:
+        >>> import torch
+        >>> import balancedtorch as bt
         >>> logits = torch.randn(8, 3, requires_grad=True)
         >>> loss = bt.functional.logit_adjusted_loss(logits, torch.randint(0, 3, (8,)), class_counts=[5000, 300, 0],
         ...                                          label_smoothing=0.1)
         >>> loss.backward()
+        >>> logits.grad.shape
+        torch.Size([8, 3])
     """
     bias = logit_adjustment(class_counts, tau)
     if isinstance(input, Tensor):
@@ -320,10 +336,14 @@ class _ClassWeightedLoss(nn.Module):
             for float16/bfloat16 logits under ``torch.autocast``, as torch).
 
         Example:
+            >>> import torch
+            >>> import balancedtorch as bt
             >>> criterion = bt.nn.FocalLoss(gamma=2.0, weight=torch.tensor([1.8, 33.3, 2.4]), ignore_index=255)
             >>> logits = torch.randn(4, 3, 32, 32, requires_grad=True)           # (N, C, H, W)
             >>> masks = torch.randint(0, 3, (4, 32, 32))
             >>> criterion(logits, masks).backward()
+            >>> logits.grad.shape
+            torch.Size([4, 3, 32, 32])
         """
         return _softmax_loss(
             input,
@@ -361,8 +381,15 @@ class CrossEntropyLoss(_ClassWeightedLoss):
         label_smoothing (float): in [0, 1]. Default 0.
 
     Example:
-        >>> criterion = bt.nn.CrossEntropyLoss(weight=bt.class_weights(labels=train_labels))
-        >>> loss = criterion(model(x), y)
+        >>> import torch
+        >>> import balancedtorch as bt
+        >>> train_labels = torch.tensor([0] * 56 + [1] * 3 + [2] * 41)
+        >>> weight = bt.class_weights(labels=train_labels)
+        >>> criterion = bt.nn.CrossEntropyLoss(weight=weight)
+        >>> logits, y = torch.randn(8, 3), torch.randint(0, 3, (8,))   # model(x), y
+        >>> loss = criterion(logits, y)
+        >>> torch.allclose(loss, torch.nn.CrossEntropyLoss(weight=weight)(logits, y))  # torch's numbers
+        True
     """
 
     def __init__(
@@ -390,7 +417,11 @@ class FocalLoss(_ClassWeightedLoss):
             as :class:`CrossEntropyLoss`.
 
     Example:
+        >>> import torch
+        >>> import balancedtorch as bt
         >>> criterion = bt.nn.FocalLoss(gamma=2.0, weight=bt.class_weights(counts=[56, 3, 41]))
+        >>> criterion(torch.tensor([[4.0, 0.0, 0.0], [0.0, 0.0, 0.0]]), torch.tensor([0, 1]))  # easy, hard sample
+        tensor(0.4634)
     """
 
     def __init__(
@@ -430,8 +461,15 @@ class LogitAdjustedLoss(_ClassWeightedLoss):
             (float): in [0, 1], default 0.
 
     Example:
+        >>> import torch
+        >>> import balancedtorch as bt
+        >>> train_labels = torch.randint(0, 10, (1000,)) ** 2 // 10  # long-tailed over 10 classes
         >>> criterion = bt.nn.LogitAdjustedLoss(class_counts=bt.ops.class_counts(train_labels, 10), tau=1.0,
         ...                                     label_smoothing=0.1)
+        >>> logits, y = torch.randn(8, 10, requires_grad=True), torch.randint(0, 10, (8,))
+        >>> criterion(logits, y).backward()
+        >>> logits.grad.shape
+        torch.Size([8, 10])
     """
 
     def __init__(

@@ -168,13 +168,32 @@ class ClassificationMetrics(ConfusionMixin, CurveMixin, ReportMixin, PlotMixin):
             input then gives undefined numbers.
 
     Example:
+        >>> import torch
+        >>> import balancedtorch as bt
+        >>> g = torch.Generator().manual_seed(0)
+        >>> y = torch.tensor([0] * 50 + [1] * 5 + [2] * 45)
+        >>> logits = 2.0 * torch.nn.functional.one_hot(y, 3) + torch.randn(100, 3, generator=g)
+        >>> val_loader = zip(logits.split(25), y.split(25))  # stands for (model(x), y) batches
         >>> metrics = bt.metrics.ClassificationMetrics(3, class_names=["red", "yellow", "green"], curves=True)
-        >>> for x, y in val_loader:
-        ...     metrics.update(model(x), y)
+        >>> for batch_logits, batch_y in val_loader:
+        ...     metrics.update(batch_logits, batch_y)
         >>> r = metrics.compute()   # under DDP: on every rank
-        >>> r["balanced_accuracy"], r["macro_average_precision"], r["macro_roc_auc"]
+        >>> print(f'{r["balanced_accuracy"]:.3f} {r["macro_average_precision"]:.3f} {r["macro_roc_auc"]:.3f}')
+        0.877 0.947 0.975
         >>> print(metrics.report())                  # any rank, e.g. rank 0 only
-        >>> fig = metrics.plot_pr_curves()           # a matplotlib Figure, e.g. for TensorBoard
+                       precision      recall    f1-score specificity         iou    avg-prec     roc-auc     support
+        <BLANKLINE>
+                 red        0.96        0.92        0.94        0.96        0.88        0.98        0.98          50
+              yellow        0.67        0.80        0.73        0.98        0.57        0.93        0.99           5
+               green        0.89        0.91        0.90        0.91        0.82        0.93        0.95          45
+        <BLANKLINE>
+            accuracy                                0.91                                                         100
+           macro avg        0.84        0.88        0.86        0.95        0.76        0.95        0.97         100
+        weighted avg        0.91        0.91        0.91        0.94        0.84        0.96        0.97         100
+        <BLANKLINE>
+        balanced accuracy 0.8770   MCC 0.8369   G-mean 0.8753   mean IoU 0.7587
+        <BLANKLINE>
+        >>> fig = metrics.plot_pr_curves()  # a matplotlib Figure (pip install matplotlib), e.g. for TensorBoard
     """
 
     def __init__(

@@ -146,7 +146,14 @@ def precision_recall_curve(
         TypeError: bytes labels, a ``pos_label`` of another type.
 
     Example:
+        >>> import torch
+        >>> import balancedtorch as bt
+        >>> y, probs = torch.tensor([0, 0, 1, 1, 0, 1]), torch.tensor([0.1, 0.4, 0.35, 0.8, 0.2, 0.9])
         >>> precision, recall, thresholds = bt.metrics.precision_recall_curve(y, probs)
+        >>> precision
+        tensor([0.5000, 0.6000, 0.7500, 0.6667, 1.0000, 1.0000, 1.0000], dtype=torch.float64)
+        >>> thresholds
+        tensor([0.1000, 0.2000, 0.3500, 0.4000, 0.8000, 0.9000])
     """
     drop_intermediate = _validate.flag(drop_intermediate, "drop_intermediate")
     s, positive, w, tensors = _binary_inputs("precision_recall_curve", y_true, y_score, pos_label, sample_weight)
@@ -192,7 +199,13 @@ def roc_curve(
         ValueError, TypeError: as :func:`precision_recall_curve`.
 
     Example:
+        >>> import torch
+        >>> import balancedtorch as bt
+        >>> y, probs = torch.tensor([0, 0, 1, 1, 0, 1]), torch.tensor([0.1, 0.4, 0.35, 0.8, 0.2, 0.9])
         >>> fpr, tpr, thresholds = bt.metrics.roc_curve(y, probs)
+        >>> fpr, tpr
+        (tensor([0.0000, 0.0000, 0.0000, 0.3333, 0.3333, 1.0000], dtype=torch.float64),
+         tensor([0.0000, 0.3333, 0.6667, 0.6667, 1.0000, 1.0000], dtype=torch.float64))
     """
     drop_intermediate = _validate.flag(drop_intermediate, "drop_intermediate")
     s, positive, w, tensors = _binary_inputs("roc_curve", y_true, y_score, pos_label, sample_weight)
@@ -358,8 +371,18 @@ def average_precision_score(
             ``y_score`` of the wrong shape, NaN or infinite scores, bad weights.
 
     Example:
+        >>> import torch
+        >>> import balancedtorch as bt
+        >>> y, probs = torch.tensor([0, 0, 1, 1, 0, 1]), torch.tensor([0.1, 0.4, 0.35, 0.8, 0.2, 0.9])
         >>> bt.metrics.average_precision_score(y, probs)                 # binary
-        >>> bt.metrics.average_precision_score(y, probs_nk, average=None)  # one per class
+        tensor(0.9167, dtype=torch.float64)
+        >>> bt.metrics.average_precision_score(y.numpy(), probs.numpy())  # numpy in, float out
+        0.91666...
+        >>> y3 = torch.tensor([0, 1, 2, 2, 1, 0])
+        >>> probs_nk = torch.tensor([[0.8, 0.1, 0.1], [0.2, 0.7, 0.1], [0.1, 0.3, 0.6],
+        ...                          [0.3, 0.3, 0.4], [0.5, 0.4, 0.1], [0.6, 0.2, 0.2]])
+        >>> bt.metrics.average_precision_score(y3, probs_nk, average=None)  # one per class
+        tensor([1.0000, 1.0000, 1.0000], dtype=torch.float64)
     """
     caller = "average_precision_score"
     _refuse_meta(caller, y_true=y_true, y_score=y_score, sample_weight=sample_weight)
@@ -474,9 +497,18 @@ def roc_auc_score(
         NotImplementedError: ``average=None`` with ``multi_class="ovo"``.
 
     Example:
+        >>> import torch
+        >>> import balancedtorch as bt
+        >>> y, probs = torch.tensor([0, 0, 1, 1, 0, 1]), torch.tensor([0.1, 0.4, 0.35, 0.8, 0.2, 0.9])
         >>> bt.metrics.roc_auc_score(y, probs)                        # binary
-        >>> bt.metrics.roc_auc_score(y, probs_nk, multi_class="ovo")  # Hand & Till
-        >>> bt.metrics.roc_auc_score(y, probs, max_fpr=0.1)           # partial, McClish
+        tensor(0.8889, dtype=torch.float64)
+        >>> bt.metrics.roc_auc_score(y, probs, max_fpr=0.5)           # partial, McClish
+        tensor(0.8519, dtype=torch.float64)
+        >>> y3 = torch.tensor([0, 1, 2, 2, 1, 0])
+        >>> probs_nk = torch.tensor([[0.8, 0.1, 0.1], [0.2, 0.7, 0.1], [0.1, 0.3, 0.6],
+        ...                          [0.3, 0.3, 0.4], [0.5, 0.4, 0.1], [0.6, 0.2, 0.2]])
+        >>> bt.metrics.roc_auc_score(y3, probs_nk, multi_class="ovo")  # Hand & Till
+        tensor(1., dtype=torch.float64)
     """
     caller = "roc_auc_score"
     _refuse_meta(caller, y_true=y_true, y_score=y_score, sample_weight=sample_weight, labels=labels)

@@ -365,12 +365,26 @@ def tune_threshold(
         TypeError: non-numeric scores or labels, a non-real ``target``/``beta``.
 
     Example:
+        >>> import torch
+        >>> import balancedtorch as bt
+        >>> g = torch.Generator().manual_seed(0)
+        >>> val_labels = (torch.rand(1000, generator=g) < 0.1).long()          # 10% positives
+        >>> val_probs = 0.3 * val_labels + 0.7 * torch.rand(1000, generator=g)
         >>> r = bt.metrics.tune_threshold(val_labels, val_probs, metric="recall@precision", target=0.9)
-        >>> r["threshold"], r["value"], r["precision"]     # recall 0.62 at precision >= 0.9
-        >>> preds = bt.metrics.apply_thresholds(test_probs, r)
+        >>> print(f'{r["threshold"]:.3f} {r["value"]:.2f} {r["precision"]:.2f}')  # recall 0.38 at precision >= 0.9
+        0.701 0.38 1.00
+        >>> preds = bt.metrics.apply_thresholds(val_probs, r)  # test_probs in practice
+        >>> preds.dtype, int(preds.sum())
+        (torch.bool, 38)
+        >>> val_y = torch.tensor([0] * 50 + [1] * 5 + [2] * 45)
+        >>> val_logits = 2.0 * torch.nn.functional.one_hot(val_y, 3) + torch.randn(100, 3, generator=g)
         >>> per_class = bt.metrics.tune_threshold(val_y, val_logits)   # (N,) classes, (N, C) logits
         >>> per_class["threshold"]                                       # Tensor[C]
-        >>> bt.metrics.tune_threshold(["ham", "spam", "spam"], probs, pos_label="spam")
+        tensor([0.8067, 2.0162, 0.8975])
+        >>> r = bt.metrics.tune_threshold(["ham", "spam", "spam", "ham"], torch.tensor([0.2, 0.9, 0.6, 0.7]),
+        ...                               pos_label="spam")
+        >>> print(f'{r["threshold"]:.2f} {r["value"]:.2f}')  # F1 0.8 at score >= 0.6
+        0.60 0.80
     """
     caller = "tune_threshold"
     metric = _validate.choice(metric, "metric", METRICS, caller=caller)
@@ -480,10 +494,21 @@ def apply_thresholds(scores: Any, thresholds: Any, multilabel: Optional[bool] = 
         TypeError: non-numeric scores or thresholds.
 
     Example:
+        >>> import torch
+        >>> import balancedtorch as bt
+        >>> g = torch.Generator().manual_seed(0)
+        >>> val_labels = (torch.rand(200, generator=g) < 0.1).long()
+        >>> val_probs = 0.3 * val_labels + 0.7 * torch.rand(200, generator=g)
         >>> r = bt.metrics.tune_threshold(val_labels, val_probs, metric="f1")
-        >>> preds = bt.metrics.apply_thresholds(test_probs, r)          # bool (N,)
+        >>> test_probs = torch.tensor([0.1, 0.95, 0.5])
+        >>> bt.metrics.apply_thresholds(test_probs, r)          # bool (N,): score >= threshold
+        tensor([False,  True, False])
+        >>> val_y = torch.tensor([0] * 50 + [1] * 5 + [2] * 45)
+        >>> val_logits = 2.0 * torch.nn.functional.one_hot(val_y, 3) + torch.randn(100, 3, generator=g)
         >>> r = bt.metrics.tune_threshold(val_y, val_logits, metric="balanced_accuracy")
-        >>> classes = bt.metrics.apply_thresholds(test_logits, r)       # int64 (N,)
+        >>> classes = bt.metrics.apply_thresholds(val_logits, r)       # int64 (N,): argmax of score - threshold
+        >>> classes.dtype, classes.shape
+        (torch.int64, torch.Size([100]))
     """
     caller = "apply_thresholds"
     if multilabel is not None and not isinstance(multilabel, bool):

@@ -7,8 +7,11 @@ their public names.
 
 from ..losses.ohem import OhemCrossEntropyLoss
 from ..losses.region import DiceCELoss, DiceFocalLoss, DiceLoss, GeneralizedDiceLoss, TverskyLoss
+from ..losses.seesaw import SeesawLoss
 from ..losses.sigmoid import SigmoidFocalLoss
 from ..losses.softmax import CrossEntropyLoss, FocalLoss, LogitAdjustedLoss
 
 __all__ = ["CrossEntropyLoss", "FocalLoss", "LogitAdjustedLoss", "SigmoidFocalLoss"]
 __all__ += ["DiceLoss", "GeneralizedDiceLoss", "TverskyLoss", "DiceCELoss", "DiceFocalLoss", "OhemCrossEntropyLoss"]
+
+__all__ += ["SeesawLoss"]

@@ -38,6 +38,8 @@ def class_counts(labels: Tensor, num_classes: int, ignore_index: Optional[int] =
             ``[0, num_classes)`` (the message names the value and its index).
 
     Example:
+        >>> import torch
+        >>> import balancedtorch as bt
         >>> bt.ops.class_counts(torch.tensor([0, 2, 2, 1, 2]), num_classes=4)
         tensor([1, 1, 3, 0])
     """

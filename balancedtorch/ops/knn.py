@@ -64,7 +64,13 @@ def knn(
             points.
 
     Example:
-        >>> d, i = bt.ops.knn(features, k=5, groups=labels)  # 5 nearest same-class neighbours
+        >>> import torch
+        >>> import balancedtorch as bt
+        >>> features = torch.tensor([[0.0], [1.0], [3.0], [10.0], [10.5], [12.0]])
+        >>> labels = torch.tensor([0, 0, 0, 1, 1, 1])
+        >>> d, i = bt.ops.knn(features, k=2, groups=labels)  # 2 nearest same-class neighbours
+        >>> i.tolist(), d[:, 0].tolist()                     # squared distances, ascending
+        ([[1, 2], [0, 2], [1, 0], [4, 5], [3, 5], [4, 3]], [1.0, 1.0, 4.0, 0.25, 0.25, 2.25])
     """
     if not isinstance(x, Tensor):
         raise TypeError(f"knn: x must be a torch.Tensor, got {type(x).__name__}")

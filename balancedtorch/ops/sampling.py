@@ -34,6 +34,8 @@ def alias_table(weights: Tensor) -> Tuple[Tensor, Tensor]:
         TypeError: bool or complex weights.
 
     Example:
+        >>> import torch
+        >>> import balancedtorch as bt
         >>> prob, alias = bt.ops.alias_table(torch.tensor([1.0, 3.0]))
         >>> prob.tolist(), alias.tolist()
         ([0.5, 1.0], [1, 1])
@@ -56,6 +58,8 @@ def alias_sample(prob: Tensor, alias: Tensor, num_samples: int, generator: Optio
         probability ``weights[i] / weights.sum()``.
 
     Example:
+        >>> import torch
+        >>> import balancedtorch as bt
         >>> prob, alias = bt.ops.alias_table(torch.tensor([0.0, 1.0, 3.0]))
         >>> idx = bt.ops.alias_sample(prob, alias, 1000, torch.Generator().manual_seed(0))
         >>> bool((idx > 0).all())  # zero weight: never drawn
@@ -81,6 +85,8 @@ class AliasTable:
         prob (Tensor[N] float64), alias (Tensor[N] int64): the table.
 
     Example:
+        >>> import torch
+        >>> import balancedtorch as bt
         >>> table = bt.ops.AliasTable(torch.tensor([1.0, 0.0, 3.0]))
         >>> idx = table.sample(10**6, torch.Generator().manual_seed(0))
         >>> torch.bincount(idx, minlength=3).tolist()  # about [250000, 0, 750000]
@@ -95,6 +101,8 @@ class AliasTable:
         """Number of cells N (the number of weights).
 
         Example:
+            >>> import torch
+            >>> import balancedtorch as bt
             >>> len(bt.ops.AliasTable(torch.rand(10)))
             10
         """
@@ -116,6 +124,8 @@ class AliasTable:
             Tensor[num_samples] int64: indices in ``[0, N)``.
 
         Example:
+            >>> import torch
+            >>> import balancedtorch as bt
             >>> bt.ops.AliasTable(torch.tensor([0.0, 2.0])).sample(3).tolist()
             [1, 1, 1]
         """
@@ -144,6 +154,8 @@ def sample_without_replacement(weights: Tensor, num_samples: int, generator: Opt
         Tensor[num_samples] int64: distinct indices into ``weights``.
 
     Example:
+        >>> import torch
+        >>> import balancedtorch as bt
         >>> idx = bt.ops.sample_without_replacement(torch.tensor([1.0, 0.0, 5.0, 2.0]), 3)
         >>> sorted(idx.tolist())
         [0, 2, 3]

@@ -141,6 +141,12 @@ class RankedMistakes(_MistakeTable):
         max_rows (int or None): rows shown by ``str()``; settable.
 
     Example:
+        >>> import torch
+        >>> import balancedtorch as bt
+        >>> labels = torch.tensor([0, 0, 0, 1, 1, 2, 1, 2])
+        >>> pred_probs = torch.tensor([[0.8, 0.1, 0.1], [0.3, 0.6, 0.1], [0.7, 0.2, 0.1], [0.91, 0.05, 0.04],
+        ...                            [0.1, 0.8, 0.1], [0.1, 0.7, 0.2], [0.2, 0.7, 0.1], [0.1, 0.2, 0.7]],
+        ...                           dtype=torch.float64)
         >>> m = bt.quality.rank_mistakes(labels, pred_probs, class_names=["red", "yellow", "green"])
         >>> print(m)
         3 mistakes in 8 samples, most confident first
@@ -208,6 +214,12 @@ class MistakesPerClass(_MistakeTable):
         max_rows (int or None): rows shown by ``str()``; settable.
 
     Example:
+        >>> import torch
+        >>> import balancedtorch as bt
+        >>> labels = torch.tensor([0, 0, 0, 1, 1, 2, 1, 2])
+        >>> pred_probs = torch.tensor([[0.8, 0.1, 0.1], [0.3, 0.6, 0.1], [0.7, 0.2, 0.1], [0.91, 0.05, 0.04],
+        ...                            [0.1, 0.8, 0.1], [0.1, 0.7, 0.2], [0.2, 0.7, 0.1], [0.1, 0.2, 0.7]],
+        ...                           dtype=torch.float64)
         >>> per = bt.quality.mistakes_per_class(labels, pred_probs, class_names=["red", "yellow", "green"])
         >>> print(per)
         3 of 8 samples mispredicted, classes by mistake rate

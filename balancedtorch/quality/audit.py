@@ -257,9 +257,21 @@ def audit(
             written then.
 
     Example:
+        >>> import os
+        >>> import tempfile
+        >>> import torch
+        >>> import balancedtorch as bt
+        >>> g = torch.Generator().manual_seed(0)
+        >>> labels = torch.randint(0, 3, (60,), generator=g)
+        >>> probs = (2.0 * torch.nn.functional.one_hot(labels, 3) + torch.randn(60, 3, generator=g)).softmax(1)
+        >>> emb, test_emb = torch.randn(60, 16, generator=g), torch.randn(20, 16, generator=g)
+        >>> x = torch.randint(0, 256, (60, 3, 16, 16), dtype=torch.uint8, generator=g)
+        >>> path = os.path.join(tempfile.mkdtemp(), "audit.html")
         >>> bt.quality.audit(labels, probs, features=emb, images=x, test_features=test_emb,
-        ...                  class_names=names, path="audit.html")
-        'audit.html'
+        ...                  class_names=["red", "yellow", "green"], path=path) == path
+        True
+        >>> open(path).read(15)  # one self-contained page: open it in a browser
+        '<!DOCTYPE html>'
     """
     path = _check_path(path)
     n = _validate.integer(n, "n", low=1, caller="audit")

@@ -186,6 +186,8 @@ def find_duplicates(features: Any, threshold: float, *, metric: str = "euclidean
             zero row under ``"cosine"``.
 
     Example:
+        >>> import torch
+        >>> import balancedtorch as bt
         >>> x = torch.tensor([[0.0, 0.0], [0.0, 0.1], [5.0, 5.0], [0.0, 0.2]])
         >>> bt.quality.find_duplicates(x, 0.15)
         [tensor([0, 1, 3])]
@@ -250,6 +252,8 @@ def find_leakage(
         features; ``test_features`` with another number of features.
 
     Example:
+        >>> import torch
+        >>> import balancedtorch as bt
         >>> train = torch.tensor([[0.0, 0.0], [1.0, 1.0]])
         >>> test = torch.tensor([[1.0, 1.05], [3.0, 3.0]])
         >>> bt.quality.find_leakage(train, test, 0.1)

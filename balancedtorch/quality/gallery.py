@@ -176,7 +176,15 @@ def plot_mistakes(
         TypeError: ``images`` of an unsupported type.
 
     Example:
-        >>> fig = bt.quality.plot_mistakes(val_images, val_labels, probs, class_names=names, n=16, path="mistakes.png")
+        >>> import torch
+        >>> import balancedtorch as bt
+        >>> g = torch.Generator().manual_seed(0)
+        >>> val_labels = torch.randint(0, 3, (40,), generator=g)
+        >>> probs = torch.randn(40, 3, generator=g).softmax(1)
+        >>> val_images = torch.randint(0, 256, (40, 3, 16, 16), dtype=torch.uint8, generator=g)
+        >>> fig = bt.quality.plot_mistakes(val_images, val_labels, probs, class_names=["a", "b", "c"], n=16)
+        >>> len(fig.axes)  # path="mistakes.png" saves it too (needs matplotlib)
+        16
     """
     n = _validate.integer(n, "n", low=1)  # tiles in the grid
     ranked = rank_mistakes(labels, pred_probs, class_names, distributed=False)  # a picture of these rows: no collective
@@ -212,7 +220,18 @@ def plot_novel(images: Any, scores: Any, n: int = 32, path: Optional[str] = None
             as in :func:`plot_mistakes`.
 
     Example:
-        >>> fig = bt.quality.plot_novel(prod_images, detector.score(prod_features), n=16, path="novel.png")
+        >>> import torch
+        >>> import balancedtorch as bt
+        >>> g, e = torch.Generator().manual_seed(0), torch.eye(8)
+        >>> train_feats = torch.randn(500, 8, generator=g) + 4 * e[0]
+        >>> val_feats = torch.randn(200, 8, generator=g) + 4 * e[0]   # held out, in distribution
+        >>> prod_feats = torch.cat([torch.randn(50, 8, generator=g) + 4 * e[0],   # as in training
+        ...                         torch.randn(50, 8, generator=g) + 4 * e[1]])  # a new situation
+        >>> prod_images = torch.randint(0, 256, (100, 1, 16, 16), dtype=torch.uint8, generator=g)
+        >>> detector = bt.quality.NoveltyDetector(k=5).fit(train_feats)
+        >>> fig = bt.quality.plot_novel(prod_images, detector.score(prod_feats), n=16)  # path="novel.png" saves it
+        >>> len(fig.axes)
+        16
     """
     n = _validate.integer(n, "n", low=1)  # tiles in the grid
     s = as_tensor(scores, "scores").detach()

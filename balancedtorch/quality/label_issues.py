@@ -67,8 +67,18 @@ def label_quality_scores(labels: Any, pred_probs: Any, method: str = "self_confi
         bfloat16 input is scored in float32 (numpy has no bfloat16).
 
     Example:
-        >>> scores = bt.quality.label_quality_scores(labels, pred_probs, "normalized_margin")
-        >>> worst = np.argsort(scores)[:20]
+        >>> import numpy as np
+        >>> import torch
+        >>> import balancedtorch as bt
+        >>> g = torch.Generator().manual_seed(0)
+        >>> y = torch.randint(0, 3, (300,), generator=g)
+        >>> pred_probs = (3.0 * torch.nn.functional.one_hot(y, 3) + torch.randn(300, 3, generator=g)).softmax(1)
+        >>> labels = y.clone()
+        >>> labels[:10] = (labels[:10] + 1) % 3  # the first 10 labels are wrong
+        >>> scores = bt.quality.label_quality_scores(labels.numpy(), pred_probs.numpy(), "normalized_margin")
+        >>> worst = np.argsort(scores)[:10]  # numpy in, numpy out
+        >>> sorted(worst.tolist())
+        [0, 1, 2, 3, 4, 6, 7, 8, 9, 79]
     """
     _validate.choice(method, "method", RANKINGS)
     adjust = _check_rank_by_kwargs({"adjust_pred_probs": adjust_pred_probs}, method)
@@ -184,9 +194,17 @@ def find_label_issues(
         is given: numpy in, numpy out; a tensor on ``pred_probs``'s device otherwise.
 
     Example:
+        >>> import torch
+        >>> import balancedtorch as bt
+        >>> g = torch.Generator().manual_seed(0)
+        >>> y = torch.randint(0, 3, (300,), generator=g)
+        >>> pred_probs = (3.0 * torch.nn.functional.one_hot(y, 3) + torch.randn(300, 3, generator=g)).softmax(1)
+        >>> labels = y.clone()
+        >>> labels[:10] = (labels[:10] + 1) % 3  # the first 10 labels are wrong
         >>> mask = bt.quality.find_label_issues(labels, pred_probs)
         >>> issues = bt.quality.find_label_issues(labels, pred_probs, return_indices_ranked_by="self_confidence")
-        >>> print(f"{mask.sum()} suspicious labels, worst first: {issues[:10]}")
+        >>> print(f"{mask.sum()} suspicious labels, worst first: {issues.tolist()}")
+        7 suspicious labels, worst first: [4, 8, 0, 3, 7, 6, 79]
     """
     comm = Comm() if use_distributed(distributed) else None
     # 1. validate: under torch.distributed an invalid input is held until every rank has been heard
@@ -302,10 +320,23 @@ def rank_mistakes(
             of classes differ.
 
     Example:
-        >>> m = bt.quality.rank_mistakes(val_labels, probs, class_names=["red", "yellow", "green"])
+        >>> import torch
+        >>> import balancedtorch as bt
+        >>> labels = torch.tensor([0, 0, 0, 1, 1, 2, 1, 2])
+        >>> pred_probs = torch.tensor([[0.8, 0.1, 0.1], [0.3, 0.6, 0.1], [0.7, 0.2, 0.1], [0.91, 0.05, 0.04],
+        ...                            [0.1, 0.8, 0.1], [0.1, 0.7, 0.2], [0.2, 0.7, 0.1], [0.1, 0.2, 0.7]],
+        ...                           dtype=torch.float64)
+        >>> m = bt.quality.rank_mistakes(labels, pred_probs, class_names=["red", "yellow", "green"])
         >>> print(m)                      # index, target → prediction, confidence
-        >>> for r in m.rows()[:5]:
+        3 mistakes in 8 samples, most confident first
+        index  target → prediction  confidence
+            3  yellow → red             0.9100
+            5   green → yellow          0.7000
+            1     red → yellow          0.6000
+        >>> for r in m.rows()[:2]:
         ...     print(f"sample {r.index}: labelled {r.target}, predicted {r.prediction} ({r.confidence:.0%})")
+        sample 3: labelled yellow, predicted red (91%)
+        sample 5: labelled green, predicted yellow (70%)
     """
     class_names = _check_name_strings(class_names, "rank_mistakes")
     comm = Comm() if use_distributed(distributed) else None
@@ -368,9 +399,21 @@ def mistakes_per_class(
         ValueError: as :func:`rank_mistakes`.
 
     Example:
-        >>> per = bt.quality.mistakes_per_class(val_labels, probs, class_names=["red", "yellow", "green"])
+        >>> import torch
+        >>> import balancedtorch as bt
+        >>> labels = torch.tensor([0, 0, 0, 1, 1, 2, 1, 2])
+        >>> pred_probs = torch.tensor([[0.8, 0.1, 0.1], [0.3, 0.6, 0.1], [0.7, 0.2, 0.1], [0.91, 0.05, 0.04],
+        ...                            [0.1, 0.8, 0.1], [0.1, 0.7, 0.2], [0.2, 0.7, 0.1], [0.1, 0.2, 0.7]],
+        ...                           dtype=torch.float64)
+        >>> per = bt.quality.mistakes_per_class(labels, pred_probs, class_names=["red", "yellow", "green"])
         >>> print(per)                    # class, mistakes, support, rate, confused with
-        >>> per["class"][:3]              # the three worst classes
+        3 of 8 samples mispredicted, classes by mistake rate
+        class   mistakes  support    rate  confused with
+        green          1        2  50.00%  yellow 1
+        red            1        3  33.33%  yellow 1
+        yellow         1        3  33.33%  red 1
+        >>> per["class"][:3]              # the classes, worst first
+        tensor([2, 0, 1])
     """
     comm = Comm() if use_distributed(distributed) else None
     class_names = _check_name_strings(class_names, "mistakes_per_class")

@@ -117,9 +117,18 @@ class NoveltyDetector:
         threshold_ (float or None): the cut set by :meth:`threshold`.
 
     Example:
-        >>> det = bt.quality.NoveltyDetector(k=50).fit(train_feats)
-        >>> det.threshold(val_feats, tpr=0.95)
+        >>> import torch
+        >>> import balancedtorch as bt
+        >>> g, e = torch.Generator().manual_seed(0), torch.eye(8)
+        >>> train_feats = torch.randn(500, 8, generator=g) + 4 * e[0]
+        >>> val_feats = torch.randn(200, 8, generator=g) + 4 * e[0]   # held out, in distribution
+        >>> prod_feats = torch.cat([torch.randn(50, 8, generator=g) + 4 * e[0],   # as in training
+        ...                         torch.randn(50, 8, generator=g) + 4 * e[1]])  # a new situation
+        >>> det = bt.quality.NoveltyDetector(k=5).fit(train_feats)  # k=50 for a bank of ~50,000
+        >>> cut = det.threshold(val_feats, tpr=0.95)  # 95% of the held-out samples pass
         >>> novel = det.predict(prod_feats)  # Tensor[N] bool
+        >>> int(novel[:50].sum()), int(novel[50:].sum())  # (as in training, new situation) flagged
+        (1, 50)
     """
 
     def __init__(
@@ -591,8 +600,22 @@ def embedding_coverage(
         "nearest_classes": {class: count} (with train_labels)}]}``.
 
     Example:
+        >>> import torch
+        >>> import balancedtorch as bt
+        >>> g, e = torch.Generator().manual_seed(0), torch.eye(8)
+        >>> train_feats = torch.randn(500, 8, generator=g) + 4 * e[0]
+        >>> val_feats = torch.randn(200, 8, generator=g) + 4 * e[0]   # held out, in distribution
+        >>> prod_feats = torch.cat([torch.randn(50, 8, generator=g) + 4 * e[0],   # as in training
+        ...                         torch.randn(50, 8, generator=g) + 4 * e[1]])  # a new situation
+        >>> train_labels = torch.randint(0, 2, (500,), generator=g)
         >>> cov = bt.quality.embedding_coverage(train_feats, prod_feats, train_labels)
-        >>> for r in cov["regions"]: print(r["count"], r["representatives"])
+        >>> int(cov["uncovered"][:50].sum()), int(cov["uncovered"][50:].sum())
+        (0, 50)
+        >>> for r in cov["regions"][:3]:
+        ...     print(r["count"], r["representatives"].tolist())  # uncovered regions, largest first
+        14 [70, 51, 64, 66, 87]
+        10 [54, 72, 89, 69, 65]
+        8 [88, 56, 73, 98, 90]
     """
     owner = "embedding_coverage"
     k = _validate.integer(k, "k", low=1, caller=owner)

@@ -386,6 +386,8 @@ def select_for_labeling(
             non-2-D, empty or with NaN/inf.
 
     Example:
+        >>> import torch
+        >>> import balancedtorch as bt
         >>> pool = torch.tensor([[0.0, 0.0], [0.1, 0.0], [4.0, 0.0], [0.0, 3.0]])
         >>> bt.quality.select_for_labeling(pool, 2, labeled_features=torch.zeros(1, 2))
         tensor([2, 3])

@@ -34,9 +34,16 @@ class CoverageReport(dict):
         class_names (sequence of str): K names for the table columns.
 
     Example:
+        >>> import torch
+        >>> import balancedtorch as bt
+        >>> labels = torch.tensor([0, 0, 0, 1, 1, 1, 0, 1] * 5)
+        >>> orientation = ["rotated"] * 2 + ["upright"] * 38  # two rotated samples, both class 0
         >>> report = bt.quality.coverage_report(labels, {"orientation": orientation})
-        >>> report["orientation"]["counts"]      # Tensor[V, K]
-        >>> [f["reason"] for f in report.flags]  # every flagged cell
+        >>> report["orientation"]["values"], report["orientation"]["counts"]      # Tensor[V, K]
+        (['rotated', 'upright'], tensor([[ 2,  0],
+                [18, 20]]))
+        >>> [(f["value"], f["class"], f["reason"]) for f in report.flags]  # every flagged cell
+        [('rotated', 0, 'rare'), ('rotated', 1, 'empty')]
     """
 
     def __init__(self, data: Dict[str, Any], class_names: Sequence[str]):
@@ -109,7 +116,23 @@ def coverage_report(
         class, count, expected, reason)]}}``; ``print(report)`` shows the tables.
 
     Example:
+        >>> import torch
+        >>> import balancedtorch as bt
+        >>> labels = torch.tensor([0, 0, 0, 1, 1, 1, 0, 1] * 5)
+        >>> orientation = ["rotated"] * 2 + ["upright"] * 38
+        >>> time_of_day = ["day", "night"] * 20
         >>> print(bt.quality.coverage_report(labels, {"orientation": orientation, "time": time_of_day}))
+        orientation      0      1
+        rotated          2r     0e
+        upright         18     20
+          ! orientation=rotated x class 0: 2 samples (expected 1.0 if independent) -> rare
+          ! orientation=rotated x class 1: 0 samples (expected 1.0 if independent) -> empty
+        <BLANKLINE>
+        time       0      1
+        day       15      5
+        night      5     15
+        <BLANKLINE>
+        flags: e = empty, r = rare (below min_count), u = under-represented (below ratio x expected)
     """
     if not isinstance(groups, Mapping) or not groups:
         raise ValueError("groups must be a non-empty dict {attribute: per-sample values}")
@@ -188,8 +211,20 @@ class LabelShiftEstimator:
         source_prior_ (Tensor[K] float64): class shares of ``val_labels``.
 
     Example:
-        >>> est = bt.quality.LabelShiftEstimator(10).fit(val_labels, val_preds)
+        >>> import torch
+        >>> import balancedtorch as bt
+        >>> g = torch.Generator().manual_seed(0)
+        >>> def predict(y):  # a classifier right 80% of the time, else a random class
+        ...     right = torch.rand(len(y), generator=g) < 0.8
+        ...     return torch.where(right, y, torch.randint(0, 3, (len(y),), generator=g))
+        >>> val_labels = torch.randint(0, 3, (3000,), generator=g)        # balanced validation set
+        >>> val_preds = predict(val_labels)
+        >>> test_labels = torch.multinomial(torch.tensor([0.6, 0.3, 0.1]), 3000, replacement=True, generator=g)
+        >>> test_preds = predict(test_labels)                             # deployment: labels unknown
+        >>> est = bt.quality.LabelShiftEstimator(3).fit(val_labels, val_preds)
         >>> shift = est.estimate(test_preds)
+        >>> shift["prior"]  # the deployment prior was 0.6, 0.3, 0.1
+        tensor([0.5742, 0.3198, 0.1060], dtype=torch.float64)
         >>> criterion = bt.nn.CrossEntropyLoss(weight=shift["weights"].float())
     """
 
@@ -228,7 +263,14 @@ class LabelShiftEstimator:
                 when any rank's input is invalid (no rank is left waiting).
 
         Example:
+            >>> import torch
+            >>> import balancedtorch as bt
+            >>> val_labels = torch.tensor([0, 0, 1, 1, 2, 2])
+            >>> val_probs = torch.tensor([[0.8, 0.1, 0.1], [0.6, 0.3, 0.1], [0.2, 0.7, 0.1],
+            ...                           [0.1, 0.8, 0.1], [0.1, 0.2, 0.7], [0.3, 0.1, 0.6]])
             >>> est = bt.quality.LabelShiftEstimator(3).fit(val_labels, val_probs)
+            >>> est.source_prior_
+            tensor([0.3333, 0.3333, 0.3333], dtype=torch.float64)
         """
         comm = Comm() if use_distributed(distributed) else None
         K = self.num_classes
@@ -279,8 +321,16 @@ class LabelShiftEstimator:
                 predicted or never present), or no prior fits.
 
         Example:
+            >>> import torch
+            >>> import balancedtorch as bt
+            >>> val_labels = torch.tensor([0, 0, 1, 1, 2, 2])
+            >>> val_probs = torch.tensor([[0.8, 0.1, 0.1], [0.6, 0.3, 0.1], [0.2, 0.7, 0.1],
+            ...                           [0.1, 0.8, 0.1], [0.1, 0.2, 0.7], [0.3, 0.1, 0.6]])
+            >>> est = bt.quality.LabelShiftEstimator(3).fit(val_labels, val_probs)
+            >>> test_probs = torch.tensor([[0.7, 0.2, 0.1], [0.8, 0.1, 0.1], [0.6, 0.3, 0.1], [0.1, 0.2, 0.7]])
             >>> shift = est.estimate(test_probs)
-            >>> shift["prior"], shift["weights"]
+            >>> shift["prior"], shift["weights"]  # weights: deployment prior / validation prior
+            (tensor([0.7025, 0.0248, 0.2727], dtype=torch.float64), tensor([2.1074, 0.0744, 0.8182], dtype=torch.float64))
         """
         if self.confusion_ is None:
             raise RuntimeError("LabelShiftEstimator: call fit(val_labels, val_preds) first")
@@ -414,9 +464,22 @@ class DriftMonitor:
             statistic flags ``drift``.
 
     Example:
-        >>> monitor = bt.quality.DriftMonitor(val_preds, window=10_000)
-        >>> monitor.update(model(batch).argmax(1))
-        >>> if monitor.status()["drift"]: schedule_retraining()
+        >>> import torch
+        >>> import balancedtorch as bt
+        >>> g = torch.Generator().manual_seed(0)
+        >>> def predict(y):  # a classifier right 80% of the time, else a random class
+        ...     right = torch.rand(len(y), generator=g) < 0.8
+        ...     return torch.where(right, y, torch.randint(0, 3, (len(y),), generator=g))
+        >>> val_labels = torch.randint(0, 3, (3000,), generator=g)        # balanced validation set
+        >>> val_preds = predict(val_labels)
+        >>> test_labels = torch.multinomial(torch.tensor([0.6, 0.3, 0.1]), 3000, replacement=True, generator=g)
+        >>> test_preds = predict(test_labels)                             # deployment: labels unknown
+        >>> monitor = bt.quality.DriftMonitor(val_preds, window=1_000)
+        >>> for batch in test_preds.split(500):  # model(batch).argmax(1) in production
+        ...     monitor.update(batch)
+        >>> status = monitor.status()
+        >>> status["drift"], round(status["psi"], 2), status["current_share"]
+        (True, 0.31, tensor([0.5360, 0.3320, 0.1320], dtype=torch.float64))
     """
 
     def __init__(
@@ -465,7 +528,9 @@ class DriftMonitor:
 
         Example:
             >>> DriftMonitor.from_histogram([560, 30, 410])                         # counts
+            DriftMonitor(num_classes=3, reference_size=1000, window=None, method='both', samples=0)
             >>> DriftMonitor.from_histogram([0.56, 0.03, 0.41], reference_size=1000)  # shares
+            DriftMonitor(num_classes=3, reference_size=1000, window=None, method='both', samples=0)
         """
         c = as_tensor(counts, "counts").double().cpu()
         if c.dim() != 1 or c.numel() < 2 or not bool(torch.isfinite(c).all()) or bool((c < 0).any()) or not c.sum() > 0:

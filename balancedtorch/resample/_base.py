@@ -803,6 +803,8 @@ class BaseSampler(*_ESTIMATOR_BASES):
             self (scikit-learn convention).
 
         Example:
+            >>> import torch
+            >>> import balancedtorch as bt
             >>> bt.resample.SMOTE().fit(torch.randn(30, 2), torch.tensor([0] * 20 + [1] * 10)).sampling_strategy_
             OrderedDict([(1, 10)])
         """
@@ -825,6 +827,8 @@ class BaseSampler(*_ESTIMATOR_BASES):
             their columns, dtypes and name).
 
         Example:
+            >>> import numpy as np
+            >>> import balancedtorch as bt
             >>> X, y = np.random.rand(30, 2), np.array(["a"] * 20 + ["b"] * 10)
             >>> X_res, y_res = bt.resample.RandomOverSampler(random_state=0).fit_resample(X, y)
             >>> X_res.shape, sorted(set(y_res.tolist()))

@@ -238,6 +238,8 @@ class SMOTENC(SMOTE):
     category); neighbour ties go to the lower index.
 
     Example:
+        >>> import numpy as np
+        >>> import balancedtorch as bt
         >>> X = np.array([[0.1, "a"], [0.3, "b"], [0.2, "a"], [0.9, "b"], [0.5, "a"], [0.4, "b"]] * 5, dtype=object)
         >>> y = np.array([0, 0, 0, 0, 1, 1] * 5)
         >>> X_res, y_res = bt.resample.SMOTENC(categorical_features=[1], random_state=0).fit_resample(X, y)
@@ -496,6 +498,8 @@ class SMOTEN(SMOTE):
     distance 0 first); other ties go to the lower index.
 
     Example:
+        >>> import numpy as np
+        >>> import balancedtorch as bt
         >>> X = np.array(["A"] * 10 + ["B"] * 20 + ["C"] * 30, dtype=object).reshape(-1, 1)
         >>> y = np.array([0] * 20 + [1] * 40)
         >>> X_res, y_res = bt.resample.SMOTEN(random_state=0).fit_resample(X, y)

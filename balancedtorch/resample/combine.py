@@ -62,8 +62,12 @@ class _Combined(BaseSampler):
             -> tensor out on its device; numpy in -> numpy out).
 
         Example:
+            >>> import torch
+            >>> import balancedtorch as bt
             >>> X, y = torch.randn(120, 4), torch.tensor([0] * 100 + [1] * 20)
             >>> X_res, y_res = bt.resample.SMOTEENN(random_state=0).fit_resample(X, y)
+            >>> X_res.shape[0] <= 200, X_res.dtype  # balanced by SMOTE, then edited; tensor in, tensor out
+            (True, torch.float32)
         """
         data = self._prepare(X, y)  # checks X and y once, with this sampler's name in the messages
         self._validate_estimator()
@@ -92,6 +96,8 @@ class SMOTETomek(_Combined):
     Every argument defaults to None except ``sampling_strategy="auto"``.
 
     Example:
+        >>> import torch
+        >>> import balancedtorch as bt
         >>> X, y = torch.randn(120, 4), torch.tensor([0] * 100 + [1] * 20)
         >>> smote_tomek = bt.resample.SMOTETomek(smote=bt.resample.SMOTE(k_neighbors=3), random_state=0)
         >>> X_res, y_res = smote_tomek.fit_resample(X, y)
@@ -131,6 +137,8 @@ class SMOTEENN(_Combined):
     Every argument defaults to None except ``sampling_strategy="auto"``.
 
     Example:
+        >>> import torch
+        >>> import balancedtorch as bt
         >>> X, y = torch.randn(120, 4), torch.tensor([0] * 100 + [1] * 20)
         >>> X_res, y_res = bt.resample.SMOTEENN(random_state=0).fit_resample(X, y)
         >>> X_res.shape[0] <= 200  # balanced by SMOTE, then edited

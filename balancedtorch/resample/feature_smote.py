@@ -54,9 +54,16 @@ class FeatureSMOTE(nn.Module):
             same output.
 
     Example:
+        >>> import torch
+        >>> import balancedtorch as bt
+        >>> backbone, head = torch.nn.Linear(12, 8), torch.nn.Linear(8, 10)
+        >>> images, labels = torch.randn(32, 12), torch.randint(0, 10, (32,)) ** 2 // 10  # long-tailed
         >>> smote = bt.resample.FeatureSMOTE(k_neighbors=5, memory_size=256, num_classes=10)
-        >>> feats, y = smote(backbone(images), labels)
-        >>> loss = criterion(head(feats), y)
+        >>> feats, y = smote(backbone(images), labels)  # the batch, then synthetic rare-class features
+        >>> loss = torch.nn.functional.cross_entropy(head(feats), y)
+        >>> loss.backward()  # the synthetic features are differentiable
+        >>> bool(feats.shape[0] > 32), bool((y[:32] == labels).all())
+        (True, True)
     """
 
     def __init__(
@@ -108,6 +115,7 @@ class FeatureSMOTE(nn.Module):
         """The constructor arguments that differ from their defaults (``nn.Module`` prints them in its repr).
 
         Example:
+            >>> import balancedtorch as bt
             >>> bt.resample.FeatureSMOTE(k_neighbors=3, memory_size=64, num_classes=10)
             FeatureSMOTE(k_neighbors=3, memory_size=64, num_classes=10)
         """
@@ -168,6 +176,8 @@ class FeatureSMOTE(nn.Module):
             TypeError: labels is not a tensor.
 
         Example:
+            >>> import torch
+            >>> import balancedtorch as bt
             >>> smote = bt.resample.FeatureSMOTE(k_neighbors=2, generator=torch.Generator().manual_seed(0))
             >>> feats, y = smote(torch.randn(6, 4), torch.tensor([0, 0, 0, 0, 1, 1]))
             >>> feats.shape, y.tolist()

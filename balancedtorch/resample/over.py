@@ -95,6 +95,8 @@ class RandomOverSampler(_OverSampler):
             output row repeats.
 
     Example:
+        >>> import torch
+        >>> import balancedtorch as bt
         >>> X, y = torch.randn(120, 4), torch.tensor([0] * 100 + [1] * 20)
         >>> X_res, y_res = bt.resample.RandomOverSampler(random_state=0).fit_resample(X, y)
         >>> torch.bincount(y_res).tolist()
@@ -193,6 +195,8 @@ class SMOTE(_OverSampler):
         nn_k_: the neighbours estimator the parameters describe.
 
     Example:
+        >>> import torch
+        >>> import balancedtorch as bt
         >>> X, y = torch.randn(120, 4), torch.tensor([0] * 100 + [1] * 20)
         >>> X_res, y_res = bt.resample.SMOTE(k_neighbors=5, random_state=0).fit_resample(X, y)
         >>> X_res.shape, torch.bincount(y_res).tolist()
@@ -247,6 +251,8 @@ class BorderlineSMOTE(_OverSampler):
         in_danger_indices (dict): class -> the rows of X found in danger.
 
     Example:
+        >>> import torch
+        >>> import balancedtorch as bt
         >>> X, y = torch.randn(300, 2), torch.tensor([0] * 250 + [1] * 50)
         >>> X_res, y_res = bt.resample.BorderlineSMOTE(kind="borderline-2", random_state=0).fit_resample(X, y)
         >>> X_res.shape[0] >= 300
@@ -324,6 +330,8 @@ class ADASYN(_OverSampler):
             belongs to another class (as imbalanced-learn).
 
     Example:
+        >>> import torch
+        >>> import balancedtorch as bt
         >>> X, y = torch.randn(300, 2), torch.tensor([0] * 250 + [1] * 50)
         >>> X_res, y_res = bt.resample.ADASYN(random_state=0).fit_resample(X, y)
         >>> abs(int((y_res == 1).sum()) - 250) < 25  # about balanced (rounded per sample)

@@ -67,6 +67,8 @@ class RandomUnderSampler(_UnderSampler):
         sample_indices_ (ndarray or Tensor[N_out] int64): the rows of X kept.
 
     Example:
+        >>> import torch
+        >>> import balancedtorch as bt
         >>> X, y = torch.randn(120, 4), torch.tensor([0] * 100 + [1] * 20)
         >>> X_res, y_res = bt.resample.RandomUnderSampler(random_state=0).fit_resample(X, y)
         >>> torch.bincount(y_res).tolist()
@@ -135,6 +137,8 @@ class NearMiss(_UnderSampler):
         sample_indices_ (ndarray or Tensor[N_out] int64): the rows of X kept.
 
     Example:
+        >>> import torch
+        >>> import balancedtorch as bt
         >>> X, y = torch.randn(120, 4), torch.tensor([0] * 100 + [1] * 20)
         >>> X_res, y_res = bt.resample.NearMiss(version=2).fit_resample(X, y)
         >>> torch.bincount(y_res).tolist()
@@ -228,6 +232,8 @@ class TomekLinks(_UnderSampler):
         sample_indices_ (ndarray or Tensor[N_out] int64): the rows of X kept.
 
     Example:
+        >>> import torch
+        >>> import balancedtorch as bt
         >>> X = torch.tensor([[0.0], [0.1], [1.0], [5.0]])
         >>> X_res, y_res = bt.resample.TomekLinks().fit_resample(X, torch.tensor([0, 1, 0, 0]))
         >>> X_res.flatten().tolist()  # (0.0, 0.1) is a link; the majority's 0.0 goes
@@ -274,6 +280,8 @@ class EditedNearestNeighbours(_UnderSampler):
         sample_indices_ (ndarray or Tensor[N_out] int64): the rows of X kept.
 
     Example:
+        >>> import torch
+        >>> import balancedtorch as bt
         >>> X, y = torch.randn(300, 2), torch.tensor([0] * 250 + [1] * 50)
         >>> X_res, y_res = bt.resample.EditedNearestNeighbours(kind_sel="mode").fit_resample(X, y)
         >>> int((y_res == 1).sum())  # the minority is not cleaned ("auto")
@@ -389,6 +397,8 @@ class ClusterCentroids(_UnderSampler):
         voting_ (str): the voting used.
 
     Example:
+        >>> import torch
+        >>> import balancedtorch as bt
         >>> X, y = torch.randn(120, 4), torch.tensor([0] * 100 + [1] * 20)
         >>> X_res, y_res = bt.resample.ClusterCentroids(random_state=0).fit_resample(X, y)
         >>> torch.bincount(y_res).tolist()

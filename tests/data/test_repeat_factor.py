@@ -333,7 +333,7 @@ def test_classes_present_progress_bar_is_closed_however_reading_ends(capsys):
     assert capsys.readouterr().err == ""
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.cuda
 def test_classes_present_on_cuda():
     g = torch.Generator().manual_seed(8)
     masks = torch.randint(0, 9, (16, 32, 32), generator=g, dtype=torch.uint8)

@@ -658,11 +658,10 @@ def test_bad_input_raises_value_error_naming_the_argument():
 # ---------------------------------------------------------------------------------------------
 
 
+@pytest.mark.cuda
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("activation", ["softmax", "sigmoid"])
 def test_cuda_equals_cpu(dtype, activation):
-    if not torch.cuda.is_available():
-        pytest.skip("no CUDA device")
     x, target = _inputs(N=3, C=5, spatial=(33, 47), activation=activation, dtype=torch.float32, ignore=True)
     x = x.to(dtype)
     for fn, kw in [

@@ -1,12 +1,9 @@
 """Readable results of bt.quality: mistake tables, pandas inputs, logits refused with a softmax hint, reprs."""
 
 import collections.abc
-import contextlib
 import importlib.util
-import io
 import os
 import pickle
-import re
 import subprocess
 import sys
 import textwrap
@@ -453,16 +450,3 @@ def test_public_quality_api_documented():
     ):
         for method in methods:
             assert len((getattr(cls, method).__doc__ or "").strip()) > 20, f"{cls.__name__}.{method}"
-
-
-# --------------------------------------------------------------------------- README
-
-
-def test_readme_mistakes_example_prints_what_readme_shows():
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
-    section = readme[readme.index("### Looking at the mistakes") :]
-    code, shown = re.search(r"```python\n(.*?)```\s*```text\n(.*?)```", section, re.S).groups()
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        exec(code, {"torch": torch, "bt": bt})
-    assert out.getvalue() == shown
