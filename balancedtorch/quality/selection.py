@@ -42,11 +42,19 @@ _NONE = float(2**62)  # global index of "no candidate" (sorts after every real r
 
 
 def _inputs(
-    pool_features: Any, budget: Any, strategy: Any, labeled_features: Any, pred_probs: Any, generator: Any, allow_empty: bool
+    pool_features: Any,
+    budget: Any,
+    strategy: Any,
+    labeled_features: Any,
+    pred_probs: Any,
+    generator: Any,
+    normalize: Any,
+    allow_empty: bool,
 ) -> Tuple[int, Tensor, Optional[Tensor], Optional[Tensor]]:
     owner = "select_for_labeling"
     _validate.choice(strategy, "strategy", STRATEGIES, caller=owner)
     budget = _validate.integer(budget, "budget", low=1, caller=owner)
+    _validate.flag(normalize, "normalize", caller=owner)
     if generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError(f"{owner}: generator must be a torch.Generator, got {type(generator).__name__}")
     x = _features(pool_features, "pool_features", owner, allow_empty=allow_empty)
@@ -330,6 +338,7 @@ def select_for_labeling(
     labeled_features: Any = None,
     pred_probs: Any = None,
     generator: Optional[torch.Generator] = None,
+    normalize: bool = True,
     distributed: Optional[bool] = None,
 ) -> Tensor:
     """Which ``budget`` pool rows to label next.
@@ -349,9 +358,23 @@ def select_for_labeling(
       every class before any class's (j+1)-th, a round in order of margin).
     - ``"novelty"``: farthest from the labelled set first: the
       :class:`NoveltyDetector` score (distance to the k-th nearest labelled
-      row, features L2-normalised, k = min(10, labelled rows)).
+      row, k = min(10, labelled rows)); with ``normalize=True`` (default)
+      pool and labelled rows are L2-normalised first (the distance of their
+      directions, as :class:`NoveltyDetector`'s default), with
+      ``normalize=False`` it is the Euclidean distance of the raw rows.
 
     Ties go to the lowest pool index everywhere.
+
+    What each strategy measures: ``"kcenter"`` the Euclidean distance of the
+    raw rows, always (normalise pool and labelled rows yourself, e.g. with
+    ``torch.nn.functional.normalize(x, dim=1)``, for a core-set of
+    directions); ``"novelty"`` that of the rows as ``normalize`` says;
+    ``"margin"``, ``"entropy"`` and ``"balanced"`` read ``pred_probs`` only.
+    Normalised features suit embeddings of a network (their length carries
+    little, their direction the content); raw ones suit features whose
+    scale means something, such as low-dimensional measurements, where
+    normalising maps every row onto the unit sphere and a rare cluster in
+    the direction of the labelled set looks like it.
 
     Distributed (``distributed=True``, or None with an initialised process
     group of world size > 1): collective. Each rank passes its own slice of
@@ -372,6 +395,10 @@ def select_for_labeling(
             ``"balanced"``.
         generator (torch.Generator, optional): CPU generator of the first
             k-center pick. Default: torch's global RNG.
+        normalize (bool): ``"novelty"`` only: L2-normalise the rows before
+            measuring distances (default True, as before); False: raw
+            Euclidean distances. The other strategies do not read it (see
+            above); distributed, every rank must pass the same value.
         distributed (bool, optional): see above. Default None.
 
     Returns:
@@ -379,7 +406,8 @@ def select_for_labeling(
         (most informative first).
 
     Raises:
-        TypeError: ``budget`` not an int, ``generator`` not a torch.Generator.
+        TypeError: ``budget`` not an int, ``generator`` not a torch.Generator,
+            ``normalize`` not True or False.
         ValueError: ``budget`` < 1 or larger than the pool; unknown
             ``strategy``; a strategy without what it needs; ``pred_probs`` of
             another shape or not probabilities; features of different D,
@@ -391,33 +419,50 @@ def select_for_labeling(
         >>> pool = torch.tensor([[0.0, 0.0], [0.1, 0.0], [4.0, 0.0], [0.0, 3.0]])
         >>> bt.quality.select_for_labeling(pool, 2, labeled_features=torch.zeros(1, 2))
         tensor([2, 3])
+
+        Raw 2-D measurements: a rare cluster at (6, 6) in the direction of
+        the labelled rows is new only by its distance, which normalising
+        removes:
+
+        >>> g = torch.Generator().manual_seed(0)
+        >>> labeled = torch.randn(40, 2, generator=g) * 0.3 + 1.0
+        >>> pool = torch.cat([torch.randn(30, 2, generator=g) * 0.3 + 1.0,   # rows 0-29: as labelled
+        ...                   torch.randn(5, 2, generator=g) * 0.1 + 6.0])   # rows 30-34: rare cluster
+        >>> raw = bt.quality.select_for_labeling(pool, 5, strategy="novelty", labeled_features=labeled, normalize=False)
+        >>> sorted(raw.tolist())
+        [30, 31, 32, 33, 34]
+        >>> unit = bt.quality.select_for_labeling(pool, 5, strategy="novelty", labeled_features=labeled)  # normalize=True
+        >>> [i for i in unit.tolist() if i >= 30]  # by direction alone the cluster looks labelled
+        []
     """
     owner = "select_for_labeling"
     shard = use_distributed(distributed)
     if not shard:
-        budget, x, lab, p = _inputs(pool_features, budget, strategy, labeled_features, pred_probs, generator, False)
+        budget, x, lab, p = _inputs(pool_features, budget, strategy, labeled_features, pred_probs, generator, normalize, False)
         if budget > x.shape[0]:
             raise ValueError(f"{owner}: budget={budget} is larger than the pool ({x.shape[0]} rows)")
-        return _select(strategy, budget, x, lab, p, generator, 0, x.shape[0], None)
+        return _select(strategy, budget, x, lab, p, generator, normalize, 0, x.shape[0], None)
     comm = Comm()
     error: Optional[Exception] = None
-    facts = [0, 0, 0, 0]
+    facts = [0, 0, 0, 0, 0]
     try:
-        budget, x, lab, p = _inputs(pool_features, budget, strategy, labeled_features, pred_probs, generator, True)
+        budget, x, lab, p = _inputs(pool_features, budget, strategy, labeled_features, pred_probs, generator, normalize, True)
         facts = [x.shape[0], x.shape[1], 0 if lab is None else lab.shape[0], 0 if p is None else p.shape[1]]
+        facts.append(int(bool(normalize)) if strategy == "novelty" else 0)
     except (ValueError, TypeError) as e:
         error = e
     everyone = comm.agree(error, facts, owner)
-    for what, col in (("number of features", 1), ("labelled rows", 2), ("classes of pred_probs", 3)):
+    checks = (("number of features", 1), ("labelled rows", 2), ("classes of pred_probs", 3), ("normalize", 4))
+    for what, col in checks:
         if len({r[col] for r in everyone}) > 1:
             raise ValueError(f"{owner}: the ranks disagree on their {what}: {[r[col] for r in everyone]}")
     sizes = [r[0] for r in everyone]
     if budget > sum(sizes):
         raise ValueError(f"{owner}: budget={budget} is larger than the pool ({sum(sizes)} rows over all ranks: {sizes})")
-    return _select(strategy, budget, x, lab, p, generator, sum(sizes[: comm.rank]), sum(sizes), comm, sizes)
+    return _select(strategy, budget, x, lab, p, generator, normalize, sum(sizes[: comm.rank]), sum(sizes), comm, sizes)
 
 
-def _select(strategy, budget, x, lab, p, generator, offset, total, comm, sizes=None) -> Tensor:
+def _select(strategy, budget, x, lab, p, generator, normalize, offset, total, comm, sizes=None) -> Tensor:
     if strategy == "kcenter":
         return _kcenter(x, budget, lab, generator, offset, total, comm)
 
@@ -432,6 +477,6 @@ def _select(strategy, budget, x, lab, p, generator, offset, total, comm, sizes=N
     if strategy == "balanced":
         cls = p.argmax(1) if p.shape[0] else p.new_zeros(0, dtype=torch.long)
         return _balanced(gathered(_margin(p)), gathered(cls), budget)
-    det = NoveltyDetector(k=min(NOVELTY_K, lab.shape[0]), distributed=False).fit(lab)
+    det = NoveltyDetector(k=min(NOVELTY_K, lab.shape[0]), normalize=bool(normalize), distributed=False).fit(lab)
     scores = det.score(x).double() if x.shape[0] else x.new_zeros(0, dtype=torch.float64)
     return _first_by([gathered(-scores)], budget)

@@ -165,6 +165,44 @@ def test_novelty_is_the_detectors_score():
     assert few.tolist() == _stable_first((-s4).tolist(), 3)
 
 
+def _kth_distance(pool, labeled, k, normalize):
+    """Reference novelty score: float64 Euclidean distance to the k-th nearest labelled row (rows L2-normalised first)."""
+    x, lab = pool.double(), labeled.double()
+    if normalize:
+        x, lab = (t / t.norm(dim=1, keepdim=True).clamp_min(1e-12) for t in (x, lab))
+    d = ((x[:, None, :] - lab[None, :, :]) ** 2).sum(2).sqrt()
+    return d.sort(1).values[:, k - 1]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_novelty_normalize_false_finds_a_rare_cluster_in_raw_low_dimensional_data(seed):
+    gen = torch.Generator().manual_seed(seed)
+    labeled = torch.randn(200, 2, generator=gen, dtype=torch.float64) * 0.5  # around the origin: every direction
+    common = torch.randn(300, 2, generator=gen, dtype=torch.float64) * 0.5
+    rare = torch.randn(12, 2, generator=gen, dtype=torch.float64) * 0.2 + torch.tensor([5.0, 5.0], dtype=torch.float64)
+    order = torch.randperm(312, generator=gen)
+    pool = torch.cat([common, rare])[order]
+    is_rare = order >= 300
+    raw = select(pool, 12, strategy="novelty", labeled_features=labeled, normalize=False)
+    assert is_rare[raw].all()  # the whole budget goes to the unlabelled cluster
+    assert raw.tolist() == _stable_first((-_kth_distance(pool, labeled, 10, False)).tolist(), 12)
+    unit = select(pool, 12, strategy="novelty", labeled_features=labeled, normalize=True)
+    assert torch.equal(unit, select(pool, 12, strategy="novelty", labeled_features=labeled))  # the default is unchanged
+    assert unit.tolist() == _stable_first((-_kth_distance(pool, labeled, 10, True)).tolist(), 12)
+    assert int(is_rare[unit].sum()) < 12  # on the unit circle the cluster is one direction among the labelled ones
+    det = bt.quality.NoveltyDetector(k=10, normalize=False).fit(labeled)
+    assert raw.tolist() == _stable_first((-det.score(pool).double()).tolist(), 12)
+
+
+def test_normalize_is_read_by_novelty_only():
+    gen = torch.Generator().manual_seed(3)
+    pool, labeled = torch.randn(40, 3, generator=gen) * 4, torch.randn(5, 3, generator=gen)
+    p = torch.rand(40, 3, generator=gen).softmax(1)
+    for kw in (dict(labeled_features=labeled), dict(strategy="margin", pred_probs=p), dict(strategy="balanced", pred_probs=p)):
+        assert torch.equal(select(pool, 7, normalize=False, **kw), select(pool, 7, normalize=True, **kw))
+    assert select(pool, 7, labeled_features=labeled).tolist() == _greedy(pool, 7, labeled)  # kcenter: raw Euclidean
+
+
 @pytest.mark.parametrize(
     "kwargs,exc,match",
     [
@@ -187,6 +225,8 @@ def test_novelty_is_the_detectors_score():
         (dict(labeled_features=torch.tensor([[0.0, float("nan")]])), ValueError, r"labeled_features\[0, 1\] = nan"),
         (dict(generator=0), TypeError, "generator must be a torch.Generator"),
         (dict(distributed="yes"), TypeError, "distributed"),
+        (dict(normalize=1), TypeError, "normalize must be True or False, got 1"),
+        (dict(strategy="novelty", labeled_features=torch.zeros(2, 2), normalize=None), TypeError, "normalize must be True"),
     ],
 )
 def test_bad_input(kwargs, exc, match):
@@ -256,6 +296,7 @@ def _calls(x, y, p):
         "entropy": dict(pool=y, budget=50, strategy="entropy", pred_probs=p),
         "balanced": dict(pool=y, budget=50, strategy="balanced", pred_probs=p),
         "novelty": dict(pool=y, budget=50, strategy="novelty", labeled_features=y[:20] * 0.5),
+        "novelty_raw": dict(pool=y, budget=50, strategy="novelty", labeled_features=y[:20] * 0.5, normalize=False),
     }
 
 
@@ -284,10 +325,12 @@ def _worker(rank, world_size, init_file, out_dir):
             "budget": dict(budget=1000),
             "dims": dict(budget=5, pool=x[rows, :5] if rank == 1 else x[rows]),
             "nan": dict(budget=5, pool=x[rows].clone().fill_(float("nan")) if rank == 0 else x[rows]),
+            "normalize": dict(budget=5, strategy="novelty", labeled_features=x[:4], normalize=rank == 0),
         }.items():
-            pool = bad.get("pool", x[rows])
+            bad = dict(bad)
+            pool = bad.pop("pool", x[rows])
             try:
-                select(pool, bad["budget"])
+                select(pool, bad.pop("budget"), **bad)
                 errors[key] = None
             except ValueError as err:
                 errors[key] = str(err)
@@ -316,3 +359,4 @@ def test_distributed_picks_equal_one_process(tmp_path, world_size):
         assert "budget=1000 is larger than the pool (301 rows over all ranks" in out["errors"]["budget"]
         assert "disagree on their number of features" in out["errors"]["dims"]
         assert ("pool_features[0, 0] = nan" if r == 0 else "invalid input on rank(s) [0]") in out["errors"]["nan"]
+        assert "the ranks disagree on their normalize" in out["errors"]["normalize"]
