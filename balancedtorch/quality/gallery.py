@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 from .. import _validate
+from .._optional import require
 from .._validate import as_tensor
 from ..metrics._plots import _figure, _finish
 from ._confident_joint import _confident_joint, _confident_thresholds
@@ -109,15 +110,34 @@ def _pixels(image: Any, i: int) -> np.ndarray:
     return a
 
 
-def _grid(images: Any, indices: Sequence[int], titles: Sequence[str], suptitle: str, path: Optional[str]):
-    """One tile per index, titled; the sample's index under the tile."""
+def _check_fig(fig: Any, caller: str):
+    """``fig`` when it is an empty matplotlib Figure or SubFigure, else a TypeError / ValueError naming ``fig``."""
+    base = require("matplotlib.figure", "plotting", "plots").FigureBase
+    if not isinstance(fig, base):
+        raise TypeError(
+            f"{caller}: fig must be a matplotlib Figure or SubFigure (e.g. plt.figure() or fig.subfigures(1, 2)[0]), "
+            f"got {type(fig).__name__}: {_validate._show(fig)}"
+        )
+    if fig.axes or getattr(fig, "subfigs", None):
+        raise ValueError(
+            f"{caller}: fig must be empty (the grid fills it), got one with {len(fig.axes)} Axes and "
+            f"{len(getattr(fig, 'subfigs', []))} subfigures: pass a new figure, or a SubFigure (fig.subfigures()) "
+            f"to put the grid beside other plots"
+        )
+    return fig
+
+
+def _grid(images: Any, indices: Sequence[int], titles: Sequence[str], suptitle: str, path: Optional[str], fig: Any = None):
+    """One tile per index, titled; the sample's index under the tile; into ``fig`` (checked) when given."""
     k = len(indices)
     cols = max(1, min(GRID_COLUMNS, k))
     rows = max(1, math.ceil(k / cols))
-    fig = _figure((TILE_SIZE[0] * cols, TILE_SIZE[1] * rows + 0.4))
+    own = fig is None
+    if own:
+        fig = _figure((TILE_SIZE[0] * cols, TILE_SIZE[1] * rows + 0.4))
     if k == 0:
         fig.text(0.5, 0.5, suptitle, ha="center", va="center")
-        return _finish(fig, path)
+        return _done(fig, path, own)
     for t, (i, title) in enumerate(zip(indices, titles)):
         a = _pixels(_item(images, int(i)), int(i))
         ax = fig.add_subplot(rows, cols, t + 1)
@@ -131,7 +151,20 @@ def _grid(images: Any, indices: Sequence[int], titles: Sequence[str], suptitle: 
         ax.set_xticks([])
         ax.set_yticks([])
     fig.suptitle(suptitle, fontsize=10)
-    return _finish(fig, path)
+    return _done(fig, path, own)
+
+
+def _done(fig: Any, path: Optional[str], own: bool):
+    """Lay out, save and return (the top-level Figure) as ``_finish``.
+
+    The grid fills a caller's figure (``fig=``) too: an empty top-level Figure
+    without a layout engine is laid out as ours (``tight_layout``); a
+    SubFigure or a figure with an engine (``layout="constrained"``) keeps its
+    parent's or its own. A caller's figure is saved with its own settings.
+    """
+    if not own and fig.figure is fig and fig.get_layout_engine() is None:
+        fig.tight_layout()
+    return _finish(fig, path, own)
 
 
 def plot_mistakes(
@@ -141,12 +174,22 @@ def plot_mistakes(
     class_names: Optional[Sequence[str]] = None,
     n: int = 32,
     path: Optional[str] = None,
+    *,
+    fig: Any = None,
 ):
     """A grid of the ``n`` most confident mistakes, in :func:`rank_mistakes` order.
 
     Each tile is titled ``target → prediction (confidence)`` (class names when
     given, else ids) with the sample's index under it: the samples to look at
     first when hunting for wrong labels.
+
+    The grid is one Axes per tile, as many as there are mistakes to show (up
+    to ``n``), so it takes a figure to fill (``fig=``) rather than an Axes:
+    an empty Figure, or a SubFigure to put the grid beside other plots. By
+    default a new Figure that pyplot does not track (see
+    :class:`~balancedtorch.metrics.ClassificationMetrics` for why); to have
+    pyplot show the grid (a notebook, sphinx-gallery, ``plt.show()``) pass
+    ``fig=plt.figure(figsize=...)``.
 
     Args:
         images (Tensor[N, C, H, W] | Tensor[N, H, W] | array | sequence | Dataset):
@@ -162,18 +205,28 @@ def plot_mistakes(
         class_names (sequence of K str, optional): tile titles use these
             instead of class ids (default None).
         n (int): tiles at most (default 32); fewer when there are fewer mistakes.
-        path (str, optional): also save the figure there (e.g. a PNG).
+        path (str, optional): also save the figure there (e.g. a PNG); with
+            ``fig``, the whole top-level figure, with its own settings.
+        fig (matplotlib.figure.Figure | SubFigure, optional): an empty figure
+            to draw the grid into (default None: a new Figure). Its size is
+            left as it is (a new Figure is 1.9 x 2.1 inches per tile, 8
+            tiles a row); a top-level Figure without a layout engine is laid
+            out with ``tight_layout``, one with an engine
+            (``layout="constrained"``) or a SubFigure keeps it.
 
     Returns:
         matplotlib.figure.Figure: one axes per tile (``fig.axes``, in rank
-        order), not registered with pyplot (nothing leaks into its global
-        state). With no mistakes, a figure saying so and no axes.
+        order); with ``fig``, the top-level figure that holds it, else a new
+        one not registered with pyplot (nothing leaks into its global state).
+        With no mistakes, a figure saying so and no axes.
 
     Raises:
         ValueError: as :func:`rank_mistakes`; ``images`` whose count differs
             from ``labels``; ``n`` not an int >= 1; an image of another shape,
-            without pixels, with NaN/inf, or integers outside [0, 255].
-        TypeError: ``images`` of an unsupported type.
+            without pixels, with NaN/inf, or integers outside [0, 255];
+            ``fig`` that already holds Axes or subfigures.
+        TypeError: ``images`` of an unsupported type; ``fig`` not a
+            matplotlib Figure or SubFigure.
 
     Example:
         >>> import torch
@@ -185,8 +238,22 @@ def plot_mistakes(
         >>> fig = bt.quality.plot_mistakes(val_images, val_labels, probs, class_names=["a", "b", "c"], n=16)
         >>> len(fig.axes)  # path="mistakes.png" saves it too (needs matplotlib)
         16
+
+        Beside other plots, in a pyplot figure:
+
+        >>> import matplotlib.pyplot as plt
+        >>> fig = plt.figure(figsize=(16, 6), layout="constrained")
+        >>> left, right = fig.subfigures(1, 2, width_ratios=[1, 3])
+        >>> _ = left.subplots().bar(["a", "b", "c"], val_labels.bincount().tolist())
+        >>> bt.quality.plot_mistakes(val_images, val_labels, probs, n=8, fig=right) is fig
+        True
+        >>> len(right.axes)
+        8
+        >>> plt.close(fig)
     """
     n = _validate.integer(n, "n", low=1)  # tiles in the grid
+    if fig is not None:
+        _check_fig(fig, "plot_mistakes")
     ranked = rank_mistakes(labels, pred_probs, class_names, distributed=False)  # a picture of these rows: no collective
     _check_count(images, ranked.num_samples, "labels")
     shown = ranked._rows(n)
@@ -196,28 +263,37 @@ def plot_mistakes(
         what = f"no mistakes: every prediction equals its label ({ranked.num_samples} samples)"
     else:
         what = f"{len(shown)} most confident of {total} mistakes in {ranked.num_samples} samples (target → prediction)"
-    return _grid(images, [r.index for r in shown], titles, what, path)
+    return _grid(images, [r.index for r in shown], titles, what, path, fig)
 
 
-def plot_novel(images: Any, scores: Any, n: int = 32, path: Optional[str] = None):
+def plot_novel(images: Any, scores: Any, n: int = 32, path: Optional[str] = None, *, fig: Any = None):
     """A grid of the ``n`` most novel inputs: highest ``scores`` first (ties by index).
+
+    A grid of one Axes per tile, drawn into a new Figure or, with ``fig=``,
+    into a figure of yours, as :func:`plot_mistakes`.
 
     Args:
         images: one image per score, as in :func:`plot_mistakes`.
         scores (Tensor[N] | array | sequence): novelty scores, larger = more
             novel, e.g. ``NoveltyDetector.score(features)``.
         n (int): tiles at most (default 32).
-        path (str, optional): also save the figure there (e.g. a PNG).
+        path (str, optional): also save the figure there (e.g. a PNG); with
+            ``fig``, the whole top-level figure, with its own settings.
+        fig (matplotlib.figure.Figure | SubFigure, optional): an empty figure
+            to draw the grid into, as in :func:`plot_mistakes` (default None:
+            a new Figure).
 
     Returns:
         matplotlib.figure.Figure: one axes per tile, most novel first, titled
-        ``score <value>`` with the sample's index under it; not registered
-        with pyplot.
+        ``score <value>`` with the sample's index under it; with ``fig``, the
+        top-level figure that holds it, else a new one not registered with
+        pyplot.
 
     Raises:
         ValueError: ``scores`` not 1-D, empty or not finite; ``images`` whose
             count differs from ``scores``; ``n`` not an int >= 1; bad images
-            as in :func:`plot_mistakes`.
+            as in :func:`plot_mistakes`; ``fig`` not empty.
+        TypeError: ``fig`` not a matplotlib Figure or SubFigure.
 
     Example:
         >>> import torch
@@ -234,6 +310,8 @@ def plot_novel(images: Any, scores: Any, n: int = 32, path: Optional[str] = None
         16
     """
     n = _validate.integer(n, "n", low=1)  # tiles in the grid
+    if fig is not None:
+        _check_fig(fig, "plot_novel")
     s = as_tensor(scores, "scores").detach()
     if s.dim() != 1 or s.numel() == 0:
         raise ValueError(f"scores must be a non-empty 1-D tensor/array (one score per image), got shape {tuple(s.shape)}")
@@ -247,7 +325,7 @@ def plot_novel(images: Any, scores: Any, n: int = 32, path: Optional[str] = None
     _check_count(images, s.numel(), "scores")
     order = torch.argsort(-s, stable=True)[:n].tolist()
     titles = [f"score {s[i].item():.4g}" for i in order]
-    return _grid(images, order, titles, f"{len(order)} most novel of {s.numel()} inputs (highest score first)", path)
+    return _grid(images, order, titles, f"{len(order)} most novel of {s.numel()} inputs (highest score first)", path, fig)
 
 
 def _estimated_noise_rate(labels: Any, pred_probs: Any) -> float:

@@ -634,3 +634,134 @@ def test_distributed_curves_two_gloo_processes(tmp_path):
                 torch.testing.assert_close(a, x, equal_nan=True)
                 torch.testing.assert_close(b, yy, equal_nan=True)
         assert_matches_sklearn_ranking(part["exact"], probs.numpy(), y, 3)
+
+
+# --- ax=: draw into an Axes of the caller's ------------------------------------------------
+
+
+def _drawn(ax):
+    """What a plot put on an Axes: texts, data of its lines, images and bars, its legend."""
+    legend = ax.get_legend()
+    return {
+        "title": ax.get_title(),
+        "labels": (ax.get_xlabel(), ax.get_ylabel()),
+        "ticks": [  # the tick labels a plot sets (automatic ones follow the Axes' size)
+            [t.get_text() for t in axis.get_ticklabels()] if type(axis.get_major_locator()).__name__ == "FixedLocator" else None
+            for axis in (ax.xaxis, ax.yaxis)
+        ],
+        "limits": (ax.get_xlim(), ax.get_ylim()),
+        "lines": [line.get_xydata().tolist() for line in ax.get_lines()],
+        "images": [np.asarray(im.get_array()).tolist() for im in ax.images],
+        "texts": [t.get_text() for t in ax.texts],
+        "bars": [(p.get_x(), p.get_width(), p.get_height()) for p in ax.patches],
+        "legend": None if legend is None else [t.get_text() for t in legend.get_texts()],
+    }
+
+
+def _fitted_metrics():
+    rng = np.random.default_rng(31)
+    _, probs, y = probs_case(rng, 150, 3, absent=(2,))
+    m = CM(3, class_names=["a", "b", "c"], curves=True)
+    m.update(probs, torch.tensor(y))
+    return m
+
+
+_ONE_AXES = ["plot_confusion_matrix", "plot_per_class", "plot_pr_curves", "plot_roc_curves"]
+
+
+_CASES = [(method, {}) for method in _ONE_AXES] + [("plot_confusion_matrix", {"normalize": "true"})]
+
+
+@pytest.mark.parametrize("method, kwargs", _CASES, ids=_ONE_AXES + ["plot_confusion_matrix-normalized"])
+def test_plot_draws_into_a_given_axes_what_it_draws_into_its_own(method, kwargs):
+    pytest.importorskip("matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    m = _fitted_metrics()
+    own = getattr(m, method)(**kwargs)
+    fig, (other, ax) = plt.subplots(1, 2, layout="constrained")
+    try:
+        other.plot([0, 1], [1, 0])
+        before = _drawn(other)
+        assert getattr(m, method)(ax=ax, **kwargs) is fig
+        assert _drawn(ax) == _drawn(own.axes[0])  # same title, labels, ticks and data as in a Figure of its own
+        assert _drawn(other) == before  # the neighbour is untouched
+        assert ax.get_title() and len(ax.get_children()) == len(own.axes[0].get_children())  # as many artists
+        assert len(ax.get_children()) > len(other.get_children())  # more than an Axes with one line: not vacuous
+        # the colorbar of the matrix joins the caller's figure, beside ax; the other plots add no Axes
+        assert len(fig.axes) == len(own.axes) + 1
+        assert isinstance(fig.get_layout_engine(), matplotlib.layout_engine.ConstrainedLayoutEngine)  # layout kept
+    finally:
+        plt.close("all")
+
+
+@pytest.mark.parametrize("method", _ONE_AXES)
+def test_plot_into_an_axes_of_a_bare_figure_or_a_subfigure(method, tmp_path):
+    pytest.importorskip("matplotlib")
+    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
+
+    m = _fitted_metrics()
+    before = plt.get_fignums()
+    fig = Figure(figsize=(5, 4), dpi=50)
+    ax = fig.add_subplot()
+    path = tmp_path / "in_ax.png"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "layout has changed" warning: the caller's layout is left alone
+        assert getattr(m, method)(str(path), ax=ax) is fig
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (int.from_bytes(path.read_bytes()[16:20], "big"), int.from_bytes(path.read_bytes()[20:24], "big")) == (250, 200)
+    assert fig.get_layout_engine() is None  # no tight_layout on a figure of the caller's
+    assert plt.get_fignums() == before  # a bare figure stays out of pyplot
+    root = Figure()
+    left, right = root.subfigures(1, 2)
+    sub_ax = right.add_subplot()
+    assert getattr(m, method)(ax=sub_ax) is root  # the top-level figure
+    assert _drawn(sub_ax) == _drawn(ax) and not left.axes
+
+
+@pytest.mark.parametrize("method", _ONE_AXES)
+@pytest.mark.parametrize("bad", ["ax", 3, "figure", "list"])
+def test_plot_ax_of_the_wrong_type_is_a_type_error_naming_ax(method, bad):
+    pytest.importorskip("matplotlib")
+    from matplotlib.figure import Figure
+
+    m = _fitted_metrics()
+    fig = Figure()
+    value = {"ax": "ax", 3: 3, "figure": fig, "list": [fig.add_subplot()]}[bad]
+    with pytest.raises(TypeError, match=rf"ClassificationMetrics.{method}: ax must be a matplotlib.axes.Axes.*got"):
+        getattr(m, method)(ax=value)
+
+
+def test_multilabel_confusion_matrix_takes_one_axes_per_label():
+    pytest.importorskip("matplotlib")
+    from matplotlib.figure import Figure
+
+    rng = np.random.default_rng(32)
+    _, probs, y = probs_case(rng, 120, 3)
+    ml = CM(3, task="multilabel", class_names=["x", "y", "z"])
+    ml.update(probs, torch.nn.functional.one_hot(torch.tensor(y), 3))
+    own = ml.plot_confusion_matrix(normalize="pred")
+    fig = Figure()
+    grid = fig.subplots(2, 2)
+    assert ml.plot_confusion_matrix(normalize="pred", ax=grid.flat[:3]) is fig  # an array, as plt.subplots gives
+    assert [_drawn(a) for a in grid.flat[:3]] == [_drawn(a) for a in own.axes[:3]]
+    assert [a.get_title() for a in grid.flat[:3]] == ["x", "y", "z"]
+    assert _drawn(grid.flat[3])["images"] == [] and fig.get_suptitle() == ""  # the rest of the caller's figure
+    assert ml.plot_confusion_matrix(ax=list(Figure().subplots(1, 3))).axes[0].get_title() == "x"  # a list
+    axes = list(Figure().subplots(1, 4))
+    with pytest.raises(ValueError, match=r"ax must be a sequence of 3 Axes .*got one Axes"):
+        ml.plot_confusion_matrix(ax=axes[0])
+    with pytest.raises(ValueError, match="ax must hold 3 Axes .*got 4"):
+        ml.plot_confusion_matrix(ax=axes)
+    with pytest.raises(ValueError, match="3 distinct Axes"):
+        ml.plot_confusion_matrix(ax=[axes[0], axes[1], axes[0]])
+    with pytest.raises(ValueError, match="belong to one figure"):
+        ml.plot_confusion_matrix(ax=axes[:2] + [Figure().add_subplot()])
+    with pytest.raises(TypeError, match=r"ax must hold matplotlib Axes only, got ax\[1\] = 'b'"):
+        ml.plot_confusion_matrix(ax=[axes[0], "b", axes[2]])
+    with pytest.raises(TypeError, match="ax must be a sequence of 3 matplotlib Axes .*got str"):
+        ml.plot_confusion_matrix(ax="abc")

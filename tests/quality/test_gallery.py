@@ -299,3 +299,68 @@ def test_plot_mistakes_pil_dataset():
     i = bt.quality.rank_mistakes(y, p)["index"][0].item()
     ax = bt.quality.plot_mistakes([(im, int(t)) for im, t in zip(pil, y)], y, p, n=1).axes[0]
     np.testing.assert_array_equal(np.asarray(ax.images[0].get_array()), images[i].permute(1, 2, 0).numpy())
+
+
+# --- fig=: the grid drawn into a figure of the caller's -----------------------------------------
+
+
+def _tiles(fig_or_axes):
+    """Per tile: title, index label and pixels."""
+    axes = fig_or_axes.axes if hasattr(fig_or_axes, "axes") else fig_or_axes
+    return [(ax.get_title(), ax.get_xlabel(), np.asarray(ax.images[0].get_array()).tolist()) for ax in axes]
+
+
+def test_plot_mistakes_and_novel_draw_into_a_given_figure_what_they_draw_into_their_own(tmp_path):
+    import matplotlib.pyplot as plt
+
+    images, y, p = _problem(7)
+    scores = torch.randn(len(images), generator=torch.Generator().manual_seed(7))
+    calls = {
+        "mistakes": lambda **kw: bt.quality.plot_mistakes(images, y, p, class_names=NAMES, n=6, **kw),
+        "novel": lambda **kw: bt.quality.plot_novel(images, scores, n=6, **kw),
+    }
+    for name, call in calls.items():
+        own = call()
+        fig = plt.figure(figsize=(12, 3))  # pyplot's: shown by notebooks and sphinx-gallery
+        try:
+            assert call(fig=fig) is fig
+            assert _tiles(fig) == _tiles(own) and len(fig.axes) == 6  # same tiles, titles and pixels
+            assert fig.get_suptitle() == own.get_suptitle() != ""
+            assert tuple(fig.get_size_inches()) == (12, 3)  # the caller's size
+            assert fig.subplotpars.left != matplotlib.rcParams["figure.subplot.left"]  # laid out: it was empty
+            assert plt.fignum_exists(fig.number)
+        finally:
+            plt.close(fig)
+        root = Figure(layout="constrained")
+        left, right = root.subfigures(1, 2)
+        bar = left.subplots()
+        bar.bar([0, 1], [3, 4])
+        path = tmp_path / f"{name}.png"
+        assert call(fig=right, path=str(path)) is root  # the top-level figure, saved whole
+        assert _tiles(right) == _tiles(own) and left.axes == [bar] and len(bar.patches) == 2
+        assert right.get_suptitle() == own.get_suptitle()
+        assert type(root.get_layout_engine()).__name__ == "ConstrainedLayoutEngine"  # kept
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plot_mistakes_fig_without_mistakes_and_bad_fig():
+    images, y, p = _problem(8)
+    fig = Figure()
+    assert bt.quality.plot_mistakes(images, p.argmax(1), p, fig=fig) is fig
+    assert fig.axes == [] and fig.texts[0].get_text().startswith("no mistakes")
+    used = Figure()
+    used.add_subplot()
+    split = Figure()
+    split.subfigures(1, 2)
+    for call in (
+        lambda **kw: bt.quality.plot_mistakes(images, y, p, **kw),
+        lambda **kw: bt.quality.plot_novel(images, torch.randn(len(images)), **kw),
+    ):
+        for bad in ("fig", 1, used.axes[0], [Figure()]):
+            with pytest.raises(TypeError, match="fig must be a matplotlib Figure or SubFigure.*got"):
+                call(fig=bad)
+        with pytest.raises(ValueError, match="fig must be empty .*got one with 1 Axes and 0 subfigures"):
+            call(fig=used)
+        with pytest.raises(ValueError, match="fig must be empty .*0 Axes and 2 subfigures"):
+            call(fig=split)
+    assert len(used.axes) == 1  # nothing drawn into a refused figure
