@@ -194,6 +194,7 @@ class ClassificationMetrics(ConfusionMixin, CurveMixin, ReportMixin, PlotMixin):
         balanced accuracy 0.8770   MCC 0.8369   G-mean 0.8753   mean IoU 0.7587
         <BLANKLINE>
         >>> fig = metrics.plot_pr_curves()  # a matplotlib Figure (pip install matplotlib), e.g. for TensorBoard
+        >>> # metrics.plot_pr_curves(ax=ax) draws into an Axes of yours, e.g. from plt.subplots()
     """
 
     def __init__(

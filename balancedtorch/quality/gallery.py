@@ -128,7 +128,7 @@ def _check_fig(fig: Any, caller: str):
 
 
 def _grid(images: Any, indices: Sequence[int], titles: Sequence[str], suptitle: str, path: Optional[str], fig: Any = None):
-    """One tile per index, titled; the sample's index under the tile; into ``fig`` (checked) when given."""
+    """One tile per index, titled; the sample's index under the tile; into ``fig`` (checked by the caller) when given."""
     k = len(indices)
     cols = max(1, min(GRID_COLUMNS, k))
     rows = max(1, math.ceil(k / cols))
