@@ -38,8 +38,9 @@ keys: torch 2.4 has that (``torch.library.register_autocast``, which torch 2.4
 lacks, does the same underneath), so one code path serves torch 2.4 to today,
 eager and compiled, direct op calls included, with no C++ Autocast kernel to
 build. Only float16/bfloat16 tensors are cast (float64 logits stay float64,
-as autocast leaves float64 alone), and ``weight``/``logit_bias`` are left as
-they are: the kernels read them in their accumulation dtype anyway.
+as autocast leaves float64 alone), and ``weight``/``logit_bias`` (and
+``logit_scale``/``margin``) are left as they are: the kernels read them in
+their accumulation dtype anyway.
 """
 
 from __future__ import annotations

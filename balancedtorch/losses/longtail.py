@@ -396,7 +396,26 @@ class LDAMLoss(_LongTailLoss):
         self.register_buffer("margin", margin)
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
-        """The LDAM loss of logits ``input`` (N, C, *) against class indices ``target`` (N, *); one fused pass."""
+        """The LDAM loss of logits ``input`` against class indices ``target`` (one fused pass, gradient included).
+
+        Args:
+            input (Tensor[N, C] or Tensor[N, C, d1, ..., dk] or Tensor[C]):
+                logits, class dimension 1; float16/bfloat16 (accumulated in
+                float32), float32 or float64; NCHW or channels-last.
+            target (Tensor[N] or Tensor[N, d1, ..., dk] or Tensor[]): class
+                indices (int64, int32 or uint8; ``ignore_index`` is skipped).
+
+        Returns:
+            Tensor: a scalar (``"mean"``, ``"sum"``) or the per-sample losses
+            ``[N, d1, ..., dk]`` (``"none"``), in the input's dtype (float32
+            under ``torch.autocast``).
+
+        Example:
+            >>> import torch, balancedtorch as bt
+            >>> criterion = bt.nn.LDAMLoss([500, 50, 5], ignore_index=255)
+            >>> logits = torch.randn(2, 3, 8, 8, requires_grad=True)
+            >>> criterion(logits, torch.randint(0, 3, (2, 8, 8))).backward()
+        """
         return _softmax_loss(
             input,
             target,
@@ -453,7 +472,27 @@ class VSLoss(_LongTailLoss):
         self.register_buffer("logit_bias", iota)
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
-        """The VS loss of logits ``input`` (N, C, *) against ``target`` (class indices or probabilities); one fused pass."""
+        """The VS loss of logits ``input`` against ``target`` (one fused pass, gradient included).
+
+        Args:
+            input (Tensor[N, C] or Tensor[N, C, d1, ..., dk] or Tensor[C]):
+                logits, class dimension 1; float16/bfloat16 (accumulated in
+                float32), float32 or float64; NCHW or channels-last.
+            target (Tensor[N] or Tensor[N, d1, ..., dk] or Tensor[]): class
+                indices (``ignore_index`` is skipped), or class probabilities
+                of the input's shape.
+
+        Returns:
+            Tensor: a scalar (``"mean"``, ``"sum"``) or the per-sample losses
+            ``[N, d1, ..., dk]`` (``"none"``), in the input's dtype (float32
+            under ``torch.autocast``).
+
+        Example:
+            >>> import torch, balancedtorch as bt
+            >>> criterion = bt.nn.VSLoss([500, 50, 5], gamma=0.2)
+            >>> logits = torch.randn(8, 3, requires_grad=True)
+            >>> criterion(logits, torch.softmax(torch.randn(8, 3), 1)).backward()
+        """
         return _softmax_loss(
             input,
             target,
