@@ -314,8 +314,8 @@ def tau_normalize(weight: Tensor, tau: float = 1.0) -> Tensor:
         >>> import torch, balancedtorch as bt
         >>> fc = torch.nn.Linear(4, 3)
         >>> with torch.no_grad():
-        ...     fc.weight.copy_(bt.nn.tau_normalize(fc.weight, tau=1.0))
-        ...     bool(torch.allclose(fc.weight.norm(dim=1), torch.ones(3)))
+        ...     _ = fc.weight.copy_(bt.nn.tau_normalize(fc.weight, tau=1.0))
+        >>> torch.allclose(fc.weight.norm(dim=1), torch.ones(3))
         True
     """
     weight = _check_tensor(weight, "weight")
