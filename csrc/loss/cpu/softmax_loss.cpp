@@ -311,7 +311,9 @@ acc_t row_loss(
   return loss;
 }
 
-template <typename scalar_t, typename acc_t, typename target_t>
+// kAdjusted: the adjusted path (P.adjusted), a separate instantiation so that
+// the plain path compiles to exactly the code it had before the adjustment.
+template <bool kAdjusted, typename scalar_t, typename acc_t, typename target_t>
 void rows_kernel(
     const Problem<acc_t>& P,
     const scalar_t* x,
@@ -321,7 +323,7 @@ void rows_kernel(
     acc_t* losses) {
   constexpr bool direct = std::is_same_v<scalar_t, acc_t>;
   const int64_t C = P.C;
-  const bool adjusted = P.adjusted;
+  constexpr bool adjusted = kAdjusted;
   const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(C, 1));
   at::parallel_for(0, P.N, grain, [&](int64_t begin, int64_t end) {
     std::vector<acc_t> zbuf(direct && !adjusted ? 0 : C), qbuf(direct || !P.soft ? 0 : C);
@@ -350,7 +352,7 @@ void rows_kernel(
       acc_t* e;
       if constexpr (direct) {
         z = xr;
-        if (adjusted) {
+        if constexpr (adjusted) {
           adjust_row(P, xr, zbuf.data(), t);
           z = zbuf.data();
         }
@@ -359,7 +361,7 @@ void rows_kernel(
         e = gr ? gr : ebuf.data();
       } else {
         at::vec::convert(xr, zbuf.data(), C);
-        if (adjusted) {
+        if constexpr (adjusted) {
           adjust_row(P, zbuf.data(), zbuf.data(), t);
         }
         z = zbuf.data();
@@ -371,8 +373,10 @@ void rows_kernel(
         e = ebuf.data();
       }
       losses[i] = row_loss(P, z, t, q, e, g, hbuf.data(), P.prob && !P.soft ? P.prob + i : nullptr);
-      if (adjusted && gr) {
-        scale_row_grad(P, g);
+      if constexpr (adjusted) {
+        if (gr) {
+          scale_row_grad(P, g);
+        }
       }
       if constexpr (!direct) {
         if (gr) {
@@ -402,7 +406,7 @@ constexpr int64_t kPrefetchTiles = 2;
 // back from the cache anyway, and the stores skip reading each line first.
 constexpr int64_t kStreamBytes = int64_t{32} << 20;
 
-template <typename scalar_t, typename acc_t, typename target_t>
+template <bool kAdjusted, typename scalar_t, typename acc_t, typename target_t>
 void columns_kernel(
     const Problem<acc_t>& P,
     const scalar_t* x,
@@ -465,20 +469,26 @@ void columns_kernel(
       // targets and valid lanes (padding lanes count as ignored). The target
       // class of each lane is kept in acc_t as (c >> 24, c & (2^24 - 1)), both
       // exact: one float per class index would make classes 2^24 and 2^24 + 1
-      // compare equal. Invalid lanes match no class.
-      for (int64_t j = 0; j < W; ++j) {
-        bool valid = j < cnt;
-        int64_t tj = 0;
-        if (valid && hard) {
-          tj = target_at(target, pix + j);
-          valid = tj != P.ignore_index;
-          tj = valid ? tj : 0;
+      // compare equal. Invalid lanes match no class. Read before pass A on
+      // the adjusted path (whose margin needs them), after it otherwise.
+      auto read_targets = [&]() {
+        for (int64_t j = 0; j < W; ++j) {
+          bool valid = j < cnt;
+          int64_t tj = 0;
+          if (valid && hard) {
+            tj = target_at(target, pix + j);
+            valid = tj != P.ignore_index;
+            tj = valid ? tj : 0;
+          }
+          t[j] = tj;
+          validf[j] = valid ? acc_t(1) : acc_t(0);
+          wt[j] = valid ? weight_of(P, tj) : acc_t(0);
+          t_hi[j] = valid && hard ? static_cast<acc_t>(tj >> kClassSplitBits) : acc_t(-1);
+          t_lo[j] = valid && hard ? static_cast<acc_t>(tj & kClassSplitMask) : acc_t(-1);
         }
-        t[j] = tj;
-        validf[j] = valid ? acc_t(1) : acc_t(0);
-        wt[j] = valid ? weight_of(P, tj) : acc_t(0);
-        t_hi[j] = valid && hard ? static_cast<acc_t>(tj >> kClassSplitBits) : acc_t(-1);
-        t_lo[j] = valid && hard ? static_cast<acc_t>(tj & kClassSplitMask) : acc_t(-1);
+      };
+      if constexpr (kAdjusted) {
+        read_targets();
       }
       auto is_target = [&](int64_t c, int64_t o) {
         const Vec lo = Vec::loadu(t_lo + o) == Vec(static_cast<acc_t>(c & kClassSplitMask));
@@ -518,7 +528,7 @@ void columns_kernel(
             }
           }
         }
-        if (P.adjusted) {
+        if constexpr (kAdjusted) {
           const Vec mu(P.mult ? P.mult[c] : acc_t(1)), ad(P.add ? P.add[c] : acc_t(0));
           const Vec mg(P.margin ? P.margin[c] : acc_t(0));
           for (int64_t k = 0; k < K; ++k) {
@@ -542,6 +552,9 @@ void columns_kernel(
       const acc_t* const qp = P.soft ? qt.data() : nullptr;
       // e stays in L1 scratch; the gradient is written once, in pass C
       acc_t* const ep = et.data();
+      if constexpr (!kAdjusted) {
+        read_targets();
+      }
 
       const Vec one_minus_eps(acc_t(1) - P.eps), eps_c(P.eps * inv_c), vscale(P.scale);
       auto coef_a = [&](int64_t c, int64_t o) {
@@ -750,7 +763,7 @@ void columns_kernel(
         }
         for (int64_t c = 0; c < C; ++c) {
           const Vec vc(static_cast<acc_t>(c));
-          if (P.mult) {
+          if (kAdjusted && P.mult) {
             const Vec mu(P.mult[c]);
             for (int64_t k = 0; k < kn; ++k) {
               const int64_t o = k * L;
@@ -782,8 +795,10 @@ void columns_kernel(
               const Vec hit = is_target(c, o);
               gc = target_mode ? Vec::blendv(gc, fix[k], hit) : Vec::blendv(gc, gc + fix[k], hit);
             }
-            if (P.mult) {
-              gc = gc * Vec(P.mult[c]);
+            if constexpr (kAdjusted) {
+              if (P.mult) {
+                gc = gc * Vec(P.mult[c]);
+              }
             }
             put(gp + c * gs + o, gc);
           }
@@ -933,12 +948,18 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> softmax_loss_cpu_impl(
     auto launch = [&](auto* target_ptr) {
       const scalar_t* soft_ptr = args.soft ? tgt.const_data_ptr<scalar_t>() : nullptr;
       scalar_t* grad_ptr = compute_grad ? grad.mutable_data_ptr<scalar_t>() : nullptr;
+      const scalar_t* x_ptr = x.const_data_ptr<scalar_t>();
+      acc_t* loss_ptr = losses.mutable_data_ptr<acc_t>();
       if (row_layout) {
-        rows_kernel<scalar_t, acc_t>(
-            P, x.const_data_ptr<scalar_t>(), target_ptr, soft_ptr, grad_ptr, losses.mutable_data_ptr<acc_t>());
+        if (args.adjusted) {
+          rows_kernel<true, scalar_t, acc_t>(P, x_ptr, target_ptr, soft_ptr, grad_ptr, loss_ptr);
+        } else {
+          rows_kernel<false, scalar_t, acc_t>(P, x_ptr, target_ptr, soft_ptr, grad_ptr, loss_ptr);
+        }
+      } else if (args.adjusted) {
+        columns_kernel<true, scalar_t, acc_t>(P, x_ptr, target_ptr, soft_ptr, grad_ptr, loss_ptr);
       } else {
-        columns_kernel<scalar_t, acc_t>(
-            P, x.const_data_ptr<scalar_t>(), target_ptr, soft_ptr, grad_ptr, losses.mutable_data_ptr<acc_t>());
+        columns_kernel<false, scalar_t, acc_t>(P, x_ptr, target_ptr, soft_ptr, grad_ptr, loss_ptr);
       }
     };
     if (args.soft) {

@@ -530,7 +530,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> softmax_loss_cuda_impl(
         "kernel names the index and value)");
     denominator = mean_denominator(at::sum(partial));
   }
-  const at::Tensor scale = reduction == kReductionMean ? at::reciprocal(denominator) : at::Tensor();
+  const at::Tensor mean_scale = reduction == kReductionMean ? at::reciprocal(denominator) : at::Tensor();
 
   if (rows > 0) {
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "softmax_loss_cuda", [&] {
@@ -547,7 +547,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> softmax_loss_cuda_impl(
       P.mult = macc.defined() ? macc.const_data_ptr<acc_t>() : nullptr;
       P.margin = gacc.defined() ? gacc.const_data_ptr<acc_t>() : nullptr;
       P.weight_sum = wsum.defined() ? wsum.const_data_ptr<acc_t>() : nullptr;
-      P.scale = scale.defined() ? scale.const_data_ptr<acc_t>() : nullptr;
+      P.scale = mean_scale.defined() ? mean_scale.const_data_ptr<acc_t>() : nullptr;
       P.ignore_index = ignore_index;
       P.eps = static_cast<acc_t>(label_smoothing);
       P.gamma = static_cast<acc_t>(gamma);
