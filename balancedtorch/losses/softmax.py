@@ -74,9 +74,7 @@ def _softmax_loss(
     derived = next((v for v in (logit_bias, logit_scale, margin) if v is not None), None)
     if derived is not None and derived.shape[0] != input.shape[1]:
         # the vectors come from class_counts: name that, not the kernel's argument
-        raise ValueError(
-            f"input has {input.shape[1]} classes (dimension 1) but class_counts has {derived.shape[0]} entries"
-        )
+        raise ValueError(f"input has {input.shape[1]} classes (dimension 1) but class_counts has {derived.shape[0]} entries")
     if margin is not None and target.is_floating_point():
         raise ValueError(
             "target: a margin loss (LDAM) needs class-index targets (the margin is taken at each sample's class), "

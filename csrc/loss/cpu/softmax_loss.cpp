@@ -47,10 +47,9 @@ struct Problem {
   bool grad = false;
   const acc_t* weight = nullptr;  // [C] or null
   const acc_t* bias = nullptr;    // [C] or null (plain path: logit_bias as given)
-  // The adjusted path (args.adjusted; bias is null there): each row is formed
+  // The adjusted path (args.adjusted, the kernels' kAdjusted; bias is null there): each row is formed
   // as z_c = x_c * mult_c + add_c - margin_c [c == y] before the plain maths,
   // and the gradient multiplied by mult_c after it (softmax_loss.h).
-  bool adjusted = false;
   const acc_t* mult = nullptr;    // [C] s * logit_scale (or s), or null (1)
   const acc_t* add = nullptr;     // [C] s * logit_bias, or null (0)
   const acc_t* margin = nullptr;  // [C] s * margin, or null (0)
@@ -311,7 +310,7 @@ acc_t row_loss(
   return loss;
 }
 
-// kAdjusted: the adjusted path (P.adjusted), a separate instantiation so that
+// kAdjusted: the adjusted path (args.adjusted), a separate instantiation so that
 // the plain path compiles to exactly the code it had before the adjustment.
 template <bool kAdjusted, typename scalar_t, typename acc_t, typename target_t>
 void rows_kernel(
@@ -932,7 +931,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> softmax_loss_cpu_impl(
     P.grad = compute_grad;
     P.weight = wacc.defined() ? wacc.const_data_ptr<acc_t>() : nullptr;
     P.bias = bacc.defined() && !args.adjusted ? bacc.const_data_ptr<acc_t>() : nullptr;
-    P.adjusted = args.adjusted;
     P.mult = mult.defined() ? mult.const_data_ptr<acc_t>() : nullptr;
     P.add = add.defined() ? add.const_data_ptr<acc_t>() : nullptr;
     P.margin = marg.defined() ? marg.const_data_ptr<acc_t>() : nullptr;
