@@ -71,7 +71,8 @@ def _softmax_loss(
         # the dtype the kernel computes in: float32 for half logits under autocast, as torch
         target = target.to(autocast_dtype(input))
     compute_grad = input.requires_grad and torch.is_grad_enabled()
-    derived = next((v for v in (logit_bias, logit_scale, margin) if v is not None), None)
+    # (no generator here: torch 2.4's dynamo cannot trace next(generator, default))
+    derived = logit_bias if logit_bias is not None else logit_scale if logit_scale is not None else margin
     if derived is not None and derived.shape[0] != input.shape[1]:
         # the vectors come from class_counts: name that, not the kernel's argument
         raise ValueError(f"input has {input.shape[1]} classes (dimension 1) but class_counts has {derived.shape[0]} entries")
@@ -80,7 +81,7 @@ def _softmax_loss(
             "target: a margin loss (LDAM) needs class-index targets (the margin is taken at each sample's class), "
             f"got probability targets of dtype {target.dtype}"
         )
-    adjusted = (logit_scale, margin, scale) != (None, None, 1.0)
+    adjusted = logit_scale is not None or margin is not None or scale != 1.0  # (no tensor ==: dynamo)
     extra = (logit_scale, margin, scale) if adjusted else ()  # the plain call as it always was
     loss = call_private(
         torch.ops.balancedtorch.softmax_loss,
