@@ -38,8 +38,9 @@ keys: torch 2.4 has that (``torch.library.register_autocast``, which torch 2.4
 lacks, does the same underneath), so one code path serves torch 2.4 to today,
 eager and compiled, direct op calls included, with no C++ Autocast kernel to
 build. Only float16/bfloat16 tensors are cast (float64 logits stay float64,
-as autocast leaves float64 alone), and ``weight``/``logit_bias`` are left as
-they are: the kernels read them in their accumulation dtype anyway.
+as autocast leaves float64 alone), and ``weight``/``logit_bias`` (and
+``logit_scale``/``margin``) are left as they are: the kernels read them in
+their accumulation dtype anyway.
 """
 
 from __future__ import annotations
@@ -88,9 +89,30 @@ def _softmax_loss_fake(
     gamma: float,
     reduction: int,
     compute_grad: bool,
+    logit_scale: Optional[Tensor] = None,
+    margin: Optional[Tensor] = None,
+    scale: float = 1.0,
 ):
     torch._check(input.dim() >= 2, lambda: f"softmax_loss: input must have shape (N, C, ...), got {tuple(input.shape)}")
-    same_device("softmax_loss", "input", input, target=target, weight=weight, logit_bias=logit_bias)
+    same_device(
+        "softmax_loss",
+        "input",
+        input,
+        target=target,
+        weight=weight,
+        logit_bias=logit_bias,
+        logit_scale=logit_scale,
+        margin=margin,
+    )
+    for name, vec in (("logit_scale", logit_scale), ("margin", margin)):
+        if vec is not None:
+            torch._check(
+                vec.dim() == 1 and vec.shape[0] == input.shape[1],
+                lambda name=name, vec=vec: (
+                    f"softmax_loss: {name} must have shape (C,) = ({input.shape[1]},), got {tuple(vec.shape)}"
+                ),
+            )
+    torch._check(scale > 0.0, lambda: f"softmax_loss: scale must be a finite number > 0, got {scale}")
     if reduction == _REDUCTION_NONE:
         loss = input.new_empty((input.shape[0],) + tuple(input.shape[2:]))
     else:
@@ -323,11 +345,21 @@ def _focus_pixels_fake(masks, classes, weights, uniforms, active=None):
 # --- autograd ------------------------------------------------------------------------------------------
 
 
-def _make_autograd(op, name: str, num_args: int, reduction_arg: Optional[int], broadcast_dim: Optional[int], target_grad):
+def _make_autograd(
+    op,
+    name: str,
+    num_args: int,
+    reduction_arg: Optional[int],
+    broadcast_dim: Optional[int],
+    target_grad,
+    compute_grad_arg: int = -1,
+):
     """setup_context/backward for an op returning (loss, prescaled grad buffer, *constants).
 
     ``reduction_arg`` None: the op always reduces with "none"; ``target_grad``
-    None: the op's target is never differentiable (class indices).
+    None: the op's target is never differentiable (class indices);
+    ``compute_grad_arg``: where the op's ``compute_grad`` flag sits (the last
+    argument unless arguments were appended after it).
     """
 
     def setup_context(ctx, inputs, output):
@@ -340,7 +372,7 @@ def _make_autograd(op, name: str, num_args: int, reduction_arg: Optional[int], b
         ctx.tensor_slots = [i for i, t in enumerate(tensors) if t is not None]
         ctx.other_args = [None if isinstance(a, Tensor) else a for a in inputs]
         ctx.reduction = _REDUCTION_NONE if reduction_arg is None else inputs[reduction_arg]
-        has_buffer = bool(inputs[-1]) and grad.numel() == inputs[0].numel()
+        has_buffer = bool(inputs[compute_grad_arg]) and grad.numel() == inputs[0].numel()
         ctx.traced = _traced(grad)
         # Only call_private's caller drops the buffer; anyone else may hold it.
         ctx.private = _private_call.active and not ctx.traced
@@ -379,7 +411,7 @@ def _make_autograd(op, name: str, num_args: int, reduction_arg: Optional[int], b
         if grad is None:
             args[0] = args[0].detach()
             args[1] = args[1].detach()
-            args[-1] = True
+            args[compute_grad_arg] = True
             grad = op(*args)[1]
             private = not ctx.traced
         if ctx.reduction == _REDUCTION_NONE:
@@ -400,10 +432,11 @@ def _make_autograd(op, name: str, num_args: int, reduction_arg: Optional[int], b
 _sm_setup, _sm_backward = _make_autograd(
     torch.ops.balancedtorch.softmax_loss.default,
     "softmax_loss",
-    num_args=9,
+    num_args=12,
     reduction_arg=7,
     broadcast_dim=1,
     target_grad=_softmax_loss_target_grad,
+    compute_grad_arg=8,
 )
 torch.library.register_autograd("balancedtorch::softmax_loss", _sm_backward, setup_context=_sm_setup)
 

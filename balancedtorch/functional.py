@@ -5,6 +5,7 @@ form and module side by side); this module re-exports the functions under
 their public names.
 """
 
+from .losses.longtail import balanced_softmax_loss, ldam_loss, posthoc_logit_adjustment, vs_loss
 from .losses.ohem import ohem_cross_entropy
 from .losses.region import dice_ce_loss, dice_focal_loss, dice_loss, generalized_dice_loss, tversky_loss
 from .losses.seesaw import seesaw_loss
@@ -23,6 +24,10 @@ __all__ = [
     "tversky_loss",
     "dice_ce_loss",
     "dice_focal_loss",
+    "ldam_loss",
+    "vs_loss",
+    "balanced_softmax_loss",
+    "posthoc_logit_adjustment",
 ]
 
 __all__ += ["seesaw_loss"]

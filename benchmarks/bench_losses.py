@@ -1,7 +1,9 @@
 """Fused losses (forward + backward) against what users write instead, in the same run.
 
 CPU: (8192, 1000) fp32 weighted cross-entropy vs F.cross_entropy(weight=w);
-focal loss vs the usual eager focal (log_softmax + gather + pow); Seesaw vs MMDetection's
+focal loss vs the usual eager focal (log_softmax + gather + pow); LDAM and VS
+vs the eager forms of the authors' formulas (margin scatter, scale, then
+F.cross_entropy; vector scaling, then F.cross_entropy); Seesaw vs MMDetection's
 eager recipe; segmentation
 (4, 19, 256, 512) vs F.cross_entropy; sigmoid focal vs torchvision.
 GPU (when present): (16384, 32768) fp32 / bf16 and segmentation (8, 19, 512, 1024),
@@ -23,6 +25,33 @@ torchvision_ops = pytest.importorskip("torchvision.ops")
 def _eager_focal(logits, target, gamma=2.0):
     logp = F.log_softmax(logits, dim=1).gather(1, target[:, None]).squeeze(1)
     return (-((1 - logp.exp()) ** gamma) * logp).mean()
+
+
+# a long-tailed profile for (8192, 1000): 5000 samples of the head class down to 50 of the tail
+LONG_TAIL_COUNTS = (5000 * 0.01 ** (torch.arange(1000, dtype=torch.float64) / 999)).round()
+
+
+def _eager_ldam(margins, s=30.0):
+    """LDAM as a user writes it from Cao et al.'s code: one-hot mask, per-sample margin, where, scale, CE."""
+
+    def loss(x, t, w):
+        onehot = torch.zeros_like(x, dtype=torch.bool).scatter_(1, t[:, None], True)
+        per_sample = (margins[None, :].to(x.dtype) @ onehot.to(x.dtype).T).view(-1, 1)
+        return F.cross_entropy(s * torch.where(onehot, x - per_sample, x), t, weight=w)
+
+    return loss
+
+
+def _eager_vs(counts, gamma=0.3, tau=1.0):
+    """VS as a user writes it from Kini et al.'s code: divide by Delta, add iota, CE."""
+    delta = ((1.0 / counts) ** gamma / ((1.0 / counts) ** gamma).min()).float()
+    iota = (tau * torch.log(counts / counts.sum())).float()
+    return lambda x, t, w: F.cross_entropy(x / delta + iota, t, weight=w)
+
+
+def _ldam_margins(counts, max_m=0.5):
+    m = counts**-0.25
+    return (m * (max_m / m.max())).float()
 
 
 def _case(device, shape, dtype=torch.float32):
@@ -91,13 +120,25 @@ ROW_IMPLS = {
         "balancedtorch": lambda x, t, w: bt.functional.focal_loss(x, t, gamma=2.0),
         "eager focal": lambda x, t, w: _eager_focal(x, t, 2.0),
     },
+    "ldam": {
+        "balancedtorch": lambda x, t, w: bt.functional.ldam_loss(x, t, LONG_TAIL_COUNTS, weight=w),
+        "eager LDAM": _eager_ldam(_ldam_margins(LONG_TAIL_COUNTS)),
+    },
+    "vs": {
+        "balancedtorch": lambda x, t, w: bt.functional.vs_loss(x, t, LONG_TAIL_COUNTS, weight=w),
+        "eager VS": _eager_vs(LONG_TAIL_COUNTS),
+    },
 }
 
 
-@pytest.mark.parametrize("loss", ["ce", "focal"])
+@pytest.mark.parametrize("loss", ["ce", "focal", "ldam", "vs"])
 @pytest.mark.parametrize("impl", ["balancedtorch", "baseline"])
 def test_cpu_rows(timed, benchmark, loss, impl):
     x, t, w = _case("cpu", (8192, 1000))
+    if loss == "ldam":
+        # LDAM is made for cosine logits (a normalised last layer) in [-1, 1]; s * randn would
+        # make most exp(z - max) subnormal, which slows every implementation alike
+        x = (torch.rand(x.shape, generator=torch.Generator().manual_seed(1)) * 2 - 1).requires_grad_()
     name = "balancedtorch" if impl == "balancedtorch" else [k for k in ROW_IMPLS[loss] if k != "balancedtorch"][0]
     fn = ROW_IMPLS[loss][name]
     run = _fwd_bwd(x, lambda: fn(x, t, w))

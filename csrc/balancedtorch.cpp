@@ -131,12 +131,18 @@ TORCH_LIBRARY(balancedtorch, m) {
   m.def("alias_sample_packed(Tensor packed, Tensor seed, int num_samples) -> Tensor");
   m.def("sample_without_replacement(Tensor weights, Tensor uniforms, int num_samples) -> Tensor");
   // Fused softmax cross-entropy / focal / logit-adjusted loss (see
-  // csrc/loss/softmax_loss.h). Returns the reduced loss and, when
-  // compute_grad, d(loss)/d(input) already scaled for the reduction (an empty
-  // tensor otherwise). reduction: 0 none, 1 mean, 2 sum.
+  // csrc/loss/softmax_loss.h) on the adjusted logits
+  //   scale * (input * logit_scale + logit_bias - margin[y] * onehot(y))
+  // (logit_scale, logit_bias, margin: per class (C,), absent = 1, 0, 0; the
+  // margin needs class-index targets; scale > 0: LDAM, VS, Balanced Softmax).
+  // Returns the reduced loss and, when compute_grad, d(loss)/d(input) already
+  // scaled for the reduction (an empty tensor otherwise). reduction: 0 none,
+  // 1 mean, 2 sum. The last three arguments came later: defaulted, so calls
+  // written before them keep working.
   m.def(
       "softmax_loss(Tensor input, Tensor target, Tensor? weight, Tensor? logit_bias, int ignore_index, "
-      "float label_smoothing, float gamma, int reduction, bool compute_grad) -> (Tensor, Tensor)");
+      "float label_smoothing, float gamma, int reduction, bool compute_grad, Tensor? logit_scale=None, "
+      "Tensor? margin=None, float scale=1.0) -> (Tensor, Tensor)");
   // The same kernel for plain cross-entropy with class indices and reduction
   // none (OHEM's input): (per-sample CE, its gradient buffer as above, the
   // softmax probability of each sample's target p_t = exp(z_t - m) / S in the

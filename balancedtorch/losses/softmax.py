@@ -45,7 +45,17 @@ def _softmax_loss(
     label_smoothing: float,
     gamma: float,
     validate: bool,
+    logit_scale: Optional[Tensor] = None,
+    margin: Optional[Tensor] = None,
+    scale: float = 1.0,
 ) -> Tensor:
+    """The one call of ``balancedtorch::softmax_loss`` behind every softmax-family loss.
+
+    ``logit_scale``, ``logit_bias``, ``margin`` (C,) and ``scale`` form the
+    kernel's adjusted logits ``scale * (input * logit_scale + logit_bias -
+    margin[y] * onehot(y))`` (see csrc/loss/softmax_loss.h); they are checked
+    by their callers (the kernel checks shapes, dtypes, devices and values too).
+    """
     input = _check_tensor(input, "input")
     target = _check_tensor(target, "target")
     code = _reduction_code(reduction)
@@ -61,6 +71,18 @@ def _softmax_loss(
         # the dtype the kernel computes in: float32 for half logits under autocast, as torch
         target = target.to(autocast_dtype(input))
     compute_grad = input.requires_grad and torch.is_grad_enabled()
+    # (no generator here: torch 2.4's dynamo cannot trace next(generator, default))
+    derived = logit_bias if logit_bias is not None else logit_scale if logit_scale is not None else margin
+    if derived is not None and derived.shape[0] != input.shape[1]:
+        # the vectors come from class_counts: name that, not the kernel's argument
+        raise ValueError(f"input has {input.shape[1]} classes (dimension 1) but class_counts has {derived.shape[0]} entries")
+    if margin is not None and target.is_floating_point():
+        raise ValueError(
+            "target: a margin loss (LDAM) needs class-index targets (the margin is taken at each sample's class), "
+            f"got probability targets of dtype {target.dtype}"
+        )
+    adjusted = logit_scale is not None or margin is not None or scale != 1.0  # (no tensor ==: dynamo)
+    extra = (logit_scale, margin, scale) if adjusted else ()  # the plain call as it always was
     loss = call_private(
         torch.ops.balancedtorch.softmax_loss,
         input,
@@ -72,6 +94,7 @@ def _softmax_loss(
         gamma,
         code,
         compute_grad,
+        *extra,
     )
     if unbatched and code == 0:
         loss = loss.squeeze(0)
@@ -285,10 +308,15 @@ def _softmax_loss_target_grad(args, grad_loss: Tensor) -> Tensor:
     by the number of samples N * d1 * ... as torch does for probability targets.
     """
     input, target, weight, bias, _, label_smoothing, gamma, reduction = args[:8]
+    logit_scale, _, scale = (list(args[9:12]) + [None, None, 1.0][len(args[9:12]) :])[:3]  # margin: class indices only
     acc = _acc_dtype(input)
     z = input.detach().to(acc)
+    if logit_scale is not None:
+        z = z * _class_view(logit_scale.to(acc), z)
     if bias is not None:
         z = z + _class_view(bias.to(acc), z)
+    if scale != 1.0:
+        z = z * scale
     log_p = torch.log_softmax(z, dim=1)
     coef = -log_p
     if gamma != 0.0:

@@ -5,6 +5,7 @@ form and module side by side); this package re-exports the modules under
 their public names.
 """
 
+from ..losses.longtail import BalancedSoftmaxLoss, LDAMLoss, VSLoss, tau_normalize
 from ..losses.ohem import OhemCrossEntropyLoss
 from ..losses.region import DiceCELoss, DiceFocalLoss, DiceLoss, GeneralizedDiceLoss, TverskyLoss
 from ..losses.seesaw import SeesawLoss
@@ -13,5 +14,4 @@ from ..losses.softmax import CrossEntropyLoss, FocalLoss, LogitAdjustedLoss
 
 __all__ = ["CrossEntropyLoss", "FocalLoss", "LogitAdjustedLoss", "SigmoidFocalLoss"]
 __all__ += ["DiceLoss", "GeneralizedDiceLoss", "TverskyLoss", "DiceCELoss", "DiceFocalLoss", "OhemCrossEntropyLoss"]
-
-__all__ += ["SeesawLoss"]
+__all__ += ["LDAMLoss", "VSLoss", "BalancedSoftmaxLoss", "tau_normalize", "SeesawLoss"]

@@ -1,7 +1,19 @@
 // softmax_loss: fused cross-entropy / focal / logit-adjusted loss over a class
 // dimension, with the gradient produced in the same pass.
 //
-// For one sample with (adjusted) logits z_c = x_c + bias_c, log-probabilities
+// The logits are adjusted first, per class c and for the sample's target y:
+//
+//     z_c = s * (x_c * delta_c + bias_c - margin_c * [c == y])
+//
+// (delta: logit_scale, default 1; bias: logit_bias, default 0; margin, default
+// 0, class-index targets only; s: scale > 0, default 1), and dz_c / dx_c =
+// s * delta_c multiplies the gradient below. LDAM is delta = 1, bias = 0 and
+// margin_c = C n_c^(-1/4); VS is delta_c = (n_c / n_max)^g and bias = tau log pi;
+// logit adjustment and Balanced Softmax are bias = tau log pi alone. With
+// delta, margin absent and s = 1 the kernels take their plain paths, as
+// before the adjustment existed.
+//
+// For one sample with (adjusted) logits z_c, log-probabilities
 // lp_c = z_c - lse, probabilities p_c and per-class coefficients
 // a_c = w_c * q_c (q: the target distribution, one-hot or smoothed or given),
 //

@@ -10,10 +10,12 @@
 #include "cpu/buffer_pool.h"
 
 #include <ATen/core/Tensor.h>
+#include <ATen/ops/_assert_async.h>
 #include <ATen/ops/div.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/empty_like.h>
 #include <ATen/ops/eq.h>
+#include <ATen/ops/isfinite.h>
 #include <ATen/ops/masked_fill.h>
 #include <ATen/ops/sum.h>
 #include <c10/util/Exception.h>
@@ -30,6 +32,9 @@ struct SoftmaxLossArgs {
   int64_t inner = 1;  // product of the dimensions after the class dimension
   bool soft = false;  // probability targets
   int mode = kModeTarget;
+  // logit_scale or margin given, or scale != 1: the kernels adjust each row
+  // as a whole (csrc/loss/softmax_loss.h); otherwise the plain paths
+  bool adjusted = false;
 };
 
 inline bool is_hard_target_dtype(c10::ScalarType t) {
@@ -54,6 +59,21 @@ void dispatch_target_type(c10::ScalarType t, F&& f) {
   }
 }
 
+// Values of a per-class adjustment: finite. On the CPU the first bad entry is
+// named; on CUDA a device-side assertion (no host synchronisation per step).
+inline void check_finite_class_vector(const char* name, const at::Tensor& t) {
+  if (t.is_cpu()) {
+    const at::Tensor d = t.to(at::kDouble).contiguous();
+    const double* p = d.const_data_ptr<double>();
+    for (int64_t i = 0; i < d.numel(); ++i) {
+      TORCH_CHECK_VALUE(
+          std::isfinite(p[i]), "softmax_loss: ", name, " must be finite, got ", name, "[", i, "] = ", p[i]);
+    }
+  } else if (t.is_cuda()) {
+    at::_assert_async(at::isfinite(t).all(), "softmax_loss: logit_scale and margin must be finite (device-side check)");
+  }
+}
+
 inline SoftmaxLossArgs check_softmax_loss_args(
     const at::Tensor& input,
     const at::Tensor& target,
@@ -62,7 +82,10 @@ inline SoftmaxLossArgs check_softmax_loss_args(
     int64_t ignore_index,
     double label_smoothing,
     double gamma,
-    int64_t reduction) {
+    int64_t reduction,
+    const std::optional<at::Tensor>& logit_scale = std::nullopt,
+    const std::optional<at::Tensor>& margin = std::nullopt,
+    double scale = 1.0) {
   TORCH_CHECK_TYPE(
       at::isFloatingType(input.scalar_type()),
       "softmax_loss: input must be a floating tensor (float16, bfloat16, float32 or float64), got ",
@@ -109,11 +132,14 @@ inline SoftmaxLossArgs check_softmax_loss_args(
         ", got ",
         target.sizes());
   }
-  for (const auto* opt : {&weight, &logit_bias}) {
+  for (const auto* opt : {&weight, &logit_bias, &logit_scale, &margin}) {
     if (!opt->has_value()) {
       continue;
     }
-    const char* name = opt == &weight ? "weight" : "logit_bias";
+    const char* name = opt == &weight        ? "weight"
+                       : opt == &logit_bias  ? "logit_bias"
+                       : opt == &logit_scale ? "logit_scale"
+                                             : "margin";
     const at::Tensor& t = opt->value();
     TORCH_CHECK_TYPE(
         at::isFloatingType(t.scalar_type()),
@@ -141,6 +167,19 @@ inline SoftmaxLossArgs check_softmax_loss_args(
       reduction == kReductionNone || reduction == kReductionMean || reduction == kReductionSum,
       "softmax_loss: reduction must be 0 (none), 1 (mean) or 2 (sum), got ",
       reduction);
+  TORCH_CHECK_VALUE(
+      std::isfinite(scale) && scale > 0.0, "softmax_loss: scale must be a finite number > 0, got ", scale);
+  TORCH_CHECK_VALUE(
+      !(margin.has_value() && a.soft),
+      "softmax_loss: margin needs class-index targets (it is subtracted at each sample's target class), got "
+      "probability targets of dtype ",
+      target.scalar_type());
+  for (const auto* opt : {&logit_scale, &margin}) {
+    if (opt->has_value()) {
+      check_finite_class_vector(opt == &logit_scale ? "logit_scale" : "margin", opt->value());
+    }
+  }
+  a.adjusted = logit_scale.has_value() || margin.has_value() || scale != 1.0;
   const bool spread = a.soft || label_smoothing > 0.0;
   a.mode = !spread ? kModeTarget : (gamma == 0.0 ? kModeLinear : kModeGeneral);
   return a;

@@ -356,11 +356,18 @@ PUBLIC_MODULES = [
     bt.nn.FocalLoss,
     bt.nn.LogitAdjustedLoss,
     bt.nn.SigmoidFocalLoss,
+    bt.nn.LDAMLoss,
+    bt.nn.VSLoss,
+    bt.nn.BalancedSoftmaxLoss,
 ]
 
 
 @pytest.mark.parametrize(
-    "obj", PUBLIC_MODULES + [AF.affine_color, btf.logit_adjusted_loss, btf.sigmoid_focal_loss], ids=lambda o: o.__qualname__
+    "obj",
+    PUBLIC_MODULES
+    + [AF.affine_color, btf.logit_adjusted_loss, btf.sigmoid_focal_loss, btf.ldam_loss, btf.vs_loss]
+    + [btf.balanced_softmax_loss, btf.posthoc_logit_adjustment, bt.nn.tau_normalize],
+    ids=lambda o: o.__qualname__,
 )
 def test_public_call_has_a_real_docstring(obj):
     fn = obj.forward if isinstance(obj, type) else obj
@@ -415,7 +422,26 @@ REPR_CASES = [
         ),
     ),
     (bt.nn.SigmoidFocalLoss, dict(alpha=0.5, gamma=1.0, reduction="sum", pos_weight=torch.rand(3))),
+    (
+        bt.nn.LDAMLoss,
+        dict(
+            class_counts=[56, 2, 41],
+            max_m=0.3,
+            s=10.0,
+            weight=torch.rand(3),
+            ignore_index=7,
+            reduction="sum",
+            label_smoothing=0.2,
+        ),
+    ),
+    (
+        bt.nn.VSLoss,
+        dict(class_counts=[56, 2, 41], gamma=0.2, tau=0.5, weight=torch.rand(3), ignore_index=7, reduction="none"),
+    ),
+    (bt.nn.BalancedSoftmaxLoss, dict(class_counts=[56, 2, 41], weight=torch.rand(3), label_smoothing=0.1)),
 ]
+
+_COUNTED = (bt.nn.LogitAdjustedLoss, bt.nn.LDAMLoss, bt.nn.VSLoss, bt.nn.BalancedSoftmaxLoss)
 
 
 @pytest.mark.parametrize("cls, kwargs", REPR_CASES, ids=lambda v: getattr(v, "__name__", ""))
@@ -427,7 +453,7 @@ def test_repr_shows_every_non_default_argument(cls, kwargs):
     for name, value in kwargs.items():
         if name == "class_counts":
             continue
-        base = {"class_counts": [5, 3, 1]} if cls is bt.nn.LogitAdjustedLoss else {}
+        base = {"class_counts": [5, 3, 1]} if cls in _COUNTED else {}
         if cls is bt.augment.BatchAugment and name in ("crop_scale", "crop_ratio"):
             base = {"crop": 16}
         assert f"{name}=" in repr(cls(**base, **{name: value})), name

@@ -48,6 +48,21 @@ def _w():
     return torch.rand(C, device="cuda") + 0.5
 
 
+COUNTS = [50, 20, 10, 5, 1]
+
+
+def _module(cls, **kwargs):
+    """cls(COUNTS, weight=..., **kwargs) on the GPU, built at the first (warm-up) call and kept: a per-step call reuses it."""
+    cache = {}
+
+    def run(x, t):
+        if "m" not in cache:
+            cache["m"] = cls(COUNTS, weight=_w().cpu(), **kwargs).to("cuda")
+        return cache["m"](x, t)
+
+    return run
+
+
 LOSSES = {
     "cross_entropy": (_rows, lambda x, t: btf.cross_entropy(x, t, weight=_w(), label_smoothing=0.1)),
     "cross_entropy_seg": (_seg, lambda x, t: btf.cross_entropy(x, t, ignore_index=255)),
@@ -65,6 +80,13 @@ LOSSES = {
     "FocalLoss": (_rows, lambda x, t: bt.nn.FocalLoss(weight=_w())(x, t)),
     "DiceCELoss": (_seg, lambda x, t: bt.nn.DiceCELoss(ignore_index=255, weight=_w())(x, t)),
     "OhemCrossEntropyLoss": (_seg, lambda x, t: bt.nn.OhemCrossEntropyLoss(min_kept=100)(x, t)),
+    "ldam_loss": (_rows, lambda x, t: btf.ldam_loss(x, t, COUNTS, weight=_w())),
+    "vs_loss": (_rows, lambda x, t: btf.vs_loss(x, t, COUNTS, label_smoothing=0.1)),
+    "balanced_softmax_loss": (_rows, lambda x, t: btf.balanced_softmax_loss(x, t, COUNTS)),
+    "LDAMLoss": (_rows, _module(bt.nn.LDAMLoss)),
+    "LDAMLoss_seg": (_seg, _module(bt.nn.LDAMLoss, ignore_index=255)),
+    "VSLoss_seg": (_seg, _module(bt.nn.VSLoss, ignore_index=255)),
+    "BalancedSoftmaxLoss": (_rows, _module(bt.nn.BalancedSoftmaxLoss)),
 }
 
 

@@ -21,6 +21,8 @@
 #include <ATen/cpu/vec/vec.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/empty_like.h>
+#include <ATen/ops/full.h>
+#include <ATen/ops/mul.h>
 #include <ATen/ops/scalar_tensor.h>
 #include <torch/library.h>
 
@@ -44,7 +46,13 @@ struct Problem {
   bool soft = false;
   bool grad = false;
   const acc_t* weight = nullptr;  // [C] or null
-  const acc_t* bias = nullptr;    // [C] or null
+  const acc_t* bias = nullptr;    // [C] or null (plain path: logit_bias as given)
+  // The adjusted path (args.adjusted, the kernels' kAdjusted; bias is null there): each row is formed
+  // as z_c = x_c * mult_c + add_c - margin_c [c == y] before the plain maths,
+  // and the gradient multiplied by mult_c after it (softmax_loss.h).
+  const acc_t* mult = nullptr;    // [C] s * logit_scale (or s), or null (1)
+  const acc_t* add = nullptr;     // [C] s * logit_bias, or null (0)
+  const acc_t* margin = nullptr;  // [C] s * margin, or null (0)
   acc_t weight_sum = 0;           // sum_c w_c (C without weights)
   int64_t ignore_index = -100;
   acc_t eps = 0;  // label smoothing
@@ -67,6 +75,59 @@ inline int64_t target_at(const target_t* t, int64_t i) {
 // ---------------------------------------------------------------------------
 // Rows: inner == 1, one contiguous row of C logits per sample.
 // ---------------------------------------------------------------------------
+
+// The adjusted path: out = x * mult + add, and the margin taken off at the
+// target (target < 0: probability targets, no margin). out may alias x.
+template <typename acc_t>
+void adjust_row(const Problem<acc_t>& P, const acc_t* x, acc_t* out, int64_t target) {
+  using Vec = at::vec::Vectorized<acc_t>;
+  constexpr int64_t W = Vec::size();
+  const int64_t C = P.C;
+  const acc_t* mu = P.mult;
+  const acc_t* ad = P.add;
+  int64_t c = 0;
+  if (mu && ad) {
+    for (; c + W <= C; c += W) {
+      at::vec::fmadd(Vec::loadu(x + c), Vec::loadu(mu + c), Vec::loadu(ad + c)).store(out + c);
+    }
+  } else if (mu) {
+    for (; c + W <= C; c += W) {
+      (Vec::loadu(x + c) * Vec::loadu(mu + c)).store(out + c);
+    }
+  } else if (ad) {
+    for (; c + W <= C; c += W) {
+      (Vec::loadu(x + c) + Vec::loadu(ad + c)).store(out + c);
+    }
+  } else if (out != x) {
+    for (; c + W <= C; c += W) {
+      Vec::loadu(x + c).store(out + c);
+    }
+  }
+  for (; c < C; ++c) {
+    out[c] = x[c] * (mu ? mu[c] : acc_t(1)) + (ad ? ad[c] : acc_t(0));
+  }
+  if (P.margin && target >= 0) {
+    out[target] -= P.margin[target];
+  }
+}
+
+// g *= mult (the chain rule through z = x * mult + ...), in place.
+template <typename acc_t>
+void scale_row_grad(const Problem<acc_t>& P, acc_t* g) {
+  using Vec = at::vec::Vectorized<acc_t>;
+  constexpr int64_t W = Vec::size();
+  const acc_t* mu = P.mult;
+  if (!mu) {
+    return;
+  }
+  int64_t c = 0;
+  for (; c + W <= P.C; c += W) {
+    (Vec::loadu(g + c) * Vec::loadu(mu + c)).store(g + c);
+  }
+  for (; c < P.C; ++c) {
+    g[c] *= mu[c];
+  }
+}
 
 // Loss of one row; writes the scaled gradient of the row to g when P.grad.
 // z: the row's logits (acc_t, contiguous); e: scratch of C (may alias g);
@@ -249,7 +310,9 @@ acc_t row_loss(
   return loss;
 }
 
-template <typename scalar_t, typename acc_t, typename target_t>
+// kAdjusted: the adjusted path (args.adjusted), a separate instantiation so that
+// the plain path compiles to exactly the code it had before the adjustment.
+template <bool kAdjusted, typename scalar_t, typename acc_t, typename target_t>
 void rows_kernel(
     const Problem<acc_t>& P,
     const scalar_t* x,
@@ -259,9 +322,10 @@ void rows_kernel(
     acc_t* losses) {
   constexpr bool direct = std::is_same_v<scalar_t, acc_t>;
   const int64_t C = P.C;
+  constexpr bool adjusted = kAdjusted;
   const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(C, 1));
   at::parallel_for(0, P.N, grain, [&](int64_t begin, int64_t end) {
-    std::vector<acc_t> zbuf(direct ? 0 : C), qbuf(direct || !P.soft ? 0 : C);
+    std::vector<acc_t> zbuf(direct && !adjusted ? 0 : C), qbuf(direct || !P.soft ? 0 : C);
     std::vector<acc_t> ebuf(direct && P.grad ? 0 : C), gbuf(direct || !P.grad ? 0 : C);
     std::vector<acc_t> hbuf(P.mode == kModeGeneral ? C : 0);
     for (int64_t i = begin; i < end; ++i) {
@@ -287,11 +351,18 @@ void rows_kernel(
       acc_t* e;
       if constexpr (direct) {
         z = xr;
+        if constexpr (adjusted) {
+          adjust_row(P, xr, zbuf.data(), t);
+          z = zbuf.data();
+        }
         q = P.soft ? soft + i * C : nullptr;
         g = gr;
         e = gr ? gr : ebuf.data();
       } else {
         at::vec::convert(xr, zbuf.data(), C);
+        if constexpr (adjusted) {
+          adjust_row(P, zbuf.data(), zbuf.data(), t);
+        }
         z = zbuf.data();
         if (P.soft) {
           at::vec::convert(soft + i * C, qbuf.data(), C);
@@ -301,6 +372,11 @@ void rows_kernel(
         e = ebuf.data();
       }
       losses[i] = row_loss(P, z, t, q, e, g, hbuf.data(), P.prob && !P.soft ? P.prob + i : nullptr);
+      if constexpr (adjusted) {
+        if (gr) {
+          scale_row_grad(P, g);
+        }
+      }
       if constexpr (!direct) {
         if (gr) {
           at::vec::convert(gbuf.data(), gr, C);
@@ -329,7 +405,7 @@ constexpr int64_t kPrefetchTiles = 2;
 // back from the cache anyway, and the stores skip reading each line first.
 constexpr int64_t kStreamBytes = int64_t{32} << 20;
 
-template <typename scalar_t, typename acc_t, typename target_t>
+template <bool kAdjusted, typename scalar_t, typename acc_t, typename target_t>
 void columns_kernel(
     const Problem<acc_t>& P,
     const scalar_t* x,
@@ -389,8 +465,38 @@ void columns_kernel(
         }
       }
 
+      // targets and valid lanes (padding lanes count as ignored). The target
+      // class of each lane is kept in acc_t as (c >> 24, c & (2^24 - 1)), both
+      // exact: one float per class index would make classes 2^24 and 2^24 + 1
+      // compare equal. Invalid lanes match no class. Read before pass A on
+      // the adjusted path (whose margin needs them), after it otherwise.
+      auto read_targets = [&]() {
+        for (int64_t j = 0; j < W; ++j) {
+          bool valid = j < cnt;
+          int64_t tj = 0;
+          if (valid && hard) {
+            tj = target_at(target, pix + j);
+            valid = tj != P.ignore_index;
+            tj = valid ? tj : 0;
+          }
+          t[j] = tj;
+          validf[j] = valid ? acc_t(1) : acc_t(0);
+          wt[j] = valid ? weight_of(P, tj) : acc_t(0);
+          t_hi[j] = valid && hard ? static_cast<acc_t>(tj >> kClassSplitBits) : acc_t(-1);
+          t_lo[j] = valid && hard ? static_cast<acc_t>(tj & kClassSplitMask) : acc_t(-1);
+        }
+      };
+      if constexpr (kAdjusted) {
+        read_targets();
+      }
+      auto is_target = [&](int64_t c, int64_t o) {
+        const Vec lo = Vec::loadu(t_lo + o) == Vec(static_cast<acc_t>(c & kClassSplitMask));
+        return split_classes ? lo & (Vec::loadu(t_hi + o) == Vec(static_cast<acc_t>(c >> kClassSplitBits))) : lo;
+      };
+
       // pass A: the tile into lane-contiguous scratch (stride W) and the
       // per-lane max; the later passes read the scratch, which no plane evicts
+      // (the adjusted path stores the adjusted logits there)
       Vec vmax[K];
       for (int64_t k = 0; k < K; ++k) {
         vmax[k] = Vec(-std::numeric_limits<acc_t>::infinity());
@@ -421,6 +527,20 @@ void columns_kernel(
             }
           }
         }
+        if constexpr (kAdjusted) {
+          const Vec mu(P.mult ? P.mult[c] : acc_t(1)), ad(P.add ? P.add[c] : acc_t(0));
+          const Vec mg(P.margin ? P.margin[c] : acc_t(0));
+          for (int64_t k = 0; k < K; ++k) {
+            Vec v = Vec::loadu(zd + k * L);
+            v = P.mult ? (P.add ? at::vec::fmadd(v, mu, ad) : v * mu) : (P.add ? v + ad : v);
+            if (P.margin) {
+              v = Vec::blendv(v, v - mg, is_target(c, k * L));
+            }
+            v.store(zd + k * L);
+            vmax[k] = at::vec::maximum(vmax[k], v);
+          }
+          continue;
+        }
         const Vec b(P.bias ? P.bias[c] : acc_t(0));
         for (int64_t k = 0; k < K; ++k) {
           const Vec v = Vec::loadu(zd + k * L);
@@ -431,29 +551,10 @@ void columns_kernel(
       const acc_t* const qp = P.soft ? qt.data() : nullptr;
       // e stays in L1 scratch; the gradient is written once, in pass C
       acc_t* const ep = et.data();
-
-      // targets and valid lanes (padding lanes count as ignored). The target
-      // class of each lane is kept in acc_t as (c >> 24, c & (2^24 - 1)), both
-      // exact: one float per class index would make classes 2^24 and 2^24 + 1
-      // compare equal. Invalid lanes match no class.
-      for (int64_t j = 0; j < W; ++j) {
-        bool valid = j < cnt;
-        int64_t tj = 0;
-        if (valid && hard) {
-          tj = target_at(target, pix + j);
-          valid = tj != P.ignore_index;
-          tj = valid ? tj : 0;
-        }
-        t[j] = tj;
-        validf[j] = valid ? acc_t(1) : acc_t(0);
-        wt[j] = valid ? weight_of(P, tj) : acc_t(0);
-        t_hi[j] = valid && hard ? static_cast<acc_t>(tj >> kClassSplitBits) : acc_t(-1);
-        t_lo[j] = valid && hard ? static_cast<acc_t>(tj & kClassSplitMask) : acc_t(-1);
+      if constexpr (!kAdjusted) {
+        read_targets();
       }
-      auto is_target = [&](int64_t c, int64_t o) {
-        const Vec lo = Vec::loadu(t_lo + o) == Vec(static_cast<acc_t>(c & kClassSplitMask));
-        return split_classes ? lo & (Vec::loadu(t_hi + o) == Vec(static_cast<acc_t>(c >> kClassSplitBits))) : lo;
-      };
+
       const Vec one_minus_eps(acc_t(1) - P.eps), eps_c(P.eps * inv_c), vscale(P.scale);
       auto coef_a = [&](int64_t c, int64_t o) {
         Vec a = P.soft ? at::vec::fmadd(one_minus_eps, Vec::loadu(qp + c * W + o), eps_c) : eps_c;
@@ -661,6 +762,15 @@ void columns_kernel(
         }
         for (int64_t c = 0; c < C; ++c) {
           const Vec vc(static_cast<acc_t>(c));
+          if (kAdjusted && P.mult) {
+            const Vec mu(P.mult[c]);
+            for (int64_t k = 0; k < kn; ++k) {
+              const int64_t o = k * L;
+              const Vec gc = Vec::blendv(Vec(0), Vec::loadu(ep + c * W + o) * coef_e[k], valid_mask[k]);
+              put(gp + c * gs + o, Vec::blendv(gc, fix[k], vt[k] == vc) * mu);
+            }
+            continue;
+          }
           for (int64_t k = 0; k < kn; ++k) {
             const int64_t o = k * L;
             const Vec gc = Vec::blendv(Vec(0), Vec::loadu(ep + c * W + o) * coef_e[k], valid_mask[k]);
@@ -683,6 +793,11 @@ void columns_kernel(
               // at the target: hh (1 - p_t) in target mode, added in linear mode
               const Vec hit = is_target(c, o);
               gc = target_mode ? Vec::blendv(gc, fix[k], hit) : Vec::blendv(gc, gc + fix[k], hit);
+            }
+            if constexpr (kAdjusted) {
+              if (P.mult) {
+                gc = gc * Vec(P.mult[c]);
+              }
             }
             put(gp + c * gs + o, gc);
           }
@@ -751,9 +866,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> softmax_loss_cpu_impl(
     double gamma,
     int64_t reduction,
     bool compute_grad,
-    bool want_prob) {
-  const SoftmaxLossArgs args =
-      check_softmax_loss_args(input, target, weight, logit_bias, ignore_index, label_smoothing, gamma, reduction);
+    bool want_prob,
+    const std::optional<at::Tensor>& logit_scale,
+    const std::optional<at::Tensor>& margin,
+    double scale) {
+  const SoftmaxLossArgs args = check_softmax_loss_args(
+      input, target, weight, logit_bias, ignore_index, label_smoothing, gamma, reduction, logit_scale, margin, scale);
   TORCH_CHECK(input.device().is_cpu(), "softmax_loss: expected input on the CPU, got ", input.device());
   SoftmaxLossLayout layout = softmax_loss_layout(input, target, args, compute_grad);
   const at::Tensor& x = layout.x;
@@ -789,6 +907,21 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> softmax_loss_cpu_impl(
     using acc_t = at::opmath_type<scalar_t>;
     const at::Tensor wacc = weight.has_value() ? weight->to(acc_type).contiguous() : at::Tensor();
     const at::Tensor bacc = logit_bias.has_value() ? logit_bias->to(acc_type).contiguous() : at::Tensor();
+    // The adjusted path's vectors, with s folded in (in double, then acc_t).
+    at::Tensor mult, add, marg;
+    if (args.adjusted) {
+      if (logit_scale.has_value()) {
+        mult = at::mul(logit_scale->to(at::kDouble), scale).to(acc_type).contiguous();
+      } else if (scale != 1.0) {
+        mult = at::full({args.C}, scale, x.options().dtype(acc_type));
+      }
+      if (logit_bias.has_value()) {
+        add = at::mul(logit_bias->to(at::kDouble), scale).to(acc_type).contiguous();
+      }
+      if (margin.has_value()) {
+        marg = at::mul(margin->to(at::kDouble), scale).to(acc_type).contiguous();
+      }
+    }
     Problem<acc_t> P;
     P.N = layout.kernel_n;
     P.C = args.C;
@@ -797,7 +930,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> softmax_loss_cpu_impl(
     P.soft = args.soft;
     P.grad = compute_grad;
     P.weight = wacc.defined() ? wacc.const_data_ptr<acc_t>() : nullptr;
-    P.bias = bacc.defined() ? bacc.const_data_ptr<acc_t>() : nullptr;
+    P.bias = bacc.defined() && !args.adjusted ? bacc.const_data_ptr<acc_t>() : nullptr;
+    P.mult = mult.defined() ? mult.const_data_ptr<acc_t>() : nullptr;
+    P.add = add.defined() ? add.const_data_ptr<acc_t>() : nullptr;
+    P.margin = marg.defined() ? marg.const_data_ptr<acc_t>() : nullptr;
     P.weight_sum = w64.defined() ? static_cast<acc_t>(w64.sum().item<double>()) : static_cast<acc_t>(args.C);
     P.ignore_index = ignore_index;
     P.eps = static_cast<acc_t>(label_smoothing);
@@ -810,12 +946,18 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> softmax_loss_cpu_impl(
     auto launch = [&](auto* target_ptr) {
       const scalar_t* soft_ptr = args.soft ? tgt.const_data_ptr<scalar_t>() : nullptr;
       scalar_t* grad_ptr = compute_grad ? grad.mutable_data_ptr<scalar_t>() : nullptr;
+      const scalar_t* x_ptr = x.const_data_ptr<scalar_t>();
+      acc_t* loss_ptr = losses.mutable_data_ptr<acc_t>();
       if (row_layout) {
-        rows_kernel<scalar_t, acc_t>(
-            P, x.const_data_ptr<scalar_t>(), target_ptr, soft_ptr, grad_ptr, losses.mutable_data_ptr<acc_t>());
+        if (args.adjusted) {
+          rows_kernel<true, scalar_t, acc_t>(P, x_ptr, target_ptr, soft_ptr, grad_ptr, loss_ptr);
+        } else {
+          rows_kernel<false, scalar_t, acc_t>(P, x_ptr, target_ptr, soft_ptr, grad_ptr, loss_ptr);
+        }
+      } else if (args.adjusted) {
+        columns_kernel<true, scalar_t, acc_t>(P, x_ptr, target_ptr, soft_ptr, grad_ptr, loss_ptr);
       } else {
-        columns_kernel<scalar_t, acc_t>(
-            P, x.const_data_ptr<scalar_t>(), target_ptr, soft_ptr, grad_ptr, losses.mutable_data_ptr<acc_t>());
+        columns_kernel<false, scalar_t, acc_t>(P, x_ptr, target_ptr, soft_ptr, grad_ptr, loss_ptr);
       }
     };
     if (args.soft) {
@@ -844,7 +986,10 @@ std::tuple<at::Tensor, at::Tensor> softmax_loss_cpu(
     double label_smoothing,
     double gamma,
     int64_t reduction,
-    bool compute_grad) {
+    bool compute_grad,
+    const std::optional<at::Tensor>& logit_scale,
+    const std::optional<at::Tensor>& margin,
+    double scale) {
   auto [loss, grad, prob] = softmax_loss_cpu_impl(
       input,
       target,
@@ -855,7 +1000,10 @@ std::tuple<at::Tensor, at::Tensor> softmax_loss_cpu(
       gamma,
       reduction,
       compute_grad,
-      /*want_prob=*/false);
+      /*want_prob=*/false,
+      logit_scale,
+      margin,
+      scale);
   return {loss, grad};
 }
 
@@ -871,7 +1019,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> softmax_loss_target_prob_cpu(
       0.0,
       kReductionNone,
       compute_grad,
-      /*want_prob=*/true);
+      /*want_prob=*/true,
+      /*logit_scale=*/std::nullopt,
+      /*margin=*/std::nullopt,
+      /*scale=*/1.0);
 }
 
 }  // namespace

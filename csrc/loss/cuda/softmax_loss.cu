@@ -20,6 +20,7 @@
 #include <ATen/ops/empty_like.h>
 #include <ATen/ops/eq.h>
 #include <ATen/ops/full.h>
+#include <ATen/ops/mul.h>
 #include <ATen/ops/reciprocal.h>
 #include <ATen/ops/scalar_tensor.h>
 #include <ATen/ops/sum.h>
@@ -44,7 +45,9 @@ struct Problem {
   int mode;
   bool soft, grad;
   const acc_t* weight;      // [C] or null
-  const acc_t* bias;        // [C] or null
+  const acc_t* bias;        // [C] or null (s * logit_bias on the adjusted path)
+  const acc_t* mult;        // [C] s * logit_scale (or s), or null (1)
+  const acc_t* margin;      // [C] s * margin at the target class, or null (0)
   const acc_t* weight_sum;  // device scalar, sum_c w_c (null: C)
   const acc_t* scale;       // device scalar, 1 / denominator for mean (null: 1)
   int64_t ignore_index;
@@ -227,10 +230,21 @@ __device__ __forceinline__ acc_t linear_a(const Problem<acc_t>& P, int64_t c, co
   return P.eps / acc_t(P.C) * weight_at(P, c);
 }
 
-// z_c: the logit plus its adjustment
+// z_c: the logit with its adjustment, x_c * mult_c + bias_c - margin_c [c == t]
 template <typename scalar_t, typename acc_t>
-__device__ __forceinline__ acc_t logit_at(const Problem<acc_t>& P, const scalar_t* x, int64_t off, int64_t c) {
-  return static_cast<acc_t>(x[off]) + (P.bias ? P.bias[c] : acc_t(0));
+__device__ __forceinline__ acc_t
+logit_at(const Problem<acc_t>& P, const scalar_t* x, int64_t off, int64_t c, int64_t t) {
+  acc_t z = static_cast<acc_t>(x[off]);
+  if (P.mult) {
+    z *= P.mult[c];
+  }
+  if (P.bias) {
+    z += P.bias[c];
+  }
+  if (P.margin && c == t) {
+    z -= P.margin[c];
+  }
+  return z;
 }
 
 // General mode, one class: returns its loss term and writes h_c = a pw u.
@@ -269,7 +283,7 @@ __device__ __forceinline__ acc_t class_grad(
   } else if (c == t) {
     g = cl.fix;  // hh (1 - p_t), formed without cancellation
   }
-  return g;
+  return P.mult ? g * P.mult[c] : g;  // dz_c / dx_c = mult_c
 }
 
 template <int TPR, typename scalar_t, typename acc_t, typename target_t>
@@ -312,16 +326,17 @@ __global__ void rows_kernel(
   const bool linear = P.mode == kModeLinear;
   Online<acc_t> st{-std::numeric_limits<acc_t>::infinity(), acc_t(0), acc_t(0), acc_t(0), acc_t(0)};
   for (int64_t c = lane; c < C; c += TPR) {
-    online_add(st, logit_at(P, xr, c, c), linear ? linear_a<scalar_t, acc_t>(P, c, qr, c) : acc_t(0), c == t);
+    online_add(st, logit_at(P, xr, c, c, t), linear ? linear_a<scalar_t, acc_t>(P, c, qr, c) : acc_t(0), c == t);
   }
   st = group_merge<TPR>(st, smem_state);
-  const acc_t z_t = P.soft ? acc_t(0) : logit_at(P, xr, t, t);
+  const acc_t z_t = P.soft ? acc_t(0) : logit_at(P, xr, t, t, t);
   Closing<acc_t> cl = close_sample(P, st, t, z_t);
   if (P.mode == kModeGeneral) {
     acc_t loss_part = 0, h_part = 0;
     for (int64_t c = lane; c < C; c += TPR) {
       acc_t h;
-      loss_part += general_terms(P, coef_a<scalar_t, acc_t>(P, c, t, qr, c), logit_at(P, xr, c, c), st.m, cl.logS, h);
+      loss_part +=
+          general_terms(P, coef_a<scalar_t, acc_t>(P, c, t, qr, c), logit_at(P, xr, c, c, t), st.m, cl.logS, h);
       h_part += h;
     }
     cl.loss = group_sum<TPR>(loss_part, smem_sum);
@@ -337,7 +352,7 @@ __global__ void rows_kernel(
     return;
   }
   for (int64_t c = lane; c < C; c += TPR) {
-    grad[row * C + c] = static_cast<scalar_t>(class_grad(P, cl, st.m, logit_at(P, xr, c, c), c, t, qr, c));
+    grad[row * C + c] = static_cast<scalar_t>(class_grad(P, cl, st.m, logit_at(P, xr, c, c, t), c, t, qr, c));
   }
 }
 
@@ -376,16 +391,17 @@ __global__ void columns_kernel(
   Online<acc_t> st{-std::numeric_limits<acc_t>::infinity(), acc_t(0), acc_t(0), acc_t(0), acc_t(0)};
   for (int64_t c = 0; c < C; ++c) {
     const int64_t off = base + c * inner;
-    online_add(st, logit_at(P, x, off, c), linear ? linear_a<scalar_t, acc_t>(P, c, soft, off) : acc_t(0), c == t);
+    online_add(st, logit_at(P, x, off, c, t), linear ? linear_a<scalar_t, acc_t>(P, c, soft, off) : acc_t(0), c == t);
   }
-  const acc_t z_t = P.soft ? acc_t(0) : logit_at(P, x, base + t * inner, t);
+  const acc_t z_t = P.soft ? acc_t(0) : logit_at(P, x, base + t * inner, t, t);
   Closing<acc_t> cl = close_sample(P, st, t, z_t);
   if (P.mode == kModeGeneral) {
     acc_t H = 0, loss = 0;
     for (int64_t c = 0; c < C; ++c) {
       const int64_t off = base + c * inner;
       acc_t h;
-      loss += general_terms(P, coef_a<scalar_t, acc_t>(P, c, t, soft, off), logit_at(P, x, off, c), st.m, cl.logS, h);
+      loss +=
+          general_terms(P, coef_a<scalar_t, acc_t>(P, c, t, soft, off), logit_at(P, x, off, c, t), st.m, cl.logS, h);
       H += h;
     }
     cl.loss = loss;
@@ -400,7 +416,7 @@ __global__ void columns_kernel(
   }
   for (int64_t c = 0; c < C; ++c) {
     const int64_t off = base + c * inner;
-    grad[off] = static_cast<scalar_t>(class_grad(P, cl, st.m, logit_at(P, x, off, c), c, t, soft, off));
+    grad[off] = static_cast<scalar_t>(class_grad(P, cl, st.m, logit_at(P, x, off, c, t), c, t, soft, off));
   }
 }
 
@@ -447,9 +463,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> softmax_loss_cuda_impl(
     double gamma,
     int64_t reduction,
     bool compute_grad,
-    bool want_prob) {
-  const SoftmaxLossArgs args =
-      check_softmax_loss_args(input, target, weight, logit_bias, ignore_index, label_smoothing, gamma, reduction);
+    bool want_prob,
+    const std::optional<at::Tensor>& logit_scale,
+    const std::optional<at::Tensor>& margin,
+    double scale) {
+  const SoftmaxLossArgs args = check_softmax_loss_args(
+      input, target, weight, logit_bias, ignore_index, label_smoothing, gamma, reduction, logit_scale, margin, scale);
   TORCH_CHECK(input.is_cuda(), "softmax_loss: expected input on a CUDA device, got ", input.device());
   const c10::cuda::CUDAGuard device_guard(input.device());
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
@@ -464,7 +483,16 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> softmax_loss_cuda_impl(
   TORCH_CHECK(!want_prob || !args.soft, "softmax_loss: the target probability needs class-index targets");
   at::Tensor prob = at::empty({want_prob ? rows : 0}, losses.options());
   const at::Tensor wacc = weight.has_value() ? weight->to(acc_type).contiguous() : at::Tensor();
-  const at::Tensor bacc = logit_bias.has_value() ? logit_bias->to(acc_type).contiguous() : at::Tensor();
+  // the adjusted path folds s into the per-class vectors (on the device, no sync)
+  const double s = args.adjusted ? scale : 1.0;
+  const at::Tensor bacc = !logit_bias.has_value() ? at::Tensor()
+                          : s == 1.0              ? logit_bias->to(acc_type).contiguous()
+                                                  : at::mul(logit_bias->to(at::kDouble), s).to(acc_type).contiguous();
+  const at::Tensor macc = logit_scale.has_value() ? at::mul(logit_scale->to(at::kDouble), s).to(acc_type).contiguous()
+                          : s != 1.0              ? at::full({args.C}, s, x.options().dtype(acc_type))
+                                                  : at::Tensor();
+  const at::Tensor gacc =
+      margin.has_value() ? at::mul(margin->to(at::kDouble), s).to(acc_type).contiguous() : at::Tensor();
   const at::Tensor wsum = wacc.defined() ? at::sum(wacc) : at::Tensor();
 
   at::Tensor denominator;
@@ -502,7 +530,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> softmax_loss_cuda_impl(
         "kernel names the index and value)");
     denominator = mean_denominator(at::sum(partial));
   }
-  const at::Tensor scale = reduction == kReductionMean ? at::reciprocal(denominator) : at::Tensor();
+  const at::Tensor mean_scale = reduction == kReductionMean ? at::reciprocal(denominator) : at::Tensor();
 
   if (rows > 0) {
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "softmax_loss_cuda", [&] {
@@ -516,8 +544,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> softmax_loss_cuda_impl(
       P.grad = compute_grad;
       P.weight = wacc.defined() ? wacc.const_data_ptr<acc_t>() : nullptr;
       P.bias = bacc.defined() ? bacc.const_data_ptr<acc_t>() : nullptr;
+      P.mult = macc.defined() ? macc.const_data_ptr<acc_t>() : nullptr;
+      P.margin = gacc.defined() ? gacc.const_data_ptr<acc_t>() : nullptr;
       P.weight_sum = wsum.defined() ? wsum.const_data_ptr<acc_t>() : nullptr;
-      P.scale = scale.defined() ? scale.const_data_ptr<acc_t>() : nullptr;
+      P.scale = mean_scale.defined() ? mean_scale.const_data_ptr<acc_t>() : nullptr;
       P.ignore_index = ignore_index;
       P.eps = static_cast<acc_t>(label_smoothing);
       P.gamma = static_cast<acc_t>(gamma);
@@ -586,7 +616,10 @@ std::tuple<at::Tensor, at::Tensor> softmax_loss_cuda(
     double label_smoothing,
     double gamma,
     int64_t reduction,
-    bool compute_grad) {
+    bool compute_grad,
+    const std::optional<at::Tensor>& logit_scale,
+    const std::optional<at::Tensor>& margin,
+    double scale) {
   auto [loss, grad, prob] = softmax_loss_cuda_impl(
       input,
       target,
@@ -597,7 +630,10 @@ std::tuple<at::Tensor, at::Tensor> softmax_loss_cuda(
       gamma,
       reduction,
       compute_grad,
-      /*want_prob=*/false);
+      /*want_prob=*/false,
+      logit_scale,
+      margin,
+      scale);
   return {loss, grad};
 }
 
@@ -613,7 +649,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> softmax_loss_target_prob_cuda(
       0.0,
       kReductionNone,
       compute_grad,
-      /*want_prob=*/true);
+      /*want_prob=*/true,
+      /*logit_scale=*/std::nullopt,
+      /*margin=*/std::nullopt,
+      /*scale=*/1.0);
 }
 
 }  // namespace
