@@ -236,3 +236,35 @@ def test_gpu_sigmoid_focal(timed, impl):
         device="cuda",
         floor=copy_floor(x) if impl == "balancedtorch" else None,
     )
+
+
+GPU_LONG_TAIL = {
+    "ldam": (
+        lambda x, t, cum: bt.functional.ldam_loss(x, t, LONG_TAIL_COUNTS),
+        lambda x, t, cum: _eager_ldam(_ldam_margins(LONG_TAIL_COUNTS).to(x.device))(x, t, None),
+    ),
+    "vs": (
+        lambda x, t, cum: bt.functional.vs_loss(x, t, LONG_TAIL_COUNTS),
+        lambda x, t, cum: _eager_vs(LONG_TAIL_COUNTS.to(x.device))(x, t, None),
+    ),
+    "seesaw": (
+        lambda x, t, cum: bt.functional.seesaw_loss(x, t, cum),
+        lambda x, t, cum: _eager_seesaw(x, t, cum),
+    ),
+}
+
+
+@pytest.mark.skipif(not CUDA_OK, reason="no CUDA device or kernels")
+@pytest.mark.parametrize("loss", list(GPU_LONG_TAIL))
+@pytest.mark.parametrize("impl", ["balancedtorch", "eager"])
+def test_gpu_long_tail(timed, benchmark, loss, impl):
+    """LDAM, VS and Seesaw fwd+bwd at (16384, 1000) fp32 on the GPU against their eager forms; GB/s vs copy_."""
+    x, t, _ = _case("cuda", (16384, 1000))
+    if loss == "ldam":  # cosine logits, as in bench_losses' CPU case
+        x = (torch.rand(x.shape, device="cuda") * 2 - 1).requires_grad_()
+    cum = torch.randint(0, 100000, (1000,), generator=torch.Generator().manual_seed(1)).float().cuda()
+    fn = GPU_LONG_TAIL[loss][0 if impl == "balancedtorch" else 1]
+    run = _fwd_bwd(x, lambda: fn(x, t, cum))
+    group = f"{loss} fwd+bwd (16384, 1000) fp32 cuda"
+    timed(run, group=group, impl=impl, device="cuda", floor=copy_floor(x) if impl == "balancedtorch" else None)
+    _record(benchmark, "cuda", run)
