@@ -377,7 +377,7 @@ QUOTED: Dict[str, Tuple[str, float, str]] = {
     "ldam-drw": ("LDAM-DRW", 77.03, "Cao et al. 2019 (NeurIPS): top-1 error 22.97%, 200 epochs"),
     "mixup": ("CE + MixUp", 73.09, "Chou et al. 2020, Table 1"),
     "remix": ("CE + Remix", 75.36, "Chou et al. 2020, Table 1"),
-    "remix-drw": ("Remix-DRW", 79.76, "Chou et al. 2020, Table 1 (their best on CIFAR-10-LT, with Remix-DRS)"),
+    "remix-drw": ("Remix-DRW", 79.76, "Chou et al. 2020, Table 1 (the best Remix variant there)"),
 }
 
 
