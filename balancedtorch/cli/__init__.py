@@ -72,7 +72,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "--methods",
         default=None,
         help="longtail: comma-separated methods (default: every one this build has): "
-        "ce, focal, ldam-drw, balanced-softmax, la, vs, seesaw, remix",
+        "ce, focal, drw, ldam-drw, balanced-softmax, la, vs, seesaw, mixup, remix, remix-drw",
     )
     d.add_argument(
         "--data-root",

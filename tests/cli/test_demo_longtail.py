@@ -289,3 +289,10 @@ def test_cli_data_root_without_batches_and_options_of_other_tasks(tmp_path, caps
         assert "--methods applies to --task longtail" in capsys.readouterr().err
     assert cli.main(["demo", "--data-root", str(tmp_path)]) == 2
     assert "--data-root applies to --task longtail" in capsys.readouterr().err
+
+
+def test_cli_help_lists_every_method_and_the_default_epochs():
+    demo = cli._build_parser()._subparsers._group_actions[0].choices["demo"]
+    helps = {a.dest: a.help for a in demo._actions}
+    assert helps["epochs"].endswith(f"longtail: {demo_longtail.EPOCHS})") and demo_longtail.EPOCHS == 30
+    assert helps["methods"].endswith(": " + ", ".join(METHODS)), helps["methods"]
