@@ -58,7 +58,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "longtail: the long-tailed recognition losses and Remix side by side (CIFAR-10-LT profile, ratio 100)",
     )
     d.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    d.add_argument("--epochs", type=int, default=None, help="training epochs per run (classification: default 40; longtail: 15)")
+    d.add_argument("--epochs", type=int, default=None, help="training epochs per run (classification: default 40; longtail: 30)")
     d.add_argument("--steps", type=int, default=None, help="training steps per run (segmentation: default 600; loop: 400)")
     d.add_argument("--seed", type=int, default=0, help="seed of the split, the models and the sampling (default 0)")
     d.add_argument(
@@ -72,7 +72,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "--methods",
         default=None,
         help="longtail: comma-separated methods (default: every one this build has): "
-        "ce, focal, ldam-drw, balanced-softmax, la, vs, seesaw, remix",
+        "ce, focal, drw, ldam-drw, balanced-softmax, la, vs, seesaw, mixup, remix, remix-drw",
     )
     d.add_argument(
         "--data-root",

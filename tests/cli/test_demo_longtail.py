@@ -13,7 +13,8 @@ import balancedtorch as bt
 from balancedtorch import cli, demo_longtail
 from balancedtorch.demo_longtail import METHODS, Method
 
-EXISTING = ["ce", "focal", "la", "remix"]  # the methods whose classes every build has
+ALL = list(METHODS)
+CPU = torch.device("cpu")
 
 
 def test_profile_is_cifar10_lt_and_the_shot_groups():
@@ -43,21 +44,97 @@ def test_generated_data_follow_the_profile_and_the_seed():
     assert float(torch.cdist(means.flatten(1), means.flatten(1)).max()) > 3.0
 
 
-def test_every_method_builds_the_class_it_names():
+def _cb(counts):
+    return bt.class_weights(counts=counts, scheme="effective_number", beta=demo_longtail.CB_BETA)
+
+
+#: method -> (the bt.nn class of its criterion, deferred re-weighting?, its batch mixer: None, "mixup" or "remix")
+EXPECTED = {
+    "ce": (bt.nn.CrossEntropyLoss, False, None),
+    "focal": (bt.nn.FocalLoss, False, None),
+    "drw": (bt.nn.CrossEntropyLoss, True, None),
+    "ldam-drw": (bt.nn.LDAMLoss, True, None),
+    "balanced-softmax": (bt.nn.BalancedSoftmaxLoss, False, None),
+    "la": (bt.nn.LogitAdjustedLoss, False, None),
+    "vs": (bt.nn.VSLoss, False, None),
+    "seesaw": (bt.nn.SeesawLoss, False, None),
+    "mixup": (bt.nn.CrossEntropyLoss, False, "mixup"),
+    "remix": (bt.nn.CrossEntropyLoss, False, "remix"),
+    "remix-drw": (bt.nn.CrossEntropyLoss, True, "remix"),
+}
+
+
+def test_every_method_builds_the_real_class_it_names():
+    assert set(METHODS) == set(EXPECTED) and all(demo_longtail.available(m) for m in METHODS)
     counts = demo_longtail.long_tail_counts(500)
-    for name, method in METHODS.items():
-        assert method.uses.startswith(("bt.nn.", "bt.augment.")) and method.needs
-        if not demo_longtail.available(name):
-            continue
-        criterion = method.loss(counts, 15)
-        inner = criterion.before if isinstance(criterion, demo_longtail.DeferredReweighting) else criterion
-        assert type(inner).__name__ in method.uses, (name, type(inner).__name__)
+    for name, (cls, deferred, mix_kind) in EXPECTED.items():
+        method = METHODS[name]
+        assert method.uses.startswith(("bt.nn.", "bt.augment.")) and method.needs and cls.__name__ in method.uses
+        model, criterion, mix = demo_longtail.build_run(name, counts, 15, CPU)
+        if deferred:
+            assert type(criterion) is demo_longtail.DeferredReweighting and criterion.switch == 10, name
+            assert type(criterion.before) is cls and type(criterion.after) is cls, name
+            assert criterion.before.weight is None, name
+            torch.testing.assert_close(criterion.after.weight.double(), _cb(counts).double())
+        else:
+            assert type(criterion) is cls, (name, type(criterion))
+        if mix_kind is None:
+            assert mix is None, name
+        else:
+            assert type(mix) is bt.augment.MixUp and mix.alpha == 1.0, name
+            assert mix.remix == (mix_kind == "remix") and mix.class_counts == tuple(counts), name
+            assert (mix.kappa, mix.tau) == (3.0, 0.5)
+        assert isinstance(model.head, demo_longtail.NormedLinear) == (name == "ldam-drw"), name
+    # the hyper-parameters the table's "uses" column names
     focal = METHODS["focal"].loss(counts, 15)
-    assert isinstance(focal, bt.nn.FocalLoss) and focal.gamma == demo_longtail.FOCAL_GAMMA
-    torch.testing.assert_close(
-        focal.weight.double(), bt.class_weights(counts=counts, scheme="effective_number", beta=0.9999).double()
-    )
-    assert METHODS["remix"].remix and not METHODS["ce"].remix and METHODS["ldam-drw"].normed_head
+    assert focal.gamma == demo_longtail.FOCAL_GAMMA
+    torch.testing.assert_close(focal.weight.double(), _cb(counts).double())
+    ldam = METHODS["ldam-drw"].loss(counts, 15)
+    assert (ldam.before.max_m, ldam.before.s, ldam.after.max_m, ldam.after.s) == (0.5, 30.0, 0.5, 30.0)
+    assert ldam.before.class_counts == ldam.after.class_counts == tuple(counts)
+    vs, la = METHODS["vs"].loss(counts, 15), METHODS["la"].loss(counts, 15)
+    assert (vs.gamma, vs.tau, vs.class_counts) == (0.3, 1.0, tuple(counts))
+    assert (la.tau, la.class_counts) == (1.0, tuple(counts))
+    assert METHODS["balanced-softmax"].loss(counts, 15).class_counts == tuple(counts)
+    seesaw = METHODS["seesaw"].loss(counts, 15)
+    assert (seesaw.num_classes, seesaw.p, seesaw.q) == (10, 0.8, 2.0)
+
+
+def test_every_method_trains_with_its_real_loss_and_drw_switches_on_time(monkeypatch):
+    """A tiny run of every method; forward hooks on the real criteria record which one each batch used, and when."""
+    seen = {}  # method -> list of (class name of the loss called, epoch, dims of the target)
+    build = demo_longtail.build_run
+
+    def spying_build(name, counts, epochs, device):
+        model, criterion, mix = build(name, counts, epochs, device)
+        calls = seen.setdefault(name, [])
+        deferred = isinstance(criterion, demo_longtail.DeferredReweighting)
+        for part, module in (("before", criterion.before), ("after", criterion.after)) if deferred else (("", criterion),):
+            module.register_forward_hook(
+                lambda m, args, out, part=part: calls.append(
+                    (type(m).__name__, part, criterion.epoch if deferred else None, args[1].dim())
+                )
+            )
+        return model, criterion, mix
+
+    monkeypatch.setattr(demo_longtail, "build_run", spying_build)
+    data = demo_longtail.synthetic_long_tail(0, largest=30, test_per_class=3)
+    epochs, batches = 3, -(-len(data.y_train) // demo_longtail.BATCH)
+    assert demo_longtail.drw_epoch(epochs) == 2  # round(2/3 * 3)
+    for name in METHODS:
+        r = demo_longtail.train_and_evaluate(data, name, epochs=epochs, seed=0, device=CPU)
+        assert len(r["per_class"]) == 10 and 0 <= r["balanced_accuracy"] <= 1 and r["few"] == r["few"]
+        cls, deferred, mix_kind = EXPECTED[name]
+        calls = seen[name]
+        assert len(calls) == epochs * batches, name
+        assert {c[0] for c in calls} == {cls.__name__}, name
+        # MixUp and Remix feed probability targets (B, C) to the loss; the others class indices (B,)
+        assert {c[3] for c in calls} == {2 if mix_kind else 1}, name
+        if deferred:  # the plain loss for epochs 0 and 1, the class-balanced one from epoch 2
+            assert [(c[1], c[2]) for c in calls] == [("before", e) for e in (0, 1) for _ in range(batches)] + [
+                ("after", 2)
+            ] * batches, name
+    assert set(seen) == set(METHODS)
 
 
 def test_deferred_reweighting_switches_at_two_thirds():
@@ -76,11 +153,11 @@ def test_deferred_reweighting_switches_at_two_thirds():
 def test_tiny_run_prints_and_writes_the_table(tmp_path):
     lines = []
     result = demo_longtail.run_longtail_demo(
-        "cpu", seed=3, seeds=2, epochs=2, methods=EXISTING, out=str(tmp_path), largest=40, test_per_class=6, printer=lines.append
+        "cpu", seed=3, seeds=2, epochs=2, methods=ALL, out=str(tmp_path), largest=40, test_per_class=6, printer=lines.append
     )
     table = result["table"]
-    assert list(table) == EXISTING and result["skipped"] == []
-    for name in EXISTING:
+    assert list(table) == ALL and result["skipped"] == []
+    for name in ALL:
         cells = table[name]
         assert all(len(cells[k]) == 2 for k in ("balanced_accuracy", "many", "medium", "few"))
         assert all(0.0 <= v <= 1.0 for k in ("balanced_accuracy", "many", "few") for v in cells[k])
@@ -92,10 +169,11 @@ def test_tiny_run_prints_and_writes_the_table(tmp_path):
     assert any(line.startswith("shot groups: many > 8 images [0, 1, 2]") for line in lines), "\n".join(lines)
     assert any("NOT reproduced" in line for line in lines)
     text, raw = result["paths"]
-    assert open(text, encoding="utf-8").read().count("± ") >= 16
+    assert open(text, encoding="utf-8").read().count("± ") >= 4 * len(ALL)
     saved = json.load(open(raw, encoding="utf-8"))
     assert saved["seeds"] == [3, 4] and saved["runs"]["la"][1]["per_class"] == result["runs"]["la"][1]["per_class"]
-    assert "quoted_not_reproduced" in saved
+    assert set(saved["quoted_not_reproduced"]) == set(demo_longtail.QUOTED) and "remix-drw" in demo_longtail.QUOTED
+    assert any(re.match(r"\s+Remix-DRW\s+79\.76%\s+Chou et al\. 2020, Table 1", line) for line in lines), "\n".join(lines)
 
 
 def test_missing_methods_are_skipped_by_default_and_refused_by_name(monkeypatch, tmp_path):
@@ -167,6 +245,8 @@ def test_cli_runs_on_a_local_cifar(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "data: CIFAR-10-LT from" in text and f"train images per class: {demo_longtail.long_tail_counts(20)}" in text
     assert re.search(r"^la\s+\d\.\d{3} ± \d\.\d{3}", text, re.M), text
+    # only the figures quoted for the methods that ran: CE's, not Remix-DRW's
+    assert re.search(r"^\s+CE \(ERM\)\s+71\.86%", text, re.M) and "79.76" not in text, text
     assert os.path.exists(out / "longtail_results.txt") and os.path.exists(out / "longtail_results.json")
 
 
@@ -187,7 +267,7 @@ def test_cifar_reader_refuses_code_in_a_batch(tmp_path, capsys):
 @pytest.mark.parametrize(
     "argv, match",
     [
-        (["--methods", "ce,nope"], "--methods: unknown nope; choose from ce, focal, ldam-drw"),
+        (["--methods", "ce,nope"], "--methods: unknown nope; choose from ce, focal, drw, ldam-drw"),
         (["--methods", ","], "--methods must name at least one"),
         (["--steps", "5"], "--task longtail takes --epochs"),
         (["--epochs", "0"], "must be >= 1"),
@@ -211,33 +291,8 @@ def test_cli_data_root_without_batches_and_options_of_other_tasks(tmp_path, caps
     assert "--data-root applies to --task longtail" in capsys.readouterr().err
 
 
-class _StandIn(torch.nn.Module):
-    """A cross-entropy that takes any constructor arguments: stands in for a loss this build may lack."""
-
-    calls = []
-
-    def __init__(self, *args, weight=None, **kwargs):
-        super().__init__()
-        self.args, self.kwargs, self.weight = args, kwargs, weight
-        _StandIn.calls.append((args, kwargs, weight))
-
-    def forward(self, input, target):
-        return torch.nn.functional.cross_entropy(input, target, weight=self.weight)
-
-
-def test_every_method_runs_end_to_end(monkeypatch):
-    """All eight methods train and evaluate; losses missing from this build are stood in for (the wiring is tested)."""
-    for name in ("LDAMLoss", "BalancedSoftmaxLoss", "VSLoss", "SeesawLoss"):
-        if not hasattr(bt.nn, name):
-            monkeypatch.setattr(bt.nn, name, _StandIn, raising=False)
-    _StandIn.calls = []
-    data = demo_longtail.synthetic_long_tail(0, largest=30, test_per_class=3)
-    for name in METHODS:
-        assert demo_longtail.available(name)
-        r = demo_longtail.train_and_evaluate(data, name, epochs=3, seed=0, device=torch.device("cpu"))
-        assert len(r["per_class"]) == 10 and 0 <= r["balanced_accuracy"] <= 1 and r["few"] == r["few"]
-    # the contract's signatures: class_counts (SeesawLoss: num_classes) first
-    assert all(args[0] in (data.counts, 10) for args, _, _ in _StandIn.calls)
-    ldam = [weight for _, kwargs, weight in _StandIn.calls if kwargs.get("s") == 30.0]
-    if ldam:  # LDAM-DRW: one criterion without weights, one with the class-balanced weights
-        assert ldam[0] is None and ldam[1] is not None and len(ldam) == 2
+def test_cli_help_lists_every_method_and_the_default_epochs():
+    demo = cli._build_parser()._subparsers._group_actions[0].choices["demo"]
+    helps = {a.dest: a.help for a in demo._actions}
+    assert helps["epochs"].endswith(f"longtail: {demo_longtail.EPOCHS})") and demo_longtail.EPOCHS == 30
+    assert helps["methods"].endswith(": " + ", ".join(METHODS)), helps["methods"]
