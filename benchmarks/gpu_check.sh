@@ -4,8 +4,9 @@
 #   2. run every CUDA test (pytest -m cuda),
 #   3. compute-sanitizer --tool memcheck on a small pytest subset that runs
 #      every CUDA kernel (class_counts, softmax_loss rows/columns,
-#      sigmoid_focal_loss, region_loss, ohem_weights, affine_color,
-#      affine_mask, focus_pixels, knn, kcenter_update),
+#      the long-tail adjusted softmax path, seesaw_loss, sigmoid_focal_loss,
+#      region_loss, ohem_weights, affine_color, affine_mask, focus_pixels,
+#      knn, kcenter_update),
 #   4. the GPU benchmark cases (pytest-benchmark: peer ratios, copies of the
 #      input, and GB/s against copy_ on the same GPU, goal >= 85%),
 # and writes one Markdown report, gpu_check.md, to OUT_DIR (default:
@@ -48,6 +49,8 @@ SANITIZER_TESTS=(
   "tests/losses/test_ohem.py::test_matches_reference_float64"
   "tests/augment/test_crop_focus.py::test_focus_pixels_cpu_and_cuda_agree"
   "tests/ops/test_kcenter_op.py::test_cuda_equals_cpu"
+  "tests/losses/test_longtail_losses.py::test_op_every_mode_equals_reference"
+  "tests/losses/test_seesaw_loss.py::test_equals_reference"
 )
 
 section() { printf '\n## %s\n\n' "$1" >>"$REPORT"; }
