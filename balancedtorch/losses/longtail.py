@@ -45,10 +45,8 @@ __all__ = [
 
 def _positive_counts(class_counts: Any) -> Tensor:
     """``class_counts`` as a float64 (C,) tensor on its own device: 1-D, finite and > 0 (ValueError naming the entry)."""
-    if isinstance(class_counts, Tensor):
-        counts = class_counts.detach()
-    else:
-        counts = _validate.as_tensor(class_counts, "class_counts")
+    counts = _validate.as_tensor(class_counts, "class_counts")
+    _validate.refuse_meta(counts, "class_counts", "ldam/vs loss")
     if counts.dtype == torch.bool or counts.is_complex():
         raise ValueError(f"class_counts must be real numbers, got dtype {counts.dtype}")
     if counts.dim() != 1 or counts.numel() == 0:
@@ -73,7 +71,8 @@ def _ldam_margins(class_counts: Any, max_m: float) -> Tensor:
 def _vs_vectors(class_counts: Any, gamma: float, tau: float) -> tuple:
     """(delta, iota): ``(n_c / n_max)^gamma`` and ``tau * log(n_c / N)`` (float64, (C,) each)."""
     counts = _positive_counts(class_counts)
-    return (counts / counts.max()) ** gamma, tau * torch.log(counts / counts.sum())
+    log_counts = counts.log()  # log(n_c / N) as a difference of logs: n_c / N can underflow, N overflow
+    return (counts / counts.max()) ** gamma, tau * (log_counts - torch.logsumexp(log_counts, 0))
 
 
 def _on(vec: Tensor, input: Any) -> Tensor:
@@ -324,9 +323,21 @@ def tau_normalize(weight: Tensor, tau: float = 1.0) -> Tensor:
     if weight.dim() < 2:
         raise ValueError(f"weight must have shape (C, D) (a classifier's weight, one row per class), got {tuple(weight.shape)}")
     tau = _real(tau, "tau", 0.0)
-    norms = weight.flatten(1).norm(dim=1)
-    norms = torch.where(norms > 0, norms, torch.ones_like(norms))  # a zero row stays zero
-    return weight / norms.pow(tau).view((-1,) + (1,) * (weight.dim() - 1))
+    if tau == 0.0:
+        return weight.clone()
+    # Each row through its largest magnitude p: w / ||w||^tau = (w / p) * p^(1 - tau) / ||w / p||^tau (p a
+    # constant of the gradient, as any would be), in float32 at least. The plain form squares the entries:
+    # 1e30 (float32) or 6e4 (float16) overflow and the row came back 0; 1e-30 underflow and it came back unchanged.
+    acc = torch.promote_types(weight.dtype, torch.float32)
+    flat = weight.flatten(1).to(acc)
+    peak = flat.detach().abs().amax(dim=1) if flat.shape[1] > 0 else flat.new_zeros(flat.shape[0])
+    zero = peak == 0  # a zero row stays zero (NaN and inf rows give NaN)
+    peak = torch.where(zero, torch.ones_like(peak), peak)
+    length = (flat / peak.unsqueeze(1)).norm(dim=1)  # in [1, sqrt(D)]
+    length = torch.where(zero, torch.ones_like(length), length)
+    shape = (-1,) + (1,) * (weight.dim() - 1)
+    factor = peak.pow(1.0 - tau) / length.pow(tau)
+    return (weight.to(acc) / peak.view(shape) * factor.view(shape)).to(weight.dtype)
 
 
 # --- modules ----------------------------------------------------------------------------------------------

@@ -34,6 +34,9 @@ _REDUCTION_NONE, _REDUCTION_SUM = _REDUCTIONS["none"], _REDUCTIONS["sum"]
 # --- functional forms ------------------------------------------------------------------------------------
 
 
+_FLOAT32_MAX = float(torch.finfo(torch.float32).max)
+
+
 def _softmax_loss(
     input: Tensor,
     target: Tensor,
@@ -80,6 +83,12 @@ def _softmax_loss(
         raise ValueError(
             "target: a margin loss (LDAM) needs class-index targets (the margin is taken at each sample's class), "
             f"got probability targets of dtype {target.dtype}"
+        )
+    if scale > _FLOAT32_MAX and input.is_floating_point() and input.dtype != torch.float64:
+        # the kernel takes the scale in its float32 accumulation dtype: name the argument, not the cast
+        raise ValueError(
+            f"s (the logit scale) must be at most {_FLOAT32_MAX:.6g} for {input.dtype} logits "
+            f"(accumulated in float32), got {scale:g}"
         )
     adjusted = logit_scale is not None or margin is not None or scale != 1.0  # (no tensor ==: dynamo)
     extra = (logit_scale, margin, scale) if adjusted else ()  # the plain call as it always was
@@ -218,7 +227,8 @@ def logit_adjustment(class_counts: Any, tau: float = 1.0) -> Tensor:
         tensor([-0.1103, -2.3076, -5.3033], dtype=torch.float64)
     """
     tau = _real(tau, "tau", 0.0)
-    counts = class_counts if isinstance(class_counts, Tensor) else torch.as_tensor(class_counts)
+    counts = _validate.as_tensor(class_counts, "class_counts")  # a list in float64, not torch's float32
+    _validate.refuse_meta(counts, "class_counts", "logit_adjustment")
     if counts.dim() != 1 or counts.numel() == 0:
         raise ValueError(f"class_counts must be a non-empty 1-D sequence, got shape {tuple(counts.shape)}")
     if counts.dtype == torch.bool or counts.is_complex():
@@ -231,7 +241,8 @@ def logit_adjustment(class_counts: Any, tau: float = 1.0) -> Tensor:
     if not bool((counts > 0).any()):
         raise ValueError(f"class_counts are all zero: there is no prior to adjust by, got {counts.tolist()}")
     counts = torch.where(counts == 0, torch.full_like(counts, ZERO_COUNT_FLOOR), counts)
-    return tau * torch.log(counts / counts.sum())
+    log_counts = counts.log()  # log(n / N) as a difference of logs: n / N underflows for counts 1e600 apart
+    return tau * (log_counts - torch.logsumexp(log_counts, 0))
 
 
 def logit_adjusted_loss(
