@@ -688,3 +688,20 @@ def test_target_prob_op_refuses_probability_targets_with_a_value_error():
     x = torch.randn(4, C)
     with pytest.raises(ValueError, match=r"softmax_loss_target_prob: target must hold class indices.*Float"):
         torch.ops.balancedtorch.softmax_loss_target_prob(x, torch.softmax(torch.randn(4, C), 1), -100, False)
+
+
+@pytest.mark.parametrize("slot,name", [(2, "weight"), (3, "logit_bias"), (9, "logit_scale"), (10, "margin")])
+def test_op_refuses_class_vectors_that_require_grad(slot, name):
+    # the kernel gives them no gradient: a learnable margin or scale would silently never train
+    x, t = torch.randn(4, C, requires_grad=True), torch.tensor([0, 1, 2, 3])
+    args = [x, t, None, None, -100, 0.0, 0.0, 1, True, None, None, 1.0]
+    args[slot] = torch.rand(C, requires_grad=True)
+    with pytest.raises(ValueError, match=rf"softmax_loss: {name} must not require grad"):
+        OP(*args)
+    args[0] = x.detach()
+    with pytest.raises(ValueError, match=rf"softmax_loss: {name} must not require grad"):
+        OP(*args)
+    with torch.no_grad():  # nothing is differentiated: taken, as the value it holds
+        got = OP(*args)[0]
+    args[slot] = args[slot].detach()
+    torch.testing.assert_close(got, OP(*args)[0], rtol=0, atol=0)

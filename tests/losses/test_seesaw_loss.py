@@ -626,3 +626,13 @@ def test_module_meta_tensors_are_value_errors():
     with pytest.raises(ValueError, match="SeesawLoss: target is on the meta device"):
         m(torch.randn(2, 3), torch.zeros(2, dtype=torch.long, device="meta"))
     assert (m.cum_samples == 0).all()
+
+
+def test_op_refuses_cum_samples_that_require_grad():
+    x, t = torch.randn(4, 3, requires_grad=True), torch.tensor([0, 1, 2, 0])
+    counts = torch.tensor([5.0, 2.0, 1.0], requires_grad=True)
+    with pytest.raises(ValueError, match="seesaw_loss: cum_samples must not require grad"):
+        torch.ops.balancedtorch.seesaw_loss(x, t, counts, 0.8, 2.0, 1e-2, -100, 1, True)
+    with torch.no_grad():
+        got = torch.ops.balancedtorch.seesaw_loss(x, t, counts, 0.8, 2.0, 1e-2, -100, 1, False)[0]
+    torch.testing.assert_close(got, seesaw_reference(x.detach(), t, counts.detach()).float())
