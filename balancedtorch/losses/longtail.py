@@ -75,6 +75,16 @@ def _vs_vectors(class_counts: Any, gamma: float, tau: float) -> tuple:
     return (counts / counts.max()) ** gamma, tau * (log_counts - torch.logsumexp(log_counts, 0))
 
 
+def _ldam_extent(max_m: float, s: float) -> tuple:
+    """The largest scaled margin, for the float32 range check of ``_softmax_loss``."""
+    return max_m * s, "max_m * s (the largest scaled margin)"
+
+
+def _vs_extent(iota: Tensor) -> tuple:
+    """The largest additive adjustment (``delta`` is at most 1), for the same check."""
+    return float(iota.abs().max()), "tau * max |log(n_c / N)| (the largest additive logit adjustment)"
+
+
 def _on(vec: Tensor, input: Any) -> Tensor:
     return vec.to(input.device) if isinstance(input, Tensor) else vec
 
@@ -149,6 +159,7 @@ def ldam_loss(
         validate=True,
         margin=margin,
         scale=s,
+        extent=_ldam_extent(max_m, s),
     )
 
 
@@ -199,6 +210,7 @@ def vs_loss(
         gamma=0.0,
         validate=True,
         logit_scale=_on(delta, input),
+        extent=_vs_extent(iota),
     )
 
 
@@ -404,6 +416,7 @@ class LDAMLoss(_LongTailLoss):
         margin = _ldam_margins(class_counts, max_m)
         super().__init__(class_counts, margin.numel(), weight, ignore_index, reduction, label_smoothing)
         self.max_m, self.s = max_m, s
+        self._extent = _ldam_extent(max_m, s)
         self.register_buffer("margin", margin)
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
@@ -439,6 +452,7 @@ class LDAMLoss(_LongTailLoss):
             validate=False,
             margin=self.margin,
             scale=self.s,
+            extent=self._extent,
         )
 
     def extra_repr(self) -> str:
@@ -479,6 +493,7 @@ class VSLoss(_LongTailLoss):
         delta, iota = _vs_vectors(class_counts, gamma, tau)
         super().__init__(class_counts, delta.numel(), weight, ignore_index, reduction, label_smoothing)
         self.gamma, self.tau = gamma, tau
+        self._extent = _vs_extent(iota)
         self.register_buffer("logit_scale", delta)
         self.register_buffer("logit_bias", iota)
 
@@ -515,6 +530,7 @@ class VSLoss(_LongTailLoss):
             gamma=0.0,
             validate=False,
             logit_scale=self.logit_scale,
+            extent=self._extent,
         )
 
     def extra_repr(self) -> str:

@@ -9,7 +9,7 @@ and logit-adjusted forms). The modules are drop-ins for
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -51,6 +51,7 @@ def _softmax_loss(
     logit_scale: Optional[Tensor] = None,
     margin: Optional[Tensor] = None,
     scale: float = 1.0,
+    extent: Optional[Tuple[float, str]] = None,
 ) -> Tensor:
     """The one call of ``balancedtorch::softmax_loss`` behind every softmax-family loss.
 
@@ -58,6 +59,8 @@ def _softmax_loss(
     kernel's adjusted logits ``scale * (input * logit_scale + logit_bias -
     margin[y] * onehot(y))`` (see csrc/loss/softmax_loss.h); they are checked
     by their callers (the kernel checks shapes, dtypes, devices and values too).
+    ``extent``: (the largest magnitude of a scaled per-class term, the words
+    that name it), refused past float32 for logits accumulated in float32.
     """
     input = _check_tensor(input, "input")
     target = _check_tensor(target, "target")
@@ -84,12 +87,14 @@ def _softmax_loss(
             "target: a margin loss (LDAM) needs class-index targets (the margin is taken at each sample's class), "
             f"got probability targets of dtype {target.dtype}"
         )
-    if scale > _FLOAT32_MAX and input.is_floating_point() and input.dtype != torch.float64:
-        # the kernel takes the scale in its float32 accumulation dtype: name the argument, not the cast
-        raise ValueError(
-            f"s (the logit scale) must be at most {_FLOAT32_MAX:.6g} for {input.dtype} logits "
-            f"(accumulated in float32), got {scale:g}"
-        )
+    if input.is_floating_point() and input.dtype != torch.float64:
+        # the kernel takes the scale and the per-class terms in its float32 accumulation dtype: past its range
+        # they would be inf (an infinite or NaN loss); name the argument, not the cast
+        for value, what in ((scale, "s (the logit scale)"),) + (() if extent is None else (extent,)):
+            if value > _FLOAT32_MAX:
+                raise ValueError(
+                    f"{what} must be at most {_FLOAT32_MAX:.6g} for {input.dtype} logits (accumulated in float32), got {value:g}"
+                )
     adjusted = logit_scale is not None or margin is not None or scale != 1.0  # (no tensor ==: dynamo)
     extra = (logit_scale, margin, scale) if adjusted else ()  # the plain call as it always was
     loss = call_private(

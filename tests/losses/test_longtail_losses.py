@@ -705,3 +705,23 @@ def test_op_refuses_class_vectors_that_require_grad(slot, name):
         got = OP(*args)[0]
     args[slot] = args[slot].detach()
     torch.testing.assert_close(got, OP(*args)[0], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(
+    "make,match",
+    [
+        (lambda: bt.nn.LDAMLoss(COUNTS, max_m=1e300), r"max_m \* s \(the largest scaled margin\) must be at most"),
+        (lambda: bt.nn.VSLoss(COUNTS, tau=1e300), r"tau \* max \|log\(n_c / N\)\| .* must be at most"),
+        (lambda: lambda x, t: btf.ldam_loss(x, t, COUNTS, max_m=1e38, s=30.0), r"max_m \* s .* got 3e\+39"),
+        (lambda: lambda x, t: btf.vs_loss(x, t, COUNTS, tau=1e300), r"tau \* max \|log\(n_c / N\)\|"),
+    ],
+)
+def test_per_class_terms_past_float32_name_the_argument(make, match):
+    # they were cast to the float32 accumulation dtype: inf, and an infinite or NaN loss
+    fn = make()
+    t = torch.tensor([0, 1, 2, 3])
+    for dtype in (torch.float32, torch.float16):
+        with pytest.raises(ValueError, match=match):
+            fn(torch.randn(4, C, dtype=dtype), t)
+    x64 = torch.randn(4, C, dtype=torch.float64)  # float64 logits accumulate in float64: taken
+    assert torch.isfinite(fn(x64, t))
