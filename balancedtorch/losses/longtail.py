@@ -348,7 +348,9 @@ def tau_normalize(weight: Tensor, tau: float = 1.0) -> Tensor:
     length = (flat / peak.unsqueeze(1)).norm(dim=1)  # in [1, sqrt(D)]
     length = torch.where(zero, torch.ones_like(length), length)
     shape = (-1,) + (1,) * (weight.dim() - 1)
-    factor = peak.pow(1.0 - tau) / length.pow(tau)
+    # p^(1 - tau) / length^tau in the log domain, in float64: for a large tau each power alone overflows
+    # (inf / inf) where their ratio is 0 or inf
+    factor = (peak.double().log() * (1.0 - tau) - length.double().log() * tau).exp().to(acc)
     return (weight.to(acc) / peak.view(shape) * factor.view(shape)).to(weight.dtype)
 
 

@@ -628,6 +628,15 @@ def test_tau_normalize_rows_whose_squares_overflow_or_underflow(value, dtype, ta
         torch.testing.assert_close(got[:3].double().norm(dim=1), torch.ones(3, dtype=torch.float64), rtol=2e-3, atol=0)
 
 
+def test_tau_normalize_large_tau_goes_to_zero_or_inf_by_the_norm():
+    w = torch.tensor([[3.0, 4.0], [0.3, 0.4], [0.0, -1.0], [0.0, 0.0]], dtype=torch.float64)  # norms 5, 0.5, 1, 0
+    got = bt.nn.tau_normalize(w, 1e300)
+    assert torch.equal(got[0], torch.zeros(2, dtype=torch.float64))
+    assert torch.equal(got[1], torch.full((2,), float("inf"), dtype=torch.float64))
+    assert torch.equal(got[2], w[2])
+    assert torch.equal(got[3], w[3])
+
+
 def test_tau_normalize_gradient_nan_rows_and_tau_zero():
     w = (torch.randn(5, 4, dtype=torch.float64) * 1e-3).requires_grad_(True)
     torch.autograd.gradcheck(lambda v: bt.nn.tau_normalize(v, 1.3), (w,))
