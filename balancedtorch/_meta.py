@@ -45,7 +45,7 @@ their accumulation dtype anyway.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -353,16 +353,27 @@ def _make_autograd(
     broadcast_dim: Optional[int],
     target_grad,
     compute_grad_arg: int = -1,
+    constants: Tuple[Tuple[int, str], ...] = (),
 ):
     """setup_context/backward for an op returning (loss, prescaled grad buffer, *constants).
 
     ``reduction_arg`` None: the op always reduces with "none"; ``target_grad``
     None: the op's target is never differentiable (class indices);
     ``compute_grad_arg``: where the op's ``compute_grad`` flag sits (the last
-    argument unless arguments were appended after it).
+    argument unless arguments were appended after it); ``constants``: the
+    (position, name) of the tensor arguments the kernels give no gradient for:
+    one that requires grad is refused (a ValueError naming it) rather than
+    left with a silent None gradient.
     """
 
     def setup_context(ctx, inputs, output):
+        for slot, arg_name in constants:
+            value = inputs[slot]
+            if isinstance(value, Tensor) and value.requires_grad:
+                raise ValueError(
+                    f"{name}: {arg_name} must not require grad: the fused kernels give no gradient for it "
+                    "(detach it, or use the plain PyTorch loss to learn it)"
+                )
         grad = output[1]
         ctx.mark_non_differentiable(*output[1:])
         # Otherwise autograd would allocate a zero "gradient" for the grad
@@ -437,6 +448,7 @@ _sm_setup, _sm_backward = _make_autograd(
     broadcast_dim=1,
     target_grad=_softmax_loss_target_grad,
     compute_grad_arg=8,
+    constants=((2, "weight"), (3, "logit_bias"), (9, "logit_scale"), (10, "margin")),
 )
 torch.library.register_autograd("balancedtorch::softmax_loss", _sm_backward, setup_context=_sm_setup)
 
@@ -535,6 +547,7 @@ _ss_setup, _ss_backward = _make_autograd(
     reduction_arg=7,
     broadcast_dim=1,
     target_grad=None,
+    constants=((2, "cum_samples"),),
 )
 torch.library.register_autograd("balancedtorch::seesaw_loss", _ss_backward, setup_context=_ss_setup)
 

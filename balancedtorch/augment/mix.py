@@ -35,6 +35,7 @@ __all__ = ["MixUp", "CutMix", "remix_targets"]
 def _check_class_counts(class_counts: Any, caller: str) -> Tensor:
     """Per-class training counts as a float64 CPU tensor (C,): finite and > 0 (a ratio of counts is taken)."""
     counts = _validate.as_tensor(class_counts, "class_counts")
+    _validate.refuse_meta(counts, "class_counts", caller)
     if counts.dim() != 1 or counts.numel() == 0:
         raise ValueError(
             f"{caller}: class_counts must be a non-empty 1-D sequence (one count per class), got shape {tuple(counts.shape)}"
@@ -253,7 +254,10 @@ class _MixBase(nn.Module):
     ) -> None:
         super().__init__()
         caller = self._name
-        self.alpha = _validate.real(alpha, "alpha", low=0, low_inclusive=False, caller=caller)
+        # high: lam is drawn from a float32 Beta(alpha, alpha), as torchvision's
+        self.alpha = _validate.real(
+            alpha, "alpha", low=0, low_inclusive=False, high=float(torch.finfo(torch.float32).max), caller=caller
+        )
         self.remix = _validate.flag(remix, "remix", caller=caller)
         self.kappa, self.tau = _check_remix_args(kappa, tau, caller)
         counts = None if class_counts is None else _check_class_counts(class_counts, caller)
@@ -539,6 +543,8 @@ def _blend(images: Tensor, lam: float) -> Tensor:
     uint8 images are blended in float32 and rounded back.
     """
     x = images.float() if images.dtype == torch.uint8 else images
+    if x.requires_grad and torch.is_grad_enabled():  # out= refuses autograd: the same arithmetic, differentiable
+        return x.roll(1, 0) * (1.0 - lam) + x * lam
     out = torch.empty_like(x)
     if x.shape[0] > 0:
         torch.mul(x[:-1], 1.0 - lam, out=out[1:])

@@ -45,10 +45,8 @@ __all__ = [
 
 def _positive_counts(class_counts: Any) -> Tensor:
     """``class_counts`` as a float64 (C,) tensor on its own device: 1-D, finite and > 0 (ValueError naming the entry)."""
-    if isinstance(class_counts, Tensor):
-        counts = class_counts.detach()
-    else:
-        counts = _validate.as_tensor(class_counts, "class_counts")
+    counts = _validate.as_tensor(class_counts, "class_counts")
+    _validate.refuse_meta(counts, "class_counts", "ldam/vs loss")
     if counts.dtype == torch.bool or counts.is_complex():
         raise ValueError(f"class_counts must be real numbers, got dtype {counts.dtype}")
     if counts.dim() != 1 or counts.numel() == 0:
@@ -73,7 +71,18 @@ def _ldam_margins(class_counts: Any, max_m: float) -> Tensor:
 def _vs_vectors(class_counts: Any, gamma: float, tau: float) -> tuple:
     """(delta, iota): ``(n_c / n_max)^gamma`` and ``tau * log(n_c / N)`` (float64, (C,) each)."""
     counts = _positive_counts(class_counts)
-    return (counts / counts.max()) ** gamma, tau * torch.log(counts / counts.sum())
+    log_counts = counts.log()  # log(n_c / N) as a difference of logs: n_c / N can underflow, N overflow
+    return (counts / counts.max()) ** gamma, tau * (log_counts - torch.logsumexp(log_counts, 0))
+
+
+def _ldam_extent(max_m: float, s: float) -> tuple:
+    """The largest scaled margin, for the float32 range check of ``_softmax_loss``."""
+    return max_m * s, "max_m * s (the largest scaled margin)"
+
+
+def _vs_extent(iota: Tensor) -> tuple:
+    """The largest additive adjustment (``delta`` is at most 1), for the same check."""
+    return float(iota.abs().max()), "tau * max |log(n_c / N)| (the largest additive logit adjustment)"
 
 
 def _on(vec: Tensor, input: Any) -> Tensor:
@@ -150,6 +159,7 @@ def ldam_loss(
         validate=True,
         margin=margin,
         scale=s,
+        extent=_ldam_extent(max_m, s),
     )
 
 
@@ -200,6 +210,7 @@ def vs_loss(
         gamma=0.0,
         validate=True,
         logit_scale=_on(delta, input),
+        extent=_vs_extent(iota),
     )
 
 
@@ -324,9 +335,23 @@ def tau_normalize(weight: Tensor, tau: float = 1.0) -> Tensor:
     if weight.dim() < 2:
         raise ValueError(f"weight must have shape (C, D) (a classifier's weight, one row per class), got {tuple(weight.shape)}")
     tau = _real(tau, "tau", 0.0)
-    norms = weight.flatten(1).norm(dim=1)
-    norms = torch.where(norms > 0, norms, torch.ones_like(norms))  # a zero row stays zero
-    return weight / norms.pow(tau).view((-1,) + (1,) * (weight.dim() - 1))
+    if tau == 0.0:
+        return weight.clone()
+    # Each row through its largest magnitude p: w / ||w||^tau = (w / p) * p^(1 - tau) / ||w / p||^tau (p a
+    # constant of the gradient, as any would be), in float32 at least. The plain form squares the entries:
+    # 1e30 (float32) or 6e4 (float16) overflow and the row came back 0; 1e-30 underflow and it came back unchanged.
+    acc = torch.promote_types(weight.dtype, torch.float32)
+    flat = weight.flatten(1).to(acc)
+    peak = flat.detach().abs().amax(dim=1) if flat.shape[1] > 0 else flat.new_zeros(flat.shape[0])
+    zero = peak == 0  # a zero row stays zero (NaN and inf rows give NaN)
+    peak = torch.where(zero, torch.ones_like(peak), peak)
+    length = (flat / peak.unsqueeze(1)).norm(dim=1)  # in [1, sqrt(D)]
+    length = torch.where(zero, torch.ones_like(length), length)
+    shape = (-1,) + (1,) * (weight.dim() - 1)
+    # p^(1 - tau) / length^tau in the log domain, in float64: for a large tau each power alone overflows
+    # (inf / inf) where their ratio is 0 or inf
+    factor = (peak.double().log() * (1.0 - tau) - length.double().log() * tau).exp().to(acc)
+    return (weight.to(acc) / peak.view(shape) * factor.view(shape)).to(weight.dtype)
 
 
 # --- modules ----------------------------------------------------------------------------------------------
@@ -393,6 +418,7 @@ class LDAMLoss(_LongTailLoss):
         margin = _ldam_margins(class_counts, max_m)
         super().__init__(class_counts, margin.numel(), weight, ignore_index, reduction, label_smoothing)
         self.max_m, self.s = max_m, s
+        self._extent = _ldam_extent(max_m, s)
         self.register_buffer("margin", margin)
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
@@ -428,6 +454,7 @@ class LDAMLoss(_LongTailLoss):
             validate=False,
             margin=self.margin,
             scale=self.s,
+            extent=self._extent,
         )
 
     def extra_repr(self) -> str:
@@ -468,6 +495,7 @@ class VSLoss(_LongTailLoss):
         delta, iota = _vs_vectors(class_counts, gamma, tau)
         super().__init__(class_counts, delta.numel(), weight, ignore_index, reduction, label_smoothing)
         self.gamma, self.tau = gamma, tau
+        self._extent = _vs_extent(iota)
         self.register_buffer("logit_scale", delta)
         self.register_buffer("logit_bias", iota)
 
@@ -504,6 +532,7 @@ class VSLoss(_LongTailLoss):
             gamma=0.0,
             validate=False,
             logit_scale=self.logit_scale,
+            extent=self._extent,
         )
 
     def extra_repr(self) -> str:

@@ -126,7 +126,18 @@ def _batch_counts(target: Tensor, num_classes: int, ignore_index: int) -> Tensor
     loss kernel's device-side check then fails the step.
     """
     if target.device.type == "cpu":
-        return torch.ops.balancedtorch.class_counts(target, num_classes, ignore_index)
+        try:
+            return torch.ops.balancedtorch.class_counts(target, num_classes, ignore_index)
+        except ValueError:  # the op names its own arguments (labels, class_counts): name the loss's
+            t = target.long()
+            bad = ((t < 0) | (t >= num_classes)) & (t != ignore_index)
+            if not bool(bad.any()):
+                raise
+            i = int(bad.nonzero()[0, 0])
+            raise ValueError(
+                f"SeesawLoss: target must hold class indices in [0, {num_classes}) or ignore_index={ignore_index}, "
+                f"got target[{i}] = {int(t[i])}"
+            ) from None
     t = target.long()
     valid = (t != ignore_index) & (t >= 0) & (t < num_classes)
     counts = torch.zeros(num_classes, dtype=torch.long, device=target.device)
@@ -216,6 +227,8 @@ class SeesawLoss(nn.Module):
         """
         input = _check_tensor(input, "input")
         target = _check_tensor(target, "target")
+        _validate.refuse_meta(input, "input", "SeesawLoss")
+        _validate.refuse_meta(target, "target", "SeesawLoss")
         if input.dim() != 2 or input.shape[1] != self.num_classes:
             raise ValueError(f"input must have shape (N, num_classes={self.num_classes}), got {tuple(input.shape)}")
         if target.dim() != 1 or target.shape[0] != input.shape[0]:

@@ -9,7 +9,7 @@ and logit-adjusted forms). The modules are drop-ins for
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -34,6 +34,9 @@ _REDUCTION_NONE, _REDUCTION_SUM = _REDUCTIONS["none"], _REDUCTIONS["sum"]
 # --- functional forms ------------------------------------------------------------------------------------
 
 
+_FLOAT32_MAX = float(torch.finfo(torch.float32).max)
+
+
 def _softmax_loss(
     input: Tensor,
     target: Tensor,
@@ -48,6 +51,7 @@ def _softmax_loss(
     logit_scale: Optional[Tensor] = None,
     margin: Optional[Tensor] = None,
     scale: float = 1.0,
+    extent: Optional[Tuple[float, str]] = None,
 ) -> Tensor:
     """The one call of ``balancedtorch::softmax_loss`` behind every softmax-family loss.
 
@@ -55,6 +59,8 @@ def _softmax_loss(
     kernel's adjusted logits ``scale * (input * logit_scale + logit_bias -
     margin[y] * onehot(y))`` (see csrc/loss/softmax_loss.h); they are checked
     by their callers (the kernel checks shapes, dtypes, devices and values too).
+    ``extent``: (the largest magnitude of a scaled per-class term, the words
+    that name it), refused past float32 for logits accumulated in float32.
     """
     input = _check_tensor(input, "input")
     target = _check_tensor(target, "target")
@@ -81,6 +87,14 @@ def _softmax_loss(
             "target: a margin loss (LDAM) needs class-index targets (the margin is taken at each sample's class), "
             f"got probability targets of dtype {target.dtype}"
         )
+    if input.is_floating_point() and input.dtype != torch.float64:
+        # the kernel takes the scale and the per-class terms in its float32 accumulation dtype: past its range
+        # they would be inf (an infinite or NaN loss); name the argument, not the cast
+        for value, what in ((scale, "s (the logit scale)"),) + (() if extent is None else (extent,)):
+            if value > _FLOAT32_MAX:
+                raise ValueError(
+                    f"{what} must be at most {_FLOAT32_MAX:.6g} for {input.dtype} logits (accumulated in float32), got {value:g}"
+                )
     adjusted = logit_scale is not None or margin is not None or scale != 1.0  # (no tensor ==: dynamo)
     extra = (logit_scale, margin, scale) if adjusted else ()  # the plain call as it always was
     loss = call_private(
@@ -218,7 +232,8 @@ def logit_adjustment(class_counts: Any, tau: float = 1.0) -> Tensor:
         tensor([-0.1103, -2.3076, -5.3033], dtype=torch.float64)
     """
     tau = _real(tau, "tau", 0.0)
-    counts = class_counts if isinstance(class_counts, Tensor) else torch.as_tensor(class_counts)
+    counts = _validate.as_tensor(class_counts, "class_counts")  # a list in float64, not torch's float32
+    _validate.refuse_meta(counts, "class_counts", "logit_adjustment")
     if counts.dim() != 1 or counts.numel() == 0:
         raise ValueError(f"class_counts must be a non-empty 1-D sequence, got shape {tuple(counts.shape)}")
     if counts.dtype == torch.bool or counts.is_complex():
@@ -231,7 +246,8 @@ def logit_adjustment(class_counts: Any, tau: float = 1.0) -> Tensor:
     if not bool((counts > 0).any()):
         raise ValueError(f"class_counts are all zero: there is no prior to adjust by, got {counts.tolist()}")
     counts = torch.where(counts == 0, torch.full_like(counts, ZERO_COUNT_FLOOR), counts)
-    return tau * torch.log(counts / counts.sum())
+    log_counts = counts.log()  # log(n / N) as a difference of logs: n / N underflows for counts 1e600 apart
+    return tau * (log_counts - torch.logsumexp(log_counts, 0))
 
 
 def logit_adjusted_loss(

@@ -48,6 +48,8 @@ def _check_axes(ax: Any, caller: str):
             f"{caller}: ax must be a matplotlib.axes.Axes (e.g. from plt.subplots()), got {type(ax).__name__}: "
             f"{_validate._show(ax)}"
         )
+    if getattr(ax, "name", "rectilinear") == "3d":  # its text() and bar() take other arguments
+        raise TypeError(f"{caller}: ax must be a 2-D matplotlib Axes, got a 3-D one ({type(ax).__name__})")
     return ax
 
 

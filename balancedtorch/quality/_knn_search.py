@@ -13,7 +13,7 @@ from typing import Any, List, Optional, Tuple
 import torch
 from torch import Tensor
 
-from .._validate import all_finite, as_tensor
+from .._validate import all_finite, as_tensor, refuse_meta
 from ..ops.knn import knn
 
 __all__: List[str] = []
@@ -27,6 +27,7 @@ def _features(
 ) -> Tensor:
     """(N, D) floating features, finite, on ``device``; float16/bfloat16/integers become float32."""
     t = as_tensor(values, name)
+    refuse_meta(t, name, owner)
     if t.dim() != 2:
         raise ValueError(f"{owner}: {name} must have shape (N, D), got {tuple(t.shape)}")
     if (t.shape[0] == 0 and not allow_empty) or t.shape[1] == 0:

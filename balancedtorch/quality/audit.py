@@ -317,7 +317,7 @@ def audit(
     if test_images is not None:
         if t is None:
             raise ValueError("audit: test_images needs test_features (one image per test row)")
-        _check_count(test_images, t.shape[0], "test_features")
+        _check_count(test_images, t.shape[0], "test_features", name="test_images")
     if groups is not None:
         if not isinstance(groups, Mapping) or not groups:
             raise ValueError("audit: groups must be a non-empty dict {attribute: one value per sample}")

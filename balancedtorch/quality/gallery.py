@@ -43,7 +43,8 @@ def _num_images(images: Any) -> int:
     return len(images)
 
 
-def _check_count(images: Any, expected: int, other: str) -> None:
+def _check_count(images: Any, expected: int, other: str, caller: str = "audit", name: str = "images") -> None:
+    _validate.refuse_meta(images, name, caller)  # before any image is read
     count = _num_images(images)
     if count != expected:
         raise ValueError(f"images has {count} entries but {other} has {expected}: pass one image per sample, in the same order")
@@ -255,7 +256,7 @@ def plot_mistakes(
     if fig is not None:
         _check_fig(fig, "plot_mistakes")
     ranked = rank_mistakes(labels, pred_probs, class_names, distributed=False)  # a picture of these rows: no collective
-    _check_count(images, ranked.num_samples, "labels")
+    _check_count(images, ranked.num_samples, "labels", "plot_mistakes")
     shown = ranked._rows(n)
     titles = [f"{r.target} → {r.prediction} ({r.confidence:.2f})" for r in shown]
     total = ranked.num_rows
@@ -322,7 +323,7 @@ def plot_novel(images: Any, scores: Any, n: int = 32, path: Optional[str] = None
     if not bool(finite.all()):
         i = int((~finite).nonzero()[0])
         raise ValueError(f"scores must be finite, got scores[{i}] = {s[i].item()}")
-    _check_count(images, s.numel(), "scores")
+    _check_count(images, s.numel(), "scores", "plot_novel")
     order = torch.argsort(-s, stable=True)[:n].tolist()
     titles = [f"score {s[i].item():.4g}" for i in order]
     return _grid(images, order, titles, f"{len(order)} most novel of {s.numel()} inputs (highest score first)", path, fig)

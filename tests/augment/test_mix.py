@@ -317,6 +317,8 @@ def test_soft_targets_train_with_bt_cross_entropy():
         (dict(class_counts=[[5, 1]]), ValueError, "class_counts must be a non-empty 1-D"),
         (dict(class_counts=[]), ValueError, "class_counts must be a non-empty 1-D"),
         (dict(class_counts=["a"]), ValueError, "class_counts must be numeric"),
+        (dict(alpha=1e39), ValueError, "alpha must be"),  # past float32, the dtype lam is drawn in
+        (dict(class_counts=torch.ones(3, device="meta")), ValueError, "class_counts is on the meta device"),
     ],
 )
 def test_bad_arguments_name_the_argument(kind, kwargs, exc, match):
@@ -464,3 +466,31 @@ def test_docstrings_and_repr(cls):
     assert text == f"{cls.__name__}(alpha=1, class_counts=[50, 5, 1], remix=True, kappa=2.5, tau=0.4)"
     assert "class_counts=[20 classes]" in repr(cls(class_counts=list(range(1, 21))))
     assert "remix_targets" in AF.__all__ and "Example:" in AF.remix_targets.__doc__
+
+
+@pytest.mark.parametrize("kind", list(MIXES))
+def test_images_that_require_grad_are_mixed_differentiably(kind):
+    x = torch.rand(4, 3, 8, 8, dtype=torch.float64, requires_grad=True)
+    y = torch.tensor([0, 1, 2, 0])
+    mix = MIXES[kind][0](num_classes=3)
+    out, target = mix(x, y, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():  # the same call on a plain tensor: the values must not depend on requires_grad
+        plain, plain_target = mix(x.detach(), y, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(out.detach(), plain) and torch.equal(target, plain_target)
+    assert out.requires_grad
+    weights = torch.randn_like(out)
+    (grad,) = torch.autograd.grad((out * weights).sum(), x)
+    if kind == "MixUp":
+        lam = mix.sample_params(x, torch.Generator().manual_seed(3))["lam"]
+        ref = lam * weights + (1 - lam) * weights.roll(-1, 0)  # x_i feeds out_i (lam) and out_{i+1} (1 - lam)
+    else:
+        x1, y1, x2, y2 = mix.sample_params(x, torch.Generator().manual_seed(3))["box"]
+        inside = torch.zeros(8, 8, dtype=torch.bool)
+        inside[y1:y2, x1:x2] = True
+        ref = torch.where(inside, weights.roll(-1, 0), weights)
+    torch.testing.assert_close(grad, ref)
+
+
+def test_remix_targets_meta_class_counts():
+    with pytest.raises(ValueError, match="remix_targets: class_counts is on the meta device"):
+        AF.remix_targets(torch.tensor([0, 1]), torch.tensor([1, 0]), 0.3, torch.ones(2, device="meta"))

@@ -606,3 +606,131 @@ def test_inputs_are_not_modified():
     btf.ldam_loss(x, t, counts).backward()
     btf.vs_loss(x, t, counts).backward()
     assert torch.equal(x.detach(), x0) and torch.equal(t, t0) and torch.equal(counts, c0)
+
+
+@pytest.mark.parametrize(
+    "value,dtype",
+    [(1e30, torch.float32), (1e-30, torch.float32), (1e-40, torch.float32), (6e4, torch.float16), (1e-6, torch.float16)],
+)
+@pytest.mark.parametrize("tau", [0.5, 1.0])
+def test_tau_normalize_rows_whose_squares_overflow_or_underflow(value, dtype, tau):
+    # squaring 1e30 (float32) or 6e4 (float16) overflows and 1e-30 underflows: the rows came back 0 or unchanged
+    w = torch.full((4, 3), value, dtype=dtype) * torch.tensor([1.0, -1.0, 0.5], dtype=dtype)
+    w[3] = 0.0
+    got = bt.nn.tau_normalize(w, tau)
+    w64 = w.double()
+    norms = w64.norm(dim=1, keepdim=True)
+    ref = torch.where(norms > 0, w64 / norms.clamp_min(1e-300) ** tau, w64)
+    assert got.dtype == dtype
+    torch.testing.assert_close(got.double(), ref.to(dtype).double(), rtol=2e-3 if dtype == torch.float16 else 1e-6, atol=0)
+    assert torch.equal(got[3], torch.zeros(3, dtype=dtype))
+    if tau == 1.0:
+        torch.testing.assert_close(got[:3].double().norm(dim=1), torch.ones(3, dtype=torch.float64), rtol=2e-3, atol=0)
+
+
+def test_tau_normalize_large_tau_goes_to_zero_or_inf_by_the_norm():
+    w = torch.tensor([[3.0, 4.0], [0.3, 0.4], [0.0, -1.0], [0.0, 0.0]], dtype=torch.float64)  # norms 5, 0.5, 1, 0
+    got = bt.nn.tau_normalize(w, 1e300)
+    assert torch.equal(got[0], torch.zeros(2, dtype=torch.float64))
+    assert torch.equal(got[1], torch.full((2,), float("inf"), dtype=torch.float64))
+    assert torch.equal(got[2], w[2])
+    assert torch.equal(got[3], w[3])
+
+
+def test_tau_normalize_gradient_nan_rows_and_tau_zero():
+    w = (torch.randn(5, 4, dtype=torch.float64) * 1e-3).requires_grad_(True)
+    torch.autograd.gradcheck(lambda v: bt.nn.tau_normalize(v, 1.3), (w,))
+    same = bt.nn.tau_normalize(w, 0.0)
+    assert torch.equal(same, w) and same.requires_grad
+    bad = torch.tensor([[1.0, float("nan")], [float("inf"), 1.0], [3.0, 4.0]])
+    got = bt.nn.tau_normalize(bad)
+    assert got[:2].isnan().all()  # a NaN or inf row has no norm: NaN, never a row passed through
+    torch.testing.assert_close(got[2], torch.tensor([0.6, 0.8]))
+
+
+def test_log_priors_of_counts_far_apart():
+    # log(n / N) as n / N underflowed to 0 for counts 1e600 apart: log 0 = -inf and an infinite loss
+    counts = [1e300, 1e-300, 1.0, 2.0, 3.0]
+    x, t = torch.randn(6, 5, dtype=torch.float64), torch.tensor([0, 1, 2, 3, 4, 1])
+    n = torch.tensor(counts, dtype=torch.float64)
+    log_prior = n.log() - n.log().logsumexp(0)
+    torch.testing.assert_close(btf.logit_adjustment(counts), log_prior, rtol=1e-14, atol=0)
+    got = btf.balanced_softmax_loss(x, t, counts)
+    assert torch.isfinite(got)
+    torch.testing.assert_close(got, balanced_softmax_ref(x, t, counts))
+    got = btf.vs_loss(x, t, counts, gamma=0.0, tau=1.0)
+    torch.testing.assert_close(got, F.cross_entropy(x + log_prior, t))
+
+
+@pytest.mark.parametrize("counts", ["abc", None, {0: 1}, torch.ones(C, device="meta")])
+@pytest.mark.parametrize(
+    "fn",
+    [
+        lambda c: btf.ldam_loss(torch.randn(4, C), torch.zeros(4, dtype=torch.long), c),
+        lambda c: btf.vs_loss(torch.randn(4, C), torch.zeros(4, dtype=torch.long), c),
+        lambda c: btf.balanced_softmax_loss(torch.randn(4, C), torch.zeros(4, dtype=torch.long), c),
+        lambda c: btf.posthoc_logit_adjustment(torch.randn(4, C), c),
+        bt.nn.LDAMLoss,
+        bt.nn.BalancedSoftmaxLoss,
+    ],
+)
+def test_unusable_class_counts_name_the_argument(fn, counts):
+    with pytest.raises(ValueError, match="class_counts"):
+        fn(counts)
+
+
+def test_ldam_scale_past_float32_names_s():
+    x, t = torch.randn(4, C), torch.tensor([0, 1, 2, 3])
+    with pytest.raises(
+        ValueError,
+        match=r"s \(the logit scale\) must be at most .* for torch.float32 logits \(accumulated in float32\), got 1e\+300",
+    ):
+        btf.ldam_loss(x, t, COUNTS, s=1e300)
+    with pytest.raises(ValueError, match="s \\(the logit scale\\)"):
+        bt.nn.LDAMLoss(COUNTS, s=1e39)(x.half(), t)
+    # float64 logits take it (the kernel's scale is a double there)
+    x64 = x.double()
+    torch.testing.assert_close(btf.ldam_loss(x64, t, COUNTS, s=1e300), ldam_ref(x64, t, COUNTS, s=1e300))
+
+
+def test_target_prob_op_refuses_probability_targets_with_a_value_error():
+    x = torch.randn(4, C)
+    with pytest.raises(ValueError, match=r"softmax_loss_target_prob: target must hold class indices.*Float"):
+        torch.ops.balancedtorch.softmax_loss_target_prob(x, torch.softmax(torch.randn(4, C), 1), -100, False)
+
+
+@pytest.mark.parametrize("slot,name", [(2, "weight"), (3, "logit_bias"), (9, "logit_scale"), (10, "margin")])
+def test_op_refuses_class_vectors_that_require_grad(slot, name):
+    # the kernel gives them no gradient: a learnable margin or scale would silently never train
+    x, t = torch.randn(4, C, requires_grad=True), torch.tensor([0, 1, 2, 3])
+    args = [x, t, None, None, -100, 0.0, 0.0, 1, True, None, None, 1.0]
+    args[slot] = torch.rand(C, requires_grad=True)
+    with pytest.raises(ValueError, match=rf"softmax_loss: {name} must not require grad"):
+        OP(*args)
+    args[0] = x.detach()
+    with pytest.raises(ValueError, match=rf"softmax_loss: {name} must not require grad"):
+        OP(*args)
+    with torch.no_grad():  # nothing is differentiated: taken, as the value it holds
+        got = OP(*args)[0]
+    args[slot] = args[slot].detach()
+    torch.testing.assert_close(got, OP(*args)[0], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(
+    "make,match",
+    [
+        (lambda: bt.nn.LDAMLoss(COUNTS, max_m=1e300), r"max_m \* s \(the largest scaled margin\) must be at most"),
+        (lambda: bt.nn.VSLoss(COUNTS, tau=1e300), r"tau \* max \|log\(n_c / N\)\| .* must be at most"),
+        (lambda: lambda x, t: btf.ldam_loss(x, t, COUNTS, max_m=1e38, s=30.0), r"max_m \* s .* got 3e\+39"),
+        (lambda: lambda x, t: btf.vs_loss(x, t, COUNTS, tau=1e300), r"tau \* max \|log\(n_c / N\)\|"),
+    ],
+)
+def test_per_class_terms_past_float32_name_the_argument(make, match):
+    # they were cast to the float32 accumulation dtype: inf, and an infinite or NaN loss
+    fn = make()
+    t = torch.tensor([0, 1, 2, 3])
+    for dtype in (torch.float32, torch.float16):
+        with pytest.raises(ValueError, match=match):
+            fn(torch.randn(4, C, dtype=dtype), t)
+    x64 = torch.randn(4, C, dtype=torch.float64)  # float64 logits accumulate in float64: taken
+    assert torch.isfinite(fn(x64, t))

@@ -605,3 +605,34 @@ def test_two_gloo_processes_share_the_counts(tmp_path):
             ref.backward()
             torch.testing.assert_close(got["losses"][step], ref.float())
             torch.testing.assert_close(got["grads"][step], xr.grad)
+
+
+@pytest.mark.parametrize("bad,index,value", [([0, 4, 1], 1, 4), ([0, 1, -1], 2, -1), ([2, -7, 3], 1, -7)])
+def test_module_out_of_range_target_names_target(bad, index, value):
+    m = bt.nn.SeesawLoss(4)
+    m(torch.randn(2, 4), torch.tensor([0, 3]))
+    before = m.cum_samples.clone()
+    with pytest.raises(
+        ValueError, match=rf"SeesawLoss: target must hold class indices in \[0, 4\).*target\[{index}\] = {value}$"
+    ):
+        m(torch.randn(3, 4), torch.tensor(bad))
+    assert torch.equal(m.cum_samples, before)
+
+
+def test_module_meta_tensors_are_value_errors():
+    m = bt.nn.SeesawLoss(3)
+    with pytest.raises(ValueError, match="SeesawLoss: input is on the meta device"):
+        m(torch.randn(2, 3, device="meta"), torch.zeros(2, dtype=torch.long, device="meta"))
+    with pytest.raises(ValueError, match="SeesawLoss: target is on the meta device"):
+        m(torch.randn(2, 3), torch.zeros(2, dtype=torch.long, device="meta"))
+    assert (m.cum_samples == 0).all()
+
+
+def test_op_refuses_cum_samples_that_require_grad():
+    x, t = torch.randn(4, 3, requires_grad=True), torch.tensor([0, 1, 2, 0])
+    counts = torch.tensor([5.0, 2.0, 1.0], requires_grad=True)
+    with pytest.raises(ValueError, match="seesaw_loss: cum_samples must not require grad"):
+        torch.ops.balancedtorch.seesaw_loss(x, t, counts, 0.8, 2.0, 1e-2, -100, 1, True)
+    with torch.no_grad():
+        got = torch.ops.balancedtorch.seesaw_loss(x, t, counts, 0.8, 2.0, 1e-2, -100, 1, False)[0]
+    torch.testing.assert_close(got, seesaw_reference(x.detach(), t, counts.detach()).float())

@@ -736,6 +736,17 @@ def test_plot_ax_of_the_wrong_type_is_a_type_error_naming_ax(method, bad):
         getattr(m, method)(ax=value)
 
 
+@pytest.mark.parametrize("method", _ONE_AXES)
+def test_plot_into_3d_axes_is_a_type_error_naming_ax(method):
+    pytest.importorskip("matplotlib")
+    from matplotlib.figure import Figure
+
+    ax = Figure().add_subplot(projection="3d")  # its text() and bar() take other arguments
+    with pytest.raises(TypeError, match=rf"ClassificationMetrics.{method}: ax must be a 2-D matplotlib Axes, got a 3-D one"):
+        getattr(_fitted_metrics(), method)(ax=ax)
+    assert not ax.texts and not ax.patches  # refused before anything is drawn
+
+
 def test_multilabel_confusion_matrix_takes_one_axes_per_label():
     pytest.importorskip("matplotlib")
     from matplotlib.figure import Figure

@@ -163,6 +163,12 @@ def test_plot_novel_highest_scores_first():
         (lambda im, y, p: bt.quality.plot_novel(im, torch.randn(119)), ValueError, "images has 120 entries but scores has 119"),
         (lambda im, y, p: bt.quality.plot_novel(im, torch.full((120,), float("nan"))), ValueError, "scores must be finite"),
         (lambda im, y, p: bt.quality.plot_novel(im, torch.randn(120, 2)), ValueError, "scores must be a non-empty 1-D"),
+        (lambda im, y, p: bt.quality.plot_mistakes(im.to("meta"), y, p), ValueError, "plot_mistakes: images is on the meta"),
+        (
+            lambda im, y, p: bt.quality.plot_novel(im.to("meta"), torch.randn(120)),
+            ValueError,
+            "plot_novel: images is on the meta",
+        ),
     ],
 )
 def test_bad_input(call, exc, match):

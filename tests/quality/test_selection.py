@@ -247,6 +247,10 @@ def test_bad_pool():
         select(x[0], 2)
     with pytest.raises(ValueError, match="pool_features must be non-empty"):
         select(x[:0], 1)
+    with pytest.raises(ValueError, match="select_for_labeling: pool_features is on the meta device"):
+        select(x.to("meta"), 2)
+    with pytest.raises(ValueError, match="select_for_labeling: labeled_features is on the meta device"):
+        select(x, 2, strategy="novelty", labeled_features=x.to("meta"))
 
 
 def test_empty_labelled_set_is_no_labelled_set():

@@ -873,6 +873,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> softmax_loss_cpu_impl(
   const SoftmaxLossArgs args = check_softmax_loss_args(
       input, target, weight, logit_bias, ignore_index, label_smoothing, gamma, reduction, logit_scale, margin, scale);
   TORCH_CHECK(input.device().is_cpu(), "softmax_loss: expected input on the CPU, got ", input.device());
+  // before any allocation; a ValueError naming the argument (probabilities have no "target class")
+  TORCH_CHECK_VALUE(
+      !want_prob || !args.soft,
+      "softmax_loss_target_prob: target must hold class indices (p_t is the probability of each "
+      "sample's class), got probabilities of dtype ",
+      target.scalar_type());
   SoftmaxLossLayout layout = softmax_loss_layout(input, target, args, compute_grad);
   const at::Tensor& x = layout.x;
   const at::Tensor& tgt = layout.target;
@@ -880,7 +886,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> softmax_loss_cpu_impl(
   at::Tensor& grad = layout.grad;
   at::Tensor& losses = layout.losses;
   const at::ScalarType acc_type = layout.acc_type;
-  TORCH_CHECK(!want_prob || !args.soft, "softmax_loss: the target probability needs class-index targets");
   at::Tensor prob = at::empty({want_prob ? layout.rows : 0}, losses.options());
 
   // Weights in double for the denominator, in acc_t for the kernels.

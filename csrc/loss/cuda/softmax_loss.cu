@@ -472,6 +472,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> softmax_loss_cuda_impl(
   TORCH_CHECK(input.is_cuda(), "softmax_loss: expected input on a CUDA device, got ", input.device());
   const c10::cuda::CUDAGuard device_guard(input.device());
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+  // before any allocation; a ValueError naming the argument (probabilities have no "target class")
+  TORCH_CHECK_VALUE(
+      !want_prob || !args.soft,
+      "softmax_loss_target_prob: target must hold class indices (p_t is the probability of each "
+      "sample's class), got probabilities of dtype ",
+      target.scalar_type());
   SoftmaxLossLayout layout = softmax_loss_layout(input, target, args, compute_grad);
   const at::Tensor& x = layout.x;
   const at::Tensor& tgt = layout.target;
@@ -480,7 +486,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> softmax_loss_cuda_impl(
   at::Tensor& losses = layout.losses;
   const at::ScalarType acc_type = layout.acc_type;
   const int64_t rows = layout.rows;
-  TORCH_CHECK(!want_prob || !args.soft, "softmax_loss: the target probability needs class-index targets");
   at::Tensor prob = at::empty({want_prob ? rows : 0}, losses.options());
   const at::Tensor wacc = weight.has_value() ? weight->to(acc_type).contiguous() : at::Tensor();
   // the adjusted path folds s into the per-class vectors (on the device, no sync)
