@@ -144,7 +144,8 @@ CORE_TESTS   := tests/packaging/test_build.py tests/ops/test_class_counts.py tes
                 tests/losses/test_class_weights.py tests/losses/test_losses.py tests/losses/test_ohem.py \
                 tests/losses/test_region_losses.py tests/data/test_samplers.py tests/augment/test_augment.py \
                 tests/augment/test_crop_focus.py tests/metrics/test_metrics.py tests/quality/test_novelty.py \
-                tests/quality/test_quality.py tests/api/test_input_checks.py
+                tests/quality/test_quality.py tests/api/test_input_checks.py \
+                tests/losses/test_longtail_losses.py tests/losses/test_seesaw_loss.py tests/augment/test_mix.py
 TORCH_VENV_DEPS := 'setuptools>=77' wheel ninja pytest hypothesis scikit-learn scipy
 
 define torch_line_test
