@@ -363,7 +363,9 @@ def _make_autograd(
     argument unless arguments were appended after it); ``constants``: the
     (position, name) of the tensor arguments the kernels give no gradient for:
     one that requires grad is refused (a ValueError naming it) rather than
-    left with a silent None gradient.
+    left with a silent None gradient. On torch < 2.5 the autograd kernel
+    also runs under ``torch.no_grad()``, so the refusal fires there too
+    (detach the vector).
     """
 
     def setup_context(ctx, inputs, output):

@@ -127,3 +127,16 @@ def pytest_make_collect_report(collector):
     if REQUIRE_REFERENCES and _missing_reference(report):
         report.outcome = "failed"
         report.longrepr = f"BT_REQUIRE_REFERENCES=1 but a reference library is missing: {report.longrepr}"
+
+
+def _autograd_kernel_runs_under_no_grad() -> bool:
+    """torch < 2.5: an op's registered autograd (setup_context) runs under torch.no_grad() too."""
+    import inspect
+
+    import torch._library.autograd as library_autograd
+
+    return "is_grad_enabled" not in inspect.getsource(library_autograd.make_autograd_impl)
+
+
+#: the raw loss ops' refusal of a class vector that requires grad also fires under no_grad there
+REFUSED_UNDER_NO_GRAD = _autograd_kernel_runs_under_no_grad()
