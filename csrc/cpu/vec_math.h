@@ -17,19 +17,32 @@ namespace cpu {
 // range reduction x = n ln2 + r, |r| <= ln2 / 2, a degree-6 polynomial for
 // e^r (Cephes' expf coefficients) and 2^n built in the exponent bits. Several
 // times cheaper than at::vec's Sleef exp, which is what a softmax over many
-// classes spends its time on. Meant for x <= 88 (the callers pass z - max or
-// -|x|): larger x is clamped. exp(-inf) = 0, results below FLT_MIN flush to
-// 0, nan propagates (clamp keeps it, and it poisons the polynomial).
+// classes spends its time on. For x <= 88 (the callers pass z - max or -|x|,
+// never above 0; there is no upper clamp). n comes from the magic-number
+// rounding: t = x log2e + 1.5 * 2^23 holds round(x log2e) in its low mantissa
+// bits, so t - 1.5 * 2^23 is n as a float and t's bits give 2^n directly (no
+// round and convert). x below -87.68 gives n = -127, an exponent field of 0:
+// an exact +0 with no compare (exp(-inf) = 0); between -87.68 and
+// ln(FLT_MIN) = -87.34 the result is the subnormal y 2^-126 (0 where the
+// process flushes subnormals). nan propagates (the clamp keeps it, and it
+// poisons the polynomial). 17 instructions on AVX2 against the 22 of the
+// round-and-convert form with a flush compare; 0.31 against 0.38 ns per
+// element on one core here (benchmarks/compute_floor.cpp).
 inline at::vec::Vectorized<float> exp(const at::vec::Vectorized<float>& x) {
   using Vec = at::vec::Vectorized<float>;
   using IVec = at::vec::Vectorized<int32_t>;
-  const Vec hi(88.0f), lo(-87.3365447504019f);
+  const Vec lo(-88.0f);
+#if defined(CPU_CAPABILITY_AVX2)
+  const Vec xc = _mm256_max_ps(lo, x);  // a nan x: max_ps returns its second operand, x
+#else
+  const Vec xc = at::vec::maximum(x, lo);  // propagates nan
+#endif
   // -ln2 in two parts (hi exact in few bits); negated here as scalars, since
   // the at::vec of older torch (2.4) has no unary minus on Vectorized
   const Vec log2e(1.44269504088896341f), neg_ln2_hi(-0.693359375f), neg_ln2_lo(2.12194440e-4f);
-  const Vec one(1.0f);
-  const Vec xc = at::vec::clamp(x, lo, hi);
-  const Vec n = (xc * log2e).round();
+  const Vec magic(12582912.0f);  // 1.5 * 2^23
+  const Vec t = at::vec::fmadd(xc, log2e, magic);
+  const Vec n = t - magic;
   Vec r = at::vec::fmadd(n, neg_ln2_hi, xc);
   r = at::vec::fmadd(n, neg_ln2_lo, r);
   Vec y(1.9875691500e-4f);
@@ -38,10 +51,10 @@ inline at::vec::Vectorized<float> exp(const at::vec::Vectorized<float>& x) {
   y = at::vec::fmadd(y, r, Vec(4.1665795894e-2f));
   y = at::vec::fmadd(y, r, Vec(1.6666665459e-1f));
   y = at::vec::fmadd(y, r, Vec(5.0000001201e-1f));
-  y = at::vec::fmadd(y, r * r, r + one);
-  const IVec bits = (at::vec::convert_to_int_of_same_size(n) + IVec(127)) << IVec(23);
-  // below ln(FLT_MIN) the exponent trick would wrap: flush to an exact 0
-  return Vec::blendv(y * at::vec::cast<float>(bits), Vec(0.0f), x < lo);
+  y = at::vec::fmadd(y, r * r, r + Vec(1.0f));
+  // t's bits are 0x4B400000 + n, so (t's bits - 0x4B400000 + 127) << 23 is 2^n
+  const IVec bits = (at::vec::cast<int32_t>(t) - IVec(0x4B400000 - 127)) << IVec(23);
+  return y * at::vec::cast<float>(bits);
 }
 
 // Double lanes keep at::vec's (Sleef, 1 ulp) exp: float64 is for accuracy.
@@ -88,6 +101,24 @@ inline void store_stream(T* p, const at::vec::Vectorized<T>& v) {
   }
 #endif
   v.store(p);
+}
+
+// max(a, b) lane by lane where a nan need not propagate (the caller's later
+// terms make it nan anyway): one instruction on AVX2 instead of
+// at::vec::maximum's three.
+template <typename T>
+inline at::vec::Vectorized<T> max_no_nan(const at::vec::Vectorized<T>& a, const at::vec::Vectorized<T>& b) {
+#if defined(CPU_CAPABILITY_AVX2)
+  if constexpr (std::is_same_v<T, float>) {
+    return _mm256_max_ps(a, b);
+  } else if constexpr (std::is_same_v<T, double>) {
+    return _mm256_max_pd(a, b);
+  } else {
+    return at::vec::maximum(a, b);
+  }
+#else
+  return at::vec::maximum(a, b);
+#endif
 }
 
 inline void stream_fence() {

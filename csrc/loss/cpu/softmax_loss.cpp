@@ -471,6 +471,24 @@ void columns_kernel(
       // compare equal. Invalid lanes match no class. Read before pass A on
       // the adjusted path (whose margin needs them), after it otherwise.
       auto read_targets = [&]() {
+        if (fast) {
+          // the common case in a branch-free loop: no split classes, t and
+          // t_hi unused (target mode only)
+          const acc_t* const w = P.weight;
+          const int64_t ii = P.ignore_index;
+          for (int64_t j = 0; j < cnt; ++j) {
+            const int64_t tj = target_at(target, pix + j);
+            const bool valid = tj != ii;
+            t_lo[j] = valid ? static_cast<acc_t>(tj) : acc_t(-1);
+            validf[j] = valid ? acc_t(1) : acc_t(0);
+            wt[j] = valid ? (w ? w[tj] : acc_t(1)) : acc_t(0);
+          }
+          for (int64_t j = cnt; j < W; ++j) {
+            t_lo[j] = acc_t(-1);
+            validf[j] = wt[j] = acc_t(0);
+          }
+          return;
+        }
         for (int64_t j = 0; j < W; ++j) {
           bool valid = j < cnt;
           int64_t tj = 0;
@@ -501,7 +519,46 @@ void columns_kernel(
       for (int64_t k = 0; k < K; ++k) {
         vmax[k] = Vec(-std::numeric_limits<acc_t>::infinity());
       }
-      for (int64_t c = 0; c < C; ++c) {
+      bool copied = false;
+      if constexpr (direct && !kAdjusted) {
+        if (in_place && !P.soft) {
+          // The plain full tile: every plane's lines copied and the max taken
+          // in registers. nan need not propagate through the max: a nan logit
+          // makes its e, and so S and every term of the lane, nan.
+          // locals only: a vector store may alias anything, so whatever the
+          // loop reads through a reference would be reloaded after each one
+          const acc_t* src = x + base;
+          acc_t* zd = zt.data();
+          const int64_t stride = inner, nc = C;
+          Vec acc[K];
+          for (int64_t k = 0; k < K; ++k) {
+            acc[k] = Vec(-std::numeric_limits<acc_t>::infinity());
+          }
+          for (int64_t c = 0; c < nc; ++c, src += stride, zd += W) {
+            for (int64_t k = 0; k < K; ++k) {
+              const Vec v = Vec::loadu(src + k * L);
+              v.store(zd + k * L);
+              acc[k] = cpu::max_no_nan(acc[k], v);
+            }
+          }
+          for (int64_t k = 0; k < K; ++k) {
+            vmax[k] = acc[k];
+          }
+          if (P.bias) {
+            for (int64_t k = 0; k < K; ++k) {
+              vmax[k] = Vec(-std::numeric_limits<acc_t>::infinity());
+            }
+            for (int64_t c = 0; c < C; ++c) {
+              const Vec b(P.bias[c]);
+              for (int64_t k = 0; k < K; ++k) {
+                vmax[k] = cpu::max_no_nan(vmax[k], Vec::loadu(zt.data() + c * W + k * L) + b);
+              }
+            }
+          }
+          copied = true;
+        }
+      }
+      for (int64_t c = 0; c < (copied ? 0 : C); ++c) {
         acc_t* const zd = zt.data() + c * W;
         bool loaded = false;
         if constexpr (direct) {
@@ -755,7 +812,46 @@ void columns_kernel(
           v.store(dst);
         }
       };
-      if (fast) {
+      if (fast && !kAdjusted && !via_scratch && kn == K) {
+        // a full plain tile: one compare and blend per vector, the store
+        // chosen once; lanes are masked only where the tile has ignored ones
+        Vec vt[K];
+        bool masked = false;
+        for (int64_t k = 0; k < K; ++k) {
+          vt[k] = Vec::loadu(t_lo + k * L);
+          masked = masked || valid_mask[k].zero_mask() != 0;
+        }
+        // locals only (see pass A)
+        auto write = [&, e_src = static_cast<const acc_t*>(ep), g_dst = gp, g_stride = gs, nc = C](
+                         auto with_mask, auto store) {
+          Vec t_[K], ce_[K], fx_[K], ok_[K];
+          for (int64_t k = 0; k < K; ++k) {
+            t_[k] = vt[k];
+            ce_[k] = coef_e[k];
+            fx_[k] = fix[k];
+            ok_[k] = valid_mask[k];
+          }
+          const acc_t* e = e_src;
+          acc_t* g = g_dst;
+          Vec vc(0);
+          for (int64_t c = 0; c < nc; ++c, vc = vc + Vec(1), e += W, g += g_stride) {
+            for (int64_t k = 0; k < K; ++k) {
+              Vec gc = Vec::loadu(e + k * L) * ce_[k];
+              if constexpr (decltype(with_mask)::value) {
+                gc = Vec::blendv(Vec(0), gc, ok_[k]);
+              }
+              store(g + k * L, Vec::blendv(gc, fx_[k], t_[k] == vc));
+            }
+          }
+        };
+        auto plain = [](acc_t* d, const Vec& v) { v.store(d); };
+        auto streamed = [](acc_t* d, const Vec& v) { cpu::store_stream(d, v); };
+        if (streaming) {
+          masked ? write(std::true_type{}, streamed) : write(std::false_type{}, streamed);
+        } else {
+          masked ? write(std::true_type{}, plain) : write(std::false_type{}, plain);
+        }
+      } else if (fast) {
         Vec vt[K];
         for (int64_t k = 0; k < kn; ++k) {
           vt[k] = Vec::loadu(t_lo + k * L);
