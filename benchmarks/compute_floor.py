@@ -180,6 +180,11 @@ def _step(F, fn, x, t):
     return run
 
 
+def _copy(src):
+    dst = torch.empty_like(src)
+    return lambda: dst.copy_(src)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15)
@@ -200,8 +205,7 @@ def main(argv=None):
         small = (_cpu_ms(_step(F, fn, xs, ts), args.rounds * 20) - overhead) * 1e6 / xs.numel()
         xl, tl = _data(kind, large_shape)
         large = _cpu_ms(_step(F, fn, xl, tl), args.rounds) * 1e6 / xl.numel()
-        dst = torch.empty_like(xl)
-        copy = _cpu_ms(lambda: dst.copy_(xl.detach()), args.rounds) * 1e6 / xl.numel()
+        copy = _cpu_ms(_copy(xl.detach()), args.rounds) * 1e6 / xl.numel()
         print(f"{name:<30} {small:>15.3f} {large:>14.3f} {copy:>12.3f} {large / small:>13.2f}")
     print()
     print("arithmetic on L1-resident data (csrc/cpu/vec_math.h, the extension's flags), ns per element:")
