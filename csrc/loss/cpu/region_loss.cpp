@@ -100,9 +100,13 @@ struct Tile {
           }
         }
       }
+      // locals only in the copy: a vector store may alias anything, so what
+      // the loop read through P or this would be reloaded after every store
+      const int64_t cs = P.cs;
+      acc_t* const z0 = z.data();
       for (int64_t c = 0; c < C; ++c) {
-        const scalar_t* xs = x + base + c * P.cs;
-        acc_t* zd = z.data() + c * W;
+        const scalar_t* xs = x + base + c * cs;
+        acc_t* zd = z0 + c * W;
         if constexpr (std::is_same_v<scalar_t, acc_t>) {
           if (cnt == W) {
             for (int64_t k = 0; k < K; ++k) {
@@ -173,9 +177,11 @@ struct Tile {
       const int64_t o = k * L;
       const acc_t* zo = z.data() + o;
       acc_t* eo = e.data() + o;
+      // a nan logit need not propagate through the max: its e makes S, and so
+      // every p and term of the pixel, nan
       Vec vm(-std::numeric_limits<acc_t>::infinity());
       for (int64_t c = 0; c < C; ++c) {
-        vm = at::vec::maximum(vm, Vec::loadu(zo + c * W));
+        vm = cpu::max_no_nan(vm, Vec::loadu(zo + c * W));
       }
       // an all -inf pixel takes max 0
       vm = Vec::blendv(vm, Vec(0), vm == Vec(-std::numeric_limits<acc_t>::infinity()));
@@ -674,17 +680,20 @@ void grad_kernel(
         if (!class_last) {
           scalar_t* gd = grad + region_pixel_offset(false, n, s0, C, S);
           if (std::is_same_v<scalar_t, acc_t> && tile.cnt == W) {
-            acc_t* const ga = reinterpret_cast<acc_t*>(gd);
+            // locals only (see Tile::load)
+            acc_t* ga = reinterpret_cast<acc_t*>(gd);
+            const acc_t* gs = g.data();
+            const int64_t cs = P.cs;
             if (stream && reinterpret_cast<uintptr_t>(ga) % kCacheLineBytes == 0) {
-              for (int64_t c = 0; c < C; ++c) {
+              for (int64_t c = 0; c < C; ++c, ga += cs, gs += W) {
                 for (int64_t kv = 0; kv < T::K; ++kv) {
-                  cpu::store_stream(ga + c * P.cs + kv * L, Vec::loadu(g.data() + c * W + kv * L));
+                  cpu::store_stream(ga + kv * L, Vec::loadu(gs + kv * L));
                 }
               }
             } else {
-              for (int64_t c = 0; c < C; ++c) {
+              for (int64_t c = 0; c < C; ++c, ga += cs, gs += W) {
                 for (int64_t kv = 0; kv < T::K; ++kv) {
-                  Vec::loadu(g.data() + c * W + kv * L).store(ga + c * P.cs + kv * L);
+                  Vec::loadu(gs + kv * L).store(ga + kv * L);
                 }
               }
             }
