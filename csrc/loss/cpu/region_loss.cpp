@@ -71,6 +71,7 @@ struct Tile {
   int64_t t[W];
   acc_t tf[W];  // t as acc_t (-1: no class), for vector compares (C < 2^24 is checked)
   acc_t valid[W];
+  acc_t inv[W];             // 1 / S per lane where softmax left e unnormalised (see softmax), else 1
   int64_t cnt = 0, kn = 0;  // pixels, and vectors holding them
 
   explicit Tile(int64_t C, bool dense) : z(C * W), q(dense ? C * W : 0), e(C * W) {}
@@ -171,7 +172,10 @@ struct Tile {
   // Softmax: e <- p (probabilities), per lane m, S, s_other, in acc_t ([W] each);
   // s_other (or null: no CE part needs it) and z_target (or null; only with
   // s_other): each lane's target logit, picked up on the way (no gather over C).
-  void softmax(const RegionParams<acc_t>& P, acc_t* m, acc_t* Ssum, acc_t* s_other, acc_t* z_target) {
+  // normalize false: e is left as exp(z - m) and inv holds 1 / S, for a
+  // caller that scales e as it reads it (one pass over the scratch less).
+  void softmax(
+      const RegionParams<acc_t>& P, acc_t* m, acc_t* Ssum, acc_t* s_other, acc_t* z_target, bool normalize = true) {
     const int64_t C = P.C;
     for (int64_t k = 0; k < kn; ++k) {
       const int64_t o = k * L;
@@ -209,9 +213,13 @@ struct Tile {
       if (z_target) {
         vzt.store(z_target + o);
       }
-      const Vec inv = vs.reciprocal();
+      const Vec vinv = vs.reciprocal();
+      if (!normalize) {
+        vinv.store(inv + o);
+        continue;
+      }
       for (int64_t c = 0; c < C; ++c) {
-        (Vec::loadu(eo + c * W) * inv).store(eo + c * W);
+        (Vec::loadu(eo + c * W) * vinv).store(eo + c * W);
       }
     }
   }
@@ -387,6 +395,7 @@ void stats_kernel(
       acc_t ce_sum = 0, ce_den = 0;
       for (int64_t s0 = s_begin; s0 < s_end; s0 += W) {
         const int64_t b = tile.load(P, x, dense_t, tgt, class_last, n, s0, std::min(W, s_end - s0), S);
+        bool softmax_scaled = false;  // e left unnormalised by tile.softmax (tile.inv)
         if (b >= 0) {
           bad[chunk] = b;
           break;
@@ -437,7 +446,8 @@ void stats_kernel(
           }
         } else if (!P.none || P.ce_kind != kRegionNoCe) {
           const bool vec_ce = P.ce_kind != kRegionNoCe && !P.smoothing_mode;
-          tile.softmax(P, m, Ssum, P.ce_kind != kRegionNoCe ? so : nullptr, vec_ce ? zt : nullptr);
+          tile.softmax(P, m, Ssum, P.ce_kind != kRegionNoCe ? so : nullptr, vec_ce ? zt : nullptr, false);
+          softmax_scaled = true;
           if (vec_ce) {
             // target mode: vector terms per lane, summed in lane order
             for (int64_t j = 0; j < tile.kn * L; ++j) {
@@ -480,8 +490,14 @@ void stats_kernel(
             }
           }
         }
-        // stats: p (masked), p*t, t; activation "none": p is the input itself
+        // stats: p (masked), p*t, t; activation "none": p is the input itself.
+        // p = e (1 / S) valid: the mask and softmax's normalisation in one
+        // factor per lane (valid is 0 or 1, so e (1 / S) rounds as before)
         const acc_t* pd = P.none ? tile.z.data() : tile.e.data();
+        acc_t pscale[W];
+        for (int64_t j = 0; j < tile.kn * L; ++j) {
+          pscale[j] = softmax_scaled && !P.none ? tile.inv[j] * tile.valid[j] : tile.valid[j];
+        }
         for (int64_t c = 0; c < C; ++c) {
           // the class's sums stay in registers over the tile's vectors (each lane still adds its pixels in order)
           Vec vi = Vec::loadu(vI.data() + c * L), vp = Vec::loadu(vP.data() + c * L),
@@ -489,7 +505,7 @@ void stats_kernel(
           for (int64_t kv = 0; kv < tile.kn; ++kv) {
             const int64_t o = kv * L;
             const Vec vvalid = Vec::loadu(tile.valid + o);
-            const Vec p = Vec::loadu(pd + c * W + o) * vvalid;
+            const Vec p = Vec::loadu(pd + c * W + o) * Vec::loadu(pscale + o);
             const Vec tt = P.dense ? Vec::loadu(tile.q.data() + c * W + o) * vvalid : tile.onehot(c, o);
             dice_terms(P, p, tt, vi, vp, vt);
           }
