@@ -35,6 +35,32 @@ def _class_last(x: Tensor, channels: int) -> Tensor:
     return x.movedim(1, -1).reshape(-1, channels)
 
 
+def _first_max(scores: Tensor) -> Tuple[Tensor, Tensor]:
+    """``(values, indices)`` of ``scores.max(dim=1)``: the maximum and its first position along dim 1, bit for bit.
+
+    On CPU, where the class dimension is strided (NCHW scores) and holds at most
+    255 classes, torch's ``max(dim=1)`` walks each pixel's classes one scalar at a
+    time (~10 ms for 8 x 19 x 128 x 256 float32 on two cores), while ``amax``
+    and elementwise ops over the same tensor are vectorised across pixels. So the
+    maximum comes from ``amax`` and its first position from ``scores == maximum``
+    written in the scores' dtype (a bool output would not be vectorised), class c
+    weighted K - c: the largest weight is the first maximum (~1.5 ms in all).
+    Equal zeros of either sign are ties, as in ``max``; the weights are integers
+    up to 255, exact in every floating dtype. A NaN maximum (where ``max``
+    returns the first NaN) takes ``max(dim=1)`` itself.
+    """
+    K = scores.shape[1]
+    if scores.device.type != "cpu" or scores.dim() < 3 or scores.stride(1) == 1 or not 1 < K < 256:
+        return scores.max(dim=1)
+    values = scores.amax(1, keepdim=True)
+    if bool(torch.isnan(values).any()):
+        return scores.max(dim=1)
+    weights = torch.arange(K, 0, -1, dtype=scores.dtype).view((1, K) + (1,) * (scores.dim() - 2))
+    hits = torch.eq(scores, values, out=torch.empty_like(scores))  # 1 where a score equals its maximum, else 0
+    first = hits.mul_(weights).amax(1)  # K - (first position of the maximum)
+    return values.squeeze(1), first.neg_().add_(K).long()
+
+
 class ConfusionMixin:
     """Input handling, confusion-matrix counting and the metrics of a matrix (a base of ``ClassificationMetrics``)."""
 
@@ -113,16 +139,16 @@ class ConfusionMixin:
             if one_hot is not None:
                 raise ValueError(one_hot)
             raise ValueError(f"scores (logits / probabilities) must be floating, got dtype {preds.dtype}")
-        # max(dim).indices: the first maximum, like argmax, but several times
-        # faster over a strided class dimension (NCHW)
-        top = preds.max(dim=1)
+        # the first maximum, like argmax (max(dim).indices is several times faster than
+        # argmax over a strided class dimension (NCHW), _first_max several times faster again)
+        values, indices = _first_max(preds)
         # max propagates NaN: one check on the (N, ...) maxima, not on every score
-        if self.validate_args and not self.curves and top.values.numel() and bool(torch.isnan(top.values).any()):
-            bad = int(torch.isnan(top.values).reshape(-1).nonzero()[0, 0])
+        if self.validate_args and not self.curves and values.numel() and bool(torch.isnan(values).any()):
+            bad = int(torch.isnan(values).reshape(-1).nonzero()[0, 0])
             raise ValueError(
                 f"ClassificationMetrics.update: preds_or_logits holds NaN scores (sample {bad} of the flattened batch)"
             )
-        return top.indices
+        return indices
 
     def _check_label_range(self, labels: Tensor, ignored: Optional[Tensor], high: int, what: str) -> None:
         if not self.validate_args or not labels.numel():
