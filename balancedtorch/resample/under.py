@@ -176,14 +176,12 @@ class NearMiss(_UnderSampler):
         X_min = Xw.index_select(0, data.rows_of(minority))
         if X_min.shape[0] < k:
             raise ValueError(f"NearMiss: n_neighbors={k} needs at least {k} minority samples, got {X_min.shape[0]}")
-        nearest = _nearest_sums(nn, Xw, data, list(self._codes_strategy), X_min, k) if self.version == 1 else {}
         keep = {}
         for code, n_keep in self._codes_strategy.items():
+            X_class = Xw.index_select(0, data.rows_of(code))
             candidates = None
-            if code not in nearest:
-                X_class = Xw.index_select(0, data.rows_of(code))
             if self.version == 1:
-                score = nearest[code] if code in nearest else nn.distances(X_class, X_min, k)[0].sum(1)
+                score = nn.distances(X_class, X_min, k)[0].sum(1)
             elif self.version == 2:
                 if nn.own_search:
                     score = nn.distances(X_class, X_min, X_min.shape[0])[0][:, -k:].sum(1)
@@ -213,55 +211,6 @@ class NearMiss(_UnderSampler):
             order = order[:n_keep]
             keep[code] = order if candidates is None else candidates[order]
         return self._keep(data, keep)
-
-
-# query rows stacked into one bt.ops.knn call by NearMiss-1 (the classes' copies of X)
-_STACK_BYTES = 1 << 28
-# bt.ops.knn searches inputs whose largest magnitude lies outside [2^-40, 2^40] on
-# copies scaled by one power of two chosen from the whole input (knn.cpp)
-_UNSCALED = (2.0**-40, 2.0**40)
-
-
-def _nearest_sums(nn: Neighbours, Xw: Tensor, data: _Data, codes: list, X_min: Tensor, k: int) -> Dict[int, Tensor]:
-    """NearMiss-1's score of every class in ``codes``: per row, the sum of the distances to its k nearest
-    minority rows, equal bit for bit to ``nn.distances(X_class, X_min, k)[0].sum(1)`` class by class.
-
-    A query's neighbours among X_min and their (exact, re-ranked) distances do not depend on the other
-    queries, so the classes' rows are stacked (up to _STACK_BYTES of them a call) and searched in one
-    ``bt.ops.knn`` call: one set of parallel regions instead of one per class (each costs a scheduler
-    slice when another process holds a core; 277 -> ~40 regions on the benchmark set). Each class's
-    scores are summed over its own slice of the distances, as before. Left class by class: a user's
-    estimator (its own ``kneighbors``), and stacks whose largest magnitude would make knn scale them
-    unlike some class alone (outside [2^-40, 2^40]).
-    """
-    if nn.own_search or X_min.shape[0] == 0:
-        return {}
-    row_bytes = max(1, Xw.shape[1] * Xw.element_size())
-    lo, hi = torch.aminmax(X_min)
-    min_peak = max(-float(lo), float(hi))
-    out: Dict[int, Tensor] = {}
-    batches: list = []
-    for code in codes:
-        n = data.counts[code]
-        if batches and (sum(data.counts[c] for c in batches[-1]) + n) * row_bytes <= _STACK_BYTES:
-            batches[-1].append(code)
-        else:
-            batches.append([code])
-    for batch in batches:
-        if len(batch) < 2:
-            continue  # the per-class call in _fit_resample
-        rows = [data.rows_of(code) for code in batch]
-        X = Xw.index_select(0, torch.cat(rows))
-        lo, hi = torch.aminmax(X)
-        peak = max(-float(lo), float(hi), min_peak)
-        if not (_UNSCALED[0] <= min_peak and peak <= _UNSCALED[1]):
-            continue  # knn would scale the stack (or some class) by another power of two: class by class
-        d = nn.distances(X, X_min, k)[0]
-        at = 0
-        for code, r in zip(batch, rows):
-            out[code] = d[at : at + r.numel()].sum(1)
-            at += r.numel()
-    return out
 
 
 class TomekLinks(_UnderSampler):
