@@ -47,11 +47,13 @@ def _first_max(scores: Tensor) -> Optional[Tensor]:
     across pixels. So the maximum comes from ``amax``, and each score gets the
     rank c where it equals its pixel's maximum, c + K elsewhere (``!=`` written
     in the scores' dtype: a bool output is not vectorised); the smallest rank is
-    the first maximum (~1.5-3 ms in all). Equal zeros of either sign are ties, as
-    in ``max``; ranks below 256 are exact in every floating dtype, and those of
-    K or more (rounded in bfloat16 to 256 or more) stay above every class.
-    Seven parallel regions (``max`` with the NaN check: three; each costs a scheduler slice when another
-    process holds a core).
+    the first maximum (~3 ms in all). Equal zeros of either sign are ties, as in
+    ``max``; ranks below 256 are exact in every floating dtype, and those of K or
+    more (rounded in bfloat16 to 256 or more) stay above every class. Eight
+    OpenMP parallel regions (``max(dim=1)`` and its NaN check: three); with
+    libgomp's default spin-waiting each region can wait a scheduler slice (~8 ms)
+    while another process holds a core, so under such contention this path is
+    the slower one.
     """
     K = scores.shape[1]
     if scores.device.type != "cpu" or scores.dim() < 3 or scores.stride(1) == 1 or not 1 < K < 256 or not scores.numel():
