@@ -75,6 +75,74 @@ def test_traffic_light_pixels_with_logits_and_ignore_index(device):
     assert_matches_sklearn(r, y, p, 2)
 
 
+def _adversarial_scores(kind, shape, dtype, g):
+    """Scores with the ties, signed zeros, infinities and NaNs a first-maximum search must get right."""
+    x = torch.randn(shape, generator=g, dtype=torch.float64) * 3
+    if kind == "ties":  # few distinct values: most pixels have tied maxima
+        x = torch.randint(-2, 3, shape, generator=g).double()
+    elif kind == "signed zeros":  # -0.0 == 0.0: the first of them is the maximum
+        x = torch.where(torch.rand(shape, generator=g) < 0.5, -0.0, 0.0).double()
+    elif kind == "infinities":
+        r = torch.rand(shape, generator=g, dtype=torch.float64)
+        x = torch.where(r < 0.3, float("-inf"), torch.where(r > 0.8, float("inf"), x))
+        x[:, :, :1] = float("-inf")  # whole pixels of -inf: class 0
+    elif kind == "nan":
+        x = torch.where(torch.rand(shape, generator=g) < 0.05, float("nan"), x)
+        x.view(-1)[:1] = float("nan")  # at least one
+    elif kind == "large offset":  # neighbours one ulp apart
+        x = 1e6 + torch.randint(0, 3, shape, generator=g).double() * 0.0625
+    return x.to(dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("kind", ["gaussian", "ties", "signed zeros", "infinities", "nan", "large offset"])
+@pytest.mark.parametrize("shape", [(4, 19, 9, 13), (3, 2, 7), (1, 255, 2, 3), (2, 5, 1, 1, 6), (0, 4, 3), (2, 3, 0)])
+def test_first_max_equals_max_over_the_class_dimension(shape, kind, dtype):
+    # the fast path for strided (NCHW) class dimensions: the same first positions as max(dim=1)
+    from balancedtorch.metrics._confusion import _first_max
+
+    g = torch.Generator().manual_seed(sum(shape) + len(kind))
+    x = _adversarial_scores(kind, shape, dtype, g)
+    before = x.clone()
+    indices = _first_max(x)
+    torch.testing.assert_close(x, before, rtol=0, atol=0, equal_nan=True)  # the input is left as it was
+    want_indices = x.max(dim=1).indices
+    if kind == "nan" or not x.numel():
+        assert indices is None  # max(dim=1) answers: the first NaN is the maximum there
+        return
+    assert indices is not None and indices.dtype == torch.long and torch.equal(indices, want_indices)
+    if kind in ("ties", "signed zeros"):
+        assert int(want_indices.count_nonzero()) < want_indices.numel()  # ties really resolved to an early class
+
+
+def test_segmentation_logits_count_the_first_maximum():
+    # NCHW logits with tied maxima, counted by update: the confusion matrix of argmax (first maximum) labels
+    g = torch.Generator().manual_seed(3)
+    K = 6
+    logits = torch.randint(0, 3, (3, K, 17, 23), generator=g).float()
+    target = torch.randint(0, K, (3, 17, 23), generator=g)
+    target[0, :2] = 255
+    kept = logits.clone()
+    m = bt.metrics.ClassificationMetrics(K, ignore_index=255)
+    m.update(logits, target)
+    assert torch.equal(logits, kept)
+    keep = target != 255
+    pred = logits.argmax(1)
+    want = torch.bincount(target[keep] * K + pred[keep], minlength=K * K).view(K, K)
+    assert torch.equal(m.confmat.cpu().long(), want)
+    nan_logits = logits.clone()
+    nan_logits[1, 2, 5, 7] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        bt.metrics.ClassificationMetrics(K).update(nan_logits, target.clamp_max(K - 1))
+    loose = bt.metrics.ClassificationMetrics(K, validate_args=False)
+    loose.update(nan_logits, target.clamp_max(K - 1))  # unvalidated: NaN is the maximum, as in max(dim=1)
+    pred = nan_logits.max(1).indices
+    assert int(pred[1, 5, 7]) == 2
+    assert torch.equal(
+        loose.confmat.cpu().long(), torch.bincount((target.clamp_max(K - 1) * K + pred).flatten(), minlength=K * K).view(K, K)
+    )
+
+
 def test_streaming_probabilities_equal_one_shot():
     rng = np.random.default_rng(5)
     K, N = 5, 1000
