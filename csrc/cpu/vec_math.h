@@ -26,8 +26,8 @@ namespace cpu {
 // ln(FLT_MIN) = -87.34 the result is the subnormal y 2^-126 (0 where the
 // process flushes subnormals). nan propagates (the clamp keeps it, and it
 // poisons the polynomial). 17 instructions on AVX2 against the 22 of the
-// round-and-convert form with a flush compare; 0.31 against 0.38 ns per
-// element on one core here (benchmarks/compute_floor.cpp).
+// round-and-convert form with a flush compare; 0.27 against 0.38 ns per
+// element on one core here (benchmarks/compute_floor.py).
 inline at::vec::Vectorized<float> exp(const at::vec::Vectorized<float>& x) {
   using Vec = at::vec::Vectorized<float>;
   using IVec = at::vec::Vectorized<int32_t>;

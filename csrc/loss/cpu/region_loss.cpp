@@ -71,7 +71,7 @@ struct Tile {
   int64_t t[W];
   acc_t tf[W];  // t as acc_t (-1: no class), for vector compares (C < 2^24 is checked)
   acc_t valid[W];
-  acc_t inv[W];             // 1 / S per lane where softmax left e unnormalised (see softmax), else 1
+  acc_t inv[W];             // 1 / S per lane, set by softmax(normalize = false) only
   int64_t cnt = 0, kn = 0;  // pixels, and vectors holding them
 
   explicit Tile(int64_t C, bool dense) : z(C * W), q(dense ? C * W : 0), e(C * W) {}
@@ -395,7 +395,6 @@ void stats_kernel(
       acc_t ce_sum = 0, ce_den = 0;
       for (int64_t s0 = s_begin; s0 < s_end; s0 += W) {
         const int64_t b = tile.load(P, x, dense_t, tgt, class_last, n, s0, std::min(W, s_end - s0), S);
-        bool softmax_scaled = false;  // e left unnormalised by tile.softmax (tile.inv)
         if (b >= 0) {
           bad[chunk] = b;
           break;
@@ -447,7 +446,6 @@ void stats_kernel(
         } else if (!P.none || P.ce_kind != kRegionNoCe) {
           const bool vec_ce = P.ce_kind != kRegionNoCe && !P.smoothing_mode;
           tile.softmax(P, m, Ssum, P.ce_kind != kRegionNoCe ? so : nullptr, vec_ce ? zt : nullptr, false);
-          softmax_scaled = true;
           if (vec_ce) {
             // target mode: vector terms per lane, summed in lane order
             for (int64_t j = 0; j < tile.kn * L; ++j) {
@@ -493,10 +491,12 @@ void stats_kernel(
         // stats: p (masked), p*t, t; activation "none": p is the input itself.
         // p = e (1 / S) valid: the mask and softmax's normalisation in one
         // factor per lane (valid is 0 or 1, so e (1 / S) rounds as before)
+        // (the softmax branch above ran, leaving tile.inv, exactly when neither sigmoid nor "none")
         const acc_t* pd = P.none ? tile.z.data() : tile.e.data();
+        const bool softmax_p = !P.sigmoid && !P.none;
         acc_t pscale[W];
         for (int64_t j = 0; j < tile.kn * L; ++j) {
-          pscale[j] = softmax_scaled && !P.none ? tile.inv[j] * tile.valid[j] : tile.valid[j];
+          pscale[j] = softmax_p ? tile.inv[j] * tile.valid[j] : tile.valid[j];
         }
         for (int64_t c = 0; c < C; ++c) {
           // the class's sums stay in registers over the tile's vectors (each lane still adds its pixels in order)

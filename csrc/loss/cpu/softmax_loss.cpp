@@ -527,33 +527,33 @@ void columns_kernel(
           // makes its e, and so S and every term of the lane, nan.
           // locals only: a vector store may alias anything, so whatever the
           // loop reads through a reference would be reloaded after each one
-          const acc_t* src = x + base;
-          acc_t* zd = zt.data();
-          const int64_t stride = inner, nc = C;
-          Vec acc[K];
-          for (int64_t k = 0; k < K; ++k) {
-            acc[k] = Vec(-std::numeric_limits<acc_t>::infinity());
-          }
-          for (int64_t c = 0; c < nc; ++c, src += stride, zd += W) {
+          // with_bias: the max is taken over z + bias (the scratch keeps z)
+          auto copy_max = [&, src0 = x + base, zd0 = zt.data(), stride = inner, nc = C, bias = P.bias](auto with_bias) {
+            const acc_t* src = src0;
+            acc_t* zd = zd0;
+            Vec acc[K];
             for (int64_t k = 0; k < K; ++k) {
-              const Vec v = Vec::loadu(src + k * L);
-              v.store(zd + k * L);
-              acc[k] = cpu::max_no_nan(acc[k], v);
+              acc[k] = Vec(-std::numeric_limits<acc_t>::infinity());
             }
-          }
-          for (int64_t k = 0; k < K; ++k) {
-            vmax[k] = acc[k];
-          }
-          if (P.bias) {
-            for (int64_t k = 0; k < K; ++k) {
-              vmax[k] = Vec(-std::numeric_limits<acc_t>::infinity());
-            }
-            for (int64_t c = 0; c < C; ++c) {
-              const Vec b(P.bias[c]);
+            for (int64_t c = 0; c < nc; ++c, src += stride, zd += W) {
               for (int64_t k = 0; k < K; ++k) {
-                vmax[k] = cpu::max_no_nan(vmax[k], Vec::loadu(zt.data() + c * W + k * L) + b);
+                const Vec v = Vec::loadu(src + k * L);
+                v.store(zd + k * L);
+                if constexpr (decltype(with_bias)::value) {
+                  acc[k] = cpu::max_no_nan(acc[k], v + Vec(bias[c]));
+                } else {
+                  acc[k] = cpu::max_no_nan(acc[k], v);
+                }
               }
             }
+            for (int64_t k = 0; k < K; ++k) {
+              vmax[k] = acc[k];
+            }
+          };
+          if (P.bias) {
+            copy_max(std::true_type{});
+          } else {
+            copy_max(std::false_type{});
           }
           copied = true;
         }
