@@ -143,6 +143,13 @@ struct Tile {
         }
       }
     }
+    return load_targets(P, tgt, n, s0, S);
+  }
+
+  // The targets of the tile's cnt pixels from s0 of sample n (class indices;
+  // none with dense targets or the sigmoid): t, tf and valid. Returns the
+  // first invalid target's flat index, or -1.
+  int64_t load_targets(const RegionParams<acc_t>& P, const target_t* tgt, int64_t n, int64_t s0, int64_t S) {
     for (int64_t j = 0; j < W; ++j) {
       const bool in = j < cnt;
       t[j] = -1;
@@ -151,7 +158,7 @@ struct Tile {
         const int64_t tj = static_cast<int64_t>(tgt[n * S + s0 + j]);
         if (tj == P.ignore_index) {
           valid[j] = acc_t(0);
-        } else if (tj < 0 || tj >= C) {
+        } else if (tj < 0 || tj >= P.C) {
           return n * S + s0 + j;
         } else {
           t[j] = tj;
@@ -162,6 +169,94 @@ struct Tile {
       tf[j] = static_cast<acc_t>(t[j]);
     }
     return -1;
+  }
+
+  // A full tile for softmax_full: its targets (load_targets' return).
+  int64_t start_full(const RegionParams<acc_t>& P, const target_t* tgt, int64_t n, int64_t s0, int64_t S) {
+    cnt = W;
+    kn = K;
+    return load_targets(P, tgt, n, s0, S);
+  }
+
+  // Each lane's target logit after softmax_full (m for lanes without a class, as softmax's z_target).
+  void target_logits(const acc_t* m, acc_t* z_target) const {
+    for (int64_t j = 0; j < W; ++j) {
+      z_target[j] = t[j] >= 0 ? z[t[j] * W + j] : m[j];
+    }
+  }
+
+  // The plain softmax of a full tile of an NC[S] float/double input (base:
+  // the offset of its first pixel in class 0; cs the class stride), with
+  // load_targets already run: the C planes are copied into z with each lane's
+  // max taken in registers, then e = exp(z - m) and S in one pass, e left
+  // unnormalised and inv = 1 / S; on the way, kOther: s_other (the sum
+  // without the target, see target_terms) and kDot 1: dot = sum_c cP_c e_c,
+  // kDot 2: sum_c cP_c e_c^2. Against load + softmax: one pass over the
+  // scratch less, and the target's logit is not picked up by a blend per
+  // class (the caller reads it back from z at its class).
+  template <bool kOther, int kDot>
+  void softmax_full(
+      const scalar_t* x, int64_t base, int64_t C, int64_t cs, const acc_t* cP, acc_t* m, acc_t* s_other, acc_t* dot) {
+    static_assert(std::is_same_v<scalar_t, acc_t>, "softmax_full reads float/double logits in place");
+    // the planes are C streams, more than the hardware prefetchers follow
+    for (int64_t c = 0; c < C; ++c) {
+      for (int64_t l = 0; l < W; l += kCacheLineBytes / static_cast<int64_t>(sizeof(scalar_t))) {
+        __builtin_prefetch(x + base + c * cs + kPrefetchTiles * W + l, 0, 2);
+      }
+    }
+    // locals only: a vector store may alias anything (see load)
+    const scalar_t* src = x + base;
+    acc_t* const z0 = z.data();
+    acc_t* const e0 = e.data();
+    Vec vmax[K];
+    {
+      Vec acc[K];
+      for (int64_t k = 0; k < K; ++k) {
+        acc[k] = Vec(-std::numeric_limits<acc_t>::infinity());
+      }
+      acc_t* zd = z0;
+      for (int64_t c = 0; c < C; ++c, src += cs, zd += W) {
+        for (int64_t k = 0; k < K; ++k) {
+          const Vec v = Vec::loadu(src + k * L);
+          v.store(zd + k * L);
+          // nan need not propagate: a nan logit makes S, and so every term of its pixel, nan
+          acc[k] = cpu::max_no_nan(acc[k], v);
+        }
+      }
+      for (int64_t k = 0; k < K; ++k) {
+        vmax[k] = acc[k];
+      }
+    }
+    for (int64_t k = 0; k < K; ++k) {
+      const int64_t o = k * L;
+      // an all -inf pixel takes max 0
+      const Vec vm = Vec::blendv(vmax[k], Vec(0), vmax[k] == Vec(-std::numeric_limits<acc_t>::infinity()));
+      const Vec vt = Vec::loadu(tf + o);
+      Vec vs(0), vso(0), vd(0), vc(0);  // vc: the class index, counted in acc_t (exact: C < 2^24)
+      const acc_t* zo = z0 + o;
+      acc_t* eo = e0 + o;
+      for (int64_t c = 0; c < C; ++c, vc = vc + Vec(1), zo += W, eo += W) {
+        const Vec ec = cpu::exp(Vec::loadu(zo) - vm);
+        ec.store(eo);
+        vs = vs + ec;
+        if constexpr (kOther) {
+          vso = vso + Vec::blendv(ec, Vec(0), vt == vc);
+        }
+        if constexpr (kDot == 1) {
+          vd = at::vec::fmadd(Vec(cP[c]), ec, vd);
+        } else if constexpr (kDot == 2) {
+          vd = at::vec::fmadd(Vec(cP[c]) * ec, ec, vd);
+        }
+      }
+      vm.store(m + o);
+      vs.reciprocal().store(inv + o);
+      if constexpr (kOther) {
+        vso.store(s_other + o);
+      }
+      if constexpr (kDot != 0) {
+        vd.store(dot + o);
+      }
+    }
   }
 
   // One-hot of the targets at class c for the vector at lane o (zero for ignored and padding lanes).
@@ -224,6 +319,15 @@ struct Tile {
     }
   }
 };
+
+// The common case, with full tiles of its own (Tile::softmax_full): float or
+// double NC[S] logits, the softmax activation, class-index targets, no
+// soft_label, and the CE/focal part absent or in the target mode.
+template <typename scalar_t, typename acc_t>
+inline bool plain_softmax(const RegionParams<acc_t>& P, bool class_last) {
+  return std::is_same_v<scalar_t, acc_t> && !class_last && !P.sigmoid && !P.none && !P.dense && !P.soft &&
+         (P.ce_kind == kRegionNoCe || !P.smoothing_mode);
+}
 
 // target_terms (softmax_loss.h) for a vector of pixels, from dz = z_t - m and
 // s_other: the target-mode CE/focal loss -w pw lp and h = w pw u. The scalar
@@ -380,6 +484,7 @@ void stats_kernel(
   const int64_t width = 3 * C + 2;
   std::vector<acc_t> partial(k.total * width, acc_t(0));
   std::vector<int64_t> bad(k.total, -1);
+  const bool plain = plain_softmax<scalar_t>(P, class_last);
   at::parallel_for(0, k.total, 1, [&](int64_t begin, int64_t end) {
     T tile(C, P.dense);
     // per-(class, lane) sums of the chunk: lane j adds pixels j, j + L, ... in order
@@ -393,11 +498,68 @@ void stats_kernel(
       std::fill(vP.begin(), vP.end(), acc_t(0));
       std::fill(vT.begin(), vT.end(), acc_t(0));
       acc_t ce_sum = 0, ce_den = 0;
+      // target mode CE/focal from zt, m and so: vector terms per lane, summed in lane order
+      auto add_ce = [&](const T& tl) {
+        for (int64_t j = 0; j < tl.kn * L; ++j) {
+          wt[j] = tl.valid[j] != acc_t(0) ? region_weight(P, tl.t[j]) : acc_t(0);
+        }
+        for (int64_t kv = 0; kv < tl.kn; ++kv) {
+          const int64_t o = kv * L;
+          Vec l, h;
+          target_terms_vec(
+              P.gamma, Vec::loadu(zt + o) - Vec::loadu(m + o), Vec::loadu(so + o), Vec::loadu(wt + o), l, h);
+          l.store(la + o);
+        }
+        for (int64_t j = 0; j < tl.cnt; ++j) {
+          if (tl.valid[j] != acc_t(0)) {
+            ce_sum += la[j];
+            ce_den += wt[j];
+          }
+        }
+      };
       for (int64_t s0 = s_begin; s0 < s_end; s0 += W) {
-        const int64_t b = tile.load(P, x, dense_t, tgt, class_last, n, s0, std::min(W, s_end - s0), S);
+        const bool full_plain = plain && s_end - s0 >= W;
+        const int64_t b = full_plain ? tile.start_full(P, tgt, n, s0, S)
+                                     : tile.load(P, x, dense_t, tgt, class_last, n, s0, std::min(W, s_end - s0), S);
         if (b >= 0) {
           bad[chunk] = b;
           break;
+        }
+        if constexpr (std::is_same_v<scalar_t, acc_t>) {
+          if (full_plain) {
+            const int64_t base = region_pixel_offset(false, n, s0, C, S);
+            if (P.ce_kind != kRegionNoCe) {
+              tile.template softmax_full<true, 0>(x, base, C, P.cs, nullptr, m, so, nullptr);
+              tile.target_logits(m, zt);
+              add_ce(tile);
+            } else {
+              tile.template softmax_full<false, 0>(x, base, C, P.cs, nullptr, m, so, nullptr);
+            }
+            // P from the unnormalised e scaled by pscale = (1 / S) valid, as below; I and T
+            // only at each pixel's target class, added to the same (class, lane) sums in the
+            // same order as the vector form adds them (the other classes add exact zeros)
+            acc_t pscale[W];
+            for (int64_t j = 0; j < W; ++j) {
+              pscale[j] = tile.inv[j] * tile.valid[j];
+            }
+            const acc_t* const e0 = tile.e.data();
+            for (int64_t c = 0; c < C; ++c) {
+              Vec vp = Vec::loadu(vP.data() + c * L);
+              for (int64_t kv = 0; kv < T::K; ++kv) {
+                const Vec p = Vec::loadu(e0 + c * W + kv * L) * Vec::loadu(pscale + kv * L);
+                vp = P.squared ? at::vec::fmadd(p, p, vp) : vp + p;
+              }
+              vp.store(vP.data() + c * L);
+            }
+            for (int64_t j = 0; j < W; ++j) {
+              if (tile.valid[j] != acc_t(0)) {
+                const int64_t slot = tile.t[j] * L + j % L;
+                vI[slot] += e0[tile.t[j] * W + j] * pscale[j];
+                vT[slot] += acc_t(1);
+              }
+            }
+            continue;
+          }
         }
         if (P.sigmoid) {
           const bool with_ce = P.ce_kind != kRegionNoCe;
@@ -447,23 +609,7 @@ void stats_kernel(
           const bool vec_ce = P.ce_kind != kRegionNoCe && !P.smoothing_mode;
           tile.softmax(P, m, Ssum, P.ce_kind != kRegionNoCe ? so : nullptr, vec_ce ? zt : nullptr, false);
           if (vec_ce) {
-            // target mode: vector terms per lane, summed in lane order
-            for (int64_t j = 0; j < tile.kn * L; ++j) {
-              wt[j] = tile.valid[j] != acc_t(0) ? region_weight(P, tile.t[j]) : acc_t(0);
-            }
-            for (int64_t kv = 0; kv < tile.kn; ++kv) {
-              const int64_t o = kv * L;
-              Vec l, h;
-              target_terms_vec(
-                  P.gamma, Vec::loadu(zt + o) - Vec::loadu(m + o), Vec::loadu(so + o), Vec::loadu(wt + o), l, h);
-              l.store(la + o);
-            }
-            for (int64_t j = 0; j < tile.cnt; ++j) {
-              if (tile.valid[j] != acc_t(0)) {
-                ce_sum += la[j];
-                ce_den += wt[j];
-              }
-            }
+            add_ce(tile);
           } else if (P.ce_kind != kRegionNoCe) {
             // CE/focal per lane from the shared scalar math (reads the scratch logits, class stride W)
             RegionParams<acc_t> Q = P;
@@ -577,10 +723,96 @@ void grad_kernel(
   const bool stream = std::is_same_v<scalar_t, acc_t> && !class_last &&
                       N * C * S * static_cast<int64_t>(sizeof(acc_t)) >= kStreamBytes &&
                       (S * static_cast<int64_t>(sizeof(acc_t))) % kCacheLineBytes == 0;
+  const bool plain = plain_softmax<scalar_t>(P, class_last);
   at::parallel_for(0, k.total, 1, [&](int64_t begin, int64_t end) {
     T tile(C, P.dense);
     std::vector<acc_t> g(C * W), hbuf(C * W);
     acc_t m[W], Ssum[W], so[W], Hs[W], hh[W], zt[W], wt[W];
+    // The plain case (plain_softmax) on a full tile, written straight to the
+    // gradient. With B = sum_k a_k p_k and the CE part's H = hh folded in,
+    //   g_c = p_c (cP_c - B - ce hh) + [c = t] (cI_t p_t + ce hh)
+    // (squared: p_c (2 cP_c p_c - B - ce hh) + ...), where B = cI_t p_t plus
+    // the dot softmax_full forms as it goes, times 1 / S (squared: 2 / S^2).
+    auto plain_tile = [&](auto& tl, int64_t n, int64_t s0, const acc_t* cI, const acc_t* cP, acc_t ce) {
+      const int64_t base = region_pixel_offset(false, n, s0, C, S);
+      const bool with_ce = P.ce_kind != kRegionNoCe && ce != acc_t(0);
+      acc_t dot[W];
+      if (with_ce) {
+        P.squared ? tl.template softmax_full<true, 2>(x, base, C, P.cs, cP, m, so, dot)
+                  : tl.template softmax_full<true, 1>(x, base, C, P.cs, cP, m, so, dot);
+        tl.target_logits(m, zt);
+        for (int64_t j = 0; j < W; ++j) {
+          wt[j] = tl.valid[j] != acc_t(0) ? region_weight(P, tl.t[j]) : acc_t(0);
+        }
+        for (int64_t kv = 0; kv < T::K; ++kv) {
+          const int64_t o = kv * L;
+          Vec l, h;
+          if (P.gamma == acc_t(0)) {
+            h = Vec::loadu(wt + o).neg();  // target_terms' w pw u with pw = 1, u = -1, without its logs
+          } else {
+            target_terms_vec(
+                P.gamma, Vec::loadu(zt + o) - Vec::loadu(m + o), Vec::loadu(so + o), Vec::loadu(wt + o), l, h);
+          }
+          Vec::blendv(Vec(0), h, Vec::loadu(tl.valid + o) != Vec(0)).store(hh + o);
+        }
+      } else {
+        P.squared ? tl.template softmax_full<false, 2>(x, base, C, P.cs, cP, m, so, dot)
+                  : tl.template softmax_full<false, 1>(x, base, C, P.cs, cP, m, so, dot);
+      }
+      // per lane: -(B + ce hh) and the target's extra term
+      acc_t nb[W], fx[W];
+      bool masked = false;
+      const acc_t* const e0 = tl.e.data();
+      for (int64_t j = 0; j < W; ++j) {
+        const int64_t tj = tl.t[j];
+        const acc_t inv = tl.inv[j];
+        const acc_t pt = tj >= 0 ? e0[tj * W + j] * inv : acc_t(0);
+        const acc_t cit = tj >= 0 ? cI[tj] : acc_t(0);
+        const acc_t ch = with_ce ? ce * hh[j] : acc_t(0);
+        const acc_t b = (P.squared ? acc_t(2) * dot[j] * inv * inv : dot[j] * inv) + cit * pt;
+        nb[j] = -(b + ch);
+        fx[j] = cit * pt + ch;
+        masked = masked || tl.valid[j] == acc_t(0);
+      }
+      acc_t* const gd = reinterpret_cast<acc_t*>(grad) + base;
+      // locals only (see Tile::load)
+      auto write = [&, e_src = e0, g_dst = gd, cs = P.cs, nc = C, cp_src = cP](auto squared, auto with_mask, auto store) {
+        Vec inv_[T::K], nb_[T::K], fx_[T::K], t_[T::K], ok_[T::K];
+        for (int64_t kv = 0; kv < T::K; ++kv) {
+          inv_[kv] = Vec::loadu(tl.inv + kv * L);
+          nb_[kv] = Vec::loadu(nb + kv * L);
+          fx_[kv] = Vec::loadu(fx + kv * L);
+          t_[kv] = Vec::loadu(tl.tf + kv * L);
+          ok_[kv] = Vec::loadu(tl.valid + kv * L);
+        }
+        const acc_t* e = e_src;
+        acc_t* g = g_dst;
+        Vec vc(0);
+        for (int64_t c = 0; c < nc; ++c, vc = vc + Vec(1), e += W, g += cs) {
+          const Vec cp(decltype(squared)::value ? acc_t(2) * cp_src[c] : cp_src[c]);
+          for (int64_t kv = 0; kv < T::K; ++kv) {
+            const Vec p = Vec::loadu(e + kv * L) * inv_[kv];
+            Vec gc = decltype(squared)::value ? p * at::vec::fmadd(cp, p, nb_[kv]) : p * (cp + nb_[kv]);
+            gc = gc + Vec::blendv(Vec(0), fx_[kv], t_[kv] == vc);
+            if constexpr (decltype(with_mask)::value) {
+              gc = gc * ok_[kv];  // as the general path: an ignored pixel's nan logit stays nan
+            }
+            store(g + kv * L, gc);
+          }
+        }
+      };
+      auto plain_store = [](acc_t* d, const Vec& v) { v.store(d); };
+      auto streamed = [](acc_t* d, const Vec& v) { cpu::store_stream(d, v); };
+      const bool streaming = stream && reinterpret_cast<uintptr_t>(gd) % kCacheLineBytes == 0;
+      auto run = [&](auto squared) {
+        if (streaming) {
+          masked ? write(squared, std::true_type{}, streamed) : write(squared, std::false_type{}, streamed);
+        } else {
+          masked ? write(squared, std::true_type{}, plain_store) : write(squared, std::false_type{}, plain_store);
+        }
+      };
+      P.squared ? run(std::true_type{}) : run(std::false_type{});
+    };
     for (int64_t chunk = begin; chunk < end; ++chunk) {
       const int64_t n = chunk / k.per_sample;
       const int64_t s_begin = (chunk % k.per_sample) * k.len;
@@ -589,7 +821,19 @@ void grad_kernel(
       const acc_t* cP = cI + C;
       const acc_t ce = ce_coef[n];
       for (int64_t s0 = s_begin; s0 < s_end; s0 += W) {
-        tile.load(P, x, dense_t, tgt, class_last, n, s0, std::min(W, s_end - s0), S);  // validated by the stats pass
+        // targets validated by the stats pass
+        const bool full_plain = plain && s_end - s0 >= W;
+        if (full_plain) {
+          tile.start_full(P, tgt, n, s0, S);
+        } else {
+          tile.load(P, x, dense_t, tgt, class_last, n, s0, std::min(W, s_end - s0), S);
+        }
+        if constexpr (std::is_same_v<scalar_t, acc_t>) {
+          if (full_plain) {
+            plain_tile(tile, n, s0, cI, cP, ce);
+            continue;
+          }
+        }
         if (P.sigmoid) {
           const bool with_ce = P.ce_kind != kRegionNoCe;
           const Vec vce(ce);
@@ -624,8 +868,12 @@ void grad_kernel(
             for (int64_t kv = 0; kv < tile.kn; ++kv) {
               const int64_t o = kv * L;
               Vec l, h;
-              target_terms_vec(
-                  P.gamma, Vec::loadu(zt + o) - Vec::loadu(m + o), Vec::loadu(so + o), Vec::loadu(wt + o), l, h);
+              if (P.gamma == acc_t(0)) {
+                h = Vec::loadu(wt + o).neg();  // w pw u with pw = 1, u = -1, without target_terms' logs
+              } else {
+                target_terms_vec(
+                    P.gamma, Vec::loadu(zt + o) - Vec::loadu(m + o), Vec::loadu(so + o), Vec::loadu(wt + o), l, h);
+              }
               h = Vec::blendv(Vec(0), h, Vec::loadu(tile.valid + o) != Vec(0));
               h.store(Hs + o);
               h.store(hh + o);
