@@ -776,7 +776,8 @@ void grad_kernel(
       }
       acc_t* const gd = reinterpret_cast<acc_t*>(grad) + base;
       // locals only (see Tile::load)
-      auto write = [&, e_src = e0, g_dst = gd, cs = P.cs, nc = C, cp_src = cP](auto squared, auto with_mask, auto store) {
+      auto write = [&, e_src = e0, g_dst = gd, cs = P.cs, nc = C, cp_src = cP](
+                       auto squared, auto with_mask, auto store) {
         Vec inv_[T::K], nb_[T::K], fx_[T::K], t_[T::K], ok_[T::K];
         for (int64_t kv = 0; kv < T::K; ++kv) {
           inv_[kv] = Vec::loadu(tl.inv + kv * L);
