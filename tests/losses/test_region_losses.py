@@ -325,6 +325,121 @@ def test_3d_volumes_and_large_images_chunked():
     _check(btf.dice_loss, dict(batch=True), x, target, batch=True)
 
 
+# ---------------------------------------------------------------------------------------------
+# full tiles: float/double NC[S] softmax logits with class-index targets have a path of their own
+# (32 float or 16 double pixels a tile); shapes here hold full tiles, a partial last one and, at
+# (64, 70), several chunks per sample, so both paths run in one call
+# ---------------------------------------------------------------------------------------------
+
+
+def _full_tile_cases():
+    w = torch.rand(5, generator=torch.Generator().manual_seed(3), dtype=torch.float64) + 0.5
+    return [
+        ("dice", btf.dice_loss, {}, {}),
+        ("dice squared weighted", btf.dice_loss, dict(squared_pred=True, weight=w), None),
+        ("dice jaccard no background", btf.dice_loss, dict(jaccard=True, include_background=False), None),
+        ("dice batch none", btf.dice_loss, dict(batch=True, reduction="none"), None),
+        ("generalized dice", btf.generalized_dice_loss, {}, dict(kind="gdl")),
+        ("tversky", btf.tversky_loss, dict(alpha=0.3, beta=0.7, gamma=0.75), dict(kind="tversky")),
+        ("dice ce weighted", btf.dice_ce_loss, dict(weight=w, lambda_dice=0.7, lambda_ce=1.3), dict(ce="ce")),
+        ("dice ce squared", btf.dice_ce_loss, dict(squared_pred=True), dict(ce="ce")),
+        ("dice ce lambda_ce 0", btf.dice_ce_loss, dict(lambda_ce=0.0), dict(ce="ce")),
+        ("dice focal", btf.dice_focal_loss, dict(gamma=2.0), dict(ce="focal", ce_gamma=2.0)),
+        ("dice focal 1.5 weighted", btf.dice_focal_loss, dict(gamma=1.5, weight=w), dict(ce="focal", ce_gamma=1.5)),
+    ]
+
+
+_FULL_TILE_CASES = _full_tile_cases()
+
+
+def _ref_opts(opts, ref):
+    ref_opts = dict(opts) if ref is None else {**opts, **ref}
+    for ours, theirs in (("lambda_focal", "lambda_ce"), ("gamma", "ce_gamma")):
+        if ours in ref_opts and ref_opts.get("ce") == "focal":
+            ref_opts[theirs] = ref_opts.pop(ours)
+    return ref_opts
+
+
+@pytest.mark.parametrize("case", _FULL_TILE_CASES, ids=[c[0] for c in _FULL_TILE_CASES])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("spatial,ignore", [((7, 19), False), ((7, 19), True), ((64, 70), True)])
+def test_full_tiles_match_reference(case, dtype, spatial, ignore):
+    _, fn, opts, ref = case
+    x, target = _inputs(N=2, C=5, spatial=spatial, ignore=ignore)
+    x[:, 2, ::3] += 12  # confident pixels: p_t -> 1 where class 2 is the target
+    xa = x.to(dtype).requires_grad_(True)
+    xb = xa.detach().double().requires_grad_(True)
+    got = fn(xa, target, **opts)
+    want = reference(xb, target, **_ref_opts(opts, ref))
+    tol = dict(rtol=1e-12, atol=1e-14) if dtype == torch.float64 else dict(rtol=2e-5, atol=1e-7)
+    torch.testing.assert_close(got.double(), want, **tol)
+    g = torch.rand_like(want)
+    got.backward(g.to(dtype))
+    want.backward(g)
+    scale = xb.grad.abs().max().item()
+    torch.testing.assert_close(xa.grad.double(), xb.grad, rtol=tol["rtol"] * 10, atol=scale * tol["rtol"])
+
+
+def test_full_tiles_equal_the_channels_last_path():
+    # channels-last logits take the general path: the same loss, the same gradient
+    x, target = _inputs(N=2, C=6, spatial=(9, 40), ignore=True, dtype=torch.float32)
+    for fn, opts in ((btf.dice_loss, dict(squared_pred=True)), (btf.dice_ce_loss, {}), (btf.dice_focal_loss, {})):
+        xa = x.clone().requires_grad_(True)
+        xb = x.to(memory_format=torch.channels_last).requires_grad_(True)
+        la, lb = fn(xa, target, **opts), fn(xb, target, **opts)
+        la.backward()
+        lb.backward()
+        torch.testing.assert_close(la, lb, rtol=1e-6, atol=0)
+        torch.testing.assert_close(xa.grad, xb.grad, rtol=1e-5, atol=1e-6 * xa.grad.abs().max().item())
+
+
+try:  # hypothesis is a test dependency; the tests above run without it
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+except ImportError:  # pragma: no cover
+    given = None
+
+if given is not None:
+
+    @settings(max_examples=40, deadline=None)
+    @given(
+        n=st.integers(1, 3),
+        c=st.integers(2, 21),
+        s=st.integers(1, 200),
+        offset=st.sampled_from([0.0, 1e3, -3e4]),
+        spread=st.sampled_from([1e-3, 1.0, 40.0]),
+        ties=st.booleans(),
+        loss=st.sampled_from(["dice", "dice_ce", "dice_focal", "dice_sq"]),
+        dtype=st.sampled_from([torch.float32, torch.float64]),
+        seed=st.integers(0, 2**31 - 1),
+    )
+    def test_full_tiles_adversarial_logits(n, c, s, offset, spread, ties, loss, dtype, seed):
+        g = torch.Generator().manual_seed(seed)
+        x = torch.randn(n, c, s, generator=g, dtype=torch.float64) * spread + offset
+        if ties:
+            x[:, :, ::2] = offset  # whole pixels of equal logits
+            x[:, 1] = x[:, 0]  # duplicate classes
+        target = torch.randint(0, c, (n, s), generator=g)
+        target[torch.rand(n, s, generator=g) < 0.1] = -100
+        fn, ref = {
+            "dice": (btf.dice_loss, {}),
+            "dice_sq": (lambda a, b: btf.dice_loss(a, b, squared_pred=True), dict(squared_pred=True)),
+            "dice_ce": (btf.dice_ce_loss, dict(ce="ce")),
+            "dice_focal": (lambda a, b: btf.dice_focal_loss(a, b, gamma=2.0), dict(ce="focal", ce_gamma=2.0)),
+        }[loss]
+        xa = x.to(dtype).requires_grad_(True)
+        xb = xa.detach().double().requires_grad_(True)  # the reference sees the same (rounded) logits
+        got = fn(xa, target)
+        want = reference(xb, target, **ref)
+        rtol = 1e-10 if dtype == torch.float64 else 3e-5
+        torch.testing.assert_close(got.double(), want, rtol=rtol, atol=rtol)
+        got.backward()
+        want.backward()
+        assert torch.isfinite(xa.grad).all()
+        scale = xb.grad.abs().max().item()
+        torch.testing.assert_close(xa.grad.double(), xb.grad, rtol=rtol * 10, atol=max(scale, 1e-30) * rtol * 10)
+
+
 def test_input_not_modified_and_raw_outputs_untouched():
     x, target = _inputs(dtype=torch.float32, ignore=True)
     x0, t0 = x.clone(), target.clone()
