@@ -439,8 +439,11 @@ if given is not None:
         got.backward()
         want.backward()
         assert torch.isfinite(xa.grad).all()
-        scale = xb.grad.abs().max().item()
-        torch.testing.assert_close(xa.grad.double(), xb.grad, rtol=rtol * 10, atol=max(scale, 1e-30) * rtol * 10)
+        # g_c = p_c (a_c - B) cancels where p_c -> 1: its rounding is relative to the Dice
+        # derivatives a_c, about 1 / (n c) for a class of few pixels, not to the largest gradient
+        floor = 64 * torch.finfo(dtype).eps / (n * c)
+        atol = xb.grad.abs().max().item() * rtol * 10 + floor
+        torch.testing.assert_close(xa.grad.double(), xb.grad, rtol=rtol * 10, atol=atol)
 
 
 def test_input_not_modified_and_raw_outputs_untouched():
