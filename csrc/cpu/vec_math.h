@@ -84,6 +84,67 @@ inline at::vec::Vectorized<double> log1p_unit(const at::vec::Vectorized<double>&
   return e.log1p();
 }
 
+// log(x) for float lanes, about 1 ulp for normal positive x: x = 2^k m with
+// m in [sqrt(1/2), sqrt(2)) taken from the bits, log m = 2 atanh(s) with
+// s = (m - 1) / (m + 1), |s| <= 0.172, summed to s^11 (truncation below
+// 1e-10 relative), plus k ln2 in two parts. 0 gives -inf, +inf gives +inf,
+// nan and negative x give nan; subnormal x are not reduced (the callers pass
+// softmax sums, 0 or >= 1). Inlined, one division, against a call of
+// at::vec's Sleef log. Builds without AVX2 keep at::vec's log.
+inline at::vec::Vectorized<float> log(const at::vec::Vectorized<float>& x) {
+#if defined(CPU_CAPABILITY_AVX2)
+  using Vec = at::vec::Vectorized<float>;
+  const __m256 xv = x;
+  const __m256i bits = _mm256_castps_si256(xv);
+  // k = the exponent that brings m into [sqrt(1/2), sqrt(2)) (0x3f3504f3: sqrt(1/2)'s bits)
+  const __m256i k = _mm256_srai_epi32(_mm256_sub_epi32(bits, _mm256_set1_epi32(0x3f3504f3)), 23);
+  const Vec m = _mm256_castsi256_ps(_mm256_sub_epi32(bits, _mm256_slli_epi32(k, 23)));
+  const Vec kf = _mm256_cvtepi32_ps(k);
+  const Vec f = m - Vec(1.0f);  // exact (Sterbenz)
+  const Vec s = f / (m + Vec(1.0f));
+  const Vec z = s * s;
+  Vec r(2.0f / 11.0f);
+  r = at::vec::fmadd(r, z, Vec(2.0f / 9.0f));
+  r = at::vec::fmadd(r, z, Vec(2.0f / 7.0f));
+  r = at::vec::fmadd(r, z, Vec(2.0f / 5.0f));
+  r = at::vec::fmadd(r, z, Vec(2.0f / 3.0f));
+  // log m = 2 s + s R with R = z r; as 2 s = f - s f, log m = f - (h - s (h + R)), h = f^2 / 2: the
+  // leading f is exact and the rounding of s only reaches the O(f^2) correction. Then + k ln2
+  // (hi exact in few bits, plus lo).
+  const Vec h = Vec(0.5f) * f * f;
+  Vec y = f - at::vec::fmadd(s.neg(), at::vec::fmadd(z, r, h), h);
+  y = at::vec::fmadd(kf, Vec(-2.12194440e-4f), y);
+  y = at::vec::fmadd(kf, Vec(0.693359375f), y);
+  // 0 -> -inf, +inf -> +inf, negative or nan -> nan
+  const __m256 special = _mm256_cmp_ps(xv, _mm256_set1_ps(std::numeric_limits<float>::infinity()), _CMP_NLT_UQ);
+  y = _mm256_blendv_ps(y, _mm256_mul_ps(xv, xv), special);  // +inf and nan (nan * nan = nan)
+  const __m256 nonpos = _mm256_cmp_ps(xv, _mm256_setzero_ps(), _CMP_LE_OQ);
+  const __m256 at_zero = _mm256_cmp_ps(xv, _mm256_setzero_ps(), _CMP_EQ_OQ);
+  y = _mm256_blendv_ps(y, _mm256_set1_ps(std::numeric_limits<float>::quiet_NaN()), nonpos);
+  return _mm256_blendv_ps(y, _mm256_set1_ps(-std::numeric_limits<float>::infinity()), at_zero);
+#else
+  return x.log();
+#endif
+}
+
+inline at::vec::Vectorized<double> log(const at::vec::Vectorized<double>& x) {
+  return x.log();
+}
+
+// The log-probability of the target class of a softmax, lp = log(e_t / S),
+// from dz = z_t - m (<= 0, m the max), S = e_t + s_other and s_other (the sum
+// without the target): dz - log S, and where the target holds the max (dz
+// >= 0, so e_t = 1 and S = 1 + s_other rounded) -log1p(s_other), exact as
+// p_t -> 1, formed as -(log S + (s_other - (S - 1)) / S) (S - 1 is exact
+// there): one log for both kinds of lane.
+template <typename T>
+inline at::vec::Vectorized<T> target_log_prob(
+    const at::vec::Vectorized<T>& dz, const at::vec::Vectorized<T>& S, const at::vec::Vectorized<T>& s_other) {
+  using Vec = at::vec::Vectorized<T>;
+  const Vec corr = (s_other - (S - Vec(T(1)))) / S;
+  return dz - log(S) - Vec::blendv(Vec(T(0)), corr, dz >= Vec(T(0)));
+}
+
 // Stores v to p (aligned to the vector's width) with a streaming
 // (non-temporal) store where the build has one (AVX2): the line goes to memory
 // without first being read into the caches, a third of the traffic of a

@@ -73,6 +73,11 @@ struct Tile {
   acc_t valid[W];
   acc_t inv[W];             // 1 / S per lane, set by softmax(normalize = false) only
   int64_t cnt = 0, kn = 0;  // pixels, and vectors holding them
+  // set by start_full only: each lane's class and its element of the scratch (see start_full)
+  using Int = at::vec::int_same_size_t<acc_t>;
+  using IVec = at::vec::Vectorized<Int>;
+  Int cls[W], at_target[W];
+  bool all_valid = true;
 
   explicit Tile(int64_t C, bool dense) : z(C * W), q(dense ? C * W : 0), e(C * W) {}
 
@@ -171,18 +176,42 @@ struct Tile {
     return -1;
   }
 
-  // A full tile for softmax_full: its targets (load_targets' return).
+  // A full tile for softmax_full: load_targets' t, tf and valid (and its
+  // return) in a branch-free loop, and for vector gathers each lane's class
+  // (0 without one) and its element of that class in the scratch.
   int64_t start_full(const RegionParams<acc_t>& P, const target_t* tgt, int64_t n, int64_t s0, int64_t S) {
     cnt = W;
     kn = K;
-    return load_targets(P, tgt, n, s0, S);
+    const target_t* const src = tgt + n * S + s0;
+    const int64_t ii = P.ignore_index;
+    const uint64_t nc = static_cast<uint64_t>(P.C);
+    bool bad = false, all = true;
+    for (int64_t j = 0; j < W; ++j) {
+      const int64_t tj = static_cast<int64_t>(src[j]);
+      const bool ignored = tj == ii;
+      const bool in_range = static_cast<uint64_t>(tj) < nc;
+      const bool ok = !ignored && in_range;
+      bad |= !ignored && !in_range;
+      all &= ok;
+      const int64_t c = ok ? tj : 0;
+      t[j] = ok ? tj : -1;
+      tf[j] = ok ? static_cast<acc_t>(c) : acc_t(-1);
+      valid[j] = ok ? acc_t(1) : acc_t(0);
+      cls[j] = static_cast<Int>(c);
+      at_target[j] = static_cast<Int>(c * W + j);
+    }
+    all_valid = all;
+    return bad ? load_targets(P, tgt, n, s0, S) : -1;
   }
 
-  // Each lane's target logit after softmax_full (m for lanes without a class, as softmax's z_target).
-  void target_logits(const acc_t* m, acc_t* z_target) const {
-    for (int64_t j = 0; j < W; ++j) {
-      z_target[j] = t[j] >= 0 ? z[t[j] * W + j] : m[j];
-    }
+  // Lane j's element at its target class of the [C][W] scratch a (class 0 without one).
+  Vec at_target_of(const acc_t* a, int64_t o) const {
+    return at::vec::gather<sizeof(acc_t)>(a, IVec::loadu(at_target + o));
+  }
+
+  // v[class of lane j] (v[0] without one).
+  Vec of_class(const acc_t* v, int64_t o) const {
+    return at::vec::gather<sizeof(acc_t)>(v, IVec::loadu(cls + o));
   }
 
   // The plain softmax of a full tile of an NC[S] float/double input (base:
@@ -344,18 +373,8 @@ inline void target_terms_vec(
   using Vec = at::vec::Vectorized<acc_t>;
   const Vec et = cpu::exp(dz);
   const Vec S = et + s_other;
-  const Vec nonneg = dz >= Vec(0);
-  // each log only where some lane needs it (lanes with dz >= 0 take -log1p(s_other))
-  const int below = nonneg.zero_mask();
-  Vec lp;
-  if (below == (1 << Vec::size()) - 1) {
-    lp = dz - S.log();
-  } else if (below == 0) {
-    lp = s_other.log1p().neg();
-  } else {
-    lp = Vec::blendv(dz - S.log(), s_other.log1p().neg(), nonneg);
-  }
-  lp = at::vec::minimum(lp, Vec(0));
+  // lanes whose target is the max take -log1p(s_other), the others dz - log S
+  const Vec lp = at::vec::minimum(cpu::target_log_prob(dz, S, s_other), Vec(0));
   Vec pw(1), u(-1);
   if (gamma != acc_t(0)) {
     const Vec omp = s_other / S;
@@ -488,7 +507,8 @@ void stats_kernel(
   at::parallel_for(0, k.total, 1, [&](int64_t begin, int64_t end) {
     T tile(C, P.dense);
     // per-(class, lane) sums of the chunk: lane j adds pixels j, j + L, ... in order
-    std::vector<acc_t> vI(C * L), vP(C * L), vT(C * L);
+    // (I and T have a spare class C: see the full tiles)
+    std::vector<acc_t> vI((C + 1) * L), vP(C * L), vT((C + 1) * L);
     acc_t m[W], Ssum[W], so[W], zt[W], wt[W], la[W];
     for (int64_t chunk = begin; chunk < end; ++chunk) {
       const int64_t n = chunk / k.per_sample;
@@ -498,6 +518,7 @@ void stats_kernel(
       std::fill(vP.begin(), vP.end(), acc_t(0));
       std::fill(vT.begin(), vT.end(), acc_t(0));
       acc_t ce_sum = 0, ce_den = 0;
+      Vec ce_acc(0), den_acc(0);  // the full tiles' CE sums, per lane
       // target mode CE/focal from zt, m and so: vector terms per lane, summed in lane order
       auto add_ce = [&](const T& tl) {
         for (int64_t j = 0; j < tl.kn * L; ++j) {
@@ -528,21 +549,40 @@ void stats_kernel(
         if constexpr (std::is_same_v<scalar_t, acc_t>) {
           if (full_plain) {
             const int64_t base = region_pixel_offset(false, n, s0, C, S);
+            const acc_t* const e0 = tile.e.data();
             if (P.ce_kind != kRegionNoCe) {
               tile.template softmax_full<true, 0>(x, base, C, P.cs, nullptr, m, so, nullptr);
-              tile.target_logits(m, zt);
-              add_ce(tile);
+              // target mode CE/focal per lane (as add_ce), the target's logit and weight gathered
+              for (int64_t kv = 0; kv < T::K; ++kv) {
+                const int64_t o = kv * L;
+                const Vec vm = Vec::loadu(m + o), ok = Vec::loadu(tile.valid + o);
+                const Vec ok_mask = ok != Vec(0);
+                const Vec w = P.weight ? tile.of_class(P.weight, o) * ok : ok;
+                Vec l, h;
+                target_terms_vec(
+                    P.gamma,
+                    Vec::blendv(vm, tile.at_target_of(tile.z.data(), o), ok_mask) - vm,
+                    Vec::loadu(so + o),
+                    w,
+                    l,
+                    h);
+                ce_acc = ce_acc + Vec::blendv(Vec(0), l, ok_mask);
+                den_acc = den_acc + w;
+              }
             } else {
               tile.template softmax_full<false, 0>(x, base, C, P.cs, nullptr, m, so, nullptr);
             }
             // P from the unnormalised e scaled by pscale = (1 / S) valid, as below; I and T
             // only at each pixel's target class, added to the same (class, lane) sums in the
-            // same order as the vector form adds them (the other classes add exact zeros)
-            acc_t pscale[W];
-            for (int64_t j = 0; j < W; ++j) {
-              pscale[j] = tile.inv[j] * tile.valid[j];
+            // same order as the vector form adds them (the other classes add exact zeros;
+            // lanes without a class add to the spare class C)
+            acc_t pscale[W], pt[W];
+            for (int64_t kv = 0; kv < T::K; ++kv) {
+              const int64_t o = kv * L;
+              const Vec ps = Vec::loadu(tile.inv + o) * Vec::loadu(tile.valid + o);
+              ps.store(pscale + o);
+              (tile.at_target_of(e0, o) * ps).store(pt + o);
             }
-            const acc_t* const e0 = tile.e.data();
             for (int64_t c = 0; c < C; ++c) {
               Vec vp = Vec::loadu(vP.data() + c * L);
               for (int64_t kv = 0; kv < T::K; ++kv) {
@@ -552,11 +592,9 @@ void stats_kernel(
               vp.store(vP.data() + c * L);
             }
             for (int64_t j = 0; j < W; ++j) {
-              if (tile.valid[j] != acc_t(0)) {
-                const int64_t slot = tile.t[j] * L + j % L;
-                vI[slot] += e0[tile.t[j] * W + j] * pscale[j];
-                vT[slot] += acc_t(1);
-              }
+              const int64_t slot = (tile.t[j] >= 0 ? tile.t[j] : C) * L + j % L;
+              vI[slot] += pt[j];
+              vT[slot] += acc_t(1);
             }
             continue;
           }
@@ -672,6 +710,15 @@ void stats_kernel(
         out[C + c] = sp;
         out[2 * C + c] = st;
       }
+      {
+        acc_t lanes[L], dens[L];
+        ce_acc.store(lanes);
+        den_acc.store(dens);
+        for (int64_t j = 0; j < L; ++j) {
+          ce_sum += lanes[j];
+          ce_den += dens[j];
+        }
+      }
       if (P.sigmoid) {
         ce_den = static_cast<acc_t>((s_end - s_begin) * (P.ce_kind == kRegionFocal ? C - P.ce_first_class : C));
       }
@@ -740,40 +787,37 @@ void grad_kernel(
       if (with_ce) {
         P.squared ? tl.template softmax_full<true, 2>(x, base, C, P.cs, cP, m, so, dot)
                   : tl.template softmax_full<true, 1>(x, base, C, P.cs, cP, m, so, dot);
-        tl.target_logits(m, zt);
-        for (int64_t j = 0; j < W; ++j) {
-          wt[j] = tl.valid[j] != acc_t(0) ? region_weight(P, tl.t[j]) : acc_t(0);
-        }
-        for (int64_t kv = 0; kv < T::K; ++kv) {
-          const int64_t o = kv * L;
-          Vec l, h;
-          if (P.gamma == acc_t(0)) {
-            h = Vec::loadu(wt + o).neg();  // target_terms' w pw u with pw = 1, u = -1, without its logs
-          } else {
-            target_terms_vec(
-                P.gamma, Vec::loadu(zt + o) - Vec::loadu(m + o), Vec::loadu(so + o), Vec::loadu(wt + o), l, h);
-          }
-          Vec::blendv(Vec(0), h, Vec::loadu(tl.valid + o) != Vec(0)).store(hh + o);
-        }
       } else {
         P.squared ? tl.template softmax_full<false, 2>(x, base, C, P.cs, cP, m, so, dot)
                   : tl.template softmax_full<false, 1>(x, base, C, P.cs, cP, m, so, dot);
       }
-      // per lane: -(B + ce hh) and the target's extra term
+      // per lane: -(B + ce hh) and the target's extra term, the target's values gathered
       acc_t nb[W], fx[W];
-      bool masked = false;
       const acc_t* const e0 = tl.e.data();
-      for (int64_t j = 0; j < W; ++j) {
-        const int64_t tj = tl.t[j];
-        const acc_t inv = tl.inv[j];
-        const acc_t pt = tj >= 0 ? e0[tj * W + j] * inv : acc_t(0);
-        const acc_t cit = tj >= 0 ? cI[tj] : acc_t(0);
-        const acc_t ch = with_ce ? ce * hh[j] : acc_t(0);
-        const acc_t b = (P.squared ? acc_t(2) * dot[j] * inv * inv : dot[j] * inv) + cit * pt;
-        nb[j] = -(b + ch);
-        fx[j] = cit * pt + ch;
-        masked = masked || tl.valid[j] == acc_t(0);
+      for (int64_t kv = 0; kv < T::K; ++kv) {
+        const int64_t o = kv * L;
+        const Vec ok = Vec::loadu(tl.valid + o), inv = Vec::loadu(tl.inv + o), d = Vec::loadu(dot + o);
+        const Vec ok_mask = ok != Vec(0);
+        const Vec pt = tl.at_target_of(e0, o) * inv * ok;
+        const Vec cit = tl.of_class(cI, o) * ok;
+        Vec ch(0);
+        if (with_ce) {
+          const Vec w = P.weight ? tl.of_class(P.weight, o) * ok : ok;
+          Vec l, h;
+          if (P.gamma == acc_t(0)) {
+            h = w.neg();  // target_terms' w pw u with pw = 1, u = -1, without its logs
+          } else {
+            const Vec vm = Vec::loadu(m + o);
+            target_terms_vec(
+                P.gamma, Vec::blendv(vm, tl.at_target_of(tl.z.data(), o), ok_mask) - vm, Vec::loadu(so + o), w, l, h);
+          }
+          ch = Vec(ce) * Vec::blendv(Vec(0), h, ok_mask);
+        }
+        const Vec b = (P.squared ? Vec(2) * d * inv * inv : d * inv) + cit * pt;
+        (b + ch).neg().store(nb + o);
+        (cit * pt + ch).store(fx + o);
       }
+      const bool masked = !tl.all_valid;
       acc_t* const gd = reinterpret_cast<acc_t*>(grad) + base;
       // locals only (see Tile::load)
       auto write = [&, e_src = e0, g_dst = gd, cs = P.cs, nc = C, cp_src = cP](

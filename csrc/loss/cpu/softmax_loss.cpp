@@ -694,17 +694,8 @@ void columns_kernel(
           Vec lp, pw(1), u(-1), S, pt;
           if (P.gamma == acc_t(0)) {
             S = vet + vs;
-            // lanes whose target is the max take -log1p(s_other), the others
-            // dz - log S: each log only where some lane needs it
-            const int below = (dz >= Vec(0)).zero_mask();  // lanes with dz < 0 (or nan)
-            if (below == (1 << L) - 1) {
-              lp = dz - S.log();
-            } else if (below == 0) {
-              lp = vs.log1p().neg();
-            } else {
-              lp = Vec::blendv(dz - S.log(), vs.log1p().neg(), dz >= Vec(0));
-            }
-            lp = at::vec::minimum(lp, Vec(0));
+            // lanes whose target is the max take -log1p(s_other), the others dz - log S
+            lp = at::vec::minimum(cpu::target_log_prob(dz, S, vs), Vec(0));
             if (P.prob) {
               // as softmax forms it (see target_prob), over a sum that does not
               // depend on where the target sits: equal logit columns, equal p
