@@ -502,6 +502,51 @@ def test_op_rejects_out_of_range_target_with_weight():
         _OP(ce.half(), t, None, 255, 0.7, 2)
 
 
+def test_op_names_the_first_out_of_range_target_across_chunks():
+    # the CPU op counts in parallel chunks of 32768 pixels: the error still names the first
+    ce = torch.rand(100_003)
+    t = torch.zeros(100_003, dtype=torch.long)
+    t[[40_000, 70_001, 99_999]] = torch.tensor([9, 7, -2])
+    with pytest.raises(ValueError, match=r"got target 9 at flat index 40000"):
+        _OP(ce, t, torch.ones(4), 255, 0.7, 2)
+
+
+def _sorted_selection(p, t, weight, ignore_index, thresh, min_kept):
+    """HRNet's selection by a full sort, in the probabilities' dtype: keep * w[t] / max(1, kept)."""
+    valid = t != ignore_index
+    pv = p[valid]
+    if pv.numel() == 0:
+        return torch.zeros_like(p)
+    k = min(max(1, min_kept), pv.numel() - 1)
+    s_k = torch.sort(pv).values[k]  # nan last
+    cap = torch.tensor(thresh, dtype=p.dtype)
+    threshold = s_k if torch.isnan(s_k) else torch.maximum(s_k, cap)
+    keep = valid & ~(p >= threshold)
+    w = torch.ones_like(p) if weight is None else weight[t.clamp(0, weight.numel() - 1)]
+    inv = 1 / torch.tensor(max(int(keep.sum()), 1), dtype=p.dtype)
+    return torch.where(keep, w * inv, torch.zeros_like(p))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("thresh,min_kept", [(0.7, 1), (0.7, 90_000), (0.0, 5000), (1.0, 10**7), (0.3, 0)])
+@pytest.mark.parametrize("weighted,nan", [(False, False), (True, True)])
+def test_op_equals_a_full_sort_over_many_chunks(dtype, thresh, min_kept, weighted, nan):
+    # both ways to the threshold: thresh itself when more than k pixels are below it (counted in
+    # parallel), else the k-th smallest by the radix select; ties, nan and ignored pixels
+    g = torch.Generator().manual_seed(min_kept + int(thresh * 10))
+    m = 100_003
+    p = torch.rand(m, generator=g, dtype=torch.float64).pow(3).to(dtype)
+    p[::5] = 0.5
+    if nan:
+        p[7::13] = float("nan")
+    t = torch.randint(0, 6, (m,), generator=g)
+    t[torch.rand(m, generator=g) < 0.1] = 255
+    w = torch.rand(6, generator=g, dtype=torch.float64).to(dtype) + 0.5 if weighted else None
+    got = _OP(p, t, w, 255, thresh, min_kept)
+    want = _sorted_selection(p, t, w, 255, thresh, min_kept)
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
+
+
 def test_integer_input_rejected():
     with pytest.raises(ValueError, match=r"input must be a floating tensor of logits, got dtype torch.int64"):
         btf.ohem_cross_entropy(torch.ones(2, 3, dtype=torch.long), torch.zeros(2, dtype=torch.long))
