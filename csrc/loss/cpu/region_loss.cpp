@@ -5,7 +5,9 @@
 // own per-class sums and the sums of a sample are added in chunk order, so
 // results are deterministic. Within a chunk a tile of L pixels is copied into
 // a lane-contiguous [C][L] scratch (any layout and dtype, accumulation dtype)
-// and processed with one vector lane per pixel.
+// and processed with one vector lane per pixel. Full tiles of the common case
+// (plain_softmax: float/double NC[S] softmax logits, class-index targets)
+// take a shorter path of their own (Tile::start_full, Tile::softmax_full).
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -216,13 +218,13 @@ struct Tile {
 
   // The plain softmax of a full tile of an NC[S] float/double input (base:
   // the offset of its first pixel in class 0; cs the class stride), with
-  // load_targets already run: the C planes are copied into z with each lane's
+  // start_full already run: the C planes are copied into z with each lane's
   // max taken in registers, then e = exp(z - m) and S in one pass, e left
   // unnormalised and inv = 1 / S; on the way, kOther: s_other (the sum
   // without the target, see target_terms) and kDot 1: dot = sum_c cP_c e_c,
   // kDot 2: sum_c cP_c e_c^2. Against load + softmax: one pass over the
-  // scratch less, and the target's logit is not picked up by a blend per
-  // class (the caller reads it back from z at its class).
+  // scratch less, and no blend per class for the target's logit (the caller
+  // gathers it from z: at_target_of).
   template <bool kOther, int kDot>
   void softmax_full(
       const scalar_t* x, int64_t base, int64_t C, int64_t cs, const acc_t* cP, acc_t* m, acc_t* s_other, acc_t* dot) {
