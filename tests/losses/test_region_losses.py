@@ -393,6 +393,22 @@ def test_full_tiles_equal_the_channels_last_path():
         torch.testing.assert_close(xa.grad, xb.grad, rtol=1e-5, atol=1e-6 * xa.grad.abs().max().item())
 
 
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("fn,ref", [(btf.dice_ce_loss, dict(ce="ce")), (btf.dice_focal_loss, dict(ce="focal", ce_gamma=2.0))])
+def test_weighted_ce_mean_of_many_pixels_is_accurate_in_float32(channels_last, fn, ref):
+    # the CE part's sum and its weight sum over 131072 pixels: a float32 running sum of the
+    # weight 0.7 drifted by 4e-5 relative; the kernels sum chunks in double
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 5, 256, 256, generator=g)
+    t = torch.randint(0, 5, (2, 256, 256), generator=g)
+    w = torch.full((5,), 0.7)
+    xa = x.to(memory_format=torch.channels_last) if channels_last else x
+    kw = dict(weight=w, lambda_dice=0.0) if fn is btf.dice_ce_loss else dict(weight=w, lambda_dice=0.0, gamma=2.0)
+    got = fn(xa, t, **kw)
+    want = reference(x.double(), t, weight=w.double(), lambda_dice=0.0, **ref)
+    torch.testing.assert_close(got.double(), want, rtol=1e-6, atol=0)
+
+
 try:  # hypothesis is a test dependency; the tests above run without it
     from hypothesis import given, settings
     from hypothesis import strategies as st

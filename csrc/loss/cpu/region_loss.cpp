@@ -502,8 +502,10 @@ void stats_kernel(
   constexpr int64_t W = T::W;
   const int64_t C = P.C;
   const Chunking k = make_chunking(N, S);
-  const int64_t width = 3 * C + 2;
+  const int64_t width = 3 * C;
   std::vector<acc_t> partial(k.total * width, acc_t(0));
+  // the CE/focal sums in double: a float running sum of 10^5 weights drifts by 1e-5 relative
+  std::vector<double> ce_partial(k.total * 2, 0.0);
   std::vector<int64_t> bad(k.total, -1);
   const bool plain = plain_softmax<scalar_t>(P, class_last);
   at::parallel_for(0, k.total, 1, [&](int64_t begin, int64_t end) {
@@ -519,8 +521,7 @@ void stats_kernel(
       std::fill(vI.begin(), vI.end(), acc_t(0));
       std::fill(vP.begin(), vP.end(), acc_t(0));
       std::fill(vT.begin(), vT.end(), acc_t(0));
-      acc_t ce_sum = 0, ce_den = 0;
-      Vec ce_acc(0), den_acc(0);  // the full tiles' CE sums, per lane
+      double ce_sum = 0, ce_den = 0;
       // target mode CE/focal from zt, m and so: vector terms per lane, summed in lane order
       auto add_ce = [&](const T& tl) {
         for (int64_t j = 0; j < tl.kn * L; ++j) {
@@ -555,6 +556,7 @@ void stats_kernel(
             if (P.ce_kind != kRegionNoCe) {
               tile.template softmax_full<true, 0>(x, base, C, P.cs, nullptr, m, so, nullptr);
               // target mode CE/focal per lane (as add_ce), the target's logit and weight gathered
+              Vec tile_l(0), tile_w(0);
               for (int64_t kv = 0; kv < T::K; ++kv) {
                 const int64_t o = kv * L;
                 const Vec vm = Vec::loadu(m + o), ok = Vec::loadu(tile.valid + o);
@@ -568,8 +570,15 @@ void stats_kernel(
                     w,
                     l,
                     h);
-                ce_acc = ce_acc + Vec::blendv(Vec(0), l, ok_mask);
-                den_acc = den_acc + w;
+                tile_l = tile_l + Vec::blendv(Vec(0), l, ok_mask);
+                tile_w = tile_w + w;
+              }
+              // the tile's lanes into the chunk's double sums, in lane order
+              tile_l.store(la);
+              tile_w.store(wt);
+              for (int64_t j = 0; j < L; ++j) {
+                ce_sum += la[j];
+                ce_den += wt[j];
               }
             } else {
               tile.template softmax_full<false, 0>(x, base, C, P.cs, nullptr, m, so, nullptr);
@@ -712,20 +721,11 @@ void stats_kernel(
         out[C + c] = sp;
         out[2 * C + c] = st;
       }
-      {
-        acc_t lanes[L], dens[L];
-        ce_acc.store(lanes);
-        den_acc.store(dens);
-        for (int64_t j = 0; j < L; ++j) {
-          ce_sum += lanes[j];
-          ce_den += dens[j];
-        }
-      }
       if (P.sigmoid) {
-        ce_den = static_cast<acc_t>((s_end - s_begin) * (P.ce_kind == kRegionFocal ? C - P.ce_first_class : C));
+        ce_den = static_cast<double>((s_end - s_begin) * (P.ce_kind == kRegionFocal ? C - P.ce_first_class : C));
       }
-      out[3 * C] = ce_sum;
-      out[3 * C + 1] = ce_den;
+      ce_partial[2 * chunk] = ce_sum;
+      ce_partial[2 * chunk + 1] = ce_den;
     }
   });
   first_bad = -1;
@@ -735,18 +735,26 @@ void stats_kernel(
       return;
     }
   }
+  // a sample's chunks added in chunk order, in double
+  std::vector<double> acc(3 * C);
   for (int64_t n = 0; n < N; ++n) {
-    acc_t* dst = sums + n * 3 * C;
-    std::fill(dst, dst + 3 * C, acc_t(0));
-    ce[2 * n] = ce[2 * n + 1] = acc_t(0);
+    std::fill(acc.begin(), acc.end(), 0.0);
+    double ce_s = 0, ce_d = 0;
     for (int64_t i = 0; i < k.per_sample; ++i) {
-      const acc_t* src = partial.data() + (n * k.per_sample + i) * width;
+      const int64_t chunk = n * k.per_sample + i;
+      const acc_t* src = partial.data() + chunk * width;
       for (int64_t c = 0; c < 3 * C; ++c) {
-        dst[c] += src[c];
+        acc[c] += static_cast<double>(src[c]);
       }
-      ce[2 * n] += src[3 * C];
-      ce[2 * n + 1] += src[3 * C + 1];
+      ce_s += ce_partial[2 * chunk];
+      ce_d += ce_partial[2 * chunk + 1];
     }
+    acc_t* dst = sums + n * 3 * C;
+    for (int64_t c = 0; c < 3 * C; ++c) {
+      dst[c] = static_cast<acc_t>(acc[c]);
+    }
+    ce[2 * n] = static_cast<acc_t>(ce_s);
+    ce[2 * n + 1] = static_cast<acc_t>(ce_d);
   }
 }
 
