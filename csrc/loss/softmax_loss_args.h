@@ -268,16 +268,21 @@ inline std::vector<int64_t> per_sample_shape(const at::Tensor& input) {
 }
 
 // Per-sample losses (acc dtype, flat [N * inner]) -> the loss the user sees.
+// total: the sum of losses when the caller formed it (the CPU kernels' sum
+// that does not depend on the thread count), or undefined for at::sum.
 inline at::Tensor reduce_losses(
     const at::Tensor& losses,
     const SoftmaxLossArgs& a,
     int64_t reduction,
     const at::Tensor& denominator,
-    const at::Tensor& input) {
+    const at::Tensor& input,
+    at::Tensor total = at::Tensor()) {
   if (reduction == kReductionNone) {
     return losses.view(per_sample_shape(input)).to(input.scalar_type());
   }
-  at::Tensor total = at::sum(losses);
+  if (!total.defined()) {
+    total = at::sum(losses);
+  }
   if (reduction == kReductionMean) {
     total = at::div(total, denominator);
   }

@@ -142,6 +142,26 @@ def test_focal_loss_matches_reference(device, gamma, label_smoothing, soft, redu
     )
 
 
+@pytest.mark.parametrize("fn", [btf.cross_entropy, lambda x, t, **kw: btf.focal_loss(x, t, gamma=2.0, **kw)])
+@pytest.mark.parametrize("reduction", ["sum", "mean"])
+def test_reduced_loss_does_not_depend_on_the_thread_count(fn, reduction):
+    # the CPU kernels sum the per-sample losses in fixed blocks (at::sum splits by thread)
+    g = torch.Generator().manual_seed(2)  # with at::sum: 1, 2 and 3 threads gave 3 different sums
+    x = torch.randn(1, 3, 262175, 1, generator=g)
+    t = torch.randint(0, 3, (1, 262175, 1), generator=g)
+    before = torch.get_num_threads()
+    try:
+        got = []
+        for threads in (1, 2, 3):
+            torch.set_num_threads(threads)
+            got.append(fn(x, t, reduction=reduction))
+    finally:
+        torch.set_num_threads(before)
+    assert got[0].item() == got[1].item() == got[2].item()
+    want = fn(x.double(), t, reduction=reduction)
+    torch.testing.assert_close(got[0].double(), want, rtol=2e-7, atol=0)
+
+
 def test_focal_loss_definition():
     """loss_i = -w[y] (1 - p_y)^gamma log p_y; mean divides by the summed w[y] of kept targets."""
     x = torch.randn(50, 6, dtype=torch.float64)

@@ -904,6 +904,41 @@ void columns_kernel(
   });
 }
 
+// Sum of n values in double, in fixed blocks (each summed in 8 lanes, the
+// lanes and then the blocks added in order): the same bits for any thread
+// count, where at::sum splits the range by thread.
+template <typename T>
+double fixed_block_sum(const T* v, int64_t n) {
+  constexpr int64_t kBlock = 16384, kLanes = 8;
+  const int64_t blocks = (n + kBlock - 1) / kBlock;
+  std::vector<double> partial(blocks, 0.0);
+  at::parallel_for(0, blocks, 1, [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b) {
+      const int64_t lo = b * kBlock, hi = std::min(n, lo + kBlock);
+      double lane[kLanes] = {};
+      int64_t i = lo;
+      for (; i + kLanes <= hi; i += kLanes) {
+        for (int64_t l = 0; l < kLanes; ++l) {
+          lane[l] += static_cast<double>(v[i + l]);
+        }
+      }
+      for (; i < hi; ++i) {
+        lane[(i - lo) % kLanes] += static_cast<double>(v[i]);
+      }
+      double s = 0;
+      for (int64_t l = 0; l < kLanes; ++l) {
+        s += lane[l];
+      }
+      partial[b] = s;
+    }
+  });
+  double total = 0;
+  for (const double p : partial) {
+    total += p;
+  }
+  return total;
+}
+
 // Sum of w[target] over non-ignored targets (the mean's denominator), and
 // validation: returns the first flat index of an out-of-range target, or -1.
 template <typename target_t>
@@ -1066,7 +1101,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> softmax_loss_cpu_impl(
   if (want_prob) {
     prob = prob.view(per_sample_shape(input));
   }
-  return {reduce_losses(losses, args, reduction, den, input), grad, prob};
+  at::Tensor total;
+  if (reduction != kReductionNone) {
+    AT_DISPATCH_FLOATING_TYPES(losses.scalar_type(), "softmax_loss_cpu_sum", [&] {
+      total = at::scalar_tensor(
+          static_cast<scalar_t>(fixed_block_sum(losses.const_data_ptr<scalar_t>(), losses.numel())), losses.options());
+    });
+  }
+  return {reduce_losses(losses, args, reduction, den, input, total), grad, prob};
 }
 
 std::tuple<at::Tensor, at::Tensor> softmax_loss_cpu(
