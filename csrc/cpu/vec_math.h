@@ -1,6 +1,9 @@
-// Vectorised math for the CPU kernels, on at::vec types.
+// Vectorised math for the CPU kernels, on at::vec types, and the tile
+// helpers the softmax-family kernels share (prefetch and copy of class planes).
 #pragma once
 
+#include <algorithm>
+#include <cstdint>
 #include <limits>
 #include <type_traits>
 
@@ -180,6 +183,60 @@ inline at::vec::Vectorized<T> max_no_nan(const at::vec::Vectorized<T>& a, const 
 #else
   return at::vec::maximum(a, b);
 #endif
+}
+
+// Prefetches into L2 the cache lines of `count` elements at p + c * stride
+// for each of C planes. Class planes are C concurrent streams, more than the
+// hardware prefetchers follow. Into L2, not L1: planes a multiple of 4 KiB
+// apart share one L1 set, where C lines would evict each other before use.
+template <typename T>
+inline void prefetch_planes(const T* p, int64_t stride, int64_t C, int64_t count) {
+  constexpr int64_t kLine = std::max<int64_t>(1, 64 / static_cast<int64_t>(sizeof(T)));
+  for (int64_t c = 0; c < C; ++c, p += stride) {
+    for (int64_t l = 0; l < count; l += kLine) {
+      __builtin_prefetch(p + l, 0, 2);
+    }
+  }
+}
+
+// Copies C planes of K vectors (src + c * stride) into dst + c * dst_stride
+// and writes to vmax each lane's max over the planes, of z + bias[c] where
+// bias is given (dst keeps z). A nan need not propagate through the max (the
+// callers' exp of a nan logit makes the lane's sum nan). Locals only: a vector
+// store may alias anything, so a value read through a reference in the loop
+// would be reloaded after every store.
+template <int64_t K, typename T>
+inline void copy_planes_max(
+    const T* src, int64_t stride, int64_t C, T* dst, int64_t dst_stride, const T* bias, at::vec::Vectorized<T>* vmax) {
+  using Vec = at::vec::Vectorized<T>;
+  constexpr int64_t L = Vec::size();
+  auto run = [&](auto with_bias) {
+    Vec acc[K];
+    for (int64_t k = 0; k < K; ++k) {
+      acc[k] = Vec(-std::numeric_limits<T>::infinity());
+    }
+    const T* s = src;
+    T* d = dst;
+    for (int64_t c = 0; c < C; ++c, s += stride, d += dst_stride) {
+      for (int64_t k = 0; k < K; ++k) {
+        const Vec v = Vec::loadu(s + k * L);
+        v.store(d + k * L);
+        if constexpr (decltype(with_bias)::value) {
+          acc[k] = max_no_nan(acc[k], v + Vec(bias[c]));
+        } else {
+          acc[k] = max_no_nan(acc[k], v);
+        }
+      }
+    }
+    for (int64_t k = 0; k < K; ++k) {
+      vmax[k] = acc[k];
+    }
+  };
+  if (bias) {
+    run(std::true_type{});
+  } else {
+    run(std::false_type{});
+  }
 }
 
 inline void stream_fence() {

@@ -75,7 +75,7 @@ struct Tile {
   acc_t valid[W];
   acc_t inv[W];             // 1 / S per lane, set by softmax(normalize = false) only
   int64_t cnt = 0, kn = 0;  // pixels, and vectors holding them
-  // set by start_full only: each lane's class and its element of the scratch (see start_full)
+  // each lane's class and its element of the scratch (see load_targets)
   using Int = at::vec::int_same_size_t<acc_t>;
   using IVec = at::vec::Vectorized<Int>;
   Int cls[W], at_target[W];
@@ -101,12 +101,7 @@ struct Tile {
       // NC[S]: each class's pixels are contiguous
       const int64_t base = region_pixel_offset(false, n, s0, C, S);
       if (cnt == W) {
-        // the planes are C streams, more than the hardware prefetchers follow
-        for (int64_t c = 0; c < C; ++c) {
-          for (int64_t l = 0; l < W; l += kCacheLineBytes / static_cast<int64_t>(sizeof(scalar_t))) {
-            __builtin_prefetch(x + base + c * P.cs + kPrefetchTiles * W + l, 0, 2);
-          }
-        }
+        cpu::prefetch_planes(x + base + kPrefetchTiles * W, P.cs, C, W);
       }
       // locals only in the copy: a vector store may alias anything, so what
       // the loop read through P or this would be reloaded after every store
@@ -154,56 +149,48 @@ struct Tile {
   }
 
   // The targets of the tile's cnt pixels from s0 of sample n (class indices;
-  // none with dense targets or the sigmoid): t, tf and valid. Returns the
-  // first invalid target's flat index, or -1.
+  // none with dense targets or the sigmoid): t, tf and valid, and for vector
+  // gathers each lane's class (0 without one) and its element of that class in
+  // the scratch. Branch-free; returns the first invalid target's flat index, or -1.
   int64_t load_targets(const RegionParams<acc_t>& P, const target_t* tgt, int64_t n, int64_t s0, int64_t S) {
-    for (int64_t j = 0; j < W; ++j) {
-      const bool in = j < cnt;
-      t[j] = -1;
-      valid[j] = in ? acc_t(1) : acc_t(0);
-      if (in && !P.dense && !P.sigmoid) {
-        const int64_t tj = static_cast<int64_t>(tgt[n * S + s0 + j]);
-        if (tj == P.ignore_index) {
-          valid[j] = acc_t(0);
-        } else if (tj < 0 || tj >= P.C) {
-          return n * S + s0 + j;
-        } else {
-          t[j] = tj;
-        }
-      }
-    }
-    for (int64_t j = 0; j < W; ++j) {
-      tf[j] = static_cast<acc_t>(t[j]);
-    }
-    return -1;
-  }
-
-  // A full tile for softmax_full: load_targets' t, tf and valid (and its
-  // return) in a branch-free loop, and for vector gathers each lane's class
-  // (0 without one) and its element of that class in the scratch.
-  int64_t start_full(const RegionParams<acc_t>& P, const target_t* tgt, int64_t n, int64_t s0, int64_t S) {
-    cnt = W;
-    kn = K;
+    const bool indices = !P.dense && !P.sigmoid;
     const target_t* const src = tgt + n * S + s0;
     const int64_t ii = P.ignore_index;
     const uint64_t nc = static_cast<uint64_t>(P.C);
     bool bad = false, all = true;
     for (int64_t j = 0; j < W; ++j) {
-      const int64_t tj = static_cast<int64_t>(src[j]);
+      const bool in = j < cnt;
+      // padding lanes, and every lane of dense or sigmoid targets, read as ignored
+      const int64_t tj = in && indices ? static_cast<int64_t>(src[j]) : ii;
       const bool ignored = tj == ii;
       const bool in_range = static_cast<uint64_t>(tj) < nc;
       const bool ok = !ignored && in_range;
       bad |= !ignored && !in_range;
-      all &= ok;
       const int64_t c = ok ? tj : 0;
       t[j] = ok ? tj : -1;
       tf[j] = ok ? static_cast<acc_t>(c) : acc_t(-1);
-      valid[j] = ok ? acc_t(1) : acc_t(0);
+      valid[j] = (indices ? ok : in) ? acc_t(1) : acc_t(0);
+      all &= valid[j] != acc_t(0);
       cls[j] = static_cast<Int>(c);
       at_target[j] = static_cast<Int>(c * W + j);
     }
     all_valid = all;
-    return bad ? load_targets(P, tgt, n, s0, S) : -1;
+    if (bad) {
+      for (int64_t j = 0; j < cnt; ++j) {
+        const int64_t tj = static_cast<int64_t>(src[j]);
+        if (tj != ii && static_cast<uint64_t>(tj) >= nc) {
+          return n * S + s0 + j;
+        }
+      }
+    }
+    return -1;
+  }
+
+  // A full tile for softmax_full: its targets (load_targets' return).
+  int64_t start_full(const RegionParams<acc_t>& P, const target_t* tgt, int64_t n, int64_t s0, int64_t S) {
+    cnt = W;
+    kn = K;
+    return load_targets(P, tgt, n, s0, S);
   }
 
   // Lane j's element at its target class of the [C][W] scratch a (class 0 without one).
@@ -223,41 +210,16 @@ struct Tile {
   // unnormalised and inv = 1 / S; on the way, kOther: s_other (the sum
   // without the target, see target_terms) and kDot 1: dot = sum_c cP_c e_c,
   // kDot 2: sum_c cP_c e_c^2. Against load + softmax: one pass over the
-  // scratch less, and no blend per class for the target's logit (the caller
-  // gathers it from z: at_target_of).
+  // scratch less.
   template <bool kOther, int kDot>
   void softmax_full(
       const scalar_t* x, int64_t base, int64_t C, int64_t cs, const acc_t* cP, acc_t* m, acc_t* s_other, acc_t* dot) {
     static_assert(std::is_same_v<scalar_t, acc_t>, "softmax_full reads float/double logits in place");
-    // the planes are C streams, more than the hardware prefetchers follow
-    for (int64_t c = 0; c < C; ++c) {
-      for (int64_t l = 0; l < W; l += kCacheLineBytes / static_cast<int64_t>(sizeof(scalar_t))) {
-        __builtin_prefetch(x + base + c * cs + kPrefetchTiles * W + l, 0, 2);
-      }
-    }
-    // locals only: a vector store may alias anything (see load)
-    const scalar_t* src = x + base;
+    cpu::prefetch_planes(x + base + kPrefetchTiles * W, cs, C, W);
     acc_t* const z0 = z.data();
     acc_t* const e0 = e.data();
     Vec vmax[K];
-    {
-      Vec acc[K];
-      for (int64_t k = 0; k < K; ++k) {
-        acc[k] = Vec(-std::numeric_limits<acc_t>::infinity());
-      }
-      acc_t* zd = z0;
-      for (int64_t c = 0; c < C; ++c, src += cs, zd += W) {
-        for (int64_t k = 0; k < K; ++k) {
-          const Vec v = Vec::loadu(src + k * L);
-          v.store(zd + k * L);
-          // nan need not propagate: a nan logit makes S, and so every term of its pixel, nan
-          acc[k] = cpu::max_no_nan(acc[k], v);
-        }
-      }
-      for (int64_t k = 0; k < K; ++k) {
-        vmax[k] = acc[k];
-      }
-    }
+    cpu::copy_planes_max<K>(x + base, cs, C, z0, W, static_cast<const acc_t*>(nullptr), vmax);
     for (int64_t k = 0; k < K; ++k) {
       const int64_t o = k * L;
       // an all -inf pixel takes max 0
@@ -296,12 +258,9 @@ struct Tile {
   }
 
   // Softmax: e <- p (probabilities), per lane m, S, s_other, in acc_t ([W] each);
-  // s_other (or null: no CE part needs it) and z_target (or null; only with
-  // s_other): each lane's target logit, picked up on the way (no gather over C).
-  // normalize false: e is left as exp(z - m) and inv holds 1 / S, for a
+  // s_other or null (no CE part needs it). normalize false: e is left as exp(z - m) and inv holds 1 / S, for a
   // caller that scales e as it reads it (one pass over the scratch less).
-  void softmax(
-      const RegionParams<acc_t>& P, acc_t* m, acc_t* Ssum, acc_t* s_other, acc_t* z_target, bool normalize = true) {
+  void softmax(const RegionParams<acc_t>& P, acc_t* m, acc_t* Ssum, acc_t* s_other, bool normalize = true) {
     const int64_t C = P.C;
     for (int64_t k = 0; k < kn; ++k) {
       const int64_t o = k * L;
@@ -316,7 +275,7 @@ struct Tile {
       // an all -inf pixel takes max 0
       vm = Vec::blendv(vm, Vec(0), vm == Vec(-std::numeric_limits<acc_t>::infinity()));
       vm.store(m + o);
-      Vec vs(0), vso(0), vzt(vm);
+      Vec vs(0), vso(0);
       const Vec vt = Vec::loadu(tf + o);
       for (int64_t c = 0; c < C; ++c) {
         const Vec z = Vec::loadu(zo + c * W);
@@ -325,19 +284,12 @@ struct Tile {
         vs = vs + ec;
         // s_other: the sum without the target, never formed by cancellation (see target_terms)
         if (s_other) {
-          const Vec hit = vt == Vec(static_cast<acc_t>(c));
-          vso = vso + Vec::blendv(ec, Vec(0), hit);
-          if (z_target) {
-            vzt = Vec::blendv(vzt, z, hit);
-          }
+          vso = vso + Vec::blendv(ec, Vec(0), vt == Vec(static_cast<acc_t>(c)));
         }
       }
       vs.store(Ssum + o);
       if (s_other) {
         vso.store(s_other + o);
-      }
-      if (z_target) {
-        vzt.store(z_target + o);
       }
       const Vec vinv = vs.reciprocal();
       if (!normalize) {
@@ -387,6 +339,38 @@ inline void target_terms_vec(
   }
   loss = (wt * pw * lp).neg();
   h = wt * pw * u;
+}
+
+// The target-mode CE/focal terms of the tile vector at lane o, from its m and
+// s_other: the class weight w of each lane's target (0 for lanes without a
+// class), and with_loss: the loss l; and h = w pw u (target_terms_vec), zero
+// for lanes without a class. The target's logit and weight are gathered from
+// the tile. Without the loss and at gamma = 0, h = -w with no logs.
+template <typename TileT, typename acc_t>
+inline void tile_target_terms(
+    const RegionParams<acc_t>& P,
+    const TileT& tl,
+    int64_t o,
+    const acc_t* m,
+    const acc_t* so,
+    bool with_loss,
+    at::vec::Vectorized<acc_t>& w,
+    at::vec::Vectorized<acc_t>& l,
+    at::vec::Vectorized<acc_t>& h) {
+  using Vec = at::vec::Vectorized<acc_t>;
+  const Vec ok = Vec::loadu(tl.valid + o);
+  const Vec ok_mask = ok != Vec(0);
+  w = P.weight ? tl.of_class(P.weight, o) * ok : ok;
+  if (!with_loss && P.gamma == acc_t(0)) {
+    l = Vec(0);
+    h = w.neg();  // target_terms' w pw u with pw = 1, u = -1
+    return;
+  }
+  const Vec vm = Vec::loadu(m + o);
+  target_terms_vec(
+      P.gamma, Vec::blendv(vm, tl.at_target_of(tl.z.data(), o), ok_mask) - vm, Vec::loadu(so + o), w, l, h);
+  l = Vec::blendv(Vec(0), l, ok_mask);
+  h = Vec::blendv(Vec(0), h, ok_mask);
 }
 
 // The sigmoid element terms of region_loss.h (region_sigmoid, region_sigmoid_ce)
@@ -513,7 +497,7 @@ void stats_kernel(
     // per-(class, lane) sums of the chunk: lane j adds pixels j, j + L, ... in order
     // (I and T have a spare class C: see the full tiles)
     std::vector<acc_t> vI((C + 1) * L), vP(C * L), vT((C + 1) * L);
-    acc_t m[W], Ssum[W], so[W], zt[W], wt[W], la[W];
+    acc_t m[W], Ssum[W], so[W], wt[W], la[W];
     for (int64_t chunk = begin; chunk < end; ++chunk) {
       const int64_t n = chunk / k.per_sample;
       const int64_t s_begin = (chunk % k.per_sample) * k.len;
@@ -522,23 +506,21 @@ void stats_kernel(
       std::fill(vP.begin(), vP.end(), acc_t(0));
       std::fill(vT.begin(), vT.end(), acc_t(0));
       double ce_sum = 0, ce_den = 0;
-      // target mode CE/focal from zt, m and so: vector terms per lane, summed in lane order
+      // target mode CE/focal from m and so: vector terms per lane, each tile's lanes added
+      // to the chunk's double sums in lane order
       auto add_ce = [&](const T& tl) {
-        for (int64_t j = 0; j < tl.kn * L; ++j) {
-          wt[j] = tl.valid[j] != acc_t(0) ? region_weight(P, tl.t[j]) : acc_t(0);
-        }
+        Vec tile_l(0), tile_w(0);
         for (int64_t kv = 0; kv < tl.kn; ++kv) {
-          const int64_t o = kv * L;
-          Vec l, h;
-          target_terms_vec(
-              P.gamma, Vec::loadu(zt + o) - Vec::loadu(m + o), Vec::loadu(so + o), Vec::loadu(wt + o), l, h);
-          l.store(la + o);
+          Vec w, l, h;
+          tile_target_terms(P, tl, kv * L, m, so, true, w, l, h);
+          tile_l = tile_l + l;
+          tile_w = tile_w + w;
         }
-        for (int64_t j = 0; j < tl.cnt; ++j) {
-          if (tl.valid[j] != acc_t(0)) {
-            ce_sum += la[j];
-            ce_den += wt[j];
-          }
+        tile_l.store(la);
+        tile_w.store(wt);
+        for (int64_t j = 0; j < L; ++j) {
+          ce_sum += la[j];
+          ce_den += wt[j];
         }
       };
       for (int64_t s0 = s_begin; s0 < s_end; s0 += W) {
@@ -555,31 +537,7 @@ void stats_kernel(
             const acc_t* const e0 = tile.e.data();
             if (P.ce_kind != kRegionNoCe) {
               tile.template softmax_full<true, 0>(x, base, C, P.cs, nullptr, m, so, nullptr);
-              // target mode CE/focal per lane (as add_ce), the target's logit and weight gathered
-              Vec tile_l(0), tile_w(0);
-              for (int64_t kv = 0; kv < T::K; ++kv) {
-                const int64_t o = kv * L;
-                const Vec vm = Vec::loadu(m + o), ok = Vec::loadu(tile.valid + o);
-                const Vec ok_mask = ok != Vec(0);
-                const Vec w = P.weight ? tile.of_class(P.weight, o) * ok : ok;
-                Vec l, h;
-                target_terms_vec(
-                    P.gamma,
-                    Vec::blendv(vm, tile.at_target_of(tile.z.data(), o), ok_mask) - vm,
-                    Vec::loadu(so + o),
-                    w,
-                    l,
-                    h);
-                tile_l = tile_l + Vec::blendv(Vec(0), l, ok_mask);
-                tile_w = tile_w + w;
-              }
-              // the tile's lanes into the chunk's double sums, in lane order
-              tile_l.store(la);
-              tile_w.store(wt);
-              for (int64_t j = 0; j < L; ++j) {
-                ce_sum += la[j];
-                ce_den += wt[j];
-              }
+              add_ce(tile);
             } else {
               tile.template softmax_full<false, 0>(x, base, C, P.cs, nullptr, m, so, nullptr);
             }
@@ -656,7 +614,7 @@ void stats_kernel(
           }
         } else if (!P.none || P.ce_kind != kRegionNoCe) {
           const bool vec_ce = P.ce_kind != kRegionNoCe && !P.smoothing_mode;
-          tile.softmax(P, m, Ssum, P.ce_kind != kRegionNoCe ? so : nullptr, vec_ce ? zt : nullptr, false);
+          tile.softmax(P, m, Ssum, P.ce_kind != kRegionNoCe ? so : nullptr, false);
           if (vec_ce) {
             add_ce(tile);
           } else if (P.ce_kind != kRegionNoCe) {
@@ -784,7 +742,7 @@ void grad_kernel(
   at::parallel_for(0, k.total, 1, [&](int64_t begin, int64_t end) {
     T tile(C, P.dense);
     std::vector<acc_t> g(C * W), hbuf(C * W);
-    acc_t m[W], Ssum[W], so[W], Hs[W], hh[W], zt[W], wt[W];
+    acc_t m[W], Ssum[W], so[W], Hs[W], hh[W];
     // The plain case (plain_softmax) on a full tile, written straight to the
     // gradient. With B = sum_k a_k p_k and the CE part's H = hh folded in,
     //   g_c = p_c (cP_c - B - ce hh) + [c = t] (cI_t p_t + ce hh)
@@ -807,21 +765,13 @@ void grad_kernel(
       for (int64_t kv = 0; kv < T::K; ++kv) {
         const int64_t o = kv * L;
         const Vec ok = Vec::loadu(tl.valid + o), inv = Vec::loadu(tl.inv + o), d = Vec::loadu(dot + o);
-        const Vec ok_mask = ok != Vec(0);
         const Vec pt = tl.at_target_of(e0, o) * inv * ok;
         const Vec cit = tl.of_class(cI, o) * ok;
         Vec ch(0);
         if (with_ce) {
-          const Vec w = P.weight ? tl.of_class(P.weight, o) * ok : ok;
-          Vec l, h;
-          if (P.gamma == acc_t(0)) {
-            h = w.neg();  // target_terms' w pw u with pw = 1, u = -1, without its logs
-          } else {
-            const Vec vm = Vec::loadu(m + o);
-            target_terms_vec(
-                P.gamma, Vec::blendv(vm, tl.at_target_of(tl.z.data(), o), ok_mask) - vm, Vec::loadu(so + o), w, l, h);
-          }
-          ch = Vec(ce) * Vec::blendv(Vec(0), h, ok_mask);
+          Vec w, l, h;
+          tile_target_terms(P, tl, o, m, so, false, w, l, h);
+          ch = Vec(ce) * h;
         }
         const Vec b = (P.squared ? Vec(2) * d * inv * inv : d * inv) + cit * pt;
         (b + ch).neg().store(nb + o);
@@ -913,25 +863,15 @@ void grad_kernel(
           const bool with_fs = focal_sig && ce != acc_t(0);
           const bool vec_ce = with_ce && !P.smoothing_mode;
           if (!P.none || with_ce) {
-            tile.softmax(P, m, Ssum, with_ce ? so : nullptr, vec_ce ? zt : nullptr);
+            tile.softmax(P, m, Ssum, with_ce ? so : nullptr);
           }
           if (vec_ce) {
             // target mode: H = hh = w pw u, zero for ignored and padding lanes
-            for (int64_t j = 0; j < tile.kn * L; ++j) {
-              wt[j] = tile.valid[j] != acc_t(0) ? region_weight(P, tile.t[j]) : acc_t(0);
-            }
             for (int64_t kv = 0; kv < tile.kn; ++kv) {
-              const int64_t o = kv * L;
-              Vec l, h;
-              if (P.gamma == acc_t(0)) {
-                h = Vec::loadu(wt + o).neg();  // w pw u with pw = 1, u = -1, without target_terms' logs
-              } else {
-                target_terms_vec(
-                    P.gamma, Vec::loadu(zt + o) - Vec::loadu(m + o), Vec::loadu(so + o), Vec::loadu(wt + o), l, h);
-              }
-              h = Vec::blendv(Vec(0), h, Vec::loadu(tile.valid + o) != Vec(0));
-              h.store(Hs + o);
-              h.store(hh + o);
+              Vec w, l, h;
+              tile_target_terms(P, tile, kv * L, m, so, false, w, l, h);
+              h.store(Hs + kv * L);
+              h.store(hh + kv * L);
             }
           } else if (with_ce) {
             RegionParams<acc_t> Q = P;

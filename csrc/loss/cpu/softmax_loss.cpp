@@ -417,7 +417,6 @@ void columns_kernel(
   constexpr int64_t L = Vec::size();
   constexpr int64_t K = std::max<int64_t>(1, kTileBytes / (L * static_cast<int64_t>(sizeof(acc_t))));
   constexpr int64_t W = K * L;
-  constexpr int64_t kLine = std::max<int64_t>(1, kCacheLineBytes / static_cast<int64_t>(sizeof(acc_t)));
   constexpr bool direct = std::is_same_v<scalar_t, acc_t>;
   const int64_t C = P.C, inner = P.inner;
   const int64_t tiles_per_sample = (inner + W - 1) / W;
@@ -453,16 +452,10 @@ void columns_kernel(
       // directly; partial tiles and half types are converted through scratch.
       const bool in_place = direct && cnt == W;
       if (in_place) {
-        // The C class planes are C concurrent streams, more than the hardware
-        // prefetchers follow: fetch a later tile's lines by hand. Into L2, not
-        // L1: planes a multiple of 4 KiB apart share one L1 set, where C lines
-        // would evict each other before use. (Prefetching the gradient's lines
-        // for writing, into L1, was slower for the same reason.)
-        for (int64_t c = 0; c < C; ++c) {
-          for (int64_t l = 0; l < W; l += kLine) {
-            __builtin_prefetch(x + base + c * inner + kPrefetchTiles * W + l, 0, 2);
-          }
-        }
+        // a later tile's lines, by hand (cpu::prefetch_planes). (Prefetching
+        // the gradient's lines for writing, into L1, was slower: the planes
+        // share L1 sets.)
+        cpu::prefetch_planes(x + base + kPrefetchTiles * W, inner, C, W);
       }
 
       // targets and valid lanes (padding lanes count as ignored). The target
@@ -522,39 +515,9 @@ void columns_kernel(
       bool copied = false;
       if constexpr (direct && !kAdjusted) {
         if (in_place && !P.soft) {
-          // The plain full tile: every plane's lines copied and the max taken
-          // in registers. nan need not propagate through the max: a nan logit
-          // makes its e, and so S and every term of the lane, nan.
-          // locals only: a vector store may alias anything, so whatever the
-          // loop reads through a reference would be reloaded after each one
-          // with_bias: the max is taken over z + bias (the scratch keeps z)
-          auto copy_max = [&, src0 = x + base, zd0 = zt.data(), stride = inner, nc = C, bias = P.bias](auto with_bias) {
-            const acc_t* src = src0;
-            acc_t* zd = zd0;
-            Vec acc[K];
-            for (int64_t k = 0; k < K; ++k) {
-              acc[k] = Vec(-std::numeric_limits<acc_t>::infinity());
-            }
-            for (int64_t c = 0; c < nc; ++c, src += stride, zd += W) {
-              for (int64_t k = 0; k < K; ++k) {
-                const Vec v = Vec::loadu(src + k * L);
-                v.store(zd + k * L);
-                if constexpr (decltype(with_bias)::value) {
-                  acc[k] = cpu::max_no_nan(acc[k], v + Vec(bias[c]));
-                } else {
-                  acc[k] = cpu::max_no_nan(acc[k], v);
-                }
-              }
-            }
-            for (int64_t k = 0; k < K; ++k) {
-              vmax[k] = acc[k];
-            }
-          };
-          if (P.bias) {
-            copy_max(std::true_type{});
-          } else {
-            copy_max(std::false_type{});
-          }
+          // The plain full tile: every plane's lines copied and the max (over
+          // z + bias) taken in registers; the scratch keeps z.
+          cpu::copy_planes_max<K>(x + base, inner, C, zt.data(), W, P.bias, vmax);
           copied = true;
         }
       }
