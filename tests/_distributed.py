@@ -8,12 +8,20 @@ set-up fails ("Gloo connectFullMesh failed ... Connection closed by peer"
 under load), every rank tears the group down and all move on to the next
 attempt, which uses a new port.
 
+A test runs its ranks with ``run_ranks``, which never blocks for ever: each
+rank saves its results with ``save_rank`` before it tears the group down, and
+a run past the deadline is either finished (every rank saved; a rank hung in
+gloo's teardown is killed) or run once more from scratch, then failed.
+
     def _worker(rank, world_size, init_file, out_dir):
         init_gloo(rank, world_size, init_file)
         try:
             ...
+            save_rank(out, out_dir, rank)
         finally:
             close_gloo()
+
+    parts = run_ranks(_worker, 2, tmp_path)  # [rank 0's out, rank 1's out]
 """
 
 from __future__ import annotations
@@ -21,7 +29,10 @@ from __future__ import annotations
 import datetime
 import os
 import time
+import warnings
 
+import pytest
+import torch
 import torch.distributed as dist
 
 ATTEMPTS = 4
@@ -100,3 +111,59 @@ def close_gloo() -> None:
         pass
     finally:
         dist.destroy_process_group()
+
+
+def save_rank(out, out_dir: str, rank: int) -> None:
+    """Save one rank's results where ``run_ranks`` looks for them, atomically (never half a file)."""
+    path = os.path.join(out_dir, f"rank{rank}.pt")
+    torch.save(out, f"{path}.tmp")
+    os.replace(f"{path}.tmp", path)
+
+
+def _saved(out_dir: str, world_size: int) -> bool:
+    return all(os.path.exists(os.path.join(out_dir, f"rank{r}.pt")) for r in range(world_size))
+
+
+def _kill(context) -> None:
+    for process in context.processes:
+        if process.is_alive():
+            process.kill()
+    for process in context.processes:
+        process.join(5)
+
+
+def run_ranks(worker, world_size: int, tmp_path, *extra, timeout: float = 300.0, attempts: int = 2) -> list:
+    """Run ``worker(rank, world_size, init_base, out_dir, *extra)`` on ``world_size`` spawned processes.
+
+    Returns what each rank saved with ``save_rank``, in rank order. An error in
+    a rank is raised here (torch's ``ProcessRaisedException``). A run still
+    going after ``timeout`` seconds is killed; if every rank had saved its
+    results, the ranks were stuck tearing gloo down and the results stand (a
+    warning says so); otherwise the run starts again in a new folder, and
+    after ``attempts`` runs the test fails instead of blocking.
+    """
+    if not dist.is_available():
+        pytest.skip("torch.distributed is not available")
+    for attempt in range(attempts):
+        out_dir = os.path.join(str(tmp_path), f"run{attempt}")
+        os.makedirs(out_dir)
+        context = torch.multiprocessing.spawn(
+            worker, args=(world_size, os.path.join(out_dir, "init"), out_dir, *extra), nprocs=world_size, join=False
+        )
+        deadline = time.monotonic() + timeout
+        try:
+            while not context.join(timeout=1.0):
+                if time.monotonic() > deadline:
+                    break
+            else:
+                return _load(out_dir, world_size)
+        finally:
+            _kill(context)
+        if _saved(out_dir, world_size):
+            warnings.warn(f"{world_size} ranks saved their results but did not exit within {timeout:.0f} s", stacklevel=2)
+            return _load(out_dir, world_size)
+    pytest.fail(f"{world_size} ranks did not finish within {timeout:.0f} s, {attempts} times (deadlock?)")
+
+
+def _load(out_dir: str, world_size: int) -> list:
+    return [torch.load(os.path.join(out_dir, f"rank{r}.pt"), weights_only=False) for r in range(world_size)]

@@ -10,7 +10,7 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset, TensorD
 
 import balancedtorch as bt
 
-from _distributed import close_gloo, init_gloo
+from _distributed import close_gloo, init_gloo, run_ranks, save_rank
 
 P_THRESHOLD = 1e-4  # chi-square p-value below which a sampler is declared biased
 
@@ -521,9 +521,10 @@ def _ddp_worker(rank, world_size, init_file, out_dir):
         batches = bt.data.StratifiedBatchSampler(labels, 16, class_ratios="balanced", seed=3)
         sampler.set_epoch(2)
         batches.set_epoch(2)
-        torch.save(
+        save_rank(
             {"rank": sampler.rank, "replicas": sampler.num_replicas, "indices": sampler.indices(), "batches": batches.indices()},
-            f"{out_dir}/rank{rank}.pt",
+            out_dir,
+            rank,
         )
     finally:
         close_gloo()
@@ -532,10 +533,7 @@ def _ddp_worker(rank, world_size, init_file, out_dir):
 @pytest.mark.slow
 @pytest.mark.distributed
 def test_torch_distributed_gloo_two_processes(tmp_path):
-    if not torch.distributed.is_available():
-        pytest.skip("torch.distributed is not available")
-    torch.multiprocessing.spawn(_ddp_worker, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
-    results = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
+    results = run_ranks(_ddp_worker, 2, tmp_path)
     assert [r["rank"] for r in results] == [0, 1] and all(r["replicas"] == 2 for r in results)
     reference = bt.data.ClassBalancedSampler(long_tailed_labels(n=999), seed=3, num_replicas=1, rank=0)
     reference.set_epoch(2)
@@ -570,20 +568,6 @@ def sampler_epoch(labels, epoch):
 
 
 # --- ranks resolved when an epoch starts (issue 18) ------------------------------------------------------------------
-
-
-def _spawn(fn, args, nprocs=2, timeout=60):
-    """torch.multiprocessing.spawn with a deadline: a hung collective fails instead of blocking."""
-    import time
-
-    context = torch.multiprocessing.spawn(fn, args=args, nprocs=nprocs, join=False)
-    deadline = time.monotonic() + timeout
-    while not context.join(timeout=1):
-        if time.monotonic() > deadline:
-            for process in context.processes:
-                if process.is_alive():
-                    process.kill()
-            pytest.fail(f"spawned ranks did not finish in {timeout} s")
 
 
 def _built_before_group_worker(rank, world_size, init_file, out_dir):
@@ -623,7 +607,7 @@ def _built_before_group_worker(rank, world_size, init_file, out_dir):
         fresh = bt.data.ClassBalancedSampler(labels, seed=3)
         fresh.load_state_dict(gathered[0])
         out["resume"] = {"head": head, "rest": list(fresh), "expected": list(it)}
-        torch.save(out, f"{out_dir}/rank{rank}.pt")
+        save_rank(out, out_dir, rank)
     finally:
         close_gloo()
 
@@ -631,10 +615,7 @@ def _built_before_group_worker(rank, world_size, init_file, out_dir):
 @pytest.mark.slow
 @pytest.mark.distributed
 def test_sampler_built_before_init_process_group_shards(tmp_path):
-    if not torch.distributed.is_available():
-        pytest.skip("torch.distributed is not available")
-    _spawn(_built_before_group_worker, (2, str(tmp_path / "init"), str(tmp_path)))
-    results = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
+    results = run_ranks(_built_before_group_worker, 2, tmp_path)
     labels = long_tailed_labels(n=999)
     weights = torch.rand(999, generator=torch.Generator().manual_seed(4)) + 0.1
     for r in results:

@@ -8,7 +8,6 @@ a 2-process gloo run of distributed=True.
 from __future__ import annotations
 
 import itertools
-import os
 
 import numpy as np
 import pytest
@@ -18,7 +17,7 @@ import torch.nn.functional as F
 import balancedtorch as bt
 import balancedtorch.functional as btf
 
-from _distributed import close_gloo, init_gloo
+from _distributed import close_gloo, init_gloo, run_ranks, save_rank
 
 # ---------------------------------------------------------------------------------------------
 # plain reference
@@ -840,9 +839,10 @@ def _ddp_worker(rank, world_size, init_file, out_dir):
         xr = x[rank * 2 : (rank + 1) * 2].clone().requires_grad_(True)
         loss = loss_fn(model(xr), target[rank * 2 : (rank + 1) * 2])
         loss.backward()
-        torch.save(
+        save_rank(
             {"loss": loss.detach(), "weight_grad": conv.weight.grad, "bias_grad": conv.bias.grad, "x_grad": xr.grad},
-            os.path.join(out_dir, f"rank{rank}.pt"),
+            out_dir,
+            rank,
         )
     finally:
         close_gloo()
@@ -851,7 +851,7 @@ def _ddp_worker(rank, world_size, init_file, out_dir):
 @pytest.mark.slow
 @pytest.mark.distributed
 def test_sync_two_gloo_processes_equal_concatenated_batch(tmp_path):
-    torch.multiprocessing.spawn(_ddp_worker, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
+    parts = run_ranks(_ddp_worker, 2, tmp_path)
     torch.manual_seed(0)
     x = torch.randn(4, 3, 6, 5, dtype=torch.float64)
     target = torch.randint(0, 3, (4, 6, 5))
@@ -861,7 +861,7 @@ def test_sync_two_gloo_processes_equal_concatenated_batch(tmp_path):
     loss = bt.nn.DiceCELoss(batch=True, include_background=False)(conv(xr), target)
     loss.backward()
     for rank in range(2):
-        got = torch.load(tmp_path / f"rank{rank}.pt")
+        got = parts[rank]
         torch.testing.assert_close(got["loss"], loss.detach())
         torch.testing.assert_close(got["weight_grad"], conv.weight.grad)
         torch.testing.assert_close(got["bias_grad"], conv.bias.grad)

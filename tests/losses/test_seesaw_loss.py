@@ -8,8 +8,6 @@ factors in the log domain, one row at a time.
 
 from __future__ import annotations
 
-import os
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -18,7 +16,7 @@ from conftest import REFUSED_UNDER_NO_GRAD
 import balancedtorch as bt
 import balancedtorch.functional as btf
 
-from _distributed import close_gloo, init_gloo
+from _distributed import close_gloo, init_gloo, run_ranks, save_rank
 
 # ---------------------------------------------------------------------------------------------
 # plain reference (the paper's formula / MMDetection's semantics)
@@ -584,7 +582,7 @@ def _ddp_worker(rank, world_size, init_file, out_dir):
             losses.append(loss.detach())
             grads.append(xr.grad)
             buffers.append(m.cum_samples.clone())
-        torch.save({"losses": losses, "grads": grads, "buffers": buffers}, os.path.join(out_dir, f"rank{rank}.pt"))
+        save_rank({"losses": losses, "grads": grads, "buffers": buffers}, out_dir, rank)
     finally:
         close_gloo()
 
@@ -592,14 +590,14 @@ def _ddp_worker(rank, world_size, init_file, out_dir):
 @pytest.mark.slow
 @pytest.mark.distributed
 def test_two_gloo_processes_share_the_counts(tmp_path):
-    torch.multiprocessing.spawn(_ddp_worker, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
+    parts = run_ranks(_ddp_worker, 2, tmp_path)
     x, t = _ddp_batches()
     total = torch.zeros(5)
     for step in range(3):
         both = t[:, step].reshape(-1)
         total = total + torch.bincount(both[both != -100], minlength=5).float()
         for rank in range(2):
-            got = torch.load(tmp_path / f"rank{rank}.pt")
+            got = parts[rank]
             torch.testing.assert_close(got["buffers"][step], total)
             xr = x[rank, step].clone().requires_grad_(True)
             ref = seesaw_reference(xr, t[rank, step], total)

@@ -7,7 +7,7 @@ from sklearn import metrics as skm
 
 import balancedtorch as bt
 
-from _distributed import close_gloo, init_gloo
+from _distributed import close_gloo, init_gloo, run_ranks, save_rank
 
 imblearn_metrics = pytest.importorskip("imblearn.metrics")
 
@@ -219,7 +219,7 @@ def _ddp_metrics_worker(rank, world_size, init_file, out_dir):
         m.update(torch.tensor(p), torch.tensor(y))
         monitor = bt.quality.DriftMonitor(torch.tensor([0, 1, 2, 3] * 10))
         monitor.update(torch.tensor(p))
-        torch.save({"y": y, "p": p, "result": m.compute(), "drift": monitor.status()}, f"{out_dir}/rank{rank}.pt")
+        save_rank({"y": y, "p": p, "result": m.compute(), "drift": monitor.status()}, out_dir, rank)
     finally:
         close_gloo()
 
@@ -227,10 +227,7 @@ def _ddp_metrics_worker(rank, world_size, init_file, out_dir):
 @pytest.mark.slow
 @pytest.mark.distributed
 def test_distributed_reduction_two_gloo_processes(tmp_path):
-    if not torch.distributed.is_available():
-        pytest.skip("torch.distributed is not available")
-    torch.multiprocessing.spawn(_ddp_metrics_worker, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
-    parts = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(2)]
+    parts = run_ranks(_ddp_metrics_worker, 2, tmp_path)
     y = np.concatenate([part["y"] for part in parts])
     p = np.concatenate([part["p"] for part in parts])
     for part in parts:  # every rank sees the metrics of all samples

@@ -12,7 +12,7 @@ import torch
 
 import balancedtorch as bt
 
-from _distributed import close_gloo, init_gloo
+from _distributed import close_gloo, init_gloo, run_ranks, save_rank
 
 # scikit-learn and torchmetrics are imported inside the tests: the DDP test's spawned processes
 # import this module, and these imports would cost them several seconds each
@@ -602,7 +602,7 @@ def _ddp_curves_worker(rank, world_size, init_file, out_dir):
             out[name] = m.compute()
             out[name + "_pr"] = m.pr_curves()  # after compute, any rank: the reduced state
             out[name + "_binned"] = m._binned
-        torch.save(out, f"{out_dir}/rank{rank}.pt")
+        save_rank(out, out_dir, rank)
     finally:
         close_gloo()
 
@@ -610,10 +610,7 @@ def _ddp_curves_worker(rank, world_size, init_file, out_dir):
 @pytest.mark.slow
 @pytest.mark.distributed
 def test_distributed_curves_two_gloo_processes(tmp_path):
-    if not torch.distributed.is_available():
-        pytest.skip("torch.distributed is not available")
-    torch.multiprocessing.spawn(_ddp_curves_worker, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
-    parts = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(2)]
+    parts = run_ranks(_ddp_curves_worker, 2, tmp_path)
     assert parts[0]["mixed_binned"] is False and parts[1]["mixed_binned"] is True
     probs = torch.cat([p["probs"] for p in parts])
     y = np.concatenate([p["y"] for p in parts])

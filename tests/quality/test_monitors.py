@@ -10,7 +10,7 @@ import torch.distributed as dist
 import balancedtorch as bt
 from balancedtorch.quality.shift import _chi2_homogeneity
 
-from _distributed import close_gloo, init_gloo
+from _distributed import close_gloo, init_gloo, run_ranks, save_rank
 
 K = 4
 NAMES = ["red", "yellow", "green", "off"]
@@ -19,24 +19,7 @@ NAMES = ["red", "yellow", "green", "off"]
 SHARES = np.array([0.45, 0.25, 0.15, 0.08, 0.05, 0.02])
 
 
-# --- two gloo processes, with a deadline -------------------------------------------
-
-
-def _run_two_gloo(worker, tmp_path, timeout=120.0):
-    """Spawn ``worker(rank, 2, init_file, out_dir)`` on 2 gloo processes; fail (not hang) past ``timeout``."""
-    if not dist.is_available():
-        pytest.skip("torch.distributed is not available")
-    ctx = torch.multiprocessing.spawn(worker, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=False)
-    deadline = time.monotonic() + timeout
-    try:
-        while not ctx.join(timeout=1.0):
-            if time.monotonic() > deadline:
-                pytest.fail(f"2-process run did not finish within {timeout:.0f} s (deadlock?)")
-    finally:
-        for process in ctx.processes:
-            if process.is_alive():
-                process.kill()
-    return [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(2)]
+# --- two gloo processes -------------------------------------------------------------
 
 
 def _init(rank, world_size, init_file):
@@ -86,7 +69,7 @@ def _report_on_rank0_worker(rank, world_size, init_file, out_dir):
                 with pytest.raises(RuntimeError, match=r"ran after the last compute\(\).*call compute\(\) on every rank again"):
                     method()
             out["stale_local"] = m.report(sync=False)
-        torch.save(out, f"{out_dir}/rank{rank}.pt")
+        save_rank(out, out_dir, rank)
         dist.barrier()
     finally:
         close_gloo()
@@ -96,7 +79,7 @@ def _report_on_rank0_worker(rank, world_size, init_file, out_dir):
 @pytest.mark.distributed
 def test_report_and_plots_on_rank0_only_after_compute(tmp_path):
     pytest.importorskip("matplotlib")
-    parts = _run_two_gloo(_report_on_rank0_worker, tmp_path)
+    parts = run_ranks(_report_on_rank0_worker, 2, tmp_path, timeout=120)
     everything = _single_process([(part["p"], part["y"]) for part in parts])
     expected = everything.compute()
     for part in parts:  # compute() gives every rank the numbers of all 1,000 samples
@@ -134,7 +117,7 @@ def _pending_collective_worker(rank, world_size, init_file, out_dir):
         out["other"] = other
         if rank == 0:
             out["report_after"] = m.report()
-        torch.save(out, f"{out_dir}/rank{rank}.pt")
+        save_rank(out, out_dir, rank)
         dist.barrier()
     finally:
         close_gloo()
@@ -143,7 +126,7 @@ def _pending_collective_worker(rank, world_size, init_file, out_dir):
 @pytest.mark.slow
 @pytest.mark.distributed
 def test_report_on_rank0_does_not_pair_with_another_collective(tmp_path):
-    parts = _run_two_gloo(_pending_collective_worker, tmp_path)
+    parts = run_ranks(_pending_collective_worker, 2, tmp_path, timeout=120)
     everything = _single_process([(part["p"], part["y"]) for part in parts])
     for part in parts:
         assert torch.equal(part["other"], torch.full((K, K), 110))  # the other collective is untouched

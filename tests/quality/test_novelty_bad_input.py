@@ -5,15 +5,13 @@ features that are not numbers, report groups that cannot be sorted, predict
 before fit, and a bad argument on one rank of several (every rank raises).
 """
 
-import time
-
 import numpy as np
 import pytest
 import torch
 
 import balancedtorch as bt
 
-from _distributed import close_gloo, init_gloo
+from _distributed import close_gloo, init_gloo, run_ranks, save_rank
 
 Det = bt.quality.NoveltyDetector
 
@@ -77,8 +75,8 @@ def test_report_groups_that_cannot_be_sorted_and_predict_before_fit():
 # -- across ranks --------------------------------------------------------------------------------------------------------
 
 
-def _bad_argument_on_one_rank(rank, init_file, out_dir):
-    init_gloo(rank, 2, init_file, timeout=30)
+def _bad_argument_on_one_rank(rank, world_size, init_file, out_dir):
+    init_gloo(rank, world_size, init_file, timeout=30)
     try:
         det = Det(k=3).fit(_data(20, 4, 20 + rank))
         out = {}
@@ -94,7 +92,7 @@ def _bad_argument_on_one_rank(rank, init_file, out_dir):
             if what == "tpr":
                 det.threshold(_data(8, 4, 30 + rank), 0.5)  # the ranks are still in step
         out["after"] = det.score(torch.ones(2, 4))
-        torch.save(out, f"{out_dir}/rank{rank}.pt")
+        save_rank(out, out_dir, rank)
     finally:
         close_gloo()
 
@@ -103,18 +101,7 @@ def _bad_argument_on_one_rank(rank, init_file, out_dir):
 @pytest.mark.distributed
 def test_bad_threshold_or_report_argument_on_one_rank_raises_on_both(tmp_path):
     # rank 1 raised before the collective score() while rank 0 waited in it for ever
-    if not torch.distributed.is_available():
-        pytest.skip("torch.distributed is not available")
-    ctx = torch.multiprocessing.spawn(
-        _bad_argument_on_one_rank, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=False
-    )
-    deadline = time.monotonic() + 120
-    while not ctx.join(timeout=2):
-        if time.monotonic() > deadline:
-            for p in ctx.processes:
-                p.kill()
-            pytest.fail("the two ranks hung")
-    parts = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(2)]
+    parts = run_ranks(_bad_argument_on_one_rank, 2, tmp_path, timeout=120)
     assert "tpr must be a number in (0, 1), got 2.0" in parts[1]["tpr"]
     assert "NoveltyDetector.threshold: invalid input on rank(s) [1]" in parts[0]["tpr"]
     assert "top_n must be an int >= 0, got -1" in parts[1]["top_n"]

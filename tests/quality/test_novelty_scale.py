@@ -2,7 +2,6 @@
 searched in chunks (numpy arrays and np.memmap kept by reference). Both must equal one process searching the
 whole bank, bit for bit."""
 
-import time
 import tracemalloc
 import warnings
 
@@ -13,7 +12,7 @@ import torch
 import balancedtorch as bt
 from balancedtorch.quality.novelty import _merge
 
-from _distributed import close_gloo, init_gloo
+from _distributed import close_gloo, init_gloo, run_ranks, save_rank
 
 Det = bt.quality.NoveltyDetector
 K = 7
@@ -140,7 +139,7 @@ def _ddp_worker(rank, world_size, init_file, out_dir):
         det = Det(k=5).fit(torch.randn(50, D))
         out["dim"] = _expect_error(lambda: det.score(torch.randn(3, D if rank == 0 else D + 1)))
         out["after"] = det.score(torch.ones(2, D))
-        torch.save(out, f"{out_dir}/rank{rank}.pt")
+        save_rank(out, out_dir, rank)
     finally:
         close_gloo()
 
@@ -148,16 +147,7 @@ def _ddp_worker(rank, world_size, init_file, out_dir):
 @pytest.mark.slow
 @pytest.mark.distributed
 def test_sharded_bank_equals_single_process_two_gloo_processes(tmp_path):
-    if not torch.distributed.is_available():
-        pytest.skip("torch.distributed is not available")
-    ctx = torch.multiprocessing.spawn(_ddp_worker, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=False)
-    deadline = time.monotonic() + 300
-    while not ctx.join(timeout=5):
-        if time.monotonic() > deadline:
-            for p in ctx.processes:
-                p.kill()
-            pytest.fail("the two ranks hung")
-    parts = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(2)]
+    parts = run_ranks(_ddp_worker, 2, tmp_path)
     for name in _CASES:
         scores, cut = _single(name)
         got = torch.cat([p[name][0] for p in parts])

@@ -15,7 +15,7 @@ import torch
 
 import balancedtorch as bt
 
-from _distributed import close_gloo, init_gloo
+from _distributed import close_gloo, init_gloo, run_ranks, save_rank
 
 FILTERS = [
     "prune_by_noise_rate",
@@ -179,7 +179,7 @@ def _worker(rank, world_size, init_file, out_dir, case_names, extras):
                     out[("error", key, "fit")] = str(err)
             # still in step after the errors: a correct call works
             out[("error", "after")] = bt.quality.find_label_issues(ys, ps)
-        torch.save(out, f"{out_dir}/rank{rank}.pt")
+        save_rank(out, out_dir, rank)
     finally:
         close_gloo()
 
@@ -190,12 +190,7 @@ def _three(sizes):
 
 
 def _spawn(tmp_path, world_size, case_names, extras=()):
-    if not torch.distributed.is_available():
-        pytest.skip("torch.distributed is not available")
-    torch.multiprocessing.spawn(
-        _worker, args=(world_size, str(tmp_path / "init"), str(tmp_path), case_names, tuple(extras)), nprocs=world_size, join=True
-    )
-    return [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(world_size)]
+    return run_ranks(_worker, world_size, tmp_path, case_names, tuple(extras))
 
 
 def _restricted(ranked, sizes, rank):

@@ -11,7 +11,7 @@ import torch
 
 import balancedtorch as bt
 
-from _distributed import close_gloo, init_gloo
+from _distributed import close_gloo, init_gloo, run_ranks, save_rank
 
 hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
@@ -340,7 +340,7 @@ def _worker(rank, world_size, init_file, out_dir):
                 errors[key] = str(err)
         out["errors"] = errors
         out["after"] = select(x[rows], 7, labeled_features=x[:2])  # still in step after the errors
-        torch.save(out, f"{out_dir}/rank{rank}.pt")
+        save_rank(out, out_dir, rank)
     finally:
         close_gloo()
 
@@ -349,10 +349,7 @@ def _worker(rank, world_size, init_file, out_dir):
 @pytest.mark.slow
 @pytest.mark.parametrize("world_size", [2, 3])
 def test_distributed_picks_equal_one_process(tmp_path, world_size):
-    if not torch.distributed.is_available():
-        pytest.skip("torch.distributed is not available")
-    torch.multiprocessing.spawn(_worker, args=(world_size, str(tmp_path / "init"), str(tmp_path)), nprocs=world_size, join=True)
-    outs = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(world_size)]
+    outs = run_ranks(_worker, world_size, tmp_path)
     for name, kw in _calls(*_dist_case()).items():
         want = _run(kw)
         for r, out in enumerate(outs):
