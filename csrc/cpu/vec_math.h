@@ -139,12 +139,17 @@ inline at::vec::Vectorized<double> log(const at::vec::Vectorized<double>& x) {
 // without the target): dz - log S, and where the target holds the max (dz
 // >= 0, so e_t = 1 and S = 1 + s_other rounded) -log1p(s_other), exact as
 // p_t -> 1, formed as -(log S + (s_other - (S - 1)) / S) (S - 1 is exact
-// there): one log for both kinds of lane.
+// there): one log for both kinds of lane. inv_S = 1 / S, which the callers
+// need anyway (the correction is below an ulp of log S, so its own rounding
+// does not show).
 template <typename T>
 inline at::vec::Vectorized<T> target_log_prob(
-    const at::vec::Vectorized<T>& dz, const at::vec::Vectorized<T>& S, const at::vec::Vectorized<T>& s_other) {
+    const at::vec::Vectorized<T>& dz,
+    const at::vec::Vectorized<T>& S,
+    const at::vec::Vectorized<T>& s_other,
+    const at::vec::Vectorized<T>& inv_S) {
   using Vec = at::vec::Vectorized<T>;
-  const Vec corr = (s_other - (S - Vec(T(1)))) / S;
+  const Vec corr = (s_other - (S - Vec(T(1)))) * inv_S;
   return dz - log(S) - Vec::blendv(Vec(T(0)), corr, dz >= Vec(T(0)));
 }
 

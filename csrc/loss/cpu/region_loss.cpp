@@ -327,12 +327,13 @@ inline void target_terms_vec(
   using Vec = at::vec::Vectorized<acc_t>;
   const Vec et = cpu::exp(dz);
   const Vec S = et + s_other;
+  const Vec inv_S = Vec(acc_t(1)) / S;
   // lanes whose target is the max take -log1p(s_other), the others dz - log S
-  const Vec lp = at::vec::minimum(cpu::target_log_prob(dz, S, s_other), Vec(0));
+  const Vec lp = at::vec::minimum(cpu::target_log_prob(dz, S, s_other, inv_S), Vec(0));
   Vec pw(1), u(-1);
   if (gamma != acc_t(0)) {
-    const Vec omp = s_other / S;
-    const Vec p = et / S;
+    const Vec omp = s_other * inv_S;
+    const Vec p = et * inv_S;
     pw = gamma == acc_t(2) ? omp * omp : (gamma == acc_t(1) ? omp : omp.pow(Vec(gamma)));
     const Vec ratio = Vec::blendv(Vec(-1), lp / omp, omp > Vec(0));
     u = Vec(gamma) * p * ratio - Vec(1);

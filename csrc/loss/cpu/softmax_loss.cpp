@@ -581,6 +581,11 @@ void columns_kernel(
         return P.weight ? a * Vec(P.weight[c]) : a;
       };
 
+      // pass B for every vector of the tile first, then the per-pixel terms of
+      // every vector: the terms are a long dependent chain (a log, divisions)
+      // per vector, and K independent chains in a row overlap where one
+      // between two class loops waited on its own latency
+      Vec b_s[K], b_d[K], b_a[K], b_all[K], b_zt[K], b_et[K], b_m[K];
       for (int64_t k = 0; k < kn; ++k) {
         const int64_t o = k * L;  // the vector's first lane in the tile
         // an all -inf column takes max 0 (nan and +inf stay)
@@ -645,6 +650,17 @@ void columns_kernel(
             }
           }
         }
+        b_s[k] = vs;
+        b_d[k] = vd;
+        b_a[k] = va;
+        b_all[k] = vall;
+        b_zt[k] = vzt;
+        b_et[k] = vet;
+        b_m[k] = vm;
+      }
+      for (int64_t k = 0; k < kn; ++k) {
+        const int64_t o = k * L;
+        const Vec vs = b_s[k], vd = b_d[k], va = b_a[k], vall = b_all[k], vzt = b_zt[k], vet = b_et[k], vm = b_m[k];
         const Vec vvalid = Vec::loadu(validf + o), vwt = Vec::loadu(wt + o);
         Vec loss(0);
         coef_e[k] = Vec(0);
@@ -654,11 +670,12 @@ void columns_kernel(
 
         if (target_mode) {
           const Vec dz = vzt - vm;
-          Vec lp, pw(1), u(-1), S, pt;
+          Vec lp, pw(1), u(-1), S, inv_S, pt;
           if (P.gamma == acc_t(0)) {
             S = vet + vs;
+            inv_S = Vec(acc_t(1)) / S;
             // lanes whose target is the max take -log1p(s_other), the others dz - log S
-            lp = at::vec::minimum(cpu::target_log_prob(dz, S, vs), Vec(0));
+            lp = at::vec::minimum(cpu::target_log_prob(dz, S, vs, inv_S), Vec(0));
             if (P.prob) {
               // as softmax forms it (see target_prob), over a sum that does not
               // depend on where the target sits: equal logit columns, equal p
@@ -675,6 +692,7 @@ void columns_kernel(
             pw = Vec::loadu(pwa);
             u = Vec::loadu(ua);
             S = Vec::loadu(sa);
+            inv_S = Vec(acc_t(1)) / S;
             if (P.prob) {
               acc_t pa[L], alla[L];
               vall.store(alla);
@@ -689,8 +707,9 @@ void columns_kernel(
           }
           const Vec hh = vwt * pw * u;
           loss = (vwt * pw * lp).neg();
-          coef_e[k] = (hh * vscale / S).neg();
-          fix[k] = hh * vscale * vs / S;  // assigned at the target: hh (1 - p_t), no cancellation
+          const Vec hs = hh * vscale * inv_S;
+          coef_e[k] = hs.neg();
+          fix[k] = hs * vs;  // assigned at the target: hh (1 - p_t), no cancellation
         } else if (linear) {
           const Vec vlogS = vs.log();
           const Vec inv_s = vs.reciprocal();
