@@ -153,6 +153,37 @@ inline at::vec::Vectorized<T> target_log_prob(
   return dz - log(S) - Vec::blendv(Vec(T(0)), corr, dz >= Vec(T(0)));
 }
 
+// Class-index targets as float lanes, for n (a multiple of 8) int64 targets
+// already validated (each is ignore or a class below 2^24, so its low 32 bits
+// are the class and convert exactly): cls[j] = t_j, or -1 where t_j equals
+// ignore (compared on all 64 bits); valid[j] = 1, or 0 there. Eight targets in
+// a handful of instructions, where a scalar loop converted and stored each.
+// Returns false, writing nothing, where the build has no AVX2.
+inline bool class_targets_as_float(const int64_t* t, int64_t n, int64_t ignore, float* cls, float* valid) {
+#if defined(CPU_CAPABILITY_AVX2)
+  const __m256i ig = _mm256_set1_epi64x(ignore);
+  const __m256i low_halves = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
+  const __m256 minus_one = _mm256_set1_ps(-1.0f), one = _mm256_set1_ps(1.0f);
+  for (int64_t j = 0; j < n; j += 8) {
+    const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(t + j));
+    const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(t + j + 4));
+    // each 64-bit lane's low 32 bits (the class) into one vector, in order
+    const __m256i a32 = _mm256_permutevar8x32_epi32(a, low_halves);
+    const __m256i b32 = _mm256_permutevar8x32_epi32(b, low_halves);
+    const __m256i c32 = _mm256_permute2x128_si256(a32, b32, 0x20);
+    const __m256i ia = _mm256_permutevar8x32_epi32(_mm256_cmpeq_epi64(a, ig), low_halves);
+    const __m256i ib = _mm256_permutevar8x32_epi32(_mm256_cmpeq_epi64(b, ig), low_halves);
+    const __m256 ignored = _mm256_castsi256_ps(_mm256_permute2x128_si256(ia, ib, 0x20));
+    _mm256_storeu_ps(cls + j, _mm256_blendv_ps(_mm256_cvtepi32_ps(c32), minus_one, ignored));
+    _mm256_storeu_ps(valid + j, _mm256_andnot_ps(ignored, one));
+  }
+  return true;
+#else
+  (void)t, (void)n, (void)ignore, (void)cls, (void)valid;
+  return false;
+#endif
+}
+
 // Stores v to p (aligned to the vector's width) with a streaming
 // (non-temporal) store where the build has one (AVX2): the line goes to memory
 // without first being read into the caches, a third of the traffic of a

@@ -434,6 +434,27 @@ def test_int64_extreme_ignore_index_is_accepted():
         torch.testing.assert_close(btf.cross_entropy(x, t, ignore_index=ignore), F.cross_entropy(x, t))
 
 
+@pytest.mark.parametrize("ignore", [2**32 + 1, -(2**32) + 2, 1])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_segmentation_ignore_index_compared_on_all_64_bits(ignore, weighted):
+    # full tiles of 32 pixels read their int64 targets eight at a time: an
+    # ignore_index whose low 32 bits are a class (1, 2) ignores only itself
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(2, 4, 8, 40, generator=g, dtype=torch.float32)
+    t = torch.randint(0, 4, (2, 8, 40), generator=g)
+    t[torch.rand(t.shape, generator=g) < 0.3] = ignore
+    w = torch.rand(4, generator=g) + 0.5 if weighted else None
+    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+    got = btf.cross_entropy(xa, t, weight=w, ignore_index=ignore)
+    want = F.cross_entropy(xb, t, weight=w, ignore_index=ignore)
+    got.backward()
+    want.backward()
+    torch.testing.assert_close(got, want)
+    torch.testing.assert_close(xa.grad, xb.grad)
+    per_pixel = btf.cross_entropy(x, t, weight=w, ignore_index=ignore, reduction="none")
+    torch.testing.assert_close(per_pixel, F.cross_entropy(x, t, weight=w, ignore_index=ignore, reduction="none"))
+
+
 def test_bad_gamma_and_targets(device):
     x = torch.randn(3, 5, device=device)
     with pytest.raises(ValueError, match=r"gamma must be a finite number >= 0, got -1.0"):

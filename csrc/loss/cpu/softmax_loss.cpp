@@ -469,6 +469,14 @@ void columns_kernel(
           // t_hi unused (target mode only)
           const acc_t* const w = P.weight;
           const int64_t ii = P.ignore_index;
+          if constexpr (std::is_same_v<target_t, int64_t> && std::is_same_v<acc_t, float> && W % 8 == 0) {
+            if (cnt == W && cpu::class_targets_as_float(target + pix, W, ii, t_lo, validf)) {
+              for (int64_t j = 0; j < W; ++j) {
+                wt[j] = w ? (validf[j] != acc_t(0) ? w[static_cast<int64_t>(t_lo[j])] : acc_t(0)) : validf[j];
+              }
+              return;
+            }
+          }
           for (int64_t j = 0; j < cnt; ++j) {
             const int64_t tj = target_at(target, pix + j);
             const bool valid = tj != ii;
