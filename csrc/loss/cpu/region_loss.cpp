@@ -753,7 +753,8 @@ void grad_kernel(
       const int64_t base = region_pixel_offset(false, n, s0, C, S);
       const bool with_ce = P.ce_kind != kRegionNoCe && ce != acc_t(0);
       acc_t dot[W];
-      if (with_ce) {
+      // s_other only where h needs it: at gamma = 0, h = -w (tile_target_terms)
+      if (with_ce && P.gamma != acc_t(0)) {
         P.squared ? tl.template softmax_full<true, 2>(x, base, C, P.cs, cP, m, so, dot)
                   : tl.template softmax_full<true, 1>(x, base, C, P.cs, cP, m, so, dot);
       } else {
