@@ -374,6 +374,14 @@ inline void tile_target_terms(
   h = Vec::blendv(Vec(0), h, ok_mask);
 }
 
+// Whether the gradient pass's softmax CE/focal part reads s_other: the
+// label-smoothed form does, and the target mode's h does for gamma > 0; at
+// gamma = 0 it is -w (tile_target_terms), so the softmax need not form it.
+template <typename acc_t>
+inline bool grad_needs_s_other(const RegionParams<acc_t>& P) {
+  return P.smoothing_mode || P.gamma != acc_t(0);
+}
+
 // The sigmoid element terms of region_loss.h (region_sigmoid, region_sigmoid_ce)
 // for a vector of elements of class c: p, 1 - p and, when with_ce, the CE/focal
 // loss and its derivative (stable softplus forms, as sigmoid_focal_element).
@@ -753,8 +761,7 @@ void grad_kernel(
       const int64_t base = region_pixel_offset(false, n, s0, C, S);
       const bool with_ce = P.ce_kind != kRegionNoCe && ce != acc_t(0);
       acc_t dot[W];
-      // s_other only where h needs it: at gamma = 0, h = -w (tile_target_terms)
-      if (with_ce && P.gamma != acc_t(0)) {
+      if (with_ce && grad_needs_s_other(P)) {
         P.squared ? tl.template softmax_full<true, 2>(x, base, C, P.cs, cP, m, so, dot)
                   : tl.template softmax_full<true, 1>(x, base, C, P.cs, cP, m, so, dot);
       } else {
@@ -865,7 +872,7 @@ void grad_kernel(
           const bool with_fs = focal_sig && ce != acc_t(0);
           const bool vec_ce = with_ce && !P.smoothing_mode;
           if (!P.none || with_ce) {
-            tile.softmax(P, m, Ssum, with_ce ? so : nullptr);
+            tile.softmax(P, m, Ssum, with_ce && grad_needs_s_other(P) ? so : nullptr);
           }
           if (vec_ce) {
             // target mode: H = hh = w pw u, zero for ignored and padding lanes
