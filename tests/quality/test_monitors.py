@@ -69,8 +69,8 @@ def _report_on_rank0_worker(rank, world_size, init_file, out_dir):
                 with pytest.raises(RuntimeError, match=r"ran after the last compute\(\).*call compute\(\) on every rank again"):
                     method()
             out["stale_local"] = m.report(sync=False)
+        dist.barrier()  # in step: before the save, so run_ranks counts a hang here as a failure
         save_rank(out, out_dir, rank)
-        dist.barrier()
     finally:
         close_gloo()
 
@@ -117,8 +117,8 @@ def _pending_collective_worker(rank, world_size, init_file, out_dir):
         out["other"] = other
         if rank == 0:
             out["report_after"] = m.report()
+        dist.barrier()  # in step: before the save, so run_ranks counts a hang here as a failure
         save_rank(out, out_dir, rank)
-        dist.barrier()
     finally:
         close_gloo()
 
